@@ -1,0 +1,1 @@
+"""Cryptography for chatd clients. ``primitives`` is the only importer of ``cryptography.hazmat``."""

@@ -1,0 +1,71 @@
+"""One exception root for the protocol package and the stable error codes of the wire.
+
+Codes are part of the protocol: their numbers never change and are never reused. SPEC.md lists
+them; the server sends them in ``Error`` frames and the SDK raises them as typed exceptions.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.IntEnum):
+    """Stable wire error codes (``Error.code``)."""
+
+    # The peer sent bytes that are not a valid frame.
+    MALFORMED = 1
+    UNKNOWN_FRAME = 2
+    BAD_FIELD = 3
+    FRAME_TOO_LARGE = 4
+    # Authentication.
+    AUTH_REQUIRED = 10
+    AUTH_FAILED = 11
+    HANDLE_TAKEN = 12
+    ALREADY_AUTHENTICATED = 13
+    # Requests that are well-formed but refused.
+    NOT_FOUND = 20
+    FORBIDDEN = 21
+    CONFLICT = 22
+    INVALID = 23
+    # Limits.
+    RATE_LIMITED = 30
+    SLOW_CONSUMER = 31
+    # The server cannot serve the request now; retrying later may succeed.
+    UNAVAILABLE = 40
+    INTERNAL = 50
+
+    @property
+    def retryable(self) -> bool:
+        """True when the same request may succeed later unchanged."""
+        return self in (ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL)
+
+
+class ChatProtoError(Exception):
+    """Root of every exception raised by ``chatproto``."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ProtocolError(ChatProtoError):
+    """The peer broke the protocol: undecodable bytes, unknown frame, a field out of bounds.
+
+    The only exception ``codec.decode`` raises. The receiver answers with an ``Error`` frame
+    carrying ``code`` and keeps the connection open; the offending frame had no effect.
+    """
+
+    code = ErrorCode.MALFORMED
+
+
+class SignatureError(ChatProtoError):
+    """A signature did not verify against the key it was checked with."""
+
+    code = ErrorCode.AUTH_FAILED

@@ -1,0 +1,444 @@
+"""Every frame of the chatd.v1 protocol as a frozen, typed struct.
+
+A frame on the wire is one msgpack map whose ``t`` field names its type. Client requests carry an
+``id`` chosen by the client (u32, non-zero); the server's answer to a request carries ``re`` equal to
+that id: either the typed result named beside each request below, or an ``Error``. Server frames
+with no ``re`` (``Deliver``, ``ReceiptEvent``, ...) are pushed events.
+
+Field names are short on purpose (they are on every frame) but never cryptic; SPEC.md documents
+each with its type and limits. Unknown fields are ignored (forward compatibility); missing
+required fields, wrong types and out-of-range values are ``ProtocolError(BAD_FIELD)``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from chatproto import limits as L
+
+U32 = Annotated[int, msgspec.Meta(ge=0, le=L.MAX_U32)]
+ReqId = Annotated[int, msgspec.Meta(ge=1, le=L.MAX_U32)]
+Id = Annotated[int, msgspec.Meta(ge=1, le=L.MAX_ID)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=L.MAX_ID)]
+Millis = Annotated[int, msgspec.Meta(ge=0, le=L.MAX_ID)]
+Handle = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=L.MIN_HANDLE_CHARS, max_length=L.MAX_HANDLE_CHARS, pattern=L.HANDLE_PATTERN
+    ),
+]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_NAME_CHARS)]
+Title = Annotated[str, msgspec.Meta(max_length=L.MAX_TITLE_CHARS)]
+Cmid = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_CMID_CHARS)]
+Kind = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_KIND_CHARS)]
+Body = Annotated[bytes, msgspec.Meta(max_length=L.MAX_BODY_BYTES)]
+PublicKey = Annotated[
+    bytes,
+    msgspec.Meta(min_length=L.ED25519_PUBLIC_KEY_BYTES, max_length=L.ED25519_PUBLIC_KEY_BYTES),
+]
+Signature = Annotated[
+    bytes,
+    msgspec.Meta(min_length=L.ED25519_SIGNATURE_BYTES, max_length=L.ED25519_SIGNATURE_BYTES),
+]
+Nonce = Annotated[bytes, msgspec.Meta(min_length=L.NONCE_BYTES, max_length=L.NONCE_BYTES)]
+PageLimit = Annotated[int, msgspec.Meta(ge=1, le=L.MAX_PAGE)]
+ErrorText = Annotated[str, msgspec.Meta(max_length=L.MAX_ERROR_MESSAGE_CHARS)]
+
+AccountType = Literal["user", "bot"]
+ConvKind = Literal["direct", "group", "channel"]
+Role = Literal["owner", "admin", "member"]
+ReceiptType = Literal["delivered", "read"]
+
+
+class Frame(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", omit_defaults=True, gc=False):
+    """Base of every frame; ``t`` on the wire is the subclass's ``tag``."""
+
+
+# --------------------------------------------------------------------------- client -> server
+
+
+class Register(Frame, tag="register", kw_only=True):
+    """Create an account with its first device and log that device in. -> ``Welcome``.
+
+    ``sig`` signs ``auth.login_payload(server, nonce, device_key)`` with the new device key.
+    """
+
+    id: ReqId
+    handle: Handle
+    name: Name
+    type: AccountType = "user"
+    device_key: PublicKey
+    device_name: Name
+    sig: Signature
+
+
+class Login(Frame, tag="login", kw_only=True):
+    """Log a registered device in by signing this connection's challenge. -> ``Welcome``."""
+
+    id: ReqId
+    device: Id
+    sig: Signature
+
+
+class LinkDevice(Frame, tag="link_device", kw_only=True):
+    """Add a new device to an account and log it in. -> ``Welcome``.
+
+    ``approval`` is made by an existing device ``approver`` of the account over
+    ``auth.device_approval_payload(server, account, device_key)``; ``sig`` proves the new device
+    holds its key, over this connection's challenge.
+    """
+
+    id: ReqId
+    handle: Handle
+    device_key: PublicKey
+    device_name: Name
+    approver: Id
+    approval: Signature
+    sig: Signature
+
+
+class Lookup(Frame, tag="lookup", kw_only=True):
+    """Find an account by handle. -> ``Account``."""
+
+    id: ReqId
+    handle: Handle
+
+
+class CreateConv(Frame, tag="create_conv", kw_only=True):
+    """Create a conversation. -> ``Conv``.
+
+    ``direct``: exactly one other account in ``members``; asking again returns the same one.
+    ``group`` and ``channel``: the creator becomes owner, ``members`` are added as members.
+    """
+
+    id: ReqId
+    kind: ConvKind
+    title: Title = ""
+    members: Annotated[list[Id], msgspec.Meta(max_length=L.MAX_MEMBERS_PER_REQUEST)] = []
+
+
+class ListConvs(Frame, tag="list_convs", kw_only=True):
+    """The caller's conversations. -> ``Convs``."""
+
+    id: ReqId
+
+
+class GetConv(Frame, tag="get_conv", kw_only=True):
+    """One conversation with its members. -> ``Conv``."""
+
+    id: ReqId
+    conv: Id
+
+
+class Invite(Frame, tag="invite", kw_only=True):
+    """Add an account to a group or channel (owner or admin). -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+    account: Id
+
+
+class Remove(Frame, tag="remove", kw_only=True):
+    """Remove a member (owner or admin; an admin cannot remove the owner or another admin). -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+    account: Id
+
+
+class SetRole(Frame, tag="set_role", kw_only=True):
+    """Make a member admin or member (owner only). -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+    account: Id
+    role: Literal["admin", "member"]
+
+
+class Leave(Frame, tag="leave", kw_only=True):
+    """Leave a group or channel. -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+
+
+class Rename(Frame, tag="rename", kw_only=True):
+    """Change a group's or channel's title (owner or admin). -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+    title: Title
+
+
+class Send(Frame, tag="send", kw_only=True):
+    """Append a message to a conversation. -> ``Ack`` once it is durably stored.
+
+    ``cmid`` is the idempotency key, scoped to the sending device and conversation: resending the
+    same ``cmid`` with the same kind and body returns the first ``Ack`` again and stores nothing;
+    the same ``cmid`` with another kind or body is refused with ``CONFLICT``.
+    """
+
+    id: ReqId
+    conv: Id
+    cmid: Cmid
+    kind: Kind
+    body: Body
+
+
+class Sync(Frame, tag="sync", kw_only=True):
+    """Receive every message of ``conv`` with seq > ``after`` as ``Deliver`` frames, in order,
+    then ``Synced``; from then on live ``Deliver`` frames continue with no gap and no repeat."""
+
+    id: ReqId
+    conv: Id
+    after: Seq = 0
+
+
+class Fetch(Frame, tag="fetch", kw_only=True):
+    """A page of history. -> ``Messages``.
+
+    With ``before``: the ``limit`` messages just below that seq (newest first is NOT used: the
+    page is in ascending seq order). Otherwise the ``limit`` messages just above ``after``.
+    """
+
+    id: ReqId
+    conv: Id
+    after: Seq = 0
+    before: Seq | None = None
+    limit: PageLimit = 100
+
+
+class Receipt(Frame, tag="receipt", kw_only=True):
+    """Move this device's delivered or read cursor in ``conv`` forward. -> ``Ok``.
+
+    Cursors never move back; a lower seq is accepted and changes nothing.
+    """
+
+    id: ReqId
+    conv: Id
+    type: ReceiptType
+    seq: Seq
+
+
+class Typing(Frame, tag="typing", kw_only=True):
+    """Tell the other members you are (or stopped) typing. Ephemeral, never stored, no reply."""
+
+    conv: Id
+    on: bool = True
+
+
+class GetPresence(Frame, tag="get_presence", kw_only=True):
+    """Presence of accounts sharing a direct conversation or group with the caller.
+    -> ``PresenceList`` (accounts the caller may not see are left out)."""
+
+    id: ReqId
+    accounts: Annotated[list[Id], msgspec.Meta(max_length=L.MAX_PRESENCE_QUERY)]
+
+
+# --------------------------------------------------------------------------- server -> client
+
+
+class Challenge(Frame, tag="challenge", kw_only=True):
+    """The server's first frame on every connection: sign ``nonce`` to log in."""
+
+    server: str
+    nonce: Nonce
+    expires_in_ms: Millis
+
+
+class Welcome(Frame, tag="welcome", kw_only=True):
+    """The connection is authenticated as ``account``/``device``."""
+
+    re: ReqId
+    account: Id
+    device: Id
+    handle: Handle
+    server_time: Millis
+
+
+class Ok(Frame, tag="ok", kw_only=True):
+    """The request ``re`` succeeded and has no other result."""
+
+    re: ReqId
+
+
+class Error(Frame, tag="error", kw_only=True):
+    """Request ``re`` failed (``re`` is 0 when the bad frame had no readable id).
+
+    ``code`` is a stable ``ErrorCode``; ``msg`` is for humans and may change.
+    """
+
+    re: U32 = 0
+    code: U32
+    msg: ErrorText = ""
+
+
+class Account(Frame, tag="account", kw_only=True):
+    re: ReqId
+    account: Id
+    handle: Handle
+    name: Name
+    type: AccountType
+
+
+class Member(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    account: Id
+    role: Role
+    handle: Handle
+
+
+class ConvInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A conversation as its members see it. ``members`` is empty in ``Convs`` listings."""
+
+    conv: Id
+    kind: ConvKind
+    title: Title
+    last_seq: Seq
+    role: Role
+    read: Seq = 0
+    """The caller's device's read cursor."""
+    delivered: Seq = 0
+    member_count: U32 = 0
+    members: list[Member] = []
+
+
+class Conv(Frame, tag="conv", kw_only=True):
+    re: ReqId
+    info: ConvInfo
+
+
+class Convs(Frame, tag="convs", kw_only=True):
+    re: ReqId
+    convs: list[ConvInfo]
+
+
+class Ack(Frame, tag="ack", kw_only=True):
+    """``Send`` ``re`` is durably stored as message ``seq`` of ``conv``."""
+
+    re: ReqId
+    conv: Id
+    cmid: Cmid
+    seq: Seq
+    ts: Millis
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One stored message. ``sender``/``device`` are 0 for server-authored (``system``) messages."""
+
+    seq: Seq
+    ts: Millis
+    sender: Seq
+    device: Seq
+    cmid: Cmid | None = None
+    kind: Kind
+    body: Body
+
+
+class Deliver(Frame, tag="deliver", kw_only=True):
+    """A message of ``conv``, live or replayed by ``Sync``."""
+
+    conv: Id
+    seq: Seq
+    ts: Millis
+    sender: Seq
+    device: Seq
+    cmid: Cmid | None = None
+    kind: Kind
+    body: Body
+
+
+class Synced(Frame, tag="synced", kw_only=True):
+    """``Sync`` ``re`` is complete: every message up to ``seq`` was sent before this frame."""
+
+    re: ReqId
+    conv: Id
+    seq: Seq
+
+
+class Messages(Frame, tag="messages", kw_only=True):
+    """A ``Fetch`` page, ascending by seq. ``more`` says whether the range holds more."""
+
+    re: ReqId
+    conv: Id
+    messages: list[Message]
+    more: bool
+
+
+class ReceiptEvent(Frame, tag="receipt_event", kw_only=True):
+    """A member device's delivered/read cursor moved."""
+
+    conv: Id
+    account: Id
+    device: Id
+    type: ReceiptType
+    seq: Seq
+
+
+class TypingEvent(Frame, tag="typing_event", kw_only=True):
+    conv: Id
+    account: Id
+    on: bool
+
+
+class PresenceEvent(Frame, tag="presence", kw_only=True):
+    """``account`` came online or went offline. ``last_seen`` is ms since the epoch (0 = never)."""
+
+    account: Id
+    online: bool
+    last_seen: Millis
+
+
+class PresenceInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    account: Id
+    online: bool
+    last_seen: Millis
+
+
+class PresenceList(Frame, tag="presence_list", kw_only=True):
+    re: ReqId
+    presence: list[PresenceInfo]
+
+
+ClientFrame = (
+    Register
+    | Login
+    | LinkDevice
+    | Lookup
+    | CreateConv
+    | ListConvs
+    | GetConv
+    | Invite
+    | Remove
+    | SetRole
+    | Leave
+    | Rename
+    | Send
+    | Sync
+    | Fetch
+    | Receipt
+    | Typing
+    | GetPresence
+)
+ServerFrame = (
+    Challenge
+    | Welcome
+    | Ok
+    | Error
+    | Account
+    | Conv
+    | Convs
+    | Ack
+    | Deliver
+    | Synced
+    | Messages
+    | ReceiptEvent
+    | TypingEvent
+    | PresenceEvent
+    | PresenceList
+)
+AnyFrame = ClientFrame | ServerFrame
+
+CLIENT_FRAMES: tuple[type[Frame], ...] = ClientFrame.__args__  # type: ignore[attr-defined]
+SERVER_FRAMES: tuple[type[Frame], ...] = ServerFrame.__args__  # type: ignore[attr-defined]

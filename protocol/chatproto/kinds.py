@@ -1,0 +1,163 @@
+"""The message-kind registry and the typed content of each kind.
+
+The server routes every kind the same way: it checks the kind is registered (or ``x-`` prefixed,
+for experiments) and stores the body as opaque bytes. Only clients read bodies; they encode the
+content with ``encode_content`` and read it with ``decode_content``. Once end-to-end encryption
+lands the body becomes ciphertext of exactly these bytes.
+
+``system`` is server-authored (membership and title changes) and never accepted from a client.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Final, Literal
+
+import msgspec
+
+from chatproto.errors import ErrorCode, ProtocolError
+from chatproto.limits import MAX_BODY_BYTES, MAX_ID
+
+SeqRef = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
+Amount = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+ShortText = Annotated[str, msgspec.Meta(max_length=256)]
+LongText = Annotated[str, msgspec.Meta(max_length=16_000)]
+
+
+class Content(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Base of every kind's content."""
+
+    KIND: ClassVar[str] = ""
+
+
+class Text(Content, kw_only=True):
+    KIND: ClassVar[str] = "text"
+    text: LongText
+
+
+class Reaction(Content, kw_only=True):
+    KIND: ClassVar[str] = "reaction"
+    target: SeqRef
+    emoji: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+    remove: bool = False
+
+
+class Edit(Content, kw_only=True):
+    KIND: ClassVar[str] = "edit"
+    target: SeqRef
+    text: LongText
+
+
+class Delete(Content, kw_only=True):
+    KIND: ClassVar[str] = "delete"
+    target: SeqRef
+
+
+class ReadReceipt(Content, kw_only=True):
+    """End-to-end read receipt (the server-visible cursor is the ``Receipt`` frame)."""
+
+    KIND: ClassVar[str] = "receipt"
+    up_to: SeqRef
+
+
+class PaymentTransfer(Content, kw_only=True):
+    KIND: ClassVar[str] = "payment.transfer"
+    transfer_id: ShortText
+    amount: Amount
+    currency: Currency
+    memo: ShortText = ""
+
+
+class PaymentRequest(Content, kw_only=True):
+    KIND: ClassVar[str] = "payment.request"
+    request_id: ShortText
+    amount: Amount
+    currency: Currency
+    memo: ShortText = ""
+
+
+class MiniappInvoke(Content, kw_only=True):
+    KIND: ClassVar[str] = "miniapp.invoke"
+    invocation_id: ShortText
+    app: ShortText
+    action: ShortText
+    params: dict[str, str | int | bool] = {}
+
+
+class MiniappResult(Content, kw_only=True):
+    KIND: ClassVar[str] = "miniapp.result"
+    invocation_id: ShortText
+    title: ShortText = ""
+    text: LongText = ""
+
+
+class Share(Content, kw_only=True):
+    KIND: ClassVar[str] = "share"
+    title: ShortText
+    text: LongText = ""
+    link: ShortText = ""
+    image: ShortText = ""
+
+
+class SystemEvent(Content, kw_only=True):
+    """Server-authored event in a conversation's sequence (sender 0)."""
+
+    KIND: ClassVar[str] = "system"
+    event: Literal["created", "joined", "left", "removed", "role", "renamed"]
+    actor: int
+    account: int = 0
+    role: str = ""
+    title: str = ""
+
+
+CONTENT_TYPES: Final[dict[str, type[Content]]] = {
+    c.KIND: c
+    for c in (
+        Text,
+        Reaction,
+        Edit,
+        Delete,
+        ReadReceipt,
+        PaymentTransfer,
+        PaymentRequest,
+        MiniappInvoke,
+        MiniappResult,
+        Share,
+        SystemEvent,
+    )
+}
+KINDS: Final = frozenset(CONTENT_TYPES)
+"""Every registered kind name."""
+SERVER_ONLY_KINDS: Final = frozenset({"system"})
+EXPERIMENTAL_PREFIX: Final = "x-"
+
+_encoder = msgspec.msgpack.Encoder()
+_decoders = {k: msgspec.msgpack.Decoder(t) for k, t in CONTENT_TYPES.items()}
+
+
+def client_may_send(kind: str) -> bool:
+    """Whether a client may send a message of ``kind`` (the server's only look at kinds)."""
+    if kind in SERVER_ONLY_KINDS:
+        return False
+    return kind in KINDS or (kind.startswith(EXPERIMENTAL_PREFIX) and len(kind) > 2)
+
+
+def encode_content(content: Content) -> tuple[str, bytes]:
+    """``(kind, body)`` for a typed content."""
+    body = _encoder.encode(content)
+    if len(body) > MAX_BODY_BYTES:
+        raise ProtocolError(f"{content.KIND} body exceeds {MAX_BODY_BYTES} bytes", ErrorCode.INVALID)
+    return str(content.KIND), body
+
+
+def decode_content(kind: str, body: bytes) -> Content:
+    """Typed content of a message body. Raises ``ProtocolError(BAD_FIELD)`` for a bad body and
+    ``ProtocolError(UNKNOWN_FRAME)`` for a kind this build does not know."""
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        raise ProtocolError(f"unknown kind {kind[:32]!r}", ErrorCode.UNKNOWN_FRAME)
+    try:
+        content: Content = decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProtocolError(f"bad {kind} body: {exc}", ErrorCode.BAD_FIELD) from None
+    return content
