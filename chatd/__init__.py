@@ -1,0 +1,26 @@
+"""chatd: the server.
+
+The path of one message, from the sender's socket to every recipient's socket:
+
+1. ``transport.server`` reads one binary WebSocket message and hands the bytes to the
+   connection's ``session.Session``, which decodes it with ``chatproto.codec`` (limits enforced;
+   a bad frame gets an ``Error`` and the connection stays) and routes the typed ``Send``.
+2. ``services.messaging.submit`` queues it on the store without awaiting.
+3. ``store.sqlite.SQLiteStore`` (the single writer) commits everything queued as ONE
+   transaction: for each message it checks membership and role (``core.rules``), looks the
+   ``cmid`` up for idempotency, assigns the next gapless seq, inserts; then COMMIT (fsync).
+4. In commit order, ``services.messaging._committed`` encodes ``Deliver`` ONCE and publishes it
+   (``services.fanout``) to the broker topic of the conversation, then queues the ``Ack`` to the
+   sender. Nothing is acked or published before its commit.
+5. ``broker.memory`` calls this node's ``hub.Hub`` directly (a Redis broker would carry the
+   envelope to every node subscribed to the topic).
+6. The hub returns at once if no local connection watches the conversation; otherwise it writes
+   the same bytes to each watcher's socket buffer (``transport.link.WsLink.push``), skipping the
+   sender's connection and any connection whose sync of that conversation has not caught up. A
+   watcher whose unsent bytes pass the bound is dropped as a slow consumer and will resync.
+
+The server never decodes a message body. The store is the truth; ``Sync`` from a cursor repairs
+anything the fast path lost.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,91 @@
+"""The composition root: builds the store, broker, hub and services, serves, and shuts down.
+
+Shutdown (SIGTERM/SIGINT or ``stop()``): /readyz turns 503, the listener stops accepting, every
+client is closed with 1001 (going away: reconnect elsewhere), queued writes are committed, and
+the process exits 0. Everything started here is owned by one TaskGroup and closed in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from chatd.broker.memory import MemoryBroker
+from chatd.clock import Clock, SystemClock
+from chatd.hub import Hub
+from chatd.metrics import Metrics
+from chatd.services.deps import Deps
+from chatd.session import Services
+from chatd.settings import Settings
+from chatd.store.sqlite import SQLiteStore
+from chatd.transport.server import Transport
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.metrics = Metrics()
+        self._stop = asyncio.Event()
+        self._draining = False
+        self.port: int | None = None
+        self.started = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, install_signals: bool = False) -> None:
+        s = self.settings
+        db = s.store.db
+        if db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        store = SQLiteStore(
+            db,
+            synchronous=s.store.synchronous,
+            max_batch=s.store.max_batch,
+            on_batch=self.metrics.observe_batch,
+        )
+        await store.open()
+        broker = MemoryBroker()
+        hub = Hub(broker, self.metrics.hot)
+        deps = Deps(s, store, broker, hub, self.metrics, self.clock)
+        services = Services(deps)
+        transport = Transport(services, ready=lambda: not self._draining)
+        if install_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(store.run(), name="store-writer")
+                server = await transport.start(s.server.host, s.server.port)
+                self.port = server.sockets[0].getsockname()[1]
+                log.info(
+                    "serving",
+                    extra={
+                        "host": s.server.host,
+                        "port": self.port,
+                        "db": db,
+                        "node": s.server.node_id,
+                    },
+                )
+                self.started.set()
+                await self._stop.wait()
+                log.info("draining")
+                self._draining = True
+                server.close(close_connections=True)  # stop accepting; close clients with 1001
+                try:
+                    async with asyncio.timeout(s.server.drain_seconds):
+                        await server.wait_closed()
+                except TimeoutError:
+                    log.warning("clients did not close in time")
+                await store.aclose()  # commits what is queued, then stops the writer
+                await broker.aclose()
+        finally:
+            if not store._stopped.is_set():  # failed start: do not leave the writer hanging
+                await store.aclose()
+        log.info("stopped")

@@ -1,0 +1,1 @@
+"""Fan-out between nodes: the ``Broker`` Protocol and its implementations by backend."""

@@ -1,0 +1,29 @@
+"""The in-process broker: publish calls the subscriber directly, in order, synchronously."""
+
+from __future__ import annotations
+
+from chatd.broker.base import Handler
+
+
+class MemoryBroker:
+    """Single-node fan-out. One handler per topic (the node's hub)."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def publish(self, topic: str, data: bytes) -> None:
+        handler = self._handlers.get(topic)
+        if handler is not None:
+            handler(topic, data)
+
+    def subscribe(self, topic: str, handler: Handler) -> None:
+        self._handlers[topic] = handler
+
+    def unsubscribe(self, topic: str) -> None:
+        self._handlers.pop(topic, None)
+
+    async def aclose(self) -> None:
+        self._handlers.clear()
+
+    def healthy(self) -> bool:
+        return True

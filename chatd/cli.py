@@ -1,0 +1,97 @@
+"""``chatd serve|migrate|check-config|version``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from chatd import __version__
+from chatd.settings import ConfigError, Settings, load_settings, redacted
+
+
+def _flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    flags: dict[str, dict[str, Any]] = {}
+    for section, key, value in (
+        ("server", "host", args.host),
+        ("server", "port", args.port),
+        ("server", "node_id", getattr(args, "node_id", None)),
+        ("store", "db", args.db),
+        ("log", "level", getattr(args, "log_level", None)),
+    ):
+        if value is not None:
+            flags.setdefault(section, {})[key] = value
+    return flags
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config, flags=_flags(args))
+
+
+def _run(settings: Settings) -> None:
+    from chatd import logs
+    from chatd.app import App
+
+    logs.configure(settings.log.level, settings.log.format)
+
+    async def main() -> None:
+        await App(settings).run(install_signals=True)
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        asyncio.run(main())
+
+
+def _migrate(settings: Settings) -> None:
+    import sqlite3
+
+    from chatd.store.migrate import migrate_sqlite
+
+    db = sqlite3.connect(settings.store.db, isolation_level=None)
+    applied = migrate_sqlite(db)
+    db.close()
+    print("applied: " + ", ".join(applied) if applied else "up to date")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chatd", description="chatd messaging server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("serve", "run the server"),
+        ("migrate", "apply database migrations and exit"),
+        ("check-config", "print the effective configuration (secrets redacted)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", help="TOML config file")
+        p.add_argument("--host")
+        p.add_argument("--port", type=int)
+        p.add_argument("--db", help="SQLite database file")
+        if name == "serve":
+            p.add_argument("--node-id")
+            p.add_argument("--log-level")
+    sub.add_parser("version", help="print the version")
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        print(__version__)
+        return 0
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        print(f"chatd: config error: {exc.message}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(json.dumps(redacted(settings), indent=2))
+    elif args.command == "migrate":
+        _migrate(settings)
+    else:
+        _run(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

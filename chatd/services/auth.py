@@ -1,0 +1,70 @@
+"""Challenge-response login. No passwords and no bearer secret: a device proves it holds its
+Ed25519 key by signing this connection's single-use nonce bound to this server's name."""
+
+from __future__ import annotations
+
+import os
+
+from chatproto import auth
+from chatproto import frames as F
+from chatproto.e2e.primitives import is_valid_public_key, verify
+from chatproto.errors import SignatureError
+from chatproto.limits import NONCE_BYTES
+
+from chatd.errors import AuthFailed, Invalid
+from chatd.services.deps import Deps
+from chatd.store.base import AccountRow, DeviceRow
+
+
+def new_nonce() -> bytes:
+    return os.urandom(NONCE_BYTES)
+
+
+class AuthService:
+    def __init__(self, deps: Deps) -> None:
+        self._d = deps
+        self._server = deps.settings.server.name
+
+    def _check(self, key: bytes, sig: bytes, message: bytes) -> None:
+        try:
+            verify(key, sig, message)
+        except SignatureError:
+            raise AuthFailed("signature does not verify") from None
+
+    async def register(self, f: F.Register, nonce: bytes) -> tuple[AccountRow, DeviceRow]:
+        if not is_valid_public_key(f.device_key):
+            raise Invalid("device_key is not an Ed25519 public key")
+        self._check(f.device_key, f.sig, auth.login_payload(self._server, nonce, f.device_key))
+        return await self._d.store.create_account(
+            f.handle, f.name, f.type, f.device_key, f.device_name, self._d.clock.now_ms()
+        )
+
+    async def login(self, f: F.Login, nonce: bytes) -> tuple[AccountRow, DeviceRow]:
+        device = await self._d.store.device(f.device)
+        if device is None:
+            raise AuthFailed("unknown device or bad signature")
+        self._check(
+            device.public_key, f.sig, auth.login_payload(self._server, nonce, device.public_key)
+        )
+        account = await self._d.store.account(device.account)
+        if account is None:  # pragma: no cover - a device always has its account
+            raise AuthFailed("unknown device or bad signature")
+        return account, device
+
+    async def link(self, f: F.LinkDevice, nonce: bytes) -> tuple[AccountRow, DeviceRow]:
+        account = await self._d.store.account_by_handle(f.handle)
+        approver = await self._d.store.device(f.approver)
+        if account is None or approver is None or approver.account != account.id:
+            raise AuthFailed("unknown account or approving device")
+        if not is_valid_public_key(f.device_key):
+            raise Invalid("device_key is not an Ed25519 public key")
+        self._check(
+            approver.public_key,
+            f.approval,
+            auth.device_approval_payload(self._server, account.id, f.device_key),
+        )
+        self._check(f.device_key, f.sig, auth.login_payload(self._server, nonce, f.device_key))
+        device = await self._d.store.add_device(
+            account.id, f.device_key, f.device_name, approver.id, self._d.clock.now_ms()
+        )
+        return account, device

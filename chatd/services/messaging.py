@@ -1,0 +1,124 @@
+"""Sending, syncing and fetching messages: the hot path.
+
+``submit`` never awaits: it queues the append for the next group commit and returns. When the
+commit lands, ``_committed`` runs (in commit order) and publishes the ``Deliver`` bytes to the
+broker, then acks the sender. A resend of a stored cmid is acked again and not published again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from typing import Protocol
+
+from chatproto import frames as F
+from chatproto import kinds
+from chatproto.errors import ErrorCode
+from chatproto.limits import MAX_PAGE
+
+from chatd.errors import ChatdError, Invalid, NotFound
+from chatd.hub import HOLD
+from chatd.services.deps import Deps
+from chatd.services.fanout import deliver_frame, publish_message
+from chatd.store.base import Appended, NewMessage
+
+
+class Sender(Protocol):
+    """The session as messaging sees it."""
+
+    conn_id: int
+    account: int
+    device: int
+    floors: dict[int, int]
+    inflight: int
+
+    def reply(self, frame: F.Frame) -> None: ...
+    def fail(self, rid: int, code: ErrorCode, message: str) -> None: ...
+    def send_done(self) -> None: ...
+    async def send_paced(self, data: bytes) -> None: ...
+
+
+class MessagingService:
+    def __init__(self, deps: Deps) -> None:
+        self._d = deps
+
+    def submit(self, s: Sender, f: F.Send) -> None:
+        if not kinds.client_may_send(f.kind):
+            s.fail(f.id, ErrorCode.INVALID, f"kind {f.kind!r} may not be sent")
+            return
+        d = self._d
+        future = d.store.append(
+            NewMessage(f.conv, s.account, s.device, f.cmid, f.kind, f.body, d.clock.now_ms())
+        )
+        s.inflight += 1
+        future.add_done_callback(partial(self._committed, s, f.id))
+
+    def _committed(self, s: Sender, rid: int, future: asyncio.Future[Appended]) -> None:
+        s.send_done()
+        exc = future.exception()
+        if exc is not None:
+            if isinstance(exc, ChatdError):
+                s.fail(rid, exc.code, exc.message)
+            else:
+                s.fail(rid, ErrorCode.INTERNAL, "internal error")
+            return
+        appended = future.result()
+        m = appended.message
+        if not appended.duplicate:
+            publish_message(self._d.broker, m, s.conn_id)
+            self._d.metrics.messages_stored.inc()
+        s.reply(F.Ack(re=rid, conv=m.conv, cmid=m.cmid or "", seq=m.seq, ts=m.ts))
+
+    async def _require_member(self, conv: int, account: int) -> str:
+        found = await self._d.store.member_kind(conv, account)
+        if found is None:
+            raise NotFound("no such conversation")
+        return found[0]
+
+    async def sync(self, s: Sender, f: F.Sync) -> None:
+        """Stream seq > after from the store, holding back live delivery of this conversation on
+        this connection until the stream has caught up with everything this node published."""
+        d = self._d
+        await self._require_member(f.conv, s.account)
+        after = f.after
+        s.floors[f.conv] = HOLD
+        try:
+            while True:
+                page = await d.store.messages(f.conv, after, None, MAX_PAGE)
+                for m in page:
+                    await s.send_paced(deliver_frame(m))
+                if page:
+                    after = page[-1].seq
+                if len(page) < MAX_PAGE and d.hub.latest_seq(f.conv) <= after:
+                    break
+        except BaseException:
+            s.floors.pop(f.conv, None)
+            raise
+        s.floors[f.conv] = after
+        s.reply(F.Synced(re=f.id, conv=f.conv, seq=after))
+
+    async def fetch(self, s: Sender, f: F.Fetch) -> F.Messages:
+        await self._require_member(f.conv, s.account)
+        if f.before is not None and f.before <= f.after + 1:
+            raise Invalid("empty range: before must exceed after + 1")
+        rows = await self._d.store.messages(f.conv, f.after, f.before, f.limit + 1)
+        more = len(rows) > f.limit
+        if more:
+            rows = rows[1:] if f.before is not None else rows[: f.limit]
+        return F.Messages(
+            re=f.id,
+            conv=f.conv,
+            messages=[
+                F.Message(
+                    seq=m.seq,
+                    ts=m.ts,
+                    sender=m.sender,
+                    device=m.device,
+                    cmid=m.cmid,
+                    kind=m.kind,
+                    body=m.body,
+                )
+                for m in rows
+            ],
+            more=more,
+        )

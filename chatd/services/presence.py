@@ -1,0 +1,69 @@
+"""Presence, typing and receipts: who is online, who is typing, how far each device has read.
+
+Typing is never stored. Receipts move per-device cursors forward in the store and are then
+announced. Neither is fanned out in channels (a 100k-member channel would drown in them).
+"""
+
+from __future__ import annotations
+
+from chatproto import frames as F
+
+from chatd.errors import NotFound
+from chatd.services.deps import Deps
+from chatd.services.fanout import publish_event, publish_to_account
+
+
+class PresenceService:
+    def __init__(self, deps: Deps) -> None:
+        self._d = deps
+
+    async def announce(self, account: int, online: bool) -> None:
+        """Tell the online contacts of ``account`` that it came online or went offline."""
+        d = self._d
+        now = d.clock.now_ms()
+        if not online:
+            await d.store.set_last_seen(account, now)
+        event = F.PresenceEvent(account=account, online=online, last_seen=now)
+        for contact in await d.store.contacts_of(account):
+            publish_to_account(d.broker, contact, event)
+
+    async def query(self, account: int, f: F.GetPresence) -> F.PresenceList:
+        d = self._d
+        visible = set(await d.store.contacts_of(account)) | {account}
+        out = []
+        for other in dict.fromkeys(f.accounts):
+            if other not in visible:
+                continue
+            row = await d.store.account(other)
+            if row is not None:
+                out.append(
+                    F.PresenceInfo(
+                        account=other, online=d.hub.online(other), last_seen=row.last_seen
+                    )
+                )
+        return F.PresenceList(re=f.id, presence=out)
+
+    async def typing(self, conn_id: int, account: int, f: F.Typing) -> None:
+        kind = await self._kind(f.conv, account)
+        if kind != "channel":
+            publish_event(
+                self._d.broker,
+                f.conv,
+                F.TypingEvent(conv=f.conv, account=account, on=f.on),
+                conn_id,
+            )
+
+    async def receipt(self, conn_id: int, account: int, device: int, f: F.Receipt) -> None:
+        kind = await self._kind(f.conv, account)
+        moved = await self._d.store.move_cursor(device, f.conv, f.type, f.seq)
+        if moved and kind != "channel":
+            event = F.ReceiptEvent(
+                conv=f.conv, account=account, device=device, type=f.type, seq=f.seq
+            )
+            publish_event(self._d.broker, f.conv, event, conn_id)
+
+    async def _kind(self, conv: int, account: int) -> str:
+        found = await self._d.store.member_kind(conv, account)
+        if found is None:
+            raise NotFound("no such conversation")
+        return found[0]

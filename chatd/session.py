@@ -1,0 +1,274 @@
+"""One connection's protocol state and the router from typed frames to services.
+
+The transport feeds ``receive`` one WebSocket message at a time and gives the session a ``Link``
+to write with; the session never sees websockets. Before login only ``register``, ``login`` and
+``link_device`` are served; afterwards every frame is rate limited and dispatched. Bad input gets
+an ``Error`` frame and the connection stays open, except where the protocol says it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+from typing import Protocol
+
+from chatproto import codec
+from chatproto import frames as F
+from chatproto.errors import ErrorCode, ProtocolError
+
+from chatd.core.ratelimit import TokenBucket
+from chatd.errors import ChatdError
+from chatd.services.auth import AuthService, new_nonce
+from chatd.services.conversations import ConversationService
+from chatd.services.deps import Deps
+from chatd.services.messaging import MessagingService
+from chatd.services.presence import PresenceService
+from chatd.store.base import AccountRow, DeviceRow
+
+log = logging.getLogger(__name__)
+
+_node_salt = int.from_bytes(os.urandom(3), "big") << 32
+_conn_ids = itertools.count(1)
+
+CLOSE_POLICY = 1008
+
+
+class Link(Protocol):
+    """How a session writes to its socket (the transport implements it)."""
+
+    def push(self, data: bytes) -> None:
+        """Write now without waiting; disconnect as a slow consumer past the outbound bound."""
+        ...
+
+    async def send(self, data: bytes) -> None:
+        """Write, waiting while the socket's buffer is above its high-water mark."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class Services:
+    """The services one node runs, built once and shared by all sessions."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.auth = AuthService(deps)
+        self.conversations = ConversationService(deps)
+        self.messaging = MessagingService(deps)
+        self.presence = PresenceService(deps)
+        self.sessions = 0
+
+
+class Session:
+    __slots__ = (
+        "_bucket",
+        "_failures",
+        "_inflight_free",
+        "_link",
+        "_svc",
+        "_typing",
+        "account",
+        "conn_id",
+        "device",
+        "floors",
+        "handle",
+        "inflight",
+        "nonce",
+        "watching",
+    )
+
+    def __init__(self, services: Services, link: Link) -> None:
+        self._svc = services
+        self._link = link
+        self.conn_id = _node_salt | next(_conn_ids)
+        self.account = 0
+        self.device = 0
+        self.handle = ""
+        self.floors: dict[int, int] = {}
+        self.watching: set[int] = set()
+        self.inflight = 0
+        self._inflight_free: asyncio.Event | None = None
+        self.nonce: bytes | None = new_nonce()
+        self._failures = 0
+        limits = services.deps.settings.limits
+        now = services.deps.clock.monotonic()
+        self._bucket = TokenBucket(limits.frames_per_second, limits.frame_burst, now)
+        self._typing = TokenBucket(limits.typing_per_second, limits.typing_per_second * 2, now)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.account != 0
+
+    # ------------------------------------------------------------------ output
+
+    def challenge(self) -> bytes:
+        assert self.nonce is not None
+        d = self._svc.deps
+        return codec.encode(
+            F.Challenge(
+                server=d.settings.server.name,
+                nonce=self.nonce,
+                expires_in_ms=int(d.settings.limits.auth_timeout * 1000),
+            )
+        )
+
+    def push(self, data: bytes) -> None:
+        self._link.push(data)
+
+    def reply(self, frame: F.Frame) -> None:
+        self._link.push(codec.encode(frame))
+
+    def fail(self, rid: int, code: ErrorCode, message: str) -> None:
+        self._svc.deps.metrics.errors.labels(code=code.name).inc()
+        self.reply(F.Error(re=rid, code=int(code), msg=message[:256]))
+
+    async def send_paced(self, data: bytes) -> None:
+        await self._link.send(data)
+
+    def send_done(self) -> None:
+        self.inflight -= 1
+        if self._inflight_free is not None:
+            self._inflight_free.set()
+
+    # ------------------------------------------------------------------ input
+
+    async def receive(self, data: bytes | str) -> None:
+        """Handle one WebSocket message from the client."""
+        deps = self._svc.deps
+        if isinstance(data, str):
+            self.fail(0, ErrorCode.MALFORMED, "chatd.v1 uses binary messages only")
+            return
+        try:
+            frame = codec.decode_client(data, deps.settings.limits.max_frame_bytes)
+        except ProtocolError as exc:
+            self.fail(codec.request_id_of(data), exc.code, exc.message)
+            return
+        deps.metrics.frames_in.labels(type=type(frame).__name__).inc()
+        rid = getattr(frame, "id", 0)
+        if self.authenticated and not self._bucket.allow(deps.clock.monotonic()):
+            self.fail(rid, ErrorCode.RATE_LIMITED, "slow down")
+            return
+        try:
+            if not self.authenticated:
+                await self._before_login(frame)
+            else:
+                await self._dispatch(frame)
+        except ChatdError as exc:
+            self.fail(rid, exc.code, exc.message)
+        except ProtocolError as exc:
+            self.fail(rid, exc.code, exc.message)
+        except Exception:
+            log.exception("handler failed", extra={"frame": type(frame).__name__})
+            self.fail(rid, ErrorCode.INTERNAL, "internal error")
+
+    async def _before_login(self, frame: F.ClientFrame) -> None:
+        auth = self._svc.auth
+        nonce = self.nonce
+        assert nonce is not None
+        try:
+            match frame:
+                case F.Register():
+                    account, device = await auth.register(frame, nonce)
+                case F.Login():
+                    account, device = await auth.login(frame, nonce)
+                case F.LinkDevice():
+                    account, device = await auth.link(frame, nonce)
+                case _:
+                    self.fail(getattr(frame, "id", 0), ErrorCode.AUTH_REQUIRED, "log in first")
+                    return
+        except ChatdError as exc:
+            if exc.code is ErrorCode.AUTH_FAILED:
+                self._failures += 1
+                self.fail(frame.id, exc.code, exc.message)
+                if self._failures >= self._svc.deps.settings.limits.max_auth_failures:
+                    await self._link.close(CLOSE_POLICY, "too many failed logins")
+                return
+            raise
+        await self._logged_in(frame.id, account, device)
+
+    async def _logged_in(self, rid: int, account: AccountRow, device: DeviceRow) -> None:
+        svc = self._svc
+        self.nonce = None  # single use
+        self.account, self.device, self.handle = account.id, device.id, account.handle
+        convs = await svc.deps.store.conversation_ids_of(account.id)
+        first = svc.deps.hub.attach(self, convs)
+        self.reply(
+            F.Welcome(
+                re=rid,
+                account=account.id,
+                device=device.id,
+                handle=account.handle,
+                server_time=svc.deps.clock.now_ms(),
+            )
+        )
+        if first:
+            await svc.presence.announce(account.id, online=True)
+
+    async def _dispatch(self, frame: F.ClientFrame) -> None:
+        svc = self._svc
+        a, dev = self.account, self.device
+        match frame:
+            case F.Send():
+                if self.inflight >= svc.deps.settings.limits.max_inflight_sends:
+                    await self._wait_inflight()
+                svc.messaging.submit(self, frame)
+            case F.Sync():
+                await svc.messaging.sync(self, frame)
+            case F.Fetch():
+                self.reply(await svc.messaging.fetch(self, frame))
+            case F.Receipt():
+                await svc.presence.receipt(self.conn_id, a, dev, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.Typing():
+                if self._typing.allow(svc.deps.clock.monotonic()):
+                    await svc.presence.typing(self.conn_id, a, frame)
+            case F.CreateConv():
+                self.reply(F.Conv(re=frame.id, info=await svc.conversations.create(a, dev, frame)))
+            case F.ListConvs():
+                self.reply(F.Convs(re=frame.id, convs=await svc.conversations.list(a, dev)))
+            case F.GetConv():
+                self.reply(
+                    F.Conv(re=frame.id, info=await svc.conversations.get(a, dev, frame.conv))
+                )
+            case F.Invite():
+                await svc.conversations.invite(a, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.Remove():
+                await svc.conversations.remove(a, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.Leave():
+                await svc.conversations.leave(a, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.SetRole():
+                await svc.conversations.set_role(a, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.Rename():
+                await svc.conversations.rename(a, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.Lookup():
+                self.reply(await svc.conversations.lookup(frame.id, frame.handle))
+            case F.GetPresence():
+                self.reply(await svc.presence.query(a, frame))
+            case F.Register() | F.Login() | F.LinkDevice():
+                self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
+
+    async def _wait_inflight(self) -> None:
+        """Backpressure: stop reading this socket while too many sends await their commit."""
+        limit = self._svc.deps.settings.limits.max_inflight_sends
+        while self.inflight >= limit:
+            self._inflight_free = event = asyncio.Event()
+            await event.wait()
+        self._inflight_free = None
+
+    async def closed(self) -> None:
+        """The connection ended: stop routing to it and, if it was the account's last, say so."""
+        if not self.authenticated:
+            return
+        svc = self._svc
+        if svc.deps.hub.detach(self):
+            try:
+                await svc.presence.announce(self.account, online=False)
+            except ChatdError:
+                log.warning("could not record last_seen", extra={"account": self.account})

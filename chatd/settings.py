@@ -1,0 +1,147 @@
+"""One frozen Settings object: defaults < config file (TOML) < ``CHATD_SECTION__KEY`` env < flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from chatd.errors import ChatdError
+
+
+class ConfigError(ChatdError):
+    """The configuration is invalid; the message says which key and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    name: str = "chatd.local"
+    """The server's identity, bound into every login signature."""
+    node_id: str = "node-1"
+    origins: tuple[str, ...] = ()
+    """Browser Origins allowed to connect; connections without Origin are always allowed."""
+    drain_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    db: str = "chatd.db"
+    synchronous: str = "FULL"
+    """SQLite ``synchronous`` in WAL mode: FULL survives power loss, NORMAL only process crashes."""
+    max_batch: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    max_frame_bytes: int = 256 * 1024
+    auth_timeout: float = 10.0
+    max_auth_failures: int = 3
+    frames_per_second: float = 50.0
+    frame_burst: float = 100.0
+    typing_per_second: float = 2.0
+    max_outbound_bytes: int = 4 * 1024 * 1024
+    max_inflight_sends: int = 256
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "INFO"
+    format: str = "auto"
+    """``json``, ``text``, or ``auto`` (json when stderr is not a terminal)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECRET_KEYS = frozenset({"password", "secret", "token"})
+
+
+def _coerce(section: str, key: str, current: Any, value: Any) -> Any:
+    target = type(current)
+    try:
+        if target is tuple:
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(str(v) for v in value)
+        if target is bool:
+            if isinstance(value, str):
+                return value.lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if target is float and isinstance(value, int | float | str):
+            return float(value)
+        if target is int and isinstance(value, int | str) and not isinstance(value, bool):
+            return int(value)
+        if target is str and isinstance(value, str):
+            return value
+    except ValueError:
+        pass
+    raise ConfigError(f"{section}.{key}: expected {target.__name__}, got {value!r}")
+
+
+def _apply(settings: Settings, overrides: Mapping[str, Mapping[str, Any]], source: str) -> Settings:
+    for section_name, values in overrides.items():
+        if section_name not in {f.name for f in fields(Settings)}:
+            raise ConfigError(f"{source}: unknown section [{section_name}]")
+        section = getattr(settings, section_name)
+        known = {f.name for f in fields(section)}
+        changes = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"{source}: unknown key {section_name}.{key}")
+            changes[key] = _coerce(section_name, key, getattr(section, key), value)
+        settings = replace(settings, **{section_name: replace(section, **changes)})
+    return settings
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if name.startswith("CHATD_") and "__" in name:
+            section, key = name[len("CHATD_") :].lower().split("__", 1)
+            out.setdefault(section, {})[key] = value
+    return out
+
+
+def load_settings(
+    config: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Build the effective settings. Unknown sections or keys are errors, not silently ignored."""
+    settings = Settings()
+    if config is not None:
+        try:
+            data = tomllib.loads(Path(config).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{config}: {exc}") from None
+        settings = _apply(settings, data, str(config))
+    settings = _apply(settings, env_overrides(os.environ if environ is None else environ), "env")
+    if flags:
+        settings = _apply(settings, flags, "flags")
+    return settings
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The settings as a dict with secret values (and secrets inside URLs) hidden."""
+    out = settings.as_dict()
+    for section in out.values():
+        for key in list(section):
+            if any(s in key for s in SECRET_KEYS):
+                section[key] = "***"
+    return out

@@ -1,0 +1,1 @@
+"""Storage: the Protocols the services use (``base``) and their implementations by backend."""

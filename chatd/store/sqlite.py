@@ -1,0 +1,656 @@
+"""The embedded store: one SQLite file in WAL mode, one writer with group commit.
+
+Why not aiosqlite: group commit wants a whole batch (membership check, idempotency look-up, seq
+assignment, insert, for every queued write, then one COMMIT) to run as ONE unit of work on the
+database thread. aiosqlite would hop threads once per statement. Here the writer task hands each
+batch to a single-thread executor that owns the write connection, and reads use a second thread
+with its own connection (WAL lets them proceed while a commit fsyncs).
+
+Seqs come from an in-memory cache of each conversation's ``last_seq``, written back in the same
+transaction; after a failed commit the cache is dropped and reloaded, so seqs stay gapless.
+Only one process may write a database file: the writer takes an exclusive lock on a sidecar lock
+file, and a second ``chatd`` on the same file refuses to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
+
+from chatproto import kinds
+
+from chatd.core import rules
+from chatd.errors import ChatdError, Conflict, HandleTaken, Invalid, NotFound, Unavailable
+from chatd.store.base import (
+    AccountRow,
+    Appended,
+    ConvRow,
+    CreatedConv,
+    DeviceRow,
+    MemberRow,
+    MembershipChange,
+    NewMessage,
+    StoredMessage,
+)
+from chatd.store.migrate import migrate_sqlite
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+BatchObserver = Callable[[int, float], None]
+"""Called after each commit with (batch size, seconds the transaction took)."""
+
+
+class _Op(Generic[T]):
+    """One queued write: ``run`` executes on the writer thread inside the batch transaction.
+
+    ``run`` must raise a ``ChatdError`` only before it writes anything, so a refused op leaves the
+    transaction as it found it and the rest of the batch still commits.
+    """
+
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[_Tx], T], future: asyncio.Future[T]) -> None:
+        self.fn = fn
+        self.future = future
+
+
+class _Tx:
+    """What an op sees: the write connection and the seq allocator of the open batch."""
+
+    __slots__ = ("db", "last_seq", "touched")
+
+    def __init__(self, db: sqlite3.Connection, last_seq: dict[int, int]) -> None:
+        self.db = db
+        self.last_seq = last_seq
+        self.touched: set[int] = set()
+
+    def next_seq(self, conv: int) -> int:
+        seq = self.last_seq.get(conv)
+        if seq is None:
+            row = self.db.execute(
+                "SELECT last_seq FROM conversations WHERE id=?", (conv,)
+            ).fetchone()
+            if row is None:
+                raise NotFound("no such conversation")
+            seq = int(row[0])
+        seq += 1
+        self.last_seq[conv] = seq
+        self.touched.add(conv)
+        return seq
+
+    def insert_message(self, m: StoredMessage) -> None:
+        self.db.execute(
+            "INSERT INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (m.conv, m.seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body),
+        )
+
+    def system_message(self, conv: int, now: int, event: kinds.SystemEvent) -> StoredMessage:
+        _, body = kinds.encode_content(event)
+        m = StoredMessage(conv, self.next_seq(conv), now, 0, 0, None, "system", body)
+        self.insert_message(m)
+        return m
+
+    def role(self, conv: int, account: int) -> tuple[str, str]:
+        """``(kind, role)`` of a member; ``NotFound`` for a non-member, as for no conversation."""
+        row = self.db.execute(
+            "SELECT c.kind, m.role FROM members m JOIN conversations c ON c.id = m.conv_id"
+            " WHERE m.conv_id=? AND m.account_id=?",
+            (conv, account),
+        ).fetchone()
+        if row is None:
+            raise NotFound("no such conversation")
+        return str(row[0]), str(row[1])
+
+    def target_role(self, conv: int, account: int) -> str:
+        row = self.db.execute(
+            "SELECT role FROM members WHERE conv_id=? AND account_id=?", (conv, account)
+        ).fetchone()
+        if row is None:
+            raise NotFound("not a member")
+        return str(row[0])
+
+
+def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA busy_timeout=5000")
+    db.execute("PRAGMA foreign_keys=ON")
+    if readonly:
+        db.execute("PRAGMA query_only=ON")
+    else:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+    return db
+
+
+class SQLiteStore:
+    """``Store`` over one SQLite file. Run ``run()`` in the owner's TaskGroup after ``open()``."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "FULL",
+        max_batch: int = 1024,
+        queue_bound: int = 16384,
+        on_batch: BatchObserver | None = None,
+    ) -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
+        self.path = path
+        self._synchronous = synchronous.upper()
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Op[Any] | None] = asyncio.Queue(queue_bound)
+        self._on_batch = on_batch
+        self._wexec = ThreadPoolExecutor(1, thread_name_prefix="chatd-sqlite-w")
+        self._rexec = ThreadPoolExecutor(1, thread_name_prefix="chatd-sqlite-r")
+        self._w: sqlite3.Connection | None = None
+        self._r: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._last_seq: dict[int, int] = {}
+        self._closing = False
+        self._stopped = asyncio.Event()
+        self.healthy = True
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Take the file's writer lock, connect, and apply pending migrations."""
+        loop = asyncio.get_running_loop()
+        self._lock_fd = self._take_lock()
+        self._w = await loop.run_in_executor(
+            self._wexec, lambda: _connect(self.path, readonly=False, synchronous=self._synchronous)
+        )
+        applied = await loop.run_in_executor(self._wexec, migrate_sqlite, self._w)
+        if applied:
+            log.info("migrated", extra={"applied": applied, "db": self.path})
+        self._r = await loop.run_in_executor(
+            self._rexec, lambda: _connect(self.path, readonly=True, synchronous="NORMAL")
+        )
+
+    def _take_lock(self) -> int | None:
+        if self.path == ":memory:":
+            return None
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RuntimeError(
+                f"{self.path} is in use by another chatd process; one SQLite file has one writer"
+                " (use PostgreSQL to run several nodes)"
+            ) from None
+        return fd
+
+    async def run(self) -> None:
+        """The writer: take everything queued (up to ``max_batch``), commit it as one
+        transaction, resolve the futures in order. Returns after ``aclose`` drained the queue."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                first = await self._queue.get()
+                if first is None:
+                    return
+                batch: list[_Op[Any]] = [first]
+                stop = False
+                while len(batch) < self._max_batch and not self._queue.empty():
+                    op = self._queue.get_nowait()
+                    if op is None:
+                        stop = True
+                        break
+                    batch.append(op)
+                await self._commit(loop, batch)
+                if stop:
+                    return
+        finally:
+            self._stopped.set()
+
+    async def _commit(self, loop: asyncio.AbstractEventLoop, batch: list[_Op[Any]]) -> None:
+        started = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self._wexec, self._apply, batch)
+        except Exception as exc:  # the whole transaction failed: nothing was stored
+            self.healthy = False
+            log.error("commit failed", extra={"error": repr(exc), "batch": len(batch)})
+            for op in batch:
+                if not op.future.done():
+                    op.future.set_exception(Unavailable("the store could not commit; retry"))
+            return
+        self.healthy = True
+        if self._on_batch is not None:
+            self._on_batch(len(batch), time.perf_counter() - started)
+        for op, result in zip(batch, results, strict=True):
+            if op.future.done():  # the caller gave up waiting; the write still happened
+                continue
+            if isinstance(result, BaseException):
+                op.future.set_exception(result)
+            else:
+                op.future.set_result(result)
+
+    def _apply(self, batch: list[_Op[Any]]) -> list[Any]:
+        """Writer thread: one transaction for the whole batch."""
+        db = self._w
+        assert db is not None
+        tx = _Tx(db, self._last_seq)
+        results: list[Any] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for op in batch:
+                try:
+                    results.append(op.fn(tx))
+                except ChatdError as refused:
+                    results.append(refused)
+            for conv in tx.touched:
+                db.execute(
+                    "UPDATE conversations SET last_seq=? WHERE id=?", (self._last_seq[conv], conv)
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            self._last_seq.clear()  # seqs handed out in this batch were never stored
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return results
+
+    async def aclose(self) -> None:
+        """Refuse new writes, let the writer commit what is queued, then close the files."""
+        if self._closing:
+            return
+        self._closing = True
+        await self._queue.put(None)
+        await self._stopped.wait()
+        loop = asyncio.get_running_loop()
+        if self._w is not None:
+            await loop.run_in_executor(self._wexec, self._w.close)
+        if self._r is not None:
+            await loop.run_in_executor(self._rexec, self._r.close)
+        self._wexec.shutdown(wait=True)
+        self._rexec.shutdown(wait=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+
+    async def ping(self) -> bool:
+        try:
+            await self._read(lambda db: db.execute("SELECT 1").fetchone())
+        except Exception:
+            return False
+        return self.healthy and not self._closing
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _submit(self, fn: Callable[[_Tx], T]) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if self._closing:
+            future.set_exception(Unavailable("the server is shutting down"))
+            return future
+        try:
+            self._queue.put_nowait(_Op(fn, future))
+        except asyncio.QueueFull:
+            future.set_exception(Unavailable("the store is overloaded; retry"))
+        return future
+
+    async def _write(self, fn: Callable[[_Tx], T]) -> T:
+        return await self._submit(fn)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        db = self._r
+        assert db is not None
+        return await asyncio.get_running_loop().run_in_executor(self._rexec, fn, db)
+
+    # ------------------------------------------------------------------ accounts
+
+    async def create_account(
+        self, handle: str, name: str, type: str, device_key: bytes, device_name: str, now: int
+    ) -> tuple[AccountRow, DeviceRow]:
+        def op(tx: _Tx) -> tuple[AccountRow, DeviceRow]:
+            db = tx.db
+            if db.execute("SELECT 1 FROM accounts WHERE handle=?", (handle,)).fetchone():
+                raise HandleTaken(f"handle {handle!r} is taken")
+            if db.execute("SELECT 1 FROM devices WHERE public_key=?", (device_key,)).fetchone():
+                raise Conflict("this device key is already registered")
+            cur = db.execute(
+                "INSERT INTO accounts (handle, name, type, created_at) VALUES (?,?,?,?)",
+                (handle, name, type, now),
+            )
+            account = int(cur.lastrowid or 0)
+            cur = db.execute(
+                "INSERT INTO devices (account_id, public_key, name, created_at) VALUES (?,?,?,?)",
+                (account, device_key, device_name, now),
+            )
+            return (
+                AccountRow(account, handle, name, type, 0),
+                DeviceRow(int(cur.lastrowid or 0), account, device_key, device_name),
+            )
+
+        return await self._write(op)
+
+    async def add_device(
+        self, account: int, device_key: bytes, name: str, approver: int, now: int
+    ) -> DeviceRow:
+        def op(tx: _Tx) -> DeviceRow:
+            db = tx.db
+            if db.execute("SELECT 1 FROM devices WHERE public_key=?", (device_key,)).fetchone():
+                raise Conflict("this device key is already registered")
+            cur = db.execute(
+                "INSERT INTO devices (account_id, public_key, name, approved_by, created_at)"
+                " VALUES (?,?,?,?,?)",
+                (account, device_key, name, approver, now),
+            )
+            return DeviceRow(int(cur.lastrowid or 0), account, device_key, name)
+
+        return await self._write(op)
+
+    async def device(self, device: int) -> DeviceRow | None:
+        row = await self._read(
+            lambda db: db.execute(
+                "SELECT id, account_id, public_key, name FROM devices WHERE id=?", (device,)
+            ).fetchone()
+        )
+        return DeviceRow(*row) if row else None
+
+    async def account(self, account: int) -> AccountRow | None:
+        row = await self._read(
+            lambda db: db.execute(
+                "SELECT id, handle, name, type, last_seen FROM accounts WHERE id=?", (account,)
+            ).fetchone()
+        )
+        return AccountRow(*row) if row else None
+
+    async def account_by_handle(self, handle: str) -> AccountRow | None:
+        row = await self._read(
+            lambda db: db.execute(
+                "SELECT id, handle, name, type, last_seen FROM accounts WHERE handle=?", (handle,)
+            ).fetchone()
+        )
+        return AccountRow(*row) if row else None
+
+    async def set_last_seen(self, account: int, now: int) -> None:
+        def op(tx: _Tx) -> None:
+            tx.db.execute("UPDATE accounts SET last_seen=? WHERE id=?", (now, account))
+
+        await self._write(op)
+
+    # ------------------------------------------------------------------ conversations
+
+    async def create_conversation(
+        self, kind: str, title: str, creator: int, members: Sequence[int], now: int
+    ) -> CreatedConv:
+        others = sorted(set(members) - {creator})
+
+        def op(tx: _Tx) -> CreatedConv:
+            db = tx.db
+            for account in others:
+                if not db.execute("SELECT 1 FROM accounts WHERE id=?", (account,)).fetchone():
+                    raise NotFound(f"no account {account}")
+            key = None
+            if kind == "direct":
+                if len(others) != 1 or len(set(members)) != 1:
+                    raise Invalid("a direct conversation has exactly one other account")
+                key = rules.direct_key(creator, others[0])
+                row = db.execute(
+                    "SELECT id FROM conversations WHERE direct_key=?", (key,)
+                ).fetchone()
+                if row is not None:
+                    return CreatedConv(_conv_row(db, int(row[0]), creator, 0), (), existed=True)
+            cur = db.execute(
+                "INSERT INTO conversations (kind, title, created_at, direct_key) VALUES (?,?,?,?)",
+                (kind, "" if kind == "direct" else title, now, key),
+            )
+            conv = int(cur.lastrowid or 0)
+            created = tx.system_message(
+                conv, now, kinds.SystemEvent(event="created", actor=creator)
+            )
+            creator_role = "member" if kind == "direct" else "owner"
+            db.execute(
+                "INSERT INTO members VALUES (?,?,?,?)", (conv, creator, creator_role, created.seq)
+            )
+            db.executemany(
+                "INSERT INTO members VALUES (?,?,?,?)",
+                [(conv, a, "member", created.seq) for a in others],
+            )
+            return CreatedConv(_conv_row(db, conv, creator, 0), (created,))
+
+        return await self._write(op)
+
+    async def conversation(self, conv: int, account: int, device: int) -> ConvRow:
+        def q(db: sqlite3.Connection) -> ConvRow:
+            if not db.execute(
+                "SELECT 1 FROM members WHERE conv_id=? AND account_id=?", (conv, account)
+            ).fetchone():
+                raise NotFound("no such conversation")
+            return _conv_row(db, conv, account, device, with_members=True)
+
+        return await self._read(q)
+
+    async def conversations_of(self, account: int, device: int) -> list[ConvRow]:
+        def q(db: sqlite3.Connection) -> list[ConvRow]:
+            rows = db.execute(
+                "SELECT c.id, c.kind, c.title, c.last_seq, m.role,"
+                " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
+                " coalesce(k.read, 0), coalesce(k.delivered, 0)"
+                " FROM members m JOIN conversations c ON c.id = m.conv_id"
+                " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = ?"
+                " WHERE m.account_id = ? ORDER BY c.id",
+                (device, account),
+            ).fetchall()
+            return [ConvRow(*r) for r in rows]
+
+        return await self._read(q)
+
+    async def conversation_ids_of(self, account: int) -> list[int]:
+        rows = await self._read(
+            lambda db: db.execute(
+                "SELECT conv_id FROM members WHERE account_id=?", (account,)
+            ).fetchall()
+        )
+        return [int(r[0]) for r in rows]
+
+    async def member_kind(self, conv: int, account: int) -> tuple[str, str] | None:
+        row = await self._read(
+            lambda db: db.execute(
+                "SELECT c.kind, m.role FROM members m JOIN conversations c ON c.id = m.conv_id"
+                " WHERE m.conv_id=? AND m.account_id=?",
+                (conv, account),
+            ).fetchone()
+        )
+        return (str(row[0]), str(row[1])) if row else None
+
+    async def contacts_of(self, account: int) -> list[int]:
+        """Accounts sharing a direct conversation or group with ``account`` (presence audience)."""
+        rows = await self._read(
+            lambda db: db.execute(
+                "SELECT DISTINCT o.account_id FROM members m"
+                " JOIN conversations c ON c.id = m.conv_id AND c.kind IN ('direct', 'group')"
+                " JOIN members o ON o.conv_id = m.conv_id AND o.account_id != m.account_id"
+                " WHERE m.account_id = ?",
+                (account,),
+            ).fetchall()
+        )
+        return [int(r[0]) for r in rows]
+
+    async def invite(self, conv: int, actor: int, account: int, now: int) -> MembershipChange:
+        def op(tx: _Tx) -> MembershipChange:
+            kind, role = tx.role(conv, actor)
+            rules.check_manage_members(kind, role)
+            if not tx.db.execute("SELECT 1 FROM accounts WHERE id=?", (account,)).fetchone():
+                raise NotFound(f"no account {account}")
+            if tx.db.execute(
+                "SELECT 1 FROM members WHERE conv_id=? AND account_id=?", (conv, account)
+            ).fetchone():
+                raise Conflict("already a member")
+            m = tx.system_message(
+                conv, now, kinds.SystemEvent(event="joined", actor=actor, account=account)
+            )
+            tx.db.execute("INSERT INTO members VALUES (?,?,?,?)", (conv, account, "member", m.seq))
+            return MembershipChange(conv, m, added=(account,))
+
+        return await self._write(op)
+
+    async def remove(self, conv: int, actor: int, account: int, now: int) -> MembershipChange:
+        def op(tx: _Tx) -> MembershipChange:
+            kind, role = tx.role(conv, actor)
+            if account == actor:
+                raise Invalid("use leave to leave a conversation")
+            rules.check_remove(kind, role, tx.target_role(conv, account))
+            m = tx.system_message(
+                conv, now, kinds.SystemEvent(event="removed", actor=actor, account=account)
+            )
+            tx.db.execute("DELETE FROM members WHERE conv_id=? AND account_id=?", (conv, account))
+            return MembershipChange(conv, m, removed=(account,))
+
+        return await self._write(op)
+
+    async def leave(self, conv: int, actor: int, now: int) -> MembershipChange:
+        def op(tx: _Tx) -> MembershipChange:
+            kind, role = tx.role(conv, actor)
+            rules.check_leave(kind)
+            m = tx.system_message(conv, now, kinds.SystemEvent(event="left", actor=actor))
+            tx.db.execute("DELETE FROM members WHERE conv_id=? AND account_id=?", (conv, actor))
+            if role == "owner":
+                remaining = tx.db.execute(
+                    "SELECT account_id, role, joined_seq FROM members WHERE conv_id=?", (conv,)
+                ).fetchall()
+                heir = rules.next_owner([(int(a), str(r), int(j)) for a, r, j in remaining])
+                if heir is not None:
+                    tx.db.execute(
+                        "UPDATE members SET role='owner' WHERE conv_id=? AND account_id=?",
+                        (conv, heir),
+                    )
+            return MembershipChange(conv, m, removed=(actor,))
+
+        return await self._write(op)
+
+    async def set_role(
+        self, conv: int, actor: int, account: int, role: str, now: int
+    ) -> MembershipChange:
+        def op(tx: _Tx) -> MembershipChange:
+            kind, actor_role = tx.role(conv, actor)
+            rules.check_set_role(kind, actor_role, tx.target_role(conv, account))
+            m = tx.system_message(
+                conv, now, kinds.SystemEvent(event="role", actor=actor, account=account, role=role)
+            )
+            tx.db.execute(
+                "UPDATE members SET role=? WHERE conv_id=? AND account_id=?", (role, conv, account)
+            )
+            return MembershipChange(conv, m)
+
+        return await self._write(op)
+
+    async def rename(self, conv: int, actor: int, title: str, now: int) -> MembershipChange:
+        def op(tx: _Tx) -> MembershipChange:
+            kind, role = tx.role(conv, actor)
+            rules.check_rename(kind, role)
+            m = tx.system_message(
+                conv, now, kinds.SystemEvent(event="renamed", actor=actor, title=title)
+            )
+            tx.db.execute("UPDATE conversations SET title=? WHERE id=?", (title, conv))
+            return MembershipChange(conv, m)
+
+        return await self._write(op)
+
+    # ------------------------------------------------------------------ messages
+
+    def append(self, message: NewMessage) -> asyncio.Future[Appended]:
+        m = message
+
+        def op(tx: _Tx) -> Appended:
+            kind, role = tx.role(m.conv, m.sender)
+            rules.check_send(kind, role)
+            prior = tx.db.execute(
+                "SELECT seq, ts, kind, body FROM messages WHERE conv_id=? AND device=? AND cmid=?",
+                (m.conv, m.device, m.cmid),
+            ).fetchone()
+            if prior is not None:
+                if prior[2] != m.kind or prior[3] != m.body:
+                    raise Conflict("this cmid was already used for another message")
+                stored = StoredMessage(
+                    m.conv, int(prior[0]), int(prior[1]), m.sender, m.device, m.cmid, m.kind, m.body
+                )
+                return Appended(stored, duplicate=True)
+            stored = StoredMessage(
+                m.conv, tx.next_seq(m.conv), m.ts, m.sender, m.device, m.cmid, m.kind, m.body
+            )
+            tx.insert_message(stored)
+            return Appended(stored, duplicate=False)
+
+        return self._submit(op)
+
+    async def messages(
+        self, conv: int, after: int, before: int | None, limit: int
+    ) -> list[StoredMessage]:
+        def q(db: sqlite3.Connection) -> list[StoredMessage]:
+            cols = "seq, ts, sender, device, cmid, kind, body"
+            if before is not None:
+                rows = db.execute(
+                    f"SELECT {cols} FROM messages WHERE conv_id=? AND seq<? AND seq>?"
+                    " ORDER BY seq DESC LIMIT ?",
+                    (conv, before, after, limit),
+                ).fetchall()
+                rows.reverse()
+            else:
+                rows = db.execute(
+                    f"SELECT {cols} FROM messages WHERE conv_id=? AND seq>? ORDER BY seq LIMIT ?",
+                    (conv, after, limit),
+                ).fetchall()
+            return [StoredMessage(conv, *r) for r in rows]
+
+        return await self._read(q)
+
+    # ------------------------------------------------------------------ cursors
+
+    async def move_cursor(self, device: int, conv: int, type: str, seq: int) -> bool:
+        column = {"delivered": "delivered", "read": "read"}[type]
+
+        def op(tx: _Tx) -> bool:
+            last = tx.db.execute(
+                "SELECT last_seq FROM conversations WHERE id=?", (conv,)
+            ).fetchone()
+            if last is None:
+                raise NotFound("no such conversation")
+            target = min(seq, int(last[0]))
+            cur = tx.db.execute(
+                f"INSERT INTO cursors (device_id, conv_id, {column}) VALUES (?,?,?)"
+                f" ON CONFLICT (device_id, conv_id) DO UPDATE SET {column}=excluded.{column}"
+                f" WHERE excluded.{column} > cursors.{column}",
+                (device, conv, target),
+            )
+            return cur.rowcount > 0 and target > 0
+
+        return await self._write(op)
+
+
+def _conv_row(
+    db: sqlite3.Connection, conv: int, account: int, device: int, *, with_members: bool = False
+) -> ConvRow:
+    row = db.execute(
+        "SELECT c.id, c.kind, c.title, c.last_seq, m.role,"
+        " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
+        " coalesce(k.read, 0), coalesce(k.delivered, 0)"
+        " FROM conversations c JOIN members m ON m.conv_id = c.id AND m.account_id = ?"
+        " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = ?"
+        " WHERE c.id = ?",
+        (account, device, conv),
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such conversation")
+    members: tuple[MemberRow, ...] = ()
+    if with_members:
+        members = tuple(
+            MemberRow(int(a), str(r), str(h), int(j))
+            for a, r, h, j in db.execute(
+                "SELECT m.account_id, m.role, a.handle, m.joined_seq FROM members m"
+                " JOIN accounts a ON a.id = m.account_id WHERE m.conv_id=? ORDER BY m.joined_seq,"
+                " m.account_id",
+                (conv,),
+            )
+        )
+    return ConvRow(*row, members=members)

@@ -1,0 +1,107 @@
+"""The WebSocket server: ``/ws`` for clients, ``/healthz``, ``/readyz`` and ``/metrics`` for
+operators, all on one port. Each connection is one handler coroutine (owned by websockets'
+server): it sends the challenge, enforces the auth deadline, and feeds frames to its session."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from http import HTTPStatus
+
+from chatproto import PROTOCOL_VERSION, WS_PATH
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Origin, Subprotocol
+
+from chatd.session import CLOSE_POLICY, Services, Session
+from chatd.transport.link import WsLink
+
+log = logging.getLogger(__name__)
+
+
+def _text(
+    status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8"
+) -> Response:
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return Response(status.value, status.phrase, headers, body)
+
+
+class Transport:
+    def __init__(self, services: Services, ready: Callable[[], bool]) -> None:
+        self._svc = services
+        self._ready = ready
+        self.server: Server | None = None
+
+    async def _http(self, ws: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == WS_PATH:
+            return None
+        if path == "/healthz":
+            return _text(HTTPStatus.OK, b"ok\n")
+        if path == "/readyz":
+            ok = self._ready() and await self._svc.deps.store.ping()
+            return _text(
+                HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE,
+                b"ready\n" if ok else b"not ready\n",
+            )
+        if path == "/metrics":
+            body = self._svc.deps.metrics.render()
+            return _text(HTTPStatus.OK, body, "text/plain; version=0.0.4")
+        return _text(HTTPStatus.NOT_FOUND, b"not found\n")
+
+    async def start(self, host: str, port: int) -> Server:
+        d = self._svc.deps
+        limits = d.settings.limits
+        origins: list[Origin | None] | None = None
+        origins = [None, *(Origin(o) for o in d.settings.server.origins)]
+        self.server = await serve(
+            self._handle,
+            host,
+            port,
+            origins=origins,
+            subprotocols=[Subprotocol(PROTOCOL_VERSION)],
+            compression=None,
+            process_request=self._http,
+            max_size=limits.max_frame_bytes,
+            max_queue=16,
+            ping_interval=limits.ping_interval,
+            ping_timeout=limits.ping_timeout,
+            close_timeout=5,
+            server_header="chatd",
+        )
+        return self.server
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        d = self._svc.deps
+        if ws.subprotocol != PROTOCOL_VERSION:
+            await ws.close(CLOSE_POLICY, f"subprotocol {PROTOCOL_VERSION} required")
+            return
+        metrics = d.metrics
+        link = WsLink(
+            ws, d.settings.limits.max_outbound_bytes, metrics.slow_consumers.inc, metrics.hot
+        )
+        session = Session(self._svc, link)
+        metrics.connections.labels(state="open").inc()
+        try:
+            link.push(session.challenge())
+            try:
+                async with asyncio.timeout(d.settings.limits.auth_timeout):
+                    while not session.authenticated:
+                        await session.receive(await ws.recv())
+            except TimeoutError:
+                await ws.close(CLOSE_POLICY, "authentication deadline passed")
+                return
+            metrics.connections.labels(state="authenticated").inc()
+            try:
+                async for data in ws:
+                    await session.receive(data)
+            finally:
+                metrics.connections.labels(state="authenticated").dec()
+        except ConnectionClosed:
+            pass
+        finally:
+            metrics.connections.labels(state="open").dec()
+            await session.closed()
