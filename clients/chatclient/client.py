@@ -1,0 +1,663 @@
+"""The chatd SDK client.
+
+    async with Client("ws://127.0.0.1:8765/ws", KeyStore.open("alice.key")) as c:
+        await c.register("alice", "Alice")          # first run only; later runs log in
+        conv = await c.direct(await c.lookup("bob"))
+        await c.send_text(conv, "hi")
+        async for event in c.events(): ...
+
+One supervisor task owns the connection: it connects, logs in with the device key, resyncs
+every conversation from the stored cursors, resends unacknowledged sends with their original
+cmid, then pumps frames until the socket drops, and reconnects with exponential backoff and
+jitter. Policy closes (1008) and failed logins stop it and surface as ``AuthError``.
+
+Delivery to the application is exactly once and in seq order per conversation: the client keeps
+a cursor per conversation (highest contiguous seq), drops repeats, buffers what arrives early and
+fetches the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Self, TypeVar
+
+from chatproto import PROTOCOL_VERSION, auth, codec, kinds
+from chatproto import frames as F
+from chatproto.e2e.primitives import SigningKey
+from chatproto.errors import ErrorCode, ProtocolError
+from chatproto.limits import MAX_PAGE
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.typing import Subprotocol
+
+from chatclient.errors import (
+    AuthError,
+    ChatClientError,
+    ClientClosed,
+    ConnectionLost,
+    RequestError,
+    error_for,
+)
+from chatclient.events import Connected, Disconnected, Event, Message
+from chatclient.keystore import KeyStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T", bound=F.Frame)
+
+RETRY_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 1000})
+
+
+@dataclass
+class _Pending:
+    conv: int
+    cmid: str
+    kind: str
+    body: bytes
+    future: asyncio.Future[F.Ack]
+
+
+class Client:
+    """A chatd connection for one device. Use as ``async with``."""
+
+    def __init__(
+        self,
+        url: str,
+        keystore: KeyStore | None = None,
+        *,
+        reconnect: bool = True,
+        request_timeout: float = 10.0,
+        max_events: int = 10_000,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.keystore = keystore or KeyStore.memory()
+        self.reconnect = reconnect
+        self.request_timeout = request_timeout
+        self._backoff = (backoff_initial, backoff_max)
+        self._events: asyncio.Queue[Event | None] = asyncio.Queue(max_events)
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[F.Frame]] = {}
+        self._outbox: dict[str, _Pending] = {}
+        self._buffers: dict[int, dict[int, Message]] = {}
+        self._syncing: set[int] = set()
+        self._gap_fetching: set[int] = set()
+        self._ws: ClientConnection | None = None
+        self._ready = asyncio.Event()
+        self._challenge: asyncio.Future[F.Challenge] | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._closed = False
+        self._fatal: BaseException | None = None
+        self._connected_once = False
+        self.server_name = ""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        self._supervisor = self._tasks.create_task(self._supervise(), name="chatclient")
+        await self._wait_connected()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+        assert self._tasks is not None
+        await self._tasks.__aexit__(None, None, None)
+
+    async def aclose(self) -> None:
+        """Close the connection and stop reconnecting; cursors are saved."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        self._fail_waiting(ClientClosed("client closed"))
+        for p in self._outbox.values():
+            if not p.future.done():
+                p.future.set_exception(ClientClosed("client closed before the ack"))
+        self._outbox.clear()
+        if self.keystore.registered:
+            self.keystore.save()
+        with contextlib.suppress(asyncio.QueueFull):
+            self._events.put_nowait(None)
+
+    async def _wait_connected(self) -> None:
+        """Until the socket is open and (when the key store has a device) logged in."""
+        while True:
+            if self._fatal is not None:
+                raise self._fatal
+            if self._closed:
+                raise ClientClosed("client closed")
+            if self._ready.is_set() or (self._ws is not None and not self.keystore.registered):
+                return
+            await asyncio.sleep(0.01)
+
+    @property
+    def account(self) -> int:
+        return self.keystore.account
+
+    @property
+    def device(self) -> int:
+        return self.keystore.device
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set()
+
+    # ------------------------------------------------------------------ connection
+
+    async def _supervise(self) -> None:
+        delay = self._backoff[0]
+        while not self._closed:
+            code: int | None = None
+            reason = ""
+            try:
+                async with connect(
+                    self.url,
+                    subprotocols=[Subprotocol(PROTOCOL_VERSION)],
+                    compression=None,
+                    max_size=None,
+                    open_timeout=self.request_timeout,
+                ) as ws:
+                    self._ws = ws
+                    self._challenge = asyncio.get_running_loop().create_future()
+                    async with asyncio.TaskGroup() as tg:
+                        pump = tg.create_task(self._pump(ws))
+                        try:
+                            await self._setup()
+                            delay = self._backoff[0]
+                        except (ConnectionLost, ConnectionClosed):
+                            pass
+                        await pump
+                    code, reason = ws.close_code, ws.close_reason or ""
+            except AuthError as exc:
+                self._fatal = exc
+            except InvalidStatus as exc:
+                code, reason = None, f"HTTP {exc.response.status_code}"
+                if exc.response.status_code in (400, 403, 404):
+                    self._fatal = AuthError(int(ErrorCode.AUTH_FAILED), reason)
+            except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
+                reason = repr(exc)
+            finally:
+                self._ws = None
+                self._ready.clear()
+                self._fail_waiting(ConnectionLost("connection lost"))
+            if code == 1008 and self._fatal is None:
+                self._fatal = AuthError(int(ErrorCode.AUTH_FAILED), reason or "policy close")
+            will_retry = self.reconnect and self._fatal is None and not self._closed
+            await self._emit(Disconnected(code, reason, will_retry))
+            if not will_retry:
+                if self._fatal is not None:
+                    for p in self._outbox.values():
+                        if not p.future.done():
+                            p.future.set_exception(self._fatal)
+                    self._outbox.clear()
+                with contextlib.suppress(asyncio.QueueFull):
+                    self._events.put_nowait(None)
+                return
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self._backoff[1])
+
+    async def _setup(self) -> None:
+        assert self._challenge is not None
+        challenge = await asyncio.wait_for(self._challenge, self.request_timeout)
+        self.server_name = challenge.server
+        if not self.keystore.registered:
+            return  # the application registers or links explicitly
+        key = self.keystore.key
+        sig = key.sign(auth.login_payload(challenge.server, challenge.nonce, key.public_key))
+        try:
+            await self._request(F.Login(id=self._next_id(), device=self.keystore.device, sig=sig))
+        except AuthError:
+            raise
+        await self._after_login()
+
+    async def _after_login(self) -> None:
+        reconnect = self._connected_once
+        self._connected_once = True
+        self._ready.set()
+        await self._emit(Connected(self.keystore.account, self.keystore.device, reconnect))
+        await self.resync()
+        for p in list(self._outbox.values()):
+            self._transmit(p)
+
+    async def resync(self) -> None:
+        """Fetch everything missed in every conversation, from the stored cursors."""
+        convs = await self.conversations()
+        for info in convs:
+            await self._sync(info.conv)
+
+    async def _sync(self, conv: int) -> None:
+        after = self.keystore.cursors.get(conv, 0)
+        self._syncing.add(conv)
+        try:
+            await self._request(F.Sync(id=self._next_id(), conv=conv, after=after), F.Synced)
+        finally:
+            self._syncing.discard(conv)
+        self._check_gap(conv)
+
+    async def _pump(self, ws: ClientConnection) -> None:
+        try:
+            async for data in ws:
+                if isinstance(data, str):
+                    continue
+                try:
+                    frame = codec.decode_server(data)
+                except ProtocolError as exc:
+                    log.warning("bad frame from server: %s", exc)
+                    continue
+                await self._on_frame(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._ready.clear()
+            self._fail_waiting(ConnectionLost("connection lost"))
+
+    async def _on_frame(self, frame: F.ServerFrame) -> None:
+        match frame:
+            case F.Deliver():
+                await self._on_message(
+                    Message(
+                        frame.conv,
+                        frame.seq,
+                        frame.ts,
+                        frame.sender,
+                        frame.device,
+                        frame.kind,
+                        frame.body,
+                        _content(frame.kind, frame.body),
+                        own=frame.device == self.keystore.device,
+                    )
+                )
+            case F.Ack():
+                pending = self._outbox.pop(frame.cmid, None)
+                self._resolve(frame)
+                if pending is not None:
+                    if not pending.future.done():
+                        pending.future.set_result(frame)
+                    await self._on_message(
+                        Message(
+                            frame.conv,
+                            frame.seq,
+                            frame.ts,
+                            self.keystore.account,
+                            self.keystore.device,
+                            pending.kind,
+                            pending.body,
+                            _content(pending.kind, pending.body),
+                            own=True,
+                        )
+                    )
+            case F.Challenge():
+                if self._challenge is not None and not self._challenge.done():
+                    self._challenge.set_result(frame)
+            case F.Error():
+                self._resolve(frame)
+            case F.ReceiptEvent() | F.TypingEvent() | F.PresenceEvent():
+                await self._emit(frame)
+            case _:
+                self._resolve(frame)
+
+    # ------------------------------------------------------------------ ordering
+
+    async def _on_message(self, m: Message) -> None:
+        cursor = self.keystore.cursors.get(m.conv, 0)
+        if m.seq <= cursor:
+            return
+        if m.seq > cursor + 1:
+            self._buffers.setdefault(m.conv, {})[m.seq] = m
+            self._check_gap(m.conv)
+            return
+        await self._emit(m)
+        cursor = m.seq
+        buffered = self._buffers.get(m.conv)
+        while buffered and cursor + 1 in buffered:
+            cursor += 1
+            await self._emit(buffered.pop(cursor))
+        if buffered is not None and not buffered:
+            del self._buffers[m.conv]
+        self.keystore.cursors[m.conv] = cursor
+
+    def _check_gap(self, conv: int) -> None:
+        """A message arrived past the cursor: fetch what lies between (unless a sync runs)."""
+        if conv in self._syncing or conv in self._gap_fetching or not self._buffers.get(conv):
+            return
+        if self._tasks is None or self._ws is None:
+            return
+        self._gap_fetching.add(conv)
+        self._tasks.create_task(self._fill_gap(conv))
+
+    async def _fill_gap(self, conv: int) -> None:
+        try:
+            while self._buffers.get(conv):
+                cursor = self.keystore.cursors.get(conv, 0)
+                first = min(self._buffers[conv])
+                page = await self.fetch(conv, after=cursor, before=first, limit=MAX_PAGE)
+                for m in page.messages:
+                    await self._on_message(self._message(conv, m))
+                if not page.messages:
+                    break  # nothing stored in between: the buffered ones are next
+        except ChatClientError:
+            pass  # the next reconnect's sync repairs it
+        finally:
+            self._gap_fetching.discard(conv)
+
+    def _message(self, conv: int, m: F.Message) -> Message:
+        return Message(
+            conv,
+            m.seq,
+            m.ts,
+            m.sender,
+            m.device,
+            m.kind,
+            m.body,
+            _content(m.kind, m.body),
+            own=m.device == self.keystore.device,
+        )
+
+    async def _emit(self, event: Event) -> None:
+        await self._events.put(event)
+
+    # ------------------------------------------------------------------ requests
+
+    def _next_id(self) -> int:
+        return next(self._ids) % 0xFFFFFFFF + 1
+
+    def _write(self, frame: F.Frame) -> None:
+        ws = self._ws
+        if ws is None:
+            raise ConnectionLost("not connected")
+        ws.protocol.send_binary(codec.encode(frame))
+        ws.send_data()
+
+    async def _request(self, frame: Any, expect: type[T] | None = None) -> Any:
+        rid: int = frame.id
+        future: asyncio.Future[F.Frame] = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = future
+        try:
+            self._write(frame)
+            reply = await asyncio.wait_for(future, self.request_timeout)
+        finally:
+            self._waiting.pop(rid, None)
+        if isinstance(reply, F.Error):
+            raise error_for(reply.code, reply.msg)
+        if expect is not None and not isinstance(reply, expect):
+            raise RequestError(int(ErrorCode.INTERNAL), f"unexpected reply {type(reply).__name__}")
+        return reply
+
+    def _resolve(self, frame: F.Frame) -> None:
+        rid = getattr(frame, "re", 0)
+        future = self._waiting.get(rid)
+        if future is not None and not future.done():
+            future.set_result(frame)
+
+    def _fail_waiting(self, exc: BaseException) -> None:
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(exc)
+        self._waiting.clear()
+
+    async def _call(self, frame: Any, expect: type[T]) -> T:
+        await self._wait_connected()
+        result: T = await self._request(frame, expect)
+        return result
+
+    # ------------------------------------------------------------------ accounts
+
+    async def register(
+        self, handle: str, name: str, *, bot: bool = False, device_name: str = "python"
+    ) -> int:
+        """Create an account with this device as its first device; returns the account id."""
+        challenge = await self._current_challenge()
+        key = self.keystore.key
+        sig = key.sign(auth.login_payload(challenge.server, challenge.nonce, key.public_key))
+        welcome: F.Welcome = await self._request(
+            F.Register(
+                id=self._next_id(),
+                handle=handle,
+                name=name,
+                type="bot" if bot else "user",
+                device_key=key.public_key,
+                device_name=device_name,
+                sig=sig,
+            ),
+            F.Welcome,
+        )
+        self._remember(welcome)
+        await self._after_login()
+        return welcome.account
+
+    def approve_device(self, device_key: bytes) -> bytes:
+        """Signature by this (logged-in) device approving ``device_key`` for its account."""
+        return self.keystore.key.sign(
+            auth.device_approval_payload(self.server_name, self.keystore.account, device_key)
+        )
+
+    async def link(
+        self, handle: str, approver: int, approval: bytes, *, device_name: str = "python"
+    ) -> int:
+        """Add this device to account ``handle`` with an existing device's approval."""
+        challenge = await self._current_challenge()
+        key = self.keystore.key
+        sig = key.sign(auth.login_payload(challenge.server, challenge.nonce, key.public_key))
+        welcome: F.Welcome = await self._request(
+            F.LinkDevice(
+                id=self._next_id(),
+                handle=handle,
+                device_key=key.public_key,
+                device_name=device_name,
+                approver=approver,
+                approval=approval,
+                sig=sig,
+            ),
+            F.Welcome,
+        )
+        self._remember(welcome)
+        await self._after_login()
+        return welcome.device
+
+    async def _current_challenge(self) -> F.Challenge:
+        if self.keystore.registered:
+            raise ChatClientError("this key store already holds a registered device")
+        await self._wait_connected()
+        assert self._challenge is not None
+        return await asyncio.wait_for(asyncio.shield(self._challenge), self.request_timeout)
+
+    def _remember(self, welcome: F.Welcome) -> None:
+        ks = self.keystore
+        ks.account, ks.device, ks.handle = welcome.account, welcome.device, welcome.handle
+        ks.save()
+
+    async def lookup(self, handle: str) -> int:
+        """The account id of ``handle`` (raises ``NotFound``)."""
+        reply = await self._call(F.Lookup(id=self._next_id(), handle=handle.lstrip("@")), F.Account)
+        return reply.account
+
+    async def account_info(self, handle: str) -> F.Account:
+        return await self._call(F.Lookup(id=self._next_id(), handle=handle.lstrip("@")), F.Account)
+
+    # ------------------------------------------------------------------ conversations
+
+    async def direct(self, account: int) -> int:
+        """The direct conversation with ``account`` (created on first use)."""
+        return (await self.create("direct", members=[account])).conv
+
+    async def create(self, kind: str, title: str = "", members: Sequence[int] = ()) -> F.ConvInfo:
+        reply = await self._call(
+            F.CreateConv(id=self._next_id(), kind=kind, title=title, members=list(members)),  # type: ignore[arg-type]
+            F.Conv,
+        )
+        return reply.info
+
+    async def conversations(self) -> list[F.ConvInfo]:
+        return (await self._call(F.ListConvs(id=self._next_id()), F.Convs)).convs
+
+    async def conversation(self, conv: int) -> F.ConvInfo:
+        return (await self._call(F.GetConv(id=self._next_id(), conv=conv), F.Conv)).info
+
+    async def invite(self, conv: int, account: int) -> None:
+        await self._call(F.Invite(id=self._next_id(), conv=conv, account=account), F.Ok)
+
+    async def remove(self, conv: int, account: int) -> None:
+        await self._call(F.Remove(id=self._next_id(), conv=conv, account=account), F.Ok)
+
+    async def leave(self, conv: int) -> None:
+        await self._call(F.Leave(id=self._next_id(), conv=conv), F.Ok)
+
+    async def set_role(self, conv: int, account: int, role: str) -> None:
+        await self._call(F.SetRole(id=self._next_id(), conv=conv, account=account, role=role), F.Ok)  # type: ignore[arg-type]
+
+    async def rename(self, conv: int, title: str) -> None:
+        await self._call(F.Rename(id=self._next_id(), conv=conv, title=title), F.Ok)
+
+    # ------------------------------------------------------------------ messages
+
+    async def send(
+        self,
+        conv: int,
+        content: kinds.Content,
+        *,
+        cmid: str | None = None,
+    ) -> F.Ack:
+        """Send typed content; returns the ``Ack`` once the server has stored it.
+
+        Survives reconnects: until acked, the send is repeated with the same ``cmid`` after every
+        reconnect, and the server stores it once. Bound the wait with ``asyncio.timeout``."""
+        kind, body = kinds.encode_content(content)
+        return await self.send_raw(conv, kind, body, cmid=cmid)
+
+    async def send_text(self, conv: int, text: str, **kw: Any) -> F.Ack:
+        return await self.send(conv, kinds.Text(text=text), **kw)
+
+    async def send_raw(
+        self,
+        conv: int,
+        kind: str,
+        body: bytes,
+        *,
+        cmid: str | None = None,
+    ) -> F.Ack:
+        if self._fatal is not None:
+            raise self._fatal
+        if self._closed:
+            raise ClientClosed("client closed")
+        cmid = cmid or uuid.uuid4().hex
+        future: asyncio.Future[F.Ack] = asyncio.get_running_loop().create_future()
+        pending = self._outbox[cmid] = _Pending(conv, cmid, kind, body, future)
+        if self._ready.is_set():
+            self._transmit(pending)
+        try:
+            return await future
+        finally:
+            # Acked, refused, or the caller gave up (cancelled, e.g. by asyncio.timeout).
+            self._outbox.pop(cmid, None)
+
+    def _transmit(self, p: _Pending) -> None:
+        """Write one (re)send; its ``Error``, if any, reaches ``_send_answered``."""
+        rid = self._next_id()
+        waiter: asyncio.Future[F.Frame] = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = waiter
+        waiter.add_done_callback(lambda w: self._send_answered(rid, p.cmid, w))
+        try:
+            self._write(F.Send(id=rid, conv=p.conv, cmid=p.cmid, kind=p.kind, body=p.body))
+        except ConnectionLost:
+            self._waiting.pop(rid, None)
+
+    def _send_answered(self, rid: int, cmid: str, waiter: asyncio.Future[F.Frame]) -> None:
+        """An ``Error`` for a send is final (except retryable codes, which the outbox repeats)."""
+        self._waiting.pop(rid, None)
+        if waiter.cancelled() or waiter.exception() is not None:
+            return
+        reply = waiter.result()
+        if isinstance(reply, F.Error) and not ErrorCode(reply.code).retryable:
+            pending = self._outbox.pop(cmid, None)
+            if pending is not None and not pending.future.done():
+                pending.future.set_exception(error_for(reply.code, reply.msg))
+
+    async def fetch(
+        self, conv: int, *, after: int = 0, before: int | None = None, limit: int = 100
+    ) -> F.Messages:
+        """One page of stored history (ascending). ``before`` pages backwards."""
+        return await self._call(
+            F.Fetch(id=self._next_id(), conv=conv, after=after, before=before, limit=limit),
+            F.Messages,
+        )
+
+    async def history(
+        self, conv: int, *, before: int | None = None, limit: int = 50
+    ) -> list[Message]:
+        page = (
+            await self.fetch(conv, before=before, limit=limit)
+            if before
+            else await self.fetch(
+                conv, before=(await self.conversation(conv)).last_seq + 1, limit=limit
+            )
+        )
+        return [self._message(conv, m) for m in page.messages]
+
+    async def mark_read(self, conv: int, seq: int) -> None:
+        await self._call(F.Receipt(id=self._next_id(), conv=conv, type="read", seq=seq), F.Ok)
+
+    async def mark_delivered(self, conv: int, seq: int) -> None:
+        await self._call(F.Receipt(id=self._next_id(), conv=conv, type="delivered", seq=seq), F.Ok)
+
+    async def typing(self, conv: int, on: bool = True) -> None:
+        await self._wait_connected()
+        self._write(F.Typing(conv=conv, on=on))
+
+    async def presence(self, accounts: Sequence[int]) -> list[F.PresenceInfo]:
+        reply = await self._call(
+            F.GetPresence(id=self._next_id(), accounts=list(accounts)), F.PresenceList
+        )
+        return reply.presence
+
+    # ------------------------------------------------------------------ events
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event in order; ends when the client closes or stops for good."""
+        while True:
+            event = await self._events.get()
+            if event is None:
+                if self._fatal is not None:
+                    raise self._fatal
+                return
+            yield event
+
+    def events_nowait(self) -> list[Event]:
+        out = []
+        while not self._events.empty():
+            event = self._events.get_nowait()
+            if event is not None:
+                out.append(event)
+        return out
+
+    # ------------------------------------------------------------------ test hooks
+
+    async def drop_connection(self) -> None:
+        """Abort the socket as a network failure would (tests and demos): the client reconnects."""
+        ws = self._ws
+        if ws is not None:
+            ws.transport.abort()
+
+
+def _content(kind: str, body: bytes) -> kinds.Content | None:
+    try:
+        return kinds.decode_content(kind, body)
+    except ProtocolError:
+        return None
+
+
+def new_identity() -> SigningKey:
+    return SigningKey.generate()

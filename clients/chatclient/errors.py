@@ -1,0 +1,68 @@
+"""One exception root for the SDK; server refusals are raised as typed exceptions by code."""
+
+from __future__ import annotations
+
+from chatproto.errors import ErrorCode
+
+
+class ChatClientError(Exception):
+    """Root of every exception the SDK raises."""
+
+
+class ConnectionLost(ChatClientError):
+    """The connection dropped before the server answered; the request may be retried."""
+
+
+class ClientClosed(ChatClientError):
+    """The client was closed."""
+
+
+class RequestError(ChatClientError):
+    """The server refused a request with ``code``."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{_name(code)}: {message}")
+        self.code = code
+        self.server_message = message
+
+
+class AuthError(RequestError):
+    """Login failed, or the server closed the connection for policy reasons: do not retry."""
+
+
+class NotFound(RequestError):
+    pass
+
+
+class Forbidden(RequestError):
+    pass
+
+
+class Conflict(RequestError):
+    pass
+
+
+class RateLimited(RequestError):
+    pass
+
+
+def _name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"E{code}"
+
+
+_BY_CODE: dict[int, type[RequestError]] = {
+    ErrorCode.AUTH_FAILED: AuthError,
+    ErrorCode.AUTH_REQUIRED: AuthError,
+    ErrorCode.NOT_FOUND: NotFound,
+    ErrorCode.FORBIDDEN: Forbidden,
+    ErrorCode.CONFLICT: Conflict,
+    ErrorCode.HANDLE_TAKEN: Conflict,
+    ErrorCode.RATE_LIMITED: RateLimited,
+}
+
+
+def error_for(code: int, message: str) -> RequestError:
+    return _BY_CODE.get(code, RequestError)(code, message)

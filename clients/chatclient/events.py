@@ -1,0 +1,53 @@
+"""Typed events from ``Client.events()``, shaped for ``match``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chatproto import frames as F
+from chatproto import kinds
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message of a conversation, in seq order, exactly once per client.
+
+    ``content`` is the decoded typed content (``kinds.Text``, ``kinds.SystemEvent``, ...) or None
+    when this SDK does not know the kind or the body does not parse. ``own`` marks messages this
+    device sent (reported once their ack arrives).
+    """
+
+    conv: int
+    seq: int
+    ts: int
+    sender: int
+    device: int
+    kind: str
+    body: bytes
+    content: kinds.Content | None
+    own: bool = False
+
+    @property
+    def text(self) -> str | None:
+        c = self.content
+        return c.text if isinstance(c, kinds.Text | kinds.Edit) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    account: int
+    device: int
+    reconnect: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    code: int | None
+    reason: str
+    will_retry: bool
+
+
+Receipt = F.ReceiptEvent
+Typing = F.TypingEvent
+Presence = F.PresenceEvent
+Event = Message | Connected | Disconnected | Receipt | Typing | Presence

@@ -1,0 +1,65 @@
+"""Shared fixtures: uvloop for every async test, and a real chatd on an ephemeral port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+
+from chatd.app import App
+from chatd.settings import Settings, load_settings
+
+
+def pytest_asyncio_loop_factories(config: Any, item: Any) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    return {"uvloop": uvloop.new_event_loop}
+
+
+class RunningServer:
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.app.port}/ws"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.app.port}"
+
+
+def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
+    flags: dict[str, dict[str, Any]] = {"server": {"port": 0}, "store": {"db": str(tmp_path / "chatd.db")}}
+    for name, values in sections.items():
+        flags.setdefault(name, {}).update(values)
+    return load_settings(None, environ={}, flags=flags)
+
+
+@contextlib.asynccontextmanager
+async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
+    app = App(settings)
+    task = asyncio.create_task(app.run())
+    started = asyncio.create_task(app.started.wait())
+    done, _ = await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        started.cancel()
+        task.result()
+    try:
+        yield RunningServer(app)
+    finally:
+        app.stop()
+        await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    async with run_server(make_settings(tmp_path)) as s:
+        yield s
+
+
+__all__ = ["RunningServer", "make_settings", "replace", "run_server"]
