@@ -1,9 +1,9 @@
 """Every frame of the chatd.v1 protocol as a frozen, typed struct.
 
 A frame on the wire is one msgpack map whose ``t`` field names its type. Client requests carry an
-``id`` chosen by the client (u32, non-zero); the server's answer to a request carries ``re`` equal to
-that id: either the typed result named beside each request below, or an ``Error``. Server frames
-with no ``re`` (``Deliver``, ``ReceiptEvent``, ...) are pushed events.
+``id`` chosen by the client (u32, non-zero); the server's answer to a request carries ``re`` equal
+to that id: either the typed result named beside each request below, or an ``Error``. Server
+frames with no ``re`` (``Deliver``, ``ReceiptEvent``, ...) are pushed events.
 
 Field names are short on purpose (they are on every frame) but never cryptic; SPEC.md documents
 each with its type and limits. Unknown fields are ignored (forward compatibility); missing
@@ -141,7 +141,10 @@ class Invite(Frame, tag="invite", kw_only=True):
 
 
 class Remove(Frame, tag="remove", kw_only=True):
-    """Remove a member (owner or admin; an admin cannot remove the owner or another admin). -> ``Ok``."""
+    """Remove a member (owner or admin; an admin cannot remove the owner or another admin).
+
+    -> ``Ok``.
+    """
 
     id: ReqId
     conv: Id

@@ -19,7 +19,7 @@ from chatproto.limits import MAX_BODY_BYTES, MAX_ID
 
 SeqRef = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 Amount = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
-Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z")]
 ShortText = Annotated[str, msgspec.Meta(max_length=256)]
 LongText = Annotated[str, msgspec.Meta(max_length=16_000)]
 
@@ -146,7 +146,9 @@ def encode_content(content: Content) -> tuple[str, bytes]:
     """``(kind, body)`` for a typed content."""
     body = _encoder.encode(content)
     if len(body) > MAX_BODY_BYTES:
-        raise ProtocolError(f"{content.KIND} body exceeds {MAX_BODY_BYTES} bytes", ErrorCode.INVALID)
+        raise ProtocolError(
+            f"{content.KIND} body exceeds {MAX_BODY_BYTES} bytes", ErrorCode.INVALID
+        )
     return str(content.KIND), body
 
 
@@ -160,4 +162,6 @@ def decode_content(kind: str, body: bytes) -> Content:
         content: Content = decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ProtocolError(f"bad {kind} body: {exc}", ErrorCode.BAD_FIELD) from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise ProtocolError(f"undecodable {kind} body: {exc}", ErrorCode.BAD_FIELD) from None
     return content

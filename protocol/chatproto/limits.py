@@ -10,7 +10,8 @@ MAX_BODY_BYTES: Final = 64 * 1024
 """Largest message body (opaque bytes: the encrypted content of one message)."""
 MAX_HANDLE_CHARS: Final = 32
 MIN_HANDLE_CHARS: Final = 3
-HANDLE_PATTERN: Final = r"^[a-z0-9][a-z0-9_.]*$"
+HANDLE_PATTERN: Final = r"^[a-z0-9][a-z0-9_.]*\Z"
+"""Whole-string match (``\\Z``, not ``$``: ``$`` would also accept a trailing newline)."""
 MAX_NAME_CHARS: Final = 64
 MAX_TITLE_CHARS: Final = 128
 MAX_CMID_CHARS: Final = 64
@@ -22,7 +23,7 @@ MAX_PRESENCE_QUERY: Final = 256
 MAX_ERROR_MESSAGE_CHARS: Final = 256
 MAX_U32: Final = 2**32 - 1
 MAX_ID: Final = 2**53 - 1
-"""Account, device and conversation ids and seqs stay below 2**53 so JSON/JS clients keep them exact."""
+"""Account, device and conversation ids and seqs stay below 2**53 (JSON/JS clients keep them exact)."""
 ED25519_PUBLIC_KEY_BYTES: Final = 32
 ED25519_SIGNATURE_BYTES: Final = 64
 NONCE_BYTES: Final = 32

@@ -1,1 +1,4 @@
-"""Cryptography for chatd clients. ``primitives`` is the only importer of ``cryptography.hazmat``."""
+"""Cryptography for chatd clients.
+
+``primitives`` is the only importer of ``cryptography.hazmat``.
+"""
