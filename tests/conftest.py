@@ -16,7 +16,9 @@ from chatd.app import App
 from chatd.settings import Settings, load_settings
 
 
-def pytest_asyncio_loop_factories(config: Any, item: Any) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+def pytest_asyncio_loop_factories(
+    config: Any, item: Any
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
     return {"uvloop": uvloop.new_event_loop}
 
 
@@ -34,7 +36,10 @@ class RunningServer:
 
 
 def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
-    flags: dict[str, dict[str, Any]] = {"server": {"port": 0}, "store": {"db": str(tmp_path / "chatd.db")}}
+    flags: dict[str, dict[str, Any]] = {
+        "server": {"port": 0},
+        "store": {"db": str(tmp_path / "chatd.db")},
+    }
     for name, values in sections.items():
         flags.setdefault(name, {}).update(values)
     return load_settings(None, environ={}, flags=flags)

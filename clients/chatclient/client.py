@@ -61,6 +61,7 @@ class _Pending:
     kind: str
     body: bytes
     future: asyncio.Future[F.Ack]
+    attempts: int = 0
 
 
 class Client:
@@ -581,10 +582,23 @@ class Client:
         if waiter.cancelled() or waiter.exception() is not None:
             return
         reply = waiter.result()
-        if isinstance(reply, F.Error) and not ErrorCode(reply.code).retryable:
-            pending = self._outbox.pop(cmid, None)
-            if pending is not None and not pending.future.done():
-                pending.future.set_exception(error_for(reply.code, reply.msg))
+        if not isinstance(reply, F.Error):
+            return
+        if _retryable(reply.code):
+            pending = self._outbox.get(cmid)
+            if pending is not None and self._tasks is not None and not self._closed:
+                self._tasks.create_task(self._retry_later(pending))
+            return
+        pending = self._outbox.pop(cmid, None)
+        if pending is not None and not pending.future.done():
+            pending.future.set_exception(error_for(reply.code, reply.msg))
+
+    async def _retry_later(self, p: _Pending) -> None:
+        """Send again after a rate-limit or overload refusal, with jittered backoff."""
+        p.attempts += 1
+        await asyncio.sleep(min(2.0, 0.05 * 2 ** min(p.attempts, 6)) * (0.5 + random.random()))
+        if self._outbox.get(p.cmid) is p and self._ready.is_set():
+            self._transmit(p)
 
     async def fetch(
         self, conv: int, *, after: int = 0, before: int | None = None, limit: int = 100
@@ -650,6 +664,13 @@ class Client:
         ws = self._ws
         if ws is not None:
             ws.transport.abort()
+
+
+def _retryable(code: int) -> bool:
+    try:
+        return ErrorCode(code).retryable
+    except ValueError:
+        return False
 
 
 def _content(kind: str, body: bytes) -> kinds.Content | None:

@@ -24,13 +24,7 @@ def login_payload(server: str, nonce: bytes, device_key: bytes) -> bytes:
     connection's single-use ``nonce`` stops a captured login from working on any other connection;
     binding ``device_key`` ties the proof to the key being claimed.
     """
-    return (
-        LOGIN_CONTEXT
-        + b"\x00"
-        + _field(server.encode())
-        + _field(nonce)
-        + _field(device_key)
-    )
+    return LOGIN_CONTEXT + b"\x00" + _field(server.encode()) + _field(nonce) + _field(device_key)
 
 
 def device_approval_payload(server: str, account: int, device_key: bytes) -> bytes:

@@ -1,0 +1,222 @@
+"""Test helpers: a raw-frame client (speaks chatproto directly, no SDK) and a delivery checker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from chatproto import auth, codec
+from chatproto import frames as F
+from chatproto.e2e.primitives import SigningKey
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+T = TypeVar("T", bound=F.Frame)
+
+
+class Raw:
+    """One WebSocket speaking raw chatd.v1 frames."""
+
+    def __init__(self, ws: ClientConnection, challenge: F.Challenge) -> None:
+        self.ws = ws
+        self.challenge = challenge
+        self.key = SigningKey.generate()
+        self.account = 0
+        self.device = 0
+        self._ids = 0
+        self.backlog: list[F.ServerFrame] = []
+
+    @classmethod
+    async def open(cls, url: str, **kw: Any) -> Raw:
+        ws = await connect(url, subprotocols=[Subprotocol("chatd.v1")], compression=None, **kw)
+        first = codec.decode_server(await ws.recv())  # type: ignore[arg-type]
+        assert isinstance(first, F.Challenge)
+        return cls(ws, first)
+
+    def next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def login_sig(self, key: SigningKey | None = None) -> bytes:
+        k = key or self.key
+        return k.sign(auth.login_payload(self.challenge.server, self.challenge.nonce, k.public_key))
+
+    async def register(self, handle: str, name: str | None = None) -> F.Welcome:
+        w = await self.request(
+            F.Register(
+                id=self.next_id(),
+                handle=handle,
+                name=name or handle.title(),
+                device_key=self.key.public_key,
+                device_name="raw",
+                sig=self.login_sig(),
+            ),
+            F.Welcome,
+        )
+        self.account, self.device = w.account, w.device
+        return w
+
+    async def login(self, device: int, key: SigningKey) -> F.Welcome:
+        self.key = key
+        w = await self.request(
+            F.Login(id=self.next_id(), device=device, sig=self.login_sig()), F.Welcome
+        )
+        self.account, self.device = w.account, w.device
+        return w
+
+    async def send_frame(self, frame: F.Frame) -> None:
+        await self.ws.send(codec.encode(frame))
+
+    async def recv(self, timeout: float = 5.0) -> F.ServerFrame:
+        if self.backlog:
+            return self.backlog.pop(0)
+        data = await asyncio.wait_for(self.ws.recv(), timeout)
+        assert isinstance(data, bytes)
+        return codec.decode_server(data)
+
+    async def expect(self, kind: type[T], timeout: float = 5.0, **match: Any) -> T:
+        """The next frame of type ``kind`` (matching ``match``); others are kept for later."""
+        deadline = time.monotonic() + timeout
+        kept: list[F.ServerFrame] = []
+        try:
+            for i, f in enumerate(self.backlog):
+                if isinstance(f, kind) and all(getattr(f, k) == v for k, v in match.items()):
+                    del self.backlog[i]
+                    return f
+            while True:
+                data = await asyncio.wait_for(
+                    self.ws.recv(), max(0.01, deadline - time.monotonic())
+                )
+                assert isinstance(data, bytes)
+                f = codec.decode_server(data)
+                if isinstance(f, kind) and all(getattr(f, k) == v for k, v in match.items()):
+                    return f
+                kept.append(f)
+        finally:
+            self.backlog.extend(kept)
+
+    async def request(self, frame: Any, expect: type[T] | None = None) -> Any:
+        await self.send_frame(frame)
+        while True:
+            f = await self._reply(frame.id)
+            if expect is not None and not isinstance(f, expect):
+                raise AssertionError(f"expected {expect.__name__}, got {f!r}")
+            return f
+
+    async def _reply(self, rid: int, timeout: float = 5.0) -> F.ServerFrame:
+        deadline = time.monotonic() + timeout
+        for i, f in enumerate(self.backlog):
+            if getattr(f, "re", None) == rid:
+                del self.backlog[i]
+                return f
+        while True:
+            data = await asyncio.wait_for(self.ws.recv(), max(0.01, deadline - time.monotonic()))
+            assert isinstance(data, bytes)
+            f = codec.decode_server(data)
+            if getattr(f, "re", None) == rid:
+                return f
+            self.backlog.append(f)
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+@dataclass
+class Checker:
+    """Records every ack and every delivery, then counts losses, duplicates and order violations.
+
+    ``expect_members[conv]`` names the clients that must receive every acked message of conv.
+    """
+
+    acked: dict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
+    delivered: dict[tuple[str, int], list[int]] = field(default_factory=lambda: defaultdict(list))
+
+    def ack(self, conv: int, seq: int) -> None:
+        self.acked[conv].add(seq)
+
+    def deliver(self, client: str, conv: int, seq: int) -> None:
+        self.delivered[(client, conv)].append(seq)
+
+    def report(self, members: dict[int, Iterable[str]]) -> dict[str, int]:
+        lost = dup = disorder = 0
+        for conv, clients in members.items():
+            for client in clients:
+                seqs = self.delivered.get((client, conv), [])
+                seen = set(seqs)
+                lost += len(self.acked[conv] - seen)
+                dup += len(seqs) - len(seen)
+                disorder += sum(1 for a, b in zip(seqs, seqs[1:], strict=False) if b <= a)
+        return {"lost": lost, "duplicates": dup, "order_violations": disorder}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """chatd as a real child process (for kill -9 and SIGTERM tests)."""
+
+    def __init__(
+        self, db: Path, port: int | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        self.db = db
+        self.port = port or free_port()
+        self.env = {**os.environ, "CHATD_LOG__FORMAT": "json", **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = db.with_suffix(".log")
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "chatd",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--db",
+                    str(self.db),
+                ],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chatd exited: {self.log.read_text()[-2000:]}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                await writer.wait_closed()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)
+        raise RuntimeError("chatd did not start")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def terminate(self, timeout: float = 20) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
