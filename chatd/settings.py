@@ -46,6 +46,8 @@ class LimitSettings:
     frame_burst: float = 100.0
     typing_per_second: float = 2.0
     max_outbound_bytes: int = 4 * 1024 * 1024
+    """Unsent bytes a connection may hold for ``slow_consumer_grace`` seconds (4x: at once)."""
+    slow_consumer_grace: float = 2.0
     max_inflight_sends: int = 256
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
@@ -83,13 +85,13 @@ def _coerce(section: str, key: str, current: Any, value: Any) -> Any:
             if isinstance(value, str):
                 return value.lower() in ("1", "true", "yes", "on")
             return bool(value)
-        if target is float and isinstance(value, int | float | str):
+        if target is float and isinstance(value, int | float | str) and not isinstance(value, bool):
             return float(value)
         if target is int and isinstance(value, int | str) and not isinstance(value, bool):
             return int(value)
         if target is str and isinstance(value, str):
             return value
-    except ValueError:
+    except (ValueError, TypeError):
         pass
     raise ConfigError(f"{section}.{key}: expected {target.__name__}, got {value!r}")
 
@@ -98,6 +100,8 @@ def _apply(settings: Settings, overrides: Mapping[str, Mapping[str, Any]], sourc
     for section_name, values in overrides.items():
         if section_name not in {f.name for f in fields(Settings)}:
             raise ConfigError(f"{source}: unknown section [{section_name}]")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: [{section_name}] must be a table of keys")
         section = getattr(settings, section_name)
         known = {f.name for f in fields(section)}
         changes = {}

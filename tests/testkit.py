@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import socket
@@ -37,7 +38,16 @@ class Raw:
         self.backlog: list[F.ServerFrame] = []
 
     @classmethod
-    async def open(cls, url: str, **kw: Any) -> Raw:
+    async def open(cls, url: str, rcvbuf: int | None = None, **kw: Any) -> Raw:
+        """Connect; ``rcvbuf`` pins a small kernel receive buffer (no autotuning), so a client
+        that stops reading backs up into the server quickly."""
+        if rcvbuf is not None:
+            host, port = url.removeprefix("ws://").split("/", 1)[0].split(":")
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+            kw["sock"] = sock
         ws = await connect(url, subprotocols=[Subprotocol("chatd.v1")], compression=None, **kw)
         first = codec.decode_server(await ws.recv())  # type: ignore[arg-type]
         assert isinstance(first, F.Challenge)
@@ -155,7 +165,7 @@ class Checker:
                 seen = set(seqs)
                 lost += len(self.acked[conv] - seen)
                 dup += len(seqs) - len(seen)
-                disorder += sum(1 for a, b in zip(seqs, seqs[1:], strict=False) if b <= a)
+                disorder += sum(1 for a, b in itertools.pairwise(seqs) if b <= a)
         return {"lost": lost, "duplicates": dup, "order_violations": disorder}
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -110,6 +111,11 @@ class _Tx:
         if row is None:
             raise NotFound("no such conversation")
         return str(row[0]), str(row[1])
+
+    def conv_row(self, conv: int, account: int) -> ConvRow:
+        """The conversation as ``account`` sees it, with the batch's not yet written ``last_seq``."""
+        row = _conv_row(self.db, conv, account, 0)
+        return dataclasses.replace(row, last_seq=self.last_seq.get(conv, row.last_seq))
 
     def target_role(self, conv: int, account: int) -> str:
         row = self.db.execute(
@@ -400,7 +406,7 @@ class SQLiteStore:
                     "SELECT id FROM conversations WHERE direct_key=?", (key,)
                 ).fetchone()
                 if row is not None:
-                    return CreatedConv(_conv_row(db, int(row[0]), creator, 0), (), existed=True)
+                    return CreatedConv(tx.conv_row(int(row[0]), creator), (), existed=True)
             cur = db.execute(
                 "INSERT INTO conversations (kind, title, created_at, direct_key) VALUES (?,?,?,?)",
                 (kind, "" if kind == "direct" else title, now, key),
@@ -417,7 +423,7 @@ class SQLiteStore:
                 "INSERT INTO members VALUES (?,?,?,?)",
                 [(conv, a, "member", created.seq) for a in others],
             )
-            return CreatedConv(_conv_row(db, conv, creator, 0), (created,))
+            return CreatedConv(tx.conv_row(conv, creator), (created,))
 
         return await self._write(op)
 

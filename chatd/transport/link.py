@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from websockets.asyncio.server import ServerConnection
@@ -12,10 +13,14 @@ from chatd.metrics import HotCounters
 
 class WsLink:
     """Writes go straight into the socket's transport buffer (no per-connection task or queue):
-    the buffer IS the bounded send queue. Past ``max_outbound`` bytes the peer is a slow consumer
-    and the connection is aborted; the client reconnects and syncs from its cursors."""
+    the buffer IS the bounded send queue. A peer whose unsent bytes stay above ``max_outbound``
+    for ``grace`` seconds, or ever pass ``HARD_FACTOR`` times it, is a slow consumer: the
+    connection is aborted and the client reconnects and syncs from its cursors. The grace lets a
+    healthy reader absorb one group commit's burst without being mistaken for a slow one."""
 
-    __slots__ = ("_hot", "_on_slow", "_ws", "max_outbound")
+    HARD_FACTOR = 4
+
+    __slots__ = ("_dropped", "_hot", "_on_slow", "_over_since", "_ws", "grace", "max_outbound")
 
     def __init__(
         self,
@@ -23,23 +28,34 @@ class WsLink:
         max_outbound: int,
         on_slow: Callable[[], None],
         hot: HotCounters,
+        grace: float = 2.0,
     ) -> None:
         self._ws = ws
         self.max_outbound = max_outbound
+        self.grace = grace
+        self._over_since: float | None = None
+        self._dropped = False
         self._on_slow = on_slow
         self._hot = hot
 
     def push(self, data: bytes) -> None:
         ws = self._ws
-        if ws.protocol.state is not State.OPEN:
+        if self._dropped or ws.protocol.state is not State.OPEN:
             return
         ws.protocol.send_binary(data)
         ws.send_data()
         self._hot.frames_out += 1
-        transport = ws.transport
-        if transport.get_write_buffer_size() > self.max_outbound:
+        pending = ws.transport.get_write_buffer_size()
+        if pending <= self.max_outbound:
+            self._over_since = None
+            return
+        now = time.monotonic()
+        if self._over_since is None:
+            self._over_since = now
+        if pending > self.max_outbound * self.HARD_FACTOR or now - self._over_since > self.grace:
+            self._dropped = True
             self._on_slow()
-            transport.abort()
+            ws.transport.abort()
 
     async def send(self, data: bytes) -> None:
         await self._ws.send(data)

@@ -81,7 +81,11 @@ class Transport:
             return
         metrics = d.metrics
         link = WsLink(
-            ws, d.settings.limits.max_outbound_bytes, metrics.slow_consumers.inc, metrics.hot
+            ws,
+            d.settings.limits.max_outbound_bytes,
+            metrics.slow_consumers.inc,
+            metrics.hot,
+            d.settings.limits.slow_consumer_grace,
         )
         session = Session(self._svc, link)
         metrics.connections.labels(state="open").inc()
