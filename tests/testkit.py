@@ -20,6 +20,7 @@ from chatproto import auth, codec
 from chatproto import frames as F
 from chatproto.e2e.primitives import SigningKey
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 T = TypeVar("T", bound=F.Frame)
@@ -136,6 +137,17 @@ class Raw:
             if getattr(f, "re", None) == rid:
                 return f
             self.backlog.append(f)
+
+    async def until_closed(self, timeout: float = 10.0) -> int | None:
+        """Read (and drop) frames until the server closes; the close code (None if it never did)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self.ws.recv()
+        except ConnectionClosed:
+            return self.ws.close_code
+        except TimeoutError:
+            return None
 
     async def close(self) -> None:
         await self.ws.close()

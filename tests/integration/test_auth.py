@@ -61,7 +61,7 @@ async def test_handle_is_unique(server: RunningServer) -> None:
     a = await Raw.open(server.url)
     await a.register("alice")
     b = await Raw.open(server.url)
-    with pytest.raises(AssertionError, match="HANDLE_TAKEN|code=12"):
+    with pytest.raises(AssertionError, match=r"code=12"):
         await b.register("alice")
     await a.close()
     await b.close()
@@ -128,10 +128,7 @@ async def test_three_failed_logins_close_the_connection_with_policy_code(
     a = await Raw.open(server.url)
     for i in range(3):
         await a.send_frame(F.Login(id=i + 1, device=999, sig=b"\x00" * 64))
-    with pytest.raises(ConnectionClosed):
-        for _ in range(5):
-            await a.recv()
-    assert a.ws.close_code == 1008
+    assert await a.until_closed() == 1008
 
 
 async def test_connection_that_never_authenticates_is_closed_at_the_deadline(
