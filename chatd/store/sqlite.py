@@ -413,7 +413,7 @@ class SQLiteStore:
             )
             conv = int(cur.lastrowid or 0)
             created = tx.system_message(
-                conv, now, kinds.SystemEvent(event="created", actor=creator)
+                conv, now, kinds.SystemEvent(event="created", actor=creator, title=title if kind != "direct" else "")
             )
             creator_role = "member" if kind == "direct" else "owner"
             db.execute(
@@ -530,6 +530,9 @@ class SQLiteStore:
                     tx.db.execute(
                         "UPDATE members SET role='owner' WHERE conv_id=? AND account_id=?",
                         (conv, heir),
+                    )
+                    tx.system_message(
+                        conv, now, kinds.SystemEvent(event="role", actor=0, account=heir, role="owner")
                     )
             return MembershipChange(conv, m, removed=(actor,))
 
