@@ -167,6 +167,9 @@ class Session:
         auth = self._svc.auth
         nonce = self.nonce
         assert nonce is not None
+        if not isinstance(frame, F.Register | F.Login | F.LinkDevice):
+            self.fail(getattr(frame, "id", 0), ErrorCode.AUTH_REQUIRED, "log in first")
+            return
         try:
             match frame:
                 case F.Register():
@@ -175,9 +178,6 @@ class Session:
                     account, device = await auth.login(frame, nonce)
                 case F.LinkDevice():
                     account, device = await auth.link(frame, nonce)
-                case _:
-                    self.fail(getattr(frame, "id", 0), ErrorCode.AUTH_REQUIRED, "log in first")
-                    return
         except ChatdError as exc:
             if exc.code is ErrorCode.AUTH_FAILED:
                 self._failures += 1

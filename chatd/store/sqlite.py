@@ -22,6 +22,7 @@ import logging
 import os
 import sqlite3
 import time
+from dataclasses import replace
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
@@ -662,4 +663,4 @@ def _conv_row(
                 (conv,),
             )
         )
-    return ConvRow(*row, members=members)
+    return replace(ConvRow(*row), members=members)

@@ -12,6 +12,7 @@ required fields, wrong types and out-of-range values are ``ProtocolError(BAD_FIE
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Literal
 
 import msgspec
@@ -59,7 +60,7 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", omit_defau
 # --------------------------------------------------------------------------- client -> server
 
 
-class Register(Frame, tag="register", kw_only=True):
+class Register(Frame, tag="register", kw_only=True, frozen=True):
     """Create an account with its first device and log that device in. -> ``Welcome``.
 
     ``sig`` signs ``auth.login_payload(server, nonce, device_key)`` with the new device key.
@@ -74,7 +75,7 @@ class Register(Frame, tag="register", kw_only=True):
     sig: Signature
 
 
-class Login(Frame, tag="login", kw_only=True):
+class Login(Frame, tag="login", kw_only=True, frozen=True):
     """Log a registered device in by signing this connection's challenge. -> ``Welcome``."""
 
     id: ReqId
@@ -82,7 +83,7 @@ class Login(Frame, tag="login", kw_only=True):
     sig: Signature
 
 
-class LinkDevice(Frame, tag="link_device", kw_only=True):
+class LinkDevice(Frame, tag="link_device", kw_only=True, frozen=True):
     """Add a new device to an account and log it in. -> ``Welcome``.
 
     ``approval`` is made by an existing device ``approver`` of the account over
@@ -99,14 +100,14 @@ class LinkDevice(Frame, tag="link_device", kw_only=True):
     sig: Signature
 
 
-class Lookup(Frame, tag="lookup", kw_only=True):
+class Lookup(Frame, tag="lookup", kw_only=True, frozen=True):
     """Find an account by handle. -> ``Account``."""
 
     id: ReqId
     handle: Handle
 
 
-class CreateConv(Frame, tag="create_conv", kw_only=True):
+class CreateConv(Frame, tag="create_conv", kw_only=True, frozen=True):
     """Create a conversation. -> ``Conv``.
 
     ``direct``: exactly one other account in ``members``; asking again returns the same one.
@@ -119,20 +120,20 @@ class CreateConv(Frame, tag="create_conv", kw_only=True):
     members: Annotated[list[Id], msgspec.Meta(max_length=L.MAX_MEMBERS_PER_REQUEST)] = []
 
 
-class ListConvs(Frame, tag="list_convs", kw_only=True):
+class ListConvs(Frame, tag="list_convs", kw_only=True, frozen=True):
     """The caller's conversations. -> ``Convs``."""
 
     id: ReqId
 
 
-class GetConv(Frame, tag="get_conv", kw_only=True):
+class GetConv(Frame, tag="get_conv", kw_only=True, frozen=True):
     """One conversation with its members. -> ``Conv``."""
 
     id: ReqId
     conv: Id
 
 
-class Invite(Frame, tag="invite", kw_only=True):
+class Invite(Frame, tag="invite", kw_only=True, frozen=True):
     """Add an account to a group or channel (owner or admin). -> ``Ok``."""
 
     id: ReqId
@@ -140,7 +141,7 @@ class Invite(Frame, tag="invite", kw_only=True):
     account: Id
 
 
-class Remove(Frame, tag="remove", kw_only=True):
+class Remove(Frame, tag="remove", kw_only=True, frozen=True):
     """Remove a member (owner or admin; an admin cannot remove the owner or another admin).
 
     -> ``Ok``.
@@ -151,7 +152,7 @@ class Remove(Frame, tag="remove", kw_only=True):
     account: Id
 
 
-class SetRole(Frame, tag="set_role", kw_only=True):
+class SetRole(Frame, tag="set_role", kw_only=True, frozen=True):
     """Make a member admin or member (owner only). -> ``Ok``."""
 
     id: ReqId
@@ -160,14 +161,14 @@ class SetRole(Frame, tag="set_role", kw_only=True):
     role: Literal["admin", "member"]
 
 
-class Leave(Frame, tag="leave", kw_only=True):
+class Leave(Frame, tag="leave", kw_only=True, frozen=True):
     """Leave a group or channel. -> ``Ok``."""
 
     id: ReqId
     conv: Id
 
 
-class Rename(Frame, tag="rename", kw_only=True):
+class Rename(Frame, tag="rename", kw_only=True, frozen=True):
     """Change a group's or channel's title (owner or admin). -> ``Ok``."""
 
     id: ReqId
@@ -175,7 +176,7 @@ class Rename(Frame, tag="rename", kw_only=True):
     title: Title
 
 
-class Send(Frame, tag="send", kw_only=True):
+class Send(Frame, tag="send", kw_only=True, frozen=True):
     """Append a message to a conversation. -> ``Ack`` once it is durably stored.
 
     ``cmid`` is the idempotency key, scoped to the sending device and conversation: resending the
@@ -190,7 +191,7 @@ class Send(Frame, tag="send", kw_only=True):
     body: Body
 
 
-class Sync(Frame, tag="sync", kw_only=True):
+class Sync(Frame, tag="sync", kw_only=True, frozen=True):
     """Receive every message of ``conv`` with seq > ``after`` as ``Deliver`` frames, in order,
     then ``Synced``; from then on live ``Deliver`` frames continue with no gap and no repeat."""
 
@@ -199,7 +200,7 @@ class Sync(Frame, tag="sync", kw_only=True):
     after: Seq = 0
 
 
-class Fetch(Frame, tag="fetch", kw_only=True):
+class Fetch(Frame, tag="fetch", kw_only=True, frozen=True):
     """A page of history. -> ``Messages``.
 
     With ``before``: the ``limit`` messages just below that seq (newest first is NOT used: the
@@ -213,7 +214,7 @@ class Fetch(Frame, tag="fetch", kw_only=True):
     limit: PageLimit = 100
 
 
-class Receipt(Frame, tag="receipt", kw_only=True):
+class Receipt(Frame, tag="receipt", kw_only=True, frozen=True):
     """Move this device's delivered or read cursor in ``conv`` forward. -> ``Ok``.
 
     Cursors never move back; a lower seq is accepted and changes nothing.
@@ -225,14 +226,14 @@ class Receipt(Frame, tag="receipt", kw_only=True):
     seq: Seq
 
 
-class Typing(Frame, tag="typing", kw_only=True):
+class Typing(Frame, tag="typing", kw_only=True, frozen=True):
     """Tell the other members you are (or stopped) typing. Ephemeral, never stored, no reply."""
 
     conv: Id
     on: bool = True
 
 
-class GetPresence(Frame, tag="get_presence", kw_only=True):
+class GetPresence(Frame, tag="get_presence", kw_only=True, frozen=True):
     """Presence of accounts sharing a direct conversation or group with the caller.
     -> ``PresenceList`` (accounts the caller may not see are left out)."""
 
@@ -243,7 +244,7 @@ class GetPresence(Frame, tag="get_presence", kw_only=True):
 # --------------------------------------------------------------------------- server -> client
 
 
-class Challenge(Frame, tag="challenge", kw_only=True):
+class Challenge(Frame, tag="challenge", kw_only=True, frozen=True):
     """The server's first frame on every connection: sign ``nonce`` to log in."""
 
     server: str
@@ -251,7 +252,7 @@ class Challenge(Frame, tag="challenge", kw_only=True):
     expires_in_ms: Millis
 
 
-class Welcome(Frame, tag="welcome", kw_only=True):
+class Welcome(Frame, tag="welcome", kw_only=True, frozen=True):
     """The connection is authenticated as ``account``/``device``."""
 
     re: ReqId
@@ -261,13 +262,13 @@ class Welcome(Frame, tag="welcome", kw_only=True):
     server_time: Millis
 
 
-class Ok(Frame, tag="ok", kw_only=True):
+class Ok(Frame, tag="ok", kw_only=True, frozen=True):
     """The request ``re`` succeeded and has no other result."""
 
     re: ReqId
 
 
-class Error(Frame, tag="error", kw_only=True):
+class Error(Frame, tag="error", kw_only=True, frozen=True):
     """Request ``re`` failed (``re`` is 0 when the bad frame had no readable id).
 
     ``code`` is a stable ``ErrorCode``; ``msg`` is for humans and may change.
@@ -278,7 +279,7 @@ class Error(Frame, tag="error", kw_only=True):
     msg: ErrorText = ""
 
 
-class Account(Frame, tag="account", kw_only=True):
+class Account(Frame, tag="account", kw_only=True, frozen=True):
     re: ReqId
     account: Id
     handle: Handle
@@ -307,17 +308,17 @@ class ConvInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     members: list[Member] = []
 
 
-class Conv(Frame, tag="conv", kw_only=True):
+class Conv(Frame, tag="conv", kw_only=True, frozen=True):
     re: ReqId
     info: ConvInfo
 
 
-class Convs(Frame, tag="convs", kw_only=True):
+class Convs(Frame, tag="convs", kw_only=True, frozen=True):
     re: ReqId
     convs: list[ConvInfo]
 
 
-class Ack(Frame, tag="ack", kw_only=True):
+class Ack(Frame, tag="ack", kw_only=True, frozen=True):
     """``Send`` ``re`` is durably stored as message ``seq`` of ``conv``."""
 
     re: ReqId
@@ -339,7 +340,7 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     body: Body
 
 
-class Deliver(Frame, tag="deliver", kw_only=True):
+class Deliver(Frame, tag="deliver", kw_only=True, frozen=True):
     """A message of ``conv``, live or replayed by ``Sync``."""
 
     conv: Id
@@ -352,7 +353,7 @@ class Deliver(Frame, tag="deliver", kw_only=True):
     body: Body
 
 
-class Synced(Frame, tag="synced", kw_only=True):
+class Synced(Frame, tag="synced", kw_only=True, frozen=True):
     """``Sync`` ``re`` is complete: every message up to ``seq`` was sent before this frame."""
 
     re: ReqId
@@ -360,7 +361,7 @@ class Synced(Frame, tag="synced", kw_only=True):
     seq: Seq
 
 
-class Messages(Frame, tag="messages", kw_only=True):
+class Messages(Frame, tag="messages", kw_only=True, frozen=True):
     """A ``Fetch`` page, ascending by seq. ``more`` says whether the range holds more."""
 
     re: ReqId
@@ -369,7 +370,7 @@ class Messages(Frame, tag="messages", kw_only=True):
     more: bool
 
 
-class ReceiptEvent(Frame, tag="receipt_event", kw_only=True):
+class ReceiptEvent(Frame, tag="receipt_event", kw_only=True, frozen=True):
     """A member device's delivered/read cursor moved."""
 
     conv: Id
@@ -379,13 +380,13 @@ class ReceiptEvent(Frame, tag="receipt_event", kw_only=True):
     seq: Seq
 
 
-class TypingEvent(Frame, tag="typing_event", kw_only=True):
+class TypingEvent(Frame, tag="typing_event", kw_only=True, frozen=True):
     conv: Id
     account: Id
     on: bool
 
 
-class PresenceEvent(Frame, tag="presence", kw_only=True):
+class PresenceEvent(Frame, tag="presence", kw_only=True, frozen=True):
     """``account`` came online or went offline. ``last_seen`` is ms since the epoch (0 = never)."""
 
     account: Id
@@ -399,7 +400,7 @@ class PresenceInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     last_seen: Millis
 
 
-class PresenceList(Frame, tag="presence_list", kw_only=True):
+class PresenceList(Frame, tag="presence_list", kw_only=True, frozen=True):
     re: ReqId
     presence: list[PresenceInfo]
 
@@ -443,5 +444,5 @@ ServerFrame = (
 )
 AnyFrame = ClientFrame | ServerFrame
 
-CLIENT_FRAMES: tuple[type[Frame], ...] = ClientFrame.__args__  # type: ignore[attr-defined]
-SERVER_FRAMES: tuple[type[Frame], ...] = ServerFrame.__args__  # type: ignore[attr-defined]
+CLIENT_FRAMES: tuple[type[Frame], ...] = typing.get_args(ClientFrame)
+SERVER_FRAMES: tuple[type[Frame], ...] = typing.get_args(ServerFrame)

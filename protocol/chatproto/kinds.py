@@ -30,37 +30,37 @@ class Content(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     KIND: ClassVar[str] = ""
 
 
-class Text(Content, kw_only=True):
+class Text(Content, kw_only=True, frozen=True):
     KIND: ClassVar[str] = "text"
     text: LongText
 
 
-class Reaction(Content, kw_only=True):
+class Reaction(Content, kw_only=True, frozen=True):
     KIND: ClassVar[str] = "reaction"
     target: SeqRef
     emoji: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
     remove: bool = False
 
 
-class Edit(Content, kw_only=True):
+class Edit(Content, kw_only=True, frozen=True):
     KIND: ClassVar[str] = "edit"
     target: SeqRef
     text: LongText
 
 
-class Delete(Content, kw_only=True):
+class Delete(Content, kw_only=True, frozen=True):
     KIND: ClassVar[str] = "delete"
     target: SeqRef
 
 
-class ReadReceipt(Content, kw_only=True):
+class ReadReceipt(Content, kw_only=True, frozen=True):
     """End-to-end read receipt (the server-visible cursor is the ``Receipt`` frame)."""
 
     KIND: ClassVar[str] = "receipt"
     up_to: SeqRef
 
 
-class PaymentTransfer(Content, kw_only=True):
+class PaymentTransfer(Content, kw_only=True, frozen=True):
     KIND: ClassVar[str] = "payment.transfer"
     transfer_id: ShortText
     amount: Amount
@@ -68,7 +68,7 @@ class PaymentTransfer(Content, kw_only=True):
     memo: ShortText = ""
 
 
-class PaymentRequest(Content, kw_only=True):
+class PaymentRequest(Content, kw_only=True, frozen=True):
     KIND: ClassVar[str] = "payment.request"
     request_id: ShortText
     amount: Amount
@@ -76,7 +76,7 @@ class PaymentRequest(Content, kw_only=True):
     memo: ShortText = ""
 
 
-class MiniappInvoke(Content, kw_only=True):
+class MiniappInvoke(Content, kw_only=True, frozen=True):
     KIND: ClassVar[str] = "miniapp.invoke"
     invocation_id: ShortText
     app: ShortText
@@ -84,14 +84,14 @@ class MiniappInvoke(Content, kw_only=True):
     params: dict[str, str | int | bool] = {}
 
 
-class MiniappResult(Content, kw_only=True):
+class MiniappResult(Content, kw_only=True, frozen=True):
     KIND: ClassVar[str] = "miniapp.result"
     invocation_id: ShortText
     title: ShortText = ""
     text: LongText = ""
 
 
-class Share(Content, kw_only=True):
+class Share(Content, kw_only=True, frozen=True):
     KIND: ClassVar[str] = "share"
     title: ShortText
     text: LongText = ""
@@ -99,7 +99,7 @@ class Share(Content, kw_only=True):
     image: ShortText = ""
 
 
-class SystemEvent(Content, kw_only=True):
+class SystemEvent(Content, kw_only=True, frozen=True):
     """Server-authored event in a conversation's sequence (sender 0)."""
 
     KIND: ClassVar[str] = "system"
