@@ -1,0 +1,565 @@
+"""``chat``: a terminal client for chatd.
+
+    chat [--server URL] [--key FILE] register HANDLE "Display Name"   # once: create the account
+    chat [--server URL] [--key FILE]                                  # then: chat interactively
+
+The server defaults to $CHAT_SERVER or ws://127.0.0.1:8765/ws, the key file to $CHAT_KEY or
+~/.config/chatd/default.key (mode 0600: it holds the device's private key). Type /help inside.
+With a TTY, incoming events print above the input line; with a pipe, commands are read line by
+line and events are printed as they come, so the client can be scripted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from chatproto import frames as F
+from chatproto import kinds
+
+from chatclient.client import Client
+from chatclient.errors import ChatClientError, ClientClosed, ConnectionLost, RequestError
+from chatclient.events import Connected, Disconnected, Event, Message, Typing
+from chatclient.keystore import KeyStore
+from chatclient.tui import (
+    HELP,
+    Command,
+    Console,
+    Convs,
+    Create,
+    Dm,
+    Drop,
+    Help,
+    History,
+    Invite,
+    Kick,
+    Leave,
+    Line,
+    Me,
+    Names,
+    Open,
+    ParseError,
+    Quit,
+    Rename,
+    Role,
+    Say,
+    Who,
+    format_convs,
+    format_event,
+    format_message,
+    format_who,
+    open_console,
+    parse_command,
+    parse_handle,
+    unread,
+)
+
+DEFAULT_SERVER = "ws://127.0.0.1:8765/ws"
+DEFAULT_KEY = "~/.config/chatd/default.key"
+MAX_TEXT = 16_000
+TYPING_EVERY = 3.0
+
+
+class UsageError(Exception):
+    pass
+
+
+class CannotConnect(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- session
+
+
+class Session:
+    """Runs commands against a connected ``Client`` and shows its events on a console."""
+
+    def __init__(self, client: Client, console: Console, url: str) -> None:
+        self.client = client
+        self.console = console
+        self.url = url
+        ks = client.keystore
+        self.names = Names(me=ks.account, my_handle=ks.handle)
+        self.current: int | None = None
+        self.offline = False
+        self._info_seq: dict[int, int] = {}
+        self._history_before: dict[int, int] = {}
+        self._read_want: dict[int, int] = {}
+        self._read_sent: dict[int, int] = {}
+        self._read_tasks: dict[int, asyncio.Task[None]] = {}
+        self._sends: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._typing_sent = 0.0
+        self._typing_seen: dict[tuple[int, int], float] = {}
+
+    def show(self, text: str, style: str = "") -> None:
+        self.console.show(Line(text, style))
+
+    # ---------------------------------------------------------------- main loop
+
+    async def run(self) -> int:
+        """Until /quit, end of input, or the client stops for good; returns the exit status."""
+        self.console.on_edit = self._on_edit
+        self.show("type /help for commands, /convs to list conversations", "dim")
+        events = asyncio.create_task(self._pump_events())
+        commands = asyncio.create_task(self._read_commands())
+        status = 0
+        try:
+            done, _ = await asyncio.wait({events, commands}, return_when=asyncio.FIRST_COMPLETED)
+            if events in done:
+                status = 1  # the client stopped for good (its last event says why)
+                if events.exception() is not None:
+                    self.show(f"error: {events.exception()}", "error")
+        finally:
+            commands.cancel()
+            await asyncio.gather(commands, return_exceptions=True)
+            await self._drain_sends()
+            # Closing ends the event stream after what is queued (e.g. our last messages' echo).
+            await self.client.aclose()
+            with contextlib.suppress(TimeoutError, ChatClientError):
+                await asyncio.wait_for(events, self.client.request_timeout)
+            for task in [*self._background, *self._read_tasks.values()]:
+                task.cancel()
+            await asyncio.gather(
+                *self._background, *self._read_tasks.values(), return_exceptions=True
+            )
+        return status
+
+    async def _read_commands(self) -> None:
+        async for line in self.console.lines():
+            try:
+                cmd = parse_command(line)
+            except ParseError as exc:
+                self.show(str(exc), "error")
+                continue
+            if cmd is None:
+                continue
+            if isinstance(cmd, Quit):
+                return
+            await self.execute(cmd)
+
+    async def _drain_sends(self) -> None:
+        if not self._sends:
+            return
+        _, waiting = await asyncio.wait(self._sends, timeout=self.client.request_timeout)
+        if waiting:
+            self.show(f"{len(waiting)} message(s) not acknowledged before exit", "error")
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+
+    async def _pump_events(self) -> None:
+        async for ev in self.client.events():
+            await self._on_event(ev)
+
+    # ---------------------------------------------------------------- events
+
+    async def _on_event(self, ev: Event) -> None:
+        match ev:
+            case Message():
+                await self._on_message(ev)
+                return
+            case Disconnected():
+                if ev.will_retry and self.offline:
+                    return  # one line per outage, not one per failed attempt
+                self.offline = True
+            case Connected():
+                self.offline = False
+            case Typing():
+                key = (ev.conv, ev.account)
+                now = time.monotonic()
+                if not ev.on:
+                    self._typing_seen.pop(key, None)
+                    return
+                if now - self._typing_seen.get(key, -1e9) < 10:
+                    return
+                self._typing_seen[key] = now
+                if ev.conv not in self.names.convs:
+                    await self._refresh(ev.conv)
+        line = format_event(ev, self.names)
+        if line is not None:
+            self.console.show(line)
+
+    async def _on_message(self, m: Message) -> None:
+        system = m.content if isinstance(m.content, kinds.SystemEvent) else None
+        leaving = system is not None and system.event in ("left", "removed")
+        stale = self._info_seq.get(m.conv, -1) < m.seq
+        needs_members = system is not None or m.sender not in self.names.handles
+        if (stale and not leaving and needs_members) or m.conv not in self.names.convs:
+            await self._refresh(m.conv)
+        self._typing_seen.pop((m.conv, m.sender), None)
+        line = format_message(m, self.names)
+        if line is not None:
+            self.console.show(line)
+        if system is not None and leaving:
+            gone = system.actor if system.event == "left" else system.account
+            if gone == self.names.me and self.current == m.conv and stale:
+                self.current = None
+                self.console.set_prompt("> ")
+            elif stale:
+                await self._refresh(m.conv)
+        if m.conv == self.current:
+            self._mark_read(m.conv, m.seq)
+
+    async def _refresh(self, conv: int) -> F.ConvInfo | None:
+        """Fetch ``conv`` with its members into the name cache (None when no longer a member)."""
+        try:
+            async with asyncio.timeout(self.client.request_timeout):
+                info = await self.client.conversation(conv)
+        except (ChatClientError, TimeoutError):
+            return None
+        self._learn(info)
+        return info
+
+    def _learn(self, info: F.ConvInfo) -> None:
+        self.names.learn(info)
+        if info.members:
+            self._info_seq[info.conv] = max(self._info_seq.get(info.conv, 0), info.last_seq)
+        self._read_sent[info.conv] = max(self._read_sent.get(info.conv, 0), info.read)
+        if info.conv == self.current:
+            self.console.set_prompt(f"[{self.names.label(info.conv)}]> ")
+
+    def _mark_read(self, conv: int, seq: int) -> None:
+        if seq <= max(self._read_sent.get(conv, 0), self._read_want.get(conv, 0)):
+            return
+        self._read_want[conv] = seq
+        if conv not in self._read_tasks:
+            self._read_tasks[conv] = asyncio.create_task(self._read_loop(conv))
+
+    async def _read_loop(self, conv: int) -> None:
+        try:
+            while (target := self._read_want.get(conv, 0)) > self._read_sent.get(conv, 0):
+                await self.client.mark_read(conv, target)
+                self._read_sent[conv] = max(self._read_sent.get(conv, 0), target)
+        except ChatClientError:
+            pass  # best effort: the next message shown retries
+        finally:
+            self._read_tasks.pop(conv, None)
+
+    def _on_edit(self, buffer: str) -> None:
+        """Keystrokes in the current conversation: tell the others we are typing (throttled)."""
+        conv = self.current
+        now = time.monotonic()
+        if conv is None or not buffer or buffer.startswith("/") or not self.client.connected:
+            return
+        if now - self._typing_sent < TYPING_EVERY:
+            return
+        self._typing_sent = now
+        self._spawn(self.client.typing(conv, True))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        async def quietly() -> None:
+            with contextlib.suppress(ChatClientError):
+                await coro
+
+        task = asyncio.create_task(quietly())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ---------------------------------------------------------------- commands
+
+    async def execute(self, cmd: Command) -> None:
+        """Run one command; every failure becomes one line."""
+        local = isinstance(cmd, Say | Help | Me | Drop)
+        if not local and not self.client.connected:
+            self.show("not connected (reconnecting); try again in a moment", "error")
+            return
+        try:
+            async with asyncio.timeout(self.client.request_timeout + 2):
+                await self._execute(cmd)
+        except UsageError as exc:
+            self.show(str(exc), "error")
+        except RequestError as exc:
+            self.show(f"error: {exc}", "error")
+        except ConnectionLost:
+            self.show("connection lost before the server answered; try again", "error")
+        except TimeoutError:
+            self.show("the server did not answer in time", "error")
+        except ChatClientError as exc:
+            self.show(f"error: {exc}", "error")
+
+    def _need_current(self) -> int:
+        if self.current is None:
+            raise UsageError("no open conversation: /convs, /open N or /dm @handle first")
+        return self.current
+
+    async def _execute(self, cmd: Command) -> None:
+        c = self.client
+        match cmd:
+            case Say(text):
+                self._say(text)
+            case Help():
+                for text in HELP.splitlines():
+                    self.show(text)
+            case Me():
+                ks = c.keystore
+                self.show(f"@{ks.handle} (account {ks.account}, device {ks.device}) on {self.url}")
+            case Drop():
+                self.show("dropping the connection", "dim")
+                await c.drop_connection()
+            case Convs():
+                infos = await self._conversations()
+                for line in format_convs(infos, self.names, self.current):
+                    self.console.show(line)
+            case Open(index=index, handle=handle):
+                if handle is not None:
+                    await self._open(await c.conversation(await c.direct(await c.lookup(handle))))
+                else:
+                    infos = await self._conversations()
+                    assert index is not None
+                    if index > len(infos):
+                        raise UsageError(f"no conversation {index}: /convs lists {len(infos)}")
+                    await self._open(await c.conversation(infos[index - 1].conv))
+            case Dm(handle):
+                await self._open(await c.conversation(await c.direct(await c.lookup(handle))))
+            case Create(kind, title, handles):
+                members = [await c.lookup(h) for h in handles]
+                info = await c.create(kind, title, members)
+                await self._open(await c.conversation(info.conv))
+            case Invite(handle):
+                await c.invite(self._need_current(), await c.lookup(handle))
+            case Kick(handle):
+                await c.remove(self._need_current(), await c.lookup(handle))
+            case Role(handle, role):
+                await c.set_role(self._need_current(), await c.lookup(handle), role)
+            case Leave():
+                conv = self._need_current()
+                label = self.names.label(conv)
+                await c.leave(conv)
+                self.current = None
+                self.console.set_prompt("> ")
+                self.show(f"you left [{label}]", "system")
+            case Rename(title):
+                await c.rename(self._need_current(), title)
+            case History(count):
+                await self._history(self._need_current(), count)
+            case Who():
+                info = await c.conversation(self._need_current())
+                self._learn(info)
+                presence = await c.presence([m.account for m in info.members])
+                for line in format_who(info, presence, self.names):
+                    self.console.show(line)
+
+    def _say(self, text: str) -> None:
+        conv = self._need_current()
+        if len(text) > MAX_TEXT:
+            raise UsageError(f"message too long ({len(text)} > {MAX_TEXT} characters)")
+        if not self.client.connected:
+            self.show("(not connected: the message is sent on reconnect)", "dim")
+        if self._typing_sent:
+            self._typing_sent = 0.0
+            self._spawn(self.client.typing(conv, False))
+        task = asyncio.create_task(self._send(conv, text))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _send(self, conv: int, text: str) -> None:
+        try:
+            await self.client.send_text(conv, text)
+        except ClientClosed:
+            pass
+        except ChatClientError as exc:
+            self.show(f"not sent to [{self.names.label(conv)}]: {exc}", "error")
+
+    async def _conversations(self) -> list[F.ConvInfo]:
+        infos = sorted(await self.client.conversations(), key=lambda i: i.conv)
+        for info in infos:
+            known = self.names.convs.get(info.conv)
+            if info.kind == "direct" and (known is None or not known.members):
+                await self._refresh(info.conv)
+            self.names.learn(info)
+        return infos
+
+    async def _open(self, info: F.ConvInfo) -> None:
+        self.current = info.conv
+        self._history_before.pop(info.conv, None)
+        self._learn(info)
+        label = self.names.label(info.conv)
+        count = unread(info)
+        self.console.set_prompt(f"[{label}]> ")
+        more = f", {count} unread" if count else ""
+        self.show(f"now in [{label}] ({info.kind}{more})", "system")
+        if count:
+            self._mark_read(info.conv, info.last_seq)
+
+    async def _history(self, conv: int, count: int) -> None:
+        before = self._history_before.get(conv)
+        if before is None:
+            info = await self.client.conversation(conv)
+            self._learn(info)
+            before = info.last_seq + 1
+        if before <= 1:
+            self.show("(no earlier messages)", "dim")
+            return
+        page = await self.client.fetch(conv, before=before, limit=count)
+        if not page.messages:
+            self._history_before[conv] = 1
+            self.show("(no earlier messages)", "dim")
+            return
+        first, last = page.messages[0].seq, page.messages[-1].seq
+        self.show(f"-- [{self.names.label(conv)}] history {first}..{last} --", "dim")
+        for m in page.messages:
+            ev = Message(
+                conv,
+                m.seq,
+                m.ts,
+                m.sender,
+                m.device,
+                m.kind,
+                m.body,
+                _content(m.kind, m.body),
+                own=m.device == self.client.device,
+            )
+            if ev.sender and ev.sender not in self.names.handles:
+                await self._refresh(conv)
+            line = format_message(ev, self.names)
+            if line is not None:
+                self.console.show(line)
+        self._history_before[conv] = first
+        if first <= 1 or not page.more:
+            self.show("(beginning of the conversation)", "dim")
+
+
+def _content(kind: str, body: bytes) -> kinds.Content | None:
+    try:
+        return kinds.decode_content(kind, body)
+    except Exception:
+        return None
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--server",
+        default=argparse.SUPPRESS,
+        help=f"chatd WebSocket URL (default: $CHAT_SERVER or {DEFAULT_SERVER})",
+    )
+    common.add_argument(
+        "--key",
+        default=argparse.SUPPRESS,
+        help=f"key file of this device (default: $CHAT_KEY or {DEFAULT_KEY})",
+    )
+    common.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=argparse.SUPPRESS,
+        help="seconds to wait for the server at start (default: 10)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="chat",
+        description="Terminal client for chatd. Run 'chat register HANDLE NAME' once, then 'chat'.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command")
+    reg = sub.add_parser("register", parents=[common], help="create an account for this key")
+    reg.add_argument("handle", help="your handle: 3-32 of a-z 0-9 _ . (e.g. alice)")
+    reg.add_argument("name", help='your display name (e.g. "Alice Liddell")')
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> tuple[str, Path, float]:
+    server = getattr(args, "server", None) or os.environ.get("CHAT_SERVER") or DEFAULT_SERVER
+    key = getattr(args, "key", None) or os.environ.get("CHAT_KEY") or DEFAULT_KEY
+    return server, Path(key).expanduser(), float(getattr(args, "connect_timeout", 10.0))
+
+
+async def _connect(client: Client, wait_s: float) -> None:
+    """Enter ``client`` (connected, logged in if registered), or clean up and raise."""
+    try:
+        async with asyncio.timeout(wait_s):
+            await client.__aenter__()
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            await client.__aexit__(None, None, None)
+        if isinstance(exc, TimeoutError):
+            raise CannotConnect(f"cannot reach the server at {client.url}") from None
+        raise
+
+
+async def run(
+    argv: Sequence[str] | None = None,
+    *,
+    stdin: int | None = None,
+    stdout: TextIO | None = None,
+) -> int:
+    """The whole CLI as a coroutine (``main`` runs it; tests call it in-process)."""
+    out = stdout if stdout is not None else sys.stdout
+    args = build_parser().parse_args(argv)
+    url, key_path, timeout = _settings(args)
+
+    def fail(msg: str) -> int:
+        out.write(f"chat: {msg}\n")
+        out.flush()
+        return 1
+
+    ks = KeyStore.open(key_path)
+    try:
+        if args.command == "register":
+            return await _register(url, ks, key_path, args.handle, args.name, timeout, out)
+        if not ks.registered:
+            return fail(
+                f'{key_path} holds no account yet: run  chat --key {key_path} register HANDLE "Name"'
+            )
+        client = Client(url, ks)
+        await _connect(client, timeout)
+        try:
+            with open_console(stdin if stdin is not None else 0, out) as console:
+                return await Session(client, console, url).run()
+        finally:
+            await client.__aexit__(None, None, None)
+    except CannotConnect as exc:
+        return fail(str(exc))
+    except ParseError as exc:
+        return fail(str(exc))
+    except ChatClientError as exc:
+        return fail(f"error: {exc}")
+
+
+async def _register(
+    url: str, ks: KeyStore, key_path: Path, handle: str, name: str, wait_s: float, out: TextIO
+) -> int:
+    if ks.registered:
+        out.write(
+            f"chat: {key_path} already holds @{ks.handle} (account {ks.account});"
+            " use another --key for another account\n"
+        )
+        return 1
+    handle = parse_handle(handle)
+    name = name.strip()
+    if not 1 <= len(name) <= 64:
+        raise ParseError("the display name must have 1 to 64 characters")
+    if not key_path.parent.exists():
+        key_path.parent.mkdir(mode=0o700, parents=True)
+    client = Client(url, ks)
+    await _connect(client, wait_s)
+    try:
+        account = await client.register(handle, name, device_name="chat cli")
+    finally:
+        await client.__aexit__(None, None, None)
+    out.write(f"registered @{handle} (account {account}); key saved to {key_path}\n")
+    out.write(f"start chatting:  chat --server {url} --key {key_path}\n")
+    out.flush()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.ERROR, format="chat: %(message)s")
+    try:
+        return asyncio.run(run(argv))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,628 @@
+"""The pieces of the ``chat`` terminal client that do not talk to the server.
+
+* ``parse_command``: one input line -> a typed command (pure).
+* ``Names`` and ``format_*``: events -> display lines (pure; ``Names`` is a cache the caller fills).
+* ``LineEditor``: keystrokes -> edited input line and completed lines (pure).
+* ``PipeConsole`` / ``TerminalConsole``: stdin lines in, display lines out. The terminal one puts
+  the TTY in cbreak mode and redraws the prompt and the partial input under every printed line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import stat
+import termios
+import tty
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any, TextIO
+
+from chatproto import frames as F
+from chatproto import kinds
+from chatproto.limits import HANDLE_PATTERN, MAX_PAGE, MAX_TITLE_CHARS
+
+from chatclient.events import Connected, Disconnected, Event, Message, Presence, Typing
+
+# --------------------------------------------------------------------------- commands
+
+
+class ParseError(ValueError):
+    """A line that is not a valid command; ``str()`` is the message to show."""
+
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True)
+class Convs:
+    pass
+
+
+@dataclass(frozen=True)
+class Open:
+    index: int | None = None
+    handle: str | None = None
+
+
+@dataclass(frozen=True)
+class Dm:
+    handle: str
+
+
+@dataclass(frozen=True)
+class Create:
+    kind: str  # "group" or "channel"
+    title: str
+    handles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Invite:
+    handle: str
+
+
+@dataclass(frozen=True)
+class Kick:
+    handle: str
+
+
+@dataclass(frozen=True)
+class Role:
+    handle: str
+    role: str
+
+
+@dataclass(frozen=True)
+class Leave:
+    pass
+
+
+@dataclass(frozen=True)
+class Rename:
+    title: str
+
+
+@dataclass(frozen=True)
+class History:
+    count: int = 20
+
+
+@dataclass(frozen=True)
+class Who:
+    pass
+
+
+@dataclass(frozen=True)
+class Me:
+    pass
+
+
+@dataclass(frozen=True)
+class Drop:
+    pass
+
+
+@dataclass(frozen=True)
+class Quit:
+    pass
+
+
+Command = (
+    Say
+    | Help
+    | Convs
+    | Open
+    | Dm
+    | Create
+    | Invite
+    | Kick
+    | Role
+    | Leave
+    | Rename
+    | History
+    | Who
+    | Me
+    | Drop
+    | Quit
+)
+
+HELP = """\
+commands:
+  /convs                     list your conversations with unread counts
+  /open N | /open @handle    switch to conversation N of /convs, or the direct one with @handle
+  /dm @handle                open (or create) the direct conversation with @handle
+  /group "Title" @a @b ...   create a group with these members
+  /channel "Title" [@a ...]  create a channel
+  /invite @handle            add someone to the current group or channel
+  /kick @handle              remove someone from the current group or channel
+  /role @handle admin|member change someone's role (owner only)
+  /leave                     leave the current group or channel
+  /rename Title              rename the current group or channel
+  /history [N]               show the N (default 20) messages before the ones already shown
+  /who                       members of the current conversation, with roles and presence
+  /me                        who you are
+  /drop                      simulate a network failure (the client reconnects)
+  /quit                      exit (also Ctrl-D)
+any other line is sent to the current conversation; start it with // to send a line that
+begins with /"""
+
+_HANDLE_RE = re.compile(HANDLE_PATTERN)
+_ALIASES = {"q": "quit", "exit": "quit", "h": "help", "?": "help", "list": "convs"}
+
+
+def parse_handle(word: str) -> str:
+    """``@Bob`` or ``bob`` -> ``bob``; raises ``ParseError`` for what cannot be a handle."""
+    handle = word.removeprefix("@").lower()
+    if not (3 <= len(handle) <= 32) or not _HANDLE_RE.match(handle):
+        raise ParseError(f"not a handle: {word}")
+    return handle
+
+
+def _title(title: str) -> str:
+    title = title.strip()
+    if not title:
+        raise ParseError("the title is empty")
+    if len(title) > MAX_TITLE_CHARS:
+        raise ParseError(f"the title is longer than {MAX_TITLE_CHARS} characters")
+    return title
+
+
+def parse_command(line: str) -> Command | None:
+    """The command on ``line``; None for a blank line. Raises ``ParseError`` with a usage hint."""
+    line = line.rstrip("\r\n")
+    if not line.strip():
+        return None
+    if line.startswith("//"):
+        return Say(line[1:])
+    if not line.startswith("/"):
+        return Say(line)
+    name, _, rest = line[1:].partition(" ")
+    name = _ALIASES.get(name.lower(), name.lower())
+    try:
+        args = shlex.split(rest)
+    except ValueError as exc:
+        raise ParseError(f"/{name}: {exc}") from None
+
+    def usage(text: str) -> ParseError:
+        return ParseError(f"usage: {text}")
+
+    match name:
+        case "help" | "convs" | "leave" | "who" | "me" | "quit" | "drop":
+            if args:
+                raise usage(f"/{name}")
+            simple: dict[str, Command] = {
+                "help": Help(),
+                "convs": Convs(),
+                "leave": Leave(),
+                "who": Who(),
+                "me": Me(),
+                "quit": Quit(),
+                "drop": Drop(),
+            }
+            return simple[name]
+        case "open":
+            if len(args) != 1:
+                raise usage("/open N | /open @handle")
+            if args[0].isdigit():
+                if int(args[0]) < 1:
+                    raise usage("/open N (N counts from 1, as /convs shows)")
+                return Open(index=int(args[0]))
+            return Open(handle=parse_handle(args[0]))
+        case "dm":
+            if len(args) != 1:
+                raise usage("/dm @handle")
+            return Dm(parse_handle(args[0]))
+        case "group" | "channel":
+            if not args or args[0].startswith("@"):
+                raise usage(f'/{name} "Title" @handle ...')
+            handles = tuple(dict.fromkeys(parse_handle(a) for a in args[1:]))
+            return Create(name, _title(args[0]), handles)
+        case "invite" | "kick":
+            if len(args) != 1:
+                raise usage(f"/{name} @handle")
+            return (
+                Invite(parse_handle(args[0])) if name == "invite" else Kick(parse_handle(args[0]))
+            )
+        case "role":
+            if len(args) != 2 or args[1] not in ("admin", "member"):
+                raise usage("/role @handle admin|member")
+            return Role(parse_handle(args[0]), args[1])
+        case "rename":
+            if not rest.strip():
+                raise usage("/rename Title")
+            return Rename(_title(args[0] if len(args) == 1 else rest))
+        case "history":
+            if not args:
+                return History()
+            if len(args) != 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= MAX_PAGE:
+                raise usage(f"/history [N]  (1 <= N <= {MAX_PAGE})")
+            return History(int(args[0]))
+        case _:
+            raise ParseError(f"unknown command /{name}; /help lists the commands")
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    style: str = ""  # "", "dim", "system", "error"
+
+
+@dataclass
+class Names:
+    """What the formatter knows: who I am, account handles, conversation infos."""
+
+    me: int = 0
+    my_handle: str = ""
+    handles: dict[int, str] = field(default_factory=dict)
+    convs: dict[int, F.ConvInfo] = field(default_factory=dict)
+
+    def learn(self, info: F.ConvInfo) -> None:
+        """Remember ``info`` (a listing entry, without members, keeps the known members)."""
+        old = self.convs.get(info.conv)
+        if not info.members and old is not None and old.members:
+            info = F.ConvInfo(
+                conv=info.conv,
+                kind=info.kind,
+                title=info.title,
+                last_seq=info.last_seq,
+                role=info.role,
+                read=info.read,
+                delivered=info.delivered,
+                member_count=info.member_count,
+                members=old.members,
+            )
+        self.convs[info.conv] = info
+        for m in info.members:
+            self.handles[m.account] = m.handle
+
+    def handle(self, account: int) -> str:
+        if account == self.me and self.my_handle:
+            return self.my_handle
+        return self.handles.get(account, f"user#{account}")
+
+    def label(self, conv: int) -> str:
+        info = self.convs.get(conv)
+        if info is None:
+            return f"#{conv}"
+        if info.kind == "direct":
+            peers = [m for m in info.members if m.account != self.me]
+            return f"@{peers[0].handle}" if peers else f"direct #{conv}"
+        return info.title or f"{info.kind} #{conv}"
+
+
+def clock(ts_ms: int, tz: tzinfo | None = None) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz).strftime("%H:%M")
+
+
+def format_system(ev: kinds.SystemEvent, names: Names, kind: str = "conversation") -> str:
+    actor, who = names.handle(ev.actor), names.handle(ev.account)
+    match ev.event:
+        case "created":
+            return f"{actor} created the {kind}"
+        case "joined":
+            return f"{who} joined" if ev.actor == ev.account else f"{actor} added {who}"
+        case "left":
+            return f"{actor} left"
+        case "removed":
+            return f"{actor} removed {who}"
+        case "role":
+            return f"{actor} made {who} {ev.role}"
+        case "renamed":
+            return f'{actor} renamed the {kind} to "{ev.title}"'
+    return f"{actor}: {ev.event}"  # pragma: no cover - the Literal is exhaustive
+
+
+def format_message(m: Message, names: Names, tz: tzinfo | None = None) -> Line | None:
+    """``[label] HH:MM handle: text``; None for kinds that are not shown (receipts)."""
+    prefix = f"[{names.label(m.conv)}] {clock(m.ts, tz)}"
+    who = names.handle(m.sender)
+    c = m.content
+    match c:
+        case kinds.SystemEvent():
+            info = names.convs.get(m.conv)
+            noun = info.kind if info is not None and info.kind != "direct" else "conversation"
+            return Line(
+                f"{prefix} * {format_system(c, names, noun)}",
+                "system",
+            )
+        case kinds.Text():
+            return Line(f"{prefix} {who}: {c.text}")
+        case kinds.Edit():
+            return Line(f"{prefix} {who} (edited #{c.target}): {c.text}")
+        case kinds.Delete():
+            return Line(f"{prefix} {who} deleted #{c.target}", "dim")
+        case kinds.Reaction():
+            verb = "removed" if c.remove else "reacted"
+            return Line(
+                f"{prefix} {who} {verb} {c.emoji} {'from' if c.remove else 'to'} #{c.target}", "dim"
+            )
+        case kinds.ReadReceipt():
+            return None
+        case kinds.PaymentTransfer():
+            memo = f": {c.memo}" if c.memo else ""
+            return Line(f"{prefix} {who} sent {c.amount} {c.currency}{memo}")
+        case kinds.PaymentRequest():
+            memo = f": {c.memo}" if c.memo else ""
+            return Line(f"{prefix} {who} requests {c.amount} {c.currency}{memo}")
+        case kinds.MiniappInvoke():
+            return Line(f"{prefix} {who} invoked {c.app}.{c.action}", "dim")
+        case kinds.MiniappResult():
+            return Line(f"{prefix} {who}: {' - '.join(x for x in (c.title, c.text) if x)}")
+        case kinds.Share():
+            return Line(
+                f"{prefix} {who} shared: {' '.join(x for x in (c.title, c.text, c.link, c.image) if x)}"
+            )
+    return Line(f"{prefix} {who} sent a {m.kind!r} message this client cannot show", "dim")
+
+
+def format_event(ev: Event, names: Names, tz: tzinfo | None = None) -> Line | None:
+    """One display line for an event, or None when the event is not shown."""
+    match ev:
+        case Message():
+            return format_message(ev, names, tz)
+        case Connected():
+            if ev.reconnect:
+                return Line("reconnected", "system")
+            return Line(f"connected as @{names.handle(ev.account)}", "system")
+        case Disconnected():
+            if ev.will_retry:
+                return Line("connection lost, reconnecting...", "system")
+            why = f" ({ev.reason})" if ev.reason else ""
+            return Line(f"disconnected{why}", "error")
+        case Typing():
+            if ev.account == names.me or not ev.on:
+                return None
+            return Line(f"[{names.label(ev.conv)}] {names.handle(ev.account)} is typing...", "dim")
+        case Presence():
+            if ev.account == names.me:
+                return None
+            state = "is online" if ev.online else "went offline"
+            return Line(f"{names.handle(ev.account)} {state}", "dim")
+    return None  # receipts
+
+
+def unread(info: F.ConvInfo) -> int:
+    return max(0, info.last_seq - info.read)
+
+
+def format_convs(infos: Iterable[F.ConvInfo], names: Names, current: int | None) -> list[Line]:
+    out = []
+    for n, info in enumerate(infos, 1):
+        mark = "*" if info.conv == current else " "
+        count = unread(info)
+        extra = f", {count} unread" if count else ""
+        out.append(
+            Line(
+                f"{mark}{n:>3}. [{names.label(info.conv)}] {info.kind}, {info.member_count} members{extra}"
+            )
+        )
+    if not out:
+        out.append(Line('no conversations yet: /dm @handle or /group "Title" @a @b', "dim"))
+    return out
+
+
+def format_who(
+    info: F.ConvInfo,
+    presence: Iterable[F.PresenceInfo],
+    names: Names,
+    tz: tzinfo | None = None,
+) -> list[Line]:
+    seen = {p.account: p for p in presence}
+    out = [Line(f"[{names.label(info.conv)}] {info.kind}, {len(info.members)} members")]
+    for m in info.members:
+        p = seen.get(m.account)
+        if m.account == names.me or (p is not None and p.online):
+            state = "online"
+        elif p is not None and p.last_seen:
+            state = f"last seen {datetime.fromtimestamp(p.last_seen / 1000, tz):%Y-%m-%d %H:%M}"
+        elif p is not None:
+            state = "offline"
+        else:
+            state = "presence hidden"
+        you = " (you)" if m.account == names.me else ""
+        out.append(Line(f"  {m.handle}{you}  {m.role}  {state}"))
+    return out
+
+
+# --------------------------------------------------------------------------- line editing
+
+
+class LineEditor:
+    """A minimal line editor over raw keystrokes: printable text, Backspace, Ctrl-U (clear),
+    Ctrl-W (delete word), Enter, Ctrl-D on an empty line (end of input). Escape sequences
+    (arrow keys and the like) are swallowed."""
+
+    EOF = None
+
+    def __init__(self) -> None:
+        self.buffer = ""
+        self._esc = ""  # "", "esc", "csi", "ss3"
+
+    def feed(self, text: str) -> list[str | None]:
+        """Completed lines (None for end of input) from ``text``; ``buffer`` keeps the rest."""
+        out: list[str | None] = []
+        for ch in text:
+            if self._esc == "esc":
+                self._esc = {"[": "csi", "O": "ss3"}.get(ch, "")
+                continue
+            if self._esc == "csi":
+                if "@" <= ch <= "~":
+                    self._esc = ""
+                continue
+            if self._esc == "ss3":
+                self._esc = ""
+                continue
+            if ch in "\r\n":
+                out.append(self.buffer)
+                self.buffer = ""
+            elif ch in "\x7f\x08":
+                self.buffer = self.buffer[:-1]
+            elif ch == "\x15":  # Ctrl-U
+                self.buffer = ""
+            elif ch == "\x17":  # Ctrl-W
+                self.buffer = self.buffer.rstrip()
+                cut = self.buffer.rfind(" ")
+                self.buffer = self.buffer[: cut + 1] if cut >= 0 else ""
+            elif ch == "\x04":  # Ctrl-D
+                if not self.buffer:
+                    out.append(self.EOF)
+            elif ch == "\x1b":
+                self._esc = "esc"
+            elif ch == "\t":
+                self.buffer += " "
+            elif ch >= " ":
+                self.buffer += ch
+        return out
+
+
+# --------------------------------------------------------------------------- consoles
+
+
+async def read_chunks(fd: int) -> AsyncIterator[bytes]:
+    """Bytes from ``fd`` as they arrive, until end of file; never blocks the loop on a pipe or
+    TTY (a regular file, which never blocks, is read directly)."""
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        while chunk := os.read(fd, 65536):
+            yield chunk
+        return
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+        queue.put_nowait(data)
+
+    try:
+        loop.add_reader(fd, readable)
+    except (OSError, NotImplementedError):  # e.g. /dev/null cannot be polled; it never blocks
+        while chunk := os.read(fd, 65536):
+            yield chunk
+        return
+    try:
+        while data := await queue.get():
+            yield data
+    finally:
+        loop.remove_reader(fd)
+
+
+class PipeConsole:
+    """Lines from a pipe or file, display lines written as they come (no prompt, no color)."""
+
+    def __init__(self, fd: int, out: TextIO) -> None:
+        self.fd, self.out = fd, out
+        self.on_edit: Callable[[str], None] | None = None
+
+    def show(self, line: Line) -> None:
+        self.out.write(line.text + "\n")
+        self.out.flush()
+
+    def set_prompt(self, prompt: str) -> None:
+        pass
+
+    async def lines(self) -> AsyncIterator[str]:
+        pending = b""
+        async for chunk in read_chunks(self.fd):
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for raw in complete:
+                yield raw.decode("utf-8", "replace")
+        if pending:
+            yield pending.decode("utf-8", "replace")
+
+    def __enter__(self) -> PipeConsole:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+_STYLES = {"dim": "\x1b[2m", "system": "\x1b[36m", "error": "\x1b[31m"}
+
+
+class TerminalConsole:
+    """A TTY in cbreak mode: events print above the input line, which is redrawn each time."""
+
+    def __init__(self, fd: int, out: TextIO, *, color: bool = True) -> None:
+        self.fd, self.out, self.color = fd, out, color
+        self.prompt = "> "
+        self.editor = LineEditor()
+        self.on_edit: Callable[[str], None] | None = None
+        self._saved: list[Any] | None = None
+
+    def __enter__(self) -> TerminalConsole:
+        self._saved = termios.tcgetattr(self.fd)
+        tty.setcbreak(self.fd, termios.TCSANOW)
+        self._redraw()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is not None:
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+        self.out.write("\r\x1b[2K")
+        self.out.flush()
+
+    def _style(self, line: Line) -> str:
+        code = _STYLES.get(line.style, "") if self.color else ""
+        return f"{code}{line.text}\x1b[0m" if code else line.text
+
+    def _redraw(self) -> None:
+        width = max(10, shutil.get_terminal_size().columns - len(self.prompt) - 1)
+        self.out.write(f"\r\x1b[2K{self.prompt}{self.editor.buffer[-width:]}")
+        self.out.flush()
+
+    def show(self, line: Line) -> None:
+        self.out.write(f"\r\x1b[2K{self._style(line)}\n")
+        self._redraw()
+
+    def set_prompt(self, prompt: str) -> None:
+        self.prompt = prompt
+        self._redraw()
+
+    async def lines(self) -> AsyncIterator[str]:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        async for chunk in read_chunks(self.fd):
+            before = self.editor.buffer
+            for line in self.editor.feed(decoder.decode(chunk)):
+                if line is None:
+                    return
+                if line.startswith("/") and not line.startswith("//"):
+                    self.show(Line(f"{self.prompt}{line}", "dim"))
+                yield line
+            self._redraw()
+            if self.on_edit is not None and self.editor.buffer != before:
+                self.on_edit(self.editor.buffer)
+
+
+Console = PipeConsole | TerminalConsole
+
+
+def open_console(fd: int, out: TextIO) -> Console:
+    """A terminal console when both ends are a TTY, else a pipe console."""
+    with contextlib.suppress(OSError, ValueError):
+        if os.isatty(fd) and out.isatty():
+            return TerminalConsole(fd, out, color="NO_COLOR" not in os.environ)
+    return PipeConsole(fd, out)

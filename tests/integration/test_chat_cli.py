@@ -1,0 +1,422 @@
+"""The ``chat`` terminal client: parser, formatter and line editor, then real sessions against an
+in-process chatd with piped stdin (in-process and through the console script)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import stat
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC
+from pathlib import Path
+
+import pytest
+from chatclient import Client, KeyStore
+from chatclient.cli import run
+from chatclient.events import Connected, Disconnected, Message, Presence, Typing
+from chatclient.tui import (
+    Create,
+    Dm,
+    Help,
+    History,
+    Invite,
+    LineEditor,
+    Names,
+    Open,
+    ParseError,
+    Quit,
+    Rename,
+    Role,
+    Say,
+    format_convs,
+    format_event,
+    parse_command,
+)
+from chatproto import frames as F
+from chatproto import kinds
+
+from tests.conftest import make_settings, run_server
+
+# --------------------------------------------------------------------------- parser
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("hello there", Say("hello there")),
+        ("//not a command", Say("/not a command")),
+        ("   ", None),
+        ("/help", Help()),
+        ("/q", Quit()),
+        ("/open 2", Open(index=2)),
+        ("/open @Bob", Open(handle="bob")),
+        ("/dm @bob", Dm("bob")),
+        ("/dm bob", Dm("bob")),
+        ('/group "Book club" @bob @carol @bob', Create("group", "Book club", ("bob", "carol"))),
+        ('/channel "News"', Create("channel", "News", ())),
+        ("/invite @carol", Invite("carol")),
+        ("/role @carol admin", Role("carol", "admin")),
+        ("/rename New title here", Rename("New title here")),
+        ('/rename "Quoted title"', Rename("Quoted title")),
+        ("/history", History(20)),
+        ("/history 5", History(5)),
+    ],
+)
+def test_parse_command(line: str, expected: object) -> None:
+    assert parse_command(line) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("/frobnicate", "unknown command /frobnicate"),
+        ("/dm", "usage: /dm @handle"),
+        ("/dm @x", "not a handle: @x"),
+        ("/dm @Bad-Handle", "not a handle"),
+        ('/group @bob "Title"', "usage: /group"),
+        ('/group "unclosed @bob', "No closing quotation"),
+        ("/open 0", "usage: /open"),
+        ("/history many", "usage: /history"),
+        ("/history 501", "usage: /history"),
+        ("/role @bob owner", "usage: /role"),
+        ("/quit now", "usage: /quit"),
+        ("/rename " + "x" * 129, "longer than 128"),
+    ],
+)
+def test_parse_command_errors(line: str, message: str) -> None:
+    with pytest.raises(ParseError, match=re.escape(message)):
+        parse_command(line)
+
+
+# --------------------------------------------------------------------------- formatter
+
+
+def _names() -> Names:
+    names = Names(me=1, my_handle="alice")
+    names.learn(
+        F.ConvInfo(
+            conv=10,
+            kind="direct",
+            title="",
+            last_seq=3,
+            role="member",
+            members=[
+                F.Member(account=1, role="member", handle="alice"),
+                F.Member(account=2, role="member", handle="bob"),
+            ],
+        )
+    )
+    names.learn(
+        F.ConvInfo(
+            conv=11,
+            kind="group",
+            title="Team",
+            last_seq=9,
+            role="owner",
+            read=4,
+            member_count=2,
+            members=[
+                F.Member(account=1, role="owner", handle="alice"),
+                F.Member(account=2, role="member", handle="bob"),
+            ],
+        )
+    )
+    return names
+
+
+TS = 1_700_000_000_000  # 22:13 UTC
+
+
+def _msg(conv: int, sender: int, content: kinds.Content) -> Message:
+    kind, body = kinds.encode_content(content)
+    return Message(conv, 5, TS, sender, sender, kind, body, content)
+
+
+def _text(ev: object, names: Names | None = None) -> str | None:
+    line = format_event(ev, names or _names(), UTC)  # type: ignore[arg-type]
+    return None if line is None else line.text
+
+
+def test_format_messages() -> None:
+    assert _text(_msg(10, 2, kinds.Text(text="hi"))) == "[@bob] 22:13 bob: hi"
+    assert _text(_msg(11, 1, kinds.Text(text="yo"))) == "[Team] 22:13 alice: yo"
+    assert _text(_msg(12, 7, kinds.Text(text="?"))) == "[#12] 22:13 user#7: ?"
+    assert _text(_msg(11, 2, kinds.Edit(target=3, text="fixed"))) == (
+        "[Team] 22:13 bob (edited #3): fixed"
+    )
+    assert _text(_msg(11, 2, kinds.ReadReceipt(up_to=3))) is None
+    created = _msg(10, 0, kinds.SystemEvent(event="created", actor=2))
+    assert _text(created) == "[@bob] 22:13 * bob created the conversation"
+    unknown = Message(11, 6, TS, 2, 2, "x-poll", b"\x80", None)
+    assert _text(unknown) == "[Team] 22:13 bob sent a 'x-poll' message this client cannot show"
+
+
+@pytest.mark.parametrize(
+    ("event", "text"),
+    [
+        (kinds.SystemEvent(event="created", actor=1), "alice created the group"),
+        (kinds.SystemEvent(event="joined", actor=1, account=2), "alice added bob"),
+        (kinds.SystemEvent(event="joined", actor=2, account=2), "bob joined"),
+        (kinds.SystemEvent(event="left", actor=2), "bob left"),
+        (kinds.SystemEvent(event="removed", actor=1, account=2), "alice removed bob"),
+        (kinds.SystemEvent(event="role", actor=1, account=2, role="admin"), "alice made bob admin"),
+        (
+            kinds.SystemEvent(event="renamed", actor=1, title="Crew"),
+            'alice renamed the group to "Crew"',
+        ),
+    ],
+)
+def test_format_system_messages(event: kinds.SystemEvent, text: str) -> None:
+    line = format_event(_msg(11, 0, event), _names(), UTC)
+    assert line is not None
+    assert line.text == f"[Team] 22:13 * {text}"
+    assert line.style == "system"
+
+
+def test_format_connection_typing_presence() -> None:
+    assert _text(Disconnected(1006, "", True)) == "connection lost, reconnecting..."
+    assert _text(Disconnected(1008, "policy", False)) == "disconnected (policy)"
+    assert _text(Connected(1, 1, True)) == "reconnected"
+    assert _text(Connected(1, 1, False)) == "connected as @alice"
+    assert _text(F.TypingEvent(conv=11, account=2, on=True)) == "[Team] bob is typing..."
+    assert _text(F.TypingEvent(conv=11, account=2, on=False)) is None
+    assert _text(F.TypingEvent(conv=11, account=1, on=True)) is None  # myself
+    assert _text(F.PresenceEvent(account=2, online=False, last_seen=TS)) == "bob went offline"
+    line = format_event(Typing(conv=10, account=2, on=True), _names(), UTC)
+    assert line is not None
+    assert line.style == "dim"
+    assert format_event(Presence(account=1, online=True, last_seen=0), _names()) is None
+
+
+def test_format_convs_unread() -> None:
+    names = _names()
+    lines = [line.text for line in format_convs(list(names.convs.values()), names, current=11)]
+    assert lines == [
+        "   1. [@bob] direct, 0 members, 3 unread",
+        "*  2. [Team] group, 2 members, 5 unread",
+    ]
+
+
+# --------------------------------------------------------------------------- line editor
+
+
+def test_line_editor() -> None:
+    ed = LineEditor()
+    assert ed.feed("helo\x7flo") == []
+    assert ed.buffer == "hello"
+    assert ed.feed("\x1b[D\x1bOA world\r") == ["hello world"]  # arrow keys swallowed
+    assert ed.feed("one two\x17three\n") == ["one three"]
+    assert ed.feed("junk\x15/quit\n") == ["/quit"]
+    assert ed.feed("x\x04") == []  # Ctrl-D ends input only on an empty line
+    assert ed.feed("\x15\x04") == [None]
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+class Terminal:
+    """One ``chat`` run in-process with piped stdin and captured output."""
+
+    def __init__(self, url: str, key: Path) -> None:
+        self.url, self.key = url, key
+        self.out = io.StringIO()
+        self._r, self._w = os.pipe()
+        self.task: asyncio.Task[int] | None = None
+
+    def start(self) -> Terminal:
+        argv = ["--server", self.url, "--key", str(self.key)]
+        self.task = asyncio.create_task(run(argv, stdin=self._r, stdout=self.out))
+        return self
+
+    def send(self, *lines: str) -> None:
+        for line in lines:
+            os.write(self._w, (line + "\n").encode())
+
+    @property
+    def text(self) -> str:
+        return self.out.getvalue()
+
+    async def wait_for(self, pattern: str, start: int = 0, timeout: float = 10) -> re.Match[str]:
+        async with asyncio.timeout(timeout):
+            while True:
+                m = re.search(pattern, self.text[start:], re.MULTILINE)
+                if m is not None:
+                    return m
+                assert self.task is not None
+                if self.task.done():
+                    raise AssertionError(f"chat exited ({self.task.result()}):\n{self.text}")
+                await asyncio.sleep(0.02)
+
+    async def close(self) -> int:
+        os.close(self._w)
+        assert self.task is not None
+        try:
+            return await asyncio.wait_for(self.task, 15)
+        finally:
+            os.close(self._r)
+
+
+async def _register(url: str, key: Path, handle: str, name: str) -> str:
+    out = io.StringIO()
+    assert (
+        await run(["--server", url, "--key", str(key), "register", handle, name], stdout=out) == 0
+    )
+    return out.getvalue()
+
+
+@pytest.fixture
+async def url(tmp_path: Path) -> AsyncIterator[str]:
+    async with run_server(make_settings(tmp_path)) as server:
+        yield server.url
+
+
+async def test_register_saves_a_private_key_once(url: str, tmp_path: Path) -> None:
+    key = tmp_path / "conf" / "alice.key"
+    out = await _register(url, key, "@Alice", "Alice")
+    assert "registered @alice" in out
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert KeyStore.open(key).handle == "alice"
+    again = io.StringIO()
+    assert (
+        await run(["--server", url, "--key", str(key), "register", "al2", "A"], stdout=again) == 1
+    )
+    assert "already holds @alice" in again.getvalue()
+    taken = io.StringIO()
+    argv = ["--server", url, "--key", str(tmp_path / "x.key"), "register", "alice", "Imposter"]
+    assert await run(argv, stdout=taken) == 1
+    assert taken.getvalue().startswith("chat: error:")
+    assert "Traceback" not in taken.getvalue()
+
+
+async def test_unregistered_key_and_unreachable_server(tmp_path: Path) -> None:
+    out = io.StringIO()
+    assert await run(["--key", str(tmp_path / "none.key")], stdout=out) == 1
+    assert "holds no account yet" in out.getvalue()
+    out = io.StringIO()
+    argv = ["--server", "ws://127.0.0.1:9/ws", "--key", str(tmp_path / "k.key")]
+    argv += ["--connect-timeout", "0.5", "register", "zed", "Zed"]
+    assert await run(argv, stdout=out) == 1
+    assert out.getvalue() == "chat: cannot reach the server at ws://127.0.0.1:9/ws\n"
+
+
+async def test_two_people_chat_then_a_third_reads_the_history(url: str, tmp_path: Path) -> None:
+    keys = {h: tmp_path / f"{h}.key" for h in ("alice", "bob", "carol")}
+    for handle, key in keys.items():
+        await _register(url, key, handle, handle.title())
+    alice = Terminal(url, keys["alice"]).start()
+    bob = Terminal(url, keys["bob"]).start()
+    carol = Terminal(url, keys["carol"]).start()
+    try:
+        await bob.wait_for("connected as @bob")
+        alice.send("/dm @bob", "hello bob")
+        await alice.wait_for(r"^now in \[@bob\]")
+        await bob.wait_for(r"^\[@alice\] \d\d:\d\d alice: hello bob$")
+        await alice.wait_for(r"^\[@bob\] \d\d:\d\d alice: hello bob$")  # own message, once stored
+
+        bob.send("/open @alice", "hi alice")
+        await alice.wait_for(r"^\[@bob\] \d\d:\d\d bob: hi alice$")
+        await bob.wait_for(r"^\[@alice\] \d\d:\d\d bob: hi alice$")
+        bob.send("/nope", "/history 1")
+        await bob.wait_for("unknown command /nope")
+        await bob.wait_for(r"history 3\.\.3 --\n\[@alice\] \d\d:\d\d bob: hi alice\n")
+
+        mark = len(alice.text)
+        alice.send('/group "Team" @bob', "first message", "second message", "/convs")
+        await bob.wait_for(r"^\[Team\] \d\d:\d\d \* alice created the group$")
+        await bob.wait_for(r"^\[Team\] \d\d:\d\d alice: second message$")
+        await alice.wait_for(r"^\*  +2\. \[Team\] group, 2 members", mark)
+        await alice.wait_for(r"^ +1\. \[@bob\] direct, 2 members$", mark)  # read as shown
+
+        # carol joins later: the SDK backfills the group; /history pages backwards.
+        alice.send("/invite @carol", "/invite @nobody")
+        await alice.wait_for("error: NOT_FOUND")
+        await carol.wait_for(r"^\[Team\] \d\d:\d\d \* alice added carol$")
+        await carol.wait_for(r"^\[Team\] \d\d:\d\d alice: first message$")
+        mark = len(carol.text)
+        carol.send("/open 1", "/history 2", "/history 2", "/history")
+        await carol.wait_for(r"\(no earlier messages\)", mark)
+        shown = carol.text[mark:]
+        assert re.search(
+            r"history 3\.\.4 --\n.*alice: second message\n.*\* alice added carol\n"
+            r".*history 1\.\.2 --\n.*\* alice created the group\n.*alice: first message\n"
+            r"\(beginning of the conversation\)\n\(no earlier messages\)",
+            shown,
+        ), shown
+        carol.send("/who", "hi all")
+        await carol.wait_for(r"^  alice  owner  online$", mark)
+        await carol.wait_for(r"^  carol \(you\)  member  online$", mark)
+        await bob.wait_for(r"^\[Team\] \d\d:\d\d carol: hi all$")
+    finally:
+        for t in (alice, bob, carol):
+            assert await t.close() == 0
+    for t in (alice, bob, carol):
+        assert "Traceback" not in t.text
+        assert "hello bob" in t.text or t is carol
+
+
+async def test_missed_messages_arrive_once_in_order(url: str, tmp_path: Path) -> None:
+    keys = {h: tmp_path / f"{h}.key" for h in ("alice", "bob")}
+    for handle, key in keys.items():
+        await _register(url, key, handle, handle.title())
+    alice = Terminal(url, keys["alice"]).start()
+    bob = Terminal(url, keys["bob"]).start()
+    try:
+        alice.send("/dm @bob", "m0")
+        await bob.wait_for(r"alice: m0$")
+        bob.send("/drop")
+        await bob.wait_for(r"^connection lost, reconnecting\.\.\.$")
+        alice.send(*(f"m{i}" for i in range(1, 6)))
+        await alice.wait_for(r"alice: m5$")
+        await bob.wait_for(r"^reconnected$")
+        await bob.wait_for(r"alice: m5$")
+    finally:
+        assert await bob.close() == 0
+    # bob is away (his cursors are saved in his key file); alice goes on; bob comes back.
+    alice.send(*(f"m{i}" for i in range(6, 9)))
+    await alice.wait_for(r"alice: m8$")
+    bob_again = Terminal(url, keys["bob"]).start()
+    try:
+        await bob_again.wait_for(r"alice: m8$")
+    finally:
+        assert await bob_again.close() == 0
+        assert await alice.close() == 0
+    seen = re.findall(r"^\[@alice\] \d\d:\d\d alice: (m\d)$", bob.text + bob_again.text, re.M)
+    assert seen == [f"m{i}" for i in range(9)]
+    assert bob.text.count("connection lost") == 1
+
+
+async def test_console_script_over_a_pipe(url: str, tmp_path: Path) -> None:
+    """The installed ``chat`` entry point: register, then a scripted session over stdin."""
+    chat = [sys.executable, "-m", "chatclient.cli"]
+    key = tmp_path / "dave.key"
+
+    async def chat_run(*argv: str, stdin: bytes = b"") -> tuple[int, str]:
+        env = {**os.environ, "CHAT_SERVER": url, "CHAT_KEY": str(key)}
+        proc = await asyncio.create_subprocess_exec(
+            *chat,
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(stdin), 30)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode()
+
+    async with Client(url) as erin:
+        await erin.register("erin", "Erin")
+        code, out = await chat_run("register", "dave", "Dave")
+        assert code == 0, out
+        code, out = await chat_run(stdin=b"/me\n/dm @erin\nhello from a pipe\n/bogus\n")
+        assert code == 0, out
+        assert re.search(r"^@dave \(account \d+, device \d+\) on ws://", out, re.MULTILINE), out
+        assert re.search(r"^\[@erin\] \d\d:\d\d dave: hello from a pipe$", out, re.MULTILINE), out
+        assert "unknown command /bogus" in out
+        assert "Traceback" not in out
+        conv = await erin.direct(await erin.lookup("dave"))
+        texts = [m.text for m in await erin.history(conv)]
+        assert texts == [None, "hello from a pipe"]
