@@ -106,7 +106,12 @@ class Client:
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         self._supervisor = self._tasks.create_task(self._supervise(), name="chatclient")
-        await self._wait_connected()
+        try:
+            await self._wait_connected()
+        except BaseException:
+            await self.aclose()
+            await self._tasks.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -134,8 +139,12 @@ class Client:
         with contextlib.suppress(asyncio.QueueFull):
             self._events.put_nowait(None)
 
-    async def _wait_connected(self) -> None:
-        """Until the socket is open and (when the key store has a device) logged in."""
+    async def _wait_connected(self, timeout: float | None = None) -> None:
+        """Until the socket is open and (when the key store has a device) logged in.
+
+        Raises ``ConnectionLost`` after ``timeout`` seconds (default: ``request_timeout``) or as
+        soon as the client stopped trying (reconnect disabled)."""
+        deadline = asyncio.get_running_loop().time() + (timeout or self.request_timeout)
         while True:
             if self._fatal is not None:
                 raise self._fatal
@@ -143,6 +152,10 @@ class Client:
                 raise ClientClosed("client closed")
             if self._ready.is_set() or (self._ws is not None and not self.keystore.registered):
                 return
+            if self._supervisor is not None and self._supervisor.done():
+                raise ConnectionLost("not connected, and the client stopped reconnecting")
+            if asyncio.get_running_loop().time() > deadline:
+                raise ConnectionLost(f"could not connect to {self.url}")
             await asyncio.sleep(0.01)
 
     @property
