@@ -139,12 +139,12 @@ class Client:
         with contextlib.suppress(asyncio.QueueFull):
             self._events.put_nowait(None)
 
-    async def _wait_connected(self, timeout: float | None = None) -> None:
+    async def _wait_connected(self) -> None:
         """Until the socket is open and (when the key store has a device) logged in.
 
-        Raises ``ConnectionLost`` after ``timeout`` seconds (default: ``request_timeout``) or as
-        soon as the client stopped trying (reconnect disabled)."""
-        deadline = asyncio.get_running_loop().time() + (timeout or self.request_timeout)
+        Raises ``ConnectionLost`` after ``request_timeout`` seconds, or as soon as the client
+        stopped trying (reconnect disabled)."""
+        deadline = asyncio.get_running_loop().time() + self.request_timeout
         while True:
             if self._fatal is not None:
                 raise self._fatal

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from chatclient import Client, ConnectionLost
 from testkit import free_port
 
