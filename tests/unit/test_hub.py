@@ -1,0 +1,342 @@
+"""The hub's local fan-out over the in-memory broker, seen through fake outlets."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from chatd import envelope
+from chatd.broker.memory import MemoryBroker
+from chatd.hub import HOLD, Hub
+from chatd.metrics import HotCounters
+
+_conn_ids = itertools.count(1)
+
+
+class FakeOutlet:
+    """A connection as the hub sees it; remembers every frame pushed to it."""
+
+    def __init__(self, account: int) -> None:
+        self.conn_id = next(_conn_ids)
+        self.account = account
+        self.floors: dict[int, int] = {}
+        self.watching: set[int] = set()
+        self.pushed: list[bytes] = []
+
+    def push(self, data: bytes) -> None:
+        self.pushed.append(data)
+
+
+@pytest.fixture
+def broker() -> MemoryBroker:
+    return MemoryBroker()
+
+
+@pytest.fixture
+def hot() -> HotCounters:
+    return HotCounters()
+
+
+@pytest.fixture
+def hub(broker: MemoryBroker, hot: HotCounters) -> Hub:
+    return Hub(broker, hot)
+
+
+def publish_message(broker: MemoryBroker, conv: int, seq: int, origin: int = 0) -> bytes:
+    frame = f"deliver conv={conv} seq={seq}".encode()
+    broker.publish(envelope.conv_topic(conv), envelope.pack(envelope.MESSAGE, seq, origin, frame))
+    return frame
+
+
+def publish_event(broker: MemoryBroker, conv: int, origin: int = 0, text: str = "typing") -> bytes:
+    frame = f"event conv={conv} {text}".encode()
+    broker.publish(envelope.conv_topic(conv), envelope.pack(envelope.EVENT, 0, origin, frame))
+    return frame
+
+
+def publish_to_account(broker: MemoryBroker, account: int, origin: int = 0) -> bytes:
+    frame = f"account {account} event".encode()
+    broker.publish(envelope.account_topic(account), envelope.pack(envelope.EVENT, 0, origin, frame))
+    return frame
+
+
+# ------------------------------------------------------------------ delivery
+
+
+def test_message_reaches_every_watcher_except_the_origin_connection(
+    hub: Hub, broker: MemoryBroker, hot: HotCounters
+) -> None:
+    sender = FakeOutlet(account=1)
+    sender_other_device = FakeOutlet(account=1)
+    bob = FakeOutlet(account=2)
+    carol = FakeOutlet(account=3)
+    for o in (sender, sender_other_device, bob, carol):
+        hub.attach(o, [10])
+
+    frame = publish_message(broker, 10, seq=1, origin=sender.conn_id)
+
+    assert sender.pushed == []
+    assert sender_other_device.pushed == [frame]
+    assert bob.pushed == [frame]
+    assert carol.pushed == [frame]
+    assert hot.deliveries == 3
+
+
+def test_watchers_get_the_same_frame_bytes_untouched(hub: Hub, broker: MemoryBroker) -> None:
+    a, b = FakeOutlet(1), FakeOutlet(2)
+    hub.attach(a, [10])
+    hub.attach(b, [10])
+    frame = publish_message(broker, 10, seq=1)
+    assert a.pushed == b.pushed == [frame]
+    assert a.pushed[0] is b.pushed[0]  # encoded once, shared by every watcher
+
+
+def test_messages_arrive_in_publish_order(hub: Hub, broker: MemoryBroker) -> None:
+    o = FakeOutlet(1)
+    hub.attach(o, [10])
+    frames = [publish_message(broker, 10, seq) for seq in range(1, 6)]
+    assert o.pushed == frames
+
+
+def test_message_goes_only_to_watchers_of_its_conversation(hub: Hub, broker: MemoryBroker) -> None:
+    in_10, in_20 = FakeOutlet(1), FakeOutlet(2)
+    hub.attach(in_10, [10])
+    hub.attach(in_20, [20])
+    frame = publish_message(broker, 20, seq=1)
+    assert in_10.pushed == []
+    assert in_20.pushed == [frame]
+
+
+def test_nobody_watching_means_no_subscription_and_no_delivery(
+    hub: Hub, broker: MemoryBroker, hot: HotCounters
+) -> None:
+    bystander = FakeOutlet(1)
+    hub.attach(bystander, [])
+    # the hub never subscribed to c.10, so the broker has nowhere to send it
+    assert envelope.conv_topic(10) not in broker._handlers
+    publish_message(broker, 10, seq=1)
+    assert bystander.pushed == []
+    assert hot.deliveries == 0
+
+
+def test_last_watcher_leaving_drops_the_conversation_subscription(
+    hub: Hub, broker: MemoryBroker
+) -> None:
+    a, b = FakeOutlet(1), FakeOutlet(2)
+    hub.attach(a, [10])
+    hub.attach(b, [10])
+    assert envelope.conv_topic(10) in broker._handlers
+    hub.detach(a)
+    assert envelope.conv_topic(10) in broker._handlers
+    hub.detach(b)
+    assert envelope.conv_topic(10) not in broker._handlers
+    publish_message(broker, 10, seq=1)
+    assert a.pushed == b.pushed == []
+
+
+def test_detached_outlet_receives_nothing_more(hub: Hub, broker: MemoryBroker) -> None:
+    gone, stays = FakeOutlet(1), FakeOutlet(2)
+    hub.attach(gone, [10])
+    hub.attach(stays, [10])
+    hub.detach(gone)
+    frame = publish_message(broker, 10, seq=1)
+    assert gone.pushed == []
+    assert stays.pushed == [frame]
+    assert gone.watching == set()
+
+
+# ------------------------------------------------------------------ floors (sync boundary)
+
+
+def test_floor_holds_back_messages_at_or_below_it(hub: Hub, broker: MemoryBroker) -> None:
+    syncing, live = FakeOutlet(1), FakeOutlet(2)
+    hub.attach(syncing, [10])
+    hub.attach(live, [10])
+    syncing.floors[10] = 3
+    frames = {seq: publish_message(broker, 10, seq) for seq in range(1, 6)}
+    assert syncing.pushed == [frames[4], frames[5]]
+    assert live.pushed == [frames[s] for s in range(1, 6)]
+
+
+def test_floor_applies_only_to_its_own_conversation(hub: Hub, broker: MemoryBroker) -> None:
+    o = FakeOutlet(1)
+    hub.attach(o, [10, 20])
+    o.floors[10] = 100
+    frame = publish_message(broker, 20, seq=1)
+    assert o.pushed == [frame]
+
+
+def test_hold_holds_back_every_message_until_the_floor_is_lowered(
+    hub: Hub, broker: MemoryBroker
+) -> None:
+    o = FakeOutlet(1)
+    hub.attach(o, [10])
+    o.floors[10] = HOLD
+    publish_message(broker, 10, seq=1)
+    publish_message(broker, 10, seq=2**40)
+    assert o.pushed == []
+    o.floors[10] = 2  # Synced at 2: the boundary has no gap and no duplicate
+    publish_message(broker, 10, seq=2)
+    frame = publish_message(broker, 10, seq=3)
+    assert o.pushed == [frame]
+
+
+def test_events_are_not_held_back_by_floors(hub: Hub, broker: MemoryBroker) -> None:
+    held, floored = FakeOutlet(1), FakeOutlet(2)
+    hub.attach(held, [10])
+    hub.attach(floored, [10])
+    held.floors[10] = HOLD
+    floored.floors[10] = 50
+    frame = publish_event(broker, 10)
+    assert held.pushed == [frame]
+    assert floored.pushed == [frame]
+
+
+def test_events_skip_the_origin_connection(hub: Hub, broker: MemoryBroker) -> None:
+    typer, reader = FakeOutlet(1), FakeOutlet(2)
+    hub.attach(typer, [10])
+    hub.attach(reader, [10])
+    frame = publish_event(broker, 10, origin=typer.conn_id)
+    assert typer.pushed == []
+    assert reader.pushed == [frame]
+
+
+def test_events_do_not_move_latest_seq(hub: Hub, broker: MemoryBroker) -> None:
+    hub.attach(FakeOutlet(1), [10])
+    publish_message(broker, 10, seq=4)
+    publish_event(broker, 10)
+    assert hub.latest_seq(10) == 4
+
+
+# ------------------------------------------------------------------ re-routing on membership
+
+
+def test_watch_account_routes_a_joined_conversation_to_every_connection(
+    hub: Hub, broker: MemoryBroker
+) -> None:
+    phone, laptop, other = FakeOutlet(7), FakeOutlet(7), FakeOutlet(8)
+    hub.attach(phone, [])
+    hub.attach(laptop, [])
+    hub.attach(other, [])
+    hub.watch_account(7, 30)
+    frame = publish_message(broker, 30, seq=1)
+    assert phone.pushed == [frame]
+    assert laptop.pushed == [frame]
+    assert other.pushed == []
+    assert 30 in phone.watching
+
+
+def test_watch_account_for_an_offline_account_subscribes_nothing(
+    hub: Hub, broker: MemoryBroker
+) -> None:
+    hub.watch_account(99, 30)
+    assert envelope.conv_topic(30) not in broker._handlers
+
+
+def test_unwatch_account_stops_routing_and_forgets_the_floor(
+    hub: Hub, broker: MemoryBroker
+) -> None:
+    leaver, stayer = FakeOutlet(7), FakeOutlet(8)
+    hub.attach(leaver, [30])
+    hub.attach(stayer, [30])
+    leaver.floors[30] = HOLD
+    hub.unwatch_account(7, 30)
+    frame = publish_message(broker, 30, seq=1)
+    assert leaver.pushed == []
+    assert stayer.pushed == [frame]
+    assert 30 not in leaver.floors
+    assert 30 not in leaver.watching
+
+
+def test_unwatch_account_by_the_only_watcher_drops_the_subscription(
+    hub: Hub, broker: MemoryBroker
+) -> None:
+    o = FakeOutlet(7)
+    hub.attach(o, [30])
+    hub.unwatch_account(7, 30)
+    assert envelope.conv_topic(30) not in broker._handlers
+
+
+# ------------------------------------------------------------------ presence (attach/detach)
+
+
+def test_attach_is_true_only_for_the_accounts_first_connection(hub: Hub) -> None:
+    first, second, other = FakeOutlet(1), FakeOutlet(1), FakeOutlet(2)
+    assert hub.attach(first, [10]) is True
+    assert hub.attach(second, [10]) is False
+    assert hub.attach(other, []) is True
+    assert hub.online(1)
+    assert hub.outlets_of(1) == frozenset({first, second})
+
+
+def test_detach_is_true_only_for_the_accounts_last_connection(hub: Hub) -> None:
+    first, second = FakeOutlet(1), FakeOutlet(1)
+    hub.attach(first, [10])
+    hub.attach(second, [10])
+    assert hub.detach(first) is False
+    assert hub.online(1)
+    assert hub.detach(second) is True
+    assert not hub.online(1)
+    assert hub.outlets_of(1) == frozenset()
+
+
+def test_detach_of_an_unknown_outlet_is_false(hub: Hub) -> None:
+    assert hub.detach(FakeOutlet(5)) is False
+
+
+def test_reconnect_after_last_detach_is_first_again(hub: Hub) -> None:
+    o = FakeOutlet(1)
+    assert hub.attach(o, []) is True
+    assert hub.detach(o) is True
+    assert hub.attach(FakeOutlet(1), []) is True
+
+
+def test_account_events_reach_the_accounts_connections_except_origin(
+    hub: Hub, broker: MemoryBroker
+) -> None:
+    phone, laptop, stranger = FakeOutlet(1), FakeOutlet(1), FakeOutlet(2)
+    for o in (phone, laptop, stranger):
+        hub.attach(o, [])
+    frame = publish_to_account(broker, 1, origin=phone.conn_id)
+    assert phone.pushed == []
+    assert laptop.pushed == [frame]
+    assert stranger.pushed == []
+
+
+def test_account_topic_is_dropped_when_the_last_connection_leaves(
+    hub: Hub, broker: MemoryBroker
+) -> None:
+    o = FakeOutlet(1)
+    hub.attach(o, [])
+    assert envelope.account_topic(1) in broker._handlers
+    hub.detach(o)
+    assert envelope.account_topic(1) not in broker._handlers
+
+
+# ------------------------------------------------------------------ latest seq
+
+
+def test_latest_seq_is_zero_before_anything_is_published(hub: Hub) -> None:
+    assert hub.latest_seq(10) == 0
+
+
+def test_latest_seq_tracks_the_highest_published_seq(hub: Hub, broker: MemoryBroker) -> None:
+    o = FakeOutlet(1)
+    hub.attach(o, [10, 20])
+    for seq in (1, 2, 5, 3):  # an out-of-order publish never lowers it
+        publish_message(broker, 10, seq)
+    publish_message(broker, 20, seq=9)
+    assert hub.latest_seq(10) == 5
+    assert hub.latest_seq(20) == 9
+
+
+def test_latest_seq_counts_messages_held_back_or_from_the_origin(
+    hub: Hub, broker: MemoryBroker
+) -> None:
+    o = FakeOutlet(1)
+    hub.attach(o, [10])
+    o.floors[10] = HOLD
+    publish_message(broker, 10, seq=3, origin=o.conn_id)
+    assert o.pushed == []
+    assert hub.latest_seq(10) == 3
