@@ -154,9 +154,7 @@ class Server:
         )
         # The repo root first on the path: a stale editable install can map ``chatd`` as a
         # namespace package (no __version__), which breaks ``chatd.cli``; the checkout wins.
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
-        )
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
         cmd = ["taskset", "-c", "0", str(chatd), "serve", "--host", HOST, "--port", str(self.port)]
         cmd += ["--db", str(self.db)]
         self.cmd = cmd
@@ -413,7 +411,9 @@ async def build_direct(port: int, stats: Stats, prefix: str, pairs: int) -> Topo
     convs = []
     for i in range(pairs):
         a, b = conns[2 * i], conns[2 * i + 1]
-        convs.append((a, b, a.request(lambda r, b=b: F.CreateConv(id=r, kind="direct", members=[b.account]))))
+        convs.append(
+            (a, b, a.request(lambda r, b=b: F.CreateConv(id=r, kind="direct", members=[b.account])))
+        )
     infos = await asyncio.gather(*(c for _, _, c in convs))
     fwd = [(a, info.info.conv) for (a, _, _), info in zip(convs, infos, strict=True)]  # type: ignore[union-attr]
     back = [(b, info.info.conv) for (_, b, _), info in zip(convs, infos, strict=True)]  # type: ignore[union-attr]
@@ -640,7 +640,12 @@ class Bench:
         if self.a.profile:
             profile = Profiler(server.pid, self.workdir / f"profile-{kind}", self.a.measure)
         r = await run_load(
-            server, topo, stats, rate, self.a.warmup, self.a.measure,
+            server,
+            topo,
+            stats,
+            rate,
+            self.a.warmup,
+            self.a.measure,
             on_window=profile.start if profile else None,
         )
         r.keeps_up = keeps_up(r, self.a.max_p99_ms)
@@ -774,17 +779,48 @@ class Profiler:
         n = str(max(1, int(self.seconds - 1)))
         if Path(self.pyspy).exists():
             cmd = [
-                "taskset", "-c", "1", self.pyspy, "record", "--pid", str(self.pid),
-                "--nonblocking", "--threads", "--rate", "250", "--duration", n,
-                "--format", "raw", "-o", f"{self.out}.pyspy.txt",
+                "taskset",
+                "-c",
+                "1",
+                self.pyspy,
+                "record",
+                "--pid",
+                str(self.pid),
+                "--nonblocking",
+                "--threads",
+                "--rate",
+                "250",
+                "--duration",
+                n,
+                "--format",
+                "raw",
+                "-o",
+                f"{self.out}.pyspy.txt",
             ]
-            self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.procs.append(
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
         if self.perf:
             cmd = [
-                "taskset", "-c", "1", self.perf, "record", "-F", "999", "-g", "-p", str(self.pid),
-                "-o", f"{self.out}.perf.data", "--", "sleep", n,
+                "taskset",
+                "-c",
+                "1",
+                self.perf,
+                "record",
+                "-F",
+                "999",
+                "-g",
+                "-p",
+                str(self.pid),
+                "-o",
+                f"{self.out}.perf.data",
+                "--",
+                "sleep",
+                n,
             ]
-            self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.procs.append(
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
 
     def finish(self) -> dict[str, Any]:
         for proc in self.procs:
@@ -803,7 +839,9 @@ class Profiler:
 def perf_report(perf: str, data: Path, sort: str, top: int) -> list[tuple[str, float]]:
     text = subprocess.run(
         [perf, "report", "-i", str(data), "--no-children", "--sort", sort, "--stdio", "-g", "none"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout
     rows = []
     for line in text.splitlines():
@@ -873,12 +911,26 @@ def render(results: dict[str, Any], console: Any) -> None:
         f"[bold]chatd messaging core[/] — {env['cpu']} x{env['cpus']}, server on core 0, generator on"
         f" core 1, SQLite synchronous={env['synchronous']}, body {BODY_BYTES} B, chatd {env['chatd_version']}"
     )
-    fixed = [results[k] for k in ("direct", "group10", "group50", "latency_direct", "latency_group10") if k in results]
+    fixed = [
+        results[k]
+        for k in ("direct", "group10", "group50", "latency_direct", "latency_group10")
+        if k in results
+    ]
     if fixed:
         t = Table(title="Fixed offered load (open model, steady-state window)")
         for col in (
-            "run", "offered msg/s", "acked msg/s", "deliv/s", "server CPU", "µs/msg", "µs/deliv",
-            "gen CPU", "ack p50/p99 ms", "deliver p50/p99/p99.9 ms", "lost", "ok",
+            "run",
+            "offered msg/s",
+            "acked msg/s",
+            "deliv/s",
+            "server CPU",
+            "µs/msg",
+            "µs/deliv",
+            "gen CPU",
+            "ack p50/p99 ms",
+            "deliver p50/p99/p99.9 ms",
+            "lost",
+            "ok",
         ):
             t.add_column(col, justify="right")
         for key in ("direct", "group10", "group50", "latency_direct", "latency_group10"):
@@ -886,12 +938,18 @@ def render(results: dict[str, Any], console: Any) -> None:
                 continue
             r = results[key]
             t.add_row(
-                key, f"{r['offered_rate']:g}", f"{r['acked_per_s']:.0f}", f"{r['deliveries_per_s']:.0f}",
-                f"{r['server_cpu_pct']:.0f}%", f"{r['server_us_per_msg']:.1f}",
-                f"{r['server_us_per_delivery']:.1f}", f"{r['gen_cpu_pct']:.0f}%",
+                key,
+                f"{r['offered_rate']:g}",
+                f"{r['acked_per_s']:.0f}",
+                f"{r['deliveries_per_s']:.0f}",
+                f"{r['server_cpu_pct']:.0f}%",
+                f"{r['server_us_per_msg']:.1f}",
+                f"{r['server_us_per_delivery']:.1f}",
+                f"{r['gen_cpu_pct']:.0f}%",
                 f"{r['ack_p50_ms']:.1f}/{r['ack_p99_ms']:.1f}",
                 f"{r['deliver_p50_ms']:.1f}/{r['deliver_p99_ms']:.1f}/{r['deliver_p999_ms']:.1f}",
-                f"{r['lost_acks']}/{r['lost_deliveries']}", "yes" if r["keeps_up"] else "NO",
+                f"{r['lost_acks']}/{r['lost_deliveries']}",
+                "yes" if r["keeps_up"] else "NO",
             )
         console.print(t)
     for key in ("max_direct", "max_group10"):
@@ -899,14 +957,26 @@ def render(results: dict[str, Any], console: Any) -> None:
             continue
         m = results[key]
         t = Table(title=f"Max throughput search: {m['scenario']}")
-        for col in ("offered msg/s", "acked msg/s", "deliv/s", "server CPU", "gen CPU",
-                    "ack p99 ms", "deliver p99 ms", "sustained"):
+        for col in (
+            "offered msg/s",
+            "acked msg/s",
+            "deliv/s",
+            "server CPU",
+            "gen CPU",
+            "ack p99 ms",
+            "deliver p99 ms",
+            "sustained",
+        ):
             t.add_column(col, justify="right")
         for s in m["steps"]:
             t.add_row(
-                f"{s['offered_rate']:g}", f"{s['acked_per_s']:.0f}", f"{s['deliveries_per_s']:.0f}",
-                f"{s['server_cpu_pct']:.0f}%", f"{s['gen_cpu_pct']:.0f}%",
-                f"{s['ack_p99_ms']:.1f}", f"{s['deliver_p99_ms']:.1f}",
+                f"{s['offered_rate']:g}",
+                f"{s['acked_per_s']:.0f}",
+                f"{s['deliveries_per_s']:.0f}",
+                f"{s['server_cpu_pct']:.0f}%",
+                f"{s['gen_cpu_pct']:.0f}%",
+                f"{s['ack_p99_ms']:.1f}",
+                f"{s['deliver_p99_ms']:.1f}",
                 "yes" if s["keeps_up"] else "NO",
             )
         console.print(t)
@@ -918,13 +988,19 @@ def render(results: dict[str, Any], console: Any) -> None:
         )
     if "idle" in results:
         i = results["idle"]
-        t = Table(title=f"Idle authenticated connections (baseline RSS {i['baseline_rss_mb']:.1f} MiB)")
+        t = Table(
+            title=f"Idle authenticated connections (baseline RSS {i['baseline_rss_mb']:.1f} MiB)"
+        )
         for col in ("connections", "server RSS MiB", "RSS - baseline MiB", "KiB/connection"):
             t.add_column(col, justify="right")
-        for k, v in i.items():
+        for _k, v in i.items():
             if isinstance(v, dict):
-                t.add_row(str(v["connections"]), f"{v['rss_mb']:.1f}", f"{v['rss_minus_baseline_mb']:.1f}",
-                          f"{v['kib_per_connection']:.1f}")
+                t.add_row(
+                    str(v["connections"]),
+                    f"{v['rss_mb']:.1f}",
+                    f"{v['rss_minus_baseline_mb']:.1f}",
+                    f"{v['kib_per_connection']:.1f}",
+                )
         console.print(t)
     for kind, prof in results.get("profiles", {}).items():
         p = prof.get("pyspy", {})
@@ -961,7 +1037,7 @@ def fmt(v: Any) -> str:
 
 
 def raise_nofile(want: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, hard), max(want, hard)))
         return want
@@ -1018,8 +1094,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return "?"
@@ -1028,8 +1104,11 @@ def cpu_model() -> str:
 def git_rev() -> str:
     with contextlib.suppress(Exception):
         return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-            cwd=Path(__file__).parent, check=True,
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=True,
         ).stdout.strip()
     return "?"
 
@@ -1046,7 +1125,9 @@ def main() -> int:
     p.add_argument("--direct-rate", type=float, default=2000, help="msgs/s offered, direct")
     p.add_argument("--group10-rate", type=float, default=500, help="msgs/s offered, groups of 10")
     p.add_argument("--group50-rate", type=float, default=150, help="msgs/s offered, groups of 50")
-    p.add_argument("--direct-pairs", type=int, default=100, help="direct conversations (2 conns each)")
+    p.add_argument(
+        "--direct-pairs", type=int, default=100, help="direct conversations (2 conns each)"
+    )
     p.add_argument("--group10-groups", type=int, default=20, help="groups of 10 (10 conns each)")
     p.add_argument("--group50-groups", type=int, default=4, help="groups of 50 (50 conns each)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds before the window")
@@ -1055,16 +1136,31 @@ def main() -> int:
     p.add_argument("--step-warmup", type=float, default=2.0)
     p.add_argument("--step-measure", type=float, default=4.0)
     p.add_argument("--max-seconds", type=float, default=70.0, help="time bound of one max search")
-    p.add_argument("--max-p99-ms", type=float, default=250.0,
-                   help="a step whose ack or deliver p99 passes this is not sustained")
-    p.add_argument("--half-rate", type=float, help="direct rate for the latency part (default: half the max found)")
+    p.add_argument(
+        "--max-p99-ms",
+        type=float,
+        default=250.0,
+        help="a step whose ack or deliver p99 passes this is not sustained",
+    )
+    p.add_argument(
+        "--half-rate",
+        type=float,
+        help="direct rate for the latency part (default: half the max found)",
+    )
     p.add_argument("--idle-counts", default="5000,10000", help="cumulative idle connection counts")
     p.add_argument("--idle-settle", type=float, default=3.0, help="seconds before reading RSS")
-    p.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"), help="SQLite synchronous")
+    p.add_argument(
+        "--synchronous", default="FULL", choices=("FULL", "NORMAL"), help="SQLite synchronous"
+    )
     p.add_argument("--server-log-level", default="WARNING")
-    p.add_argument("--profile", action="store_true",
-                   help="py-spy the server during the fixed-load windows (perturbs CPU figures)")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (db, server logs, profiles)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the server during the fixed-load windows (perturbs CPU figures)",
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the temp dir (db, server logs, profiles)"
+    )
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
     args.only = [x.strip() for x in args.only.split(",") if x.strip()]

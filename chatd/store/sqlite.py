@@ -22,9 +22,9 @@ import logging
 import os
 import sqlite3
 import time
-from dataclasses import replace
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
 from chatproto import kinds
@@ -414,7 +414,11 @@ class SQLiteStore:
             )
             conv = int(cur.lastrowid or 0)
             created = tx.system_message(
-                conv, now, kinds.SystemEvent(event="created", actor=creator, title=title if kind != "direct" else "")
+                conv,
+                now,
+                kinds.SystemEvent(
+                    event="created", actor=creator, title=title if kind != "direct" else ""
+                ),
             )
             creator_role = "member" if kind == "direct" else "owner"
             db.execute(
@@ -533,7 +537,9 @@ class SQLiteStore:
                         (conv, heir),
                     )
                     tx.system_message(
-                        conv, now, kinds.SystemEvent(event="role", actor=0, account=heir, role="owner")
+                        conv,
+                        now,
+                        kinds.SystemEvent(event="role", actor=0, account=heir, role="owner"),
                     )
             return MembershipChange(conv, m, removed=(actor,))
 
