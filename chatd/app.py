@@ -47,6 +47,7 @@ class App:
             db,
             synchronous=s.store.synchronous,
             max_batch=s.store.max_batch,
+            commit_interval=s.store.commit_interval,
             on_batch=self.metrics.observe_batch,
         )
         await store.open()
@@ -86,6 +87,5 @@ class App:
                 await store.aclose()  # commits what is queued, then stops the writer
                 await broker.aclose()
         finally:
-            if not store._stopped.is_set():  # failed start: do not leave the writer hanging
-                await store.aclose()
+            await store.aclose()  # idempotent; after a failed start it still commits and closes
         log.info("stopped")

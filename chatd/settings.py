@@ -35,6 +35,9 @@ class StoreSettings:
     synchronous: str = "FULL"
     """SQLite ``synchronous`` in WAL mode: FULL survives power loss, NORMAL only process crashes."""
     max_batch: int = 1024
+    commit_interval: float = 0.002
+    """Seconds the writer gathers writes before each commit (0: commit as soon as woken).
+    Trades up to this much latency for fewer, larger transactions and fsyncs."""
 
 
 @dataclass(frozen=True, slots=True)
