@@ -46,6 +46,7 @@ class Metrics:
         self.frames_in = Counter(
             "chatd_frames_in_total", "Frames received from clients", ["type"], registry=r
         )
+        self._frames_in_by_type: dict[type, Counter] = {}
         self.hot = HotCounters()
         r.register(_HotCollector(self.hot))
         self.messages_stored = Counter(
@@ -71,6 +72,15 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
             registry=r,
         )
+
+    def frame_in(self, frame_type: type) -> None:
+        """Count one received frame (children cached: ``labels()`` is a dict build per call)."""
+        child = self._frames_in_by_type.get(frame_type)
+        if child is None:
+            child = self._frames_in_by_type[frame_type] = self.frames_in.labels(
+                type=frame_type.__name__
+            )
+        child.inc()
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

@@ -145,7 +145,7 @@ class Session:
         except ProtocolError as exc:
             self.fail(codec.request_id_of(data), exc.code, exc.message)
             return
-        deps.metrics.frames_in.labels(type=type(frame).__name__).inc()
+        deps.metrics.frame_in(type(frame))
         rid = getattr(frame, "id", 0)
         if self.authenticated and not self._bucket.allow(deps.clock.monotonic()):
             self.fail(rid, ErrorCode.RATE_LIMITED, "slow down")

@@ -8,8 +8,9 @@ CPU per message at moderate load (see loadtest/README.md). The price is that the
 the fsync of each commit; while it waits, new frames queue up in the sockets and form the next,
 larger batch. Reads use a second connection (WAL: they never wait for the writer).
 
-Seqs come from an in-memory cache of each conversation's ``last_seq``, written back in the same
-transaction; after a failed commit the cache is dropped and reloaded, so seqs stay gapless.
+Seqs come from an in-memory cache of each conversation's last seq, loaded from the messages
+table (its highest seq); after a failed commit the cache is dropped and reloaded, so seqs stay
+gapless.
 Only one process may write a database file: the writer takes an exclusive lock on a sidecar lock
 file, and a second ``chatd`` on the same file refuses to start.
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import fcntl
 import logging
 import os
@@ -69,33 +69,36 @@ class _Op(Generic[T]):
 class _Tx:
     """What an op sees: the write connection and the seq allocator of the open batch."""
 
-    __slots__ = ("db", "last_seq", "touched")
+    __slots__ = ("db", "last_seq")
 
     def __init__(self, db: sqlite3.Connection, last_seq: dict[int, int]) -> None:
         self.db = db
         self.last_seq = last_seq
-        self.touched: set[int] = set()
 
     def next_seq(self, conv: int) -> int:
+        """The next seq of ``conv``. The messages table is the only record of seqs (its highest
+        seq is the conversation's last), so a commit writes no counter row besides the message."""
         seq = self.last_seq.get(conv)
         if seq is None:
-            row = self.db.execute(
-                "SELECT last_seq FROM conversations WHERE id=?", (conv,)
-            ).fetchone()
-            if row is None:
-                raise NotFound("no such conversation")
-            seq = int(row[0])
+            seq = _last_seq(self.db, conv)
         seq += 1
         self.last_seq[conv] = seq
-        self.touched.add(conv)
         return seq
 
-    def insert_message(self, m: StoredMessage) -> None:
-        self.db.execute(
-            "INSERT INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
+    def undo_seq(self, conv: int, seq: int) -> None:
+        """Give back ``seq`` (the last one handed out) when its insert turned out a duplicate."""
+        assert self.last_seq.get(conv) == seq
+        self.last_seq[conv] = seq - 1
+
+    def insert_message(self, m: StoredMessage, *, if_new: bool = False) -> bool:
+        """Insert ``m``; with ``if_new``, skip (and return False) when its cmid is stored."""
+        cur = self.db.execute(
+            ("INSERT OR IGNORE" if if_new else "INSERT")
+            + " INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
             " VALUES (?,?,?,?,?,?,?,?)",
             (m.conv, m.seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body),
         )
+        return cur.rowcount == 1
 
     def system_message(self, conv: int, now: int, event: kinds.SystemEvent) -> StoredMessage:
         _, body = kinds.encode_content(event)
@@ -115,9 +118,8 @@ class _Tx:
         return str(row[0]), str(row[1])
 
     def conv_row(self, conv: int, account: int) -> ConvRow:
-        """The conversation as ``account`` sees it, with the batch's not yet written ``last_seq``."""
-        row = _conv_row(self.db, conv, account, 0)
-        return dataclasses.replace(row, last_seq=self.last_seq.get(conv, row.last_seq))
+        """The conversation as ``account`` sees it, this batch's writes included."""
+        return _conv_row(self.db, conv, account, 0)
 
     def target_role(self, conv: int, account: int) -> str:
         row = self.db.execute(
@@ -257,10 +259,6 @@ class SQLiteStore:
                     results.append(op.fn(tx))
                 except ChatdError as refused:
                     results.append(refused)
-            for conv in tx.touched:
-                db.execute(
-                    "UPDATE conversations SET last_seq=? WHERE id=?", (self._last_seq[conv], conv)
-                )
             db.execute("COMMIT")
         except BaseException:
             self._last_seq.clear()  # seqs handed out in this batch were never stored
@@ -447,7 +445,8 @@ class SQLiteStore:
     async def conversations_of(self, account: int, device: int) -> list[ConvRow]:
         def q(db: sqlite3.Connection) -> list[ConvRow]:
             rows = db.execute(
-                "SELECT c.id, c.kind, c.title, c.last_seq, m.role,"
+                "SELECT c.id, c.kind, c.title,"
+                " (SELECT coalesce(max(seq), 0) FROM messages WHERE conv_id = c.id), m.role,"
                 " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
                 " coalesce(k.read, 0), coalesce(k.delivered, 0)"
                 " FROM members m JOIN conversations c ON c.id = m.conv_id"
@@ -583,22 +582,23 @@ class SQLiteStore:
         def op(tx: _Tx) -> Appended:
             kind, role = tx.role(m.conv, m.sender)
             rules.check_send(kind, role)
+            # Insert first: a resend is rare, so the common path costs one statement. The unique
+            # (conv, device, cmid) index turns a resend into "no row inserted".
+            seq = tx.next_seq(m.conv)
+            stored = StoredMessage(m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body)
+            if tx.insert_message(stored, if_new=True):
+                return Appended(stored, duplicate=False)
+            tx.undo_seq(m.conv, seq)
             prior = tx.db.execute(
                 "SELECT seq, ts, kind, body FROM messages WHERE conv_id=? AND device=? AND cmid=?",
                 (m.conv, m.device, m.cmid),
             ).fetchone()
-            if prior is not None:
-                if prior[2] != m.kind or prior[3] != m.body:
-                    raise Conflict("this cmid was already used for another message")
-                stored = StoredMessage(
-                    m.conv, int(prior[0]), int(prior[1]), m.sender, m.device, m.cmid, m.kind, m.body
-                )
-                return Appended(stored, duplicate=True)
+            if prior[2] != m.kind or prior[3] != m.body:
+                raise Conflict("this cmid was already used for another message")
             stored = StoredMessage(
-                m.conv, tx.next_seq(m.conv), m.ts, m.sender, m.device, m.cmid, m.kind, m.body
+                m.conv, int(prior[0]), int(prior[1]), m.sender, m.device, m.cmid, m.kind, m.body
             )
-            tx.insert_message(stored)
-            return Appended(stored, duplicate=False)
+            return Appended(stored, duplicate=True)
 
         return self._submit(op)
 
@@ -629,12 +629,9 @@ class SQLiteStore:
         column = {"delivered": "delivered", "read": "read"}[type]
 
         def op(tx: _Tx) -> bool:
-            last = tx.db.execute(
-                "SELECT last_seq FROM conversations WHERE id=?", (conv,)
-            ).fetchone()
-            if last is None:
+            if not tx.db.execute("SELECT 1 FROM conversations WHERE id=?", (conv,)).fetchone():
                 raise NotFound("no such conversation")
-            target = min(seq, int(last[0]))
+            target = min(seq, _last_seq(tx.db, conv))
             cur = tx.db.execute(
                 f"INSERT INTO cursors (device_id, conv_id, {column}) VALUES (?,?,?)"
                 f" ON CONFLICT (device_id, conv_id) DO UPDATE SET {column}=excluded.{column}"
@@ -646,11 +643,17 @@ class SQLiteStore:
         return await self._write(op)
 
 
+def _last_seq(db: sqlite3.Connection, conv: int) -> int:
+    row = db.execute("SELECT max(seq) FROM messages WHERE conv_id=?", (conv,)).fetchone()
+    return int(row[0] or 0)
+
+
 def _conv_row(
     db: sqlite3.Connection, conv: int, account: int, device: int, *, with_members: bool = False
 ) -> ConvRow:
     row = db.execute(
-        "SELECT c.id, c.kind, c.title, c.last_seq, m.role,"
+        "SELECT c.id, c.kind, c.title,"
+        " (SELECT coalesce(max(seq), 0) FROM messages WHERE conv_id = c.id), m.role,"
         " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
         " coalesce(k.read, 0), coalesce(k.delivered, 0)"
         " FROM conversations c JOIN members m ON m.conv_id = c.id AND m.account_id = ?"

@@ -6,9 +6,36 @@ import time
 from collections.abc import Callable
 
 from websockets.asyncio.server import ServerConnection
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from chatd.metrics import HotCounters
+
+
+class _WireCache:
+    """The WebSocket framing of the last payload written, keyed by identity.
+
+    Server-to-client frames are unmasked, so one payload has the same wire bytes on every
+    connection. The hub hands the SAME bytes object to every watcher of a fan-out; framing it
+    once here (instead of once per connection inside websockets) makes a delivery one
+    ``transport.write`` of shared bytes.
+    """
+
+    __slots__ = ("payload", "wire")
+
+    def __init__(self) -> None:
+        self.payload: bytes | None = None
+        self.wire = b""
+
+    def frame(self, payload: bytes) -> bytes:
+        if payload is not self.payload:
+            # permessage-deflate is never negotiated (compression=None), so no extensions apply.
+            self.wire = Frame(Opcode.BINARY, payload).serialize(mask=False, extensions=[])
+            self.payload = payload
+        return self.wire
+
+
+_wire = _WireCache()
 
 
 class WsLink:
@@ -42,10 +69,12 @@ class WsLink:
         ws = self._ws
         if self._dropped or ws.protocol.state is not State.OPEN:
             return
-        ws.protocol.send_binary(data)
-        ws.send_data()
+        # A complete, unfragmented binary frame written straight to the transport: websockets
+        # keeps no per-frame state for outgoing data frames, and we never fragment.
+        transport = ws.transport
+        transport.write(_wire.frame(data))
         self._hot.frames_out += 1
-        pending = ws.transport.get_write_buffer_size()
+        pending = transport.get_write_buffer_size()
         if pending <= self.max_outbound:
             self._over_since = None
             return
@@ -55,7 +84,7 @@ class WsLink:
         if pending > self.max_outbound * self.HARD_FACTOR or now - self._over_since > self.grace:
             self._dropped = True
             self._on_slow()
-            ws.transport.abort()
+            transport.abort()
 
     async def send(self, data: bytes) -> None:
         await self._ws.send(data)

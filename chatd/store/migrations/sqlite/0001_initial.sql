@@ -23,7 +23,6 @@ CREATE TABLE conversations (
     kind        TEXT    NOT NULL CHECK (kind IN ('direct', 'group', 'channel')),
     title       TEXT    NOT NULL,
     created_at  INTEGER NOT NULL,
-    last_seq    INTEGER NOT NULL DEFAULT 0 CHECK (last_seq >= 0),
     direct_key  TEXT    UNIQUE
 );
 
@@ -36,6 +35,7 @@ CREATE TABLE members (
 ) WITHOUT ROWID;
 CREATE INDEX members_by_account ON members (account_id, conv_id);
 
+-- A conversation's last seq is max(seq) of its messages: no counter row to update per commit.
 CREATE TABLE messages (
     conv_id     INTEGER NOT NULL REFERENCES conversations (id),
     seq         INTEGER NOT NULL CHECK (seq >= 1),

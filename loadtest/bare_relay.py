@@ -1,0 +1,120 @@
+"""A bare python-websockets + uvloop relay (no auth, no persistence, no ack), for comparison.
+
+Rooms of ``--room`` connections; every message a client sends is broadcast to the rest of its
+room. The generator offers ``--rate`` msgs/s in total (open model) from another process pinned
+to core 1; the relay runs pinned to core 0; relay CPU per delivery is read from /proc.
+
+    .venv/bin/python loadtest/bare_relay.py --room 10 --rooms 20 --rate 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+
+import uvloop
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def relay(port: int, room_size: int) -> None:
+    rooms: dict[int, set[ServerConnection]] = {}
+    joined = [0]
+
+    async def handler(ws: ServerConnection) -> None:
+        room = joined[0] // room_size
+        joined[0] += 1
+        members = rooms.setdefault(room, set())
+        members.add(ws)
+        try:
+            async for message in ws:
+                broadcast([m for m in members if m is not ws], message)
+        except ConnectionClosed:
+            pass
+        finally:
+            members.discard(ws)
+
+    async with serve(handler, "127.0.0.1", port, compression=None):
+        await asyncio.Future()
+
+
+async def generate(
+    port: int, rooms: int, room_size: int, rate: float, seconds: float, relay_pid: int
+) -> None:
+    conns = [
+        await connect(f"ws://127.0.0.1:{port}", compression=None) for _ in range(rooms * room_size)
+    ]
+    received = [0]
+
+    async def reader(ws: object) -> None:
+        async for _ in ws:  # type: ignore[attr-defined]
+            received[0] += 1
+
+    tasks = [asyncio.create_task(reader(c)) for c in conns]
+    senders = conns[::room_size]  # one sender per room
+    interval = len(senders) / rate
+    body = b"x" * 120
+
+    async def sender(ws: object, offset: float, start: float, stop: float) -> None:
+        t = start + offset
+        while t < stop:
+            await asyncio.sleep(max(0.0, t - time.monotonic()))
+            await ws.send(body)  # type: ignore[attr-defined]
+            t += interval
+
+    start = time.monotonic() + 0.5
+    warm = start + 2
+    stop = warm + seconds
+    send_tasks = [
+        asyncio.create_task(sender(s, i * interval / len(senders), start, stop))
+        for i, s in enumerate(senders)
+    ]
+    await asyncio.sleep(warm - time.monotonic())
+    c0, r0 = cpu_seconds(relay_pid), received[0]
+    await asyncio.sleep(stop - time.monotonic())
+    c1, r1 = cpu_seconds(relay_pid), received[0]
+    await asyncio.gather(*send_tasks)
+    deliveries = r1 - r0
+    print(
+        f"rooms of {room_size}, {rate:.0f} msgs/s offered: {deliveries / seconds:.0f} deliveries/s, "
+        f"relay CPU {100 * (c1 - c0) / seconds:.0f}%, {1e6 * (c1 - c0) / max(deliveries, 1):.1f} us per delivery"
+    )
+    for t in tasks:
+        t.cancel()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--room", type=int, default=10)
+    p.add_argument("--rooms", type=int, default=20)
+    p.add_argument("--rate", type=float, default=500)
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--port", type=int, default=18999)
+    a = p.parse_args()
+    pid = os.fork()
+    if pid == 0:
+        os.sched_setaffinity(0, {0})
+        uvloop.run(relay(a.port, a.room))
+        os._exit(0)
+    os.sched_setaffinity(0, {1})
+    time.sleep(0.5)
+    try:
+        uvloop.run(generate(a.port, a.rooms, a.room, a.rate, a.seconds, pid))
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+
+
+if __name__ == "__main__":
+    main()
