@@ -1,0 +1,85 @@
+"""The WebSocket layer: subprotocol, Origin allow-list, keepalive, large resyncs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from chatclient import Client, KeyStore, Message
+from chatproto import frames as F
+from conftest import RunningServer, make_settings, run_server
+from testkit import Raw
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin, Subprotocol
+
+
+async def test_handshake_without_the_subprotocol_is_refused(server: RunningServer) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        await connect(server.url)
+    assert info.value.response.status_code == 400
+
+
+async def test_browser_origins_outside_the_allow_list_are_refused(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, server={"origins": "https://chat.example"})
+    async with run_server(settings) as srv:
+        proto = [Subprotocol("chatd.v1")]
+        with pytest.raises(InvalidStatus) as info:
+            await connect(srv.url, subprotocols=proto, origin=Origin("https://evil.example"))
+        assert info.value.response.status_code == 403
+        ok = await connect(srv.url, subprotocols=proto, origin=Origin("https://chat.example"))
+        await ok.close()
+        no_origin = await connect(srv.url, subprotocols=proto)  # not a browser: allowed
+        await no_origin.close()
+
+
+async def test_a_peer_that_stops_answering_pings_is_closed(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, limits={"ping_interval": 0.2, "ping_timeout": 0.3})
+    async with run_server(settings) as srv:
+        r = await Raw.open(srv.url, ping_interval=None)
+        await r.register("sleepy")
+        r.ws.transport.pause_reading()  # it can no longer see (or answer) the server's pings
+        await asyncio.sleep(1.5)
+        r.ws.transport.resume_reading()
+        assert await r.until_closed(timeout=5) in (1011, 1006)
+
+
+async def test_resync_after_a_long_absence_pages_through_everything_in_order(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(
+        tmp_path, limits={"frames_per_second": 100_000, "frame_burst": 100_000}
+    )
+    async with run_server(settings) as srv:
+        await _long_absence(srv, tmp_path)
+
+
+async def _long_absence(server: RunningServer, tmp_path: Path) -> None:
+    keyfile = tmp_path / "bob.key"
+    sender = await Raw.open(server.url)
+    await sender.register("alice")
+    async with Client(server.url, KeyStore.open(keyfile)) as b:
+        await b.register("bob", "Bob")
+    conv = (
+        await sender.request(
+            F.CreateConv(id=sender.next_id(), kind="direct", members=[b.account]), F.Conv
+        )
+    ).info.conv
+    n = 1_300  # more than two sync pages of 500
+    for i in range(n):
+        await sender.send_frame(
+            F.Send(id=sender.next_id(), conv=conv, cmid=f"m{i}", kind="text", body=str(i).encode())
+        )
+    for _ in range(n):
+        await sender.expect(F.Ack, timeout=20)
+    async with Client(server.url, KeyStore.open(keyfile)) as b:
+        got: list[Message] = []
+        async for ev in b.events():
+            if isinstance(ev, Message) and ev.kind == "text":
+                got.append(ev)
+                if len(got) == n:
+                    break
+        assert [m.seq for m in got] == list(range(2, n + 2))
+        assert [m.body for m in got] == [str(i).encode() for i in range(n)]
+    await sender.close()
