@@ -29,7 +29,8 @@ class Outlet(Protocol):
     conn_id: int
     account: int
     floors: dict[int, int]
-    watching: set[int]
+    watching: dict[int, None]
+    """The conversations routed to this outlet (a dict used as an ordered set)."""
 
     def push(self, data: bytes) -> None:
         """Write ``data`` now, without waiting; a slow consumer is disconnected."""
@@ -41,7 +42,7 @@ class Hub:
         self._broker = broker
         self._hot = hot
         self._watchers: dict[int, set[Outlet]] = {}
-        self._accounts: dict[int, set[Outlet]] = {}
+        self._accounts: dict[int, list[Outlet]] = {}  # lists: a few devices each
         self._latest: dict[int, int] = {}
 
     # ------------------------------------------------------------------ membership of outlets
@@ -51,9 +52,9 @@ class Hub:
         the account's first local connection (it just came online on this node)."""
         first = outlet.account not in self._accounts
         if first:
-            self._accounts[outlet.account] = set()
+            self._accounts[outlet.account] = []
             self._broker.subscribe(envelope.account_topic(outlet.account), self._on_account)
-        self._accounts[outlet.account].add(outlet)
+        self._accounts[outlet.account].append(outlet)
         for conv in convs:
             self._watch(outlet, conv)
         return first
@@ -65,7 +66,8 @@ class Hub:
         outlets = self._accounts.get(outlet.account)
         if outlets is None:
             return False
-        outlets.discard(outlet)
+        if outlet in outlets:
+            outlets.remove(outlet)
         if outlets:
             return False
         del self._accounts[outlet.account]
@@ -98,10 +100,10 @@ class Hub:
             watchers = self._watchers[conv] = set()
             self._broker.subscribe(envelope.conv_topic(conv), self._on_conv)
         watchers.add(outlet)
-        outlet.watching.add(conv)
+        outlet.watching[conv] = None
 
     def _unwatch(self, outlet: Outlet, conv: int) -> None:
-        outlet.watching.discard(conv)
+        outlet.watching.pop(conv, None)
         watchers = self._watchers.get(conv)
         if watchers is None:
             return

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from chatd.metrics import HotCounters
+from chatd.metrics import Metrics
+from chatd.settings import LimitSettings
 
 
 class _WireCache:
@@ -40,30 +40,22 @@ _wire = _WireCache()
 
 class WsLink:
     """Writes go straight into the socket's transport buffer (no per-connection task or queue):
-    the buffer IS the bounded send queue. A peer whose unsent bytes stay above ``max_outbound``
-    for ``grace`` seconds, or ever pass ``HARD_FACTOR`` times it, is a slow consumer: the
+    the buffer IS the bounded send queue. A peer whose unsent bytes stay above
+    ``limits.max_outbound_bytes`` for ``limits.slow_consumer_grace`` seconds, or ever pass
+    ``HARD_FACTOR`` times it, is a slow consumer: the
     connection is aborted and the client reconnects and syncs from its cursors. The grace lets a
     healthy reader absorb one group commit's burst without being mistaken for a slow one."""
 
     HARD_FACTOR = 4
 
-    __slots__ = ("_dropped", "_hot", "_on_slow", "_over_since", "_ws", "grace", "max_outbound")
+    __slots__ = ("_dropped", "_limits", "_metrics", "_over_since", "_ws")
 
-    def __init__(
-        self,
-        ws: ServerConnection,
-        max_outbound: int,
-        on_slow: Callable[[], None],
-        hot: HotCounters,
-        grace: float = 2.0,
-    ) -> None:
+    def __init__(self, ws: ServerConnection, limits: LimitSettings, metrics: Metrics) -> None:
         self._ws = ws
-        self.max_outbound = max_outbound
-        self.grace = grace
+        self._limits = limits
+        self._metrics = metrics
         self._over_since: float | None = None
         self._dropped = False
-        self._on_slow = on_slow
-        self._hot = hot
 
     def push(self, data: bytes) -> None:
         ws = self._ws
@@ -73,22 +65,26 @@ class WsLink:
         # keeps no per-frame state for outgoing data frames, and we never fragment.
         transport = ws.transport
         transport.write(_wire.frame(data))
-        self._hot.frames_out += 1
+        self._metrics.hot.frames_out += 1
         pending = transport.get_write_buffer_size()
-        if pending <= self.max_outbound:
+        bound = self._limits.max_outbound_bytes
+        if pending <= bound:
             self._over_since = None
             return
         now = time.monotonic()
         if self._over_since is None:
             self._over_since = now
-        if pending > self.max_outbound * self.HARD_FACTOR or now - self._over_since > self.grace:
+        if (
+            pending > bound * self.HARD_FACTOR
+            or now - self._over_since > self._limits.slow_consumer_grace
+        ):
             self._dropped = True
-            self._on_slow()
+            self._metrics.slow_consumers.inc()
             transport.abort()
 
     async def send(self, data: bytes) -> None:
         await self._ws.send(data)
-        self._hot.frames_out += 1
+        self._metrics.hot.frames_out += 1
 
     async def close(self, code: int, reason: str) -> None:
         await self._ws.close(code, reason)

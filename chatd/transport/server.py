@@ -29,6 +29,9 @@ def _text(
     return Response(status.value, status.phrase, headers, body)
 
 
+_HANDSHAKE_DONE = Request(WS_PATH, Headers())
+
+
 class Transport:
     def __init__(self, services: Services, ready: Callable[[], bool]) -> None:
         self._svc = services
@@ -79,14 +82,12 @@ class Transport:
         if ws.subprotocol != PROTOCOL_VERSION:
             await ws.close(CLOSE_POLICY, f"subprotocol {PROTOCOL_VERSION} required")
             return
+        # The handshake is over: let go of its HTTP request and response (headers, 4+ KiB per
+        # connection otherwise held for the connection's life). websockets only checks that
+        # ``request`` is set, so a shared placeholder stands in.
+        ws.request, ws.response = _HANDSHAKE_DONE, None
         metrics = d.metrics
-        link = WsLink(
-            ws,
-            d.settings.limits.max_outbound_bytes,
-            metrics.slow_consumers.inc,
-            metrics.hot,
-            d.settings.limits.slow_consumer_grace,
-        )
+        link = WsLink(ws, d.settings.limits, metrics)
         session = Session(self._svc, link)
         metrics.connections.labels(state="open").inc()
         try:
@@ -100,8 +101,8 @@ class Transport:
                 return
             metrics.connections.labels(state="authenticated").inc()
             try:
-                async for data in ws:
-                    await session.receive(data)
+                while True:  # not ``async for``: its generator costs every idle connection 264 B
+                    await session.receive(await ws.recv())
             finally:
                 metrics.connections.labels(state="authenticated").dec()
         except ConnectionClosed:

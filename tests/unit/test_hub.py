@@ -21,7 +21,7 @@ class FakeOutlet:
         self.conn_id = next(_conn_ids)
         self.account = account
         self.floors: dict[int, int] = {}
-        self.watching: set[int] = set()
+        self.watching: dict[int, None] = {}
         self.pushed: list[bytes] = []
 
     def push(self, data: bytes) -> None:
@@ -143,7 +143,7 @@ def test_detached_outlet_receives_nothing_more(hub: Hub, broker: MemoryBroker) -
     frame = publish_message(broker, 10, seq=1)
     assert gone.pushed == []
     assert stays.pushed == [frame]
-    assert gone.watching == set()
+    assert gone.watching == {}
 
 
 # ------------------------------------------------------------------ floors (sync boundary)
