@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -505,14 +505,30 @@ async def run(
 
     ks = KeyStore.open(key_path)
     try:
+        return await _run_with(args, ks, url, key_path, timeout, stdin, out, fail)
+    finally:
+        ks.close()
+
+
+async def _run_with(
+    args: argparse.Namespace,
+    ks: KeyStore,
+    url: str,
+    key_path: Path,
+    connect_timeout: float,
+    stdin: int | None,
+    out: TextIO,
+    fail: Callable[[str], int],
+) -> int:
+    try:
         if args.command == "register":
-            return await _register(url, ks, key_path, args.handle, args.name, timeout, out)
+            return await _register(url, ks, key_path, args.handle, args.name, connect_timeout, out)
         if not ks.registered:
             return fail(
                 f'{key_path} holds no account yet: run  chat --key {key_path} register HANDLE "Name"'
             )
         client = Client(url, ks)
-        await _connect(client, timeout)
+        await _connect(client, connect_timeout)
         try:
             with open_console(stdin if stdin is not None else 0, out) as console:
                 return await Session(client, console, url).run()

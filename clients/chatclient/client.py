@@ -136,6 +136,7 @@ class Client:
         self._outbox.clear()
         if self.keystore.registered:
             self.keystore.save()
+        self.keystore.close()  # releases the file for the next client (same or another process)
         with contextlib.suppress(asyncio.QueueFull):
             self._events.put_nowait(None)
 

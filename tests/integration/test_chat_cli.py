@@ -278,7 +278,8 @@ async def test_register_saves_a_private_key_once(url: str, tmp_path: Path) -> No
     out = await _register(url, key, "@Alice", "Alice")
     assert "registered @alice" in out
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert KeyStore.open(key).handle == "alice"
+    with KeyStore.open(key) as ks:
+        assert ks.handle == "alice"
     again = io.StringIO()
     assert (
         await run(["--server", url, "--key", str(key), "register", "al2", "A"], stdout=again) == 1
