@@ -407,17 +407,7 @@ class Session:
         first, last = page.messages[0].seq, page.messages[-1].seq
         self.show(f"-- [{self.names.label(conv)}] history {first}..{last} --", "dim")
         for m in page.messages:
-            ev = Message(
-                conv,
-                m.seq,
-                m.ts,
-                m.sender,
-                m.device,
-                m.kind,
-                m.body,
-                _content(m.kind, m.body),
-                own=m.device == self.client.device,
-            )
+            ev = self.client.message_from(conv, m)
             if ev.sender and ev.sender not in self.names.handles:
                 await self._refresh(conv)
             line = format_message(ev, self.names)
@@ -426,13 +416,6 @@ class Session:
         self._history_before[conv] = first
         if first <= 1 or not page.more:
             self.show("(beginning of the conversation)", "dim")
-
-
-def _content(kind: str, body: bytes) -> kinds.Content | None:
-    try:
-        return kinds.decode_content(kind, body)
-    except Exception:
-        return None
 
 
 # --------------------------------------------------------------------------- entry points

@@ -361,7 +361,7 @@ class Client:
                 first = min(self._buffers[conv])
                 page = await self.fetch(conv, after=cursor, before=first, limit=MAX_PAGE)
                 for m in page.messages:
-                    await self._on_message(self._message(conv, m))
+                    await self._on_message(self.message_from(conv, m))
                 if not page.messages:
                     break  # nothing stored in between: the buffered ones are next
         except ChatClientError:
@@ -369,7 +369,8 @@ class Client:
         finally:
             self._gap_fetching.discard(conv)
 
-    def _message(self, conv: int, m: F.Message) -> Message:
+    def message_from(self, conv: int, m: F.Message) -> Message:
+        """The event for a message of a fetched page (``fetch``), decoded like live ones."""
         return Message(
             conv,
             m.seq,
@@ -633,7 +634,7 @@ class Client:
                 conv, before=(await self.conversation(conv)).last_seq + 1, limit=limit
             )
         )
-        return [self._message(conv, m) for m in page.messages]
+        return [self.message_from(conv, m) for m in page.messages]
 
     async def mark_read(self, conv: int, seq: int) -> None:
         await self._call(F.Receipt(id=self._next_id(), conv=conv, type="read", seq=seq), F.Ok)
