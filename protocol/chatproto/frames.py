@@ -46,6 +46,19 @@ Signature = Annotated[
 Nonce = Annotated[bytes, msgspec.Meta(min_length=L.NONCE_BYTES, max_length=L.NONCE_BYTES)]
 PageLimit = Annotated[int, msgspec.Meta(ge=1, le=L.MAX_PAGE)]
 ErrorText = Annotated[str, msgspec.Meta(max_length=L.MAX_ERROR_MESSAGE_CHARS)]
+X25519Key = Annotated[
+    bytes,
+    msgspec.Meta(min_length=L.X25519_PUBLIC_KEY_BYTES, max_length=L.X25519_PUBLIC_KEY_BYTES),
+]
+PrekeyBytes = Annotated[
+    bytes, msgspec.Meta(min_length=L.X25519_PUBLIC_KEY_BYTES, max_length=L.MAX_PREKEY_BYTES)
+]
+MaybeSignature = Annotated[bytes, msgspec.Meta(max_length=L.ED25519_SIGNATURE_BYTES)]
+"""A signature, or empty bytes where there is nothing signed (``device_list`` version 0)."""
+MaybePublicKey = Annotated[bytes, msgspec.Meta(max_length=L.ED25519_PUBLIC_KEY_BYTES)]
+DeviceListBody = Annotated[bytes, msgspec.Meta(max_length=L.MAX_DEVICE_LIST_BYTES)]
+ToDeviceBody = Annotated[bytes, msgspec.Meta(max_length=L.MAX_TO_DEVICE_BYTES)]
+Tid = Annotated[int, msgspec.Meta(ge=1, le=L.MAX_ID)]
 
 AccountType = Literal["user", "bot"]
 ConvKind = Literal["direct", "group", "channel"]
@@ -241,6 +254,94 @@ class GetPresence(Frame, tag="get_presence", kw_only=True, frozen=True):
     accounts: Annotated[list[Id], msgspec.Meta(max_length=L.MAX_PRESENCE_QUERY)]
 
 
+class SignedPrekey(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A medium-term prekey signed by the device's identity (X25519, or ML-KEM-768 for ``pq``).
+
+    The server stores and hands it out as is; it never checks ``sig`` (E2E.md says over what).
+    """
+
+    kid: U32
+    key: PrekeyBytes
+    sig: Signature
+
+
+class OneTimePrekey(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A single-use X25519 prekey: handed out to at most one claimer, then deleted."""
+
+    kid: U32
+    key: X25519Key
+
+
+class UploadKeys(Frame, tag="upload_keys", kw_only=True, frozen=True):
+    """Publish this connection's device's end-to-end keys. -> ``KeyCount``.
+
+    ``identity_key``/``identity_sig`` replace the device's earlier ones (a different identity key
+    discards the prekeys stored for the old one); a present ``signed_prekey``/``pq_prekey``
+    replaces the current one; ``one_time`` prekeys are added to the pool (a kid the device already
+    has is ignored). Only ever the caller's own device: there is no device field.
+    """
+
+    id: ReqId
+    identity_key: X25519Key
+    identity_sig: Signature
+    signed_prekey: SignedPrekey | None = None
+    pq_prekey: SignedPrekey | None = None
+    one_time: Annotated[
+        list[OneTimePrekey], msgspec.Meta(max_length=L.MAX_ONE_TIME_PER_UPLOAD)
+    ] = []
+
+
+class ClaimKeys(Frame, tag="claim_keys", kw_only=True, frozen=True):
+    """A key bundle for every device of ``account`` that has published keys, each taking one of
+    that device's one-time prekeys (if any is left). -> ``Bundles``."""
+
+    id: ReqId
+    account: Id
+
+
+class PutDeviceList(Frame, tag="put_device_list", kw_only=True, frozen=True):
+    """Store the caller's account's signed device list (opaque to the server). -> ``Ok``.
+
+    ``version`` must exceed the stored one (``CONFLICT`` otherwise).
+    """
+
+    id: ReqId
+    body: DeviceListBody
+    sig: Signature
+    master_key: PublicKey
+    version: Annotated[int, msgspec.Meta(ge=1, le=L.MAX_U32)]
+
+
+class GetDeviceList(Frame, tag="get_device_list", kw_only=True, frozen=True):
+    """The latest signed device list of ``account``. -> ``DeviceList``."""
+
+    id: ReqId
+    account: Id
+
+
+class ToDevice(Frame, tag="to_device", kw_only=True, frozen=True):
+    """Queue ``body`` for one device (any account's). -> ``Ok`` once it is durably queued."""
+
+    id: ReqId
+    device: Id
+    body: ToDeviceBody
+
+
+class FetchToDevice(Frame, tag="fetch_to_device", kw_only=True, frozen=True):
+    """The caller's device's queued items with tid > ``after``, ascending. -> ``ToDeviceBatch``."""
+
+    id: ReqId
+    after: Seq = 0
+    limit: PageLimit = 100
+
+
+class AckToDevice(Frame, tag="ack_to_device", kw_only=True, frozen=True):
+    """Delete the caller's device's queued items with tid <= ``up_to``. -> ``Ok``."""
+
+    id: ReqId
+    up_to: Seq
+
+
 # --------------------------------------------------------------------------- server -> client
 
 
@@ -405,6 +506,82 @@ class PresenceList(Frame, tag="presence_list", kw_only=True, frozen=True):
     presence: list[PresenceInfo]
 
 
+class KeyCount(Frame, tag="key_count", kw_only=True, frozen=True):
+    """Answer to ``upload_keys``: the device's unclaimed one-time prekeys after the upload."""
+
+    re: ReqId
+    one_time: U32
+
+
+class Bundle(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What a claimer needs to start a session with one device.
+
+    ``signing_key`` is the device's registered Ed25519 login key (the one its ``identity_sig``
+    verifies under); ``one_time`` is absent when the device's pool is empty.
+    """
+
+    device: Id
+    signing_key: PublicKey
+    identity_key: X25519Key
+    identity_sig: Signature
+    signed_prekey: SignedPrekey | None = None
+    pq_prekey: SignedPrekey | None = None
+    one_time: OneTimePrekey | None = None
+
+
+class Bundles(Frame, tag="bundles", kw_only=True, frozen=True):
+    """Answer to ``claim_keys``, one bundle per device, ascending by device id."""
+
+    re: ReqId
+    account: Id
+    bundles: list[Bundle]
+
+
+class DeviceList(Frame, tag="device_list", kw_only=True, frozen=True):
+    """Answer to ``get_device_list``. Version 0 with empty bytes: the account stored none."""
+
+    re: ReqId
+    account: Id
+    version: U32
+    body: DeviceListBody
+    sig: MaybeSignature
+    master_key: MaybePublicKey
+
+
+class DeviceListChanged(Frame, tag="device_list_changed", kw_only=True, frozen=True):
+    """``account`` stored device list ``version`` (fetch it with ``get_device_list``)."""
+
+    account: Id
+    version: U32
+
+
+class ToDeviceEvent(Frame, tag="to_device_event", kw_only=True, frozen=True):
+    """A to-device item, pushed live to the target device's connections. ``tid`` is assigned by
+    the server, increasing per target device; the item stays queued until acknowledged."""
+
+    tid: Tid
+    sender: Id
+    device: Id
+    body: ToDeviceBody
+
+
+class ToDeviceItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One queued to-device item in a ``ToDeviceBatch`` (fields as in ``ToDeviceEvent``)."""
+
+    tid: Tid
+    sender: Id
+    device: Id
+    body: ToDeviceBody
+
+
+class ToDeviceBatch(Frame, tag="to_device_batch", kw_only=True, frozen=True):
+    """Answer to ``fetch_to_device``: ascending tid; ``more`` says more items are queued."""
+
+    re: ReqId
+    events: list[ToDeviceItem]
+    more: bool
+
+
 ClientFrame = (
     Register
     | Login
@@ -424,6 +601,13 @@ ClientFrame = (
     | Receipt
     | Typing
     | GetPresence
+    | UploadKeys
+    | ClaimKeys
+    | PutDeviceList
+    | GetDeviceList
+    | ToDevice
+    | FetchToDevice
+    | AckToDevice
 )
 ServerFrame = (
     Challenge
@@ -441,6 +625,12 @@ ServerFrame = (
     | TypingEvent
     | PresenceEvent
     | PresenceList
+    | KeyCount
+    | Bundles
+    | DeviceList
+    | DeviceListChanged
+    | ToDeviceEvent
+    | ToDeviceBatch
 )
 AnyFrame = ClientFrame | ServerFrame
 

@@ -6,6 +6,7 @@ content with ``encode_content`` and read it with ``decode_content``. Once end-to
 lands the body becomes ciphertext of exactly these bytes.
 
 ``system`` is server-authored (membership and title changes) and never accepted from a client.
+``e2e`` is registered with no ``Content`` class: its body is opaque ciphertext (``OPAQUE_KINDS``).
 """
 
 from __future__ import annotations
@@ -126,7 +127,13 @@ CONTENT_TYPES: Final[dict[str, type[Content]]] = {
         SystemEvent,
     )
 }
-KINDS: Final = frozenset(CONTENT_TYPES)
+OPAQUE_KINDS: Final = frozenset({"e2e"})
+"""Registered kinds whose body is not a msgpack content map and has no ``Content`` class.
+
+``e2e``: an end-to-end sender-key ciphertext (protocol/E2E.md); the plaintext inside it is a
+``(kind, body)`` of the other kinds. ``decode_content`` refuses it: decrypt first.
+"""
+KINDS: Final = frozenset(CONTENT_TYPES) | OPAQUE_KINDS
 """Every registered kind name."""
 SERVER_ONLY_KINDS: Final = frozenset({"system"})
 EXPERIMENTAL_PREFIX: Final = "x-"
@@ -154,9 +161,15 @@ def encode_content(content: Content) -> tuple[str, bytes]:
 
 def decode_content(kind: str, body: bytes) -> Content:
     """Typed content of a message body. Raises ``ProtocolError(BAD_FIELD)`` for a bad body and
-    ``ProtocolError(UNKNOWN_FRAME)`` for a kind this build does not know."""
+    ``ProtocolError(UNKNOWN_FRAME)`` for a kind this build does not know or cannot decode
+    (``e2e``: ciphertext, decrypt it first)."""
     decoder = _decoders.get(kind)
     if decoder is None:
+        if kind in OPAQUE_KINDS:
+            raise ProtocolError(
+                f"{kind} bodies are ciphertext: decrypt them (chatproto.e2e) before decoding",
+                ErrorCode.UNKNOWN_FRAME,
+            )
         raise ProtocolError(f"unknown kind {kind[:32]!r}", ErrorCode.UNKNOWN_FRAME)
     try:
         content: Content = decoder.decode(body)

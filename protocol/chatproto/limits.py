@@ -27,3 +27,16 @@ MAX_ID: Final = 2**53 - 1
 ED25519_PUBLIC_KEY_BYTES: Final = 32
 ED25519_SIGNATURE_BYTES: Final = 64
 NONCE_BYTES: Final = 32
+
+# End-to-end key directory and to-device queue (SPEC.md section 15).
+X25519_PUBLIC_KEY_BYTES: Final = 32
+MAX_PREKEY_BYTES: Final = 1184
+"""Largest signed prekey: an ML-KEM-768 encapsulation (public) key. An X25519 one is 32."""
+MAX_ONE_TIME_PER_UPLOAD: Final = 100
+"""One-time prekeys one ``upload_keys`` frame may carry."""
+MAX_ONE_TIME_PREKEYS: Final = 500
+"""Unclaimed one-time prekeys the server keeps per device; an upload past it is refused."""
+MAX_DEVICE_LIST_BYTES: Final = 64 * 1024
+MAX_TO_DEVICE_BYTES: Final = 64 * 1024
+MAX_TO_DEVICE_QUEUE: Final = 10_000
+"""Unacknowledged to-device items the server keeps per target device."""

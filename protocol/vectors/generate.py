@@ -38,6 +38,12 @@ KEY_B = SigningKey(SEED_B).public_key
 SERVER = "chat.example.org"
 SIG = bytes(range(0x40, 0x80))  # placeholder signature bytes inside frame vectors
 SIG_2 = bytes(range(0x80, 0xC0))
+# Placeholder public keys of the key directory (the server never checks them).
+X25519_1 = bytes(range(0xC0, 0xE0))
+X25519_2 = bytes(range(0xE0, 0x100))
+X25519_3 = bytes(range(0x10, 0x30))
+MLKEM_768 = bytes(i % 251 for i in range(L.MAX_PREKEY_BYTES))
+MASTER = bytes(range(0x30, 0x50))
 
 
 # --------------------------------------------------------------------------- JSON form
@@ -153,6 +159,35 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("typing_off", F.Typing(conv=42, on=False)),
         ("get_presence", F.GetPresence(id=27, accounts=[2, 3])),
         ("get_presence_empty", F.GetPresence(id=28, accounts=[])),
+        (
+            "upload_keys_all_fields",
+            F.UploadKeys(
+                id=29,
+                identity_key=X25519_1,
+                identity_sig=SIG,
+                signed_prekey=F.SignedPrekey(kid=1, key=X25519_2, sig=SIG_2),
+                pq_prekey=F.SignedPrekey(kid=2, key=MLKEM_768, sig=SIG),
+                one_time=[
+                    F.OneTimePrekey(kid=100, key=X25519_3),
+                    F.OneTimePrekey(kid=L.MAX_U32, key=X25519_2),
+                ],
+            ),
+        ),
+        (
+            "upload_keys_identity_only",
+            F.UploadKeys(id=30, identity_key=X25519_1, identity_sig=SIG),
+        ),
+        ("claim_keys", F.ClaimKeys(id=31, account=2)),
+        (
+            "put_device_list",
+            F.PutDeviceList(id=32, body=b"\x92\x07\x08", sig=SIG, master_key=MASTER, version=3),
+        ),
+        ("get_device_list", F.GetDeviceList(id=33, account=2)),
+        ("to_device", F.ToDevice(id=34, device=8, body=b"\x01opaque")),
+        ("to_device_empty_body", F.ToDevice(id=35, device=L.MAX_ID, body=b"")),
+        ("fetch_to_device_defaults_omitted", F.FetchToDevice(id=36)),
+        ("fetch_to_device_all_fields", F.FetchToDevice(id=37, after=41, limit=L.MAX_PAGE)),
+        ("ack_to_device", F.AckToDevice(id=38, up_to=41)),
     ]
 
 
@@ -315,6 +350,65 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             ),
         ),
         ("presence_list_empty", F.PresenceList(re=28, presence=[])),
+        ("key_count", F.KeyCount(re=29, one_time=102)),
+        ("key_count_zero", F.KeyCount(re=30, one_time=0)),
+        (
+            "bundles",
+            F.Bundles(
+                re=31,
+                account=2,
+                bundles=[
+                    F.Bundle(
+                        device=8,
+                        signing_key=KEY_B,
+                        identity_key=X25519_1,
+                        identity_sig=SIG,
+                        signed_prekey=F.SignedPrekey(kid=1, key=X25519_2, sig=SIG_2),
+                        pq_prekey=F.SignedPrekey(kid=2, key=MLKEM_768, sig=SIG),
+                        one_time=F.OneTimePrekey(kid=100, key=X25519_3),
+                    ),
+                    F.Bundle(
+                        device=9,
+                        signing_key=KEY_A,
+                        identity_key=X25519_2,
+                        identity_sig=SIG_2,
+                    ),
+                ],
+            ),
+        ),
+        ("bundles_empty", F.Bundles(re=31, account=3, bundles=[])),
+        (
+            "device_list",
+            F.DeviceList(
+                re=33,
+                account=2,
+                version=3,
+                body=b"\x92\x07\x08",
+                sig=SIG,
+                master_key=MASTER,
+            ),
+        ),
+        (
+            "device_list_none_stored",
+            F.DeviceList(re=33, account=3, version=0, body=b"", sig=b"", master_key=b""),
+        ),
+        ("device_list_changed", F.DeviceListChanged(account=2, version=3)),
+        (
+            "to_device_event",
+            F.ToDeviceEvent(tid=41, sender=1, device=7, body=b"\x01opaque"),
+        ),
+        (
+            "to_device_batch_more",
+            F.ToDeviceBatch(
+                re=37,
+                events=[
+                    F.ToDeviceItem(tid=41, sender=1, device=7, body=b"\x01opaque"),
+                    F.ToDeviceItem(tid=42, sender=3, device=12, body=b""),
+                ],
+                more=True,
+            ),
+        ),
+        ("to_device_batch_empty", F.ToDeviceBatch(re=36, events=[], more=False)),
     ]
 
 
@@ -470,6 +564,69 @@ def invalid_vectors() -> list[dict[str, Any]]:
             b,
         ),
         ("error_negative_re", "server", _mp({"t": "error", "re": -1, "code": 1}), b),
+        (
+            "upload_keys_identity_key_31_bytes",
+            "client",
+            _mp({"t": "upload_keys", "id": 1, "identity_key": bytes(31), "identity_sig": SIG}),
+            b,
+        ),
+        (
+            "upload_keys_101_one_time_prekeys",
+            "client",
+            _mp(
+                {
+                    "t": "upload_keys",
+                    "id": 1,
+                    "identity_key": bytes(32),
+                    "identity_sig": SIG,
+                    "one_time": [
+                        {"kid": i, "key": bytes(32)} for i in range(L.MAX_ONE_TIME_PER_UPLOAD + 1)
+                    ],
+                }
+            ),
+            b,
+        ),
+        (
+            "upload_keys_prekey_over_1184_bytes",
+            "client",
+            _mp(
+                {
+                    "t": "upload_keys",
+                    "id": 1,
+                    "identity_key": bytes(32),
+                    "identity_sig": SIG,
+                    "pq_prekey": {"kid": 1, "key": bytes(L.MAX_PREKEY_BYTES + 1), "sig": SIG},
+                }
+            ),
+            b,
+        ),
+        (
+            "put_device_list_version_zero",
+            "client",
+            _mp(
+                {
+                    "t": "put_device_list",
+                    "id": 1,
+                    "body": b"",
+                    "sig": SIG,
+                    "master_key": bytes(32),
+                    "version": 0,
+                }
+            ),
+            b,
+        ),
+        (
+            "to_device_body_over_64_kib",
+            "client",
+            _mp({"t": "to_device", "id": 1, "device": 2, "body": bytes(L.MAX_TO_DEVICE_BYTES + 1)}),
+            b,
+        ),
+        (
+            "to_device_event_tid_zero",
+            "server",
+            _mp({"t": "to_device_event", "tid": 0, "sender": 1, "device": 2, "body": b""}),
+            b,
+        ),
     ]
     return [
         {"name": name, "direction": direction, "hex": raw.hex(), "code": int(code)}

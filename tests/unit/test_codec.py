@@ -175,7 +175,9 @@ def _boundary_cases() -> list[tuple[type[F.Frame], str, str, Any, bool]]:
                         (cls, field.name, "below_min_len", unit * (t.min_length - 1), False)
                     )
             elif isinstance(t, MI.ListType) and t.max_length is not None:
-                item = 1
+                item: Any = 1
+                if isinstance(t.item_type, MI.StructType):  # e.g. UploadKeys.one_time
+                    item = {"kid": 1, "key": bytes(32)}
                 cases.append((cls, field.name, "at_max_items", [item] * t.max_length, True))
                 cases.append(
                     (cls, field.name, "above_max_items", [item] * (t.max_length + 1), False)
@@ -200,7 +202,8 @@ def test_field_limits_accept_the_bound_and_reject_one_past_it_with_bad_field(
     raw = _mp({**base, field: value})
     decode = _decoder_for(cls)
     if accepted:
-        assert getattr(decode(raw), field) == value
+        got = msgspec.to_builtins(getattr(decode(raw), field), builtin_types=(bytes,))
+        assert got == value
     else:
         with pytest.raises(ProtocolError) as err:
             decode(raw)
@@ -212,6 +215,8 @@ def _valid_examples() -> list[F.Frame]:
     info = F.ConvInfo(conv=1, kind="group", title="t", last_seq=1, role="owner")
     msg = F.Message(seq=1, ts=1, sender=1, device=1, kind="text", body=b"")
     key, sig, nonce = bytes(32), bytes(64), bytes(32)
+    spk = F.SignedPrekey(kid=1, key=key, sig=sig)
+    otk = F.OneTimePrekey(kid=1, key=key)
     return [
         F.Register(
             id=1, handle="abc", name="n", type="bot", device_key=key, device_name="d", sig=sig
@@ -256,6 +261,42 @@ def _valid_examples() -> list[F.Frame]:
         F.TypingEvent(conv=1, account=1, on=True),
         F.PresenceEvent(account=1, online=True, last_seen=1),
         F.PresenceList(re=1, presence=[F.PresenceInfo(account=1, online=True, last_seen=1)]),
+        F.UploadKeys(
+            id=1,
+            identity_key=key,
+            identity_sig=sig,
+            signed_prekey=spk,
+            pq_prekey=F.SignedPrekey(kid=2, key=bytes(L.MAX_PREKEY_BYTES), sig=sig),
+            one_time=[otk],
+        ),
+        F.ClaimKeys(id=1, account=1),
+        F.PutDeviceList(id=1, body=b"l", sig=sig, master_key=key, version=1),
+        F.GetDeviceList(id=1, account=1),
+        F.ToDevice(id=1, device=1, body=b"x"),
+        F.FetchToDevice(id=1, after=1, limit=5),
+        F.AckToDevice(id=1, up_to=1),
+        F.KeyCount(re=1, one_time=1),
+        F.Bundles(
+            re=1,
+            account=1,
+            bundles=[
+                F.Bundle(
+                    device=1,
+                    signing_key=key,
+                    identity_key=key,
+                    identity_sig=sig,
+                    signed_prekey=spk,
+                    pq_prekey=spk,
+                    one_time=otk,
+                )
+            ],
+        ),
+        F.DeviceList(re=1, account=1, version=1, body=b"l", sig=sig, master_key=key),
+        F.DeviceListChanged(account=1, version=1),
+        F.ToDeviceEvent(tid=1, sender=1, device=1, body=b"x"),
+        F.ToDeviceBatch(
+            re=1, events=[F.ToDeviceItem(tid=1, sender=1, device=1, body=b"x")], more=True
+        ),
     ]
 
 
@@ -280,6 +321,10 @@ def test_limits_are_the_numbers_the_spec_quotes() -> None:
     assert L.MAX_ERROR_MESSAGE_CHARS == 256
     assert (L.MAX_U32, L.MAX_ID) == (2**32 - 1, 2**53 - 1)
     assert (L.ED25519_PUBLIC_KEY_BYTES, L.ED25519_SIGNATURE_BYTES, L.NONCE_BYTES) == (32, 64, 32)
+    assert (L.X25519_PUBLIC_KEY_BYTES, L.MAX_PREKEY_BYTES) == (32, 1184)
+    assert (L.MAX_ONE_TIME_PER_UPLOAD, L.MAX_ONE_TIME_PREKEYS) == (100, 500)
+    assert (L.MAX_DEVICE_LIST_BYTES, L.MAX_TO_DEVICE_BYTES) == (65_536, 65_536)
+    assert L.MAX_TO_DEVICE_QUEUE == 10_000
 
 
 def test_string_limits_count_unicode_code_points_not_bytes() -> None:

@@ -64,9 +64,21 @@ any_content = st.one_of(*(_content_strategy(c) for c in kinds.CONTENT_TYPES.valu
 # --------------------------------------------------------------------------- registry
 
 
+OPAQUE_KINDS = {"e2e"}
+"""Registered kinds with no content type: the body is ciphertext (protocol/E2E.md)."""
+
+
 def test_the_registry_holds_exactly_the_kinds_the_spec_lists() -> None:
-    assert set(kinds.KINDS) == SPEC_KINDS
+    assert set(kinds.KINDS) == SPEC_KINDS | OPAQUE_KINDS
     assert set(kinds.CONTENT_TYPES) == SPEC_KINDS
+    assert set(kinds.OPAQUE_KINDS) == OPAQUE_KINDS
+
+
+def test_e2e_is_sendable_and_decode_content_refuses_its_ciphertext() -> None:
+    assert kinds.client_may_send("e2e")
+    with pytest.raises(ProtocolError) as err:
+        kinds.decode_content("e2e", b"\x01ciphertext")
+    assert err.value.code == ErrorCode.UNKNOWN_FRAME
 
 
 @pytest.mark.parametrize("kind", sorted(SPEC_KINDS))
@@ -82,7 +94,7 @@ def test_system_is_the_only_server_only_kind() -> None:
 # --------------------------------------------------------------------------- client_may_send
 
 
-@pytest.mark.parametrize("kind", sorted(SPEC_KINDS - {"system"}))
+@pytest.mark.parametrize("kind", sorted((SPEC_KINDS | OPAQUE_KINDS) - {"system"}))
 def test_a_client_may_send_every_registered_kind_but_system(kind: str) -> None:
     assert kinds.client_may_send(kind)
 
@@ -105,7 +117,7 @@ def test_a_client_may_not_send_unregistered_kinds(kind: str) -> None:
 
 @given(kind=st.text(max_size=MAX_KIND_CHARS))
 def test_client_may_send_is_registered_non_system_or_x_prefixed(kind: str) -> None:
-    expected = (kind in SPEC_KINDS and kind != "system") or (
+    expected = (kind in SPEC_KINDS | OPAQUE_KINDS and kind != "system") or (
         kind.startswith("x-") and len(kind) > 2
     )
     assert kinds.client_may_send(kind) == expected
