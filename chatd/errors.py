@@ -50,3 +50,9 @@ class Unavailable(ChatdError):
     """The store cannot commit now; nothing was acknowledged."""
 
     code = ErrorCode.UNAVAILABLE
+
+
+class RateLimited(ChatdError):
+    """Refused for now by a quota (e.g. a full to-device queue); retry later."""
+
+    code = ErrorCode.RATE_LIMITED

@@ -106,6 +106,60 @@ class CreatedConv:
     existed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class PrekeyRow:
+    """A signed prekey (``sig`` set) or a one-time prekey (``sig`` empty)."""
+
+    kid: int
+    key: bytes
+    sig: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUpload:
+    """One device's ``upload_keys``: ``device`` is always the uploading connection's device."""
+
+    device: int
+    identity_key: bytes
+    identity_sig: bytes
+    signed_prekey: PrekeyRow | None = None
+    pq_prekey: PrekeyRow | None = None
+    one_time: tuple[PrekeyRow, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BundleRow:
+    """What ``claim_keys`` hands out for one device (``one_time`` taken from its pool)."""
+
+    device: int
+    signing_key: bytes
+    identity_key: bytes
+    identity_sig: bytes
+    signed_prekey: PrekeyRow | None
+    pq_prekey: PrekeyRow | None
+    one_time: PrekeyRow | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceListRow:
+    account: int
+    version: int
+    body: bytes
+    sig: bytes
+    master_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ToDeviceRow:
+    """A queued to-device item of ``target``, from account ``sender``'s device ``sender_device``."""
+
+    target: int
+    tid: int
+    sender: int
+    sender_device: int
+    body: bytes
+
+
 class AccountStore(Protocol):
     async def create_account(
         self, handle: str, name: str, type: str, device_key: bytes, device_name: str, now: int
@@ -157,7 +211,60 @@ class CursorStore(Protocol):
         ...
 
 
-class Store(AccountStore, ConversationStore, MessageStore, CursorStore, Protocol):
+class KeyDirectoryStore(Protocol):
+    """Public end-to-end keys of devices and signed device lists of accounts. The store enforces
+    atomicity only; who may write what (a device its own keys) is fixed by the caller."""
+
+    async def upload_keys(self, upload: KeyUpload, now: int, max_one_time: int) -> int:
+        """Store ``upload`` for its device in one transaction; the device's unclaimed one-time
+        prekey count afterwards. A new identity key discards the device's stored prekeys; a kid
+        the device already has is ignored; ``Invalid`` (nothing stored) when the pool would pass
+        ``max_one_time``."""
+        ...
+
+    async def one_time_count(self, device: int) -> int: ...
+
+    async def claim_keys(self, account: int, exclude_device: int = 0) -> list[BundleRow]:
+        """A bundle per device of ``account`` with an identity key (but ``exclude_device``),
+        ascending by device, each with the device's lowest-kid one-time prekey, deleted in the
+        same transaction: no two claims ever get the same one. ``NotFound`` for no account."""
+        ...
+
+    async def put_device_list(self, row: DeviceListRow, now: int) -> None:
+        """Replace the account's device list; ``Conflict`` unless ``row.version`` is higher."""
+        ...
+
+    async def device_list(self, account: int) -> DeviceListRow | None: ...
+
+
+class ToDeviceStore(Protocol):
+    """A bounded queue per device of opaque items, each with a tid increasing per device."""
+
+    async def queue_to_device(
+        self, target: int, sender: int, sender_device: int, body: bytes, now: int, max_queued: int
+    ) -> ToDeviceRow:
+        """Append to ``target``'s queue; resolves once committed. ``NotFound`` for no such
+        device, ``RateLimited`` when ``max_queued`` items are already queued for it."""
+        ...
+
+    async def to_device_items(self, device: int, after: int, limit: int) -> list[ToDeviceRow]:
+        """Queued items of ``device`` with tid > ``after``, ascending, at most ``limit``."""
+        ...
+
+    async def ack_to_device(self, device: int, up_to: int) -> int:
+        """Delete ``device``'s items with tid <= ``up_to``; how many were deleted."""
+        ...
+
+
+class Store(
+    AccountStore,
+    ConversationStore,
+    MessageStore,
+    CursorStore,
+    KeyDirectoryStore,
+    ToDeviceStore,
+    Protocol,
+):
     """Everything the server stores. ``open`` migrates; ``aclose`` drains queued writes first."""
 
     async def open(self) -> None: ...

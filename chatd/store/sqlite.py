@@ -31,17 +31,30 @@ from typing import Any, Generic, TypeVar
 from chatproto import kinds
 
 from chatd.core import rules
-from chatd.errors import ChatdError, Conflict, HandleTaken, Invalid, NotFound, Unavailable
+from chatd.errors import (
+    ChatdError,
+    Conflict,
+    HandleTaken,
+    Invalid,
+    NotFound,
+    RateLimited,
+    Unavailable,
+)
 from chatd.store.base import (
     AccountRow,
     Appended,
+    BundleRow,
     ConvRow,
     CreatedConv,
+    DeviceListRow,
     DeviceRow,
+    KeyUpload,
     MemberRow,
     MembershipChange,
     NewMessage,
+    PrekeyRow,
     StoredMessage,
+    ToDeviceRow,
 )
 from chatd.store.migrate import migrate_sqlite
 
@@ -639,6 +652,217 @@ class SQLiteStore:
                 (device, conv, target),
             )
             return cur.rowcount > 0 and target > 0
+
+        return await self._write(op)
+
+    # ------------------------------------------------------------------ key directory
+
+    async def upload_keys(self, upload: KeyUpload, now: int, max_one_time: int) -> int:
+        u = upload
+        fresh: dict[int, PrekeyRow] = {}
+        for k in u.one_time:  # a kid repeated inside one upload: the first one counts
+            fresh.setdefault(k.kid, k)
+
+        def op(tx: _Tx) -> int:
+            db = tx.db
+            prior = db.execute(
+                "SELECT identity_key FROM identity_keys WHERE device_id=?", (u.device,)
+            ).fetchone()
+            if (
+                prior is None
+                and not db.execute("SELECT 1 FROM devices WHERE id=?", (u.device,)).fetchone()
+            ):
+                raise NotFound("no such device")
+            new_identity = prior is not None and bytes(prior[0]) != u.identity_key
+            held, known = 0, set()
+            if not new_identity:
+                held = int(
+                    db.execute(
+                        "SELECT count(*) FROM one_time_prekeys WHERE device_id=?", (u.device,)
+                    ).fetchone()[0]
+                )
+                if fresh:
+                    marks = ",".join("?" * len(fresh))
+                    known = {
+                        int(r[0])
+                        for r in db.execute(
+                            f"SELECT kid FROM one_time_prekeys WHERE device_id=? AND kid IN ({marks})",
+                            (u.device, *fresh),
+                        )
+                    }
+            added = [k for kid, k in fresh.items() if kid not in known]
+            if held + len(added) > max_one_time:
+                raise Invalid(
+                    f"a device holds at most {max_one_time} one-time prekeys"
+                    f" ({held} unclaimed, {len(added)} new)"
+                )
+            # Checks done; writes from here on.
+            if new_identity:  # prekeys signed for the old identity go with it
+                db.execute("DELETE FROM signed_prekeys WHERE device_id=?", (u.device,))
+                db.execute("DELETE FROM one_time_prekeys WHERE device_id=?", (u.device,))
+            db.execute(
+                "INSERT INTO identity_keys (device_id, identity_key, identity_sig, updated_at)"
+                " VALUES (?,?,?,?) ON CONFLICT (device_id) DO UPDATE SET"
+                " identity_key=excluded.identity_key, identity_sig=excluded.identity_sig,"
+                " updated_at=excluded.updated_at",
+                (u.device, u.identity_key, u.identity_sig, now),
+            )
+            for type, pk in (("ec", u.signed_prekey), ("pq", u.pq_prekey)):
+                if pk is not None:
+                    db.execute(
+                        "INSERT INTO signed_prekeys (device_id, type, kid, key, sig, updated_at)"
+                        " VALUES (?,?,?,?,?,?) ON CONFLICT (device_id, type) DO UPDATE SET"
+                        " kid=excluded.kid, key=excluded.key, sig=excluded.sig,"
+                        " updated_at=excluded.updated_at",
+                        (u.device, type, pk.kid, pk.key, pk.sig, now),
+                    )
+            db.executemany(
+                "INSERT INTO one_time_prekeys (device_id, kid, key) VALUES (?,?,?)",
+                [(u.device, k.kid, k.key) for k in added],
+            )
+            return held + len(added)
+
+        return await self._write(op)
+
+    async def one_time_count(self, device: int) -> int:
+        row = await self._read(
+            lambda db: db.execute(
+                "SELECT count(*) FROM one_time_prekeys WHERE device_id=?", (device,)
+            ).fetchone()
+        )
+        return int(row[0])
+
+    async def claim_keys(self, account: int, exclude_device: int = 0) -> list[BundleRow]:
+        def op(tx: _Tx) -> list[BundleRow]:
+            db = tx.db
+            if not db.execute("SELECT 1 FROM accounts WHERE id=?", (account,)).fetchone():
+                raise NotFound(f"no account {account}")
+            devices = db.execute(
+                "SELECT d.id, d.public_key, i.identity_key, i.identity_sig FROM devices d"
+                " JOIN identity_keys i ON i.device_id = d.id"
+                " WHERE d.account_id=? AND d.id != ? ORDER BY d.id",
+                (account, exclude_device),
+            ).fetchall()
+            out = []
+            for device, signing_key, identity_key, identity_sig in devices:
+                signed: dict[str, PrekeyRow] = {
+                    str(t): PrekeyRow(int(kid), bytes(key), bytes(sig))
+                    for t, kid, key, sig in db.execute(
+                        "SELECT type, kid, key, sig FROM signed_prekeys WHERE device_id=?",
+                        (device,),
+                    )
+                }
+                one_time = None
+                row = db.execute(
+                    "SELECT kid, key FROM one_time_prekeys WHERE device_id=? ORDER BY kid LIMIT 1",
+                    (device,),
+                ).fetchone()
+                if row is not None:
+                    # Taken in the claim's own transaction, on the single writer: no other claim
+                    # can read this row before the delete commits.
+                    db.execute(
+                        "DELETE FROM one_time_prekeys WHERE device_id=? AND kid=?", (device, row[0])
+                    )
+                    one_time = PrekeyRow(int(row[0]), bytes(row[1]))
+                out.append(
+                    BundleRow(
+                        int(device),
+                        bytes(signing_key),
+                        bytes(identity_key),
+                        bytes(identity_sig),
+                        signed.get("ec"),
+                        signed.get("pq"),
+                        one_time,
+                    )
+                )
+            return out
+
+        return await self._write(op)
+
+    async def put_device_list(self, row: DeviceListRow, now: int) -> None:
+        def op(tx: _Tx) -> None:
+            db = tx.db
+            if not db.execute("SELECT 1 FROM accounts WHERE id=?", (row.account,)).fetchone():
+                raise NotFound(f"no account {row.account}")
+            prior = db.execute(
+                "SELECT version FROM device_lists WHERE account_id=?", (row.account,)
+            ).fetchone()
+            if prior is not None and int(prior[0]) >= row.version:
+                raise Conflict(f"version {row.version} is not above the stored {int(prior[0])}")
+            db.execute(
+                "INSERT INTO device_lists (account_id, version, body, sig, master_key, updated_at)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT (account_id) DO UPDATE SET"
+                " version=excluded.version, body=excluded.body, sig=excluded.sig,"
+                " master_key=excluded.master_key, updated_at=excluded.updated_at",
+                (row.account, row.version, row.body, row.sig, row.master_key, now),
+            )
+
+        await self._write(op)
+
+    async def device_list(self, account: int) -> DeviceListRow | None:
+        row = await self._read(
+            lambda db: db.execute(
+                "SELECT version, body, sig, master_key FROM device_lists WHERE account_id=?",
+                (account,),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        return DeviceListRow(account, int(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]))
+
+    # ------------------------------------------------------------------ to-device queue
+
+    async def queue_to_device(
+        self, target: int, sender: int, sender_device: int, body: bytes, now: int, max_queued: int
+    ) -> ToDeviceRow:
+        def op(tx: _Tx) -> ToDeviceRow:
+            db = tx.db
+            if not db.execute("SELECT 1 FROM devices WHERE id=?", (target,)).fetchone():
+                raise NotFound("no such device")
+            state = db.execute(
+                "SELECT last_tid, queued FROM to_device_state WHERE device_id=?", (target,)
+            ).fetchone()
+            last, queued = (int(state[0]), int(state[1])) if state else (0, 0)
+            if queued >= max_queued:
+                raise RateLimited(f"device {target} has {queued} items queued; retry later")
+            tid = last + 1
+            db.execute(
+                "INSERT INTO to_device_state (device_id, last_tid, queued) VALUES (?,?,?)"
+                " ON CONFLICT (device_id) DO UPDATE SET last_tid=excluded.last_tid,"
+                " queued=excluded.queued",
+                (target, tid, queued + 1),
+            )
+            db.execute(
+                "INSERT INTO to_device (device_id, tid, sender, sender_device, body, queued_at)"
+                " VALUES (?,?,?,?,?,?)",
+                (target, tid, sender, sender_device, body, now),
+            )
+            return ToDeviceRow(target, tid, sender, sender_device, body)
+
+        return await self._write(op)
+
+    async def to_device_items(self, device: int, after: int, limit: int) -> list[ToDeviceRow]:
+        rows = await self._read(
+            lambda db: db.execute(
+                "SELECT tid, sender, sender_device, body FROM to_device"
+                " WHERE device_id=? AND tid>? ORDER BY tid LIMIT ?",
+                (device, after, limit),
+            ).fetchall()
+        )
+        return [ToDeviceRow(device, int(t), int(s), int(d), bytes(b)) for t, s, d, b in rows]
+
+    async def ack_to_device(self, device: int, up_to: int) -> int:
+        def op(tx: _Tx) -> int:
+            cur = tx.db.execute(
+                "DELETE FROM to_device WHERE device_id=? AND tid<=?", (device, up_to)
+            )
+            deleted = cur.rowcount
+            if deleted > 0:
+                tx.db.execute(
+                    "UPDATE to_device_state SET queued = queued - ? WHERE device_id=?",
+                    (deleted, device),
+                )
+            return deleted
 
         return await self._write(op)
 
