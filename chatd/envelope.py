@@ -34,3 +34,8 @@ def conv_topic(conv: int) -> str:
 
 def account_topic(account: int) -> str:
     return f"a.{account}"
+
+
+def device_topic(device: int) -> str:
+    """Events for one device's connections (to-device items)."""
+    return f"d.{device}"

@@ -1,7 +1,8 @@
 """Which local connections watch which conversation, and delivery to them.
 
 The hub subscribes the node to a conversation's broker topic while at least one local connection
-watches it, and to an account's topic while that account has a local connection. For every
+watches it, to an account's topic while that account has a local connection, and to a device's
+topic (to-device items) while that device has one. For every
 envelope it returns at once when nobody local watches; otherwise it hands the SAME frame bytes to
 each watcher's ``push`` (a synchronous write to the socket buffer; the outlet disconnects itself
 as a slow consumer when its buffer passes the bound).
@@ -28,6 +29,7 @@ class Outlet(Protocol):
 
     conn_id: int
     account: int
+    device: int
     floors: dict[int, int]
     watching: dict[int, None]
     """The conversations routed to this outlet (a dict used as an ordered set)."""
@@ -43,18 +45,25 @@ class Hub:
         self._hot = hot
         self._watchers: dict[int, set[Outlet]] = {}
         self._accounts: dict[int, list[Outlet]] = {}  # lists: a few devices each
+        self._devices: dict[int, list[Outlet]] = {}  # usually one connection each
         self._latest: dict[int, int] = {}
 
     # ------------------------------------------------------------------ membership of outlets
 
     def attach(self, outlet: Outlet, convs: list[int]) -> bool:
-        """Start routing ``convs`` and the account's events to ``outlet``. True when this is
-        the account's first local connection (it just came online on this node)."""
+        """Start routing ``convs``, the account's events and the device's events to ``outlet``.
+        True when this is the account's first local connection (it just came online here)."""
         first = outlet.account not in self._accounts
         if first:
             self._accounts[outlet.account] = []
             self._broker.subscribe(envelope.account_topic(outlet.account), self._on_account)
         self._accounts[outlet.account].append(outlet)
+        same_device = self._devices.get(outlet.device)
+        if same_device is None:
+            self._devices[outlet.device] = [outlet]
+            self._broker.subscribe(envelope.device_topic(outlet.device), self._on_device)
+        else:
+            same_device.append(outlet)
         for conv in convs:
             self._watch(outlet, conv)
         return first
@@ -63,6 +72,12 @@ class Hub:
         """Stop routing to ``outlet``. True when it was the account's last local connection."""
         for conv in tuple(outlet.watching):
             self._unwatch(outlet, conv)
+        same_device = self._devices.get(outlet.device)
+        if same_device is not None and outlet in same_device:
+            same_device.remove(outlet)
+            if not same_device:
+                del self._devices[outlet.device]
+                self._broker.unsubscribe(envelope.device_topic(outlet.device))
         outlets = self._accounts.get(outlet.account)
         if outlets is None:
             return False
@@ -142,5 +157,11 @@ class Hub:
     def _on_account(self, topic: str, data: bytes) -> None:
         _, _, origin, frame = envelope.unpack(data)
         for outlet in tuple(self._accounts.get(int(topic[2:]), ())):
+            if outlet.conn_id != origin:
+                outlet.push(frame)
+
+    def _on_device(self, topic: str, data: bytes) -> None:
+        _, _, origin, frame = envelope.unpack(data)
+        for outlet in tuple(self._devices.get(int(topic[2:]), ())):
             if outlet.conn_id != origin:
                 outlet.push(frame)

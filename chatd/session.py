@@ -23,6 +23,7 @@ from chatd.errors import ChatdError
 from chatd.services.auth import AuthService, new_nonce
 from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
+from chatd.services.keys import KeyService
 from chatd.services.messaging import MessagingService
 from chatd.services.presence import PresenceService
 from chatd.store.base import AccountRow, DeviceRow
@@ -58,6 +59,7 @@ class Services:
         self.conversations = ConversationService(deps)
         self.messaging = MessagingService(deps)
         self.presence = PresenceService(deps)
+        self.keys = KeyService(deps)
         self.sessions = 0
 
 
@@ -255,6 +257,23 @@ class Session:
                 self.reply(await svc.conversations.lookup(frame.id, frame.handle))
             case F.GetPresence():
                 self.reply(await svc.presence.query(a, frame))
+            case F.ToDevice():
+                await svc.keys.to_device(a, dev, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.FetchToDevice():
+                self.reply(await svc.keys.fetch(dev, frame))
+            case F.AckToDevice():
+                await svc.keys.ack(dev, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.ClaimKeys():
+                self.reply(await svc.keys.claim(dev, frame))
+            case F.UploadKeys():  # always the connection's own device: the frame names none
+                self.reply(await svc.keys.upload(dev, frame))
+            case F.GetDeviceList():
+                self.reply(await svc.keys.get_device_list(frame))
+            case F.PutDeviceList():  # always the connection's own account
+                await svc.keys.put_device_list(self.conn_id, a, frame)
+                self.reply(F.Ok(re=frame.id))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

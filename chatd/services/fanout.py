@@ -45,3 +45,10 @@ def publish_to_account(broker: Broker, account: int, frame: F.Frame, origin: int
         envelope.account_topic(account),
         envelope.pack(envelope.EVENT, 0, origin, codec.encode(frame)),
     )
+
+
+def publish_to_device(broker: Broker, device: int, frame: F.Frame, origin: int = 0) -> None:
+    broker.publish(
+        envelope.device_topic(device),
+        envelope.pack(envelope.EVENT, 0, origin, codec.encode(frame)),
+    )

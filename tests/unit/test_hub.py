@@ -17,9 +17,10 @@ _conn_ids = itertools.count(1)
 class FakeOutlet:
     """A connection as the hub sees it; remembers every frame pushed to it."""
 
-    def __init__(self, account: int) -> None:
+    def __init__(self, account: int, device: int | None = None) -> None:
         self.conn_id = next(_conn_ids)
         self.account = account
+        self.device = device if device is not None else 1000 + self.conn_id  # its own by default
         self.floors: dict[int, int] = {}
         self.watching: dict[int, None] = {}
         self.pushed: list[bytes] = []
@@ -340,3 +341,50 @@ def test_latest_seq_counts_messages_held_back_or_from_the_origin(
     publish_message(broker, 10, seq=3, origin=o.conn_id)
     assert o.pushed == []
     assert hub.latest_seq(10) == 3
+
+
+# ------------------------------------------------------------------ device topics (to-device)
+
+
+def publish_to_device(broker: MemoryBroker, device: int, origin: int = 0) -> bytes:
+    frame = f"to-device {device}".encode()
+    broker.publish(envelope.device_topic(device), envelope.pack(envelope.EVENT, 0, origin, frame))
+    return frame
+
+
+def test_device_events_reach_only_that_devices_connections(hub: Hub, broker: MemoryBroker) -> None:
+    phone, phone_again, laptop = FakeOutlet(1, 11), FakeOutlet(1, 11), FakeOutlet(1, 12)
+    for o in (phone, phone_again, laptop):
+        hub.attach(o, [])
+    frame = publish_to_device(broker, 11)
+    assert phone.pushed == [frame]
+    assert phone_again.pushed == [frame]
+    assert laptop.pushed == []
+
+
+def test_device_topic_is_held_while_the_device_has_a_connection(
+    hub: Hub, broker: MemoryBroker
+) -> None:
+    first, second = FakeOutlet(1, 11), FakeOutlet(1, 11)
+    assert envelope.device_topic(11) not in broker._handlers
+    hub.attach(first, [])
+    hub.attach(second, [])
+    assert envelope.device_topic(11) in broker._handlers
+    hub.detach(first)
+    assert envelope.device_topic(11) in broker._handlers
+    frame = publish_to_device(broker, 11)
+    assert first.pushed == []
+    assert second.pushed == [frame]
+    hub.detach(second)
+    assert envelope.device_topic(11) not in broker._handlers
+
+
+def test_detaching_twice_leaves_the_device_topic_of_another_connection(
+    hub: Hub, broker: MemoryBroker
+) -> None:
+    gone, stays = FakeOutlet(1, 11), FakeOutlet(1, 11)
+    hub.attach(gone, [])
+    hub.attach(stays, [])
+    hub.detach(gone)
+    hub.detach(gone)
+    assert envelope.device_topic(11) in broker._handlers
