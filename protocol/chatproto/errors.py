@@ -69,3 +69,27 @@ class SignatureError(ChatProtoError):
     """A signature did not verify against the key it was checked with."""
 
     code = ErrorCode.AUTH_FAILED
+
+
+class CryptoError(ChatProtoError):
+    """End-to-end encryption (``chatproto.e2e``) refused an input. Never sent on the wire."""
+
+    code = ErrorCode.INVALID
+
+
+class InvalidKeyError(CryptoError):
+    """A key has the wrong length or is unsafe (e.g. a low-order X25519 point)."""
+
+
+class DecryptError(CryptoError):
+    """A ciphertext did not authenticate or cannot be decrypted with the state at hand.
+
+    The state passed in is unchanged (e2e functions return new state only on success)."""
+
+
+class ReplayError(DecryptError):
+    """The message's key was already used: a replay or a duplicate delivery."""
+
+
+class UntrustedKeyError(CryptoError):
+    """A signature over key material does not verify, or a key differs from the pinned one."""
