@@ -144,12 +144,18 @@ def is_small_order(public_key: bytes) -> bool:
     return public_key[:31] + bytes([public_key[31] & 0x7F]) in _SMALL_ORDER
 
 
+_P25519: Final = 2**255 - 19
+
+
 def check_x25519_public(public_key: bytes) -> None:
-    """Raise ``InvalidKeyError`` unless ``public_key`` is 32 bytes and not of small order."""
+    """Raise ``InvalidKeyError`` unless ``public_key`` is 32 bytes, canonical (bit 255 clear and
+    the value below 2^255 - 19, so no two encodings name one key) and not of small order."""
     if len(public_key) != X25519_KEY_BYTES:
         raise InvalidKeyError("an X25519 public key is 32 bytes")
     if is_small_order(public_key):
         raise InvalidKeyError("X25519 public key of small order")
+    if int.from_bytes(public_key, "little") >= _P25519:
+        raise InvalidKeyError("non-canonical X25519 public key")
 
 
 def x25519(private_key: bytes, public_key: bytes) -> bytes:
