@@ -1,0 +1,279 @@
+"""protocol/vectors/e2e/ against the implementation, both ways."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from chatproto.e2e import devicelist, payload, ratchet, safety, sender_keys, x3dh
+from chatproto.e2e import primitives as P
+from chatproto.errors import ChatProtoError, ProtocolError
+
+VECTORS = Path(__file__).resolve().parents[3] / "protocol" / "vectors" / "e2e"
+
+
+def _load(name: str) -> Any:
+    return json.loads((VECTORS / name).read_text(encoding="utf-8"))
+
+
+def _h(value: str) -> bytes:
+    return bytes.fromhex(value)
+
+
+X3DH = _load("x3dh.json")
+RATCHET = _load("ratchet.json")
+SENDER = _load("sender_keys.json")
+SAFETY = _load("safety_number.json")
+DEVICE_LIST = _load("device_list.json")
+PADDING = _load("padding.json")
+PINNED = _load("mlkem_pinned.json")
+
+
+def test_committed_vectors_are_what_the_generator_writes_today() -> None:
+    spec = importlib.util.spec_from_file_location("_chatd_e2e_gen", VECTORS / "generate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    for name, text in gen.build().items():
+        assert (VECTORS / name).read_text(encoding="utf-8") == text, name
+
+
+# --------------------------------------------------------------------------- X3DH / PQXDH
+
+
+def test_the_pinned_mlkem_ciphertext_is_a_real_encapsulation() -> None:
+    """Decapsulation gives the pinned secret, and it is not FIPS 203's implicit-rejection value
+    J(z || c) = SHAKE256(z || c, 32): the ciphertext was accepted as valid."""
+    seed, ct = _h(PINNED["seed"]), _h(PINNED["ciphertext"])
+    secret = P.mlkem768_decapsulate(seed, ct)
+    assert secret == _h(PINNED["shared_secret"])
+    assert secret != hashlib.shake_256(seed[32:] + ct).digest(32)
+
+
+def _bob(inputs: dict[str, Any]) -> x3dh.PreKeyState:
+    otk = inputs["bob_one_time_private"]
+    return x3dh.new_device(
+        _h(inputs["bob_signing_seed"]),
+        with_pq=inputs["bob_pq_seed"] is not None,
+        identity_private=_h(inputs["bob_identity_private"]),
+        signed_prekey_private=_h(inputs["bob_signed_prekey_private"]),
+        pq_seed=_h(inputs["bob_pq_seed"]) if inputs["bob_pq_seed"] else None,
+        one_time_privates=(_h(otk),) if otk else (),
+    )
+
+
+@pytest.mark.parametrize("case", X3DH["cases"], ids=lambda c: c["name"])
+def test_x3dh_initiator_reproduces_the_vector(case: dict[str, Any]) -> None:
+    inputs = case["inputs"]
+    alice = x3dh.new_identity(
+        _h(inputs["alice_signing_seed"]), _h(inputs["alice_identity_private"])
+    )
+    bundle = msgspec.convert(_unhex(case["bundle"]), x3dh.PreKeyBundle)
+    ct = inputs["pq_ciphertext"]
+    agreement = x3dh.initiate(
+        alice,
+        bundle,
+        ephemeral_private=_h(inputs["alice_ephemeral_private"]),
+        pq_encapsulate=(lambda _pk: (_h(ct), _h(case["kem_shared_secret"]))) if ct else None,
+    )
+    assert agreement.shared_secret.hex() == case["shared_secret"]
+    assert agreement.associated_data.hex() == case["associated_data"]
+    assert x3dh.encode_header(agreement.header).hex() == case["header"]
+    assert agreement.header.kind == case["kind"]
+
+
+@pytest.mark.parametrize("case", X3DH["cases"], ids=lambda c: c["name"])
+def test_x3dh_responder_reproduces_the_vector(case: dict[str, Any]) -> None:
+    inputs = case["inputs"]
+    bob = _bob(inputs)
+    upload = x3dh.upload_material(bob)
+    bundle = x3dh.bundle_from_upload(upload, 0 if inputs["bob_one_time_private"] else None)
+    assert _hexed(bundle) == case["bundle"]
+    header, rest = x3dh.decode_header(_h(case["header"]))
+    assert rest == b""
+    response = x3dh.respond(bob, header)
+    assert response.shared_secret.hex() == case["shared_secret"]
+    assert response.associated_data.hex() == case["associated_data"]
+    assert len(response.prekeys.one_time) == 0
+
+
+def _unhex(value: Any) -> Any:
+    """Every string of a vector's JSON key material is hex."""
+    if isinstance(value, str):
+        return bytes.fromhex(value)
+    if isinstance(value, dict):
+        return {k: _unhex(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unhex(v) for v in value]
+    return value
+
+
+def _hexed(value: msgspec.Struct) -> Any:
+    def conv(v: Any) -> Any:
+        if isinstance(v, bytes):
+            return v.hex()
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [conv(x) for x in v]
+        return v
+
+    return conv(msgspec.to_builtins(value, builtin_types=(bytes,)))
+
+
+# --------------------------------------------------------------------------- Double Ratchet
+
+
+def test_the_ratchet_script_replays_exactly() -> None:
+    sk, ad = _h(RATCHET["shared_secret"]), _h(RATCHET["associated_data"])
+    states = {
+        "alice": ratchet.init_initiator(
+            sk,
+            _h(RATCHET["bob_signed_prekey_public"]),
+            ad,
+            dh_private=_h(RATCHET["alice_ratchet_private_0"]),
+        ),
+        "bob": ratchet.init_responder(
+            sk,
+            _h(RATCHET["bob_signed_prekey_private"]),
+            _h(RATCHET["bob_signed_prekey_public"]),
+            ad,
+        ),
+    }
+    errors = 0
+    for step in RATCHET["steps"]:
+        who = step["party"]
+        if step["op"] == "encrypt":
+            msg, states[who] = ratchet.encrypt(states[who], _h(step["plaintext"]))
+            assert msg.hex() == step["message"], step["name"]
+        elif "error" in step:
+            errors += 1
+            before = states[who]
+            with pytest.raises(ChatProtoError) as info:
+                ratchet.decrypt(before, _h(step["message"]), dh_private=_h(step["dh_private"]))
+            assert type(info.value).__name__ == step["error"]
+            assert states[who] == before
+        else:
+            pt, states[who] = ratchet.decrypt(
+                states[who], _h(step["message"]), dh_private=_h(step["dh_private"])
+            )
+            assert pt.hex() == step["plaintext"], step["name"]
+    assert errors == 2
+
+
+# --------------------------------------------------------------------------- sender keys
+
+
+def test_sender_key_messages_reproduce_and_decrypt_in_the_vector_order() -> None:
+    v = SENDER
+    state = sender_keys.new_sender_key(
+        v["conv"],
+        key_id=v["key_id"],
+        chain_key=_h(v["chain_key"]),
+        signing_seed=_h(v["signing_seed"]),
+    )
+    assert state.signing_key.hex() == v["signing_key"]
+    dist = sender_keys.distribution(state)
+    assert payload.encode_to_device(dist).hex() == v["distribution"]
+    assert payload.decode_to_device(_h(v["distribution"])) == dist
+    for m in v["messages"]:
+        msg, state = sender_keys.encrypt(
+            state,
+            _h(m["plaintext"]),
+            sender_account=v["sender_account"],
+            sender_device=v["sender_device"],
+        )
+        assert msg.hex() == m["message"]
+    receiver = sender_keys.receiver_from_distribution(
+        dist, sender_account=v["sender_account"], sender_device=v["sender_device"]
+    )
+    for step in v["receive_order"]:
+        msg = _h(v["messages"][step["iteration"]]["message"])
+        if "error" in step:
+            with pytest.raises(ChatProtoError) as info:
+                sender_keys.decrypt(receiver, msg)
+            assert type(info.value).__name__ == step["error"] == "ReplayError"
+        else:
+            pt, receiver = sender_keys.decrypt(receiver, msg)
+            assert pt.hex() == step["plaintext"]
+
+
+# --------------------------------------------------------------------------- safety numbers
+
+
+def test_libsignal_safety_number_vector() -> None:
+    v = SAFETY["libsignal"]
+    a, b = _h(v["alice_identity"]), _h(v["bob_identity"])
+    a_id, b_id = v["alice_stable_id"].encode(), v["bob_stable_id"].encode()
+    assert safety.safety_number(a, a_id, b, b_id) == v["displayable"]
+    assert safety.safety_number(b, b_id, a, a_id) == v["displayable"]
+    alice_qr = safety.scannable(a, a_id, b, b_id, version=1)
+    bob_qr = safety.scannable(b, b_id, a, a_id, version=1)
+    assert alice_qr.hex() == v["alice_scannable_v1"]
+    assert bob_qr.hex() == v["bob_scannable_v1"]
+    assert safety.compare_scanned(alice_qr, bob_qr)
+    assert safety.compare_scanned(bob_qr, alice_qr)
+    assert not safety.compare_scanned(alice_qr, alice_qr)
+    assert not safety.compare_scanned(alice_qr, safety.scannable(b, b_id, a, a_id, version=2))
+
+
+def test_chatd_account_safety_number_vector() -> None:
+    v = SAFETY["chatd_accounts"]
+    got = safety.account_safety_number(
+        v["alice_account"], _h(v["alice_master_key"]), v["bob_account"], _h(v["bob_master_key"])
+    )
+    assert got == v["safety_number"]
+    assert len(got) == 60
+    assert got.isdigit()
+
+
+# --------------------------------------------------------------------------- device list
+
+
+def test_device_list_vector_both_ways() -> None:
+    v = DEVICE_LIST
+    dl = msgspec.convert(_unhex(v["list"]), devicelist.DeviceList)
+    body, sig = devicelist.sign_device_list(dl, _h(v["master_seed"]))
+    assert body.hex() == v["body"]
+    assert sig.hex() == v["sig"]
+    assert devicelist.signed_payload(body).hex() == v["signed_payload"]
+    got = devicelist.verify_device_list(_h(v["body"]), _h(v["sig"]), _h(v["master_key"]), 1)
+    assert got == dl
+
+
+# --------------------------------------------------------------------------- padding
+
+
+@pytest.mark.parametrize("case", PADDING["valid"], ids=lambda c: str(len(c["data"]) // 2))
+def test_padding_vectors(case: dict[str, Any]) -> None:
+    assert payload.pad(_h(case["data"])).hex() == case["padded"]
+    assert len(_h(case["padded"])) == case["padded_length"]
+    assert payload.unpad(_h(case["padded"])).hex() == case["data"]
+
+
+@pytest.mark.parametrize("name", sorted(PADDING["invalid"]))
+def test_invalid_padding_vectors_are_refused(name: str) -> None:
+    with pytest.raises(ProtocolError):
+        payload.unpad(_h(PADDING["invalid"][name]))
+
+
+@pytest.mark.parametrize("case", PADDING["payloads"], ids=lambda c: c["name"])
+def test_payload_vectors(case: dict[str, Any]) -> None:
+    enc = payload.encode_payload(
+        case["kind"], _h(case["body"]), ts=case.get("ts"), reply_to=case.get("reply_to")
+    )
+    assert enc.hex() == case["padded"]
+    p = payload.decode_payload(enc)
+    assert (p.kind, p.body, p.ts, p.reply_to) == (
+        case["kind"],
+        _h(case["body"]),
+        case.get("ts"),
+        case.get("reply_to"),
+    )
+    assert tuple(PADDING["buckets"]) == payload.BUCKETS
