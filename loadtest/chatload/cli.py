@@ -1,0 +1,255 @@
+"""``chatload``: provision | run | worker | idle | record | replay. See loadtest/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .report import (
+    Threshold,
+    check_thresholds,
+    summary_table,
+    totals_table,
+    write_csv,
+    write_json,
+    write_plot,
+)
+from .scenario import Scenario
+
+
+def _cpus(text: str | None) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()] if text else []
+
+
+def _uvloop_run(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def load_scenario(args: argparse.Namespace) -> Scenario:
+    s = Scenario.load(args.scenario)
+    if getattr(args, "target", None):
+        s = replace(s, targets=tuple(args.target))
+    if getattr(args, "duration", None) is not None:
+        s = replace(s, duration=args.duration)
+    if getattr(args, "ramp_up", None) is not None:
+        s = replace(s, ramp_up=args.ramp_up)
+    if getattr(args, "churn", None) is not None:
+        s = replace(s, churn_per_s=args.churn)
+    scale = getattr(args, "rate_scale", None)
+    if scale is not None and scale != 1.0:
+        s = replace(
+            s,
+            blocks=tuple(
+                replace(
+                    b,
+                    rate_total=None if b.rate_total is None else b.rate_total * scale,
+                    rate_per_sender=None
+                    if b.rate_per_sender is None
+                    else b.rate_per_sender * scale,
+                )
+                for b in s.blocks
+            ),
+        )
+    return s
+
+
+def _outputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", metavar="FILE", help="write the result with per-second intervals")
+    p.add_argument("--csv", metavar="FILE", help="write the per-second intervals as CSV")
+    p.add_argument("--plot", metavar="PNG", help="throughput and latency over time (matplotlib)")
+    p.add_argument(
+        "--fail-if",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="exit 1 if it holds, e.g. 'p99_ms>50', 'deliver_p99_ms>100', 'errors>0', 'lost>0'",
+    )
+    p.add_argument("--quiet", action="store_true", help="no live view")
+
+
+def _server(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", action="append", help="ws URL (repeat: clients round-robin)")
+    p.add_argument("--server-pid", type=int, help="local server pid: CPU and RSS from /proc")
+    p.add_argument(
+        "--spawn-server",
+        action="store_true",
+        help="start `chatd serve` on a free 127.0.0.1 port with a temp db and raised rate limits",
+    )
+    p.add_argument(
+        "--server-cpu",
+        type=int,
+        default=0,
+        help="core for --spawn-server (taskset -c); -1 = unpinned",
+    )
+    p.add_argument("--server-db", type=Path, help="db file for --spawn-server (kept)")
+    p.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"))
+    p.add_argument(
+        "--cpu", help="pin the generator: worker w to core CPUS[w %% n] (comma list, e.g. 1)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="chatload",
+        description="Load tester for chatd: scenarios, record/replay, idle connections.",
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("provision", help="register accounts and create conversations")
+    p.add_argument("scenario")
+    p.add_argument("--out", required=True, type=Path, help="provisioning JSON to write")
+    p.add_argument("--target", action="append", help="ws URL (default: the scenario's)")
+
+    p = sub.add_parser("run", help="run a scenario")
+    p.add_argument("scenario")
+    p.add_argument("--provisioned", type=Path, help="reuse a provisioning file")
+    p.add_argument("--save-provisioning", type=Path, help="save the provisioning made here")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument("--listen", default="127.0.0.1:0", help="coordinator address for workers")
+    p.add_argument("--remote-workers", type=int, default=0, help="wait for N `chatload worker`")
+    p.add_argument("--duration", type=float, help="override the scenario's duration (s)")
+    p.add_argument("--ramp-up", type=float, help="override the scenario's ramp_up (s)")
+    p.add_argument("--rate-scale", type=float, help="multiply every conversation block's rate")
+    p.add_argument("--churn", type=float, help="override churn_per_s")
+    p.add_argument("--drain", type=float, default=15.0, help="seconds to wait for stragglers")
+    _server(p)
+    _outputs(p)
+
+    p = sub.add_parser("worker", help="join a coordinator (chatload run) over TCP")
+    p.add_argument("--connect", required=True, metavar="HOST:PORT")
+    p.add_argument("--cpu", type=int, help="pin this worker to a core")
+
+    p = sub.add_parser("idle", help="hold N authenticated idle connections; server RSS each")
+    p.add_argument("scenario", nargs="?", help="an idle scenario (accounts = connections)")
+    p.add_argument("--connections", type=int, help="connections to hold")
+    _server(p)
+    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("record", help="recording WebSocket proxy: trace of client frames")
+    p.add_argument("--listen", default="127.0.0.1:8766", metavar="HOST:PORT")
+    p.add_argument("--upstream", default="ws://127.0.0.1:8765/ws")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--seconds", type=float, default=0, help="stop after (0 = until Ctrl-C)")
+
+    p = sub.add_parser("replay", help="replay a trace with fresh accounts and conversations")
+    p.add_argument("trace", type=Path)
+    p.add_argument("--target", required=True)
+    p.add_argument("--speed", type=float, default=1.0, help="inter-arrival times scaled by 1/X")
+    _outputs(p)
+    return ap
+
+
+def emit(result: dict[str, Any], args: argparse.Namespace, console: Console) -> int:
+    if result.get("mode") == "idle":
+        srv = result.get("server")
+        line = f"{result['connections']:,} idle authenticated connections"
+        if srv:
+            line += (
+                f"; server RSS {srv['rss_mb']} MiB (baseline {srv['baseline_rss_mb']} MiB)"
+                f" -> {srv['kib_per_connection']} KiB per connection"
+            )
+        console.print(line, highlight=False)
+    else:
+        console.print(summary_table(result))
+        console.print(totals_table(result))
+        if result.get("replay"):
+            r = result["replay"]
+            console.print(
+                f"frames per type: trace {r['trace_frames_by_type']}"
+                f" -> replayed {r['replayed_frames_by_type']} (+{r['logins']} logins)",
+                highlight=False,
+            )
+        else:
+            console.print(f"frames sent per type: {result['frames_sent']}", highlight=False)
+    if getattr(args, "json", None):
+        write_json(result, args.json)
+    if getattr(args, "csv", None) and "intervals" in result:
+        write_csv(result, args.csv)
+    if getattr(args, "plot", None) and "intervals" in result:
+        write_plot(result, args.plot)
+    thresholds = [Threshold.parse(t) for t in getattr(args, "fail_if", [])]
+    return check_thresholds(thresholds, result, console) if thresholds else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    if args.cmd == "worker":
+        from .worker import worker_main
+
+        return worker_main(args.connect, args.cpu)
+    for t in getattr(args, "fail_if", []):  # refuse a bad threshold before any load
+        try:
+            Threshold.parse(t)
+        except ValueError as e:
+            console.print(f"[red]{e}[/]")
+            return 2
+    if args.cmd == "provision":
+        from .run import provision_only
+
+        s = load_scenario(args)
+        _uvloop_run(provision_only(s, args.out, s.targets, console))
+        return 0
+    if args.cmd in ("run", "idle"):
+        from .run import RunOptions, run_idle, run_scenario
+
+        if args.cmd == "idle" and not args.scenario:
+            if not args.connections:
+                console.print("[red]idle needs --connections N or an idle scenario[/]")
+                return 2
+            s = Scenario.from_dict({"name": "idle", "kind": "idle", "accounts": args.connections})
+            if args.target:
+                s = replace(s, targets=tuple(args.target))
+        else:
+            s = load_scenario(args)
+        opts = RunOptions(
+            scenario=s,
+            provisioned=getattr(args, "provisioned", None),
+            save_provisioning=getattr(args, "save_provisioning", None),
+            workers=getattr(args, "workers", 1),
+            cpus=_cpus(args.cpu),
+            server_pid=args.server_pid,
+            spawn_server=args.spawn_server,
+            server_cpu=None if args.server_cpu < 0 else args.server_cpu,
+            server_db=args.server_db,
+            synchronous=args.synchronous,
+            listen=getattr(args, "listen", "127.0.0.1:0"),
+            remote_workers=getattr(args, "remote_workers", 0),
+            drain_s=getattr(args, "drain", 15.0),
+            quiet=args.quiet,
+        )
+        if args.cmd == "idle":
+            n = args.connections or s.accounts
+            result = _uvloop_run(run_idle(opts, console, n))
+        else:
+            result = _uvloop_run(run_scenario(opts, console))
+        return emit(result, args, console)
+    if args.cmd == "record":
+        from .record import record_forever
+
+        host, _, port = args.listen.rpartition(":")
+        with contextlib.suppress(KeyboardInterrupt):
+            _uvloop_run(record_forever(host, int(port), args.upstream, args.out, args.seconds))
+        return 0
+    if args.cmd == "replay":
+        from .replay import replay
+
+        result = _uvloop_run(replay(args.trace, args.target, args.speed, console, args.quiet))
+        return emit(result, args, console)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

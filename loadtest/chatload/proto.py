@@ -1,0 +1,430 @@
+"""Raw chatd.v1 protocol clients for load generation (no SDK): one WebSocket per account, real
+Ed25519 device keys, pipelined requests, open-model sends written straight into the socket
+buffer, and exact accounting of acks and deliveries.
+
+Every message this tool sends carries a 28-byte header in its body::
+
+    magic b"CLD1" | run id u32 | intended send time (time.time_ns) i64 | message id u64 | client u32
+
+so a receiver measures delivery latency from the *intended* send time (no coordinated omission)
+and counts only this run's messages. Wall-clock nanoseconds are used so that workers in other
+processes (and, with synchronised clocks, other hosts) share one time base.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from chatproto import auth, codec
+from chatproto import frames as F
+from chatproto.e2e.primitives import SigningKey
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+from .hist import Latency
+
+MAGIC = b"CLD1"
+HEADER = struct.Struct("<4sIqQI")
+RETRYABLE = frozenset({30, 40, 50})  # RATE_LIMITED, UNAVAILABLE, INTERNAL: resend, same cmid
+ERROR_NAMES = {
+    1: "MALFORMED", 2: "UNKNOWN_FRAME", 3: "BAD_FIELD", 4: "FRAME_TOO_LARGE",
+    10: "AUTH_REQUIRED", 11: "AUTH_FAILED", 12: "HANDLE_TAKEN", 13: "ALREADY_AUTHENTICATED",
+    20: "NOT_FOUND", 21: "FORBIDDEN", 22: "CONFLICT", 23: "INVALID", 30: "RATE_LIMITED",
+    31: "SLOW_CONSUMER", 40: "UNAVAILABLE", 50: "INTERNAL",
+}  # fmt: skip
+
+
+def with_id(cls: Any, **fields: Any) -> Callable[[int], Any]:
+    """A frame maker for ``Client.request``: ``cls(id=rid, **fields)``."""
+    return lambda rid: cls(id=rid, **fields)
+
+
+def error_name(code: int | str) -> str:
+    return ERROR_NAMES.get(int(code), str(code))
+
+
+class Fast(msgspec.Struct):
+    """Only the fields the hot path reads; msgspec skips the rest of the map."""
+
+    t: str
+    re: int = 0
+    conv: int = 0
+    seq: int = 0
+    cmid: str | None = None
+    body: bytes = b""
+    code: int = 0
+
+
+_fast = msgspec.msgpack.Decoder(Fast)
+
+
+def make_body(run: int, intended_ns: int, msg_id: int, client: int, size: int) -> bytes:
+    head = HEADER.pack(MAGIC, run, intended_ns, msg_id, client)
+    return head + b"x" * (size - len(head)) if size > len(head) else head
+
+
+def run_prefix(run: int) -> bytes:
+    return HEADER.pack(MAGIC, run, 0, 0, 0)[:8]
+
+
+class Stats:
+    """Counters of one process (a worker, or replay): per interval, and cumulative totals.
+
+    Latencies go into interval histograms (every sample, for the live p50/p99) and into total
+    histograms (only messages whose intended send time is at or after ``steady_from_ns``).
+    """
+
+    def __init__(self, run: int = 0, steady_from_ns: int = 0) -> None:
+        self.run = run
+        self.prefix = run_prefix(run)
+        self.steady_from_ns = steady_from_ns
+        self.ack_i, self.del_i = Latency(), Latency()
+        self.ack_t, self.del_t = Latency(), Latency()
+        self.sent = self.acks = self.delivers = self.reconnects = self.drops = 0
+        self.dup_delivers = self.dup_acks = self.failed = 0
+        self.errors: dict[int, int] = {}
+        self.frames_sent: dict[str, int] = {}
+        self.frames_recv: dict[str, int] = {}
+        self.acked_by_conv: dict[int, int] = {}
+        self.conns = 0
+        self.cum: dict[str, int] = {}
+        self.cum_errors: dict[int, int] = {}
+
+    def error(self, code: int) -> None:
+        self.errors[code] = self.errors.get(code, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """This interval's counters and encoded histograms; resets the interval part."""
+        snap: dict[str, Any] = {
+            "sent": self.sent,
+            "acks": self.acks,
+            "delivers": self.delivers,
+            "dup_delivers": self.dup_delivers,
+            "dup_acks": self.dup_acks,
+            "failed": self.failed,
+            "reconnects": self.reconnects,
+            "drops": self.drops,
+            "errors": {str(k): v for k, v in self.errors.items()},
+            "conns": self.conns,
+            "ack_hist": self.ack_i.encode(),
+            "del_hist": self.del_i.encode(),
+        }
+        for k in ("sent", "acks", "delivers", "dup_delivers", "dup_acks", "failed", "reconnects"):
+            self.cum[k] = self.cum.get(k, 0) + snap[k]
+        for code, n in self.errors.items():
+            self.cum_errors[code] = self.cum_errors.get(code, 0) + n
+        self.sent = self.acks = self.delivers = self.reconnects = self.drops = 0
+        self.dup_delivers = self.dup_acks = self.failed = 0
+        self.errors = {}
+        self.ack_i.reset()
+        self.del_i.reset()
+        return snap
+
+
+def _ws_options() -> dict[str, Any]:
+    return {
+        "subprotocols": [Subprotocol("chatd.v1")],
+        "compression": None,
+        "max_size": 2**20,
+        "max_queue": 4096,
+        "ping_interval": None,
+        "open_timeout": 60,
+        "close_timeout": 2,
+    }
+
+
+class Client:
+    """One account with one device and one connection (re-established on churn or drops)."""
+
+    def __init__(
+        self,
+        idx: int,
+        url: str,
+        stats: Stats,
+        seed: bytes | None = None,
+        device: int = 0,
+        account: int = 0,
+        convs: list[int] | None = None,
+    ) -> None:
+        self.idx = idx
+        self.url = url
+        self.stats = stats
+        self.key = SigningKey(seed) if seed else SigningKey.generate()
+        self.device = device
+        self.account = account
+        self.handle = ""
+        self.convs = convs or []
+        self.ws: ClientConnection | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.rid = 0
+        self.pending: dict[int, asyncio.Future[F.ServerFrame]] = {}
+        self.send_rids: dict[int, str] = {}
+        self.unacked: dict[str, tuple[int, bytes, int]] = {}  # cmid -> (conv, body, intended)
+        self.cursor: dict[int, int] = {}  # highest seq with no gap below
+        self.ahead: dict[int, set[int]] = {}  # seqs seen above cursor + 1
+        self.closing = False
+        self.connected = False
+        self.reconnecting: asyncio.Task[None] | None = None
+        self.kind = "text"
+        self.on_frame: Callable[[Client, Fast, bytes], None] | None = None
+
+    # ----------------------------------------------------------------- connection
+
+    async def open(self, register_handle: str | None = None) -> F.Welcome:
+        """Connect, take the challenge, then register (new account) or log in (known device)."""
+        ws = await connect(self.url, **_ws_options())
+        self.ws = ws
+        challenge = codec.decode_server(await ws.recv())  # type: ignore[arg-type]
+        if not isinstance(challenge, F.Challenge):
+            raise RuntimeError(f"expected challenge, got {challenge!r}")
+        key = self.key
+        sig = key.sign(auth.login_payload(challenge.server, challenge.nonce, key.public_key))
+        self.closing = False
+        self.reader = asyncio.create_task(self._read(ws))
+        if register_handle is not None:
+            frame: Any = lambda rid: F.Register(  # noqa: E731
+                id=rid,
+                handle=register_handle,
+                name=register_handle,
+                device_key=key.public_key,
+                device_name="chatload",
+                sig=sig,
+            )
+        else:
+            frame = lambda rid: F.Login(id=rid, device=self.device, sig=sig)  # noqa: E731
+        welcome = await self.request(frame)
+        if not isinstance(welcome, F.Welcome):
+            raise RuntimeError(f"login failed: {welcome!r}")
+        self.account, self.device, self.handle = welcome.account, welcome.device, welcome.handle
+        self.connected = True
+        self.stats.conns += 1
+        return welcome
+
+    async def load_cursors(self) -> None:
+        """list_convs: start each conversation's cursor at its last seq (client algorithm 3)."""
+        convs = await self.request(lambda rid: F.ListConvs(id=rid))
+        if isinstance(convs, F.Convs):
+            for c in convs.convs:
+                if c.last_seq > self.cursor.get(c.conv, 0):
+                    self.cursor[c.conv] = c.last_seq
+                    self.ahead.pop(c.conv, None)
+
+    async def reconnect(self, backoff: float = 0.05) -> None:
+        """Drop the connection (if any), log in again, sync every conversation from its cursor,
+        resend unacked messages with the same cmid (the server deduplicates)."""
+        self.stats.reconnects += 1
+        await self.close()
+        attempt = 0
+        while True:
+            try:
+                await self.open()
+                break
+            except Exception:
+                attempt += 1
+                await asyncio.sleep(random.uniform(0, min(2.0, backoff * 2**attempt)))
+        syncs = [
+            self.request_nowait(with_id(F.Sync, conv=c, after=self.cursor.get(c, 0)))
+            for c in self.convs
+        ]
+        for cmid, (conv, body, _intended) in list(self.unacked.items()):
+            self._write_send(conv, cmid, body)
+        if syncs:
+            await asyncio.gather(*syncs, return_exceptions=True)
+
+    async def close(self) -> None:
+        self.closing = True
+        if self.connected:
+            self.connected = False
+            self.stats.conns -= 1
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 3)
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self.reader
+            self.reader = None
+
+    def _lost(self) -> None:
+        """The connection dropped by itself: reconnect in the background."""
+        if self.connected:
+            self.connected = False
+            self.stats.conns -= 1
+        self.stats.drops += 1
+        if not self.closing and (self.reconnecting is None or self.reconnecting.done()):
+            self.reconnecting = asyncio.get_running_loop().create_task(self.reconnect())
+
+    # ----------------------------------------------------------------- requests
+
+    def next_rid(self) -> int:
+        self.rid = self.rid + 1 if self.rid < 4_000_000_000 else 1
+        return self.rid
+
+    def write(self, data: bytes) -> bool:
+        """Put one frame into the socket buffer without awaiting; False if not connected."""
+        ws = self.ws
+        if ws is None:
+            return False
+        try:
+            ws.protocol.send_binary(data)
+            ws.send_data()
+        except Exception:
+            return False
+        return True
+
+    def request_nowait(self, make: Callable[[int], Any]) -> asyncio.Future[F.ServerFrame]:
+        rid = self.next_rid()
+        frame = make(rid)
+        fut: asyncio.Future[F.ServerFrame] = asyncio.get_running_loop().create_future()
+        self.pending[rid] = fut
+        self.count_sent(frame)
+        if not self.write(codec.encode(frame)):
+            self.pending.pop(rid, None)
+            fut.set_exception(ConnectionError("not connected"))
+        return fut
+
+    async def request(self, make: Callable[[int], Any], timeout: float = 60.0) -> F.ServerFrame:
+        return await asyncio.wait_for(self.request_nowait(make), timeout)
+
+    def count_sent(self, frame: Any) -> None:
+        t = type(frame).__struct_config__.tag
+        fs = self.stats.frames_sent
+        fs[t] = fs.get(t, 0) + 1
+
+    def send_message(self, conv: int, intended_ns: int, msg_id: int, size: int) -> None:
+        """One open-model send: recorded as unacked (resent after a reconnect) and written now
+        if connected."""
+        cmid = f"{msg_id:x}"
+        body = make_body(self.stats.run, intended_ns, msg_id, self.idx, size)
+        self.unacked[cmid] = (conv, body, intended_ns)
+        self.stats.sent += 1
+        fs = self.stats.frames_sent
+        fs["send"] = fs.get("send", 0) + 1
+        self._write_send(conv, cmid, body)
+
+    def _write_send(self, conv: int, cmid: str, body: bytes) -> None:
+        rid = self.next_rid()
+        self.send_rids[rid] = cmid
+        frame = F.Send(id=rid, conv=conv, cmid=cmid, kind=self.kind, body=body)
+        if not self.write(codec.encode(frame)):
+            self.send_rids.pop(rid, None)
+
+    def _resend_later(self, cmid: str) -> None:
+        async def later() -> None:
+            await asyncio.sleep(0.2)
+            u = self.unacked.get(cmid)
+            if u is not None and self.connected:
+                self._write_send(u[0], cmid, u[1])
+
+        asyncio.get_running_loop().create_task(later())
+
+    # ----------------------------------------------------------------- receiving
+
+    def _advance(self, conv: int, seq: int) -> bool:
+        """Apply seq to conv's cursor; False if it was already seen (a duplicate)."""
+        cur = self.cursor.get(conv, 0)
+        if seq <= cur:
+            return False
+        if seq == cur + 1:
+            ahead = self.ahead.get(conv)
+            cur = seq
+            while ahead and cur + 1 in ahead:
+                cur += 1
+                ahead.discard(cur)
+            self.cursor[conv] = cur
+            return True
+        ahead = self.ahead.setdefault(conv, set())
+        if seq in ahead:
+            return False
+        ahead.add(seq)
+        return True
+
+    async def _read(self, ws: ClientConnection) -> None:
+        stats = self.stats
+        now = time.time_ns
+        unpack = HEADER.unpack_from
+        prefix = stats.prefix
+        recv = stats.frames_recv
+        try:
+            async for data in ws:
+                if not isinstance(data, bytes):
+                    continue
+                f = _fast.decode(data)
+                t = f.t
+                recv[t] = recv.get(t, 0) + 1
+                if self.on_frame is not None:
+                    self.on_frame(self, f, data)
+                if t == "deliver":
+                    fresh = self._advance(f.conv, f.seq)
+                    if f.body[:8] == prefix:
+                        if not fresh:
+                            stats.dup_delivers += 1
+                            continue
+                        intended = unpack(f.body)[2]
+                        stats.delivers += 1
+                        lat = now() - intended
+                        stats.del_i.record_ns(lat)
+                        if intended >= stats.steady_from_ns:
+                            stats.del_t.record_ns(lat)
+                elif t == "ack":
+                    self.send_rids.pop(f.re, None)
+                    u = self.unacked.pop(f.cmid or "", None)
+                    self._advance(f.conv, f.seq)
+                    if u is None:
+                        stats.dup_acks += 1
+                        continue
+                    stats.acks += 1
+                    abc = stats.acked_by_conv
+                    abc[f.conv] = abc.get(f.conv, 0) + 1
+                    lat = now() - u[2]
+                    stats.ack_i.record_ns(lat)
+                    if u[2] >= stats.steady_from_ns:
+                        stats.ack_t.record_ns(lat)
+                elif f.re:
+                    fut = self.pending.pop(f.re, None)
+                    if fut is not None:
+                        if not fut.done():
+                            fut.set_result(codec.decode_server(data))
+                        if t == "error":
+                            stats.error(f.code)
+                        continue
+                    if t == "error":
+                        stats.error(f.code)
+                        cmid = self.send_rids.pop(f.re, None)
+                        if cmid is not None:
+                            if f.code in RETRYABLE:
+                                self._resend_later(cmid)
+                            elif self.unacked.pop(cmid, None) is not None:
+                                stats.failed += 1
+                elif t == "error":
+                    stats.error(f.code)
+        except Exception:
+            pass
+        finally:
+            for fut in self.pending.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("connection closed"))
+            self.pending.clear()
+            self.send_rids.clear()
+            if self.ws is ws and not self.closing:
+                self.ws = None
+                self._lost()
+
+
+async def gather_limited(coros: list[Any], limit: int) -> list[Any]:
+    """Run coroutines with at most ``limit`` in flight; results in order."""
+    sem = asyncio.Semaphore(limit)
+
+    async def one(c: Any) -> Any:
+        async with sem:
+            return await c
+
+    return list(await asyncio.gather(*(one(c) for c in coros)))
