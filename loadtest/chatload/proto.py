@@ -302,7 +302,7 @@ class Client:
     def send_message(self, conv: int, intended_ns: int, msg_id: int, size: int) -> None:
         """One open-model send: recorded as unacked (resent after a reconnect) and written now
         if connected."""
-        cmid = f"{msg_id:x}"
+        cmid = f"{self.stats.run:x}.{msg_id:x}"  # unique across runs reusing provisioning
         body = make_body(self.stats.run, intended_ns, msg_id, self.idx, size)
         self.unacked[cmid] = (conv, body, intended_ns)
         self.stats.sent += 1

@@ -221,6 +221,8 @@ async def replay(
         handles.append(c.handle)
 
     await gather_limited([login(c) for c in clients.values()], 200)
+    logins = stats.frames_sent.get("login", 0)
+    stats.frames_sent.clear()  # setup (login, list_convs) is not part of the replayed traffic
     handles = [h for h in handles if len(h) >= 3] or ["nobody"]
     first_ts = trace.frames[0]["ts"]
     duration = trace.span_s / speed
@@ -273,14 +275,16 @@ async def replay(
     async def report() -> None:
         k = 0
         cpu0 = self_cpu_seconds()
+        wall0 = time.monotonic()
         while True:
             k += 1
             await asyncio.sleep(max(0.0, (t0 + k * 1_000_000_000 - time.time_ns()) / 1e9))
-            cpu1 = self_cpu_seconds()
+            cpu1, wall1 = self_cpu_seconds(), time.monotonic()
             snap = stats.snapshot()
-            snap.update(k=k, worker=0, cpu_s=cpu1 - cpu0, acked_by_conv=stats.acked_by_conv)
+            cpu = (cpu1 - cpu0) / max(1e-3, wall1 - wall0)
+            snap.update(k=k, worker=0, cpu_s=cpu, acked_by_conv=stats.acked_by_conv)
             snap["unacked"] = sum(len(c.unacked) for c in clients.values())
-            cpu0 = cpu1
+            cpu0, wall0 = cpu1, wall1
             row = agg.add(snap)
             if row is not None:
                 live.update(row)
@@ -327,7 +331,6 @@ async def replay(
         message_size=SizeDist(),
     )
     frames_sent = dict(stats.frames_sent)
-    logins = frames_sent.pop("login", 0)
     trace_types = {k: v for k, v in trace.by_type.items() if k not in AUTH}
     res = result_dict(
         scen,

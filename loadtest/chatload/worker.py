@@ -127,7 +127,6 @@ class Worker:
         i = 0
         draw = self.size.draw
         rng = self.rng
-        stats = self.stats
         while i < total and not self.stopping:
             now_s = (time.time_ns() - t0) / 1e9
             due = min(total, messages_due(now_s, rate, ramp), i + 2000)
@@ -143,7 +142,6 @@ class Worker:
             # every ms sends what is due in a burst; the lateness is inside the latencies.
             nxt = t0 + intended_offset_s(i, rate, ramp) * 1e9
             await asyncio.sleep(max((nxt - time.time_ns()) / 1e9, 0.001))
-        del stats
 
     async def churn(self, t0: int) -> None:
         rate = float(self.a.get("churn_per_s", 0))
@@ -165,6 +163,7 @@ class Worker:
     async def report(self, ch: Channel, t0: int, stop: asyncio.Event) -> None:
         k = 0
         cpu0 = self_cpu_seconds()
+        wall0 = time.monotonic()
         while True:
             k += 1
             due = t0 + k * 1_000_000_000
@@ -174,16 +173,18 @@ class Worker:
             if stop.is_set():
                 return
             cpu1 = self_cpu_seconds()
+            wall1 = time.monotonic()
             snap = self.stats.snapshot()
             snap.update(
                 type="interval",
                 k=k,
                 worker=self.id,
-                cpu_s=cpu1 - cpu0,
+                # CPU share of the wall time since the last report (a busy loop reports late)
+                cpu_s=(cpu1 - cpu0) / max(1e-3, wall1 - wall0),
                 acked_by_conv=dict(self.stats.acked_by_conv),
                 unacked=sum(len(c.unacked) for c in self.clients.values()),
             )
-            cpu0 = cpu1
+            cpu0, wall0 = cpu1, wall1
             await ch.send(snap)
 
     def final(self) -> dict[str, Any]:
