@@ -36,7 +36,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -47,75 +46,25 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from chatload.procstat import (
+    HOST,
+    LocalServer,
+    cpu_model,
+    raise_nofile,
+    scrape_metrics,
+    self_cpu_seconds,
+)
 from chatproto import auth, codec
 from chatproto import frames as F
 from chatproto.e2e.primitives import SigningKey
 from websockets.asyncio.client import ClientConnection, connect
 
-HOST = "127.0.0.1"
-REPO = Path(__file__).resolve().parent.parent
-SERVER_NAME = "chatd.local"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 BODY_BYTES = 100
 PARTS = ("direct", "group10", "group50", "max", "latency", "idle")
 
 # --------------------------------------------------------------------------- process metrics
-
-
-def proc_cpu_split(pid: int) -> tuple[float, float]:
-    """(utime, stime) of every thread of ``pid`` (fields 14 and 15 of /proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    return sum(proc_cpu_split(pid))
-
-
-def thread_cpu_seconds(pid: int) -> dict[str, float]:
-    """utime+stime of the event-loop (main) thread and of all other threads (SQLite executors)."""
-    out = {"main": 0.0, "other_threads": 0.0}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        key = "main" if int(tid) == pid else "other_threads"
-        out[key] += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return out
-
-
-async def scrape_metrics(port: int) -> dict[str, float]:
-    """The server's /metrics as {sample name with labels: value} (GET over 127.0.0.1)."""
-    r, w = await asyncio.open_connection(HOST, port)
-    w.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-    data = await r.read()
-    w.close()
-    out: dict[str, float] = {}
-    for line in data.split(b"\r\n\r\n", 1)[-1].decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            with contextlib.suppress(ValueError):
-                out[name] = float(value)
-    return out
-
-
-def proc_rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-def self_cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+# /proc readers and the pinned ``chatd serve`` live in the chatload package (shared with it).
 
 
 def percentile(sorted_values: list[int], p: float) -> float:
@@ -125,101 +74,14 @@ def percentile(sorted_values: list[int], p: float) -> float:
     return float(sorted_values[k])
 
 
-# --------------------------------------------------------------------------- server control
-
-
-class Server:
-    """``chatd serve`` on core 0 with a temp SQLite file; PID is the server's own (taskset and
-    the console script exec, they do not fork)."""
+class Server(LocalServer):
+    """``chatd serve`` on core 0 with a temp SQLite file (chatload.procstat.LocalServer)."""
 
     def __init__(self, workdir: Path, synchronous: str, log_level: str) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.db = workdir / f"bench-{self.port}.db"
-        self.log = workdir / f"chatd-{self.port}.log"
-        chatd = Path(sys.executable).with_name("chatd")
-        if not chatd.exists():
-            found = shutil.which("chatd")
-            if found is None:
-                raise SystemExit("chatd console script not found next to python or on PATH")
-            chatd = Path(found)
-        env = dict(os.environ)
-        env.update(
-            CHATD_LIMITS__FRAMES_PER_SECOND="1000000",
-            CHATD_LIMITS__FRAME_BURST="1000000",
-            CHATD_STORE__SYNCHRONOUS=synchronous,
-            CHATD_LOG__LEVEL=log_level,
-            CHATD_LOG__FORMAT="text",
-            CHATD_SERVER__NAME=SERVER_NAME,
-        )
-        # The repo root first on the path: a stale editable install can map ``chatd`` as a
-        # namespace package (no __version__), which breaks ``chatd.cli``; the checkout wins.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-        cmd = ["taskset", "-c", "0", str(chatd), "serve", "--host", HOST, "--port", str(self.port)]
-        cmd += ["--db", str(self.db)]
-        self.cmd = cmd
-        self._logf = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
-        # RLIMIT_NOFILE was raised in this process before; the child inherits it.
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._logf, stderr=subprocess.STDOUT)
-        self.pid = self.proc.pid
-
-    async def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"chatd exited with {self.proc.returncode}; see {self.log}")
-            try:
-                r, w = await asyncio.open_connection(HOST, self.port)
-                w.write(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                data = await r.read()
-                w.close()
-                if b" 200 " in data.split(b"\r\n", 1)[0] + b" ":
-                    return
-            except OSError:
-                pass
-            await asyncio.sleep(0.05)
-        raise SystemExit(f"chatd did not become ready; see {self.log}")
-
-    def cpu(self) -> float:
-        return proc_cpu_seconds(self.pid)
-
-    def cpu_split(self) -> tuple[float, float]:
-        return proc_cpu_split(self.pid)
-
-    def threads(self) -> dict[str, float]:
-        return thread_cpu_seconds(self.pid)
-
-    def rss(self) -> int:
-        return proc_rss_bytes(self.pid)
+        super().__init__(workdir, cpu=0, synchronous=synchronous, log_level=log_level)
 
     def affinity(self) -> set[int]:
         return os.sched_getaffinity(self.pid)
-
-    def nofile(self) -> str:
-        with open(f"/proc/{self.pid}/limits") as f:
-            for line in f:
-                if line.startswith("Max open files"):
-                    return " ".join(line.split()[3:5])
-        return "?"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._logf.close()
-        for suffix in ("", "-wal", "-shm", ".lock"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(str(self.db) + suffix)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 # --------------------------------------------------------------------------- raw protocol client
@@ -1036,15 +898,6 @@ def fmt(v: Any) -> str:
 # --------------------------------------------------------------------------- main
 
 
-def raise_nofile(want: int) -> int:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, hard), max(want, hard)))
-        return want
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
-
-
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
     b = Bench(args)
     parts = args.only
@@ -1091,14 +944,6 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         if not args.keep:
             shutil.rmtree(b.workdir, ignore_errors=True)
     return res
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "?"
 
 
 def git_rev() -> str:
