@@ -24,6 +24,7 @@ def conv_info(row: ConvRow) -> F.ConvInfo:
         read=row.read,
         delivered=row.delivered,
         member_count=row.member_count,
+        joined=row.joined,
         members=[
             F.Member(account=m.account, role=m.role, handle=m.handle)  # type: ignore[arg-type]
             for m in row.members

@@ -49,6 +49,8 @@ class ConvRow:
     member_count: int
     read: int = 0
     delivered: int = 0
+    joined: int = 0
+    """The seq of the asking account's join (its "created"/"joined" message)."""
     members: tuple[MemberRow, ...] = ()
 
 

@@ -461,7 +461,7 @@ class SQLiteStore:
                 "SELECT c.id, c.kind, c.title,"
                 " (SELECT coalesce(max(seq), 0) FROM messages WHERE conv_id = c.id), m.role,"
                 " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
-                " coalesce(k.read, 0), coalesce(k.delivered, 0)"
+                " coalesce(k.read, 0), coalesce(k.delivered, 0), m.joined_seq"
                 " FROM members m JOIN conversations c ON c.id = m.conv_id"
                 " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = ?"
                 " WHERE m.account_id = ? ORDER BY c.id",
@@ -879,7 +879,7 @@ def _conv_row(
         "SELECT c.id, c.kind, c.title,"
         " (SELECT coalesce(max(seq), 0) FROM messages WHERE conv_id = c.id), m.role,"
         " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
-        " coalesce(k.read, 0), coalesce(k.delivered, 0)"
+        " coalesce(k.read, 0), coalesce(k.delivered, 0), m.joined_seq"
         " FROM conversations c JOIN members m ON m.conv_id = c.id AND m.account_id = ?"
         " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = ?"
         " WHERE c.id = ?",

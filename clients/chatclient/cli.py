@@ -410,7 +410,7 @@ class Session:
             ev = self.client.message_from(conv, m)
             if ev.sender and ev.sender not in self.names.handles:
                 await self._refresh(conv)
-            line = format_message(ev, self.names)
+            line = format_event(ev, self.names)
             if line is not None:
                 self.console.show(line)
         self._history_before[conv] = first

@@ -30,13 +30,15 @@ from typing import Any, Self, TypeVar
 
 from chatproto import PROTOCOL_VERSION, auth, codec, kinds
 from chatproto import frames as F
+from chatproto.e2e.payload import E2E_KIND
 from chatproto.e2e.primitives import SigningKey
-from chatproto.errors import ErrorCode, ProtocolError
+from chatproto.errors import ChatProtoError, ErrorCode, ProtocolError
 from chatproto.limits import MAX_PAGE
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
+from chatclient.e2e import E2E, MissingKey, content_of
 from chatclient.errors import (
     AuthError,
     ChatClientError,
@@ -45,13 +47,24 @@ from chatclient.errors import (
     RequestError,
     error_for,
 )
-from chatclient.events import Connected, Disconnected, Event, Message
+from chatclient.events import (
+    Connected,
+    DevicesChanged,
+    Disconnected,
+    Event,
+    Message,
+    SecurityWarning,
+    Undecryptable,
+)
 from chatclient.keystore import KeyStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=F.Frame)
 
 RETRY_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 1000})
+PARK_SECONDS = 10.0
+"""How long a message waits for its sender key before it is reported as undecryptable."""
+MEMBERSHIP_EVENTS = frozenset({"created", "joined", "left", "removed"})
 
 
 @dataclass
@@ -62,6 +75,8 @@ class _Pending:
     body: bytes
     future: asyncio.Future[F.Ack]
     attempts: int = 0
+    plain_kind: str = ""
+    plain_body: bytes = b""
 
 
 class Client:
@@ -77,6 +92,7 @@ class Client:
         max_events: int = 10_000,
         backoff_initial: float = 0.1,
         backoff_max: float = 10.0,
+        encrypt: bool = True,
     ) -> None:
         self.url = url
         self.keystore = keystore or KeyStore.memory()
@@ -99,6 +115,14 @@ class Client:
         self._fatal: BaseException | None = None
         self._connected_once = False
         self.server_name = ""
+        self.encrypt = encrypt
+        """End-to-end encryption for every kind (on by default; off only for tests/tools)."""
+        self.e2e = E2E(self.keystore, self._request, self._next_id)
+        self._members: dict[int, tuple[int, ...]] = {}
+        self._joined: dict[int, int] = {}
+        """Seq at which this account joined each conversation (keys exist only from there)."""
+        self._parked: dict[int, list[Message]] = {}
+        self._to_device: asyncio.Queue[F.ToDeviceEvent | F.ToDeviceItem] = asyncio.Queue(10_000)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -106,6 +130,7 @@ class Client:
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         self._supervisor = self._tasks.create_task(self._supervise(), name="chatclient")
+        self._worker = self._tasks.create_task(self._to_device_worker(), name="chatclient-e2e")
         try:
             await self._wait_connected()
         except BaseException:
@@ -126,6 +151,7 @@ class Client:
         self._closed = True
         if self._supervisor is not None:
             self._supervisor.cancel()
+            self._worker.cancel()
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()
@@ -134,6 +160,9 @@ class Client:
             if not p.future.done():
                 p.future.set_exception(ClientClosed("client closed before the ack"))
         self._outbox.clear()
+        for conv, parked in self._parked.items():
+            if parked:  # not shown yet: resume from before them next time
+                self.keystore.cursors[conv] = parked[0].seq - 1
         if self.keystore.registered:
             self.keystore.save()
         self.keystore.close()  # releases the file for the next client (same or another process)
@@ -239,11 +268,14 @@ class Client:
             raise
         await self._after_login()
 
-    async def _after_login(self) -> None:
+    async def _after_login(self, *, first_device: bool = False) -> None:
         reconnect = self._connected_once
         self._connected_once = True
         self._ready.set()
         await self._emit(Connected(self.keystore.account, self.keystore.device, reconnect))
+        if self.encrypt:
+            await self.e2e.setup(first_device=first_device)
+            await self._fetch_to_device()  # sender keys first, so synced messages open
         await self.resync()
         for p in list(self._outbox.values()):
             self._transmit(p)
@@ -252,6 +284,7 @@ class Client:
         """Fetch everything missed in every conversation, from the stored cursors."""
         convs = await self.conversations()
         for info in convs:
+            self._joined[info.conv] = info.joined
             await self._sync(info.conv)
 
     async def _sync(self, conv: int) -> None:
@@ -302,6 +335,10 @@ class Client:
                 if pending is not None:
                     if not pending.future.done():
                         pending.future.set_result(frame)
+                    kind = pending.plain_kind or pending.kind
+                    body = pending.plain_body if pending.plain_kind else pending.body
+                    if pending.plain_kind:
+                        self.e2e.remember_own(frame.conv, frame.seq, kind, body)
                     await self._on_message(
                         Message(
                             frame.conv,
@@ -309,12 +346,18 @@ class Client:
                             frame.ts,
                             self.keystore.account,
                             self.keystore.device,
-                            pending.kind,
-                            pending.body,
-                            _content(pending.kind, pending.body),
+                            kind,
+                            body,
+                            _content(kind, body),
                             own=True,
                         )
                     )
+            case F.ToDeviceEvent():
+                with contextlib.suppress(asyncio.QueueFull):  # else the next fetch gets it
+                    self._to_device.put_nowait(frame)
+            case F.DeviceListChanged():
+                self.e2e.forget_devices(frame.account)
+                await self._emit(DevicesChanged(frame.account))
             case F.Challenge():
                 if self._challenge is not None and not self._challenge.done():
                     self._challenge.set_result(frame)
@@ -335,15 +378,145 @@ class Client:
             self._buffers.setdefault(m.conv, {})[m.seq] = m
             self._check_gap(m.conv)
             return
-        await self._emit(m)
+        await self._deliver(m)
         cursor = m.seq
         buffered = self._buffers.get(m.conv)
         while buffered and cursor + 1 in buffered:
             cursor += 1
-            await self._emit(buffered.pop(cursor))
+            await self._deliver(buffered.pop(cursor))
         if buffered is not None and not buffered:
             del self._buffers[m.conv]
         self.keystore.cursors[m.conv] = cursor
+
+    # ------------------------------------------------------------------ end-to-end
+
+    async def _deliver(self, m: Message) -> None:
+        """Hand the next message of a conversation (in seq order) to the application, decrypted.
+
+        A message whose sender key has not arrived yet is parked, and the messages after it in
+        the same conversation wait behind it, until the key comes (a to-device item) or
+        ``PARK_SECONDS`` pass (then it is reported ``Undecryptable``)."""
+        parked = self._parked.get(m.conv)
+        if parked:
+            parked.append(m)
+            return
+        content = m.content
+        if isinstance(content, kinds.SystemEvent) and content.event in MEMBERSHIP_EVENTS:
+            self._members.pop(m.conv, None)
+            self.e2e.rotate(m.conv)  # a member came or went: the next send uses a new key
+        try:
+            opened = self._open(m)
+        except MissingKey:
+            self._parked[m.conv] = [m]
+            if self._tasks is not None:
+                self._tasks.create_task(self._park_deadline(m.conv, m.seq))
+            return
+        await self._emit(opened)
+
+    def _open(self, m: Message) -> Message | Undecryptable:
+        if m.kind != E2E_KIND:
+            return m
+        try:
+            d = self.e2e.decrypt(m.conv, m.seq, m.sender, m.device, m.body)
+        except MissingKey as exc:
+            if m.seq < self._joined.get(m.conv, 0):
+                reason = "sent before you joined: its key was never shared with you"
+                return Undecryptable(m.conv, m.seq, m.sender, m.device, reason)
+            if self.e2e.given_up(m.conv, m.device, m.body):
+                return Undecryptable(m.conv, m.seq, m.sender, m.device, exc.message)
+            raise
+        except ChatProtoError as exc:
+            return Undecryptable(m.conv, m.seq, m.sender, m.device, exc.message)
+        return Message(
+            m.conv, m.seq, m.ts, m.sender, m.device, d.kind, d.body, content_of(d), m.own
+        )
+
+    async def _unpark(self, conv: int, *, give_up: int = 0) -> None:
+        """Retry the parked messages of ``conv`` in order (``give_up``: the key of that seq is
+        not coming; report it undecryptable, and fail fast on other messages under that key)."""
+        parked = self._parked.get(conv)
+        while parked:
+            head = parked[0]
+            try:
+                opened = self._open(head)
+            except MissingKey as exc:
+                if head.seq != give_up:
+                    return
+                self.e2e.give_up(conv, head.device, head.body)
+                opened = Undecryptable(conv, head.seq, head.sender, head.device, exc.message)
+            parked.pop(0)
+            await self._emit(opened)
+            if parked and parked[0].kind == E2E_KIND and self._tasks is not None:
+                self._tasks.create_task(self._park_deadline(conv, parked[0].seq))
+        self._parked.pop(conv, None)
+
+    async def _park_deadline(self, conv: int, seq: int) -> None:
+        await asyncio.sleep(PARK_SECONDS)
+        parked = self._parked.get(conv)
+        if parked and parked[0].seq == seq:
+            await self._fetch_to_device()
+            await self._unpark(conv, give_up=seq)
+
+    async def _to_device_worker(self) -> None:
+        while True:
+            item = await self._to_device.get()
+            await self._handle_to_device(item)
+            with contextlib.suppress(ChatClientError):
+                await self._call(F.AckToDevice(id=self._next_id(), up_to=item.tid), F.Ok)
+
+    async def _handle_to_device(self, item: F.ToDeviceEvent | F.ToDeviceItem) -> None:
+        try:
+            conv = await self.e2e.receive_to_device(item)
+        except ChatProtoError as exc:
+            await self._emit(
+                SecurityWarning(item.sender, f"to-device item {item.tid} refused: {exc.message}")
+            )
+            return
+        except RequestError as exc:
+            log.warning("could not check the sender of to-device item %s: %s", item.tid, exc)
+            return
+        if conv is not None:
+            await self._unpark(conv)
+
+    async def _fetch_to_device(self) -> None:
+        """Everything queued for this device while it was away, in order, then acknowledged."""
+        after = 0
+        while True:
+            batch: F.ToDeviceBatch = await self._call(
+                F.FetchToDevice(id=self._next_id(), after=after), F.ToDeviceBatch
+            )
+            for item in batch.events:
+                await self._handle_to_device(item)
+                after = item.tid
+            if after:
+                await self._call(F.AckToDevice(id=self._next_id(), up_to=after), F.Ok)
+            if not batch.more:
+                return
+
+    async def _members_of(self, conv: int) -> tuple[int, ...]:
+        members = self._members.get(conv)
+        if members is None:
+            info = await self.conversation(conv)
+            members = self._members[conv] = tuple(m.account for m in info.members)
+        return members
+
+    async def publish_devices(self, approve: Sequence[int] = ()) -> int:
+        """Sign the account's device list with its master key (on the device that holds it),
+        adding the devices in ``approve``; returns the new version."""
+        await self._wait_connected()
+        return await self.e2e.publish_device_list(list(approve))
+
+    def safety_number(self, account: int) -> str:
+        """The 60-digit number both sides compare to verify each other's keys."""
+        return self.e2e.safety_number(account)
+
+    def verify(self, account: int) -> None:
+        """Mark ``account``'s current keys as verified (after comparing safety numbers); also
+        acknowledges a key change, which otherwise blocks sending to it."""
+        self.e2e.set_verified(account, True)
+
+    def unverify(self, account: int) -> None:
+        self.e2e.set_verified(account, False)
 
     def _check_gap(self, conv: int) -> None:
         """A message arrived past the cursor: fetch what lies between (unless a sync runs)."""
@@ -356,12 +529,14 @@ class Client:
 
     async def _fill_gap(self, conv: int) -> None:
         try:
+            if conv not in self._joined:  # a conversation we were just added to
+                await self.conversation(conv)
             while self._buffers.get(conv):
                 cursor = self.keystore.cursors.get(conv, 0)
                 first = min(self._buffers[conv])
                 page = await self.fetch(conv, after=cursor, before=first, limit=MAX_PAGE)
                 for m in page.messages:
-                    await self._on_message(self.message_from(conv, m))
+                    await self._on_message(self._raw_message(conv, m))
                 if not page.messages:
                     break  # nothing stored in between: the buffered ones are next
         except ChatClientError:
@@ -369,8 +544,16 @@ class Client:
         finally:
             self._gap_fetching.discard(conv)
 
-    def message_from(self, conv: int, m: F.Message) -> Message:
-        """The event for a message of a fetched page (``fetch``), decoded like live ones."""
+    def message_from(self, conv: int, m: F.Message) -> Message | Undecryptable:
+        """The event for a message of a fetched page (``fetch``), decrypted like live ones (from
+        this device's own record of what it already read: a sender key opens each message once)."""
+        raw = self._raw_message(conv, m)
+        try:
+            return self._open(raw)
+        except MissingKey as exc:
+            return Undecryptable(conv, m.seq, m.sender, m.device, exc.message)
+
+    def _raw_message(self, conv: int, m: F.Message) -> Message:
         return Message(
             conv,
             m.seq,
@@ -452,7 +635,7 @@ class Client:
             F.Welcome,
         )
         self._remember(welcome)
-        await self._after_login()
+        await self._after_login(first_device=True)
         return welcome.account
 
     def approve_device(self, device_key: bytes) -> bytes:
@@ -521,7 +704,9 @@ class Client:
         return (await self._call(F.ListConvs(id=self._next_id()), F.Convs)).convs
 
     async def conversation(self, conv: int) -> F.ConvInfo:
-        return (await self._call(F.GetConv(id=self._next_id(), conv=conv), F.Conv)).info
+        info = (await self._call(F.GetConv(id=self._next_id(), conv=conv), F.Conv)).info
+        self._joined[conv] = info.joined
+        return info
 
     async def invite(self, conv: int, account: int) -> None:
         await self._call(F.Invite(id=self._next_id(), conv=conv, account=account), F.Ok)
@@ -571,7 +756,15 @@ class Client:
             raise ClientClosed("client closed")
         cmid = cmid or uuid.uuid4().hex
         future: asyncio.Future[F.Ack] = asyncio.get_running_loop().create_future()
-        pending = self._outbox[cmid] = _Pending(conv, cmid, kind, body, future)
+        if self.encrypt and kind != E2E_KIND:
+            await self._wait_connected()
+            sealed = await self.e2e.encrypt(conv, kind, body, await self._members_of(conv))
+            pending = _Pending(
+                conv, cmid, E2E_KIND, sealed, future, plain_kind=kind, plain_body=body
+            )
+        else:
+            pending = _Pending(conv, cmid, kind, body, future)
+        self._outbox[cmid] = pending
         if self._ready.is_set():
             self._transmit(pending)
         try:
@@ -626,7 +819,7 @@ class Client:
 
     async def history(
         self, conv: int, *, before: int | None = None, limit: int = 50
-    ) -> list[Message]:
+    ) -> list[Message | Undecryptable]:
         page = (
             await self.fetch(conv, before=before, limit=limit)
             if before

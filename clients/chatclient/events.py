@@ -47,7 +47,45 @@ class Disconnected:
     will_retry: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Undecryptable:
+    """A message that could not be decrypted: tampered, replayed, from a device its account does
+    not vouch for, or sent under a key this device was never given (e.g. before it joined)."""
+
+    conv: int
+    seq: int
+    sender: int
+    device: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityWarning:
+    """Something about another account's keys cannot be trusted (a forged or rolled-back device
+    list, a changed master key, a device that is not on its list)."""
+
+    account: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DevicesChanged:
+    """An account published a new device list (a device was added or removed)."""
+
+    account: int
+
+
 Receipt = F.ReceiptEvent
 Typing = F.TypingEvent
 Presence = F.PresenceEvent
-Event = Message | Connected | Disconnected | Receipt | Typing | Presence
+Event = (
+    Message
+    | Connected
+    | Disconnected
+    | Receipt
+    | Typing
+    | Presence
+    | Undecryptable
+    | SecurityWarning
+    | DevicesChanged
+)

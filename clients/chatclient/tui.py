@@ -28,7 +28,17 @@ from chatproto import frames as F
 from chatproto import kinds
 from chatproto.limits import HANDLE_PATTERN, MAX_PAGE, MAX_TITLE_CHARS
 
-from chatclient.events import Connected, Disconnected, Event, Message, Presence, Typing
+from chatclient.events import (
+    Connected,
+    DevicesChanged,
+    Disconnected,
+    Event,
+    Message,
+    Presence,
+    SecurityWarning,
+    Typing,
+    Undecryptable,
+)
 
 # --------------------------------------------------------------------------- commands
 
@@ -395,6 +405,16 @@ def format_event(ev: Event, names: Names, tz: tzinfo | None = None) -> Line | No
                 return None
             state = "is online" if ev.online else "went offline"
             return Line(f"{names.handle(ev.account)} {state}", "dim")
+        case Undecryptable():
+            return Line(
+                f"[{names.label(ev.conv)}] #{ev.seq} from {names.handle(ev.sender)}:"
+                f" cannot decrypt ({ev.reason})",
+                "error",
+            )
+        case SecurityWarning():
+            return Line(f"security: {names.handle(ev.account)}: {ev.reason}", "error")
+        case DevicesChanged():
+            return Line(f"{names.handle(ev.account)} changed devices", "dim")
     return None  # receipts
 
 

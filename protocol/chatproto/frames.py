@@ -407,6 +407,9 @@ class ConvInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     delivered: Seq = 0
     member_count: U32 = 0
     members: list[Member] = []
+    joined: Seq = 0
+    """The seq at which the caller joined: end-to-end encrypted messages before it were never
+    shared with the caller's devices, so a client need not wait for their keys."""
 
 
 class Conv(Frame, tag="conv", kw_only=True, frozen=True):

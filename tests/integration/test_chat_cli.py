@@ -303,7 +303,9 @@ async def test_unregistered_key_and_unreachable_server(tmp_path: Path) -> None:
     assert out.getvalue() == "chat: cannot reach the server at ws://127.0.0.1:9/ws\n"
 
 
-async def test_two_people_chat_then_a_third_reads_the_history(url: str, tmp_path: Path) -> None:
+async def test_two_people_chat_then_a_third_joins_and_cannot_read_what_came_before(
+    url: str, tmp_path: Path
+) -> None:
     keys = {h: tmp_path / f"{h}.key" for h in ("alice", "bob", "carol")}
     for handle, key in keys.items():
         await _register(url, key, handle, handle.title())
@@ -331,21 +333,23 @@ async def test_two_people_chat_then_a_third_reads_the_history(url: str, tmp_path
         await alice.wait_for(r"^\*  +2\. \[Team\] group, 2 members", mark)
         await alice.wait_for(r"^ +1\. \[@bob\] direct, 2 members$", mark)  # read as shown
 
-        # carol joins later: the SDK backfills the group; /history pages backwards.
+        # carol joins later: the SDK backfills the group, but what was sent before she joined is
+        # end-to-end encrypted under keys never shared with her; /history pages backwards.
         alice.send("/invite @carol", "/invite @nobody")
         await alice.wait_for("error: NOT_FOUND")
+        await carol.wait_for(r"^\[Team\] #2 from alice: cannot decrypt \(sent before you joined")
         await carol.wait_for(r"^\[Team\] \d\d:\d\d \* alice added carol$")
-        await carol.wait_for(r"^\[Team\] \d\d:\d\d alice: first message$")
         mark = len(carol.text)
         carol.send("/open 1", "/history 2", "/history 2", "/history")
         await carol.wait_for(r"\(no earlier messages\)", mark)
         shown = carol.text[mark:]
         assert re.search(
-            r"history 3\.\.4 --\n.*alice: second message\n.*\* alice added carol\n"
-            r".*history 1\.\.2 --\n.*\* alice created the group\n.*alice: first message\n"
-            r"\(beginning of the conversation\)\n\(no earlier messages\)",
+            r"history 3\.\.4 --\n.*#3 from alice: cannot decrypt.*\n.*\* alice added carol\n"
+            r".*history 1\.\.2 --\n.*\* alice created the group\n.*#2 from alice: cannot decrypt"
+            r".*\n\(beginning of the conversation\)\n\(no earlier messages\)",
             shown,
         ), shown
+        assert "first message" not in carol.text
         carol.send("/who", "hi all")
         await carol.wait_for(r"^  alice  owner  online$", mark)
         await carol.wait_for(r"^  carol \(you\)  member  online$", mark)

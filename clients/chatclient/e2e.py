@@ -1,0 +1,515 @@
+"""End-to-end encryption for one device: the SDK side of protocol/E2E.md.
+
+The server only relays: it stores public keys, signed device lists and opaque ciphertexts. This
+module keeps everything secret in the device's ``KeyStore`` (committed before use), and turns
+plaintext kinds into ``e2e`` message bodies and back:
+
+* Sending to a conversation: one sender key per (conversation, this device), shared with every
+  member device over pairwise sessions (PQXDH + Double Ratchet, as ``to_device`` messages), then
+  each message is encrypted ONCE with it. The key is rotated when the set of recipient devices
+  changes (a removed member cannot read what follows), after ``ROTATE_AFTER`` messages or
+  ``ROTATE_SECONDS``.
+* Receiving: ``to_device`` items are decrypted by a worker task, which checks that the sending
+  device is in its account's signed device list before storing the sender key it carries; a
+  conversation message is decrypted with the stored sender key (replays refused).
+* Trust: an account's master key is pinned on first use; every device list must be signed by
+  it with a growing version. A device the list does not contain gets nothing and is trusted for
+  nothing, whatever the server says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+from chatproto import frames as F
+from chatproto import kinds
+from chatproto.e2e import devicelist, pairwise, payload, safety, sender_keys, x3dh
+from chatproto.e2e.primitives import SigningKey
+from chatproto.errors import ChatProtoError, CryptoError, DecryptError, ProtocolError
+
+if TYPE_CHECKING:
+    from chatclient.keystore import KeyStore
+
+log = logging.getLogger(__name__)
+
+ROTATE_AFTER: Final = 1000
+"""Messages after which a sender key is replaced."""
+ROTATE_SECONDS: Final = 7 * 24 * 3600
+ONE_TIME_TARGET: Final = 100
+"""One-time prekeys a device keeps published; refilled below half of it."""
+
+_enc = msgspec.msgpack.Encoder()
+
+# Key store namespaces.
+NS_DEVICE = "e2e.device"  # "prekeys" -> PreKeyState, "master" -> master seed
+NS_SESSION = "e2e.session"  # "{device}" -> pairwise.Session
+NS_OUT = "e2e.out"  # "{conv}" -> _Outbound
+NS_IN = "e2e.in"  # "{conv}:{device}:{key_id}" -> SenderKeyReceiverState
+NS_TRUST = "e2e.trust"  # "{account}" -> _Trust
+NS_PLAIN = "e2e.plain"  # "{conv}:{seq}" -> _Plain (decrypted history, for fetch)
+
+
+class _Outbound(msgspec.Struct, kw_only=True):
+    """This device's sender key for one conversation and who has it."""
+
+    key: sender_keys.SenderKeyState
+    recipients: list[int]
+    """Devices given this key (sorted)."""
+    created: float
+    sent: int = 0
+
+
+class _Trust(msgspec.Struct, kw_only=True):
+    master_key: bytes
+    version: int
+    devices: list[devicelist.DeviceEntry]
+    verified: bool = False
+    changed: bool = False
+    """The master key changed after it was verified: sending is blocked until acknowledged."""
+
+
+class _Plain(msgspec.Struct, array_like=True):
+    kind: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Decrypted:
+    kind: str
+    body: bytes
+
+
+class MissingKey(CryptoError):
+    """No sender key yet for this message: it may still be on its way as a to-device item."""
+
+
+class UntrustedDevice(CryptoError):
+    """A device or key the account's signed device list does not vouch for."""
+
+
+Request = Callable[[Any, type[Any]], Awaitable[Any]]
+"""The client's ``_call``: send a request frame, return the typed answer or raise."""
+
+
+def _load(ks: KeyStore, ns: str, key: str, typ: type[Any]) -> Any:
+    raw = ks.get(ns, key)
+    return None if raw is None else msgspec.msgpack.decode(raw, type=typ)
+
+
+def _save(ks: KeyStore, ns: str, key: str, value: Any) -> None:
+    ks.put(ns, key, _enc.encode(value))
+
+
+class E2E:
+    """One device's end-to-end state and operations. Built and driven by ``Client``."""
+
+    def __init__(self, ks: KeyStore, request: Request, next_id: Callable[[], int]) -> None:
+        self.ks = ks
+        self._call = request
+        self._id = next_id
+        self._conv_locks: dict[int, asyncio.Lock] = {}
+        self._stale: set[int] = set()
+        """Accounts whose device list changed since we last fetched it."""
+        self._given_up: set[tuple[int, int, int]] = set()
+        """(conv, device, key id) whose key waited in vain: later messages fail fast."""
+
+    # ------------------------------------------------------------------ own device
+
+    @property
+    def prekeys(self) -> x3dh.PreKeyState | None:
+        state: x3dh.PreKeyState | None = _load(self.ks, NS_DEVICE, "prekeys", x3dh.PreKeyState)
+        return state
+
+    @property
+    def identity(self) -> x3dh.IdentityKeyPair:
+        state = self.prekeys
+        if state is None:
+            raise CryptoError("this device has no end-to-end keys yet")
+        return state.identity
+
+    @property
+    def master_key(self) -> bytes | None:
+        seed = self.ks.get(NS_DEVICE, "master")
+        return None if seed is None else SigningKey(seed).public_key
+
+    async def setup(self, *, first_device: bool) -> None:
+        """After login: publish this device's keys (once) and keep one-time prekeys stocked;
+        on an account's first device, make the master key and sign the first device list."""
+        state = self.prekeys
+        if state is None:
+            state = x3dh.new_device(self.ks.seed, one_time=ONE_TIME_TARGET)
+            _save(self.ks, NS_DEVICE, "prekeys", state)
+            up = x3dh.upload_material(state)
+            await self._call(
+                F.UploadKeys(
+                    id=self._id(),
+                    identity_key=up.identity_key,
+                    identity_sig=up.identity_sig,
+                    signed_prekey=_wire_spk(up.signed_prekey),
+                    pq_prekey=None if up.pq_prekey is None else _wire_spk(up.pq_prekey),
+                    one_time=[F.OneTimePrekey(kid=k.kid, key=k.key) for k in up.one_time],
+                ),
+                F.KeyCount,
+            )
+        else:
+            await self.refill()
+        if first_device and self.ks.get(NS_DEVICE, "master") is None:
+            self.ks.put(NS_DEVICE, "master", SigningKey.generate().seed)
+            await self.publish_device_list([])
+
+    async def refill(self) -> int:
+        """Top the published one-time prekeys back up when fewer than half remain."""
+        state = self.prekeys
+        assert state is not None
+        ident = state.identity
+        count: F.KeyCount = await self._call(
+            F.UploadKeys(
+                id=self._id(), identity_key=ident.identity_key, identity_sig=ident.identity_sig
+            ),
+            F.KeyCount,
+        )
+        if count.one_time >= ONE_TIME_TARGET // 2:
+            return count.one_time
+        state, new = x3dh.add_one_time_prekeys(state, ONE_TIME_TARGET - count.one_time)
+        _save(self.ks, NS_DEVICE, "prekeys", state)
+        answer: F.KeyCount = await self._call(
+            F.UploadKeys(
+                id=self._id(),
+                identity_key=ident.identity_key,
+                identity_sig=ident.identity_sig,
+                one_time=[F.OneTimePrekey(kid=k.kid, key=k.key) for k in new],
+            ),
+            F.KeyCount,
+        )
+        return answer.one_time
+
+    async def publish_device_list(self, extra_devices: Sequence[int]) -> int:
+        """Sign and publish the account's device list: this device, the devices already on
+        the list, and ``extra_devices`` (the user approved them). Needs the master key."""
+        seed = self.ks.get(NS_DEVICE, "master")
+        if seed is None:
+            raise CryptoError("only the device holding the account's master key signs its list")
+        master = SigningKey(seed)
+        current: F.DeviceList = await self._call(
+            F.GetDeviceList(id=self._id(), account=self.ks.account), F.DeviceList
+        )
+        entries = {
+            self.ks.device: devicelist.DeviceEntry(
+                device=self.ks.device,
+                signing_key=self.identity.signing_key,
+                identity_key=self.identity.identity_key,
+            )
+        }
+        if current.version:
+            for d in devicelist.verify_device_list(
+                current.body, current.sig, master.public_key, account=self.ks.account
+            ).devices:
+                entries.setdefault(d.device, d)
+        if extra_devices:
+            bundles: F.Bundles = await self._call(
+                F.ClaimKeys(id=self._id(), account=self.ks.account), F.Bundles
+            )
+            for b in bundles.bundles:
+                if b.device in extra_devices:
+                    x3dh.verify_identity(b.signing_key, b.identity_key, b.identity_sig)
+                    entries[b.device] = devicelist.DeviceEntry(
+                        device=b.device, signing_key=b.signing_key, identity_key=b.identity_key
+                    )
+        version = current.version + 1
+        dl = devicelist.DeviceList(
+            account=self.ks.account,
+            version=version,
+            master_key=master.public_key,
+            devices=tuple(entries.values()),
+        )
+        body, sig = devicelist.sign_device_list(dl, seed)
+        await self._call(
+            F.PutDeviceList(
+                id=self._id(), body=body, sig=sig, master_key=master.public_key, version=version
+            ),
+            F.Ok,
+        )
+        _save(
+            self.ks,
+            NS_TRUST,
+            str(self.ks.account),
+            _Trust(
+                master_key=master.public_key,
+                version=version,
+                devices=list(dl.devices),
+                verified=True,
+            ),
+        )
+        return version
+
+    # ------------------------------------------------------------------ trust
+
+    def trust(self, account: int) -> _Trust | None:
+        found: _Trust | None = _load(self.ks, NS_TRUST, str(account), _Trust)
+        return found
+
+    async def devices(self, account: int, *, refresh: bool = False) -> list[devicelist.DeviceEntry]:
+        """The account's devices as its signed list says (pinning its master key on first use).
+
+        Raises ``UntrustedDevice`` when the list does not verify, its master key changed, or it
+        went backwards; ``CryptoError`` when the account has published no list."""
+        pinned = self.trust(account)
+        if pinned is not None and not refresh:
+            return pinned.devices
+        got: F.DeviceList = await self._call(
+            F.GetDeviceList(id=self._id(), account=account), F.DeviceList
+        )
+        if got.version == 0:
+            raise CryptoError(f"account {account} has published no device list")
+        if pinned is not None and got.version == pinned.version:
+            return pinned.devices
+        try:
+            dl = devicelist.verify_device_list(
+                got.body,
+                got.sig,
+                pinned.master_key if pinned is not None else None,
+                pinned.version if pinned is not None else 0,
+                account=account,
+            )
+        except ChatProtoError as exc:
+            if pinned is not None and pinned.master_key != got.master_key:
+                _save(
+                    self.ks, NS_TRUST, str(account), msgspec.structs.replace(pinned, changed=True)
+                )
+            raise UntrustedDevice(f"device list of account {account} refused: {exc}") from exc
+        verified = pinned.verified if pinned is not None else False
+        _save(
+            self.ks,
+            NS_TRUST,
+            str(account),
+            _Trust(
+                master_key=dl.master_key,
+                version=dl.version,
+                devices=list(dl.devices),
+                verified=verified,
+            ),
+        )
+        return list(dl.devices)
+
+    def forget_devices(self, account: int) -> None:
+        """A ``device_list_changed`` arrived: the next look-up fetches and verifies again (the
+        pin and the last version stay, so the new list must be signed by the same master key
+        and be newer)."""
+        self._stale.add(account)
+
+    def safety_number(self, account: int) -> str:
+        own = self.master_key or self._pinned_master(self.ks.account)
+        return safety.account_safety_number(
+            self.ks.account, own, account, self._pinned_master(account)
+        )
+
+    def _pinned_master(self, account: int) -> bytes:
+        pinned = self.trust(account)
+        if pinned is None:
+            raise CryptoError(f"no pinned key for account {account} yet")
+        return pinned.master_key
+
+    def set_verified(self, account: int, verified: bool) -> None:
+        pinned = self.trust(account)
+        if pinned is None:
+            raise CryptoError(f"no pinned key for account {account} yet")
+        _save(
+            self.ks,
+            NS_TRUST,
+            str(account),
+            msgspec.structs.replace(pinned, verified=verified, changed=False),
+        )
+
+    # ------------------------------------------------------------------ sending
+
+    async def encrypt(self, conv: int, kind: str, body: bytes, members: Sequence[int]) -> bytes:
+        """The ``e2e`` body for one message of ``conv`` (whose member accounts are ``members``)."""
+        lock = self._conv_locks.setdefault(conv, asyncio.Lock())
+        async with lock:
+            recipients = await self._recipient_devices(members)
+            out: _Outbound | None = _load(self.ks, NS_OUT, str(conv), _Outbound)
+            if (
+                out is None
+                or out.sent >= ROTATE_AFTER
+                or time.time() - out.created > ROTATE_SECONDS
+                or not set(out.recipients) <= {d for _, d in recipients}
+            ):
+                out = _Outbound(
+                    key=sender_keys.new_sender_key(conv), recipients=[], created=time.time()
+                )
+            missing = [(a, d) for a, d in recipients if d not in out.recipients]
+            if missing:
+                await self._distribute(out.key, missing)
+                out.recipients = sorted({*out.recipients, *(d for _, d in missing)})
+            plaintext = payload.encode_payload(kind, body, ts=int(time.time() * 1000))
+            ciphertext, out.key = sender_keys.encrypt(
+                out.key, plaintext, sender_account=self.ks.account, sender_device=self.ks.device
+            )
+            out.sent += 1
+            _save(self.ks, NS_OUT, str(conv), out)
+            return ciphertext
+
+    def rotate(self, conv: int) -> None:
+        """Membership changed: the next message of ``conv`` goes out under a new sender key."""
+        self.ks.delete(NS_OUT, str(conv))
+
+    async def _recipient_devices(self, members: Sequence[int]) -> list[tuple[int, int]]:
+        out = []
+        for account in sorted(set(members)):
+            pinned = self.trust(account)
+            if pinned is not None and pinned.changed:
+                raise UntrustedDevice(
+                    f"the keys of account {account} changed after you verified them:"
+                    " compare safety numbers, then call verify() to send again"
+                )
+            refresh = account in self._stale
+            devices = await self.devices(account, refresh=refresh)
+            self._stale.discard(account)
+            out += [(account, d.device) for d in devices if d.device != self.ks.device]
+        return out
+
+    async def _distribute(self, key: sender_keys.SenderKeyState, to: list[tuple[int, int]]) -> None:
+        content = payload.encode_to_device(sender_keys.distribution(key))
+        by_account: dict[int, list[int]] = {}
+        for account, device in to:
+            by_account.setdefault(account, []).append(device)
+        for account, devices in by_account.items():
+            listed = {d.device: d for d in await self.devices(account)}
+            need_bundle = [d for d in devices if self.ks.get(NS_SESSION, str(d)) is None]
+            bundles: dict[int, F.Bundle] = {}
+            if need_bundle:
+                got: F.Bundles = await self._call(
+                    F.ClaimKeys(id=self._id(), account=account), F.Bundles
+                )
+                bundles = {b.device: b for b in got.bundles}
+            for device in devices:
+                entry = listed.get(device)
+                if entry is None:
+                    continue  # not on the signed list: never given a key
+                session: pairwise.Session | None = _load(
+                    self.ks, NS_SESSION, str(device), pairwise.Session
+                )
+                bundle = None
+                if session is None:
+                    b = bundles.get(device)
+                    if b is None or b.signed_prekey is None:
+                        log.warning("no bundle for device %s of account %s", device, account)
+                        continue
+                    if b.identity_key != entry.identity_key:
+                        raise UntrustedDevice(
+                            f"device {device}: bundle identity key is not the listed one"
+                        )
+                    bundle = _bundle(b)
+                message, session = pairwise.encrypt_to_device(
+                    session,
+                    content,
+                    identity=self.identity,
+                    bundle=bundle,
+                    expected_signing_key=entry.signing_key,
+                )
+                _save(self.ks, NS_SESSION, str(device), session)
+                await self._call(F.ToDevice(id=self._id(), device=device, body=message), F.Ok)
+
+    # ------------------------------------------------------------------ receiving
+
+    async def receive_to_device(self, item: F.ToDeviceItem | F.ToDeviceEvent) -> int | None:
+        """Decrypt one to-device item and store the sender key it carries; returns the
+        conversation it unlocks (None when there was nothing to store)."""
+        sender_devices = {d.device: d for d in await self.devices(item.sender, refresh=True)}
+        entry = sender_devices.get(item.device)
+        if entry is None:
+            raise UntrustedDevice(
+                f"to-device item from device {item.device}, not on account {item.sender}'s list"
+            )
+        session: pairwise.Session | None = _load(
+            self.ks, NS_SESSION, str(item.device), pairwise.Session
+        )
+        state = self.prekeys
+        assert state is not None
+        result = pairwise.decrypt_from_device(
+            session, state, item.body, expected_signing_key=entry.signing_key
+        )
+        if result.session.remote_identity_key != entry.identity_key:
+            raise UntrustedDevice(
+                f"device {item.device} used an identity key its list does not hold"
+            )
+        _save(self.ks, NS_DEVICE, "prekeys", result.prekeys)
+        _save(self.ks, NS_SESSION, str(item.device), result.session)
+        dist = payload.decode_to_device(result.plaintext)
+        receiver = sender_keys.receiver_from_distribution(
+            dist, sender_account=item.sender, sender_device=item.device
+        )
+        _save(self.ks, NS_IN, f"{dist.conv}:{item.device}:{dist.key_id}", receiver)
+        return dist.conv
+
+    def decrypt(self, conv: int, seq: int, sender: int, device: int, body: bytes) -> Decrypted:
+        """Decrypt one conversation message with a stored sender key (``MissingKey`` when none
+        has arrived yet; ``DecryptError`` for tampering or a replay)."""
+        cached: _Plain | None = _load(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain)
+        if cached is not None:
+            return Decrypted(cached.kind, cached.body)
+        key_id = sender_keys.message_key_id(body)
+        name = f"{conv}:{device}:{key_id}"
+        state: sender_keys.SenderKeyReceiverState | None = _load(
+            self.ks, NS_IN, name, sender_keys.SenderKeyReceiverState
+        )
+        if state is None:
+            raise MissingKey(f"no sender key {key_id} from device {device} for conversation {conv}")
+        if state.sender_account != sender:
+            raise DecryptError("sender key belongs to another account")
+        plaintext, state = sender_keys.decrypt(state, body)
+        try:
+            inner = payload.decode_payload(plaintext)
+        except ProtocolError as exc:
+            raise DecryptError(f"bad payload: {exc.message}") from exc
+        _save(self.ks, NS_IN, name, state)
+        _save(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain(inner.kind, inner.body))
+        return Decrypted(inner.kind, inner.body)
+
+    def give_up(self, conv: int, device: int, body: bytes) -> None:
+        self._given_up.add((conv, device, sender_keys.message_key_id(body)))
+
+    def given_up(self, conv: int, device: int, body: bytes) -> bool:
+        try:
+            return (conv, device, sender_keys.message_key_id(body)) in self._given_up
+        except ChatProtoError:
+            return False
+
+    def remember_own(self, conv: int, seq: int, kind: str, body: bytes) -> None:
+        """Keep the plaintext of this device's own message (it cannot decrypt its own sends)."""
+        _save(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain(kind, body))
+
+
+def _wire_spk(spk: x3dh.SignedPrekey) -> F.SignedPrekey:
+    return F.SignedPrekey(kid=spk.kid, key=spk.key, sig=spk.sig)
+
+
+def _bundle(b: F.Bundle) -> x3dh.PreKeyBundle:
+    assert b.signed_prekey is not None
+    return x3dh.PreKeyBundle(
+        signing_key=b.signing_key,
+        identity_key=b.identity_key,
+        identity_sig=b.identity_sig,
+        signed_prekey=x3dh.SignedPrekey(
+            kid=b.signed_prekey.kid, key=b.signed_prekey.key, sig=b.signed_prekey.sig
+        ),
+        pq_prekey=None
+        if b.pq_prekey is None
+        else x3dh.SignedPrekey(kid=b.pq_prekey.kid, key=b.pq_prekey.key, sig=b.pq_prekey.sig),
+        one_time=None
+        if b.one_time is None
+        else x3dh.OneTimePrekey(kid=b.one_time.kid, key=b.one_time.key),
+    )
+
+
+def content_of(d: Decrypted) -> kinds.Content | None:
+    try:
+        return kinds.decode_content(d.kind, d.body)
+    except ProtocolError:
+        return None
