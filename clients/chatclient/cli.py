@@ -31,6 +31,7 @@ from chatclient.events import Connected, Disconnected, Event, Message, Typing
 from chatclient.keystore import KeyStore
 from chatclient.tui import (
     HELP,
+    Approve,
     Command,
     Console,
     Convs,
@@ -50,11 +51,14 @@ from chatclient.tui import (
     Quit,
     Rename,
     Role,
+    Safety,
     Say,
+    Verify,
     Who,
     format_convs,
     format_event,
     format_message,
+    format_safety_number,
     format_who,
     open_console,
     parse_command,
@@ -341,6 +345,25 @@ class Session:
                 await c.rename(self._need_current(), title)
             case History(count):
                 await self._history(self._need_current(), count)
+            case Safety(handle):
+                account = await c.lookup(handle)
+                await c.e2e.devices(account)  # pins the key if this is the first contact
+                self.show(f"safety number with @{handle} (compare it with theirs):", "system")
+                self.show(format_safety_number(c.safety_number(account)))
+            case Verify(handle, verified):
+                account = await c.lookup(handle)
+                await c.e2e.devices(account)
+                if verified:
+                    c.verify(account)
+                    self.show(f"@{handle} verified", "system")
+                else:
+                    c.unverify(account)
+                    self.show(f"@{handle} no longer verified", "system")
+            case Approve(device):
+                version = await c.publish_devices([device])
+                self.show(
+                    f"device {device} added to your device list (version {version})", "system"
+                )
             case Who():
                 info = await c.conversation(self._need_current())
                 self._learn(info)

@@ -131,6 +131,26 @@ class Quit:
     pass
 
 
+@dataclass(frozen=True)
+class Safety:
+    """Show the safety number with @handle (compare it with theirs, in person or by call)."""
+
+    handle: str
+
+
+@dataclass(frozen=True)
+class Verify:
+    handle: str
+    verified: bool = True
+
+
+@dataclass(frozen=True)
+class Approve:
+    """Put a newly linked device of your own account on your signed device list."""
+
+    device: int
+
+
 Command = (
     Say
     | Help
@@ -148,6 +168,9 @@ Command = (
     | Me
     | Drop
     | Quit
+    | Safety
+    | Verify
+    | Approve
 )
 
 HELP = """\
@@ -165,6 +188,10 @@ commands:
   /history [N]               show the N (default 20) messages before the ones already shown
   /who                       members of the current conversation, with roles and presence
   /me                        who you are
+  /safety @handle            the 60-digit safety number to compare with @handle
+  /verify @handle            mark @handle's keys verified (also accepts a changed key)
+  /unverify @handle          forget that @handle's keys were verified
+  /approve DEVICE            add your newly linked device to your signed device list
   /drop                      simulate a network failure (the client reconnects)
   /quit                      exit (also Ctrl-D)
 any other line is sent to the current conversation; start it with // to send a line that
@@ -255,6 +282,15 @@ def parse_command(line: str) -> Command | None:
             if not rest.strip():
                 raise usage("/rename Title")
             return Rename(_title(args[0] if len(args) == 1 else rest))
+        case "safety" | "verify" | "unverify":
+            if len(args) != 1:
+                raise usage(f"/{name} @handle")
+            handle = parse_handle(args[0])
+            return Safety(handle) if name == "safety" else Verify(handle, name == "verify")
+        case "approve":
+            if len(args) != 1 or not args[0].isdigit():
+                raise usage("/approve DEVICE")
+            return Approve(int(args[0]))
         case "history":
             if not args:
                 return History()
@@ -380,6 +416,12 @@ def format_message(m: Message, names: Names, tz: tzinfo | None = None) -> Line |
                 f"{prefix} {who} shared: {' '.join(x for x in (c.title, c.text, c.link, c.image) if x)}"
             )
     return Line(f"{prefix} {who} sent a {m.kind!r} message this client cannot show", "dim")
+
+
+def format_safety_number(number: str) -> str:
+    """60 digits as 12 groups of 5, in two rows, as Signal shows them."""
+    groups = [number[i : i + 5] for i in range(0, len(number), 5)]
+    return " ".join(groups[:6]) + "\n" + " ".join(groups[6:])
 
 
 def format_event(ev: Event, names: Names, tz: tzinfo | None = None) -> Line | None:

@@ -18,6 +18,7 @@ from chatclient import Client, KeyStore
 from chatclient.cli import run
 from chatclient.events import Connected, Disconnected, Message, Presence, Typing
 from chatclient.tui import (
+    Approve,
     Create,
     Dm,
     Help,
@@ -30,9 +31,12 @@ from chatclient.tui import (
     Quit,
     Rename,
     Role,
+    Safety,
     Say,
+    Verify,
     format_convs,
     format_event,
+    format_safety_number,
     parse_command,
 )
 from chatproto import frames as F
@@ -425,3 +429,46 @@ async def test_console_script_over_a_pipe(url: str, tmp_path: Path) -> None:
         conv = await erin.direct(await erin.lookup("dave"))
         texts = [m.text for m in await erin.history(conv)]
         assert texts == [None, "hello from a pipe"]
+
+
+async def test_both_sides_see_the_same_safety_number_and_can_verify(
+    url: str, tmp_path: Path
+) -> None:
+    keys = {h: tmp_path / f"{h}.key" for h in ("alice", "bob")}
+    for handle, key in keys.items():
+        await _register(url, key, handle, handle.title())
+    alice = Terminal(url, keys["alice"]).start()
+    bob = Terminal(url, keys["bob"]).start()
+    digits = r"((?:\d{5} ){5}\d{5}\n(?:\d{5} ){5}\d{5})"
+    try:
+        await alice.wait_for("connected as @alice")
+        await bob.wait_for("connected as @bob")
+        alice.send("/safety @bob", "/verify @bob")
+        bob.send("/safety @alice")
+        a = await alice.wait_for(r"safety number with @bob.*\n" + digits)
+        b = await bob.wait_for(r"safety number with @alice.*\n" + digits)
+        assert a.group(1) == b.group(1)
+        await alice.wait_for(r"^@bob verified$")
+        bob.send("/safety @nobody")
+        await bob.wait_for("error: NOT_FOUND")
+    finally:
+        for t in (alice, bob):
+            assert await t.close() == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("/safety @Bob", Safety("bob")),
+        ("/verify bob", Verify("bob", True)),
+        ("/unverify @bob", Verify("bob", False)),
+        ("/approve 7", Approve(7)),
+    ],
+)
+def test_parse_trust_commands(line: str, expected: object) -> None:
+    assert parse_command(line) == expected
+
+
+def test_safety_number_is_shown_as_two_rows_of_six_groups() -> None:
+    shown = format_safety_number("".join(str(i % 10) for i in range(60)))
+    assert shown == "01234 56789 01234 56789 01234 56789\n01234 56789 01234 56789 01234 56789"
