@@ -108,6 +108,8 @@ class Client:
         self._gap_fetching: set[int] = set()
         self._ws: ClientConnection | None = None
         self._ready = asyncio.Event()
+        self._stopping = asyncio.Event()
+        """Set by ``aclose``: pending park deadlines end at once."""
         self._challenge: asyncio.Future[F.Challenge] | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -149,6 +151,7 @@ class Client:
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
         if self._supervisor is not None:
             self._supervisor.cancel()
             self._worker.cancel()
@@ -256,7 +259,8 @@ class Client:
 
     async def _setup(self) -> None:
         assert self._challenge is not None
-        challenge = await asyncio.wait_for(self._challenge, self.request_timeout)
+        async with asyncio.timeout(self.request_timeout):
+            challenge = await self._challenge
         self.server_name = challenge.server
         if not self.keystore.registered:
             return  # the application registers or links explicitly
@@ -358,6 +362,8 @@ class Client:
             case F.DeviceListChanged():
                 self.e2e.forget_devices(frame.account)
                 await self._emit(DevicesChanged(frame.account))
+                if self.encrypt and self._tasks is not None:
+                    self._tasks.create_task(self._check_devices(frame.account))
             case F.Challenge():
                 if self._challenge is not None and not self._challenge.done():
                     self._challenge.set_result(frame)
@@ -451,14 +457,18 @@ class Client:
         self._parked.pop(conv, None)
 
     async def _park_deadline(self, conv: int, seq: int) -> None:
-        await asyncio.sleep(PARK_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), PARK_SECONDS)
+        if self._closed:
+            return  # still parked: aclose kept the cursor before them for next time
         parked = self._parked.get(conv)
         if parked and parked[0].seq == seq:
-            await self._fetch_to_device()
+            with contextlib.suppress(ChatClientError, TimeoutError):
+                await self._fetch_to_device()  # offline now: give up on what we have
             await self._unpark(conv, give_up=seq)
 
     async def _to_device_worker(self) -> None:
-        while True:
+        while not self._closed:
             item = await self._to_device.get()
             await self._handle_to_device(item)
             with contextlib.suppress(ChatClientError):
@@ -493,6 +503,16 @@ class Client:
             if not batch.more:
                 return
 
+    async def _check_devices(self, account: int) -> None:
+        """Verify an account's new device list at once, so a forged list or a changed master
+        key is reported when announced, not only as a refused send."""
+        try:
+            await self.e2e.devices(account, refresh=True)
+        except ChatProtoError as exc:
+            await self._emit(SecurityWarning(account, exc.message))
+        except (ChatClientError, TimeoutError):
+            pass  # offline: the next send checks it
+
     async def _members_of(self, conv: int) -> tuple[int, ...]:
         members = self._members.get(conv)
         if members is None:
@@ -514,6 +534,7 @@ class Client:
         """Mark ``account``'s current keys as verified (after comparing safety numbers); also
         acknowledges a key change, which otherwise blocks sending to it."""
         self.e2e.set_verified(account, True)
+        self.e2e._stale.discard(account)  # else the next send re-fetches the refused list
 
     def unverify(self, account: int) -> None:
         self.e2e.set_verified(account, False)
@@ -587,7 +608,10 @@ class Client:
         self._waiting[rid] = future
         try:
             self._write(frame)
-            reply = await asyncio.wait_for(future, self.request_timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the answer does, leaving a cancelled task running.
+            async with asyncio.timeout(self.request_timeout):
+                reply = await future
         finally:
             self._waiting.pop(rid, None)
         if isinstance(reply, F.Error):

@@ -145,6 +145,7 @@ class E2E:
         if state is None:
             state = x3dh.new_device(self.ks.seed, one_time=ONE_TIME_TARGET)
             _save(self.ks, NS_DEVICE, "prekeys", state)
+            self.ks.put(NS_DEVICE, "spk_at", str(time.time()).encode())
             up = x3dh.upload_material(state)
             await self._call(
                 F.UploadKeys(
@@ -158,10 +159,35 @@ class E2E:
                 F.KeyCount,
             )
         else:
+            await self.rotate_prekeys_if_due()
             await self.refill()
         if first_device and self.ks.get(NS_DEVICE, "master") is None:
             self.ks.put(NS_DEVICE, "master", SigningKey.generate().seed)
             await self.publish_device_list([])
+
+    async def rotate_prekeys_if_due(self, now: float | None = None) -> bool:
+        """Replace the signed (and ML-KEM) prekey once it is ``ROTATE_SECONDS`` old; the
+        previous one keeps opening sessions started from an older bundle."""
+        now = time.time() if now is None else now
+        since = float(self.ks.get(NS_DEVICE, "spk_at") or b"0")
+        state = self.prekeys
+        if state is None or now - since < ROTATE_SECONDS:
+            return False
+        state = x3dh.rotate_signed_prekeys(state)
+        _save(self.ks, NS_DEVICE, "prekeys", state)
+        up = x3dh.upload_material(state)
+        await self._call(
+            F.UploadKeys(
+                id=self._id(),
+                identity_key=up.identity_key,
+                identity_sig=up.identity_sig,
+                signed_prekey=_wire_spk(up.signed_prekey),
+                pq_prekey=None if up.pq_prekey is None else _wire_spk(up.pq_prekey),
+            ),
+            F.KeyCount,
+        )
+        self.ks.put(NS_DEVICE, "spk_at", str(now).encode())
+        return True
 
     async def refill(self) -> int:
         """Top the published one-time prekeys back up when fewer than half remain."""
