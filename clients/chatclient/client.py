@@ -125,6 +125,8 @@ class Client:
         """Seq at which this account joined each conversation (keys exist only from there)."""
         self._parked: dict[int, list[Message]] = {}
         self._to_device: asyncio.Queue[F.ToDeviceEvent | F.ToDeviceItem] = asyncio.Queue(10_000)
+        self._to_device_paused = False
+        """Set when an item could not be processed: later live ones wait for the next fetch."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -470,37 +472,51 @@ class Client:
     async def _to_device_worker(self) -> None:
         while not self._closed:
             item = await self._to_device.get()
-            await self._handle_to_device(item)
-            with contextlib.suppress(ChatClientError):
-                await self._call(F.AckToDevice(id=self._next_id(), up_to=item.tid), F.Ok)
+            if self._to_device_paused:
+                continue  # left queued on the server: the next login's fetch takes it
+            if await self._handle_to_device(item):
+                with contextlib.suppress(ChatClientError, TimeoutError):
+                    await self._call(F.AckToDevice(id=self._next_id(), up_to=item.tid), F.Ok)
+            else:
+                self._to_device_paused = True
 
-    async def _handle_to_device(self, item: F.ToDeviceEvent | F.ToDeviceItem) -> None:
+    async def _handle_to_device(self, item: F.ToDeviceEvent | F.ToDeviceItem) -> bool:
+        """Process one item once (by ``tid``). False when it could not be checked for now (the
+        connection failed): it stays queued on the server and is not acknowledged."""
+        done = int(self.keystore.get("e2e.device", "to_device_done") or b"0")
+        if item.tid <= done:
+            return True  # pushed live and fetched again: already processed
         try:
             conv = await self.e2e.receive_to_device(item)
         except ChatProtoError as exc:
+            conv = None
             await self._emit(
                 SecurityWarning(item.sender, f"to-device item {item.tid} refused: {exc.message}")
             )
-            return
-        except RequestError as exc:
+        except (ChatClientError, TimeoutError) as exc:
             log.warning("could not check the sender of to-device item %s: %s", item.tid, exc)
-            return
+            return False
+        self.keystore.put("e2e.device", "to_device_done", str(item.tid).encode())
         if conv is not None:
             await self._unpark(conv)
+        return True
 
     async def _fetch_to_device(self) -> None:
         """Everything queued for this device while it was away, in order, then acknowledged."""
+        self._to_device_paused = False
         after = 0
         while True:
             batch: F.ToDeviceBatch = await self._call(
                 F.FetchToDevice(id=self._next_id(), after=after), F.ToDeviceBatch
             )
+            acked = after
             for item in batch.events:
-                await self._handle_to_device(item)
+                if not await self._handle_to_device(item):
+                    break
                 after = item.tid
-            if after:
+            if after > acked:
                 await self._call(F.AckToDevice(id=self._next_id(), up_to=after), F.Ok)
-            if not batch.more:
+            if not batch.more or after == acked:
                 return
 
     async def _check_devices(self, account: int) -> None:

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 ROTATE_AFTER: Final = 1000
 """Messages after which a sender key is replaced."""
 ROTATE_SECONDS: Final = 7 * 24 * 3600
+MAX_ARCHIVED: Final = 4
+"""Replaced pairwise sessions kept per remote device (see ``_decrypt_pairwise``)."""
 ONE_TIME_TARGET: Final = 100
 """One-time prekeys a device keeps published; refilled below half of it."""
 
@@ -453,26 +455,61 @@ class E2E:
             raise UntrustedDevice(
                 f"to-device item from device {item.device}, not on account {item.sender}'s list"
             )
-        session: pairwise.Session | None = _load(
-            self.ks, NS_SESSION, str(item.device), pairwise.Session
-        )
         state = self.prekeys
         assert state is not None
-        result = pairwise.decrypt_from_device(
-            session, state, item.body, expected_signing_key=entry.signing_key
-        )
+        result = self._decrypt_pairwise(item.device, state, item.body, entry.signing_key)
         if result.session.remote_identity_key != entry.identity_key:
             raise UntrustedDevice(
                 f"device {item.device} used an identity key its list does not hold"
             )
         _save(self.ks, NS_DEVICE, "prekeys", result.prekeys)
-        _save(self.ks, NS_SESSION, str(item.device), result.session)
+        self._keep_session(item.device, result.session)
         dist = payload.decode_to_device(result.plaintext)
         receiver = sender_keys.receiver_from_distribution(
             dist, sender_account=item.sender, sender_device=item.device
         )
         _save(self.ks, NS_IN, f"{dist.conv}:{item.device}:{dist.key_id}", receiver)
         return dist.conv
+
+    def _decrypt_pairwise(
+        self, device: int, prekeys: x3dh.PreKeyState, body: bytes, signing_key: bytes
+    ) -> pairwise.Decrypted:
+        """Try the current session with ``device``, then the archived ones (newest first).
+
+        Two devices that start sessions with each other at the same moment each end up with
+        two: the one it started and the one the other started. Whichever the peer encrypts
+        with next must still open, so replaced sessions are archived, not dropped (Signal
+        keeps "previous session states" for the same reason)."""
+        sessions: list[pairwise.Session | None] = [
+            _load(self.ks, NS_SESSION, str(device), pairwise.Session),
+            *self._archived(device),
+        ]
+        error: ChatProtoError | None = None
+        for session in sessions:
+            try:
+                return pairwise.decrypt_from_device(
+                    session, prekeys, body, expected_signing_key=signing_key
+                )
+            except ChatProtoError as exc:
+                error = error or exc
+                if pairwise.message_type(body) == "prekey":
+                    break  # a PREKEY message names its own session: no other one applies
+        assert error is not None
+        raise error
+
+    def _archived(self, device: int) -> list[pairwise.Session]:
+        raw = self.ks.get(NS_SESSION, f"{device}.archive")
+        return [] if raw is None else msgspec.msgpack.decode(raw, type=list[pairwise.Session])
+
+    def _keep_session(self, device: int, session: pairwise.Session) -> None:
+        """Make ``session`` the current one with ``device``; the one it replaces is archived
+        (at most ``MAX_ARCHIVED``), and an archived copy of ``session`` itself is dropped."""
+        current: pairwise.Session | None = _load(self.ks, NS_SESSION, str(device), pairwise.Session)
+        archive = [s for s in self._archived(device) if s.base_key != session.base_key]
+        if current is not None and current.base_key != session.base_key:
+            archive.insert(0, current)
+        _save(self.ks, NS_SESSION, f"{device}.archive", archive[:MAX_ARCHIVED])
+        _save(self.ks, NS_SESSION, str(device), session)
 
     def decrypt(self, conv: int, seq: int, sender: int, device: int, body: bytes) -> Decrypted:
         """Decrypt one conversation message with a stored sender key (``MissingKey`` when none

@@ -701,15 +701,9 @@ async def test_safety_numbers_match_and_a_changed_master_key_blocks_sending_unti
         assert trust is not None and trust.master_key != master and not trust.changed
 
 
-# ---------------------------------------------------------------------- known gap
+# ---------------------------------------------------------------------- simultaneous sessions
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="simultaneous session start: each side replaces its session with the peer's, so the"
-    " next sender-key distribution (after a rotation) fails to authenticate; the SDK does not"
-    " re-send over the surviving session (E2E.md section 6)",
-)
 async def test_sessions_started_simultaneously_still_carry_later_sender_keys(
     server: RunningServer, short_park: None
 ) -> None:
