@@ -3,8 +3,8 @@
 * Conversation messages (sender-key ciphertext, ``Send.kind`` = ``"e2e"``): ``Payload`` =
   msgpack map ``{kind, body, ts?, reply_to?}`` where ``kind``/``body`` are what
   ``kinds.encode_content`` returned.
-* To-device messages (pairwise ciphertext): a msgpack map with a ``t`` tag; today only
-  ``sender_key`` (``sender_keys.SenderKeyDistribution``).
+* To-device messages (pairwise ciphertext): a msgpack map with a ``t`` tag: ``sender_key``
+  (``sender_keys.SenderKeyDistribution``) or ``master_key`` (``MasterKeyTransfer``).
 
 Padding (ISO/IEC 7816-4): the plaintext, then 0x80, then zero bytes up to the smallest bucket
 that holds ``len + 1``. Buckets are 64, 128, ... 32 768 bytes, then ``MAX_PADDED`` (the largest
@@ -47,12 +47,24 @@ class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Seq of the message this one answers."""
 
 
-ToDeviceContent = SenderKeyDistribution
-"""Union of to-device contents (tagged by ``t``); one member so far."""
+class MasterKeyTransfer(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="master_key"):
+    """The account's master key, handed by the device holding it to another device of the same
+    account once the user approved it (E2E.md section 3.1). The receiver accepts it only from a
+    device on its account's verified list, and only if ``seed`` is the pinned master key's."""
+
+    account: Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
+    seed: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+    """The 32-byte Ed25519 seed of the master key."""
+
+
+ToDeviceContent = SenderKeyDistribution | MasterKeyTransfer
+"""Union of to-device contents (tagged by ``t``)."""
 
 _encoder = msgspec.msgpack.Encoder()
 _payload_decoder = msgspec.msgpack.Decoder(Payload)
-_to_device_decoder = msgspec.msgpack.Decoder(ToDeviceContent)
+_to_device_decoder: msgspec.msgpack.Decoder[ToDeviceContent] = msgspec.msgpack.Decoder(
+    ToDeviceContent
+)
 
 
 def _bad(message: str) -> ProtocolError:

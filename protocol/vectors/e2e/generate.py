@@ -306,6 +306,23 @@ def device_list_vectors() -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- master key transfer
+
+
+def master_key_transfer_vectors() -> dict[str, Any]:
+    """The to-device plaintext that hands account 1001's master key (the one of
+    ``device_list.json``) to another of its devices."""
+    master = P.SigningKey(_key("alice-master"))
+    transfer = payload.MasterKeyTransfer(account=1001, seed=master.seed)
+    return {
+        "account": transfer.account,
+        "seed": master.seed.hex(),
+        "master_key": master.public_key.hex(),
+        "msgpack": msgspec.msgpack.encode(transfer).hex(),
+        "padded": payload.encode_to_device(transfer).hex(),
+    }
+
+
 # --------------------------------------------------------------------------- padding
 
 
@@ -367,6 +384,7 @@ def build() -> dict[str, str]:
         "safety_number.json": safety_vectors(),
         "device_list.json": device_list_vectors(),
         "padding.json": padding_vectors(),
+        "master_key_transfer.json": master_key_transfer_vectors(),
     }
     return {name: json.dumps(v, indent=2) + "\n" for name, v in data.items()}
 

@@ -31,6 +31,7 @@ SENDER = _load("sender_keys.json")
 SAFETY = _load("safety_number.json")
 DEVICE_LIST = _load("device_list.json")
 PADDING = _load("padding.json")
+MASTER = _load("master_key_transfer.json")
 PINNED = _load("mlkem_pinned.json")
 
 
@@ -202,6 +203,20 @@ def test_sender_key_messages_reproduce_and_decrypt_in_the_vector_order() -> None
         else:
             pt, receiver = sender_keys.decrypt(receiver, msg)
             assert pt.hex() == step["plaintext"]
+
+
+# --------------------------------------------------------------------------- master key transfer
+
+
+def test_master_key_transfer_vector() -> None:
+    v = MASTER
+    seed = _h(v["seed"])
+    assert P.SigningKey(seed).public_key.hex() == v["master_key"] == DEVICE_LIST["master_key"]
+    transfer = payload.MasterKeyTransfer(account=v["account"], seed=seed)
+    assert msgspec.msgpack.encode(transfer).hex() == v["msgpack"]
+    assert payload.encode_to_device(transfer).hex() == v["padded"]
+    assert payload.decode_to_device(_h(v["padded"])) == transfer
+    assert msgspec.msgpack.decode(_h(v["msgpack"]))["t"] == "master_key"
 
 
 # --------------------------------------------------------------------------- safety numbers

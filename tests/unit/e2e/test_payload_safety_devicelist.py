@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 from chatproto import kinds
-from chatproto.e2e import devicelist, payload, safety, x3dh
+from chatproto.e2e import devicelist, payload, safety, sender_keys, x3dh
 from chatproto.e2e import primitives as P
 from chatproto.errors import ProtocolError, UntrustedKeyError
 from hypothesis import given, settings
@@ -97,6 +97,47 @@ def test_trailing_bytes_after_the_map_are_refused() -> None:
     raw = msgspec.msgpack.encode({"kind": "text", "body": b""}) + b"\x00"
     with pytest.raises(ProtocolError):
         payload.decode_payload(payload.pad(raw))
+
+
+# --------------------------------------------------------------------------- to-device contents
+
+
+@settings(max_examples=40, deadline=None)
+@given(account=SEQ, seed=st.binary(min_size=32, max_size=32))
+def test_master_key_transfers_round_trip(account: int, seed: bytes) -> None:
+    transfer = payload.MasterKeyTransfer(account=account, seed=seed)
+    padded = payload.encode_to_device(transfer)
+    assert len(padded) in (64, 128)  # 64 only for account ids below 128
+    assert payload.decode_to_device(padded) == transfer
+    assert msgspec.msgpack.decode(payload.unpad(padded)) == {
+        "t": "master_key",
+        "account": account,
+        "seed": seed,
+    }
+
+
+def test_sender_key_distributions_still_decode_as_such() -> None:
+    dist = sender_keys.distribution(sender_keys.new_sender_key(9))
+    padded = payload.encode_to_device(dist)
+    assert msgspec.msgpack.decode(payload.unpad(padded))["t"] == "sender_key"
+    got = payload.decode_to_device(padded)
+    assert isinstance(got, sender_keys.SenderKeyDistribution) and got == dist
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"t": "master_key", "account": 1, "seed": bytes(31)},
+        {"t": "master_key", "account": 0, "seed": bytes(32)},
+        {"t": "master_key", "seed": bytes(32)},
+        {"t": "master_key", "account": 1, "seed": "x" * 32},
+        {"t": "nope", "account": 1, "seed": bytes(32)},
+        {"account": 1, "seed": bytes(32)},
+    ],
+)
+def test_malformed_to_device_contents_are_refused(value: object) -> None:
+    with pytest.raises(ProtocolError):
+        payload.decode_to_device(payload.pad(msgspec.msgpack.encode(value)))
 
 
 # --------------------------------------------------------------------------- safety numbers
