@@ -7,7 +7,9 @@ Every message this tool sends carries a 28-byte header in its body::
     magic b"CLD1" | run id u32 | intended send time (time.time_ns) i64 | message id u64 | client u32
 
 so a receiver measures delivery latency from the *intended* send time (no coordinated omission)
-and counts only this run's messages. Wall-clock nanoseconds are used so that workers in other
+and counts only this run's messages. With kind ``e2e`` the rest of the body is random bytes (as
+opaque as a ciphertext) and its size is that of a real sender-key ciphertext (scenario.body_size);
+no cryptography is done. Wall-clock nanoseconds are used so that workers in other
 processes (and, with synchronised clocks, other hosts) share one time base.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import struct
 import time
@@ -65,9 +68,17 @@ class Fast(msgspec.Struct):
 _fast = msgspec.msgpack.Decoder(Fast)
 
 
-def make_body(run: int, intended_ns: int, msg_id: int, client: int, size: int) -> bytes:
+_OPAQUE = os.urandom(2**16)  # filler of e2e bodies: incompressible, like ciphertext
+
+
+def make_body(
+    run: int, intended_ns: int, msg_id: int, client: int, size: int, opaque: bool = False
+) -> bytes:
     head = HEADER.pack(MAGIC, run, intended_ns, msg_id, client)
-    return head + b"x" * (size - len(head)) if size > len(head) else head
+    if size <= len(head):
+        return head
+    n = size - len(head)
+    return head + (_OPAQUE[:n] if opaque else b"x" * n)
 
 
 def run_prefix(run: int) -> bytes:
@@ -141,7 +152,7 @@ def _ws_options() -> dict[str, Any]:
 
 
 class Client:
-    """One account with one device and one connection (re-established on churn or drops)."""
+    """One device of an account and its connection (re-established on churn or drops)."""
 
     def __init__(
         self,
@@ -177,8 +188,14 @@ class Client:
 
     # ----------------------------------------------------------------- connection
 
-    async def open(self, register_handle: str | None = None) -> F.Welcome:
-        """Connect, take the challenge, then register (new account) or log in (known device)."""
+    async def open(
+        self,
+        register_handle: str | None = None,
+        link: tuple[str, int, SigningKey] | None = None,
+    ) -> F.Welcome:
+        """Connect, take the challenge, then register (new account), link this device's key to
+        an existing account (``link`` = (handle, approver device, approver key); ``self.account``
+        is that account) or log in (known device)."""
         ws = await connect(self.url, **_ws_options())
         self.ws = ws
         challenge = codec.decode_server(await ws.recv())  # type: ignore[arg-type]
@@ -195,6 +212,20 @@ class Client:
                 name=register_handle,
                 device_key=key.public_key,
                 device_name="chatload",
+                sig=sig,
+            )
+        elif link is not None:
+            handle, approver, approver_key = link
+            approval = approver_key.sign(
+                auth.device_approval_payload(challenge.server, self.account, key.public_key)
+            )
+            frame = lambda rid: F.LinkDevice(  # noqa: E731
+                id=rid,
+                handle=handle,
+                device_key=key.public_key,
+                device_name="chatload",
+                approver=approver,
+                approval=approval,
                 sig=sig,
             )
         else:
@@ -300,10 +331,11 @@ class Client:
         fs[t] = fs.get(t, 0) + 1
 
     def send_message(self, conv: int, intended_ns: int, msg_id: int, size: int) -> None:
-        """One open-model send: recorded as unacked (resent after a reconnect) and written now
-        if connected."""
+        """One open-model send of a ``size``-byte body (already the ciphertext size for kind
+        ``e2e``): recorded as unacked (resent after a reconnect) and written now if
+        connected."""
         cmid = f"{self.stats.run:x}.{msg_id:x}"  # unique across runs reusing provisioning
-        body = make_body(self.stats.run, intended_ns, msg_id, self.idx, size)
+        body = make_body(self.stats.run, intended_ns, msg_id, self.idx, size, self.kind == "e2e")
         self.unacked[cmid] = (conv, body, intended_ns)
         self.stats.sent += 1
         fs = self.stats.frames_sent

@@ -1,7 +1,10 @@
 """Provisioning: register the scenario's accounts (real Ed25519 device keys, chatd.v1 register
-handshake) and create its conversations, pipelined; save it to a JSON file to reuse across runs.
+handshake), link their extra devices (``devices_per_account``: ``link_device``, approved by the
+first device's key), and create its conversations, pipelined; save it to a JSON file to reuse
+across runs.
 
-Accounts register on their own connections (up to ``concurrency`` at a time) and disconnect, so
+Accounts register, then extra devices link, on their own connections (up to ``concurrency`` at a
+time) and disconnect, so
 that creating conversations does not fan ``joined`` system messages out to thousands of live
 connections; then each owner logs in once and pipelines its ``create_conv`` (256 members at
 most) and ``invite`` requests (the rest of a big channel).
@@ -15,11 +18,12 @@ import asyncio
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from chatproto import frames as F
+from chatproto.e2e.primitives import SigningKey
 
 from .proto import Client, Stats, gather_limited, with_id
 from .scenario import ConvPlan, Scenario, plan_conversations
@@ -29,12 +33,23 @@ PIPELINE = 1000
 
 
 @dataclass
+class Device:
+    device: int
+    seed: bytes
+
+
+@dataclass
 class Account:
     i: int
     handle: str
     account: int
-    device: int
+    device: int  # the first device (registered with the account)
     seed: bytes
+    linked: list[Device] = field(default_factory=list)  # devices added with link_device
+
+    def devices(self, n: int) -> list[Device]:
+        """The account's first ``n`` devices, the registering one first."""
+        return [Device(self.device, self.seed), *self.linked][:n]
 
 
 @dataclass
@@ -58,7 +73,7 @@ class Provisioning:
         Path(path).write_text(
             json.dumps(
                 {
-                    "version": 1,
+                    "version": 2,
                     "scenario": self.scenario,
                     "tag": self.tag,
                     "seconds": round(self.seconds, 3),
@@ -69,6 +84,9 @@ class Provisioning:
                             "account": a.account,
                             "device": a.device,
                             "seed": a.seed.hex(),
+                            "linked": [
+                                {"device": d.device, "seed": d.seed.hex()} for d in a.linked
+                            ],
                         }
                         for a in self.accounts
                     ],
@@ -93,7 +111,14 @@ class Provisioning:
             scenario=d["scenario"],
             tag=d["tag"],
             accounts=[
-                Account(a["i"], a["handle"], a["account"], a["device"], bytes.fromhex(a["seed"]))
+                Account(
+                    a["i"],
+                    a["handle"],
+                    a["account"],
+                    a["device"],
+                    bytes.fromhex(a["seed"]),
+                    [Device(x["device"], bytes.fromhex(x["seed"])) for x in a.get("linked", [])],
+                )
                 for a in d["accounts"]
             ],
             convs=[
@@ -107,6 +132,14 @@ class Provisioning:
         if len(self.accounts) < s.accounts:
             raise SystemExit(
                 f"provisioning has {len(self.accounts)} accounts, scenario wants {s.accounts}"
+            )
+        short = [
+            a.i for a in self.accounts[: s.accounts] if 1 + len(a.linked) < s.devices_per_account
+        ]
+        if short:
+            raise SystemExit(
+                f"provisioning has fewer than {s.devices_per_account} devices for"
+                f" {len(short)} account(s); provision again"
             )
         want = len(plan_conversations(s)) if s.kind == "messaging" else 0
         if len(self.convs) != want:
@@ -130,6 +163,31 @@ async def register_accounts(
         return Account(i, handle, c.account, c.device, c.key.seed)
 
     return await gather_limited([one(i) for i in range(n)], concurrency)
+
+
+async def link_devices(
+    targets: tuple[str, ...] | list[str],
+    accounts: list[Account],
+    devices_per_account: int,
+    concurrency: int = 200,
+) -> None:
+    """Give every account ``devices_per_account`` devices: each missing one links a fresh key
+    with ``link_device`` on its own connection, approved by the account's first device."""
+    stats = Stats()
+    todo = [
+        (a, d) for a in accounts for d in range(1 + len(a.linked), devices_per_account)
+    ]  # fmt: skip
+
+    async def one(a: Account, d: int) -> tuple[Account, int, Device]:
+        conn = a.i * devices_per_account + d
+        c = Client(conn, url_for(targets, conn), stats, account=a.account)
+        await c.open(link=(a.handle, a.device, SigningKey(a.seed)))
+        await c.close()
+        return a, d, Device(c.device, c.key.seed)
+
+    done = await gather_limited([one(a, d) for a, d in todo], concurrency)
+    for a, _d, dev in sorted(done, key=lambda x: (x[0].i, x[1])):
+        a.linked.append(dev)
 
 
 async def create_conversations(
@@ -190,6 +248,8 @@ async def provision(s: Scenario, targets: tuple[str, ...] | None = None) -> Prov
     tg = targets or s.targets
     tag = os.urandom(3).hex()
     accounts = await register_accounts(tg, s.accounts, tag)
+    if s.devices_per_account > 1:
+        await link_devices(tg, accounts, s.devices_per_account)
     plans = plan_conversations(s) if s.kind == "messaging" else []
     convs = await create_conversations(tg, accounts, plans)
     return Provisioning(s.name, tag, accounts, convs, time.monotonic() - t0)
@@ -201,6 +261,7 @@ def provisioning_summary(p: Provisioning) -> dict[str, Any]:
         kinds[c.type] = kinds.get(c.type, 0) + 1
     return {
         "accounts": len(p.accounts),
+        "devices": sum(1 + len(a.linked) for a in p.accounts),
         "conversations": kinds,
         "seconds": round(p.seconds, 2),
         "accounts_per_s": round(len(p.accounts) / p.seconds, 1) if p.seconds else None,

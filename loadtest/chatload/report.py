@@ -205,6 +205,10 @@ def totals_table(result: dict[str, Any]) -> Table:
         ("duplicates (deliveries / acks)", f"{s['duplicates']} / {s['dup_acks']}"),
         ("errors", ", ".join(f"{k}: {v}" for k, v in s["errors"].items()) or "0"),
         ("reconnects", str(s["reconnects"])),
+        (
+            "connections held (max / steady min)",
+            f"{s.get('connections_held', 0):,} / {s.get('connections_held_steady_min', 0):,}",
+        ),
         ("steady window", f"{s['window_s']:.1f} s"),
         ("acked msgs/s (steady)", f"{s['acked_per_s']:,.1f}"),
         ("deliveries/s (steady)", f"{s['deliveries_per_s']:,.1f}"),

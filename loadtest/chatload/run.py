@@ -104,9 +104,12 @@ async def maybe_server(opts: RunOptions, console: Console) -> Any:
 def build_assignments(
     s: Scenario, prov: Provisioning, targets: tuple[str, ...], nworkers: int, run: int
 ) -> list[dict[str, Any]]:
-    """Client i goes to worker i % W and to target i % len(targets); a route (sender, conv)
-    runs on its sender's worker with its block's rate split by route count."""
+    """Connection (client) i = device i % D of account i // D (D = devices_per_account) goes to
+    worker i % W and to target i % len(targets). A route (sending connection, conv) runs on its
+    connection's worker with its block's rate split by route count; each sending account's
+    routes are spread over all its devices, so every device sends."""
     accounts = prov.accounts[: s.accounts]
+    nd = s.devices_per_account
     member_of: dict[int, list[int]] = {}
     for c in prov.convs:
         for m in c.members:
@@ -125,27 +128,29 @@ def build_assignments(
                 "message": {"kind": s.message_kind, "size": s.message_size.as_dict()},
                 "clients": [
                     {
-                        "i": a.i,
-                        "url": url_for(targets, a.i),
+                        "i": a.i * nd + d,
+                        "url": url_for(targets, a.i * nd + d),
                         "account": a.account,
-                        "device": a.device,
-                        "seed": a.seed,
+                        "device": dev.device,
+                        "seed": dev.seed,
                         "convs": member_of.get(a.i, []),
                     }
                     for a in accounts
-                    if a.i % nworkers == w
+                    for d, dev in enumerate(a.devices(nd))
+                    if (a.i * nd + d) % nworkers == w
                 ],
                 "blocks": [],
             }
         )
     for bi, b in enumerate(s.blocks):
         convs = [c for c in prov.convs if c.block == bi]
-        routes: list[tuple[int, int]] = []
+        account_routes: list[tuple[int, int]] = []
         for k in range(max((len(c.senders) for c in convs), default=0)):
             for c in convs:  # consecutive messages go to different conversations
                 if k < len(c.senders):
-                    routes.append((c.senders[k], c.conv))
-        rate = block_rate(b, len(routes))
+                    account_routes.append((c.senders[k], c.conv))
+        rate = block_rate(b, len(account_routes))  # per sending account, not per device
+        routes = [(a * nd + d, conv) for d in range(nd) for a, conv in account_routes]
         for w in range(nworkers):
             mine = [r for r in routes if r[0] % nworkers == w]
             if mine:
@@ -192,7 +197,7 @@ async def run_scenario(opts: RunOptions, console: Console) -> dict[str, Any]:
     s = opts.scenario
     if s.kind == "idle":
         return await run_idle(opts, console, s.accounts)
-    raise_nofile(max(65536, s.accounts * 2 + 1024))
+    raise_nofile(max(65536, s.connections * 2 + 1024))
     pin(opts.cpus[0] if opts.cpus else None)
     async with maybe_server(opts, console) as (targets, probe, _server):
         if opts.provisioned:
@@ -229,13 +234,14 @@ async def _drive(
         connected = sum(int(r["connected"]) for r in readies)
         if not opts.quiet:
             console.print(
-                f"{connected}/{len(prov.accounts[: s.accounts])} clients logged in over"
+                f"{connected}/{s.connections} connections ({s.accounts} accounts x"
+                f" {s.devices_per_account} device(s)) logged in over"
                 f" {nworkers} worker(s) in {time.monotonic() - t_setup:.1f} s"
             )
         t0 = time.time_ns() + 500_000_000
         for ch in chans:
             await ch.send({"type": "start", "t0": t0})
-        members = {c.conv: len(c.members) for c in prov.convs}
+        members = receivers(s, prov)
         agg = Aggregator(nworkers)
         cpu_at: dict[int, float] = {}
         rss_at: dict[int, int] = {}
@@ -298,8 +304,10 @@ async def _drive(
         sampler.cancel()
         for p in pumps:
             p.cancel()
-        members = {c.conv: len(c.members) for c in prov.convs}
+        members = receivers(s, prov)
         env = environment(len(finals), opts.cpus, opts.server_cpu if opts.spawn_server else None)
+        env["connections_logged_in"] = connected
+        env["devices_per_account"] = s.devices_per_account
         return result_dict(
             s, members, provisioning_summary(prov), agg, finals, cpu_at, rss_at, targets, probe, env
         )
@@ -312,6 +320,12 @@ async def _drive(
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def receivers(s: Scenario, prov: Provisioning) -> dict[int, int]:
+    """Connections a message of each conversation reaches, counting the sending connection
+    (which gets the ack instead): every device of every member."""
+    return {c.conv: len(c.members) * s.devices_per_account for c in prov.convs}
 
 
 def result_dict(
@@ -379,6 +393,8 @@ def result_dict(
         "duplicates": cum.get("dup_delivers", 0),
         "dup_acks": cum.get("dup_acks", 0),
         "reconnects": cum.get("reconnects", 0),
+        "connections_held": max((int(r["conns"]) for r in rows), default=0),
+        "connections_held_steady_min": min((int(r["conns"]) for r in steady), default=0),
         "errors": errors,
         "error_count": sum(errors.values()),
         "window_s": window,

@@ -3,7 +3,8 @@
 ```toml
 name = "group50"
 kind = "messaging"            # or "idle": hold `accounts` authenticated idle connections
-accounts = 200                # accounts (one device, one connection each)
+accounts = 200                # accounts
+devices_per_account = 1       # devices per account, each with its own key and connection
 targets = ["ws://127.0.0.1:8765/ws"]   # clients spread round-robin over these
 duration = 20                 # seconds of load (ramp included)
 ramp_up = 2                   # offered rate grows linearly from 0 over this many seconds
@@ -11,9 +12,10 @@ churn_per_s = 0               # connections dropped and re-established per secon
 seed = 1                      # member draw / size draw randomness
 
 [message]
-kind = "text"
+kind = "text"                 # any kind a client may send; "e2e": opaque end-to-end-sized bodies
 size = { dist = "fixed", bytes = 100 }   # or {dist="uniform", min=, max=} or
                                          # {dist="choice", values=[..], weights=[..]}
+                                         # (with kind "e2e": the plaintext size, see body_size)
 
 [[conversations]]
 type = "group"                # "direct" | "group" | "channel"
@@ -25,6 +27,8 @@ senders = 0                   # group: members that send (0 = all); channel: adm
 
 Members are drawn from the account pool in consecutive blocks (wrapping around), so one account
 can be in several conversations. Direct conversations pair accounts 2i, 2i+1 (wrapping).
+Connection (client) ``i`` is device ``i % devices_per_account`` of account
+``i // devices_per_account``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chatproto.e2e.payload import MAX_PADDED, bucket
+from chatproto.e2e.sender_keys import OVERHEAD as E2E_OVERHEAD
+
 BODY_HEADER = 28  # magic(4) run(4) intended_ns(8) msg id(8) sender client(4), see proto.py
+E2E_KIND = "e2e"
+E2E_MAX_PLAINTEXT = MAX_PADDED - 1  # the padding adds at least one byte (0x80)
+
+
+def e2e_body_size(plaintext: int) -> int:
+    """Size of the body a real client sends for a ``plaintext``-byte message: the plaintext plus
+    at least one padding byte, padded to the smallest bucket (64, 128, ... 32 768, then 65 447),
+    plus the sender-key overhead (89 bytes). A short text (100 bytes) gives 128 + 89 = 217."""
+    if plaintext > E2E_MAX_PLAINTEXT:
+        raise ValueError(f"an e2e plaintext of {plaintext} bytes is too large to pad")
+    return bucket(plaintext) + E2E_OVERHEAD  # the SDK's own padding rule (chatproto)
+
+
+def body_size(kind: str, drawn: int) -> int:
+    """Body bytes sent for a drawn message size: the size itself, or with kind ``e2e`` the size
+    of the sender-key ciphertext of that much plaintext."""
+    return e2e_body_size(drawn) if kind == E2E_KIND else drawn
 
 
 @dataclass(frozen=True)
@@ -75,6 +99,13 @@ class SizeDist:
             return rng.choices(self.values, self.weights)[0]
         return self.bytes
 
+    def largest(self) -> int:
+        if self.dist == "uniform":
+            return self.max
+        if self.dist == "choice":
+            return max(self.values)
+        return self.bytes
+
     def as_dict(self) -> dict[str, Any]:
         if self.dist == "fixed":
             return {"dist": "fixed", "bytes": self.bytes}
@@ -106,6 +137,12 @@ class Scenario:
     message_kind: str
     message_size: SizeDist
     blocks: tuple[ConvBlock, ...] = field(default_factory=tuple)
+    devices_per_account: int = 1
+
+    @property
+    def connections(self) -> int:
+        """Connections a messaging run holds: one per device of every account."""
+        return self.accounts * self.devices_per_account
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
@@ -119,7 +156,7 @@ class Scenario:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scenario:
         known = {
-            "name", "kind", "accounts", "targets", "duration", "ramp_up", "churn_per_s",
+            "name", "kind", "accounts", "devices_per_account", "targets", "duration", "ramp_up", "churn_per_s",
             "seed", "message", "conversations",
         }  # fmt: skip
         unknown = set(d) - known
@@ -152,6 +189,13 @@ class Scenario:
             )
         if kind == "messaging" and not blocks:
             raise ValueError("a messaging scenario needs [[conversations]]")
+        devices = int(d.get("devices_per_account", 1))
+        if devices < 1:
+            raise ValueError("devices_per_account is at least 1")
+        message_kind = str(msg.get("kind", "text"))
+        message_size = SizeDist.parse(msg.get("size"), 100)
+        if message_kind == E2E_KIND and message_size.largest() > E2E_MAX_PLAINTEXT:
+            raise ValueError(f"e2e plaintext sizes are at most {E2E_MAX_PLAINTEXT} bytes")
         return cls(
             name=str(d["name"]),
             kind=kind,
@@ -161,9 +205,10 @@ class Scenario:
             ramp_up=float(d.get("ramp_up", 0)),
             churn_per_s=float(d.get("churn_per_s", 0)),
             seed=int(d.get("seed", 1)),
-            message_kind=str(msg.get("kind", "text")),
-            message_size=SizeDist.parse(msg.get("size"), 100),
+            message_kind=message_kind,
+            message_size=message_size,
             blocks=tuple(blocks),
+            devices_per_account=devices,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -171,6 +216,7 @@ class Scenario:
             "name": self.name,
             "kind": self.kind,
             "accounts": self.accounts,
+            "devices_per_account": self.devices_per_account,
             "targets": list(self.targets),
             "duration": self.duration,
             "ramp_up": self.ramp_up,

@@ -28,7 +28,7 @@ import msgspec
 
 from .procstat import pin, raise_nofile, self_cpu_seconds
 from .proto import Client, Stats, gather_limited
-from .scenario import SizeDist
+from .scenario import SizeDist, body_size
 
 _LEN = struct.Struct(">I")
 
@@ -127,6 +127,7 @@ class Worker:
         i = 0
         draw = self.size.draw
         rng = self.rng
+        kind = self.kind
         while i < total and not self.stopping:
             now_s = (time.time_ns() - t0) / 1e9
             due = min(total, messages_due(now_s, rate, ramp), i + 2000)
@@ -134,7 +135,7 @@ class Worker:
                 client, conv = routes[i % n]
                 intended = t0 + int(intended_offset_s(i, rate, ramp) * 1e9)
                 self.msg_id += 1
-                client.send_message(conv, intended, self.msg_id, draw(rng))
+                client.send_message(conv, intended, self.msg_id, body_size(kind, draw(rng)))
                 i += 1
             if i >= total:
                 break
