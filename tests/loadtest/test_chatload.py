@@ -13,12 +13,13 @@ import msgspec
 import pytest
 from chatload import cli
 from chatload.hist import Latency, merge
+from chatload.proto import Client, Stats, with_id
 from chatload.provision import Provisioning
 from chatload.record import recording_proxy
 from chatload.replay import Trace, replay
 from chatload.report import Threshold, check_thresholds, write_csv, write_json, write_plot
 from chatload.run import RunOptions, run_scenario
-from chatload.scenario import Scenario, plan_conversations
+from chatload.scenario import Scenario, e2e_body_size, plan_conversations
 from chatload.worker import intended_offset_s, messages_due
 from chatproto import frames as F
 from conftest import make_settings, run_server
@@ -188,6 +189,73 @@ async def test_tiny_scenario_counts_are_exact(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "r.json").read_text())["summary"]["lost"] == 0
     assert (tmp_path / "r.csv").read_text().startswith("t,conns,sent")
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_e2e_body_sizes_follow_the_buckets() -> None:
+    # padded plaintext (plaintext + at least 1 byte, to 64, 128, ... 32768, then 65447) + 89
+    for plaintext, body in (
+        (0, 153), (28, 153), (63, 153), (64, 217), (100, 217), (127, 217), (128, 345),
+        (1000, 1113), (32767, 32857), (32768, 65536), (65446, 65536),
+    ):  # fmt: skip
+        assert e2e_body_size(plaintext) == body, plaintext
+    with pytest.raises(ValueError, match="too large"):
+        e2e_body_size(65447)
+    big = {"name": "x", "message": {"kind": "e2e", "size": 65447}}
+    with pytest.raises(ValueError, match="e2e plaintext"):
+        Scenario.from_dict({**big, "conversations": [{"type": "direct", "rate_total": 1}]})
+    with pytest.raises(ValueError, match="devices_per_account"):
+        Scenario.from_dict({"name": "x", "devices_per_account": 0, "kind": "idle"})
+
+
+async def test_two_devices_per_account_e2e_counts_are_exact(tmp_path: Path) -> None:
+    """devices_per_account = 2 and kind e2e: every device logs in on its own connection and
+    sends; each message is delivered once to every device of every member except the sending
+    connection (the sender's other device included); the server stores opaque bodies of the
+    bucketed ciphertext sizes."""
+    async with run_server(make_settings(tmp_path, limits=LIMITS)) as server:
+        s = replace(
+            Scenario.load(SCENARIOS / "tiny.toml"),
+            targets=(server.url,),
+            duration=2.0,
+            devices_per_account=2,
+            message_kind="e2e",
+        )
+        prov_path = tmp_path / "prov.json"
+        r = await run_scenario(RunOptions(s, save_provisioning=prov_path, quiet=True), quiet())
+        prov = Provisioning.load(prov_path)
+        # read the stored messages back, each conversation as a member's linked device
+        pages = []
+        for cv in prov.convs:
+            dev = prov.accounts[cv.members[0]].linked[0]
+            c = Client(0, server.url, Stats(), seed=dev.seed, device=dev.device)
+            await c.open()
+            pages.append(await c.request(with_id(F.Fetch, conv=cv.conv, limit=200)))
+            await c.close()
+    assert all(len(a.linked) == 1 for a in prov.accounts)
+    devices = {a.device for a in prov.accounts} | {a.linked[0].device for a in prov.accounts}
+    assert len(devices) == 12
+    m = r["summary"]
+    assert m["sent"] == 38  # as in tiny: 15 direct, 15 group, 8 channel messages
+    assert m["acked"] == 38 and m["unacked"] == 0 and m["failed"] == 0
+    # every device of every member but the sending connection:
+    # direct 15 x (2*2-1) + group of 4: 15 x (4*2-1) + channel of 5: 8 x (5*2-1)
+    assert m["expected_deliveries"] == 15 * 3 + 15 * 7 + 8 * 9 == 222
+    assert m["delivered"] == 222
+    assert m["lost"] == 0 and m["duplicates"] == 0 and m["dup_acks"] == 0
+    assert m["error_count"] == 0
+    assert m["connections_held"] == 12
+    sent = [msg for page in pages if isinstance(page, F.Messages) for msg in page.messages]
+    e2e = [msg for msg in sent if msg.kind == "e2e"]
+    assert len(e2e) == 38
+    # plaintext sizes uniform 40..200 -> padded 64, 128 or 256 (+ 89 bytes of sender key)
+    assert {len(msg.body) for msg in e2e} <= {153, 217, 345}
+    assert len({len(msg.body) for msg in e2e}) > 1
+    assert all(msg.body[:4] == b"CLD1" for msg in e2e)
+    # both devices of the senders sent (routes are spread over every device)
+    assert {msg.device for msg in e2e} & {a.linked[0].device for a in prov.accounts}
+    assert {msg.device for msg in e2e} & {a.device for a in prov.accounts}
+    with pytest.raises(SystemExit, match="fewer than 3 devices"):
+        prov.check(replace(s, devices_per_account=3))
 
 
 # --------------------------------------------------------------------------- record / replay
