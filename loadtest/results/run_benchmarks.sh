@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark figures of loadtest/README.md: chatd pinned to core 0 (taskset -c 0, spawned by
-# chatload), the generator (coordinator + 1 worker) pinned to core 1. About 4 minutes.
+# chatload), the generator (coordinator + 1 worker) pinned to core 1. About 4.5 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 R=loadtest/results
@@ -19,3 +19,5 @@ $CL run loadtest/scenarios/direct.toml  $PIN --rate-scale "$(half $R/direct-max.
 $CL run loadtest/scenarios/group50.toml $PIN --rate-scale "$(half $R/group50-max.json 150)" --json $R/group50-half.json --plot $R/group50.png
 # idle: RSS per authenticated idle connection at 10,000 connections
 $CL idle loadtest/scenarios/idle.toml $PIN --json $R/idle.json
+# end-to-end-encrypted traffic (217-byte e2e bodies), groups of 50, 2 devices per account
+$CL run loadtest/scenarios/group50-e2e.toml $PIN --json $R/group50-e2e.json
