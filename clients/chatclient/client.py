@@ -52,6 +52,7 @@ from chatclient.events import (
     DevicesChanged,
     Disconnected,
     Event,
+    MasterKeyReceived,
     Message,
     SecurityWarning,
     Undecryptable,
@@ -486,16 +487,20 @@ class Client:
         done = int(self.keystore.get("e2e.device", "to_device_done") or b"0")
         if item.tid <= done:
             return True  # pushed live and fetched again: already processed
+        conv: int | None = None
         try:
-            conv = await self.e2e.receive_to_device(item)
+            received = await self.e2e.receive_to_device(item)
         except ChatProtoError as exc:
-            conv = None
             await self._emit(
                 SecurityWarning(item.sender, f"to-device item {item.tid} refused: {exc.message}")
             )
         except (ChatClientError, TimeoutError) as exc:
             log.warning("could not check the sender of to-device item %s: %s", item.tid, exc)
             return False
+        else:
+            conv = received.conv
+            if received.master_key:
+                await self._emit(MasterKeyReceived(item.device))
         self.keystore.put("e2e.device", "to_device_done", str(item.tid).encode())
         if conv is not None:
             await self._unpark(conv)
@@ -541,6 +546,21 @@ class Client:
         adding the devices in ``approve``; returns the new version."""
         await self._wait_connected()
         return await self.e2e.publish_device_list(list(approve))
+
+    async def transfer_master_key(self, device: int, *, keep: bool = True) -> None:
+        """Hand the account's master key to ``device``, another device of this account (calling
+        this is the user's approval). Only on the device that holds the key, and only to a
+        device on the account's signed device list (``publish_devices`` first): otherwise it
+        raises ``ChatProtoError`` and sends nothing. The key travels end-to-end encrypted over
+        the pairwise session; the receiver checks it and emits ``MasterKeyReceived``, after which
+        it can ``publish_devices``.
+
+        ``keep`` (default True): this device keeps its copy too, so both can sign lists. With
+        ``keep=False`` it deletes its copy as soon as the server accepted the item; if the
+        receiving device is lost or refuses it, the account can no longer sign a device list,
+        so pass it only when retiring this device."""
+        await self._wait_connected()
+        await self.e2e.transfer_master_key(device, keep=keep)
 
     def safety_number(self, account: int) -> str:
         """The 60-digit number both sides compare to verify each other's keys."""

@@ -15,6 +15,9 @@ plaintext kinds into ``e2e`` message bodies and back:
 * Trust: an account's master key is pinned on first use; every device list must be signed by
   it with a growing version. A device the list does not contain gets nothing and is trusted for
   nothing, whatever the server says.
+* The master key itself moves to another device of the account only when the user asks for it
+  (``transfer_master_key``), over a pairwise session, and is accepted only from a listed device
+  of the same account and only if it is the pinned master key.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import msgspec
 from chatproto import frames as F
 from chatproto import kinds
 from chatproto.e2e import devicelist, pairwise, payload, safety, sender_keys, x3dh
-from chatproto.e2e.primitives import SigningKey
+from chatproto.e2e.primitives import SigningKey, constant_time_equal
 from chatproto.errors import ChatProtoError, CryptoError, DecryptError, ProtocolError
 
 if TYPE_CHECKING:
@@ -85,6 +88,16 @@ class _Plain(msgspec.Struct, array_like=True):
 class Decrypted:
     kind: str
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What one to-device item stored."""
+
+    conv: int | None = None
+    """A sender key for this conversation."""
+    master_key: bool = False
+    """This account's master key (a transfer from another of its devices)."""
 
 
 class MissingKey(CryptoError):
@@ -408,47 +421,87 @@ class E2E:
         for account, device in to:
             by_account.setdefault(account, []).append(device)
         for account, devices in by_account.items():
-            listed = {d.device: d for d in await self.devices(account)}
-            need_bundle = [d for d in devices if self.ks.get(NS_SESSION, str(d)) is None]
-            bundles: dict[int, F.Bundle] = {}
-            if need_bundle:
-                got: F.Bundles = await self._call(
-                    F.ClaimKeys(id=self._id(), account=account), F.Bundles
-                )
-                bundles = {b.device: b for b in got.bundles}
-            for device in devices:
-                entry = listed.get(device)
-                if entry is None:
-                    continue  # not on the signed list: never given a key
-                session: pairwise.Session | None = _load(
-                    self.ks, NS_SESSION, str(device), pairwise.Session
-                )
-                bundle = None
-                if session is None:
-                    b = bundles.get(device)
-                    if b is None or b.signed_prekey is None:
-                        log.warning("no bundle for device %s of account %s", device, account)
-                        continue
-                    if b.identity_key != entry.identity_key:
-                        raise UntrustedDevice(
-                            f"device {device}: bundle identity key is not the listed one"
-                        )
-                    bundle = _bundle(b)
-                message, session = pairwise.encrypt_to_device(
-                    session,
-                    content,
-                    identity=self.identity,
-                    bundle=bundle,
-                    expected_signing_key=entry.signing_key,
-                )
-                _save(self.ks, NS_SESSION, str(device), session)
-                await self._call(F.ToDevice(id=self._id(), device=device, body=message), F.Ok)
+            await self._send_pairwise(account, devices, content)
+
+    async def _send_pairwise(
+        self, account: int, devices: Sequence[int], content: bytes
+    ) -> list[int]:
+        """Encrypt the padded to-device plaintext ``content`` for each of ``account``'s
+        ``devices`` over its pairwise session (started from a claimed bundle if none) and send
+        it; returns the devices it was sent to. A device not on the account's verified list, or
+        without a bundle, is skipped."""
+        sent: list[int] = []
+        listed = {d.device: d for d in await self.devices(account)}
+        need_bundle = [d for d in devices if self.ks.get(NS_SESSION, str(d)) is None]
+        bundles: dict[int, F.Bundle] = {}
+        if need_bundle:
+            got: F.Bundles = await self._call(
+                F.ClaimKeys(id=self._id(), account=account), F.Bundles
+            )
+            bundles = {b.device: b for b in got.bundles}
+        for device in devices:
+            entry = listed.get(device)
+            if entry is None:
+                continue  # not on the signed list: never given anything
+            session: pairwise.Session | None = _load(
+                self.ks, NS_SESSION, str(device), pairwise.Session
+            )
+            bundle = None
+            if session is None:
+                b = bundles.get(device)
+                if b is None or b.signed_prekey is None:
+                    log.warning("no bundle for device %s of account %s", device, account)
+                    continue
+                if b.identity_key != entry.identity_key:
+                    raise UntrustedDevice(
+                        f"device {device}: bundle identity key is not the listed one"
+                    )
+                bundle = _bundle(b)
+            message, session = pairwise.encrypt_to_device(
+                session,
+                content,
+                identity=self.identity,
+                bundle=bundle,
+                expected_signing_key=entry.signing_key,
+            )
+            _save(self.ks, NS_SESSION, str(device), session)
+            await self._call(F.ToDevice(id=self._id(), device=device, body=message), F.Ok)
+            sent.append(device)
+        return sent
+
+    async def transfer_master_key(self, device: int, *, keep: bool = True) -> None:
+        """Send the account's master key to ``device`` of this account over the pairwise session
+        (the caller's decision is the user's approval). Refused (``UntrustedDevice``) unless
+        ``device`` is on the account's verified device list and is not this device. With
+        ``keep=False`` this device deletes its own copy once the server accepted the item."""
+        seed = self.ks.get(NS_DEVICE, "master")
+        if seed is None:
+            raise CryptoError("this device does not hold the account's master key")
+        account = self.ks.account
+        if device == self.ks.device:
+            raise UntrustedDevice("the master key is already on this device")
+        master_key = SigningKey(seed).public_key
+        pinned = self.trust(account)
+        if pinned is None or pinned.master_key != master_key:
+            raise UntrustedDevice("this account's pinned master key is not the one held here")
+        listed = {d.device for d in await self.devices(account, refresh=True)}
+        if device not in listed:
+            raise UntrustedDevice(
+                f"device {device} is not on this account's signed device list: approve it first"
+            )
+        content = payload.encode_to_device(payload.MasterKeyTransfer(account=account, seed=seed))
+        if device not in await self._send_pairwise(account, [device], content):
+            raise CryptoError(f"device {device} has no published keys: nothing was sent")
+        if not keep:
+            self.ks.delete(NS_DEVICE, "master")
 
     # ------------------------------------------------------------------ receiving
 
-    async def receive_to_device(self, item: F.ToDeviceItem | F.ToDeviceEvent) -> int | None:
-        """Decrypt one to-device item and store the sender key it carries; returns the
-        conversation it unlocks (None when there was nothing to store)."""
+    async def receive_to_device(self, item: F.ToDeviceItem | F.ToDeviceEvent) -> Received:
+        """Decrypt one to-device item and store what it carries: a sender key (``Received.conv``
+        is the conversation it unlocks) or this account's master key (``Received.master_key``).
+        Whatever the sender's signed device list (or, for a master key, the pinned master key
+        of this account) does not vouch for raises ``UntrustedDevice`` and is not stored."""
         sender_devices = {d.device: d for d in await self.devices(item.sender, refresh=True)}
         entry = sender_devices.get(item.device)
         if entry is None:
@@ -464,12 +517,37 @@ class E2E:
             )
         _save(self.ks, NS_DEVICE, "prekeys", result.prekeys)
         self._keep_session(item.device, result.session)
-        dist = payload.decode_to_device(result.plaintext)
+        content = payload.decode_to_device(result.plaintext)
+        if isinstance(content, payload.MasterKeyTransfer):
+            self._accept_master_key(item.sender, item.device, content)
+            return Received(master_key=True)
         receiver = sender_keys.receiver_from_distribution(
-            dist, sender_account=item.sender, sender_device=item.device
+            content, sender_account=item.sender, sender_device=item.device
         )
-        _save(self.ks, NS_IN, f"{dist.conv}:{item.device}:{dist.key_id}", receiver)
-        return dist.conv
+        _save(self.ks, NS_IN, f"{content.conv}:{item.device}:{content.key_id}", receiver)
+        return Received(conv=content.conv)
+
+    def _accept_master_key(
+        self, sender: int, device: int, transfer: payload.MasterKeyTransfer
+    ) -> None:
+        """Store a transferred master seed, only if it comes from a listed device of this very
+        account (checked by the caller against the list verified with the pinned master key)
+        and its public key is that pinned master key."""
+        account = self.ks.account
+        if sender != account or transfer.account != account:
+            raise UntrustedDevice(
+                f"master key transfer from device {device} of account {sender} refused:"
+                " only this account's own devices may send it"
+            )
+        pinned = self.trust(account)
+        if pinned is None:
+            raise UntrustedDevice("master key transfer refused: no pinned master key")
+        if not constant_time_equal(SigningKey(transfer.seed).public_key, pinned.master_key):
+            raise UntrustedDevice(
+                f"master key transfer from device {device} refused:"
+                " it is not this account's pinned master key"
+            )
+        self.ks.put(NS_DEVICE, "master", transfer.seed)
 
     def _decrypt_pairwise(
         self, device: int, prekeys: x3dh.PreKeyState, body: bytes, signing_key: bytes

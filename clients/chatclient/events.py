@@ -75,6 +75,15 @@ class DevicesChanged:
     account: int
 
 
+@dataclass(frozen=True, slots=True)
+class MasterKeyReceived:
+    """Another device of this account handed this device the account's master key (checked: the
+    sender is on the account's signed list, and the key is the pinned master key). This device
+    can now sign the account's device list (``Client.publish_devices``)."""
+
+    from_device: int
+
+
 Receipt = F.ReceiptEvent
 Typing = F.TypingEvent
 Presence = F.PresenceEvent
@@ -88,4 +97,5 @@ Event = (
     | Undecryptable
     | SecurityWarning
     | DevicesChanged
+    | MasterKeyReceived
 )
