@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from chatproto import frames as F
 from chatproto import kinds
+from chatproto.errors import ChatProtoError
 
 from chatclient.client import Client
 from chatclient.errors import ChatClientError, ClientClosed, ConnectionLost, RequestError
@@ -38,6 +39,7 @@ from chatclient.tui import (
     Create,
     Dm,
     Drop,
+    Handover,
     Help,
     History,
     Invite,
@@ -289,6 +291,8 @@ class Session:
             self.show("the server did not answer in time", "error")
         except ChatClientError as exc:
             self.show(f"error: {exc}", "error")
+        except ChatProtoError as exc:  # a refused key operation (/approve, /handover, /safety)
+            self.show(f"error: {exc.message}", "error")
 
     def _need_current(self) -> int:
         if self.current is None:
@@ -364,6 +368,9 @@ class Session:
                 self.show(
                     f"device {device} added to your device list (version {version})", "system"
                 )
+            case Handover(device):
+                await c.transfer_master_key(device)
+                self.show(f"your account's master key was sent to device {device}", "system")
             case Who():
                 info = await c.conversation(self._need_current())
                 self._learn(info)

@@ -33,6 +33,7 @@ from chatclient.events import (
     DevicesChanged,
     Disconnected,
     Event,
+    MasterKeyReceived,
     Message,
     Presence,
     SecurityWarning,
@@ -151,6 +152,13 @@ class Approve:
     device: int
 
 
+@dataclass(frozen=True)
+class Handover:
+    """Send your account's master key to another device on your signed device list."""
+
+    device: int
+
+
 Command = (
     Say
     | Help
@@ -171,6 +179,7 @@ Command = (
     | Safety
     | Verify
     | Approve
+    | Handover
 )
 
 HELP = """\
@@ -192,6 +201,7 @@ commands:
   /verify @handle            mark @handle's keys verified (also accepts a changed key)
   /unverify @handle          forget that @handle's keys were verified
   /approve DEVICE            add your newly linked device to your signed device list
+  /handover DEVICE           give your account's master key to DEVICE (on your device list)
   /drop                      simulate a network failure (the client reconnects)
   /quit                      exit (also Ctrl-D)
 any other line is sent to the current conversation; start it with // to send a line that
@@ -291,6 +301,10 @@ def parse_command(line: str) -> Command | None:
             if len(args) != 1 or not args[0].isdigit():
                 raise usage("/approve DEVICE")
             return Approve(int(args[0]))
+        case "handover":
+            if len(args) != 1 or not args[0].isdigit():
+                raise usage("/handover DEVICE")
+            return Handover(int(args[0]))
         case "history":
             if not args:
                 return History()
@@ -457,6 +471,12 @@ def format_event(ev: Event, names: Names, tz: tzinfo | None = None) -> Line | No
             return Line(f"security: {names.handle(ev.account)}: {ev.reason}", "error")
         case DevicesChanged():
             return Line(f"{names.handle(ev.account)} changed devices", "dim")
+        case MasterKeyReceived():
+            return Line(
+                f"device {ev.from_device} gave this device your account's master key:"
+                " /approve works here now",
+                "system",
+            )
     return None  # receipts
 
 

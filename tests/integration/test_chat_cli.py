@@ -21,6 +21,7 @@ from chatclient.tui import (
     Approve,
     Create,
     Dm,
+    Handover,
     Help,
     History,
     Invite,
@@ -88,6 +89,7 @@ def test_parse_command(line: str, expected: object) -> None:
         ("/role @bob owner", "usage: /role"),
         ("/quit now", "usage: /quit"),
         ("/rename " + "x" * 129, "longer than 128"),
+        ("/handover @bob", "usage: /handover DEVICE"),
     ],
 )
 def test_parse_command_errors(line: str, message: str) -> None:
@@ -463,6 +465,7 @@ async def test_both_sides_see_the_same_safety_number_and_can_verify(
         ("/verify bob", Verify("bob", True)),
         ("/unverify @bob", Verify("bob", False)),
         ("/approve 7", Approve(7)),
+        ("/handover 7", Handover(7)),
     ],
 )
 def test_parse_trust_commands(line: str, expected: object) -> None:
