@@ -162,17 +162,7 @@ class E2E:
             _save(self.ks, NS_DEVICE, "prekeys", state)
             self.ks.put(NS_DEVICE, "spk_at", str(time.time()).encode())
             up = x3dh.upload_material(state)
-            await self._call(
-                F.UploadKeys(
-                    id=self._id(),
-                    identity_key=up.identity_key,
-                    identity_sig=up.identity_sig,
-                    signed_prekey=_wire_spk(up.signed_prekey),
-                    pq_prekey=None if up.pq_prekey is None else _wire_spk(up.pq_prekey),
-                    one_time=[F.OneTimePrekey(kid=k.kid, key=k.key) for k in up.one_time],
-                ),
-                F.KeyCount,
-            )
+            await self._upload(state, prekeys=up, one_time=up.one_time)
         else:
             await self.rotate_prekeys_if_due()
             await self.refill()
@@ -190,17 +180,7 @@ class E2E:
             return False
         state = x3dh.rotate_signed_prekeys(state)
         _save(self.ks, NS_DEVICE, "prekeys", state)
-        up = x3dh.upload_material(state)
-        await self._call(
-            F.UploadKeys(
-                id=self._id(),
-                identity_key=up.identity_key,
-                identity_sig=up.identity_sig,
-                signed_prekey=_wire_spk(up.signed_prekey),
-                pq_prekey=None if up.pq_prekey is None else _wire_spk(up.pq_prekey),
-            ),
-            F.KeyCount,
-        )
+        await self._upload(state, prekeys=x3dh.upload_material(state))
         self.ks.put(NS_DEVICE, "spk_at", str(now).encode())
         return True
 
@@ -208,23 +188,33 @@ class E2E:
         """Top the published one-time prekeys back up when fewer than half remain."""
         state = self.prekeys
         assert state is not None
-        ident = state.identity
-        count: F.KeyCount = await self._call(
-            F.UploadKeys(
-                id=self._id(), identity_key=ident.identity_key, identity_sig=ident.identity_sig
-            ),
-            F.KeyCount,
-        )
-        if count.one_time >= ONE_TIME_TARGET // 2:
-            return count.one_time
-        state, new = x3dh.add_one_time_prekeys(state, ONE_TIME_TARGET - count.one_time)
+        count = await self._upload(state)  # uploads nothing new: answers the pool's size
+        if count >= ONE_TIME_TARGET // 2:
+            return count
+        state, new = x3dh.add_one_time_prekeys(state, ONE_TIME_TARGET - count)
         _save(self.ks, NS_DEVICE, "prekeys", state)
+        return await self._upload(state, one_time=new)
+
+    async def _upload(
+        self,
+        state: x3dh.PreKeyState,
+        *,
+        prekeys: x3dh.UploadMaterial | None = None,
+        one_time: Sequence[x3dh.OneTimePrekey] = (),
+    ) -> int:
+        """One ``upload_keys``: the identity, plus the signed prekeys of ``prekeys`` and the
+        ``one_time`` prekeys when given. Returns the server's count of one-time prekeys."""
+        ident = state.identity
         answer: F.KeyCount = await self._call(
             F.UploadKeys(
                 id=self._id(),
                 identity_key=ident.identity_key,
                 identity_sig=ident.identity_sig,
-                one_time=[F.OneTimePrekey(kid=k.kid, key=k.key) for k in new],
+                signed_prekey=None if prekeys is None else _wire_spk(prekeys.signed_prekey),
+                pq_prekey=None
+                if prekeys is None or prekeys.pq_prekey is None
+                else _wire_spk(prekeys.pq_prekey),
+                one_time=[F.OneTimePrekey(kid=k.kid, key=k.key) for k in one_time],
             ),
             F.KeyCount,
         )
