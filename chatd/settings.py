@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from chatd.errors import ChatdError
 
@@ -41,6 +42,15 @@ class StoreSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    url: str = ""
+    """Empty: in-process fan-out (one node). ``redis://[user:pass@]host:port/db`` or
+    ``rediss://...`` (TLS): Redis pub/sub between nodes."""
+    max_pending: int = 100_000
+    """Envelopes buffered for Redis (e.g. during an outage); beyond it the oldest are dropped."""
+
+
+@dataclass(frozen=True, slots=True)
 class LimitSettings:
     max_frame_bytes: int = 256 * 1024
     auth_timeout: float = 10.0
@@ -67,6 +77,7 @@ class LogSettings:
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
@@ -144,6 +155,22 @@ def load_settings(
     return settings
 
 
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user info replaced by ``***`` (the rest kept)."""
+    try:
+        parts = urlsplit(url)
+        if not parts.scheme or "@" not in parts.netloc:
+            return url
+        userinfo, host = parts.netloc.rsplit("@", 1)
+    except ValueError:
+        return "***"
+    if ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    elif userinfo:  # a bare user info may be a password alone (redis://secret@host)
+        userinfo = "***"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+
+
 def redacted(settings: Settings) -> dict[str, Any]:
     """The settings as a dict with secret values (and secrets inside URLs) hidden."""
     out = settings.as_dict()
@@ -151,4 +178,6 @@ def redacted(settings: Settings) -> dict[str, Any]:
         for key in list(section):
             if any(s in key for s in SECRET_KEYS):
                 section[key] = "***"
+            elif isinstance(section[key], str) and "://" in section[key]:
+                section[key] = redact_url(section[key])
     return out

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chatd.settings import ConfigError, Settings, load_settings, redacted
+from chatd.settings import ConfigError, Settings, load_settings, redact_url, redacted
 
 
 def write_toml(tmp_path: Path, text: str) -> Path:
@@ -231,7 +231,24 @@ def test_redacted_keeps_non_secret_values() -> None:
 def test_redacted_real_settings_shows_every_section_and_does_not_touch_settings() -> None:
     s = load_settings(None, environ={}, flags={"server": {"port": 4242}})
     out = redacted(s)
-    assert set(out) == {"server", "store", "limits", "log"}
+    assert set(out) == {"server", "store", "broker", "limits", "log"}
     assert out["server"]["port"] == 4242
     out["server"]["port"] = 1
     assert s.server.port == 4242
+
+
+def test_redacted_hides_passwords_inside_urls() -> None:
+    s = load_settings(
+        None, environ={"CHATD_BROKER__URL": "rediss://chatd:hunter2@redis.example:6380/1"}
+    )
+    out = redacted(s)
+    assert out["broker"]["url"] == "rediss://chatd:***@redis.example:6380/1"
+    assert "hunter2" not in repr(out)
+    assert s.broker.url.endswith("hunter2@redis.example:6380/1")  # settings untouched
+
+
+def test_redact_url_forms() -> None:
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redact_url("redis://:pw@h:1") == "redis://:***@h:1"
+    assert redact_url("redis://pw-only@h") == "redis://***@h"
+    assert redact_url("") == ""
