@@ -11,7 +11,23 @@ Handler = Callable[[str, bytes], None]
 """Called with ``(topic, data)`` for every envelope published to a subscribed topic."""
 
 
+class BrokerStats:
+    """Plain integer counters (read by Prometheus at scrape time; one attribute add each)."""
+
+    __slots__ = ("dropped", "published", "received")
+
+    def __init__(self) -> None:
+        self.published = 0
+        """Envelopes handed to the transport (Redis accepted them; in-process: published)."""
+        self.received = 0
+        """Envelopes dispatched to a local handler."""
+        self.dropped = 0
+        """Envelopes lost on this node's side: buffer overflow, a failed send, or shutdown."""
+
+
 class Broker(Protocol):
+    stats: BrokerStats
+
     def publish(self, topic: str, data: bytes) -> None:
         """Queue ``data`` for every subscriber of ``topic``. Never blocks; may drop under
         overload or outage (the store is the truth)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatd.broker.base import Handler
+from chatd.broker.base import BrokerStats, Handler
 
 
 class MemoryBroker:
@@ -10,10 +10,13 @@ class MemoryBroker:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self.stats = BrokerStats()
 
     def publish(self, topic: str, data: bytes) -> None:
+        self.stats.published += 1
         handler = self._handlers.get(topic)
         if handler is not None:
+            self.stats.received += 1
             handler(topic, data)
 
     def subscribe(self, topic: str, handler: Handler) -> None:

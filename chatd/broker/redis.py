@@ -1,0 +1,334 @@
+"""The Redis broker: envelopes travel between nodes through Redis pub/sub (``redis.asyncio``).
+
+Shape (every task is owned by ``run()``, which the app starts in its TaskGroup):
+
+* ``publish`` never blocks and never raises. It appends ``(topic, data)`` to a bounded in-memory
+  buffer and wakes the flusher. At the bound (``max_pending``) the OLDEST pending envelope is
+  dropped and counted in ``stats.dropped``: pub/sub is only the fast path and the store repairs
+  what it loses (clients sync from their cursors), while a fresh envelope is worth more to a
+  live conversation than a stale one.
+* ONE flusher task sends everything pending as one pipeline of ``PUBLISH`` commands on one
+  connection, then reads the replies. A batch whose send fails is counted as dropped (it may
+  have partly reached Redis; it is never resent, so nothing is delivered twice: at-most-once).
+* ONE subscription connection. ``subscribe``/``unsubscribe`` are synchronous: they update the
+  local handler table at once and queue the change; the subscriber task sends ``SUBSCRIBE`` /
+  ``UNSUBSCRIBE`` and a ``PING`` every ``ping_interval`` seconds; the reader task dispatches each
+  message to its topic's handler (a topic unsubscribed locally is ignored at once, even before
+  Redis confirms). A silent connection (no reply for 3 pings) is treated as lost.
+* Outages: while Redis is down ``publish`` keeps buffering (and dropping oldest at the bound),
+  ``healthy()`` is False, and both connections reconnect with exponential backoff (with jitter,
+  ``backoff_min`` .. ``backoff_max``); the subscription side re-subscribes every topic and waits
+  for Redis to confirm before it counts as up. When the broker is healthy again after an outage
+  (including one at startup) it calls ``on_reconnect()``: live envelopes were lost meanwhile, so
+  the node should tell its clients to resync. The hook is synchronous, runs in the event loop,
+  must not block, and its exceptions are logged and ignored.
+* ``aclose()`` flushes what is pending within ``close_timeout`` seconds (the rest is counted as
+  dropped), then stops the tasks and closes the connections; ``run()`` returns.
+
+Plain ``PUBLISH``/``SUBSCRIBE`` (not Redis 7 sharded ``SPUBLISH``/``SSUBSCRIBE``): on one Redis
+server sharded pub/sub brings nothing, and for Redis Cluster it needs redis-py's cluster client
+and a pub/sub connection per shard, which this single-connection design does not have yet.
+
+The URL may carry credentials and TLS (``redis://user:pass@host:port/db``, ``rediss://...``; all
+of redis-py's ``from_url`` forms); it is only ever logged redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from chatd.broker.base import BrokerStats, Handler
+from chatd.settings import redact_url
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 512
+"""Topics per SUBSCRIBE/UNSUBSCRIBE command."""
+_FAILURES = (RedisError, OSError, TimeoutError, EOFError)
+
+
+class RedisBroker:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_pending: int = 100_000,
+        on_reconnect: Callable[[], None] | None = None,
+        connect_timeout: float = 2.0,
+        io_timeout: float = 5.0,
+        ping_interval: float = 5.0,
+        backoff_min: float = 0.05,
+        backoff_max: float = 2.0,
+        close_timeout: float = 2.0,
+    ) -> None:
+        self.url = url
+        self.stats = BrokerStats()
+        self.on_reconnect = on_reconnect
+        self._max_pending = max_pending
+        self._io_timeout = io_timeout
+        self._ping_interval = ping_interval
+        self._backoff = (backoff_min, backoff_max)
+        self._close_timeout = close_timeout
+        # No retries inside redis-py: this class owns reconnection (and never resends a batch).
+        self._pool = ConnectionPool.from_url(
+            url,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=None,
+            retry=Retry(NoBackoff(), 0),
+            protocol=2,  # RESP2: pub/sub messages are plain replies this class reads itself
+        )
+        self._pending: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._wake = asyncio.Event()
+        self._handlers: dict[str, Handler] = {}
+        self._changed: dict[str, None] = {}  # topics whose subscription may differ from Redis'
+        self._sub_wake = asyncio.Event()
+        self._pub_up = False
+        self._sub_up = False
+        self._outage = False  # a connection failed since the broker was last healthy
+        self._closing = False
+        self._stop = asyncio.Event()
+        self._flushed = asyncio.Event()
+        self._done = asyncio.Event()
+        self._running = False
+
+    # ------------------------------------------------------------------ the Broker protocol
+
+    def publish(self, topic: str, data: bytes) -> None:
+        if self._closing and self._flushed.is_set():
+            self.stats.dropped += 1
+            return
+        if len(self._pending) >= self._max_pending:
+            self._pending.popleft()
+            self.stats.dropped += 1
+        self._pending.append((topic, data))
+        self._wake.set()
+
+    def subscribe(self, topic: str, handler: Handler) -> None:
+        self._handlers[topic] = handler
+        self._changed[topic] = None
+        self._sub_wake.set()
+
+    def unsubscribe(self, topic: str) -> None:
+        if self._handlers.pop(topic, None) is not None:
+            self._changed[topic] = None
+            self._sub_wake.set()
+
+    def healthy(self) -> bool:
+        return self._pub_up and self._sub_up and not self._closing
+
+    async def aclose(self) -> None:
+        """Flush what is pending (at most ``close_timeout`` seconds), then stop ``run()``."""
+        if self._closing:
+            if self._running:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._close_timeout):
+                        await self._done.wait()
+            return
+        self._closing = True
+        self._wake.set()
+        if self._running:
+            try:
+                async with asyncio.timeout(self._close_timeout):
+                    await self._flushed.wait()
+            except TimeoutError:
+                log.warning("broker: pending envelopes not flushed in time; dropping them")
+        self._flushed.set()
+        self.stats.dropped += len(self._pending)
+        self._pending.clear()
+        self._stop.set()
+        if self._running:
+            await self._done.wait()
+        await self._pool.disconnect()
+
+    # ------------------------------------------------------------------ tasks
+
+    async def run(self) -> None:
+        """Run the flusher and the subscription tasks until ``aclose()``."""
+        if self._running or self._closing:
+            raise RuntimeError("RedisBroker.run() may run once")
+        self._running = True
+        log.info("broker: connecting", extra={"broker": redact_url(self.url)})
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = (
+                    tg.create_task(self._flusher(), name="broker-flusher"),
+                    tg.create_task(self._subscriber(), name="broker-subscriber"),
+                )
+                await self._stop.wait()
+                for task in tasks:
+                    task.cancel()
+        finally:
+            self._pub_up = self._sub_up = False
+            self._flushed.set()
+            self._done.set()
+
+    def _connection(self) -> AbstractConnection:
+        conn: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        return conn
+
+    def _went_down(self, side: str, exc: BaseException | None) -> None:
+        if not self._outage and not self._closing:
+            log.warning(
+                "broker: connection lost or refused; retrying with backoff",
+                extra={"broker": redact_url(self.url), "side": side, "error": repr(exc)},
+            )
+        self._outage = True
+
+    def _came_up(self) -> None:
+        if not self.healthy() or not self._outage:
+            return
+        self._outage = False
+        log.info("broker: reconnected", extra={"broker": redact_url(self.url)})
+        if self.on_reconnect is not None:
+            try:
+                self.on_reconnect()
+            except Exception:
+                log.exception("broker: on_reconnect hook failed")
+
+    async def _backoff_sleep(self, attempt: int) -> None:
+        low, high = self._backoff
+        delay = min(high, low * 2**attempt)
+        await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    async def _flusher(self) -> None:
+        attempt = 0
+        while True:
+            if self._closing and not self._pending:
+                self._flushed.set()
+                return
+            conn = self._connection()
+            try:
+                async with asyncio.timeout(self._io_timeout):
+                    await conn.connect()  # type: ignore[no-untyped-call]
+                self._pub_up = True
+                attempt = 0
+                self._came_up()
+                await self._flush_forever(conn)
+                return
+            except _FAILURES as exc:
+                self._went_down("publish", exc)
+            finally:
+                self._pub_up = False
+                await conn.disconnect()
+            await self._backoff_sleep(attempt)
+            attempt += 1
+
+    async def _flush_forever(self, conn: AbstractConnection) -> None:
+        pending = self._pending
+        while True:
+            if not pending:
+                if self._closing:
+                    self._flushed.set()
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = list(pending)
+            pending.clear()
+            try:
+                async with asyncio.timeout(self._io_timeout):
+                    await conn.send_packed_command(
+                        conn.pack_commands([("PUBLISH", topic, data) for topic, data in batch]),
+                        check_health=False,
+                    )
+                    for _ in batch:
+                        await conn.read_response()
+            except BaseException:
+                self.stats.dropped += len(batch)
+                raise
+            self.stats.published += len(batch)
+
+    async def _subscriber(self) -> None:
+        attempt = 0
+        while True:
+            conn = self._connection()
+            try:
+                async with asyncio.timeout(self._io_timeout):
+                    await conn.connect()  # type: ignore[no-untyped-call]
+                    sent = await self._resubscribe(conn)
+                self._sub_up = True
+                attempt = 0
+                self._came_up()
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._reader(conn), name="broker-reader")
+                    tg.create_task(
+                        self._sync_subscriptions(conn, sent), name="broker-subscriptions"
+                    )
+            except* _FAILURES as group:
+                self._went_down("subscribe", group.exceptions[0])
+            finally:
+                self._sub_up = False
+                await conn.disconnect()
+            await self._backoff_sleep(attempt)
+            attempt += 1
+
+    async def _resubscribe(self, conn: AbstractConnection) -> set[str]:
+        """Subscribe a new connection to every topic and wait until Redis has confirmed.
+        Returns the topics sent (later changes are left in ``_changed``)."""
+        self._changed.clear()
+        topics = list(self._handlers)
+        for i in range(0, len(topics), _CHUNK):
+            await conn.send_command("SUBSCRIBE", *topics[i : i + _CHUNK], check_health=False)
+        await conn.send_command("PING", check_health=False)
+        while True:  # replies in order: the PING's reply comes after every SUBSCRIBE's
+            if self._dispatch(await conn.read_response()):
+                return set(topics)
+
+    async def _sync_subscriptions(self, conn: AbstractConnection, subscribed: set[str]) -> None:
+        if self._changed:
+            self._sub_wake.set()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._ping_interval):
+                    await self._sub_wake.wait()
+            self._sub_wake.clear()
+            changed = list(self._changed)
+            self._changed.clear()
+            add = [t for t in changed if t in self._handlers and t not in subscribed]
+            remove = [t for t in changed if t not in self._handlers and t in subscribed]
+            subscribed.update(add)
+            subscribed.difference_update(remove)
+            async with asyncio.timeout(self._io_timeout):
+                for i in range(0, len(add), _CHUNK):
+                    await conn.send_command("SUBSCRIBE", *add[i : i + _CHUNK], check_health=False)
+                for i in range(0, len(remove), _CHUNK):
+                    await conn.send_command(
+                        "UNSUBSCRIBE", *remove[i : i + _CHUNK], check_health=False
+                    )
+                if not changed:
+                    await conn.send_command("PING", check_health=False)
+
+    async def _reader(self, conn: AbstractConnection) -> None:
+        idle = 3 * self._ping_interval
+        while True:
+            async with asyncio.timeout(idle):
+                reply = await conn.read_response()
+            self._dispatch(reply)
+
+    def _dispatch(self, reply: Any) -> bool:
+        """Hand a message to its topic's handler. True for a PING's reply."""
+        if isinstance(reply, list) and reply:
+            kind = reply[0]
+            if kind == b"message":
+                topic = reply[1].decode()
+                handler = self._handlers.get(topic)
+                if handler is not None:
+                    self.stats.received += 1
+                    try:
+                        handler(topic, reply[2])
+                    except Exception:
+                        log.exception("broker: handler failed", extra={"topic": topic})
+                return False
+            return bool(kind == b"pong")
+        return reply in (b"PONG", "PONG", True)

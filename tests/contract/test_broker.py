@@ -1,0 +1,290 @@
+"""One contract for every broker: the in-process MemoryBroker and the RedisBroker (against a
+throwaway redis-server this file starts). Outage tests run against Redis only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from redisd import RedisServer
+
+from chatd.broker.base import Broker
+from chatd.broker.memory import MemoryBroker
+from chatd.broker.redis import RedisBroker
+
+PROBE = b"probe"
+
+
+class Inbox:
+    """A handler that records what each topic received (probes apart)."""
+
+    def __init__(self) -> None:
+        self.got: dict[str, list[bytes]] = defaultdict(list)
+        self.probed: set[str] = set()
+
+    def __call__(self, topic: str, data: bytes) -> None:
+        if data == PROBE:
+            self.probed.add(topic)
+        else:
+            self.got[topic].append(data)
+
+    async def settle(self, broker: Broker, topics: list[str], timeout: float = 10) -> None:
+        """Publish probes until every topic's subscription is in effect (a Redis SUBSCRIBE
+        lands asynchronously; anything published before it is not for this subscriber)."""
+        self.probed.difference_update(topics)
+        async with asyncio.timeout(timeout):
+            while missing := [t for t in topics if t not in self.probed]:
+                for topic in missing:
+                    broker.publish(topic, PROBE)
+                await asyncio.sleep(0.02)
+
+    async def wait_for(self, topic: str, n: int, timeout: float = 10) -> list[bytes]:
+        async with asyncio.timeout(timeout):
+            while len(self.got[topic]) < n:
+                await asyncio.sleep(0.005)
+        return self.got[topic]
+
+
+@dataclass
+class Rig:
+    broker: Broker
+    redis: RedisServer | None = None
+    reconnects: list[float] = field(default_factory=list)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@contextlib.asynccontextmanager
+async def running(broker: RedisBroker) -> AsyncIterator[RedisBroker]:
+    task = asyncio.create_task(broker.run())
+    try:
+        async with asyncio.timeout(10):
+            while not broker.healthy():
+                await asyncio.sleep(0.01)
+        yield broker
+    finally:
+        await broker.aclose()
+        await asyncio.wait_for(task, 10)
+
+
+def redis_broker(url: str, rig_reconnects: list[float], **kw: float) -> RedisBroker:
+    return RedisBroker(
+        url,
+        on_reconnect=lambda: rig_reconnects.append(time.monotonic()),
+        backoff_max=0.2,
+        ping_interval=1.0,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@contextlib.asynccontextmanager
+async def redis_rig_on(tmp_path: Path) -> AsyncIterator[Rig]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        reconnects: list[float] = []
+        async with running(redis_broker(server.url, reconnects)) as broker:
+            yield Rig(broker, server, reconnects)
+    finally:
+        server.kill()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
+    if request.param == "memory":
+        yield Rig(MemoryBroker())
+        return
+    async with redis_rig_on(tmp_path) as redis_rig:
+        yield redis_rig
+
+
+@pytest.fixture
+async def redis_rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with redis_rig_on(tmp_path) as rig:
+        yield rig
+
+
+async def test_publish_reaches_the_topics_subscriber_in_order(rig: Rig) -> None:
+    inbox = Inbox()
+    rig.broker.subscribe("c.1", inbox)
+    await inbox.settle(rig.broker, ["c.1"])
+    sent = [f"m{i}".encode() for i in range(200)]
+    for data in sent:
+        rig.broker.publish("c.1", data)
+    assert await inbox.wait_for("c.1", 200) == sent
+    assert rig.broker.stats.dropped == 0
+    assert rig.broker.stats.received >= 200
+
+
+async def test_unsubscribed_and_never_subscribed_topics_get_nothing(rig: Rig) -> None:
+    inbox = Inbox()
+    rig.broker.subscribe("c.1", inbox)
+    rig.broker.subscribe("c.2", inbox)
+    await inbox.settle(rig.broker, ["c.1", "c.2"])
+    rig.broker.unsubscribe("c.1")
+    rig.broker.unsubscribe("c.404")  # never subscribed: a no-op
+    for i in range(20):
+        rig.broker.publish("c.1", f"gone{i}".encode())
+        rig.broker.publish("c.3", f"never{i}".encode())
+    rig.broker.publish("c.2", b"last")
+    assert await inbox.wait_for("c.2", 1) == [b"last"]
+    await asyncio.sleep(0.1)  # anything still in flight would have arrived by now
+    assert set(inbox.got) == {"c.2"}
+    # Subscribing again works (the topic was really released, not just hidden).
+    rig.broker.subscribe("c.1", inbox)
+    await inbox.settle(rig.broker, ["c.1"])
+    rig.broker.publish("c.1", b"back")
+    assert await inbox.wait_for("c.1", 1) == [b"back"]
+
+
+async def test_many_topics_each_get_only_their_own(rig: Rig) -> None:
+    inbox = Inbox()
+    topics = [f"c.{i}" for i in range(300)] + [f"a.{i}" for i in range(100)]
+    for topic in topics:
+        rig.broker.subscribe(topic, inbox)
+    await inbox.settle(rig.broker, topics)
+    for round_ in range(3):
+        for topic in topics:
+            rig.broker.publish(topic, f"{topic}:{round_}".encode())
+    for topic in topics:
+        assert await inbox.wait_for(topic, 3) == [f"{topic}:{r}".encode() for r in range(3)]
+
+
+async def test_a_burst_of_10000_is_delivered_in_order_without_loss(rig: Rig) -> None:
+    inbox = Inbox()
+    rig.broker.subscribe("c.7", inbox)
+    await inbox.settle(rig.broker, ["c.7"])
+    sent = [i.to_bytes(4, "big") * 16 for i in range(10_000)]
+    started = time.perf_counter()
+    for data in sent:
+        rig.broker.publish("c.7", data)
+    publish_seconds = time.perf_counter() - started
+    got = await inbox.wait_for("c.7", 10_000, timeout=30)
+    assert len(got) == 10_000 and got == sent
+    assert rig.broker.stats.dropped == 0
+    assert publish_seconds < 1.0  # publish only appends (or calls the hub, in-process)
+
+
+async def test_redis_outage_publish_never_blocks_then_reconnects_resubscribes_and_delivers(
+    redis_rig: Rig,
+) -> None:
+    rig = redis_rig
+    broker, redis = rig.broker, rig.redis
+    assert redis is not None
+    inbox = Inbox()
+    topics = [f"c.{i}" for i in range(50)]
+    for topic in topics:
+        broker.subscribe(topic, inbox)
+    await inbox.settle(broker, topics)
+    assert broker.healthy() and rig.reconnects == []
+
+    redis.kill()
+    async with asyncio.timeout(5):
+        while broker.healthy():
+            await asyncio.sleep(0.01)
+    broker.subscribe("c.late", inbox)  # subscribed during the outage
+    worst = 0.0
+    for i in range(5_000):
+        started = time.perf_counter()
+        broker.publish(topics[i % len(topics)], b"during outage")
+        worst = max(worst, time.perf_counter() - started)
+    assert worst < 0.01
+    await asyncio.sleep(0.5)  # the tasks keep retrying, nothing raises
+    assert not broker.healthy()
+
+    redis.start()
+    async with asyncio.timeout(10):
+        while not (broker.healthy() and rig.reconnects):
+            await asyncio.sleep(0.01)
+    assert len(rig.reconnects) == 1
+    for topic in [*topics, "c.late"]:
+        inbox.got.pop(topic, None)  # envelopes buffered during the outage may or may not arrive
+        broker.publish(topic, f"after {topic}".encode())
+    for topic in [*topics, "c.late"]:
+        got = await inbox.wait_for(topic, 1)
+        assert got[-1] == f"after {topic}".encode()
+
+
+async def test_redis_down_at_start_is_unhealthy_buffers_and_recovers(tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path)  # not started yet
+    reconnects: list[float] = []
+    broker = redis_broker(redis.url, reconnects)
+    task = asyncio.create_task(broker.run())
+    try:
+        inbox = Inbox()
+        broker.subscribe("c.1", inbox)
+        broker.publish("c.1", b"early")
+        await asyncio.sleep(0.3)
+        assert not broker.healthy()
+        redis.start()
+        async with asyncio.timeout(10):
+            while not (broker.healthy() and reconnects):
+                await asyncio.sleep(0.01)
+        await inbox.settle(broker, ["c.1"])
+        # "early" was buffered and may have been delivered (before the probes, in order).
+        assert inbox.got["c.1"] in ([], [b"early"])
+        inbox.got["c.1"].clear()
+        broker.publish("c.1", b"now")
+        assert await inbox.wait_for("c.1", 1) == [b"now"]
+    finally:
+        await broker.aclose()
+        await asyncio.wait_for(task, 10)
+        redis.kill()
+
+
+def test_the_buffer_drops_the_oldest_at_its_bound_and_counts_them() -> None:
+    broker = RedisBroker("redis://127.0.0.1:1/0", max_pending=10)  # never run: nothing is sent
+    for i in range(50):
+        broker.publish("c.1", bytes([i]))
+    assert broker.stats.dropped == 40
+    assert [d for _, d in broker._pending] == [bytes([i]) for i in range(40, 50)]
+    assert not broker.healthy()
+
+
+async def test_aclose_flushes_what_is_pending_and_later_publishes_are_dropped(
+    redis_server: RedisServer,
+) -> None:
+    watcher = RedisBroker(redis_server.url)
+    reconnects: list[float] = []
+    async with running(watcher):
+        inbox = Inbox()
+        watcher.subscribe("c.9", inbox)
+        await inbox.settle(watcher, ["c.9"])
+        sender = redis_broker(redis_server.url, reconnects)
+        task = asyncio.create_task(sender.run())
+        for i in range(1_000):
+            sender.publish("c.9", str(i).encode())
+        await asyncio.sleep(0)  # run() has started; its flusher has not connected yet
+        await sender.aclose()
+        await asyncio.wait_for(task, 10)
+        assert sender.stats.published == 1_000 and sender.stats.dropped == 0
+        assert await inbox.wait_for("c.9", 1_000) == [str(i).encode() for i in range(1_000)]
+        sender.publish("c.9", b"after close")  # never raises
+        assert sender.stats.dropped == 1
+
+
+async def test_aclose_is_bounded_while_redis_is_down(tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path)  # never started
+    broker = RedisBroker(redis.url, close_timeout=0.3, backoff_max=0.1)
+    task = asyncio.create_task(broker.run())
+    broker.publish("c.1", b"x")
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await broker.aclose()
+    await asyncio.wait_for(task, 5)
+    assert time.monotonic() - started < 2
+    assert broker.stats.dropped == 1

@@ -1,0 +1,72 @@
+"""A throwaway ``redis-server`` for tests: free port, temp dir, no persistence, SIGKILL-able."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from testkit import free_port
+
+REDIS_SERVER = shutil.which("redis-server")
+
+
+def require_redis_server() -> str:
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (.ci/run installs it with apt-get)")
+    return REDIS_SERVER
+
+
+class RedisServer:
+    """One redis-server process; ``kill()`` with SIGKILL and ``start()`` again on the same port."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.binary = require_redis_server()
+        self.dir = directory
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        assert self.proc is None
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.dir),
+                "--save", "",
+                "--appendonly", "no",
+                "--daemonize", "no",
+                "--loglevel", "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start in time")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to connected clients, as in a crash."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
