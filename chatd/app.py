@@ -13,12 +13,13 @@ import signal
 from pathlib import Path
 
 from chatd.broker.memory import MemoryBroker
+from chatd.broker.redis import RedisBroker
 from chatd.clock import Clock, SystemClock
 from chatd.hub import Hub
 from chatd.metrics import Metrics
 from chatd.services.deps import Deps
 from chatd.session import Services
-from chatd.settings import Settings
+from chatd.settings import Settings, redact_url
 from chatd.store.sqlite import SQLiteStore
 from chatd.transport.server import Transport
 
@@ -51,11 +52,21 @@ class App:
             on_batch=self.metrics.observe_batch,
         )
         await store.open()
-        broker = MemoryBroker()
+        broker: MemoryBroker | RedisBroker
+        if s.broker.url:
+            broker = RedisBroker(
+                s.broker.url,
+                max_pending=s.broker.max_pending,
+                on_reconnect=self._broker_reconnected,
+            )
+        else:
+            broker = MemoryBroker()
+        self.broker = broker
+        self.metrics.watch_broker(broker.stats, broker.healthy)
         hub = Hub(broker, self.metrics.hot)
         deps = Deps(s, store, broker, hub, self.metrics, self.clock)
         services = Services(deps)
-        transport = Transport(services, ready=lambda: not self._draining)
+        transport = Transport(services, ready=lambda: not self._draining and broker.healthy())
         if install_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -63,6 +74,8 @@ class App:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(store.run(), name="store-writer")
+                if isinstance(broker, RedisBroker):
+                    tg.create_task(broker.run(), name="broker")
                 server = await transport.start(s.server.host, s.server.port)
                 self.port = server.sockets[0].getsockname()[1]
                 log.info(
@@ -70,7 +83,8 @@ class App:
                     extra={
                         "host": s.server.host,
                         "port": self.port,
-                        "db": db,
+                        "db": redact_url(db),
+                        "broker": redact_url(s.broker.url) if s.broker.url else "in-process",
                         "node": s.server.node_id,
                     },
                 )
@@ -89,3 +103,8 @@ class App:
         finally:
             await store.aclose()  # idempotent; after a failed start it still commits and closes
         log.info("stopped")
+
+    def _broker_reconnected(self) -> None:
+        """The Redis broker is back after an outage: live envelopes were lost meanwhile.
+        Clients catch up when they next sync; telling them to resync now is later work."""
+        log.warning("broker reconnected; live messages published during the outage were lost")

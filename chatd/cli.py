@@ -19,6 +19,7 @@ def _flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         ("server", "port", args.port),
         ("server", "node_id", getattr(args, "node_id", None)),
         ("store", "db", args.db),
+        ("broker", "url", args.broker),
         ("log", "level", getattr(args, "log_level", None)),
     ):
         if value is not None:
@@ -71,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--host")
         p.add_argument("--port", type=int)
         p.add_argument("--db", help="SQLite database file")
+        p.add_argument(
+            "--broker",
+            help="redis://[user:pass@]host:port/db or rediss://... (default: in-process)",
+        )
         if name == "serve":
             p.add_argument("--node-id")
             p.add_argument("--log-level")

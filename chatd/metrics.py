@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from chatd.broker.base import BrokerStats
 
 
 class HotCounters:
@@ -34,6 +36,33 @@ class _HotCollector(Collector):
             "chatd_deliveries",
             "Stored messages written to recipients' sockets",
             value=self._hot.deliveries,
+        )
+
+
+class _BrokerCollector(Collector):
+    def __init__(self, stats: BrokerStats, up: Callable[[], bool]) -> None:
+        self._stats = stats
+        self._up = up
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._stats
+        yield CounterMetricFamily(
+            "chatd_broker_published",
+            "Envelopes handed to the broker's transport (Redis accepted them)",
+            value=s.published,
+        )
+        yield CounterMetricFamily(
+            "chatd_broker_received",
+            "Envelopes the broker dispatched to this node's hub",
+            value=s.received,
+        )
+        yield CounterMetricFamily(
+            "chatd_broker_dropped",
+            "Envelopes lost by this node's broker (buffer bound, failed send, shutdown)",
+            value=s.dropped,
+        )
+        yield GaugeMetricFamily(
+            "chatd_broker_up", "1 while the broker is connected and subscribed", value=self._up()
         )
 
 
@@ -72,6 +101,10 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
             registry=r,
         )
+
+    def watch_broker(self, stats: BrokerStats, up: Callable[[], bool]) -> None:
+        """Export the broker's counters and health (read at scrape time)."""
+        self.registry.register(_BrokerCollector(stats, up))
 
     def frame_in(self, frame_type: type) -> None:
         """Count one received frame (children cached: ``labels()`` is a dict build per call)."""
