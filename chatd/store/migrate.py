@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import sqlite3
 from importlib import resources
+from typing import Any
+
+POSTGRES_LOCK_KEY = 0x63686174_64000001
+"""The advisory lock held while migrating, so nodes starting together migrate once."""
 
 
 def sqlite_migrations() -> list[tuple[int, str, str]]:
     """``(version, name, sql)`` of every SQLite migration, in order."""
-    folder = resources.files("chatd.store").joinpath("migrations", "sqlite")
+    return _migrations("sqlite")
+
+
+def postgres_migrations() -> list[tuple[int, str, str]]:
+    """``(version, name, sql)`` of every PostgreSQL migration, in order."""
+    return _migrations("postgres")
+
+
+def _migrations(dialect: str) -> list[tuple[int, str, str]]:
+    folder = resources.files("chatd.store").joinpath("migrations", dialect)
     out = []
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):
@@ -46,3 +59,29 @@ def migrate_sqlite(db: sqlite3.Connection) -> list[str]:
 def _statements(sql: str) -> list[str]:
     lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+async def migrate_postgres(conn: Any) -> list[str]:
+    """Apply every PostgreSQL migration not yet applied on the asyncpg connection ``conn``, each
+    in its own transaction, under a session advisory lock: a second node starting at the same
+    time waits, then finds everything applied. Returns the names applied here."""
+    await conn.execute("SELECT pg_advisory_lock($1)", POSTGRES_LOCK_KEY)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+            " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        done = {int(r[0]) for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        applied = []
+        for version, name, sql in postgres_migrations():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)  # no arguments: the simple protocol runs a script
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+                )
+            applied.append(name)
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", POSTGRES_LOCK_KEY)
