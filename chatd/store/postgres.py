@@ -1,0 +1,1118 @@
+"""The shared store: PostgreSQL through asyncpg, safe when several chatd nodes use one database.
+
+Same contract and observable semantics as ``SQLiteStore``; what changes is how safety is had
+with several writers:
+
+* Group commit per node. Writes queue on this node and one writer task commits everything queued
+  as one transaction (``run()``, like SQLite's). Consecutive appends in a batch are handled
+  together: one statement locks their conversations, one reads the roles, one looks up earlier
+  cmids, then ``executemany`` moves the counters and inserts the messages.
+* Seqs. ``conversations.last_seq`` is a counter row. A batch first locks the conversation rows
+  it appends to (``SELECT ... ORDER BY id FOR NO KEY UPDATE``: sorted, so two nodes lock in the
+  same order), then reads roles and cmids, assigns seqs from the locked counter and writes the
+  counter back. Another node appending to the same conversation waits on the row lock until this
+  transaction commits or rolls back, and its statements then see the committed counter
+  (READ COMMITTED takes a new snapshot per statement): seqs are unique and, since a rollback
+  restores the counter, gapless. The alternative, ``max(seq) + 1`` under ``FOR UPDATE`` of the
+  conversation, costs an index probe per conversation and still needs the same lock; the counter
+  is O(1) and also serves ``last_seq`` to readers without touching messages.
+* Idempotency. Every message insert happens under its conversation's row lock, and the cmid
+  look-up runs after the lock is taken, so it sees any duplicate another node committed first:
+  a concurrent resend through another node resolves to the first row, never an error. The unique
+  index ``(conv_id, device, cmid)`` stays as the backstop.
+* Races on other unique keys (handle, device key, direct conversation, first device list or
+  to-device row of a device) are checked with a SELECT first; when two nodes race, the loser's
+  insert fails with a unique violation, the whole batch is rolled back and run again, and the
+  re-run's SELECT sees the winner (``HandleTaken``, ``Conflict``, ``existed``). Deadlocks and
+  serialization failures are retried the same way.
+* One-time prekeys are claimed with ``DELETE ... WHERE kid = (SELECT ... FOR UPDATE SKIP LOCKED
+  LIMIT 1) RETURNING``: a row another node is claiming is skipped, never handed out twice.
+* To-device tids come from the device's ``to_device_state`` row, read ``FOR UPDATE``.
+
+Errors: refusals raise the same ``chatd.errors`` classes as SQLite; a database that cannot be
+reached (or a commit whose outcome is unknown) is ``Unavailable``: nothing is acked that is not
+known to be committed. The writer reconnects on the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+from chatproto import kinds
+
+from chatd.core import rules
+from chatd.errors import (
+    ChatdError,
+    Conflict,
+    HandleTaken,
+    Invalid,
+    NotFound,
+    RateLimited,
+    Unavailable,
+)
+from chatd.store.base import (
+    AccountRow,
+    Appended,
+    BundleRow,
+    ConvRow,
+    CreatedConv,
+    DeviceListRow,
+    DeviceRow,
+    KeyUpload,
+    MemberRow,
+    MembershipChange,
+    NewMessage,
+    PrekeyRow,
+    StoredMessage,
+    ToDeviceRow,
+)
+from chatd.store.migrate import migrate_postgres
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+BatchObserver = Callable[[int, float], None]
+"""Called after each commit with (batch size, seconds the transaction took)."""
+
+Conn = Any  # asyncpg.Connection (asyncpg ships no type information)
+
+_RETRY = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.UniqueViolationError,
+)
+"""Errors that mean another node won a race: the batch is rolled back and run again."""
+
+_LOST = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+"""Errors after which the connection's state is unknown: it is dropped and made anew."""
+
+MAX_ATTEMPTS = 5
+
+_MESSAGE_COLS = "seq, ts, sender, device, cmid, kind, body"
+
+
+class _Op(Generic[T]):
+    """One queued write. ``fn`` runs inside the batch transaction and may run more than once (the
+    batch is re-run after a lost race), so it keeps no state outside the database. It raises a
+    ``ChatdError`` only before it writes anything."""
+
+    __slots__ = ("fn", "future", "message")
+
+    def __init__(
+        self,
+        fn: Callable[[_Tx], Awaitable[T]] | None,
+        future: asyncio.Future[T],
+        message: NewMessage | None = None,
+    ) -> None:
+        self.fn = fn
+        self.future = future
+        self.message = message
+
+
+def _count(status: str) -> int:
+    """The row count of an asyncpg command status (``INSERT 0 1``, ``DELETE 3``)."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class _Tx:
+    """What an op sees: the writer connection inside the open batch transaction."""
+
+    __slots__ = ("db",)
+
+    def __init__(self, db: Conn) -> None:
+        self.db = db
+
+    async def lock_conv(self, conv: int) -> str | None:
+        """Lock ``conv``'s row until commit (orders its seqs and membership across nodes);
+        its kind, or None when there is no such conversation."""
+        kind = await self.db.fetchval(
+            "SELECT kind FROM conversations WHERE id=$1 FOR NO KEY UPDATE", conv
+        )
+        return None if kind is None else str(kind)
+
+    async def next_seq(self, conv: int) -> int:
+        return int(
+            await self.db.fetchval(
+                "UPDATE conversations SET last_seq = last_seq + 1 WHERE id=$1 RETURNING last_seq",
+                conv,
+            )
+        )
+
+    async def system_message(self, conv: int, now: int, event: kinds.SystemEvent) -> StoredMessage:
+        _, body = kinds.encode_content(event)
+        m = StoredMessage(conv, await self.next_seq(conv), now, 0, 0, None, "system", body)
+        await self.db.execute(
+            "INSERT INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+            m.conv,
+            m.seq,
+            m.ts,
+            m.sender,
+            m.device,
+            m.cmid,
+            m.kind,
+            m.body,
+        )
+        return m
+
+    async def role(self, conv: int, account: int) -> tuple[str, str]:
+        """Lock ``conv``, then ``(kind, role)`` of a member; ``NotFound`` for a non-member, as
+        for no conversation. Read after the lock: the role at commit time."""
+        kind = await self.lock_conv(conv)
+        if kind is None:
+            raise NotFound("no such conversation")
+        role = await self.db.fetchval(
+            "SELECT role FROM members WHERE conv_id=$1 AND account_id=$2", conv, account
+        )
+        if role is None:
+            raise NotFound("no such conversation")
+        return kind, str(role)
+
+    async def target_role(self, conv: int, account: int) -> str:
+        role = await self.db.fetchval(
+            "SELECT role FROM members WHERE conv_id=$1 AND account_id=$2", conv, account
+        )
+        if role is None:
+            raise NotFound("not a member")
+        return str(role)
+
+    async def conv_row(self, conv: int, account: int) -> ConvRow:
+        return await _conv_row(self.db, conv, account, 0)
+
+    async def exists(self, table: str, id: int) -> bool:
+        return bool(await self.db.fetchval(f"SELECT 1 FROM {table} WHERE id=$1", id))
+
+    async def appends(self, ops: list[_Op[Any]]) -> list[Any]:
+        """A run of consecutive appends, in order: results or refusals (``ChatdError``)."""
+        msgs = [op.message for op in ops if op.message is not None]
+        assert len(msgs) == len(ops)
+        db = self.db
+        convs = sorted({m.conv for m in msgs})
+        # Sorted locks: two nodes appending to the same conversations lock them in one order.
+        locked = await db.fetch(
+            "SELECT id, kind, last_seq FROM conversations WHERE id = ANY($1::bigint[])"
+            " ORDER BY id FOR NO KEY UPDATE",
+            convs,
+        )
+        kind_of = {int(r[0]): str(r[1]) for r in locked}
+        last = {int(r[0]): int(r[2]) for r in locked}
+        senders = sorted({m.sender for m in msgs})
+        role_of = {
+            (int(c), int(a)): str(r)
+            for c, a, r in await db.fetch(
+                "SELECT conv_id, account_id, role FROM members"
+                " WHERE conv_id = ANY($1::bigint[]) AND account_id = ANY($2::bigint[])",
+                list(kind_of),
+                senders,
+            )
+        }
+        allowed = [m for m in msgs if (m.conv, m.sender) in role_of]
+        seen: dict[tuple[int, int, str], tuple[int, int, str, bytes]] = {}
+        if allowed:
+            for c, d, cmid, seq, ts, kind, body in await db.fetch(
+                "SELECT m.conv_id, m.device, m.cmid, m.seq, m.ts, m.kind, m.body FROM messages m"
+                " JOIN unnest($1::bigint[], $2::bigint[], $3::text[]) AS k (conv_id, device, cmid)"
+                " ON m.conv_id = k.conv_id AND m.device = k.device AND m.cmid = k.cmid",
+                [m.conv for m in allowed],
+                [m.device for m in allowed],
+                [m.cmid for m in allowed],
+            ):
+                seen[(int(c), int(d), str(cmid))] = (int(seq), int(ts), str(kind), bytes(body))
+        results: list[Any] = []
+        rows: list[tuple[Any, ...]] = []
+        for m in msgs:
+            role = role_of.get((m.conv, m.sender))
+            if role is None:
+                results.append(NotFound("no such conversation"))
+                continue
+            try:
+                rules.check_send(kind_of[m.conv], role)
+            except ChatdError as refused:
+                results.append(refused)
+                continue
+            key = (m.conv, m.device, m.cmid)
+            prior = seen.get(key)
+            if prior is not None:
+                seq, ts, kind, body = prior
+                if kind != m.kind or body != m.body:
+                    results.append(Conflict("this cmid was already used for another message"))
+                    continue
+                stored = StoredMessage(m.conv, seq, ts, m.sender, m.device, m.cmid, m.kind, m.body)
+                results.append(Appended(stored, duplicate=True))
+                continue
+            seq = last[m.conv] = last[m.conv] + 1
+            seen[key] = (seq, m.ts, m.kind, m.body)
+            rows.append((m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body))
+            stored = StoredMessage(m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body)
+            results.append(Appended(stored, duplicate=False))
+        if rows:
+            moved = sorted({r[0] for r in rows})
+            await db.executemany(
+                "UPDATE conversations SET last_seq=$2 WHERE id=$1", [(c, last[c]) for c in moved]
+            )
+            await db.executemany(
+                "INSERT INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+                rows,
+            )
+        return results
+
+
+class PostgresStore:
+    """``Store`` over a PostgreSQL database shared by any number of nodes. Run ``run()`` in the
+    owner's TaskGroup after ``open()``."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_batch: int = 1024,
+        queue_bound: int = 16384,
+        commit_interval: float = 0.0,
+        read_pool: int = 8,
+        timeout: float = 10.0,
+        on_batch: BatchObserver | None = None,
+    ) -> None:
+        self.dsn = dsn
+        self._max_batch = max_batch
+        self._queue_bound = queue_bound
+        self._commit_interval = commit_interval
+        self._read_pool = read_pool
+        self._timeout = timeout
+        self._on_batch = on_batch
+        self._pending: list[_Op[Any]] = []
+        self._wake = asyncio.Event()
+        self._w: Conn | None = None
+        self._pool: Any = None
+        self._closing = False
+        self._running = False
+        self._stopped = asyncio.Event()
+        self.healthy = True
+        self.retries = 0
+        """Batches re-run after losing a race to another node (a counter for metrics)."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations (once, however many nodes start together)."""
+        self._w = await self._connect()
+        applied = await migrate_postgres(self._w)
+        if applied:
+            log.info("migrated", extra={"applied": applied})
+        self._pool = await asyncpg.create_pool(
+            self.dsn,
+            min_size=1,
+            max_size=self._read_pool,
+            timeout=self._timeout,
+            command_timeout=self._timeout,
+        )
+
+    async def _connect(self) -> Conn:
+        return await asyncpg.connect(self.dsn, timeout=self._timeout, command_timeout=self._timeout)
+
+    async def run(self) -> None:
+        """The writer: commits everything queued (up to ``max_batch``) as one transaction and
+        resolves the futures in order; returns once ``aclose`` was called and all is committed."""
+        self._running = True
+        try:
+            while True:
+                await self._wake.wait()
+                if self._commit_interval and len(self._pending) < self._max_batch:
+                    await asyncio.sleep(self._commit_interval)
+                self._wake.clear()
+                if self._pending:
+                    batch = self._pending[: self._max_batch]
+                    del self._pending[: self._max_batch]
+                    await self._commit(batch)
+                    if self._pending:
+                        self._wake.set()
+                        continue
+                if self._closing:
+                    return
+        finally:
+            self._stopped.set()
+
+    async def _commit(self, batch: list[_Op[Any]]) -> None:
+        started = time.perf_counter()
+        try:
+            results = await self._apply(batch)
+        except Exception as exc:  # nothing of the batch is known to be stored
+            self.healthy = False
+            log.error("commit failed", extra={"error": repr(exc), "batch": len(batch)})
+            for op in batch:
+                if not op.future.done():
+                    op.future.set_exception(Unavailable("the store could not commit; retry"))
+            return
+        self.healthy = True
+        if self._on_batch is not None:
+            self._on_batch(len(batch), time.perf_counter() - started)
+        for op, result in zip(batch, results, strict=True):
+            if op.future.done():  # the caller gave up waiting; the write still happened
+                continue
+            if isinstance(result, BaseException):
+                op.future.set_exception(result)
+            else:
+                op.future.set_result(result)
+
+    async def _apply(self, batch: list[_Op[Any]]) -> list[Any]:
+        """One transaction for the whole batch, run again when another node won a race."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            db = self._w
+            if db is None or db.is_closed():
+                self._w = db = await self._connect()
+            try:
+                async with db.transaction():
+                    return await self._run_ops(_Tx(db), batch)
+            except _RETRY as exc:
+                if attempt == MAX_ATTEMPTS:
+                    raise
+                self.retries += 1
+                log.info("batch retried", extra={"error": repr(exc), "attempt": attempt})
+            except asyncpg.exceptions.PostgresError as exc:
+                if isinstance(exc, _LOST):
+                    self._drop_writer()
+                raise  # a server-side error: the connection rolled back and stays usable
+            except Exception:
+                self._drop_writer()  # lost, timed out or cancelled: the state is unknown
+                raise
+        raise AssertionError("unreachable")
+
+    def _drop_writer(self) -> None:
+        db, self._w = self._w, None
+        if db is not None:
+            db.terminate()
+
+    @staticmethod
+    async def _run_ops(tx: _Tx, batch: list[_Op[Any]]) -> list[Any]:
+        results: list[Any] = []
+        i = 0
+        while i < len(batch):
+            if batch[i].message is not None:
+                j = i
+                while j < len(batch) and batch[j].message is not None:
+                    j += 1
+                results.extend(await tx.appends(batch[i:j]))
+                i = j
+                continue
+            fn = batch[i].fn
+            assert fn is not None
+            try:
+                results.append(await fn(tx))
+            except ChatdError as refused:
+                results.append(refused)
+            i += 1
+        return results
+
+    async def aclose(self) -> None:
+        """Refuse new writes, let the writer commit what is queued, then close the connections."""
+        if self._closing:
+            return
+        self._closing = True
+        self._wake.set()
+        if self._running:
+            await self._stopped.wait()
+        elif self._pending:  # the writer never ran: commit here rather than lose acks
+            batch, self._pending = self._pending, []
+            await self._commit(batch)
+        if self._w is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._w.close(), self._timeout)
+            self._drop_writer()
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), self._timeout)
+            except Exception:
+                self._pool.terminate()
+
+    async def ping(self) -> bool:
+        try:
+            await self._read(lambda db: db.fetchval("SELECT 1"))
+        except Exception:
+            return False
+        return self.healthy and not self._closing
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _enqueue(self, op: _Op[T]) -> asyncio.Future[T]:
+        if self._closing:
+            op.future.set_exception(Unavailable("the server is shutting down"))
+        elif len(self._pending) >= self._queue_bound:
+            op.future.set_exception(Unavailable("the store is overloaded; retry"))
+        else:
+            self._pending.append(op)
+            self._wake.set()
+        return op.future
+
+    async def _write(self, fn: Callable[[_Tx], Awaitable[T]]) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        return await self._enqueue(_Op(fn, future))
+
+    async def _read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        if self._pool is None:
+            raise Unavailable("the store is not open")
+        try:
+            async with self._pool.acquire() as db:
+                return await fn(db)
+        except ChatdError:
+            raise
+        except (*_LOST, asyncpg.exceptions.PostgresError) as exc:
+            raise Unavailable("the store cannot be read now; retry") from exc
+
+    # ------------------------------------------------------------------ accounts
+
+    async def create_account(
+        self, handle: str, name: str, type: str, device_key: bytes, device_name: str, now: int
+    ) -> tuple[AccountRow, DeviceRow]:
+        async def op(tx: _Tx) -> tuple[AccountRow, DeviceRow]:
+            db = tx.db
+            if await db.fetchval("SELECT 1 FROM accounts WHERE handle=$1", handle):
+                raise HandleTaken(f"handle {handle!r} is taken")
+            if await db.fetchval("SELECT 1 FROM devices WHERE public_key=$1", device_key):
+                raise Conflict("this device key is already registered")
+            account = int(
+                await db.fetchval(
+                    "INSERT INTO accounts (handle, name, type, created_at) VALUES ($1,$2,$3,$4)"
+                    " RETURNING id",
+                    handle,
+                    name,
+                    type,
+                    now,
+                )
+            )
+            device = int(
+                await db.fetchval(
+                    "INSERT INTO devices (account_id, public_key, name, created_at)"
+                    " VALUES ($1,$2,$3,$4) RETURNING id",
+                    account,
+                    device_key,
+                    device_name,
+                    now,
+                )
+            )
+            return (
+                AccountRow(account, handle, name, type, 0),
+                DeviceRow(device, account, device_key, device_name),
+            )
+
+        return await self._write(op)
+
+    async def add_device(
+        self, account: int, device_key: bytes, name: str, approver: int, now: int
+    ) -> DeviceRow:
+        async def op(tx: _Tx) -> DeviceRow:
+            db = tx.db
+            if await db.fetchval("SELECT 1 FROM devices WHERE public_key=$1", device_key):
+                raise Conflict("this device key is already registered")
+            device = await db.fetchval(
+                "INSERT INTO devices (account_id, public_key, name, approved_by, created_at)"
+                " VALUES ($1,$2,$3,$4,$5) RETURNING id",
+                account,
+                device_key,
+                name,
+                approver,
+                now,
+            )
+            return DeviceRow(int(device), account, device_key, name)
+
+        return await self._write(op)
+
+    async def device(self, device: int) -> DeviceRow | None:
+        row = await self._read(
+            lambda db: db.fetchrow(
+                "SELECT id, account_id, public_key, name FROM devices WHERE id=$1", device
+            )
+        )
+        return DeviceRow(int(row[0]), int(row[1]), bytes(row[2]), str(row[3])) if row else None
+
+    async def account(self, account: int) -> AccountRow | None:
+        row = await self._read(
+            lambda db: db.fetchrow(
+                "SELECT id, handle, name, type, last_seen FROM accounts WHERE id=$1", account
+            )
+        )
+        return _account(row)
+
+    async def account_by_handle(self, handle: str) -> AccountRow | None:
+        row = await self._read(
+            lambda db: db.fetchrow(
+                "SELECT id, handle, name, type, last_seen FROM accounts WHERE handle=$1", handle
+            )
+        )
+        return _account(row)
+
+    async def set_last_seen(self, account: int, now: int) -> None:
+        async def op(tx: _Tx) -> None:
+            await tx.db.execute("UPDATE accounts SET last_seen=$1 WHERE id=$2", now, account)
+
+        await self._write(op)
+
+    # ------------------------------------------------------------------ conversations
+
+    async def create_conversation(
+        self, kind: str, title: str, creator: int, members: Sequence[int], now: int
+    ) -> CreatedConv:
+        others = sorted(set(members) - {creator})
+
+        async def op(tx: _Tx) -> CreatedConv:
+            db = tx.db
+            if others:
+                found = {
+                    int(r[0])
+                    for r in await db.fetch(
+                        "SELECT id FROM accounts WHERE id = ANY($1::bigint[])", others
+                    )
+                }
+                for account in others:
+                    if account not in found:
+                        raise NotFound(f"no account {account}")
+            key = None
+            if kind == "direct":
+                if len(others) != 1 or len(set(members)) != 1:
+                    raise Invalid("a direct conversation has exactly one other account")
+                key = rules.direct_key(creator, others[0])
+                existing = await db.fetchval(
+                    "SELECT id FROM conversations WHERE direct_key=$1", key
+                )
+                if existing is not None:
+                    return CreatedConv(await tx.conv_row(int(existing), creator), (), existed=True)
+            conv = int(
+                await db.fetchval(
+                    "INSERT INTO conversations (kind, title, created_at, direct_key)"
+                    " VALUES ($1,$2,$3,$4) RETURNING id",
+                    kind,
+                    "" if kind == "direct" else title,
+                    now,
+                    key,
+                )
+            )
+            created = await tx.system_message(
+                conv,
+                now,
+                kinds.SystemEvent(
+                    event="created", actor=creator, title=title if kind != "direct" else ""
+                ),
+            )
+            creator_role = "member" if kind == "direct" else "owner"
+            await db.executemany(
+                "INSERT INTO members (conv_id, account_id, role, joined_seq) VALUES ($1,$2,$3,$4)",
+                [(conv, creator, creator_role, created.seq)]
+                + [(conv, a, "member", created.seq) for a in others],
+            )
+            return CreatedConv(await tx.conv_row(conv, creator), (created,))
+
+        return await self._write(op)
+
+    async def conversation(self, conv: int, account: int, device: int) -> ConvRow:
+        return await self._read(lambda db: _conv_row(db, conv, account, device, with_members=True))
+
+    async def conversations_of(self, account: int, device: int) -> list[ConvRow]:
+        rows = await self._read(
+            lambda db: db.fetch(
+                "SELECT c.id, c.kind, c.title, c.last_seq, m.role,"
+                " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
+                " coalesce(k.read, 0), coalesce(k.delivered, 0), m.joined_seq"
+                " FROM members m JOIN conversations c ON c.id = m.conv_id"
+                " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = $1"
+                " WHERE m.account_id = $2 ORDER BY c.id",
+                device,
+                account,
+            )
+        )
+        return [_conv(r) for r in rows]
+
+    async def conversation_ids_of(self, account: int) -> list[int]:
+        rows = await self._read(
+            lambda db: db.fetch("SELECT conv_id FROM members WHERE account_id=$1", account)
+        )
+        return [int(r[0]) for r in rows]
+
+    async def member_kind(self, conv: int, account: int) -> tuple[str, str] | None:
+        row = await self._read(
+            lambda db: db.fetchrow(
+                "SELECT c.kind, m.role FROM members m JOIN conversations c ON c.id = m.conv_id"
+                " WHERE m.conv_id=$1 AND m.account_id=$2",
+                conv,
+                account,
+            )
+        )
+        return (str(row[0]), str(row[1])) if row else None
+
+    async def contacts_of(self, account: int) -> list[int]:
+        """Accounts sharing a direct conversation or group with ``account`` (presence audience)."""
+        rows = await self._read(
+            lambda db: db.fetch(
+                "SELECT DISTINCT o.account_id FROM members m"
+                " JOIN conversations c ON c.id = m.conv_id AND c.kind IN ('direct', 'group')"
+                " JOIN members o ON o.conv_id = m.conv_id AND o.account_id != m.account_id"
+                " WHERE m.account_id = $1",
+                account,
+            )
+        )
+        return [int(r[0]) for r in rows]
+
+    async def invite(self, conv: int, actor: int, account: int, now: int) -> MembershipChange:
+        async def op(tx: _Tx) -> MembershipChange:
+            kind, role = await tx.role(conv, actor)
+            rules.check_manage_members(kind, role)
+            if not await tx.exists("accounts", account):
+                raise NotFound(f"no account {account}")
+            if await tx.db.fetchval(
+                "SELECT 1 FROM members WHERE conv_id=$1 AND account_id=$2", conv, account
+            ):
+                raise Conflict("already a member")
+            m = await tx.system_message(
+                conv, now, kinds.SystemEvent(event="joined", actor=actor, account=account)
+            )
+            await tx.db.execute(
+                "INSERT INTO members (conv_id, account_id, role, joined_seq) VALUES ($1,$2,$3,$4)",
+                conv,
+                account,
+                "member",
+                m.seq,
+            )
+            return MembershipChange(conv, m, added=(account,))
+
+        return await self._write(op)
+
+    async def remove(self, conv: int, actor: int, account: int, now: int) -> MembershipChange:
+        async def op(tx: _Tx) -> MembershipChange:
+            kind, role = await tx.role(conv, actor)
+            if account == actor:
+                raise Invalid("use leave to leave a conversation")
+            rules.check_remove(kind, role, await tx.target_role(conv, account))
+            m = await tx.system_message(
+                conv, now, kinds.SystemEvent(event="removed", actor=actor, account=account)
+            )
+            await tx.db.execute(
+                "DELETE FROM members WHERE conv_id=$1 AND account_id=$2", conv, account
+            )
+            return MembershipChange(conv, m, removed=(account,))
+
+        return await self._write(op)
+
+    async def leave(self, conv: int, actor: int, now: int) -> MembershipChange:
+        async def op(tx: _Tx) -> MembershipChange:
+            kind, role = await tx.role(conv, actor)
+            rules.check_leave(kind)
+            m = await tx.system_message(conv, now, kinds.SystemEvent(event="left", actor=actor))
+            await tx.db.execute(
+                "DELETE FROM members WHERE conv_id=$1 AND account_id=$2", conv, actor
+            )
+            if role == "owner":
+                remaining = await tx.db.fetch(
+                    "SELECT account_id, role, joined_seq FROM members WHERE conv_id=$1", conv
+                )
+                heir = rules.next_owner([(int(a), str(r), int(j)) for a, r, j in remaining])
+                if heir is not None:
+                    await tx.db.execute(
+                        "UPDATE members SET role='owner' WHERE conv_id=$1 AND account_id=$2",
+                        conv,
+                        heir,
+                    )
+                    await tx.system_message(
+                        conv,
+                        now,
+                        kinds.SystemEvent(event="role", actor=0, account=heir, role="owner"),
+                    )
+            return MembershipChange(conv, m, removed=(actor,))
+
+        return await self._write(op)
+
+    async def set_role(
+        self, conv: int, actor: int, account: int, role: str, now: int
+    ) -> MembershipChange:
+        async def op(tx: _Tx) -> MembershipChange:
+            kind, actor_role = await tx.role(conv, actor)
+            rules.check_set_role(kind, actor_role, await tx.target_role(conv, account))
+            m = await tx.system_message(
+                conv, now, kinds.SystemEvent(event="role", actor=actor, account=account, role=role)
+            )
+            await tx.db.execute(
+                "UPDATE members SET role=$1 WHERE conv_id=$2 AND account_id=$3", role, conv, account
+            )
+            return MembershipChange(conv, m)
+
+        return await self._write(op)
+
+    async def rename(self, conv: int, actor: int, title: str, now: int) -> MembershipChange:
+        async def op(tx: _Tx) -> MembershipChange:
+            kind, role = await tx.role(conv, actor)
+            rules.check_rename(kind, role)
+            m = await tx.system_message(
+                conv, now, kinds.SystemEvent(event="renamed", actor=actor, title=title)
+            )
+            await tx.db.execute("UPDATE conversations SET title=$1 WHERE id=$2", title, conv)
+            return MembershipChange(conv, m)
+
+        return await self._write(op)
+
+    # ------------------------------------------------------------------ messages
+
+    def append(self, message: NewMessage) -> asyncio.Future[Appended]:
+        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        return self._enqueue(_Op(None, future, message))
+
+    async def messages(
+        self, conv: int, after: int, before: int | None, limit: int
+    ) -> list[StoredMessage]:
+        async def q(db: Conn) -> list[Any]:
+            if before is not None:
+                rows = await db.fetch(
+                    f"SELECT {_MESSAGE_COLS} FROM messages WHERE conv_id=$1 AND seq<$2 AND seq>$3"
+                    " ORDER BY seq DESC LIMIT $4",
+                    conv,
+                    before,
+                    after,
+                    limit,
+                )
+                return list(reversed(rows))
+            return list(
+                await db.fetch(
+                    f"SELECT {_MESSAGE_COLS} FROM messages WHERE conv_id=$1 AND seq>$2"
+                    " ORDER BY seq LIMIT $3",
+                    conv,
+                    after,
+                    limit,
+                )
+            )
+
+        return [
+            StoredMessage(
+                conv,
+                int(r[0]),
+                int(r[1]),
+                int(r[2]),
+                int(r[3]),
+                None if r[4] is None else str(r[4]),
+                str(r[5]),
+                bytes(r[6]),
+            )
+            for r in await self._read(q)
+        ]
+
+    # ------------------------------------------------------------------ cursors
+
+    async def move_cursor(self, device: int, conv: int, type: str, seq: int) -> bool:
+        column = {"delivered": "delivered", "read": "read"}[type]
+
+        async def op(tx: _Tx) -> bool:
+            last = await tx.db.fetchval("SELECT last_seq FROM conversations WHERE id=$1", conv)
+            if last is None:
+                raise NotFound("no such conversation")
+            target = min(seq, int(last))
+            status = await tx.db.execute(
+                f"INSERT INTO cursors (device_id, conv_id, {column}) VALUES ($1,$2,$3)"
+                f" ON CONFLICT (device_id, conv_id) DO UPDATE SET {column}=excluded.{column}"
+                f" WHERE excluded.{column} > cursors.{column}",
+                device,
+                conv,
+                target,
+            )
+            return _count(status) > 0 and target > 0
+
+        return await self._write(op)
+
+    # ------------------------------------------------------------------ key directory
+
+    async def upload_keys(self, upload: KeyUpload, now: int, max_one_time: int) -> int:
+        u = upload
+        fresh: dict[int, PrekeyRow] = {}
+        for k in u.one_time:  # a kid repeated inside one upload: the first one counts
+            fresh.setdefault(k.kid, k)
+
+        async def op(tx: _Tx) -> int:
+            db = tx.db
+            # The device row is the lock that orders this device's uploads across nodes.
+            if not await db.fetchval(
+                "SELECT 1 FROM devices WHERE id=$1 FOR NO KEY UPDATE", u.device
+            ):
+                raise NotFound("no such device")
+            prior = await db.fetchval(
+                "SELECT identity_key FROM identity_keys WHERE device_id=$1", u.device
+            )
+            new_identity = prior is not None and bytes(prior) != u.identity_key
+            held, known = 0, set()
+            if not new_identity:
+                held = int(
+                    await db.fetchval(
+                        "SELECT count(*) FROM one_time_prekeys WHERE device_id=$1", u.device
+                    )
+                )
+                if fresh:
+                    known = {
+                        int(r[0])
+                        for r in await db.fetch(
+                            "SELECT kid FROM one_time_prekeys"
+                            " WHERE device_id=$1 AND kid = ANY($2::bigint[])",
+                            u.device,
+                            list(fresh),
+                        )
+                    }
+            added = [k for kid, k in fresh.items() if kid not in known]
+            if held + len(added) > max_one_time:
+                raise Invalid(
+                    f"a device holds at most {max_one_time} one-time prekeys"
+                    f" ({held} unclaimed, {len(added)} new)"
+                )
+            # Checks done; writes from here on.
+            if new_identity:  # prekeys signed for the old identity go with it
+                await db.execute("DELETE FROM signed_prekeys WHERE device_id=$1", u.device)
+                await db.execute("DELETE FROM one_time_prekeys WHERE device_id=$1", u.device)
+            await db.execute(
+                "INSERT INTO identity_keys (device_id, identity_key, identity_sig, updated_at)"
+                " VALUES ($1,$2,$3,$4) ON CONFLICT (device_id) DO UPDATE SET"
+                " identity_key=excluded.identity_key, identity_sig=excluded.identity_sig,"
+                " updated_at=excluded.updated_at",
+                u.device,
+                u.identity_key,
+                u.identity_sig,
+                now,
+            )
+            signed = [
+                (u.device, type, pk.kid, pk.key, pk.sig, now)
+                for type, pk in (("ec", u.signed_prekey), ("pq", u.pq_prekey))
+                if pk is not None
+            ]
+            if signed:
+                await db.executemany(
+                    "INSERT INTO signed_prekeys (device_id, type, kid, key, sig, updated_at)"
+                    " VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (device_id, type) DO UPDATE SET"
+                    " kid=excluded.kid, key=excluded.key, sig=excluded.sig,"
+                    " updated_at=excluded.updated_at",
+                    signed,
+                )
+            if added:
+                await db.executemany(
+                    "INSERT INTO one_time_prekeys (device_id, kid, key) VALUES ($1,$2,$3)",
+                    [(u.device, k.kid, k.key) for k in added],
+                )
+            return held + len(added)
+
+        return await self._write(op)
+
+    async def one_time_count(self, device: int) -> int:
+        n = await self._read(
+            lambda db: db.fetchval(
+                "SELECT count(*) FROM one_time_prekeys WHERE device_id=$1", device
+            )
+        )
+        return int(n)
+
+    async def claim_keys(self, account: int, exclude_device: int = 0) -> list[BundleRow]:
+        async def op(tx: _Tx) -> list[BundleRow]:
+            db = tx.db
+            if not await tx.exists("accounts", account):
+                raise NotFound(f"no account {account}")
+            devices = await db.fetch(
+                "SELECT d.id, d.public_key, i.identity_key, i.identity_sig FROM devices d"
+                " JOIN identity_keys i ON i.device_id = d.id"
+                " WHERE d.account_id=$1 AND d.id != $2 ORDER BY d.id",
+                account,
+                exclude_device,
+            )
+            if not devices:
+                return []
+            ids = [int(d[0]) for d in devices]
+            signed: dict[tuple[int, str], PrekeyRow] = {
+                (int(d), str(t)): PrekeyRow(int(kid), bytes(key), bytes(sig))
+                for d, t, kid, key, sig in await db.fetch(
+                    "SELECT device_id, type, kid, key, sig FROM signed_prekeys"
+                    " WHERE device_id = ANY($1::bigint[])",
+                    ids,
+                )
+            }
+            out = []
+            for (device, signing_key, identity_key, identity_sig), d in zip(
+                devices, ids, strict=True
+            ):
+                # Taken and deleted in one statement; a row another node is claiming right now
+                # is locked and skipped, so no two claims ever get the same key.
+                row = await db.fetchrow(
+                    "DELETE FROM one_time_prekeys WHERE device_id=$1 AND kid = ("
+                    " SELECT kid FROM one_time_prekeys WHERE device_id=$1"
+                    " ORDER BY kid LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING kid, key",
+                    device,
+                )
+                out.append(
+                    BundleRow(
+                        d,
+                        bytes(signing_key),
+                        bytes(identity_key),
+                        bytes(identity_sig),
+                        signed.get((d, "ec")),
+                        signed.get((d, "pq")),
+                        None if row is None else PrekeyRow(int(row[0]), bytes(row[1])),
+                    )
+                )
+            return out
+
+        return await self._write(op)
+
+    async def put_device_list(self, row: DeviceListRow, now: int) -> None:
+        async def op(tx: _Tx) -> None:
+            db = tx.db
+            if not await tx.exists("accounts", row.account):
+                raise NotFound(f"no account {row.account}")
+            prior = await db.fetchval(
+                "SELECT version FROM device_lists WHERE account_id=$1 FOR UPDATE", row.account
+            )
+            if prior is not None and int(prior) >= row.version:
+                raise Conflict(f"version {row.version} is not above the stored {int(prior)}")
+            await db.execute(
+                "INSERT INTO device_lists (account_id, version, body, sig, master_key, updated_at)"
+                " VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (account_id) DO UPDATE SET"
+                " version=excluded.version, body=excluded.body, sig=excluded.sig,"
+                " master_key=excluded.master_key, updated_at=excluded.updated_at",
+                row.account,
+                row.version,
+                row.body,
+                row.sig,
+                row.master_key,
+                now,
+            )
+
+        await self._write(op)
+
+    async def device_list(self, account: int) -> DeviceListRow | None:
+        row = await self._read(
+            lambda db: db.fetchrow(
+                "SELECT version, body, sig, master_key FROM device_lists WHERE account_id=$1",
+                account,
+            )
+        )
+        if row is None:
+            return None
+        return DeviceListRow(account, int(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]))
+
+    # ------------------------------------------------------------------ to-device queue
+
+    async def queue_to_device(
+        self, target: int, sender: int, sender_device: int, body: bytes, now: int, max_queued: int
+    ) -> ToDeviceRow:
+        async def op(tx: _Tx) -> ToDeviceRow:
+            db = tx.db
+            if not await tx.exists("devices", target):
+                raise NotFound("no such device")
+            # The state row's lock orders the device's tids across nodes.
+            state = await db.fetchrow(
+                "SELECT last_tid, queued FROM to_device_state WHERE device_id=$1 FOR UPDATE",
+                target,
+            )
+            last, queued = (int(state[0]), int(state[1])) if state else (0, 0)
+            if queued >= max_queued:
+                raise RateLimited(f"device {target} has {queued} items queued; retry later")
+            tid = last + 1
+            await db.execute(
+                "INSERT INTO to_device_state (device_id, last_tid, queued) VALUES ($1,$2,$3)"
+                " ON CONFLICT (device_id) DO UPDATE SET last_tid=excluded.last_tid,"
+                " queued=excluded.queued",
+                target,
+                tid,
+                queued + 1,
+            )
+            await db.execute(
+                "INSERT INTO to_device (device_id, tid, sender, sender_device, body, queued_at)"
+                " VALUES ($1,$2,$3,$4,$5,$6)",
+                target,
+                tid,
+                sender,
+                sender_device,
+                body,
+                now,
+            )
+            return ToDeviceRow(target, tid, sender, sender_device, body)
+
+        return await self._write(op)
+
+    async def to_device_items(self, device: int, after: int, limit: int) -> list[ToDeviceRow]:
+        rows = await self._read(
+            lambda db: db.fetch(
+                "SELECT tid, sender, sender_device, body FROM to_device"
+                " WHERE device_id=$1 AND tid>$2 ORDER BY tid LIMIT $3",
+                device,
+                after,
+                limit,
+            )
+        )
+        return [ToDeviceRow(device, int(t), int(s), int(d), bytes(b)) for t, s, d, b in rows]
+
+    async def ack_to_device(self, device: int, up_to: int) -> int:
+        async def op(tx: _Tx) -> int:
+            deleted = _count(
+                await tx.db.execute(
+                    "DELETE FROM to_device WHERE device_id=$1 AND tid<=$2", device, up_to
+                )
+            )
+            if deleted > 0:
+                await tx.db.execute(
+                    "UPDATE to_device_state SET queued = queued - $1 WHERE device_id=$2",
+                    deleted,
+                    device,
+                )
+            return deleted
+
+        return await self._write(op)
+
+
+def _account(row: Any) -> AccountRow | None:
+    if row is None:
+        return None
+    return AccountRow(int(row[0]), str(row[1]), str(row[2]), str(row[3]), int(row[4]))
+
+
+def _conv(r: Any) -> ConvRow:
+    return ConvRow(
+        int(r[0]),
+        str(r[1]),
+        str(r[2]),
+        int(r[3]),
+        str(r[4]),
+        int(r[5]),
+        int(r[6]),
+        int(r[7]),
+        int(r[8]),
+    )
+
+
+async def _conv_row(
+    db: Conn, conv: int, account: int, device: int, *, with_members: bool = False
+) -> ConvRow:
+    row = await db.fetchrow(
+        "SELECT c.id, c.kind, c.title, c.last_seq, m.role,"
+        " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
+        " coalesce(k.read, 0), coalesce(k.delivered, 0), m.joined_seq"
+        " FROM conversations c JOIN members m ON m.conv_id = c.id AND m.account_id = $1"
+        " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = $2"
+        " WHERE c.id = $3",
+        account,
+        device,
+        conv,
+    )
+    if row is None:
+        raise NotFound("no such conversation")
+    members: tuple[MemberRow, ...] = ()
+    if with_members:
+        members = tuple(
+            MemberRow(int(a), str(r), str(h), int(j))
+            for a, r, h, j in await db.fetch(
+                "SELECT m.account_id, m.role, a.handle, m.joined_seq FROM members m"
+                " JOIN accounts a ON a.id = m.account_id WHERE m.conv_id=$1"
+                " ORDER BY m.joined_seq, m.account_id",
+                conv,
+            )
+        )
+    return replace(_conv(row), members=members)
