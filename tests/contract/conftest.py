@@ -2,21 +2,33 @@
 
 A backend is a ``StoreBackend``: it opens a store on ONE durable location (so a test can close
 the store and open another on the same data), runs its writer for the test, and closes it.
-To add PostgreSQL, write a ``PostgresBackend`` with the same three methods (skip it when no
-database is configured) and add it to ``BACKENDS``.
+A factory in ``BACKENDS`` gets the test's request and tmp_path. ``PostgresBackend`` gives each
+test a fresh database (copied from a migrated template) on ONE throwaway PostgreSQL server per
+test session (``postgres_server``: initdb + pg_ctl on a free port and a temp dir, run as an
+unprivileged user when the tests run as root; skipped when the binaries are missing).
 """
 
 from __future__ import annotations
 
 import asyncio
+import glob
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+import asyncpg
 import pytest
 
 from chatd.store.base import AccountRow, DeviceRow, Store
+from chatd.store.migrate import migrate_postgres
+from chatd.store.postgres import PostgresStore
 from chatd.store.sqlite import SQLiteStore
 
 
@@ -57,13 +69,190 @@ class SQLiteBackend:
         await asyncio.wait_for(task, 10)
 
 
-BACKENDS: dict[str, Callable[[Path], Any]] = {"sqlite": SQLiteBackend}
+# ------------------------------------------------------------------ a throwaway PostgreSQL
+
+PG_USER = "nobody"
+"""initdb refuses to run as root: as root, the server runs as this unprivileged user."""
+
+
+def pg_bindir() -> str | None:
+    """A directory holding both ``initdb`` and ``pg_ctl``: PATH, /usr/local/bin, then Debian's
+    /usr/lib/postgresql/<version>/bin (newest first)."""
+    found = shutil.which("initdb")
+    candidates = [os.path.dirname(found)] if found else []
+    candidates.append("/usr/local/bin")
+    candidates += sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda d: int(d.split("/")[-2]) if d.split("/")[-2].isdigit() else 0,
+        reverse=True,
+    )
+    for d in candidates:
+        if os.access(os.path.join(d, "initdb"), os.X_OK) and os.access(
+            os.path.join(d, "pg_ctl"), os.X_OK
+        ):
+            return d
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PostgresServer:
+    """One PostgreSQL cluster in a temp dir, on a free port on 127.0.0.1 (never the system's)."""
+
+    def __init__(self, bindir: str) -> None:
+        self.bindir = bindir
+        self.dir = tempfile.mkdtemp(prefix="chatd-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            user = pwd.getpwnam(PG_USER)
+            os.chown(self.dir, user.pw_uid, user.pw_gid)
+            self._as_user = ["runuser", "-u", PG_USER, "--"]
+        self._databases = itertools.count(1)
+        self._template = False
+
+    def _run(self, *args: str) -> None:
+        subprocess.run(
+            [*self._as_user, os.path.join(self.bindir, args[0]), *args[1:]],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            cwd=self.dir,
+        )
+
+    def start(self) -> None:
+        self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._run("pg_ctl", "-D", self.data, "-o", options, "-l", f"{self.dir}/log", "-w", "start")
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    async def create_database(self) -> str:
+        """A fresh, migrated database (a copy of the template); its DSN."""
+        if not self._template:
+            await self._make_template()
+            self._template = True
+        name = f"chatd_{os.getpid()}_{next(self._databases)}"
+        admin = await asyncpg.connect(self.dsn())
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE chatd_template')
+        finally:
+            await admin.close()
+        return self.dsn(name)
+
+    async def drop_database(self, dsn: str) -> None:
+        admin = await asyncpg.connect(self.dsn())
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    async def _make_template(self) -> None:
+        """The migrated database every test's database is copied from (made on first use)."""
+        admin = await asyncpg.connect(self.dsn())
+        try:
+            await admin.execute("CREATE DATABASE chatd_template")
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(self.dsn("chatd_template"))
+        try:
+            await migrate_postgres(conn)
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """ONE throwaway PostgreSQL for the test session, stopped (-m immediate) at teardown."""
+    bindir = pg_bindir()
+    if bindir is None:
+        pytest.skip(
+            "PostgreSQL binaries (initdb, pg_ctl) not found on PATH, /usr/local/bin or"
+            " /usr/lib/postgresql/*/bin: apt-get install -y postgresql"
+        )
+    server = PostgresServer(bindir)
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class PostgresBackend:
+    name = "postgres"
+    one_writer_per_location = False
+
+    def __init__(self, server: PostgresServer) -> None:
+        self.server = server
+        self.dsn = ""
+        self._writers: dict[int, asyncio.Task[None]] = {}
+
+    async def setup(self) -> None:
+        self.dsn = await self.server.create_database()
+
+    async def teardown(self) -> None:
+        await self.server.drop_database(self.dsn)
+
+    def new_store(self) -> PostgresStore:
+        return PostgresStore(self.dsn, read_pool=2)
+
+    async def start(self, store: PostgresStore) -> None:
+        await store.open()
+        self._writers[id(store)] = asyncio.create_task(store.run(), name="postgres-writer")
+
+    async def stop(self, store: PostgresStore) -> None:
+        task = self._writers.pop(id(store))
+        await store.aclose()
+        await asyncio.wait_for(task, 10)
+
+
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> SQLiteBackend:
+    return SQLiteBackend(tmp_path)
+
+
+def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> PostgresBackend:
+    return PostgresBackend(request.getfixturevalue("postgres_server"))
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Any]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> StoreBackend:
-    factory: Callable[[Path], StoreBackend] = BACKENDS[request.param]
-    return factory(tmp_path)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreBackend]:
+    factory: Callable[[pytest.FixtureRequest, Path], StoreBackend] = BACKENDS[request.param]
+    b = factory(request, tmp_path)
+    setup = getattr(b, "setup", None)
+    if setup is not None:
+        await setup()
+    try:
+        yield b
+    finally:
+        teardown = getattr(b, "teardown", None)
+        if teardown is not None:
+            await teardown()
 
 
 class Stores:
