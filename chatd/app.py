@@ -20,6 +20,7 @@ from chatd.metrics import Metrics
 from chatd.services.deps import Deps
 from chatd.session import Services
 from chatd.settings import Settings, redact_url
+from chatd.store.postgres import PostgresStore
 from chatd.store.sqlite import SQLiteStore
 from chatd.transport.server import Transport
 
@@ -42,15 +43,25 @@ class App:
     async def run(self, *, install_signals: bool = False) -> None:
         s = self.settings
         db = s.store.db
-        if db != ":memory:":
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
-        store = SQLiteStore(
-            db,
-            synchronous=s.store.synchronous,
-            max_batch=s.store.max_batch,
-            commit_interval=s.store.commit_interval,
-            on_batch=self.metrics.observe_batch,
-        )
+        store: SQLiteStore | PostgresStore
+        if db.startswith(("postgresql://", "postgres://")):
+            # Shared by every node: the seq counter and claims are safe across processes.
+            store = PostgresStore(
+                db,
+                max_batch=s.store.max_batch,
+                commit_interval=s.store.commit_interval,
+                on_batch=self.metrics.observe_batch,
+            )
+        else:
+            if db != ":memory:":
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            store = SQLiteStore(
+                db,
+                synchronous=s.store.synchronous,
+                max_batch=s.store.max_batch,
+                commit_interval=s.store.commit_interval,
+                on_batch=self.metrics.observe_batch,
+            )
         await store.open()
         broker: MemoryBroker | RedisBroker
         if s.broker.url:
