@@ -12,9 +12,12 @@ The path of one message, from the sender's socket to every recipient's socket:
 4. In commit order, ``services.messaging._committed`` encodes ``Deliver`` ONCE and publishes it
    (``services.fanout``) to the broker topic of the conversation, then queues the ``Ack`` to the
    sender. Nothing is acked or published before its commit.
-5. ``broker.memory`` calls this node's ``hub.Hub`` directly; ``broker.redis`` (``--broker
+5. ``hub.Hub.publish`` stamps the envelope with this node's id, hands it to the broker and
+   delivers it to this node's own connections at once (so they keep getting it while Redis is
+   down). ``broker.memory`` hands it back synchronously; ``broker.redis`` (``--broker
    redis://...``) buffers it, and its flusher PUBLISHes every pending envelope as one pipeline;
-   each node subscribed to the topic gets it on its subscription connection and calls its hub.
+   each node subscribed to the topic gets it on its subscription connection and calls its hub,
+   which ignores the envelopes carrying its own node id.
 6. The hub returns at once if no local connection watches the conversation; otherwise it writes
    the same bytes to each watcher's socket buffer (``transport.link.WsLink.push``), skipping the
    sender's connection and any connection whose sync of that conversation has not caught up. A

@@ -9,23 +9,44 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-_HEADER = struct.Struct(">BQQ")
+_HEADER = struct.Struct(">BQQQ")
 HEADER_SIZE: Final = _HEADER.size
+_SEQ = struct.Struct(">Q")
 
 MESSAGE: Final = 1
 """A stored message (``Deliver``): seq is its sequence number."""
 EVENT: Final = 2
 """An ephemeral event (typing, receipt): seq is 0; never held back by sync."""
+WATCH: Final = 3
+"""Control, on an account's topic: the account joined the conversation whose id is in seq; every
+node routes the conversation to the account's local connections. The payload is empty or
+``watch_payload(message seq, Deliver frame)``: the message that added the account, delivered
+through the account's topic because the node's subscription to the conversation's topic may not
+be in effect yet."""
+UNWATCH: Final = 4
+"""Control, on an account's topic: the account left the conversation whose id is in seq."""
 
 
-def pack(kind: int, seq: int, origin: int, frame: bytes) -> bytes:
-    return _HEADER.pack(kind, seq, origin) + frame
+def pack(kind: int, seq: int, origin: int, node: int, frame: bytes) -> bytes:
+    """The one place the header is written: ``node`` is the publishing node's id."""
+    return _HEADER.pack(kind, seq, origin, node) + frame
 
 
-def unpack(data: bytes) -> tuple[int, int, int, bytes]:
-    """``(kind, seq, origin connection, frame bytes)``."""
-    kind, seq, origin = _HEADER.unpack_from(data)
-    return kind, seq, origin, data[HEADER_SIZE:]
+def unpack(data: bytes) -> tuple[int, int, int, int, bytes]:
+    """``(kind, seq, origin connection, publishing node, frame bytes)``."""
+    kind, seq, origin, node = _HEADER.unpack_from(data)
+    return kind, seq, origin, node, data[HEADER_SIZE:]
+
+
+def watch_payload(seq: int, frame: bytes) -> bytes:
+    return _SEQ.pack(seq) + frame
+
+
+def split_watch_payload(payload: bytes) -> tuple[int, bytes] | None:
+    """``(message seq, Deliver frame)`` of a WATCH payload, or None when it is empty."""
+    if not payload:
+        return None
+    return _SEQ.unpack_from(payload)[0], payload[_SEQ.size :]
 
 
 def conv_topic(conv: int) -> str:

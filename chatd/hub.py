@@ -7,6 +7,13 @@ envelope it returns at once when nobody local watches; otherwise it hands the SA
 each watcher's ``push`` (a synchronous write to the socket buffer; the outlet disconnects itself
 as a slow consumer when its buffer passes the bound).
 
+Several nodes: every envelope carries the id of the node that published it (random, 64 bits,
+one per hub). ``publish`` hands it to the broker AND delivers it to this node's own connections
+at once, so a node keeps serving its own clients while the broker is down; the copy coming back
+from the broker with this node's id is ignored. Membership changes travel as WATCH/UNWATCH
+control envelopes on the account's topic, so every node holding a connection of that account
+re-routes it (``watch``/``unwatch``).
+
 Sync interplay: an outlet's ``floors[conv]`` holds back live messages with seq <= floor. While a
 sync of ``conv`` runs the floor is ``HOLD`` (everything held back; the sync reads it from the
 store), and after ``Synced`` it is the synced seq, so the boundary has no gap and no duplicate.
@@ -14,6 +21,7 @@ store), and after ``Synced`` it is the synced seq, so the boundary has no gap an
 
 from __future__ import annotations
 
+import secrets
 from typing import Protocol
 
 from chatd import envelope
@@ -40,9 +48,11 @@ class Outlet(Protocol):
 
 
 class Hub:
-    def __init__(self, broker: Broker, hot: HotCounters) -> None:
+    def __init__(self, broker: Broker, hot: HotCounters, node: int | None = None) -> None:
         self._broker = broker
         self._hot = hot
+        self.node = node if node is not None else secrets.randbits(64) or 1
+        """This node's id in the envelopes it publishes."""
         self._watchers: dict[int, set[Outlet]] = {}
         self._accounts: dict[int, list[Outlet]] = {}  # lists: a few devices each
         self._devices: dict[int, list[Outlet]] = {}  # usually one connection each
@@ -56,12 +66,12 @@ class Hub:
         first = outlet.account not in self._accounts
         if first:
             self._accounts[outlet.account] = []
-            self._broker.subscribe(envelope.account_topic(outlet.account), self._on_account)
+            self._broker.subscribe(envelope.account_topic(outlet.account), self._from_broker)
         self._accounts[outlet.account].append(outlet)
         same_device = self._devices.get(outlet.device)
         if same_device is None:
             self._devices[outlet.device] = [outlet]
-            self._broker.subscribe(envelope.device_topic(outlet.device), self._on_device)
+            self._broker.subscribe(envelope.device_topic(outlet.device), self._from_broker)
         else:
             same_device.append(outlet)
         for conv in convs:
@@ -89,6 +99,24 @@ class Hub:
         self._broker.unsubscribe(envelope.account_topic(outlet.account))
         return True
 
+    # ------------------------------------------------------------------ publishing
+
+    def publish(self, topic: str, kind: int, seq: int, origin: int, frame: bytes) -> None:
+        """Publish to every node: through the broker, and to this node's connections directly
+        (its broker copy is ignored when it comes back)."""
+        self._broker.publish(topic, envelope.pack(kind, seq, origin, self.node, frame))
+        self._deliver(topic, kind, seq, origin, frame)
+
+    def watch(self, account: int, conv: int, joined: tuple[int, bytes] | None = None) -> None:
+        """On every node: route ``conv`` to ``account``'s connections, then hand them
+        ``joined`` (``(seq, Deliver frame)`` of the message that added the account), if any."""
+        payload = b"" if joined is None else envelope.watch_payload(*joined)
+        self.publish(envelope.account_topic(account), envelope.WATCH, conv, 0, payload)
+
+    def unwatch(self, account: int, conv: int) -> None:
+        """On every node: stop routing ``conv`` to ``account``'s connections."""
+        self.publish(envelope.account_topic(account), envelope.UNWATCH, conv, 0, b"")
+
     def watch_account(self, account: int, conv: int) -> None:
         """``account`` joined ``conv``: route it to the account's local connections."""
         for outlet in self._accounts.get(account, ()):
@@ -113,7 +141,7 @@ class Hub:
         watchers = self._watchers.get(conv)
         if watchers is None:
             watchers = self._watchers[conv] = set()
-            self._broker.subscribe(envelope.conv_topic(conv), self._on_conv)
+            self._broker.subscribe(envelope.conv_topic(conv), self._from_broker)
         watchers.add(outlet)
         outlet.watching[conv] = None
 
@@ -130,9 +158,21 @@ class Hub:
 
     # ------------------------------------------------------------------ delivery
 
-    def _on_conv(self, topic: str, data: bytes) -> None:
-        kind, seq, origin, frame = envelope.unpack(data)
-        conv = int(topic[2:])
+    def _from_broker(self, topic: str, data: bytes) -> None:
+        kind, seq, origin, node, frame = envelope.unpack(data)
+        if node != self.node:  # this node's own envelopes were delivered when published
+            self._deliver(topic, kind, seq, origin, frame)
+
+    def _deliver(self, topic: str, kind: int, seq: int, origin: int, frame: bytes) -> None:
+        prefix = topic[0]
+        if prefix == "c":
+            self._on_conv(int(topic[2:]), kind, seq, origin, frame)
+        elif prefix == "a":
+            self._on_account(int(topic[2:]), kind, seq, origin, frame)
+        else:
+            self._on_device(int(topic[2:]), origin, frame)
+
+    def _on_conv(self, conv: int, kind: int, seq: int, origin: int, frame: bytes) -> None:
         watchers = self._watchers.get(conv)
         if not watchers:
             return
@@ -154,14 +194,42 @@ class Hub:
                 if outlet.conn_id != origin:
                     outlet.push(frame)
 
-    def _on_account(self, topic: str, data: bytes) -> None:
-        _, _, origin, frame = envelope.unpack(data)
-        for outlet in tuple(self._accounts.get(int(topic[2:]), ())):
-            if outlet.conn_id != origin:
-                outlet.push(frame)
+    def _on_account(self, account: int, kind: int, seq: int, origin: int, frame: bytes) -> None:
+        if kind == envelope.WATCH:
+            self._joined(account, seq, frame)
+        elif kind == envelope.UNWATCH:
+            self.unwatch_account(account, seq)
+        else:
+            for outlet in tuple(self._accounts.get(account, ())):
+                if outlet.conn_id != origin:
+                    outlet.push(frame)
 
-    def _on_device(self, topic: str, data: bytes) -> None:
-        _, _, origin, frame = envelope.unpack(data)
-        for outlet in tuple(self._devices.get(int(topic[2:]), ())):
+    def _joined(self, account: int, conv: int, payload: bytes) -> None:
+        """WATCH: route ``conv`` to the account's connections and hand them the message that
+        added it; each connection's floor then holds back the copy from the conversation's topic
+        (which arrives later, or never if the subscription was not in effect yet)."""
+        outlets = tuple(self._accounts.get(account, ()))
+        if not outlets:
+            return
+        for outlet in outlets:
+            self._watch(outlet, conv)
+        joined = envelope.split_watch_payload(payload)
+        if joined is None:
+            return
+        seq, frame = joined
+        if seq > self._latest.get(conv, 0):
+            self._latest[conv] = seq
+        sent = 0
+        for outlet in outlets:
+            floor = outlet.floors.get(conv)
+            if floor is not None and seq <= floor:
+                continue
+            outlet.push(frame)
+            outlet.floors[conv] = seq
+            sent += 1
+        self._hot.deliveries += sent
+
+    def _on_device(self, device: int, origin: int, frame: bytes) -> None:
+        for outlet in tuple(self._devices.get(device, ())):
             if outlet.conn_id != origin:
                 outlet.push(frame)

@@ -10,7 +10,7 @@ from chatproto import frames as F
 
 from chatd.errors import NotFound
 from chatd.services.deps import Deps
-from chatd.services.fanout import publish_message
+from chatd.services.fanout import deliver_frame, publish_message
 from chatd.store.base import ConvRow, MembershipChange
 
 
@@ -42,10 +42,17 @@ class ConversationService:
             f.kind, f.title, account, f.members, d.clock.now_ms()
         )
         if not created.existed:
+            # Every node routes the conversation to the members' connections and hands them the
+            # message that created it (then published to the conversation's other watchers:
+            # nobody yet, on any node).
+            joined = None
+            if created.messages:
+                last = created.messages[-1]
+                joined = (last.seq, deliver_frame(last))
             for member in {account, *f.members}:
-                d.hub.watch_account(member, created.conv.id)
+                d.hub.watch(member, created.conv.id, joined)
             for m in created.messages:
-                publish_message(d.broker, m)
+                publish_message(d.hub, m)
         return conv_info(await d.store.conversation(created.conv.id, account, device))
 
     async def get(self, account: int, device: int, conv: int) -> F.ConvInfo:
@@ -79,10 +86,16 @@ class ConversationService:
 
     def _apply(self, change: MembershipChange) -> None:
         """Newcomers start watching before the system message goes out, so they see it; the
-        removed stop watching after it, so they see their own removal and nothing later."""
+        removed stop watching after it, so they see their own removal and nothing later. On
+        every node: WATCH/UNWATCH go on the account's topic, and the WATCH carries the message
+        itself (that node's subscription to the conversation's topic may not be in effect yet).
+        """
         hub = self._d.hub
-        for account in change.added:
-            hub.watch_account(account, change.conv)
-        publish_message(self._d.broker, change.message)
+        m = change.message
+        if change.added:
+            joined = (m.seq, deliver_frame(m))
+            for account in change.added:
+                hub.watch(account, change.conv, joined)
+        publish_message(hub, m)
         for account in change.removed:
-            hub.unwatch_account(account, change.conv)
+            hub.unwatch(account, change.conv)

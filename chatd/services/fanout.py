@@ -1,5 +1,6 @@
-"""Publishing committed messages and ephemeral events: encode the frame once, hand it to the
-broker, which hands it to every node's hub."""
+"""Publishing committed messages and ephemeral events: encode the frame once and publish it
+through this node's hub, which delivers it to its own connections at once and hands it to the
+broker for every other node's hub."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from chatproto import codec
 from chatproto import frames as F
 
 from chatd import envelope
-from chatd.broker.base import Broker
+from chatd.hub import Hub
 from chatd.store.base import StoredMessage
 
 
@@ -26,29 +27,18 @@ def deliver_frame(m: StoredMessage) -> bytes:
     )
 
 
-def publish_message(broker: Broker, m: StoredMessage, origin: int = 0) -> None:
+def publish_message(hub: Hub, m: StoredMessage, origin: int = 0) -> None:
     """Fan a committed message out to every watcher except connection ``origin``."""
-    broker.publish(
-        envelope.conv_topic(m.conv),
-        envelope.pack(envelope.MESSAGE, m.seq, origin, deliver_frame(m)),
-    )
+    hub.publish(envelope.conv_topic(m.conv), envelope.MESSAGE, m.seq, origin, deliver_frame(m))
 
 
-def publish_event(broker: Broker, conv: int, frame: F.Frame, origin: int) -> None:
-    broker.publish(
-        envelope.conv_topic(conv), envelope.pack(envelope.EVENT, 0, origin, codec.encode(frame))
-    )
+def publish_event(hub: Hub, conv: int, frame: F.Frame, origin: int) -> None:
+    hub.publish(envelope.conv_topic(conv), envelope.EVENT, 0, origin, codec.encode(frame))
 
 
-def publish_to_account(broker: Broker, account: int, frame: F.Frame, origin: int = 0) -> None:
-    broker.publish(
-        envelope.account_topic(account),
-        envelope.pack(envelope.EVENT, 0, origin, codec.encode(frame)),
-    )
+def publish_to_account(hub: Hub, account: int, frame: F.Frame, origin: int = 0) -> None:
+    hub.publish(envelope.account_topic(account), envelope.EVENT, 0, origin, codec.encode(frame))
 
 
-def publish_to_device(broker: Broker, device: int, frame: F.Frame, origin: int = 0) -> None:
-    broker.publish(
-        envelope.device_topic(device),
-        envelope.pack(envelope.EVENT, 0, origin, codec.encode(frame)),
-    )
+def publish_to_device(hub: Hub, device: int, frame: F.Frame, origin: int = 0) -> None:
+    hub.publish(envelope.device_topic(device), envelope.EVENT, 0, origin, codec.encode(frame))

@@ -85,8 +85,8 @@ class KeyService:
         )
         event = F.DeviceListChanged(account=account, version=f.version)
         for contact in await d.store.contacts_of(account):
-            publish_to_account(d.broker, contact, event)
-        publish_to_account(d.broker, account, event, origin=conn_id)  # its other connections
+            publish_to_account(d.hub, contact, event)
+        publish_to_account(d.hub, account, event, origin=conn_id)  # its other connections
 
     async def get_device_list(self, f: F.GetDeviceList) -> F.DeviceList:
         d = self._d
@@ -114,7 +114,7 @@ class KeyService:
             f.device, account, device, f.body, d.clock.now_ms(), L.MAX_TO_DEVICE_QUEUE
         )
         publish_to_device(
-            d.broker,
+            d.hub,
             row.target,
             F.ToDeviceEvent(
                 tid=row.tid, sender=row.sender, device=row.sender_device, body=row.body

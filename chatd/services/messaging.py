@@ -65,7 +65,7 @@ class MessagingService:
         appended = future.result()
         m = appended.message
         if not appended.duplicate:
-            publish_message(self._d.broker, m, s.conn_id)
+            publish_message(self._d.hub, m, s.conn_id)
             self._d.metrics.messages_stored.inc()
         s.reply(F.Ack(re=rid, conv=m.conv, cmid=m.cmid or "", seq=m.seq, ts=m.ts))
 

@@ -25,7 +25,7 @@ class PresenceService:
             await d.store.set_last_seen(account, now)
         event = F.PresenceEvent(account=account, online=online, last_seen=now)
         for contact in await d.store.contacts_of(account):
-            publish_to_account(d.broker, contact, event)
+            publish_to_account(d.hub, contact, event)
 
     async def query(self, account: int, f: F.GetPresence) -> F.PresenceList:
         d = self._d
@@ -47,7 +47,7 @@ class PresenceService:
         kind = await self._kind(f.conv, account)
         if kind != "channel":
             publish_event(
-                self._d.broker,
+                self._d.hub,
                 f.conv,
                 F.TypingEvent(conv=f.conv, account=account, on=f.on),
                 conn_id,
@@ -60,7 +60,7 @@ class PresenceService:
             event = F.ReceiptEvent(
                 conv=f.conv, account=account, device=device, type=f.type, seq=f.seq
             )
-            publish_event(self._d.broker, f.conv, event, conn_id)
+            publish_event(self._d.hub, f.conv, event, conn_id)
 
     async def _kind(self, conv: int, account: int) -> str:
         found = await self._d.store.member_kind(conv, account)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import asyncpg
 import pytest
+from redisd import RedisServer
 
 from chatd.store.base import AccountRow, DeviceRow, Store
 from chatd.store.migrate import migrate_postgres
@@ -196,6 +197,17 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A throwaway redis-server on a free port (SIGKILL-able: ``kill()``, then ``start()``)."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 class PostgresBackend:

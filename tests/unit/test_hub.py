@@ -13,6 +13,11 @@ from chatd.metrics import HotCounters
 
 _conn_ids = itertools.count(1)
 
+NODE = 1
+"""The hub under test's node id."""
+OTHER_NODE = 2
+"""Envelopes published through the broker by these helpers come from another node."""
+
 
 class FakeOutlet:
     """A connection as the hub sees it; remembers every frame pushed to it."""
@@ -41,24 +46,30 @@ def hot() -> HotCounters:
 
 @pytest.fixture
 def hub(broker: MemoryBroker, hot: HotCounters) -> Hub:
-    return Hub(broker, hot)
+    return Hub(broker, hot, node=NODE)
 
 
 def publish_message(broker: MemoryBroker, conv: int, seq: int, origin: int = 0) -> bytes:
     frame = f"deliver conv={conv} seq={seq}".encode()
-    broker.publish(envelope.conv_topic(conv), envelope.pack(envelope.MESSAGE, seq, origin, frame))
+    broker.publish(
+        envelope.conv_topic(conv), envelope.pack(envelope.MESSAGE, seq, origin, OTHER_NODE, frame)
+    )
     return frame
 
 
 def publish_event(broker: MemoryBroker, conv: int, origin: int = 0, text: str = "typing") -> bytes:
     frame = f"event conv={conv} {text}".encode()
-    broker.publish(envelope.conv_topic(conv), envelope.pack(envelope.EVENT, 0, origin, frame))
+    broker.publish(
+        envelope.conv_topic(conv), envelope.pack(envelope.EVENT, 0, origin, OTHER_NODE, frame)
+    )
     return frame
 
 
 def publish_to_account(broker: MemoryBroker, account: int, origin: int = 0) -> bytes:
     frame = f"account {account} event".encode()
-    broker.publish(envelope.account_topic(account), envelope.pack(envelope.EVENT, 0, origin, frame))
+    broker.publish(
+        envelope.account_topic(account), envelope.pack(envelope.EVENT, 0, origin, OTHER_NODE, frame)
+    )
     return frame
 
 
@@ -348,7 +359,9 @@ def test_latest_seq_counts_messages_held_back_or_from_the_origin(
 
 def publish_to_device(broker: MemoryBroker, device: int, origin: int = 0) -> bytes:
     frame = f"to-device {device}".encode()
-    broker.publish(envelope.device_topic(device), envelope.pack(envelope.EVENT, 0, origin, frame))
+    broker.publish(
+        envelope.device_topic(device), envelope.pack(envelope.EVENT, 0, origin, OTHER_NODE, frame)
+    )
     return frame
 
 
@@ -388,3 +401,120 @@ def test_detaching_twice_leaves_the_device_topic_of_another_connection(
     hub.detach(gone)
     hub.detach(gone)
     assert envelope.device_topic(11) in broker._handlers
+
+
+# ------------------------------------------------------------------ several nodes
+
+
+def test_envelope_header_round_trips_with_the_node_id() -> None:
+    data = envelope.pack(envelope.MESSAGE, 5, 7, 2**64 - 1, b"frame")
+    assert len(data) == envelope.HEADER_SIZE + 5
+    assert envelope.unpack(data) == (envelope.MESSAGE, 5, 7, 2**64 - 1, b"frame")
+
+
+def test_hubs_get_distinct_random_node_ids(broker: MemoryBroker, hot: HotCounters) -> None:
+    ids = {Hub(broker, hot).node for _ in range(10)}
+    assert len(ids) == 10
+    assert 0 not in ids
+
+
+def test_publish_delivers_locally_once_over_the_memory_broker(
+    hub: Hub, broker: MemoryBroker, hot: HotCounters
+) -> None:
+    sender, reader = FakeOutlet(1), FakeOutlet(2)
+    hub.attach(sender, [10])
+    hub.attach(reader, [10])
+    hub.publish(envelope.conv_topic(10), envelope.MESSAGE, 3, sender.conn_id, b"m3")
+    assert reader.pushed == [b"m3"]
+    assert sender.pushed == []
+    assert hot.deliveries == 1
+    assert hub.latest_seq(10) == 3
+
+
+class RecordingBroker(MemoryBroker):
+    """A broker that records what was published and delivers nothing (like Redis while down)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, bytes]] = []
+
+    def publish(self, topic: str, data: bytes) -> None:
+        self.sent.append((topic, data))
+
+
+def test_publish_reaches_local_connections_while_the_broker_delivers_nothing(
+    hot: HotCounters,
+) -> None:
+    broker = RecordingBroker()
+    hub = Hub(broker, hot, node=NODE)
+    reader = FakeOutlet(2)
+    hub.attach(reader, [10])
+    hub.publish(envelope.conv_topic(10), envelope.MESSAGE, 1, 0, b"m1")
+    assert reader.pushed == [b"m1"]
+    assert broker.sent == [
+        (envelope.conv_topic(10), envelope.pack(envelope.MESSAGE, 1, 0, NODE, b"m1"))
+    ]
+
+
+def test_own_envelopes_coming_back_from_the_broker_are_ignored(
+    hub: Hub, broker: MemoryBroker
+) -> None:
+    reader = FakeOutlet(2)
+    hub.attach(reader, [10])
+    broker.publish(envelope.conv_topic(10), envelope.pack(envelope.MESSAGE, 1, 0, NODE, b"own"))
+    frame = publish_message(broker, 10, seq=2)
+    assert reader.pushed == [frame]
+
+
+def test_watch_from_another_node_routes_and_delivers_the_joined_message_once(
+    hub: Hub, broker: MemoryBroker, hot: HotCounters
+) -> None:
+    phone, other = FakeOutlet(7), FakeOutlet(8)
+    hub.attach(phone, [])
+    hub.attach(other, [30])
+    payload = envelope.watch_payload(4, b"joined")
+    broker.publish(
+        envelope.account_topic(7), envelope.pack(envelope.WATCH, 30, 0, OTHER_NODE, payload)
+    )
+    assert phone.pushed == [b"joined"]
+    assert 30 in phone.watching
+    assert hub.latest_seq(30) == 4
+    publish_message(broker, 30, seq=4)  # the conversation's copy of the same message
+    later = publish_message(broker, 30, seq=5)
+    assert phone.pushed == [b"joined", later]
+    assert hot.deliveries == 1 + 1 + 2  # joined; seq 4 to other; seq 5 to both
+
+
+def test_watch_without_a_message_only_routes(hub: Hub, broker: MemoryBroker) -> None:
+    phone = FakeOutlet(7)
+    hub.attach(phone, [])
+    broker.publish(envelope.account_topic(7), envelope.pack(envelope.WATCH, 30, 0, OTHER_NODE, b""))
+    assert phone.pushed == []
+    assert envelope.conv_topic(30) in broker._handlers
+
+
+def test_unwatch_from_another_node_stops_routing(hub: Hub, broker: MemoryBroker) -> None:
+    leaver = FakeOutlet(7)
+    hub.attach(leaver, [30])
+    removed = publish_message(broker, 30, seq=6)
+    broker.publish(
+        envelope.account_topic(7), envelope.pack(envelope.UNWATCH, 30, 0, OTHER_NODE, b"")
+    )
+    publish_message(broker, 30, seq=7)
+    assert leaver.pushed == [removed]
+    assert 30 not in leaver.watching
+    assert envelope.conv_topic(30) not in broker._handlers
+
+
+def test_local_watch_and_unwatch_keep_single_node_order(hub: Hub, broker: MemoryBroker) -> None:
+    """Joined: routed before its message; removed: unrouted after its message; once each."""
+    member, stayer = FakeOutlet(7), FakeOutlet(8)
+    hub.attach(member, [])
+    hub.attach(stayer, [30])
+    hub.watch(7, 30, (1, b"joined"))
+    hub.publish(envelope.conv_topic(30), envelope.MESSAGE, 1, 0, b"joined")
+    hub.publish(envelope.conv_topic(30), envelope.MESSAGE, 2, 0, b"removed")
+    hub.unwatch(7, 30)
+    hub.publish(envelope.conv_topic(30), envelope.MESSAGE, 3, 0, b"after")
+    assert member.pushed == [b"joined", b"removed"]
+    assert stayer.pushed == [b"joined", b"removed", b"after"]
