@@ -104,7 +104,8 @@ class Hub:
     def publish(self, topic: str, kind: int, seq: int, origin: int, frame: bytes) -> None:
         """Publish to every node: through the broker, and to this node's connections directly
         (its broker copy is ignored when it comes back)."""
-        self._broker.publish(topic, envelope.pack(kind, seq, origin, self.node, frame))
+        if self._broker.remote:  # in-process: this node's hub is the only subscriber
+            self._broker.publish(topic, envelope.pack(kind, seq, origin, self.node, frame))
         self._deliver(topic, kind, seq, origin, frame)
 
     def watch(self, account: int, conv: int, joined: tuple[int, bytes] | None = None) -> None:

@@ -28,6 +28,10 @@ class BrokerStats:
 class Broker(Protocol):
     stats: BrokerStats
 
+    remote: bool
+    """True when the broker reaches other nodes. An in-process broker only hands envelopes back
+    to this node's hub, which already delivered them, so the hub does not publish to it."""
+
     def publish(self, topic: str, data: bytes) -> None:
         """Queue ``data`` for every subscriber of ``topic``. Never blocks; may drop under
         overload or outage (the store is the truth)."""

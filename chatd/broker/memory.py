@@ -8,6 +8,8 @@ from chatd.broker.base import BrokerStats, Handler
 class MemoryBroker:
     """Single-node fan-out. One handler per topic (the node's hub)."""
 
+    remote = False
+
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
         self.stats = BrokerStats()

@@ -59,6 +59,8 @@ _FAILURES = (RedisError, OSError, TimeoutError, EOFError)
 
 
 class RedisBroker:
+    remote = True
+
     def __init__(
         self,
         url: str,

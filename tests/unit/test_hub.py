@@ -434,6 +434,8 @@ def test_publish_delivers_locally_once_over_the_memory_broker(
 class RecordingBroker(MemoryBroker):
     """A broker that records what was published and delivers nothing (like Redis while down)."""
 
+    remote = True
+
     def __init__(self) -> None:
         super().__init__()
         self.sent: list[tuple[str, bytes]] = []
@@ -518,3 +520,16 @@ def test_local_watch_and_unwatch_keep_single_node_order(hub: Hub, broker: Memory
     hub.publish(envelope.conv_topic(30), envelope.MESSAGE, 3, 0, b"after")
     assert member.pushed == [b"joined", b"removed"]
     assert stayer.pushed == [b"joined", b"removed", b"after"]
+
+
+def test_an_in_process_broker_is_not_published_to_the_hub_delivers_directly(
+    hot: HotCounters,
+) -> None:
+    broker = RecordingBroker()
+    broker.remote = False
+    hub = Hub(broker, hot, node=NODE)
+    reader = FakeOutlet(2)
+    hub.attach(reader, [10])
+    hub.publish(envelope.conv_topic(10), envelope.MESSAGE, 1, 0, b"m1")
+    assert reader.pushed == [b"m1"]
+    assert broker.sent == []
