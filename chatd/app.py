@@ -12,6 +12,9 @@ import logging
 import signal
 from pathlib import Path
 
+from chatproto import codec
+from chatproto import frames as F
+
 from chatd.broker.memory import MemoryBroker
 from chatd.broker.redis import RedisBroker
 from chatd.clock import Clock, SystemClock
@@ -36,6 +39,7 @@ class App:
         self._draining = False
         self.port: int | None = None
         self.started = asyncio.Event()
+        self._hub: Hub | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -74,7 +78,7 @@ class App:
             broker = MemoryBroker()
         self.broker = broker
         self.metrics.watch_broker(broker.stats, broker.healthy)
-        hub = Hub(broker, self.metrics.hot)
+        hub = self._hub = Hub(broker, self.metrics.hot)
         deps = Deps(s, store, broker, hub, self.metrics, self.clock)
         services = Services(deps)
         transport = Transport(services, ready=lambda: not self._draining and broker.healthy())
@@ -116,6 +120,8 @@ class App:
         log.info("stopped")
 
     def _broker_reconnected(self) -> None:
-        """The Redis broker is back after an outage: live envelopes were lost meanwhile.
-        Clients catch up when they next sync; telling them to resync now is later work."""
-        log.warning("broker reconnected; live messages published during the outage were lost")
+        """The Redis broker is back after an outage: live envelopes were lost meanwhile, so
+        every local client is told to ``resync`` from its cursors (the store has everything)."""
+        log.warning("broker reconnected; telling every client to resync")
+        if self._hub is not None:
+            self._hub.push_all(codec.encode(F.Resync()))

@@ -128,6 +128,12 @@ class Hub:
             self._unwatch(outlet, conv)
             outlet.floors.pop(conv, None)
 
+    def push_all(self, data: bytes) -> None:
+        """Write ``data`` to every local connection (e.g. ``resync`` after a broker outage)."""
+        for outlets in tuple(self._accounts.values()):
+            for outlet in tuple(outlets):
+                outlet.push(data)
+
     def online(self, account: int) -> bool:
         return account in self._accounts
 

@@ -287,6 +287,15 @@ class Client:
         for p in list(self._outbox.values()):
             self._transmit(p)
 
+    async def _resync_quietly(self) -> None:
+        """The server asked for a resync (it lost live fan-out for a while)."""
+        try:
+            if self.encrypt:
+                await self._fetch_to_device()
+            await self.resync()
+        except (ChatClientError, TimeoutError) as exc:
+            log.info("resync deferred to the next reconnect: %s", exc)
+
     async def resync(self) -> None:
         """Fetch everything missed in every conversation, from the stored cursors."""
         convs = await self.conversations()
@@ -362,6 +371,9 @@ class Client:
             case F.ToDeviceEvent():
                 with contextlib.suppress(asyncio.QueueFull):  # else the next fetch gets it
                     self._to_device.put_nowait(frame)
+            case F.Resync():
+                if self._tasks is not None:
+                    self._tasks.create_task(self._resync_quietly())
             case F.DeviceListChanged():
                 self.e2e.forget_devices(frame.account)
                 await self._emit(DevicesChanged(frame.account))

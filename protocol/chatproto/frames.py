@@ -558,6 +558,11 @@ class DeviceListChanged(Frame, tag="device_list_changed", kw_only=True, frozen=T
     version: U32
 
 
+class Resync(Frame, tag="resync", kw_only=True, frozen=True):
+    """The server may have missed live messages for this connection (its node lost the broker
+    for a while): sync every conversation from your cursors now. No fields."""
+
+
 class ToDeviceEvent(Frame, tag="to_device_event", kw_only=True, frozen=True):
     """A to-device item, pushed live to the target device's connections. ``tid`` is assigned by
     the server, increasing per target device; the item stays queued until acknowledged."""
@@ -632,6 +637,7 @@ ServerFrame = (
     | Bundles
     | DeviceList
     | DeviceListChanged
+    | Resync
     | ToDeviceEvent
     | ToDeviceBatch
 )

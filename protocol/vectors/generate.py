@@ -393,6 +393,7 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             F.DeviceList(re=33, account=3, version=0, body=b"", sig=b"", master_key=b""),
         ),
         ("device_list_changed", F.DeviceListChanged(account=2, version=3)),
+        ("resync", F.Resync()),
         (
             "to_device_event",
             F.ToDeviceEvent(tid=41, sender=1, device=7, body=b"\x01opaque"),

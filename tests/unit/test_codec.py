@@ -293,6 +293,7 @@ def _valid_examples() -> list[F.Frame]:
         ),
         F.DeviceList(re=1, account=1, version=1, body=b"l", sig=sig, master_key=key),
         F.DeviceListChanged(account=1, version=1),
+        F.Resync(),
         F.ToDeviceEvent(tid=1, sender=1, device=1, body=b"x"),
         F.ToDeviceBatch(
             re=1, events=[F.ToDeviceItem(tid=1, sender=1, device=1, body=b"x")], more=True

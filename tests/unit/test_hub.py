@@ -533,3 +533,11 @@ def test_an_in_process_broker_is_not_published_to_the_hub_delivers_directly(
     hub.publish(envelope.conv_topic(10), envelope.MESSAGE, 1, 0, b"m1")
     assert reader.pushed == [b"m1"]
     assert broker.sent == []
+
+
+def test_push_all_reaches_every_local_connection_once(hub: Hub) -> None:
+    a1, a2, b = FakeOutlet(1), FakeOutlet(1), FakeOutlet(3)  # two devices of account 1
+    for outlet in (a1, a2, b):
+        hub.attach(outlet, [])
+    hub.push_all(b"resync")
+    assert [o.pushed for o in (a1, a2, b)] == [[b"resync"]] * 3
