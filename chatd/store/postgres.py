@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
@@ -74,12 +73,11 @@ from chatd.store.base import (
     ToDeviceRow,
 )
 from chatd.store.migrate import migrate_postgres
+from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-BatchObserver = Callable[[int, float], None]
-"""Called after each commit with (batch size, seconds the transaction took)."""
 
 Conn = Any  # asyncpg.Connection (asyncpg ships no type information)
 
@@ -272,7 +270,7 @@ class _Tx:
         return results
 
 
-class PostgresStore:
+class PostgresStore(GroupCommitWriter["_Op[Any]"]):
     """``Store`` over a PostgreSQL database shared by any number of nodes. Run ``run()`` in the
     owner's TaskGroup after ``open()``."""
 
@@ -287,21 +285,17 @@ class PostgresStore:
         timeout: float = 10.0,
         on_batch: BatchObserver | None = None,
     ) -> None:
+        super().__init__(
+            max_batch=max_batch,
+            queue_bound=queue_bound,
+            commit_interval=commit_interval,
+            on_batch=on_batch,
+        )
         self.dsn = dsn
-        self._max_batch = max_batch
-        self._queue_bound = queue_bound
-        self._commit_interval = commit_interval
         self._read_pool = read_pool
         self._timeout = timeout
-        self._on_batch = on_batch
-        self._pending: list[_Op[Any]] = []
-        self._wake = asyncio.Event()
         self._w: Conn | None = None
         self._pool: Any = None
-        self._closing = False
-        self._running = False
-        self._stopped = asyncio.Event()
-        self.healthy = True
         self.retries = 0
         """Batches re-run after losing a race to another node (a counter for metrics)."""
 
@@ -324,49 +318,8 @@ class PostgresStore:
     async def _connect(self) -> Conn:
         return await asyncpg.connect(self.dsn, timeout=self._timeout, command_timeout=self._timeout)
 
-    async def run(self) -> None:
-        """The writer: commits everything queued (up to ``max_batch``) as one transaction and
-        resolves the futures in order; returns once ``aclose`` was called and all is committed."""
-        self._running = True
-        try:
-            while True:
-                await self._wake.wait()
-                if self._commit_interval and len(self._pending) < self._max_batch:
-                    await asyncio.sleep(self._commit_interval)
-                self._wake.clear()
-                if self._pending:
-                    batch = self._pending[: self._max_batch]
-                    del self._pending[: self._max_batch]
-                    await self._commit(batch)
-                    if self._pending:
-                        self._wake.set()
-                        continue
-                if self._closing:
-                    return
-        finally:
-            self._stopped.set()
-
-    async def _commit(self, batch: list[_Op[Any]]) -> None:
-        started = time.perf_counter()
-        try:
-            results = await self._apply(batch)
-        except Exception as exc:  # nothing of the batch is known to be stored
-            self.healthy = False
-            log.error("commit failed", extra={"error": repr(exc), "batch": len(batch)})
-            for op in batch:
-                if not op.future.done():
-                    op.future.set_exception(Unavailable("the store could not commit; retry"))
-            return
-        self.healthy = True
-        if self._on_batch is not None:
-            self._on_batch(len(batch), time.perf_counter() - started)
-        for op, result in zip(batch, results, strict=True):
-            if op.future.done():  # the caller gave up waiting; the write still happened
-                continue
-            if isinstance(result, BaseException):
-                op.future.set_exception(result)
-            else:
-                op.future.set_result(result)
+    async def _apply_batch(self, batch: list[_Op[Any]]) -> list[Any]:
+        return await self._apply(batch)
 
     async def _apply(self, batch: list[_Op[Any]]) -> list[Any]:
         """One transaction for the whole batch, run again when another node won a race."""
@@ -419,15 +372,8 @@ class PostgresStore:
 
     async def aclose(self) -> None:
         """Refuse new writes, let the writer commit what is queued, then close the connections."""
-        if self._closing:
+        if not await self._drain():
             return
-        self._closing = True
-        self._wake.set()
-        if self._running:
-            await self._stopped.wait()
-        elif self._pending:  # the writer never ran: commit here rather than lose acks
-            batch, self._pending = self._pending, []
-            await self._commit(batch)
         if self._w is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._w.close(), self._timeout)
@@ -447,19 +393,13 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _enqueue(self, op: _Op[T]) -> asyncio.Future[T]:
-        if self._closing:
-            op.future.set_exception(Unavailable("the server is shutting down"))
-        elif len(self._pending) >= self._queue_bound:
-            op.future.set_exception(Unavailable("the store is overloaded; retry"))
-        else:
-            self._pending.append(op)
-            self._wake.set()
+    def _queue(self, op: _Op[T]) -> asyncio.Future[T]:
+        self._enqueue(op)
         return op.future
 
     async def _write(self, fn: Callable[[_Tx], Awaitable[T]]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        return await self._enqueue(_Op(fn, future))
+        return await self._queue(_Op(fn, future))
 
     async def _read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         if self._pool is None:
@@ -764,7 +704,7 @@ class PostgresStore:
 
     def append(self, message: NewMessage) -> asyncio.Future[Appended]:
         future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        return self._enqueue(_Op(None, future, message))
+        return self._queue(_Op(None, future, message))
 
     async def messages(
         self, conv: int, after: int, before: int | None, limit: int

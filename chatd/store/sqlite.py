@@ -23,7 +23,6 @@ import fcntl
 import logging
 import os
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
@@ -38,7 +37,6 @@ from chatd.errors import (
     Invalid,
     NotFound,
     RateLimited,
-    Unavailable,
 )
 from chatd.store.base import (
     AccountRow,
@@ -57,12 +55,10 @@ from chatd.store.base import (
     ToDeviceRow,
 )
 from chatd.store.migrate import migrate_sqlite
+from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-BatchObserver = Callable[[int, float], None]
-"""Called after each commit with (batch size, seconds the transaction took)."""
 
 
 class _Op(Generic[T]):
@@ -155,7 +151,7 @@ def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite3.Connecti
     return db
 
 
-class SQLiteStore:
+class SQLiteStore(GroupCommitWriter["_Op[Any]"]):
     """``Store`` over one SQLite file. Run ``run()`` in the owner's TaskGroup after ``open()``."""
 
     def __init__(
@@ -170,22 +166,18 @@ class SQLiteStore:
     ) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
+        super().__init__(
+            max_batch=max_batch,
+            queue_bound=queue_bound,
+            commit_interval=commit_interval,
+            on_batch=on_batch,
+        )
         self.path = path
         self._synchronous = synchronous.upper()
-        self._max_batch = max_batch
-        self._queue_bound = queue_bound
-        self._commit_interval = commit_interval
-        self._pending: list[_Op[Any]] = []
-        self._wake = asyncio.Event()
-        self._on_batch = on_batch
         self._w: sqlite3.Connection | None = None
         self._r: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self._last_seq: dict[int, int] = {}
-        self._closing = False
-        self._running = False
-        self._stopped = asyncio.Event()
-        self.healthy = True
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -212,52 +204,8 @@ class SQLiteStore:
             ) from None
         return fd
 
-    async def run(self) -> None:
-        """The writer. Each time it wakes it waits ``commit_interval`` for more writes, then
-        commits everything queued (up to ``max_batch``) as one transaction and resolves the
-        futures in order; it returns once ``aclose`` was called and nothing is left to commit."""
-        self._running = True
-        try:
-            while True:
-                await self._wake.wait()
-                if self._commit_interval and len(self._pending) < self._max_batch:
-                    # Gather the writes of the next moment into the same commit: one
-                    # transaction and one fsync for all of them (group commit).
-                    await asyncio.sleep(self._commit_interval)
-                self._wake.clear()
-                if self._pending:
-                    batch = self._pending[: self._max_batch]
-                    del self._pending[: self._max_batch]
-                    self._commit(batch)
-                    if self._pending:
-                        self._wake.set()  # more: commit it after letting the loop breathe
-                        continue
-                if self._closing:
-                    return
-        finally:
-            self._stopped.set()
-
-    def _commit(self, batch: list[_Op[Any]]) -> None:
-        started = time.perf_counter()
-        try:
-            results = self._apply(batch)
-        except Exception as exc:  # the whole transaction failed: nothing was stored
-            self.healthy = False
-            log.error("commit failed", extra={"error": repr(exc), "batch": len(batch)})
-            for op in batch:
-                if not op.future.done():
-                    op.future.set_exception(Unavailable("the store could not commit; retry"))
-            return
-        self.healthy = True
-        if self._on_batch is not None:
-            self._on_batch(len(batch), time.perf_counter() - started)
-        for op, result in zip(batch, results, strict=True):
-            if op.future.done():  # the caller gave up waiting; the write still happened
-                continue
-            if isinstance(result, BaseException):
-                op.future.set_exception(result)
-            else:
-                op.future.set_result(result)
+    async def _apply_batch(self, batch: list[_Op[Any]]) -> list[Any]:
+        return self._apply(batch)  # on the loop thread, on purpose (see the module docstring)
 
     def _apply(self, batch: list[_Op[Any]]) -> list[Any]:
         """One transaction for the whole batch."""
@@ -282,15 +230,8 @@ class SQLiteStore:
 
     async def aclose(self) -> None:
         """Refuse new writes, let the writer commit what is queued, then close the files."""
-        if self._closing:
+        if not await self._drain():
             return
-        self._closing = True
-        self._wake.set()
-        if self._running:
-            await self._stopped.wait()
-        elif self._pending:  # the writer never ran: commit here rather than lose acks
-            batch, self._pending = self._pending, []
-            self._commit(batch)
         if self._w is not None:
             self._w.close()
         if self._r is not None:
@@ -309,13 +250,7 @@ class SQLiteStore:
 
     def _submit(self, fn: Callable[[_Tx], T]) -> asyncio.Future[T]:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        if self._closing:
-            future.set_exception(Unavailable("the server is shutting down"))
-        elif len(self._pending) >= self._queue_bound:
-            future.set_exception(Unavailable("the store is overloaded; retry"))
-        else:
-            self._pending.append(_Op(fn, future))
-            self._wake.set()
+        self._enqueue(_Op(fn, future))
         return future
 
     async def _write(self, fn: Callable[[_Tx], T]) -> T:

@@ -1,0 +1,124 @@
+"""Group commit, shared by the store backends: one writer per store commits everything queued
+since its last commit (up to ``max_batch``) as ONE transaction, then resolves the callers'
+futures in order. A backend supplies ``_apply_batch`` (run the ops inside one transaction and
+return one result — or a refused ``ChatdError`` — per op)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
+
+from chatd.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+BatchObserver = Callable[[int, float], None]
+"""Called after each commit with (batch size, seconds the transaction took)."""
+
+
+class QueuedOp(Protocol):
+    @property
+    def future(self) -> asyncio.Future[Any]: ...
+
+
+OpT = TypeVar("OpT", bound=QueuedOp)
+
+
+class GroupCommitWriter(Generic[OpT]):
+    """The queue, the writer loop and shutdown of a group-committing store."""
+
+    def __init__(
+        self,
+        *,
+        max_batch: int,
+        queue_bound: int,
+        commit_interval: float,
+        on_batch: BatchObserver | None,
+    ) -> None:
+        self._max_batch = max_batch
+        self._queue_bound = queue_bound
+        self._commit_interval = commit_interval
+        self._on_batch = on_batch
+        self._pending: list[OpT] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._running = False
+        self._stopped = asyncio.Event()
+        self.healthy = True
+
+    async def _apply_batch(self, batch: list[OpT]) -> list[Any]:
+        """One transaction for the whole batch (the backend's part)."""
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        """The writer. Each time it wakes it waits ``commit_interval`` for more writes, then
+        commits everything queued (up to ``max_batch``) as one transaction and resolves the
+        futures in order; it returns once ``aclose`` was called and nothing is left to commit."""
+        self._running = True
+        try:
+            while True:
+                await self._wake.wait()
+                if self._commit_interval and len(self._pending) < self._max_batch:
+                    # Gather the writes of the next moment into the same commit: one
+                    # transaction and one fsync for all of them (group commit).
+                    await asyncio.sleep(self._commit_interval)
+                self._wake.clear()
+                if self._pending:
+                    batch = self._pending[: self._max_batch]
+                    del self._pending[: self._max_batch]
+                    await self._commit(batch)
+                    if self._pending:
+                        self._wake.set()  # more: commit it after letting the loop breathe
+                        continue
+                if self._closing:
+                    return
+        finally:
+            self._stopped.set()
+
+    async def _commit(self, batch: list[OpT]) -> None:
+        started = time.perf_counter()
+        try:
+            results = await self._apply_batch(batch)
+        except Exception as exc:  # the whole transaction failed: nothing was stored
+            self.healthy = False
+            log.error("commit failed", extra={"error": repr(exc), "batch": len(batch)})
+            for op in batch:
+                if not op.future.done():
+                    op.future.set_exception(Unavailable("the store could not commit; retry"))
+            return
+        self.healthy = True
+        if self._on_batch is not None:
+            self._on_batch(len(batch), time.perf_counter() - started)
+        for op, result in zip(batch, results, strict=True):
+            if op.future.done():  # the caller gave up waiting; the write still happened
+                continue
+            if isinstance(result, BaseException):
+                op.future.set_exception(result)
+            else:
+                op.future.set_result(result)
+
+    def _enqueue(self, op: OpT) -> None:
+        """Queue ``op`` for the next commit, or fail its future at once (closing, overloaded)."""
+        if self._closing:
+            op.future.set_exception(Unavailable("the server is shutting down"))
+        elif len(self._pending) >= self._queue_bound:
+            op.future.set_exception(Unavailable("the store is overloaded; retry"))
+        else:
+            self._pending.append(op)
+            self._wake.set()
+
+    async def _drain(self) -> bool:
+        """Refuse new writes and commit what is queued. False when already closing."""
+        if self._closing:
+            return False
+        self._closing = True
+        self._wake.set()
+        if self._running:
+            await self._stopped.wait()
+        elif self._pending:  # the writer never ran: commit here rather than lose acks
+            batch, self._pending = self._pending, []
+            await self._commit(batch)
+        return True
