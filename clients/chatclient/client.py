@@ -31,7 +31,6 @@ from typing import Any, Self, TypeVar
 from chatproto import PROTOCOL_VERSION, auth, codec, kinds
 from chatproto import frames as F
 from chatproto.e2e.payload import E2E_KIND
-from chatproto.e2e.primitives import SigningKey
 from chatproto.errors import ChatProtoError, ErrorCode, ProtocolError
 from chatproto.limits import MAX_PAGE
 from websockets.asyncio.client import ClientConnection, connect
@@ -62,7 +61,6 @@ from chatclient.keystore import KeyStore
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=F.Frame)
 
-RETRY_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 1000})
 PARK_SECONDS = 10.0
 """How long a message waits for its sender key before it is reported as undecryptable."""
 MEMBERSHIP_EVENTS = frozenset({"created", "joined", "left", "removed"})
@@ -267,8 +265,7 @@ class Client:
         self.server_name = challenge.server
         if not self.keystore.registered:
             return  # the application registers or links explicitly
-        key = self.keystore.key
-        sig = key.sign(auth.login_payload(challenge.server, challenge.nonce, key.public_key))
+        sig = self._login_sig(challenge)
         try:
             await self._request(F.Login(id=self._next_id(), device=self.keystore.device, sig=sig))
         except AuthError:
@@ -693,7 +690,7 @@ class Client:
         """Create an account with this device as its first device; returns the account id."""
         challenge = await self._current_challenge()
         key = self.keystore.key
-        sig = key.sign(auth.login_payload(challenge.server, challenge.nonce, key.public_key))
+        sig = self._login_sig(challenge)
         welcome: F.Welcome = await self._request(
             F.Register(
                 id=self._next_id(),
@@ -710,6 +707,12 @@ class Client:
         await self._after_login(first_device=True)
         return welcome.account
 
+    def _login_sig(self, challenge: F.Challenge) -> bytes:
+        """This device's signature over the login payload of ``challenge`` (login, register
+        and link all prove the key this way)."""
+        key = self.keystore.key
+        return key.sign(auth.login_payload(challenge.server, challenge.nonce, key.public_key))
+
     def approve_device(self, device_key: bytes) -> bytes:
         """Signature by this (logged-in) device approving ``device_key`` for its account."""
         return self.keystore.key.sign(
@@ -722,7 +725,7 @@ class Client:
         """Add this device to account ``handle`` with an existing device's approval."""
         challenge = await self._current_challenge()
         key = self.keystore.key
-        sig = key.sign(auth.login_payload(challenge.server, challenge.nonce, key.public_key))
+        sig = self._login_sig(challenge)
         welcome: F.Welcome = await self._request(
             F.LinkDevice(
                 id=self._next_id(),
@@ -958,7 +961,3 @@ def _content(kind: str, body: bytes) -> kinds.Content | None:
         return kinds.decode_content(kind, body)
     except ProtocolError:
         return None
-
-
-def new_identity() -> SigningKey:
-    return SigningKey.generate()
