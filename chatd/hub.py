@@ -140,6 +140,14 @@ class Hub:
     def outlets_of(self, account: int) -> frozenset[Outlet]:
         return frozenset(self._accounts.get(account, ()))
 
+    async def barrier(self) -> bool:
+        """Wait until this node's subscriptions so far are in effect at a remote broker. False
+        (at once) with the in-process broker, where they always are."""
+        if not self._broker.remote:
+            return False
+        await self._broker.barrier()
+        return True
+
     def latest_seq(self, conv: int) -> int:
         """Highest seq of ``conv`` this node has seen published (0 if none)."""
         return self._latest.get(conv, 0)

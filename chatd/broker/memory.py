@@ -24,6 +24,9 @@ class MemoryBroker:
     def subscribe(self, topic: str, handler: Handler) -> None:
         self._handlers[topic] = handler
 
+    async def barrier(self) -> None:
+        """Subscriptions take effect at once in-process."""
+
     def unsubscribe(self, topic: str) -> None:
         self._handlers.pop(topic, None)
 

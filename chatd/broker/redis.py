@@ -18,7 +18,9 @@ Shape (every task is owned by ``run()``, which the app starts in its TaskGroup):
 * Outages: while Redis is down ``publish`` keeps buffering (and dropping oldest at the bound),
   ``healthy()`` is False, and both connections reconnect with exponential backoff (with jitter,
   ``backoff_min`` .. ``backoff_max``); the subscription side re-subscribes every topic and waits
-  for Redis to confirm before it counts as up. When the broker is healthy again after an outage
+  for Redis to confirm before it counts as up. Every change of subscriptions has a generation;
+  the PING sent after each batch of changes confirms its generation when Redis answers it (replies
+  come in order), which is what ``barrier()`` waits for. When the broker is healthy again after an outage
   (including one at startup) it calls ``on_reconnect()``: live envelopes were lost meanwhile, so
   the node should tell its clients to resync. The hook is synchronous, runs in the event loop,
   must not block, and its exceptions are logged and ignored.
@@ -94,6 +96,10 @@ class RedisBroker:
         self._wake = asyncio.Event()
         self._handlers: dict[str, Handler] = {}
         self._changed: dict[str, None] = {}  # topics whose subscription may differ from Redis'
+        self._sub_gen = 0  # bumped by every subscribe()
+        self._confirmed = 0  # the highest generation Redis has confirmed
+        self._ping_gens: collections.deque[int] = collections.deque()  # PINGs awaiting replies
+        self._confirm_ev = asyncio.Event()  # replaced (and set) on every confirmation or outage
         self._sub_wake = asyncio.Event()
         self._pub_up = False
         self._sub_up = False
@@ -119,7 +125,15 @@ class RedisBroker:
     def subscribe(self, topic: str, handler: Handler) -> None:
         self._handlers[topic] = handler
         self._changed[topic] = None
+        self._sub_gen += 1
         self._sub_wake.set()
+
+    async def barrier(self) -> None:
+        target = self._sub_gen
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._io_timeout):
+                while self._confirmed < target and self.healthy():
+                    await self._confirm_ev.wait()
 
     def unsubscribe(self, topic: str) -> None:
         if self._handlers.pop(topic, None) is not None:
@@ -172,6 +186,7 @@ class RedisBroker:
                     task.cancel()
         finally:
             self._pub_up = self._sub_up = False
+            self._notify_confirm()
             self._flushed.set()
             self._done.set()
 
@@ -186,6 +201,12 @@ class RedisBroker:
                 extra={"broker": redact_url(self.url), "side": side, "error": repr(exc)},
             )
         self._outage = True
+        self._notify_confirm()
+
+    def _notify_confirm(self) -> None:
+        """Wake every ``barrier()`` waiter to look again (confirmation or health changed)."""
+        event, self._confirm_ev = self._confirm_ev, asyncio.Event()
+        event.set()
 
     def _came_up(self) -> None:
         if not self.healthy() or not self._outage:
@@ -271,6 +292,8 @@ class RedisBroker:
                 self._went_down("subscribe", group.exceptions[0])
             finally:
                 self._sub_up = False
+                self._ping_gens.clear()
+                self._notify_confirm()
                 await conn.disconnect()
             await self._backoff_sleep(attempt)
             attempt += 1
@@ -278,13 +301,16 @@ class RedisBroker:
     async def _resubscribe(self, conn: AbstractConnection) -> set[str]:
         """Subscribe a new connection to every topic and wait until Redis has confirmed.
         Returns the topics sent (later changes are left in ``_changed``)."""
+        gen = self._sub_gen
         self._changed.clear()
+        self._ping_gens.clear()
         topics = list(self._handlers)
         for i in range(0, len(topics), _CHUNK):
             await conn.send_command("SUBSCRIBE", *topics[i : i + _CHUNK], check_health=False)
         await conn.send_command("PING", check_health=False)
         while True:  # replies in order: the PING's reply comes after every SUBSCRIBE's
             if self._dispatch(await conn.read_response()):
+                self._confirm(gen)
                 return set(topics)
 
     async def _sync_subscriptions(self, conn: AbstractConnection, subscribed: set[str]) -> None:
@@ -295,6 +321,7 @@ class RedisBroker:
                 async with asyncio.timeout(self._ping_interval):
                     await self._sub_wake.wait()
             self._sub_wake.clear()
+            gen = self._sub_gen
             changed = list(self._changed)
             self._changed.clear()
             add = [t for t in changed if t in self._handlers and t not in subscribed]
@@ -308,15 +335,22 @@ class RedisBroker:
                     await conn.send_command(
                         "UNSUBSCRIBE", *remove[i : i + _CHUNK], check_health=False
                     )
-                if not changed:
-                    await conn.send_command("PING", check_health=False)
+                # Also the keepalive; its reply confirms generation ``gen``.
+                self._ping_gens.append(gen)
+                await conn.send_command("PING", check_health=False)
 
     async def _reader(self, conn: AbstractConnection) -> None:
         idle = 3 * self._ping_interval
         while True:
             async with asyncio.timeout(idle):
                 reply = await conn.read_response()
-            self._dispatch(reply)
+            if self._dispatch(reply) and self._ping_gens:
+                self._confirm(self._ping_gens.popleft())
+
+    def _confirm(self, gen: int) -> None:
+        if gen > self._confirmed:
+            self._confirmed = gen
+            self._notify_confirm()
 
     def _dispatch(self, reply: Any) -> bool:
         """Hand a message to its topic's handler. True for a PING's reply."""

@@ -82,6 +82,7 @@ class MessagingService:
         await self._require_member(f.conv, s.account)
         after = f.after
         s.floors[f.conv] = HOLD
+        subscribed = False
         try:
             while True:
                 page = await d.store.messages(f.conv, after, None, MAX_PAGE)
@@ -90,7 +91,11 @@ class MessagingService:
                 if page:
                     after = page[-1].seq
                 if len(page) < MAX_PAGE and d.hub.latest_seq(f.conv) <= after:
-                    break
+                    # With other nodes: once this node's subscription to the conversation is in
+                    # effect, read once more; what commits later arrives live.
+                    if subscribed or not await d.hub.barrier():
+                        break
+                    subscribed = True
         except BaseException:
             s.floors.pop(f.conv, None)
             raise

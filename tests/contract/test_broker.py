@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import redis.asyncio
 from redisd import RedisServer
 
 from chatd.broker.base import Broker
@@ -118,6 +119,37 @@ async def test_publish_reaches_the_topics_subscriber_in_order(rig: Rig) -> None:
     assert await inbox.wait_for("c.1", 200) == sent
     assert rig.broker.stats.dropped == 0
     assert rig.broker.stats.received >= 200
+
+
+async def test_after_barrier_the_first_publish_from_another_node_arrives(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """No probing: ``barrier()`` alone says the subscription is in effect (what a sync relies
+    on before it reads the store for the last time)."""
+    publisher: Broker = rig.broker
+    other: RedisBroker | None = None
+    if rig.redis is not None:
+        other = redis_broker(rig.redis.url, [])
+    async with contextlib.AsyncExitStack() as stack:
+        if other is not None:
+            publisher = await stack.enter_async_context(running(other))
+        admin = redis.asyncio.Redis.from_url(rig.redis.url) if rig.redis else None
+        if admin is not None:
+            stack.push_async_callback(admin.aclose)
+            await admin.ping()  # connected before the race below
+        for round_ in range(3):
+            inbox = Inbox()
+            topics = [f"b.{round_}.{i}" for i in range(3000)]
+            for topic in topics:
+                rig.broker.subscribe(topic, inbox)
+            await rig.broker.barrier()
+            if admin is not None:  # Redis itself already counts the subscriber
+                counts = await admin.pubsub_numsub(*topics[-10:])
+                assert [n for _, n in counts] == [1] * 10
+            for topic in topics:
+                publisher.publish(topic, b"first")
+            for topic in topics:
+                assert await inbox.wait_for(topic, 1) == [b"first"]
 
 
 async def test_unsubscribed_and_never_subscribed_topics_get_nothing(rig: Rig) -> None:
