@@ -9,7 +9,7 @@
 One supervisor task owns the connection: it connects, logs in with the device key, resyncs
 every conversation from the stored cursors, resends unacknowledged sends with their original
 cmid, then pumps frames until the socket drops, and reconnects with exponential backoff and
-jitter. Policy closes (1008) and failed logins stop it and surface as ``AuthError``.
+jitter. Given several URLs (the nodes of one service), each reconnect goes to the next one. Policy closes (1008) and failed logins stop it and surface as ``AuthError``.
 
 Delivery to the application is exactly once and in seq order per conversation: the client keeps
 a cursor per conversation (highest contiguous seq), drops repeats, buffers what arrives early and
@@ -83,7 +83,7 @@ class Client:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         keystore: KeyStore | None = None,
         *,
         reconnect: bool = True,
@@ -93,7 +93,11 @@ class Client:
         backoff_max: float = 10.0,
         encrypt: bool = True,
     ) -> None:
-        self.url = url
+        self.urls: tuple[str, ...] = (url,) if isinstance(url, str) else tuple(url)
+        """Every node of the service; after a drop the client tries the next one in turn."""
+        if not self.urls:
+            raise ValueError("at least one server URL is needed")
+        self._url_index = 0
         self.keystore = keystore or KeyStore.memory()
         self.reconnect = reconnect
         self.request_timeout = request_timeout
@@ -193,6 +197,11 @@ class Client:
             await asyncio.sleep(0.01)
 
     @property
+    def url(self) -> str:
+        """The node this client is connected to, or tries next."""
+        return self.urls[self._url_index]
+
+    @property
     def account(self) -> int:
         return self.keystore.account
 
@@ -245,6 +254,9 @@ class Client:
             if code == 1008 and self._fatal is None:
                 self._fatal = AuthError(int(ErrorCode.AUTH_FAILED), reason or "policy close")
             will_retry = self.reconnect and self._fatal is None and not self._closed
+            # Next attempt on the next node: the one that dropped us may be gone (killed, or
+            # draining with 1001); the others share its store, so the session resumes there.
+            self._url_index = (self._url_index + 1) % len(self.urls)
             await self._emit(Disconnected(code, reason, will_retry))
             if not will_retry:
                 if self._fatal is not None:
