@@ -11,24 +11,16 @@ unprivileged user when the tests run as root; skipped when the binaries are miss
 from __future__ import annotations
 
 import asyncio
-import glob
 import itertools
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-import asyncpg
 import pytest
+from pgserver import PostgresServer, pg_bindir
 from redisd import RedisServer
 
 from chatd.store.base import AccountRow, DeviceRow, Store
-from chatd.store.migrate import migrate_postgres
 from chatd.store.postgres import PostgresStore
 from chatd.store.sqlite import SQLiteStore
 
@@ -68,114 +60,6 @@ class SQLiteBackend:
         task = self._writers.pop(id(store))
         await store.aclose()
         await asyncio.wait_for(task, 10)
-
-
-# ------------------------------------------------------------------ a throwaway PostgreSQL
-
-PG_USER = "nobody"
-"""initdb refuses to run as root: as root, the server runs as this unprivileged user."""
-
-
-def pg_bindir() -> str | None:
-    """A directory holding both ``initdb`` and ``pg_ctl``: PATH, /usr/local/bin, then Debian's
-    /usr/lib/postgresql/<version>/bin (newest first)."""
-    found = shutil.which("initdb")
-    candidates = [os.path.dirname(found)] if found else []
-    candidates.append("/usr/local/bin")
-    candidates += sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"),
-        key=lambda d: int(d.split("/")[-2]) if d.split("/")[-2].isdigit() else 0,
-        reverse=True,
-    )
-    for d in candidates:
-        if os.access(os.path.join(d, "initdb"), os.X_OK) and os.access(
-            os.path.join(d, "pg_ctl"), os.X_OK
-        ):
-            return d
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PostgresServer:
-    """One PostgreSQL cluster in a temp dir, on a free port on 127.0.0.1 (never the system's)."""
-
-    def __init__(self, bindir: str) -> None:
-        self.bindir = bindir
-        self.dir = tempfile.mkdtemp(prefix="chatd-pg-")
-        self.data = os.path.join(self.dir, "data")
-        self.port = free_port()
-        self._as_user: list[str] = []
-        if os.geteuid() == 0:
-            user = pwd.getpwnam(PG_USER)
-            os.chown(self.dir, user.pw_uid, user.pw_gid)
-            self._as_user = ["runuser", "-u", PG_USER, "--"]
-        self._databases = itertools.count(1)
-        self._template = False
-
-    def _run(self, *args: str) -> None:
-        subprocess.run(
-            [*self._as_user, os.path.join(self.bindir, args[0]), *args[1:]],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=60,
-            cwd=self.dir,
-        )
-
-    def start(self) -> None:
-        self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
-        self._run("pg_ctl", "-D", self.data, "-o", options, "-l", f"{self.dir}/log", "-w", "start")
-
-    def stop(self) -> None:
-        try:
-            self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def dsn(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
-
-    async def create_database(self) -> str:
-        """A fresh, migrated database (a copy of the template); its DSN."""
-        if not self._template:
-            await self._make_template()
-            self._template = True
-        name = f"chatd_{os.getpid()}_{next(self._databases)}"
-        admin = await asyncpg.connect(self.dsn())
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE chatd_template')
-        finally:
-            await admin.close()
-        return self.dsn(name)
-
-    async def drop_database(self, dsn: str) -> None:
-        admin = await asyncpg.connect(self.dsn())
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-    async def _make_template(self) -> None:
-        """The migrated database every test's database is copied from (made on first use)."""
-        admin = await asyncpg.connect(self.dsn())
-        try:
-            await admin.execute("CREATE DATABASE chatd_template")
-        finally:
-            await admin.close()
-        conn = await asyncpg.connect(self.dsn("chatd_template"))
-        try:
-            await migrate_postgres(conn)
-        finally:
-            await conn.close()
 
 
 @pytest.fixture(scope="session")
