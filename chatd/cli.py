@@ -35,7 +35,7 @@ def _run(settings: Settings) -> None:
     from chatd import logs
     from chatd.app import App
 
-    logs.configure(settings.log.level, settings.log.format)
+    logs.configure(settings.log.level, settings.log.format, node=settings.server.node_id)
 
     async def main() -> None:
         await App(settings).run(install_signals=True)
@@ -49,13 +49,30 @@ def _run(settings: Settings) -> None:
 
 
 def _migrate(settings: Settings) -> None:
-    import sqlite3
+    """Apply pending migrations to the configured store (several nodes: run it once, or let
+    each ``serve`` do it: PostgreSQL migrations run under an advisory lock)."""
+    db_url = settings.store.db
+    if db_url.startswith(("postgresql://", "postgres://")):
+        import asyncpg
 
-    from chatd.store.migrate import migrate_sqlite
+        from chatd.store.migrate import migrate_postgres
 
-    db = sqlite3.connect(settings.store.db, isolation_level=None)
-    applied = migrate_sqlite(db)
-    db.close()
+        async def pg() -> list[str]:
+            conn = await asyncpg.connect(db_url, timeout=10)
+            try:
+                return await migrate_postgres(conn)
+            finally:
+                await conn.close()
+
+        applied = asyncio.run(pg())
+    else:
+        import sqlite3
+
+        from chatd.store.migrate import migrate_sqlite
+
+        db = sqlite3.connect(db_url, isolation_level=None)
+        applied = migrate_sqlite(db)
+        db.close()
     print("applied: " + ", ".join(applied) if applied else "up to date")
 
 
@@ -71,13 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--config", help="TOML config file")
         p.add_argument("--host")
         p.add_argument("--port", type=int)
-        p.add_argument("--db", help="SQLite database file")
+        p.add_argument("--db", help="SQLite database file, or postgresql://[user:pass@]host/db")
         p.add_argument(
             "--broker",
             help="redis://[user:pass@]host:port/db or rediss://... (default: in-process)",
         )
         if name == "serve":
-            p.add_argument("--node-id")
+            p.add_argument("--node-id", help="this node's name in logs, /status and metrics")
             p.add_argument("--log-level")
     sub.add_parser("version", help="print the version")
     args = parser.parse_args(argv)
