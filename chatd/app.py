@@ -73,15 +73,16 @@ class App:
                 s.broker.url,
                 max_pending=s.broker.max_pending,
                 on_reconnect=self._broker_reconnected,
+                heartbeat_interval=s.broker.heartbeat_interval,
             )
         else:
             broker = MemoryBroker()
         self.broker = broker
-        self.metrics.watch_broker(broker.stats, broker.healthy)
+        self.metrics.watch_broker(broker)
         hub = self._hub = Hub(broker, self.metrics.hot)
         deps = Deps(s, store, broker, hub, self.metrics, self.clock)
         services = Services(deps)
-        transport = Transport(services, ready=lambda: not self._draining and broker.healthy())
+        transport = Transport(services, draining=lambda: self._draining)
         if install_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -21,7 +21,9 @@ store), and after ``Synced`` it is the synced seq, so the boundary has no gap an
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import Callable
 from typing import Protocol
 
 from chatd import envelope
@@ -139,6 +141,32 @@ class Hub:
 
     def outlets_of(self, account: int) -> frozenset[Outlet]:
         return frozenset(self._accounts.get(account, ()))
+
+    @property
+    def remote(self) -> bool:
+        """True when other nodes may exist (the broker is not in-process)."""
+        return self._broker.remote
+
+    def after_published(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once everything published so far has left this node (at once
+        in-process), e.g. an ack: a node killed after acking has handed the message on."""
+        if self._broker.remote:
+            self._broker.after_flush(callback)
+        else:
+            callback()
+
+    async def published(self) -> None:
+        """Wait until everything published so far has left this node (see ``after_published``)."""
+        if not self._broker.remote:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def release() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self._broker.after_flush(release)
+        await done
 
     async def barrier(self) -> bool:
         """Wait until this node's subscriptions so far are in effect at a remote broker. False

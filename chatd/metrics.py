@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from chatd.broker.base import BrokerStats
+from chatd.broker.base import Broker
+from chatd.broker.redis import RedisBroker
 
 
 class HotCounters:
@@ -40,12 +41,12 @@ class _HotCollector(Collector):
 
 
 class _BrokerCollector(Collector):
-    def __init__(self, stats: BrokerStats, up: Callable[[], bool]) -> None:
-        self._stats = stats
-        self._up = up
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
 
     def collect(self) -> Iterator[Metric]:
-        s = self._stats
+        b = self._broker
+        s = b.stats
         yield CounterMetricFamily(
             "chatd_broker_published",
             "Envelopes handed to the broker's transport (Redis accepted them)",
@@ -62,13 +63,33 @@ class _BrokerCollector(Collector):
             value=s.dropped,
         )
         yield GaugeMetricFamily(
-            "chatd_broker_up", "1 while the broker is connected and subscribed", value=self._up()
+            "chatd_broker_up", "1 while the broker is connected and subscribed", value=b.healthy()
         )
+        if isinstance(b, RedisBroker):
+            yield GaugeMetricFamily(
+                "chatd_broker_pending",
+                "Envelopes buffered for Redis, not yet handed to it",
+                value=b.pending(),
+            )
+            lag = b.lag()
+            if lag is not None:
+                yield GaugeMetricFamily(
+                    "chatd_broker_lag_last_seconds",
+                    "The latest heartbeat's round trip through Redis (or the age of the one"
+                    " still outstanding, when larger)",
+                    value=lag,
+                )
 
 
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self.node_info = Gauge(
+            "chatd_node_info",
+            "This node's id and version (value 1)",
+            ["node", "version"],
+            registry=r,
+        )
         self.connections = Gauge(
             "chatd_connections", "Open WebSocket connections", ["state"], registry=r
         )
@@ -102,9 +123,24 @@ class Metrics:
             registry=r,
         )
 
-    def watch_broker(self, stats: BrokerStats, up: Callable[[], bool]) -> None:
-        """Export the broker's counters and health (read at scrape time)."""
-        self.registry.register(_BrokerCollector(stats, up))
+    def watch_broker(self, broker: Broker) -> None:
+        """Export the broker's counters and health (read at scrape time); for Redis also its
+        buffer and the lag its heartbeats measure (``chatd_broker_lag_seconds``)."""
+        self.registry.register(_BrokerCollector(broker))
+        if isinstance(broker, RedisBroker):
+            lag = Histogram(
+                "chatd_broker_lag_seconds",
+                "Round trip of a heartbeat this node publishes to itself through Redis: the"
+                " time a published envelope takes to reach another node's hub",
+                buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+                registry=self.registry,
+            )
+            broker.on_lag = lag.observe
+
+    def node(self, node_id: str, version: str) -> None:
+        """``chatd_node_info{node, version} 1``: which node and build a scrape came from."""
+        self.node_info.clear()
+        self.node_info.labels(node=node_id, version=version).set(1)
 
     def frame_in(self, frame_type: type) -> None:
         """Count one received frame (children cached: ``labels()`` is a dict build per call)."""

@@ -25,6 +25,7 @@ class ServerSettings:
     name: str = "chatd.local"
     """The server's identity, bound into every login signature."""
     node_id: str = "node-1"
+    """Names this process in every log line, ``/status`` and ``chatd_node_info``."""
     origins: tuple[str, ...] = ()
     """Browser Origins allowed to connect; connections without Origin are always allowed."""
     drain_seconds: float = 10.0
@@ -48,6 +49,9 @@ class BrokerSettings:
     ``rediss://...`` (TLS): Redis pub/sub between nodes."""
     max_pending: int = 100_000
     """Envelopes buffered for Redis (e.g. during an outage); beyond it the oldest are dropped."""
+    heartbeat_interval: float = 1.0
+    """Seconds between the heartbeats a node publishes to itself through Redis to measure the
+    pub/sub lag (``chatd_broker_lag_seconds``, ``/status``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,13 +191,24 @@ class ServerProcess:
     """chatd as a real child process (for kill -9 and SIGTERM tests)."""
 
     def __init__(
-        self, db: Path, port: int | None = None, env: dict[str, str] | None = None
+        self,
+        db: Path | str,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        *,
+        args: Iterable[str] = (),
+        log: Path | None = None,
     ) -> None:
         self.db = db
         self.port = port or free_port()
         self.env = {**os.environ, "CHATD_LOG__FORMAT": "json", **(env or {})}
+        self.args = list(args)
+        """More ``chatd serve`` flags (e.g. ``--broker``, ``--node-id``)."""
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = db.with_suffix(".log")
+        if log is None:
+            assert isinstance(db, Path), "a log path is needed when db is a URL"
+            log = db.with_suffix(".log")
+        self.log = log
 
     @property
     def url(self) -> str:
@@ -215,6 +226,7 @@ class ServerProcess:
                     str(self.port),
                     "--db",
                     str(self.db),
+                    *self.args,
                 ],
                 env=self.env,
                 stdout=out,
@@ -232,6 +244,28 @@ class ServerProcess:
             except OSError:
                 await asyncio.sleep(0.05)
         raise RuntimeError("chatd did not start")
+
+    async def http_get(self, path: str) -> tuple[int, bytes]:
+        """``GET path`` on the node's port: (status, body)."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            data = await reader.read()
+        finally:
+            writer.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), body
+
+    async def wait_ready(self, timeout: float = 20) -> None:
+        """Until ``/readyz`` answers 200 (store reachable, broker connected)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    if (await self.http_get("/readyz"))[0] == 200:
+                        return
+                except (OSError, IndexError, ValueError):
+                    pass
+                await asyncio.sleep(0.05)
 
     def kill9(self) -> None:
         assert self.proc is not None

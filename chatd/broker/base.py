@@ -37,6 +37,13 @@ class Broker(Protocol):
         overload or outage (the store is the truth)."""
         ...
 
+    def after_flush(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (once, in the event loop) when every envelope published before
+        this call has reached the remote broker, or cannot: the broker is down (at once) or the
+        send failed. Nodes ack a message only then, so a node killed right after an ack has
+        already handed its envelope on; what an outage loses, the resync repairs."""
+        ...
+
     def subscribe(self, topic: str, handler: Handler) -> None: ...
     async def barrier(self) -> None:
         """Return once every ``subscribe`` made before the call is in effect (envelopes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from chatd.broker.base import BrokerStats, Handler
 
 
@@ -23,6 +25,10 @@ class MemoryBroker:
 
     def subscribe(self, topic: str, handler: Handler) -> None:
         self._handlers[topic] = handler
+
+    def after_flush(self, callback: Callable[[], None]) -> None:
+        """``publish`` delivers synchronously: everything is flushed already."""
+        callback()
 
     async def barrier(self) -> None:
         """Subscriptions take effect at once in-process."""

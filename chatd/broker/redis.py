@@ -24,6 +24,17 @@ Shape (every task is owned by ``run()``, which the app starts in its TaskGroup):
   (including one at startup) it calls ``on_reconnect()``: live envelopes were lost meanwhile, so
   the node should tell its clients to resync. The hook is synchronous, runs in the event loop,
   must not block, and its exceptions are logged and ignored.
+* Lag: every ``heartbeat_interval`` seconds (and at once after each reconnect) the flusher
+  appends one ``PUBLISH`` of a heartbeat to its next pipeline, on a topic only this node
+  subscribes to (``hb.<random>``); the reader times it when it comes back. That is the real
+  path of an envelope (the buffer, the flusher's pipeline, Redis, the subscription connection
+  and the reader's backlog), so ``lag()`` is what a published envelope waits before another node
+  can deliver it. Each round trip goes to ``on_lag`` (metrics); one heartbeat is outstanding at
+  a time (a lost one is replaced after ``io_timeout``), and heartbeats are not counted in
+  ``stats``.
+* ``after_flush(callback)`` runs the callback once the batch holding everything published
+  before it has been answered by Redis (or failed, or at once while Redis is down): the node acks
+  a message only then, so a node killed right after an ack has already handed its envelope on.
 * ``aclose()`` flushes what is pending within ``close_timeout`` seconds (the rest is counted as
   dropped), then stops the tasks and closes the connections; ``run()`` returns.
 
@@ -42,6 +53,8 @@ import collections
 import contextlib
 import logging
 import random
+import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +82,8 @@ class RedisBroker:
         *,
         max_pending: int = 100_000,
         on_reconnect: Callable[[], None] | None = None,
+        on_lag: Callable[[float], None] | None = None,
+        heartbeat_interval: float = 1.0,
         connect_timeout: float = 2.0,
         io_timeout: float = 5.0,
         ping_interval: float = 5.0,
@@ -79,6 +94,8 @@ class RedisBroker:
         self.url = url
         self.stats = BrokerStats()
         self.on_reconnect = on_reconnect
+        self.on_lag = on_lag
+        """Called with every heartbeat's round trip in seconds (synchronous, must not block)."""
         self._max_pending = max_pending
         self._io_timeout = io_timeout
         self._ping_interval = ping_interval
@@ -93,6 +110,7 @@ class RedisBroker:
             protocol=2,  # RESP2: pub/sub messages are plain replies this class reads itself
         )
         self._pending: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._after: list[Callable[[], None]] = []  # after_flush callbacks of the pending batch
         self._wake = asyncio.Event()
         self._handlers: dict[str, Handler] = {}
         self._changed: dict[str, None] = {}  # topics whose subscription may differ from Redis'
@@ -109,6 +127,19 @@ class RedisBroker:
         self._flushed = asyncio.Event()
         self._done = asyncio.Event()
         self._running = False
+        # Heartbeats (lag): one outstanding at a time, ``_hb_due`` is picked up by the flusher.
+        self._hb_interval = heartbeat_interval
+        self._hb_topic = f"hb.{secrets.token_hex(8)}"
+        self._hb_topic_b = self._hb_topic.encode()
+        self._hb_seq = 0
+        self._hb_due: bytes | None = None
+        self._hb_out: tuple[bytes, float] | None = None  # (token, monotonic time when queued)
+        self._hb_wake = asyncio.Event()
+        self._handlers[self._hb_topic] = self._no_handler
+        self.last_lag: float | None = None
+        """The latest heartbeat's round trip in seconds (None before the first)."""
+        self.heartbeats = 0
+        """Heartbeats that came back."""
 
     # ------------------------------------------------------------------ the Broker protocol
 
@@ -121,6 +152,25 @@ class RedisBroker:
             self.stats.dropped += 1
         self._pending.append((topic, data))
         self._wake.set()
+
+    def after_flush(self, callback: Callable[[], None]) -> None:
+        if not self.healthy():
+            callback()  # down: nothing waits for Redis (the resync after the outage repairs)
+            return
+        self._after.append(callback)
+        self._wake.set()
+
+    def _run_after(self, callbacks: list[Callable[[], None]]) -> None:
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("broker: after_flush callback failed")
+
+    def _release_after(self) -> None:
+        """Run the callbacks waiting for the publishing side (it flushed, or it is down)."""
+        callbacks, self._after = self._after, []
+        self._run_after(callbacks)
 
     def subscribe(self, topic: str, handler: Handler) -> None:
         self._handlers[topic] = handler
@@ -142,6 +192,20 @@ class RedisBroker:
 
     def healthy(self) -> bool:
         return self._pub_up and self._sub_up and not self._closing
+
+    def pending(self) -> int:
+        """Envelopes buffered, not yet handed to Redis."""
+        return len(self._pending)
+
+    def lag(self) -> float | None:
+        """Seconds an envelope currently takes through Redis back to a node: the latest
+        heartbeat's round trip, or the age of the outstanding one when that is larger (a stuck
+        path shows as a growing lag, not as the last good value)."""
+        out = self._hb_out
+        if out is None:
+            return self.last_lag
+        age = time.monotonic() - out[1]
+        return age if self.last_lag is None else max(self.last_lag, age)
 
     async def aclose(self) -> None:
         """Flush what is pending (at most ``close_timeout`` seconds), then stop ``run()``."""
@@ -180,12 +244,14 @@ class RedisBroker:
                 tasks = (
                     tg.create_task(self._flusher(), name="broker-flusher"),
                     tg.create_task(self._subscriber(), name="broker-subscriber"),
+                    tg.create_task(self._heartbeats(), name="broker-heartbeats"),
                 )
                 await self._stop.wait()
                 for task in tasks:
                     task.cancel()
         finally:
             self._pub_up = self._sub_up = False
+            self._release_after()
             self._notify_confirm()
             self._flushed.set()
             self._done.set()
@@ -201,6 +267,7 @@ class RedisBroker:
                 extra={"broker": redact_url(self.url), "side": side, "error": repr(exc)},
             )
         self._outage = True
+        self._hb_out = self._hb_due = None  # it may never come back; a new one after recovery
         self._notify_confirm()
 
     def _notify_confirm(self) -> None:
@@ -212,6 +279,7 @@ class RedisBroker:
         if not self.healthy() or not self._outage:
             return
         self._outage = False
+        self._hb_wake.set()  # measure the lag at once
         log.info("broker: reconnected", extra={"broker": redact_url(self.url)})
         if self.on_reconnect is not None:
             try:
@@ -243,6 +311,7 @@ class RedisBroker:
                 self._went_down("publish", exc)
             finally:
                 self._pub_up = False
+                self._release_after()
                 await conn.disconnect()
             await self._backoff_sleep(attempt)
             attempt += 1
@@ -250,7 +319,8 @@ class RedisBroker:
     async def _flush_forever(self, conn: AbstractConnection) -> None:
         pending = self._pending
         while True:
-            if not pending:
+            if not pending and (self._hb_due is None or self._closing):
+                self._release_after()  # their envelopes went out with earlier batches
                 if self._closing:
                     self._flushed.set()
                     return
@@ -259,18 +329,59 @@ class RedisBroker:
                 continue
             batch = list(pending)
             pending.clear()
+            after, self._after = self._after, []
+            commands = [("PUBLISH", topic, data) for topic, data in batch]
+            if self._hb_due is not None:  # behind this batch: it waits as an envelope would
+                commands.append(("PUBLISH", self._hb_topic, self._hb_due))
+                self._hb_due = None
             try:
                 async with asyncio.timeout(self._io_timeout):
-                    await conn.send_packed_command(
-                        conn.pack_commands([("PUBLISH", topic, data) for topic, data in batch]),
-                        check_health=False,
-                    )
-                    for _ in batch:
+                    await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+                    for _ in commands:
                         await conn.read_response()
             except BaseException:
                 self.stats.dropped += len(batch)
+                self._run_after(after)
                 raise
             self.stats.published += len(batch)
+            self._run_after(after)
+
+    async def _heartbeats(self) -> None:
+        """Queue a heartbeat every ``heartbeat_interval`` (or at once after a reconnect) unless
+        one is still on its way; a heartbeat older than ``io_timeout`` is given up as lost."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._hb_interval):
+                    await self._hb_wake.wait()
+            self._hb_wake.clear()
+            if not self.healthy():
+                continue
+            now = time.monotonic()
+            if self._hb_out is not None and now - self._hb_out[1] < self._io_timeout:
+                continue
+            self._hb_seq += 1
+            token = self._hb_seq.to_bytes(8, "big")
+            self._hb_out = (token, now)
+            self._hb_due = token
+            self._wake.set()
+
+    def _heartbeat_back(self, token: bytes) -> None:
+        out = self._hb_out
+        if out is None or token != out[0]:
+            return  # one given up as lost, or from before an outage
+        self._hb_out = None
+        lag = time.monotonic() - out[1]
+        self.last_lag = lag
+        self.heartbeats += 1
+        if self.on_lag is not None:
+            try:
+                self.on_lag(lag)
+            except Exception:
+                log.exception("broker: on_lag hook failed")
+
+    @staticmethod
+    def _no_handler(topic: str, data: bytes) -> None:
+        """Stands in the handler table for the heartbeat topic (``_dispatch`` takes those)."""
 
     async def _subscriber(self) -> None:
         attempt = 0
@@ -357,6 +468,9 @@ class RedisBroker:
         if isinstance(reply, list) and reply:
             kind = reply[0]
             if kind == b"message":
+                if reply[1] == self._hb_topic_b:
+                    self._heartbeat_back(reply[2])
+                    return False
                 topic = reply[1].decode()
                 handler = self._handlers.get(topic)
                 if handler is not None:

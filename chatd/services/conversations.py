@@ -53,6 +53,7 @@ class ConversationService:
                 d.hub.watch(member, created.conv.id, joined)
             for m in created.messages:
                 publish_message(d.hub, m)
+            await d.hub.published()  # replied once the other nodes can see it
         return conv_info(await d.store.conversation(created.conv.id, account, device))
 
     async def get(self, account: int, device: int, conv: int) -> F.ConvInfo:
@@ -62,21 +63,27 @@ class ConversationService:
         return [conv_info(r) for r in await self._d.store.conversations_of(account, device)]
 
     async def invite(self, account: int, f: F.Invite) -> None:
-        self._apply(await self._d.store.invite(f.conv, account, f.account, self._d.clock.now_ms()))
+        await self._apply(
+            await self._d.store.invite(f.conv, account, f.account, self._d.clock.now_ms())
+        )
 
     async def remove(self, account: int, f: F.Remove) -> None:
-        self._apply(await self._d.store.remove(f.conv, account, f.account, self._d.clock.now_ms()))
+        await self._apply(
+            await self._d.store.remove(f.conv, account, f.account, self._d.clock.now_ms())
+        )
 
     async def leave(self, account: int, f: F.Leave) -> None:
-        self._apply(await self._d.store.leave(f.conv, account, self._d.clock.now_ms()))
+        await self._apply(await self._d.store.leave(f.conv, account, self._d.clock.now_ms()))
 
     async def set_role(self, account: int, f: F.SetRole) -> None:
-        self._apply(
+        await self._apply(
             await self._d.store.set_role(f.conv, account, f.account, f.role, self._d.clock.now_ms())
         )
 
     async def rename(self, account: int, f: F.Rename) -> None:
-        self._apply(await self._d.store.rename(f.conv, account, f.title, self._d.clock.now_ms()))
+        await self._apply(
+            await self._d.store.rename(f.conv, account, f.title, self._d.clock.now_ms())
+        )
 
     async def lookup(self, rid: int, handle: str) -> F.Account:
         row = await self._d.store.account_by_handle(handle)
@@ -84,7 +91,7 @@ class ConversationService:
             raise NotFound(f"no account @{handle}")
         return F.Account(re=rid, account=row.id, handle=row.handle, name=row.name, type=row.type)  # type: ignore[arg-type]
 
-    def _apply(self, change: MembershipChange) -> None:
+    async def _apply(self, change: MembershipChange) -> None:
         """Newcomers start watching before the system message goes out, so they see it; the
         removed stop watching after it, so they see their own removal and nothing later. On
         every node: WATCH/UNWATCH go on the account's topic, and the WATCH carries the message
@@ -99,3 +106,4 @@ class ConversationService:
         publish_message(hub, m)
         for account in change.removed:
             hub.unwatch(account, change.conv)
+        await hub.published()

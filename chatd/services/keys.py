@@ -120,6 +120,7 @@ class KeyService:
                 tid=row.tid, sender=row.sender, device=row.sender_device, body=row.body
             ),
         )
+        await d.hub.published()
 
     async def fetch(self, device: int, f: F.FetchToDevice) -> F.ToDeviceBatch:
         rows = await self._d.store.to_device_items(device, f.after, f.limit + 1)

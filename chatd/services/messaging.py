@@ -64,10 +64,18 @@ class MessagingService:
             return
         appended = future.result()
         m = appended.message
+        hub = self._d.hub
         if not appended.duplicate:
-            publish_message(self._d.hub, m, s.conn_id)
+            publish_message(hub, m, s.conn_id)
             self._d.metrics.messages_stored.inc()
-        s.reply(F.Ack(re=rid, conv=m.conv, cmid=m.cmid or "", seq=m.seq, ts=m.ts))
+        elif hub.remote:
+            # A resend: the node that stored it may have died before publishing it. Publish
+            # again (to the others: receivers drop seqs they have) rather than leave it to sync.
+            publish_message(hub, m, s.conn_id)
+        # Acked once its envelope has left this node (at once in-process).
+        hub.after_published(
+            partial(s.reply, F.Ack(re=rid, conv=m.conv, cmid=m.cmid or "", seq=m.seq, ts=m.ts))
+        )
 
     async def _require_member(self, conv: int, account: int) -> str:
         found = await self._d.store.member_kind(conv, account)

@@ -1,10 +1,12 @@
-"""The WebSocket server: ``/ws`` for clients, ``/healthz``, ``/readyz`` and ``/metrics`` for
-operators, all on one port. Each connection is one handler coroutine (owned by websockets'
-server): it sends the challenge, enforces the auth deadline, and feeds frames to its session."""
+"""The WebSocket server: ``/ws`` for clients, ``/healthz``, ``/readyz``, ``/status`` (JSON) and
+``/metrics`` for operators, all on one port (``chatd.health`` says what they report). Each
+connection is one handler coroutine (owned by websockets' server): it sends the challenge,
+enforces the auth deadline, and feeds frames to its session."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
@@ -16,6 +18,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Origin, Subprotocol
 
+from chatd import __version__
+from chatd.health import Health
 from chatd.session import CLOSE_POLICY, Services, Session
 from chatd.transport.link import WsLink
 
@@ -33,23 +37,26 @@ _HANDSHAKE_DONE = Request(WS_PATH, Headers())
 
 
 class Transport:
-    def __init__(self, services: Services, ready: Callable[[], bool]) -> None:
+    def __init__(self, services: Services, draining: Callable[[], bool]) -> None:
         self._svc = services
-        self._ready = ready
+        self.health = Health(services.deps, draining)
         self.server: Server | None = None
 
     async def _http(self, ws: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == WS_PATH:
             return None
-        if path == "/healthz":
+        if path == "/healthz":  # liveness only: the process answers
             return _text(HTTPStatus.OK, b"ok\n")
         if path == "/readyz":
-            ok = self._ready() and await self._svc.deps.store.ping()
-            return _text(
-                HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE,
-                b"ready\n" if ok else b"not ready\n",
-            )
+            problems = await self.health.problems()
+            if not problems:
+                return _text(HTTPStatus.OK, b"ready\n")
+            body = f"not ready: {', '.join(problems)}\n".encode()
+            return _text(HTTPStatus.SERVICE_UNAVAILABLE, body)
+        if path == "/status":
+            doc = json.dumps(await self.health.status(), indent=1).encode() + b"\n"
+            return _text(HTTPStatus.OK, doc, "application/json")
         if path == "/metrics":
             body = self._svc.deps.metrics.render()
             return _text(HTTPStatus.OK, body, "text/plain; version=0.0.4")
@@ -57,6 +64,7 @@ class Transport:
 
     async def start(self, host: str, port: int) -> Server:
         d = self._svc.deps
+        d.metrics.node(d.settings.server.node_id, __version__)
         limits = d.settings.limits
         origins: list[Origin | None] | None = None
         origins = [None, *(Origin(o) for o in d.settings.server.origins)]
@@ -90,6 +98,8 @@ class Transport:
         link = WsLink(ws, d.settings.limits, metrics)
         session = Session(self._svc, link)
         metrics.connections.labels(state="open").inc()
+        health = self.health
+        health.open += 1
         try:
             link.push(session.challenge())
             try:
@@ -100,13 +110,16 @@ class Transport:
                 await ws.close(CLOSE_POLICY, "authentication deadline passed")
                 return
             metrics.connections.labels(state="authenticated").inc()
+            health.authenticated += 1
             try:
                 while True:  # not ``async for``: its generator costs every idle connection 264 B
                     await session.receive(await ws.recv())
             finally:
                 metrics.connections.labels(state="authenticated").dec()
+                health.authenticated -= 1
         except ConnectionClosed:
             pass
         finally:
             metrics.connections.labels(state="open").dec()
+            health.open -= 1
             await session.closed()
