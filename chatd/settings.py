@@ -159,6 +159,10 @@ def load_settings(
     return settings
 
 
+_USER_FIRST = frozenset({"postgresql", "postgres"})
+"""Schemes whose bare user info (``postgresql://chatd@host/db``) is a user name, never a secret."""
+
+
 def redact_url(url: str) -> str:
     """``url`` with the password of its user info replaced by ``***`` (the rest kept)."""
     try:
@@ -170,8 +174,8 @@ def redact_url(url: str) -> str:
         return "***"
     if ":" in userinfo:
         userinfo = userinfo.split(":", 1)[0] + ":***"
-    elif userinfo:  # a bare user info may be a password alone (redis://secret@host)
-        userinfo = "***"
+    elif userinfo and parts.scheme not in _USER_FIRST:
+        userinfo = "***"  # a bare user info may be a password alone (redis://secret@host)
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
 
 
