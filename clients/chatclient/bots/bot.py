@@ -1,0 +1,667 @@
+"""``Bot``: a chatd account with one device, driven by a router.
+
+    Bot(url, "echo.key", router).run()                    # a script (SIGINT/SIGTERM stop it)
+
+    async with Bot(url, keystore, router) as bot:         # embedded in an application
+        ...                                               # the bot serves in the background
+        await bot.wait()                                  # until stopped or fatally failed
+
+The bot is an ordinary SDK ``Client``: messages reach it end-to-end encrypted and are decrypted
+by the SDK; replies are encrypted the same way. The first run registers the account (type
+``bot``) with the handle given (or the key store file's name); later runs log in with the key
+store.
+
+Dispatch: messages of one conversation are handled one after another, in seq order;
+different conversations are handled concurrently, at most ``max_concurrency`` handlers at a
+time, with at most ``max_pending`` messages admitted and not yet handled (beyond that the bot
+stops reading, and the SDK's bounded queue and the server's flow control push back). Every
+task belongs to the bot's TaskGroup.
+
+Delivery: after each handled message the bot commits, in one write to its key store, the
+message's seq and the conversation's ``ctx.state``; a restart skips what was handled. Replies
+carry client message ids derived from the message they answer, so a handler re-run after a
+crash cannot post the same reply twice. On a clean stop the bot finishes what it admitted
+(up to ``drain_timeout``) and leaves anything unhandled for the next run.
+
+Errors: every exception a handler, filter or reply raises goes to the one error hook
+(``@bot.on_error``; the default logs it with its traceback), and the bot carries on with the
+next message. Nothing is dropped without a log line or a hook call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import msgspec
+from chatproto import frames as F
+from chatproto import kinds
+from chatproto.limits import HANDLE_PATTERN, MAX_HANDLE_CHARS, MIN_HANDLE_CHARS
+
+from chatclient.bots.args import ParamInfo, tokenize
+from chatclient.bots.context import Context, Conversation, Me, Sender
+from chatclient.bots.errors import ArgumentError, BotError, SetupError
+from chatclient.bots.router import COMMAND_NAME, Bound, Route, Router, Table
+from chatclient.bots.store import BotStore
+from chatclient.client import Client
+from chatclient.errors import ChatClientError, Conflict, ConnectionLost, NotFound
+from chatclient.events import (
+    Connected,
+    Disconnected,
+    Message,
+    SecurityWarning,
+    Undecryptable,
+)
+from chatclient.keystore import KeyStore
+
+log = logging.getLogger("chatclient.bots")
+
+ErrorHook = Callable[[Exception, Context | None], Awaitable[None]]
+
+
+class CommandInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A command as the bot declares it (what clients will show once a frame publishes it)."""
+
+    name: str
+    description: str = ""
+    usage: str = ""
+    aliases: tuple[str, ...] = ()
+    params: tuple[ParamInfo, ...] = ()
+
+
+class ActionInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A mini-app action as the bot declares it: ``app.action`` and its parameter schema."""
+
+    name: str
+    description: str = ""
+    params: tuple[ParamInfo, ...] = ()
+
+
+async def log_error(exc: Exception, ctx: Context | None) -> None:
+    """The default error hook: user input errors at INFO, everything else with a traceback."""
+    where = (
+        f"conversation {ctx.conversation.id}, seq {ctx.message.seq}" if ctx is not None else "bot"
+    )
+    if isinstance(exc, ArgumentError):
+        log.info("bad input (%s): %s", where, exc.message)
+    else:
+        log.error("error in %s: %r", where, exc, exc_info=exc)
+
+
+class Bot:
+    """A bot account serving ``router``. See the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        keystore: str | Path | KeyStore,
+        router: Router | None = None,
+        *,
+        handle: str | None = None,
+        name: str | None = None,
+        max_concurrency: int = 16,
+        max_pending: int = 1024,
+        drain_timeout: float = 10.0,
+        help_command: bool = True,
+        invocation_memory: int = 10_000,
+        request_timeout: float = 10.0,
+        reconnect: bool = True,
+    ) -> None:
+        if max_concurrency < 1 or max_pending < 1:
+            raise SetupError("max_concurrency and max_pending must be at least 1")
+        self.url = url
+        self._keystore_source = keystore
+        self.router = Router("bot")
+        if router is not None:
+            self.router.include(router)
+        self._handle = handle
+        self._name = name
+        self.max_concurrency = max_concurrency
+        self.max_pending = max_pending
+        self.drain_timeout = drain_timeout
+        self.help_command = help_command
+        self.invocation_memory = invocation_memory
+        self.request_timeout = request_timeout
+        self.reconnect = reconnect
+        self._error_hook: ErrorHook = log_error
+        self._table: Table | None = None
+        self._client: Client | None = None
+        self._store: BotStore | None = None
+        self.me = Me(0, "")
+        self._tg: asyncio.TaskGroup | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._queues: dict[int, deque[Message]] = {}
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._admit = asyncio.Semaphore(max_pending)
+        self._running = asyncio.Semaphore(max_concurrency)
+        self._convs: dict[int, Conversation] = {}
+        self._done = asyncio.Event()
+        self._stop_requested = False
+        self._fatal: BaseException | None = None
+        self._entered = False
+
+    # ------------------------------------------------------------------ configuration
+
+    def include(self, *routers: Router) -> None:
+        """Add routers (before the bot starts)."""
+        if self._table is not None:
+            raise SetupError("routers cannot be added after the bot was built")
+        self.router.include(*routers)
+
+    def on_error(self, hook: ErrorHook) -> ErrorHook:
+        """Decorate the one ``async def hook(exc, ctx)`` that receives every exception raised by
+        handlers, filters and replies, and every ``ArgumentError`` (``ctx`` is None for errors
+        outside a message). If the hook itself raises, both are logged."""
+        if not asyncio.iscoroutinefunction(hook):
+            raise SetupError("the error hook must be an async def")
+        self._error_hook = hook
+        return hook
+
+    def commands(self) -> list[CommandInfo]:
+        """The commands this bot declares, in registration order (with ``/help`` unless it was
+        turned off): kept here so a server frame can publish them to clients."""
+        return [
+            CommandInfo(
+                name=r.name,
+                description=r.description,
+                usage=r.usage,
+                aliases=r.aliases,
+                params=r.signature.schema(),
+            )
+            for r in self.table.command_routes()
+        ]
+
+    def actions(self) -> list[ActionInfo]:
+        """The mini-app actions this bot serves, with their parameter schemas."""
+        return [
+            ActionInfo(name=r.name, description=r.description, params=r.signature.schema())
+            for r in self.table.action_routes()
+        ]
+
+    @property
+    def table(self) -> Table:
+        """The routers flattened and checked (built once, on first use)."""
+        if self._table is None:
+            table = Table(self.router)
+            if self.help_command and "help" not in table.commands:
+                self.router.include(self._help_router())
+                table = Table(self.router)
+            self._table = table
+        return self._table
+
+    def _help_router(self) -> Router:
+        router = Router("help")
+
+        @router.command("help", description="List the commands of this bot")
+        async def help_(msg: Message, ctx: Context) -> None:
+            lines = []
+            for c in self.commands():
+                lines.append(f"{c.usage} — {c.description}" if c.description else c.usage)
+            await ctx.reply("\n".join(lines))
+
+        return router
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def client(self) -> Client:
+        """The SDK client (for anything the framework does not wrap: lookups, creating
+        conversations, inviting)."""
+        if self._client is None:
+            raise BotError("the bot is not running")
+        return self._client
+
+    @property
+    def keystore(self) -> KeyStore:
+        return self.client.keystore
+
+    async def __aenter__(self) -> Self:
+        if self._entered:
+            raise BotError("a Bot runs once; make a new one to run again")
+        self._entered = True
+        table = self.table  # wiring mistakes surface before connecting
+        del table
+        ks = self._keystore_source
+        if not isinstance(ks, KeyStore):
+            ks = KeyStore.open(ks)
+        client = Client(
+            self.url, ks, reconnect=self.reconnect, request_timeout=self.request_timeout
+        )
+        await client.__aenter__()
+        try:
+            if not ks.registered:
+                handle = self._registration_handle()
+                await client.register(handle, self._name or handle, bot=True)
+                log.info("registered bot account @%s (%d)", handle, ks.account)
+            elif self._handle and self._handle.lstrip("@") != ks.handle:
+                log.warning(
+                    "key store is @%s, not @%s: running as @%s", ks.handle, self._handle, ks.handle
+                )
+            self._client = client
+            self.me = Me(ks.account, ks.handle)
+            self._store = BotStore(ks, self.invocation_memory)
+            self._tg = asyncio.TaskGroup()
+            await self._tg.__aenter__()
+            self._reader = self._tg.create_task(self._read(), name="bot-reader")
+        except BaseException:
+            self._client = None
+            await client.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+        if self._fatal is not None and exc[0] is None:
+            raise self._fatal
+
+    def stop(self) -> None:
+        """Ask the bot to stop (safe from a signal handler or a handler): it stops reading,
+        finishes what it admitted, and ``wait()`` returns."""
+        self._stop_requested = True
+        if self._reader is not None:
+            self._reader.cancel()
+        self._done.set()
+
+    async def wait(self) -> None:
+        """Until the bot is stopped; raises what stopped it if it failed (e.g. ``AuthError``)."""
+        await self._done.wait()
+        if self._fatal is not None:
+            raise self._fatal
+
+    async def aclose(self) -> None:
+        """Stop reading, drain (up to ``drain_timeout``), close the connection, and leave
+        anything unhandled to be delivered again on the next run."""
+        self.stop()
+        if self._tg is None or self._client is None:
+            return
+        tg, client, self._tg = self._tg, self._client, None
+        if self._reader is not None:
+            await asyncio.wait([self._reader])
+        workers = set(self._workers.values())
+        if workers:
+            _, late = await asyncio.wait(workers, timeout=self.drain_timeout)
+            if late:
+                log.warning(
+                    "stopping %d conversation(s) still busy after %ss",
+                    len(late),
+                    self.drain_timeout,
+                )
+            for t in late:
+                t.cancel()
+        await tg.__aexit__(None, None, None)
+        await client.__aexit__(None, None, None)
+        self._rewind(client)
+
+    def run(self, *, log_level: int | None = logging.INFO) -> None:
+        """Serve until SIGINT/SIGTERM (a clean stop) or a fatal error (raised). Sets up basic
+        logging at ``log_level`` when the application configured none (None: leave it)."""
+        if log_level is not None and not logging.getLogger().handlers:
+            logging.basicConfig(
+                level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+            )
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            factory = uvloop.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(self._serve())
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for sig in signals:
+            loop.add_signal_handler(sig, self.stop)
+        try:
+            async with self:
+                log.info("bot @%s (%d) serving %s", self.me.handle, self.me.account, self.url)
+                await self.wait()
+            log.info("bot @%s stopped", self.me.handle)
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+    def _registration_handle(self) -> str:
+        handle = (self._handle or "").lstrip("@")
+        if not handle:
+            source = self._keystore_source
+            if not isinstance(source, str | Path):
+                raise SetupError("an in-memory key store needs Bot(..., handle=...)")
+            handle = re.sub(r"[^a-z0-9_.]", "_", Path(source).stem.lower()).lstrip("_.")
+        if not (
+            MIN_HANDLE_CHARS <= len(handle) <= MAX_HANDLE_CHARS and re.match(HANDLE_PATTERN, handle)
+        ):
+            raise SetupError(
+                f"bad bot handle {handle!r}: {MIN_HANDLE_CHARS}-{MAX_HANDLE_CHARS} of a-z, 0-9,"
+                " _ and . (pass Bot(..., handle=...))"
+            )
+        return handle
+
+    def _rewind(self, client: Client) -> None:
+        """Move the key store's cursors back before any message the bot admitted or the SDK
+        queued but the bot did not handle, so the next run gets them again (the SDK advances
+        its cursor when it queues an event, not when the application is done with it)."""
+        first: dict[int, int] = {}
+        leftovers = [m for q in self._queues.values() for m in q]
+        leftovers += [e for e in client.events_nowait() if isinstance(e, Message)]
+        store = self._store
+        assert store is not None
+        for m in leftovers:
+            if not m.own and m.seq > store.handled(m.conv):
+                first[m.conv] = min(first.get(m.conv, m.seq), m.seq)
+        ks = client.keystore
+        moved = {c: s for c, s in first.items() if ks.cursors.get(c, 0) >= s}
+        if not moved:
+            return
+        for conv, seq in moved.items():
+            ks.cursors[conv] = seq - 1
+        if ks.path is not None:
+            ks.save()  # the client closed the store: this reopens, writes and closes it again
+            ks.close()
+        log.info("left %d unhandled conversation(s) for the next run", len(moved))
+
+    # ------------------------------------------------------------------ reading
+
+    async def _read(self) -> None:
+        client = self.client
+        try:
+            async for event in client.events():
+                match event:
+                    case Message():
+                        await self._admit_message(event)
+                    case Undecryptable():
+                        log.warning(
+                            "cannot read seq %d in conversation %d from account %d: %s",
+                            event.seq,
+                            event.conv,
+                            event.sender,
+                            event.reason,
+                        )
+                    case SecurityWarning():
+                        log.warning(
+                            "security warning about account %d: %s", event.account, event.reason
+                        )
+                    case Connected():
+                        if event.reconnect:
+                            self._convs.clear()  # membership may have changed meanwhile
+                        log.info("connected as account %d device %d", event.account, event.device)
+                    case Disconnected():
+                        log.info(
+                            "disconnected (%s %s), retrying: %s",
+                            event.code,
+                            event.reason,
+                            event.will_retry,
+                        )
+                    case _:
+                        pass
+            if not self._stop_requested:
+                self._fatal = ConnectionLost("the connection ended and the client stopped")
+        except ChatClientError as exc:  # AuthError: the account or device was refused
+            self._fatal = exc
+            log.error("bot stopped: %s", exc)
+        except Exception as exc:
+            self._fatal = exc
+            log.exception("bot reader failed")
+        finally:
+            self._done.set()
+
+    async def _admit_message(self, m: Message) -> None:
+        store = self._store
+        assert store is not None
+        assert self._tg is not None
+        if m.own or m.sender == self.me.account:
+            return  # its own messages (from any of its devices) never trigger it
+        if m.seq <= store.handled(m.conv):
+            return  # handled before a restart; delivered again from an older cursor
+        await self._admit.acquire()
+        queue = self._queues.get(m.conv)
+        if queue is None:
+            queue = self._queues[m.conv] = deque()
+        queue.append(m)
+        if m.conv not in self._workers:
+            self._workers[m.conv] = self._tg.create_task(
+                self._work(m.conv, queue), name=f"bot-conv-{m.conv}"
+            )
+
+    async def _work(self, conv: int, queue: deque[Message]) -> None:
+        """Handle ``conv``'s admitted messages in order; the task ends when none are left."""
+        try:
+            while queue:
+                m = queue[0]  # stays queued until handled: a cancelled run leaves it for _rewind
+                try:
+                    async with self._running:
+                        await self._process(m)
+                finally:
+                    self._admit.release()
+                queue.popleft()
+        finally:
+            if not queue:
+                self._queues.pop(conv, None)
+            self._workers.pop(conv, None)
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def _process(self, m: Message) -> None:
+        """Route one message and run its handler; never raises (except cancellation)."""
+        ctx: Context | None = None
+        try:
+            conv = await self._conversation(m)
+            sender = conv.members.get(m.sender) or Sender(m.sender)
+            content = m.content
+            if isinstance(content, kinds.MiniappInvoke):
+                ctx = Context(m, conv, sender, self.me, self, invocation=content)
+                await self._invoke(ctx, content)
+                return
+            ctx = Context(m, conv, sender, self.me, self)
+            bound, args, kwargs = await self._route(m, ctx)
+            if bound is not None:
+                await self._run(bound.route, ctx, args, kwargs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self.report(exc, ctx)
+            self._commit(m, None)
+
+    async def _route(
+        self, m: Message, ctx: Context
+    ) -> tuple[Bound | None, list[Any], dict[str, Any]]:
+        table = self.table
+        content = m.content
+        if isinstance(content, kinds.SystemEvent):
+            event = content.event
+            return self._first([b for b in table.system if event in b.route.events], m, ctx), [], {}
+        if isinstance(content, kinds.Text) and content.text.startswith("/"):
+            parsed = _parse_command(content.text, self.me.handle)
+            if parsed is False:
+                return None, [], {}  # /command@another_bot
+            if parsed is not None:
+                name, rest, addressed = parsed
+                bound = self._first(table.commands.get(name, []), m, ctx)
+                if bound is not None:
+                    route = bound.route
+                    ctx.command = route.name
+                    ctx.args = tuple(word for word, _ in tokenize(rest))
+                    try:
+                        args, kwargs = route.signature.bind_text(rest, route.usage)
+                    except ArgumentError as exc:
+                        await self._tell(ctx, exc)
+                        await self.report(exc, ctx)
+                        self._commit(m, None)
+                        return None, [], {}
+                    return bound, args, kwargs
+                fallback = self._first(table.messages, m, ctx)
+                if fallback is None and (addressed or ctx.conversation.kind == "direct"):
+                    hint = " Try /help." if "help" in table.commands else ""
+                    await ctx.reply(f"Unknown command /{name}.{hint}")
+                    self._commit(m, None)
+                return fallback, [], {}
+        return self._first(table.messages, m, ctx), [], {}
+
+    @staticmethod
+    def _first(bounds: Sequence[Bound], m: Message, ctx: Context) -> Bound | None:
+        for b in bounds:
+            if all(f(m, ctx) for f in b.filters):
+                return b
+        return None
+
+    async def _invoke(self, ctx: Context, inv: kinds.MiniappInvoke) -> None:
+        m = ctx.message
+        store = self._store
+        assert store is not None
+        if store.seen(m.conv, m.sender, inv.invocation_id):
+            log.info("ignoring a retry of invocation %r (seq %d)", inv.invocation_id, m.seq)
+            self._commit(m, None)
+            return
+        key = f"{inv.app}.{inv.action}" if inv.app else inv.action
+        bound = self._first(self.table.actions.get(key, []), m, ctx)
+        if bound is None:
+            await ctx.answer(f"This bot has no action {key!r}.", title="Unknown action")
+            self._finish_invocation(ctx, None)
+            return
+        route = bound.route
+        try:
+            kwargs = route.signature.bind_params(inv.params, route.usage)
+        except ArgumentError as exc:
+            await self._tell(ctx, exc)
+            await self.report(exc, ctx)
+            self._finish_invocation(ctx, None)
+            return
+        await self._run(route, ctx, [], kwargs)
+
+    async def _run(
+        self, route: Route, ctx: Context, args: list[Any], kwargs: dict[str, Any]
+    ) -> None:
+        state: bytes | None = None
+        ok = False
+        try:
+            result = await route.fn(ctx.message, ctx, *args, **kwargs)
+            if isinstance(result, str | kinds.Content):
+                await ctx.reply(result)
+            elif result is not None:
+                raise BotError(
+                    f"{route.fn.__qualname__} returned {type(result).__name__}: return a str,"
+                    " typed content or None"
+                )
+            state = ctx.state_dump()
+            ok = True
+        except asyncio.CancelledError:
+            raise
+        except ArgumentError as exc:  # raised by the handler itself: the user's input is wrong
+            await self._tell(ctx, exc)
+            await self.report(exc, ctx)
+        except Exception as exc:
+            await self.report(exc, ctx)
+        if ctx.invocation is not None:
+            if not ctx.answered:
+                try:
+                    if ok:
+                        await ctx.answer()
+                    else:
+                        await ctx.answer("The bot could not complete this action.", title="Error")
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    await self.report(exc, ctx)
+            self._finish_invocation(ctx, state)
+        else:
+            self._commit(ctx.message, state)
+
+    async def _tell(self, ctx: Context, exc: ArgumentError) -> None:
+        """Show the user what is wrong with their input (a failure to send goes to the hook)."""
+        try:
+            if ctx.invocation is not None:
+                await ctx.answer(exc.user_text(), title="Invalid input")
+            else:
+                await ctx.reply(exc.user_text())
+        except asyncio.CancelledError:
+            raise
+        except Exception as send_exc:
+            await self.report(send_exc, ctx)
+
+    def _finish_invocation(self, ctx: Context, state: bytes | None) -> None:
+        store = self._store
+        assert store is not None
+        assert ctx.invocation is not None
+        m = ctx.message
+        store.remember(m.conv, m.sender, ctx.invocation.invocation_id, int(time.time() * 1000))
+        self._commit(m, state)
+
+    def _commit(self, m: Message, state: bytes | None) -> None:
+        store = self._store
+        assert store is not None
+        store.commit(m.conv, m.seq, state)
+
+    async def report(self, exc: Exception, ctx: Context | None) -> None:
+        """Hand ``exc`` to the error hook (and log it if the hook fails too)."""
+        try:
+            await self._error_hook(exc, ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as hook_exc:
+            log.error("error hook failed on %r", exc, exc_info=exc)
+            log.error("the error hook raised", exc_info=hook_exc)
+
+    async def _conversation(self, m: Message) -> Conversation:
+        """The cached conversation of ``m`` (fetched when unknown, after a membership or title
+        change, or when the sender is not a known member); retried while disconnected."""
+        conv = self._convs.get(m.conv)
+        if (
+            conv is not None
+            and not isinstance(m.content, kinds.SystemEvent)
+            and (m.sender in conv.members or m.sender == 0)  # 0: server-authored
+        ):
+            return conv
+        delay = 0.1
+        while True:
+            try:
+                info = await self.client.conversation(m.conv)
+                conv = Conversation.from_info(info)
+                break
+            except NotFound:
+                conv = Conversation(m.conv, "")  # the bot was removed since
+                break
+            except (ConnectionLost, TimeoutError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._convs[m.conv] = conv
+        return conv
+
+    # ------------------------------------------------------------------ Runtime for Context
+
+    async def _send(self, ctx: Context, conv: int, content: kinds.Content) -> F.Ack | None:
+        cmid = f"bot:{ctx.message.conv}:{ctx.message.seq}:{ctx.sent}"
+        try:
+            return await self.client.send(conv, content, cmid=cmid)
+        except Conflict:
+            log.info("reply %s was already stored before a restart; not sent again", cmid)
+            return None
+
+    def _load_state(self, conv: int) -> bytes:
+        store = self._store
+        assert store is not None
+        return store.state(conv)
+
+
+_COMMAND = re.compile(r"/([^\s@]+)(?:@(\S*))?(?:\s+(.*))?\Z", re.DOTALL)
+
+
+def _parse_command(text: str, handle: str) -> tuple[str, str, bool] | Literal[False] | None:
+    """``(name, argument text, addressed with @handle)`` for ``/name[@handle] args``; False for
+    a command addressed to another bot; None when the text is not a command at all."""
+    m = _COMMAND.match(text)
+    if m is None:
+        return None
+    name, target, rest = m.group(1).lower(), m.group(2), m.group(3) or ""
+    if not COMMAND_NAME.match(name):
+        return None
+    if target is not None and target.lower() != handle.lower():
+        return False
+    return name, rest, target is not None
