@@ -16,6 +16,7 @@ from chatproto import codec
 from chatproto import frames as F
 
 from chatd.broker.memory import MemoryBroker
+from chatd.broker.presence import LocalPresence, RedisPresence
 from chatd.broker.redis import RedisBroker
 from chatd.clock import Clock, SystemClock
 from chatd.hub import Hub
@@ -80,7 +81,12 @@ class App:
         self.broker = broker
         self.metrics.watch_broker(broker)
         hub = self._hub = Hub(broker, self.metrics.hot)
-        deps = Deps(s, store, broker, hub, self.metrics, self.clock)
+        presence: LocalPresence | RedisPresence
+        if s.broker.url:  # who is online on the other nodes
+            presence = RedisPresence(s.broker.url, f"{s.server.node_id}:{hub.node:x}")
+        else:
+            presence = LocalPresence()
+        deps = Deps(s, store, broker, hub, self.metrics, self.clock, presence)
         services = Services(deps)
         transport = Transport(services, draining=lambda: self._draining)
         if install_signals:
@@ -92,6 +98,7 @@ class App:
                 tg.create_task(store.run(), name="store-writer")
                 if isinstance(broker, RedisBroker):
                     tg.create_task(broker.run(), name="broker")
+                tg.create_task(presence.run(), name="presence")
                 server = await transport.start(s.server.host, s.server.port)
                 self.port = server.sockets[0].getsockname()[1]
                 log.info(
@@ -115,6 +122,7 @@ class App:
                 except TimeoutError:
                     log.warning("clients did not close in time")
                 await store.aclose()  # commits what is queued, then stops the writer
+                await presence.aclose()
                 await broker.aclose()
         finally:
             await store.aclose()  # idempotent; after a failed start it still commits and closes

@@ -196,6 +196,8 @@ class Session:
         self.account, self.device, self.handle = account.id, device.id, account.handle
         convs = await svc.deps.store.conversation_ids_of(account.id)
         first = svc.deps.hub.attach(self, convs)
+        if first:  # before the welcome: once logged in, the account counts as online everywhere
+            await svc.presence.announce(account.id, online=True)
         self.reply(
             F.Welcome(
                 re=rid,
@@ -205,8 +207,6 @@ class Session:
                 server_time=svc.deps.clock.now_ms(),
             )
         )
-        if first:
-            await svc.presence.announce(account.id, online=True)
 
     async def _dispatch(self, frame: F.ClientFrame) -> None:
         svc = self._svc

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chatd.broker.base import Broker
+from chatd.broker.presence import PresenceDirectory
 from chatd.clock import Clock
 from chatd.hub import Hub
 from chatd.metrics import Metrics
@@ -20,3 +21,5 @@ class Deps:
     hub: Hub
     metrics: Metrics
     clock: Clock
+    presence: PresenceDirectory
+    """Who is online on any node (this node's own connections are in ``hub``)."""

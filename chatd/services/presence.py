@@ -18,10 +18,15 @@ class PresenceService:
         self._d = deps
 
     async def announce(self, account: int, online: bool) -> None:
-        """Tell the online contacts of ``account`` that it came online or went offline."""
+        """Tell the online contacts of ``account`` that it came online or went offline (only
+        when its last connection on ANY node closed)."""
         d = self._d
         now = d.clock.now_ms()
-        if not online:
+        if online:
+            await d.presence.arrive(account)
+        else:
+            if not await d.presence.depart(account):
+                return  # still connected on another node
             await d.store.set_last_seen(account, now)
         event = F.PresenceEvent(account=account, online=online, last_seen=now)
         for contact in await d.store.contacts_of(account):
@@ -30,16 +35,15 @@ class PresenceService:
     async def query(self, account: int, f: F.GetPresence) -> F.PresenceList:
         d = self._d
         visible = set(await d.store.contacts_of(account)) | {account}
+        wanted = [other for other in dict.fromkeys(f.accounts) if other in visible]
+        online = {a for a in wanted if d.hub.online(a)}
+        online |= await d.presence.online(a for a in wanted if a not in online)
         out = []
-        for other in dict.fromkeys(f.accounts):
-            if other not in visible:
-                continue
+        for other in wanted:
             row = await d.store.account(other)
             if row is not None:
                 out.append(
-                    F.PresenceInfo(
-                        account=other, online=d.hub.online(other), last_seen=row.last_seen
-                    )
+                    F.PresenceInfo(account=other, online=other in online, last_seen=row.last_seen)
                 )
         return F.PresenceList(re=f.id, presence=out)
 
