@@ -33,6 +33,26 @@ class ErrorCode(enum.IntEnum):
     # The server cannot serve the request now; retrying later may succeed.
     UNAVAILABLE = 40
     INTERNAL = 50
+    # Payments (SPEC.md section 15): the intent or request was refused and nothing moved.
+    # Reuse of a transfer, packet or request id with other content is CONFLICT (22).
+    BAD_SIGNATURE = 60
+    """The payer's signature over the intent does not verify under the named device's key."""
+    WRONG_DEVICE = 61
+    """The signing device does not exist or is not a device of the intent's payer account."""
+    NOT_MEMBER = 62
+    """The payee (or a request's payer) is not a member of the conversation."""
+    EXPIRED = 63
+    """The intent's ``expires_at`` has passed, or the request or red packet has expired."""
+    INSUFFICIENT_FUNDS = 64
+    OVER_LIMIT = 65
+    """Over the server's per-transfer or per-day limit for the currency."""
+    UNKNOWN_CURRENCY = 66
+    """Not an ISO 4217 code this server accepts."""
+    INVALID_AMOUNT = 67
+    """Zero, negative, too large, or a red packet with fewer minor units than shares."""
+    CLOSED = 68
+    """The request is no longer open (paid, declined, cancelled) or the red packet has no
+    share left."""
 
     @property
     def retryable(self) -> bool:
@@ -69,6 +89,12 @@ class SignatureError(ChatProtoError):
     """A signature did not verify against the key it was checked with."""
 
     code = ErrorCode.AUTH_FAILED
+
+
+class MoneyError(ChatProtoError):
+    """An amount or currency a payment cannot use (``INVALID_AMOUNT``, ``UNKNOWN_CURRENCY``)."""
+
+    code = ErrorCode.INVALID_AMOUNT
 
 
 class CryptoError(ChatProtoError):

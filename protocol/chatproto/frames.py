@@ -60,6 +60,18 @@ DeviceListBody = Annotated[bytes, msgspec.Meta(max_length=L.MAX_DEVICE_LIST_BYTE
 ToDeviceBody = Annotated[bytes, msgspec.Meta(max_length=L.MAX_TO_DEVICE_BYTES)]
 Tid = Annotated[int, msgspec.Meta(ge=1, le=L.MAX_ID)]
 
+PayId = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_PAY_ID_CHARS)]
+"""A transfer, red packet or request id chosen by the client (the idempotency key). The server
+accepts only ``[A-Za-z0-9._-]`` (``INVALID`` otherwise); receipts of server-made postings use
+ids with a ``:``, which no client id has."""
+OptPayId = Annotated[str, msgspec.Meta(max_length=L.MAX_PAY_ID_CHARS)]
+Amount = Annotated[int, msgspec.Meta(ge=-L.MAX_ID, le=L.MAX_ID)]
+"""Minor units. Signed on the wire so that a zero or negative amount reaches the server and is
+refused with ``INVALID_AMOUNT`` rather than ``BAD_FIELD``."""
+CurrencyCode = Annotated[str, msgspec.Meta(max_length=L.MAX_CURRENCY_CHARS)]
+"""An ISO 4217 code; anything the server does not accept is ``UNKNOWN_CURRENCY``."""
+Hash32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+SplitKind = Literal["random", "equal"]
 AccountType = Literal["user", "bot"]
 ConvKind = Literal["direct", "group", "channel"]
 Role = Literal["owner", "admin", "member"]
@@ -342,6 +354,115 @@ class AckToDevice(Frame, tag="ack_to_device", kw_only=True, frozen=True):
     up_to: Seq
 
 
+class TransferIntent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """What a payer's device signs to move money (``payments.transfer_payload`` gives the exact
+    bytes). ``transfer_id`` is the idempotency key; ``memo_hash`` commits to the end-to-end
+    encrypted ``payment.transfer`` message that carries the memo (32 zero bytes: no memo);
+    ``request_id`` names the request this transfer pays ("" for none)."""
+
+    transfer_id: PayId
+    payer: Id = msgspec.field(name="from")
+    payee: Id = msgspec.field(name="to")
+    amount: Amount
+    currency: CurrencyCode
+    conv: Id
+    memo_hash: Hash32
+    expires_at: Millis
+    request_id: OptPayId = ""
+
+
+class RedPacketIntent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What a sender's device signs to fund a red packet of ``total`` split into ``shares``."""
+
+    packet_id: PayId
+    payer: Id = msgspec.field(name="from")
+    conv: Id
+    total: Amount
+    currency: CurrencyCode
+    shares: Annotated[int, msgspec.Meta(ge=1, le=L.MAX_U32)]
+    split: SplitKind
+    memo_hash: Hash32
+    expires_at: Millis
+
+
+class GetPaymentKey(Frame, tag="get_payment_key", kw_only=True, frozen=True):
+    """The server's payment receipt key. -> ``PaymentKey``."""
+
+    id: ReqId
+
+
+class Pay(Frame, tag="pay", kw_only=True, frozen=True):
+    """Move money: ``intent`` signed by ``device`` (a device of ``intent.payer``). -> ``Posted``
+    once the transfer and its receipt are committed; the same intent again returns the same
+    ``Posted`` (``replay`` set) and moves nothing."""
+
+    id: ReqId
+    intent: TransferIntent
+    device: Id
+    sig: Signature
+
+
+class RequestPayment(Frame, tag="request_payment", kw_only=True, frozen=True):
+    """Ask for money in ``conv``: the caller is the payee; ``payer`` 0 lets any other member pay.
+    -> ``Posted`` (a ``request`` receipt)."""
+
+    id: ReqId
+    request_id: PayId
+    conv: Id
+    payer: Seq = msgspec.field(default=0, name="from")
+    amount: Amount
+    currency: CurrencyCode
+    expires_at: Millis
+
+
+class DeclineRequest(Frame, tag="decline_request", kw_only=True, frozen=True):
+    """The payer refuses an open request. -> ``Posted`` (a ``declined`` receipt)."""
+
+    id: ReqId
+    request_id: PayId
+
+
+class CancelRequest(Frame, tag="cancel_request", kw_only=True, frozen=True):
+    """The payee withdraws an open request. -> ``Posted`` (a ``cancelled`` receipt)."""
+
+    id: ReqId
+    request_id: PayId
+
+
+class SendRedPacket(Frame, tag="red_packet", kw_only=True, frozen=True):
+    """Fund a red packet in ``intent.conv``: the total moves to escrow at once. -> ``Posted``."""
+
+    id: ReqId
+    intent: RedPacketIntent
+    device: Id
+    sig: Signature
+
+
+class Claim(Frame, tag="claim", kw_only=True, frozen=True):
+    """Take one share of a red packet (once per account; again returns the same share).
+    -> ``Posted`` (a ``claim`` receipt)."""
+
+    id: ReqId
+    packet_id: PayId
+
+
+class GetBalance(Frame, tag="balance", kw_only=True, frozen=True):
+    """The caller's balances ("" = every currency it holds). -> ``Balances``."""
+
+    id: ReqId
+    currency: CurrencyCode = ""
+
+
+class WalletHistory(Frame, tag="wallet_history", kw_only=True, frozen=True):
+    """A page of the caller's ledger entries, newest first, below entry ``before``.
+    -> ``WalletEntries``."""
+
+    id: ReqId
+    currency: CurrencyCode = ""
+    before: Seq | None = None
+    limit: PageLimit = 100
+
+
 # --------------------------------------------------------------------------- server -> client
 
 
@@ -590,6 +711,63 @@ class ToDeviceBatch(Frame, tag="to_device_batch", kw_only=True, frozen=True):
     more: bool
 
 
+class PaymentKey(Frame, tag="payment_key", kw_only=True, frozen=True):
+    """The Ed25519 public key that signs every payment receipt of ``server``."""
+
+    re: ReqId
+    server: str
+    key: PublicKey
+
+
+class Posted(Frame, tag="posted", kw_only=True, frozen=True):
+    """A payment request is committed: its receipt is message ``seq`` of ``conv`` and ``body``
+    is that message's body (a ``payment.receipt``). ``replay``: it had been committed before
+    (a retry), nothing moved this time."""
+
+    re: ReqId
+    conv: Id
+    seq: Seq
+    ts: Millis
+    body: Body
+    replay: bool = False
+
+
+class BalanceInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    currency: CurrencyCode
+    amount: Amount
+
+
+class Balances(Frame, tag="balances", kw_only=True, frozen=True):
+    """Answer to ``balance``, ascending by currency."""
+
+    re: ReqId
+    balances: list[BalanceInfo]
+
+
+class WalletEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One ledger entry of the caller's wallet: ``amount`` is signed (a debit is negative) and
+    ``balance`` the wallet's balance right after it."""
+
+    entry: Id
+    ref: str
+    type: str
+    currency: CurrencyCode
+    amount: Amount
+    balance: Amount
+    counterparty: Seq
+    """The other side's account; 0 for the system accounts (issuance, escrow)."""
+    conv: Seq
+    posted_at: Millis
+
+
+class WalletEntries(Frame, tag="wallet_entries", kw_only=True, frozen=True):
+    """Answer to ``wallet_history``: newest first; ``more`` says older entries exist."""
+
+    re: ReqId
+    entries: list[WalletEntry]
+    more: bool
+
+
 ClientFrame = (
     Register
     | Login
@@ -616,6 +794,15 @@ ClientFrame = (
     | ToDevice
     | FetchToDevice
     | AckToDevice
+    | GetPaymentKey
+    | Pay
+    | RequestPayment
+    | DeclineRequest
+    | CancelRequest
+    | SendRedPacket
+    | Claim
+    | GetBalance
+    | WalletHistory
 )
 ServerFrame = (
     Challenge
@@ -640,6 +827,10 @@ ServerFrame = (
     | Resync
     | ToDeviceEvent
     | ToDeviceBatch
+    | PaymentKey
+    | Posted
+    | Balances
+    | WalletEntries
 )
 AnyFrame = ClientFrame | ServerFrame
 

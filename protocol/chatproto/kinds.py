@@ -5,7 +5,8 @@ for experiments) and stores the body as opaque bytes. Only clients read bodies; 
 content with ``encode_content`` and read it with ``decode_content``. Once end-to-end encryption
 lands the body becomes ciphertext of exactly these bytes.
 
-``system`` is server-authored (membership and title changes) and never accepted from a client.
+``system`` (membership and title changes) and ``payment.receipt`` (signed payment events) are
+server-authored and never accepted from a client.
 ``e2e`` is registered with no ``Content`` class: its body is opaque ciphertext (``OPAQUE_KINDS``).
 """
 
@@ -62,11 +63,17 @@ class ReadReceipt(Content, kw_only=True, frozen=True):
 
 
 class PaymentTransfer(Content, kw_only=True, frozen=True):
+    """The payer's end-to-end encrypted note about a transfer (or a red packet: ``transfer_id``
+    is then the packet id). ``payments.memo_hash(transfer_id, memo, nonce)`` is the intent's
+    ``memo_hash``, so members can check this note belongs to the receipt; ``nonce`` (16 random
+    bytes) keeps the server from guessing short memos from their hash."""
+
     KIND: ClassVar[str] = "payment.transfer"
     transfer_id: ShortText
     amount: Amount
     currency: Currency
     memo: ShortText = ""
+    nonce: Annotated[bytes, msgspec.Meta(max_length=32)] = b""
 
 
 class PaymentRequest(Content, kw_only=True, frozen=True):
@@ -100,6 +107,42 @@ class Share(Content, kw_only=True, frozen=True):
     image: ShortText = ""
 
 
+ReceiptType = Literal[
+    "transfer", "red_packet", "claim", "refund", "request", "declined", "cancelled", "expired"
+]
+
+
+class PaymentReceipt(Content, kw_only=True, frozen=True):
+    """Server-authored, signed record of a payment event in a conversation's sequence.
+
+    ``transfer``, ``red_packet``, ``claim`` and ``refund`` moved money (``payer`` -> ``payee``,
+    0 = the escrow account); ``request``, ``declined``, ``cancelled`` and ``expired`` change a
+    request's state (``payer`` 0 = any member). ``sig`` is the server's Ed25519 signature over
+    ``payments.receipt_payload``; ``memo_hash`` .. ``payer_sig`` repeat the payer's signed intent
+    so members can recompute ``intent_hash`` and check the payer's own signature."""
+
+    KIND: ClassVar[str] = "payment.receipt"
+    type: ReceiptType
+    ref: ShortText
+    payer: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = msgspec.field(name="from")
+    payee: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = msgspec.field(name="to")
+    amount: Amount
+    currency: Currency
+    conv: SeqRef
+    request_id: ShortText = ""
+    intent_hash: Annotated[bytes, msgspec.Meta(max_length=32)] = b""
+    posted_at: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
+    expires_at: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
+    shares: Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)] = 0
+    actor: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
+    sig: Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
+    memo_hash: Annotated[bytes, msgspec.Meta(max_length=32)] = b""
+    intent_expires_at: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
+    split: ShortText = ""
+    device: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
+    payer_sig: Annotated[bytes, msgspec.Meta(max_length=64)] = b""
+
+
 class SystemEvent(Content, kw_only=True, frozen=True):
     """Server-authored event in a conversation's sequence (sender 0)."""
 
@@ -125,6 +168,7 @@ CONTENT_TYPES: Final[dict[str, type[Content]]] = {
         MiniappResult,
         Share,
         SystemEvent,
+        PaymentReceipt,
     )
 }
 OPAQUE_KINDS: Final = frozenset({"e2e"})
@@ -135,7 +179,7 @@ OPAQUE_KINDS: Final = frozenset({"e2e"})
 """
 KINDS: Final = frozenset(CONTENT_TYPES) | OPAQUE_KINDS
 """Every registered kind name."""
-SERVER_ONLY_KINDS: Final = frozenset({"system"})
+SERVER_ONLY_KINDS: Final = frozenset({"system", "payment.receipt"})
 EXPERIMENTAL_PREFIX: Final = "x-"
 
 _encoder = msgspec.msgpack.Encoder()

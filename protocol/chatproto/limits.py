@@ -40,3 +40,9 @@ MAX_DEVICE_LIST_BYTES: Final = 64 * 1024
 MAX_TO_DEVICE_BYTES: Final = 64 * 1024
 MAX_TO_DEVICE_QUEUE: Final = 10_000
 """Unacknowledged to-device items the server keeps per target device."""
+
+# Payments (SPEC.md section 15, "Payments").
+MAX_PAY_ID_CHARS: Final = 64
+"""Transfer, red packet and request ids chosen by clients."""
+MAX_CURRENCY_CHARS: Final = 8
+"""A currency field's length on the wire; only 3-letter ISO 4217 codes are accepted."""

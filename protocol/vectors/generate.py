@@ -1,5 +1,5 @@
 """Write the chatd.v1 test vectors (frames.json, decode_only.json, invalid.json, auth.json,
-kinds.json) next to this script.
+kinds.json, payments.json) next to this script.
 
 Run once after a protocol change and commit the output::
 
@@ -22,7 +22,7 @@ if str(HERE.parent) not in sys.path:  # run as a script from a checkout: find pr
     sys.path.insert(0, str(HERE.parent))
 
 import msgspec  # noqa: E402
-from chatproto import auth, codec, kinds  # noqa: E402
+from chatproto import auth, codec, kinds, money, payments  # noqa: E402
 from chatproto import frames as F  # noqa: E402
 from chatproto import limits as L  # noqa: E402
 from chatproto.e2e.primitives import SigningKey  # noqa: E402
@@ -44,6 +44,32 @@ X25519_2 = bytes(range(0xE0, 0x100))
 X25519_3 = bytes(range(0x10, 0x30))
 MLKEM_768 = bytes(i % 251 for i in range(L.MAX_PREKEY_BYTES))
 MASTER = bytes(range(0x30, 0x50))
+MEMO_HASH = bytes(range(0x50, 0x70))
+NONCE_16 = bytes(range(0x70, 0x80))
+SEED_SERVER = bytes(range(0x90, 0xB0))
+KEY_SERVER = SigningKey(SEED_SERVER).public_key
+EXPIRES = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+TRANSFER = F.TransferIntent(
+    transfer_id="tr_01HZX3",
+    payer=1,
+    payee=2,
+    amount=1250,
+    currency="USD",
+    conv=42,
+    memo_hash=MEMO_HASH,
+    expires_at=EXPIRES,
+)
+RED_PACKET = F.RedPacketIntent(
+    packet_id="rp_7",
+    payer=1,
+    conv=43,
+    total=1000,
+    currency="CNY",
+    shares=5,
+    split="random",
+    memo_hash=payments.NO_MEMO,
+    expires_at=EXPIRES,
+)
 
 
 # --------------------------------------------------------------------------- JSON form
@@ -188,6 +214,56 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("fetch_to_device_defaults_omitted", F.FetchToDevice(id=36)),
         ("fetch_to_device_all_fields", F.FetchToDevice(id=37, after=41, limit=L.MAX_PAGE)),
         ("ack_to_device", F.AckToDevice(id=38, up_to=41)),
+        ("get_payment_key", F.GetPaymentKey(id=39)),
+        ("pay", F.Pay(id=40, intent=TRANSFER, device=7, sig=SIG)),
+        (
+            "pay_a_request_max_values",
+            F.Pay(
+                id=41,
+                intent=F.TransferIntent(
+                    transfer_id="t" * L.MAX_PAY_ID_CHARS,
+                    payer=L.MAX_ID,
+                    payee=1,
+                    amount=L.MAX_ID,
+                    currency="KWD",
+                    conv=L.MAX_ID,
+                    memo_hash=payments.NO_MEMO,
+                    expires_at=L.MAX_ID,
+                    request_id="rq_1",
+                ),
+                device=L.MAX_ID,
+                sig=SIG_2,
+            ),
+        ),
+        (
+            "request_payment_from_anyone_omitted",
+            F.RequestPayment(
+                id=42, request_id="rq_1", conv=43, amount=5000, currency="JPY", expires_at=EXPIRES
+            ),
+        ),
+        (
+            "request_payment_from_one_member",
+            F.RequestPayment(
+                id=43,
+                request_id="rq_2",
+                conv=42,
+                payer=1,
+                amount=99,
+                currency="GBP",
+                expires_at=EXPIRES,
+            ),
+        ),
+        ("decline_request", F.DeclineRequest(id=44, request_id="rq_2")),
+        ("cancel_request", F.CancelRequest(id=45, request_id="rq_1")),
+        ("red_packet", F.SendRedPacket(id=46, intent=RED_PACKET, device=7, sig=SIG)),
+        ("claim", F.Claim(id=47, packet_id="rp_7")),
+        ("balance_every_currency_omitted", F.GetBalance(id=48)),
+        ("balance_one_currency", F.GetBalance(id=49, currency="EUR")),
+        ("wallet_history_defaults_omitted", F.WalletHistory(id=50)),
+        (
+            "wallet_history_all_fields",
+            F.WalletHistory(id=51, currency="USD", before=1200, limit=20),
+        ),
     ]
 
 
@@ -410,7 +486,70 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             ),
         ),
         ("to_device_batch_empty", F.ToDeviceBatch(re=36, events=[], more=False)),
+        ("payment_key", F.PaymentKey(re=39, server=SERVER, key=KEY_SERVER)),
+        (
+            "posted",
+            F.Posted(re=40, conv=42, seq=17, ts=1_700_000_000_000, body=_receipt_body("transfer")),
+        ),
+        (
+            "posted_replay",
+            F.Posted(
+                re=40,
+                conv=42,
+                seq=17,
+                ts=1_700_000_000_000,
+                body=_receipt_body("transfer"),
+                replay=True,
+            ),
+        ),
+        (
+            "balances",
+            F.Balances(
+                re=48,
+                balances=[
+                    F.BalanceInfo(currency="EUR", amount=0),
+                    F.BalanceInfo(currency="USD", amount=125_000),
+                ],
+            ),
+        ),
+        ("balances_none", F.Balances(re=49, balances=[])),
+        (
+            "wallet_entries",
+            F.WalletEntries(
+                re=51,
+                entries=[
+                    F.WalletEntry(
+                        entry=1201,
+                        ref="tr_01HZX3",
+                        type="transfer",
+                        currency="USD",
+                        amount=-1250,
+                        balance=123_750,
+                        counterparty=2,
+                        conv=42,
+                        posted_at=1_700_000_000_000,
+                    ),
+                    F.WalletEntry(
+                        entry=1100,
+                        ref="mint:1",
+                        type="mint",
+                        currency="USD",
+                        amount=125_000,
+                        balance=125_000,
+                        counterparty=0,
+                        conv=0,
+                        posted_at=1_699_000_000_000,
+                    ),
+                ],
+                more=True,
+            ),
+        ),
+        ("wallet_entries_empty", F.WalletEntries(re=50, entries=[], more=False)),
     ]
+
+
+def _receipt_body(name: str) -> bytes:
+    return kinds.encode_content(dict(receipt_examples())[name])[1]
 
 
 def frame_vectors() -> list[dict[str, Any]]:
@@ -710,6 +849,16 @@ def kind_contents() -> list[tuple[str, kinds.Content]]:
             kinds.PaymentTransfer(transfer_id="tr_2", amount=1, currency="USD", memo="coffee"),
         ),
         (
+            "payment_transfer_with_memo_nonce",
+            kinds.PaymentTransfer(
+                transfer_id="tr_01HZX3",
+                amount=1250,
+                currency="USD",
+                memo="lunch 🍜",
+                nonce=NONCE_16,
+            ),
+        ),
+        (
             "payment_request",
             kinds.PaymentRequest(request_id="rq_1", amount=5000, currency="JPY"),
         ),
@@ -755,6 +904,7 @@ def kind_contents() -> list[tuple[str, kinds.Content]]:
             kinds.SystemEvent(event="role", actor=0, account=2, role="owner"),
         ),
         ("system_renamed", kinds.SystemEvent(event="renamed", actor=1, title="Team (EU)")),
+        *((f"payment_receipt_{name}", r) for name, r in receipt_examples()),
     ]
 
 
@@ -768,6 +918,247 @@ def kind_vectors() -> list[dict[str, Any]]:
     return out
 
 
+# --------------------------------------------------------------------------- payments
+
+
+def receipt_examples() -> list[tuple[str, kinds.PaymentReceipt]]:
+    """One signed receipt of each type (server key: SEED_SERVER, server name: SERVER)."""
+    key = SigningKey(SEED_SERVER)
+    payer = SigningKey(SEED_A)
+    transfer_hash = payments.intent_hash(TRANSFER)
+    packet_hash = payments.intent_hash(RED_PACKET)
+    posted = 1_700_000_000_000
+    unsigned = [
+        kinds.PaymentReceipt(
+            type="transfer",
+            ref=TRANSFER.transfer_id,
+            payer=1,
+            payee=2,
+            amount=1250,
+            currency="USD",
+            conv=42,
+            intent_hash=transfer_hash,
+            posted_at=posted,
+            actor=1,
+            sig=b"",
+            memo_hash=TRANSFER.memo_hash,
+            intent_expires_at=TRANSFER.expires_at,
+            device=7,
+            payer_sig=payments.sign_intent(payer, TRANSFER),
+        ),
+        kinds.PaymentReceipt(
+            type="red_packet",
+            ref=RED_PACKET.packet_id,
+            payer=1,
+            payee=payments.ESCROW,
+            amount=1000,
+            currency="CNY",
+            conv=43,
+            intent_hash=packet_hash,
+            posted_at=posted,
+            expires_at=posted + 86_400_000,
+            shares=5,
+            actor=1,
+            sig=b"",
+            memo_hash=RED_PACKET.memo_hash,
+            intent_expires_at=RED_PACKET.expires_at,
+            split="random",
+            device=7,
+            payer_sig=payments.sign_intent(payer, RED_PACKET),
+        ),
+        kinds.PaymentReceipt(
+            type="claim",
+            ref="rp_7",
+            payer=payments.ESCROW,
+            payee=3,
+            amount=337,
+            currency="CNY",
+            conv=43,
+            posted_at=posted + 5_000,
+            shares=1,
+            actor=3,
+            sig=b"",
+        ),
+        kinds.PaymentReceipt(
+            type="refund",
+            ref="rp_7",
+            payer=payments.ESCROW,
+            payee=1,
+            amount=663,
+            currency="CNY",
+            conv=43,
+            posted_at=posted + 86_400_000,
+            shares=4,
+            sig=b"",
+        ),
+        kinds.PaymentReceipt(
+            type="request",
+            ref="rq_1",
+            payee=2,
+            amount=5000,
+            currency="JPY",
+            conv=43,
+            payer=0,
+            posted_at=posted,
+            expires_at=EXPIRES,
+            actor=2,
+            sig=b"",
+        ),
+        kinds.PaymentReceipt(
+            type="declined",
+            ref="rq_2",
+            payer=1,
+            payee=2,
+            amount=99,
+            currency="GBP",
+            conv=42,
+            posted_at=posted,
+            expires_at=EXPIRES,
+            actor=1,
+            sig=b"",
+        ),
+        kinds.PaymentReceipt(
+            type="cancelled",
+            ref="rq_1",
+            payer=0,
+            payee=2,
+            amount=5000,
+            currency="JPY",
+            conv=43,
+            posted_at=posted,
+            expires_at=EXPIRES,
+            actor=2,
+            sig=b"",
+        ),
+        kinds.PaymentReceipt(
+            type="expired",
+            ref="rq_3",
+            payer=1,
+            payee=2,
+            amount=1,
+            currency="BHD",
+            conv=42,
+            posted_at=EXPIRES,
+            expires_at=EXPIRES,
+            sig=b"",
+        ),
+    ]
+    return [(r.type, payments.sign_receipt(key, SERVER, r)) for r in unsigned]
+
+
+def payment_vectors() -> dict[str, Any]:
+    payer = SigningKey(SEED_A)
+    amounts = [
+        ("USD", "12.50", 1250),
+        ("USD", "12.5", 1250),
+        ("USD", "0.01", 1),
+        ("USD", "90071992547409.91", L.MAX_ID),
+        ("JPY", "1000", 1000),
+        ("KRW", "50000", 50000),
+        ("EUR", "7", 700),
+        ("BHD", "1.005", 1005),
+        ("KWD", "0.001", 1),
+        ("CLF", "2.5", 25000),
+    ]
+    refused = [
+        ("USD", "12.505", ErrorCode.INVALID_AMOUNT),
+        ("JPY", "12.0", ErrorCode.INVALID_AMOUNT),
+        ("USD", "0", ErrorCode.INVALID_AMOUNT),
+        ("USD", "0.00", ErrorCode.INVALID_AMOUNT),
+        ("USD", "-1.00", ErrorCode.INVALID_AMOUNT),
+        ("USD", "+1.00", ErrorCode.INVALID_AMOUNT),
+        ("USD", "1e3", ErrorCode.INVALID_AMOUNT),
+        ("USD", "1,000.00", ErrorCode.INVALID_AMOUNT),
+        ("USD", " 1.00", ErrorCode.INVALID_AMOUNT),
+        ("USD", "01.00", ErrorCode.INVALID_AMOUNT),
+        ("USD", "12.", ErrorCode.INVALID_AMOUNT),
+        ("USD", ".5", ErrorCode.INVALID_AMOUNT),
+        ("USD", "١٢", ErrorCode.INVALID_AMOUNT),
+        ("USD", "90071992547409.92", ErrorCode.INVALID_AMOUNT),
+        ("usd", "1.00", ErrorCode.UNKNOWN_CURRENCY),
+        ("XYZ", "1.00", ErrorCode.UNKNOWN_CURRENCY),
+    ]
+    transfers = [
+        ("transfer", TRANSFER),
+        (
+            "transfer_paying_a_request",
+            msgspec.structs.replace(
+                TRANSFER, transfer_id="tr_2", memo_hash=payments.NO_MEMO, request_id="rq_2"
+            ),
+        ),
+        (
+            "transfer_large_values",
+            F.TransferIntent(
+                transfer_id="t" * L.MAX_PAY_ID_CHARS,
+                payer=L.MAX_ID,
+                payee=300,
+                amount=L.MAX_ID,
+                currency="JPY",
+                conv=70_000,
+                memo_hash=MEMO_HASH,
+                expires_at=EXPIRES,
+            ),
+        ),
+        ("red_packet_random", RED_PACKET),
+        ("red_packet_equal", msgspec.structs.replace(RED_PACKET, split="equal", shares=1)),
+    ]
+    intents = []
+    for name, intent in transfers:
+        payload = payments.intent_payload(intent)
+        intents.append(
+            {
+                "name": name,
+                "type": "transfer" if isinstance(intent, F.TransferIntent) else "red_packet",
+                "intent": to_json_form(intent),
+                "payload": payload.hex(),
+                "intent_hash": payments.intent_hash(intent).hex(),
+                "seed": payer.seed.hex(),
+                "public_key": payer.public_key.hex(),
+                "signature": payer.sign(payload).hex(),
+            }
+        )
+    memos = [
+        ("no_memo", "tr_1", "", b""),
+        ("ascii", "tr_01HZX3", "lunch", NONCE_16),
+        ("utf8", "tr_01HZX3", "lunch 🍜", NONCE_16),
+    ]
+    receipts = []
+    for name, r in receipt_examples():
+        receipts.append(
+            {
+                "name": name,
+                "server": SERVER,
+                "receipt": to_json_form(r),
+                "payload": payments.receipt_payload(SERVER, r).hex(),
+                "body": kinds.encode_content(r)[1].hex(),
+            }
+        )
+    return {
+        "algorithm": "Ed25519 (RFC 8032, pure), SHA-256; payloads per SPEC.md section 15.2",
+        "amounts": [
+            {"currency": c, "text": t, "minor": m, "formatted": money.format_amount(m, c)}
+            for c, t, m in amounts
+        ],
+        "refused_amounts": [
+            {"currency": c, "text": t, "code": int(code)} for c, t, code in refused
+        ],
+        "intents": intents,
+        "memo_hashes": [
+            {
+                "name": name,
+                "transfer_id": tid,
+                "memo": memo,
+                "nonce": nonce.hex(),
+                "memo_hash": payments.memo_hash(tid, memo, nonce).hex(),
+            }
+            for name, tid, memo, nonce in memos
+        ],
+        "server_seed": SEED_SERVER.hex(),
+        "server_key": KEY_SERVER.hex(),
+        "receipts": receipts,
+    }
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -779,6 +1170,7 @@ def build() -> dict[str, str]:
         "invalid.json": invalid_vectors(),
         "auth.json": auth_vectors(),
         "kinds.json": kind_vectors(),
+        "payments.json": payment_vectors(),
     }
     return {
         name: json.dumps(value, indent=2, ensure_ascii=False) + "\n" for name, value in data.items()

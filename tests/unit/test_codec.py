@@ -155,33 +155,28 @@ def _boundary_cases() -> list[tuple[type[F.Frame], str, str, Any, bool]]:
             t = field.type
             if isinstance(t, MI.UnionType):
                 t = next(u for u in t.types if not isinstance(u, MI.NoneType))
+            name = field.encode_name  # e.g. RequestPayment.payer is "from" on the wire
             if isinstance(t, MI.IntType):
                 cases += [
-                    (cls, field.name, "at_min", t.ge, True),
-                    (cls, field.name, "below_min", t.ge - 1, False),
-                    (cls, field.name, "at_max", t.le, True),
-                    (cls, field.name, "above_max", t.le + 1, False),
+                    (cls, name, "at_min", t.ge, True),
+                    (cls, name, "below_min", t.ge - 1, False),
+                    (cls, name, "at_max", t.le, True),
+                    (cls, name, "above_max", t.le + 1, False),
                 ]
             elif isinstance(t, MI.StrType | MI.BytesType):
                 unit = "a" if isinstance(t, MI.StrType) else b"\x01"
                 if t.max_length is not None:
-                    cases.append((cls, field.name, "at_max_len", unit * t.max_length, True))
-                    cases.append(
-                        (cls, field.name, "above_max_len", unit * (t.max_length + 1), False)
-                    )
+                    cases.append((cls, name, "at_max_len", unit * t.max_length, True))
+                    cases.append((cls, name, "above_max_len", unit * (t.max_length + 1), False))
                 if t.min_length:
-                    cases.append((cls, field.name, "at_min_len", unit * t.min_length, True))
-                    cases.append(
-                        (cls, field.name, "below_min_len", unit * (t.min_length - 1), False)
-                    )
+                    cases.append((cls, name, "at_min_len", unit * t.min_length, True))
+                    cases.append((cls, name, "below_min_len", unit * (t.min_length - 1), False))
             elif isinstance(t, MI.ListType) and t.max_length is not None:
                 item: Any = 1
                 if isinstance(t.item_type, MI.StructType):  # e.g. UploadKeys.one_time
                     item = {"kid": 1, "key": bytes(32)}
-                cases.append((cls, field.name, "at_max_items", [item] * t.max_length, True))
-                cases.append(
-                    (cls, field.name, "above_max_items", [item] * (t.max_length + 1), False)
-                )
+                cases.append((cls, name, "at_max_items", [item] * t.max_length, True))
+                cases.append((cls, name, "above_max_items", [item] * (t.max_length + 1), False))
     return cases
 
 
@@ -202,7 +197,8 @@ def test_field_limits_accept_the_bound_and_reject_one_past_it_with_bad_field(
     raw = _mp({**base, field: value})
     decode = _decoder_for(cls)
     if accepted:
-        got = msgspec.to_builtins(getattr(decode(raw), field), builtin_types=(bytes,))
+        attr = {f.encode_name: f.name for f in MI.type_info(cls).fields}[field]
+        got = msgspec.to_builtins(getattr(decode(raw), attr), builtin_types=(bytes,))
         assert got == value
     else:
         with pytest.raises(ProtocolError) as err:
@@ -217,6 +213,17 @@ def _valid_examples() -> list[F.Frame]:
     key, sig, nonce = bytes(32), bytes(64), bytes(32)
     spk = F.SignedPrekey(kid=1, key=key, sig=sig)
     otk = F.OneTimePrekey(kid=1, key=key)
+    intent = F.TransferIntent(
+        transfer_id="t",
+        payer=1,
+        payee=2,
+        amount=5,
+        currency="USD",
+        conv=1,
+        memo_hash=key,
+        expires_at=9,
+        request_id="r",
+    )
     return [
         F.Register(
             id=1, handle="abc", name="n", type="bot", device_key=key, device_name="d", sig=sig
@@ -297,6 +304,52 @@ def _valid_examples() -> list[F.Frame]:
         F.ToDeviceEvent(tid=1, sender=1, device=1, body=b"x"),
         F.ToDeviceBatch(
             re=1, events=[F.ToDeviceItem(tid=1, sender=1, device=1, body=b"x")], more=True
+        ),
+        F.GetPaymentKey(id=1),
+        F.Pay(id=1, intent=intent, device=1, sig=sig),
+        F.RequestPayment(
+            id=1, request_id="r", conv=1, payer=2, amount=5, currency="USD", expires_at=9
+        ),
+        F.DeclineRequest(id=1, request_id="r"),
+        F.CancelRequest(id=1, request_id="r"),
+        F.SendRedPacket(
+            id=1,
+            intent=F.RedPacketIntent(
+                packet_id="p",
+                payer=1,
+                conv=1,
+                total=10,
+                currency="CNY",
+                shares=2,
+                split="equal",
+                memo_hash=key,
+                expires_at=9,
+            ),
+            device=1,
+            sig=sig,
+        ),
+        F.Claim(id=1, packet_id="p"),
+        F.GetBalance(id=1, currency="USD"),
+        F.WalletHistory(id=1, currency="USD", before=5, limit=10),
+        F.PaymentKey(re=1, server="s", key=key),
+        F.Posted(re=1, conv=1, seq=1, ts=1, body=b"r", replay=True),
+        F.Balances(re=1, balances=[F.BalanceInfo(currency="USD", amount=1)]),
+        F.WalletEntries(
+            re=1,
+            entries=[
+                F.WalletEntry(
+                    entry=1,
+                    ref="t",
+                    type="transfer",
+                    currency="USD",
+                    amount=-1,
+                    balance=0,
+                    counterparty=2,
+                    conv=1,
+                    posted_at=1,
+                )
+            ],
+            more=False,
         ),
     ]
 

@@ -26,7 +26,9 @@ SPEC_KINDS = {
     "miniapp.result",
     "share",
     "system",
+    "payment.receipt",
 }
+SERVER_ONLY = {"system", "payment.receipt"}
 
 
 def _strategy(t: MI.Type) -> st.SearchStrategy[Any]:
@@ -41,6 +43,9 @@ def _strategy(t: MI.Type) -> st.SearchStrategy[Any]:
         return st.text(min_size=t.min_length or 0, max_size=min(hi, 50))
     if isinstance(t, MI.BoolType):
         return st.booleans()
+    if isinstance(t, MI.BytesType):
+        lo = t.min_length or 0
+        return st.binary(min_size=lo, max_size=t.max_length if t.max_length is not None else 64)
     if isinstance(t, MI.LiteralType):
         return st.sampled_from(t.values)
     if isinstance(t, MI.UnionType):
@@ -87,20 +92,21 @@ def test_each_kind_maps_to_the_content_type_that_names_it(kind: str) -> None:
     assert len(kind) <= MAX_KIND_CHARS
 
 
-def test_system_is_the_only_server_only_kind() -> None:
-    assert {"system"} == kinds.SERVER_ONLY_KINDS
+def test_system_and_payment_receipts_are_the_only_server_only_kinds() -> None:
+    assert SERVER_ONLY == kinds.SERVER_ONLY_KINDS
 
 
 # --------------------------------------------------------------------------- client_may_send
 
 
-@pytest.mark.parametrize("kind", sorted((SPEC_KINDS | OPAQUE_KINDS) - {"system"}))
-def test_a_client_may_send_every_registered_kind_but_system(kind: str) -> None:
+@pytest.mark.parametrize("kind", sorted((SPEC_KINDS | OPAQUE_KINDS) - SERVER_ONLY))
+def test_a_client_may_send_every_registered_kind_but_the_server_only_ones(kind: str) -> None:
     assert kinds.client_may_send(kind)
 
 
-def test_a_client_may_not_send_system() -> None:
-    assert not kinds.client_may_send("system")
+@pytest.mark.parametrize("kind", sorted(SERVER_ONLY))
+def test_a_client_may_not_send_server_only_kinds(kind: str) -> None:
+    assert not kinds.client_may_send(kind)
 
 
 @pytest.mark.parametrize("kind", ["x-poll", "x-a", "x-system", "x-payment.v2"])
@@ -117,7 +123,7 @@ def test_a_client_may_not_send_unregistered_kinds(kind: str) -> None:
 
 @given(kind=st.text(max_size=MAX_KIND_CHARS))
 def test_client_may_send_is_registered_non_system_or_x_prefixed(kind: str) -> None:
-    expected = (kind in SPEC_KINDS | OPAQUE_KINDS and kind != "system") or (
+    expected = (kind in SPEC_KINDS | OPAQUE_KINDS and kind not in SERVER_ONLY) or (
         kind.startswith("x-") and len(kind) > 2
     )
     assert kinds.client_may_send(kind) == expected
@@ -146,9 +152,9 @@ def test_content_bodies_are_msgpack_maps_without_default_fields(content: kinds.C
         if field.default_factory is not msgspec.NODEFAULT:
             default = field.default_factory()
         if not field.required and getattr(content, field.name) == default:
-            assert field.name not in raw
+            assert field.encode_name not in raw
         else:
-            assert field.name in raw
+            assert field.encode_name in raw
 
 
 def test_an_unknown_kind_body_is_unknown_frame() -> None:
