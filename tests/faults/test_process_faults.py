@@ -114,3 +114,24 @@ async def test_sigterm_closes_clients_with_1001_commits_queued_writes_and_exits_
         page = await a.fetch(group.conv, after=0, limit=100)
         assert [m.seq for m in page.messages][-20:] == [x.seq for x in acks]
     srv.terminate()
+
+
+async def test_a_second_node_on_the_same_sqlite_file_refuses_to_start(tmp_path: Path) -> None:
+    """Several nodes cannot share one SQLite file (each keeps the conversations' last seqs in
+    memory, and SQLite has one writer): the second says so and exits; the first serves on."""
+    first = ServerProcess(tmp_path / "shared.db")
+    await first.start()
+    second = ServerProcess(tmp_path / "shared.db", log=tmp_path / "second.log")
+    try:
+        try:
+            await second.start()
+            raise AssertionError("a second chatd started on the same SQLite file")
+        except RuntimeError as exc:
+            assert "exited" in str(exc)
+        assert second.proc is not None and second.proc.returncode != 0
+        assert "in use by another chatd process" in second.log.read_text()
+        c = await Raw.open(first.url)
+        await c.register("still_served")
+        await c.close()
+    finally:
+        first.terminate()
