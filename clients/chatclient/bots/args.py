@@ -52,6 +52,8 @@ _PLAIN: dict[type, tuple[str, str]] = {
     datetime.time: ("time", "a time (HH:MM)"),
 }
 
+_ISO = (datetime.datetime, datetime.date, datetime.time)
+
 ParamKind = Literal["word", "words", "rest", "named"]
 
 
@@ -292,12 +294,15 @@ def _convert(p: Param, value: str | int | bool, usage: str) -> Any:
             return False
         raise ArgumentError(f"{p.name} must be {what}, not {shown!r}", usage)
     try:
-        converted = msgspec.convert(value, base, strict=False)
-    except msgspec.ValidationError:
+        if base in _ISO and isinstance(value, str):
+            converted = base.fromisoformat(value)  # 3.11: "12:30", "2024-05-01 12:30", ...
+        else:
+            converted = msgspec.convert(value, base, strict=False)
+    except (msgspec.ValidationError, ValueError):
         raise ArgumentError(f"{p.name} must be {what}, not {shown!r}", usage) from None
     if isinstance(converted, float) and not math.isfinite(converted):
         raise ArgumentError(f"{p.name} must be a finite number, not {shown!r}", usage)
-    if base is not p.annotation:  # Annotated constraints (ranges, lengths, patterns)
+    if base is not p.annotation and base not in _ISO:  # Annotated constraints (ranges, ...)
         try:
             converted = msgspec.convert(value, p.annotation, strict=False)
         except msgspec.ValidationError as exc:
