@@ -200,6 +200,30 @@ async def test_unknown_commands_get_a_hint_in_direct_chats_and_silence_in_groups
         await ia.quiet(from_bot(bot))
 
 
+async def test_system_handlers_see_membership_changes_with_a_fresh_member_list(
+    server: RunningServer,
+) -> None:
+    router = Router()
+
+    @router.system("joined")
+    async def welcome(msg: Message, ctx: Context) -> str:
+        assert isinstance(msg.content, kinds.SystemEvent)
+        newcomer = ctx.conversation.members[msg.content.account]
+        return f"welcome @{newcomer.handle}"
+
+    async with (
+        Bot(server.url, KeyStore.memory(), router, handle="greeter") as bot,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        alice = await user(stack, server, "alice")
+        bob = await user(stack, server, "bob")
+        ia = Inbox(alice)
+        group = (await alice.create("group", "G", [bot.me.account])).conv
+        await alice.invite(group, bob.account)
+        assert await texts(ia, bot, group) == ["welcome @bob"]
+        await ia.quiet(from_bot(bot))  # "created" has no handler: nothing said
+
+
 # ---------------------------------------------------------------------- ordering and concurrency
 
 
