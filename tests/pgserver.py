@@ -49,7 +49,7 @@ def free_port() -> int:
 class PostgresServer:
     """One PostgreSQL cluster in a temp dir, on a free port on 127.0.0.1 (never the system's)."""
 
-    def __init__(self, bindir: str, *, durable: bool = False) -> None:
+    def __init__(self, bindir: str, *, durable: bool = False, password: str = "") -> None:
         self.bindir = bindir
         self.durable = durable
         """``synchronous_commit=on``: a commit reported to a client survives ``pause()`` (the
@@ -62,6 +62,8 @@ class PostgresServer:
             user = pwd.getpwnam(PG_USER)
             os.chown(self.dir, user.pw_uid, user.pw_gid)
             self._as_user = ["runuser", "-u", PG_USER, "--"]
+        self.password = password
+        """With a password, TCP connections must authenticate (scram-sha-256); DSNs carry it."""
         self._databases = itertools.count(1)
         self._template = False
 
@@ -76,7 +78,16 @@ class PostgresServer:
         )
 
     def start(self) -> None:
-        self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        auth = ["--auth=trust"]
+        if self.password:
+            pwfile = os.path.join(self.dir, "pwfile")
+            with open(pwfile, "w") as f:
+                f.write(self.password + "\n")
+            if self._as_user:
+                user = pwd.getpwnam(PG_USER)
+                os.chown(pwfile, user.pw_uid, user.pw_gid)
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        self._run("initdb", "-D", self.data, "-U", "postgres", *auth, "-E", "UTF8")
         self.resume()
 
     def resume(self) -> None:
@@ -101,7 +112,8 @@ class PostgresServer:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def dsn(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        auth = f"postgres:{self.password}" if self.password else "postgres"
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
 
     async def create_database(self) -> str:
         """A fresh, migrated database (a copy of the template); its DSN."""

@@ -1,5 +1,6 @@
 """Three chatd nodes as real processes, sharing one throwaway PostgreSQL and one throwaway
-redis-server, and a fleet of SDK clients spread over them with a checker recording every ack
+redis-server (both demanding a password, which the nodes get in their URLs), and a fleet of
+SDK clients spread over them with a checker recording every ack
 and every delivery.
 
 The PostgreSQL here is durable (``synchronous_commit=on``) because the fault tests crash it:
@@ -23,6 +24,8 @@ from redisd import RedisServer
 from testkit import Checker, ServerProcess
 
 NODES = 3
+PG_PASSWORD = "pg-secret-4b1d"
+REDIS_PASSWORD = "redis-secret-9f2e"
 
 
 @dataclass
@@ -46,7 +49,7 @@ def cluster_pg() -> Iterator[PostgresServer]:
     bindir = pg_bindir()
     if bindir is None:
         pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found: apt-get install postgresql")
-    server = PostgresServer(bindir, durable=True)
+    server = PostgresServer(bindir, durable=True, password=PG_PASSWORD)
     try:
         server.start()
         yield server
@@ -57,7 +60,7 @@ def cluster_pg() -> Iterator[PostgresServer]:
 @pytest.fixture
 async def cluster(cluster_pg: PostgresServer, tmp_path: Path) -> AsyncIterator[Cluster]:
     dsn = await cluster_pg.create_database()
-    redis = RedisServer(tmp_path)
+    redis = RedisServer(tmp_path, password=REDIS_PASSWORD)
     redis.start()
     nodes = [
         ServerProcess(

@@ -10,7 +10,7 @@ from typing import TypeVar
 from chatclient import Client, Message, Presence, Receipt, Typing
 from testkit import Raw
 
-from .conftest import Cluster, Fleet
+from .conftest import PG_PASSWORD, REDIS_PASSWORD, Cluster, Fleet
 
 E = TypeVar("E")
 TIMEOUT = 15
@@ -67,6 +67,13 @@ async def test_direct_group_and_channel_traffic_reaches_every_node_encrypted(
         await clients[5].send_text(channel, f"post {i}")
     for c in clients[:5]:
         assert await texts(c, channel, 3) == [f"post {i}" for i in range(3)]
+
+    # The nodes reached PostgreSQL and Redis with the passwords in their URLs, and never
+    # logged them; each log line names its node.
+    for i, node in enumerate(cluster.nodes):
+        log = node.log.read_text()
+        assert f'"node": "node-{i + 1}"' in log
+        assert PG_PASSWORD not in log and REDIS_PASSWORD not in log
 
 
 async def test_presence_typing_and_receipts_cross_nodes(cluster: Cluster, fleet: Fleet) -> None:
