@@ -501,6 +501,47 @@ async def test_a_stop_mid_handler_reruns_it_next_time_without_a_second_reply(
         assert any("already stored before a restart" in r.getMessage() for r in caplog.records)
 
 
+async def test_messages_waiting_for_admission_at_a_stop_are_handled_next_run_once_in_order(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    key = tmp_path / "slow.key"
+    seen: list[str] = []
+    gate = asyncio.Event()  # closed in the first run: its first handler never finishes
+    router = Router()
+
+    @router.message(F.text)
+    async def record(msg: Message, ctx: Context) -> None:
+        await gate.wait()
+        assert msg.text is not None
+        seen.append(msg.text)
+
+    async with contextlib.AsyncExitStack() as stack:
+        alice = await user(stack, server, "alice")
+        bob = await user(stack, server, "bob")
+        bot = Bot(server.url, key, router, handle="slow", max_pending=1, drain_timeout=0.1)
+        async with bot:
+            a = await alice.direct(bot.me.account)
+            b = await bob.direct(bot.me.account)
+            await alice.send_text(a, "a0")  # admitted, its handler hangs
+            deadline = time.monotonic() + 8
+            while not bot._queues:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            for i in range(3):  # b0 waits for admission; b1, b2 stay in the SDK's queue
+                await bob.send_text(b, f"b{i}")
+            while bot._holding is None:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+        assert seen == []
+        gate.set()
+        async with Bot(server.url, key, router):
+            while len(seen) < 4 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # and nothing more
+        assert sorted(seen) == ["a0", "b0", "b1", "b2"]
+        assert [t for t in seen if t[0] == "b"] == ["b0", "b1", "b2"]
+
+
 # ---------------------------------------------------------------------- mini-app actions
 
 

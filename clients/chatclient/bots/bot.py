@@ -52,7 +52,14 @@ from chatclient.bots.errors import ArgumentError, BotError, SetupError
 from chatclient.bots.router import COMMAND_NAME, Bound, Route, Router, Table
 from chatclient.bots.store import BotStore
 from chatclient.client import Client
-from chatclient.errors import ChatClientError, Conflict, ConnectionLost, NotFound
+from chatclient.errors import (
+    AuthError,
+    ChatClientError,
+    ClientClosed,
+    Conflict,
+    ConnectionLost,
+    NotFound,
+)
 from chatclient.events import (
     Connected,
     Disconnected,
@@ -65,6 +72,12 @@ from chatclient.keystore import KeyStore
 log = logging.getLogger("chatclient.bots")
 
 ErrorHook = Callable[[Exception, Context | None], Awaitable[None]]
+_CLOSED = (ClientClosed, AuthError)
+"""The client is gone: a message being handled is left unhandled for the next run, not marked."""
+
+
+class _Unfinished(Exception):
+    """The client closed under a handler: leave the message for the next run."""
 
 
 class CommandInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -143,6 +156,7 @@ class Bot:
         self._admit = asyncio.Semaphore(max_pending)
         self._running = asyncio.Semaphore(max_concurrency)
         self._convs: dict[int, Conversation] = {}
+        self._holding: Message | None = None
         self._done = asyncio.Event()
         self._stop_requested = False
         self._fatal: BaseException | None = None
@@ -351,6 +365,8 @@ class Bot:
         its cursor when it queues an event, not when the application is done with it)."""
         first: dict[int, int] = {}
         leftovers = [m for q in self._queues.values() for m in q]
+        if self._holding is not None:
+            leftovers.append(self._holding)
         leftovers += [e for e in client.events_nowait() if isinstance(e, Message)]
         store = self._store
         assert store is not None
@@ -421,7 +437,9 @@ class Bot:
             return  # its own messages (from any of its devices) never trigger it
         if m.seq <= store.handled(m.conv):
             return  # handled before a restart; delivered again from an older cursor
+        self._holding = m  # taken from the SDK, not queued yet: _rewind must know it
         await self._admit.acquire()
+        self._holding = None
         queue = self._queues.get(m.conv)
         if queue is None:
             queue = self._queues[m.conv] = deque()
@@ -438,9 +456,11 @@ class Bot:
                 m = queue[0]  # stays queued until handled: a cancelled run leaves it for _rewind
                 try:
                     async with self._running:
-                        await self._process(m)
+                        done = await self._process(m)
                 finally:
                     self._admit.release()
+                if not done:
+                    break  # the client closed: this and the rest wait for the next run
                 queue.popleft()
         finally:
             if not queue:
@@ -449,8 +469,9 @@ class Bot:
 
     # ------------------------------------------------------------------ dispatch
 
-    async def _process(self, m: Message) -> None:
-        """Route one message and run its handler; never raises (except cancellation)."""
+    async def _process(self, m: Message) -> bool:
+        """Route one message and run its handler. False when the client closed before it was
+        handled; never raises (except cancellation)."""
         ctx: Context | None = None
         try:
             conv = await self._conversation(m)
@@ -459,16 +480,24 @@ class Bot:
             if isinstance(content, kinds.MiniappInvoke):
                 ctx = Context(m, conv, sender, self.me, self, invocation=content)
                 await self._invoke(ctx, content)
-                return
+                return True
             ctx = Context(m, conv, sender, self.me, self)
             bound, args, kwargs = await self._route(m, ctx)
             if bound is not None:
                 await self._run(bound.route, ctx, args, kwargs)
+            return True
         except asyncio.CancelledError:
             raise
+        except (_Unfinished, *_CLOSED) as exc:
+            log.info("seq %d of conversation %d left for the next run: %s", m.seq, m.conv, exc)
+            return False
         except Exception as exc:
             await self.report(exc, ctx)
+        try:
             self._commit(m, None)
+        except Exception:  # the key store failed: nothing the hook could do about it
+            log.exception("could not mark seq %d of conversation %d handled", m.seq, m.conv)
+        return True
 
     async def _route(
         self, m: Message, ctx: Context
@@ -554,6 +583,8 @@ class Bot:
             ok = True
         except asyncio.CancelledError:
             raise
+        except _CLOSED as exc:
+            raise _Unfinished(str(exc)) from exc
         except ArgumentError as exc:  # raised by the handler itself: the user's input is wrong
             await self._tell(ctx, exc)
             await self.report(exc, ctx)
@@ -566,7 +597,7 @@ class Bot:
                         await ctx.answer()
                     else:
                         await ctx.answer("The bot could not complete this action.", title="Error")
-                except asyncio.CancelledError:
+                except (asyncio.CancelledError, *_CLOSED):
                     raise
                 except Exception as exc:
                     await self.report(exc, ctx)
@@ -581,7 +612,7 @@ class Bot:
                 await ctx.answer(exc.user_text(), title="Invalid input")
             else:
                 await ctx.reply(exc.user_text())
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, *_CLOSED):
             raise
         except Exception as send_exc:
             await self.report(send_exc, ctx)
