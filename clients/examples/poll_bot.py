@@ -10,12 +10,11 @@ after every vote, so every member's client shows the live tally. Each voter has 
 may change it; a retried invocation (same id) counts once. Polls live in the conversation's
 ``ctx.state``, so they survive a bot restart.
 
-Run: CHATD_URL=ws://127.0.0.1:8765/ws python clients/examples/poll_bot.py
+Run: .venv/bin/python clients/examples/poll_bot.py --url ws://127.0.0.1:8765/ws
 """
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any
 
 import msgspec
@@ -153,4 +152,4 @@ async def close_action(msg: Message, ctx: Context, poll: str) -> None:
 
 
 if __name__ == "__main__":
-    Bot(os.environ.get("CHATD_URL", "ws://127.0.0.1:8765/ws"), "poll_bot.key", router).run()
+    Bot("ws://127.0.0.1:8765/ws", "poll_bot.key", router).run()

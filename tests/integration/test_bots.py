@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import os
 import signal
 import sys
 import time
@@ -650,12 +649,12 @@ async def test_a_retried_invocation_is_answered_once_even_across_a_restart(
 async def test_a_script_bot_registers_answers_and_stops_cleanly_on_sigterm(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "CHATD_URL": server.url}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(EXAMPLES / "echo_bot.py"),
+        "--url",
+        server.url,
         cwd=tmp_path,
-        env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

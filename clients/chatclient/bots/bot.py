@@ -30,6 +30,7 @@ next message. Nothing is dropped without a log line or a hook call.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -314,12 +315,28 @@ class Bot:
         await client.__aexit__(None, None, None)
         self._rewind(client)
 
-    def run(self, *, log_level: int | None = logging.INFO) -> None:
-        """Serve until SIGINT/SIGTERM (a clean stop) or a fatal error (raised). Sets up basic
-        logging at ``log_level`` when the application configured none (None: leave it)."""
-        if log_level is not None and not logging.getLogger().handlers:
+    def run(self, argv: Sequence[str] | None = None, *, log_level: int = logging.INFO) -> None:
+        """Serve until SIGINT/SIGTERM (a clean stop) or a fatal error (raised).
+
+        For scripts, the command line overrides the constructor: ``--url``, ``--keystore``,
+        ``--handle`` and ``--log-level`` (``argv`` defaults to ``sys.argv[1:]``; other options
+        are left to the application; pass ``[]`` to ignore the command line). Sets up basic
+        logging when the application configured none."""
+        parser = argparse.ArgumentParser(description=f"Run this chatd bot (default {self.url}).")
+        parser.add_argument("--url", default=self.url, help="the server's WebSocket URL")
+        parser.add_argument("--keystore", type=Path, help="the bot's key store file")
+        parser.add_argument("--handle", help="the handle to register on the first run")
+        parser.add_argument("--log-level", default=logging.getLevelName(log_level))
+        opts, _ = parser.parse_known_args(argv)
+        self.url = opts.url
+        if opts.keystore is not None:
+            self._keystore_source = opts.keystore
+        if opts.handle:
+            self._handle = opts.handle
+        if not logging.getLogger().handlers:
             logging.basicConfig(
-                level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+                level=opts.log_level.upper(),
+                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             )
         factory: Callable[[], asyncio.AbstractEventLoop] | None = None
         with contextlib.suppress(ImportError):
