@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import logging
 import re
 import signal
@@ -175,7 +176,7 @@ class Bot:
         """Decorate the one ``async def hook(exc, ctx)`` that receives every exception raised by
         handlers, filters and replies, and every ``ArgumentError`` (``ctx`` is None for errors
         outside a message). If the hook itself raises, both are logged."""
-        if not asyncio.iscoroutinefunction(hook):
+        if not inspect.iscoroutinefunction(hook):
             raise SetupError("the error hook must be an async def")
         self._error_hook = hook
         return hook
