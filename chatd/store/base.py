@@ -8,9 +8,11 @@ authorisation that guards a write is checked inside the same transaction as the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from chatproto import kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +260,188 @@ class ToDeviceStore(Protocol):
         ...
 
 
+# --------------------------------------------------------------------------- ledger
+
+
+ReceiptSigner = Callable[[kinds.PaymentReceipt], bytes]
+"""Turns an unsigned receipt into the body of its ``payment.receipt`` message (signed by the
+server's payment key). The store calls it inside the write transaction, once the receipt's
+fields are final; it is deterministic, so a re-run transaction signs the same bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewTransfer:
+    """A verified transfer intent to post: payer -> payee in ``conv``, with its receipt."""
+
+    transfer_id: str
+    payer: int
+    payee: int
+    amount: int
+    currency: str
+    conv: int
+    request_id: str
+    intent_hash: bytes
+    memo_hash: bytes
+    intent_expires_at: int
+    device: int
+    payer_sig: bytes
+    now: int
+    day_limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewRedPacket:
+    """A verified red packet intent: ``sum(shares)`` moves from ``sender`` to escrow."""
+
+    packet_id: str
+    sender: int
+    conv: int
+    currency: str
+    shares: tuple[int, ...]
+    """The precomputed shares, claimed in this order."""
+    split: str
+    intent_hash: bytes
+    memo_hash: bytes
+    intent_expires_at: int
+    device: int
+    payer_sig: bytes
+    expires_at: int
+    """When unclaimed shares go back to the sender."""
+    now: int
+    day_limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewRequest:
+    request_id: str
+    conv: int
+    payee: int
+    """The requester, who would be paid."""
+    payer: int
+    """0: any member but the payee."""
+    amount: int
+    currency: str
+    expires_at: int
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """A committed payment event and its receipt message (in ``message.conv``). ``replay``: it
+    was committed earlier (an idempotent retry); nothing moved this time."""
+
+    message: StoredMessage
+    replay: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    """One ledger entry of an account's wallet: ``amount`` signed, ``balance`` after it."""
+
+    entry: int
+    ref: str
+    type: str
+    currency: str
+    amount: int
+    balance: int
+    counterparty: int
+    """The other account of the transfer (``ISSUANCE``/``ESCROW`` are negative)."""
+    conv: int
+    posted_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerAudit:
+    """The ledger's invariants, read in one snapshot: every field empty/zero when it holds.
+
+    ``sums``: per currency, the sum of all wallet balances (must be 0: issuance included).
+    ``negative``: non-issuance wallets below zero. ``unbalanced``: transfers whose entries do
+    not cancel out or are not exactly two. ``drift``: wallets whose balance is not the sum of
+    their entries. ``escrow_drift``: currencies whose escrow is not the sum of what open red
+    packets have left."""
+
+    sums: dict[str, int]
+    negative: list[tuple[int, str, int]]
+    unbalanced: list[str]
+    drift: list[tuple[int, str]]
+    escrow_drift: list[str]
+    transfers: int
+
+    @property
+    def ok(self) -> bool:
+        return (
+            not any(self.sums.values())
+            and not self.negative
+            and not self.unbalanced
+            and not self.drift
+            and not self.escrow_drift
+        )
+
+
+class LedgerStore(Protocol):
+    """Wallets, a double-entry ledger, red packets and pay requests.
+
+    Every posting debits one account and credits another by the same amount, writes its two
+    append-only entries, and appends its signed receipt to the conversation's sequence, all in
+    ONE transaction (the group-commit batch): a posting is never half applied, and no receipt
+    exists without its money movement or the reverse. Each returns a future like ``append``;
+    refusals are the ``chatd.core.ledger`` errors (and ``NotFound``, ``Conflict``, ...), and a
+    refused posting changes nothing. Ids are idempotency keys: the same id with the same content
+    resolves to the first ``Posting`` (``replay``); with other content, ``Conflict``."""
+
+    def post_transfer(self, t: NewTransfer, sign: ReceiptSigner) -> asyncio.Future[Posting]:
+        """Payer -> payee (both members of ``conv``); pays ``t.request_id`` if set. Refusals:
+        ``NotFound`` (payer not a member), ``NotMember`` (payee), ``Expired``, ``OverLimit``
+        (daily), ``InsufficientFunds`` (the database's CHECK), ``Conflict``, request rules."""
+        ...
+
+    def create_red_packet(self, p: NewRedPacket, sign: ReceiptSigner) -> asyncio.Future[Posting]:
+        """Sender -> escrow, and the packet opens with its precomputed shares."""
+        ...
+
+    def claim_red_packet(
+        self, packet_id: str, account: int, now: int, sign: ReceiptSigner
+    ) -> asyncio.Future[Posting]:
+        """Escrow -> ``account``: the next share, once per account (again: the same claim)."""
+        ...
+
+    def open_request(self, r: NewRequest, sign: ReceiptSigner) -> asyncio.Future[Posting]: ...
+
+    def close_request(
+        self, request_id: str, actor: int, state: str, now: int, sign: ReceiptSigner
+    ) -> asyncio.Future[Posting]:
+        """``state``: ``declined`` (by the payer) or ``cancelled`` (by the payee); settled once."""
+        ...
+
+    async def sweep_payments(self, now: int, sign: ReceiptSigner, limit: int) -> list[Posting]:
+        """Refund the unclaimed rest of red packets expired by ``now`` to their senders and mark
+        expired requests, at most ``limit`` of each, each with its receipt. Idempotent: a packet
+        is refunded once however many sweepers (nodes) run."""
+        ...
+
+    async def mint(self, account: int, amount: int, currency: str, now: int, note: str) -> str:
+        """Issuance -> ``account`` (an operator top-up); the new transfer's id."""
+        ...
+
+    async def balances(self, account: int) -> list[tuple[str, int]]:
+        """``(currency, balance)`` of the account's wallets, ascending by currency."""
+        ...
+
+    async def wallet_entries(
+        self, account: int, currency: str, before: int | None, limit: int
+    ) -> list[EntryRow]:
+        """Entries of ``account`` (one currency, or all with ""), newest first, below entry
+        ``before``."""
+        ...
+
+    async def payment_key(self, seed: bytes) -> bytes:
+        """The server's payment signing seed, stored once: the first caller's ``seed`` wins and
+        every node (and restart) gets it back."""
+        ...
+
+    async def ledger_audit(self) -> LedgerAudit: ...
+
+
 class Store(
     AccountStore,
     ConversationStore,
@@ -265,6 +449,7 @@ class Store(
     CursorStore,
     KeyDirectoryStore,
     ToDeviceStore,
+    LedgerStore,
     Protocol,
 ):
     """Everything the server stores. ``open`` migrates; ``aclose`` drains queued writes first."""

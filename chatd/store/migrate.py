@@ -57,8 +57,16 @@ def migrate_sqlite(db: sqlite3.Connection) -> list[str]:
 
 
 def _statements(sql: str) -> list[str]:
+    """The statements of a script; a ``;`` inside a trigger body does not end its statement."""
     lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    out, pending = [], ""
+    for piece in "\n".join(lines).split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending.strip())
+            pending = ""
+    return out
 
 
 async def migrate_postgres(conn: Any) -> list[str]:

@@ -72,6 +72,7 @@ from chatd.store.base import (
     StoredMessage,
     ToDeviceRow,
 )
+from chatd.store.ledger_postgres import PostgresLedger
 from chatd.store.migrate import migrate_postgres
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
@@ -270,9 +271,9 @@ class _Tx:
         return results
 
 
-class PostgresStore(GroupCommitWriter["_Op[Any]"]):
+class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
     """``Store`` over a PostgreSQL database shared by any number of nodes. Run ``run()`` in the
-    owner's TaskGroup after ``open()``."""
+    owner's TaskGroup after ``open()``. The ledger's part is ``PostgresLedger``."""
 
     def __init__(
         self,
@@ -397,9 +398,12 @@ class PostgresStore(GroupCommitWriter["_Op[Any]"]):
         self._enqueue(op)
         return op.future
 
-    async def _write(self, fn: Callable[[_Tx], Awaitable[T]]) -> T:
+    def _submit(self, fn: Callable[[_Tx], Awaitable[T]]) -> asyncio.Future[T]:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        return await self._queue(_Op(fn, future))
+        return self._queue(_Op(fn, future))
+
+    async def _write(self, fn: Callable[[_Tx], Awaitable[T]]) -> T:
+        return await self._submit(fn)
 
     async def _read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         if self._pool is None:

@@ -54,6 +54,7 @@ from chatd.store.base import (
     StoredMessage,
     ToDeviceRow,
 )
+from chatd.store.ledger_sqlite import SQLiteLedger
 from chatd.store.migrate import migrate_sqlite
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
@@ -151,8 +152,9 @@ def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite3.Connecti
     return db
 
 
-class SQLiteStore(GroupCommitWriter["_Op[Any]"]):
-    """``Store`` over one SQLite file. Run ``run()`` in the owner's TaskGroup after ``open()``."""
+class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
+    """``Store`` over one SQLite file. Run ``run()`` in the owner's TaskGroup after ``open()``.
+    The ledger's part (wallets, postings, red packets, requests) is ``SQLiteLedger``."""
 
     def __init__(
         self,
