@@ -1,4 +1,4 @@
-"""``chatd serve|migrate|check-config|version``."""
+"""``chatd serve|migrate|check-config|version|wallet``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from chatd import __version__
+from chatd import __version__, wallet_cli
 from chatd.settings import ConfigError, Settings, load_settings, redacted
 
 
@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--node-id", help="this node's name in logs, /status and metrics")
             p.add_argument("--log-level")
     sub.add_parser("version", help="print the version")
+    wallet_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "version":
         print(__version__)
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(redacted(settings), indent=2))
     elif args.command == "migrate":
         _migrate(settings)
+    elif args.command == "wallet":
+        return wallet_cli.run(args, settings)
     else:
         _run(settings)
     return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from chatd.core.ledger import parse_limits
 from chatd.errors import ChatdError
 
 
@@ -71,6 +72,54 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PaymentSettings:
+    """Limits of the ledger (SPEC.md 15.9). Amounts are ``CURRENCY:AMOUNT`` in major units; the
+    currencies of ``max_transfer`` are the ones this server accepts."""
+
+    max_transfer: tuple[str, ...] = (
+        "USD:10000",
+        "EUR:10000",
+        "GBP:10000",
+        "CHF:10000",
+        "JPY:1500000",
+        "CNY:70000",
+        "KRW:13000000",
+        "INR:800000",
+        "BHD:3750",
+        "KWD:3000",
+    )
+    """Largest transfer, red packet total or request, per currency."""
+    max_per_day: tuple[str, ...] = (
+        "USD:50000",
+        "EUR:50000",
+        "GBP:50000",
+        "CHF:50000",
+        "JPY:7500000",
+        "CNY:350000",
+        "KRW:65000000",
+        "INR:4000000",
+        "BHD:18750",
+        "KWD:15000",
+    )
+    """Most an account may send per UTC day (transfers and red packets); unlisted: no limit."""
+    red_packet_max_shares: int = 200
+    red_packet_ttl: float = 86_400.0
+    """Seconds a red packet can be claimed; then the rest goes back to its sender."""
+    max_intent_ttl: float = 86_400.0
+    """How far ahead an intent's ``expires_at`` may be."""
+    max_request_ttl: float = 7 * 86_400.0
+    sweep_interval: float = 5.0
+    """Seconds between refunds of expired red packets (and expiries of requests)."""
+
+    def __post_init__(self) -> None:
+        for key in ("max_transfer", "max_per_day"):
+            try:
+                parse_limits(getattr(self, key))
+            except ValueError as exc:
+                raise ConfigError(f"payments.{key}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = "INFO"
     format: str = "auto"
@@ -83,6 +132,7 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    payments: PaymentSettings = field(default_factory=PaymentSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     def as_dict(self) -> dict[str, Any]:

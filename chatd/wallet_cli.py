@@ -1,0 +1,257 @@
+"""``chatd wallet mint|statement``: the operator's side of the ledger.
+
+``mint ACCOUNT AMOUNT CURRENCY`` tops an account up from the issuance account (the only way
+money enters the ledger), recorded as a ``mint`` posting with who ran it and a note, and logged.
+``statement ACCOUNT [--currency C] [--csv]`` prints the account's entries oldest first with the
+running balance after each.
+
+Both work next to a running server: on SQLite they use a connection of their own (a mint
+writes only ledger tables, which the server's writer does not cache; SQLite serialises the two
+writers), on PostgreSQL a connection like any node's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import getpass
+import logging
+import socket
+import sqlite3
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from chatproto import money
+from chatproto.errors import MoneyError
+
+from chatd.core import ledger
+from chatd.errors import ChatdError
+from chatd.settings import Settings
+from chatd.store import ledger_postgres, ledger_sqlite
+from chatd.store.base import EntryRow
+from chatd.store.migrate import migrate_postgres, migrate_sqlite
+
+log = logging.getLogger("chatd.wallet")
+
+_SYSTEM_NAMES = {ledger.ISSUANCE: "issuance", ledger.ESCROW: "escrow"}
+
+
+def add_parser(sub: Any) -> None:
+    """The ``wallet`` command and its subcommands, on ``chatd``'s subparsers."""
+    wallet = sub.add_parser("wallet", help="operator commands for the ledger (mint, statement)")
+    commands = wallet.add_subparsers(dest="wallet_command", required=True)
+    mint = commands.add_parser("mint", help="top an account up from the issuance account (logged)")
+    mint.add_argument("account", help="@handle or account id")
+    mint.add_argument("amount", help="decimal amount in major units, e.g. 12.50")
+    mint.add_argument("currency", help="ISO 4217 code, e.g. USD")
+    mint.add_argument("--note", default="", help="why (kept with the posting)")
+    statement = commands.add_parser(
+        "statement", help="an account's entries with the running balance"
+    )
+    statement.add_argument("account", help="@handle or account id")
+    statement.add_argument("--currency", default="", help="only this currency")
+    statement.add_argument("--csv", action="store_true", help="CSV on stdout")
+    for p in (mint, statement):
+        p.add_argument("--config", help="TOML config file")
+        p.add_argument("--db", help="SQLite database file, or postgresql://[user:pass@]host/db")
+        p.set_defaults(host=None, port=None, broker=None)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    db = settings.store.db
+    try:
+        if args.wallet_command == "mint":
+            note = f"{args.note} (by {getpass.getuser()}@{socket.gethostname()})".strip()
+            limits = ledger.Limits(
+                per_transfer=ledger.parse_limits(settings.payments.max_transfer), per_day={}
+            )
+            ledger.check_currency(limits, args.currency)
+            amount = money.parse_amount(args.amount, args.currency)
+            account, tid = _mint(db, args.account, amount, args.currency, note)
+            log.warning(
+                "minted",
+                extra={
+                    "account": account,
+                    "amount": amount,
+                    "currency": args.currency,
+                    "transfer": tid,
+                    "note": note,
+                },
+            )
+            print(f"minted {money.format_money(amount, args.currency)} to account {account}: {tid}")
+        else:
+            account, rows = _statement(db, args.account, args.currency)
+            write_statement(rows, sys.stdout, as_csv=args.csv)
+    except (ChatdError, MoneyError) as exc:
+        print(f"chatd wallet: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _account_sql(account: str) -> tuple[str, Any]:
+    if account.lstrip("@").isdigit() and not account.startswith("@"):
+        return "id", int(account)
+    return "handle", account.removeprefix("@")
+
+
+# --------------------------------------------------------------------------- backends
+
+
+def _is_postgres(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+def _sqlite(db: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    migrate_sqlite(conn)
+    return conn
+
+
+def _now() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def _mint(db: str, who: str, amount: int, currency: str, note: str) -> tuple[int, str]:
+    column, value = _account_sql(who)
+    if _is_postgres(db):
+        return asyncio.run(_mint_pg(db, column, value, amount, currency, note))
+    conn = _sqlite(db)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(f"SELECT id FROM accounts WHERE {column}=?", (value,)).fetchone()
+            if row is None:
+                raise ChatdError(f"no account {who}")
+            tid = ledger_sqlite.mint(conn, int(row[0]), amount, currency, _now(), note)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return int(row[0]), tid
+    finally:
+        conn.close()
+
+
+async def _mint_pg(
+    dsn: str, column: str, value: Any, amount: int, currency: str, note: str
+) -> tuple[int, str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await migrate_postgres(conn)
+        async with conn.transaction():
+            account = await conn.fetchval(f"SELECT id FROM accounts WHERE {column}=$1", value)
+            if account is None:
+                raise ChatdError(f"no account {value}")
+            tid = await ledger_postgres.mint(conn, int(account), amount, currency, _now(), note)
+        return int(account), tid
+    finally:
+        await conn.close()
+
+
+def _statement(db: str, who: str, currency: str) -> tuple[int, list[EntryRow]]:
+    """Every entry of the account, oldest first."""
+    column, value = _account_sql(who)
+    if _is_postgres(db):
+        return asyncio.run(_statement_pg(db, column, value, currency))
+    conn = _sqlite(db)
+    try:
+        row = conn.execute(f"SELECT id FROM accounts WHERE {column}=?", (value,)).fetchone()
+        if row is None:
+            raise ChatdError(f"no account {who}")
+        account = int(row[0])
+        rows: list[EntryRow] = []
+        before: int | None = None
+        while page := ledger_sqlite.wallet_entries(conn, account, currency, before, 1000):
+            rows += page
+            before = page[-1].entry
+        return account, rows[::-1]
+    finally:
+        conn.close()
+
+
+async def _statement_pg(
+    dsn: str, column: str, value: Any, currency: str
+) -> tuple[int, list[EntryRow]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        account = await conn.fetchval(f"SELECT id FROM accounts WHERE {column}=$1", value)
+        if account is None:
+            raise ChatdError(f"no account {value}")
+        rows: list[EntryRow] = []
+        before: int | None = None
+        while page := await ledger_postgres.wallet_entries(
+            conn, int(account), currency, before, 1000
+        ):
+            rows += page
+            before = page[-1].entry
+        return int(account), rows[::-1]
+    finally:
+        await conn.close()
+
+
+# --------------------------------------------------------------------------- output
+
+
+STATEMENT_COLUMNS = (
+    "entry",
+    "posted_at",
+    "type",
+    "ref",
+    "counterparty",
+    "conv",
+    "currency",
+    "amount",
+    "balance",
+)
+
+
+def statement_rows(rows: Sequence[EntryRow]) -> list[list[str]]:
+    """One row of text per entry: amounts formatted with their currency's decimals."""
+    out = []
+    for e in rows:
+        when = datetime.fromtimestamp(e.posted_at / 1000, UTC).isoformat(timespec="milliseconds")
+        out.append(
+            [
+                str(e.entry),
+                when.replace("+00:00", "Z"),
+                e.type,
+                e.ref,
+                _SYSTEM_NAMES.get(e.counterparty, str(e.counterparty)),
+                str(e.conv) if e.conv else "",
+                e.currency,
+                money.format_amount(e.amount, e.currency),
+                money.format_amount(e.balance, e.currency),
+            ]
+        )
+    return out
+
+
+def write_statement(rows: Sequence[EntryRow], out: TextIO, *, as_csv: bool) -> None:
+    table = statement_rows(rows)
+    if as_csv:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(STATEMENT_COLUMNS)
+        writer.writerows(table)
+        return
+    widths = [
+        max(len(h), *(len(r[i]) for r in table)) if table else len(h)
+        for i, h in enumerate(STATEMENT_COLUMNS)
+    ]
+    right = {0, 5, 7, 8}
+    for line in (list(STATEMENT_COLUMNS), *table):
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.write("  ".join(cells).rstrip() + "\n")
+    if not table:
+        out.write("(no entries)\n")
