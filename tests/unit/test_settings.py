@@ -231,7 +231,7 @@ def test_redacted_keeps_non_secret_values() -> None:
 def test_redacted_real_settings_shows_every_section_and_does_not_touch_settings() -> None:
     s = load_settings(None, environ={}, flags={"server": {"port": 4242}})
     out = redacted(s)
-    assert set(out) == {"server", "store", "broker", "limits", "log"}
+    assert set(out) == {"server", "store", "broker", "limits", "payments", "log"}
     assert out["server"]["port"] == 4242
     out["server"]["port"] = 1
     assert s.server.port == 4242
@@ -252,3 +252,13 @@ def test_redact_url_forms() -> None:
     assert redact_url("redis://:pw@h:1") == "redis://:***@h:1"
     assert redact_url("redis://pw-only@h") == "redis://***@h"
     assert redact_url("") == ""
+
+
+def test_payment_limits_are_currency_amount_pairs_checked_at_load() -> None:
+    s = load_settings(
+        None, environ={"CHATD_PAYMENTS__MAX_TRANSFER": "USD:12.50, JPY:1000"}, flags=None
+    )
+    assert s.payments.max_transfer == ("USD:12.50", "JPY:1000")
+    for bad in ("USD", "USD:12.505", "XYZ:1", "USD:-1", "USD:1e3"):
+        with pytest.raises(ConfigError, match="payments.max_transfer"):
+            load_settings(None, environ={"CHATD_PAYMENTS__MAX_TRANSFER": bad})
