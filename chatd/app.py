@@ -96,6 +96,8 @@ class App:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(store.run(), name="store-writer")
+                await services.payments.open()  # the receipt key: a write, so after the writer
+                tg.create_task(services.payments.run(), name="payments-sweeper")
                 if isinstance(broker, RedisBroker):
                     tg.create_task(broker.run(), name="broker")
                 tg.create_task(presence.run(), name="presence")
@@ -121,6 +123,7 @@ class App:
                         await server.wait_closed()
                 except TimeoutError:
                     log.warning("clients did not close in time")
+                services.payments.close()  # the sweeper stops before the store does
                 await store.aclose()  # commits what is queued, then stops the writer
                 await presence.aclose()
                 await broker.aclose()

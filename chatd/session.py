@@ -25,6 +25,7 @@ from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
 from chatd.services.keys import KeyService
 from chatd.services.messaging import MessagingService
+from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
 from chatd.store.base import AccountRow, DeviceRow
 
@@ -60,6 +61,7 @@ class Services:
         self.messaging = MessagingService(deps)
         self.presence = PresenceService(deps)
         self.keys = KeyService(deps)
+        self.payments = PaymentService(deps)
         self.sessions = 0
 
 
@@ -274,8 +276,33 @@ class Session:
             case F.PutDeviceList():  # always the connection's own account
                 await svc.keys.put_device_list(self.conn_id, a, frame)
                 self.reply(F.Ok(re=frame.id))
+            case F.Pay() | F.SendRedPacket() | F.Claim() | F.RequestPayment():
+                # Postings commit in the group-commit writer like sends: not awaited here.
+                if self.inflight >= svc.deps.settings.limits.max_inflight_sends:
+                    await self._wait_inflight()
+                await self._post(frame)
+            case F.DeclineRequest() | F.CancelRequest():
+                svc.payments.close_request(self, frame)
+            case F.GetBalance():
+                self.reply(await svc.payments.balance(self, frame))
+            case F.WalletHistory():
+                self.reply(await svc.payments.history(self, frame))
+            case F.GetPaymentKey():
+                self.reply(svc.payments.key_frame(frame.id))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
+
+    async def _post(self, frame: F.Pay | F.SendRedPacket | F.Claim | F.RequestPayment) -> None:
+        payments = self._svc.payments
+        match frame:
+            case F.Pay():
+                await payments.pay(self, frame)
+            case F.SendRedPacket():
+                await payments.red_packet(self, frame)
+            case F.Claim():
+                payments.claim(self, frame)
+            case F.RequestPayment():
+                payments.request(self, frame)
 
     async def _wait_inflight(self) -> None:
         """Backpressure: stop reading this socket while too many sends await their commit."""

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             )
             ledger.check_currency(limits, args.currency)
             amount = money.parse_amount(args.amount, args.currency)
-            account, tid = _mint(db, args.account, amount, args.currency, note)
+            account, tid = mint_to(db, args.account, amount, args.currency, note)
             log.warning(
                 "minted",
                 extra={
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             )
             print(f"minted {money.format_money(amount, args.currency)} to account {account}: {tid}")
         else:
-            account, rows = _statement(db, args.account, args.currency)
+            account, rows = statement_of(db, args.account, args.currency)
             write_statement(rows, sys.stdout, as_csv=args.csv)
     except (ChatdError, MoneyError) as exc:
         print(f"chatd wallet: {exc.message}", file=sys.stderr)
@@ -116,7 +116,8 @@ def _now() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
 
 
-def _mint(db: str, who: str, amount: int, currency: str, note: str) -> tuple[int, str]:
+def mint_to(db: str, who: str, amount: int, currency: str, note: str) -> tuple[int, str]:
+    """Issuance -> ``who`` (``@handle`` or an id) on database ``db``: (account, transfer id)."""
     column, value = _account_sql(who)
     if _is_postgres(db):
         return asyncio.run(_mint_pg(db, column, value, amount, currency, note))
@@ -155,7 +156,7 @@ async def _mint_pg(
         await conn.close()
 
 
-def _statement(db: str, who: str, currency: str) -> tuple[int, list[EntryRow]]:
+def statement_of(db: str, who: str, currency: str) -> tuple[int, list[EntryRow]]:
     """Every entry of the account, oldest first."""
     column, value = _account_sql(who)
     if _is_postgres(db):

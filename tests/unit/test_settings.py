@@ -260,5 +260,5 @@ def test_payment_limits_are_currency_amount_pairs_checked_at_load() -> None:
     )
     assert s.payments.max_transfer == ("USD:12.50", "JPY:1000")
     for bad in ("USD", "USD:12.505", "XYZ:1", "USD:-1", "USD:1e3"):
-        with pytest.raises(ConfigError, match="payments.max_transfer"):
+        with pytest.raises(ConfigError, match=r"payments\.max_transfer"):
             load_settings(None, environ={"CHATD_PAYMENTS__MAX_TRANSFER": bad})
