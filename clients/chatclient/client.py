@@ -57,6 +57,7 @@ from chatclient.events import (
     Undecryptable,
 )
 from chatclient.keystore import KeyStore
+from chatclient.payments import Payments, Receipt
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=F.Frame)
@@ -123,6 +124,8 @@ class Client:
         self.encrypt = encrypt
         """End-to-end encryption for every kind (on by default; off only for tests/tools)."""
         self.e2e = E2E(self.keystore, self._request, self._next_id)
+        self.payments = Payments(self)
+        """Payments (``pay``, ``red_packet``, ...: chatclient/payments.py); verifies receipts."""
         self._members: dict[int, tuple[int, ...]] = {}
         self._joined: dict[int, int] = {}
         """Seq at which this account joined each conversation (keys exist only from there)."""
@@ -289,6 +292,7 @@ class Client:
         self._connected_once = True
         self._ready.set()
         await self._emit(Connected(self.keystore.account, self.keystore.device, reconnect))
+        await self.payments.load_key()  # before any receipt is delivered: they are verified
         if self.encrypt:
             await self.e2e.setup(first_device=first_device)
             await self._fetch_to_device()  # sender keys first, so synced messages open
@@ -645,7 +649,7 @@ class Client:
         )
 
     async def _emit(self, event: Event) -> None:
-        await self._events.put(event)
+        await self._events.put(self.payments.checked(event))  # a bad receipt: a warning
 
     # ------------------------------------------------------------------ requests
 
@@ -931,6 +935,38 @@ class Client:
             F.GetPresence(id=self._next_id(), accounts=list(accounts)), F.PresenceList
         )
         return reply.presence
+
+    # ------------------------------------------------------------------ payments (payments.py)
+
+    async def pay(
+        self, conv: int, to: int, amount: str | int, currency: str, memo: str = "", **kw: Any
+    ) -> Receipt:
+        """Pay account ``to`` in ``conv``: ``await c.pay(conv, bob, "12.50", "USD", "lunch")``."""
+        return await self.payments.pay(conv, to, amount, currency, memo, **kw)
+
+    async def request(
+        self, conv: int, amount: str | int, currency: str, memo: str = "", **kw: Any
+    ) -> Receipt:
+        """Ask for money in ``conv`` (``payer=`` one member, default any)."""
+        return await self.payments.request(conv, amount, currency, memo, **kw)
+
+    async def red_packet(
+        self, conv: int, total: str | int, currency: str, shares: int, memo: str = "", **kw: Any
+    ) -> Receipt:
+        return await self.payments.red_packet(conv, total, currency, shares, memo, **kw)
+
+    async def claim(self, packet_id: str) -> Receipt:
+        return await self.payments.claim(packet_id)
+
+    async def balance(self, currency: str = "") -> dict[str, int]:
+        """Balances in minor units by currency."""
+        return await self.payments.balance(currency)
+
+    async def payment_history(
+        self, currency: str = "", *, before: int | None = None, limit: int = 100
+    ) -> tuple[list[F.WalletEntry], bool]:
+        """Ledger entries, newest first (``history`` is the conversation's message history)."""
+        return await self.payments.history(currency, before=before, limit=limit)
 
     # ------------------------------------------------------------------ events
 

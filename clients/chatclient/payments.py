@@ -1,0 +1,340 @@
+"""Payments in the SDK: sign intents with this device's key, post them until the server answers,
+and verify every receipt against the server's payment key (SPEC.md section 15).
+
+    receipt = await client.pay(conv, bob, "12.50", "USD", memo="lunch")
+    await client.red_packet(group, "88.88", "CNY", shares=8)
+    await client.claim(packet_id)
+    await client.balance()                     # {"USD": 8750}
+
+Amounts are decimal strings in major units (``"12.50"``) or ints of minor units (``1250``);
+never floats. Every posting carries a client-made id, so a retry after a dropped connection
+(or an ``UNAVAILABLE``) is the same posting: the server applies it once and answers the retry
+with the first receipt. The human side (the memo, what a request is for) goes as an end-to-end
+encrypted message (``payment.transfer`` / ``payment.request``) after the posting; the intent
+commits to the memo's hash, so members can tell the memo belongs to the receipt.
+
+Receipts: the server's payment key is fetched at login and pinned in the key store on first use.
+Every ``payment.receipt`` message the client yields from ``events()`` has been verified (server
+signature, the conversation, the payer's terms hashed into the intent); one that fails becomes a
+``SecurityWarning`` instead, never a payment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+from chatproto import frames as F
+from chatproto import kinds, money, payments
+from chatproto.e2e.primitives import random_bytes
+from chatproto.errors import ChatProtoError, ErrorCode, SignatureError
+
+from chatclient.errors import ChatClientError, ConnectionLost, RequestError
+from chatclient.events import Event, Message, SecurityWarning
+
+if TYPE_CHECKING:
+    from chatclient.client import Client
+
+log = logging.getLogger(__name__)
+
+KEY_NS = "payments"
+DEFAULT_TTL = 600.0
+"""Seconds a signed intent stays valid: how long the SDK keeps retrying it."""
+_RETRYABLE = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL})
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A committed payment event: its verified receipt, stored as message ``seq`` of ``conv``.
+    ``replay``: the posting had been committed before (a retry); nothing moved again."""
+
+    receipt: kinds.PaymentReceipt
+    conv: int
+    seq: int
+    ts: int
+    replay: bool
+
+    @property
+    def amount(self) -> str:
+        """The amount as text, e.g. ``"12.50 USD"``."""
+        return money.format_money(self.receipt.amount, self.receipt.currency)
+
+
+def minor_units(amount: str | int, currency: str) -> int:
+    """``"12.50"`` -> 1250 (USD); an int is taken as minor units already. Never a float."""
+    if isinstance(amount, bool) or not isinstance(amount, str | int):
+        raise TypeError(f"an amount is a decimal string or int minor units, not {amount!r}")
+    if isinstance(amount, int):
+        money.check_amount(amount)
+        money.exponent(currency)
+        return amount
+    return money.parse_amount(amount, currency)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+class Payments:
+    """The payment side of one ``Client`` (``client.payments``)."""
+
+    def __init__(self, client: Client) -> None:
+        self._c = client
+        self.server = ""
+        self.key: bytes | None = None
+        """The server's pinned payment key (None until the first login fetched it)."""
+
+    # ------------------------------------------------------------------ the server's key
+
+    async def load_key(self) -> None:
+        """Fetch the server's receipt key; pin it on first use. A different key later is reported
+        (``SecurityWarning``) and not trusted: receipts keep being checked against the pin."""
+        c = self._c
+        try:
+            reply: F.PaymentKey = await c._request(F.GetPaymentKey(id=c._next_id()), F.PaymentKey)
+        except RequestError as exc:  # a server without payments: receipts cannot be verified
+            log.info("no payment key: %s", exc)
+            return
+        pinned = c.keystore.get(KEY_NS, "server_key")
+        self.server = reply.server
+        if pinned is None:
+            c.keystore.put(KEY_NS, "server_key", reply.key)
+            self.key = reply.key
+        elif pinned != reply.key:
+            self.key = pinned
+            await c._emit(
+                SecurityWarning(
+                    0,
+                    "the server's payment key changed: receipts signed with the new key are"
+                    " refused (the pinned key is kept)",
+                )
+            )
+        else:
+            self.key = pinned
+
+    def verify(self, r: kinds.PaymentReceipt, conv: int, payer_key: bytes | None = None) -> None:
+        """Raise ``SignatureError`` unless ``r`` is a valid receipt of ``conv`` (SPEC.md 15.7)."""
+        if self.key is None:
+            raise SignatureError("the server's payment key is not known: cannot verify receipts")
+        payments.verify_receipt(self.server, self.key, r, conv=conv, payer_key=payer_key)
+
+    def checked(self, event: Event) -> Event:
+        """``event`` unless it is a receipt that does not verify (then a ``SecurityWarning``)."""
+        if not isinstance(event, Message) or event.kind != kinds.PaymentReceipt.KIND:
+            return event
+        r = event.content
+        try:
+            if not isinstance(r, kinds.PaymentReceipt):
+                raise SignatureError("the receipt does not decode")
+            self.verify(r, event.conv)
+        except ChatProtoError as exc:
+            return SecurityWarning(
+                0, f"payment receipt #{event.seq} in conversation {event.conv} refused: {exc}"
+            )
+        return event
+
+    # ------------------------------------------------------------------ postings
+
+    async def _post(self, frame: Any, deadline: float) -> Receipt:
+        """Send ``frame`` (a fresh request id each time) until the server answers it or
+        ``deadline`` (monotonic) passes; retried after a lost connection or a retryable error."""
+        c = self._c
+        attempt = 0
+        while True:
+            try:
+                reply: F.Posted = await c._call(
+                    msgspec.structs.replace(frame, id=c._next_id()), F.Posted
+                )
+                break
+            except (ConnectionLost, TimeoutError) as exc:
+                if time.monotonic() > deadline:
+                    raise ConnectionLost(f"no answer before the intent expired: {exc}") from exc
+            except RequestError as exc:
+                if exc.code not in _RETRYABLE or time.monotonic() > deadline:
+                    raise
+            attempt += 1
+            await asyncio.sleep(min(2.0, 0.05 * 2 ** min(attempt, 6)) * (0.5 + random.random()))
+        content = kinds.decode_content(kinds.PaymentReceipt.KIND, reply.body)
+        assert isinstance(content, kinds.PaymentReceipt)
+        payer_key = c.keystore.key.public_key if content.type in payments.SIGNED_BY_PAYER else None
+        self.verify(content, reply.conv, payer_key if content.device == c.device else None)
+        return Receipt(content, reply.conv, reply.seq, reply.ts, reply.replay)
+
+    def _expires(self, ttl: float) -> tuple[int, float]:
+        return time.time_ns() // 1_000_000 + int(ttl * 1000), time.monotonic() + ttl
+
+    async def pay(
+        self,
+        conv: int,
+        to: int,
+        amount: str | int,
+        currency: str,
+        memo: str = "",
+        *,
+        request_id: str = "",
+        transfer_id: str | None = None,
+        ttl: float = DEFAULT_TTL,
+    ) -> Receipt:
+        """Pay ``to`` (a member of ``conv``) and return the verified receipt; then, if there is a
+        memo, send it end-to-end encrypted as a ``payment.transfer`` message. Raises
+        ``RequestError`` with the refusal's code (``INSUFFICIENT_FUNDS``, ``OVER_LIMIT``, ...)."""
+        c = self._c
+        minor = minor_units(amount, currency)
+        tid = transfer_id or new_id("tr")
+        nonce = random_bytes(16) if memo else b""
+        expires_at, deadline = self._expires(ttl)
+        intent = F.TransferIntent(
+            transfer_id=tid,
+            payer=c.account,
+            payee=to,
+            amount=minor,
+            currency=currency,
+            conv=conv,
+            memo_hash=payments.memo_hash(tid, memo, nonce),
+            expires_at=expires_at,
+            request_id=request_id,
+        )
+        frame = F.Pay(
+            id=1, intent=intent, device=c.device, sig=payments.sign_intent(c.keystore.key, intent)
+        )
+        receipt = await self._post(frame, deadline)
+        if memo and not receipt.replay:
+            note = kinds.PaymentTransfer(
+                transfer_id=tid, amount=minor, currency=currency, memo=memo, nonce=nonce
+            )
+            await c.send(conv, note, cmid=f"memo-{tid}")
+        return receipt
+
+    async def request(
+        self,
+        conv: int,
+        amount: str | int,
+        currency: str,
+        memo: str = "",
+        *,
+        payer: int = 0,
+        request_id: str | None = None,
+        ttl: float = 86_400.0,
+    ) -> Receipt:
+        """Ask ``payer`` (0: any member) in ``conv`` for money; the memo goes as an end-to-end
+        encrypted ``payment.request`` message. The request is paid by ``pay(...,
+        request_id=receipt.receipt.ref)``."""
+        c = self._c
+        minor = minor_units(amount, currency)
+        rid = request_id or new_id("rq")
+        expires_at, _ = self._expires(ttl)
+        frame = F.RequestPayment(
+            id=1,
+            request_id=rid,
+            conv=conv,
+            payer=payer,
+            amount=minor,
+            currency=currency,
+            expires_at=expires_at,
+        )
+        receipt = await self._post(frame, time.monotonic() + c.request_timeout * 3)
+        if memo and not receipt.replay:
+            note = kinds.PaymentRequest(request_id=rid, amount=minor, currency=currency, memo=memo)
+            await c.send(conv, note, cmid=f"memo-{rid}")
+        return receipt
+
+    async def pay_request(self, r: kinds.PaymentReceipt, memo: str = "") -> Receipt:
+        """Pay the request that receipt ``r`` (of type ``request``) announced."""
+        if r.type != "request":
+            raise ChatClientError(f"a {r.type} receipt is not a request")
+        return await self.pay(r.conv, r.payee, r.amount, r.currency, memo, request_id=r.ref)
+
+    async def decline(self, request_id: str) -> Receipt:
+        c = self._c
+        frame = F.DeclineRequest(id=1, request_id=request_id)
+        return await self._post(frame, time.monotonic() + c.request_timeout * 3)
+
+    async def cancel(self, request_id: str) -> Receipt:
+        c = self._c
+        frame = F.CancelRequest(id=1, request_id=request_id)
+        return await self._post(frame, time.monotonic() + c.request_timeout * 3)
+
+    async def red_packet(
+        self,
+        conv: int,
+        total: str | int,
+        currency: str,
+        shares: int,
+        memo: str = "",
+        *,
+        split: Literal["random", "equal"] = "random",
+        packet_id: str | None = None,
+        ttl: float = DEFAULT_TTL,
+    ) -> Receipt:
+        """Drop a red packet of ``total`` in ``shares`` into ``conv``; the greeting (``memo``)
+        goes end-to-end encrypted as a ``payment.transfer`` message naming the packet."""
+        c = self._c
+        minor = minor_units(total, currency)
+        pid = packet_id or new_id("rp")
+        nonce = random_bytes(16) if memo else b""
+        expires_at, deadline = self._expires(ttl)
+        intent = F.RedPacketIntent(
+            packet_id=pid,
+            payer=c.account,
+            conv=conv,
+            total=minor,
+            currency=currency,
+            shares=shares,
+            split=split,
+            memo_hash=payments.memo_hash(pid, memo, nonce),
+            expires_at=expires_at,
+        )
+        frame = F.SendRedPacket(
+            id=1, intent=intent, device=c.device, sig=payments.sign_intent(c.keystore.key, intent)
+        )
+        receipt = await self._post(frame, deadline)
+        if memo and not receipt.replay:
+            note = kinds.PaymentTransfer(
+                transfer_id=pid, amount=minor, currency=currency, memo=memo, nonce=nonce
+            )
+            await c.send(conv, note, cmid=f"memo-{pid}")
+        return receipt
+
+    async def claim(self, packet_id: str) -> Receipt:
+        """Take a share of a red packet (a second claim returns the first: ``replay``)."""
+        c = self._c
+        frame = F.Claim(id=1, packet_id=packet_id)
+        return await self._post(frame, time.monotonic() + c.request_timeout * 3)
+
+    # ------------------------------------------------------------------ reads
+
+    async def balance(self, currency: str = "") -> dict[str, int]:
+        """This account's balances in minor units, by currency."""
+        c = self._c
+        reply = await c._call(F.GetBalance(id=c._next_id(), currency=currency), F.Balances)
+        return {b.currency: b.amount for b in reply.balances}
+
+    async def history(
+        self, currency: str = "", *, before: int | None = None, limit: int = 100
+    ) -> tuple[list[F.WalletEntry], bool]:
+        """One page of this account's ledger entries, newest first (``before``: an entry id),
+        and whether older ones exist."""
+        c = self._c
+        reply = await c._call(
+            F.WalletHistory(id=c._next_id(), currency=currency, before=before, limit=limit),
+            F.WalletEntries,
+        )
+        return reply.entries, reply.more
+
+
+def memo_matches(note: kinds.PaymentTransfer, r: kinds.PaymentReceipt) -> bool:
+    """Whether an (end-to-end encrypted) ``payment.transfer`` note belongs to receipt ``r``."""
+    return (
+        note.transfer_id == r.ref
+        and payments.memo_hash(note.transfer_id, note.memo, note.nonce) == r.memo_hash
+    )
+
+
+__all__: Sequence[str] = ("Payments", "Receipt", "memo_matches", "minor_units")
