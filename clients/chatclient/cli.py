@@ -33,6 +33,9 @@ from chatclient.keystore import KeyStore
 from chatclient.tui import (
     HELP,
     Approve,
+    AskPayment,
+    Balance,
+    ClaimPacket,
     Command,
     Console,
     Convs,
@@ -50,17 +53,22 @@ from chatclient.tui import (
     Names,
     Open,
     ParseError,
+    Pay,
     Quit,
+    RedPacket,
     Rename,
     Role,
     Safety,
     Say,
     Verify,
+    Wallet,
     Who,
+    format_balances,
     format_convs,
     format_event,
     format_message,
     format_safety_number,
+    format_wallet,
     format_who,
     open_console,
     parse_command,
@@ -105,6 +113,8 @@ class Session:
         self._background: set[asyncio.Task[None]] = set()
         self._typing_sent = 0.0
         self._typing_seen: dict[tuple[int, int], float] = {}
+        self._packets: dict[int, str] = {}
+        """The latest red packet seen in each conversation (what a bare /claim takes)."""
 
     def show(self, text: str, style: str = "") -> None:
         self.console.show(Line(text, style))
@@ -202,6 +212,8 @@ class Session:
         if (stale and not leaving and needs_members) or m.conv not in self.names.convs:
             await self._refresh(m.conv)
         self._typing_seen.pop((m.conv, m.sender), None)
+        if isinstance(m.content, kinds.PaymentReceipt) and m.content.type == "red_packet":
+            self._packets[m.conv] = m.content.ref
         line = format_message(m, self.names)
         if line is not None:
             self.console.show(line)
@@ -371,12 +383,60 @@ class Session:
             case Handover(device):
                 await c.transfer_master_key(device)
                 self.show(f"your account's master key was sent to device {device}", "system")
+            case Pay(handle, amount, currency, memo):
+                payee = await c.lookup(handle)
+                conv = await self._pay_conv(payee)
+                r = await c.pay(conv, payee, amount, currency, memo)
+                label = self.names.label(conv)
+                self.show(f"paid @{handle} {r.amount} (receipt #{r.seq} in [{label}])", "system")
+            case AskPayment(handle, amount, currency, memo):
+                payer = await c.lookup(handle)
+                conv = await self._pay_conv(payer)
+                r = await c.request(conv, amount, currency, memo, payer=payer)
+                self.show(f"asked @{handle} for {r.amount} (request {r.receipt.ref})", "system")
+            case Balance(currency):
+                for line in format_balances(await c.balance(currency)):
+                    self.console.show(line)
+            case Wallet(count):
+                entries, more = await c.payment_history(limit=count)
+                for line in format_wallet(entries, self.names):
+                    self.console.show(line)
+                if more:
+                    self.show("(older payments: /wallet with a larger N)", "dim")
+            case RedPacket(amount, currency, shares, split, memo):
+                conv = self._need_current()
+                r = await c.red_packet(
+                    conv,
+                    amount,
+                    currency,
+                    shares,
+                    memo,
+                    split="equal" if split == "equal" else "random",
+                )
+                self._packets[conv] = r.receipt.ref
+                self.show(f"red packet {r.receipt.ref}: {r.amount} in {shares} shares", "system")
+            case ClaimPacket(packet):
+                pid = packet or self._packets.get(self._need_current(), "")
+                if not pid:
+                    raise UsageError("no red packet seen here yet: /claim PACKET_ID")
+                r = await c.claim(pid)
+                again = " (already claimed)" if r.replay else ""
+                self.show(f"you got {r.amount} from red packet {pid}{again}", "system")
             case Who():
                 info = await c.conversation(self._need_current())
                 self._learn(info)
                 presence = await c.presence([m.account for m in info.members])
                 for line in format_who(info, presence, self.names):
                     self.console.show(line)
+
+    async def _pay_conv(self, account: int) -> int:
+        """The current conversation if ``account`` is in it, else the direct one with them."""
+        if self.current is not None:
+            info = await self.client.conversation(self.current)
+            self._learn(info)
+            if any(m.account == account for m in info.members):
+                return self.current
+        return await self.client.direct(account)
 
     def _say(self, text: str) -> None:
         conv = self._need_current()

@@ -25,7 +25,8 @@ from datetime import datetime, tzinfo
 from typing import Any, TextIO
 
 from chatproto import frames as F
-from chatproto import kinds
+from chatproto import kinds, money
+from chatproto.errors import MoneyError
 from chatproto.limits import HANDLE_PATTERN, MAX_PAGE, MAX_TITLE_CHARS
 
 from chatclient.events import (
@@ -159,6 +160,53 @@ class Handover:
     device: int
 
 
+@dataclass(frozen=True)
+class Pay:
+    """Pay @handle in the current conversation (or your direct one with them)."""
+
+    handle: str
+    amount: str
+    currency: str
+    memo: str = ""
+
+
+@dataclass(frozen=True)
+class AskPayment:
+    """Ask @handle for money (``/request``)."""
+
+    handle: str
+    amount: str
+    currency: str
+    memo: str = ""
+
+
+@dataclass(frozen=True)
+class Balance:
+    currency: str = ""
+
+
+@dataclass(frozen=True)
+class Wallet:
+    """Your latest ledger entries with the running balance."""
+
+    count: int = 20
+
+
+@dataclass(frozen=True)
+class RedPacket:
+    amount: str
+    currency: str
+    shares: int
+    split: str = "random"
+    memo: str = ""
+
+
+@dataclass(frozen=True)
+class ClaimPacket:
+    packet: str = ""
+    """"" = the latest red packet of the current conversation."""
+
+
 Command = (
     Say
     | Help
@@ -180,6 +228,12 @@ Command = (
     | Verify
     | Approve
     | Handover
+    | Pay
+    | AskPayment
+    | Balance
+    | Wallet
+    | RedPacket
+    | ClaimPacket
 )
 
 HELP = """\
@@ -202,6 +256,12 @@ commands:
   /unverify @handle          forget that @handle's keys were verified
   /approve DEVICE            add your newly linked device to your signed device list
   /handover DEVICE           give your account's master key to DEVICE (on your device list)
+  /pay @handle 12.50 USD [memo]      pay @handle here (or in your direct conversation)
+  /request @handle 12.50 USD [memo]  ask @handle for money
+  /balance [CUR]             your balances
+  /wallet [N]                your last N (default 20) payments with the running balance
+  /redpacket 88.88 CNY 8 [equal] [greeting]  drop a red packet of 8 shares here
+  /claim [ID]                take a share of the latest (or that) red packet here
   /drop                      simulate a network failure (the client reconnects)
   /quit                      exit (also Ctrl-D)
 any other line is sent to the current conversation; start it with // to send a line that
@@ -217,6 +277,23 @@ def parse_handle(word: str) -> str:
     if not (3 <= len(handle) <= 32) or not _HANDLE_RE.match(handle):
         raise ParseError(f"not a handle: {word}")
     return handle
+
+
+def parse_currency(word: str) -> str:
+    """``usd`` -> ``USD``; ``ParseError`` for what is not an ISO 4217 code."""
+    code = word.upper()
+    if not money.is_currency(code):
+        raise ParseError(f"not a currency: {word} (use an ISO 4217 code such as USD, EUR, JPY)")
+    return code
+
+
+def parse_money(text: str, currency: str) -> str:
+    """``text`` if it is a valid amount of ``currency`` (kept as text: the SDK parses it)."""
+    try:
+        money.parse_amount(text, currency)
+    except MoneyError as exc:
+        raise ParseError(exc.message) from None
+    return text
 
 
 def _title(title: str) -> str:
@@ -305,6 +382,42 @@ def parse_command(line: str) -> Command | None:
             if len(args) != 1 or not args[0].isdigit():
                 raise usage("/handover DEVICE")
             return Handover(int(args[0]))
+        case "pay" | "request":
+            if len(args) < 3:
+                raise usage(
+                    f"/{name} @handle AMOUNT CURRENCY [memo]  (e.g. /{name} @bob 12.50 USD)"
+                )
+            currency = parse_currency(args[2])
+            amount = parse_money(args[1], currency)
+            memo = " ".join(args[3:])
+            if len(memo) > 256:
+                raise ParseError("the memo is longer than 256 characters")
+            cls = Pay if name == "pay" else AskPayment
+            return cls(parse_handle(args[0]), amount, currency, memo)
+        case "balance":
+            if len(args) > 1:
+                raise usage("/balance [CURRENCY]")
+            return Balance(parse_currency(args[0]) if args else "")
+        case "wallet":
+            if not args:
+                return Wallet()
+            if len(args) != 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= MAX_PAGE:
+                raise usage(f"/wallet [N]  (1 <= N <= {MAX_PAGE})")
+            return Wallet(int(args[0]))
+        case "redpacket":
+            if len(args) < 3 or not args[2].isdigit() or int(args[2]) < 1:
+                raise usage("/redpacket AMOUNT CURRENCY SHARES [equal|random] [greeting]")
+            currency = parse_currency(args[1])
+            amount = parse_money(args[0], currency)
+            words = args[3:]
+            split = "random"
+            if words and words[0] in ("equal", "random"):
+                split, words = words[0], words[1:]
+            return RedPacket(amount, currency, int(args[2]), split, " ".join(words))
+        case "claim":
+            if len(args) > 1:
+                raise usage("/claim [PACKET_ID]")
+            return ClaimPacket(args[0] if args else "")
         case "history":
             if not args:
                 return History()
@@ -415,12 +528,15 @@ def format_message(m: Message, names: Names, tz: tzinfo | None = None) -> Line |
             )
         case kinds.ReadReceipt():
             return None
+        case kinds.PaymentReceipt():
+            return Line(f"{prefix} $ {format_receipt(c, names)}", "system")
         case kinds.PaymentTransfer():
-            memo = f": {c.memo}" if c.memo else ""
-            return Line(f"{prefix} {who} sent {c.amount} {c.currency}{memo}")
+            if not c.memo:
+                return None  # the receipt says it all
+            return Line(f"{prefix} {who} ({_money(c.amount, c.currency)}): {c.memo}")
         case kinds.PaymentRequest():
             memo = f": {c.memo}" if c.memo else ""
-            return Line(f"{prefix} {who} requests {c.amount} {c.currency}{memo}")
+            return Line(f"{prefix} {who} asks {_money(c.amount, c.currency)}{memo}")
         case kinds.MiniappInvoke():
             return Line(f"{prefix} {who} invoked {c.app}.{c.action}", "dim")
         case kinds.MiniappResult():
@@ -430,6 +546,69 @@ def format_message(m: Message, names: Names, tz: tzinfo | None = None) -> Line |
                 f"{prefix} {who} shared: {' '.join(x for x in (c.title, c.text, c.link, c.image) if x)}"
             )
     return Line(f"{prefix} {who} sent a {m.kind!r} message this client cannot show", "dim")
+
+
+def _money(amount: int, currency: str) -> str:
+    try:
+        return money.format_money(amount, currency)
+    except MoneyError:
+        return f"{amount} {currency[:8]} (minor units)"
+
+
+def format_receipt(r: kinds.PaymentReceipt, names: Names) -> str:
+    """One line for a verified payment receipt (the client refuses the others before this)."""
+    amount = _money(r.amount, r.currency)
+    payer, payee = names.handle(r.payer), names.handle(r.payee)
+    match r.type:
+        case "transfer":
+            paid = f" (request {r.request_id})" if r.request_id else ""
+            return f"{payer} paid {payee} {amount}{paid}"
+        case "red_packet":
+            return (
+                f"{payer} dropped a red packet: {amount} in {r.shares} shares"
+                f" ({r.split or 'random'}); /claim {r.ref}"
+            )
+        case "claim":
+            return f"{payee} claimed {amount} from red packet {r.ref} (share {r.shares})"
+        case "refund":
+            return f"red packet {r.ref} expired: {amount} back to {payee}"
+        case "request":
+            who = payer if r.payer else "anyone"
+            return f"{payee} asks {who} for {amount}; /pay it with request {r.ref}"
+        case "declined":
+            return f"{payer} declined {payee}'s request {r.ref} for {amount}"
+        case "cancelled":
+            return f"{payee} cancelled the request {r.ref} for {amount}"
+        case "expired":
+            return f"the request {r.ref} for {amount} expired"
+    return f"payment {r.type} {r.ref}: {amount}"  # pragma: no cover - the Literal is exhaustive
+
+
+def format_balances(balances: dict[str, int]) -> list[Line]:
+    if not balances:
+        return [Line("no money yet", "dim")]
+    return [Line(f"  {_money(amount, currency)}") for currency, amount in sorted(balances.items())]
+
+
+def format_wallet(
+    entries: Iterable[F.WalletEntry], names: Names, tz: tzinfo | None = None
+) -> list[Line]:
+    """Oldest first: ``2024-05-01 12:00  -12.50 USD  transfer to bob  = 87.50 USD``."""
+    out = []
+    for e in sorted(entries, key=lambda e: e.entry):
+        when = datetime.fromtimestamp(e.posted_at / 1000, tz).strftime("%Y-%m-%d %H:%M")
+        other = "the system" if e.counterparty == 0 else names.handle(e.counterparty)
+        way = "from" if e.amount > 0 else "to"
+        sign = "+" if e.amount > 0 else ""
+        out.append(
+            Line(
+                f"  {when}  {sign}{_money(e.amount, e.currency)}  {e.type} {way} {other}"
+                f"  = {_money(e.balance, e.currency)}"
+            )
+        )
+    if not out:
+        out.append(Line("no payments yet", "dim"))
+    return out
 
 
 def format_safety_number(number: str) -> str:
