@@ -71,6 +71,11 @@ class _BrokerCollector(Collector):
                 "Envelopes buffered for Redis, not yet handed to it",
                 value=b.pending(),
             )
+            yield CounterMetricFamily(
+                "chatd_broker_flushes",
+                "Pipelines of PUBLISH commands written to Redis (one write each)",
+                value=b.flushes,
+            )
             lag = b.lag()
             if lag is not None:
                 yield GaugeMetricFamily(

@@ -171,6 +171,17 @@ class Postgres:
         return total
 
 
+def ctx_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of every thread of ``pid``."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if "ctxt_switches:" in line:  # voluntary_... and nonvoluntary_...
+                    total += int(line.split()[1])
+    return total
+
+
 def _stat_fields(pid: int, with_children: bool) -> float:
     with open(f"/proc/{pid}/stat") as f:
         stat = f.read()
@@ -235,7 +246,15 @@ class Redis:
 class Node:
     """``chatd serve`` pinned to ``cpu`` with the per-connection rate limit raised."""
 
-    def __init__(self, workdir: Path, cpu: int, node_id: str, db: str, broker: str | None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        cpu: int,
+        node_id: str,
+        db: str,
+        broker: str | None,
+        commit_interval: float | None = None,
+    ) -> None:
         self.port = free_port()
         self.node_id = node_id
         self.log = workdir / f"{node_id}-{self.port}.log"
@@ -247,6 +266,8 @@ class Node:
             CHATD_LOG__FORMAT="text",
             CHATD_SERVER__NAME=SERVER_NAME,
         )
+        if commit_interval is not None:
+            env["CHATD_STORE__COMMIT_INTERVAL"] = str(commit_interval)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
         cmd = ["taskset", "-c", str(cpu), chatd_executable(), "serve", "--host", HOST]
         cmd += ["--port", str(self.port), "--db", db, "--node-id", node_id]
@@ -325,9 +346,10 @@ class ClusterProbe:
             snap["redis"] = proc_cpu_seconds(self.redis.pid)
         snap["postgres"] = self.pg.cpu_seconds()
         snap["cores"] = core_ticks()
+        snap["ctx"] = {n.node_id: ctx_switches(n.pid) for n in self.nodes}
         snap["t"] = time.monotonic()
         self.snaps.append(snap)
-        return sum(v for k, v in snap.items() if k not in ("postgres", "cores", "t"))
+        return sum(v for k, v in snap.items() if k not in ("postgres", "cores", "t", "ctx"))
 
     def rss(self) -> int:
         return sum(proc_rss_bytes(n.pid) for n in self.nodes)
@@ -335,7 +357,8 @@ class ClusterProbe:
     def window(self, k0: int, k1: int, deliveries: int, acks: int) -> dict[str, Any]:
         a, b = self.snaps[k0], self.snaps[k1]
         secs = b["t"] - a["t"]
-        comp = {k: b[k] - a[k] for k in a if k not in ("cores", "t")}
+        comp = {k: b[k] - a[k] for k in a if k not in ("cores", "t", "ctx")}
+        ctx = {k: b["ctx"][k] - a["ctx"][k] for k in a["ctx"]}
         chatd = sum(v for k, v in comp.items() if k.startswith("node-"))
         redis = comp.get("redis", 0.0)
         pg = comp["postgres"]
@@ -360,6 +383,9 @@ class ClusterProbe:
             "us_per_delivery_all": per(server_side, deliveries),
             "us_per_msg_chatd_redis": per(chatd + redis, acks),
             "server_side_pct": round(100 * server_side / secs, 1),
+            "chatd_ctx_switches_per_delivery": round(sum(ctx.values()) / deliveries, 3)
+            if deliveries
+            else None,
             "core_busy_pct": cores,
             "core0_other_pct": None
             if cores.get(SERVER_CPU) is None
@@ -397,6 +423,7 @@ def node_metrics(m: dict[str, float]) -> dict[str, Any]:
             broker_published=m.get("chatd_broker_published_total"),
             broker_received=m.get("chatd_broker_received_total"),
             broker_dropped=m.get("chatd_broker_dropped_total"),
+            broker_flushes=m.get("chatd_broker_flushes_total"),
             lag_heartbeats=n,
             lag_mean_ms=round(1e3 * m["chatd_broker_lag_seconds_sum"] / n, 3) if n else None,
             lag_p99_ms_le=None
@@ -458,17 +485,25 @@ class Bench:
         self.runs += 1
         dbname = f"bench_{self.runs}"
         dsn = await self.pg.create(dbname)
-        n = 2 if config == "2node" else 1
+        n = 1 if config == "1node" else 2
         broker = self.redis.url if n == 2 else None
+        # 2node-split (an experiment, not the issue's figure): node-2 on the generator's core,
+        # to see what sharing one core costs the nodes (caches, context switches).
+        node2_cpu = GEN_CPU if config == "2node-split" else SERVER_CPU
         nodes: list[Node] = []
         try:
-            nodes.append(Node(self.workdir, SERVER_CPU, "node-1", dsn, broker))
+            ci = self.args.commit_interval
+            nodes.append(Node(self.workdir, SERVER_CPU, "node-1", dsn, broker, ci))
             await nodes[0].wait_ready()  # the first node migrates the fresh database
             for i in range(2, n + 1):
-                nodes.append(Node(self.workdir, SERVER_CPU, f"node-{i}", dsn, broker))
+                nodes.append(Node(self.workdir, node2_cpu, f"node-{i}", dsn, broker, ci))
             for node in nodes:
                 await node.wait_ready()
             targets = [node.url for node in nodes]
+            if config == "2node-one":  # experiment: every client on node-1 (node-2 idle)
+                targets = targets[:1]
+            elif config == "2node-local":  # experiment: each group wholly on one node
+                targets = [targets[0]] * p.size + [targets[1]] * p.size
             s = scenario(p, targets, self.args.duration, self.args.ramp_up)
             prov = await provision(s, tuple(targets))
             profiler = Perf(self.workdir / f"run{self.runs}", self.args) if perf else None
@@ -659,7 +694,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["core0_other_pct"] = [r["core0_other_pct"] for r in rs]
         out.append(row)
     for row in out:  # the Redis hop: 2node against 1node at the same point
-        if row["config"] != "2node":
+        if row["config"] == "1node":
             continue
         base = next((x for x in out if x["point"] == row["point"] and x["config"] == "1node"), None)
         if base and base["us_per_delivery_chatd_redis"] and row["us_per_delivery_chatd_redis"]:
@@ -692,7 +727,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     points = [Point(f"{r:g}", r, args.groups, args.size) for r in args.rates]
     if args.max_rate:
         points.append(Point("max", args.max_rate, args.groups, args.size))
-    configs = [c for c in ("1node", "2node") if c in args.only.split(",")]
+    known = ("1node", "2node", "2node-split", "2node-one", "2node-local")
+    configs = [c for c in known if c in args.only.split(",")]
     bench = Bench(args, console)
     runs: list[dict[str, Any]] = []
     await bench.start()
@@ -723,6 +759,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             "server_cpu": SERVER_CPU,
             "generator_cpu": GEN_CPU,
             "postgres": "fsync=off, synchronous_commit=off" if args.pg_fast else "durable defaults",
+            "commit_interval_s": args.commit_interval or 0.002,
             "group_size": args.size,
             "groups": args.groups,
             "duration_s": args.duration,
@@ -738,7 +775,13 @@ def main() -> int:
         description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    ap.add_argument("--only", default="1node,2node", help="configurations to run")
+    ap.add_argument(
+        "--only",
+        default="1node,2node",
+        help="configurations: 1node, 2node; experiments: 2node-split (node-2 on core 1),"
+        " 2node-one (every client on node-1: the publish and echo without the second node),"
+        " 2node-local (each group wholly on one node: two writers, no cross-node delivery)",
+    )
     ap.add_argument("--rates", type=float, nargs="*", default=[500.0, 1500.0], help="msgs/s")
     ap.add_argument("--max-rate", type=float, default=6000.0, help="overload run (0: none)")
     ap.add_argument("--groups", type=int, default=20, help="groups (consecutive accounts)")
@@ -746,6 +789,11 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=15.0, help="seconds of load per run")
     ap.add_argument("--ramp-up", type=float, default=3.0)
     ap.add_argument("--repeat", type=int, default=2, help="runs per point and configuration")
+    ap.add_argument(
+        "--commit-interval",
+        type=float,
+        help="[store] commit_interval of every node (default: chatd's, 0.002 s)",
+    )
     ap.add_argument("--pg-fast", action="store_true", help="PostgreSQL without fsync")
     ap.add_argument("--perf", action="store_true", help="perf record core 0 in the first repeat")
     ap.add_argument("--pyspy", action="store_true", help="with --perf: also py-spy each node")

@@ -14,7 +14,8 @@ Shape (every task is owned by ``run()``, which the app starts in its TaskGroup):
   local handler table at once and queue the change; the subscriber task sends ``SUBSCRIBE`` /
   ``UNSUBSCRIBE`` and a ``PING`` every ``ping_interval`` seconds; the reader task dispatches each
   message to its topic's handler (a topic unsubscribed locally is ignored at once, even before
-  Redis confirms). A silent connection (no reply for 3 pings) is treated as lost.
+  Redis confirms). A silent connection (no reply for 3 pings) is treated as lost: the
+  subscriptions task checks that replies keep coming (no timer per envelope).
 * Outages: while Redis is down ``publish`` keeps buffering (and dropping oldest at the bound),
   ``healthy()`` is False, and both connections reconnect with exponential backoff (with jitter,
   ``backoff_min`` .. ``backoff_max``); the subscription side re-subscribes every topic and waits
@@ -71,6 +72,18 @@ log = logging.getLogger(__name__)
 _CHUNK = 512
 """Topics per SUBSCRIBE/UNSUBSCRIBE command."""
 _FAILURES = (RedisError, OSError, TimeoutError, EOFError)
+
+
+def _pack_publishes(batch: list[tuple[str, bytes]]) -> bytes:
+    """``PUBLISH topic data`` for each pair, as one RESP pipeline (redis-py's general packer
+    costs several times more per command in Python)."""
+    parts = []
+    for topic, data in batch:
+        t = topic.encode()
+        parts.append(b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n" % (len(t), t, len(data)))
+        parts.append(data)
+        parts.append(b"\r\n")
+    return b"".join(parts)
 
 
 class RedisBroker:
@@ -140,6 +153,9 @@ class RedisBroker:
         """The latest heartbeat's round trip in seconds (None before the first)."""
         self.heartbeats = 0
         """Heartbeats that came back."""
+        self.flushes = 0
+        """Pipelines sent (published / flushes = envelopes per write to Redis)."""
+        self._replies = 0  # replies read on the subscription connection (the silence watchdog)
 
     # ------------------------------------------------------------------ the Broker protocol
 
@@ -330,20 +346,23 @@ class RedisBroker:
             batch = list(pending)
             pending.clear()
             after, self._after = self._after, []
-            commands = [("PUBLISH", topic, data) for topic, data in batch]
             if self._hb_due is not None:  # behind this batch: it waits as an envelope would
-                commands.append(("PUBLISH", self._hb_topic, self._hb_due))
+                batch.append((self._hb_topic, self._hb_due))
                 self._hb_due = None
+                beat = 1
+            else:
+                beat = 0
             try:
                 async with asyncio.timeout(self._io_timeout):
-                    await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-                    for _ in commands:
+                    await conn.send_packed_command(_pack_publishes(batch), check_health=False)
+                    for _ in batch:
                         await conn.read_response()
             except BaseException:
-                self.stats.dropped += len(batch)
+                self.stats.dropped += len(batch) - beat
                 self._run_after(after)
                 raise
-            self.stats.published += len(batch)
+            self.stats.published += len(batch) - beat
+            self.flushes += 1
             self._run_after(after)
 
     async def _heartbeats(self) -> None:
@@ -427,11 +446,20 @@ class RedisBroker:
     async def _sync_subscriptions(self, conn: AbstractConnection, subscribed: set[str]) -> None:
         if self._changed:
             self._sub_wake.set()
+        loop = asyncio.get_running_loop()
+        seen, seen_at = self._replies, loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._ping_interval):
                     await self._sub_wake.wait()
             self._sub_wake.clear()
+            # A PING goes out at least every ping_interval: no reply at all for 3 of them
+            # means the connection is dead (or Redis hangs); reconnect.
+            now = loop.time()
+            if self._replies != seen:
+                seen, seen_at = self._replies, now
+            elif now - seen_at > 3 * self._ping_interval:
+                raise TimeoutError("no reply from Redis for 3 ping intervals")
             gen = self._sub_gen
             changed = list(self._changed)
             self._changed.clear()
@@ -451,10 +479,11 @@ class RedisBroker:
                 await conn.send_command("PING", check_health=False)
 
     async def _reader(self, conn: AbstractConnection) -> None:
-        idle = 3 * self._ping_interval
+        # No timeout per reply (a timer per envelope): ``_sync_subscriptions`` watches
+        # ``_replies`` instead and gives the connection up when Redis stays silent.
         while True:
-            async with asyncio.timeout(idle):
-                reply = await conn.read_response()
+            reply = await conn.read_response()
+            self._replies += 1
             if self._dispatch(reply) and self._ping_gens:
                 self._confirm(self._ping_gens.popleft())
 

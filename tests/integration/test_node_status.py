@@ -175,6 +175,7 @@ async def test_status_and_metrics_report_node_broker_and_store(
         assert m["chatd_broker_pending"] == 0.0
         assert m["chatd_broker_published_total"] >= 5
         assert m["chatd_broker_received_total"] >= 5
+        assert 1 <= m["chatd_broker_flushes_total"] <= m["chatd_broker_published_total"]
         assert m["chatd_broker_lag_seconds_count"] >= 3
         assert m["chatd_broker_lag_last_seconds"] >= 0
         assert REDIS_PW not in metrics_text
@@ -291,3 +292,37 @@ async def test_migrate_applies_postgresql_migrations_once(pg: PostgresServer) ->
         assert await _migrate(pg.dsn("chatd_migrate_cli")) == "up to date\n"
     finally:
         await pg.drop_database(pg.dsn("chatd_migrate_cli"))
+
+
+async def test_a_silent_redis_is_given_up_and_reconnected(rds: RedisServer) -> None:
+    """No reply at all (not even to the keepalive PINGs) for 3 ping intervals: the broker drops
+    the subscription connection and reports unhealthy (/readyz 503) instead of waiting forever;
+    it reconnects once Redis answers again and envelopes flow."""
+    got: list[bytes] = []
+    broker = RedisBroker(
+        rds.url, ping_interval=0.2, io_timeout=1.0, backoff_max=0.2, heartbeat_interval=1000
+    )
+    broker.subscribe("c.1", lambda topic, data: got.append(data))
+    task = asyncio.create_task(broker.run())
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while not broker.healthy():
+                await asyncio.sleep(0.01)
+        os.kill(proc_of(rds), signal.SIGSTOP)
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                while broker.healthy():
+                    await asyncio.sleep(0.02)
+        finally:
+            os.kill(proc_of(rds), signal.SIGCONT)
+        async with asyncio.timeout(TIMEOUT):
+            while not broker.healthy():
+                await asyncio.sleep(0.02)
+            await broker.barrier()
+            while not got:
+                broker.publish("c.1", b"after")
+                await asyncio.sleep(0.05)
+        assert set(got) == {b"after"}
+    finally:
+        await broker.aclose()
+        await asyncio.wait_for(task, TIMEOUT)
