@@ -73,7 +73,7 @@ class _BrokerCollector(Collector):
             )
             yield CounterMetricFamily(
                 "chatd_broker_flushes",
-                "Pipelines of PUBLISH commands written to Redis (one write each)",
+                "Pipelines of envelopes written to Redis (one write each; heartbeats alone apart)",
                 value=b.flushes,
             )
             lag = b.lag()

@@ -154,7 +154,8 @@ class RedisBroker:
         self.heartbeats = 0
         """Heartbeats that came back."""
         self.flushes = 0
-        """Pipelines sent (published / flushes = envelopes per write to Redis)."""
+        """Pipelines sent with envelopes (published / flushes = envelopes per write to Redis;
+        a heartbeat alone is not counted)."""
         self._replies = 0  # replies read on the subscription connection (the silence watchdog)
 
     # ------------------------------------------------------------------ the Broker protocol
@@ -362,7 +363,8 @@ class RedisBroker:
                 self._run_after(after)
                 raise
             self.stats.published += len(batch) - beat
-            self.flushes += 1
+            if len(batch) > beat:
+                self.flushes += 1
             self._run_after(after)
 
     async def _heartbeats(self) -> None:
