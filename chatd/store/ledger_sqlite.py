@@ -169,23 +169,28 @@ def _record(
             note,
         ),
     )
-    db.executemany(
+    db.execute(
         "INSERT INTO entries (transfer_id, account, currency, amount, balance, posted_at)"
-        " VALUES (?,?,?,?,?,?)",
-        [
-            (transfer_id, debit, currency, -amount, debit_after, now),
-            (transfer_id, credit, currency, amount, credit_after, now),
-        ],
+        " VALUES (?,?,?,?,?,?), (?,?,?,?,?,?)",
+        (
+            *(transfer_id, debit, currency, -amount, debit_after, now),
+            *(transfer_id, credit, currency, amount, credit_after, now),
+        ),
     )
 
 
-def _spent_today(db: sqlite3.Connection, account: int, currency: str, now: int) -> int:
+def _count_daily(
+    db: sqlite3.Connection, account: int, currency: str, amount: int, now: int, limit: int | None
+) -> None:
+    """Add ``amount`` to what ``account`` sent today; ``OverLimit`` (rolled back with the posting's
+    savepoint) when that passes ``limit``."""
     row = db.execute(
-        "SELECT coalesce(-sum(amount), 0) FROM entries"
-        " WHERE account=? AND currency=? AND posted_at>=? AND amount<0",
-        (account, currency, ledger.day_start(now)),
+        "INSERT INTO daily_sent (account, currency, day, sent) VALUES (?,?,?,?)"
+        " ON CONFLICT (account, currency, day) DO UPDATE SET sent = sent + excluded.sent"
+        " RETURNING sent",
+        (account, currency, ledger.day_start(now), amount),
     ).fetchone()
-    return int(row[0])
+    ledger.check_daily(int(row[0]) - amount, amount, currency, limit)
 
 
 def _replay(
@@ -261,10 +266,8 @@ def post_transfer(tx: SeqTx, t: NewTransfer, sign: ReceiptSigner) -> Posting:
             t.currency,
             t.now,
         )
-    ledger.check_daily(
-        _spent_today(db, t.payer, t.currency, t.now), t.amount, t.currency, t.day_limit
-    )
     with _savepoint(db):
+        _count_daily(db, t.payer, t.currency, t.amount, t.now, t.day_limit)
         m = _append_receipt(tx, t.conv, t.now, sign(common.transfer_receipt(t)))
         try:
             _record(
@@ -301,10 +304,8 @@ def create_red_packet(tx: SeqTx, p: NewRedPacket, sign: ReceiptSigner) -> Postin
     _poster(db, p.conv, p.sender)
     ledger.check_not_expired(p.intent_expires_at, p.now, "the intent")
     total = sum(p.shares)
-    ledger.check_daily(
-        _spent_today(db, p.sender, p.currency, p.now), total, p.currency, p.day_limit
-    )
     with _savepoint(db):
+        _count_daily(db, p.sender, p.currency, total, p.now, p.day_limit)
         m = _append_receipt(tx, p.conv, p.now, sign(common.red_packet_receipt(p)))
         try:
             _record(

@@ -59,6 +59,17 @@ CREATE TRIGGER transfers_append_only BEFORE UPDATE OR DELETE ON transfers
 CREATE TRIGGER transfers_no_truncate BEFORE TRUNCATE ON transfers
     FOR EACH STATEMENT EXECUTE FUNCTION chatd_append_only();
 
+-- What each account sent per UTC day (ms of its midnight) and currency, in transfers and red
+-- packets: the daily limit is checked against this counter inside the posting's transaction
+-- (O(1), where summing the day's entries would grow with every payment).
+CREATE TABLE daily_sent (
+    account   BIGINT NOT NULL,
+    currency  TEXT    NOT NULL,
+    day       BIGINT NOT NULL,
+    sent      BIGINT NOT NULL CHECK (sent > 0),
+    PRIMARY KEY (account, currency, day)
+);
+
 CREATE TABLE red_packets (
     id           TEXT    PRIMARY KEY REFERENCES transfers (id),
     conv         BIGINT  NOT NULL,

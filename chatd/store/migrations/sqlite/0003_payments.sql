@@ -57,6 +57,17 @@ BEGIN SELECT RAISE(ABORT, 'transfers are append-only'); END;
 CREATE TRIGGER transfers_no_delete BEFORE DELETE ON transfers
 BEGIN SELECT RAISE(ABORT, 'transfers are append-only'); END;
 
+-- What each account sent per UTC day (ms of its midnight) and currency, in transfers and red
+-- packets: the daily limit is checked against this counter inside the posting's transaction
+-- (O(1), where summing the day's entries would grow with every payment).
+CREATE TABLE daily_sent (
+    account   INTEGER NOT NULL,
+    currency  TEXT    NOT NULL,
+    day       INTEGER NOT NULL,
+    sent      INTEGER NOT NULL CHECK (sent > 0),
+    PRIMARY KEY (account, currency, day)
+) STRICT, WITHOUT ROWID;
+
 -- A red packet: its funding transfer has the same id. The shares are drawn when it is made
 -- (comma-separated, claimed in order); escrow holds what is left until it is emptied or refunded.
 CREATE TABLE red_packets (
