@@ -131,6 +131,8 @@ class Payments:
             return event
         r = event.content
         try:
+            if event.sender or event.device:  # e.g. a genuine receipt replayed inside an e2e send
+                raise SignatureError(f"sent by account {event.sender}, not by the server")
             if not isinstance(r, kinds.PaymentReceipt):
                 raise SignatureError("the receipt does not decode")
             self.verify(r, event.conv)

@@ -17,7 +17,7 @@ from chatclient.errors import RequestError
 from chatclient.events import Event, SecurityWarning
 from chatclient.payments import memo_matches
 from chatproto import kinds
-from chatproto.errors import ErrorCode
+from chatproto.errors import ErrorCode, ProtocolError
 from conftest import RunningServer, make_settings, run_server
 from paykit import audit, balances, mint
 
@@ -126,6 +126,12 @@ async def test_a_forged_receipt_is_a_security_warning_not_a_payment(
         assert isinstance(warning, SecurityWarning)
         elsewhere = replace(got, conv=got.conv + 1)  # replayed into another conversation
         assert isinstance(bob.payments.checked(elsewhere), SecurityWarning)
+        # A genuine receipt's bytes re-sent by a member are no payment (the e2e layer refuses a
+        # server-only inner kind too; this is the SDK's own check).
+        echoed = bob.payments.checked(replace(got, sender=alice.account, device=alice.device))
+        assert isinstance(echoed, SecurityWarning) and "not by the server" in echoed.reason
+        with pytest.raises(ProtocolError):
+            await alice.send(conv, got.content)
         assert bob.payments.checked(got) is got
         assert receipt.receipt == got.content
     finally:
