@@ -76,6 +76,23 @@ AccountType = Literal["user", "bot"]
 ConvKind = Literal["direct", "group", "channel"]
 Role = Literal["owner", "admin", "member"]
 ReceiptType = Literal["delivered", "read"]
+Access = Literal["addressed", "all"]
+"""A bot member's access in a group or channel (SPEC.md 16.3): ``addressed`` = only messages
+whose ``to`` names it (plus server messages); ``all`` = every message."""
+ToList = Annotated[list[Id], msgspec.Meta(max_length=L.MAX_TO)]
+"""Accounts a message is addressed to; the server refuses duplicates (``INVALID``)."""
+CommandName = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_COMMAND_CHARS)]
+Description = Annotated[str, msgspec.Meta(max_length=L.MAX_DESCRIPTION_CHARS)]
+ParamName = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_PARAM_NAME_CHARS)]
+ParamTypeName = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_PARAM_TYPE_CHARS)]
+ActionName = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_ACTION_NAME_CHARS)]
+AppName = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_APP_NAME_CHARS)]
+ActionParamType = Literal["str", "int", "bool", "amount"]
+Choice = (
+    Annotated[str, msgspec.Meta(max_length=L.MAX_CHOICE_CHARS)]
+    | Annotated[int, msgspec.Meta(ge=-L.MAX_ID, le=L.MAX_ID)]
+)
+Icon = Annotated[str, msgspec.Meta(max_length=L.MAX_ICON_CHARS)]
 
 
 class Frame(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", omit_defaults=True, gc=False):
@@ -214,6 +231,10 @@ class Send(Frame, tag="send", kw_only=True, frozen=True):
     cmid: Cmid
     kind: Kind
     body: Body
+    to: ToList = []
+    """The accounts this message is addressed to (a command for a bot, a mention, a reply to
+    its message, a mini-app invocation): clear metadata the server stores and uses only to
+    decide what an ``addressed`` bot receives (SPEC.md 16.3). Unique; at most 16."""
 
 
 class Sync(Frame, tag="sync", kw_only=True, frozen=True):
@@ -463,6 +484,86 @@ class WalletHistory(Frame, tag="wallet_history", kw_only=True, frozen=True):
     limit: PageLimit = 100
 
 
+class CommandParam(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One argument of a bot command, for clients to show usage and help typing it.
+    ``type`` is a display hint (``str``, ``int``, ``bool``, ``amount``, ``date``, ...)."""
+
+    name: ParamName
+    type: ParamTypeName
+    required: bool = True
+
+
+class BotCommand(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """A command a bot answers: users type ``/name args`` (``/name@bot_handle`` in groups)."""
+
+    name: CommandName
+    description: Description = ""
+    params: Annotated[list[CommandParam], msgspec.Meta(max_length=L.MAX_PARAMS)] = []
+
+
+class ActionParam(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """A typed parameter of a mini-app action. ``choices``, when given, are the only values a
+    client offers (strings for ``str``, integers for ``int`` and ``amount``; none for ``bool``)."""
+
+    name: ParamName
+    type: ActionParamType
+    required: bool = True
+    choices: Annotated[list[Choice], msgspec.Meta(max_length=L.MAX_CHOICES)] = []
+
+
+class Price(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What one invocation of an action costs, in minor units of an ISO 4217 currency."""
+
+    amount: Amount
+    currency: CurrencyCode
+
+
+class MiniAppAction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """An action users invoke with a ``miniapp.invoke`` whose ``action`` is ``name``."""
+
+    name: ActionName
+    title: Name
+    params: Annotated[list[ActionParam], msgspec.Meta(max_length=L.MAX_PARAMS)] = []
+    price: Price | None = None
+
+
+class Manifest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """A bot's mini-app: ``name`` is the ``app`` of its invocations; ``title`` and ``icon`` (a
+    few characters, e.g. an emoji) are for display."""
+
+    name: AppName
+    title: Title = ""
+    icon: Icon = ""
+    actions: Annotated[list[MiniAppAction], msgspec.Meta(max_length=L.MAX_ACTIONS)] = []
+
+
+class SetBotProfile(Frame, tag="set_bot_profile", kw_only=True, frozen=True):
+    """Replace the calling bot's profile: its commands and its mini-app manifest. -> ``Ok``.
+
+    Only a bot account may call it (``FORBIDDEN``); bots call it after every login."""
+
+    id: ReqId
+    commands: Annotated[list[BotCommand], msgspec.Meta(max_length=L.MAX_BOT_COMMANDS)]
+    manifest: Manifest | None = None
+
+
+class GetBotProfile(Frame, tag="get_bot_profile", kw_only=True, frozen=True):
+    """A bot's profile. -> ``BotProfile`` (``NOT_FOUND`` when ``account`` is not a bot)."""
+
+    id: ReqId
+    account: Id
+
+
+class SetBotAccess(Frame, tag="set_bot_access", kw_only=True, frozen=True):
+    """Change what a bot member of a group or channel receives (owner or admin). -> ``Ok``;
+    a ``system`` message ``bot_access`` tells every member, the bot included."""
+
+    id: ReqId
+    conv: Id
+    account: Id
+    access: Access
+
+
 # --------------------------------------------------------------------------- server -> client
 
 
@@ -509,13 +610,15 @@ class Account(Frame, tag="account", kw_only=True, frozen=True):
     type: AccountType
 
 
-class Member(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Member(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     account: Id
     role: Role
     handle: Handle
+    access: Access | None = None
+    """Present if and only if the member is a bot: what it receives (SPEC.md 16.3)."""
 
 
-class ConvInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class ConvInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """A conversation as its members see it. ``members`` is empty in ``Convs`` listings."""
 
     conv: Id
@@ -531,6 +634,8 @@ class ConvInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     joined: Seq = 0
     """The seq at which the caller joined: end-to-end encrypted messages before it were never
     shared with the caller's devices, so a client need not wait for their keys."""
+    access: Access | None = None
+    """Present if and only if the caller is a bot: its own access here (SPEC.md 16.3)."""
 
 
 class Conv(Frame, tag="conv", kw_only=True, frozen=True):
@@ -553,7 +658,7 @@ class Ack(Frame, tag="ack", kw_only=True, frozen=True):
     ts: Millis
 
 
-class Message(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One stored message. ``sender``/``device`` are 0 for server-authored (``system``) messages."""
 
     seq: Seq
@@ -563,6 +668,8 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     cmid: Cmid | None = None
     kind: Kind
     body: Body
+    to: ToList = []
+    """As sent (ascending). Empty in a ``withheld`` placeholder (SPEC.md 16.3)."""
 
 
 class Deliver(Frame, tag="deliver", kw_only=True, frozen=True):
@@ -576,6 +683,8 @@ class Deliver(Frame, tag="deliver", kw_only=True, frozen=True):
     cmid: Cmid | None = None
     kind: Kind
     body: Body
+    to: ToList = []
+    """The accounts the message is addressed to, ascending (``Send.to``)."""
 
 
 class Synced(Frame, tag="synced", kw_only=True, frozen=True):
@@ -768,6 +877,17 @@ class WalletEntries(Frame, tag="wallet_entries", kw_only=True, frozen=True):
     more: bool
 
 
+class BotProfile(Frame, tag="bot_profile", kw_only=True, frozen=True):
+    """Answer to ``get_bot_profile``: the bot's last ``set_bot_profile`` (``updated_at`` 0 and
+    no commands: it never set one)."""
+
+    re: ReqId
+    account: Id
+    commands: list[BotCommand]
+    manifest: Manifest | None = None
+    updated_at: Millis = 0
+
+
 ClientFrame = (
     Register
     | Login
@@ -803,6 +923,9 @@ ClientFrame = (
     | Claim
     | GetBalance
     | WalletHistory
+    | SetBotProfile
+    | GetBotProfile
+    | SetBotAccess
 )
 ServerFrame = (
     Challenge
@@ -831,6 +954,7 @@ ServerFrame = (
     | Posted
     | Balances
     | WalletEntries
+    | BotProfile
 )
 AnyFrame = ClientFrame | ServerFrame
 

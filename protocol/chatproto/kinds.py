@@ -8,6 +8,8 @@ lands the body becomes ciphertext of exactly these bytes.
 ``system`` (membership and title changes) and ``payment.receipt`` (signed payment events) are
 server-authored and never accepted from a client.
 ``e2e`` is registered with no ``Content`` class: its body is opaque ciphertext (``OPAQUE_KINDS``).
+``withheld`` is never stored: it is the placeholder a bot reads in place of a message it is not
+entitled to (SPEC.md 16.3), with an empty body.
 """
 
 from __future__ import annotations
@@ -84,27 +86,76 @@ class PaymentRequest(Content, kw_only=True, frozen=True):
     memo: ShortText = ""
 
 
+Params = dict[ShortText, str | int | bool]
+"""Action parameters by name; an ``amount`` parameter is text: ``"12.50 USD"`` (SPEC.md 16.5)."""
+Account = Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
+
+
 class MiniappInvoke(Content, kw_only=True, frozen=True):
+    """A user invokes ``action`` of the mini-app ``app`` (the bot's manifest name). Sent with
+    ``send.to`` naming the bot; ``invocation_id`` is unique per invocation (retries reuse it)."""
+
     KIND: ClassVar[str] = "miniapp.invoke"
     invocation_id: ShortText
     app: ShortText
     action: ShortText
-    params: dict[str, str | int | bool] = {}
+    params: Params = {}
+
+
+class Button(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A button of a card: pressing it invokes ``action`` with ``params`` (a new invocation of
+    the card's mini-app, or of ``app`` of ``bot`` when set)."""
+
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    action: ShortText
+    params: Params = {}
+    app: ShortText = ""
+    bot: Account = 0
 
 
 class MiniappResult(Content, kw_only=True, frozen=True):
+    """The bot's answer to one invocation, shown as a card: ``title``, ``text``, ``image``,
+    ``buttons``; ``order`` asks for a payment (the bot opened that request with
+    ``request_payment``: paying it is a ``pay`` with its ``request_id``); ``error`` non-empty:
+    the invocation failed and says why (the card shows it)."""
+
     KIND: ClassVar[str] = "miniapp.result"
     invocation_id: ShortText
     title: ShortText = ""
     text: LongText = ""
+    image: ShortText = ""
+    buttons: Annotated[list[Button], msgspec.Meta(max_length=16)] = []
+    order: PaymentRequest | None = None
+    error: ShortText = ""
 
 
 class Share(Content, kw_only=True, frozen=True):
+    """A card shared into any conversation: a link, an image reference, or (``app`` and
+    ``action`` set) a mini-app card that opens ``action`` of ``app`` of the bot ``bot``."""
+
     KIND: ClassVar[str] = "share"
     title: ShortText
     text: LongText = ""
     link: ShortText = ""
     image: ShortText = ""
+    bot: Account = 0
+    app: ShortText = ""
+    action: ShortText = ""
+    params: Params = {}
+
+
+class Forward(Content, kw_only=True, frozen=True):
+    """A message forwarded from another conversation, with attribution: the original's inner
+    ``kind`` and ``body`` (decrypted by the forwarder, encrypted again for this conversation),
+    its author ``sender`` and time ``ts``; ``conv``/``seq`` name the original (0: not said)."""
+
+    KIND: ClassVar[str] = "forward"
+    sender: Account
+    ts: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
+    kind: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    body: Annotated[bytes, msgspec.Meta(max_length=60_000)]
+    conv: Account = 0
+    seq: Account = 0
 
 
 ReceiptType = Literal[
@@ -147,11 +198,14 @@ class SystemEvent(Content, kw_only=True, frozen=True):
     """Server-authored event in a conversation's sequence (sender 0)."""
 
     KIND: ClassVar[str] = "system"
-    event: Literal["created", "joined", "left", "removed", "role", "renamed"]
+    event: Literal["created", "joined", "left", "removed", "role", "renamed", "bot_access"]
     actor: int
     account: int = 0
     role: str = ""
     title: str = ""
+    access: str = ""
+    """``bot_access``: the bot's new access; ``joined`` of a bot: its access from now on
+    (``addressed`` or ``all``, SPEC.md 16.3); empty otherwise."""
 
 
 CONTENT_TYPES: Final[dict[str, type[Content]]] = {
@@ -167,19 +221,26 @@ CONTENT_TYPES: Final[dict[str, type[Content]]] = {
         MiniappInvoke,
         MiniappResult,
         Share,
+        Forward,
         SystemEvent,
         PaymentReceipt,
     )
 }
-OPAQUE_KINDS: Final = frozenset({"e2e"})
+WITHHELD: Final = "withheld"
+"""The kind of the placeholder a bot reads in place of a message it may not see (SPEC.md 16.3):
+sender 0, device 0, no cmid, empty body, the message's own seq and ts."""
+OPAQUE_KINDS: Final = frozenset({"e2e", WITHHELD})
 """Registered kinds whose body is not a msgpack content map and has no ``Content`` class.
 
 ``e2e``: an end-to-end sender-key ciphertext (protocol/E2E.md); the plaintext inside it is a
 ``(kind, body)`` of the other kinds. ``decode_content`` refuses it: decrypt first.
+``withheld``: an empty body; there is nothing to decode.
 """
 KINDS: Final = frozenset(CONTENT_TYPES) | OPAQUE_KINDS
 """Every registered kind name."""
-SERVER_ONLY_KINDS: Final = frozenset({"system", "payment.receipt"})
+SERVER_ONLY_KINDS: Final = frozenset({"system", "payment.receipt", WITHHELD})
+"""Kinds only the server writes. ``system`` and ``payment.receipt`` reach every member, bots of
+any access included; ``withheld`` is never stored."""
 EXPERIMENTAL_PREFIX: Final = "x-"
 
 _encoder = msgspec.msgpack.Encoder()
@@ -209,6 +270,10 @@ def decode_content(kind: str, body: bytes) -> Content:
     (``e2e``: ciphertext, decrypt it first)."""
     decoder = _decoders.get(kind)
     if decoder is None:
+        if kind == WITHHELD:
+            raise ProtocolError(
+                "a withheld message has no content (SPEC.md 16.3)", ErrorCode.UNKNOWN_FRAME
+            )
         if kind in OPAQUE_KINDS:
             raise ProtocolError(
                 f"{kind} bodies are ciphertext: decrypt them (chatproto.e2e) before decoding",

@@ -46,3 +46,31 @@ MAX_PAY_ID_CHARS: Final = 64
 """Transfer, red packet and request ids chosen by clients."""
 MAX_CURRENCY_CHARS: Final = 8
 """A currency field's length on the wire; only 3-letter ISO 4217 codes are accepted."""
+
+# Bots, mini-apps and shares (SPEC.md section 16). Names are checked by the server (INVALID),
+# not by the decoder, so that a bot author gets a message naming the bad entry.
+MAX_TO: Final = 16
+"""Accounts one message may be addressed to (``send.to``)."""
+MAX_BOT_COMMANDS: Final = 100
+MAX_COMMAND_CHARS: Final = 32
+COMMAND_PATTERN: Final = r"^[a-z0-9_]{1,32}\Z"
+"""A command name, without the ``/``: what users type after it."""
+MAX_DESCRIPTION_CHARS: Final = 256
+MAX_PARAMS: Final = 16
+"""Parameters of one command or one mini-app action."""
+MAX_PARAM_NAME_CHARS: Final = 32
+PARAM_NAME_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,31}\Z"
+MAX_PARAM_TYPE_CHARS: Final = 16
+PARAM_TYPE_PATTERN: Final = r"^[a-z][a-z0-9_]{0,15}\Z"
+"""A command parameter's type name (a display hint: ``str``, ``int``, ``date``, ...)."""
+MAX_ACTIONS: Final = 64
+MAX_ACTION_NAME_CHARS: Final = 64
+MAX_APP_NAME_CHARS: Final = 32
+NAME_PATTERN: Final = r"^[a-z0-9_][a-z0-9_.-]*\Z"
+"""A mini-app's name (``miniapp.invoke.app``) and an action's name (``miniapp.invoke.action``)."""
+MAX_CHOICES: Final = 32
+MAX_CHOICE_CHARS: Final = 64
+MAX_ICON_CHARS: Final = 8
+MAX_BOT_PROFILE_BYTES: Final = 64 * 1024
+"""Largest stored bot profile (commands and manifest, msgpack): ``set_bot_profile`` beyond it is
+``INVALID``, so every ``bot_profile`` answer fits in a frame."""

@@ -59,6 +59,36 @@ TRANSFER = F.TransferIntent(
     memo_hash=MEMO_HASH,
     expires_at=EXPIRES,
 )
+BOT_COMMANDS = [
+    F.BotCommand(name="start", description="Say hello"),
+    F.BotCommand(
+        name="roll",
+        description="Roll dice",
+        params=[
+            F.CommandParam(name="sides", type="int", required=False),
+            F.CommandParam(name="names", type="str", required=False),
+        ],
+    ),
+]
+MANIFEST = F.Manifest(
+    name="shop",
+    title="Corner shop",
+    icon="🛒",
+    actions=[
+        F.MiniAppAction(name="menu", title="Show the menu"),
+        F.MiniAppAction(
+            name="order",
+            title="Order",
+            params=[
+                F.ActionParam(name="item", type="str", choices=["tea", "cake"]),
+                F.ActionParam(name="count", type="int", choices=[1, 2, 3]),
+                F.ActionParam(name="gift", type="bool", required=False),
+                F.ActionParam(name="tip", type="amount", required=False),
+            ],
+            price=F.Price(amount=450, currency="EUR"),
+        ),
+    ],
+)
 RED_PACKET = F.RedPacketIntent(
     packet_id="rp_7",
     payer=1,
@@ -263,6 +293,21 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         (
             "wallet_history_all_fields",
             F.WalletHistory(id=51, currency="USD", before=1200, limit=20),
+        ),
+        (
+            "send_addressed",
+            F.Send(id=52, conv=42, cmid="c-0002", kind="e2e", body=b"\x01ciphertext", to=[9, 12]),
+        ),
+        (
+            "set_bot_profile",
+            F.SetBotProfile(id=53, commands=BOT_COMMANDS, manifest=MANIFEST),
+        ),
+        ("set_bot_profile_commands_only_empty", F.SetBotProfile(id=54, commands=[])),
+        ("get_bot_profile", F.GetBotProfile(id=55, account=9)),
+        ("set_bot_access_all", F.SetBotAccess(id=56, conv=43, account=9, access="all")),
+        (
+            "set_bot_access_addressed",
+            F.SetBotAccess(id=57, conv=43, account=9, access="addressed"),
         ),
     ]
 
@@ -545,6 +590,93 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             ),
         ),
         ("wallet_entries_empty", F.WalletEntries(re=50, entries=[], more=False)),
+        (
+            "deliver_addressed",
+            F.Deliver(
+                conv=43,
+                seq=21,
+                ts=1_718_000_000_200,
+                sender=1,
+                device=7,
+                cmid="c-0002",
+                kind="e2e",
+                body=b"\x01ciphertext",
+                to=[9, 12],
+            ),
+        ),
+        (
+            "deliver_withheld_placeholder",
+            F.Deliver(
+                conv=43, seq=22, ts=1_718_000_000_300, sender=0, device=0, kind="withheld", body=b""
+            ),
+        ),
+        (
+            "messages_for_a_bot",
+            F.Messages(
+                re=58,
+                conv=43,
+                messages=[
+                    F.Message(
+                        seq=20,
+                        ts=1_718_000_000_100,
+                        sender=0,
+                        device=0,
+                        kind="system",
+                        body=_system_body(event="joined", actor=1, account=9, access="addressed"),
+                    ),
+                    F.Message(
+                        seq=21,
+                        ts=1_718_000_000_200,
+                        sender=1,
+                        device=7,
+                        cmid="c-0002",
+                        kind="e2e",
+                        body=b"\x01ciphertext",
+                        to=[9, 12],
+                    ),
+                    F.Message(
+                        seq=22,
+                        ts=1_718_000_000_300,
+                        sender=0,
+                        device=0,
+                        kind="withheld",
+                        body=b"",
+                    ),
+                ],
+                more=False,
+            ),
+        ),
+        (
+            "conv_group_with_a_bot",
+            F.Conv(
+                re=59,
+                info=F.ConvInfo(
+                    conv=43,
+                    kind="group",
+                    title="Team",
+                    last_seq=22,
+                    role="member",
+                    member_count=2,
+                    members=[
+                        F.Member(account=1, role="owner", handle="alice"),
+                        F.Member(account=9, role="member", handle="shop_bot", access="addressed"),
+                    ],
+                    joined=20,
+                    access="addressed",
+                ),
+            ),
+        ),
+        (
+            "bot_profile",
+            F.BotProfile(
+                re=55,
+                account=9,
+                commands=BOT_COMMANDS,
+                manifest=MANIFEST,
+                updated_at=1_718_000_000_000,
+            ),
+        ),
+        ("bot_profile_never_set", F.BotProfile(re=55, account=10, commands=[])),
     ]
 
 
@@ -641,6 +773,7 @@ def _mp(obj: Any) -> bytes:
 def invalid_vectors() -> list[dict[str, Any]]:
     login = {"t": "login", "id": 1, "device": 7, "sig": SIG}
     lookup = {"t": "lookup", "id": 1, "handle": "alice"}
+    send = {"t": "send", "id": 1, "conv": 1, "cmid": "c", "kind": "e2e", "body": b""}
     m, u, b = ErrorCode.MALFORMED, ErrorCode.UNKNOWN_FRAME, ErrorCode.BAD_FIELD
     cases: list[tuple[str, str, bytes, ErrorCode]] = [
         ("empty_message", "client", b"", m),
@@ -767,6 +900,66 @@ def invalid_vectors() -> list[dict[str, Any]]:
             _mp({"t": "to_device_event", "tid": 0, "sender": 1, "device": 2, "body": b""}),
             b,
         ),
+        (
+            "send_to_17_accounts",
+            "client",
+            _mp({**send, "to": list(range(1, L.MAX_TO + 2))}),
+            b,
+        ),
+        ("send_to_account_zero", "client", _mp({**send, "to": [0]}), b),
+        ("send_to_not_an_array", "client", _mp({**send, "to": 9}), b),
+        (
+            "set_bot_access_unknown_access",
+            "client",
+            _mp({"t": "set_bot_access", "id": 1, "conv": 1, "account": 2, "access": "some"}),
+            b,
+        ),
+        (
+            "set_bot_profile_without_commands",
+            "client",
+            _mp({"t": "set_bot_profile", "id": 1}),
+            b,
+        ),
+        (
+            "set_bot_profile_action_param_type_unknown",
+            "client",
+            _mp(
+                {
+                    "t": "set_bot_profile",
+                    "id": 1,
+                    "commands": [],
+                    "manifest": {
+                        "name": "shop",
+                        "actions": [
+                            {
+                                "name": "order",
+                                "title": "Order",
+                                "params": [{"name": "when", "type": "date"}],
+                            }
+                        ],
+                    },
+                }
+            ),
+            b,
+        ),
+        (
+            "set_bot_profile_101_commands",
+            "client",
+            _mp(
+                {
+                    "t": "set_bot_profile",
+                    "id": 1,
+                    "commands": [{"name": f"c{i}"} for i in range(L.MAX_BOT_COMMANDS + 1)],
+                }
+            ),
+            b,
+        ),
+        (
+            "set_bot_profile_command_name_33_chars",
+            "client",
+            _mp({"t": "set_bot_profile", "id": 1, "commands": [{"name": "c" * 33}]}),
+            b,
+        ),
     ]
     return [
         {"name": name, "direction": direction, "hex": raw.hex(), "code": int(code)}
@@ -884,7 +1077,46 @@ def kind_contents() -> list[tuple[str, kinds.Content]]:
             "miniapp_result",
             kinds.MiniappResult(invocation_id="inv_1", title="Weather", text="Sunny, 24 °C"),
         ),
+        (
+            "miniapp_result_card",
+            kinds.MiniappResult(
+                invocation_id="inv_3",
+                title="Your order",
+                text="1 tea, 4.50 EUR",
+                image="https://example.org/tea.png",
+                buttons=[
+                    kinds.Button(title="Add cake", action="order", params={"item": "cake"}),
+                    kinds.Button(title="Track", action="track", app="taxi", bot=11),
+                ],
+                order=kinds.PaymentRequest(request_id="ord-17", amount=450, currency="EUR"),
+            ),
+        ),
+        (
+            "miniapp_result_error",
+            kinds.MiniappResult(invocation_id="inv_4", error="option must be 1 to 3"),
+        ),
         ("share_minimal", kinds.Share(title="An article")),
+        (
+            "share_miniapp_card",
+            kinds.Share(
+                title="Corner shop",
+                text="Tea and cake, delivered",
+                bot=9,
+                app="shop",
+                action="menu",
+                params={"table": 4},
+            ),
+        ),
+        (
+            "forward_minimal",
+            kinds.Forward(sender=2, kind="text", body=_text_body("hi")),
+        ),
+        (
+            "forward",
+            kinds.Forward(
+                sender=2, ts=1_718_000_000_123, kind="text", body=_text_body("hi"), conv=42, seq=3
+            ),
+        ),
         (
             "share",
             kinds.Share(
@@ -904,6 +1136,14 @@ def kind_contents() -> list[tuple[str, kinds.Content]]:
             kinds.SystemEvent(event="role", actor=0, account=2, role="owner"),
         ),
         ("system_renamed", kinds.SystemEvent(event="renamed", actor=1, title="Team (EU)")),
+        (
+            "system_joined_bot",
+            kinds.SystemEvent(event="joined", actor=1, account=9, access="addressed"),
+        ),
+        (
+            "system_bot_access",
+            kinds.SystemEvent(event="bot_access", actor=1, account=9, access="all"),
+        ),
         *((f"payment_receipt_{name}", r) for name, r in receipt_examples()),
     ]
 

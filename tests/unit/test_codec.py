@@ -175,6 +175,8 @@ def _boundary_cases() -> list[tuple[type[F.Frame], str, str, Any, bool]]:
                 item: Any = 1
                 if isinstance(t.item_type, MI.StructType):  # e.g. UploadKeys.one_time
                     item = {"kid": 1, "key": bytes(32)}
+                    if t.item_type.cls is F.BotCommand:
+                        item = {"name": "c"}
                 cases.append((cls, name, "at_max_items", [item] * t.max_length, True))
                 cases.append((cls, name, "above_max_items", [item] * (t.max_length + 1), False))
     return cases
@@ -211,6 +213,18 @@ def _valid_examples() -> list[F.Frame]:
     info = F.ConvInfo(conv=1, kind="group", title="t", last_seq=1, role="owner")
     msg = F.Message(seq=1, ts=1, sender=1, device=1, kind="text", body=b"")
     key, sig, nonce = bytes(32), bytes(64), bytes(32)
+    command = F.BotCommand(name="c", params=[F.CommandParam(name="p", type="int")])
+    manifest = F.Manifest(
+        name="app",
+        actions=[
+            F.MiniAppAction(
+                name="a",
+                title="A",
+                params=[F.ActionParam(name="p", type="int", choices=[1])],
+                price=F.Price(amount=1, currency="USD"),
+            )
+        ],
+    )
     spk = F.SignedPrekey(kid=1, key=key, sig=sig)
     otk = F.OneTimePrekey(kid=1, key=key)
     intent = F.TransferIntent(
@@ -247,7 +261,7 @@ def _valid_examples() -> list[F.Frame]:
         F.SetRole(id=1, conv=1, account=1, role="admin"),
         F.Leave(id=1, conv=1),
         F.Rename(id=1, conv=1, title="t"),
-        F.Send(id=1, conv=1, cmid="c", kind="text", body=b"x"),
+        F.Send(id=1, conv=1, cmid="c", kind="text", body=b"x", to=[2]),
         F.Sync(id=1, conv=1, after=1),
         F.Fetch(id=1, conv=1, after=1, before=9, limit=5),
         F.Receipt(id=1, conv=1, type="read", seq=1),
@@ -261,7 +275,7 @@ def _valid_examples() -> list[F.Frame]:
         F.Conv(re=1, info=info),
         F.Convs(re=1, convs=[info]),
         F.Ack(re=1, conv=1, cmid="c", seq=1, ts=1),
-        F.Deliver(conv=1, seq=1, ts=1, sender=1, device=1, cmid="c", kind="text", body=b""),
+        F.Deliver(conv=1, seq=1, ts=1, sender=1, device=1, cmid="c", kind="text", body=b"", to=[2]),
         F.Synced(re=1, conv=1, seq=1),
         F.Messages(re=1, conv=1, messages=[msg], more=True),
         F.ReceiptEvent(conv=1, account=1, device=1, type="read", seq=1),
@@ -351,6 +365,10 @@ def _valid_examples() -> list[F.Frame]:
             ],
             more=False,
         ),
+        F.SetBotProfile(id=1, commands=[command], manifest=manifest),
+        F.GetBotProfile(id=1, account=1),
+        F.SetBotAccess(id=1, conv=1, account=2, access="all"),
+        F.BotProfile(re=1, account=1, commands=[command], manifest=manifest, updated_at=1),
     ]
 
 

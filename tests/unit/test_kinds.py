@@ -25,10 +25,11 @@ SPEC_KINDS = {
     "miniapp.invoke",
     "miniapp.result",
     "share",
+    "forward",
     "system",
     "payment.receipt",
 }
-SERVER_ONLY = {"system", "payment.receipt"}
+SERVER_ONLY = {"system", "payment.receipt", "withheld"}
 
 
 def _strategy(t: MI.Type) -> st.SearchStrategy[Any]:
@@ -52,6 +53,12 @@ def _strategy(t: MI.Type) -> st.SearchStrategy[Any]:
         return st.one_of(*(_strategy(u) for u in t.types))
     if isinstance(t, MI.DictType):
         return st.dictionaries(_strategy(t.key_type), _strategy(t.value_type), max_size=4)
+    if isinstance(t, MI.NoneType):
+        return st.none()
+    if isinstance(t, MI.ListType):
+        return st.lists(_strategy(t.item_type), max_size=2)
+    if isinstance(t, MI.StructType):
+        return _content_strategy(t.cls)  # type: ignore[arg-type]
     raise AssertionError(f"no strategy for {t!r}: extend tests/unit/test_kinds.py")
 
 
@@ -69,7 +76,7 @@ any_content = st.one_of(*(_content_strategy(c) for c in kinds.CONTENT_TYPES.valu
 # --------------------------------------------------------------------------- registry
 
 
-OPAQUE_KINDS = {"e2e"}
+OPAQUE_KINDS = {"e2e", "withheld"}
 """Registered kinds with no content type: the body is ciphertext (protocol/E2E.md)."""
 
 
@@ -92,7 +99,7 @@ def test_each_kind_maps_to_the_content_type_that_names_it(kind: str) -> None:
     assert len(kind) <= MAX_KIND_CHARS
 
 
-def test_system_and_payment_receipts_are_the_only_server_only_kinds() -> None:
+def test_system_payment_receipts_and_withheld_are_the_only_server_only_kinds() -> None:
     assert SERVER_ONLY == kinds.SERVER_ONLY_KINDS
 
 
