@@ -20,7 +20,9 @@ group has 5 members on each node and every message is delivered on both nodes (4
 the sender's node, 5 on the other). Offered loads: ``--rates`` msgs/s (each message = 9
 deliveries) plus a max-throughput run at ``--max-rate`` (overload: what is sustained, and which
 side saturated). Each run is done ``--repeat`` times, the configurations interleaved; runs of the
-same point that differ by more than 15 % are flagged (other people share this machine).
+same point that differ by more than 15 % are flagged (other people share this machine), and a run
+during which other processes took more than ``--max-foreign`` % of core 0 is done again (up to
+``--attempts``; the discarded ones are kept in the JSON).
 
 Figures, over chatload's steady window (after the ramp-up): CPU seconds from /proc/PID/stat
 (utime+stime, all threads) of every chatd process and of redis-server, divided by the deliveries
@@ -33,6 +35,9 @@ publish/receive counters and the mean group-commit batch.
     .venv/bin/python loadtest/bench_cluster.py --json loadtest/results/cluster.json
     .venv/bin/python loadtest/bench_cluster.py --rates 500 --max-rate 0 --repeat 1  # quick
     .venv/bin/python loadtest/bench_cluster.py --only 2node --rates 1500 --perf  # + perf, core 0
+    # what the extra CPU of 2 nodes is made of (experiments, see --only):
+    .venv/bin/python loadtest/bench_cluster.py --only 1node,2node-one,2node-local \
+        --rates 750 1500 --max-rate 0 --json loadtest/results/cluster-decomposition.json
 
 Only 127.0.0.1 is ever a target. Linux only (/proc, taskset).
 """
@@ -559,7 +564,7 @@ def verdict(r: dict[str, Any]) -> str:
     server = r["server_side_pct"]
     core0 = (r["core_busy_pct"] or {}).get(SERVER_CPU) or 0.0
     gen = r["gen_cpu_pct_avg"]
-    if core0 >= 90 and server >= gen:
+    if core0 >= 90:  # the server side cannot get more CPU (whoever else used some)
         return f"server side (core 0 {core0:.0f}% busy: chatd+redis+postgres {server:.0f}%)"
     if gen >= 90:
         return f"generator ({gen:.0f}% of core 1)"
@@ -731,6 +736,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     configs = [c for c in known if c in args.only.split(",")]
     bench = Bench(args, console)
     runs: list[dict[str, Any]] = []
+    discarded: list[dict[str, Any]] = []
     await bench.start()
     try:
         console.print(
@@ -742,7 +748,18 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         for p in points:
             for rep in range(1, args.repeat + 1):
                 for config in configs:  # interleaved: drift hits both alike
-                    runs.append(await bench.run(config, p, rep, args.perf and rep == 1))
+                    for attempt in range(1, args.attempts + 1):
+                        r = await bench.run(config, p, rep, args.perf and rep == 1)
+                        r["attempt"] = attempt
+                        other = r["core0_other_pct"] or 0.0
+                        if other <= args.max_foreign or attempt == args.attempts:
+                            runs.append(r)
+                            break
+                        console.print(
+                            f"core 0 was {other}% busy with other processes: run again",
+                            highlight=False,
+                        )
+                        discarded.append(r)
     finally:
         bench.stop()
     summary = summarize(runs)
@@ -767,6 +784,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         },
         "summary": summary,
         "runs": runs,
+        "discarded_busy_runs": discarded,
     }
 
 
@@ -783,7 +801,7 @@ def main() -> int:
         " 2node-local (each group wholly on one node: two writers, no cross-node delivery)",
     )
     ap.add_argument("--rates", type=float, nargs="*", default=[500.0, 1500.0], help="msgs/s")
-    ap.add_argument("--max-rate", type=float, default=6000.0, help="overload run (0: none)")
+    ap.add_argument("--max-rate", type=float, default=8000.0, help="overload run (0: none)")
     ap.add_argument("--groups", type=int, default=20, help="groups (consecutive accounts)")
     ap.add_argument("--size", type=int, default=10, help="members per group")
     ap.add_argument("--duration", type=float, default=15.0, help="seconds of load per run")
@@ -794,6 +812,13 @@ def main() -> int:
         type=float,
         help="[store] commit_interval of every node (default: chatd's, 0.002 s)",
     )
+    ap.add_argument(
+        "--max-foreign",
+        type=float,
+        default=10.0,
+        help="run again when other processes used more than this %% of core 0 (shared machine)",
+    )
+    ap.add_argument("--attempts", type=int, default=3, help="runs at most, per measurement")
     ap.add_argument("--pg-fast", action="store_true", help="PostgreSQL without fsync")
     ap.add_argument("--perf", action="store_true", help="perf record core 0 in the first repeat")
     ap.add_argument("--pyspy", action="store_true", help="with --perf: also py-spy each node")
