@@ -25,7 +25,7 @@ from chatclient import Client, KeyStore, Message
 from chatclient.bots import ArgumentError, Bot, Context, F, Router
 from chatclient.events import Event
 from chatproto import codec, kinds
-from conftest import RunningServer
+from conftest import RunningServer, make_settings, run_server
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "clients" / "examples"
 MARKER = "MARKER-b07b07"
@@ -429,6 +429,47 @@ async def test_the_default_error_hook_logs_the_traceback(
     [record] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
     assert f"conversation {conv}" in record.getMessage()
+
+
+async def test_a_rate_limited_bot_slows_down_instead_of_failing_its_handlers(
+    tmp_path: Path,
+) -> None:
+    router = Router()
+    errors: list[Exception] = []
+
+    @router.message(F.text & ~F.contains("hi"))
+    async def chatty(msg: Message, ctx: Context) -> None:
+        for i in range(8):
+            await ctx.reply(f"{msg.text}.{i}")
+
+    settings = make_settings(tmp_path, limits={"frames_per_second": 10.0, "frame_burst": 40.0})
+    async with (
+        run_server(settings) as server,
+        Bot(server.url, KeyStore.memory(), router, handle="chatty") as bot,
+        contextlib.AsyncExitStack() as stack,
+    ):
+
+        @bot.on_error
+        async def hook(exc: Exception, ctx: Context | None) -> None:
+            errors.append(exc)
+
+        users = [await user(stack, server, f"user{i}") for i in range(3)]
+        convs = [await u.direct(bot.me.account) for u in users]
+        for u, conv in zip(users, convs, strict=True):  # the bot reads everyone's keys first
+            await u.send_text(conv, "hi")
+        deadline = time.monotonic() + 8
+        while len(bot._convs) < 3:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        # One conversation after another: each one's replies drain the bot's frame budget, so
+        # the requests of the next conversation's first reply (its member list, its members'
+        # keys) are refused for a while: the bot waits and retries instead of failing.
+        for u, conv in zip(users, convs, strict=True):
+            await u.send_text(conv, "a")
+            await u.send_text(conv, "b")
+            got = await texts(Inbox(u), bot, conv, 16)
+            assert got == [f"{t}.{i}" for t in "ab" for i in range(8)]
+        assert errors == []
 
 
 # ---------------------------------------------------------------------- restarts

@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import random
 import re
 import signal
 import time
@@ -61,6 +62,7 @@ from chatclient.errors import (
     Conflict,
     ConnectionLost,
     NotFound,
+    RateLimited,
 )
 from chatclient.events import (
     Connected,
@@ -677,8 +679,8 @@ class Bot:
             except NotFound:
                 conv = Conversation(m.conv, "")  # the bot was removed since
                 break
-            except (ConnectionLost, TimeoutError):
-                await asyncio.sleep(delay)
+            except (ConnectionLost, TimeoutError, RateLimited):
+                await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 5.0)
         self._convs[m.conv] = conv
         return conv
@@ -687,11 +689,18 @@ class Bot:
 
     async def _send(self, ctx: Context, conv: int, content: kinds.Content) -> F.Ack | None:
         cmid = f"bot:{ctx.message.conv}:{ctx.message.seq}:{ctx.sent}"
-        try:
-            return await self.client.send(conv, content, cmid=cmid)
-        except Conflict:
-            log.info("reply %s was already stored before a restart; not sent again", cmid)
-            return None
+        delay = 0.05
+        while True:
+            try:
+                return await self.client.send(conv, content, cmid=cmid)
+            except Conflict:
+                log.info("reply %s was already stored before a restart; not sent again", cmid)
+                return None
+            except RateLimited:
+                # The SDK repeats a refused send itself, but not the requests a send makes
+                # first (the member list, keys): a busy bot waits and tries again (same cmid).
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 2.0)
 
     def _load_state(self, conv: int) -> bytes:
         store = self._store
