@@ -38,6 +38,8 @@ class MemberRow:
     role: str
     handle: str
     joined_seq: int
+    access: str = ""
+    """A bot member's access (``addressed`` or ``all``); empty for a user."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,21 @@ class ConvRow:
     joined: int = 0
     """The seq of the asking account's join (its "created"/"joined" message)."""
     members: tuple[MemberRow, ...] = ()
+    access: str = ""
+    """The asking account's access when it is a bot; empty for a user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """One account's membership of one conversation, as the read paths need it."""
+
+    kind: str
+    """The conversation's kind."""
+    role: str
+    joined_seq: int
+    bot: bool
+    access: str
+    """``addressed`` or ``all`` (always ``all`` for a user)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +83,11 @@ class StoredMessage:
     cmid: str | None
     kind: str
     body: bytes
+    to: tuple[int, ...] = ()
+    """The accounts the message is addressed to, ascending (SPEC.md 16.3)."""
+    withheld: tuple[int, ...] = ()
+    """The bot members it was withheld from when committed (access ``addressed``, not in
+    ``to``, not the sender), ascending. Never leaves the server."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +101,8 @@ class NewMessage:
     kind: str
     body: bytes
     ts: int
+    to: tuple[int, ...] = ()
+    """Ascending and unique (``chatproto.bots.check_to``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +125,16 @@ class MembershipChange:
     message: StoredMessage
     added: tuple[int, ...] = ()
     removed: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BotProfileRow:
+    """A bot's stored profile (msgpack of ``chatproto.bots.StoredProfile``); ``body`` empty and
+    ``updated_at`` 0 when the bot never set one."""
+
+    account: int
+    body: bytes
+    updated_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +228,34 @@ class ConversationStore(Protocol):
     async def contacts_of(self, account: int) -> list[int]: ...
     async def member_kind(self, conv: int, account: int) -> tuple[str, str] | None:
         """``(conv kind, role)`` of ``account`` in ``conv``, or None when not a member."""
+        ...
+
+    async def membership(self, conv: int, account: int) -> Membership | None:
+        """``account``'s membership of ``conv`` (with its bot access), or None."""
+        ...
+
+
+class BotStore(Protocol):
+    """Bot profiles and bot members' access (SPEC.md section 16). Membership writes elsewhere
+    (``create_conversation``, ``invite``) also follow its rules: only an owner or admin adds a
+    bot (``Forbidden``), whose access starts ``addressed`` in a group or channel and ``all`` in
+    a direct conversation; ``append`` records, per message, the bots it is withheld from."""
+
+    async def set_bot_profile(self, account: int, body: bytes, now: int) -> None:
+        """Replace the bot's profile; ``Forbidden`` when ``account`` is not a bot."""
+        ...
+
+    async def bot_profile(self, account: int) -> BotProfileRow | None:
+        """The bot's profile (empty if never set), or None when ``account`` is not a bot."""
+        ...
+
+    async def set_bot_access(
+        self, conv: int, actor: int, account: int, access: str, now: int
+    ) -> MembershipChange | None:
+        """Change a bot member's access and append its ``bot_access`` system message in one
+        transaction; None (nothing written) when it already has that access. ``NotFound``
+        (actor or bot not a member), ``Invalid`` (direct, or not a bot), ``Forbidden`` (actor
+        neither owner nor admin)."""
         ...
 
 
@@ -445,6 +507,7 @@ class LedgerStore(Protocol):
 class Store(
     AccountStore,
     ConversationStore,
+    BotStore,
     MessageStore,
     CursorStore,
     KeyDirectoryStore,

@@ -50,6 +50,7 @@ from chatd.core import rules
 from chatd.errors import (
     ChatdError,
     Conflict,
+    Forbidden,
     HandleTaken,
     Invalid,
     NotFound,
@@ -59,6 +60,7 @@ from chatd.errors import (
 from chatd.store.base import (
     AccountRow,
     Appended,
+    BotProfileRow,
     BundleRow,
     ConvRow,
     CreatedConv,
@@ -66,6 +68,7 @@ from chatd.store.base import (
     DeviceRow,
     KeyUpload,
     MemberRow,
+    Membership,
     MembershipChange,
     NewMessage,
     PrekeyRow,
@@ -101,7 +104,7 @@ _LOST = (
 
 MAX_ATTEMPTS = 5
 
-_MESSAGE_COLS = "seq, ts, sender, device, cmid, kind, body"
+_MESSAGE_COLS = "seq, ts, sender, device, cmid, kind, body, to_accounts, withheld"
 
 
 class _Op(Generic[T]):
@@ -195,6 +198,10 @@ class _Tx:
     async def exists(self, table: str, id: int) -> bool:
         return bool(await self.db.fetchval(f"SELECT 1 FROM {table} WHERE id=$1", id))
 
+    async def account_type(self, account: int) -> str | None:
+        found = await self.db.fetchval("SELECT type FROM accounts WHERE id=$1", account)
+        return None if found is None else str(found)
+
     async def appends(self, ops: list[_Op[Any]]) -> list[Any]:
         """A run of consecutive appends, in order: results or refusals (``ChatdError``)."""
         msgs = [op.message for op in ops if op.message is not None]
@@ -210,27 +217,40 @@ class _Tx:
         kind_of = {int(r[0]): str(r[1]) for r in locked}
         last = {int(r[0]): int(r[2]) for r in locked}
         senders = sorted({m.sender for m in msgs})
-        role_of = {
-            (int(c), int(a)): str(r)
-            for c, a, r in await db.fetch(
-                "SELECT conv_id, account_id, role FROM members"
-                " WHERE conv_id = ANY($1::bigint[]) AND account_id = ANY($2::bigint[])",
-                list(kind_of),
-                senders,
-            )
-        }
+        # The senders' roles, and the bots with access 'addressed' (read under the same locks
+        # as set_bot_access takes): one round trip, each half on its own index.
+        role_of: dict[tuple[int, int], str] = {}
+        addressed: dict[int, set[int]] = {}
+        for c, a, r, bot in await db.fetch(
+            "SELECT conv_id, account_id, role, false FROM members"
+            " WHERE conv_id = ANY($1::bigint[]) AND account_id = ANY($2::bigint[])"
+            " UNION ALL SELECT conv_id, account_id, role, true FROM members"
+            " WHERE conv_id = ANY($1::bigint[]) AND access = 'addressed'",
+            list(kind_of),
+            senders,
+        ):
+            if bot:
+                addressed.setdefault(int(c), set()).add(int(a))
+            else:
+                role_of[(int(c), int(a))] = str(r)
+        bots_of = {c: tuple(sorted(a)) for c, a in addressed.items()}
         allowed = [m for m in msgs if (m.conv, m.sender) in role_of]
-        seen: dict[tuple[int, int, str], tuple[int, int, str, bytes]] = {}
+        seen: dict[tuple[int, int, str], tuple[int, int, str, bytes, Ids, Ids]] = {}
         if allowed:
-            for c, d, cmid, seq, ts, kind, body in await db.fetch(
-                "SELECT m.conv_id, m.device, m.cmid, m.seq, m.ts, m.kind, m.body FROM messages m"
+            for c, d, cmid, seq, ts, kind, body, to, withheld in await db.fetch(
+                "SELECT m.conv_id, m.device, m.cmid, m.seq, m.ts, m.kind, m.body,"
+                " m.to_accounts, m.withheld FROM messages m"
                 " JOIN unnest($1::bigint[], $2::bigint[], $3::text[]) AS k (conv_id, device, cmid)"
                 " ON m.conv_id = k.conv_id AND m.device = k.device AND m.cmid = k.cmid",
                 [m.conv for m in allowed],
                 [m.device for m in allowed],
                 [m.cmid for m in allowed],
             ):
-                seen[(int(c), int(d), str(cmid))] = (int(seq), int(ts), str(kind), bytes(body))
+                seen[(int(c), int(d), str(cmid))] = (
+                    *(int(seq), int(ts), str(kind), bytes(body)),
+                    _ids(to),
+                    _ids(withheld),
+                )
         results: list[Any] = []
         rows: list[tuple[Any, ...]] = []
         for m in msgs:
@@ -246,17 +266,28 @@ class _Tx:
             key = (m.conv, m.device, m.cmid)
             prior = seen.get(key)
             if prior is not None:
-                seq, ts, kind, body = prior
-                if kind != m.kind or body != m.body:
+                seq, ts, kind, body, to, withheld = prior
+                if kind != m.kind or body != m.body or to != m.to:
                     results.append(Conflict("this cmid was already used for another message"))
                     continue
-                stored = StoredMessage(m.conv, seq, ts, m.sender, m.device, m.cmid, m.kind, m.body)
+                stored = StoredMessage(
+                    *(m.conv, seq, ts, m.sender, m.device, m.cmid, m.kind, m.body), m.to, withheld
+                )
                 results.append(Appended(stored, duplicate=True))
                 continue
             seq = last[m.conv] = last[m.conv] + 1
-            seen[key] = (seq, m.ts, m.kind, m.body)
-            rows.append((m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body))
-            stored = StoredMessage(m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body)
+            withheld = rules.withheld_from(m.kind, m.sender, m.to, bots_of.get(m.conv, ()))
+            seen[key] = (seq, m.ts, m.kind, m.body, m.to, withheld)
+            rows.append(
+                (
+                    *(m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body),
+                    list(m.to) or None,
+                    list(withheld) or None,
+                )
+            )
+            stored = StoredMessage(
+                *(m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body), m.to, withheld
+            )
             results.append(Appended(stored, duplicate=False))
         if rows:
             moved = sorted({r[0] for r in rows})
@@ -264,8 +295,8 @@ class _Tx:
                 "UPDATE conversations SET last_seq=$2 WHERE id=$1", [(c, last[c]) for c in moved]
             )
             await db.executemany(
-                "INSERT INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
-                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+                "INSERT INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body,"
+                " to_accounts, withheld) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
                 rows,
             )
         return results
@@ -513,16 +544,15 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
 
         async def op(tx: _Tx) -> CreatedConv:
             db = tx.db
-            if others:
-                found = {
-                    int(r[0])
-                    for r in await db.fetch(
-                        "SELECT id FROM accounts WHERE id = ANY($1::bigint[])", others
-                    )
-                }
-                for account in others:
-                    if account not in found:
-                        raise NotFound(f"no account {account}")
+            type_of = {
+                int(r[0]): str(r[1])
+                for r in await db.fetch(
+                    "SELECT id, type FROM accounts WHERE id = ANY($1::bigint[])", [creator, *others]
+                )
+            }
+            for account in others:
+                if account not in type_of:
+                    raise NotFound(f"no account {account}")
             key = None
             if kind == "direct":
                 if len(others) != 1 or len(set(members)) != 1:
@@ -551,10 +581,14 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
                 ),
             )
             creator_role = "member" if kind == "direct" else "owner"
+            access = rules.initial_access(kind)
             await db.executemany(
-                "INSERT INTO members (conv_id, account_id, role, joined_seq) VALUES ($1,$2,$3,$4)",
-                [(conv, creator, creator_role, created.seq)]
-                + [(conv, a, "member", created.seq) for a in others],
+                "INSERT INTO members (conv_id, account_id, role, joined_seq, access)"
+                " VALUES ($1,$2,$3,$4,$5)",
+                [
+                    (conv, a, role, created.seq, access if type_of.get(a) == "bot" else rules.ALL)
+                    for a, role in ((creator, creator_role), *((a, "member") for a in others))
+                ],
             )
             return CreatedConv(await tx.conv_row(conv, creator), (created,))
 
@@ -568,8 +602,10 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
             lambda db: db.fetch(
                 "SELECT c.id, c.kind, c.title, c.last_seq, m.role,"
                 " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
-                " coalesce(k.read, 0), coalesce(k.delivered, 0), m.joined_seq"
+                " coalesce(k.read, 0), coalesce(k.delivered, 0), m.joined_seq,"
+                " CASE WHEN a.type = 'bot' THEN m.access ELSE '' END"
                 " FROM members m JOIN conversations c ON c.id = m.conv_id"
+                " JOIN accounts a ON a.id = m.account_id"
                 " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = $1"
                 " WHERE m.account_id = $2 ORDER BY c.id",
                 device,
@@ -595,6 +631,20 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         )
         return (str(row[0]), str(row[1])) if row else None
 
+    async def membership(self, conv: int, account: int) -> Membership | None:
+        row = await self._read(
+            lambda db: db.fetchrow(
+                "SELECT c.kind, m.role, m.joined_seq, a.type, m.access FROM members m"
+                " JOIN conversations c ON c.id = m.conv_id JOIN accounts a ON a.id = m.account_id"
+                " WHERE m.conv_id=$1 AND m.account_id=$2",
+                conv,
+                account,
+            )
+        )
+        if row is None:
+            return None
+        return Membership(str(row[0]), str(row[1]), int(row[2]), row[3] == "bot", str(row[4]))
+
     async def contacts_of(self, account: int) -> list[int]:
         """Accounts sharing a direct conversation or group with ``account`` (presence audience)."""
         rows = await self._read(
@@ -612,21 +662,32 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         async def op(tx: _Tx) -> MembershipChange:
             kind, role = await tx.role(conv, actor)
             rules.check_manage_members(kind, role)
-            if not await tx.exists("accounts", account):
+            account_type = await tx.account_type(account)
+            if account_type is None:
                 raise NotFound(f"no account {account}")
+            bot = account_type == "bot"
+            if bot:
+                rules.check_add_bot(kind, role)
             if await tx.db.fetchval(
                 "SELECT 1 FROM members WHERE conv_id=$1 AND account_id=$2", conv, account
             ):
                 raise Conflict("already a member")
+            access = rules.initial_access(kind) if bot else rules.ALL
             m = await tx.system_message(
-                conv, now, kinds.SystemEvent(event="joined", actor=actor, account=account)
+                conv,
+                now,
+                kinds.SystemEvent(
+                    event="joined", actor=actor, account=account, access=access if bot else ""
+                ),
             )
             await tx.db.execute(
-                "INSERT INTO members (conv_id, account_id, role, joined_seq) VALUES ($1,$2,$3,$4)",
+                "INSERT INTO members (conv_id, account_id, role, joined_seq, access)"
+                " VALUES ($1,$2,$3,$4,$5)",
                 conv,
                 account,
                 "member",
                 m.seq,
+                access,
             )
             return MembershipChange(conv, m, added=(account,))
 
@@ -704,6 +765,68 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
 
         return await self._write(op)
 
+    # ------------------------------------------------------------------ bots
+
+    async def set_bot_access(
+        self, conv: int, actor: int, account: int, access: str, now: int
+    ) -> MembershipChange | None:
+        async def op(tx: _Tx) -> MembershipChange | None:
+            kind, role = await tx.role(conv, actor)  # locks conv: orders it with the appends
+            rules.check_set_bot_access(kind, role)
+            row = await tx.db.fetchrow(
+                "SELECT m.access, a.type FROM members m JOIN accounts a ON a.id = m.account_id"
+                " WHERE m.conv_id=$1 AND m.account_id=$2",
+                conv,
+                account,
+            )
+            if row is None:
+                raise NotFound("not a member")
+            if row[1] != "bot":
+                raise Invalid("only a bot member has an access")
+            if row[0] == access:
+                return None
+            m = await tx.system_message(
+                conv,
+                now,
+                kinds.SystemEvent(event="bot_access", actor=actor, account=account, access=access),
+            )
+            await tx.db.execute(
+                "UPDATE members SET access=$1 WHERE conv_id=$2 AND account_id=$3",
+                access,
+                conv,
+                account,
+            )
+            return MembershipChange(conv, m)
+
+        return await self._write(op)
+
+    async def set_bot_profile(self, account: int, body: bytes, now: int) -> None:
+        async def op(tx: _Tx) -> None:
+            if await tx.account_type(account) != "bot":
+                raise Forbidden("only a bot account has a bot profile")
+            await tx.db.execute(
+                "INSERT INTO bot_profiles (account_id, body, updated_at) VALUES ($1,$2,$3)"
+                " ON CONFLICT (account_id) DO UPDATE SET body=excluded.body,"
+                " updated_at=excluded.updated_at",
+                account,
+                body,
+                now,
+            )
+
+        await self._write(op)
+
+    async def bot_profile(self, account: int) -> BotProfileRow | None:
+        row = await self._read(
+            lambda db: db.fetchrow(
+                "SELECT a.type, p.body, p.updated_at FROM accounts a"
+                " LEFT JOIN bot_profiles p ON p.account_id = a.id WHERE a.id=$1",
+                account,
+            )
+        )
+        if row is None or row[0] != "bot":
+            return None
+        return BotProfileRow(account, bytes(row[1] or b""), int(row[2] or 0))
+
     # ------------------------------------------------------------------ messages
 
     def append(self, message: NewMessage) -> asyncio.Future[Appended]:
@@ -744,6 +867,8 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
                 None if r[4] is None else str(r[4]),
                 str(r[5]),
                 bytes(r[6]),
+                _ids(r[7]),
+                _ids(r[8]),
             )
             for r in await self._read(q)
         ]
@@ -1029,7 +1154,16 @@ def _conv(r: Any) -> ConvRow:
         int(r[6]),
         int(r[7]),
         int(r[8]),
+        access=str(r[9]),
     )
+
+
+Ids = tuple[int, ...]
+
+
+def _ids(value: Any) -> Ids:
+    """A BIGINT[] column (None when NULL) as a tuple."""
+    return () if value is None else tuple(int(v) for v in value)
 
 
 async def _conv_row(
@@ -1038,8 +1172,10 @@ async def _conv_row(
     row = await db.fetchrow(
         "SELECT c.id, c.kind, c.title, c.last_seq, m.role,"
         " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
-        " coalesce(k.read, 0), coalesce(k.delivered, 0), m.joined_seq"
+        " coalesce(k.read, 0), coalesce(k.delivered, 0), m.joined_seq,"
+        " CASE WHEN a.type = 'bot' THEN m.access ELSE '' END"
         " FROM conversations c JOIN members m ON m.conv_id = c.id AND m.account_id = $1"
+        " JOIN accounts a ON a.id = m.account_id"
         " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = $2"
         " WHERE c.id = $3",
         account,
@@ -1051,9 +1187,10 @@ async def _conv_row(
     members: tuple[MemberRow, ...] = ()
     if with_members:
         members = tuple(
-            MemberRow(int(a), str(r), str(h), int(j))
-            for a, r, h, j in await db.fetch(
-                "SELECT m.account_id, m.role, a.handle, m.joined_seq FROM members m"
+            MemberRow(int(a), str(r), str(h), int(j), str(x))
+            for a, r, h, j, x in await db.fetch(
+                "SELECT m.account_id, m.role, a.handle, m.joined_seq,"
+                " CASE WHEN a.type = 'bot' THEN m.access ELSE '' END FROM members m"
                 " JOIN accounts a ON a.id = m.account_id WHERE m.conv_id=$1"
                 " ORDER BY m.joined_seq, m.account_id",
                 conv,

@@ -23,6 +23,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
@@ -33,6 +34,7 @@ from chatd.core import rules
 from chatd.errors import (
     ChatdError,
     Conflict,
+    Forbidden,
     HandleTaken,
     Invalid,
     NotFound,
@@ -41,6 +43,7 @@ from chatd.errors import (
 from chatd.store.base import (
     AccountRow,
     Appended,
+    BotProfileRow,
     BundleRow,
     ConvRow,
     CreatedConv,
@@ -48,6 +51,7 @@ from chatd.store.base import (
     DeviceRow,
     KeyUpload,
     MemberRow,
+    Membership,
     MembershipChange,
     NewMessage,
     PrekeyRow,
@@ -77,13 +81,39 @@ class _Op(Generic[T]):
 
 
 class _Tx:
-    """What an op sees: the write connection and the seq allocator of the open batch."""
+    """What an op sees: the write connection, the seq allocator of the open batch, and the
+    cache of each conversation's bots with access ``addressed`` (exact: this process is the
+    file's only writer, and every op that changes them drops the conversation's entry)."""
 
-    __slots__ = ("db", "last_seq")
+    __slots__ = ("addressed", "db", "last_seq")
 
-    def __init__(self, db: sqlite3.Connection, last_seq: dict[int, int]) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        last_seq: dict[int, int],
+        addressed: dict[int, tuple[int, ...]],
+    ) -> None:
         self.db = db
         self.last_seq = last_seq
+        self.addressed = addressed
+
+    def addressed_bots(self, conv: int) -> tuple[int, ...]:
+        """The bot members of ``conv`` whose access is ``addressed``, ascending."""
+        bots = self.addressed.get(conv)
+        if bots is None:
+            bots = self.addressed[conv] = tuple(
+                int(r[0])
+                for r in self.db.execute(
+                    "SELECT account_id FROM members WHERE conv_id=? AND access='addressed'"
+                    " ORDER BY account_id",
+                    (conv,),
+                )
+            )
+        return bots
+
+    def is_bot(self, account: int) -> bool:
+        row = self.db.execute("SELECT type FROM accounts WHERE id=?", (account,)).fetchone()
+        return row is not None and row[0] == "bot"
 
     def next_seq(self, conv: int) -> int:
         """The next seq of ``conv``. The messages table is the only record of seqs (its highest
@@ -102,12 +132,24 @@ class _Tx:
 
     def insert_message(self, m: StoredMessage, *, if_new: bool = False) -> bool:
         """Insert ``m``; with ``if_new``, skip (and return False) when its cmid is stored."""
-        cur = self.db.execute(
-            ("INSERT OR IGNORE" if if_new else "INSERT")
-            + " INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
-            " VALUES (?,?,?,?,?,?,?,?)",
-            (m.conv, m.seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body),
-        )
+        if m.to or m.withheld:
+            cur = self.db.execute(
+                ("INSERT OR IGNORE" if if_new else "INSERT")
+                + " INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body,"
+                " to_accounts, withheld) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    *(m.conv, m.seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body),
+                    _pack_ids(m.to),
+                    _pack_ids(m.withheld),
+                ),
+            )
+        else:  # the common case keeps its statement (and its cached plan) as it was
+            cur = self.db.execute(
+                ("INSERT OR IGNORE" if if_new else "INSERT")
+                + " INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (m.conv, m.seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body),
+            )
         return cur.rowcount == 1
 
     def system_message(self, conv: int, now: int, event: kinds.SystemEvent) -> StoredMessage:
@@ -180,6 +222,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         self._r: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self._last_seq: dict[int, int] = {}
+        self._addressed: dict[int, tuple[int, ...]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -213,7 +256,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         """One transaction for the whole batch."""
         db = self._w
         assert db is not None
-        tx = _Tx(db, self._last_seq)
+        tx = _Tx(db, self._last_seq, self._addressed)
         results: list[Any] = []
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -225,6 +268,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
             db.execute("COMMIT")
         except BaseException:
             self._last_seq.clear()  # seqs handed out in this batch were never stored
+            self._addressed.clear()  # nor were the access changes read into it
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
@@ -345,9 +389,13 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
 
         def op(tx: _Tx) -> CreatedConv:
             db = tx.db
-            for account in others:
-                if not db.execute("SELECT 1 FROM accounts WHERE id=?", (account,)).fetchone():
+            bots = set()
+            for account in (creator, *others):
+                row = db.execute("SELECT type FROM accounts WHERE id=?", (account,)).fetchone()
+                if row is None:
                     raise NotFound(f"no account {account}")
+                if row[0] == "bot":
+                    bots.add(account)
             key = None
             if kind == "direct":
                 if len(others) != 1 or len(set(members)) != 1:
@@ -371,13 +419,16 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
                 ),
             )
             creator_role = "member" if kind == "direct" else "owner"
-            db.execute(
-                "INSERT INTO members VALUES (?,?,?,?)", (conv, creator, creator_role, created.seq)
-            )
+            access = rules.initial_access(kind)
             db.executemany(
-                "INSERT INTO members VALUES (?,?,?,?)",
-                [(conv, a, "member", created.seq) for a in others],
+                "INSERT INTO members (conv_id, account_id, role, joined_seq, access)"
+                " VALUES (?,?,?,?,?)",
+                [
+                    (conv, a, role, created.seq, access if a in bots else rules.ALL)
+                    for a, role in ((creator, creator_role), *((a, "member") for a in others))
+                ],
             )
+            tx.addressed.pop(conv, None)
             return CreatedConv(tx.conv_row(conv, creator), (created,))
 
         return await self._write(op)
@@ -398,13 +449,15 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
                 "SELECT c.id, c.kind, c.title,"
                 " (SELECT coalesce(max(seq), 0) FROM messages WHERE conv_id = c.id), m.role,"
                 " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
-                " coalesce(k.read, 0), coalesce(k.delivered, 0), m.joined_seq"
+                " coalesce(k.read, 0), coalesce(k.delivered, 0), m.joined_seq,"
+                " CASE WHEN a.type = 'bot' THEN m.access ELSE '' END"
                 " FROM members m JOIN conversations c ON c.id = m.conv_id"
+                " JOIN accounts a ON a.id = m.account_id"
                 " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = ?"
                 " WHERE m.account_id = ? ORDER BY c.id",
                 (device, account),
             ).fetchall()
-            return [ConvRow(*r) for r in rows]
+            return [_conv(r) for r in rows]
 
         return await self._read(q)
 
@@ -426,6 +479,19 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         )
         return (str(row[0]), str(row[1])) if row else None
 
+    async def membership(self, conv: int, account: int) -> Membership | None:
+        row = await self._read(
+            lambda db: db.execute(
+                "SELECT c.kind, m.role, m.joined_seq, a.type, m.access FROM members m"
+                " JOIN conversations c ON c.id = m.conv_id JOIN accounts a ON a.id = m.account_id"
+                " WHERE m.conv_id=? AND m.account_id=?",
+                (conv, account),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        return Membership(str(row[0]), str(row[1]), int(row[2]), row[3] == "bot", str(row[4]))
+
     async def contacts_of(self, account: int) -> list[int]:
         """Accounts sharing a direct conversation or group with ``account`` (presence audience)."""
         rows = await self._read(
@@ -445,14 +511,27 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
             rules.check_manage_members(kind, role)
             if not tx.db.execute("SELECT 1 FROM accounts WHERE id=?", (account,)).fetchone():
                 raise NotFound(f"no account {account}")
+            bot = tx.is_bot(account)
+            if bot:
+                rules.check_add_bot(kind, role)
             if tx.db.execute(
                 "SELECT 1 FROM members WHERE conv_id=? AND account_id=?", (conv, account)
             ).fetchone():
                 raise Conflict("already a member")
+            access = rules.initial_access(kind) if bot else rules.ALL
             m = tx.system_message(
-                conv, now, kinds.SystemEvent(event="joined", actor=actor, account=account)
+                conv,
+                now,
+                kinds.SystemEvent(
+                    event="joined", actor=actor, account=account, access=access if bot else ""
+                ),
             )
-            tx.db.execute("INSERT INTO members VALUES (?,?,?,?)", (conv, account, "member", m.seq))
+            tx.db.execute(
+                "INSERT INTO members (conv_id, account_id, role, joined_seq, access)"
+                " VALUES (?,?,?,?,?)",
+                (conv, account, "member", m.seq, access),
+            )
+            tx.addressed.pop(conv, None)
             return MembershipChange(conv, m, added=(account,))
 
         return await self._write(op)
@@ -467,6 +546,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
                 conv, now, kinds.SystemEvent(event="removed", actor=actor, account=account)
             )
             tx.db.execute("DELETE FROM members WHERE conv_id=? AND account_id=?", (conv, account))
+            tx.addressed.pop(conv, None)
             return MembershipChange(conv, m, removed=(account,))
 
         return await self._write(op)
@@ -477,6 +557,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
             rules.check_leave(kind)
             m = tx.system_message(conv, now, kinds.SystemEvent(event="left", actor=actor))
             tx.db.execute("DELETE FROM members WHERE conv_id=? AND account_id=?", (conv, actor))
+            tx.addressed.pop(conv, None)
             if role == "owner":
                 remaining = tx.db.execute(
                     "SELECT account_id, role, joined_seq FROM members WHERE conv_id=?", (conv,)
@@ -524,6 +605,64 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
 
         return await self._write(op)
 
+    # ------------------------------------------------------------------ bots
+
+    async def set_bot_access(
+        self, conv: int, actor: int, account: int, access: str, now: int
+    ) -> MembershipChange | None:
+        def op(tx: _Tx) -> MembershipChange | None:
+            kind, role = tx.role(conv, actor)
+            rules.check_set_bot_access(kind, role)
+            row = tx.db.execute(
+                "SELECT m.access, a.type FROM members m JOIN accounts a ON a.id = m.account_id"
+                " WHERE m.conv_id=? AND m.account_id=?",
+                (conv, account),
+            ).fetchone()
+            if row is None:
+                raise NotFound("not a member")
+            if row[1] != "bot":
+                raise Invalid("only a bot member has an access")
+            if row[0] == access:
+                return None
+            m = tx.system_message(
+                conv,
+                now,
+                kinds.SystemEvent(event="bot_access", actor=actor, account=account, access=access),
+            )
+            tx.db.execute(
+                "UPDATE members SET access=? WHERE conv_id=? AND account_id=?",
+                (access, conv, account),
+            )
+            tx.addressed.pop(conv, None)
+            return MembershipChange(conv, m)
+
+        return await self._write(op)
+
+    async def set_bot_profile(self, account: int, body: bytes, now: int) -> None:
+        def op(tx: _Tx) -> None:
+            if not tx.is_bot(account):
+                raise Forbidden("only a bot account has a bot profile")
+            tx.db.execute(
+                "INSERT INTO bot_profiles (account_id, body, updated_at) VALUES (?,?,?)"
+                " ON CONFLICT (account_id) DO UPDATE SET body=excluded.body,"
+                " updated_at=excluded.updated_at",
+                (account, body, now),
+            )
+
+        await self._write(op)
+
+    async def bot_profile(self, account: int) -> BotProfileRow | None:
+        row = await self._read(
+            lambda db: db.execute(
+                "SELECT a.type, p.body, p.updated_at FROM accounts a"
+                " LEFT JOIN bot_profiles p ON p.account_id = a.id WHERE a.id=?",
+                (account,),
+            ).fetchone()
+        )
+        if row is None or row[0] != "bot":
+            return None
+        return BotProfileRow(account, bytes(row[1] or b""), int(row[2] or 0))
+
     # ------------------------------------------------------------------ messages
 
     def append(self, message: NewMessage) -> asyncio.Future[Appended]:
@@ -535,18 +674,25 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
             # Insert first: a resend is rare, so the common path costs one statement. The unique
             # (conv, device, cmid) index turns a resend into "no row inserted".
             seq = tx.next_seq(m.conv)
-            stored = StoredMessage(m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body)
+            withheld = rules.withheld_from(m.kind, m.sender, m.to, tx.addressed_bots(m.conv))
+            stored = StoredMessage(
+                m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body, m.to, withheld
+            )
             if tx.insert_message(stored, if_new=True):
                 return Appended(stored, duplicate=False)
             tx.undo_seq(m.conv, seq)
             prior = tx.db.execute(
-                "SELECT seq, ts, kind, body FROM messages WHERE conv_id=? AND device=? AND cmid=?",
+                "SELECT seq, ts, kind, body, to_accounts, withheld FROM messages"
+                " WHERE conv_id=? AND device=? AND cmid=?",
                 (m.conv, m.device, m.cmid),
             ).fetchone()
-            if prior[2] != m.kind or prior[3] != m.body:
+            if prior[2] != m.kind or prior[3] != m.body or _unpack_ids(prior[4]) != m.to:
                 raise Conflict("this cmid was already used for another message")
             stored = StoredMessage(
-                m.conv, int(prior[0]), int(prior[1]), m.sender, m.device, m.cmid, m.kind, m.body
+                *(m.conv, int(prior[0]), int(prior[1]), m.sender, m.device, m.cmid, m.kind),
+                m.body,
+                m.to,
+                _unpack_ids(prior[5]),
             )
             return Appended(stored, duplicate=True)
 
@@ -556,7 +702,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         self, conv: int, after: int, before: int | None, limit: int
     ) -> list[StoredMessage]:
         def q(db: sqlite3.Connection) -> list[StoredMessage]:
-            cols = "seq, ts, sender, device, cmid, kind, body"
+            cols = "seq, ts, sender, device, cmid, kind, body, to_accounts, withheld"
             if before is not None:
                 rows = db.execute(
                     f"SELECT {cols} FROM messages WHERE conv_id=? AND seq<? AND seq>?"
@@ -569,7 +715,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
                     f"SELECT {cols} FROM messages WHERE conv_id=? AND seq>? ORDER BY seq LIMIT ?",
                     (conv, after, limit),
                 ).fetchall()
-            return [StoredMessage(conv, *r) for r in rows]
+            return [_message(conv, r) for r in rows]
 
         return await self._read(q)
 
@@ -816,8 +962,10 @@ def _conv_row(
         "SELECT c.id, c.kind, c.title,"
         " (SELECT coalesce(max(seq), 0) FROM messages WHERE conv_id = c.id), m.role,"
         " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
-        " coalesce(k.read, 0), coalesce(k.delivered, 0), m.joined_seq"
+        " coalesce(k.read, 0), coalesce(k.delivered, 0), m.joined_seq,"
+        " CASE WHEN a.type = 'bot' THEN m.access ELSE '' END"
         " FROM conversations c JOIN members m ON m.conv_id = c.id AND m.account_id = ?"
+        " JOIN accounts a ON a.id = m.account_id"
         " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = ?"
         " WHERE c.id = ?",
         (account, device, conv),
@@ -827,12 +975,43 @@ def _conv_row(
     members: tuple[MemberRow, ...] = ()
     if with_members:
         members = tuple(
-            MemberRow(int(a), str(r), str(h), int(j))
-            for a, r, h, j in db.execute(
-                "SELECT m.account_id, m.role, a.handle, m.joined_seq FROM members m"
+            MemberRow(int(a), str(r), str(h), int(j), str(x))
+            for a, r, h, j, x in db.execute(
+                "SELECT m.account_id, m.role, a.handle, m.joined_seq,"
+                " CASE WHEN a.type = 'bot' THEN m.access ELSE '' END FROM members m"
                 " JOIN accounts a ON a.id = m.account_id WHERE m.conv_id=? ORDER BY m.joined_seq,"
                 " m.account_id",
                 (conv,),
             )
         )
-    return replace(ConvRow(*row), members=members)
+    return replace(_conv(row), members=members)
+
+
+def _conv(r: Any) -> ConvRow:
+    return ConvRow(
+        *(int(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]), int(r[5]), int(r[6])),
+        *(int(r[7]), int(r[8])),
+        access=str(r[9]),
+    )
+
+
+def _message(conv: int, r: Any) -> StoredMessage:
+    """A row of (seq, ts, sender, device, cmid, kind, body, to_accounts, withheld)."""
+    if r[7] is None and r[8] is None:
+        return StoredMessage(conv, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+    return StoredMessage(
+        *(conv, r[0], r[1], r[2], r[3], r[4], r[5], r[6]),
+        _unpack_ids(r[7]),
+        _unpack_ids(r[8]),
+    )
+
+
+def _pack_ids(ids: tuple[int, ...]) -> bytes | None:
+    """Account ids as big-endian u64s (NULL when there are none): compact and ordered."""
+    return struct.pack(f">{len(ids)}Q", *ids) if ids else None
+
+
+def _unpack_ids(blob: bytes | None) -> tuple[int, ...]:
+    if not blob:
+        return ()
+    return struct.unpack(f">{len(blob) // 8}Q", blob)
