@@ -108,11 +108,19 @@ def test_usage_strings() -> None:
     )
 
 
-def test_schema_declares_each_parameter() -> None:
+def test_schema_declares_each_parameter_with_the_protocols_type_hints() -> None:
     assert cmd(roll).schema() == (
         ParamInfo(name="sides", type="int", required=False, default=6),
-        ParamInfo(name="names", type="text", required=False, repeated=True),
+        ParamInfo(name="names", type="str", required=False, repeated=True),
     )
+    assert [(p.type, p.choices) for p in cmd(typed).schema()] == [
+        ("number", ()),
+        ("bool", ()),
+        ("str", ("red", "blue")),
+        ("str", ("s", "m", "l")),
+        ("int", ()),
+        ("int", ()),
+    ]
 
 
 def test_action_params_bind_by_name_with_lax_conversion() -> None:

@@ -16,8 +16,10 @@ def msg(content: kinds.Content, *, sender: int = 7, conv: int = 1) -> Message:
     return Message(conv, 1, 0, sender, 1, kind, body, content)
 
 
-def ctx(m: Message, kind: str = "group", handle: str = "ann", role: str = "member") -> Context:
-    sender = Sender(m.sender, handle, role)
+def ctx(
+    m: Message, kind: str = "group", handle: str = "ann", role: str = "member", bot: bool = False
+) -> Context:
+    sender = Sender(m.sender, handle, role, bot)
     return Context(m, Conversation(m.conv, kind, "t", {m.sender: sender}), sender, ME)
 
 
@@ -64,6 +66,8 @@ def test_sender_handle_role_and_conversation_filters() -> None:
     assert not check(F.role("owner"), "x", role="member")
     assert check(F.conversation(1), "x")
     assert not check(F.conversation(2), "x")
+    assert check(F.from_bot, "x", bot=True)
+    assert not check(F.from_bot, "x")
 
 
 def test_conversation_kind_filters() -> None:

@@ -3,13 +3,14 @@ declared commands and actions."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from chatclient.bots import Bot, Context, F, Router, SetupError
 from chatclient.bots.bot import _parse_command
 from chatclient.bots.router import Table
 from chatclient.events import Message
+from chatproto import frames as F_
 
 
 async def h(msg: Message, ctx: Context) -> None: ...
@@ -64,8 +65,9 @@ def test_bad_names_and_events_are_refused_when_registering() -> None:
     r = Router()
     with pytest.raises(SetupError, match="bad command name"):
         r.command("Start!")
-    with pytest.raises(SetupError, match="bad action name"):
-        r.action("")
+    for name in ("", "vote", "poll.", ".vote", "Poll.vote", "poll.-x"):
+        with pytest.raises(SetupError, match="bad action name"):
+            r.action(name)
     with pytest.raises(SetupError, match="unknown system events"):
         r.system("exploded")
 
@@ -123,6 +125,64 @@ def test_the_bot_declares_commands_with_descriptions_and_adds_help() -> None:
         ["sides"],
     )
     assert [c.name for c in Bot("ws://x/ws", "d.key", r, help_command=False).commands()] == ["roll"]
+
+
+def test_the_profile_is_what_set_bot_profile_carries_and_passes_the_protocols_checks() -> None:
+    r = Router()
+
+    @r.command("roll", "r")
+    async def roll(msg: Message, ctx: Context, sides: int = 6, *names: str) -> None:
+        """Roll a die"""
+
+    @r.action("dice.roll", price=F_.Price(amount=50, currency="USD"))
+    async def roll_action(
+        msg: Message, ctx: Context, kind: Literal["d6", "d20"], n: int = 1
+    ) -> None:
+        """Roll in the app"""
+
+    bot = Bot("ws://x/ws", "d.key", r, app_title="Dice", app_icon="🎲")
+    commands, manifest = bot.profile()
+    assert [(c.name, c.description) for c in commands] == [
+        ("roll", "Roll a die"),
+        ("r", "Roll a die"),
+        ("help", "List the commands of this bot"),
+    ]
+    assert commands[0].params == [
+        F_.CommandParam(name="sides", type="int", required=False),
+        F_.CommandParam(name="names", type="str", required=False),
+    ]
+    assert manifest == F_.Manifest(
+        name="dice",
+        title="Dice",
+        icon="🎲",
+        actions=[
+            F_.MiniAppAction(
+                name="roll",
+                title="Roll in the app",
+                params=[
+                    F_.ActionParam(name="kind", type="str", choices=["d6", "d20"]),
+                    F_.ActionParam(name="n", type="int", required=False),
+                ],
+                price=F_.Price(amount=50, currency="USD"),
+            )
+        ],
+    )
+
+
+def test_a_profile_the_server_would_refuse_fails_when_the_bot_starts() -> None:
+    two_apps = Router()
+    two_apps.action("a.x")(h)
+    two_apps.action("b.y")(h2)
+    with pytest.raises(SetupError, match="one mini-app; its actions name a, b"):
+        Bot("ws://x/ws", "d.key", two_apps).profile()
+    bad_price = Router()
+    bad_price.action("a.x", price=F_.Price(amount=1, currency="XXQ"))(h)
+    with pytest.raises(SetupError, match="server would refuse"):
+        Bot("ws://x/ws", "d.key", bad_price).profile()
+    long_icon = Router()
+    long_icon.action("a.x")(h)
+    with pytest.raises(SetupError, match="server would refuse"):
+        Bot("ws://x/ws", "d.key", long_icon, app_icon="x" * 9).profile()
 
 
 def test_the_bot_handle_comes_from_the_key_store_name_unless_given() -> None:

@@ -39,17 +39,17 @@ _TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|\'([^\']*)\'|(\S+)')
 _ESCAPE = re.compile(r"\\(.)")
 _TRUE = frozenset({"true", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "no", "n", "off", "0"})
-_PLAIN: dict[type, tuple[str, str]] = {
-    # type: (name in usage, what the user must type)
-    str: ("text", "text"),
-    int: ("int", "a whole number"),
-    float: ("number", "a number"),
-    bool: ("yes/no", "yes or no"),
-    decimal.Decimal: ("decimal", "a decimal number"),
-    uuid.UUID: ("uuid", "a UUID"),
-    datetime.datetime: ("datetime", "a date and time (ISO 8601)"),
-    datetime.date: ("date", "a date (YYYY-MM-DD)"),
-    datetime.time: ("time", "a time (HH:MM)"),
+_PLAIN: dict[type, tuple[str, str, str]] = {
+    # type: (name in usage, what the user must type, type hint declared to clients)
+    str: ("text", "text", "str"),
+    int: ("int", "a whole number", "int"),
+    float: ("number", "a number", "number"),
+    bool: ("yes/no", "yes or no", "bool"),
+    decimal.Decimal: ("decimal", "a decimal number", "decimal"),
+    uuid.UUID: ("uuid", "a UUID", "uuid"),
+    datetime.datetime: ("datetime", "a date and time (ISO 8601)", "datetime"),
+    datetime.date: ("date", "a date (YYYY-MM-DD)", "date"),
+    datetime.time: ("time", "a time (HH:MM)", "time"),
 }
 
 _ISO = (datetime.datetime, datetime.date, datetime.time)
@@ -74,7 +74,27 @@ class Param:
 
     @property
     def type_name(self) -> str:
+        """The type as the usage line shows it (``int``, ``text``, ``yes/no``, ``red|blue``)."""
         return _describe(self.annotation)[0]
+
+    @property
+    def declared_type(self) -> str:
+        """The type hint declared to clients: ``str``, ``int``, ``bool``, ``number``, ``date``,
+        ... (the protocol's pattern; choices are listed separately)."""
+        t, _ = _strip(self.annotation)
+        if t in _PLAIN:
+            return _PLAIN[t][2]
+        return "int" if all(isinstance(c, int) for c in self.choices) else "str"
+
+    @property
+    def choices(self) -> list[str | int]:
+        """The only values a Literal or Enum parameter takes (else empty)."""
+        t, _ = _strip(self.annotation)
+        if typing.get_origin(t) is Literal:
+            return list(typing.get_args(t))
+        if isinstance(t, type) and issubclass(t, enum.Enum):
+            return [m.value for m in t]
+        return []
 
     def usage(self) -> str:
         dots = "..." if self.kind in ("words", "rest") else ""
@@ -148,12 +168,13 @@ class Signature:
         return tuple(
             ParamInfo(
                 name=p.name,
-                type=p.type_name,
+                type=p.declared_type,
                 required=p.required,
                 repeated=p.kind in ("words", "rest"),
                 default=None
                 if p.default is _REQUIRED
                 else msgspec.to_builtins(p.default, str_keys=True),
+                choices=tuple(p.choices),
             )
             for p in self.params
         )
@@ -164,10 +185,12 @@ class ParamInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     name: str
     type: str
-    """``text``, ``int``, ``number``, ``yes/no``, ``date``, ... or choices ``a|b|c``."""
+    """``str``, ``int``, ``bool``, ``number``, ``decimal``, ``uuid``, ``date``, ``time``,
+    ``datetime`` (a hint: values travel as text or as the protocol's int/bool)."""
     required: bool = True
     repeated: bool = False
     default: Any = None
+    choices: tuple[str | int, ...] = ()
 
 
 def tokenize(text: str) -> list[tuple[str, int]]:
@@ -262,11 +285,15 @@ def _check_type(annotation: Any, where: str) -> None:
         isinstance(v, str | int) and not isinstance(v, bool) for v in typing.get_args(t)
     ):
         return
-    if isinstance(t, type) and issubclass(t, enum.Enum):
+    if (
+        isinstance(t, type)
+        and issubclass(t, enum.Enum)
+        and all(isinstance(m.value, str | int) and not isinstance(m.value, bool) for m in t)
+    ):
         return
     raise SetupError(
         f"{where}: unsupported argument type {annotation!r} (use str, int, float, bool, a"
-        " Literal, an Enum, Decimal, UUID, date/time, optionally Annotated or | None)"
+        " Literal or Enum of str/int, Decimal, UUID, date/time, optionally Annotated or | None)"
     )
 
 
@@ -274,7 +301,7 @@ def _describe(annotation: Any) -> tuple[str, str]:
     """``(name in usage, what the user must type)``."""
     t, _ = _strip(annotation)
     if t in _PLAIN:
-        return _PLAIN[t]
+        return _PLAIN[t][:2]
     if typing.get_origin(t) is Literal:
         choices = [str(v) for v in typing.get_args(t)]
     else:

@@ -45,9 +45,10 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import msgspec
+from chatproto import bots, codec, kinds
 from chatproto import frames as F
-from chatproto import kinds
-from chatproto.limits import HANDLE_PATTERN, MAX_HANDLE_CHARS, MIN_HANDLE_CHARS
+from chatproto import limits as L
+from chatproto.errors import ChatProtoError
 
 from chatclient.bots.args import ParamInfo, tokenize
 from chatclient.bots.context import Context, Conversation, Me, Sender
@@ -76,6 +77,8 @@ from chatclient.keystore import KeyStore
 log = logging.getLogger("chatclient.bots")
 
 ErrorHook = Callable[[Exception, Context | None], Awaitable[None]]
+_ACTION_TYPES: dict[str, F.ActionParamType] = {"int": "int", "bool": "bool"}
+"""Declared action parameter types; everything else travels as text the bot parses."""
 _CLOSED = (ClientClosed, AuthError)
 """The client is gone: a message being handled is left unhandled for the next run, not marked."""
 
@@ -128,6 +131,9 @@ class Bot:
         max_pending: int = 1024,
         drain_timeout: float = 10.0,
         help_command: bool = True,
+        app_title: str = "",
+        app_icon: str = "",
+        ignore_bots: bool = True,
         invocation_memory: int = 10_000,
         request_timeout: float = 10.0,
         reconnect: bool = True,
@@ -145,6 +151,11 @@ class Bot:
         self.max_pending = max_pending
         self.drain_timeout = drain_timeout
         self.help_command = help_command
+        self.app_title = app_title
+        """The mini-app's display title and icon (a few characters, e.g. an emoji)."""
+        self.app_icon = app_icon
+        self.ignore_bots = ignore_bots
+        """Messages from other bots never reach handlers (no bot-to-bot loops) unless False."""
         self.invocation_memory = invocation_memory
         self.request_timeout = request_timeout
         self.reconnect = reconnect
@@ -204,6 +215,56 @@ class Bot:
             for r in self.table.action_routes()
         ]
 
+    def profile(self) -> tuple[list[F.BotCommand], F.Manifest | None]:
+        """The bot's profile as ``set_bot_profile`` carries it: its commands (aliases listed as
+        commands too) and its mini-app manifest (one app: the ``app`` of every action route).
+        Checked with the protocol's own rules (``chatproto.bots.check_profile``); a profile the
+        server would refuse raises ``SetupError`` here, when the bot starts."""
+        commands: list[F.BotCommand] = []
+        for c in self.commands():
+            params = [
+                F.CommandParam(name=p.name, type=p.type, required=p.required) for p in c.params
+            ]
+            description = c.description[: L.MAX_DESCRIPTION_CHARS]
+            commands += [
+                F.BotCommand(name=name, description=description, params=params)
+                for name in (c.name, *c.aliases)
+            ]
+        routes = self.table.action_routes()
+        apps = sorted({r.app for r in routes})
+        if len(apps) > 1:
+            raise SetupError(f"a bot has one mini-app; its actions name {', '.join(apps)}")
+        manifest = None
+        if routes:
+            actions = [
+                F.MiniAppAction(
+                    name=r.action,
+                    title=(r.description or r.action)[: L.MAX_NAME_CHARS],
+                    params=[
+                        F.ActionParam(
+                            name=p.name,
+                            type=_ACTION_TYPES.get(p.type, "str"),
+                            required=p.required,
+                            choices=list(p.choices),
+                        )
+                        for p in r.signature.schema()
+                    ],
+                    price=r.price,
+                )
+                for r in routes
+            ]
+            manifest = F.Manifest(
+                name=apps[0], title=self.app_title, icon=self.app_icon, actions=actions
+            )
+        try:
+            # The server decodes the frame with these limits, then runs check_profile.
+            frame = F.SetBotProfile(id=1, commands=commands, manifest=manifest)
+            codec.decode_client(codec.encode(frame))
+            bots.check_profile(commands, manifest)
+        except ChatProtoError as exc:
+            raise SetupError(f"the server would refuse this bot's profile: {exc.message}") from exc
+        return commands, manifest
+
     @property
     def table(self) -> Table:
         """The routers flattened and checked (built once, on first use)."""
@@ -245,8 +306,7 @@ class Bot:
         if self._entered:
             raise BotError("a Bot runs once; make a new one to run again")
         self._entered = True
-        table = self.table  # wiring mistakes surface before connecting
-        del table
+        self.profile()  # wiring mistakes surface before connecting
         ks = self._keystore_source
         if not isinstance(ks, KeyStore):
             ks = KeyStore.open(ks)
@@ -371,10 +431,11 @@ class Bot:
                 raise SetupError("an in-memory key store needs Bot(..., handle=...)")
             handle = re.sub(r"[^a-z0-9_.]", "_", Path(source).stem.lower()).lstrip("_.")
         if not (
-            MIN_HANDLE_CHARS <= len(handle) <= MAX_HANDLE_CHARS and re.match(HANDLE_PATTERN, handle)
+            L.MIN_HANDLE_CHARS <= len(handle) <= L.MAX_HANDLE_CHARS
+            and re.match(L.HANDLE_PATTERN, handle)
         ):
             raise SetupError(
-                f"bad bot handle {handle!r}: {MIN_HANDLE_CHARS}-{MAX_HANDLE_CHARS} of a-z, 0-9,"
+                f"bad bot handle {handle!r}: {L.MIN_HANDLE_CHARS}-{L.MAX_HANDLE_CHARS} of a-z, 0-9,"
                 " _ and . (pass Bot(..., handle=...))"
             )
         return handle
@@ -455,6 +516,8 @@ class Bot:
         assert self._tg is not None
         if m.own or m.sender == self.me.account:
             return  # its own messages (from any of its devices) never trigger it
+        if m.kind == kinds.WITHHELD:
+            return  # a placeholder for a message this bot may not read: nothing to handle
         if m.seq <= store.handled(m.conv):
             return  # handled before a restart; delivered again from an older cursor
         self._holding = m  # taken from the SDK, not queued yet: _rewind must know it
@@ -496,6 +559,8 @@ class Bot:
         try:
             conv = await self._conversation(m)
             sender = conv.members.get(m.sender) or Sender(m.sender)
+            if sender.bot and self.ignore_bots:
+                return True
             content = m.content
             if isinstance(content, kinds.MiniappInvoke):
                 ctx = Context(m, conv, sender, self.me, self, invocation=content)
@@ -569,10 +634,10 @@ class Bot:
             log.info("ignoring a retry of invocation %r (seq %d)", inv.invocation_id, m.seq)
             self._commit(m, None)
             return
-        key = f"{inv.app}.{inv.action}" if inv.app else inv.action
+        key = f"{inv.app}.{inv.action}"
         bound = self._first(self.table.actions.get(key, []), m, ctx)
         if bound is None:
-            await ctx.answer(f"This bot has no action {key!r}.", title="Unknown action")
+            await ctx.answer(error=f"this bot has no action {key!r}")
             self._finish_invocation(ctx, None)
             return
         route = bound.route
@@ -616,7 +681,7 @@ class Bot:
                     if ok:
                         await ctx.answer()
                     else:
-                        await ctx.answer("The bot could not complete this action.", title="Error")
+                        await ctx.answer(error="the bot could not complete this action")
                 except (asyncio.CancelledError, *_CLOSED):
                     raise
                 except Exception as exc:
@@ -629,7 +694,7 @@ class Bot:
         """Show the user what is wrong with their input (a failure to send goes to the hook)."""
         try:
             if ctx.invocation is not None:
-                await ctx.answer(exc.user_text(), title="Invalid input")
+                await ctx.answer(error=exc.user_text())
             else:
                 await ctx.reply(exc.user_text())
         except (asyncio.CancelledError, *_CLOSED):

@@ -6,7 +6,7 @@ state, ``ctx.args``/``ctx.command``/``ctx.invocation`` say what the user asked f
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,6 +35,8 @@ class Sender:
     account: int
     handle: str = ""
     role: str = ""
+    bot: bool = False
+    """The sender is a bot account (the conversation lists its access)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,9 @@ class Conversation:
     """``direct``, ``group``, ``channel``; empty when the bot is no longer a member."""
     title: str = ""
     members: dict[int, Sender] = field(default_factory=dict)
+    access: str = ""
+    """The bot's own access here: ``all`` (it reads every message) or ``addressed`` (only
+    commands, mentions, replies and invocations addressed to it; SPEC.md 16.3)."""
 
     @classmethod
     def from_info(cls, info: F.ConvInfo) -> Conversation:
@@ -54,7 +59,11 @@ class Conversation:
             info.conv,
             info.kind,
             info.title,
-            {m.account: Sender(m.account, m.handle, m.role) for m in info.members},
+            {
+                m.account: Sender(m.account, m.handle, m.role, m.access is not None)
+                for m in info.members
+            },
+            info.access or "",
         )
 
 
@@ -170,12 +179,29 @@ class Context:
                 content = kinds.Text(text=content)
         return await self.send(self.conversation.id, content)
 
-    async def answer(self, text: str = "", *, title: str = "") -> F.Ack | None:
-        """Send this invocation's ``miniapp.result`` (action handlers only)."""
+    async def answer(
+        self,
+        text: str = "",
+        *,
+        title: str = "",
+        image: str = "",
+        buttons: Sequence[kinds.Button] = (),
+        order: kinds.PaymentRequest | None = None,
+        error: str = "",
+    ) -> F.Ack | None:
+        """Send this invocation's ``miniapp.result`` card (action handlers only): ``buttons``
+        invoke further actions, ``order`` asks for a payment, ``error`` says the invocation
+        failed. Raising ``ArgumentError`` in a handler answers with ``error`` too."""
         if self.invocation is None:
             raise BotError("ctx.answer() answers a miniapp.invoke; use ctx.reply() here")
         result = kinds.MiniappResult(
-            invocation_id=self.invocation.invocation_id, title=title, text=text
+            invocation_id=self.invocation.invocation_id,
+            title=title,
+            text=text,
+            image=image,
+            buttons=list(buttons),
+            order=order,
+            error=error,
         )
         return await self.send(self.conversation.id, result)
 

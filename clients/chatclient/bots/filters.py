@@ -86,6 +86,8 @@ class F:
     direct: ClassVar[Filter] = Filter(lambda m, c: c.conversation.kind == "direct", "F.direct")
     group: ClassVar[Filter] = Filter(lambda m, c: c.conversation.kind == "group", "F.group")
     channel: ClassVar[Filter] = Filter(lambda m, c: c.conversation.kind == "channel", "F.channel")
+    from_bot: ClassVar[Filter] = Filter(lambda m, c: c.sender.bot, "F.from_bot")
+    """Sent by a bot account (bots ignore each other unless ``Bot(ignore_bots=False)``)."""
     mentioned: ClassVar[Filter] = Filter(
         lambda m, c: _mentions(_text(m) or "", c.me.handle), "F.mentioned"
     )

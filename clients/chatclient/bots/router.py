@@ -29,6 +29,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from chatproto import frames as F
+from chatproto import limits as L
+
 from chatclient.bots.args import Signature, inspect_handler
 from chatclient.bots.errors import SetupError
 from chatclient.bots.filters import Filter, Predicate, as_filter
@@ -37,8 +40,9 @@ Handler = Callable[..., Awaitable[Any]]
 H = TypeVar("H", bound=Handler)
 RouteKind = Literal["command", "message", "action", "system"]
 
-COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}\Z")
-SYSTEM_EVENTS = frozenset({"created", "joined", "left", "removed", "role", "renamed"})
+COMMAND_NAME = re.compile(L.COMMAND_PATTERN)
+_NAME = re.compile(L.NAME_PATTERN)
+SYSTEM_EVENTS = frozenset({"created", "joined", "left", "removed", "role", "renamed", "bot_access"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,18 @@ class Route:
     description: str = ""
     events: frozenset[str] = frozenset()
     """System events a ``system`` route takes."""
+    price: F.Price | None = None
+    """What one invocation of an action costs (declared in the manifest)."""
+
+    @property
+    def app(self) -> str:
+        """The mini-app of an action route (``poll`` of ``poll.vote``)."""
+        return self.name.partition(".")[0]
+
+    @property
+    def action(self) -> str:
+        """The action within its mini-app (``vote`` of ``poll.vote``)."""
+        return self.name.partition(".")[2]
 
     @property
     def usage(self) -> str:
@@ -138,14 +154,25 @@ class Router:
         name: str,
         *,
         description: str | None = None,
+        price: F.Price | None = None,
         filter: Filter | Predicate | None = None,
     ) -> Callable[[H], H]:
         """Handle a mini-app action: a ``miniapp.invoke`` whose ``app.action`` is ``name``
-        (``"poll.vote"``: app ``poll``, action ``vote``). Parameters after ``(msg, ctx)`` are
-        filled by name from the invocation's ``params``. Each invocation id is handled once,
-        whatever the retries; the user always gets one ``miniapp.result``."""
-        if not name or len(name) > 513 or name.startswith("."):
-            raise SetupError(f"bad action name {name!r}: 'app.action'")
+        (``"poll.vote"``: app ``poll`` — the bot's manifest name — action ``vote``). Parameters
+        after ``(msg, ctx)`` are filled by name from the invocation's ``params``. Each
+        invocation id is handled once, whatever the retries; the user always gets one
+        ``miniapp.result``. ``description`` (default: the docstring's first line) is the
+        action's title in the manifest; ``price`` is declared there too."""
+        app, _, action = name.partition(".")
+        if not (
+            _NAME.match(app)
+            and _NAME.match(action)
+            and len(app) <= L.MAX_APP_NAME_CHARS
+            and len(action) <= L.MAX_ACTION_NAME_CHARS
+        ):
+            raise SetupError(
+                f"bad action name {name!r}: 'app.action', each a-z, 0-9, _ . - (not first: . -)"
+            )
 
         def register(fn: H) -> H:
             self._routes.append(
@@ -156,6 +183,7 @@ class Router:
                     _filter(filter),
                     name,
                     description=_description(fn, description),
+                    price=price,
                 )
             )
             return fn
@@ -164,7 +192,7 @@ class Router:
 
     def system(self, *events: str, filter: Filter | Predicate | None = None) -> Callable[[H], H]:
         """Handle server-authored membership/title events (``joined``, ``left``, ``removed``,
-        ``created``, ``role``, ``renamed``; none named: all). ``msg.content`` is the
+        ``created``, ``role``, ``renamed``, ``bot_access``; none named: all). ``msg.content`` is the
         ``kinds.SystemEvent``."""
         unknown = set(events) - SYSTEM_EVENTS
         if unknown:
