@@ -6,7 +6,8 @@
     /results 12                                    the tally (or the action poll.results)
 
 The bot posts the poll as a text message and edits that message (an ``edit`` targeting it)
-after every vote, so every member's client shows the live tally. Each voter has one vote and
+after every vote, so every member's client shows the live tally; each ``miniapp.result`` card
+carries the tally and one button per option (pressing one is the next ``poll.vote``). Each voter has one vote and
 may change it; a retried invocation (same id) counts once. Polls live in the conversation's
 ``ctx.state``, so they survive a bot restart.
 
@@ -53,6 +54,16 @@ def tally(p: dict[str, Any]) -> str:
     if p["open"]:
         lines.append(f"vote: /vote {p['id']} <1-{len(p['options'])}>")
     return "\n".join(lines)
+
+
+def buttons(p: dict[str, Any]) -> list[kinds.Button]:
+    """One button per option (each a further ``poll.vote`` invocation) while the poll is open."""
+    if not p["open"]:
+        return []
+    return [
+        kinds.Button(title=option[:64], action="vote", params={"poll": p["id"], "option": i})
+        for i, option in enumerate(p["options"], 1)
+    ]
 
 
 async def _create(ctx: Context, question: str, options: list[str]) -> dict[str, Any]:
@@ -124,20 +135,23 @@ async def results_cmd(msg: Message, ctx: Context, poll: str | None = None) -> st
 async def create_action(msg: Message, ctx: Context, question: str, options: str) -> None:
     """Create a poll; options separated by |"""
     p = await _create(ctx, question, options.split("|"))
-    await ctx.answer(f"Poll {p['id']} created.", title="Poll created")
+    await ctx.answer(tally(p), title="Poll created", buttons=buttons(p))
 
 
 @router.action("poll.vote")
 async def vote_action(msg: Message, ctx: Context, poll: str, option: Option) -> None:
     """Vote (again, to change the vote)"""
     p = await _vote(ctx, poll, option)
-    await ctx.answer(tally(p), title=f"You voted for {p['options'][option - 1]}")
+    await ctx.answer(
+        tally(p), title=f"You voted for {p['options'][option - 1]}", buttons=buttons(p)
+    )
 
 
 @router.action("poll.results")
 async def results_action(msg: Message, ctx: Context, poll: str) -> None:
     """The tally"""
-    await ctx.answer(tally(_get(ctx, poll)), title="Results")
+    p = _get(ctx, poll)
+    await ctx.answer(tally(p), title="Results", buttons=buttons(p))
 
 
 @router.action("poll.close")
@@ -152,4 +166,4 @@ async def close_action(msg: Message, ctx: Context, poll: str) -> None:
 
 
 if __name__ == "__main__":
-    Bot("ws://127.0.0.1:8765/ws", "poll_bot.key", router).run()
+    Bot("ws://127.0.0.1:8765/ws", "poll_bot.key", router, app_title="Poll", app_icon="📊").run()
