@@ -12,6 +12,7 @@ from typing import Final
 _HEADER = struct.Struct(">BQQQ")
 HEADER_SIZE: Final = _HEADER.size
 _SEQ = struct.Struct(">Q")
+_COUNT = struct.Struct(">I")
 
 MESSAGE: Final = 1
 """A stored message (``Deliver``): seq is its sequence number."""
@@ -25,6 +26,11 @@ through the account's topic because the node's subscription to the conversation'
 be in effect yet."""
 UNWATCH: Final = 4
 """Control, on an account's topic: the account left the conversation whose id is in seq."""
+WITHHELD: Final = 5
+"""A stored message (like MESSAGE) that some accounts must not receive: bots whose access is
+``addressed`` and that it is not addressed to (SPEC.md 16.3), as decided when it was committed.
+The payload is ``withheld_payload(accounts, Deliver frame)``. Every other message is a MESSAGE,
+so delivery to conversations without such bots is exactly what it was."""
 
 
 def pack(kind: int, seq: int, origin: int, node: int, frame: bytes) -> bytes:
@@ -36,6 +42,18 @@ def unpack(data: bytes) -> tuple[int, int, int, int, bytes]:
     """``(kind, seq, origin connection, publishing node, frame bytes)``."""
     kind, seq, origin, node = _HEADER.unpack_from(data)
     return kind, seq, origin, node, data[HEADER_SIZE:]
+
+
+def withheld_payload(accounts: tuple[int, ...], frame: bytes) -> bytes:
+    """``u32be n || n x u64be account || frame``."""
+    n = len(accounts)
+    return struct.pack(f">I{n}Q", n, *accounts) + frame
+
+
+def split_withheld_payload(payload: bytes) -> tuple[tuple[int, ...], bytes]:
+    """``(accounts the message is withheld from, Deliver frame)`` of a WITHHELD payload."""
+    n = _COUNT.unpack_from(payload)[0]
+    return struct.unpack_from(f">{n}Q", payload, 4), payload[4 + 8 * n :]
 
 
 def watch_payload(seq: int, frame: bytes) -> bytes:

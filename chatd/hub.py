@@ -17,6 +17,12 @@ re-routes it (``watch``/``unwatch``).
 Sync interplay: an outlet's ``floors[conv]`` holds back live messages with seq <= floor. While a
 sync of ``conv`` runs the floor is ``HOLD`` (everything held back; the sync reads it from the
 store), and after ``Synced`` it is the synced seq, so the boundary has no gap and no duplicate.
+
+Bots (SPEC.md 16.3): a message withheld from bots whose access is ``addressed`` travels as a
+WITHHELD envelope naming them; the hub skips those accounts' outlets. The set is decided by the
+node that committed the message, inside the commit, so every node skips the same connections
+and an access change can never race a message through another node. Conversations without such
+bots get plain MESSAGE envelopes and pay nothing for it.
 """
 
 from __future__ import annotations
@@ -232,10 +238,30 @@ class Hub:
                 outlet.push(frame)
                 sent += 1
             self._hot.deliveries += sent
+        elif kind == envelope.WITHHELD:
+            self._withheld(conv, watchers, seq, origin, frame)
         else:
             for outlet in tuple(watchers):
                 if outlet.conn_id != origin:
                     outlet.push(frame)
+
+    def _withheld(
+        self, conv: int, watchers: set[Outlet], seq: int, origin: int, payload: bytes
+    ) -> None:
+        """A message some bots must not get: as MESSAGE, skipping those accounts' outlets."""
+        skip, frame = envelope.split_withheld_payload(payload)
+        if seq > self._latest.get(conv, 0):
+            self._latest[conv] = seq
+        sent = 0
+        for outlet in tuple(watchers):
+            if outlet.conn_id == origin or outlet.account in skip:
+                continue
+            floor = outlet.floors.get(conv)
+            if floor is not None and seq <= floor:
+                continue
+            outlet.push(frame)
+            sent += 1
+        self._hot.deliveries += sent
 
     def _on_account(self, account: int, kind: int, seq: int, origin: int, frame: bytes) -> None:
         if kind == envelope.WATCH:

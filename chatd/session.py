@@ -21,6 +21,7 @@ from chatproto.errors import ErrorCode, ProtocolError
 from chatd.core.ratelimit import TokenBucket
 from chatd.errors import ChatdError
 from chatd.services.auth import AuthService, new_nonce
+from chatd.services.bots import BotService
 from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
 from chatd.services.keys import KeyService
@@ -62,6 +63,7 @@ class Services:
         self.presence = PresenceService(deps)
         self.keys = KeyService(deps)
         self.payments = PaymentService(deps)
+        self.bots = BotService(deps)
         self.sessions = 0
 
 
@@ -79,6 +81,7 @@ class Session:
         "floors",
         "handle",
         "inflight",
+        "is_bot",
         "nonce",
         "watching",
     )
@@ -90,6 +93,7 @@ class Session:
         self.account = 0
         self.device = 0
         self.handle = ""
+        self.is_bot = False
         self.floors: dict[int, int] = {}
         self.watching: dict[int, None] = {}  # a dict: an empty set costs 216 B, a dict 64 B
         self.inflight = 0
@@ -196,6 +200,7 @@ class Session:
         svc = self._svc
         self.nonce = None  # single use
         self.account, self.device, self.handle = account.id, device.id, account.handle
+        self.is_bot = account.type == "bot"
         convs = await svc.deps.store.conversation_ids_of(account.id)
         first = svc.deps.hub.attach(self, convs)
         if first:  # before the welcome: once logged in, the account counts as online everywhere
@@ -289,6 +294,14 @@ class Session:
                 self.reply(await svc.payments.history(self, frame))
             case F.GetPaymentKey():
                 self.reply(svc.payments.key_frame(frame.id))
+            case F.SetBotProfile():
+                await svc.bots.set_profile(self, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.GetBotProfile():
+                self.reply(await svc.bots.profile(frame))
+            case F.SetBotAccess():
+                await svc.bots.set_access(a, frame)
+                self.reply(F.Ok(re=frame.id))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

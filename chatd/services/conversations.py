@@ -26,9 +26,10 @@ def conv_info(row: ConvRow) -> F.ConvInfo:
         member_count=row.member_count,
         joined=row.joined,
         members=[
-            F.Member(account=m.account, role=m.role, handle=m.handle)  # type: ignore[arg-type]
+            F.Member(account=m.account, role=m.role, handle=m.handle, access=m.access or None)  # type: ignore[arg-type]
             for m in row.members
         ],
+        access=row.access or None,  # type: ignore[arg-type]
     )
 
 

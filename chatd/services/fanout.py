@@ -13,6 +13,20 @@ from chatd.store.base import StoredMessage
 
 
 def deliver_frame(m: StoredMessage) -> bytes:
+    if m.to:
+        return codec.encode(
+            F.Deliver(
+                conv=m.conv,
+                seq=m.seq,
+                ts=m.ts,
+                sender=m.sender,
+                device=m.device,
+                cmid=m.cmid,
+                kind=m.kind,
+                body=m.body,
+                to=list(m.to),
+            )
+        )
     return codec.encode(
         F.Deliver(
             conv=m.conv,
@@ -28,7 +42,12 @@ def deliver_frame(m: StoredMessage) -> bytes:
 
 
 def publish_message(hub: Hub, m: StoredMessage, origin: int = 0) -> None:
-    """Fan a committed message out to every watcher except connection ``origin``."""
+    """Fan a committed message out to every watcher except connection ``origin`` and the
+    connections of the bots it is withheld from (SPEC.md 16.3)."""
+    if m.withheld:
+        payload = envelope.withheld_payload(m.withheld, deliver_frame(m))
+        hub.publish(envelope.conv_topic(m.conv), envelope.WITHHELD, m.seq, origin, payload)
+        return
     hub.publish(envelope.conv_topic(m.conv), envelope.MESSAGE, m.seq, origin, deliver_frame(m))
 
 

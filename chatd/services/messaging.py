@@ -3,6 +3,10 @@
 ``submit`` never awaits: it queues the append for the next group commit and returns. When the
 commit lands, ``_committed`` runs (in commit order) and publishes the ``Deliver`` bytes to the
 broker, then acks the sender. A resend of a stored cmid is acked again and not published again.
+
+A bot reading history (``sync``, ``fetch``) gets a ``withheld`` placeholder in place of each
+message it may not see (SPEC.md 16.3: withheld from it at commit, or older than its join); users
+read every message as stored.
 """
 
 from __future__ import annotations
@@ -11,16 +15,17 @@ import asyncio
 from functools import partial
 from typing import Protocol
 
+from chatproto import bots, kinds
 from chatproto import frames as F
-from chatproto import kinds
 from chatproto.errors import ErrorCode
 from chatproto.limits import MAX_PAGE
 
+from chatd.core import rules
 from chatd.errors import ChatdError, Invalid, NotFound
 from chatd.hub import HOLD
 from chatd.services.deps import Deps
 from chatd.services.fanout import deliver_frame, publish_message
-from chatd.store.base import Appended, NewMessage
+from chatd.store.base import Appended, Membership, NewMessage, StoredMessage
 
 
 class Sender(Protocol):
@@ -46,9 +51,16 @@ class MessagingService:
         if not kinds.client_may_send(f.kind):
             s.fail(f.id, ErrorCode.INVALID, f"kind {f.kind!r} may not be sent")
             return
+        to: tuple[int, ...] = ()
+        if f.to:
+            try:
+                to = bots.check_to(f.to)
+            except bots.BotError as exc:
+                s.fail(f.id, exc.code, exc.message)
+                return
         d = self._d
         future = d.store.append(
-            NewMessage(f.conv, s.account, s.device, f.cmid, f.kind, f.body, d.clock.now_ms())
+            NewMessage(f.conv, s.account, s.device, f.cmid, f.kind, f.body, d.clock.now_ms(), to)
         )
         s.inflight += 1
         future.add_done_callback(partial(self._committed, s, f.id))
@@ -77,24 +89,25 @@ class MessagingService:
             partial(s.reply, F.Ack(re=rid, conv=m.conv, cmid=m.cmid or "", seq=m.seq, ts=m.ts))
         )
 
-    async def _require_member(self, conv: int, account: int) -> str:
-        found = await self._d.store.member_kind(conv, account)
+    async def _require_member(self, conv: int, account: int) -> Membership:
+        found = await self._d.store.membership(conv, account)
         if found is None:
             raise NotFound("no such conversation")
-        return found[0]
+        return found
 
     async def sync(self, s: Sender, f: F.Sync) -> None:
         """Stream seq > after from the store, holding back live delivery of this conversation on
         this connection until the stream has caught up with everything this node published."""
         d = self._d
-        await self._require_member(f.conv, s.account)
+        member = await self._require_member(f.conv, s.account)
         after = f.after
         s.floors[f.conv] = HOLD
         subscribed = False
         try:
             while True:
                 page = await d.store.messages(f.conv, after, None, MAX_PAGE)
-                for m in page:
+                shown = _for_bot(page, s.account, member) if member.bot else page
+                for m in shown:
                     await s.send_paced(deliver_frame(m))
                 if page:
                     after = page[-1].seq
@@ -111,13 +124,15 @@ class MessagingService:
         s.reply(F.Synced(re=f.id, conv=f.conv, seq=after))
 
     async def fetch(self, s: Sender, f: F.Fetch) -> F.Messages:
-        await self._require_member(f.conv, s.account)
+        member = await self._require_member(f.conv, s.account)
         if f.before is not None and f.before <= f.after + 1:
             raise Invalid("empty range: before must exceed after + 1")
         rows = await self._d.store.messages(f.conv, f.after, f.before, f.limit + 1)
         more = len(rows) > f.limit
         if more:
             rows = rows[1:] if f.before is not None else rows[: f.limit]
+        if member.bot:
+            rows = _for_bot(rows, s.account, member)
         return F.Messages(
             re=f.id,
             conv=f.conv,
@@ -130,8 +145,20 @@ class MessagingService:
                     cmid=m.cmid,
                     kind=m.kind,
                     body=m.body,
+                    to=list(m.to),
                 )
                 for m in rows
             ],
             more=more,
         )
+
+
+def _for_bot(page: list[StoredMessage], bot: int, member: Membership) -> list[StoredMessage]:
+    """``page`` as bot member ``bot`` reads it: a placeholder in place of every message it may
+    not see (same conv, seq and ts; nothing else)."""
+    return [
+        StoredMessage(m.conv, m.seq, m.ts, 0, 0, None, kinds.WITHHELD, b"")
+        if rules.hidden_from_bot(m.kind, m.seq, m.sender, m.to, m.withheld, bot, member.joined_seq)
+        else m
+        for m in page
+    ]

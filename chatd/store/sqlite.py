@@ -674,7 +674,8 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
             # Insert first: a resend is rare, so the common path costs one statement. The unique
             # (conv, device, cmid) index turns a resend into "no row inserted".
             seq = tx.next_seq(m.conv)
-            withheld = rules.withheld_from(m.kind, m.sender, m.to, tx.addressed_bots(m.conv))
+            bots = tx.addressed_bots(m.conv)
+            withheld = rules.withheld_from(m.kind, m.sender, m.to, bots) if bots else ()
             stored = StoredMessage(
                 m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body, m.to, withheld
             )

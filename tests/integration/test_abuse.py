@@ -90,7 +90,7 @@ async def test_unregistered_or_server_only_kind_is_refused(server: RunningServer
 async def test_every_registered_kind_is_routed_the_same_way(server: RunningServer) -> None:
     a, b, conv = await _pair(server.url)
     sendable = sorted(k for k in kinds.KINDS if kinds.client_may_send(k))
-    assert len(sendable) == 11  # ten content kinds and e2e
+    assert len(sendable) == 12  # eleven content kinds and e2e
     for i, kind in enumerate(sendable):
         await a.request(
             F.Send(id=a.next_id(), conv=conv, cmid=f"k{i}", kind=kind, body=b"\x01opaque"), F.Ack
