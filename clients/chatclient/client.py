@@ -13,7 +13,16 @@ jitter. Given several URLs (the nodes of one service), each reconnect goes to th
 
 Delivery to the application is exactly once and in seq order per conversation: the client keeps
 a cursor per conversation (highest contiguous seq), drops repeats, buffers what arrives early and
-fetches the gap.
+fetches the gap. Cursors live in memory and are written to the key store when the client closes
+(a process killed without closing starts again from its last saved cursors and gets what came
+after them again; everything it decrypted is cached, so nothing is lost, only repeated).
+
+Bots (SPEC.md 16): ``send`` addresses commands, mentions and replies to the bots of a group by
+itself (``to``; a bot with access ``addressed`` gets nothing else), and picks the sender key by
+E2E.md 7.1; ``invoke`` runs a mini-app action and waits for its result card; ``pay_order`` pays
+the order on a card through the ledger; ``share`` and ``forward`` carry cards and messages into
+other conversations, end-to-end encrypted there like any message. A bot's ``withheld``
+placeholders move its cursors and are never shown.
 """
 
 from __future__ import annotations
@@ -24,10 +33,12 @@ import itertools
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
+import msgspec
 from chatproto import PROTOCOL_VERSION, auth, codec, kinds
 from chatproto import frames as F
 from chatproto.e2e.payload import E2E_KIND
@@ -37,20 +48,26 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
+from chatclient.addressing import MAX_TO, addressees
 from chatclient.e2e import E2E, MissingKey, content_of
 from chatclient.errors import (
     AuthError,
     ChatClientError,
     ClientClosed,
     ConnectionLost,
+    InvocationTimeoutError,
+    RateLimited,
     RequestError,
     error_for,
 )
 from chatclient.events import (
+    BotAdded,
+    BotRemoved,
     Connected,
     DevicesChanged,
     Disconnected,
     Event,
+    InvocationTimeout,
     MasterKeyReceived,
     Message,
     SecurityWarning,
@@ -64,7 +81,13 @@ T = TypeVar("T", bound=F.Frame)
 
 PARK_SECONDS = 10.0
 """How long a message waits for its sender key before it is reported as undecryptable."""
-MEMBERSHIP_EVENTS = frozenset({"created", "joined", "left", "removed"})
+MEMBERSHIP_EVENTS = frozenset({"created", "joined", "left", "removed", "bot_access"})
+"""System events after which the member list (and who is a bot with which access) is fetched
+again and new sender keys are made."""
+RATE_LIMIT_BACKOFF = (0.05, 2.0)
+"""First and longest pause before repeating a request refused with ``RATE_LIMITED``."""
+KNOWN_SENDERS = 4096
+"""(conv, seq) -> sender remembered for addressing replies without a fetch."""
 
 
 @dataclass
@@ -77,6 +100,40 @@ class _Pending:
     attempts: int = 0
     plain_kind: str = ""
     plain_body: bytes = b""
+    to: tuple[int, ...] = ()
+    reply_to: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConvView:
+    """What sending needs to know of a conversation: its kind, members, their handles, and its
+    bot members with their access (SPEC.md 16.2)."""
+
+    kind: str
+    members: tuple[int, ...]
+    handles: Mapping[int, str] = field(default_factory=dict)
+    bots: Mapping[int, str] = field(default_factory=dict)
+    """Bot member -> access (``addressed`` or ``all``)."""
+
+    @property
+    def addressed_bots(self) -> frozenset[int]:
+        return frozenset(a for a, access in self.bots.items() if access == "addressed")
+
+    @classmethod
+    def of(cls, info: F.ConvInfo) -> ConvView:
+        return cls(
+            info.kind,
+            tuple(m.account for m in info.members),
+            {m.account: m.handle for m in info.members},
+            {m.account: m.access for m in info.members if m.access is not None},
+        )
+
+
+@dataclass
+class _Invocation:
+    conv: int
+    bot: int
+    future: asyncio.Future[Message]
 
 
 class Client:
@@ -126,13 +183,25 @@ class Client:
         self.e2e = E2E(self.keystore, self._request, self._next_id)
         self.payments = Payments(self)
         """Payments (``pay``, ``red_packet``, ...: chatclient/payments.py); verifies receipts."""
-        self._members: dict[int, tuple[int, ...]] = {}
+        self._views: dict[int, ConvView] = {}
+        """Per conversation, its members and bots as last fetched (dropped on changes)."""
+        self._bots: dict[int, dict[int, str]] = {}
+        """Per conversation, its bot members -> access, kept current from system messages (for
+        ``BotRemoved``, which needs to know the one that left was a bot)."""
+        self.is_bot: bool | None = None
+        """Whether this account is a bot (learned from the server's conversation listings)."""
+        self._senders: OrderedDict[tuple[int, int], int] = OrderedDict()
+        self._profiles: dict[int, F.BotProfile] = {}
+        self._invocations: dict[str, _Invocation] = {}
+        self._followers: dict[tuple[int, int], list[Event]] = {}
         self._joined: dict[int, int] = {}
         """Seq at which this account joined each conversation (keys exist only from there)."""
         self._parked: dict[int, list[Message]] = {}
         self._to_device: asyncio.Queue[F.ToDeviceEvent | F.ToDeviceItem] = asyncio.Queue(10_000)
         self._to_device_paused = False
-        """Set when an item could not be processed: later live ones wait for the next fetch."""
+        """Set when an item could not be processed: later live ones wait for the next fetch
+        (which a recovery task makes soon, or the next login)."""
+        self._recovering = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -312,6 +381,8 @@ class Client:
     async def resync(self) -> None:
         """Fetch everything missed in every conversation, from the stored cursors."""
         convs = await self.conversations()
+        if convs and self.is_bot is None:
+            self.is_bot = any(info.access is not None for info in convs)
         for info in convs:
             self._joined[info.conv] = info.joined
             await self._sync(info.conv)
@@ -356,6 +427,7 @@ class Client:
                         frame.body,
                         _content(frame.kind, frame.body),
                         own=frame.device == self.keystore.device,
+                        to=tuple(frame.to),
                     )
                 )
             case F.Ack():
@@ -367,7 +439,7 @@ class Client:
                     kind = pending.plain_kind or pending.kind
                     body = pending.plain_body if pending.plain_kind else pending.body
                     if pending.plain_kind:
-                        self.e2e.remember_own(frame.conv, frame.seq, kind, body)
+                        self.e2e.remember_own(frame.conv, frame.seq, kind, body, pending.reply_to)
                     await self._on_message(
                         Message(
                             frame.conv,
@@ -379,6 +451,8 @@ class Client:
                             body,
                             _content(kind, body),
                             own=True,
+                            to=pending.to,
+                            reply_to=pending.reply_to,
                         )
                     )
             case F.ToDeviceEvent():
@@ -430,14 +504,20 @@ class Client:
         A message whose sender key has not arrived yet is parked, and the messages after it in
         the same conversation wait behind it, until the key comes (a to-device item) or
         ``PARK_SECONDS`` pass (then it is reported ``Undecryptable``)."""
+        content = m.content
+        if isinstance(content, kinds.SystemEvent) and content.event in MEMBERSHIP_EVENTS:
+            # A member came or went, or a bot's access changed: new keys for the next send
+            # (and the main key never goes to a bot with access "addressed", E2E.md 7.1).
+            # Done at once, even behind a parked message: sending must not wait for it.
+            self._views.pop(m.conv, None)
+            self.e2e.rotate(m.conv)
+            self._bot_events(m, content)
         parked = self._parked.get(m.conv)
         if parked:
             parked.append(m)
             return
-        content = m.content
-        if isinstance(content, kinds.SystemEvent) and content.event in MEMBERSHIP_EVENTS:
-            self._members.pop(m.conv, None)
-            self.e2e.rotate(m.conv)  # a member came or went: the next send uses a new key
+        if m.kind == kinds.WITHHELD:
+            return  # a bot's placeholder for what it may not see: the cursor moves, no event
         try:
             opened = self._open(m)
         except MissingKey:
@@ -445,7 +525,44 @@ class Client:
             if self._tasks is not None:
                 self._tasks.create_task(self._park_deadline(m.conv, m.seq))
             return
-        await self._emit(opened)
+        await self._emit_message(opened)
+
+    async def _emit_message(self, m: Message | Undecryptable) -> None:
+        """Emit a message, then the events derived from it (``BotAdded``, ...)."""
+        await self._emit(m)
+        for follower in self._followers.pop((m.conv, m.seq), ()):
+            await self._emit(follower)
+
+    def _bot_events(self, m: Message, ev: kinds.SystemEvent) -> None:
+        """``BotAdded`` / ``BotRemoved`` from a membership message, emitted right after it."""
+        bots = self._bots.setdefault(m.conv, {})
+        out: list[Event] = []
+        match ev.event:
+            case "created" if self._tasks is not None and not self._closed:
+                # Initial members are not announced one by one: the member list tells.
+                self._tasks.create_task(self._announce_initial_bots(m.conv, m.seq, ev.actor))
+            case "joined" if ev.access:
+                bots[ev.account] = ev.access
+                out.append(BotAdded(m.conv, ev.account, ev.actor, ev.access, m.seq))
+            case "bot_access":
+                bots[ev.account] = ev.access
+            case "left" | "removed":
+                gone = ev.actor if ev.event == "left" else ev.account
+                known = gone in bots or (gone == self.keystore.account and self.is_bot)
+                bots.pop(gone, None)
+                if known:
+                    out.append(BotRemoved(m.conv, gone, ev.actor, m.seq))
+        if out:
+            self._followers[(m.conv, m.seq)] = out
+
+    async def _announce_initial_bots(self, conv: int, seq: int, creator: int) -> None:
+        try:
+            info = await self.conversation(conv)
+        except (ChatClientError, TimeoutError):
+            return  # no longer a member, or offline: nothing to announce
+        for member in info.members:
+            if member.access is not None:
+                await self._emit(BotAdded(conv, member.account, creator, member.access, seq))
 
     def _open(self, m: Message) -> Message | Undecryptable:
         if m.kind != E2E_KIND:
@@ -462,7 +579,17 @@ class Client:
         except ChatProtoError as exc:
             return Undecryptable(m.conv, m.seq, m.sender, m.device, exc.message)
         return Message(
-            m.conv, m.seq, m.ts, m.sender, m.device, d.kind, d.body, content_of(d), m.own
+            m.conv,
+            m.seq,
+            m.ts,
+            m.sender,
+            m.device,
+            d.kind,
+            d.body,
+            content_of(d),
+            m.own,
+            m.to,
+            d.reply_to,
         )
 
     async def _unpark(self, conv: int, *, give_up: int = 0) -> None:
@@ -479,7 +606,8 @@ class Client:
                 self.e2e.give_up(conv, head.device, head.body)
                 opened = Undecryptable(conv, head.seq, head.sender, head.device, exc.message)
             parked.pop(0)
-            await self._emit(opened)
+            if head.kind != kinds.WITHHELD:
+                await self._emit_message(opened)
             if parked and parked[0].kind == E2E_KIND and self._tasks is not None:
                 self._tasks.create_task(self._park_deadline(conv, parked[0].seq))
         self._parked.pop(conv, None)
@@ -504,7 +632,33 @@ class Client:
                 with contextlib.suppress(ChatClientError, TimeoutError):
                     await self._call(F.AckToDevice(id=self._next_id(), up_to=item.tid), F.Ok)
             else:
-                self._to_device_paused = True
+                self._pause_to_device()
+
+    def _pause_to_device(self) -> None:
+        """An item could not be processed (it stays queued on the server): later live items
+        wait, and a task fetches the queue again soon, in order."""
+        self._to_device_paused = True
+        if not self._recovering and self._tasks is not None and not self._closed:
+            self._recovering = True
+            self._tasks.create_task(self._recover_to_device())
+
+    async def _recover_to_device(self) -> None:
+        """Fetch the to-device queue again, backing off, until it went through (instead of
+        leaving sender keys waiting until the next login)."""
+        pause = 0.2
+        try:
+            while self._to_device_paused and not self._closed:
+                await asyncio.sleep(pause * (0.5 + random.random()))
+                pause = min(pause * 2, 5.0)
+                if not self._ready.is_set():
+                    continue  # not logged in: retried once the connection is back
+                try:
+                    await self._fetch_to_device()
+                except (ChatClientError, TimeoutError) as exc:
+                    self._to_device_paused = True
+                    log.info("to-device fetch failed, retrying: %s", exc)
+        finally:
+            self._recovering = False
 
     async def _handle_to_device(self, item: F.ToDeviceEvent | F.ToDeviceItem) -> bool:
         """Process one item once (by ``tid``). False when it could not be checked for now (the
@@ -542,6 +696,7 @@ class Client:
             acked = after
             for item in batch.events:
                 if not await self._handle_to_device(item):
+                    self._pause_to_device()
                     break
                 after = item.tid
             if after > acked:
@@ -559,12 +714,13 @@ class Client:
         except (ChatClientError, TimeoutError):
             pass  # offline: the next send checks it
 
-    async def _members_of(self, conv: int) -> tuple[int, ...]:
-        members = self._members.get(conv)
-        if members is None:
-            info = await self.conversation(conv)
-            members = self._members[conv] = tuple(m.account for m in info.members)
-        return members
+    async def _view(self, conv: int) -> ConvView:
+        """The conversation's members and bots (fetched when not known or after a change)."""
+        view = self._views.get(conv)
+        if view is None:
+            await self.conversation(conv)
+            view = self._views[conv]
+        return view
 
     async def publish_devices(self, approve: Sequence[int] = ()) -> int:
         """Sign the account's device list with its master key (on the device that holds it),
@@ -646,9 +802,24 @@ class Client:
             m.body,
             _content(m.kind, m.body),
             own=m.device == self.keystore.device,
+            to=tuple(m.to),
         )
 
     async def _emit(self, event: Event) -> None:
+        if isinstance(event, Message):
+            key = (event.conv, event.seq)
+            self._senders[key] = event.sender
+            if len(self._senders) > KNOWN_SENDERS:
+                self._senders.popitem(last=False)
+            if isinstance(event.content, kinds.MiniappResult):
+                waiting = self._invocations.get(event.content.invocation_id)
+                if (
+                    waiting is not None
+                    and waiting.bot == event.sender
+                    and waiting.conv == event.conv
+                    and not waiting.future.done()
+                ):
+                    waiting.future.set_result(event)
         await self._events.put(self.payments.checked(event))  # a bad receipt: a warning
 
     # ------------------------------------------------------------------ requests
@@ -664,6 +835,23 @@ class Client:
         ws.send_data()
 
     async def _request(self, frame: Any, expect: type[T] | None = None) -> Any:
+        """Send a request and return its answer; a ``RATE_LIMITED`` refusal (the server did
+        nothing) is repeated after a jittered, growing pause, up to ``request_timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout
+        pause = RATE_LIMIT_BACKOFF[0]
+        while True:
+            try:
+                return await self._request_once(frame, expect)
+            except RateLimited:
+                wait = pause * (0.5 + random.random())
+                if self._closed or loop.time() + wait > deadline:
+                    raise
+            await asyncio.sleep(wait)
+            pause = min(pause * 2, RATE_LIMIT_BACKOFF[1])
+            frame = msgspec.structs.replace(frame, id=self._next_id())
+
+    async def _request_once(self, frame: Any, expect: type[T] | None = None) -> Any:
         rid: int = frame.id
         future: asyncio.Future[F.Frame] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = future
@@ -797,7 +985,14 @@ class Client:
     async def conversation(self, conv: int) -> F.ConvInfo:
         info = (await self._call(F.GetConv(id=self._next_id(), conv=conv), F.Conv)).info
         self._joined[conv] = info.joined
+        self._learn(info)
         return info
+
+    def _learn(self, info: F.ConvInfo) -> None:
+        self.is_bot = info.access is not None  # present exactly when the caller is a bot
+        if info.members:
+            view = self._views[info.conv] = ConvView.of(info)
+            self._bots[info.conv] = dict(view.bots)
 
     async def invite(self, conv: int, account: int) -> None:
         await self._call(F.Invite(id=self._next_id(), conv=conv, account=account), F.Ok)
@@ -821,14 +1016,24 @@ class Client:
         conv: int,
         content: kinds.Content,
         *,
+        to: Collection[int] | None = None,
+        reply_to: int | None = None,
         cmid: str | None = None,
     ) -> F.Ack:
         """Send typed content; returns the ``Ack`` once the server has stored it.
 
+        ``to``: the accounts the message is addressed to (SPEC.md 16.3; a bot with access
+        ``addressed`` receives only what names it). None (the default) works it out: in a group
+        or channel, a text addressed to bots (``/command`` to every bot, ``/command@bot`` to
+        that one, ``@bot`` mentions, a reply to a bot's message) names them, and an invocation
+        names the bot whose mini-app it is. ``reply_to``: the seq this message answers.
+
         Survives reconnects: until acked, the send is repeated with the same ``cmid`` after every
         reconnect, and the server stores it once. Bound the wait with ``asyncio.timeout``."""
         kind, body = kinds.encode_content(content)
-        return await self.send_raw(conv, kind, body, cmid=cmid)
+        if to is None:
+            to = await self._addressees(conv, content, reply_to)
+        return await self.send_raw(conv, kind, body, to=to, reply_to=reply_to, cmid=cmid)
 
     async def send_text(self, conv: int, text: str, **kw: Any) -> F.Ack:
         return await self.send(conv, kinds.Text(text=text), **kw)
@@ -839,6 +1044,8 @@ class Client:
         kind: str,
         body: bytes,
         *,
+        to: Collection[int] = (),
+        reply_to: int | None = None,
         cmid: str | None = None,
     ) -> F.Ack:
         if self._fatal is not None:
@@ -846,15 +1053,36 @@ class Client:
         if self._closed:
             raise ClientClosed("client closed")
         cmid = cmid or uuid.uuid4().hex
+        addressed = tuple(sorted(set(to)))
+        if len(addressed) > MAX_TO:
+            raise ChatClientError(f"a message is addressed to at most {MAX_TO} accounts")
         future: asyncio.Future[F.Ack] = asyncio.get_running_loop().create_future()
         if self.encrypt and kind != E2E_KIND:
             await self._wait_connected()
-            sealed = await self.e2e.encrypt(conv, kind, body, await self._members_of(conv))
+            view = await self._view(conv)
+            bots = view.addressed_bots
+            sealed = await self.e2e.encrypt(
+                conv,
+                kind,
+                body,
+                view.members,
+                addressed_bots=bots,
+                addressed=not bots.isdisjoint(addressed),
+                reply_to=reply_to,
+            )
             pending = _Pending(
-                conv, cmid, E2E_KIND, sealed, future, plain_kind=kind, plain_body=body
+                conv,
+                cmid,
+                E2E_KIND,
+                sealed,
+                future,
+                plain_kind=kind,
+                plain_body=body,
+                to=addressed,
+                reply_to=reply_to or 0,
             )
         else:
-            pending = _Pending(conv, cmid, kind, body, future)
+            pending = _Pending(conv, cmid, kind, body, future, to=addressed)
         self._outbox[cmid] = pending
         if self._ready.is_set():
             self._transmit(pending)
@@ -871,7 +1099,9 @@ class Client:
         self._waiting[rid] = waiter
         waiter.add_done_callback(lambda w: self._send_answered(rid, p.cmid, w))
         try:
-            self._write(F.Send(id=rid, conv=p.conv, cmid=p.cmid, kind=p.kind, body=p.body))
+            self._write(
+                F.Send(id=rid, conv=p.conv, cmid=p.cmid, kind=p.kind, body=p.body, to=list(p.to))
+            )
         except ConnectionLost:
             self._waiting.pop(rid, None)
 
@@ -918,7 +1148,7 @@ class Client:
                 conv, before=(await self.conversation(conv)).last_seq + 1, limit=limit
             )
         )
-        return [self.message_from(conv, m) for m in page.messages]
+        return [self.message_from(conv, m) for m in page.messages if m.kind != kinds.WITHHELD]
 
     async def mark_read(self, conv: int, seq: int) -> None:
         await self._call(F.Receipt(id=self._next_id(), conv=conv, type="read", seq=seq), F.Ok)
@@ -935,6 +1165,199 @@ class Client:
             F.GetPresence(id=self._next_id(), accounts=list(accounts)), F.PresenceList
         )
         return reply.presence
+
+    async def message(self, conv: int, seq: int) -> Message | Undecryptable:
+        """Message ``seq`` of ``conv`` from stored history, decrypted (``NotFound`` when there
+        is no such message, or this account may not read it)."""
+        page = await self.fetch(conv, after=seq - 1, limit=1)
+        if (
+            not page.messages
+            or page.messages[0].seq != seq
+            or page.messages[0].kind == kinds.WITHHELD
+        ):
+            raise error_for(int(ErrorCode.NOT_FOUND), f"no message {seq} in conversation {conv}")
+        return self.message_from(conv, page.messages[0])
+
+    async def _addressees(
+        self, conv: int, content: kinds.Content, reply_to: int | None
+    ) -> tuple[int, ...]:
+        """``send``'s default ``to`` (see ``chatclient.addressing``)."""
+        if isinstance(content, kinds.MiniappInvoke):
+            bot = await self._bot_for_app(conv, content.app)
+            return (bot,) if bot else ()
+        if not isinstance(content, kinds.Text) and not reply_to:
+            return ()
+        view = await self._view(conv)
+        if view.kind == "direct" or not view.bots:
+            return ()  # a bot in a direct conversation reads everything anyway
+        reply_sender = await self._sender_of(conv, reply_to) if reply_to else 0
+        return addressees(
+            content.text if isinstance(content, kinds.Text) else "",
+            me=self.account,
+            handles=view.handles,
+            bots=view.bots.keys(),
+            reply_sender=reply_sender,
+        )
+
+    async def _sender_of(self, conv: int, seq: int) -> int:
+        sender = self._senders.get((conv, seq))
+        if sender is None:
+            try:
+                sender = (await self.message(conv, seq)).sender
+            except ChatClientError:
+                sender = 0
+        return sender
+
+    async def _bot_for_app(self, conv: int, app: str) -> int:
+        """The bot member of ``conv`` whose mini-app is ``app`` (0: none): the only bot there,
+        else the one whose profile's manifest is named ``app``."""
+        bots = sorted((await self._view(conv)).bots)
+        if len(bots) == 1:
+            return bots[0]
+        for bot in bots:
+            with contextlib.suppress(ChatClientError):
+                manifest = (await self.bot_profile(bot)).manifest
+                if manifest is not None and manifest.name == app:
+                    return bot
+        return 0
+
+    # ------------------------------------------------------------------ bots (SPEC.md 16)
+
+    async def set_bot_profile(
+        self, commands: Sequence[F.BotCommand], manifest: F.Manifest | None = None
+    ) -> None:
+        """Publish this bot's commands and mini-app manifest (replacing the previous profile;
+        bots do it after every login). ``Forbidden`` for a user account."""
+        await self._call(
+            F.SetBotProfile(id=self._next_id(), commands=list(commands), manifest=manifest), F.Ok
+        )
+        self._profiles.pop(self.account, None)
+
+    async def bot_profile(self, account: int, *, refresh: bool = False) -> F.BotProfile:
+        """A bot's profile (kept for the session; ``refresh`` reads it again). ``NotFound``
+        when ``account`` is not a bot."""
+        profile = None if refresh else self._profiles.get(account)
+        if profile is None:
+            profile = await self._call(
+                F.GetBotProfile(id=self._next_id(), account=account), F.BotProfile
+            )
+            self._profiles[account] = profile
+        return profile
+
+    async def set_bot_access(self, conv: int, bot: int, access: str) -> None:
+        """Let bot member ``bot`` of group or channel ``conv`` receive every message (``all``)
+        or only those addressed to it (``addressed``, the default). Owner or admin only."""
+        if access not in ("all", "addressed"):
+            raise ValueError("access is 'all' or 'addressed'")
+        await self._call(
+            F.SetBotAccess(id=self._next_id(), conv=conv, account=bot, access=access),  # type: ignore[arg-type]
+            F.Ok,
+        )
+
+    async def add_bot(self, conv: int, bot: int | str) -> int:
+        """Invite a bot (an account id or ``@handle``) into group or channel ``conv`` (owner or
+        admin); it starts with access ``addressed``. Returns the bot's account id."""
+        account = await self.lookup(bot) if isinstance(bot, str) else bot
+        await self.invite(conv, account)
+        return account
+
+    async def bots(self, conv: int) -> dict[int, str]:
+        """The bot members of ``conv`` -> their access."""
+        return dict((await self._view(conv)).bots)
+
+    # ------------------------------------------------------------------ mini-apps and shares
+
+    async def invoke(
+        self,
+        conv: int,
+        bot: int,
+        app: str,
+        action: str,
+        params: Mapping[str, str | int | bool] | None = None,
+        *,
+        timeout: float = 30.0,  # noqa: ASYNC109 - when the invocation counts as failed (an event)
+        resend_every: float | None = None,
+        invocation_id: str | None = None,
+    ) -> Message:
+        """Invoke ``action`` of mini-app ``app`` of ``bot`` in ``conv`` and return the bot's
+        ``miniapp.result`` message (its card; ``content.error`` set when the action failed).
+
+        The invocation is addressed to the bot with a fresh id and sent again (same id: the bot
+        answers it once) every ``resend_every`` seconds (default ``timeout / 3``) until its
+        result arrives. After ``timeout`` seconds without one, an ``InvocationTimeout`` event is
+        emitted and ``InvocationTimeoutError`` raised."""
+        inv = invocation_id or uuid.uuid4().hex
+        content = kinds.MiniappInvoke(
+            invocation_id=inv, app=app, action=action, params=dict(params or {})
+        )
+        loop = asyncio.get_running_loop()
+        waiting = _Invocation(conv, bot, loop.create_future())
+        self._invocations[inv] = waiting
+        every = resend_every if resend_every is not None else max(timeout / 3, 0.2)
+        started = loop.time()
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self.send(conv, content, to=(bot,))
+                    done, _ = await asyncio.wait({waiting.future}, timeout=every)
+                    if done:
+                        return waiting.future.result()
+        except TimeoutError:
+            waited = loop.time() - started
+            await self._emit(InvocationTimeout(conv, bot, inv, app, action, waited))
+            raise InvocationTimeoutError(inv, waited) from None
+        finally:
+            self._invocations.pop(inv, None)
+            if not waiting.future.done():
+                waiting.future.cancel()
+
+    async def open_share(self, share: kinds.Share, conv: int | None = None, **kw: Any) -> Message:
+        """Open a shared mini-app card: invoke its action in ``conv`` (default: the direct
+        conversation with its bot). ``kw`` as for ``invoke``."""
+        if not (share.bot and share.app and share.action):
+            raise ChatClientError("this share is not a mini-app card")
+        target = conv if conv is not None else await self.direct(share.bot)
+        return await self.invoke(target, share.bot, share.app, share.action, share.params, **kw)
+
+    async def pay_order(self, result: Message, *, ttl: float = 600.0) -> Receipt:
+        """Pay the order on a bot's ``miniapp.result`` card: a ``pay`` to the bot naming the
+        order's ``request_id``, for exactly its amount (the server refuses any other). Returns
+        the verified receipt. Paying the same order again (a retry, after a crash too: the
+        signed intent is kept in the key store) is the same posting: the ledger moves the money
+        once and the answer is the first receipt (``replay``)."""
+        card = result.content
+        if not isinstance(card, kinds.MiniappResult) or card.order is None:
+            raise ChatClientError("this message is not a card with an order")
+        if result.own or result.sender == 0:
+            raise ChatClientError("an order is paid to the bot that sent it")
+        return await self.payments.pay_order(result.conv, result.sender, card.order, ttl=ttl)
+
+    async def share(self, conv: int, card: kinds.Share, **kw: Any) -> F.Ack:
+        """Share a card (a link, an image reference, or a mini-app card) into ``conv``,
+        end-to-end encrypted like any message."""
+        kw.setdefault("to", ())
+        return await self.send(conv, card, **kw)
+
+    async def forward(self, message: Message, to_conv: int, *, origin: bool = True) -> F.Ack:
+        """Forward ``message`` (as this client decrypted it) into ``to_conv``, with attribution
+        (its author and time; ``origin``: its conversation and seq too). It is encrypted again
+        for the target conversation: the server sees one more ``e2e`` message. A forwarded
+        message keeps its original attribution when forwarded again."""
+        if message.kind in (E2E_KIND, kinds.WITHHELD):
+            raise ChatClientError("only a decrypted message can be forwarded")
+        fwd = message.content
+        if not isinstance(fwd, kinds.Forward):
+            fwd = kinds.Forward(
+                sender=message.sender,
+                ts=message.ts,
+                kind=message.kind,
+                body=message.body,
+                conv=message.conv,
+                seq=message.seq,
+            )
+        if not origin:
+            fwd = msgspec.structs.replace(fwd, conv=0, seq=0)
+        return await self.send(to_conv, fwd, to=())
 
     # ------------------------------------------------------------------ payments (payments.py)
 

@@ -9,6 +9,12 @@ plaintext kinds into ``e2e`` message bodies and back:
   each message is encrypted ONCE with it. The key is rotated when the set of recipient devices
   changes (a removed member cannot read what follows), after ``ROTATE_AFTER`` messages or
   ``ROTATE_SECONDS``.
+* Bots whose access is ``addressed`` (E2E.md 7.1): in a conversation with such a bot, a second
+  sender key (the *addressed* key) goes to every member device, those bots' devices included,
+  and encrypts the messages addressed to such a bot; the main key goes to everyone else only,
+  so such a bot never holds a key to a message not addressed to one of them. A main key whose
+  holders include a device that may no longer have it (a bot that went ``addressed``, a member
+  that left) is replaced before the next message.
 * Receiving: ``to_device`` items are decrypted by a worker task, which checks that the sending
   device is in its account's signed device list before storing the sender key it carries; a
   conversation message is decrypted with the stored sender key (replays refused).
@@ -25,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -48,13 +54,17 @@ MAX_ARCHIVED: Final = 4
 """Replaced pairwise sessions kept per remote device (see ``_decrypt_pairwise``)."""
 ONE_TIME_TARGET: Final = 100
 """One-time prekeys a device keeps published; refilled below half of it."""
+NO_LIST_WAIT: Final = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+"""Pauses while waiting for a member's first device list (a fresh account publishes it right
+after registering) before its devices are left out of a message."""
+ADDRESSED: Final = ":addressed"
 
 _enc = msgspec.msgpack.Encoder()
 
 # Key store namespaces.
 NS_DEVICE = "e2e.device"  # "prekeys" -> PreKeyState, "master" -> master seed
 NS_SESSION = "e2e.session"  # "{device}" -> pairwise.Session
-NS_OUT = "e2e.out"  # "{conv}" -> _Outbound
+NS_OUT = "e2e.out"  # "{conv}" -> _Outbound (main key), "{conv}:addressed" (E2E.md 7.1)
 NS_IN = "e2e.in"  # "{conv}:{device}:{key_id}" -> SenderKeyReceiverState
 NS_TRUST = "e2e.trust"  # "{account}" -> _Trust
 NS_PLAIN = "e2e.plain"  # "{conv}:{seq}" -> _Plain (decrypted history, for fetch)
@@ -82,12 +92,14 @@ class _Trust(msgspec.Struct, kw_only=True):
 class _Plain(msgspec.Struct, array_like=True):
     kind: str
     body: bytes
+    reply_to: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Decrypted:
     kind: str
     body: bytes
+    reply_to: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +118,10 @@ class MissingKey(CryptoError):
 
 class UntrustedDevice(CryptoError):
     """A device or key the account's signed device list does not vouch for."""
+
+
+class NoDeviceList(CryptoError):
+    """The account has not published a device list (yet): it has no device to encrypt to."""
 
 
 Request = Callable[[Any, type[Any]], Awaitable[Any]]
@@ -297,7 +313,7 @@ class E2E:
             F.GetDeviceList(id=self._id(), account=account), F.DeviceList
         )
         if got.version == 0:
-            raise CryptoError(f"account {account} has published no device list")
+            raise NoDeviceList(f"account {account} has published no device list")
         if pinned is not None and got.version == pinned.version:
             return pinned.devices
         try:
@@ -359,12 +375,32 @@ class E2E:
 
     # ------------------------------------------------------------------ sending
 
-    async def encrypt(self, conv: int, kind: str, body: bytes, members: Sequence[int]) -> bytes:
-        """The ``e2e`` body for one message of ``conv`` (whose member accounts are ``members``)."""
+    async def encrypt(
+        self,
+        conv: int,
+        kind: str,
+        body: bytes,
+        members: Sequence[int],
+        *,
+        addressed_bots: Collection[int] = (),
+        addressed: bool = False,
+        reply_to: int | None = None,
+    ) -> bytes:
+        """The ``e2e`` body for one message of ``conv`` (whose member accounts are ``members``).
+
+        ``addressed_bots``: the members that are bots with access ``addressed``; they never get
+        the main key. ``addressed``: the message is addressed to one of them (its ``to`` names
+        one), so it goes under the addressed key, which they all get (E2E.md 7.1)."""
         lock = self._conv_locks.setdefault(conv, asyncio.Lock())
         async with lock:
             recipients = await self._recipient_devices(members)
-            out: _Outbound | None = _load(self.ks, NS_OUT, str(conv), _Outbound)
+            name = str(conv)
+            if addressed:
+                name += ADDRESSED
+            else:
+                excluded = set(addressed_bots)
+                recipients = [(a, d) for a, d in recipients if a not in excluded]
+            out: _Outbound | None = _load(self.ks, NS_OUT, name, _Outbound)
             if (
                 out is None
                 or out.sent >= ROTATE_AFTER
@@ -378,17 +414,32 @@ class E2E:
             if missing:
                 await self._distribute(out.key, missing)
                 out.recipients = sorted({*out.recipients, *(d for _, d in missing)})
-            plaintext = payload.encode_payload(kind, body, ts=int(time.time() * 1000))
+            plaintext = payload.encode_payload(
+                kind, body, ts=int(time.time() * 1000), reply_to=reply_to or None
+            )
             ciphertext, out.key = sender_keys.encrypt(
                 out.key, plaintext, sender_account=self.ks.account, sender_device=self.ks.device
             )
             out.sent += 1
-            _save(self.ks, NS_OUT, str(conv), out)
+            _save(self.ks, NS_OUT, name, out)
             return ciphertext
 
     def rotate(self, conv: int) -> None:
-        """Membership changed: the next message of ``conv`` goes out under a new sender key."""
+        """Membership or a bot's access changed: the next message of ``conv`` goes out under
+        new sender keys (main and addressed)."""
         self.ks.delete(NS_OUT, str(conv))
+        self.ks.delete(NS_OUT, str(conv) + ADDRESSED)
+
+    def outbound_key_id(self, conv: int, *, addressed: bool = False) -> int | None:
+        """The id of this device's current main (or addressed) sender key for ``conv``."""
+        name = str(conv) + (ADDRESSED if addressed else "")
+        out: _Outbound | None = _load(self.ks, NS_OUT, name, _Outbound)
+        return None if out is None else out.key.key_id
+
+    def inbound_key_ids(self, conv: int, device: int) -> set[int]:
+        """The ids of the sender keys of ``device`` for ``conv`` this device was given."""
+        prefix = f"{conv}:{device}:"
+        return {int(k[len(prefix) :]) for k, _ in self.ks.items(NS_IN) if k.startswith(prefix)}
 
     async def _recipient_devices(self, members: Sequence[int]) -> list[tuple[int, int]]:
         out = []
@@ -400,10 +451,25 @@ class E2E:
                     " compare safety numbers, then call verify() to send again"
                 )
             refresh = account in self._stale
-            devices = await self.devices(account, refresh=refresh)
+            try:
+                devices = await self._listed_devices(account, refresh)
+            except NoDeviceList as exc:
+                log.warning("%s: its devices cannot read this message", exc.message)
+                continue
             self._stale.discard(account)
             out += [(account, d.device) for d in devices if d.device != self.ks.device]
         return out
+
+    async def _listed_devices(self, account: int, refresh: bool) -> list[devicelist.DeviceEntry]:
+        """``devices``, waiting a little for an account that has not published its list yet:
+        a new account publishes it right after registering, and a message sent to it in that
+        moment should still reach it."""
+        for pause in NO_LIST_WAIT:
+            try:
+                return await self.devices(account, refresh=refresh)
+            except NoDeviceList:
+                await asyncio.sleep(pause)
+        return await self.devices(account, refresh=refresh)
 
     async def _distribute(self, key: sender_keys.SenderKeyState, to: list[tuple[int, int]]) -> None:
         content = payload.encode_to_device(sender_keys.distribution(key))
@@ -584,7 +650,7 @@ class E2E:
         has arrived yet; ``DecryptError`` for tampering or a replay)."""
         cached: _Plain | None = _load(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain)
         if cached is not None:
-            return Decrypted(cached.kind, cached.body)
+            return Decrypted(cached.kind, cached.body, cached.reply_to)
         key_id = sender_keys.message_key_id(body)
         name = f"{conv}:{device}:{key_id}"
         state: sender_keys.SenderKeyReceiverState | None = _load(
@@ -600,8 +666,9 @@ class E2E:
         except ProtocolError as exc:
             raise DecryptError(f"bad payload: {exc.message}") from exc
         _save(self.ks, NS_IN, name, state)
-        _save(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain(inner.kind, inner.body))
-        return Decrypted(inner.kind, inner.body)
+        reply_to = inner.reply_to or 0
+        _save(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain(inner.kind, inner.body, reply_to))
+        return Decrypted(inner.kind, inner.body, reply_to)
 
     def give_up(self, conv: int, device: int, body: bytes) -> None:
         self._given_up.add((conv, device, sender_keys.message_key_id(body)))
@@ -612,9 +679,9 @@ class E2E:
         except ChatProtoError:
             return False
 
-    def remember_own(self, conv: int, seq: int, kind: str, body: bytes) -> None:
+    def remember_own(self, conv: int, seq: int, kind: str, body: bytes, reply_to: int = 0) -> None:
         """Keep the plaintext of this device's own message (it cannot decrypt its own sends)."""
-        _save(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain(kind, body))
+        _save(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain(kind, body, reply_to))
 
 
 def _wire_spk(spk: x3dh.SignedPrekey) -> F.SignedPrekey:

@@ -17,6 +17,16 @@ class ClientClosed(ChatClientError):
     """The client was closed."""
 
 
+class InvocationTimeoutError(ChatClientError):
+    """A mini-app invocation got no ``miniapp.result`` within its timeout (``Client.invoke``);
+    an ``InvocationTimeout`` event says so on the event stream too."""
+
+    def __init__(self, invocation_id: str, waited: float) -> None:
+        super().__init__(f"no result for invocation {invocation_id} after {waited:.1f} s")
+        self.invocation_id = invocation_id
+        self.waited = waited
+
+
 class RequestError(ChatClientError):
     """The server refused a request with ``code``."""
 

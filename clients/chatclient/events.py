@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from chatproto import frames as F
 from chatproto import kinds
+from chatproto.errors import ProtocolError
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +27,28 @@ class Message:
     body: bytes
     content: kinds.Content | None
     own: bool = False
+    to: tuple[int, ...] = ()
+    """The accounts the message is addressed to (``send(..., to=...)``, SPEC.md 16.3),
+    ascending: clear metadata, the same for every member."""
+    reply_to: int = 0
+    """The seq of the message this one answers (end-to-end encrypted; 0: none)."""
 
     @property
     def text(self) -> str | None:
         c = self.content
         return c.text if isinstance(c, kinds.Text | kinds.Edit) else None
+
+    @property
+    def forwarded(self) -> kinds.Content | None:
+        """The typed content inside a ``forward`` message (None for other kinds, or a kind this
+        SDK cannot read)."""
+        c = self.content
+        if not isinstance(c, kinds.Forward):
+            return None
+        try:
+            return kinds.decode_content(c.kind, c.body)
+        except ProtocolError:
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +102,43 @@ class MasterKeyReceived:
     from_device: int
 
 
+@dataclass(frozen=True, slots=True)
+class BotAdded:
+    """A bot joined conversation ``conv`` (invited by ``by``, or among the members it was created
+    with: then ``by`` is the creator). A bot's own client gets it too, for itself. ``access``:
+    what the bot receives there (``addressed`` or ``all``, SPEC.md 16.3)."""
+
+    conv: int
+    bot: int
+    by: int
+    access: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class BotRemoved:
+    """A bot left conversation ``conv`` or was removed (``by`` is who removed it; the bot itself
+    when it left)."""
+
+    conv: int
+    bot: int
+    by: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationTimeout:
+    """A mini-app invocation (``Client.invoke``) got no ``miniapp.result`` in time: show it as
+    failed. The bot may still answer later (a late result is an ordinary ``Message``)."""
+
+    conv: int
+    bot: int
+    invocation_id: str
+    app: str
+    action: str
+    waited: float
+
+
 Receipt = F.ReceiptEvent
 Typing = F.TypingEvent
 Presence = F.PresenceEvent
@@ -98,4 +153,7 @@ Event = (
     | SecurityWarning
     | DevicesChanged
     | MasterKeyReceived
+    | BotAdded
+    | BotRemoved
+    | InvocationTimeout
 )

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEY_NS = "payments"
+ORDERS_NS = "payments.orders"
+"""request id of an order -> the signed terms of its payment (retries re-send the same)."""
 DEFAULT_TTL = 600.0
 """Seconds a signed intent stays valid: how long the SDK keeps retrying it."""
 _RETRYABLE = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL})
@@ -183,6 +185,7 @@ class Payments:
         request_id: str = "",
         transfer_id: str | None = None,
         ttl: float = DEFAULT_TTL,
+        expires_at: int | None = None,
     ) -> Receipt:
         """Pay ``to`` (a member of ``conv``) and return the verified receipt; then, if there is a
         memo, send it end-to-end encrypted as a ``payment.transfer`` message. Raises
@@ -191,7 +194,11 @@ class Payments:
         minor = minor_units(amount, currency)
         tid = transfer_id or new_id("tr")
         nonce = random_bytes(16) if memo else b""
-        expires_at, deadline = self._expires(ttl)
+        if expires_at is None:
+            expires_at, deadline = self._expires(ttl)
+        else:  # a retry of an intent made before: the same terms, the same signature bytes
+            left = (expires_at - time.time_ns() // 1_000_000) / 1000
+            deadline = time.monotonic() + max(left, self._c.request_timeout)
         intent = F.TransferIntent(
             transfer_id=tid,
             payer=c.account,
@@ -246,6 +253,36 @@ class Payments:
             note = kinds.PaymentRequest(request_id=rid, amount=minor, currency=currency, memo=memo)
             await c.send(conv, note, cmid=f"memo-{rid}")
         return receipt
+
+    async def pay_order(
+        self, conv: int, payee: int, order: kinds.PaymentRequest, *, ttl: float = DEFAULT_TTL
+    ) -> Receipt:
+        """Pay a mini-app order (``Client.pay_order``): the transfer's id and deadline are kept
+        in the key store under the order's request id before the first attempt, so every retry
+        (even from a restarted client) is the same intent, which the ledger applies once."""
+        ks = self._c.keystore
+        saved = ks.get(ORDERS_NS, order.request_id)
+        if saved is None:
+            terms = _OrderTerms(new_id("tr"), self._expires(ttl)[0], conv, payee)
+            ks.put(ORDERS_NS, order.request_id, msgspec.msgpack.encode(terms))
+        else:
+            terms = msgspec.msgpack.decode(saved, type=_OrderTerms)
+            if (terms.conv, terms.payee) != (conv, payee):
+                raise ChatClientError("this order was already paid in another conversation")
+        try:
+            return await self.pay(
+                conv,
+                payee,
+                order.amount,
+                order.currency,
+                request_id=order.request_id,
+                transfer_id=terms.transfer_id,
+                expires_at=terms.expires_at,
+            )
+        except RequestError as exc:
+            if exc.code == ErrorCode.EXPIRED:
+                ks.delete(ORDERS_NS, order.request_id)  # never posted: a new try signs anew
+            raise
 
     async def pay_request(self, r: kinds.PaymentReceipt, memo: str = "") -> Receipt:
         """Pay the request that receipt ``r`` (of type ``request``) announced."""
@@ -329,6 +366,13 @@ class Payments:
             F.WalletEntries,
         )
         return reply.entries, reply.more
+
+
+class _OrderTerms(msgspec.Struct, array_like=True):
+    transfer_id: str
+    expires_at: int
+    conv: int
+    payee: int
 
 
 def memo_matches(note: kinds.PaymentTransfer, r: kinds.PaymentReceipt) -> bool:
