@@ -4,9 +4,9 @@ router = Router()
 
 
 @router.command("start", description="Say hello")
-@router.message(F.text & (F.direct | F.mentioned))
+@router.message(F.text & F.addressed)
 async def echo(msg, ctx):
-    """/start says hello; any text sent to the bot (in groups: mentioning it) comes back."""
+    """/start says hello; text addressed to the bot (in groups: @mention, reply) comes back."""
     return "Hi! Send me some text and I send it back." if ctx.command else msg.text
 
 

@@ -24,10 +24,8 @@ import pytest
 from chatclient import Client, KeyStore, Message
 from chatclient.bots import ArgumentError, Bot, Context, F, Router
 from chatclient.events import Event
-from chatproto import codec, frames, kinds
-from chatproto.e2e.primitives import SigningKey
+from chatproto import codec, kinds
 from conftest import RunningServer, make_settings, run_server
-from testkit import Raw
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "clients" / "examples"
 MARKER = "MARKER-b07b07"
@@ -118,27 +116,6 @@ def result_for(bot: Bot, inv: str) -> Callable[[Event], bool]:
     return pred
 
 
-async def let_read_all(server: RunningServer, owner: Client, conv: int, bot: Bot) -> None:
-    """The group's owner gives the bot access ``all`` (SPEC.md 16.3): it then reads every
-    message, not only those addressed to it. The SDK cannot address a message to a bot yet
-    (``send.to``), so this is how a group bot sees commands and mentions here; it is sent as a
-    raw frame from the owner's device, the SDK having no call for it either. A server that does
-    not list bot members' access has no access rule (before SPEC.md 16): it sends bots
-    everything anyway."""
-    members = (await owner.conversation(conv)).members
-    if all(m.access is None for m in members if m.account == bot.me.account):
-        return
-    raw = await Raw.open(server.url)
-    try:
-        await raw.login(owner.device, SigningKey(owner.keystore.seed))
-        reply = await raw.request(
-            frames.SetBotAccess(id=raw.next_id(), conv=conv, account=bot.me.account, access="all")
-        )
-        assert isinstance(reply, frames.Ok), reply
-    finally:
-        await raw.close()
-
-
 def server_files(tmp_path: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(tmp_path.glob("chatd.db*"))}
 
@@ -166,7 +143,6 @@ async def test_echo_bot_in_a_group_answers_a_command_end_to_end_encrypted(
         bob = await user(stack, server, "bob")
         assert (await alice.account_info("echo_bot")).type == "bot"  # registered on first run
         group = (await alice.create("group", "Lunch", [bob.account, bot.me.account])).conv
-        await let_read_all(server, alice, group, bot)
         ia, ib = Inbox(alice), Inbox(bob)
 
         await alice.send_text(group, "/start")
@@ -213,7 +189,6 @@ async def test_unknown_commands_get_a_hint_in_direct_chats_and_silence_in_groups
         ia = Inbox(alice)
         direct = await alice.direct(bot.me.account)
         group = (await alice.create("group", "G", [bot.me.account])).conv
-        await let_read_all(server, alice, group, bot)
         await alice.send_text(group, "/nope")
         await alice.send_text(direct, "/nope")
         assert await texts(ia, bot, direct) == ["Unknown command /nope. Try /help."]
@@ -641,7 +616,6 @@ async def test_poll_example_creates_counts_votes_through_actions_and_edits_a_liv
             Bot(server.url, tmp_path / "poll_bot.key", poll.router)
         )
         group = (await alice.create("group", "Lunch", [bob.account, bot.me.account])).conv
-        await let_read_all(server, alice, group, bot)
         ack = await alice.send_text(group, "/poll Lunch where? | Pizza | Sushi")
         pid = str(ack.seq)
         [card] = await ib.take(from_bot(bot, group))

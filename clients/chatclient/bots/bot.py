@@ -26,6 +26,14 @@ crash cannot post the same reply twice. On a clean stop the bot finishes what it
 Errors: every exception a handler, filter or reply raises goes to the one error hook
 (``@bot.on_error``; the default logs it with its traceback), and the bot carries on with the
 next message. Nothing is dropped without a log line or a hook call.
+
+Profile and access (SPEC.md 16): after every login the bot publishes its profile (commands and
+mini-app manifest, ``profile()``), so clients show what the running code answers. In a group or
+channel a bot starts with access ``addressed``: it receives the commands, mentions, replies and
+invocations addressed to it (users' clients address them), plus membership messages and payment
+receipts; ``F.addressed`` tells the two apart where an owner granted ``all``. Being added to or
+removed from a conversation runs the ``@router.bot_added()`` / ``@router.bot_removed()``
+handlers.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ import re
 import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -50,6 +58,7 @@ from chatproto import frames as F
 from chatproto import limits as L
 from chatproto.errors import ChatProtoError
 
+from chatclient import payments
 from chatclient.bots.args import ParamInfo, tokenize
 from chatclient.bots.context import Context, Conversation, Me, Sender
 from chatclient.bots.errors import ArgumentError, BotError, SetupError
@@ -323,6 +332,7 @@ class Bot:
                 log.warning(
                     "key store is @%s, not @%s: running as @%s", ks.handle, self._handle, ks.handle
                 )
+            await self._publish_profile(client)
             self._client = client
             self.me = Me(ks.account, ks.handle)
             self._store = BotStore(ks, self.invocation_memory)
@@ -334,6 +344,22 @@ class Bot:
             await client.__aexit__(None, None, None)
             raise
         return self
+
+    async def _publish_profile(self, client: Client) -> None:
+        """``set_bot_profile`` with this code's commands and manifest (after every login)."""
+        commands, manifest = self.profile()
+        await client.set_bot_profile(commands, manifest)
+        log.info(
+            "published %d command(s)%s",
+            len(commands),
+            f" and mini-app {manifest.name!r}" if manifest is not None else "",
+        )
+
+    async def _republish(self) -> None:
+        try:
+            await self._publish_profile(self.client)
+        except (ChatClientError, TimeoutError) as exc:
+            log.warning("could not publish the profile after reconnecting: %s", exc)
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
@@ -489,6 +515,8 @@ class Bot:
                     case Connected():
                         if event.reconnect:
                             self._convs.clear()  # membership may have changed meanwhile
+                            if self._tg is not None:
+                                self._tg.create_task(self._republish())
                         log.info("connected as account %d device %d", event.account, event.device)
                     case Disconnected():
                         log.info(
@@ -591,7 +619,11 @@ class Bot:
         content = m.content
         if isinstance(content, kinds.SystemEvent):
             event = content.event
-            return self._first([b for b in table.system if event in b.route.events], m, ctx), [], {}
+            candidates = [b for b in table.system if event in b.route.events]
+            own = self._own_event(content)
+            if own is not None:  # the more specific handlers first
+                candidates = [b for b in table.system if own in b.route.events] + candidates
+            return self._first(candidates, m, ctx), [], {}
         if isinstance(content, kinds.Text) and content.text.startswith("/"):
             parsed = _parse_command(content.text, self.me.handle)
             if parsed is False:
@@ -618,6 +650,18 @@ class Bot:
                     self._commit(m, None)
                 return fallback, [], {}
         return self._first(table.messages, m, ctx), [], {}
+
+    def _own_event(self, ev: kinds.SystemEvent) -> str | None:
+        """``bot_added`` / ``bot_removed`` when a system message is about this bot joining or
+        leaving (a ``created`` it did not create: it is among the first members)."""
+        me = self.me.account
+        if (ev.event == "joined" and ev.account == me) or (
+            ev.event == "created" and ev.actor != me
+        ):
+            return "bot_added"
+        if (ev.event == "left" and ev.actor == me) or (ev.event == "removed" and ev.account == me):
+            return "bot_removed"
+        return None
 
     @staticmethod
     def _first(bounds: Sequence[Bound], m: Message, ctx: Context) -> Bound | None:
@@ -752,12 +796,19 @@ class Bot:
 
     # ------------------------------------------------------------------ Runtime for Context
 
-    async def _send(self, ctx: Context, conv: int, content: kinds.Content) -> F.Ack | None:
+    async def _send(
+        self,
+        ctx: Context,
+        conv: int,
+        content: kinds.Content,
+        to: Collection[int],
+        reply_to: int | None,
+    ) -> F.Ack | None:
         cmid = f"bot:{ctx.message.conv}:{ctx.message.seq}:{ctx.sent}"
         delay = 0.05
         while True:
             try:
-                return await self.client.send(conv, content, cmid=cmid)
+                return await self.client.send(conv, content, to=to, reply_to=reply_to, cmid=cmid)
             except Conflict:
                 log.info("reply %s was already stored before a restart; not sent again", cmid)
                 return None
@@ -766,6 +817,25 @@ class Bot:
                 # first (the member list, keys): a busy bot waits and tries again (same cmid).
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
+
+    async def _order(
+        self, ctx: Context, amount: str | int, currency: str, memo: str, ttl: float
+    ) -> kinds.PaymentRequest:
+        m = ctx.message
+        rid = f"rq-{self.me.account}-{m.conv}-{m.seq}-{ctx.orders}"
+        ctx.orders += 1
+        payer = ctx.sender.account
+        try:
+            r = await self.client.request(
+                m.conv, amount, currency, payer=payer, request_id=rid, ttl=ttl
+            )
+            minor, currency = r.receipt.amount, r.receipt.currency
+        except Conflict:
+            # Opened by an earlier run of this handler (killed before it was marked handled):
+            # the same request, with another deadline. Its terms are the ones asked again.
+            log.info("request %s was opened before a restart; using it", rid)
+            minor = payments.minor_units(amount, currency)
+        return kinds.PaymentRequest(request_id=rid, amount=minor, currency=currency, memo=memo)
 
     def _load_state(self, conv: int) -> bytes:
         store = self._store

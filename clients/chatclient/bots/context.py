@@ -6,9 +6,9 @@ state, ``ctx.args``/``ctx.command``/``ctx.invocation`` say what the user asked f
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Collection, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 from chatproto import frames as F
@@ -17,6 +17,9 @@ from chatproto.errors import ProtocolError
 
 from chatclient.bots.errors import BotError
 from chatclient.events import Message
+
+if TYPE_CHECKING:
+    from chatclient.client import Client
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +113,21 @@ class State(MutableMapping[str, Any]):
 class Runtime(Protocol):
     """What a context needs from the running bot."""
 
-    async def _send(self, ctx: Context, conv: int, content: kinds.Content) -> F.Ack | None: ...
+    @property
+    def client(self) -> Client: ...
+
+    async def _send(
+        self,
+        ctx: Context,
+        conv: int,
+        content: kinds.Content,
+        to: Collection[int],
+        reply_to: int | None,
+    ) -> F.Ack | None: ...
+
+    async def _order(
+        self, ctx: Context, amount: str | int, currency: str, memo: str, ttl: float
+    ) -> kinds.PaymentRequest: ...
 
     def _load_state(self, conv: int) -> bytes: ...
 
@@ -144,6 +161,8 @@ class Context:
         """Whether this invocation got its ``miniapp.result`` (the bot sends an empty one for
         a handler that returns without answering, so the user's client stops waiting)."""
         self.sent = 0
+        self.orders = 0
+        """Orders opened by this handler run (``order``): part of each request id."""
         self._runtime = runtime
         self._state: State | None = None
 
@@ -163,9 +182,18 @@ class Context:
         """The changed state to persist, if the handler touched and changed it."""
         return self._state.dump() if self._state is not None else None
 
+    @property
+    def client(self) -> Client:
+        """The bot's SDK client (lookups, conversations, payments: anything not wrapped here)."""
+        if self._runtime is None:
+            raise BotError("this context is not attached to a running bot")
+        return self._runtime.client
+
     async def reply(self, content: str | kinds.Content) -> F.Ack | None:
-        """Answer in this conversation: a string is a text message, or — in an action handler —
-        the invocation's ``miniapp.result``; any typed content is sent as is.
+        """Answer in this conversation, as a reply to the message handled (``reply_to``; in a
+        group, addressed to its sender when that is a bot): a string is a text message, or —
+        in an action handler — the invocation's ``miniapp.result``; any typed content is sent
+        as is.
 
         Returns the ``Ack``, or None when a restart found this very reply already stored (each
         reply has a client message id derived from the message it answers, so a handler re-run
@@ -177,7 +205,7 @@ class Context:
                 )
             else:
                 content = kinds.Text(text=content)
-        return await self.send(self.conversation.id, content)
+        return await self._post(self.conversation.id, content, reply=True)
 
     async def answer(
         self,
@@ -203,13 +231,32 @@ class Context:
             order=order,
             error=error,
         )
-        return await self.send(self.conversation.id, result)
+        return await self._post(self.conversation.id, result, reply=True)
+
+    async def order(
+        self, amount: str | int, currency: str, memo: str = "", *, ttl: float = 3600.0
+    ) -> kinds.PaymentRequest:
+        """Open a request to pay (SPEC.md 15.5) from the sender of this message to the bot, for
+        an order card: ``await ctx.answer("...", order=await ctx.order("12.50", "USD"))``.
+        The user's client pays it with ``pay_order``; the ledger's ``transfer`` receipt (whose
+        ``request_id`` is this order's) reaches the bot like any message. The request id is
+        derived from the bot, the conversation and this message, so a handler re-run after a
+        crash opens no second request."""
+        if self._runtime is None:
+            raise BotError("this context is not attached to a running bot")
+        return await self._runtime._order(self, amount, currency, memo, ttl)
 
     async def send(self, conv: int, content: str | kinds.Content) -> F.Ack | None:
         """Send to any conversation the bot is in (same idempotency as ``reply``)."""
+        return await self._post(conv, content, reply=False)
+
+    async def _post(self, conv: int, content: str | kinds.Content, *, reply: bool) -> F.Ack | None:
         if isinstance(content, str):
             content = kinds.Text(text=content)
         check_content(content)
+        here = conv == self.conversation.id
+        reply_to = self.message.seq if reply and here and self.message.seq else None
+        to = (self.sender.account,) if reply and here and self.sender.bot else ()
         if (
             isinstance(content, kinds.MiniappResult)
             and self.invocation is not None
@@ -220,7 +267,7 @@ class Context:
         if self._runtime is None:
             raise BotError("this context is not attached to a running bot")
         self.sent += 1
-        return await self._runtime._send(self, conv, content)
+        return await self._runtime._send(self, conv, content, to, reply_to)
 
 
 def check_content(content: kinds.Content) -> None:

@@ -92,6 +92,15 @@ class F:
         lambda m, c: _mentions(_text(m) or "", c.me.handle), "F.mentioned"
     )
     """The text mentions the bot (``@its_handle``)."""
+    addressed: ClassVar[Filter] = Filter(
+        lambda m, c: c.conversation.kind == "direct" or c.me.account in m.to, "F.addressed"
+    )
+    """Addressed to the bot: its ``to`` names the bot (a command for it, a mention, a reply
+    to it, an invocation), or it was said in a direct conversation with the bot. A bot with
+    access ``addressed`` receives nothing else in groups; one granted ``all`` tells them apart
+    with this."""
+    reply: ClassVar[Filter] = Filter(lambda m, c: m.reply_to != 0, "F.reply")
+    """The message answers another one (``msg.reply_to`` is its seq)."""
 
     @staticmethod
     def contains(*needles: str, case: bool = False) -> Filter:
@@ -133,6 +142,20 @@ class F:
         """The message is of one of these kinds (names like ``"share"`` or content classes)."""
         names = frozenset(k if isinstance(k, str) else k.KIND for k in kind)
         return Filter(lambda m, c: m.kind in names, f"F.kind({_names(sorted(names))})")
+
+    @staticmethod
+    def receipt(*types: str) -> Filter:
+        """A payment receipt (verified by the SDK before the bot sees it) of one of ``types``
+        (``transfer``, ``request``, ...; none named: any). ``msg.content`` is the
+        ``kinds.PaymentReceipt``; an order paid has ``type`` ``transfer`` and its
+        ``request_id``."""
+        wanted = frozenset(types)
+
+        def pred(m: Message, c: Context) -> bool:
+            r = m.content
+            return isinstance(r, kinds.PaymentReceipt) and (not wanted or r.type in wanted)
+
+        return Filter(pred, f"F.receipt({_names(sorted(wanted))})")
 
     @staticmethod
     def sender(*accounts: int) -> Filter:

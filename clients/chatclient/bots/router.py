@@ -43,6 +43,8 @@ RouteKind = Literal["command", "message", "action", "system"]
 COMMAND_NAME = re.compile(L.COMMAND_PATTERN)
 _NAME = re.compile(L.NAME_PATTERN)
 SYSTEM_EVENTS = frozenset({"created", "joined", "left", "removed", "role", "renamed", "bot_access"})
+OWN_EVENTS = frozenset({"bot_added", "bot_removed"})
+"""The bot itself joined (invited, or among a new conversation's members) or left/was removed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +196,7 @@ class Router:
         """Handle server-authored membership/title events (``joined``, ``left``, ``removed``,
         ``created``, ``role``, ``renamed``, ``bot_access``; none named: all). ``msg.content`` is the
         ``kinds.SystemEvent``."""
-        unknown = set(events) - SYSTEM_EVENTS
+        unknown = set(events) - SYSTEM_EVENTS - OWN_EVENTS
         if unknown:
             raise SetupError(f"unknown system events {sorted(unknown)}")
         wanted = frozenset(events) or SYSTEM_EVENTS
@@ -204,6 +206,18 @@ class Router:
             return fn
 
         return register
+
+    def bot_added(self, filter: Filter | Predicate | None = None) -> Callable[[H], H]:
+        """Handle this bot being added to a conversation (invited into a group or channel, or
+        among the members it was created with, a direct conversation included): a ``joined``
+        or ``created`` message, tried before handlers of those events. ``ctx.conversation.access``
+        says what it receives there."""
+        return self.system("bot_added", filter=filter)
+
+    def bot_removed(self, filter: Filter | Predicate | None = None) -> Callable[[H], H]:
+        """Handle this bot leaving or being removed from a conversation (it can no longer send
+        there; ``ctx.state`` is still its own to clean up)."""
+        return self.system("bot_removed", filter=filter)
 
     def include(self, *routers: Router) -> None:
         """Nest ``routers`` under this one (tried after this router's own handlers, in order)."""
