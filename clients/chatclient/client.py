@@ -1311,6 +1311,30 @@ class Client:
             if not waiting.future.done():
                 waiting.future.cancel()
 
+    async def press(self, card: Message, button: kinds.Button | int, **kw: Any) -> Message:
+        """Press a button of a bot's card (a ``miniapp.result``, or its index there): invoke its
+        action, in the card's mini-app (or the button's ``app`` of its ``bot``), in the card's
+        conversation (the direct one with another bot that is not a member there). ``kw`` as
+        for ``invoke``."""
+        result = card.content
+        if not isinstance(result, kinds.MiniappResult):
+            raise ChatClientError("only a bot's card has buttons")
+        if isinstance(button, int):
+            if not 0 <= button < len(result.buttons):
+                raise ChatClientError(f"the card has {len(result.buttons)} button(s)")
+            button = result.buttons[button]
+        bot = button.bot or card.sender
+        app = button.app
+        if not app:
+            manifest = (await self.bot_profile(bot)).manifest
+            if manifest is None:
+                raise ChatClientError(f"account {bot} has no mini-app")
+            app = manifest.name
+        conv = card.conv
+        if bot not in (await self._view(conv)).bots:
+            conv = await self.direct(bot)
+        return await self.invoke(conv, bot, app, button.action, button.params, **kw)
+
     async def open_share(self, share: kinds.Share, conv: int | None = None, **kw: Any) -> Message:
         """Open a shared mini-app card: invoke its action in ``conv`` (default: the direct
         conversation with its bot). ``kw`` as for ``invoke``."""
