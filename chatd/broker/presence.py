@@ -23,13 +23,14 @@ from collections.abc import Iterable
 from typing import Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from chatd.settings import redact_url
 
 log = logging.getLogger(__name__)
 
-_FAILURES = (RedisError, OSError, TimeoutError)
+_FAILURES = (Exception,)
+"""Presence is a hint: no failure of the directory may fail a login, a close or the node
+(anything unexpected is logged like an outage)."""
 
 
 class PresenceDirectory(Protocol):
@@ -86,6 +87,9 @@ class RedisPresence:
         )
         self._here: set[int] = set()
         self._stop = asyncio.Event()
+        self._running = False
+        self._run_done = asyncio.Event()
+        self._closed = False
         self._failing = False
 
     @staticmethod
@@ -156,13 +160,17 @@ class RedisPresence:
 
     async def run(self) -> None:
         """Renew this node's leases every ``ttl / 3`` seconds until ``aclose``."""
-        while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.ttl / 3):
-                    await self._stop.wait()
-            if self._stop.is_set():
-                return
-            await self._renew()
+        self._running = True
+        try:
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.ttl / 3):
+                        await self._stop.wait()
+                if self._stop.is_set():
+                    return
+                await self._renew()
+        finally:
+            self._run_done.set()
 
     async def _renew(self) -> None:
         accounts = list(self._here)
@@ -182,8 +190,14 @@ class RedisPresence:
 
     async def aclose(self) -> None:
         """Stop renewing and withdraw this node's leases (a clean shutdown: its accounts are
-        offline here at once, not after ``ttl``)."""
+        offline here at once, not after ``ttl``). Waits for a renewal in progress first: the
+        client must not close under it."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
+        if self._running:
+            await self._run_done.wait()
         if self._here:
             with contextlib.suppress(*_FAILURES):
                 async with asyncio.timeout(self._io_timeout):
