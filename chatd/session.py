@@ -201,6 +201,11 @@ class Session:
         self.nonce = None  # single use
         self.account, self.device, self.handle = account.id, device.id, account.handle
         self.is_bot = account.type == "bot"
+        if self.is_bot:
+            limits = svc.deps.settings.limits
+            self._bucket = TokenBucket(
+                limits.bot_frames_per_second, limits.bot_frame_burst, svc.deps.clock.monotonic()
+            )
         convs = await svc.deps.store.conversation_ids_of(account.id)
         first = svc.deps.hub.attach(self, convs)
         if first:  # before the welcome: once logged in, the account counts as online everywhere

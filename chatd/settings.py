@@ -62,6 +62,9 @@ class LimitSettings:
     max_auth_failures: int = 3
     frames_per_second: float = 50.0
     frame_burst: float = 100.0
+    bot_frames_per_second: float = 500.0
+    """A bot account's connections answer many users each: their own, larger budget."""
+    bot_frame_burst: float = 1000.0
     typing_per_second: float = 2.0
     max_outbound_bytes: int = 4 * 1024 * 1024
     """Unsent bytes a connection may hold for ``slow_consumer_grace`` seconds (4x: at once)."""

@@ -62,12 +62,13 @@ class Raw:
         k = key or self.key
         return k.sign(auth.login_payload(self.challenge.server, self.challenge.nonce, k.public_key))
 
-    async def register(self, handle: str, name: str | None = None) -> F.Welcome:
+    async def register(self, handle: str, name: str | None = None, type: str = "user") -> F.Welcome:
         w = await self.request(
             F.Register(
                 id=self.next_id(),
                 handle=handle,
                 name=name or handle.title(),
+                type=type,  # type: ignore[arg-type]
                 device_key=self.key.public_key,
                 device_name="raw",
                 sig=self.login_sig(),

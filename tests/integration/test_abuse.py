@@ -178,6 +178,38 @@ async def test_flooder_is_throttled_with_rate_limited_while_others_are_served(
         await other.close()
 
 
+async def test_a_bot_has_its_own_larger_frame_budget(tmp_path: Path) -> None:
+    """A bot answers many users on one connection: 200 sends in a burst pass where a user's
+    connection (budget 20) would be refused most of them."""
+    settings = make_settings(
+        tmp_path,
+        limits={
+            "frames_per_second": 20,
+            "frame_burst": 20,
+            "bot_frames_per_second": 400,
+            "bot_frame_burst": 400,
+        },
+    )
+    async with run_server(settings) as srv:
+        bot = await Raw.open(srv.url)
+        await bot.register("helperbot", type="bot")
+        user = await Raw.open(srv.url)
+        await user.register("someone")
+        conv = (
+            await bot.request(
+                F.CreateConv(id=bot.next_id(), kind="direct", members=[user.account]), F.Conv
+            )
+        ).info.conv
+        for i in range(200):
+            await bot.send_frame(
+                F.Send(id=bot.next_id(), conv=conv, cmid=f"b{i}", kind="text", body=b"x")
+            )
+        replies = [await bot.expect(F.Ack | F.Error) for _ in range(200)]  # type: ignore[arg-type]
+        assert all(isinstance(r, F.Ack) for r in replies)
+        await bot.close()
+        await user.close()
+
+
 async def test_slow_consumer_is_disconnected_without_slowing_anyone_else(tmp_path: Path) -> None:
     # A separate server process, so the fast reader really reads while the server writes.
     srv = ServerProcess(

@@ -461,7 +461,9 @@ async def test_a_rate_limited_bot_slows_down_instead_of_failing_its_handlers(
         for i in range(8):
             await ctx.reply(f"{msg.text}.{i}")
 
-    settings = make_settings(tmp_path, limits={"frames_per_second": 10.0, "frame_burst": 40.0})
+    settings = make_settings(
+        tmp_path, limits={"bot_frames_per_second": 10.0, "bot_frame_burst": 40.0}
+    )
     async with (
         run_server(settings) as server,
         Bot(server.url, KeyStore.memory(), router, handle="chatty") as bot,
