@@ -4,8 +4,8 @@ users expect from other messengers: pure, so it is tested without a server.
 In a group or channel a bot whose access is ``addressed`` receives only the messages that name
 it in ``to``. A user does not type ``to``: the client derives it from what the user wrote.
 
-* ``/command@bot_handle ...`` names that bot; ``/command ...`` names every bot of the
-  conversation (as in Telegram, a bare command is meant for the bots there);
+* ``/command@bot_handle ...`` names that bot; ``/command ...`` names the bots of the
+  conversation that declare that command in their profile (and those that published none);
 * ``@bot_handle`` anywhere in the text names that bot;
 * a reply (``reply_to``) names the author of the message answered, when it is a bot.
 
@@ -24,7 +24,7 @@ from chatproto import limits as L
 MAX_TO: Final = L.MAX_TO
 """At most this many accounts in ``send.to``."""
 
-_COMMAND = re.compile(r"/[A-Za-z0-9_]{1,32}(?:@([A-Za-z0-9_.]+))?(?:\s|\Z)")
+_COMMAND = re.compile(r"/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_.]+))?(?:\s|\Z)")
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_.]{3,32})(?![\w])")
 
 
@@ -35,11 +35,14 @@ def addressees(
     handles: Mapping[int, str],
     bots: Collection[int],
     reply_sender: int = 0,
+    commands: Mapping[int, Collection[str] | None] | None = None,
 ) -> tuple[int, ...]:
     """The bot members ``text`` is addressed to, ascending (at most ``MAX_TO``).
 
     ``handles``: member account -> handle; ``bots``: the members that are bots; ``me``: the
-    sender (never addressed); ``reply_sender``: the author of the message answered, if any."""
+    sender (never addressed); ``reply_sender``: the author of the message answered, if any;
+    ``commands``: bot -> the commands its profile declares (None, or a bot missing: unknown,
+    so a bare command names it too)."""
     bot_set = set(bots) - {me}
     if not bot_set:
         return ()
@@ -47,9 +50,10 @@ def addressees(
     named: set[int] = set()
     command = _COMMAND.match(text)
     if command is not None:
-        target = command.group(1)
+        name, target = command.group(1).lower(), command.group(2)
         if target is None:
-            named |= bot_set
+            declared = commands or {}
+            named |= {b for b in bot_set if name in (declared.get(b) or (name,))}
         elif target.lower().rstrip(".") in by_handle:
             named.add(by_handle[target.lower().rstrip(".")])
     for mention in _MENTION.finditer(text):
@@ -59,3 +63,9 @@ def addressees(
     if reply_sender in bot_set:
         named.add(reply_sender)
     return tuple(sorted(named)[:MAX_TO])
+
+
+def bare_command(text: str) -> bool:
+    """Whether ``text`` is a command that names no bot (``/poll ...``, not ``/poll@bot``)."""
+    command = _COMMAND.match(text)
+    return command is not None and command.group(2) is None

@@ -48,7 +48,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from chatclient.addressing import MAX_TO, addressees
+from chatclient.addressing import MAX_TO, addressees, bare_command
 from chatclient.e2e import E2E, MissingKey, content_of
 from chatclient.errors import (
     AuthError,
@@ -84,7 +84,7 @@ PARK_SECONDS = 10.0
 MEMBERSHIP_EVENTS = frozenset({"created", "joined", "left", "removed", "bot_access"})
 """System events after which the member list (and who is a bot with which access) is fetched
 again and new sender keys are made."""
-RATE_LIMIT_BACKOFF = (0.05, 2.0)
+RATE_LIMIT_BACKOFF = (0.05, 1.0)
 """First and longest pause before repeating a request refused with ``RATE_LIMITED``."""
 KNOWN_SENDERS = 4096
 """(conv, seq) -> sender remembered for addressing replies without a fetch."""
@@ -509,7 +509,8 @@ class Client:
             # A member came or went, or a bot's access changed: new keys for the next send
             # (and the main key never goes to a bot with access "addressed", E2E.md 7.1).
             # Done at once, even behind a parked message: sending must not wait for it.
-            self._views.pop(m.conv, None)
+            if content.event != "created":  # a new conversation's member list is still true
+                self._views.pop(m.conv, None)
             self.e2e.rotate(m.conv)
             self._bot_events(m, content)
         parked = self._parked.get(m.conv)
@@ -557,12 +558,11 @@ class Client:
 
     async def _announce_initial_bots(self, conv: int, seq: int, creator: int) -> None:
         try:
-            info = await self.conversation(conv)
+            view = await self._view(conv)  # known already when this client created it
         except (ChatClientError, TimeoutError):
             return  # no longer a member, or offline: nothing to announce
-        for member in info.members:
-            if member.access is not None:
-                await self._emit(BotAdded(conv, member.account, creator, member.access, seq))
+        for bot, access in sorted(view.bots.items()):
+            await self._emit(BotAdded(conv, bot, creator, access, seq))
 
     def _open(self, m: Message) -> Message | Undecryptable:
         if m.kind != E2E_KIND:
@@ -572,6 +572,12 @@ class Client:
         except MissingKey as exc:
             if m.seq < self._joined.get(m.conv, 0):
                 reason = "sent before you joined: its key was never shared with you"
+                return Undecryptable(m.conv, m.seq, m.sender, m.device, reason)
+            if m.device == self.keystore.device:
+                # This device's own message, stored by the server while the client stopped
+                # before its ack (a kill, a crash): a device never gets its own sender key, and
+                # the plaintext is kept only once acked. No key is coming: do not wait for one.
+                reason = "sent by this device, which stopped before the server acknowledged it"
                 return Undecryptable(m.conv, m.seq, m.sender, m.device, reason)
             if self.e2e.given_up(m.conv, m.device, m.body):
                 return Undecryptable(m.conv, m.seq, m.sender, m.device, exc.message)
@@ -977,6 +983,7 @@ class Client:
             F.CreateConv(id=self._next_id(), kind=kind, title=title, members=list(members)),  # type: ignore[arg-type]
             F.Conv,
         )
+        self._learn(reply.info)
         return reply.info
 
     async def conversations(self) -> list[F.ConvInfo]:
@@ -1191,13 +1198,31 @@ class Client:
         if view.kind == "direct" or not view.bots:
             return ()  # a bot in a direct conversation reads everything anyway
         reply_sender = await self._sender_of(conv, reply_to) if reply_to else 0
+        text = content.text if isinstance(content, kinds.Text) else ""
+        commands: dict[int, Collection[str] | None] = {}
+        if bare_command(text):  # which bots there answer it? their profiles tell
+            for bot in view.bots:
+                if bot != self.account:
+                    commands[bot] = await self._declared_commands(bot)
         return addressees(
-            content.text if isinstance(content, kinds.Text) else "",
+            text,
             me=self.account,
             handles=view.handles,
             bots=view.bots.keys(),
             reply_sender=reply_sender,
+            commands=commands,
         )
+
+    async def _declared_commands(self, bot: int) -> frozenset[str] | None:
+        """The commands ``bot`` declares (None: it published no profile, or it cannot be read
+        now: then a bare command is sent to it too, rather than lost)."""
+        try:
+            profile = await self.bot_profile(bot)
+        except (ChatClientError, TimeoutError):
+            return None
+        if not profile.updated_at and not profile.commands:
+            return None
+        return frozenset(c.name for c in profile.commands)
 
     async def _sender_of(self, conv: int, seq: int) -> int:
         sender = self._senders.get((conv, seq))

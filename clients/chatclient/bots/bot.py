@@ -500,6 +500,13 @@ class Bot:
                 match event:
                     case Message():
                         await self._admit_message(event)
+                    case Undecryptable() if event.sender == self.me.account:
+                        log.info(
+                            "own message %d of conversation %d: %s",
+                            event.seq,
+                            event.conv,
+                            event.reason,
+                        )
                     case Undecryptable():
                         log.warning(
                             "cannot read seq %d in conversation %d from account %d: %s",
