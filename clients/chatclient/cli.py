@@ -27,14 +27,23 @@ from chatproto import kinds
 from chatproto.errors import ChatProtoError
 
 from chatclient.client import Client
-from chatclient.errors import ChatClientError, ClientClosed, ConnectionLost, RequestError
-from chatclient.events import Connected, Disconnected, Event, Message, Typing
+from chatclient.errors import (
+    ChatClientError,
+    ClientClosed,
+    ConnectionLost,
+    InvocationTimeoutError,
+    RequestError,
+)
+from chatclient.events import Connected, Disconnected, Event, Message, Typing, Undecryptable
 from chatclient.keystore import KeyStore
 from chatclient.tui import (
     HELP,
+    Access,
     Approve,
     AskPayment,
     Balance,
+    Bots,
+    Cards,
     ClaimPacket,
     Command,
     Console,
@@ -42,10 +51,12 @@ from chatclient.tui import (
     Create,
     Dm,
     Drop,
+    Forward,
     Handover,
     Help,
     History,
     Invite,
+    Invoke,
     Kick,
     Leave,
     Line,
@@ -54,16 +65,22 @@ from chatclient.tui import (
     Open,
     ParseError,
     Pay,
+    PayOrder,
+    Press,
     Quit,
     RedPacket,
     Rename,
     Role,
     Safety,
     Say,
+    Seqs,
+    ShareCard,
+    ShareLink,
     Verify,
     Wallet,
     Who,
     format_balances,
+    format_bots,
     format_convs,
     format_event,
     format_message,
@@ -80,6 +97,9 @@ DEFAULT_SERVER = "ws://127.0.0.1:8765/ws"
 DEFAULT_KEY = "~/.config/chatd/default.key"
 MAX_TEXT = 16_000
 TYPING_EVERY = 3.0
+INVOKE_TIMEOUT = 30.0
+"""Seconds a mini-app invocation waits for the bot's card before it is shown as failed."""
+_TRUE = frozenset({"true", "yes", "y", "on", "1"})
 
 
 class UsageError(Exception):
@@ -115,6 +135,8 @@ class Session:
         self._typing_seen: dict[tuple[int, int], float] = {}
         self._packets: dict[int, str] = {}
         """The latest red packet seen in each conversation (what a bare /claim takes)."""
+        self.cards = Cards()
+        """Numbered buttons and orders of the bot cards shown (``/press N``, ``/payorder N``)."""
 
     def show(self, text: str, style: str = "") -> None:
         self.console.show(Line(text, style))
@@ -200,7 +222,7 @@ class Session:
                 self._typing_seen[key] = now
                 if ev.conv not in self.names.convs:
                     await self._refresh(ev.conv)
-        line = format_event(ev, self.names)
+        line = format_event(ev, self.names, cards=self.cards)
         if line is not None:
             self.console.show(line)
 
@@ -214,7 +236,7 @@ class Session:
         self._typing_seen.pop((m.conv, m.sender), None)
         if isinstance(m.content, kinds.PaymentReceipt) and m.content.type == "red_packet":
             self._packets[m.conv] = m.content.ref
-        line = format_message(m, self.names)
+        line = format_message(m, self.names, cards=self.cards)
         if line is not None:
             self.console.show(line)
         if system is not None and leaving:
@@ -286,7 +308,7 @@ class Session:
 
     async def execute(self, cmd: Command) -> None:
         """Run one command; every failure becomes one line."""
-        local = isinstance(cmd, Say | Help | Me | Drop)
+        local = isinstance(cmd, Say | Help | Me | Drop | Seqs)
         if not local and not self.client.connected:
             self.show("not connected (reconnecting); try again in a moment", "error")
             return
@@ -422,12 +444,140 @@ class Session:
                 r = await c.claim(pid)
                 again = " (already claimed)" if r.replay else ""
                 self.show(f"you got {r.amount} from red packet {pid}{again}", "system")
+            case Bots():
+                conv = self._need_current()
+                await self._refresh(conv)
+                listed: list[tuple[int, str, F.BotProfile | None]] = []
+                for bot, access in sorted((await c.bots(conv)).items()):
+                    try:
+                        profile: F.BotProfile | None = await c.bot_profile(bot)
+                    except RequestError:
+                        profile = None
+                    listed.append((bot, access, profile))
+                for line in format_bots(listed, self.names, conv):
+                    self.console.show(line)
+            case Invoke(handle, action, params):
+                bot = await c.lookup(handle)
+                app, act, typed = await self._action(bot, action, params)
+                conv = await self._bot_conv(bot)
+                self._spawn_invocation(c.invoke(conv, bot, app, act, typed, timeout=INVOKE_TIMEOUT))
+            case Press(number):
+                entry = self.cards.buttons.get(number)
+                if entry is None:
+                    raise UsageError(f"no button [{number}] shown yet")
+                card, index = entry
+                if index < 0:
+                    assert isinstance(card.content, kinds.Share)
+                    share = card.content
+                    conv = await self._bot_conv(share.bot)
+                    invocation = c.open_share(share, conv, timeout=INVOKE_TIMEOUT)
+                else:
+                    invocation = c.press(card, index, timeout=INVOKE_TIMEOUT)
+                self._spawn_invocation(invocation)
+            case PayOrder(number):
+                ordered = self.cards.orders.get(number)
+                if ordered is None:
+                    raise UsageError(f"no order {number} shown yet")
+                r = await c.pay_order(ordered)
+                again = " (already paid: the same payment)" if r.replay else ""
+                self.show(f"paid order {number}: {r.amount} (receipt #{r.seq}){again}", "system")
+            case Forward(seq, index, handle):
+                conv = self._need_current()
+                m = await c.message(conv, seq)
+                if isinstance(m, Undecryptable):
+                    raise UsageError(f"#{seq} cannot be forwarded: {m.reason}")
+                if handle is not None:
+                    target = await c.direct(await c.lookup(handle))
+                else:
+                    infos = await self._conversations()
+                    assert index is not None
+                    if index > len(infos):
+                        raise UsageError(f"no conversation {index}: /convs lists {len(infos)}")
+                    target = infos[index - 1].conv
+                await self._refresh(target)
+                await c.forward(m, target)
+                self.show(f"forwarded #{seq} to [{self.names.label(target)}]", "system")
+            case ShareLink(title, link, text):
+                await c.share(self._need_current(), kinds.Share(title=title, text=text, link=link))
+            case ShareCard(handle, action, params):
+                conv = self._need_current()
+                bot = await c.lookup(handle)
+                app, act, typed = await self._action(bot, action, params)
+                manifest = (await c.bot_profile(bot)).manifest
+                titles = {a.name: a.title for a in manifest.actions} if manifest else {}
+                shared = kinds.Share(
+                    title=titles.get(act) or f"{app}.{act}",
+                    bot=bot,
+                    app=app,
+                    action=act,
+                    params=typed,
+                )
+                await c.share(conv, shared)
+            case Seqs():
+                self.names.seqs = not self.names.seqs
+                self.show(f"message numbers {'shown' if self.names.seqs else 'hidden'}", "dim")
+            case Access(handle, access):
+                await c.set_bot_access(self._need_current(), await c.lookup(handle), access)
             case Who():
                 info = await c.conversation(self._need_current())
                 self._learn(info)
                 presence = await c.presence([m.account for m in info.members])
                 for line in format_who(info, presence, self.names):
                     self.console.show(line)
+
+    async def _action(
+        self, bot: int, action: str, params: tuple[tuple[str, str], ...]
+    ) -> tuple[str, str, dict[str, str | int | bool]]:
+        """``(app, action, typed params)`` from ``app.action`` (or ``action`` of the bot's
+        mini-app) and ``name=value`` words typed as the bot's manifest declares them."""
+        manifest = (await self.client.bot_profile(bot)).manifest
+        app, dot, act = action.partition(".")
+        if not dot:
+            if manifest is None:
+                raise UsageError(f"{self.names.handle(bot)} has no mini-app")
+            app, act = manifest.name, action
+        declared = {}
+        if manifest is not None and manifest.name == app:
+            for a in manifest.actions:
+                if a.name == act:
+                    declared = {p.name: p.type for p in a.params}
+        typed: dict[str, str | int | bool] = {}
+        for name, value in params:
+            match declared.get(name, "str"):
+                case "int":
+                    try:
+                        typed[name] = int(value)
+                    except ValueError:
+                        raise UsageError(f"{name} is a whole number, not {value!r}") from None
+                case "bool":
+                    typed[name] = value.lower() in _TRUE
+                case _:
+                    typed[name] = value
+        return app, act, typed
+
+    async def _bot_conv(self, bot: int) -> int:
+        """The current conversation if ``bot`` is a member, else the direct one with it."""
+        if self.current is not None and bot in await self.client.bots(self.current):
+            return self.current
+        conv = await self.client.direct(bot)
+        await self._refresh(conv)
+        return conv
+
+    def _spawn_invocation(self, invocation: Coroutine[Any, Any, Message]) -> None:
+        """Run an invocation in the background: its card arrives as a message; a timeout is an
+        event (shown); any other failure is shown here."""
+
+        async def run() -> None:
+            try:
+                await invocation
+            except (InvocationTimeoutError, ClientClosed):
+                pass
+            except ChatClientError as exc:
+                self.show(f"error: {exc}", "error")
+
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _pay_conv(self, account: int) -> int:
         """The current conversation if ``account`` is in it, else the direct one with them."""
@@ -497,10 +647,12 @@ class Session:
         first, last = page.messages[0].seq, page.messages[-1].seq
         self.show(f"-- [{self.names.label(conv)}] history {first}..{last} --", "dim")
         for m in page.messages:
+            if m.kind == kinds.WITHHELD:
+                continue
             ev = self.client.message_from(conv, m)
             if ev.sender and ev.sender not in self.names.handles:
                 await self._refresh(conv)
-            line = format_event(ev, self.names)
+            line = format_event(ev, self.names, cards=self.cards)
             if line is not None:
                 self.console.show(line)
         self._history_before[conv] = first

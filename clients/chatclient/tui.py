@@ -30,10 +30,13 @@ from chatproto.errors import MoneyError
 from chatproto.limits import HANDLE_PATTERN, MAX_PAGE, MAX_TITLE_CHARS
 
 from chatclient.events import (
+    BotAdded,
+    BotRemoved,
     Connected,
     DevicesChanged,
     Disconnected,
     Event,
+    InvocationTimeout,
     MasterKeyReceived,
     Message,
     Presence,
@@ -207,6 +210,75 @@ class ClaimPacket:
     """"" = the latest red packet of the current conversation."""
 
 
+@dataclass(frozen=True)
+class Invoke:
+    """Invoke a bot's mini-app action here: ``/invoke @bot app.action k=v ...``."""
+
+    handle: str
+    action: str
+    """``action`` or ``app.action`` (the app defaults to the bot's mini-app)."""
+    params: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Press:
+    """Press button N of a card (the numbers shown in brackets)."""
+
+    number: int
+
+
+@dataclass(frozen=True)
+class PayOrder:
+    """Pay order N (a bot card's order, numbered as shown)."""
+
+    number: int
+
+
+@dataclass(frozen=True)
+class Forward:
+    """Forward message SEQ of the current conversation to another (``/convs`` number or
+    ``@handle`` for the direct one)."""
+
+    seq: int
+    index: int | None = None
+    handle: str | None = None
+
+
+@dataclass(frozen=True)
+class ShareLink:
+    title: str
+    link: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class ShareCard:
+    """Share a mini-app card: opening it invokes ``action`` of ``handle``'s mini-app."""
+
+    handle: str
+    action: str
+    params: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Seqs:
+    """Show (or hide) message seqs."""
+
+
+@dataclass(frozen=True)
+class Bots:
+    """The current conversation's bots, their access, commands and mini-app."""
+
+
+@dataclass(frozen=True)
+class Access:
+    """Let a bot of the current group read everything (``all``) or only what is addressed to
+    it (``addressed``)."""
+
+    handle: str
+    access: str
+
+
 Command = (
     Say
     | Help
@@ -234,6 +306,15 @@ Command = (
     | Wallet
     | RedPacket
     | ClaimPacket
+    | Invoke
+    | Press
+    | PayOrder
+    | Forward
+    | ShareLink
+    | ShareCard
+    | Bots
+    | Access
+    | Seqs
 )
 
 HELP = """\
@@ -262,10 +343,19 @@ commands:
   /wallet [N]                your last N (default 20) payments with the running balance
   /redpacket 88.88 CNY 8 [equal] [greeting]  drop a red packet of 8 shares here
   /claim [ID]                take a share of the latest (or that) red packet here
+  /bots                      the bots here: what they read, their commands and mini-apps
+  /invoke @bot app.action [k=v ...]  run a bot's mini-app action here (its card shows)
+  /press N                   press button [N] of a card (or open a shared mini-app card)
+  /payorder N                pay order N of a bot's card (through your wallet)
+  /seqs                      show (or hide) message numbers, which /forward takes
+  /forward SEQ N|@handle     forward message SEQ of this conversation to conversation N
+  /share "Title" [URL] [text]        share a link card here
+  /share @bot app.action [k=v ...]   share a mini-app card here
+  /access @bot all|addressed let a bot here read everything, or only what names it
   /drop                      simulate a network failure (the client reconnects)
   /quit                      exit (also Ctrl-D)
 any other line is sent to the current conversation; start it with // to send a line that
-begins with /"""
+begins with / (a bot command: //start, //poll Lunch? | A | B, //start@shop_bot)"""
 
 _HANDLE_RE = re.compile(HANDLE_PATTERN)
 _ALIASES = {"q": "quit", "exit": "quit", "h": "help", "?": "help", "list": "convs"}
@@ -294,6 +384,22 @@ def parse_money(text: str, currency: str) -> str:
     except MoneyError as exc:
         raise ParseError(exc.message) from None
     return text
+
+
+def _params(words: list[str], usage: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for word in words:
+        key, eq, value = word.partition("=")
+        if not eq or not key.isidentifier():
+            raise ParseError(f"usage: {usage}  (parameters are name=value)")
+        out.append((key, value))
+    return tuple(out)
+
+
+def _number(word: str, usage: str) -> int:
+    if not word.isdigit() or int(word) < 1:
+        raise ParseError(f"usage: {usage}")
+    return int(word)
 
 
 def _title(title: str) -> str:
@@ -418,6 +524,44 @@ def parse_command(line: str) -> Command | None:
             if len(args) > 1:
                 raise usage("/claim [PACKET_ID]")
             return ClaimPacket(args[0] if args else "")
+        case "bots" | "seqs":
+            if args:
+                raise usage(f"/{name}")
+            return Bots() if name == "bots" else Seqs()
+        case "invoke":
+            text = "/invoke @bot app.action [name=value ...]"
+            if len(args) < 2 or not args[0].startswith("@"):
+                raise usage(text)
+            return Invoke(parse_handle(args[0]), args[1], _params(args[2:], text))
+        case "press" | "payorder":
+            if len(args) != 1:
+                raise usage(f"/{name} N")
+            n = _number(args[0], f"/{name} N")
+            return Press(n) if name == "press" else PayOrder(n)
+        case "forward":
+            text = "/forward SEQ N|@handle"
+            if len(args) != 2:
+                raise usage(text)
+            seq = _number(args[0], text)
+            if args[1].startswith("@"):
+                return Forward(seq, handle=parse_handle(args[1]))
+            return Forward(seq, index=_number(args[1], text))
+        case "share":
+            if not args:
+                raise usage('/share "Title" [URL] [text] | /share @bot app.action [k=v ...]')
+            if args[0].startswith("@"):
+                text = "/share @bot app.action [name=value ...]"
+                if len(args) < 2:
+                    raise usage(text)
+                return ShareCard(parse_handle(args[0]), args[1], _params(args[2:], text))
+            title = _title(args[0])
+            words = args[1:]
+            link = words.pop(0) if words and "://" in words[0] else ""
+            return ShareLink(title, link, " ".join(words))
+        case "access":
+            if len(args) != 2 or args[1] not in ("all", "addressed"):
+                raise usage("/access @bot all|addressed")
+            return Access(parse_handle(args[0]), args[1])
         case "history":
             if not args:
                 return History()
@@ -445,6 +589,8 @@ class Names:
     my_handle: str = ""
     handles: dict[int, str] = field(default_factory=dict)
     convs: dict[int, F.ConvInfo] = field(default_factory=dict)
+    seqs: bool = False
+    """Show each message's seq (``/seqs``: what ``/forward`` and replies refer to)."""
 
     def learn(self, info: F.ConvInfo) -> None:
         """Remember ``info`` (a listing entry, without members, keeps the known members)."""
@@ -480,6 +626,34 @@ class Names:
         return info.title or f"{info.kind} #{conv}"
 
 
+@dataclass
+class Cards:
+    """Numbers for the buttons and orders shown, which ``/press N`` and ``/payorder N`` take.
+    A card shown twice (live, then in /history) keeps its numbers."""
+
+    buttons: dict[int, tuple[Message, int]] = field(default_factory=dict)
+    """N -> (the card, the button's index; -1: a shared mini-app card, opened as a whole)."""
+    orders: dict[int, Message] = field(default_factory=dict)
+    _seen: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    _seen_orders: dict[tuple[int, int], int] = field(default_factory=dict)
+
+    def button(self, m: Message, index: int) -> int:
+        key = (m.conv, m.seq, index)
+        n = self._seen.get(key)
+        if n is None:
+            n = self._seen[key] = len(self.buttons) + 1
+            self.buttons[n] = (m, index)
+        return n
+
+    def order(self, m: Message) -> int:
+        key = (m.conv, m.seq)
+        n = self._seen_orders.get(key)
+        if n is None:
+            n = self._seen_orders[key] = len(self.orders) + 1
+            self.orders[n] = m
+        return n
+
+
 def clock(ts_ms: int, tz: tzinfo | None = None) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, tz).strftime("%H:%M")
 
@@ -490,7 +664,11 @@ def format_system(ev: kinds.SystemEvent, names: Names, kind: str = "conversation
         case "created":
             return f"{actor} created the {kind}"
         case "joined":
-            return f"{who} joined" if ev.actor == ev.account else f"{actor} added {who}"
+            bot = " (a bot)" if ev.access else ""
+            return f"{who} joined{bot}" if ev.actor == ev.account else f"{actor} added {who}{bot}"
+        case "bot_access":
+            what = "everything" if ev.access == "all" else "only what is addressed to it"
+            return f"{actor} let {who} read {what}"
         case "left":
             return f"{actor} left"
         case "removed":
@@ -502,9 +680,14 @@ def format_system(ev: kinds.SystemEvent, names: Names, kind: str = "conversation
     return f"{actor}: {ev.event}"  # pragma: no cover - the Literal is exhaustive
 
 
-def format_message(m: Message, names: Names, tz: tzinfo | None = None) -> Line | None:
-    """``[label] HH:MM handle: text``; None for kinds that are not shown (receipts)."""
+def format_message(
+    m: Message, names: Names, tz: tzinfo | None = None, cards: Cards | None = None
+) -> Line | None:
+    """``[label] HH:MM handle: text``; None for kinds that are not shown (receipts). A bot's
+    card lists its buttons and order, numbered by ``cards`` when given."""
     prefix = f"[{names.label(m.conv)}] {clock(m.ts, tz)}"
+    if names.seqs:
+        prefix += f" #{m.seq}"
     who = names.handle(m.sender)
     c = m.content
     match c:
@@ -540,12 +723,54 @@ def format_message(m: Message, names: Names, tz: tzinfo | None = None) -> Line |
         case kinds.MiniappInvoke():
             return Line(f"{prefix} {who} invoked {c.app}.{c.action}", "dim")
         case kinds.MiniappResult():
-            return Line(f"{prefix} {who}: {' - '.join(x for x in (c.title, c.text) if x)}")
+            return format_card(m, c, f"{prefix} {who}", cards)
+        case kinds.Share() if c.bot and c.app and c.action:
+            number = f" [{cards.button(m, -1)}]" if cards is not None else ""
+            return Line(
+                f"{prefix} {who} shared a mini-app card: {c.title} — {names.handle(c.bot)}"
+                f" {c.app}.{c.action}{number} open"
+            )
         case kinds.Share():
             return Line(
                 f"{prefix} {who} shared: {' '.join(x for x in (c.title, c.text, c.link, c.image) if x)}"
             )
+        case kinds.Forward():
+            origin = f", {names.label(c.conv)} #{c.seq}" if c.conv and c.seq else ""
+            inner = m.forwarded
+            said = (
+                inner.text
+                if isinstance(inner, kinds.Text)
+                else f"a {c.kind!r} message this client cannot show"
+            )
+            return Line(
+                f"{prefix} {who} forwarded from {names.handle(c.sender)}"
+                f" ({clock(c.ts, tz)}{origin}): {said}"
+            )
     return Line(f"{prefix} {who} sent a {m.kind!r} message this client cannot show", "dim")
+
+
+def format_card(m: Message, c: kinds.MiniappResult, head: str, cards: Cards | None = None) -> Line:
+    """A bot's ``miniapp.result``: title and text, then its numbered buttons and order."""
+    if c.error:
+        return Line(f"{head}: ⚠ {c.error}", "error")
+    lines = [f"{head}: {' - '.join(x for x in (c.title, c.text) if x) or '(done)'}"]
+    if c.image:
+        lines.append(f"    image: {c.image}")
+    if c.buttons:
+        labels = [
+            f"[{cards.button(m, i)}] {b.title}" if cards is not None else f"[{b.title}]"
+            for i, b in enumerate(c.buttons)
+        ]
+        lines.append("    " + "  ".join(labels) + ("  (/press N)" if cards is not None else ""))
+    if c.order is not None:
+        o = c.order
+        what = f" for {o.memo}" if o.memo else ""
+        if cards is not None:
+            n = cards.order(m)
+            lines.append(f"    order {n}: {_money(o.amount, o.currency)}{what} — /payorder {n}")
+        else:
+            lines.append(f"    order: {_money(o.amount, o.currency)}{what}")
+    return Line("\n".join(lines))
 
 
 def _money(amount: int, currency: str) -> str:
@@ -617,11 +842,28 @@ def format_safety_number(number: str) -> str:
     return " ".join(groups[:6]) + "\n" + " ".join(groups[6:])
 
 
-def format_event(ev: Event, names: Names, tz: tzinfo | None = None) -> Line | None:
+def format_event(
+    ev: Event, names: Names, tz: tzinfo | None = None, cards: Cards | None = None
+) -> Line | None:
     """One display line for an event, or None when the event is not shown."""
     match ev:
         case Message():
-            return format_message(ev, names, tz)
+            return format_message(ev, names, tz, cards)
+        case InvocationTimeout():
+            return Line(
+                f"[{names.label(ev.conv)}] {ev.app}.{ev.action}: no answer from"
+                f" {names.handle(ev.bot)} after {ev.waited:.0f} s",
+                "error",
+            )
+        case BotAdded():
+            what = "everything" if ev.access == "all" else "what is addressed to it"
+            return Line(
+                f"[{names.label(ev.conv)}] {names.handle(ev.bot)} is a bot; it reads {what}"
+                " (/bots: its commands)",
+                "dim",
+            )
+        case BotRemoved():
+            return None  # the system message says it
         case Connected():
             if ev.reconnect:
                 return Line("reconnected", "system")
@@ -677,6 +919,40 @@ def format_convs(infos: Iterable[F.ConvInfo], names: Names, current: int | None)
     if not out:
         out.append(Line('no conversations yet: /dm @handle or /group "Title" @a @b', "dim"))
     return out
+
+
+def format_bots(
+    bots: Iterable[tuple[int, str, F.BotProfile | None]], names: Names, conv: int
+) -> list[Line]:
+    """``/bots``: each bot of the conversation with its access, commands and mini-app."""
+    out = []
+    for account, access, profile in bots:
+        reads = "everything" if access == "all" else "what is addressed to it"
+        out.append(Line(f"  {names.handle(account)}  reads {reads}"))
+        if profile is None:
+            continue
+        for c in profile.commands:
+            params = " ".join(f"<{p.name}>" if p.required else f"[{p.name}]" for p in c.params)
+            usage = " ".join(x for x in (f"//{c.name}", params) if x)
+            out.append(Line(f"    {usage}" + (f" — {c.description}" if c.description else "")))
+        m = profile.manifest
+        if m is not None:
+            title = " ".join(x for x in (m.icon, m.title or m.name) if x)
+            out.append(Line(f"    mini-app {title}:"))
+            for a in m.actions:
+                params = " ".join(
+                    f"{p.name}=" + ("|".join(map(str, p.choices)) or p.type) for p in a.params
+                )
+                price = f" ({_money(a.price.amount, a.price.currency)})" if a.price else ""
+                out.append(
+                    Line(
+                        f"      /invoke @{names.handle(account)} {m.name}.{a.name} {params}".rstrip()
+                        + f" — {a.title}{price}"
+                    )
+                )
+    if not out:
+        return [Line(f"no bots in [{names.label(conv)}]", "dim")]
+    return [Line(f"[{names.label(conv)}] bots:"), *out]
 
 
 def format_who(

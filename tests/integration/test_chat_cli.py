@@ -15,26 +15,46 @@ from pathlib import Path
 
 import pytest
 from chatclient import Client, KeyStore
+from chatclient.bots import Bot
 from chatclient.cli import run
-from chatclient.events import Connected, Disconnected, Message, Presence, Typing
+from chatclient.events import (
+    BotAdded,
+    Connected,
+    Disconnected,
+    InvocationTimeout,
+    Message,
+    Presence,
+    Typing,
+)
 from chatclient.tui import (
+    Access,
     Approve,
+    Bots,
+    Cards,
     Create,
     Dm,
+    Forward,
     Handover,
     Help,
     History,
     Invite,
+    Invoke,
     LineEditor,
     Names,
     Open,
     ParseError,
+    PayOrder,
+    Press,
     Quit,
     Rename,
     Role,
     Safety,
     Say,
+    Seqs,
+    ShareCard,
+    ShareLink,
     Verify,
+    format_bots,
     format_convs,
     format_event,
     format_safety_number,
@@ -43,6 +63,8 @@ from chatclient.tui import (
 from chatproto import frames as F
 from chatproto import kinds
 
+from tests.botkit import Inbox as Events
+from tests.botkit import example, sent_by
 from tests.conftest import make_settings, run_server
 
 # --------------------------------------------------------------------------- parser
@@ -475,3 +497,206 @@ def test_parse_trust_commands(line: str, expected: object) -> None:
 def test_safety_number_is_shown_as_two_rows_of_six_groups() -> None:
     shown = format_safety_number("".join(str(i % 10) for i in range(60)))
     assert shown == "01234 56789 01234 56789 01234 56789\n01234 56789 01234 56789 01234 56789"
+
+
+# --------------------------------------------------------------------------- bots (issue 7)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("/bots", Bots()),
+        ("/seqs", Seqs()),
+        (
+            "/invoke @Shop_Bot shop.item item=tea qty=2",
+            Invoke("shop_bot", "shop.item", (("item", "tea"), ("qty", "2"))),
+        ),
+        ("/invoke @shop_bot browse", Invoke("shop_bot", "browse")),
+        ("/press 3", Press(3)),
+        ("/payorder 1", PayOrder(1)),
+        ("/forward 5 2", Forward(5, index=2)),
+        ("/forward 5 @bob", Forward(5, handle="bob")),
+        (
+            '/share "Nice place" https://example.org/x come see',
+            ShareLink("Nice place", "https://example.org/x", "come see"),
+        ),
+        ('/share "Just a title"', ShareLink("Just a title")),
+        (
+            "/share @shop_bot shop.item item=cake",
+            ShareCard("shop_bot", "shop.item", (("item", "cake"),)),
+        ),
+        ("/access @shop_bot all", Access("shop_bot", "all")),
+    ],
+)
+def test_parse_bot_commands(line: str, expected: object) -> None:
+    assert parse_command(line) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("/invoke shop_bot browse", "usage: /invoke @bot"),
+        ("/invoke @shop_bot item tea", "parameters are name=value"),
+        ("/press one", "usage: /press N"),
+        ("/payorder 0", "usage: /payorder N"),
+        ("/forward 5", "usage: /forward SEQ"),
+        ("/share", "usage: /share"),
+        ("/access @shop_bot everything", "usage: /access"),
+        ("/bots now", "usage: /bots"),
+    ],
+)
+def test_parse_bot_command_errors(line: str, message: str) -> None:
+    with pytest.raises(ParseError, match=re.escape(message)):
+        parse_command(line)
+
+
+def test_format_cards_number_their_buttons_and_orders_once() -> None:
+    names, cards = _names(), Cards()
+    names.handles[9] = "shop_bot"
+    card = kinds.MiniappResult(
+        invocation_id="i1",
+        title="Green tea",
+        text="4.50 USD each",
+        buttons=[
+            kinds.Button(title="Buy 1", action="order", params={"qty": 1}),
+            kinds.Button(title="Back", action="browse"),
+        ],
+        order=kinds.PaymentRequest(request_id="rq1", amount=450, currency="USD", memo="1 x tea"),
+    )
+    m = _msg(11, 9, card)
+    shown = format_event(m, names, UTC, cards)
+    assert shown is not None and shown.text == (
+        "[Team] 22:13 shop_bot: Green tea - 4.50 USD each\n"
+        "    [1] Buy 1  [2] Back  (/press N)\n"
+        "    order 1: 4.50 USD for 1 x tea — /payorder 1"
+    )
+    assert format_event(m, names, UTC, cards) == shown  # shown again: the same numbers
+    assert cards.buttons[2] == (m, 1) and cards.orders[1] == m
+    failed = _msg(11, 9, kinds.MiniappResult(invocation_id="i2", error="out of stock"))
+    line = format_event(failed, names, UTC, cards)
+    assert line is not None and (line.text, line.style) == (
+        "[Team] 22:13 shop_bot: ⚠ out of stock",
+        "error",
+    )
+    shared = _msg(11, 2, kinds.Share(title="Tea", bot=9, app="shop", action="item"))
+    assert _text(shared, names) == (
+        "[Team] 22:13 bob shared a mini-app card: Tea — shop_bot shop.item open"
+    )
+    line = format_event(shared, names, UTC, cards)
+    assert line is not None and line.text.endswith("shop.item [3] open")
+    assert cards.buttons[3] == (shared, -1)
+
+
+def test_format_forwards_bot_events_and_access_changes() -> None:
+    names = _names()
+    inner = kinds.encode_content(kinds.Text(text="see you at 8"))
+    fwd = kinds.Forward(sender=2, ts=TS, kind=inner[0], body=inner[1], conv=10, seq=4)
+    assert _text(_msg(11, 1, fwd)) == (
+        "[Team] 22:13 alice forwarded from bob (22:13, @bob #4): see you at 8"
+    )
+    names.seqs = True
+    line = format_event(_msg(11, 1, kinds.Text(text="x")), names, UTC)
+    assert line is not None and line.text == "[Team] 22:13 #5 alice: x"
+    names.seqs = False
+    names.handles[9] = "shop_bot"
+    access = kinds.SystemEvent(event="bot_access", actor=1, account=9, access="all")
+    assert _text(_msg(11, 0, access), names) == "[Team] 22:13 * alice let shop_bot read everything"
+    joined = kinds.SystemEvent(event="joined", actor=1, account=9, access="addressed")
+    assert _text(_msg(11, 0, joined), names) == "[Team] 22:13 * alice added shop_bot (a bot)"
+    assert _text(BotAdded(11, 9, 1, "addressed", 6), names) == (
+        "[Team] shop_bot is a bot; it reads what is addressed to it (/bots: its commands)"
+    )
+    assert _text(InvocationTimeout(11, 9, "i1", "shop", "browse", 30.2), names) == (
+        "[Team] shop.browse: no answer from shop_bot after 30 s"
+    )
+    profile = F.BotProfile(
+        re=1,
+        account=9,
+        commands=[F.BotCommand(name="orders", description="Your orders")],
+        manifest=F.Manifest(
+            name="shop",
+            title="Shop",
+            icon="🛒",
+            actions=[
+                F.MiniAppAction(
+                    name="item",
+                    title="Show an item",
+                    params=[F.ActionParam(name="item", type="str", choices=["tea", "cake"])],
+                    price=F.Price(amount=450, currency="USD"),
+                )
+            ],
+        ),
+    )
+    assert [line.text for line in format_bots([(9, "addressed", profile)], names, 11)] == [
+        "[Team] bots:",
+        "  shop_bot  reads what is addressed to it",
+        "    //orders — Your orders",
+        "    mini-app 🛒 Shop:",
+        "      /invoke @shop_bot shop.item item=tea|cake — Show an item (4.50 USD)",
+    ]
+    assert format_bots([], names, 11)[0].text == "no bots in [Team]"
+
+
+async def test_a_terminal_user_shops_with_a_bot_pays_an_order_shares_and_forwards(
+    tmp_path: Path,
+) -> None:
+    from paykit import mint  # the operator's top-up
+
+
+    async with run_server(make_settings(tmp_path)) as server:
+        url = server.url
+        key = tmp_path / "alice.key"
+        await _register(url, key, "alice", "Alice")
+        async with (
+            Bot(
+                url, tmp_path / "shop_bot.key", example("shop_bot").router, app_title="Shop"
+            ) as bot,
+            Client(url) as bob,
+        ):
+            await bob.register("bob", "Bob")
+            alice = Terminal(url, key).start()
+            try:
+                await alice.wait_for("connected as @alice")
+                alice.send('/group "Shop" @bob', "/invite @shop_bot", "/bots")
+                await alice.wait_for(r"^\[Shop\] \d\d:\d\d \* alice added shop_bot \(a bot\)$")
+                await alice.wait_for(r"^  shop_bot  reads what is addressed to it$")
+                await alice.wait_for(r"^      /invoke @shop_bot shop.item item=tea\|cake\|mug — ")
+
+                alice.send("/invoke @shop_bot shop.browse")
+                await alice.wait_for(
+                    r"shop_bot: 🛒 Shop - Green tea — 4.50 USD\n.*\n.*\n"
+                    r"    \[1\] Green tea  \[2\] Cheesecake  \[3\] Shop mug  \(/press N\)$"
+                )
+                alice.send("/press 1")
+                await alice.wait_for(r"\[4\] Buy 1 \(4.50 USD\)  \[5\] Buy 2 \(9.00 USD\)")
+                alice.send("/press 4")
+                await alice.wait_for(r"^    order 1: 4.50 USD for 1 x Green tea — /payorder 1$")
+                await mint(tmp_path / "chatd.db", await bob.lookup("alice"), 1_000)
+                alice.send("/payorder 1")
+                paid = await alice.wait_for(r"^paid order 1: 4.50 USD \(receipt #(\d+)\)$")
+                await alice.wait_for(r"shop_bot: ✅ Paid 4.50 USD for 1 x Green tea")
+                alice.send("/payorder 1")
+                await alice.wait_for(
+                    rf"^paid order 1: 4.50 USD \(receipt #{paid.group(1)}\) \(already paid"
+                )
+
+                alice.send("/share @shop_bot shop.item item=cake", "/seqs", "the tea is good")
+                await alice.wait_for(
+                    r"alice shared a mini-app card: Show an item — shop_bot shop.item \[7\] open$"
+                )
+                said = await alice.wait_for(r"^\[Shop\] \d\d:\d\d #(\d+) alice: the tea is good$")
+                alice.send("/press 7", f"/forward {said.group(1)} @bob")
+                await alice.wait_for(r"^\[Shop\] .*shop_bot: Cheesecake - 6.00 USD each$")
+                await alice.wait_for(r"^forwarded #\d+ to \[@bob\]$")
+                [fwd] = await Events(bob).take(
+                    sent_by(bob_alice := await bob.lookup("alice"), None, kinds.Forward)
+                )
+                assert fwd.forwarded == kinds.Text(text="the tea is good")
+                assert fwd.content.sender == bob_alice
+                alice.send("/press 99", "/payorder 5")
+                await alice.wait_for(r"^no button \[99\] shown yet$")
+                await alice.wait_for(r"^no order 5 shown yet$")
+            finally:
+                assert await alice.close() == 0
+            assert "Traceback" not in alice.text
+            assert bot.me.handle == "shop_bot"
