@@ -8,15 +8,29 @@ from chatclient.errors import (
     Conflict,
     ConnectionLost,
     Forbidden,
+    InvocationTimeoutError,
     NotFound,
     RateLimited,
     RequestError,
 )
-from chatclient.events import Connected, Disconnected, Event, Message, Presence, Receipt, Typing
+from chatclient.events import (
+    BotAdded,
+    BotRemoved,
+    Connected,
+    Disconnected,
+    Event,
+    InvocationTimeout,
+    Message,
+    Presence,
+    Receipt,
+    Typing,
+)
 from chatclient.keystore import KeyStore
 
 __all__ = [
     "AuthError",
+    "BotAdded",
+    "BotRemoved",
     "ChatClientError",
     "Client",
     "ClientClosed",
@@ -26,6 +40,8 @@ __all__ = [
     "Disconnected",
     "Event",
     "Forbidden",
+    "InvocationTimeout",
+    "InvocationTimeoutError",
     "KeyStore",
     "Message",
     "NotFound",

@@ -1,12 +1,16 @@
 """How many mini-app invocations per second one bot process answers, round trip.
 
 Starts chatd (a child process, a fresh SQLite file) and ``poll_bot.py`` (another child process),
-then ``--users`` SDK clients in this process, each in its own direct conversation with the bot,
+then ``--users`` SDK clients in this process, each in its own conversation with the bot (a
+direct one, or with ``--where group`` a group the bot was added to, where its access is
+``addressed``: invocations are addressed to it and encrypted under the addressed sender key),
 each invoking ``poll.vote`` and waiting for its ``miniapp.result`` before the next (closed loop).
 Every invocation is end-to-end encrypted both ways; the bot answers with a result and edits the
-poll's tally message (two sends). Prints invocations/s and the round-trip p50/p99.
+poll's tally message (two sends). Prints invocations/s, the round-trip p50/p99 and the CPU each
+process used (from /proc).
 
-    .venv/bin/python clients/examples/bench_poll.py --users 10 --seconds 10
+    .venv/bin/python clients/examples/bench_poll.py --users 10 --seconds 10 \
+        --server-cpus 0 --bot-cpus 1 --users-cpus 1
 
 chatd's per-connection rate limit (``[limits] frames_per_second``, 50 by default) caps what one
 connection may send: at two sends per vote, one bot answers at most ~25 votes/s under the
@@ -19,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -49,13 +54,33 @@ async def wait_for(text: bytes, proc: asyncio.subprocess.Process) -> None:
             return
 
 
+def pinned(cpus: str) -> list[str]:
+    """``taskset -c CPUS`` as a command prefix (nothing when no CPUs are given)."""
+    if not cpus:
+        return []
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise SystemExit("taskset is needed to pin processes (util-linux)")
+    return [taskset, "-c", cpus]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def main(args: argparse.Namespace) -> None:
+    if args.users_cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.users_cpus.split(",")})
     tmp = Path(tempfile.mkdtemp(prefix="bench_poll_"))
     port = free_port()
     url = f"ws://127.0.0.1:{port}/ws"
     env = {**os.environ, "CHATD_LIMITS__FRAMES_PER_SECOND": str(args.frames_per_second)}
     env["CHATD_LIMITS__FRAME_BURST"] = str(args.frames_per_second)
     server = await asyncio.create_subprocess_exec(
+        *pinned(args.server_cpus),
         *(sys.executable, "-m", "chatd", "serve", "--port", str(port), "--db", str(tmp / "c.db")),
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
@@ -71,6 +96,7 @@ async def main(args: argparse.Namespace) -> None:
             except OSError:
                 await asyncio.sleep(0.05)
         bot_proc = await asyncio.create_subprocess_exec(
+            *pinned(args.bot_cpus),
             sys.executable,
             str(HERE / "poll_bot.py"),
             "--url",
@@ -88,7 +114,14 @@ async def main(args: argparse.Namespace) -> None:
                 await c.register(f"user{i}", f"User {i}")
                 users.append(c)
             bot = await users[0].lookup("poll_bot")
-            convs = [await c.direct(bot) for c in users]
+            if args.where == "group":
+                convs = []
+                for i, c in enumerate(users):
+                    conv = (await c.create("group", f"Poll {i}")).conv
+                    await c.add_bot(conv, bot)  # access "addressed"
+                    convs.append(conv)
+            else:
+                convs = [await c.direct(bot) for c in users]
             polls = [
                 str((await c.send_text(v, "/poll Q? | A | B")).seq)
                 for c, v in zip(users, convs, strict=True)
@@ -132,16 +165,24 @@ async def main(args: argparse.Namespace) -> None:
             latencies.clear()
             unanswered.clear()
             started = time.monotonic()
+            cpu0 = {name: cpu_seconds(p.pid) for name, p in (("server", server), ("bot", bot_proc))}
+            own0 = time.process_time()
             stop_at = started + args.seconds
             await asyncio.gather(*(vote(i) for i in range(args.users)))
             elapsed = time.monotonic() - started
+            cpu = {
+                name: cpu_seconds(p.pid) - cpu0[name]
+                for name, p in (("server", server), ("bot", bot_proc))
+            }
+            cpu["users"] = time.process_time() - own0
         latencies.sort()
+        busy = ", ".join(f"{name} {100 * used / elapsed:.0f}%" for name, used in cpu.items())
         print(
-            f"users={args.users} invocations={len(latencies)} in {elapsed:.1f}s:"
-            f" {len(latencies) / elapsed:.0f}/s round trip,"
+            f"where={args.where} users={args.users} invocations={len(latencies)} in"
+            f" {elapsed:.1f}s: {len(latencies) / elapsed:.0f}/s round trip,"
             f" p50 {latencies[len(latencies) // 2] * 1000:.1f} ms,"
             f" p99 {latencies[int(len(latencies) * 0.99)] * 1000:.1f} ms,"
-            f" {len(unanswered)} unanswered within 10 s"
+            f" {len(unanswered)} unanswered within 10 s; CPU of a core: {busy}"
         )
     finally:
         if bot_proc is not None and bot_proc.returncode is None:
@@ -156,4 +197,8 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--frames-per-second", type=float, default=100_000.0)
+    parser.add_argument("--where", choices=("direct", "group"), default="direct")
+    parser.add_argument("--server-cpus", default="", help="taskset CPU list for chatd")
+    parser.add_argument("--bot-cpus", default="", help="taskset CPU list for the bot")
+    parser.add_argument("--users-cpus", default="", help="CPU list for this process")
     asyncio.run(main(parser.parse_args()))
