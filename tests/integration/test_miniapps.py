@@ -194,7 +194,7 @@ async def test_an_invocation_nobody_answers_times_out_with_an_event_after_resend
             "app",
             "go",
         )
-        assert event.waited >= 0.9
+        assert 0.85 <= event.waited < 5  # (the loop clock fires timers to the ms)
         sent = [
             m.content
             for m in await alice.history(conv)
