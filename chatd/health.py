@@ -46,29 +46,16 @@ class Health:
 
     async def problems(self) -> list[str]:
         """Why this node is not ready (empty: ready)."""
-        out = []
-        if self._draining():
-            out.append("draining")
-        if not self._deps.broker.healthy():
-            out.append("broker down")
-        if not await self.store_reachable():
-            out.append("store unreachable")
-        return out
+        return _problems(
+            self._draining(), self._deps.broker.healthy(), await self.store_reachable()
+        )
 
     async def status(self) -> dict[str, Any]:
         d = self._deps
         reachable = await self.store_reachable()
         broker_ok = d.broker.healthy()
         draining = self._draining()
-        problems = [
-            name
-            for name, bad in (
-                ("draining", draining),
-                ("broker down", not broker_ok),
-                ("store unreachable", not reachable),
-            )
-            if bad
-        ]
+        problems = _problems(draining, broker_ok, reachable)
         return {
             "node": d.settings.server.node_id,
             "version": __version__,
@@ -114,3 +101,14 @@ class Health:
             # Writes waiting for the next group commit (the writer's own queue).
             out["queued_writes"] = len(store._pending)
         return out
+
+
+def _problems(draining: bool, broker_ok: bool, store_ok: bool) -> list[str]:
+    out = []
+    if draining:
+        out.append("draining")
+    if not broker_ok:
+        out.append("broker down")
+    if not store_ok:
+        out.append("store unreachable")
+    return out
