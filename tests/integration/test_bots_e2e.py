@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+import chatclient.client as client_module
 import pytest
 from botkit import (
     Inbox,
@@ -25,6 +26,7 @@ from botkit import (
 )
 from chatclient import Client, KeyStore, Message
 from chatclient.bots import Bot, Context, F, Router
+from chatclient.errors import ConnectionLost
 from chatclient.events import BotAdded, BotRemoved, Event
 from chatproto import kinds
 from conftest import RunningServer, make_settings, run_server
@@ -271,3 +273,25 @@ async def test_a_message_to_an_account_that_is_still_publishing_its_keys_reaches
         await registering
         got = await Inbox(bob).one(text_is(alice.account, conv, "welcome, bob"))
         assert got.text == "welcome, bob"
+
+
+async def test_a_to_device_item_that_could_not_be_processed_is_fetched_again_without_a_reconnect(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "PARK_SECONDS", 120.0)  # no rescue by the park deadline
+    async with Client(server.url) as alice, Client(server.url) as bob:
+        await alice.register("alice", "Alice")
+        await bob.register("bob", "Bob")
+        receive = bob.e2e.receive_to_device
+        failures = [ConnectionLost("the key server did not answer")]
+
+        async def flaky(item: object) -> object:
+            if failures:
+                raise failures.pop()  # the first sender key cannot be checked for now
+            return await receive(item)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(bob.e2e, "receive_to_device", flaky)
+        conv = await alice.direct(bob.account)
+        await alice.send_text(conv, "can you read me?")
+        got = await Inbox(bob).one(text_is(alice.account, conv, "can you read me?"))
+        assert got.text == "can you read me?" and not failures
