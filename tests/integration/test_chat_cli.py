@@ -66,6 +66,7 @@ from chatproto import kinds
 from tests.botkit import Inbox as Events
 from tests.botkit import example, sent_by
 from tests.conftest import make_settings, run_server
+from tests.paykit import mint
 
 # --------------------------------------------------------------------------- parser
 
@@ -640,9 +641,6 @@ def test_format_forwards_bot_events_and_access_changes() -> None:
 async def test_a_terminal_user_shops_with_a_bot_pays_an_order_shares_and_forwards(
     tmp_path: Path,
 ) -> None:
-    from paykit import mint  # the operator's top-up
-
-
     async with run_server(make_settings(tmp_path)) as server:
         url = server.url
         key = tmp_path / "alice.key"
