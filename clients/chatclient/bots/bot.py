@@ -41,10 +41,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import inspect
 import logging
 import random
 import re
+import secrets
 import signal
 import time
 from collections import deque
@@ -829,7 +832,7 @@ class Bot:
         self, ctx: Context, amount: str | int, currency: str, memo: str, ttl: float
     ) -> kinds.PaymentRequest:
         m = ctx.message
-        rid = f"rq-{self.me.account}-{m.conv}-{m.seq}-{ctx.orders}"
+        rid = self._order_id(m.conv, m.seq, ctx.orders)
         ctx.orders += 1
         payer = ctx.sender.account
         try:
@@ -843,6 +846,18 @@ class Bot:
             log.info("request %s was opened before a restart; using it", rid)
             minor = payments.minor_units(amount, currency)
         return kinds.PaymentRequest(request_id=rid, amount=minor, currency=currency, memo=memo)
+
+    def _order_id(self, conv: int, seq: int, n: int) -> str:
+        """The same id for the same order on every run of its handler, and one nobody else can
+        guess: request ids are the payer-visible idempotency keys of the ledger, and a member
+        who opened a request under a predictable id first would block the order."""
+        ks = self.client.keystore
+        secret = ks.get("bots", "order-secret")
+        if secret is None:
+            secret = secrets.token_bytes(32)
+            ks.put("bots", "order-secret", secret)
+        tag = hmac.new(secret, f"{self.me.account}:{conv}:{seq}:{n}".encode(), hashlib.sha256)
+        return f"rq-{tag.hexdigest()[:32]}"
 
     def _load_state(self, conv: int) -> bytes:
         store = self._store

@@ -240,8 +240,9 @@ class Context:
         an order card: ``await ctx.answer("...", order=await ctx.order("12.50", "USD"))``.
         The user's client pays it with ``pay_order``; the ledger's ``transfer`` receipt (whose
         ``request_id`` is this order's) reaches the bot like any message. The request id is
-        derived from the bot, the conversation and this message, so a handler re-run after a
-        crash opens no second request."""
+        derived (keyed by a secret in the bot's key store, so nobody can open it first) from the
+        bot, the conversation and this message, so a handler re-run after a crash opens no
+        second request."""
         if self._runtime is None:
             raise BotError("this context is not attached to a running bot")
         return await self._runtime._order(self, amount, currency, memo, ttl)
