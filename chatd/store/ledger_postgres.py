@@ -54,6 +54,9 @@ class PgTx(Protocol):
     def db(self) -> Conn: ...
     async def lock_conv(self, conv: int) -> str | None: ...
     async def next_seq(self, conv: int) -> int: ...
+    async def server_message(
+        self, conv: int, now: int, kind: str, body: bytes
+    ) -> StoredMessage: ...
 
 
 async def _role(db: Conn, conv: int, account: int) -> str | None:
@@ -82,20 +85,7 @@ async def _message(db: Conn, conv: int, seq: int) -> StoredMessage:
 
 
 async def _append_receipt(tx: PgTx, conv: int, now: int, body: bytes) -> StoredMessage:
-    m = StoredMessage(conv, await tx.next_seq(conv), now, 0, 0, None, "payment.receipt", body)
-    await tx.db.execute(
-        "INSERT INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
-        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-        m.conv,
-        m.seq,
-        m.ts,
-        m.sender,
-        m.device,
-        m.cmid,
-        m.kind,
-        m.body,
-    )
-    return m
+    return await tx.server_message(conv, now, "payment.receipt", body)
 
 
 async def _lock_wallets(db: Conn, currency: str, *accounts: int) -> None:

@@ -156,7 +156,11 @@ class _Tx:
 
     async def system_message(self, conv: int, now: int, event: kinds.SystemEvent) -> StoredMessage:
         _, body = kinds.encode_content(event)
-        m = StoredMessage(conv, await self.next_seq(conv), now, 0, 0, None, "system", body)
+        return await self.server_message(conv, now, "system", body)
+
+    async def server_message(self, conv: int, now: int, kind: str, body: bytes) -> StoredMessage:
+        """Append a message the server writes itself (sender 0: system events, receipts)."""
+        m = StoredMessage(conv, await self.next_seq(conv), now, 0, 0, None, kind, body)
         await self.db.execute(
             "INSERT INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
             " VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
