@@ -13,20 +13,7 @@ from chatd.store.base import StoredMessage
 
 
 def deliver_frame(m: StoredMessage) -> bytes:
-    if m.to:
-        return codec.encode(
-            F.Deliver(
-                conv=m.conv,
-                seq=m.seq,
-                ts=m.ts,
-                sender=m.sender,
-                device=m.device,
-                cmid=m.cmid,
-                kind=m.kind,
-                body=m.body,
-                to=list(m.to),
-            )
-        )
+    """The ``deliver`` frame of a stored message (an empty ``to`` is left out of the bytes)."""
     return codec.encode(
         F.Deliver(
             conv=m.conv,
@@ -37,6 +24,7 @@ def deliver_frame(m: StoredMessage) -> bytes:
             cmid=m.cmid,
             kind=m.kind,
             body=m.body,
+            to=list(m.to),
         )
     )
 
