@@ -22,6 +22,7 @@ signature, the conversation, the payer's terms hashed into the intent); one that
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -36,7 +37,7 @@ from chatproto import kinds, money, payments
 from chatproto.e2e.primitives import random_bytes
 from chatproto.errors import ChatProtoError, ErrorCode, SignatureError
 
-from chatclient.errors import ChatClientError, ConnectionLost, RequestError
+from chatclient.errors import ChatClientError, Conflict, ConnectionLost, RequestError
 from chatclient.events import Event, Message, SecurityWarning
 
 if TYPE_CHECKING:
@@ -214,12 +215,19 @@ class Payments:
             id=1, intent=intent, device=c.device, sig=payments.sign_intent(c.keystore.key, intent)
         )
         receipt = await self._post(frame, deadline)
-        if memo and not receipt.replay:
+        if memo:
             note = kinds.PaymentTransfer(
                 transfer_id=tid, amount=minor, currency=currency, memo=memo, nonce=nonce
             )
-            await c.send(conv, note, cmid=f"memo-{tid}")
+            await self._send_memo(conv, note, f"memo-{tid}")
         return receipt
+
+    async def _send_memo(self, conv: int, note: kinds.Content, cmid: str) -> None:
+        """The memo message, also after a replayed posting: the first answer may have been lost
+        before the memo went out (a retry gets ``replay``). Its cmid is fixed by the posting's
+        id, so a memo stored before is refused as a CONFLICT (new ciphertext), not shown twice."""
+        with contextlib.suppress(Conflict):
+            await self._c.send(conv, note, cmid=cmid)
 
     async def request(
         self,
@@ -249,9 +257,9 @@ class Payments:
             expires_at=expires_at,
         )
         receipt = await self._post(frame, time.monotonic() + c.request_timeout * 3)
-        if memo and not receipt.replay:
+        if memo:
             note = kinds.PaymentRequest(request_id=rid, amount=minor, currency=currency, memo=memo)
-            await c.send(conv, note, cmid=f"memo-{rid}")
+            await self._send_memo(conv, note, f"memo-{rid}")
         return receipt
 
     async def pay_order(
@@ -334,11 +342,11 @@ class Payments:
             id=1, intent=intent, device=c.device, sig=payments.sign_intent(c.keystore.key, intent)
         )
         receipt = await self._post(frame, deadline)
-        if memo and not receipt.replay:
+        if memo:
             note = kinds.PaymentTransfer(
                 transfer_id=pid, amount=minor, currency=currency, memo=memo, nonce=nonce
             )
-            await c.send(conv, note, cmid=f"memo-{pid}")
+            await self._send_memo(conv, note, f"memo-{pid}")
         return receipt
 
     async def claim(self, packet_id: str) -> Receipt:
