@@ -174,13 +174,13 @@ class Hub:
         self._broker.after_flush(release)
         await done
 
-    async def barrier(self) -> bool:
-        """Wait until this node's subscriptions so far are in effect at a remote broker. False
-        (at once) with the in-process broker, where they always are."""
+    async def barrier(self) -> bool | None:
+        """Wait until this node's subscriptions so far are in effect at a remote broker: None
+        (at once) with the in-process broker, where they always are; else whether the broker
+        confirmed in time."""
         if not self._broker.remote:
-            return False
-        await self._broker.barrier()
-        return True
+            return None
+        return await self._broker.barrier()
 
     def latest_seq(self, conv: int) -> int:
         """Highest seq of ``conv`` this node has seen published (0 if none)."""

@@ -45,10 +45,11 @@ class Broker(Protocol):
         ...
 
     def subscribe(self, topic: str, handler: Handler) -> None: ...
-    async def barrier(self) -> None:
+    async def barrier(self) -> bool:
         """Return once every ``subscribe`` made before the call is in effect (envelopes
         published from then on reach this node), or at once while the broker is down (the
-        resync after the outage repairs what is missed)."""
+        resync after the outage repairs what is missed): True. False when the broker, though
+        up, did not confirm in time (the caller must not count on live delivery)."""
         ...
 
     def unsubscribe(self, topic: str) -> None: ...

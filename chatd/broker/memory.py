@@ -30,8 +30,9 @@ class MemoryBroker:
         """``publish`` delivers synchronously: everything is flushed already."""
         callback()
 
-    async def barrier(self) -> None:
+    async def barrier(self) -> bool:
         """Subscriptions take effect at once in-process."""
+        return True
 
     def unsubscribe(self, topic: str) -> None:
         self._handlers.pop(topic, None)

@@ -195,12 +195,15 @@ class RedisBroker:
         self._sub_gen += 1
         self._sub_wake.set()
 
-    async def barrier(self) -> None:
+    async def barrier(self) -> bool:
         target = self._sub_gen
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(self._io_timeout):
                 while self._confirmed < target and self.healthy():
                     await self._confirm_ev.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def unsubscribe(self, topic: str) -> None:
         if self._handlers.pop(topic, None) is not None:

@@ -102,7 +102,7 @@ class MessagingService:
         member = await self._require_member(f.conv, s.account)
         after = f.after
         s.floors[f.conv] = HOLD
-        subscribed = False
+        subscribed = unconfirmed = False
         try:
             while True:
                 page = await d.store.messages(f.conv, after, None, MAX_PAGE)
@@ -114,14 +114,20 @@ class MessagingService:
                 if len(page) < MAX_PAGE and d.hub.latest_seq(f.conv) <= after:
                     # With other nodes: once this node's subscription to the conversation is in
                     # effect, read once more; what commits later arrives live.
-                    if subscribed or not await d.hub.barrier():
+                    if subscribed:
+                        break
+                    confirmed = await d.hub.barrier()
+                    if confirmed is None:
                         break
                     subscribed = True
+                    unconfirmed = not confirmed
         except BaseException:
             s.floors.pop(f.conv, None)
             raise
         s.floors[f.conv] = after
         s.reply(F.Synced(re=f.id, conv=f.conv, seq=after))
+        if unconfirmed:  # Redis did not confirm the subscription: live delivery may miss some
+            s.reply(F.Resync())
 
     async def fetch(self, s: Sender, f: F.Fetch) -> F.Messages:
         member = await self._require_member(f.conv, s.account)

@@ -27,6 +27,11 @@ class PresenceService:
         else:
             if not await d.presence.depart(account):
                 return  # still connected on another node
+            if d.hub.online(account):
+                # It connected here again while the directory was asked: that arrival's entry
+                # may have been removed by this departure, so put it back; no offline event.
+                await d.presence.arrive(account)
+                return
             await d.store.set_last_seen(account, now)
         event = F.PresenceEvent(account=account, online=online, last_seen=now)
         for contact in await d.store.contacts_of(account):

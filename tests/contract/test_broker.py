@@ -142,7 +142,7 @@ async def test_after_barrier_the_first_publish_from_another_node_arrives(
             topics = [f"b.{round_}.{i}" for i in range(3000)]
             for topic in topics:
                 rig.broker.subscribe(topic, inbox)
-            await rig.broker.barrier()
+            assert await rig.broker.barrier()  # confirmed
             if admin is not None:  # Redis itself already counts the subscriber
                 counts = await admin.pubsub_numsub(*topics[-10:])
                 assert [n for _, n in counts] == [1] * 10
