@@ -6,7 +6,9 @@ Shape (every task is owned by ``run()``, which the app starts in its TaskGroup):
   buffer and wakes the flusher. At the bound (``max_pending``) the OLDEST pending envelope is
   dropped and counted in ``stats.dropped``: pub/sub is only the fast path and the store repairs
   what it loses (clients sync from their cursors), while a fresh envelope is worth more to a
-  live conversation than a stale one.
+  live conversation than a stale one. So that the other nodes' clients do sync, the next flush
+  after such a drop publishes a notice on ``LOSS_TOPIC``, and every other node calls its
+  ``on_reconnect()`` hook (resync) as after an outage.
 * ONE flusher task sends everything pending as one pipeline of ``PUBLISH`` commands on one
   connection, then reads the replies. A batch whose send fails is counted as dropped (it may
   have partly reached Redis; it is never resent, so nothing is delivered twice: at-most-once).
@@ -69,6 +71,9 @@ from chatd.settings import redact_url
 
 log = logging.getLogger(__name__)
 
+LOSS_TOPIC = "x.lost"
+"""Every node subscribes: a node whose buffer overflowed while Redis was up says so here."""
+_LOSS_TOPIC_B = LOSS_TOPIC.encode()
 _CHUNK = 512
 """Topics per SUBSCRIBE/UNSUBSCRIBE command."""
 _FAILURES = (RedisError, OSError, TimeoutError, EOFError)
@@ -149,6 +154,11 @@ class RedisBroker:
         self._hb_out: tuple[bytes, float] | None = None  # (token, monotonic time when queued)
         self._hb_wake = asyncio.Event()
         self._handlers[self._hb_topic] = self._no_handler
+        # Overflow: envelopes dropped while Redis is up are lost to the other nodes, which
+        # would not know; the next flush tells them on LOSS_TOPIC and they resync their clients.
+        self._handlers[LOSS_TOPIC] = self._no_handler
+        self._token = secrets.token_bytes(8)
+        self._lost = False
         self.last_lag: float | None = None
         """The latest heartbeat's round trip in seconds (None before the first)."""
         self.heartbeats = 0
@@ -167,6 +177,7 @@ class RedisBroker:
         if len(self._pending) >= self._max_pending:
             self._pending.popleft()
             self.stats.dropped += 1
+            self._lost = True
         self._pending.append((topic, data))
         self._wake.set()
 
@@ -295,6 +306,16 @@ class RedisBroker:
         event, self._confirm_ev = self._confirm_ev, asyncio.Event()
         event.set()
 
+    def _peer_lost(self) -> None:
+        """Another node dropped envelopes while Redis was up (its buffer overflowed): some of
+        this node's clients may miss messages, so they resync as after an outage."""
+        log.warning("broker: another node dropped envelopes; resyncing this node's clients")
+        if self.on_reconnect is not None:
+            try:
+                self.on_reconnect()
+            except Exception:
+                log.exception("broker: on_reconnect hook failed")
+
     def _came_up(self) -> None:
         if not self.healthy() or not self._outage:
             return
@@ -356,6 +377,10 @@ class RedisBroker:
                 beat = 1
             else:
                 beat = 0
+            if self._lost:  # after the survivors of an overflow: tell the others to resync
+                batch.append((LOSS_TOPIC, self._token))
+                self._lost = False
+                beat += 1
             try:
                 async with asyncio.timeout(self._io_timeout):
                     await conn.send_packed_command(_pack_publishes(batch), check_health=False)
@@ -504,6 +529,10 @@ class RedisBroker:
             if kind == b"message":
                 if reply[1] == self._hb_topic_b:
                     self._heartbeat_back(reply[2])
+                    return False
+                if reply[1] == _LOSS_TOPIC_B:
+                    if reply[2] != self._token:
+                        self._peer_lost()
                     return False
                 topic = reply[1].decode()
                 handler = self._handlers.get(topic)

@@ -216,6 +216,31 @@ async def test_a_burst_of_10000_is_delivered_in_order_without_loss(rig: Rig) -> 
     assert publish_seconds < 1.0  # publish only appends (or calls the hub, in-process)
 
 
+async def test_an_overflow_while_redis_is_up_makes_the_other_nodes_resync(
+    redis_rig: Rig,
+) -> None:
+    """Envelopes dropped at the bound never reach the other nodes, which cannot tell: the
+    overflowing node says so through Redis and every other node runs its resync hook."""
+    assert redis_rig.redis is not None
+    own: list[float] = []
+    overflowing = redis_broker(redis_rig.redis.url, own, max_pending=10)
+    async with running(overflowing):
+        inbox = Inbox()
+        redis_rig.broker.subscribe("c.over", inbox)
+        await inbox.settle(overflowing, ["c.over"])
+        assert redis_rig.reconnects == []
+        for i in range(100):  # all at once: the flusher has not run yet
+            overflowing.publish("c.over", f"m{i}".encode())
+        assert overflowing.stats.dropped == 90
+        got = await inbox.wait_for("c.over", 10)
+        assert got == [f"m{i}".encode() for i in range(90, 100)]
+        async with asyncio.timeout(5):
+            while not redis_rig.reconnects:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        assert own == []  # the overflowing node's own clients had everything (local first)
+
+
 async def test_redis_outage_publish_never_blocks_then_reconnects_resubscribes_and_delivers(
     redis_rig: Rig,
 ) -> None:
