@@ -170,16 +170,22 @@ async def _record(
     )
 
 
-async def _spent_today(db: Conn, account: int, currency: str, now: int) -> int:
-    return int(
-        await db.fetchval(
-            "SELECT coalesce(-sum(amount), 0) FROM entries"
-            " WHERE account=$1 AND currency=$2 AND posted_at>=$3 AND amount<0",
-            account,
-            currency,
-            ledger.day_start(now),
-        )
+async def _count_daily(
+    db: Conn, account: int, currency: str, amount: int, now: int, limit: int | None
+) -> None:
+    """Add ``amount`` to what ``account`` sent today and refuse it over ``limit``: one counter
+    row (``daily_sent``), updated under the payer's wallet lock in the posting's savepoint, so
+    a refusal rolls it back; O(1) where summing the day's entries grows with every payment."""
+    sent = await db.fetchval(
+        "INSERT INTO daily_sent (account, currency, day, sent) VALUES ($1,$2,$3,$4)"
+        " ON CONFLICT (account, currency, day) DO UPDATE SET sent = daily_sent.sent + excluded.sent"
+        " RETURNING sent",
+        account,
+        currency,
+        ledger.day_start(now),
+        amount,
     )
+    ledger.check_daily(int(sent) - amount, amount, currency, limit)
 
 
 async def _replay(db: Conn, transfer_id: str, type: str, fingerprint: bytes) -> Posting | None:
@@ -262,8 +268,7 @@ async def post_transfer(tx: PgTx, t: NewTransfer, sign: ReceiptSigner) -> Postin
                 t.now,
             )
         await _lock_wallets(db, t.currency, t.payer, t.payee)
-        spent = await _spent_today(db, t.payer, t.currency, t.now)
-        ledger.check_daily(spent, t.amount, t.currency, t.day_limit)
+        await _count_daily(db, t.payer, t.currency, t.amount, t.now, t.day_limit)
         m = await _append_receipt(tx, t.conv, t.now, sign(common.transfer_receipt(t)))
         await _record(
             db,
@@ -303,8 +308,7 @@ async def create_red_packet(tx: PgTx, p: NewRedPacket, sign: ReceiptSigner) -> P
         ledger.check_not_expired(p.intent_expires_at, p.now, "the intent")
         total = sum(p.shares)
         await _lock_wallets(db, p.currency, p.sender, ledger.ESCROW)
-        spent = await _spent_today(db, p.sender, p.currency, p.now)
-        ledger.check_daily(spent, total, p.currency, p.day_limit)
+        await _count_daily(db, p.sender, p.currency, total, p.now, p.day_limit)
         m = await _append_receipt(tx, p.conv, p.now, sign(common.red_packet_receipt(p)))
         await _record(
             db,

@@ -277,6 +277,10 @@ async def test_the_daily_limit_counts_transfers_and_red_packets_of_the_utc_day(
     await store.create_red_packet(packet("p1", a, conv, (100, 100)), sign)
     with pytest.raises(ledger.OverLimit):
         await store.post_transfer(transfer("t2", a, b, 1, conv, day_limit=500), sign)
+    # A refused posting used none of the day's allowance: 500 is still allowed under 1,000.
+    with pytest.raises(ledger.OverLimit):
+        await store.post_transfer(transfer("t2b", a, b, 501, conv, day_limit=1000), sign)
+    await store.post_transfer(transfer("t2c", a, b, 500, conv, day_limit=1000), sign)
     tomorrow = day + ledger.DAY_MS + 1
     t3 = transfer("t3", a, b, 500, conv, now=tomorrow, expires_at=tomorrow + 1, day_limit=500)
     await store.post_transfer(t3, sign)
