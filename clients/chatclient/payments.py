@@ -215,6 +215,7 @@ class Payments:
             id=1, intent=intent, device=c.device, sig=payments.sign_intent(c.keystore.key, intent)
         )
         receipt = await self._post(frame, deadline)
+        _check_matches(receipt, tid, c.account, to, minor, currency, conv)
         if memo:
             note = kinds.PaymentTransfer(
                 transfer_id=tid, amount=minor, currency=currency, memo=memo, nonce=nonce
@@ -342,6 +343,7 @@ class Payments:
             id=1, intent=intent, device=c.device, sig=payments.sign_intent(c.keystore.key, intent)
         )
         receipt = await self._post(frame, deadline)
+        _check_matches(receipt, pid, c.account, None, minor, currency, conv)
         if memo:
             note = kinds.PaymentTransfer(
                 transfer_id=pid, amount=minor, currency=currency, memo=memo, nonce=nonce
@@ -392,3 +394,20 @@ def memo_matches(note: kinds.PaymentTransfer, r: kinds.PaymentReceipt) -> bool:
 
 
 __all__: Sequence[str] = ("Payments", "Receipt", "memo_matches", "minor_units")
+
+
+def _check_matches(
+    receipt: Receipt,
+    ref: str,
+    payer: int,
+    payee: int | None,
+    amount: int,
+    currency: str,
+    conv: int,
+) -> None:
+    """A verified receipt is still refused when it is for another posting than the one this
+    client signed (a server answering with an older receipt of the same device, say)."""
+    r = receipt.receipt
+    got = (r.ref, r.payer, r.amount, r.currency, r.conv, r.payee if payee is not None else None)
+    if got != (ref, payer, amount, currency, conv, payee):
+        raise SignatureError(f"the server's receipt is not for this posting: {got}")
