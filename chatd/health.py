@@ -98,8 +98,7 @@ class Health:
             "reachable": reachable,
         }
         if isinstance(store, GroupCommitWriter):
-            # Writes waiting for the next group commit (the writer's own queue).
-            out["queued_writes"] = len(store._pending)
+            out["queued_writes"] = store.queued
         return out
 
 

@@ -49,6 +49,11 @@ class GroupCommitWriter(Generic[OpT]):
         self._stopped = asyncio.Event()
         self.healthy = True
 
+    @property
+    def queued(self) -> int:
+        """Writes waiting for the next group commit."""
+        return len(self._pending)
+
     async def _apply_batch(self, batch: list[OpT]) -> list[Any]:
         """One transaction for the whole batch (the backend's part)."""
         raise NotImplementedError
