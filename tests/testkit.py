@@ -182,6 +182,18 @@ class Checker:
         return {"lost": lost, "duplicates": dup, "order_violations": disorder}
 
 
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    """``GET path`` on 127.0.0.1:``port`` (the operator endpoints): (status, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = (await reader.read()).decode()
+    finally:
+        writer.close()
+    head, _, body = data.partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -246,16 +258,9 @@ class ServerProcess:
                 await asyncio.sleep(0.05)
         raise RuntimeError("chatd did not start")
 
-    async def http_get(self, path: str) -> tuple[int, bytes]:
+    async def http_get(self, path: str) -> tuple[int, str]:
         """``GET path`` on the node's port: (status, body)."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-            data = await reader.read()
-        finally:
-            writer.close()
-        head, _, body = data.partition(b"\r\n\r\n")
-        return int(head.split()[1]), body
+        return await http_get(self.port, path)
 
     async def wait_ready(self, timeout: float = 20) -> None:
         """Until ``/readyz`` answers 200 (store reachable, broker connected)."""

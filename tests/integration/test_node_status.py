@@ -22,6 +22,7 @@ from chatclient import Client
 from conftest import RunningServer, make_settings, run_server
 from pgserver import PostgresServer, pg_bindir
 from redisd import RedisServer
+from testkit import http_get
 
 from chatd import __version__
 from chatd.broker.redis import RedisBroker
@@ -81,17 +82,8 @@ async def _require_password(server: RedisServer) -> str:
     return f"redis://:{REDIS_PW}@127.0.0.1:{server.port}/0"
 
 
-async def _get(port: int, path: str) -> tuple[int, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-    data = (await reader.read()).decode()
-    writer.close()
-    head, _, body = data.partition("\r\n\r\n")
-    return int(head.split()[1]), body
-
-
 async def _status(port: int) -> dict[str, Any]:
-    code, body = await _get(port, "/status")
+    code, body = await http_get(port, "/status")
     assert code == 200
     doc: dict[str, Any] = json.loads(body)
     return doc
@@ -110,7 +102,7 @@ async def _until(port: int, path: str, code: int) -> str:
     """Poll ``path`` until it answers ``code``; its body then."""
     async with asyncio.timeout(TIMEOUT):
         while True:
-            got, body = await _get(port, path)
+            got, body = await http_get(port, path)
             if got == code:
                 return body
             await asyncio.sleep(0.02)
@@ -150,7 +142,7 @@ async def test_status_and_metrics_report_node_broker_and_store(
                 while (await _status(port))["broker"]["heartbeats"] < 3:
                     await asyncio.sleep(0.02)
             status = await _status(port)
-            _, metrics_text = await _get(port, "/metrics")
+            _, metrics_text = await http_get(port, "/metrics")
 
         assert status["node"] == "edge-7"
         assert status["version"] == __version__
@@ -196,9 +188,9 @@ async def test_readyz_is_503_naming_the_broker_while_redis_is_killed(
         assert status["ready"] is False and status["problems"] == ["broker down"]
         assert status["broker"]["healthy"] is False
         assert status["store"]["reachable"] is True
-        _, text = await _get(port, "/metrics")
+        _, text = await http_get(port, "/metrics")
         assert _metrics(text)["chatd_broker_up"] == 0.0
-        assert await _get(port, "/healthz") == (200, "ok\n")  # alive all along
+        assert await http_get(port, "/healthz") == (200, "ok\n")  # alive all along
 
         rds.start()
         assert await _until(port, "/readyz", 200) == "ready\n"

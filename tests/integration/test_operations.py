@@ -12,33 +12,24 @@ from pathlib import Path
 
 from chatclient import Client
 from conftest import RunningServer
-from testkit import free_port
+from testkit import free_port, http_get
 
 from chatd import __version__
-
-
-async def _get(port: int, path: str) -> tuple[int, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-    data = (await reader.read()).decode()
-    writer.close()
-    head, _, body = data.partition("\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 async def test_health_ready_and_metrics_endpoints(server: RunningServer) -> None:
     port = server.app.port
     assert port is not None
-    assert await _get(port, "/healthz") == (200, "ok\n")
-    assert await _get(port, "/readyz") == (200, "ready\n")
-    assert (await _get(port, "/nope"))[0] == 404
+    assert await http_get(port, "/healthz") == (200, "ok\n")
+    assert await http_get(port, "/readyz") == (200, "ready\n")
+    assert (await http_get(port, "/nope"))[0] == 404
     async with Client(server.url) as a, Client(server.url) as b:
         await a.register("alice", "Alice")
         await b.register("bob", "Bob")
         conv = await a.direct(b.account)
         for i in range(3):
             await a.send_text(conv, f"m{i}")
-        status, metrics = await _get(port, "/metrics")
+        status, metrics = await http_get(port, "/metrics")
         assert status == 200
         assert 'chatd_connections{state="authenticated"} 2.0' in metrics
         assert "chatd_messages_stored_total 3.0" in metrics
@@ -48,7 +39,7 @@ async def test_health_ready_and_metrics_endpoints(server: RunningServer) -> None
         assert f'chatd_node_info{{node="node-1",version="{__version__}"}} 1.0' in metrics
         assert "chatd_broker_up 1.0" in metrics
         assert "chatd_broker_lag_seconds" not in metrics  # in-process: nothing to measure
-        status, body = await _get(port, "/status")
+        status, body = await http_get(port, "/status")
         assert status == 200
         doc = json.loads(body)
         assert doc["node"] == "node-1" and doc["version"] == __version__
@@ -117,7 +108,7 @@ def test_every_log_line_carries_the_node_id(tmp_path: Path) -> None:
                 lines.append(json.loads(line))
                 if lines[-1]["event"] == "serving":
                     break
-            doc = json.loads(asyncio.run(_get(port, "/status"))[1])
+            doc = json.loads(asyncio.run(http_get(port, "/status"))[1])
             assert doc["node"] == "edge-3"
             proc.terminate()
             lines += [json.loads(line) for line in proc.stderr.read().splitlines()]

@@ -14,6 +14,7 @@ import pytest
 from chatclient import Client, Message
 from conftest import make_settings, run_server
 from redisd import RedisServer
+from testkit import http_get
 
 
 @pytest.fixture
@@ -25,15 +26,6 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.kill()
-
-
-async def _get(port: int, path: str) -> tuple[int, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-    data = (await reader.read()).decode()
-    writer.close()
-    head, _, body = data.partition("\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 async def _texts(client: Client, n: int, conv: int, timeout: float = 10) -> list[str]:
@@ -66,7 +58,7 @@ async def test_direct_conversation_through_the_redis_broker(
         port = server.app.port
         assert port is not None
         async with asyncio.timeout(10):
-            while (await _get(port, "/readyz"))[0] != 200:
+            while (await http_get(port, "/readyz"))[0] != 200:
                 await asyncio.sleep(0.02)
         async with (
             Client(server.url, encrypt=False) as alice,
@@ -87,7 +79,7 @@ async def test_direct_conversation_through_the_redis_broker(
         # delivered its own connections first, so the last echo may still be on its way).
         async with asyncio.timeout(10):
             while True:
-                _, metrics = await _get(port, "/metrics")
+                _, metrics = await http_get(port, "/metrics")
                 if _metric(metrics, "chatd_broker_received_total") >= 21:
                     break
                 await asyncio.sleep(0.02)
@@ -97,13 +89,13 @@ async def test_direct_conversation_through_the_redis_broker(
 
         redis_server.kill()  # /readyz follows the broker's health
         async with asyncio.timeout(10):
-            while (await _get(port, "/readyz"))[0] != 503:
+            while (await http_get(port, "/readyz"))[0] != 503:
                 await asyncio.sleep(0.02)
-        _, metrics = await _get(port, "/metrics")
+        _, metrics = await http_get(port, "/metrics")
         assert _metric(metrics, "chatd_broker_up") == 0.0
         redis_server.start()
         async with asyncio.timeout(10):
-            while (await _get(port, "/readyz"))[0] != 200:
+            while (await http_get(port, "/readyz"))[0] != 200:
                 await asyncio.sleep(0.05)
 
 
