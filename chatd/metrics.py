@@ -107,6 +107,13 @@ class Metrics:
         self.messages_stored = Counter(
             "chatd_messages_stored_total", "Messages committed (resends not counted)", registry=r
         )
+        self.payments = Counter(
+            "chatd_payments_total",
+            "Ledger postings answered, by type; replay: an id posted before, answered again"
+            " (refusals are in chatd_errors_total by code)",
+            ["type", "replay"],
+            registry=r,
+        )
         self.errors = Counter(
             "chatd_errors_total", "Error frames sent, by code", ["code"], registry=r
         )

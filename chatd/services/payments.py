@@ -145,7 +145,7 @@ class PaymentService:
             now=now,
             day_limit=self.limits.per_day.get(i.currency),
         )
-        self._submit(s, f.id, self._d.store.post_transfer(t, self.sign))
+        self._submit(s, f.id, self._d.store.post_transfer(t, self.sign), "transfer")
 
     async def red_packet(self, s: Payer, f: F.SendRedPacket) -> None:
         i = f.intent
@@ -169,13 +169,16 @@ class PaymentService:
             now=now,
             day_limit=self.limits.per_day.get(i.currency),
         )
-        self._submit(s, f.id, self._d.store.create_red_packet(p, self.sign))
+        self._submit(s, f.id, self._d.store.create_red_packet(p, self.sign), "red_packet")
 
     def claim(self, s: Payer, f: F.Claim) -> None:
         ledger.check_id(f.packet_id, "packet_id")
         now = self._d.clock.now_ms()
         self._submit(
-            s, f.id, self._d.store.claim_red_packet(f.packet_id, s.account, now, self.sign)
+            s,
+            f.id,
+            self._d.store.claim_red_packet(f.packet_id, s.account, now, self.sign),
+            "claim",
         )
 
     def request(self, s: Payer, f: F.RequestPayment) -> None:
@@ -184,21 +187,24 @@ class PaymentService:
         r = NewRequest(
             f.request_id, f.conv, s.account, f.payer, f.amount, f.currency, f.expires_at, now
         )
-        self._submit(s, f.id, self._d.store.open_request(r, self.sign))
+        self._submit(s, f.id, self._d.store.open_request(r, self.sign), "request")
 
     def close_request(self, s: Payer, f: F.DeclineRequest | F.CancelRequest) -> None:
         ledger.check_id(f.request_id, "request_id")
         state = "declined" if isinstance(f, F.DeclineRequest) else "cancelled"
         now = self._d.clock.now_ms()
         self._submit(
-            s, f.id, self._d.store.close_request(f.request_id, s.account, state, now, self.sign)
+            s,
+            f.id,
+            self._d.store.close_request(f.request_id, s.account, state, now, self.sign),
+            state,
         )
 
-    def _submit(self, s: Payer, rid: int, future: asyncio.Future[Posting]) -> None:
+    def _submit(self, s: Payer, rid: int, future: asyncio.Future[Posting], type: str) -> None:
         s.inflight += 1
-        future.add_done_callback(partial(self._posted, s, rid))
+        future.add_done_callback(partial(self._posted, s, rid, type))
 
-    def _posted(self, s: Payer, rid: int, future: asyncio.Future[Posting]) -> None:
+    def _posted(self, s: Payer, rid: int, type: str, future: asyncio.Future[Posting]) -> None:
         s.send_done()
         exc = future.exception()
         if exc is not None:
@@ -209,6 +215,7 @@ class PaymentService:
                 s.fail(rid, ErrorCode.INTERNAL, "internal error")
             return
         posting = future.result()
+        self._d.metrics.payments.labels(type=type, replay=str(posting.replay).lower()).inc()
         m = posting.message
         hub = self._d.hub
         if not posting.replay or hub.remote:
@@ -265,6 +272,8 @@ class PaymentService:
             )
             for p in postings:
                 publish_message(self._d.hub, p.message)
+            if postings:
+                self._d.metrics.payments.labels(type="expired", replay="false").inc(len(postings))
             done += len(postings)
             if len(postings) < SWEEP_BATCH:
                 break

@@ -20,6 +20,7 @@ from chatproto import kinds
 from chatproto.errors import ErrorCode, ProtocolError
 from conftest import RunningServer, make_settings, run_server
 from paykit import audit, balances, mint
+from testkit import http_get
 
 
 @pytest.fixture
@@ -164,6 +165,22 @@ async def test_red_packets_and_requests_through_the_sdk(
         assert note.content.memo == "for the cake"
         assert balances(db, carol.account) == {"USD": 333 + 200}
         assert audit(db).ok
+        # Operators see the postings by type; the repeated claim counts as a replay.
+        port = server.app.port
+        assert port is not None
+        _, metrics = await http_get(port, "/metrics")
+        counted = {
+            line.split("{", 1)[1].split("}", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("chatd_payments_total{")
+        }
+        assert counted == {
+            'replay="false",type="red_packet"': 1.0,
+            'replay="false",type="claim"': 2.0,
+            'replay="true",type="claim"': 1.0,
+            'replay="false",type="request"': 1.0,
+            'replay="false",type="transfer"': 1.0,
+        }
     finally:
         for x in (alice, bob, carol):
             await x.__aexit__(None, None, None)
