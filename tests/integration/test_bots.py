@@ -10,68 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any
 
 import msgspec
 import pytest
+from botkit import EXAMPLES, Inbox, example, user
 from chatclient import Client, KeyStore, Message
 from chatclient.bots import ArgumentError, Bot, Context, F, Router
 from chatclient.events import Event
 from chatproto import codec, kinds
 from conftest import RunningServer, make_settings, run_server
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "clients" / "examples"
 MARKER = "MARKER-b07b07"
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def example(name: str) -> ModuleType:
-    """Import ``clients/examples/<name>.py`` (without running its ``__main__`` part)."""
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class Inbox:
-    """A client's events, taken by predicate; what does not match stays for later takes."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.pending: list[Event] = []
-
-    async def take(
-        self, pred: Callable[[Event], bool], n: int = 1, timeout: float = 8.0
-    ) -> list[Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            self.pending += self.client.events_nowait()
-            hits = [i for i, ev in enumerate(self.pending) if pred(ev)]
-            if len(hits) >= n:
-                chosen = [self.pending[i] for i in hits[:n]]
-                for i in reversed(hits[:n]):
-                    del self.pending[i]
-                return chosen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{len(hits)}/{n} matching events; pending: {self.pending!r}")
-            await asyncio.sleep(0.01)
-
-    async def quiet(self, pred: Callable[[Event], bool], wait: float = 0.3) -> None:
-        """Nothing matching ``pred`` arrives within ``wait`` seconds (no duplicates, no extras)."""
-        await asyncio.sleep(wait)
-        self.pending += self.client.events_nowait()
-        extra = [ev for ev in self.pending if pred(ev)]
-        assert not extra, f"unexpected {extra!r}"
 
 
 def from_bot(
@@ -92,12 +50,6 @@ def from_bot(
 
 async def texts(inbox: Inbox, bot: Bot, conv: int, n: int = 1) -> list[str]:
     return [m.content.text for m in await inbox.take(from_bot(bot, conv), n)]
-
-
-async def user(stack: contextlib.AsyncExitStack, server: RunningServer, handle: str) -> Client:
-    client = await stack.enter_async_context(Client(server.url))
-    await client.register(handle, handle.title())
-    return client
 
 
 def invoke(app: str, action: str, inv: str, **params: str | int | bool) -> kinds.MiniappInvoke:
