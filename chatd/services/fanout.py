@@ -39,6 +39,14 @@ def publish_message(hub: Hub, m: StoredMessage, origin: int = 0) -> None:
     hub.publish(envelope.conv_topic(m.conv), envelope.MESSAGE, m.seq, origin, deliver_frame(m))
 
 
+def publish_committed(hub: Hub, m: StoredMessage, origin: int = 0, *, repeat: bool) -> None:
+    """Publish a message that was just committed; a ``repeat`` (a resend or replay answered
+    from the store) only when other nodes exist: the node that stored it may have died before
+    publishing it, and receivers drop seqs they already have."""
+    if not repeat or hub.remote:
+        publish_message(hub, m, origin)
+
+
 def publish_event(hub: Hub, conv: int, frame: F.Frame, origin: int) -> None:
     hub.publish(envelope.conv_topic(conv), envelope.EVENT, 0, origin, codec.encode(frame))
 

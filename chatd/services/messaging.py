@@ -24,7 +24,7 @@ from chatd.core import rules
 from chatd.errors import ChatdError, Invalid, NotFound
 from chatd.hub import HOLD
 from chatd.services.deps import Deps
-from chatd.services.fanout import deliver_frame, publish_message
+from chatd.services.fanout import deliver_frame, publish_committed
 from chatd.store.base import Appended, Membership, NewMessage, StoredMessage
 
 
@@ -77,13 +77,9 @@ class MessagingService:
         appended = future.result()
         m = appended.message
         hub = self._d.hub
+        publish_committed(hub, m, s.conn_id, repeat=appended.duplicate)
         if not appended.duplicate:
-            publish_message(hub, m, s.conn_id)
             self._d.metrics.messages_stored.inc()
-        elif hub.remote:
-            # A resend: the node that stored it may have died before publishing it. Publish
-            # again (to the others: receivers drop seqs they have) rather than leave it to sync.
-            publish_message(hub, m, s.conn_id)
         # Acked once its envelope has left this node (at once in-process).
         hub.after_published(
             partial(s.reply, F.Ack(re=rid, conv=m.conv, cmid=m.cmid or "", seq=m.seq, ts=m.ts))

@@ -31,7 +31,7 @@ from chatproto.errors import ErrorCode, SignatureError
 from chatd.core import ledger
 from chatd.errors import ChatdError, Forbidden
 from chatd.services.deps import Deps
-from chatd.services.fanout import publish_message
+from chatd.services.fanout import publish_committed, publish_message
 from chatd.store.base import DeviceRow, NewRedPacket, NewRequest, NewTransfer, Posting
 
 log = logging.getLogger(__name__)
@@ -218,10 +218,7 @@ class PaymentService:
         self._d.metrics.payments.labels(type=type, replay=str(posting.replay).lower()).inc()
         m = posting.message
         hub = self._d.hub
-        if not posting.replay or hub.remote:
-            # A replay is published again only across nodes: the node that committed it may
-            # have died before publishing (receivers drop seqs they already have).
-            publish_message(hub, m)
+        publish_committed(hub, m, repeat=posting.replay)
         reply = F.Posted(
             re=rid, conv=m.conv, seq=m.seq, ts=m.ts, body=m.body, replay=posting.replay
         )
