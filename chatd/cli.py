@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import sys
 from typing import Any
@@ -31,6 +32,38 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, flags=_flags(args))
 
 
+class StartError(Exception):
+    """A foreseeable reason the server cannot start; ``str()`` is the one line to print."""
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """``exc``, or the exceptions inside it if it is an exception group (the TaskGroup's)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _start_error(exc: BaseException, settings: Settings) -> StartError | None:
+    """One clear line for what stops ``serve`` at start (None: not a foreseeable failure)."""
+    where = f"{settings.server.host}:{settings.server.port}"
+    for leaf in _leaves(exc):
+        if isinstance(leaf, OSError) and leaf.errno == errno.EADDRINUSE:
+            return StartError(
+                f"cannot listen on {where}: the address is already in use (another chatd or"
+                " another program holds it): stop it, or choose another port with --port"
+            )
+        if isinstance(leaf, OSError) and leaf.errno == errno.EACCES:
+            return StartError(
+                f"cannot listen on {where}: permission denied (ports below 1024 need"
+                " privileges): choose another port with --port"
+            )
+        if isinstance(leaf, RuntimeError) and "in use by another chatd process" in str(leaf):
+            return StartError(f"{leaf}: stop the other server first, or give this one its own --db")
+        if isinstance(leaf, OSError):
+            return StartError(f"cannot start: {leaf.strerror or leaf}")
+    return None
+
+
 def _run(settings: Settings) -> None:
     from chatd import logs
     from chatd.app import App
@@ -41,11 +74,17 @@ def _run(settings: Settings) -> None:
         await App(settings).run(install_signals=True)
 
     try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        asyncio.run(main())
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+            asyncio.run(main())
+        else:
+            uvloop.run(main())
+    except Exception as exc:
+        failure = _start_error(exc, settings)
+        if failure is None:
+            raise  # a bug: its traceback is what a report needs
+        raise failure from None
 
 
 def _migrate(settings: Settings) -> None:
@@ -114,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "wallet":
         return wallet_cli.run(args, settings)
     else:
-        _run(settings)
+        try:
+            _run(settings)
+        except StartError as exc:
+            print(f"chatd: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -29,7 +29,13 @@ class ServerSettings:
     """Names this process in every log line, ``/status`` and ``chatd_node_info``."""
     origins: tuple[str, ...] = ()
     """Browser Origins allowed to connect; connections without Origin are always allowed."""
+    drain_grace: float = 0.0
+    """On SIGTERM: seconds ``/readyz`` answers 503 while the node still accepts and serves,
+    before the listener closes, so a load balancer's health checks see it leave (set it above
+    the balancer's check interval x failures to mark down; 0: close at once, one node alone).
+    A second SIGTERM ends it early."""
     drain_seconds: float = 10.0
+    """Then: how long clients get to close (they were sent 1001) before the process exits."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,18 +16,21 @@ import asyncio
 import contextlib
 import logging
 import os
+import sqlite3
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from chatproto import WS_PATH, kinds
 from chatproto import frames as F
-from chatproto import kinds
 from chatproto.errors import ChatProtoError
 
 from chatclient.client import Client
 from chatclient.errors import (
+    AuthError,
     ChatClientError,
     ClientClosed,
     ConnectionLost,
@@ -35,7 +38,7 @@ from chatclient.errors import (
     RequestError,
 )
 from chatclient.events import Connected, Disconnected, Event, Message, Typing, Undecryptable
-from chatclient.keystore import KeyStore
+from chatclient.keystore import KeyStore, KeyStoreInUse
 from chatclient.tui import (
     HELP,
     Access,
@@ -693,10 +696,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def server_url(text: str) -> str:
+    """The WebSocket URL for what a user typed as the server: ``http(s)://`` is read as
+    ``ws(s)://``, a missing path as ``/ws``, a bare ``host:port`` as ``ws://host:port/ws``.
+    Raises ``ParseError`` for what cannot be a server address."""
+    raw = text.strip()
+    if "://" not in raw:
+        raw = "ws://" + raw
+    parts = urllib.parse.urlsplit(raw)
+    scheme = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}.get(parts.scheme.lower())
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        scheme = None
+    if scheme is None or not parts.hostname:
+        raise ParseError(
+            f"not a server address: {text!r} (give ws://HOST:PORT{WS_PATH}, e.g. {DEFAULT_SERVER})"
+        )
+    path = parts.path if parts.path not in ("", "/") else WS_PATH
+    return urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+
+
 def _settings(args: argparse.Namespace) -> tuple[str, Path, float]:
     server = getattr(args, "server", None) or os.environ.get("CHAT_SERVER") or DEFAULT_SERVER
     key = getattr(args, "key", None) or os.environ.get("CHAT_KEY") or DEFAULT_KEY
     return server, Path(key).expanduser(), float(getattr(args, "connect_timeout", 10.0))
+
+
+def _refused(exc: AuthError, url: str, key_path: Path) -> str:
+    """One line for a connection or login the server refused, saying what to do."""
+    status = exc.server_message.removeprefix("HTTP ")
+    if status == "404":
+        fixed = urllib.parse.urlsplit(url)._replace(path=WS_PATH).geturl()
+        return (
+            f"no chatd at {url}: the server answered HTTP 404 (chatd serves clients on"
+            f" {WS_PATH}): try --server {fixed}"
+        )
+    if status.isdigit():
+        return (
+            f"the server at {url} refused the WebSocket connection (HTTP {status}):"
+            " is it a chatd server?"
+        )
+    return (
+        f"the server at {url} refused the login of {key_path} ({exc}): is it the server this"
+        " key was registered with? (--server, or $CHAT_SERVER)"
+    )
 
 
 async def _connect(client: Client, wait_s: float) -> None:
@@ -721,14 +765,31 @@ async def run(
     """The whole CLI as a coroutine (``main`` runs it; tests call it in-process)."""
     out = stdout if stdout is not None else sys.stdout
     args = build_parser().parse_args(argv)
-    url, key_path, timeout = _settings(args)
+    typed_url, key_path, timeout = _settings(args)
 
     def fail(msg: str) -> int:
         out.write(f"chat: {msg}\n")
         out.flush()
         return 1
 
-    ks = KeyStore.open(key_path)
+    try:
+        url = server_url(typed_url)
+    except ParseError as exc:
+        return fail(str(exc))
+    try:
+        ks = KeyStore.open(key_path)
+    except KeyStoreInUse:
+        return fail(
+            f"{key_path} is in use by another process (one at a time per key file):"
+            " close the other chat, or give another --key"
+        )
+    except (sqlite3.DatabaseError, ValueError, UnicodeDecodeError) as exc:
+        return fail(
+            f"{key_path} is not a chatd key file ({exc}): give another --key, or move this"
+            " file away to register a new account"
+        )
+    except OSError as exc:
+        return fail(f"cannot open the key file {key_path}: {exc.strerror or exc}")
     try:
         return await _run_with(args, ks, url, key_path, timeout, stdin, out, fail)
     finally:
@@ -763,6 +824,8 @@ async def _run_with(
         return fail(str(exc))
     except ParseError as exc:
         return fail(str(exc))
+    except AuthError as exc:
+        return fail(_refused(exc, url, key_path))
     except ChatClientError as exc:
         return fail(f"error: {exc}")
 

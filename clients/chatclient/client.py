@@ -45,7 +45,13 @@ from chatproto.e2e.payload import E2E_KIND
 from chatproto.errors import ChatProtoError, ErrorCode, ProtocolError
 from chatproto.limits import MAX_PAGE
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    WebSocketException,
+)
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from chatclient.addressing import MAX_TO, addressees, bare_command
@@ -180,7 +186,12 @@ class Client:
         self.server_name = ""
         self.encrypt = encrypt
         """End-to-end encryption for every kind (on by default; off only for tests/tools)."""
-        self.e2e = E2E(self.keystore, self._request, self._next_id)
+        self.e2e = E2E(
+            self.keystore,
+            self._request,
+            self._next_id,
+            warn=lambda account, reason: self._emit(SecurityWarning(account, reason)),
+        )
         self.payments = Payments(self)
         """Payments (``pay``, ``red_packet``, ...: chatclient/payments.py); verifies receipts."""
         self._views: dict[int, ConvView] = {}
@@ -367,7 +378,7 @@ class Client:
             await self._fetch_to_device()  # sender keys first, so synced messages open
         await self.resync()
         for p in list(self._outbox.values()):
-            self._transmit(p)
+            await self._transmit(p)
 
     async def _resync_quietly(self) -> None:
         """The server asked for a resync (it lost live fan-out for a while)."""
@@ -833,12 +844,23 @@ class Client:
     def _next_id(self) -> int:
         return next(self._ids) % 0xFFFFFFFF + 1
 
-    def _write(self, frame: F.Frame) -> None:
+    async def _write(self, frame: F.Frame) -> None:
+        """Write one frame with websockets' public ``send``.
+
+        Raises ``ConnectionLost`` (never a websockets exception, whichever its version) when
+        the connection is not open or closes meanwhile: a request then fails with the SDK's own
+        error, and a send stays in the outbox and goes out again on the next connection, with
+        its cmid (the server stores it once)."""
         ws = self._ws
-        if ws is None:
+        if ws is None or ws.state is not State.OPEN:
+            # Checked first: ``send`` on a closing connection waits for the close to finish
+            # before it raises, and this frame is lost with the connection anyway.
             raise ConnectionLost("not connected")
-        ws.protocol.send_binary(codec.encode(frame))
-        ws.send_data()
+        try:
+            await ws.send(codec.encode(frame))
+        except (WebSocketException, OSError) as exc:
+            # ConnectionClosed; InvalidState or ConcurrencyError from some versions.
+            raise ConnectionLost(f"connection lost: {exc!r}") from None
 
     async def _request(self, frame: Any, expect: type[T] | None = None) -> Any:
         """Send a request and return its answer; a ``RATE_LIMITED`` refusal (the server did
@@ -862,7 +884,7 @@ class Client:
         future: asyncio.Future[F.Frame] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = future
         try:
-            self._write(frame)
+            await self._write(frame)
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
             # arrives as the answer does, leaving a cancelled task running.
             async with asyncio.timeout(self.request_timeout):
@@ -1092,21 +1114,21 @@ class Client:
             pending = _Pending(conv, cmid, kind, body, future, to=addressed)
         self._outbox[cmid] = pending
         if self._ready.is_set():
-            self._transmit(pending)
+            await self._transmit(pending)
         try:
             return await future
         finally:
             # Acked, refused, or the caller gave up (cancelled, e.g. by asyncio.timeout).
             self._outbox.pop(cmid, None)
 
-    def _transmit(self, p: _Pending) -> None:
+    async def _transmit(self, p: _Pending) -> None:
         """Write one (re)send; its ``Error``, if any, reaches ``_send_answered``."""
         rid = self._next_id()
         waiter: asyncio.Future[F.Frame] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = waiter
         waiter.add_done_callback(lambda w: self._send_answered(rid, p.cmid, w))
         try:
-            self._write(
+            await self._write(
                 F.Send(id=rid, conv=p.conv, cmid=p.cmid, kind=p.kind, body=p.body, to=list(p.to))
             )
         except ConnectionLost:
@@ -1134,7 +1156,7 @@ class Client:
         p.attempts += 1
         await asyncio.sleep(min(2.0, 0.05 * 2 ** min(p.attempts, 6)) * (0.5 + random.random()))
         if self._outbox.get(p.cmid) is p and self._ready.is_set():
-            self._transmit(p)
+            await self._transmit(p)
 
     async def fetch(
         self, conv: int, *, after: int = 0, before: int | None = None, limit: int = 100
@@ -1165,7 +1187,7 @@ class Client:
 
     async def typing(self, conv: int, on: bool = True) -> None:
         await self._wait_connected()
-        self._write(F.Typing(conv=conv, on=on))
+        await self._write(F.Typing(conv=conv, on=on))
 
     async def presence(self, accounts: Sequence[int]) -> list[F.PresenceInfo]:
         reply = await self._call(

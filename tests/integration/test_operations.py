@@ -1,18 +1,20 @@
 """What operators see: /healthz, /readyz, /status, /metrics on the same port; config precedence
-on the CLI; the node id on every log line."""
+on the CLI; the node id on every log line; draining that a load balancer can see."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from chatclient import Client
+from chatclient import Client, Message
 from conftest import RunningServer
-from testkit import free_port, http_get
+from testkit import Raw, ServerProcess, free_port, http_get
 
 from chatd import __version__
 
@@ -118,3 +120,76 @@ def test_every_log_line_carries_the_node_id(tmp_path: Path) -> None:
                 proc.kill()
     assert lines[-1]["event"] == "stopped"
     assert all(line["node"] == "edge-3" for line in lines)
+
+
+async def _refused(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return True
+    writer.close()
+    return False
+
+
+async def test_sigterm_keeps_serving_with_readyz_503_for_the_grace_then_closes(
+    tmp_path: Path,
+) -> None:
+    """``[server] drain_grace``: from SIGTERM the node answers ``/readyz`` 503 (so a load
+    balancer's checks take it out) while it still accepts and serves; only after the grace does
+    the listener close and clients get 1001; then it exits 0."""
+    grace = 3.0
+    srv = ServerProcess(tmp_path / "n.db", env={"CHATD_SERVER__DRAIN_GRACE": str(grace)})
+    await srv.start()
+    try:
+        await srv.wait_ready()
+        async with (
+            Client(srv.url, encrypt=False, reconnect=False) as alice,
+            Client(srv.url, encrypt=False, reconnect=False) as bob,
+        ):
+            await alice.register("alice", "Alice")
+            await bob.register("bob", "Bob")
+            conv = await alice.direct(bob.account)
+            assert srv.proc is not None
+            srv.proc.send_signal(signal.SIGTERM)
+            sent_at = time.monotonic()
+            async with asyncio.timeout(10):
+                while await srv.http_get("/readyz") != (503, "not ready: draining\n"):
+                    await asyncio.sleep(0.02)
+            status = json.loads((await srv.http_get("/status"))[1])
+            assert (status["state"], status["draining"]) == ("draining", True)
+            assert "chatd_draining 1.0" in (await srv.http_get("/metrics"))[1]
+            assert await srv.http_get("/healthz") == (200, "ok\n")  # alive: do not restart it
+            # Still serving: a message is stored, acked and delivered; a new client gets in.
+            ack = await alice.send_text(conv, "during the grace")
+            async with asyncio.timeout(10):
+                async for ev in bob.events():
+                    if isinstance(ev, Message) and ev.seq == ack.seq:
+                        break
+            late = await Raw.open(srv.url)
+            assert time.monotonic() - sent_at < grace, "the machine was too slow to check"
+            # Then the listener closes and every client is told to go elsewhere.
+            assert await late.until_closed(timeout=grace + 10) == 1001
+            closed_at = time.monotonic()
+            assert closed_at - sent_at >= grace
+            assert await _refused(srv.port)
+            assert await asyncio.to_thread(srv.proc.wait, 30) == 0
+    finally:
+        if srv.proc is not None and srv.proc.poll() is None:
+            srv.kill9()
+
+
+async def test_a_second_sigterm_ends_the_grace_at_once(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path / "n.db", env={"CHATD_SERVER__DRAIN_GRACE": "600"})
+    await srv.start()
+    try:
+        await srv.wait_ready()
+        assert srv.proc is not None
+        srv.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            while (await srv.http_get("/readyz"))[0] != 503:
+                await asyncio.sleep(0.02)
+        srv.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(srv.proc.wait, 30) == 0
+    finally:
+        if srv.proc is not None and srv.proc.poll() is None:
+            srv.kill9()
