@@ -186,7 +186,12 @@ class Client:
         self.server_name = ""
         self.encrypt = encrypt
         """End-to-end encryption for every kind (on by default; off only for tests/tools)."""
-        self.e2e = E2E(self.keystore, self._request, self._next_id)
+        self.e2e = E2E(
+            self.keystore,
+            self._request,
+            self._next_id,
+            warn=lambda account, reason: self._emit(SecurityWarning(account, reason)),
+        )
         self.payments = Payments(self)
         """Payments (``pay``, ``red_packet``, ...: chatclient/payments.py); verifies receipts."""
         self._views: dict[int, ConvView] = {}
