@@ -193,3 +193,53 @@ async def test_a_second_sigterm_ends_the_grace_at_once(tmp_path: Path) -> None:
     finally:
         if srv.proc is not None and srv.proc.poll() is None:
             srv.kill9()
+
+
+def _check_config(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chatd", "check-config", *args],
+        env={"PATH": "/usr/bin", **env},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_passwords_come_from_files_or_the_environment_never_argv(tmp_path: Path) -> None:
+    """``CHATD_STORE__PASSWORD_FILE`` / ``password_file`` (any key: ``KEY_file``) as Docker and
+    systemd hand secrets over; the password joins the URL only to connect and is shown as
+    ``***``."""
+    pg_pw, redis_pw = "pg:pw/with@odd chars", "redis-pw-7"
+    (tmp_path / "pg").write_text(pg_pw + "\n")
+    (tmp_path / "redis").write_text(redis_pw + "\n")
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(
+        '[store]\ndb = "postgresql://chatd@db.internal:5432/chatd"\n'
+        f'password_file = "{tmp_path / "pg"}"\n'
+        '[broker]\nurl = "redis://redis.internal:6379/0"\n'
+    )
+    out = _check_config(
+        {"CHATD_BROKER__PASSWORD_FILE": str(tmp_path / "redis")}, "--config", str(cfg)
+    )
+    assert out.returncode == 0, out.stderr
+    assert pg_pw not in out.stdout and redis_pw not in out.stdout
+    effective = json.loads(out.stdout)
+    assert effective["store"]["db"] == "postgresql://chatd:***@db.internal:5432/chatd"
+    assert effective["store"]["password"] == "***"
+    assert effective["broker"]["url"] == "redis://:***@redis.internal:6379/0"
+    assert effective["broker"]["password"] == "***"
+    # What the node connects with: the password percent-encoded into the URL.
+    from chatd.settings import load_settings
+
+    s = load_settings(cfg, environ={"CHATD_BROKER__PASSWORD": redis_pw})
+    assert s.store.db == "postgresql://chatd:pg%3Apw%2Fwith%40odd%20chars@db.internal:5432/chatd"
+    assert s.broker.url == f"redis://:{redis_pw}@redis.internal:6379/0"
+
+    # Mistakes are named, not guessed at.
+    missing = _check_config({"CHATD_STORE__PASSWORD_FILE": str(tmp_path / "nope")})
+    assert missing.returncode == 2 and "store.password_file: cannot read" in missing.stderr
+    twice = _check_config(
+        {"CHATD_BROKER__URL": "redis://:a@h:6379/0", "CHATD_BROKER__PASSWORD": "b"}
+    )
+    assert twice.returncode == 2 and "carries a password and a password is also set" in twice.stderr
+    sqlite = _check_config({"CHATD_STORE__PASSWORD": "x"})
+    assert sqlite.returncode == 2 and "only for a postgresql:// db" in sqlite.stderr
