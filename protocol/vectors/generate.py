@@ -1402,6 +1402,27 @@ def payment_vectors() -> dict[str, Any]:
 # --------------------------------------------------------------------------- output
 
 
+_BIN = (
+    'a msgpack bin value (a field of a frame or of a content map) is written {"$bytes": '
+    '"<lowercase hex>"}, every other value as the plain JSON value'
+)
+FORMATS = {
+    "frames.json": f"canonical frames: `hex` is the whole WebSocket message, `decoded` its JSON form, where {_BIN}",
+    "decode_only.json": f"valid non-canonical encodings: `hex` decodes to `decoded`, where {_BIN}",
+    "invalid.json": "messages a receiver refuses: `hex` is the whole WebSocket message, `code` the error code (SPEC.md section 5)",
+    "auth.json": "signed payloads of SPEC.md section 6.2: every byte string (inputs, payload, keys, signature) is a lowercase hex string",
+    "kinds.json": f"message bodies of SPEC.md section 9: `hex` is the body of `kind`, `content` its JSON form, where {_BIN}",
+    "payments.json": f"SPEC.md section 15: in intents and receipts {_BIN}; payloads, hashes, seeds, keys and signatures are lowercase hex strings",
+}
+"""Each file's ``format`` header: how to read it, bytes above all (README.md has the rest)."""
+
+
+def _with_header(name: str, value: Any) -> dict[str, Any]:
+    """``{"format": ..., ...}``: an object's keys after the header; a list under ``vectors``."""
+    header = {"format": f"chatd.v1 test vectors, {name}: {FORMATS[name]}."}
+    return {**header, **value} if isinstance(value, dict) else {**header, "vectors": value}
+
+
 def build() -> dict[str, str]:
     """File name -> exact file text."""
     data: dict[str, Any] = {
@@ -1413,7 +1434,8 @@ def build() -> dict[str, str]:
         "payments.json": payment_vectors(),
     }
     return {
-        name: json.dumps(value, indent=2, ensure_ascii=False) + "\n" for name, value in data.items()
+        name: json.dumps(_with_header(name, value), indent=2, ensure_ascii=False) + "\n"
+        for name, value in data.items()
     }
 
 
