@@ -243,3 +243,62 @@ def test_passwords_come_from_files_or_the_environment_never_argv(tmp_path: Path)
     assert twice.returncode == 2 and "carries a password and a password is also set" in twice.stderr
     sqlite = _check_config({"CHATD_STORE__PASSWORD": "x"})
     assert sqlite.returncode == 2 and "only for a postgresql:// db" in sqlite.stderr
+
+
+def test_warnings_and_uncaught_exceptions_are_json_lines_too() -> None:
+    """With JSON logs every stderr line is JSON: a library's warning, an exception that escapes
+    a thread, one ignored in ``__del__`` and one that ends the program."""
+    code = """
+import threading, warnings
+from chatd import logs
+logs.configure("INFO", "json", node="n-9")
+warnings.warn("this API is going away", UserWarning)
+t = threading.Thread(target=lambda: 1 / 0, name="worker"); t.start(); t.join()
+class Leaky:
+    def __del__(self):
+        raise ValueError("in __del__")
+Leaky()
+raise SystemError("the end")
+"""
+    out = subprocess.run(
+        [sys.executable, "-W", "always", "-c", code], capture_output=True, text=True
+    )
+    assert out.returncode == 1
+    lines = [json.loads(line) for line in out.stderr.splitlines()]
+    assert all(line["node"] == "n-9" for line in lines)
+    warning, thread, unraisable, fatal = lines
+    assert (warning["logger"], warning["level"]) == ("py.warnings", "warning")
+    assert warning["event"] == "this API is going away" and warning["category"] == "UserWarning"
+    assert (thread["thread_name"], "ZeroDivisionError" in thread["exc"]) == ("worker", True)
+    assert "ValueError: in __del__" in unraisable["exc"]
+    assert fatal["level"] == "critical" and "SystemError: the end" in fatal["exc"]
+
+
+def test_a_node_with_redis_logs_only_json_lines(tmp_path: Path) -> None:
+    from redisd import RedisServer
+
+    redis = RedisServer(tmp_path)
+    redis.start()
+    port = free_port()
+    try:
+        with subprocess.Popen(
+            [
+                sys.executable, "-m", "chatd", "serve", "--port", str(port),
+                "--db", str(tmp_path / "n.db"), "--broker", redis.url,
+            ],
+            env={**os.environ, "CHATD_LOG__FORMAT": "json", "PYTHONWARNINGS": "always"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as proc:  # fmt: skip
+            try:
+                asyncio.run(ServerProcess(tmp_path / "n.db", port).wait_ready())
+                proc.terminate()
+                _, err = proc.communicate(timeout=30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+        events = [json.loads(line)["event"] for line in err.splitlines()]
+        assert "serving" in events and events[-1] == "stopped"
+    finally:
+        redis.kill()
