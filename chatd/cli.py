@@ -66,9 +66,9 @@ def _start_error(exc: BaseException, settings: Settings) -> StartError | None:
 
 def _run(settings: Settings) -> None:
     from chatd import logs
-    from chatd.app import App
 
     logs.configure(settings.log.level, settings.log.format, node=settings.server.node_id)
+    from chatd.app import App  # after configure: a warning at import is logged as JSON too
 
     async def main() -> None:
         await App(settings).run(install_signals=True)
