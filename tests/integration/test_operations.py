@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from chatclient import Client, Message
+from chatclient import Client, KeyStore, Message
 from conftest import RunningServer
 from testkit import Raw, ServerProcess, free_port, http_get
 
@@ -302,3 +302,76 @@ def test_a_node_with_redis_logs_only_json_lines(tmp_path: Path) -> None:
         assert "serving" in events and events[-1] == "stopped"
     finally:
         redis.kill()
+
+
+async def test_backup_copies_a_live_sqlite_store_that_serves_again_when_restored(
+    tmp_path: Path,
+) -> None:
+    """``chatd backup`` while a client keeps sending: every message acked before the backup
+    started is in the copy, the copy is one consistent moment (a gapless prefix), and a server
+    started on the copy (the restore) serves the same accounts and history and goes on."""
+    db = tmp_path / "live.db"
+    srv = ServerProcess(db)
+    await srv.start()
+    copy = tmp_path / "backup.db"
+    keys = KeyStore.memory()
+    try:
+        async with Client(srv.url, keys, encrypt=False) as alice:
+            await alice.register("alice", "Alice")
+            conv = (await alice.create("group", "notes")).conv
+            acked: list[tuple[float, int]] = []
+            stop = asyncio.Event()
+
+            async def send() -> None:
+                i = 0
+                while not stop.is_set():
+                    ack = await alice.send_text(conv, f"note {i}")
+                    acked.append((time.monotonic(), ack.seq))
+                    i += 1
+
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(send())
+                while len(acked) < 200:
+                    await asyncio.sleep(0.01)
+                began = time.monotonic()
+                out = await asyncio.to_thread(
+                    subprocess.run,
+                    [sys.executable, "-m", "chatd", "backup", "--db", str(db), str(copy)],
+                    capture_output=True,
+                    text=True,
+                )
+                ended = time.monotonic()
+                n = len(acked)
+                while len(acked) < n + 50:  # the server kept acking after it
+                    await asyncio.sleep(0.01)
+                stop.set()
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith(f"backed up {db} to {copy}: ")
+        again = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "chatd", "backup", "--db", str(db), str(copy)],
+            capture_output=True,
+            text=True,
+        )
+        assert again.returncode == 1 and "never overwrites" in again.stderr
+    finally:
+        srv.terminate()
+
+    restored = ServerProcess(copy, log=tmp_path / "restored.log")
+    await restored.start()
+    try:
+        async with Client(restored.url, keys, encrypt=False) as alice:
+            last = (await alice.conversation(conv)).last_seq
+            seqs: list[int] = []
+            while len(seqs) < last:
+                page = await alice.fetch(conv, after=len(seqs), limit=500)
+                assert page.messages
+                seqs += [m.seq for m in page.messages]
+            assert seqs == list(range(1, last + 1))  # one consistent moment: no gap
+            before = [seq for t, seq in acked if t < began]
+            during = [seq for t, seq in acked if t <= ended]
+            assert max(before) <= last <= max(during)
+            ack = await alice.send_text(conv, "after the restore")
+            assert ack.seq == last + 1
+    finally:
+        restored.terminate()
