@@ -637,7 +637,7 @@ def test_format_forwards_bot_events_and_access_changes() -> None:
     assert [line.text for line in format_bots([(9, "addressed", profile)], names, 11)] == [
         "[Team] bots:",
         "  shop_bot  reads what is addressed to it",
-        "    //orders — Your orders",
+        "    /orders — Your orders",
         "    mini-app 🛒 Shop:",
         "      /invoke @shop_bot shop.item item=tea|cake — Show an item (4.50 USD)",
     ]

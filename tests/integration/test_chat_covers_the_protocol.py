@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from chatclient.bots import Bot
 from chatclient.tui import (
     BotCommand,
     CancelRequest,
@@ -27,6 +28,7 @@ from chatclient.tui import (
     parse_command,
 )
 
+from tests.botkit import example
 from tests.conftest import make_settings, run_server
 from tests.integration.test_chat_cli import Terminal, _register
 from tests.paykit import mint
@@ -178,3 +180,46 @@ async def test_requests_are_paid_declined_or_cancelled_and_money_waits_for_yes(
             assert "/yes to confirm" not in script.text
         finally:
             assert await script.close() == 0
+
+
+async def test_bot_commands_need_no_double_slash_and_a_vote_is_not_told_to_the_group(
+    tmp_path: Path,
+) -> None:
+    async with run_server(make_settings(tmp_path)) as server:
+        keys = {h: tmp_path / f"{h}.key" for h in ("alice", "bob")}
+        for handle, key in keys.items():
+            await _register(server.url, key, handle, handle.title())
+        async with Bot(server.url, tmp_path / "poll_bot.key", example("poll_bot").router):
+            alice = Terminal(server.url, keys["alice"]).start()
+            bob = Terminal(server.url, keys["bob"]).start()
+            try:
+                await bob.wait_for("connected as @bob")
+                alice.send('/group "Team" @bob', "/invite @poll_bot", "/start")
+                await alice.wait_for(r"^\[Team\] \d\d:\d\d poll_bot \(↩ #\d+\): I run polls\.")
+                alice.send("/poll Lunch? | Pizza | Sushi")
+                pid = (await bob.wait_for(r"^\d+ votes · poll (\d+)$")).group(1)
+                await bob.wait_for(rf"^vote: /vote {pid} N \(N from 1 to 2\)$")
+                bob.send("/open 1", f"/vote {pid} 2")  # as the poll says: it works
+                await bob.wait_for(rf"poll_bot \(↩ #\d+\): Vote counted \(poll {pid}\)")
+                # The live tally: one line per change, not the whole poll again.
+                await alice.wait_for(r"poll_bot \(edited #\d+\): 📊 Lunch\? … \(\+4 lines\)$")
+                alice.send(f"/invoke @poll_bot poll.vote poll={pid} option=1")
+                await alice.wait_for(r"poll_bot: Vote counted - 📊 Lunch\?")
+                await bob.wait_for(r"^\[Team\] poll_bot answered alice: Vote counted$")
+                assert "You voted for" not in alice.text + bob.text
+                alice.send("/frobnicate", "/seqs", "/history 3")
+                await alice.wait_for(
+                    r"^unknown command /frobnicate: neither chat nor the bots here have it"
+                )
+                card = await alice.wait_for(r"^\[Team\] \d\d:\d\d #(\d+) poll_bot: Vote counted")
+                # A forwarded card is shown as the card it is.
+                alice.send(f"/forward {card.group(1)} @bob")
+                await bob.wait_for(
+                    r"alice forwarded from poll_bot \(\d\d:\d\d, Team #\d+\): Vote counted - 📊"
+                )
+            finally:
+                for t in (alice, bob):
+                    assert await t.close() == 0
+            for t in (alice, bob):
+                assert "Traceback" not in t.text
+                assert "cannot show" not in t.text
