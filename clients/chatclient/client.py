@@ -739,11 +739,28 @@ class Client:
             view = self._views[conv]
         return view
 
-    async def publish_devices(self, approve: Sequence[int] = ()) -> int:
+    async def publish_devices(self, approve: Sequence[int] = (), remove: Sequence[int] = ()) -> int:
         """Sign the account's device list with its master key (on the device that holds it),
-        adding the devices in ``approve``; returns the new version."""
+        adding the devices in ``approve`` (each only with the login key approved with
+        ``approve_device``: else ``ChatProtoError`` and nothing is published) and leaving out
+        those in ``remove``; returns the new version."""
         await self._wait_connected()
-        return await self.e2e.publish_device_list(list(approve))
+        return await self.e2e.publish_device_list(list(approve), list(remove))
+
+    async def send_approval(self, device_key: bytes) -> None:
+        """Send this device's approval of ``device_key`` (see ``approve_device``) to the
+        account's other devices, end-to-end encrypted, so the one holding the master key can
+        list the new device."""
+        await self._wait_connected()
+        self.e2e.approve(device_key)
+        await self.e2e.request_device_change("approve", device_key)
+
+    async def remove_device(self, device: int) -> None:
+        """Remove ``device`` (lost, stolen, retired) from this account's device list, from any
+        device of the account: the device holding the master key signs the list without it,
+        and every sender key it held is replaced before the next message."""
+        await self._wait_connected()
+        await self.e2e.remove_device(device)
 
     async def transfer_master_key(self, device: int, *, keep: bool = True) -> None:
         """Hand the account's master key to ``device``, another device of this account (calling
@@ -946,7 +963,10 @@ class Client:
         return key.sign(auth.login_payload(challenge.server, challenge.nonce, key.public_key))
 
     def approve_device(self, device_key: bytes) -> bytes:
-        """Signature by this (logged-in) device approving ``device_key`` for its account."""
+        """Signature by this (logged-in) device approving ``device_key`` for its account. The
+        approval is also recorded here: the master key lists a device only with a key approved
+        so (on the device holding it, or sent there with ``send_approval``)."""
+        self.e2e.approve(device_key)
         return self.keystore.key.sign(
             auth.device_approval_payload(self.server_name, self.keystore.account, device_key)
         )

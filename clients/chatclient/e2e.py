@@ -33,7 +33,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 from chatproto import frames as F
@@ -76,6 +76,7 @@ NS_SESSION = "e2e.session"  # "{account}:{device}" -> pairwise.Session (+ ".arch
 NS_OUT = "e2e.out"  # "{conv}" -> _Outbound (main key), "{conv}:addressed" (E2E.md 7.1)
 NS_IN = "e2e.in"  # "{conv}:{account}:{device}:{key_id}" -> SenderKeyReceiverState
 NS_TRUST = "e2e.trust"  # "{account}" -> _Trust
+NS_APPROVED = "e2e.approved"  # "{login key hex}" -> b"\x01": device keys the user approved
 NS_PLAIN = "e2e.plain"  # "{conv}:{seq}" -> _Plain (decrypted history, for fetch)
 
 
@@ -237,6 +238,10 @@ class E2E:
         count = await self._upload(state)  # uploads nothing new: answers the pool's size
         if count >= ONE_TIME_TARGET // 2:
             return count
+        # Read again after the await: a message may have consumed a one-time prekey meanwhile,
+        # and saving the state read before would bring that (used, private) prekey back.
+        state = self.prekeys
+        assert state is not None
         state, new = x3dh.add_one_time_prekeys(state, ONE_TIME_TARGET - count)
         _save(self.ks, NS_DEVICE, "prekeys", state)
         return await self._upload(state, one_time=new)
@@ -266,41 +271,76 @@ class E2E:
         )
         return answer.one_time
 
-    async def publish_device_list(self, extra_devices: Sequence[int]) -> int:
+    def approve(self, device_key: bytes) -> None:
+        """The user approved the new device whose login key is ``device_key`` on this device
+        (``Client.approve_device``): the master key will list a device only with a key approved
+        so (here, or on another listed device of the account that sent the approval)."""
+        self.ks.put(NS_APPROVED, device_key.hex(), b"\x01")
+
+    def approved(self, device_key: bytes) -> bool:
+        return self.ks.get(NS_APPROVED, device_key.hex()) is not None
+
+    async def publish_device_list(
+        self, extra_devices: Sequence[int], remove: Sequence[int] = ()
+    ) -> int:
         """Sign and publish the account's device list: this device, the devices already on
-        the list, and ``extra_devices`` (the user approved them). Needs the master key."""
+        the list, and ``extra_devices`` (the user approved them), without ``remove``. Needs the
+        master key.
+
+        The list starts from the newest one signed by the master key (the one this device
+        pinned, or a newer one on the server that verifies): its version is the signed one,
+        never the frame's. An extra device is listed only with a login key the user approved
+        (``approve``) and the identity and prekeys that key signed: the server chooses
+        neither the device's keys nor whether it has a PQ prekey. ``UntrustedDevice``
+        otherwise, and nothing is published."""
         seed = self.ks.get(NS_DEVICE, "master")
         if seed is None:
             raise CryptoError("only the device holding the account's master key signs its list")
         master = SigningKey(seed)
+        own = self.ks.account
+        pinned = self.trust(own)
+        base: list[devicelist.DeviceEntry] = []
+        version = 0
+        if pinned is not None and constant_time_equal(pinned.master_key, master.public_key):
+            base, version = list(pinned.devices), pinned.version
         current: F.DeviceList = await self._call(
-            F.GetDeviceList(id=self._id(), account=self.ks.account), F.DeviceList
+            F.GetDeviceList(id=self._id(), account=own), F.DeviceList
         )
-        entries = {
-            self.ks.device: devicelist.DeviceEntry(
-                device=self.ks.device,
-                signing_key=self.identity.signing_key,
-                identity_key=self.identity.identity_key,
-            )
-        }
         if current.version:
-            for d in devicelist.verify_device_list(
-                current.body, current.sig, master.public_key, account=self.ks.account
-            ).devices:
-                entries.setdefault(d.device, d)
+            try:
+                stored = devicelist.verify_device_list(
+                    current.body, current.sig, master.public_key, account=own
+                )
+            except ChatProtoError as exc:  # a forgery: start from what this device trusts
+                await self._warn(own, f"the server's copy of your device list is refused: {exc}")
+            else:
+                if stored.version > version:
+                    base, version = list(stored.devices), stored.version
+        entries = {d.device: d for d in base}
+        state = self.prekeys
+        assert state is not None
+        entries[self.ks.device] = devicelist.DeviceEntry(
+            device=self.ks.device,
+            signing_key=state.identity.signing_key,
+            identity_key=state.identity.identity_key,
+            pq=state.pq_prekey is not None,
+        )
+        for device in remove:
+            if device == self.ks.device:
+                raise CryptoError("a device cannot remove itself from the list")
+            entries.pop(device, None)
         if extra_devices:
             bundles: F.Bundles = await self._call(
-                F.ClaimKeys(id=self._id(), account=self.ks.account), F.Bundles
+                F.ClaimKeys(id=self._id(), account=own), F.Bundles
             )
-            for b in bundles.bundles:
-                if b.device in extra_devices:
-                    x3dh.verify_identity(b.signing_key, b.identity_key, b.identity_sig)
-                    entries[b.device] = devicelist.DeviceEntry(
-                        device=b.device, signing_key=b.signing_key, identity_key=b.identity_key
-                    )
-        version = current.version + 1
+            found = {b.device: b for b in bundles.bundles}
+            for device in extra_devices:
+                entries[device] = self._approved_entry(device, found.get(device))
+        if version >= devicelist.MAX_VERSION:
+            raise CryptoError("the device list reached its last version")
+        version += 1
         dl = devicelist.DeviceList(
-            account=self.ks.account,
+            account=own,
             version=version,
             master_key=master.public_key,
             devices=tuple(entries.values()),
@@ -315,7 +355,7 @@ class E2E:
         _save(
             self.ks,
             NS_TRUST,
-            str(self.ks.account),
+            str(own),
             _Trust(
                 master_key=master.public_key,
                 version=version,
@@ -323,7 +363,90 @@ class E2E:
                 verified=True,
             ),
         )
+        for device in remove:
+            self._drop_sessions(own, device)
         return version
+
+    def _approved_entry(self, device: int, b: F.Bundle | None) -> devicelist.DeviceEntry:
+        """The list entry of ``device`` from its bundle, if the user approved its key."""
+        if b is None or b.signed_prekey is None:
+            raise CryptoError(f"device {device} has published no keys yet")
+        if not self.approved(b.signing_key):
+            raise UntrustedDevice(
+                f"device {device} has key {b.signing_key.hex()[:16]}…, which you did not approve"
+                " (approve the new device's key on one of your devices first)"
+            )
+        try:
+            x3dh.verify_bundle(_bundle(b))
+        except UntrustedKeyError as exc:
+            raise UntrustedDevice(f"device {device}: {exc.message}") from exc
+        return devicelist.DeviceEntry(
+            device=device,
+            signing_key=b.signing_key,
+            identity_key=b.identity_key,
+            pq=b.pq_prekey is not None,
+        )
+
+    async def request_device_change(
+        self, op: Literal["approve", "remove"], device_key: bytes, device: int = 0
+    ) -> list[int]:
+        """Send the user's approval of a new device's key, or removal of a listed device, to
+        the account's other listed devices (E2E.md 3.2): the one holding the master key applies
+        it. Returns the devices it was sent to."""
+        own = self.ks.account
+        listed = await self.devices(own, refresh=True)
+        if op == "remove":
+            entry = next((d for d in listed if d.device == device), None)
+            if entry is None:
+                raise UntrustedDevice(f"device {device} is not on your device list")
+            device_key = entry.signing_key
+        content = payload.encode_to_device(
+            payload.DeviceChange(account=own, op=op, device_key=device_key, device=device)
+        )
+        others = [d.device for d in listed if d.device != self.ks.device]
+        return await self._send_pairwise(own, others, content)
+
+    async def remove_device(self, device: int) -> None:
+        """The user removes ``device`` from the account: re-signed without it here if this
+        device holds the master key, else asked of the device that does. Every sender key it
+        held is replaced before the next message (section 7 rotation: it is off the list)."""
+        if device == self.ks.device:
+            raise CryptoError("a device cannot remove itself from the list")
+        if self.ks.get(NS_DEVICE, "master") is not None:
+            await self.publish_device_list([], remove=[device])
+            return
+        if not await self.request_device_change("remove", b"\x00" * 32, device):
+            raise CryptoError("no other device of yours could be reached")
+        # Until the holder's new list arrives, this device already gives it nothing.
+        _save(self.ks, NS_DEVICE, "removed", sorted(self._removed() | {device}))
+        self.forget_devices(self.ks.account)
+
+    def _removed(self) -> set[int]:
+        """Own devices the user removed here, left out of every recipient set even while a
+        list naming them is still the newest this device has."""
+        raw = self.ks.get(NS_DEVICE, "removed")
+        return set() if raw is None else set(msgspec.msgpack.decode(raw, type=list[int]))
+
+    async def _apply_device_change(self, device: int, change: payload.DeviceChange) -> None:
+        """A listed device of this account asked for a list change (the caller checked the
+        sender): record an approval; apply a removal if this device holds the master key."""
+        own = self.ks.account
+        if change.account != own:
+            raise UntrustedDevice("a device change for another account")
+        if change.op == "approve":
+            self.approve(change.device_key)
+            return
+        if self.ks.get(NS_DEVICE, "master") is None:
+            return  # the holder applies it
+        listed = {d.device: d for d in await self.devices(own)}
+        entry = listed.get(change.device)
+        if entry is None:
+            return  # already removed
+        if not constant_time_equal(entry.signing_key, change.device_key):
+            raise UntrustedDevice(f"removal of device {change.device} names another key")
+        if change.device == self.ks.device:
+            raise UntrustedDevice(f"device {device} asked to remove the master key's device")
+        await self.publish_device_list([], remove=[change.device])
 
     # ------------------------------------------------------------------ trust
 
@@ -491,7 +614,12 @@ class E2E:
                 log.warning("%s: its devices cannot read this message", exc.message)
                 continue
             self._stale.discard(account)
-            out += [(account, d.device) for d in devices if d.device != self.ks.device]
+            gone = self._removed() if account == self.ks.account else set()
+            out += [
+                (account, d.device)
+                for d in devices
+                if d.device != self.ks.device and d.device not in gone
+            ]
         return out
 
     async def _listed_devices(self, account: int, refresh: bool) -> list[devicelist.DeviceEntry]:
@@ -631,6 +759,11 @@ class E2E:
         if isinstance(content, payload.MasterKeyTransfer):
             self._accept_master_key(item.sender, item.device, content)
             return Received(master_key=True)
+        if isinstance(content, payload.DeviceChange):
+            if item.sender != self.ks.account:
+                raise UntrustedDevice(f"a device change from account {item.sender}")
+            await self._apply_device_change(item.device, content)
+            return Received()
         name = f"{content.conv}:{item.sender}:{item.device}:{content.key_id}"
         if self.ks.get(NS_IN, name) is None:
             # Never replaced: a distribution again (replayed, or re-sent) would rewind the

@@ -21,12 +21,14 @@ from typing import Any
 import msgspec
 import pytest
 from chatclient import Client, KeyStore, Message
+from chatclient import client as client_module
 from chatclient import e2e as e2e_module
 from chatclient.e2e import NS_DEVICE
 from chatclient.events import Event, SecurityWarning
 from chatproto import codec
 from chatproto import frames as F
 from chatproto.e2e import devicelist, pairwise, payload, sender_keys, x3dh
+from chatproto.e2e.primitives import SigningKey
 from chatproto.errors import ChatProtoError
 from conftest import RunningServer, make_settings, run_server
 
@@ -43,6 +45,8 @@ class Attacker:
 
     db: Path
     frames: list[bytes] = field(default_factory=list)
+    rewrite: Callable[[F.ServerFrame], F.ServerFrame] | None = None
+    """The server lying in its answers: applied to every frame before the client reads it."""
 
     def write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         con = sqlite3.connect(self.db, timeout=10)
@@ -78,6 +82,17 @@ class Attacker:
             (target, tid),
         )
         return tid
+
+    def ghost_device(self, account: int) -> tuple[int, bytes]:
+        """A device the server adds to ``account`` without any approval: ``(id, seed)``."""
+        seed = SigningKey.generate()
+        self.write(
+            "INSERT INTO devices (account_id, public_key, name, approved_by, created_at)"
+            " VALUES (?,?,?,NULL,?)",
+            (account, seed.public_key, "ghost", int(time.time() * 1000)),
+        )
+        ((device,),) = self.read("SELECT id FROM devices WHERE public_key=?", (seed.public_key,))
+        return device, seed.seed
 
     def decoded(self) -> Iterator[F.ServerFrame]:
         for raw in list(self.frames):
@@ -120,7 +135,8 @@ async def malicious_server(
 
     def recording(data: bytes) -> F.ServerFrame:
         attacker.frames.append(bytes(data))
-        return _decode_server(data)
+        frame = _decode_server(data)
+        return frame if attacker.rewrite is None else attacker.rewrite(frame)
 
     monkeypatch.setattr(codec, "decode_server", recording)
     async with run_server(make_settings(tmp_path)) as server:
@@ -347,3 +363,245 @@ async def test_a_changed_identity_is_a_new_session_and_a_security_warning(
         assert new.remote_identity_key == fresh.identity.identity_key
         assert alice.e2e._archived(bob.account, bob.device) == []  # the old one is gone
         assert attacker.saw_marker(tmp_path) == []
+
+
+# ---------------------------------------------------------------------- 2. approval, removal
+
+
+async def test_the_master_key_lists_only_the_keys_the_user_approved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server adds a ghost device to Alice's account, then answers her claim for the device
+    she did approve with the ghost's (validly self-signed) keys: her master key signs neither.
+    Bob's messages reach her approved devices only."""
+    async with (
+        malicious_server(tmp_path, monkeypatch) as (server, attacker),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        alice = await stack.enter_async_context(Client(server.url))
+        await alice.register("alice", "Alice")
+        bob = await stack.enter_async_context(Client(server.url))
+        await bob.register("bob", "Bob")
+        new_ks = KeyStore.memory()
+        approval = alice.approve_device(new_ks.key.public_key)  # the user's approval
+        new = await stack.enter_async_context(Client(server.url, new_ks))
+        await new.link("alice", alice.device, approval)
+        gid, gseed = attacker.ghost_device(alice.account)
+        ghost_ks = KeyStore(seed=gseed, account=alice.account, device=gid, handle="alice")
+        ghost = await stack.enter_async_context(Client(server.url, ghost_ks))
+        deadline = time.monotonic() + 8
+        while ghost.e2e.prekeys is None:  # it logged in and published its keys
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        ghost_bundle = await bundle_of(bob, alice.account, gid)
+
+        # The server names its ghost as "your new device".
+        with pytest.raises(ChatProtoError, match="did not approve"):
+            await alice.publish_devices([gid])
+
+        # The server answers the claim for the approved device with the ghost's keys.
+        def swap(frame: F.ServerFrame) -> F.ServerFrame:
+            if not isinstance(frame, F.Bundles) or frame.account != alice.account:
+                return frame
+            forged = [
+                msgspec.structs.replace(
+                    b,
+                    signing_key=ghost_bundle.signing_key,
+                    identity_key=ghost_bundle.identity_key,
+                    identity_sig=ghost_bundle.identity_sig,
+                    signed_prekey=F.SignedPrekey(
+                        kid=ghost_bundle.signed_prekey.kid,
+                        key=ghost_bundle.signed_prekey.key,
+                        sig=ghost_bundle.signed_prekey.sig,
+                    ),
+                    pq_prekey=None,
+                )
+                if b.device == new.device
+                else b
+                for b in frame.bundles
+            ]
+            return msgspec.structs.replace(frame, bundles=forged)
+
+        attacker.rewrite = swap
+        with pytest.raises(ChatProtoError, match="did not approve"):
+            await alice.publish_devices([new.device])
+        attacker.rewrite = None
+        trust = alice.e2e.trust(alice.account)
+        assert trust is not None and trust.version == 1
+        assert [d.device for d in trust.devices] == [alice.device]
+
+        # Unforged, the approved device is listed with exactly its own keys.
+        assert await alice.publish_devices([new.device]) == 2
+        trust = alice.e2e.trust(alice.account)
+        assert trust is not None
+        (listed,) = [d for d in trust.devices if d.device == new.device]
+        assert listed.signing_key == new_ks.key.public_key
+        assert listed.identity_key == new.e2e.identity.identity_key
+        assert listed.pq == (new.e2e.prekeys is not None and new.e2e.prekeys.pq_prekey is not None)
+
+        ia, inew, ig = Inbox(alice), Inbox(new), Inbox(ghost)
+        direct = await bob.direct(alice.account)
+        await bob.send_text(direct, MARKER)
+        await ia.take(text(direct, MARKER))
+        await inew.take(text(direct, MARKER))
+        assert ghost.e2e.inbound_key_ids(direct, bob.device) == set()
+        ig.none(text(direct, MARKER))
+        assert attacker.saw_marker(tmp_path) == []
+
+
+async def test_a_device_removed_from_another_device_is_rotated_out_of_every_sender_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alice's third device is stolen. From her second device (not the master key's), she
+    removes it: the first device re-signs the list without it, and neither Alice's devices nor
+    Bob give it any sender key again."""
+    async with (
+        malicious_server(tmp_path, monkeypatch) as (server, attacker),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        a0 = await stack.enter_async_context(Client(server.url))
+        await a0.register("alice", "Alice")
+        ks = KeyStore.memory()
+        a1 = await stack.enter_async_context(Client(server.url, ks))
+        await a1.link("alice", a0.device, a0.approve_device(ks.key.public_key))
+        assert await a0.publish_devices([a1.device]) == 2
+        # The third device is approved on the second, which sends the approval to the first.
+        ks = KeyStore.memory()
+        approval = a1.approve_device(ks.key.public_key)
+        await a1.send_approval(ks.key.public_key)
+        stolen = await stack.enter_async_context(Client(server.url, ks))
+        await stolen.link("alice", a1.device, approval)
+        deadline = time.monotonic() + 8
+        while not a0.e2e.approved(ks.key.public_key):
+            assert time.monotonic() < deadline, "the approval never reached the first device"
+            await asyncio.sleep(0.02)
+        assert await a0.publish_devices([stolen.device]) == 3
+        devices = [a0, a1, stolen]
+        bob = await stack.enter_async_context(Client(server.url))
+        await bob.register("bob", "Bob")
+        boxes = {c.device: Inbox(c) for c in (*devices, bob)}
+        group = (await bob.create("group", "Plans", [a0.account])).conv
+        await bob.send_text(group, "before")
+        await a0.send_text(group, "before too")
+        for c in devices:
+            await boxes[c.device].take(text(group, "before"))
+            await boxes[c.device].take(text(group, "before too"))
+        keys_before = {d: stolen.e2e.inbound_key_ids(group, d) for d in (bob.device, a0.device)}
+
+        await a1.remove_device(stolen.device)
+        deadline = time.monotonic() + 8
+        while stolen.device in {d.device for d in a0.e2e.trust(a0.account).devices}:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the master key's device never removed it"
+            await asyncio.sleep(0.02)
+        trust = a0.e2e.trust(a0.account)
+        assert trust is not None and trust.version == 4
+
+        await bob.send_text(group, MARKER)
+        await a1.send_text(group, MARKER + "-a1")
+        await a0.send_text(group, MARKER + "-a0")
+        for c in (a0, a1):
+            for t in (MARKER, MARKER + "-a1", MARKER + "-a0"):
+                if not (c is a1 and t.endswith("-a1")) and not (c is a0 and t.endswith("-a0")):
+                    await boxes[c.device].take(text(group, t))
+        await boxes[bob.device].take(text(group, MARKER + "-a0"))
+        for d in (bob.device, a0.device):
+            assert stolen.e2e.inbound_key_ids(group, d) == keys_before[d]  # nothing new
+        assert stolen.e2e.inbound_key_ids(group, a1.device) == set()
+        boxes[stolen.device].none(lambda ev: isinstance(ev, Message) and MARKER in (ev.text or ""))
+        assert attacker.saw_marker(tmp_path) == []
+
+
+# ---------------------------------------------------------------------- 4. prekeys
+
+
+async def test_a_stripped_pq_prekey_is_refused_not_downgraded_to_x3dh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob's list says his device has an ML-KEM prekey; the server leaves it out of the bundle
+    Alice claims. She refuses to run X3DH with it (a warning, nothing sent); once the bundle is
+    whole, the session is PQXDH."""
+    async with (
+        malicious_server(tmp_path, monkeypatch) as (server, attacker),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        alice = await stack.enter_async_context(Client(server.url))
+        await alice.register("alice", "Alice")
+        bob = await stack.enter_async_context(Client(server.url))
+        await bob.register("bob", "Bob")
+        ia, ib = Inbox(alice), Inbox(bob)
+        (entry,) = await alice.e2e.devices(bob.account)
+        assert entry.pq
+
+        def strip(frame: F.ServerFrame) -> F.ServerFrame:
+            if isinstance(frame, F.Bundles) and frame.account == bob.account:
+                bundles = [msgspec.structs.replace(b, pq_prekey=None) for b in frame.bundles]
+                return msgspec.structs.replace(frame, bundles=bundles)
+            return frame
+
+        attacker.rewrite = strip
+        monkeypatch.setattr(client_module, "PARK_SECONDS", 0.5)  # "first" is never readable
+        direct = await alice.direct(bob.account)
+        await alice.send_text(direct, "first")
+        await ia.take(warning(bob.account, "PQXDH required"))
+        assert alice.e2e._session(bob.account, bob.device) is None  # no X3DH session
+
+        attacker.rewrite = None
+        alice.e2e.rotate(direct)
+        await alice.send_text(direct, MARKER)
+        await ib.take(text(direct, MARKER))
+        session = alice.e2e._session(bob.account, bob.device)
+        assert session is not None and session.kind == "pqxdh"
+        assert attacker.saw_marker(tmp_path) == []
+
+
+async def test_a_prekey_message_without_a_one_time_prekey_cannot_be_replayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server hands out Bob's bundle without a one-time prekey (exhausted, or withheld):
+    the session is still PQXDH (the PQ prekey is the last resort). It then queues Alice's PREKEY
+    message to Bob again, while the session is kept and after it is gone: both refused, and the
+    sender key it carried is not rewound."""
+    async with (
+        malicious_server(tmp_path, monkeypatch) as (server, attacker),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        alice = await stack.enter_async_context(Client(server.url))
+        await alice.register("alice", "Alice")
+        bob = await stack.enter_async_context(Client(server.url))
+        await bob.register("bob", "Bob")
+        ib = Inbox(bob)
+
+        def no_one_time(frame: F.ServerFrame) -> F.ServerFrame:
+            if isinstance(frame, F.Bundles) and frame.account == bob.account:
+                bundles = [msgspec.structs.replace(b, one_time=None) for b in frame.bundles]
+                return msgspec.structs.replace(frame, bundles=bundles)
+            return frame
+
+        attacker.rewrite = no_one_time
+        direct = await alice.direct(bob.account)
+        for i in range(3):
+            await alice.send_text(direct, f"m{i}")
+            await ib.take(text(direct, f"m{i}"))
+        attacker.rewrite = None
+        session = alice.e2e._session(bob.account, bob.device)
+        assert session is not None and session.kind == "pqxdh"
+        (prekey,) = [
+            body
+            for sender, _, body in attacker.to_device_bodies()
+            if sender == alice.account and pairwise.message_type(body) == "prekey"
+        ]
+        assert pairwise.prekey_header(prekey).otk_id is None
+        (name,) = [n for n, _ in bob.keystore.items(e2e_module.NS_IN)]
+        held = bob.keystore.get(e2e_module.NS_IN, name)
+
+        # Replayed while Bob keeps the session: the ratchet refuses the used message key.
+        tid = attacker.queue_to_device(bob.device, alice.account, alice.device, prekey)
+        await fetch_now(bob, tid)
+        await ib.take(warning(alice.account, "refused"))
+        # Replayed after the session is gone (replaced, or dropped from the archive).
+        bob.e2e._drop_sessions(alice.account, alice.device)
+        tid = attacker.queue_to_device(bob.device, alice.account, alice.device, prekey)
+        await fetch_now(bob, tid)
+        await ib.take(warning(alice.account, "replay"))
+        assert bob.e2e._session(alice.account, alice.device) is None  # no session re-created
+        assert bob.keystore.get(e2e_module.NS_IN, name) == held  # the chain is not rewound

@@ -19,6 +19,7 @@ from chatproto.limits import MAX_ID, MAX_U32
 
 CONTEXT: Final = b"chatd-e2e-device-list-v1"
 MAX_DEVICES: Final = 100
+MAX_VERSION: Final = MAX_U32
 _MAX_BYTES: Final = 64 * 1024
 
 Key32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
