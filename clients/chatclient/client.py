@@ -320,6 +320,9 @@ class Client:
                             delay = self._backoff[0]
                         except (ConnectionLost, ConnectionClosed):
                             pass
+                        except AuthError as exc:  # here, or the TaskGroup wraps it in a group
+                            self._fatal = exc
+                            await ws.close()
                         await pump
                     code, reason = ws.close_code, ws.close_reason or ""
             except AuthError as exc:
@@ -368,6 +371,8 @@ class Client:
         await self._after_login()
 
     async def _after_login(self, *, first_device: bool = False) -> None:
+        if self.keystore.get("server", "name") is None:  # pinned: later logins check it
+            self.keystore.put("server", "name", self.server_name.encode())
         reconnect = self._connected_once
         self._connected_once = True
         self._ready.set()
@@ -959,6 +964,15 @@ class Client:
     def _login_sig(self, challenge: F.Challenge) -> bytes:
         """This device's signature over the login payload of ``challenge`` (login, register
         and link all prove the key this way)."""
+        pinned = self.keystore.get("server", "name")
+        if pinned is not None and challenge.server != pinned.decode():
+            # SPEC 6.1: sign only for the service this device belongs to, or a rogue server
+            # relaying that service's challenge would get a login there.
+            raise AuthError(
+                int(ErrorCode.AUTH_FAILED),
+                f"the server calls itself {challenge.server!r}, not {pinned.decode()!r} (the"
+                " server this key store was registered with): not signing in",
+            )
         key = self.keystore.key
         return key.sign(auth.login_payload(challenge.server, challenge.nonce, key.public_key))
 
