@@ -286,7 +286,7 @@ class Session:
             were = "message was" if count == 1 else "messages were"
             self.show(
                 f"[{self.names.label(conv)}] {count} earlier {were} sent before you joined"
-                " (end-to-end encrypted for the members of then)",
+                " (end-to-end encrypted for the members at the time)",
                 "dim",
             )
 
