@@ -180,3 +180,23 @@ async def test_a_server_with_another_name_gets_no_signature(tmp_path: Path) -> N
     finally:
         one.terminate()
         two.terminate()
+
+
+@pytest.mark.parametrize(
+    ("db", "said"),
+    [
+        ("/proc/no/chatd.db", "chatd: cannot start: No such file or directory: '/proc/no'"),
+        (
+            "postgresql://chatd:secret@127.0.0.1:1/chatd",
+            "chatd: cannot reach the database postgresql://chatd:***@127.0.0.1:1/chatd:",
+        ),
+    ],
+)
+async def test_a_database_that_cannot_be_opened_is_one_line(
+    tmp_path: Path, db: str, said: str
+) -> None:
+    status, out = await run("chatd", "serve", "--port", "0", "--db", db, cwd=tmp_path)
+    assert status == 1
+    line = one_line(out)
+    assert line.startswith(said), line
+    assert "secret" not in out
