@@ -1085,7 +1085,8 @@ def _settings(args: argparse.Namespace) -> tuple[str, Path, float]:
 
 def _refused(exc: AuthError, url: str, key_path: Path) -> str:
     """One line for a connection or login the server refused, saying what to do."""
-    status = exc.server_message.removeprefix("HTTP ")
+    http = re.match(r"HTTP (\d+)", exc.server_message)
+    status = http.group(1) if http else ""
     if status == "404":
         fixed = urllib.parse.urlsplit(url)._replace(path=WS_PATH).geturl()
         return (
