@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import errno
 import json
+import re
 import sys
 from typing import Any
 
 from chatd import __version__, wallet_cli
-from chatd.settings import ConfigError, Settings, load_settings, redacted
+from chatd.settings import ConfigError, Settings, load_settings, redact_url, redacted
 
 
 def _flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -36,6 +37,9 @@ class StartError(Exception):
     """A foreseeable reason the server cannot start; ``str()`` is the one line to print."""
 
 
+_ERRNO = re.compile(r"^\[Errno \d+\] ")
+
+
 def _leaves(exc: BaseException) -> list[BaseException]:
     """``exc``, or the exceptions inside it if it is an exception group (the TaskGroup's)."""
     if isinstance(exc, BaseExceptionGroup):
@@ -59,8 +63,14 @@ def _start_error(exc: BaseException, settings: Settings) -> StartError | None:
             )
         if isinstance(leaf, RuntimeError) and "in use by another chatd process" in str(leaf):
             return StartError(f"{leaf}: stop the other server first, or give this one its own --db")
-        if isinstance(leaf, OSError):
-            return StartError(f"cannot start: {leaf.strerror or leaf}")
+        db = settings.store.db
+        if isinstance(leaf, OSError) and db.startswith(("postgresql://", "postgres://")):
+            return StartError(
+                f"cannot reach the database {redact_url(db)}: {_ERRNO.sub('', str(leaf))}"
+                " (is PostgreSQL running there? --db)"
+            )
+        if isinstance(leaf, OSError):  # e.g. a --db in a directory that cannot be made
+            return StartError(f"cannot start: {_ERRNO.sub('', str(leaf))}")
     return None
 
 

@@ -187,7 +187,7 @@ class Payments:
             try:
                 if entry is None:
                     raise SignatureError(f"device {r.device} is not on the payer's device list")
-                payments.verify_intent(entry.signing_key, r.payer_sig, intent)
+                payments.verify_intent(entry.signing_key, r.payer_sig, self.server, intent)
                 return
             except ChatProtoError as exc:
                 reason = exc.message
@@ -264,7 +264,10 @@ class Payments:
             request_id=request_id,
         )
         frame = F.Pay(
-            id=1, intent=intent, device=c.device, sig=payments.sign_intent(c.keystore.key, intent)
+            id=1,
+            intent=intent,
+            device=c.device,
+            sig=payments.sign_intent(c.keystore.key, c.server_name, intent),
         )
         receipt = await self._post(frame, deadline)
         _check_matches(receipt, tid, c.account, to, minor, currency, conv)
@@ -392,7 +395,10 @@ class Payments:
             expires_at=expires_at,
         )
         frame = F.SendRedPacket(
-            id=1, intent=intent, device=c.device, sig=payments.sign_intent(c.keystore.key, intent)
+            id=1,
+            intent=intent,
+            device=c.device,
+            sig=payments.sign_intent(c.keystore.key, c.server_name, intent),
         )
         receipt = await self._post(frame, deadline)
         _check_matches(receipt, pid, c.account, None, minor, currency, conv)

@@ -50,7 +50,7 @@ def inflate(attacker: Attacker, server_name: str, factor: int) -> None:
         big = msgspec.structs.replace(r, amount=r.amount * factor)
         intent = payments.receipt_intent(big)
         assert intent is not None
-        big = msgspec.structs.replace(big, intent_hash=payments.intent_hash(intent))
+        big = msgspec.structs.replace(big, intent_hash=payments.intent_hash(server_name, intent))
         _, body = kinds.encode_content(payments.sign_receipt(key, server_name, big))
         return msgspec.structs.replace(frame, body=body)
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from chatclient import Client, KeyStore, Message
-from conftest import RunningServer
+from conftest import RunningServer, make_settings, run_server
 from testkit import Raw, ServerProcess, free_port, http_get
 
 from chatd import __version__
@@ -233,6 +236,9 @@ def test_passwords_come_from_files_or_the_environment_never_argv(tmp_path: Path)
     s = load_settings(cfg, environ={"CHATD_BROKER__PASSWORD": redis_pw})
     assert s.store.db == "postgresql://chatd:pg%3Apw%2Fwith%40odd%20chars@db.internal:5432/chatd"
     assert s.broker.url == f"redis://:{redis_pw}@redis.internal:6379/0"
+    socket_dsn = "postgresql://chatd@/chatd?host=/run/postgresql"  # a Unix socket: no host
+    s = load_settings(None, environ={"CHATD_STORE__DB": socket_dsn, "CHATD_STORE__PASSWORD": "p"})
+    assert s.store.db == "postgresql://chatd:p@/chatd?host=/run/postgresql"
 
     # Mistakes are named, not guessed at.
     missing = _check_config({"CHATD_STORE__PASSWORD_FILE": str(tmp_path / "nope")})
@@ -375,3 +381,53 @@ async def test_backup_copies_a_live_sqlite_store_that_serves_again_when_restored
             assert ack.seq == last + 1
     finally:
         restored.terminate()
+
+
+PROMETHEUS = Path(__file__).resolve().parents[2] / "config" / "prometheus"
+GRAFANA = Path(__file__).resolve().parents[2] / "config" / "grafana" / "chatd.json"
+
+
+def test_the_alert_rules_are_valid_and_fire_when_they_should() -> None:
+    """``promtool check rules`` and the rules' own unit tests (config/prometheus/alerts_test.yml:
+    Redis down pages, a draining node does not, dropped envelopes, error rates, ...)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (.ci/run: apt-get install prometheus)")
+    for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
+        out = subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
+async def test_every_metric_the_alerts_and_the_dashboard_use_exists(tmp_path: Path) -> None:
+    from chatproto.errors import ErrorCode
+    from redisd import RedisServer
+
+    used = set()
+    for text in ((PROMETHEUS / "alerts.yml").read_text(), GRAFANA.read_text()):
+        used |= set(re.findall(r"\bchatd_[a-z_]+\b", text))
+    dashboard = json.loads(GRAFANA.read_text())
+    assert [p["title"] for p in dashboard["panels"] if p["type"] != "row"]
+    redis = RedisServer(tmp_path)
+    redis.start()
+    try:
+        settings = make_settings(tmp_path, broker={"url": redis.url, "heartbeat_interval": 0.05})
+        async with run_server(settings) as server:
+            port = server.app.port
+            assert port is not None
+            async with asyncio.timeout(10):
+                while "chatd_broker_lag_last_seconds" not in (await http_get(port, "/metrics"))[1]:
+                    await asyncio.sleep(0.05)
+            _, text = await http_get(port, "/metrics")
+    finally:
+        redis.kill()
+    exposed = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            exposed.add(name)
+            if kind == "histogram":
+                exposed |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+        elif line and not line.startswith("#"):
+            exposed.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+    assert used - exposed == set()
+    assert {"UNAVAILABLE", "INTERNAL"} <= {c.name for c in ErrorCode}  # alerts.yml's codes
