@@ -225,8 +225,8 @@ def with_password(url: str, password: str, key: str = "url") -> str:
     if not password:
         return url
     parts = urlsplit(url)
-    if not parts.scheme or not parts.hostname:
-        raise ConfigError(f"{key}: a password needs a URL with a host, not {redact_url(url)!r}")
+    if not parts.scheme:
+        raise ConfigError(f"{key}: a password needs a URL, not {redact_url(url)!r}")
     userinfo, _, host = parts.netloc.rpartition("@")
     user, colon, existing = userinfo.partition(":")
     if colon:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
 import msgspec
-from chatproto import PROTOCOL_VERSION, auth, codec, kinds
+from chatproto import PROTOCOL_VERSION, WS_PATH, auth, codec, kinds
 from chatproto import frames as F
 from chatproto.e2e.payload import E2E_KIND
 from chatproto.errors import ChatProtoError, ErrorCode, ProtocolError
@@ -161,6 +161,9 @@ class Client:
         """Every node of the service; after a drop the client tries the next one in turn."""
         if not self.urls:
             raise ValueError("at least one server URL is needed")
+        for u in self.urls:
+            if not u.startswith(("ws://", "wss://")):
+                raise ValueError(f"not a WebSocket URL: {u!r} (chatd's is ws://HOST:PORT{WS_PATH})")
         self._url_index = 0
         self.keystore = keystore or KeyStore.memory()
         self.reconnect = reconnect
@@ -329,6 +332,8 @@ class Client:
                 self._fatal = exc
             except InvalidStatus as exc:
                 code, reason = None, f"HTTP {exc.response.status_code}"
+                if exc.response.status_code == 404:  # not a WebSocket endpoint there
+                    reason += f": nothing at {self.url}; chatd serves clients on {WS_PATH}"
                 if exc.response.status_code in (400, 403, 404):
                     self._fatal = AuthError(int(ErrorCode.AUTH_FAILED), reason)
             except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:

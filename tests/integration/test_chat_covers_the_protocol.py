@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from chatclient import Client, KeyStore
 from chatclient.bots import Bot
 from chatclient.tui import (
     BotCommand,
@@ -27,6 +28,7 @@ from chatclient.tui import (
     Yes,
     parse_command,
 )
+from chatproto import kinds
 
 from tests.botkit import example
 from tests.conftest import make_settings, run_server
@@ -110,6 +112,19 @@ async def test_reply_edit_delete_react_and_read_receipts(tmp_path: Path) -> None
             await alice.wait_for(r"^#3 is not your message: you can edit only your own$")
             await alice.wait_for(r"^#3 is not your message: you can delete only your own$")
             await bob.wait_for(r"^\[@alice\] \d\d:\d\d alice deleted #2$")
+            # Another client may send an edit of someone else's message: chat does not apply it.
+            async with Client(server.url, KeyStore.open(tmp_path / "mallory.key")) as mallory:
+                await mallory.register("mallory", "Mallory")
+                alice.send('/group "Pub" @bob @mallory', "first round is mine")
+                said = await alice.wait_for(
+                    r"^\[Pub\] \d\d:\d\d #(\d+) alice: first round is mine$"
+                )
+                await bob.wait_for(r"^\[Pub\] \d\d:\d\d alice: first round is mine$")
+                conv = next(c.conv for c in await mallory.conversations() if c.kind == "group")
+                await mallory.send(conv, kinds.Edit(target=int(said.group(1)), text="mallory's"))
+                await bob.wait_for(
+                    rf"^\[Pub\] mallory tried to edit alice's message #{said.group(1)} \(ignored\)$"
+                )
         finally:
             for t in (alice, bob):
                 assert await t.close() == 0

@@ -236,6 +236,9 @@ def test_passwords_come_from_files_or_the_environment_never_argv(tmp_path: Path)
     s = load_settings(cfg, environ={"CHATD_BROKER__PASSWORD": redis_pw})
     assert s.store.db == "postgresql://chatd:pg%3Apw%2Fwith%40odd%20chars@db.internal:5432/chatd"
     assert s.broker.url == f"redis://:{redis_pw}@redis.internal:6379/0"
+    socket_dsn = "postgresql://chatd@/chatd?host=/run/postgresql"  # a Unix socket: no host
+    s = load_settings(None, environ={"CHATD_STORE__DB": socket_dsn, "CHATD_STORE__PASSWORD": "p"})
+    assert s.store.db == "postgresql://chatd:p@/chatd?host=/run/postgresql"
 
     # Mistakes are named, not guessed at.
     missing = _check_config({"CHATD_STORE__PASSWORD_FILE": str(tmp_path / "nope")})
