@@ -125,6 +125,13 @@ async def test_reply_edit_delete_react_and_read_receipts(tmp_path: Path) -> None
                 await bob.wait_for(
                     rf"^\[Pub\] mallory tried to edit alice's message #{said.group(1)} \(ignored\)$"
                 )
+            # A plain (unencrypted) text is shown, marked: nothing authenticates its sender.
+            async with Client(server.url, encrypt=False) as plain:
+                await plain.register("plain", "Plain")
+                await plain.send_text(await plain.direct(await plain.lookup("bob")), "trust me")
+                await bob.wait_for(
+                    r"^\[@plain\] \d\d:\d\d plain \(not end-to-end encrypted\): trust me$"
+                )
         finally:
             for t in (alice, bob):
                 assert await t.close() == 0
