@@ -808,6 +808,8 @@ class Session:
                     )
                 if rid in self._closed_requests:
                     raise UsageError(f"the request {rid} is {self._closed_requests[rid]} already")
+                if request.payee == self.names.me:
+                    raise UsageError(f"{rid} is your own request: /cancel {rid} withdraws it")
                 if request.payer not in (0, self.names.me):
                     raise UsageError(f"the request {rid} asks {self.names.handle(request.payer)}")
                 amount = money.format_money(request.amount, request.currency)
