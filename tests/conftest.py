@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +38,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Every fixture has been torn down: a process of this run still alive is a leak."""
     left = procguard.leftovers()
+    deadline = time.monotonic() + 5
+    while left and time.monotonic() < deadline:  # one being killed right now is not a leak
+        time.sleep(0.1)
+        left = procguard.leftovers()
     if left:
         procguard.kill([pid for pid, _ in left])
         lines = "\n".join(f"  {pid} {cmd}" for pid, cmd in left)

@@ -286,7 +286,7 @@ class Session:
             were = "message was" if count == 1 else "messages were"
             self.show(
                 f"[{self.names.label(conv)}] {count} earlier {were} sent before you joined"
-                " (end-to-end encrypted for the members of then)",
+                " (end-to-end encrypted for the members at the time)",
                 "dim",
             )
 
@@ -331,6 +331,21 @@ class Session:
         elif not isinstance(c, kinds.Reaction | kinds.Edit | kinds.Delete):
             self._last_other[m.conv] = m.seq
 
+    def _not_theirs(self, m: Message) -> Line | None:
+        """An edit or deletion of a message its sender did not write is not applied: said so."""
+        c = m.content
+        if not isinstance(c, kinds.Edit | kinds.Delete):
+            return None
+        author = self._authors.get((m.conv, c.target))
+        if author is None or author == m.sender:
+            return None
+        verb = "edit" if isinstance(c, kinds.Edit) else "delete"
+        return Line(
+            f"[{self.names.label(m.conv)}] {self.names.handle(m.sender)} tried to {verb}"
+            f" {self.names.handle(author)}'s message #{c.target} (ignored)",
+            "error",
+        )
+
     def _card_for_someone_else(self, m: Message) -> Line | None:
         """A bot's card answering another member's invocation, in a group: one line (its buttons
         and order are theirs)."""
@@ -360,7 +375,11 @@ class Session:
             self._packets[m.conv] = m.content.ref
         self._say_before_join(m.conv)
         self._remember(m)
-        line = self._card_for_someone_else(m) or format_message(m, self.names, cards=self.cards)
+        line = (
+            self._not_theirs(m)
+            or self._card_for_someone_else(m)
+            or format_message(m, self.names, cards=self.cards)
+        )
         if line is not None:
             self.console.show(line)
         if system is not None and leaving:
@@ -572,7 +591,7 @@ class Session:
                 await c.send(conv, kinds.Delete(target=seq))
             case React(target, emoji, remove):
                 conv = self._need_current()
-                seq = target or self._last_any.get(conv)
+                seq = target or self._last_other.get(conv) or self._last_any.get(conv)
                 if seq is None:
                     raise UsageError("nothing to react to here yet: /react SEQ EMOJI (/seqs)")
                 await c.send(conv, kinds.Reaction(target=seq, emoji=emoji, remove=remove))
@@ -1066,7 +1085,8 @@ def _settings(args: argparse.Namespace) -> tuple[str, Path, float]:
 
 def _refused(exc: AuthError, url: str, key_path: Path) -> str:
     """One line for a connection or login the server refused, saying what to do."""
-    status = exc.server_message.removeprefix("HTTP ")
+    http = re.match(r"HTTP (\d+)", exc.server_message)
+    status = http.group(1) if http else ""
     if status == "404":
         fixed = urllib.parse.urlsplit(url)._replace(path=WS_PATH).geturl()
         return (

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
 import msgspec
-from chatproto import PROTOCOL_VERSION, auth, codec, kinds
+from chatproto import PROTOCOL_VERSION, WS_PATH, auth, codec, kinds
 from chatproto import frames as F
 from chatproto.e2e.payload import E2E_KIND
 from chatproto.errors import ChatProtoError, ErrorCode, ProtocolError
@@ -161,6 +161,9 @@ class Client:
         """Every node of the service; after a drop the client tries the next one in turn."""
         if not self.urls:
             raise ValueError("at least one server URL is needed")
+        for u in self.urls:
+            if not u.startswith(("ws://", "wss://")):
+                raise ValueError(f"not a WebSocket URL: {u!r} (chatd's is ws://HOST:PORT{WS_PATH})")
         self._url_index = 0
         self.keystore = keystore or KeyStore.memory()
         self.reconnect = reconnect
@@ -320,12 +323,17 @@ class Client:
                             delay = self._backoff[0]
                         except (ConnectionLost, ConnectionClosed):
                             pass
+                        except AuthError as exc:  # here, or the TaskGroup wraps it in a group
+                            self._fatal = exc
+                            await ws.close()
                         await pump
                     code, reason = ws.close_code, ws.close_reason or ""
             except AuthError as exc:
                 self._fatal = exc
             except InvalidStatus as exc:
                 code, reason = None, f"HTTP {exc.response.status_code}"
+                if exc.response.status_code == 404:  # not a WebSocket endpoint there
+                    reason += f": nothing at {self.url}; chatd serves clients on {WS_PATH}"
                 if exc.response.status_code in (400, 403, 404):
                     self._fatal = AuthError(int(ErrorCode.AUTH_FAILED), reason)
             except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
@@ -368,6 +376,8 @@ class Client:
         await self._after_login()
 
     async def _after_login(self, *, first_device: bool = False) -> None:
+        if self.keystore.get("server", "name") is None:  # pinned: later logins check it
+            self.keystore.put("server", "name", self.server_name.encode())
         reconnect = self._connected_once
         self._connected_once = True
         self._ready.set()
@@ -439,6 +449,7 @@ class Client:
                         _content(frame.kind, frame.body),
                         own=frame.device == self.keystore.device,
                         to=tuple(frame.to),
+                        e2e=not _plain(frame.kind),
                     )
                 )
             case F.Ack():
@@ -837,6 +848,7 @@ class Client:
             _content(m.kind, m.body),
             own=m.device == self.keystore.device,
             to=tuple(m.to),
+            e2e=not _plain(m.kind),
         )
 
     async def _emit(self, event: Event) -> None:
@@ -959,6 +971,15 @@ class Client:
     def _login_sig(self, challenge: F.Challenge) -> bytes:
         """This device's signature over the login payload of ``challenge`` (login, register
         and link all prove the key this way)."""
+        pinned = self.keystore.get("server", "name")
+        if pinned is not None and challenge.server != pinned.decode():
+            # SPEC 6.1: sign only for the service this device belongs to, or a rogue server
+            # relaying that service's challenge would get a login there.
+            raise AuthError(
+                int(ErrorCode.AUTH_FAILED),
+                f"the server calls itself {challenge.server!r}, not {pinned.decode()!r} (the"
+                " server this key store was registered with): not signing in",
+            )
         key = self.keystore.key
         return key.sign(auth.login_payload(challenge.server, challenge.nonce, key.public_key))
 
@@ -1516,6 +1537,11 @@ def _retryable(code: int) -> bool:
         return ErrorCode(code).retryable
     except ValueError:
         return False
+
+
+def _plain(kind: str) -> bool:
+    """A client kind sent outside ``e2e``: allowed, but nothing authenticates it (SPEC 9)."""
+    return kind != E2E_KIND and kinds.client_may_send(kind)
 
 
 def _content(kind: str, body: bytes) -> kinds.Content | None:

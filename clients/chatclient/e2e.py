@@ -238,6 +238,10 @@ class E2E:
         count = await self._upload(state)  # uploads nothing new: answers the pool's size
         if count >= ONE_TIME_TARGET // 2:
             return count
+        # Read again after the await: a message may have consumed a one-time prekey meanwhile,
+        # and saving the state read before would bring that (used, private) prekey back.
+        state = self.prekeys
+        assert state is not None
         state, new = x3dh.add_one_time_prekeys(state, ONE_TIME_TARGET - count)
         _save(self.ks, NS_DEVICE, "prekeys", state)
         return await self._upload(state, one_time=new)

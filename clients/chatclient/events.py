@@ -32,6 +32,9 @@ class Message:
     ascending: clear metadata, the same for every member."""
     reply_to: int = 0
     """The seq of the message this one answers (end-to-end encrypted; 0: none)."""
+    e2e: bool = True
+    """False for a client kind that came outside ``e2e`` (SPEC.md 9): allowed, but nothing
+    authenticates its sender (the server could have written it); show it marked."""
 
     @property
     def text(self) -> str | None:

@@ -896,6 +896,8 @@ def format_message(
     if names.seqs:
         prefix += f" #{m.seq}"
     who = names.handle(m.sender)
+    if not m.e2e:
+        who += " (not end-to-end encrypted)"
     c = m.content
     match c:
         case kinds.SystemEvent():
@@ -959,6 +961,7 @@ def format_message(
             if shown is None:
                 return Line(f"{head}: a {c.kind!r} message")
             said = shown.text.removeprefix(f"[{names.label(m.conv)}] {clock(c.ts, tz)} ")
+            said = said.removeprefix(f"{names.handle(c.sender)}: ")
             return Line(f"{head}: {said}", shown.style)
     return Line(f"{prefix} {who} sent a {m.kind!r} message this client cannot show", "dim")
 
@@ -1147,7 +1150,7 @@ def format_bots(
             continue
         for c in profile.commands:
             params = " ".join(f"<{p.name}>" if p.required else f"[{p.name}]" for p in c.params)
-            usage = " ".join(x for x in (f"//{c.name}", params) if x)
+            usage = " ".join(x for x in (f"/{c.name}", params) if x)
             out.append(Line(f"    {usage}" + (f" — {c.description}" if c.description else "")))
         m = profile.manifest
         if m is not None:

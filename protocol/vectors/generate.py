@@ -1165,8 +1165,8 @@ def receipt_examples() -> list[tuple[str, kinds.PaymentReceipt]]:
     """One signed receipt of each type (server key: SEED_SERVER, server name: SERVER)."""
     key = SigningKey(SEED_SERVER)
     payer = SigningKey(SEED_A)
-    transfer_hash = payments.intent_hash(TRANSFER)
-    packet_hash = payments.intent_hash(RED_PACKET)
+    transfer_hash = payments.intent_hash(SERVER, TRANSFER)
+    packet_hash = payments.intent_hash(SERVER, RED_PACKET)
     posted = 1_700_000_000_000
     unsigned = [
         kinds.PaymentReceipt(
@@ -1184,7 +1184,7 @@ def receipt_examples() -> list[tuple[str, kinds.PaymentReceipt]]:
             memo_hash=TRANSFER.memo_hash,
             intent_expires_at=TRANSFER.expires_at,
             device=7,
-            payer_sig=payments.sign_intent(payer, TRANSFER),
+            payer_sig=payments.sign_intent(payer, SERVER, TRANSFER),
         ),
         kinds.PaymentReceipt(
             type="red_packet",
@@ -1204,7 +1204,7 @@ def receipt_examples() -> list[tuple[str, kinds.PaymentReceipt]]:
             intent_expires_at=RED_PACKET.expires_at,
             split="random",
             device=7,
-            payer_sig=payments.sign_intent(payer, RED_PACKET),
+            payer_sig=payments.sign_intent(payer, SERVER, RED_PACKET),
         ),
         kinds.PaymentReceipt(
             type="claim",
@@ -1344,14 +1344,15 @@ def payment_vectors() -> dict[str, Any]:
     ]
     intents = []
     for name, intent in transfers:
-        payload = payments.intent_payload(intent)
+        payload = payments.intent_payload(SERVER, intent)
         intents.append(
             {
                 "name": name,
                 "type": "transfer" if isinstance(intent, F.TransferIntent) else "red_packet",
                 "intent": to_json_form(intent),
                 "payload": payload.hex(),
-                "intent_hash": payments.intent_hash(intent).hex(),
+                "server": SERVER,
+                "intent_hash": payments.intent_hash(SERVER, intent).hex(),
                 "seed": payer.seed.hex(),
                 "public_key": payer.public_key.hex(),
                 "signature": payer.sign(payload).hex(),

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 import pytest
 from chatclient import Client, KeyStore, Message
+from chatclient import client as client_module
 from chatclient import e2e as e2e_module
 from chatclient.e2e import NS_DEVICE
 from chatclient.events import Event, SecurityWarning
@@ -508,3 +509,99 @@ async def test_a_device_removed_from_another_device_is_rotated_out_of_every_send
         assert stolen.e2e.inbound_key_ids(group, a1.device) == set()
         boxes[stolen.device].none(lambda ev: isinstance(ev, Message) and MARKER in (ev.text or ""))
         assert attacker.saw_marker(tmp_path) == []
+
+
+# ---------------------------------------------------------------------- 4. prekeys
+
+
+async def test_a_stripped_pq_prekey_is_refused_not_downgraded_to_x3dh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob's list says his device has an ML-KEM prekey; the server leaves it out of the bundle
+    Alice claims. She refuses to run X3DH with it (a warning, nothing sent); once the bundle is
+    whole, the session is PQXDH."""
+    async with (
+        malicious_server(tmp_path, monkeypatch) as (server, attacker),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        alice = await stack.enter_async_context(Client(server.url))
+        await alice.register("alice", "Alice")
+        bob = await stack.enter_async_context(Client(server.url))
+        await bob.register("bob", "Bob")
+        ia, ib = Inbox(alice), Inbox(bob)
+        (entry,) = await alice.e2e.devices(bob.account)
+        assert entry.pq
+
+        def strip(frame: F.ServerFrame) -> F.ServerFrame:
+            if isinstance(frame, F.Bundles) and frame.account == bob.account:
+                bundles = [msgspec.structs.replace(b, pq_prekey=None) for b in frame.bundles]
+                return msgspec.structs.replace(frame, bundles=bundles)
+            return frame
+
+        attacker.rewrite = strip
+        monkeypatch.setattr(client_module, "PARK_SECONDS", 0.5)  # "first" is never readable
+        direct = await alice.direct(bob.account)
+        await alice.send_text(direct, "first")
+        await ia.take(warning(bob.account, "PQXDH required"))
+        assert alice.e2e._session(bob.account, bob.device) is None  # no X3DH session
+
+        attacker.rewrite = None
+        alice.e2e.rotate(direct)
+        await alice.send_text(direct, MARKER)
+        await ib.take(text(direct, MARKER))
+        session = alice.e2e._session(bob.account, bob.device)
+        assert session is not None and session.kind == "pqxdh"
+        assert attacker.saw_marker(tmp_path) == []
+
+
+async def test_a_prekey_message_without_a_one_time_prekey_cannot_be_replayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server hands out Bob's bundle without a one-time prekey (exhausted, or withheld):
+    the session is still PQXDH (the PQ prekey is the last resort). It then queues Alice's PREKEY
+    message to Bob again, while the session is kept and after it is gone: both refused, and the
+    sender key it carried is not rewound."""
+    async with (
+        malicious_server(tmp_path, monkeypatch) as (server, attacker),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        alice = await stack.enter_async_context(Client(server.url))
+        await alice.register("alice", "Alice")
+        bob = await stack.enter_async_context(Client(server.url))
+        await bob.register("bob", "Bob")
+        ib = Inbox(bob)
+
+        def no_one_time(frame: F.ServerFrame) -> F.ServerFrame:
+            if isinstance(frame, F.Bundles) and frame.account == bob.account:
+                bundles = [msgspec.structs.replace(b, one_time=None) for b in frame.bundles]
+                return msgspec.structs.replace(frame, bundles=bundles)
+            return frame
+
+        attacker.rewrite = no_one_time
+        direct = await alice.direct(bob.account)
+        for i in range(3):
+            await alice.send_text(direct, f"m{i}")
+            await ib.take(text(direct, f"m{i}"))
+        attacker.rewrite = None
+        session = alice.e2e._session(bob.account, bob.device)
+        assert session is not None and session.kind == "pqxdh"
+        (prekey,) = [
+            body
+            for sender, _, body in attacker.to_device_bodies()
+            if sender == alice.account and pairwise.message_type(body) == "prekey"
+        ]
+        assert pairwise.prekey_header(prekey).otk_id is None
+        (name,) = [n for n, _ in bob.keystore.items(e2e_module.NS_IN)]
+        held = bob.keystore.get(e2e_module.NS_IN, name)
+
+        # Replayed while Bob keeps the session: the ratchet refuses the used message key.
+        tid = attacker.queue_to_device(bob.device, alice.account, alice.device, prekey)
+        await fetch_now(bob, tid)
+        await ib.take(warning(alice.account, "refused"))
+        # Replayed after the session is gone (replaced, or dropped from the archive).
+        bob.e2e._drop_sessions(alice.account, alice.device)
+        tid = attacker.queue_to_device(bob.device, alice.account, alice.device, prekey)
+        await fetch_now(bob, tid)
+        await ib.take(warning(alice.account, "replay"))
+        assert bob.e2e._session(alice.account, alice.device) is None  # no session re-created
+        assert bob.keystore.get(e2e_module.NS_IN, name) == held  # the chain is not rewound

@@ -371,7 +371,7 @@ async def test_two_people_chat_then_a_third_joins_and_cannot_read_what_came_befo
         await carol.wait_for(
             r"^\[Team\] \d\d:\d\d \* alice created the group\n"
             r"\[Team\] 2 earlier messages were sent before you joined \(end-to-end encrypted"
-            r" for the members of then\)\n\[Team\] \d\d:\d\d \* alice added carol$"
+            r" for the members at the time\)\n\[Team\] \d\d:\d\d \* alice added carol$"
         )
         assert "cannot decrypt" not in carol.text
         mark = len(carol.text)
@@ -637,7 +637,7 @@ def test_format_forwards_bot_events_and_access_changes() -> None:
     assert [line.text for line in format_bots([(9, "addressed", profile)], names, 11)] == [
         "[Team] bots:",
         "  shop_bot  reads what is addressed to it",
-        "    //orders — Your orders",
+        "    /orders — Your orders",
         "    mini-app 🛒 Shop:",
         "      /invoke @shop_bot shop.item item=tea|cake — Show an item (4.50 USD)",
     ]

@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
+from chatclient import Client, KeyStore
+from chatclient.bots import Bot
 from chatclient.tui import (
     BotCommand,
     CancelRequest,
@@ -26,7 +28,9 @@ from chatclient.tui import (
     Yes,
     parse_command,
 )
+from chatproto import kinds
 
+from tests.botkit import example
 from tests.conftest import make_settings, run_server
 from tests.integration.test_chat_cli import Terminal, _register
 from tests.paykit import mint
@@ -108,6 +112,26 @@ async def test_reply_edit_delete_react_and_read_receipts(tmp_path: Path) -> None
             await alice.wait_for(r"^#3 is not your message: you can edit only your own$")
             await alice.wait_for(r"^#3 is not your message: you can delete only your own$")
             await bob.wait_for(r"^\[@alice\] \d\d:\d\d alice deleted #2$")
+            # Another client may send an edit of someone else's message: chat does not apply it.
+            async with Client(server.url, KeyStore.open(tmp_path / "mallory.key")) as mallory:
+                await mallory.register("mallory", "Mallory")
+                alice.send('/group "Pub" @bob @mallory', "first round is mine")
+                said = await alice.wait_for(
+                    r"^\[Pub\] \d\d:\d\d #(\d+) alice: first round is mine$"
+                )
+                await bob.wait_for(r"^\[Pub\] \d\d:\d\d alice: first round is mine$")
+                conv = next(c.conv for c in await mallory.conversations() if c.kind == "group")
+                await mallory.send(conv, kinds.Edit(target=int(said.group(1)), text="mallory's"))
+                await bob.wait_for(
+                    rf"^\[Pub\] mallory tried to edit alice's message #{said.group(1)} \(ignored\)$"
+                )
+            # A plain (unencrypted) text is shown, marked: nothing authenticates its sender.
+            async with Client(server.url, encrypt=False) as plain:
+                await plain.register("plain", "Plain")
+                await plain.send_text(await plain.direct(await plain.lookup("bob")), "trust me")
+                await bob.wait_for(
+                    r"^\[@plain\] \d\d:\d\d plain \(not end-to-end encrypted\): trust me$"
+                )
         finally:
             for t in (alice, bob):
                 assert await t.close() == 0
@@ -178,3 +202,46 @@ async def test_requests_are_paid_declined_or_cancelled_and_money_waits_for_yes(
             assert "/yes to confirm" not in script.text
         finally:
             assert await script.close() == 0
+
+
+async def test_bot_commands_need_no_double_slash_and_a_vote_is_not_told_to_the_group(
+    tmp_path: Path,
+) -> None:
+    async with run_server(make_settings(tmp_path)) as server:
+        keys = {h: tmp_path / f"{h}.key" for h in ("alice", "bob")}
+        for handle, key in keys.items():
+            await _register(server.url, key, handle, handle.title())
+        async with Bot(server.url, tmp_path / "poll_bot.key", example("poll_bot").router):
+            alice = Terminal(server.url, keys["alice"]).start()
+            bob = Terminal(server.url, keys["bob"]).start()
+            try:
+                await bob.wait_for("connected as @bob")
+                alice.send('/group "Team" @bob', "/invite @poll_bot", "/start")
+                await alice.wait_for(r"^\[Team\] \d\d:\d\d poll_bot \(↩ #\d+\): I run polls\.")
+                alice.send("/poll Lunch? | Pizza | Sushi")
+                pid = (await bob.wait_for(r"^\d+ votes · poll (\d+)$")).group(1)
+                await bob.wait_for(rf"^vote: /vote {pid} N \(N from 1 to 2\)$")
+                bob.send("/open 1", f"/vote {pid} 2")  # as the poll says: it works
+                await bob.wait_for(rf"poll_bot \(↩ #\d+\): Vote counted \(poll {pid}\)")
+                # The live tally: one line per change, not the whole poll again.
+                await alice.wait_for(r"poll_bot \(edited #\d+\): 📊 Lunch\? … \(\+4 lines\)$")
+                alice.send(f"/invoke @poll_bot poll.vote poll={pid} option=1")
+                await alice.wait_for(r"poll_bot: Vote counted - 📊 Lunch\?")
+                await bob.wait_for(r"^\[Team\] poll_bot answered alice: Vote counted$")
+                assert "You voted for" not in alice.text + bob.text
+                alice.send("/frobnicate", "/seqs", "/history 3")
+                await alice.wait_for(
+                    r"^unknown command /frobnicate: neither chat nor the bots here have it"
+                )
+                card = await alice.wait_for(r"^\[Team\] \d\d:\d\d #(\d+) poll_bot: Vote counted")
+                # A forwarded card is shown as the card it is.
+                alice.send(f"/forward {card.group(1)} @bob")
+                await bob.wait_for(
+                    r"alice forwarded from poll_bot \(\d\d:\d\d, Team #\d+\): Vote counted - 📊"
+                )
+            finally:
+                for t in (alice, bob):
+                    assert await t.close() == 0
+            for t in (alice, bob):
+                assert "Traceback" not in t.text
+                assert "cannot show" not in t.text
