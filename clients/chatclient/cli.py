@@ -48,7 +48,7 @@ from chatclient.events import (
     Typing,
     Undecryptable,
 )
-from chatclient.keystore import KeyStore, KeyStoreInUse
+from chatclient.keystore import KeyStore, KeyStoreInUse, KeyStoreLocked
 from chatclient.tui import (
     HELP,
     Access,
@@ -1148,6 +1148,8 @@ async def run(
             f"{key_path} is in use by another process (one at a time per key file):"
             " close the other chat, or give another --key"
         )
+    except KeyStoreLocked as exc:  # protected by a passphrase: $CHAT_KEY_PASSPHRASE
+        return fail(str(exc))
     except (sqlite3.DatabaseError, ValueError, UnicodeDecodeError) as exc:
         return fail(
             f"{key_path} is not a chatd key file ({exc}): give another --key, or move this"
