@@ -203,6 +203,8 @@ class Session:
         finally:
             commands.cancel()
             await asyncio.gather(commands, return_exceptions=True)
+            if self._pending is not None:  # a script that did not say /yes: say it did not go
+                self.show(f"not confirmed, so not done: {self._pending[0]}", "error")
             await self._drain_sends()
             # Closing ends the event stream after what is queued (e.g. our last messages' echo).
             await self.client.aclose()
