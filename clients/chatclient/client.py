@@ -449,6 +449,7 @@ class Client:
                         _content(frame.kind, frame.body),
                         own=frame.device == self.keystore.device,
                         to=tuple(frame.to),
+                        e2e=not _plain(frame.kind),
                     )
                 )
             case F.Ack():
@@ -847,6 +848,7 @@ class Client:
             _content(m.kind, m.body),
             own=m.device == self.keystore.device,
             to=tuple(m.to),
+            e2e=not _plain(m.kind),
         )
 
     async def _emit(self, event: Event) -> None:
@@ -1535,6 +1537,11 @@ def _retryable(code: int) -> bool:
         return ErrorCode(code).retryable
     except ValueError:
         return False
+
+
+def _plain(kind: str) -> bool:
+    """A client kind sent outside ``e2e``: allowed, but nothing authenticates it (SPEC 9)."""
+    return kind != E2E_KIND and kinds.client_may_send(kind)
 
 
 def _content(kind: str, body: bytes) -> kinds.Content | None:

@@ -467,16 +467,19 @@ class E2E:
         )
         if got.version == 0:
             raise NoDeviceList(f"account {account} has published no device list")
-        if pinned is not None and got.version == pinned.version:
-            return pinned.devices
-        try:
+        try:  # the version that counts is the signed one in the body, never the frame's
             dl = devicelist.verify_device_list(
                 got.body,
                 got.sig,
                 pinned.master_key if pinned is not None else None,
-                pinned.version if pinned is not None else 0,
                 account=account,
             )
+            if pinned is not None and dl.version < pinned.version:
+                raise UntrustedDevice(f"version {dl.version} is older than {pinned.version}")
+            if pinned is not None and dl.version == pinned.version:
+                if list(dl.devices) != pinned.devices:
+                    raise UntrustedDevice(f"another list with the same version {dl.version}")
+                return pinned.devices
         except ChatProtoError as exc:
             if pinned is not None and pinned.master_key != got.master_key:
                 _save(
@@ -495,7 +498,30 @@ class E2E:
                 verified=verified,
             ),
         )
+        if account == self.ks.account:
+            await self._check_own_entry(dl)
         return list(dl.devices)
+
+    async def _check_own_entry(self, dl: devicelist.DeviceList) -> None:
+        """This device, listed by its own account's new list, must be listed with its own keys
+        and its PQ prekey: a list made from a bundle the server altered (a PQ prekey stripped
+        while it was approved) would let every contact run X3DH with it."""
+        state = self.prekeys
+        mine = next((d for d in dl.devices if d.device == self.ks.device), None)
+        if state is None or mine is None:
+            return
+        ident = state.identity
+        if not (
+            constant_time_equal(mine.signing_key, ident.signing_key)
+            and constant_time_equal(mine.identity_key, ident.identity_key)
+        ):
+            await self._warn(self.ks.account, "your device list names this device with other keys")
+        elif mine.pq != (state.pq_prekey is not None):
+            await self._warn(
+                self.ks.account,
+                "your device list says this device has no PQ prekey: sessions with it may be"
+                " X3DH only (approve it again from the device holding the master key)",
+            )
 
     def forget_devices(self, account: int) -> None:
         """A ``device_list_changed`` arrived: the next look-up fetches and verifies again (the

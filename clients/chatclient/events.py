@@ -32,6 +32,9 @@ class Message:
     ascending: clear metadata, the same for every member."""
     reply_to: int = 0
     """The seq of the message this one answers (end-to-end encrypted; 0: none)."""
+    e2e: bool = True
+    """False for a client kind that came outside ``e2e`` (SPEC.md 9): allowed, but nothing
+    authenticates its sender (the server could have written it); show it marked."""
 
     @property
     def text(self) -> str | None:
@@ -79,8 +82,10 @@ class Undecryptable:
 
 @dataclass(frozen=True, slots=True)
 class SecurityWarning:
-    """Something about another account's keys cannot be trusted (a forged or rolled-back device
-    list, a changed master key, a device that is not on its list)."""
+    """Something about an account's keys cannot be trusted (a forged or rolled-back device
+    list, a changed master key, a device that is not on its list, a device whose keys changed
+    (its old session is dropped, a new one starts), a downgraded or replayed key agreement, a
+    payment receipt its payer never signed). Show it to the user; nothing it concerns was used."""
 
     account: int
     reason: str
