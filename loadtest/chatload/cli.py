@@ -180,7 +180,10 @@ def replay_lines(r: dict[str, Any]) -> list[str]:
         f" ({r['failed_logins']} failed) and {r['catch_up_syncs']:,} catch-up syncs",
     ]
     if r.get("login_errors"):
-        out.append(f"failed logins: {types(r['login_errors'])}")
+        out.append(
+            f"login attempts that failed: {types(r['login_errors'])}"
+            f" ({r.get('login_retries', 0):,} retried)"
+        )
     for t, n in sorted(r["not_replayed_by_type"].items()):
         out.append(f"not replayed: {t} {n:,} ({r['not_replayed_why'].get(t, '')})")
     if r.get("trace_errors"):

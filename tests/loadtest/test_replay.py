@@ -297,3 +297,15 @@ async def test_proxy_refuses_clients_when_upstream_is_down(tmp_path: Path) -> No
     assert refused, err
     assert "Traceback" not in err
     assert all("refused a client: upstream" in ln for ln in refused), err
+
+
+def test_the_example_chat_trace_loads() -> None:
+    """loadtest/scenarios/chat-session.jsonl, recorded by record-chat-session.sh from five real
+    `chat` clients: what the README's worked example replays."""
+    t = Trace.load(Path(__file__).resolve().parents[2] / "loadtest/scenarios/chat-session.jsonl")
+    assert t.warnings == []
+    assert len(t.accounts) == 5 and len(t.connections) == 12
+    assert sum(tc.reconnect for tc in t.connections) == 7  # 5 register -> session, 2 /drop
+    assert t.by_type["send"] == 31 and t.by_type["register"] == 5
+    assert {"to_device", "upload_keys", "claim_keys", "put_device_list"} <= set(t.by_type)
+    assert sorted(c["kind"] for c in t.convs.values()) == ["direct", "direct", "group"]
