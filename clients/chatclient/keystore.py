@@ -3,8 +3,12 @@
 The login key, who the device is, how far it has read each conversation, and — through the
 namespaced ``get``/``put`` store — the end-to-end encryption state (sessions, sender keys,
 pinned keys). ``put`` commits at once: crypto state must be on disk before the message it
-decrypted is shown. Cursors are kept in memory and written by ``save``. A second process opening
-the same file is refused, so two clients cannot overwrite each other's state.
+decrypted is shown. Cursors are kept in memory and written by ``save``, and by ``save_cursors``
+as the application is handed messages. The outbox holds every message the client has not had
+acknowledged yet, in the order it was sent, committed before it is written to the network, so a
+message typed while offline, or on a client killed before the ack, is sent by the next client
+started on this store. A second process opening the same file is refused, so two clients cannot
+overwrite each other's state.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -26,6 +30,15 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS cursors (conv INTEGER PRIMARY KEY, seq INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
     " PRIMARY KEY (ns, key)) WITHOUT ROWID",
+    # n: the order messages were sent in (kept when an entry is updated: ON CONFLICT DO UPDATE)
+    "CREATE TABLE IF NOT EXISTS outbox (n INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " cmid TEXT NOT NULL UNIQUE, entry BLOB NOT NULL)",
+)
+
+
+_OUTBOX_PUT = (
+    "INSERT INTO outbox (cmid, entry) VALUES (?,?)"
+    " ON CONFLICT (cmid) DO UPDATE SET entry=excluded.entry"
 )
 
 
@@ -52,6 +65,8 @@ class KeyStore:
         self.handle = handle
         self.cursors: dict[int, int] = dict(cursors or {})
         self._kv: dict[tuple[str, str], bytes] = {}
+        self._outbox: dict[str, bytes] = {}
+        """cmid -> the client's record of an unacknowledged message, in the order sent."""
         self._db: sqlite3.Connection | None = None
         # A file object, not a bare fd: if the store is dropped without close(), the garbage
         # collector closes it and the lock goes with it.
@@ -104,6 +119,36 @@ class KeyStore:
             if space == ns:
                 yield key, value
 
+    # ------------------------------------------------------------------ outbox and cursors
+
+    def outbox(self) -> list[tuple[str, bytes]]:
+        """Every message not acknowledged yet: (cmid, the client's record), oldest first."""
+        return list(self._outbox.items())
+
+    def outbox_put(self, cmid: str, entry: bytes) -> None:
+        """Add a message (at the end) or update its record (keeping its place); committed
+        before returning once the store has a file."""
+        self._outbox[cmid] = entry
+        if self._db is not None:
+            with self._db:
+                self._db.execute(_OUTBOX_PUT, (cmid, entry))
+
+    def outbox_delete(self, cmid: str) -> None:
+        """The message was acknowledged, or refused for good."""
+        if self._outbox.pop(cmid, None) is not None and self._db is not None:
+            with self._db:
+                self._db.execute("DELETE FROM outbox WHERE cmid=?", (cmid,))
+
+    def save_cursors(self, cursors: Mapping[int, int]) -> None:
+        """Commit these conversations' read positions now (one transaction), without the rest
+        of ``save``: a client calls it as it hands messages to the application, so a process
+        killed afterwards does not show them again. A no-op in memory or once closed."""
+        if self._db is not None and cursors:
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO cursors VALUES (?,?)", sorted(cursors.items())
+                )
+
     # ------------------------------------------------------------------ persistence
 
     def save(self) -> None:
@@ -131,6 +176,7 @@ class KeyStore:
                 "INSERT OR REPLACE INTO kv VALUES (?,?,?)",
                 [(ns, k, v) for (ns, k), v in self._kv.items()],
             )
+            db.executemany(_OUTBOX_PUT, list(self._outbox.items()))
 
     def __enter__(self) -> KeyStore:
         return self
@@ -184,3 +230,6 @@ class KeyStore:
             self.handle = bytes(meta.get("handle", b"")).decode()
         self.cursors = {int(c): int(s) for c, s in db.execute("SELECT conv, seq FROM cursors")}
         self._kv = {(ns, k): bytes(v) for ns, k, v in db.execute("SELECT ns, key, value FROM kv")}
+        self._outbox = {
+            c: bytes(e) for c, e in db.execute("SELECT cmid, entry FROM outbox ORDER BY n")
+        }
