@@ -1126,8 +1126,10 @@ class Client:
         order sent per conversation; a client started later on the same key store sends what an
         earlier one left (after a kill too). Cancelling the wait (``asyncio.timeout``) does not
         withdraw the message (``discard`` does); a send with the ``cmid`` of a message still in
-        the outbox waits for that one. Raises only a server refusal (``RequestError``, also as a
-        ``SendFailed`` event; the message leaves the outbox), ``ClientClosed``, or ``AuthError``."""
+        the outbox waits for that one. Raises only a refusal (``RequestError``, or ``ChatProtoError``
+        when a member's keys cannot be trusted; also a ``SendFailed`` event; the message leaves
+        the outbox), ``ClientClosed`` (closed before the ack: it stays queued in the key store),
+        or ``AuthError``."""
         kind, body = kinds.encode_content(content)
         addressed = None if to is None else tuple(sorted(set(to)))
         return await self._enqueue(conv, kind, body, addressed, reply_to or 0, cmid)
@@ -1199,7 +1201,9 @@ class Client:
             raise ChatClientError(f"a message is addressed to at most {MAX_TO} accounts")
         cmid = cmid or uuid.uuid4().hex
         p = self._outbox.get(cmid)
-        if p is None or p.conv != conv:
+        if p is not None and p.conv != conv:
+            raise ChatClientError(f"cmid {cmid} is waiting in the outbox for another conversation")
+        if p is None:
             p = _Pending(conv, cmid, kind, body, to, reply_to)
             if to is not None and (kind == E2E_KIND or not self.encrypt):
                 p.wire_kind, p.wire_body = kind, body  # sent as it is: nothing to work out
@@ -1243,7 +1247,9 @@ class Client:
                         await asyncio.sleep(pause * (0.5 + random.random()))
                         pause = min(pause * 2, RATE_LIMIT_BACKOFF[1])
                         break  # from the start: the order stays
-                    except (ChatClientError, ChatProtoError) as exc:
+                    except Exception as exc:  # refused (NotFound, a key change, ...): not sendable
+                        if not isinstance(exc, ChatClientError | ChatProtoError):
+                            log.exception("outbox: message %s cannot be sent", p.cmid)
                         self._refused(p, exc if isinstance(exc, ChatClientError) else None, exc)
                         continue
                 if self._outbox.get(p.cmid) is not p or generation != self._generation:
@@ -1331,6 +1337,8 @@ class Client:
         code = error.code if isinstance(error, RequestError) else 0
         if p.future is not None and not p.future.done():
             p.future.set_exception(exc)
+        if code == ErrorCode.CONFLICT:
+            return  # this cmid is stored already (with other bytes, by an earlier run): not lost
         with contextlib.suppress(asyncio.QueueFull):
             self._events.put_nowait(SendFailed(p.conv, p.cmid, code, str(exc)))
 

@@ -146,7 +146,8 @@ class InvocationTimeout:
 class SendFailed:
     """A message left the outbox unsent: the server refused it for good (``code``, e.g.
     ``FORBIDDEN`` after leaving the conversation), or it could not be encrypted (``code`` 0).
-    Its ``send`` raised the same error, if anyone still waited for it."""
+    Its ``send`` raised the same error, if anyone still waited for it. Not emitted for
+    ``CONFLICT``: a message under that cmid is stored already (sent by an earlier run)."""
 
     conv: int
     cmid: str
