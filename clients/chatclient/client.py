@@ -256,7 +256,12 @@ class Client:
         handled themselves and want the rest again after a crash (the bot framework; also off
         whenever the account is a bot): then positions are saved on ``aclose``."""
         """End-to-end encryption for every kind (on by default; off only for tests/tools)."""
-        self.e2e = E2E(self.keystore, self._request, self._next_id)
+        self.e2e = E2E(
+            self.keystore,
+            self._request,
+            self._next_id,
+            warn=lambda account, reason: self._emit(SecurityWarning(account, reason)),
+        )
         self.payments = Payments(self)
         """Payments (``pay``, ``red_packet``, ...: chatclient/payments.py); verifies receipts."""
         self._views: dict[int, ConvView] = {}
@@ -383,6 +388,9 @@ class Client:
                             delay = self._backoff[0]
                         except (ConnectionLost, ConnectionClosed):
                             pass
+                        except AuthError as exc:  # here, or the TaskGroup wraps it in a group
+                            self._fatal = exc
+                            await ws.close()
                         await pump
                     code, reason = ws.close_code, ws.close_reason or ""
             except AuthError as exc:
@@ -431,6 +439,8 @@ class Client:
         await self._after_login()
 
     async def _after_login(self, *, first_device: bool = False) -> None:
+        if self.keystore.get("server", "name") is None:  # pinned: later logins check it
+            self.keystore.put("server", "name", self.server_name.encode())
         reconnect = self._connected_once
         self._connected_once = True
         self._generation += 1
@@ -800,11 +810,28 @@ class Client:
             view = self._views[conv]
         return view
 
-    async def publish_devices(self, approve: Sequence[int] = ()) -> int:
+    async def publish_devices(self, approve: Sequence[int] = (), remove: Sequence[int] = ()) -> int:
         """Sign the account's device list with its master key (on the device that holds it),
-        adding the devices in ``approve``; returns the new version."""
+        adding the devices in ``approve`` (each only with the login key approved with
+        ``approve_device``: else ``ChatProtoError`` and nothing is published) and leaving out
+        those in ``remove``; returns the new version."""
         await self._wait_connected()
-        return await self.e2e.publish_device_list(list(approve))
+        return await self.e2e.publish_device_list(list(approve), list(remove))
+
+    async def send_approval(self, device_key: bytes) -> None:
+        """Send this device's approval of ``device_key`` (see ``approve_device``) to the
+        account's other devices, end-to-end encrypted, so the one holding the master key can
+        list the new device."""
+        await self._wait_connected()
+        self.e2e.approve(device_key)
+        await self.e2e.request_device_change("approve", device_key)
+
+    async def remove_device(self, device: int) -> None:
+        """Remove ``device`` (lost, stolen, retired) from this account's device list, from any
+        device of the account: the device holding the master key signs the list without it,
+        and every sender key it held is replaced before the next message."""
+        await self._wait_connected()
+        await self.e2e.remove_device(device)
 
     async def transfer_master_key(self, device: int, *, keep: bool = True) -> None:
         """Hand the account's master key to ``device``, another device of this account (calling
@@ -1005,11 +1032,23 @@ class Client:
     def _login_sig(self, challenge: F.Challenge) -> bytes:
         """This device's signature over the login payload of ``challenge`` (login, register
         and link all prove the key this way)."""
+        pinned = self.keystore.get("server", "name")
+        if pinned is not None and challenge.server != pinned.decode():
+            # SPEC 6.1: sign only for the service this device belongs to, or a rogue server
+            # relaying that service's challenge would get a login there.
+            raise AuthError(
+                int(ErrorCode.AUTH_FAILED),
+                f"the server calls itself {challenge.server!r}, not {pinned.decode()!r} (the"
+                " server this key store was registered with): not signing in",
+            )
         key = self.keystore.key
         return key.sign(auth.login_payload(challenge.server, challenge.nonce, key.public_key))
 
     def approve_device(self, device_key: bytes) -> bytes:
-        """Signature by this (logged-in) device approving ``device_key`` for its account."""
+        """Signature by this (logged-in) device approving ``device_key`` for its account. The
+        approval is also recorded here: the master key lists a device only with a key approved
+        so (on the device holding it, or sent there with ``send_approval``)."""
+        self.e2e.approve(device_key)
         return self.keystore.key.sign(
             auth.device_approval_payload(self.server_name, self.keystore.account, device_key)
         )

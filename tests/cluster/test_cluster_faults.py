@@ -36,9 +36,13 @@ async def test_redis_killed_for_3_s_loses_nothing(cluster: Cluster, fleet: Fleet
     await run(fleet, layout, kill_redis)
     report = clean(fleet, layout.convs)
     assert report == {"lost": 0, "duplicates": 0, "order_violations": 0}
-    # Nodes kept acking while Redis was down (the store, not Redis, decides what is acked).
-    during = [t for t, _, _ in fleet.ack_times if window[0] + 0.5 < t < window[1]]
-    assert len(during) > 500
+    # Nodes kept acking while Redis was down (the store, not Redis, decides what is acked):
+    # acks in every half second of the outage, not a stall until Redis returned. (Not a rate:
+    # on a busy machine the clients in this process, not the nodes, set how many there are.)
+    start, end = window[0] + 0.5, window[1]
+    during = [t for t, _, _ in fleet.ack_times if start < t < end]
+    slices = {int((t - start) / 0.5) for t in during}
+    assert len(during) >= 100 and slices >= set(range(int((end - start) / 0.5))), slices
     await cluster.ready()  # every node reconnected to Redis
 
 

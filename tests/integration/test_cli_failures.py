@@ -154,3 +154,49 @@ async def test_a_key_file_in_use_by_another_chat_is_refused_in_one_line(
     finally:
         first.stdin.close()
         await first.wait()
+
+
+async def test_a_server_with_another_name_gets_no_signature(tmp_path: Path) -> None:
+    """SPEC 6.1: a client signs only for the server its key store belongs to (pinned at
+    registration): another server relaying that one's challenge would get a login there."""
+    one = ServerProcess(tmp_path / "one.db", env={"CHATD_SERVER__NAME": "one.example"})
+    two = ServerProcess(tmp_path / "two.db", env={"CHATD_SERVER__NAME": "two.example"})
+    await one.start()
+    await two.start()
+    try:
+        status, out = await run(
+            "chat", "--key", "a.key", "--server", one.url, "register", "alice", "A", cwd=tmp_path
+        )
+        assert status == 0, out
+        status, out = await run("chat", "--key", "a.key", "--server", two.url, cwd=tmp_path)
+        assert status == 1
+        line = one_line(out)
+        assert "the server calls itself 'two.example', not 'one.example'" in line
+        assert "is it the server this key was registered with?" in line
+        status, out = await run(
+            "chat", "--key", "a.key", "--server", one.url, cwd=tmp_path, stdin=b"/me\n"
+        )
+        assert status == 0 and "@alice (account 1, device 1)" in out, out
+    finally:
+        one.terminate()
+        two.terminate()
+
+
+@pytest.mark.parametrize(
+    ("db", "said"),
+    [
+        ("/proc/no/chatd.db", "chatd: cannot start: No such file or directory: '/proc/no'"),
+        (
+            "postgresql://chatd:secret@127.0.0.1:1/chatd",
+            "chatd: cannot reach the database postgresql://chatd:***@127.0.0.1:1/chatd:",
+        ),
+    ],
+)
+async def test_a_database_that_cannot_be_opened_is_one_line(
+    tmp_path: Path, db: str, said: str
+) -> None:
+    status, out = await run("chatd", "serve", "--port", "0", "--db", db, cwd=tmp_path)
+    assert status == 1
+    line = one_line(out)
+    assert line.startswith(said), line
+    assert "secret" not in out

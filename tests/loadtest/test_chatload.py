@@ -182,12 +182,15 @@ async def test_tiny_scenario_counts_are_exact(tmp_path: Path) -> None:
         assert m["error_count"] == 0
         assert m["deliver"]["count"] > 0 and m["ack"]["count"] > 0
         assert r["frames_sent"]["send"] == m["sent"]
-        assert sum(row["acks"] for row in r["intervals"]) == m["acked"]
+        # the per-second rows, the last (partial) one included, add up to the totals
+        for row_key, key in (("sent", "sent"), ("acks", "acked"), ("delivers", "delivered")):
+            assert sum(row[row_key] for row in r["intervals"]) == m[key]
+        assert r["intervals"][-1]["seconds"] <= 1.0
     write_json(r1, tmp_path / "r.json")
     write_csv(r1, tmp_path / "r.csv")
     write_plot(r1, tmp_path / "r.png")
     assert json.loads((tmp_path / "r.json").read_text())["summary"]["lost"] == 0
-    assert (tmp_path / "r.csv").read_text().startswith("t,conns,sent")
+    assert (tmp_path / "r.csv").read_text().startswith("t,seconds,conns,sent")
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -314,9 +317,14 @@ async def test_recorded_trace_replays_the_same_frames_per_kind(tmp_path: Path) -
         }
         res = await replay(trace, server.url, speed=20.0, console=quiet(), quiet=True)
     rp = res["replay"]
-    assert rp["replayed_frames_by_type"] == rp["trace_frames_by_type_without_auth"]
+    without_create = dict(rp["trace_frames_by_type_without_auth"])
+    assert without_create.pop("create_conv") == 2
+    assert rp["replayed_frames_by_type"] == without_create
+    assert rp["not_replayed_by_type"] == {"create_conv": 2}  # provisioned before the replay
+    assert "provisioned" in rp["not_replayed_why"]["create_conv"]
     assert rp["logins"] == 3
     m = res["summary"]
     assert m["sent"] == 4 and m["acked"] == 4
     assert m["delivered"] == m["expected_deliveries"] == 3 * 2 + 1  # group of 3, then direct
     assert m["lost"] == 0 and m["duplicates"] == 0
+    assert m["errors"] == {}

@@ -287,8 +287,10 @@ def device_list_vectors() -> dict[str, Any]:
     entries = []
     for i in (3, 1):  # deliberately unsorted: the encoding sorts
         d = x3dh.new_identity(_key(f"alice-device-{i}"), _key(f"alice-device-{i}-identity"))
-        entries.append(
-            devicelist.DeviceEntry(device=i, signing_key=d.signing_key, identity_key=d.identity_key)
+        entries.append(  # device 3 publishes an ML-KEM prekey: ``pq`` (E2E.md 3)
+            devicelist.DeviceEntry(
+                device=i, signing_key=d.signing_key, identity_key=d.identity_key, pq=i == 3
+            )
         )
     dl = devicelist.DeviceList(
         account=1001, version=2, master_key=master.public_key, devices=tuple(entries)
@@ -320,6 +322,28 @@ def master_key_transfer_vectors() -> dict[str, Any]:
         "master_key": master.public_key.hex(),
         "msgpack": msgspec.msgpack.encode(transfer).hex(),
         "padded": payload.encode_to_device(transfer).hex(),
+    }
+
+
+def device_change_vectors() -> dict[str, Any]:
+    """The to-device contents by which a device of account 1001 asks the device holding the
+    master key to list an approved device key, or to remove a listed device (E2E.md 3.2)."""
+    approve = payload.DeviceChange(
+        account=1001, op="approve", device_key=P.SigningKey(_key("alice-device-5")).public_key
+    )
+    remove = payload.DeviceChange(
+        account=1001,
+        op="remove",
+        device=3,
+        device_key=x3dh.new_identity(_key("alice-device-3")).signing_key,
+    )
+    return {
+        name: {
+            "change": _struct_json(change),
+            "msgpack": msgspec.msgpack.encode(change).hex(),
+            "padded": payload.encode_to_device(change).hex(),
+        }
+        for name, change in (("approve", approve), ("remove", remove))
     }
 
 
@@ -385,6 +409,7 @@ def build() -> dict[str, str]:
         "device_list.json": device_list_vectors(),
         "padding.json": padding_vectors(),
         "master_key_transfer.json": master_key_transfer_vectors(),
+        "device_change.json": device_change_vectors(),
     }
     return {name: json.dumps(v, indent=2) + "\n" for name, v in data.items()}
 
