@@ -250,12 +250,12 @@ class Client:
         self._connected_once = False
         self.server_name = ""
         self.encrypt = encrypt
+        """End-to-end encryption for every kind (on by default; off only for tests/tools)."""
         self.save_read_positions = save_read_positions
         """Commit a conversation's read position as ``events()`` hands its message over (a user
         never sees a message twice, even after a kill). Off for processes that keep what they
         handled themselves and want the rest again after a crash (the bot framework; also off
         whenever the account is a bot): then positions are saved on ``aclose``."""
-        """End-to-end encryption for every kind (on by default; off only for tests/tools)."""
         self.e2e = E2E(
             self.keystore,
             self._request,
