@@ -48,7 +48,7 @@ from chatclient.events import (
     Typing,
     Undecryptable,
 )
-from chatclient.keystore import KeyStore, KeyStoreInUse
+from chatclient.keystore import KeyStore, KeyStoreInUse, KeyStoreLocked
 from chatclient.tui import (
     HELP,
     Access,
@@ -205,6 +205,8 @@ class Session:
         finally:
             commands.cancel()
             await asyncio.gather(commands, return_exceptions=True)
+            if self._pending is not None:  # a script that did not say /yes: say it did not go
+                self.show(f"not confirmed, so not done: {self._pending[0]}", "error")
             await self._drain_sends()
             # Closing ends the event stream after what is queued (e.g. our last messages' echo).
             await self.client.aclose()
@@ -811,6 +813,8 @@ class Session:
                     )
                 if rid in self._closed_requests:
                     raise UsageError(f"the request {rid} is {self._closed_requests[rid]} already")
+                if request.payee == self.names.me:
+                    raise UsageError(f"{rid} is your own request: /cancel {rid} withdraws it")
                 if request.payer not in (0, self.names.me):
                     raise UsageError(f"the request {rid} asks {self.names.handle(request.payer)}")
                 amount = money.format_money(request.amount, request.currency)
@@ -1088,7 +1092,8 @@ def _settings(args: argparse.Namespace) -> tuple[str, Path, float]:
 
 def _refused(exc: AuthError, url: str, key_path: Path) -> str:
     """One line for a connection or login the server refused, saying what to do."""
-    status = exc.server_message.removeprefix("HTTP ")
+    http = re.match(r"HTTP (\d+)", exc.server_message)
+    status = http.group(1) if http else ""
     if status == "404":
         fixed = urllib.parse.urlsplit(url)._replace(path=WS_PATH).geturl()
         return (
@@ -1146,6 +1151,8 @@ async def run(
             f"{key_path} is in use by another process (one at a time per key file):"
             " close the other chat, or give another --key"
         )
+    except KeyStoreLocked as exc:  # protected by a passphrase: $CHAT_KEY_PASSPHRASE
+        return fail(str(exc))
     except (sqlite3.DatabaseError, ValueError, UnicodeDecodeError) as exc:
         return fail(
             f"{key_path} is not a chatd key file ({exc}): give another --key, or move this"

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
 import msgspec
-from chatproto import PROTOCOL_VERSION, auth, codec, kinds
+from chatproto import PROTOCOL_VERSION, WS_PATH, auth, codec, kinds
 from chatproto import frames as F
 from chatproto.e2e.payload import E2E_KIND
 from chatproto.errors import ChatProtoError, ErrorCode, ProtocolError
@@ -217,6 +217,9 @@ class Client:
         """Every node of the service; after a drop the client tries the next one in turn."""
         if not self.urls:
             raise ValueError("at least one server URL is needed")
+        for u in self.urls:
+            if not u.startswith(("ws://", "wss://")):
+                raise ValueError(f"not a WebSocket URL: {u!r} (chatd's is ws://HOST:PORT{WS_PATH})")
         self._url_index = 0
         self.keystore = keystore or KeyStore.memory()
         self.reconnect = reconnect
@@ -397,6 +400,8 @@ class Client:
                 self._fatal = exc
             except InvalidStatus as exc:
                 code, reason = None, f"HTTP {exc.response.status_code}"
+                if exc.response.status_code == 404:  # not a WebSocket endpoint there
+                    reason += f": nothing at {self.url}; chatd serves clients on {WS_PATH}"
                 if exc.response.status_code in (400, 403, 404):
                     self._fatal = AuthError(int(ErrorCode.AUTH_FAILED), reason)
             except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
@@ -513,6 +518,7 @@ class Client:
                         own=frame.device == self.keystore.device,
                         to=tuple(frame.to),
                         cmid=frame.cmid or "",
+                        e2e=not _plain(frame.kind),
                     )
                 )
             case F.Ack():
@@ -677,7 +683,7 @@ class Client:
             m.own,
             m.to,
             d.reply_to,
-            m.cmid,
+            cmid=m.cmid,
         )
 
     async def _unpark(self, conv: int, *, give_up: int = 0) -> None:
@@ -910,6 +916,7 @@ class Client:
             own=m.device == self.keystore.device,
             to=tuple(m.to),
             cmid=m.cmid or "",
+            e2e=not _plain(m.kind),
         )
 
     async def _emit(self, event: Event) -> None:
@@ -1787,6 +1794,11 @@ def _retryable(code: int) -> bool:
         return ErrorCode(code).retryable
     except ValueError:
         return False
+
+
+def _plain(kind: str) -> bool:
+    """A client kind sent outside ``e2e``: allowed, but nothing authenticates it (SPEC 9)."""
+    return kind != E2E_KIND and kinds.client_may_send(kind)
 
 
 def _content(kind: str, body: bytes) -> kinds.Content | None:

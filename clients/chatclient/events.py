@@ -35,6 +35,9 @@ class Message:
     cmid: str = ""
     """The sender's client message id (SPEC.md 7.3; empty for system messages): an own
     message's ``cmid`` is the one ``Client.pending`` listed while it waited in the outbox."""
+    e2e: bool = True
+    """False for a client kind that came outside ``e2e`` (SPEC.md 9): allowed, but nothing
+    authenticates its sender (the server could have written it); show it marked."""
 
     @property
     def text(self) -> str | None:

@@ -896,6 +896,8 @@ def format_message(
     if names.seqs:
         prefix += f" #{m.seq}"
     who = names.handle(m.sender)
+    if not m.e2e:
+        who += " (not end-to-end encrypted)"
     c = m.content
     match c:
         case kinds.SystemEvent():

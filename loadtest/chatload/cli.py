@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="with --scale: shift each copy's timeline by a random 0..S seconds",
     )
+    p.add_argument("--server-pid", type=int, help="local server pid: CPU and RSS from /proc")
     _outputs(p)
     return ap
 
@@ -178,6 +179,8 @@ def replay_lines(r: dict[str, Any]) -> list[str]:
         f"replayed: {types(r['replayed_frames_by_type'])}; plus {r['logins']:,} logins"
         f" ({r['failed_logins']} failed) and {r['catch_up_syncs']:,} catch-up syncs",
     ]
+    if r.get("login_errors"):
+        out.append(f"failed logins: {types(r['login_errors'])}")
     for t, n in sorted(r["not_replayed_by_type"].items()):
         out.append(f"not replayed: {t} {n:,} ({r['not_replayed_why'].get(t, '')})")
     if r.get("trace_errors"):
@@ -270,8 +273,13 @@ def main(argv: list[str] | None = None) -> int:
         from .record import record_forever
 
         host, _, port = args.listen.rpartition(":")
-        with contextlib.suppress(KeyboardInterrupt):
-            _uvloop_run(record_forever(host, int(port), args.upstream, args.out, args.seconds))
+        if not port.isdigit():
+            return _fail(f"record --listen {args.listen!r}: use HOST:PORT")
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                _uvloop_run(record_forever(host, int(port), args.upstream, args.out, args.seconds))
+        except OSError as e:  # the port is taken, the out file cannot be written
+            return _fail(f"record: {e.strerror or e} ({args.listen} -> {args.out})")
         return 0
     if args.cmd == "replay":
         return _replay(args, console)
@@ -300,7 +308,15 @@ def _replay(args: argparse.Namespace, console: Console) -> int:
     async def go() -> dict[str, Any]:
         await check_target(args.target)
         return await replay(
-            args.trace, args.target, args.speed, console, args.quiet, args.scale, args.jitter, trace
+            args.trace,
+            args.target,
+            args.speed,
+            console,
+            args.quiet,
+            args.scale,
+            args.jitter,
+            trace,
+            args.server_pid,
         )
 
     try:

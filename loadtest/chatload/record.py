@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import http
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -229,12 +230,21 @@ async def recording_proxy(host: str, port: int, upstream: str, out: Path) -> Any
 
 
 async def record_forever(host: str, port: int, upstream: str, out: Path, seconds: float) -> None:
+    """Record until ``seconds`` pass (0: forever), Ctrl-C or SIGTERM (both end it cleanly: a
+    script's background job has SIGINT ignored, so SIGTERM is how it stops the proxy)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     async with recording_proxy(host, port, upstream, out) as (rec, bound):
         print(f"recording proxy on ws://{host}:{bound}/ws -> {upstream}, trace {out}", flush=True)
         try:
-            if seconds > 0:
-                await asyncio.sleep(seconds)
-            else:
-                await asyncio.Future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds if seconds > 0 else None)
         finally:
-            print(f"recorded {rec.frames} client frames on {rec.next_id} connections", flush=True)
+            refused = f"; refused {rec.refused} (upstream down)" if rec.refused else ""
+            print(
+                f"recorded {rec.frames} client frames on {rec.next_id} connections{refused}",
+                flush=True,
+            )

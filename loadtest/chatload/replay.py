@@ -414,6 +414,7 @@ class Counts:
     catch_up_syncs: int = 0
     logins: int = 0
     failed_logins: int = 0
+    login_errors: dict[str, int] = field(default_factory=dict)
 
     def skip(self, t: str, why: str) -> None:
         self.not_replayed[t] = self.not_replayed.get(t, 0) + 1
@@ -434,6 +435,7 @@ class Player:
         self.counts = Counts()
         self.msg_id = 0
         self.closing_at: dict[int, int] = {}  # client idx -> when its last connection closed
+        self.last_close: dict[int, int] = {}  # client idx -> when a connection of it closed
         self.ever: set[int] = set()  # clients that logged in at least once
         self.last_conn: dict[int, int] = {}  # client idx -> its last trace connection id
         self.tids: dict[int, int] = {}  # client idx -> highest to-device tid seen
@@ -476,8 +478,13 @@ class Player:
             await self.until(self.due(cl, tc.open_ts))
             try:
                 await c.open()
-            except Exception:
+            except Exception as e:
                 self.counts.failed_logins += 1
+                why = type(e).__name__
+                self.counts.login_errors[why] = self.counts.login_errors.get(why, 0) + 1
+                if tc.cid == self.last_conn[c.idx] and c.idx in self.last_close:
+                    # offline since its previous close: expect nothing after that
+                    self.closing_at[c.idx] = self.last_close[c.idx]
                 for ln in tc.frames:
                     if ln["t"] not in AUTH:
                         self.counts.skip(ln["t"], "its connection could not log in")
@@ -491,7 +498,7 @@ class Player:
             synced = {cl.convs.get(t) for t in tc.synced}
             for conv in c.convs:
                 if conv not in synced:
-                    c.sync(conv)
+                    _quiet(c.sync(conv))
                     self.counts.catch_up_syncs += 1
             for cmid, (conv, body, _intended) in list(c.unacked.items()):
                 c._write_send(conv, cmid, body)
@@ -512,8 +519,9 @@ class Player:
             not cl.acked_before(before) or (c.unacked and c.connected)
         ):
             await asyncio.sleep(0.005)
+        self.last_close[c.idx] = time.time_ns()
         if final:
-            self.closing_at[c.idx] = time.time_ns()
+            self.closing_at[c.idx] = self.last_close[c.idx]
         await c.close()
 
     def play(self, cl: Clone, c: Client, tc: TraceConn, ln: dict[str, Any]) -> None:
@@ -700,8 +708,9 @@ async def replay(
     scale: int = 1,
     jitter_s: float = 0.0,
     trace: Trace | None = None,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
-    from .run import result_dict
+    from .run import ServerProbe, result_dict
 
     if trace is None:
         trace = Trace.load(trace_path)
@@ -735,12 +744,28 @@ async def replay(
 
     k = 0
     cpu0, wall0 = self_cpu_seconds(), time.monotonic()
+    probe = ServerProbe(server_pid) if server_pid else None
+    cpu_at: dict[int, float] = {}
+    rss_at: dict[int, int] = {}
+
+    def sample(k: int) -> None:
+        """The server's CPU seconds and RSS at the end of interval k (from /proc)."""
+        if probe is None:
+            return
+        with contextlib.suppress(OSError):
+            cpu_at[k], rss_at[k] = probe.cpu(), probe.rss()
+            if k - 1 in cpu_at:
+                agg.server_samples[k] = {
+                    "server_cpu_pct": round(100 * (cpu_at[k] - cpu_at[k - 1]), 1),
+                    "server_rss_mb": round(rss_at[k] / 2**20, 1),
+                }
 
     async def report() -> None:
         nonlocal k, cpu0, wall0
         while True:
             await asyncio.sleep(max(0.0, (t0 + (k + 1) * 1_000_000_000 - time.time_ns()) / 1e9))
             k += 1
+            sample(k)
             cpu1, wall1 = self_cpu_seconds(), time.monotonic()
             row = interval(k, (cpu1 - cpu0) / max(1e-3, wall1 - wall0))
             cpu0, wall0 = cpu1, wall1
@@ -750,6 +775,7 @@ async def replay(
     title = f"chatload replay {trace.path.name} x{speed:g} scale {scale} -> {target}"
     with Live(console, title, quiet) as live:
         await asyncio.sleep(max(0.0, (t0 - time.time_ns()) / 1e9))
+        sample(0)
         reporter = asyncio.create_task(report())
         await player.run()
         played_k = k + 1  # the interval in which the last frame went out
@@ -771,6 +797,7 @@ async def replay(
             await reporter
         wall1 = time.monotonic()
         seconds = min(1.0, max(0.001, (time.time_ns() - (t0 + k * 1_000_000_000)) / 1e9))
+        sample(k + 1)
         row = interval(k + 1, (self_cpu_seconds() - cpu0) / max(1e-3, wall1 - wall0), seconds)
         if row is not None:
             live.update(row)
@@ -811,10 +838,10 @@ async def replay(
         },
         agg,
         [final],
-        {},
-        {},
+        cpu_at,
+        rss_at,
         (target,),
-        None,
+        probe,
         {"workers": 1},
         steady_last=played_k,
     )
@@ -843,6 +870,7 @@ async def replay(
         "replayed_frames_by_type": frames_sent,
         "logins": logins,
         "failed_logins": player.counts.failed_logins,
+        "login_errors": player.counts.login_errors,
         "catch_up_syncs": player.counts.catch_up_syncs,
         "not_replayed_by_type": player.counts.not_replayed,
         "not_replayed_why": player.counts.reasons,

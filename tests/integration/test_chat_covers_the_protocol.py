@@ -125,6 +125,13 @@ async def test_reply_edit_delete_react_and_read_receipts(tmp_path: Path) -> None
                 await bob.wait_for(
                     rf"^\[Pub\] mallory tried to edit alice's message #{said.group(1)} \(ignored\)$"
                 )
+            # A plain (unencrypted) text is shown, marked: nothing authenticates its sender.
+            async with Client(server.url, encrypt=False) as plain:
+                await plain.register("plain", "Plain")
+                await plain.send_text(await plain.direct(await plain.lookup("bob")), "trust me")
+                await bob.wait_for(
+                    r"^\[@plain\] \d\d:\d\d plain \(not end-to-end encrypted\): trust me$"
+                )
         finally:
             for t in (alice, bob):
                 assert await t.close() == 0
@@ -185,6 +192,12 @@ async def test_requests_are_paid_declined_or_cancelled_and_money_waits_for_yes(
                 assert await t.close() == 0
         for t in (alice, bob):
             assert "Traceback" not in t.text
+        # A script that leaves a payment unconfirmed is told, at the end, that nothing moved.
+        script = Terminal(server.url, keys["alice"]).start()
+        script.send("/pay @bob 2.00 USD thanks")
+        await script.wait_for(r"/yes to confirm")
+        assert await script.close() == 0
+        assert re.search(r"^not confirmed, so not done: pay @bob 2\.00 USD", script.text, re.M)
         # A script passes the confirmation explicitly: chat --yes.
         script = Terminal(server.url, keys["alice"])
         script.argv_extra = ["--yes"]

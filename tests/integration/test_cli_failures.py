@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from chatclient import Client
+from chatclient.errors import AuthError
 
 from tests.testkit import ServerProcess
 
@@ -200,3 +202,11 @@ async def test_a_database_that_cannot_be_opened_is_one_line(
     line = one_line(out)
     assert line.startswith(said), line
     assert "secret" not in out
+
+
+async def test_the_sdk_says_what_is_wrong_with_an_address(chatd: ServerProcess) -> None:
+    with pytest.raises(ValueError, match=r"not a WebSocket URL: 'http://127\.0\.0\.1"):
+        Client(f"http://127.0.0.1:{chatd.port}/ws")
+    with pytest.raises(AuthError, match=r"HTTP 404: nothing at ws://.*/chat; chatd serves .* /ws"):
+        async with Client(f"ws://127.0.0.1:{chatd.port}/chat"):
+            pass

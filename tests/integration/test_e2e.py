@@ -437,11 +437,10 @@ async def test_body_tampered_in_the_servers_database_is_undecryptable_on_sync(
         conv = await a.direct(b.account)
         acks = [await a.send_text(conv, f"m{i}") for i in range(3)]
         db = tmp_path / "chatd.db"
-        body = (
-            sqlite3.connect(db)
-            .execute("SELECT body FROM messages WHERE conv_id=? AND seq=?", (conv, acks[1].seq))
-            .fetchone()[0]
-        )
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            body = con.execute(
+                "SELECT body FROM messages WHERE conv_id=? AND seq=?", (conv, acks[1].seq)
+            ).fetchone()[0]
         changed = db_write(
             db,
             "UPDATE messages SET body=? WHERE conv_id=? AND seq=?",
@@ -531,11 +530,10 @@ async def test_device_list_forged_in_the_servers_database_is_refused(
         # The server now claims Bob's list is version 2 with the ghost on it: same master key,
         # Bob's real signature of version 1 (it does not cover this body).
         db = tmp_path / "chatd.db"
-        row = (
-            sqlite3.connect(db)
-            .execute("SELECT sig, master_key FROM device_lists WHERE account_id=?", (b.account,))
-            .fetchone()
-        )
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            row = con.execute(
+                "SELECT sig, master_key FROM device_lists WHERE account_id=?", (b.account,)
+            ).fetchone()
         listed = [*pinned.devices]
         listed.append(
             devicelist.DeviceEntry(

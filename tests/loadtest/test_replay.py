@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -178,6 +179,12 @@ def test_bad_traces_and_targets_are_one_line_and_exit_2(tmp_path: Path) -> None:
     one_line_error(chatload("replay", str(good), "--target", dead), dead, "cannot connect")
     one_line_error(chatload("replay", str(good), "--target", "nonsense"), "nonsense")
     one_line_error(chatload("replay", str(good), "--target", dead, "--scale", "0"), "--scale")
+    with socket.socket() as taken:  # the proxy's port is in use
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        addr = f"127.0.0.1:{taken.getsockname()[1]}"
+        p = chatload("record", "--listen", addr, "--out", str(tmp_path / "t.jsonl"))
+        one_line_error(p, addr, "record")
 
 
 async def test_cut_off_last_line_is_replayed_up_to_the_cut(

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from chatproto.errors import CryptoError, DecryptError, InvalidKeyError, SignatureError
 
@@ -200,6 +201,14 @@ def hkdf_sha256(ikm: bytes, *, salt: bytes, info: bytes, length: int) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt or bytes(32), info=info).derive(
         ikm
     )
+
+
+def scrypt(passphrase: bytes, salt: bytes, *, n: int, r: int, p: int, length: int = 32) -> bytes:
+    """scrypt (RFC 7914): a memory-hard key from a passphrase (the key stores' at-rest key)."""
+    try:
+        return Scrypt(salt=salt, length=length, n=n, r=r, p=p).derive(passphrase)
+    except ValueError as exc:
+        raise CryptoError(f"bad scrypt parameters: {exc}") from exc
 
 
 def aes_gcm_encrypt(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
