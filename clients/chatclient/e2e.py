@@ -84,8 +84,11 @@ class _Outbound(msgspec.Struct, kw_only=True):
     """This device's sender key for one conversation and who has it."""
 
     key: sender_keys.SenderKeyState
-    recipients: list[int]
-    """Devices given this key (sorted)."""
+    holders: list[tuple[int, int]] = []
+    """(account, device) given this key (sorted). Device ids alone are not enough: another
+    account's signed list may name the same id, and must not keep a removed device's key."""
+    recipients: list[int] = []
+    """Before ``holders``: device ids alone. A key stored with these is replaced."""
     created: float
     sent: int = 0
 
@@ -580,19 +583,20 @@ class E2E:
                 excluded = set(addressed_bots)
                 recipients = [(a, d) for a, d in recipients if a not in excluded]
             out: _Outbound | None = _load(self.ks, NS_OUT, name, _Outbound)
+            held = {(a, d) for a, d in out.holders} if out is not None else set()
             if (
                 out is None
+                or out.recipients
                 or out.sent >= ROTATE_AFTER
                 or time.time() - out.created > ROTATE_SECONDS
-                or not set(out.recipients) <= {d for _, d in recipients}
+                or not held <= set(recipients)
             ):
-                out = _Outbound(
-                    key=sender_keys.new_sender_key(conv), recipients=[], created=time.time()
-                )
-            missing = [(a, d) for a, d in recipients if d not in out.recipients]
+                out = _Outbound(key=sender_keys.new_sender_key(conv), created=time.time())
+                held = set()
+            missing = [(a, d) for a, d in recipients if (a, d) not in held]
             if missing:
-                await self._distribute(out.key, missing)
-                out.recipients = sorted({*out.recipients, *(d for _, d in missing)})
+                held |= await self._distribute(out.key, missing)
+                out.holders = sorted(held)
             plaintext = payload.encode_payload(
                 kind, body, ts=int(time.time() * 1000), reply_to=reply_to or None
             )
@@ -659,13 +663,19 @@ class E2E:
                 await asyncio.sleep(pause)
         return await self.devices(account, refresh=refresh)
 
-    async def _distribute(self, key: sender_keys.SenderKeyState, to: list[tuple[int, int]]) -> None:
+    async def _distribute(
+        self, key: sender_keys.SenderKeyState, to: list[tuple[int, int]]
+    ) -> set[tuple[int, int]]:
+        """Send the key to ``to``; returns the (account, device) it was sent to (a device
+        skipped now, e.g. without a bundle, is tried again with the next message)."""
         content = payload.encode_to_device(sender_keys.distribution(key))
         by_account: dict[int, list[int]] = {}
         for account, device in to:
             by_account.setdefault(account, []).append(device)
+        sent: set[tuple[int, int]] = set()
         for account, devices in by_account.items():
-            await self._send_pairwise(account, devices, content)
+            sent |= {(account, d) for d in await self._send_pairwise(account, devices, content)}
+        return sent
 
     async def _send_pairwise(
         self, account: int, devices: Sequence[int], content: bytes

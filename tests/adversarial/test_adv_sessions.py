@@ -689,3 +689,55 @@ async def test_the_device_list_version_is_the_signed_one_not_the_frames(
         attacker.rewrite = None
         assert len(await bob.e2e.devices(alice.account, refresh=True)) == 2
         assert bob.e2e.trust(alice.account).version == 3  # type: ignore[union-attr]
+
+
+async def test_a_removed_device_is_rotated_out_even_if_another_account_lists_its_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob removes his stolen device; the server's account, a member of the group, signs a list
+    naming the stolen device's id. Alice's sender key is still replaced: who holds a key is
+    (account, device), so the id reappearing under another account keeps nothing alive."""
+    async with (
+        malicious_server(tmp_path, monkeypatch) as (server, attacker),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        alice = await stack.enter_async_context(Client(server.url))
+        await alice.register("alice", "Alice")
+        bob = await stack.enter_async_context(Client(server.url))
+        await bob.register("bob", "Bob")
+        ks = KeyStore.memory()
+        approval = bob.approve_device(ks.key.public_key)
+        stolen = await stack.enter_async_context(Client(server.url, ks))
+        await stolen.link("bob", bob.device, approval)
+        assert await bob.publish_devices([stolen.device]) == 2
+        mallory = await stack.enter_async_context(Client(server.url))
+        await mallory.register("mallory", "Mallory")
+        ib, isto = Inbox(bob), Inbox(stolen)
+        group = (await alice.create("group", "Plans", [bob.account, mallory.account])).conv
+        await alice.send_text(group, "before")
+        await isto.take(text(group, "before"))
+
+        ident = mallory.e2e.identity
+        own = devicelist.DeviceEntry(
+            device=mallory.device, signing_key=ident.signing_key, identity_key=ident.identity_key
+        )
+        claimed = msgspec.structs.replace(own, device=stolen.device)
+        await publish_list(mallory, [own, claimed])
+        alice.e2e.forget_devices(mallory.account)
+        await bob.remove_device(stolen.device)
+        deadline = time.monotonic() + 8
+        while stolen.device in {
+            d.device for d in await alice.e2e.devices(bob.account, refresh=True)
+        }:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        alice.e2e.forget_devices(bob.account)
+
+        ack = await alice.send_text(group, MARKER)
+        await ib.take(text(group, MARKER))
+        await attacker.relayed(
+            lambda f: isinstance(f, F.Deliver) and f.conv == group and f.seq == ack.seq, 3
+        )  # Bob's, Mallory's and the stolen device's copies
+        isto.none(text(group, MARKER))
+        assert len(stolen.e2e.inbound_key_ids(group, alice.device)) == 1  # only the old key
+        assert attacker.saw_marker(tmp_path) == []
