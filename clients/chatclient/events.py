@@ -85,8 +85,10 @@ class Undecryptable:
 
 @dataclass(frozen=True, slots=True)
 class SecurityWarning:
-    """Something about another account's keys cannot be trusted (a forged or rolled-back device
-    list, a changed master key, a device that is not on its list)."""
+    """Something about an account's keys cannot be trusted (a forged or rolled-back device
+    list, a changed master key, a device that is not on its list, a device whose keys changed
+    (its old session is dropped, a new one starts), a downgraded or replayed key agreement, a
+    payment receipt its payer never signed). Show it to the user; nothing it concerns was used."""
 
     account: int
     reason: str
