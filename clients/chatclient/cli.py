@@ -492,6 +492,7 @@ class Session:
             case Me():
                 ks = c.keystore
                 self.show(f"@{ks.handle} (account {ks.account}, device {ks.device}) on {self.url}")
+                self.show(f"device key {ks.key.public_key.hex()}", "dim")
             case Drop():
                 self.show("dropping the connection", "dim")
                 await c.drop_connection()
@@ -545,7 +546,18 @@ class Session:
                 else:
                     c.unverify(account)
                     self.show(f"@{handle} no longer verified", "system")
-            case Approve(device):
+            case Approve(device, key):
+                shown = await c.e2e.device_login_key(device)
+                if key and not shown.hex().startswith(key):
+                    raise UsageError(f"device {device} has another key: not approved")
+                if not key and not c.e2e.approved(shown):
+                    self.show(
+                        f"device {device} has key {shown.hex()}: if /me on that device shows"
+                        f" the same, /approve {device} {shown.hex()[:16]}",
+                        "system",
+                    )
+                    return
+                c.e2e.approve(shown)
                 version = await c.publish_devices([device])
                 self.show(
                     f"device {device} added to your device list (version {version})", "system"

@@ -283,6 +283,17 @@ class E2E:
     def approved(self, device_key: bytes) -> bool:
         return self.ks.get(NS_APPROVED, device_key.hex()) is not None
 
+    async def device_login_key(self, device: int) -> bytes:
+        """The login key the server says ``device`` of this account has (for the user to compare
+        with what that device shows before approving it)."""
+        got: F.Bundles = await self._call(
+            F.ClaimKeys(id=self._id(), account=self.ks.account), F.Bundles
+        )
+        for b in got.bundles:
+            if b.device == device:
+                return b.signing_key
+        raise CryptoError(f"device {device} of your account has published no keys")
+
     async def publish_device_list(
         self, extra_devices: Sequence[int], remove: Sequence[int] = ()
     ) -> int:

@@ -741,3 +741,45 @@ async def test_a_removed_device_is_rotated_out_even_if_another_account_lists_its
         isto.none(text(group, MARKER))
         assert len(stolen.e2e.inbound_key_ids(group, alice.device)) == 1  # only the old key
         assert attacker.saw_marker(tmp_path) == []
+
+
+async def test_chat_approve_lists_a_device_only_with_the_key_the_user_compared(
+    tmp_path: Path,
+) -> None:
+    """In ``chat``, ``/approve DEVICE`` shows the key the server reports for the device; the
+    user compares it with ``/me`` on that device and approves exactly that key: another one (or
+    a key the server swapped in) is refused and nothing is signed."""
+    from chatproto import auth
+    from integration.test_chat_cli import Terminal, _register
+
+    async with run_server(make_settings(tmp_path)) as server:
+        key = tmp_path / "alice.key"
+        await _register(server.url, key, "alice", "Alice")
+        async with Client(server.url, KeyStore.open(key)) as alice:
+            account, server_name = alice.account, alice.server_name
+            ks = KeyStore.memory()
+            # The approval of the login, signed out of band (not recorded in alice's store).
+            approval = alice.keystore.key.sign(
+                auth.device_approval_payload(server_name, account, ks.key.public_key)
+            )
+            approver = alice.device
+        async with Client(server.url, ks) as new:
+            await new.link("alice", approver, approval)
+            term = Terminal(server.url, key).start()
+            try:
+                await term.wait_for("connected as @alice")
+                shown = ks.key.public_key.hex()
+                term.send(f"/approve {new.device}")
+                await term.wait_for(f"device {new.device} has key {shown}")
+                term.send(f"/approve {new.device} {'0' * 16}")
+                await term.wait_for("has another key: not approved")
+                assert new.e2e.trust(account) is None or new.device not in {
+                    d.device
+                    for d in new.e2e.trust(account).devices  # type: ignore[union-attr]
+                }
+                term.send(f"/approve {new.device} {shown[:16]}")
+                await term.wait_for(rf"device {new.device} added to your device list \(version 2\)")
+            finally:
+                assert await term.close() == 0
+            listed = await new.e2e.devices(account, refresh=True)
+            assert {d.device: d.signing_key for d in listed}[new.device] == ks.key.public_key
