@@ -84,8 +84,11 @@ class _Outbound(msgspec.Struct, kw_only=True):
     """This device's sender key for one conversation and who has it."""
 
     key: sender_keys.SenderKeyState
-    recipients: list[int]
-    """Devices given this key (sorted)."""
+    holders: list[tuple[int, int]] = []
+    """(account, device) given this key (sorted). Device ids alone are not enough: another
+    account's signed list may name the same id, and must not keep a removed device's key."""
+    recipients: list[int] = []
+    """Before ``holders``: device ids alone. A key stored with these is replaced."""
     created: float
     sent: int = 0
 
@@ -280,6 +283,17 @@ class E2E:
     def approved(self, device_key: bytes) -> bool:
         return self.ks.get(NS_APPROVED, device_key.hex()) is not None
 
+    async def device_login_key(self, device: int) -> bytes:
+        """The login key the server says ``device`` of this account has (for the user to compare
+        with what that device shows before approving it)."""
+        got: F.Bundles = await self._call(
+            F.ClaimKeys(id=self._id(), account=self.ks.account), F.Bundles
+        )
+        for b in got.bundles:
+            if b.device == device:
+                return b.signing_key
+        raise CryptoError(f"device {device} of your account has published no keys")
+
     async def publish_device_list(
         self, extra_devices: Sequence[int], remove: Sequence[int] = ()
     ) -> int:
@@ -467,16 +481,19 @@ class E2E:
         )
         if got.version == 0:
             raise NoDeviceList(f"account {account} has published no device list")
-        if pinned is not None and got.version == pinned.version:
-            return pinned.devices
-        try:
+        try:  # the version that counts is the signed one in the body, never the frame's
             dl = devicelist.verify_device_list(
                 got.body,
                 got.sig,
                 pinned.master_key if pinned is not None else None,
-                pinned.version if pinned is not None else 0,
                 account=account,
             )
+            if pinned is not None and dl.version < pinned.version:
+                raise UntrustedDevice(f"version {dl.version} is older than {pinned.version}")
+            if pinned is not None and dl.version == pinned.version:
+                if list(dl.devices) != pinned.devices:
+                    raise UntrustedDevice(f"another list with the same version {dl.version}")
+                return pinned.devices
         except ChatProtoError as exc:
             if pinned is not None and pinned.master_key != got.master_key:
                 _save(
@@ -495,7 +512,30 @@ class E2E:
                 verified=verified,
             ),
         )
+        if account == self.ks.account:
+            await self._check_own_entry(dl)
         return list(dl.devices)
+
+    async def _check_own_entry(self, dl: devicelist.DeviceList) -> None:
+        """This device, listed by its own account's new list, must be listed with its own keys
+        and its PQ prekey: a list made from a bundle the server altered (a PQ prekey stripped
+        while it was approved) would let every contact run X3DH with it."""
+        state = self.prekeys
+        mine = next((d for d in dl.devices if d.device == self.ks.device), None)
+        if state is None or mine is None:
+            return
+        ident = state.identity
+        if not (
+            constant_time_equal(mine.signing_key, ident.signing_key)
+            and constant_time_equal(mine.identity_key, ident.identity_key)
+        ):
+            await self._warn(self.ks.account, "your device list names this device with other keys")
+        elif mine.pq != (state.pq_prekey is not None):
+            await self._warn(
+                self.ks.account,
+                "your device list says this device has no PQ prekey: sessions with it may be"
+                " X3DH only (approve it again from the device holding the master key)",
+            )
 
     def forget_devices(self, account: int) -> None:
         """A ``device_list_changed`` arrived: the next look-up fetches and verifies again (the
@@ -554,19 +594,20 @@ class E2E:
                 excluded = set(addressed_bots)
                 recipients = [(a, d) for a, d in recipients if a not in excluded]
             out: _Outbound | None = _load(self.ks, NS_OUT, name, _Outbound)
+            held = {(a, d) for a, d in out.holders} if out is not None else set()
             if (
                 out is None
+                or out.recipients
                 or out.sent >= ROTATE_AFTER
                 or time.time() - out.created > ROTATE_SECONDS
-                or not set(out.recipients) <= {d for _, d in recipients}
+                or not held <= set(recipients)
             ):
-                out = _Outbound(
-                    key=sender_keys.new_sender_key(conv), recipients=[], created=time.time()
-                )
-            missing = [(a, d) for a, d in recipients if d not in out.recipients]
+                out = _Outbound(key=sender_keys.new_sender_key(conv), created=time.time())
+                held = set()
+            missing = [(a, d) for a, d in recipients if (a, d) not in held]
             if missing:
-                await self._distribute(out.key, missing)
-                out.recipients = sorted({*out.recipients, *(d for _, d in missing)})
+                held |= await self._distribute(out.key, missing)
+                out.holders = sorted(held)
             plaintext = payload.encode_payload(
                 kind, body, ts=int(time.time() * 1000), reply_to=reply_to or None
             )
@@ -633,13 +674,19 @@ class E2E:
                 await asyncio.sleep(pause)
         return await self.devices(account, refresh=refresh)
 
-    async def _distribute(self, key: sender_keys.SenderKeyState, to: list[tuple[int, int]]) -> None:
+    async def _distribute(
+        self, key: sender_keys.SenderKeyState, to: list[tuple[int, int]]
+    ) -> set[tuple[int, int]]:
+        """Send the key to ``to``; returns the (account, device) it was sent to (a device
+        skipped now, e.g. without a bundle, is tried again with the next message)."""
         content = payload.encode_to_device(sender_keys.distribution(key))
         by_account: dict[int, list[int]] = {}
         for account, device in to:
             by_account.setdefault(account, []).append(device)
+        sent: set[tuple[int, int]] = set()
         for account, devices in by_account.items():
-            await self._send_pairwise(account, devices, content)
+            sent |= {(account, d) for d in await self._send_pairwise(account, devices, content)}
+        return sent
 
     async def _send_pairwise(
         self, account: int, devices: Sequence[int], content: bytes

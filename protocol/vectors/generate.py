@@ -1118,6 +1118,29 @@ def kind_contents() -> list[tuple[str, kinds.Content]]:
             ),
         ),
         (
+            "attachment_minimal",
+            kinds.Attachment(
+                blob="AAAAAAAAAAAAAAAAAAAAAA", key=bytes(range(32)), digest=bytes(32), size=0
+            ),
+        ),
+        (
+            "attachment_voice_note",
+            kinds.Attachment(
+                blob="b5Yc3Vn4PZ0q-Ux_Gm7kRw",
+                key=bytes(range(32)),
+                digest=bytes(range(32, 64)),
+                size=48_213,
+                media_type="audio/ogg",
+                name="voice.ogg",
+                thumbnail=b"\xff\xd8\xff",
+                width=640,
+                height=480,
+                duration_ms=4_250,
+                waveform=bytes([0, 12, 40, 90, 40, 12]),
+                caption="listen",
+            ),
+        ),
+        (
             "share",
             kinds.Share(
                 title="An article",

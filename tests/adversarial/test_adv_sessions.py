@@ -605,3 +605,181 @@ async def test_a_prekey_message_without_a_one_time_prekey_cannot_be_replayed(
         await ib.take(warning(alice.account, "replay"))
         assert bob.e2e._session(alice.account, alice.device) is None  # no session re-created
         assert bob.keystore.get(e2e_module.NS_IN, name) == held  # the chain is not rewound
+
+
+async def test_a_pq_prekey_stripped_while_a_device_is_approved_is_reported_by_that_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server leaves the PQ prekey out of the bundle the master key's device claims when
+    approving a new device, so the list says it has none (and contacts could run X3DH with it).
+    The new device checks its own entry in every list of its account and warns."""
+    async with (
+        malicious_server(tmp_path, monkeypatch) as (server, attacker),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        alice = await stack.enter_async_context(Client(server.url))
+        await alice.register("alice", "Alice")
+        ks = KeyStore.memory()
+        approval = alice.approve_device(ks.key.public_key)
+        new = await stack.enter_async_context(Client(server.url, ks))
+        await new.link("alice", alice.device, approval)
+        inew = Inbox(new)
+
+        def strip(frame: F.ServerFrame) -> F.ServerFrame:
+            if isinstance(frame, F.Bundles) and frame.account == alice.account:
+                bundles = [msgspec.structs.replace(b, pq_prekey=None) for b in frame.bundles]
+                return msgspec.structs.replace(frame, bundles=bundles)
+            return frame
+
+        attacker.rewrite = strip
+        assert await alice.publish_devices([new.device]) == 2
+        attacker.rewrite = None
+        await inew.take(warning(alice.account, "no PQ prekey"))
+        # Approved again with the whole bundle, the entry is right and nothing more is said.
+        assert await alice.publish_devices([new.device]) == 3
+        deadline = time.monotonic() + 8
+        while (t := new.e2e.trust(alice.account)) is None or t.version < 3:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        inew.none(warning(alice.account, "PQ prekey"))
+
+
+async def test_the_device_list_version_is_the_signed_one_not_the_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server serves Alice's older signed list to Bob (rollback), then states version
+    2^32 - 1 in the frames it gives Alice's master key device (a freeze): Bob refuses the old
+    list and keeps the new one; Alice signs her next list from the signed version."""
+    async with (
+        malicious_server(tmp_path, monkeypatch) as (server, attacker),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        alice = await stack.enter_async_context(Client(server.url))
+        await alice.register("alice", "Alice")
+        bob = await stack.enter_async_context(Client(server.url))
+        await bob.register("bob", "Bob")
+        v1: F.DeviceList = await bob._call(
+            F.GetDeviceList(id=bob._next_id(), account=alice.account), F.DeviceList
+        )
+        ks = KeyStore.memory()
+        approval = alice.approve_device(ks.key.public_key)
+        new = await stack.enter_async_context(Client(server.url, ks))
+        await new.link("alice", alice.device, approval)
+        assert await alice.publish_devices([new.device]) == 2
+        assert len(await bob.e2e.devices(alice.account, refresh=True)) == 2
+
+        def rollback(frame: F.ServerFrame) -> F.ServerFrame:
+            if isinstance(frame, F.DeviceList) and frame.account == alice.account:
+                return msgspec.structs.replace(v1, re=frame.re, version=3)
+            return frame
+
+        attacker.rewrite = rollback
+        with pytest.raises(ChatProtoError, match="older"):
+            await bob.e2e.devices(alice.account, refresh=True)
+        trust = bob.e2e.trust(alice.account)
+        assert trust is not None and trust.version == 2 and len(trust.devices) == 2
+
+        def freeze(frame: F.ServerFrame) -> F.ServerFrame:
+            if isinstance(frame, F.DeviceList) and frame.account == alice.account:
+                return msgspec.structs.replace(frame, version=2**32 - 1)
+            return frame
+
+        attacker.rewrite = freeze
+        assert await alice.publish_devices([]) == 3
+        attacker.rewrite = None
+        assert len(await bob.e2e.devices(alice.account, refresh=True)) == 2
+        assert bob.e2e.trust(alice.account).version == 3  # type: ignore[union-attr]
+
+
+async def test_a_removed_device_is_rotated_out_even_if_another_account_lists_its_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob removes his stolen device; the server's account, a member of the group, signs a list
+    naming the stolen device's id. Alice's sender key is still replaced: who holds a key is
+    (account, device), so the id reappearing under another account keeps nothing alive."""
+    async with (
+        malicious_server(tmp_path, monkeypatch) as (server, attacker),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        alice = await stack.enter_async_context(Client(server.url))
+        await alice.register("alice", "Alice")
+        bob = await stack.enter_async_context(Client(server.url))
+        await bob.register("bob", "Bob")
+        ks = KeyStore.memory()
+        approval = bob.approve_device(ks.key.public_key)
+        stolen = await stack.enter_async_context(Client(server.url, ks))
+        await stolen.link("bob", bob.device, approval)
+        assert await bob.publish_devices([stolen.device]) == 2
+        mallory = await stack.enter_async_context(Client(server.url))
+        await mallory.register("mallory", "Mallory")
+        ib, isto = Inbox(bob), Inbox(stolen)
+        group = (await alice.create("group", "Plans", [bob.account, mallory.account])).conv
+        await alice.send_text(group, "before")
+        await isto.take(text(group, "before"))
+
+        ident = mallory.e2e.identity
+        own = devicelist.DeviceEntry(
+            device=mallory.device, signing_key=ident.signing_key, identity_key=ident.identity_key
+        )
+        claimed = msgspec.structs.replace(own, device=stolen.device)
+        await publish_list(mallory, [own, claimed])
+        alice.e2e.forget_devices(mallory.account)
+        await bob.remove_device(stolen.device)
+        deadline = time.monotonic() + 8
+        while stolen.device in {
+            d.device for d in await alice.e2e.devices(bob.account, refresh=True)
+        }:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        alice.e2e.forget_devices(bob.account)
+
+        ack = await alice.send_text(group, MARKER)
+        await ib.take(text(group, MARKER))
+        await attacker.relayed(
+            lambda f: isinstance(f, F.Deliver) and f.conv == group and f.seq == ack.seq, 3
+        )  # Bob's, Mallory's and the stolen device's copies
+        isto.none(text(group, MARKER))
+        assert len(stolen.e2e.inbound_key_ids(group, alice.device)) == 1  # only the old key
+        assert attacker.saw_marker(tmp_path) == []
+
+
+async def test_chat_approve_lists_a_device_only_with_the_key_the_user_compared(
+    tmp_path: Path,
+) -> None:
+    """In ``chat``, ``/approve DEVICE`` shows the key the server reports for the device; the
+    user compares it with ``/me`` on that device and approves exactly that key: another one (or
+    a key the server swapped in) is refused and nothing is signed."""
+    from chatproto import auth
+    from integration.test_chat_cli import Terminal, _register
+
+    async with run_server(make_settings(tmp_path)) as server:
+        key = tmp_path / "alice.key"
+        await _register(server.url, key, "alice", "Alice")
+        async with Client(server.url, KeyStore.open(key)) as alice:
+            account, server_name = alice.account, alice.server_name
+            ks = KeyStore.memory()
+            # The approval of the login, signed out of band (not recorded in alice's store).
+            approval = alice.keystore.key.sign(
+                auth.device_approval_payload(server_name, account, ks.key.public_key)
+            )
+            approver = alice.device
+        async with Client(server.url, ks) as new:
+            await new.link("alice", approver, approval)
+            term = Terminal(server.url, key).start()
+            try:
+                await term.wait_for("connected as @alice")
+                shown = ks.key.public_key.hex()
+                term.send(f"/approve {new.device}")
+                await term.wait_for(f"device {new.device} has key {shown}")
+                term.send(f"/approve {new.device} {'0' * 16}")
+                await term.wait_for("has another key: not approved")
+                assert new.e2e.trust(account) is None or new.device not in {
+                    d.device
+                    for d in new.e2e.trust(account).devices  # type: ignore[union-attr]
+                }
+                term.send(f"/approve {new.device} {shown[:16]}")
+                await term.wait_for(rf"device {new.device} added to your device list \(version 2\)")
+            finally:
+                assert await term.close() == 0
+            listed = await new.e2e.devices(account, refresh=True)
+            assert {d.device: d.signing_key for d in listed}[new.device] == ks.key.public_key

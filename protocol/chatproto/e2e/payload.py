@@ -126,7 +126,7 @@ def encode_payload(
 
 
 def _check_kind(kind: str) -> None:
-    if not kinds.client_may_send(kind) or kind == E2E_KIND:
+    if not kinds.client_may_send(kind, inside_e2e=True) or kind == E2E_KIND:
         raise ProtocolError(f"kind {kind[:32]!r} cannot be end-to-end content", ErrorCode.INVALID)
 
 

@@ -278,3 +278,19 @@ def mlkem768_decapsulate(seed: bytes, ciphertext: bytes) -> bytes:
         return MLKEM768PrivateKey.from_seed_bytes(seed).decapsulate(ciphertext)
     except ValueError as exc:
         raise DecryptError("invalid ML-KEM-768 ciphertext") from exc
+
+
+class Sha256:
+    """Incremental SHA-256, for digests of data too large to hold at once (attachments)."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self) -> None:
+        self._h = hashes.Hash(hashes.SHA256())
+
+    def update(self, data: bytes) -> None:
+        self._h.update(data)
+
+    def digest(self) -> bytes:
+        """The digest of everything fed so far (the hasher stays usable)."""
+        return self._h.copy().finalize()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from chatproto.e2e import devicelist, payload, ratchet, safety, sender_keys, x3dh
+from chatproto.e2e import attachment, devicelist, payload, ratchet, safety, sender_keys, x3dh
 from chatproto.e2e import primitives as P
 
 HERE = Path(__file__).resolve().parent
@@ -396,6 +396,44 @@ def padding_vectors() -> dict[str, Any]:
     }
 
 
+def attachment_vectors() -> dict[str, Any]:
+    """Section 14: for each size, the whole blob when short, else its SHA-256 (the digest) and
+    the first and last ciphertext chunk; plaintext byte i is (i * 31 + 7) mod 256."""
+    key = _key("attachment")
+    cases = []
+    for size in (0, 1, 100, 65535, 65536, 65537, 200_000):
+        data = bytes((i * 31 + 7) % 256 for i in range(size))
+        blob, digest = attachment.encrypt(key, data)
+        n = attachment.chunk_count(size)
+        first = blob[slice(*attachment.chunk_span(size, 0))]
+        last = blob[slice(*attachment.chunk_span(size, n - 1))]
+        case: dict[str, Any] = {
+            "size": size,
+            "chunks": n,
+            "ciphertext_size": attachment.ciphertext_size(size),
+            "padded_size": len(blob),
+            "digest": digest.hex(),
+        }
+        if size <= 100:
+            case["ciphertext"] = blob[: attachment.ciphertext_size(size)].hex()
+        else:
+            case["first_chunk_sha256"] = hashlib.sha256(first).hexdigest()
+            case["last_chunk"] = last.hex() if len(last) <= 256 else None
+            case["last_chunk_sha256"] = hashlib.sha256(last).hexdigest()
+        cases.append(case)
+    return {
+        "key": key.hex(),
+        "file_key": attachment.file_key(key).hex(),
+        "chunk_bytes": attachment.CHUNK_BYTES,
+        "nonces": {
+            "0_not_final": attachment.nonce(0, False).hex(),
+            "1_final": attachment.nonce(1, True).hex(),
+        },
+        "padme": {str(n): attachment.padme(n) for n in (0, 1, 2, 9, 17, 100, 1000, 65552, 10**6)},
+        "cases": cases,
+    }
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -410,6 +448,7 @@ def build() -> dict[str, str]:
         "padding.json": padding_vectors(),
         "master_key_transfer.json": master_key_transfer_vectors(),
         "device_change.json": device_change_vectors(),
+        "attachment.json": attachment_vectors(),
     }
     return {name: json.dumps(v, indent=2) + "\n" for name, v in data.items()}
 
