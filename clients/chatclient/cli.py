@@ -191,6 +191,8 @@ class Session:
         """Until /quit, end of input, or the client stops for good; returns the exit status."""
         self.console.on_edit = self._on_edit
         self.show("type /help for commands, /convs to list conversations", "dim")
+        for m in self.client.pending():  # left by an earlier run: sent now
+            self.show(f"[{self.names.label(m.conv)}] pending: {m.text}", "dim")
         events = asyncio.create_task(self._pump_events())
         commands = asyncio.create_task(self._read_commands())
         status = 0
@@ -235,7 +237,8 @@ class Session:
             return
         _, waiting = await asyncio.wait(self._sends, timeout=self.client.request_timeout)
         if waiting:
-            self.show(f"{len(waiting)} message(s) not acknowledged before exit", "error")
+            # They stay in the key store's outbox: the next start sends them.
+            self.show(f"{len(waiting)} message(s) pending: sent when chat next connects", "dim")
             for task in waiting:
                 task.cancel()
             await asyncio.gather(*waiting, return_exceptions=True)
@@ -955,8 +958,8 @@ class Session:
         conv = self._need_current()
         if len(text) > MAX_TEXT:
             raise UsageError(f"message too long ({len(text)} > {MAX_TEXT} characters)")
-        if not self.client.connected:
-            self.show("(not connected: the message is sent on reconnect)", "dim")
+        if not self.client.connected:  # shown again as usual once the server has it
+            self.show(f"[{self.names.label(conv)}] pending: {text}", "dim")
         if self._typing_sent:
             self._typing_sent = 0.0
             self._spawn(self.client.typing(conv, False))

@@ -414,6 +414,7 @@ class Counts:
     catch_up_syncs: int = 0
     logins: int = 0
     failed_logins: int = 0
+    login_retries: int = 0
     login_errors: dict[str, int] = field(default_factory=dict)
 
     def skip(self, t: str, why: str) -> None:
@@ -476,12 +477,8 @@ class Player:
     async def play_lane(self, cl: Clone, c: Client, conns: list[TraceConn]) -> None:
         for tc in conns:
             await self.until(self.due(cl, tc.open_ts))
-            try:
-                await c.open()
-            except Exception as e:
+            if not await self.login(cl, c, tc):
                 self.counts.failed_logins += 1
-                why = type(e).__name__
-                self.counts.login_errors[why] = self.counts.login_errors.get(why, 0) + 1
                 if tc.cid == self.last_conn[c.idx] and c.idx in self.last_close:
                     # offline since its previous close: expect nothing after that
                     self.closing_at[c.idx] = self.last_close[c.idx]
@@ -509,16 +506,38 @@ class Player:
                 await self.until(self.due(cl, tc.close_ts))
                 await self.close(cl, c, tc.close_ts, final=tc.cid == self.last_conn[c.idx])
 
+    async def login(self, cl: Clone, c: Client, tc: TraceConn) -> bool:
+        """Log in; a refused or failed attempt is retried with backoff, as a real client
+        reconnects, until the connection's recorded close (or 30 s)."""
+        end = self.due(cl, tc.close_ts) if tc.close_ts is not None else time.time_ns() + 30e9
+        pause = 0.1
+        while True:
+            try:
+                await c.open()
+                return True
+            except Exception as e:
+                why = type(e).__name__
+                self.counts.login_errors[why] = self.counts.login_errors.get(why, 0) + 1
+                with contextlib.suppress(Exception):
+                    await c.close()
+            if time.time_ns() + pause * 1e9 >= end:
+                return False
+            self.counts.login_retries += 1
+            await asyncio.sleep(pause * random.uniform(0.5, 1.5))
+            pause = min(pause * 2, 2.0)
+
     async def close(self, cl: Clone, c: Client, ts: float, final: bool) -> None:
         """Close at the recorded close, once the sends the trace made before it are acked: the
         connection then received what it received in the recording, however late the logins
         of a fast replay made those sends (at most ``CLOSE_ACK_WAIT_S`` later)."""
         before = bisect_right(self.trace.send_ts, ts)
         deadline = time.monotonic() + CLOSE_ACK_WAIT_S
+        pause = 0.002  # growing: many connections may be waiting when acks lag
         while time.monotonic() < deadline and (
             not cl.acked_before(before) or (c.unacked and c.connected)
         ):
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 0.05)
         self.last_close[c.idx] = time.time_ns()
         if final:
             self.closing_at[c.idx] = self.last_close[c.idx]
@@ -870,6 +889,7 @@ async def replay(
         "replayed_frames_by_type": frames_sent,
         "logins": logins,
         "failed_logins": player.counts.failed_logins,
+        "login_retries": player.counts.login_retries,
         "login_errors": player.counts.login_errors,
         "catch_up_syncs": player.counts.catch_up_syncs,
         "not_replayed_by_type": player.counts.not_replayed,

@@ -152,7 +152,7 @@ def one_line_error(p: subprocess.CompletedProcess[str], *parts: str) -> None:
         assert part in err, (part, err)
 
 
-def test_bad_traces_and_targets_are_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_bad_inputs_and_targets_are_one_line_and_exit_2(tmp_path: Path) -> None:
     dead = f"ws://127.0.0.1:{free_port()}/ws"
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_bytes(os.urandom(3000))
@@ -179,6 +179,13 @@ def test_bad_traces_and_targets_are_one_line_and_exit_2(tmp_path: Path) -> None:
     one_line_error(chatload("replay", str(good), "--target", dead), dead, "cannot connect")
     one_line_error(chatload("replay", str(good), "--target", "nonsense"), "nonsense")
     one_line_error(chatload("replay", str(good), "--target", dead, "--scale", "0"), "--scale")
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("name = 3 = 4\n")
+    one_line_error(chatload("run", str(bad_toml)), f"{bad_toml}:", "line 1")
+    one_line_error(chatload("run", str(tmp_path / "none.toml")), "none.toml", "cannot read")
+    tiny = Path(__file__).resolve().parents[2] / "loadtest/scenarios/tiny.toml"
+    one_line_error(chatload("run", str(tiny), "--target", dead), dead, "cannot connect")
+    one_line_error(chatload("idle", "--connections", "3", "--target", dead), dead)
     with socket.socket() as taken:  # the proxy's port is in use
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -297,3 +304,15 @@ async def test_proxy_refuses_clients_when_upstream_is_down(tmp_path: Path) -> No
     assert refused, err
     assert "Traceback" not in err
     assert all("refused a client: upstream" in ln for ln in refused), err
+
+
+def test_the_example_chat_trace_loads() -> None:
+    """loadtest/scenarios/chat-session.jsonl, recorded by record-chat-session.sh from five real
+    `chat` clients: what the README's worked example replays."""
+    t = Trace.load(Path(__file__).resolve().parents[2] / "loadtest/scenarios/chat-session.jsonl")
+    assert t.warnings == []
+    assert len(t.accounts) == 5 and len(t.connections) == 12
+    assert sum(tc.reconnect for tc in t.connections) == 7  # 5 register -> session, 2 /drop
+    assert t.by_type["send"] == 31 and t.by_type["register"] == 5
+    assert {"to_device", "upload_keys", "claim_keys", "put_device_list"} <= set(t.by_type)
+    assert sorted(c["kind"] for c in t.convs.values()) == ["direct", "direct", "group"]
