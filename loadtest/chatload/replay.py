@@ -269,6 +269,20 @@ def _check_line(path: Path, n: int, ln: Any) -> None:
             f"{path}:{n}: not a chatload trace line (it needs ts, c, d and t, as"
             f" `chatload record` writes): {text[:60]}{'...' if len(text) > 60 else ''}"
         )
+    for k in _INT_FIELDS:
+        v = ln.get(k)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            raise TraceError(f"{path}:{n}: {k!r} must be a whole number >= 0, not {v!r}")
+    for k in ("members", "accounts"):
+        v = ln.get(k)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, int) for x in v)):
+            raise TraceError(f"{path}:{n}: {k!r} must be a list of account ids, not {v!r}")
+
+
+_INT_FIELDS = (
+    "size", "id", "conv", "body", "limit", "after", "account", "device", "one_time", "pq",
+    "version", "re", "code",
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- provisioning
@@ -393,8 +407,11 @@ async def _provision(
     for cl in clones:
         for slot, lanes in sorted(trace.devices.items()):
             dev, seed = cl.devices[slot]
-            convs = [cl.convs[t] for t, i in trace.convs.items() if slot[0] in i["members"]]
-            convs = [c for c in convs if c]
+            convs = [
+                cl.convs[t]
+                for t, i in sorted(trace.convs.items())
+                if slot[0] in i["members"] and t in cl.convs
+            ]
             for lane in range(lanes):
                 idx += 1
                 cl.lanes[(slot, lane)] = Client(

@@ -174,6 +174,9 @@ def test_bad_inputs_and_targets_are_one_line_and_exit_2(tmp_path: Path) -> None:
         "cannot read",
     )
     one_line_error(chatload("replay", str(empty), "--target", dead), "no client frames")
+    typed = tmp_path / "typed.jsonl"
+    typed.write_text('{"ts":0.1,"c":1,"d":"c","size":9,"t":"send","conv":1,"body":"big"}\n')
+    one_line_error(chatload("replay", str(typed), "--target", dead), f"{typed}:1:", "'body'")
     good = tmp_path / "good.jsonl"
     good.write_text('{"ts":0.1,"c":1,"d":"c","size":9,"t":"list_convs"}\n')
     one_line_error(chatload("replay", str(good), "--target", dead), dead, "cannot connect")
