@@ -214,7 +214,7 @@ class Trace:
         devices: dict[tuple[int, int], int] = {}
         free: dict[tuple[int, int], list[tuple[float, int]]] = {}
         for tc in sorted(conns.values(), key=lambda x: x.open_ts):
-            if not tc.frames and tc.close_ts is None:
+            if not tc.frames:  # opened and closed without a frame: nothing to replay
                 continue
             lanes = free.setdefault(tc.slot, [])
             reuse = [i for i, (until, _lane) in enumerate(lanes) if until <= tc.open_ts]
@@ -244,7 +244,8 @@ class Trace:
 
     @property
     def connections(self) -> list[TraceConn]:
-        return [tc for tc in self.conns.values() if tc.frames or tc.close_ts is not None]
+        """The recorded connections that sent frames (the ones replayed)."""
+        return [tc for tc in self.conns.values() if tc.frames]
 
 
 def _why(e: Exception) -> str:
