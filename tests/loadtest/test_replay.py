@@ -112,6 +112,7 @@ async def test_sdk_session_replays_exactly_at_every_speed_and_scale(
         assert m["errors"] == {}, where  # nothing self-inflicted (no placeholder lookups)
         assert m["reconnects"] == scale, where  # bob's, replayed as a real reconnect
         assert rp["logins"] == 4 * scale and rp["failed_logins"] == 0, where
+        assert rp["login_ms"]["count"] == 4 * scale, where  # recorded open -> welcome
         # the recorded behaviour (who was online when), at every speed: a connection closes
         # at its recorded close once the sends recorded before it are acked
         assert m["delivered"] == 11 * scale, where
