@@ -191,6 +191,8 @@ class Session:
         """Until /quit, end of input, or the client stops for good; returns the exit status."""
         self.console.on_edit = self._on_edit
         self.show("type /help for commands, /convs to list conversations", "dim")
+        for m in self.client.pending():  # left by an earlier run: sent now
+            self.show(f"[{self.names.label(m.conv)}] pending: {m.text}", "dim")
         events = asyncio.create_task(self._pump_events())
         commands = asyncio.create_task(self._read_commands())
         status = 0
@@ -235,7 +237,8 @@ class Session:
             return
         _, waiting = await asyncio.wait(self._sends, timeout=self.client.request_timeout)
         if waiting:
-            self.show(f"{len(waiting)} message(s) not acknowledged before exit", "error")
+            # They stay in the key store's outbox: the next start sends them.
+            self.show(f"{len(waiting)} message(s) pending: sent when chat next connects", "dim")
             for task in waiting:
                 task.cancel()
             await asyncio.gather(*waiting, return_exceptions=True)
@@ -489,6 +492,7 @@ class Session:
             case Me():
                 ks = c.keystore
                 self.show(f"@{ks.handle} (account {ks.account}, device {ks.device}) on {self.url}")
+                self.show(f"device key {ks.key.public_key.hex()}", "dim")
             case Drop():
                 self.show("dropping the connection", "dim")
                 await c.drop_connection()
@@ -542,7 +546,18 @@ class Session:
                 else:
                     c.unverify(account)
                     self.show(f"@{handle} no longer verified", "system")
-            case Approve(device):
+            case Approve(device, key):
+                shown = await c.e2e.device_login_key(device)
+                if key and not shown.hex().startswith(key):
+                    raise UsageError(f"device {device} has another key: not approved")
+                if not key and not c.e2e.approved(shown):
+                    self.show(
+                        f"device {device} has key {shown.hex()}: if /me on that device shows"
+                        f" the same, /approve {device} {shown.hex()[:16]}",
+                        "system",
+                    )
+                    return
+                c.e2e.approve(shown)
                 version = await c.publish_devices([device])
                 self.show(
                     f"device {device} added to your device list (version {version})", "system"
@@ -943,8 +958,8 @@ class Session:
         conv = self._need_current()
         if len(text) > MAX_TEXT:
             raise UsageError(f"message too long ({len(text)} > {MAX_TEXT} characters)")
-        if not self.client.connected:
-            self.show("(not connected: the message is sent on reconnect)", "dim")
+        if not self.client.connected:  # shown again as usual once the server has it
+            self.show(f"[{self.names.label(conv)}] pending: {text}", "dim")
         if self._typing_sent:
             self._typing_sent = 0.0
             self._spawn(self.client.typing(conv, False))

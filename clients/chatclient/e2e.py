@@ -84,8 +84,11 @@ class _Outbound(msgspec.Struct, kw_only=True):
     """This device's sender key for one conversation and who has it."""
 
     key: sender_keys.SenderKeyState
-    recipients: list[int]
-    """Devices given this key (sorted)."""
+    holders: list[tuple[int, int]] = []
+    """(account, device) given this key (sorted). Device ids alone are not enough: another
+    account's signed list may name the same id, and must not keep a removed device's key."""
+    recipients: list[int] = []
+    """Before ``holders``: device ids alone. A key stored with these is replaced."""
     created: float
     sent: int = 0
 
@@ -279,6 +282,17 @@ class E2E:
 
     def approved(self, device_key: bytes) -> bool:
         return self.ks.get(NS_APPROVED, device_key.hex()) is not None
+
+    async def device_login_key(self, device: int) -> bytes:
+        """The login key the server says ``device`` of this account has (for the user to compare
+        with what that device shows before approving it)."""
+        got: F.Bundles = await self._call(
+            F.ClaimKeys(id=self._id(), account=self.ks.account), F.Bundles
+        )
+        for b in got.bundles:
+            if b.device == device:
+                return b.signing_key
+        raise CryptoError(f"device {device} of your account has published no keys")
 
     async def publish_device_list(
         self, extra_devices: Sequence[int], remove: Sequence[int] = ()
@@ -580,19 +594,20 @@ class E2E:
                 excluded = set(addressed_bots)
                 recipients = [(a, d) for a, d in recipients if a not in excluded]
             out: _Outbound | None = _load(self.ks, NS_OUT, name, _Outbound)
+            held = {(a, d) for a, d in out.holders} if out is not None else set()
             if (
                 out is None
+                or out.recipients
                 or out.sent >= ROTATE_AFTER
                 or time.time() - out.created > ROTATE_SECONDS
-                or not set(out.recipients) <= {d for _, d in recipients}
+                or not held <= set(recipients)
             ):
-                out = _Outbound(
-                    key=sender_keys.new_sender_key(conv), recipients=[], created=time.time()
-                )
-            missing = [(a, d) for a, d in recipients if d not in out.recipients]
+                out = _Outbound(key=sender_keys.new_sender_key(conv), created=time.time())
+                held = set()
+            missing = [(a, d) for a, d in recipients if (a, d) not in held]
             if missing:
-                await self._distribute(out.key, missing)
-                out.recipients = sorted({*out.recipients, *(d for _, d in missing)})
+                held |= await self._distribute(out.key, missing)
+                out.holders = sorted(held)
             plaintext = payload.encode_payload(
                 kind, body, ts=int(time.time() * 1000), reply_to=reply_to or None
             )
@@ -659,13 +674,19 @@ class E2E:
                 await asyncio.sleep(pause)
         return await self.devices(account, refresh=refresh)
 
-    async def _distribute(self, key: sender_keys.SenderKeyState, to: list[tuple[int, int]]) -> None:
+    async def _distribute(
+        self, key: sender_keys.SenderKeyState, to: list[tuple[int, int]]
+    ) -> set[tuple[int, int]]:
+        """Send the key to ``to``; returns the (account, device) it was sent to (a device
+        skipped now, e.g. without a bundle, is tried again with the next message)."""
         content = payload.encode_to_device(sender_keys.distribution(key))
         by_account: dict[int, list[int]] = {}
         for account, device in to:
             by_account.setdefault(account, []).append(device)
+        sent: set[tuple[int, int]] = set()
         for account, devices in by_account.items():
-            await self._send_pairwise(account, devices, content)
+            sent |= {(account, d) for d in await self._send_pairwise(account, devices, content)}
+        return sent
 
     async def _send_pairwise(
         self, account: int, devices: Sequence[int], content: bytes
@@ -778,10 +799,30 @@ class E2E:
             raise UntrustedDevice(
                 f"device {item.device} of account {item.sender}: {exc.message}"
             ) from exc
-        _save(self.ks, NS_DEVICE, "prekeys", result.prekeys)
-        if self._keep_session(item.sender, item.device, result.session):
+        content: payload.ToDeviceContent | None = None
+        receiver: sender_keys.SenderKeyReceiverState | None = None
+        refused: ChatProtoError | None = None
+        try:
+            content = payload.decode_to_device(result.plaintext)
+            if isinstance(content, sender_keys.SenderKeyDistribution):
+                receiver = sender_keys.receiver_from_distribution(
+                    content, sender_account=item.sender, sender_device=item.device
+                )
+        except ChatProtoError as exc:
+            refused = exc  # the message is used up all the same: its ratchet step is kept
+        with self.ks.atomic():  # the ratchet step and the key it carried, together
+            _save(self.ks, NS_DEVICE, "prekeys", result.prekeys)
+            changed = self._keep_session(item.sender, item.device, result.session)
+            if receiver is not None:
+                name = f"{receiver.conv}:{item.sender}:{item.device}:{receiver.key_id}"
+                if self.ks.get(NS_IN, name) is None:
+                    # Never replaced: a distribution again (replayed, or re-sent) would rewind
+                    # the chain and make messages already read readable again.
+                    _save(self.ks, NS_IN, name, receiver)
+        if changed:
             await self._warn(item.sender, _new_identity(item.sender, item.device))
-        content = payload.decode_to_device(result.plaintext)
+        if refused is not None:
+            raise refused
         if isinstance(content, payload.MasterKeyTransfer):
             self._accept_master_key(item.sender, item.device, content)
             return Received(master_key=True)
@@ -790,15 +831,7 @@ class E2E:
                 raise UntrustedDevice(f"a device change from account {item.sender}")
             await self._apply_device_change(item.device, content)
             return Received()
-        name = f"{content.conv}:{item.sender}:{item.device}:{content.key_id}"
-        if self.ks.get(NS_IN, name) is None:
-            # Never replaced: a distribution again (replayed, or re-sent) would rewind the
-            # chain and make messages already read readable again.
-            receiver = sender_keys.receiver_from_distribution(
-                content, sender_account=item.sender, sender_device=item.device
-            )
-            _save(self.ks, NS_IN, name, receiver)
-        return Received(conv=content.conv)
+        return Received(conv=None if receiver is None else receiver.conv)
 
     def _accept_master_key(
         self, sender: int, device: int, transfer: payload.MasterKeyTransfer
@@ -899,11 +932,13 @@ class E2E:
             if pairwise.matches(s, session.remote_signing_key, session.remote_identity_key)
         ]
         archive = [s for s in same if s.base_key != session.base_key]
-        _save(self.ks, NS_SESSION, name + ".archive", archive[:MAX_ARCHIVED])
+        if archive or len(kept) > 1:
+            _save(self.ks, NS_SESSION, name + ".archive", archive[:MAX_ARCHIVED])
         _save(self.ks, NS_SESSION, name, session)
-        bases = self._base_keys()
-        if session.base_key not in bases:
-            _save(self.ks, NS_DEVICE, "base_keys", [*bases, session.base_key][-MAX_BASE_KEYS:])
+        if not kept or kept[0].base_key != session.base_key:  # a session new here
+            bases = self._base_keys()
+            if session.base_key not in bases:
+                _save(self.ks, NS_DEVICE, "base_keys", [*bases, session.base_key][-MAX_BASE_KEYS:])
         return len(same) < len(kept)
 
     def decrypt(self, conv: int, seq: int, sender: int, device: int, body: bytes) -> Decrypted:
@@ -926,9 +961,10 @@ class E2E:
             inner = payload.decode_payload(plaintext)
         except ProtocolError as exc:
             raise DecryptError(f"bad payload: {exc.message}") from exc
-        _save(self.ks, NS_IN, name, state)
         reply_to = inner.reply_to or 0
-        _save(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain(inner.kind, inner.body, reply_to))
+        with self.ks.atomic():  # a used message key and the plaintext it opened, together
+            _save(self.ks, NS_IN, name, state)
+            _save(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain(inner.kind, inner.body, reply_to))
         return Decrypted(inner.kind, inner.body, reply_to)
 
     def give_up(self, conv: int, device: int, body: bytes) -> None:

@@ -32,6 +32,9 @@ class Message:
     ascending: clear metadata, the same for every member."""
     reply_to: int = 0
     """The seq of the message this one answers (end-to-end encrypted; 0: none)."""
+    cmid: str = ""
+    """The sender's client message id (SPEC.md 7.3; empty for system messages): an own
+    message's ``cmid`` is the one ``Client.pending`` listed while it waited in the outbox."""
     e2e: bool = True
     """False for a client kind that came outside ``e2e`` (SPEC.md 9): allowed, but nothing
     authenticates its sender (the server could have written it); show it marked."""
@@ -144,6 +147,19 @@ class InvocationTimeout:
     waited: float
 
 
+@dataclass(frozen=True, slots=True)
+class SendFailed:
+    """A message left the outbox unsent: the server refused it for good (``code``, e.g.
+    ``FORBIDDEN`` after leaving the conversation), or it could not be encrypted (``code`` 0).
+    Its ``send`` raised the same error, if anyone still waited for it. Not emitted for
+    ``CONFLICT``: a message under that cmid is stored already (sent by an earlier run)."""
+
+    conv: int
+    cmid: str
+    code: int
+    reason: str
+
+
 Receipt = F.ReceiptEvent
 Typing = F.TypingEvent
 Presence = F.PresenceEvent
@@ -161,4 +177,5 @@ Event = (
     | BotAdded
     | BotRemoved
     | InvocationTimeout
+    | SendFailed
 )

@@ -153,9 +153,11 @@ class Verify:
 
 @dataclass(frozen=True)
 class Approve:
-    """Put a newly linked device of your own account on your signed device list."""
+    """Put a newly linked device of your own account on your signed device list, with the login
+    key it shows (``key``: its hex, or a prefix of at least 16 hex digits)."""
 
     device: int
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -438,7 +440,7 @@ commands:
   /safety @handle            the 60-digit safety number to compare with @handle
   /verify @handle            mark @handle's keys verified (also accepts a changed key)
   /unverify @handle          forget that @handle's keys were verified
-  /approve DEVICE            add your newly linked device to your signed device list
+  /approve DEVICE [KEY]      add your newly linked device (KEY: its /me key) to your device list
   /handover DEVICE           give your account's master key to DEVICE (on your device list)
   /pay @handle 12.50 USD [memo]      pay @handle here (or in your direct conversation)
   /pay REQUEST_ID            pay a request to pay shown here (rq_...)
@@ -662,9 +664,12 @@ def parse_command(line: str) -> Command | None:
             handle = parse_handle(args[0])
             return Safety(handle) if name == "safety" else Verify(handle, name == "verify")
         case "approve":
-            if len(args) != 1 or not args[0].isdigit():
-                raise usage("/approve DEVICE")
-            return Approve(int(args[0]))
+            if not 1 <= len(args) <= 2 or not args[0].isdigit():
+                raise usage("/approve DEVICE [KEY]")
+            key = args[1].lower() if len(args) == 2 else ""
+            if key and (len(key) < 16 or any(ch not in "0123456789abcdef" for ch in key)):
+                raise usage("/approve DEVICE KEY (KEY: at least 16 hex digits of its /me key)")
+            return Approve(int(args[0]), key)
         case "handover":
             if len(args) != 1 or not args[0].isdigit():
                 raise usage("/handover DEVICE")

@@ -24,7 +24,7 @@ from chatclient import Client, KeyStore, Message
 from chatclient import client as client_module
 from chatclient import e2e as e2e_module
 from chatclient.e2e import NS_DEVICE
-from chatclient.events import Event, SecurityWarning
+from chatclient.events import Event, MasterKeyReceived, SecurityWarning
 from chatproto import codec
 from chatproto import frames as F
 from chatproto.e2e import devicelist, pairwise, payload, sender_keys, x3dh
@@ -317,6 +317,45 @@ async def test_a_server_account_claiming_bobs_device_id_never_replaces_alices_se
         assert after.remote_identity_key == bob.e2e.identity.identity_key
         mine = alice.e2e._session(mallory.account, bob.device)
         assert mine is not None and mine.remote_identity_key == ident.identity_key
+
+
+async def test_a_handover_reaches_the_users_own_device_not_the_server_claiming_its_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same attack aimed at the master key: the server's account claims the id of Alice's
+    second device and sends her first device a PREKEY from it. /handover still encrypts the
+    master seed to her real second device only."""
+    async with (
+        malicious_server(tmp_path, monkeypatch) as (server, attacker),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        a0 = await stack.enter_async_context(Client(server.url))
+        await a0.register("alice", "Alice")
+        ks = KeyStore.memory()
+        a1 = await stack.enter_async_context(Client(server.url, ks))
+        await a1.link("alice", a0.device, a0.approve_device(ks.key.public_key))
+        assert await a0.publish_devices([a1.device]) == 2
+        mallory = await stack.enter_async_context(Client(server.url))
+        await mallory.register("mallory", "Mallory")
+        ident = mallory.e2e.identity
+        claimed = devicelist.DeviceEntry(
+            device=a1.device, signing_key=ident.signing_key, identity_key=ident.identity_key
+        )
+        await publish_list(mallory, [claimed])
+        bundle = await bundle_of(mallory, a0.account, a0.device)
+        forged, m_session = pairwise.encrypt_to_device(
+            None, distribution(1), identity=ident, bundle=bundle
+        )
+        last = attacker.queue_to_device(a0.device, mallory.account, a1.device, forged)
+        await fetch_now(a0, last)
+
+        seed = a0.keystore.get(NS_DEVICE, "master")
+        assert seed is not None
+        await a0.transfer_master_key(a1.device)
+        await Inbox(a1).take(lambda ev: isinstance(ev, MasterKeyReceived))
+        assert a1.e2e.master_key == a0.e2e.master_key
+        gained = attacker_reads(attacker, [(m_session, mallory.e2e.prekeys)])  # type: ignore[list-item]
+        assert not [pt for pt in gained if seed in pt]
 
 
 async def test_a_changed_identity_is_a_new_session_and_a_security_warning(
@@ -689,3 +728,97 @@ async def test_the_device_list_version_is_the_signed_one_not_the_frames(
         attacker.rewrite = None
         assert len(await bob.e2e.devices(alice.account, refresh=True)) == 2
         assert bob.e2e.trust(alice.account).version == 3  # type: ignore[union-attr]
+
+
+async def test_a_removed_device_is_rotated_out_even_if_another_account_lists_its_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob removes his stolen device; the server's account, a member of the group, signs a list
+    naming the stolen device's id. Alice's sender key is still replaced: who holds a key is
+    (account, device), so the id reappearing under another account keeps nothing alive."""
+    async with (
+        malicious_server(tmp_path, monkeypatch) as (server, attacker),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        alice = await stack.enter_async_context(Client(server.url))
+        await alice.register("alice", "Alice")
+        bob = await stack.enter_async_context(Client(server.url))
+        await bob.register("bob", "Bob")
+        ks = KeyStore.memory()
+        approval = bob.approve_device(ks.key.public_key)
+        stolen = await stack.enter_async_context(Client(server.url, ks))
+        await stolen.link("bob", bob.device, approval)
+        assert await bob.publish_devices([stolen.device]) == 2
+        mallory = await stack.enter_async_context(Client(server.url))
+        await mallory.register("mallory", "Mallory")
+        ib, isto = Inbox(bob), Inbox(stolen)
+        group = (await alice.create("group", "Plans", [bob.account, mallory.account])).conv
+        await alice.send_text(group, "before")
+        await isto.take(text(group, "before"))
+
+        ident = mallory.e2e.identity
+        own = devicelist.DeviceEntry(
+            device=mallory.device, signing_key=ident.signing_key, identity_key=ident.identity_key
+        )
+        claimed = msgspec.structs.replace(own, device=stolen.device)
+        await publish_list(mallory, [own, claimed])
+        alice.e2e.forget_devices(mallory.account)
+        await bob.remove_device(stolen.device)
+        deadline = time.monotonic() + 8
+        while stolen.device in {
+            d.device for d in await alice.e2e.devices(bob.account, refresh=True)
+        }:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        alice.e2e.forget_devices(bob.account)
+
+        ack = await alice.send_text(group, MARKER)
+        await ib.take(text(group, MARKER))
+        await attacker.relayed(
+            lambda f: isinstance(f, F.Deliver) and f.conv == group and f.seq == ack.seq, 3
+        )  # Bob's, Mallory's and the stolen device's copies
+        isto.none(text(group, MARKER))
+        assert len(stolen.e2e.inbound_key_ids(group, alice.device)) == 1  # only the old key
+        assert attacker.saw_marker(tmp_path) == []
+
+
+async def test_chat_approve_lists_a_device_only_with_the_key_the_user_compared(
+    tmp_path: Path,
+) -> None:
+    """In ``chat``, ``/approve DEVICE`` shows the key the server reports for the device; the
+    user compares it with ``/me`` on that device and approves exactly that key: another one (or
+    a key the server swapped in) is refused and nothing is signed."""
+    from chatproto import auth
+    from integration.test_chat_cli import Terminal, _register
+
+    async with run_server(make_settings(tmp_path)) as server:
+        key = tmp_path / "alice.key"
+        await _register(server.url, key, "alice", "Alice")
+        async with Client(server.url, KeyStore.open(key)) as alice:
+            account, server_name = alice.account, alice.server_name
+            ks = KeyStore.memory()
+            # The approval of the login, signed out of band (not recorded in alice's store).
+            approval = alice.keystore.key.sign(
+                auth.device_approval_payload(server_name, account, ks.key.public_key)
+            )
+            approver = alice.device
+        async with Client(server.url, ks) as new:
+            await new.link("alice", approver, approval)
+            term = Terminal(server.url, key).start()
+            try:
+                await term.wait_for("connected as @alice")
+                shown = ks.key.public_key.hex()
+                term.send(f"/approve {new.device}")
+                await term.wait_for(f"device {new.device} has key {shown}")
+                term.send(f"/approve {new.device} {'0' * 16}")
+                await term.wait_for("has another key: not approved")
+                assert new.e2e.trust(account) is None or new.device not in {
+                    d.device
+                    for d in new.e2e.trust(account).devices  # type: ignore[union-attr]
+                }
+                term.send(f"/approve {new.device} {shown[:16]}")
+                await term.wait_for(rf"device {new.device} added to your device list \(version 2\)")
+            finally:
+                assert await term.close() == 0
+            listed = await new.e2e.devices(account, refresh=True)
+            assert {d.device: d.signing_key for d in listed}[new.device] == ks.key.public_key
