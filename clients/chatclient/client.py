@@ -399,6 +399,11 @@ class Client:
                         except AuthError as exc:  # here, or the TaskGroup wraps it in a group
                             self._fatal = exc
                             await ws.close()
+                        except (ChatClientError, TimeoutError) as exc:
+                            # A slow or failing server while logging in or catching up: start
+                            # again on a new connection (after the backoff), not end the client.
+                            log.warning("could not resume the session, reconnecting: %r", exc)
+                            await ws.close()
                         await pump
                     code, reason = ws.close_code, ws.close_reason or ""
             except AuthError as exc:
