@@ -932,11 +932,13 @@ class E2E:
             if pairwise.matches(s, session.remote_signing_key, session.remote_identity_key)
         ]
         archive = [s for s in same if s.base_key != session.base_key]
-        _save(self.ks, NS_SESSION, name + ".archive", archive[:MAX_ARCHIVED])
+        if archive or len(kept) > 1:
+            _save(self.ks, NS_SESSION, name + ".archive", archive[:MAX_ARCHIVED])
         _save(self.ks, NS_SESSION, name, session)
-        bases = self._base_keys()
-        if session.base_key not in bases:
-            _save(self.ks, NS_DEVICE, "base_keys", [*bases, session.base_key][-MAX_BASE_KEYS:])
+        if not kept or kept[0].base_key != session.base_key:  # a session new here
+            bases = self._base_keys()
+            if session.base_key not in bases:
+                _save(self.ks, NS_DEVICE, "base_keys", [*bases, session.base_key][-MAX_BASE_KEYS:])
         return len(same) < len(kept)
 
     def decrypt(self, conv: int, seq: int, sender: int, device: int, body: bytes) -> Decrypted:

@@ -185,6 +185,12 @@ def replay_lines(r: dict[str, Any]) -> list[str]:
         f" plus {r['logins']:,} logins"
         f" ({r['failed_logins']} failed) and {r['catch_up_syncs']:,} catch-up syncs",
     ]
+    lm = r.get("login_ms") or {}
+    if lm.get("count"):
+        out.append(
+            f"login (recorded open -> welcome; a connection's frames wait for it):"
+            f" p50 {lm['p50_ms']:.1f} ms, p99 {lm['p99_ms']:.1f} ms, max {lm['max_ms']:.1f} ms"
+        )
     if r.get("login_errors"):
         out.append(
             f"login attempts that failed: {types(r['login_errors'])}"

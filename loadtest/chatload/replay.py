@@ -53,6 +53,7 @@ from chatproto.kinds import client_may_send
 from chatproto.limits import MAX_ONE_TIME_PER_UPLOAD
 from rich.console import Console
 
+from .hist import Latency
 from .procstat import raise_nofile, self_cpu_seconds
 from .proto import Client, Fast, Stats, gather_limited, with_id
 from .provision import MAX_CREATE_MEMBERS
@@ -213,7 +214,7 @@ class Trace:
         devices: dict[tuple[int, int], int] = {}
         free: dict[tuple[int, int], list[tuple[float, int]]] = {}
         for tc in sorted(conns.values(), key=lambda x: x.open_ts):
-            if not tc.frames and tc.close_ts is None:
+            if not tc.frames:  # opened and closed without a frame: nothing to replay
                 continue
             lanes = free.setdefault(tc.slot, [])
             reuse = [i for i, (until, _lane) in enumerate(lanes) if until <= tc.open_ts]
@@ -243,7 +244,8 @@ class Trace:
 
     @property
     def connections(self) -> list[TraceConn]:
-        return [tc for tc in self.conns.values() if tc.frames or tc.close_ts is not None]
+        """The recorded connections that sent frames (the ones replayed)."""
+        return [tc for tc in self.conns.values() if tc.frames]
 
 
 def _why(e: Exception) -> str:
@@ -459,6 +461,7 @@ class Player:
         self.tids: dict[int, int] = {}  # client idx -> highest to-device tid seen
         self.kids: dict[int, int] = {}  # device -> next one-time prekey id
         self.identity: dict[int, tuple[bytes, bytes]] = {}
+        self.login_lat = Latency()  # recorded open -> welcome (a connection's frames wait)
 
     def due(self, cl: Clone, ts: float) -> int:
         return self.t0 + cl.offset_ns + int((ts - self.trace.t_first) / self.speed * 1e9)
@@ -531,6 +534,7 @@ class Player:
         while True:
             try:
                 await c.open()
+                self.login_lat.record_ns(time.time_ns() - self.due(cl, tc.open_ts))
                 return True
             except Exception as e:
                 why = type(e).__name__
@@ -907,6 +911,7 @@ async def replay(
         "logins": logins,
         "failed_logins": player.counts.failed_logins,
         "login_retries": player.counts.login_retries,
+        "login_ms": player.login_lat.summary(),
         "login_errors": player.counts.login_errors,
         "catch_up_syncs": player.counts.catch_up_syncs,
         "not_replayed_by_type": player.counts.not_replayed,

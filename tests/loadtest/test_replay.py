@@ -112,6 +112,7 @@ async def test_sdk_session_replays_exactly_at_every_speed_and_scale(
         assert m["errors"] == {}, where  # nothing self-inflicted (no placeholder lookups)
         assert m["reconnects"] == scale, where  # bob's, replayed as a real reconnect
         assert rp["logins"] == 4 * scale and rp["failed_logins"] == 0, where
+        assert rp["login_ms"]["count"] == 4 * scale, where  # recorded open -> welcome
         # the recorded behaviour (who was online when), at every speed: a connection closes
         # at its recorded close once the sends recorded before it are acked
         assert m["delivered"] == 11 * scale, where
@@ -203,6 +204,8 @@ async def test_cut_off_last_line_is_replayed_up_to_the_cut(
     trace = tmp_path / "trace.jsonl"
     lines = [
         {"ts": 0.0, "c": 1, "d": "o", "t": "open"},
+        {"ts": 0.0, "c": 3, "d": "o", "t": "open"},  # a connection that never sent a frame
+        {"ts": 0.01, "c": 3, "d": "x", "t": "close"},
         {"ts": 0.01, "c": 1, "d": "c", "size": 170, "t": "register"},
         {"ts": 0.02, "c": 1, "d": "s", "t": "welcome", "account": 1, "device": 1},
         {"ts": 0.03, "c": 2, "d": "c", "size": 170, "t": "register"},
@@ -238,7 +241,7 @@ async def test_cut_off_last_line_is_replayed_up_to_the_cut(
     assert p.returncode == 0, p.stderr
     assert "Traceback" not in p.stderr
     (warning,) = p.stderr.strip().splitlines()
-    assert f"{trace}:9:" in warning and "cut off" in warning and "lines 1-8" in warning
+    assert f"{trace}:11:" in warning and "cut off" in warning and "lines 1-10" in warning
     s = json.loads(out.read_text())["summary"]
     assert s["sent"] == s["acked"] == 2 and s["delivered"] == s["expected_deliveries"] == 2
     assert s["error_count"] == 0
