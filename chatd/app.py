@@ -41,6 +41,8 @@ class App:
         self.port: int | None = None
         self.started = asyncio.Event()
         self._hub: Hub | None = None
+        self.services: Services | None = None
+        """The running services (tests reach the store through them, as a tampering server)."""
 
     def stop(self) -> None:
         self._stop.set()
@@ -87,7 +89,7 @@ class App:
         else:
             presence = LocalPresence()
         deps = Deps(s, store, broker, hub, self.metrics, self.clock, presence)
-        services = Services(deps)
+        services = self.services = Services(deps)
         transport = Transport(services, draining=lambda: self._draining)
         if install_signals:
             loop = asyncio.get_running_loop()

@@ -20,9 +20,11 @@ from chatclient.events import (
     Disconnected,
     Event,
     InvocationTimeout,
+    MembershipChanged,
     Message,
     Presence,
     Receipt,
+    SecurityWarning,
     Typing,
 )
 from chatclient.keystore import KeyStore
@@ -43,11 +45,13 @@ __all__ = [
     "InvocationTimeout",
     "InvocationTimeoutError",
     "KeyStore",
+    "MembershipChanged",
     "Message",
     "NotFound",
     "Presence",
     "RateLimited",
     "Receipt",
     "RequestError",
+    "SecurityWarning",
     "Typing",
 ]

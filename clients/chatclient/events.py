@@ -84,6 +84,28 @@ class SecurityWarning:
 
     account: int
     reason: str
+    conv: int = 0
+    """The conversation concerned (a membership change no member signed, a message from a
+    sender who is not a verified member, ...); 0 when it is about the account's keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChanged:
+    """A verified change of conversation ``conv``'s members (E2E.md section 13): signed by a
+    device of ``actor`` and checked against the conversation's membership log. ``op``:
+    ``create``, ``add``, ``remove``, ``leave`` (``account`` is the actor), ``role`` (``role``
+    is the new one) or ``access`` (a bot's, ``access``). ``members``: every member after it.
+    This device encrypts to exactly those members."""
+
+    conv: int
+    seq: int
+    epoch: int
+    op: str
+    actor: int
+    account: int
+    role: str = ""
+    access: str = ""
+    members: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +173,7 @@ Event = (
     | Presence
     | Undecryptable
     | SecurityWarning
+    | MembershipChanged
     | DevicesChanged
     | MasterKeyReceived
     | BotAdded
