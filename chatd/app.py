@@ -1,13 +1,16 @@
 """The composition root: builds the store, broker, hub and services, serves, and shuts down.
 
-Shutdown (SIGTERM/SIGINT or ``stop()``): /readyz turns 503, the listener stops accepting, every
-client is closed with 1001 (going away: reconnect elsewhere), queued writes are committed, and
-the process exits 0. Everything started here is owned by one TaskGroup and closed in reverse.
+Shutdown (SIGTERM/SIGINT or ``stop()``): /readyz turns 503 and stays so for ``[server]
+drain_grace`` seconds while the node still serves (a load balancer's health checks see it leave;
+a second signal cuts this short), then the listener stops accepting, every client is closed with
+1001 (going away: reconnect elsewhere), queued writes are committed, and the process exits 0.
+Everything started here is owned by one TaskGroup and closed in reverse.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from pathlib import Path
@@ -37,6 +40,7 @@ class App:
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
         self._stop = asyncio.Event()
+        self._hurry = asyncio.Event()
         self._draining = False
         self.port: int | None = None
         self.started = asyncio.Event()
@@ -45,6 +49,9 @@ class App:
         """The running services (tests reach the store through them, as a tampering server)."""
 
     def stop(self) -> None:
+        """Begin draining; called again while draining, end the grace period now."""
+        if self._stop.is_set():
+            self._hurry.set()
         self._stop.set()
 
     async def run(self, *, install_signals: bool = False) -> None:
@@ -117,8 +124,13 @@ class App:
                 )
                 self.started.set()
                 await self._stop.wait()
-                log.info("draining")
-                self._draining = True
+                self._draining = True  # /readyz 503 from now on
+                grace = s.server.drain_grace
+                log.info("draining", extra={"grace_s": grace})
+                if grace > 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(grace):
+                            await self._hurry.wait()
                 server.close(close_connections=True)  # stop accepting; close clients with 1001
                 try:
                     async with asyncio.timeout(s.server.drain_seconds):

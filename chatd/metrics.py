@@ -95,6 +95,19 @@ class Metrics:
             ["node", "version"],
             registry=r,
         )
+        self.ready = Gauge(
+            "chatd_ready",
+            "1 while /readyz answers 200 (store reachable, not draining): keep it in rotation",
+            registry=r,
+        )
+        self.degraded = Gauge(
+            "chatd_degraded",
+            "1 while the node serves with a dependency down (the broker): in rotation, alert",
+            registry=r,
+        )
+        self.draining = Gauge(
+            "chatd_draining", "1 from SIGTERM until the process exits", registry=r
+        )
         self.connections = Gauge(
             "chatd_connections", "Open WebSocket connections", ["state"], registry=r
         )

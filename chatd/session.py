@@ -9,6 +9,7 @@ an ``Error`` frame and the connection stays open, except where the protocol says
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -156,7 +157,8 @@ class Session:
         deps.metrics.frame_in(type(frame))
         rid = getattr(frame, "id", 0)
         if self.authenticated and not self._bucket.allow(deps.clock.monotonic()):
-            self.fail(rid, ErrorCode.RATE_LIMITED, "slow down")
+            if not isinstance(frame, F.Typing):  # typing is never answered (SPEC 10.2)
+                self.fail(rid, ErrorCode.RATE_LIMITED, "slow down")
             return
         try:
             if not self.authenticated:
@@ -241,7 +243,9 @@ class Session:
                     rate = svc.deps.settings.limits.typing_per_second
                     self._typing = TokenBucket(rate, rate * 2, now)
                 if self._typing.allow(now):
-                    await svc.presence.typing(self.conn_id, a, frame)
+                    # Never answered (SPEC 10.2): a non-member is ignored, not told.
+                    with contextlib.suppress(ChatdError):
+                        await svc.presence.typing(self.conn_id, a, frame)
             case F.CreateConv():
                 self.reply(F.Conv(re=frame.id, info=await svc.conversations.create(a, dev, frame)))
             case F.ListConvs():

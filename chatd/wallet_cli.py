@@ -20,7 +20,7 @@ import logging
 import socket
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -62,6 +62,8 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     db = settings.store.db
+    # The same spellings as chat's: "usd" is USD, "@Alice" is @alice.
+    args.currency = args.currency.upper()
     try:
         if args.wallet_command == "mint":
             note = f"{args.note} (by {getpass.getuser()}@{socket.gethostname()})".strip()
@@ -81,10 +83,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     "note": note,
                 },
             )
-            print(f"minted {money.format_money(amount, args.currency)} to account {account}: {tid}")
+            who = handles_of(db, [account]).get(account, "?")
+            minted = money.format_money(amount, args.currency)
+            print(f"minted {minted} to @{who} (account {account}): {tid}")
         else:
             account, rows = statement_of(db, args.account, args.currency)
-            write_statement(rows, sys.stdout, as_csv=args.csv)
+            handles = handles_of(db, sorted({e.counterparty for e in rows if e.counterparty > 0}))
+            write_statement(rows, sys.stdout, as_csv=args.csv, handles=handles)
     except (ChatdError, MoneyError) as exc:
         print(f"chatd wallet: {exc.message}", file=sys.stderr)
         return 1
@@ -94,7 +99,33 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _account_sql(account: str) -> tuple[str, Any]:
     if account.lstrip("@").isdigit() and not account.startswith("@"):
         return "id", int(account)
-    return "handle", account.removeprefix("@")
+    return "handle", account.removeprefix("@").lower()
+
+
+def handles_of(db: str, accounts: Sequence[int]) -> dict[int, str]:
+    """Account id -> handle, for what statements show (handles, not account numbers)."""
+    if not accounts:
+        return {}
+    if _is_postgres(db):
+
+        async def pg() -> dict[int, str]:
+            import asyncpg
+
+            conn = await asyncpg.connect(db, timeout=10)
+            try:
+                sql = "SELECT id, handle FROM accounts WHERE id = ANY($1::bigint[])"
+                return {int(r[0]): str(r[1]) for r in await conn.fetch(sql, list(accounts))}
+            finally:
+                await conn.close()
+
+        return asyncio.run(pg())
+    conn = _sqlite(db)
+    try:
+        marks = ",".join("?" * len(accounts))
+        sql = f"SELECT id, handle FROM accounts WHERE id IN ({marks})"
+        return {int(i): str(h) for i, h in conn.execute(sql, list(accounts))}
+    finally:
+        conn.close()
 
 
 # --------------------------------------------------------------------------- backends
@@ -215,8 +246,12 @@ STATEMENT_COLUMNS = (
 )
 
 
-def statement_rows(rows: Sequence[EntryRow]) -> list[list[str]]:
-    """One row of text per entry: amounts formatted with their currency's decimals."""
+def statement_rows(
+    rows: Sequence[EntryRow], handles: Mapping[int, str] | None = None
+) -> list[list[str]]:
+    """One row of text per entry: amounts formatted with their currency's decimals, the other
+    side as its @handle when ``handles`` knows it."""
+    names = {**{a: f"@{h}" for a, h in (handles or {}).items()}, **_SYSTEM_NAMES}
     out = []
     for e in rows:
         when = datetime.fromtimestamp(e.posted_at / 1000, UTC).isoformat(timespec="milliseconds")
@@ -226,7 +261,7 @@ def statement_rows(rows: Sequence[EntryRow]) -> list[list[str]]:
                 when.replace("+00:00", "Z"),
                 e.type,
                 e.ref,
-                _SYSTEM_NAMES.get(e.counterparty, str(e.counterparty)),
+                names.get(e.counterparty, str(e.counterparty)),
                 str(e.conv) if e.conv else "",
                 e.currency,
                 money.format_amount(e.amount, e.currency),
@@ -236,8 +271,14 @@ def statement_rows(rows: Sequence[EntryRow]) -> list[list[str]]:
     return out
 
 
-def write_statement(rows: Sequence[EntryRow], out: TextIO, *, as_csv: bool) -> None:
-    table = statement_rows(rows)
+def write_statement(
+    rows: Sequence[EntryRow],
+    out: TextIO,
+    *,
+    as_csv: bool,
+    handles: Mapping[int, str] | None = None,
+) -> None:
+    table = statement_rows(rows, handles)
     if as_csv:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(STATEMENT_COLUMNS)

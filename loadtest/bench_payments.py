@@ -89,6 +89,8 @@ class Conn:
         self.key = SigningKey.generate()
         self.account = 0
         self.device = 0
+        self.server = ""
+        """The server's name (its challenge): payment intents bind it."""
         self.reader: asyncio.Task[None] | None = None
 
     async def read_loop(self) -> None:
@@ -149,6 +151,7 @@ async def open_account(port: int, counters: Counters, handle: str) -> Conn:
     conn = Conn(ws, counters)
     challenge = codec.decode_server(await ws.recv())  # type: ignore[arg-type]
     assert isinstance(challenge, F.Challenge)
+    conn.server = challenge.server
     sig = conn.key.sign(auth.login_payload(challenge.server, challenge.nonce, conn.key.public_key))
     conn.reader = asyncio.create_task(conn.read_loop())
     welcome = await conn.request(
@@ -180,7 +183,10 @@ def signed(payer: Conn, payee: Conn, conv: int, n: int, amount: int) -> tuple[in
         expires_at=time.time_ns() // 1_000_000 + 3_600_000,
     )
     frame = F.Pay(
-        id=rid, intent=intent, device=payer.device, sig=payments.sign_intent(payer.key, intent)
+        id=rid,
+        intent=intent,
+        device=payer.device,
+        sig=payments.sign_intent(payer.key, payer.server, intent),
     )
     return rid, codec.encode(frame)
 

@@ -3,7 +3,7 @@
 The store checks roles inside the write transaction and records each change as a ``system``
 message in the conversation's sequence; this service then re-routes the hub and publishes it.
 
-Membership changes may carry a signed membership-log entry (SPEC.md 8.5, E2E.md 13). This
+Membership changes may carry a signed membership-log entry (SPEC.md 8.5, E2E.md 15). This
 service checks what it can before the write: the entry is well formed, signed by the very device
 that sends the request (with its login key), and names exactly this change; the store then checks
 that it extends the log's head, in the change's transaction. Clients check everything again

@@ -129,7 +129,7 @@ class MembershipChange:
 
 @dataclass(frozen=True, slots=True)
 class SignedChange:
-    """A membership-log entry (E2E.md 13) the service has checked: well formed, signed by the
+    """A membership-log entry (E2E.md 15) the service has checked: well formed, signed by the
     acting device, naming exactly this change. The store checks the rest in the change's own
     transaction (``rules.check_link``: it extends the log's head; the roster or access against
     the accounts' types) and stores it with the change's system message."""

@@ -48,17 +48,18 @@ class Transport:
             return None
         if path == "/healthz":  # liveness only: the process answers
             return _text(HTTPStatus.OK, b"ok\n")
-        if path == "/readyz":
-            problems = await self.health.problems()
-            if not problems:
-                return _text(HTTPStatus.OK, b"ready\n")
-            body = f"not ready: {', '.join(problems)}\n".encode()
-            return _text(HTTPStatus.SERVICE_UNAVAILABLE, body)
+        if path == "/readyz":  # in rotation or not (degraded still serves: 200)
+            check = await self.health.check()
+            if check.problems:
+                body = f"not ready: {', '.join(check.problems)}\n".encode()
+                return _text(HTTPStatus.SERVICE_UNAVAILABLE, body)
+            degraded = f", degraded: {', '.join(check.degraded)}" if check.degraded else ""
+            return _text(HTTPStatus.OK, f"ready{degraded}\n".encode())
         if path == "/status":
             doc = json.dumps(await self.health.status(), indent=1).encode() + b"\n"
             return _text(HTTPStatus.OK, doc, "application/json")
         if path == "/metrics":
-            body = self._svc.deps.metrics.render()
+            body = await self.health.metrics()
             return _text(HTTPStatus.OK, body, "text/plain; version=0.0.4")
         return _text(HTTPStatus.NOT_FOUND, b"not found\n")
 

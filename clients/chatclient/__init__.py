@@ -25,6 +25,8 @@ from chatclient.events import (
     Presence,
     Receipt,
     SecurityWarning,
+    SendFailed,
+    TranscriptWarning,
     Typing,
 )
 from chatclient.keystore import KeyStore
@@ -53,5 +55,7 @@ __all__ = [
     "Receipt",
     "RequestError",
     "SecurityWarning",
+    "SendFailed",
+    "TranscriptWarning",
     "Typing",
 ]

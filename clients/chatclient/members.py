@@ -1,4 +1,4 @@
-"""Conversation membership the client verifies (E2E.md section 13): the SDK side of the signed
+"""Conversation membership the client verifies (E2E.md section 15): the SDK side of the signed
 membership log.
 
 Every membership change this device makes is signed with its login key on top of the log's head

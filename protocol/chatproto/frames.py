@@ -151,7 +151,7 @@ class Lookup(Frame, tag="lookup", kw_only=True, frozen=True):
 
 
 class SignedEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """A membership-log entry and its signature by the acting device (E2E.md section 13)."""
+    """A membership-log entry and its signature by the acting device (E2E.md section 15)."""
 
     body: EntryBody
     sig: Signature

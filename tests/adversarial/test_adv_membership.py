@@ -1,4 +1,4 @@
-"""A malicious server against verified membership (E2E.md 13): a real chatd whose database the
+"""A malicious server against verified membership (E2E.md 15): a real chatd whose database the
 test rewrites from inside (through its own writer, so seqs stay gapless) and whose routing it
 uses, as an operator who controls the server would. The clients are the real SDK. Each test
 shows what the attacker tried, what the clients did (refused, warned, kept encrypting to the
@@ -109,7 +109,7 @@ def recipients(client: Client, conv: int) -> set[int]:
     """The devices this client gave its current (main) sender key for ``conv``."""
     raw = client.keystore.get(NS_OUT, str(conv))
     assert raw is not None
-    return set(msgspec.msgpack.decode(raw)["recipients"])
+    return {device for _, device in msgspec.msgpack.decode(raw)["holders"]}
 
 
 def no_marker(*blobs: bytes) -> None:

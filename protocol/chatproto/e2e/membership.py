@@ -1,4 +1,4 @@
-"""A conversation's signed membership log (E2E.md section 13), sans-I/O.
+"""A conversation's signed membership log (E2E.md section 15), sans-I/O.
 
 Every change of who is in a conversation (creation, add, remove, leave, a role, a bot's access)
 is an ``Entry`` signed by the device of the member who made it, with that device's Ed25519 login

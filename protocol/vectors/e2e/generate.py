@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from chatproto.e2e import devicelist, membership, payload, ratchet, safety, sender_keys, x3dh
+from chatproto.e2e import (
+    attachment,
+    devicelist,
+    membership,
+    payload,
+    ratchet,
+    safety,
+    sender_keys,
+    transcript,
+    x3dh,
+)
 from chatproto.e2e import primitives as P
 
 HERE = Path(__file__).resolve().parent
@@ -287,8 +297,10 @@ def device_list_vectors() -> dict[str, Any]:
     entries = []
     for i in (3, 1):  # deliberately unsorted: the encoding sorts
         d = x3dh.new_identity(_key(f"alice-device-{i}"), _key(f"alice-device-{i}-identity"))
-        entries.append(
-            devicelist.DeviceEntry(device=i, signing_key=d.signing_key, identity_key=d.identity_key)
+        entries.append(  # device 3 publishes an ML-KEM prekey: ``pq`` (E2E.md 3)
+            devicelist.DeviceEntry(
+                device=i, signing_key=d.signing_key, identity_key=d.identity_key, pq=i == 3
+            )
         )
     dl = devicelist.DeviceList(
         account=1001, version=2, master_key=master.public_key, devices=tuple(entries)
@@ -327,7 +339,7 @@ def master_key_transfer_vectors() -> dict[str, Any]:
 
 
 def membership_vectors() -> dict[str, Any]:
-    """A group's signed membership log (E2E.md 13): alice (1001, device 11) creates it with bob
+    """A group's signed membership log (E2E.md 15): alice (1001, device 11) creates it with bob
     (1002, device 21) and a bot (1009), adds carol (1003), makes bob admin, bob removes carol,
     alice lets the bot read everything, alice leaves (bob inherits ownership). Then entries a
     client must refuse, each against the state before it."""
@@ -452,6 +464,86 @@ def membership_vectors() -> dict[str, Any]:
     }
 
 
+def device_change_vectors() -> dict[str, Any]:
+    """The to-device contents by which a device of account 1001 asks the device holding the
+    master key to list an approved device key, or to remove a listed device (E2E.md 3.2)."""
+    approve = payload.DeviceChange(
+        account=1001, op="approve", device_key=P.SigningKey(_key("alice-device-5")).public_key
+    )
+    remove = payload.DeviceChange(
+        account=1001,
+        op="remove",
+        device=3,
+        device_key=x3dh.new_identity(_key("alice-device-3")).signing_key,
+    )
+    return {
+        name: {
+            "change": _struct_json(change),
+            "msgpack": msgspec.msgpack.encode(change).hex(),
+            "padded": payload.encode_to_device(change).hex(),
+        }
+        for name, change in (("approve", approve), ("remove", remove))
+    }
+
+
+# --------------------------------------------------------------------------- transcript
+
+
+def transcript_vectors() -> dict[str, Any]:
+    """A payload carrying what its sender had seen (E2E.md 16), and a receiver's reading of a
+    conversation in which the server dropped one message of device 11 and withheld one of
+    device 21 from this receiver (device 31), with what each step finds."""
+    t = transcript.Transcript(
+        n=3,
+        prev=transcript.message_hash(b"message 2 of device 11"),
+        seen=(transcript.Seen(1002, 21, 4), transcript.Seen(1003, 31, 1)),
+        epoch=2,
+        head=_key("ml-head")[:16],
+    )
+    padded = payload.encode_payload(
+        "text", b"\x81\xa4text\xa2hi", ts=1_700_000_000_000, transcript=t
+    )
+    bodies = {f"11:{n}": f"message {n} of device 11".encode() for n in (1, 2, 3)}
+    bodies |= {f"21:{n}": f"message {n} of device 21".encode() for n in (1, 2)}
+    steps = [  # (seq, account, device, n, seen)
+        (5, 1001, 11, 1, ()),
+        (6, 1002, 21, 1, ((1001, 11, 1),)),
+        (8, 1001, 11, 3, ((1002, 21, 2),)),  # 11's message 2 dropped; 21's message 2 withheld
+    ]
+    view = transcript.View()
+    out = []
+    for seq, account, device, n, seen in steps:
+        body = bodies[f"{device}:{n}"]
+        prev = bodies.get(f"{device}:{n - 1}")
+        tt = transcript.Transcript(
+            n=n,
+            prev=transcript.message_hash(prev) if prev else b"",
+            seen=tuple(transcript.Seen(*x) for x in seen),
+        )
+        view, found = transcript.observe(
+            view, me=31, account=account, device=device, seq=seq, body=body, t=tt
+        )
+        out.append(
+            {
+                "seq": seq,
+                "account": account,
+                "device": device,
+                "body": body.hex(),
+                "transcript": _struct_json(tt),
+                "found": [_struct_json(f) for f in found],
+            }
+        )
+    return {
+        "payload": {
+            "transcript": _struct_json(t),
+            "padded": padded.hex(),
+            "prev_of": b"message 2 of device 11".hex(),
+        },
+        "receiver_device": 31,
+        "steps": out,
+    }
+
+
 # --------------------------------------------------------------------------- padding
 
 
@@ -501,6 +593,44 @@ def padding_vectors() -> dict[str, Any]:
     }
 
 
+def attachment_vectors() -> dict[str, Any]:
+    """Section 14: for each size, the whole blob when short, else its SHA-256 (the digest) and
+    the first and last ciphertext chunk; plaintext byte i is (i * 31 + 7) mod 256."""
+    key = _key("attachment")
+    cases = []
+    for size in (0, 1, 100, 65535, 65536, 65537, 200_000):
+        data = bytes((i * 31 + 7) % 256 for i in range(size))
+        blob, digest = attachment.encrypt(key, data)
+        n = attachment.chunk_count(size)
+        first = blob[slice(*attachment.chunk_span(size, 0))]
+        last = blob[slice(*attachment.chunk_span(size, n - 1))]
+        case: dict[str, Any] = {
+            "size": size,
+            "chunks": n,
+            "ciphertext_size": attachment.ciphertext_size(size),
+            "padded_size": len(blob),
+            "digest": digest.hex(),
+        }
+        if size <= 100:
+            case["ciphertext"] = blob[: attachment.ciphertext_size(size)].hex()
+        else:
+            case["first_chunk_sha256"] = hashlib.sha256(first).hexdigest()
+            case["last_chunk"] = last.hex() if len(last) <= 256 else None
+            case["last_chunk_sha256"] = hashlib.sha256(last).hexdigest()
+        cases.append(case)
+    return {
+        "key": key.hex(),
+        "file_key": attachment.file_key(key).hex(),
+        "chunk_bytes": attachment.CHUNK_BYTES,
+        "nonces": {
+            "0_not_final": attachment.nonce(0, False).hex(),
+            "1_final": attachment.nonce(1, True).hex(),
+        },
+        "padme": {str(n): attachment.padme(n) for n in (0, 1, 2, 9, 17, 100, 1000, 65552, 10**6)},
+        "cases": cases,
+    }
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -514,7 +644,10 @@ def build() -> dict[str, str]:
         "device_list.json": device_list_vectors(),
         "padding.json": padding_vectors(),
         "master_key_transfer.json": master_key_transfer_vectors(),
+        "device_change.json": device_change_vectors(),
+        "attachment.json": attachment_vectors(),
         "membership.json": membership_vectors(),
+        "transcript.json": transcript_vectors(),
     }
     return {name: json.dumps(v, indent=2) + "\n" for name, v in data.items()}
 

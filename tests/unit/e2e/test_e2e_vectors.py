@@ -10,7 +10,16 @@ from typing import Any
 
 import msgspec
 import pytest
-from chatproto.e2e import devicelist, membership, payload, ratchet, safety, sender_keys, x3dh
+from chatproto.e2e import (
+    devicelist,
+    membership,
+    payload,
+    ratchet,
+    safety,
+    sender_keys,
+    transcript,
+    x3dh,
+)
 from chatproto.e2e import primitives as P
 from chatproto.errors import ChatProtoError, ProtocolError
 
@@ -32,6 +41,7 @@ SAFETY = _load("safety_number.json")
 DEVICE_LIST = _load("device_list.json")
 PADDING = _load("padding.json")
 MASTER = _load("master_key_transfer.json")
+CHANGE = _load("device_change.json")
 PINNED = _load("mlkem_pinned.json")
 
 
@@ -219,6 +229,39 @@ def test_master_key_transfer_vector() -> None:
     assert msgspec.msgpack.decode(_h(v["msgpack"]))["t"] == "master_key"
 
 
+@pytest.mark.parametrize("name", ["approve", "remove"])
+def test_device_change_vectors(name: str) -> None:
+    v = CHANGE[name]
+    fields = v["change"]
+    change = payload.DeviceChange(
+        account=fields["account"],
+        op=fields["op"],
+        device_key=bytes.fromhex(fields["device_key"]),
+        device=fields["device"],
+    )
+    assert fields["t"] == "device_change"
+    assert msgspec.msgpack.encode(change).hex() == v["msgpack"]
+    assert payload.encode_to_device(change).hex() == v["padded"]
+    assert payload.decode_to_device(bytes.fromhex(v["padded"])) == change
+
+
+def test_a_device_list_entry_writes_pq_only_when_true() -> None:
+    listed = msgspec.convert(_unhex(DEVICE_LIST["list"]), devicelist.DeviceList)
+    assert [d.pq for d in listed.devices] == [False, True]
+    body = bytes.fromhex(DEVICE_LIST["body"])
+    assert body.count(b"\xa2pq") == 1  # written once, for device 3
+    explicit = msgspec.msgpack.encode(
+        {
+            **msgspec.msgpack.decode(body),
+            "devices": [
+                {**d, "pq": d.get("pq", False)} for d in msgspec.msgpack.decode(body)["devices"]
+            ],
+        }
+    )
+    with pytest.raises(ChatProtoError, match=r"canonical|signature"):
+        devicelist.verify_device_list(explicit, bytes.fromhex(DEVICE_LIST["sig"]), None)
+
+
 # --------------------------------------------------------------------------- safety numbers
 
 
@@ -369,3 +412,39 @@ def test_membership_entry_signature_and_links_are_checked() -> None:
     b2, s2 = _h(second["body"]), _h(second["sig"])
     with pytest.raises(membership.MembershipError):  # replayed: it no longer follows the head
         membership.apply(state, membership.decode_entry(b2), b2, s2, 10)
+
+
+# --------------------------------------------------------------------------- transcript
+
+TRANSCRIPT = _load("transcript.json")
+
+
+def test_transcript_vector_payload_decodes_with_what_the_sender_had_seen() -> None:
+    v = TRANSCRIPT["payload"]
+    inner = payload.decode_payload(_h(v["padded"]))
+    assert inner.tr is not None
+    assert _hex(msgspec.to_builtins(inner.tr, builtin_types=(bytes,))) == v["transcript"]
+    assert inner.tr.prev == transcript.message_hash(_h(v["prev_of"]))
+
+
+def test_transcript_vector_receiver_finds_the_dropped_and_the_withheld_message() -> None:
+    view = transcript.View()
+    for step in TRANSCRIPT["steps"]:
+        t = transcript.Transcript(
+            n=step["transcript"]["n"],
+            prev=_h(step["transcript"].get("prev", "")),
+            seen=tuple(transcript.Seen(*x) for x in step["transcript"].get("seen", [])),
+        )
+        view, found = transcript.observe(
+            view,
+            me=TRANSCRIPT["receiver_device"],
+            account=step["account"],
+            device=step["device"],
+            seq=step["seq"],
+            body=_h(step["body"]),
+            t=t,
+        )
+        assert [_hex(msgspec.to_builtins(f, builtin_types=(bytes,))) for f in found] == step[
+            "found"
+        ]
+    assert [f["problem"] for f in TRANSCRIPT["steps"][-1]["found"]] == ["missing", "unseen"]

@@ -218,8 +218,10 @@ def test_every_single_bit_flip_of_a_normal_message_is_rejected() -> None:
 
 def test_a_prekey_message_from_an_unexpected_device_key_is_refused() -> None:
     msg, _ = pairwise.encrypt_to_device(None, b"hi", identity=ALICE.identity, bundle=_bundle())
-    with pytest.raises(DecryptError):
+    with pytest.raises(UntrustedKeyError):
         pairwise.decrypt_from_device(None, BOB, msg, expected_signing_key=bytes(32))
+    with pytest.raises(UntrustedKeyError):
+        pairwise.decrypt_from_device(None, BOB, msg, expected_identity_key=bytes(32))
     got = pairwise.decrypt_from_device(
         None, BOB, msg, expected_signing_key=ALICE.identity.signing_key
     )
