@@ -21,6 +21,7 @@ from chatproto.errors import ErrorCode, ProtocolError
 
 from chatd.core.ratelimit import TokenBucket
 from chatd.errors import ChatdError
+from chatd.media.service import MediaService
 from chatd.services.auth import AuthService, new_nonce
 from chatd.services.bots import BotService
 from chatd.services.conversations import ConversationService
@@ -65,6 +66,8 @@ class Services:
         self.keys = KeyService(deps)
         self.payments = PaymentService(deps)
         self.bots = BotService(deps)
+        self.media: MediaService | None = None
+        """Set by the app when media is on (chatd/media)."""
         self.sessions = 0
 
 
@@ -313,6 +316,10 @@ class Session:
             case F.SetBotAccess():
                 await svc.bots.set_access(a, dev, frame)
                 self.reply(F.Ok(re=frame.id))
+            case F.UploadToken() | F.DownloadToken() | F.AttachBlob():
+                if svc.media is None:
+                    raise ChatdError("media is not enabled on this server", ErrorCode.UNAVAILABLE)
+                self.reply(await svc.media.handle(a, frame))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

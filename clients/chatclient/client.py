@@ -41,11 +41,13 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import random
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import msgspec
@@ -95,6 +97,7 @@ from chatclient.events import (
     Undecryptable,
 )
 from chatclient.keystore import KeyStore
+from chatclient.media import Media
 from chatclient.members import Members, UnverifiedMembership
 from chatclient.payments import Payments, Receipt
 
@@ -282,6 +285,8 @@ class Client:
         self._users: set[int] = set()
         """Accounts known not to be bots (``_is_bot``)."""
         self.payments = Payments(self)
+        self.media = Media(self)
+        """Files, images, voice notes (``send_file``, ``download``: chatclient/media.py)."""
         """Payments (``pay``, ``red_packet``, ...: chatclient/payments.py); verifies receipts."""
         self._views: dict[int, ConvView] = {}
         """Per conversation, its members and bots as last fetched (dropped on changes)."""
@@ -409,6 +414,11 @@ class Client:
                             pass
                         except AuthError as exc:  # here, or the TaskGroup wraps it in a group
                             self._fatal = exc
+                            await ws.close()
+                        except (ChatClientError, TimeoutError) as exc:
+                            # A slow or failing server while logging in or catching up: start
+                            # again on a new connection (after the backoff), not end the client.
+                            log.warning("could not resume the session, reconnecting: %r", exc)
                             await ws.close()
                         await pump
                     code, reason = ws.close_code, ws.close_reason or ""
@@ -2017,6 +2027,22 @@ class Client:
             self.keystore.save_cursors(moved)
 
     # ------------------------------------------------------------------ test hooks
+
+    async def send_file(self, conv: int, path: str | os.PathLike[str], **kw: Any) -> F.Ack:
+        """Send a file end-to-end encrypted (``Media.send_file``: progress, resumption)."""
+        return await self.media.send_file(conv, path, **kw)
+
+    async def send_image(self, conv: int, path: str | os.PathLike[str], **kw: Any) -> F.Ack:
+        return await self.media.send_image(conv, path, **kw)
+
+    async def send_voice(self, conv: int, path: str | os.PathLike[str], **kw: Any) -> F.Ack:
+        return await self.media.send_voice(conv, path, **kw)
+
+    async def download(
+        self, message: Message | kinds.Attachment, path: str | os.PathLike[str], **kw: Any
+    ) -> Path:
+        """Fetch, check the digest of, and decrypt an attachment into ``path``."""
+        return await self.media.download(message, path, **kw)
 
     async def drop_connection(self) -> None:
         """Abort the socket as a network failure would (tests and demos): the client reconnects."""

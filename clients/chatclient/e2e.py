@@ -846,10 +846,30 @@ class E2E:
             raise UntrustedDevice(
                 f"device {item.device} of account {item.sender}: {exc.message}"
             ) from exc
-        _save(self.ks, NS_DEVICE, "prekeys", result.prekeys)
-        if self._keep_session(item.sender, item.device, result.session):
+        content: payload.ToDeviceContent | None = None
+        receiver: sender_keys.SenderKeyReceiverState | None = None
+        refused: ChatProtoError | None = None
+        try:
+            content = payload.decode_to_device(result.plaintext)
+            if isinstance(content, sender_keys.SenderKeyDistribution):
+                receiver = sender_keys.receiver_from_distribution(
+                    content, sender_account=item.sender, sender_device=item.device
+                )
+        except ChatProtoError as exc:
+            refused = exc  # the message is used up all the same: its ratchet step is kept
+        with self.ks.atomic():  # the ratchet step and the key it carried, together
+            _save(self.ks, NS_DEVICE, "prekeys", result.prekeys)
+            changed = self._keep_session(item.sender, item.device, result.session)
+            if receiver is not None:
+                name = f"{receiver.conv}:{item.sender}:{item.device}:{receiver.key_id}"
+                if self.ks.get(NS_IN, name) is None:
+                    # Never replaced: a distribution again (replayed, or re-sent) would rewind
+                    # the chain and make messages already read readable again.
+                    _save(self.ks, NS_IN, name, receiver)
+        if changed:
             await self._warn(item.sender, _new_identity(item.sender, item.device))
-        content = payload.decode_to_device(result.plaintext)
+        if refused is not None:
+            raise refused
         if isinstance(content, payload.MasterKeyTransfer):
             self._accept_master_key(item.sender, item.device, content)
             return Received(master_key=True)
@@ -858,15 +878,7 @@ class E2E:
                 raise UntrustedDevice(f"a device change from account {item.sender}")
             await self._apply_device_change(item.device, content)
             return Received()
-        name = f"{content.conv}:{item.sender}:{item.device}:{content.key_id}"
-        if self.ks.get(NS_IN, name) is None:
-            # Never replaced: a distribution again (replayed, or re-sent) would rewind the
-            # chain and make messages already read readable again.
-            receiver = sender_keys.receiver_from_distribution(
-                content, sender_account=item.sender, sender_device=item.device
-            )
-            _save(self.ks, NS_IN, name, receiver)
-        return Received(conv=content.conv)
+        return Received(conv=None if receiver is None else receiver.conv)
 
     def _accept_master_key(
         self, sender: int, device: int, transfer: payload.MasterKeyTransfer
@@ -967,11 +979,13 @@ class E2E:
             if pairwise.matches(s, session.remote_signing_key, session.remote_identity_key)
         ]
         archive = [s for s in same if s.base_key != session.base_key]
-        _save(self.ks, NS_SESSION, name + ".archive", archive[:MAX_ARCHIVED])
+        if archive or len(kept) > 1:
+            _save(self.ks, NS_SESSION, name + ".archive", archive[:MAX_ARCHIVED])
         _save(self.ks, NS_SESSION, name, session)
-        bases = self._base_keys()
-        if session.base_key not in bases:
-            _save(self.ks, NS_DEVICE, "base_keys", [*bases, session.base_key][-MAX_BASE_KEYS:])
+        if not kept or kept[0].base_key != session.base_key:  # a session new here
+            bases = self._base_keys()
+            if session.base_key not in bases:
+                _save(self.ks, NS_DEVICE, "base_keys", [*bases, session.base_key][-MAX_BASE_KEYS:])
         return len(same) < len(kept)
 
     def decrypt(self, conv: int, seq: int, sender: int, device: int, body: bytes) -> Decrypted:
@@ -995,9 +1009,10 @@ class E2E:
             inner = payload.decode_payload(plaintext)
         except ProtocolError as exc:
             raise DecryptError(f"bad payload: {exc.message}") from exc
-        _save(self.ks, NS_IN, name, state)
         reply_to = inner.reply_to or 0
-        _save(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain(inner.kind, inner.body, reply_to))
+        with self.ks.atomic():  # a used message key and the plaintext it opened, together
+            _save(self.ks, NS_IN, name, state)
+            _save(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain(inner.kind, inner.body, reply_to))
         return Decrypted(inner.kind, inner.body, reply_to, inner.tr, gap)
 
     def give_up(self, conv: int, device: int, body: bytes) -> None:

@@ -125,6 +125,8 @@ class KeyStore:
         # collector closes it and the lock goes with it.
         self._lock: BinaryIO | None = None
         self._passphrase = passphrase
+        self._atomic = False
+        self._deleted = False
         self._data_key: bytes | None = None
         """The key secrets are sealed with on disk (None: not opened or created yet)."""
 
@@ -165,11 +167,12 @@ class KeyStore:
         return self._kv.get((ns, key))
 
     def put(self, ns: str, key: str, value: bytes) -> None:
-        """Store ``value`` and, once the store has a file, commit it before returning."""
+        """Store ``value`` and, once the store has a file, commit it before returning (inside
+        ``atomic``: with the block)."""
         self._kv[(ns, key)] = value
         if self._db is not None:
-            with self._db:
-                self._db.execute(
+            with self._commit() as db:
+                db.execute(
                     "INSERT OR REPLACE INTO kv VALUES (?,?,?)",
                     (ns, key, self._sealed(ns, key, value)),
                 )
@@ -177,10 +180,45 @@ class KeyStore:
     def delete(self, ns: str, key: str) -> None:
         self._kv.pop((ns, key), None)
         if self._db is not None:
+            with self._commit() as db:
+                db.execute("DELETE FROM kv WHERE ns=? AND key=?", (ns, key))
+            self._deleted = True
+            if not self._atomic:
+                self._checkpoint()
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """The ``put``s and ``delete``s inside commit together, or none of them if the process
+        dies: state that must move together (a ratchet step and the plaintext it opened, a
+        session and the sender key it carried) is never half written. The block computes
+        nothing that can fail and never awaits (other tasks' writes would join it)."""
+        if self._db is None or self._atomic:
+            yield
+            return
+        self._atomic = True
+        try:
             with self._db:
-                self._db.execute("DELETE FROM kv WHERE ns=? AND key=?", (ns, key))
-            # A deleted key (an old session, a replaced sender key, a moved master seed) must
-            # not stay readable in the write-ahead log.
+                yield
+        finally:
+            self._atomic = False
+        if self._deleted:
+            self._checkpoint()
+
+    @contextlib.contextmanager
+    def _commit(self) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        assert db is not None
+        if self._atomic:
+            yield db
+        else:
+            with db:
+                yield db
+
+    def _checkpoint(self) -> None:
+        """A deleted key (an old session, a replaced sender key, a moved master seed) must not
+        stay readable in the write-ahead log."""
+        self._deleted = False
+        if self._db is not None:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _sealed(self, ns: str, key: str, value: bytes) -> bytes:

@@ -37,7 +37,12 @@ def _uvloop_run(coro: Any) -> Any:
 
 
 def load_scenario(args: argparse.Namespace) -> Scenario:
-    s = Scenario.load(args.scenario)
+    try:
+        s = Scenario.load(args.scenario)
+    except OSError as e:
+        raise _BadInput(f"{args.scenario}: cannot read the scenario: {e.strerror or e}") from None
+    except (ValueError, TypeError, KeyError) as e:  # TOML syntax (a ValueError) or content
+        raise _BadInput(f"{args.scenario}: {e}") from None
     if getattr(args, "target", None):
         s = replace(s, targets=tuple(args.target))
     if getattr(args, "duration", None) is not None:
@@ -175,12 +180,22 @@ def replay_lines(r: dict[str, Any]) -> list[str]:
     out = [
         f"trace: {r['trace_connections']} connections ({r['trace_reconnects']} reconnects),"
         f" {r['trace_span_s']:.1f} s, replayed at x{r['speed']:g}{scale}",
-        f"frames in the trace (logins apart){scale}: {types(r['trace_frames_by_type_without_auth'])}",
-        f"replayed: {types(r['replayed_frames_by_type'])}; plus {r['logins']:,} logins"
+        f"frames in the trace (logins apart): {types(r['trace_frames_by_type_without_auth'])}",
+        f"replayed{' (all copies)' if scale else ''}: {types(r['replayed_frames_by_type'])};"
+        f" plus {r['logins']:,} logins"
         f" ({r['failed_logins']} failed) and {r['catch_up_syncs']:,} catch-up syncs",
     ]
+    lm = r.get("login_ms") or {}
+    if lm.get("count"):
+        out.append(
+            f"login (recorded open -> welcome; a connection's frames wait for it):"
+            f" p50 {lm['p50_ms']:.1f} ms, p99 {lm['p99_ms']:.1f} ms, max {lm['max_ms']:.1f} ms"
+        )
     if r.get("login_errors"):
-        out.append(f"failed logins: {types(r['login_errors'])}")
+        out.append(
+            f"login attempts that failed: {types(r['login_errors'])}"
+            f" ({r.get('login_retries', 0):,} retried)"
+        )
     for t, n in sorted(r["not_replayed_by_type"].items()):
         out.append(f"not replayed: {t} {n:,} ({r['not_replayed_why'].get(t, '')})")
     if r.get("trace_errors"):
@@ -232,8 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "provision":
         from .run import provision_only
 
-        s = load_scenario(args)
-        _uvloop_run(provision_only(s, args.out, s.targets, console))
+        try:
+            s = load_scenario(args)
+            _uvloop_run(_checked(s.targets, provision_only(s, args.out, s.targets, console)))
+        except _BadInput as e:
+            return _fail(str(e))
         return 0
     if args.cmd in ("run", "idle"):
         from .run import RunOptions, run_idle, run_scenario
@@ -246,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.target:
                 s = replace(s, targets=tuple(args.target))
         else:
-            s = load_scenario(args)
+            try:
+                s = load_scenario(args)
+            except _BadInput as e:
+                return _fail(str(e))
         opts = RunOptions(
             scenario=s,
             provisioned=getattr(args, "provisioned", None),
@@ -263,11 +284,15 @@ def main(argv: list[str] | None = None) -> int:
             drain_s=getattr(args, "drain", 15.0),
             quiet=args.quiet,
         )
-        if args.cmd == "idle":
-            n = args.connections or s.accounts
-            result = _uvloop_run(run_idle(opts, console, n))
-        else:
-            result = _uvloop_run(run_scenario(opts, console))
+        targets = () if args.spawn_server else s.targets
+        try:
+            if args.cmd == "idle":
+                n = args.connections or s.accounts
+                result = _uvloop_run(_checked(targets, run_idle(opts, console, n)))
+            else:
+                result = _uvloop_run(_checked(targets, run_scenario(opts, console)))
+        except _BadInput as e:
+            return _fail(str(e))
         return emit(result, args, console)
     if args.cmd == "record":
         from .record import record_forever
@@ -284,6 +309,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "replay":
         return _replay(args, console)
     return 2
+
+
+class _BadInput(Exception):
+    """A scenario that cannot be read or a target that cannot be reached: one line, exit 2."""
+
+
+async def _checked(targets: tuple[str, ...], coro: Any) -> Any:
+    """Run ``coro`` once every target answers as a chatd.v1 server."""
+    from .proto import TargetError, check_target
+
+    try:
+        for t in dict.fromkeys(targets):
+            await check_target(t)
+    except TargetError as e:
+        coro.close()
+        raise _BadInput(f"target {e}") from None
+    return await coro
 
 
 def _fail(what: str) -> int:

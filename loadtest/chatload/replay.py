@@ -53,6 +53,7 @@ from chatproto.kinds import client_may_send
 from chatproto.limits import MAX_ONE_TIME_PER_UPLOAD
 from rich.console import Console
 
+from .hist import Latency
 from .procstat import raise_nofile, self_cpu_seconds
 from .proto import Client, Fast, Stats, gather_limited, with_id
 from .provision import MAX_CREATE_MEMBERS
@@ -213,7 +214,7 @@ class Trace:
         devices: dict[tuple[int, int], int] = {}
         free: dict[tuple[int, int], list[tuple[float, int]]] = {}
         for tc in sorted(conns.values(), key=lambda x: x.open_ts):
-            if not tc.frames and tc.close_ts is None:
+            if not tc.frames:  # opened and closed without a frame: nothing to replay
                 continue
             lanes = free.setdefault(tc.slot, [])
             reuse = [i for i, (until, _lane) in enumerate(lanes) if until <= tc.open_ts]
@@ -243,7 +244,8 @@ class Trace:
 
     @property
     def connections(self) -> list[TraceConn]:
-        return [tc for tc in self.conns.values() if tc.frames or tc.close_ts is not None]
+        """The recorded connections that sent frames (the ones replayed)."""
+        return [tc for tc in self.conns.values() if tc.frames]
 
 
 def _why(e: Exception) -> str:
@@ -269,6 +271,20 @@ def _check_line(path: Path, n: int, ln: Any) -> None:
             f"{path}:{n}: not a chatload trace line (it needs ts, c, d and t, as"
             f" `chatload record` writes): {text[:60]}{'...' if len(text) > 60 else ''}"
         )
+    for k in _INT_FIELDS:
+        v = ln.get(k)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            raise TraceError(f"{path}:{n}: {k!r} must be a whole number >= 0, not {v!r}")
+    for k in ("members", "accounts"):
+        v = ln.get(k)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, int) for x in v)):
+            raise TraceError(f"{path}:{n}: {k!r} must be a list of account ids, not {v!r}")
+
+
+_INT_FIELDS = (
+    "size", "id", "conv", "body", "limit", "after", "account", "device", "one_time", "pq",
+    "version", "re", "code",
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- provisioning
@@ -393,8 +409,11 @@ async def _provision(
     for cl in clones:
         for slot, lanes in sorted(trace.devices.items()):
             dev, seed = cl.devices[slot]
-            convs = [cl.convs[t] for t, i in trace.convs.items() if slot[0] in i["members"]]
-            convs = [c for c in convs if c]
+            convs = [
+                cl.convs[t]
+                for t, i in sorted(trace.convs.items())
+                if slot[0] in i["members"] and t in cl.convs
+            ]
             for lane in range(lanes):
                 idx += 1
                 cl.lanes[(slot, lane)] = Client(
@@ -414,6 +433,7 @@ class Counts:
     catch_up_syncs: int = 0
     logins: int = 0
     failed_logins: int = 0
+    login_retries: int = 0
     login_errors: dict[str, int] = field(default_factory=dict)
 
     def skip(self, t: str, why: str) -> None:
@@ -441,6 +461,7 @@ class Player:
         self.tids: dict[int, int] = {}  # client idx -> highest to-device tid seen
         self.kids: dict[int, int] = {}  # device -> next one-time prekey id
         self.identity: dict[int, tuple[bytes, bytes]] = {}
+        self.login_lat = Latency()  # recorded open -> welcome (a connection's frames wait)
 
     def due(self, cl: Clone, ts: float) -> int:
         return self.t0 + cl.offset_ns + int((ts - self.trace.t_first) / self.speed * 1e9)
@@ -476,12 +497,8 @@ class Player:
     async def play_lane(self, cl: Clone, c: Client, conns: list[TraceConn]) -> None:
         for tc in conns:
             await self.until(self.due(cl, tc.open_ts))
-            try:
-                await c.open()
-            except Exception as e:
+            if not await self.login(cl, c, tc):
                 self.counts.failed_logins += 1
-                why = type(e).__name__
-                self.counts.login_errors[why] = self.counts.login_errors.get(why, 0) + 1
                 if tc.cid == self.last_conn[c.idx] and c.idx in self.last_close:
                     # offline since its previous close: expect nothing after that
                     self.closing_at[c.idx] = self.last_close[c.idx]
@@ -509,16 +526,39 @@ class Player:
                 await self.until(self.due(cl, tc.close_ts))
                 await self.close(cl, c, tc.close_ts, final=tc.cid == self.last_conn[c.idx])
 
+    async def login(self, cl: Clone, c: Client, tc: TraceConn) -> bool:
+        """Log in; a refused or failed attempt is retried with backoff, as a real client
+        reconnects, until the connection's recorded close (or 30 s)."""
+        end = self.due(cl, tc.close_ts) if tc.close_ts is not None else time.time_ns() + 30e9
+        pause = 0.1
+        while True:
+            try:
+                await c.open()
+                self.login_lat.record_ns(time.time_ns() - self.due(cl, tc.open_ts))
+                return True
+            except Exception as e:
+                why = type(e).__name__
+                self.counts.login_errors[why] = self.counts.login_errors.get(why, 0) + 1
+                with contextlib.suppress(Exception):
+                    await c.close()
+            if time.time_ns() + pause * 1e9 >= end:
+                return False
+            self.counts.login_retries += 1
+            await asyncio.sleep(pause * random.uniform(0.5, 1.5))
+            pause = min(pause * 2, 2.0)
+
     async def close(self, cl: Clone, c: Client, ts: float, final: bool) -> None:
         """Close at the recorded close, once the sends the trace made before it are acked: the
         connection then received what it received in the recording, however late the logins
         of a fast replay made those sends (at most ``CLOSE_ACK_WAIT_S`` later)."""
         before = bisect_right(self.trace.send_ts, ts)
         deadline = time.monotonic() + CLOSE_ACK_WAIT_S
+        pause = 0.002  # growing: many connections may be waiting when acks lag
         while time.monotonic() < deadline and (
             not cl.acked_before(before) or (c.unacked and c.connected)
         ):
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 0.05)
         self.last_close[c.idx] = time.time_ns()
         if final:
             self.closing_at[c.idx] = self.last_close[c.idx]
@@ -872,6 +912,8 @@ async def replay(
         "replayed_frames_by_type": frames_sent,
         "logins": logins,
         "failed_logins": player.counts.failed_logins,
+        "login_retries": player.counts.login_retries,
+        "login_ms": player.login_lat.summary(),
         "login_errors": player.counts.login_errors,
         "catch_up_syncs": player.counts.catch_up_syncs,
         "not_replayed_by_type": player.counts.not_replayed,

@@ -338,7 +338,14 @@ def client_frames() -> list[tuple[str, F.Frame]]:
             "set_bot_access_addressed",
             F.SetBotAccess(id=57, conv=43, account=9, access="addressed"),
         ),
+        ("upload_token", F.UploadToken(id=58, conv=43, size=67_584)),
+        ("download_token", F.DownloadToken(id=59, blob=BLOB)),
+        ("attach_blob_to_message", F.AttachBlob(id=60, conv=43, blob=BLOB, seq=7)),
+        ("attach_blob_before_forward", F.AttachBlob(id=61, conv=44, blob=BLOB)),
     ]
+
+
+BLOB = "b5Yc3Vn4PZ0q-Ux_Gm7kRw"
 
 
 def server_frames() -> list[tuple[str, F.Frame]]:
@@ -713,6 +720,16 @@ def server_frames() -> list[tuple[str, F.Frame]]:
                 conv=42,
                 entries=[F.LogEntry(epoch=3, seq=17, body=b"\x81", sig=SIG)],
                 more=False,
+            ),
+        ),
+        (
+            "media_token",
+            F.MediaToken(
+                re=58,
+                blob=BLOB,
+                token="q7Xz0Jr1bG5sVwT2kPaY3mNcE8dH4fLu",
+                path=f"/media/upload/{BLOB}",
+                expires=1_718_000_300_000,
             ),
         ),
     ]

@@ -24,7 +24,7 @@ from chatclient import Client, KeyStore, Message
 from chatclient import client as client_module
 from chatclient import e2e as e2e_module
 from chatclient.e2e import NS_DEVICE
-from chatclient.events import Event, SecurityWarning
+from chatclient.events import Event, MasterKeyReceived, SecurityWarning
 from chatproto import codec
 from chatproto import frames as F
 from chatproto.e2e import devicelist, pairwise, payload, sender_keys, x3dh
@@ -317,6 +317,45 @@ async def test_a_server_account_claiming_bobs_device_id_never_replaces_alices_se
         assert after.remote_identity_key == bob.e2e.identity.identity_key
         mine = alice.e2e._session(mallory.account, bob.device)
         assert mine is not None and mine.remote_identity_key == ident.identity_key
+
+
+async def test_a_handover_reaches_the_users_own_device_not_the_server_claiming_its_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same attack aimed at the master key: the server's account claims the id of Alice's
+    second device and sends her first device a PREKEY from it. /handover still encrypts the
+    master seed to her real second device only."""
+    async with (
+        malicious_server(tmp_path, monkeypatch) as (server, attacker),
+        contextlib.AsyncExitStack() as stack,
+    ):
+        a0 = await stack.enter_async_context(Client(server.url))
+        await a0.register("alice", "Alice")
+        ks = KeyStore.memory()
+        a1 = await stack.enter_async_context(Client(server.url, ks))
+        await a1.link("alice", a0.device, a0.approve_device(ks.key.public_key))
+        assert await a0.publish_devices([a1.device]) == 2
+        mallory = await stack.enter_async_context(Client(server.url))
+        await mallory.register("mallory", "Mallory")
+        ident = mallory.e2e.identity
+        claimed = devicelist.DeviceEntry(
+            device=a1.device, signing_key=ident.signing_key, identity_key=ident.identity_key
+        )
+        await publish_list(mallory, [claimed])
+        bundle = await bundle_of(mallory, a0.account, a0.device)
+        forged, m_session = pairwise.encrypt_to_device(
+            None, distribution(1), identity=ident, bundle=bundle
+        )
+        last = attacker.queue_to_device(a0.device, mallory.account, a1.device, forged)
+        await fetch_now(a0, last)
+
+        seed = a0.keystore.get(NS_DEVICE, "master")
+        assert seed is not None
+        await a0.transfer_master_key(a1.device)
+        await Inbox(a1).take(lambda ev: isinstance(ev, MasterKeyReceived))
+        assert a1.e2e.master_key == a0.e2e.master_key
+        gained = attacker_reads(attacker, [(m_session, mallory.e2e.prekeys)])  # type: ignore[list-item]
+        assert not [pt for pt in gained if seed in pt]
 
 
 async def test_a_changed_identity_is_a_new_session_and_a_security_warning(

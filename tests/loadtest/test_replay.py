@@ -112,6 +112,7 @@ async def test_sdk_session_replays_exactly_at_every_speed_and_scale(
         assert m["errors"] == {}, where  # nothing self-inflicted (no placeholder lookups)
         assert m["reconnects"] == scale, where  # bob's, replayed as a real reconnect
         assert rp["logins"] == 4 * scale and rp["failed_logins"] == 0, where
+        assert rp["login_ms"]["count"] == 4 * scale, where  # recorded open -> welcome
         # the recorded behaviour (who was online when), at every speed: a connection closes
         # at its recorded close once the sends recorded before it are acked
         assert m["delivered"] == 11 * scale, where
@@ -152,7 +153,7 @@ def one_line_error(p: subprocess.CompletedProcess[str], *parts: str) -> None:
         assert part in err, (part, err)
 
 
-def test_bad_traces_and_targets_are_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_bad_inputs_and_targets_are_one_line_and_exit_2(tmp_path: Path) -> None:
     dead = f"ws://127.0.0.1:{free_port()}/ws"
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_bytes(os.urandom(3000))
@@ -174,11 +175,21 @@ def test_bad_traces_and_targets_are_one_line_and_exit_2(tmp_path: Path) -> None:
         "cannot read",
     )
     one_line_error(chatload("replay", str(empty), "--target", dead), "no client frames")
+    typed = tmp_path / "typed.jsonl"
+    typed.write_text('{"ts":0.1,"c":1,"d":"c","size":9,"t":"send","conv":1,"body":"big"}\n')
+    one_line_error(chatload("replay", str(typed), "--target", dead), f"{typed}:1:", "'body'")
     good = tmp_path / "good.jsonl"
     good.write_text('{"ts":0.1,"c":1,"d":"c","size":9,"t":"list_convs"}\n')
     one_line_error(chatload("replay", str(good), "--target", dead), dead, "cannot connect")
     one_line_error(chatload("replay", str(good), "--target", "nonsense"), "nonsense")
     one_line_error(chatload("replay", str(good), "--target", dead, "--scale", "0"), "--scale")
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("name = 3 = 4\n")
+    one_line_error(chatload("run", str(bad_toml)), f"{bad_toml}:", "line 1")
+    one_line_error(chatload("run", str(tmp_path / "none.toml")), "none.toml", "cannot read")
+    tiny = Path(__file__).resolve().parents[2] / "loadtest/scenarios/tiny.toml"
+    one_line_error(chatload("run", str(tiny), "--target", dead), dead, "cannot connect")
+    one_line_error(chatload("idle", "--connections", "3", "--target", dead), dead)
     with socket.socket() as taken:  # the proxy's port is in use
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -193,6 +204,8 @@ async def test_cut_off_last_line_is_replayed_up_to_the_cut(
     trace = tmp_path / "trace.jsonl"
     lines = [
         {"ts": 0.0, "c": 1, "d": "o", "t": "open"},
+        {"ts": 0.0, "c": 3, "d": "o", "t": "open"},  # a connection that never sent a frame
+        {"ts": 0.01, "c": 3, "d": "x", "t": "close"},
         {"ts": 0.01, "c": 1, "d": "c", "size": 170, "t": "register"},
         {"ts": 0.02, "c": 1, "d": "s", "t": "welcome", "account": 1, "device": 1},
         {"ts": 0.03, "c": 2, "d": "c", "size": 170, "t": "register"},
@@ -228,7 +241,7 @@ async def test_cut_off_last_line_is_replayed_up_to_the_cut(
     assert p.returncode == 0, p.stderr
     assert "Traceback" not in p.stderr
     (warning,) = p.stderr.strip().splitlines()
-    assert f"{trace}:9:" in warning and "cut off" in warning and "lines 1-8" in warning
+    assert f"{trace}:11:" in warning and "cut off" in warning and "lines 1-10" in warning
     s = json.loads(out.read_text())["summary"]
     assert s["sent"] == s["acked"] == 2 and s["delivered"] == s["expected_deliveries"] == 2
     assert s["error_count"] == 0
@@ -297,3 +310,15 @@ async def test_proxy_refuses_clients_when_upstream_is_down(tmp_path: Path) -> No
     assert refused, err
     assert "Traceback" not in err
     assert all("refused a client: upstream" in ln for ln in refused), err
+
+
+def test_the_example_chat_trace_loads() -> None:
+    """loadtest/scenarios/chat-session.jsonl, recorded by record-chat-session.sh from five real
+    `chat` clients: what the README's worked example replays."""
+    t = Trace.load(Path(__file__).resolve().parents[2] / "loadtest/scenarios/chat-session.jsonl")
+    assert t.warnings == []
+    assert len(t.accounts) == 5 and len(t.connections) == 12
+    assert sum(tc.reconnect for tc in t.connections) == 7  # 5 register -> session, 2 /drop
+    assert t.by_type["send"] == 31 and t.by_type["register"] == 5
+    assert {"to_device", "upload_keys", "claim_keys", "put_device_list"} <= set(t.by_type)
+    assert sorted(c["kind"] for c in t.convs.values()) == ["direct", "direct", "group"]

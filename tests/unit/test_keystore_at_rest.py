@@ -124,3 +124,22 @@ def test_commits_are_full_sync_and_deletions_leave_the_wal(tmp_path: Path) -> No
         assert wal.stat().st_size > 0
         ks.delete("e2e.session", "1:0")
         assert wal.stat().st_size == 0  # checkpointed and truncated: no old page lingers
+
+
+def test_atomic_writes_reach_the_file_together(tmp_path: Path) -> None:
+    path = tmp_path / "dev.key"
+
+    def on_file() -> set[str]:
+        con = sqlite3.connect(path)
+        try:
+            return {k for (k,) in con.execute("SELECT key FROM kv WHERE ns='e2e.in'")}
+        finally:
+            con.close()
+
+    with KeyStore.open(path) as ks:
+        ks.save()
+        with ks.atomic():
+            ks.put("e2e.in", "1:2:3:4", b"ratchet step")
+            assert on_file() == set()  # not committed alone: a crash here loses both
+            ks.put("e2e.in", "plain", b"what it opened")
+        assert on_file() == {"1:2:3:4", "plain"}
