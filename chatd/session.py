@@ -22,7 +22,7 @@ from chatproto.errors import ErrorCode, ProtocolError
 from chatd.core.ratelimit import TokenBucket
 from chatd.errors import ChatdError
 from chatd.media.service import MediaService
-from chatd.services.auth import AuthService, new_nonce
+from chatd.services.auth import AccountRow, AuthService, DeviceRow, new_nonce
 from chatd.services.bots import BotService
 from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
@@ -30,7 +30,6 @@ from chatd.services.keys import KeyService
 from chatd.services.messaging import MessagingService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
-from chatd.store.base import AccountRow, DeviceRow
 
 log = logging.getLogger(__name__)
 

@@ -1951,7 +1951,13 @@ class Client:
             )
         if not origin:
             fwd = msgspec.structs.replace(fwd, conv=0, seq=0)
-        return await self.send(to_conv, fwd, to=())
+        blob = self.media.blob_of(fwd)  # a file: its blob becomes readable in to_conv (no upload)
+        if blob:
+            await self.media.attach(to_conv, blob)
+        ack = await self.send(to_conv, fwd, to=())
+        if blob:
+            await self.media.attach(to_conv, blob, ack.seq)
+        return ack
 
     # ------------------------------------------------------------------ payments (payments.py)
 

@@ -15,6 +15,7 @@ decrypts into ``path``. A blob that does not match is deleted and ``AttachmentRe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import mimetypes
 import os
@@ -293,16 +294,28 @@ class Media:
         )
         return await self.send_attachment(conv, content)
 
-    async def send_attachment(self, conv: int, content: kinds.Attachment) -> F.Ack:
-        """Send an ``attachment`` (a new one, or one received elsewhere: a forward re-uses the
-        blob, nothing is uploaded) and tell the server the message references its blob."""
+    async def attach(self, conv: int, blob: str, seq: int = 0) -> None:
+        """``attach_blob``: members of ``conv`` may download ``blob``; with ``seq``, message
+        ``seq`` (ours) references it, so the sweeper keeps it."""
         c = self._client
-        await c._call(F.AttachBlob(id=c._next_id(), conv=conv, blob=content.blob), F.Ok)
-        ack = await c.send(conv, content)
-        await c._call(
-            F.AttachBlob(id=c._next_id(), conv=conv, blob=content.blob, seq=ack.seq), F.Ok
-        )
+        await c._call(F.AttachBlob(id=c._next_id(), conv=conv, blob=blob, seq=seq), F.Ok)
+
+    async def send_attachment(self, conv: int, content: kinds.Attachment) -> F.Ack:
+        """Send an ``attachment`` (a new one, or one received elsewhere: sharing re-uses the
+        blob, key and digest; nothing is uploaded) and tell the server the message references
+        its blob."""
+        await self.attach(conv, content.blob)
+        ack = await self._client.send(conv, content)
+        await self.attach(conv, content.blob, ack.seq)
         return ack
+
+    @staticmethod
+    def blob_of(content: kinds.Content | None) -> str:
+        """The blob an attachment, or a forwarded attachment, refers to ("" for none)."""
+        if isinstance(content, kinds.Forward) and content.kind == kinds.Attachment.KIND:
+            with contextlib.suppress(Exception):
+                content = kinds.decode_content(content.kind, content.body)
+        return content.blob if isinstance(content, kinds.Attachment) else ""
 
     async def send_image(self, conv: int, path: str | os.PathLike[str], **kw: Any) -> F.Ack:
         """``send_file`` with the image's dimensions and a JPEG thumbnail (inside the message)."""
@@ -335,6 +348,8 @@ class Media:
     ) -> Path:
         """Fetch, verify (length and digest) and decrypt an attachment into ``path``."""
         att = message if isinstance(message, kinds.Attachment) else message.content
+        if isinstance(att, kinds.Forward) and not isinstance(message, kinds.Attachment):
+            att = message.forwarded
         if not isinstance(att, kinds.Attachment):
             raise ChatClientError("not an attachment message")
         dest = Path(path)

@@ -222,3 +222,33 @@ async def test_stored_bytes_quota(tmp_path: Path) -> None:
         assert err.value.code == ErrorCode.QUOTA_EXCEEDED
         assert server.app.media is not None
         assert await server.app.media.sweep(int(time.time() * 1000) + 2 * DAY_MS) == []
+
+
+async def test_a_forwarded_file_reuses_the_blob_and_opens_for_the_new_conversation_only(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    src = tmp_path / "plan.txt"
+    src.write_bytes(os.urandom(20_000))
+    async with pair(server.url) as (a, b, conv), Client(server.url) as c:
+        await c.register("carol", "Carol")
+        await a.send_file(conv, src)
+        m = await take(b, attachment_of(conv))
+        assert isinstance(m, Message)
+        other = (await b.create("group", "Other", [c.account])).conv
+        await b.forward(m, other)
+        fwd = await take(
+            c,
+            lambda ev: (
+                isinstance(ev, Message)
+                and ev.conv == other
+                and isinstance(ev.content, kinds.Forward)
+            ),
+        )
+        assert isinstance(fwd, Message)
+        out = await c.download(fwd, tmp_path / "carol.txt")
+        assert out.read_bytes() == src.read_bytes()
+        assert len(blob_files(server.app)) == 1  # nothing uploaded again
+        # The forward is a message referencing the blob too: the sweeper keeps it.
+        assert server.app.media is not None
+        later = int(time.time() * 1000) + int(server.app.settings.media.grace * 1000) + 1
+        assert await server.app.media.sweep(later) == []
