@@ -1,4 +1,4 @@
--- chatd schema, version 5 (PostgreSQL): signed membership logs (SPEC.md 8.5, E2E.md section 15).
+-- chatd schema, version 6 (PostgreSQL): signed membership logs (SPEC.md 8.5, E2E.md section 15).
 -- Same table as the SQLite schema. Entries are written under the conversation's row lock (like
 -- seqs), so two nodes never extend one log from the same head.
 CREATE TABLE member_log (

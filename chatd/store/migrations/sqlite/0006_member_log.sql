@@ -1,4 +1,4 @@
--- chatd schema, version 5 (SQLite): signed membership logs (SPEC.md 8.5, E2E.md section 15).
+-- chatd schema, version 6 (SQLite): signed membership logs (SPEC.md 8.5, E2E.md section 15).
 -- One row per entry: the signed body and signature as the acting device sent them, its epoch,
 -- the seq of the system message that recorded the change (0: the first entry of a direct
 -- conversation made before logs existed), its hash (the next entry's prev) and the log's group
