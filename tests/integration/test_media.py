@@ -252,3 +252,35 @@ async def test_a_forwarded_file_reuses_the_blob_and_opens_for_the_new_conversati
         assert server.app.media is not None
         later = int(time.time() * 1000) + int(server.app.settings.media.grace * 1000) + 1
         assert await server.app.media.sweep(later) == []
+
+
+async def test_the_image_bot_answers_an_image_with_its_size_and_a_thumbnail(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    from chatclient.bots import Bot
+
+    from tests.botkit import example
+
+    module = example("image_bot")
+    img = tmp_path / "photo.png"
+    Image.frombytes("RGB", (300, 200), os.urandom(300 * 200 * 3)).save(img)
+    async with (
+        Bot(server.url, tmp_path / "image_bot.key", module.router, handle="image_bot") as bot,
+        Client(server.url) as alice,
+    ):
+        await alice.register("alice", "Alice")
+        conv = await alice.direct(bot.me.account)
+        await alice.send_image(conv, img)
+        got: dict[type, Message] = {}
+        deadline = time.monotonic() + 20
+        while len(got) < 2 and time.monotonic() < deadline:  # the thumbnail, then the text
+            for ev in alice.events_nowait():
+                if isinstance(ev, Message) and ev.sender == bot.me.account:
+                    got[type(ev.content)] = ev
+            await asyncio.sleep(0.02)
+        answer, thumb = got[kinds.Text].content, got[kinds.Attachment]
+        assert isinstance(answer, kinds.Text)
+        assert answer.text == f"photo.png: {img.stat().st_size} bytes, 300x200 pixels"
+        out = await alice.download(thumb, tmp_path / "thumb.jpg")  # type: ignore[arg-type]
+        with Image.open(out) as got:
+            assert max(got.size) == 128
