@@ -24,6 +24,10 @@ processes, several times); every other test has the suite's ``timeout`` from pyp
 
 _SLOW_DIRS = ("cluster", "faults")
 
+PROPERTY_TEST_TIMEOUT = 300
+"""Seconds a stateful property test (``*_properties.py``: hundreds of generated runs against a
+real store, PostgreSQL included) may take."""
+
 
 def pytest_configure(config: pytest.Config) -> None:
     procguard.start_watchdog()
@@ -31,8 +35,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.path.parent.name in _SLOW_DIRS and item.get_closest_marker("timeout") is None:
+        if item.get_closest_marker("timeout") is not None:
+            continue
+        if item.path.parent.name in _SLOW_DIRS:
             item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT))
+        elif item.path.name.endswith("_properties.py"):
+            item.add_marker(pytest.mark.timeout(PROPERTY_TEST_TIMEOUT))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
