@@ -13,6 +13,7 @@ from typing import Any
 
 import procguard
 import pytest
+import pytest_timeout  # type: ignore[import-untyped]
 import uvloop
 
 from chatd.app import App
@@ -41,6 +42,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT))
         elif item.path.name.endswith("_properties.py"):
             item.add_marker(pytest.mark.timeout(PROPERTY_TEST_TIMEOUT))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_exception_interact(node: pytest.Item | pytest.Collector) -> None:
+    """Re-arm the test's time limit after an error is reported.
+
+    pytest-timeout stops a test's timer in this hook (it is also where ``--pdb`` starts), so the
+    teardown of a test whose setup or body failed ran without a limit: that is where
+    test_bot_privacy's two-node fixture hung for good in ``asyncio.Runner.close`` after an error
+    in its setup. Armed again here (the full limit), pytest-timeout's own wrapper still cancels it
+    when the test's teardown ends."""
+    if not isinstance(node, pytest.Item) or node.config.getoption("usepdb"):
+        return
+    settings = pytest_timeout._get_item_settings(node)  # the test's limit, marker included
+    if settings.timeout:
+        node.config.hook.pytest_timeout_set_timer(item=node, settings=settings)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
