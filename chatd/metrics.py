@@ -148,6 +148,23 @@ class Metrics:
             registry=r,
         )
 
+        # Media (chatd/media): SPEC.md 17.
+        self.media_stored_bytes = Gauge(
+            "chatd_media_stored_bytes", "Bytes of blobs held (as of the last sweep)", registry=r
+        )
+        self.media_uploads = Gauge(
+            "chatd_media_uploads_in_progress", "Upload requests (PATCH) being received", registry=r
+        )
+        self.media_bytes = Counter(
+            "chatd_media_bytes_total", "Blob bytes received and sent", ["direction"], registry=r
+        )
+        self.media_sweeps = Counter(
+            "chatd_media_sweeper_runs_total", "Media sweeper runs", registry=r
+        )
+        self.media_deleted = Counter(
+            "chatd_media_blobs_deleted_total", "Blobs the sweeper deleted", registry=r
+        )
+
     def watch_broker(self, broker: Broker) -> None:
         """Export the broker's counters and health (read at scrape time); for Redis also its
         buffer and the lag its heartbeats measure (``chatd_broker_lag_seconds``)."""

@@ -143,6 +143,30 @@ class PaymentSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaSettings:
+    """Encrypted attachments (SPEC.md 17). Sizes are of the padded ciphertext the client uploads."""
+
+    backend: str = "auto"
+    """``fs`` (files under ``path``), ``postgres`` (the store's database: every node serves every
+    blob), or ``auto``: ``postgres`` when the store is PostgreSQL, else ``fs``."""
+    path: str = ""
+    """The ``fs`` directory; empty: beside the database (``chatd-media/`` beside ``chatd.db``)."""
+    max_file_bytes: int = 100 * 1024 * 1024
+    max_bytes_per_day: int = 1024 * 1024 * 1024
+    """Bytes an account may reserve for uploads in any 24 hours."""
+    max_stored_bytes: int = 5 * 1024 * 1024 * 1024
+    """Bytes an account's blobs may hold at once."""
+    token_ttl: float = 300.0
+    grace: float = 86_400.0
+    """Seconds a blob no stored message references is kept (from its upload_token)."""
+    sweep_interval: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("auto", "fs", "postgres"):
+            raise ConfigError(f"media.backend: fs, postgres or auto, not {self.backend!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = "INFO"
     format: str = "auto"
@@ -156,6 +180,7 @@ class Settings:
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     def as_dict(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from websockets.typing import Origin, Subprotocol
 
 from chatd import __version__
 from chatd.health import Health
+from chatd.media.http import media_connection
 from chatd.session import CLOSE_POLICY, Services, Session
 from chatd.transport.link import WsLink
 
@@ -83,6 +84,7 @@ class Transport:
             ping_timeout=limits.ping_timeout,
             close_timeout=5,
             server_header="chatd",
+            create_connection=media_connection(ServerConnection, self._svc),
         )
         return self.server
 
