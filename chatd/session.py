@@ -315,7 +315,7 @@ class Session:
             case F.SetBotAccess():
                 await svc.bots.set_access(a, dev, frame)
                 self.reply(F.Ok(re=frame.id))
-            case F.UploadToken() | F.DownloadToken() | F.AttachBlob():
+            case F.UploadToken() | F.DownloadToken() | F.AttachBlob() | F.DetachBlob():
                 if svc.media is None:
                     raise ChatdError("media is not enabled on this server", ErrorCode.UNAVAILABLE)
                 self.reply(await svc.media.handle(a, frame))

@@ -971,6 +971,17 @@ class AttachBlob(Frame, tag="attach_blob", kw_only=True, frozen=True):
     seq: Seq = 0
 
 
+class DetachBlob(Frame, tag="detach_blob", kw_only=True, frozen=True):
+    """Message ``seq`` of ``conv`` (the caller's own) no longer references ``blob``: its author
+    deleted it for everyone. -> ``Ok``. A blob left with no reference is deleted by the next
+    sweep after its grace period (SPEC.md 17.5)."""
+
+    id: ReqId
+    conv: Id
+    seq: Id
+    blob: BlobId
+
+
 class MediaToken(Frame, tag="media_token", kw_only=True, frozen=True):
     """Answer to ``upload_token`` / ``download_token``: a short-lived bearer ``token`` for the
     HTTP requests on ``path`` (SPEC.md 17), valid until ``expires`` (Unix ms)."""
@@ -1024,6 +1035,7 @@ ClientFrame = (
     | UploadToken
     | DownloadToken
     | AttachBlob
+    | DetachBlob
 )
 ServerFrame = (
     Challenge

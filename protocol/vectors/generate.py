@@ -342,6 +342,7 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("download_token", F.DownloadToken(id=59, blob=BLOB)),
         ("attach_blob_to_message", F.AttachBlob(id=60, conv=43, blob=BLOB, seq=7)),
         ("attach_blob_before_forward", F.AttachBlob(id=61, conv=44, blob=BLOB)),
+        ("detach_blob", F.DetachBlob(id=62, conv=43, seq=7, blob=BLOB)),
     ]
 
 

@@ -284,3 +284,27 @@ async def test_the_image_bot_answers_an_image_with_its_size_and_a_thumbnail(
         out = await alice.download(thumb, tmp_path / "thumb.jpg")  # type: ignore[arg-type]
         with Image.open(out) as got:
             assert max(got.size) == 128
+
+
+async def test_a_file_deleted_for_everyone_is_swept_and_one_still_referenced_is_kept(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    src = tmp_path / "oops.txt"
+    src.write_bytes(os.urandom(9_000))
+    app = server.app
+    assert app.media is not None
+    async with pair(server.url) as (a, b, conv):
+        first = await a.send_file(conv, src)
+        second = await a.send_file(conv, src)
+        m2 = await take(b, lambda ev: isinstance(ev, Message) and ev.seq == second.seq)
+        assert isinstance(m2, Message)
+        await a.media.delete(conv, first.seq)
+        with pytest.raises(RequestError) as err:  # bob cannot detach alice's message
+            await b.media.delete(conv, second.seq)
+        assert err.value.code == ErrorCode.NOT_FOUND
+        later = int(time.time() * 1000) + int(app.settings.media.grace * 1000) + 1
+        swept = await app.media.sweep(later)
+        assert len(swept) == 1  # the first file's blob; the second is still referenced
+        assert await app.media.blobs.info(swept[0]) is None
+        assert isinstance(m2.content, kinds.Attachment)
+        assert (await b.download(m2, tmp_path / "kept.txt")).read_bytes() == src.read_bytes()

@@ -324,6 +324,7 @@ def _valid_examples() -> list[F.Frame]:
         F.UploadToken(id=1, conv=1, size=4096),
         F.DownloadToken(id=1, blob="A" * 22),
         F.AttachBlob(id=1, conv=1, blob="A" * 22, seq=1),
+        F.DetachBlob(id=1, conv=1, seq=1, blob="A" * 22),
         F.MediaToken(re=1, blob="A" * 22, token="t", path="/media/x", expires=1),
         F.GetPaymentKey(id=1),
         F.Pay(id=1, intent=intent, device=1, sig=sig),
