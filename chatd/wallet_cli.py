@@ -3,7 +3,9 @@
 ``mint ACCOUNT AMOUNT CURRENCY`` tops an account up from the issuance account (the only way
 money enters the ledger), recorded as a ``mint`` posting with who ran it and a note, and logged.
 ``statement ACCOUNT [--currency C] [--csv]`` prints the account's entries oldest first with the
-running balance after each.
+running balance after each. ``audit [--json]`` checks the ledger's invariants in one snapshot
+(``LedgerAudit``) and exits 1 when one fails: what a benchmark or an operator audits with,
+without importing the store.
 
 Both work next to a running server: on SQLite they use a connection of their own (a mint
 writes only ledger tables, which the server's writer does not cache; SQLite serialises the two
@@ -15,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import dataclasses
 import getpass
+import json
 import logging
 import socket
 import sqlite3
@@ -31,7 +35,7 @@ from chatd.core import ledger
 from chatd.errors import ChatdError
 from chatd.settings import Settings
 from chatd.store import ledger_postgres, ledger_sqlite
-from chatd.store.base import EntryRow
+from chatd.store.base import EntryRow, LedgerAudit
 from chatd.store.migrate import migrate_postgres, migrate_sqlite
 
 log = logging.getLogger("chatd.wallet")
@@ -41,7 +45,9 @@ _SYSTEM_NAMES = {ledger.ISSUANCE: "issuance", ledger.ESCROW: "escrow"}
 
 def add_parser(sub: Any) -> None:
     """The ``wallet`` command and its subcommands, on ``chatd``'s subparsers."""
-    wallet = sub.add_parser("wallet", help="operator commands for the ledger (mint, statement)")
+    wallet = sub.add_parser(
+        "wallet", help="operator commands for the ledger (mint, statement, audit)"
+    )
     commands = wallet.add_subparsers(dest="wallet_command", required=True)
     mint = commands.add_parser("mint", help="top an account up from the issuance account (logged)")
     mint.add_argument("account", help="@handle or account id")
@@ -54,7 +60,12 @@ def add_parser(sub: Any) -> None:
     statement.add_argument("account", help="@handle or account id")
     statement.add_argument("--currency", default="", help="only this currency")
     statement.add_argument("--csv", action="store_true", help="CSV on stdout")
-    for p in (mint, statement):
+    check = commands.add_parser(
+        "audit", help="check the ledger's invariants (exit status 1 when one fails)"
+    )
+    check.add_argument("--json", action="store_true", help="the findings as JSON on stdout")
+    check.set_defaults(currency="")
+    for p in (mint, statement, check):
         p.add_argument("--config", help="TOML config file")
         p.add_argument("--db", help="SQLite database file, or postgresql://[user:pass@]host/db")
         p.set_defaults(host=None, port=None, broker=None)
@@ -86,6 +97,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             who = handles_of(db, [account]).get(account, "?")
             minted = money.format_money(amount, args.currency)
             print(f"minted {minted} to @{who} (account {account}): {tid}")
+        elif args.wallet_command == "audit":
+            found = audit_of(db)
+            if args.json:
+                print(json.dumps({**dataclasses.asdict(found), "ok": found.ok}))
+            else:
+                print(f"{'ok' if found.ok else 'FAILED'}: {found.transfers} transfers, {found}")
+            return 0 if found.ok else 1
         else:
             account, rows = statement_of(db, args.account, args.currency)
             handles = handles_of(db, sorted({e.counterparty for e in rows if e.counterparty > 0}))
@@ -185,6 +203,31 @@ async def _mint_pg(
         return int(account), tid
     finally:
         await conn.close()
+
+
+def audit_of(db: str) -> LedgerAudit:
+    """The ledger's invariants on database ``db``, read in one snapshot."""
+    if _is_postgres(db):
+
+        async def pg() -> LedgerAudit:
+            import asyncpg
+
+            conn = await asyncpg.connect(db, timeout=10)
+            try:
+                return await ledger_postgres.audit(conn)
+            finally:
+                await conn.close()
+
+        return asyncio.run(pg())
+    conn = _sqlite(db)
+    try:
+        conn.execute("BEGIN")  # one read snapshot for every query of the audit
+        try:
+            return ledger_sqlite.audit(conn)
+        finally:
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 def statement_of(db: str, who: str, currency: str) -> tuple[int, list[EntryRow]]:

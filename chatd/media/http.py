@@ -355,11 +355,11 @@ def media_connection(base: type[ServerConnection], services: Services) -> type[S
             if end < 0 and len(sniff) < 8192:
                 return  # the request line is not complete yet
             head = bytes(sniff)
-            self._sniff = None
+            transport = self._sniff_transport
             if self._sniff_timer is not None:
                 self._sniff_timer.cancel()
-            transport = self._sniff_transport
-            self._sniff_transport = None
+            # Back to the class defaults (None): an idle connection keeps no sniffing state.
+            del self._sniff, self._sniff_transport, self._sniff_timer
             if end >= 0 and is_media_request(head[:end]):
                 http.take(transport, head)
                 return
@@ -376,8 +376,7 @@ def media_connection(base: type[ServerConnection], services: Services) -> type[S
             if self._sniff is not None:
                 if self._sniff_timer is not None:
                     self._sniff_timer.cancel()
-                self._sniff = None
-                self._sniff_transport = None
+                del self._sniff, self._sniff_transport, self._sniff_timer
                 return
             super().connection_lost(exc)
 

@@ -5,8 +5,13 @@ with several writers:
 
 * Group commit per node. Writes queue on this node and one writer task commits everything queued
   as one transaction (``run()``, like SQLite's). Consecutive appends in a batch are handled
-  together: one statement locks their conversations, one reads the roles, one looks up earlier
-  cmids, then ``executemany`` moves the counters and inserts the messages.
+  together by one call of the server-side function ``chatd_append`` (migration 0005): it locks
+  their conversations, reads the roles and earlier cmids, moves the counters and inserts the
+  messages. A batch of nothing but appends (the hot path) is that one statement, its own
+  transaction: ONE round trip per batch, where BEGIN, five statements and COMMIT took seven.
+* The gathering window adapts to load (``_gather_window``): an idle node commits a lone write at
+  once; once at least one more write is expected within ``commit_interval``, the writer waits
+  that long, so batches grow with the load.
 * Seqs. ``conversations.last_seq`` is a counter row. A batch first locks the conversation rows
   it appends to (``SELECT ... ORDER BY id FOR NO KEY UPDATE``: sorted, so two nodes lock in the
   same order), then reads roles and cmids, assigns seqs from the locked counter and writes the
@@ -39,11 +44,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
 import asyncpg
+import msgspec
 from chatproto import kinds
 
 from chatd.core import rules
@@ -67,11 +74,13 @@ from chatd.store.base import (
     DeviceListRow,
     DeviceRow,
     KeyUpload,
+    LogRow,
     MemberRow,
     Membership,
     MembershipChange,
     NewMessage,
     PrekeyRow,
+    SignedChange,
     StoredMessage,
     ToDeviceRow,
 )
@@ -175,6 +184,40 @@ class _Tx:
         )
         return m
 
+    async def log_head(self, conv: int) -> rules.LogHead | None:
+        return await _log_head(self.db, conv)
+
+    async def link(self, conv: int, entry: SignedChange | None, *, create: bool = False) -> None:
+        """Refuse (before anything is written) a change that does not extend the log; run
+        under the conversation's row lock, so two nodes never extend it from one head."""
+        head = await self.log_head(conv)
+        rules.check_link(head, None if entry is None else entry.link, create=create)
+        if entry is not None and entry.epoch == 1:
+            await self.group_free(entry.group)
+
+    async def group_free(self, group: bytes) -> None:
+        if await self.db.fetchval("SELECT 1 FROM member_log WHERE group_id=$1 AND epoch=1", group):
+            raise Conflict("this membership log's group id belongs to another conversation")
+
+    async def signed_message(
+        self, conv: int, now: int, event: kinds.SystemEvent, entry: SignedChange | None
+    ) -> StoredMessage:
+        """The change's system message, carrying its signed entry, and the log row."""
+        if entry is None:
+            return await self.system_message(conv, now, event)
+        m = await self.system_message(
+            conv, now, msgspec.structs.replace(event, entry=entry.body, sig=entry.sig)
+        )
+        await self.log(conv, m.seq, entry)
+        return m
+
+    async def log(self, conv: int, seq: int, entry: SignedChange) -> None:
+        await self.db.execute(
+            "INSERT INTO member_log (conv_id, epoch, seq, hash, group_id, body, sig)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7)",
+            *(conv, entry.epoch, seq, entry.hash, entry.group, entry.body, entry.sig),
+        )
+
     async def role(self, conv: int, account: int) -> tuple[str, str]:
         """Lock ``conv``, then ``(kind, role)`` of a member; ``NotFound`` for a non-member, as
         for no conversation. Read after the lock: the role at commit time."""
@@ -208,102 +251,73 @@ class _Tx:
 
     async def appends(self, ops: list[_Op[Any]]) -> list[Any]:
         """A run of consecutive appends, in order: results or refusals (``ChatdError``)."""
-        msgs = [op.message for op in ops if op.message is not None]
-        assert len(msgs) == len(ops)
-        db = self.db
-        convs = sorted({m.conv for m in msgs})
-        # Sorted locks: two nodes appending to the same conversations lock them in one order.
-        locked = await db.fetch(
-            "SELECT id, kind, last_seq FROM conversations WHERE id = ANY($1::bigint[])"
-            " ORDER BY id FOR NO KEY UPDATE",
-            convs,
-        )
-        kind_of = {int(r[0]): str(r[1]) for r in locked}
-        last = {int(r[0]): int(r[2]) for r in locked}
-        senders = sorted({m.sender for m in msgs})
-        # The senders' roles, and the bots with access 'addressed' (read under the same locks
-        # as set_bot_access takes): one round trip, each half on its own index.
-        role_of: dict[tuple[int, int], str] = {}
-        addressed: dict[int, set[int]] = {}
-        for c, a, r, bot in await db.fetch(
-            "SELECT conv_id, account_id, role, false FROM members"
-            " WHERE conv_id = ANY($1::bigint[]) AND account_id = ANY($2::bigint[])"
-            " UNION ALL SELECT conv_id, account_id, role, true FROM members"
-            " WHERE conv_id = ANY($1::bigint[]) AND access = 'addressed'",
-            list(kind_of),
-            senders,
-        ):
-            if bot:
-                addressed.setdefault(int(c), set()).add(int(a))
-            else:
-                role_of[(int(c), int(a))] = str(r)
-        bots_of = {c: tuple(sorted(a)) for c, a in addressed.items()}
-        allowed = [m for m in msgs if (m.conv, m.sender) in role_of]
-        seen: dict[tuple[int, int, str], tuple[int, int, str, bytes, Ids, Ids]] = {}
-        if allowed:
-            for c, d, cmid, seq, ts, kind, body, to, withheld in await db.fetch(
-                "SELECT m.conv_id, m.device, m.cmid, m.seq, m.ts, m.kind, m.body,"
-                " m.to_accounts, m.withheld FROM messages m"
-                " JOIN unnest($1::bigint[], $2::bigint[], $3::text[]) AS k (conv_id, device, cmid)"
-                " ON m.conv_id = k.conv_id AND m.device = k.device AND m.cmid = k.cmid",
-                [m.conv for m in allowed],
-                [m.device for m in allowed],
-                [m.cmid for m in allowed],
-            ):
-                seen[(int(c), int(d), str(cmid))] = (
-                    *(int(seq), int(ts), str(kind), bytes(body)),
-                    _ids(to),
-                    _ids(withheld),
-                )
-        results: list[Any] = []
-        rows: list[tuple[Any, ...]] = []
-        for m in msgs:
-            role = role_of.get((m.conv, m.sender))
-            if role is None:
-                results.append(NotFound("no such conversation"))
-                continue
+        return await _appends(self.db, ops)
+
+
+def _refused_sends() -> list[str]:
+    out = []
+    for kind in ("direct", "group", "channel"):
+        for role in ("owner", "admin", "member"):
             try:
-                rules.check_send(kind_of[m.conv], role)
-            except ChatdError as refused:
-                results.append(refused)
-                continue
-            key = (m.conv, m.device, m.cmid)
-            prior = seen.get(key)
-            if prior is not None:
-                seq, ts, kind, body, to, withheld = prior
-                if kind != m.kind or body != m.body or to != m.to:
-                    results.append(Conflict("this cmid was already used for another message"))
-                    continue
-                stored = StoredMessage(
-                    *(m.conv, seq, ts, m.sender, m.device, m.cmid, m.kind, m.body), m.to, withheld
-                )
-                results.append(Appended(stored, duplicate=True))
-                continue
-            seq = last[m.conv] = last[m.conv] + 1
-            withheld = rules.withheld_from(m.kind, m.sender, m.to, bots_of.get(m.conv, ()))
-            seen[key] = (seq, m.ts, m.kind, m.body, m.to, withheld)
-            rows.append(
-                (
-                    *(m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body),
-                    list(m.to) or None,
-                    list(withheld) or None,
-                )
-            )
+                rules.check_send(kind, role)
+            except ChatdError:
+                out.append(f"{kind} {role}")
+    return out
+
+
+_REFUSED_SENDS = _refused_sends()
+"""The (conversation kind, role) pairs ``rules.check_send`` refuses, as ``chatd_append`` takes
+them: the rule stays written once, in ``core``."""
+_ALWAYS_DELIVERED = sorted(rules.ALWAYS_DELIVERED)
+
+_APPEND = "SELECT * FROM chatd_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+"""Migration 0005: the whole batch of appends in one round trip (see the function's comment)."""
+
+
+async def _appends(db: Conn, ops: Sequence[_Op[Any]]) -> list[Any]:
+    """Commit the appends ``ops`` with one call of ``chatd_append``: their results (``Appended``)
+    or refusals (``ChatdError``), in order. Inside a transaction it joins it; outside, the one
+    statement is its own transaction."""
+    msgs = [op.message for op in ops if op.message is not None]
+    assert len(msgs) == len(ops)
+    rows = await db.fetch(
+        _APPEND,
+        [m.conv for m in msgs],
+        [m.sender for m in msgs],
+        [m.device for m in msgs],
+        [m.cmid for m in msgs],
+        [m.kind for m in msgs],
+        [m.body for m in msgs],
+        [m.ts for m in msgs],
+        ["{" + ",".join(map(str, m.to)) + "}" for m in msgs],
+        _REFUSED_SENDS,
+        _ALWAYS_DELIVERED,
+    )
+    results: list[Any] = []
+    for m, (outcome, seq, ts, withheld, conv_kind, role) in zip(msgs, rows, strict=True):
+        if outcome in ("new", "duplicate"):
             stored = StoredMessage(
-                *(m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body), m.to, withheld
+                *(m.conv, int(seq), int(ts), m.sender, m.device, m.cmid, m.kind, m.body),
+                m.to,
+                _ids(withheld),
             )
-            results.append(Appended(stored, duplicate=False))
-        if rows:
-            moved = sorted({r[0] for r in rows})
-            await db.executemany(
-                "UPDATE conversations SET last_seq=$2 WHERE id=$1", [(c, last[c]) for c in moved]
-            )
-            await db.executemany(
-                "INSERT INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body,"
-                " to_accounts, withheld) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
-                rows,
-            )
-        return results
+            results.append(Appended(stored, duplicate=outcome == "duplicate"))
+        elif outcome == "absent":
+            results.append(NotFound("no such conversation"))
+        elif outcome == "conflict":
+            results.append(Conflict("this cmid was already used for another message"))
+        else:
+            results.append(_refusal(str(conv_kind), str(role)))
+    return results
+
+
+def _refusal(kind: str, role: str) -> ChatdError:
+    """The error ``rules.check_send`` raises for a send ``chatd_append`` refused."""
+    try:
+        rules.check_send(kind, role)
+    except ChatdError as refused:
+        return refused
+    raise AssertionError(f"chatd_append refused a send check_send allows: {kind} {role}")
 
 
 class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
@@ -332,6 +346,9 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         self._timeout = timeout
         self._w: Conn | None = None
         self._pool: Any = None
+        self._rate = 0.0
+        """Writes per second arriving lately (``_gather_window``)."""
+        self._last_batch = time.monotonic()
         self.retries = 0
         """Batches re-run after losing a race to another node (a counter for metrics)."""
 
@@ -354,7 +371,21 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
     async def _connect(self) -> Conn:
         return await asyncpg.connect(self.dsn, timeout=self._timeout, command_timeout=self._timeout)
 
+    def _gather_window(self) -> float:
+        """Wait ``commit_interval`` only when at least one more write is expected in it (by the
+        recent arrival rate): an idle node commits a lone write at once, a loaded one gathers
+        batches that grow with the load. Each commit costs a round trip and a WAL flush
+        whatever its size, so fewer, larger batches are what keeps CPU per message flat."""
+        if self._rate * self._commit_interval >= 1.0:
+            return self._commit_interval
+        return 0.0
+
     async def _apply_batch(self, batch: list[_Op[Any]]) -> list[Any]:
+        now = time.monotonic()
+        # The arrival rate: this batch arrived since the previous one was taken (smoothed).
+        elapsed = max(now - self._last_batch, 1e-4)
+        self._rate = 0.7 * self._rate + 0.3 * (len(batch) / elapsed)
+        self._last_batch = now
         return await self._apply(batch)
 
     async def _apply(self, batch: list[_Op[Any]]) -> list[Any]:
@@ -364,6 +395,8 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
             if db is None or db.is_closed():
                 self._w = db = await self._connect()
             try:
+                if all(op.message is not None for op in batch):
+                    return await _appends(db, batch)  # the hot path: one round trip
                 async with db.transaction():
                     return await self._run_ops(_Tx(db), batch)
             except _RETRY as exc:
@@ -542,7 +575,13 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
     # ------------------------------------------------------------------ conversations
 
     async def create_conversation(
-        self, kind: str, title: str, creator: int, members: Sequence[int], now: int
+        self,
+        kind: str,
+        title: str,
+        creator: int,
+        members: Sequence[int],
+        now: int,
+        entry: SignedChange | None = None,
     ) -> CreatedConv:
         others = sorted(set(members) - {creator})
 
@@ -557,6 +596,7 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
             for account in others:
                 if account not in type_of:
                     raise NotFound(f"no account {account}")
+            bots = {a for a, t in type_of.items() if t == "bot"}
             key = None
             if kind == "direct":
                 if len(others) != 1 or len(set(members)) != 1:
@@ -566,7 +606,18 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
                     "SELECT id FROM conversations WHERE direct_key=$1", key
                 )
                 if existing is not None:
-                    return CreatedConv(await tx.conv_row(int(existing), creator), (), existed=True)
+                    existing = int(existing)
+                    if entry is not None:
+                        await tx.lock_conv(existing)
+                        if await tx.log_head(existing) is None:
+                            # A direct conversation from before logs: its first entry, now.
+                            rules.check_roster(kind, creator, others, bots, entry.roster)
+                            await tx.link(existing, entry, create=True)
+                            await tx.log(existing, 0, entry)
+                    return CreatedConv(await tx.conv_row(existing, creator), (), existed=True)
+            if entry is not None:
+                rules.check_roster(kind, creator, others, bots, entry.roster)
+                await tx.group_free(entry.group)
             conv = int(
                 await db.fetchval(
                     "INSERT INTO conversations (kind, title, created_at, direct_key)"
@@ -577,12 +628,13 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
                     key,
                 )
             )
-            created = await tx.system_message(
+            created = await tx.signed_message(
                 conv,
                 now,
                 kinds.SystemEvent(
                     event="created", actor=creator, title=title if kind != "direct" else ""
                 ),
+                entry,
             )
             creator_role = "member" if kind == "direct" else "owner"
             access = rules.initial_access(kind)
@@ -662,7 +714,9 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         )
         return [int(r[0]) for r in rows]
 
-    async def invite(self, conv: int, actor: int, account: int, now: int) -> MembershipChange:
+    async def invite(
+        self, conv: int, actor: int, account: int, now: int, entry: SignedChange | None = None
+    ) -> MembershipChange:
         async def op(tx: _Tx) -> MembershipChange:
             kind, role = await tx.role(conv, actor)
             rules.check_manage_members(kind, role)
@@ -676,13 +730,17 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
                 "SELECT 1 FROM members WHERE conv_id=$1 AND account_id=$2", conv, account
             ):
                 raise Conflict("already a member")
+            await tx.link(conv, entry)
+            if entry is not None:
+                rules.check_new_member_access(kind, bot, entry.access)
             access = rules.initial_access(kind) if bot else rules.ALL
-            m = await tx.system_message(
+            m = await tx.signed_message(
                 conv,
                 now,
                 kinds.SystemEvent(
                     event="joined", actor=actor, account=account, access=access if bot else ""
                 ),
+                entry,
             )
             await tx.db.execute(
                 "INSERT INTO members (conv_id, account_id, role, joined_seq, access)"
@@ -697,14 +755,17 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
 
         return await self._write(op)
 
-    async def remove(self, conv: int, actor: int, account: int, now: int) -> MembershipChange:
+    async def remove(
+        self, conv: int, actor: int, account: int, now: int, entry: SignedChange | None = None
+    ) -> MembershipChange:
         async def op(tx: _Tx) -> MembershipChange:
             kind, role = await tx.role(conv, actor)
             if account == actor:
                 raise Invalid("use leave to leave a conversation")
             rules.check_remove(kind, role, await tx.target_role(conv, account))
-            m = await tx.system_message(
-                conv, now, kinds.SystemEvent(event="removed", actor=actor, account=account)
+            await tx.link(conv, entry)
+            m = await tx.signed_message(
+                conv, now, kinds.SystemEvent(event="removed", actor=actor, account=account), entry
             )
             await tx.db.execute(
                 "DELETE FROM members WHERE conv_id=$1 AND account_id=$2", conv, account
@@ -713,11 +774,16 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
 
         return await self._write(op)
 
-    async def leave(self, conv: int, actor: int, now: int) -> MembershipChange:
+    async def leave(
+        self, conv: int, actor: int, now: int, entry: SignedChange | None = None
+    ) -> MembershipChange:
         async def op(tx: _Tx) -> MembershipChange:
             kind, role = await tx.role(conv, actor)
             rules.check_leave(kind)
-            m = await tx.system_message(conv, now, kinds.SystemEvent(event="left", actor=actor))
+            await tx.link(conv, entry)
+            m = await tx.signed_message(
+                conv, now, kinds.SystemEvent(event="left", actor=actor), entry
+            )
             await tx.db.execute(
                 "DELETE FROM members WHERE conv_id=$1 AND account_id=$2", conv, actor
             )
@@ -742,13 +808,23 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         return await self._write(op)
 
     async def set_role(
-        self, conv: int, actor: int, account: int, role: str, now: int
+        self,
+        conv: int,
+        actor: int,
+        account: int,
+        role: str,
+        now: int,
+        entry: SignedChange | None = None,
     ) -> MembershipChange:
         async def op(tx: _Tx) -> MembershipChange:
             kind, actor_role = await tx.role(conv, actor)
             rules.check_set_role(kind, actor_role, await tx.target_role(conv, account))
-            m = await tx.system_message(
-                conv, now, kinds.SystemEvent(event="role", actor=actor, account=account, role=role)
+            await tx.link(conv, entry)
+            m = await tx.signed_message(
+                conv,
+                now,
+                kinds.SystemEvent(event="role", actor=actor, account=account, role=role),
+                entry,
             )
             await tx.db.execute(
                 "UPDATE members SET role=$1 WHERE conv_id=$2 AND account_id=$3", role, conv, account
@@ -769,10 +845,31 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
 
         return await self._write(op)
 
+    async def member_log(self, conv: int, after: int, limit: int) -> list[LogRow]:
+        rows = await self._read(
+            lambda db: db.fetch(
+                "SELECT epoch, seq, body, sig FROM member_log WHERE conv_id=$1 AND epoch>$2"
+                " ORDER BY epoch LIMIT $3",
+                conv,
+                after,
+                limit,
+            )
+        )
+        return [LogRow(int(e), int(q), bytes(b), bytes(g)) for e, q, b, g in rows]
+
+    async def log_head(self, conv: int) -> rules.LogHead | None:
+        return await self._read(lambda db: _log_head(db, conv))
+
     # ------------------------------------------------------------------ bots
 
     async def set_bot_access(
-        self, conv: int, actor: int, account: int, access: str, now: int
+        self,
+        conv: int,
+        actor: int,
+        account: int,
+        access: str,
+        now: int,
+        entry: SignedChange | None = None,
     ) -> MembershipChange | None:
         async def op(tx: _Tx) -> MembershipChange | None:
             kind, role = await tx.role(conv, actor)  # locks conv: orders it with the appends
@@ -789,10 +886,12 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
                 raise Invalid("only a bot member has an access")
             if row[0] == access:
                 return None
-            m = await tx.system_message(
+            await tx.link(conv, entry)
+            m = await tx.signed_message(
                 conv,
                 now,
                 kinds.SystemEvent(event="bot_access", actor=actor, account=account, access=access),
+                entry,
             )
             await tx.db.execute(
                 "UPDATE members SET access=$1 WHERE conv_id=$2 AND account_id=$3",
@@ -1139,6 +1238,14 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
             return deleted
 
         return await self._write(op)
+
+
+async def _log_head(db: Conn, conv: int) -> rules.LogHead | None:
+    row = await db.fetchrow(
+        "SELECT epoch, hash, group_id FROM member_log WHERE conv_id=$1 ORDER BY epoch DESC LIMIT 1",
+        conv,
+    )
+    return None if row is None else (int(row[0]), bytes(row[1]), bytes(row[2]))
 
 
 def _account(row: Any) -> AccountRow | None:

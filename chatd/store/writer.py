@@ -58,6 +58,11 @@ class GroupCommitWriter(Generic[OpT]):
         """One transaction for the whole batch (the backend's part)."""
         raise NotImplementedError
 
+    def _gather_window(self) -> float:
+        """Seconds to wait for more writes before the next commit: ``commit_interval``, unless
+        the backend adapts it to the load."""
+        return self._commit_interval
+
     async def run(self) -> None:
         """The writer. Each time it wakes it waits ``commit_interval`` for more writes, then
         commits everything queued (up to ``max_batch``) as one transaction and resolves the
@@ -66,10 +71,11 @@ class GroupCommitWriter(Generic[OpT]):
         try:
             while True:
                 await self._wake.wait()
-                if self._commit_interval and len(self._pending) < self._max_batch:
+                window = self._gather_window() if len(self._pending) < self._max_batch else 0.0
+                if window:
                     # Gather the writes of the next moment into the same commit: one
                     # transaction and one fsync for all of them (group commit).
-                    await asyncio.sleep(self._commit_interval)
+                    await asyncio.sleep(window)
                 self._wake.clear()
                 if self._pending:
                     batch = self._pending[: self._max_batch]

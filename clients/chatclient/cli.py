@@ -95,7 +95,9 @@ from chatclient.tui import (
     Reply,
     Role,
     Safety,
+    SaveAttachment,
     Say,
+    SendFile,
     Seqs,
     ShareCard,
     ShareLink,
@@ -128,6 +130,25 @@ BEFORE_JOINED = "sent before you joined"
 """How the SDK's ``Undecryptable.reason`` starts for a message from before this account joined."""
 AUTHORS = 4096
 """(conv, seq) -> sender remembered, to say whose invocation a bot's card answers."""
+
+
+def _local_file(path: str) -> Path:
+    p = Path(os.path.expanduser(path))
+    if not p.is_file():
+        raise UsageError(f"no file {path!r}")
+    return p
+
+
+def _save_target(path: str | None, sent_name: str, seq: int) -> Path:
+    """Where ``/save`` writes: never a path from the sender (only the last part of its name,
+    in this directory), never over an existing file."""
+    name = Path(sent_name).name.lstrip(".") or f"attachment-{seq}"
+    dest = Path(os.path.expanduser(path)) if path else Path(name)
+    if dest.is_dir():
+        dest = dest / name
+    if dest.exists():
+        raise UsageError(f"{dest} exists: /save {seq} PATH")
+    return dest
 
 
 class UsageError(Exception):
@@ -481,11 +502,42 @@ class Session:
             raise UsageError("no open conversation: /convs, /open N or /dm @handle first")
         return self.current
 
+    def _progress(self, label: str) -> Callable[[int, int], None]:
+        """A progress line every 10 % of a transfer over 1 MB."""
+        shown = [0]
+
+        def progress(done: int, total: int) -> None:
+            tenth = done * 10 // max(total, 1)
+            if total > 1_000_000 and tenth > shown[0]:
+                shown[0] = tenth
+                self.show(f"{label}: {'#' * tenth}{'.' * (10 - tenth)} {tenth * 10} %", "dim")
+
+        return progress
+
+    async def _media(self, cmd: SendFile | SaveAttachment) -> None:
+        """``/file``, ``/image``, ``/save`` (chatclient/media.py does the work)."""
+        c = self.client
+        conv = self._need_current()
+        if isinstance(cmd, SendFile):
+            path = _local_file(cmd.path)
+            send = c.send_image if cmd.image else c.send_file
+            await send(conv, path, progress=self._progress(f"sending {path.name}"))
+            return
+        m = await c.message(conv, cmd.seq)
+        att = m.content if isinstance(m, Message) else None
+        if not isinstance(att, kinds.Attachment):
+            raise UsageError(f"#{cmd.seq} has no file: /save N takes the number of a file message")
+        dest = _save_target(cmd.path, att.name, cmd.seq)
+        await c.download(att, dest, progress=self._progress(f"saving {dest.name}"))
+        self.show(f"saved #{cmd.seq} to {dest}", "system")
+
     async def _execute(self, cmd: Command) -> None:
         c = self.client
         match cmd:
             case Say(text):
                 self._say(text)
+            case SendFile() | SaveAttachment():
+                await self._media(cmd)
             case Help():
                 for text in HELP.splitlines():
                     self.show(text)

@@ -15,6 +15,7 @@ decrypts into ``path``. A blob that does not match is deleted and ``AttachmentRe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import mimetypes
 import os
@@ -30,10 +31,10 @@ from chatproto.e2e import attachment as A
 from chatproto.errors import DecryptError, ErrorCode
 
 from chatclient.errors import ChatClientError, RequestError
+from chatclient.events import Message
 
 if TYPE_CHECKING:
     from chatclient.client import Client
-    from chatclient.events import Message
 
 Progress = Callable[[int, int], None]
 """``progress(bytes_done, bytes_total)`` of the blob (padded ciphertext) as it moves."""
@@ -135,6 +136,8 @@ class Media:
     def __init__(self, client: Client) -> None:
         self._client = client
         self._current: asyncio.StreamWriter | None = None
+        self._sent: dict[tuple[int, int], str] = {}
+        """(conv, seq) -> blob of the last 1000 attachments sent here (for ``delete``)."""
 
     # ------------------------------------------------------------------ HTTP
 
@@ -293,16 +296,45 @@ class Media:
         )
         return await self.send_attachment(conv, content)
 
-    async def send_attachment(self, conv: int, content: kinds.Attachment) -> F.Ack:
-        """Send an ``attachment`` (a new one, or one received elsewhere: a forward re-uses the
-        blob, nothing is uploaded) and tell the server the message references its blob."""
+    async def attach(self, conv: int, blob: str, seq: int = 0) -> None:
+        """``attach_blob``: members of ``conv`` may download ``blob``; with ``seq``, message
+        ``seq`` (ours) references it, so the sweeper keeps it."""
         c = self._client
-        await c._call(F.AttachBlob(id=c._next_id(), conv=conv, blob=content.blob), F.Ok)
-        ack = await c.send(conv, content)
-        await c._call(
-            F.AttachBlob(id=c._next_id(), conv=conv, blob=content.blob, seq=ack.seq), F.Ok
-        )
+        await c._call(F.AttachBlob(id=c._next_id(), conv=conv, blob=blob, seq=seq), F.Ok)
+
+    async def send_attachment(self, conv: int, content: kinds.Attachment) -> F.Ack:
+        """Send an ``attachment`` (a new one, or one received elsewhere: sharing re-uses the
+        blob, key and digest; nothing is uploaded) and tell the server the message references
+        its blob."""
+        await self.attach(conv, content.blob)
+        ack = await self._client.send(conv, content)
+        await self.attach(conv, content.blob, ack.seq)
+        self._sent[(conv, ack.seq)] = content.blob
+        while len(self._sent) > 1000:
+            del self._sent[next(iter(self._sent))]
         return ack
+
+    async def delete(self, conv: int, seq: int, blob: str = "") -> F.Ack:
+        """Delete our attachment message ``seq`` for everyone: ``detach_blob`` (so that the
+        blob, once nothing else references it, is swept), then a ``delete`` message. ``blob``:
+        the message's blob when this client did not send it in this session."""
+        c = self._client
+        blob = blob or self._sent.get((conv, seq), "")
+        if not blob:
+            m = await c.message(conv, seq)
+            blob = self.blob_of(m.content) if isinstance(m, Message) else ""
+        if blob:
+            await c._call(F.DetachBlob(id=c._next_id(), conv=conv, seq=seq, blob=blob), F.Ok)
+            self._sent.pop((conv, seq), None)
+        return await c.send(conv, kinds.Delete(target=seq))
+
+    @staticmethod
+    def blob_of(content: kinds.Content | None) -> str:
+        """The blob an attachment, or a forwarded attachment, refers to ("" for none)."""
+        if isinstance(content, kinds.Forward) and content.kind == kinds.Attachment.KIND:
+            with contextlib.suppress(Exception):
+                content = kinds.decode_content(content.kind, content.body)
+        return content.blob if isinstance(content, kinds.Attachment) else ""
 
     async def send_image(self, conv: int, path: str | os.PathLike[str], **kw: Any) -> F.Ack:
         """``send_file`` with the image's dimensions and a JPEG thumbnail (inside the message)."""
@@ -335,6 +367,8 @@ class Media:
     ) -> Path:
         """Fetch, verify (length and digest) and decrypt an attachment into ``path``."""
         att = message if isinstance(message, kinds.Attachment) else message.content
+        if isinstance(att, kinds.Forward) and not isinstance(message, kinds.Attachment):
+            att = message.forwarded
         if not isinstance(att, kinds.Attachment):
             raise ChatClientError("not an attachment message")
         dest = Path(path)

@@ -364,8 +364,27 @@ class Access:
     access: str
 
 
+@dataclass(frozen=True)
+class SendFile:
+    """Send the file at ``path`` end-to-end encrypted (``/file``; ``/image``: with its
+    dimensions and a thumbnail)."""
+
+    path: str
+    image: bool = False
+
+
+@dataclass(frozen=True)
+class SaveAttachment:
+    """Save the attachment of message ``seq`` here to ``path`` (default: its name, here)."""
+
+    seq: int
+    path: str | None = None
+
+
 Command = (
     Say
+    | SendFile
+    | SaveAttachment
     | Help
     | Convs
     | Open
@@ -462,6 +481,9 @@ commands:
   /share "Title" [URL] [text]        share a link card here
   /share @bot app.action [k=v ...]   share a mini-app card here
   /access @bot all|addressed let a bot here read everything, or only what names it
+  /file PATH                 send a file here, end-to-end encrypted (/image PATH: a photo,
+                             with its size and a thumbnail)
+  /save N [PATH]             save the file of message #N here (/seqs) to PATH or its name
   /drop                      simulate a network failure (the client reconnects)
   /quit                      exit (also Ctrl-D)
 any other line is sent to the current conversation. A /word that is none of the above goes to
@@ -517,6 +539,9 @@ LOCAL_COMMANDS = frozenset(
         "share",
         "access",
         "history",
+        "file",
+        "image",
+        "save",
     ]
 )
 """chat's own command names (after aliases); any other /word may be a bot's."""
@@ -627,6 +652,16 @@ def parse_command(line: str) -> Command | None:
                 "drop": Drop(),
             }
             return simple[name]
+        case "file" | "image":
+            if len(args) != 1:
+                raise usage(f"/{name} PATH")
+            return SendFile(args[0], image=name == "image")
+        case "save":
+            if not 1 <= len(args) <= 2 or not args[0].removeprefix("#").isdigit():
+                raise usage("/save N [PATH]  (N: the message's number, /seqs shows them)")
+            return SaveAttachment(
+                int(args[0].removeprefix("#")), args[1] if len(args) == 2 else None
+            )
         case "open":
             if len(args) != 1:
                 raise usage("/open N | /open @handle")
@@ -892,6 +927,18 @@ def format_system(ev: kinds.SystemEvent, names: Names, kind: str = "conversation
     return f"{actor}: {ev.event}"  # pragma: no cover - the Literal is exhaustive
 
 
+def format_size(n: int) -> str:
+    """``812 B``, ``4.2 KB``, ``18.0 MB`` (powers of 1000, as file managers show)."""
+    if n < 1000:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KB", "MB"):
+        size /= 1000
+        if size < 1000:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1000:.1f} GB"
+
+
 def format_message(
     m: Message, names: Names, tz: tzinfo | None = None, cards: Cards | None = None
 ) -> Line | None:
@@ -950,6 +997,17 @@ def format_message(
         case kinds.Share():
             return Line(
                 f"{prefix} {who} shared: {' '.join(x for x in (c.title, c.text, c.link, c.image) if x)}"
+            )
+        case kinds.Attachment():
+            what = (
+                "an image" if c.width and c.height else "a voice note" if c.waveform else "a file"
+            )
+            dims = f", {c.width}x{c.height}" if c.width and c.height else ""
+            secs = f", {c.duration_ms / 1000:.1f} s" if c.duration_ms else ""
+            caption = f": {c.caption}" if c.caption else ""
+            return Line(
+                f"{prefix} {who} sent {what} {c.name or '(no name)'!r} ({format_size(c.size)}"
+                f"{dims}{secs}){caption}  /save {m.seq}"
             )
         case kinds.Forward():
             origin = f", {names.label(c.conv)} #{c.seq}" if c.conv and c.seq else ""

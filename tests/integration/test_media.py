@@ -222,3 +222,89 @@ async def test_stored_bytes_quota(tmp_path: Path) -> None:
         assert err.value.code == ErrorCode.QUOTA_EXCEEDED
         assert server.app.media is not None
         assert await server.app.media.sweep(int(time.time() * 1000) + 2 * DAY_MS) == []
+
+
+async def test_a_forwarded_file_reuses_the_blob_and_opens_for_the_new_conversation_only(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    src = tmp_path / "plan.txt"
+    src.write_bytes(os.urandom(20_000))
+    async with pair(server.url) as (a, b, conv), Client(server.url) as c:
+        await c.register("carol", "Carol")
+        await a.send_file(conv, src)
+        m = await take(b, attachment_of(conv))
+        assert isinstance(m, Message)
+        other = (await b.create("group", "Other", [c.account])).conv
+        await b.forward(m, other)
+        fwd = await take(
+            c,
+            lambda ev: (
+                isinstance(ev, Message)
+                and ev.conv == other
+                and isinstance(ev.content, kinds.Forward)
+            ),
+        )
+        assert isinstance(fwd, Message)
+        out = await c.download(fwd, tmp_path / "carol.txt")
+        assert out.read_bytes() == src.read_bytes()
+        assert len(blob_files(server.app)) == 1  # nothing uploaded again
+        # The forward is a message referencing the blob too: the sweeper keeps it.
+        assert server.app.media is not None
+        later = int(time.time() * 1000) + int(server.app.settings.media.grace * 1000) + 1
+        assert await server.app.media.sweep(later) == []
+
+
+async def test_the_image_bot_answers_an_image_with_its_size_and_a_thumbnail(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    from chatclient.bots import Bot
+
+    from tests.botkit import example
+
+    module = example("image_bot")
+    img = tmp_path / "photo.png"
+    Image.frombytes("RGB", (300, 200), os.urandom(300 * 200 * 3)).save(img)
+    async with (
+        Bot(server.url, tmp_path / "image_bot.key", module.router, handle="image_bot") as bot,
+        Client(server.url) as alice,
+    ):
+        await alice.register("alice", "Alice")
+        conv = await alice.direct(bot.me.account)
+        await alice.send_image(conv, img)
+        got: dict[type, Message] = {}
+        deadline = time.monotonic() + 20
+        while len(got) < 2 and time.monotonic() < deadline:  # the thumbnail, then the text
+            for ev in alice.events_nowait():
+                if isinstance(ev, Message) and ev.sender == bot.me.account:
+                    got[type(ev.content)] = ev
+            await asyncio.sleep(0.02)
+        answer, thumb = got[kinds.Text].content, got[kinds.Attachment]
+        assert isinstance(answer, kinds.Text)
+        assert answer.text == f"photo.png: {img.stat().st_size} bytes, 300x200 pixels"
+        out = await alice.download(thumb, tmp_path / "thumb.jpg")  # type: ignore[arg-type]
+        with Image.open(out) as got:
+            assert max(got.size) == 128
+
+
+async def test_a_file_deleted_for_everyone_is_swept_and_one_still_referenced_is_kept(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    src = tmp_path / "oops.txt"
+    src.write_bytes(os.urandom(9_000))
+    app = server.app
+    assert app.media is not None
+    async with pair(server.url) as (a, b, conv):
+        first = await a.send_file(conv, src)
+        second = await a.send_file(conv, src)
+        m2 = await take(b, lambda ev: isinstance(ev, Message) and ev.seq == second.seq)
+        assert isinstance(m2, Message)
+        await a.media.delete(conv, first.seq)
+        with pytest.raises(RequestError) as err:  # bob cannot detach alice's message
+            await b.media.delete(conv, second.seq)
+        assert err.value.code == ErrorCode.NOT_FOUND
+        later = int(time.time() * 1000) + int(app.settings.media.grace * 1000) + 1
+        swept = await app.media.sweep(later)
+        assert len(swept) == 1  # the first file's blob; the second is still referenced
+        assert await app.media.blobs.info(swept[0]) is None
+        assert isinstance(m2.content, kinds.Attachment)
+        assert (await b.download(m2, tmp_path / "kept.txt")).read_bytes() == src.read_bytes()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,14 @@ async def test_mint_then_statement_with_the_running_balance(
     assert main(["wallet", "statement", "@bob", "--currency", "eur", "--db", db]) == 0
     assert "(no entries)" in capsys.readouterr().out
     assert audit(Path(db)).ok
+    assert main(["wallet", "audit", "--json", "--db", db]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert (found["ok"], found["transfers"], found["sums"]) == (True, 3, {"USD": 0})
+    assert main(["wallet", "audit", "--db", db]) == 0
+    assert capsys.readouterr().out.startswith("ok: 3 transfers")
+    broken = sqlite3.connect(db)  # a wallet whose balance is not the sum of its entries
+    broken.execute("UPDATE wallets SET balance = balance + 1 WHERE account = 1")
+    broken.commit()
+    broken.close()
+    assert main(["wallet", "audit", "--db", db]) == 1
+    assert capsys.readouterr().out.startswith("FAILED")
