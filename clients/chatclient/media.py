@@ -463,12 +463,12 @@ def _verify_and_decrypt(att: kinds.Attachment, part: Path, dest: Path) -> None:
         part.unlink(missing_ok=True)
         raise AttachmentRefused("the blob's digest does not match the message: refused")
     tmp = dest.with_name(dest.name + ".tmp")
-    dec = A.Decryptor(att.key, att.size, att.digest)
-    try:
+    fkey, n = A.file_key(att.key), A.chunk_count(att.size)
+    try:  # chunk by chunk: the whole blob's digest (padding included) was checked above
         with part.open("rb") as f, tmp.open("wb") as out:
-            while piece := f.read(1024 * 1024):
-                out.write(dec.update(piece))
-        dec.finish()
+            for i in range(n):
+                start, end = A.chunk_span(att.size, i)
+                out.write(A.decrypt_chunk(fkey, i, f.read(end - start), i == n - 1))
     except DecryptError as exc:
         tmp.unlink(missing_ok=True)
         part.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from chatclient.events import Event
 from chatproto import frames as F
 from chatproto import kinds
 from chatproto.e2e import attachment as A
-from conftest import make_settings
+from conftest import make_settings, run_server
 
 from chatd.app import App
 from chatd.clock import SystemClock
@@ -38,18 +38,8 @@ class ShiftedClock(SystemClock):
 
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path, clock: ShiftedClock | None = None) -> AsyncIterator[App]:
-    app = App(make_settings(tmp_path), clock=clock)
-    task = asyncio.create_task(app.run())
-    started = asyncio.create_task(app.started.wait())
-    done, _ = await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        started.cancel()
-        task.result()
-    try:
-        yield app
-    finally:
-        app.stop()
-        await asyncio.wait_for(task, 30)
+    async with run_server(make_settings(tmp_path), clock) as server:
+        yield server.app
 
 
 async def http(
