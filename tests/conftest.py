@@ -17,6 +17,7 @@ import pytest_timeout  # type: ignore[import-untyped]
 import uvloop
 
 from chatd.app import App
+from chatd.clock import Clock
 from chatd.settings import Settings, load_settings
 
 SLOW_TEST_TIMEOUT = 600
@@ -104,8 +105,10 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
-    app = App(settings)
+async def run_server(
+    settings: Settings, clock: Clock | None = None
+) -> AsyncIterator[RunningServer]:
+    app = App(settings, clock)
     task = asyncio.create_task(app.run())
     started = asyncio.create_task(app.started.wait())
     done, _ = await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)

@@ -18,8 +18,10 @@ The outbox: every ``send`` is committed to the key store before it is written to
 and stays there until its ack. Each connection writes what is there in the order sent per
 conversation, with the original cmid and the same bytes (so the server stores each message once),
 including what an earlier process on the same key store left (typed offline, or killed before the
-ack). A message of this device that comes back by sync or fetch before its ack is taken as
-acknowledged and shown from its outbox plaintext.
+ack). A backlog (and anything after a refusal for rate) goes one message at a time, each after
+the previous one's answer, so no message is stored ahead of one sent before it; otherwise up to
+``SEND_WINDOW`` are in flight. A message of this device that comes back by sync or fetch before
+its ack is taken as acknowledged and shown from its outbox plaintext.
 
 Delivery to the application is exactly once and in seq order per conversation: the client keeps
 a cursor per conversation (highest contiguous seq), drops repeats, buffers what arrives early and
@@ -111,6 +113,10 @@ MEMBERSHIP_EVENTS = frozenset({"created", "joined", "left", "removed", "bot_acce
 again and new sender keys are made."""
 RATE_LIMIT_BACKOFF = (0.05, 1.0)
 """First and longest pause before repeating a request refused with ``RATE_LIMITED``."""
+SEND_WINDOW = 64
+"""Sends of one conversation written and not yet answered at a time. 1 (each waits for the
+previous one's answer) while a backlog from before a (re)connect drains and after a refusal to be
+retried (``RATE_LIMITED``): no message is stored ahead of one sent before it."""
 KNOWN_SENDERS = 4096
 """(conv, seq) -> sender remembered for addressing replies without a fetch."""
 
@@ -248,6 +254,10 @@ class Client:
         """Sent, not acknowledged: mirrors the key store's outbox (a previous run's too)."""
         self._flushers: dict[int, asyncio.Task[None]] = {}
         """Per conversation, the task writing its outbox entries in order."""
+        self._windows: dict[int, int] = {}
+        """Conversations whose sends go one at a time for now (see ``SEND_WINDOW``)."""
+        self._progress = asyncio.Event()
+        """Set (and replaced) when an outbox entry is answered, or the connection goes."""
         self._generation = 0
         """Counts logins: an entry is written once per connection."""
         self._saved_cursors: dict[int, int] = dict(self.keystore.cursors)
@@ -436,6 +446,7 @@ class Client:
                 self._ws = None
                 self._ready.clear()
                 self._fail_waiting(ConnectionLost("connection lost"))
+                self._progressed()
             if code == 1008 and self._fatal is None:
                 self._fatal = AuthError(int(ErrorCode.AUTH_FAILED), reason or "policy close")
             will_retry = self.reconnect and self._fatal is None and not self._closed
@@ -482,6 +493,8 @@ class Client:
             await self.e2e.setup(first_device=first_device)
             await self._fetch_to_device()  # sender keys first, so synced messages open
         await self.resync()
+        for p in self._outbox.values():  # a backlog goes out in order, one at a time
+            self._windows[p.conv] = 1
         self._kick()
 
     async def _resync_quietly(self) -> None:
@@ -1292,7 +1305,7 @@ class Client:
 
     async def _is_bot(self, account: int) -> bool:
         """Whether ``account`` is a bot, as the server says (its profile exists): what a signed
-        entry states about the accounts it adds (E2E.md 15.4)."""
+        entry states about the accounts it adds (E2E.md 15.5)."""
         if account in self._users:
             return False
         try:
@@ -1466,6 +1479,7 @@ class Client:
         if p is None:
             return False
         self.keystore.outbox_delete(cmid)
+        self._drained(p.conv)
         if p.future is not None and not p.future.done():
             p.future.set_exception(ClientClosed(f"message {cmid} discarded"))
         return True
@@ -1513,6 +1527,13 @@ class Client:
                 self._flushers[c] = self._tasks.create_task(self._flush(c))
 
     async def _flush(self, conv: int) -> None:
+        try:
+            await self._write_outbox(conv)
+        finally:  # one task per conversation with something to send, not per conversation ever
+            if self._flushers.get(conv) is asyncio.current_task():
+                del self._flushers[conv]
+
+    async def _write_outbox(self, conv: int) -> None:
         """Write the outbox entries of ``conv`` not yet written on this connection, in order
         (working out their addressees and encrypting each once, first)."""
         generation = self._generation
@@ -1540,8 +1561,21 @@ class Client:
                         continue
                 if self._outbox.get(p.cmid) is not p or generation != self._generation:
                     continue
+                if self._in_flight(conv, generation) >= self._windows.get(conv, SEND_WINDOW):
+                    await self._progress.wait()
+                    break  # from the start: an entry refused meanwhile goes again first
                 if not await self._transmit(p, generation):
                     return  # the connection is going: the next login starts again
+
+    def _in_flight(self, conv: int, generation: int) -> int:
+        return sum(
+            1 for p in self._outbox.values() if p.conv == conv and p.written_on == generation
+        )
+
+    def _progressed(self) -> None:
+        """Wake the outbox writers waiting for an answer (``SEND_WINDOW``)."""
+        done, self._progress = self._progress, asyncio.Event()
+        done.set()
 
     async def _prepare(self, p: _Pending) -> None:
         """Work out the addressees and encrypt; kept in the key store before the first write."""
@@ -1606,6 +1640,7 @@ class Client:
         if pending is None:
             return
         if _retryable(reply.code):
+            self._windows[pending.conv] = 1  # nothing overtakes it while it waits
             if self._tasks is not None and not self._closed:
                 self._tasks.create_task(self._retry_later(pending))
             return
@@ -1620,6 +1655,7 @@ class Client:
             return
         del self._outbox[p.cmid]
         self.keystore.outbox_delete(p.cmid)
+        self._drained(p.conv)
         exc: Exception = error or cause or ChatClientError("refused")
         code = error.code if isinstance(error, RequestError) else 0
         if p.future is not None and not p.future.done():
@@ -1635,6 +1671,7 @@ class Client:
         await asyncio.sleep(min(2.0, 0.05 * 2 ** min(p.attempts, 6)) * (0.5 + random.random()))
         if self._outbox.get(p.cmid) is p:
             p.written_on = 0
+            self._progressed()
             self._kick(p.conv)
 
     def _settle(self, ack: F.Ack) -> _Pending | None:
@@ -1645,11 +1682,19 @@ class Client:
             return None
         del self._outbox[ack.cmid]
         self.keystore.outbox_delete(ack.cmid)
+        self._drained(p.conv)
         if p.wire_kind == E2E_KIND and p.kind != E2E_KIND:
             self.e2e.remember_own(ack.conv, ack.seq, p.kind, p.body, p.reply_to)
         if p.future is not None and not p.future.done():
             p.future.set_result(ack)
         return p
+
+    def _drained(self, conv: int) -> None:
+        """An entry of ``conv`` left the outbox: wake its writer; the whole window again once
+        nothing of ``conv`` is left."""
+        self._progressed()
+        if conv in self._windows and not any(p.conv == conv for p in self._outbox.values()):
+            del self._windows[conv]
 
     def _settle_own(self, m: Message) -> None:
         """A message of this device that is still in the outbox came back (a sync, a gap fetch
@@ -1669,6 +1714,8 @@ class Client:
             if p.future is not None and not p.future.done():
                 p.future.set_exception(exc)
         self._outbox.clear()
+        self._windows.clear()
+        self._progressed()
 
     async def fetch(
         self, conv: int, *, after: int = 0, before: int | None = None, limit: int = 100

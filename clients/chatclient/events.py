@@ -102,8 +102,8 @@ class MembershipChanged:
     """A verified change of conversation ``conv``'s members (E2E.md section 15): signed by a
     device of ``actor`` and checked against the conversation's membership log. ``op``:
     ``create``, ``add``, ``remove``, ``leave`` (``account`` is the actor), ``role`` (``role``
-    is the new one) or ``access`` (a bot's, ``access``). ``members``: every member after it.
-    This device encrypts to exactly those members."""
+    is the new one) or ``access`` (a bot's, ``access``). ``member_count``: how many members
+    after it; ``Client.members.state(conv)`` lists them (this device encrypts to exactly those)."""
 
     conv: int
     seq: int
@@ -113,7 +113,7 @@ class MembershipChanged:
     account: int
     role: str = ""
     access: str = ""
-    members: tuple[int, ...] = ()
+    member_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)

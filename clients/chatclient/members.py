@@ -61,16 +61,25 @@ class Members:
         self._id = next_id
         self.behind: set[int] = set()
         """Conversations with a change seen live but not verified yet (a refresh is due)."""
+        self._cache: dict[int, ML.ChainState] = {}
+        """Decoded states (a channel's is large: decoded once, not per message)."""
 
     @property
     def _ks(self) -> Any:
         return self._e2e.ks
 
     def state(self, conv: int) -> ML.ChainState | None:
-        raw = self._ks.get(NS_CHAIN, str(conv))
-        return None if raw is None else msgspec.msgpack.decode(raw, type=ML.ChainState)
+        """The verified membership of ``conv`` as this device last checked it (None: never)."""
+        state = self._cache.get(conv)
+        if state is None:
+            raw = self._ks.get(NS_CHAIN, str(conv))
+            if raw is None:
+                return None
+            state = self._cache[conv] = msgspec.msgpack.decode(raw, type=ML.ChainState)
+        return state
 
     def _save(self, conv: int, state: ML.ChainState) -> None:
+        self._cache[conv] = state
         self._ks.put(NS_CHAIN, str(conv), msgspec.msgpack.encode(state))
 
     # ------------------------------------------------------------------ verifying
@@ -97,6 +106,27 @@ class Members:
             key = entry.signing_key
         return key
 
+    def _pin_group(self, conv: int, e: ML.Entry) -> None:
+        """A log belongs to one conversation: refuse a first entry already seen elsewhere."""
+        owner = self._ks.get(NS_GROUP, e.group.hex())
+        if owner is not None and int(owner) != conv:
+            raise ML.MembershipError(f"this membership log belongs to conversation {int(owner)}")
+        self._ks.put(NS_GROUP, e.group.hex(), str(conv).encode())
+
+    @staticmethod
+    def _event(conv: int, e: ML.Entry, seq: int, count: int) -> MembershipChanged:
+        return MembershipChanged(
+            conv=conv,
+            seq=seq,
+            epoch=e.epoch,
+            op=e.op,
+            actor=e.actor,
+            account=e.actor if e.op == "leave" else e.account,
+            role=e.role,
+            access=e.access,
+            member_count=count,
+        )
+
     def _step(
         self,
         conv: int,
@@ -110,62 +140,56 @@ class Members:
         ML.verify_signature(body, sig, key)
         new = ML.apply(state, e, body, sig, seq)
         if state is None:
-            owner = self._ks.get(NS_GROUP, e.group.hex())
-            if owner is not None and int(owner) != conv:
-                raise ML.MembershipError(
-                    f"this membership log belongs to conversation {int(owner)}"
-                )
-            self._ks.put(NS_GROUP, e.group.hex(), str(conv).encode())
-        account = e.actor if e.op == "leave" else e.account
-        event = MembershipChanged(
-            conv=conv,
-            seq=seq,
-            epoch=e.epoch,
-            op=e.op,
-            actor=e.actor,
-            account=account,
-            role=e.role,
-            access=e.access,
-            members=new.accounts,
-        )
-        return new, event
+            self._pin_group(conv, e)
+        return new, self._event(conv, e, seq, len(new.members))
 
     async def verified(self, conv: int) -> tuple[ML.ChainState, list[Event]]:
         """The conversation's verified membership, after fetching and checking the entries
-        this device has not seen; ``UnverifiedMembership`` if there is no log or it fails."""
-        state = self.state(conv)
+        this device has not seen (in linear time, however long the log: E2E.md 15.5);
+        ``UnverifiedMembership`` if there is no log or an entry fails (the state stays at the
+        last good entry)."""
         events: list[Event] = []
         while True:
-            after = 0 if state is None else state.epoch
+            start = self.state(conv)
+            replay = ML.Replay(start)
             page: F.MemberLog = await self._call(
-                F.GetMemberLog(id=self._id(), conv=conv, after=after, limit=MAX_PAGE), F.MemberLog
+                F.GetMemberLog(id=self._id(), conv=conv, after=replay.epoch, limit=MAX_PAGE),
+                F.MemberLog,
             )
+            failure: ChatProtoError | None = None
+            failed_at = 0
             for item in page.entries:
-                stored = self.state(conv)  # applied meanwhile (a live message, another call)?
-                if stored is not None and stored.epoch >= item.epoch:
-                    state = stored
+                if item.epoch <= replay.epoch:
                     continue
                 try:
                     e = ML.decode_entry(item.body)
                     key = await self._key(e.actor, e.device)
-                    state, event = self._step(conv, state, e, item.body, item.sig, key, item.seq)
+                    ML.verify_signature(item.body, item.sig, key)
+                    if replay.epoch == 0:
+                        self._pin_group(conv, e)
+                    replay.step(e, item.body, item.sig, item.seq)
                 except ChatProtoError as exc:
-                    raise UnverifiedMembership(
-                        f"conversation {conv}: membership entry {item.epoch} refused: {exc.message}"
-                    ) from exc
+                    failure, failed_at = exc, item.epoch
+                    break
+                events.append(self._event(conv, e, item.seq, replay.count))
+            now = self.state(conv)  # a live entry may have been applied meanwhile
+            if replay.epoch > (0 if now is None else now.epoch):
+                state = replay.state
+                assert state is not None
                 self._save(conv, state)
-                events.append(event)
+            if failure is not None:
+                raise UnverifiedMembership(
+                    f"conversation {conv}: membership entry {failed_at} refused: {failure.message}"
+                ) from failure
             if not page.more or not page.entries:
                 break
-        latest = self.state(conv)  # a live entry may have landed after the last page
-        if latest is not None and (state is None or latest.epoch > state.epoch):
-            state = latest
         self.behind.discard(conv)
-        if state is None:
+        final = self.state(conv)
+        if final is None:
             raise UnverifiedMembership(
                 f"conversation {conv} has no signed membership log: its members cannot be verified"
             )
-        return state, events
+        return final, events
 
     def apply_live(self, conv: int, seq: int, ev: kinds.SystemEvent) -> list[Event]:
         """A membership system message, in seq order: apply its signed entry now when it

@@ -23,6 +23,7 @@ from chatproto.e2e import attachment as A
 from chatproto.errors import ErrorCode
 from conftest import RunningServer, make_settings, run_server
 from PIL import Image
+from testkit import http_get
 
 from chatd.app import App
 from chatd.media.service import DAY_MS
@@ -178,6 +179,19 @@ async def test_the_sweeper_deletes_an_orphan_and_keeps_a_referenced_blob(
         assert await app.media.sweep(now) == []  # within the grace period: both stay
         later = now + int(app.settings.media.grace * 1000) + 1
         assert await app.media.sweep(later) == [orphan]
+        assert app.port is not None
+        status, metrics = await http_get(app.port, "/metrics")
+        assert status == 200
+        values = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("chatd_media")
+        }
+        assert values["chatd_media_stored_bytes"] == A.padded_size(10_000)
+        assert values["chatd_media_sweeper_runs_total"] >= 2
+        assert values["chatd_media_blobs_deleted_total"] == 1
+        assert values['chatd_media_bytes_total{direction="in"}'] == 2 * A.padded_size(10_000)
+        assert values["chatd_media_uploads_in_progress"] == 0
         assert await app.media.blobs.info(orphan) is None
         assert await app.media.blobs.info(kept) is not None
         assert len(blob_files(app)) == 1

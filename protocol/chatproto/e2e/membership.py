@@ -17,6 +17,7 @@ shortest encodings, ``members`` sorted by account); signature =
 
 from __future__ import annotations
 
+import bisect
 import struct
 from typing import Annotated, Final, Literal
 
@@ -121,9 +122,9 @@ class ChainState(msgspec.Struct, frozen=True, kw_only=True):
     past: tuple[Span, ...] = ()
 
     def member(self, account: int) -> MemberState | None:
-        for m in self.members:
-            if m.account == account:
-                return m
+        i = bisect.bisect_left(self.members, account, key=lambda m: m.account)
+        if i < len(self.members) and self.members[i].account == account:
+            return self.members[i]
         return None
 
     @property
@@ -285,27 +286,44 @@ def _genesis_state(e: Entry, body: bytes, sig: bytes, seq: int) -> ChainState:
     )
 
 
-def apply(state: ChainState | None, entry: Entry, body: bytes, sig: bytes, seq: int) -> ChainState:
-    """The state after ``entry`` (whose signature the caller verified against its device's key
-    in the actor's verified device list), or ``MembershipError``: a broken link (group, epoch,
-    previous hash), a change in a direct conversation, or a change the actor's role does not
-    allow. ``seq`` is the seq of the entry's system message (server metadata)."""
-    e = entry
-    if state is None:
-        return _genesis_state(e, body, sig, seq)
-    if e.group != state.group:
+class _Work:
+    """A chain state being replayed: members in a dict, so a long log (a channel of many
+    members) replays in linear time; ``ChainState`` is built once at the end."""
+
+    __slots__ = ("epoch", "group", "head", "kind", "members", "past", "seq")
+
+    def __init__(self, state: ChainState) -> None:
+        self.group, self.kind, self.epoch = state.group, state.kind, state.epoch
+        self.head, self.seq = state.head, state.seq
+        self.members = {m.account: m for m in state.members}
+        self.past = list(state.past)
+
+    def state(self) -> ChainState:
+        return ChainState(
+            group=self.group,
+            kind=self.kind,
+            epoch=self.epoch,
+            head=self.head,
+            seq=self.seq,
+            members=tuple(self.members[a] for a in sorted(self.members)),
+            past=tuple(self.past),
+        )
+
+
+def _step(w: _Work, e: Entry, body: bytes, sig: bytes, seq: int) -> None:
+    """Apply ``e`` to ``w`` in place; every check runs before anything changes."""
+    if e.group != w.group:
         raise _fail("membership entry of another conversation")
-    if e.epoch != state.epoch + 1 or not P.constant_time_equal(e.prev, state.head):
-        raise _fail(f"membership entry {e.epoch} does not follow entry {state.epoch}")
+    if e.epoch != w.epoch + 1 or not P.constant_time_equal(e.prev, w.head):
+        raise _fail(f"membership entry {e.epoch} does not follow entry {w.epoch}")
     if e.op == "create" or e.kind or e.members:
         raise _fail("a conversation is created once")
-    if state.kind == "direct":
+    if w.kind == "direct":
         raise _fail("a direct conversation's members are fixed at creation")
-    actor = state.member(e.actor)
+    members = w.members
+    actor = members.get(e.actor)
     if actor is None:
         raise _fail(f"account {e.actor} is not a member: it cannot change the members")
-    members = {m.account: m for m in state.members}
-    past = state.past
     target = members.get(e.account) if e.account else None
     match e.op:
         case "add":
@@ -326,12 +344,12 @@ def apply(state: ChainState | None, entry: Entry, body: bytes, sig: bytes, seq: 
             if target.role == "admin" and actor.role != "owner":
                 raise _fail("only the owner removes an admin")
             del members[e.account]
-            past = (*past, Span(e.account, target.since, seq))
+            w.past.append(Span(e.account, target.since, seq))
         case "leave":
             if e.account or e.role or e.access:
                 raise _fail("malformed leave entry")
             del members[e.actor]
-            past = (*past, Span(e.actor, actor.since, seq))
+            w.past.append(Span(e.actor, actor.since, seq))
             if actor.role == "owner":
                 new_owner = heir(list(members.values()))
                 if new_owner is not None:
@@ -354,15 +372,47 @@ def apply(state: ChainState | None, entry: Entry, body: bytes, sig: bytes, seq: 
             members[e.account] = msgspec.structs.replace(target, access=e.access)
         case _:  # pragma: no cover - the decoder admits only the ops above
             raise _fail(f"unknown op {e.op!r}")
-    return ChainState(
-        group=state.group,
-        kind=state.kind,
-        epoch=e.epoch,
-        head=entry_hash(body, sig),
-        seq=seq,
-        members=tuple(sorted(members.values(), key=lambda m: m.account)),
-        past=past,
-    )
+    w.epoch, w.head, w.seq = e.epoch, entry_hash(body, sig), seq
+
+
+def apply(state: ChainState | None, entry: Entry, body: bytes, sig: bytes, seq: int) -> ChainState:
+    """The state after ``entry`` (whose signature the caller verified against its device's key
+    in the actor's verified device list), or ``MembershipError``: a broken link (group, epoch,
+    previous hash), a change in a direct conversation, or a change the actor's role does not
+    allow. ``seq`` is the seq of the entry's system message (server metadata). ``state`` is
+    never changed."""
+    if state is None:
+        return _genesis_state(entry, body, sig, seq)
+    w = _Work(state)
+    _step(w, entry, body, sig, seq)
+    return w.state()
+
+
+class Replay:
+    """Apply many entries in a row (a fetched log) in linear time: ``step`` each, then
+    ``state``. A refused entry raises and leaves the replay at the last good one."""
+
+    def __init__(self, state: ChainState | None) -> None:
+        self._w = None if state is None else _Work(state)
+
+    @property
+    def epoch(self) -> int:
+        return 0 if self._w is None else self._w.epoch
+
+    def step(self, entry: Entry, body: bytes, sig: bytes, seq: int) -> None:
+        if self._w is None:
+            self._w = _Work(_genesis_state(entry, body, sig, seq))
+        else:
+            _step(self._w, entry, body, sig, seq)
+
+    @property
+    def count(self) -> int:
+        """How many members there are now."""
+        return 0 if self._w is None else len(self._w.members)
+
+    @property
+    def state(self) -> ChainState | None:
+        return None if self._w is None else self._w.state()
 
 
 def member_at(state: ChainState, account: int, seq: int) -> bool:
