@@ -3,7 +3,9 @@
     chat [--server URL] [--key FILE] register HANDLE "Display Name"   # once: create the account
     chat [--server URL] [--key FILE]                                  # then: chat interactively
 
-The server defaults to $CHAT_SERVER or ws://127.0.0.1:8765/ws, the key file to $CHAT_KEY or
+The server defaults to $CHAT_SERVER or ws://127.0.0.1:8765/ws; several nodes of one service can
+be given (``--server`` repeated, or commas), and after a drop ``chat`` goes on with the next one,
+as the SDK does. The key file defaults to $CHAT_KEY or
 ~/.config/chatd/default.key (mode 0600: it holds the device's private key). Type /help inside.
 With a TTY, incoming events print above the input line; with a pipe, commands are read line by
 line and events are printed as they come, so the client can be scripted.
@@ -165,12 +167,9 @@ class CannotConnect(Exception):
 class Session:
     """Runs commands against a connected ``Client`` and shows its events on a console."""
 
-    def __init__(
-        self, client: Client, console: Console, url: str, *, assume_yes: bool = False
-    ) -> None:
+    def __init__(self, client: Client, console: Console, *, assume_yes: bool = False) -> None:
         self.client = client
         self.console = console
-        self.url = url
         self.assume_yes = assume_yes
         """``chat --yes``: payments go without the confirmation step (scripts)."""
         self._pending: tuple[str, Callable[[], Awaitable[None]]] | None = None
@@ -543,7 +542,9 @@ class Session:
                     self.show(text)
             case Me():
                 ks = c.keystore
-                self.show(f"@{ks.handle} (account {ks.account}, device {ks.device}) on {self.url}")
+                self.show(
+                    f"@{ks.handle} (account {ks.account}, device {ks.device}) on {self.client.url}"
+                )
                 self.show(f"device key {ks.key.public_key.hex()}", "dim")
             case Drop():
                 self.show("dropping the connection", "dim")
@@ -1094,8 +1095,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--server",
+        action="append",
         default=argparse.SUPPRESS,
-        help=f"chatd WebSocket URL (default: $CHAT_SERVER or {DEFAULT_SERVER})",
+        help=(
+            f"chatd WebSocket URL (default: $CHAT_SERVER or {DEFAULT_SERVER}); repeat it, or"
+            " separate with commas, for the nodes of a cluster: after a drop chat uses the next"
+        ),
     )
     common.add_argument(
         "--key",
@@ -1148,10 +1153,13 @@ def server_url(text: str) -> str:
     return urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
 
-def _settings(args: argparse.Namespace) -> tuple[str, Path, float]:
-    server = getattr(args, "server", None) or os.environ.get("CHAT_SERVER") or DEFAULT_SERVER
+def _settings(args: argparse.Namespace) -> tuple[list[str], Path, float]:
+    """The typed server addresses (each ``--server``, comma-separated lists split), the key
+    file and the connect timeout."""
+    given = getattr(args, "server", None) or [os.environ.get("CHAT_SERVER") or DEFAULT_SERVER]
+    servers = [s for text in given for s in text.split(",") if s.strip()] or [DEFAULT_SERVER]
     key = getattr(args, "key", None) or os.environ.get("CHAT_KEY") or DEFAULT_KEY
-    return server, Path(key).expanduser(), float(getattr(args, "connect_timeout", 10.0))
+    return servers, Path(key).expanduser(), float(getattr(args, "connect_timeout", 10.0))
 
 
 def _refused(exc: AuthError, url: str, key_path: Path) -> str:
@@ -1184,7 +1192,8 @@ async def _connect(client: Client, wait_s: float) -> None:
         with contextlib.suppress(Exception):
             await client.__aexit__(None, None, None)
         if isinstance(exc, TimeoutError):
-            raise CannotConnect(f"cannot reach the server at {client.url}") from None
+            where = " or ".join(client.urls)
+            raise CannotConnect(f"cannot reach the server at {where}") from None
         raise
 
 
@@ -1197,7 +1206,7 @@ async def run(
     """The whole CLI as a coroutine (``main`` runs it; tests call it in-process)."""
     out = stdout if stdout is not None else sys.stdout
     args = build_parser().parse_args(argv)
-    typed_url, key_path, timeout = _settings(args)
+    typed_urls, key_path, timeout = _settings(args)
 
     def fail(msg: str) -> int:
         out.write(f"chat: {msg}\n")
@@ -1205,7 +1214,7 @@ async def run(
         return 1
 
     try:
-        url = server_url(typed_url)
+        urls = [server_url(typed) for typed in typed_urls]
     except ParseError as exc:
         return fail(str(exc))
     try:
@@ -1225,7 +1234,7 @@ async def run(
     except OSError as exc:
         return fail(f"cannot open the key file {key_path}: {exc.strerror or exc}")
     try:
-        return await _run_with(args, ks, url, key_path, timeout, stdin, out, fail)
+        return await _run_with(args, ks, urls, key_path, timeout, stdin, out, fail)
     finally:
         ks.close()
 
@@ -1233,7 +1242,7 @@ async def run(
 async def _run_with(
     args: argparse.Namespace,
     ks: KeyStore,
-    url: str,
+    urls: list[str],
     key_path: Path,
     connect_timeout: float,
     stdin: int | None,
@@ -1242,17 +1251,17 @@ async def _run_with(
 ) -> int:
     try:
         if args.command == "register":
-            return await _register(url, ks, key_path, args.handle, args.name, connect_timeout, out)
+            return await _register(urls, ks, key_path, args.handle, args.name, connect_timeout, out)
         if not ks.registered:
             return fail(
                 f'{key_path} holds no account yet: run  chat --key {key_path} register HANDLE "Name"'
             )
-        client = Client(url, ks)
+        client = Client(urls, ks)
         await _connect(client, connect_timeout)
         try:
             with open_console(stdin if stdin is not None else 0, out) as console:
                 yes = bool(getattr(args, "yes", False))
-                return await Session(client, console, url, assume_yes=yes).run()
+                return await Session(client, console, assume_yes=yes).run()
         finally:
             await client.__aexit__(None, None, None)
     except CannotConnect as exc:
@@ -1260,13 +1269,19 @@ async def _run_with(
     except ParseError as exc:
         return fail(str(exc))
     except AuthError as exc:
-        return fail(_refused(exc, url, key_path))
+        return fail(_refused(exc, urls[0], key_path))
     except ChatClientError as exc:
         return fail(f"error: {exc}")
 
 
 async def _register(
-    url: str, ks: KeyStore, key_path: Path, handle: str, name: str, wait_s: float, out: TextIO
+    urls: list[str],
+    ks: KeyStore,
+    key_path: Path,
+    handle: str,
+    name: str,
+    wait_s: float,
+    out: TextIO,
 ) -> int:
     if ks.registered:
         out.write(
@@ -1280,14 +1295,15 @@ async def _register(
         raise ParseError("the display name must have 1 to 64 characters")
     if not key_path.parent.exists():
         key_path.parent.mkdir(mode=0o700, parents=True)
-    client = Client(url, ks)
+    client = Client(urls, ks)
     await _connect(client, wait_s)
     try:
         account = await client.register(handle, name, device_name="chat cli")
     finally:
         await client.__aexit__(None, None, None)
     out.write(f"registered @{handle} (account {account}); key saved to {key_path}\n")
-    out.write(f"start chatting:  chat --server {url} --key {key_path}\n")
+    servers = " ".join(f"--server {u}" for u in urls)
+    out.write(f"start chatting:  chat {servers} --key {key_path}\n")
     out.flush()
     return 0
 
