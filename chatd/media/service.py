@@ -70,6 +70,11 @@ class MediaService:
     async def upload_token(self, account: int, f: F.UploadToken) -> F.MediaToken:
         if not await self._member(f.conv, account):
             raise NotFound("no such conversation")
+        if f.blob:  # resuming: a fresh token for the caller's own unfinished upload
+            info = await self.blobs.info(f.blob)
+            if info is None or info.owner != account or info.complete or info.size != f.size:
+                raise NotFound("no such unfinished upload of yours")
+            return await self._token("upload", f.blob, account, f"{UPLOAD_PATH}/{f.blob}", f.id)
         s = self.settings
         if f.size > s.max_file_bytes:
             raise ChatdError(

@@ -323,3 +323,45 @@ async def test_a_stalled_upload_is_cut_and_keeps_what_arrived(
         finally:
             for cl in (a, b, c):
                 await cl.aclose()
+
+
+async def test_an_upload_outlives_its_token_only_for_its_own_uploader(tmp_path: Path) -> None:
+    """The token expires mid-upload (the clock moves past its ttl while the connection drops):
+    the SDK gets a new token for the same unfinished blob and completes it; nobody else can."""
+    clock = ShiftedClock()
+    async with running(tmp_path, clock) as app:
+        assert app.port is not None and app.media is not None
+        a, b, c, conv = await three(f"ws://127.0.0.1:{app.port}/ws")
+        try:
+            data = os.urandom(2_000_000)
+            src = tmp_path / "slow.bin"
+            src.write_bytes(data)
+            total = A.padded_size(len(data))
+            blobs: list[str] = []
+
+            def progress(done: int, _total: int) -> None:
+                if not blobs and done >= total // 2:
+                    blobs.append("cut")
+                    clock.shift = int(app.settings.media.token_ttl * 1000) + 1
+                    a.media.drop_connection()
+
+            await a.send_file(conv, src, progress=progress)
+            assert blobs == ["cut"]
+            m = await take(b, is_attachment)
+            assert (await b.download(m, tmp_path / "got.bin")).read_bytes() == data  # type: ignore[arg-type]
+            # An unfinished upload of alice's cannot be taken over by bob, a member.
+            up = await a._call(F.UploadToken(id=a._next_id(), conv=conv, size=8192), F.MediaToken)
+            with pytest.raises(NotFound):
+                await b._call(
+                    F.UploadToken(id=b._next_id(), conv=conv, size=8192, blob=up.blob),
+                    F.MediaToken,
+                )
+            again = await a._call(
+                F.UploadToken(id=a._next_id(), conv=conv, size=8192, blob=up.blob), F.MediaToken
+            )
+            assert again.blob == up.blob and again.token != up.token
+            _, held = await app.media.blobs.usage(a.account, 0)
+            assert held == total + 8192  # the renewal reserved nothing more
+        finally:
+            for cl in (a, b, c):
+                await cl.aclose()
