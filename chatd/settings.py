@@ -57,7 +57,9 @@ class StoreSettings:
     max_batch: int = 1024
     commit_interval: float = 0.002
     """Seconds the writer gathers writes before each commit (0: commit as soon as woken).
-    Trades up to this much latency for fewer, larger transactions and fsyncs."""
+    Trades up to this much latency for fewer, larger transactions and fsyncs. On PostgreSQL the
+    writer waits it only while writes keep arriving (``postgres.GATHER_WORTH``): a lone write
+    commits at once."""
 
 
 @dataclass(frozen=True, slots=True)
