@@ -149,13 +149,20 @@ def serve_relay(port: int, lag_file: str) -> None:
 
 
 class Server:
-    def __init__(self, kind: str, workdir: Path) -> None:
+    """``relay``, ``chatd`` (this checkout), or ``LABEL=PATH``: chatd from another checkout
+    (e.g. a ``git worktree`` of an older commit, to measure before and after in one run)."""
+
+    def __init__(self, spec: str, workdir: Path) -> None:
+        label, _, tree = spec.partition("=")
+        kind = "relay" if spec == "relay" else "chatd"
         self.kind = kind
+        self.label = label
         self.port = free_port()
-        self.lag_file = str(workdir / f"lag-{kind}-{self.port}.txt")
-        self.log = open(workdir / f"{kind}-{self.port}.log", "wb")  # noqa: SIM115
+        self.lag_file = str(workdir / f"lag-{label}-{self.port}.txt")
+        self.log = open(workdir / f"{label}-{self.port}.log", "wb")  # noqa: SIM115
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), str(HERE)) if p)
+        root = Path(tree).resolve() if tree else REPO
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (root, root / "protocol", HERE) if p)
         me = [sys.executable, str(Path(__file__).resolve())]
         if kind == "chatd":
             env.update(
@@ -668,7 +675,7 @@ def run_point(
 
 def idle_point(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     server = Server(kind, workdir)
-    gen = Generator(kind, server.port, a.workers)
+    gen = Generator(server.kind, server.port, a.workers)
     try:
         time.sleep(1.0)
         base = rss_bytes(server.pid)
@@ -721,15 +728,16 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     parts = a.only.split(",")
     kinds = a.servers.split(",")
+    names = [k.partition("=")[0] for k in kinds]
     workdir = Path(tempfile.mkdtemp(prefix="bench-relay-"))
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {k: {} for k in kinds}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in names}
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     load0 = os.getloadavg()
     for rep in range(a.reps):
-        for kind in kinds:
+        for spec, name in zip(kinds, names, strict=True):
             if "max" in parts or "fixed" in parts:
-                server = Server(kind, workdir)
-                gen = Generator(kind, server.port, a.workers)
+                server = Server(spec, workdir)
+                gen = Generator(server.kind, server.port, a.workers)
                 try:
                     gen.connect(a.clients)
                     for part in ("max", "fixed"):
@@ -737,9 +745,9 @@ def main() -> int:
                             continue
                         mode = "closed" if part == "max" else "open"
                         r = run_point(server, gen, mode, a, 0 if part == "max" else a.rate)
-                        runs[kind].setdefault(part, []).append(r)
+                        runs[name].setdefault(part, []).append(r)
                         print(
-                            f"[{rep + 1}/{a.reps}] {kind:5} {part:5} "
+                            f"[{rep + 1}/{a.reps}] {name:6} {part:5} "
                             f"{r['deliveries_per_s']:8.0f} deliv/s  {r['server_us_per_delivery']:5.1f} us/deliv"
                             f"  server {r['server_cpu_pct']:3.0f}%  gen {r['generator_cpu_pct']:3.0f}%"
                             f"  (others on core 0 {r['core0_others_pct']:2.0f}%)"
@@ -752,41 +760,45 @@ def main() -> int:
                     gen.close()
                     server.stop()
             if "idle" in parts:
-                r = idle_point(kind, a, workdir)
-                runs[kind].setdefault("idle", []).append(r)
+                r = idle_point(spec, a, workdir)
+                runs[name].setdefault("idle", []).append(r)
                 print(
-                    f"[{rep + 1}/{a.reps}] {kind:5} idle  {r['kib_per_connection']:.1f} KiB/conn",
+                    f"[{rep + 1}/{a.reps}] {name:6} idle  {r['kib_per_connection']:.1f} KiB/conn",
                     flush=True,
                 )
     table: dict[str, Any] = {}
     print(
-        f"\n{a.clients} clients, groups of {GROUP}, {BODY_BYTES}-byte bodies; median (min-max) of {a.reps}"
+        f"\n{a.clients} clients, groups of {GROUP}, {BODY_BYTES}-byte bodies; median (min-max) of"
+        f" {a.reps}; ratios are of medians, each server against the relay"
     )
     rows = [
         ("max", "deliveries_per_s", "max deliveries/s (closed loop)", ".0f"),
         ("fixed", "server_us_per_delivery", f"server CPU µs/delivery at {a.rate:.0f}/s", ".1f"),
-        ("fixed", "p50_ms", "p50 ms", ".2f"),
-        ("fixed", "p99_ms", "p99 ms", ".2f"),
-        ("fixed", "max_loop_stall_ms", "max loop stall ms", ".1f"),
+        ("fixed", "p50_ms", f"p50 ms at {a.rate:.0f}/s", ".2f"),
+        ("fixed", "p99_ms", f"p99 ms at {a.rate:.0f}/s", ".2f"),
+        ("fixed", "max_loop_stall_ms", f"max loop stall ms at {a.rate:.0f}/s", ".1f"),
+        ("max", "max_loop_stall_ms", "max loop stall ms at max", ".1f"),
         ("idle", "kib_per_connection", f"idle KiB/conn at {a.idle}", ".1f"),
         ("max", "server_cpu_pct", "server CPU % at max", ".0f"),
         ("max", "generator_cpu_pct", "generator CPU % at max", ".0f"),
+        ("max", "core0_others_pct", "others on core 0 % at max", ".0f"),
+        ("fixed", "core0_others_pct", f"others on core 0 % at {a.rate:.0f}/s", ".0f"),
     ]
     for part, key, label, f in rows:
-        cells = {}
-        for kind in kinds:
-            if runs[kind].get(part):
-                cells[kind] = summary(runs[kind][part], key)
+        cells = {n: summary(runs[n][part], key) for n in names if runs[n].get(part)}
         if not cells:
             continue
-        ratio = ""
-        if "relay" in cells and "chatd" in cells and cells["relay"]["median"]:
-            ratio = f"{cells['chatd']['median'] / cells['relay']['median']:.2f}"
-        table[label] = {**cells, "chatd/relay": ratio}
+        ratios = {}
+        if "relay" in cells and cells["relay"]["median"]:
+            for n, v in cells.items():
+                if n != "relay":
+                    ratios[f"{n}/relay"] = round(v["median"] / cells["relay"]["median"], 2)
+        table[label] = {**cells, **ratios}
         print(
             f"{label:42} "
-            + "  ".join(f"{k}: {fmt(v, f):28}" for k, v in cells.items())
-            + f"  chatd/relay {ratio}"
+            + "  ".join(f"{k}: {fmt(v, f):24}" for k, v in cells.items())
+            + "  "
+            + "  ".join(f"{k} {v:.2f}" for k, v in ratios.items())
         )
     if a.json:
         Path(a.json).write_text(

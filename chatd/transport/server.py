@@ -21,7 +21,7 @@ from websockets.typing import Origin, Subprotocol
 from chatd import __version__
 from chatd.health import Health
 from chatd.session import CLOSE_POLICY, Services, Session
-from chatd.transport.link import WsLink
+from chatd.transport.link import Outbox, WsLink
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class Transport:
     def __init__(self, services: Services, draining: Callable[[], bool]) -> None:
         self._svc = services
         self.health = Health(services.deps, draining)
+        self._outbox = Outbox()
         self.server: Server | None = None
 
     async def _http(self, ws: ServerConnection, request: Request) -> Response | None:
@@ -95,7 +96,7 @@ class Transport:
         # ``request`` is set, so a shared placeholder stands in.
         ws.request, ws.response = _HANDSHAKE_DONE, None
         metrics = d.metrics
-        link = WsLink(ws, d.settings.limits, metrics)
+        link = WsLink(ws, d.settings.limits, metrics, self._outbox)
         session = Session(self._svc, link)
         metrics.connections.labels(state="open").inc()
         health = self.health
