@@ -1,12 +1,14 @@
 """The embedded store: one SQLite file in WAL mode, one writer with group commit.
 
-Everything runs on the event loop's thread, on purpose. Group commit wants a whole batch
-(membership check, idempotency look-up, seq assignment, insert, for every write queued since the
-last commit, then one COMMIT) as one unit of work; handing it to a database thread (aiosqlite, or
-an executor) cost two thread hand-offs per commit, which measured as the largest share of server
-CPU per message at moderate load (see loadtest/README.md). The price is that the loop waits for
-the fsync of each commit; while it waits, new frames queue up in the sockets and form the next,
-larger batch. Reads use a second connection (WAL: they never wait for the writer).
+Every write is an op queued for the group-commit writer (``store.writer``), which hands each
+whole batch (membership check, idempotency look-up, seq assignment, insert, for every write
+queued since the last commit, then one COMMIT) to ONE dedicated writer thread: the event loop
+never waits for the disk. Only the writer thread touches the write connection and the caches
+below while the process runs, and batches go to it one at a time, in order, so commit order is
+queue order. A thread hand-off per batch (not per statement, as aiosqlite or an executor per call
+would do) is cheap; the fsync it keeps off the loop is not (it blocked the loop for milliseconds
+per commit, see loadtest/README.md). Reads use a second connection on the loop's thread (WAL:
+they never wait for the writer).
 
 Seqs come from an in-memory cache of each conversation's last seq, loaded from the messages
 table (its highest seq); after a failed commit the cache is dropped and reloaded, so seqs stay
@@ -18,6 +20,7 @@ file, and a second ``chatd`` on the same file refuses to start.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import fcntl
 import logging
@@ -223,6 +226,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         self._lock_fd: int | None = None
         self._last_seq: dict[int, int] = {}
         self._addressed: dict[int, tuple[int, ...]] = {}
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -234,6 +238,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         if applied:
             log.info("migrated", extra={"applied": applied, "db": self.path})
         self._r = _connect(self.path, readonly=True, synchronous="NORMAL")
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
 
     def _take_lock(self) -> int | None:
         if self.path == ":memory:":
@@ -250,7 +255,9 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         return fd
 
     async def _apply_batch(self, batch: list[_Op[Any]]) -> list[Any]:
-        return self._apply(batch)  # on the loop thread, on purpose (see the module docstring)
+        if self._thread is None:  # not opened: nothing can have been queued but by a test
+            return self._apply(batch)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._apply, batch)
 
     def _apply(self, batch: list[_Op[Any]]) -> list[Any]:
         """One transaction for the whole batch."""
@@ -278,6 +285,8 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         """Refuse new writes, let the writer commit what is queued, then close the files."""
         if not await self._drain():
             return
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
         if self._w is not None:
             self._w.close()
         if self._r is not None:

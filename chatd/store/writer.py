@@ -59,21 +59,27 @@ class GroupCommitWriter(Generic[OpT]):
         raise NotImplementedError
 
     async def run(self) -> None:
-        """The writer. Each time it wakes it waits ``commit_interval`` for more writes, then
-        commits everything queued (up to ``max_batch``) as one transaction and resolves the
-        futures in order; it returns once ``aclose`` was called and nothing is left to commit."""
+        """The writer: commits everything queued (up to ``max_batch``) as one transaction and
+        resolves the futures in order; it returns once ``aclose`` was called and nothing is left
+        to commit.
+
+        Gathering is adaptive: an idle writer commits at once (no fixed wait), and at most one
+        commit starts per ``commit_interval``; the writes that arrive meanwhile, and while a
+        commit is in flight, form the next batch, so batches grow with the load."""
         self._running = True
+        loop = asyncio.get_running_loop()
+        last_start = -1e9
         try:
             while True:
                 await self._wake.wait()
-                if self._commit_interval and len(self._pending) < self._max_batch:
-                    # Gather the writes of the next moment into the same commit: one
-                    # transaction and one fsync for all of them (group commit).
-                    await asyncio.sleep(self._commit_interval)
+                wait = last_start + self._commit_interval - loop.time()
+                if wait > 0 and len(self._pending) < self._max_batch:
+                    await asyncio.sleep(wait)
                 self._wake.clear()
                 if self._pending:
                     batch = self._pending[: self._max_batch]
                     del self._pending[: self._max_batch]
+                    last_start = loop.time()
                     await self._commit(batch)
                     if self._pending:
                         self._wake.set()  # more: commit it after letting the loop breathe
