@@ -558,8 +558,10 @@ class Worker:
                 for c in self.clients:
                     if c.transport is not None:
                         c.transport.close()
+                os.set_blocking(self.pipe.fileno(), True)
                 self.pipe.send({"ok": 0})
                 return
+            os.set_blocking(self.pipe.fileno(), True)  # add_reader made it non-blocking
             self.pipe.send(out)
 
 
@@ -639,10 +641,28 @@ def run_point(
     for pipe, cmd in zip(gen.pipes, cmds, strict=True):
         pipe.send(cmd)
     time.sleep(max(0.0, (win_from - time.monotonic_ns()) / 1e9))
+    spy = None
+    if a.profile and server.kind == "chatd":
+        spy_out = Path(server.lag_file).with_name(f"pyspy-{server.label}-{mode}-{server.port}.txt")
+        spy_cmd = ["taskset", "-c", "1", str(Path(sys.executable).with_name("py-spy"))]
+        spy_cmd += ["record", "--pid", str(server.pid), "--nonblocking", "--threads"]
+        spy_cmd += ["--rate", "200", "--duration", str(max(1, int(a.measure) - 1))]
+        spy_cmd += ["--format", "raw", "-o", str(spy_out)]
+        spy = subprocess.Popen(
+            spy_cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     c0, b0, m0 = cpu_seconds(server.pid), core_busy(0), time.monotonic()
     time.sleep(max(0.0, (win_to - time.monotonic_ns()) / 1e9))
     c1, b1, m1 = cpu_seconds(server.pid), core_busy(0), time.monotonic()
     res = [pipe.recv() for pipe in gen.pipes]
+    profile = None
+    if spy is not None:
+        spy.wait(60)
+        from bench_core import summarize_pyspy
+
+        profile = summarize_pyspy(spy_out, top=25)
     window = (win_to - win_from) / 1e9
     copies = sum(r["to"][0] - r["from"][0] for r in res)
     gen_cpu = sum(r["to"][3] - r["from"][3] for r in res)
@@ -668,6 +688,8 @@ def run_point(
         "errors": sum(r["errors"] for r in res),
         "loadavg": os.getloadavg()[0],
     }
+    if profile is not None:
+        out["profile"] = profile
     gp, sp = out["generator_cpu_pct"], out["server_cpu_pct"]
     out["saturated"] = "server" if sp >= 90 else "generator" if gp >= 90 else "neither"
     return out
@@ -721,6 +743,11 @@ def main() -> int:
     p.add_argument("--drain", type=float, default=15.0)
     p.add_argument("--idle", type=int, default=10000)
     p.add_argument("--json", help="write every run and the summary here")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy chatd during each window (on core 1; perturbs the generator's figures)",
+    )
     a = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so servers are stopped in finally
     os.sched_setaffinity(0, {1})

@@ -7,37 +7,24 @@ import asyncio
 import time
 
 from websockets.asyncio.server import ServerConnection
-from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from chatd.metrics import Metrics
 from chatd.settings import LimitSettings
 
-
-class _WireCache:
-    """The WebSocket framing of the last payload written, keyed by identity.
-
-    Server-to-client frames are unmasked, so one payload has the same wire bytes on every
-    connection. The hub hands the SAME bytes object to every watcher of a fan-out; framing it
-    once here (instead of once per connection inside websockets) makes a delivery one
-    ``transport.write`` of shared bytes.
-    """
-
-    __slots__ = ("payload", "wire")
-
-    def __init__(self) -> None:
-        self.payload: bytes | None = None
-        self.wire = b""
-
-    def frame(self, payload: bytes) -> bytes:
-        if payload is not self.payload:
-            # permessage-deflate is never negotiated (compression=None), so no extensions apply.
-            self.wire = Frame(Opcode.BINARY, payload).serialize(mask=False, extensions=[])
-            self.payload = payload
-        return self.wire
+_SHORT = [bytes((0x82, n)) for n in range(126)]
 
 
-_wire = _WireCache()
+def frame_header(size: int) -> bytes:
+    """The header of an unfragmented, unmasked binary WebSocket frame of ``size`` bytes (FIN,
+    opcode 2; RFC 6455 5.2): the same bytes as websockets' ``Frame.serialize`` without its
+    per-frame objects. Server frames are never masked and permessage-deflate is never
+    negotiated (``compression=None``), so the payload follows as it is."""
+    if size < 126:
+        return _SHORT[size]
+    if size < 65536:
+        return b"\x82\x7e" + size.to_bytes(2, "big")
+    return b"\x82\x7f" + size.to_bytes(8, "big")
 
 
 class Outbox:
@@ -96,15 +83,15 @@ class WsLink:
         if self._dropped:
             return
         # A complete, unfragmented binary frame: websockets keeps no per-frame state for
-        # outgoing data frames, and we never fragment.
-        wire = _wire.frame(data)
+        # outgoing data frames, and we never fragment. The payload is not copied here: a
+        # fan-out's one bytes object is shared by every watcher until the flush joins it.
         self._metrics.hot.frames_out += 1
         out = self._out
         if out is None:
-            self._out = [wire]
+            self._out = [frame_header(len(data)), data]
             self._outbox.add(self)
         else:
-            out.append(wire)
+            out += (frame_header(len(data)), data)
 
     def flush(self) -> None:
         """Write what this turn owes the peer, then apply the slow-consumer rule."""
@@ -113,7 +100,7 @@ class WsLink:
         if not out or self._dropped or ws.protocol.state is not State.OPEN:
             return  # a closing connection sends nothing after its close frame
         transport = ws.transport
-        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        transport.write(b"".join(out))
         pending = transport.get_write_buffer_size()
         bound = self._limits.max_outbound_bytes
         if pending <= bound:
