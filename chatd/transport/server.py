@@ -1,21 +1,30 @@
 """The WebSocket server: ``/ws`` for clients, ``/healthz``, ``/readyz``, ``/status`` (JSON) and
-``/metrics`` for operators, all on one port (``chatd.health`` says what they report). Each
-connection is one handler coroutine (owned by websockets' server): it sends the challenge,
-enforces the auth deadline, and feeds frames to its session."""
+``/metrics`` for operators, all on one port (``chatd.health`` says what they report).
+
+websockets does the handshake, the HTTP routes (``process_request``), pings, closing and
+draining. Incoming data frames skip its message queue: ``_Connection`` hands each one, as the
+sans-I/O protocol parses it, to the connection's ``Inbox``, which lets the session handle it
+at once when that needs no waiting (the hot path: a logged-in ``send``, queued for the next
+commit) and otherwise queues it, in order, for the connection's handler coroutine (owned by
+websockets' server), which also sends the challenge and enforces the auth deadline."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
 
 from chatproto import PROTOCOL_VERSION, WS_PATH
+from chatproto import frames as F
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import Event
 from websockets.typing import Origin, Subprotocol
 
 from chatd import __version__
@@ -34,6 +43,113 @@ def _text(
 
 
 _HANDSHAKE_DONE = Request(WS_PATH, Headers())
+
+
+class Inbox:
+    """One connection's incoming messages, in order. A message that arrives while nothing is
+    queued and the handler is idle goes to ``Session.receive_nowait`` at once; the frames that
+    need waiting (and everything behind them) queue for the handler. Past ``HIGH`` queued
+    messages the socket stops being read until the handler is down to ``LOW`` (the bound
+    websockets' own queue had, ``max_queue=16``)."""
+
+    HIGH = 16
+    LOW = 4
+
+    __slots__ = ("_busy", "_closed", "_frag", "_paused", "_queue", "_session", "_waiter", "_ws")
+
+    def __init__(self, ws: _Connection, session: Session) -> None:
+        self._ws = ws
+        self._session = session
+        self._queue: deque[bytes | str | F.ClientFrame] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._busy = True  # until the handler first waits for a message
+        self._paused = False
+        self._closed = False
+        self._frag: list[Frame] | None = None
+
+    def frame(self, frame: Frame) -> None:
+        """A data frame parsed from the socket (websockets enforces ``max_size`` on whole
+        messages, fragmented or not)."""
+        if frame.opcode is Opcode.CONT or not frame.fin:
+            if self._frag is None:
+                self._frag = []
+            self._frag.append(frame)
+            if not frame.fin:
+                return
+            frames, self._frag = self._frag, None
+            data: bytes | str = b"".join(f.data for f in frames)
+            if frames[0].opcode is Opcode.TEXT:
+                data = "text"  # chatd.v1 is binary only: the session answers MALFORMED
+        elif frame.opcode is Opcode.TEXT:
+            data = "text"
+        else:
+            data = frame.data if type(frame.data) is bytes else bytes(frame.data)
+        if self._busy or self._queue:
+            self._put(data)
+            return
+        try:
+            pending = self._session.receive_nowait(data)
+        except Exception:  # never into websockets' read callback
+            log.exception("receive failed")
+            return
+        if pending is not None:
+            self._put(pending)
+
+    def _put(self, item: bytes | str | F.ClientFrame) -> None:
+        self._queue.append(item)
+        if len(self._queue) >= self.HIGH and not self._paused:
+            self._paused = True
+            self._ws.transport.pause_reading()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def close(self) -> None:
+        self._closed = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next(self) -> bytes | str | F.ClientFrame:
+        """The next queued message (raw, or a frame ``receive_nowait`` returned); while none
+        is queued the handler is idle and new messages are served as they arrive."""
+        queue = self._queue
+        while not queue:
+            if self._closed:
+                raise ConnectionClosed(None, None)
+            self._busy = False
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+                self._busy = True
+        item = queue.popleft()
+        if self._paused and len(queue) <= self.LOW:
+            self._paused = False
+            self._ws.transport.resume_reading()
+        return item
+
+
+class _Connection(ServerConnection):
+    """websockets' server connection with data frames handed to an ``Inbox`` (once set)."""
+
+    inbox: Inbox | None = None
+
+    def process_event(self, event: Event) -> None:
+        inbox = self.inbox
+        if inbox is not None and type(event) is Frame and event.opcode in _DATA:
+            inbox.frame(event)
+        else:
+            super().process_event(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.inbox is not None:
+            self.inbox.close()
+
+
+_DATA = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
 
 
 class Transport:
@@ -78,7 +194,8 @@ class Transport:
             compression=None,
             process_request=self._http,
             max_size=limits.max_frame_bytes,
-            max_queue=16,
+            max_queue=16,  # only frames that arrive before the handler starts; see Inbox
+            create_connection=_Connection,
             ping_interval=limits.ping_interval,
             ping_timeout=limits.ping_timeout,
             close_timeout=5,
@@ -87,6 +204,7 @@ class Transport:
         return self.server
 
     async def _handle(self, ws: ServerConnection) -> None:
+        assert isinstance(ws, _Connection)
         d = self._svc.deps
         if ws.subprotocol != PROTOCOL_VERSION:
             await ws.close(CLOSE_POLICY, f"subprotocol {PROTOCOL_VERSION} required")
@@ -98,6 +216,7 @@ class Transport:
         metrics = d.metrics
         link = WsLink(ws, d.settings.limits, metrics, self._outbox)
         session = Session(self._svc, link)
+        inbox = ws.inbox = Inbox(ws, session)
         metrics.connections.labels(state="open").inc()
         health = self.health
         health.open += 1
@@ -106,15 +225,15 @@ class Transport:
             try:
                 async with asyncio.timeout(d.settings.limits.auth_timeout):
                     while not session.authenticated:
-                        await session.receive(await ws.recv())
+                        await self._serve(session, await inbox.next())
             except TimeoutError:
-                await ws.close(CLOSE_POLICY, "authentication deadline passed")
+                await link.close(CLOSE_POLICY, "authentication deadline passed")
                 return
             metrics.connections.labels(state="authenticated").inc()
             health.authenticated += 1
             try:
-                while True:  # not ``async for``: its generator costs every idle connection 264 B
-                    await session.receive(await ws.recv())
+                while True:
+                    await self._serve(session, await inbox.next())
             finally:
                 metrics.connections.labels(state="authenticated").dec()
                 health.authenticated -= 1
@@ -124,3 +243,10 @@ class Transport:
             metrics.connections.labels(state="open").dec()
             health.open -= 1
             await session.closed()
+
+    @staticmethod
+    async def _serve(session: Session, item: bytes | str | F.ClientFrame) -> None:
+        if isinstance(item, bytes | str):
+            await session.receive(item)
+        else:
+            await session.serve(item)
