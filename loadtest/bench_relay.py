@@ -648,8 +648,13 @@ def run_point(
         spy_cmd += ["record", "--pid", str(server.pid), "--nonblocking", "--threads"]
         spy_cmd += ["--rate", "200", "--duration", str(max(1, int(a.measure) - 1))]
         spy_cmd += ["--format", "raw", "-o", str(spy_out)]
-        spy = subprocess.Popen(
-            spy_cmd,
+        spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        perf_data = spy_out.with_suffix(".perf.data")
+        perf_cmd = ["taskset", "-c", "1", "perf", "record", "-F", "999", "-g"]
+        perf_cmd += ["-p", str(server.pid), "-o", str(perf_data)]
+        perf_cmd += ["--", "sleep", str(max(1, int(a.measure) - 1))]
+        perf = subprocess.Popen(
+            perf_cmd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -660,9 +665,12 @@ def run_point(
     profile = None
     if spy is not None:
         spy.wait(60)
-        from bench_core import summarize_pyspy
+        perf.wait(60)
+        from bench_core import perf_report, summarize_pyspy
 
         profile = summarize_pyspy(spy_out, top=25)
+        profile["perf_dso"] = perf_report("perf", perf_data, "dso", 12)
+        profile["perf_sym"] = perf_report("perf", perf_data, "dso,sym", 40)
     window = (win_to - win_from) / 1e9
     copies = sum(r["to"][0] - r["from"][0] for r in res)
     gen_cpu = sum(r["to"][3] - r["from"][3] for r in res)

@@ -1,14 +1,15 @@
 """The embedded store: one SQLite file in WAL mode, one writer with group commit.
 
-Every write is an op queued for the group-commit writer (``store.writer``), which hands each
-whole batch (membership check, idempotency look-up, seq assignment, insert, for every write
-queued since the last commit, then one COMMIT) to ONE dedicated writer thread: the event loop
-never waits for the disk. Only the writer thread touches the write connection and the caches
-below while the process runs, and batches go to it one at a time, in order, so commit order is
-queue order. A thread hand-off per batch (not per statement, as aiosqlite or an executor per call
-would do) is cheap; the fsync it keeps off the loop is not (it blocked the loop for milliseconds
-per commit, see loadtest/README.md). Reads use a second connection on the loop's thread (WAL:
-they never wait for the writer).
+Every write is an op queued for the group-commit writer (``store.writer``): a whole batch
+(membership check, idempotency look-up, seq assignment, insert, for every write queued since the
+last commit) is ONE transaction. Its statements run on the event loop's thread, in chunks with a
+turn of the loop between them; its COMMIT, where the fsync is, runs on one dedicated writer thread
+while the loop goes on serving sockets, and the next batch begins only after it. So the loop
+never waits for the disk, commit order is queue order, and there is one thread hand-off per batch
+(not per statement, as aiosqlite or an executor per call would cost; running the statements on
+the thread as well measured slower: the two threads then pass the GIL back and forth at every
+statement). Reads use a second connection on the loop's thread (WAL: they never wait for the
+writer).
 
 Seqs come from an in-memory cache of each conversation's last seq, loaded from the messages
 table (its highest seq); after a failed commit the cache is dropped and reloaded, so seqs stay
@@ -201,6 +202,9 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
     """``Store`` over one SQLite file. Run ``run()`` in the owner's TaskGroup after ``open()``.
     The ledger's part (wallets, postings, red packets, requests) is ``SQLiteLedger``."""
 
+    CHUNK = 64
+    """Ops run between two turns of the loop inside a batch (~2 ms of work at most)."""
+
     def __init__(
         self,
         path: str,
@@ -255,24 +259,34 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         return fd
 
     async def _apply_batch(self, batch: list[_Op[Any]]) -> list[Any]:
-        if self._thread is None:  # not opened: nothing can have been queued but by a test
-            return self._apply(batch)
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._apply, batch)
-
-    def _apply(self, batch: list[_Op[Any]]) -> list[Any]:
-        """One transaction for the whole batch."""
+        """One transaction for the whole batch: the ops run here, on the loop's thread, in
+        chunks of ``CHUNK`` with a turn of the loop between chunks (the transaction stays open;
+        only this writer uses the write connection), and the COMMIT (the fsync) runs on the
+        writer thread while the loop goes on."""
         db = self._w
         assert db is not None
         tx = _Tx(db, self._last_seq, self._addressed)
         results: list[Any] = []
         db.execute("BEGIN IMMEDIATE")
         try:
-            for op in batch:
+            for i, op in enumerate(batch):
+                if i and not i % self.CHUNK:
+                    await asyncio.sleep(0)
                 try:
                     results.append(op.fn(tx))
                 except ChatdError as refused:
                     results.append(refused)
-            db.execute("COMMIT")
+            if self._thread is None:
+                db.execute("COMMIT")
+            else:
+                done = asyncio.get_running_loop().run_in_executor(
+                    self._thread, db.execute, "COMMIT"
+                )
+                try:
+                    await asyncio.shield(done)
+                except asyncio.CancelledError:
+                    await done  # never ROLLBACK under a COMMIT still running on the thread
+                    raise
         except BaseException:
             self._last_seq.clear()  # seqs handed out in this batch were never stored
             self._addressed.clear()  # nor were the access changes read into it
