@@ -21,9 +21,9 @@ from chatproto import frames as F
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import Event
+from websockets.protocol import Event, State
 from websockets.typing import Origin, Subprotocol
 
 from chatd import __version__
@@ -136,13 +136,17 @@ class _Connection(ServerConnection):
     """websockets' server connection with data frames handed to an ``Inbox`` (once set)."""
 
     inbox: Inbox | None = None
+    ping_at: float | None = None
+    """When the keepalive ping now awaiting its pong was sent (see ``Keepalive``)."""
 
     def process_event(self, event: Event) -> None:
         inbox = self.inbox
         if inbox is not None and type(event) is Frame and event.opcode in _DATA:
             inbox.frame(event)
-        else:
-            super().process_event(event)
+            return
+        if type(event) is Frame and event.opcode is Opcode.PONG:
+            self.ping_at = None
+        super().process_event(event)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -153,11 +157,80 @@ class _Connection(ServerConnection):
 _DATA = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
 
 
+class Keepalive:
+    """One timer for every connection's keepalive instead of websockets' task per connection
+    (~1.2 KiB each while idle). Each connection gets a PING every ``interval`` seconds, spread
+    over the interval in small slices (never all at once); one whose previous PING got no PONG
+    for ``timeout`` seconds is failed with 1011, as websockets' own keepalive does (a dead peer
+    is found within ``interval + timeout`` seconds, rounded up to the next visit)."""
+
+    def __init__(self, interval: float, timeout: float, serving: Callable[[], bool]) -> None:
+        self.interval = interval
+        self._serving = serving
+        self.timeout = timeout
+        self.tick = max(0.05, min(1.0, interval / 20))
+        self.conns: dict[_Connection, None] = {}
+        self._round: list[_Connection] = []
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._handle = asyncio.get_running_loop().call_later(self.tick, self._visit)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _visit(self) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._serving():  # closed: websockets closes the connections
+            self._handle = None
+            return
+        self._handle = loop.call_later(self.tick, self._visit)
+        if not self._round:
+            self._round = list(self.conns)
+            self._round.reverse()  # pop() from the end: oldest first
+        now = loop.time()
+        share = -(-len(self.conns) * self.tick // self.interval)  # ceil
+        for _ in range(min(int(share), len(self._round))):
+            ws = self._round.pop()
+            if ws not in self.conns or ws.protocol.state is not State.OPEN:
+                continue
+            if ws.ping_at is not None:
+                if now - ws.ping_at > self.timeout:
+                    ws.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                    ws.send_data()  # the close frame, for a peer that is only slow
+                    loop.call_later(1.0, ws.transport.abort)  # a dead one never answers
+                continue
+            ws.ping_at = now
+            ws.protocol.send_ping(b"")
+            ws.send_data()
+
+
+class _NoAssembler:
+    """Stands in for websockets' message queue once the ``Inbox`` takes the data frames (the
+    queue and its buffers cost ~1 KiB per idle connection); websockets only closes it."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        pass
+
+
+_NO_ASSEMBLER = _NoAssembler()
+
+
 class Transport:
     def __init__(self, services: Services, draining: Callable[[], bool]) -> None:
         self._svc = services
         self.health = Health(services.deps, draining)
         self._outbox = Outbox()
+        limits = services.deps.settings.limits
+        self._keepalive = Keepalive(
+            limits.ping_interval,
+            limits.ping_timeout,
+            lambda: self.server is not None and self.server.is_serving(),
+        )
         self.server: Server | None = None
 
     async def _http(self, ws: ServerConnection, request: Request) -> Response | None:
@@ -197,11 +270,12 @@ class Transport:
             max_size=limits.max_frame_bytes,
             max_queue=16,  # only frames that arrive before the handler starts; see Inbox
             create_connection=_Connection,
-            ping_interval=limits.ping_interval,
-            ping_timeout=limits.ping_timeout,
+            ping_interval=None,  # Keepalive: one timer for all, not a task per connection
+            ping_timeout=None,
             close_timeout=5,
             server_header="chatd",
         )
+        self._keepalive.start()
         return self.server
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -212,15 +286,20 @@ class Transport:
             return
         # The handshake is over: let go of its HTTP request and response (headers, 4+ KiB per
         # connection otherwise held for the connection's life). websockets only checks that
-        # ``request`` is set, so a shared placeholder stands in.
+        # ``request`` is set, so a shared placeholder stands in; the request's headers are
+        # emptied too, as websockets' parser keeps the request in its frame for good.
+        if ws.request is not None:
+            ws.request.headers = _HANDSHAKE_DONE.headers
         ws.request, ws.response = _HANDSHAKE_DONE, None
         metrics = d.metrics
         link = WsLink(ws, d.settings.limits, metrics, self._outbox)
         session = Session(self._svc, link)
         inbox = ws.inbox = Inbox(ws, session)
+        ws.recv_messages = _NO_ASSEMBLER  # type: ignore[assignment]  # unused from here on
         metrics.connections.labels(state="open").inc()
         health = self.health
         health.open += 1
+        self._keepalive.conns[ws] = None
         try:
             link.push(session.challenge())
             try:
@@ -243,6 +322,7 @@ class Transport:
         finally:
             metrics.connections.labels(state="open").dec()
             health.open -= 1
+            self._keepalive.conns.pop(ws, None)
             await session.closed()
 
     @staticmethod
