@@ -39,8 +39,9 @@ class StoreSettings:
     """SQLite ``synchronous`` in WAL mode: FULL survives power loss, NORMAL only process crashes."""
     max_batch: int = 1024
     commit_interval: float = 0.002
-    """Seconds the writer gathers writes before each commit (0: commit as soon as woken).
-    Trades up to this much latency for fewer, larger transactions and fsyncs."""
+    """At most one group commit starts per this many seconds (0: no bound). An idle writer
+    commits at once; under load the writes that arrive meanwhile (and while a commit is in
+    flight) form the next batch: up to this much latency for fewer, larger transactions."""
 
 
 @dataclass(frozen=True, slots=True)

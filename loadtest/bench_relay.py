@@ -584,6 +584,7 @@ def pct(values: list[int], p: float) -> float:
 class Generator:
     def __init__(self, kind: str, port: int, workers: int) -> None:
         ctx = mp.get_context("fork")
+        self.opened = 0
         self.pipes: list[Connection] = []
         self.procs = []
         for _ in range(workers):
@@ -609,7 +610,10 @@ class Generator:
         return out
 
     def connect(self, clients: int, op: str = "connect") -> int:
-        res = self.call([{"op": op, "first": f, "count": n} for f, n in self.split(clients)])
+        """Open ``clients`` more connections (numbered after those already open)."""
+        base = self.opened
+        self.opened += clients
+        res = self.call([{"op": op, "first": base + f, "count": n} for f, n in self.split(clients)])
         return sum(r["ok"] for r in res)
 
     def close(self) -> None:
@@ -621,9 +625,23 @@ class Generator:
                 p.kill()
 
 
+def wait_quiet(a: argparse.Namespace) -> float:
+    """Wait (up to ``--wait-quiet`` s) for a second in which other processes took at most
+    ``--max-others`` % of core 0 (the server under test is idle meanwhile); the last share."""
+    deadline = time.monotonic() + a.wait_quiet
+    while True:
+        b0 = core_busy(0)
+        time.sleep(1.0)
+        b1 = core_busy(0)
+        share = 100 * (b1[0] - b0[0]) / max(1e-9, b1[1] - b0[1])
+        if share <= a.max_others or time.monotonic() > deadline:
+            return share
+
+
 def run_point(
     server: Server, gen: Generator, mode: str, a: argparse.Namespace, rate: float = 0
 ) -> dict[str, Any]:
+    quiet = wait_quiet(a) if a.wait_quiet else None
     now = time.monotonic_ns()
     start = now + 300_000_000
     win_from = start + int(a.warmup * 1e9)
@@ -695,6 +713,7 @@ def run_point(
         "unacked": sent - acks,
         "errors": sum(r["errors"] for r in res),
         "loadavg": os.getloadavg()[0],
+        "core0_others_before_pct": quiet,
     }
     if profile is not None:
         out["profile"] = profile
@@ -750,6 +769,14 @@ def main() -> int:
     p.add_argument("--measure", type=float, default=8.0)
     p.add_argument("--drain", type=float, default=15.0)
     p.add_argument("--idle", type=int, default=10000)
+    p.add_argument("--max-others", type=float, default=25.0, help="%% of core 0 others may take")
+    p.add_argument("--tries", type=int, default=3, help="runs of a disturbed point at most")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=60.0,
+        help="before each point, wait up to this long for a quiet second on core 0",
+    )
     p.add_argument("--json", help="write every run and the summary here")
     p.add_argument(
         "--profile",
@@ -780,6 +807,19 @@ def main() -> int:
                             continue
                         mode = "closed" if part == "max" else "open"
                         r = run_point(server, gen, mode, a, 0 if part == "max" else a.rate)
+                        tries = [r]
+                        # this machine is shared: a point during which other processes took
+                        # more than --max-others % of core 0 is run again (the least disturbed
+                        # of up to --tries runs is kept; every try is in the JSON)
+                        while r["core0_others_pct"] > a.max_others and len(tries) < a.tries:
+                            print(
+                                f"    ({name} {part}: others took {r['core0_others_pct']:.0f}% of core 0; again)",
+                                flush=True,
+                            )
+                            r = run_point(server, gen, mode, a, 0 if part == "max" else a.rate)
+                            tries.append(r)
+                        r = min(tries, key=lambda t: t["core0_others_pct"])
+                        r["tries"] = [t["core0_others_pct"] for t in tries]
                         runs[name].setdefault(part, []).append(r)
                         print(
                             f"[{rep + 1}/{a.reps}] {name:6} {part:5} "
