@@ -11,6 +11,7 @@ websockets' server), which also sends the challenge and enforces the auth deadli
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import Callable
@@ -254,6 +255,11 @@ class Transport:
         return _text(HTTPStatus.NOT_FOUND, b"not found\n")
 
     async def start(self, host: str, port: int) -> Server:
+        # The cyclic GC ran every 700 container allocations and took 10-18% of the server's
+        # CPU under load (perf, loadtest/README.md "bench_relay.py"): every message allocates
+        # a few short-lived containers (frames, a future, its callback), and each collection
+        # walks what is in flight. Collections 14x rarer; reference counting frees nearly all.
+        gc.set_threshold(10_000, 10, 10)
         d = self._svc.deps
         d.metrics.node(d.settings.server.node_id, __version__)
         limits = d.settings.limits
