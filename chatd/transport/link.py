@@ -60,9 +60,10 @@ class WsLink:
     """Writes go into the socket's transport buffer at the end of the loop turn (``Outbox``; no
     per-connection task or queue): the buffer IS the bounded send queue. A peer whose unsent
     bytes stay above ``limits.max_outbound_bytes`` for ``limits.slow_consumer_grace`` seconds, or
-    ever pass ``HARD_FACTOR`` times it, is a slow consumer: the connection is aborted and the
-    client reconnects and syncs from its cursors. The grace lets a healthy reader absorb one
-    group commit's burst without being mistaken for a slow one."""
+    whose backlog from earlier turns passes ``HARD_FACTOR`` times it, is a slow consumer: the
+    connection is aborted and the client reconnects and syncs from its cursors. The grace lets a
+    healthy reader absorb one group commit's burst (it leaves in one write, however large)
+    without being mistaken for a slow one."""
 
     HARD_FACTOR = 4
 
@@ -100,6 +101,7 @@ class WsLink:
         if not out or self._dropped or ws.protocol.state is not State.OPEN:
             return  # a closing connection sends nothing after its close frame
         transport = ws.transport
+        backlog = transport.get_write_buffer_size()  # unsent from earlier turns
         transport.write(b"".join(out))
         pending = transport.get_write_buffer_size()
         bound = self._limits.max_outbound_bytes
@@ -110,7 +112,7 @@ class WsLink:
         if self._over_since is None:
             self._over_since = now
         if (
-            pending > bound * self.HARD_FACTOR
+            backlog > bound * self.HARD_FACTOR
             or now - self._over_since > self._limits.slow_consumer_grace
         ):
             self._dropped = True
