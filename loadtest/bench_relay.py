@@ -848,6 +848,7 @@ def main() -> int:
     )
     rows = [
         ("max", "deliveries_per_s", "max deliveries/s (closed loop)", ".0f"),
+        ("max", "server_us_per_delivery", "server CPU µs/delivery at max", ".1f"),
         ("fixed", "server_us_per_delivery", f"server CPU µs/delivery at {a.rate:.0f}/s", ".1f"),
         ("fixed", "p50_ms", f"p50 ms at {a.rate:.0f}/s", ".2f"),
         ("fixed", "p99_ms", f"p99 ms at {a.rate:.0f}/s", ".2f"),
