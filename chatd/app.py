@@ -1,15 +1,19 @@
 """The composition root: builds the store, broker, hub and services, serves, and shuts down.
 
-Shutdown (SIGTERM/SIGINT or ``stop()``): /readyz turns 503, the listener stops accepting, every
-client is closed with 1001 (going away: reconnect elsewhere), queued writes are committed, and
-the process exits 0. Everything started here is owned by one TaskGroup and closed in reverse.
+Shutdown (SIGTERM/SIGINT or ``stop()``): /readyz turns 503 and stays so for ``[server]
+drain_grace`` seconds while the node still serves (a load balancer's health checks see it leave;
+a second signal cuts this short), then the listener stops accepting, every client is closed with
+1001 (going away: reconnect elsewhere), queued writes are committed, and the process exits 0.
+Everything started here is owned by one TaskGroup and closed in reverse.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import tempfile
 from pathlib import Path
 
 from chatproto import codec
@@ -20,10 +24,13 @@ from chatd.broker.presence import LocalPresence, RedisPresence
 from chatd.broker.redis import RedisBroker
 from chatd.clock import Clock, SystemClock
 from chatd.hub import Hub
+from chatd.media.fs import FsBlobStore
+from chatd.media.pg import PgBlobStore
+from chatd.media.service import MediaService
 from chatd.metrics import Metrics
 from chatd.services.deps import Deps
 from chatd.session import Services
-from chatd.settings import Settings, redact_url
+from chatd.settings import ConfigError, Settings, redact_url
 from chatd.store.postgres import PostgresStore
 from chatd.store.sqlite import SQLiteStore
 from chatd.transport.server import Transport
@@ -37,12 +44,18 @@ class App:
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
         self._stop = asyncio.Event()
+        self._hurry = asyncio.Event()
         self._draining = False
         self.port: int | None = None
         self.started = asyncio.Event()
         self._hub: Hub | None = None
+        self.media: MediaService | None = None
+        """Attachments (chatd/media): set once running; tests call its ``sweep``."""
 
     def stop(self) -> None:
+        """Begin draining; called again while draining, end the grace period now."""
+        if self._stop.is_set():
+            self._hurry.set()
         self._stop.set()
 
     async def run(self, *, install_signals: bool = False) -> None:
@@ -88,6 +101,7 @@ class App:
             presence = LocalPresence()
         deps = Deps(s, store, broker, hub, self.metrics, self.clock, presence)
         services = Services(deps)
+        media = self.media = services.media = MediaService(deps, self._blob_store(db))
         transport = Transport(services, draining=lambda: self._draining)
         if install_signals:
             loop = asyncio.get_running_loop()
@@ -101,6 +115,8 @@ class App:
                 if isinstance(broker, RedisBroker):
                     tg.create_task(broker.run(), name="broker")
                 tg.create_task(presence.run(), name="presence")
+                await media.blobs.open()
+                tg.create_task(media.run(), name="media-sweeper")
                 server = await transport.start(s.server.host, s.server.port)
                 self.port = server.sockets[0].getsockname()[1]
                 log.info(
@@ -115,8 +131,13 @@ class App:
                 )
                 self.started.set()
                 await self._stop.wait()
-                log.info("draining")
-                self._draining = True
+                self._draining = True  # /readyz 503 from now on
+                grace = s.server.drain_grace
+                log.info("draining", extra={"grace_s": grace})
+                if grace > 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(grace):
+                            await self._hurry.wait()
                 server.close(close_connections=True)  # stop accepting; close clients with 1001
                 try:
                     async with asyncio.timeout(s.server.drain_seconds):
@@ -124,12 +145,33 @@ class App:
                 except TimeoutError:
                     log.warning("clients did not close in time")
                 services.payments.close()  # the sweeper stops before the store does
+                media.close()
+                await media.http.aclose()
+                await media.blobs.aclose()
                 await store.aclose()  # commits what is queued, then stops the writer
                 await presence.aclose()
                 await broker.aclose()
         finally:
             await store.aclose()  # idempotent; after a failed start it still commits and closes
+            await media.http.aclose()
+            await media.blobs.aclose()
         log.info("stopped")
+
+    def _blob_store(self, db: str) -> FsBlobStore | PgBlobStore:
+        """Where attachments live (SPEC.md 17): the store's PostgreSQL (shared by every node)
+        or files under ``[media] path`` (default: ``chatd-media/`` beside ``chatd.db``)."""
+        m = self.settings.media
+        on_pg = db.startswith(("postgresql://", "postgres://"))
+        if m.backend == "postgres" or (m.backend == "auto" and on_pg):
+            if not on_pg:
+                raise ConfigError("media.backend = postgres needs store.db on PostgreSQL")
+            return PgBlobStore(db)
+        if m.path:
+            return FsBlobStore(m.path)
+        if db == ":memory:":  # nothing outlives the process: neither do its blobs
+            return FsBlobStore(tempfile.mkdtemp(prefix="chatd-media-"))
+        path = Path(db)
+        return FsBlobStore(path.with_name(f"{path.stem}-media"))
 
     def _broker_reconnected(self) -> None:
         """The Redis broker is back after an outage: live envelopes were lost meanwhile, so

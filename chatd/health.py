@@ -1,11 +1,18 @@
-"""What ``/readyz`` and ``/status`` report about this node.
+"""What ``/healthz``, ``/readyz`` and ``/status`` report about this node: three answers kept apart.
 
-``/healthz`` only says the process answers (liveness: restart it if not). ``/readyz`` says
-whether a load balancer should send it clients: not while draining, not while its store does not
-answer a ping, not while its broker is down (its clients would miss other nodes' messages live);
-the body names which. ``/status`` is the JSON an operator reads: node, version, uptime,
-connections, the broker (kind, health, URL without password, buffer, counters, lag) and the store
-(backend, reachability, writes queued for the next group commit).
+* **Alive** (``/healthz`` 200): the process answers. Not alive: restart it.
+* **Ready** (``/readyz`` 200): a load balancer should send it clients, because it can accept,
+  store and ack. Not ready (503, the body names why): draining, the store does not answer a ping
+  within 2 s, or starting (its broker has not connected yet, for at most ``STARTUP_GRACE``).
+* **Degraded** (``/readyz`` still 200, ``/status`` ``"state": "degraded"``, ``chatd_degraded``
+  1): ready, but a dependency is down that costs clients something without stopping them: the
+  broker (Redis). Such a node keeps storing and acking, delivers live to its own clients, and
+  its clients (and the other nodes') resync when the broker is back. Taking every node out of
+  rotation for it would turn a Redis outage into a total one, so it is an alert, not a 503.
+
+``/status`` is the JSON an operator reads: node, version, uptime, state, connections, the broker
+(kind, health, URL without password, buffer, counters, lag) and the store (backend,
+reachability, writes queued for the next group commit).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from chatd import __version__
@@ -24,6 +32,10 @@ from chatd.store.writer import GroupCommitWriter
 
 PING_TIMEOUT = 2.0
 """A store that does not answer within this counts as unreachable (readiness must not hang)."""
+STARTUP_GRACE = 5.0
+"""Seconds after start during which a broker that has not connected yet keeps the node not
+ready (so a fresh node joins with its subscriptions working); after that a broker still down
+only makes it degraded: a node restarted during a Redis outage must still serve."""
 
 
 class Health:
@@ -33,6 +45,8 @@ class Health:
         self._deps = deps
         self._draining = draining
         self._started = time.monotonic()
+        self._broker_seen = False
+        """The broker has been seen connected once (ends the startup grace early)."""
         self.open = 0
         """Open WebSocket connections (authenticated or not), counted by the transport."""
         self.authenticated = 0
@@ -44,28 +58,44 @@ class Health:
         except TimeoutError:
             return False
 
-    async def problems(self) -> list[str]:
-        """Why this node is not ready (empty: ready)."""
-        return _problems(
-            self._draining(), self._deps.broker.healthy(), await self.store_reachable()
+    async def check(self) -> Check:
+        """This node's state now (pings the store: at most ``PING_TIMEOUT``), also exported as
+        the ``chatd_ready``, ``chatd_degraded`` and ``chatd_draining`` gauges."""
+        broker_ok = self._deps.broker.healthy()
+        self._broker_seen = self._broker_seen or broker_ok
+        starting = not self._broker_seen and time.monotonic() - self._started < STARTUP_GRACE
+        check = Check(
+            draining=self._draining(),
+            store_ok=await self.store_reachable(),
+            broker_ok=broker_ok,
+            starting=starting,
         )
+        m = self._deps.metrics
+        m.ready.set(not check.problems)
+        m.degraded.set(bool(check.degraded))
+        m.draining.set(check.draining)
+        return check
+
+    async def metrics(self) -> bytes:
+        """The ``/metrics`` body, with the health gauges brought up to date first."""
+        await self.check()
+        return self._deps.metrics.render()
 
     async def status(self) -> dict[str, Any]:
         d = self._deps
-        reachable = await self.store_reachable()
-        broker_ok = d.broker.healthy()
-        draining = self._draining()
-        problems = _problems(draining, broker_ok, reachable)
+        check = await self.check()
         return {
             "node": d.settings.server.node_id,
             "version": __version__,
             "uptime_s": round(time.monotonic() - self._started, 3),
-            "ready": not problems,
-            "problems": problems,
-            "draining": draining,
+            "state": check.state,
+            "ready": not check.problems,
+            "problems": check.problems,
+            "degraded": check.degraded,
+            "draining": check.draining,
             "connections": {"open": self.open, "authenticated": self.authenticated},
-            "broker": self._broker(broker_ok),
-            "store": self._store(reachable),
+            "broker": self._broker(check.broker_ok),
+            "store": self._store(check.store_ok),
         }
 
     def _broker(self, healthy: bool) -> dict[str, Any]:
@@ -102,12 +132,37 @@ class Health:
         return out
 
 
-def _problems(draining: bool, broker_ok: bool, store_ok: bool) -> list[str]:
-    out = []
-    if draining:
-        out.append("draining")
-    if not broker_ok:
-        out.append("broker down")
-    if not store_ok:
-        out.append("store unreachable")
-    return out
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One look at the node: what ``/readyz``, ``/status`` and the health gauges report."""
+
+    draining: bool
+    store_ok: bool
+    broker_ok: bool
+    starting: bool
+
+    @property
+    def problems(self) -> list[str]:
+        """Why this node is not ready (empty: ready, keep it in rotation)."""
+        out = []
+        if self.draining:
+            out.append("draining")
+        if not self.store_ok:
+            out.append("store unreachable")
+        if self.starting and not self.broker_ok:
+            out.append("starting: broker not connected yet")
+        return out
+
+    @property
+    def degraded(self) -> list[str]:
+        """What is down although the node serves (empty: nothing)."""
+        return ["broker down"] if not self.broker_ok and not self.starting else []
+
+    @property
+    def state(self) -> str:
+        """``ok``, ``degraded`` (ready, in rotation, alert), ``not ready`` or ``draining``."""
+        if self.draining:
+            return "draining"
+        if self.problems:
+            return "not ready"
+        return "degraded" if self.degraded else "ok"

@@ -2,15 +2,22 @@
 
 Extra fields given with ``extra={...}`` become JSON keys (or ``key=value`` in text). Fields given
 to ``configure`` (the node id) are on every line, so the lines of several nodes can be merged
-and still told apart."""
+and still told apart. Everything else Python would print to stderr goes through the same
+handler once ``configure`` has run, so that with JSON every line is JSON: warnings (logger
+``py.warnings``, with ``category`` and ``source``), uncaught exceptions in the main thread and
+in other threads, and "exception ignored" reports (unraisable exceptions)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+import threading
 import time
+import warnings
 from collections.abc import Mapping
+from types import TracebackType
+from typing import TextIO
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -63,3 +70,43 @@ def configure(level: str, fmt: str, node: str | None = None) -> None:
     root.setLevel(level.upper())
     # websockets logs every failed handshake at INFO; keep its noise at WARNING.
     logging.getLogger("websockets").setLevel(max(logging.WARNING, root.level))
+    warnings.showwarning = _show_warning
+    sys.excepthook = _uncaught
+    threading.excepthook = _uncaught_in_thread
+    sys.unraisablehook = _unraisable
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A Python warning (a library's deprecation, say) as one log line, not plain text."""
+    logging.getLogger("py.warnings").warning(
+        str(message), extra={"category": category.__name__, "source": f"{filename}:{lineno}"}
+    )
+
+
+def _uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    logging.getLogger("chatd").critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
+def _uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        logging.getLogger("chatd").critical(
+            "uncaught exception in a thread",
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+            extra={"thread_name": args.thread.name if args.thread else None},
+        )
+
+
+def _unraisable(args: sys.UnraisableHookArgs) -> None:
+    exc = args.exc_value
+    logging.getLogger("chatd").error(
+        args.err_msg or "exception ignored",
+        exc_info=(args.exc_type, exc, args.exc_traceback) if exc is not None else None,
+        extra={"object": repr(args.object)},
+    )

@@ -95,6 +95,19 @@ class Metrics:
             ["node", "version"],
             registry=r,
         )
+        self.ready = Gauge(
+            "chatd_ready",
+            "1 while /readyz answers 200 (store reachable, not draining): keep it in rotation",
+            registry=r,
+        )
+        self.degraded = Gauge(
+            "chatd_degraded",
+            "1 while the node serves with a dependency down (the broker): in rotation, alert",
+            registry=r,
+        )
+        self.draining = Gauge(
+            "chatd_draining", "1 from SIGTERM until the process exits", registry=r
+        )
         self.connections = Gauge(
             "chatd_connections", "Open WebSocket connections", ["state"], registry=r
         )
@@ -133,6 +146,23 @@ class Metrics:
             "Writes per group commit",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
             registry=r,
+        )
+
+        # Media (chatd/media): SPEC.md 17.
+        self.media_stored_bytes = Gauge(
+            "chatd_media_stored_bytes", "Bytes of blobs held (as of the last sweep)", registry=r
+        )
+        self.media_uploads = Gauge(
+            "chatd_media_uploads_in_progress", "Upload requests (PATCH) being received", registry=r
+        )
+        self.media_bytes = Counter(
+            "chatd_media_bytes_total", "Blob bytes received and sent", ["direction"], registry=r
+        )
+        self.media_sweeps = Counter(
+            "chatd_media_sweeper_runs_total", "Media sweeper runs", registry=r
+        )
+        self.media_deleted = Counter(
+            "chatd_media_blobs_deleted_total", "Blobs the sweeper deleted", registry=r
         )
 
     def watch_broker(self, broker: Broker) -> None:

@@ -9,6 +9,7 @@ an ``Error`` frame and the connection stays open, except where the protocol says
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -20,7 +21,8 @@ from chatproto.errors import ErrorCode, ProtocolError
 
 from chatd.core.ratelimit import TokenBucket
 from chatd.errors import ChatdError
-from chatd.services.auth import AuthService, new_nonce
+from chatd.media.service import MediaService
+from chatd.services.auth import AccountRow, AuthService, DeviceRow, new_nonce
 from chatd.services.bots import BotService
 from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
@@ -28,7 +30,6 @@ from chatd.services.keys import KeyService
 from chatd.services.messaging import MessagingService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
-from chatd.store.base import AccountRow, DeviceRow
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class Services:
         self.keys = KeyService(deps)
         self.payments = PaymentService(deps)
         self.bots = BotService(deps)
+        self.media: MediaService | None = None
+        """Set by the app when media is on (chatd/media)."""
         self.sessions = 0
 
 
@@ -167,7 +170,8 @@ class Session:
         if not self.authenticated:
             return frame
         if not self._bucket.allow(deps.clock.monotonic()):
-            self.fail(getattr(frame, "id", 0), ErrorCode.RATE_LIMITED, "slow down")
+            if not isinstance(frame, F.Typing):  # typing is never answered (SPEC 10.2)
+                self.fail(getattr(frame, "id", 0), ErrorCode.RATE_LIMITED, "slow down")
             return None
         if type(frame) is F.Send and self.inflight < deps.settings.limits.max_inflight_sends:
             try:
@@ -266,7 +270,9 @@ class Session:
                     rate = svc.deps.settings.limits.typing_per_second
                     self._typing = TokenBucket(rate, rate * 2, now)
                 if self._typing.allow(now):
-                    await svc.presence.typing(self.conn_id, a, frame)
+                    # Never answered (SPEC 10.2): a non-member is ignored, not told.
+                    with contextlib.suppress(ChatdError):
+                        await svc.presence.typing(self.conn_id, a, frame)
             case F.CreateConv():
                 self.reply(F.Conv(re=frame.id, info=await svc.conversations.create(a, dev, frame)))
             case F.ListConvs():
@@ -332,6 +338,10 @@ class Session:
             case F.SetBotAccess():
                 await svc.bots.set_access(a, frame)
                 self.reply(F.Ok(re=frame.id))
+            case F.UploadToken() | F.DownloadToken() | F.AttachBlob():
+                if svc.media is None:
+                    raise ChatdError("media is not enabled on this server", ErrorCode.UNAVAILABLE)
+                self.reply(await svc.media.handle(a, frame))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

@@ -1,4 +1,11 @@
-"""One frozen Settings object: defaults < config file (TOML) < ``CHATD_SECTION__KEY`` env < flags."""
+"""One frozen Settings object: defaults < config file (TOML) < ``CHATD_SECTION__KEY`` env < flags.
+
+Any key can also be read from a file: ``KEY_file`` in the config file or
+``CHATD_SECTION__KEY_FILE`` in the environment names a file whose content (without its trailing
+newline) is the value, as Docker and systemd hand secrets over (``/run/secrets/...``,
+``$CREDENTIALS_DIRECTORY/...``). Passwords have their own keys (``store.password``,
+``broker.password``), put into the URL only when connecting, so none needs to be in argv.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from chatd.core.ledger import parse_limits
 from chatd.errors import ChatdError
@@ -29,7 +36,13 @@ class ServerSettings:
     """Names this process in every log line, ``/status`` and ``chatd_node_info``."""
     origins: tuple[str, ...] = ()
     """Browser Origins allowed to connect; connections without Origin are always allowed."""
+    drain_grace: float = 0.0
+    """On SIGTERM: seconds ``/readyz`` answers 503 while the node still accepts and serves,
+    before the listener closes, so a load balancer's health checks see it leave (set it above
+    the balancer's check interval x failures to mark down; 0: close at once, one node alone).
+    A second SIGTERM ends it early."""
     drain_seconds: float = 10.0
+    """Then: how long clients get to close (they were sent 1001) before the process exits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +50,10 @@ class StoreSettings:
     db: str = "chatd.db"
     synchronous: str = "FULL"
     """SQLite ``synchronous`` in WAL mode: FULL survives power loss, NORMAL only process crashes."""
+    password: str = ""
+    """The PostgreSQL password when ``db`` carries none: set it as ``CHATD_STORE__PASSWORD``, or
+    read it from a file (``password_file`` / ``CHATD_STORE__PASSWORD_FILE``), so it never
+    has to be in argv, the URL or the config file. Shown as ``***``."""
     max_batch: int = 1024
     commit_interval: float = 0.002
     """At most one group commit starts per this many seconds (0: no bound). An idle writer
@@ -49,6 +66,9 @@ class BrokerSettings:
     url: str = ""
     """Empty: in-process fan-out (one node). ``redis://[user:pass@]host:port/db`` or
     ``rediss://...`` (TLS): Redis pub/sub between nodes."""
+    password: str = ""
+    """The Redis password (``requirepass``, or the ACL user's in ``url``) when ``url`` carries
+    none; like ``store.password``, also from ``password_file``. Shown as ``***``."""
     max_pending: int = 100_000
     """Envelopes buffered for Redis (e.g. during an outage); beyond it the oldest are dropped."""
     heartbeat_interval: float = 1.0
@@ -124,6 +144,30 @@ class PaymentSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaSettings:
+    """Encrypted attachments (SPEC.md 17). Sizes are of the padded ciphertext the client uploads."""
+
+    backend: str = "auto"
+    """``fs`` (files under ``path``), ``postgres`` (the store's database: every node serves every
+    blob), or ``auto``: ``postgres`` when the store is PostgreSQL, else ``fs``."""
+    path: str = ""
+    """The ``fs`` directory; empty: beside the database (``chatd-media/`` beside ``chatd.db``)."""
+    max_file_bytes: int = 100 * 1024 * 1024
+    max_bytes_per_day: int = 1024 * 1024 * 1024
+    """Bytes an account may reserve for uploads in any 24 hours."""
+    max_stored_bytes: int = 5 * 1024 * 1024 * 1024
+    """Bytes an account's blobs may hold at once."""
+    token_ttl: float = 300.0
+    grace: float = 86_400.0
+    """Seconds a blob no stored message references is kept (from its upload_token)."""
+    sweep_interval: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("auto", "fs", "postgres"):
+            raise ConfigError(f"media.backend: fs, postgres or auto, not {self.backend!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = "INFO"
     format: str = "auto"
@@ -137,6 +181,7 @@ class Settings:
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     def as_dict(self) -> dict[str, Any]:
@@ -178,11 +223,43 @@ def _apply(settings: Settings, overrides: Mapping[str, Mapping[str, Any]], sourc
         known = {f.name for f in fields(section)}
         changes = {}
         for key, value in values.items():
+            if key not in known and key.endswith("_file") and key[: -len("_file")] in known:
+                key, value = key[: -len("_file")], _read_secret(section_name, key, value)
+                if key in values:
+                    raise ConfigError(f"{source}: {section_name}.{key} given twice (and _file)")
             if key not in known:
                 raise ConfigError(f"{source}: unknown key {section_name}.{key}")
             changes[key] = _coerce(section_name, key, getattr(section, key), value)
         settings = replace(settings, **{section_name: replace(section, **changes)})
     return settings
+
+
+def _read_secret(section: str, key: str, path: object) -> str:
+    """The content of the file a ``*_file`` key names, its trailing newline removed."""
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"{section}.{key}: expected a file path, got {path!r}")
+    try:
+        return Path(path).read_text().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{section}.{key}: cannot read {path}: {exc}") from None
+
+
+def with_password(url: str, password: str, key: str = "url") -> str:
+    """``url`` with ``password`` put into its user info (percent-encoded), for connecting; ``url``
+    itself when ``password`` is empty. A URL that already carries another password is an error
+    (two sources for one secret)."""
+    if not password:
+        return url
+    parts = urlsplit(url)
+    if not parts.scheme:
+        raise ConfigError(f"{key}: a password needs a URL, not {redact_url(url)!r}")
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, colon, existing = userinfo.partition(":")
+    if colon:
+        if unquote(existing) == password:
+            return url
+        raise ConfigError(f"{key}: the URL carries a password and a password is also set")
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
@@ -210,7 +287,22 @@ def load_settings(
     settings = _apply(settings, env_overrides(os.environ if environ is None else environ), "env")
     if flags:
         settings = _apply(settings, flags, "flags")
-    return settings
+    return _with_passwords(settings)
+
+
+def _with_passwords(settings: Settings) -> Settings:
+    """Put ``store.password`` and ``broker.password`` into their URLs (once every source has
+    been applied: the password may come from the environment and the URL from a flag)."""
+    store, broker = settings.store, settings.broker
+    if store.password and not store.db.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("store.password: only for a postgresql:// db")
+    if broker.password and not broker.url:
+        raise ConfigError("broker.password: set broker.url too")
+    return replace(
+        settings,
+        store=replace(store, db=with_password(store.db, store.password, "store.db")),
+        broker=replace(broker, url=with_password(broker.url, broker.password, "broker.url")),
+    )
 
 
 _USER_FIRST = frozenset({"postgresql", "postgres"})
@@ -239,7 +331,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
     for section in out.values():
         for key in list(section):
             if any(s in key for s in SECRET_KEYS):
-                section[key] = "***"
+                section[key] = "***" if section[key] else ""
             elif isinstance(section[key], str) and "://" in section[key]:
                 section[key] = redact_url(section[key])
     return out

@@ -3,7 +3,9 @@
 ``mint ACCOUNT AMOUNT CURRENCY`` tops an account up from the issuance account (the only way
 money enters the ledger), recorded as a ``mint`` posting with who ran it and a note, and logged.
 ``statement ACCOUNT [--currency C] [--csv]`` prints the account's entries oldest first with the
-running balance after each.
+running balance after each. ``audit [--json]`` checks the ledger's invariants in one snapshot
+(``LedgerAudit``) and exits 1 when one fails: what a benchmark or an operator audits with,
+without importing the store.
 
 Both work next to a running server: on SQLite they use a connection of their own (a mint
 writes only ledger tables, which the server's writer does not cache; SQLite serialises the two
@@ -15,12 +17,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import dataclasses
 import getpass
+import json
 import logging
 import socket
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -31,7 +35,7 @@ from chatd.core import ledger
 from chatd.errors import ChatdError
 from chatd.settings import Settings
 from chatd.store import ledger_postgres, ledger_sqlite
-from chatd.store.base import EntryRow
+from chatd.store.base import EntryRow, LedgerAudit
 from chatd.store.migrate import migrate_postgres, migrate_sqlite
 
 log = logging.getLogger("chatd.wallet")
@@ -41,7 +45,9 @@ _SYSTEM_NAMES = {ledger.ISSUANCE: "issuance", ledger.ESCROW: "escrow"}
 
 def add_parser(sub: Any) -> None:
     """The ``wallet`` command and its subcommands, on ``chatd``'s subparsers."""
-    wallet = sub.add_parser("wallet", help="operator commands for the ledger (mint, statement)")
+    wallet = sub.add_parser(
+        "wallet", help="operator commands for the ledger (mint, statement, audit)"
+    )
     commands = wallet.add_subparsers(dest="wallet_command", required=True)
     mint = commands.add_parser("mint", help="top an account up from the issuance account (logged)")
     mint.add_argument("account", help="@handle or account id")
@@ -54,7 +60,12 @@ def add_parser(sub: Any) -> None:
     statement.add_argument("account", help="@handle or account id")
     statement.add_argument("--currency", default="", help="only this currency")
     statement.add_argument("--csv", action="store_true", help="CSV on stdout")
-    for p in (mint, statement):
+    check = commands.add_parser(
+        "audit", help="check the ledger's invariants (exit status 1 when one fails)"
+    )
+    check.add_argument("--json", action="store_true", help="the findings as JSON on stdout")
+    check.set_defaults(currency="")
+    for p in (mint, statement, check):
         p.add_argument("--config", help="TOML config file")
         p.add_argument("--db", help="SQLite database file, or postgresql://[user:pass@]host/db")
         p.set_defaults(host=None, port=None, broker=None)
@@ -62,6 +73,8 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     db = settings.store.db
+    # The same spellings as chat's: "usd" is USD, "@Alice" is @alice.
+    args.currency = args.currency.upper()
     try:
         if args.wallet_command == "mint":
             note = f"{args.note} (by {getpass.getuser()}@{socket.gethostname()})".strip()
@@ -81,10 +94,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     "note": note,
                 },
             )
-            print(f"minted {money.format_money(amount, args.currency)} to account {account}: {tid}")
+            who = handles_of(db, [account]).get(account, "?")
+            minted = money.format_money(amount, args.currency)
+            print(f"minted {minted} to @{who} (account {account}): {tid}")
+        elif args.wallet_command == "audit":
+            found = audit_of(db)
+            if args.json:
+                print(json.dumps({**dataclasses.asdict(found), "ok": found.ok}))
+            else:
+                print(f"{'ok' if found.ok else 'FAILED'}: {found.transfers} transfers, {found}")
+            return 0 if found.ok else 1
         else:
             account, rows = statement_of(db, args.account, args.currency)
-            write_statement(rows, sys.stdout, as_csv=args.csv)
+            handles = handles_of(db, sorted({e.counterparty for e in rows if e.counterparty > 0}))
+            write_statement(rows, sys.stdout, as_csv=args.csv, handles=handles)
     except (ChatdError, MoneyError) as exc:
         print(f"chatd wallet: {exc.message}", file=sys.stderr)
         return 1
@@ -94,7 +117,33 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _account_sql(account: str) -> tuple[str, Any]:
     if account.lstrip("@").isdigit() and not account.startswith("@"):
         return "id", int(account)
-    return "handle", account.removeprefix("@")
+    return "handle", account.removeprefix("@").lower()
+
+
+def handles_of(db: str, accounts: Sequence[int]) -> dict[int, str]:
+    """Account id -> handle, for what statements show (handles, not account numbers)."""
+    if not accounts:
+        return {}
+    if _is_postgres(db):
+
+        async def pg() -> dict[int, str]:
+            import asyncpg
+
+            conn = await asyncpg.connect(db, timeout=10)
+            try:
+                sql = "SELECT id, handle FROM accounts WHERE id = ANY($1::bigint[])"
+                return {int(r[0]): str(r[1]) for r in await conn.fetch(sql, list(accounts))}
+            finally:
+                await conn.close()
+
+        return asyncio.run(pg())
+    conn = _sqlite(db)
+    try:
+        marks = ",".join("?" * len(accounts))
+        sql = f"SELECT id, handle FROM accounts WHERE id IN ({marks})"
+        return {int(i): str(h) for i, h in conn.execute(sql, list(accounts))}
+    finally:
+        conn.close()
 
 
 # --------------------------------------------------------------------------- backends
@@ -156,6 +205,31 @@ async def _mint_pg(
         await conn.close()
 
 
+def audit_of(db: str) -> LedgerAudit:
+    """The ledger's invariants on database ``db``, read in one snapshot."""
+    if _is_postgres(db):
+
+        async def pg() -> LedgerAudit:
+            import asyncpg
+
+            conn = await asyncpg.connect(db, timeout=10)
+            try:
+                return await ledger_postgres.audit(conn)
+            finally:
+                await conn.close()
+
+        return asyncio.run(pg())
+    conn = _sqlite(db)
+    try:
+        conn.execute("BEGIN")  # one read snapshot for every query of the audit
+        try:
+            return ledger_sqlite.audit(conn)
+        finally:
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
 def statement_of(db: str, who: str, currency: str) -> tuple[int, list[EntryRow]]:
     """Every entry of the account, oldest first."""
     column, value = _account_sql(who)
@@ -215,8 +289,12 @@ STATEMENT_COLUMNS = (
 )
 
 
-def statement_rows(rows: Sequence[EntryRow]) -> list[list[str]]:
-    """One row of text per entry: amounts formatted with their currency's decimals."""
+def statement_rows(
+    rows: Sequence[EntryRow], handles: Mapping[int, str] | None = None
+) -> list[list[str]]:
+    """One row of text per entry: amounts formatted with their currency's decimals, the other
+    side as its @handle when ``handles`` knows it."""
+    names = {**{a: f"@{h}" for a, h in (handles or {}).items()}, **_SYSTEM_NAMES}
     out = []
     for e in rows:
         when = datetime.fromtimestamp(e.posted_at / 1000, UTC).isoformat(timespec="milliseconds")
@@ -226,7 +304,7 @@ def statement_rows(rows: Sequence[EntryRow]) -> list[list[str]]:
                 when.replace("+00:00", "Z"),
                 e.type,
                 e.ref,
-                _SYSTEM_NAMES.get(e.counterparty, str(e.counterparty)),
+                names.get(e.counterparty, str(e.counterparty)),
                 str(e.conv) if e.conv else "",
                 e.currency,
                 money.format_amount(e.amount, e.currency),
@@ -236,8 +314,14 @@ def statement_rows(rows: Sequence[EntryRow]) -> list[list[str]]:
     return out
 
 
-def write_statement(rows: Sequence[EntryRow], out: TextIO, *, as_csv: bool) -> None:
-    table = statement_rows(rows)
+def write_statement(
+    rows: Sequence[EntryRow],
+    out: TextIO,
+    *,
+    as_csv: bool,
+    handles: Mapping[int, str] | None = None,
+) -> None:
+    table = statement_rows(rows, handles)
     if as_csv:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(STATEMENT_COLUMNS)

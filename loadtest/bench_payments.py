@@ -20,8 +20,10 @@ group commit with its two ledger entries and its signed receipt message, answere
 * ``--max``: closed loop, ``--window`` transfers in flight per connection: the most transfers/s
   the node acks, and which core saturates first.
 
-At the end the ledger is audited (``LedgerAudit``: balances sum to zero per currency, no
-overdraft, two entries per transfer) and the number of transfers must equal the acks.
+At the end the ledger is audited with ``chatd wallet audit --json`` (balances sum to zero per
+currency, no overdraft, two entries per transfer) and the number of transfers must equal the
+acks plus the mints. Like every load tool, it imports nothing of the server: chatd's commands run
+as processes.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import itertools
 import json
 import os
 import random
-import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,9 +48,6 @@ from chatproto import auth, codec, payments
 from chatproto import frames as F
 from chatproto.e2e.primitives import SigningKey
 from websockets.asyncio.client import ClientConnection, connect
-
-from chatd.store import ledger_sqlite
-from chatd.wallet_cli import mint_to
 
 
 class Fast(msgspec.Struct):
@@ -89,6 +88,8 @@ class Conn:
         self.key = SigningKey.generate()
         self.account = 0
         self.device = 0
+        self.server = ""
+        """The server's name (its challenge): payment intents bind it."""
         self.reader: asyncio.Task[None] | None = None
 
     async def read_loop(self) -> None:
@@ -149,6 +150,7 @@ async def open_account(port: int, counters: Counters, handle: str) -> Conn:
     conn = Conn(ws, counters)
     challenge = codec.decode_server(await ws.recv())  # type: ignore[arg-type]
     assert isinstance(challenge, F.Challenge)
+    conn.server = challenge.server
     sig = conn.key.sign(auth.login_payload(challenge.server, challenge.nonce, conn.key.public_key))
     conn.reader = asyncio.create_task(conn.read_loop())
     welcome = await conn.request(
@@ -180,7 +182,10 @@ def signed(payer: Conn, payee: Conn, conv: int, n: int, amount: int) -> tuple[in
         expires_at=time.time_ns() // 1_000_000 + 3_600_000,
     )
     frame = F.Pay(
-        id=rid, intent=intent, device=payer.device, sig=payments.sign_intent(payer.key, intent)
+        id=rid,
+        intent=intent,
+        device=payer.device,
+        sig=payments.sign_intent(payer.key, payer.server, intent),
     )
     return rid, codec.encode(frame)
 
@@ -355,6 +360,19 @@ async def closed_loop(
     return with_batches(run, metrics0, metrics1)
 
 
+def wallet(db: Path, *argv: str) -> str:
+    """Run ``chatd wallet ARGV --db DB`` (the operator's command, on the server's file): stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "chatd", "wallet", *argv, "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"chatd wallet {argv[0]} failed: {done.stdout}{done.stderr}")
+    return done.stdout
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     os.sched_setaffinity(0, {args.generator_cpu})
     workdir = Path(tempfile.mkdtemp(prefix="chatd-bench-pay-"))
@@ -372,8 +390,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             )
             assert isinstance(info, F.Conv)
             routes += [(a, b, info.info.conv), (b, a, info.info.conv)]
-        for c in conns:
-            await asyncio.to_thread(mint_to, str(server.db), str(c.account), 10**12, "USD", "bench")
+        mints = asyncio.Semaphore(4)  # a few ``chatd wallet mint`` processes at a time
+
+        async def mint(account: int) -> None:
+            async with mints:
+                await asyncio.to_thread(
+                    wallet, server.db, "mint", str(account), "10000000000", "USD", "--note", "bench"
+                )
+
+        async with asyncio.TaskGroup() as tg:
+            for c in conns:
+                tg.create_task(mint(c.account))
         runs = []
         for rate in args.rates:
             run = await open_loop(server, counters, routes, rate, args.warmup, args.duration)
@@ -384,15 +411,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             runs.append(run)
             print(json.dumps(asdict(run)), flush=True)
         await asyncio.sleep(1)
-        db = sqlite3.connect(f"file:{server.db}?mode=ro", uri=True)
-        try:
-            audit = ledger_sqlite.audit(db)
-            transfers = int(
-                db.execute("SELECT count(*) FROM transfers WHERE type='transfer'").fetchone()[0]
-            )
-        finally:
-            db.close()
-        assert audit.ok, audit
+        audit = json.loads(wallet(server.db, "audit", "--json"))
+        assert audit["ok"], audit
+        transfers = audit["transfers"] - len(conns)  # every transfer but the mints
         assert transfers == counters.posted, (transfers, counters.posted)
         return {
             "cpu": cpu_model(),
@@ -400,7 +421,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "accounts": args.accounts,
             "synchronous": args.synchronous,
             "runs": [asdict(r) for r in runs],
-            "ledger_audit_ok": audit.ok,
+            "ledger_audit_ok": audit["ok"],
             "transfers_in_ledger": transfers,
         }
     finally:

@@ -1,19 +1,52 @@
-"""Shared fixtures: uvloop for every async test, and a real chatd on an ephemeral port."""
+"""Shared fixtures: uvloop for every async test, and a real chatd on an ephemeral port; the
+watchdog that ends every process the run started (``procguard``); the per-test time limits."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import procguard
 import pytest
 import uvloop
 
 from chatd.app import App
 from chatd.settings import Settings, load_settings
+
+SLOW_TEST_TIMEOUT = 600
+"""Seconds a test under tests/cluster/ or tests/faults/ may take (they start and kill real
+processes, several times); every other test has the suite's ``timeout`` from pyproject.toml."""
+
+_SLOW_DIRS = ("cluster", "faults")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    procguard.start_watchdog()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.parent.name in _SLOW_DIRS and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every fixture has been torn down: a process of this run still alive is a leak."""
+    left = procguard.leftovers()
+    deadline = time.monotonic() + 5
+    while left and time.monotonic() < deadline:  # one being killed right now is not a leak
+        time.sleep(0.1)
+        left = procguard.leftovers()
+    if left:
+        procguard.kill([pid for pid, _ in left])
+        lines = "\n".join(f"  {pid} {cmd}" for pid, cmd in left)
+        print(f"\nleftover processes after the run (a fixture did not stop them):\n{lines}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_asyncio_loop_factories(

@@ -61,7 +61,7 @@ def pay_frame(
         id=r.next_id(),
         intent=i,
         device=r.device if device is None else device,
-        sig=payments.sign_intent(key or r.key, i),
+        sig=payments.sign_intent(key or r.key, r.challenge.server, i),
     )
 
 
@@ -87,7 +87,10 @@ def packet_frame(
         expires_at=now_ms() + 600_000,
     )
     return F.SendRedPacket(
-        id=r.next_id(), intent=i, device=r.device, sig=payments.sign_intent(r.key, i)
+        id=r.next_id(),
+        intent=i,
+        device=r.device,
+        sig=payments.sign_intent(r.key, r.challenge.server, i),
     )
 
 

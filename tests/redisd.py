@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procguard import die_with_parent
 from testkit import free_port
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -52,6 +53,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,  # redis-server hides its environment from the watchdog
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         while True:

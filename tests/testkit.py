@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from chatproto import auth, codec
 from chatproto import frames as F
 from chatproto.e2e.primitives import SigningKey
+from procguard import die_with_parent
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
@@ -244,6 +245,7 @@ class ServerProcess:
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

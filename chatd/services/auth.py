@@ -15,6 +15,10 @@ from chatd.errors import AuthFailed, Invalid
 from chatd.services.deps import Deps
 from chatd.store.base import AccountRow, DeviceRow
 
+__all__ = ["AccountRow", "AuthService", "DeviceRow", "new_nonce"]
+"""The rows a login yields are re-exported: the session names them from here, since the
+transport reaches storage only through services."""
+
 
 def new_nonce() -> bytes:
     return os.urandom(NONCE_BYTES)

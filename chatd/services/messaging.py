@@ -120,6 +120,11 @@ class MessagingService:
         except BaseException:
             s.floors.pop(f.conv, None)
             raise
+        if after == f.after and after > 0:
+            # Nothing newer: answer the conversation's highest seq (SPEC 7.4), so that a client
+            # whose cursor is past it (its server lost history) can tell.
+            last = await d.store.messages(f.conv, 0, after + 1, 1)
+            after = last[-1].seq if last else 0
         s.floors[f.conv] = after
         s.reply(F.Synced(re=f.id, conv=f.conv, seq=after))
         if unconfirmed:  # Redis did not confirm the subscription: live delivery may miss some

@@ -120,7 +120,7 @@ class PaymentService:
         if row is None or row.account != payer:
             raise ledger.WrongDevice(f"device {device} is not a device of account {payer}")
         try:
-            payments.verify_intent(row.public_key, sig, intent)
+            payments.verify_intent(row.public_key, sig, self._server, intent)
         except SignatureError:
             raise ledger.BadSignature("the intent's signature does not verify") from None
 
@@ -137,7 +137,7 @@ class PaymentService:
             currency=i.currency,
             conv=i.conv,
             request_id=i.request_id,
-            intent_hash=payments.intent_hash(i),
+            intent_hash=payments.intent_hash(self._server, i),
             memo_hash=i.memo_hash,
             intent_expires_at=i.expires_at,
             device=f.device,
@@ -160,7 +160,7 @@ class PaymentService:
             currency=i.currency,
             shares=tuple(shares),
             split=i.split,
-            intent_hash=payments.intent_hash(i),
+            intent_hash=payments.intent_hash(self._server, i),
             memo_hash=i.memo_hash,
             intent_expires_at=i.expires_at,
             device=f.device,

@@ -64,12 +64,21 @@ class PresenceService:
 
     async def receipt(self, conn_id: int, account: int, device: int, f: F.Receipt) -> None:
         kind = await self._kind(f.conv, account)
-        moved = await self._d.store.move_cursor(device, f.conv, f.type, f.seq)
+        seq = await self._at_most_last(f.conv, f.seq)
+        moved = await self._d.store.move_cursor(device, f.conv, f.type, seq)
         if moved and kind != "channel":
             event = F.ReceiptEvent(
-                conv=f.conv, account=account, device=device, type=f.type, seq=f.seq
+                conv=f.conv, account=account, device=device, type=f.type, seq=seq
             )
             publish_event(self._d.hub, f.conv, event, conn_id)
+
+    async def _at_most_last(self, conv: int, seq: int) -> int:
+        """``seq``, or the conversation's highest seq when ``seq`` is past it (SPEC 10.1: a
+        cursor never passes the last message). No store read when this node has seen it."""
+        if seq <= self._d.hub.latest_seq(conv):
+            return seq
+        last = await self._d.store.messages(conv, 0, seq + 1, 1)
+        return last[-1].seq if last else 0
 
     async def _kind(self, conv: int, account: int) -> str:
         found = await self._d.store.member_kind(conv, account)

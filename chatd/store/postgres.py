@@ -5,8 +5,13 @@ with several writers:
 
 * Group commit per node. Writes queue on this node and one writer task commits everything queued
   as one transaction (``run()``, like SQLite's). Consecutive appends in a batch are handled
-  together: one statement locks their conversations, one reads the roles, one looks up earlier
-  cmids, then ``executemany`` moves the counters and inserts the messages.
+  together by one call of the server-side function ``chatd_append`` (migration 0005): it locks
+  their conversations, reads the roles and earlier cmids, moves the counters and inserts the
+  messages. A batch of nothing but appends (the hot path) is that one statement, its own
+  transaction: ONE round trip per batch, where BEGIN, five statements and COMMIT took seven.
+* The gathering window adapts to load (``_gather_window``): an idle node commits a lone write at
+  once; once at least one more write is expected within ``commit_interval``, the writer waits
+  that long, so batches grow with the load.
 * Seqs. ``conversations.last_seq`` is a counter row. A batch first locks the conversation rows
   it appends to (``SELECT ... ORDER BY id FOR NO KEY UPDATE``: sorted, so two nodes lock in the
   same order), then reads roles and cmids, assigns seqs from the locked counter and writes the
@@ -39,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
@@ -208,102 +214,73 @@ class _Tx:
 
     async def appends(self, ops: list[_Op[Any]]) -> list[Any]:
         """A run of consecutive appends, in order: results or refusals (``ChatdError``)."""
-        msgs = [op.message for op in ops if op.message is not None]
-        assert len(msgs) == len(ops)
-        db = self.db
-        convs = sorted({m.conv for m in msgs})
-        # Sorted locks: two nodes appending to the same conversations lock them in one order.
-        locked = await db.fetch(
-            "SELECT id, kind, last_seq FROM conversations WHERE id = ANY($1::bigint[])"
-            " ORDER BY id FOR NO KEY UPDATE",
-            convs,
-        )
-        kind_of = {int(r[0]): str(r[1]) for r in locked}
-        last = {int(r[0]): int(r[2]) for r in locked}
-        senders = sorted({m.sender for m in msgs})
-        # The senders' roles, and the bots with access 'addressed' (read under the same locks
-        # as set_bot_access takes): one round trip, each half on its own index.
-        role_of: dict[tuple[int, int], str] = {}
-        addressed: dict[int, set[int]] = {}
-        for c, a, r, bot in await db.fetch(
-            "SELECT conv_id, account_id, role, false FROM members"
-            " WHERE conv_id = ANY($1::bigint[]) AND account_id = ANY($2::bigint[])"
-            " UNION ALL SELECT conv_id, account_id, role, true FROM members"
-            " WHERE conv_id = ANY($1::bigint[]) AND access = 'addressed'",
-            list(kind_of),
-            senders,
-        ):
-            if bot:
-                addressed.setdefault(int(c), set()).add(int(a))
-            else:
-                role_of[(int(c), int(a))] = str(r)
-        bots_of = {c: tuple(sorted(a)) for c, a in addressed.items()}
-        allowed = [m for m in msgs if (m.conv, m.sender) in role_of]
-        seen: dict[tuple[int, int, str], tuple[int, int, str, bytes, Ids, Ids]] = {}
-        if allowed:
-            for c, d, cmid, seq, ts, kind, body, to, withheld in await db.fetch(
-                "SELECT m.conv_id, m.device, m.cmid, m.seq, m.ts, m.kind, m.body,"
-                " m.to_accounts, m.withheld FROM messages m"
-                " JOIN unnest($1::bigint[], $2::bigint[], $3::text[]) AS k (conv_id, device, cmid)"
-                " ON m.conv_id = k.conv_id AND m.device = k.device AND m.cmid = k.cmid",
-                [m.conv for m in allowed],
-                [m.device for m in allowed],
-                [m.cmid for m in allowed],
-            ):
-                seen[(int(c), int(d), str(cmid))] = (
-                    *(int(seq), int(ts), str(kind), bytes(body)),
-                    _ids(to),
-                    _ids(withheld),
-                )
-        results: list[Any] = []
-        rows: list[tuple[Any, ...]] = []
-        for m in msgs:
-            role = role_of.get((m.conv, m.sender))
-            if role is None:
-                results.append(NotFound("no such conversation"))
-                continue
+        return await _appends(self.db, ops)
+
+
+def _refused_sends() -> list[str]:
+    out = []
+    for kind in ("direct", "group", "channel"):
+        for role in ("owner", "admin", "member"):
             try:
-                rules.check_send(kind_of[m.conv], role)
-            except ChatdError as refused:
-                results.append(refused)
-                continue
-            key = (m.conv, m.device, m.cmid)
-            prior = seen.get(key)
-            if prior is not None:
-                seq, ts, kind, body, to, withheld = prior
-                if kind != m.kind or body != m.body or to != m.to:
-                    results.append(Conflict("this cmid was already used for another message"))
-                    continue
-                stored = StoredMessage(
-                    *(m.conv, seq, ts, m.sender, m.device, m.cmid, m.kind, m.body), m.to, withheld
-                )
-                results.append(Appended(stored, duplicate=True))
-                continue
-            seq = last[m.conv] = last[m.conv] + 1
-            withheld = rules.withheld_from(m.kind, m.sender, m.to, bots_of.get(m.conv, ()))
-            seen[key] = (seq, m.ts, m.kind, m.body, m.to, withheld)
-            rows.append(
-                (
-                    *(m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body),
-                    list(m.to) or None,
-                    list(withheld) or None,
-                )
-            )
+                rules.check_send(kind, role)
+            except ChatdError:
+                out.append(f"{kind} {role}")
+    return out
+
+
+_REFUSED_SENDS = _refused_sends()
+"""The (conversation kind, role) pairs ``rules.check_send`` refuses, as ``chatd_append`` takes
+them: the rule stays written once, in ``core``."""
+_ALWAYS_DELIVERED = sorted(rules.ALWAYS_DELIVERED)
+
+_APPEND = "SELECT * FROM chatd_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+"""Migration 0005: the whole batch of appends in one round trip (see the function's comment)."""
+
+
+async def _appends(db: Conn, ops: Sequence[_Op[Any]]) -> list[Any]:
+    """Commit the appends ``ops`` with one call of ``chatd_append``: their results (``Appended``)
+    or refusals (``ChatdError``), in order. Inside a transaction it joins it; outside, the one
+    statement is its own transaction."""
+    msgs = [op.message for op in ops if op.message is not None]
+    assert len(msgs) == len(ops)
+    rows = await db.fetch(
+        _APPEND,
+        [m.conv for m in msgs],
+        [m.sender for m in msgs],
+        [m.device for m in msgs],
+        [m.cmid for m in msgs],
+        [m.kind for m in msgs],
+        [m.body for m in msgs],
+        [m.ts for m in msgs],
+        ["{" + ",".join(map(str, m.to)) + "}" for m in msgs],
+        _REFUSED_SENDS,
+        _ALWAYS_DELIVERED,
+    )
+    results: list[Any] = []
+    for m, (outcome, seq, ts, withheld, conv_kind, role) in zip(msgs, rows, strict=True):
+        if outcome in ("new", "duplicate"):
             stored = StoredMessage(
-                *(m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body), m.to, withheld
+                *(m.conv, int(seq), int(ts), m.sender, m.device, m.cmid, m.kind, m.body),
+                m.to,
+                _ids(withheld),
             )
-            results.append(Appended(stored, duplicate=False))
-        if rows:
-            moved = sorted({r[0] for r in rows})
-            await db.executemany(
-                "UPDATE conversations SET last_seq=$2 WHERE id=$1", [(c, last[c]) for c in moved]
-            )
-            await db.executemany(
-                "INSERT INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body,"
-                " to_accounts, withheld) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
-                rows,
-            )
-        return results
+            results.append(Appended(stored, duplicate=outcome == "duplicate"))
+        elif outcome == "absent":
+            results.append(NotFound("no such conversation"))
+        elif outcome == "conflict":
+            results.append(Conflict("this cmid was already used for another message"))
+        else:
+            results.append(_refusal(str(conv_kind), str(role)))
+    return results
+
+
+def _refusal(kind: str, role: str) -> ChatdError:
+    """The error ``rules.check_send`` raises for a send ``chatd_append`` refused."""
+    try:
+        rules.check_send(kind, role)
+    except ChatdError as refused:
+        return refused
+    raise AssertionError(f"chatd_append refused a send check_send allows: {kind} {role}")
 
 
 class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
@@ -332,6 +309,9 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         self._timeout = timeout
         self._w: Conn | None = None
         self._pool: Any = None
+        self._rate = 0.0
+        """Writes per second arriving lately (``_gather_window``)."""
+        self._last_batch = time.monotonic()
         self.retries = 0
         """Batches re-run after losing a race to another node (a counter for metrics)."""
 
@@ -354,7 +334,21 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
     async def _connect(self) -> Conn:
         return await asyncpg.connect(self.dsn, timeout=self._timeout, command_timeout=self._timeout)
 
+    def _gather_window(self) -> float:
+        """Wait ``commit_interval`` only when at least one more write is expected in it (by the
+        recent arrival rate): an idle node commits a lone write at once, a loaded one gathers
+        batches that grow with the load. Each commit costs a round trip and a WAL flush
+        whatever its size, so fewer, larger batches are what keeps CPU per message flat."""
+        if self._rate * self._commit_interval >= 1.0:
+            return self._commit_interval
+        return 0.0
+
     async def _apply_batch(self, batch: list[_Op[Any]]) -> list[Any]:
+        now = time.monotonic()
+        # The arrival rate: this batch arrived since the previous one was taken (smoothed).
+        elapsed = max(now - self._last_batch, 1e-4)
+        self._rate = 0.7 * self._rate + 0.3 * (len(batch) / elapsed)
+        self._last_batch = now
         return await self._apply(batch)
 
     async def _apply(self, batch: list[_Op[Any]]) -> list[Any]:
@@ -364,6 +358,8 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
             if db is None or db.is_closed():
                 self._w = db = await self._connect()
             try:
+                if all(op.message is not None for op in batch):
+                    return await _appends(db, batch)  # the hot path: one round trip
                 async with db.transaction():
                     return await self._run_ops(_Tx(db), batch)
             except _RETRY as exc:

@@ -29,6 +29,7 @@ from websockets.typing import Origin, Subprotocol
 
 from chatd import __version__
 from chatd.health import Health
+from chatd.media.http import media_connection
 from chatd.session import CLOSE_POLICY, Services, Session
 from chatd.transport.link import Outbox, WsLink
 
@@ -240,17 +241,18 @@ class Transport:
             return None
         if path == "/healthz":  # liveness only: the process answers
             return _text(HTTPStatus.OK, b"ok\n")
-        if path == "/readyz":
-            problems = await self.health.problems()
-            if not problems:
-                return _text(HTTPStatus.OK, b"ready\n")
-            body = f"not ready: {', '.join(problems)}\n".encode()
-            return _text(HTTPStatus.SERVICE_UNAVAILABLE, body)
+        if path == "/readyz":  # in rotation or not (degraded still serves: 200)
+            check = await self.health.check()
+            if check.problems:
+                body = f"not ready: {', '.join(check.problems)}\n".encode()
+                return _text(HTTPStatus.SERVICE_UNAVAILABLE, body)
+            degraded = f", degraded: {', '.join(check.degraded)}" if check.degraded else ""
+            return _text(HTTPStatus.OK, f"ready{degraded}\n".encode())
         if path == "/status":
             doc = json.dumps(await self.health.status(), indent=1).encode() + b"\n"
             return _text(HTTPStatus.OK, doc, "application/json")
         if path == "/metrics":
-            body = self._svc.deps.metrics.render()
+            body = await self.health.metrics()
             return _text(HTTPStatus.OK, body, "text/plain; version=0.0.4")
         return _text(HTTPStatus.NOT_FOUND, b"not found\n")
 
@@ -275,11 +277,11 @@ class Transport:
             process_request=self._http,
             max_size=limits.max_frame_bytes,
             max_queue=16,  # only frames that arrive before the handler starts; see Inbox
-            create_connection=_Connection,
             ping_interval=None,  # Keepalive: one timer for all, not a task per connection
             ping_timeout=None,
             close_timeout=5,
             server_header="chatd",
+            create_connection=media_connection(_Connection, self._svc),
         )
         self._keepalive.start()
         return self.server

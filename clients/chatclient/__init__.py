@@ -23,6 +23,7 @@ from chatclient.events import (
     Message,
     Presence,
     Receipt,
+    SendFailed,
     Typing,
 )
 from chatclient.keystore import KeyStore
@@ -49,5 +50,6 @@ __all__ = [
     "RateLimited",
     "Receipt",
     "RequestError",
+    "SendFailed",
     "Typing",
 ]

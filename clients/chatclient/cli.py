@@ -16,41 +16,59 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
+import sqlite3
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from chatproto import WS_PATH, kinds, money
 from chatproto import frames as F
-from chatproto import kinds
 from chatproto.errors import ChatProtoError
 
 from chatclient.client import Client
 from chatclient.errors import (
+    AuthError,
     ChatClientError,
     ClientClosed,
     ConnectionLost,
     InvocationTimeoutError,
     RequestError,
 )
-from chatclient.events import Connected, Disconnected, Event, Message, Typing, Undecryptable
-from chatclient.keystore import KeyStore
+from chatclient.events import (
+    Connected,
+    Disconnected,
+    Event,
+    Message,
+    Receipt,
+    Typing,
+    Undecryptable,
+)
+from chatclient.keystore import KeyStore, KeyStoreInUse, KeyStoreLocked
 from chatclient.tui import (
     HELP,
     Access,
     Approve,
     AskPayment,
     Balance,
+    BotCommand,
     Bots,
+    CancelRequest,
     Cards,
     ClaimPacket,
     Command,
     Console,
     Convs,
     Create,
+    Decline,
+    DeleteMessage,
     Dm,
     Drop,
+    EditMessage,
     Forward,
     Handover,
     Help,
@@ -62,23 +80,31 @@ from chatclient.tui import (
     Line,
     Me,
     Names,
+    No,
     Open,
     ParseError,
     Pay,
     PayOrder,
+    PayRequest,
     Press,
     Quit,
+    React,
+    Reads,
     RedPacket,
     Rename,
+    Reply,
     Role,
     Safety,
+    SaveAttachment,
     Say,
+    SendFile,
     Seqs,
     ShareCard,
     ShareLink,
     Verify,
     Wallet,
     Who,
+    Yes,
     format_balances,
     format_bots,
     format_convs,
@@ -100,6 +126,29 @@ TYPING_EVERY = 3.0
 INVOKE_TIMEOUT = 30.0
 """Seconds a mini-app invocation waits for the bot's card before it is shown as failed."""
 _TRUE = frozenset({"true", "yes", "y", "on", "1"})
+BEFORE_JOINED = "sent before you joined"
+"""How the SDK's ``Undecryptable.reason`` starts for a message from before this account joined."""
+AUTHORS = 4096
+"""(conv, seq) -> sender remembered, to say whose invocation a bot's card answers."""
+
+
+def _local_file(path: str) -> Path:
+    p = Path(os.path.expanduser(path))
+    if not p.is_file():
+        raise UsageError(f"no file {path!r}")
+    return p
+
+
+def _save_target(path: str | None, sent_name: str, seq: int) -> Path:
+    """Where ``/save`` writes: never a path from the sender (only the last part of its name,
+    in this directory), never over an existing file."""
+    name = Path(sent_name).name.lstrip(".") or f"attachment-{seq}"
+    dest = Path(os.path.expanduser(path)) if path else Path(name)
+    if dest.is_dir():
+        dest = dest / name
+    if dest.exists():
+        raise UsageError(f"{dest} exists: /save {seq} PATH")
+    return dest
 
 
 class UsageError(Exception):
@@ -116,10 +165,26 @@ class CannotConnect(Exception):
 class Session:
     """Runs commands against a connected ``Client`` and shows its events on a console."""
 
-    def __init__(self, client: Client, console: Console, url: str) -> None:
+    def __init__(
+        self, client: Client, console: Console, url: str, *, assume_yes: bool = False
+    ) -> None:
         self.client = client
         self.console = console
         self.url = url
+        self.assume_yes = assume_yes
+        """``chat --yes``: payments go without the confirmation step (scripts)."""
+        self._pending: tuple[str, Callable[[], Awaitable[None]]] | None = None
+        """The payment waiting for ``/yes``: what it does, and doing it."""
+        self._last_own: dict[int, int] = {}
+        self._last_other: dict[int, int] = {}
+        self._last_any: dict[int, int] = {}
+        self._authors: OrderedDict[tuple[int, int], int] = OrderedDict()
+        self._reads: dict[int, dict[int, int]] = {}
+        """conv -> account -> how far it has read (from receipt events seen)."""
+        self._requests: dict[str, kinds.PaymentReceipt] = {}
+        self._closed_requests: dict[str, str] = {}
+        self._before_join: dict[int, int] = {}
+        """conv -> messages from before this account joined, not shown yet (said once)."""
         ks = client.keystore
         self.names = Names(me=ks.account, my_handle=ks.handle)
         self.current: int | None = None
@@ -147,6 +212,8 @@ class Session:
         """Until /quit, end of input, or the client stops for good; returns the exit status."""
         self.console.on_edit = self._on_edit
         self.show("type /help for commands, /convs to list conversations", "dim")
+        for m in self.client.pending():  # left by an earlier run: sent now
+            self.show(f"[{self.names.label(m.conv)}] pending: {m.text}", "dim")
         events = asyncio.create_task(self._pump_events())
         commands = asyncio.create_task(self._read_commands())
         status = 0
@@ -159,6 +226,8 @@ class Session:
         finally:
             commands.cancel()
             await asyncio.gather(commands, return_exceptions=True)
+            if self._pending is not None:  # a script that did not say /yes: say it did not go
+                self.show(f"not confirmed, so not done: {self._pending[0]}", "error")
             await self._drain_sends()
             # Closing ends the event stream after what is queued (e.g. our last messages' echo).
             await self.client.aclose()
@@ -189,7 +258,8 @@ class Session:
             return
         _, waiting = await asyncio.wait(self._sends, timeout=self.client.request_timeout)
         if waiting:
-            self.show(f"{len(waiting)} message(s) not acknowledged before exit", "error")
+            # They stay in the key store's outbox: the next start sends them.
+            self.show(f"{len(waiting)} message(s) pending: sent when chat next connects", "dim")
             for task in waiting:
                 task.cancel()
             await asyncio.gather(*waiting, return_exceptions=True)
@@ -211,6 +281,12 @@ class Session:
                 self.offline = True
             case Connected():
                 self.offline = False
+            case Undecryptable() if ev.reason.startswith(BEFORE_JOINED):
+                self._before_join[ev.conv] = self._before_join.get(ev.conv, 0) + 1
+                return  # said once, calmly, when the conversation goes on (_say_before_join)
+            case Receipt():
+                self._on_receipt(ev)
+                return
             case Typing():
                 key = (ev.conv, ev.account)
                 now = time.monotonic()
@@ -222,9 +298,96 @@ class Session:
                 self._typing_seen[key] = now
                 if ev.conv not in self.names.convs:
                     await self._refresh(ev.conv)
+        if isinstance(ev, Undecryptable):
+            self._say_before_join(ev.conv)
         line = format_event(ev, self.names, cards=self.cards)
         if line is not None:
             self.console.show(line)
+
+    def _say_before_join(self, conv: int) -> None:
+        """One line for the messages of ``conv`` sent before this account joined (they cannot
+        be read here: their keys were never shared with it), instead of one error each."""
+        count = self._before_join.pop(conv, 0)
+        if count:
+            were = "message was" if count == 1 else "messages were"
+            self.show(
+                f"[{self.names.label(conv)}] {count} earlier {were} sent before you joined"
+                " (end-to-end encrypted for the members at the time)",
+                "dim",
+            )
+
+    def _on_receipt(self, r: Receipt) -> None:
+        """Remember how far each member read; say so when it covers your latest message here."""
+        if r.type != "read" or r.account == self.names.me:
+            return
+        reads = self._reads.setdefault(r.conv, {})
+        before = reads.get(r.account, 0)
+        if r.seq <= before:
+            return
+        reads[r.account] = r.seq
+        mine = self._last_own.get(r.conv, 0)
+        if r.conv == self.current and before < mine <= r.seq:
+            self.show(
+                f"[{self.names.label(r.conv)}] {self.names.handle(r.account)} has read up to"
+                f" #{r.seq} (your latest message too)",
+                "dim",
+            )
+
+    def _remember(self, m: Message) -> None:
+        """What /reply, /edit, /delete, /react and /pay REQUEST default to or look up."""
+        self._authors[(m.conv, m.seq)] = m.sender
+        if len(self._authors) > AUTHORS:
+            self._authors.popitem(last=False)
+        c = m.content
+        if isinstance(c, kinds.PaymentReceipt):
+            if c.type == "request":
+                self._requests[c.ref] = c
+            elif c.type in ("declined", "cancelled", "expired") or (
+                c.type == "transfer" and c.request_id
+            ):
+                self._closed_requests[c.request_id or c.ref] = (
+                    "paid" if c.type == "transfer" else c.type
+                )
+        if isinstance(c, kinds.SystemEvent | kinds.PaymentReceipt | kinds.ReadReceipt) or c is None:
+            return
+        self._last_any[m.conv] = m.seq
+        if m.sender == self.names.me:
+            if isinstance(c, kinds.Text):
+                self._last_own[m.conv] = m.seq
+        elif not isinstance(c, kinds.Reaction | kinds.Edit | kinds.Delete):
+            self._last_other[m.conv] = m.seq
+
+    def _not_theirs(self, m: Message) -> Line | None:
+        """An edit or deletion of a message its sender did not write is not applied: said so."""
+        c = m.content
+        if not isinstance(c, kinds.Edit | kinds.Delete):
+            return None
+        author = self._authors.get((m.conv, c.target))
+        if author is None or author == m.sender:
+            return None
+        verb = "edit" if isinstance(c, kinds.Edit) else "delete"
+        return Line(
+            f"[{self.names.label(m.conv)}] {self.names.handle(m.sender)} tried to {verb}"
+            f" {self.names.handle(author)}'s message #{c.target} (ignored)",
+            "error",
+        )
+
+    def _card_for_someone_else(self, m: Message) -> Line | None:
+        """A bot's card answering another member's invocation, in a group: one line (its buttons
+        and order are theirs)."""
+        c = m.content
+        info = self.names.convs.get(m.conv)
+        if not isinstance(c, kinds.MiniappResult) or info is None or info.kind == "direct":
+            return None
+        invoker = self._authors.get((m.conv, m.reply_to))
+        if not m.reply_to or invoker is None or invoker == self.names.me:
+            return None
+        said = c.error or c.title or (c.text.splitlines() or [""])[0] or "(done)"
+        return Line(
+            f"[{self.names.label(m.conv)}] {self.names.handle(m.sender)} answered"
+            f" {self.names.handle(invoker)}: {said}",
+            "dim",
+        )
 
     async def _on_message(self, m: Message) -> None:
         system = m.content if isinstance(m.content, kinds.SystemEvent) else None
@@ -236,7 +399,13 @@ class Session:
         self._typing_seen.pop((m.conv, m.sender), None)
         if isinstance(m.content, kinds.PaymentReceipt) and m.content.type == "red_packet":
             self._packets[m.conv] = m.content.ref
-        line = format_message(m, self.names, cards=self.cards)
+        self._say_before_join(m.conv)
+        self._remember(m)
+        line = (
+            self._not_theirs(m)
+            or self._card_for_someone_else(m)
+            or format_message(m, self.names, cards=self.cards)
+        )
         if line is not None:
             self.console.show(line)
         if system is not None and leaving:
@@ -308,7 +477,7 @@ class Session:
 
     async def execute(self, cmd: Command) -> None:
         """Run one command; every failure becomes one line."""
-        local = isinstance(cmd, Say | Help | Me | Drop | Seqs)
+        local = isinstance(cmd, Say | Help | Me | Drop | Seqs | No)
         if not local and not self.client.connected:
             self.show("not connected (reconnecting); try again in a moment", "error")
             return
@@ -333,17 +502,49 @@ class Session:
             raise UsageError("no open conversation: /convs, /open N or /dm @handle first")
         return self.current
 
+    def _progress(self, label: str) -> Callable[[int, int], None]:
+        """A progress line every 10 % of a transfer over 1 MB."""
+        shown = [0]
+
+        def progress(done: int, total: int) -> None:
+            tenth = done * 10 // max(total, 1)
+            if total > 1_000_000 and tenth > shown[0]:
+                shown[0] = tenth
+                self.show(f"{label}: {'#' * tenth}{'.' * (10 - tenth)} {tenth * 10} %", "dim")
+
+        return progress
+
+    async def _media(self, cmd: SendFile | SaveAttachment) -> None:
+        """``/file``, ``/image``, ``/save`` (chatclient/media.py does the work)."""
+        c = self.client
+        conv = self._need_current()
+        if isinstance(cmd, SendFile):
+            path = _local_file(cmd.path)
+            send = c.send_image if cmd.image else c.send_file
+            await send(conv, path, progress=self._progress(f"sending {path.name}"))
+            return
+        m = await c.message(conv, cmd.seq)
+        att = m.content if isinstance(m, Message) else None
+        if not isinstance(att, kinds.Attachment):
+            raise UsageError(f"#{cmd.seq} has no file: /save N takes the number of a file message")
+        dest = _save_target(cmd.path, att.name, cmd.seq)
+        await c.download(att, dest, progress=self._progress(f"saving {dest.name}"))
+        self.show(f"saved #{cmd.seq} to {dest}", "system")
+
     async def _execute(self, cmd: Command) -> None:
         c = self.client
         match cmd:
             case Say(text):
                 self._say(text)
+            case SendFile() | SaveAttachment():
+                await self._media(cmd)
             case Help():
                 for text in HELP.splitlines():
                     self.show(text)
             case Me():
                 ks = c.keystore
                 self.show(f"@{ks.handle} (account {ks.account}, device {ks.device}) on {self.url}")
+                self.show(f"device key {ks.key.public_key.hex()}", "dim")
             case Drop():
                 self.show("dropping the connection", "dim")
                 await c.drop_connection()
@@ -397,7 +598,18 @@ class Session:
                 else:
                     c.unverify(account)
                     self.show(f"@{handle} no longer verified", "system")
-            case Approve(device):
+            case Approve(device, key):
+                shown = await c.e2e.device_login_key(device)
+                if key and not shown.hex().startswith(key):
+                    raise UsageError(f"device {device} has another key: not approved")
+                if not key and not c.e2e.approved(shown):
+                    self.show(
+                        f"device {device} has key {shown.hex()}: if /me on that device shows"
+                        f" the same, /approve {device} {shown.hex()[:16]}",
+                        "system",
+                    )
+                    return
+                c.e2e.approve(shown)
                 version = await c.publish_devices([device])
                 self.show(
                     f"device {device} added to your device list (version {version})", "system"
@@ -405,15 +617,63 @@ class Session:
             case Handover(device):
                 await c.transfer_master_key(device)
                 self.show(f"your account's master key was sent to device {device}", "system")
-            case Pay(handle, amount, currency, memo):
-                payee = await c.lookup(handle)
-                conv = await self._pay_conv(payee)
-                r = await c.pay(conv, payee, amount, currency, memo)
-                label = self.names.label(conv)
-                self.show(f"paid @{handle} {r.amount} (receipt #{r.seq} in [{label}])", "system")
+            case Pay() | PayRequest() | PayOrder() | RedPacket():
+                summary, perform = await self._prepare_payment(cmd)
+                if cmd.confirmed or self.assume_yes:
+                    await perform()
+                else:
+                    self._pending = (summary, perform)
+                    self.show(f"{summary}? /yes to confirm, /no to drop it", "system")
+            case Yes():
+                if self._pending is None:
+                    raise UsageError("no payment is waiting for confirmation")
+                _, perform = self._pending
+                self._pending = None
+                await perform()
+            case No():
+                if self._pending is None:
+                    raise UsageError("no payment is waiting for confirmation")
+                self.show(f"dropped: {self._pending[0]}", "dim")
+                self._pending = None
+            case Decline(rid) | CancelRequest(rid):
+                if isinstance(cmd, Decline):
+                    r = await c.payments.decline(rid)
+                    self._closed_requests[rid] = "declined"
+                    self.show(f"declined the request {rid} for {r.amount}", "system")
+                else:
+                    r = await c.payments.cancel(rid)
+                    self._closed_requests[rid] = "cancelled"
+                    self.show(f"cancelled your request {rid} for {r.amount}", "system")
+            case Reply(target, text):
+                conv = self._need_current()
+                seq = target or self._last_other.get(conv)
+                if seq is None:
+                    raise UsageError("nothing to reply to here yet: /reply SEQ text (/seqs)")
+                self._say(text, reply_to=seq)
+            case EditMessage(target, text):
+                conv = self._need_current()
+                seq = await self._own_text(conv, target, "edit")
+                await c.send(conv, kinds.Edit(target=seq, text=text))
+            case DeleteMessage(target):
+                conv = self._need_current()
+                seq = await self._own_text(conv, target, "delete")
+                await c.send(conv, kinds.Delete(target=seq))
+            case React(target, emoji, remove):
+                conv = self._need_current()
+                seq = target or self._last_other.get(conv) or self._last_any.get(conv)
+                if seq is None:
+                    raise UsageError("nothing to react to here yet: /react SEQ EMOJI (/seqs)")
+                await c.send(conv, kinds.Reaction(target=seq, emoji=emoji, remove=remove))
+            case Reads():
+                conv = self._need_current()
+                for line in await self._read_positions(conv):
+                    self.console.show(line)
+            case BotCommand(text):
+                await self._bot_command(self._need_current(), text)
             case AskPayment(handle, amount, currency, memo):
                 payer = await c.lookup(handle)
-                conv = await self._pay_conv(payer)
+                where, _ = await self._pay_conv(payer)
+                conv = where if where is not None else await c.direct(payer)
                 r = await c.request(conv, amount, currency, memo, payer=payer)
                 self.show(f"asked @{handle} for {r.amount} (request {r.receipt.ref})", "system")
             case Balance(currency):
@@ -421,22 +681,13 @@ class Session:
                     self.console.show(line)
             case Wallet(count):
                 entries, more = await c.payment_history(limit=count)
+                for e in entries:  # handles, not account numbers
+                    if e.counterparty and e.counterparty not in self.names.handles and e.conv:
+                        await self._refresh(e.conv)
                 for line in format_wallet(entries, self.names):
                     self.console.show(line)
                 if more:
                     self.show("(older payments: /wallet with a larger N)", "dim")
-            case RedPacket(amount, currency, shares, split, memo):
-                conv = self._need_current()
-                r = await c.red_packet(
-                    conv,
-                    amount,
-                    currency,
-                    shares,
-                    memo,
-                    split="equal" if split == "equal" else "random",
-                )
-                self._packets[conv] = r.receipt.ref
-                self.show(f"red packet {r.receipt.ref}: {r.amount} in {shares} shares", "system")
             case ClaimPacket(packet):
                 pid = packet or self._packets.get(self._need_current(), "")
                 if not pid:
@@ -474,13 +725,6 @@ class Session:
                 else:
                     invocation = c.press(card, index, timeout=INVOKE_TIMEOUT)
                 self._spawn_invocation(invocation)
-            case PayOrder(number):
-                ordered = self.cards.orders.get(number)
-                if ordered is None:
-                    raise UsageError(f"no order {number} shown yet")
-                r = await c.pay_order(ordered)
-                again = " (already paid: the same payment)" if r.replay else ""
-                self.show(f"paid order {number}: {r.amount} (receipt #{r.seq}){again}", "system")
             case Forward(seq, index, handle):
                 conv = self._need_current()
                 m = await c.message(conv, seq)
@@ -579,31 +823,205 @@ class Session:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _pay_conv(self, account: int) -> int:
-        """The current conversation if ``account`` is in it, else the direct one with them."""
+    async def _pay_conv(self, account: int) -> tuple[int | None, str]:
+        """Where a payment to ``account`` goes: the current conversation if they are in it
+        (its id), else their direct conversation (None: opened only once confirmed); and the
+        words that say where."""
+        handle = self.names.handle(account)
         if self.current is not None:
             info = await self.client.conversation(self.current)
             self._learn(info)
+            here = self.names.label(self.current)
             if any(m.account == account for m in info.members):
-                return self.current
-        return await self.client.direct(account)
+                return self.current, f"in [{here}]"
+            return None, f"in your direct chat with @{handle} (@{handle} is not in [{here}])"
+        return None, f"in your direct chat with @{handle}"
 
-    def _say(self, text: str) -> None:
+    async def _balance_note(self, amount: int, currency: str) -> str:
+        """`` (your balance: 1.00 USD, not enough)`` for a confirmation question."""
+        have = (await self.client.balance(currency)).get(currency, 0)
+        short = ", not enough" if have < amount else ""
+        return f" (your balance: {money.format_money(have, currency)}{short})"
+
+    async def _prepare_payment(
+        self, cmd: Pay | PayRequest | PayOrder | RedPacket
+    ) -> tuple[str, Callable[[], Awaitable[None]]]:
+        """What ``cmd`` would do, in words (amount, payee, where), and the coroutine that does
+        it. Nothing is sent, opened or signed before the second is awaited."""
+        c = self.client
+        match cmd:
+            case Pay(handle, amount, currency, memo):
+                payee = await c.lookup(handle)
+                self.names.handles.setdefault(payee, handle)
+                conv, where = await self._pay_conv(payee)
+                minor = money.parse_amount(amount, currency)
+                summary = f"pay @{handle} {money.format_money(minor, currency)} {where}"
+                summary += await self._balance_note(minor, currency)
+
+                async def pay() -> None:
+                    target = conv if conv is not None else await c.direct(payee)
+                    await self._refresh(target)
+                    r = await c.pay(target, payee, amount, currency, memo)
+                    label = self.names.label(target)
+                    self.show(
+                        f"paid @{handle} {r.amount} (receipt #{r.seq} in [{label}])", "system"
+                    )
+
+                return summary, pay
+            case PayRequest(rid):
+                request = self._requests.get(rid)
+                if request is None:
+                    raise UsageError(
+                        f"no request {rid} seen yet: open its conversation (its '$ ... asks'"
+                        " line has the id; /history shows older ones)"
+                    )
+                if rid in self._closed_requests:
+                    raise UsageError(f"the request {rid} is {self._closed_requests[rid]} already")
+                if request.payee == self.names.me:
+                    raise UsageError(f"{rid} is your own request: /cancel {rid} withdraws it")
+                if request.payer not in (0, self.names.me):
+                    raise UsageError(f"the request {rid} asks {self.names.handle(request.payer)}")
+                amount = money.format_money(request.amount, request.currency)
+                summary = (
+                    f"pay {self.names.handle(request.payee)} {amount} for request {rid}"
+                    f" in [{self.names.label(request.conv)}]"
+                )
+                summary += await self._balance_note(request.amount, request.currency)
+
+                async def pay_request() -> None:
+                    r = await c.payments.pay_request(request)
+                    self._closed_requests[rid] = "paid"
+                    self.show(f"paid the request {rid}: {r.amount} (receipt #{r.seq})", "system")
+
+                return summary, pay_request
+            case PayOrder(number):
+                ordered = self.cards.orders.get(number)
+                card = ordered.content if ordered is not None else None
+                if ordered is None or not isinstance(card, kinds.MiniappResult) or not card.order:
+                    raise UsageError(f"no order {number} shown yet")
+                o = card.order
+                what = f" for {o.memo}" if o.memo else ""
+                summary = (
+                    f"pay order {number}: {money.format_money(o.amount, o.currency)}{what} to"
+                    f" {self.names.handle(ordered.sender)} in [{self.names.label(ordered.conv)}]"
+                )
+                summary += await self._balance_note(o.amount, o.currency)
+
+                async def pay_order() -> None:
+                    assert ordered is not None
+                    r = await c.pay_order(ordered)
+                    again = " (already paid: the same payment)" if r.replay else ""
+                    self.show(
+                        f"paid order {number}: {r.amount} (receipt #{r.seq}){again}", "system"
+                    )
+
+                return summary, pay_order
+            case RedPacket(amount, currency, shares, split, memo):
+                conv = self._need_current()
+                minor = money.parse_amount(amount, currency)
+                summary = (
+                    f"drop a red packet of {money.format_money(minor, currency)} in {shares}"
+                    f" shares ({split}) in [{self.names.label(conv)}]"
+                )
+                summary += await self._balance_note(minor, currency)
+
+                async def drop() -> None:
+                    r = await c.red_packet(
+                        conv,
+                        amount,
+                        currency,
+                        shares,
+                        memo,
+                        split="equal" if split == "equal" else "random",
+                    )
+                    self._packets[conv] = r.receipt.ref
+                    self.show(
+                        f"red packet {r.receipt.ref}: {r.amount} in {shares} shares", "system"
+                    )
+
+                return summary, drop
+
+    async def _own_text(self, conv: int, target: int | None, verb: str) -> int:
+        """The seq of the user's own text message to edit or delete (default: the latest)."""
+        seq = target or self._last_own.get(conv)
+        if seq is None:
+            raise UsageError(f"no message of yours here yet: /{verb} SEQ (/seqs shows them)")
+        m = await self.client.message(conv, seq)
+        if m.sender != self.names.me:
+            raise UsageError(f"#{seq} is not your message: you can {verb} only your own")
+        if isinstance(m, Message) and not isinstance(m.content, kinds.Text):
+            raise UsageError(f"#{seq} is not a text message")
+        return seq
+
+    async def _read_positions(self, conv: int) -> list[Line]:
+        info = await self.client.conversation(conv)
+        self._learn(info)
+        reads = self._reads.get(conv, {})
+        out = [
+            Line(
+                f"[{self.names.label(conv)}] read up to (others: as reported since you connected):"
+            )
+        ]
+        for member in info.members:
+            mine = member.account == self.names.me
+            seq = info.read if mine else reads.get(member.account, 0)
+            where = "nothing yet" if not seq else f"#{seq}"
+            if seq and seq >= info.last_seq:
+                where += " (everything)"
+            if member.account != self.names.me and not seq:
+                where = "not known yet"
+            you = " (you)" if member.account == self.names.me else ""
+            out.append(Line(f"  {member.handle}{you}: {where}"))
+        return out
+
+    async def _bot_command(self, conv: int, text: str) -> None:
+        """``/word ...`` that is not chat's: sent to the bots here that have that command."""
+        found = re.match(r"/([A-Za-z0-9_]+)(?:@([A-Za-z0-9_.]+))?", text)
+        assert found is not None
+        name, target = found.group(1).lower(), found.group(2)
+        bots = await self.client.bots(conv)
+        if not bots:
+            raise UsageError(f"unknown command /{name}; /help lists the commands")
+        handles: dict[int, str] = {}
+        for bot in bots:
+            if bot not in self.names.handles:
+                await self._refresh(conv)
+            handles[bot] = self.names.handle(bot)
+        if target is not None:
+            if target.lower() not in handles.values():
+                raise UsageError(f"@{target} is not a bot here (/bots lists them)")
+        else:
+            having = []
+            for bot in bots:
+                try:
+                    profile = await self.client.bot_profile(bot)
+                except RequestError:
+                    continue
+                if not profile.commands or name in {cmd.name for cmd in profile.commands}:
+                    having.append(bot)
+            if not having:
+                raise UsageError(
+                    f"unknown command /{name}: neither chat nor the bots here have it"
+                    " (/help, /bots)"
+                )
+        self._say(text)
+
+    def _say(self, text: str, reply_to: int | None = None) -> None:
         conv = self._need_current()
         if len(text) > MAX_TEXT:
             raise UsageError(f"message too long ({len(text)} > {MAX_TEXT} characters)")
-        if not self.client.connected:
-            self.show("(not connected: the message is sent on reconnect)", "dim")
+        if not self.client.connected:  # shown again as usual once the server has it
+            self.show(f"[{self.names.label(conv)}] pending: {text}", "dim")
         if self._typing_sent:
             self._typing_sent = 0.0
             self._spawn(self.client.typing(conv, False))
-        task = asyncio.create_task(self._send(conv, text))
+        task = asyncio.create_task(self._send(conv, text, reply_to))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
 
-    async def _send(self, conv: int, text: str) -> None:
+    async def _send(self, conv: int, text: str, reply_to: int | None = None) -> None:
         try:
-            await self.client.send_text(conv, text)
+            await self.client.send_text(conv, text, reply_to=reply_to)
         except ClientClosed:
             pass
         except ChatClientError as exc:
@@ -646,15 +1064,24 @@ class Session:
             return
         first, last = page.messages[0].seq, page.messages[-1].seq
         self.show(f"-- [{self.names.label(conv)}] history {first}..{last} --", "dim")
+        before_join = 0  # a run of messages from before this account joined: one line
         for m in page.messages:
             if m.kind == kinds.WITHHELD:
                 continue
             ev = self.client.message_from(conv, m)
+            if isinstance(ev, Undecryptable) and ev.reason.startswith(BEFORE_JOINED):
+                before_join += 1
+                continue
+            if before_join:
+                self.show(f"({before_join} sent before you joined)", "dim")
+                before_join = 0
             if ev.sender and ev.sender not in self.names.handles:
                 await self._refresh(conv)
             line = format_event(ev, self.names, cards=self.cards)
             if line is not None:
                 self.console.show(line)
+        if before_join:
+            self.show(f"({before_join} sent before you joined)", "dim")
         self._history_before[conv] = first
         if first <= 1 or not page.more:
             self.show("(beginning of the conversation)", "dim")
@@ -676,6 +1103,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"key file of this device (default: $CHAT_KEY or {DEFAULT_KEY})",
     )
     common.add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="pay without the confirmation step (scripts; /pay! does it for one payment)",
+    )
+    common.add_argument(
         "--connect-timeout",
         type=float,
         default=argparse.SUPPRESS,
@@ -693,10 +1127,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def server_url(text: str) -> str:
+    """The WebSocket URL for what a user typed as the server: ``http(s)://`` is read as
+    ``ws(s)://``, a missing path as ``/ws``, a bare ``host:port`` as ``ws://host:port/ws``.
+    Raises ``ParseError`` for what cannot be a server address."""
+    raw = text.strip()
+    if "://" not in raw:
+        raw = "ws://" + raw
+    parts = urllib.parse.urlsplit(raw)
+    scheme = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}.get(parts.scheme.lower())
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        scheme = None
+    if scheme is None or not parts.hostname:
+        raise ParseError(
+            f"not a server address: {text!r} (give ws://HOST:PORT{WS_PATH}, e.g. {DEFAULT_SERVER})"
+        )
+    path = parts.path if parts.path not in ("", "/") else WS_PATH
+    return urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+
+
 def _settings(args: argparse.Namespace) -> tuple[str, Path, float]:
     server = getattr(args, "server", None) or os.environ.get("CHAT_SERVER") or DEFAULT_SERVER
     key = getattr(args, "key", None) or os.environ.get("CHAT_KEY") or DEFAULT_KEY
     return server, Path(key).expanduser(), float(getattr(args, "connect_timeout", 10.0))
+
+
+def _refused(exc: AuthError, url: str, key_path: Path) -> str:
+    """One line for a connection or login the server refused, saying what to do."""
+    http = re.match(r"HTTP (\d+)", exc.server_message)
+    status = http.group(1) if http else ""
+    if status == "404":
+        fixed = urllib.parse.urlsplit(url)._replace(path=WS_PATH).geturl()
+        return (
+            f"no chatd at {url}: the server answered HTTP 404 (chatd serves clients on"
+            f" {WS_PATH}): try --server {fixed}"
+        )
+    if status.isdigit():
+        return (
+            f"the server at {url} refused the WebSocket connection (HTTP {status}):"
+            " is it a chatd server?"
+        )
+    return (
+        f"the server at {url} refused the login of {key_path} ({exc}): is it the server this"
+        " key was registered with? (--server, or $CHAT_SERVER)"
+    )
 
 
 async def _connect(client: Client, wait_s: float) -> None:
@@ -721,14 +1197,33 @@ async def run(
     """The whole CLI as a coroutine (``main`` runs it; tests call it in-process)."""
     out = stdout if stdout is not None else sys.stdout
     args = build_parser().parse_args(argv)
-    url, key_path, timeout = _settings(args)
+    typed_url, key_path, timeout = _settings(args)
 
     def fail(msg: str) -> int:
         out.write(f"chat: {msg}\n")
         out.flush()
         return 1
 
-    ks = KeyStore.open(key_path)
+    try:
+        url = server_url(typed_url)
+    except ParseError as exc:
+        return fail(str(exc))
+    try:
+        ks = KeyStore.open(key_path)
+    except KeyStoreInUse:
+        return fail(
+            f"{key_path} is in use by another process (one at a time per key file):"
+            " close the other chat, or give another --key"
+        )
+    except KeyStoreLocked as exc:  # protected by a passphrase: $CHAT_KEY_PASSPHRASE
+        return fail(str(exc))
+    except (sqlite3.DatabaseError, ValueError, UnicodeDecodeError) as exc:
+        return fail(
+            f"{key_path} is not a chatd key file ({exc}): give another --key, or move this"
+            " file away to register a new account"
+        )
+    except OSError as exc:
+        return fail(f"cannot open the key file {key_path}: {exc.strerror or exc}")
     try:
         return await _run_with(args, ks, url, key_path, timeout, stdin, out, fail)
     finally:
@@ -756,13 +1251,16 @@ async def _run_with(
         await _connect(client, connect_timeout)
         try:
             with open_console(stdin if stdin is not None else 0, out) as console:
-                return await Session(client, console, url).run()
+                yes = bool(getattr(args, "yes", False))
+                return await Session(client, console, url, assume_yes=yes).run()
         finally:
             await client.__aexit__(None, None, None)
     except CannotConnect as exc:
         return fail(str(exc))
     except ParseError as exc:
         return fail(str(exc))
+    except AuthError as exc:
+        return fail(_refused(exc, url, key_path))
     except ChatClientError as exc:
         return fail(f"error: {exc}")
 

@@ -7,15 +7,25 @@
         async for event in c.events(): ...
 
 One supervisor task owns the connection: it connects, logs in with the device key, resyncs
-every conversation from the stored cursors, resends unacknowledged sends with their original
-cmid, then pumps frames until the socket drops, and reconnects with exponential backoff and
-jitter. Given several URLs (the nodes of one service), each reconnect goes to the next one. Policy closes (1008) and failed logins stop it and surface as ``AuthError``.
+every conversation from the stored cursors, then pumps frames until the socket drops, and
+reconnects with exponential backoff, jittered and capped at ``backoff_max`` (1 s by default: a
+server back after an outage of any length is found within about a second). Given several URLs
+(the nodes of one service), each reconnect goes to the next one. Policy closes (1008) and failed
+logins stop it and surface as ``AuthError``. No websockets exception reaches the application:
+a request on a lost connection raises ``ConnectionLost``.
+
+The outbox: every ``send`` is committed to the key store before it is written to the network,
+and stays there until its ack. Each connection writes what is there in the order sent per
+conversation, with the original cmid and the same bytes (so the server stores each message once),
+including what an earlier process on the same key store left (typed offline, or killed before the
+ack). A message of this device that comes back by sync or fetch before its ack is taken as
+acknowledged and shown from its outbox plaintext.
 
 Delivery to the application is exactly once and in seq order per conversation: the client keeps
 a cursor per conversation (highest contiguous seq), drops repeats, buffers what arrives early and
-fetches the gap. Cursors live in memory and are written to the key store when the client closes
-(a process killed without closing starts again from its last saved cursors and gets what came
-after them again; everything it decrypted is cached, so nothing is lost, only repeated).
+fetches the gap. The read position is committed to the key store as ``events()`` hands a message
+over, so a process killed at any point resumes after what it showed, never showing it again;
+what was queued but not handed over comes again (decrypted messages are cached).
 
 Bots (SPEC.md 16): ``send`` addresses commands, mentions and replies to the bots of a group by
 itself (``to``; a bot with access ``addressed`` gets nothing else), and picks the sender key by
@@ -31,21 +41,29 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import random
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import msgspec
-from chatproto import PROTOCOL_VERSION, auth, codec, kinds
+from chatproto import PROTOCOL_VERSION, WS_PATH, auth, codec, kinds
 from chatproto import frames as F
 from chatproto.e2e.payload import E2E_KIND
 from chatproto.errors import ChatProtoError, ErrorCode, ProtocolError
 from chatproto.limits import MAX_PAGE
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    WebSocketException,
+)
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from chatclient.addressing import MAX_TO, addressees, bare_command
@@ -71,9 +89,11 @@ from chatclient.events import (
     MasterKeyReceived,
     Message,
     SecurityWarning,
+    SendFailed,
     Undecryptable,
 )
 from chatclient.keystore import KeyStore
+from chatclient.media import Media
 from chatclient.payments import Payments, Receipt
 
 log = logging.getLogger(__name__)
@@ -90,18 +110,62 @@ KNOWN_SENDERS = 4096
 """(conv, seq) -> sender remembered for addressing replies without a fetch."""
 
 
+class _Stored(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An outbox entry as the key store keeps it (``KeyStore.outbox_put``)."""
+
+    conv: int
+    kind: str
+    body: bytes
+    to: list[int] | None = None
+    reply_to: int = 0
+    wire_kind: str = ""
+    wire_body: bytes = b""
+
+
 @dataclass
 class _Pending:
+    """A message in the outbox: sent (``kind``/``body`` as given), not yet acknowledged.
+
+    ``wire_kind``/``wire_body`` are what goes on the network (the ``e2e`` ciphertext, or the
+    plain kind), made once and kept in the key store before the first write: every resend is
+    the same bytes, so the server stores it once (SPEC.md 7.3)."""
+
     conv: int
     cmid: str
     kind: str
     body: bytes
-    future: asyncio.Future[F.Ack]
-    attempts: int = 0
-    plain_kind: str = ""
-    plain_body: bytes = b""
-    to: tuple[int, ...] = ()
+    to: tuple[int, ...] | None = None
+    """None: worked out when it is sent (``send``'s default addressing)."""
     reply_to: int = 0
+    wire_kind: str = ""
+    wire_body: bytes = b""
+    future: asyncio.Future[F.Ack] | None = None
+    attempts: int = 0
+    written_on: int = 0
+    """The connection (``Client._generation``) this was last written on."""
+
+    def stored(self) -> bytes:
+        to = None if self.to is None else list(self.to)
+        return _ENCODER.encode(
+            _Stored(
+                conv=self.conv,
+                kind=self.kind,
+                body=self.body,
+                to=to,
+                reply_to=self.reply_to,
+                wire_kind=self.wire_kind,
+                wire_body=self.wire_body,
+            )
+        )
+
+    @classmethod
+    def restored(cls, cmid: str, data: bytes) -> _Pending:
+        e = msgspec.msgpack.decode(data, type=_Stored)
+        to = None if e.to is None else tuple(e.to)
+        return cls(e.conv, cmid, e.kind, e.body, to, e.reply_to, e.wire_kind, e.wire_body)
+
+
+_ENCODER = msgspec.msgpack.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,13 +212,17 @@ class Client:
         request_timeout: float = 10.0,
         max_events: int = 10_000,
         backoff_initial: float = 0.1,
-        backoff_max: float = 10.0,
+        backoff_max: float = 1.0,
         encrypt: bool = True,
+        save_read_positions: bool = True,
     ) -> None:
         self.urls: tuple[str, ...] = (url,) if isinstance(url, str) else tuple(url)
         """Every node of the service; after a drop the client tries the next one in turn."""
         if not self.urls:
             raise ValueError("at least one server URL is needed")
+        for u in self.urls:
+            if not u.startswith(("ws://", "wss://")):
+                raise ValueError(f"not a WebSocket URL: {u!r} (chatd's is ws://HOST:PORT{WS_PATH})")
         self._url_index = 0
         self.keystore = keystore or KeyStore.memory()
         self.reconnect = reconnect
@@ -163,7 +231,16 @@ class Client:
         self._events: asyncio.Queue[Event | None] = asyncio.Queue(max_events)
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[F.Frame]] = {}
-        self._outbox: dict[str, _Pending] = {}
+        self._outbox: dict[str, _Pending] = {
+            cmid: _Pending.restored(cmid, data) for cmid, data in self.keystore.outbox()
+        }
+        """Sent, not acknowledged: mirrors the key store's outbox (a previous run's too)."""
+        self._flushers: dict[int, asyncio.Task[None]] = {}
+        """Per conversation, the task writing its outbox entries in order."""
+        self._generation = 0
+        """Counts logins: an entry is written once per connection."""
+        self._saved_cursors: dict[int, int] = dict(self.keystore.cursors)
+        """The read positions on disk (what the application was handed)."""
         self._buffers: dict[int, dict[int, Message]] = {}
         self._syncing: set[int] = set()
         self._gap_fetching: set[int] = set()
@@ -180,8 +257,20 @@ class Client:
         self.server_name = ""
         self.encrypt = encrypt
         """End-to-end encryption for every kind (on by default; off only for tests/tools)."""
-        self.e2e = E2E(self.keystore, self._request, self._next_id)
+        self.save_read_positions = save_read_positions
+        """Commit a conversation's read position as ``events()`` hands its message over (a user
+        never sees a message twice, even after a kill). Off for processes that keep what they
+        handled themselves and want the rest again after a crash (the bot framework; also off
+        whenever the account is a bot): then positions are saved on ``aclose``."""
+        self.e2e = E2E(
+            self.keystore,
+            self._request,
+            self._next_id,
+            warn=lambda account, reason: self._emit(SecurityWarning(account, reason)),
+        )
         self.payments = Payments(self)
+        self.media = Media(self)
+        """Files, images, voice notes (``send_file``, ``download``: chatclient/media.py)."""
         """Payments (``pay``, ``red_packet``, ...: chatclient/payments.py); verifies receipts."""
         self._views: dict[int, ConvView] = {}
         """Per conversation, its members and bots as last fetched (dropped on changes)."""
@@ -236,10 +325,8 @@ class Client:
             with contextlib.suppress(Exception):
                 await self._ws.close()
         self._fail_waiting(ClientClosed("client closed"))
-        for p in self._outbox.values():
-            if not p.future.done():
-                p.future.set_exception(ClientClosed("client closed before the ack"))
-        self._outbox.clear()
+        # What is not acknowledged stays in the key store: the next client sends it.
+        self._fail_outbox(ClientClosed("client closed before the ack (kept in the outbox)"))
         for conv, parked in self._parked.items():
             if parked:  # not shown yet: resume from before them next time
                 self.keystore.cursors[conv] = parked[0].seq - 1
@@ -309,12 +396,22 @@ class Client:
                             delay = self._backoff[0]
                         except (ConnectionLost, ConnectionClosed):
                             pass
+                        except AuthError as exc:  # here, or the TaskGroup wraps it in a group
+                            self._fatal = exc
+                            await ws.close()
+                        except (ChatClientError, TimeoutError) as exc:
+                            # A slow or failing server while logging in or catching up: start
+                            # again on a new connection (after the backoff), not end the client.
+                            log.warning("could not resume the session, reconnecting: %r", exc)
+                            await ws.close()
                         await pump
                     code, reason = ws.close_code, ws.close_reason or ""
             except AuthError as exc:
                 self._fatal = exc
             except InvalidStatus as exc:
                 code, reason = None, f"HTTP {exc.response.status_code}"
+                if exc.response.status_code == 404:  # not a WebSocket endpoint there
+                    reason += f": nothing at {self.url}; chatd serves clients on {WS_PATH}"
                 if exc.response.status_code in (400, 403, 404):
                     self._fatal = AuthError(int(ErrorCode.AUTH_FAILED), reason)
             except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
@@ -331,15 +428,15 @@ class Client:
             self._url_index = (self._url_index + 1) % len(self.urls)
             await self._emit(Disconnected(code, reason, will_retry))
             if not will_retry:
-                if self._fatal is not None:
-                    for p in self._outbox.values():
-                        if not p.future.done():
-                            p.future.set_exception(self._fatal)
-                    self._outbox.clear()
+                self._fail_outbox(
+                    self._fatal or ConnectionLost("not connected (kept in the outbox)")
+                )
                 with contextlib.suppress(asyncio.QueueFull):
                     self._events.put_nowait(None)
                 return
-            await asyncio.sleep(delay * (0.5 + random.random()))
+            # Jittered within [delay/2, delay] (clients do not come back in step), doubling up
+            # to backoff_max: a server back after an outage of any length is found within it.
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, self._backoff[1])
 
     async def _setup(self) -> None:
@@ -357,8 +454,11 @@ class Client:
         await self._after_login()
 
     async def _after_login(self, *, first_device: bool = False) -> None:
+        if self.keystore.get("server", "name") is None:  # pinned: later logins check it
+            self.keystore.put("server", "name", self.server_name.encode())
         reconnect = self._connected_once
         self._connected_once = True
+        self._generation += 1
         self._ready.set()
         await self._emit(Connected(self.keystore.account, self.keystore.device, reconnect))
         await self.payments.load_key()  # before any receipt is delivered: they are verified
@@ -366,8 +466,7 @@ class Client:
             await self.e2e.setup(first_device=first_device)
             await self._fetch_to_device()  # sender keys first, so synced messages open
         await self.resync()
-        for p in list(self._outbox.values()):
-            self._transmit(p)
+        self._kick()
 
     async def _resync_quietly(self) -> None:
         """The server asked for a resync (it lost live fan-out for a while)."""
@@ -428,18 +527,14 @@ class Client:
                         _content(frame.kind, frame.body),
                         own=frame.device == self.keystore.device,
                         to=tuple(frame.to),
+                        cmid=frame.cmid or "",
+                        e2e=not _plain(frame.kind),
                     )
                 )
             case F.Ack():
-                pending = self._outbox.pop(frame.cmid, None)
+                pending = self._settle(frame)
                 self._resolve(frame)
                 if pending is not None:
-                    if not pending.future.done():
-                        pending.future.set_result(frame)
-                    kind = pending.plain_kind or pending.kind
-                    body = pending.plain_body if pending.plain_kind else pending.body
-                    if pending.plain_kind:
-                        self.e2e.remember_own(frame.conv, frame.seq, kind, body, pending.reply_to)
                     await self._on_message(
                         Message(
                             frame.conv,
@@ -447,12 +542,13 @@ class Client:
                             frame.ts,
                             self.keystore.account,
                             self.keystore.device,
-                            kind,
-                            body,
-                            _content(kind, body),
+                            pending.kind,
+                            pending.body,
+                            _content(pending.kind, pending.body),
                             own=True,
-                            to=pending.to,
+                            to=pending.to or (),
                             reply_to=pending.reply_to,
+                            cmid=frame.cmid,
                         )
                     )
             case F.ToDeviceEvent():
@@ -479,6 +575,7 @@ class Client:
     # ------------------------------------------------------------------ ordering
 
     async def _on_message(self, m: Message) -> None:
+        self._settle_own(m)
         cursor = self.keystore.cursors.get(m.conv, 0)
         if m.seq <= cursor:
             return
@@ -596,6 +693,7 @@ class Client:
             m.own,
             m.to,
             d.reply_to,
+            cmid=m.cmid,
         )
 
     async def _unpark(self, conv: int, *, give_up: int = 0) -> None:
@@ -728,11 +826,28 @@ class Client:
             view = self._views[conv]
         return view
 
-    async def publish_devices(self, approve: Sequence[int] = ()) -> int:
+    async def publish_devices(self, approve: Sequence[int] = (), remove: Sequence[int] = ()) -> int:
         """Sign the account's device list with its master key (on the device that holds it),
-        adding the devices in ``approve``; returns the new version."""
+        adding the devices in ``approve`` (each only with the login key approved with
+        ``approve_device``: else ``ChatProtoError`` and nothing is published) and leaving out
+        those in ``remove``; returns the new version."""
         await self._wait_connected()
-        return await self.e2e.publish_device_list(list(approve))
+        return await self.e2e.publish_device_list(list(approve), list(remove))
+
+    async def send_approval(self, device_key: bytes) -> None:
+        """Send this device's approval of ``device_key`` (see ``approve_device``) to the
+        account's other devices, end-to-end encrypted, so the one holding the master key can
+        list the new device."""
+        await self._wait_connected()
+        self.e2e.approve(device_key)
+        await self.e2e.request_device_change("approve", device_key)
+
+    async def remove_device(self, device: int) -> None:
+        """Remove ``device`` (lost, stolen, retired) from this account's device list, from any
+        device of the account: the device holding the master key signs the list without it,
+        and every sender key it held is replaced before the next message."""
+        await self._wait_connected()
+        await self.e2e.remove_device(device)
 
     async def transfer_master_key(self, device: int, *, keep: bool = True) -> None:
         """Hand the account's master key to ``device``, another device of this account (calling
@@ -792,6 +907,7 @@ class Client:
         """The event for a message of a fetched page (``fetch``), decrypted like live ones (from
         this device's own record of what it already read: a sender key opens each message once)."""
         raw = self._raw_message(conv, m)
+        self._settle_own(raw)
         try:
             return self._open(raw)
         except MissingKey as exc:
@@ -809,6 +925,8 @@ class Client:
             _content(m.kind, m.body),
             own=m.device == self.keystore.device,
             to=tuple(m.to),
+            cmid=m.cmid or "",
+            e2e=not _plain(m.kind),
         )
 
     async def _emit(self, event: Event) -> None:
@@ -833,12 +951,23 @@ class Client:
     def _next_id(self) -> int:
         return next(self._ids) % 0xFFFFFFFF + 1
 
-    def _write(self, frame: F.Frame) -> None:
+    async def _write(self, frame: F.Frame) -> None:
+        """Write one frame with websockets' public ``send``.
+
+        Raises ``ConnectionLost`` (never a websockets exception, whichever its version) when
+        the connection is not open or closes meanwhile: a request then fails with the SDK's own
+        error, and a send stays in the outbox and goes out again on the next connection, with
+        its cmid (the server stores it once)."""
         ws = self._ws
-        if ws is None:
+        if ws is None or ws.state is not State.OPEN:
+            # Checked first: ``send`` on a closing connection waits for the close to finish
+            # before it raises, and this frame is lost with the connection anyway.
             raise ConnectionLost("not connected")
-        ws.protocol.send_binary(codec.encode(frame))
-        ws.send_data()
+        try:
+            await ws.send(codec.encode(frame))
+        except (WebSocketException, OSError) as exc:
+            # ConnectionClosed; InvalidState or ConcurrencyError from some versions.
+            raise ConnectionLost(f"connection lost: {exc!r}") from None
 
     async def _request(self, frame: Any, expect: type[T] | None = None) -> Any:
         """Send a request and return its answer; a ``RATE_LIMITED`` refusal (the server did
@@ -862,7 +991,7 @@ class Client:
         future: asyncio.Future[F.Frame] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = future
         try:
-            self._write(frame)
+            await self._write(frame)
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
             # arrives as the answer does, leaving a cancelled task running.
             async with asyncio.timeout(self.request_timeout):
@@ -920,11 +1049,23 @@ class Client:
     def _login_sig(self, challenge: F.Challenge) -> bytes:
         """This device's signature over the login payload of ``challenge`` (login, register
         and link all prove the key this way)."""
+        pinned = self.keystore.get("server", "name")
+        if pinned is not None and challenge.server != pinned.decode():
+            # SPEC 6.1: sign only for the service this device belongs to, or a rogue server
+            # relaying that service's challenge would get a login there.
+            raise AuthError(
+                int(ErrorCode.AUTH_FAILED),
+                f"the server calls itself {challenge.server!r}, not {pinned.decode()!r} (the"
+                " server this key store was registered with): not signing in",
+            )
         key = self.keystore.key
         return key.sign(auth.login_payload(challenge.server, challenge.nonce, key.public_key))
 
     def approve_device(self, device_key: bytes) -> bytes:
-        """Signature by this (logged-in) device approving ``device_key`` for its account."""
+        """Signature by this (logged-in) device approving ``device_key`` for its account. The
+        approval is also recorded here: the master key lists a device only with a key approved
+        so (on the device holding it, or sent there with ``send_approval``)."""
+        self.e2e.approve(device_key)
         return self.keystore.key.sign(
             auth.device_approval_payload(self.server_name, self.keystore.account, device_key)
         )
@@ -1035,12 +1176,19 @@ class Client:
         that one, ``@bot`` mentions, a reply to a bot's message) names them, and an invocation
         names the bot whose mini-app it is. ``reply_to``: the seq this message answers.
 
-        Survives reconnects: until acked, the send is repeated with the same ``cmid`` after every
-        reconnect, and the server stores it once. Bound the wait with ``asyncio.timeout``."""
+        The message goes into the outbox (the key store) first, connected or not, and stays
+        there until the server acknowledges it: it is written when the client is connected, and
+        again with the same ``cmid`` after every reconnect (the server stores it once), in the
+        order sent per conversation; a client started later on the same key store sends what an
+        earlier one left (after a kill too). Cancelling the wait (``asyncio.timeout``) does not
+        withdraw the message (``discard`` does); a send with the ``cmid`` of a message still in
+        the outbox waits for that one. Raises only a refusal (``RequestError``, or ``ChatProtoError``
+        when a member's keys cannot be trusted; also a ``SendFailed`` event; the message leaves
+        the outbox), ``ClientClosed`` (closed before the ack: it stays queued in the key store),
+        or ``AuthError``."""
         kind, body = kinds.encode_content(content)
-        if to is None:
-            to = await self._addressees(conv, content, reply_to)
-        return await self.send_raw(conv, kind, body, to=to, reply_to=reply_to, cmid=cmid)
+        addressed = None if to is None else tuple(sorted(set(to)))
+        return await self._enqueue(conv, kind, body, addressed, reply_to or 0, cmid)
 
     async def send_text(self, conv: int, text: str, **kw: Any) -> F.Ack:
         return await self.send(conv, kinds.Text(text=text), **kw)
@@ -1055,62 +1203,165 @@ class Client:
         reply_to: int | None = None,
         cmid: str | None = None,
     ) -> F.Ack:
+        """``send`` of an encoded kind and body (encrypted unless the kind is ``e2e`` already,
+        or the client was made with ``encrypt=False``)."""
+        return await self._enqueue(conv, kind, body, tuple(sorted(set(to))), reply_to or 0, cmid)
+
+    def pending(self, conv: int | None = None) -> list[Message]:
+        """What is in the outbox (of ``conv``), oldest first, as own messages with seq 0
+        (``cmid`` set): what a user interface shows as not sent yet."""
+        return [
+            Message(
+                p.conv,
+                0,
+                0,
+                self.keystore.account,
+                self.keystore.device,
+                p.kind,
+                p.body,
+                _content(p.kind, p.body),
+                own=True,
+                to=p.to or (),
+                reply_to=p.reply_to,
+                cmid=p.cmid,
+            )
+            for p in self._outbox.values()
+            if conv is None or p.conv == conv
+        ]
+
+    def discard(self, cmid: str) -> bool:
+        """Take a message out of the outbox (False when it is not there). It may still be
+        stored if it was written before: its ack then finds nothing waiting."""
+        p = self._outbox.pop(cmid, None)
+        if p is None:
+            return False
+        self.keystore.outbox_delete(cmid)
+        if p.future is not None and not p.future.done():
+            p.future.set_exception(ClientClosed(f"message {cmid} discarded"))
+        return True
+
+    async def _enqueue(
+        self,
+        conv: int,
+        kind: str,
+        body: bytes,
+        to: tuple[int, ...] | None,
+        reply_to: int,
+        cmid: str | None,
+    ) -> F.Ack:
         if self._fatal is not None:
             raise self._fatal
         if self._closed:
             raise ClientClosed("client closed")
-        cmid = cmid or uuid.uuid4().hex
-        addressed = tuple(sorted(set(to)))
-        if len(addressed) > MAX_TO:
+        if to is not None and len(to) > MAX_TO:
             raise ChatClientError(f"a message is addressed to at most {MAX_TO} accounts")
-        future: asyncio.Future[F.Ack] = asyncio.get_running_loop().create_future()
-        if self.encrypt and kind != E2E_KIND:
-            await self._wait_connected()
-            view = await self._view(conv)
+        cmid = cmid or uuid.uuid4().hex
+        p = self._outbox.get(cmid)
+        if p is not None and p.conv != conv:
+            raise ChatClientError(f"cmid {cmid} is waiting in the outbox for another conversation")
+        if p is None:
+            p = _Pending(conv, cmid, kind, body, to, reply_to)
+            if to is not None and (kind == E2E_KIND or not self.encrypt):
+                p.wire_kind, p.wire_body = kind, body  # sent as it is: nothing to work out
+            self._outbox[cmid] = p
+            self.keystore.outbox_put(cmid, p.stored())
+        if p.future is None:
+            p.future = asyncio.get_running_loop().create_future()
+            p.future.add_done_callback(_retrieve)  # also when nobody waits any more
+        self._kick(conv)
+        # Shielded: a caller that stops waiting leaves the message in the outbox.
+        return await asyncio.shield(p.future)
+
+    def _kick(self, conv: int | None = None) -> None:
+        """Start writing the outbox entries of ``conv`` (None: of every conversation)."""
+        if not self._ready.is_set() or self._tasks is None or self._closed:
+            return  # the next login kicks every conversation
+        convs = {p.conv for p in self._outbox.values()} if conv is None else {conv}
+        for c in convs:
+            task = self._flushers.get(c)
+            if task is None or task.done():
+                self._flushers[c] = self._tasks.create_task(self._flush(c))
+
+    async def _flush(self, conv: int) -> None:
+        """Write the outbox entries of ``conv`` not yet written on this connection, in order
+        (working out their addressees and encrypting each once, first)."""
+        generation = self._generation
+        pause = RATE_LIMIT_BACKOFF[0]
+        while self._ready.is_set() and generation == self._generation and not self._closed:
+            todo = [p for p in self._outbox.values() if p.conv == conv]
+            todo = [p for p in todo if p.written_on != generation]
+            if not todo:
+                return
+            for p in todo:
+                if self._outbox.get(p.cmid) is not p or generation != self._generation:
+                    continue
+                if not p.wire_kind:
+                    try:
+                        await self._prepare(p)
+                    except (ConnectionLost, TimeoutError, RateLimited) as exc:
+                        log.info("outbox: %s; trying again", exc)
+                        await asyncio.sleep(pause * (0.5 + random.random()))
+                        pause = min(pause * 2, RATE_LIMIT_BACKOFF[1])
+                        break  # from the start: the order stays
+                    except Exception as exc:  # refused (NotFound, a key change, ...): not sendable
+                        if not isinstance(exc, ChatClientError | ChatProtoError):
+                            log.exception("outbox: message %s cannot be sent", p.cmid)
+                        self._refused(p, exc if isinstance(exc, ChatClientError) else None, exc)
+                        continue
+                if self._outbox.get(p.cmid) is not p or generation != self._generation:
+                    continue
+                if not await self._transmit(p, generation):
+                    return  # the connection is going: the next login starts again
+
+    async def _prepare(self, p: _Pending) -> None:
+        """Work out the addressees and encrypt; kept in the key store before the first write."""
+        if p.to is None:
+            content = _content(p.kind, p.body)
+            reply_to = p.reply_to or None
+            p.to = () if content is None else await self._addressees(p.conv, content, reply_to)
+            if len(p.to) > MAX_TO:
+                raise ChatClientError(f"a message is addressed to at most {MAX_TO} accounts")
+        if self.encrypt and p.kind != E2E_KIND:
+            view = await self._view(p.conv)
             bots = view.addressed_bots
             sealed = await self.e2e.encrypt(
-                conv,
-                kind,
-                body,
+                p.conv,
+                p.kind,
+                p.body,
                 view.members,
                 addressed_bots=bots,
-                addressed=not bots.isdisjoint(addressed),
-                reply_to=reply_to,
+                addressed=not bots.isdisjoint(p.to),
+                reply_to=p.reply_to or None,
             )
-            pending = _Pending(
-                conv,
-                cmid,
-                E2E_KIND,
-                sealed,
-                future,
-                plain_kind=kind,
-                plain_body=body,
-                to=addressed,
-                reply_to=reply_to or 0,
-            )
+            wire = (E2E_KIND, sealed)
         else:
-            pending = _Pending(conv, cmid, kind, body, future, to=addressed)
-        self._outbox[cmid] = pending
-        if self._ready.is_set():
-            self._transmit(pending)
-        try:
-            return await future
-        finally:
-            # Acked, refused, or the caller gave up (cancelled, e.g. by asyncio.timeout).
-            self._outbox.pop(cmid, None)
+            wire = (p.kind, p.body)
+        if self._outbox.get(p.cmid) is p:
+            p.wire_kind, p.wire_body = wire
+            self.keystore.outbox_put(p.cmid, p.stored())
 
-    def _transmit(self, p: _Pending) -> None:
-        """Write one (re)send; its ``Error``, if any, reaches ``_send_answered``."""
+    async def _transmit(self, p: _Pending, generation: int) -> bool:
+        """Write one (re)send (False: the connection is lost); its ``Error``, if any, reaches
+        ``_send_answered``."""
         rid = self._next_id()
         waiter: asyncio.Future[F.Frame] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = waiter
         waiter.add_done_callback(lambda w: self._send_answered(rid, p.cmid, w))
+        frame = F.Send(
+            id=rid,
+            conv=p.conv,
+            cmid=p.cmid,
+            kind=p.wire_kind,
+            body=p.wire_body,
+            to=list(p.to or ()),
+        )
         try:
-            self._write(
-                F.Send(id=rid, conv=p.conv, cmid=p.cmid, kind=p.kind, body=p.body, to=list(p.to))
-            )
+            await self._write(frame)
         except ConnectionLost:
-            self._waiting.pop(rid, None)
+            self._waiting.pop(rid, None)  # written again after the reconnect
+            return False
+        p.written_on = generation
+        return True
 
     def _send_answered(self, rid: int, cmid: str, waiter: asyncio.Future[F.Frame]) -> None:
         """An ``Error`` for a send is final (except retryable codes, which the outbox repeats)."""
@@ -1120,21 +1371,73 @@ class Client:
         reply = waiter.result()
         if not isinstance(reply, F.Error):
             return
+        pending = self._outbox.get(cmid)
+        if pending is None:
+            return
         if _retryable(reply.code):
-            pending = self._outbox.get(cmid)
-            if pending is not None and self._tasks is not None and not self._closed:
+            if self._tasks is not None and not self._closed:
                 self._tasks.create_task(self._retry_later(pending))
             return
-        pending = self._outbox.pop(cmid, None)
-        if pending is not None and not pending.future.done():
-            pending.future.set_exception(error_for(reply.code, reply.msg))
+        self._refused(pending, error_for(reply.code, reply.msg))
+
+    def _refused(
+        self, p: _Pending, error: ChatClientError | None, cause: Exception | None = None
+    ) -> None:
+        """The server (or this client's checks) refused the message for good: it leaves the
+        outbox, its sender's wait raises, and a ``SendFailed`` event says so."""
+        if self._outbox.get(p.cmid) is not p:
+            return
+        del self._outbox[p.cmid]
+        self.keystore.outbox_delete(p.cmid)
+        exc: Exception = error or cause or ChatClientError("refused")
+        code = error.code if isinstance(error, RequestError) else 0
+        if p.future is not None and not p.future.done():
+            p.future.set_exception(exc)
+        if code == ErrorCode.CONFLICT:
+            return  # this cmid is stored already (with other bytes, by an earlier run): not lost
+        with contextlib.suppress(asyncio.QueueFull):
+            self._events.put_nowait(SendFailed(p.conv, p.cmid, code, str(exc)))
 
     async def _retry_later(self, p: _Pending) -> None:
         """Send again after a rate-limit or overload refusal, with jittered backoff."""
         p.attempts += 1
         await asyncio.sleep(min(2.0, 0.05 * 2 ** min(p.attempts, 6)) * (0.5 + random.random()))
-        if self._outbox.get(p.cmid) is p and self._ready.is_set():
-            self._transmit(p)
+        if self._outbox.get(p.cmid) is p:
+            p.written_on = 0
+            self._kick(p.conv)
+
+    def _settle(self, ack: F.Ack) -> _Pending | None:
+        """``ack`` acknowledges an outbox entry: it leaves the outbox, its plaintext is kept
+        (this device cannot decrypt its own message), its sender's wait returns ``ack``."""
+        p = self._outbox.get(ack.cmid)
+        if p is None or p.conv != ack.conv:
+            return None
+        del self._outbox[ack.cmid]
+        self.keystore.outbox_delete(ack.cmid)
+        if p.wire_kind == E2E_KIND and p.kind != E2E_KIND:
+            self.e2e.remember_own(ack.conv, ack.seq, p.kind, p.body, p.reply_to)
+        if p.future is not None and not p.future.done():
+            p.future.set_result(ack)
+        return p
+
+    def _settle_own(self, m: Message) -> None:
+        """A message of this device that is still in the outbox came back (a sync, a gap fetch
+        or a resync can bring it before its ack): it is stored, so it is acknowledged, and its
+        plaintext is known (else this device could never open it: no device gets its own sender
+        key). Matched by cmid, and by its bytes, so only the very message written is taken."""
+        if not (m.own and m.cmid):
+            return
+        p = self._outbox.get(m.cmid)
+        if p is not None and p.wire_kind == m.kind and p.wire_body == m.body:
+            self._settle(F.Ack(re=0, conv=m.conv, cmid=m.cmid, seq=m.seq, ts=m.ts))
+
+    def _fail_outbox(self, exc: BaseException) -> None:
+        """Nobody waits on this client any more: the waits end with ``exc``; the messages stay
+        in the key store for the next client."""
+        for p in self._outbox.values():
+            if p.future is not None and not p.future.done():
+                p.future.set_exception(exc)
+        self._outbox.clear()
 
     async def fetch(
         self, conv: int, *, after: int = 0, before: int | None = None, limit: int = 100
@@ -1165,7 +1468,7 @@ class Client:
 
     async def typing(self, conv: int, on: bool = True) -> None:
         await self._wait_connected()
-        self._write(F.Typing(conv=conv, on=on))
+        await self._write(F.Typing(conv=conv, on=on))
 
     async def presence(self, accounts: Sequence[int]) -> list[F.PresenceInfo]:
         reply = await self._call(
@@ -1406,7 +1709,13 @@ class Client:
             )
         if not origin:
             fwd = msgspec.structs.replace(fwd, conv=0, seq=0)
-        return await self.send(to_conv, fwd, to=())
+        blob = self.media.blob_of(fwd)  # a file: its blob becomes readable in to_conv (no upload)
+        if blob:
+            await self.media.attach(to_conv, blob)
+        ack = await self.send(to_conv, fwd, to=())
+        if blob:
+            await self.media.attach(to_conv, blob, ack.seq)
+        return ack
 
     # ------------------------------------------------------------------ payments (payments.py)
 
@@ -1443,24 +1752,61 @@ class Client:
     # ------------------------------------------------------------------ events
 
     async def events(self) -> AsyncIterator[Event]:
-        """Every event in order; ends when the client closes or stops for good."""
+        """Every event in order; ends when the client closes or stops for good.
+
+        A conversation's read position is committed to the key store as its message is handed
+        over here, so a process killed at any point does not show it again."""
         while True:
             event = await self._events.get()
             if event is None:
                 if self._fatal is not None:
                     raise self._fatal
                 return
+            self._seen((event,))
             yield event
 
     def events_nowait(self) -> list[Event]:
+        """The events queued now (their read positions committed in one transaction)."""
         out = []
         while not self._events.empty():
             event = self._events.get_nowait()
             if event is not None:
                 out.append(event)
+        self._seen(out)
         return out
 
+    def _seen(self, events: Iterable[Event]) -> None:
+        """Commit the read positions the application was just handed (one write per handover;
+        none for events that do not move one)."""
+        if not self.save_read_positions or self.is_bot:
+            return
+        moved: dict[int, int] = {}
+        for ev in events:
+            if isinstance(ev, Message | Undecryptable) and (
+                ev.seq > self._saved_cursors.get(ev.conv, 0)
+            ):
+                moved[ev.conv] = max(ev.seq, moved.get(ev.conv, 0))
+        if moved:
+            self._saved_cursors.update(moved)
+            self.keystore.save_cursors(moved)
+
     # ------------------------------------------------------------------ test hooks
+
+    async def send_file(self, conv: int, path: str | os.PathLike[str], **kw: Any) -> F.Ack:
+        """Send a file end-to-end encrypted (``Media.send_file``: progress, resumption)."""
+        return await self.media.send_file(conv, path, **kw)
+
+    async def send_image(self, conv: int, path: str | os.PathLike[str], **kw: Any) -> F.Ack:
+        return await self.media.send_image(conv, path, **kw)
+
+    async def send_voice(self, conv: int, path: str | os.PathLike[str], **kw: Any) -> F.Ack:
+        return await self.media.send_voice(conv, path, **kw)
+
+    async def download(
+        self, message: Message | kinds.Attachment, path: str | os.PathLike[str], **kw: Any
+    ) -> Path:
+        """Fetch, check the digest of, and decrypt an attachment into ``path``."""
+        return await self.media.download(message, path, **kw)
 
     async def drop_connection(self) -> None:
         """Abort the socket as a network failure would (tests and demos): the client reconnects."""
@@ -1469,11 +1815,22 @@ class Client:
             ws.transport.abort()
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen (an outbox entry nobody waits for any more)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _retryable(code: int) -> bool:
     try:
         return ErrorCode(code).retryable
     except ValueError:
         return False
+
+
+def _plain(kind: str) -> bool:
+    """A client kind sent outside ``e2e``: allowed, but nothing authenticates it (SPEC 9)."""
+    return kind != E2E_KIND and kinds.client_may_send(kind)
 
 
 def _content(kind: str, body: bytes) -> kinds.Content | None:

@@ -33,14 +33,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 from chatproto import frames as F
 from chatproto import kinds
 from chatproto.e2e import devicelist, pairwise, payload, safety, sender_keys, x3dh
 from chatproto.e2e.primitives import SigningKey, constant_time_equal
-from chatproto.errors import ChatProtoError, CryptoError, DecryptError, ProtocolError
+from chatproto.errors import (
+    ChatProtoError,
+    CryptoError,
+    DecryptError,
+    ProtocolError,
+    UntrustedKeyError,
+)
 
 if TYPE_CHECKING:
     from chatclient.keystore import KeyStore
@@ -52,6 +58,9 @@ ROTATE_AFTER: Final = 1000
 ROTATE_SECONDS: Final = 7 * 24 * 3600
 MAX_ARCHIVED: Final = 4
 """Replaced pairwise sessions kept per remote device (see ``_decrypt_pairwise``)."""
+MAX_BASE_KEYS: Final = 4000
+"""Base keys of pairwise sessions remembered after their session is gone: a PREKEY message
+naming one is a replay, refused instead of running X3DH again (E2E.md 6)."""
 ONE_TIME_TARGET: Final = 100
 """One-time prekeys a device keeps published; refilled below half of it."""
 NO_LIST_WAIT: Final = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
@@ -63,10 +72,11 @@ _enc = msgspec.msgpack.Encoder()
 
 # Key store namespaces.
 NS_DEVICE = "e2e.device"  # "prekeys" -> PreKeyState, "master" -> master seed
-NS_SESSION = "e2e.session"  # "{device}" -> pairwise.Session
+NS_SESSION = "e2e.session"  # "{account}:{device}" -> pairwise.Session (+ ".archive")
 NS_OUT = "e2e.out"  # "{conv}" -> _Outbound (main key), "{conv}:addressed" (E2E.md 7.1)
-NS_IN = "e2e.in"  # "{conv}:{device}:{key_id}" -> SenderKeyReceiverState
+NS_IN = "e2e.in"  # "{conv}:{account}:{device}:{key_id}" -> SenderKeyReceiverState
 NS_TRUST = "e2e.trust"  # "{account}" -> _Trust
+NS_APPROVED = "e2e.approved"  # "{login key hex}" -> b"\x01": device keys the user approved
 NS_PLAIN = "e2e.plain"  # "{conv}:{seq}" -> _Plain (decrypted history, for fetch)
 
 
@@ -74,8 +84,11 @@ class _Outbound(msgspec.Struct, kw_only=True):
     """This device's sender key for one conversation and who has it."""
 
     key: sender_keys.SenderKeyState
-    recipients: list[int]
-    """Devices given this key (sorted)."""
+    holders: list[tuple[int, int]] = []
+    """(account, device) given this key (sorted). Device ids alone are not enough: another
+    account's signed list may name the same id, and must not keep a removed device's key."""
+    recipients: list[int] = []
+    """Before ``holders``: device ids alone. A key stored with these is replaced."""
     created: float
     sent: int = 0
 
@@ -126,6 +139,15 @@ class NoDeviceList(CryptoError):
 
 Request = Callable[[Any, type[Any]], Awaitable[Any]]
 """The client's ``_call``: send a request frame, return the typed answer or raise."""
+Warn = Callable[[int, str], Awaitable[None]]
+"""How a safety event reaches the application: ``(account, reason)`` (the client emits a
+``SecurityWarning``)."""
+
+
+def session_name(account: int, device: int) -> str:
+    """The key of the pairwise session with ``device`` of ``account``: sessions are per
+    (account, device), and used only while their keys are the ones the list names."""
+    return f"{account}:{device}"
 
 
 def _load(ks: KeyStore, ns: str, key: str, typ: type[Any]) -> Any:
@@ -140,10 +162,17 @@ def _save(ks: KeyStore, ns: str, key: str, value: Any) -> None:
 class E2E:
     """One device's end-to-end state and operations. Built and driven by ``Client``."""
 
-    def __init__(self, ks: KeyStore, request: Request, next_id: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        ks: KeyStore,
+        request: Request,
+        next_id: Callable[[], int],
+        warn: Warn | None = None,
+    ) -> None:
         self.ks = ks
         self._call = request
         self._id = next_id
+        self._on_warn = warn
         self._conv_locks: dict[int, asyncio.Lock] = {}
         self._stale: set[int] = set()
         """Accounts whose device list changed since we last fetched it."""
@@ -151,6 +180,11 @@ class E2E:
         """(conv, device, key id) whose key waited in vain: later messages fail fast."""
 
     # ------------------------------------------------------------------ own device
+
+    async def _warn(self, account: int, reason: str) -> None:
+        log.warning("account %s: %s", account, reason)
+        if self._on_warn is not None:
+            await self._on_warn(account, reason)
 
     @property
     def prekeys(self) -> x3dh.PreKeyState | None:
@@ -207,6 +241,10 @@ class E2E:
         count = await self._upload(state)  # uploads nothing new: answers the pool's size
         if count >= ONE_TIME_TARGET // 2:
             return count
+        # Read again after the await: a message may have consumed a one-time prekey meanwhile,
+        # and saving the state read before would bring that (used, private) prekey back.
+        state = self.prekeys
+        assert state is not None
         state, new = x3dh.add_one_time_prekeys(state, ONE_TIME_TARGET - count)
         _save(self.ks, NS_DEVICE, "prekeys", state)
         return await self._upload(state, one_time=new)
@@ -236,41 +274,87 @@ class E2E:
         )
         return answer.one_time
 
-    async def publish_device_list(self, extra_devices: Sequence[int]) -> int:
+    def approve(self, device_key: bytes) -> None:
+        """The user approved the new device whose login key is ``device_key`` on this device
+        (``Client.approve_device``): the master key will list a device only with a key approved
+        so (here, or on another listed device of the account that sent the approval)."""
+        self.ks.put(NS_APPROVED, device_key.hex(), b"\x01")
+
+    def approved(self, device_key: bytes) -> bool:
+        return self.ks.get(NS_APPROVED, device_key.hex()) is not None
+
+    async def device_login_key(self, device: int) -> bytes:
+        """The login key the server says ``device`` of this account has (for the user to compare
+        with what that device shows before approving it)."""
+        got: F.Bundles = await self._call(
+            F.ClaimKeys(id=self._id(), account=self.ks.account), F.Bundles
+        )
+        for b in got.bundles:
+            if b.device == device:
+                return b.signing_key
+        raise CryptoError(f"device {device} of your account has published no keys")
+
+    async def publish_device_list(
+        self, extra_devices: Sequence[int], remove: Sequence[int] = ()
+    ) -> int:
         """Sign and publish the account's device list: this device, the devices already on
-        the list, and ``extra_devices`` (the user approved them). Needs the master key."""
+        the list, and ``extra_devices`` (the user approved them), without ``remove``. Needs the
+        master key.
+
+        The list starts from the newest one signed by the master key (the one this device
+        pinned, or a newer one on the server that verifies): its version is the signed one,
+        never the frame's. An extra device is listed only with a login key the user approved
+        (``approve``) and the identity and prekeys that key signed: the server chooses
+        neither the device's keys nor whether it has a PQ prekey. ``UntrustedDevice``
+        otherwise, and nothing is published."""
         seed = self.ks.get(NS_DEVICE, "master")
         if seed is None:
             raise CryptoError("only the device holding the account's master key signs its list")
         master = SigningKey(seed)
+        own = self.ks.account
+        pinned = self.trust(own)
+        base: list[devicelist.DeviceEntry] = []
+        version = 0
+        if pinned is not None and constant_time_equal(pinned.master_key, master.public_key):
+            base, version = list(pinned.devices), pinned.version
         current: F.DeviceList = await self._call(
-            F.GetDeviceList(id=self._id(), account=self.ks.account), F.DeviceList
+            F.GetDeviceList(id=self._id(), account=own), F.DeviceList
         )
-        entries = {
-            self.ks.device: devicelist.DeviceEntry(
-                device=self.ks.device,
-                signing_key=self.identity.signing_key,
-                identity_key=self.identity.identity_key,
-            )
-        }
         if current.version:
-            for d in devicelist.verify_device_list(
-                current.body, current.sig, master.public_key, account=self.ks.account
-            ).devices:
-                entries.setdefault(d.device, d)
+            try:
+                stored = devicelist.verify_device_list(
+                    current.body, current.sig, master.public_key, account=own
+                )
+            except ChatProtoError as exc:  # a forgery: start from what this device trusts
+                await self._warn(own, f"the server's copy of your device list is refused: {exc}")
+            else:
+                if stored.version > version:
+                    base, version = list(stored.devices), stored.version
+        entries = {d.device: d for d in base}
+        state = self.prekeys
+        assert state is not None
+        entries[self.ks.device] = devicelist.DeviceEntry(
+            device=self.ks.device,
+            signing_key=state.identity.signing_key,
+            identity_key=state.identity.identity_key,
+            pq=state.pq_prekey is not None,
+        )
+        for device in remove:
+            if device == self.ks.device:
+                raise CryptoError("a device cannot remove itself from the list")
+            entries.pop(device, None)
         if extra_devices:
             bundles: F.Bundles = await self._call(
-                F.ClaimKeys(id=self._id(), account=self.ks.account), F.Bundles
+                F.ClaimKeys(id=self._id(), account=own), F.Bundles
             )
-            for b in bundles.bundles:
-                if b.device in extra_devices:
-                    x3dh.verify_identity(b.signing_key, b.identity_key, b.identity_sig)
-                    entries[b.device] = devicelist.DeviceEntry(
-                        device=b.device, signing_key=b.signing_key, identity_key=b.identity_key
-                    )
-        version = current.version + 1
+            found = {b.device: b for b in bundles.bundles}
+            for device in extra_devices:
+                entries[device] = self._approved_entry(device, found.get(device))
+        if version >= devicelist.MAX_VERSION:
+            raise CryptoError("the device list reached its last version")
+        version += 1
         dl = devicelist.DeviceList(
-            account=self.ks.account,
+            account=own,
             version=version,
             master_key=master.public_key,
             devices=tuple(entries.values()),
@@ -285,7 +369,7 @@ class E2E:
         _save(
             self.ks,
             NS_TRUST,
-            str(self.ks.account),
+            str(own),
             _Trust(
                 master_key=master.public_key,
                 version=version,
@@ -293,7 +377,90 @@ class E2E:
                 verified=True,
             ),
         )
+        for device in remove:
+            self._drop_sessions(own, device)
         return version
+
+    def _approved_entry(self, device: int, b: F.Bundle | None) -> devicelist.DeviceEntry:
+        """The list entry of ``device`` from its bundle, if the user approved its key."""
+        if b is None or b.signed_prekey is None:
+            raise CryptoError(f"device {device} has published no keys yet")
+        if not self.approved(b.signing_key):
+            raise UntrustedDevice(
+                f"device {device} has key {b.signing_key.hex()[:16]}…, which you did not approve"
+                " (approve the new device's key on one of your devices first)"
+            )
+        try:
+            x3dh.verify_bundle(_bundle(b))
+        except UntrustedKeyError as exc:
+            raise UntrustedDevice(f"device {device}: {exc.message}") from exc
+        return devicelist.DeviceEntry(
+            device=device,
+            signing_key=b.signing_key,
+            identity_key=b.identity_key,
+            pq=b.pq_prekey is not None,
+        )
+
+    async def request_device_change(
+        self, op: Literal["approve", "remove"], device_key: bytes, device: int = 0
+    ) -> list[int]:
+        """Send the user's approval of a new device's key, or removal of a listed device, to
+        the account's other listed devices (E2E.md 3.2): the one holding the master key applies
+        it. Returns the devices it was sent to."""
+        own = self.ks.account
+        listed = await self.devices(own, refresh=True)
+        if op == "remove":
+            entry = next((d for d in listed if d.device == device), None)
+            if entry is None:
+                raise UntrustedDevice(f"device {device} is not on your device list")
+            device_key = entry.signing_key
+        content = payload.encode_to_device(
+            payload.DeviceChange(account=own, op=op, device_key=device_key, device=device)
+        )
+        others = [d.device for d in listed if d.device != self.ks.device]
+        return await self._send_pairwise(own, others, content)
+
+    async def remove_device(self, device: int) -> None:
+        """The user removes ``device`` from the account: re-signed without it here if this
+        device holds the master key, else asked of the device that does. Every sender key it
+        held is replaced before the next message (section 7 rotation: it is off the list)."""
+        if device == self.ks.device:
+            raise CryptoError("a device cannot remove itself from the list")
+        if self.ks.get(NS_DEVICE, "master") is not None:
+            await self.publish_device_list([], remove=[device])
+            return
+        if not await self.request_device_change("remove", b"\x00" * 32, device):
+            raise CryptoError("no other device of yours could be reached")
+        # Until the holder's new list arrives, this device already gives it nothing.
+        _save(self.ks, NS_DEVICE, "removed", sorted(self._removed() | {device}))
+        self.forget_devices(self.ks.account)
+
+    def _removed(self) -> set[int]:
+        """Own devices the user removed here, left out of every recipient set even while a
+        list naming them is still the newest this device has."""
+        raw = self.ks.get(NS_DEVICE, "removed")
+        return set() if raw is None else set(msgspec.msgpack.decode(raw, type=list[int]))
+
+    async def _apply_device_change(self, device: int, change: payload.DeviceChange) -> None:
+        """A listed device of this account asked for a list change (the caller checked the
+        sender): record an approval; apply a removal if this device holds the master key."""
+        own = self.ks.account
+        if change.account != own:
+            raise UntrustedDevice("a device change for another account")
+        if change.op == "approve":
+            self.approve(change.device_key)
+            return
+        if self.ks.get(NS_DEVICE, "master") is None:
+            return  # the holder applies it
+        listed = {d.device: d for d in await self.devices(own)}
+        entry = listed.get(change.device)
+        if entry is None:
+            return  # already removed
+        if not constant_time_equal(entry.signing_key, change.device_key):
+            raise UntrustedDevice(f"removal of device {change.device} names another key")
+        if change.device == self.ks.device:
+            raise UntrustedDevice(f"device {device} asked to remove the master key's device")
+        await self.publish_device_list([], remove=[change.device])
 
     # ------------------------------------------------------------------ trust
 
@@ -314,16 +481,19 @@ class E2E:
         )
         if got.version == 0:
             raise NoDeviceList(f"account {account} has published no device list")
-        if pinned is not None and got.version == pinned.version:
-            return pinned.devices
-        try:
+        try:  # the version that counts is the signed one in the body, never the frame's
             dl = devicelist.verify_device_list(
                 got.body,
                 got.sig,
                 pinned.master_key if pinned is not None else None,
-                pinned.version if pinned is not None else 0,
                 account=account,
             )
+            if pinned is not None and dl.version < pinned.version:
+                raise UntrustedDevice(f"version {dl.version} is older than {pinned.version}")
+            if pinned is not None and dl.version == pinned.version:
+                if list(dl.devices) != pinned.devices:
+                    raise UntrustedDevice(f"another list with the same version {dl.version}")
+                return pinned.devices
         except ChatProtoError as exc:
             if pinned is not None and pinned.master_key != got.master_key:
                 _save(
@@ -342,7 +512,30 @@ class E2E:
                 verified=verified,
             ),
         )
+        if account == self.ks.account:
+            await self._check_own_entry(dl)
         return list(dl.devices)
+
+    async def _check_own_entry(self, dl: devicelist.DeviceList) -> None:
+        """This device, listed by its own account's new list, must be listed with its own keys
+        and its PQ prekey: a list made from a bundle the server altered (a PQ prekey stripped
+        while it was approved) would let every contact run X3DH with it."""
+        state = self.prekeys
+        mine = next((d for d in dl.devices if d.device == self.ks.device), None)
+        if state is None or mine is None:
+            return
+        ident = state.identity
+        if not (
+            constant_time_equal(mine.signing_key, ident.signing_key)
+            and constant_time_equal(mine.identity_key, ident.identity_key)
+        ):
+            await self._warn(self.ks.account, "your device list names this device with other keys")
+        elif mine.pq != (state.pq_prekey is not None):
+            await self._warn(
+                self.ks.account,
+                "your device list says this device has no PQ prekey: sessions with it may be"
+                " X3DH only (approve it again from the device holding the master key)",
+            )
 
     def forget_devices(self, account: int) -> None:
         """A ``device_list_changed`` arrived: the next look-up fetches and verifies again (the
@@ -401,19 +594,20 @@ class E2E:
                 excluded = set(addressed_bots)
                 recipients = [(a, d) for a, d in recipients if a not in excluded]
             out: _Outbound | None = _load(self.ks, NS_OUT, name, _Outbound)
+            held = {(a, d) for a, d in out.holders} if out is not None else set()
             if (
                 out is None
+                or out.recipients
                 or out.sent >= ROTATE_AFTER
                 or time.time() - out.created > ROTATE_SECONDS
-                or not set(out.recipients) <= {d for _, d in recipients}
+                or not held <= set(recipients)
             ):
-                out = _Outbound(
-                    key=sender_keys.new_sender_key(conv), recipients=[], created=time.time()
-                )
-            missing = [(a, d) for a, d in recipients if d not in out.recipients]
+                out = _Outbound(key=sender_keys.new_sender_key(conv), created=time.time())
+                held = set()
+            missing = [(a, d) for a, d in recipients if (a, d) not in held]
             if missing:
-                await self._distribute(out.key, missing)
-                out.recipients = sorted({*out.recipients, *(d for _, d in missing)})
+                held |= await self._distribute(out.key, missing)
+                out.holders = sorted(held)
             plaintext = payload.encode_payload(
                 kind, body, ts=int(time.time() * 1000), reply_to=reply_to or None
             )
@@ -438,8 +632,12 @@ class E2E:
 
     def inbound_key_ids(self, conv: int, device: int) -> set[int]:
         """The ids of the sender keys of ``device`` for ``conv`` this device was given."""
-        prefix = f"{conv}:{device}:"
-        return {int(k[len(prefix) :]) for k, _ in self.ks.items(NS_IN) if k.startswith(prefix)}
+        out = set()
+        for k, _ in self.ks.items(NS_IN):
+            c, _account, d, key_id = k.split(":")
+            if (int(c), int(d)) == (conv, device):
+                out.add(int(key_id))
+        return out
 
     async def _recipient_devices(self, members: Sequence[int]) -> list[tuple[int, int]]:
         out = []
@@ -457,7 +655,12 @@ class E2E:
                 log.warning("%s: its devices cannot read this message", exc.message)
                 continue
             self._stale.discard(account)
-            out += [(account, d.device) for d in devices if d.device != self.ks.device]
+            gone = self._removed() if account == self.ks.account else set()
+            out += [
+                (account, d.device)
+                for d in devices
+                if d.device != self.ks.device and d.device not in gone
+            ]
         return out
 
     async def _listed_devices(self, account: int, refresh: bool) -> list[devicelist.DeviceEntry]:
@@ -471,13 +674,19 @@ class E2E:
                 await asyncio.sleep(pause)
         return await self.devices(account, refresh=refresh)
 
-    async def _distribute(self, key: sender_keys.SenderKeyState, to: list[tuple[int, int]]) -> None:
+    async def _distribute(
+        self, key: sender_keys.SenderKeyState, to: list[tuple[int, int]]
+    ) -> set[tuple[int, int]]:
+        """Send the key to ``to``; returns the (account, device) it was sent to (a device
+        skipped now, e.g. without a bundle, is tried again with the next message)."""
         content = payload.encode_to_device(sender_keys.distribution(key))
         by_account: dict[int, list[int]] = {}
         for account, device in to:
             by_account.setdefault(account, []).append(device)
+        sent: set[tuple[int, int]] = set()
         for account, devices in by_account.items():
-            await self._send_pairwise(account, devices, content)
+            sent |= {(account, d) for d in await self._send_pairwise(account, devices, content)}
+        return sent
 
     async def _send_pairwise(
         self, account: int, devices: Sequence[int], content: bytes
@@ -485,23 +694,32 @@ class E2E:
         """Encrypt the padded to-device plaintext ``content`` for each of ``account``'s
         ``devices`` over its pairwise session (started from a claimed bundle if none) and send
         it; returns the devices it was sent to. A device not on the account's verified list, or
-        without a bundle, is skipped."""
+        without a bundle that carries exactly its listed keys, is skipped. A session whose keys
+        are no longer the listed ones is never used: it is dropped, a new one starts, and the
+        application is warned (the device's identity changed)."""
         sent: list[int] = []
         listed = {d.device: d for d in await self.devices(account)}
-        need_bundle = [d for d in devices if self.ks.get(NS_SESSION, str(d)) is None]
-        bundles: dict[int, F.Bundle] = {}
-        if need_bundle:
-            got: F.Bundles = await self._call(
-                F.ClaimKeys(id=self._id(), account=account), F.Bundles
-            )
-            bundles = {b.device: b for b in got.bundles}
+        sessions: dict[int, pairwise.Session | None] = {}
         for device in devices:
             entry = listed.get(device)
             if entry is None:
                 continue  # not on the signed list: never given anything
-            session: pairwise.Session | None = _load(
-                self.ks, NS_SESSION, str(device), pairwise.Session
+            session = self._session(account, device)
+            if session is not None and not pairwise.matches(
+                session, entry.signing_key, entry.identity_key
+            ):
+                self._drop_sessions(account, device)
+                await self._warn(account, _new_identity(account, device))
+                session = None
+            sessions[device] = session
+        bundles: dict[int, F.Bundle] = {}
+        if None in sessions.values():
+            got: F.Bundles = await self._call(
+                F.ClaimKeys(id=self._id(), account=account), F.Bundles
             )
+            bundles = {b.device: b for b in got.bundles}
+        for device, session in sessions.items():
+            entry = listed[device]
             bundle = None
             if session is None:
                 b = bundles.get(device)
@@ -509,18 +727,24 @@ class E2E:
                     log.warning("no bundle for device %s of account %s", device, account)
                     continue
                 if b.identity_key != entry.identity_key:
-                    raise UntrustedDevice(
-                        f"device {device}: bundle identity key is not the listed one"
+                    await self._warn(
+                        account, f"device {device}: bundle identity key is not the listed one"
                     )
+                    continue
                 bundle = _bundle(b)
-            message, session = pairwise.encrypt_to_device(
-                session,
-                content,
-                identity=self.identity,
-                bundle=bundle,
-                expected_signing_key=entry.signing_key,
-            )
-            _save(self.ks, NS_SESSION, str(device), session)
+            try:
+                message, session = pairwise.encrypt_to_device(
+                    session,
+                    content,
+                    identity=self.identity,
+                    bundle=bundle,
+                    expected_signing_key=entry.signing_key,
+                    require_pq=entry.pq,
+                )
+            except UntrustedKeyError as exc:  # a forged or downgraded (PQ-stripped) bundle
+                await self._warn(account, f"device {device}: {exc.message}")
+                continue
+            self._keep_session(account, device, session)
             await self._call(F.ToDevice(id=self._id(), device=device, body=message), F.Ok)
             sent.append(device)
         return sent
@@ -557,7 +781,10 @@ class E2E:
         """Decrypt one to-device item and store what it carries: a sender key (``Received.conv``
         is the conversation it unlocks) or this account's master key (``Received.master_key``).
         Whatever the sender's signed device list (or, for a master key, the pinned master key
-        of this account) does not vouch for raises ``UntrustedDevice`` and is not stored."""
+        of this account) does not vouch for raises ``UntrustedDevice`` and is not stored. The
+        session is the one with (``item.sender``, ``item.device``) and the keys its list names:
+        another account naming the same device id, or the device with other keys, never
+        continues or replaces it."""
         sender_devices = {d.device: d for d in await self.devices(item.sender, refresh=True)}
         entry = sender_devices.get(item.device)
         if entry is None:
@@ -566,22 +793,45 @@ class E2E:
             )
         state = self.prekeys
         assert state is not None
-        result = self._decrypt_pairwise(item.device, state, item.body, entry.signing_key)
-        if result.session.remote_identity_key != entry.identity_key:
+        try:
+            result = self._decrypt_pairwise(item.sender, entry, state, item.body)
+        except UntrustedKeyError as exc:
             raise UntrustedDevice(
-                f"device {item.device} used an identity key its list does not hold"
-            )
-        _save(self.ks, NS_DEVICE, "prekeys", result.prekeys)
-        self._keep_session(item.device, result.session)
-        content = payload.decode_to_device(result.plaintext)
+                f"device {item.device} of account {item.sender}: {exc.message}"
+            ) from exc
+        content: payload.ToDeviceContent | None = None
+        receiver: sender_keys.SenderKeyReceiverState | None = None
+        refused: ChatProtoError | None = None
+        try:
+            content = payload.decode_to_device(result.plaintext)
+            if isinstance(content, sender_keys.SenderKeyDistribution):
+                receiver = sender_keys.receiver_from_distribution(
+                    content, sender_account=item.sender, sender_device=item.device
+                )
+        except ChatProtoError as exc:
+            refused = exc  # the message is used up all the same: its ratchet step is kept
+        with self.ks.atomic():  # the ratchet step and the key it carried, together
+            _save(self.ks, NS_DEVICE, "prekeys", result.prekeys)
+            changed = self._keep_session(item.sender, item.device, result.session)
+            if receiver is not None:
+                name = f"{receiver.conv}:{item.sender}:{item.device}:{receiver.key_id}"
+                if self.ks.get(NS_IN, name) is None:
+                    # Never replaced: a distribution again (replayed, or re-sent) would rewind
+                    # the chain and make messages already read readable again.
+                    _save(self.ks, NS_IN, name, receiver)
+        if changed:
+            await self._warn(item.sender, _new_identity(item.sender, item.device))
+        if refused is not None:
+            raise refused
         if isinstance(content, payload.MasterKeyTransfer):
             self._accept_master_key(item.sender, item.device, content)
             return Received(master_key=True)
-        receiver = sender_keys.receiver_from_distribution(
-            content, sender_account=item.sender, sender_device=item.device
-        )
-        _save(self.ks, NS_IN, f"{content.conv}:{item.device}:{content.key_id}", receiver)
-        return Received(conv=content.conv)
+        if isinstance(content, payload.DeviceChange):
+            if item.sender != self.ks.account:
+                raise UntrustedDevice(f"a device change from account {item.sender}")
+            await self._apply_device_change(item.device, content)
+            return Received()
+        return Received(conv=None if receiver is None else receiver.conv)
 
     def _accept_master_key(
         self, sender: int, device: int, transfer: payload.MasterKeyTransfer
@@ -606,44 +856,90 @@ class E2E:
         self.ks.put(NS_DEVICE, "master", transfer.seed)
 
     def _decrypt_pairwise(
-        self, device: int, prekeys: x3dh.PreKeyState, body: bytes, signing_key: bytes
+        self,
+        account: int,
+        entry: devicelist.DeviceEntry,
+        prekeys: x3dh.PreKeyState,
+        body: bytes,
     ) -> pairwise.Decrypted:
-        """Try the current session with ``device``, then the archived ones (newest first).
+        """Try the current session with (``account``, ``entry.device``), then the archived
+        ones (newest first), only those with the listed keys.
 
         Two devices that start sessions with each other at the same moment each end up with
         two: the one it started and the one the other started. Whichever the peer encrypts
         with next must still open, so replaced sessions are archived, not dropped (Signal
-        keeps "previous session states" for the same reason)."""
-        sessions: list[pairwise.Session | None] = [
-            _load(self.ks, NS_SESSION, str(device), pairwise.Session),
-            *self._archived(device),
+        keeps "previous session states" for the same reason). A PREKEY message continues the
+        kept session it names, is refused if it names one already gone (a replay), and else
+        starts a new session: PQXDH only when the sender's list says it has ML-KEM and so do
+        we (E2E.md 4.3)."""
+        device = entry.device
+        live = [
+            s
+            for s in (self._session(account, device), *self._archived(account, device))
+            if s is not None and pairwise.matches(s, entry.signing_key, entry.identity_key)
         ]
+        if pairwise.message_type(body) == "prekey":
+            return pairwise.decrypt_from_device(
+                live[0] if live else None,
+                prekeys,
+                body,
+                expected_signing_key=entry.signing_key,
+                expected_identity_key=entry.identity_key,
+                previous=live[1:],
+                seen_base_keys=self._base_keys(),
+                require_pq=entry.pq and prekeys.pq_prekey is not None,
+            )
+        if not live:
+            raise DecryptError(f"no session with device {device} of account {account}")
         error: ChatProtoError | None = None
-        for session in sessions:
+        for session in live:
             try:
-                return pairwise.decrypt_from_device(
-                    session, prekeys, body, expected_signing_key=signing_key
-                )
+                return pairwise.decrypt_from_device(session, prekeys, body)
             except ChatProtoError as exc:
                 error = error or exc
-                if pairwise.message_type(body) == "prekey":
-                    break  # a PREKEY message names its own session: no other one applies
         assert error is not None
         raise error
 
-    def _archived(self, device: int) -> list[pairwise.Session]:
-        raw = self.ks.get(NS_SESSION, f"{device}.archive")
+    def _session(self, account: int, device: int) -> pairwise.Session | None:
+        found: pairwise.Session | None = _load(
+            self.ks, NS_SESSION, session_name(account, device), pairwise.Session
+        )
+        return found
+
+    def _archived(self, account: int, device: int) -> list[pairwise.Session]:
+        raw = self.ks.get(NS_SESSION, session_name(account, device) + ".archive")
         return [] if raw is None else msgspec.msgpack.decode(raw, type=list[pairwise.Session])
 
-    def _keep_session(self, device: int, session: pairwise.Session) -> None:
-        """Make ``session`` the current one with ``device``; the one it replaces is archived
-        (at most ``MAX_ARCHIVED``), and an archived copy of ``session`` itself is dropped."""
-        current: pairwise.Session | None = _load(self.ks, NS_SESSION, str(device), pairwise.Session)
-        archive = [s for s in self._archived(device) if s.base_key != session.base_key]
-        if current is not None and current.base_key != session.base_key:
-            archive.insert(0, current)
-        _save(self.ks, NS_SESSION, f"{device}.archive", archive[:MAX_ARCHIVED])
-        _save(self.ks, NS_SESSION, str(device), session)
+    def _base_keys(self) -> list[bytes]:
+        raw = self.ks.get(NS_DEVICE, "base_keys")
+        return [] if raw is None else msgspec.msgpack.decode(raw, type=list[bytes])
+
+    def _drop_sessions(self, account: int, device: int) -> None:
+        name = session_name(account, device)
+        self.ks.delete(NS_SESSION, name)
+        self.ks.delete(NS_SESSION, name + ".archive")
+
+    def _keep_session(self, account: int, device: int, session: pairwise.Session) -> bool:
+        """Make ``session`` the current one with (``account``, ``device``); the one it replaces
+        is archived (at most ``MAX_ARCHIVED``), an archived copy of ``session`` itself is
+        dropped, and so is every kept session with other remote keys. True when there was
+        one: the device's identity changed (a safety event for the caller to report)."""
+        name = session_name(account, device)
+        kept = [s for s in (self._session(account, device), *self._archived(account, device)) if s]
+        same = [
+            s
+            for s in kept
+            if pairwise.matches(s, session.remote_signing_key, session.remote_identity_key)
+        ]
+        archive = [s for s in same if s.base_key != session.base_key]
+        if archive or len(kept) > 1:
+            _save(self.ks, NS_SESSION, name + ".archive", archive[:MAX_ARCHIVED])
+        _save(self.ks, NS_SESSION, name, session)
+        if not kept or kept[0].base_key != session.base_key:  # a session new here
+            bases = self._base_keys()
+            if session.base_key not in bases:
+                _save(self.ks, NS_DEVICE, "base_keys", [*bases, session.base_key][-MAX_BASE_KEYS:])
+        return len(same) < len(kept)
 
     def decrypt(self, conv: int, seq: int, sender: int, device: int, body: bytes) -> Decrypted:
         """Decrypt one conversation message with a stored sender key (``MissingKey`` when none
@@ -652,7 +948,7 @@ class E2E:
         if cached is not None:
             return Decrypted(cached.kind, cached.body, cached.reply_to)
         key_id = sender_keys.message_key_id(body)
-        name = f"{conv}:{device}:{key_id}"
+        name = f"{conv}:{sender}:{device}:{key_id}"
         state: sender_keys.SenderKeyReceiverState | None = _load(
             self.ks, NS_IN, name, sender_keys.SenderKeyReceiverState
         )
@@ -665,9 +961,10 @@ class E2E:
             inner = payload.decode_payload(plaintext)
         except ProtocolError as exc:
             raise DecryptError(f"bad payload: {exc.message}") from exc
-        _save(self.ks, NS_IN, name, state)
         reply_to = inner.reply_to or 0
-        _save(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain(inner.kind, inner.body, reply_to))
+        with self.ks.atomic():  # a used message key and the plaintext it opened, together
+            _save(self.ks, NS_IN, name, state)
+            _save(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain(inner.kind, inner.body, reply_to))
         return Decrypted(inner.kind, inner.body, reply_to)
 
     def give_up(self, conv: int, device: int, body: bytes) -> None:
@@ -682,6 +979,13 @@ class E2E:
     def remember_own(self, conv: int, seq: int, kind: str, body: bytes, reply_to: int = 0) -> None:
         """Keep the plaintext of this device's own message (it cannot decrypt its own sends)."""
         _save(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain(kind, body, reply_to))
+
+
+def _new_identity(account: int, device: int) -> str:
+    return (
+        f"device {device} of account {account} has new keys: a new session replaces the old"
+        " one (compare safety numbers if you did not expect it)"
+    )
 
 
 def _wire_spk(spk: x3dh.SignedPrekey) -> F.SignedPrekey:

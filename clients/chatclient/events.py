@@ -32,6 +32,12 @@ class Message:
     ascending: clear metadata, the same for every member."""
     reply_to: int = 0
     """The seq of the message this one answers (end-to-end encrypted; 0: none)."""
+    cmid: str = ""
+    """The sender's client message id (SPEC.md 7.3; empty for system messages): an own
+    message's ``cmid`` is the one ``Client.pending`` listed while it waited in the outbox."""
+    e2e: bool = True
+    """False for a client kind that came outside ``e2e`` (SPEC.md 9): allowed, but nothing
+    authenticates its sender (the server could have written it); show it marked."""
 
     @property
     def text(self) -> str | None:
@@ -79,8 +85,10 @@ class Undecryptable:
 
 @dataclass(frozen=True, slots=True)
 class SecurityWarning:
-    """Something about another account's keys cannot be trusted (a forged or rolled-back device
-    list, a changed master key, a device that is not on its list)."""
+    """Something about an account's keys cannot be trusted (a forged or rolled-back device
+    list, a changed master key, a device that is not on its list, a device whose keys changed
+    (its old session is dropped, a new one starts), a downgraded or replayed key agreement, a
+    payment receipt its payer never signed). Show it to the user; nothing it concerns was used."""
 
     account: int
     reason: str
@@ -139,6 +147,19 @@ class InvocationTimeout:
     waited: float
 
 
+@dataclass(frozen=True, slots=True)
+class SendFailed:
+    """A message left the outbox unsent: the server refused it for good (``code``, e.g.
+    ``FORBIDDEN`` after leaving the conversation), or it could not be encrypted (``code`` 0).
+    Its ``send`` raised the same error, if anyone still waited for it. Not emitted for
+    ``CONFLICT``: a message under that cmid is stored already (sent by an earlier run)."""
+
+    conv: int
+    cmid: str
+    code: int
+    reason: str
+
+
 Receipt = F.ReceiptEvent
 Typing = F.TypingEvent
 Presence = F.PresenceEvent
@@ -156,4 +177,5 @@ Event = (
     | BotAdded
     | BotRemoved
     | InvocationTimeout
+    | SendFailed
 )

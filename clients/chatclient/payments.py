@@ -37,6 +37,7 @@ from chatproto import kinds, money, payments
 from chatproto.e2e.primitives import random_bytes
 from chatproto.errors import ChatProtoError, ErrorCode, SignatureError
 
+from chatclient.e2e import NoDeviceList
 from chatclient.errors import ChatClientError, Conflict, ConnectionLost, RequestError
 from chatclient.events import Event, Message, SecurityWarning
 
@@ -138,12 +139,63 @@ class Payments:
                 raise SignatureError(f"sent by account {event.sender}, not by the server")
             if not isinstance(r, kinds.PaymentReceipt):
                 raise SignatureError("the receipt does not decode")
-            self.verify(r, event.conv)
+            payer_key = self._payer_key(r)
+            self.verify(r, event.conv, payer_key)
         except ChatProtoError as exc:
             return SecurityWarning(
                 0, f"payment receipt #{event.seq} in conversation {event.conv} refused: {exc}"
             )
+        if payer_key is None and r.type in payments.SIGNED_BY_PAYER and self._c.encrypt:
+            tasks = self._c._tasks
+            if tasks is not None:
+                tasks.create_task(self._check_payer_later(r, event.seq))
         return event
+
+    def _payer_key(self, r: kinds.PaymentReceipt) -> bytes | None:
+        """The key of the device that signed ``r``'s intent, when this client already knows it:
+        its own, or the payer's device from the payer's pinned device list (E2E.md 3). None when
+        the list is not pinned yet or does not name that device (checked later)."""
+        if r.type not in payments.SIGNED_BY_PAYER:
+            return None
+        c = self._c
+        if r.payer == c.account and r.device == c.device:
+            return c.keystore.key.public_key
+        trust = c.e2e.trust(r.payer)
+        if trust is None:
+            return None
+        entry = next((d for d in trust.devices if d.device == r.device), None)
+        return None if entry is None else entry.signing_key
+
+    async def _check_payer_later(self, r: kinds.PaymentReceipt, seq: int) -> None:
+        """Check ``payer_sig`` of a receipt shown before the payer's device list was known
+        (fetched now, off the receive path): a failure is a ``SecurityWarning``. A payer with no
+        device list (a client without end-to-end encryption) cannot be checked."""
+        c = self._c
+        try:
+            listed = await c.e2e.devices(r.payer, refresh=True)
+        except (ChatClientError, TimeoutError) as exc:
+            log.info("payer of receipt #%s not checked: %s", seq, exc)
+            return
+        except NoDeviceList:
+            return
+        except ChatProtoError as exc:
+            reason = f"the payer's device list is refused: {exc.message}"
+        else:
+            entry = next((d for d in listed if d.device == r.device), None)
+            intent = payments.receipt_intent(r)
+            assert intent is not None
+            try:
+                if entry is None:
+                    raise SignatureError(f"device {r.device} is not on the payer's device list")
+                payments.verify_intent(entry.signing_key, r.payer_sig, self.server, intent)
+                return
+            except ChatProtoError as exc:
+                reason = exc.message
+        await c._emit(
+            SecurityWarning(
+                r.payer, f"payment receipt #{seq} in conversation {r.conv} refused: {reason}"
+            )
+        )
 
     # ------------------------------------------------------------------ postings
 
@@ -212,7 +264,10 @@ class Payments:
             request_id=request_id,
         )
         frame = F.Pay(
-            id=1, intent=intent, device=c.device, sig=payments.sign_intent(c.keystore.key, intent)
+            id=1,
+            intent=intent,
+            device=c.device,
+            sig=payments.sign_intent(c.keystore.key, c.server_name, intent),
         )
         receipt = await self._post(frame, deadline)
         _check_matches(receipt, tid, c.account, to, minor, currency, conv)
@@ -340,7 +395,10 @@ class Payments:
             expires_at=expires_at,
         )
         frame = F.SendRedPacket(
-            id=1, intent=intent, device=c.device, sig=payments.sign_intent(c.keystore.key, intent)
+            id=1,
+            intent=intent,
+            device=c.device,
+            sig=payments.sign_intent(c.keystore.key, c.server_name, intent),
         )
         receipt = await self._post(frame, deadline)
         _check_matches(receipt, pid, c.account, None, minor, currency, conv)

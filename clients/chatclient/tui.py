@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import dataclasses
 import os
 import re
 import shlex
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any, TextIO
 
+import msgspec
 from chatproto import frames as F
 from chatproto import kinds, money
 from chatproto.errors import MoneyError
@@ -151,9 +153,11 @@ class Verify:
 
 @dataclass(frozen=True)
 class Approve:
-    """Put a newly linked device of your own account on your signed device list."""
+    """Put a newly linked device of your own account on your signed device list, with the login
+    key it shows (``key``: its hex, or a prefix of at least 16 hex digits)."""
 
     device: int
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -165,12 +169,91 @@ class Handover:
 
 @dataclass(frozen=True)
 class Pay:
-    """Pay @handle in the current conversation (or your direct one with them)."""
+    """Pay @handle in the current conversation (or your direct one with them, said before it is
+    confirmed)."""
 
     handle: str
     amount: str
     currency: str
     memo: str = ""
+    confirmed: bool = False
+    """``/pay! ...``: no confirmation step (scripts; ``chat --yes`` does it for every payment)."""
+
+
+@dataclass(frozen=True)
+class PayRequest:
+    """Pay a request to pay that was shown (``/pay rq_...``)."""
+
+    request_id: str
+    confirmed: bool = False
+
+
+@dataclass(frozen=True)
+class Decline:
+    """Decline a request to pay addressed to you (``/decline rq_...``)."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    """Withdraw your own request to pay (``/cancel rq_...``)."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Yes:
+    """Confirm the payment waiting for confirmation."""
+
+
+@dataclass(frozen=True)
+class No:
+    """Drop the payment waiting for confirmation."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Answer message ``target`` (None: the latest message of someone else here)."""
+
+    target: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class EditMessage:
+    """Change the text of your message ``target`` (None: your latest message here)."""
+
+    target: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class DeleteMessage:
+    """Delete your message ``target`` for everyone (None: your latest message here)."""
+
+    target: int | None = None
+
+
+@dataclass(frozen=True)
+class React:
+    """React to message ``target`` (None: the latest message here) with ``emoji``."""
+
+    target: int | None
+    emoji: str
+    remove: bool = False
+
+
+@dataclass(frozen=True)
+class Reads:
+    """How far each member has read the current conversation (``/read``)."""
+
+
+@dataclass(frozen=True)
+class BotCommand:
+    """A ``/word`` that is no command of chat: sent as is to the bots of the conversation."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -202,6 +285,7 @@ class RedPacket:
     shares: int
     split: str = "random"
     memo: str = ""
+    confirmed: bool = False
 
 
 @dataclass(frozen=True)
@@ -232,6 +316,7 @@ class PayOrder:
     """Pay order N (a bot card's order, numbered as shown)."""
 
     number: int
+    confirmed: bool = False
 
 
 @dataclass(frozen=True)
@@ -279,8 +364,27 @@ class Access:
     access: str
 
 
+@dataclass(frozen=True)
+class SendFile:
+    """Send the file at ``path`` end-to-end encrypted (``/file``; ``/image``: with its
+    dimensions and a thumbnail)."""
+
+    path: str
+    image: bool = False
+
+
+@dataclass(frozen=True)
+class SaveAttachment:
+    """Save the attachment of message ``seq`` here to ``path`` (default: its name, here)."""
+
+    seq: int
+    path: str | None = None
+
+
 Command = (
     Say
+    | SendFile
+    | SaveAttachment
     | Help
     | Convs
     | Open
@@ -315,7 +419,22 @@ Command = (
     | Bots
     | Access
     | Seqs
+    | PayRequest
+    | Decline
+    | CancelRequest
+    | Yes
+    | No
+    | Reply
+    | EditMessage
+    | DeleteMessage
+    | React
+    | Reads
+    | BotCommand
 )
+
+MONEY_COMMANDS = (Pay, PayRequest, PayOrder, RedPacket)
+"""Commands that move money out of the wallet: each is confirmed first (``/yes``), unless typed
+with ``!`` (``/pay! ...``) or chat runs with ``--yes``."""
 
 HELP = """\
 commands:
@@ -330,14 +449,23 @@ commands:
   /leave                     leave the current group or channel
   /rename Title              rename the current group or channel
   /history [N]               show the N (default 20) messages before the ones already shown
+  /reply [SEQ] text          answer message SEQ (default: the latest from someone else)
+  /edit [SEQ] text           change your message SEQ (default: your latest)
+  /delete [SEQ]              delete your message SEQ for everyone (default: your latest)
+  /react [SEQ] EMOJI         react to message SEQ (default: the latest); /unreact to undo
+  /read                      how far each member has read here (seen since you connected)
   /who                       members of the current conversation, with roles and presence
   /me                        who you are
   /safety @handle            the 60-digit safety number to compare with @handle
   /verify @handle            mark @handle's keys verified (also accepts a changed key)
   /unverify @handle          forget that @handle's keys were verified
-  /approve DEVICE            add your newly linked device to your signed device list
+  /approve DEVICE [KEY]      add your newly linked device (KEY: its /me key) to your device list
   /handover DEVICE           give your account's master key to DEVICE (on your device list)
   /pay @handle 12.50 USD [memo]      pay @handle here (or in your direct conversation)
+  /pay REQUEST_ID            pay a request to pay shown here (rq_...)
+  /decline REQUEST_ID        decline a request to pay you; /cancel REQUEST_ID withdraws yours
+  /yes | /no                 confirm or drop the payment chat asks about (/pay! ... skips the
+                             question; chat --yes skips it for every payment)
   /request @handle 12.50 USD [memo]  ask @handle for money
   /balance [CUR]             your balances
   /wallet [N]                your last N (default 20) payments with the running balance
@@ -347,16 +475,76 @@ commands:
   /invoke @bot app.action [k=v ...]  run a bot's mini-app action here (its card shows)
   /press N                   press button [N] of a card (or open a shared mini-app card)
   /payorder N                pay order N of a bot's card (through your wallet)
-  /seqs                      show (or hide) message numbers, which /forward takes
+  /seqs                      show (or hide) message numbers (#SEQ), which /reply, /edit,
+                             /delete, /react and /forward take
   /forward SEQ N|@handle     forward message SEQ of this conversation to conversation N
   /share "Title" [URL] [text]        share a link card here
   /share @bot app.action [k=v ...]   share a mini-app card here
   /access @bot all|addressed let a bot here read everything, or only what names it
+  /file PATH                 send a file here, end-to-end encrypted (/image PATH: a photo,
+                             with its size and a thumbnail)
+  /save N [PATH]             save the file of message #N here (/seqs) to PATH or its name
   /drop                      simulate a network failure (the client reconnects)
   /quit                      exit (also Ctrl-D)
-any other line is sent to the current conversation; start it with // to send a line that
-begins with / (a bot command: //start, //poll Lunch? | A | B, //start@shop_bot)"""
+any other line is sent to the current conversation. A /word that is none of the above goes to
+the bots of the conversation (/start, /poll Lunch? | A | B, /start@shop_bot: /bots lists them);
+start a line with // to send it as text that begins with /"""
 
+LOCAL_COMMANDS = frozenset(
+    [
+        "help",
+        "convs",
+        "leave",
+        "who",
+        "me",
+        "quit",
+        "drop",
+        "open",
+        "dm",
+        "group",
+        "channel",
+        "invite",
+        "kick",
+        "role",
+        "rename",
+        "safety",
+        "verify",
+        "unverify",
+        "approve",
+        "handover",
+        "pay",
+        "request",
+        "decline",
+        "cancel",
+        "yes",
+        "no",
+        "reply",
+        "edit",
+        "delete",
+        "del",
+        "react",
+        "unreact",
+        "read",
+        "receipts",
+        "balance",
+        "wallet",
+        "redpacket",
+        "claim",
+        "bots",
+        "seqs",
+        "invoke",
+        "press",
+        "payorder",
+        "forward",
+        "share",
+        "access",
+        "history",
+        "file",
+        "image",
+        "save",
+    ]
+)
+"""chat's own command names (after aliases); any other /word may be a bot's."""
 _HANDLE_RE = re.compile(HANDLE_PATTERN)
 _ALIASES = {"q": "quit", "exit": "quit", "h": "help", "?": "help", "list": "convs"}
 
@@ -396,6 +584,22 @@ def _params(words: list[str], usage: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _target(args: list[str]) -> tuple[int | None, list[str]]:
+    """A leading message number (``12`` or ``#12``) and the words after it."""
+    if args and args[0].removeprefix("#").isdigit() and int(args[0].removeprefix("#")) >= 1:
+        return int(args[0].removeprefix("#")), args[1:]
+    return None, args
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _request_id(word: str, usage: str) -> str:
+    if word.startswith("@") or not _REQUEST_ID.fullmatch(word):
+        raise ParseError(f"usage: {usage}")
+    return word
+
+
 def _number(word: str, usage: str) -> int:
     if not word.isdigit() or int(word) < 1:
         raise ParseError(f"usage: {usage}")
@@ -420,11 +624,15 @@ def parse_command(line: str) -> Command | None:
         return Say(line[1:])
     if not line.startswith("/"):
         return Say(line)
-    name, _, rest = line[1:].partition(" ")
-    name = _ALIASES.get(name.lower(), name.lower())
+    word, _, rest = line[1:].partition(" ")
+    name = _ALIASES.get(word.lower(), word.lower())
+    confirmed = name.endswith("!") and name[:-1] in ("pay", "payorder", "redpacket")
+    name = name.removesuffix("!") if confirmed else name
     try:
         args = shlex.split(rest)
     except ValueError as exc:
+        if name not in LOCAL_COMMANDS:  # a bot's command: its text is not chat's to parse
+            return BotCommand(line)
         raise ParseError(f"/{name}: {exc}") from None
 
     def usage(text: str) -> ParseError:
@@ -444,6 +652,16 @@ def parse_command(line: str) -> Command | None:
                 "drop": Drop(),
             }
             return simple[name]
+        case "file" | "image":
+            if len(args) != 1:
+                raise usage(f"/{name} PATH")
+            return SendFile(args[0], image=name == "image")
+        case "save":
+            if not 1 <= len(args) <= 2 or not args[0].removeprefix("#").isdigit():
+                raise usage("/save N [PATH]  (N: the message's number, /seqs shows them)")
+            return SaveAttachment(
+                int(args[0].removeprefix("#")), args[1] if len(args) == 2 else None
+            )
         case "open":
             if len(args) != 1:
                 raise usage("/open N | /open @handle")
@@ -481,13 +699,49 @@ def parse_command(line: str) -> Command | None:
             handle = parse_handle(args[0])
             return Safety(handle) if name == "safety" else Verify(handle, name == "verify")
         case "approve":
-            if len(args) != 1 or not args[0].isdigit():
-                raise usage("/approve DEVICE")
-            return Approve(int(args[0]))
+            if not 1 <= len(args) <= 2 or not args[0].isdigit():
+                raise usage("/approve DEVICE [KEY]")
+            key = args[1].lower() if len(args) == 2 else ""
+            if key and (len(key) < 16 or any(ch not in "0123456789abcdef" for ch in key)):
+                raise usage("/approve DEVICE KEY (KEY: at least 16 hex digits of its /me key)")
+            return Approve(int(args[0]), key)
         case "handover":
             if len(args) != 1 or not args[0].isdigit():
                 raise usage("/handover DEVICE")
             return Handover(int(args[0]))
+        case "pay" if len(args) == 1:
+            return PayRequest(_request_id(args[0], "/pay REQUEST_ID"), confirmed)
+        case "decline" | "cancel":
+            if len(args) != 1:
+                raise usage(f"/{name} REQUEST_ID")
+            rid = _request_id(args[0], f"/{name} REQUEST_ID")
+            return Decline(rid) if name == "decline" else CancelRequest(rid)
+        case "yes" | "no":
+            if args:
+                raise usage(f"/{name}")
+            return Yes() if name == "yes" else No()
+        case "reply" | "edit":
+            target, words = _target(args) if len(args) > 1 else (None, args)
+            body = " ".join(words) if target is not None else rest.strip()
+            if not body:
+                raise usage(f"/{name} [SEQ] text")
+            if len(body) > 16_000:
+                raise ParseError("the text is longer than 16000 characters")
+            return Reply(target, body) if name == "reply" else EditMessage(target, body)
+        case "delete" | "del":
+            target, words = _target(args)
+            if words:
+                raise usage("/delete [SEQ]")
+            return DeleteMessage(target)
+        case "react" | "unreact":
+            target, words = _target(args)
+            if len(words) != 1 or not 1 <= len(words[0]) <= 16:
+                raise usage(f"/{name} [SEQ] EMOJI")
+            return React(target, words[0], remove=name == "unreact")
+        case "read" | "receipts":
+            if args:
+                raise usage("/read")
+            return Reads()
         case "pay" | "request":
             if len(args) < 3:
                 raise usage(
@@ -498,8 +752,9 @@ def parse_command(line: str) -> Command | None:
             memo = " ".join(args[3:])
             if len(memo) > 256:
                 raise ParseError("the memo is longer than 256 characters")
-            cls = Pay if name == "pay" else AskPayment
-            return cls(parse_handle(args[0]), amount, currency, memo)
+            if name == "pay":
+                return Pay(parse_handle(args[0]), amount, currency, memo, confirmed)
+            return AskPayment(parse_handle(args[0]), amount, currency, memo)
         case "balance":
             if len(args) > 1:
                 raise usage("/balance [CURRENCY]")
@@ -519,7 +774,7 @@ def parse_command(line: str) -> Command | None:
             split = "random"
             if words and words[0] in ("equal", "random"):
                 split, words = words[0], words[1:]
-            return RedPacket(amount, currency, int(args[2]), split, " ".join(words))
+            return RedPacket(amount, currency, int(args[2]), split, " ".join(words), confirmed)
         case "claim":
             if len(args) > 1:
                 raise usage("/claim [PACKET_ID]")
@@ -537,7 +792,7 @@ def parse_command(line: str) -> Command | None:
             if len(args) != 1:
                 raise usage(f"/{name} N")
             n = _number(args[0], f"/{name} N")
-            return Press(n) if name == "press" else PayOrder(n)
+            return Press(n) if name == "press" else PayOrder(n, confirmed)
         case "forward":
             text = "/forward SEQ N|@handle"
             if len(args) != 2:
@@ -568,8 +823,10 @@ def parse_command(line: str) -> Command | None:
             if len(args) != 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= MAX_PAGE:
                 raise usage(f"/history [N]  (1 <= N <= {MAX_PAGE})")
             return History(int(args[0]))
+        case _ if re.fullmatch(r"[A-Za-z0-9_]{1,32}(@[A-Za-z0-9_.]{3,32})?", word):
+            return BotCommand(line)  # perhaps a bot's: the session knows the bots here
         case _:
-            raise ParseError(f"unknown command /{name}; /help lists the commands")
+            raise ParseError(f"unknown command /{word}; /help lists the commands")
 
 
 # --------------------------------------------------------------------------- formatting
@@ -596,17 +853,7 @@ class Names:
         """Remember ``info`` (a listing entry, without members, keeps the known members)."""
         old = self.convs.get(info.conv)
         if not info.members and old is not None and old.members:
-            info = F.ConvInfo(
-                conv=info.conv,
-                kind=info.kind,
-                title=info.title,
-                last_seq=info.last_seq,
-                role=info.role,
-                read=info.read,
-                delivered=info.delivered,
-                member_count=info.member_count,
-                members=old.members,
-            )
+            info = msgspec.structs.replace(info, members=old.members)
         self.convs[info.conv] = info
         for m in info.members:
             self.handles[m.account] = m.handle
@@ -680,6 +927,18 @@ def format_system(ev: kinds.SystemEvent, names: Names, kind: str = "conversation
     return f"{actor}: {ev.event}"  # pragma: no cover - the Literal is exhaustive
 
 
+def format_size(n: int) -> str:
+    """``812 B``, ``4.2 KB``, ``18.0 MB`` (powers of 1000, as file managers show)."""
+    if n < 1000:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KB", "MB"):
+        size /= 1000
+        if size < 1000:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1000:.1f} GB"
+
+
 def format_message(
     m: Message, names: Names, tz: tzinfo | None = None, cards: Cards | None = None
 ) -> Line | None:
@@ -689,6 +948,8 @@ def format_message(
     if names.seqs:
         prefix += f" #{m.seq}"
     who = names.handle(m.sender)
+    if not m.e2e:
+        who += " (not end-to-end encrypted)"
     c = m.content
     match c:
         case kinds.SystemEvent():
@@ -699,9 +960,12 @@ def format_message(
                 "system",
             )
         case kinds.Text():
-            return Line(f"{prefix} {who}: {c.text}")
+            reply = f" (↩ #{m.reply_to})" if m.reply_to else ""
+            return Line(f"{prefix} {who}{reply}: {c.text}")
         case kinds.Edit():
-            return Line(f"{prefix} {who} (edited #{c.target}): {c.text}")
+            first, *more = c.text.splitlines() or [""]
+            rest = f" … (+{len(more)} lines)" if more else ""
+            return Line(f"{prefix} {who} (edited #{c.target}): {first}{rest}")
         case kinds.Delete():
             return Line(f"{prefix} {who} deleted #{c.target}", "dim")
         case kinds.Reaction():
@@ -734,18 +998,34 @@ def format_message(
             return Line(
                 f"{prefix} {who} shared: {' '.join(x for x in (c.title, c.text, c.link, c.image) if x)}"
             )
+        case kinds.Attachment():
+            what = (
+                "an image" if c.width and c.height else "a voice note" if c.waveform else "a file"
+            )
+            dims = f", {c.width}x{c.height}" if c.width and c.height else ""
+            secs = f", {c.duration_ms / 1000:.1f} s" if c.duration_ms else ""
+            caption = f": {c.caption}" if c.caption else ""
+            return Line(
+                f"{prefix} {who} sent {what} {c.name or '(no name)'!r} ({format_size(c.size)}"
+                f"{dims}{secs}){caption}  /save {m.seq}"
+            )
         case kinds.Forward():
             origin = f", {names.label(c.conv)} #{c.seq}" if c.conv and c.seq else ""
+            head = f"{prefix} {who} forwarded from {names.handle(c.sender)} ({clock(c.ts, tz)}{origin})"
             inner = m.forwarded
-            said = (
-                inner.text
-                if isinstance(inner, kinds.Text)
-                else f"a {c.kind!r} message this client cannot show"
-            )
-            return Line(
-                f"{prefix} {who} forwarded from {names.handle(c.sender)}"
-                f" ({clock(c.ts, tz)}{origin}): {said}"
-            )
+            if isinstance(inner, kinds.Text):
+                return Line(f"{head}: {inner.text}")
+            if inner is None or isinstance(inner, kinds.Forward):
+                return Line(f"{head}: a {c.kind!r} message this client cannot show")
+            # The original as it would show (a card without numbers: its buttons and order
+            # belong to the original conversation), after the attribution.
+            original = Message(m.conv, m.seq, c.ts, c.sender, 0, c.kind, c.body, inner)
+            shown = format_message(original, dataclasses.replace(names, seqs=False), tz)
+            if shown is None:
+                return Line(f"{head}: a {c.kind!r} message")
+            said = shown.text.removeprefix(f"[{names.label(m.conv)}] {clock(c.ts, tz)} ")
+            said = said.removeprefix(f"{names.handle(c.sender)}: ")
+            return Line(f"{head}: {said}", shown.style)
     return Line(f"{prefix} {who} sent a {m.kind!r} message this client cannot show", "dim")
 
 
@@ -799,7 +1079,7 @@ def format_receipt(r: kinds.PaymentReceipt, names: Names) -> str:
             return f"red packet {r.ref} expired: {amount} back to {payee}"
         case "request":
             who = payer if r.payer else "anyone"
-            return f"{payee} asks {who} for {amount}; /pay it with request {r.ref}"
+            return f"{payee} asks {who} for {amount}: /pay {r.ref} (or /decline {r.ref})"
         case "declined":
             return f"{payer} declined {payee}'s request {r.ref} for {amount}"
         case "cancelled":
@@ -933,7 +1213,7 @@ def format_bots(
             continue
         for c in profile.commands:
             params = " ".join(f"<{p.name}>" if p.required else f"[{p.name}]" for p in c.params)
-            usage = " ".join(x for x in (f"//{c.name}", params) if x)
+            usage = " ".join(x for x in (f"/{c.name}", params) if x)
             out.append(Line(f"    {usage}" + (f" — {c.description}" if c.description else "")))
         m = profile.manifest
         if m is not None:

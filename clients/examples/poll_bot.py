@@ -11,6 +11,12 @@ carries the tally and one button per option (pressing one is the next ``poll.vot
 may change it; a retried invocation (same id) counts once. Polls live in the conversation's
 ``ctx.state``, so they survive a bot restart.
 
+The answer to a vote goes to the voter alone where the protocol allows it: in a direct
+conversation with the bot it says which option was chosen. In a group it cannot: every message
+of a conversation reaches every member (``to`` only narrows what *bots* receive, SPEC.md 16.3),
+so there the card says only that the vote counted, never what it was, and a typed ``/vote`` is
+answered in one line.
+
 Run: .venv/bin/python clients/examples/poll_bot.py --url ws://127.0.0.1:8765/ws
 """
 
@@ -52,7 +58,7 @@ def tally(p: dict[str, Any]) -> str:
         lines.append(f"{i}. {option} — {n} {bar}".rstrip())
     lines.append(f"{total} vote{'s' if total != 1 else ''} · poll {p['id']}")
     if p["open"]:
-        lines.append(f"vote: /vote {p['id']} <1-{len(p['options'])}>")
+        lines.append(f"vote: /vote {p['id']} N (N from 1 to {len(p['options'])})")
     return "\n".join(lines)
 
 
@@ -106,6 +112,15 @@ async def _refresh(ctx: Context, p: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------- commands
 
 
+@router.command("start")
+async def start_cmd(msg: Message, ctx: Context) -> str:
+    """What this bot does"""
+    return (
+        "I run polls. /poll Question? | option | option ... creates one; vote with its buttons"
+        " or /vote POLL N; /results shows the latest tally."
+    )
+
+
 @router.command("poll")
 async def poll_cmd(msg: Message, ctx: Context, *, spec: str) -> None:
     """Create a poll: /poll Question? | option | option ..."""
@@ -114,9 +129,12 @@ async def poll_cmd(msg: Message, ctx: Context, *, spec: str) -> None:
 
 
 @router.command("vote")
-async def vote_cmd(msg: Message, ctx: Context, poll: str, option: Option) -> None:
+async def vote_cmd(msg: Message, ctx: Context, poll: str, option: Option) -> str:
     """Vote in a poll (or use the poll.vote action)"""
-    await _vote(ctx, poll, option)
+    p = await _vote(ctx, poll, option)
+    if ctx.conversation.kind == "direct":  # the voter alone reads it
+        return f"You voted for {p['options'][option - 1]}.\n{tally(p)}"
+    return f"Vote counted (poll {poll}): the poll message shows the tally."
 
 
 @router.command("results")
@@ -142,9 +160,10 @@ async def create_action(msg: Message, ctx: Context, question: str, options: str)
 async def vote_action(msg: Message, ctx: Context, poll: str, option: Option) -> None:
     """Vote (again, to change the vote)"""
     p = await _vote(ctx, poll, option)
-    await ctx.answer(
-        tally(p), title=f"You voted for {p['options'][option - 1]}", buttons=buttons(p)
-    )
+    # Everyone in a group reads the card: it says that the vote counted, not what it was.
+    chosen = p["options"][option - 1]
+    title = f"You voted for {chosen}" if ctx.conversation.kind == "direct" else "Vote counted"
+    await ctx.answer(tally(p), title=title, buttons=buttons(p))
 
 
 @router.action("poll.results")

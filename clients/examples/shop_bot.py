@@ -49,6 +49,20 @@ def _orders(ctx: Context) -> dict[str, Any]:
     return orders
 
 
+@router.command("start")
+async def start_cmd(msg: Message, ctx: Context) -> str:
+    """What this shop sells and how to buy"""
+    lines = [f"{title} — {_price(cents)}" for title, cents in CATALOG.values()]
+    return "\n".join(
+        [
+            "Welcome to the shop! Open it with its mini-app (shop.browse; in chat:"
+            " /invoke @shop_bot shop.browse) and pay orders from their cards.",
+            *lines,
+            "/orders lists your orders here.",
+        ]
+    )
+
+
 @router.action("shop.browse")
 async def browse(msg: Message, ctx: Context) -> None:
     """Browse the shop"""

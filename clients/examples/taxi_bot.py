@@ -3,13 +3,17 @@
     taxi.book                     start: a card asking for the pick-up point (one button each)
     taxi.pickup place=station     then the destination card
     taxi.destination place=airport    then the quote card: Confirm / Cancel
-    taxi.confirm  |  taxi.cancel  book it, or drop it
+    taxi.confirm  |  taxi.cancel  accept the quote (an order to pay), or drop it
     /book, then answer each question (a reply to the bot, or anything in a direct chat)
     /ride                         where your booking stands
+    /start                        what the bot does
 
 Each user's booking is a small state machine kept in the conversation's ``ctx.state`` (so a
 restart resumes it): a step that does not come next (a stale button, a destination before a
-pick-up) is refused with a clear error on the card, and a booking is confirmed once.
+pick-up) is refused with a clear error on the card. Accepting the quote opens a request to pay
+the fare (``ctx.order``, on the card or as ``/pay rq-...`` in text); the ride is booked only
+when the ledger's receipt for it arrives, so nobody is booked beyond what they hold, and a
+booking is confirmed once.
 
 Run: .venv/bin/python clients/examples/taxi_bot.py --url ws://127.0.0.1:8765/ws
 """
@@ -20,6 +24,7 @@ import math
 from typing import Any, Literal
 
 from chatclient.bots import ArgumentError, Bot, Context, F, Router
+from chatclient.errors import RequestError
 from chatclient.events import Message
 from chatproto import kinds, money
 
@@ -105,17 +110,40 @@ def _set_destination(ctx: Context, place: str) -> tuple[str, list[kinds.Button]]
     ]
 
 
-def _confirm(ctx: Context) -> str:
+def _route(ride: dict[str, Any]) -> str:
+    return f"{PLACES[ride['pickup']][0]} → {PLACES[ride['destination']][0]}"
+
+
+async def _accept(ctx: Context) -> tuple[str, kinds.PaymentRequest]:
+    """The quote accepted: an order for the fare, paid before anything is booked."""
     ride = _ride(ctx)
     if ride["step"] == "booked":
         raise ArgumentError(f"already booked: ride {ride['id']}")
+    if ride["step"] == "pay":
+        raise ArgumentError(f"waiting for your payment of request {ride['request']}")
     if ride["step"] != "confirm":
         raise ArgumentError("there is no quote to confirm yet")
-    ride.update(step="booked", id=f"R{ctx.message.seq}")
-    return (
-        f"Booked ride {ride['id']}: {PLACES[ride['pickup']][0]} → {PLACES[ride['destination']][0]},"
-        f" {money.format_money(ride['price'], CURRENCY)}. Your driver arrives in 4 minutes."
-    )
+    order = await ctx.order(ride["price"], CURRENCY, memo=f"taxi {_route(ride)}")
+    ride.update(step="pay", request=order.request_id)
+    fare = money.format_money(ride["price"], CURRENCY)
+    return f"{_route(ride)}, {fare}: pay to book.", order
+
+
+def _status(ride: dict[str, Any] | None) -> str:
+    """``/ride``: where this user's booking stands, in words."""
+    if ride is None:
+        return "No booking. /book to start."
+    step = ride["step"]
+    if step == "pickup":
+        return f"Booking started: where should we pick you up? ({', '.join(PLACES)})"
+    if step == "destination":
+        return f"From {PLACES[ride['pickup']][0]}: where to? ({', '.join(PLACES)})"
+    fare = money.format_money(ride["price"], CURRENCY)
+    if step == "confirm":
+        return f"Quote: {_route(ride)}, {ride['km']} km, {fare}. Confirm? (yes/no)"
+    if step == "pay":
+        return f"{_route(ride)}, {fare}: waiting for your payment (/pay {ride['request']})."
+    return f"Ride {ride['id']}: {_route(ride)}, {fare} paid. Your driver is on the way."
 
 
 # ---------------------------------------------------------------------- mini-app actions
@@ -144,18 +172,43 @@ async def destination_action(msg: Message, ctx: Context, place: Place) -> None:
 
 @router.action("taxi.confirm")
 async def confirm_action(msg: Message, ctx: Context) -> None:
-    """Confirm the quote"""
-    await ctx.answer(_confirm(ctx), title="Booked")
+    """Confirm the quote (then pay the order to book)"""
+    text, order = await _accept(ctx)
+    await ctx.answer(text, title="Pay to book", order=order)
 
 
 @router.action("taxi.cancel")
 async def cancel_action(msg: Message, ctx: Context) -> None:
     """Cancel the booking"""
+    await ctx.answer(await _cancel(ctx), title="🚕 Taxi")
+
+
+async def _cancel(ctx: Context) -> str:
+    """Drop this user's booking; a fare not paid yet can no longer be paid (its request is
+    cancelled), and a booked ride stays booked."""
+    ride = _rides(ctx).get(str(ctx.sender.account))
+    if ride is not None and ride["step"] == "booked":
+        raise ArgumentError(f"ride {ride['id']} is booked and paid already")
+    if ride is not None and ride["step"] == "pay":
+        try:
+            await ctx.client.payments.cancel(ride["request"])
+        except RequestError:  # closed: paid just before, and its receipt books the ride
+            return "Your payment came first: the ride is booked."
     _rides(ctx).pop(str(ctx.sender.account), None)
-    await ctx.answer("Cancelled.", title="🚕 Taxi")
+    return "Cancelled."
 
 
 # ---------------------------------------------------------------------- the same flow in text
+
+
+@router.command("start")
+async def start_cmd(msg: Message, ctx: Context) -> str:
+    """What this bot does"""
+    return (
+        "I book taxis. /book, then tell me where from and where to (or use my mini-app:"
+        " taxi.book); you pay the fare when you confirm, and the ride is booked once paid."
+        " /ride shows where your booking stands."
+    )
 
 
 @router.command("book")
@@ -168,8 +221,7 @@ async def book_cmd(msg: Message, ctx: Context) -> str:
 @router.command("ride")
 async def ride_cmd(msg: Message, ctx: Context) -> str:
     """Where your booking stands"""
-    ride = _rides(ctx).get(str(ctx.sender.account))
-    return f"{ride}" if ride else "No booking. /book to start."
+    return _status(_rides(ctx).get(str(ctx.sender.account)))
 
 
 @router.message(F.text & F.addressed)
@@ -185,10 +237,27 @@ async def answer(msg: Message, ctx: Context) -> str | None:
         return _set_destination(ctx, _parse_place(text))[0] + " (yes/no)"
     if step == "confirm":
         if text.strip().lower() in ("yes", "y", "confirm"):
-            return _confirm(ctx)
-        _rides(ctx).pop(str(ctx.sender.account), None)
-        return "Cancelled."
+            said, order = await _accept(ctx)
+            return f"{said} /pay {order.request_id}"
+        return await _cancel(ctx)
     return None
+
+
+@router.message(F.receipt("transfer"))
+async def paid(msg: Message, ctx: Context) -> None:
+    """A payment to the bot: the ride whose order it settles is booked (once)."""
+    r = msg.content
+    assert isinstance(r, kinds.PaymentReceipt)  # F.receipt; verified by the SDK already
+    ride = _rides(ctx).get(str(r.payer))
+    if r.payee != ctx.me.account or ride is None or ride.get("request") != r.request_id:
+        return  # not the fare of a ride waiting for it
+    if ride["step"] != "pay" or (r.amount, r.currency) != (ride["price"], CURRENCY):
+        return  # already booked (the ledger settles a request once), or not the fare
+    ride.update(step="booked", id=f"R{msg.seq}")
+    await ctx.reply(
+        f"Booked ride {ride['id']}: {_route(ride)}, {money.format_money(r.amount, CURRENCY)}"
+        " paid. Your driver arrives in 4 minutes."
+    )
 
 
 if __name__ == "__main__":

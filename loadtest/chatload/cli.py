@@ -37,7 +37,12 @@ def _uvloop_run(coro: Any) -> Any:
 
 
 def load_scenario(args: argparse.Namespace) -> Scenario:
-    s = Scenario.load(args.scenario)
+    try:
+        s = Scenario.load(args.scenario)
+    except OSError as e:
+        raise _BadInput(f"{args.scenario}: cannot read the scenario: {e.strerror or e}") from None
+    except (ValueError, TypeError, KeyError) as e:  # TOML syntax (a ValueError) or content
+        raise _BadInput(f"{args.scenario}: {e}") from None
     if getattr(args, "target", None):
         s = replace(s, targets=tuple(args.target))
     if getattr(args, "duration", None) is not None:
@@ -147,8 +152,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("trace", type=Path)
     p.add_argument("--target", required=True)
     p.add_argument("--speed", type=float, default=1.0, help="inter-arrival times scaled by 1/X")
+    p.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        help="replay N copies of the recorded population (disjoint accounts and conversations)",
+    )
+    p.add_argument(
+        "--jitter",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="with --scale: shift each copy's timeline by a random 0..S seconds",
+    )
+    p.add_argument("--server-pid", type=int, help="local server pid: CPU and RSS from /proc")
     _outputs(p)
     return ap
+
+
+def replay_lines(r: dict[str, Any]) -> list[str]:
+    """What a replay did with the trace: frames per type, what it could not replay and why."""
+
+    def types(d: dict[str, int]) -> str:
+        return ", ".join(f"{t} {n:,}" for t, n in sorted(d.items(), key=lambda x: -x[1])) or "-"
+
+    scale = f" x scale {r['scale']}" if r["scale"] > 1 else ""
+    out = [
+        f"trace: {r['trace_connections']} connections ({r['trace_reconnects']} reconnects),"
+        f" {r['trace_span_s']:.1f} s, replayed at x{r['speed']:g}{scale}",
+        f"frames in the trace (logins apart): {types(r['trace_frames_by_type_without_auth'])}",
+        f"replayed{' (all copies)' if scale else ''}: {types(r['replayed_frames_by_type'])};"
+        f" plus {r['logins']:,} logins"
+        f" ({r['failed_logins']} failed) and {r['catch_up_syncs']:,} catch-up syncs",
+    ]
+    lm = r.get("login_ms") or {}
+    if lm.get("count"):
+        out.append(
+            f"login (recorded open -> welcome; a connection's frames wait for it):"
+            f" p50 {lm['p50_ms']:.1f} ms, p99 {lm['p99_ms']:.1f} ms, max {lm['max_ms']:.1f} ms"
+        )
+    if r.get("login_errors"):
+        out.append(
+            f"login attempts that failed: {types(r['login_errors'])}"
+            f" ({r.get('login_retries', 0):,} retried)"
+        )
+    for t, n in sorted(r["not_replayed_by_type"].items()):
+        out.append(f"not replayed: {t} {n:,} ({r['not_replayed_why'].get(t, '')})")
+    if r.get("trace_errors"):
+        out.append(f"errors the recorded session had: {types(r['trace_errors'])}")
+    return out
 
 
 def emit(result: dict[str, Any], args: argparse.Namespace, console: Console) -> int:
@@ -165,12 +217,8 @@ def emit(result: dict[str, Any], args: argparse.Namespace, console: Console) -> 
         console.print(summary_table(result))
         console.print(totals_table(result))
         if result.get("replay"):
-            r = result["replay"]
-            console.print(
-                f"frames per type: trace {r['trace_frames_by_type']}"
-                f" -> replayed {r['replayed_frames_by_type']} (+{r['logins']} logins)",
-                highlight=False,
-            )
+            for line in replay_lines(result["replay"]):
+                console.print(line, highlight=False)
         else:
             console.print(f"frames sent per type: {result['frames_sent']}", highlight=False)
     if getattr(args, "json", None):
@@ -199,8 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "provision":
         from .run import provision_only
 
-        s = load_scenario(args)
-        _uvloop_run(provision_only(s, args.out, s.targets, console))
+        try:
+            s = load_scenario(args)
+            _uvloop_run(_checked(s.targets, provision_only(s, args.out, s.targets, console)))
+        except _BadInput as e:
+            return _fail(str(e))
         return 0
     if args.cmd in ("run", "idle"):
         from .run import RunOptions, run_idle, run_scenario
@@ -213,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.target:
                 s = replace(s, targets=tuple(args.target))
         else:
-            s = load_scenario(args)
+            try:
+                s = load_scenario(args)
+            except _BadInput as e:
+                return _fail(str(e))
         opts = RunOptions(
             scenario=s,
             provisioned=getattr(args, "provisioned", None),
@@ -230,25 +284,88 @@ def main(argv: list[str] | None = None) -> int:
             drain_s=getattr(args, "drain", 15.0),
             quiet=args.quiet,
         )
-        if args.cmd == "idle":
-            n = args.connections or s.accounts
-            result = _uvloop_run(run_idle(opts, console, n))
-        else:
-            result = _uvloop_run(run_scenario(opts, console))
+        targets = () if args.spawn_server else s.targets
+        try:
+            if args.cmd == "idle":
+                n = args.connections or s.accounts
+                result = _uvloop_run(_checked(targets, run_idle(opts, console, n)))
+            else:
+                result = _uvloop_run(_checked(targets, run_scenario(opts, console)))
+        except _BadInput as e:
+            return _fail(str(e))
         return emit(result, args, console)
     if args.cmd == "record":
         from .record import record_forever
 
         host, _, port = args.listen.rpartition(":")
-        with contextlib.suppress(KeyboardInterrupt):
-            _uvloop_run(record_forever(host, int(port), args.upstream, args.out, args.seconds))
+        if not port.isdigit():
+            return _fail(f"record --listen {args.listen!r}: use HOST:PORT")
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                _uvloop_run(record_forever(host, int(port), args.upstream, args.out, args.seconds))
+        except OSError as e:  # the port is taken, the out file cannot be written
+            return _fail(f"record: {e.strerror or e} ({args.listen} -> {args.out})")
         return 0
     if args.cmd == "replay":
-        from .replay import replay
-
-        result = _uvloop_run(replay(args.trace, args.target, args.speed, console, args.quiet))
-        return emit(result, args, console)
+        return _replay(args, console)
     return 2
+
+
+class _BadInput(Exception):
+    """A scenario that cannot be read or a target that cannot be reached: one line, exit 2."""
+
+
+async def _checked(targets: tuple[str, ...], coro: Any) -> Any:
+    """Run ``coro`` once every target answers as a chatd.v1 server."""
+    from .proto import TargetError, check_target
+
+    try:
+        for t in dict.fromkeys(targets):
+            await check_target(t)
+    except TargetError as e:
+        coro.close()
+        raise _BadInput(f"target {e}") from None
+    return await coro
+
+
+def _fail(what: str) -> int:
+    """Bad input or an unreachable target: one line on stderr, exit code 2."""
+    print(f"chatload: {what}", file=sys.stderr, flush=True)
+    return 2
+
+
+def _replay(args: argparse.Namespace, console: Console) -> int:
+    from .proto import TargetError, check_target
+    from .replay import Trace, TraceError, replay
+
+    if args.speed <= 0 or args.scale < 1 or args.jitter < 0:
+        return _fail("replay needs --speed > 0, --scale >= 1 and --jitter >= 0")
+    try:
+        trace = Trace.load(args.trace)
+    except TraceError as e:
+        return _fail(str(e))
+    for w in trace.warnings:
+        print(f"chatload: warning: {w}", file=sys.stderr, flush=True)
+
+    async def go() -> dict[str, Any]:
+        await check_target(args.target)
+        return await replay(
+            args.trace,
+            args.target,
+            args.speed,
+            console,
+            args.quiet,
+            args.scale,
+            args.jitter,
+            trace,
+            args.server_pid,
+        )
+
+    try:
+        result = _uvloop_run(go())
+    except TargetError as e:
+        return _fail(f"target {e}")
+    return emit(result, args, console)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import msgspec
 from chatproto import auth, codec
 from chatproto import frames as F
 from chatproto.e2e.primitives import SigningKey
+from chatproto.errors import ErrorCode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
@@ -35,13 +36,7 @@ from .hist import Latency
 
 MAGIC = b"CLD1"
 HEADER = struct.Struct("<4sIqQI")
-RETRYABLE = frozenset({30, 40, 50})  # RATE_LIMITED, UNAVAILABLE, INTERNAL: resend, same cmid
-ERROR_NAMES = {
-    1: "MALFORMED", 2: "UNKNOWN_FRAME", 3: "BAD_FIELD", 4: "FRAME_TOO_LARGE",
-    10: "AUTH_REQUIRED", 11: "AUTH_FAILED", 12: "HANDLE_TAKEN", 13: "ALREADY_AUTHENTICATED",
-    20: "NOT_FOUND", 21: "FORBIDDEN", 22: "CONFLICT", 23: "INVALID", 30: "RATE_LIMITED",
-    31: "SLOW_CONSUMER", 40: "UNAVAILABLE", 50: "INTERNAL",
-}  # fmt: skip
+RETRYABLE = frozenset(int(c) for c in ErrorCode if c.retryable)  # resend, same cmid
 
 
 def with_id(cls: Any, **fields: Any) -> Callable[[int], Any]:
@@ -50,7 +45,11 @@ def with_id(cls: Any, **fields: Any) -> Callable[[int], Any]:
 
 
 def error_name(code: int | str) -> str:
-    return ERROR_NAMES.get(int(code), str(code))
+    """chatproto's name of a wire error code (the number itself for a code it does not know)."""
+    try:
+        return ErrorCode(int(code)).name
+    except ValueError:
+        return str(code)
 
 
 class Fast(msgspec.Struct):
@@ -90,6 +89,11 @@ class Stats:
 
     Latencies go into interval histograms (every sample, for the live p50/p99) and into total
     histograms (only messages whose intended send time is at or after ``steady_from_ns``).
+
+    Counted apart from deliveries and duplicates, because the SPEC allows them: a connection's
+    own message coming back in a ``sync`` (after a reconnect: ``own``), and a seq the
+    connection already had that a ``sync`` it asked for sends again (``sync_overlaps``, SPEC
+    7.4 point 4). ``ack_log`` (replay) keeps (conv, seq, time, client) of every first ack.
     """
 
     def __init__(self, run: int = 0, steady_from_ns: int = 0) -> None:
@@ -100,16 +104,24 @@ class Stats:
         self.ack_t, self.del_t = Latency(), Latency()
         self.sent = self.acks = self.delivers = self.reconnects = self.drops = 0
         self.dup_delivers = self.dup_acks = self.failed = 0
+        self.own = self.sync_overlaps = 0
         self.errors: dict[int, int] = {}
         self.frames_sent: dict[str, int] = {}
         self.frames_recv: dict[str, int] = {}
         self.acked_by_conv: dict[int, int] = {}
-        self.conns = 0
+        self.conns = self.conns_peak = self.conns_low = 0
         self.cum: dict[str, int] = {}
         self.cum_errors: dict[int, int] = {}
+        self.ack_log: list[tuple[int, int, int, int]] | None = None
 
     def error(self, code: int) -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
+
+    def conn_delta(self, d: int) -> None:
+        """A connection logged in (+1) or went away (-1): the interval's peak and low follow."""
+        self.conns += d
+        self.conns_peak = max(self.conns_peak, self.conns)
+        self.conns_low = min(self.conns_low, self.conns)
 
     def snapshot(self) -> dict[str, Any]:
         """This interval's counters and encoded histograms; resets the interval part."""
@@ -122,21 +134,33 @@ class Stats:
             "failed": self.failed,
             "reconnects": self.reconnects,
             "drops": self.drops,
+            "own": self.own,
+            "sync_overlaps": self.sync_overlaps,
             "errors": {str(k): v for k, v in self.errors.items()},
-            "conns": self.conns,
+            "conns": max(self.conns_peak, self.conns),  # the most held during the interval
+            "conns_low": min(self.conns_low, self.conns),
             "ack_hist": self.ack_i.encode(),
             "del_hist": self.del_i.encode(),
         }
-        for k in ("sent", "acks", "delivers", "dup_delivers", "dup_acks", "failed", "reconnects"):
+        self.conns_peak = self.conns_low = self.conns
+        for k in CUM_KEYS:
             self.cum[k] = self.cum.get(k, 0) + snap[k]
         for code, n in self.errors.items():
             self.cum_errors[code] = self.cum_errors.get(code, 0) + n
         self.sent = self.acks = self.delivers = self.reconnects = self.drops = 0
         self.dup_delivers = self.dup_acks = self.failed = 0
+        self.own = self.sync_overlaps = 0
         self.errors = {}
         self.ack_i.reset()
         self.del_i.reset()
         return snap
+
+
+CUM_KEYS = (
+    "sent", "acks", "delivers", "dup_delivers", "dup_acks", "failed", "reconnects", "own",
+    "sync_overlaps",
+)  # fmt: skip
+"""Counters summed over intervals (and workers) into the totals."""
 
 
 def _ws_options() -> dict[str, Any]:
@@ -180,6 +204,9 @@ class Client:
         self.unacked: dict[str, tuple[int, bytes, int]] = {}  # cmid -> (conv, body, intended)
         self.cursor: dict[int, int] = {}  # highest seq with no gap below
         self.ahead: dict[int, set[int]] = {}  # seqs seen above cursor + 1
+        self.syncing: dict[int, int] = {}  # conv -> ``after`` of the sync in progress
+        self.sync_rids: dict[int, int] = {}  # request id of a sync in progress -> conv
+        self.synced: dict[int, int] = {}  # conv -> highest ``synced.seq`` answered
         self.closing = False
         self.connected = False
         self.reconnecting: asyncio.Task[None] | None = None
@@ -235,7 +262,7 @@ class Client:
             raise RuntimeError(f"login failed: {welcome!r}")
         self.account, self.device, self.handle = welcome.account, welcome.device, welcome.handle
         self.connected = True
-        self.stats.conns += 1
+        self.stats.conn_delta(+1)
         return welcome
 
     async def load_cursors(self) -> None:
@@ -260,35 +287,33 @@ class Client:
             except Exception:
                 attempt += 1
                 await asyncio.sleep(random.uniform(0, min(2.0, backoff * 2**attempt)))
-        syncs = [
-            self.request_nowait(with_id(F.Sync, conv=c, after=self.cursor.get(c, 0)))
-            for c in self.convs
-        ]
+        syncs = [self.sync(c) for c in self.convs]
         for cmid, (conv, body, _intended) in list(self.unacked.items()):
             self._write_send(conv, cmid, body)
         if syncs:
             await asyncio.gather(*syncs, return_exceptions=True)
 
     async def close(self) -> None:
+        """Close the WebSocket and read what the server sent before its close frame (the frames
+        of messages committed before the server saw the close are still counted)."""
         self.closing = True
-        if self.connected:
-            self.connected = False
-            self.stats.conns -= 1
         ws, self.ws = self.ws, None
         if ws is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 3)
         if self.reader is not None:
-            self.reader.cancel()
             with contextlib.suppress(BaseException):
-                await self.reader
+                await asyncio.wait_for(self.reader, 3)
             self.reader = None
+        if self.connected:
+            self.connected = False
+            self.stats.conn_delta(-1)
 
     def _lost(self) -> None:
         """The connection dropped by itself: reconnect in the background."""
         if self.connected:
             self.connected = False
-            self.stats.conns -= 1
+            self.stats.conn_delta(-1)
         self.stats.drops += 1
         if not self.closing and (self.reconnecting is None or self.reconnecting.done()):
             self.reconnecting = asyncio.get_running_loop().create_task(self.reconnect())
@@ -322,6 +347,15 @@ class Client:
             fut.set_exception(ConnectionError("not connected"))
         return fut
 
+    def sync(self, conv: int) -> asyncio.Future[F.ServerFrame]:
+        """``sync`` conv from the cursor; until ``synced``, a seq sent again is an overlap."""
+        after = self.cursor.get(conv, 0)
+        fut = self.request_nowait(with_id(F.Sync, conv=conv, after=after))
+        if not fut.done():
+            self.syncing[conv] = after
+            self.sync_rids[self.rid] = conv
+        return fut
+
     async def request(self, make: Callable[[int], Any], timeout: float = 60.0) -> F.ServerFrame:
         return await asyncio.wait_for(self.request_nowait(make), timeout)
 
@@ -330,7 +364,7 @@ class Client:
         fs = self.stats.frames_sent
         fs[t] = fs.get(t, 0) + 1
 
-    def send_message(self, conv: int, intended_ns: int, msg_id: int, size: int) -> None:
+    def send_message(self, conv: int, intended_ns: int, msg_id: int, size: int) -> str:
         """One open-model send of a ``size``-byte body (already the ciphertext size for kind
         ``e2e``): recorded as unacked (resent after a reconnect) and written now if
         connected."""
@@ -341,6 +375,7 @@ class Client:
         fs = self.stats.frames_sent
         fs["send"] = fs.get("send", 0) + 1
         self._write_send(conv, cmid, body)
+        return cmid
 
     def _write_send(self, conv: int, cmid: str, body: bytes) -> None:
         rid = self.next_rid()
@@ -379,6 +414,17 @@ class Client:
         ahead.add(seq)
         return True
 
+    def _sync_done(self, rid: int, seq: int) -> None:
+        conv = self.sync_rids.pop(rid)
+        self.syncing.pop(conv, None)
+        if seq > self.synced.get(conv, 0):
+            self.synced[conv] = seq
+
+    def horizon(self, conv: int) -> int:
+        """The highest seq of conv this client has seen (received, acked or synced to)."""
+        ahead = self.ahead.get(conv)
+        return max(self.cursor.get(conv, 0), max(ahead) if ahead else 0, self.synced.get(conv, 0))
+
     async def _read(self, ws: ClientConnection) -> None:
         stats = self.stats
         now = time.time_ns
@@ -397,10 +443,16 @@ class Client:
                 if t == "deliver":
                     fresh = self._advance(f.conv, f.seq)
                     if f.body[:8] == prefix:
-                        if not fresh:
-                            stats.dup_delivers += 1
+                        _m, _r, intended, _i, sender = unpack(f.body)
+                        if sender == self.idx:  # its own message, back in a sync
+                            stats.own += 1
                             continue
-                        intended = unpack(f.body)[2]
+                        if not fresh:
+                            if f.seq > self.syncing.get(f.conv, f.seq):
+                                stats.sync_overlaps += 1
+                            else:
+                                stats.dup_delivers += 1
+                            continue
                         stats.delivers += 1
                         lat = now() - intended
                         stats.del_i.record_ns(lat)
@@ -414,6 +466,8 @@ class Client:
                         stats.dup_acks += 1
                         continue
                     stats.acks += 1
+                    if stats.ack_log is not None:
+                        stats.ack_log.append((f.conv, f.seq, now(), self.idx))
                     abc = stats.acked_by_conv
                     abc[f.conv] = abc.get(f.conv, 0) + 1
                     lat = now() - u[2]
@@ -421,6 +475,8 @@ class Client:
                     if u[2] >= stats.steady_from_ns:
                         stats.ack_t.record_ns(lat)
                 elif f.re:
+                    if f.re in self.sync_rids:
+                        self._sync_done(f.re, f.seq if t == "synced" else 0)
                     fut = self.pending.pop(f.re, None)
                     if fut is not None:
                         if not fut.done():
@@ -446,9 +502,30 @@ class Client:
                     fut.set_exception(ConnectionError("connection closed"))
             self.pending.clear()
             self.send_rids.clear()
+            self.syncing.clear()
+            self.sync_rids.clear()
             if self.ws is ws and not self.closing:
                 self.ws = None
                 self._lost()
+
+
+class TargetError(Exception):
+    """A target that cannot be used; the message names it."""
+
+
+async def check_target(url: str, timeout: float = 10.0) -> None:
+    """Connect to ``url`` and read its ``challenge``: a chatd.v1 server answers there, or
+    ``TargetError`` says what is wrong, in one line."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with connect(url, **{**_ws_options(), "open_timeout": timeout}) as ws:
+                first = codec.decode_server(await ws.recv())  # type: ignore[arg-type]
+    except TimeoutError:
+        raise TargetError(f"{url}: no chatd.v1 answer within {timeout:g} s") from None
+    except Exception as e:  # refused, bad URL, HTTP error, not msgpack: all one line
+        raise TargetError(f"{url}: cannot connect ({type(e).__name__}: {e})") from None
+    if not isinstance(first, F.Challenge):
+        raise TargetError(f"{url}: not a chatd.v1 server (first frame {type(first).__name__})")
 
 
 async def gather_limited(coros: list[Any], limit: int) -> list[Any]:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .hist import Latency, pkey
-from .proto import error_name
+from .proto import CUM_KEYS, error_name
 
 SATURATED_PCT = 90.0
 
@@ -39,8 +39,8 @@ class Aggregator:
         w = int(rep["worker"])
         self.acked_by_conv[w] = {int(k): int(v) for k, v in rep["acked_by_conv"].items()}
         self.unacked[w] = int(rep.get("unacked", 0))
-        for key in ("sent", "acks", "delivers", "dup_delivers", "dup_acks", "failed", "reconnects"):
-            self.cum[key] = self.cum.get(key, 0) + int(rep[key])
+        for key in CUM_KEYS:
+            self.cum[key] = self.cum.get(key, 0) + int(rep.get(key, 0))
         k = int(rep["k"])
         got = self._pending.setdefault(k, [])
         got.append(rep)
@@ -49,11 +49,21 @@ class Aggregator:
         del self._pending[k]
         return self._merge(k, got)
 
+    def flush(self) -> list[dict[str, Any]]:
+        """Merge the intervals some workers never reported (the last, partial one of a worker
+        that stopped before its next report): the per-second rows then sum to the totals."""
+        rows = [self._merge(k, self._pending.pop(k)) for k in sorted(self._pending)]
+        self.intervals.sort(key=lambda r: r["t"])
+        return rows
+
     def _merge(self, k: int, reps: list[dict[str, Any]]) -> dict[str, Any]:
         ack, dl = Latency(), Latency()
         row: dict[str, Any] = {"t": k}
-        for key in ("sent", "acks", "delivers", "dup_delivers", "failed", "reconnects", "conns"):
-            row[key] = sum(int(r[key]) for r in reps)
+        # an interval is 1 s long, but the last one of a run ends when the run does
+        row["seconds"] = round(max(float(r.get("seconds", 1.0)) for r in reps), 3)
+        for key in (*CUM_KEYS, "conns", "conns_low"):
+            if key != "dup_acks":
+                row[key] = sum(int(r.get(key, 0)) for r in reps)
         errors: dict[str, int] = {}
         for r in reps:
             ack.add_encoded(r["ack_hist"])
@@ -203,6 +213,10 @@ def totals_table(result: dict[str, Any]) -> Table:
         ("delivered", f"{s['delivered']:,} of {s['expected_deliveries']:,} expected"),
         ("lost (deliveries) / unacked / failed", f"{s['lost']} / {s['unacked']} / {s['failed']}"),
         ("duplicates (deliveries / acks)", f"{s['duplicates']} / {s['dup_acks']}"),
+        (
+            "seqs a sync sent again / own messages in a sync (allowed, SPEC 7.4)",
+            f"{s.get('sync_overlaps', 0)} / {s.get('own_in_sync', 0)}",
+        ),
         ("errors", ", ".join(f"{k}: {v}" for k, v in s["errors"].items()) or "0"),
         ("reconnects", str(s["reconnects"])),
         (
@@ -245,9 +259,10 @@ def saturation(gen_pct: float, server_pct: float | None) -> str:
 
 
 CSV_COLUMNS = [
-    "t", "conns", "sent", "acks", "delivers", "dup_delivers", "failed", "reconnects",
+    "t", "seconds", "conns", "sent", "acks", "delivers", "dup_delivers", "failed", "reconnects",
     "error_count", "ack_p50_ms", "ack_p99_ms", "deliver_p50_ms", "deliver_p99_ms",
-    "gen_cpu_pct_max", "gen_cpu_pct_total", "server_cpu_pct", "server_rss_mb", "errors",
+    "gen_cpu_pct_max", "gen_cpu_pct_total", "server_cpu_pct", "server_rss_mb", "own",
+    "sync_overlaps", "errors",
 ]  # fmt: skip
 
 

@@ -304,6 +304,7 @@ async def _drive(
         sampler.cancel()
         for p in pumps:
             p.cancel()
+        agg.flush()
         members = receivers(s, prov)
         env = environment(len(finals), opts.cpus, opts.server_cpu if opts.spawn_server else None)
         env["connections_logged_in"] = connected
@@ -339,11 +340,13 @@ def result_dict(
     targets: tuple[str, ...],
     probe: ServerProbe | None,
     env: dict[str, Any],
+    steady_last: int | None = None,
 ) -> dict[str, Any]:
     """The result of a run: summary (totals, steady-window rates, merged latency histograms),
     server figures when local, and the per-second intervals. ``members[conv]`` is how many
     receiving connections a message of conv has, counting the sender's own (which gets the ack
-    instead)."""
+    instead). The steady window is the intervals after the ramp-up up to ``duration`` (or up to
+    interval ``steady_last``), the last one counted for the part of its second it lasted."""
     cum: dict[str, int] = {}
     errors: dict[str, int] = {}
     frames: dict[str, int] = {}
@@ -360,9 +363,10 @@ def result_dict(
     expected = sum(n * (members.get(c, 1) - 1) for c, n in acked_by_conv.items())
     rows = agg.intervals
     first = int(s.ramp_up) + (0 if s.ramp_up == int(s.ramp_up) else 1) + 1
-    last = int(s.duration)
+    last = int(s.duration) if steady_last is None else steady_last
     steady = [r for r in rows if first <= r["t"] <= last] or [r for r in rows if r["t"] <= last]
-    window = float(len(steady)) or 1.0
+    steady = steady or rows[:1]
+    window = sum(float(r.get("seconds", 1.0)) for r in steady) or 1.0
     acks_w = sum(r["acks"] for r in steady)
     dels_w = sum(r["delivers"] for r in steady)
     gen = max((r["gen_cpu_pct_max"] for r in steady), default=0.0)
@@ -392,12 +396,16 @@ def result_dict(
         "lost": max(0, expected - cum.get("delivers", 0)),
         "duplicates": cum.get("dup_delivers", 0),
         "dup_acks": cum.get("dup_acks", 0),
+        "own_in_sync": cum.get("own", 0),
+        "sync_overlaps": cum.get("sync_overlaps", 0),
         "reconnects": cum.get("reconnects", 0),
         "connections_held": max((int(r["conns"]) for r in rows), default=0),
-        "connections_held_steady_min": min((int(r["conns"]) for r in steady), default=0),
+        "connections_held_steady_min": min(
+            (int(r.get("conns_low", r["conns"])) for r in steady), default=0
+        ),
         "errors": errors,
         "error_count": sum(errors.values()),
-        "window_s": window,
+        "window_s": round(window, 3),
         "acked_per_s": round(acks_w / window, 1),
         "deliveries_per_s": round(dels_w / window, 1),
         "gen_cpu_pct_max": round(gen, 1),

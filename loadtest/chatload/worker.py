@@ -171,11 +171,12 @@ class Worker:
             delay = max(0.0, (due - time.time_ns()) / 1e9)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            if stop.is_set():
-                return
             cpu1 = self_cpu_seconds()
             wall1 = time.monotonic()
             snap = self.stats.snapshot()
+            if stop.is_set():  # the last interval ends here, short of its second
+                start = t0 + (k - 1) * 1_000_000_000
+                snap["seconds"] = min(1.0, max(0.001, (time.time_ns() - start) / 1e9))
             snap.update(
                 type="interval",
                 k=k,
@@ -187,6 +188,8 @@ class Worker:
             )
             cpu0, wall0 = cpu1, wall1
             await ch.send(snap)
+            if stop.is_set():
+                return
 
     def final(self) -> dict[str, Any]:
         s = self.stats

@@ -54,6 +54,12 @@ class ErrorCode(enum.IntEnum):
     """The request is no longer open (paid, declined, cancelled) or the red packet has no
     share left."""
 
+    # Media (SPEC.md section 17): refused before a byte is stored.
+    FILE_TOO_LARGE = 70
+    """An upload over the server's per-file limit."""
+    QUOTA_EXCEEDED = 71
+    """An upload over the account's bytes per day or total stored bytes."""
+
     @property
     def retryable(self) -> bool:
         """True when the same request may succeed later unchanged."""

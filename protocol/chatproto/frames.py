@@ -888,6 +888,52 @@ class BotProfile(Frame, tag="bot_profile", kw_only=True, frozen=True):
     updated_at: Millis = 0
 
 
+BlobId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{22,64}\Z")]
+BlobSize = Annotated[int, msgspec.Meta(ge=1, le=L.MAX_ID)]
+
+
+class UploadToken(Frame, tag="upload_token", kw_only=True, frozen=True):
+    """Ask to upload one blob of ``size`` bytes (the padded ciphertext, E2E.md 14) for
+    ``conv`` (the caller must be a member). -> ``MediaToken``. Size and quotas are checked now,
+    before a byte is sent (SPEC.md 17)."""
+
+    id: ReqId
+    conv: Id
+    size: BlobSize
+
+
+class DownloadToken(Frame, tag="download_token", kw_only=True, frozen=True):
+    """Ask to download ``blob``. -> ``MediaToken``, or ``NOT_FOUND`` when the blob does not
+    exist, is not complete, or is not attached to a conversation the caller is a member of
+    (indistinguishable)."""
+
+    id: ReqId
+    blob: BlobId
+
+
+class AttachBlob(Frame, tag="attach_blob", kw_only=True, frozen=True):
+    """Say that message ``seq`` of ``conv`` (the caller's own) references ``blob`` (which the
+    caller may download), or with ``seq`` 0 that members of ``conv`` may download it (before a
+    forward is sent). -> ``Ok``. A blob no stored message references is deleted after its
+    grace period (SPEC.md 17.5)."""
+
+    id: ReqId
+    conv: Id
+    blob: BlobId
+    seq: Seq = 0
+
+
+class MediaToken(Frame, tag="media_token", kw_only=True, frozen=True):
+    """Answer to ``upload_token`` / ``download_token``: a short-lived bearer ``token`` for the
+    HTTP requests on ``path`` (SPEC.md 17), valid until ``expires`` (Unix ms)."""
+
+    re: ReqId
+    blob: BlobId
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    path: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    expires: Millis
+
+
 ClientFrame = (
     Register
     | Login
@@ -926,6 +972,9 @@ ClientFrame = (
     | SetBotProfile
     | GetBotProfile
     | SetBotAccess
+    | UploadToken
+    | DownloadToken
+    | AttachBlob
 )
 ServerFrame = (
     Challenge
@@ -955,6 +1004,7 @@ ServerFrame = (
     | Balances
     | WalletEntries
     | BotProfile
+    | MediaToken
 )
 AnyFrame = ClientFrame | ServerFrame
 

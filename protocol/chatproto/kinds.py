@@ -194,6 +194,31 @@ class PaymentReceipt(Content, kw_only=True, frozen=True):
     payer_sig: Annotated[bytes, msgspec.Meta(max_length=64)] = b""
 
 
+BlobId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{22,64}\Z")]
+
+
+class Attachment(Content, kw_only=True, frozen=True):
+    """A file, image or voice note (E2E.md section 14), sent only inside ``e2e`` (the outer kind
+    ``attachment`` is refused: the server must never see the key, name, type or thumbnail).
+    ``blob`` is the server's id of the encrypted upload; ``key`` its attachment key;
+    ``digest`` SHA-256 of the padded ciphertext; ``size`` the plaintext size; ``thumbnail`` a
+    small JPEG/PNG (already inside the encrypted message); ``waveform`` one byte per sample."""
+
+    KIND: ClassVar[str] = "attachment"
+    blob: BlobId
+    key: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+    digest: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+    size: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
+    media_type: Annotated[str, msgspec.Meta(max_length=127)] = "application/octet-stream"
+    name: Annotated[str, msgspec.Meta(max_length=255)] = ""
+    thumbnail: Annotated[bytes, msgspec.Meta(max_length=32_768)] = b""
+    width: Annotated[int, msgspec.Meta(ge=0, le=65_535)] = 0
+    height: Annotated[int, msgspec.Meta(ge=0, le=65_535)] = 0
+    duration_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
+    waveform: Annotated[bytes, msgspec.Meta(max_length=256)] = b""
+    caption: Annotated[str, msgspec.Meta(max_length=4_000)] = ""
+
+
 class SystemEvent(Content, kw_only=True, frozen=True):
     """Server-authored event in a conversation's sequence (sender 0)."""
 
@@ -222,6 +247,7 @@ CONTENT_TYPES: Final[dict[str, type[Content]]] = {
         MiniappResult,
         Share,
         Forward,
+        Attachment,
         SystemEvent,
         PaymentReceipt,
     )
@@ -241,15 +267,18 @@ KINDS: Final = frozenset(CONTENT_TYPES) | OPAQUE_KINDS
 SERVER_ONLY_KINDS: Final = frozenset({"system", "payment.receipt", WITHHELD})
 """Kinds only the server writes. ``system`` and ``payment.receipt`` reach every member, bots of
 any access included; ``withheld`` is never stored."""
+E2E_ONLY_KINDS: Final = frozenset({"attachment"})
+"""Kinds a client may send only inside an ``e2e`` message (their content holds keys)."""
 EXPERIMENTAL_PREFIX: Final = "x-"
 
 _encoder = msgspec.msgpack.Encoder()
 _decoders = {k: msgspec.msgpack.Decoder(t) for k, t in CONTENT_TYPES.items()}
 
 
-def client_may_send(kind: str) -> bool:
-    """Whether a client may send a message of ``kind`` (the server's only look at kinds)."""
-    if kind in SERVER_ONLY_KINDS:
+def client_may_send(kind: str, *, inside_e2e: bool = False) -> bool:
+    """Whether a client may send a message of ``kind`` (the server's only look at kinds);
+    ``inside_e2e``: as the inner kind of an ``e2e`` message (``E2E_ONLY_KINDS`` are allowed)."""
+    if kind in SERVER_ONLY_KINDS or (kind in E2E_ONLY_KINDS and not inside_e2e):
         return False
     return kind in KINDS or (kind.startswith(EXPERIMENTAL_PREFIX) and len(kind) > 2)
 

@@ -21,8 +21,8 @@ from chatproto import kinds
 from chatproto.e2e.primitives import SigningKey, sha256, verify
 from chatproto.errors import SignatureError
 
-TRANSFER_CONTEXT: Final = b"chatd-transfer-v1"
-RED_PACKET_CONTEXT: Final = b"chatd-red-packet-v1"
+TRANSFER_CONTEXT: Final = b"chatd-transfer-v2"
+RED_PACKET_CONTEXT: Final = b"chatd-red-packet-v2"
 RECEIPT_CONTEXT: Final = b"chatd-receipt-v1"
 MEMO_CONTEXT: Final = b"chatd-memo-v1"
 NO_MEMO: Final = bytes(32)
@@ -50,12 +50,15 @@ def _signed(context: bytes, fields: tuple[object, ...]) -> bytes:
 # --------------------------------------------------------------------------- intents
 
 
-def transfer_payload(i: F.TransferIntent) -> bytes:
-    """``"chatd-transfer-v1" 0x00 msgpack([transfer_id, from, to, amount, currency, conv,
-    memo_hash, expires_at, request_id])``: what the payer's device signs."""
+def transfer_payload(server: str, i: F.TransferIntent) -> bytes:
+    """``"chatd-transfer-v2" 0x00 msgpack([server, transfer_id, from, to, amount, currency,
+    conv, memo_hash, expires_at, request_id])``: what the payer's device signs. ``server`` (the
+    name its login challenge and receipts carry) binds the intent to one server: another server
+    sharing account ids never accepts it."""
     return _signed(
         TRANSFER_CONTEXT,
         (
+            server,
             i.transfer_id,
             i.payer,
             i.payee,
@@ -69,12 +72,13 @@ def transfer_payload(i: F.TransferIntent) -> bytes:
     )
 
 
-def red_packet_payload(i: F.RedPacketIntent) -> bytes:
-    """``"chatd-red-packet-v1" 0x00 msgpack([packet_id, from, conv, total, currency, shares,
-    split, memo_hash, expires_at])``: what the sender's device signs."""
+def red_packet_payload(server: str, i: F.RedPacketIntent) -> bytes:
+    """``"chatd-red-packet-v2" 0x00 msgpack([server, packet_id, from, conv, total, currency,
+    shares, split, memo_hash, expires_at])``: what the sender's device signs."""
     return _signed(
         RED_PACKET_CONTEXT,
         (
+            server,
             i.packet_id,
             i.payer,
             i.conv,
@@ -88,23 +92,28 @@ def red_packet_payload(i: F.RedPacketIntent) -> bytes:
     )
 
 
-def intent_payload(i: F.TransferIntent | F.RedPacketIntent) -> bytes:
-    return transfer_payload(i) if isinstance(i, F.TransferIntent) else red_packet_payload(i)
+def intent_payload(server: str, i: F.TransferIntent | F.RedPacketIntent) -> bytes:
+    if isinstance(i, F.TransferIntent):
+        return transfer_payload(server, i)
+    return red_packet_payload(server, i)
 
 
-def intent_hash(i: F.TransferIntent | F.RedPacketIntent) -> bytes:
+def intent_hash(server: str, i: F.TransferIntent | F.RedPacketIntent) -> bytes:
     """SHA-256 of the signed payload: the server's idempotency fingerprint of the intent (the same
     id with another hash is another intent) and what receipts commit to."""
-    return sha256(intent_payload(i))
+    return sha256(intent_payload(server, i))
 
 
-def sign_intent(key: SigningKey, i: F.TransferIntent | F.RedPacketIntent) -> bytes:
-    return key.sign(intent_payload(i))
+def sign_intent(key: SigningKey, server: str, i: F.TransferIntent | F.RedPacketIntent) -> bytes:
+    return key.sign(intent_payload(server, i))
 
 
-def verify_intent(public_key: bytes, sig: bytes, i: F.TransferIntent | F.RedPacketIntent) -> None:
-    """Raise ``SignatureError`` unless ``sig`` is ``public_key``'s over the intent."""
-    verify(public_key, sig, intent_payload(i))
+def verify_intent(
+    public_key: bytes, sig: bytes, server: str, i: F.TransferIntent | F.RedPacketIntent
+) -> None:
+    """Raise ``SignatureError`` unless ``sig`` is ``public_key``'s over the intent for
+    ``server``."""
+    verify(public_key, sig, intent_payload(server, i))
 
 
 def memo_hash(transfer_id: str, memo: str, nonce: bytes) -> bytes:
@@ -209,7 +218,7 @@ def verify_receipt(
         return
     if r.type == "red_packet" and r.split not in ("random", "equal"):
         raise SignatureError("a red packet receipt without its split")
-    if intent_hash(intent) != r.intent_hash:
+    if intent_hash(server, intent) != r.intent_hash:
         raise SignatureError("the receipt's intent does not match the hash the server signed")
     if payer_key is not None:
-        verify(payer_key, r.payer_sig, intent_payload(intent))
+        verify(payer_key, r.payer_sig, intent_payload(server, intent))

@@ -309,7 +309,14 @@ def client_frames() -> list[tuple[str, F.Frame]]:
             "set_bot_access_addressed",
             F.SetBotAccess(id=57, conv=43, account=9, access="addressed"),
         ),
+        ("upload_token", F.UploadToken(id=58, conv=43, size=67_584)),
+        ("download_token", F.DownloadToken(id=59, blob=BLOB)),
+        ("attach_blob_to_message", F.AttachBlob(id=60, conv=43, blob=BLOB, seq=7)),
+        ("attach_blob_before_forward", F.AttachBlob(id=61, conv=44, blob=BLOB)),
     ]
+
+
+BLOB = "b5Yc3Vn4PZ0q-Ux_Gm7kRw"
 
 
 def server_frames() -> list[tuple[str, F.Frame]]:
@@ -677,6 +684,16 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             ),
         ),
         ("bot_profile_never_set", F.BotProfile(re=55, account=10, commands=[])),
+        (
+            "media_token",
+            F.MediaToken(
+                re=58,
+                blob=BLOB,
+                token="q7Xz0Jr1bG5sVwT2kPaY3mNcE8dH4fLu",
+                path=f"/media/upload/{BLOB}",
+                expires=1_718_000_300_000,
+            ),
+        ),
     ]
 
 
@@ -1118,6 +1135,29 @@ def kind_contents() -> list[tuple[str, kinds.Content]]:
             ),
         ),
         (
+            "attachment_minimal",
+            kinds.Attachment(
+                blob="AAAAAAAAAAAAAAAAAAAAAA", key=bytes(range(32)), digest=bytes(32), size=0
+            ),
+        ),
+        (
+            "attachment_voice_note",
+            kinds.Attachment(
+                blob="b5Yc3Vn4PZ0q-Ux_Gm7kRw",
+                key=bytes(range(32)),
+                digest=bytes(range(32, 64)),
+                size=48_213,
+                media_type="audio/ogg",
+                name="voice.ogg",
+                thumbnail=b"\xff\xd8\xff",
+                width=640,
+                height=480,
+                duration_ms=4_250,
+                waveform=bytes([0, 12, 40, 90, 40, 12]),
+                caption="listen",
+            ),
+        ),
+        (
             "share",
             kinds.Share(
                 title="An article",
@@ -1165,8 +1205,8 @@ def receipt_examples() -> list[tuple[str, kinds.PaymentReceipt]]:
     """One signed receipt of each type (server key: SEED_SERVER, server name: SERVER)."""
     key = SigningKey(SEED_SERVER)
     payer = SigningKey(SEED_A)
-    transfer_hash = payments.intent_hash(TRANSFER)
-    packet_hash = payments.intent_hash(RED_PACKET)
+    transfer_hash = payments.intent_hash(SERVER, TRANSFER)
+    packet_hash = payments.intent_hash(SERVER, RED_PACKET)
     posted = 1_700_000_000_000
     unsigned = [
         kinds.PaymentReceipt(
@@ -1184,7 +1224,7 @@ def receipt_examples() -> list[tuple[str, kinds.PaymentReceipt]]:
             memo_hash=TRANSFER.memo_hash,
             intent_expires_at=TRANSFER.expires_at,
             device=7,
-            payer_sig=payments.sign_intent(payer, TRANSFER),
+            payer_sig=payments.sign_intent(payer, SERVER, TRANSFER),
         ),
         kinds.PaymentReceipt(
             type="red_packet",
@@ -1204,7 +1244,7 @@ def receipt_examples() -> list[tuple[str, kinds.PaymentReceipt]]:
             intent_expires_at=RED_PACKET.expires_at,
             split="random",
             device=7,
-            payer_sig=payments.sign_intent(payer, RED_PACKET),
+            payer_sig=payments.sign_intent(payer, SERVER, RED_PACKET),
         ),
         kinds.PaymentReceipt(
             type="claim",
@@ -1344,14 +1384,15 @@ def payment_vectors() -> dict[str, Any]:
     ]
     intents = []
     for name, intent in transfers:
-        payload = payments.intent_payload(intent)
+        payload = payments.intent_payload(SERVER, intent)
         intents.append(
             {
                 "name": name,
                 "type": "transfer" if isinstance(intent, F.TransferIntent) else "red_packet",
                 "intent": to_json_form(intent),
                 "payload": payload.hex(),
-                "intent_hash": payments.intent_hash(intent).hex(),
+                "server": SERVER,
+                "intent_hash": payments.intent_hash(SERVER, intent).hex(),
                 "seed": payer.seed.hex(),
                 "public_key": payer.public_key.hex(),
                 "signature": payer.sign(payload).hex(),
@@ -1402,6 +1443,27 @@ def payment_vectors() -> dict[str, Any]:
 # --------------------------------------------------------------------------- output
 
 
+_BIN = (
+    'a msgpack bin value (a field of a frame or of a content map) is written {"$bytes": '
+    '"<lowercase hex>"}, every other value as the plain JSON value'
+)
+FORMATS = {
+    "frames.json": f"canonical frames: `hex` is the whole WebSocket message, `decoded` its JSON form, where {_BIN}",
+    "decode_only.json": f"valid non-canonical encodings: `hex` decodes to `decoded`, where {_BIN}",
+    "invalid.json": "messages a receiver refuses: `hex` is the whole WebSocket message, `code` the error code (SPEC.md section 5)",
+    "auth.json": "signed payloads of SPEC.md section 6.2: every byte string (inputs, payload, keys, signature) is a lowercase hex string",
+    "kinds.json": f"message bodies of SPEC.md section 9: `hex` is the body of `kind`, `content` its JSON form, where {_BIN}",
+    "payments.json": f"SPEC.md section 15: in intents and receipts {_BIN}; payloads, hashes, seeds, keys and signatures are lowercase hex strings",
+}
+"""Each file's ``format`` header: how to read it, bytes above all (README.md has the rest)."""
+
+
+def _with_header(name: str, value: Any) -> dict[str, Any]:
+    """``{"format": ..., ...}``: an object's keys after the header; a list under ``vectors``."""
+    header = {"format": f"chatd.v1 test vectors, {name}: {FORMATS[name]}."}
+    return {**header, **value} if isinstance(value, dict) else {**header, "vectors": value}
+
+
 def build() -> dict[str, str]:
     """File name -> exact file text."""
     data: dict[str, Any] = {
@@ -1413,7 +1475,8 @@ def build() -> dict[str, str]:
         "payments.json": payment_vectors(),
     }
     return {
-        name: json.dumps(value, indent=2, ensure_ascii=False) + "\n" for name, value in data.items()
+        name: json.dumps(_with_header(name, value), indent=2, ensure_ascii=False) + "\n"
+        for name, value in data.items()
     }
 
 

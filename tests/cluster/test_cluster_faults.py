@@ -36,9 +36,15 @@ async def test_redis_killed_for_3_s_loses_nothing(cluster: Cluster, fleet: Fleet
     await run(fleet, layout, kill_redis)
     report = clean(fleet, layout.convs)
     assert report == {"lost": 0, "duplicates": 0, "order_violations": 0}
-    # Nodes kept acking while Redis was down (the store, not Redis, decides what is acked).
-    during = [t for t, _, _ in fleet.ack_times if window[0] + 0.5 < t < window[1]]
-    assert len(during) > 500
+    # Nodes kept acking while Redis was down (the store, not Redis, decides what is acked):
+    # acks in both halves of the outage, not a stall until Redis returned. (Not a rate, nor
+    # every half second: on a busy machine the 60 clients in this one process, not the nodes,
+    # set how many acks there are, and can stall together for half a second.)
+    start, end = window[0] + 0.5, window[1]
+    middle = (start + end) / 2
+    during = [t for t, _, _ in fleet.ack_times if start < t < end]
+    halves = (sum(t < middle for t in during), sum(t >= middle for t in during))
+    assert len(during) >= 100 and min(halves) >= 20, halves
     await cluster.ready()  # every node reconnected to Redis
 
 

@@ -45,6 +45,7 @@ def transfer(
     day_limit: int | None = None,
 ) -> NewTransfer:
     fingerprint = payments.intent_hash(
+        SERVER,
         F.TransferIntent(
             transfer_id=tid,
             payer=payer,
@@ -55,7 +56,7 @@ def transfer(
             memo_hash=payments.NO_MEMO,
             expires_at=expires_at,
             request_id=request_id,
-        )
+        ),
     )
     return NewTransfer(
         transfer_id=tid,
@@ -93,6 +94,7 @@ def packet(
         shares=shares,
         split="random",
         intent_hash=payments.intent_hash(
+            SERVER,
             F.RedPacketIntent(
                 packet_id=pid,
                 payer=sender,
@@ -103,7 +105,7 @@ def packet(
                 split="random",
                 memo_hash=payments.NO_MEMO,
                 expires_at=now + HOUR,
-            )
+            ),
         ),
         memo_hash=payments.NO_MEMO,
         intent_expires_at=now + HOUR,

@@ -89,14 +89,20 @@ async def test_example_bots_in_a_group_answer_commands_and_actions_end_to_end_en
             )
             sent = await bob.send(group, vote)  # addressed by the SDK (two bots have apps)
             [result] = await ib.take(result_for(ids["poll_bot"], vote.invocation_id))
-            assert result.content.title == "You voted for Sushi" and result.reply_to == sent.seq
+            assert result.content.title == "Vote counted" and result.reply_to == sent.seq
             card = await alice.invoke(group, ids["shop_bot"], "shop", "item", {"item": "cake"})
             assert card.content.text == "6.00 USD each"
             await ia.quiet(result_for(ids["echo_bot"]))
 
             # Profiles were published when each bot connected: what clients show.
             profile = await bob.bot_profile(ids["poll_bot"])
-            assert [c.name for c in profile.commands] == ["poll", "vote", "results", "help"]
+            assert [c.name for c in profile.commands] == [
+                "start",
+                "poll",
+                "vote",
+                "results",
+                "help",
+            ]
             assert profile.manifest is not None and profile.manifest.name == "poll"
             assert [a.name for a in profile.manifest.actions] == [
                 "create",

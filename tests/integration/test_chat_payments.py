@@ -112,7 +112,7 @@ def test_format_receipts() -> None:
         "[Team] 00:00 $ red packet rp expired: 0.07 USD back to alice"
     )
     assert _receipt(type="request", ref="r2", payer=0, payee=2, amount=300) == (
-        "[Team] 00:00 $ bob asks anyone for 3.00 USD; /pay it with request r2"
+        "[Team] 00:00 $ bob asks anyone for 3.00 USD: /pay r2 (or /decline r2)"
     )
     note = kinds.PaymentTransfer(transfer_id="t1", amount=1250, currency="USD", memo="lunch")
     kind, body = kinds.encode_content(note)
@@ -174,19 +174,26 @@ async def test_pay_ask_and_share_a_red_packet_in_the_terminal(
         await mint(db, 1, 10_000)  # alice is account 1
         alice.send("/balance", "/pay @bob 12.50 USD lunch at noon")
         await alice.wait_for(r"^  100\.00 USD$")
+        await alice.wait_for(  # nothing moves, nothing is opened before /yes
+            r"^pay @bob 12\.50 USD in your direct chat with @bob \(your balance: 100\.00 USD\)"
+            r"\? /yes to confirm, /no to drop it$"
+        )
+        alice.send("/yes")
         await alice.wait_for(r"^paid @bob 12\.50 USD \(receipt #2 in \[@bob\]\)$")
         await bob.wait_for(r"^\[@alice\] \d\d:\d\d \$ alice paid bob 12\.50 USD$")
         await bob.wait_for(r"^\[@alice\] \d\d:\d\d alice \(12\.50 USD\): lunch at noon$")
         bob.send("/open @alice", "/request @alice 2.50 USD coffee", "/balance")
         await bob.wait_for(r"^  12\.50 USD$")
-        await alice.wait_for(r"\$ bob asks alice for 2\.50 USD; /pay it with request rq_")
+        await alice.wait_for(r"\$ bob asks alice for 2\.50 USD: /pay rq_\w+ \(or /decline rq_")
         await alice.wait_for(r"bob asks 2\.50 USD: coffee$")
-        alice.send('/group "Team" @bob', "/redpacket 10.00 USD 2 equal happy new year")
+        alice.send('/group "Team" @bob', "/redpacket! 10.00 USD 2 equal happy new year")
         await alice.wait_for(r"^red packet rp_\w+: 10\.00 USD in 2 shares$")
         await bob.wait_for(r"\$ alice dropped a red packet: 10\.00 USD in 2 shares \(equal\)")
         bob.send("/open 2", "/claim", "/claim", "/pay @alice 1000 USD")
         await bob.wait_for(r"^you got 5\.00 USD from red packet rp_\w+$")
         await bob.wait_for(r"^you got 5\.00 USD from red packet rp_\w+ \(already claimed\)$")
+        await bob.wait_for(r"in \[Team\] \(your balance: 17\.50 USD, not enough\)\? /yes")
+        bob.send("/yes")
         await bob.wait_for(r"^error: INSUFFICIENT_FUNDS")
         bob.send("/wallet")
         await bob.wait_for(r"\+5\.00 USD  claim from the system  = 17\.50 USD$")

@@ -20,7 +20,7 @@ import msgspec
 import pytest
 from chatclient import Client, KeyStore, Message
 from chatclient import client as client_module
-from chatclient.e2e import NS_IN, NS_SESSION
+from chatclient.e2e import NS_IN, NS_SESSION, session_name
 from chatclient.events import DevicesChanged, Event, SecurityWarning, Undecryptable
 from chatproto import codec, kinds
 from chatproto import frames as F
@@ -227,7 +227,7 @@ async def test_every_device_of_every_member_reads_every_kind_once_in_order(
 
 
 def key_names(client: Client) -> set[str]:
-    """``conv:device:key_id`` of every sender key this device was given."""
+    """``conv:account:device:key_id`` of every sender key this device was given."""
     return {name for name, _ in client.keystore.items(NS_IN)}
 
 
@@ -437,11 +437,10 @@ async def test_body_tampered_in_the_servers_database_is_undecryptable_on_sync(
         conv = await a.direct(b.account)
         acks = [await a.send_text(conv, f"m{i}") for i in range(3)]
         db = tmp_path / "chatd.db"
-        body = (
-            sqlite3.connect(db)
-            .execute("SELECT body FROM messages WHERE conv_id=? AND seq=?", (conv, acks[1].seq))
-            .fetchone()[0]
-        )
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            body = con.execute(
+                "SELECT body FROM messages WHERE conv_id=? AND seq=?", (conv, acks[1].seq)
+            ).fetchone()[0]
         changed = db_write(
             db,
             "UPDATE messages SET body=? WHERE conv_id=? AND seq=?",
@@ -482,11 +481,12 @@ async def test_ghost_device_not_on_the_signed_list_gets_no_key_and_is_refused(
         assert [getattr(m, "text", None) for m in await ib.take(chat(conv))] == [
             "for bob's listed devices"
         ]
-        assert a.e2e.ks.get(NS_SESSION, str(b.device)) is not None
-        assert a.e2e.ks.get(NS_SESSION, str(ghost.device)) is None  # never a session, no key
+        assert a.e2e.ks.get(NS_SESSION, session_name(b.account, b.device)) is not None
+        # never a session, no key
+        assert a.e2e.ks.get(NS_SESSION, session_name(b.account, ghost.device)) is None
         (u,) = await ig.take(chat(conv), timeout=5)
         assert isinstance(u, Undecryptable)
-        assert not [n for n in key_names(ghost) if n.startswith(f"{conv}:{a.device}:")]
+        assert not [n for n in key_names(ghost) if n.startswith(f"{conv}:{a.account}:{a.device}:")]
 
         # The ghost speaks as Bob: its sender key is refused, its message unreadable, and
         # Bob's own device refuses it as well.
@@ -503,7 +503,7 @@ async def test_ghost_device_not_on_the_signed_list_gets_no_key_and_is_refused(
         for box in (ia, ib):
             got = await box.take(chat(conv), 2, timeout=5)
             assert [getattr(m, "text", None) for m in got] == ["the real bob", "hi real bob"]
-        assert a.e2e.ks.get(NS_SESSION, str(ghost.device)) is None
+        assert a.e2e.ks.get(NS_SESSION, session_name(b.account, ghost.device)) is None
 
 
 async def test_device_list_forged_in_the_servers_database_is_refused(
@@ -530,11 +530,10 @@ async def test_device_list_forged_in_the_servers_database_is_refused(
         # The server now claims Bob's list is version 2 with the ghost on it: same master key,
         # Bob's real signature of version 1 (it does not cover this body).
         db = tmp_path / "chatd.db"
-        row = (
-            sqlite3.connect(db)
-            .execute("SELECT sig, master_key FROM device_lists WHERE account_id=?", (b.account,))
-            .fetchone()
-        )
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            row = con.execute(
+                "SELECT sig, master_key FROM device_lists WHERE account_id=?", (b.account,)
+            ).fetchone()
         listed = [*pinned.devices]
         listed.append(
             devicelist.DeviceEntry(
@@ -570,7 +569,7 @@ async def test_device_list_forged_in_the_servers_database_is_refused(
         assert [getattr(m, "text", None) for m in got] == [None, "still there?", "yes"]
         got = await ia.take(chat(conv), 2, timeout=5)
         assert [getattr(m, "text", None) for m in got] == ["still there?", "yes"]
-        assert a.e2e.ks.get(NS_SESSION, str(ghost.device)) is None
+        assert a.e2e.ks.get(NS_SESSION, session_name(b.account, ghost.device)) is None
 
 
 # ---------------------------------------------------------------------- 5. what the server sees

@@ -117,12 +117,14 @@ async def test_a_taxi_is_booked_step_by_step_on_cards_and_stale_steps_are_refuse
     server: RunningServer,
 ) -> None:
     taxi = example("taxi_bot")
+    db = Path(server.app.settings.store.db)
     async with contextlib.AsyncExitStack() as stack:
         bot = await stack.enter_async_context(
             Bot(server.url, KeyStore.memory(), taxi.router, handle="taxi_bot")
         )
         alice = await user(stack, server, "alice")
         conv = await alice.direct(bot.me.account)
+        ia = Inbox(alice)
         card = await alice.invoke(conv, bot.me.account, "taxi", "book")
         assert card.content.text == "Where should we pick you up?"
         assert list(buttons(card)) == ["Central station", "Airport", "Harbour", "Museum"]
@@ -133,10 +135,23 @@ async def test_a_taxi_is_booked_step_by_step_on_cards_and_stale_steps_are_refuse
         assert again.content.error.startswith("the pick-up point is already set")
         quote = await press(alice, where_to, "Airport")
         assert quote.content.text == "Central station → Airport: 19.0 km, 25.80 USD. Confirm?"
-        booked = await press(alice, quote, "Confirm")
-        assert booked.content.text.startswith("Booked ride R")
+        order_card = await press(alice, quote, "Confirm")  # an order: nothing booked yet
+        assert order_card.content.text == "Central station → Airport, 25.80 USD: pay to book."
+        assert order_card.content.order.amount == 2580
         stale = await press(alice, quote, "Confirm")  # a second tap
+        assert stale.content.error.startswith("waiting for your payment of request rq-")
+        # Alice holds 1.00 USD: the ledger refuses the fare, and no ride is booked.
+        await mint(db, alice.account, 100)
+        with pytest.raises(RequestError) as refused:
+            await alice.pay_order(order_card)
+        assert refused.value.code == ErrorCode.INSUFFICIENT_FUNDS
+        await mint(db, alice.account, 5_000)
+        await alice.pay_order(order_card)
+        [booked] = await ia.take(text_is(bot.me.account, conv, "Booked ride R"))
+        assert booked.content.text.endswith("25.80 USD paid. Your driver arrives in 4 minutes.")
+        stale = await press(alice, quote, "Confirm")
         assert stale.content.error.startswith("already booked: ride R")
+        assert balances(db, alice.account) == {"USD": 5_100 - 2_580}
         card = await alice.invoke(conv, bot.me.account, "taxi", "destination", {"place": "museum"})
         assert card.content.error == "choose the pick-up point first"
 
@@ -165,9 +180,20 @@ async def test_a_taxi_is_booked_in_text_by_replies_to_the_bot_in_a_group(
         await bob.send_text(group, "museum", reply_to=question.seq)
         [quote] = await ib.take(taxi_says)
         assert quote.content.text == "Harbour → Museum: 4.9 km, 8.88 USD. Confirm? (yes/no)"
+        await bob.send_text(group, "/ride")
+        [status] = await ib.take(taxi_says)
+        assert status.content.text == "Quote: Harbour → Museum, 4.9 km, 8.88 USD. Confirm? (yes/no)"
         await bob.send_text(group, "yes", reply_to=quote.seq)
+        [to_pay] = await ib.take(taxi_says)
+        said, rid = to_pay.content.text.split(" /pay ")
+        assert said == "Harbour → Museum, 8.88 USD: pay to book."
+        await mint(Path(server.app.settings.store.db), bob.account, 1_000)
+        await bob.pay(group, bot.me.account, "8.88", "USD", request_id=rid)
         [booked] = await ib.take(taxi_says)
         assert booked.content.text.startswith("Booked ride R") and booked.reply_to
+        await bob.send_text(group, "/ride@taxi_bot")
+        [status] = await ib.take(taxi_says)
+        assert status.content.text.endswith("8.88 USD paid. Your driver is on the way.")
 
 
 # ---------------------------------------------------------------------- timeouts

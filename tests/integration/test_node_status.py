@@ -1,7 +1,7 @@
-"""What an operator of several nodes sees: ``/status`` (JSON: node, version, uptime, connections,
-broker and store state), ``/readyz`` naming what is wrong while this test's own Redis or
-PostgreSQL is down, and the broker metrics (counters, pending, lag measured by heartbeats that
-travel the real pub/sub path). Every test starts its own redis-server and PostgreSQL."""
+"""What an operator of several nodes sees: ``/status`` (JSON: node, version, uptime, state,
+connections, broker and store state), ``/readyz`` staying 200 but "degraded" while this test's
+own Redis is down and 503 naming the store while its PostgreSQL is, and the broker metrics
+(counters, pending, lag measured by heartbeats that travel the real pub/sub path). Every test starts its own redis-server and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,14 +18,15 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio
-from chatclient import Client
+from chatclient import Client, Message
 from conftest import RunningServer, make_settings, run_server
 from pgserver import PostgresServer, pg_bindir
 from redisd import RedisServer
-from testkit import http_get
+from testkit import free_port, http_get
 
 from chatd import __version__
 from chatd.broker.redis import RedisBroker
+from chatd.health import STARTUP_GRACE
 
 TIMEOUT = 10
 REDIS_PW = "redis-s3cret"
@@ -148,6 +149,7 @@ async def test_status_and_metrics_report_node_broker_and_store(
         assert status["version"] == __version__
         assert status["uptime_s"] > 0
         assert status["ready"] is True and status["problems"] == []
+        assert status["state"] == "ok" and status["degraded"] == []
         assert status["connections"] == {"open": 2, "authenticated": 2}
         broker = status["broker"]
         assert broker["kind"] == "redis" and broker["healthy"] is True
@@ -173,29 +175,73 @@ async def test_status_and_metrics_report_node_broker_and_store(
         assert REDIS_PW not in metrics_text
 
 
-async def test_readyz_is_503_naming_the_broker_while_redis_is_killed(
+async def test_a_node_whose_redis_is_killed_stays_ready_and_says_degraded(
     tmp_path: Path, dsn: str, rds: RedisServer
 ) -> None:
+    """Redis down costs live fan-out between nodes, not the node's service: it still stores
+    and acks, so a load balancer must keep it (``/readyz`` 200) while ``/status`` and
+    ``chatd_degraded`` tell the operator."""
     settings = make_settings(
         tmp_path, store={"db": dsn}, broker={"url": rds.url, "heartbeat_interval": 0.05}
     )
     async with run_server(settings) as server:
         port = _port(server)
-        await _until(port, "/readyz", 200)
-        rds.kill()
-        assert await _until(port, "/readyz", 503) == "not ready: broker down\n"
-        status = await _status(port)
-        assert status["ready"] is False and status["problems"] == ["broker down"]
-        assert status["broker"]["healthy"] is False
-        assert status["store"]["reachable"] is True
-        _, text = await http_get(port, "/metrics")
-        assert _metrics(text)["chatd_broker_up"] == 0.0
-        assert await http_get(port, "/healthz") == (200, "ok\n")  # alive all along
-
-        rds.start()
         assert await _until(port, "/readyz", 200) == "ready\n"
-        status = await _status(port)
-        assert status["broker"]["healthy"] is True and status["ready"] is True
+        assert (await _status(port))["state"] == "ok"
+        async with (
+            Client(server.url, encrypt=False) as alice,
+            Client(server.url, encrypt=False) as bob,
+        ):
+            await alice.register("alice", "Alice")
+            await bob.register("bob", "Bob")
+            conv = await alice.direct(await alice.lookup("@bob"))
+            rds.kill()
+            async with asyncio.timeout(TIMEOUT):
+                while (await _status(port))["state"] != "degraded":
+                    await asyncio.sleep(0.02)
+            assert await http_get(port, "/readyz") == (200, "ready, degraded: broker down\n")
+            status = await _status(port)
+            assert status["ready"] is True and status["problems"] == []
+            assert status["degraded"] == ["broker down"]
+            assert status["broker"]["healthy"] is False
+            assert status["store"]["reachable"] is True
+            m = _metrics((await http_get(port, "/metrics"))[1])
+            assert (m["chatd_ready"], m["chatd_degraded"], m["chatd_broker_up"]) == (1, 1, 0)
+            assert m["chatd_draining"] == 0
+            # ... and it serves: a message is stored, acked and delivered on this node.
+            ack = await alice.send_text(conv, "while redis is down")
+            async with asyncio.timeout(TIMEOUT):
+                async for ev in bob.events():
+                    if isinstance(ev, Message) and ev.seq == ack.seq:
+                        assert ev.text == "while redis is down"
+                        break
+            assert await http_get(port, "/healthz") == (200, "ok\n")  # alive all along
+
+            rds.start()
+            async with asyncio.timeout(TIMEOUT):
+                while (await _status(port))["state"] != "ok":
+                    await asyncio.sleep(0.05)
+            assert await http_get(port, "/readyz") == (200, "ready\n")
+            m = _metrics((await http_get(port, "/metrics"))[1])
+            assert (m["chatd_ready"], m["chatd_degraded"], m["chatd_broker_up"]) == (1, 0, 1)
+
+
+async def test_a_node_started_while_redis_is_down_serves_after_the_startup_grace(
+    tmp_path: Path, dsn: str
+) -> None:
+    """Not ready while its broker has not connected yet (so a fresh node joins with working
+    subscriptions), but a node (re)started during a Redis outage joins the rotation, degraded,
+    after ``STARTUP_GRACE``: a rolling restart during an outage must not empty the cluster."""
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    settings = make_settings(tmp_path, store={"db": dsn}, broker={"url": dead})
+    async with run_server(settings) as server:
+        port = _port(server)
+        code, body = await http_get(port, "/readyz")
+        assert (code, body) == (503, "not ready: starting: broker not connected yet\n")
+        assert (await _status(port))["state"] == "not ready"
+        async with asyncio.timeout(STARTUP_GRACE + TIMEOUT):
+            assert await _until(port, "/readyz", 200) == "ready, degraded: broker down\n"
+        assert (await _status(port))["state"] == "degraded"
 
 
 async def test_readyz_is_503_naming_the_store_while_postgres_is_stopped(
@@ -211,6 +257,7 @@ async def test_readyz_is_503_naming_the_store_while_postgres_is_stopped(
             status = await _status(port)
             assert status["store"]["reachable"] is False
             assert status["problems"] == ["store unreachable"]
+            assert status["state"] == "not ready"
             assert status["broker"] == {
                 "kind": "memory",
                 "healthy": True,

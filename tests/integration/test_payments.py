@@ -176,7 +176,7 @@ async def test_one_hundred_concurrent_identical_retries_make_one_transfer(
     for link in links[1:]:
         await link.login(alice.device, alice.key)
     i = intent(alice, bob.account, 700, conv)  # two of these would overdraw: only one fits
-    sig = payments.sign_intent(alice.key, i)
+    sig = payments.sign_intent(alice.key, alice.challenge.server, i)
 
     async def retry(link: Raw) -> list[F.Posted]:
         frames = [

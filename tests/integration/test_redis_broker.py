@@ -1,5 +1,5 @@
 """chatd with ``[broker] url`` pointing at a throwaway redis-server: messages between SDK clients
-travel through Redis, /readyz follows the broker's health, and the broker metrics count."""
+travel through Redis, /readyz says "degraded" while Redis is down, and the broker metrics count."""
 
 from __future__ import annotations
 
@@ -87,15 +87,14 @@ async def test_direct_conversation_through_the_redis_broker(
         assert _metric(metrics, "chatd_broker_published_total") >= 21
         assert _metric(metrics, "chatd_broker_dropped_total") == 0
 
-        redis_server.kill()  # /readyz follows the broker's health
+        redis_server.kill()  # the node stays ready (it still stores and acks), degraded
         async with asyncio.timeout(10):
-            while (await http_get(port, "/readyz"))[0] != 503:
+            while _metric((await http_get(port, "/metrics"))[1], "chatd_broker_up") != 0.0:
                 await asyncio.sleep(0.02)
-        _, metrics = await http_get(port, "/metrics")
-        assert _metric(metrics, "chatd_broker_up") == 0.0
+        assert await http_get(port, "/readyz") == (200, "ready, degraded: broker down\n")
         redis_server.start()
         async with asyncio.timeout(10):
-            while (await http_get(port, "/readyz"))[0] != 200:
+            while (await http_get(port, "/readyz")) != (200, "ready\n"):
                 await asyncio.sleep(0.05)
 
 

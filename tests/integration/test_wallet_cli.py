@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -29,11 +31,14 @@ async def test_mint_then_statement_with_the_running_balance(
                 main(["wallet", "mint", "@alice", "100.00", "USD", "--note", "top-up", "--db", db])
                 == 0
             )
-            assert "minted 100.00 USD to account" in capsys.readouterr().out
+            assert "minted 100.00 USD to @alice (account 1)" in capsys.readouterr().out
+            # The spellings chat accepts: a lower-case code, a handle in capitals.
+            assert main(["wallet", "mint", "@Alice", "0.50", "usd", "--db", db]) == 0
+            assert "minted 0.50 USD to @alice (account 1)" in capsys.readouterr().out
             conv = await group(alice, bob)
             await alice.request(pay_frame(alice, intent(alice, bob.account, 1250, conv)), F.Posted)
             balance = await alice.request(F.GetBalance(id=alice.next_id()), F.Balances)
-            assert balance.balances == [F.BalanceInfo(currency="USD", amount=8750)]
+            assert balance.balances == [F.BalanceInfo(currency="USD", amount=8800)]
         finally:
             await clients.aclose()
     for argv, error in (
@@ -58,15 +63,28 @@ async def test_mint_then_statement_with_the_running_balance(
         "amount",
         "balance",
     ]
-    assert [line.split()[2] for line in lines[1:]] == ["mint", "transfer"]
+    assert [line.split()[2] for line in lines[1:]] == ["mint", "mint", "transfer"]
     assert lines[1].split()[-2:] == ["100.00", "100.00"]
-    assert lines[2].split()[-2:] == ["-12.50", "87.50"]
+    assert lines[3].split()[-2:] == ["-12.50", "88.00"]
+    assert lines[3].split()[4] == "@bob"  # a handle, not an account number
     assert main(["wallet", "statement", "1", "--csv", "--db", db]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [(r["type"], r["counterparty"], r["amount"], r["balance"]) for r in rows] == [
         ("mint", "issuance", "100.00", "100.00"),
-        ("transfer", "2", "-12.50", "87.50"),
+        ("mint", "issuance", "0.50", "100.50"),
+        ("transfer", "@bob", "-12.50", "88.00"),
     ]
-    assert main(["wallet", "statement", "@bob", "--currency", "EUR", "--db", db]) == 0
+    assert main(["wallet", "statement", "@bob", "--currency", "eur", "--db", db]) == 0
     assert "(no entries)" in capsys.readouterr().out
     assert audit(Path(db)).ok
+    assert main(["wallet", "audit", "--json", "--db", db]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert (found["ok"], found["transfers"], found["sums"]) == (True, 3, {"USD": 0})
+    assert main(["wallet", "audit", "--db", db]) == 0
+    assert capsys.readouterr().out.startswith("ok: 3 transfers")
+    broken = sqlite3.connect(db)  # a wallet whose balance is not the sum of its entries
+    broken.execute("UPDATE wallets SET balance = balance + 1 WHERE account = 1")
+    broken.commit()
+    broken.close()
+    assert main(["wallet", "audit", "--db", db]) == 1
+    assert capsys.readouterr().out.startswith("FAILED")

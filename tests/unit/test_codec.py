@@ -40,6 +40,8 @@ def _strategy(t: MI.Type) -> st.SearchStrategy[Any]:
     if isinstance(t, MI.StrType):
         if t.pattern == L.HANDLE_PATTERN:
             return _HANDLE
+        if t.pattern is not None and "A-Za-z0-9_-" in t.pattern:  # media blob ids
+            return st.from_regex(t.pattern.replace("\\Z", "$"), fullmatch=True)
         assert t.pattern is None, t.pattern
         hi = t.max_length if t.max_length is not None else 64
         return st.text(min_size=t.min_length or 0, max_size=min(hi, 40)) | st.text(
@@ -319,6 +321,10 @@ def _valid_examples() -> list[F.Frame]:
         F.ToDeviceBatch(
             re=1, events=[F.ToDeviceItem(tid=1, sender=1, device=1, body=b"x")], more=True
         ),
+        F.UploadToken(id=1, conv=1, size=4096),
+        F.DownloadToken(id=1, blob="A" * 22),
+        F.AttachBlob(id=1, conv=1, blob="A" * 22, seq=1),
+        F.MediaToken(re=1, blob="A" * 22, token="t", path="/media/x", expires=1),
         F.GetPaymentKey(id=1),
         F.Pay(id=1, intent=intent, device=1, sig=sig),
         F.RequestPayment(

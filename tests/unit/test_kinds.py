@@ -26,10 +26,12 @@ SPEC_KINDS = {
     "miniapp.result",
     "share",
     "forward",
+    "attachment",
     "system",
     "payment.receipt",
 }
 SERVER_ONLY = {"system", "payment.receipt", "withheld"}
+E2E_ONLY = {"attachment"}
 
 
 def _strategy(t: MI.Type) -> st.SearchStrategy[Any]:
@@ -106,9 +108,17 @@ def test_system_payment_receipts_and_withheld_are_the_only_server_only_kinds() -
 # --------------------------------------------------------------------------- client_may_send
 
 
-@pytest.mark.parametrize("kind", sorted((SPEC_KINDS | OPAQUE_KINDS) - SERVER_ONLY))
+@pytest.mark.parametrize("kind", sorted((SPEC_KINDS | OPAQUE_KINDS) - SERVER_ONLY - E2E_ONLY))
 def test_a_client_may_send_every_registered_kind_but_the_server_only_ones(kind: str) -> None:
     assert kinds.client_may_send(kind)
+    assert kinds.client_may_send(kind, inside_e2e=True)
+
+
+@pytest.mark.parametrize("kind", sorted(E2E_ONLY))
+def test_an_attachment_is_sendable_only_inside_e2e(kind: str) -> None:
+    """Its content holds the file's key: a plain one would hand the server the file."""
+    assert not kinds.client_may_send(kind)
+    assert kinds.client_may_send(kind, inside_e2e=True)
 
 
 @pytest.mark.parametrize("kind", sorted(SERVER_ONLY))
@@ -130,7 +140,7 @@ def test_a_client_may_not_send_unregistered_kinds(kind: str) -> None:
 
 @given(kind=st.text(max_size=MAX_KIND_CHARS))
 def test_client_may_send_is_registered_non_system_or_x_prefixed(kind: str) -> None:
-    expected = (kind in SPEC_KINDS | OPAQUE_KINDS and kind not in SERVER_ONLY) or (
+    expected = (kind in SPEC_KINDS | OPAQUE_KINDS and kind not in SERVER_ONLY | E2E_ONLY) or (
         kind.startswith("x-") and len(kind) > 2
     )
     assert kinds.client_may_send(kind) == expected

@@ -68,8 +68,13 @@ def _by_hand(context: bytes, fields: list[str | int | bytes]) -> bytes:
     return context + b"\x00" + bytes([0x90 | len(fields)]) + b"".join(_mp(f) for f in fields)
 
 
-def _transfer_fields(i: F.TransferIntent) -> list[str | int | bytes]:
+SERVER = "chat.example.org"
+"""The server name intents are bound to here (the vectors' server)."""
+
+
+def _transfer_fields(i: F.TransferIntent, server: str = SERVER) -> list[str | int | bytes]:
     return [
+        server,
         i.transfer_id,
         i.payer,
         i.payee,
@@ -82,8 +87,9 @@ def _transfer_fields(i: F.TransferIntent) -> list[str | int | bytes]:
     ]
 
 
-def _packet_fields(i: F.RedPacketIntent) -> list[str | int | bytes]:
+def _packet_fields(i: F.RedPacketIntent, server: str = SERVER) -> list[str | int | bytes]:
     return [
+        server,
         i.packet_id,
         i.payer,
         i.conv,
@@ -118,18 +124,23 @@ def test_refused_amount_vectors(v: dict[str, Any]) -> None:
 def test_intent_vectors(v: dict[str, Any]) -> None:
     cls = F.TransferIntent if v["type"] == "transfer" else F.RedPacketIntent
     intent = msgspec.convert(_from_json_form(v["intent"]), cls)
-    payload = payments.intent_payload(intent)
+    assert v["server"] == SERVER
+    payload = payments.intent_payload(v["server"], intent)
     assert payload.hex() == v["payload"]
     fields = (
         _transfer_fields(intent) if isinstance(intent, F.TransferIntent) else _packet_fields(intent)
     )
     context = payments.TRANSFER_CONTEXT if v["type"] == "transfer" else payments.RED_PACKET_CONTEXT
     assert _by_hand(context, fields) == payload
-    assert sha256(payload).hex() == v["intent_hash"] == payments.intent_hash(intent).hex()
+    assert sha256(payload).hex() == v["intent_hash"] == payments.intent_hash(SERVER, intent).hex()
     key = SigningKey(bytes.fromhex(v["seed"]))
     assert key.public_key.hex() == v["public_key"]
     assert key.sign(payload).hex() == v["signature"]  # Ed25519 is deterministic
-    payments.verify_intent(key.public_key, bytes.fromhex(v["signature"]), intent)
+    payments.verify_intent(key.public_key, bytes.fromhex(v["signature"]), SERVER, intent)
+    with pytest.raises(SignatureError):  # bound to its server: another one never accepts it
+        payments.verify_intent(
+            key.public_key, bytes.fromhex(v["signature"]), "chat.example.net", intent
+        )
 
 
 @pytest.mark.parametrize("v", VECTORS["memo_hashes"], ids=lambda v: v["name"])
@@ -211,8 +222,8 @@ packets = st.builds(
 def test_a_transfer_payload_is_its_context_and_the_fields_in_order(
     intent: F.TransferIntent,
 ) -> None:
-    payload = payments.transfer_payload(intent)
-    head = b"chatd-transfer-v1\x00"
+    payload = payments.transfer_payload(SERVER, intent)
+    head = b"chatd-transfer-v2\x00"
     assert payload.startswith(head)
     assert msgspec.msgpack.decode(payload[len(head) :]) == _transfer_fields(intent)
     if intent.amount >= 0:
@@ -224,7 +235,7 @@ def test_a_transfer_payload_is_its_context_and_the_fields_in_order(
 def test_a_red_packet_payload_is_its_context_and_the_fields_in_order(
     intent: F.RedPacketIntent,
 ) -> None:
-    payload = payments.red_packet_payload(intent)
+    payload = payments.red_packet_payload(SERVER, intent)
     assert payload == _by_hand(payments.RED_PACKET_CONTEXT, _packet_fields(intent))
 
 
@@ -233,18 +244,20 @@ def test_a_red_packet_payload_is_its_context_and_the_fields_in_order(
 def test_an_intent_survives_the_pay_frame_byte_for_byte(
     intent: F.TransferIntent, device: int
 ) -> None:
-    sig = payments.sign_intent(PAYER, intent)
+    sig = payments.sign_intent(PAYER, SERVER, intent)
     frame = codec.decode_client(codec.encode(F.Pay(id=1, intent=intent, device=device, sig=sig)))
     assert isinstance(frame, F.Pay)
-    assert payments.transfer_payload(frame.intent) == payments.transfer_payload(intent)
-    payments.verify_intent(PAYER.public_key, frame.sig, frame.intent)
+    assert payments.transfer_payload(SERVER, frame.intent) == payments.transfer_payload(
+        SERVER, intent
+    )
+    payments.verify_intent(PAYER.public_key, frame.sig, SERVER, frame.intent)
 
 
 @settings(max_examples=200)
 @given(a=transfers, b=transfers)
 def test_different_intents_never_share_a_payload(a: F.TransferIntent, b: F.TransferIntent) -> None:
     if a != b:
-        assert payments.transfer_payload(a) != payments.transfer_payload(b)
+        assert payments.transfer_payload(SERVER, a) != payments.transfer_payload(SERVER, b)
 
 
 @settings(max_examples=200)
@@ -252,28 +265,31 @@ def test_different_intents_never_share_a_payload(a: F.TransferIntent, b: F.Trans
 def test_changing_any_field_breaks_the_payers_signature(
     intent: F.TransferIntent, data: st.DataObject
 ) -> None:
-    sig = payments.sign_intent(PAYER, intent)
+    sig = payments.sign_intent(PAYER, SERVER, intent)
     field = data.draw(st.sampled_from(list(intent.__struct_fields__)))
     other = data.draw(transfers)
     changed = msgspec.structs.replace(intent, **{field: getattr(other, field)})
     if changed == intent:
         return
     with pytest.raises(SignatureError):
-        payments.verify_intent(PAYER.public_key, sig, changed)
+        payments.verify_intent(PAYER.public_key, sig, SERVER, changed)
 
 
 def test_a_transfer_signature_never_verifies_as_a_red_packet_or_a_receipt() -> None:
     t = msgspec.convert(_from_json_form(VECTORS["intents"][0]["intent"]), F.TransferIntent)
-    sig = payments.sign_intent(PAYER, t)
+    sig = payments.sign_intent(PAYER, SERVER, t)
     assert (
-        payments.transfer_payload(t)[:18]
+        payments.transfer_payload(SERVER, t)[:18]
         != payments.red_packet_payload(
-            msgspec.convert(_from_json_form(VECTORS["intents"][3]["intent"]), F.RedPacketIntent)
+            SERVER,
+            msgspec.convert(_from_json_form(VECTORS["intents"][3]["intent"]), F.RedPacketIntent),
         )[:18]
     )
     with pytest.raises(SignatureError):
         verify(
-            PAYER.public_key, sig, b"chatd-red-packet-v1\x00" + payments.transfer_payload(t)[18:]
+            PAYER.public_key,
+            sig,
+            b"chatd-red-packet-v2\x00" + payments.transfer_payload(SERVER, t)[18:],
         )
 
 
@@ -342,10 +358,10 @@ def test_a_transfer_receipt_must_carry_the_intent_it_hashes() -> None:
         amount=intent.amount,
         currency=intent.currency,
         conv=intent.conv,
-        intent_hash=payments.intent_hash(intent),
+        intent_hash=payments.intent_hash("chat.example", intent),
         memo_hash=intent.memo_hash,
         intent_expires_at=intent.expires_at,
-        payer_sig=payments.sign_intent(PAYER, intent),
+        payer_sig=payments.sign_intent(PAYER, "chat.example", intent),
         shares=0,
     )
     payments.verify_receipt("chat.example", SERVER_KEY.public_key, r, payer_key=PAYER.public_key)

@@ -18,7 +18,10 @@ VECTORS = Path(__file__).resolve().parents[2] / "protocol" / "vectors"
 
 
 def _load(name: str) -> Any:
-    return json.loads((VECTORS / name).read_text(encoding="utf-8"))
+    """A vector file without its ``format`` header (a list of vectors, or the named parts)."""
+    doc = json.loads((VECTORS / name).read_text(encoding="utf-8"))
+    assert doc.pop("format").startswith(f"chatd.v1 test vectors, {name}: ")
+    return doc.pop("vectors") if "vectors" in doc else doc
 
 
 FRAMES = _load("frames.json")

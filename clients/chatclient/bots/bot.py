@@ -323,7 +323,11 @@ class Bot:
         if not isinstance(ks, KeyStore):
             ks = KeyStore.open(ks)
         client = Client(
-            self.url, ks, reconnect=self.reconnect, request_timeout=self.request_timeout
+            self.url,
+            ks,
+            reconnect=self.reconnect,
+            request_timeout=self.request_timeout,
+            save_read_positions=False,  # what was not handled comes again after a kill
         )
         await client.__aenter__()
         try:

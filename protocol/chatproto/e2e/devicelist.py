@@ -1,7 +1,7 @@
 """An account's signed device list (E2E.md section 3).
 
 The body is canonical msgpack of ``{account, version, master_key, devices}`` with ``devices``
-sorted by device id, each ``{device, signing_key, identity_key}``; the account's master Ed25519
+sorted by device id, each ``{device, signing_key, identity_key, pq?}``; the account's master Ed25519
 key signs ``"chatd-e2e-device-list-v1" || 0x00 || body``. Receivers pin the master key on first
 contact (trust on first use, upgraded by comparing safety numbers) and accept only increasing
 versions.
@@ -19,17 +19,24 @@ from chatproto.limits import MAX_ID, MAX_U32
 
 CONTEXT: Final = b"chatd-e2e-device-list-v1"
 MAX_DEVICES: Final = 100
+MAX_VERSION: Final = MAX_U32
 _MAX_BYTES: Final = 64 * 1024
 
 Key32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 
 
-class DeviceEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class DeviceEntry(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     device: Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
     signing_key: Key32
     """The device's Ed25519 key (its login key)."""
     identity_key: Key32
     """The device's X25519 identity key."""
+    pq: bool = False
+    """The device publishes an ML-KEM-768 prekey (signed by ``signing_key``): sessions with it
+    MUST be PQXDH, so a bundle or header without one is a downgrade and refused. Absent (never
+    written as ``false``: canonical form) when it has none."""
 
 
 class DeviceList(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

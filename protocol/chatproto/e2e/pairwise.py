@@ -11,14 +11,14 @@ message from the responder; after that, NORMAL messages.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import Final, Literal, NamedTuple
 
 import msgspec
 
 from chatproto.e2e import primitives as P
 from chatproto.e2e import ratchet, x3dh
-from chatproto.errors import CryptoError, DecryptError
+from chatproto.errors import CryptoError, DecryptError, ReplayError, UntrustedKeyError
 
 NORMAL: Final = 0x01
 PREKEY: Final = 0x02
@@ -126,20 +126,35 @@ def prekey_header(message: bytes) -> x3dh.X3DHHeader:
     return x3dh.decode_header(message[1:])[0]
 
 
+def matches(session: Session, signing_key: bytes, identity_key: bytes) -> bool:
+    """Whether ``session`` is with the device whose listed keys are these (E2E.md 6: a session is
+    used only while the remote keys equal the ones the verified device list names)."""
+    return P.constant_time_equal(session.remote_signing_key, signing_key) and (
+        P.constant_time_equal(session.remote_identity_key, identity_key)
+    )
+
+
 def decrypt_from_device(
     session: Session | None,
     prekeys: x3dh.PreKeyState,
     message: bytes,
     *,
     expected_signing_key: bytes | None = None,
+    expected_identity_key: bytes | None = None,
+    previous: Sequence[Session] = (),
+    seen_base_keys: Collection[bytes] = (),
     require_pq: bool = False,
     ratchet_private: bytes | None = None,
 ) -> Decrypted:
     """Decrypt a message from one remote device. ``session`` is the current session with that
-    device (or None). A PREKEY message whose base key differs from the session's starts a new
-    session (replacing the old one once committed). ``expected_signing_key`` (the sender
-    device's key from its account's device list) is checked against the header's. Nothing passed
-    in changes; commit ``Decrypted.session`` and ``Decrypted.prekeys`` on success."""
+    device (or None), ``previous`` the earlier ones still kept (newest first). A PREKEY message
+    whose base key is one of theirs continues that session (and must carry exactly its header);
+    one whose base key is in ``seen_base_keys`` (sessions started before and since dropped) is a
+    replay (``ReplayError``); any other starts a new session (replacing the old one once
+    committed). ``expected_signing_key`` / ``expected_identity_key`` (the sender device's keys
+    from its account's verified device list) are checked against the header's before anything
+    is computed (``UntrustedKeyError``). Nothing passed in changes; commit ``Decrypted.session``
+    and ``Decrypted.prekeys`` on success."""
     kind = message_type(message)
     if kind == "normal":
         if session is None:
@@ -150,14 +165,24 @@ def decrypt_from_device(
         )
     header, body = x3dh.decode_header(message[1:])
     header_hash = P.sha256(message[1 : len(message) - len(body)])
-    if expected_signing_key is not None and header.signing_key != expected_signing_key:
-        raise DecryptError("PREKEY message from an unexpected signing key")
-    if session is not None and session.base_key == header.ephemeral_key:
-        # A further PREKEY message of the session this one started: the one-time prekey is gone.
-        if not P.constant_time_equal(session.header_hash, header_hash):
-            raise DecryptError("PREKEY message does not match its session")
-        pt, state = ratchet.decrypt(session.ratchet, body, dh_private=ratchet_private)
-        return Decrypted(pt, msgspec.structs.replace(session, ratchet=state), prekeys)
+    if expected_signing_key is not None and not P.constant_time_equal(
+        header.signing_key, expected_signing_key
+    ):
+        raise UntrustedKeyError("PREKEY message from an unexpected signing key")
+    if expected_identity_key is not None and not P.constant_time_equal(
+        header.identity_key, expected_identity_key
+    ):
+        raise UntrustedKeyError("PREKEY message from an unexpected identity key")
+    for known in (session, *previous):
+        if known is not None and P.constant_time_equal(known.base_key, header.ephemeral_key):
+            # A further PREKEY message of a session it started: the one-time prekey is gone, and
+            # running X3DH again would reopen a message already read (a replay).
+            if not P.constant_time_equal(known.header_hash, header_hash):
+                raise DecryptError("PREKEY message does not match its session")
+            pt, state = ratchet.decrypt(known.ratchet, body, dh_private=ratchet_private)
+            return Decrypted(pt, msgspec.structs.replace(known, ratchet=state), prekeys)
+    if header.ephemeral_key in seen_base_keys:
+        raise ReplayError("PREKEY message of a session started before (a replay)")
     response = x3dh.respond(prekeys, header, require_pq=require_pq)
     state = ratchet.init_responder(
         response.shared_secret,

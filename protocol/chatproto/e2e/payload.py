@@ -4,7 +4,8 @@
   msgpack map ``{kind, body, ts?, reply_to?}`` where ``kind``/``body`` are what
   ``kinds.encode_content`` returned.
 * To-device messages (pairwise ciphertext): a msgpack map with a ``t`` tag: ``sender_key``
-  (``sender_keys.SenderKeyDistribution``) or ``master_key`` (``MasterKeyTransfer``).
+  (``sender_keys.SenderKeyDistribution``), ``master_key`` (``MasterKeyTransfer``) or
+  ``device_change`` (``DeviceChange``).
 
 Padding (ISO/IEC 7816-4): the plaintext, then 0x80, then zero bytes up to the smallest bucket
 that holds ``len + 1``. Buckets are 64, 128, ... 32 768 bytes, then ``MAX_PADDED`` (the largest
@@ -13,7 +14,7 @@ plaintext whose sender-key ciphertext still fits a 64 KiB message body).
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -57,7 +58,21 @@ class MasterKeyTransfer(msgspec.Struct, frozen=True, kw_only=True, tag_field="t"
     """The 32-byte Ed25519 seed of the master key."""
 
 
-ToDeviceContent = SenderKeyDistribution | MasterKeyTransfer
+class DeviceChange(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="device_change"):
+    """A change of the account's device list the user asked for on one of its devices, sent to
+    the account's other listed devices so the one holding the master key applies it (E2E.md
+    3.2). ``approve``: the user approved the new device whose login key is ``device_key``;
+    ``remove``: the user removed ``device``, listed with ``device_key`` (both must match the
+    list). Accepted only from a listed device of the same account."""
+
+    account: Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
+    op: Literal["approve", "remove"]
+    device_key: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+    device: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
+    """``remove``: the device to remove (0 for ``approve``: its id is not known yet)."""
+
+
+ToDeviceContent = SenderKeyDistribution | MasterKeyTransfer | DeviceChange
 """Union of to-device contents (tagged by ``t``)."""
 
 _encoder = msgspec.msgpack.Encoder()
@@ -111,7 +126,7 @@ def encode_payload(
 
 
 def _check_kind(kind: str) -> None:
-    if not kinds.client_may_send(kind) or kind == E2E_KIND:
+    if not kinds.client_may_send(kind, inside_e2e=True) or kind == E2E_KIND:
         raise ProtocolError(f"kind {kind[:32]!r} cannot be end-to-end content", ErrorCode.INVALID)
 
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from chatproto.errors import CryptoError, DecryptError, InvalidKeyError, SignatureError
 
@@ -202,6 +203,14 @@ def hkdf_sha256(ikm: bytes, *, salt: bytes, info: bytes, length: int) -> bytes:
     )
 
 
+def scrypt(passphrase: bytes, salt: bytes, *, n: int, r: int, p: int, length: int = 32) -> bytes:
+    """scrypt (RFC 7914): a memory-hard key from a passphrase (the key stores' at-rest key)."""
+    try:
+        return Scrypt(salt=salt, length=length, n=n, r=r, p=p).derive(passphrase)
+    except ValueError as exc:
+        raise CryptoError(f"bad scrypt parameters: {exc}") from exc
+
+
 def aes_gcm_encrypt(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
     """AES-256-GCM: ciphertext || 16-byte tag."""
     if len(key) != AES_KEY_BYTES or len(nonce) != GCM_NONCE_BYTES:
@@ -269,3 +278,19 @@ def mlkem768_decapsulate(seed: bytes, ciphertext: bytes) -> bytes:
         return MLKEM768PrivateKey.from_seed_bytes(seed).decapsulate(ciphertext)
     except ValueError as exc:
         raise DecryptError("invalid ML-KEM-768 ciphertext") from exc
+
+
+class Sha256:
+    """Incremental SHA-256, for digests of data too large to hold at once (attachments)."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self) -> None:
+        self._h = hashes.Hash(hashes.SHA256())
+
+    def update(self, data: bytes) -> None:
+        self._h.update(data)
+
+    def digest(self) -> bytes:
+        """The digest of everything fed so far (the hasher stays usable)."""
+        return self._h.copy().finalize()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from chatproto.e2e import devicelist, payload, ratchet, safety, sender_keys, x3dh
+from chatproto.e2e import attachment, devicelist, payload, ratchet, safety, sender_keys, x3dh
 from chatproto.e2e import primitives as P
 
 HERE = Path(__file__).resolve().parent
@@ -287,8 +287,10 @@ def device_list_vectors() -> dict[str, Any]:
     entries = []
     for i in (3, 1):  # deliberately unsorted: the encoding sorts
         d = x3dh.new_identity(_key(f"alice-device-{i}"), _key(f"alice-device-{i}-identity"))
-        entries.append(
-            devicelist.DeviceEntry(device=i, signing_key=d.signing_key, identity_key=d.identity_key)
+        entries.append(  # device 3 publishes an ML-KEM prekey: ``pq`` (E2E.md 3)
+            devicelist.DeviceEntry(
+                device=i, signing_key=d.signing_key, identity_key=d.identity_key, pq=i == 3
+            )
         )
     dl = devicelist.DeviceList(
         account=1001, version=2, master_key=master.public_key, devices=tuple(entries)
@@ -320,6 +322,28 @@ def master_key_transfer_vectors() -> dict[str, Any]:
         "master_key": master.public_key.hex(),
         "msgpack": msgspec.msgpack.encode(transfer).hex(),
         "padded": payload.encode_to_device(transfer).hex(),
+    }
+
+
+def device_change_vectors() -> dict[str, Any]:
+    """The to-device contents by which a device of account 1001 asks the device holding the
+    master key to list an approved device key, or to remove a listed device (E2E.md 3.2)."""
+    approve = payload.DeviceChange(
+        account=1001, op="approve", device_key=P.SigningKey(_key("alice-device-5")).public_key
+    )
+    remove = payload.DeviceChange(
+        account=1001,
+        op="remove",
+        device=3,
+        device_key=x3dh.new_identity(_key("alice-device-3")).signing_key,
+    )
+    return {
+        name: {
+            "change": _struct_json(change),
+            "msgpack": msgspec.msgpack.encode(change).hex(),
+            "padded": payload.encode_to_device(change).hex(),
+        }
+        for name, change in (("approve", approve), ("remove", remove))
     }
 
 
@@ -372,6 +396,44 @@ def padding_vectors() -> dict[str, Any]:
     }
 
 
+def attachment_vectors() -> dict[str, Any]:
+    """Section 14: for each size, the whole blob when short, else its SHA-256 (the digest) and
+    the first and last ciphertext chunk; plaintext byte i is (i * 31 + 7) mod 256."""
+    key = _key("attachment")
+    cases = []
+    for size in (0, 1, 100, 65535, 65536, 65537, 200_000):
+        data = bytes((i * 31 + 7) % 256 for i in range(size))
+        blob, digest = attachment.encrypt(key, data)
+        n = attachment.chunk_count(size)
+        first = blob[slice(*attachment.chunk_span(size, 0))]
+        last = blob[slice(*attachment.chunk_span(size, n - 1))]
+        case: dict[str, Any] = {
+            "size": size,
+            "chunks": n,
+            "ciphertext_size": attachment.ciphertext_size(size),
+            "padded_size": len(blob),
+            "digest": digest.hex(),
+        }
+        if size <= 100:
+            case["ciphertext"] = blob[: attachment.ciphertext_size(size)].hex()
+        else:
+            case["first_chunk_sha256"] = hashlib.sha256(first).hexdigest()
+            case["last_chunk"] = last.hex() if len(last) <= 256 else None
+            case["last_chunk_sha256"] = hashlib.sha256(last).hexdigest()
+        cases.append(case)
+    return {
+        "key": key.hex(),
+        "file_key": attachment.file_key(key).hex(),
+        "chunk_bytes": attachment.CHUNK_BYTES,
+        "nonces": {
+            "0_not_final": attachment.nonce(0, False).hex(),
+            "1_final": attachment.nonce(1, True).hex(),
+        },
+        "padme": {str(n): attachment.padme(n) for n in (0, 1, 2, 9, 17, 100, 1000, 65552, 10**6)},
+        "cases": cases,
+    }
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -385,6 +447,8 @@ def build() -> dict[str, str]:
         "device_list.json": device_list_vectors(),
         "padding.json": padding_vectors(),
         "master_key_transfer.json": master_key_transfer_vectors(),
+        "device_change.json": device_change_vectors(),
+        "attachment.json": attachment_vectors(),
     }
     return {name: json.dumps(v, indent=2) + "\n" for name, v in data.items()}
 

@@ -32,6 +32,7 @@ SAFETY = _load("safety_number.json")
 DEVICE_LIST = _load("device_list.json")
 PADDING = _load("padding.json")
 MASTER = _load("master_key_transfer.json")
+CHANGE = _load("device_change.json")
 PINNED = _load("mlkem_pinned.json")
 
 
@@ -217,6 +218,39 @@ def test_master_key_transfer_vector() -> None:
     assert payload.encode_to_device(transfer).hex() == v["padded"]
     assert payload.decode_to_device(_h(v["padded"])) == transfer
     assert msgspec.msgpack.decode(_h(v["msgpack"]))["t"] == "master_key"
+
+
+@pytest.mark.parametrize("name", ["approve", "remove"])
+def test_device_change_vectors(name: str) -> None:
+    v = CHANGE[name]
+    fields = v["change"]
+    change = payload.DeviceChange(
+        account=fields["account"],
+        op=fields["op"],
+        device_key=bytes.fromhex(fields["device_key"]),
+        device=fields["device"],
+    )
+    assert fields["t"] == "device_change"
+    assert msgspec.msgpack.encode(change).hex() == v["msgpack"]
+    assert payload.encode_to_device(change).hex() == v["padded"]
+    assert payload.decode_to_device(bytes.fromhex(v["padded"])) == change
+
+
+def test_a_device_list_entry_writes_pq_only_when_true() -> None:
+    listed = msgspec.convert(_unhex(DEVICE_LIST["list"]), devicelist.DeviceList)
+    assert [d.pq for d in listed.devices] == [False, True]
+    body = bytes.fromhex(DEVICE_LIST["body"])
+    assert body.count(b"\xa2pq") == 1  # written once, for device 3
+    explicit = msgspec.msgpack.encode(
+        {
+            **msgspec.msgpack.decode(body),
+            "devices": [
+                {**d, "pq": d.get("pq", False)} for d in msgspec.msgpack.decode(body)["devices"]
+            ],
+        }
+    )
+    with pytest.raises(ChatProtoError, match=r"canonical|signature"):
+        devicelist.verify_device_list(explicit, bytes.fromhex(DEVICE_LIST["sig"]), None)
 
 
 # --------------------------------------------------------------------------- safety numbers

@@ -218,8 +218,10 @@ def test_every_single_bit_flip_of_a_normal_message_is_rejected() -> None:
 
 def test_a_prekey_message_from_an_unexpected_device_key_is_refused() -> None:
     msg, _ = pairwise.encrypt_to_device(None, b"hi", identity=ALICE.identity, bundle=_bundle())
-    with pytest.raises(DecryptError):
+    with pytest.raises(UntrustedKeyError):
         pairwise.decrypt_from_device(None, BOB, msg, expected_signing_key=bytes(32))
+    with pytest.raises(UntrustedKeyError):
+        pairwise.decrypt_from_device(None, BOB, msg, expected_identity_key=bytes(32))
     got = pairwise.decrypt_from_device(
         None, BOB, msg, expected_signing_key=ALICE.identity.signing_key
     )
@@ -239,3 +241,34 @@ def test_a_forged_identity_in_a_prekey_message_is_untrusted() -> None:
     msg, _ = pairwise.encrypt_to_device(None, b"hi", identity=forged, bundle=_bundle())
     with pytest.raises(UntrustedKeyError):
         pairwise.decrypt_from_device(None, BOB, msg)
+
+
+def test_a_prekey_message_replayed_is_refused_in_a_previous_session_and_after_it() -> None:
+    """Without a one-time prekey, X3DH alone cannot tell a replay: the previous sessions kept
+    and the base keys remembered do (E2E.md 6)."""
+    from chatproto.errors import ReplayError
+
+    first, _ = pairwise.encrypt_to_device(
+        None, b"sender key", identity=ALICE.identity, bundle=_bundle(otk=None)
+    )
+    got = pairwise.decrypt_from_device(None, BOB, first)
+    old = got.session
+    # A later session replaced it; the old one is kept as a previous session.
+    second, _ = pairwise.encrypt_to_device(
+        None, b"again", identity=ALICE.identity, bundle=_bundle(otk=None)
+    )
+    current = pairwise.decrypt_from_device(old, BOB, second).session
+    assert current.base_key != old.base_key
+    with pytest.raises(ReplayError):  # continues the previous session: its key is used
+        pairwise.decrypt_from_device(current, BOB, first, previous=[old])
+    with pytest.raises(ReplayError):  # that session is gone, its base key remembered
+        pairwise.decrypt_from_device(current, BOB, first, seen_base_keys={old.base_key})
+    # Without either, X3DH runs again and the message opens a second time: the old bug.
+    assert pairwise.decrypt_from_device(current, BOB, first).plaintext == b"sender key"
+
+
+def test_sessions_match_only_the_listed_keys() -> None:
+    session = pairwise.start_session(ALICE.identity, _bundle())
+    assert pairwise.matches(session, BOB.identity.signing_key, BOB.identity.identity_key)
+    assert not pairwise.matches(session, BOB.identity.signing_key, ALICE.identity.identity_key)
+    assert not pairwise.matches(session, ALICE.identity.signing_key, BOB.identity.identity_key)

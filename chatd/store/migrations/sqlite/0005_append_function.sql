@@ -1,0 +1,3 @@
+-- chatd schema, version 5 (SQLite): nothing. Version 5 of the PostgreSQL schema adds the
+-- chatd_append function (its one-round-trip commit of a batch); SQLite commits in process and
+-- needs none. The file keeps both dialects' migration numbers the same.

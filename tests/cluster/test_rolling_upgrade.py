@@ -1,0 +1,213 @@
+"""A rolling upgrade across the newest migration: a node of the previous schema (the code of the
+commit before the newest migration, taken from git history) runs beside a node of this tree on
+one PostgreSQL and one Redis; the new node migrates the database under the old one, clients on
+either node chat across them, then the old node is replaced by a new one and nothing is lost.
+And statically: every migration after the first only adds (tables, indexes, triggers, nullable
+or defaulted columns), which is what lets old and new nodes share a database meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+
+import asyncpg
+import pytest
+from chatclient import Client, KeyStore, Message
+from pgserver import PostgresServer
+from redisd import RedisServer
+from testkit import Checker, free_port, http_get
+
+from chatd.store.migrate import postgres_migrations, sqlite_migrations
+
+from .conftest import REDIS_PASSWORD
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 30
+
+ADDITIVE = re.compile(
+    r"^(CREATE (TABLE|INDEX|UNIQUE INDEX|TRIGGER|FUNCTION)\b"
+    r"|ALTER TABLE \w+ ADD COLUMN \w+ [\w\[\]]+( NOT NULL DEFAULT .+| DEFAULT .+)?$"
+    r"|END\b|\$\$|INSERT INTO)",
+    re.S,
+)
+
+
+def statements(sql: str) -> Iterator[str]:
+    text = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    text = re.sub(r"\$\$.*?\$\$", "$$ $$", text, flags=re.S)  # a function's body changes no table
+    for piece in text.split(";"):
+        s = " ".join(piece.split())
+        if s:
+            yield s
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_every_migration_after_the_first_only_adds(dialect: str) -> None:
+    migrations = sqlite_migrations() if dialect == "sqlite" else postgres_migrations()
+    for _, name, sql in migrations[1:]:
+        for statement in statements(sql):
+            if statement.startswith(("BEGIN", "RETURN", "IF ", "RAISE", "END IF")):
+                continue  # inside a function or trigger body
+            assert ADDITIVE.match(statement), f"{name}: not additive: {statement[:120]}"
+    assert [v for v, _, _ in sqlite_migrations()] == [v for v, _, _ in postgres_migrations()]
+
+
+def previous_schema_tree(dest: Path) -> Path:
+    """The code of the commit before the newest migration, unpacked in ``dest``."""
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("needs git and the repository's history")
+
+    def run(*args: str) -> bytes:
+        return subprocess.run([git, *args], cwd=ROOT, capture_output=True, check=True).stdout
+
+    try:
+        newest = run("log", "-1", "--format=%H", "--", "chatd/store/migrations").decode().strip()
+        archive = run("archive", f"{newest}^", "chatd", "protocol")
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"the previous schema's commit is not in this clone: {exc.stderr!r}")
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+class Node:
+    def __init__(self, name: str, port: int, env: dict[str, str], log: Path) -> None:
+        self.name, self.port, self.env, self.log = name, port, env, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def start(self, pythonpath: str | None = None) -> None:
+        env = {**os.environ, **self.env, "CHATD_SERVER__NODE_ID": self.name}
+        env["CHATD_SERVER__PORT"] = str(self.port)
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "chatd", "serve"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.log.parent,
+            )
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                assert self.proc.poll() is None, self.log.read_text()[-3000:]
+                try:
+                    if (await http_get(self.port, "/readyz"))[0] == 200:
+                        return
+                except (OSError, IndexError, ValueError):
+                    pass
+                await asyncio.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+async def test_old_and_new_nodes_side_by_side_then_the_old_one_upgraded(
+    cluster_pg: PostgresServer, tmp_path: Path
+) -> None:
+    old_tree = previous_schema_tree(tmp_path / "old")
+    old_path = f"{old_tree}:{old_tree / 'protocol'}"
+    admin = await asyncpg.connect(cluster_pg.dsn())
+    try:  # an empty database: the old node creates the previous schema itself
+        await admin.execute("CREATE DATABASE chatd_upgrade")
+    finally:
+        await admin.close()
+    dsn = cluster_pg.dsn("chatd_upgrade")
+    redis = RedisServer(tmp_path, password=REDIS_PASSWORD)
+    redis.start()
+    env = {"CHATD_STORE__DB": dsn, "CHATD_BROKER__URL": redis.url, "CHATD_LOG__FORMAT": "json"}
+    old = Node("old", free_port(), env, tmp_path / "old.log")
+    new = Node("new", free_port(), env, tmp_path / "new.log")
+    clients: list[Client] = []
+    try:
+        await old.start(old_path)
+        newest = postgres_migrations()[-1][1]
+        conn = await asyncpg.connect(dsn)
+        try:
+            applied = {r[0] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+            assert newest not in applied  # the old node's schema: one migration behind
+            await new.start()  # ... migrates the database while the old node serves
+            applied = {r[0] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+            assert newest in applied
+        finally:
+            await conn.close()
+
+        checker = Checker()
+        people = {"ann": old, "ben": new, "cat": old, "dan": new}
+        keys = {name: KeyStore.memory() for name in people}
+        by_name: dict[str, Client] = {}
+        for name, node in people.items():
+            c = Client([node.url, new.url], keys[name], encrypt=False, backoff_max=0.5)
+            clients.append(c)
+            await c.__aenter__()
+            await c.register(name, name.title())
+            by_name[name] = c
+        group = (
+            await by_name["ann"].create("group", "mixed", [by_name[n].account for n in people][1:])
+        ).conv
+        members = {group: list(people)}
+
+        async def record(name: str, c: Client) -> None:
+            async for ev in c.events():
+                if isinstance(ev, Message):
+                    checker.deliver(name, ev.conv, ev.seq)
+
+        async def round_of(tag: str) -> None:
+            for name, c in by_name.items():
+                ack = await c.send_text(group, f"{tag} {name}")
+                checker.ack(group, ack.seq)
+
+        async def delivered() -> None:
+            async with asyncio.timeout(TIMEOUT):
+                while checker.report(members)["lost"]:
+                    await asyncio.sleep(0.05)
+
+        async with asyncio.TaskGroup() as tg:
+            for name, c in by_name.items():
+                tg.create_task(record(name, c))
+            await round_of("side by side")
+            await delivered()
+            # The upgrade: the old node drains (its clients move to the new one), and comes
+            # back as a new node on the same port; its clients may return to it.
+            old.stop()
+            await round_of("one node")
+            upgraded = Node("old-upgraded", old.port, env, tmp_path / "upgraded.log")
+            await upgraded.start()
+            old.proc = upgraded.proc
+            await round_of("both upgraded")
+            await delivered()
+            for c in clients:
+                await c.aclose()
+        report = checker.report(members)
+        assert sum(len(s) for s in checker.acked.values()) == 3 * len(people)
+        assert report == {"lost": 0, "duplicates": 0, "order_violations": 0}
+    finally:
+        for c in clients:
+            await c.aclose()
+        old.stop()
+        new.stop()
+        redis.kill()
+        admin = await asyncpg.connect(cluster_pg.dsn())
+        try:
+            await admin.execute('DROP DATABASE IF EXISTS "chatd_upgrade" WITH (FORCE)')
+        finally:
+            await admin.close()
