@@ -36,6 +36,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -98,54 +99,25 @@ def free_port() -> int:
 # --------------------------------------------------------------------------- servers
 
 
-def lag_probe(path: str) -> asyncio.Task[None]:
-    """Every 1 ms timer's lateness; the longest per 100 ms is appended to ``path`` as
-    ``monotonic_s max_lag_ms``. A callback that holds the loop for X ms shows as ~X ms."""
-
-    async def probe() -> None:
-        loop = asyncio.get_running_loop()
-        with open(path, "a", buffering=1) as out:  # noqa: ASYNC230 - opened once, lines are tiny
-            worst, mark = 0.0, loop.time()
-            while True:
-                due = loop.time() + 0.001
-                await asyncio.sleep(0.001)
-                now = loop.time()
-                worst = max(worst, now - due)
-                if now - mark >= 0.1:
-                    out.write(f"{time.monotonic():.4f} {worst * 1000:.3f}\n")
-                    worst, mark = 0.0, now
-
-    return asyncio.get_running_loop().create_task(probe())
+LAGPROBE = HERE / "lagprobe"
 
 
 def serve_chatd(lag_file: str, argv: list[str]) -> None:
-    """``chatd serve`` with the lag probe started beside the app (in the app's loop)."""
-    from chatd import cli
-    from chatd.app import App
-
-    run = App.run
-
-    async def probed(self: App, **kw: Any) -> None:
-        task = lag_probe(lag_file)
-        try:
-            await run(self, **kw)
-        finally:
-            task.cancel()
-
-    App.run = probed  # type: ignore[method-assign]
-    sys.argv = ["chatd", *argv]
-    cli.main()
+    """Become ``python -m chatd ARGV`` (same pid) with the lag probe (``lagprobe/``)."""
+    env = dict(os.environ, BENCH_LAG_FILE=lag_file)
+    env["PYTHONPATH"] = os.pathsep.join([str(LAGPROBE), env.get("PYTHONPATH", "")])
+    os.execve(sys.executable, [sys.executable, "-m", "chatd", *argv], env)
 
 
 def serve_relay(port: int, lag_file: str) -> None:
+    os.environ["BENCH_LAG_FILE"] = lag_file
+    sys.path.insert(0, str(LAGPROBE))
+    import lagprobe
     import uvloop
     from bare_relay import serve_rooms
 
-    async def main() -> None:
-        lag_probe(lag_file)
-        await serve_rooms(port)
-
-    uvloop.run(main())
+    lagprobe.install()
+    uvloop.run(serve_rooms(port))
 
 
 class Server:
@@ -785,6 +757,7 @@ def main() -> int:
         help="before each point, wait up to this long for a quiet second on core 0",
     )
     p.add_argument("--json", help="write every run and the summary here")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, lag, profiles)")
     p.add_argument(
         "--profile",
         action="store_true",
@@ -883,6 +856,8 @@ def main() -> int:
             + "  "
             + "  ".join(f"{k} {v:.2f}" for k, v in ratios.items())
         )
+    if not a.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
     if a.json:
         Path(a.json).write_text(
             json.dumps(
