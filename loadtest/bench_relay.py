@@ -149,8 +149,12 @@ class Server:
             cmd += ["--port", str(self.port), "--db", str(db)]
         else:
             cmd = [*me, "--serve-relay", self.lag_file, "--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            ["taskset", "-c", "0", *cmd], env=env, stdout=self.log, stderr=subprocess.STDOUT
+        self.proc = subprocess.Popen(  # cwd: ``python -m chatd`` puts it first on sys.path
+            ["taskset", "-c", "0", *cmd],
+            env=env,
+            cwd=root,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         self.pid = self.proc.pid
         self.wait_ready()
