@@ -49,6 +49,8 @@ class App:
         self.port: int | None = None
         self.started = asyncio.Event()
         self._hub: Hub | None = None
+        self.services: Services | None = None
+        """The running services (tests reach the store through them, as a tampering server)."""
         self.media: MediaService | None = None
         """Attachments (chatd/media): set once running; tests call its ``sweep``."""
 
@@ -100,7 +102,7 @@ class App:
         else:
             presence = LocalPresence()
         deps = Deps(s, store, broker, hub, self.metrics, self.clock, presence)
-        services = Services(deps)
+        services = self.services = Services(deps)
         media = self.media = services.media = MediaService(deps, self._blob_store(db))
         transport = Transport(services, draining=lambda: self._draining)
         if install_signals:

@@ -282,20 +282,22 @@ class Session:
                     F.Conv(re=frame.id, info=await svc.conversations.get(a, dev, frame.conv))
                 )
             case F.Invite():
-                await svc.conversations.invite(a, frame)
+                await svc.conversations.invite(a, dev, frame)
                 self.reply(F.Ok(re=frame.id))
             case F.Remove():
-                await svc.conversations.remove(a, frame)
+                await svc.conversations.remove(a, dev, frame)
                 self.reply(F.Ok(re=frame.id))
             case F.Leave():
-                await svc.conversations.leave(a, frame)
+                await svc.conversations.leave(a, dev, frame)
                 self.reply(F.Ok(re=frame.id))
             case F.SetRole():
-                await svc.conversations.set_role(a, frame)
+                await svc.conversations.set_role(a, dev, frame)
                 self.reply(F.Ok(re=frame.id))
             case F.Rename():
                 await svc.conversations.rename(a, frame)
                 self.reply(F.Ok(re=frame.id))
+            case F.GetMemberLog():
+                self.reply(await svc.conversations.member_log(a, frame))
             case F.Lookup():
                 self.reply(await svc.conversations.lookup(frame.id, frame.handle))
             case F.GetPresence():
@@ -336,9 +338,9 @@ class Session:
             case F.GetBotProfile():
                 self.reply(await svc.bots.profile(frame))
             case F.SetBotAccess():
-                await svc.bots.set_access(a, frame)
+                await svc.bots.set_access(a, dev, frame)
                 self.reply(F.Ok(re=frame.id))
-            case F.UploadToken() | F.DownloadToken() | F.AttachBlob():
+            case F.UploadToken() | F.DownloadToken() | F.AttachBlob() | F.DetachBlob():
                 if svc.media is None:
                     raise ChatdError("media is not enabled on this server", ErrorCode.UNAVAILABLE)
                 self.reply(await svc.media.handle(a, frame))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from chatd.errors import Forbidden, Invalid
+from chatd.errors import Conflict, Forbidden, Invalid
 
 ConvKind = Literal["direct", "group", "channel"]
 Role = Literal["owner", "admin", "member"]
@@ -68,6 +68,60 @@ def next_owner(remaining: Sequence[tuple[int, str, int]]) -> int | None:
     if not pool:
         return None
     return min(pool, key=lambda m: (m[2], m[0]))[0]
+
+
+# --------------------------------------------------------------------------- signed membership (SPEC.md 8.5)
+
+LogHead = tuple[int, bytes, bytes]
+"""``(epoch, hash, group)`` of the last entry of a conversation's membership log."""
+
+
+def check_link(head: LogHead | None, entry: LogHead | None, *, create: bool = False) -> None:
+    """Whether a change may be written given the log's ``head`` and the change's signed
+    ``entry`` as ``(epoch, prev, group)``: a conversation with a log takes only signed changes,
+    each naming the head (a stale one is ``Conflict``: fetch the log and sign again); one
+    without a log (created unsigned) takes only unsigned changes, or (``create``: its creation,
+    or a direct conversation's first entry) the entry that starts it."""
+    if entry is None:
+        if head is not None:
+            raise Invalid("this conversation's members are signed: send the change's signed entry")
+        return
+    epoch, prev, group = entry
+    if head is None:
+        if epoch != 1 or not create:
+            raise Conflict("this conversation has no membership log to extend")
+        return
+    if epoch == 1:
+        raise Conflict("this conversation's membership log has begun already")
+    if epoch != head[0] + 1 or prev != head[1] or group != head[2]:
+        raise Conflict("the membership log moved on: fetch it and sign the change again")
+
+
+def seat_access(kind: str, bot: bool) -> str:
+    """The access a signed entry gives a new member: a bot's initial access, empty for a user."""
+    return initial_access(kind) if bot else ""
+
+
+def check_roster(
+    kind: str,
+    creator: int,
+    others: Sequence[int],
+    bots: set[int] | frozenset[int],
+    roster: Sequence[tuple[int, str, str]],
+) -> None:
+    """A signed ``create`` entry lists exactly the conversation's members, roles and bot
+    access, as ``(account, role, access)`` ascending by account."""
+    expected = sorted(
+        (a, "member" if kind == "direct" or a != creator else "owner", seat_access(kind, a in bots))
+        for a in {creator, *others}
+    )
+    if list(roster) != expected:
+        raise Invalid("the signed create entry does not list exactly these members and roles")
+
+
+def check_new_member_access(kind: str, bot: bool, access: str) -> None:
+    if access != seat_access(kind, bot):
+        raise Invalid("the signed entry gives the new member another access than the rules")
 
 
 def direct_key(a: int, b: int) -> str:

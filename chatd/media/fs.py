@@ -167,6 +167,13 @@ class FsBlobStore:
         ) as cur:
             return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
 
+    async def drop_ref(self, blob: str, conv: int, seq: int) -> bool:
+        cur = await self.db.execute(
+            "DELETE FROM blob_refs WHERE blob = ? AND conv = ? AND seq = ?", (blob, conv, seq)
+        )
+        await self.db.commit()
+        return cur.rowcount > 0
+
     async def sweep_candidates(self, before: int, now: int, limit: int) -> list[BlobInfo]:
         async with self.db.execute(
             'SELECT blob, owner, size, "offset", created FROM blobs WHERE created < ?'

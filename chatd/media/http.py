@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 MAX_HEAD = 16 * 1024
 PIECE = 256 * 1024
 SNIFF_TIMEOUT = 10.0
+HEAD_TIMEOUT = 10.0
+"""Seconds to send a request's head (after its first line)."""
+IDLE_TIMEOUT = 30.0
+"""Seconds a request body or a download may stall (no byte moving) before it is cut: a client
+that trickles nothing holds no connection for ever. A PATCH cut so keeps what arrived."""
 TUS_VERSION = "1.0.0"
 _BLOB = r"([A-Za-z0-9_-]{22,64})"
 _UPLOAD_RE = re.compile(rf"^{UPLOAD_PATH}/{_BLOB}$")
@@ -47,6 +52,7 @@ _REASONS = {
     401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     411: "Length Required",
     413: "Content Too Large",
@@ -142,7 +148,11 @@ class MediaHttp:
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
 
     async def _request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        raw = await reader.readuntil(b"\r\n\r\n")
+        try:
+            async with asyncio.timeout(HEAD_TIMEOUT):
+                raw = await reader.readuntil(b"\r\n\r\n")
+        except TimeoutError:
+            raise HttpError(408, "request head too slow") from None
         lines = raw[:-4].decode("latin-1").split("\r\n")
         try:
             method, target, version = lines[0].split(" ")
@@ -275,7 +285,11 @@ class MediaHttp:
         left = length
         counter = self.metrics.media_bytes.labels(direction="in")
         while left:
-            piece = await reader.read(min(PIECE, left))
+            try:
+                async with asyncio.timeout(IDLE_TIMEOUT):
+                    piece = await reader.read(min(PIECE, left))
+            except TimeoutError:
+                raise ConnectionResetError("client stalled mid-body") from None
             if not piece:
                 raise ConnectionResetError("client closed mid-body")
             left -= len(piece)
@@ -314,7 +328,11 @@ class MediaHttp:
         async for piece in svc.blobs.read(blob, start, end):
             writer.write(piece)
             counter.inc(len(piece))
-            await writer.drain()
+            try:
+                async with asyncio.timeout(IDLE_TIMEOUT):
+                    await writer.drain()
+            except TimeoutError:
+                raise ConnectionResetError("client stopped reading") from None
 
 
 def _int(headers: dict[str, str], key: str) -> int:

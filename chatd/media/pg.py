@@ -173,6 +173,12 @@ class PgBlobStore:
         )
         return [(int(r[0]), int(r[1])) for r in rows]
 
+    async def drop_ref(self, blob: str, conv: int, seq: int) -> bool:
+        status: str = await self.pool.execute(
+            "DELETE FROM media_refs WHERE blob = $1 AND conv = $2 AND seq = $3", blob, conv, seq
+        )
+        return status != "DELETE 0"
+
     async def sweep_candidates(self, before: int, now: int, limit: int) -> list[BlobInfo]:
         rows = await self.pool.fetch(
             "UPDATE media_blobs SET checked = $2 WHERE blob IN (SELECT blob FROM media_blobs"

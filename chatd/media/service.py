@@ -113,8 +113,15 @@ class MediaService:
         if f.seq:
             await self.blobs.add_ref(f.blob, f.conv, f.seq)
 
+    async def detach(self, account: int, f: F.DetachBlob) -> None:
+        msgs = await self.deps.store.messages(f.conv, f.seq - 1, f.seq + 1, 1)
+        if not msgs or msgs[0].seq != f.seq or msgs[0].sender != account:
+            raise NotFound("no such message of yours")
+        if not await self.blobs.drop_ref(f.blob, f.conv, f.seq):
+            raise NotFound("that message does not reference that blob")
+
     async def handle(
-        self, account: int, frame: F.UploadToken | F.DownloadToken | F.AttachBlob
+        self, account: int, frame: F.UploadToken | F.DownloadToken | F.AttachBlob | F.DetachBlob
     ) -> F.Frame:
         """Answer one media frame of a logged-in session."""
         match frame:
@@ -124,6 +131,12 @@ class MediaService:
                 return await self.download_token(account, frame)
             case F.AttachBlob():
                 await self.attach(account, frame)
+                return F.Ok(re=frame.id)
+            case F.DetachBlob():
+                await self.detach(account, frame)
+                return F.Ok(re=frame.id)
+            case F.DetachBlob():
+                await self.detach(account, frame)
                 return F.Ok(re=frame.id)
 
     # ------------------------------------------------------------------ HTTP side

@@ -72,6 +72,10 @@ class BlobStore(Protocol):
 
     async def refs(self, blob: str) -> list[tuple[int, int]]: ...
 
+    async def drop_ref(self, blob: str, conv: int, seq: int) -> bool:
+        """Remove one reference; whether it existed."""
+        ...
+
     async def sweep_candidates(self, before: int, now: int, limit: int) -> list[BlobInfo]:
         """Up to ``limit`` blobs created before ``before``, least recently checked first; each
         is marked checked at ``now``."""

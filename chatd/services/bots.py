@@ -15,6 +15,7 @@ from chatproto import bots
 from chatproto import frames as F
 
 from chatd.errors import ChatdError, Forbidden, NotFound
+from chatd.services.conversations import signed_change
 from chatd.services.deps import Deps
 from chatd.services.fanout import publish_message
 
@@ -52,12 +53,16 @@ class BotService:
             updated_at=row.updated_at,
         )
 
-    async def set_access(self, account: int, f: F.SetBotAccess) -> None:
+    async def set_access(self, account: int, device: int, f: F.SetBotAccess) -> None:
         """Answered once the ``bot_access`` message has left this node (every member, the bot
-        included, gets it; a repeat of the current access writes and sends nothing)."""
+        included, gets it; a repeat of the current access writes and sends nothing). A signed
+        entry is checked as for every membership change (``conversations.signed_change``)."""
         d = self._d
+        entry = await signed_change(
+            d.store, account, device, f.entry, "access", account=f.account, access=f.access
+        )
         change = await d.store.set_bot_access(
-            f.conv, account, f.account, f.access, d.clock.now_ms()
+            f.conv, account, f.account, f.access, d.clock.now_ms(), entry
         )
         if change is None:
             return

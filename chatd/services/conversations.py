@@ -2,16 +2,82 @@
 
 The store checks roles inside the write transaction and records each change as a ``system``
 message in the conversation's sequence; this service then re-routes the hub and publishes it.
+
+Membership changes may carry a signed membership-log entry (SPEC.md 8.5, E2E.md 15). This
+service checks what it can before the write: the entry is well formed, signed by the very device
+that sends the request (with its login key), and names exactly this change; the store then checks
+that it extends the log's head, in the change's transaction. Clients check everything again
+(they trust only keys their contacts' master keys sign): the server's checks keep an honest
+server's logs clean, they are not what the clients' safety rests on.
 """
 
 from __future__ import annotations
 
-from chatproto import frames as F
+from typing import Any
 
-from chatd.errors import NotFound
+from chatproto import frames as F
+from chatproto import limits as L
+from chatproto.e2e import membership as ML
+from chatproto.errors import ChatProtoError
+
+from chatd.errors import Invalid, NotFound
 from chatd.services.deps import Deps
 from chatd.services.fanout import deliver_frame, publish_message
-from chatd.store.base import ConvRow, MembershipChange
+from chatd.store.base import AccountStore, ConvRow, LogRow, MembershipChange, SignedChange
+
+_PAGE_BUDGET = L.MAX_FRAME_BYTES - 1024
+"""A ``member_log`` page stays a legal frame: entries are cut once they would pass this."""
+_ENTRY_OVERHEAD = 64
+"""Bytes of framing per entry besides its body and signature (keys, ints, map headers)."""
+
+SignedStore = AccountStore
+"""What checking an entry needs of the store: the signing device's login key."""
+
+
+async def signed_change(
+    store: SignedStore,
+    actor: int,
+    device: int,
+    signed: F.SignedEntry | None,
+    op: str,
+    **expect: Any,
+) -> SignedChange | None:
+    """The checked entry of a change made by ``actor`` from ``device`` (``Invalid`` when it
+    is malformed, not signed by this device's login key, or names another change)."""
+    if signed is None:
+        return None
+    try:
+        e = ML.decode_entry(signed.body)
+    except ChatProtoError as exc:
+        raise Invalid(exc.message) from None
+    if e.actor != actor or e.device != device:
+        raise Invalid("the entry names another account or device than the one sending it")
+    if e.op != op:
+        raise Invalid(f"the entry is a {e.op!r}, this request a {op!r}")
+    for field, value in expect.items():
+        if getattr(e, field) != value:
+            raise Invalid(f"the entry's {field} is not the request's")
+    row = await store.device(device)
+    if row is None:
+        raise NotFound("no such device")
+    try:
+        ML.verify_signature(signed.body, signed.sig, row.public_key)
+    except ChatProtoError:
+        raise Invalid("the entry's signature is not this device's") from None
+    return SignedChange(
+        epoch=e.epoch,
+        prev=e.prev,
+        hash=ML.entry_hash(signed.body, signed.sig),
+        group=e.group,
+        body=signed.body,
+        sig=signed.sig,
+        roster=tuple((m.account, m.role, m.access) for m in e.members),
+        access=e.access,
+    )
+
+
+def _log_entry(r: LogRow) -> F.LogEntry:
+    return F.LogEntry(epoch=r.epoch, seq=r.seq, body=r.body, sig=r.sig)
 
 
 def conv_info(row: ConvRow) -> F.ConvInfo:
@@ -39,8 +105,9 @@ class ConversationService:
 
     async def create(self, account: int, device: int, f: F.CreateConv) -> F.ConvInfo:
         d = self._d
+        entry = await signed_change(self._d.store, account, device, f.entry, "create", kind=f.kind)
         created = await d.store.create_conversation(
-            f.kind, f.title, account, f.members, d.clock.now_ms()
+            f.kind, f.title, account, f.members, d.clock.now_ms(), entry
         )
         if not created.existed:
             # Every node routes the conversation to the members' connections and hands them the
@@ -63,23 +130,52 @@ class ConversationService:
     async def list(self, account: int, device: int) -> list[F.ConvInfo]:
         return [conv_info(r) for r in await self._d.store.conversations_of(account, device)]
 
-    async def invite(self, account: int, f: F.Invite) -> None:
+    async def invite(self, account: int, device: int, f: F.Invite) -> None:
+        entry = await signed_change(
+            self._d.store, account, device, f.entry, "add", account=f.account
+        )
         await self._apply(
-            await self._d.store.invite(f.conv, account, f.account, self._d.clock.now_ms())
+            await self._d.store.invite(f.conv, account, f.account, self._d.clock.now_ms(), entry)
         )
 
-    async def remove(self, account: int, f: F.Remove) -> None:
+    async def remove(self, account: int, device: int, f: F.Remove) -> None:
+        entry = await signed_change(
+            self._d.store, account, device, f.entry, "remove", account=f.account
+        )
         await self._apply(
-            await self._d.store.remove(f.conv, account, f.account, self._d.clock.now_ms())
+            await self._d.store.remove(f.conv, account, f.account, self._d.clock.now_ms(), entry)
         )
 
-    async def leave(self, account: int, f: F.Leave) -> None:
-        await self._apply(await self._d.store.leave(f.conv, account, self._d.clock.now_ms()))
+    async def leave(self, account: int, device: int, f: F.Leave) -> None:
+        entry = await signed_change(self._d.store, account, device, f.entry, "leave")
+        await self._apply(await self._d.store.leave(f.conv, account, self._d.clock.now_ms(), entry))
 
-    async def set_role(self, account: int, f: F.SetRole) -> None:
-        await self._apply(
-            await self._d.store.set_role(f.conv, account, f.account, f.role, self._d.clock.now_ms())
+    async def set_role(self, account: int, device: int, f: F.SetRole) -> None:
+        entry = await signed_change(
+            self._d.store, account, device, f.entry, "role", account=f.account, role=f.role
         )
+        await self._apply(
+            await self._d.store.set_role(
+                f.conv, account, f.account, f.role, self._d.clock.now_ms(), entry
+            )
+        )
+
+    async def member_log(self, account: int, f: F.GetMemberLog) -> F.MemberLog:
+        """A page of the log, to members only (``NotFound`` otherwise, SPEC.md 8.3)."""
+        store = self._d.store
+        if await store.member_kind(f.conv, account) is None:
+            raise NotFound("no such conversation")
+        rows = await store.member_log(f.conv, f.after, f.limit + 1)
+        entries: list[F.LogEntry] = []
+        more = len(rows) > f.limit
+        size = 0
+        for r in rows[: f.limit]:
+            size += len(r.body) + len(r.sig) + _ENTRY_OVERHEAD
+            if entries and size > _PAGE_BUDGET:
+                more = True  # the page stays a legal frame; the rest comes in the next one
+                break
+            entries.append(_log_entry(r))
+        return F.MemberLog(re=f.id, conv=f.conv, entries=entries, more=more)
 
     async def rename(self, account: int, f: F.Rename) -> None:
         await self._apply(

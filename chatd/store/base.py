@@ -128,6 +128,40 @@ class MembershipChange:
 
 
 @dataclass(frozen=True, slots=True)
+class SignedChange:
+    """A membership-log entry (E2E.md 15) the service has checked: well formed, signed by the
+    acting device, naming exactly this change. The store checks the rest in the change's own
+    transaction (``rules.check_link``: it extends the log's head; the roster or access against
+    the accounts' types) and stores it with the change's system message."""
+
+    epoch: int
+    prev: bytes
+    hash: bytes
+    group: bytes
+    body: bytes
+    sig: bytes
+    roster: tuple[tuple[int, str, str], ...] = ()
+    """``create``: ``(account, role, access)`` of every member, ascending."""
+    access: str = ""
+    """``add``: the access the entry gives the new member."""
+
+    @property
+    def link(self) -> tuple[int, bytes, bytes]:
+        return self.epoch, self.prev, self.group
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    """A stored membership-log entry; ``seq`` is its system message's (0 for the first entry
+    of a conversation created before it had a log)."""
+
+    epoch: int
+    seq: int
+    body: bytes
+    sig: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class BotProfileRow:
     """A bot's stored profile (msgpack of ``chatproto.bots.StoredProfile``); ``body`` empty and
     ``updated_at`` 0 when the bot never set one."""
@@ -212,18 +246,54 @@ class AccountStore(Protocol):
 
 
 class ConversationStore(Protocol):
+    """Conversations and members. Every membership change may carry a ``SignedChange``: it is
+    checked against the conversation's membership log and stored with the change, in the same
+    transaction (``Conflict`` when the log moved on, ``Invalid`` when it does not match or a
+    signed conversation gets an unsigned change; nothing is written then)."""
+
     async def create_conversation(
-        self, kind: str, title: str, creator: int, members: Sequence[int], now: int
-    ) -> CreatedConv: ...
+        self,
+        kind: str,
+        title: str,
+        creator: int,
+        members: Sequence[int],
+        now: int,
+        entry: SignedChange | None = None,
+    ) -> CreatedConv:
+        """A new conversation, or (direct) the existing one; ``entry`` starts its log (for an
+        existing direct conversation without a log, it becomes its first entry)."""
+        ...
+
     async def conversation(self, conv: int, account: int, device: int) -> ConvRow: ...
     async def conversations_of(self, account: int, device: int) -> list[ConvRow]: ...
     async def conversation_ids_of(self, account: int) -> list[int]: ...
-    async def invite(self, conv: int, actor: int, account: int, now: int) -> MembershipChange: ...
-    async def remove(self, conv: int, actor: int, account: int, now: int) -> MembershipChange: ...
-    async def leave(self, conv: int, actor: int, now: int) -> MembershipChange: ...
-    async def set_role(
-        self, conv: int, actor: int, account: int, role: str, now: int
+    async def invite(
+        self, conv: int, actor: int, account: int, now: int, entry: SignedChange | None = None
     ) -> MembershipChange: ...
+    async def remove(
+        self, conv: int, actor: int, account: int, now: int, entry: SignedChange | None = None
+    ) -> MembershipChange: ...
+    async def leave(
+        self, conv: int, actor: int, now: int, entry: SignedChange | None = None
+    ) -> MembershipChange: ...
+    async def set_role(
+        self,
+        conv: int,
+        actor: int,
+        account: int,
+        role: str,
+        now: int,
+        entry: SignedChange | None = None,
+    ) -> MembershipChange: ...
+    async def member_log(self, conv: int, after: int, limit: int) -> list[LogRow]:
+        """Entries of ``conv``'s membership log with epoch > ``after``, ascending, at most
+        ``limit`` (the caller checked membership)."""
+        ...
+
+    async def log_head(self, conv: int) -> tuple[int, bytes, bytes] | None:
+        """``(epoch, hash, group)`` of the log's last entry; None when it has none."""
+        ...
+
     async def rename(self, conv: int, actor: int, title: str, now: int) -> MembershipChange: ...
     async def contacts_of(self, account: int) -> list[int]: ...
     async def member_kind(self, conv: int, account: int) -> tuple[str, str] | None:
@@ -250,7 +320,13 @@ class BotStore(Protocol):
         ...
 
     async def set_bot_access(
-        self, conv: int, actor: int, account: int, access: str, now: int
+        self,
+        conv: int,
+        actor: int,
+        account: int,
+        access: str,
+        now: int,
+        entry: SignedChange | None = None,
     ) -> MembershipChange | None:
         """Change a bot member's access and append its ``bot_access`` system message in one
         transaction; None (nothing written) when it already has that access. ``NotFound``

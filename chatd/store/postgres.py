@@ -10,8 +10,8 @@ with several writers:
   messages. A batch of nothing but appends (the hot path) is that one statement, its own
   transaction: ONE round trip per batch, where BEGIN, five statements and COMMIT took seven.
 * The gathering window adapts to load (``_gather_window``): an idle node commits a lone write at
-  once; once at least one more write is expected within ``commit_interval``, the writer waits
-  that long, so batches grow with the load.
+  once; once the arrival rate expects more writes within ``commit_interval`` (``GATHER_WORTH``),
+  the writer waits that long, so batches grow with the load.
 * Seqs. ``conversations.last_seq`` is a counter row. A batch first locks the conversation rows
   it appends to (``SELECT ... ORDER BY id FOR NO KEY UPDATE``: sorted, so two nodes lock in the
   same order), then reads roles and cmids, assigns seqs from the locked counter and writes the
@@ -50,6 +50,7 @@ from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
 import asyncpg
+import msgspec
 from chatproto import kinds
 
 from chatd.core import rules
@@ -73,11 +74,13 @@ from chatd.store.base import (
     DeviceListRow,
     DeviceRow,
     KeyUpload,
+    LogRow,
     MemberRow,
     Membership,
     MembershipChange,
     NewMessage,
     PrekeyRow,
+    SignedChange,
     StoredMessage,
     ToDeviceRow,
 )
@@ -109,6 +112,10 @@ _LOST = (
 """Errors after which the connection's state is unknown: it is dropped and made anew."""
 
 MAX_ATTEMPTS = 5
+
+GATHER_WORTH = 0.25
+"""Writes expected within ``commit_interval`` from which the writer waits for them (at 2 ms:
+from 125 writes/s; below, a write commits as soon as the writer is free)."""
 
 _MESSAGE_COLS = "seq, ts, sender, device, cmid, kind, body, to_accounts, withheld"
 
@@ -180,6 +187,40 @@ class _Tx:
             m.body,
         )
         return m
+
+    async def log_head(self, conv: int) -> rules.LogHead | None:
+        return await _log_head(self.db, conv)
+
+    async def link(self, conv: int, entry: SignedChange | None, *, create: bool = False) -> None:
+        """Refuse (before anything is written) a change that does not extend the log; run
+        under the conversation's row lock, so two nodes never extend it from one head."""
+        head = await self.log_head(conv)
+        rules.check_link(head, None if entry is None else entry.link, create=create)
+        if entry is not None and entry.epoch == 1:
+            await self.group_free(entry.group)
+
+    async def group_free(self, group: bytes) -> None:
+        if await self.db.fetchval("SELECT 1 FROM member_log WHERE group_id=$1 AND epoch=1", group):
+            raise Conflict("this membership log's group id belongs to another conversation")
+
+    async def signed_message(
+        self, conv: int, now: int, event: kinds.SystemEvent, entry: SignedChange | None
+    ) -> StoredMessage:
+        """The change's system message, carrying its signed entry, and the log row."""
+        if entry is None:
+            return await self.system_message(conv, now, event)
+        m = await self.system_message(
+            conv, now, msgspec.structs.replace(event, entry=entry.body, sig=entry.sig)
+        )
+        await self.log(conv, m.seq, entry)
+        return m
+
+    async def log(self, conv: int, seq: int, entry: SignedChange) -> None:
+        await self.db.execute(
+            "INSERT INTO member_log (conv_id, epoch, seq, hash, group_id, body, sig)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7)",
+            *(conv, entry.epoch, seq, entry.hash, entry.group, entry.body, entry.sig),
+        )
 
     async def role(self, conv: int, account: int) -> tuple[str, str]:
         """Lock ``conv``, then ``(kind, role)`` of a member; ``NotFound`` for a non-member, as
@@ -335,11 +376,13 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         return await asyncpg.connect(self.dsn, timeout=self._timeout, command_timeout=self._timeout)
 
     def _gather_window(self) -> float:
-        """Wait ``commit_interval`` only when at least one more write is expected in it (by the
-        recent arrival rate): an idle node commits a lone write at once, a loaded one gathers
-        batches that grow with the load. Each commit costs a round trip and a WAL flush
-        whatever its size, so fewer, larger batches are what keeps CPU per message flat."""
-        if self._rate * self._commit_interval >= 1.0:
+        """Wait ``commit_interval`` only when the recent arrival rate expects at least
+        ``GATHER_WORTH`` more writes in it: an idle or lightly used node commits a lone write
+        at once, a loaded one gathers batches that grow with the load. Each commit costs a
+        round trip and a WAL flush whatever its size, and a node of a cluster sees only its
+        share of the load, so gathering from a modest rate keeps its CPU per message near a
+        single node's."""
+        if self._rate * self._commit_interval >= GATHER_WORTH:
             return self._commit_interval
         return 0.0
 
@@ -538,7 +581,13 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
     # ------------------------------------------------------------------ conversations
 
     async def create_conversation(
-        self, kind: str, title: str, creator: int, members: Sequence[int], now: int
+        self,
+        kind: str,
+        title: str,
+        creator: int,
+        members: Sequence[int],
+        now: int,
+        entry: SignedChange | None = None,
     ) -> CreatedConv:
         others = sorted(set(members) - {creator})
 
@@ -553,6 +602,7 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
             for account in others:
                 if account not in type_of:
                     raise NotFound(f"no account {account}")
+            bots = {a for a, t in type_of.items() if t == "bot"}
             key = None
             if kind == "direct":
                 if len(others) != 1 or len(set(members)) != 1:
@@ -562,7 +612,18 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
                     "SELECT id FROM conversations WHERE direct_key=$1", key
                 )
                 if existing is not None:
-                    return CreatedConv(await tx.conv_row(int(existing), creator), (), existed=True)
+                    existing = int(existing)
+                    if entry is not None:
+                        await tx.lock_conv(existing)
+                        if await tx.log_head(existing) is None:
+                            # A direct conversation from before logs: its first entry, now.
+                            rules.check_roster(kind, creator, others, bots, entry.roster)
+                            await tx.link(existing, entry, create=True)
+                            await tx.log(existing, 0, entry)
+                    return CreatedConv(await tx.conv_row(existing, creator), (), existed=True)
+            if entry is not None:
+                rules.check_roster(kind, creator, others, bots, entry.roster)
+                await tx.group_free(entry.group)
             conv = int(
                 await db.fetchval(
                     "INSERT INTO conversations (kind, title, created_at, direct_key)"
@@ -573,12 +634,13 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
                     key,
                 )
             )
-            created = await tx.system_message(
+            created = await tx.signed_message(
                 conv,
                 now,
                 kinds.SystemEvent(
                     event="created", actor=creator, title=title if kind != "direct" else ""
                 ),
+                entry,
             )
             creator_role = "member" if kind == "direct" else "owner"
             access = rules.initial_access(kind)
@@ -658,7 +720,9 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         )
         return [int(r[0]) for r in rows]
 
-    async def invite(self, conv: int, actor: int, account: int, now: int) -> MembershipChange:
+    async def invite(
+        self, conv: int, actor: int, account: int, now: int, entry: SignedChange | None = None
+    ) -> MembershipChange:
         async def op(tx: _Tx) -> MembershipChange:
             kind, role = await tx.role(conv, actor)
             rules.check_manage_members(kind, role)
@@ -672,13 +736,17 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
                 "SELECT 1 FROM members WHERE conv_id=$1 AND account_id=$2", conv, account
             ):
                 raise Conflict("already a member")
+            await tx.link(conv, entry)
+            if entry is not None:
+                rules.check_new_member_access(kind, bot, entry.access)
             access = rules.initial_access(kind) if bot else rules.ALL
-            m = await tx.system_message(
+            m = await tx.signed_message(
                 conv,
                 now,
                 kinds.SystemEvent(
                     event="joined", actor=actor, account=account, access=access if bot else ""
                 ),
+                entry,
             )
             await tx.db.execute(
                 "INSERT INTO members (conv_id, account_id, role, joined_seq, access)"
@@ -693,14 +761,17 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
 
         return await self._write(op)
 
-    async def remove(self, conv: int, actor: int, account: int, now: int) -> MembershipChange:
+    async def remove(
+        self, conv: int, actor: int, account: int, now: int, entry: SignedChange | None = None
+    ) -> MembershipChange:
         async def op(tx: _Tx) -> MembershipChange:
             kind, role = await tx.role(conv, actor)
             if account == actor:
                 raise Invalid("use leave to leave a conversation")
             rules.check_remove(kind, role, await tx.target_role(conv, account))
-            m = await tx.system_message(
-                conv, now, kinds.SystemEvent(event="removed", actor=actor, account=account)
+            await tx.link(conv, entry)
+            m = await tx.signed_message(
+                conv, now, kinds.SystemEvent(event="removed", actor=actor, account=account), entry
             )
             await tx.db.execute(
                 "DELETE FROM members WHERE conv_id=$1 AND account_id=$2", conv, account
@@ -709,11 +780,16 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
 
         return await self._write(op)
 
-    async def leave(self, conv: int, actor: int, now: int) -> MembershipChange:
+    async def leave(
+        self, conv: int, actor: int, now: int, entry: SignedChange | None = None
+    ) -> MembershipChange:
         async def op(tx: _Tx) -> MembershipChange:
             kind, role = await tx.role(conv, actor)
             rules.check_leave(kind)
-            m = await tx.system_message(conv, now, kinds.SystemEvent(event="left", actor=actor))
+            await tx.link(conv, entry)
+            m = await tx.signed_message(
+                conv, now, kinds.SystemEvent(event="left", actor=actor), entry
+            )
             await tx.db.execute(
                 "DELETE FROM members WHERE conv_id=$1 AND account_id=$2", conv, actor
             )
@@ -738,13 +814,23 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         return await self._write(op)
 
     async def set_role(
-        self, conv: int, actor: int, account: int, role: str, now: int
+        self,
+        conv: int,
+        actor: int,
+        account: int,
+        role: str,
+        now: int,
+        entry: SignedChange | None = None,
     ) -> MembershipChange:
         async def op(tx: _Tx) -> MembershipChange:
             kind, actor_role = await tx.role(conv, actor)
             rules.check_set_role(kind, actor_role, await tx.target_role(conv, account))
-            m = await tx.system_message(
-                conv, now, kinds.SystemEvent(event="role", actor=actor, account=account, role=role)
+            await tx.link(conv, entry)
+            m = await tx.signed_message(
+                conv,
+                now,
+                kinds.SystemEvent(event="role", actor=actor, account=account, role=role),
+                entry,
             )
             await tx.db.execute(
                 "UPDATE members SET role=$1 WHERE conv_id=$2 AND account_id=$3", role, conv, account
@@ -765,10 +851,31 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
 
         return await self._write(op)
 
+    async def member_log(self, conv: int, after: int, limit: int) -> list[LogRow]:
+        rows = await self._read(
+            lambda db: db.fetch(
+                "SELECT epoch, seq, body, sig FROM member_log WHERE conv_id=$1 AND epoch>$2"
+                " ORDER BY epoch LIMIT $3",
+                conv,
+                after,
+                limit,
+            )
+        )
+        return [LogRow(int(e), int(q), bytes(b), bytes(g)) for e, q, b, g in rows]
+
+    async def log_head(self, conv: int) -> rules.LogHead | None:
+        return await self._read(lambda db: _log_head(db, conv))
+
     # ------------------------------------------------------------------ bots
 
     async def set_bot_access(
-        self, conv: int, actor: int, account: int, access: str, now: int
+        self,
+        conv: int,
+        actor: int,
+        account: int,
+        access: str,
+        now: int,
+        entry: SignedChange | None = None,
     ) -> MembershipChange | None:
         async def op(tx: _Tx) -> MembershipChange | None:
             kind, role = await tx.role(conv, actor)  # locks conv: orders it with the appends
@@ -785,10 +892,12 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
                 raise Invalid("only a bot member has an access")
             if row[0] == access:
                 return None
-            m = await tx.system_message(
+            await tx.link(conv, entry)
+            m = await tx.signed_message(
                 conv,
                 now,
                 kinds.SystemEvent(event="bot_access", actor=actor, account=account, access=access),
+                entry,
             )
             await tx.db.execute(
                 "UPDATE members SET access=$1 WHERE conv_id=$2 AND account_id=$3",
@@ -1135,6 +1244,14 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
             return deleted
 
         return await self._write(op)
+
+
+async def _log_head(db: Conn, conv: int) -> rules.LogHead | None:
+    row = await db.fetchrow(
+        "SELECT epoch, hash, group_id FROM member_log WHERE conv_id=$1 ORDER BY epoch DESC LIMIT 1",
+        conv,
+    )
+    return None if row is None else (int(row[0]), bytes(row[1]), bytes(row[2]))
 
 
 def _account(row: Any) -> AccountRow | None:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
+import msgspec
 from chatproto import kinds
 
 from chatd.core import rules
@@ -54,11 +55,13 @@ from chatd.store.base import (
     DeviceListRow,
     DeviceRow,
     KeyUpload,
+    LogRow,
     MemberRow,
     Membership,
     MembershipChange,
     NewMessage,
     PrekeyRow,
+    SignedChange,
     StoredMessage,
     ToDeviceRow,
 )
@@ -161,6 +164,45 @@ class _Tx:
         m = StoredMessage(conv, self.next_seq(conv), now, 0, 0, None, "system", body)
         self.insert_message(m)
         return m
+
+    def log_head(self, conv: int) -> rules.LogHead | None:
+        row = self.db.execute(
+            "SELECT epoch, hash, group_id FROM member_log WHERE conv_id=?"
+            " ORDER BY epoch DESC LIMIT 1",
+            (conv,),
+        ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]), bytes(row[2]))
+
+    def link(self, conv: int, entry: SignedChange | None, *, create: bool = False) -> None:
+        """Refuse (before anything is written) a change that does not extend the log."""
+        rules.check_link(self.log_head(conv), None if entry is None else entry.link, create=create)
+        if entry is not None and entry.epoch == 1:
+            self.group_free(entry.group)
+
+    def group_free(self, group: bytes) -> None:
+        if self.db.execute(
+            "SELECT 1 FROM member_log WHERE group_id=? AND epoch=1", (group,)
+        ).fetchone():
+            raise Conflict("this membership log's group id belongs to another conversation")
+
+    def signed_message(
+        self, conv: int, now: int, event: kinds.SystemEvent, entry: SignedChange | None
+    ) -> StoredMessage:
+        """The change's system message, carrying its signed entry, and the log row."""
+        if entry is None:
+            return self.system_message(conv, now, event)
+        m = self.system_message(
+            conv, now, msgspec.structs.replace(event, entry=entry.body, sig=entry.sig)
+        )
+        self.log(conv, m.seq, entry)
+        return m
+
+    def log(self, conv: int, seq: int, entry: SignedChange) -> None:
+        self.db.execute(
+            "INSERT INTO member_log (conv_id, epoch, seq, hash, group_id, body, sig)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (conv, entry.epoch, seq, entry.hash, entry.group, entry.body, entry.sig),
+        )
 
     def role(self, conv: int, account: int) -> tuple[str, str]:
         """``(kind, role)`` of a member; ``NotFound`` for a non-member, as for no conversation."""
@@ -406,7 +448,13 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
     # ------------------------------------------------------------------ conversations
 
     async def create_conversation(
-        self, kind: str, title: str, creator: int, members: Sequence[int], now: int
+        self,
+        kind: str,
+        title: str,
+        creator: int,
+        members: Sequence[int],
+        now: int,
+        entry: SignedChange | None = None,
     ) -> CreatedConv:
         others = sorted(set(members) - {creator})
 
@@ -428,18 +476,28 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
                     "SELECT id FROM conversations WHERE direct_key=?", (key,)
                 ).fetchone()
                 if row is not None:
-                    return CreatedConv(tx.conv_row(int(row[0]), creator), (), existed=True)
+                    existing = int(row[0])
+                    if entry is not None and tx.log_head(existing) is None:
+                        # A direct conversation from before logs: its first entry, signed now.
+                        rules.check_roster(kind, creator, others, bots, entry.roster)
+                        tx.link(existing, entry, create=True)
+                        tx.log(existing, 0, entry)
+                    return CreatedConv(tx.conv_row(existing, creator), (), existed=True)
+            if entry is not None:
+                rules.check_roster(kind, creator, others, bots, entry.roster)
+                tx.group_free(entry.group)
             cur = db.execute(
                 "INSERT INTO conversations (kind, title, created_at, direct_key) VALUES (?,?,?,?)",
                 (kind, "" if kind == "direct" else title, now, key),
             )
             conv = int(cur.lastrowid or 0)
-            created = tx.system_message(
+            created = tx.signed_message(
                 conv,
                 now,
                 kinds.SystemEvent(
                     event="created", actor=creator, title=title if kind != "direct" else ""
                 ),
+                entry,
             )
             creator_role = "member" if kind == "direct" else "owner"
             access = rules.initial_access(kind)
@@ -528,7 +586,9 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         )
         return [int(r[0]) for r in rows]
 
-    async def invite(self, conv: int, actor: int, account: int, now: int) -> MembershipChange:
+    async def invite(
+        self, conv: int, actor: int, account: int, now: int, entry: SignedChange | None = None
+    ) -> MembershipChange:
         def op(tx: _Tx) -> MembershipChange:
             kind, role = tx.role(conv, actor)
             rules.check_manage_members(kind, role)
@@ -541,13 +601,17 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
                 "SELECT 1 FROM members WHERE conv_id=? AND account_id=?", (conv, account)
             ).fetchone():
                 raise Conflict("already a member")
+            tx.link(conv, entry)
+            if entry is not None:
+                rules.check_new_member_access(kind, bot, entry.access)
             access = rules.initial_access(kind) if bot else rules.ALL
-            m = tx.system_message(
+            m = tx.signed_message(
                 conv,
                 now,
                 kinds.SystemEvent(
                     event="joined", actor=actor, account=account, access=access if bot else ""
                 ),
+                entry,
             )
             tx.db.execute(
                 "INSERT INTO members (conv_id, account_id, role, joined_seq, access)"
@@ -559,14 +623,17 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
 
         return await self._write(op)
 
-    async def remove(self, conv: int, actor: int, account: int, now: int) -> MembershipChange:
+    async def remove(
+        self, conv: int, actor: int, account: int, now: int, entry: SignedChange | None = None
+    ) -> MembershipChange:
         def op(tx: _Tx) -> MembershipChange:
             kind, role = tx.role(conv, actor)
             if account == actor:
                 raise Invalid("use leave to leave a conversation")
             rules.check_remove(kind, role, tx.target_role(conv, account))
-            m = tx.system_message(
-                conv, now, kinds.SystemEvent(event="removed", actor=actor, account=account)
+            tx.link(conv, entry)
+            m = tx.signed_message(
+                conv, now, kinds.SystemEvent(event="removed", actor=actor, account=account), entry
             )
             tx.db.execute("DELETE FROM members WHERE conv_id=? AND account_id=?", (conv, account))
             tx.addressed.pop(conv, None)
@@ -574,11 +641,14 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
 
         return await self._write(op)
 
-    async def leave(self, conv: int, actor: int, now: int) -> MembershipChange:
+    async def leave(
+        self, conv: int, actor: int, now: int, entry: SignedChange | None = None
+    ) -> MembershipChange:
         def op(tx: _Tx) -> MembershipChange:
             kind, role = tx.role(conv, actor)
             rules.check_leave(kind)
-            m = tx.system_message(conv, now, kinds.SystemEvent(event="left", actor=actor))
+            tx.link(conv, entry)
+            m = tx.signed_message(conv, now, kinds.SystemEvent(event="left", actor=actor), entry)
             tx.db.execute("DELETE FROM members WHERE conv_id=? AND account_id=?", (conv, actor))
             tx.addressed.pop(conv, None)
             if role == "owner":
@@ -601,13 +671,23 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         return await self._write(op)
 
     async def set_role(
-        self, conv: int, actor: int, account: int, role: str, now: int
+        self,
+        conv: int,
+        actor: int,
+        account: int,
+        role: str,
+        now: int,
+        entry: SignedChange | None = None,
     ) -> MembershipChange:
         def op(tx: _Tx) -> MembershipChange:
             kind, actor_role = tx.role(conv, actor)
             rules.check_set_role(kind, actor_role, tx.target_role(conv, account))
-            m = tx.system_message(
-                conv, now, kinds.SystemEvent(event="role", actor=actor, account=account, role=role)
+            tx.link(conv, entry)
+            m = tx.signed_message(
+                conv,
+                now,
+                kinds.SystemEvent(event="role", actor=actor, account=account, role=role),
+                entry,
             )
             tx.db.execute(
                 "UPDATE members SET role=? WHERE conv_id=? AND account_id=?", (role, conv, account)
@@ -628,10 +708,36 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
 
         return await self._write(op)
 
+    async def member_log(self, conv: int, after: int, limit: int) -> list[LogRow]:
+        rows = await self._read(
+            lambda db: db.execute(
+                "SELECT epoch, seq, body, sig FROM member_log WHERE conv_id=? AND epoch>?"
+                " ORDER BY epoch LIMIT ?",
+                (conv, after, limit),
+            ).fetchall()
+        )
+        return [LogRow(int(e), int(q), bytes(b), bytes(g)) for e, q, b, g in rows]
+
+    async def log_head(self, conv: int) -> rules.LogHead | None:
+        row = await self._read(
+            lambda db: db.execute(
+                "SELECT epoch, hash, group_id FROM member_log WHERE conv_id=?"
+                " ORDER BY epoch DESC LIMIT 1",
+                (conv,),
+            ).fetchone()
+        )
+        return None if row is None else (int(row[0]), bytes(row[1]), bytes(row[2]))
+
     # ------------------------------------------------------------------ bots
 
     async def set_bot_access(
-        self, conv: int, actor: int, account: int, access: str, now: int
+        self,
+        conv: int,
+        actor: int,
+        account: int,
+        access: str,
+        now: int,
+        entry: SignedChange | None = None,
     ) -> MembershipChange | None:
         def op(tx: _Tx) -> MembershipChange | None:
             kind, role = tx.role(conv, actor)
@@ -647,10 +753,12 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
                 raise Invalid("only a bot member has an access")
             if row[0] == access:
                 return None
-            m = tx.system_message(
+            tx.link(conv, entry)
+            m = tx.signed_message(
                 conv,
                 now,
                 kinds.SystemEvent(event="bot_access", actor=actor, account=account, access=access),
+                entry,
             )
             tx.db.execute(
                 "UPDATE members SET access=? WHERE conv_id=? AND account_id=?",

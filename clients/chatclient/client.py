@@ -18,8 +18,10 @@ The outbox: every ``send`` is committed to the key store before it is written to
 and stays there until its ack. Each connection writes what is there in the order sent per
 conversation, with the original cmid and the same bytes (so the server stores each message once),
 including what an earlier process on the same key store left (typed offline, or killed before the
-ack). A message of this device that comes back by sync or fetch before its ack is taken as
-acknowledged and shown from its outbox plaintext.
+ack). A backlog (and anything after a refusal for rate) goes one message at a time, each after
+the previous one's answer, so no message is stored ahead of one sent before it; otherwise up to
+``SEND_WINDOW`` are in flight. A message of this device that comes back by sync or fetch before
+its ack is taken as acknowledged and shown from its outbox plaintext.
 
 Delivery to the application is exactly once and in seq order per conversation: the client keeps
 a cursor per conversation (highest contiguous seq), drops repeats, buffers what arrives early and
@@ -53,6 +55,7 @@ from typing import Any, Self, TypeVar
 import msgspec
 from chatproto import PROTOCOL_VERSION, WS_PATH, auth, codec, kinds
 from chatproto import frames as F
+from chatproto.e2e import membership as ML
 from chatproto.e2e.payload import E2E_KIND
 from chatproto.errors import ChatProtoError, ErrorCode, ProtocolError
 from chatproto.limits import MAX_PAGE
@@ -67,13 +70,15 @@ from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from chatclient.addressing import MAX_TO, addressees, bare_command
-from chatclient.e2e import E2E, MissingKey, content_of
+from chatclient.e2e import E2E, Decrypted, MissingKey, content_of
 from chatclient.errors import (
     AuthError,
     ChatClientError,
     ClientClosed,
+    Conflict,
     ConnectionLost,
     InvocationTimeoutError,
+    NotFound,
     RateLimited,
     RequestError,
     error_for,
@@ -90,10 +95,12 @@ from chatclient.events import (
     Message,
     SecurityWarning,
     SendFailed,
+    TranscriptWarning,
     Undecryptable,
 )
 from chatclient.keystore import KeyStore
 from chatclient.media import Media
+from chatclient.members import Members, UnverifiedMembership
 from chatclient.payments import Payments, Receipt
 
 log = logging.getLogger(__name__)
@@ -106,6 +113,10 @@ MEMBERSHIP_EVENTS = frozenset({"created", "joined", "left", "removed", "bot_acce
 again and new sender keys are made."""
 RATE_LIMIT_BACKOFF = (0.05, 1.0)
 """First and longest pause before repeating a request refused with ``RATE_LIMITED``."""
+SEND_WINDOW = 64
+"""Sends of one conversation written and not yet answered at a time. 1 (each waits for the
+previous one's answer) while a backlog from before a (re)connect drains and after a refusal to be
+retried (``RATE_LIMITED``): no message is stored ahead of one sent before it."""
 KNOWN_SENDERS = 4096
 """(conv, seq) -> sender remembered for addressing replies without a fetch."""
 
@@ -192,6 +203,12 @@ class ConvView:
             {m.account: m.access for m in info.members if m.access is not None},
         )
 
+    @classmethod
+    def verified(cls, state: ML.ChainState, info: F.ConvInfo | None) -> ConvView:
+        """The members and bots of the verified membership log (handles from the server)."""
+        handles = {} if info is None else {m.account: m.handle for m in info.members}
+        return cls(state.kind, state.accounts, handles, state.bots)
+
 
 @dataclass
 class _Invocation:
@@ -237,6 +254,10 @@ class Client:
         """Sent, not acknowledged: mirrors the key store's outbox (a previous run's too)."""
         self._flushers: dict[int, asyncio.Task[None]] = {}
         """Per conversation, the task writing its outbox entries in order."""
+        self._windows: dict[int, int] = {}
+        """Conversations whose sends go one at a time for now (see ``SEND_WINDOW``)."""
+        self._progress = asyncio.Event()
+        """Set (and replaced) when an outbox entry is answered, or the connection goes."""
         self._generation = 0
         """Counts logins: an entry is written once per connection."""
         self._saved_cursors: dict[int, int] = dict(self.keystore.cursors)
@@ -268,6 +289,11 @@ class Client:
             self._next_id,
             warn=lambda account, reason: self._emit(SecurityWarning(account, reason)),
         )
+        self.members = Members(self.e2e, self._call, self._next_id)
+        """The conversations' verified members (E2E.md 15): sending encrypts to them only."""
+        self._member_warned: set[tuple[int, frozenset[int]]] = set()
+        self._users: set[int] = set()
+        """Accounts known not to be bots (``_is_bot``)."""
         self.payments = Payments(self)
         self.media = Media(self)
         """Files, images, voice notes (``send_file``, ``download``: chatclient/media.py)."""
@@ -420,6 +446,7 @@ class Client:
                 self._ws = None
                 self._ready.clear()
                 self._fail_waiting(ConnectionLost("connection lost"))
+                self._progressed()
             if code == 1008 and self._fatal is None:
                 self._fatal = AuthError(int(ErrorCode.AUTH_FAILED), reason or "policy close")
             will_retry = self.reconnect and self._fatal is None and not self._closed
@@ -466,6 +493,8 @@ class Client:
             await self.e2e.setup(first_device=first_device)
             await self._fetch_to_device()  # sender keys first, so synced messages open
         await self.resync()
+        for p in self._outbox.values():  # a backlog goes out in order, one at a time
+            self._windows[p.conv] = 1
         self._kick()
 
     async def _resync_quietly(self) -> None:
@@ -610,6 +639,8 @@ class Client:
                 self._views.pop(m.conv, None)
             self.e2e.rotate(m.conv)
             self._bot_events(m, content)
+        if isinstance(content, kinds.SystemEvent) and self.encrypt:
+            self._membership_events(m, content)
         parked = self._parked.get(m.conv)
         if parked:
             parked.append(m)
@@ -630,6 +661,33 @@ class Client:
         await self._emit(m)
         for follower in self._followers.pop((m.conv, m.seq), ()):
             await self._emit(follower)
+
+    def _membership_events(self, m: Message, ev: kinds.SystemEvent) -> None:
+        """Verify a membership message's signed entry (E2E.md 15): ``MembershipChanged`` right
+        after it, or a ``SecurityWarning`` for a change no member signed (never applied)."""
+        out = self.members.apply_live(m.conv, m.seq, ev)
+        if out:
+            self._followers.setdefault((m.conv, m.seq), []).extend(out)
+        if m.conv in self.members.behind and self._tasks is not None and not self._closed:
+            self._tasks.create_task(self._refresh_members(m.conv))
+
+    async def _refresh_members(self, conv: int) -> None:
+        # A log that does not verify was reported (SecurityWarning) by _verified_members.
+        with contextlib.suppress(ChatClientError, ChatProtoError, TimeoutError):
+            await self._verified_members(conv)
+
+    async def _verified_members(self, conv: int) -> ML.ChainState:
+        """The verified membership of ``conv`` (fetched and checked now), its new changes
+        emitted as ``MembershipChanged``; ``UnverifiedMembership`` (also emitted as a
+        ``SecurityWarning``) when it cannot be verified."""
+        try:
+            state, events = await self.members.verified(conv)
+        except UnverifiedMembership as exc:
+            await self._emit(SecurityWarning(0, exc.message, conv=conv))
+            raise
+        for event in events:
+            await self._emit(event)
+        return state
 
     def _bot_events(self, m: Message, ev: kinds.SystemEvent) -> None:
         """``BotAdded`` / ``BotRemoved`` from a membership message, emitted right after it."""
@@ -656,14 +714,56 @@ class Client:
     async def _announce_initial_bots(self, conv: int, seq: int, creator: int) -> None:
         try:
             view = await self._view(conv)  # known already when this client created it
-        except (ChatClientError, TimeoutError):
+        except (ChatClientError, ChatProtoError, TimeoutError):
             return  # no longer a member, or offline: nothing to announce
         for bot, access in sorted(view.bots.items()):
             await self._emit(BotAdded(conv, bot, creator, access, seq))
 
-    def _open(self, m: Message) -> Message | Undecryptable:
+    def _log_head(self, conv: int) -> tuple[int, bytes]:
+        state = self.members.state(conv)
+        return (0, b"") if state is None else (state.epoch, state.head)
+
+    def _check_transcript(self, m: Message, d: Decrypted) -> None:
+        """What the message says its sender had seen against what reached this device (E2E.md
+        16): a ``TranscriptWarning`` right after it for each thing that does not add up. Not on
+        a bot: one with access ``addressed`` misses messages by design."""
+        if self.is_bot:
+            return
+        out: list[Event] = []
+        if d.gap:
+            warn = TranscriptWarning(
+                m.conv, m.seq, m.sender, "iteration_gap", m.sender, m.device, d.gap
+            )
+            out.append(warn)
+        if d.transcript is not None:
+            found = self.e2e.observe(
+                m.conv,
+                m.seq,
+                m.sender,
+                m.device,
+                m.body,
+                d.transcript,
+                joined=self._joined.get(m.conv, 0),
+                log_head=self._log_head(m.conv),
+            )
+            out += [
+                TranscriptWarning(m.conv, m.seq, m.sender, f.problem, f.account, f.device, f.count)
+                for f in found
+            ]
+        if out:
+            self._followers.setdefault((m.conv, m.seq), []).extend(out)
+
+    def _open(self, m: Message, *, in_order: bool = True) -> Message | Undecryptable:
+        """Decrypt ``m``; ``in_order``: it is the conversation's next message (not history
+        fetched on request), so its transcript is checked."""
         if m.kind != E2E_KIND:
             return m
+        if self.members.sender_ok(m.conv, m.sender, m.seq) is False:
+            reason = f"account {m.sender} is not a verified member of conversation {m.conv}"
+            self._followers.setdefault((m.conv, m.seq), []).append(
+                SecurityWarning(m.sender, reason, conv=m.conv)
+            )
+            return Undecryptable(m.conv, m.seq, m.sender, m.device, reason)
         try:
             d = self.e2e.decrypt(m.conv, m.seq, m.sender, m.device, m.body)
         except MissingKey as exc:
@@ -681,6 +781,8 @@ class Client:
             raise
         except ChatProtoError as exc:
             return Undecryptable(m.conv, m.seq, m.sender, m.device, exc.message)
+        if in_order and (d.transcript is not None or d.gap):
+            self._check_transcript(m, d)
         return Message(
             m.conv,
             m.seq,
@@ -819,12 +921,45 @@ class Client:
             pass  # offline: the next send checks it
 
     async def _view(self, conv: int) -> ConvView:
-        """The conversation's members and bots (fetched when not known or after a change)."""
+        """The conversation's members and bots (fetched when not known or after a change).
+
+        With encryption, the members are those of the verified membership log (E2E.md 15),
+        never the server's list: a member the server lists but no member signed in is left
+        out (and reported), one it dropped without a signature is kept."""
         view = self._views.get(conv)
         if view is None:
-            await self.conversation(conv)
+            info = await self.conversation(conv)
+            if self.encrypt:
+                state = await self._verified_members(conv)
+                view = self._views[conv] = ConvView.verified(state, info)
+                await self._compare_members(conv, info, state)
             view = self._views[conv]
         return view
+
+    async def _compare_members(self, conv: int, info: F.ConvInfo, state: ML.ChainState) -> None:
+        """Report, once, the accounts the server lists and the verified log does not (or the
+        reverse): what a lying server shows, which this device does not encrypt to."""
+        if len(info.members) < info.member_count:
+            return  # a partial list (a large channel) says nothing
+        listed = {m.account for m in info.members}
+        if listed != set(state.accounts):  # a change may have landed between the two reads
+            info = (await self._call(F.GetConv(id=self._next_id(), conv=conv), F.Conv)).info
+            state = await self._verified_members(conv)
+            listed = {m.account for m in info.members}
+        diff = frozenset(listed ^ set(state.accounts))
+        if diff and (conv, diff) not in self._member_warned:
+            self._member_warned.add((conv, diff))
+            extra = sorted(listed - set(state.accounts))
+            missing = sorted(set(state.accounts) - listed)
+            await self._emit(
+                SecurityWarning(
+                    extra[0] if extra else missing[0],
+                    f"conversation {conv}: the server lists members {extra} no member signed in"
+                    f" and leaves out verified members {missing}: encrypting to the verified"
+                    " members only",
+                    conv=conv,
+                )
+            )
 
     async def publish_devices(self, approve: Sequence[int] = (), remove: Sequence[int] = ()) -> int:
         """Sign the account's device list with its master key (on the device that holds it),
@@ -909,7 +1044,7 @@ class Client:
         raw = self._raw_message(conv, m)
         self._settle_own(raw)
         try:
-            return self._open(raw)
+            return self._open(raw, in_order=False)
         except MissingKey as exc:
             return Undecryptable(conv, m.seq, m.sender, m.device, exc.message)
 
@@ -1120,12 +1255,81 @@ class Client:
         return (await self.create("direct", members=[account])).conv
 
     async def create(self, kind: str, title: str = "", members: Sequence[int] = ()) -> F.ConvInfo:
-        reply = await self._call(
-            F.CreateConv(id=self._next_id(), kind=kind, title=title, members=list(members)),  # type: ignore[arg-type]
-            F.Conv,
-        )
+        """Create a conversation; with encryption, its membership log starts with this device's
+        signed ``create`` entry (E2E.md 15), and the log is verified before this returns (for an
+        existing direct conversation, the one its first member signed)."""
+
+        def frame(entry: F.SignedEntry | None) -> F.CreateConv:
+            return F.CreateConv(
+                id=self._next_id(),
+                kind=kind,  # type: ignore[arg-type]
+                title=title,
+                members=list(members),
+                entry=entry,
+            )
+
+        if not self.encrypt:
+            reply = await self._call(frame(None), F.Conv)
+            self._learn(reply.info)
+            return reply.info
+        await self._wait_connected()
+        try:  # first as if nobody were a bot (no look-ups); the server refuses a wrong access
+            entry = self.members.sign_create(kind, await self._roster(kind, members, probe=False))
+            reply = await self._call(frame(entry), F.Conv)
+        except RequestError as exc:
+            if exc.code != ErrorCode.INVALID:
+                raise
+            entry = self.members.sign_create(kind, await self._roster(kind, members, probe=True))
+            reply = await self._call(frame(entry), F.Conv)
         self._learn(reply.info)
+        state = await self._verified_members(reply.info.conv)
+        self._views[reply.info.conv] = ConvView.verified(state, reply.info)
         return reply.info
+
+    async def _roster(self, kind: str, members: Sequence[int], *, probe: bool) -> list[ML.Seat]:
+        """The seats of a new conversation: this account (owner; ``member`` in a direct one)
+        and ``members``, bots with their initial access (``probe``: asking which are bots;
+        else none is, but this account if it knows it is one)."""
+        me = self.account
+        initial = "all" if kind == "direct" else "addressed"
+        seats = []
+        for account in sorted({me, *members}):
+            if probe:
+                bot = await self._is_bot(account)
+            else:
+                bot = account == me and bool(self.is_bot)
+            role = "owner" if account == me and kind != "direct" else "member"
+            access = initial if bot else ""
+            seats.append(ML.Seat(account=account, role=role, access=access))  # type: ignore[arg-type]
+        return seats
+
+    async def _is_bot(self, account: int) -> bool:
+        """Whether ``account`` is a bot, as the server says (its profile exists): what a signed
+        entry states about the accounts it adds (E2E.md 15.4)."""
+        if account in self._users:
+            return False
+        try:
+            await self.bot_profile(account)
+        except NotFound:
+            self._users.add(account)
+            return False
+        return True
+
+    async def _signed_change(self, conv: int, make: Any, op: str, **fields: Any) -> None:
+        """Send a membership change; with encryption, signed on the verified head of the log
+        (signed again on a fresher head when another change got there first)."""
+        if not self.encrypt:
+            await self._call(make(None), F.Ok)
+            return
+        for attempt in range(3):
+            state = await self._verified_members(conv)
+            entry = self.members.sign(state, op, **fields)
+            try:
+                await self._call(make(entry), F.Ok)
+                return
+            except Conflict:
+                if attempt == 2:
+                    raise
 
     async def conversations(self) -> list[F.ConvInfo]:
         return (await self._call(F.ListConvs(id=self._next_id()), F.Convs)).convs
@@ -1139,20 +1343,59 @@ class Client:
     def _learn(self, info: F.ConvInfo) -> None:
         self.is_bot = info.access is not None  # present exactly when the caller is a bot
         if info.members:
-            view = self._views[info.conv] = ConvView.of(info)
+            view = ConvView.of(info)
+            if not self.encrypt:  # else only the verified membership log decides (``_view``)
+                self._views[info.conv] = view
             self._bots[info.conv] = dict(view.bots)
 
     async def invite(self, conv: int, account: int) -> None:
-        await self._call(F.Invite(id=self._next_id(), conv=conv, account=account), F.Ok)
+        """Add ``account`` (owner or admin). Signed as a user's add first (no look-up); if the
+        server says the account is a bot, as a bot's (access ``addressed``)."""
+        try:
+            await self._signed_change(
+                conv,
+                lambda e: F.Invite(id=self._next_id(), conv=conv, account=account, entry=e),
+                "add",
+                account=account,
+            )
+        except RequestError as exc:
+            if not self.encrypt or exc.code != ErrorCode.INVALID or not await self._is_bot(account):
+                raise
+            await self._signed_change(
+                conv,
+                lambda e: F.Invite(id=self._next_id(), conv=conv, account=account, entry=e),
+                "add",
+                account=account,
+                access="addressed",
+            )
 
     async def remove(self, conv: int, account: int) -> None:
-        await self._call(F.Remove(id=self._next_id(), conv=conv, account=account), F.Ok)
+        await self._signed_change(
+            conv,
+            lambda e: F.Remove(id=self._next_id(), conv=conv, account=account, entry=e),
+            "remove",
+            account=account,
+        )
 
     async def leave(self, conv: int) -> None:
-        await self._call(F.Leave(id=self._next_id(), conv=conv), F.Ok)
+        await self._signed_change(
+            conv, lambda e: F.Leave(id=self._next_id(), conv=conv, entry=e), "leave"
+        )
 
     async def set_role(self, conv: int, account: int, role: str) -> None:
-        await self._call(F.SetRole(id=self._next_id(), conv=conv, account=account, role=role), F.Ok)  # type: ignore[arg-type]
+        await self._signed_change(
+            conv,
+            lambda e: F.SetRole(
+                id=self._next_id(),
+                conv=conv,
+                account=account,
+                role=role,  # type: ignore[arg-type]
+                entry=e,
+            ),
+            "role",
+            account=account,
+            role=role,
+        )
 
     async def rename(self, conv: int, title: str) -> None:
         await self._call(F.Rename(id=self._next_id(), conv=conv, title=title), F.Ok)
@@ -1236,6 +1479,7 @@ class Client:
         if p is None:
             return False
         self.keystore.outbox_delete(cmid)
+        self._drained(p.conv)
         if p.future is not None and not p.future.done():
             p.future.set_exception(ClientClosed(f"message {cmid} discarded"))
         return True
@@ -1283,6 +1527,13 @@ class Client:
                 self._flushers[c] = self._tasks.create_task(self._flush(c))
 
     async def _flush(self, conv: int) -> None:
+        try:
+            await self._write_outbox(conv)
+        finally:  # one task per conversation with something to send, not per conversation ever
+            if self._flushers.get(conv) is asyncio.current_task():
+                del self._flushers[conv]
+
+    async def _write_outbox(self, conv: int) -> None:
         """Write the outbox entries of ``conv`` not yet written on this connection, in order
         (working out their addressees and encrypting each once, first)."""
         generation = self._generation
@@ -1310,8 +1561,21 @@ class Client:
                         continue
                 if self._outbox.get(p.cmid) is not p or generation != self._generation:
                     continue
+                if self._in_flight(conv, generation) >= self._windows.get(conv, SEND_WINDOW):
+                    await self._progress.wait()
+                    break  # from the start: an entry refused meanwhile goes again first
                 if not await self._transmit(p, generation):
                     return  # the connection is going: the next login starts again
+
+    def _in_flight(self, conv: int, generation: int) -> int:
+        return sum(
+            1 for p in self._outbox.values() if p.conv == conv and p.written_on == generation
+        )
+
+    def _progressed(self) -> None:
+        """Wake the outbox writers waiting for an answer (``SEND_WINDOW``)."""
+        done, self._progress = self._progress, asyncio.Event()
+        done.set()
 
     async def _prepare(self, p: _Pending) -> None:
         """Work out the addressees and encrypt; kept in the key store before the first write."""
@@ -1332,6 +1596,7 @@ class Client:
                 addressed_bots=bots,
                 addressed=not bots.isdisjoint(p.to),
                 reply_to=p.reply_to or None,
+                log_head=self._log_head(p.conv),
             )
             wire = (E2E_KIND, sealed)
         else:
@@ -1375,6 +1640,7 @@ class Client:
         if pending is None:
             return
         if _retryable(reply.code):
+            self._windows[pending.conv] = 1  # nothing overtakes it while it waits
             if self._tasks is not None and not self._closed:
                 self._tasks.create_task(self._retry_later(pending))
             return
@@ -1389,6 +1655,7 @@ class Client:
             return
         del self._outbox[p.cmid]
         self.keystore.outbox_delete(p.cmid)
+        self._drained(p.conv)
         exc: Exception = error or cause or ChatClientError("refused")
         code = error.code if isinstance(error, RequestError) else 0
         if p.future is not None and not p.future.done():
@@ -1404,6 +1671,7 @@ class Client:
         await asyncio.sleep(min(2.0, 0.05 * 2 ** min(p.attempts, 6)) * (0.5 + random.random()))
         if self._outbox.get(p.cmid) is p:
             p.written_on = 0
+            self._progressed()
             self._kick(p.conv)
 
     def _settle(self, ack: F.Ack) -> _Pending | None:
@@ -1414,11 +1682,19 @@ class Client:
             return None
         del self._outbox[ack.cmid]
         self.keystore.outbox_delete(ack.cmid)
+        self._drained(p.conv)
         if p.wire_kind == E2E_KIND and p.kind != E2E_KIND:
             self.e2e.remember_own(ack.conv, ack.seq, p.kind, p.body, p.reply_to)
         if p.future is not None and not p.future.done():
             p.future.set_result(ack)
         return p
+
+    def _drained(self, conv: int) -> None:
+        """An entry of ``conv`` left the outbox: wake its writer; the whole window again once
+        nothing of ``conv`` is left."""
+        self._progressed()
+        if conv in self._windows and not any(p.conv == conv for p in self._outbox.values()):
+            del self._windows[conv]
 
     def _settle_own(self, m: Message) -> None:
         """A message of this device that is still in the outbox came back (a sync, a gap fetch
@@ -1438,6 +1714,8 @@ class Client:
             if p.future is not None and not p.future.done():
                 p.future.set_exception(exc)
         self._outbox.clear()
+        self._windows.clear()
+        self._progressed()
 
     async def fetch(
         self, conv: int, *, after: int = 0, before: int | None = None, limit: int = 100
@@ -1577,9 +1855,20 @@ class Client:
         or only those addressed to it (``addressed``, the default). Owner or admin only."""
         if access not in ("all", "addressed"):
             raise ValueError("access is 'all' or 'addressed'")
-        await self._call(
-            F.SetBotAccess(id=self._next_id(), conv=conv, account=bot, access=access),  # type: ignore[arg-type]
-            F.Ok,
+        if self.encrypt and (await self._view(conv)).bots.get(bot) == access:
+            return  # nothing to change (and nothing to sign)
+        await self._signed_change(
+            conv,
+            lambda e: F.SetBotAccess(
+                id=self._next_id(),
+                conv=conv,
+                account=bot,
+                access=access,  # type: ignore[arg-type]
+                entry=e,
+            ),
+            "access",
+            account=bot,
+            access=access,
         )
 
     async def add_bot(self, conv: int, bot: int | str) -> int:

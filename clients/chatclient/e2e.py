@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import msgspec
 from chatproto import frames as F
 from chatproto import kinds
-from chatproto.e2e import devicelist, pairwise, payload, safety, sender_keys, x3dh
+from chatproto.e2e import devicelist, pairwise, payload, safety, sender_keys, transcript, x3dh
 from chatproto.e2e.primitives import SigningKey, constant_time_equal
 from chatproto.errors import (
     ChatProtoError,
@@ -78,6 +78,7 @@ NS_IN = "e2e.in"  # "{conv}:{account}:{device}:{key_id}" -> SenderKeyReceiverSta
 NS_TRUST = "e2e.trust"  # "{account}" -> _Trust
 NS_APPROVED = "e2e.approved"  # "{login key hex}" -> b"\x01": device keys the user approved
 NS_PLAIN = "e2e.plain"  # "{conv}:{seq}" -> _Plain (decrypted history, for fetch)
+NS_TRANSCRIPT = "e2e.transcript"  # "{conv}" -> transcript.View (E2E.md 16)
 
 
 class _Outbound(msgspec.Struct, kw_only=True):
@@ -113,6 +114,10 @@ class Decrypted:
     kind: str
     body: bytes
     reply_to: int = 0
+    transcript: transcript.Transcript | None = None
+    """What the sender had seen (E2E.md 16); None for a cached (already read) message."""
+    gap: int = 0
+    """Iterations of this sender key skipped since the last message read under it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,8 +583,10 @@ class E2E:
         addressed_bots: Collection[int] = (),
         addressed: bool = False,
         reply_to: int | None = None,
+        log_head: tuple[int, bytes] = (0, b""),
     ) -> bytes:
         """The ``e2e`` body for one message of ``conv`` (whose member accounts are ``members``).
+        ``log_head``: the epoch and hash of the verified membership log it is encrypted under.
 
         ``addressed_bots``: the members that are bots with access ``addressed``; they never get
         the main key. ``addressed``: the message is addressed to one of them (its ``to`` names
@@ -608,15 +615,55 @@ class E2E:
             if missing:
                 held |= await self._distribute(out.key, missing)
                 out.holders = sorted(held)
+            view = self.transcript_view(conv)
             plaintext = payload.encode_payload(
-                kind, body, ts=int(time.time() * 1000), reply_to=reply_to or None
+                kind,
+                body,
+                ts=int(time.time() * 1000),
+                reply_to=reply_to or None,
+                transcript=transcript.outgoing(view, epoch=log_head[0], head=log_head[1]),
             )
             ciphertext, out.key = sender_keys.encrypt(
                 out.key, plaintext, sender_account=self.ks.account, sender_device=self.ks.device
             )
             out.sent += 1
             _save(self.ks, NS_OUT, name, out)
+            _save(self.ks, NS_TRANSCRIPT, str(conv), transcript.sent(view, ciphertext))
             return ciphertext
+
+    def transcript_view(self, conv: int) -> transcript.View:
+        """What this device has read and sent in ``conv`` (E2E.md 16)."""
+        view: transcript.View | None = _load(self.ks, NS_TRANSCRIPT, str(conv), transcript.View)
+        return transcript.View() if view is None else view
+
+    def observe(
+        self,
+        conv: int,
+        seq: int,
+        sender: int,
+        device: int,
+        body: bytes,
+        t: transcript.Transcript,
+        *,
+        joined: int,
+        log_head: tuple[int, bytes],
+    ) -> list[transcript.Finding]:
+        """Check a just-decrypted message's transcript against what this device has read, in
+        seq order, and remember it; what does not add up is returned."""
+        view, found = transcript.observe(
+            self.transcript_view(conv),
+            me=self.ks.device,
+            account=sender,
+            device=device,
+            seq=seq,
+            body=body,
+            t=t,
+            joined=joined,
+            epoch=log_head[0],
+            head=log_head[1],
+        )
+        _save(self.ks, NS_TRANSCRIPT, str(conv), view)
+        return found
 
     def rotate(self, conv: int) -> None:
         """Membership or a bot's access changed: the next message of ``conv`` goes out under
@@ -956,6 +1003,7 @@ class E2E:
             raise MissingKey(f"no sender key {key_id} from device {device} for conversation {conv}")
         if state.sender_account != sender:
             raise DecryptError("sender key belongs to another account")
+        gap = max(0, sender_keys.message_iteration(body) - state.iteration)
         plaintext, state = sender_keys.decrypt(state, body)
         try:
             inner = payload.decode_payload(plaintext)
@@ -965,7 +1013,7 @@ class E2E:
         with self.ks.atomic():  # a used message key and the plaintext it opened, together
             _save(self.ks, NS_IN, name, state)
             _save(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain(inner.kind, inner.body, reply_to))
-        return Decrypted(inner.kind, inner.body, reply_to)
+        return Decrypted(inner.kind, inner.body, reply_to, inner.tr, gap)
 
     def give_up(self, conv: int, device: int, body: bytes) -> None:
         self._given_up.add((conv, device, sender_keys.message_key_id(body)))

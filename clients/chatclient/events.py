@@ -92,6 +92,48 @@ class SecurityWarning:
 
     account: int
     reason: str
+    conv: int = 0
+    """The conversation concerned (a membership change no member signed, a message from a
+    sender who is not a verified member, ...); 0 when it is about the account's keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChanged:
+    """A verified change of conversation ``conv``'s members (E2E.md section 15): signed by a
+    device of ``actor`` and checked against the conversation's membership log. ``op``:
+    ``create``, ``add``, ``remove``, ``leave`` (``account`` is the actor), ``role`` (``role``
+    is the new one) or ``access`` (a bot's, ``access``). ``member_count``: how many members
+    after it; ``Client.members.state(conv)`` lists them (this device encrypts to exactly those)."""
+
+    conv: int
+    seq: int
+    epoch: int
+    op: str
+    actor: int
+    account: int
+    role: str = ""
+    access: str = ""
+    member_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptWarning:
+    """What the members' messages say they had seen does not match what reached this device
+    (E2E.md section 16): the server dropped, reordered or selectively delivered messages, or
+    showed members different membership logs. Emitted right after message ``seq`` of ``conv``
+    that revealed it. ``problem``: ``missing`` (``count`` messages of ``device`` never arrived),
+    ``iteration_gap`` (``count`` sender-key iterations skipped), ``reordered``,
+    ``forked_chain``, ``unseen`` (the sender had read ``count`` messages of ``device`` that
+    never reached this device), ``own`` (it claims messages of this device it never sent) or
+    ``membership_fork``."""
+
+    conv: int
+    seq: int
+    sender: int
+    problem: str
+    account: int
+    device: int
+    count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +214,8 @@ Event = (
     | Presence
     | Undecryptable
     | SecurityWarning
+    | MembershipChanged
+    | TranscriptWarning
     | DevicesChanged
     | MasterKeyReceived
     | BotAdded

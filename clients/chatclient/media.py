@@ -31,10 +31,10 @@ from chatproto.e2e import attachment as A
 from chatproto.errors import DecryptError, ErrorCode
 
 from chatclient.errors import ChatClientError, RequestError
+from chatclient.events import Message
 
 if TYPE_CHECKING:
     from chatclient.client import Client
-    from chatclient.events import Message
 
 Progress = Callable[[int, int], None]
 """``progress(bytes_done, bytes_total)`` of the blob (padded ciphertext) as it moves."""
@@ -136,6 +136,8 @@ class Media:
     def __init__(self, client: Client) -> None:
         self._client = client
         self._current: asyncio.StreamWriter | None = None
+        self._sent: dict[tuple[int, int], str] = {}
+        """(conv, seq) -> blob of the last 1000 attachments sent here (for ``delete``)."""
 
     # ------------------------------------------------------------------ HTTP
 
@@ -307,7 +309,24 @@ class Media:
         await self.attach(conv, content.blob)
         ack = await self._client.send(conv, content)
         await self.attach(conv, content.blob, ack.seq)
+        self._sent[(conv, ack.seq)] = content.blob
+        while len(self._sent) > 1000:
+            del self._sent[next(iter(self._sent))]
         return ack
+
+    async def delete(self, conv: int, seq: int, blob: str = "") -> F.Ack:
+        """Delete our attachment message ``seq`` for everyone: ``detach_blob`` (so that the
+        blob, once nothing else references it, is swept), then a ``delete`` message. ``blob``:
+        the message's blob when this client did not send it in this session."""
+        c = self._client
+        blob = blob or self._sent.get((conv, seq), "")
+        if not blob:
+            m = await c.message(conv, seq)
+            blob = self.blob_of(m.content) if isinstance(m, Message) else ""
+        if blob:
+            await c._call(F.DetachBlob(id=c._next_id(), conv=conv, seq=seq, blob=blob), F.Ok)
+            self._sent.pop((conv, seq), None)
+        return await c.send(conv, kinds.Delete(target=seq))
 
     @staticmethod
     def blob_of(content: kinds.Content | None) -> str:

@@ -623,6 +623,8 @@ class Player:
             return with_id(F.GetPaymentKey)
         if t == "get_conv":
             return with_id(F.GetConv, conv=conv)
+        if t == "get_member_log":  # the clone's conversations are unsigned: an empty page
+            return with_id(F.GetMemberLog, conv=conv)
         if t == "rename":
             return with_id(F.Rename, conv=conv, title="replayed")
         if t == "fetch":

@@ -76,6 +76,7 @@ AccountType = Literal["user", "bot"]
 ConvKind = Literal["direct", "group", "channel"]
 Role = Literal["owner", "admin", "member"]
 ReceiptType = Literal["delivered", "read"]
+EntryBody = Annotated[bytes, msgspec.Meta(min_length=1, max_length=L.MAX_MEMBER_ENTRY_BYTES)]
 Access = Literal["addressed", "all"]
 """A bot member's access in a group or channel (SPEC.md 16.3): ``addressed`` = only messages
 whose ``to`` names it (plus server messages); ``all`` = every message."""
@@ -149,6 +150,13 @@ class Lookup(Frame, tag="lookup", kw_only=True, frozen=True):
     handle: Handle
 
 
+class SignedEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A membership-log entry and its signature by the acting device (E2E.md section 15)."""
+
+    body: EntryBody
+    sig: Signature
+
+
 class CreateConv(Frame, tag="create_conv", kw_only=True, frozen=True):
     """Create a conversation. -> ``Conv``.
 
@@ -160,6 +168,8 @@ class CreateConv(Frame, tag="create_conv", kw_only=True, frozen=True):
     kind: ConvKind
     title: Title = ""
     members: Annotated[list[Id], msgspec.Meta(max_length=L.MAX_MEMBERS_PER_REQUEST)] = []
+    entry: SignedEntry | None = None
+    """The signed ``create`` entry that starts the membership log (SPEC.md 8.5)."""
 
 
 class ListConvs(Frame, tag="list_convs", kw_only=True, frozen=True):
@@ -181,6 +191,8 @@ class Invite(Frame, tag="invite", kw_only=True, frozen=True):
     id: ReqId
     conv: Id
     account: Id
+    entry: SignedEntry | None = None
+    """The signed membership-log entry of this change (SPEC.md 8.5)."""
 
 
 class Remove(Frame, tag="remove", kw_only=True, frozen=True):
@@ -192,6 +204,8 @@ class Remove(Frame, tag="remove", kw_only=True, frozen=True):
     id: ReqId
     conv: Id
     account: Id
+    entry: SignedEntry | None = None
+    """The signed membership-log entry of this change (SPEC.md 8.5)."""
 
 
 class SetRole(Frame, tag="set_role", kw_only=True, frozen=True):
@@ -201,6 +215,8 @@ class SetRole(Frame, tag="set_role", kw_only=True, frozen=True):
     conv: Id
     account: Id
     role: Literal["admin", "member"]
+    entry: SignedEntry | None = None
+    """The signed membership-log entry of this change (SPEC.md 8.5)."""
 
 
 class Leave(Frame, tag="leave", kw_only=True, frozen=True):
@@ -208,6 +224,8 @@ class Leave(Frame, tag="leave", kw_only=True, frozen=True):
 
     id: ReqId
     conv: Id
+    entry: SignedEntry | None = None
+    """The signed membership-log entry of this change (SPEC.md 8.5)."""
 
 
 class Rename(Frame, tag="rename", kw_only=True, frozen=True):
@@ -554,6 +572,16 @@ class GetBotProfile(Frame, tag="get_bot_profile", kw_only=True, frozen=True):
     account: Id
 
 
+class GetMemberLog(Frame, tag="get_member_log", kw_only=True, frozen=True):
+    """A page of a conversation's signed membership log. -> ``MemberLog``."""
+
+    id: ReqId
+    conv: Id
+    after: U32 = 0
+    """Entries with epoch > ``after``."""
+    limit: PageLimit = 100
+
+
 class SetBotAccess(Frame, tag="set_bot_access", kw_only=True, frozen=True):
     """Change what a bot member of a group or channel receives (owner or admin). -> ``Ok``;
     a ``system`` message ``bot_access`` tells every member, the bot included."""
@@ -562,6 +590,8 @@ class SetBotAccess(Frame, tag="set_bot_access", kw_only=True, frozen=True):
     conv: Id
     account: Id
     access: Access
+    entry: SignedEntry | None = None
+    """The signed membership-log entry of this change (SPEC.md 8.5)."""
 
 
 # --------------------------------------------------------------------------- server -> client
@@ -888,6 +918,24 @@ class BotProfile(Frame, tag="bot_profile", kw_only=True, frozen=True):
     updated_at: Millis = 0
 
 
+class LogEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One stored membership-log entry: ``seq`` is its system message's (0: none)."""
+
+    epoch: U32
+    seq: Seq
+    body: EntryBody
+    sig: Signature
+
+
+class MemberLog(Frame, tag="member_log", kw_only=True, frozen=True):
+    """Answer to ``get_member_log``: entries ascending by epoch."""
+
+    re: ReqId
+    conv: Id
+    entries: list[LogEntry]
+    more: bool
+
+
 BlobId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{22,64}\Z")]
 BlobSize = Annotated[int, msgspec.Meta(ge=1, le=L.MAX_ID)]
 
@@ -921,6 +969,17 @@ class AttachBlob(Frame, tag="attach_blob", kw_only=True, frozen=True):
     conv: Id
     blob: BlobId
     seq: Seq = 0
+
+
+class DetachBlob(Frame, tag="detach_blob", kw_only=True, frozen=True):
+    """Message ``seq`` of ``conv`` (the caller's own) no longer references ``blob``: its author
+    deleted it for everyone. -> ``Ok``. A blob left with no reference is deleted by the next
+    sweep after its grace period (SPEC.md 17.5)."""
+
+    id: ReqId
+    conv: Id
+    seq: Id
+    blob: BlobId
 
 
 class MediaToken(Frame, tag="media_token", kw_only=True, frozen=True):
@@ -972,9 +1031,11 @@ ClientFrame = (
     | SetBotProfile
     | GetBotProfile
     | SetBotAccess
+    | GetMemberLog
     | UploadToken
     | DownloadToken
     | AttachBlob
+    | DetachBlob
 )
 ServerFrame = (
     Challenge
@@ -1004,6 +1065,7 @@ ServerFrame = (
     | Balances
     | WalletEntries
     | BotProfile
+    | MemberLog
     | MediaToken
 )
 AnyFrame = ClientFrame | ServerFrame

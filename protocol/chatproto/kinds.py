@@ -231,6 +231,11 @@ class SystemEvent(Content, kw_only=True, frozen=True):
     access: str = ""
     """``bot_access``: the bot's new access; ``joined`` of a bot: its access from now on
     (``addressed`` or ``all``, SPEC.md 16.3); empty otherwise."""
+    entry: bytes = b""
+    """The signed membership-log entry of this change (E2E.md section 15), when the member who
+    made it signed one: clients verify it; an empty one is a change no member signed."""
+    sig: bytes = b""
+    """``entry``'s signature by the acting device."""
 
 
 CONTENT_TYPES: Final[dict[str, type[Content]]] = {

@@ -17,6 +17,8 @@ MAX_TITLE_CHARS: Final = 128
 MAX_CMID_CHARS: Final = 64
 MAX_KIND_CHARS: Final = 32
 MAX_MEMBERS_PER_REQUEST: Final = 256
+MAX_MEMBER_ENTRY_BYTES: Final = 16 * 1024
+"""Largest signed membership-log entry body (E2E.md section 15)."""
 MAX_PAGE: Final = 500
 """Most messages one ``Fetch`` returns and one ``Sync`` page carries."""
 MAX_PRESENCE_QUERY: Final = 256

@@ -193,6 +193,35 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("set_role_admin", F.SetRole(id=12, conv=42, account=3, role="admin")),
         ("set_role_member", F.SetRole(id=13, conv=42, account=3, role="member")),
         ("leave", F.Leave(id=14, conv=42)),
+        (
+            "invite_signed",
+            F.Invite(id=60, conv=42, account=3, entry=F.SignedEntry(body=b"\x81", sig=SIG)),
+        ),
+        ("get_member_log", F.GetMemberLog(id=61, conv=42, after=2, limit=50)),
+        ("get_member_log_defaults_omitted", F.GetMemberLog(id=62, conv=42)),
+        (
+            "create_conv_signed",
+            F.CreateConv(
+                id=63, kind="group", members=[2], entry=F.SignedEntry(body=b"\x81", sig=SIG)
+            ),
+        ),
+        (
+            "remove_signed",
+            F.Remove(id=64, conv=42, account=3, entry=F.SignedEntry(body=b"\x81", sig=SIG)),
+        ),
+        (
+            "set_role_signed",
+            F.SetRole(
+                id=65, conv=42, account=3, role="admin", entry=F.SignedEntry(body=b"\x81", sig=SIG)
+            ),
+        ),
+        ("leave_signed", F.Leave(id=66, conv=42, entry=F.SignedEntry(body=b"\x81", sig=SIG))),
+        (
+            "set_bot_access_signed",
+            F.SetBotAccess(
+                id=67, conv=43, account=9, access="all", entry=F.SignedEntry(body=b"\x81", sig=SIG)
+            ),
+        ),
         ("rename", F.Rename(id=15, conv=42, title="Team (EU)")),
         ("rename_empty_title", F.Rename(id=16, conv=42, title="")),
         (
@@ -313,6 +342,7 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("download_token", F.DownloadToken(id=59, blob=BLOB)),
         ("attach_blob_to_message", F.AttachBlob(id=60, conv=43, blob=BLOB, seq=7)),
         ("attach_blob_before_forward", F.AttachBlob(id=61, conv=44, blob=BLOB)),
+        ("detach_blob", F.DetachBlob(id=62, conv=43, seq=7, blob=BLOB)),
     ]
 
 
@@ -684,6 +714,15 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             ),
         ),
         ("bot_profile_never_set", F.BotProfile(re=55, account=10, commands=[])),
+        (
+            "member_log",
+            F.MemberLog(
+                re=61,
+                conv=42,
+                entries=[F.LogEntry(epoch=3, seq=17, body=b"\x81", sig=SIG)],
+                more=False,
+            ),
+        ),
         (
             "media_token",
             F.MediaToken(

@@ -96,6 +96,10 @@ async def test_usage_links_refs_and_delete(store: BlobStore) -> None:
     await store.add_ref(BLOB, 12, 7)
     await store.add_ref(BLOB, 12, 7)
     assert await store.refs(BLOB) == [(12, 7)]
+    await store.add_ref(BLOB, 12, 9)
+    assert await store.drop_ref(BLOB, 12, 9)
+    assert not await store.drop_ref(BLOB, 12, 9)
+    assert await store.refs(BLOB) == [(12, 7)]
     await store.write(BLOB, 0, _pieces(bytes(4096)))
     assert await store.stored_bytes() == 4096
     await store.delete(BLOB)

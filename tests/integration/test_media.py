@@ -23,6 +23,7 @@ from chatproto.e2e import attachment as A
 from chatproto.errors import ErrorCode
 from conftest import RunningServer, make_settings, run_server
 from PIL import Image
+from testkit import http_get
 
 from chatd.app import App
 from chatd.media.service import DAY_MS
@@ -178,6 +179,19 @@ async def test_the_sweeper_deletes_an_orphan_and_keeps_a_referenced_blob(
         assert await app.media.sweep(now) == []  # within the grace period: both stay
         later = now + int(app.settings.media.grace * 1000) + 1
         assert await app.media.sweep(later) == [orphan]
+        assert app.port is not None
+        status, metrics = await http_get(app.port, "/metrics")
+        assert status == 200
+        values = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("chatd_media")
+        }
+        assert values["chatd_media_stored_bytes"] == A.padded_size(10_000)
+        assert values["chatd_media_sweeper_runs_total"] >= 2
+        assert values["chatd_media_blobs_deleted_total"] == 1
+        assert values['chatd_media_bytes_total{direction="in"}'] == 2 * A.padded_size(10_000)
+        assert values["chatd_media_uploads_in_progress"] == 0
         assert await app.media.blobs.info(orphan) is None
         assert await app.media.blobs.info(kept) is not None
         assert len(blob_files(app)) == 1
@@ -284,3 +298,27 @@ async def test_the_image_bot_answers_an_image_with_its_size_and_a_thumbnail(
         out = await alice.download(thumb, tmp_path / "thumb.jpg")  # type: ignore[arg-type]
         with Image.open(out) as got:
             assert max(got.size) == 128
+
+
+async def test_a_file_deleted_for_everyone_is_swept_and_one_still_referenced_is_kept(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    src = tmp_path / "oops.txt"
+    src.write_bytes(os.urandom(9_000))
+    app = server.app
+    assert app.media is not None
+    async with pair(server.url) as (a, b, conv):
+        first = await a.send_file(conv, src)
+        second = await a.send_file(conv, src)
+        m2 = await take(b, lambda ev: isinstance(ev, Message) and ev.seq == second.seq)
+        assert isinstance(m2, Message)
+        await a.media.delete(conv, first.seq)
+        with pytest.raises(RequestError) as err:  # bob cannot detach alice's message
+            await b.media.delete(conv, second.seq)
+        assert err.value.code == ErrorCode.NOT_FOUND
+        later = int(time.time() * 1000) + int(app.settings.media.grace * 1000) + 1
+        swept = await app.media.sweep(later)
+        assert len(swept) == 1  # the first file's blob; the second is still referenced
+        assert await app.media.blobs.info(swept[0]) is None
+        assert isinstance(m2.content, kinds.Attachment)
+        assert (await b.download(m2, tmp_path / "kept.txt")).read_bytes() == src.read_bytes()

@@ -285,3 +285,22 @@ async def test_a_refused_message_leaves_the_outbox_with_an_error_and_a_send_fail
         failed = await next_event(alice, SendFailed)
         assert (failed.conv, failed.code) == (group.conv, refused.value.code)
         assert alice.pending() == []
+
+
+async def test_a_backlog_beyond_the_rate_limit_is_stored_in_the_order_sent(
+    node: ServerProcess, tmp_path: Path
+) -> None:
+    """More queued than the server's burst allowance (100 frames, then 50/s): the refused ones
+    are sent again, and nothing overtakes them."""
+    await register(node.url, tmp_path / "bob.key", "bob")
+    async with Client(node.url, KeyStore.open(tmp_path / "alice.key")) as alice:
+        await alice.register("alice", "Alice")
+        conv = await alice.direct(await alice.lookup("bob"))
+        node.kill9()
+        n = 160
+        sends = [asyncio.create_task(alice.send_text(conv, f"m{i}")) for i in range(n)]
+        while len(alice.pending()) < n:
+            await asyncio.sleep(0.01)
+        await node.start()
+        acks = await asyncio.wait_for(asyncio.gather(*sends), 60)
+        assert [a.seq for a in acks] == sorted(a.seq for a in acks)

@@ -11,12 +11,14 @@ import asyncio
 from typing import Any
 
 from chatclient import Client, Message
+from chatclient.client import SEND_WINDOW
 from chatclient.events import Undecryptable
 from chatproto import frames as F
 from conftest import RunningServer
 
 ROUNDS = 50
 PER_ROUND = 20
+assert PER_ROUND <= SEND_WINDOW  # a round is written whole before any of its acks is let in
 
 
 class SlowAcks(Client):

@@ -301,3 +301,35 @@ async def test_a_marker_in_name_content_and_thumbnail_never_reaches_the_server(
     for p in files:
         assert MARKER not in p.read_bytes(), p
         assert MARKER.decode() not in p.name
+
+
+async def test_a_stalled_upload_is_cut_and_keeps_what_arrived(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatd.media import http as media_http
+
+    monkeypatch.setattr(media_http, "IDLE_TIMEOUT", 0.3)
+    async with running(tmp_path) as app:
+        assert app.port is not None
+        a, b, c, conv = await three(f"ws://127.0.0.1:{app.port}/ws")
+        try:
+            up = await a._call(F.UploadToken(id=a._next_id(), conv=conv, size=4096), F.MediaToken)
+            tus = {"Authorization": f"Bearer {up.token}", "Tus-Resumable": "1.0.0"}
+            head = [
+                f"PATCH {up.path} HTTP/1.1",
+                "Content-Type: application/offset+octet-stream",
+                "Upload-Offset: 0",
+                "Content-Length: 4096",
+                *(f"{k}: {v}" for k, v in tus.items()),
+            ]
+            reader, writer = await asyncio.open_connection("127.0.0.1", app.port)
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + b"x" * 1000)
+            await writer.drain()
+            async with asyncio.timeout(10):
+                assert await reader.read() == b""  # cut by the server, no answer
+            writer.close()
+            status, headers, _ = await http(app.port, "HEAD", up.path, tus)
+            assert (status, headers["upload-offset"]) == (200, "1000")
+        finally:
+            for cl in (a, b, c):
+                await cl.aclose()

@@ -324,6 +324,7 @@ def _valid_examples() -> list[F.Frame]:
         F.UploadToken(id=1, conv=1, size=4096),
         F.DownloadToken(id=1, blob="A" * 22),
         F.AttachBlob(id=1, conv=1, blob="A" * 22, seq=1),
+        F.DetachBlob(id=1, conv=1, seq=1, blob="A" * 22),
         F.MediaToken(re=1, blob="A" * 22, token="t", path="/media/x", expires=1),
         F.GetPaymentKey(id=1),
         F.Pay(id=1, intent=intent, device=1, sig=sig),
@@ -375,6 +376,10 @@ def _valid_examples() -> list[F.Frame]:
         F.GetBotProfile(id=1, account=1),
         F.SetBotAccess(id=1, conv=1, account=2, access="all"),
         F.BotProfile(re=1, account=1, commands=[command], manifest=manifest, updated_at=1),
+        F.GetMemberLog(id=1, conv=1, after=1, limit=1),
+        F.MemberLog(
+            re=1, conv=1, entries=[F.LogEntry(epoch=1, seq=1, body=b"e", sig=sig)], more=False
+        ),
     ]
 
 

@@ -21,6 +21,7 @@ import msgspec
 from chatproto import kinds
 from chatproto.e2e.sender_keys import OVERHEAD as SENDER_KEY_OVERHEAD
 from chatproto.e2e.sender_keys import SenderKeyDistribution
+from chatproto.e2e.transcript import Transcript
 from chatproto.errors import ErrorCode, ProtocolError
 from chatproto.limits import MAX_BODY_BYTES, MAX_ID, MAX_KIND_CHARS
 
@@ -46,6 +47,8 @@ class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Sender's clock, Unix milliseconds (informational; the server's ``ts`` orders)."""
     reply_to: Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)] | None = None
     """Seq of the message this one answers."""
+    tr: Transcript | None = None
+    """What the sender had seen when it sent this (E2E.md section 16)."""
 
 
 class MasterKeyTransfer(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="master_key"):
@@ -116,11 +119,16 @@ def unpad(padded: bytes) -> bytes:
 
 
 def encode_payload(
-    kind: str, body: bytes, *, ts: int | None = None, reply_to: int | None = None
+    kind: str,
+    body: bytes,
+    *,
+    ts: int | None = None,
+    reply_to: int | None = None,
+    transcript: Transcript | None = None,
 ) -> bytes:
     """The padded plaintext of a conversation message (``kind``/``body`` from
     ``kinds.encode_content``)."""
-    payload = Payload(kind=kind, body=body, ts=ts, reply_to=reply_to)
+    payload = Payload(kind=kind, body=body, ts=ts, reply_to=reply_to, tr=transcript)
     _check_kind(payload.kind)
     return pad(_encoder.encode(payload))
 

@@ -185,6 +185,12 @@ def message_key_id(message: bytes) -> int:
     return int(key_id)
 
 
+def message_iteration(message: bytes) -> int:
+    """The iteration of a sender-key message (read before decrypting: a gap shows)."""
+    message_key_id(message)
+    return int(_HEAD.unpack_from(message)[2])
+
+
 def decrypt(state: SenderKeyReceiverState, message: bytes) -> tuple[bytes, SenderKeyReceiverState]:
     """``(plaintext, new state)``. Verifies the signature first; ``ReplayError`` for an
     iteration whose key was already used; ``DecryptError`` for anything else. ``state`` is

@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from chatproto.e2e import attachment, devicelist, payload, ratchet, safety, sender_keys, x3dh
+from chatproto.e2e import (
+    attachment,
+    devicelist,
+    membership,
+    payload,
+    ratchet,
+    safety,
+    sender_keys,
+    transcript,
+    x3dh,
+)
 from chatproto.e2e import primitives as P
 
 HERE = Path(__file__).resolve().parent
@@ -325,6 +335,135 @@ def master_key_transfer_vectors() -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- membership log
+
+
+def membership_vectors() -> dict[str, Any]:
+    """A group's signed membership log (E2E.md 15): alice (1001, device 11) creates it with bob
+    (1002, device 21) and a bot (1009), adds carol (1003), makes bob admin, bob removes carol,
+    alice lets the bot read everything, alice leaves (bob inherits ownership). Then entries a
+    client must refuse, each against the state before it."""
+    keys = {
+        (1001, 11): P.SigningKey(_key("ml-alice-11")),
+        (1002, 21): P.SigningKey(_key("ml-bob-21")),
+        (1003, 31): P.SigningKey(_key("ml-carol-31")),
+    }
+    group = _key("ml-group")[:16]
+    ML = membership
+    steps: list[tuple[int, int, int, dict[str, Any]]] = [
+        (1002, 21, 0, {}),  # placeholder, replaced by the genesis below
+        (1001, 11, 5, {"op": "add", "account": 1003}),
+        (1001, 11, 6, {"op": "role", "account": 1002, "role": "admin"}),
+        (1002, 21, 9, {"op": "remove", "account": 1003}),
+        (1001, 11, 12, {"op": "access", "account": 1009, "access": "all"}),
+        (1001, 11, 15, {"op": "leave"}),
+    ]
+    roster = [
+        ML.Seat(account=1001, role="owner"),
+        ML.Seat(account=1002, role="member"),
+        ML.Seat(account=1009, role="member", access="addressed"),
+    ]
+    out: list[dict[str, Any]] = []
+    state = None
+    for i, (actor, device, seq, fields) in enumerate(steps):
+        if i == 0:
+            actor, device, seq = 1001, 11, 1
+            entry = ML.genesis("group", actor, device, roster, group=group, ts=1_700_000_000_000)
+        else:
+            assert state is not None
+            op = fields.pop("op")
+            entry = ML.next_entry(state, actor, device, op, ts=1_700_000_000_000 + i, **fields)
+        body, sig = ML.sign_entry(entry, keys[(actor, device)].seed)
+        state = ML.apply(state, entry, body, sig, seq)
+        out.append(
+            {
+                "seq": seq,
+                "signer": f"{actor}:{device}",
+                "entry": _struct_json(entry),
+                "body": body.hex(),
+                "signed_payload": ML.signed_payload(body).hex(),
+                "sig": sig.hex(),
+                "hash": ML.entry_hash(body, sig).hex(),
+                "members_after": [[m.account, m.role, m.access] for m in state.members],
+            }
+        )
+    assert state is not None
+    refused = []
+    base = ML.apply(
+        None,
+        ML.decode_entry(bytes.fromhex(out[0]["body"])),
+        bytes.fromhex(out[0]["body"]),
+        bytes.fromhex(out[0]["sig"]),
+        1,
+    )
+    cases = [
+        ("ghost_add_by_plain_member", 1002, 21, {"op": "add", "account": 6666}),
+        ("remove_owner", 1002, 21, {"op": "remove", "account": 1001}),
+        ("role_by_non_owner", 1002, 21, {"op": "role", "account": 1009, "role": "admin"}),
+    ]
+    for name, actor, device, fields in cases:
+        op = fields.pop("op")
+        entry = ML.Entry(
+            group=group,
+            epoch=2,
+            prev=base.head,
+            actor=actor,
+            device=device,
+            op=op,
+            **fields,
+        )
+        body, sig = ML.sign_entry(entry, keys[(actor, device)].seed)
+        refused.append(
+            {
+                "name": name,
+                "after": 1,
+                "signer": f"{actor}:{device}",
+                "body": body.hex(),
+                "sig": sig.hex(),
+            }
+        )
+    # An entry that skips one (epoch 3 on top of epoch 1), and a second create.
+    skip = ML.Entry(
+        group=group, epoch=3, prev=base.head, actor=1001, device=11, op="add", account=1003
+    )
+    body, sig = ML.sign_entry(skip, keys[(1001, 11)].seed)
+    refused.append(
+        {
+            "name": "epoch_skipped",
+            "after": 1,
+            "signer": "1001:11",
+            "body": body.hex(),
+            "sig": sig.hex(),
+        }
+    )
+    direct = ML.genesis(
+        "direct",
+        1001,
+        11,
+        [ML.Seat(account=1001, role="member"), ML.Seat(account=1002, role="member")],
+        group=_key("ml-direct")[:16],
+    )
+    dbody, dsig = ML.sign_entry(direct, keys[(1001, 11)].seed)
+    dstate = ML.apply(None, direct, dbody, dsig, 1)
+    third = ML.Entry(
+        group=direct.group, epoch=2, prev=dstate.head, actor=1001, device=11, op="add", account=1003
+    )
+    tbody, tsig = ML.sign_entry(third, keys[(1001, 11)].seed)
+    return {
+        "signing_keys": {
+            f"{a}:{d}": {"seed": k.seed.hex(), "public": k.public_key.hex()}
+            for (a, d), k in keys.items()
+        },
+        "group": group.hex(),
+        "log": out,
+        "refused_after_genesis": refused,
+        "direct": {
+            "genesis": {"body": dbody.hex(), "sig": dsig.hex(), "hash": dstate.head.hex()},
+            "refused_third_member": {"body": tbody.hex(), "sig": tsig.hex(), "signer": "1001:11"},
+        },
+    }
+
+
 def device_change_vectors() -> dict[str, Any]:
     """The to-device contents by which a device of account 1001 asks the device holding the
     master key to list an approved device key, or to remove a listed device (E2E.md 3.2)."""
@@ -344,6 +483,64 @@ def device_change_vectors() -> dict[str, Any]:
             "padded": payload.encode_to_device(change).hex(),
         }
         for name, change in (("approve", approve), ("remove", remove))
+    }
+
+
+# --------------------------------------------------------------------------- transcript
+
+
+def transcript_vectors() -> dict[str, Any]:
+    """A payload carrying what its sender had seen (E2E.md 16), and a receiver's reading of a
+    conversation in which the server dropped one message of device 11 and withheld one of
+    device 21 from this receiver (device 31), with what each step finds."""
+    t = transcript.Transcript(
+        n=3,
+        prev=transcript.message_hash(b"message 2 of device 11"),
+        seen=(transcript.Seen(1002, 21, 4), transcript.Seen(1003, 31, 1)),
+        epoch=2,
+        head=_key("ml-head")[:16],
+    )
+    padded = payload.encode_payload(
+        "text", b"\x81\xa4text\xa2hi", ts=1_700_000_000_000, transcript=t
+    )
+    bodies = {f"11:{n}": f"message {n} of device 11".encode() for n in (1, 2, 3)}
+    bodies |= {f"21:{n}": f"message {n} of device 21".encode() for n in (1, 2)}
+    steps = [  # (seq, account, device, n, seen)
+        (5, 1001, 11, 1, ()),
+        (6, 1002, 21, 1, ((1001, 11, 1),)),
+        (8, 1001, 11, 3, ((1002, 21, 2),)),  # 11's message 2 dropped; 21's message 2 withheld
+    ]
+    view = transcript.View()
+    out = []
+    for seq, account, device, n, seen in steps:
+        body = bodies[f"{device}:{n}"]
+        prev = bodies.get(f"{device}:{n - 1}")
+        tt = transcript.Transcript(
+            n=n,
+            prev=transcript.message_hash(prev) if prev else b"",
+            seen=tuple(transcript.Seen(*x) for x in seen),
+        )
+        view, found = transcript.observe(
+            view, me=31, account=account, device=device, seq=seq, body=body, t=tt
+        )
+        out.append(
+            {
+                "seq": seq,
+                "account": account,
+                "device": device,
+                "body": body.hex(),
+                "transcript": _struct_json(tt),
+                "found": [_struct_json(f) for f in found],
+            }
+        )
+    return {
+        "payload": {
+            "transcript": _struct_json(t),
+            "padded": padded.hex(),
+            "prev_of": b"message 2 of device 11".hex(),
+        },
+        "receiver_device": 31,
+        "steps": out,
     }
 
 
@@ -449,6 +646,8 @@ def build() -> dict[str, str]:
         "master_key_transfer.json": master_key_transfer_vectors(),
         "device_change.json": device_change_vectors(),
         "attachment.json": attachment_vectors(),
+        "membership.json": membership_vectors(),
+        "transcript.json": transcript_vectors(),
     }
     return {name: json.dumps(v, indent=2) + "\n" for name, v in data.items()}
 

@@ -10,7 +10,16 @@ from typing import Any
 
 import msgspec
 import pytest
-from chatproto.e2e import devicelist, payload, ratchet, safety, sender_keys, x3dh
+from chatproto.e2e import (
+    devicelist,
+    membership,
+    payload,
+    ratchet,
+    safety,
+    sender_keys,
+    transcript,
+    x3dh,
+)
 from chatproto.e2e import primitives as P
 from chatproto.errors import ChatProtoError, ProtocolError
 
@@ -326,3 +335,116 @@ def test_payload_vectors(case: dict[str, Any]) -> None:
         case.get("reply_to"),
     )
     assert tuple(PADDING["buckets"]) == payload.BUCKETS
+
+
+# --------------------------------------------------------------------------- membership log
+
+MEMBERSHIP = _load("membership.json")
+
+
+def _signer(name: str) -> bytes:
+    return _h(MEMBERSHIP["signing_keys"][name]["public"])
+
+
+def _hex(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _hex(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_hex(v) for v in value]
+    return value
+
+
+def _replay(upto: int | None = None) -> membership.ChainState:
+    state = None
+    for step in MEMBERSHIP["log"][:upto]:
+        body, sig = _h(step["body"]), _h(step["sig"])
+        membership.verify_signature(body, sig, _signer(step["signer"]))
+        state = membership.apply(state, membership.decode_entry(body), body, sig, step["seq"])
+    assert state is not None
+    return state
+
+
+def test_membership_log_vector_replays_entry_by_entry() -> None:
+    state = None
+    for step in MEMBERSHIP["log"]:
+        body, sig = _h(step["body"]), _h(step["sig"])
+        entry = membership.decode_entry(body)
+        assert membership.encode_entry(entry) == body
+        assert _hex(msgspec.to_builtins(entry, builtin_types=(bytes,))) == step["entry"]
+        assert membership.signed_payload(body) == _h(step["signed_payload"])
+        assert membership.entry_hash(body, sig) == _h(step["hash"])
+        membership.verify_signature(body, sig, _signer(step["signer"]))
+        state = membership.apply(state, membership.decode_entry(body), body, sig, step["seq"])
+        assert [[m.account, m.role, m.access] for m in state.members] == step["members_after"]
+    assert state is not None and state.accounts == (1002, 1009)
+
+
+@pytest.mark.parametrize("case", MEMBERSHIP["refused_after_genesis"], ids=lambda c: c["name"])
+def test_membership_log_vector_refused_entries(case: dict[str, Any]) -> None:
+    state = _replay(case["after"])
+    body, sig = _h(case["body"]), _h(case["sig"])
+    membership.verify_signature(body, sig, _signer(case["signer"]))  # signed: refused by rule
+    with pytest.raises(membership.MembershipError):
+        membership.apply(state, membership.decode_entry(body), body, sig, 99)
+
+
+def test_membership_direct_vector_refuses_a_third_member() -> None:
+    g = MEMBERSHIP["direct"]["genesis"]
+    body, sig = _h(g["body"]), _h(g["sig"])
+    state = membership.apply(None, membership.decode_entry(body), body, sig, 1)
+    assert state.head == _h(g["hash"]) and state.kind == "direct"
+    third = MEMBERSHIP["direct"]["refused_third_member"]
+    tbody, tsig = _h(third["body"]), _h(third["sig"])
+    membership.verify_signature(tbody, tsig, _signer(third["signer"]))
+    with pytest.raises(membership.MembershipError, match="fixed"):
+        membership.apply(state, membership.decode_entry(tbody), tbody, tsig, 2)
+
+
+def test_membership_entry_signature_and_links_are_checked() -> None:
+    first = MEMBERSHIP["log"][0]
+    body, sig = _h(first["body"]), _h(first["sig"])
+    with pytest.raises(membership.MembershipError):
+        membership.verify_signature(body, sig, _signer("1002:21"))  # another device's key
+    state = _replay(2)
+    second = MEMBERSHIP["log"][1]
+    b2, s2 = _h(second["body"]), _h(second["sig"])
+    with pytest.raises(membership.MembershipError):  # replayed: it no longer follows the head
+        membership.apply(state, membership.decode_entry(b2), b2, s2, 10)
+
+
+# --------------------------------------------------------------------------- transcript
+
+TRANSCRIPT = _load("transcript.json")
+
+
+def test_transcript_vector_payload_decodes_with_what_the_sender_had_seen() -> None:
+    v = TRANSCRIPT["payload"]
+    inner = payload.decode_payload(_h(v["padded"]))
+    assert inner.tr is not None
+    assert _hex(msgspec.to_builtins(inner.tr, builtin_types=(bytes,))) == v["transcript"]
+    assert inner.tr.prev == transcript.message_hash(_h(v["prev_of"]))
+
+
+def test_transcript_vector_receiver_finds_the_dropped_and_the_withheld_message() -> None:
+    view = transcript.View()
+    for step in TRANSCRIPT["steps"]:
+        t = transcript.Transcript(
+            n=step["transcript"]["n"],
+            prev=_h(step["transcript"].get("prev", "")),
+            seen=tuple(transcript.Seen(*x) for x in step["transcript"].get("seen", [])),
+        )
+        view, found = transcript.observe(
+            view,
+            me=TRANSCRIPT["receiver_device"],
+            account=step["account"],
+            device=step["device"],
+            seq=step["seq"],
+            body=_h(step["body"]),
+            t=t,
+        )
+        assert [_hex(msgspec.to_builtins(f, builtin_types=(bytes,))) for f in found] == step[
+            "found"
+        ]
+    assert [f["problem"] for f in TRANSCRIPT["steps"][-1]["found"]] == ["missing", "unseen"]
