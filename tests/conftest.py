@@ -13,9 +13,11 @@ from typing import Any
 
 import procguard
 import pytest
+import pytest_timeout  # type: ignore[import-untyped]
 import uvloop
 
 from chatd.app import App
+from chatd.clock import Clock
 from chatd.settings import Settings, load_settings
 
 SLOW_TEST_TIMEOUT = 600
@@ -24,6 +26,10 @@ processes, several times); every other test has the suite's ``timeout`` from pyp
 
 _SLOW_DIRS = ("cluster", "faults")
 
+PROPERTY_TEST_TIMEOUT = 300
+"""Seconds a stateful property test (``*_properties.py``: hundreds of generated runs against a
+real store, PostgreSQL included) may take."""
+
 
 def pytest_configure(config: pytest.Config) -> None:
     procguard.start_watchdog()
@@ -31,8 +37,28 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.path.parent.name in _SLOW_DIRS and item.get_closest_marker("timeout") is None:
+        if item.get_closest_marker("timeout") is not None:
+            continue
+        if item.path.parent.name in _SLOW_DIRS:
             item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT))
+        elif item.path.name.endswith("_properties.py"):
+            item.add_marker(pytest.mark.timeout(PROPERTY_TEST_TIMEOUT))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_exception_interact(node: pytest.Item | pytest.Collector) -> None:
+    """Re-arm the test's time limit after an error is reported.
+
+    pytest-timeout stops a test's timer in this hook (it is also where ``--pdb`` starts), so the
+    teardown of a test whose setup or body failed ran without a limit: that is where
+    test_bot_privacy's two-node fixture hung for good in ``asyncio.Runner.close`` after an error
+    in its setup. Armed again here (the full limit), pytest-timeout's own wrapper still cancels it
+    when the test's teardown ends."""
+    if not isinstance(node, pytest.Item) or node.config.getoption("usepdb"):
+        return
+    settings = pytest_timeout._get_item_settings(node)  # the test's limit, marker included
+    if settings.timeout:
+        node.config.hook.pytest_timeout_set_timer(item=node, settings=settings)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -79,8 +105,10 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def run_server(settings: Settings) -> AsyncIterator[RunningServer]:
-    app = App(settings)
+async def run_server(
+    settings: Settings, clock: Clock | None = None
+) -> AsyncIterator[RunningServer]:
+    app = App(settings, clock)
     task = asyncio.create_task(app.run())
     started = asyncio.create_task(app.started.wait())
     done, _ = await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)

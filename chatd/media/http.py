@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
 
-from chatd.media.service import DOWNLOAD_PATH, UPLOAD_PATH, MediaService, token_digest
+from chatd.media.service import DOWNLOAD_PATH, UPLOAD_PATH, MediaService
 from chatd.media.store import OffsetMismatch
 
 if TYPE_CHECKING:
@@ -217,17 +217,10 @@ class MediaHttp:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token or len(token) > 128:
             raise HttpError(401, "Authorization: Bearer <token from a media_token frame>")
-        svc = self.service
-        if blob is None:  # POST: the token names its blob
-            got = await svc.blobs.token(
-                token_digest(token), kind, svc.deps.clock.now_ms(), consume=False
-            )
-            if got is None:
-                raise HttpError(401, "token invalid, expired or used")
-            return got[0], token
-        if await svc.check_token(token, kind, blob) is None:
+        got = await self.service.check_token(token, kind, blob)  # POST: blob None, the token's
+        if got is None:
             raise HttpError(401, "token invalid, expired or used")
-        return blob, token
+        return got, token
 
     async def _upload(
         self,

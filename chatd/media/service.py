@@ -59,12 +59,22 @@ class MediaService:
         await self.blobs.put_token(token_digest(token), kind, blob, account, expires)
         return F.MediaToken(re=rid, blob=blob, token=token, path=path, expires=expires)
 
+    async def _sender_of(self, conv: int, seq: int) -> int | None:
+        """The author of stored message ``seq`` of ``conv``; None when there is none."""
+        msgs = await self.deps.store.messages(conv, seq - 1, seq + 1, 1)
+        return msgs[0].sender if msgs and msgs[0].seq == seq else None
+
     async def _member(self, conv: int, account: int) -> bool:
         return await self.deps.store.membership(conv, account) is not None
 
     async def upload_token(self, account: int, f: F.UploadToken) -> F.MediaToken:
         if not await self._member(f.conv, account):
             raise NotFound("no such conversation")
+        if f.blob:  # resuming: a fresh token for the caller's own unfinished upload
+            info = await self.blobs.info(f.blob)
+            if info is None or info.owner != account or info.complete or info.size != f.size:
+                raise NotFound("no such unfinished upload of yours")
+            return await self._token("upload", f.blob, account, f"{UPLOAD_PATH}/{f.blob}", f.id)
         s = self.settings
         if f.size > s.max_file_bytes:
             raise ChatdError(
@@ -105,17 +115,14 @@ class MediaService:
     async def attach(self, account: int, f: F.AttachBlob) -> None:
         if not await self._member(f.conv, account) or not await self.may_read(account, f.blob):
             raise NotFound("no such blob")
-        if f.seq:
-            msgs = await self.deps.store.messages(f.conv, f.seq - 1, f.seq + 1, 1)
-            if not msgs or msgs[0].seq != f.seq or msgs[0].sender != account:
-                raise NotFound("no such message of yours")
+        if f.seq and await self._sender_of(f.conv, f.seq) != account:
+            raise NotFound("no such message of yours")
         await self.blobs.link(f.blob, f.conv)
         if f.seq:
             await self.blobs.add_ref(f.blob, f.conv, f.seq)
 
     async def detach(self, account: int, f: F.DetachBlob) -> None:
-        msgs = await self.deps.store.messages(f.conv, f.seq - 1, f.seq + 1, 1)
-        if not msgs or msgs[0].seq != f.seq or msgs[0].sender != account:
+        if await self._sender_of(f.conv, f.seq) != account:
             raise NotFound("no such message of yours")
         if not await self.blobs.drop_ref(f.blob, f.conv, f.seq):
             raise NotFound("that message does not reference that blob")
@@ -141,13 +148,14 @@ class MediaService:
 
     # ------------------------------------------------------------------ HTTP side
 
-    async def check_token(self, token: str, kind: str, blob: str) -> int | None:
-        """The account of a valid ``kind`` token for ``blob``; download tokens are used up."""
+    async def check_token(self, token: str, kind: str, blob: str | None) -> str | None:
+        """The blob of a valid ``kind`` token (for ``blob``, when given); download tokens are
+        used up."""
         now = self.deps.clock.now_ms()
         got = await self.blobs.token(token_digest(token), kind, now, consume=kind == "download")
-        if got is None or got[0] != blob:
+        if got is None or (blob is not None and got[0] != blob):
             return None
-        return got[1]
+        return got[0]
 
     async def upload_done(self, token: str) -> None:
         """The upload is complete: its token is dead (a replay is refused)."""
@@ -158,8 +166,7 @@ class MediaService:
 
     async def _referenced(self, blob: str) -> bool:
         for conv, seq in await self.blobs.refs(blob):
-            msgs = await self.deps.store.messages(conv, seq - 1, seq + 1, 1)
-            if msgs and msgs[0].seq == seq:
+            if await self._sender_of(conv, seq) is not None:
                 return True
         return False
 

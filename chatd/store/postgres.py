@@ -382,7 +382,11 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         round trip and a WAL flush whatever its size, and a node of a cluster sees only its
         share of the load, so gathering from a modest rate keeps its CPU per message near a
         single node's."""
-        if self._rate * self._commit_interval >= GATHER_WORTH:
+        # The smoothed rate, unless what is queued came slower: the first write after a quiet
+        # spell commits at once, however busy the node was before it.
+        since = max(time.monotonic() - self._last_batch, 1e-4)
+        rate = min(self._rate, len(self._pending) / since)
+        if rate * self._commit_interval >= GATHER_WORTH:
             return self._commit_interval
         return 0.0
 

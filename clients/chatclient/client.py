@@ -1305,7 +1305,7 @@ class Client:
 
     async def _is_bot(self, account: int) -> bool:
         """Whether ``account`` is a bot, as the server says (its profile exists): what a signed
-        entry states about the accounts it adds (E2E.md 15.4)."""
+        entry states about the accounts it adds (E2E.md 15.5)."""
         if account in self._users:
             return False
         try:

@@ -228,8 +228,15 @@ class Media:
                 if attempts:  # where did the server get to?
                     r = await self._request("HEAD", location, auth)
                     r.close()
-                    if r.status == 401 and await self._complete(tok.blob):
-                        return tok.blob, digest, size
+                    if r.status == 401:  # complete (token used up), or the token expired
+                        if await self._complete(tok.blob):
+                            return tok.blob, digest, size
+                        tok = await self._token(
+                            F.UploadToken(id=c._next_id(), conv=conv, size=total, blob=tok.blob)
+                        )
+                        auth["Authorization"] = f"Bearer {tok.token}"
+                        r = await self._request("HEAD", location, auth)
+                        r.close()
                     if r.status != 200:
                         raise TransferFailed(f"upload lost: HTTP {r.status}", r.status)
                     offset = int(r.headers["upload-offset"])
@@ -248,7 +255,7 @@ class Media:
                 r.close()
                 if r.status == 204 and int(r.headers.get("upload-offset", -1)) == total:
                     return tok.blob, digest, size
-                if r.status in (401, 404, 413, 415):
+                if r.status in (404, 413, 415):
                     raise TransferFailed(f"upload refused: HTTP {r.status}", r.status)
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 pass
@@ -463,12 +470,12 @@ def _verify_and_decrypt(att: kinds.Attachment, part: Path, dest: Path) -> None:
         part.unlink(missing_ok=True)
         raise AttachmentRefused("the blob's digest does not match the message: refused")
     tmp = dest.with_name(dest.name + ".tmp")
-    dec = A.Decryptor(att.key, att.size, att.digest)
-    try:
+    fkey, n = A.file_key(att.key), A.chunk_count(att.size)
+    try:  # chunk by chunk: the whole blob's digest (padding included) was checked above
         with part.open("rb") as f, tmp.open("wb") as out:
-            while piece := f.read(1024 * 1024):
-                out.write(dec.update(piece))
-        dec.finish()
+            for i in range(n):
+                start, end = A.chunk_span(att.size, i)
+                out.write(A.decrypt_chunk(fkey, i, f.read(end - start), i == n - 1))
     except DecryptError as exc:
         tmp.unlink(missing_ok=True)
         part.unlink(missing_ok=True)

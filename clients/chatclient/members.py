@@ -145,7 +145,7 @@ class Members:
 
     async def verified(self, conv: int) -> tuple[ML.ChainState, list[Event]]:
         """The conversation's verified membership, after fetching and checking the entries
-        this device has not seen (in linear time, however long the log: E2E.md 15.4);
+        this device has not seen (in linear time, however long the log: E2E.md 15.5);
         ``UnverifiedMembership`` if there is no log or an entry fails (the state stays at the
         last good entry)."""
         events: list[Event] = []

@@ -93,7 +93,8 @@ class Stats:
     Counted apart from deliveries and duplicates, because the SPEC allows them: a connection's
     own message coming back in a ``sync`` (after a reconnect: ``own``), and a seq the
     connection already had that a ``sync`` it asked for sends again (``sync_overlaps``, SPEC
-    7.4 point 4). ``ack_log`` (replay) keeps (conv, seq, time, client) of every first ack.
+    7.4 point 4). ``ack_log`` (replay) keeps (conv, seq, time, client, message id) of every
+    first ack, ``deliver_log`` the deliveries per message id.
     """
 
     def __init__(self, run: int = 0, steady_from_ns: int = 0) -> None:
@@ -112,7 +113,8 @@ class Stats:
         self.conns = self.conns_peak = self.conns_low = 0
         self.cum: dict[str, int] = {}
         self.cum_errors: dict[int, int] = {}
-        self.ack_log: list[tuple[int, int, int, int]] | None = None
+        self.ack_log: list[tuple[int, int, int, int, int]] | None = None
+        self.deliver_log: dict[int, int] | None = None  # message id -> deliveries (replay)
 
     def error(self, code: int) -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
@@ -443,7 +445,7 @@ class Client:
                 if t == "deliver":
                     fresh = self._advance(f.conv, f.seq)
                     if f.body[:8] == prefix:
-                        _m, _r, intended, _i, sender = unpack(f.body)
+                        _m, _r, intended, mid, sender = unpack(f.body)
                         if sender == self.idx:  # its own message, back in a sync
                             stats.own += 1
                             continue
@@ -454,6 +456,8 @@ class Client:
                                 stats.dup_delivers += 1
                             continue
                         stats.delivers += 1
+                        if stats.deliver_log is not None:
+                            stats.deliver_log[mid] = stats.deliver_log.get(mid, 0) + 1
                         lat = now() - intended
                         stats.del_i.record_ns(lat)
                         if intended >= stats.steady_from_ns:
@@ -467,7 +471,8 @@ class Client:
                         continue
                     stats.acks += 1
                     if stats.ack_log is not None:
-                        stats.ack_log.append((f.conv, f.seq, now(), self.idx))
+                        mid = unpack(u[1])[3]
+                        stats.ack_log.append((f.conv, f.seq, now(), self.idx, mid))
                     abc = stats.acked_by_conv
                     abc[f.conv] = abc.get(f.conv, 0) + 1
                     lat = now() - u[2]

@@ -210,7 +210,7 @@ def totals_table(result: dict[str, Any]) -> Table:
     rows = [
         ("sent", f"{s['sent']:,}"),
         ("acked", f"{s['acked']:,}"),
-        ("delivered", f"{s['delivered']:,} of {s['expected_deliveries']:,} expected"),
+        ("delivered", delivered_cell(s)),
         ("lost (deliveries) / unacked / failed", f"{s['lost']} / {s['unacked']} / {s['failed']}"),
         ("duplicates (deliveries / acks)", f"{s['duplicates']} / {s['dup_acks']}"),
         (
@@ -240,6 +240,12 @@ def totals_table(result: dict[str, Any]) -> Table:
     for k, v in rows:
         t.add_row(k, v)
     return t
+
+
+def delivered_cell(s: dict[str, Any]) -> str:
+    n = int(s.get("delivered_of_unacked", 0))
+    cell = f"{s['delivered'] - n:,} of {s['expected_deliveries']:,} expected"
+    return cell + (f" (+{n:,} of messages whose ack never came)" if n else "")
 
 
 def fmt_num(v: float | None) -> str:

@@ -943,11 +943,13 @@ BlobSize = Annotated[int, msgspec.Meta(ge=1, le=L.MAX_ID)]
 class UploadToken(Frame, tag="upload_token", kw_only=True, frozen=True):
     """Ask to upload one blob of ``size`` bytes (the padded ciphertext, E2E.md 14) for
     ``conv`` (the caller must be a member). -> ``MediaToken``. Size and quotas are checked now,
-    before a byte is sent (SPEC.md 17)."""
+    before a byte is sent (SPEC.md 17). With ``blob``: a new token for the caller's own
+    unfinished upload of that blob (its token expired), nothing reserved again."""
 
     id: ReqId
     conv: Id
     size: BlobSize
+    blob: Annotated[str, msgspec.Meta(pattern=r"^([A-Za-z0-9_-]{22,64})?\Z")] = ""
 
 
 class DownloadToken(Frame, tag="download_token", kw_only=True, frozen=True):

@@ -339,6 +339,7 @@ def client_frames() -> list[tuple[str, F.Frame]]:
             F.SetBotAccess(id=57, conv=43, account=9, access="addressed"),
         ),
         ("upload_token", F.UploadToken(id=58, conv=43, size=67_584)),
+        ("upload_token_resume", F.UploadToken(id=63, conv=43, size=67_584, blob=BLOB)),
         ("download_token", F.DownloadToken(id=59, blob=BLOB)),
         ("attach_blob_to_message", F.AttachBlob(id=60, conv=43, blob=BLOB, seq=7)),
         ("attach_blob_before_forward", F.AttachBlob(id=61, conv=44, blob=BLOB)),

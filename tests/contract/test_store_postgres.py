@@ -179,3 +179,43 @@ async def test_an_unreachable_database_is_unavailable_not_acked(
     finally:
         await store.aclose()
         await task
+
+
+async def test_the_writer_waits_for_more_writes_only_under_load(
+    postgres_server: PostgresServer,
+) -> None:
+    """No fixed gathering wait when idle: a lone write after a quiet spell commits at once (well
+    inside ``commit_interval``), even right after a burst; a stream of writes is gathered into a
+    few commits."""
+    dsn = await postgres_server.create_database()
+    batches: list[int] = []
+    store = PostgresStore(
+        dsn, read_pool=1, commit_interval=1.0, on_batch=lambda n, _: batches.append(n)
+    )
+    await store.open()
+    writer = asyncio.create_task(store.run())
+    try:
+        alice, dev = await store.create_account("alice", "Alice", "user", device_key(), "p", NOW)
+        conv = (await store.create_conversation("group", "g", alice.id, [], NOW)).conv.id
+
+        async def lone(cmid: str) -> float:
+            await asyncio.sleep(5.0)  # quiet: well under a quarter of a write per second
+            started = asyncio.get_running_loop().time()
+            await store.append(NewMessage(conv, alice.id, dev.id, cmid, "text", b"x", NOW))
+            return asyncio.get_running_loop().time() - started
+
+        assert await lone("first") < 0.9
+        before = len(batches)
+        stream = []
+        for i in range(30):  # 100 writes/s: 100 expected per window
+            stream.append(
+                store.append(NewMessage(conv, alice.id, dev.id, f"s{i}", "text", b"x", 1))
+            )
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*stream)
+        assert len(batches) - before <= 5  # gathered (without the window: ~30 commits)
+        assert await lone("after the burst") < 0.9
+    finally:
+        await store.aclose()
+        await writer
+        await postgres_server.drop_database(dsn)

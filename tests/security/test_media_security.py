@@ -18,7 +18,7 @@ from chatclient.events import Event
 from chatproto import frames as F
 from chatproto import kinds
 from chatproto.e2e import attachment as A
-from conftest import make_settings
+from conftest import make_settings, run_server
 
 from chatd.app import App
 from chatd.clock import SystemClock
@@ -38,18 +38,8 @@ class ShiftedClock(SystemClock):
 
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path, clock: ShiftedClock | None = None) -> AsyncIterator[App]:
-    app = App(make_settings(tmp_path), clock=clock)
-    task = asyncio.create_task(app.run())
-    started = asyncio.create_task(app.started.wait())
-    done, _ = await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        started.cancel()
-        task.result()
-    try:
-        yield app
-    finally:
-        app.stop()
-        await asyncio.wait_for(task, 30)
+    async with run_server(make_settings(tmp_path), clock) as server:
+        yield server.app
 
 
 async def http(
@@ -330,6 +320,48 @@ async def test_a_stalled_upload_is_cut_and_keeps_what_arrived(
             writer.close()
             status, headers, _ = await http(app.port, "HEAD", up.path, tus)
             assert (status, headers["upload-offset"]) == (200, "1000")
+        finally:
+            for cl in (a, b, c):
+                await cl.aclose()
+
+
+async def test_an_upload_outlives_its_token_only_for_its_own_uploader(tmp_path: Path) -> None:
+    """The token expires mid-upload (the clock moves past its ttl while the connection drops):
+    the SDK gets a new token for the same unfinished blob and completes it; nobody else can."""
+    clock = ShiftedClock()
+    async with running(tmp_path, clock) as app:
+        assert app.port is not None and app.media is not None
+        a, b, c, conv = await three(f"ws://127.0.0.1:{app.port}/ws")
+        try:
+            data = os.urandom(2_000_000)
+            src = tmp_path / "slow.bin"
+            src.write_bytes(data)
+            total = A.padded_size(len(data))
+            blobs: list[str] = []
+
+            def progress(done: int, _total: int) -> None:
+                if not blobs and done >= total // 2:
+                    blobs.append("cut")
+                    clock.shift = int(app.settings.media.token_ttl * 1000) + 1
+                    a.media.drop_connection()
+
+            await a.send_file(conv, src, progress=progress)
+            assert blobs == ["cut"]
+            m = await take(b, is_attachment)
+            assert (await b.download(m, tmp_path / "got.bin")).read_bytes() == data  # type: ignore[arg-type]
+            # An unfinished upload of alice's cannot be taken over by bob, a member.
+            up = await a._call(F.UploadToken(id=a._next_id(), conv=conv, size=8192), F.MediaToken)
+            with pytest.raises(NotFound):
+                await b._call(
+                    F.UploadToken(id=b._next_id(), conv=conv, size=8192, blob=up.blob),
+                    F.MediaToken,
+                )
+            again = await a._call(
+                F.UploadToken(id=a._next_id(), conv=conv, size=8192, blob=up.blob), F.MediaToken
+            )
+            assert again.blob == up.blob and again.token != up.token
+            _, held = await app.media.blobs.usage(a.account, 0)
+            assert held == total + 8192  # the renewal reserved nothing more
         finally:
             for cl in (a, b, c):
                 await cl.aclose()

@@ -321,7 +321,7 @@ def _valid_examples() -> list[F.Frame]:
         F.ToDeviceBatch(
             re=1, events=[F.ToDeviceItem(tid=1, sender=1, device=1, body=b"x")], more=True
         ),
-        F.UploadToken(id=1, conv=1, size=4096),
+        F.UploadToken(id=1, conv=1, size=4096, blob="A" * 22),
         F.DownloadToken(id=1, blob="A" * 22),
         F.AttachBlob(id=1, conv=1, blob="A" * 22, seq=1),
         F.DetachBlob(id=1, conv=1, seq=1, blob="A" * 22),
