@@ -147,21 +147,46 @@ class Session:
 
     async def receive(self, data: bytes | str) -> None:
         """Handle one WebSocket message from the client."""
+        frame = self.receive_nowait(data)
+        if frame is not None:
+            await self.serve(frame)
+
+    def receive_nowait(self, data: bytes | str) -> F.ClientFrame | None:
+        """Decode one WebSocket message and handle it now if that needs no waiting: bad input
+        (answered with an error), a rate-limited frame, and the hot path, a logged-in ``send``
+        with room in flight (queued for the next commit). Else return the frame for ``serve``.
+        The transport calls this straight from the socket's read callback: no task step per
+        message."""
         deps = self._svc.deps
         if isinstance(data, str):
             self.fail(0, ErrorCode.MALFORMED, "chatd.v1 uses binary messages only")
-            return
+            return None
         try:
             frame = codec.decode_client(data, deps.settings.limits.max_frame_bytes)
         except ProtocolError as exc:
             self.fail(codec.request_id_of(data), exc.code, exc.message)
-            return
+            return None
         deps.metrics.frame_in(type(frame))
-        rid = getattr(frame, "id", 0)
-        if self.authenticated and not self._bucket.allow(deps.clock.monotonic()):
+        if not self.authenticated:
+            return frame
+        if not self._bucket.allow(deps.clock.monotonic()):
             if not isinstance(frame, F.Typing):  # typing is never answered (SPEC 10.2)
-                self.fail(rid, ErrorCode.RATE_LIMITED, "slow down")
-            return
+                self.fail(getattr(frame, "id", 0), ErrorCode.RATE_LIMITED, "slow down")
+            return None
+        if type(frame) is F.Send and self.inflight < deps.settings.limits.max_inflight_sends:
+            try:
+                self._svc.messaging.submit(self, frame)
+            except ChatdError as exc:
+                self.fail(frame.id, exc.code, exc.message)
+            except Exception:
+                log.exception("handler failed", extra={"frame": "Send"})
+                self.fail(frame.id, ErrorCode.INTERNAL, "internal error")
+            return None
+        return frame
+
+    async def serve(self, frame: F.ClientFrame) -> None:
+        """Serve a frame ``receive_nowait`` returned (decoded, counted and rate limited)."""
+        rid = getattr(frame, "id", 0)
         try:
             if not self.authenticated:
                 await self._before_login(frame)

@@ -56,8 +56,10 @@ class StoreSettings:
     has to be in argv, the URL or the config file. Shown as ``***``."""
     max_batch: int = 1024
     commit_interval: float = 0.002
-    """Seconds the writer gathers writes before each commit (0: commit as soon as woken).
-    Trades up to this much latency for fewer, larger transactions and fsyncs."""
+    """At most one group commit starts per this many seconds (0: no bound): up to this much
+    latency for fewer, larger transactions and fsyncs. An idle writer commits at once; under load
+    the writes that arrive meanwhile (and while a commit is in flight) form the next batch. On
+    PostgreSQL the writer waits it only while writes keep arriving (``postgres.GATHER_WORTH``)."""
 
 
 @dataclass(frozen=True, slots=True)

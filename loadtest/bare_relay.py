@@ -5,6 +5,10 @@ room. The generator offers ``--rate`` msgs/s in total (open model) from another 
 to core 1; the relay runs pinned to core 0; relay CPU per delivery is read from /proc.
 
     .venv/bin/python loadtest/bare_relay.py --room 10 --rooms 20 --rate 500
+
+``serve_rooms`` is the relay ``bench_relay.py`` runs against chatd: the room is named by the URL
+path (``/room/N``) and the sender gets its own copy back (its "ack"), so a message leaves the
+relay as many times as it leaves chatd (N-1 deliveries and one ack).
 """
 
 from __future__ import annotations
@@ -44,6 +48,27 @@ async def relay(port: int, room_size: int) -> None:
             members.discard(ws)
 
     async with serve(handler, "127.0.0.1", port, compression=None):
+        await asyncio.Future()
+
+
+async def serve_rooms(port: int, ready: asyncio.Future[None] | None = None) -> None:
+    """Rooms by URL path; every message goes to every member of its room, its sender included."""
+    rooms: dict[str, set[ServerConnection]] = {}
+
+    async def handler(ws: ServerConnection) -> None:
+        members = rooms.setdefault(ws.request.path if ws.request else "/", set())
+        members.add(ws)
+        try:
+            async for message in ws:
+                broadcast(members, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            members.discard(ws)
+
+    async with serve(handler, "127.0.0.1", port, compression=None, max_queue=16):
+        if ready is not None:
+            ready.set_result(None)
         await asyncio.Future()
 
 

@@ -47,6 +47,7 @@ class GroupCommitWriter(Generic[OpT]):
         self._closing = False
         self._running = False
         self._stopped = asyncio.Event()
+        self._last_start = -1e9
         self.healthy = True
 
     @property
@@ -59,27 +60,32 @@ class GroupCommitWriter(Generic[OpT]):
         raise NotImplementedError
 
     def _gather_window(self) -> float:
-        """Seconds to wait for more writes before the next commit: ``commit_interval``, unless
-        the backend adapts it to the load."""
-        return self._commit_interval
+        """Seconds to wait for more writes before the next commit, unless the backend adapts it
+        otherwise: what is left of ``commit_interval`` since the last commit started, so an idle
+        writer commits at once and at most one commit starts per interval."""
+        return self._last_start + self._commit_interval - time.monotonic()
 
     async def run(self) -> None:
-        """The writer. Each time it wakes it waits ``commit_interval`` for more writes, then
-        commits everything queued (up to ``max_batch``) as one transaction and resolves the
-        futures in order; it returns once ``aclose`` was called and nothing is left to commit."""
+        """The writer: commits everything queued (up to ``max_batch``) as one transaction and
+        resolves the futures in order; it returns once ``aclose`` was called and nothing is left
+        to commit.
+
+        Gathering is adaptive (``_gather_window``): an idle writer commits at once (no fixed
+        wait), and at most one commit starts per ``commit_interval``; the writes that arrive
+        meanwhile, and while a commit is in flight, form the next batch, so batches grow with the
+        load."""
         self._running = True
         try:
             while True:
                 await self._wake.wait()
                 window = self._gather_window() if len(self._pending) < self._max_batch else 0.0
-                if window:
-                    # Gather the writes of the next moment into the same commit: one
-                    # transaction and one fsync for all of them (group commit).
+                if window > 0:
                     await asyncio.sleep(window)
                 self._wake.clear()
                 if self._pending:
                     batch = self._pending[: self._max_batch]
                     del self._pending[: self._max_batch]
+                    self._last_start = time.monotonic()
                     await self._commit(batch)
                     if self._pending:
                         self._wake.set()  # more: commit it after letting the loop breathe

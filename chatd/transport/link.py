@@ -1,71 +1,108 @@
-"""A session's way to write to its WebSocket, with the slow-consumer bound."""
+"""A session's way to write to its WebSocket: writes coalesced per loop turn, with the
+slow-consumer bound."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from websockets.asyncio.server import ServerConnection
-from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from chatd.metrics import Metrics
 from chatd.settings import LimitSettings
 
+_SHORT = [bytes((0x82, n)) for n in range(126)]
 
-class _WireCache:
-    """The WebSocket framing of the last payload written, keyed by identity.
 
-    Server-to-client frames are unmasked, so one payload has the same wire bytes on every
-    connection. The hub hands the SAME bytes object to every watcher of a fan-out; framing it
-    once here (instead of once per connection inside websockets) makes a delivery one
-    ``transport.write`` of shared bytes.
-    """
+def frame_header(size: int) -> bytes:
+    """The header of an unfragmented, unmasked binary WebSocket frame of ``size`` bytes (FIN,
+    opcode 2; RFC 6455 5.2): the same bytes as websockets' ``Frame.serialize`` without its
+    per-frame objects. Server frames are never masked and permessage-deflate is never
+    negotiated (``compression=None``), so the payload follows as it is."""
+    if size < 126:
+        return _SHORT[size]
+    if size < 65536:
+        return b"\x82\x7e" + size.to_bytes(2, "big")
+    return b"\x82\x7f" + size.to_bytes(8, "big")
 
-    __slots__ = ("payload", "wire")
+
+class Outbox:
+    """Coalesces writes: everything pushed to a connection during one turn of the event loop
+    leaves in ONE ``transport.write`` at the end of the turn (a commit's deliveries and acks,
+    a burst of live messages), instead of one write (one ``send`` syscall, one wake-up of the
+    reader) per frame. One outbox per server; links register themselves when they first have
+    something to send in a turn."""
+
+    __slots__ = ("_dirty", "_loop", "_scheduled")
 
     def __init__(self) -> None:
-        self.payload: bytes | None = None
-        self.wire = b""
+        self._dirty: list[WsLink] = []
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def frame(self, payload: bytes) -> bytes:
-        if payload is not self.payload:
-            # permessage-deflate is never negotiated (compression=None), so no extensions apply.
-            self.wire = Frame(Opcode.BINARY, payload).serialize(mask=False, extensions=[])
-            self.payload = payload
-        return self.wire
+    def add(self, link: WsLink) -> None:
+        self._dirty.append(link)
+        if not self._scheduled:
+            self._scheduled = True
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self.flush)
 
-
-_wire = _WireCache()
+    def flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for link in dirty:
+            link.flush()
 
 
 class WsLink:
-    """Writes go straight into the socket's transport buffer (no per-connection task or queue):
-    the buffer IS the bounded send queue. A peer whose unsent bytes stay above
-    ``limits.max_outbound_bytes`` for ``limits.slow_consumer_grace`` seconds, or ever pass
-    ``HARD_FACTOR`` times it, is a slow consumer: the
+    """Writes go into the socket's transport buffer at the end of the loop turn (``Outbox``; no
+    per-connection task or queue): the buffer IS the bounded send queue. A peer whose unsent
+    bytes stay above ``limits.max_outbound_bytes`` for ``limits.slow_consumer_grace`` seconds, or
+    whose backlog from earlier turns passes ``HARD_FACTOR`` times it, is a slow consumer: the
     connection is aborted and the client reconnects and syncs from its cursors. The grace lets a
-    healthy reader absorb one group commit's burst without being mistaken for a slow one."""
+    healthy reader absorb one group commit's burst (it leaves in one write, however large)
+    without being mistaken for a slow one."""
 
     HARD_FACTOR = 4
 
-    __slots__ = ("_dropped", "_limits", "_metrics", "_over_since", "_ws")
+    __slots__ = ("_dropped", "_limits", "_metrics", "_out", "_outbox", "_over_since", "_ws")
 
-    def __init__(self, ws: ServerConnection, limits: LimitSettings, metrics: Metrics) -> None:
+    def __init__(
+        self, ws: ServerConnection, limits: LimitSettings, metrics: Metrics, outbox: Outbox
+    ) -> None:
         self._ws = ws
         self._limits = limits
         self._metrics = metrics
+        self._outbox = outbox
+        self._out: list[bytes] | None = None
         self._over_since: float | None = None
         self._dropped = False
 
     def push(self, data: bytes) -> None:
-        ws = self._ws
-        if self._dropped or ws.protocol.state is not State.OPEN:
+        if self._dropped:
             return
-        # A complete, unfragmented binary frame written straight to the transport: websockets
-        # keeps no per-frame state for outgoing data frames, and we never fragment.
-        transport = ws.transport
-        transport.write(_wire.frame(data))
+        # A complete, unfragmented binary frame: websockets keeps no per-frame state for
+        # outgoing data frames, and we never fragment. The payload is not copied here: a
+        # fan-out's one bytes object is shared by every watcher until the flush joins it.
         self._metrics.hot.frames_out += 1
+        out = self._out
+        if out is None:
+            self._out = [frame_header(len(data)), data]
+            self._outbox.add(self)
+        else:
+            out += (frame_header(len(data)), data)
+
+    def flush(self) -> None:
+        """Write what this turn owes the peer, then apply the slow-consumer rule."""
+        out, self._out = self._out, None
+        ws = self._ws
+        if not out or self._dropped or ws.protocol.state is not State.OPEN:
+            return  # a closing connection sends nothing after its close frame
+        transport = ws.transport
+        backlog = transport.get_write_buffer_size()  # unsent from earlier turns
+        transport.write(b"".join(out))
         pending = transport.get_write_buffer_size()
         bound = self._limits.max_outbound_bytes
         if pending <= bound:
@@ -75,7 +112,7 @@ class WsLink:
         if self._over_since is None:
             self._over_since = now
         if (
-            pending > bound * self.HARD_FACTOR
+            backlog > bound * self.HARD_FACTOR
             or now - self._over_since > self._limits.slow_consumer_grace
         ):
             self._dropped = True
@@ -83,8 +120,10 @@ class WsLink:
             transport.abort()
 
     async def send(self, data: bytes) -> None:
+        self.flush()  # what was pushed before goes first
         await self._ws.send(data)
         self._metrics.hot.frames_out += 1
 
     async def close(self, code: int, reason: str) -> None:
+        self.flush()
         await self._ws.close(code, reason)

@@ -1,28 +1,37 @@
 """The WebSocket server: ``/ws`` for clients, ``/healthz``, ``/readyz``, ``/status`` (JSON) and
-``/metrics`` for operators, all on one port (``chatd.health`` says what they report). Each
-connection is one handler coroutine (owned by websockets' server): it sends the challenge,
-enforces the auth deadline, and feeds frames to its session."""
+``/metrics`` for operators, all on one port (``chatd.health`` says what they report).
+
+websockets does the handshake, the HTTP routes (``process_request``), pings, closing and
+draining. Incoming data frames skip its message queue: ``_Connection`` hands each one, as the
+sans-I/O protocol parses it, to the connection's ``Inbox``, which lets the session handle it
+at once when that needs no waiting (the hot path: a logged-in ``send``, queued for the next
+commit) and otherwise queues it, in order, for the connection's handler coroutine (owned by
+websockets' server), which also sends the challenge and enforces the auth deadline."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
 
 from chatproto import PROTOCOL_VERSION, WS_PATH
+from chatproto import frames as F
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import Event, State
 from websockets.typing import Origin, Subprotocol
 
 from chatd import __version__
 from chatd.health import Health
 from chatd.media.http import media_connection
 from chatd.session import CLOSE_POLICY, Services, Session
-from chatd.transport.link import WsLink
+from chatd.transport.link import Outbox, WsLink
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +46,193 @@ def _text(
 _HANDSHAKE_DONE = Request(WS_PATH, Headers())
 
 
+class Inbox:
+    """One connection's incoming messages, in order. A message that arrives while nothing is
+    queued and the handler is idle goes to ``Session.receive_nowait`` at once; the frames that
+    need waiting (and everything behind them) queue for the handler. Past ``HIGH`` queued
+    messages the socket stops being read until the handler is down to ``LOW`` (the bound
+    websockets' own queue had, ``max_queue=16``)."""
+
+    HIGH = 16
+    LOW = 4
+
+    __slots__ = ("_busy", "_closed", "_frag", "_paused", "_queue", "_session", "_waiter", "_ws")
+
+    def __init__(self, ws: _Connection, session: Session) -> None:
+        self._ws = ws
+        self._session = session
+        # A list, not a deque (an empty deque costs ~600 B per idle connection); it stays short:
+        # reading pauses past HIGH.
+        self._queue: list[bytes | str | F.ClientFrame] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._busy = True  # until the handler first waits for a message
+        self._paused = False
+        self._closed = False
+        self._frag: list[Frame] | None = None
+
+    def frame(self, frame: Frame) -> None:
+        """A data frame parsed from the socket (websockets enforces ``max_size`` on whole
+        messages, fragmented or not)."""
+        if frame.opcode is Opcode.CONT or not frame.fin:
+            if self._frag is None:
+                self._frag = []
+            self._frag.append(frame)
+            if not frame.fin:
+                return
+            frames, self._frag = self._frag, None
+            data: bytes | str = b"".join(f.data for f in frames)
+            if frames[0].opcode is Opcode.TEXT:
+                data = "text"  # chatd.v1 is binary only: the session answers MALFORMED
+        elif frame.opcode is Opcode.TEXT:
+            data = "text"
+        else:
+            data = frame.data if type(frame.data) is bytes else bytes(frame.data)
+        if self._busy or self._queue:
+            self._put(data)
+            return
+        try:
+            pending = self._session.receive_nowait(data)
+        except Exception:  # never into websockets' read callback
+            log.exception("receive failed")
+            return
+        if pending is not None:
+            self._put(pending)
+
+    def _put(self, item: bytes | str | F.ClientFrame) -> None:
+        self._queue.append(item)
+        if len(self._queue) >= self.HIGH and not self._paused:
+            self._paused = True
+            self._ws.transport.pause_reading()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def close(self) -> None:
+        self._closed = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next(self) -> bytes | str | F.ClientFrame:
+        """The next queued message (raw, or a frame ``receive_nowait`` returned); while none
+        is queued the handler is idle and new messages are served as they arrive."""
+        queue = self._queue
+        while not queue:
+            if self._closed:
+                raise ConnectionClosed(None, None)
+            self._busy = False
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+                self._busy = True
+        item = queue.pop(0)
+        if self._paused and len(queue) <= self.LOW:
+            self._paused = False
+            self._ws.transport.resume_reading()
+        return item
+
+
+class _Connection(ServerConnection):
+    """websockets' server connection with data frames handed to an ``Inbox`` (once set)."""
+
+    inbox: Inbox | None = None
+    ping_at: float | None = None
+    """When the keepalive ping now awaiting its pong was sent (see ``Keepalive``)."""
+
+    def process_event(self, event: Event) -> None:
+        inbox = self.inbox
+        if inbox is not None and type(event) is Frame and event.opcode in _DATA:
+            inbox.frame(event)
+            return
+        if type(event) is Frame and event.opcode is Opcode.PONG:
+            self.ping_at = None
+        super().process_event(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.inbox is not None:
+            self.inbox.close()
+
+
+_DATA = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
+
+
+class Keepalive:
+    """One timer for every connection's keepalive instead of websockets' task per connection
+    (~1.2 KiB each while idle). Each connection gets a PING every ``interval`` seconds, spread
+    over the interval in small slices (never all at once); one whose previous PING got no PONG
+    for ``timeout`` seconds is failed with 1011, as websockets' own keepalive does (a dead peer
+    is found within ``interval + timeout`` seconds, rounded up to the next visit)."""
+
+    def __init__(self, interval: float, timeout: float, serving: Callable[[], bool]) -> None:
+        self.interval = interval
+        self._serving = serving
+        self.timeout = timeout
+        self.tick = max(0.05, min(1.0, interval / 20))
+        self.conns: dict[_Connection, None] = {}
+        self._round: list[_Connection] = []
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._handle = asyncio.get_running_loop().call_later(self.tick, self._visit)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _visit(self) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._serving():  # closed: websockets closes the connections
+            self._handle = None
+            return
+        self._handle = loop.call_later(self.tick, self._visit)
+        if not self._round:
+            self._round = list(self.conns)
+            self._round.reverse()  # pop() from the end: oldest first
+        now = loop.time()
+        share = -(-len(self.conns) * self.tick // self.interval)  # ceil
+        for _ in range(min(int(share), len(self._round))):
+            ws = self._round.pop()
+            if ws not in self.conns or ws.protocol.state is not State.OPEN:
+                continue
+            if ws.ping_at is not None:
+                if now - ws.ping_at > self.timeout:
+                    ws.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                    ws.send_data()  # the close frame, for a peer that is only slow
+                    loop.call_later(1.0, ws.transport.abort)  # a dead one never answers
+                continue
+            ws.ping_at = now
+            ws.protocol.send_ping(b"")
+            ws.send_data()
+
+
+class _NoAssembler:
+    """Stands in for websockets' message queue once the ``Inbox`` takes the data frames (the
+    queue and its buffers cost ~1 KiB per idle connection); websockets only closes it."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        pass
+
+
+_NO_ASSEMBLER = _NoAssembler()
+
+
 class Transport:
     def __init__(self, services: Services, draining: Callable[[], bool]) -> None:
         self._svc = services
         self.health = Health(services.deps, draining)
+        self._outbox = Outbox()
+        limits = services.deps.settings.limits
+        self._keepalive = Keepalive(
+            limits.ping_interval,
+            limits.ping_timeout,
+            lambda: self.server is not None and self.server.is_serving(),
+        )
         self.server: Server | None = None
 
     async def _http(self, ws: ServerConnection, request: Request) -> Response | None:
@@ -65,6 +257,11 @@ class Transport:
         return _text(HTTPStatus.NOT_FOUND, b"not found\n")
 
     async def start(self, host: str, port: int) -> Server:
+        # The cyclic GC ran every 700 container allocations and took 10-18% of the server's
+        # CPU under load (perf, loadtest/README.md "bench_relay.py"): every message allocates
+        # a few short-lived containers (frames, a future, its callback), and each collection
+        # walks what is in flight. Collections 14x rarer; reference counting frees nearly all.
+        gc.set_threshold(10_000, 10, 10)
         d = self._svc.deps
         d.metrics.node(d.settings.server.node_id, __version__)
         limits = d.settings.limits
@@ -79,44 +276,52 @@ class Transport:
             compression=None,
             process_request=self._http,
             max_size=limits.max_frame_bytes,
-            max_queue=16,
-            ping_interval=limits.ping_interval,
-            ping_timeout=limits.ping_timeout,
+            max_queue=16,  # only frames that arrive before the handler starts; see Inbox
+            ping_interval=None,  # Keepalive: one timer for all, not a task per connection
+            ping_timeout=None,
             close_timeout=5,
             server_header="chatd",
-            create_connection=media_connection(ServerConnection, self._svc),
+            create_connection=media_connection(_Connection, self._svc),
         )
+        self._keepalive.start()
         return self.server
 
     async def _handle(self, ws: ServerConnection) -> None:
+        assert isinstance(ws, _Connection)
         d = self._svc.deps
         if ws.subprotocol != PROTOCOL_VERSION:
             await ws.close(CLOSE_POLICY, f"subprotocol {PROTOCOL_VERSION} required")
             return
         # The handshake is over: let go of its HTTP request and response (headers, 4+ KiB per
         # connection otherwise held for the connection's life). websockets only checks that
-        # ``request`` is set, so a shared placeholder stands in.
+        # ``request`` is set, so a shared placeholder stands in; the request's headers are
+        # emptied too, as websockets' parser keeps the request in its frame for good.
+        if ws.request is not None:
+            ws.request.headers = _HANDSHAKE_DONE.headers
         ws.request, ws.response = _HANDSHAKE_DONE, None
         metrics = d.metrics
-        link = WsLink(ws, d.settings.limits, metrics)
+        link = WsLink(ws, d.settings.limits, metrics, self._outbox)
         session = Session(self._svc, link)
+        inbox = ws.inbox = Inbox(ws, session)
+        ws.recv_messages = _NO_ASSEMBLER  # type: ignore[assignment]  # unused from here on
         metrics.connections.labels(state="open").inc()
         health = self.health
         health.open += 1
+        self._keepalive.conns[ws] = None
         try:
             link.push(session.challenge())
             try:
                 async with asyncio.timeout(d.settings.limits.auth_timeout):
                     while not session.authenticated:
-                        await session.receive(await ws.recv())
+                        await self._serve(session, await inbox.next())
             except TimeoutError:
-                await ws.close(CLOSE_POLICY, "authentication deadline passed")
+                await link.close(CLOSE_POLICY, "authentication deadline passed")
                 return
             metrics.connections.labels(state="authenticated").inc()
             health.authenticated += 1
             try:
-                while True:  # not ``async for``: its generator costs every idle connection 264 B
-                    await session.receive(await ws.recv())
+                while True:
+                    await self._serve(session, await inbox.next())
             finally:
                 metrics.connections.labels(state="authenticated").dec()
                 health.authenticated -= 1
@@ -125,4 +330,12 @@ class Transport:
         finally:
             metrics.connections.labels(state="open").dec()
             health.open -= 1
+            self._keepalive.conns.pop(ws, None)
             await session.closed()
+
+    @staticmethod
+    async def _serve(session: Session, item: bytes | str | F.ClientFrame) -> None:
+        if isinstance(item, bytes | str):
+            await session.receive(item)
+        else:
+            await session.serve(item)

@@ -166,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --scale: shift each copy's timeline by a random 0..S seconds",
     )
     p.add_argument("--server-pid", type=int, help="local server pid: CPU and RSS from /proc")
+    p.add_argument(
+        "--close-wait",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="a recorded close waits up to S s for the sends recorded before it to be acked",
+    )
     _outputs(p)
     return ap
 
@@ -338,8 +345,8 @@ def _replay(args: argparse.Namespace, console: Console) -> int:
     from .proto import TargetError, check_target
     from .replay import Trace, TraceError, replay
 
-    if args.speed <= 0 or args.scale < 1 or args.jitter < 0:
-        return _fail("replay needs --speed > 0, --scale >= 1 and --jitter >= 0")
+    if args.speed <= 0 or args.scale < 1 or args.jitter < 0 or args.close_wait < 0:
+        return _fail("replay needs --speed > 0, --scale >= 1, --jitter >= 0, --close-wait >= 0")
     try:
         trace = Trace.load(args.trace)
     except TraceError as e:
@@ -359,6 +366,7 @@ def _replay(args: argparse.Namespace, console: Console) -> int:
             args.jitter,
             trace,
             args.server_pid,
+            args.close_wait,
         )
 
     try:

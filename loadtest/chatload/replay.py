@@ -79,7 +79,8 @@ NOT_REPLAYED: dict[str, str] = {
     "?": "not a chatd.v1 frame",
 }
 CLOSE_ACK_WAIT_S = 5.0
-"""A connection closes at its recorded close once its sends are acked, waiting at most this."""
+"""A connection closes at its recorded close once the sends recorded before it are acked,
+waiting at most this (``--close-wait``)."""
 PQ_KEY = 1184  # ML-KEM-768 public key bytes
 
 
@@ -448,10 +449,18 @@ class Player:
     """Plays every trace connection of every clone, each on its own task."""
 
     def __init__(
-        self, trace: Trace, clones: list[Clone], stats: Stats, speed: float, t0: int, tag: str
+        self,
+        trace: Trace,
+        clones: list[Clone],
+        stats: Stats,
+        speed: float,
+        t0: int,
+        tag: str,
+        close_wait_s: float = CLOSE_ACK_WAIT_S,
     ) -> None:
         self.trace, self.clones, self.stats, self.speed, self.t0 = trace, clones, stats, speed, t0
         self.tag = tag
+        self.close_wait_s = close_wait_s
         self.counts = Counts()
         self.msg_id = 0
         self.closing_at: dict[int, int] = {}  # client idx -> when its last connection closed
@@ -550,9 +559,9 @@ class Player:
     async def close(self, cl: Clone, c: Client, ts: float, final: bool) -> None:
         """Close at the recorded close, once the sends the trace made before it are acked: the
         connection then received what it received in the recording, however late the logins
-        of a fast replay made those sends (at most ``CLOSE_ACK_WAIT_S`` later)."""
+        of a fast replay made those sends (at most ``close_wait_s`` later)."""
         before = bisect_right(self.trace.send_ts, ts)
-        deadline = time.monotonic() + CLOSE_ACK_WAIT_S
+        deadline = time.monotonic() + self.close_wait_s
         pause = 0.002  # growing: many connections may be waiting when acks lag
         while time.monotonic() < deadline and (
             not cl.acked_before(before) or (c.unacked and c.connected)
@@ -756,6 +765,7 @@ async def replay(
     jitter_s: float = 0.0,
     trace: Trace | None = None,
     server_pid: int | None = None,
+    close_wait_s: float = CLOSE_ACK_WAIT_S,
 ) -> dict[str, Any]:
     from .run import ServerProbe, result_dict
 
@@ -778,7 +788,7 @@ async def replay(
         )
     t0 = time.time_ns() + 300_000_000
     stats.steady_from_ns = t0
-    player = Player(trace, clones, stats, speed, t0, tag)
+    player = Player(trace, clones, stats, speed, t0, tag, close_wait_s)
     agg = Aggregator(1)
     span = trace.span_s / speed + jitter_s
 

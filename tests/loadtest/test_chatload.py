@@ -315,7 +315,9 @@ async def test_recorded_trace_replays_the_same_frames_per_kind(tmp_path: Path) -
             "fetch": 1,
             "list_convs": 1,
         }
-        res = await replay(trace, server.url, speed=20.0, console=quiet(), quiet=True)
+        res = await replay(
+            trace, server.url, speed=20.0, console=quiet(), quiet=True, close_wait_s=60
+        )
     rp = res["replay"]
     without_create = dict(rp["trace_frames_by_type_without_auth"])
     assert without_create.pop("create_conv") == 2

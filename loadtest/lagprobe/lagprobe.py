@@ -1,0 +1,54 @@
+"""Event-loop lag probe for benchmark servers (``bench_relay.py``), the same code in chatd and
+in the relay: a 1 ms timer whose worst lateness per 100 ms is appended to a file as
+``monotonic_s max_lag_ms``. A callback that holds the loop for X ms shows as ~X ms.
+
+``install()`` wraps ``uvloop.run`` so the probe runs beside whatever coroutine the process
+runs (``chatd serve`` calls ``uvloop.run``): chatd is started as its own command, unchanged,
+with this directory on ``PYTHONPATH`` and ``BENCH_LAG_FILE`` set (see ``sitecustomize.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+ENV = "BENCH_LAG_FILE"
+
+
+async def probe(path: str) -> None:
+    loop = asyncio.get_running_loop()
+    with open(path, "a", buffering=1) as out:  # noqa: ASYNC230 - opened once, lines are tiny
+        worst, mark = 0.0, loop.time()
+        while True:
+            due = loop.time() + 0.001
+            await asyncio.sleep(0.001)
+            now = loop.time()
+            worst = max(worst, now - due)
+            if now - mark >= 0.1:
+                out.write(f"{time.monotonic():.4f} {worst * 1000:.3f}\n")
+                worst, mark = 0.0, now
+
+
+def install() -> None:
+    """Run ``probe($BENCH_LAG_FILE)`` beside the main coroutine of every ``uvloop.run``."""
+    path = os.environ.get(ENV)
+    if not path:
+        return
+    import uvloop
+
+    run = uvloop.run
+
+    def probed(main: Coroutine[Any, Any, Any], **kw: Any) -> Any:
+        async def both() -> Any:
+            task = asyncio.get_running_loop().create_task(probe(path))
+            try:
+                return await main
+            finally:
+                task.cancel()
+
+        return run(both(), **kw)
+
+    uvloop.run = probed
