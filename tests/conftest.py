@@ -35,6 +35,10 @@ def pytest_configure(config: pytest.Config) -> None:
     procguard.start_watchdog()
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    procguard.stop_watchdog()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("timeout") is not None:

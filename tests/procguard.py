@@ -83,6 +83,22 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def stop_watchdog() -> None:
+    """The run is over: close the pipe (the watchdog ends what is left, as after a kill) and
+    wait for it, so no child process or pipe outlives pytest's own exit."""
+    global _watchdog
+    if _watchdog is None:
+        return
+    assert _watchdog.stdin is not None
+    _watchdog.stdin.close()
+    try:
+        _watchdog.wait(10)
+    except subprocess.TimeoutExpired:
+        _watchdog.kill()
+        _watchdog.wait()
+    _watchdog = None
+
+
 def leftovers() -> list[tuple[int, str]]:
     """Live processes (pid, command) started by this run, other than pytest and the watchdog."""
     value = os.environ.get(MARKER)

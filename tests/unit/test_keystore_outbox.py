@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def test_the_outbox_keeps_the_order_sent_through_updates_and_reopening_and_is_se
     ks.close()
     raw = b"".join(f.read_bytes() for f in tmp_path.iterdir())  # the file, any WAL
     assert b"secret text" not in raw
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:  # "with connect()" would not close
         assert [c for (c,) in db.execute("SELECT cmid FROM outbox ORDER BY n")] == ["c1", "c3"]
     again = KeyStore.open(path, passphrase="correct horse")
     assert again.outbox() == [("c1", b"secret text c1, sealed"), ("c3", b"secret text c3")]
