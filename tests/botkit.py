@@ -64,6 +64,10 @@ class Inbox:
     async def quiet(self, pred: Callable[[Event], bool], wait: float = 0.3) -> None:
         """Nothing matching ``pred`` arrives within ``wait`` seconds (no duplicates, no extras)."""
         await asyncio.sleep(wait)
+        self.none(pred)
+
+    def none(self, pred: Callable[[Event], bool]) -> None:
+        """Nothing matching ``pred`` has arrived so far."""
         self.pending += self.client.events_nowait()
         extra = [ev for ev in self.pending if pred(ev)]
         assert not extra, f"unexpected {extra!r}"

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from botkit import Inbox
 from chatclient import Client, KeyStore, Message
 from chatclient import client as client_module
 from chatclient import e2e as e2e_module
@@ -141,35 +142,6 @@ async def malicious_server(
     monkeypatch.setattr(codec, "decode_server", recording)
     async with run_server(make_settings(tmp_path)) as server:
         yield server, attacker
-
-
-class Inbox:
-    """A client's events, taken by predicate; what does not match stays for later takes."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.pending: list[Event] = []
-
-    async def take(
-        self, pred: Callable[[Event], bool], n: int = 1, timeout: float = 8
-    ) -> list[Event]:
-        deadline = time.monotonic() + timeout
-        while True:
-            self.pending += self.client.events_nowait()
-            hits = [i for i, ev in enumerate(self.pending) if pred(ev)]
-            if len(hits) >= n:
-                chosen = [self.pending[i] for i in hits[:n]]
-                for i in reversed(hits[:n]):
-                    del self.pending[i]
-                return chosen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{len(hits)}/{n} matching events; pending {self.pending!r}")
-            await asyncio.sleep(0.01)
-
-    def none(self, pred: Callable[[Event], bool]) -> None:
-        self.pending += self.client.events_nowait()
-        extra = [ev for ev in self.pending if pred(ev)]
-        assert not extra, f"unexpected {extra!r}"
 
 
 def warning(account: int, *words: str) -> Callable[[Event], bool]:
