@@ -78,6 +78,7 @@ from chatd.store.base import (
     SignedChange,
     StoredMessage,
 )
+from chatd.store.consent import Consent
 from chatd.store.keys import Keys
 from chatd.store.ledger_postgres import PostgresLedger
 from chatd.store.migrate import migrate_postgres
@@ -373,7 +374,7 @@ def _refusal(kind: str, role: str) -> ChatdError:
     raise AssertionError(f"chatd_append refused a send check_send allows: {kind} {role}")
 
 
-class PostgresStore(Accounts, Keys, PostgresLedger, GroupCommitWriter["_Op[Any]"]):
+class PostgresStore(Accounts, Keys, Consent, PostgresLedger, GroupCommitWriter["_Op[Any]"]):
     """``Store`` over a PostgreSQL database shared by any number of nodes. Run ``run()`` in the
     owner's TaskGroup after ``open()``. The ledger's part is ``PostgresLedger``."""
 

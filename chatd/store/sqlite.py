@@ -61,6 +61,7 @@ from chatd.store.base import (
     SignedChange,
     StoredMessage,
 )
+from chatd.store.consent import Consent
 from chatd.store.keys import Keys
 from chatd.store.ledger_sqlite import SQLiteLedger
 from chatd.store.migrate import migrate_sqlite
@@ -336,7 +337,7 @@ def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite3.Connecti
     return db
 
 
-class SQLiteStore(Accounts, Keys, SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
+class SQLiteStore(Accounts, Keys, Consent, SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
     """``Store`` over one SQLite file. Run ``run()`` in the owner's TaskGroup after ``open()``.
     The ledger's part (wallets, postings, red packets, requests) is ``SQLiteLedger``."""
 
