@@ -12,21 +12,14 @@ from typing import Any
 
 import pytest
 from conftest import RunningServer, make_settings, run_server
+from playwright.async_api import Browser, Page, async_playwright
 
 from chatd import web
 
 CHROMIUM = os.environ.get("CHATD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 STEP = 15_000  # ms: the longest any one browser step may take
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
-if web.serve("/") is None:
-    pytest.skip(
-        "chatd/web/static has no built app (cd clients/web && npm ci && npm run build)",
-        allow_module_level=True,
-    )
-
-from playwright.async_api import Browser, Page, async_playwright  # noqa: E402
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
 
 
 @pytest.fixture
@@ -37,6 +30,10 @@ async def chatd(tmp_path: Path) -> AsyncIterator[RunningServer]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
+    if not HAVE_CHROMIUM:
+        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    if web.serve("/") is None:
+        pytest.skip("chatd/web/static has no built app (cd clients/web && npm ci && npm run build)")
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
         try:
