@@ -100,8 +100,8 @@ function Message({ client, conv, m }: { client: Client; conv: Conv; m: Msg }) {
       {reactions.length > 0 && <span class="reactions">{reactions.map((r) => (r.content as Record<string, string>)["emoji"]).join(" ")}</span>}
       {status && <span class={`status ${status}`} aria-label={`status: ${status}`}>{status === "read" ? "✓✓ read" : status === "delivered" ? "✓✓" : status === "sent" ? "✓" : status}</span>}
       {m.kind === "text" && !m.pending && (
-        <button class="tiny" aria-label={`React 👍 to message ${m.seq}`} onClick={() => void client.sendContent(conv.conv, "reaction", { target: m.seq, emoji: "👍" })}>
-          👍
+        <button class="tiny" aria-label={`React ❤ to message ${m.seq}`} onClick={() => void client.sendContent(conv.conv, "reaction", { target: m.seq, emoji: "❤" })}>
+          ❤
         </button>
       )}
     </li>
