@@ -235,8 +235,15 @@ class Session:
             self._bucket = TokenBucket(
                 limits.bot_frames_per_second, limits.bot_frame_burst, svc.deps.clock.monotonic()
             )
-        convs = await svc.deps.store.conversation_ids_of(account.id)
-        first = svc.deps.hub.attach(self, convs)
+        # Attach first, then read the memberships (issue 14.7): a removal whose UNWATCH arrives
+        # while the read is in flight is remembered by the hub and wins over what was read.
+        # With other nodes, the account's topic must be subscribed at Redis before the read:
+        # an UNWATCH published earlier is lost to this node, but its removal had committed
+        # before it was published, so the read sees it.
+        hub = svc.deps.hub
+        first = hub.attach(self)
+        await hub.barrier()
+        hub.watch_read(self, await svc.deps.store.conversation_ids_of(account.id))
         if first:  # before the welcome: once logged in, the account counts as online everywhere
             await svc.presence.announce(account.id, online=True)
         self.reply(
