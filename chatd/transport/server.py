@@ -293,6 +293,9 @@ class Transport:
         if ws.subprotocol != PROTOCOL_VERSION:
             await ws.close(CLOSE_POLICY, f"subprotocol {PROTOCOL_VERSION} required")
             return
+        peer = ws.remote_address[0] if ws.remote_address else None
+        forwarded = ws.request.headers.get("X-Forwarded-For") if ws.request is not None else None
+        address = self._svc.limits.client_address(peer, forwarded)
         # The handshake is over: let go of its HTTP request and response (headers, 4+ KiB per
         # connection otherwise held for the connection's life). websockets only checks that
         # ``request`` is set, so a shared placeholder stands in; the request's headers are
@@ -302,7 +305,7 @@ class Transport:
         ws.request, ws.response = _HANDSHAKE_DONE, None
         metrics = d.metrics
         link = WsLink(ws, d.settings.limits, metrics, self._outbox)
-        session = Session(self._svc, link)
+        session = Session(self._svc, link, address)
         inbox = ws.inbox = Inbox(ws, session)
         ws.recv_messages = _NO_ASSEMBLER  # type: ignore[assignment]  # unused from here on
         metrics.connections.labels(state="open").inc()
