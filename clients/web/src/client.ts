@@ -65,7 +65,7 @@ export interface Conv {
 
 interface Trust { master: Bytes; version: number; devices: DL.DeviceEntry[]; verified: boolean }
 interface Outbound { key: SK.SenderKey; holders: string[]; sent: number }
-interface Pending { conv: number; cmid: string; kind: string; body: Bytes; inner: string; content: Content; replyTo?: number }
+interface Pending { conv: number; cmid: string; kind: string; body: Bytes | null; inner: string; content: Content; replyTo?: number }
 
 type Waiter = { resolve: (f: Frame) => void; reject: (e: Error) => void };
 
@@ -101,7 +101,34 @@ export class Client {
   /** Every frame this connection sent or received, as bytes (tests read it: nothing leaks). */
   wire: { dir: "in" | "out"; bytes: Bytes }[] | null = null;
 
-  constructor(private readonly store: Store, private readonly url: string) {}
+  constructor(private readonly store: Store, private readonly url: string) {
+    // The browser knows when the network goes: drop the socket at once (sends wait in the
+    // outbox) and reconnect as soon as it is back, instead of waiting for timeouts.
+    globalThis.addEventListener?.("offline", () => this.ws?.close(1000));
+    globalThis.addEventListener?.("online", () => {
+      if (this.id && !this.ws && !this.closedByUs) {
+        this.attempt = 0;
+        void this.reconnectNow();
+      }
+    });
+  }
+
+  private reconnecting = false;
+  private transmitting = new Set<string>();
+  private loaded = false;
+
+  private async reconnectNow(): Promise<void> {
+    if (this.reconnecting || this.ws) return;
+    this.reconnecting = true;
+    try {
+      await this.login();
+    } catch {
+      this.reconnecting = false;
+      this.reconnectLater();
+      return;
+    }
+    this.reconnecting = false;
+  }
 
   onChange(f: () => void): () => void {
     this.listeners.add(f);
@@ -148,14 +175,14 @@ export class Client {
       this.ws = null;
       this.status = "offline";
       this.changed();
-      if (!this.closedByUs && this.id && ev.code !== 1008 && ev.code !== 1009) this.reconnectLater();
+      if (!this.closedByUs && !this.reconnecting && this.id && ev.code !== 1008 && ev.code !== 1009) this.reconnectLater();
     };
     return this.challenge;
   }
 
   private reconnectLater(): void {
     const delay = Math.random() * Math.min(30_000, 500 * 2 ** this.attempt++);
-    setTimeout(() => void this.login().catch(() => this.reconnectLater()), delay);
+    setTimeout(() => void this.reconnectNow(), delay);
   }
 
   close(): void {
@@ -268,7 +295,8 @@ export class Client {
     this.id = id;
     this.handles.set(id.account, id.handle);
     this.prekeys = (await this.store.get<X.PreKeyState>("prekeys")) ?? null;
-    await this.loadLocal();
+    if (!this.loaded) await this.loadLocal();
+    this.loaded = true;
     const ch = await this.open();
     if (ch["server"] !== id.server) {
       this.closedByUs = true;
@@ -689,46 +717,64 @@ export class Client {
 
   // ------------------------------------------------------------------ sending
 
-  /** Encrypt and send a message of `kind` to `conv` (SPEC.md 13 step 5; E2E.md 7). */
+  /** Send a message of `kind` to `conv` (SPEC.md 13 step 5): kept in the outbox at once, encrypted
+   * (E2E.md 7) when connected, and resent with the same cmid and ciphertext until acked. */
   async sendContent(conv: number, kind: string, content: Content, replyTo?: number): Promise<void> {
     const c = this.convs.get(conv);
     if (!c) throw new Error("unknown conversation");
     const cmid = hex(randomBytes(12));
-    const body = await this.encryptFor(conv, kind, encodeContent(kind, content), replyTo);
-    const p: Pending = { conv, cmid, kind: "e2e", body, inner: kind, content, replyTo };
+    const p: Pending = { conv, cmid, kind: "e2e", body: null, inner: kind, content, replyTo };
     const mine: Msg = { seq: Number.MAX_SAFE_INTEGER, ts: Date.now(), sender: this.id!.account, device: this.id!.device, cmid, kind, content, e2e: true, replyTo, pending: true };
     this.outbox.push(p);
     await this.store.putMany([["outbox", this.outbox], [`plain:${conv}:${cmid}`, { ...mine, pending: false }]]);
     this.addMessage(c, mine);
     this.changed();
-    await this.transmit(p);
+    if (this.status === "online") await this.transmit(p);
   }
 
   sendText(conv: number, text: string, replyTo?: number): Promise<void> {
     return this.sendContent(conv, "text", { text }, replyTo);
   }
 
+  private fail(p: Pending, why: string): Promise<unknown> {
+    this.outbox = this.outbox.filter((x) => x.cmid !== p.cmid);
+    const m = this.convs.get(p.conv)?.messages.find((x) => x.cmid === p.cmid);
+    if (m) m.error = `not sent: ${why}`;
+    this.changed();
+    return this.store.put("outbox", this.outbox);
+  }
+
   private async transmit(p: Pending): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const ack = await this.call({ t: "send", conv: p.conv, cmid: p.cmid, kind: p.kind, body: p.body });
-        this.outbox = this.outbox.filter((x) => x.cmid !== p.cmid);
-        await this.store.put("outbox", this.outbox);
-        this.receive(p.conv, { t: "deliver", conv: p.conv, seq: ack["seq"], ts: ack["ts"], sender: this.id!.account, device: this.id!.device, cmid: p.cmid, kind: p.kind, body: p.body });
-        return;
-      } catch (e) {
-        if (e instanceof ServerError && !RETRYABLE.has(e.code)) {
+    if (this.transmitting.has(p.cmid)) return;
+    this.transmitting.add(p.cmid);
+    try {
+      if (!p.body) {
+        try {
+          p.body = await this.encryptFor(p.conv, p.inner, encodeContent(p.inner, p.content), p.replyTo);
+        } catch (e) {
+          if (this.ws && !(e instanceof ServerError && RETRYABLE.has(e.code))) await this.fail(p, (e as Error).message);
+          return; // offline: encrypted after the reconnect
+        }
+        await this.store.put("outbox", this.outbox); // the ciphertext, resent as it is
+      }
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const ack = await this.call({ t: "send", conv: p.conv, cmid: p.cmid, kind: p.kind, body: p.body });
           this.outbox = this.outbox.filter((x) => x.cmid !== p.cmid);
           await this.store.put("outbox", this.outbox);
-          const c = this.convs.get(p.conv);
-          const m = c?.messages.find((x) => x.cmid === p.cmid);
-          if (m) m.error = `not sent: ${e.message}`;
-          this.changed();
+          this.receive(p.conv, { t: "deliver", conv: p.conv, seq: ack["seq"], ts: ack["ts"], sender: this.id!.account, device: this.id!.device, cmid: p.cmid, kind: p.kind, body: p.body });
           return;
+        } catch (e) {
+          if (e instanceof ServerError && !RETRYABLE.has(e.code)) {
+            await this.fail(p, e.message);
+            return;
+          }
+          if (!this.ws) return; // sent again after the reconnect
+          await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** attempt)));
         }
-        if (!this.ws) return; // sent again after the reconnect
-        await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** attempt)));
       }
+    } finally {
+      this.transmitting.delete(p.cmid);
     }
   }
 
