@@ -70,6 +70,7 @@ from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from chatclient.addressing import MAX_TO, addressees, bare_command
+from chatclient.contacts import Contacts
 from chatclient.e2e import E2E, Decrypted, MissingKey, content_of
 from chatclient.errors import (
     AuthError,
@@ -290,6 +291,8 @@ class Client:
             warn=lambda account, reason: self._emit(SecurityWarning(account, reason)),
         )
         self.members = Members(self.e2e, self._call, self._next_id)
+        self.contacts = Contacts(self._call, self._next_id)
+        """Requests, invitations, contacts, blocks, privacy (chatclient/contacts.py)."""
         """The conversations' verified members (E2E.md 15): sending encrypts to them only."""
         self._member_warned: set[tuple[int, frozenset[int]]] = set()
         self._users: set[int] = set()
@@ -596,7 +599,7 @@ class Client:
                     self._challenge.set_result(frame)
             case F.Error():
                 self._resolve(frame)
-            case F.ReceiptEvent() | F.TypingEvent() | F.PresenceEvent():
+            case F.ReceiptEvent() | F.TypingEvent() | F.PresenceEvent() | F.RequestEvent():
                 await self._emit(frame)
             case _:
                 self._resolve(frame)

@@ -13,13 +13,14 @@ module over both; what differs is the database under it):
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from chatclient import Client, KeyStore
+from chatclient import Client, KeyStore, RequestReceived
 from chatproto import frames as F
 from chatproto import kinds
 from chatproto import limits as L
@@ -32,6 +33,7 @@ DEFAULTS = {"add_me": "contacts", "presence": "contacts", "last_seen": "contacts
 FAST = {"frames_per_second": 100_000.0, "frame_burst": 100_000.0}
 """The per-connection rate limit is not what these tests are about."""
 _cmids = itertools.count(1)
+E = TypeVar("E")
 SIG = bytes(range(64))
 
 
@@ -45,9 +47,10 @@ async def user(url: str, handle: str) -> Raw:
     return r
 
 
-async def direct(a: Raw, b: Raw) -> int:
+async def direct(a: Raw, b: Raw | int) -> int:
+    other = b if isinstance(b, int) else b.account
     conv: F.Conv = await a.request(
-        F.CreateConv(id=a.next_id(), kind="direct", members=[b.account]), F.Conv
+        F.CreateConv(id=a.next_id(), kind="direct", members=[other]), F.Conv
     )
     return conv.info.conv
 
@@ -80,6 +83,14 @@ async def presence(c: Raw, *accounts: int) -> dict[int, F.PresenceInfo]:
         F.GetPresence(id=c.next_id(), accounts=list(accounts)), F.PresenceList
     )
     return {p.account: p for p in got.presence}
+
+
+async def first_event(c: Client, kind: type[E]) -> E:
+    async with asyncio.timeout(10):
+        async for event in c.events():
+            if isinstance(event, kind):
+                return event
+    raise AssertionError(f"the client stopped before a {kind.__name__}")
 
 
 def pushed(c: Raw, kind: type[F.Frame]) -> list[Any]:
@@ -131,19 +142,9 @@ async def test_1600_forced_groups_arrive_as_invitations_and_the_victim_starts_in
         async with Client(server.url, KeyStore.open(tmp_path / "victim.key"), encrypt=False) as v:
             took = time.monotonic() - started
             assert await v.conversations() == []  # not a member of any of them
-            seen: list[F.RequestInfo] = []
-            after, pages = 0, 0
-            while True:
-                page = await v._call(
-                    F.ListRequests(id=v._next_id(), after=after, limit=L.MAX_PAGE), F.Requests
-                )
-                seen += page.requests
-                pages += 1
-                if not page.more:
-                    break
-                after = page.requests[-1].conv
+            seen = [r async for r in v.contacts.requests()]  # a page of 500 at a time
         assert took < 1.0, f"the client took {took:.2f}s to start"
-        assert len(seen) == 1600 and pages == 4
+        assert len(seen) == 1600
         assert {(r.kind, r.sender, r.title) for r in seen} == {("group", attacker.account, title)}
         await attacker.close()
 
@@ -176,6 +177,25 @@ async def test_an_invitation_joins_only_when_accepted(db: str, tmp_path: Path) -
         refused = await carol.request(F.Invite(id=carol.next_id(), conv=conv, account=bob.account))
         assert isinstance(refused, F.Error) and refused.code == ErrorCode.NOT_FOUND
         await alice.close(), await bob.close(), await carol.close()
+
+
+async def test_the_sdk_sees_a_request_arrive_live_and_accepts_it(db: str, tmp_path: Path) -> None:
+    async with (
+        run_server(settings(tmp_path, db)) as server,
+        Client(server.url, encrypt=False) as bob,
+    ):
+        await bob.register("bob", "Bob")
+        alice = await user(server.url, "alice")
+        alice_conv = await direct(alice, bob.account)
+        event = await first_event(bob, RequestReceived)
+        assert (event.request.conv, event.request.sender) == (alice_conv, alice.account)
+        assert alice_conv not in [c.conv for c in await bob.conversations()]
+        await bob.contacts.accept(alice_conv)
+        assert alice_conv in [c.conv for c in await bob.conversations()]
+        assert await bob.contacts.contacts() == [alice.account]
+        p = await bob.contacts.set_privacy(last_seen="nobody")
+        assert (p.add_me, p.presence, p.last_seen) == ("contacts", "contacts", "nobody")
+        await alice.close()
 
 
 # ------------------------------------------------------------------ 14.1: message requests

@@ -400,6 +400,7 @@ class ClientProtocol:
                 | F.DeviceListChanged()
                 | F.ToDeviceEvent()
                 | F.Resync()
+                | F.RequestEvent()
             ):
                 self._events.append(E.Pushed(frame))
             case _:
