@@ -65,12 +65,23 @@ class Hub:
         self._accounts: dict[int, list[Outlet]] = {}  # lists: a few devices each
         self._devices: dict[int, list[Outlet]] = {}  # usually one connection each
         self._latest: dict[int, int] = {}
+        self._reading: dict[Outlet, set[int]] = {}
+        """Outlets attached before their memberships were read: the conversations UNWATCHed
+        for their account meanwhile (``attach`` without ``convs``, then ``watch_read``)."""
 
     # ------------------------------------------------------------------ membership of outlets
 
-    def attach(self, outlet: Outlet, convs: list[int]) -> bool:
+    def attach(self, outlet: Outlet, convs: list[int] | None = None) -> bool:
         """Start routing ``convs``, the account's events and the device's events to ``outlet``.
-        True when this is the account's first local connection (it just came online here)."""
+        True when this is the account's first local connection (it just came online here).
+
+        A login attaches BEFORE it reads the account's memberships (``convs`` None), then hands
+        what it read to ``watch_read``: an UNWATCH that arrives while the read is in flight is
+        remembered and wins over the read, which may predate the removal (on PostgreSQL the read
+        is a round trip during which the removal can commit and its UNWATCH arrive; issue 14.7).
+        A WATCH meanwhile routes the conversation at once, as for any attached outlet."""
+        if convs is None:
+            self._reading[outlet] = set()
         first = outlet.account not in self._accounts
         if first:
             self._accounts[outlet.account] = []
@@ -82,12 +93,23 @@ class Hub:
             self._broker.subscribe(envelope.device_topic(outlet.device), self._from_broker)
         else:
             same_device.append(outlet)
-        for conv in convs:
+        for conv in convs or ():
             self._watch(outlet, conv)
         return first
 
+    def watch_read(self, outlet: Outlet, convs: list[int]) -> None:
+        """Route ``convs``, the memberships read after ``attach(outlet)``, to ``outlet``, but
+        not those UNWATCHed since the attach (the read may have been older than the removal)."""
+        gone = self._reading.pop(outlet, None)
+        if gone is None:  # detached meanwhile (the connection closed during the read)
+            return
+        for conv in convs:
+            if conv not in gone:
+                self._watch(outlet, conv)
+
     def detach(self, outlet: Outlet) -> bool:
         """Stop routing to ``outlet``. True when it was the account's last local connection."""
+        self._reading.pop(outlet, None)
         for conv in tuple(outlet.watching):
             self._unwatch(outlet, conv)
         same_device = self._devices.get(outlet.device)
@@ -135,6 +157,9 @@ class Hub:
         for outlet in self._accounts.get(account, ()):
             self._unwatch(outlet, conv)
             outlet.floors.pop(conv, None)
+            gone = self._reading.get(outlet) if self._reading else None
+            if gone is not None:
+                gone.add(conv)
 
     def push_all(self, data: bytes) -> None:
         """Write ``data`` to every local connection (e.g. ``resync`` after a broker outage)."""

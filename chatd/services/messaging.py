@@ -93,21 +93,32 @@ class MessagingService:
 
     async def sync(self, s: Sender, f: F.Sync) -> None:
         """Stream seq > after from the store, holding back live delivery of this conversation on
-        this connection until the stream has caught up with everything this node published."""
+        this connection until the stream has caught up with everything this node published.
+
+        Membership is checked when the sync starts; a removal (or leave) that commits while the
+        stream runs ends it at the message recording it (SPEC.md 7.4): that message is the
+        last one sent, ``synced`` names its seq, and nothing written after it leaves the store
+        for this caller, whatever happens next (a later re-invitation included)."""
         d = self._d
         member = await self._require_member(f.conv, s.account)
         after = f.after
         s.floors[f.conv] = HOLD
-        subscribed = unconfirmed = False
+        subscribed = unconfirmed = ended = False
         try:
             while True:
                 page = await d.store.messages(f.conv, after, None, MAX_PAGE)
+                full = len(page) == MAX_PAGE
+                end = _membership_end(page, s.account, member.joined_seq)
+                if end is not None:
+                    page, ended = page[:end], True
                 shown = _for_bot(page, s.account, member) if member.bot else page
                 for m in shown:
                     await s.send_paced(deliver_frame(m))
                 if page:
                     after = page[-1].seq
-                if len(page) < MAX_PAGE and d.hub.latest_seq(f.conv) <= after:
+                if ended:
+                    break
+                if not full and d.hub.latest_seq(f.conv) <= after:
                     # With other nodes: once this node's subscription to the conversation is in
                     # effect, read once more; what commits later arrives live.
                     if subscribed:
@@ -120,6 +131,12 @@ class MessagingService:
         except BaseException:
             s.floors.pop(f.conv, None)
             raise
+        if ended:
+            # Not a member any more: live delivery of the conversation stays held back on this
+            # connection (HOLD) until the removal's UNWATCH drops it; had the UNWATCH come
+            # already, the floor is gone (or a re-invitation's WATCH set a new one): left so.
+            s.reply(F.Synced(re=f.id, conv=f.conv, seq=after))
+            return
         if after == f.after and after > 0:
             # Nothing newer: answer the conversation's highest seq (SPEC 7.4), so that a client
             # whose cursor is past it (its server lost history) can tell.
@@ -138,6 +155,9 @@ class MessagingService:
         more = len(rows) > f.limit
         if more:
             rows = rows[1:] if f.before is not None else rows[: f.limit]
+        end = _membership_end(rows, s.account, member.joined_seq)
+        if end is not None:  # removed after the membership check: nothing past the removal
+            rows, more = rows[:end], f.before is not None and more
         if member.bot:
             rows = _for_bot(rows, s.account, member)
         return F.Messages(
@@ -158,6 +178,21 @@ class MessagingService:
             ],
             more=more,
         )
+
+
+def _membership_end(page: list[StoredMessage], account: int, joined_seq: int) -> int | None:
+    """How many messages of ``page`` to keep when it holds the ``removed`` or ``left`` message
+    that ends ``account``'s membership that began at ``joined_seq`` (kept: it tells the
+    account's devices, as live delivery does, SPEC.md 7.6); None when it holds none."""
+    for i, m in enumerate(page):
+        if m.kind == "system" and m.seq > joined_seq:
+            event = kinds.decode_content("system", m.body)
+            assert isinstance(event, kinds.SystemEvent)
+            if (event.event == "removed" and event.account == account) or (
+                event.event == "left" and event.actor == account
+            ):
+                return i + 1
+    return None
 
 
 def _for_bot(page: list[StoredMessage], bot: int, member: Membership) -> list[StoredMessage]:

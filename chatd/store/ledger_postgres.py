@@ -663,7 +663,7 @@ class PostgresLedger:
     async def _write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         raise NotImplementedError
 
-    async def _read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _read_raw(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         raise NotImplementedError
 
     def post_transfer(self, t: NewTransfer, sign: ReceiptSigner) -> asyncio.Future[Posting]:
@@ -692,15 +692,15 @@ class PostgresLedger:
         return await self._write(lambda tx: mint(tx.db, account, amount, currency, now, note))
 
     async def balances(self, account: int) -> list[tuple[str, int]]:
-        return await self._read(lambda db: balances(db, account))
+        return await self._read_raw(lambda db: balances(db, account))
 
     async def wallet_entries(
         self, account: int, currency: str, before: int | None, limit: int
     ) -> list[EntryRow]:
-        return await self._read(lambda db: wallet_entries(db, account, currency, before, limit))
+        return await self._read_raw(lambda db: wallet_entries(db, account, currency, before, limit))
 
     async def payment_key(self, seed: bytes) -> bytes:
         return await self._write(lambda tx: payment_key(tx.db, seed))
 
     async def ledger_audit(self) -> LedgerAudit:
-        return await self._read(audit)
+        return await self._read_raw(audit)

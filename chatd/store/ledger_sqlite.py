@@ -44,7 +44,7 @@ class SeqTx(Protocol):
 
     @property
     def db(self) -> sqlite3.Connection: ...
-    def next_seq(self, conv: int) -> int: ...
+    def take_seq(self, conv: int) -> int: ...
     def undo_seq(self, conv: int, seq: int) -> None: ...
     def insert_message(self, m: StoredMessage, *, if_new: bool = False) -> bool: ...
 
@@ -88,7 +88,7 @@ def _message(db: sqlite3.Connection, conv: int, seq: int) -> StoredMessage:
 
 
 def _append_receipt(tx: SeqTx, conv: int, now: int, body: bytes) -> StoredMessage:
-    m = StoredMessage(conv, tx.next_seq(conv), now, 0, 0, None, "payment.receipt", body)
+    m = StoredMessage(conv, tx.take_seq(conv), now, 0, 0, None, "payment.receipt", body)
     try:
         tx.insert_message(m)
     except BaseException:
@@ -639,7 +639,7 @@ class SQLiteLedger:
     async def _write(self, fn: Callable[[Any], T]) -> T:
         raise NotImplementedError
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _read_raw(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError
 
     def post_transfer(self, t: NewTransfer, sign: ReceiptSigner) -> asyncio.Future[Posting]:
@@ -668,15 +668,15 @@ class SQLiteLedger:
         return await self._write(lambda tx: mint(tx.db, account, amount, currency, now, note))
 
     async def balances(self, account: int) -> list[tuple[str, int]]:
-        return await self._read(lambda db: balances(db, account))
+        return await self._read_raw(lambda db: balances(db, account))
 
     async def wallet_entries(
         self, account: int, currency: str, before: int | None, limit: int
     ) -> list[EntryRow]:
-        return await self._read(lambda db: wallet_entries(db, account, currency, before, limit))
+        return await self._read_raw(lambda db: wallet_entries(db, account, currency, before, limit))
 
     async def payment_key(self, seed: bytes) -> bytes:
         return await self._write(lambda tx: payment_key(tx.db, seed))
 
     async def ledger_audit(self) -> LedgerAudit:
-        return await self._read(audit)
+        return await self._read_raw(audit)

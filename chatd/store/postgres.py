@@ -43,9 +43,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
@@ -58,34 +60,28 @@ from chatd.errors import (
     ChatdError,
     Conflict,
     Forbidden,
-    HandleTaken,
     Invalid,
     NotFound,
-    RateLimited,
     Unavailable,
 )
+from chatd.store.accounts import Accounts
 from chatd.store.base import (
-    AccountRow,
     Appended,
     BotProfileRow,
-    BundleRow,
     ConvRow,
     CreatedConv,
-    DeviceListRow,
-    DeviceRow,
-    KeyUpload,
     LogRow,
     MemberRow,
     Membership,
     MembershipChange,
     NewMessage,
-    PrekeyRow,
     SignedChange,
     StoredMessage,
-    ToDeviceRow,
 )
+from chatd.store.keys import Keys
 from chatd.store.ledger_postgres import PostgresLedger
 from chatd.store.migrate import migrate_postgres
+from chatd.store.sql import CheckViolation, OutOfRange, Sql
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -138,18 +134,71 @@ class _Op(Generic[T]):
         self.message = message
 
 
-def _count(status: str) -> int:
-    """The row count of an asyncpg command status (``INSERT 0 1``, ``DELETE 3``)."""
-    return int(status.rsplit(" ", 1)[-1])
-
-
-class _Tx:
-    """What an op sees: the writer connection inside the open batch transaction."""
+class PostgresSql:
+    """``sql.Sql`` over one asyncpg connection."""
 
     __slots__ = ("db",)
 
+    last_seq = "c.last_seq"
+
     def __init__(self, db: Conn) -> None:
         self.db = db
+
+    @staticmethod
+    def ids(value: Any) -> tuple[int, ...]:
+        return _ids(value)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        return await _refusals(self.db.fetch(_dialect(sql), *args))  # type: ignore[no-any-return]
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        return await _refusals(self.db.fetchrow(_dialect(sql), *args))
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await _refusals(self.db.fetchval(_dialect(sql), *args))
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        status = await _refusals(self.db.execute(_dialect(sql), *args))
+        return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 1", "DELETE 3"
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await _refusals(self.db.executemany(_dialect(sql), rows))
+
+    def savepoint(self) -> AbstractAsyncContextManager[None]:
+        return self.db.transaction()  # type: ignore[no-any-return]
+
+    def snapshot(self) -> AbstractAsyncContextManager[None]:
+        return self.db.transaction(isolation="repeatable_read", readonly=True)  # type: ignore[no-any-return]
+
+
+async def _refusals(call: Awaitable[Any]) -> Any:
+    try:
+        return await call
+    except asyncpg.exceptions.CheckViolationError as exc:
+        raise CheckViolation(str(exc)) from None
+    except asyncpg.exceptions.NumericValueOutOfRangeError as exc:
+        raise OutOfRange(str(exc)) from None
+
+
+@functools.cache
+def _dialect(sql: str) -> str:
+    """PostgreSQL's text of a statement: ``?`` placeholders numbered ``$1, $2, ...``."""
+    parts = sql.split("?")
+    return "".join(f"{p}${i}" for i, p in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+class _Tx:
+    """What an op sees (``sql.Tx``): the writer connection inside the open batch transaction."""
+
+    __slots__ = ("db", "sql")
+
+    def __init__(self, db: Conn) -> None:
+        self.db = db
+        self.sql = PostgresSql(db)
+
+    def touched(self, conv: int) -> None:
+        """Nothing is cached across batches: several nodes write."""
 
     async def lock_conv(self, conv: int) -> str | None:
         """Lock ``conv``'s row until commit (orders its seqs and membership across nodes);
@@ -324,7 +373,7 @@ def _refusal(kind: str, role: str) -> ChatdError:
     raise AssertionError(f"chatd_append refused a send check_send allows: {kind} {role}")
 
 
-class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
+class PostgresStore(Accounts, Keys, PostgresLedger, GroupCommitWriter["_Op[Any]"]):
     """``Store`` over a PostgreSQL database shared by any number of nodes. Run ``run()`` in the
     owner's TaskGroup after ``open()``. The ledger's part is ``PostgresLedger``."""
 
@@ -465,7 +514,7 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
 
     async def ping(self) -> bool:
         try:
-            await self._read(lambda db: db.fetchval("SELECT 1"))
+            await self._read_raw(lambda db: db.fetchval("SELECT 1"))
         except Exception:
             return False
         return self.healthy and not self._closing
@@ -483,7 +532,10 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
     async def _write(self, fn: Callable[[_Tx], Awaitable[T]]) -> T:
         return await self._submit(fn)
 
-    async def _read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _read(self, fn: Callable[[Sql], Awaitable[T]]) -> T:
+        return await self._read_raw(lambda db: fn(PostgresSql(db)))
+
+    async def _read_raw(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         if self._pool is None:
             raise Unavailable("the store is not open")
         try:
@@ -493,94 +545,6 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
             raise
         except (*_LOST, asyncpg.exceptions.PostgresError) as exc:
             raise Unavailable("the store cannot be read now; retry") from exc
-
-    # ------------------------------------------------------------------ accounts
-
-    async def create_account(
-        self, handle: str, name: str, type: str, device_key: bytes, device_name: str, now: int
-    ) -> tuple[AccountRow, DeviceRow]:
-        async def op(tx: _Tx) -> tuple[AccountRow, DeviceRow]:
-            db = tx.db
-            if await db.fetchval("SELECT 1 FROM accounts WHERE handle=$1", handle):
-                raise HandleTaken(f"handle {handle!r} is taken")
-            if await db.fetchval("SELECT 1 FROM devices WHERE public_key=$1", device_key):
-                raise Conflict("this device key is already registered")
-            account = int(
-                await db.fetchval(
-                    "INSERT INTO accounts (handle, name, type, created_at) VALUES ($1,$2,$3,$4)"
-                    " RETURNING id",
-                    handle,
-                    name,
-                    type,
-                    now,
-                )
-            )
-            device = int(
-                await db.fetchval(
-                    "INSERT INTO devices (account_id, public_key, name, created_at)"
-                    " VALUES ($1,$2,$3,$4) RETURNING id",
-                    account,
-                    device_key,
-                    device_name,
-                    now,
-                )
-            )
-            return (
-                AccountRow(account, handle, name, type, 0),
-                DeviceRow(device, account, device_key, device_name),
-            )
-
-        return await self._write(op)
-
-    async def add_device(
-        self, account: int, device_key: bytes, name: str, approver: int, now: int
-    ) -> DeviceRow:
-        async def op(tx: _Tx) -> DeviceRow:
-            db = tx.db
-            if await db.fetchval("SELECT 1 FROM devices WHERE public_key=$1", device_key):
-                raise Conflict("this device key is already registered")
-            device = await db.fetchval(
-                "INSERT INTO devices (account_id, public_key, name, approved_by, created_at)"
-                " VALUES ($1,$2,$3,$4,$5) RETURNING id",
-                account,
-                device_key,
-                name,
-                approver,
-                now,
-            )
-            return DeviceRow(int(device), account, device_key, name)
-
-        return await self._write(op)
-
-    async def device(self, device: int) -> DeviceRow | None:
-        row = await self._read(
-            lambda db: db.fetchrow(
-                "SELECT id, account_id, public_key, name FROM devices WHERE id=$1", device
-            )
-        )
-        return DeviceRow(int(row[0]), int(row[1]), bytes(row[2]), str(row[3])) if row else None
-
-    async def account(self, account: int) -> AccountRow | None:
-        row = await self._read(
-            lambda db: db.fetchrow(
-                "SELECT id, handle, name, type, last_seen FROM accounts WHERE id=$1", account
-            )
-        )
-        return _account(row)
-
-    async def account_by_handle(self, handle: str) -> AccountRow | None:
-        row = await self._read(
-            lambda db: db.fetchrow(
-                "SELECT id, handle, name, type, last_seen FROM accounts WHERE handle=$1", handle
-            )
-        )
-        return _account(row)
-
-    async def set_last_seen(self, account: int, now: int) -> None:
-        async def op(tx: _Tx) -> None:
-            await tx.db.execute("UPDATE accounts SET last_seen=$1 WHERE id=$2", now, account)
-
-        await self._write(op)
 
     # ------------------------------------------------------------------ conversations
 
@@ -661,10 +625,12 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         return await self._write(op)
 
     async def conversation(self, conv: int, account: int, device: int) -> ConvRow:
-        return await self._read(lambda db: _conv_row(db, conv, account, device, with_members=True))
+        return await self._read_raw(
+            lambda db: _conv_row(db, conv, account, device, with_members=True)
+        )
 
     async def conversations_of(self, account: int, device: int) -> list[ConvRow]:
-        rows = await self._read(
+        rows = await self._read_raw(
             lambda db: db.fetch(
                 "SELECT c.id, c.kind, c.title, c.last_seq, m.role,"
                 " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
@@ -681,13 +647,13 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         return [_conv(r) for r in rows]
 
     async def conversation_ids_of(self, account: int) -> list[int]:
-        rows = await self._read(
+        rows = await self._read_raw(
             lambda db: db.fetch("SELECT conv_id FROM members WHERE account_id=$1", account)
         )
         return [int(r[0]) for r in rows]
 
     async def member_kind(self, conv: int, account: int) -> tuple[str, str] | None:
-        row = await self._read(
+        row = await self._read_raw(
             lambda db: db.fetchrow(
                 "SELECT c.kind, m.role FROM members m JOIN conversations c ON c.id = m.conv_id"
                 " WHERE m.conv_id=$1 AND m.account_id=$2",
@@ -698,7 +664,7 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         return (str(row[0]), str(row[1])) if row else None
 
     async def membership(self, conv: int, account: int) -> Membership | None:
-        row = await self._read(
+        row = await self._read_raw(
             lambda db: db.fetchrow(
                 "SELECT c.kind, m.role, m.joined_seq, a.type, m.access FROM members m"
                 " JOIN conversations c ON c.id = m.conv_id JOIN accounts a ON a.id = m.account_id"
@@ -713,7 +679,7 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
 
     async def contacts_of(self, account: int) -> list[int]:
         """Accounts sharing a direct conversation or group with ``account`` (presence audience)."""
-        rows = await self._read(
+        rows = await self._read_raw(
             lambda db: db.fetch(
                 "SELECT DISTINCT o.account_id FROM members m"
                 " JOIN conversations c ON c.id = m.conv_id AND c.kind IN ('direct', 'group')"
@@ -856,7 +822,7 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         return await self._write(op)
 
     async def member_log(self, conv: int, after: int, limit: int) -> list[LogRow]:
-        rows = await self._read(
+        rows = await self._read_raw(
             lambda db: db.fetch(
                 "SELECT epoch, seq, body, sig FROM member_log WHERE conv_id=$1 AND epoch>$2"
                 " ORDER BY epoch LIMIT $3",
@@ -868,7 +834,7 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         return [LogRow(int(e), int(q), bytes(b), bytes(g)) for e, q, b, g in rows]
 
     async def log_head(self, conv: int) -> rules.LogHead | None:
-        return await self._read(lambda db: _log_head(db, conv))
+        return await self._read_raw(lambda db: _log_head(db, conv))
 
     # ------------------------------------------------------------------ bots
 
@@ -929,7 +895,7 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
         await self._write(op)
 
     async def bot_profile(self, account: int) -> BotProfileRow | None:
-        row = await self._read(
+        row = await self._read_raw(
             lambda db: db.fetchrow(
                 "SELECT a.type, p.body, p.updated_at FROM accounts a"
                 " LEFT JOIN bot_profiles p ON p.account_id = a.id WHERE a.id=$1",
@@ -983,7 +949,7 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
                 _ids(r[7]),
                 _ids(r[8]),
             )
-            for r in await self._read(q)
+            for r in await self._read_raw(q)
         ]
 
     # ------------------------------------------------------------------ cursors
@@ -1004,248 +970,7 @@ class PostgresStore(PostgresLedger, GroupCommitWriter["_Op[Any]"]):
                 conv,
                 target,
             )
-            return _count(status) > 0 and target > 0
-
-        return await self._write(op)
-
-    # ------------------------------------------------------------------ key directory
-
-    async def upload_keys(self, upload: KeyUpload, now: int, max_one_time: int) -> int:
-        u = upload
-        fresh: dict[int, PrekeyRow] = {}
-        for k in u.one_time:  # a kid repeated inside one upload: the first one counts
-            fresh.setdefault(k.kid, k)
-
-        async def op(tx: _Tx) -> int:
-            db = tx.db
-            # The device row is the lock that orders this device's uploads across nodes.
-            if not await db.fetchval(
-                "SELECT 1 FROM devices WHERE id=$1 FOR NO KEY UPDATE", u.device
-            ):
-                raise NotFound("no such device")
-            prior = await db.fetchval(
-                "SELECT identity_key FROM identity_keys WHERE device_id=$1", u.device
-            )
-            new_identity = prior is not None and bytes(prior) != u.identity_key
-            held, known = 0, set()
-            if not new_identity:
-                held = int(
-                    await db.fetchval(
-                        "SELECT count(*) FROM one_time_prekeys WHERE device_id=$1", u.device
-                    )
-                )
-                if fresh:
-                    known = {
-                        int(r[0])
-                        for r in await db.fetch(
-                            "SELECT kid FROM one_time_prekeys"
-                            " WHERE device_id=$1 AND kid = ANY($2::bigint[])",
-                            u.device,
-                            list(fresh),
-                        )
-                    }
-            added = [k for kid, k in fresh.items() if kid not in known]
-            if held + len(added) > max_one_time:
-                raise Invalid(
-                    f"a device holds at most {max_one_time} one-time prekeys"
-                    f" ({held} unclaimed, {len(added)} new)"
-                )
-            # Checks done; writes from here on.
-            if new_identity:  # prekeys signed for the old identity go with it
-                await db.execute("DELETE FROM signed_prekeys WHERE device_id=$1", u.device)
-                await db.execute("DELETE FROM one_time_prekeys WHERE device_id=$1", u.device)
-            await db.execute(
-                "INSERT INTO identity_keys (device_id, identity_key, identity_sig, updated_at)"
-                " VALUES ($1,$2,$3,$4) ON CONFLICT (device_id) DO UPDATE SET"
-                " identity_key=excluded.identity_key, identity_sig=excluded.identity_sig,"
-                " updated_at=excluded.updated_at",
-                u.device,
-                u.identity_key,
-                u.identity_sig,
-                now,
-            )
-            signed = [
-                (u.device, type, pk.kid, pk.key, pk.sig, now)
-                for type, pk in (("ec", u.signed_prekey), ("pq", u.pq_prekey))
-                if pk is not None
-            ]
-            if signed:
-                await db.executemany(
-                    "INSERT INTO signed_prekeys (device_id, type, kid, key, sig, updated_at)"
-                    " VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (device_id, type) DO UPDATE SET"
-                    " kid=excluded.kid, key=excluded.key, sig=excluded.sig,"
-                    " updated_at=excluded.updated_at",
-                    signed,
-                )
-            if added:
-                await db.executemany(
-                    "INSERT INTO one_time_prekeys (device_id, kid, key) VALUES ($1,$2,$3)",
-                    [(u.device, k.kid, k.key) for k in added],
-                )
-            return held + len(added)
-
-        return await self._write(op)
-
-    async def one_time_count(self, device: int) -> int:
-        n = await self._read(
-            lambda db: db.fetchval(
-                "SELECT count(*) FROM one_time_prekeys WHERE device_id=$1", device
-            )
-        )
-        return int(n)
-
-    async def claim_keys(self, account: int, exclude_device: int = 0) -> list[BundleRow]:
-        async def op(tx: _Tx) -> list[BundleRow]:
-            db = tx.db
-            if not await tx.exists("accounts", account):
-                raise NotFound(f"no account {account}")
-            devices = await db.fetch(
-                "SELECT d.id, d.public_key, i.identity_key, i.identity_sig FROM devices d"
-                " JOIN identity_keys i ON i.device_id = d.id"
-                " WHERE d.account_id=$1 AND d.id != $2 ORDER BY d.id",
-                account,
-                exclude_device,
-            )
-            if not devices:
-                return []
-            ids = [int(d[0]) for d in devices]
-            signed: dict[tuple[int, str], PrekeyRow] = {
-                (int(d), str(t)): PrekeyRow(int(kid), bytes(key), bytes(sig))
-                for d, t, kid, key, sig in await db.fetch(
-                    "SELECT device_id, type, kid, key, sig FROM signed_prekeys"
-                    " WHERE device_id = ANY($1::bigint[])",
-                    ids,
-                )
-            }
-            out = []
-            for (device, signing_key, identity_key, identity_sig), d in zip(
-                devices, ids, strict=True
-            ):
-                # Taken and deleted in one statement; a row another node is claiming right now
-                # is locked and skipped, so no two claims ever get the same key.
-                row = await db.fetchrow(
-                    "DELETE FROM one_time_prekeys WHERE device_id=$1 AND kid = ("
-                    " SELECT kid FROM one_time_prekeys WHERE device_id=$1"
-                    " ORDER BY kid LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING kid, key",
-                    device,
-                )
-                out.append(
-                    BundleRow(
-                        d,
-                        bytes(signing_key),
-                        bytes(identity_key),
-                        bytes(identity_sig),
-                        signed.get((d, "ec")),
-                        signed.get((d, "pq")),
-                        None if row is None else PrekeyRow(int(row[0]), bytes(row[1])),
-                    )
-                )
-            return out
-
-        return await self._write(op)
-
-    async def put_device_list(self, row: DeviceListRow, now: int) -> None:
-        async def op(tx: _Tx) -> None:
-            db = tx.db
-            if not await tx.exists("accounts", row.account):
-                raise NotFound(f"no account {row.account}")
-            prior = await db.fetchval(
-                "SELECT version FROM device_lists WHERE account_id=$1 FOR UPDATE", row.account
-            )
-            if prior is not None and int(prior) >= row.version:
-                raise Conflict(f"version {row.version} is not above the stored {int(prior)}")
-            await db.execute(
-                "INSERT INTO device_lists (account_id, version, body, sig, master_key, updated_at)"
-                " VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (account_id) DO UPDATE SET"
-                " version=excluded.version, body=excluded.body, sig=excluded.sig,"
-                " master_key=excluded.master_key, updated_at=excluded.updated_at",
-                row.account,
-                row.version,
-                row.body,
-                row.sig,
-                row.master_key,
-                now,
-            )
-
-        await self._write(op)
-
-    async def device_list(self, account: int) -> DeviceListRow | None:
-        row = await self._read(
-            lambda db: db.fetchrow(
-                "SELECT version, body, sig, master_key FROM device_lists WHERE account_id=$1",
-                account,
-            )
-        )
-        if row is None:
-            return None
-        return DeviceListRow(account, int(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]))
-
-    # ------------------------------------------------------------------ to-device queue
-
-    async def queue_to_device(
-        self, target: int, sender: int, sender_device: int, body: bytes, now: int, max_queued: int
-    ) -> ToDeviceRow:
-        async def op(tx: _Tx) -> ToDeviceRow:
-            db = tx.db
-            if not await tx.exists("devices", target):
-                raise NotFound("no such device")
-            # The state row's lock orders the device's tids across nodes.
-            state = await db.fetchrow(
-                "SELECT last_tid, queued FROM to_device_state WHERE device_id=$1 FOR UPDATE",
-                target,
-            )
-            last, queued = (int(state[0]), int(state[1])) if state else (0, 0)
-            if queued >= max_queued:
-                raise RateLimited(f"device {target} has {queued} items queued; retry later")
-            tid = last + 1
-            await db.execute(
-                "INSERT INTO to_device_state (device_id, last_tid, queued) VALUES ($1,$2,$3)"
-                " ON CONFLICT (device_id) DO UPDATE SET last_tid=excluded.last_tid,"
-                " queued=excluded.queued",
-                target,
-                tid,
-                queued + 1,
-            )
-            await db.execute(
-                "INSERT INTO to_device (device_id, tid, sender, sender_device, body, queued_at)"
-                " VALUES ($1,$2,$3,$4,$5,$6)",
-                target,
-                tid,
-                sender,
-                sender_device,
-                body,
-                now,
-            )
-            return ToDeviceRow(target, tid, sender, sender_device, body)
-
-        return await self._write(op)
-
-    async def to_device_items(self, device: int, after: int, limit: int) -> list[ToDeviceRow]:
-        rows = await self._read(
-            lambda db: db.fetch(
-                "SELECT tid, sender, sender_device, body FROM to_device"
-                " WHERE device_id=$1 AND tid>$2 ORDER BY tid LIMIT $3",
-                device,
-                after,
-                limit,
-            )
-        )
-        return [ToDeviceRow(device, int(t), int(s), int(d), bytes(b)) for t, s, d, b in rows]
-
-    async def ack_to_device(self, device: int, up_to: int) -> int:
-        async def op(tx: _Tx) -> int:
-            deleted = _count(
-                await tx.db.execute(
-                    "DELETE FROM to_device WHERE device_id=$1 AND tid<=$2", device, up_to
-                )
-            )
-            if deleted > 0:
-                await tx.db.execute(
-                    "UPDATE to_device_state SET queued = queued - $1 WHERE device_id=$2",
-                    deleted,
-                    device,
-                )
-            return deleted
+            return int(status.rsplit(" ", 1)[-1]) > 0 and target > 0
 
         return await self._write(op)
 
@@ -1256,12 +981,6 @@ async def _log_head(db: Conn, conv: int) -> rules.LogHead | None:
         conv,
     )
     return None if row is None else (int(row[0]), bytes(row[1]), bytes(row[2]))
-
-
-def _account(row: Any) -> AccountRow | None:
-    if row is None:
-        return None
-    return AccountRow(int(row[0]), str(row[1]), str(row[2]), str(row[3]), int(row[4]))
 
 
 def _conv(r: Any) -> ConvRow:

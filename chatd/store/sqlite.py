@@ -10,8 +10,8 @@ thread hand-off per batch (not per statement, as aiosqlite or an executor per ca
 running the statements on the thread as well measured slower: the two threads then pass the GIL
 back and forth at every statement). A small batch commits on the loop while commits take under a
 millisecond (``GroupCommitWriter._commit_on_loop``): there the hand-off cost more CPU and latency
-than the fsync it moved. Reads use a second connection on the loop's thread (WAL: they never wait for the
-writer).
+than the fsync it moved. Reads use a second connection on the loop's thread (WAL: they never wait
+for the writer).
 
 Seqs come from an in-memory cache of each conversation's last seq, loaded from the messages
 table (its highest seq); after a failed commit the cache is dropped and reloaded, so seqs stay
@@ -26,12 +26,16 @@ import asyncio
 import concurrent.futures
 import contextlib
 import fcntl
+import functools
+import json
 import logging
 import os
+import re
 import sqlite3
 import struct
 import time
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
@@ -43,69 +47,161 @@ from chatd.errors import (
     ChatdError,
     Conflict,
     Forbidden,
-    HandleTaken,
     Invalid,
     NotFound,
-    RateLimited,
 )
+from chatd.store.accounts import Accounts
 from chatd.store.base import (
-    AccountRow,
     Appended,
     BotProfileRow,
-    BundleRow,
     ConvRow,
     CreatedConv,
-    DeviceListRow,
-    DeviceRow,
-    KeyUpload,
     LogRow,
     MemberRow,
     Membership,
     MembershipChange,
     NewMessage,
-    PrekeyRow,
     SignedChange,
     StoredMessage,
-    ToDeviceRow,
 )
+from chatd.store.keys import Keys
 from chatd.store.ledger_sqlite import SQLiteLedger
 from chatd.store.migrate import migrate_sqlite
+from chatd.store.sql import CheckViolation, OutOfRange, Sql, run_sync
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class _Op(Generic[T]):
-    """One queued write: ``run`` executes on the writer thread inside the batch transaction.
+class SQLiteSql:
+    """``sql.Sql`` over one sqlite3 connection: synchronous underneath, so its coroutines
+    never suspend (``sql.run_sync`` drives a script on the loop's thread)."""
 
-    ``run`` must raise a ``ChatdError`` only before it writes anything, so a refused op leaves the
-    transaction as it found it and the rest of the batch still commits.
+    __slots__ = ("db",)
+
+    last_seq = "(SELECT coalesce(max(seq), 0) FROM messages WHERE conv_id = c.id)"
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    @staticmethod
+    def ids(value: Any) -> tuple[int, ...]:
+        return _unpack_ids(value)
+
+    def _run(self, sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
+        text, lists = _dialect(sql)
+        if lists:
+            args = tuple(json.dumps(a) if type(a) is list else a for a in args)
+        try:
+            return self.db.execute(text, args)
+        except sqlite3.IntegrityError as exc:
+            raise _refusal(exc) from None
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        return self._run(sql, args).fetchall()
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        return self._run(sql, args).fetchone()
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = self._run(sql, args).fetchone()
+        return None if row is None else row[0]
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return self._run(sql, args).rowcount
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            self.db.executemany(_dialect(sql)[0], rows)
+        except sqlite3.IntegrityError as exc:
+            raise _refusal(exc) from None
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        self.db.execute("SAVEPOINT s")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK TO s")
+            self.db.execute("RELEASE s")
+            raise
+        self.db.execute("RELEASE s")
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
+        if self.db.in_transaction:  # the caller's transaction is the snapshot
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
+
+
+_LOCKS = re.compile(r" FOR (NO KEY )?UPDATE( SKIP LOCKED)?")
+
+
+@functools.cache
+def _dialect(sql: str) -> tuple[str, bool]:
+    """SQLite's text of a statement (row locks dropped, ``= ANY(?)`` read with json_each) and
+    whether it takes a list."""
+    text = _LOCKS.sub("", sql)
+    lists = "= ANY(?)" in text
+    return text.replace("= ANY(?)", "IN (SELECT value FROM json_each(?))"), lists
+
+
+def _refusal(exc: sqlite3.IntegrityError) -> Exception:
+    if "CHECK" in str(exc):
+        return CheckViolation(str(exc))
+    if "cannot store" in str(exc):  # STRICT: a sum past 64 bits became REAL
+        return OutOfRange(str(exc))
+    return exc
+
+
+class _Op(Generic[T]):
+    """One queued write: ``fn`` (a ``sql.Tx`` script, or a plain function of ``_Tx``) runs on
+    the loop's thread inside the batch transaction.
+
+    ``fn`` must raise a ``ChatdError`` only before it writes anything (or inside a savepoint),
+    so a refused op leaves the transaction as it found it and the rest of the batch commits.
     """
 
     __slots__ = ("fn", "future")
 
-    def __init__(self, fn: Callable[[_Tx], T], future: asyncio.Future[T]) -> None:
+    def __init__(self, fn: Callable[[_Tx], Any], future: asyncio.Future[T]) -> None:
         self.fn = fn
         self.future = future
 
 
 class _Tx:
-    """What an op sees: the write connection, the seq allocator of the open batch, and the
-    cache of each conversation's bots with access ``addressed`` (exact: this process is the
-    file's only writer, and every op that changes them drops the conversation's entry)."""
+    """What an op sees (``sql.Tx``): the write connection (``db``, and ``sql`` over it), the seq
+    allocator of the open batch, and the cache of each conversation's bots with access
+    ``addressed`` (exact: this process is the file's only writer, and every op that changes
+    them drops the conversation's entry)."""
 
-    __slots__ = ("addressed", "db", "last_seq")
+    __slots__ = ("addressed", "db", "last_seq", "sql", "taken")
 
     def __init__(
         self,
-        db: sqlite3.Connection,
+        sql: SQLiteSql,
         last_seq: dict[int, int],
         addressed: dict[int, tuple[int, ...]],
     ) -> None:
-        self.db = db
+        self.sql = sql
+        self.db = sql.db
         self.last_seq = last_seq
         self.addressed = addressed
+        self.taken: set[int] = set()
+        """Conversations a script took seqs of (forgotten if it is refused: see ``_apply_batch``)."""
+
+    async def next_seq(self, conv: int) -> int:
+        self.taken.add(conv)
+        return self.take_seq(conv)
+
+    def touched(self, conv: int) -> None:
+        self.addressed.pop(conv, None)
 
     def addressed_bots(self, conv: int) -> tuple[int, ...]:
         """The bot members of ``conv`` whose access is ``addressed``, ascending."""
@@ -125,7 +221,7 @@ class _Tx:
         row = self.db.execute("SELECT type FROM accounts WHERE id=?", (account,)).fetchone()
         return row is not None and row[0] == "bot"
 
-    def next_seq(self, conv: int) -> int:
+    def take_seq(self, conv: int) -> int:
         """The next seq of ``conv``. The messages table is the only record of seqs (its highest
         seq is the conversation's last), so a commit writes no counter row besides the message."""
         seq = self.last_seq.get(conv)
@@ -164,7 +260,7 @@ class _Tx:
 
     def system_message(self, conv: int, now: int, event: kinds.SystemEvent) -> StoredMessage:
         _, body = kinds.encode_content(event)
-        m = StoredMessage(conv, self.next_seq(conv), now, 0, 0, None, "system", body)
+        m = StoredMessage(conv, self.take_seq(conv), now, 0, 0, None, "system", body)
         self.insert_message(m)
         return m
 
@@ -250,7 +346,7 @@ def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite3.Connecti
     return db
 
 
-class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
+class SQLiteStore(Accounts, Keys, SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
     """``Store`` over one SQLite file. Run ``run()`` in the owner's TaskGroup after ``open()``.
     The ledger's part (wallets, postings, red packets, requests) is ``SQLiteLedger``."""
 
@@ -283,6 +379,8 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         self._last_seq: dict[int, int] = {}
         self._addressed: dict[int, tuple[int, ...]] = {}
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._sql: SQLiteSql | None = None
+        self._reader: SQLiteSql | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -294,6 +392,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         if applied:
             log.info("migrated", extra={"applied": applied, "db": self.path})
         self._r = _connect(self.path, readonly=True, synchronous="NORMAL")
+        self._sql, self._reader = SQLiteSql(self._w), SQLiteSql(self._r)
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
 
     def _take_lock(self) -> int | None:
@@ -317,7 +416,8 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         writer thread while the loop goes on."""
         db = self._w
         assert db is not None
-        tx = _Tx(db, self._last_seq, self._addressed)
+        assert self._sql is not None
+        tx = _Tx(self._sql, self._last_seq, self._addressed)
         results: list[Any] = []
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -325,9 +425,15 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
                 if i and not i % self.CHUNK:
                     await asyncio.sleep(0)
                 try:
-                    results.append(op.fn(tx))
+                    result = op.fn(tx)
+                    if type(result) is types.CoroutineType:
+                        result = run_sync(result)  # on this thread, no turn of the loop
+                    results.append(result)
                 except ChatdError as refused:
+                    for conv in tx.taken:  # reload: its savepoint gave back what it took
+                        self._last_seq.pop(conv, None)
                     results.append(refused)
+                tx.taken.clear()
             if self._thread is None or self._commit_on_loop(len(batch)):
                 started = time.perf_counter()
                 db.execute("COMMIT")
@@ -362,98 +468,29 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
 
     async def ping(self) -> bool:
         try:
-            await self._read(lambda db: db.execute("SELECT 1").fetchone())
+            await self._read(lambda db: db.fetchval("SELECT 1"))
         except Exception:
             return False
         return self.healthy and not self._closing
 
     # ------------------------------------------------------------------ plumbing
 
-    def _submit(self, fn: Callable[[_Tx], T]) -> asyncio.Future[T]:
+    def _submit(self, fn: Callable[[_Tx], Awaitable[T] | T]) -> asyncio.Future[T]:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._enqueue(_Op(fn, future))
         return future
 
-    async def _write(self, fn: Callable[[_Tx], T]) -> T:
+    async def _write(self, fn: Callable[[_Tx], Awaitable[T] | T]) -> T:
         return await self._submit(fn)
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _read(self, fn: Callable[[Sql], Awaitable[T]]) -> T:
+        assert self._reader is not None
+        return run_sync(fn(self._reader))  # type: ignore[arg-type]
+
+    async def _read_raw(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         db = self._r
         assert db is not None
         return fn(db)
-
-    # ------------------------------------------------------------------ accounts
-
-    async def create_account(
-        self, handle: str, name: str, type: str, device_key: bytes, device_name: str, now: int
-    ) -> tuple[AccountRow, DeviceRow]:
-        def op(tx: _Tx) -> tuple[AccountRow, DeviceRow]:
-            db = tx.db
-            if db.execute("SELECT 1 FROM accounts WHERE handle=?", (handle,)).fetchone():
-                raise HandleTaken(f"handle {handle!r} is taken")
-            if db.execute("SELECT 1 FROM devices WHERE public_key=?", (device_key,)).fetchone():
-                raise Conflict("this device key is already registered")
-            cur = db.execute(
-                "INSERT INTO accounts (handle, name, type, created_at) VALUES (?,?,?,?)",
-                (handle, name, type, now),
-            )
-            account = int(cur.lastrowid or 0)
-            cur = db.execute(
-                "INSERT INTO devices (account_id, public_key, name, created_at) VALUES (?,?,?,?)",
-                (account, device_key, device_name, now),
-            )
-            return (
-                AccountRow(account, handle, name, type, 0),
-                DeviceRow(int(cur.lastrowid or 0), account, device_key, device_name),
-            )
-
-        return await self._write(op)
-
-    async def add_device(
-        self, account: int, device_key: bytes, name: str, approver: int, now: int
-    ) -> DeviceRow:
-        def op(tx: _Tx) -> DeviceRow:
-            db = tx.db
-            if db.execute("SELECT 1 FROM devices WHERE public_key=?", (device_key,)).fetchone():
-                raise Conflict("this device key is already registered")
-            cur = db.execute(
-                "INSERT INTO devices (account_id, public_key, name, approved_by, created_at)"
-                " VALUES (?,?,?,?,?)",
-                (account, device_key, name, approver, now),
-            )
-            return DeviceRow(int(cur.lastrowid or 0), account, device_key, name)
-
-        return await self._write(op)
-
-    async def device(self, device: int) -> DeviceRow | None:
-        row = await self._read(
-            lambda db: db.execute(
-                "SELECT id, account_id, public_key, name FROM devices WHERE id=?", (device,)
-            ).fetchone()
-        )
-        return DeviceRow(*row) if row else None
-
-    async def account(self, account: int) -> AccountRow | None:
-        row = await self._read(
-            lambda db: db.execute(
-                "SELECT id, handle, name, type, last_seen FROM accounts WHERE id=?", (account,)
-            ).fetchone()
-        )
-        return AccountRow(*row) if row else None
-
-    async def account_by_handle(self, handle: str) -> AccountRow | None:
-        row = await self._read(
-            lambda db: db.execute(
-                "SELECT id, handle, name, type, last_seen FROM accounts WHERE handle=?", (handle,)
-            ).fetchone()
-        )
-        return AccountRow(*row) if row else None
-
-    async def set_last_seen(self, account: int, now: int) -> None:
-        def op(tx: _Tx) -> None:
-            tx.db.execute("UPDATE accounts SET last_seen=? WHERE id=?", (now, account))
-
-        await self._write(op)
 
     # ------------------------------------------------------------------ conversations
 
@@ -532,7 +569,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
                 raise NotFound("no such conversation")
             return _conv_row(db, conv, account, device, with_members=True)
 
-        return await self._read(q)
+        return await self._read_raw(q)
 
     async def conversations_of(self, account: int, device: int) -> list[ConvRow]:
         def q(db: sqlite3.Connection) -> list[ConvRow]:
@@ -550,10 +587,10 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
             ).fetchall()
             return [_conv(r) for r in rows]
 
-        return await self._read(q)
+        return await self._read_raw(q)
 
     async def conversation_ids_of(self, account: int) -> list[int]:
-        rows = await self._read(
+        rows = await self._read_raw(
             lambda db: db.execute(
                 "SELECT conv_id FROM members WHERE account_id=?", (account,)
             ).fetchall()
@@ -561,7 +598,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         return [int(r[0]) for r in rows]
 
     async def member_kind(self, conv: int, account: int) -> tuple[str, str] | None:
-        row = await self._read(
+        row = await self._read_raw(
             lambda db: db.execute(
                 "SELECT c.kind, m.role FROM members m JOIN conversations c ON c.id = m.conv_id"
                 " WHERE m.conv_id=? AND m.account_id=?",
@@ -571,7 +608,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         return (str(row[0]), str(row[1])) if row else None
 
     async def membership(self, conv: int, account: int) -> Membership | None:
-        row = await self._read(
+        row = await self._read_raw(
             lambda db: db.execute(
                 "SELECT c.kind, m.role, m.joined_seq, a.type, m.access FROM members m"
                 " JOIN conversations c ON c.id = m.conv_id JOIN accounts a ON a.id = m.account_id"
@@ -585,7 +622,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
 
     async def contacts_of(self, account: int) -> list[int]:
         """Accounts sharing a direct conversation or group with ``account`` (presence audience)."""
-        rows = await self._read(
+        rows = await self._read_raw(
             lambda db: db.execute(
                 "SELECT DISTINCT o.account_id FROM members m"
                 " JOIN conversations c ON c.id = m.conv_id AND c.kind IN ('direct', 'group')"
@@ -719,7 +756,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         return await self._write(op)
 
     async def member_log(self, conv: int, after: int, limit: int) -> list[LogRow]:
-        rows = await self._read(
+        rows = await self._read_raw(
             lambda db: db.execute(
                 "SELECT epoch, seq, body, sig FROM member_log WHERE conv_id=? AND epoch>?"
                 " ORDER BY epoch LIMIT ?",
@@ -729,7 +766,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         return [LogRow(int(e), int(q), bytes(b), bytes(g)) for e, q, b, g in rows]
 
     async def log_head(self, conv: int) -> rules.LogHead | None:
-        row = await self._read(
+        row = await self._read_raw(
             lambda db: db.execute(
                 "SELECT epoch, hash, group_id FROM member_log WHERE conv_id=?"
                 " ORDER BY epoch DESC LIMIT 1",
@@ -793,7 +830,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         await self._write(op)
 
     async def bot_profile(self, account: int) -> BotProfileRow | None:
-        row = await self._read(
+        row = await self._read_raw(
             lambda db: db.execute(
                 "SELECT a.type, p.body, p.updated_at FROM accounts a"
                 " LEFT JOIN bot_profiles p ON p.account_id = a.id WHERE a.id=?",
@@ -814,7 +851,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
             rules.check_send(kind, role)
             # Insert first: a resend is rare, so the common path costs one statement. The unique
             # (conv, device, cmid) index turns a resend into "no row inserted".
-            seq = tx.next_seq(m.conv)
+            seq = tx.take_seq(m.conv)
             bots = tx.addressed_bots(m.conv)
             withheld = rules.withheld_from(m.kind, m.sender, m.to, bots) if bots else ()
             stored = StoredMessage(
@@ -859,7 +896,7 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
                 ).fetchall()
             return [_message(conv, r) for r in rows]
 
-        return await self._read(q)
+        return await self._read_raw(q)
 
     # ------------------------------------------------------------------ cursors
 
@@ -877,217 +914,6 @@ class SQLiteStore(SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
                 (device, conv, target),
             )
             return cur.rowcount > 0 and target > 0
-
-        return await self._write(op)
-
-    # ------------------------------------------------------------------ key directory
-
-    async def upload_keys(self, upload: KeyUpload, now: int, max_one_time: int) -> int:
-        u = upload
-        fresh: dict[int, PrekeyRow] = {}
-        for k in u.one_time:  # a kid repeated inside one upload: the first one counts
-            fresh.setdefault(k.kid, k)
-
-        def op(tx: _Tx) -> int:
-            db = tx.db
-            prior = db.execute(
-                "SELECT identity_key FROM identity_keys WHERE device_id=?", (u.device,)
-            ).fetchone()
-            if (
-                prior is None
-                and not db.execute("SELECT 1 FROM devices WHERE id=?", (u.device,)).fetchone()
-            ):
-                raise NotFound("no such device")
-            new_identity = prior is not None and bytes(prior[0]) != u.identity_key
-            held, known = 0, set()
-            if not new_identity:
-                held = int(
-                    db.execute(
-                        "SELECT count(*) FROM one_time_prekeys WHERE device_id=?", (u.device,)
-                    ).fetchone()[0]
-                )
-                if fresh:
-                    marks = ",".join("?" * len(fresh))
-                    known = {
-                        int(r[0])
-                        for r in db.execute(
-                            f"SELECT kid FROM one_time_prekeys WHERE device_id=? AND kid IN ({marks})",
-                            (u.device, *fresh),
-                        )
-                    }
-            added = [k for kid, k in fresh.items() if kid not in known]
-            if held + len(added) > max_one_time:
-                raise Invalid(
-                    f"a device holds at most {max_one_time} one-time prekeys"
-                    f" ({held} unclaimed, {len(added)} new)"
-                )
-            # Checks done; writes from here on.
-            if new_identity:  # prekeys signed for the old identity go with it
-                db.execute("DELETE FROM signed_prekeys WHERE device_id=?", (u.device,))
-                db.execute("DELETE FROM one_time_prekeys WHERE device_id=?", (u.device,))
-            db.execute(
-                "INSERT INTO identity_keys (device_id, identity_key, identity_sig, updated_at)"
-                " VALUES (?,?,?,?) ON CONFLICT (device_id) DO UPDATE SET"
-                " identity_key=excluded.identity_key, identity_sig=excluded.identity_sig,"
-                " updated_at=excluded.updated_at",
-                (u.device, u.identity_key, u.identity_sig, now),
-            )
-            for type, pk in (("ec", u.signed_prekey), ("pq", u.pq_prekey)):
-                if pk is not None:
-                    db.execute(
-                        "INSERT INTO signed_prekeys (device_id, type, kid, key, sig, updated_at)"
-                        " VALUES (?,?,?,?,?,?) ON CONFLICT (device_id, type) DO UPDATE SET"
-                        " kid=excluded.kid, key=excluded.key, sig=excluded.sig,"
-                        " updated_at=excluded.updated_at",
-                        (u.device, type, pk.kid, pk.key, pk.sig, now),
-                    )
-            db.executemany(
-                "INSERT INTO one_time_prekeys (device_id, kid, key) VALUES (?,?,?)",
-                [(u.device, k.kid, k.key) for k in added],
-            )
-            return held + len(added)
-
-        return await self._write(op)
-
-    async def one_time_count(self, device: int) -> int:
-        row = await self._read(
-            lambda db: db.execute(
-                "SELECT count(*) FROM one_time_prekeys WHERE device_id=?", (device,)
-            ).fetchone()
-        )
-        return int(row[0])
-
-    async def claim_keys(self, account: int, exclude_device: int = 0) -> list[BundleRow]:
-        def op(tx: _Tx) -> list[BundleRow]:
-            db = tx.db
-            if not db.execute("SELECT 1 FROM accounts WHERE id=?", (account,)).fetchone():
-                raise NotFound(f"no account {account}")
-            devices = db.execute(
-                "SELECT d.id, d.public_key, i.identity_key, i.identity_sig FROM devices d"
-                " JOIN identity_keys i ON i.device_id = d.id"
-                " WHERE d.account_id=? AND d.id != ? ORDER BY d.id",
-                (account, exclude_device),
-            ).fetchall()
-            out = []
-            for device, signing_key, identity_key, identity_sig in devices:
-                signed: dict[str, PrekeyRow] = {
-                    str(t): PrekeyRow(int(kid), bytes(key), bytes(sig))
-                    for t, kid, key, sig in db.execute(
-                        "SELECT type, kid, key, sig FROM signed_prekeys WHERE device_id=?",
-                        (device,),
-                    )
-                }
-                one_time = None
-                row = db.execute(
-                    "SELECT kid, key FROM one_time_prekeys WHERE device_id=? ORDER BY kid LIMIT 1",
-                    (device,),
-                ).fetchone()
-                if row is not None:
-                    # Taken in the claim's own transaction, on the single writer: no other claim
-                    # can read this row before the delete commits.
-                    db.execute(
-                        "DELETE FROM one_time_prekeys WHERE device_id=? AND kid=?", (device, row[0])
-                    )
-                    one_time = PrekeyRow(int(row[0]), bytes(row[1]))
-                out.append(
-                    BundleRow(
-                        int(device),
-                        bytes(signing_key),
-                        bytes(identity_key),
-                        bytes(identity_sig),
-                        signed.get("ec"),
-                        signed.get("pq"),
-                        one_time,
-                    )
-                )
-            return out
-
-        return await self._write(op)
-
-    async def put_device_list(self, row: DeviceListRow, now: int) -> None:
-        def op(tx: _Tx) -> None:
-            db = tx.db
-            if not db.execute("SELECT 1 FROM accounts WHERE id=?", (row.account,)).fetchone():
-                raise NotFound(f"no account {row.account}")
-            prior = db.execute(
-                "SELECT version FROM device_lists WHERE account_id=?", (row.account,)
-            ).fetchone()
-            if prior is not None and int(prior[0]) >= row.version:
-                raise Conflict(f"version {row.version} is not above the stored {int(prior[0])}")
-            db.execute(
-                "INSERT INTO device_lists (account_id, version, body, sig, master_key, updated_at)"
-                " VALUES (?,?,?,?,?,?) ON CONFLICT (account_id) DO UPDATE SET"
-                " version=excluded.version, body=excluded.body, sig=excluded.sig,"
-                " master_key=excluded.master_key, updated_at=excluded.updated_at",
-                (row.account, row.version, row.body, row.sig, row.master_key, now),
-            )
-
-        await self._write(op)
-
-    async def device_list(self, account: int) -> DeviceListRow | None:
-        row = await self._read(
-            lambda db: db.execute(
-                "SELECT version, body, sig, master_key FROM device_lists WHERE account_id=?",
-                (account,),
-            ).fetchone()
-        )
-        if row is None:
-            return None
-        return DeviceListRow(account, int(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]))
-
-    # ------------------------------------------------------------------ to-device queue
-
-    async def queue_to_device(
-        self, target: int, sender: int, sender_device: int, body: bytes, now: int, max_queued: int
-    ) -> ToDeviceRow:
-        def op(tx: _Tx) -> ToDeviceRow:
-            db = tx.db
-            if not db.execute("SELECT 1 FROM devices WHERE id=?", (target,)).fetchone():
-                raise NotFound("no such device")
-            state = db.execute(
-                "SELECT last_tid, queued FROM to_device_state WHERE device_id=?", (target,)
-            ).fetchone()
-            last, queued = (int(state[0]), int(state[1])) if state else (0, 0)
-            if queued >= max_queued:
-                raise RateLimited(f"device {target} has {queued} items queued; retry later")
-            tid = last + 1
-            db.execute(
-                "INSERT INTO to_device_state (device_id, last_tid, queued) VALUES (?,?,?)"
-                " ON CONFLICT (device_id) DO UPDATE SET last_tid=excluded.last_tid,"
-                " queued=excluded.queued",
-                (target, tid, queued + 1),
-            )
-            db.execute(
-                "INSERT INTO to_device (device_id, tid, sender, sender_device, body, queued_at)"
-                " VALUES (?,?,?,?,?,?)",
-                (target, tid, sender, sender_device, body, now),
-            )
-            return ToDeviceRow(target, tid, sender, sender_device, body)
-
-        return await self._write(op)
-
-    async def to_device_items(self, device: int, after: int, limit: int) -> list[ToDeviceRow]:
-        rows = await self._read(
-            lambda db: db.execute(
-                "SELECT tid, sender, sender_device, body FROM to_device"
-                " WHERE device_id=? AND tid>? ORDER BY tid LIMIT ?",
-                (device, after, limit),
-            ).fetchall()
-        )
-        return [ToDeviceRow(device, int(t), int(s), int(d), bytes(b)) for t, s, d, b in rows]
-
-    async def ack_to_device(self, device: int, up_to: int) -> int:
-        def op(tx: _Tx) -> int:
-            cur = tx.db.execute(
-                "DELETE FROM to_device WHERE device_id=? AND tid<=?", (device, up_to)
-            )
-            deleted = cur.rowcount
-            if deleted > 0:
-                tx.db.execute(
-                    "UPDATE to_device_state SET queued = queued - ? WHERE device_id=?",
-                    (deleted, device),
-                )
-            return deleted
 
         return await self._write(op)
 
