@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -13,9 +14,12 @@ from pathlib import Path
 
 import pytest
 from conftest import RunningServer
+from playwright.async_api import Browser
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin, Subprotocol
+
+from chatd import web
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "clients" / "web"
@@ -66,29 +70,56 @@ async def test_the_pages_own_origin_may_open_the_socket_and_no_other(chatd: Runn
     assert refused.value.response.status_code == 403
 
 
-def test_the_committed_bundle_is_what_the_lock_builds_and_every_vector_passes(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture(scope="module")
+def rebuilt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """clients/web copied, installed from package-lock.json (npm ci) and built: the app into
+    ``out/`` and the vector tests into ``clients/web/dist-test/``."""
     npm, node = shutil.which("npm"), shutil.which("node")
     if npm is None or node is None:
         pytest.skip("no node/npm here: the committed bundle is served as it is")
-    src = tmp_path / "clients" / "web"
+    root = tmp_path_factory.mktemp("web")
+    src = root / "clients" / "web"
     shutil.copytree(WEB, src, ignore=shutil.ignore_patterns("node_modules", "dist-test"))
-    (tmp_path / "protocol").symlink_to(ROOT / "protocol")  # the vectors, at ../../protocol
+    (root / "protocol").symlink_to(ROOT / "protocol")  # the vectors, at ../../protocol
+    run(src, npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts")
+    run(src, node, "build.mjs", "--out", str(root / "out"))
+    run(src, node, "build.mjs", "--tests")
+    return root
 
-    def run(*cmd: str) -> str:
-        done = subprocess.run(cmd, cwd=src, capture_output=True, text=True, timeout=100)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
 
-    run(npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts")
-    out = tmp_path / "out"
-    run(node, "build.mjs", "--out", str(out))
-    built = {p.name: p.read_bytes() for p in out.iterdir()}
+def run(cwd: Path, *cmd: str) -> str:
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_the_committed_bundle_is_exactly_what_the_lock_builds(rebuilt: Path) -> None:
+    built = {p.name: p.read_bytes() for p in (rebuilt / "out").iterdir()}
     committed = {p.name: p.read_bytes() for p in STATIC.iterdir()}
     assert built.keys() == committed.keys(), "rebuild the bundle: cd clients/web && npm run build"
     assert [n for n in built if built[n] != committed[n]] == []
-    # The same lock runs the TypeScript library against every vector of protocol/vectors/.
-    run(node, "build.mjs", "--tests")
-    report = run(node, "--test", "dist-test/")
+    assert web.serve("/") is not None
+
+
+def test_every_vector_passes_under_nodes_test_runner(rebuilt: Path) -> None:
+    report = run(rebuilt / "clients" / "web", "node", "--test", "dist-test/")
     assert "# fail 0" in report and "# pass 0" not in report
+
+
+async def test_every_vector_passes_in_chromium(
+    rebuilt: Path, chatd: RunningServer, browser: Browser
+) -> None:
+    """The same tests, in the page: Chromium's WebCrypto and the bundled libraries."""
+    vectors = {
+        str(p.relative_to(ROOT / "protocol" / "vectors")): json.loads(p.read_text())
+        for p in (ROOT / "protocol" / "vectors").rglob("*.json")
+    }
+    bundle = (rebuilt / "clients" / "web" / "dist-test" / "browser" / "vectors.js").read_text()
+    ctx = await browser.new_context(bypass_csp=True)  # a secure context of the app's origin
+    page = await ctx.new_page()
+    await page.goto(chatd.http + "/")
+    await page.evaluate("v => { window.VECTORS = v }", vectors)
+    await page.add_script_tag(content=bundle)
+    results = await page.evaluate("runVectorTests()")
+    assert len(results) == 19
+    assert [r for r in results if r["error"] is not None] == []
