@@ -3,13 +3,15 @@
 Every write is an op queued for the group-commit writer (``store.writer``): a whole batch
 (membership check, idempotency look-up, seq assignment, insert, for every write queued since the
 last commit) is ONE transaction. Its statements run on the event loop's thread, in chunks with a
-turn of the loop between them; its COMMIT, where the fsync is, runs on one dedicated writer thread
-while the loop goes on serving sockets, and the next batch begins only after it. So the loop
-never waits for the disk, commit order is queue order, and there is one thread hand-off per batch
-(not per statement, as aiosqlite or an executor per call would cost; running the statements on
-the thread as well measured slower: the two threads then pass the GIL back and forth at every
-statement). Reads use a second connection on the loop's thread (WAL: they never wait for the
-writer).
+turn of the loop between them; the COMMIT of a large batch, where the fsync is, runs on one
+dedicated writer thread while the loop goes on serving sockets, and the next batch begins only
+after it. So the loop does not wait for the disk, commit order is queue order, and there is one
+thread hand-off per batch (not per statement, as aiosqlite or an executor per call would cost;
+running the statements on the thread as well measured slower: the two threads then pass the GIL
+back and forth at every statement). A small batch commits on the loop while commits take under a
+millisecond (``GroupCommitWriter._commit_on_loop``): there the hand-off cost more CPU and latency
+than the fsync it moved. Reads use a second connection on the loop's thread (WAL: they never wait
+for the writer).
 
 Seqs come from an in-memory cache of each conversation's last seq, loaded from the messages
 table (its highest seq); after a failed commit the cache is dropped and reloaded, so seqs stay
@@ -31,6 +33,7 @@ import os
 import re
 import sqlite3
 import struct
+import time
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -324,6 +327,13 @@ class _Tx:
         return str(row[0])
 
 
+def _commit(db: sqlite3.Connection) -> float:
+    """COMMIT (on the writer thread); seconds it took."""
+    started = time.perf_counter()
+    db.execute("COMMIT")
+    return time.perf_counter() - started
+
+
 def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA busy_timeout=5000")
@@ -424,14 +434,14 @@ class SQLiteStore(Accounts, Keys, SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
                         self._last_seq.pop(conv, None)
                     results.append(refused)
                 tx.taken.clear()
-            if self._thread is None:
+            if self._thread is None or self._commit_on_loop(len(batch)):
+                started = time.perf_counter()
                 db.execute("COMMIT")
+                self._commit_took(time.perf_counter() - started, on_loop=True)
             else:
-                done = asyncio.get_running_loop().run_in_executor(
-                    self._thread, db.execute, "COMMIT"
-                )
+                done = asyncio.get_running_loop().run_in_executor(self._thread, _commit, db)
                 try:
-                    await asyncio.shield(done)
+                    self._commit_took(await asyncio.shield(done), on_loop=False)
                 except asyncio.CancelledError:
                     await done  # never ROLLBACK under a COMMIT still running on the thread
                     raise
