@@ -161,6 +161,8 @@ function text(m: Msg): string {
     }
     case "payment.receipt":
       return `${m.error ? "⚠ " : "✔ "}${c["type"]} ${formatMoney(c["amount"] as number, c["currency"] as string)}${m.error ? ` (${m.error})` : " (receipt verified)"}`;
+    case "payment.request":
+      return `🧾 asks ${formatMoney(c["amount"] as number, c["currency"] as string)}${c["memo"] ? `: ${c["memo"]}` : ""}`;
     case "payment.transfer":
       return `💸 ${formatMoney(c["amount"] as number, c["currency"] as string)} ${c["memo"] ?? ""}`;
     case "reaction":
@@ -200,6 +202,54 @@ function Attachment({ client, att }: { client: Client; att: Record<string, unkno
   );
 }
 
+function ReceiptActions({ client, conv, r }: { client: Client; conv: Conv; r: Record<string, unknown> }) {
+  const me = client.id!.account;
+  const [done, setDone] = useState("");
+  if (done) return <span class="status">{done}</span>;
+  const money = formatMoney(r["amount"] as number, r["currency"] as string);
+  const act = (f: () => Promise<unknown>, ok: string) => () => void f().then(() => setDone(ok), (e) => setDone(`⚠ ${(e as Error).message}`));
+  if (r["type"] === "request" && r["to"] !== me && (r["from"] === 0 || r["from"] === me) && client.requestOpen(conv.conv, r["ref"] as string)) {
+    const who = client.handles.get(r["to"] as number) ?? `#${r["to"]}`;
+    return (
+      <button
+        class="small"
+        onClick={() => confirm(`Pay ${money} to @${who}?`) && act(() => client.pay(conv.conv, r["to"] as number, r["amount"] as number, r["currency"] as string, "", r["ref"] as string), "paid")()}
+      >
+        Pay request
+      </button>
+    );
+  }
+  if (r["type"] === "red_packet") {
+    return (
+      <button class="small" onClick={act(() => client.claim(r["ref"] as string), "claimed")}>
+        Claim
+      </button>
+    );
+  }
+  return null;
+}
+
+function Wallet({ client }: { client: Client }) {
+  const [rows, setRows] = useState<string[] | null>(null);
+  const load = async () => {
+    const b = await client.balances();
+    const h = await client.history();
+    setRows([
+      ...b.map((x) => `Balance: ${formatMoney(x.amount, x.currency)}`),
+      ...h.slice(0, 10).map((e) => `${e["type"]} ${formatMoney(e["amount"], e["currency"])} → ${formatMoney(e["balance"], e["currency"])}`),
+    ]);
+  };
+  return (
+    <details onToggle={(e) => (e.currentTarget as HTMLDetailsElement).open && void load()}>
+      <summary>Wallet</summary>
+      <button class="small" onClick={() => void load()}>
+        Refresh
+      </button>
+      <ul aria-label="Wallet">{(rows ?? []).map((r, i) => <li key={i}>{r}</li>)}</ul>
+    </details>
+  );
+}
+
 function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: Msg; onReply: (seq: number) => void }) {
   if (HIDDEN.has(m.kind)) return null;
   const mine = m.sender === client.id?.account;
@@ -221,6 +271,7 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
       {!m.e2e && m.kind !== "system" && m.kind !== "payment.receipt" && <span class="warn" title="not end-to-end encrypted">unencrypted</span>}
       {reactions.length > 0 && <span class="reactions">{reactions.map((r) => (r.content as Record<string, string>)["emoji"]).join(" ")}</span>}
       {status && <span class={`status ${status}`} aria-label={`status: ${status}`}>{status === "read" ? "✓✓ read" : status === "delivered" ? "✓✓" : status === "sent" ? "✓" : status}</span>}
+      {m.kind === "payment.receipt" && !m.error && <ReceiptActions client={client} conv={conv} r={m.content as Record<string, unknown>} />}
       {canAct && (
         <span class="actions">
           <button class="tiny" aria-label={`Reply to message ${m.seq}`} onClick={() => onReply(m.seq)}>
@@ -257,6 +308,10 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
   const [invite, setInvite] = useState("");
   const [safety, setSafety] = useState("");
   const [payAmount, setPayAmount] = useState("");
+  const [requestAmount, setRequestAmount] = useState("");
+  const [requestMemo, setRequestMemo] = useState("");
+  const [packetAmount, setPacketAmount] = useState("");
+  const [packetShares, setPacketShares] = useState("2");
   const [note, setNote] = useState("");
   const [replyTo, setReplyTo] = useState<number | null>(null);
   const list = useRef<HTMLOListElement>(null);
@@ -395,6 +450,58 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
             <button type="submit">Add</button>
           </form>
         )}
+        {conv.kind !== "channel" && (
+          <form
+            onSubmit={async (e) => {
+              e.preventDefault();
+              try {
+                const minor = parseAmount(requestAmount.trim(), "USD");
+                const from = conv.kind === "direct" ? others[0]?.account ?? 0 : 0;
+                await client.requestPayment(conv.conv, from, minor, "USD", requestMemo.trim());
+                setRequestAmount("");
+                setRequestMemo("");
+              } catch (err) {
+                setNote((err as Error).message);
+              }
+            }}
+          >
+            <label>
+              Request (USD)
+              <input inputMode="decimal" value={requestAmount} onInput={(e) => setRequestAmount(e.currentTarget.value)} />
+            </label>
+            <label>
+              For what
+              <input value={requestMemo} onInput={(e) => setRequestMemo(e.currentTarget.value)} />
+            </label>
+            <button type="submit">Request</button>
+          </form>
+        )}
+        {conv.kind === "group" && (
+          <form
+            onSubmit={async (e) => {
+              e.preventDefault();
+              try {
+                const minor = parseAmount(packetAmount.trim(), "USD");
+                const n = Number(packetShares);
+                if (!confirm(`Send a red packet of ${formatMoney(minor, "USD")} in ${n} shares?`)) return;
+                await client.redPacket(conv.conv, minor, "USD", n);
+                setPacketAmount("");
+              } catch (err) {
+                setNote((err as Error).message);
+              }
+            }}
+          >
+            <label>
+              Red packet (USD)
+              <input inputMode="decimal" value={packetAmount} onInput={(e) => setPacketAmount(e.currentTarget.value)} />
+            </label>
+            <label>
+              Shares
+              <input inputMode="numeric" value={packetShares} onInput={(e) => setPacketShares(e.currentTarget.value)} />
+            </label>
+            <button type="submit">Send red packet</button>
+          </form>
+        )}
         {conv.kind === "direct" && (
           <form
             onSubmit={(e) => {
@@ -479,6 +586,7 @@ function Main({ client }: { client: Client }) {
         </form>
         {error && <p role="alert" class="error">{error}</p>}
         <ApproveDevice client={client} />
+        <Wallet client={client} />
       </nav>
       {current ? (
         <ConversationView key={current.conv} client={client} conv={current} />

@@ -1089,19 +1089,56 @@ export class Client {
     await PAY.verifyReceipt(this.id!.server, this.paymentKey!, r, conv, payerKey);
   }
 
-  /** Pay `to` in `conv` (SPEC.md 15.4): the intent is signed here, with this device's key. */
-  async pay(conv: number, to: number, amount: number, currency: string, memo = ""): Promise<Frame> {
+  /** Pay `to` in `conv` (SPEC.md 15.4): the intent is signed here, with this device's key.
+   * `requestId` pays an open request (15.5). The memo travels end to end, bound by its hash. */
+  async pay(conv: number, to: number, amount: number, currency: string, memo = "", requestId = ""): Promise<Frame> {
     const id = this.id!;
     const transferId = `w${hex(randomBytes(12))}`;
     const nonce = memo ? randomBytes(16) : new Uint8Array(0);
     const intent: PAY.TransferIntent = {
       transfer_id: transferId, from: id.account, to, amount, currency, conv,
-      memo_hash: await PAY.memoHash(transferId, memo, nonce), expires_at: Date.now() + 10 * 60_000,
+      memo_hash: await PAY.memoHash(transferId, memo, nonce), expires_at: Date.now() + 10 * 60_000, request_id: requestId,
     };
     const sig = await C.sign(id.signing, PAY.transferPayload(id.server, intent));
     const posted = await this.call({ t: "pay", intent, device: id.device, sig });
     if (memo) await this.sendContent(conv, "payment.transfer", { transfer_id: transferId, amount, currency, memo, nonce });
     return posted;
+  }
+
+  /** Ask `from` (0: any member) for money in `conv` (SPEC.md 15.5); the why goes end to end. */
+  async requestPayment(conv: number, from: number, amount: number, currency: string, memo = ""): Promise<Frame> {
+    const requestId = `q${hex(randomBytes(12))}`;
+    const posted = await this.call({ t: "request_payment", request_id: requestId, conv, from, amount, currency, expires_at: Date.now() + 86_400_000 });
+    await this.sendContent(conv, "payment.request", { request_id: requestId, amount, currency, memo });
+    return posted;
+  }
+
+  /** A red packet of `total` in `shares` for the members of `conv` (SPEC.md 15.6). */
+  async redPacket(conv: number, total: number, currency: string, shares: number, split: "random" | "equal" = "random"): Promise<Frame> {
+    const id = this.id!;
+    const intent: PAY.RedPacketIntent = {
+      packet_id: `p${hex(randomBytes(12))}`, from: id.account, conv, total, currency, shares, split,
+      memo_hash: PAY.NO_MEMO, expires_at: Date.now() + 10 * 60_000,
+    };
+    const sig = await C.sign(id.signing, PAY.redPacketPayload(id.server, intent));
+    return this.call({ t: "red_packet", intent, device: id.device, sig });
+  }
+
+  claim(packetId: string): Promise<Frame> {
+    return this.call({ t: "claim", packet_id: packetId });
+  }
+
+  async history(): Promise<Frame[]> {
+    return (await this.call({ t: "wallet_history", limit: 50 }))["entries"];
+  }
+
+  /** Whether request `ref` of `conv` is still open, from the receipts seen (15.5). */
+  requestOpen(conv: number, ref: string): boolean {
+    const c = this.convs.get(conv);
+    return !c?.messages.some((m) => {
+      const r = m.content as Record<string, unknown> | null;
+      return m.kind === "payment.receipt" && !m.error && r && ((r["type"] === "transfer" && r["request_id"] === ref) || (["declined", "cancelled", "expired"].includes(r["type"] as string) && r["ref"] === ref));
+    });
   }
 
   async balances(): Promise<{ currency: string; amount: number }[]> {
