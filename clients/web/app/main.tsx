@@ -84,25 +84,64 @@ function text(m: Msg): string {
   }
 }
 
-function Message({ client, conv, m }: { client: Client; conv: Conv; m: Msg }) {
+const HIDDEN = new Set(["reaction", "edit", "delete", "receipt"]);
+
+function edited(conv: Conv, m: Msg): { text?: string; deleted: boolean } {
+  let out: { text?: string; deleted: boolean } = { deleted: false };
+  for (const x of conv.messages) {
+    const c = x.content as Record<string, unknown> | null;
+    if (!c || x.sender !== m.sender || c["target"] !== m.seq) continue;
+    if (x.kind === "edit") out = { ...out, text: c["text"] as string };
+    if (x.kind === "delete") out = { ...out, deleted: true };
+  }
+  return out;
+}
+
+function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: Msg; onReply: (seq: number) => void }) {
+  if (HIDDEN.has(m.kind)) return null;
   const mine = m.sender === client.id?.account;
   const who = m.sender === 0 ? "server" : client.handles.get(m.sender) ?? `#${m.sender}`;
   let status = "";
   if (mine) status = m.error ? "failed" : m.pending ? "sending" : conv.peerRead >= m.seq ? "read" : conv.peerDelivered >= m.seq ? "delivered" : "sent";
   const reactions = conv.messages.filter((r) => r.kind === "reaction" && (r.content as Record<string, unknown> | null)?.["target"] === m.seq);
-  if (m.kind === "reaction") return null;
+  const change = edited(conv, m);
+  const target = m.replyTo ? conv.messages.find((x) => x.seq === m.replyTo) : undefined;
+  const canAct = m.kind === "text" && !m.pending && !change.deleted;
   return (
     <li class={`msg ${mine ? "mine" : ""} ${m.kind === "system" ? "system" : ""}`} data-seq={m.seq}>
       {m.kind !== "system" && <span class="who">{who}</span>}
-      {m.replyTo ? <span class="reply">↪ #{m.replyTo}</span> : null}
-      <span class="body">{text(m)}</span>
+      {m.replyTo ? <span class="reply">↪ {target ? text(target).slice(0, 60) : `#${m.replyTo}`}</span> : null}
+      <span class="body">{change.deleted ? "message deleted" : change.text ?? text(m)}</span>
+      {change.text !== undefined && !change.deleted && <span class="status">(edited)</span>}
       {!m.e2e && m.kind !== "system" && m.kind !== "payment.receipt" && <span class="warn" title="not end-to-end encrypted">unencrypted</span>}
       {reactions.length > 0 && <span class="reactions">{reactions.map((r) => (r.content as Record<string, string>)["emoji"]).join(" ")}</span>}
       {status && <span class={`status ${status}`} aria-label={`status: ${status}`}>{status === "read" ? "✓✓ read" : status === "delivered" ? "✓✓" : status === "sent" ? "✓" : status}</span>}
-      {m.kind === "text" && !m.pending && (
-        <button class="tiny" aria-label={`React ❤ to message ${m.seq}`} onClick={() => void client.sendContent(conv.conv, "reaction", { target: m.seq, emoji: "❤" })}>
-          ❤
-        </button>
+      {canAct && (
+        <span class="actions">
+          <button class="tiny" aria-label={`Reply to message ${m.seq}`} onClick={() => onReply(m.seq)}>
+            ↩
+          </button>
+          <button class="tiny" aria-label={`React ❤ to message ${m.seq}`} onClick={() => void client.sendContent(conv.conv, "reaction", { target: m.seq, emoji: "❤" })}>
+            ❤
+          </button>
+          {mine && (
+            <button
+              class="tiny"
+              aria-label={`Edit message ${m.seq}`}
+              onClick={() => {
+                const t = prompt("Edit message", change.text ?? text(m));
+                if (t !== null && t.trim()) void client.sendContent(conv.conv, "edit", { target: m.seq, text: t.trim() });
+              }}
+            >
+              ✎
+            </button>
+          )}
+          {mine && (
+            <button class="tiny" aria-label={`Delete message ${m.seq}`} onClick={() => confirm("Delete this message for everyone?") && void client.sendContent(conv.conv, "delete", { target: m.seq })}>
+              🗑
+            </button>
+          )}
+        </span>
       )}
     </li>
   );
@@ -114,6 +153,7 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
   const [safety, setSafety] = useState("");
   const [payAmount, setPayAmount] = useState("");
   const [note, setNote] = useState("");
+  const [replyTo, setReplyTo] = useState<number | null>(null);
   const list = useRef<HTMLOListElement>(null);
   const lastTyping = useRef(0);
   useEffect(() => {
@@ -126,9 +166,10 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
     const t = draft.trim();
     if (!t) return;
     setDraft("");
+    setReplyTo(null);
     client.typing(conv.conv, false);
     try {
-      await client.sendText(conv.conv, t);
+      await client.sendText(conv.conv, t, replyTo ?? undefined);
     } catch (err) {
       setNote((err as Error).message);
     }
@@ -173,11 +214,25 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
       )}
       <ol class="messages" ref={list} aria-live="polite" aria-label="Messages">
         {conv.messages.map((m) => (
-          <Message key={`${m.seq}:${m.cmid ?? ""}`} client={client} conv={conv} m={m} />
+          <Message key={`${m.seq}:${m.cmid ?? ""}`} client={client} conv={conv} m={m} onReply={(seq) => {
+            setReplyTo(seq);
+            document.getElementById("composer")?.focus();
+          }} />
         ))}
       </ol>
       <p class="typing" aria-live="polite">{typing.length ? `${typing.join(", ")} ${typing.length > 1 ? "are" : "is"} typing…` : ""}</p>
       {note && <p role="alert" class="error">{note}</p>}
+      {replyTo !== null && (
+        <p class="replying">
+          Replying to #{replyTo}{" "}
+          <button class="tiny" aria-label="Cancel reply" onClick={() => setReplyTo(null)}>
+            ✕
+          </button>
+        </p>
+      )}
+      {conv.kind === "channel" && conv.role === "member" ? (
+        <p class="typing">Only the channel's owner and admins post here.</p>
+      ) : (
       <form class="composer" onSubmit={send}>
         <label class="sr" for="composer">
           Message
@@ -200,6 +255,7 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
         />
         <button type="submit">Send</button>
       </form>
+      )}
       <details>
         <summary>More</summary>
         {conv.kind !== "direct" && (
@@ -240,10 +296,11 @@ function Main({ client }: { client: Client }) {
   const [peer, setPeer] = useState("");
   const [title, setTitle] = useState("");
   const [members, setMembers] = useState("");
+  const [channel, setChannel] = useState(false);
   const [error, setError] = useState("");
   const convs = [...client.convs.values()].sort((a, b) => b.lastSeq - a.lastSeq || b.conv - a.conv);
   const current = open !== null ? client.convs.get(open) : undefined;
-  const label = (c: Conv) => (c.kind === "direct" ? `@${c.members.find((m) => m.account !== client.id?.account)?.handle ?? "…"}` : c.title || "Group");
+  const label = (c: Conv) => (c.kind === "direct" ? `@${c.members.find((m) => m.account !== client.id?.account)?.handle ?? "…"}` : `${c.kind === "channel" ? "# " : ""}${c.title || "Group"}`);
   const act = (f: () => Promise<number>) => async (e: Event) => {
     e.preventDefault();
     setError("");
@@ -283,7 +340,7 @@ function Main({ client }: { client: Client }) {
           </label>
           <button type="submit">Start chat</button>
         </form>
-        <form onSubmit={act(() => client.createGroup(title.trim(), members.split(/[\s,]+/).filter(Boolean)))}>
+        <form onSubmit={act(() => client.createGroup(title.trim(), members.split(/[\s,]+/).filter(Boolean), channel ? "channel" : "group"))}>
           <label>
             Group title
             <input value={title} onInput={(e) => setTitle(e.currentTarget.value)} />
@@ -291,6 +348,9 @@ function Main({ client }: { client: Client }) {
           <label>
             Members
             <input value={members} placeholder="handles, comma separated" onInput={(e) => setMembers(e.currentTarget.value)} />
+          </label>
+          <label class="check">
+            <input type="checkbox" checked={channel} onChange={(e) => setChannel(e.currentTarget.checked)} /> Channel (only admins post)
           </label>
           <button type="submit">Create group</button>
         </form>

@@ -853,16 +853,16 @@ export class Client {
     return this.created(await this.call({ t: "create_conv", kind: "direct", members: [other], entry: { body, sig } }));
   }
 
-  async createGroup(title: string, handles: string[]): Promise<number> {
+  async createGroup(title: string, handles: string[], kind: "group" | "channel" = "group"): Promise<number> {
     const id = this.id!;
     const others = [];
     for (const h of handles) others.push(await this.lookup(h));
     const g: M.Entry = {
-      group: C.randomSeed(16), epoch: 1, prev: new Uint8Array(32), actor: id.account, device: id.device, op: "create", kind: "group",
+      group: C.randomSeed(16), epoch: 1, prev: new Uint8Array(32), actor: id.account, device: id.device, op: "create", kind,
       members: [{ account: id.account, role: "owner" }, ...others.filter((a) => a !== id.account).map((a) => ({ account: a, role: "member" }))], ts: Date.now(),
     };
     const [body, sig] = await M.signEntry(g, id.signing);
-    return this.created(await this.call({ t: "create_conv", kind: "group", title, members: others, entry: { body, sig } }));
+    return this.created(await this.call({ t: "create_conv", kind, title, members: others, entry: { body, sig } }));
   }
 
   private async created(f: Frame): Promise<number> {
@@ -900,7 +900,7 @@ export class Client {
   }
 
   unread(c: Conv): number {
-    return c.messages.filter((m) => m.seq > c.read && m.seq <= c.cursor && m.sender !== this.id?.account && m.kind !== "system" && m.kind !== "receipt").length;
+    return c.messages.filter((m) => m.seq > c.read && m.seq <= c.cursor && m.sender !== this.id?.account && !["system", "receipt", "reaction", "edit", "delete"].includes(m.kind)).length;
   }
 
   // ------------------------------------------------------------------ safety numbers, payments
