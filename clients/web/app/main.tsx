@@ -5,6 +5,92 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { Client, type Conv, type Msg } from "../src/client.js";
 import { formatMoney, parseAmount } from "../src/money.js";
 import { Store } from "../src/store.js";
+import { hex, unhex } from "../src/bytes.js";
+import qrcode from "qrcode-generator";
+
+/** A QR code of `data` as an image (data: URL: allowed by the page's CSP, no script). */
+function QR({ data, label }: { data: string; label: string }) {
+  const q = qrcode(0, "M");
+  q.addData(data);
+  q.make();
+  const svg = q.createSvgTag({ cellSize: 4, margin: 2, scalable: true });
+  return <img class="qr" alt={label} src={`data:image/svg+xml;utf8,${encodeURIComponent(svg)}`} />;
+}
+
+function LinkDevice({ client }: { client: Client }) {
+  const [key, setKey] = useState("");
+  const [code, setCode] = useState("");
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  return (
+    <section class="card" aria-label="Link this browser">
+      <h2>Already have an account?</h2>
+      {!key ? (
+        <button onClick={() => void client.prepareLink().then((k) => setKey(hex(k)))}>Link this browser</button>
+      ) : (
+        <form
+          onSubmit={async (e) => {
+            e.preventDefault();
+            setBusy(true);
+            try {
+              await client.link(code, "web");
+            } catch (err) {
+              setError((err as Error).message);
+              setBusy(false);
+            }
+          }}
+        >
+          <p>On a device of your account, approve this browser's key (compare it there):</p>
+          <code class="key" aria-label="This browser's key">{key}</code>
+          <QR data={key} label="This browser's key as a QR code" />
+          <label>
+            Pairing code
+            <input value={code} onInput={(e) => setCode(e.currentTarget.value)} />
+          </label>
+          <button type="submit" disabled={busy}>{busy ? "Linking…" : "Link"}</button>
+          {error && <p role="alert" class="error">{error}</p>}
+        </form>
+      )}
+    </section>
+  );
+}
+
+function ApproveDevice({ client }: { client: Client }) {
+  const [key, setKey] = useState("");
+  const [code, setCode] = useState("");
+  const [error, setError] = useState("");
+  return (
+    <details>
+      <summary>Approve a new device</summary>
+      <form
+        onSubmit={async (e) => {
+          e.preventDefault();
+          setError("");
+          try {
+            setCode(await client.approveDevice(unhex(key.trim().toLowerCase())));
+          } catch (err) {
+            setError((err as Error).message);
+          }
+        }}
+      >
+        <label>
+          New device's key
+          <input value={key} onInput={(e) => setKey(e.currentTarget.value)} />
+        </label>
+        <button type="submit">Approve</button>
+      </form>
+      {code && (
+        <div>
+          <p>Enter this on the new device:</p>
+          <code class="key" aria-label="Pairing code">{code}</code>
+          <QR data={code} label="Pairing code as a QR code" />
+          <p aria-live="polite">{client.listedDevices() > 1 ? `Listed: this account has ${client.listedDevices()} devices.` : "Waiting for the new device…"}</p>
+        </div>
+      )}
+      {error && <p role="alert" class="error">{error}</p>}
+    </details>
+  );
+}
 
 declare global {
   interface Window {
@@ -355,6 +441,7 @@ function Main({ client }: { client: Client }) {
           <button type="submit">Create group</button>
         </form>
         {error && <p role="alert" class="error">{error}</p>}
+        <ApproveDevice client={client} />
       </nav>
       {current ? (
         <ConversationView key={current.conv} client={client} conv={current} />
@@ -370,7 +457,14 @@ function Main({ client }: { client: Client }) {
 function App({ client, ready }: { client: Client; ready: boolean }) {
   useClient(client);
   if (!ready) return <p class="splash">Connecting…</p>;
-  return client.id ? <Main client={client} /> : <Register client={client} />;
+  return client.id ? (
+    <Main client={client} />
+  ) : (
+    <>
+      <Register client={client} />
+      <LinkDevice client={client} />
+    </>
+  );
 }
 
 async function start(): Promise<void> {

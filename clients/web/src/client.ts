@@ -3,10 +3,10 @@
 // reconnect with backoff, sender keys over PQXDH sessions, verified device lists and
 // membership logs. Everything secret lives in IndexedDB (store.ts) and is written only after
 // the operation that produced it succeeded.
-import { type Bytes, ctEqual, hex, randomBytes, utf8 } from "./bytes.js";
+import { type Bytes, ctEqual, hex, randomBytes, unhex, utf8 } from "./bytes.js";
 import { type Frame, ProtocolError, RETRYABLE, decodeServer, encode } from "./codec.js";
 import * as C from "./crypto.js";
-import { loginPayload } from "./e2e/auth.js";
+import { deviceApprovalPayload, loginPayload } from "./e2e/auth.js";
 import * as DL from "./e2e/devicelist.js";
 import * as M from "./e2e/membership.js";
 import * as PW from "./e2e/pairwise.js";
@@ -70,7 +70,7 @@ interface Pending { conv: number; cmid: string; kind: string; body: Bytes | null
 type Waiter = { resolve: (f: Frame) => void; reject: (e: Error) => void };
 
 const ONE_TIME = 100;
-const MISSING_KEY_WAIT_MS = 10_000;
+const MISSING_KEY_WAIT_MS = 5_000;
 
 export class Client {
   id: Identity | null = null;
@@ -115,6 +115,8 @@ export class Client {
 
   private reconnecting = false;
   private transmitting = new Set<string>();
+  private givenUp = new Set<string>();
+  private sendChains = new Map<number, Promise<unknown>>();
   private loaded = false;
 
   private async reconnectNow(): Promise<void> {
@@ -340,19 +342,97 @@ export class Client {
     return f["one_time"];
   }
 
-  private async publishDeviceList(master: C.SigningKey): Promise<void> {
+  private async publishDeviceList(master: C.SigningKey, extra: DL.DeviceEntry[] = []): Promise<void> {
     const id = this.id!;
     const s = this.prekeys!;
-    const pinned = this.trusts.get(id.account) ?? (await this.store.get<Trust>(`trust:${id.account}`));
+    // The newest list the master key signed (ours, or a newer one on the server): its version + 1.
+    let pinned = this.trusts.get(id.account) ?? (await this.store.get<Trust>(`trust:${id.account}`));
+    if (pinned) {
+      try {
+        await this.devices(id.account, true);
+        pinned = this.trusts.get(id.account) ?? pinned;
+      } catch {
+        /* a list the master key did not sign: start from ours */
+      }
+    }
     const version = (pinned?.version ?? 0) + 1;
     const entries = new Map<number, DL.DeviceEntry>((pinned?.devices ?? []).map((d) => [d.device, d]));
     entries.set(id.device, { device: id.device, signing_key: id.signing.publicKey, identity_key: s.identity.ik.publicKey, pq: !!s.pq });
+    for (const e of extra) entries.set(e.device, e);
     const list: DL.DeviceList = { account: id.account, version, master_key: master.publicKey, devices: [...entries.values()] };
     const [body, sig] = await DL.signDeviceList(list, master);
     await this.call({ t: "put_device_list", body, sig, master_key: master.publicKey, version });
     const trust: Trust = { master: master.publicKey, version, devices: list.devices, verified: true };
     this.trusts.set(id.account, trust);
     await this.store.put(`trust:${id.account}`, trust);
+  }
+
+  // ------------------------------------------------------------------ a second device
+
+  /** On the new browser: make this device's login key (kept until linked) and return it, for
+   * the user to approve on a device of the account (E2E.md 3.2). */
+  async prepareLink(): Promise<Bytes> {
+    let key = await this.store.get<C.SigningKey>("pending_link");
+    if (!key) {
+      key = await C.ed25519Generate(false);
+      await this.store.put("pending_link", key);
+    }
+    return key.publicKey;
+  }
+
+  /** On a device of the account: approve the new device whose login key the user compared.
+   * Returns the pairing code the new device needs (handle, approver, approval signature). The
+   * device holding the master key lists the new device once it has published keys signed by
+   * exactly this login key, and never another key. */
+  async approveDevice(deviceKey: Bytes): Promise<string> {
+    const id = this.id!;
+    if (deviceKey.length !== 32) throw new Error("a device key is 64 hex digits");
+    const approval = await C.sign(id.signing, deviceApprovalPayload(id.server, id.account, deviceKey));
+    await this.store.put(`approved:${hex(deviceKey)}`, true);
+    void this.listApprovedDevice(deviceKey);
+    return `${id.handle} ${id.device} ${hex(approval)}`;
+  }
+
+  private async listApprovedDevice(deviceKey: Bytes): Promise<void> {
+    const master = await this.store.get<C.SigningKey>("master");
+    if (!master) return; // the device holding the master key lists it
+    for (let i = 0; i < 240; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      if (this.status !== "online") continue;
+      let got: Frame;
+      try {
+        got = await this.call({ t: "claim_keys", account: this.id!.account });
+      } catch {
+        continue;
+      }
+      const b = (got["bundles"] as Frame[]).find((x) => ctEqual(x["signing_key"], deviceKey));
+      if (!b?.["signed_prekey"]) continue;
+      await X.verifyBundle(b as unknown as X.Bundle, deviceKey);
+      await this.publishDeviceList(master, [{ device: b["device"], signing_key: deviceKey, identity_key: b["identity_key"], pq: !!b["pq_prekey"] }]);
+      this.changed();
+      return;
+    }
+  }
+
+  /** On the new browser: link it with the pairing code from the approving device. */
+  async link(code: string, name: string): Promise<void> {
+    const [handle, approver, approvalHex] = code.trim().split(/\s+/);
+    if (!handle || !approver || !approvalHex) throw new Error("a pairing code is: handle, device, approval");
+    const signing = await this.store.get<C.SigningKey>("pending_link");
+    if (!signing) throw new Error("make this browser's key first");
+    const ch = await this.open();
+    const sig = await C.sign(signing, loginPayload(ch["server"], ch["nonce"], signing.publicKey));
+    const w = await this.call({ t: "link_device", handle, device_key: signing.publicKey, device_name: name, approver: Number(approver), approval: unhex(approvalHex), sig });
+    this.id = { server: ch["server"], account: w["account"], device: w["device"], handle: w["handle"], name: handle, signing };
+    await this.store.putMany([["identity", this.id], ["pending_link", undefined]]);
+    this.handles.set(this.id.account, this.id.handle);
+    this.prekeys = await X.newDevice(signing, ONE_TIME);
+    await this.store.put("prekeys", this.prekeys);
+    await this.uploadKeys(this.prekeys, true, this.prekeys.oneTime.map((k) => ({ kid: k.kid, key: k.pair.publicKey })));
+    this.attempt = 0;
+    this.status = "online";
+    this.loaded = true;
+    await this.catchUp();
   }
 
   // ------------------------------------------------------------------ catch-up and receiving
@@ -500,7 +580,9 @@ export class Client {
         await this.applySystem(c, seq, msg.content);
       } else if (f["kind"] === "e2e") {
         msg.e2e = true;
-        const d = await this.decryptMessage(c.conv, seq, f["sender"], f["device"], f["body"]);
+        // History a sync replays had its keys delivered before (the to-device queue is drained
+        // first): only a live message waits for a key that may still be on its way.
+        const d = await this.decryptMessage(c.conv, seq, f["sender"], f["device"], f["body"], !this.syncing.has(c.conv));
         msg.kind = d.kind;
         msg.content = d.content;
         msg.replyTo = d.replyTo;
@@ -676,12 +758,13 @@ export class Client {
     }
   }
 
-  private async decryptMessage(conv: number, seq: number, sender: number, device: number, body: Bytes): Promise<{ kind: string; content: Content | null; replyTo?: number }> {
+  private async decryptMessage(conv: number, seq: number, sender: number, device: number, body: Bytes, wait = true): Promise<{ kind: string; content: Content | null; replyTo?: number }> {
     const keyId = SK.keyIdOf(body);
     const name = `in:${conv}:${sender}:${device}:${keyId}`;
     let state = await this.store.get<SK.ReceiverState>(name);
-    if (!state) {
-      // The key may still be on its way as a to-device item.
+    if (!state && wait && !this.givenUp.has(name)) {
+      // The key may still be on its way as a to-device item (once per key: later messages
+      // under a key that never came fail at once, e.g. history from before this device).
       await new Promise<void>((resolve) => {
         const list = this.keyWaiters.get(name) ?? [];
         list.push(resolve);
@@ -689,7 +772,10 @@ export class Client {
         setTimeout(resolve, MISSING_KEY_WAIT_MS);
       });
       state = await this.store.get<SK.ReceiverState>(name);
-      if (!state) throw new C.DecryptError("no key for this message (it was not shared with this device)");
+    }
+    if (!state) {
+      this.givenUp.add(name);
+      throw new C.DecryptError("no key for this message (it was not shared with this device)");
     }
     if (state.account !== sender) throw new C.DecryptError("sender key of another account");
     // The sender must have been a member, by the signed log, when the message was committed.
@@ -744,8 +830,18 @@ export class Client {
     return this.store.put("outbox", this.outbox);
   }
 
-  private async transmit(p: Pending): Promise<void> {
-    if (this.transmitting.has(p.cmid)) return;
+  /** One conversation's sends go out one at a time, in the order they were written: each is
+   * encrypted after the previous one (sender-key iterations and transcript numbers follow the
+   * seq order the others read them in). */
+  private transmit(p: Pending): Promise<void> {
+    const prev = this.sendChains.get(p.conv) ?? Promise.resolve();
+    const next = prev.then(() => this.transmitOne(p));
+    this.sendChains.set(p.conv, next.catch(() => {}));
+    return next;
+  }
+
+  private async transmitOne(p: Pending): Promise<void> {
+    if (this.transmitting.has(p.cmid) || !this.outbox.some((x) => x.cmid === p.cmid)) return;
     this.transmitting.add(p.cmid);
     try {
       if (!p.body) {
@@ -921,6 +1017,11 @@ export class Client {
     this.trusts.set(account, t);
     await this.store.put(`trust:${account}`, t);
     this.changed();
+  }
+
+  /** How many devices this account's verified list names. */
+  listedDevices(): number {
+    return this.id ? this.trusts.get(this.id.account)?.devices.length ?? 0 : 0;
   }
 
   isVerified(account: number): boolean {
