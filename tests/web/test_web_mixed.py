@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -135,3 +136,42 @@ async def test_a_browser_user_pays_a_python_user_and_both_verify_the_receipt(
         assert await carol.balance("USD") == {"USD": 1250}
         inbox.none(lambda ev: isinstance(ev, SecurityWarning))
         assert await alice.evaluate("chatd.warnings") == []
+
+
+def png(color: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), color).save(out, "PNG")
+    return out.getvalue()
+
+
+async def test_attachments_cross_between_a_browser_and_a_python_user(
+    chatd: RunningServer, browser: Browser, tmp_path: Path
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        carol = await user(stack, chatd, "carol")
+        inbox = Inbox(carol)
+        alice = await open_app(browser, chatd)
+        await register(alice, "alice")
+        await alice.get_by_label("New chat with").fill("carol")
+        await alice.get_by_role("button", name="Start chat").click()
+        red = png((200, 0, 0))
+        await alice.get_by_label("Attach a file").set_input_files(
+            files=[{"name": "red.png", "mimeType": "image/png", "buffer": red}]
+        )
+        got = await inbox.one(
+            lambda ev: isinstance(ev, Message) and isinstance(ev.content, kinds.Attachment), 15
+        )
+        assert got.content.name == "red.png" and got.content.media_type == "image/png"
+        path = await carol.download(got, tmp_path / "red.png")
+        assert path.read_bytes() == red  # encrypted in the page, decrypted by Python
+
+        blue = tmp_path / "blue.png"
+        blue.write_bytes(png((0, 0, 200)))
+        await carol.send_image(got.conv, blue)
+        img = alice.get_by_role("img", name="blue.png")
+        await expect(img).to_be_visible()  # decrypted in the page, shown from a blob: URL
+        assert await img.evaluate("i => i.naturalWidth") == 40
+        assert await alice.get_by_role("img", name="red.png").evaluate("i => i.naturalWidth") == 40
+        assert alice.errors == []  # type: ignore[attr-defined]

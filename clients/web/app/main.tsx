@@ -183,6 +183,23 @@ function edited(conv: Conv, m: Msg): { text?: string; deleted: boolean } {
   return out;
 }
 
+function Attachment({ client, att }: { client: Client; att: Record<string, unknown> }) {
+  const [url, setUrl] = useState("");
+  const [error, setError] = useState("");
+  useEffect(() => {
+    client.attachmentUrl(att).then(setUrl, (e) => setError((e as Error).message));
+  }, [att["blob"]]);
+  const name = (att["name"] as string) || "file";
+  if (error) return <span class="error">⚠ {name}: {error}</span>;
+  if (!url) return <span>{name}…</span>;
+  if ((att["media_type"] as string).startsWith("image/")) return <img class="photo" src={url} alt={name} />;
+  return (
+    <a href={url} download={name}>
+      {name} ({Math.ceil((att["size"] as number) / 1024)} KB)
+    </a>
+  );
+}
+
 function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: Msg; onReply: (seq: number) => void }) {
   if (HIDDEN.has(m.kind)) return null;
   const mine = m.sender === client.id?.account;
@@ -197,7 +214,9 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
     <li class={`msg ${mine ? "mine" : ""} ${m.kind === "system" ? "system" : ""}`} data-seq={m.seq}>
       {m.kind !== "system" && <span class="who">{who}</span>}
       {m.replyTo ? <span class="reply">↪ {target ? text(target).slice(0, 60) : `#${m.replyTo}`}</span> : null}
-      <span class="body">{change.deleted ? "message deleted" : change.text ?? text(m)}</span>
+      <span class="body">
+        {change.deleted ? "message deleted" : m.kind === "attachment" && m.content ? <Attachment client={client} att={m.content as Record<string, unknown>} /> : change.text ?? text(m)}
+      </span>
       {change.text !== undefined && !change.deleted && <span class="status">(edited)</span>}
       {!m.e2e && m.kind !== "system" && m.kind !== "payment.receipt" && <span class="warn" title="not end-to-end encrypted">unencrypted</span>}
       {reactions.length > 0 && <span class="reactions">{reactions.map((r) => (r.content as Record<string, string>)["emoji"]).join(" ")}</span>}
@@ -339,6 +358,24 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
             if (e.key === "Enter" && !e.shiftKey) void send(e);
           }}
         />
+        <label class="attach" title="Attach a file">
+          📎<span class="sr">Attach a file</span>
+          <input
+            type="file"
+            class="sr"
+            aria-label="Attach a file"
+            onChange={async (e) => {
+              const f = e.currentTarget.files?.[0];
+              e.currentTarget.value = "";
+              if (!f) return;
+              try {
+                await client.sendFile(conv.conv, new Uint8Array(await f.arrayBuffer()), f.name, f.type);
+              } catch (err) {
+                setNote((err as Error).message);
+              }
+            }}
+          />
+        </label>
         <button type="submit">Send</button>
       </form>
       )}

@@ -17,6 +17,7 @@ import * as T from "./e2e/transcript.js";
 import * as X from "./e2e/x3dh.js";
 import { type Content, decodeContent, encodeContent } from "./kinds.js";
 import * as PAY from "./payments.js";
+import * as ATT from "./attachment.js";
 import type { Store } from "./store.js";
 
 export class ServerError extends Error {
@@ -858,6 +859,10 @@ export class Client {
           const ack = await this.call({ t: "send", conv: p.conv, cmid: p.cmid, kind: p.kind, body: p.body });
           this.outbox = this.outbox.filter((x) => x.cmid !== p.cmid);
           await this.store.put("outbox", this.outbox);
+          if (p.inner === "attachment") {
+            // The message references its blob: the server keeps it while the message lives.
+            await this.call({ t: "attach_blob", conv: p.conv, blob: p.content["blob"], seq: ack["seq"] }).catch(() => {});
+          }
           this.receive(p.conv, { t: "deliver", conv: p.conv, seq: ack["seq"], ts: ack["ts"], sender: this.id!.account, device: this.id!.device, cmid: p.cmid, kind: p.kind, body: p.body });
           return;
         } catch (e) {
@@ -928,6 +933,47 @@ export class Client {
     await this.store.put(name, next);
     await this.call({ t: "to_device", device: entry.device, body: message });
     return true;
+  }
+
+  // ------------------------------------------------------------------ attachments (SPEC.md 17, E2E.md 14)
+
+  /** Encrypt `data` here, upload the ciphertext (tus), and send the key and digest end to end. */
+  async sendFile(conv: number, data: Bytes, name: string, mediaType: string, extra: Content = {}): Promise<void> {
+    const key = randomBytes(32);
+    const { blob, digest } = await ATT.encrypt(key, data);
+    const tok = await this.call({ t: "upload_token", conv, size: blob.length });
+    const auth = { Authorization: `Bearer ${tok["token"]}`, "Tus-Resumable": "1.0.0" };
+    const created = await fetch("/media/upload", { method: "POST", headers: { ...auth, "Upload-Length": String(blob.length) } });
+    if (created.status !== 201) throw new Error(`upload refused: HTTP ${created.status}`);
+    const location = created.headers.get("Location") ?? tok["path"];
+    const put = await fetch(location, {
+      method: "PATCH",
+      headers: { ...auth, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0" },
+      body: blob as Uint8Array<ArrayBuffer>,
+    });
+    if (put.status !== 204) throw new Error(`upload failed: HTTP ${put.status}`);
+    await this.call({ t: "attach_blob", conv, blob: tok["blob"] });
+    await this.sendContent(conv, "attachment", { blob: tok["blob"], key, digest, size: data.length, media_type: mediaType || "application/octet-stream", name: name.slice(-255), ...extra });
+  }
+
+  private files = new Map<string, Promise<string>>();
+
+  /** A blob: URL of an attachment, downloaded, checked (length, digest) and decrypted here. */
+  attachmentUrl(att: Content): Promise<string> {
+    const blob = att["blob"] as string;
+    let url = this.files.get(blob);
+    if (!url) {
+      url = (async () => {
+        const tok = await this.call({ t: "download_token", blob });
+        const r = await fetch(tok["path"], { headers: { Authorization: `Bearer ${tok["token"]}` } });
+        if (r.status !== 200) throw new Error(`download refused: HTTP ${r.status}`);
+        const data = await ATT.decrypt(att["key"] as Bytes, new Uint8Array(await r.arrayBuffer()), att["size"] as number, att["digest"] as Bytes);
+        return URL.createObjectURL(new Blob([data as Uint8Array<ArrayBuffer>], { type: att["media_type"] as string }));
+      })();
+      url.catch(() => this.files.delete(blob));
+      this.files.set(blob, url);
+    }
+    return url;
   }
 
   // ------------------------------------------------------------------ conversations
