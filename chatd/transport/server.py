@@ -340,7 +340,9 @@ class Transport:
             await ws.close(CLOSE_POLICY, f"subprotocol {PROTOCOL_VERSION} required")
             return
         peer = ws.remote_address[0] if ws.remote_address else None
-        forwarded = ws.request.headers.get("X-Forwarded-For") if ws.request is not None else None
+        # Several X-Forwarded-For lines are one list, in order (RFC 9110 5.3).
+        hops = ws.request.headers.get_all("X-Forwarded-For") if ws.request is not None else []
+        forwarded = ", ".join(hops) if hops else None
         address = self._svc.limits.client_address(peer, forwarded)
         # The handshake is over: let go of its HTTP request and response (headers, 4+ KiB per
         # connection otherwise held for the connection's life). websockets only checks that
