@@ -8,8 +8,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from botkit import Inbox, assert_never_seen, recorded_frames, text_is, user
+from botkit import Inbox, assert_never_seen, example, recorded_frames, text_is, user
 from chatclient import Message
+from chatclient.bots import Bot
 from chatclient.events import SecurityWarning
 from chatproto import kinds
 from conftest import RunningServer
@@ -247,3 +248,32 @@ async def test_requests_and_red_packets_between_browsers_and_a_python_user(
         inbox.none(lambda ev: isinstance(ev, SecurityWarning))
         assert await alice.evaluate("chatd.warnings") == []
         assert await bob.evaluate("chatd.warnings") == []
+
+
+async def test_a_browser_shops_with_a_python_bot_through_its_cards_and_pays_the_order(
+    chatd: RunningServer, browser: Browser, tmp_path: Path
+) -> None:
+    shop = example("shop_bot")
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(
+            Bot(chatd.url, tmp_path / "shop_bot.key", shop.router, app_title="Shop")
+        )
+        alice = await open_app(browser, chatd)
+        await register(alice, "alice")
+        await mint(
+            Path(chatd.app.settings.store.db),
+            int(await alice.evaluate("chatd.id.account")),
+            5_000,
+        )
+        alice.on("dialog", lambda d: d.accept())
+        await alice.get_by_label("New chat with").fill("shop_bot")
+        await alice.get_by_role("button", name="Start chat").click()
+        await alice.get_by_role("group", name="Mini-app").get_by_role("button").first.click()
+        await alice.get_by_role("button", name="Green tea").click()
+        await alice.get_by_role("button", name="Buy 2 (9.00 USD)").click()
+        await alice.get_by_role("button", name="Pay order (9.00 USD)").click()
+        log = alice.get_by_label("Messages")
+        await expect(log).to_contain_text("transfer 9.00 USD (receipt verified)")
+        await expect(log).to_contain_text("✅ Paid 9.00 USD")
+        assert await alice.evaluate("chatd.warnings") == []
+        assert alice.errors == []  # type: ignore[attr-defined]

@@ -161,6 +161,8 @@ function text(m: Msg): string {
     }
     case "payment.receipt":
       return `${m.error ? "⚠ " : "✔ "}${c["type"]} ${formatMoney(c["amount"] as number, c["currency"] as string)}${m.error ? ` (${m.error})` : " (receipt verified)"}`;
+    case "miniapp.invoke":
+      return `▶ ${c["app"]}.${c["action"]}`;
     case "payment.request":
       return `🧾 asks ${formatMoney(c["amount"] as number, c["currency"] as string)}${c["memo"] ? `: ${c["memo"]}` : ""}`;
     case "payment.transfer":
@@ -250,6 +252,67 @@ function Wallet({ client }: { client: Client }) {
   );
 }
 
+function Card({ client, conv, m }: { client: Client; conv: Conv; m: Msg }) {
+  const c = m.content as Record<string, unknown>;
+  const [app, setApp] = useState("");
+  const [paid, setPaid] = useState("");
+  useEffect(() => {
+    client.botProfile(m.sender).then((p) => setApp((p["manifest"] as Record<string, string> | undefined)?.["name"] ?? ""), () => {});
+  }, [m.sender]);
+  const order = c["order"] as Record<string, unknown> | undefined;
+  return (
+    <div class="card-msg" aria-label={`Card ${(c["title"] as string) || ""}`}>
+      {c["title"] ? <strong>{c["title"] as string}</strong> : null}
+      {c["text"] ? <p>{c["text"] as string}</p> : null}
+      {c["error"] ? <p class="error">{c["error"] as string}</p> : null}
+      {c["image"] ? <span class="status">image: {c["image"] as string}</span> : null}
+      <div class="buttons">
+        {((c["buttons"] as Record<string, unknown>[]) ?? []).map((b, i) => (
+          <button
+            key={i}
+            class="small"
+            disabled={!app && !b["app"]}
+            onClick={() => void client.invoke(conv.conv, (b["bot"] as number) || m.sender, (b["app"] as string) || app, b["action"] as string, (b["params"] as Record<string, unknown>) ?? {})}
+          >
+            {b["title"] as string}
+          </button>
+        ))}
+        {order && (
+          <button
+            class="small"
+            disabled={!!paid}
+            onClick={() => {
+              const money = formatMoney(order["amount"] as number, order["currency"] as string);
+              if (!confirm(`Pay ${money} to @${client.handles.get(m.sender) ?? m.sender}?`)) return;
+              void client.pay(conv.conv, m.sender, order["amount"] as number, order["currency"] as string, "", order["request_id"] as string).then(() => setPaid("paid"), (e) => setPaid(`⚠ ${(e as Error).message}`));
+            }}
+          >
+            {paid || `Pay order (${formatMoney(order["amount"] as number, order["currency"] as string)})`}
+          </button>
+        )}
+      </div>
+    </div>
+  );
+}
+
+function BotActions({ client, conv, bot }: { client: Client; conv: Conv; bot: number }) {
+  const [manifest, setManifest] = useState<Record<string, unknown> | null>(null);
+  useEffect(() => {
+    client.botProfile(bot).then((p) => setManifest((p["manifest"] as Record<string, unknown>) ?? null), () => {});
+  }, [bot]);
+  if (!manifest) return null;
+  const actions = ((manifest["actions"] as Record<string, unknown>[]) ?? []).filter((a) => ((a["params"] as Record<string, unknown>[]) ?? []).every((p) => p["required"] === false));
+  return (
+    <div class="bot-actions" role="group" aria-label="Mini-app">
+      {actions.map((a) => (
+        <button key={a["name"] as string} class="small" onClick={() => void client.invoke(conv.conv, bot, manifest["name"] as string, a["name"] as string)}>
+          {(manifest["icon"] as string) || "▶"} {a["title"] as string}
+        </button>
+      ))}
+    </div>
+  );
+}
+
 function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: Msg; onReply: (seq: number) => void }) {
   if (HIDDEN.has(m.kind)) return null;
   const mine = m.sender === client.id?.account;
@@ -265,7 +328,15 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
       {m.kind !== "system" && <span class="who">{who}</span>}
       {m.replyTo ? <span class="reply">↪ {target ? text(target).slice(0, 60) : `#${m.replyTo}`}</span> : null}
       <span class="body">
-        {change.deleted ? "message deleted" : m.kind === "attachment" && m.content ? <Attachment client={client} att={m.content as Record<string, unknown>} /> : change.text ?? text(m)}
+        {change.deleted ? (
+          "message deleted"
+        ) : m.kind === "attachment" && m.content ? (
+          <Attachment client={client} att={m.content as Record<string, unknown>} />
+        ) : m.kind === "miniapp.result" && m.content ? (
+          <Card client={client} conv={conv} m={m} />
+        ) : (
+          change.text ?? text(m)
+        )}
       </span>
       {change.text !== undefined && !change.deleted && <span class="status">(edited)</span>}
       {!m.e2e && m.kind !== "system" && m.kind !== "payment.receipt" && <span class="warn" title="not end-to-end encrypted">unencrypted</span>}
@@ -372,6 +443,7 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
           </label>
         </div>
       )}
+      {conv.kind === "direct" && others[0]?.access && <BotActions client={client} conv={conv} bot={others[0].account} />}
       <ol class="messages" ref={list} aria-live="polite" aria-label="Messages">
         {conv.messages.map((m) => (
           <Message key={`${m.seq}:${m.cmid ?? ""}`} client={client} conv={conv} m={m} onReply={(seq) => {

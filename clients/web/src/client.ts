@@ -57,7 +57,7 @@ export interface Conv {
   role: string;
   read: number; // this device's read cursor
   cursor: number; // highest seq applied with no gap below
-  members: { account: number; handle: string; role: string }[];
+  members: { account: number; handle: string; role: string; access?: string }[];
   messages: Msg[];
   typing: Set<number>;
   peerRead: number; // highest read cursor of another member
@@ -66,7 +66,7 @@ export interface Conv {
 
 interface Trust { master: Bytes; version: number; devices: DL.DeviceEntry[]; verified: boolean }
 interface Outbound { key: SK.SenderKey; holders: string[]; sent: number }
-interface Pending { conv: number; cmid: string; kind: string; body: Bytes | null; inner: string; content: Content; replyTo?: number }
+interface Pending { conv: number; cmid: string; kind: string; body: Bytes | null; inner: string; content: Content; replyTo?: number; to?: number[] }
 
 type Waiter = { resolve: (f: Frame) => void; reject: (e: Error) => void };
 
@@ -474,7 +474,7 @@ export class Client {
     }
     const members = info["members"] as Frame[] | undefined;
     if (members?.length) {
-      c.members = members.map((m) => ({ account: m["account"], handle: m["handle"], role: m["role"] }));
+      c.members = members.map((m) => ({ account: m["account"], handle: m["handle"], role: m["role"], access: m["access"] }));
       for (const m of members) this.handles.set(m["account"], m["handle"]);
     }
     return c;
@@ -806,11 +806,11 @@ export class Client {
 
   /** Send a message of `kind` to `conv` (SPEC.md 13 step 5): kept in the outbox at once, encrypted
    * (E2E.md 7) when connected, and resent with the same cmid and ciphertext until acked. */
-  async sendContent(conv: number, kind: string, content: Content, replyTo?: number): Promise<void> {
+  async sendContent(conv: number, kind: string, content: Content, replyTo?: number, to: number[] = []): Promise<void> {
     const c = this.convs.get(conv);
     if (!c) throw new Error("unknown conversation");
     const cmid = hex(randomBytes(12));
-    const p: Pending = { conv, cmid, kind: "e2e", body: null, inner: kind, content, replyTo };
+    const p: Pending = { conv, cmid, kind: "e2e", body: null, inner: kind, content, replyTo, to: [...new Set(to)].sort((a, b) => a - b) };
     const mine: Msg = { seq: Number.MAX_SAFE_INTEGER, ts: Date.now(), sender: this.id!.account, device: this.id!.device, cmid, kind, content, e2e: true, replyTo, pending: true };
     this.outbox.push(p);
     await this.store.putMany([["outbox", this.outbox], [`plain:${conv}:${cmid}`, { ...mine, pending: false }]]);
@@ -847,7 +847,7 @@ export class Client {
     try {
       if (!p.body) {
         try {
-          p.body = await this.encryptFor(p.conv, p.inner, encodeContent(p.inner, p.content), p.replyTo);
+          p.body = await this.encryptFor(p.conv, p.inner, encodeContent(p.inner, p.content), p.replyTo, p.to ?? []);
         } catch (e) {
           if (this.ws && !(e instanceof ServerError && RETRYABLE.has(e.code))) await this.fail(p, (e as Error).message);
           return; // offline: encrypted after the reconnect
@@ -856,7 +856,7 @@ export class Client {
       }
       for (let attempt = 0; ; attempt++) {
         try {
-          const ack = await this.call({ t: "send", conv: p.conv, cmid: p.cmid, kind: p.kind, body: p.body });
+          const ack = await this.call({ t: "send", conv: p.conv, cmid: p.cmid, kind: p.kind, body: p.body, to: p.to ?? [] });
           this.outbox = this.outbox.filter((x) => x.cmid !== p.cmid);
           await this.store.put("outbox", this.outbox);
           if (p.inner === "attachment") {
@@ -879,11 +879,16 @@ export class Client {
     }
   }
 
-  private async encryptFor(conv: number, kind: string, body: Bytes, replyTo?: number): Promise<Bytes> {
+  private async encryptFor(conv: number, kind: string, body: Bytes, replyTo?: number, to: number[] = []): Promise<Bytes> {
     const id = this.id!;
     const log = await this.verifiedLog(conv);
+    // E2E.md 7.1: a bot whose signed access is "addressed" never gets the main key. This client
+    // keeps no second (addressed) key yet, so it does not address such bots.
+    const addressed = new Set(log.members.filter((m) => m.access === "addressed").map((m) => m.account));
+    if (to.some((a) => addressed.has(a))) throw new Error("messages addressed to a bot of this group are not supported here yet");
     const recipients: [number, DL.DeviceEntry][] = [];
     for (const m of log.members) {
+      if (addressed.has(m.account)) continue;
       let devs: DL.DeviceEntry[];
       try {
         devs = await this.devices(m.account);
@@ -976,11 +981,33 @@ export class Client {
     return url;
   }
 
+  // ------------------------------------------------------------------ bots (SPEC.md 16)
+
+  private profiles = new Map<number, Promise<Frame>>();
+
+  botProfile(account: number): Promise<Frame> {
+    let p = this.profiles.get(account);
+    if (!p) {
+      p = this.call({ t: "get_bot_profile", account });
+      p.catch(() => this.profiles.delete(account));
+      this.profiles.set(account, p);
+    }
+    return p;
+  }
+
+  /** Invoke a mini-app action (16.5): a `miniapp.invoke` addressed to the bot. */
+  invoke(conv: number, bot: number, app: string, action: string, params: Record<string, unknown> = {}): Promise<void> {
+    return this.sendContent(conv, "miniapp.invoke", { invocation_id: `i${hex(randomBytes(12))}`, app, action, params }, undefined, [bot]);
+  }
+
   // ------------------------------------------------------------------ conversations
 
+  private bots = new Set<number>();
+
   async lookup(handle: string): Promise<number> {
-    const a = await this.call({ t: "lookup", handle });
+    const a = await this.call({ t: "lookup", handle: handle.replace(/^@/, "") });
     this.handles.set(a["account"], a["handle"]);
+    if (a["type"] === "bot") this.bots.add(a["account"]);
     return a["account"];
   }
 
@@ -989,7 +1016,8 @@ export class Client {
     const id = this.id!;
     const g: M.Entry = {
       group: C.randomSeed(16), epoch: 1, prev: new Uint8Array(32), actor: id.account, device: id.device, op: "create", kind: "direct",
-      members: [{ account: id.account, role: "member" }, { account: other, role: "member" }], ts: Date.now(),
+      // A bot in a direct conversation has access "all" (SPEC.md 16.2), signed as such.
+      members: [{ account: id.account, role: "member" }, { account: other, role: "member", ...(this.bots.has(other) ? { access: "all" } : {}) }], ts: Date.now(),
     };
     const [body, sig] = await M.signEntry(g, id.signing);
     return this.created(await this.call({ t: "create_conv", kind: "direct", members: [other], entry: { body, sig } }));
