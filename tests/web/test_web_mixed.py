@@ -277,3 +277,40 @@ async def test_a_browser_shops_with_a_python_bot_through_its_cards_and_pays_the_
         await expect(log).to_contain_text("✅ Paid 9.00 USD")
         assert await alice.evaluate("chatd.warnings") == []
         assert alice.errors == []  # type: ignore[attr-defined]
+
+
+async def test_safety_numbers_agree_across_implementations_and_typing_shows(
+    chatd: RunningServer, browser: Browser
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        carol = await user(stack, chatd, "carol")
+        inbox = Inbox(carol)
+        alice = await open_app(browser, chatd)
+        await register(alice, "alice")
+        await alice.get_by_label("New chat with").fill("carol")
+        await alice.get_by_role("button", name="Start chat").click()
+        await alice.get_by_label("Message", exact=True).fill("hello carol")
+        await alice.keyboard.press("Enter")
+        got = await inbox.one(lambda ev: isinstance(ev, Message) and ev.text == "hello carol", 15)
+
+        await alice.get_by_role("button", name="Show safety number").click()
+        digits = await alice.get_by_label("Safety number digits").inner_text()
+        alice_id = await carol.lookup("alice")
+        assert digits.replace(" ", "") == carol.safety_number(alice_id)  # 60 digits, both sides
+        await expect(alice.get_by_role("img", name="Safety number QR code")).to_be_visible()
+        # Carol's scannable code (libsignal's CombinedFingerprints) verifies alice's view of her.
+        from chatproto.e2e import safety
+
+        theirs = safety.scannable(
+            carol.e2e.master_key or b"", str(carol.account).encode(),
+            carol.e2e.trust(alice_id).master_key, str(alice_id).encode(),
+        )  # fmt: skip
+        await alice.get_by_label("Their code (scanned)").fill(theirs.hex())
+        await alice.get_by_role("button", name="Compare").click()
+        await expect(alice.get_by_text("They match: verified.")).to_be_visible()
+        await expect(alice.get_by_label("Verified")).to_be_checked()
+
+        await carol.typing(got.conv, True)
+        await expect(alice.get_by_text("carol is typing…")).to_be_visible()
+        await carol.typing(got.conv, False)
+        await expect(alice.get_by_text("carol is typing…")).to_have_count(0)

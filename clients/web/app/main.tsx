@@ -378,6 +378,9 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
   const [draft, setDraft] = useState("");
   const [invite, setInvite] = useState("");
   const [safety, setSafety] = useState("");
+  const [scan, setScan] = useState("");
+  const [scanned, setScanned] = useState("");
+  const [compare, setCompare] = useState("");
   const [payAmount, setPayAmount] = useState("");
   const [requestAmount, setRequestAmount] = useState("");
   const [requestMemo, setRequestMemo] = useState("");
@@ -411,6 +414,7 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
     if (!other) return;
     const n = await client.safetyNumber(other.account);
     setSafety(n.match(/.{5}/g)!.join(" "));
+    setScan(await client.scannable(other.account));
   };
   const pay = async () => {
     const other = others[0];
@@ -437,7 +441,21 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
       </header>
       {safety && (
         <div class="safety" role="region" aria-label="Safety number">
-          <code>{safety}</code>
+          <code aria-label="Safety number digits">{safety}</code>
+          {scan && <QR data={scan} label="Safety number QR code" />}
+          <form
+            onSubmit={async (e) => {
+              e.preventDefault();
+              setCompare((await client.compareScanned(others[0]!.account, scanned).catch(() => false)) ? "They match: verified." : "They do not match!");
+            }}
+          >
+            <label>
+              Their code (scanned)
+              <input value={scanned} onInput={(e) => setScanned(e.currentTarget.value)} />
+            </label>
+            <button type="submit">Compare</button>
+            <span aria-live="polite">{compare}</span>
+          </form>
           <label>
             <input type="checkbox" checked={client.isVerified(others[0]!.account)} onChange={(e) => void client.setVerified(others[0]!.account, e.currentTarget.checked)} /> Verified
           </label>

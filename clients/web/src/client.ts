@@ -1084,6 +1084,21 @@ export class Client {
     return S.accountSafetyNumber(this.id!.account, own.master, account, other.master);
   }
 
+  /** libsignal's scannable form (E2E.md 9): what this account's QR code holds, as hex. */
+  async scannable(account: number): Promise<string> {
+    await this.devices(account);
+    const own = this.trusts.get(this.id!.account)!;
+    const other = this.trusts.get(account)!;
+    return hex(await S.scannable(own.master, utf8(String(this.id!.account)), other.master, utf8(String(account))));
+  }
+
+  /** Whether the other side's scanned (or pasted) code matches ours: then mark it verified. */
+  async compareScanned(account: number, scannedHex: string): Promise<boolean> {
+    const ok = S.compareScanned(unhex(await this.scannable(account)), unhex(scannedHex.trim()));
+    if (ok) await this.setVerified(account, true);
+    return ok;
+  }
+
   async setVerified(account: number, verified: boolean): Promise<void> {
     const t = this.trusts.get(account) ?? (await this.store.get<Trust>(`trust:${account}`));
     if (!t) return;
