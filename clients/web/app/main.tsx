@@ -3,6 +3,7 @@
 import { render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Client, type Conv, type Msg } from "../src/client.js";
+import { decodeContent } from "../src/kinds.js";
 import { formatMoney, parseAmount } from "../src/money.js";
 import { Store } from "../src/store.js";
 import { hex, unhex } from "../src/bytes.js";
@@ -148,6 +149,8 @@ function Register({ client }: { client: Client }) {
   );
 }
 
+let HANDLES: Map<number, string> = new Map();
+
 function text(m: Msg): string {
   const c = m.content as Record<string, unknown> | null;
   if (m.error && !c) return `⚠ ${m.error}`;
@@ -161,6 +164,17 @@ function text(m: Msg): string {
     }
     case "payment.receipt":
       return `${m.error ? "⚠ " : "✔ "}${c["type"]} ${formatMoney(c["amount"] as number, c["currency"] as string)}${m.error ? ` (${m.error})` : " (receipt verified)"}`;
+    case "forward": {
+      let inner = `(${c["kind"]})`;
+      try {
+        inner = text({ ...m, kind: c["kind"] as string, content: decodeContent(c["kind"] as string, c["body"] as Uint8Array) });
+      } catch {
+        /* an inner kind this page cannot read */
+      }
+      return `↪ forwarded from ${HANDLES.get(c["sender"] as number) ? `@${HANDLES.get(c["sender"] as number)}` : `#${c["sender"]}`}: ${inner}`;
+    }
+    case "share":
+      return `🔗 ${c["title"]}${c["text"] ? ` — ${c["text"]}` : ""}${c["link"] ? ` (${c["link"]})` : ""}`;
     case "miniapp.invoke":
       return `▶ ${c["app"]}.${c["action"]}`;
     case "payment.request":
@@ -313,7 +327,37 @@ function BotActions({ client, conv, bot }: { client: Client; conv: Conv; bot: nu
   );
 }
 
+function Forward({ client, conv, m, done }: { client: Client; conv: Conv; m: Msg; done: () => void }) {
+  const targets = [...client.convs.values()].filter((c) => c.conv !== conv.conv && !(c.kind === "channel" && c.role === "member"));
+  const [to, setTo] = useState(targets[0]?.conv ?? 0);
+  const name = (c: Conv) => (c.kind === "direct" ? `@${c.members.find((x) => x.account !== client.id?.account)?.handle ?? "…"}` : c.title || "Group");
+  return (
+    <form
+      class="forward"
+      onSubmit={(e) => {
+        e.preventDefault();
+        if (to) void client.forward(conv.conv, m, to).then(done);
+      }}
+    >
+      <label>
+        Forward to
+        <select value={to} onChange={(e) => setTo(Number(e.currentTarget.value))}>
+          {targets.map((c) => (
+            <option key={c.conv} value={c.conv}>
+              {name(c)}
+            </option>
+          ))}
+        </select>
+      </label>
+      <button type="submit" class="small">
+        Forward
+      </button>
+    </form>
+  );
+}
+
 function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: Msg; onReply: (seq: number) => void }) {
+  const [forwarding, setForwarding] = useState(false);
   if (HIDDEN.has(m.kind)) return null;
   const mine = m.sender === client.id?.account;
   const who = m.sender === 0 ? "server" : client.handles.get(m.sender) ?? `#${m.sender}`;
@@ -322,7 +366,7 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
   const reactions = conv.messages.filter((r) => r.kind === "reaction" && (r.content as Record<string, unknown> | null)?.["target"] === m.seq);
   const change = edited(conv, m);
   const target = m.replyTo ? conv.messages.find((x) => x.seq === m.replyTo) : undefined;
-  const canAct = m.kind === "text" && !m.pending && !change.deleted;
+  const canAct = (m.kind === "text" || m.kind === "attachment") && !m.pending && !change.deleted;
   return (
     <li class={`msg ${mine ? "mine" : ""} ${m.kind === "system" ? "system" : ""}`} data-seq={m.seq}>
       {m.kind !== "system" && <span class="who">{who}</span>}
@@ -342,16 +386,20 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
       {!m.e2e && m.kind !== "system" && m.kind !== "payment.receipt" && <span class="warn" title="not end-to-end encrypted">unencrypted</span>}
       {reactions.length > 0 && <span class="reactions">{reactions.map((r) => (r.content as Record<string, string>)["emoji"]).join(" ")}</span>}
       {status && <span class={`status ${status}`} aria-label={`status: ${status}`}>{status === "read" ? "✓✓ read" : status === "delivered" ? "✓✓" : status === "sent" ? "✓" : status}</span>}
+      {forwarding && <Forward client={client} conv={conv} m={m} done={() => setForwarding(false)} />}
       {m.kind === "payment.receipt" && !m.error && <ReceiptActions client={client} conv={conv} r={m.content as Record<string, unknown>} />}
       {canAct && (
         <span class="actions">
           <button class="tiny" aria-label={`Reply to message ${m.seq}`} onClick={() => onReply(m.seq)}>
             ↩
           </button>
+          <button class="tiny" aria-label={`Forward message ${m.seq}`} onClick={() => setForwarding(!forwarding)}>
+            ⤳
+          </button>
           <button class="tiny" aria-label={`React ❤ to message ${m.seq}`} onClick={() => void client.sendContent(conv.conv, "reaction", { target: m.seq, emoji: "❤" })}>
             ❤
           </button>
-          {mine && (
+          {mine && m.kind === "text" && (
             <button
               class="tiny"
               aria-label={`Edit message ${m.seq}`}
@@ -691,6 +739,7 @@ function Main({ client }: { client: Client }) {
 
 function App({ client, ready }: { client: Client; ready: boolean }) {
   useClient(client);
+  HANDLES = client.handles;
   if (!ready) return <p class="splash">Connecting…</p>;
   return client.id ? (
     <Main client={client} />

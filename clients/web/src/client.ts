@@ -981,6 +981,14 @@ export class Client {
     return url;
   }
 
+  /** Forward message `m` of `from` into `to` (SPEC.md 16.6): decrypted here, its inner kind and
+   * body encrypted again for the target conversation, with attribution. */
+  async forward(from: number, m: Msg, to: number): Promise<void> {
+    if (!m.content) throw new Error("nothing to forward");
+    if (m.kind === "attachment") await this.call({ t: "attach_blob", conv: to, blob: m.content["blob"] });
+    await this.sendContent(to, "forward", { sender: m.sender, ts: m.ts, kind: m.kind, body: encodeContent(m.kind, m.content), conv: from, seq: m.seq });
+  }
+
   // ------------------------------------------------------------------ bots (SPEC.md 16)
 
   private profiles = new Map<number, Promise<Frame>>();
