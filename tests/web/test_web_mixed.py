@@ -314,3 +314,51 @@ async def test_safety_numbers_agree_across_implementations_and_typing_shows(
         await expect(alice.get_by_text("carol is typing…")).to_be_visible()
         await carol.typing(got.conv, False)
         await expect(alice.get_by_text("carol is typing…")).to_have_count(0)
+
+
+HOLDERS_JS = """async ([conv, name]) => {
+  const db = await new Promise((ok) => { const r = indexedDB.open("chatd"); r.onsuccess = () => ok(r.result); });
+  const out = await new Promise((ok) => {
+    const r = db.transaction("kv").objectStore("kv").get(name + conv);
+    r.onsuccess = () => ok(r.result);
+  });
+  return out ? out.holders : null;
+}"""
+
+
+async def test_a_bot_in_a_group_gets_only_what_is_addressed_to_it(
+    chatd: RunningServer, browser: Browser, tmp_path: Path
+) -> None:
+    echo = example("echo_bot")
+    async with contextlib.AsyncExitStack() as stack:
+        bot = await stack.enter_async_context(
+            Bot(chatd.url, tmp_path / "echo_bot.key", echo.router, app_title="Echo")
+        )
+        alice = await open_app(browser, chatd)
+        bob = await open_app(browser, chatd)
+        await register(alice, "alice")
+        await register(bob, "bob")
+        await alice.get_by_label("Group title").fill("With a bot")
+        await alice.get_by_label("Members").fill("bob")
+        await alice.get_by_role("button", name="Create group").click()
+        await alice.get_by_text("More").click()
+        await alice.get_by_label("Add member").fill("echo_bot")
+        await alice.get_by_role("button", name="Add", exact=True).click()
+        await expect(alice.get_by_label("Messages")).to_contain_text("joined")
+        await alice.get_by_label("Message", exact=True).fill("just between us")
+        await alice.keyboard.press("Enter")
+        await alice.get_by_label("Message", exact=True).fill("@echo_bot say hi")
+        await alice.keyboard.press("Enter")
+        await bob.get_by_role("button", name="With a bot").click()
+        answer = bob.get_by_label("Messages").get_by_role("listitem").filter(has_text="echo_bot")
+        await expect(answer.last).to_contain_text("@echo_bot say hi")  # the bot read it
+        await expect(bob.get_by_label("Messages")).to_contain_text("just between us")
+        # E2E.md 7.1: the main key never went to the bot; the addressed key did.
+        conv = int(await alice.evaluate("[...chatd.convs.keys()].pop()"))
+        me = bot.me.account
+        main = await alice.evaluate(HOLDERS_JS, [conv, "out:"])
+        addressed = await alice.evaluate(HOLDERS_JS, [f"{conv}:addressed", "out:"])
+        assert main and not [h for h in main if h.startswith(f"{me}:")]
+        assert [h for h in addressed if h.startswith(f"{me}:")]
+        assert await alice.evaluate("chatd.warnings") == []
+        assert await bob.evaluate("chatd.warnings") == []

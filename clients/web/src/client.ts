@@ -628,6 +628,7 @@ export class Client {
       this.logs.set(c.conv, next);
       await this.store.put(`log:${c.conv}`, next);
       if (e.op === "remove" || e.op === "leave") await this.store.del(`out:${c.conv}`);
+      if (e.op === "remove" || e.op === "leave" || e.op === "access") await this.store.del(`out:${c.conv}:addressed`);
     } catch (e) {
       this.warn(`conversation ${c.conv}: membership change at ${seq} refused: ${(e as Error).message}`);
     }
@@ -819,8 +820,18 @@ export class Client {
     if (this.status === "online") await this.transmit(p);
   }
 
+  /** A text message, addressed (SPEC.md 16.3) to the members it mentions (`@handle`, and
+   * `/command@handle`) and to the author of the message it replies to. */
   sendText(conv: number, text: string, replyTo?: number): Promise<void> {
-    return this.sendContent(conv, "text", { text }, replyTo);
+    const c = this.convs.get(conv);
+    const to = new Set<number>();
+    for (const [, h] of text.matchAll(/@([a-z0-9][a-z0-9_.]{2,31})/g)) {
+      const m = c?.members.find((x) => x.handle === h);
+      if (m && m.account !== this.id?.account) to.add(m.account);
+    }
+    const target = replyTo ? c?.messages.find((x) => x.seq === replyTo) : undefined;
+    if (target && target.sender && target.sender !== this.id?.account && c?.kind !== "direct") to.add(target.sender);
+    return this.sendContent(conv, "text", { text }, replyTo, c?.kind === "direct" ? [] : [...to].slice(0, 16));
   }
 
   private fail(p: Pending, why: string): Promise<unknown> {
@@ -882,13 +893,14 @@ export class Client {
   private async encryptFor(conv: number, kind: string, body: Bytes, replyTo?: number, to: number[] = []): Promise<Bytes> {
     const id = this.id!;
     const log = await this.verifiedLog(conv);
-    // E2E.md 7.1: a bot whose signed access is "addressed" never gets the main key. This client
-    // keeps no second (addressed) key yet, so it does not address such bots.
+    // E2E.md 7.1: a bot whose signed access is "addressed" never gets the main key; a message
+    // addressed to such a bot goes under the second, "addressed" key, which every member
+    // device gets, those bots included.
     const addressed = new Set(log.members.filter((m) => m.access === "addressed").map((m) => m.account));
-    if (to.some((a) => addressed.has(a))) throw new Error("messages addressed to a bot of this group are not supported here yet");
+    const useAddressed = to.some((a) => addressed.has(a));
     const recipients: [number, DL.DeviceEntry][] = [];
     for (const m of log.members) {
-      if (addressed.has(m.account)) continue;
+      if (addressed.has(m.account) && !useAddressed) continue;
       let devs: DL.DeviceEntry[];
       try {
         devs = await this.devices(m.account);
@@ -898,8 +910,9 @@ export class Client {
       }
       for (const d of devs) if (!(m.account === id.account && d.device === id.device)) recipients.push([m.account, d]);
     }
+    const name = useAddressed ? `out:${conv}:addressed` : `out:${conv}`;
     const want = recipients.map(([a, d]) => `${a}:${d.device}`);
-    let out = await this.store.get<Outbound>(`out:${conv}`);
+    let out = await this.store.get<Outbound>(name);
     if (!out || out.sent >= 1000 || !out.holders.every((h) => want.includes(h))) {
       out = { key: await SK.newSenderKey(conv), holders: [], sent: 0 };
     }
@@ -911,7 +924,7 @@ export class Client {
     const view = (await this.store.get<T.View>(`tr:${conv}`)) ?? T.emptyView();
     const plaintext = P.encodePayload({ kind, body, ts: Date.now(), reply_to: replyTo, tr: T.outgoing(view, log.epoch, log.head) });
     const [ct, key] = await SK.encrypt(out.key, plaintext, id.account, id.device);
-    await this.store.putMany([[`out:${conv}`, { ...out, key, sent: out.sent + 1 }], [`tr:${conv}`, await T.sent(view, ct)]]);
+    await this.store.putMany([[name, { ...out, key, sent: out.sent + 1 }], [`tr:${conv}`, await T.sent(view, ct)]]);
     return ct;
   }
 
@@ -1054,7 +1067,8 @@ export class Client {
   async invite(conv: number, handle: string): Promise<void> {
     const account = await this.lookup(handle);
     const state = await this.verifiedLog(conv);
-    const e = await M.nextEntry(state, this.id!.account, this.id!.device, "add", { account, ts: Date.now() });
+    // A bot joins a group with access "addressed" (SPEC.md 16.2), signed as such.
+    const e = await M.nextEntry(state, this.id!.account, this.id!.device, "add", { account, access: this.bots.has(account) ? "addressed" : "", ts: Date.now() });
     const [body, sig] = await M.signEntry(e, this.id!.signing);
     await this.call({ t: "invite", conv, account, entry: { body, sig } });
   }
