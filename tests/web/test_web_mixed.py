@@ -88,6 +88,19 @@ async def test_a_group_of_two_browsers_and_a_python_user_read_each_other(
                 await alice.get_by_role("button", name="Trio").click()
                 await alice.screenshot(path=str(Path(shot)))
             assert alice.errors == [] and bob.errors == []  # type: ignore[attr-defined]
+            # PQXDH across the two implementations, both ways: alice's page started the
+            # session with carol's Python device (carol answered), carol's Python client started
+            # the one with bob's page (bob answered).
+            carol_dev = carol.device
+            kinds_js = "async ([a, d]) => (await new Promise((ok) => { const r = indexedDB.open('chatd'); r.onsuccess = () => { const g = r.result.transaction('kv').objectStore('kv').get(`sess:${a}:${d}`); g.onsuccess = () => ok(g.result); }; }))"
+            alice_sess = await alice.evaluate(kinds_js, [carol.account, carol_dev])
+            bob_sess = await bob.evaluate(kinds_js, [carol.account, carol_dev])
+            assert alice_sess["kind"] == bob_sess["kind"] == "pqxdh"
+            bob_dev = int(await bob.evaluate("chatd.id.device"))
+            alice_dev = int(await alice.evaluate("chatd.id.device"))
+            assert carol.e2e._session(bob_id, bob_dev).kind == "pqxdh"
+            assert carol.e2e._session(alice_id, alice_dev).kind == "pqxdh"
+            assert carol.e2e._session(bob_id, bob_dev).pending_header is None  # bob answered
             # No safety or transcript warning on any side: every check passed across the two
             # implementations (device lists, membership log, transcripts).
             assert await alice.evaluate("chatd.warnings") == []

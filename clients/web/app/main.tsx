@@ -422,7 +422,7 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
   );
 }
 
-function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
+function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv; onBack: () => void }) {
   const [draft, setDraft] = useState("");
   const [invite, setInvite] = useState("");
   const [safety, setSafety] = useState("");
@@ -479,6 +479,9 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
   return (
     <section class="conv" aria-label={`Conversation ${conv.title || others.map((m) => m.handle).join(", ")}`}>
       <header>
+        <button class="back small" aria-label="Back to conversations" onClick={onBack}>
+          ←
+        </button>
         <h2>{conv.kind === "direct" ? `@${others[0]?.handle ?? "…"}` : conv.title || "Group"}</h2>
         <span class="members">{conv.members.map((m) => (client.online.has(m.account) ? `● ${m.handle}` : m.handle)).join(", ")}</span>
         {conv.kind === "direct" && (
@@ -727,7 +730,7 @@ function Main({ client }: { client: Client }) {
         <Wallet client={client} />
       </nav>
       {current ? (
-        <ConversationView key={current.conv} client={client} conv={current} />
+        <ConversationView key={current.conv} client={client} conv={current} onBack={() => setOpen(null)} />
       ) : (
         <section class="empty">
           <p>Pick a conversation, or start one.</p>
