@@ -190,3 +190,16 @@ async def test_a_message_is_forwarded_with_attribution(
     await expect(bob.get_by_label("Messages")).to_contain_text(
         "↪ forwarded from @alice: worth passing on"
     )
+
+
+async def test_a_second_tab_of_the_same_browser_does_not_drive_the_device(
+    chatd: RunningServer, browser: Browser
+) -> None:
+    alice = await open_app(browser, chatd)
+    await register(alice, "alice")
+    second = await alice.context.new_page()
+    await second.goto(chatd.http + "/")
+    await expect(second.get_by_role("status")).to_contain_text("open in another tab")
+    await alice.close()  # the lock is released: a reload of the other tab takes over
+    await second.reload()
+    await second.get_by_role("navigation", name="Conversations").wait_for()

@@ -756,6 +756,21 @@ function App({ client, ready }: { client: Client; ready: boolean }) {
 
 async function start(): Promise<void> {
   const root = document.getElementById("app")!;
+  // One tab per browser profile drives the device: two would advance the same ratchets and
+  // sender keys from one IndexedDB at once. Others wait until it closes.
+  if (navigator.locks) {
+    const held = await new Promise<boolean>((resolve) => {
+      void navigator.locks.request("chatd-device", { ifAvailable: true }, (lock) => {
+        resolve(lock !== null);
+        return lock ? new Promise<void>(() => {}) : undefined;
+      });
+    });
+    if (!held) {
+      root.setAttribute("aria-busy", "false");
+      render(<p class="splash" role="status">chatd is open in another tab of this browser. Close it to use chatd here.</p>, root);
+      return;
+    }
+  }
   const store = await Store.open();
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
   const client = new Client(store, url);

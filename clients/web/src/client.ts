@@ -281,7 +281,7 @@ export class Client {
     this.handles.set(this.id.account, this.id.handle);
     // End-to-end keys (E2E.md 4), then the account's master key and first device list (3).
     this.prekeys = await X.newDevice(signing, ONE_TIME);
-    await this.store.put("prekeys", this.prekeys);
+    await this.store.putMany([["prekeys", this.prekeys], ["spk_at", Date.now()]]);
     await this.uploadKeys(this.prekeys, true, this.prekeys.oneTime.map((k) => ({ kid: k.kid, key: k.pair.publicKey })));
     const master = await C.ed25519Generate(false);
     await this.store.put("master", master);
@@ -312,6 +312,7 @@ export class Client {
     this.status = "online";
     this.changed();
     await this.catchUp();
+    await this.maintainPrekeys().catch((e) => this.warn(`prekeys: ${(e as Error).message}`));
     return true;
   }
 
@@ -329,6 +330,31 @@ export class Client {
       ["convs", list],
       ["handles", [...this.handles]],
     ]);
+  }
+
+  /** After login: replace the signed prekeys once they are a week old (the previous ones keep
+   * opening sessions made from older bundles) and top the one-time prekeys back up (E2E.md 4.6). */
+  private async maintainPrekeys(): Promise<void> {
+    let s = (await this.store.get<X.PreKeyState>("prekeys"))!;
+    const since = (await this.store.get<number>("spk_at")) ?? 0;
+    if (Date.now() - since > 7 * 86_400_000) {
+      if (since) {
+        let kid = s.nextKid;
+        const spk = await X.newSignedPrekey(s.identity, kid++);
+        const pq = s.pq ? await X.newPqPrekey(s.identity, kid++) : null;
+        s = { ...s, prevSpk: s.spk, spk, prevPq: s.pq, pq, nextKid: kid };
+        await this.store.put("prekeys", s);
+        await this.uploadKeys(s, true, []);
+      }
+      await this.store.put("spk_at", Date.now());
+    }
+    const count = await this.uploadKeys(s, false, []);
+    if (count >= ONE_TIME / 2) return;
+    // Read again after the wait: a message may have used a one-time prekey meanwhile.
+    const [next, added] = await X.addOneTime((await this.store.get<X.PreKeyState>("prekeys"))!, ONE_TIME - count);
+    await this.store.put("prekeys", next);
+    this.prekeys = next;
+    await this.uploadKeys(next, false, added);
   }
 
   private async uploadKeys(s: X.PreKeyState, prekeys: boolean, oneTime: X.OneTimePrekey[]): Promise<number> {
@@ -428,7 +454,7 @@ export class Client {
     await this.store.putMany([["identity", this.id], ["pending_link", undefined]]);
     this.handles.set(this.id.account, this.id.handle);
     this.prekeys = await X.newDevice(signing, ONE_TIME);
-    await this.store.put("prekeys", this.prekeys);
+    await this.store.putMany([["prekeys", this.prekeys], ["spk_at", Date.now()]]);
     await this.uploadKeys(this.prekeys, true, this.prekeys.oneTime.map((k) => ({ kid: k.kid, key: k.pair.publicKey })));
     this.attempt = 0;
     this.status = "online";
