@@ -29,6 +29,7 @@ from chatd.media.pg import PgBlobStore
 from chatd.media.service import MediaService
 from chatd.metrics import Metrics
 from chatd.services.deps import Deps
+from chatd.services.limits import Limits, MemoryBuckets, RedisBuckets
 from chatd.session import Services
 from chatd.settings import ConfigError, Settings, redact_url
 from chatd.store.postgres import PostgresStore
@@ -102,7 +103,10 @@ class App:
         else:
             presence = LocalPresence()
         deps = Deps(s, store, broker, hub, self.metrics, self.clock, presence)
-        services = self.services = Services(deps)
+        # Limits per account and per address: in Redis when there are other nodes.
+        buckets = RedisBuckets(s.broker.url) if s.broker.url else MemoryBuckets()
+        limits = Limits(s.limits, s.server, buckets, self.clock)
+        services = self.services = Services(deps, limits)
         media = self.media = services.media = MediaService(deps, self._blob_store(db))
         transport = Transport(services, draining=lambda: self._draining)
         if install_signals:
@@ -152,6 +156,7 @@ class App:
                 await media.blobs.aclose()
                 await store.aclose()  # commits what is queued, then stops the writer
                 await presence.aclose()
+                await limits.aclose()
                 await broker.aclose()
         finally:
             await store.aclose()  # idempotent; after a failed start it still commits and closes

@@ -7,12 +7,14 @@ What is SQLite's own (the transaction scripts are the concern modules', see ``ch
   statement, as aiosqlite or an executor per call would cost; no turn of the loop inside it).
 * The writer: every write is an op queued for the group-commit writer (``store.writer``); a
   whole batch (every write queued since the last commit) is ONE transaction. Its statements run
-  on the loop's thread, in chunks with a turn of the loop between them; its COMMIT, where the
-  fsync is, runs on one dedicated writer thread while the loop goes on serving sockets, and the
-  next batch begins only after it: the loop never waits for the disk, commit order is queue
-  order, and there is one thread hand-off per batch (running the statements on the thread as
-  well measured slower: the two threads then pass the GIL back and forth at every statement).
-  Reads use a second connection on the loop's thread (WAL: they never wait for the writer).
+  on the loop's thread, in chunks with a turn of the loop between them. A small batch commits
+  on the loop too while commits take under a millisecond (``GroupCommitWriter._commit_on_loop``:
+  a hand-off would cost more than the fsync it moved); a large batch's COMMIT, or a slow disk's,
+  runs on one dedicated writer thread while the loop goes on serving sockets, and the next batch
+  begins only after it. Commit order is queue order, and there is at most one thread hand-off
+  per batch (running the statements on the thread as well measured slower: the two threads then
+  pass the GIL back and forth at every statement). Reads use a second connection on the loop's
+  thread (WAL: they never wait for the writer).
 * Seqs come from an in-memory cache of each conversation's last seq, loaded from the messages
   table (its highest seq: no counter row is written per commit); after a failed commit, or a
   refused script that took seqs, the cache is dropped and reloaded, so seqs stay gapless.
@@ -35,6 +37,7 @@ import os
 import re
 import sqlite3
 import struct
+import time
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -253,6 +256,13 @@ class _Tx:
         return str(row[0]), str(row[1])
 
 
+def _commit(db: sqlite3.Connection) -> float:
+    """COMMIT (on the writer thread); seconds it took."""
+    started = time.perf_counter()
+    db.execute("COMMIT")
+    return time.perf_counter() - started
+
+
 def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA busy_timeout=5000")
@@ -332,8 +342,8 @@ class SQLiteStore(
     async def _apply_batch(self, batch: list[_Op[Any]]) -> list[Any]:
         """One transaction for the whole batch: the ops run here, on the loop's thread, in
         chunks of ``CHUNK`` with a turn of the loop between chunks (the transaction stays open;
-        only this writer uses the write connection), and the COMMIT (the fsync) runs on the
-        writer thread while the loop goes on."""
+        only this writer uses the write connection), and the COMMIT (the fsync) runs here too
+        or, for a large batch or a slow disk, on the writer thread while the loop goes on."""
         db = self._w
         assert db is not None
         assert self._sql is not None
@@ -354,14 +364,14 @@ class SQLiteStore(
                         self._last_seq.pop(conv, None)
                     results.append(refused)
                 tx.taken.clear()
-            if self._thread is None:
+            if self._thread is None or self._commit_on_loop(len(batch)):
+                started = time.perf_counter()
                 db.execute("COMMIT")
+                self._commit_took(time.perf_counter() - started, on_loop=True)
             else:
-                done = asyncio.get_running_loop().run_in_executor(
-                    self._thread, db.execute, "COMMIT"
-                )
+                done = asyncio.get_running_loop().run_in_executor(self._thread, _commit, db)
                 try:
-                    await asyncio.shield(done)
+                    self._commit_took(await asyncio.shield(done), on_loop=False)
                 except asyncio.CancelledError:
                     await done  # never ROLLBACK under a COMMIT still running on the thread
                     raise

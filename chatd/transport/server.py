@@ -27,7 +27,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import Event, State
 from websockets.typing import Origin, Subprotocol
 
-from chatd import __version__
+from chatd import __version__, web
 from chatd.health import Health
 from chatd.media.http import media_connection
 from chatd.session import CLOSE_POLICY, Services, Session
@@ -238,6 +238,7 @@ class Transport:
     async def _http(self, ws: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == WS_PATH:
+            web.allow_same_origin(ws, request)
             return None
         if path == "/healthz":  # liveness only: the process answers
             return _text(HTTPStatus.OK, b"ok\n")
@@ -254,7 +255,7 @@ class Transport:
         if path == "/metrics":
             body = await self.health.metrics()
             return _text(HTTPStatus.OK, body, "text/plain; version=0.0.4")
-        return _text(HTTPStatus.NOT_FOUND, b"not found\n")
+        return web.serve(path) or _text(HTTPStatus.NOT_FOUND, b"not found\n")
 
     async def start(self, host: str, port: int) -> Server:
         # The cyclic GC ran every 700 container allocations and took 10-18% of the server's
@@ -292,6 +293,9 @@ class Transport:
         if ws.subprotocol != PROTOCOL_VERSION:
             await ws.close(CLOSE_POLICY, f"subprotocol {PROTOCOL_VERSION} required")
             return
+        peer = ws.remote_address[0] if ws.remote_address else None
+        forwarded = ws.request.headers.get("X-Forwarded-For") if ws.request is not None else None
+        address = self._svc.limits.client_address(peer, forwarded)
         # The handshake is over: let go of its HTTP request and response (headers, 4+ KiB per
         # connection otherwise held for the connection's life). websockets only checks that
         # ``request`` is set, so a shared placeholder stands in; the request's headers are
@@ -301,7 +305,7 @@ class Transport:
         ws.request, ws.response = _HANDSHAKE_DONE, None
         metrics = d.metrics
         link = WsLink(ws, d.settings.limits, metrics, self._outbox)
-        session = Session(self._svc, link)
+        session = Session(self._svc, link, address)
         inbox = ws.inbox = Inbox(ws, session)
         ws.recv_messages = _NO_ASSEMBLER  # type: ignore[assignment]  # unused from here on
         metrics.connections.labels(state="open").inc()

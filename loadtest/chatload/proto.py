@@ -1,6 +1,13 @@
-"""Raw chatd.v1 protocol clients for load generation (no SDK): one WebSocket per account, real
+"""chatd.v1 protocol clients for load generation (no SDK): one WebSocket per account, real
 Ed25519 device keys, pipelined requests, open-model sends written straight into the socket
 buffer, and exact accounting of acks and deliveries.
+
+The protocol itself (login steps, request ids, cursors and the receive rule, the sync/live
+boundary, the outbox and its resends by cmid, retryable errors) is ``chatproto.client``'s
+sans-I/O core, the one the SDK drives too; this module is its asyncio driver plus the counting.
+The core runs with a load generator's policy: messages are counted as they arrive (not held
+for order), gaps are not fetched (a fetched message is not a live delivery), and every send is
+written at once (an open model never waits for the server).
 
 Every message this tool sends carries a 28-byte header in its body::
 
@@ -21,14 +28,15 @@ import os
 import random
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import msgspec
 from chatproto import auth, codec
+from chatproto import client as core
 from chatproto import frames as F
 from chatproto.e2e.primitives import SigningKey
-from chatproto.errors import ErrorCode
+from chatproto.errors import ErrorCode, ProtocolError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
@@ -36,7 +44,6 @@ from .hist import Latency
 
 MAGIC = b"CLD1"
 HEADER = struct.Struct("<4sIqQI")
-RETRYABLE = frozenset(int(c) for c in ErrorCode if c.retryable)  # resend, same cmid
 
 
 def with_id(cls: Any, **fields: Any) -> Callable[[int], Any]:
@@ -165,6 +172,12 @@ CUM_KEYS = (
 """Counters summed over intervals (and workers) into the totals."""
 
 
+LOAD_POLICY = core.Policy(
+    ordered=False, strict_order=False, send_window=None, settle_from_history=False
+)
+"""A load generator's use of the protocol (see the module docstring)."""
+
+
 def _ws_options() -> dict[str, Any]:
     return {
         "subprotocols": [Subprotocol("chatd.v1")],
@@ -177,8 +190,87 @@ def _ws_options() -> dict[str, Any]:
     }
 
 
+class _CursorView(MutableMapping[int, int]):
+    """``Client.cursor``: the core's cursors as a dict (conv -> highest seq with no gap)."""
+
+    def __init__(self, cursors: core.Cursors[core.Item]) -> None:
+        self._c = cursors
+
+    def __getitem__(self, conv: int) -> int:
+        if conv not in self._c.convs():
+            raise KeyError(conv)
+        return self._c.cursor(conv)
+
+    def __setitem__(self, conv: int, seq: int) -> None:
+        self._c.reset(conv, seq)
+
+    def __delitem__(self, conv: int) -> None:
+        self._c.reset(conv, 0)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._c.convs())
+
+    def __len__(self) -> int:
+        return len(self._c.convs())
+
+
+class _AheadView:
+    """``Client.ahead``: only ``pop(conv)``, which forgets what is buffered above the cursor."""
+
+    def __init__(self, cursors: core.Cursors[core.Item]) -> None:
+        self._c = cursors
+
+    def pop(self, conv: int, default: object = None) -> object:
+        self._c.drop_buffered(conv)
+        return default
+
+
+class _SyncingView:
+    """``Client.syncing``: conv -> ``after`` of the sync in progress."""
+
+    def __init__(self, cursors: core.Cursors[core.Item]) -> None:
+        self._c = cursors
+
+    def __contains__(self, conv: object) -> bool:
+        return isinstance(conv, int) and self._c.syncing(conv)
+
+    def get(self, conv: int, default: int | None = None) -> int | None:
+        after = self._c.sync_after(conv)
+        return default if after is None else after
+
+
+class _UnackedView(MutableMapping[str, tuple[int, bytes, int]]):
+    """``Client.unacked``: the core's outbox as cmid -> (conv, body, intended send time)."""
+
+    def __init__(self, outbox: core.Outbox) -> None:
+        self._o = outbox
+
+    def __getitem__(self, cmid: str) -> tuple[int, bytes, int]:
+        e = self._o.get(cmid)
+        if e is None:
+            raise KeyError(cmid)
+        return e.conv, e.body, e.data
+
+    def __contains__(self, cmid: object) -> bool:
+        return isinstance(cmid, str) and self._o.get(cmid) is not None
+
+    def __setitem__(self, cmid: str, value: tuple[int, bytes, int]) -> None:
+        raise TypeError("send with Client.send_message")
+
+    def __delitem__(self, cmid: str) -> None:
+        if self._o.discard(cmid) is None:
+            raise KeyError(cmid)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([e.cmid for e in self._o])
+
+    def __len__(self) -> int:
+        return len(self._o)
+
+
 class Client:
-    """One device of an account and its connection (re-established on churn or drops)."""
+    """One device of an account and its connection (re-established on churn or drops): the
+    asyncio driver of one ``chatproto.client.ClientProtocol``."""
 
     def __init__(
         self,
@@ -198,22 +290,22 @@ class Client:
         self.account = account
         self.handle = ""
         self.convs = convs or []
+        self.core = core.ClientProtocol(policy=LOAD_POLICY)
         self.ws: ClientConnection | None = None
         self.reader: asyncio.Task[None] | None = None
-        self.rid = 0
         self.pending: dict[int, asyncio.Future[F.ServerFrame]] = {}
-        self.send_rids: dict[int, str] = {}
-        self.unacked: dict[str, tuple[int, bytes, int]] = {}  # cmid -> (conv, body, intended)
-        self.cursor: dict[int, int] = {}  # highest seq with no gap below
-        self.ahead: dict[int, set[int]] = {}  # seqs seen above cursor + 1
-        self.syncing: dict[int, int] = {}  # conv -> ``after`` of the sync in progress
-        self.sync_rids: dict[int, int] = {}  # request id of a sync in progress -> conv
-        self.synced: dict[int, int] = {}  # conv -> highest ``synced.seq`` answered
+        """Requests made here (request id -> its answer)."""
+        self.cursor = _CursorView(self.core.cursors)
+        self.ahead = _AheadView(self.core.cursors)
+        self.syncing = _SyncingView(self.core.cursors)
+        self.unacked = _UnackedView(self.core.outbox)
         self.closing = False
         self.connected = False
         self.reconnecting: asyncio.Task[None] | None = None
         self.kind = "text"
         self.on_frame: Callable[[Client, Fast, bytes], None] | None = None
+        self._challenge: asyncio.Future[F.Challenge] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     # ----------------------------------------------------------------- connection
 
@@ -221,50 +313,44 @@ class Client:
         self,
         register_handle: str | None = None,
         link: tuple[str, int, SigningKey] | None = None,
+        *,
+        resume: bool = True,
     ) -> F.Welcome:
         """Connect, take the challenge, then register (new account), link this device's key to
         an existing account (``link`` = (handle, approver device, approver key); ``self.account``
-        is that account) or log in (known device)."""
+        is that account) or log in (known device). ``resume``: write the outbox at once (a
+        reconnect syncs first)."""
         ws = await connect(self.url, **_ws_options())
         self.ws = ws
-        challenge = codec.decode_server(await ws.recv())  # type: ignore[arg-type]
-        if not isinstance(challenge, F.Challenge):
-            raise RuntimeError(f"expected challenge, got {challenge!r}")
-        key = self.key
-        sig = key.sign(auth.login_payload(challenge.server, challenge.nonce, key.public_key))
+        loop = asyncio.get_running_loop()
+        self._challenge = loop.create_future()
+        self.core.connection_made(loop.time())
         self.closing = False
         self.reader = asyncio.create_task(self._read(ws))
+        challenge = await asyncio.wait_for(asyncio.shield(self._challenge), 60)
+        key = self.key
+        tag = "register" if register_handle is not None else "link_device" if link else "login"
+        fs = self.stats.frames_sent
+        fs[tag] = fs.get(tag, 0) + 1
         if register_handle is not None:
-            frame: Any = lambda rid: F.Register(  # noqa: E731
-                id=rid,
-                handle=register_handle,
-                name=register_handle,
-                device_key=key.public_key,
-                device_name="chatload",
-                sig=sig,
-            )
+            rid = self.core.register(register_handle, register_handle, key, device_name="chatload")
         elif link is not None:
             handle, approver, approver_key = link
             approval = approver_key.sign(
                 auth.device_approval_payload(challenge.server, self.account, key.public_key)
             )
-            frame = lambda rid: F.LinkDevice(  # noqa: E731
-                id=rid,
-                handle=handle,
-                device_key=key.public_key,
-                device_name="chatload",
-                approver=approver,
-                approval=approval,
-                sig=sig,
-            )
+            rid = self.core.link(handle, key, approver, approval, device_name="chatload")
         else:
-            frame = lambda rid: F.Login(id=rid, device=self.device, sig=sig)  # noqa: E731
-        welcome = await self.request(frame)
+            rid = self.core.login(self.device, key)
+        welcome = await asyncio.wait_for(self._answer(rid), 60)
         if not isinstance(welcome, F.Welcome):
             raise RuntimeError(f"login failed: {welcome!r}")
         self.account, self.device, self.handle = welcome.account, welcome.device, welcome.handle
         self.connected = True
         self.stats.conn_delta(+1)
+        if resume:
+            self.core.start_sending()
+            self._flush()
         return welcome
 
     async def load_cursors(self) -> None:
@@ -272,26 +358,24 @@ class Client:
         convs = await self.request(lambda rid: F.ListConvs(id=rid))
         if isinstance(convs, F.Convs):
             for c in convs.convs:
-                if c.last_seq > self.cursor.get(c.conv, 0):
-                    self.cursor[c.conv] = c.last_seq
-                    self.ahead.pop(c.conv, None)
+                self.core.cursors.advance_to(c.conv, c.last_seq)
 
     async def reconnect(self, backoff: float = 0.05) -> None:
         """Drop the connection (if any), log in again, sync every conversation from its cursor,
-        resend unacked messages with the same cmid (the server deduplicates)."""
+        then resend unacked messages with the same cmid (the server deduplicates)."""
         self.stats.reconnects += 1
         await self.close()
         attempt = 0
         while True:
             try:
-                await self.open()
+                await self.open(resume=False)
                 break
             except Exception:
                 attempt += 1
                 await asyncio.sleep(random.uniform(0, min(2.0, backoff * 2**attempt)))
         syncs = [self.sync(c) for c in self.convs]
-        for cmid, (conv, body, _intended) in list(self.unacked.items()):
-            self._write_send(conv, cmid, body)
+        self.core.start_sending()
+        self._flush()
         if syncs:
             await asyncio.gather(*syncs, return_exceptions=True)
 
@@ -323,11 +407,16 @@ class Client:
     # ----------------------------------------------------------------- requests
 
     def next_rid(self) -> int:
-        self.rid = self.rid + 1 if self.rid < 4_000_000_000 else 1
-        return self.rid
+        return self.core.next_id()
 
     def write(self, data: bytes) -> bool:
-        """Put one frame into the socket buffer without awaiting; False if not connected."""
+        """Put one frame into the socket buffer without awaiting; False if not connected.
+
+        This bypasses websockets' ``send`` on purpose: ``send`` is a coroutine that waits while
+        the socket's write buffer drains, and an open-model load generator must write each
+        frame at its intended time whatever the server does (no coordinated omission). The
+        frame goes into the connection's sans-I/O ``protocol`` (websockets' public
+        ``send_binary``) and ``send_data`` hands it to the transport, as ``send`` itself does."""
         ws = self.ws
         if ws is None:
             return False
@@ -338,25 +427,42 @@ class Client:
             return False
         return True
 
-    def request_nowait(self, make: Callable[[int], Any]) -> asyncio.Future[F.ServerFrame]:
-        rid = self.next_rid()
-        frame = make(rid)
+    def _flush(self) -> None:
+        """Write what the core has to send."""
+        for data in self.core.data_to_send():
+            self.write(data)
+
+    def _answer(self, rid: int) -> asyncio.Future[F.ServerFrame]:
         fut: asyncio.Future[F.ServerFrame] = asyncio.get_running_loop().create_future()
         self.pending[rid] = fut
-        self.count_sent(frame)
-        if not self.write(codec.encode(frame)):
-            self.pending.pop(rid, None)
-            fut.set_exception(ConnectionError("not connected"))
+        self._flush()
         return fut
+
+    def request_nowait(self, make: Callable[[int], Any]) -> asyncio.Future[F.ServerFrame]:
+        frame = make(self.core.next_id())
+        self.count_sent(frame)
+        try:
+            rid = self.core.request(frame)
+        except core.NotConnected:
+            fut: asyncio.Future[F.ServerFrame] = asyncio.get_running_loop().create_future()
+            fut.set_exception(ConnectionError("not connected"))
+            return fut
+        return self._answer(rid)
 
     def sync(self, conv: int) -> asyncio.Future[F.ServerFrame]:
         """``sync`` conv from the cursor; until ``synced``, a seq sent again is an overlap."""
-        after = self.cursor.get(conv, 0)
-        fut = self.request_nowait(with_id(F.Sync, conv=conv, after=after))
-        if not fut.done():
-            self.syncing[conv] = after
-            self.sync_rids[self.rid] = conv
-        return fut
+        fut: asyncio.Future[F.ServerFrame] = asyncio.get_running_loop().create_future()
+        try:
+            rid = self.core.sync(conv)
+        except core.NotConnected:
+            fut.set_exception(ConnectionError("not connected"))
+            return fut
+        if rid is None:  # one is running already (SPEC 7.4: never two at once)
+            fut.set_result(F.Synced(re=1, conv=conv, seq=self.core.cursors.cursor(conv)))
+            return fut
+        fs = self.stats.frames_sent
+        fs["sync"] = fs.get("sync", 0) + 1
+        return self._answer(rid)
 
     async def request(self, make: Callable[[int], Any], timeout: float = 60.0) -> F.ServerFrame:
         return await asyncio.wait_for(self.request_nowait(make), timeout)
@@ -368,150 +474,160 @@ class Client:
 
     def send_message(self, conv: int, intended_ns: int, msg_id: int, size: int) -> str:
         """One open-model send of a ``size``-byte body (already the ciphertext size for kind
-        ``e2e``): recorded as unacked (resent after a reconnect) and written now if
-        connected."""
+        ``e2e``): into the core's outbox (resent after a reconnect, same cmid) and written now
+        if connected."""
         cmid = f"{self.stats.run:x}.{msg_id:x}"  # unique across runs reusing provisioning
         body = make_body(self.stats.run, intended_ns, msg_id, self.idx, size, self.kind == "e2e")
-        self.unacked[cmid] = (conv, body, intended_ns)
         self.stats.sent += 1
         fs = self.stats.frames_sent
         fs["send"] = fs.get("send", 0) + 1
-        self._write_send(conv, cmid, body)
+        self.core.send(conv, cmid, self.kind, body, data=intended_ns)
+        self._flush()
         return cmid
 
     def _write_send(self, conv: int, cmid: str, body: bytes) -> None:
-        rid = self.next_rid()
-        self.send_rids[rid] = cmid
-        frame = F.Send(id=rid, conv=conv, cmid=cmid, kind=self.kind, body=body)
-        if not self.write(codec.encode(frame)):
-            self.send_rids.pop(rid, None)
-
-    def _resend_later(self, cmid: str) -> None:
-        async def later() -> None:
-            await asyncio.sleep(0.2)
-            u = self.unacked.get(cmid)
-            if u is not None and self.connected:
-                self._write_send(u[0], cmid, u[1])
-
-        asyncio.get_running_loop().create_task(later())
-
-    # ----------------------------------------------------------------- receiving
-
-    def _advance(self, conv: int, seq: int) -> bool:
-        """Apply seq to conv's cursor; False if it was already seen (a duplicate)."""
-        cur = self.cursor.get(conv, 0)
-        if seq <= cur:
-            return False
-        if seq == cur + 1:
-            ahead = self.ahead.get(conv)
-            cur = seq
-            while ahead and cur + 1 in ahead:
-                cur += 1
-                ahead.discard(cur)
-            self.cursor[conv] = cur
-            return True
-        ahead = self.ahead.setdefault(conv, set())
-        if seq in ahead:
-            return False
-        ahead.add(seq)
-        return True
-
-    def _sync_done(self, rid: int, seq: int) -> None:
-        conv = self.sync_rids.pop(rid)
-        self.syncing.pop(conv, None)
-        if seq > self.synced.get(conv, 0):
-            self.synced[conv] = seq
+        """Make sure ``cmid`` goes out on this connection (the core resends the outbox once
+        per connection by itself: an entry already written is not written twice)."""
+        if self.core.outbox.get(cmid) is None:
+            self.core.send(conv, cmid, self.kind, body)
+        self.core.start_sending()
+        self._flush()
 
     def horizon(self, conv: int) -> int:
         """The highest seq of conv this client has seen (received, acked or synced to)."""
-        ahead = self.ahead.get(conv)
-        return max(self.cursor.get(conv, 0), max(ahead) if ahead else 0, self.synced.get(conv, 0))
+        return self.core.cursors.horizon(conv)
+
+    # ----------------------------------------------------------------- receiving
 
     async def _read(self, ws: ClientConnection) -> None:
         stats = self.stats
-        now = time.time_ns
-        unpack = HEADER.unpack_from
-        prefix = stats.prefix
         recv = stats.frames_recv
+        loop = asyncio.get_running_loop()
+        protocol = self.core
         try:
             async for data in ws:
                 if not isinstance(data, bytes):
                     continue
-                f = _fast.decode(data)
-                t = f.t
+                try:
+                    frame = codec.decode_server(data)
+                except ProtocolError:
+                    recv["?"] = recv.get("?", 0) + 1
+                    continue
+                t = str(frame.__struct_config__.tag)
                 recv[t] = recv.get(t, 0) + 1
                 if self.on_frame is not None:
-                    self.on_frame(self, f, data)
-                if t == "deliver":
-                    fresh = self._advance(f.conv, f.seq)
-                    if f.body[:8] == prefix:
-                        _m, _r, intended, mid, sender = unpack(f.body)
-                        if sender == self.idx:  # its own message, back in a sync
-                            stats.own += 1
-                            continue
-                        if not fresh:
-                            if f.seq > self.syncing.get(f.conv, f.seq):
-                                stats.sync_overlaps += 1
-                            else:
-                                stats.dup_delivers += 1
-                            continue
-                        stats.delivers += 1
-                        if stats.deliver_log is not None:
-                            stats.deliver_log[mid] = stats.deliver_log.get(mid, 0) + 1
-                        lat = now() - intended
-                        stats.del_i.record_ns(lat)
-                        if intended >= stats.steady_from_ns:
-                            stats.del_t.record_ns(lat)
-                elif t == "ack":
-                    self.send_rids.pop(f.re, None)
-                    u = self.unacked.pop(f.cmid or "", None)
-                    self._advance(f.conv, f.seq)
-                    if u is None:
-                        stats.dup_acks += 1
-                        continue
-                    stats.acks += 1
-                    if stats.ack_log is not None:
-                        mid = unpack(u[1])[3]
-                        stats.ack_log.append((f.conv, f.seq, now(), self.idx, mid))
-                    abc = stats.acked_by_conv
-                    abc[f.conv] = abc.get(f.conv, 0) + 1
-                    lat = now() - u[2]
-                    stats.ack_i.record_ns(lat)
-                    if u[2] >= stats.steady_from_ns:
-                        stats.ack_t.record_ns(lat)
-                elif f.re:
-                    if f.re in self.sync_rids:
-                        self._sync_done(f.re, f.seq if t == "synced" else 0)
-                    fut = self.pending.pop(f.re, None)
-                    if fut is not None:
-                        if not fut.done():
-                            fut.set_result(codec.decode_server(data))
-                        if t == "error":
-                            stats.error(f.code)
-                        continue
-                    if t == "error":
-                        stats.error(f.code)
-                        cmid = self.send_rids.pop(f.re, None)
-                        if cmid is not None:
-                            if f.code in RETRYABLE:
-                                self._resend_later(cmid)
-                            elif self.unacked.pop(cmid, None) is not None:
-                                stats.failed += 1
-                elif t == "error":
-                    stats.error(f.code)
+                    self.on_frame(self, _fast.decode(data), data)
+                protocol.receive_frame(frame, loop.time())
+                self._handle(protocol.events_received())
+                if protocol.sending:
+                    self._flush()
         except Exception:
             pass
         finally:
-            for fut in self.pending.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionError("connection closed"))
-            self.pending.clear()
-            self.send_rids.clear()
-            self.syncing.clear()
-            self.sync_rids.clear()
+            protocol.connection_lost(loop.time())
+            self._handle(protocol.events_received())
             if self.ws is ws and not self.closing:
                 self.ws = None
                 self._lost()
+
+    def _handle(self, events: list[core.Event]) -> None:
+        """Count what happened (and settle the futures of requests made here)."""
+        stats = self.stats
+        for ev in events:
+            match ev:
+                case core.Delivery(item=F.Deliver() as d):
+                    self._count_deliver(d, fresh=True, overlap=False)
+                case core.Duplicate(item=F.Deliver() as d, overlap=overlap):
+                    self._count_deliver(d, fresh=False, overlap=overlap)
+                case core.Acked(ack=ack, entry=entry):
+                    self._count_ack(ack, entry)
+                case core.AckedAgain():
+                    stats.dup_acks += 1
+                case core.SendDeferred(error=error):
+                    stats.error(error.code)
+                    self._arm_timer()
+                case core.SendFailed(error=error):
+                    stats.error(error.code)
+                    stats.failed += 1
+                case core.Answer(rid=rid, frame=frame):
+                    if isinstance(frame, F.Error):
+                        stats.error(frame.code)
+                    self._settle(rid, frame)
+                case core.Synced(conv=conv, seq=seq, rid=rid):
+                    self._settle(rid, F.Synced(re=rid, conv=conv, seq=seq))
+                case core.SyncFailed(rid=rid, error=error):
+                    stats.error(error.code)
+                    self._settle(rid, error)
+                case core.Challenged(challenge=challenge):
+                    if self._challenge is not None and not self._challenge.done():
+                        self._challenge.set_result(challenge)
+                case core.Unanswered(rid=rid):
+                    fut = self.pending.pop(rid, None)
+                    if fut is not None and not fut.done():
+                        fut.set_exception(ConnectionError("connection closed"))
+                case core.Pushed(frame=F.Error() as error):
+                    stats.error(error.code)
+                case _:
+                    pass  # gaps are not fetched; other pushes are not counted
+
+    def _settle(self, rid: int, frame: F.ServerFrame) -> None:
+        fut = self.pending.pop(rid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(frame)
+
+    def _count_deliver(self, d: F.Deliver, *, fresh: bool, overlap: bool) -> None:
+        stats = self.stats
+        if d.body[:8] != stats.prefix:
+            return  # not this run's
+        _m, _r, intended, mid, sender = HEADER.unpack_from(d.body)
+        if sender == self.idx:  # its own message, back in a sync
+            stats.own += 1
+        elif not fresh:
+            if overlap:
+                stats.sync_overlaps += 1
+            else:
+                stats.dup_delivers += 1
+        else:
+            stats.delivers += 1
+            if stats.deliver_log is not None:
+                stats.deliver_log[mid] = stats.deliver_log.get(mid, 0) + 1
+            lat = time.time_ns() - intended
+            stats.del_i.record_ns(lat)
+            if intended >= stats.steady_from_ns:
+                stats.del_t.record_ns(lat)
+
+    def _count_ack(self, ack: F.Ack, entry: core.Entry) -> None:
+        stats = self.stats
+        stats.acks += 1
+        now = time.time_ns()
+        if stats.ack_log is not None:
+            mid = HEADER.unpack_from(entry.body)[3]
+            stats.ack_log.append((ack.conv, ack.seq, now, self.idx, mid))
+        abc = stats.acked_by_conv
+        abc[ack.conv] = abc.get(ack.conv, 0) + 1
+        intended = entry.data if isinstance(entry.data, int) else now
+        lat = now - intended
+        stats.ack_i.record_ns(lat)
+        if intended >= stats.steady_from_ns:
+            stats.ack_t.record_ns(lat)
+
+    def _arm_timer(self) -> None:
+        """Call the core back when a deferred resend is due."""
+        when = self.core.next_timer()
+        if when is None:
+            return
+        loop = asyncio.get_running_loop()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.core.handle_timer(asyncio.get_running_loop().time())
+        self._handle(self.core.events_received())
+        self._flush()
+        if self.core.next_timer() is not None:
+            self._arm_timer()
 
 
 class TargetError(Exception):

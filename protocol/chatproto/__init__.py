@@ -2,7 +2,8 @@
 
 Bytes in, typed frames out, and back (``codec``); the frame types (``frames``); the message-kind
 registry and typed contents (``kinds``); the byte strings devices sign (``auth``); stable error
-codes (``errors``). Nothing here does I/O: no asyncio, no sockets, no database. The server
+codes (``errors``); the client core (``client``: login steps, request ids, cursors, the outbox,
+as a state machine every client drives). Nothing here does I/O: no asyncio, no sockets, no database. The server
 (``chatd``), the SDK (``chatclient``) and the load tester all speak the protocol through it.
 """
 

@@ -1,0 +1,392 @@
+// The web app: Preact components over the client core (src/client.ts). Everything shown here
+// was decrypted in this page; the server only ever relays ciphertext.
+import { render } from "preact";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { Client, type Conv, type Msg } from "../src/client.js";
+import { formatMoney, parseAmount } from "../src/money.js";
+import { Store } from "../src/store.js";
+
+declare global {
+  interface Window {
+    chatd?: Client;
+  }
+}
+
+function useClient(client: Client): number {
+  const [n, setN] = useState(0);
+  useEffect(() => {
+    let queued = false;
+    return client.onChange(() => {
+      if (queued) return;
+      queued = true;
+      requestAnimationFrame(() => {
+        queued = false;
+        setN((x) => x + 1);
+      });
+    });
+  }, [client]);
+  return n;
+}
+
+function Register({ client }: { client: Client }) {
+  const [handle, setHandle] = useState("");
+  const [name, setName] = useState("");
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError("");
+    try {
+      await client.register(handle.trim().toLowerCase(), name.trim() || handle.trim());
+    } catch (err) {
+      setError((err as Error).message);
+      setBusy(false);
+    }
+  };
+  return (
+    <form class="card register" onSubmit={submit} aria-label="Create an account">
+      <h1>chatd</h1>
+      <p>Messages are encrypted in this browser. Your keys never leave it.</p>
+      <label>
+        Handle
+        <input name="handle" required minLength={3} maxLength={32} pattern="[a-z0-9][a-z0-9_.]*" autocomplete="username" value={handle} onInput={(e) => setHandle(e.currentTarget.value)} />
+      </label>
+      <label>
+        Display name
+        <input name="name" maxLength={64} value={name} onInput={(e) => setName(e.currentTarget.value)} />
+      </label>
+      <button type="submit" disabled={busy}>{busy ? "Making keys…" : "Create account"}</button>
+      {error && <p role="alert" class="error">{error}</p>}
+    </form>
+  );
+}
+
+function text(m: Msg): string {
+  const c = m.content as Record<string, unknown> | null;
+  if (m.error && !c) return `⚠ ${m.error}`;
+  if (!c) return `(${m.kind})`;
+  switch (m.kind) {
+    case "text":
+      return c["text"] as string;
+    case "system": {
+      const ev = c["event"];
+      return `— ${ev}${c["title"] ? `: ${c["title"]}` : ""}`;
+    }
+    case "payment.receipt":
+      return `${m.error ? "⚠ " : "✔ "}${c["type"]} ${formatMoney(c["amount"] as number, c["currency"] as string)}${m.error ? ` (${m.error})` : " (receipt verified)"}`;
+    case "payment.transfer":
+      return `💸 ${formatMoney(c["amount"] as number, c["currency"] as string)} ${c["memo"] ?? ""}`;
+    case "reaction":
+      return `${c["emoji"]} to #${c["target"]}`;
+    default:
+      return `(${m.kind})`;
+  }
+}
+
+const HIDDEN = new Set(["reaction", "edit", "delete", "receipt"]);
+
+function edited(conv: Conv, m: Msg): { text?: string; deleted: boolean } {
+  let out: { text?: string; deleted: boolean } = { deleted: false };
+  for (const x of conv.messages) {
+    const c = x.content as Record<string, unknown> | null;
+    if (!c || x.sender !== m.sender || c["target"] !== m.seq) continue;
+    if (x.kind === "edit") out = { ...out, text: c["text"] as string };
+    if (x.kind === "delete") out = { ...out, deleted: true };
+  }
+  return out;
+}
+
+function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: Msg; onReply: (seq: number) => void }) {
+  if (HIDDEN.has(m.kind)) return null;
+  const mine = m.sender === client.id?.account;
+  const who = m.sender === 0 ? "server" : client.handles.get(m.sender) ?? `#${m.sender}`;
+  let status = "";
+  if (mine) status = m.error ? "failed" : m.pending ? "sending" : conv.peerRead >= m.seq ? "read" : conv.peerDelivered >= m.seq ? "delivered" : "sent";
+  const reactions = conv.messages.filter((r) => r.kind === "reaction" && (r.content as Record<string, unknown> | null)?.["target"] === m.seq);
+  const change = edited(conv, m);
+  const target = m.replyTo ? conv.messages.find((x) => x.seq === m.replyTo) : undefined;
+  const canAct = m.kind === "text" && !m.pending && !change.deleted;
+  return (
+    <li class={`msg ${mine ? "mine" : ""} ${m.kind === "system" ? "system" : ""}`} data-seq={m.seq}>
+      {m.kind !== "system" && <span class="who">{who}</span>}
+      {m.replyTo ? <span class="reply">↪ {target ? text(target).slice(0, 60) : `#${m.replyTo}`}</span> : null}
+      <span class="body">{change.deleted ? "message deleted" : change.text ?? text(m)}</span>
+      {change.text !== undefined && !change.deleted && <span class="status">(edited)</span>}
+      {!m.e2e && m.kind !== "system" && m.kind !== "payment.receipt" && <span class="warn" title="not end-to-end encrypted">unencrypted</span>}
+      {reactions.length > 0 && <span class="reactions">{reactions.map((r) => (r.content as Record<string, string>)["emoji"]).join(" ")}</span>}
+      {status && <span class={`status ${status}`} aria-label={`status: ${status}`}>{status === "read" ? "✓✓ read" : status === "delivered" ? "✓✓" : status === "sent" ? "✓" : status}</span>}
+      {canAct && (
+        <span class="actions">
+          <button class="tiny" aria-label={`Reply to message ${m.seq}`} onClick={() => onReply(m.seq)}>
+            ↩
+          </button>
+          <button class="tiny" aria-label={`React ❤ to message ${m.seq}`} onClick={() => void client.sendContent(conv.conv, "reaction", { target: m.seq, emoji: "❤" })}>
+            ❤
+          </button>
+          {mine && (
+            <button
+              class="tiny"
+              aria-label={`Edit message ${m.seq}`}
+              onClick={() => {
+                const t = prompt("Edit message", change.text ?? text(m));
+                if (t !== null && t.trim()) void client.sendContent(conv.conv, "edit", { target: m.seq, text: t.trim() });
+              }}
+            >
+              ✎
+            </button>
+          )}
+          {mine && (
+            <button class="tiny" aria-label={`Delete message ${m.seq}`} onClick={() => confirm("Delete this message for everyone?") && void client.sendContent(conv.conv, "delete", { target: m.seq })}>
+              🗑
+            </button>
+          )}
+        </span>
+      )}
+    </li>
+  );
+}
+
+function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
+  const [draft, setDraft] = useState("");
+  const [invite, setInvite] = useState("");
+  const [safety, setSafety] = useState("");
+  const [payAmount, setPayAmount] = useState("");
+  const [note, setNote] = useState("");
+  const [replyTo, setReplyTo] = useState<number | null>(null);
+  const list = useRef<HTMLOListElement>(null);
+  const lastTyping = useRef(0);
+  useEffect(() => {
+    list.current?.scrollTo(0, list.current.scrollHeight);
+    if (document.visibilityState === "visible") client.markRead(conv.conv);
+  });
+  const others = conv.members.filter((m) => m.account !== client.id?.account);
+  const send = async (e?: Event) => {
+    e?.preventDefault();
+    const t = draft.trim();
+    if (!t) return;
+    setDraft("");
+    setReplyTo(null);
+    client.typing(conv.conv, false);
+    try {
+      await client.sendText(conv.conv, t, replyTo ?? undefined);
+    } catch (err) {
+      setNote((err as Error).message);
+    }
+  };
+  const typing = [...conv.typing].map((a) => client.handles.get(a) ?? `#${a}`);
+  const showSafety = async () => {
+    const other = others[0];
+    if (!other) return;
+    const n = await client.safetyNumber(other.account);
+    setSafety(n.match(/.{5}/g)!.join(" "));
+  };
+  const pay = async () => {
+    const other = others[0];
+    if (!other) return;
+    try {
+      const minor = parseAmount(payAmount.trim(), "USD");
+      if (!confirm(`Send ${formatMoney(minor, "USD")} to @${other.handle}?`)) return;
+      await client.pay(conv.conv, other.account, minor, "USD");
+      setPayAmount("");
+    } catch (err) {
+      setNote((err as Error).message);
+    }
+  };
+  return (
+    <section class="conv" aria-label={`Conversation ${conv.title || others.map((m) => m.handle).join(", ")}`}>
+      <header>
+        <h2>{conv.kind === "direct" ? `@${others[0]?.handle ?? "…"}` : conv.title || "Group"}</h2>
+        <span class="members">{conv.members.map((m) => (client.online.has(m.account) ? `● ${m.handle}` : m.handle)).join(", ")}</span>
+        {conv.kind === "direct" && (
+          <button onClick={() => void showSafety()} aria-label="Show safety number">
+            Safety number
+          </button>
+        )}
+      </header>
+      {safety && (
+        <div class="safety" role="region" aria-label="Safety number">
+          <code>{safety}</code>
+          <label>
+            <input type="checkbox" checked={client.isVerified(others[0]!.account)} onChange={(e) => void client.setVerified(others[0]!.account, e.currentTarget.checked)} /> Verified
+          </label>
+        </div>
+      )}
+      <ol class="messages" ref={list} aria-live="polite" aria-label="Messages">
+        {conv.messages.map((m) => (
+          <Message key={`${m.seq}:${m.cmid ?? ""}`} client={client} conv={conv} m={m} onReply={(seq) => {
+            setReplyTo(seq);
+            document.getElementById("composer")?.focus();
+          }} />
+        ))}
+      </ol>
+      <p class="typing" aria-live="polite">{typing.length ? `${typing.join(", ")} ${typing.length > 1 ? "are" : "is"} typing…` : ""}</p>
+      {note && <p role="alert" class="error">{note}</p>}
+      {replyTo !== null && (
+        <p class="replying">
+          Replying to #{replyTo}{" "}
+          <button class="tiny" aria-label="Cancel reply" onClick={() => setReplyTo(null)}>
+            ✕
+          </button>
+        </p>
+      )}
+      {conv.kind === "channel" && conv.role === "member" ? (
+        <p class="typing">Only the channel's owner and admins post here.</p>
+      ) : (
+      <form class="composer" onSubmit={send}>
+        <label class="sr" for="composer">
+          Message
+        </label>
+        <textarea
+          id="composer"
+          rows={1}
+          value={draft}
+          placeholder="Message"
+          onInput={(e) => {
+            setDraft(e.currentTarget.value);
+            if (Date.now() - lastTyping.current > 3000) {
+              lastTyping.current = Date.now();
+              client.typing(conv.conv, true);
+            }
+          }}
+          onKeyDown={(e) => {
+            if (e.key === "Enter" && !e.shiftKey) void send(e);
+          }}
+        />
+        <button type="submit">Send</button>
+      </form>
+      )}
+      <details>
+        <summary>More</summary>
+        {conv.kind !== "direct" && (
+          <form
+            onSubmit={(e) => {
+              e.preventDefault();
+              void client.invite(conv.conv, invite.trim()).then(() => setInvite(""), (err) => setNote((err as Error).message));
+            }}
+          >
+            <label>
+              Add member
+              <input value={invite} onInput={(e) => setInvite(e.currentTarget.value)} />
+            </label>
+            <button type="submit">Add</button>
+          </form>
+        )}
+        {conv.kind === "direct" && (
+          <form
+            onSubmit={(e) => {
+              e.preventDefault();
+              void pay();
+            }}
+          >
+            <label>
+              Pay (USD)
+              <input inputMode="decimal" value={payAmount} onInput={(e) => setPayAmount(e.currentTarget.value)} />
+            </label>
+            <button type="submit">Pay</button>
+          </form>
+        )}
+      </details>
+    </section>
+  );
+}
+
+function Main({ client }: { client: Client }) {
+  const [open, setOpen] = useState<number | null>(null);
+  const [peer, setPeer] = useState("");
+  const [title, setTitle] = useState("");
+  const [members, setMembers] = useState("");
+  const [channel, setChannel] = useState(false);
+  const [error, setError] = useState("");
+  const convs = [...client.convs.values()].sort((a, b) => b.lastSeq - a.lastSeq || b.conv - a.conv);
+  const current = open !== null ? client.convs.get(open) : undefined;
+  const label = (c: Conv) => (c.kind === "direct" ? `@${c.members.find((m) => m.account !== client.id?.account)?.handle ?? "…"}` : `${c.kind === "channel" ? "# " : ""}${c.title || "Group"}`);
+  const act = (f: () => Promise<number>) => async (e: Event) => {
+    e.preventDefault();
+    setError("");
+    try {
+      setOpen(await f());
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  return (
+    <div class={`layout ${current ? "has-conv" : ""}`}>
+      <nav aria-label="Conversations">
+        <header>
+          <strong>@{client.id?.handle}</strong> <span class={`dot ${client.status}`} aria-label={`connection: ${client.status}`} />
+        </header>
+        <ul class="convs">
+          {convs.map((c) => {
+            const n = client.unread(c);
+            return (
+              <li key={c.conv}>
+                <button class={c.conv === open ? "active" : ""} aria-current={c.conv === open ? "true" : undefined} onClick={() => setOpen(c.conv)}>
+                  <span class="title">{label(c)}</span>
+                  {n > 0 && (
+                    <span class="badge" aria-label={`${n} unread`}>
+                      {n}
+                    </span>
+                  )}
+                </button>
+              </li>
+            );
+          })}
+        </ul>
+        <form onSubmit={act(() => client.createDirect(peer.trim().toLowerCase()))}>
+          <label>
+            New chat with
+            <input value={peer} placeholder="handle" onInput={(e) => setPeer(e.currentTarget.value)} />
+          </label>
+          <button type="submit">Start chat</button>
+        </form>
+        <form onSubmit={act(() => client.createGroup(title.trim(), members.split(/[\s,]+/).filter(Boolean), channel ? "channel" : "group"))}>
+          <label>
+            Group title
+            <input value={title} onInput={(e) => setTitle(e.currentTarget.value)} />
+          </label>
+          <label>
+            Members
+            <input value={members} placeholder="handles, comma separated" onInput={(e) => setMembers(e.currentTarget.value)} />
+          </label>
+          <label class="check">
+            <input type="checkbox" checked={channel} onChange={(e) => setChannel(e.currentTarget.checked)} /> Channel (only admins post)
+          </label>
+          <button type="submit">Create group</button>
+        </form>
+        {error && <p role="alert" class="error">{error}</p>}
+      </nav>
+      {current ? (
+        <ConversationView key={current.conv} client={client} conv={current} />
+      ) : (
+        <section class="empty">
+          <p>Pick a conversation, or start one.</p>
+        </section>
+      )}
+    </div>
+  );
+}
+
+function App({ client, ready }: { client: Client; ready: boolean }) {
+  useClient(client);
+  if (!ready) return <p class="splash">Connecting…</p>;
+  return client.id ? <Main client={client} /> : <Register client={client} />;
+}
+
+async function start(): Promise<void> {
+  const root = document.getElementById("app")!;
+  const store = await Store.open();
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+  const client = new Client(store, url);
+  window.chatd = client;
+  render(<App client={client} ready={false} />, root);
+  root.setAttribute("aria-busy", "false");
+  try {
+    await client.login();
+  } catch (e) {
+    console.warn(e);
+  }
+  render(<App client={client} ready />, root);
+}
+
+void start();
