@@ -118,12 +118,10 @@ class Health:
 
     def _store(self, reachable: bool) -> dict[str, Any]:
         st = self._deps.store.statistics()
-        return {
-            "backend": st.backend,
-            "db": redact_url(self._deps.settings.store.db),
-            "reachable": reachable,
-            "queued_writes": st.queued_writes,
-        }
+        out: dict[str, Any] = {"backend": st.backend}
+        if st.backend == "postgresql":  # a URL (redacted); never a file path (issue 14.9)
+            out["db"] = redact_url(self._deps.settings.store.db)
+        return out | {"reachable": reachable, "queued_writes": st.queued_writes}
 
 
 @dataclass(frozen=True, slots=True)

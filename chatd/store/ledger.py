@@ -235,17 +235,28 @@ async def _count_daily(
     ledger.check_daily(int(sent) - amount, amount, currency, limit)
 
 
-async def _replay(db: Sql, transfer_id: str, type: str, fingerprint: bytes) -> Posting | None:
-    """The first posting of ``transfer_id`` when it exists with the same content; ``Conflict``
-    when the id was used for something else; None when it is new."""
+async def _replay(
+    db: Sql, transfer_id: str, type: str, fingerprint: bytes, owner: int
+) -> Posting | None:
+    """The first posting of ``transfer_id`` by ``owner`` when it has the same content;
+    ``Conflict`` when ``owner`` used the id for something else; None when ``owner`` never used
+    it (``_unused`` then tells, after the membership check, whether someone else did)."""
     prior = await db.fetchrow(
-        "SELECT type, intent_hash, conv, seq FROM transfers WHERE id=?", transfer_id
+        "SELECT type, intent_hash, conv, seq FROM transfers WHERE id=? AND debit=?",
+        *(transfer_id, owner),
     )
     if prior is None:
         return None
     if prior[0] != type or bytes(prior[1]) != fingerprint:
         raise Conflict(f"the id {transfer_id!r} was already used for another intent")
     return Posting(await message_at(db, int(prior[2]), int(prior[3])), replay=True)
+
+
+async def _unused(db: Sql, transfer_id: str) -> None:
+    """``Conflict`` when another account used ``transfer_id``. Asked only after the caller's
+    membership was checked: a stranger gets ``NotFound`` whether the id exists or not."""
+    if await db.fetchval("SELECT 1 FROM transfers WHERE id=?", transfer_id):
+        raise Conflict(f"the id {transfer_id!r} was already used for another intent")
 
 
 Request = tuple[ledger.RequestState, int, int | None, int | None]
@@ -296,10 +307,11 @@ async def post_transfer(tx: Tx, t: NewTransfer, sign: ReceiptSigner) -> Posting:
     db = tx.sql
     async with db.savepoint():
         await lock_conv(db, t.conv)
-        replay = await _replay(db, t.transfer_id, "transfer", t.intent_hash)
+        replay = await _replay(db, t.transfer_id, "transfer", t.intent_hash, t.payer)
         if replay is not None:
             return replay
         await _lock_poster(db, t.conv, t.payer)
+        await _unused(db, t.transfer_id)
         if await member_role(db, t.conv, t.payee) is None:
             raise ledger.NotMember("the payee is not a member of this conversation")
         ledger.check_not_expired(t.intent_expires_at, t.now, "the intent")
@@ -326,10 +338,11 @@ async def create_red_packet(tx: Tx, p: NewRedPacket, sign: ReceiptSigner) -> Pos
     db = tx.sql
     async with db.savepoint():
         await lock_conv(db, p.conv)
-        replay = await _replay(db, p.packet_id, "red_packet", p.intent_hash)
+        replay = await _replay(db, p.packet_id, "red_packet", p.intent_hash, p.sender)
         if replay is not None:
             return replay
         await _lock_poster(db, p.conv, p.sender)
+        await _unused(db, p.packet_id)
         ledger.check_not_expired(p.intent_expires_at, p.now, "the intent")
         total = sum(p.shares)
         receipt = red_packet_receipt(p)
@@ -391,7 +404,7 @@ async def open_request(tx: Tx, r: NewRequest, sign: ReceiptSigner) -> Posting:
     async with db.savepoint():
         await lock_conv(db, r.conv)
         found = await _request(db, r.request_id)
-        if found is not None:
+        if found is not None and found[0].payee == r.payee:  # the caller's own: replay or CONFLICT
             prior, seq, _, _ = found
             same = (prior.conv, prior.payee, prior.payer, prior.amount, prior.currency) == (
                 *(r.conv, r.payee, r.payer, r.amount, r.currency),
@@ -400,6 +413,8 @@ async def open_request(tx: Tx, r: NewRequest, sign: ReceiptSigner) -> Posting:
                 raise Conflict(f"the request id {r.request_id!r} was already used")
             return Posting(await message_at(db, prior.conv, seq), replay=True)
         await _lock_poster(db, r.conv, r.payee)
+        if found is not None:  # another account's id: told only to a member (no oracle)
+            raise Conflict(f"the request id {r.request_id!r} was already used")
         if r.payer and await member_role(db, r.conv, r.payer) is None:
             raise ledger.NotMember("the payer is not a member of this conversation")
         m = await _receipt(tx, request_receipt("request", r, r.payee, r.now), sign)

@@ -118,3 +118,44 @@ async def test_reply_edit_delete_and_react(chatd: RunningServer, browser: Browse
     await expect(log).to_contain_text("message deleted")
     await expect(log).not_to_contain_text("regrettable")
     assert alice.errors == [] and bob.errors == []  # type: ignore[attr-defined]
+
+
+async def test_a_second_browser_is_linked_with_approval_and_reads_and_writes(
+    chatd: RunningServer, browser: Browser
+) -> None:
+    alice = await open_app(browser, chatd)
+    bob = await open_app(browser, chatd)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    await alice.get_by_label("New chat with").fill("bob")
+    await alice.get_by_role("button", name="Start chat").click()
+    await alice.get_by_label("Message", exact=True).fill("from the first device")
+    await alice.keyboard.press("Enter")
+
+    laptop = await open_app(browser, chatd)  # another browser profile: a new device
+    await laptop.get_by_role("button", name="Link this browser").click()
+    key = await laptop.get_by_label("This browser's key", exact=True).inner_text()
+    await expect(laptop.get_by_role("img", name="This browser's key as a QR code")).to_be_visible()
+    await alice.get_by_text("Approve a new device").click()
+    await alice.get_by_label("New device's key").fill(key)
+    await alice.get_by_role("button", name="Approve").click()
+    code = await alice.get_by_label("Pairing code", exact=True).inner_text()
+    await laptop.get_by_label("Pairing code").fill(code)
+    await laptop.get_by_role("button", name="Link", exact=True).click()
+    await laptop.get_by_role("navigation", name="Conversations").wait_for()
+    # The device holding the master key lists the new device once it published keys signed by
+    # exactly the approved key.
+    await expect(alice.get_by_text("Listed: this account has 2 devices.")).to_be_visible()
+
+    await bob.get_by_role("button", name="@alice").click()
+    await bob.get_by_label("Message", exact=True).fill("to both of your devices")
+    await bob.keyboard.press("Enter")
+    await laptop.get_by_role("button", name="@bob").click()
+    await expect(laptop.get_by_label("Messages")).to_contain_text("to both of your devices")
+    await expect(alice.get_by_label("Messages")).to_contain_text("to both of your devices")
+    await laptop.get_by_label("Message", exact=True).fill("from the laptop")
+    await laptop.keyboard.press("Enter")
+    await expect(bob.get_by_label("Messages")).to_contain_text("from the laptop")
+    await expect(alice.get_by_label("Messages")).to_contain_text("from the laptop")
+    for page in (alice, bob, laptop):
+        assert page.errors == []  # type: ignore[attr-defined]

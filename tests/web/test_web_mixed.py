@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from botkit import Inbox, assert_never_seen, recorded_frames, text_is, user
@@ -135,3 +137,113 @@ async def test_a_browser_user_pays_a_python_user_and_both_verify_the_receipt(
         assert await carol.balance("USD") == {"USD": 1250}
         inbox.none(lambda ev: isinstance(ev, SecurityWarning))
         assert await alice.evaluate("chatd.warnings") == []
+
+
+def png(color: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), color).save(out, "PNG")
+    return out.getvalue()
+
+
+async def test_attachments_cross_between_a_browser_and_a_python_user(
+    chatd: RunningServer, browser: Browser, tmp_path: Path
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        carol = await user(stack, chatd, "carol")
+        inbox = Inbox(carol)
+        alice = await open_app(browser, chatd)
+        await register(alice, "alice")
+        await alice.get_by_label("New chat with").fill("carol")
+        await alice.get_by_role("button", name="Start chat").click()
+        red = png((200, 0, 0))
+        await alice.get_by_label("Attach a file").set_input_files(
+            files=[{"name": "red.png", "mimeType": "image/png", "buffer": red}]
+        )
+        got = await inbox.one(
+            lambda ev: isinstance(ev, Message) and isinstance(ev.content, kinds.Attachment), 15
+        )
+        assert got.content.name == "red.png" and got.content.media_type == "image/png"
+        path = await carol.download(got, tmp_path / "red.png")
+        assert path.read_bytes() == red  # encrypted in the page, decrypted by Python
+
+        blue = tmp_path / "blue.png"
+        blue.write_bytes(png((0, 0, 200)))
+        await carol.send_image(got.conv, blue)
+        img = alice.get_by_role("img", name="blue.png")
+        await expect(img).to_be_visible()  # decrypted in the page, shown from a blob: URL
+        assert await img.evaluate("i => i.naturalWidth") == 40
+        assert await alice.get_by_role("img", name="red.png").evaluate("i => i.naturalWidth") == 40
+        assert alice.errors == []  # type: ignore[attr-defined]
+
+
+def receipt(kind: str) -> Callable[[object], bool]:
+    return lambda ev: (
+        isinstance(ev, Message)
+        and isinstance(ev.content, kinds.PaymentReceipt)
+        and ev.content.type == kind
+    )
+
+
+async def test_requests_and_red_packets_between_browsers_and_a_python_user(
+    chatd: RunningServer, browser: Browser
+) -> None:
+    db = Path(chatd.app.settings.store.db)
+    async with contextlib.AsyncExitStack() as stack:
+        carol = await user(stack, chatd, "carol")
+        inbox = Inbox(carol)
+        alice = await open_app(browser, chatd)
+        bob = await open_app(browser, chatd)
+        await register(alice, "alice")
+        await register(bob, "bob")
+        alice_id = await carol.lookup("alice")
+        await mint(db, alice_id, 10_000)
+        await mint(db, carol.account, 10_000)
+        alice.on("dialog", lambda d: d.accept())
+
+        # The browser asks the Python user for money; Python pays that request.
+        await alice.get_by_label("New chat with").fill("carol")
+        await alice.get_by_role("button", name="Start chat").click()
+        await alice.get_by_text("More").click()
+        await alice.get_by_label("Request (USD)").fill("3.00")
+        await alice.get_by_label("For what").fill("lunch")
+        await alice.get_by_role("button", name="Request", exact=True).click()
+        asked = await inbox.one(receipt("request"), 15)
+        note = await inbox.one(lambda ev: isinstance(ev, Message) and ev.kind == "payment.request")
+        assert (note.content.memo, note.content.request_id) == ("lunch", asked.content.ref)
+        await carol.pay(asked.conv, alice_id, "3.00", "USD", request_id=asked.content.ref)
+        log = alice.get_by_label("Messages")
+        await expect(log).to_contain_text("transfer 3.00 USD (receipt verified)")
+
+        # Python asks the browser; the page pays the request after a confirmation.
+        await carol.request(asked.conv, "2.50", "USD", "tickets", payer=alice_id)
+        await alice.get_by_role("button", name="Pay request").click()
+        paid = await inbox.one(
+            lambda ev: receipt("transfer")(ev) and ev.content.payer == alice_id, 15
+        )
+        assert (paid.content.amount, paid.content.payee) == (250, carol.account)
+
+        # A red packet from the page, claimed by another browser and by Python.
+        await alice.get_by_label("Group title").fill("Treats")
+        await alice.get_by_label("Members").fill("bob, carol")
+        await alice.get_by_role("button", name="Create group").click()
+        await alice.get_by_text("More").click()
+        await alice.get_by_label("Red packet (USD)").fill("1.00")
+        await alice.get_by_label("Shares").fill("2")
+        await alice.get_by_role("button", name="Send red packet").click()
+        packet = await inbox.one(receipt("red_packet"), 15)
+        claimed = await carol.claim(packet.content.ref)
+        await bob.get_by_role("button", name="Treats").click()
+        await bob.get_by_role("button", name="Claim").click()
+        await expect(bob.get_by_text("claimed", exact=True)).to_be_visible()
+        await expect(bob.get_by_label("Messages")).to_contain_text("claim ")
+        shares = claimed.receipt.amount
+        bob_wallet = bob.get_by_role("navigation").get_by_text("Wallet")
+        await bob_wallet.click()
+        await expect(bob.get_by_label("Wallet", exact=True)).to_contain_text(
+            f"Balance: {(100 - shares) / 100:.2f} USD"
+        )
+        inbox.none(lambda ev: isinstance(ev, SecurityWarning))
+        assert await alice.evaluate("chatd.warnings") == []
+        assert await bob.evaluate("chatd.warnings") == []

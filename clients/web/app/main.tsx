@@ -5,6 +5,92 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { Client, type Conv, type Msg } from "../src/client.js";
 import { formatMoney, parseAmount } from "../src/money.js";
 import { Store } from "../src/store.js";
+import { hex, unhex } from "../src/bytes.js";
+import qrcode from "qrcode-generator";
+
+/** A QR code of `data` as an image (data: URL: allowed by the page's CSP, no script). */
+function QR({ data, label }: { data: string; label: string }) {
+  const q = qrcode(0, "M");
+  q.addData(data);
+  q.make();
+  const svg = q.createSvgTag({ cellSize: 4, margin: 2, scalable: true });
+  return <img class="qr" alt={label} src={`data:image/svg+xml;utf8,${encodeURIComponent(svg)}`} />;
+}
+
+function LinkDevice({ client }: { client: Client }) {
+  const [key, setKey] = useState("");
+  const [code, setCode] = useState("");
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  return (
+    <section class="card" aria-label="Link this browser">
+      <h2>Already have an account?</h2>
+      {!key ? (
+        <button onClick={() => void client.prepareLink().then((k) => setKey(hex(k)))}>Link this browser</button>
+      ) : (
+        <form
+          onSubmit={async (e) => {
+            e.preventDefault();
+            setBusy(true);
+            try {
+              await client.link(code, "web");
+            } catch (err) {
+              setError((err as Error).message);
+              setBusy(false);
+            }
+          }}
+        >
+          <p>On a device of your account, approve this browser's key (compare it there):</p>
+          <code class="key" aria-label="This browser's key">{key}</code>
+          <QR data={key} label="This browser's key as a QR code" />
+          <label>
+            Pairing code
+            <input value={code} onInput={(e) => setCode(e.currentTarget.value)} />
+          </label>
+          <button type="submit" disabled={busy}>{busy ? "Linking…" : "Link"}</button>
+          {error && <p role="alert" class="error">{error}</p>}
+        </form>
+      )}
+    </section>
+  );
+}
+
+function ApproveDevice({ client }: { client: Client }) {
+  const [key, setKey] = useState("");
+  const [code, setCode] = useState("");
+  const [error, setError] = useState("");
+  return (
+    <details>
+      <summary>Approve a new device</summary>
+      <form
+        onSubmit={async (e) => {
+          e.preventDefault();
+          setError("");
+          try {
+            setCode(await client.approveDevice(unhex(key.trim().toLowerCase())));
+          } catch (err) {
+            setError((err as Error).message);
+          }
+        }}
+      >
+        <label>
+          New device's key
+          <input value={key} onInput={(e) => setKey(e.currentTarget.value)} />
+        </label>
+        <button type="submit">Approve</button>
+      </form>
+      {code && (
+        <div>
+          <p>Enter this on the new device:</p>
+          <code class="key" aria-label="Pairing code">{code}</code>
+          <QR data={code} label="Pairing code as a QR code" />
+          <p aria-live="polite">{client.listedDevices() > 1 ? `Listed: this account has ${client.listedDevices()} devices.` : "Waiting for the new device…"}</p>
+        </div>
+      )}
+      {error && <p role="alert" class="error">{error}</p>}
+    </details>
+  );
+}
 
 declare global {
   interface Window {
@@ -75,6 +161,8 @@ function text(m: Msg): string {
     }
     case "payment.receipt":
       return `${m.error ? "⚠ " : "✔ "}${c["type"]} ${formatMoney(c["amount"] as number, c["currency"] as string)}${m.error ? ` (${m.error})` : " (receipt verified)"}`;
+    case "payment.request":
+      return `🧾 asks ${formatMoney(c["amount"] as number, c["currency"] as string)}${c["memo"] ? `: ${c["memo"]}` : ""}`;
     case "payment.transfer":
       return `💸 ${formatMoney(c["amount"] as number, c["currency"] as string)} ${c["memo"] ?? ""}`;
     case "reaction":
@@ -97,6 +185,71 @@ function edited(conv: Conv, m: Msg): { text?: string; deleted: boolean } {
   return out;
 }
 
+function Attachment({ client, att }: { client: Client; att: Record<string, unknown> }) {
+  const [url, setUrl] = useState("");
+  const [error, setError] = useState("");
+  useEffect(() => {
+    client.attachmentUrl(att).then(setUrl, (e) => setError((e as Error).message));
+  }, [att["blob"]]);
+  const name = (att["name"] as string) || "file";
+  if (error) return <span class="error">⚠ {name}: {error}</span>;
+  if (!url) return <span>{name}…</span>;
+  if ((att["media_type"] as string).startsWith("image/")) return <img class="photo" src={url} alt={name} />;
+  return (
+    <a href={url} download={name}>
+      {name} ({Math.ceil((att["size"] as number) / 1024)} KB)
+    </a>
+  );
+}
+
+function ReceiptActions({ client, conv, r }: { client: Client; conv: Conv; r: Record<string, unknown> }) {
+  const me = client.id!.account;
+  const [done, setDone] = useState("");
+  if (done) return <span class="status">{done}</span>;
+  const money = formatMoney(r["amount"] as number, r["currency"] as string);
+  const act = (f: () => Promise<unknown>, ok: string) => () => void f().then(() => setDone(ok), (e) => setDone(`⚠ ${(e as Error).message}`));
+  if (r["type"] === "request" && r["to"] !== me && (r["from"] === 0 || r["from"] === me) && client.requestOpen(conv.conv, r["ref"] as string)) {
+    const who = client.handles.get(r["to"] as number) ?? `#${r["to"]}`;
+    return (
+      <button
+        class="small"
+        onClick={() => confirm(`Pay ${money} to @${who}?`) && act(() => client.pay(conv.conv, r["to"] as number, r["amount"] as number, r["currency"] as string, "", r["ref"] as string), "paid")()}
+      >
+        Pay request
+      </button>
+    );
+  }
+  if (r["type"] === "red_packet") {
+    return (
+      <button class="small" onClick={act(() => client.claim(r["ref"] as string), "claimed")}>
+        Claim
+      </button>
+    );
+  }
+  return null;
+}
+
+function Wallet({ client }: { client: Client }) {
+  const [rows, setRows] = useState<string[] | null>(null);
+  const load = async () => {
+    const b = await client.balances();
+    const h = await client.history();
+    setRows([
+      ...b.map((x) => `Balance: ${formatMoney(x.amount, x.currency)}`),
+      ...h.slice(0, 10).map((e) => `${e["type"]} ${formatMoney(e["amount"], e["currency"])} → ${formatMoney(e["balance"], e["currency"])}`),
+    ]);
+  };
+  return (
+    <details onToggle={(e) => (e.currentTarget as HTMLDetailsElement).open && void load()}>
+      <summary>Wallet</summary>
+      <button class="small" onClick={() => void load()}>
+        Refresh
+      </button>
+      <ul aria-label="Wallet">{(rows ?? []).map((r, i) => <li key={i}>{r}</li>)}</ul>
+    </details>
+  );
+}
+
 function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: Msg; onReply: (seq: number) => void }) {
   if (HIDDEN.has(m.kind)) return null;
   const mine = m.sender === client.id?.account;
@@ -111,11 +264,14 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
     <li class={`msg ${mine ? "mine" : ""} ${m.kind === "system" ? "system" : ""}`} data-seq={m.seq}>
       {m.kind !== "system" && <span class="who">{who}</span>}
       {m.replyTo ? <span class="reply">↪ {target ? text(target).slice(0, 60) : `#${m.replyTo}`}</span> : null}
-      <span class="body">{change.deleted ? "message deleted" : change.text ?? text(m)}</span>
+      <span class="body">
+        {change.deleted ? "message deleted" : m.kind === "attachment" && m.content ? <Attachment client={client} att={m.content as Record<string, unknown>} /> : change.text ?? text(m)}
+      </span>
       {change.text !== undefined && !change.deleted && <span class="status">(edited)</span>}
       {!m.e2e && m.kind !== "system" && m.kind !== "payment.receipt" && <span class="warn" title="not end-to-end encrypted">unencrypted</span>}
       {reactions.length > 0 && <span class="reactions">{reactions.map((r) => (r.content as Record<string, string>)["emoji"]).join(" ")}</span>}
       {status && <span class={`status ${status}`} aria-label={`status: ${status}`}>{status === "read" ? "✓✓ read" : status === "delivered" ? "✓✓" : status === "sent" ? "✓" : status}</span>}
+      {m.kind === "payment.receipt" && !m.error && <ReceiptActions client={client} conv={conv} r={m.content as Record<string, unknown>} />}
       {canAct && (
         <span class="actions">
           <button class="tiny" aria-label={`Reply to message ${m.seq}`} onClick={() => onReply(m.seq)}>
@@ -152,6 +308,10 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
   const [invite, setInvite] = useState("");
   const [safety, setSafety] = useState("");
   const [payAmount, setPayAmount] = useState("");
+  const [requestAmount, setRequestAmount] = useState("");
+  const [requestMemo, setRequestMemo] = useState("");
+  const [packetAmount, setPacketAmount] = useState("");
+  const [packetShares, setPacketShares] = useState("2");
   const [note, setNote] = useState("");
   const [replyTo, setReplyTo] = useState<number | null>(null);
   const list = useRef<HTMLOListElement>(null);
@@ -253,6 +413,24 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
             if (e.key === "Enter" && !e.shiftKey) void send(e);
           }}
         />
+        <label class="attach" title="Attach a file">
+          📎<span class="sr">Attach a file</span>
+          <input
+            type="file"
+            class="sr"
+            aria-label="Attach a file"
+            onChange={async (e) => {
+              const f = e.currentTarget.files?.[0];
+              e.currentTarget.value = "";
+              if (!f) return;
+              try {
+                await client.sendFile(conv.conv, new Uint8Array(await f.arrayBuffer()), f.name, f.type);
+              } catch (err) {
+                setNote((err as Error).message);
+              }
+            }}
+          />
+        </label>
         <button type="submit">Send</button>
       </form>
       )}
@@ -270,6 +448,58 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
               <input value={invite} onInput={(e) => setInvite(e.currentTarget.value)} />
             </label>
             <button type="submit">Add</button>
+          </form>
+        )}
+        {conv.kind !== "channel" && (
+          <form
+            onSubmit={async (e) => {
+              e.preventDefault();
+              try {
+                const minor = parseAmount(requestAmount.trim(), "USD");
+                const from = conv.kind === "direct" ? others[0]?.account ?? 0 : 0;
+                await client.requestPayment(conv.conv, from, minor, "USD", requestMemo.trim());
+                setRequestAmount("");
+                setRequestMemo("");
+              } catch (err) {
+                setNote((err as Error).message);
+              }
+            }}
+          >
+            <label>
+              Request (USD)
+              <input inputMode="decimal" value={requestAmount} onInput={(e) => setRequestAmount(e.currentTarget.value)} />
+            </label>
+            <label>
+              For what
+              <input value={requestMemo} onInput={(e) => setRequestMemo(e.currentTarget.value)} />
+            </label>
+            <button type="submit">Request</button>
+          </form>
+        )}
+        {conv.kind === "group" && (
+          <form
+            onSubmit={async (e) => {
+              e.preventDefault();
+              try {
+                const minor = parseAmount(packetAmount.trim(), "USD");
+                const n = Number(packetShares);
+                if (!confirm(`Send a red packet of ${formatMoney(minor, "USD")} in ${n} shares?`)) return;
+                await client.redPacket(conv.conv, minor, "USD", n);
+                setPacketAmount("");
+              } catch (err) {
+                setNote((err as Error).message);
+              }
+            }}
+          >
+            <label>
+              Red packet (USD)
+              <input inputMode="decimal" value={packetAmount} onInput={(e) => setPacketAmount(e.currentTarget.value)} />
+            </label>
+            <label>
+              Shares
+              <input inputMode="numeric" value={packetShares} onInput={(e) => setPacketShares(e.currentTarget.value)} />
+            </label>
+            <button type="submit">Send red packet</button>
           </form>
         )}
         {conv.kind === "direct" && (
@@ -355,6 +585,8 @@ function Main({ client }: { client: Client }) {
           <button type="submit">Create group</button>
         </form>
         {error && <p role="alert" class="error">{error}</p>}
+        <ApproveDevice client={client} />
+        <Wallet client={client} />
       </nav>
       {current ? (
         <ConversationView key={current.conv} client={client} conv={current} />
@@ -370,7 +602,14 @@ function Main({ client }: { client: Client }) {
 function App({ client, ready }: { client: Client; ready: boolean }) {
   useClient(client);
   if (!ready) return <p class="splash">Connecting…</p>;
-  return client.id ? <Main client={client} /> : <Register client={client} />;
+  return client.id ? (
+    <Main client={client} />
+  ) : (
+    <>
+      <Register client={client} />
+      <LinkDevice client={client} />
+    </>
+  );
 }
 
 async function start(): Promise<void> {

@@ -3,10 +3,10 @@
 // reconnect with backoff, sender keys over PQXDH sessions, verified device lists and
 // membership logs. Everything secret lives in IndexedDB (store.ts) and is written only after
 // the operation that produced it succeeded.
-import { type Bytes, ctEqual, hex, randomBytes, utf8 } from "./bytes.js";
+import { type Bytes, ctEqual, hex, randomBytes, unhex, utf8 } from "./bytes.js";
 import { type Frame, ProtocolError, RETRYABLE, decodeServer, encode } from "./codec.js";
 import * as C from "./crypto.js";
-import { loginPayload } from "./e2e/auth.js";
+import { deviceApprovalPayload, loginPayload } from "./e2e/auth.js";
 import * as DL from "./e2e/devicelist.js";
 import * as M from "./e2e/membership.js";
 import * as PW from "./e2e/pairwise.js";
@@ -17,6 +17,7 @@ import * as T from "./e2e/transcript.js";
 import * as X from "./e2e/x3dh.js";
 import { type Content, decodeContent, encodeContent } from "./kinds.js";
 import * as PAY from "./payments.js";
+import * as ATT from "./attachment.js";
 import type { Store } from "./store.js";
 
 export class ServerError extends Error {
@@ -70,7 +71,7 @@ interface Pending { conv: number; cmid: string; kind: string; body: Bytes | null
 type Waiter = { resolve: (f: Frame) => void; reject: (e: Error) => void };
 
 const ONE_TIME = 100;
-const MISSING_KEY_WAIT_MS = 10_000;
+const MISSING_KEY_WAIT_MS = 5_000;
 
 export class Client {
   id: Identity | null = null;
@@ -115,6 +116,8 @@ export class Client {
 
   private reconnecting = false;
   private transmitting = new Set<string>();
+  private givenUp = new Set<string>();
+  private sendChains = new Map<number, Promise<unknown>>();
   private loaded = false;
 
   private async reconnectNow(): Promise<void> {
@@ -340,19 +343,97 @@ export class Client {
     return f["one_time"];
   }
 
-  private async publishDeviceList(master: C.SigningKey): Promise<void> {
+  private async publishDeviceList(master: C.SigningKey, extra: DL.DeviceEntry[] = []): Promise<void> {
     const id = this.id!;
     const s = this.prekeys!;
-    const pinned = this.trusts.get(id.account) ?? (await this.store.get<Trust>(`trust:${id.account}`));
+    // The newest list the master key signed (ours, or a newer one on the server): its version + 1.
+    let pinned = this.trusts.get(id.account) ?? (await this.store.get<Trust>(`trust:${id.account}`));
+    if (pinned) {
+      try {
+        await this.devices(id.account, true);
+        pinned = this.trusts.get(id.account) ?? pinned;
+      } catch {
+        /* a list the master key did not sign: start from ours */
+      }
+    }
     const version = (pinned?.version ?? 0) + 1;
     const entries = new Map<number, DL.DeviceEntry>((pinned?.devices ?? []).map((d) => [d.device, d]));
     entries.set(id.device, { device: id.device, signing_key: id.signing.publicKey, identity_key: s.identity.ik.publicKey, pq: !!s.pq });
+    for (const e of extra) entries.set(e.device, e);
     const list: DL.DeviceList = { account: id.account, version, master_key: master.publicKey, devices: [...entries.values()] };
     const [body, sig] = await DL.signDeviceList(list, master);
     await this.call({ t: "put_device_list", body, sig, master_key: master.publicKey, version });
     const trust: Trust = { master: master.publicKey, version, devices: list.devices, verified: true };
     this.trusts.set(id.account, trust);
     await this.store.put(`trust:${id.account}`, trust);
+  }
+
+  // ------------------------------------------------------------------ a second device
+
+  /** On the new browser: make this device's login key (kept until linked) and return it, for
+   * the user to approve on a device of the account (E2E.md 3.2). */
+  async prepareLink(): Promise<Bytes> {
+    let key = await this.store.get<C.SigningKey>("pending_link");
+    if (!key) {
+      key = await C.ed25519Generate(false);
+      await this.store.put("pending_link", key);
+    }
+    return key.publicKey;
+  }
+
+  /** On a device of the account: approve the new device whose login key the user compared.
+   * Returns the pairing code the new device needs (handle, approver, approval signature). The
+   * device holding the master key lists the new device once it has published keys signed by
+   * exactly this login key, and never another key. */
+  async approveDevice(deviceKey: Bytes): Promise<string> {
+    const id = this.id!;
+    if (deviceKey.length !== 32) throw new Error("a device key is 64 hex digits");
+    const approval = await C.sign(id.signing, deviceApprovalPayload(id.server, id.account, deviceKey));
+    await this.store.put(`approved:${hex(deviceKey)}`, true);
+    void this.listApprovedDevice(deviceKey);
+    return `${id.handle} ${id.device} ${hex(approval)}`;
+  }
+
+  private async listApprovedDevice(deviceKey: Bytes): Promise<void> {
+    const master = await this.store.get<C.SigningKey>("master");
+    if (!master) return; // the device holding the master key lists it
+    for (let i = 0; i < 240; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      if (this.status !== "online") continue;
+      let got: Frame;
+      try {
+        got = await this.call({ t: "claim_keys", account: this.id!.account });
+      } catch {
+        continue;
+      }
+      const b = (got["bundles"] as Frame[]).find((x) => ctEqual(x["signing_key"], deviceKey));
+      if (!b?.["signed_prekey"]) continue;
+      await X.verifyBundle(b as unknown as X.Bundle, deviceKey);
+      await this.publishDeviceList(master, [{ device: b["device"], signing_key: deviceKey, identity_key: b["identity_key"], pq: !!b["pq_prekey"] }]);
+      this.changed();
+      return;
+    }
+  }
+
+  /** On the new browser: link it with the pairing code from the approving device. */
+  async link(code: string, name: string): Promise<void> {
+    const [handle, approver, approvalHex] = code.trim().split(/\s+/);
+    if (!handle || !approver || !approvalHex) throw new Error("a pairing code is: handle, device, approval");
+    const signing = await this.store.get<C.SigningKey>("pending_link");
+    if (!signing) throw new Error("make this browser's key first");
+    const ch = await this.open();
+    const sig = await C.sign(signing, loginPayload(ch["server"], ch["nonce"], signing.publicKey));
+    const w = await this.call({ t: "link_device", handle, device_key: signing.publicKey, device_name: name, approver: Number(approver), approval: unhex(approvalHex), sig });
+    this.id = { server: ch["server"], account: w["account"], device: w["device"], handle: w["handle"], name: handle, signing };
+    await this.store.putMany([["identity", this.id], ["pending_link", undefined]]);
+    this.handles.set(this.id.account, this.id.handle);
+    this.prekeys = await X.newDevice(signing, ONE_TIME);
+    await this.store.put("prekeys", this.prekeys);
+    await this.uploadKeys(this.prekeys, true, this.prekeys.oneTime.map((k) => ({ kid: k.kid, key: k.pair.publicKey })));
+    this.attempt = 0;
+    this.status = "online";
+    this.loaded = true;
+    await this.catchUp();
   }
 
   // ------------------------------------------------------------------ catch-up and receiving
@@ -500,7 +581,9 @@ export class Client {
         await this.applySystem(c, seq, msg.content);
       } else if (f["kind"] === "e2e") {
         msg.e2e = true;
-        const d = await this.decryptMessage(c.conv, seq, f["sender"], f["device"], f["body"]);
+        // History a sync replays had its keys delivered before (the to-device queue is drained
+        // first): only a live message waits for a key that may still be on its way.
+        const d = await this.decryptMessage(c.conv, seq, f["sender"], f["device"], f["body"], !this.syncing.has(c.conv));
         msg.kind = d.kind;
         msg.content = d.content;
         msg.replyTo = d.replyTo;
@@ -676,12 +759,13 @@ export class Client {
     }
   }
 
-  private async decryptMessage(conv: number, seq: number, sender: number, device: number, body: Bytes): Promise<{ kind: string; content: Content | null; replyTo?: number }> {
+  private async decryptMessage(conv: number, seq: number, sender: number, device: number, body: Bytes, wait = true): Promise<{ kind: string; content: Content | null; replyTo?: number }> {
     const keyId = SK.keyIdOf(body);
     const name = `in:${conv}:${sender}:${device}:${keyId}`;
     let state = await this.store.get<SK.ReceiverState>(name);
-    if (!state) {
-      // The key may still be on its way as a to-device item.
+    if (!state && wait && !this.givenUp.has(name)) {
+      // The key may still be on its way as a to-device item (once per key: later messages
+      // under a key that never came fail at once, e.g. history from before this device).
       await new Promise<void>((resolve) => {
         const list = this.keyWaiters.get(name) ?? [];
         list.push(resolve);
@@ -689,7 +773,10 @@ export class Client {
         setTimeout(resolve, MISSING_KEY_WAIT_MS);
       });
       state = await this.store.get<SK.ReceiverState>(name);
-      if (!state) throw new C.DecryptError("no key for this message (it was not shared with this device)");
+    }
+    if (!state) {
+      this.givenUp.add(name);
+      throw new C.DecryptError("no key for this message (it was not shared with this device)");
     }
     if (state.account !== sender) throw new C.DecryptError("sender key of another account");
     // The sender must have been a member, by the signed log, when the message was committed.
@@ -744,8 +831,18 @@ export class Client {
     return this.store.put("outbox", this.outbox);
   }
 
-  private async transmit(p: Pending): Promise<void> {
-    if (this.transmitting.has(p.cmid)) return;
+  /** One conversation's sends go out one at a time, in the order they were written: each is
+   * encrypted after the previous one (sender-key iterations and transcript numbers follow the
+   * seq order the others read them in). */
+  private transmit(p: Pending): Promise<void> {
+    const prev = this.sendChains.get(p.conv) ?? Promise.resolve();
+    const next = prev.then(() => this.transmitOne(p));
+    this.sendChains.set(p.conv, next.catch(() => {}));
+    return next;
+  }
+
+  private async transmitOne(p: Pending): Promise<void> {
+    if (this.transmitting.has(p.cmid) || !this.outbox.some((x) => x.cmid === p.cmid)) return;
     this.transmitting.add(p.cmid);
     try {
       if (!p.body) {
@@ -762,6 +859,10 @@ export class Client {
           const ack = await this.call({ t: "send", conv: p.conv, cmid: p.cmid, kind: p.kind, body: p.body });
           this.outbox = this.outbox.filter((x) => x.cmid !== p.cmid);
           await this.store.put("outbox", this.outbox);
+          if (p.inner === "attachment") {
+            // The message references its blob: the server keeps it while the message lives.
+            await this.call({ t: "attach_blob", conv: p.conv, blob: p.content["blob"], seq: ack["seq"] }).catch(() => {});
+          }
           this.receive(p.conv, { t: "deliver", conv: p.conv, seq: ack["seq"], ts: ack["ts"], sender: this.id!.account, device: this.id!.device, cmid: p.cmid, kind: p.kind, body: p.body });
           return;
         } catch (e) {
@@ -832,6 +933,47 @@ export class Client {
     await this.store.put(name, next);
     await this.call({ t: "to_device", device: entry.device, body: message });
     return true;
+  }
+
+  // ------------------------------------------------------------------ attachments (SPEC.md 17, E2E.md 14)
+
+  /** Encrypt `data` here, upload the ciphertext (tus), and send the key and digest end to end. */
+  async sendFile(conv: number, data: Bytes, name: string, mediaType: string, extra: Content = {}): Promise<void> {
+    const key = randomBytes(32);
+    const { blob, digest } = await ATT.encrypt(key, data);
+    const tok = await this.call({ t: "upload_token", conv, size: blob.length });
+    const auth = { Authorization: `Bearer ${tok["token"]}`, "Tus-Resumable": "1.0.0" };
+    const created = await fetch("/media/upload", { method: "POST", headers: { ...auth, "Upload-Length": String(blob.length) } });
+    if (created.status !== 201) throw new Error(`upload refused: HTTP ${created.status}`);
+    const location = created.headers.get("Location") ?? tok["path"];
+    const put = await fetch(location, {
+      method: "PATCH",
+      headers: { ...auth, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0" },
+      body: blob as Uint8Array<ArrayBuffer>,
+    });
+    if (put.status !== 204) throw new Error(`upload failed: HTTP ${put.status}`);
+    await this.call({ t: "attach_blob", conv, blob: tok["blob"] });
+    await this.sendContent(conv, "attachment", { blob: tok["blob"], key, digest, size: data.length, media_type: mediaType || "application/octet-stream", name: name.slice(-255), ...extra });
+  }
+
+  private files = new Map<string, Promise<string>>();
+
+  /** A blob: URL of an attachment, downloaded, checked (length, digest) and decrypted here. */
+  attachmentUrl(att: Content): Promise<string> {
+    const blob = att["blob"] as string;
+    let url = this.files.get(blob);
+    if (!url) {
+      url = (async () => {
+        const tok = await this.call({ t: "download_token", blob });
+        const r = await fetch(tok["path"], { headers: { Authorization: `Bearer ${tok["token"]}` } });
+        if (r.status !== 200) throw new Error(`download refused: HTTP ${r.status}`);
+        const data = await ATT.decrypt(att["key"] as Bytes, new Uint8Array(await r.arrayBuffer()), att["size"] as number, att["digest"] as Bytes);
+        return URL.createObjectURL(new Blob([data as Uint8Array<ArrayBuffer>], { type: att["media_type"] as string }));
+      })();
+      url.catch(() => this.files.delete(blob));
+      this.files.set(blob, url);
+    }
+    return url;
   }
 
   // ------------------------------------------------------------------ conversations
@@ -923,6 +1065,11 @@ export class Client {
     this.changed();
   }
 
+  /** How many devices this account's verified list names. */
+  listedDevices(): number {
+    return this.id ? this.trusts.get(this.id.account)?.devices.length ?? 0 : 0;
+  }
+
   isVerified(account: number): boolean {
     return this.trusts.get(account)?.verified ?? false;
   }
@@ -942,19 +1089,56 @@ export class Client {
     await PAY.verifyReceipt(this.id!.server, this.paymentKey!, r, conv, payerKey);
   }
 
-  /** Pay `to` in `conv` (SPEC.md 15.4): the intent is signed here, with this device's key. */
-  async pay(conv: number, to: number, amount: number, currency: string, memo = ""): Promise<Frame> {
+  /** Pay `to` in `conv` (SPEC.md 15.4): the intent is signed here, with this device's key.
+   * `requestId` pays an open request (15.5). The memo travels end to end, bound by its hash. */
+  async pay(conv: number, to: number, amount: number, currency: string, memo = "", requestId = ""): Promise<Frame> {
     const id = this.id!;
     const transferId = `w${hex(randomBytes(12))}`;
     const nonce = memo ? randomBytes(16) : new Uint8Array(0);
     const intent: PAY.TransferIntent = {
       transfer_id: transferId, from: id.account, to, amount, currency, conv,
-      memo_hash: await PAY.memoHash(transferId, memo, nonce), expires_at: Date.now() + 10 * 60_000,
+      memo_hash: await PAY.memoHash(transferId, memo, nonce), expires_at: Date.now() + 10 * 60_000, request_id: requestId,
     };
     const sig = await C.sign(id.signing, PAY.transferPayload(id.server, intent));
     const posted = await this.call({ t: "pay", intent, device: id.device, sig });
     if (memo) await this.sendContent(conv, "payment.transfer", { transfer_id: transferId, amount, currency, memo, nonce });
     return posted;
+  }
+
+  /** Ask `from` (0: any member) for money in `conv` (SPEC.md 15.5); the why goes end to end. */
+  async requestPayment(conv: number, from: number, amount: number, currency: string, memo = ""): Promise<Frame> {
+    const requestId = `q${hex(randomBytes(12))}`;
+    const posted = await this.call({ t: "request_payment", request_id: requestId, conv, from, amount, currency, expires_at: Date.now() + 86_400_000 });
+    await this.sendContent(conv, "payment.request", { request_id: requestId, amount, currency, memo });
+    return posted;
+  }
+
+  /** A red packet of `total` in `shares` for the members of `conv` (SPEC.md 15.6). */
+  async redPacket(conv: number, total: number, currency: string, shares: number, split: "random" | "equal" = "random"): Promise<Frame> {
+    const id = this.id!;
+    const intent: PAY.RedPacketIntent = {
+      packet_id: `p${hex(randomBytes(12))}`, from: id.account, conv, total, currency, shares, split,
+      memo_hash: PAY.NO_MEMO, expires_at: Date.now() + 10 * 60_000,
+    };
+    const sig = await C.sign(id.signing, PAY.redPacketPayload(id.server, intent));
+    return this.call({ t: "red_packet", intent, device: id.device, sig });
+  }
+
+  claim(packetId: string): Promise<Frame> {
+    return this.call({ t: "claim", packet_id: packetId });
+  }
+
+  async history(): Promise<Frame[]> {
+    return (await this.call({ t: "wallet_history", limit: 50 }))["entries"];
+  }
+
+  /** Whether request `ref` of `conv` is still open, from the receipts seen (15.5). */
+  requestOpen(conv: number, ref: string): boolean {
+    const c = this.convs.get(conv);
+    return !c?.messages.some((m) => {
+      const r = m.content as Record<string, unknown> | null;
+      return m.kind === "payment.receipt" && !m.error && r && ((r["type"] === "transfer" && r["request_id"] === ref) || (["declined", "cancelled", "expired"].includes(r["type"] as string) && r["ref"] === ref));
+    });
   }
 
   async balances(): Promise<{ currency: string; amount: number }[]> {
