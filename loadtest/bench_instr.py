@@ -175,6 +175,14 @@ async def main(a: argparse.Namespace) -> None:
         os.kill(pid, signal.SIGUSR2)
         await asyncio.sleep(1)
     n = a.m * len(routes)
+
+    def slower(le: str) -> float:  # commits that took longer than ``le`` seconds, in the window
+        name = f'chatd_store_commit_seconds_bucket{{le="{le}"}}'
+        count = "chatd_store_commit_seconds_count"
+        return (metric(m1, count) - metric(m0, count)) - (
+            metric(m1, re.escape(name)) - metric(m0, re.escape(name))
+        )
+
     batches = metric(m1, "chatd_store_batch_size_count") - metric(
         m0, "chatd_store_batch_size_count"
     )
@@ -185,6 +193,8 @@ async def main(a: argparse.Namespace) -> None:
     proc.wait(300)
     line = f"{a.mode} k={a.k} msgs={n} deliveries/msg={(stats.delivers - d0) / n:.1f}"
     line += f" batch={ops / max(1.0, batches):.2f}"
+    line += f" commits={batches:.0f} (over 1/2/5 ms: {slower('0.001'):.0f}/{slower('0.002'):.0f}"
+    line += f"/{slower('0.005'):.0f})"
     if a.callgrind:
         per_thread = []
         for f in sorted(glob.glob(f"{work}/cg.{pid}.1-*")):

@@ -8,8 +8,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from botkit import Inbox, assert_never_seen, recorded_frames, text_is, user
+from botkit import Inbox, assert_never_seen, example, recorded_frames, text_is, user
 from chatclient import Message
+from chatclient.bots import Bot
 from chatclient.events import SecurityWarning
 from chatproto import kinds
 from conftest import RunningServer
@@ -87,6 +88,19 @@ async def test_a_group_of_two_browsers_and_a_python_user_read_each_other(
                 await alice.get_by_role("button", name="Trio").click()
                 await alice.screenshot(path=str(Path(shot)))
             assert alice.errors == [] and bob.errors == []  # type: ignore[attr-defined]
+            # PQXDH across the two implementations, both ways: alice's page started the
+            # session with carol's Python device (carol answered), carol's Python client started
+            # the one with bob's page (bob answered).
+            carol_dev = carol.device
+            kinds_js = "async ([a, d]) => (await new Promise((ok) => { const r = indexedDB.open('chatd'); r.onsuccess = () => { const g = r.result.transaction('kv').objectStore('kv').get(`sess:${a}:${d}`); g.onsuccess = () => ok(g.result); }; }))"
+            alice_sess = await alice.evaluate(kinds_js, [carol.account, carol_dev])
+            bob_sess = await bob.evaluate(kinds_js, [carol.account, carol_dev])
+            assert alice_sess["kind"] == bob_sess["kind"] == "pqxdh"
+            bob_dev = int(await bob.evaluate("chatd.id.device"))
+            alice_dev = int(await alice.evaluate("chatd.id.device"))
+            assert carol.e2e._session(bob_id, bob_dev).kind == "pqxdh"
+            assert carol.e2e._session(alice_id, alice_dev).kind == "pqxdh"
+            assert carol.e2e._session(bob_id, bob_dev).pending_header is None  # bob answered
             # No safety or transcript warning on any side: every check passed across the two
             # implementations (device lists, membership log, transcripts).
             assert await alice.evaluate("chatd.warnings") == []
@@ -245,5 +259,119 @@ async def test_requests_and_red_packets_between_browsers_and_a_python_user(
             f"Balance: {(100 - shares) / 100:.2f} USD"
         )
         inbox.none(lambda ev: isinstance(ev, SecurityWarning))
+        assert await alice.evaluate("chatd.warnings") == []
+        assert await bob.evaluate("chatd.warnings") == []
+
+
+async def test_a_browser_shops_with_a_python_bot_through_its_cards_and_pays_the_order(
+    chatd: RunningServer, browser: Browser, tmp_path: Path
+) -> None:
+    shop = example("shop_bot")
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(
+            Bot(chatd.url, tmp_path / "shop_bot.key", shop.router, app_title="Shop")
+        )
+        alice = await open_app(browser, chatd)
+        await register(alice, "alice")
+        await mint(
+            Path(chatd.app.settings.store.db),
+            int(await alice.evaluate("chatd.id.account")),
+            5_000,
+        )
+        alice.on("dialog", lambda d: d.accept())
+        await alice.get_by_label("New chat with").fill("shop_bot")
+        await alice.get_by_role("button", name="Start chat").click()
+        await alice.get_by_role("group", name="Mini-app").get_by_role("button").first.click()
+        await alice.get_by_role("button", name="Green tea").click()
+        await alice.get_by_role("button", name="Buy 2 (9.00 USD)").click()
+        await alice.get_by_role("button", name="Pay order (9.00 USD)").click()
+        log = alice.get_by_label("Messages")
+        await expect(log).to_contain_text("transfer 9.00 USD (receipt verified)")
+        await expect(log).to_contain_text("✅ Paid 9.00 USD")
+        assert await alice.evaluate("chatd.warnings") == []
+        assert alice.errors == []  # type: ignore[attr-defined]
+
+
+async def test_safety_numbers_agree_across_implementations_and_typing_shows(
+    chatd: RunningServer, browser: Browser
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        carol = await user(stack, chatd, "carol")
+        inbox = Inbox(carol)
+        alice = await open_app(browser, chatd)
+        await register(alice, "alice")
+        await alice.get_by_label("New chat with").fill("carol")
+        await alice.get_by_role("button", name="Start chat").click()
+        await alice.get_by_label("Message", exact=True).fill("hello carol")
+        await alice.keyboard.press("Enter")
+        got = await inbox.one(lambda ev: isinstance(ev, Message) and ev.text == "hello carol", 15)
+
+        await alice.get_by_role("button", name="Show safety number").click()
+        digits = await alice.get_by_label("Safety number digits").inner_text()
+        alice_id = await carol.lookup("alice")
+        assert digits.replace(" ", "") == carol.safety_number(alice_id)  # 60 digits, both sides
+        await expect(alice.get_by_role("img", name="Safety number QR code")).to_be_visible()
+        # Carol's scannable code (libsignal's CombinedFingerprints) verifies alice's view of her.
+        from chatproto.e2e import safety
+
+        theirs = safety.scannable(
+            carol.e2e.master_key or b"", str(carol.account).encode(),
+            carol.e2e.trust(alice_id).master_key, str(alice_id).encode(),
+        )  # fmt: skip
+        await alice.get_by_label("Their code (scanned)").fill(theirs.hex())
+        await alice.get_by_role("button", name="Compare").click()
+        await expect(alice.get_by_text("They match: verified.")).to_be_visible()
+        await expect(alice.get_by_label("Verified")).to_be_checked()
+
+        await carol.typing(got.conv, True)
+        await expect(alice.get_by_text("carol is typing…")).to_be_visible()
+        await carol.typing(got.conv, False)
+        await expect(alice.get_by_text("carol is typing…")).to_have_count(0)
+
+
+HOLDERS_JS = """async ([conv, name]) => {
+  const db = await new Promise((ok) => { const r = indexedDB.open("chatd"); r.onsuccess = () => ok(r.result); });
+  const out = await new Promise((ok) => {
+    const r = db.transaction("kv").objectStore("kv").get(name + conv);
+    r.onsuccess = () => ok(r.result);
+  });
+  return out ? out.holders : null;
+}"""
+
+
+async def test_a_bot_in_a_group_gets_only_what_is_addressed_to_it(
+    chatd: RunningServer, browser: Browser, tmp_path: Path
+) -> None:
+    echo = example("echo_bot")
+    async with contextlib.AsyncExitStack() as stack:
+        bot = await stack.enter_async_context(
+            Bot(chatd.url, tmp_path / "echo_bot.key", echo.router, app_title="Echo")
+        )
+        alice = await open_app(browser, chatd)
+        bob = await open_app(browser, chatd)
+        await register(alice, "alice")
+        await register(bob, "bob")
+        await alice.get_by_label("Group title").fill("With a bot")
+        await alice.get_by_label("Members").fill("bob")
+        await alice.get_by_role("button", name="Create group").click()
+        await alice.get_by_text("More").click()
+        await alice.get_by_label("Add member").fill("echo_bot")
+        await alice.get_by_role("button", name="Add", exact=True).click()
+        await expect(alice.get_by_label("Messages")).to_contain_text("joined")
+        await alice.get_by_label("Message", exact=True).fill("just between us")
+        await alice.keyboard.press("Enter")
+        await alice.get_by_label("Message", exact=True).fill("@echo_bot say hi")
+        await alice.keyboard.press("Enter")
+        await bob.get_by_role("button", name="With a bot").click()
+        answer = bob.get_by_label("Messages").get_by_role("listitem").filter(has_text="echo_bot")
+        await expect(answer.last).to_contain_text("@echo_bot say hi")  # the bot read it
+        await expect(bob.get_by_label("Messages")).to_contain_text("just between us")
+        # E2E.md 7.1: the main key never went to the bot; the addressed key did.
+        conv = int(await alice.evaluate("[...chatd.convs.keys()].pop()"))
+        me = bot.me.account
+        main = await alice.evaluate(HOLDERS_JS, [conv, "out:"])
+        addressed = await alice.evaluate(HOLDERS_JS, [f"{conv}:addressed", "out:"])
+        assert main and not [h for h in main if h.startswith(f"{me}:")]
+        assert [h for h in addressed if h.startswith(f"{me}:")]
         assert await alice.evaluate("chatd.warnings") == []
         assert await bob.evaluate("chatd.warnings") == []

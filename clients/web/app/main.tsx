@@ -3,6 +3,7 @@
 import { render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Client, type Conv, type Msg } from "../src/client.js";
+import { decodeContent } from "../src/kinds.js";
 import { formatMoney, parseAmount } from "../src/money.js";
 import { Store } from "../src/store.js";
 import { hex, unhex } from "../src/bytes.js";
@@ -148,6 +149,8 @@ function Register({ client }: { client: Client }) {
   );
 }
 
+let HANDLES: Map<number, string> = new Map();
+
 function text(m: Msg): string {
   const c = m.content as Record<string, unknown> | null;
   if (m.error && !c) return `⚠ ${m.error}`;
@@ -161,6 +164,19 @@ function text(m: Msg): string {
     }
     case "payment.receipt":
       return `${m.error ? "⚠ " : "✔ "}${c["type"]} ${formatMoney(c["amount"] as number, c["currency"] as string)}${m.error ? ` (${m.error})` : " (receipt verified)"}`;
+    case "forward": {
+      let inner = `(${c["kind"]})`;
+      try {
+        inner = text({ ...m, kind: c["kind"] as string, content: decodeContent(c["kind"] as string, c["body"] as Uint8Array) });
+      } catch {
+        /* an inner kind this page cannot read */
+      }
+      return `↪ forwarded from ${HANDLES.get(c["sender"] as number) ? `@${HANDLES.get(c["sender"] as number)}` : `#${c["sender"]}`}: ${inner}`;
+    }
+    case "share":
+      return `🔗 ${c["title"]}${c["text"] ? ` — ${c["text"]}` : ""}${c["link"] ? ` (${c["link"]})` : ""}`;
+    case "miniapp.invoke":
+      return `▶ ${c["app"]}.${c["action"]}`;
     case "payment.request":
       return `🧾 asks ${formatMoney(c["amount"] as number, c["currency"] as string)}${c["memo"] ? `: ${c["memo"]}` : ""}`;
     case "payment.transfer":
@@ -250,7 +266,98 @@ function Wallet({ client }: { client: Client }) {
   );
 }
 
+function Card({ client, conv, m }: { client: Client; conv: Conv; m: Msg }) {
+  const c = m.content as Record<string, unknown>;
+  const [app, setApp] = useState("");
+  const [paid, setPaid] = useState("");
+  useEffect(() => {
+    client.botProfile(m.sender).then((p) => setApp((p["manifest"] as Record<string, string> | undefined)?.["name"] ?? ""), () => {});
+  }, [m.sender]);
+  const order = c["order"] as Record<string, unknown> | undefined;
+  return (
+    <div class="card-msg" aria-label={`Card ${(c["title"] as string) || ""}`}>
+      {c["title"] ? <strong>{c["title"] as string}</strong> : null}
+      {c["text"] ? <p>{c["text"] as string}</p> : null}
+      {c["error"] ? <p class="error">{c["error"] as string}</p> : null}
+      {c["image"] ? <span class="status">image: {c["image"] as string}</span> : null}
+      <div class="buttons">
+        {((c["buttons"] as Record<string, unknown>[]) ?? []).map((b, i) => (
+          <button
+            key={i}
+            class="small"
+            disabled={!app && !b["app"]}
+            onClick={() => void client.invoke(conv.conv, (b["bot"] as number) || m.sender, (b["app"] as string) || app, b["action"] as string, (b["params"] as Record<string, unknown>) ?? {})}
+          >
+            {b["title"] as string}
+          </button>
+        ))}
+        {order && (
+          <button
+            class="small"
+            disabled={!!paid}
+            onClick={() => {
+              const money = formatMoney(order["amount"] as number, order["currency"] as string);
+              if (!confirm(`Pay ${money} to @${client.handles.get(m.sender) ?? m.sender}?`)) return;
+              void client.pay(conv.conv, m.sender, order["amount"] as number, order["currency"] as string, "", order["request_id"] as string).then(() => setPaid("paid"), (e) => setPaid(`⚠ ${(e as Error).message}`));
+            }}
+          >
+            {paid || `Pay order (${formatMoney(order["amount"] as number, order["currency"] as string)})`}
+          </button>
+        )}
+      </div>
+    </div>
+  );
+}
+
+function BotActions({ client, conv, bot }: { client: Client; conv: Conv; bot: number }) {
+  const [manifest, setManifest] = useState<Record<string, unknown> | null>(null);
+  useEffect(() => {
+    client.botProfile(bot).then((p) => setManifest((p["manifest"] as Record<string, unknown>) ?? null), () => {});
+  }, [bot]);
+  if (!manifest) return null;
+  const actions = ((manifest["actions"] as Record<string, unknown>[]) ?? []).filter((a) => ((a["params"] as Record<string, unknown>[]) ?? []).every((p) => p["required"] === false));
+  return (
+    <div class="bot-actions" role="group" aria-label="Mini-app">
+      {actions.map((a) => (
+        <button key={a["name"] as string} class="small" onClick={() => void client.invoke(conv.conv, bot, manifest["name"] as string, a["name"] as string)}>
+          {(manifest["icon"] as string) || "▶"} {a["title"] as string}
+        </button>
+      ))}
+    </div>
+  );
+}
+
+function Forward({ client, conv, m, done }: { client: Client; conv: Conv; m: Msg; done: () => void }) {
+  const targets = [...client.convs.values()].filter((c) => c.conv !== conv.conv && !(c.kind === "channel" && c.role === "member"));
+  const [to, setTo] = useState(targets[0]?.conv ?? 0);
+  const name = (c: Conv) => (c.kind === "direct" ? `@${c.members.find((x) => x.account !== client.id?.account)?.handle ?? "…"}` : c.title || "Group");
+  return (
+    <form
+      class="forward"
+      onSubmit={(e) => {
+        e.preventDefault();
+        if (to) void client.forward(conv.conv, m, to).then(done);
+      }}
+    >
+      <label>
+        Forward to
+        <select value={to} onChange={(e) => setTo(Number(e.currentTarget.value))}>
+          {targets.map((c) => (
+            <option key={c.conv} value={c.conv}>
+              {name(c)}
+            </option>
+          ))}
+        </select>
+      </label>
+      <button type="submit" class="small">
+        Forward
+      </button>
+    </form>
+  );
+}
+
 function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: Msg; onReply: (seq: number) => void }) {
+  const [forwarding, setForwarding] = useState(false);
   if (HIDDEN.has(m.kind)) return null;
   const mine = m.sender === client.id?.account;
   const who = m.sender === 0 ? "server" : client.handles.get(m.sender) ?? `#${m.sender}`;
@@ -259,28 +366,40 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
   const reactions = conv.messages.filter((r) => r.kind === "reaction" && (r.content as Record<string, unknown> | null)?.["target"] === m.seq);
   const change = edited(conv, m);
   const target = m.replyTo ? conv.messages.find((x) => x.seq === m.replyTo) : undefined;
-  const canAct = m.kind === "text" && !m.pending && !change.deleted;
+  const canAct = (m.kind === "text" || m.kind === "attachment") && !m.pending && !change.deleted;
   return (
     <li class={`msg ${mine ? "mine" : ""} ${m.kind === "system" ? "system" : ""}`} data-seq={m.seq}>
       {m.kind !== "system" && <span class="who">{who}</span>}
       {m.replyTo ? <span class="reply">↪ {target ? text(target).slice(0, 60) : `#${m.replyTo}`}</span> : null}
       <span class="body">
-        {change.deleted ? "message deleted" : m.kind === "attachment" && m.content ? <Attachment client={client} att={m.content as Record<string, unknown>} /> : change.text ?? text(m)}
+        {change.deleted ? (
+          "message deleted"
+        ) : m.kind === "attachment" && m.content ? (
+          <Attachment client={client} att={m.content as Record<string, unknown>} />
+        ) : m.kind === "miniapp.result" && m.content ? (
+          <Card client={client} conv={conv} m={m} />
+        ) : (
+          change.text ?? text(m)
+        )}
       </span>
       {change.text !== undefined && !change.deleted && <span class="status">(edited)</span>}
       {!m.e2e && m.kind !== "system" && m.kind !== "payment.receipt" && <span class="warn" title="not end-to-end encrypted">unencrypted</span>}
       {reactions.length > 0 && <span class="reactions">{reactions.map((r) => (r.content as Record<string, string>)["emoji"]).join(" ")}</span>}
       {status && <span class={`status ${status}`} aria-label={`status: ${status}`}>{status === "read" ? "✓✓ read" : status === "delivered" ? "✓✓" : status === "sent" ? "✓" : status}</span>}
+      {forwarding && <Forward client={client} conv={conv} m={m} done={() => setForwarding(false)} />}
       {m.kind === "payment.receipt" && !m.error && <ReceiptActions client={client} conv={conv} r={m.content as Record<string, unknown>} />}
       {canAct && (
         <span class="actions">
           <button class="tiny" aria-label={`Reply to message ${m.seq}`} onClick={() => onReply(m.seq)}>
             ↩
           </button>
+          <button class="tiny" aria-label={`Forward message ${m.seq}`} onClick={() => setForwarding(!forwarding)}>
+            ⤳
+          </button>
           <button class="tiny" aria-label={`React ❤ to message ${m.seq}`} onClick={() => void client.sendContent(conv.conv, "reaction", { target: m.seq, emoji: "❤" })}>
             ❤
           </button>
-          {mine && (
+          {mine && m.kind === "text" && (
             <button
               class="tiny"
               aria-label={`Edit message ${m.seq}`}
@@ -303,10 +422,13 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
   );
 }
 
-function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
+function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv; onBack: () => void }) {
   const [draft, setDraft] = useState("");
   const [invite, setInvite] = useState("");
   const [safety, setSafety] = useState("");
+  const [scan, setScan] = useState("");
+  const [scanned, setScanned] = useState("");
+  const [compare, setCompare] = useState("");
   const [payAmount, setPayAmount] = useState("");
   const [requestAmount, setRequestAmount] = useState("");
   const [requestMemo, setRequestMemo] = useState("");
@@ -340,6 +462,7 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
     if (!other) return;
     const n = await client.safetyNumber(other.account);
     setSafety(n.match(/.{5}/g)!.join(" "));
+    setScan(await client.scannable(other.account));
   };
   const pay = async () => {
     const other = others[0];
@@ -356,6 +479,9 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
   return (
     <section class="conv" aria-label={`Conversation ${conv.title || others.map((m) => m.handle).join(", ")}`}>
       <header>
+        <button class="back small" aria-label="Back to conversations" onClick={onBack}>
+          ←
+        </button>
         <h2>{conv.kind === "direct" ? `@${others[0]?.handle ?? "…"}` : conv.title || "Group"}</h2>
         <span class="members">{conv.members.map((m) => (client.online.has(m.account) ? `● ${m.handle}` : m.handle)).join(", ")}</span>
         {conv.kind === "direct" && (
@@ -366,12 +492,27 @@ function ConversationView({ client, conv }: { client: Client; conv: Conv }) {
       </header>
       {safety && (
         <div class="safety" role="region" aria-label="Safety number">
-          <code>{safety}</code>
+          <code aria-label="Safety number digits">{safety}</code>
+          {scan && <QR data={scan} label="Safety number QR code" />}
+          <form
+            onSubmit={async (e) => {
+              e.preventDefault();
+              setCompare((await client.compareScanned(others[0]!.account, scanned).catch(() => false)) ? "They match: verified." : "They do not match!");
+            }}
+          >
+            <label>
+              Their code (scanned)
+              <input value={scanned} onInput={(e) => setScanned(e.currentTarget.value)} />
+            </label>
+            <button type="submit">Compare</button>
+            <span aria-live="polite">{compare}</span>
+          </form>
           <label>
             <input type="checkbox" checked={client.isVerified(others[0]!.account)} onChange={(e) => void client.setVerified(others[0]!.account, e.currentTarget.checked)} /> Verified
           </label>
         </div>
       )}
+      {conv.kind === "direct" && others[0]?.access && <BotActions client={client} conv={conv} bot={others[0].account} />}
       <ol class="messages" ref={list} aria-live="polite" aria-label="Messages">
         {conv.messages.map((m) => (
           <Message key={`${m.seq}:${m.cmid ?? ""}`} client={client} conv={conv} m={m} onReply={(seq) => {
@@ -589,7 +730,7 @@ function Main({ client }: { client: Client }) {
         <Wallet client={client} />
       </nav>
       {current ? (
-        <ConversationView key={current.conv} client={client} conv={current} />
+        <ConversationView key={current.conv} client={client} conv={current} onBack={() => setOpen(null)} />
       ) : (
         <section class="empty">
           <p>Pick a conversation, or start one.</p>
@@ -601,6 +742,7 @@ function Main({ client }: { client: Client }) {
 
 function App({ client, ready }: { client: Client; ready: boolean }) {
   useClient(client);
+  HANDLES = client.handles;
   if (!ready) return <p class="splash">Connecting…</p>;
   return client.id ? (
     <Main client={client} />
@@ -614,6 +756,21 @@ function App({ client, ready }: { client: Client; ready: boolean }) {
 
 async function start(): Promise<void> {
   const root = document.getElementById("app")!;
+  // One tab per browser profile drives the device: two would advance the same ratchets and
+  // sender keys from one IndexedDB at once. Others wait until it closes.
+  if (navigator.locks) {
+    const held = await new Promise<boolean>((resolve) => {
+      void navigator.locks.request("chatd-device", { ifAvailable: true }, (lock) => {
+        resolve(lock !== null);
+        return lock ? new Promise<void>(() => {}) : undefined;
+      });
+    });
+    if (!held) {
+      root.setAttribute("aria-busy", "false");
+      render(<p class="splash" role="status">chatd is open in another tab of this browser. Close it to use chatd here.</p>, root);
+      return;
+    }
+  }
   const store = await Store.open();
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
   const client = new Client(store, url);

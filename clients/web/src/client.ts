@@ -47,6 +47,7 @@ export interface Msg {
   replyTo?: number;
   error?: string; // why it could not be read
   pending?: boolean; // own message not yet acked
+  raw?: Bytes; // an e2e body this device could not decrypt yet (its key may come later)
 }
 
 export interface Conv {
@@ -57,7 +58,7 @@ export interface Conv {
   role: string;
   read: number; // this device's read cursor
   cursor: number; // highest seq applied with no gap below
-  members: { account: number; handle: string; role: string }[];
+  members: { account: number; handle: string; role: string; access?: string }[];
   messages: Msg[];
   typing: Set<number>;
   peerRead: number; // highest read cursor of another member
@@ -65,8 +66,8 @@ export interface Conv {
 }
 
 interface Trust { master: Bytes; version: number; devices: DL.DeviceEntry[]; verified: boolean }
-interface Outbound { key: SK.SenderKey; holders: string[]; sent: number }
-interface Pending { conv: number; cmid: string; kind: string; body: Bytes | null; inner: string; content: Content; replyTo?: number }
+interface Outbound { key: SK.SenderKey; holders: string[]; sent: number; created?: number }
+interface Pending { conv: number; cmid: string; kind: string; body: Bytes | null; inner: string; content: Content; replyTo?: number; to?: number[] }
 
 type Waiter = { resolve: (f: Frame) => void; reject: (e: Error) => void };
 
@@ -281,7 +282,7 @@ export class Client {
     this.handles.set(this.id.account, this.id.handle);
     // End-to-end keys (E2E.md 4), then the account's master key and first device list (3).
     this.prekeys = await X.newDevice(signing, ONE_TIME);
-    await this.store.put("prekeys", this.prekeys);
+    await this.store.putMany([["prekeys", this.prekeys], ["spk_at", Date.now()]]);
     await this.uploadKeys(this.prekeys, true, this.prekeys.oneTime.map((k) => ({ kid: k.kid, key: k.pair.publicKey })));
     const master = await C.ed25519Generate(false);
     await this.store.put("master", master);
@@ -312,6 +313,7 @@ export class Client {
     this.status = "online";
     this.changed();
     await this.catchUp();
+    await this.maintainPrekeys().catch((e) => this.warn(`prekeys: ${(e as Error).message}`));
     return true;
   }
 
@@ -329,6 +331,31 @@ export class Client {
       ["convs", list],
       ["handles", [...this.handles]],
     ]);
+  }
+
+  /** After login: replace the signed prekeys once they are a week old (the previous ones keep
+   * opening sessions made from older bundles) and top the one-time prekeys back up (E2E.md 4.6). */
+  private async maintainPrekeys(): Promise<void> {
+    let s = (await this.store.get<X.PreKeyState>("prekeys"))!;
+    const since = (await this.store.get<number>("spk_at")) ?? 0;
+    if (Date.now() - since > 7 * 86_400_000) {
+      if (since) {
+        let kid = s.nextKid;
+        const spk = await X.newSignedPrekey(s.identity, kid++);
+        const pq = s.pq ? await X.newPqPrekey(s.identity, kid++) : null;
+        s = { ...s, prevSpk: s.spk, spk, prevPq: s.pq, pq, nextKid: kid };
+        await this.store.put("prekeys", s);
+        await this.uploadKeys(s, true, []);
+      }
+      await this.store.put("spk_at", Date.now());
+    }
+    const count = await this.uploadKeys(s, false, []);
+    if (count >= ONE_TIME / 2) return;
+    // Read again after the wait: a message may have used a one-time prekey meanwhile.
+    const [next, added] = await X.addOneTime((await this.store.get<X.PreKeyState>("prekeys"))!, ONE_TIME - count);
+    await this.store.put("prekeys", next);
+    this.prekeys = next;
+    await this.uploadKeys(next, false, added);
   }
 
   private async uploadKeys(s: X.PreKeyState, prekeys: boolean, oneTime: X.OneTimePrekey[]): Promise<number> {
@@ -428,7 +455,7 @@ export class Client {
     await this.store.putMany([["identity", this.id], ["pending_link", undefined]]);
     this.handles.set(this.id.account, this.id.handle);
     this.prekeys = await X.newDevice(signing, ONE_TIME);
-    await this.store.put("prekeys", this.prekeys);
+    await this.store.putMany([["prekeys", this.prekeys], ["spk_at", Date.now()]]);
     await this.uploadKeys(this.prekeys, true, this.prekeys.oneTime.map((k) => ({ kid: k.kid, key: k.pair.publicKey })));
     this.attempt = 0;
     this.status = "online";
@@ -474,7 +501,7 @@ export class Client {
     }
     const members = info["members"] as Frame[] | undefined;
     if (members?.length) {
-      c.members = members.map((m) => ({ account: m["account"], handle: m["handle"], role: m["role"] }));
+      c.members = members.map((m) => ({ account: m["account"], handle: m["handle"], role: m["role"], access: m["access"] }));
       for (const m of members) this.handles.set(m["account"], m["handle"]);
     }
     return c;
@@ -596,8 +623,32 @@ export class Client {
       }
     } catch (e) {
       msg.error = (e as Error).message;
+      if (msg.e2e && e instanceof C.DecryptError && !(e instanceof C.ReplayError)) msg.raw = f["body"];
     }
     this.addMessage(c, msg);
+  }
+
+  /** A sender key arrived after messages under it were given up on: read them now. */
+  private retryWith(conv: number, sender: number, device: number, keyId: number): void {
+    this.serial(conv, async () => {
+      const c = this.convs.get(conv);
+      if (!c) return;
+      let changed = false;
+      for (const m of c.messages) {
+        if (!m.raw || m.sender !== sender || m.device !== device || SK.keyIdOf(m.raw) !== keyId) continue;
+        try {
+          const d = await this.decryptMessage(conv, m.seq, sender, device, m.raw, false, false);
+          Object.assign(m, { kind: d.kind, content: d.content, replyTo: d.replyTo, error: undefined, raw: undefined });
+          changed = true;
+        } catch {
+          /* still unreadable */
+        }
+      }
+      if (changed) {
+        await this.saveConvs();
+        this.changed();
+      }
+    });
   }
 
   private addMessage(c: Conv, m: Msg): void {
@@ -628,6 +679,7 @@ export class Client {
       this.logs.set(c.conv, next);
       await this.store.put(`log:${c.conv}`, next);
       if (e.op === "remove" || e.op === "leave") await this.store.del(`out:${c.conv}`);
+      if (e.op === "remove" || e.op === "leave" || e.op === "access") await this.store.del(`out:${c.conv}:addressed`);
     } catch (e) {
       this.warn(`conversation ${c.conv}: membership change at ${seq} refused: ${(e as Error).message}`);
     }
@@ -756,10 +808,14 @@ export class Client {
     if (waiterKey) {
       for (const w of this.keyWaiters.get(waiterKey) ?? []) w();
       this.keyWaiters.delete(waiterKey);
+      if (this.givenUp.delete(waiterKey)) {
+        const [, conv, a, d, k] = waiterKey.split(":");
+        this.retryWith(Number(conv), Number(a), Number(d), Number(k));
+      }
     }
   }
 
-  private async decryptMessage(conv: number, seq: number, sender: number, device: number, body: Bytes, wait = true): Promise<{ kind: string; content: Content | null; replyTo?: number }> {
+  private async decryptMessage(conv: number, seq: number, sender: number, device: number, body: Bytes, wait = true, inOrder = true): Promise<{ kind: string; content: Content | null; replyTo?: number }> {
     const keyId = SK.keyIdOf(body);
     const name = `in:${conv}:${sender}:${device}:${keyId}`;
     let state = await this.store.get<SK.ReceiverState>(name);
@@ -787,7 +843,7 @@ export class Client {
     const p = P.decodePayload(plaintext);
     const view = (await this.store.get<T.View>(`tr:${conv}`)) ?? T.emptyView();
     let view2 = view;
-    if (p.tr) {
+    if (p.tr && inOrder) {
       const [v, found] = await T.observe(view, { me: this.id!.device, account: sender, device, seq, body, t: p.tr, epoch: log.epoch, head: log.head });
       view2 = v;
       for (const f of found) this.warn(`conversation ${conv}: transcript: ${f.problem} (device ${f.device})`);
@@ -806,11 +862,11 @@ export class Client {
 
   /** Send a message of `kind` to `conv` (SPEC.md 13 step 5): kept in the outbox at once, encrypted
    * (E2E.md 7) when connected, and resent with the same cmid and ciphertext until acked. */
-  async sendContent(conv: number, kind: string, content: Content, replyTo?: number): Promise<void> {
+  async sendContent(conv: number, kind: string, content: Content, replyTo?: number, to: number[] = []): Promise<void> {
     const c = this.convs.get(conv);
     if (!c) throw new Error("unknown conversation");
     const cmid = hex(randomBytes(12));
-    const p: Pending = { conv, cmid, kind: "e2e", body: null, inner: kind, content, replyTo };
+    const p: Pending = { conv, cmid, kind: "e2e", body: null, inner: kind, content, replyTo, to: [...new Set(to)].sort((a, b) => a - b) };
     const mine: Msg = { seq: Number.MAX_SAFE_INTEGER, ts: Date.now(), sender: this.id!.account, device: this.id!.device, cmid, kind, content, e2e: true, replyTo, pending: true };
     this.outbox.push(p);
     await this.store.putMany([["outbox", this.outbox], [`plain:${conv}:${cmid}`, { ...mine, pending: false }]]);
@@ -819,8 +875,18 @@ export class Client {
     if (this.status === "online") await this.transmit(p);
   }
 
+  /** A text message, addressed (SPEC.md 16.3) to the members it mentions (`@handle`, and
+   * `/command@handle`) and to the author of the message it replies to. */
   sendText(conv: number, text: string, replyTo?: number): Promise<void> {
-    return this.sendContent(conv, "text", { text }, replyTo);
+    const c = this.convs.get(conv);
+    const to = new Set<number>();
+    for (const [, h] of text.matchAll(/@([a-z0-9][a-z0-9_.]{2,31})/g)) {
+      const m = c?.members.find((x) => x.handle === h);
+      if (m && m.account !== this.id?.account) to.add(m.account);
+    }
+    const target = replyTo ? c?.messages.find((x) => x.seq === replyTo) : undefined;
+    if (target && target.sender && target.sender !== this.id?.account && c?.kind !== "direct") to.add(target.sender);
+    return this.sendContent(conv, "text", { text }, replyTo, c?.kind === "direct" ? [] : [...to].slice(0, 16));
   }
 
   private fail(p: Pending, why: string): Promise<unknown> {
@@ -847,7 +913,7 @@ export class Client {
     try {
       if (!p.body) {
         try {
-          p.body = await this.encryptFor(p.conv, p.inner, encodeContent(p.inner, p.content), p.replyTo);
+          p.body = await this.encryptFor(p.conv, p.inner, encodeContent(p.inner, p.content), p.replyTo, p.to ?? []);
         } catch (e) {
           if (this.ws && !(e instanceof ServerError && RETRYABLE.has(e.code))) await this.fail(p, (e as Error).message);
           return; // offline: encrypted after the reconnect
@@ -856,7 +922,7 @@ export class Client {
       }
       for (let attempt = 0; ; attempt++) {
         try {
-          const ack = await this.call({ t: "send", conv: p.conv, cmid: p.cmid, kind: p.kind, body: p.body });
+          const ack = await this.call({ t: "send", conv: p.conv, cmid: p.cmid, kind: p.kind, body: p.body, to: p.to ?? [] });
           this.outbox = this.outbox.filter((x) => x.cmid !== p.cmid);
           await this.store.put("outbox", this.outbox);
           if (p.inner === "attachment") {
@@ -879,11 +945,17 @@ export class Client {
     }
   }
 
-  private async encryptFor(conv: number, kind: string, body: Bytes, replyTo?: number): Promise<Bytes> {
+  private async encryptFor(conv: number, kind: string, body: Bytes, replyTo?: number, to: number[] = []): Promise<Bytes> {
     const id = this.id!;
     const log = await this.verifiedLog(conv);
+    // E2E.md 7.1: a bot whose signed access is "addressed" never gets the main key; a message
+    // addressed to such a bot goes under the second, "addressed" key, which every member
+    // device gets, those bots included.
+    const addressed = new Set(log.members.filter((m) => m.access === "addressed").map((m) => m.account));
+    const useAddressed = to.some((a) => addressed.has(a));
     const recipients: [number, DL.DeviceEntry][] = [];
     for (const m of log.members) {
+      if (addressed.has(m.account) && !useAddressed) continue;
       let devs: DL.DeviceEntry[];
       try {
         devs = await this.devices(m.account);
@@ -893,10 +965,12 @@ export class Client {
       }
       for (const d of devs) if (!(m.account === id.account && d.device === id.device)) recipients.push([m.account, d]);
     }
+    const name = useAddressed ? `out:${conv}:addressed` : `out:${conv}`;
     const want = recipients.map(([a, d]) => `${a}:${d.device}`);
-    let out = await this.store.get<Outbound>(`out:${conv}`);
-    if (!out || out.sent >= 1000 || !out.holders.every((h) => want.includes(h))) {
-      out = { key: await SK.newSenderKey(conv), holders: [], sent: 0 };
+    let out = await this.store.get<Outbound>(name);
+    // E2E.md 7: a new key when a holder is no longer a recipient, and after 1000 messages or 7 days.
+    if (!out || out.sent >= 1000 || Date.now() - (out.created ?? 0) > 7 * 86_400_000 || !out.holders.every((h) => want.includes(h))) {
+      out = { key: await SK.newSenderKey(conv), holders: [], sent: 0, created: Date.now() };
     }
     const missing = recipients.filter(([a, d]) => !out!.holders.includes(`${a}:${d.device}`));
     if (missing.length) {
@@ -906,7 +980,7 @@ export class Client {
     const view = (await this.store.get<T.View>(`tr:${conv}`)) ?? T.emptyView();
     const plaintext = P.encodePayload({ kind, body, ts: Date.now(), reply_to: replyTo, tr: T.outgoing(view, log.epoch, log.head) });
     const [ct, key] = await SK.encrypt(out.key, plaintext, id.account, id.device);
-    await this.store.putMany([[`out:${conv}`, { ...out, key, sent: out.sent + 1 }], [`tr:${conv}`, await T.sent(view, ct)]]);
+    await this.store.putMany([[name, { ...out, key, sent: out.sent + 1 }], [`tr:${conv}`, await T.sent(view, ct)]]);
     return ct;
   }
 
@@ -976,11 +1050,41 @@ export class Client {
     return url;
   }
 
+  /** Forward message `m` of `from` into `to` (SPEC.md 16.6): decrypted here, its inner kind and
+   * body encrypted again for the target conversation, with attribution. */
+  async forward(from: number, m: Msg, to: number): Promise<void> {
+    if (!m.content) throw new Error("nothing to forward");
+    if (m.kind === "attachment") await this.call({ t: "attach_blob", conv: to, blob: m.content["blob"] });
+    await this.sendContent(to, "forward", { sender: m.sender, ts: m.ts, kind: m.kind, body: encodeContent(m.kind, m.content), conv: from, seq: m.seq });
+  }
+
+  // ------------------------------------------------------------------ bots (SPEC.md 16)
+
+  private profiles = new Map<number, Promise<Frame>>();
+
+  botProfile(account: number): Promise<Frame> {
+    let p = this.profiles.get(account);
+    if (!p) {
+      p = this.call({ t: "get_bot_profile", account });
+      p.catch(() => this.profiles.delete(account));
+      this.profiles.set(account, p);
+    }
+    return p;
+  }
+
+  /** Invoke a mini-app action (16.5): a `miniapp.invoke` addressed to the bot. */
+  invoke(conv: number, bot: number, app: string, action: string, params: Record<string, unknown> = {}): Promise<void> {
+    return this.sendContent(conv, "miniapp.invoke", { invocation_id: `i${hex(randomBytes(12))}`, app, action, params }, undefined, [bot]);
+  }
+
   // ------------------------------------------------------------------ conversations
 
+  private bots = new Set<number>();
+
   async lookup(handle: string): Promise<number> {
-    const a = await this.call({ t: "lookup", handle });
+    const a = await this.call({ t: "lookup", handle: handle.replace(/^@/, "") });
     this.handles.set(a["account"], a["handle"]);
+    if (a["type"] === "bot") this.bots.add(a["account"]);
     return a["account"];
   }
 
@@ -989,7 +1093,8 @@ export class Client {
     const id = this.id!;
     const g: M.Entry = {
       group: C.randomSeed(16), epoch: 1, prev: new Uint8Array(32), actor: id.account, device: id.device, op: "create", kind: "direct",
-      members: [{ account: id.account, role: "member" }, { account: other, role: "member" }], ts: Date.now(),
+      // A bot in a direct conversation has access "all" (SPEC.md 16.2), signed as such.
+      members: [{ account: id.account, role: "member" }, { account: other, role: "member", ...(this.bots.has(other) ? { access: "all" } : {}) }], ts: Date.now(),
     };
     const [body, sig] = await M.signEntry(g, id.signing);
     return this.created(await this.call({ t: "create_conv", kind: "direct", members: [other], entry: { body, sig } }));
@@ -1018,7 +1123,8 @@ export class Client {
   async invite(conv: number, handle: string): Promise<void> {
     const account = await this.lookup(handle);
     const state = await this.verifiedLog(conv);
-    const e = await M.nextEntry(state, this.id!.account, this.id!.device, "add", { account, ts: Date.now() });
+    // A bot joins a group with access "addressed" (SPEC.md 16.2), signed as such.
+    const e = await M.nextEntry(state, this.id!.account, this.id!.device, "add", { account, access: this.bots.has(account) ? "addressed" : "", ts: Date.now() });
     const [body, sig] = await M.signEntry(e, this.id!.signing);
     await this.call({ t: "invite", conv, account, entry: { body, sig } });
   }
@@ -1054,6 +1160,21 @@ export class Client {
     await this.devices(account);
     const other = this.trusts.get(account)!;
     return S.accountSafetyNumber(this.id!.account, own.master, account, other.master);
+  }
+
+  /** libsignal's scannable form (E2E.md 9): what this account's QR code holds, as hex. */
+  async scannable(account: number): Promise<string> {
+    await this.devices(account);
+    const own = this.trusts.get(this.id!.account)!;
+    const other = this.trusts.get(account)!;
+    return hex(await S.scannable(own.master, utf8(String(this.id!.account)), other.master, utf8(String(account))));
+  }
+
+  /** Whether the other side's scanned (or pasted) code matches ours: then mark it verified. */
+  async compareScanned(account: number, scannedHex: string): Promise<boolean> {
+    const ok = S.compareScanned(unhex(await this.scannable(account)), unhex(scannedHex.trim()));
+    if (ok) await this.setVerified(account, true);
+    return ok;
   }
 
   async setVerified(account: number, verified: boolean): Promise<void> {
