@@ -190,3 +190,35 @@ async def test_a_message_is_forwarded_with_attribution(
     await expect(bob.get_by_label("Messages")).to_contain_text(
         "↪ forwarded from @alice: worth passing on"
     )
+
+
+async def test_a_second_tab_of_the_same_browser_does_not_drive_the_device(
+    chatd: RunningServer, browser: Browser
+) -> None:
+    alice = await open_app(browser, chatd)
+    await register(alice, "alice")
+    second = await alice.context.new_page()
+    await second.goto(chatd.http + "/")
+    await expect(second.get_by_role("status")).to_contain_text("open in another tab")
+    await alice.close()  # the lock is released: a reload of the other tab takes over
+    await second.reload()
+    await second.get_by_role("navigation", name="Conversations").wait_for()
+
+
+async def test_a_channel_is_read_by_members_who_cannot_post(
+    chatd: RunningServer, browser: Browser
+) -> None:
+    alice = await open_app(browser, chatd)
+    bob = await open_app(browser, chatd)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    await alice.get_by_label("Group title").fill("News")
+    await alice.get_by_label("Members").fill("bob")
+    await alice.get_by_label("Channel (only admins post)").check()
+    await alice.get_by_role("button", name="Create group").click()
+    await alice.get_by_label("Message", exact=True).fill("first issue")
+    await alice.keyboard.press("Enter")
+    await bob.get_by_role("button", name="# News").click()
+    await expect(bob.get_by_label("Messages")).to_contain_text("first issue")
+    await expect(bob.get_by_text("Only the channel's owner and admins post here.")).to_be_visible()
+    await expect(bob.get_by_label("Message", exact=True)).to_have_count(0)

@@ -47,6 +47,7 @@ export interface Msg {
   replyTo?: number;
   error?: string; // why it could not be read
   pending?: boolean; // own message not yet acked
+  raw?: Bytes; // an e2e body this device could not decrypt yet (its key may come later)
 }
 
 export interface Conv {
@@ -65,7 +66,7 @@ export interface Conv {
 }
 
 interface Trust { master: Bytes; version: number; devices: DL.DeviceEntry[]; verified: boolean }
-interface Outbound { key: SK.SenderKey; holders: string[]; sent: number }
+interface Outbound { key: SK.SenderKey; holders: string[]; sent: number; created?: number }
 interface Pending { conv: number; cmid: string; kind: string; body: Bytes | null; inner: string; content: Content; replyTo?: number; to?: number[] }
 
 type Waiter = { resolve: (f: Frame) => void; reject: (e: Error) => void };
@@ -281,7 +282,7 @@ export class Client {
     this.handles.set(this.id.account, this.id.handle);
     // End-to-end keys (E2E.md 4), then the account's master key and first device list (3).
     this.prekeys = await X.newDevice(signing, ONE_TIME);
-    await this.store.put("prekeys", this.prekeys);
+    await this.store.putMany([["prekeys", this.prekeys], ["spk_at", Date.now()]]);
     await this.uploadKeys(this.prekeys, true, this.prekeys.oneTime.map((k) => ({ kid: k.kid, key: k.pair.publicKey })));
     const master = await C.ed25519Generate(false);
     await this.store.put("master", master);
@@ -312,6 +313,7 @@ export class Client {
     this.status = "online";
     this.changed();
     await this.catchUp();
+    await this.maintainPrekeys().catch((e) => this.warn(`prekeys: ${(e as Error).message}`));
     return true;
   }
 
@@ -329,6 +331,31 @@ export class Client {
       ["convs", list],
       ["handles", [...this.handles]],
     ]);
+  }
+
+  /** After login: replace the signed prekeys once they are a week old (the previous ones keep
+   * opening sessions made from older bundles) and top the one-time prekeys back up (E2E.md 4.6). */
+  private async maintainPrekeys(): Promise<void> {
+    let s = (await this.store.get<X.PreKeyState>("prekeys"))!;
+    const since = (await this.store.get<number>("spk_at")) ?? 0;
+    if (Date.now() - since > 7 * 86_400_000) {
+      if (since) {
+        let kid = s.nextKid;
+        const spk = await X.newSignedPrekey(s.identity, kid++);
+        const pq = s.pq ? await X.newPqPrekey(s.identity, kid++) : null;
+        s = { ...s, prevSpk: s.spk, spk, prevPq: s.pq, pq, nextKid: kid };
+        await this.store.put("prekeys", s);
+        await this.uploadKeys(s, true, []);
+      }
+      await this.store.put("spk_at", Date.now());
+    }
+    const count = await this.uploadKeys(s, false, []);
+    if (count >= ONE_TIME / 2) return;
+    // Read again after the wait: a message may have used a one-time prekey meanwhile.
+    const [next, added] = await X.addOneTime((await this.store.get<X.PreKeyState>("prekeys"))!, ONE_TIME - count);
+    await this.store.put("prekeys", next);
+    this.prekeys = next;
+    await this.uploadKeys(next, false, added);
   }
 
   private async uploadKeys(s: X.PreKeyState, prekeys: boolean, oneTime: X.OneTimePrekey[]): Promise<number> {
@@ -428,7 +455,7 @@ export class Client {
     await this.store.putMany([["identity", this.id], ["pending_link", undefined]]);
     this.handles.set(this.id.account, this.id.handle);
     this.prekeys = await X.newDevice(signing, ONE_TIME);
-    await this.store.put("prekeys", this.prekeys);
+    await this.store.putMany([["prekeys", this.prekeys], ["spk_at", Date.now()]]);
     await this.uploadKeys(this.prekeys, true, this.prekeys.oneTime.map((k) => ({ kid: k.kid, key: k.pair.publicKey })));
     this.attempt = 0;
     this.status = "online";
@@ -596,8 +623,32 @@ export class Client {
       }
     } catch (e) {
       msg.error = (e as Error).message;
+      if (msg.e2e && e instanceof C.DecryptError && !(e instanceof C.ReplayError)) msg.raw = f["body"];
     }
     this.addMessage(c, msg);
+  }
+
+  /** A sender key arrived after messages under it were given up on: read them now. */
+  private retryWith(conv: number, sender: number, device: number, keyId: number): void {
+    this.serial(conv, async () => {
+      const c = this.convs.get(conv);
+      if (!c) return;
+      let changed = false;
+      for (const m of c.messages) {
+        if (!m.raw || m.sender !== sender || m.device !== device || SK.keyIdOf(m.raw) !== keyId) continue;
+        try {
+          const d = await this.decryptMessage(conv, m.seq, sender, device, m.raw, false, false);
+          Object.assign(m, { kind: d.kind, content: d.content, replyTo: d.replyTo, error: undefined, raw: undefined });
+          changed = true;
+        } catch {
+          /* still unreadable */
+        }
+      }
+      if (changed) {
+        await this.saveConvs();
+        this.changed();
+      }
+    });
   }
 
   private addMessage(c: Conv, m: Msg): void {
@@ -757,10 +808,14 @@ export class Client {
     if (waiterKey) {
       for (const w of this.keyWaiters.get(waiterKey) ?? []) w();
       this.keyWaiters.delete(waiterKey);
+      if (this.givenUp.delete(waiterKey)) {
+        const [, conv, a, d, k] = waiterKey.split(":");
+        this.retryWith(Number(conv), Number(a), Number(d), Number(k));
+      }
     }
   }
 
-  private async decryptMessage(conv: number, seq: number, sender: number, device: number, body: Bytes, wait = true): Promise<{ kind: string; content: Content | null; replyTo?: number }> {
+  private async decryptMessage(conv: number, seq: number, sender: number, device: number, body: Bytes, wait = true, inOrder = true): Promise<{ kind: string; content: Content | null; replyTo?: number }> {
     const keyId = SK.keyIdOf(body);
     const name = `in:${conv}:${sender}:${device}:${keyId}`;
     let state = await this.store.get<SK.ReceiverState>(name);
@@ -788,7 +843,7 @@ export class Client {
     const p = P.decodePayload(plaintext);
     const view = (await this.store.get<T.View>(`tr:${conv}`)) ?? T.emptyView();
     let view2 = view;
-    if (p.tr) {
+    if (p.tr && inOrder) {
       const [v, found] = await T.observe(view, { me: this.id!.device, account: sender, device, seq, body, t: p.tr, epoch: log.epoch, head: log.head });
       view2 = v;
       for (const f of found) this.warn(`conversation ${conv}: transcript: ${f.problem} (device ${f.device})`);
@@ -913,8 +968,9 @@ export class Client {
     const name = useAddressed ? `out:${conv}:addressed` : `out:${conv}`;
     const want = recipients.map(([a, d]) => `${a}:${d.device}`);
     let out = await this.store.get<Outbound>(name);
-    if (!out || out.sent >= 1000 || !out.holders.every((h) => want.includes(h))) {
-      out = { key: await SK.newSenderKey(conv), holders: [], sent: 0 };
+    // E2E.md 7: a new key when a holder is no longer a recipient, and after 1000 messages or 7 days.
+    if (!out || out.sent >= 1000 || Date.now() - (out.created ?? 0) > 7 * 86_400_000 || !out.holders.every((h) => want.includes(h))) {
+      out = { key: await SK.newSenderKey(conv), holders: [], sent: 0, created: Date.now() };
     }
     const missing = recipients.filter(([a, d]) => !out!.holders.includes(`${a}:${d.device}`));
     if (missing.length) {
