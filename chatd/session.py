@@ -79,6 +79,7 @@ class Services:
 
 class Session:
     __slots__ = (
+        "_account_bucket",
         "_bucket",
         "_failures",
         "_inflight_free",
@@ -107,6 +108,8 @@ class Session:
         self._owed = False
         """The frame ``receive_nowait`` just returned still owes its token of the account's
         shared budget: Redis must be asked (``serve`` does, before anything else)."""
+        self._account_bucket: TokenBucket | None = None
+        """One node: the account's frame budget, the same bucket in each of its sessions."""
         self.conn_id = _node_salt | next(_conn_ids)
         self.account = 0
         self.device = 0
@@ -184,16 +187,23 @@ class Session:
         deps.metrics.frame_in(type(frame))
         if not self.authenticated:
             return frame
-        if not self._bucket.allow(deps.clock.monotonic()):
+        now = deps.clock.monotonic()
+        if not self._bucket.allow(now):
             self._refuse(frame, None)
             return None
-        shared = self._svc.limits.frame_nowait(self.account, self.is_bot)
-        if shared is None:  # the account's budget is in Redis: ask, in ``serve``
-            self._owed = True
-            return frame
-        if not shared:
-            self._refuse(frame, None)
-            return None
+        account = self._account_bucket  # the account's budget, shared by its sessions
+        if account is not None:
+            if not account.allow(now):
+                self._refuse(frame, None)
+                return None
+        else:
+            shared = self._svc.limits.frame_nowait(self.account, self.is_bot)
+            if shared is None:  # the account's budget is in Redis: ask, in ``serve``
+                self._owed = True
+                return frame
+            if not shared:
+                self._refuse(frame, None)
+                return None
         if type(frame) is F.Send and self.inflight < deps.settings.limits.max_inflight_sends:
             try:
                 self._svc.messaging.submit(self, frame)
@@ -281,6 +291,7 @@ class Session:
         self.nonce = None  # single use
         self.account, self.device, self.handle = account.id, device.id, account.handle
         self.is_bot = account.type == "bot"
+        self._account_bucket = svc.limits.account_bucket(account.id, self.is_bot)
         if self.is_bot:
             limits = svc.deps.settings.limits
             self._bucket = TokenBucket(

@@ -64,6 +64,17 @@ class ServerSettings:
     From anyone else ``X-Forwarded-For`` is ignored (it can be forged). Behind a proxy, list
     it here: otherwise every client counts as the proxy's one address."""
 
+    operator_host: str = ""
+    """Where ``/metrics`` and ``/status`` are served: empty, on the client port (``host:port``,
+    next to ``/ws``); else on their own listener, ``operator_host:operator_port`` (e.g. a
+    private interface or 127.0.0.1), and the client port answers them 404. ``/healthz`` and
+    ``/readyz`` are on both (load balancers check the client port)."""
+    operator_port: int = 8766
+    operator_token: str = ""
+    """When set, ``/metrics`` and ``/status`` answer only requests carrying ``Authorization:
+    Bearer <token>`` (401 otherwise), wherever they are served. Also from ``operator_token_file``
+    / ``CHATD_SERVER__OPERATOR_TOKEN``; shown as ``***``."""
+
     def __post_init__(self) -> None:
         _networks("server.trusted_proxies", self.trusted_proxies)
 

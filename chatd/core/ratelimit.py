@@ -31,6 +31,10 @@ class TokenBucket:
             return True
         return False
 
+    def full(self, now: float) -> bool:
+        """True when the bucket holds ``burst`` tokens at ``now`` (it may be forgotten)."""
+        return self._tokens + (now - self._last) * self.rate >= self.burst
+
 
 @dataclass(frozen=True, slots=True)
 class Budget:

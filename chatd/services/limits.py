@@ -31,7 +31,7 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
-from chatd.core.ratelimit import Buckets, Budget
+from chatd.core.ratelimit import Buckets, Budget, TokenBucket
 from chatd.settings import LimitSettings, ServerSettings, networks, redact_url
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,9 @@ class Limits:
         # One node: frames are counted in memory on the spot (monotonic time). Several nodes:
         # reservations of the shared budget, spent here (``_allowance``: account -> [tokens,
         # until]) and refused here until ``_refused_until`` once Redis said the budget is empty.
-        self._local: Buckets | None = None if shared.remote else Buckets()
+        self._local: dict[int, TokenBucket] | None = None if shared.remote else {}
+        """One node: each account's bucket, shared by its sessions (``account_bucket``)."""
+        self._sweep_at = 10_000
         self._allowance: dict[int, list[float]] = {}
         self._refused_until: dict[int, float] = {}
         self._warned_forwarded = False
@@ -216,6 +218,23 @@ class Limits:
 
     # ------------------------------------------------------------------ frames per account
 
+    def account_bucket(self, account: int, bot: bool) -> TokenBucket | None:
+        """One node: ``account``'s frame budget as ONE bucket its sessions share and check on
+        each frame themselves (as cheap as their own bucket). None with several nodes (then
+        ``frame_nowait``) or without a budget per account. A bucket stays while it is not full
+        (closing every connection and logging in again refills nothing)."""
+        budget = self.bot_frames if bot else self.frames
+        if self._local is None or budget is None:
+            return None
+        bucket = self._local.get(account)
+        if bucket is None:
+            now = self._clock.monotonic()
+            if len(self._local) >= self._sweep_at:
+                self._local = {a: b for a, b in self._local.items() if not b.full(now)}
+                self._sweep_at = max(10_000, 2 * len(self._local))
+            bucket = self._local[account] = TokenBucket(budget.rate, budget.burst, now)
+        return bucket
+
     def frame_nowait(self, account: int, bot: bool) -> bool | None:
         """Take a token of ``account``'s frame budget now: True/False when it can be told at
         once, None when Redis must be asked first (``await frame``)."""
@@ -224,7 +243,8 @@ class Limits:
             return True
         now = self._clock.monotonic()
         if self._local is not None:
-            return self._local.take(account, now, budget)[0] > 0
+            bucket = self.account_bucket(account, bot)
+            return bucket is None or bucket.allow(now)
         allowance = self._allowance.get(account)
         if allowance is not None and allowance[1] > now and allowance[0] >= 1:
             allowance[0] -= 1

@@ -153,6 +153,19 @@ async def test_a_trusted_proxy_is_counted_by_forwarded_address_and_a_forged_one_
         ]
         assert got == ["ok", "ok", "RATE_LIMITED"]
         assert await register(server.url, "quux0", "203.0.113.2") == "ok"
+        # Two header lines are one list: the right-most untrusted hop counts (203.0.113.2,
+        # whose budget has one registration left: the left-most forged entry buys nothing).
+        c = await Raw.open(
+            server.url,
+            additional_headers=[
+                ("X-Forwarded-For", "198.51.100.7"),
+                ("X-Forwarded-For", "203.0.113.2"),
+            ],
+        )
+        await c.send_frame(_register(c, "twolines"))
+        assert isinstance(await c._reply(1), F.Welcome)
+        await c.close()
+        assert await register(server.url, "quux9", "203.0.113.2") == "RATE_LIMITED"
         assert await register(server.url, "quux1", "2001:db8::1, 127.0.0.1") == "ok"
         assert await register(server.url, "quux2", "2001:db8::2") == "ok"  # same /64
         assert await register(server.url, "quux3", "2001:db8::3") == "RATE_LIMITED"

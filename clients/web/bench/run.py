@@ -32,6 +32,12 @@ TEXT = 100
 
 
 def python_sender_keys() -> tuple[float, float]:
+    """The best of 5 rounds (the machine is shared: the minimum is the least disturbed)."""
+    runs = [python_round() for _ in range(5)]
+    return min(r[0] for r in runs), min(r[1] for r in runs)
+
+
+def python_round() -> tuple[float, float]:
     key = sender_keys.new_sender_key(42)
     recv = sender_keys.receiver_from_distribution(
         sender_keys.distribution(key), sender_account=7, sender_device=9
@@ -76,13 +82,20 @@ async def main() -> None:
                 page = await ctx.new_page()
                 await page.goto(srv.http + "/")
                 await page.add_script_tag(content=bench_js)
-                r = await page.evaluate(f"bench({N}, {TEXT})")
+                rounds = [await page.evaluate(f"bench({N}, {TEXT})") for _ in range(5)]
+                r = {
+                    "encrypt_us": min(x["encrypt_us"] for x in rounds),
+                    "decrypt_us": min(x["decrypt_us"] for x in rounds),
+                    "bytes": rounds[0]["bytes"],
+                }
                 print(
                     f"sender key, browser: encrypt {r['encrypt_us']:.0f} us, decrypt"
-                    f" {r['decrypt_us']:.0f} us per {r['bytes']}-byte message ({N} messages)"
+                    f" {r['decrypt_us']:.0f} us per {r['bytes']}-byte message (best of 5 x {N})"
                 )
                 enc, dec = python_sender_keys()
-                print(f"sender key, Python: encrypt {enc:.0f} us, decrypt {dec:.0f} us per message")
+                print(
+                    f"sender key, Python: encrypt {enc:.0f} us, decrypt {dec:.0f} us per message (best of 5)"
+                )
                 ctx_a = await browser.new_context()
                 ctx_b = await browser.new_context()
                 a, b = await ctx_a.new_page(), await ctx_b.new_page()

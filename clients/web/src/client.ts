@@ -3,10 +3,10 @@
 // reconnect with backoff, sender keys over PQXDH sessions, verified device lists and
 // membership logs. Everything secret lives in IndexedDB (store.ts) and is written only after
 // the operation that produced it succeeded.
-import { type Bytes, ctEqual, hex, randomBytes, utf8 } from "./bytes.js";
+import { type Bytes, ctEqual, hex, randomBytes, unhex, utf8 } from "./bytes.js";
 import { type Frame, ProtocolError, RETRYABLE, decodeServer, encode } from "./codec.js";
 import * as C from "./crypto.js";
-import { loginPayload } from "./e2e/auth.js";
+import { deviceApprovalPayload, loginPayload } from "./e2e/auth.js";
 import * as DL from "./e2e/devicelist.js";
 import * as M from "./e2e/membership.js";
 import * as PW from "./e2e/pairwise.js";
@@ -17,6 +17,7 @@ import * as T from "./e2e/transcript.js";
 import * as X from "./e2e/x3dh.js";
 import { type Content, decodeContent, encodeContent } from "./kinds.js";
 import * as PAY from "./payments.js";
+import * as ATT from "./attachment.js";
 import type { Store } from "./store.js";
 
 export class ServerError extends Error {
@@ -46,6 +47,7 @@ export interface Msg {
   replyTo?: number;
   error?: string; // why it could not be read
   pending?: boolean; // own message not yet acked
+  raw?: Bytes; // an e2e body this device could not decrypt yet (its key may come later)
 }
 
 export interface Conv {
@@ -56,7 +58,7 @@ export interface Conv {
   role: string;
   read: number; // this device's read cursor
   cursor: number; // highest seq applied with no gap below
-  members: { account: number; handle: string; role: string }[];
+  members: { account: number; handle: string; role: string; access?: string }[];
   messages: Msg[];
   typing: Set<number>;
   peerRead: number; // highest read cursor of another member
@@ -64,13 +66,13 @@ export interface Conv {
 }
 
 interface Trust { master: Bytes; version: number; devices: DL.DeviceEntry[]; verified: boolean }
-interface Outbound { key: SK.SenderKey; holders: string[]; sent: number }
-interface Pending { conv: number; cmid: string; kind: string; body: Bytes | null; inner: string; content: Content; replyTo?: number }
+interface Outbound { key: SK.SenderKey; holders: string[]; sent: number; created?: number }
+interface Pending { conv: number; cmid: string; kind: string; body: Bytes | null; inner: string; content: Content; replyTo?: number; to?: number[] }
 
 type Waiter = { resolve: (f: Frame) => void; reject: (e: Error) => void };
 
 const ONE_TIME = 100;
-const MISSING_KEY_WAIT_MS = 10_000;
+const MISSING_KEY_WAIT_MS = 5_000;
 
 export class Client {
   id: Identity | null = null;
@@ -115,6 +117,8 @@ export class Client {
 
   private reconnecting = false;
   private transmitting = new Set<string>();
+  private givenUp = new Set<string>();
+  private sendChains = new Map<number, Promise<unknown>>();
   private loaded = false;
 
   private async reconnectNow(): Promise<void> {
@@ -278,7 +282,7 @@ export class Client {
     this.handles.set(this.id.account, this.id.handle);
     // End-to-end keys (E2E.md 4), then the account's master key and first device list (3).
     this.prekeys = await X.newDevice(signing, ONE_TIME);
-    await this.store.put("prekeys", this.prekeys);
+    await this.store.putMany([["prekeys", this.prekeys], ["spk_at", Date.now()]]);
     await this.uploadKeys(this.prekeys, true, this.prekeys.oneTime.map((k) => ({ kid: k.kid, key: k.pair.publicKey })));
     const master = await C.ed25519Generate(false);
     await this.store.put("master", master);
@@ -309,6 +313,7 @@ export class Client {
     this.status = "online";
     this.changed();
     await this.catchUp();
+    await this.maintainPrekeys().catch((e) => this.warn(`prekeys: ${(e as Error).message}`));
     return true;
   }
 
@@ -328,6 +333,31 @@ export class Client {
     ]);
   }
 
+  /** After login: replace the signed prekeys once they are a week old (the previous ones keep
+   * opening sessions made from older bundles) and top the one-time prekeys back up (E2E.md 4.6). */
+  private async maintainPrekeys(): Promise<void> {
+    let s = (await this.store.get<X.PreKeyState>("prekeys"))!;
+    const since = (await this.store.get<number>("spk_at")) ?? 0;
+    if (Date.now() - since > 7 * 86_400_000) {
+      if (since) {
+        let kid = s.nextKid;
+        const spk = await X.newSignedPrekey(s.identity, kid++);
+        const pq = s.pq ? await X.newPqPrekey(s.identity, kid++) : null;
+        s = { ...s, prevSpk: s.spk, spk, prevPq: s.pq, pq, nextKid: kid };
+        await this.store.put("prekeys", s);
+        await this.uploadKeys(s, true, []);
+      }
+      await this.store.put("spk_at", Date.now());
+    }
+    const count = await this.uploadKeys(s, false, []);
+    if (count >= ONE_TIME / 2) return;
+    // Read again after the wait: a message may have used a one-time prekey meanwhile.
+    const [next, added] = await X.addOneTime((await this.store.get<X.PreKeyState>("prekeys"))!, ONE_TIME - count);
+    await this.store.put("prekeys", next);
+    this.prekeys = next;
+    await this.uploadKeys(next, false, added);
+  }
+
   private async uploadKeys(s: X.PreKeyState, prekeys: boolean, oneTime: X.OneTimePrekey[]): Promise<number> {
     const f = await this.call({
       t: "upload_keys",
@@ -340,19 +370,97 @@ export class Client {
     return f["one_time"];
   }
 
-  private async publishDeviceList(master: C.SigningKey): Promise<void> {
+  private async publishDeviceList(master: C.SigningKey, extra: DL.DeviceEntry[] = []): Promise<void> {
     const id = this.id!;
     const s = this.prekeys!;
-    const pinned = this.trusts.get(id.account) ?? (await this.store.get<Trust>(`trust:${id.account}`));
+    // The newest list the master key signed (ours, or a newer one on the server): its version + 1.
+    let pinned = this.trusts.get(id.account) ?? (await this.store.get<Trust>(`trust:${id.account}`));
+    if (pinned) {
+      try {
+        await this.devices(id.account, true);
+        pinned = this.trusts.get(id.account) ?? pinned;
+      } catch {
+        /* a list the master key did not sign: start from ours */
+      }
+    }
     const version = (pinned?.version ?? 0) + 1;
     const entries = new Map<number, DL.DeviceEntry>((pinned?.devices ?? []).map((d) => [d.device, d]));
     entries.set(id.device, { device: id.device, signing_key: id.signing.publicKey, identity_key: s.identity.ik.publicKey, pq: !!s.pq });
+    for (const e of extra) entries.set(e.device, e);
     const list: DL.DeviceList = { account: id.account, version, master_key: master.publicKey, devices: [...entries.values()] };
     const [body, sig] = await DL.signDeviceList(list, master);
     await this.call({ t: "put_device_list", body, sig, master_key: master.publicKey, version });
     const trust: Trust = { master: master.publicKey, version, devices: list.devices, verified: true };
     this.trusts.set(id.account, trust);
     await this.store.put(`trust:${id.account}`, trust);
+  }
+
+  // ------------------------------------------------------------------ a second device
+
+  /** On the new browser: make this device's login key (kept until linked) and return it, for
+   * the user to approve on a device of the account (E2E.md 3.2). */
+  async prepareLink(): Promise<Bytes> {
+    let key = await this.store.get<C.SigningKey>("pending_link");
+    if (!key) {
+      key = await C.ed25519Generate(false);
+      await this.store.put("pending_link", key);
+    }
+    return key.publicKey;
+  }
+
+  /** On a device of the account: approve the new device whose login key the user compared.
+   * Returns the pairing code the new device needs (handle, approver, approval signature). The
+   * device holding the master key lists the new device once it has published keys signed by
+   * exactly this login key, and never another key. */
+  async approveDevice(deviceKey: Bytes): Promise<string> {
+    const id = this.id!;
+    if (deviceKey.length !== 32) throw new Error("a device key is 64 hex digits");
+    const approval = await C.sign(id.signing, deviceApprovalPayload(id.server, id.account, deviceKey));
+    await this.store.put(`approved:${hex(deviceKey)}`, true);
+    void this.listApprovedDevice(deviceKey);
+    return `${id.handle} ${id.device} ${hex(approval)}`;
+  }
+
+  private async listApprovedDevice(deviceKey: Bytes): Promise<void> {
+    const master = await this.store.get<C.SigningKey>("master");
+    if (!master) return; // the device holding the master key lists it
+    for (let i = 0; i < 240; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      if (this.status !== "online") continue;
+      let got: Frame;
+      try {
+        got = await this.call({ t: "claim_keys", account: this.id!.account });
+      } catch {
+        continue;
+      }
+      const b = (got["bundles"] as Frame[]).find((x) => ctEqual(x["signing_key"], deviceKey));
+      if (!b?.["signed_prekey"]) continue;
+      await X.verifyBundle(b as unknown as X.Bundle, deviceKey);
+      await this.publishDeviceList(master, [{ device: b["device"], signing_key: deviceKey, identity_key: b["identity_key"], pq: !!b["pq_prekey"] }]);
+      this.changed();
+      return;
+    }
+  }
+
+  /** On the new browser: link it with the pairing code from the approving device. */
+  async link(code: string, name: string): Promise<void> {
+    const [handle, approver, approvalHex] = code.trim().split(/\s+/);
+    if (!handle || !approver || !approvalHex) throw new Error("a pairing code is: handle, device, approval");
+    const signing = await this.store.get<C.SigningKey>("pending_link");
+    if (!signing) throw new Error("make this browser's key first");
+    const ch = await this.open();
+    const sig = await C.sign(signing, loginPayload(ch["server"], ch["nonce"], signing.publicKey));
+    const w = await this.call({ t: "link_device", handle, device_key: signing.publicKey, device_name: name, approver: Number(approver), approval: unhex(approvalHex), sig });
+    this.id = { server: ch["server"], account: w["account"], device: w["device"], handle: w["handle"], name: handle, signing };
+    await this.store.putMany([["identity", this.id], ["pending_link", undefined]]);
+    this.handles.set(this.id.account, this.id.handle);
+    this.prekeys = await X.newDevice(signing, ONE_TIME);
+    await this.store.putMany([["prekeys", this.prekeys], ["spk_at", Date.now()]]);
+    await this.uploadKeys(this.prekeys, true, this.prekeys.oneTime.map((k) => ({ kid: k.kid, key: k.pair.publicKey })));
+    this.attempt = 0;
+    this.status = "online";
+    this.loaded = true;
+    await this.catchUp();
   }
 
   // ------------------------------------------------------------------ catch-up and receiving
@@ -393,7 +501,7 @@ export class Client {
     }
     const members = info["members"] as Frame[] | undefined;
     if (members?.length) {
-      c.members = members.map((m) => ({ account: m["account"], handle: m["handle"], role: m["role"] }));
+      c.members = members.map((m) => ({ account: m["account"], handle: m["handle"], role: m["role"], access: m["access"] }));
       for (const m of members) this.handles.set(m["account"], m["handle"]);
     }
     return c;
@@ -500,7 +608,9 @@ export class Client {
         await this.applySystem(c, seq, msg.content);
       } else if (f["kind"] === "e2e") {
         msg.e2e = true;
-        const d = await this.decryptMessage(c.conv, seq, f["sender"], f["device"], f["body"]);
+        // History a sync replays had its keys delivered before (the to-device queue is drained
+        // first): only a live message waits for a key that may still be on its way.
+        const d = await this.decryptMessage(c.conv, seq, f["sender"], f["device"], f["body"], !this.syncing.has(c.conv));
         msg.kind = d.kind;
         msg.content = d.content;
         msg.replyTo = d.replyTo;
@@ -513,8 +623,32 @@ export class Client {
       }
     } catch (e) {
       msg.error = (e as Error).message;
+      if (msg.e2e && e instanceof C.DecryptError && !(e instanceof C.ReplayError)) msg.raw = f["body"];
     }
     this.addMessage(c, msg);
+  }
+
+  /** A sender key arrived after messages under it were given up on: read them now. */
+  private retryWith(conv: number, sender: number, device: number, keyId: number): void {
+    this.serial(conv, async () => {
+      const c = this.convs.get(conv);
+      if (!c) return;
+      let changed = false;
+      for (const m of c.messages) {
+        if (!m.raw || m.sender !== sender || m.device !== device || SK.keyIdOf(m.raw) !== keyId) continue;
+        try {
+          const d = await this.decryptMessage(conv, m.seq, sender, device, m.raw, false, false);
+          Object.assign(m, { kind: d.kind, content: d.content, replyTo: d.replyTo, error: undefined, raw: undefined });
+          changed = true;
+        } catch {
+          /* still unreadable */
+        }
+      }
+      if (changed) {
+        await this.saveConvs();
+        this.changed();
+      }
+    });
   }
 
   private addMessage(c: Conv, m: Msg): void {
@@ -545,6 +679,7 @@ export class Client {
       this.logs.set(c.conv, next);
       await this.store.put(`log:${c.conv}`, next);
       if (e.op === "remove" || e.op === "leave") await this.store.del(`out:${c.conv}`);
+      if (e.op === "remove" || e.op === "leave" || e.op === "access") await this.store.del(`out:${c.conv}:addressed`);
     } catch (e) {
       this.warn(`conversation ${c.conv}: membership change at ${seq} refused: ${(e as Error).message}`);
     }
@@ -673,15 +808,20 @@ export class Client {
     if (waiterKey) {
       for (const w of this.keyWaiters.get(waiterKey) ?? []) w();
       this.keyWaiters.delete(waiterKey);
+      if (this.givenUp.delete(waiterKey)) {
+        const [, conv, a, d, k] = waiterKey.split(":");
+        this.retryWith(Number(conv), Number(a), Number(d), Number(k));
+      }
     }
   }
 
-  private async decryptMessage(conv: number, seq: number, sender: number, device: number, body: Bytes): Promise<{ kind: string; content: Content | null; replyTo?: number }> {
+  private async decryptMessage(conv: number, seq: number, sender: number, device: number, body: Bytes, wait = true, inOrder = true): Promise<{ kind: string; content: Content | null; replyTo?: number }> {
     const keyId = SK.keyIdOf(body);
     const name = `in:${conv}:${sender}:${device}:${keyId}`;
     let state = await this.store.get<SK.ReceiverState>(name);
-    if (!state) {
-      // The key may still be on its way as a to-device item.
+    if (!state && wait && !this.givenUp.has(name)) {
+      // The key may still be on its way as a to-device item (once per key: later messages
+      // under a key that never came fail at once, e.g. history from before this device).
       await new Promise<void>((resolve) => {
         const list = this.keyWaiters.get(name) ?? [];
         list.push(resolve);
@@ -689,7 +829,10 @@ export class Client {
         setTimeout(resolve, MISSING_KEY_WAIT_MS);
       });
       state = await this.store.get<SK.ReceiverState>(name);
-      if (!state) throw new C.DecryptError("no key for this message (it was not shared with this device)");
+    }
+    if (!state) {
+      this.givenUp.add(name);
+      throw new C.DecryptError("no key for this message (it was not shared with this device)");
     }
     if (state.account !== sender) throw new C.DecryptError("sender key of another account");
     // The sender must have been a member, by the signed log, when the message was committed.
@@ -700,7 +843,7 @@ export class Client {
     const p = P.decodePayload(plaintext);
     const view = (await this.store.get<T.View>(`tr:${conv}`)) ?? T.emptyView();
     let view2 = view;
-    if (p.tr) {
+    if (p.tr && inOrder) {
       const [v, found] = await T.observe(view, { me: this.id!.device, account: sender, device, seq, body, t: p.tr, epoch: log.epoch, head: log.head });
       view2 = v;
       for (const f of found) this.warn(`conversation ${conv}: transcript: ${f.problem} (device ${f.device})`);
@@ -719,11 +862,11 @@ export class Client {
 
   /** Send a message of `kind` to `conv` (SPEC.md 13 step 5): kept in the outbox at once, encrypted
    * (E2E.md 7) when connected, and resent with the same cmid and ciphertext until acked. */
-  async sendContent(conv: number, kind: string, content: Content, replyTo?: number): Promise<void> {
+  async sendContent(conv: number, kind: string, content: Content, replyTo?: number, to: number[] = []): Promise<void> {
     const c = this.convs.get(conv);
     if (!c) throw new Error("unknown conversation");
     const cmid = hex(randomBytes(12));
-    const p: Pending = { conv, cmid, kind: "e2e", body: null, inner: kind, content, replyTo };
+    const p: Pending = { conv, cmid, kind: "e2e", body: null, inner: kind, content, replyTo, to: [...new Set(to)].sort((a, b) => a - b) };
     const mine: Msg = { seq: Number.MAX_SAFE_INTEGER, ts: Date.now(), sender: this.id!.account, device: this.id!.device, cmid, kind, content, e2e: true, replyTo, pending: true };
     this.outbox.push(p);
     await this.store.putMany([["outbox", this.outbox], [`plain:${conv}:${cmid}`, { ...mine, pending: false }]]);
@@ -732,8 +875,18 @@ export class Client {
     if (this.status === "online") await this.transmit(p);
   }
 
+  /** A text message, addressed (SPEC.md 16.3) to the members it mentions (`@handle`, and
+   * `/command@handle`) and to the author of the message it replies to. */
   sendText(conv: number, text: string, replyTo?: number): Promise<void> {
-    return this.sendContent(conv, "text", { text }, replyTo);
+    const c = this.convs.get(conv);
+    const to = new Set<number>();
+    for (const [, h] of text.matchAll(/@([a-z0-9][a-z0-9_.]{2,31})/g)) {
+      const m = c?.members.find((x) => x.handle === h);
+      if (m && m.account !== this.id?.account) to.add(m.account);
+    }
+    const target = replyTo ? c?.messages.find((x) => x.seq === replyTo) : undefined;
+    if (target && target.sender && target.sender !== this.id?.account && c?.kind !== "direct") to.add(target.sender);
+    return this.sendContent(conv, "text", { text }, replyTo, c?.kind === "direct" ? [] : [...to].slice(0, 16));
   }
 
   private fail(p: Pending, why: string): Promise<unknown> {
@@ -744,13 +897,23 @@ export class Client {
     return this.store.put("outbox", this.outbox);
   }
 
-  private async transmit(p: Pending): Promise<void> {
-    if (this.transmitting.has(p.cmid)) return;
+  /** One conversation's sends go out one at a time, in the order they were written: each is
+   * encrypted after the previous one (sender-key iterations and transcript numbers follow the
+   * seq order the others read them in). */
+  private transmit(p: Pending): Promise<void> {
+    const prev = this.sendChains.get(p.conv) ?? Promise.resolve();
+    const next = prev.then(() => this.transmitOne(p));
+    this.sendChains.set(p.conv, next.catch(() => {}));
+    return next;
+  }
+
+  private async transmitOne(p: Pending): Promise<void> {
+    if (this.transmitting.has(p.cmid) || !this.outbox.some((x) => x.cmid === p.cmid)) return;
     this.transmitting.add(p.cmid);
     try {
       if (!p.body) {
         try {
-          p.body = await this.encryptFor(p.conv, p.inner, encodeContent(p.inner, p.content), p.replyTo);
+          p.body = await this.encryptFor(p.conv, p.inner, encodeContent(p.inner, p.content), p.replyTo, p.to ?? []);
         } catch (e) {
           if (this.ws && !(e instanceof ServerError && RETRYABLE.has(e.code))) await this.fail(p, (e as Error).message);
           return; // offline: encrypted after the reconnect
@@ -759,9 +922,13 @@ export class Client {
       }
       for (let attempt = 0; ; attempt++) {
         try {
-          const ack = await this.call({ t: "send", conv: p.conv, cmid: p.cmid, kind: p.kind, body: p.body });
+          const ack = await this.call({ t: "send", conv: p.conv, cmid: p.cmid, kind: p.kind, body: p.body, to: p.to ?? [] });
           this.outbox = this.outbox.filter((x) => x.cmid !== p.cmid);
           await this.store.put("outbox", this.outbox);
+          if (p.inner === "attachment") {
+            // The message references its blob: the server keeps it while the message lives.
+            await this.call({ t: "attach_blob", conv: p.conv, blob: p.content["blob"], seq: ack["seq"] }).catch(() => {});
+          }
           this.receive(p.conv, { t: "deliver", conv: p.conv, seq: ack["seq"], ts: ack["ts"], sender: this.id!.account, device: this.id!.device, cmid: p.cmid, kind: p.kind, body: p.body });
           return;
         } catch (e) {
@@ -778,11 +945,17 @@ export class Client {
     }
   }
 
-  private async encryptFor(conv: number, kind: string, body: Bytes, replyTo?: number): Promise<Bytes> {
+  private async encryptFor(conv: number, kind: string, body: Bytes, replyTo?: number, to: number[] = []): Promise<Bytes> {
     const id = this.id!;
     const log = await this.verifiedLog(conv);
+    // E2E.md 7.1: a bot whose signed access is "addressed" never gets the main key; a message
+    // addressed to such a bot goes under the second, "addressed" key, which every member
+    // device gets, those bots included.
+    const addressed = new Set(log.members.filter((m) => m.access === "addressed").map((m) => m.account));
+    const useAddressed = to.some((a) => addressed.has(a));
     const recipients: [number, DL.DeviceEntry][] = [];
     for (const m of log.members) {
+      if (addressed.has(m.account) && !useAddressed) continue;
       let devs: DL.DeviceEntry[];
       try {
         devs = await this.devices(m.account);
@@ -792,10 +965,12 @@ export class Client {
       }
       for (const d of devs) if (!(m.account === id.account && d.device === id.device)) recipients.push([m.account, d]);
     }
+    const name = useAddressed ? `out:${conv}:addressed` : `out:${conv}`;
     const want = recipients.map(([a, d]) => `${a}:${d.device}`);
-    let out = await this.store.get<Outbound>(`out:${conv}`);
-    if (!out || out.sent >= 1000 || !out.holders.every((h) => want.includes(h))) {
-      out = { key: await SK.newSenderKey(conv), holders: [], sent: 0 };
+    let out = await this.store.get<Outbound>(name);
+    // E2E.md 7: a new key when a holder is no longer a recipient, and after 1000 messages or 7 days.
+    if (!out || out.sent >= 1000 || Date.now() - (out.created ?? 0) > 7 * 86_400_000 || !out.holders.every((h) => want.includes(h))) {
+      out = { key: await SK.newSenderKey(conv), holders: [], sent: 0, created: Date.now() };
     }
     const missing = recipients.filter(([a, d]) => !out!.holders.includes(`${a}:${d.device}`));
     if (missing.length) {
@@ -805,7 +980,7 @@ export class Client {
     const view = (await this.store.get<T.View>(`tr:${conv}`)) ?? T.emptyView();
     const plaintext = P.encodePayload({ kind, body, ts: Date.now(), reply_to: replyTo, tr: T.outgoing(view, log.epoch, log.head) });
     const [ct, key] = await SK.encrypt(out.key, plaintext, id.account, id.device);
-    await this.store.putMany([[`out:${conv}`, { ...out, key, sent: out.sent + 1 }], [`tr:${conv}`, await T.sent(view, ct)]]);
+    await this.store.putMany([[name, { ...out, key, sent: out.sent + 1 }], [`tr:${conv}`, await T.sent(view, ct)]]);
     return ct;
   }
 
@@ -834,11 +1009,82 @@ export class Client {
     return true;
   }
 
+  // ------------------------------------------------------------------ attachments (SPEC.md 17, E2E.md 14)
+
+  /** Encrypt `data` here, upload the ciphertext (tus), and send the key and digest end to end. */
+  async sendFile(conv: number, data: Bytes, name: string, mediaType: string, extra: Content = {}): Promise<void> {
+    const key = randomBytes(32);
+    const { blob, digest } = await ATT.encrypt(key, data);
+    const tok = await this.call({ t: "upload_token", conv, size: blob.length });
+    const auth = { Authorization: `Bearer ${tok["token"]}`, "Tus-Resumable": "1.0.0" };
+    const created = await fetch("/media/upload", { method: "POST", headers: { ...auth, "Upload-Length": String(blob.length) } });
+    if (created.status !== 201) throw new Error(`upload refused: HTTP ${created.status}`);
+    const location = created.headers.get("Location") ?? tok["path"];
+    const put = await fetch(location, {
+      method: "PATCH",
+      headers: { ...auth, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0" },
+      body: blob as Uint8Array<ArrayBuffer>,
+    });
+    if (put.status !== 204) throw new Error(`upload failed: HTTP ${put.status}`);
+    await this.call({ t: "attach_blob", conv, blob: tok["blob"] });
+    await this.sendContent(conv, "attachment", { blob: tok["blob"], key, digest, size: data.length, media_type: mediaType || "application/octet-stream", name: name.slice(-255), ...extra });
+  }
+
+  private files = new Map<string, Promise<string>>();
+
+  /** A blob: URL of an attachment, downloaded, checked (length, digest) and decrypted here. */
+  attachmentUrl(att: Content): Promise<string> {
+    const blob = att["blob"] as string;
+    let url = this.files.get(blob);
+    if (!url) {
+      url = (async () => {
+        const tok = await this.call({ t: "download_token", blob });
+        const r = await fetch(tok["path"], { headers: { Authorization: `Bearer ${tok["token"]}` } });
+        if (r.status !== 200) throw new Error(`download refused: HTTP ${r.status}`);
+        const data = await ATT.decrypt(att["key"] as Bytes, new Uint8Array(await r.arrayBuffer()), att["size"] as number, att["digest"] as Bytes);
+        return URL.createObjectURL(new Blob([data as Uint8Array<ArrayBuffer>], { type: att["media_type"] as string }));
+      })();
+      url.catch(() => this.files.delete(blob));
+      this.files.set(blob, url);
+    }
+    return url;
+  }
+
+  /** Forward message `m` of `from` into `to` (SPEC.md 16.6): decrypted here, its inner kind and
+   * body encrypted again for the target conversation, with attribution. */
+  async forward(from: number, m: Msg, to: number): Promise<void> {
+    if (!m.content) throw new Error("nothing to forward");
+    if (m.kind === "attachment") await this.call({ t: "attach_blob", conv: to, blob: m.content["blob"] });
+    await this.sendContent(to, "forward", { sender: m.sender, ts: m.ts, kind: m.kind, body: encodeContent(m.kind, m.content), conv: from, seq: m.seq });
+  }
+
+  // ------------------------------------------------------------------ bots (SPEC.md 16)
+
+  private profiles = new Map<number, Promise<Frame>>();
+
+  botProfile(account: number): Promise<Frame> {
+    let p = this.profiles.get(account);
+    if (!p) {
+      p = this.call({ t: "get_bot_profile", account });
+      p.catch(() => this.profiles.delete(account));
+      this.profiles.set(account, p);
+    }
+    return p;
+  }
+
+  /** Invoke a mini-app action (16.5): a `miniapp.invoke` addressed to the bot. */
+  invoke(conv: number, bot: number, app: string, action: string, params: Record<string, unknown> = {}): Promise<void> {
+    return this.sendContent(conv, "miniapp.invoke", { invocation_id: `i${hex(randomBytes(12))}`, app, action, params }, undefined, [bot]);
+  }
+
   // ------------------------------------------------------------------ conversations
 
+  private bots = new Set<number>();
+
   async lookup(handle: string): Promise<number> {
-    const a = await this.call({ t: "lookup", handle });
+    const a = await this.call({ t: "lookup", handle: handle.replace(/^@/, "") });
     this.handles.set(a["account"], a["handle"]);
+    if (a["type"] === "bot") this.bots.add(a["account"]);
     return a["account"];
   }
 
@@ -847,22 +1093,23 @@ export class Client {
     const id = this.id!;
     const g: M.Entry = {
       group: C.randomSeed(16), epoch: 1, prev: new Uint8Array(32), actor: id.account, device: id.device, op: "create", kind: "direct",
-      members: [{ account: id.account, role: "member" }, { account: other, role: "member" }], ts: Date.now(),
+      // A bot in a direct conversation has access "all" (SPEC.md 16.2), signed as such.
+      members: [{ account: id.account, role: "member" }, { account: other, role: "member", ...(this.bots.has(other) ? { access: "all" } : {}) }], ts: Date.now(),
     };
     const [body, sig] = await M.signEntry(g, id.signing);
     return this.created(await this.call({ t: "create_conv", kind: "direct", members: [other], entry: { body, sig } }));
   }
 
-  async createGroup(title: string, handles: string[]): Promise<number> {
+  async createGroup(title: string, handles: string[], kind: "group" | "channel" = "group"): Promise<number> {
     const id = this.id!;
     const others = [];
     for (const h of handles) others.push(await this.lookup(h));
     const g: M.Entry = {
-      group: C.randomSeed(16), epoch: 1, prev: new Uint8Array(32), actor: id.account, device: id.device, op: "create", kind: "group",
+      group: C.randomSeed(16), epoch: 1, prev: new Uint8Array(32), actor: id.account, device: id.device, op: "create", kind,
       members: [{ account: id.account, role: "owner" }, ...others.filter((a) => a !== id.account).map((a) => ({ account: a, role: "member" }))], ts: Date.now(),
     };
     const [body, sig] = await M.signEntry(g, id.signing);
-    return this.created(await this.call({ t: "create_conv", kind: "group", title, members: others, entry: { body, sig } }));
+    return this.created(await this.call({ t: "create_conv", kind, title, members: others, entry: { body, sig } }));
   }
 
   private async created(f: Frame): Promise<number> {
@@ -876,7 +1123,8 @@ export class Client {
   async invite(conv: number, handle: string): Promise<void> {
     const account = await this.lookup(handle);
     const state = await this.verifiedLog(conv);
-    const e = await M.nextEntry(state, this.id!.account, this.id!.device, "add", { account, ts: Date.now() });
+    // A bot joins a group with access "addressed" (SPEC.md 16.2), signed as such.
+    const e = await M.nextEntry(state, this.id!.account, this.id!.device, "add", { account, access: this.bots.has(account) ? "addressed" : "", ts: Date.now() });
     const [body, sig] = await M.signEntry(e, this.id!.signing);
     await this.call({ t: "invite", conv, account, entry: { body, sig } });
   }
@@ -900,7 +1148,7 @@ export class Client {
   }
 
   unread(c: Conv): number {
-    return c.messages.filter((m) => m.seq > c.read && m.seq <= c.cursor && m.sender !== this.id?.account && m.kind !== "system" && m.kind !== "receipt").length;
+    return c.messages.filter((m) => m.seq > c.read && m.seq <= c.cursor && m.sender !== this.id?.account && !["system", "receipt", "reaction", "edit", "delete"].includes(m.kind)).length;
   }
 
   // ------------------------------------------------------------------ safety numbers, payments
@@ -914,6 +1162,21 @@ export class Client {
     return S.accountSafetyNumber(this.id!.account, own.master, account, other.master);
   }
 
+  /** libsignal's scannable form (E2E.md 9): what this account's QR code holds, as hex. */
+  async scannable(account: number): Promise<string> {
+    await this.devices(account);
+    const own = this.trusts.get(this.id!.account)!;
+    const other = this.trusts.get(account)!;
+    return hex(await S.scannable(own.master, utf8(String(this.id!.account)), other.master, utf8(String(account))));
+  }
+
+  /** Whether the other side's scanned (or pasted) code matches ours: then mark it verified. */
+  async compareScanned(account: number, scannedHex: string): Promise<boolean> {
+    const ok = S.compareScanned(unhex(await this.scannable(account)), unhex(scannedHex.trim()));
+    if (ok) await this.setVerified(account, true);
+    return ok;
+  }
+
   async setVerified(account: number, verified: boolean): Promise<void> {
     const t = this.trusts.get(account) ?? (await this.store.get<Trust>(`trust:${account}`));
     if (!t) return;
@@ -921,6 +1184,11 @@ export class Client {
     this.trusts.set(account, t);
     await this.store.put(`trust:${account}`, t);
     this.changed();
+  }
+
+  /** How many devices this account's verified list names. */
+  listedDevices(): number {
+    return this.id ? this.trusts.get(this.id.account)?.devices.length ?? 0 : 0;
   }
 
   isVerified(account: number): boolean {
@@ -942,19 +1210,56 @@ export class Client {
     await PAY.verifyReceipt(this.id!.server, this.paymentKey!, r, conv, payerKey);
   }
 
-  /** Pay `to` in `conv` (SPEC.md 15.4): the intent is signed here, with this device's key. */
-  async pay(conv: number, to: number, amount: number, currency: string, memo = ""): Promise<Frame> {
+  /** Pay `to` in `conv` (SPEC.md 15.4): the intent is signed here, with this device's key.
+   * `requestId` pays an open request (15.5). The memo travels end to end, bound by its hash. */
+  async pay(conv: number, to: number, amount: number, currency: string, memo = "", requestId = ""): Promise<Frame> {
     const id = this.id!;
     const transferId = `w${hex(randomBytes(12))}`;
     const nonce = memo ? randomBytes(16) : new Uint8Array(0);
     const intent: PAY.TransferIntent = {
       transfer_id: transferId, from: id.account, to, amount, currency, conv,
-      memo_hash: await PAY.memoHash(transferId, memo, nonce), expires_at: Date.now() + 10 * 60_000,
+      memo_hash: await PAY.memoHash(transferId, memo, nonce), expires_at: Date.now() + 10 * 60_000, request_id: requestId,
     };
     const sig = await C.sign(id.signing, PAY.transferPayload(id.server, intent));
     const posted = await this.call({ t: "pay", intent, device: id.device, sig });
     if (memo) await this.sendContent(conv, "payment.transfer", { transfer_id: transferId, amount, currency, memo, nonce });
     return posted;
+  }
+
+  /** Ask `from` (0: any member) for money in `conv` (SPEC.md 15.5); the why goes end to end. */
+  async requestPayment(conv: number, from: number, amount: number, currency: string, memo = ""): Promise<Frame> {
+    const requestId = `q${hex(randomBytes(12))}`;
+    const posted = await this.call({ t: "request_payment", request_id: requestId, conv, from, amount, currency, expires_at: Date.now() + 86_400_000 });
+    await this.sendContent(conv, "payment.request", { request_id: requestId, amount, currency, memo });
+    return posted;
+  }
+
+  /** A red packet of `total` in `shares` for the members of `conv` (SPEC.md 15.6). */
+  async redPacket(conv: number, total: number, currency: string, shares: number, split: "random" | "equal" = "random"): Promise<Frame> {
+    const id = this.id!;
+    const intent: PAY.RedPacketIntent = {
+      packet_id: `p${hex(randomBytes(12))}`, from: id.account, conv, total, currency, shares, split,
+      memo_hash: PAY.NO_MEMO, expires_at: Date.now() + 10 * 60_000,
+    };
+    const sig = await C.sign(id.signing, PAY.redPacketPayload(id.server, intent));
+    return this.call({ t: "red_packet", intent, device: id.device, sig });
+  }
+
+  claim(packetId: string): Promise<Frame> {
+    return this.call({ t: "claim", packet_id: packetId });
+  }
+
+  async history(): Promise<Frame[]> {
+    return (await this.call({ t: "wallet_history", limit: 50 }))["entries"];
+  }
+
+  /** Whether request `ref` of `conv` is still open, from the receipts seen (15.5). */
+  requestOpen(conv: number, ref: string): boolean {
+    const c = this.convs.get(conv);
+    return !c?.messages.some((m) => {
+      const r = m.content as Record<string, unknown> | null;
+      return m.kind === "payment.receipt" && !m.error && r && ((r["type"] === "transfer" && r["request_id"] === ref) || (["declined", "cancelled", "expired"].includes(r["type"] as string) && r["ref"] === ref));
+    });
   }
 
   async balances(): Promise<{ currency: string; amount: number }[]> {
