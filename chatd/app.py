@@ -29,6 +29,7 @@ from chatd.media.pg import PgBlobStore
 from chatd.media.service import MediaService
 from chatd.metrics import Metrics
 from chatd.services.deps import Deps
+from chatd.services.limits import Limits, MemoryBuckets, RedisBuckets
 from chatd.session import Services
 from chatd.settings import ConfigError, Settings, redact_url
 from chatd.store.postgres import PostgresStore
@@ -47,6 +48,8 @@ class App:
         self._hurry = asyncio.Event()
         self._draining = False
         self.port: int | None = None
+        self.operator_port: int | None = None
+        """The operator listener's port, when ``server.operator_host`` is set."""
         self.started = asyncio.Event()
         self._hub: Hub | None = None
         self.services: Services | None = None
@@ -102,7 +105,10 @@ class App:
         else:
             presence = LocalPresence()
         deps = Deps(s, store, broker, hub, self.metrics, self.clock, presence)
-        services = self.services = Services(deps)
+        # Limits per account and per address: in Redis when there are other nodes.
+        buckets = RedisBuckets(s.broker.url) if s.broker.url else MemoryBuckets()
+        limits = Limits(s.limits, s.server, buckets, self.clock)
+        services = self.services = Services(deps, limits)
         media = self.media = services.media = MediaService(deps, self._blob_store(db))
         transport = Transport(services, draining=lambda: self._draining)
         if install_signals:
@@ -121,6 +127,11 @@ class App:
                 tg.create_task(media.run(), name="media-sweeper")
                 server = await transport.start(s.server.host, s.server.port)
                 self.port = server.sockets[0].getsockname()[1]
+                if s.server.operator_host:  # /status and /metrics on their own listener
+                    operator = await transport.start_operator(
+                        s.server.operator_host, s.server.operator_port
+                    )
+                    self.operator_port = operator.sockets[0].getsockname()[1]
                 log.info(
                     "serving",
                     extra={
@@ -129,6 +140,11 @@ class App:
                         "db": redact_url(db),
                         "broker": redact_url(s.broker.url) if s.broker.url else "in-process",
                         "node": s.server.node_id,
+                        "operator": (
+                            f"{s.server.operator_host}:{self.operator_port}"
+                            if s.server.operator_host
+                            else "client port"
+                        ),
                     },
                 )
                 self.started.set()
@@ -141,6 +157,8 @@ class App:
                         async with asyncio.timeout(grace):
                             await self._hurry.wait()
                 server.close(close_connections=True)  # stop accepting; close clients with 1001
+                if transport.operator is not None:
+                    transport.operator.close()
                 try:
                     async with asyncio.timeout(s.server.drain_seconds):
                         await server.wait_closed()
@@ -152,6 +170,7 @@ class App:
                 await media.blobs.aclose()
                 await store.aclose()  # commits what is queued, then stops the writer
                 await presence.aclose()
+                await limits.aclose()
                 await broker.aclose()
         finally:
             await store.aclose()  # idempotent; after a failed start it still commits and closes

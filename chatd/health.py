@@ -122,11 +122,11 @@ class Health:
     def _store(self, reachable: bool) -> dict[str, Any]:
         store = self._deps.store
         db = self._deps.settings.store.db
-        out: dict[str, Any] = {
-            "backend": "postgresql" if isinstance(store, PostgresStore) else "sqlite",
-            "db": redact_url(db),
-            "reachable": reachable,
-        }
+        pg = isinstance(store, PostgresStore)
+        out: dict[str, Any] = {"backend": "postgresql" if pg else "sqlite"}
+        if pg:  # a URL (redacted); never a file path (issue 14.9)
+            out["db"] = redact_url(db)
+        out["reachable"] = reachable
         if isinstance(store, GroupCommitWriter):
             out["queued_writes"] = store.queued
         return out

@@ -27,6 +27,7 @@ from chatd.services.bots import BotService
 from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
 from chatd.services.keys import KeyService
+from chatd.services.limits import Limits, MemoryBuckets
 from chatd.services.messaging import MessagingService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
@@ -56,8 +57,12 @@ class Link(Protocol):
 class Services:
     """The services one node runs, built once and shared by all sessions."""
 
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, limits: Limits | None = None) -> None:
         self.deps = deps
+        self.limits = limits or Limits(
+            deps.settings.limits, deps.settings.server, MemoryBuckets(), deps.clock
+        )
+        """Budgets per account and per address, shared by every session (and node)."""
         self.auth = AuthService(deps)
         self.conversations = ConversationService(deps)
         self.messaging = MessagingService(deps)
@@ -72,13 +77,16 @@ class Services:
 
 class Session:
     __slots__ = (
+        "_account_bucket",
         "_bucket",
         "_failures",
         "_inflight_free",
         "_link",
+        "_owed",
         "_svc",
         "_typing",
         "account",
+        "address",
         "conn_id",
         "device",
         "floors",
@@ -89,9 +97,17 @@ class Session:
         "watching",
     )
 
-    def __init__(self, services: Services, link: Link) -> None:
+    def __init__(self, services: Services, link: Link, address: str = "") -> None:
         self._svc = services
         self._link = link
+        self.address = address
+        """The client's address as the limits count it (``Limits.client_address``; "" when
+        exempt)."""
+        self._owed = False
+        self._account_bucket: TokenBucket | None = None
+        """One node: the account's frame budget, the same bucket in each of its sessions."""
+        """The frame ``receive_nowait`` just returned still owes its token of the account's
+        shared budget: Redis must be asked (``serve`` does, before anything else)."""
         self.conn_id = _node_salt | next(_conn_ids)
         self.account = 0
         self.device = 0
@@ -169,10 +185,23 @@ class Session:
         deps.metrics.frame_in(type(frame))
         if not self.authenticated:
             return frame
-        if not self._bucket.allow(deps.clock.monotonic()):
-            if not isinstance(frame, F.Typing):  # typing is never answered (SPEC 10.2)
-                self.fail(getattr(frame, "id", 0), ErrorCode.RATE_LIMITED, "slow down")
+        now = deps.clock.monotonic()
+        if not self._bucket.allow(now):
+            self._refuse(frame, None)
             return None
+        account = self._account_bucket  # the account's budget, shared by its sessions
+        if account is not None:
+            if not account.allow(now):
+                self._refuse(frame, None)
+                return None
+        else:
+            shared = self._svc.limits.frame_nowait(self.account, self.is_bot)
+            if shared is None:  # the account's budget is in Redis: ask, in ``serve``
+                self._owed = True
+                return frame
+            if not shared:
+                self._refuse(frame, None)
+                return None
         if type(frame) is F.Send and self.inflight < deps.settings.limits.max_inflight_sends:
             try:
                 self._svc.messaging.submit(self, frame)
@@ -184,9 +213,22 @@ class Session:
             return None
         return frame
 
+    def _refuse(self, frame: F.ClientFrame, retry: float | None) -> None:
+        """Answer a frame over a limit with ``RATE_LIMITED`` (typing: nothing, SPEC 10.2)."""
+        if isinstance(frame, F.Typing):
+            return
+        wait = "" if retry is None else f"; retry in {retry:.1f} s"
+        self.fail(getattr(frame, "id", 0), ErrorCode.RATE_LIMITED, f"slow down{wait}")
+
     async def serve(self, frame: F.ClientFrame) -> None:
         """Serve a frame ``receive_nowait`` returned (decoded, counted and rate limited)."""
         rid = getattr(frame, "id", 0)
+        if self._owed:
+            self._owed = False
+            retry = await self._svc.limits.frame(self.account, self.is_bot)
+            if retry is not None:
+                self._refuse(frame, retry)
+                return
         try:
             if not self.authenticated:
                 await self._before_login(frame)
@@ -202,10 +244,20 @@ class Session:
 
     async def _before_login(self, frame: F.ClientFrame) -> None:
         auth = self._svc.auth
+        limits = self._svc.limits
         nonce = self.nonce
         assert nonce is not None
         if not isinstance(frame, F.Register | F.Login | F.LinkDevice):
             self.fail(getattr(frame, "id", 0), ErrorCode.AUTH_REQUIRED, "log in first")
+            return
+        # Limits per address, across connections and nodes (SPEC 6.1), before any work.
+        retry = await limits.prelogin_attempt(self.address)
+        if retry is None and isinstance(frame, F.Register):
+            retry = await limits.registration(self.address)
+        if retry is not None:
+            # Not a failed attempt: answering costs less than the reconnection a close would
+            # bring, and the auth deadline ends the connection anyway.
+            self._refuse(frame, retry)
             return
         try:
             match frame:
@@ -216,20 +268,28 @@ class Session:
                 case F.LinkDevice():
                     account, device = await auth.link(frame, nonce)
         except ChatdError as exc:
-            if exc.code is ErrorCode.AUTH_FAILED:
-                self._failures += 1
+            # A register for a taken handle is a failed attempt too: a signed register (valid
+            # for this connection's nonce) could otherwise be replayed on it forever.
+            if exc.code in (ErrorCode.AUTH_FAILED, ErrorCode.HANDLE_TAKEN):
                 self.fail(frame.id, exc.code, exc.message)
-                if self._failures >= self._svc.deps.settings.limits.max_auth_failures:
-                    await self._link.close(CLOSE_POLICY, "too many failed logins")
+                await self._failed_attempt()
                 return
             raise
         await self._logged_in(frame.id, account, device)
+
+    async def _failed_attempt(self) -> None:
+        """A pre-login frame was refused (``AUTH_FAILED``, ``HANDLE_TAKEN``): the
+        ``max_auth_failures``-th on a connection closes it (SPEC 6.1)."""
+        self._failures += 1
+        if self._failures >= self._svc.deps.settings.limits.max_auth_failures:
+            await self._link.close(CLOSE_POLICY, "too many failed logins")
 
     async def _logged_in(self, rid: int, account: AccountRow, device: DeviceRow) -> None:
         svc = self._svc
         self.nonce = None  # single use
         self.account, self.device, self.handle = account.id, device.id, account.handle
         self.is_bot = account.type == "bot"
+        self._account_bucket = svc.limits.account_bucket(account.id, self.is_bot)
         if self.is_bot:
             limits = svc.deps.settings.limits
             self._bucket = TokenBucket(

@@ -14,6 +14,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -24,6 +25,19 @@ from chatd.errors import ChatdError
 
 class ConfigError(ChatdError):
     """The configuration is invalid; the message says which key and why."""
+
+
+def _networks(key: str, values: tuple[str, ...]) -> tuple[IPv4Network | IPv6Network, ...]:
+    """``values`` as networks (an address alone is a /32 or /128); ``ConfigError`` otherwise."""
+    try:
+        return tuple(ip_network(v, strict=False) for v in values)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def networks(values: tuple[str, ...]) -> tuple[IPv4Network | IPv6Network, ...]:
+    """The networks of a checked setting (``server.trusted_proxies``, ``limits.exempt_*``)."""
+    return _networks("", values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +57,26 @@ class ServerSettings:
     A second SIGTERM ends it early."""
     drain_seconds: float = 10.0
     """Then: how long clients get to close (they were sent 1001) before the process exits."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks (CIDR) of the reverse proxies in front of this node. A connection
+    from one of them is counted against the limits per address (``[limits]``) as the client
+    its ``X-Forwarded-For`` names: the right-most address that is not itself a trusted proxy.
+    From anyone else ``X-Forwarded-For`` is ignored (it can be forged). Behind a proxy, list
+    it here: otherwise every client counts as the proxy's one address."""
+
+    operator_host: str = ""
+    """Where ``/metrics`` and ``/status`` are served: empty, on the client port (``host:port``,
+    next to ``/ws``); else on their own listener, ``operator_host:operator_port`` (e.g. a
+    private interface or 127.0.0.1), and the client port answers them 404. ``/healthz`` and
+    ``/readyz`` are on both (load balancers check the client port)."""
+    operator_port: int = 8766
+    operator_token: str = ""
+    """When set, ``/metrics`` and ``/status`` answer only requests carrying ``Authorization:
+    Bearer <token>`` (401 otherwise), wherever they are served. Also from ``operator_token_file``
+    / ``CHATD_SERVER__OPERATOR_TOKEN``; shown as ``***``."""
+
+    def __post_init__(self) -> None:
+        _networks("server.trusted_proxies", self.trusted_proxies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +121,23 @@ class LimitSettings:
     bot_frames_per_second: float = 500.0
     """A bot account's connections answer many users each: their own, larger budget."""
     bot_frame_burst: float = 1000.0
+    account_connections: float = 3.0
+    """An account's frames on ALL its connections, on every node, share one budget: this many
+    connections' worth (``frames_per_second`` and ``frame_burst`` times this; for a bot, the
+    bot's). With ``broker.url`` set the budget is kept in Redis, else in memory. 0: no budget
+    per account (each connection keeps its own)."""
+    prelogin_per_ip_per_second: float = 10.0
+    """``register`` / ``login`` / ``link_device`` frames per client address (an IPv6 client:
+    per /64), on every node together; over it they are answered ``RATE_LIMITED`` unread."""
+    prelogin_per_ip_burst: float = 100.0
+    registrations_per_ip_per_hour: float = 60.0
+    """``register`` attempts per client address (IPv6: per /64), on every node together."""
+    registration_burst_per_ip: float = 20.0
+    exempt_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    """Client addresses (CIDR) the limits per address do not apply to: by default loopback,
+    the operator's own machine (benchmarks, load tests, health checks). A proxy on the same
+    machine must be in ``server.trusted_proxies``, so that its clients are counted by their own
+    address (a node logs a warning when an untrusted peer sends ``X-Forwarded-For``)."""
     typing_per_second: float = 2.0
     max_outbound_bytes: int = 4 * 1024 * 1024
     """Unsent bytes a connection may hold for ``slow_consumer_grace`` seconds (4x: at once)."""
@@ -94,6 +145,18 @@ class LimitSettings:
     max_inflight_sends: int = 256
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
+
+    def __post_init__(self) -> None:
+        _networks("limits.exempt_addresses", self.exempt_addresses)
+        for key in (
+            "account_connections",
+            "prelogin_per_ip_per_second",
+            "prelogin_per_ip_burst",
+            "registrations_per_ip_per_hour",
+            "registration_burst_per_ip",
+        ):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"limits.{key}: must not be negative")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from chatproto.e2e.primitives import is_valid_public_key, verify
 from chatproto.errors import SignatureError
 from chatproto.limits import NONCE_BYTES
 
-from chatd.errors import AuthFailed, Invalid
+from chatd.errors import AuthFailed, HandleTaken, Invalid
 from chatd.services.deps import Deps
 from chatd.store.base import AccountRow, DeviceRow
 
@@ -39,6 +39,10 @@ class AuthService:
         if not is_valid_public_key(f.device_key):
             raise Invalid("device_key is not an Ed25519 public key")
         self._check(f.device_key, f.sig, auth.login_payload(self._server, nonce, f.device_key))
+        # A read first: a taken handle costs no write transaction (the writer is shared with
+        # every message), however often a register for it is replayed. The write checks again.
+        if await self._d.store.account_by_handle(f.handle) is not None:
+            raise HandleTaken(f"handle {f.handle!r} is taken")
         return await self._d.store.create_account(
             f.handle, f.name, f.type, f.device_key, f.device_name, self._d.clock.now_ms()
         )

@@ -6,11 +6,14 @@ fails with a unique violation, runs again (``postgres``), and its SELECT then se
 
 from __future__ import annotations
 
+from chatd.core.handles import SKELETON_SQL, skeleton
 from chatd.errors import Conflict, HandleTaken
 from chatd.store.base import AccountRow, DeviceRow
 from chatd.store.sql import Row, Scripts, Sql, Tx
 
 _ACCOUNT = "SELECT id, handle, name, type, last_seen FROM accounts WHERE "
+_LOOKALIKE = f"SELECT 1 FROM accounts WHERE {SKELETON_SQL}=?"
+"""An account whose handle looks like the one given (its skeleton): the index's expression."""
 
 
 def _account(r: Row | None) -> AccountRow | None:
@@ -30,6 +33,8 @@ class Accounts(Scripts):
             db = tx.sql
             if await db.fetchval("SELECT 1 FROM accounts WHERE handle=?", handle):
                 raise HandleTaken(f"handle {handle!r} is taken")
+            if await db.fetchval(_LOOKALIKE, skeleton(handle)):  # SPEC 8.6
+                raise HandleTaken(f"handle {handle!r} looks like one that is taken")
             await _key_free(db, device_key)
             account = int(
                 await db.fetchval(

@@ -188,15 +188,26 @@ async def _count_daily(
     ledger.check_daily(int(sent) - amount, amount, currency, limit)
 
 
-async def _replay(db: Conn, transfer_id: str, type: str, fingerprint: bytes) -> Posting | None:
+async def _replay(
+    db: Conn, transfer_id: str, type: str, fingerprint: bytes, owner: int
+) -> Posting | None:
+    """As in ``ledger_sqlite._replay``: ``owner``'s own use of the id only."""
     prior = await db.fetchrow(
-        "SELECT type, intent_hash, conv, seq FROM transfers WHERE id=$1", transfer_id
+        "SELECT type, intent_hash, conv, seq FROM transfers WHERE id=$1 AND debit=$2",
+        transfer_id,
+        owner,
     )
     if prior is None:
         return None
     if prior[0] != type or bytes(prior[1]) != fingerprint:
         raise Conflict(f"the id {transfer_id!r} was already used for another intent")
     return Posting(await _message(db, int(prior[2]), int(prior[3])), replay=True)
+
+
+async def _unused(db: Conn, transfer_id: str) -> None:
+    """``Conflict`` when another account used ``transfer_id`` (asked after membership)."""
+    if await db.fetchval("SELECT 1 FROM transfers WHERE id=$1", transfer_id):
+        raise Conflict(f"the id {transfer_id!r} was already used for another intent")
 
 
 _REQUEST_COLS = (
@@ -247,10 +258,11 @@ async def post_transfer(tx: PgTx, t: NewTransfer, sign: ReceiptSigner) -> Postin
     db = tx.db
     async with db.transaction():
         await tx.lock_conv(t.conv)
-        replay = await _replay(db, t.transfer_id, "transfer", t.intent_hash)
+        replay = await _replay(db, t.transfer_id, "transfer", t.intent_hash, t.payer)
         if replay is not None:
             return replay
         await _lock_poster(tx, t.conv, t.payer)
+        await _unused(db, t.transfer_id)
         if await _role(db, t.conv, t.payee) is None:
             raise ledger.NotMember("the payee is not a member of this conversation")
         ledger.check_not_expired(t.intent_expires_at, t.now, "the intent")
@@ -301,10 +313,11 @@ async def create_red_packet(tx: PgTx, p: NewRedPacket, sign: ReceiptSigner) -> P
     db = tx.db
     async with db.transaction():
         await tx.lock_conv(p.conv)
-        replay = await _replay(db, p.packet_id, "red_packet", p.intent_hash)
+        replay = await _replay(db, p.packet_id, "red_packet", p.intent_hash, p.sender)
         if replay is not None:
             return replay
         await _lock_poster(tx, p.conv, p.sender)
+        await _unused(db, p.packet_id)
         ledger.check_not_expired(p.intent_expires_at, p.now, "the intent")
         total = sum(p.shares)
         await _lock_wallets(db, p.currency, p.sender, ledger.ESCROW)
@@ -406,8 +419,9 @@ async def open_request(tx: PgTx, r: NewRequest, sign: ReceiptSigner) -> Posting:
         row = await db.fetchrow(
             f"SELECT {_REQUEST_COLS} FROM pay_requests WHERE id=$1", r.request_id
         )
-        if row is not None:
-            prior, seq, _, _ = _request_row(r.request_id, row)
+        found = None if row is None else _request_row(r.request_id, row)
+        if found is not None and found[0].payee == r.payee:  # the caller's own
+            prior, seq, _, _ = found
             same = (
                 prior.conv,
                 prior.payee,
@@ -420,6 +434,8 @@ async def open_request(tx: PgTx, r: NewRequest, sign: ReceiptSigner) -> Posting:
                 raise Conflict(f"the request id {r.request_id!r} was already used")
             return Posting(await _message(db, prior.conv, seq), replay=True)
         await _lock_poster(tx, r.conv, r.payee)
+        if found is not None:  # another account's id: told only to a member (no oracle)
+            raise Conflict(f"the request id {r.request_id!r} was already used")
         if r.payer and await _role(db, r.conv, r.payer) is None:
             raise ledger.NotMember("the payer is not a member of this conversation")
         m = await _append_receipt(

@@ -194,18 +194,27 @@ def _count_daily(
 
 
 def _replay(
-    db: sqlite3.Connection, transfer_id: str, type: str, fingerprint: bytes
+    db: sqlite3.Connection, transfer_id: str, type: str, fingerprint: bytes, owner: int
 ) -> Posting | None:
-    """The first posting of ``transfer_id`` when it exists with the same content; ``Conflict``
-    when the id was used for something else; None when it is new."""
+    """The first posting of ``transfer_id`` by ``owner`` when it has the same content;
+    ``Conflict`` when ``owner`` used the id for something else; None when ``owner`` never used
+    it (``_unused`` then tells, after the membership check, whether someone else did)."""
     prior = db.execute(
-        "SELECT type, intent_hash, conv, seq FROM transfers WHERE id=?", (transfer_id,)
+        "SELECT type, intent_hash, conv, seq FROM transfers WHERE id=? AND debit=?",
+        (transfer_id, owner),
     ).fetchone()
     if prior is None:
         return None
     if prior[0] != type or bytes(prior[1]) != fingerprint:
         raise Conflict(f"the id {transfer_id!r} was already used for another intent")
     return Posting(_message(db, int(prior[2]), int(prior[3])), replay=True)
+
+
+def _unused(db: sqlite3.Connection, transfer_id: str) -> None:
+    """``Conflict`` when another account used ``transfer_id``. Asked only after the caller's
+    membership was checked: a stranger gets ``NotFound`` whether the id exists or not."""
+    if db.execute("SELECT 1 FROM transfers WHERE id=?", (transfer_id,)).fetchone():
+        raise Conflict(f"the id {transfer_id!r} was already used for another intent")
 
 
 def _request(
@@ -248,10 +257,11 @@ def _packet(db: sqlite3.Connection, packet_id: str) -> ledger.PacketState | None
 
 def post_transfer(tx: SeqTx, t: NewTransfer, sign: ReceiptSigner) -> Posting:
     db = tx.db
-    replay = _replay(db, t.transfer_id, "transfer", t.intent_hash)
+    replay = _replay(db, t.transfer_id, "transfer", t.intent_hash, t.payer)
     if replay is not None:
         return replay
     _poster(db, t.conv, t.payer)
+    _unused(db, t.transfer_id)
     if _role(db, t.conv, t.payee) is None:
         raise ledger.NotMember("the payee is not a member of this conversation")
     ledger.check_not_expired(t.intent_expires_at, t.now, "the intent")
@@ -298,10 +308,11 @@ def post_transfer(tx: SeqTx, t: NewTransfer, sign: ReceiptSigner) -> Posting:
 
 def create_red_packet(tx: SeqTx, p: NewRedPacket, sign: ReceiptSigner) -> Posting:
     db = tx.db
-    replay = _replay(db, p.packet_id, "red_packet", p.intent_hash)
+    replay = _replay(db, p.packet_id, "red_packet", p.intent_hash, p.sender)
     if replay is not None:
         return replay
     _poster(db, p.conv, p.sender)
+    _unused(db, p.packet_id)
     ledger.check_not_expired(p.intent_expires_at, p.now, "the intent")
     total = sum(p.shares)
     with _savepoint(db):
@@ -397,7 +408,7 @@ def claim_red_packet(
 def open_request(tx: SeqTx, r: NewRequest, sign: ReceiptSigner) -> Posting:
     db = tx.db
     found = _request(db, r.request_id)
-    if found is not None:
+    if found is not None and found[0].payee == r.payee:  # the caller's own: replay or CONFLICT
         prior, seq, _, _ = found
         same = (prior.conv, prior.payee, prior.payer, prior.amount, prior.currency) == (
             r.conv,
@@ -410,6 +421,8 @@ def open_request(tx: SeqTx, r: NewRequest, sign: ReceiptSigner) -> Posting:
             raise Conflict(f"the request id {r.request_id!r} was already used")
         return Posting(_message(db, prior.conv, seq), replay=True)
     _poster(db, r.conv, r.payee)
+    if found is not None:  # another account's id: told only to a member (no oracle)
+        raise Conflict(f"the request id {r.request_id!r} was already used")
     if r.payer and _role(db, r.conv, r.payer) is None:
         raise ledger.NotMember("the payer is not a member of this conversation")
     with _savepoint(db):

@@ -3,13 +3,15 @@
 Every write is an op queued for the group-commit writer (``store.writer``): a whole batch
 (membership check, idempotency look-up, seq assignment, insert, for every write queued since the
 last commit) is ONE transaction. Its statements run on the event loop's thread, in chunks with a
-turn of the loop between them; its COMMIT, where the fsync is, runs on one dedicated writer thread
-while the loop goes on serving sockets, and the next batch begins only after it. So the loop
-never waits for the disk, commit order is queue order, and there is one thread hand-off per batch
-(not per statement, as aiosqlite or an executor per call would cost; running the statements on
-the thread as well measured slower: the two threads then pass the GIL back and forth at every
-statement). Reads use a second connection on the loop's thread (WAL: they never wait for the
-writer).
+turn of the loop between them; the COMMIT of a large batch, where the fsync is, runs on one
+dedicated writer thread while the loop goes on serving sockets, and the next batch begins only
+after it. So the loop does not wait for the disk, commit order is queue order, and there is one
+thread hand-off per batch (not per statement, as aiosqlite or an executor per call would cost;
+running the statements on the thread as well measured slower: the two threads then pass the GIL
+back and forth at every statement). A small batch commits on the loop while commits take under a
+millisecond (``GroupCommitWriter._commit_on_loop``): there the hand-off cost more CPU and latency
+than the fsync it moved. Reads use a second connection on the loop's thread (WAL: they never wait
+for the writer).
 
 Seqs come from an in-memory cache of each conversation's last seq, loaded from the messages
 table (its highest seq); after a failed commit the cache is dropped and reloaded, so seqs stay
@@ -31,6 +33,7 @@ import os
 import re
 import sqlite3
 import struct
+import time
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -324,6 +327,63 @@ class _Tx:
         return str(row[0])
 
 
+def _commit(db: sqlite3.Connection) -> float:
+    """COMMIT (on the writer thread); seconds it took."""
+    started = time.perf_counter()
+    db.execute("COMMIT")
+    return time.perf_counter() - started
+
+
+class _Checkpointer:
+    """Checkpoints the WAL into the database file every ``EVERY`` commits on its own connection
+    and thread, instead of SQLite's automatic checkpoint, which runs inside the COMMIT that
+    passes 1,000 WAL pages: a few milliseconds every ~100 small commits, during which that
+    commit's acks wait (and, for a commit on the loop, everything else). PASSIVE: it never waits
+    for the writer or the readers, so commits go on meanwhile; the frames they add are copied by
+    a short catch-up on the writer's connection before its next transaction (``catch_up``),
+    after which the writer starts the WAL over from its beginning (it would otherwise grow as
+    long as every checkpoint overlaps a commit)."""
+
+    EVERY = 32
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA wal_autocheckpoint=0")
+        self._db = db
+        self._thread = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="sqlite-checkpoint"
+        )
+        self._running: concurrent.futures.Future[None] | None = None
+        self._commits = 0
+
+    def committed(self) -> None:
+        self._commits += 1
+        if self._commits >= self.EVERY and self._running is None:
+            self._commits = 0
+            self._running = self._thread.submit(self._checkpoint)
+
+    def catch_up(self, writer: sqlite3.Connection) -> None:
+        """Between two transactions of ``writer``: once a checkpoint is done, copy what was
+        committed during it (a few pages)."""
+        running = self._running
+        if running is not None and running.done():
+            self._running = None
+            _checkpoint(writer)
+
+    def _checkpoint(self) -> None:
+        _checkpoint(self._db)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        self._db.close()
+
+
+def _checkpoint(db: sqlite3.Connection) -> None:
+    try:
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    except sqlite3.Error as exc:  # the next one tries again; closing checkpoints anyway
+        log.warning("checkpoint failed", extra={"error": repr(exc)})
+
+
 def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA busy_timeout=5000")
@@ -369,6 +429,7 @@ class SQLiteStore(Accounts, Keys, SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         self._last_seq: dict[int, int] = {}
         self._addressed: dict[int, tuple[int, ...]] = {}
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._checkpointer: _Checkpointer | None = None
         self._sql: SQLiteSql | None = None
         self._reader: SQLiteSql | None = None
 
@@ -384,6 +445,11 @@ class SQLiteStore(Accounts, Keys, SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         self._r = _connect(self.path, readonly=True, synchronous="NORMAL")
         self._sql, self._reader = SQLiteSql(self._w), SQLiteSql(self._r)
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        if self.path != ":memory:":
+            self._w.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
+            self._checkpointer = _Checkpointer(
+                _connect(self.path, readonly=False, synchronous=self._synchronous)
+            )
 
     def _take_lock(self) -> int | None:
         if self.path == ":memory:":
@@ -409,6 +475,8 @@ class SQLiteStore(Accounts, Keys, SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
         assert self._sql is not None
         tx = _Tx(self._sql, self._last_seq, self._addressed)
         results: list[Any] = []
+        if self._checkpointer is not None:
+            self._checkpointer.catch_up(db)
         db.execute("BEGIN IMMEDIATE")
         try:
             for i, op in enumerate(batch):
@@ -424,14 +492,18 @@ class SQLiteStore(Accounts, Keys, SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
                         self._last_seq.pop(conv, None)
                     results.append(refused)
                 tx.taken.clear()
-            if self._thread is None:
+            if self._thread is None or self._commit_on_loop(len(batch)):
+                started = time.perf_counter()
                 db.execute("COMMIT")
+                self._commit_took(time.perf_counter() - started, on_loop=True)
+                if self._checkpointer is not None:
+                    self._checkpointer.committed()
             else:
-                done = asyncio.get_running_loop().run_in_executor(
-                    self._thread, db.execute, "COMMIT"
-                )
+                done = asyncio.get_running_loop().run_in_executor(self._thread, _commit, db)
                 try:
-                    await asyncio.shield(done)
+                    self._commit_took(await asyncio.shield(done), on_loop=False)
+                    if self._checkpointer is not None:
+                        self._checkpointer.committed()
                 except asyncio.CancelledError:
                     await done  # never ROLLBACK under a COMMIT still running on the thread
                     raise
@@ -449,6 +521,8 @@ class SQLiteStore(Accounts, Keys, SQLiteLedger, GroupCommitWriter["_Op[Any]"]):
             return
         if self._thread is not None:
             self._thread.shutdown(wait=True)
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         if self._w is not None:
             self._w.close()
         if self._r is not None:

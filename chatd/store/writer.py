@@ -48,7 +48,17 @@ class GroupCommitWriter(Generic[OpT]):
         self._running = False
         self._stopped = asyncio.Event()
         self._last_start = -1e9
+        self._inline_after = 0.0
+        self._backoff = self.INLINE_BACKOFF
         self.healthy = True
+
+    INLINE_BATCH_MAX = 16
+    """Ops: a larger batch always commits off the loop, where the backend can (see
+    ``_commit_on_loop``)."""
+    INLINE_COMMIT_MAX = 0.001
+    """Seconds: a COMMIT on the loop slower than this blocked it too long."""
+    INLINE_BACKOFF = 1.0
+    INLINE_BACKOFF_MAX = 30.0
 
     @property
     def queued(self) -> int:
@@ -58,6 +68,29 @@ class GroupCommitWriter(Generic[OpT]):
     async def _apply_batch(self, batch: list[OpT]) -> list[Any]:
         """One transaction for the whole batch (the backend's part)."""
         raise NotImplementedError
+
+    def _commit_on_loop(self, size: int) -> bool:
+        """Whether a backend that can commit on a thread (the fsync off the loop) should rather
+        commit this batch of ``size`` ops on the loop's own thread: a small batch, unless a
+        recent commit on the loop was slow. Handing a commit to a thread and back costs
+        wake-ups, context switches and passes of the GIL (each waits for the loop to let go of
+        it, up to the interpreter's switch interval when the loop is busy): on a fast disk that
+        costs more CPU and latency than the fsync it moves, which then blocks the loop for a
+        fraction of a millisecond. A large batch always goes to the thread."""
+        return size <= self.INLINE_BATCH_MAX and time.monotonic() >= self._inline_after
+
+    def _commit_took(self, seconds: float, *, on_loop: bool) -> None:
+        """Record how long a COMMIT took. One on the loop slower than ``INLINE_COMMIT_MAX`` (a
+        busy disk) sends the next commits to the thread for ``_backoff`` seconds, doubled at
+        each slow try up to ``INLINE_BACKOFF_MAX``; a fast commit (on the loop, or on the
+        thread, whose time is an upper bound of the disk's: it includes waiting for the GIL)
+        brings them back at once. A slow one on the thread says nothing (the disk or the GIL)."""
+        if seconds < self.INLINE_COMMIT_MAX:
+            self._inline_after = 0.0
+            self._backoff = self.INLINE_BACKOFF
+        elif on_loop:
+            self._inline_after = time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, self.INLINE_BACKOFF_MAX)
 
     def _gather_window(self) -> float:
         """Seconds to wait for more writes before the next commit, unless the backend adapts it

@@ -27,6 +27,26 @@ def frame_header(size: int) -> bytes:
     return b"\x82\x7f" + size.to_bytes(8, "big")
 
 
+class _Header:
+    """The frame header of the last payload asked for: a fan-out pushes the same bytes object
+    to every watcher, so its header is made once."""
+
+    __slots__ = ("header", "payload")
+
+    def __init__(self) -> None:
+        self.payload = b""
+        self.header = _SHORT[0]
+
+    def of(self, payload: bytes) -> bytes:
+        if payload is not self.payload:
+            self.header = frame_header(len(payload))
+            self.payload = payload
+        return self.header
+
+
+_header = _Header()
+
+
 class Outbox:
     """Coalesces writes: everything pushed to a connection during one turn of the event loop
     leaves in ONE ``transport.write`` at the end of the turn (a commit's deliveries and acks,
@@ -34,24 +54,29 @@ class Outbox:
     reader) per frame. One outbox per server; links register themselves when they first have
     something to send in a turn."""
 
-    __slots__ = ("_dirty", "_loop", "_scheduled")
+    __slots__ = ("_loop", "dirty", "scheduled")
 
     def __init__(self) -> None:
-        self._dirty: list[WsLink] = []
-        self._scheduled = False
+        self.dirty: list[WsLink] = []
+        """Links with something to send this turn (``WsLink.push`` appends itself)."""
+        self.scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, link: WsLink) -> None:
-        self._dirty.append(link)
-        if not self._scheduled:
-            self._scheduled = True
-            if self._loop is None:
-                self._loop = asyncio.get_running_loop()
-            self._loop.call_soon(self.flush)
+        self.dirty.append(link)
+        if not self.scheduled:
+            self.schedule()
+
+    def schedule(self) -> None:
+        """Flush at the end of this turn of the loop."""
+        self.scheduled = True
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        self._scheduled = False
-        dirty, self._dirty = self._dirty, []
+        self.scheduled = False
+        dirty, self.dirty = self.dirty, []
         for link in dirty:
             link.flush()
 
@@ -85,14 +110,19 @@ class WsLink:
             return
         # A complete, unfragmented binary frame: websockets keeps no per-frame state for
         # outgoing data frames, and we never fragment. The payload is not copied here: a
-        # fan-out's one bytes object is shared by every watcher until the flush joins it.
+        # fan-out's one bytes object is shared by every watcher until the flush joins it, and
+        # so is its header (``_Header``: made once for the watchers of one fan-out).
         self._metrics.hot.frames_out += 1
+        header = _header.of(data)
         out = self._out
         if out is None:
-            self._out = [frame_header(len(data)), data]
-            self._outbox.add(self)
+            self._out = [header, data]
+            outbox = self._outbox  # Outbox.add, inline: this runs once per delivery
+            outbox.dirty.append(self)
+            if not outbox.scheduled:
+                outbox.schedule()
         else:
-            out += (frame_header(len(data)), data)
+            out += (header, data)
 
     def flush(self) -> None:
         """Write what this turn owes the peer, then apply the slow-consumer rule."""

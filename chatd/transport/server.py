@@ -1,5 +1,7 @@
 """The WebSocket server: ``/ws`` for clients, ``/healthz``, ``/readyz``, ``/status`` (JSON) and
-``/metrics`` for operators, all on one port (``chatd.health`` says what they report).
+``/metrics`` for operators (``chatd.health`` says what they report). By default all on one port;
+``server.operator_host`` moves ``/status`` and ``/metrics`` to a listener of their own and
+``server.operator_token`` puts them behind a bearer token.
 
 websockets does the handshake, the HTTP routes (``process_request``), pings, closing and
 draining. Incoming data frames skip its message queue: ``_Connection`` hands each one, as the
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hmac
 import json
 import logging
 from collections.abc import Callable
@@ -27,13 +30,18 @@ from websockets.http11 import Request, Response
 from websockets.protocol import Event, State
 from websockets.typing import Origin, Subprotocol
 
-from chatd import __version__
+from chatd import __version__, web
 from chatd.health import Health
 from chatd.media.http import media_connection
 from chatd.session import CLOSE_POLICY, Services, Session
 from chatd.transport.link import Outbox, WsLink
 
 log = logging.getLogger(__name__)
+
+
+_OPERATOR = frozenset({"/status", "/metrics"})
+"""Endpoints for operators only: on their own listener, or behind a token, when configured."""
+_HEALTH = frozenset({"/healthz", "/readyz"})
 
 
 def _text(
@@ -234,11 +242,26 @@ class Transport:
             lambda: self.server is not None and self.server.is_serving(),
         )
         self.server: Server | None = None
+        self.operator: Server | None = None
+        """The operator listener, when ``server.operator_host`` is set."""
 
     async def _http(self, ws: ServerConnection, request: Request) -> Response | None:
+        """The client port: ``/ws``, the health checks, (unless they have their own listener)
+        the operator endpoints, and the web client's files."""
         path = request.path.split("?", 1)[0]
         if path == WS_PATH:
+            web.allow_same_origin(ws, request)
             return None
+        if path in _OPERATOR and self._svc.deps.settings.server.operator_host:
+            return _text(HTTPStatus.NOT_FOUND, b"not found\n")
+        if path in _OPERATOR or path in _HEALTH:
+            return await self._operator_http(ws, request)
+        return web.serve(path) or _text(HTTPStatus.NOT_FOUND, b"not found\n")
+
+    async def _operator_http(self, ws: ServerConnection, request: Request) -> Response:
+        """``/healthz``, ``/readyz``, and ``/status`` and ``/metrics`` (behind the operator
+        token when one is set). Never a WebSocket."""
+        path = request.path.split("?", 1)[0]
         if path == "/healthz":  # liveness only: the process answers
             return _text(HTTPStatus.OK, b"ok\n")
         if path == "/readyz":  # in rotation or not (degraded still serves: 200)
@@ -248,13 +271,37 @@ class Transport:
                 return _text(HTTPStatus.SERVICE_UNAVAILABLE, body)
             degraded = f", degraded: {', '.join(check.degraded)}" if check.degraded else ""
             return _text(HTTPStatus.OK, f"ready{degraded}\n".encode())
+        if path not in _OPERATOR:
+            return _text(HTTPStatus.NOT_FOUND, b"not found\n")
+        token = self._svc.deps.settings.server.operator_token
+        if token:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, b"Bearer " + token.encode()):
+                response = _text(HTTPStatus.UNAUTHORIZED, b"operator token required\n")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="chatd"'
+                return response
         if path == "/status":
             doc = json.dumps(await self.health.status(), indent=1).encode() + b"\n"
             return _text(HTTPStatus.OK, doc, "application/json")
-        if path == "/metrics":
-            body = await self.health.metrics()
-            return _text(HTTPStatus.OK, body, "text/plain; version=0.0.4")
-        return _text(HTTPStatus.NOT_FOUND, b"not found\n")
+        body = await self.health.metrics()
+        return _text(HTTPStatus.OK, body, "text/plain; version=0.0.4")
+
+    async def start_operator(self, host: str, port: int) -> Server:
+        """The operator listener (``server.operator_host``): HTTP only, every request answered
+        by ``_operator_http`` (a WebSocket handshake gets 404)."""
+        self.operator = await serve(
+            self._refuse_ws,
+            host,
+            port,
+            process_request=self._operator_http,
+            compression=None,
+            server_header="chatd",
+        )
+        return self.operator
+
+    @staticmethod
+    async def _refuse_ws(ws: ServerConnection) -> None:  # pragma: no cover - never upgraded
+        await ws.close(CLOSE_POLICY, "not a WebSocket endpoint")
 
     async def start(self, host: str, port: int) -> Server:
         # The cyclic GC ran every 700 container allocations and took 10-18% of the server's
@@ -292,6 +339,11 @@ class Transport:
         if ws.subprotocol != PROTOCOL_VERSION:
             await ws.close(CLOSE_POLICY, f"subprotocol {PROTOCOL_VERSION} required")
             return
+        peer = ws.remote_address[0] if ws.remote_address else None
+        # Several X-Forwarded-For lines are one list, in order (RFC 9110 5.3).
+        hops = ws.request.headers.get_all("X-Forwarded-For") if ws.request is not None else []
+        forwarded = ", ".join(hops) if hops else None
+        address = self._svc.limits.client_address(peer, forwarded)
         # The handshake is over: let go of its HTTP request and response (headers, 4+ KiB per
         # connection otherwise held for the connection's life). websockets only checks that
         # ``request`` is set, so a shared placeholder stands in; the request's headers are
@@ -301,7 +353,7 @@ class Transport:
         ws.request, ws.response = _HANDSHAKE_DONE, None
         metrics = d.metrics
         link = WsLink(ws, d.settings.limits, metrics, self._outbox)
-        session = Session(self._svc, link)
+        session = Session(self._svc, link, address)
         inbox = ws.inbox = Inbox(ws, session)
         ws.recv_messages = _NO_ASSEMBLER  # type: ignore[assignment]  # unused from here on
         metrics.connections.labels(state="open").inc()

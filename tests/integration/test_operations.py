@@ -51,9 +51,8 @@ async def test_health_ready_and_metrics_endpoints(server: RunningServer) -> None
         assert doc["ready"] is True and doc["problems"] == [] and doc["draining"] is False
         assert doc["connections"] == {"open": 2, "authenticated": 2}
         assert doc["broker"]["kind"] == "memory" and doc["broker"]["healthy"] is True
-        assert doc["store"] == {
+        assert doc["store"] == {  # no file path (issue 14.9: /status names none)
             "backend": "sqlite",
-            "db": server.app.settings.store.db,
             "reachable": True,
             "queued_writes": 0,
         }

@@ -8,17 +8,29 @@ as a slow network would, so each of 1,000 messages comes back first."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from chatclient import Client, Message
 from chatclient.client import SEND_WINDOW
 from chatclient.events import Undecryptable
 from chatproto import frames as F
-from conftest import RunningServer
+from conftest import RunningServer, make_settings, run_server
 
 ROUNDS = 50
 PER_ROUND = 20
 assert PER_ROUND <= SEND_WINDOW  # a round is written whole before any of its acks is let in
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """No frame budget per account: alice sends ~1,000 messages in a few seconds (over SPEC
+    11.1's default, 150/s for all her connections), and a send refused with RATE_LIMITED would
+    wait for the acks this test holds back."""
+    async with run_server(make_settings(tmp_path, limits={"account_connections": 0})) as s:
+        yield s
 
 
 class SlowAcks(Client):

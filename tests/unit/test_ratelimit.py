@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatd.core.ratelimit import TokenBucket
+from chatd.core.ratelimit import Buckets, Budget, TokenBucket, take
 
 
 def test_full_burst_is_allowed_at_once_then_refused() -> None:
@@ -90,3 +90,31 @@ def test_allowed_events_over_a_window_never_exceed_burst_plus_rate_times_window(
             allowed += 1
     assert allowed <= burst + rate * window + 1e-9
     assert allowed >= burst + rate * window - 1
+
+
+# ---------------------------------------------------------------------- buckets by key (GCRA)
+
+
+def test_take_grants_the_burst_then_the_rate() -> None:
+    budget = Budget(rate=2.0, burst=4.0)
+    granted, tat, retry = take(0.0, 100.0, budget, 10)
+    assert (granted, retry) == (4, 0.5)  # a token is back 1/rate after the bucket ran dry
+    assert take(tat, 100.0, budget, 1)[0] == 0
+    assert take(tat, 100.5, budget, 2)[0] == 1
+
+
+def test_take_refuses_without_moving_the_bucket() -> None:
+    budget = Budget(rate=1.0, burst=1.0)
+    _, tat, _ = take(0.0, 10.0, budget, 1)
+    granted, again, retry = take(tat, 10.25, budget, 1)
+    assert (granted, again, retry) == (0, tat, 0.75)
+
+
+def test_buckets_are_kept_apart_by_key_and_full_ones_are_forgotten() -> None:
+    buckets = Buckets(max_keys=2)
+    budget = Budget(rate=1.0, burst=1.0)
+    assert buckets.take("a", 0.0, budget) == (1, 0.0)
+    assert buckets.take("a", 0.0, budget)[0] == 0
+    assert buckets.take("b", 0.0, budget)[0] == 1  # another key, its own budget
+    assert buckets.take("c", 5.0, budget)[0] == 1  # a and b are full again: dropped
+    assert len(buckets) == 1

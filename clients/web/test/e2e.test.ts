@@ -138,7 +138,7 @@ test("padding.json: buckets, pad/unpad, refused paddings, payloads", () => {
     assert.equal(hex(P.pad(unhex(c.data))), c.padded);
     assert.equal(hex(P.unpad(unhex(c.padded))), c.data);
   }
-  for (const [name, h] of Object.entries(v.invalid)) assert.throws(() => P.unpad(unhex(h as string)), undefined, name);
+  for (const [name, h] of Object.entries(v.invalid)) assert.throws(() => P.unpad(unhex(h as string)), Error, name);
   for (const c of v.payloads) {
     const p: P.Payload = { kind: c.kind, body: unhex(c.body), ts: c.ts ?? undefined, reply_to: c.reply_to ?? undefined };
     assert.equal(hex(P.encodePayload(p)), c.padded, c.name);

@@ -1,0 +1,788 @@
+// The web app: Preact components over the client core (src/client.ts). Everything shown here
+// was decrypted in this page; the server only ever relays ciphertext.
+import { render } from "preact";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { Client, type Conv, type Msg } from "../src/client.js";
+import { decodeContent } from "../src/kinds.js";
+import { formatMoney, parseAmount } from "../src/money.js";
+import { Store } from "../src/store.js";
+import { hex, unhex } from "../src/bytes.js";
+import qrcode from "qrcode-generator";
+
+/** A QR code of `data` as an image (data: URL: allowed by the page's CSP, no script). */
+function QR({ data, label }: { data: string; label: string }) {
+  const q = qrcode(0, "M");
+  q.addData(data);
+  q.make();
+  const svg = q.createSvgTag({ cellSize: 4, margin: 2, scalable: true });
+  return <img class="qr" alt={label} src={`data:image/svg+xml;utf8,${encodeURIComponent(svg)}`} />;
+}
+
+function LinkDevice({ client }: { client: Client }) {
+  const [key, setKey] = useState("");
+  const [code, setCode] = useState("");
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  return (
+    <section class="card" aria-label="Link this browser">
+      <h2>Already have an account?</h2>
+      {!key ? (
+        <button onClick={() => void client.prepareLink().then((k) => setKey(hex(k)))}>Link this browser</button>
+      ) : (
+        <form
+          onSubmit={async (e) => {
+            e.preventDefault();
+            setBusy(true);
+            try {
+              await client.link(code, "web");
+            } catch (err) {
+              setError((err as Error).message);
+              setBusy(false);
+            }
+          }}
+        >
+          <p>On a device of your account, approve this browser's key (compare it there):</p>
+          <code class="key" aria-label="This browser's key">{key}</code>
+          <QR data={key} label="This browser's key as a QR code" />
+          <label>
+            Pairing code
+            <input value={code} onInput={(e) => setCode(e.currentTarget.value)} />
+          </label>
+          <button type="submit" disabled={busy}>{busy ? "Linking…" : "Link"}</button>
+          {error && <p role="alert" class="error">{error}</p>}
+        </form>
+      )}
+    </section>
+  );
+}
+
+function ApproveDevice({ client }: { client: Client }) {
+  const [key, setKey] = useState("");
+  const [code, setCode] = useState("");
+  const [error, setError] = useState("");
+  return (
+    <details>
+      <summary>Approve a new device</summary>
+      <form
+        onSubmit={async (e) => {
+          e.preventDefault();
+          setError("");
+          try {
+            setCode(await client.approveDevice(unhex(key.trim().toLowerCase())));
+          } catch (err) {
+            setError((err as Error).message);
+          }
+        }}
+      >
+        <label>
+          New device's key
+          <input value={key} onInput={(e) => setKey(e.currentTarget.value)} />
+        </label>
+        <button type="submit">Approve</button>
+      </form>
+      {code && (
+        <div>
+          <p>Enter this on the new device:</p>
+          <code class="key" aria-label="Pairing code">{code}</code>
+          <QR data={code} label="Pairing code as a QR code" />
+          <p aria-live="polite">{client.listedDevices() > 1 ? `Listed: this account has ${client.listedDevices()} devices.` : "Waiting for the new device…"}</p>
+        </div>
+      )}
+      {error && <p role="alert" class="error">{error}</p>}
+    </details>
+  );
+}
+
+declare global {
+  interface Window {
+    chatd?: Client;
+  }
+}
+
+function useClient(client: Client): number {
+  const [n, setN] = useState(0);
+  useEffect(() => {
+    let queued = false;
+    return client.onChange(() => {
+      if (queued) return;
+      queued = true;
+      requestAnimationFrame(() => {
+        queued = false;
+        setN((x) => x + 1);
+      });
+    });
+  }, [client]);
+  return n;
+}
+
+function Register({ client }: { client: Client }) {
+  const [handle, setHandle] = useState("");
+  const [name, setName] = useState("");
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError("");
+    try {
+      await client.register(handle.trim().toLowerCase(), name.trim() || handle.trim());
+    } catch (err) {
+      setError((err as Error).message);
+      setBusy(false);
+    }
+  };
+  return (
+    <form class="card register" onSubmit={submit} aria-label="Create an account">
+      <h1>chatd</h1>
+      <p>Messages are encrypted in this browser. Your keys never leave it.</p>
+      <label>
+        Handle
+        <input name="handle" required minLength={3} maxLength={32} pattern="[a-z0-9][a-z0-9_.]*" autocomplete="username" value={handle} onInput={(e) => setHandle(e.currentTarget.value)} />
+      </label>
+      <label>
+        Display name
+        <input name="name" maxLength={64} value={name} onInput={(e) => setName(e.currentTarget.value)} />
+      </label>
+      <button type="submit" disabled={busy}>{busy ? "Making keys…" : "Create account"}</button>
+      {error && <p role="alert" class="error">{error}</p>}
+    </form>
+  );
+}
+
+let HANDLES: Map<number, string> = new Map();
+
+function text(m: Msg): string {
+  const c = m.content as Record<string, unknown> | null;
+  if (m.error && !c) return `⚠ ${m.error}`;
+  if (!c) return `(${m.kind})`;
+  switch (m.kind) {
+    case "text":
+      return c["text"] as string;
+    case "system": {
+      const ev = c["event"];
+      return `— ${ev}${c["title"] ? `: ${c["title"]}` : ""}`;
+    }
+    case "payment.receipt":
+      return `${m.error ? "⚠ " : "✔ "}${c["type"]} ${formatMoney(c["amount"] as number, c["currency"] as string)}${m.error ? ` (${m.error})` : " (receipt verified)"}`;
+    case "forward": {
+      let inner = `(${c["kind"]})`;
+      try {
+        inner = text({ ...m, kind: c["kind"] as string, content: decodeContent(c["kind"] as string, c["body"] as Uint8Array) });
+      } catch {
+        /* an inner kind this page cannot read */
+      }
+      return `↪ forwarded from ${HANDLES.get(c["sender"] as number) ? `@${HANDLES.get(c["sender"] as number)}` : `#${c["sender"]}`}: ${inner}`;
+    }
+    case "share":
+      return `🔗 ${c["title"]}${c["text"] ? ` — ${c["text"]}` : ""}${c["link"] ? ` (${c["link"]})` : ""}`;
+    case "miniapp.invoke":
+      return `▶ ${c["app"]}.${c["action"]}`;
+    case "payment.request":
+      return `🧾 asks ${formatMoney(c["amount"] as number, c["currency"] as string)}${c["memo"] ? `: ${c["memo"]}` : ""}`;
+    case "payment.transfer":
+      return `💸 ${formatMoney(c["amount"] as number, c["currency"] as string)} ${c["memo"] ?? ""}`;
+    case "reaction":
+      return `${c["emoji"]} to #${c["target"]}`;
+    default:
+      return `(${m.kind})`;
+  }
+}
+
+const HIDDEN = new Set(["reaction", "edit", "delete", "receipt"]);
+
+function edited(conv: Conv, m: Msg): { text?: string; deleted: boolean } {
+  let out: { text?: string; deleted: boolean } = { deleted: false };
+  for (const x of conv.messages) {
+    const c = x.content as Record<string, unknown> | null;
+    if (!c || x.sender !== m.sender || c["target"] !== m.seq) continue;
+    if (x.kind === "edit") out = { ...out, text: c["text"] as string };
+    if (x.kind === "delete") out = { ...out, deleted: true };
+  }
+  return out;
+}
+
+function Attachment({ client, att }: { client: Client; att: Record<string, unknown> }) {
+  const [url, setUrl] = useState("");
+  const [error, setError] = useState("");
+  useEffect(() => {
+    client.attachmentUrl(att).then(setUrl, (e) => setError((e as Error).message));
+  }, [att["blob"]]);
+  const name = (att["name"] as string) || "file";
+  if (error) return <span class="error">⚠ {name}: {error}</span>;
+  if (!url) return <span>{name}…</span>;
+  if ((att["media_type"] as string).startsWith("image/")) return <img class="photo" src={url} alt={name} />;
+  return (
+    <a href={url} download={name}>
+      {name} ({Math.ceil((att["size"] as number) / 1024)} KB)
+    </a>
+  );
+}
+
+function ReceiptActions({ client, conv, r }: { client: Client; conv: Conv; r: Record<string, unknown> }) {
+  const me = client.id!.account;
+  const [done, setDone] = useState("");
+  if (done) return <span class="status">{done}</span>;
+  const money = formatMoney(r["amount"] as number, r["currency"] as string);
+  const act = (f: () => Promise<unknown>, ok: string) => () => void f().then(() => setDone(ok), (e) => setDone(`⚠ ${(e as Error).message}`));
+  if (r["type"] === "request" && r["to"] !== me && (r["from"] === 0 || r["from"] === me) && client.requestOpen(conv.conv, r["ref"] as string)) {
+    const who = client.handles.get(r["to"] as number) ?? `#${r["to"]}`;
+    return (
+      <button
+        class="small"
+        onClick={() => confirm(`Pay ${money} to @${who}?`) && act(() => client.pay(conv.conv, r["to"] as number, r["amount"] as number, r["currency"] as string, "", r["ref"] as string), "paid")()}
+      >
+        Pay request
+      </button>
+    );
+  }
+  if (r["type"] === "red_packet") {
+    return (
+      <button class="small" onClick={act(() => client.claim(r["ref"] as string), "claimed")}>
+        Claim
+      </button>
+    );
+  }
+  return null;
+}
+
+function Wallet({ client }: { client: Client }) {
+  const [rows, setRows] = useState<string[] | null>(null);
+  const load = async () => {
+    const b = await client.balances();
+    const h = await client.history();
+    setRows([
+      ...b.map((x) => `Balance: ${formatMoney(x.amount, x.currency)}`),
+      ...h.slice(0, 10).map((e) => `${e["type"]} ${formatMoney(e["amount"], e["currency"])} → ${formatMoney(e["balance"], e["currency"])}`),
+    ]);
+  };
+  return (
+    <details onToggle={(e) => (e.currentTarget as HTMLDetailsElement).open && void load()}>
+      <summary>Wallet</summary>
+      <button class="small" onClick={() => void load()}>
+        Refresh
+      </button>
+      <ul aria-label="Wallet">{(rows ?? []).map((r, i) => <li key={i}>{r}</li>)}</ul>
+    </details>
+  );
+}
+
+function Card({ client, conv, m }: { client: Client; conv: Conv; m: Msg }) {
+  const c = m.content as Record<string, unknown>;
+  const [app, setApp] = useState("");
+  const [paid, setPaid] = useState("");
+  useEffect(() => {
+    client.botProfile(m.sender).then((p) => setApp((p["manifest"] as Record<string, string> | undefined)?.["name"] ?? ""), () => {});
+  }, [m.sender]);
+  const order = c["order"] as Record<string, unknown> | undefined;
+  return (
+    <div class="card-msg" aria-label={`Card ${(c["title"] as string) || ""}`}>
+      {c["title"] ? <strong>{c["title"] as string}</strong> : null}
+      {c["text"] ? <p>{c["text"] as string}</p> : null}
+      {c["error"] ? <p class="error">{c["error"] as string}</p> : null}
+      {c["image"] ? <span class="status">image: {c["image"] as string}</span> : null}
+      <div class="buttons">
+        {((c["buttons"] as Record<string, unknown>[]) ?? []).map((b, i) => (
+          <button
+            key={i}
+            class="small"
+            disabled={!app && !b["app"]}
+            onClick={() => void client.invoke(conv.conv, (b["bot"] as number) || m.sender, (b["app"] as string) || app, b["action"] as string, (b["params"] as Record<string, unknown>) ?? {})}
+          >
+            {b["title"] as string}
+          </button>
+        ))}
+        {order && (
+          <button
+            class="small"
+            disabled={!!paid}
+            onClick={() => {
+              const money = formatMoney(order["amount"] as number, order["currency"] as string);
+              if (!confirm(`Pay ${money} to @${client.handles.get(m.sender) ?? m.sender}?`)) return;
+              void client.pay(conv.conv, m.sender, order["amount"] as number, order["currency"] as string, "", order["request_id"] as string).then(() => setPaid("paid"), (e) => setPaid(`⚠ ${(e as Error).message}`));
+            }}
+          >
+            {paid || `Pay order (${formatMoney(order["amount"] as number, order["currency"] as string)})`}
+          </button>
+        )}
+      </div>
+    </div>
+  );
+}
+
+function BotActions({ client, conv, bot }: { client: Client; conv: Conv; bot: number }) {
+  const [manifest, setManifest] = useState<Record<string, unknown> | null>(null);
+  useEffect(() => {
+    client.botProfile(bot).then((p) => setManifest((p["manifest"] as Record<string, unknown>) ?? null), () => {});
+  }, [bot]);
+  if (!manifest) return null;
+  const actions = ((manifest["actions"] as Record<string, unknown>[]) ?? []).filter((a) => ((a["params"] as Record<string, unknown>[]) ?? []).every((p) => p["required"] === false));
+  return (
+    <div class="bot-actions" role="group" aria-label="Mini-app">
+      {actions.map((a) => (
+        <button key={a["name"] as string} class="small" onClick={() => void client.invoke(conv.conv, bot, manifest["name"] as string, a["name"] as string)}>
+          {(manifest["icon"] as string) || "▶"} {a["title"] as string}
+        </button>
+      ))}
+    </div>
+  );
+}
+
+function Forward({ client, conv, m, done }: { client: Client; conv: Conv; m: Msg; done: () => void }) {
+  const targets = [...client.convs.values()].filter((c) => c.conv !== conv.conv && !(c.kind === "channel" && c.role === "member"));
+  const [to, setTo] = useState(targets[0]?.conv ?? 0);
+  const name = (c: Conv) => (c.kind === "direct" ? `@${c.members.find((x) => x.account !== client.id?.account)?.handle ?? "…"}` : c.title || "Group");
+  return (
+    <form
+      class="forward"
+      onSubmit={(e) => {
+        e.preventDefault();
+        if (to) void client.forward(conv.conv, m, to).then(done);
+      }}
+    >
+      <label>
+        Forward to
+        <select value={to} onChange={(e) => setTo(Number(e.currentTarget.value))}>
+          {targets.map((c) => (
+            <option key={c.conv} value={c.conv}>
+              {name(c)}
+            </option>
+          ))}
+        </select>
+      </label>
+      <button type="submit" class="small">
+        Forward
+      </button>
+    </form>
+  );
+}
+
+function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: Msg; onReply: (seq: number) => void }) {
+  const [forwarding, setForwarding] = useState(false);
+  if (HIDDEN.has(m.kind)) return null;
+  const mine = m.sender === client.id?.account;
+  const who = m.sender === 0 ? "server" : client.handles.get(m.sender) ?? `#${m.sender}`;
+  let status = "";
+  if (mine) status = m.error ? "failed" : m.pending ? "sending" : conv.peerRead >= m.seq ? "read" : conv.peerDelivered >= m.seq ? "delivered" : "sent";
+  const reactions = conv.messages.filter((r) => r.kind === "reaction" && (r.content as Record<string, unknown> | null)?.["target"] === m.seq);
+  const change = edited(conv, m);
+  const target = m.replyTo ? conv.messages.find((x) => x.seq === m.replyTo) : undefined;
+  const canAct = (m.kind === "text" || m.kind === "attachment") && !m.pending && !change.deleted;
+  return (
+    <li class={`msg ${mine ? "mine" : ""} ${m.kind === "system" ? "system" : ""}`} data-seq={m.seq}>
+      {m.kind !== "system" && <span class="who">{who}</span>}
+      {m.replyTo ? <span class="reply">↪ {target ? text(target).slice(0, 60) : `#${m.replyTo}`}</span> : null}
+      <span class="body">
+        {change.deleted ? (
+          "message deleted"
+        ) : m.kind === "attachment" && m.content ? (
+          <Attachment client={client} att={m.content as Record<string, unknown>} />
+        ) : m.kind === "miniapp.result" && m.content ? (
+          <Card client={client} conv={conv} m={m} />
+        ) : (
+          change.text ?? text(m)
+        )}
+      </span>
+      {change.text !== undefined && !change.deleted && <span class="status">(edited)</span>}
+      {!m.e2e && m.kind !== "system" && m.kind !== "payment.receipt" && <span class="warn" title="not end-to-end encrypted">unencrypted</span>}
+      {reactions.length > 0 && <span class="reactions">{reactions.map((r) => (r.content as Record<string, string>)["emoji"]).join(" ")}</span>}
+      {status && <span class={`status ${status}`} aria-label={`status: ${status}`}>{status === "read" ? "✓✓ read" : status === "delivered" ? "✓✓" : status === "sent" ? "✓" : status}</span>}
+      {forwarding && <Forward client={client} conv={conv} m={m} done={() => setForwarding(false)} />}
+      {m.kind === "payment.receipt" && !m.error && <ReceiptActions client={client} conv={conv} r={m.content as Record<string, unknown>} />}
+      {canAct && (
+        <span class="actions">
+          <button class="tiny" aria-label={`Reply to message ${m.seq}`} onClick={() => onReply(m.seq)}>
+            ↩
+          </button>
+          <button class="tiny" aria-label={`Forward message ${m.seq}`} onClick={() => setForwarding(!forwarding)}>
+            ⤳
+          </button>
+          <button class="tiny" aria-label={`React ❤ to message ${m.seq}`} onClick={() => void client.sendContent(conv.conv, "reaction", { target: m.seq, emoji: "❤" })}>
+            ❤
+          </button>
+          {mine && m.kind === "text" && (
+            <button
+              class="tiny"
+              aria-label={`Edit message ${m.seq}`}
+              onClick={() => {
+                const t = prompt("Edit message", change.text ?? text(m));
+                if (t !== null && t.trim()) void client.sendContent(conv.conv, "edit", { target: m.seq, text: t.trim() });
+              }}
+            >
+              ✎
+            </button>
+          )}
+          {mine && (
+            <button class="tiny" aria-label={`Delete message ${m.seq}`} onClick={() => confirm("Delete this message for everyone?") && void client.sendContent(conv.conv, "delete", { target: m.seq })}>
+              🗑
+            </button>
+          )}
+        </span>
+      )}
+    </li>
+  );
+}
+
+function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv; onBack: () => void }) {
+  const [draft, setDraft] = useState("");
+  const [invite, setInvite] = useState("");
+  const [safety, setSafety] = useState("");
+  const [scan, setScan] = useState("");
+  const [scanned, setScanned] = useState("");
+  const [compare, setCompare] = useState("");
+  const [payAmount, setPayAmount] = useState("");
+  const [requestAmount, setRequestAmount] = useState("");
+  const [requestMemo, setRequestMemo] = useState("");
+  const [packetAmount, setPacketAmount] = useState("");
+  const [packetShares, setPacketShares] = useState("2");
+  const [note, setNote] = useState("");
+  const [replyTo, setReplyTo] = useState<number | null>(null);
+  const list = useRef<HTMLOListElement>(null);
+  const lastTyping = useRef(0);
+  useEffect(() => {
+    list.current?.scrollTo(0, list.current.scrollHeight);
+    if (document.visibilityState === "visible") client.markRead(conv.conv);
+  });
+  const others = conv.members.filter((m) => m.account !== client.id?.account);
+  const send = async (e?: Event) => {
+    e?.preventDefault();
+    const t = draft.trim();
+    if (!t) return;
+    setDraft("");
+    setReplyTo(null);
+    client.typing(conv.conv, false);
+    try {
+      await client.sendText(conv.conv, t, replyTo ?? undefined);
+    } catch (err) {
+      setNote((err as Error).message);
+    }
+  };
+  const typing = [...conv.typing].map((a) => client.handles.get(a) ?? `#${a}`);
+  const showSafety = async () => {
+    const other = others[0];
+    if (!other) return;
+    const n = await client.safetyNumber(other.account);
+    setSafety(n.match(/.{5}/g)!.join(" "));
+    setScan(await client.scannable(other.account));
+  };
+  const pay = async () => {
+    const other = others[0];
+    if (!other) return;
+    try {
+      const minor = parseAmount(payAmount.trim(), "USD");
+      if (!confirm(`Send ${formatMoney(minor, "USD")} to @${other.handle}?`)) return;
+      await client.pay(conv.conv, other.account, minor, "USD");
+      setPayAmount("");
+    } catch (err) {
+      setNote((err as Error).message);
+    }
+  };
+  return (
+    <section class="conv" aria-label={`Conversation ${conv.title || others.map((m) => m.handle).join(", ")}`}>
+      <header>
+        <button class="back small" aria-label="Back to conversations" onClick={onBack}>
+          ←
+        </button>
+        <h2>{conv.kind === "direct" ? `@${others[0]?.handle ?? "…"}` : conv.title || "Group"}</h2>
+        <span class="members">{conv.members.map((m) => (client.online.has(m.account) ? `● ${m.handle}` : m.handle)).join(", ")}</span>
+        {conv.kind === "direct" && (
+          <button onClick={() => void showSafety()} aria-label="Show safety number">
+            Safety number
+          </button>
+        )}
+      </header>
+      {safety && (
+        <div class="safety" role="region" aria-label="Safety number">
+          <code aria-label="Safety number digits">{safety}</code>
+          {scan && <QR data={scan} label="Safety number QR code" />}
+          <form
+            onSubmit={async (e) => {
+              e.preventDefault();
+              setCompare((await client.compareScanned(others[0]!.account, scanned).catch(() => false)) ? "They match: verified." : "They do not match!");
+            }}
+          >
+            <label>
+              Their code (scanned)
+              <input value={scanned} onInput={(e) => setScanned(e.currentTarget.value)} />
+            </label>
+            <button type="submit">Compare</button>
+            <span aria-live="polite">{compare}</span>
+          </form>
+          <label>
+            <input type="checkbox" checked={client.isVerified(others[0]!.account)} onChange={(e) => void client.setVerified(others[0]!.account, e.currentTarget.checked)} /> Verified
+          </label>
+        </div>
+      )}
+      {conv.kind === "direct" && others[0]?.access && <BotActions client={client} conv={conv} bot={others[0].account} />}
+      <ol class="messages" ref={list} aria-live="polite" aria-label="Messages">
+        {conv.messages.map((m) => (
+          <Message key={`${m.seq}:${m.cmid ?? ""}`} client={client} conv={conv} m={m} onReply={(seq) => {
+            setReplyTo(seq);
+            document.getElementById("composer")?.focus();
+          }} />
+        ))}
+      </ol>
+      <p class="typing" aria-live="polite">{typing.length ? `${typing.join(", ")} ${typing.length > 1 ? "are" : "is"} typing…` : ""}</p>
+      {note && <p role="alert" class="error">{note}</p>}
+      {replyTo !== null && (
+        <p class="replying">
+          Replying to #{replyTo}{" "}
+          <button class="tiny" aria-label="Cancel reply" onClick={() => setReplyTo(null)}>
+            ✕
+          </button>
+        </p>
+      )}
+      {conv.kind === "channel" && conv.role === "member" ? (
+        <p class="typing">Only the channel's owner and admins post here.</p>
+      ) : (
+      <form class="composer" onSubmit={send}>
+        <label class="sr" for="composer">
+          Message
+        </label>
+        <textarea
+          id="composer"
+          rows={1}
+          value={draft}
+          placeholder="Message"
+          onInput={(e) => {
+            setDraft(e.currentTarget.value);
+            if (Date.now() - lastTyping.current > 3000) {
+              lastTyping.current = Date.now();
+              client.typing(conv.conv, true);
+            }
+          }}
+          onKeyDown={(e) => {
+            if (e.key === "Enter" && !e.shiftKey) void send(e);
+          }}
+        />
+        <label class="attach" title="Attach a file">
+          📎<span class="sr">Attach a file</span>
+          <input
+            type="file"
+            class="sr"
+            aria-label="Attach a file"
+            onChange={async (e) => {
+              const f = e.currentTarget.files?.[0];
+              e.currentTarget.value = "";
+              if (!f) return;
+              try {
+                await client.sendFile(conv.conv, new Uint8Array(await f.arrayBuffer()), f.name, f.type);
+              } catch (err) {
+                setNote((err as Error).message);
+              }
+            }}
+          />
+        </label>
+        <button type="submit">Send</button>
+      </form>
+      )}
+      <details>
+        <summary>More</summary>
+        {conv.kind !== "direct" && (
+          <form
+            onSubmit={(e) => {
+              e.preventDefault();
+              void client.invite(conv.conv, invite.trim()).then(() => setInvite(""), (err) => setNote((err as Error).message));
+            }}
+          >
+            <label>
+              Add member
+              <input value={invite} onInput={(e) => setInvite(e.currentTarget.value)} />
+            </label>
+            <button type="submit">Add</button>
+          </form>
+        )}
+        {conv.kind !== "channel" && (
+          <form
+            onSubmit={async (e) => {
+              e.preventDefault();
+              try {
+                const minor = parseAmount(requestAmount.trim(), "USD");
+                const from = conv.kind === "direct" ? others[0]?.account ?? 0 : 0;
+                await client.requestPayment(conv.conv, from, minor, "USD", requestMemo.trim());
+                setRequestAmount("");
+                setRequestMemo("");
+              } catch (err) {
+                setNote((err as Error).message);
+              }
+            }}
+          >
+            <label>
+              Request (USD)
+              <input inputMode="decimal" value={requestAmount} onInput={(e) => setRequestAmount(e.currentTarget.value)} />
+            </label>
+            <label>
+              For what
+              <input value={requestMemo} onInput={(e) => setRequestMemo(e.currentTarget.value)} />
+            </label>
+            <button type="submit">Request</button>
+          </form>
+        )}
+        {conv.kind === "group" && (
+          <form
+            onSubmit={async (e) => {
+              e.preventDefault();
+              try {
+                const minor = parseAmount(packetAmount.trim(), "USD");
+                const n = Number(packetShares);
+                if (!confirm(`Send a red packet of ${formatMoney(minor, "USD")} in ${n} shares?`)) return;
+                await client.redPacket(conv.conv, minor, "USD", n);
+                setPacketAmount("");
+              } catch (err) {
+                setNote((err as Error).message);
+              }
+            }}
+          >
+            <label>
+              Red packet (USD)
+              <input inputMode="decimal" value={packetAmount} onInput={(e) => setPacketAmount(e.currentTarget.value)} />
+            </label>
+            <label>
+              Shares
+              <input inputMode="numeric" value={packetShares} onInput={(e) => setPacketShares(e.currentTarget.value)} />
+            </label>
+            <button type="submit">Send red packet</button>
+          </form>
+        )}
+        {conv.kind === "direct" && (
+          <form
+            onSubmit={(e) => {
+              e.preventDefault();
+              void pay();
+            }}
+          >
+            <label>
+              Pay (USD)
+              <input inputMode="decimal" value={payAmount} onInput={(e) => setPayAmount(e.currentTarget.value)} />
+            </label>
+            <button type="submit">Pay</button>
+          </form>
+        )}
+      </details>
+    </section>
+  );
+}
+
+function Main({ client }: { client: Client }) {
+  const [open, setOpen] = useState<number | null>(null);
+  const [peer, setPeer] = useState("");
+  const [title, setTitle] = useState("");
+  const [members, setMembers] = useState("");
+  const [channel, setChannel] = useState(false);
+  const [error, setError] = useState("");
+  const convs = [...client.convs.values()].sort((a, b) => b.lastSeq - a.lastSeq || b.conv - a.conv);
+  const current = open !== null ? client.convs.get(open) : undefined;
+  const label = (c: Conv) => (c.kind === "direct" ? `@${c.members.find((m) => m.account !== client.id?.account)?.handle ?? "…"}` : `${c.kind === "channel" ? "# " : ""}${c.title || "Group"}`);
+  const act = (f: () => Promise<number>) => async (e: Event) => {
+    e.preventDefault();
+    setError("");
+    try {
+      setOpen(await f());
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  return (
+    <div class={`layout ${current ? "has-conv" : ""}`}>
+      <nav aria-label="Conversations">
+        <header>
+          <strong>@{client.id?.handle}</strong> <span class={`dot ${client.status}`} aria-label={`connection: ${client.status}`} />
+        </header>
+        <ul class="convs">
+          {convs.map((c) => {
+            const n = client.unread(c);
+            return (
+              <li key={c.conv}>
+                <button class={c.conv === open ? "active" : ""} aria-current={c.conv === open ? "true" : undefined} onClick={() => setOpen(c.conv)}>
+                  <span class="title">{label(c)}</span>
+                  {n > 0 && (
+                    <span class="badge" aria-label={`${n} unread`}>
+                      {n}
+                    </span>
+                  )}
+                </button>
+              </li>
+            );
+          })}
+        </ul>
+        <form onSubmit={act(() => client.createDirect(peer.trim().toLowerCase()))}>
+          <label>
+            New chat with
+            <input value={peer} placeholder="handle" onInput={(e) => setPeer(e.currentTarget.value)} />
+          </label>
+          <button type="submit">Start chat</button>
+        </form>
+        <form onSubmit={act(() => client.createGroup(title.trim(), members.split(/[\s,]+/).filter(Boolean), channel ? "channel" : "group"))}>
+          <label>
+            Group title
+            <input value={title} onInput={(e) => setTitle(e.currentTarget.value)} />
+          </label>
+          <label>
+            Members
+            <input value={members} placeholder="handles, comma separated" onInput={(e) => setMembers(e.currentTarget.value)} />
+          </label>
+          <label class="check">
+            <input type="checkbox" checked={channel} onChange={(e) => setChannel(e.currentTarget.checked)} /> Channel (only admins post)
+          </label>
+          <button type="submit">Create group</button>
+        </form>
+        {error && <p role="alert" class="error">{error}</p>}
+        <ApproveDevice client={client} />
+        <Wallet client={client} />
+      </nav>
+      {current ? (
+        <ConversationView key={current.conv} client={client} conv={current} onBack={() => setOpen(null)} />
+      ) : (
+        <section class="empty">
+          <p>Pick a conversation, or start one.</p>
+        </section>
+      )}
+    </div>
+  );
+}
+
+function App({ client, ready }: { client: Client; ready: boolean }) {
+  useClient(client);
+  HANDLES = client.handles;
+  if (!ready) return <p class="splash">Connecting…</p>;
+  return client.id ? (
+    <Main client={client} />
+  ) : (
+    <>
+      <Register client={client} />
+      <LinkDevice client={client} />
+    </>
+  );
+}
+
+async function start(): Promise<void> {
+  const root = document.getElementById("app")!;
+  // One tab per browser profile drives the device: two would advance the same ratchets and
+  // sender keys from one IndexedDB at once. Others wait until it closes.
+  if (navigator.locks) {
+    const held = await new Promise<boolean>((resolve) => {
+      void navigator.locks.request("chatd-device", { ifAvailable: true }, (lock) => {
+        resolve(lock !== null);
+        return lock ? new Promise<void>(() => {}) : undefined;
+      });
+    });
+    if (!held) {
+      root.setAttribute("aria-busy", "false");
+      render(<p class="splash" role="status">chatd is open in another tab of this browser. Close it to use chatd here.</p>, root);
+      return;
+    }
+  }
+  const store = await Store.open();
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+  const client = new Client(store, url);
+  window.chatd = client;
+  render(<App client={client} ready={false} />, root);
+  root.setAttribute("aria-busy", "false");
+  try {
+    await client.login();
+  } catch (e) {
+    console.warn(e);
+  }
+  render(<App client={client} ready />, root);
+}
+
+void start();

@@ -1,0 +1,48 @@
+"""The SQLite store checkpoints its WAL off the writer's path (its own connection and thread):
+the WAL still starts over instead of growing with every commit, and nothing committed is lost
+across a close and reopen."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from chatd.store.base import NewMessage
+from chatd.store.sqlite import SQLiteStore, _Checkpointer
+
+from .conftest import device_key
+
+COMMITS = 25 * _Checkpointer.EVERY
+
+
+async def test_the_wal_starts_over_while_messages_are_committed_one_by_one(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "wal.db")
+    store = SQLiteStore(path)
+    await store.open()
+    writer = asyncio.create_task(store.run())
+    try:
+        a, ad = await store.create_account("alice", "A", "user", device_key(), "p", 1)
+        b, _ = await store.create_account("bob", "B", "user", device_key(), "p", 1)
+        conv = (await store.create_conversation("direct", None, a.id, [b.id], 1)).conv.id
+        page = os.sysconf("SC_PAGE_SIZE")
+        for i in range(COMMITS):  # awaited one by one: one commit each
+            await store.append(NewMessage(conv, a.id, ad.id, f"m{i}", "text", b"x" * 200, 1))
+        # Every commit wrote at least one page (the message's): had the WAL never started over,
+        # it would hold COMMITS of them; it holds what a few checkpoint intervals wrote.
+        wal = Path(path + "-wal").stat().st_size  # noqa: ASYNC240 - one stat, nothing runs
+        assert wal < 8 * _Checkpointer.EVERY * page < COMMITS * page
+    finally:
+        await store.aclose()
+        await writer
+    again = SQLiteStore(path)
+    await again.open()
+    writer = asyncio.create_task(again.run())
+    try:
+        stored = await again.messages(conv, 0, None, 10_000)
+        assert [m.cmid for m in stored if m.kind == "text"] == [f"m{i}" for i in range(COMMITS)]
+    finally:
+        await again.aclose()
+        await writer
