@@ -24,11 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatd import __version__
-from chatd.broker.redis import RedisBroker
 from chatd.services.deps import Deps
 from chatd.settings import redact_url
-from chatd.store.postgres import PostgresStore
-from chatd.store.writer import GroupCommitWriter
 
 PING_TIMEOUT = 2.0
 """A store that does not answer within this counts as unreachable (readiness must not hang)."""
@@ -100,36 +97,31 @@ class Health:
 
     def _broker(self, healthy: bool) -> dict[str, Any]:
         b = self._deps.broker
+        st = b.statistics()
         out: dict[str, Any] = {
-            "kind": "redis" if isinstance(b, RedisBroker) else "memory",
+            "kind": st.kind,
             "healthy": healthy,
             "published": b.stats.published,
             "received": b.stats.received,
             "dropped": b.stats.dropped,
         }
-        if isinstance(b, RedisBroker):
-            lag = b.lag()
+        if b.remote:
             out.update(
-                url=redact_url(b.url),
-                pending=b.pending(),
-                lag_s=None if lag is None else round(lag, 6),
-                heartbeats=b.heartbeats,
+                url=redact_url(st.url),
+                pending=st.pending,
+                lag_s=None if st.lag is None else round(st.lag, 6),
+                heartbeats=st.heartbeats,
             )
         else:
-            out.update(pending=0)
+            out.update(pending=st.pending)
         return out
 
     def _store(self, reachable: bool) -> dict[str, Any]:
-        store = self._deps.store
-        db = self._deps.settings.store.db
-        pg = isinstance(store, PostgresStore)
-        out: dict[str, Any] = {"backend": "postgresql" if pg else "sqlite"}
-        if pg:  # a URL (redacted); never a file path (issue 14.9)
-            out["db"] = redact_url(db)
-        out["reachable"] = reachable
-        if isinstance(store, GroupCommitWriter):
-            out["queued_writes"] = store.queued
-        return out
+        st = self._deps.store.statistics()
+        out: dict[str, Any] = {"backend": st.backend}
+        if st.backend == "postgresql":  # a URL (redacted); never a file path (issue 14.9)
+            out["db"] = redact_url(self._deps.settings.store.db)
+        return out | {"reachable": reachable, "queued_writes": st.queued_writes}
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from chatd.broker.base import Broker
-from chatd.broker.redis import RedisBroker
 
 
 class HotCounters:
@@ -65,24 +64,24 @@ class _BrokerCollector(Collector):
         yield GaugeMetricFamily(
             "chatd_broker_up", "1 while the broker is connected and subscribed", value=b.healthy()
         )
-        if isinstance(b, RedisBroker):
+        if b.remote:
+            st = b.statistics()
             yield GaugeMetricFamily(
                 "chatd_broker_pending",
                 "Envelopes buffered for Redis, not yet handed to it",
-                value=b.pending(),
+                value=st.pending,
             )
             yield CounterMetricFamily(
                 "chatd_broker_flushes",
                 "Pipelines of envelopes written to Redis (one write each; heartbeats alone apart)",
-                value=b.flushes,
+                value=st.flushes or 0,
             )
-            lag = b.lag()
-            if lag is not None:
+            if st.lag is not None:
                 yield GaugeMetricFamily(
                     "chatd_broker_lag_last_seconds",
                     "The latest heartbeat's round trip through Redis (or the age of the one"
                     " still outstanding, when larger)",
-                    value=lag,
+                    value=st.lag,
                 )
 
 
@@ -169,7 +168,7 @@ class Metrics:
         """Export the broker's counters and health (read at scrape time); for Redis also its
         buffer and the lag its heartbeats measure (``chatd_broker_lag_seconds``)."""
         self.registry.register(_BrokerCollector(broker))
-        if isinstance(broker, RedisBroker):
+        if broker.remote:
             lag = Histogram(
                 "chatd_broker_lag_seconds",
                 "Round trip of a heartbeat this node publishes to itself through Redis: the"

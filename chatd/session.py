@@ -104,10 +104,10 @@ class Session:
         """The client's address as the limits count it (``Limits.client_address``; "" when
         exempt)."""
         self._owed = False
-        self._account_bucket: TokenBucket | None = None
-        """One node: the account's frame budget, the same bucket in each of its sessions."""
         """The frame ``receive_nowait`` just returned still owes its token of the account's
         shared budget: Redis must be asked (``serve`` does, before anything else)."""
+        self._account_bucket: TokenBucket | None = None
+        """One node: the account's frame budget, the same bucket in each of its sessions."""
         self.conn_id = _node_salt | next(_conn_ids)
         self.account = 0
         self.device = 0

@@ -5,6 +5,7 @@ whatever it loses (clients sync from their cursors)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 Handler = Callable[[str, bytes], None]
@@ -25,8 +26,29 @@ class BrokerStats:
         """Envelopes lost on this node's side: buffer overflow, a failed send, or shutdown."""
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerStatistics:
+    """What health and metrics report about a broker beyond ``BrokerStats``."""
+
+    kind: str
+    """``memory`` or ``redis``."""
+    url: str = ""
+    """The remote broker's URL, password included (redact it before showing it)."""
+    pending: int = 0
+    """Envelopes buffered, not yet handed to the remote broker."""
+    flushes: int | None = None
+    """Pipelines of envelopes written to the remote broker (None in-process)."""
+    lag: float | None = None
+    """The latest heartbeat's round trip in seconds (None until one is measured)."""
+    heartbeats: int | None = None
+    """Heartbeats measured (None in-process)."""
+
+
 class Broker(Protocol):
     stats: BrokerStats
+
+    on_lag: Callable[[float], None] | None
+    """Called with each measured round trip through the remote broker (never in-process)."""
 
     remote: bool
     """True when the broker reaches other nodes. An in-process broker only hands envelopes back
@@ -55,3 +77,4 @@ class Broker(Protocol):
     def unsubscribe(self, topic: str) -> None: ...
     async def aclose(self) -> None: ...
     def healthy(self) -> bool: ...
+    def statistics(self) -> BrokerStatistics: ...

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from chatd.broker.base import BrokerStats, Handler
+from chatd.broker.base import BrokerStatistics, BrokerStats, Handler
 
 
 class MemoryBroker:
     """Single-node fan-out. One handler per topic (the node's hub)."""
 
     remote = False
+    on_lag: Callable[[float], None] | None = None
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
@@ -42,3 +43,6 @@ class MemoryBroker:
 
     def healthy(self) -> bool:
         return True
+
+    def statistics(self) -> BrokerStatistics:
+        return BrokerStatistics("memory")

@@ -66,7 +66,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from chatd.broker.base import BrokerStats, Handler
+from chatd.broker.base import BrokerStatistics, BrokerStats, Handler
 from chatd.settings import redact_url
 
 log = logging.getLogger(__name__)
@@ -223,6 +223,11 @@ class RedisBroker:
 
     def healthy(self) -> bool:
         return self._pub_up and self._sub_up and not self._closing
+
+    def statistics(self) -> BrokerStatistics:
+        return BrokerStatistics(
+            "redis", self.url, self.pending(), self.flushes, self.lag(), self.heartbeats
+        )
 
     def pending(self) -> int:
         """Envelopes buffered, not yet handed to Redis."""

@@ -1,8 +1,14 @@
 """What the services need from storage, as small Protocols, plus the rows they exchange.
 
 The store is the truth: a message exists once ``append`` resolves, and only then is it acked and
-published. Writes are serialised per store (SQLite: one writer task with group commit), and the
+published. Writes are serialised per store (one writer task with group commit), and the
 authorisation that guards a write is checked inside the same transaction as the write.
+
+Errors: a refusal is a ``chatd.errors`` class (``NotFound``, ``Forbidden``, ``Invalid``,
+``Conflict``, ...) raised before anything is written: a refused write changes nothing. Besides
+those each method names, any method may raise ``Unavailable``: the database cannot be reached
+or could not commit, the store is overloaded or shutting down (nothing acked is lost; retry).
+Where the implementations live: ``chatd.store`` (its docstring maps each use case to its file).
 """
 
 from __future__ import annotations
@@ -235,21 +241,37 @@ class ToDeviceRow:
 class AccountStore(Protocol):
     async def create_account(
         self, handle: str, name: str, type: str, device_key: bytes, device_name: str, now: int
-    ) -> tuple[AccountRow, DeviceRow]: ...
+    ) -> tuple[AccountRow, DeviceRow]:
+        """A new account (``type`` ``user`` or ``bot``) with its first device. ``HandleTaken``
+        when the handle is, ``Conflict`` when the device key is registered."""
+
     async def add_device(
         self, account: int, device_key: bytes, name: str, approver: int, now: int
-    ) -> DeviceRow: ...
-    async def device(self, device: int) -> DeviceRow | None: ...
-    async def account(self, account: int) -> AccountRow | None: ...
-    async def account_by_handle(self, handle: str) -> AccountRow | None: ...
-    async def set_last_seen(self, account: int, now: int) -> None: ...
+    ) -> DeviceRow:
+        """A new device of ``account``, approved by device ``approver`` (the caller checked it
+        may). ``Conflict`` when the key is registered."""
+
+    async def device(self, device: int) -> DeviceRow | None:
+        """The device, or None."""
+
+    async def account(self, account: int) -> AccountRow | None:
+        """The account, or None."""
+
+    async def account_by_handle(self, handle: str) -> AccountRow | None:
+        """The account with this handle, or None."""
+
+    async def set_last_seen(self, account: int, now: int) -> None:
+        """Record ``now`` as the account's last activity (no error for no account)."""
 
 
 class ConversationStore(Protocol):
     """Conversations and members. Every membership change may carry a ``SignedChange``: it is
     checked against the conversation's membership log and stored with the change, in the same
     transaction (``Conflict`` when the log moved on, ``Invalid`` when it does not match or a
-    signed conversation gets an unsigned change; nothing is written then)."""
+    signed conversation gets an unsigned change; nothing is written then). Who may change what
+    is ``core.rules`` (``Forbidden`` when the actor's role may not; ``NotFound`` when the actor
+    is not a member, as for no conversation). A change returns its ``MembershipChange``: the
+    system message it appended and the accounts it added or removed."""
 
     async def create_conversation(
         self,
@@ -260,22 +282,43 @@ class ConversationStore(Protocol):
         now: int,
         entry: SignedChange | None = None,
     ) -> CreatedConv:
-        """A new conversation, or (direct) the existing one; ``entry`` starts its log (for an
-        existing direct conversation without a log, it becomes its first entry)."""
-        ...
+        """A new conversation (``creator`` its owner, ``members`` members) with its ``created``
+        message; for ``direct``, the existing one of the two accounts if there is one
+        (``existed``). ``entry`` starts its log (for an existing direct conversation without a
+        log, it becomes its first entry). ``NotFound`` for an unknown account, ``Invalid`` for
+        a direct conversation without exactly one other account or a roster that does not
+        match, ``Conflict`` when the log's group id is another conversation's."""
 
-    async def conversation(self, conv: int, account: int, device: int) -> ConvRow: ...
-    async def conversations_of(self, account: int, device: int) -> list[ConvRow]: ...
-    async def conversation_ids_of(self, account: int) -> list[int]: ...
+    async def conversation(self, conv: int, account: int, device: int) -> ConvRow:
+        """``conv`` as ``account`` (and ``device``'s cursors) sees it, with its members.
+        ``NotFound`` unless ``account`` is a member."""
+
+    async def conversations_of(self, account: int, device: int) -> list[ConvRow]:
+        """Every conversation ``account`` is a member of, ascending by id, without members."""
+
+    async def conversation_ids_of(self, account: int) -> list[int]:
+        """The ids of the conversations ``account`` is a member of."""
+
     async def invite(
         self, conv: int, actor: int, account: int, now: int, entry: SignedChange | None = None
-    ) -> MembershipChange: ...
+    ) -> MembershipChange:
+        """Add ``account`` as a member (``joined``); a bot starts with its kind's initial
+        access. ``NotFound`` for no such account, ``Conflict`` when already a member,
+        ``Forbidden`` when ``actor`` may not add members (or bots)."""
+
     async def remove(
         self, conv: int, actor: int, account: int, now: int, entry: SignedChange | None = None
-    ) -> MembershipChange: ...
+    ) -> MembershipChange:
+        """Remove member ``account`` (``removed``). ``Invalid`` when ``account`` is the actor
+        (use ``leave``), ``NotFound`` when it is not a member, ``Forbidden`` by the rules."""
+
     async def leave(
         self, conv: int, actor: int, now: int, entry: SignedChange | None = None
-    ) -> MembershipChange: ...
+    ) -> MembershipChange:
+        """``actor`` leaves (``left``); an owner leaving hands ownership to the next member
+        (``core.rules.next_owner``) with a ``role`` message. ``Forbidden`` in a direct
+        conversation."""
+
     async def set_role(
         self,
         conv: int,
@@ -284,25 +327,29 @@ class ConversationStore(Protocol):
         role: str,
         now: int,
         entry: SignedChange | None = None,
-    ) -> MembershipChange: ...
+    ) -> MembershipChange:
+        """Give member ``account`` ``role`` (``role`` message). ``NotFound`` when it is not a
+        member, ``Forbidden`` by the rules."""
+
     async def member_log(self, conv: int, after: int, limit: int) -> list[LogRow]:
         """Entries of ``conv``'s membership log with epoch > ``after``, ascending, at most
         ``limit`` (the caller checked membership)."""
-        ...
 
     async def log_head(self, conv: int) -> tuple[int, bytes, bytes] | None:
         """``(epoch, hash, group)`` of the log's last entry; None when it has none."""
-        ...
 
-    async def rename(self, conv: int, actor: int, title: str, now: int) -> MembershipChange: ...
-    async def contacts_of(self, account: int) -> list[int]: ...
+    async def rename(self, conv: int, actor: int, title: str, now: int) -> MembershipChange:
+        """Set the title (``renamed`` message). ``Forbidden`` by the rules (never direct)."""
+
+    async def contacts_of(self, account: int) -> list[int]:
+        """Accounts sharing a direct conversation or group with ``account`` (its presence
+        audience), each once."""
+
     async def member_kind(self, conv: int, account: int) -> tuple[str, str] | None:
         """``(conv kind, role)`` of ``account`` in ``conv``, or None when not a member."""
-        ...
 
     async def membership(self, conv: int, account: int) -> Membership | None:
         """``account``'s membership of ``conv`` (with its bot access), or None."""
-        ...
 
 
 class BotStore(Protocol):
@@ -313,11 +360,9 @@ class BotStore(Protocol):
 
     async def set_bot_profile(self, account: int, body: bytes, now: int) -> None:
         """Replace the bot's profile; ``Forbidden`` when ``account`` is not a bot."""
-        ...
 
     async def bot_profile(self, account: int) -> BotProfileRow | None:
         """The bot's profile (empty if never set), or None when ``account`` is not a bot."""
-        ...
 
     async def set_bot_access(
         self,
@@ -332,25 +377,27 @@ class BotStore(Protocol):
         transaction; None (nothing written) when it already has that access. ``NotFound``
         (actor or bot not a member), ``Invalid`` (direct, or not a bot), ``Forbidden`` (actor
         neither owner nor admin)."""
-        ...
 
 
 class MessageStore(Protocol):
     def append(self, message: NewMessage) -> asyncio.Future[Appended]:
         """Queue ``message`` for the next group commit. The future resolves once it is durable
-        (or with ``Conflict``/``NotFound``/``Forbidden``/``Unavailable``); futures resolve in
-        commit order, which is seq order within a conversation."""
-        ...
+        (``duplicate`` when its cmid was stored before with the same content), or fails with
+        ``NotFound`` (sender not a member), ``Forbidden`` (may not send there), ``Conflict``
+        (the cmid was used for another message) or ``Unavailable``; futures resolve in commit
+        order, which is seq order within a conversation."""
 
     async def messages(
         self, conv: int, after: int, before: int | None, limit: int
-    ) -> list[StoredMessage]: ...
+    ) -> list[StoredMessage]:
+        """Messages of ``conv`` with ``after`` < seq (< ``before``), ascending: the first
+        ``limit`` of them, or with ``before`` the last ``limit`` (the caller checked access)."""
 
 
 class CursorStore(Protocol):
     async def move_cursor(self, device: int, conv: int, type: str, seq: int) -> bool:
-        """Raise the device's ``type`` cursor to ``seq``; True when it moved."""
-        ...
+        """Raise the device's ``type`` (``delivered`` or ``read``) cursor to ``seq`` (at most
+        the conversation's last seq); True when it moved. ``NotFound`` for no conversation."""
 
 
 class KeyDirectoryStore(Protocol):
@@ -361,22 +408,22 @@ class KeyDirectoryStore(Protocol):
         """Store ``upload`` for its device in one transaction; the device's unclaimed one-time
         prekey count afterwards. A new identity key discards the device's stored prekeys; a kid
         the device already has is ignored; ``Invalid`` (nothing stored) when the pool would pass
-        ``max_one_time``."""
-        ...
+        ``max_one_time``; ``NotFound`` for no such device."""
 
-    async def one_time_count(self, device: int) -> int: ...
+    async def one_time_count(self, device: int) -> int:
+        """The device's unclaimed one-time prekeys (0 for no such device)."""
 
     async def claim_keys(self, account: int, exclude_device: int = 0) -> list[BundleRow]:
         """A bundle per device of ``account`` with an identity key (but ``exclude_device``),
         ascending by device, each with the device's lowest-kid one-time prekey, deleted in the
         same transaction: no two claims ever get the same one. ``NotFound`` for no account."""
-        ...
 
     async def put_device_list(self, row: DeviceListRow, now: int) -> None:
-        """Replace the account's device list; ``Conflict`` unless ``row.version`` is higher."""
-        ...
+        """Replace the account's device list; ``Conflict`` unless ``row.version`` is higher,
+        ``NotFound`` for no account."""
 
-    async def device_list(self, account: int) -> DeviceListRow | None: ...
+    async def device_list(self, account: int) -> DeviceListRow | None:
+        """The account's device list, or None when it has none."""
 
 
 class ToDeviceStore(Protocol):
@@ -387,15 +434,12 @@ class ToDeviceStore(Protocol):
     ) -> ToDeviceRow:
         """Append to ``target``'s queue; resolves once committed. ``NotFound`` for no such
         device, ``RateLimited`` when ``max_queued`` items are already queued for it."""
-        ...
 
     async def to_device_items(self, device: int, after: int, limit: int) -> list[ToDeviceRow]:
         """Queued items of ``device`` with tid > ``after``, ascending, at most ``limit``."""
-        ...
 
     async def ack_to_device(self, device: int, up_to: int) -> int:
         """Delete ``device``'s items with tid <= ``up_to``; how many were deleted."""
-        ...
 
 
 # --------------------------------------------------------------------------- ledger
@@ -531,53 +575,54 @@ class LedgerStore(Protocol):
         """Payer -> payee (both members of ``conv``); pays ``t.request_id`` if set. Refusals:
         ``NotFound`` (payer not a member), ``NotMember`` (payee), ``Expired``, ``OverLimit``
         (daily), ``InsufficientFunds`` (the database's CHECK), ``Conflict``, request rules."""
-        ...
 
     def create_red_packet(self, p: NewRedPacket, sign: ReceiptSigner) -> asyncio.Future[Posting]:
-        """Sender -> escrow, and the packet opens with its precomputed shares."""
-        ...
+        """Sender -> escrow, and the packet opens with its precomputed shares. Refusals:
+        ``NotFound`` (sender not a member), ``Expired``, ``OverLimit``, ``InsufficientFunds``,
+        ``Conflict``."""
 
     def claim_red_packet(
         self, packet_id: str, account: int, now: int, sign: ReceiptSigner
     ) -> asyncio.Future[Posting]:
-        """Escrow -> ``account``: the next share, once per account (again: the same claim)."""
-        ...
+        """Escrow -> ``account``: the next share, once per account (again: the same claim).
+        ``NotFound`` (no such packet, or ``account`` not a member), the packet rules
+        (``core.ledger.next_share``: emptied, expired)."""
 
-    def open_request(self, r: NewRequest, sign: ReceiptSigner) -> asyncio.Future[Posting]: ...
+    def open_request(self, r: NewRequest, sign: ReceiptSigner) -> asyncio.Future[Posting]:
+        """Payee ``r.payee`` asks to be paid. Refusals: ``NotFound`` (payee not a member),
+        ``NotMember`` (a named payer), ``Forbidden`` (may not post there), ``Conflict``."""
 
     def close_request(
         self, request_id: str, actor: int, state: str, now: int, sign: ReceiptSigner
     ) -> asyncio.Future[Posting]:
-        """``state``: ``declined`` (by the payer) or ``cancelled`` (by the payee); settled once."""
-        ...
+        """``state``: ``declined`` (by the payer) or ``cancelled`` (by the payee); settled once
+        (again by the same actor: the same posting). ``NotFound`` (no such request, or
+        ``actor`` not a member), the request rules (``core.ledger.check_close_request``)."""
 
     async def sweep_payments(self, now: int, sign: ReceiptSigner, limit: int) -> list[Posting]:
         """Refund the unclaimed rest of red packets expired by ``now`` to their senders and mark
         expired requests, at most ``limit`` of each, each with its receipt. Idempotent: a packet
         is refunded once however many sweepers (nodes) run."""
-        ...
 
     async def mint(self, account: int, amount: int, currency: str, now: int, note: str) -> str:
-        """Issuance -> ``account`` (an operator top-up); the new transfer's id."""
-        ...
+        """Issuance -> ``account`` (an operator top-up); the new transfer's id. ``NotFound``
+        for no account, ``InvalidAmount`` when the wallet cannot hold it."""
 
     async def balances(self, account: int) -> list[tuple[str, int]]:
         """``(currency, balance)`` of the account's wallets, ascending by currency."""
-        ...
 
     async def wallet_entries(
         self, account: int, currency: str, before: int | None, limit: int
     ) -> list[EntryRow]:
         """Entries of ``account`` (one currency, or all with ""), newest first, below entry
-        ``before``."""
-        ...
+        ``before``, at most ``limit``."""
 
     async def payment_key(self, seed: bytes) -> bytes:
         """The server's payment signing seed, stored once: the first caller's ``seed`` wins and
         every node (and restart) gets it back."""
-        ...
 
-    async def ledger_audit(self) -> LedgerAudit: ...
+    async def ledger_audit(self) -> LedgerAudit:
+        """The ledger's invariants, read in one snapshot (``LedgerAudit.ok`` when they hold)."""
 
 
 class Store(
@@ -591,8 +636,27 @@ class Store(
     LedgerStore,
     Protocol,
 ):
-    """Everything the server stores. ``open`` migrates; ``aclose`` drains queued writes first."""
+    """Everything the server stores."""
 
-    async def open(self) -> None: ...
-    async def aclose(self) -> None: ...
-    async def ping(self) -> bool: ...
+    async def open(self) -> None:
+        """Connect and apply pending migrations. ``RuntimeError`` when another process holds
+        an SQLite file; the driver's error when the database cannot be reached."""
+
+    async def aclose(self) -> None:
+        """Refuse new writes, commit what is queued, then close (again: nothing)."""
+
+    async def ping(self) -> bool:
+        """True when the database answers and the last commit succeeded; never raises."""
+
+    def statistics(self) -> StoreStatistics:
+        """What health and metrics report about the store; never raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatistics:
+    backend: str
+    """``sqlite`` or ``postgresql``."""
+    queued_writes: int
+    """Writes waiting for the next group commit."""
+    retries: int = 0
+    """Batches run again after losing a race to another node (PostgreSQL)."""

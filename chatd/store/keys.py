@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from chatd.errors import Conflict, Invalid, NotFound, RateLimited
 from chatd.store.base import BundleRow, DeviceListRow, KeyUpload, PrekeyRow, ToDeviceRow
-from chatd.store.sql import Scripts, Sql, Tx
+from chatd.store.sql import Scripts, Sql, Tx, reads, writes
 
 
 async def _account_exists(db: Sql, account: int) -> None:
@@ -19,208 +19,188 @@ async def _account_exists(db: Sql, account: int) -> None:
         raise NotFound(f"no account {account}")
 
 
-class Keys(Scripts):
-    async def upload_keys(self, upload: KeyUpload, now: int, max_one_time: int) -> int:
-        u = upload
-        fresh: dict[int, PrekeyRow] = {}
-        for k in u.one_time:  # a kid repeated inside one upload: the first one counts
-            fresh.setdefault(k.kid, k)
-
-        async def op(tx: Tx) -> int:
-            db = tx.sql
-            # The device row is the lock that orders this device's uploads across nodes.
-            if not await db.fetchval(
-                "SELECT 1 FROM devices WHERE id=? FOR NO KEY UPDATE", u.device
-            ):
-                raise NotFound("no such device")
-            prior = await db.fetchval(
-                "SELECT identity_key FROM identity_keys WHERE device_id=?", u.device
-            )
-            new_identity = prior is not None and bytes(prior) != u.identity_key
-            held, known = 0, set()
-            if not new_identity:
-                held = await self._held(db, u.device)
-                if fresh:
-                    known = {
-                        int(r[0])
-                        for r in await db.fetch(
-                            "SELECT kid FROM one_time_prekeys WHERE device_id=? AND kid = ANY(?)",
-                            *(u.device, list(fresh)),
-                        )
-                    }
-            added = [k for kid, k in fresh.items() if kid not in known]
-            if held + len(added) > max_one_time:
-                raise Invalid(
-                    f"a device holds at most {max_one_time} one-time prekeys"
-                    f" ({held} unclaimed, {len(added)} new)"
-                )
-            # Checks done; writes from here on.
-            if new_identity:  # prekeys signed for the old identity go with it
-                await db.execute("DELETE FROM signed_prekeys WHERE device_id=?", u.device)
-                await db.execute("DELETE FROM one_time_prekeys WHERE device_id=?", u.device)
-            await db.execute(
-                "INSERT INTO identity_keys (device_id, identity_key, identity_sig, updated_at)"
-                " VALUES (?,?,?,?) ON CONFLICT (device_id) DO UPDATE SET"
-                " identity_key=excluded.identity_key, identity_sig=excluded.identity_sig,"
-                " updated_at=excluded.updated_at",
-                *(u.device, u.identity_key, u.identity_sig, now),
-            )
-            await db.executemany(
-                "INSERT INTO signed_prekeys (device_id, type, kid, key, sig, updated_at)"
-                " VALUES (?,?,?,?,?,?) ON CONFLICT (device_id, type) DO UPDATE SET"
-                " kid=excluded.kid, key=excluded.key, sig=excluded.sig,"
-                " updated_at=excluded.updated_at",
-                [
-                    (u.device, type, pk.kid, pk.key, pk.sig, now)
-                    for type, pk in (("ec", u.signed_prekey), ("pq", u.pq_prekey))
-                    if pk is not None
-                ],
-            )
-            await db.executemany(
-                "INSERT INTO one_time_prekeys (device_id, kid, key) VALUES (?,?,?)",
-                [(u.device, k.kid, k.key) for k in added],
-            )
-            return held + len(added)
-
-        return await self._write(op)
-
-    @staticmethod
-    async def _held(db: Sql, device: int) -> int:
-        return int(
-            await db.fetchval("SELECT count(*) FROM one_time_prekeys WHERE device_id=?", device)
-        )
-
-    async def one_time_count(self, device: int) -> int:
-        return await self._read(lambda db: self._held(db, device))
-
-    async def claim_keys(self, account: int, exclude_device: int = 0) -> list[BundleRow]:
-        async def op(tx: Tx) -> list[BundleRow]:
-            db = tx.sql
-            await _account_exists(db, account)
-            devices = await db.fetch(
-                "SELECT d.id, d.public_key, i.identity_key, i.identity_sig FROM devices d"
-                " JOIN identity_keys i ON i.device_id = d.id"
-                " WHERE d.account_id=? AND d.id != ? ORDER BY d.id",
-                *(account, exclude_device),
-            )
-            if not devices:
-                return []
-            signed: dict[tuple[int, str], PrekeyRow] = {
-                (int(d), str(t)): PrekeyRow(int(kid), bytes(key), bytes(sig))
-                for d, t, kid, key, sig in await db.fetch(
-                    "SELECT device_id, type, kid, key, sig FROM signed_prekeys"
-                    " WHERE device_id = ANY(?)",
-                    [int(d[0]) for d in devices],
+async def upload_keys(tx: Tx, upload: KeyUpload, now: int, max_one_time: int) -> int:
+    u, db = upload, tx.sql
+    fresh: dict[int, PrekeyRow] = {}
+    for k in u.one_time:  # a kid repeated inside one upload: the first one counts
+        fresh.setdefault(k.kid, k)
+    # The device row is the lock that orders this device's uploads across nodes.
+    if not await db.fetchval("SELECT 1 FROM devices WHERE id=? FOR NO KEY UPDATE", u.device):
+        raise NotFound("no such device")
+    prior = await db.fetchval("SELECT identity_key FROM identity_keys WHERE device_id=?", u.device)
+    new_identity = prior is not None and bytes(prior) != u.identity_key
+    held, known = 0, set()
+    if not new_identity:
+        held = await one_time_count(db, u.device)
+        if fresh:
+            known = {
+                int(r[0])
+                for r in await db.fetch(
+                    "SELECT kid FROM one_time_prekeys WHERE device_id=? AND kid = ANY(?)",
+                    *(u.device, list(fresh)),
                 )
             }
-            out = []
-            for device, signing_key, identity_key, identity_sig in devices:
-                d = int(device)
-                # Taken and deleted in one statement; a row another node is claiming right now
-                # is locked and skipped, so no two claims ever get the same key.
-                row = await db.fetchrow(
-                    "DELETE FROM one_time_prekeys WHERE device_id=? AND kid = ("
-                    " SELECT kid FROM one_time_prekeys WHERE device_id=?"
-                    " ORDER BY kid LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING kid, key",
-                    *(d, d),
-                )
-                out.append(
-                    BundleRow(
-                        *(d, bytes(signing_key), bytes(identity_key), bytes(identity_sig)),
-                        signed.get((d, "ec")),
-                        signed.get((d, "pq")),
-                        None if row is None else PrekeyRow(int(row[0]), bytes(row[1])),
-                    )
-                )
-            return out
+    added = [k for kid, k in fresh.items() if kid not in known]
+    if held + len(added) > max_one_time:
+        raise Invalid(
+            f"a device holds at most {max_one_time} one-time prekeys"
+            f" ({held} unclaimed, {len(added)} new)"
+        )
+    # Checks done; writes from here on.
+    if new_identity:  # prekeys signed for the old identity go with it
+        await db.execute("DELETE FROM signed_prekeys WHERE device_id=?", u.device)
+        await db.execute("DELETE FROM one_time_prekeys WHERE device_id=?", u.device)
+    await db.execute(
+        "INSERT INTO identity_keys (device_id, identity_key, identity_sig, updated_at)"
+        " VALUES (?,?,?,?) ON CONFLICT (device_id) DO UPDATE SET"
+        " identity_key=excluded.identity_key, identity_sig=excluded.identity_sig,"
+        " updated_at=excluded.updated_at",
+        *(u.device, u.identity_key, u.identity_sig, now),
+    )
+    await db.executemany(
+        "INSERT INTO signed_prekeys (device_id, type, kid, key, sig, updated_at)"
+        " VALUES (?,?,?,?,?,?) ON CONFLICT (device_id, type) DO UPDATE SET"
+        " kid=excluded.kid, key=excluded.key, sig=excluded.sig, updated_at=excluded.updated_at",
+        [
+            (u.device, type, pk.kid, pk.key, pk.sig, now)
+            for type, pk in (("ec", u.signed_prekey), ("pq", u.pq_prekey))
+            if pk is not None
+        ],
+    )
+    await db.executemany(
+        "INSERT INTO one_time_prekeys (device_id, kid, key) VALUES (?,?,?)",
+        [(u.device, k.kid, k.key) for k in added],
+    )
+    return held + len(added)
 
-        return await self._write(op)
 
-    async def put_device_list(self, row: DeviceListRow, now: int) -> None:
-        async def op(tx: Tx) -> None:
-            db = tx.sql
-            await _account_exists(db, row.account)
-            prior = await db.fetchval(
-                "SELECT version FROM device_lists WHERE account_id=? FOR UPDATE", row.account
+async def one_time_count(db: Sql, device: int) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM one_time_prekeys WHERE device_id=?", device))
+
+
+async def claim_keys(tx: Tx, account: int, exclude_device: int = 0) -> list[BundleRow]:
+    db = tx.sql
+    await _account_exists(db, account)
+    devices = await db.fetch(
+        "SELECT d.id, d.public_key, i.identity_key, i.identity_sig FROM devices d"
+        " JOIN identity_keys i ON i.device_id = d.id"
+        " WHERE d.account_id=? AND d.id != ? ORDER BY d.id",
+        *(account, exclude_device),
+    )
+    if not devices:
+        return []
+    signed: dict[tuple[int, str], PrekeyRow] = {
+        (int(d), str(t)): PrekeyRow(int(kid), bytes(key), bytes(sig))
+        for d, t, kid, key, sig in await db.fetch(
+            "SELECT device_id, type, kid, key, sig FROM signed_prekeys WHERE device_id = ANY(?)",
+            [int(d[0]) for d in devices],
+        )
+    }
+    out = []
+    for device, signing_key, identity_key, identity_sig in devices:
+        d = int(device)
+        # Taken and deleted in one statement; a row another node is claiming right now is
+        # locked and skipped, so no two claims ever get the same key.
+        row = await db.fetchrow(
+            "DELETE FROM one_time_prekeys WHERE device_id=? AND kid = ("
+            " SELECT kid FROM one_time_prekeys WHERE device_id=?"
+            " ORDER BY kid LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING kid, key",
+            *(d, d),
+        )
+        out.append(
+            BundleRow(
+                *(d, bytes(signing_key), bytes(identity_key), bytes(identity_sig)),
+                signed.get((d, "ec")),
+                signed.get((d, "pq")),
+                None if row is None else PrekeyRow(int(row[0]), bytes(row[1])),
             )
-            if prior is not None and int(prior) >= row.version:
-                raise Conflict(f"version {row.version} is not above the stored {int(prior)}")
-            await db.execute(
-                "INSERT INTO device_lists (account_id, version, body, sig, master_key, updated_at)"
-                " VALUES (?,?,?,?,?,?) ON CONFLICT (account_id) DO UPDATE SET"
-                " version=excluded.version, body=excluded.body, sig=excluded.sig,"
-                " master_key=excluded.master_key, updated_at=excluded.updated_at",
-                *(row.account, row.version, row.body, row.sig, row.master_key, now),
-            )
+        )
+    return out
 
-        await self._write(op)
 
-    async def device_list(self, account: int) -> DeviceListRow | None:
-        async def q(db: Sql) -> DeviceListRow | None:
-            r = await db.fetchrow(
-                "SELECT version, body, sig, master_key FROM device_lists WHERE account_id=?",
-                account,
-            )
-            if r is None:
-                return None
-            return DeviceListRow(account, int(r[0]), bytes(r[1]), bytes(r[2]), bytes(r[3]))
+async def put_device_list(tx: Tx, row: DeviceListRow, now: int) -> None:
+    db = tx.sql
+    await _account_exists(db, row.account)
+    prior = await db.fetchval(
+        "SELECT version FROM device_lists WHERE account_id=? FOR UPDATE", row.account
+    )
+    if prior is not None and int(prior) >= row.version:
+        raise Conflict(f"version {row.version} is not above the stored {int(prior)}")
+    await db.execute(
+        "INSERT INTO device_lists (account_id, version, body, sig, master_key, updated_at)"
+        " VALUES (?,?,?,?,?,?) ON CONFLICT (account_id) DO UPDATE SET"
+        " version=excluded.version, body=excluded.body, sig=excluded.sig,"
+        " master_key=excluded.master_key, updated_at=excluded.updated_at",
+        *(row.account, row.version, row.body, row.sig, row.master_key, now),
+    )
 
-        return await self._read(q)
 
-    # ------------------------------------------------------------------ to-device queue
+async def device_list(db: Sql, account: int) -> DeviceListRow | None:
+    r = await db.fetchrow(
+        "SELECT version, body, sig, master_key FROM device_lists WHERE account_id=?", account
+    )
+    if r is None:
+        return None
+    return DeviceListRow(account, int(r[0]), bytes(r[1]), bytes(r[2]), bytes(r[3]))
 
-    async def queue_to_device(
-        self, target: int, sender: int, sender_device: int, body: bytes, now: int, max_queued: int
-    ) -> ToDeviceRow:
-        async def op(tx: Tx) -> ToDeviceRow:
-            db = tx.sql
-            if not await db.fetchval("SELECT 1 FROM devices WHERE id=?", target):
-                raise NotFound("no such device")
-            # The state row's lock orders the device's tids across nodes.
-            state = await db.fetchrow(
-                "SELECT last_tid, queued FROM to_device_state WHERE device_id=? FOR UPDATE",
-                target,
-            )
-            last, queued = (int(state[0]), int(state[1])) if state else (0, 0)
-            if queued >= max_queued:
-                raise RateLimited(f"device {target} has {queued} items queued; retry later")
-            tid = last + 1
-            await db.execute(
-                "INSERT INTO to_device_state (device_id, last_tid, queued) VALUES (?,?,?)"
-                " ON CONFLICT (device_id) DO UPDATE SET last_tid=excluded.last_tid,"
-                " queued=excluded.queued",
-                *(target, tid, queued + 1),
-            )
-            await db.execute(
-                "INSERT INTO to_device (device_id, tid, sender, sender_device, body, queued_at)"
-                " VALUES (?,?,?,?,?,?)",
-                *(target, tid, sender, sender_device, body, now),
-            )
-            return ToDeviceRow(target, tid, sender, sender_device, body)
 
-        return await self._write(op)
+# --------------------------------------------------------------------------- to-device queue
 
-    async def to_device_items(self, device: int, after: int, limit: int) -> list[ToDeviceRow]:
-        async def q(db: Sql) -> list[ToDeviceRow]:
-            rows = await db.fetch(
-                "SELECT tid, sender, sender_device, body FROM to_device"
-                " WHERE device_id=? AND tid>? ORDER BY tid LIMIT ?",
-                *(device, after, limit),
-            )
-            return [ToDeviceRow(device, int(t), int(s), int(d), bytes(b)) for t, s, d, b in rows]
 
-        return await self._read(q)
+async def queue_to_device(
+    tx: Tx, target: int, sender: int, sender_device: int, body: bytes, now: int, max_queued: int
+) -> ToDeviceRow:
+    db = tx.sql
+    if not await db.fetchval("SELECT 1 FROM devices WHERE id=?", target):
+        raise NotFound("no such device")
+    # The state row's lock orders the device's tids across nodes.
+    state = await db.fetchrow(
+        "SELECT last_tid, queued FROM to_device_state WHERE device_id=? FOR UPDATE", target
+    )
+    last, queued = (int(state[0]), int(state[1])) if state else (0, 0)
+    if queued >= max_queued:
+        raise RateLimited(f"device {target} has {queued} items queued; retry later")
+    tid = last + 1
+    await db.execute(
+        "INSERT INTO to_device_state (device_id, last_tid, queued) VALUES (?,?,?)"
+        " ON CONFLICT (device_id) DO UPDATE SET last_tid=excluded.last_tid,"
+        " queued=excluded.queued",
+        *(target, tid, queued + 1),
+    )
+    await db.execute(
+        "INSERT INTO to_device (device_id, tid, sender, sender_device, body, queued_at)"
+        " VALUES (?,?,?,?,?,?)",
+        *(target, tid, sender, sender_device, body, now),
+    )
+    return ToDeviceRow(target, tid, sender, sender_device, body)
 
-    async def ack_to_device(self, device: int, up_to: int) -> int:
-        async def op(tx: Tx) -> int:
-            deleted = await tx.sql.execute(
-                "DELETE FROM to_device WHERE device_id=? AND tid<=?", device, up_to
-            )
-            if deleted > 0:
-                await tx.sql.execute(
-                    "UPDATE to_device_state SET queued = queued - ? WHERE device_id=?",
-                    *(deleted, device),
-                )
-            return deleted
 
-        return await self._write(op)
+async def to_device_items(db: Sql, device: int, after: int, limit: int) -> list[ToDeviceRow]:
+    rows = await db.fetch(
+        "SELECT tid, sender, sender_device, body FROM to_device"
+        " WHERE device_id=? AND tid>? ORDER BY tid LIMIT ?",
+        *(device, after, limit),
+    )
+    return [ToDeviceRow(device, int(t), int(s), int(d), bytes(b)) for t, s, d, b in rows]
+
+
+async def ack_to_device(tx: Tx, device: int, up_to: int) -> int:
+    deleted = await tx.sql.execute(
+        "DELETE FROM to_device WHERE device_id=? AND tid<=?", device, up_to
+    )
+    if deleted > 0:
+        await tx.sql.execute(
+            "UPDATE to_device_state SET queued = queued - ? WHERE device_id=?", deleted, device
+        )
+    return deleted
+
+
+class Keys(Scripts):
+    upload_keys = writes(upload_keys)
+    one_time_count = reads(one_time_count)
+    claim_keys = writes(claim_keys)
+    put_device_list = writes(put_device_list)
+    device_list = reads(device_list)
+    queue_to_device = writes(queue_to_device)
+    to_device_items = reads(to_device_items)
+    ack_to_device = writes(ack_to_device)

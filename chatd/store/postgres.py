@@ -1,7 +1,8 @@
 """The shared store: PostgreSQL through asyncpg, safe when several chatd nodes use one database.
 
-Same contract and observable semantics as ``SQLiteStore``; what changes is how safety is had
-with several writers:
+Same contract and observable semantics as ``SQLiteStore``; the transaction scripts are the
+concern modules' (see ``chatd.store``), run through ``PostgresSql``. What is PostgreSQL's own is
+how safety is had with several writers:
 
 * Group commit per node. Writes queue on this node and one writer task commits everything queued
   as one transaction (``run()``, like SQLite's). Consecutive appends in a batch are handled
@@ -48,38 +49,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
 import asyncpg
-import msgspec
-from chatproto import kinds
 
 from chatd.core import rules
-from chatd.errors import (
-    ChatdError,
-    Conflict,
-    Forbidden,
-    Invalid,
-    NotFound,
-    Unavailable,
-)
+from chatd.errors import ChatdError, Conflict, NotFound, Unavailable
 from chatd.store.accounts import Accounts
-from chatd.store.base import (
-    Appended,
-    BotProfileRow,
-    ConvRow,
-    CreatedConv,
-    LogRow,
-    MemberRow,
-    Membership,
-    MembershipChange,
-    NewMessage,
-    SignedChange,
-    StoredMessage,
-)
+from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
+from chatd.store.bots import Bots
+from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
-from chatd.store.ledger_postgres import PostgresLedger
+from chatd.store.ledger import Ledger
+from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
 from chatd.store.sql import CheckViolation, OutOfRange, Sql
 from chatd.store.writer import BatchObserver, GroupCommitWriter
@@ -112,8 +94,6 @@ MAX_ATTEMPTS = 5
 GATHER_WORTH = 0.25
 """Writes expected within ``commit_interval`` from which the writer waits for them (at 2 ms:
 from 125 writes/s; below, a write commits as soon as the writer is free)."""
-
-_MESSAGE_COLS = "seq, ts, sender, device, cmid, kind, body, to_accounts, withheld"
 
 
 class _Op(Generic[T]):
@@ -200,14 +180,6 @@ class _Tx:
     def touched(self, conv: int) -> None:
         """Nothing is cached across batches: several nodes write."""
 
-    async def lock_conv(self, conv: int) -> str | None:
-        """Lock ``conv``'s row until commit (orders its seqs and membership across nodes);
-        its kind, or None when there is no such conversation."""
-        kind = await self.db.fetchval(
-            "SELECT kind FROM conversations WHERE id=$1 FOR NO KEY UPDATE", conv
-        )
-        return None if kind is None else str(kind)
-
     async def next_seq(self, conv: int) -> int:
         return int(
             await self.db.fetchval(
@@ -215,96 +187,6 @@ class _Tx:
                 conv,
             )
         )
-
-    async def system_message(self, conv: int, now: int, event: kinds.SystemEvent) -> StoredMessage:
-        _, body = kinds.encode_content(event)
-        return await self.server_message(conv, now, "system", body)
-
-    async def server_message(self, conv: int, now: int, kind: str, body: bytes) -> StoredMessage:
-        """Append a message the server writes itself (sender 0: system events, receipts)."""
-        m = StoredMessage(conv, await self.next_seq(conv), now, 0, 0, None, kind, body)
-        await self.db.execute(
-            "INSERT INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-            m.conv,
-            m.seq,
-            m.ts,
-            m.sender,
-            m.device,
-            m.cmid,
-            m.kind,
-            m.body,
-        )
-        return m
-
-    async def log_head(self, conv: int) -> rules.LogHead | None:
-        return await _log_head(self.db, conv)
-
-    async def link(self, conv: int, entry: SignedChange | None, *, create: bool = False) -> None:
-        """Refuse (before anything is written) a change that does not extend the log; run
-        under the conversation's row lock, so two nodes never extend it from one head."""
-        head = await self.log_head(conv)
-        rules.check_link(head, None if entry is None else entry.link, create=create)
-        if entry is not None and entry.epoch == 1:
-            await self.group_free(entry.group)
-
-    async def group_free(self, group: bytes) -> None:
-        if await self.db.fetchval("SELECT 1 FROM member_log WHERE group_id=$1 AND epoch=1", group):
-            raise Conflict("this membership log's group id belongs to another conversation")
-
-    async def signed_message(
-        self, conv: int, now: int, event: kinds.SystemEvent, entry: SignedChange | None
-    ) -> StoredMessage:
-        """The change's system message, carrying its signed entry, and the log row."""
-        if entry is None:
-            return await self.system_message(conv, now, event)
-        m = await self.system_message(
-            conv, now, msgspec.structs.replace(event, entry=entry.body, sig=entry.sig)
-        )
-        await self.log(conv, m.seq, entry)
-        return m
-
-    async def log(self, conv: int, seq: int, entry: SignedChange) -> None:
-        await self.db.execute(
-            "INSERT INTO member_log (conv_id, epoch, seq, hash, group_id, body, sig)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7)",
-            *(conv, entry.epoch, seq, entry.hash, entry.group, entry.body, entry.sig),
-        )
-
-    async def role(self, conv: int, account: int) -> tuple[str, str]:
-        """Lock ``conv``, then ``(kind, role)`` of a member; ``NotFound`` for a non-member, as
-        for no conversation. Read after the lock: the role at commit time."""
-        kind = await self.lock_conv(conv)
-        if kind is None:
-            raise NotFound("no such conversation")
-        role = await self.db.fetchval(
-            "SELECT role FROM members WHERE conv_id=$1 AND account_id=$2", conv, account
-        )
-        if role is None:
-            raise NotFound("no such conversation")
-        return kind, str(role)
-
-    async def target_role(self, conv: int, account: int) -> str:
-        role = await self.db.fetchval(
-            "SELECT role FROM members WHERE conv_id=$1 AND account_id=$2", conv, account
-        )
-        if role is None:
-            raise NotFound("not a member")
-        return str(role)
-
-    async def conv_row(self, conv: int, account: int) -> ConvRow:
-        return await _conv_row(self.db, conv, account, 0)
-
-    async def exists(self, table: str, id: int) -> bool:
-        return bool(await self.db.fetchval(f"SELECT 1 FROM {table} WHERE id=$1", id))
-
-    async def account_type(self, account: int) -> str | None:
-        found = await self.db.fetchval("SELECT type FROM accounts WHERE id=$1", account)
-        return None if found is None else str(found)
-
-    async def appends(self, ops: list[_Op[Any]]) -> list[Any]:
-        """A run of consecutive appends, in order: results or refusals (``ChatdError``)."""
-        return await _appends(self.db, ops)
 
 
 def _refused_sends() -> list[str]:
@@ -373,9 +255,11 @@ def _refusal(kind: str, role: str) -> ChatdError:
     raise AssertionError(f"chatd_append refused a send check_send allows: {kind} {role}")
 
 
-class PostgresStore(Accounts, Keys, PostgresLedger, GroupCommitWriter["_Op[Any]"]):
+class PostgresStore(
+    Accounts, Conversations, Bots, Messages, Keys, Ledger, GroupCommitWriter["_Op[Any]"]
+):
     """``Store`` over a PostgreSQL database shared by any number of nodes. Run ``run()`` in the
-    owner's TaskGroup after ``open()``. The ledger's part is ``PostgresLedger``."""
+    owner's TaskGroup after ``open()``."""
 
     def __init__(
         self,
@@ -486,7 +370,7 @@ class PostgresStore(Accounts, Keys, PostgresLedger, GroupCommitWriter["_Op[Any]"
                 j = i
                 while j < len(batch) and batch[j].message is not None:
                     j += 1
-                results.extend(await tx.appends(batch[i:j]))
+                results.extend(await _appends(tx.db, batch[i:j]))
                 i = j
                 continue
             fn = batch[i].fn
@@ -514,10 +398,13 @@ class PostgresStore(Accounts, Keys, PostgresLedger, GroupCommitWriter["_Op[Any]"
 
     async def ping(self) -> bool:
         try:
-            await self._read_raw(lambda db: db.fetchval("SELECT 1"))
+            await self._read(lambda db: db.fetchval("SELECT 1"))
         except Exception:
             return False
         return self.healthy and not self._closing
+
+    def statistics(self) -> StoreStatistics:
+        return StoreStatistics("postgresql", self.queued, self.retries)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -533,378 +420,15 @@ class PostgresStore(Accounts, Keys, PostgresLedger, GroupCommitWriter["_Op[Any]"
         return await self._submit(fn)
 
     async def _read(self, fn: Callable[[Sql], Awaitable[T]]) -> T:
-        return await self._read_raw(lambda db: fn(PostgresSql(db)))
-
-    async def _read_raw(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         if self._pool is None:
             raise Unavailable("the store is not open")
         try:
             async with self._pool.acquire() as db:
-                return await fn(db)
+                return await fn(PostgresSql(db))
         except ChatdError:
             raise
         except (*_LOST, asyncpg.exceptions.PostgresError) as exc:
             raise Unavailable("the store cannot be read now; retry") from exc
-
-    # ------------------------------------------------------------------ conversations
-
-    async def create_conversation(
-        self,
-        kind: str,
-        title: str,
-        creator: int,
-        members: Sequence[int],
-        now: int,
-        entry: SignedChange | None = None,
-    ) -> CreatedConv:
-        others = sorted(set(members) - {creator})
-
-        async def op(tx: _Tx) -> CreatedConv:
-            db = tx.db
-            type_of = {
-                int(r[0]): str(r[1])
-                for r in await db.fetch(
-                    "SELECT id, type FROM accounts WHERE id = ANY($1::bigint[])", [creator, *others]
-                )
-            }
-            for account in others:
-                if account not in type_of:
-                    raise NotFound(f"no account {account}")
-            bots = {a for a, t in type_of.items() if t == "bot"}
-            key = None
-            if kind == "direct":
-                if len(others) != 1 or len(set(members)) != 1:
-                    raise Invalid("a direct conversation has exactly one other account")
-                key = rules.direct_key(creator, others[0])
-                existing = await db.fetchval(
-                    "SELECT id FROM conversations WHERE direct_key=$1", key
-                )
-                if existing is not None:
-                    existing = int(existing)
-                    if entry is not None:
-                        await tx.lock_conv(existing)
-                        if await tx.log_head(existing) is None:
-                            # A direct conversation from before logs: its first entry, now.
-                            rules.check_roster(kind, creator, others, bots, entry.roster)
-                            await tx.link(existing, entry, create=True)
-                            await tx.log(existing, 0, entry)
-                    return CreatedConv(await tx.conv_row(existing, creator), (), existed=True)
-            if entry is not None:
-                rules.check_roster(kind, creator, others, bots, entry.roster)
-                await tx.group_free(entry.group)
-            conv = int(
-                await db.fetchval(
-                    "INSERT INTO conversations (kind, title, created_at, direct_key)"
-                    " VALUES ($1,$2,$3,$4) RETURNING id",
-                    kind,
-                    "" if kind == "direct" else title,
-                    now,
-                    key,
-                )
-            )
-            created = await tx.signed_message(
-                conv,
-                now,
-                kinds.SystemEvent(
-                    event="created", actor=creator, title=title if kind != "direct" else ""
-                ),
-                entry,
-            )
-            creator_role = "member" if kind == "direct" else "owner"
-            access = rules.initial_access(kind)
-            await db.executemany(
-                "INSERT INTO members (conv_id, account_id, role, joined_seq, access)"
-                " VALUES ($1,$2,$3,$4,$5)",
-                [
-                    (conv, a, role, created.seq, access if type_of.get(a) == "bot" else rules.ALL)
-                    for a, role in ((creator, creator_role), *((a, "member") for a in others))
-                ],
-            )
-            return CreatedConv(await tx.conv_row(conv, creator), (created,))
-
-        return await self._write(op)
-
-    async def conversation(self, conv: int, account: int, device: int) -> ConvRow:
-        return await self._read_raw(
-            lambda db: _conv_row(db, conv, account, device, with_members=True)
-        )
-
-    async def conversations_of(self, account: int, device: int) -> list[ConvRow]:
-        rows = await self._read_raw(
-            lambda db: db.fetch(
-                "SELECT c.id, c.kind, c.title, c.last_seq, m.role,"
-                " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
-                " coalesce(k.read, 0), coalesce(k.delivered, 0), m.joined_seq,"
-                " CASE WHEN a.type = 'bot' THEN m.access ELSE '' END"
-                " FROM members m JOIN conversations c ON c.id = m.conv_id"
-                " JOIN accounts a ON a.id = m.account_id"
-                " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = $1"
-                " WHERE m.account_id = $2 ORDER BY c.id",
-                device,
-                account,
-            )
-        )
-        return [_conv(r) for r in rows]
-
-    async def conversation_ids_of(self, account: int) -> list[int]:
-        rows = await self._read_raw(
-            lambda db: db.fetch("SELECT conv_id FROM members WHERE account_id=$1", account)
-        )
-        return [int(r[0]) for r in rows]
-
-    async def member_kind(self, conv: int, account: int) -> tuple[str, str] | None:
-        row = await self._read_raw(
-            lambda db: db.fetchrow(
-                "SELECT c.kind, m.role FROM members m JOIN conversations c ON c.id = m.conv_id"
-                " WHERE m.conv_id=$1 AND m.account_id=$2",
-                conv,
-                account,
-            )
-        )
-        return (str(row[0]), str(row[1])) if row else None
-
-    async def membership(self, conv: int, account: int) -> Membership | None:
-        row = await self._read_raw(
-            lambda db: db.fetchrow(
-                "SELECT c.kind, m.role, m.joined_seq, a.type, m.access FROM members m"
-                " JOIN conversations c ON c.id = m.conv_id JOIN accounts a ON a.id = m.account_id"
-                " WHERE m.conv_id=$1 AND m.account_id=$2",
-                conv,
-                account,
-            )
-        )
-        if row is None:
-            return None
-        return Membership(str(row[0]), str(row[1]), int(row[2]), row[3] == "bot", str(row[4]))
-
-    async def contacts_of(self, account: int) -> list[int]:
-        """Accounts sharing a direct conversation or group with ``account`` (presence audience)."""
-        rows = await self._read_raw(
-            lambda db: db.fetch(
-                "SELECT DISTINCT o.account_id FROM members m"
-                " JOIN conversations c ON c.id = m.conv_id AND c.kind IN ('direct', 'group')"
-                " JOIN members o ON o.conv_id = m.conv_id AND o.account_id != m.account_id"
-                " WHERE m.account_id = $1",
-                account,
-            )
-        )
-        return [int(r[0]) for r in rows]
-
-    async def invite(
-        self, conv: int, actor: int, account: int, now: int, entry: SignedChange | None = None
-    ) -> MembershipChange:
-        async def op(tx: _Tx) -> MembershipChange:
-            kind, role = await tx.role(conv, actor)
-            rules.check_manage_members(kind, role)
-            account_type = await tx.account_type(account)
-            if account_type is None:
-                raise NotFound(f"no account {account}")
-            bot = account_type == "bot"
-            if bot:
-                rules.check_add_bot(kind, role)
-            if await tx.db.fetchval(
-                "SELECT 1 FROM members WHERE conv_id=$1 AND account_id=$2", conv, account
-            ):
-                raise Conflict("already a member")
-            await tx.link(conv, entry)
-            if entry is not None:
-                rules.check_new_member_access(kind, bot, entry.access)
-            access = rules.initial_access(kind) if bot else rules.ALL
-            m = await tx.signed_message(
-                conv,
-                now,
-                kinds.SystemEvent(
-                    event="joined", actor=actor, account=account, access=access if bot else ""
-                ),
-                entry,
-            )
-            await tx.db.execute(
-                "INSERT INTO members (conv_id, account_id, role, joined_seq, access)"
-                " VALUES ($1,$2,$3,$4,$5)",
-                conv,
-                account,
-                "member",
-                m.seq,
-                access,
-            )
-            return MembershipChange(conv, m, added=(account,))
-
-        return await self._write(op)
-
-    async def remove(
-        self, conv: int, actor: int, account: int, now: int, entry: SignedChange | None = None
-    ) -> MembershipChange:
-        async def op(tx: _Tx) -> MembershipChange:
-            kind, role = await tx.role(conv, actor)
-            if account == actor:
-                raise Invalid("use leave to leave a conversation")
-            rules.check_remove(kind, role, await tx.target_role(conv, account))
-            await tx.link(conv, entry)
-            m = await tx.signed_message(
-                conv, now, kinds.SystemEvent(event="removed", actor=actor, account=account), entry
-            )
-            await tx.db.execute(
-                "DELETE FROM members WHERE conv_id=$1 AND account_id=$2", conv, account
-            )
-            return MembershipChange(conv, m, removed=(account,))
-
-        return await self._write(op)
-
-    async def leave(
-        self, conv: int, actor: int, now: int, entry: SignedChange | None = None
-    ) -> MembershipChange:
-        async def op(tx: _Tx) -> MembershipChange:
-            kind, role = await tx.role(conv, actor)
-            rules.check_leave(kind)
-            await tx.link(conv, entry)
-            m = await tx.signed_message(
-                conv, now, kinds.SystemEvent(event="left", actor=actor), entry
-            )
-            await tx.db.execute(
-                "DELETE FROM members WHERE conv_id=$1 AND account_id=$2", conv, actor
-            )
-            if role == "owner":
-                remaining = await tx.db.fetch(
-                    "SELECT account_id, role, joined_seq FROM members WHERE conv_id=$1", conv
-                )
-                heir = rules.next_owner([(int(a), str(r), int(j)) for a, r, j in remaining])
-                if heir is not None:
-                    await tx.db.execute(
-                        "UPDATE members SET role='owner' WHERE conv_id=$1 AND account_id=$2",
-                        conv,
-                        heir,
-                    )
-                    await tx.system_message(
-                        conv,
-                        now,
-                        kinds.SystemEvent(event="role", actor=0, account=heir, role="owner"),
-                    )
-            return MembershipChange(conv, m, removed=(actor,))
-
-        return await self._write(op)
-
-    async def set_role(
-        self,
-        conv: int,
-        actor: int,
-        account: int,
-        role: str,
-        now: int,
-        entry: SignedChange | None = None,
-    ) -> MembershipChange:
-        async def op(tx: _Tx) -> MembershipChange:
-            kind, actor_role = await tx.role(conv, actor)
-            rules.check_set_role(kind, actor_role, await tx.target_role(conv, account))
-            await tx.link(conv, entry)
-            m = await tx.signed_message(
-                conv,
-                now,
-                kinds.SystemEvent(event="role", actor=actor, account=account, role=role),
-                entry,
-            )
-            await tx.db.execute(
-                "UPDATE members SET role=$1 WHERE conv_id=$2 AND account_id=$3", role, conv, account
-            )
-            return MembershipChange(conv, m)
-
-        return await self._write(op)
-
-    async def rename(self, conv: int, actor: int, title: str, now: int) -> MembershipChange:
-        async def op(tx: _Tx) -> MembershipChange:
-            kind, role = await tx.role(conv, actor)
-            rules.check_rename(kind, role)
-            m = await tx.system_message(
-                conv, now, kinds.SystemEvent(event="renamed", actor=actor, title=title)
-            )
-            await tx.db.execute("UPDATE conversations SET title=$1 WHERE id=$2", title, conv)
-            return MembershipChange(conv, m)
-
-        return await self._write(op)
-
-    async def member_log(self, conv: int, after: int, limit: int) -> list[LogRow]:
-        rows = await self._read_raw(
-            lambda db: db.fetch(
-                "SELECT epoch, seq, body, sig FROM member_log WHERE conv_id=$1 AND epoch>$2"
-                " ORDER BY epoch LIMIT $3",
-                conv,
-                after,
-                limit,
-            )
-        )
-        return [LogRow(int(e), int(q), bytes(b), bytes(g)) for e, q, b, g in rows]
-
-    async def log_head(self, conv: int) -> rules.LogHead | None:
-        return await self._read_raw(lambda db: _log_head(db, conv))
-
-    # ------------------------------------------------------------------ bots
-
-    async def set_bot_access(
-        self,
-        conv: int,
-        actor: int,
-        account: int,
-        access: str,
-        now: int,
-        entry: SignedChange | None = None,
-    ) -> MembershipChange | None:
-        async def op(tx: _Tx) -> MembershipChange | None:
-            kind, role = await tx.role(conv, actor)  # locks conv: orders it with the appends
-            rules.check_set_bot_access(kind, role)
-            row = await tx.db.fetchrow(
-                "SELECT m.access, a.type FROM members m JOIN accounts a ON a.id = m.account_id"
-                " WHERE m.conv_id=$1 AND m.account_id=$2",
-                conv,
-                account,
-            )
-            if row is None:
-                raise NotFound("not a member")
-            if row[1] != "bot":
-                raise Invalid("only a bot member has an access")
-            if row[0] == access:
-                return None
-            await tx.link(conv, entry)
-            m = await tx.signed_message(
-                conv,
-                now,
-                kinds.SystemEvent(event="bot_access", actor=actor, account=account, access=access),
-                entry,
-            )
-            await tx.db.execute(
-                "UPDATE members SET access=$1 WHERE conv_id=$2 AND account_id=$3",
-                access,
-                conv,
-                account,
-            )
-            return MembershipChange(conv, m)
-
-        return await self._write(op)
-
-    async def set_bot_profile(self, account: int, body: bytes, now: int) -> None:
-        async def op(tx: _Tx) -> None:
-            if await tx.account_type(account) != "bot":
-                raise Forbidden("only a bot account has a bot profile")
-            await tx.db.execute(
-                "INSERT INTO bot_profiles (account_id, body, updated_at) VALUES ($1,$2,$3)"
-                " ON CONFLICT (account_id) DO UPDATE SET body=excluded.body,"
-                " updated_at=excluded.updated_at",
-                account,
-                body,
-                now,
-            )
-
-        await self._write(op)
-
-    async def bot_profile(self, account: int) -> BotProfileRow | None:
-        row = await self._read_raw(
-            lambda db: db.fetchrow(
-                "SELECT a.type, p.body, p.updated_at FROM accounts a"
-                " LEFT JOIN bot_profiles p ON p.account_id = a.id WHERE a.id=$1",
-                account,
-            )
-        )
-        if row is None or row[0] != "bot":
-            return None
-        return BotProfileRow(account, bytes(row[1] or b""), int(row[2] or 0))
 
     # ------------------------------------------------------------------ messages
 
@@ -912,128 +436,7 @@ class PostgresStore(Accounts, Keys, PostgresLedger, GroupCommitWriter["_Op[Any]"
         future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
         return self._queue(_Op(None, future, message))
 
-    async def messages(
-        self, conv: int, after: int, before: int | None, limit: int
-    ) -> list[StoredMessage]:
-        async def q(db: Conn) -> list[Any]:
-            if before is not None:
-                rows = await db.fetch(
-                    f"SELECT {_MESSAGE_COLS} FROM messages WHERE conv_id=$1 AND seq<$2 AND seq>$3"
-                    " ORDER BY seq DESC LIMIT $4",
-                    conv,
-                    before,
-                    after,
-                    limit,
-                )
-                return list(reversed(rows))
-            return list(
-                await db.fetch(
-                    f"SELECT {_MESSAGE_COLS} FROM messages WHERE conv_id=$1 AND seq>$2"
-                    " ORDER BY seq LIMIT $3",
-                    conv,
-                    after,
-                    limit,
-                )
-            )
 
-        return [
-            StoredMessage(
-                conv,
-                int(r[0]),
-                int(r[1]),
-                int(r[2]),
-                int(r[3]),
-                None if r[4] is None else str(r[4]),
-                str(r[5]),
-                bytes(r[6]),
-                _ids(r[7]),
-                _ids(r[8]),
-            )
-            for r in await self._read_raw(q)
-        ]
-
-    # ------------------------------------------------------------------ cursors
-
-    async def move_cursor(self, device: int, conv: int, type: str, seq: int) -> bool:
-        column = {"delivered": "delivered", "read": "read"}[type]
-
-        async def op(tx: _Tx) -> bool:
-            last = await tx.db.fetchval("SELECT last_seq FROM conversations WHERE id=$1", conv)
-            if last is None:
-                raise NotFound("no such conversation")
-            target = min(seq, int(last))
-            status = await tx.db.execute(
-                f"INSERT INTO cursors (device_id, conv_id, {column}) VALUES ($1,$2,$3)"
-                f" ON CONFLICT (device_id, conv_id) DO UPDATE SET {column}=excluded.{column}"
-                f" WHERE excluded.{column} > cursors.{column}",
-                device,
-                conv,
-                target,
-            )
-            return int(status.rsplit(" ", 1)[-1]) > 0 and target > 0
-
-        return await self._write(op)
-
-
-async def _log_head(db: Conn, conv: int) -> rules.LogHead | None:
-    row = await db.fetchrow(
-        "SELECT epoch, hash, group_id FROM member_log WHERE conv_id=$1 ORDER BY epoch DESC LIMIT 1",
-        conv,
-    )
-    return None if row is None else (int(row[0]), bytes(row[1]), bytes(row[2]))
-
-
-def _conv(r: Any) -> ConvRow:
-    return ConvRow(
-        int(r[0]),
-        str(r[1]),
-        str(r[2]),
-        int(r[3]),
-        str(r[4]),
-        int(r[5]),
-        int(r[6]),
-        int(r[7]),
-        int(r[8]),
-        access=str(r[9]),
-    )
-
-
-Ids = tuple[int, ...]
-
-
-def _ids(value: Any) -> Ids:
+def _ids(value: Any) -> tuple[int, ...]:
     """A BIGINT[] column (None when NULL) as a tuple."""
     return () if value is None else tuple(int(v) for v in value)
-
-
-async def _conv_row(
-    db: Conn, conv: int, account: int, device: int, *, with_members: bool = False
-) -> ConvRow:
-    row = await db.fetchrow(
-        "SELECT c.id, c.kind, c.title, c.last_seq, m.role,"
-        " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
-        " coalesce(k.read, 0), coalesce(k.delivered, 0), m.joined_seq,"
-        " CASE WHEN a.type = 'bot' THEN m.access ELSE '' END"
-        " FROM conversations c JOIN members m ON m.conv_id = c.id AND m.account_id = $1"
-        " JOIN accounts a ON a.id = m.account_id"
-        " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = $2"
-        " WHERE c.id = $3",
-        account,
-        device,
-        conv,
-    )
-    if row is None:
-        raise NotFound("no such conversation")
-    members: tuple[MemberRow, ...] = ()
-    if with_members:
-        members = tuple(
-            MemberRow(int(a), str(r), str(h), int(j), str(x))
-            for a, r, h, j, x in await db.fetch(
-                "SELECT m.account_id, m.role, a.handle, m.joined_seq,"
-                " CASE WHEN a.type = 'bot' THEN m.access ELSE '' END FROM members m"
-                " JOIN accounts a ON a.id = m.account_id WHERE m.conv_id=$1"
-                " ORDER BY m.joined_seq, m.account_id",
-                conv,
-            )
-        )
-    return replace(_conv(row), members=members)

@@ -29,9 +29,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Row = Sequence[Any]
 
 
@@ -51,35 +52,27 @@ class Sql(Protocol):
 
     def ids(self, value: Any) -> tuple[int, ...]:
         """An id-list column's value (NULL: none) as a tuple."""
-        ...
 
     async def fetch(self, sql: str, *args: Any) -> Sequence[Row]:
         """Every row of ``sql``."""
-        ...
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         """The first row of ``sql``; None when there is none."""
-        ...
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         """The first column of the first row; None when there is no row."""
-        ...
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run ``sql``; the number of rows it inserted, updated or deleted."""
-        ...
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run ``sql`` once per row of arguments (nothing for no rows)."""
-        ...
 
     def savepoint(self) -> AbstractAsyncContextManager[None]:
         """A nested transaction: an exception out of it undoes exactly its writes."""
-        ...
 
     def snapshot(self) -> AbstractAsyncContextManager[None]:
         """Reads inside it see one consistent state of the database."""
-        ...
 
 
 class Tx(Protocol):
@@ -90,17 +83,16 @@ class Tx(Protocol):
 
     async def next_seq(self, conv: int) -> int:
         """The next seq of ``conv`` (gapless: the batch's rollback gives it back)."""
-        ...
 
     def touched(self, conv: int) -> None:
         """``conv``'s members or bot accesses changed (a backend drops what it cached)."""
-        ...
 
 
 class Scripts:
-    """The base of the store's concern classes: ``_submit`` queues a write script for the
-    group-commit writer (its future resolves with the script's result once committed, or with
-    its refusal), ``_write`` awaits it, ``_read`` runs a read script on a read connection."""
+    """The base of the store's concern classes, which bind each script to its method
+    (``writes``, ``queues``, ``reads``). A backend supplies ``_submit`` (queue a write script
+    for the group-commit writer; its future resolves with the script's result once committed,
+    or with its refusal) and ``_read`` (run a read script on a read connection)."""
 
     def _submit(self, fn: Callable[[Tx], Awaitable[T]]) -> asyncio.Future[T]:
         raise NotImplementedError
@@ -110,6 +102,49 @@ class Scripts:
 
     async def _read(self, fn: Callable[[Sql], Awaitable[T]]) -> T:
         raise NotImplementedError
+
+
+class writes(Generic[P, T]):
+    """``name = writes(script)`` in a store class: ``store.name(...)`` runs ``script(tx, ...)``
+    as one write of the group commit and returns its result once it is committed."""
+
+    def __init__(self, script: Callable[Concatenate[Tx, P], Awaitable[T]]) -> None:
+        self.script = script
+
+    def __get__(self, store: Scripts, owner: type) -> Callable[P, Coroutine[Any, Any, T]]:
+        script = self.script
+
+        async def method(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await store._write(lambda tx: script(tx, *args, **kwargs))
+
+        return method
+
+
+class queues(Generic[P, T]):
+    """Like ``writes``, but ``store.name(...)`` returns the write's future at once (queued)."""
+
+    def __init__(self, script: Callable[Concatenate[Tx, P], Awaitable[T]]) -> None:
+        self.script = script
+
+    def __get__(self, store: Scripts, owner: type) -> Callable[P, asyncio.Future[T]]:
+        script = self.script
+        return lambda *args, **kwargs: store._submit(lambda tx: script(tx, *args, **kwargs))
+
+
+class reads(Generic[P, T]):
+    """``name = reads(script)``: ``store.name(...)`` runs ``script(db, ...)`` on a read
+    connection."""
+
+    def __init__(self, script: Callable[Concatenate[Sql, P], Awaitable[T]]) -> None:
+        self.script = script
+
+    def __get__(self, store: Scripts, owner: type) -> Callable[P, Coroutine[Any, Any, T]]:
+        script = self.script
+
+        async def method(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await store._read(lambda db: script(db, *args, **kwargs))
+
+        return method
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -1,6 +1,6 @@
 """SQLite's writes stay on the event loop's thread: every statement of a transaction script runs
-there, without a thread hop or a turn of the loop, and only each batch's COMMIT (the fsync)
-goes to the writer thread. The scripts are ``async def`` (written once for both databases), so
+there, without a thread hop or a turn of the loop; only a batch's COMMIT (the fsync) may go to
+the writer thread (a large batch, a slow disk). The scripts are ``async def`` (written once for both databases), so
 this is what keeps them as cheap on SQLite as the synchronous code they replaced."""
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ async def test_every_statement_but_commit_runs_on_the_loops_thread(store: SQLite
 
     commits = [(t, sql) for t, sql in seen if sql == "COMMIT"]
     elsewhere = [(t, sql) for t, sql in seen if t != loop_thread]
-    assert len(seen) > 20  # the scripts above ran their statements here
-    assert elsewhere == commits  # the COMMITs, and nothing else, left the loop's thread
-    assert all(t != loop_thread for t, _ in commits)
+    assert len(seen) > 20  # the scripts above ran their statements
+    assert len(commits) >= 2  # in more than one batch
+    assert all(sql == "COMMIT" for _, sql in elsewhere)  # nothing but a COMMIT left the thread
 
 
 async def test_a_script_that_would_suspend_fails_its_batch_and_writes_nothing(

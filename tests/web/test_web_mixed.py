@@ -375,3 +375,38 @@ async def test_a_bot_in_a_group_gets_only_what_is_addressed_to_it(
         assert [h for h in addressed if h.startswith(f"{me}:")]
         assert await alice.evaluate("chatd.warnings") == []
         assert await bob.evaluate("chatd.warnings") == []
+
+
+async def test_a_group_the_python_user_creates_is_verified_and_read_in_the_browsers(
+    chatd: RunningServer, browser: Browser
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        carol = await user(stack, chatd, "carol")
+        inbox = Inbox(carol)
+        alice = await open_app(browser, chatd)
+        bob = await open_app(browser, chatd)
+        await register(alice, "alice")
+        await register(bob, "bob")
+        members = [await carol.lookup("alice"), await carol.lookup("bob")]
+        conv = (await carol.create("group", "Made in Python", members)).conv
+        await carol.send_text(conv, "welcome, browsers")
+        for page in (alice, bob):
+            await page.get_by_role("button", name="Made in Python").click()
+            await expect(page.get_by_label("Messages")).to_contain_text("welcome, browsers")
+        await send(alice, "thanks carol")
+        got = await inbox.one(lambda ev: isinstance(ev, Message) and ev.text == "thanks carol", 15)
+        assert got.conv == conv and got.sender == members[0]
+        await expect(bob.get_by_label("Messages")).to_contain_text("thanks carol")
+        # carol (the owner) removes bob: the page rotates its key, bob reads nothing after.
+        await carol.remove(conv, members[1])
+        await expect(alice.get_by_label("Messages")).to_contain_text("removed")
+        await send(alice, "after bob left")
+        got = await inbox.one(
+            lambda ev: isinstance(ev, Message) and ev.text == "after bob left", 15
+        )
+        # The page rotated its sender key (E2E.md 7): the key it sent under is held by carol's
+        # device only, never by bob's.
+        holders = await alice.evaluate(HOLDERS_JS, [conv, "out:"])
+        assert holders == [f"{carol.account}:{carol.device}"]
+        assert await alice.evaluate("chatd.warnings") == []
+        inbox.none(lambda ev: type(ev).__name__ in ("SecurityWarning", "TranscriptWarning"))

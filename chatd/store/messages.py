@@ -1,0 +1,87 @@
+"""Messages and cursors (``MessageStore`` but ``append``, ``CursorStore``), written once for
+both databases, and the messages the server itself appends (system events, receipts).
+
+``append``, the hot path, is each backend's own: SQLite's runs synchronously on its single
+writer with seqs from memory (``sqlite.SQLiteStore.append``); PostgreSQL's sends a whole batch
+of appends as one call of its server function ``chatd_append`` (``postgres``, migration 0005).
+"""
+
+from __future__ import annotations
+
+from chatproto import kinds
+
+from chatd.errors import NotFound
+from chatd.store.base import StoredMessage
+from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
+
+COLUMNS = "seq, ts, sender, device, cmid, kind, body, to_accounts, withheld"
+
+
+def stored(db: Sql, conv: int, r: Row) -> StoredMessage:
+    """A row of ``COLUMNS`` as a message of ``conv``."""
+    to, withheld = db.ids(r[7]), db.ids(r[8])
+    cmid = None if r[4] is None else str(r[4])
+    return StoredMessage(
+        conv, int(r[0]), int(r[1]), int(r[2]), int(r[3]), cmid, str(r[5]), bytes(r[6]), to, withheld
+    )
+
+
+async def message_at(db: Sql, conv: int, seq: int) -> StoredMessage:
+    """The stored message ``seq`` of ``conv`` (it must exist)."""
+    row = await db.fetchrow(f"SELECT {COLUMNS} FROM messages WHERE conv_id=? AND seq=?", conv, seq)
+    assert row is not None, (conv, seq)
+    return stored(db, conv, row)
+
+
+async def server_message(tx: Tx, conv: int, now: int, kind: str, body: bytes) -> StoredMessage:
+    """Append a message the server writes itself (sender 0: system events, receipts)."""
+    m = StoredMessage(conv, await tx.next_seq(conv), now, 0, 0, None, kind, body)
+    await tx.sql.execute(
+        "INSERT INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
+        " VALUES (?,?,?,?,?,?,?,?)",
+        *(m.conv, m.seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body),
+    )
+    return m
+
+
+async def system_message(tx: Tx, conv: int, now: int, event: kinds.SystemEvent) -> StoredMessage:
+    return await server_message(tx, conv, now, "system", kinds.encode_content(event)[1])
+
+
+async def messages(
+    db: Sql, conv: int, after: int, before: int | None, limit: int
+) -> list[StoredMessage]:
+    if before is None:
+        rows = await db.fetch(
+            f"SELECT {COLUMNS} FROM messages WHERE conv_id=? AND seq>? ORDER BY seq LIMIT ?",
+            *(conv, after, limit),
+        )
+        return [stored(db, conv, r) for r in rows]
+    rows = await db.fetch(
+        f"SELECT {COLUMNS} FROM messages WHERE conv_id=? AND seq<? AND seq>?"
+        " ORDER BY seq DESC LIMIT ?",
+        *(conv, before, after, limit),
+    )
+    return [stored(db, conv, r) for r in reversed(rows)]
+
+
+async def move_cursor(tx: Tx, device: int, conv: int, type: str, seq: int) -> bool:
+    column = {"delivered": "delivered", "read": "read"}[type]
+    last = await tx.sql.fetchval(
+        f"SELECT {tx.sql.last_seq} FROM conversations c WHERE c.id=?", conv
+    )
+    if last is None:
+        raise NotFound("no such conversation")
+    target = min(seq, int(last))
+    moved = await tx.sql.execute(
+        f"INSERT INTO cursors (device_id, conv_id, {column}) VALUES (?,?,?)"
+        f" ON CONFLICT (device_id, conv_id) DO UPDATE SET {column}=excluded.{column}"
+        f" WHERE excluded.{column} > cursors.{column}",
+        *(device, conv, target),
+    )
+    return moved > 0 and target > 0
+
+
+class Messages(Scripts):
+    messages = reads(messages)
+    move_cursor = writes(move_cursor)
