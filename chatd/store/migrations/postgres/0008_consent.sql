@@ -1,4 +1,4 @@
--- chatd schema, version 7 (PostgreSQL): consent (SPEC.md 18). Contacts, blocks, privacy settings,
+-- chatd schema, version 8 (PostgreSQL): consent (SPEC.md 18). Contacts, blocks, privacy settings,
 -- and pending message requests and invitations.
 
 -- account_id's contacts: the accounts it accepted (their message request) or messaged first.
