@@ -357,12 +357,12 @@ class ClientProtocol:
         return self._sending
 
     def _flush(self, conv: int) -> None:
-        if not self._sending:
-            return
+        if not self._sending or not self.outbox.has_unwritten(conv):
+            return  # the common case after an ack: nothing waits to be written
         for entry in self.outbox.writable(conv):
             rid = self.next_id()
-            self._write(
-                F.Send(
+            if entry.to:
+                frame = F.Send(
                     id=rid,
                     conv=conv,
                     cmid=entry.cmid,
@@ -370,7 +370,9 @@ class ClientProtocol:
                     body=entry.body,
                     to=list(entry.to),
                 )
-            )
+            else:
+                frame = F.Send(id=rid, conv=conv, cmid=entry.cmid, kind=entry.kind, body=entry.body)
+            self._write(frame)
             self.outbox.written(entry)
             self.requests.wait(rid, Purpose("send", conv=conv, cmid=entry.cmid))
 
