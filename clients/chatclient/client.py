@@ -1332,10 +1332,21 @@ class Client:
                     raise
 
     async def conversations(self) -> list[F.ConvInfo]:
-        return (await self._call(F.ListConvs(id=self._next_id()), F.Convs)).convs
+        """Every conversation of this account (the server answers in pages, SPEC.md 8.4)."""
+        convs: list[F.ConvInfo] = []
+        after = 0
+        while True:
+            page = await self._call(F.ListConvs(id=self._next_id(), after=after), F.Convs)
+            convs += page.convs
+            if not page.more or not page.convs:
+                return convs
+            after = page.convs[-1].conv
 
     async def conversation(self, conv: int) -> F.ConvInfo:
+        """``conv`` with all its members (a large one's are read in pages)."""
         info = (await self._call(F.GetConv(id=self._next_id(), conv=conv), F.Conv)).info
+        if len(info.members) < info.member_count:
+            info = msgspec.structs.replace(info, members=await self.members.listed(conv))
         self._joined[conv] = info.joined
         self._learn(info)
         return info
@@ -1729,14 +1740,17 @@ class Client:
     async def history(
         self, conv: int, *, before: int | None = None, limit: int = 50
     ) -> list[Message | Undecryptable]:
-        page = (
-            await self.fetch(conv, before=before, limit=limit)
-            if before
-            else await self.fetch(
-                conv, before=(await self.conversation(conv)).last_seq + 1, limit=limit
-            )
-        )
-        return [self.message_from(conv, m) for m in page.messages if m.kind != kinds.WITHHELD]
+        if not before:
+            before = (await self.conversation(conv)).last_seq + 1
+        # A page holds what fits in a frame (SPEC.md 7.5): page on until ``limit`` or the start.
+        got: list[F.Message] = []
+        while len(got) < limit and before > 1:
+            page = await self.fetch(conv, before=before, limit=limit - len(got))
+            got[:0] = page.messages
+            if not page.more or not page.messages:
+                break
+            before = page.messages[0].seq
+        return [self.message_from(conv, m) for m in got if m.kind != kinds.WITHHELD]
 
     async def mark_read(self, conv: int, seq: int) -> None:
         await self._call(F.Receipt(id=self._next_id(), conv=conv, type="read", seq=seq), F.Ok)
