@@ -22,7 +22,7 @@ from chatproto.errors import ErrorCode
 from chatd.core import consent as C
 from chatd.core import rules
 from chatd.errors import ChatdError, NotFound, RateLimited
-from chatd.services.conversations import ConversationService, conv_info
+from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
 from chatd.services.fanout import deliver_frame, publish_message, publish_to_account
 from chatd.services.keys import KeyService
@@ -225,13 +225,6 @@ class ContactService:
             return  # the inviter is not told it is blocked
         if await d.store.add_request(f.conv, f.account, account, d.clock.now_ms()):
             await self._announce(f.conv, f.account)
-
-    async def list_convs(self, account: int, device: int) -> list[F.ConvInfo]:
-        """``list_convs`` without the caller's pending message requests."""
-        store = self._d.store
-        rows = await store.conversations_of(account, device)
-        pending = await store.pending_convs(account, [r.id for r in rows if r.kind == "direct"])
-        return [conv_info(r) for r in rows if r.id not in pending]
 
     async def muted(self, conv: int, account: int) -> bool:
         """Whether ``account``'s receipts and typing in ``conv`` must not reach the others: it
