@@ -241,8 +241,7 @@ async def conversations_of(
         # A pending message request is listed apart (store.consent, SPEC.md 18.3).
         " AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.conv_id = m.conv_id"
         "   AND r.account_id = m.account_id AND r.state = 'pending')"
-        " ORDER BY m.conv_id"
-        + ("" if limit is None else f" LIMIT {int(limit)}"),
+        " ORDER BY m.conv_id" + ("" if limit is None else f" LIMIT {int(limit)}"),
         *(device, account, after),
     )
     return [_conv(r) for r in rows]
