@@ -49,6 +49,16 @@ if os.environ.get("BENCH_PROF"):
 if os.environ.get("BENCH_INLINE_MAX"):
     from chatd.store.writer import GroupCommitWriter
     GroupCommitWriter.INLINE_COMMIT_MAX = float(os.environ["BENCH_INLINE_MAX"])
+if os.environ.get("BENCH_NO_CHECKPOINTER"):  # SQLite's own automatic checkpoint instead
+    from chatd.store.sqlite import SQLiteStore
+    _open = SQLiteStore.open
+    async def _open_auto(self):
+        await _open(self)
+        if getattr(self, "_checkpointer", None) is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
+            self._w.execute("PRAGMA wal_autocheckpoint=1000")
+    SQLiteStore.open = _open_auto
 sys.argv = ["chatd", *sys.argv[1:]]
 runpy.run_module("chatd", run_name="__main__")
 """

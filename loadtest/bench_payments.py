@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
 import random
@@ -42,22 +41,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from chatload.procstat import HOST, LocalServer, cpu_model, scrape_metrics, self_cpu_seconds
-from chatproto import auth, codec, payments
+from chatload.proto import LOAD_POLICY, write_nowait
+from chatproto import client as client_core
 from chatproto import frames as F
+from chatproto import payments
 from chatproto.e2e.primitives import SigningKey
 from websockets.asyncio.client import ClientConnection, connect
-
-
-class Fast(msgspec.Struct):
-    t: str
-    re: int = 0
-    kind: str = ""
-    code: int = 0
-
-
-_fast = msgspec.msgpack.Decoder(Fast)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -77,10 +67,14 @@ class Counters:
 
 
 class Conn:
+    """One account's connection: an asyncio driver of ``chatproto.client.ClientProtocol`` (the
+    core chatload and the SDK drive too) with a load generator's policy, counting postings and
+    receipts from its events."""
+
     def __init__(self, ws: ClientConnection, counters: Counters) -> None:
         self.ws = ws
         self.c = counters
-        self.rid = itertools.count(1)
+        self.core = client_core.ClientProtocol(policy=LOAD_POLICY)
         self.pending: dict[int, asyncio.Future[F.ServerFrame]] = {}
         self.intended: dict[int, float] = {}
         self.inflight = 0
@@ -94,47 +88,55 @@ class Conn:
 
     async def read_loop(self) -> None:
         c = self.c
+        core = self.core
         try:
             async for data in self.ws:
                 assert isinstance(data, bytes)
-                f = _fast.decode(data)
-                if f.t == "posted":
-                    c.posted += 1
-                    sent = self.intended.pop(f.re, None)
-                    if sent is not None and c.window[0] <= sent < c.window[1]:
-                        c.latency_ms.append((time.monotonic() - sent) * 1000)
-                    self.inflight -= 1
-                    self.free.set()
-                elif f.t == "deliver":
-                    if f.kind == "payment.receipt":
-                        c.receipts += 1
-                elif f.re in self.pending:
-                    fut = self.pending.pop(f.re)
-                    if not fut.done():
-                        fut.set_result(codec.decode_server(data))
-                elif f.t == "error":
-                    c.errors[f.code] = c.errors.get(f.code, 0) + 1
-                    self.intended.pop(f.re, None)
-                    self.inflight -= 1
-                    self.free.set()
+                core.receive_data(data)
+                for ev in core.events_received():
+                    match ev:
+                        case client_core.Answer(rid=rid, frame=frame) if rid in self.intended:
+                            sent = self.intended.pop(rid)  # a pay: posted, or refused
+                            if isinstance(frame, F.Posted):
+                                c.posted += 1
+                                if c.window[0] <= sent < c.window[1]:
+                                    c.latency_ms.append((time.monotonic() - sent) * 1000)
+                            elif isinstance(frame, F.Error):
+                                c.errors[frame.code] = c.errors.get(frame.code, 0) + 1
+                            self.inflight -= 1
+                            self.free.set()
+                        case client_core.Answer(rid=rid, frame=frame):
+                            fut = self.pending.pop(rid, None)
+                            if fut is not None and not fut.done():
+                                fut.set_result(frame)
+                        case client_core.Delivery(item=F.Deliver(kind="payment.receipt")):
+                            c.receipts += 1
+                        case client_core.Pushed(frame=F.Error(code=code)):
+                            c.errors[code] = c.errors.get(code, 0) + 1
+                        case _:
+                            pass
         except Exception:
             pass
 
+    def flush(self) -> None:
+        for data in self.core.data_to_send():
+            write_nowait(self.ws, data)
+
     async def request(self, make: Any) -> F.ServerFrame:
-        rid = next(self.rid)
+        rid = self.core.request_with(make)
         fut: asyncio.Future[F.ServerFrame] = asyncio.get_running_loop().create_future()
         self.pending[rid] = fut
-        await self.ws.send(codec.encode(make(rid)))
+        self.flush()
         frame = await asyncio.wait_for(fut, 60)
         if isinstance(frame, F.Error):
             raise RuntimeError(f"request failed: {frame.code} {frame.msg}")
         return frame
 
-    def pay(self, frame: bytes, rid: int, intended: float) -> None:
-        self.intended[rid] = intended
+    def pay(self, frame: F.Pay, intended: float) -> None:
+        """Write one signed ``pay`` now (open model: never waits for the socket)."""
+        self.intended[self.core.request(frame)] = intended
         self.inflight += 1
-        self.ws.protocol.send_binary(frame)
-        self.ws.send_data()
+        self.flush()
 
 
 async def open_account(port: int, counters: Counters, handle: str) -> Conn:
@@ -148,29 +150,25 @@ async def open_account(port: int, counters: Counters, handle: str) -> Conn:
         open_timeout=60,
     )
     conn = Conn(ws, counters)
-    challenge = codec.decode_server(await ws.recv())  # type: ignore[arg-type]
-    assert isinstance(challenge, F.Challenge)
-    conn.server = challenge.server
-    sig = conn.key.sign(auth.login_payload(challenge.server, challenge.nonce, conn.key.public_key))
+    conn.core.connection_made()
+    conn.core.receive_data(await ws.recv())  # type: ignore[arg-type]
+    [challenged] = conn.core.events_received()
+    assert isinstance(challenged, client_core.Challenged), challenged
+    conn.server = challenged.challenge.server
     conn.reader = asyncio.create_task(conn.read_loop())
-    welcome = await conn.request(
-        lambda rid: F.Register(
-            id=rid,
-            handle=handle,
-            name=handle,
-            device_key=conn.key.public_key,
-            device_name="bench",
-            sig=sig,
-        )
-    )
-    assert isinstance(welcome, F.Welcome)
+    rid = conn.core.register(handle, handle, conn.key, device_name="bench")
+    fut: asyncio.Future[F.ServerFrame] = asyncio.get_running_loop().create_future()
+    conn.pending[rid] = fut
+    conn.flush()
+    welcome = await asyncio.wait_for(fut, 60)
+    assert isinstance(welcome, F.Welcome), welcome
     conn.account, conn.device = welcome.account, welcome.device
     return conn
 
 
-def signed(payer: Conn, payee: Conn, conv: int, n: int, amount: int) -> tuple[int, bytes]:
-    """One ``pay`` frame, encoded: (request id, bytes)."""
-    rid = next(payer.rid)
+def signed(payer: Conn, payee: Conn, conv: int, n: int, amount: int) -> F.Pay:
+    """One ``pay`` frame, signed ahead (request id from the payer's core)."""
+    rid = payer.core.next_id()
     intent = F.TransferIntent(
         transfer_id=f"b{payer.account}x{rid}",
         payer=payer.account,
@@ -181,13 +179,12 @@ def signed(payer: Conn, payee: Conn, conv: int, n: int, amount: int) -> tuple[in
         memo_hash=payments.NO_MEMO,
         expires_at=time.time_ns() // 1_000_000 + 3_600_000,
     )
-    frame = F.Pay(
+    return F.Pay(
         id=rid,
         intent=intent,
         device=payer.device,
         sig=payments.sign_intent(payer.key, payer.server, intent),
     )
-    return rid, codec.encode(frame)
 
 
 @dataclass
@@ -241,7 +238,7 @@ async def open_loop(
     total = int(rate * (warmup + duration))
     rng = random.Random(int(rate))
     plan = [
-        (routes[i % len(routes)][0], *signed(*routes[i % len(routes)], 1, rng.randint(1, 100)))
+        (routes[i % len(routes)][0], signed(*routes[i % len(routes)], 1, rng.randint(1, 100)))
         for i in range(total)
     ]
     await asyncio.sleep(0.5)  # let the setup settle
@@ -251,7 +248,7 @@ async def open_loop(
     cpu_start = gen_start = None
     posted_start = receipts_start = 0
     metrics_start = (0.0, 0.0, 0.0)
-    for i, (conn, rid, frame) in enumerate(plan):
+    for i, (conn, frame) in enumerate(plan):
         due = t0 + i / rate
         now = time.monotonic()
         if due > now:
@@ -260,7 +257,7 @@ async def open_loop(
             cpu_start, gen_start = server.cpu(), self_cpu_seconds()
             posted_start, receipts_start = counters.posted, counters.receipts
             metrics_start = await batches(server)
-        conn.pay(frame, rid, due)
+        conn.pay(frame, due)
     end = counters.window[1]
     await asyncio.sleep(max(0.0, end - time.monotonic()))
     assert cpu_start is not None
@@ -319,8 +316,7 @@ async def closed_loop(
             if not queue:
                 queue = [signed(*mine[i % len(mine)], 1, rng.randint(1, 100)) for i in range(64)]
                 await asyncio.sleep(0)
-            rid, frame = queue.pop()
-            payer.pay(frame, rid, time.monotonic())
+            payer.pay(queue.pop(), time.monotonic())
 
     await asyncio.sleep(0.5)
     tasks = [asyncio.create_task(drive(mine)) for mine in by_payer.values()]

@@ -254,11 +254,12 @@ class _Checkpointer:
     passes 1,000 WAL pages: a few milliseconds every ~100 small commits, during which that
     commit's acks wait (and, for a commit on the loop, everything else). PASSIVE: it never waits
     for the writer or the readers, so commits go on meanwhile; the frames they add are copied by
-    a short catch-up on the writer's connection before its next transaction (``catch_up``),
-    after which the writer starts the WAL over from its beginning (it would otherwise grow as
-    long as every checkpoint overlaps a commit)."""
+    a short catch-up on the writer's connection, on the writer thread, before its next
+    transaction (``catch_up_due``), after which the writer starts the WAL over from its
+    beginning (it would otherwise grow as long as every checkpoint overlaps a commit)."""
 
-    EVERY = 32
+    EVERY = 100
+    """About SQLite's own cadence (1,000 WAL pages) at the ~10 pages of a small commit."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA wal_autocheckpoint=0")
@@ -275,13 +276,14 @@ class _Checkpointer:
             self._commits = 0
             self._running = self._thread.submit(self._checkpoint)
 
-    def catch_up(self, writer: sqlite3.Connection) -> None:
-        """Between two transactions of ``writer``: once a checkpoint is done, copy what was
-        committed during it (a few pages)."""
+    def catch_up_due(self) -> bool:
+        """True once, when a checkpoint is done: before its next transaction the writer copies
+        what was committed during it (a few pages; ``_checkpoint`` on its own connection)."""
         running = self._running
         if running is not None and running.done():
             self._running = None
-            _checkpoint(writer)
+            return True
+        return False
 
     def _checkpoint(self) -> None:
         _checkpoint(self._db)
@@ -390,8 +392,8 @@ class SQLiteStore(
         assert self._sql is not None
         tx = _Tx(self._sql, self._last_seq, self._addressed)
         results: list[Any] = []
-        if self._checkpointer is not None:
-            self._checkpointer.catch_up(db)
+        if self._checkpointer is not None and self._checkpointer.catch_up_due():
+            await self._on_thread(_checkpoint, db)  # its fsyncs, off the loop
         db.execute("BEGIN IMMEDIATE")
         try:
             for i, op in enumerate(batch):
@@ -429,6 +431,17 @@ class SQLiteStore(
                 db.execute("ROLLBACK")
             raise
         return results
+
+    async def _on_thread(self, fn: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
+        """``fn(db)`` on the writer thread (on the loop's when there is none)."""
+        if self._thread is None:
+            return fn(db)
+        done = asyncio.get_running_loop().run_in_executor(self._thread, fn, db)
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            await done  # the connection is the thread's until it returns
+            raise
 
     async def aclose(self) -> None:
         """Refuse new writes, let the writer commit what is queued, then close the files."""

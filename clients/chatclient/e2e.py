@@ -548,6 +548,11 @@ class E2E:
         and be newer)."""
         self._stale.add(account)
 
+    def accept_key_change(self, account: int) -> None:
+        """The user verified ``account``'s keys as they are now: its list is not fetched again
+        for a change already accepted (``forget_devices`` marks the next one)."""
+        self._stale.discard(account)
+
     def safety_number(self, account: int) -> str:
         own = self.master_key or self._pinned_master(self.ks.account)
         return safety.account_safety_number(

@@ -34,7 +34,15 @@ from chatclient.errors import ChatClientError, RequestError
 from chatclient.events import Message
 
 if TYPE_CHECKING:
-    from chatclient.client import Client
+    from collections.abc import Awaitable
+
+    from chatclient.connection import Connection
+    from chatclient.events import Undecryptable
+
+    SendFn = Callable[..., Awaitable[F.Ack]]
+    """``Client.send``: (conv, content, *, to=None, reply_to=None, cmid=None) -> Ack."""
+    MessageFn = Callable[[int, int], Awaitable[Message | Undecryptable]]
+    """``Client.message``: message ``seq`` of ``conv`` from history, decrypted."""
 
 Progress = Callable[[int, int], None]
 """``progress(bytes_done, bytes_total)`` of the blob (padded ciphertext) as it moves."""
@@ -133,8 +141,13 @@ class _Response:
 class Media:
     """Attachments for one ``Client`` (``client.media``)."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(
+        self, conn: Connection, send: SendFn, message: MessageFn, *, encrypt: bool
+    ) -> None:
+        self._client = conn
+        self._send = send
+        self._message = message
+        self._encrypt = encrypt
         self._current: asyncio.StreamWriter | None = None
         self._sent: dict[tuple[int, int], str] = {}
         """(conv, seq) -> blob of the last 1000 attachments sent here (for ``delete``)."""
@@ -190,7 +203,7 @@ class Media:
             self._current.transport.abort()
 
     async def _token(self, frame: Any) -> F.MediaToken:
-        token: F.MediaToken = await self._client._call(frame, F.MediaToken)
+        token: F.MediaToken = await self._client.call(frame, F.MediaToken)
         return token
 
     # ------------------------------------------------------------------ upload
@@ -203,7 +216,7 @@ class Media:
         total = A.padded_size(size)
         digest = await asyncio.to_thread(_digest_of, path, key, size)
         c = self._client
-        tok = await self._token(F.UploadToken(id=c._next_id(), conv=conv, size=total))
+        tok = await self._token(F.UploadToken(id=c.next_id(), conv=conv, size=total))
         auth = {"Authorization": f"Bearer {tok.token}", "Tus-Resumable": "1.0.0"}
         r = await self._request(
             "POST", "/media/upload", {**auth, "Upload-Length": str(total), "Content-Length": "0"}
@@ -232,7 +245,7 @@ class Media:
                         if await self._complete(tok.blob):
                             return tok.blob, digest, size
                         tok = await self._token(
-                            F.UploadToken(id=c._next_id(), conv=conv, size=total, blob=tok.blob)
+                            F.UploadToken(id=c.next_id(), conv=conv, size=total, blob=tok.blob)
                         )
                         auth["Authorization"] = f"Bearer {tok.token}"
                         r = await self._request("HEAD", location, auth)
@@ -268,7 +281,7 @@ class Media:
     async def _complete(self, blob: str) -> bool:
         c = self._client
         try:
-            await self._token(F.DownloadToken(id=c._next_id(), blob=blob))
+            await self._token(F.DownloadToken(id=c.next_id(), blob=blob))
         except RequestError as exc:
             if exc.code == ErrorCode.NOT_FOUND:
                 return False
@@ -286,7 +299,7 @@ class Media:
         extra: dict[str, Any] | None = None,
     ) -> F.Ack:
         """Upload ``path`` encrypted and send it as an ``attachment`` message; the ``Ack``."""
-        if not self._client.encrypt:
+        if not self._encrypt:
             raise ChatClientError("attachments are sent only end-to-end encrypted")
         p = Path(path)
         key = A.new_key()
@@ -307,14 +320,14 @@ class Media:
         """``attach_blob``: members of ``conv`` may download ``blob``; with ``seq``, message
         ``seq`` (ours) references it, so the sweeper keeps it."""
         c = self._client
-        await c._call(F.AttachBlob(id=c._next_id(), conv=conv, blob=blob, seq=seq), F.Ok)
+        await c.call(F.AttachBlob(id=c.next_id(), conv=conv, blob=blob, seq=seq), F.Ok)
 
     async def send_attachment(self, conv: int, content: kinds.Attachment) -> F.Ack:
         """Send an ``attachment`` (a new one, or one received elsewhere: sharing re-uses the
         blob, key and digest; nothing is uploaded) and tell the server the message references
         its blob."""
         await self.attach(conv, content.blob)
-        ack = await self._client.send(conv, content)
+        ack = await self._send(conv, content)
         await self.attach(conv, content.blob, ack.seq)
         self._sent[(conv, ack.seq)] = content.blob
         while len(self._sent) > 1000:
@@ -328,12 +341,12 @@ class Media:
         c = self._client
         blob = blob or self._sent.get((conv, seq), "")
         if not blob:
-            m = await c.message(conv, seq)
+            m = await self._message(conv, seq)
             blob = self.blob_of(m.content) if isinstance(m, Message) else ""
         if blob:
-            await c._call(F.DetachBlob(id=c._next_id(), conv=conv, seq=seq, blob=blob), F.Ok)
+            await c.call(F.DetachBlob(id=c.next_id(), conv=conv, seq=seq, blob=blob), F.Ok)
             self._sent.pop((conv, seq), None)
-        return await c.send(conv, kinds.Delete(target=seq))
+        return await self._send(conv, kinds.Delete(target=seq))
 
     @staticmethod
     def blob_of(content: kinds.Content | None) -> str:
@@ -389,7 +402,7 @@ class Media:
             have = 0
         while have < total:
             try:
-                tok = await self._token(F.DownloadToken(id=c._next_id(), blob=att.blob))
+                tok = await self._token(F.DownloadToken(id=c.next_id(), blob=att.blob))
                 headers = {"Authorization": f"Bearer {tok.token}"}
                 if have:
                     headers["Range"] = f"bytes={have}-"
@@ -439,7 +452,7 @@ class Media:
         lo = A.chunk_span(att.size, idx[0])[0]
         hi = A.chunk_span(att.size, idx[-1])[1]
         c = self._client
-        tok = await self._token(F.DownloadToken(id=c._next_id(), blob=att.blob))
+        tok = await self._token(F.DownloadToken(id=c.next_id(), blob=att.blob))
         r = await self._request(
             "GET",
             tok.path,

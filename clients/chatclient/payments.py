@@ -27,7 +27,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -42,7 +42,14 @@ from chatclient.errors import ChatClientError, Conflict, ConnectionLost, Request
 from chatclient.events import Event, Message, SecurityWarning
 
 if TYPE_CHECKING:
-    from chatclient.client import Client
+    from chatclient.connection import Connection
+    from chatclient.e2e import E2E
+    from chatclient.events import Undecryptable
+
+    SendFn = Callable[..., Awaitable[F.Ack]]
+    """``Client.send``: (conv, content, *, to=None, reply_to=None, cmid=None) -> Ack."""
+    MessageFn = Callable[[int, int], Awaitable[Message | Undecryptable]]
+    """``Client.message``: message ``seq`` of ``conv`` from history, decrypted."""
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +96,14 @@ def new_id(prefix: str) -> str:
 class Payments:
     """The payment side of one ``Client`` (``client.payments``)."""
 
-    def __init__(self, client: Client) -> None:
-        self._c = client
+    def __init__(
+        self, conn: Connection, e2e: E2E, send: SendFn, message: MessageFn, *, encrypt: bool
+    ) -> None:
+        self._c = conn
+        self._e2e = e2e
+        self._send = send
+        self._message = message
+        self._encrypt = encrypt
         self.server = ""
         self.key: bytes | None = None
         """The server's pinned payment key (None until the first login fetched it)."""
@@ -102,7 +115,7 @@ class Payments:
         (``SecurityWarning``) and not trusted: receipts keep being checked against the pin."""
         c = self._c
         try:
-            reply: F.PaymentKey = await c._request(F.GetPaymentKey(id=c._next_id()), F.PaymentKey)
+            reply: F.PaymentKey = await c.request(F.GetPaymentKey(id=c.next_id()), F.PaymentKey)
         except RequestError as exc:  # a server without payments: receipts cannot be verified
             log.info("no payment key: %s", exc)
             return
@@ -113,7 +126,7 @@ class Payments:
             self.key = reply.key
         elif pinned != reply.key:
             self.key = pinned
-            await c._emit(
+            await c.emit(
                 SecurityWarning(
                     0,
                     "the server's payment key changed: receipts signed with the new key are"
@@ -145,10 +158,8 @@ class Payments:
             return SecurityWarning(
                 0, f"payment receipt #{event.seq} in conversation {event.conv} refused: {exc}"
             )
-        if payer_key is None and r.type in payments.SIGNED_BY_PAYER and self._c.encrypt:
-            tasks = self._c._tasks
-            if tasks is not None:
-                tasks.create_task(self._check_payer_later(r, event.seq))
+        if payer_key is None and r.type in payments.SIGNED_BY_PAYER and self._encrypt:
+            self._c.spawn(self._check_payer_later(r, event.seq))
         return event
 
     def _payer_key(self, r: kinds.PaymentReceipt) -> bytes | None:
@@ -158,9 +169,9 @@ class Payments:
         if r.type not in payments.SIGNED_BY_PAYER:
             return None
         c = self._c
-        if r.payer == c.account and r.device == c.device:
+        if r.payer == c.keystore.account and r.device == c.keystore.device:
             return c.keystore.key.public_key
-        trust = c.e2e.trust(r.payer)
+        trust = self._e2e.trust(r.payer)
         if trust is None:
             return None
         entry = next((d for d in trust.devices if d.device == r.device), None)
@@ -172,7 +183,7 @@ class Payments:
         device list (a client without end-to-end encryption) cannot be checked."""
         c = self._c
         try:
-            listed = await c.e2e.devices(r.payer, refresh=True)
+            listed = await self._e2e.devices(r.payer, refresh=True)
         except (ChatClientError, TimeoutError) as exc:
             log.info("payer of receipt #%s not checked: %s", seq, exc)
             return
@@ -191,7 +202,7 @@ class Payments:
                 return
             except ChatProtoError as exc:
                 reason = exc.message
-        await c._emit(
+        await c.emit(
             SecurityWarning(
                 r.payer, f"payment receipt #{seq} in conversation {r.conv} refused: {reason}"
             )
@@ -206,8 +217,8 @@ class Payments:
         attempt = 0
         while True:
             try:
-                reply: F.Posted = await c._call(
-                    msgspec.structs.replace(frame, id=c._next_id()), F.Posted
+                reply: F.Posted = await c.call(
+                    msgspec.structs.replace(frame, id=c.next_id()), F.Posted
                 )
                 break
             except (ConnectionLost, TimeoutError) as exc:
@@ -221,7 +232,7 @@ class Payments:
         content = kinds.decode_content(kinds.PaymentReceipt.KIND, reply.body)
         assert isinstance(content, kinds.PaymentReceipt)
         payer_key = c.keystore.key.public_key if content.type in payments.SIGNED_BY_PAYER else None
-        self.verify(content, reply.conv, payer_key if content.device == c.device else None)
+        self.verify(content, reply.conv, payer_key if content.device == c.keystore.device else None)
         return Receipt(content, reply.conv, reply.seq, reply.ts, reply.replay)
 
     def _expires(self, ttl: float) -> tuple[int, float]:
@@ -254,7 +265,7 @@ class Payments:
             deadline = time.monotonic() + max(left, self._c.request_timeout)
         intent = F.TransferIntent(
             transfer_id=tid,
-            payer=c.account,
+            payer=c.keystore.account,
             payee=to,
             amount=minor,
             currency=currency,
@@ -266,11 +277,11 @@ class Payments:
         frame = F.Pay(
             id=1,
             intent=intent,
-            device=c.device,
+            device=c.keystore.device,
             sig=payments.sign_intent(c.keystore.key, c.server_name, intent),
         )
         receipt = await self._post(frame, deadline)
-        _check_matches(receipt, tid, c.account, to, minor, currency, conv)
+        _check_matches(receipt, tid, c.keystore.account, to, minor, currency, conv)
         if memo:
             note = kinds.PaymentTransfer(
                 transfer_id=tid, amount=minor, currency=currency, memo=memo, nonce=nonce
@@ -283,7 +294,7 @@ class Payments:
         before the memo went out (a retry gets ``replay``). Its cmid is fixed by the posting's
         id, so a memo stored before is refused as a CONFLICT (new ciphertext), not shown twice."""
         with contextlib.suppress(Conflict):
-            await self._c.send(conv, note, cmid=cmid)
+            await self._send(conv, note, cmid=cmid)
 
     async def request(
         self,
@@ -385,7 +396,7 @@ class Payments:
         expires_at, deadline = self._expires(ttl)
         intent = F.RedPacketIntent(
             packet_id=pid,
-            payer=c.account,
+            payer=c.keystore.account,
             conv=conv,
             total=minor,
             currency=currency,
@@ -397,11 +408,11 @@ class Payments:
         frame = F.SendRedPacket(
             id=1,
             intent=intent,
-            device=c.device,
+            device=c.keystore.device,
             sig=payments.sign_intent(c.keystore.key, c.server_name, intent),
         )
         receipt = await self._post(frame, deadline)
-        _check_matches(receipt, pid, c.account, None, minor, currency, conv)
+        _check_matches(receipt, pid, c.keystore.account, None, minor, currency, conv)
         if memo:
             note = kinds.PaymentTransfer(
                 transfer_id=pid, amount=minor, currency=currency, memo=memo, nonce=nonce
@@ -420,7 +431,7 @@ class Payments:
     async def balance(self, currency: str = "") -> dict[str, int]:
         """This account's balances in minor units, by currency."""
         c = self._c
-        reply = await c._call(F.GetBalance(id=c._next_id(), currency=currency), F.Balances)
+        reply = await c.call(F.GetBalance(id=c.next_id(), currency=currency), F.Balances)
         return {b.currency: b.amount for b in reply.balances}
 
     async def history(
@@ -429,8 +440,8 @@ class Payments:
         """One page of this account's ledger entries, newest first (``before``: an entry id),
         and whether older ones exist."""
         c = self._c
-        reply = await c._call(
-            F.WalletHistory(id=c._next_id(), currency=currency, before=before, limit=limit),
+        reply = await c.call(
+            F.WalletHistory(id=c.next_id(), currency=currency, before=before, limit=limit),
             F.WalletEntries,
         )
         return reply.entries, reply.more

@@ -190,6 +190,22 @@ def _ws_options() -> dict[str, Any]:
     }
 
 
+def write_nowait(ws: ClientConnection, data: bytes) -> bool:
+    """Put one frame into ``ws``'s socket buffer without awaiting; False if it cannot be.
+
+    This bypasses websockets' ``send`` on purpose: ``send`` is a coroutine that waits while the
+    socket's write buffer drains, and an open-model load generator must write each frame at its
+    intended time whatever the server does (no coordinated omission). The frame goes into the
+    connection's sans-I/O ``protocol`` (websockets' public ``send_binary``) and ``send_data``
+    hands it to the transport, as ``send`` itself does before it waits."""
+    try:
+        ws.protocol.send_binary(data)
+        ws.send_data()
+    except Exception:
+        return False
+    return True
+
+
 class _CursorView(MutableMapping[int, int]):
     """``Client.cursor``: the core's cursors as a dict (conv -> highest seq with no gap)."""
 
@@ -410,22 +426,8 @@ class Client:
         return self.core.next_id()
 
     def write(self, data: bytes) -> bool:
-        """Put one frame into the socket buffer without awaiting; False if not connected.
-
-        This bypasses websockets' ``send`` on purpose: ``send`` is a coroutine that waits while
-        the socket's write buffer drains, and an open-model load generator must write each
-        frame at its intended time whatever the server does (no coordinated omission). The
-        frame goes into the connection's sans-I/O ``protocol`` (websockets' public
-        ``send_binary``) and ``send_data`` hands it to the transport, as ``send`` itself does."""
-        ws = self.ws
-        if ws is None:
-            return False
-        try:
-            ws.protocol.send_binary(data)
-            ws.send_data()
-        except Exception:
-            return False
-        return True
+        """Put one frame into the socket buffer without awaiting; False if not connected."""
+        return self.ws is not None and write_nowait(self.ws, data)
 
     def _flush(self) -> None:
         """Write what the core has to send."""

@@ -105,8 +105,9 @@ class Fleet:
     tasks: asyncio.TaskGroup
     checker: Checker = field(default_factory=Checker)
     members: list[Member] = field(default_factory=list)
-    ack_times: list[tuple[float, int, int]] = field(default_factory=list)
-    """(monotonic time, conv, seq) of every ack, to see what was acked when."""
+    ack_times: list[tuple[float, int, int, float]] = field(default_factory=list)
+    """(monotonic time of the ack, conv, seq, time the send began) of every ack, to see what was
+    acked when (an ack read late by a busy client was not necessarily committed late)."""
 
     async def add(
         self, name: str, home: int, *, encrypt: bool = False, record: bool = True
@@ -134,9 +135,10 @@ class Fleet:
                 self.checker.deliver(m.name, ev.conv, ev.seq)
 
     async def send(self, m: Member, conv: int, text: str) -> None:
+        sent_at = time.monotonic()
         ack = await m.client.send_text(conv, text)
         self.checker.ack(conv, ack.seq)
-        self.ack_times.append((time.monotonic(), conv, ack.seq))
+        self.ack_times.append((time.monotonic(), conv, ack.seq, sent_at))
 
     async def all_delivered(self, convs: dict[int, list[str]], timeout: float = 60) -> None:
         """Until every member of each conversation has shown every acked message of it."""

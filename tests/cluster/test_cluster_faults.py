@@ -42,7 +42,7 @@ async def test_redis_killed_for_3_s_loses_nothing(cluster: Cluster, fleet: Fleet
     # set how many acks there are, and can stall together for half a second.)
     start, end = window[0] + 0.5, window[1]
     middle = (start + end) / 2
-    during = [t for t, _, _ in fleet.ack_times if start < t < end]
+    during = [t for t, _, _, _ in fleet.ack_times if start < t < end]
     halves = (sum(t < middle for t in during), sum(t >= middle for t in during))
     assert len(during) >= 100 and min(halves) >= 20, halves
     await cluster.ready()  # every node reconnected to Redis
@@ -66,7 +66,9 @@ async def test_node_killed_with_9_its_clients_resume_elsewhere(
     assert all(m.client.connected and m.client.url != victim.url for m in moved)
     # The moved clients went on sending through the surviving nodes.
     moved_convs = {conv for m in moved for conv in layout.plans[m.name]}
-    assert sum(1 for t, conv, _ in fleet.ack_times if t > killed_at[0] + 1 and conv in moved_convs)
+    assert sum(
+        1 for t, conv, _, _ in fleet.ack_times if t > killed_at[0] + 1 and conv in moved_convs
+    )
 
 
 async def test_postgresql_down_for_3_s_refuses_then_recovers(
@@ -89,6 +91,9 @@ async def test_postgresql_down_for_3_s_refuses_then_recovers(
     await run(fleet, layout, crash_postgres)
     report = clean(fleet, layout.convs)
     assert report == {"lost": 0, "duplicates": 0, "order_violations": 0}
-    # Errors, not lies: nothing was acked while the database was down.
-    assert not [t for t, _, _ in fleet.ack_times if window[0] < t < window[1]]
+    # Errors, not lies: nothing sent while the database was down was acked before it was back,
+    # and no ack at all came in the outage once acks committed just before the stop had time to
+    # be read (this process runs 60 clients: on a busy machine it reads them a moment late).
+    assert not [t for t, _, _, sent in fleet.ack_times if window[0] < sent and t < window[1]]
+    assert not [t for t, _, _, _ in fleet.ack_times if window[0] + 1 < t < window[1]]
     await cluster.ready()

@@ -9,6 +9,7 @@ import sqlite3
 import string
 from pathlib import Path
 
+import asyncpg
 import pytest
 from chatproto import frames as F
 from chatproto.errors import ErrorCode
@@ -102,3 +103,16 @@ def test_the_index_computes_the_skeleton_for_every_account_and_serves_the_check(
         db.execute(_LOOKALIKE.replace("SELECT 1", "SELECT count(*)"), ("alice",)).fetchone()[0] == 2
     )
     db.close()
+
+
+async def test_postgresql_answers_the_lookalike_query_from_the_index(pg_dsn: str) -> None:
+    """The store's query repeats the index's expression exactly, so PostgreSQL can use it
+    (sequential scans off: a table this small would otherwise be scanned)."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("SET enable_seqscan = off")
+        sql = _LOOKALIKE.replace("?", "$1")
+        plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, "alice"))
+        assert "accounts_skeleton" in plan, plan
+    finally:
+        await conn.close()

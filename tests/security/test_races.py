@@ -153,6 +153,8 @@ async def login_race(
         await started.wait()  # the logins are under way: remove now
         await alice.request(F.Remove(id=alice.next_id(), conv=conv, account=bob), F.Ok)
         victims = await asyncio.gather(*tasks)
+        for c in victims:  # a sync returns once the node's subscription to dm is in effect
+            await c.request(F.Sync(id=c.next_id(), conv=dm.info.conv, after=0), F.Synced)
         posted = await send(alice, conv, "text", text("after the removal"))
         sentinel = await send(alice, dm.info.conv, "text", text(f"sentinel {r}"))
         for c in victims:

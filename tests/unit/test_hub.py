@@ -541,3 +541,33 @@ def test_push_all_reaches_every_local_connection_once(hub: Hub) -> None:
         hub.attach(outlet, [])
     hub.push_all(b"resync")
     assert [o.pushed for o in (a1, a2, b)] == [[b"resync"]] * 3
+
+
+# ------------------------------------------------------------------ a login's read (issue 14.7)
+
+
+def test_an_unwatch_during_a_logins_read_wins_over_the_read(hub: Hub, broker: MemoryBroker) -> None:
+    o = FakeOutlet(account=7)
+    hub.attach(o)  # attached before the memberships are read
+    hub.unwatch(7, 10)  # removed from 10 while the read is in flight
+    hub.watch_read(o, [10, 20])  # the read predates the removal
+    assert list(o.watching) == [20]
+    publish_message(broker, 10, 5)
+    assert o.pushed == []
+
+
+def test_a_watch_during_a_logins_read_routes_at_once(hub: Hub, broker: MemoryBroker) -> None:
+    o = FakeOutlet(account=7)
+    hub.attach(o)
+    hub.unwatch(7, 10)
+    hub.watch(7, 10)  # removed, then invited again, during the read
+    hub.watch_read(o, [])  # the read saw neither
+    assert list(o.watching) == [10]
+
+
+def test_a_connection_closed_during_its_read_is_not_routed_afterwards(hub: Hub) -> None:
+    o = FakeOutlet(account=7)
+    hub.attach(o)
+    hub.detach(o)
+    hub.watch_read(o, [10])
+    assert o.watching == {}

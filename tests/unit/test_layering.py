@@ -243,3 +243,145 @@ def test_importing_chatd_core_pulls_in_no_io_library() -> None:
 )
 def test_the_core_check_detects_io(source: str) -> None:
     assert core_io_imports(source) != []
+
+
+# ------------------------------------------------------------------ the client core is sans-I/O
+
+
+def test_the_client_core_is_among_the_modules_checked_for_io() -> None:
+    """``test_sans_io`` walks every chatproto module: the client core (``chatproto.client``),
+    which the SDK, chatload and the benchmarks drive, imports no asyncio, socket or clock."""
+    from unit.test_sans_io import MODULES
+
+    assert {"chatproto.client.protocol", "chatproto.client.outbox"} <= set(MODULES)
+    imported = _imported_after(["chatproto.client"])
+    assert sorted(m for m in imported if _is_forbidden(m)) == []
+
+
+# ------------------------------------------------------------------ the SDK: no cycle, no reach
+
+SDK_DIR = ROOT / "clients" / "chatclient"
+
+
+def _sdk_module(path: Path) -> str:
+    rel = path.relative_to(ROOT / "clients").with_suffix("").as_posix().replace("/", ".")
+    return rel.removesuffix(".__init__")
+
+
+SDK_MODULES = {_sdk_module(p): p for p in sorted(SDK_DIR.rglob("*.py"))}
+
+
+def sdk_import_graph(sources: dict[str, str]) -> dict[str, set[str]]:
+    """module -> the SDK modules it imports (``TYPE_CHECKING`` imports included: a type is a
+    dependency too), from ``sources`` (module -> its text)."""
+    graph: dict[str, set[str]] = {}
+    for module, source in sources.items():
+        is_package = module in {m.rpartition(".")[0] for m in sources}
+        package = module if is_package else module.rpartition(".")[0]
+        targets = set()
+        for name in imports(source, package):
+            while name and name not in sources:
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                targets.add(name)
+        graph[module] = targets
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of ``graph`` (empty: none), as the modules along it."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return []
+
+
+def test_the_sdk_modules_import_each_other_without_a_cycle() -> None:
+    sources = {m: p.read_text("utf-8") for m, p in SDK_MODULES.items()}
+    graph = sdk_import_graph(sources)
+    assert graph["chatclient.client"] >= {"chatclient.connection", "chatclient.sending"}
+    assert find_cycle(graph) == []
+
+
+def test_the_cycle_check_finds_a_cycle_through_a_type_checking_import() -> None:
+    sources = {
+        "chatclient": "",
+        "chatclient.client": "from chatclient.payments import Payments",
+        "chatclient.payments": (
+            "from typing import TYPE_CHECKING\n"
+            "if TYPE_CHECKING:\n    from chatclient.client import Client"
+        ),
+    }
+    assert find_cycle(sdk_import_graph(sources)) == [
+        "chatclient.client",
+        "chatclient.payments",
+        "chatclient.client",
+    ]
+
+
+NAMEDTUPLE_API = frozenset({"_replace", "_asdict", "_fields", "_make"})
+
+
+def private_reach(source: str) -> list[str]:
+    """The private names (``_x``, not dunders) that ``source`` reads off another object than
+    ``self``/``cls`` and that it does not define itself: a call into another module's
+    internals. (A private name a module defines may be used on other instances of its own
+    classes.)"""
+    tree = ast.parse(source)
+    defined: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            defined.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            defined.add(node.target.id)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        if node.attr.startswith("__") or node.attr in NAMEDTUPLE_API or node.attr in defined:
+            continue
+        if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+            continue
+        found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(SDK_MODULES))
+def test_no_sdk_module_reaches_into_another_modules_private_names(module: str) -> None:
+    assert private_reach(SDK_MODULES[module].read_text("utf-8")) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "class Payments:\n    def f(self):\n        return self._c._tasks",
+        "def f(client):\n    return client._call(1)",
+        "async def f(c):\n    await c._emit(None)",
+    ],
+)
+def test_the_private_reach_check_detects_a_call_into_another_module(source: str) -> None:
+    assert private_reach(source) != []
+
+
+def test_the_private_reach_check_allows_a_modules_own_private_names() -> None:
+    source = "class Store:\n    def _load(self): ...\n    @classmethod\n    def open(cls):\n        s = cls()\n        s._load()"
+    assert private_reach(source) == []

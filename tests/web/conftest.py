@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 from conftest import RunningServer, make_settings, run_server
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 from chatd import web
 
 CHROMIUM = os.environ.get("CHATD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-STEP = 15_000  # ms: the longest any one browser step may take
+STEP = 15_000  # ms: the longest any one browser step (or expectation) may take
+expect.set_options(timeout=STEP)  # the default 5 s is short for a loaded CI machine
 
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
 

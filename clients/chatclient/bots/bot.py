@@ -810,7 +810,7 @@ class Bot:
 
     # ------------------------------------------------------------------ Runtime for Context
 
-    async def _send(
+    async def send_for(
         self,
         ctx: Context,
         conv: int,
@@ -832,7 +832,7 @@ class Bot:
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
 
-    async def _order(
+    async def order_for(
         self, ctx: Context, amount: str | int, currency: str, memo: str, ttl: float
     ) -> kinds.PaymentRequest:
         m = ctx.message
@@ -863,7 +863,7 @@ class Bot:
         tag = hmac.new(secret, f"{self.me.account}:{conv}:{seq}:{n}".encode(), hashlib.sha256)
         return f"rq-{tag.hexdigest()[:32]}"
 
-    def _load_state(self, conv: int) -> bytes:
+    def load_state(self, conv: int) -> bytes:
         store = self._store
         assert store is not None
         return store.state(conv)

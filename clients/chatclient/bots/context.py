@@ -116,7 +116,7 @@ class Runtime(Protocol):
     @property
     def client(self) -> Client: ...
 
-    async def _send(
+    async def send_for(
         self,
         ctx: Context,
         conv: int,
@@ -125,11 +125,11 @@ class Runtime(Protocol):
         reply_to: int | None,
     ) -> F.Ack | None: ...
 
-    async def _order(
+    async def order_for(
         self, ctx: Context, amount: str | int, currency: str, memo: str, ttl: float
     ) -> kinds.PaymentRequest: ...
 
-    def _load_state(self, conv: int) -> bytes: ...
+    def load_state(self, conv: int) -> bytes: ...
 
 
 class Context:
@@ -174,7 +174,7 @@ class Context:
     @property
     def state(self) -> State:
         if self._state is None:
-            raw = self._runtime._load_state(self.conversation.id) if self._runtime else b""
+            raw = self._runtime.load_state(self.conversation.id) if self._runtime else b""
             self._state = State(raw)
         return self._state
 
@@ -245,7 +245,7 @@ class Context:
         second request."""
         if self._runtime is None:
             raise BotError("this context is not attached to a running bot")
-        return await self._runtime._order(self, amount, currency, memo, ttl)
+        return await self._runtime.order_for(self, amount, currency, memo, ttl)
 
     async def send(self, conv: int, content: str | kinds.Content) -> F.Ack | None:
         """Send to any conversation the bot is in (same idempotency as ``reply``)."""
@@ -268,7 +268,7 @@ class Context:
         if self._runtime is None:
             raise BotError("this context is not attached to a running bot")
         self.sent += 1
-        return await self._runtime._send(self, conv, content, to, reply_to)
+        return await self._runtime.send_for(self, conv, content, to, reply_to)
 
 
 def check_content(content: kinds.Content) -> None:

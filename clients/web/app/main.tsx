@@ -174,13 +174,13 @@ function text(m: Msg): string {
       return `↪ forwarded from ${HANDLES.get(c["sender"] as number) ? `@${HANDLES.get(c["sender"] as number)}` : `#${c["sender"]}`}: ${inner}`;
     }
     case "share":
-      return `🔗 ${c["title"]}${c["text"] ? ` — ${c["text"]}` : ""}${c["link"] ? ` (${c["link"]})` : ""}`;
+      return `⇗ ${c["title"]}${c["text"] ? ` — ${c["text"]}` : ""}${c["link"] ? ` (${c["link"]})` : ""}`;
     case "miniapp.invoke":
       return `▶ ${c["app"]}.${c["action"]}`;
     case "payment.request":
-      return `🧾 asks ${formatMoney(c["amount"] as number, c["currency"] as string)}${c["memo"] ? `: ${c["memo"]}` : ""}`;
+      return `asks for ${formatMoney(c["amount"] as number, c["currency"] as string)}${c["memo"] ? `: ${c["memo"]}` : ""}`;
     case "payment.transfer":
-      return `💸 ${formatMoney(c["amount"] as number, c["currency"] as string)} ${c["memo"] ?? ""}`;
+      return `paid ${formatMoney(c["amount"] as number, c["currency"] as string)} ${c["memo"] ?? ""}`;
     case "reaction":
       return `${c["emoji"]} to #${c["target"]}`;
     default:
@@ -413,7 +413,7 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
           )}
           {mine && (
             <button class="tiny" aria-label={`Delete message ${m.seq}`} onClick={() => confirm("Delete this message for everyone?") && void client.sendContent(conv.conv, "delete", { target: m.seq })}>
-              🗑
+              ✕
             </button>
           )}
         </span>
@@ -555,7 +555,7 @@ function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv
           }}
         />
         <label class="attach" title="Attach a file">
-          📎<span class="sr">Attach a file</span>
+          +<span class="sr">Attach a file</span>
           <input
             type="file"
             class="sr"

@@ -51,11 +51,25 @@ export async function sign(key: SigningKey | CryptoKey, message: Bytes): Promise
   return new Uint8Array(await subtle.sign({ name: "Ed25519" }, k, buf(message)));
 }
 
+// Imported verification keys, by their bytes: a sender key's signing key verifies every message.
+const verifiers = new Map<string, Promise<CryptoKey>>();
+
+function verifier(publicKey: Bytes): Promise<CryptoKey> {
+  const id = String.fromCharCode(...publicKey);
+  let k = verifiers.get(id);
+  if (!k) {
+    if (verifiers.size > 1000) verifiers.clear();
+    k = subtle.importKey("raw", buf(publicKey), { name: "Ed25519" }, false, ["verify"]);
+    k.catch(() => verifiers.delete(id));
+    verifiers.set(id, k);
+  }
+  return k;
+}
+
 export async function verify(publicKey: Bytes, signature: Bytes, message: Bytes): Promise<boolean> {
   if (publicKey.length !== 32 || signature.length !== 64) return false;
   try {
-    const k = await subtle.importKey("raw", buf(publicKey), { name: "Ed25519" }, false, ["verify"]);
-    return await subtle.verify({ name: "Ed25519" }, k, buf(signature), buf(message));
+    return await subtle.verify({ name: "Ed25519" }, await verifier(publicKey), buf(signature), buf(message));
   } catch {
     return false;
   }
@@ -138,6 +152,12 @@ export async function sha256(data: Bytes): Promise<Bytes> {
 
 export async function sha512(data: Bytes): Promise<Bytes> {
   return new Uint8Array(await subtle.digest("SHA-512", buf(data)));
+}
+
+/** HMAC-SHA256 of several messages under one key (a chain step: one import, two MACs). */
+export async function hmacSha256Many(key: Bytes, data: Bytes[]): Promise<Bytes[]> {
+  const k = await subtle.importKey("raw", buf(key), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  return Promise.all(data.map(async (d) => new Uint8Array(await subtle.sign("HMAC", k, buf(d)))));
 }
 
 export async function hmacSha256(key: Bytes, data: Bytes): Promise<Bytes> {

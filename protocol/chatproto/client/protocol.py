@@ -115,6 +115,7 @@ class ClientProtocol:
         self.state = State.CLOSED
         self.challenge: F.Challenge | None = None
         self.welcome: F.Welcome | None = None
+        """The last login's answer (kept across connections: the same device)."""
         self.connections = 0
         """Connections made so far (the current one's number while connected)."""
         self.requests = Requests()
@@ -136,7 +137,7 @@ class ClientProtocol:
         self._now = now
         self.connections += 1
         self.state = State.CONNECTING
-        self.challenge = self.welcome = None
+        self.challenge = None  # ``welcome`` stays: the device is the same on every connection
         self._sending = False
 
     def connection_lost(self, now: float = 0.0) -> None:
@@ -380,7 +381,7 @@ class ClientProtocol:
         self._now = now
         match frame:
             case F.Deliver():
-                self._settle_from_history(frame.conv, frame.seq, frame)
+                self.settle_from_history(frame.conv, frame.seq, frame)
                 self._receive(frame.conv, frame.seq, frame)
             case F.Ack():
                 self._on_ack(frame)
@@ -416,7 +417,7 @@ class ClientProtocol:
             if gap is not None:
                 self._events.append(E.Gap(conv, *gap))
 
-    def _settle_from_history(self, conv: int, seq: int, m: F.Deliver | F.Message) -> None:
+    def settle_from_history(self, conv: int, seq: int, m: F.Deliver | F.Message) -> None:
         """A message of this device still in the outbox came back (sync, fetch, another node)
         before its ack: it is stored, so it is acknowledged. Matched by cmid and by its bytes,
         so only the very message written is taken."""
@@ -506,7 +507,7 @@ class ClientProtocol:
         if not isinstance(frame, F.Messages):
             return  # refused or failed: the next sync repairs it
         for m in frame.messages:
-            self._settle_from_history(conv, m.seq, m)
+            self.settle_from_history(conv, m.seq, m)
             self._receive(conv, m.seq, m)
         if frame.messages:
             self.fill_gap(conv)

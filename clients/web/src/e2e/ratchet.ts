@@ -35,7 +35,8 @@ async function kdfRk(rk: Bytes, dhOut: Bytes): Promise<[Bytes, Bytes]> {
 
 /** [next chain key, message key] */
 export async function kdfCk(ck: Bytes): Promise<[Bytes, Bytes]> {
-  return [await C.hmacSha256(ck, new Uint8Array([2])), await C.hmacSha256(ck, new Uint8Array([1]))];
+  const [next, mk] = await C.hmacSha256Many(ck, [new Uint8Array([2]), new Uint8Array([1])]);
+  return [next!, mk!];
 }
 
 async function cipher(mk: Bytes, info: Bytes): Promise<[Bytes, Bytes]> {

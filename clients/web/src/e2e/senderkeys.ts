@@ -42,7 +42,12 @@ export async function receiver(d: Distribution, account: number, device: number)
 }
 
 const binding = (conv: number, a: number, d: number) => concat(u64be(conv), u64be(a), u64be(d));
-const step = async (ck: Bytes): Promise<[Bytes, Bytes]> => [await C.hmacSha256(ck, new Uint8Array([2])), await C.hmacSha256(ck, new Uint8Array([1]))];
+const TWO = new Uint8Array([2]);
+const ONE = new Uint8Array([1]);
+const step = async (ck: Bytes): Promise<[Bytes, Bytes]> => {
+  const [next, mk] = await C.hmacSha256Many(ck, [TWO, ONE]);
+  return [next!, mk!];
+};
 async function cipher(mk: Bytes): Promise<[Bytes, Bytes]> {
   const out = await C.hkdf(mk, new Uint8Array(32), INFO, 44);
   return [out.slice(0, 32), out.slice(32)];
