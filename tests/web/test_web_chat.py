@@ -24,6 +24,9 @@ async def test_two_browser_users_register_and_chat(chatd: RunningServer, browser
     await bob.keyboard.press("Enter")
     await expect(alice.get_by_label("Messages")).to_contain_text("hi alice")
     await expect(alice.get_by_label("status: read")).to_have_count(1)
+    await expect(alice.get_by_text("● bob")).to_be_visible()  # presence: bob is online
+    await bob.close()
+    await expect(alice.get_by_text("● bob")).to_have_count(0)  # ... and then offline
     assert alice.errors == [] and bob.errors == []  # type: ignore[attr-defined]
 
 

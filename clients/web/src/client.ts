@@ -509,8 +509,21 @@ export class Client {
 
   async refreshMembers(conv: number): Promise<void> {
     const got = await this.call({ t: "get_conv", conv });
-    this.upsertConv(got["info"]);
+    const c = this.upsertConv(got["info"]);
+    await this.askPresence(c.members.map((m) => m.account));
     this.changed();
+  }
+
+  /** Presence of accounts this device shares a conversation with (SPEC.md 10.3); later
+   * changes arrive as `presence` events. */
+  private async askPresence(accounts: number[]): Promise<void> {
+    const others = accounts.filter((a) => a !== this.id?.account).slice(0, 256);
+    if (!others.length) return;
+    const p = await this.call({ t: "get_presence", accounts: others }).catch(() => null);
+    for (const x of (p?.["presence"] as Frame[] | undefined) ?? []) {
+      if (x["online"]) this.online.add(x["account"]);
+      else this.online.delete(x["account"]);
+    }
   }
 
   private syncConv(conv: number): void {
@@ -535,7 +548,8 @@ export class Client {
       // A conversation this device just joined: learn it, then take its messages in order.
       this.serial(conv, async () => {
         const got = await this.call({ t: "get_conv", conv });
-        this.upsertConv(got["info"]);
+        const c = this.upsertConv(got["info"]);
+        await this.askPresence(c.members.map((m) => m.account));
         await this.saveConvs();
         this.changed();
       });
@@ -1114,6 +1128,7 @@ export class Client {
 
   private async created(f: Frame): Promise<number> {
     const c = this.upsertConv(f["info"]);
+    await this.askPresence(c.members.map((m) => m.account));
     await this.saveConvs();
     this.changed();
     this.syncConv(c.conv);
