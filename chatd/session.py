@@ -343,7 +343,9 @@ class Session:
             case F.CreateConv():
                 self.reply(F.Conv(re=frame.id, info=await svc.conversations.create(a, dev, frame)))
             case F.ListConvs():
-                self.reply(F.Convs(re=frame.id, convs=await svc.conversations.list(a, dev)))
+                self.reply(await svc.conversations.list(a, dev, frame))
+            case F.ListMembers():
+                self.reply(await svc.conversations.members(a, frame))
             case F.GetConv():
                 self.reply(
                     F.Conv(re=frame.id, info=await svc.conversations.get(a, dev, frame.conv))

@@ -20,11 +20,24 @@ from chatproto import limits as L
 from chatproto.e2e import membership as ML
 from chatproto.errors import ChatProtoError
 
+from chatd.core import pages
 from chatd.errors import Invalid, NotFound
 from chatd.services.deps import Deps
 from chatd.services.fanout import deliver_frame, publish_message
-from chatd.store.base import AccountStore, ConvRow, LogRow, MembershipChange, SignedChange
+from chatd.store.base import (
+    AccountStore,
+    ConvRow,
+    LogRow,
+    MemberRow,
+    MembershipChange,
+    SignedChange,
+)
 
+_CONV_ROWS = pages.FRAME_BUDGET // 48
+"""Conversations read per ``list_convs`` page: more than fit (a ConvInfo takes 48 bytes at the
+least), so the page is cut by bytes, and the read stays bounded."""
+_MEMBER_ROWS = pages.FRAME_BUDGET // 32
+"""Members read per page, likewise (a Member takes 32 bytes at the least)."""
 _PAGE_BUDGET = L.MAX_FRAME_BYTES - 1024
 """A ``member_log`` page stays a legal frame: entries are cut once they would pass this."""
 _ENTRY_OVERHEAD = 64
@@ -80,7 +93,14 @@ def _log_entry(r: LogRow) -> F.LogEntry:
     return F.LogEntry(epoch=r.epoch, seq=r.seq, body=r.body, sig=r.sig)
 
 
+def _member(m: MemberRow) -> F.Member:
+    return F.Member(account=m.account, role=m.role, handle=m.handle, access=m.access or None)  # type: ignore[arg-type]
+
+
 def conv_info(row: ConvRow) -> F.ConvInfo:
+    """``row`` on the wire; its members cut to what fits in a frame beside its other fields
+    (title, cursors: under 1 KiB) (SPEC.md 8.4)."""
+    members, _ = pages.fit((_member(m) for m in row.members), pages.FRAME_BUDGET - 1024)
     return F.ConvInfo(
         conv=row.id,
         kind=row.kind,  # type: ignore[arg-type]
@@ -91,10 +111,7 @@ def conv_info(row: ConvRow) -> F.ConvInfo:
         delivered=row.delivered,
         member_count=row.member_count,
         joined=row.joined,
-        members=[
-            F.Member(account=m.account, role=m.role, handle=m.handle, access=m.access or None)  # type: ignore[arg-type]
-            for m in row.members
-        ],
+        members=members,
         access=row.access or None,  # type: ignore[arg-type]
     )
 
@@ -125,10 +142,24 @@ class ConversationService:
         return conv_info(await d.store.conversation(created.conv.id, account, device))
 
     async def get(self, account: int, device: int, conv: int) -> F.ConvInfo:
-        return conv_info(await self._d.store.conversation(conv, account, device))
+        return conv_info(await self._d.store.conversation(conv, account, device, _MEMBER_ROWS))
 
-    async def list(self, account: int, device: int) -> list[F.ConvInfo]:
-        return [conv_info(r) for r in await self._d.store.conversations_of(account, device)]
+    async def list(self, account: int, device: int, f: F.ListConvs) -> F.Convs:
+        """A page of the caller's conversations that fits in a frame (SPEC.md 8.4)."""
+        rows = await self._d.store.conversations_of(account, device, f.after, _CONV_ROWS + 1)
+        convs, cut = pages.fit(conv_info(r) for r in rows[:_CONV_ROWS])
+        return F.Convs(re=f.id, convs=convs, more=cut or len(rows) > _CONV_ROWS)
+
+    async def members(self, account: int, f: F.ListMembers) -> F.Members:
+        """A page of a conversation's members by account id, to members only (SPEC.md 8.4)."""
+        store = self._d.store
+        if await store.membership(f.conv, account) is None:
+            raise NotFound("no such conversation")
+        rows = await store.members_page(f.conv, f.after, _MEMBER_ROWS + 1)
+        members, cut = pages.fit(_member(m) for m in rows[:_MEMBER_ROWS])
+        return F.Members(
+            re=f.id, conv=f.conv, members=members, more=cut or len(rows) > _MEMBER_ROWS
+        )
 
     async def invite(self, account: int, device: int, f: F.Invite) -> None:
         entry = await signed_change(

@@ -20,7 +20,7 @@ from chatproto import frames as F
 from chatproto.errors import ErrorCode
 from chatproto.limits import MAX_PAGE
 
-from chatd.core import rules
+from chatd.core import pages, rules
 from chatd.errors import ChatdError, Invalid, NotFound
 from chatd.hub import HOLD
 from chatd.services.deps import Deps
@@ -106,8 +106,9 @@ class MessagingService:
         subscribed = unconfirmed = ended = False
         try:
             while True:
-                page = await d.store.messages(f.conv, after, None, MAX_PAGE)
-                full = len(page) == MAX_PAGE
+                page, full = await d.store.message_page(
+                    f.conv, after, None, MAX_PAGE, pages.READ_BUDGET
+                )
                 end = _membership_end(page, s.account, member.joined_seq)
                 if end is not None:
                     page, ended = page[:end], True
@@ -151,33 +152,31 @@ class MessagingService:
         member = await self._require_member(f.conv, s.account)
         if f.before is not None and f.before <= f.after + 1:
             raise Invalid("empty range: before must exceed after + 1")
-        rows = await self._d.store.messages(f.conv, f.after, f.before, f.limit + 1)
-        more = len(rows) > f.limit
-        if more:
-            rows = rows[1:] if f.before is not None else rows[: f.limit]
+        # Bodies beyond a frame are never read; the page is then cut to what fits (SPEC 7.5).
+        rows, more = await self._d.store.message_page(
+            f.conv, f.after, f.before, f.limit, pages.FRAME_BUDGET
+        )
         end = _membership_end(rows, s.account, member.joined_seq)
         if end is not None:  # removed after the membership check: nothing past the removal
             rows, more = rows[:end], f.before is not None and more
         if member.bot:
             rows = _for_bot(rows, s.account, member)
-        return F.Messages(
-            re=f.id,
-            conv=f.conv,
-            messages=[
-                F.Message(
-                    seq=m.seq,
-                    ts=m.ts,
-                    sender=m.sender,
-                    device=m.device,
-                    cmid=m.cmid,
-                    kind=m.kind,
-                    body=m.body,
-                    to=list(m.to),
-                )
-                for m in rows
-            ],
-            more=more,
-        )
+        messages = [
+            F.Message(
+                seq=m.seq,
+                ts=m.ts,
+                sender=m.sender,
+                device=m.device,
+                cmid=m.cmid,
+                kind=m.kind,
+                body=m.body,
+                to=list(m.to),
+            )
+            for m in rows
+        ]
+        # Forward: the lowest seqs that fit; backward: the highest.
+        fitted, cut = (pages.fit if f.before is None else pages.fit_from_end)(messages)
+        return F.Messages(re=f.id, conv=f.conv, messages=fitted, more=more or cut)
 
 
 def _membership_end(page: list[StoredMessage], account: int, joined_seq: int) -> int | None:

@@ -289,12 +289,22 @@ class ConversationStore(Protocol):
         a direct conversation without exactly one other account or a roster that does not
         match, ``Conflict`` when the log's group id is another conversation's."""
 
-    async def conversation(self, conv: int, account: int, device: int) -> ConvRow:
-        """``conv`` as ``account`` (and ``device``'s cursors) sees it, with its members.
-        ``NotFound`` unless ``account`` is a member."""
+    async def conversation(
+        self, conv: int, account: int, device: int, member_limit: int | None = None
+    ) -> ConvRow:
+        """``conv`` as ``account`` (and ``device``'s cursors) sees it, with its members (the
+        first ``member_limit`` of them by join, when given). ``NotFound`` unless ``account``
+        is a member."""
 
-    async def conversations_of(self, account: int, device: int) -> list[ConvRow]:
-        """Every conversation ``account`` is a member of, ascending by id, without members."""
+    async def conversations_of(
+        self, account: int, device: int, after: int = 0, limit: int | None = None
+    ) -> list[ConvRow]:
+        """The conversations ``account`` is a member of with an id above ``after``, ascending
+        by id, without members (the first ``limit`` of them, when given)."""
+
+    async def members_page(self, conv: int, after: int, limit: int) -> list[MemberRow]:
+        """Members of ``conv`` with an account id above ``after``, ascending, at most
+        ``limit`` (the caller checked access)."""
 
     async def conversation_ids_of(self, account: int) -> list[int]:
         """The ids of the conversations ``account`` is a member of."""
@@ -392,6 +402,13 @@ class MessageStore(Protocol):
     ) -> list[StoredMessage]:
         """Messages of ``conv`` with ``after`` < seq (< ``before``), ascending: the first
         ``limit`` of them, or with ``before`` the last ``limit`` (the caller checked access)."""
+
+    async def message_page(
+        self, conv: int, after: int, before: int | None, limit: int, max_bytes: int
+    ) -> tuple[list[StoredMessage], bool]:
+        """``messages``, stopped before the bodies pass ``max_bytes`` (one message at least),
+        and whether the range holds messages not in the page. Bodies past the budget are never
+        read."""
 
 
 class CursorStore(Protocol):

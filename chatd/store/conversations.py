@@ -122,7 +122,13 @@ def _conv(r: Row) -> ConvRow:
 
 
 async def conv_row(
-    db: Sql, conv: int, account: int, device: int, *, with_members: bool = False
+    db: Sql,
+    conv: int,
+    account: int,
+    device: int,
+    *,
+    with_members: bool = False,
+    member_limit: int | None = None,
 ) -> ConvRow:
     """The conversation as ``account`` sees it; ``NotFound`` unless it is a member."""
     row = await db.fetchrow(
@@ -142,7 +148,8 @@ async def conv_row(
                 "SELECT m.account_id, m.role, a.handle, m.joined_seq,"
                 " CASE WHEN a.type = 'bot' THEN m.access ELSE '' END FROM members m"
                 " JOIN accounts a ON a.id = m.account_id WHERE m.conv_id=?"
-                " ORDER BY m.joined_seq, m.account_id",
+                " ORDER BY m.joined_seq, m.account_id"
+                + ("" if member_limit is None else f" LIMIT {int(member_limit)}"),
                 conv,
             )
         )
@@ -217,19 +224,38 @@ async def create_conversation(
     return CreatedConv(await conv_row(db, conv, creator, 0), (created,))
 
 
-async def conversation(db: Sql, conv: int, account: int, device: int) -> ConvRow:
-    return await conv_row(db, conv, account, device, with_members=True)
+async def conversation(
+    db: Sql, conv: int, account: int, device: int, member_limit: int | None = None
+) -> ConvRow:
+    return await conv_row(db, conv, account, device, with_members=True, member_limit=member_limit)
 
 
-async def conversations_of(db: Sql, account: int, device: int) -> list[ConvRow]:
+async def conversations_of(
+    db: Sql, account: int, device: int, after: int = 0, limit: int | None = None
+) -> list[ConvRow]:
     rows = await db.fetch(
         _conv_columns(db) + " FROM members m JOIN conversations c ON c.id = m.conv_id"
         " JOIN accounts a ON a.id = m.account_id"
         " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = ?"
-        " WHERE m.account_id = ? ORDER BY c.id",
-        *(device, account),
+        " WHERE m.account_id = ? AND m.conv_id > ? ORDER BY m.conv_id"
+        + ("" if limit is None else f" LIMIT {int(limit)}"),
+        *(device, account, after),
     )
     return [_conv(r) for r in rows]
+
+
+async def members_page(db: Sql, conv: int, after: int, limit: int) -> list[MemberRow]:
+    """Members of ``conv`` with an account id above ``after``, ascending, at most ``limit``."""
+    return [
+        MemberRow(int(a), str(r), str(h), int(j), str(x))
+        for a, r, h, j, x in await db.fetch(
+            "SELECT m.account_id, m.role, a.handle, m.joined_seq,"
+            " CASE WHEN a.type = 'bot' THEN m.access ELSE '' END FROM members m"
+            " JOIN accounts a ON a.id = m.account_id WHERE m.conv_id=? AND m.account_id>?"
+            " ORDER BY m.account_id LIMIT ?",
+            *(conv, after, limit),
+        )
+    ]
 
 
 async def conversation_ids_of(db: Sql, account: int) -> list[int]:
@@ -374,6 +400,7 @@ class Conversations(Scripts):
     create_conversation = writes(create_conversation)
     conversation = reads(conversation)
     conversations_of = reads(conversations_of)
+    members_page = reads(members_page)
     conversation_ids_of = reads(conversation_ids_of)
     invite = writes(invite)
     remove = writes(remove)

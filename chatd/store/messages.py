@@ -18,12 +18,10 @@ COLUMNS = "seq, ts, sender, device, cmid, kind, body, to_accounts, withheld"
 
 
 def stored(db: Sql, conv: int, r: Row) -> StoredMessage:
-    """A row of ``COLUMNS`` as a message of ``conv``."""
-    to, withheld = db.ids(r[7]), db.ids(r[8])
-    cmid = None if r[4] is None else str(r[4])
-    return StoredMessage(
-        conv, int(r[0]), int(r[1]), int(r[2]), int(r[3]), cmid, str(r[5]), bytes(r[6]), to, withheld
-    )
+    """A row of ``COLUMNS`` as a message of ``conv`` (both drivers give ints, str and bytes)."""
+    if r[7] is None and r[8] is None:  # the common case: no addressees, nothing withheld
+        return StoredMessage(conv, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+    return StoredMessage(conv, r[0], r[1], r[2], r[3], r[4], r[5], r[6], db.ids(r[7]), db.ids(r[8]))
 
 
 async def message_at(db: Sql, conv: int, seq: int) -> StoredMessage:
@@ -65,6 +63,41 @@ async def messages(
     return [stored(db, conv, r) for r in reversed(rows)]
 
 
+async def message_page(
+    db: Sql, conv: int, after: int, before: int | None, limit: int, max_bytes: int
+) -> tuple[list[StoredMessage], bool]:
+    """Like ``messages``, but the page also stops before its bodies would pass ``max_bytes``
+    (at least one message is read whatever its size); True when the range holds more. The
+    sizes are read first, so no more than ``max_bytes`` of bodies is ever loaded."""
+    if before is None:
+        sizes = await db.fetch(
+            "SELECT seq, length(body) FROM messages WHERE conv_id=? AND seq>? ORDER BY seq LIMIT ?",
+            *(conv, after, limit + 1),
+        )
+    else:
+        sizes = await db.fetch(
+            "SELECT seq, length(body) FROM messages WHERE conv_id=? AND seq<? AND seq>?"
+            " ORDER BY seq DESC LIMIT ?",
+            *(conv, before, after, limit + 1),
+        )
+    more = len(sizes) > limit
+    total, count = 0, 0
+    for _, size in sizes[:limit]:
+        total += int(size)
+        if count and total > max_bytes:
+            more = True
+            break
+        count += 1
+    if not count:
+        return [], more
+    low, high = sorted((int(sizes[0][0]), int(sizes[count - 1][0])))
+    rows = await db.fetch(
+        f"SELECT {COLUMNS} FROM messages WHERE conv_id=? AND seq>=? AND seq<=? ORDER BY seq",
+        *(conv, low, high),
+    )
+    return [stored(db, conv, r) for r in rows], more
+
+
 async def move_cursor(tx: Tx, device: int, conv: int, type: str, seq: int) -> bool:
     column = {"delivered": "delivered", "read": "read"}[type]
     last = await tx.sql.fetchval(
@@ -84,4 +117,5 @@ async def move_cursor(tx: Tx, device: int, conv: int, type: str, seq: int) -> bo
 
 class Messages(Scripts):
     messages = reads(messages)
+    message_page = reads(message_page)
     move_cursor = writes(move_cursor)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from chatproto import frames as F
 from chatproto import kinds
 from chatproto.e2e import membership as ML
@@ -94,12 +95,23 @@ class Conversations:
     # ------------------------------------------------------------------ reading
 
     async def conversations(self) -> list[F.ConvInfo]:
+        """Every conversation of this account (the server answers in pages, SPEC.md 8.4)."""
         c = self._conn
-        return (await c.call(F.ListConvs(id=c.next_id()), F.Convs)).convs
+        convs: list[F.ConvInfo] = []
+        after = 0
+        while True:
+            page = await c.call(F.ListConvs(id=c.next_id(), after=after), F.Convs)
+            convs += page.convs
+            if not page.more or not page.convs:
+                return convs
+            after = page.convs[-1].conv
 
     async def conversation(self, conv: int) -> F.ConvInfo:
+        """``conv`` with all its members (a large one's are read in pages, SPEC.md 8.4)."""
         c = self._conn
         info = (await c.call(F.GetConv(id=c.next_id(), conv=conv), F.Conv)).info
+        if len(info.members) < info.member_count:
+            info = msgspec.structs.replace(info, members=await self.members.listed(conv))
         self.joined[conv] = info.joined
         self.learn(info)
         return info

@@ -64,6 +64,18 @@ class Members:
         self._cache: dict[int, ML.ChainState] = {}
         """Decoded states (a channel's is large: decoded once, not per message)."""
 
+    async def listed(self, conv: int) -> list[F.Member]:
+        """Every member of ``conv`` as the server lists them, ascending by account (read in
+        pages, SPEC.md 8.4): what ``get_conv`` leaves out of a large conversation."""
+        members: list[F.Member] = []
+        after = 0
+        while True:
+            page = await self._call(F.ListMembers(id=self._id(), conv=conv, after=after), F.Members)
+            members += page.members
+            if not page.more or not page.members:
+                return members
+            after = page.members[-1].account
+
     @property
     def _ks(self) -> Any:
         return self._e2e.ks

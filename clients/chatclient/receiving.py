@@ -326,14 +326,17 @@ class Receiving:
     async def history(
         self, conv: int, *, before: int | None = None, limit: int = 50
     ) -> list[Message | Undecryptable]:
-        page = (
-            await self.fetch(conv, before=before, limit=limit)
-            if before
-            else await self.fetch(
-                conv, before=(await self._convs.conversation(conv)).last_seq + 1, limit=limit
-            )
-        )
-        return [self.message_from(conv, m) for m in page.messages if m.kind != kinds.WITHHELD]
+        if not before:
+            before = (await self._convs.conversation(conv)).last_seq + 1
+        # A page holds what fits in a frame (SPEC.md 7.5): page on until ``limit`` or the start.
+        got: list[F.Message] = []
+        while len(got) < limit and before > 1:
+            page = await self.fetch(conv, before=before, limit=limit - len(got))
+            got[:0] = page.messages
+            if not page.more or not page.messages:
+                break
+            before = page.messages[0].seq
+        return [self.message_from(conv, m) for m in got if m.kind != kinds.WITHHELD]
 
     async def message(self, conv: int, seq: int) -> Message | Undecryptable:
         """Message ``seq`` of ``conv`` from stored history, decrypted (``NotFound`` when there

@@ -173,9 +173,11 @@ class CreateConv(Frame, tag="create_conv", kw_only=True, frozen=True):
 
 
 class ListConvs(Frame, tag="list_convs", kw_only=True, frozen=True):
-    """The caller's conversations. -> ``Convs``."""
+    """The caller's conversations with an id above ``after``, ascending. -> ``Convs`` (a page
+    that fits in a frame: ``more`` says whether the next starts after its last conversation)."""
 
     id: ReqId
+    after: Seq = 0
 
 
 class GetConv(Frame, tag="get_conv", kw_only=True, frozen=True):
@@ -183,6 +185,14 @@ class GetConv(Frame, tag="get_conv", kw_only=True, frozen=True):
 
     id: ReqId
     conv: Id
+
+
+class ListMembers(Frame, tag="list_members", kw_only=True, frozen=True):
+    """The members of ``conv`` with an account id above ``after``, ascending. -> ``Members``."""
+
+    id: ReqId
+    conv: Id
+    after: Seq = 0
 
 
 class Invite(Frame, tag="invite", kw_only=True, frozen=True):
@@ -676,6 +686,17 @@ class Conv(Frame, tag="conv", kw_only=True, frozen=True):
 class Convs(Frame, tag="convs", kw_only=True, frozen=True):
     re: ReqId
     convs: list[ConvInfo]
+    more: bool = False
+    """More conversations follow the last one: ask ``list_convs`` with ``after`` = its id."""
+
+
+class Members(Frame, tag="members", kw_only=True, frozen=True):
+    """Answer to ``list_members``: a page ascending by account; ``more``: more follow its last."""
+
+    re: ReqId
+    conv: Id
+    members: list[Member]
+    more: bool
 
 
 class Ack(Frame, tag="ack", kw_only=True, frozen=True):
@@ -1003,6 +1024,7 @@ ClientFrame = (
     | CreateConv
     | ListConvs
     | GetConv
+    | ListMembers
     | Invite
     | Remove
     | SetRole
@@ -1047,6 +1069,7 @@ ServerFrame = (
     | Account
     | Conv
     | Convs
+    | Members
     | Ack
     | Deliver
     | Synced

@@ -188,6 +188,9 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("create_conv_channel_defaults_omitted", F.CreateConv(id=7, kind="channel")),
         ("list_convs", F.ListConvs(id=8)),
         ("get_conv", F.GetConv(id=9, conv=42)),
+        ("list_convs_after", F.ListConvs(id=80, after=42)),
+        ("list_members", F.ListMembers(id=81, conv=42, after=3)),
+        ("list_members_defaults_omitted", F.ListMembers(id=82, conv=42)),
         ("invite", F.Invite(id=10, conv=42, account=3)),
         ("remove", F.Remove(id=11, conv=42, account=3)),
         ("set_role_admin", F.SetRole(id=12, conv=42, account=3, role="admin")),
@@ -408,6 +411,27 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             ),
         ),
         ("convs_empty", F.Convs(re=8, convs=[])),
+        (
+            "convs_more",
+            F.Convs(
+                re=80,
+                convs=[F.ConvInfo(conv=43, kind="group", title="Team", last_seq=9, role="owner")],
+                more=True,
+            ),
+        ),
+        (
+            "members_page",
+            F.Members(
+                re=81,
+                conv=42,
+                members=[
+                    F.Member(account=4, role="admin", handle="dave"),
+                    F.Member(account=9, role="member", handle="helper_bot", access="addressed"),
+                ],
+                more=True,
+            ),
+        ),
+        ("members_last_page", F.Members(re=82, conv=42, members=[], more=False)),
         (
             "convs_listing_defaults_omitted",
             F.Convs(

@@ -256,8 +256,9 @@ def _valid_examples() -> list[F.Frame]:
         ),
         F.Lookup(id=1, handle="abc"),
         F.CreateConv(id=1, kind="group", title="t", members=[2]),
-        F.ListConvs(id=1),
+        F.ListConvs(id=1, after=1),
         F.GetConv(id=1, conv=1),
+        F.ListMembers(id=1, conv=1, after=1),
         F.Invite(id=1, conv=1, account=1),
         F.Remove(id=1, conv=1, account=1),
         F.SetRole(id=1, conv=1, account=1, role="admin"),
@@ -275,7 +276,10 @@ def _valid_examples() -> list[F.Frame]:
         F.Error(re=1, code=1, msg="m"),
         F.Account(re=1, account=1, handle="abc", name="n", type="user"),
         F.Conv(re=1, info=info),
-        F.Convs(re=1, convs=[info]),
+        F.Convs(re=1, convs=[info], more=True),
+        F.Members(
+            re=1, conv=1, members=[F.Member(account=1, role="owner", handle="abc")], more=True
+        ),
         F.Ack(re=1, conv=1, cmid="c", seq=1, ts=1),
         F.Deliver(conv=1, seq=1, ts=1, sender=1, device=1, cmid="c", kind="text", body=b"", to=[2]),
         F.Synced(re=1, conv=1, seq=1),
