@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from chatproto import auth, codec
+from chatproto import auth, codec, kinds
 from chatproto import frames as F
 from chatproto.client import events as E
 from chatproto.client.cursors import Cursors, Received
@@ -382,6 +382,7 @@ class ClientProtocol:
         match frame:
             case F.Deliver():
                 self.settle_from_history(frame.conv, frame.seq, frame)
+                self._own_join(frame.conv, frame)
                 self._receive(frame.conv, frame.seq, frame)
             case F.Ack():
                 self._on_ack(frame)
@@ -416,6 +417,22 @@ class ClientProtocol:
             gap = self.cursors.gap(conv)
             if gap is not None:
                 self._events.append(E.Gap(conv, *gap))
+
+    def _own_join(self, conv: int, m: F.Deliver | F.Message) -> None:
+        """History starts at this account's own join (SPEC.md 7.8): its ``joined`` message
+        moves the cursor to just below it, as nothing before it will ever come."""
+        if m.kind != "system" or m.sender != 0 or m.seq <= self.cursors.cursor(conv) + 1:
+            return
+        try:
+            event = kinds.decode_content("system", m.body)
+        except ChatProtoError:
+            return
+        if (
+            isinstance(event, kinds.SystemEvent)
+            and event.event == "joined"
+            and event.account == self.account
+        ):
+            self.cursors.advance_to(conv, m.seq - 1)
 
     def settle_from_history(self, conv: int, seq: int, m: F.Deliver | F.Message) -> None:
         """A message of this device still in the outbox came back (sync, fetch, another node)
@@ -508,6 +525,7 @@ class ClientProtocol:
             return  # refused or failed: the next sync repairs it
         for m in frame.messages:
             self.settle_from_history(conv, m.seq, m)
+            self._own_join(conv, m)
             self._receive(conv, m.seq, m)
         if frame.messages:
             self.fill_gap(conv)
