@@ -18,12 +18,10 @@ COLUMNS = "seq, ts, sender, device, cmid, kind, body, to_accounts, withheld"
 
 
 def stored(db: Sql, conv: int, r: Row) -> StoredMessage:
-    """A row of ``COLUMNS`` as a message of ``conv``."""
-    to, withheld = db.ids(r[7]), db.ids(r[8])
-    cmid = None if r[4] is None else str(r[4])
-    return StoredMessage(
-        conv, int(r[0]), int(r[1]), int(r[2]), int(r[3]), cmid, str(r[5]), bytes(r[6]), to, withheld
-    )
+    """A row of ``COLUMNS`` as a message of ``conv`` (both drivers give ints, str and bytes)."""
+    if r[7] is None and r[8] is None:  # the common case: no addressees, nothing withheld
+        return StoredMessage(conv, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+    return StoredMessage(conv, r[0], r[1], r[2], r[3], r[4], r[5], r[6], db.ids(r[7]), db.ids(r[8]))
 
 
 async def message_at(db: Sql, conv: int, seq: int) -> StoredMessage:

@@ -26,14 +26,10 @@ how safety is had with several writers:
   look-up runs after the lock is taken, so it sees any duplicate another node committed first:
   a concurrent resend through another node resolves to the first row, never an error. The unique
   index ``(conv_id, device, cmid)`` stays as the backstop.
-* Races on other unique keys (handle, device key, direct conversation, first device list or
-  to-device row of a device) are checked with a SELECT first; when two nodes race, the loser's
-  insert fails with a unique violation, the whole batch is rolled back and run again, and the
-  re-run's SELECT sees the winner (``HandleTaken``, ``Conflict``, ``existed``). Deadlocks and
-  serialization failures are retried the same way.
-* One-time prekeys are claimed with ``DELETE ... WHERE kid = (SELECT ... FOR UPDATE SKIP LOCKED
-  LIMIT 1) RETURNING``: a row another node is claiming is skipped, never handed out twice.
-* To-device tids come from the device's ``to_device_state`` row, read ``FOR UPDATE``.
+* Races the scripts' row locks cannot order (two nodes inserting one new handle, device key,
+  direct conversation, transfer id...) fail the loser's insert with a unique violation; the
+  whole batch is rolled back and run again, and the re-run's SELECT sees the winner. Deadlocks
+  and serialization failures are retried the same way.
 
 Errors: refusals raise the same ``chatd.errors`` classes as SQLite; a database that cannot be
 reached (or a commit whose outcome is unknown) is ``Unavailable``: nothing is acked that is not
@@ -49,7 +45,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -63,7 +59,7 @@ from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
-from chatd.store.sql import CheckViolation, OutOfRange, Sql
+from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -94,24 +90,6 @@ MAX_ATTEMPTS = 5
 GATHER_WORTH = 0.25
 """Writes expected within ``commit_interval`` from which the writer waits for them (at 2 ms:
 from 125 writes/s; below, a write commits as soon as the writer is free)."""
-
-
-class _Op(Generic[T]):
-    """One queued write. ``fn`` runs inside the batch transaction and may run more than once (the
-    batch is re-run after a lost race), so it keeps no state outside the database. It raises a
-    ``ChatdError`` only before it writes anything."""
-
-    __slots__ = ("fn", "future", "message")
-
-    def __init__(
-        self,
-        fn: Callable[[_Tx], Awaitable[T]] | None,
-        future: asyncio.Future[T],
-        message: NewMessage | None = None,
-    ) -> None:
-        self.fn = fn
-        self.future = future
-        self.message = message
 
 
 class PostgresSql:
@@ -209,7 +187,7 @@ _APPEND = "SELECT * FROM chatd_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 """Migration 0005: the whole batch of appends in one round trip (see the function's comment)."""
 
 
-async def _appends(db: Conn, ops: Sequence[_Op[Any]]) -> list[Any]:
+async def _appends(db: Conn, ops: Sequence[Op[Any]]) -> list[Any]:
     """Commit the appends ``ops`` with one call of ``chatd_append``: their results (``Appended``)
     or refusals (``ChatdError``), in order. Inside a transaction it joins it; outside, the one
     statement is its own transaction."""
@@ -256,7 +234,7 @@ def _refusal(kind: str, role: str) -> ChatdError:
 
 
 class PostgresStore(
-    Accounts, Conversations, Bots, Messages, Keys, Ledger, GroupCommitWriter["_Op[Any]"]
+    Accounts, Conversations, Bots, Messages, Keys, Ledger, GroupCommitWriter[Op[Any]]
 ):
     """``Store`` over a PostgreSQL database shared by any number of nodes. Run ``run()`` in the
     owner's TaskGroup after ``open()``."""
@@ -323,7 +301,7 @@ class PostgresStore(
             return self._commit_interval
         return 0.0
 
-    async def _apply_batch(self, batch: list[_Op[Any]]) -> list[Any]:
+    async def _apply_batch(self, batch: list[Op[Any]]) -> list[Any]:
         now = time.monotonic()
         # The arrival rate: this batch arrived since the previous one was taken (smoothed).
         elapsed = max(now - self._last_batch, 1e-4)
@@ -331,7 +309,7 @@ class PostgresStore(
         self._last_batch = now
         return await self._apply(batch)
 
-    async def _apply(self, batch: list[_Op[Any]]) -> list[Any]:
+    async def _apply(self, batch: list[Op[Any]]) -> list[Any]:
         """One transaction for the whole batch, run again when another node won a race."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             db = self._w
@@ -362,7 +340,7 @@ class PostgresStore(
             db.terminate()
 
     @staticmethod
-    async def _run_ops(tx: _Tx, batch: list[_Op[Any]]) -> list[Any]:
+    async def _run_ops(tx: _Tx, batch: list[Op[Any]]) -> list[Any]:
         results: list[Any] = []
         i = 0
         while i < len(batch):
@@ -396,28 +374,17 @@ class PostgresStore(
             except Exception:
                 self._pool.terminate()
 
-    async def ping(self) -> bool:
-        try:
-            await self._read(lambda db: db.fetchval("SELECT 1"))
-        except Exception:
-            return False
-        return self.healthy and not self._closing
-
     def statistics(self) -> StoreStatistics:
         return StoreStatistics("postgresql", self.queued, self.retries)
 
     # ------------------------------------------------------------------ plumbing
 
-    def _queue(self, op: _Op[T]) -> asyncio.Future[T]:
-        self._enqueue(op)
-        return op.future
-
-    def _submit(self, fn: Callable[[_Tx], Awaitable[T]]) -> asyncio.Future[T]:
+    def _submit(
+        self, fn: Callable[[_Tx], Awaitable[T]] | None, message: NewMessage | None = None
+    ) -> asyncio.Future[T]:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        return self._queue(_Op(fn, future))
-
-    async def _write(self, fn: Callable[[_Tx], Awaitable[T]]) -> T:
-        return await self._submit(fn)
+        self._enqueue(Op(fn, future, message))
+        return future
 
     async def _read(self, fn: Callable[[Sql], Awaitable[T]]) -> T:
         if self._pool is None:
@@ -433,8 +400,7 @@ class PostgresStore(
     # ------------------------------------------------------------------ messages
 
     def append(self, message: NewMessage) -> asyncio.Future[Appended]:
-        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        return self._queue(_Op(None, future, message))
+        return self._submit(None, message)  # run by chatd_append (_appends)
 
 
 def _ids(value: Any) -> tuple[int, ...]:

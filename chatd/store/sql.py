@@ -88,11 +88,31 @@ class Tx(Protocol):
         """``conv``'s members or bot accesses changed (a backend drops what it cached)."""
 
 
+class Op(Generic[T]):
+    """One queued write: ``fn`` runs inside the batch's transaction, or ``message`` is appended
+    (the hot path, each backend's own). ``fn`` raises a ``ChatdError`` only before it writes
+    anything (or inside a savepoint), so a refused op leaves the transaction as it found it and
+    the rest of the batch commits. It may run more than once (PostgreSQL runs a batch again
+    after losing a race), so it keeps no state outside the database."""
+
+    __slots__ = ("fn", "future", "message")
+
+    def __init__(
+        self, fn: Callable[[Any], Any] | None, future: asyncio.Future[T], message: Any = None
+    ) -> None:
+        self.fn = fn
+        self.future = future
+        self.message = message
+
+
 class Scripts:
     """The base of the store's concern classes, which bind each script to its method
     (``writes``, ``queues``, ``reads``). A backend supplies ``_submit`` (queue a write script
     for the group-commit writer; its future resolves with the script's result once committed,
     or with its refusal) and ``_read`` (run a read script on a read connection)."""
+
+    healthy: bool
+    _closing: bool
 
     def _submit(self, fn: Callable[[Tx], Awaitable[T]]) -> asyncio.Future[T]:
         raise NotImplementedError
@@ -102,6 +122,13 @@ class Scripts:
 
     async def _read(self, fn: Callable[[Sql], Awaitable[T]]) -> T:
         raise NotImplementedError
+
+    async def ping(self) -> bool:
+        try:
+            await self._read(lambda db: db.fetchval("SELECT 1"))
+        except Exception:
+            return False
+        return self.healthy and not self._closing
 
 
 class writes(Generic[P, T]):

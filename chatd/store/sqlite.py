@@ -40,7 +40,7 @@ import struct
 import time
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from chatproto import kinds
 
@@ -55,7 +55,7 @@ from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_sqlite
-from chatd.store.sql import CheckViolation, OutOfRange, Sql, run_sync
+from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql, run_sync
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -146,21 +146,6 @@ def _refusal(exc: sqlite3.IntegrityError) -> Exception:
     if "cannot store" in str(exc):  # STRICT: a sum past 64 bits became REAL
         return OutOfRange(str(exc))
     return exc
-
-
-class _Op(Generic[T]):
-    """One queued write: ``fn`` (a ``sql.Tx`` script, or a plain function of ``_Tx``) runs on
-    the loop's thread inside the batch transaction.
-
-    ``fn`` must raise a ``ChatdError`` only before it writes anything (or inside a savepoint),
-    so a refused op leaves the transaction as it found it and the rest of the batch commits.
-    """
-
-    __slots__ = ("fn", "future")
-
-    def __init__(self, fn: Callable[[_Tx], Any], future: asyncio.Future[T]) -> None:
-        self.fn = fn
-        self.future = future
 
 
 class _Tx:
@@ -328,7 +313,7 @@ def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite3.Connecti
 
 
 class SQLiteStore(
-    Accounts, Conversations, Bots, Messages, Keys, Ledger, GroupCommitWriter["_Op[Any]"]
+    Accounts, Conversations, Bots, Messages, Keys, Ledger, GroupCommitWriter[Op[Any]]
 ):
     """``Store`` over one SQLite file. Run ``run()`` in the owner's TaskGroup after ``open()``."""
 
@@ -397,7 +382,7 @@ class SQLiteStore(
             ) from None
         return fd
 
-    async def _apply_batch(self, batch: list[_Op[Any]]) -> list[Any]:
+    async def _apply_batch(self, batch: list[Op[Any]]) -> list[Any]:
         """One transaction for the whole batch: the ops run here, on the loop's thread, in
         chunks of ``CHUNK`` with a turn of the loop between chunks (the transaction stays open;
         only this writer uses the write connection), and the COMMIT (the fsync) runs here too
@@ -415,7 +400,7 @@ class SQLiteStore(
                 if i and not i % self.CHUNK:
                     await asyncio.sleep(0)
                 try:
-                    result = op.fn(tx)
+                    result = op.fn(tx)  # type: ignore[misc]  # every SQLite op has one
                     if type(result) is types.CoroutineType:
                         result = run_sync(result)  # on this thread, no turn of the loop
                     results.append(result)
@@ -473,13 +458,6 @@ class SQLiteStore(
         if self._lock_fd is not None:
             os.close(self._lock_fd)
 
-    async def ping(self) -> bool:
-        try:
-            await self._read(lambda db: db.fetchval("SELECT 1"))
-        except Exception:
-            return False
-        return self.healthy and not self._closing
-
     def statistics(self) -> StoreStatistics:
         return StoreStatistics("sqlite", self.queued)
 
@@ -487,11 +465,8 @@ class SQLiteStore(
 
     def _submit(self, fn: Callable[[_Tx], Awaitable[T] | T]) -> asyncio.Future[T]:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._enqueue(_Op(fn, future))
+        self._enqueue(Op(fn, future))
         return future
-
-    async def _write(self, fn: Callable[[_Tx], Awaitable[T] | T]) -> T:
-        return await self._submit(fn)
 
     async def _read(self, fn: Callable[[Sql], Awaitable[T]]) -> T:
         assert self._reader is not None

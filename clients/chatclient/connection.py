@@ -377,11 +377,11 @@ class Connection:
     def settle_from_history(self, conv: int, m: F.Message) -> None:
         """A message of a fetched page may be this device's own, still in the outbox: the core
         then acknowledges it, at once (its plaintext is needed to show it)."""
-        self.core.settle_from_history(conv, m.seq, m)
-        for ev in self.core.events_received():  # only this Acked: the pump drains the rest
-            if isinstance(ev, core.Acked) and self.on_acked is not None:
-                self.on_acked(ev)
-        self.spawn(self.flush_quietly())
+        acked = self.core.settle_from_history(conv, m.seq, m)
+        if acked is not None:
+            if self.on_acked is not None:
+                self.on_acked(acked)
+            self.spawn(self.flush_quietly())
 
     def _arm_timer(self) -> None:
         """Call the core back when its next timer (a deferred resend) is due."""

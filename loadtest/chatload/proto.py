@@ -371,10 +371,16 @@ class Client:
 
     async def load_cursors(self) -> None:
         """list_convs: start each conversation's cursor at its last seq (client algorithm 3)."""
-        convs = await self.request(lambda rid: F.ListConvs(id=rid))
-        if isinstance(convs, F.Convs):
-            for c in convs.convs:
+        after = 0
+        while True:  # the server answers in pages (SPEC 8.4)
+            page = await self.request(with_id(F.ListConvs, after=after))
+            if not isinstance(page, F.Convs):
+                return
+            for c in page.convs:
                 self.core.cursors.advance_to(c.conv, c.last_seq)
+            if not page.more or not page.convs:
+                return
+            after = page.convs[-1].conv
 
     async def reconnect(self, backoff: float = 0.05) -> None:
         """Drop the connection (if any), log in again, sync every conversation from its cursor,

@@ -343,3 +343,17 @@ def test_unique_cmids_stay_unique_across_many_sends() -> None:
     for cmid in cmids:
         core.send(5, cmid, "text", b"x")
     assert {e.cmid for e in core.outbox} == cmids
+
+
+def test_an_own_message_read_in_history_settles_its_entry_at_once() -> None:
+    core = logged_in()
+    core.start_sending()
+    entry = core.send(5, "m1", "e2e", b"sealed")
+    written(core)
+    page = F.Message(seq=9, ts=9, sender=7, device=MY_DEVICE, cmid="m1", kind="e2e", body=b"sealed")
+    other = F.Message(seq=9, ts=9, sender=7, device=MY_DEVICE, cmid="m1", kind="e2e", body=b"else")
+    assert core.settle_from_history(5, 9, other) is None  # same cmid, other bytes: not it
+    acked = core.settle_from_history(5, 9, page)
+    assert acked is not None and acked.entry is entry and acked.ack.seq == 9
+    assert core.outbox.get("m1") is None
+    assert core.events_received() == []  # returned to the caller, not queued

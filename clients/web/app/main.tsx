@@ -106,10 +106,12 @@ function useClient(client: Client): number {
     return client.onChange(() => {
       if (queued) return;
       queued = true;
-      requestAnimationFrame(() => {
+      // A timer, not requestAnimationFrame: a page that gets no frames (a background tab, a
+      // throttled headless page) must still re-render once it is looked at.
+      setTimeout(() => {
         queued = false;
         setN((x) => x + 1);
-      });
+      }, 16);
     });
   }, [client]);
   return n;

@@ -36,7 +36,7 @@ class _Conv(Generic[T]):
     """The highest ``synced.seq`` answered: every seq up to it was sent to this client."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per message, and frozen ones are slower to make
 class Received(Generic[T]):
     """What ``Cursors.receive`` did with one message."""
 

@@ -137,6 +137,9 @@ class Outbox:
     def _limit(self, conv: int) -> int | None:
         return 1 if conv in self._narrow else self.window
 
+    def has_unwritten(self, conv: int) -> bool:
+        return bool(self._unwritten.get(conv))
+
     def writable(self, conv: int) -> list[Entry]:
         """The entries of ``conv`` to write now, in order: not yet written on this connection,
         up to the window, and none past one that is not prepared."""

@@ -357,12 +357,12 @@ class ClientProtocol:
         return self._sending
 
     def _flush(self, conv: int) -> None:
-        if not self._sending:
-            return
+        if not self._sending or not self.outbox.has_unwritten(conv):
+            return  # the common case after an ack: nothing waits to be written
         for entry in self.outbox.writable(conv):
             rid = self.next_id()
-            self._write(
-                F.Send(
+            if entry.to:
+                frame = F.Send(
                     id=rid,
                     conv=conv,
                     cmid=entry.cmid,
@@ -370,7 +370,9 @@ class ClientProtocol:
                     body=entry.body,
                     to=list(entry.to),
                 )
-            )
+            else:
+                frame = F.Send(id=rid, conv=conv, cmid=entry.cmid, kind=entry.kind, body=entry.body)
+            self._write(frame)
             self.outbox.written(entry)
             self.requests.wait(rid, Purpose("send", conv=conv, cmid=entry.cmid))
 
@@ -381,9 +383,7 @@ class ClientProtocol:
         self._now = now
         match frame:
             case F.Deliver():
-                self.settle_from_history(frame.conv, frame.seq, frame)
-                self._own_join(frame.conv, frame)
-                self._receive(frame.conv, frame.seq, frame)
+                self._receive_stored(frame.conv, frame.seq, frame)
             case F.Ack():
                 self._on_ack(frame)
             case F.Challenge():
@@ -434,18 +434,28 @@ class ClientProtocol:
         ):
             self.cursors.advance_to(conv, m.seq - 1)
 
-    def settle_from_history(self, conv: int, seq: int, m: F.Deliver | F.Message) -> None:
+    def settle_from_history(self, conv: int, seq: int, m: F.Deliver | F.Message) -> E.Acked | None:
         """A message of this device still in the outbox came back (sync, fetch, another node)
-        before its ack: it is stored, so it is acknowledged. Matched by cmid and by its bytes,
-        so only the very message written is taken."""
+        before its ack: it is stored, so it is acknowledged (returned, not queued as an event:
+        a driver reading history calls this itself and needs the answer at once). Matched by
+        cmid and by its bytes, so only the very message written is taken."""
         if not (self.policy.settle_from_history and m.cmid and m.device == self.device):
-            return
+            return None
         entry = self.outbox.get(m.cmid)
         if entry is None or entry.conv != conv or (entry.kind, entry.body) != (m.kind, m.body):
-            return
+            return None
         self.outbox.acked(conv, m.cmid)
-        self._events.append(E.Acked(F.Ack(re=0, conv=conv, cmid=m.cmid, seq=seq, ts=m.ts), entry))
         self._flush(conv)
+        return E.Acked(F.Ack(re=0, conv=conv, cmid=m.cmid, seq=seq, ts=m.ts), entry)
+
+    def _receive_stored(self, conv: int, seq: int, m: F.Deliver | F.Message) -> None:
+        """A stored message (pushed, synced or fetched): its outbox entry settled if it is this
+        device's own, then the receive rule."""
+        acked = self.settle_from_history(conv, seq, m)
+        if acked is not None:
+            self._events.append(acked)
+        self._own_join(conv, m)
+        self._receive(conv, seq, m)
 
     def _on_ack(self, ack: F.Ack) -> None:
         self.requests.answered(ack.re)
@@ -524,9 +534,7 @@ class ClientProtocol:
         if not isinstance(frame, F.Messages):
             return  # refused or failed: the next sync repairs it
         for m in frame.messages:
-            self.settle_from_history(conv, m.seq, m)
-            self._own_join(conv, m)
-            self._receive(conv, m.seq, m)
+            self._receive_stored(conv, m.seq, m)
         if frame.messages:
             self.fill_gap(conv)
 
