@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import procguard
 import pytest
 import pytest_timeout  # type: ignore[import-untyped]
@@ -29,6 +30,12 @@ _SLOW_DIRS = ("cluster", "faults")
 PROPERTY_TEST_TIMEOUT = 300
 """Seconds a stateful property test (``*_properties.py``: hundreds of generated runs against a
 real store, PostgreSQL included) may take."""
+
+
+hypothesis.settings.register_profile("chatd", deadline=None)
+hypothesis.settings.load_profile("chatd")
+"""No per-example deadline (hypothesis's default is 200 ms): how long one example takes says how
+busy the machine is, not whether the code is right, and the per-test limits above bound a hang."""
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -82,12 +82,25 @@ class ClientUnderFaults(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ rules
 
-    @rule(conv=st.sampled_from(CONVS))
-    def send(self, conv: int) -> None:
+    @rule(conv=st.sampled_from(CONVS), ready=st.booleans())
+    def send(self, conv: int, ready: bool) -> None:
+        """``ready=False``: its wire bytes come later (an SDK encrypting it first)."""
         self.n += 1
         cmid = f"c{self.n}"
         self.sent[conv].append(cmid)
-        self.core.send(conv, cmid, "text", cmid.encode())
+        if ready:
+            self.core.send(conv, cmid, "text", cmid.encode())
+        else:
+            self.core.send(conv, cmid, ready=False)
+        self.handle()
+
+    @rule(conv=st.sampled_from(CONVS))
+    def prepare_oldest(self, conv: int) -> None:
+        self.prepare(conv, 1)
+
+    def prepare(self, conv: int, n: int) -> None:
+        for entry in self.core.outbox.unprepared(conv)[:n]:
+            self.core.prepare(entry.cmid, "text", entry.cmid.encode())
         self.handle()
 
     @rule(conv=st.sampled_from(CONVS), live=st.booleans())
@@ -148,6 +161,8 @@ class ClientUnderFaults(RuleBasedStateMachine):
     def teardown(self) -> None:
         """The network heals: nothing is lost, everything is handed over."""
         self.server.refuse_next_sends = 0
+        for conv in CONVS:
+            self.prepare(conv, len(self.core.outbox))
         for _ in range(3):
             self.reconnect()
             for _ in range(10_000):
