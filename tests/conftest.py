@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import procguard
 import pytest
 import pytest_timeout  # type: ignore[import-untyped]
@@ -40,6 +41,12 @@ group an invitation). The tests written before consent put accounts that never m
 conversations and watch each other's presence; they test messaging, not consent, so their
 servers run as an operator who sets ``[consent] add_me = "everyone"`` would. tests/security/
 starts its servers with the real defaults and holds the consent rules."""
+
+
+hypothesis.settings.register_profile("chatd", deadline=None)
+hypothesis.settings.load_profile("chatd")
+"""No per-example deadline (hypothesis's default is 200 ms): how long one example takes says how
+busy the machine is, not whether the code is right, and the per-test limits above bound a hang."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
