@@ -172,6 +172,12 @@ class Keys:
             auth.device_approval_payload(self._conn.server_name, ks.account, device_key)
         )
 
+    def approve_bot(self, handle: str, device_key: bytes) -> tuple[int, bytes]:
+        """(this device, its signature) creating bot ``handle`` with key ``device_key``."""
+        ks = self._conn.keystore
+        payload = auth.bot_approval_payload(self._conn.server_name, handle, device_key)
+        return ks.device, ks.key.sign(payload)
+
     async def publish_devices(self, approve: Sequence[int] = (), remove: Sequence[int] = ()) -> int:
         """Sign the account's device list with its master key (on the device that holds it),
         adding the devices in ``approve`` (each only with the login key approved with
