@@ -402,6 +402,7 @@ class ClientProtocol:
                 | F.DeviceListChanged()
                 | F.ToDeviceEvent()
                 | F.Resync()
+                | F.RequestEvent()
             ):
                 self._events.append(E.Pushed(frame))
             case _:
