@@ -24,6 +24,7 @@ from chatd.errors import ChatdError
 from chatd.media.service import MediaService
 from chatd.services.auth import AccountRow, AuthService, DeviceRow, new_nonce
 from chatd.services.bots import BotService
+from chatd.services.contacts import ContactService
 from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
 from chatd.services.keys import KeyService
@@ -70,6 +71,7 @@ class Services:
         self.keys = KeyService(deps)
         self.payments = PaymentService(deps)
         self.bots = BotService(deps)
+        self.contacts = ContactService(deps, self.conversations, self.keys)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
         self.sessions = 0
@@ -329,19 +331,20 @@ class Session:
             case F.Fetch():
                 self.reply(await svc.messaging.fetch(self, frame))
             case F.Receipt():
-                await svc.presence.receipt(self.conn_id, a, dev, frame)
+                if not await svc.contacts.muted(frame.conv, a):  # a request's: never shown
+                    await svc.presence.receipt(self.conn_id, a, dev, frame)
                 self.reply(F.Ok(re=frame.id))
             case F.Typing():
                 now = svc.deps.clock.monotonic()
                 if self._typing is None:
                     rate = svc.deps.settings.limits.typing_per_second
                     self._typing = TokenBucket(rate, rate * 2, now)
-                if self._typing.allow(now):
+                if self._typing.allow(now) and not await svc.contacts.muted(frame.conv, a):
                     # Never answered (SPEC 10.2): a non-member is ignored, not told.
                     with contextlib.suppress(ChatdError):
                         await svc.presence.typing(self.conn_id, a, frame)
             case F.CreateConv():
-                self.reply(F.Conv(re=frame.id, info=await svc.conversations.create(a, dev, frame)))
+                self.reply(F.Conv(re=frame.id, info=await svc.contacts.create(a, dev, frame)))
             case F.ListConvs():
                 self.reply(await svc.conversations.list(a, dev, frame))
             case F.ListMembers():
@@ -351,7 +354,7 @@ class Session:
                     F.Conv(re=frame.id, info=await svc.conversations.get(a, dev, frame.conv))
                 )
             case F.Invite():
-                await svc.conversations.invite(a, dev, frame)
+                await svc.contacts.invite(a, dev, frame)
                 self.reply(F.Ok(re=frame.id))
             case F.Remove():
                 await svc.conversations.remove(a, dev, frame)
@@ -372,7 +375,7 @@ class Session:
             case F.GetPresence():
                 self.reply(await svc.presence.query(a, frame))
             case F.ToDevice():
-                await svc.keys.to_device(a, dev, frame)
+                await svc.contacts.to_device(a, dev, frame)
                 self.reply(F.Ok(re=frame.id))
             case F.FetchToDevice():
                 self.reply(await svc.keys.fetch(dev, frame))
@@ -380,7 +383,7 @@ class Session:
                 await svc.keys.ack(dev, frame)
                 self.reply(F.Ok(re=frame.id))
             case F.ClaimKeys():
-                self.reply(await svc.keys.claim(dev, frame))
+                self.reply(await svc.contacts.claim(a, dev, frame))
             case F.UploadKeys():  # always the connection's own device: the frame names none
                 self.reply(await svc.keys.upload(dev, frame))
             case F.GetDeviceList():
@@ -413,6 +416,16 @@ class Session:
                 if svc.media is None:
                     raise ChatdError("media is not enabled on this server", ErrorCode.UNAVAILABLE)
                 self.reply(await svc.media.handle(a, frame))
+            case (
+                F.ListRequests()
+                | F.AnswerRequest()
+                | F.Block()
+                | F.Unblock()
+                | F.ListContacts()
+                | F.SetPrivacy()
+                | F.GetPrivacy()
+            ):
+                self.reply(await svc.contacts.handle(a, frame))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

@@ -232,6 +232,38 @@ class MediaSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsentSettings:
+    """Consent (SPEC.md 18): the privacy settings of accounts that never chose their own, and
+    what a stranger may take of an account's keys and to-device queues."""
+
+    add_me: str = "contacts"
+    """Who may put an account into a conversation directly: everyone, contacts or nobody."""
+    presence: str = "contacts"
+    last_seen: str = "contacts"
+    claims_per_minute: int = 120
+    """``claim_keys`` per claiming account per minute (on this node)."""
+    stranger_prekeys_per_hour: int = 10
+    """One-time prekeys of one account handed to strangers per hour (on this node); past it a
+    stranger's bundle carries the signed prekeys only (the last resort)."""
+    to_device_items: int = 1000
+    """Items one sender may have queued for one device; ``to_device_bytes`` their bytes."""
+    to_device_bytes: int = 8 * 1024 * 1024
+    stranger_to_device_items: int = 32
+    """The same for a sender who is a stranger to the device's account."""
+    stranger_to_device_bytes: int = 1024 * 1024
+    stranger_to_device_per_hour: int = 200
+    """Items all strangers together may queue for one device per hour (on this node), and
+    ``stranger_to_device_bytes_per_hour`` their bytes: many throwaway accounts cannot fill a
+    device's queue (or its disk) either."""
+    stranger_to_device_bytes_per_hour: int = 8 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for key in ("add_me", "presence", "last_seen"):
+            if getattr(self, key) not in ("everyone", "contacts", "nobody"):
+                raise ConfigError(f"consent.{key}: everyone, contacts or nobody")
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = "INFO"
     format: str = "auto"
@@ -246,6 +278,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     payments: PaymentSettings = field(default_factory=PaymentSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    consent: ConsentSettings = field(default_factory=ConsentSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     def as_dict(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
@@ -32,6 +33,16 @@ PROPERTY_TEST_TIMEOUT = 300
 real store, PostgreSQL included) may take."""
 
 
+OPEN_CONSENT = {"add_me": "everyone", "presence": "everyone", "last_seen": "everyone"}
+"""The privacy defaults of the servers tests start (SPEC.md 18.1), unless a test gives its own.
+
+chatd's defaults are ``contacts`` (a stranger's direct conversation is a request, a stranger's
+group an invitation). The tests written before consent put accounts that never met into
+conversations and watch each other's presence; they test messaging, not consent, so their
+servers run as an operator who sets ``[consent] add_me = "everyone"`` would. tests/security/
+starts its servers with the real defaults and holds the consent rules."""
+
+
 hypothesis.settings.register_profile("chatd", deadline=None)
 hypothesis.settings.load_profile("chatd")
 """No per-example deadline (hypothesis's default is 200 ms): how long one example takes says how
@@ -40,6 +51,8 @@ busy the machine is, not whether the code is right, and the per-test limits abov
 
 def pytest_configure(config: pytest.Config) -> None:
     procguard.start_watchdog()
+    for key, value in OPEN_CONSENT.items():  # servers started as processes inherit it
+        os.environ.setdefault(f"CHATD_CONSENT__{key.upper()}", value)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -109,6 +122,7 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     flags: dict[str, dict[str, Any]] = {
         "server": {"port": 0},
         "store": {"db": str(tmp_path / "chatd.db")},
+        "consent": dict(OPEN_CONSENT),
     }
     for name, values in sections.items():
         flags.setdefault(name, {}).update(values)

@@ -4,9 +4,10 @@
 commit lands, ``_committed`` runs (in commit order) and publishes the ``Deliver`` bytes to the
 broker, then acks the sender. A resend of a stored cmid is acked again and not published again.
 
-A bot reading history (``sync``, ``fetch``) gets a ``withheld`` placeholder in place of each
-message it may not see (SPEC.md 16.3: withheld from it at commit, or older than its join); users
-read every message as stored.
+History (``sync``, ``fetch``) starts at the reader's own join (SPEC.md 7.8): nothing stored
+before it is read, for users and bots alike. A bot gets a ``withheld`` placeholder in place of
+each later message it may not see (SPEC.md 16.3: withheld from it at commit); users read every
+message as stored.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class MessagingService:
         for this caller, whatever happens next (a later re-invitation included)."""
         d = self._d
         member = await self._require_member(f.conv, s.account)
-        after = f.after
+        start = after = _from_join(f.after, member)
         s.floors[f.conv] = HOLD
         subscribed = unconfirmed = ended = False
         try:
@@ -138,7 +139,7 @@ class MessagingService:
             # already, the floor is gone (or a re-invitation's WATCH set a new one): left so.
             s.reply(F.Synced(re=f.id, conv=f.conv, seq=after))
             return
-        if after == f.after and after > 0:
+        if after == start and after > 0:
             # Nothing newer: answer the conversation's highest seq (SPEC 7.4), so that a client
             # whose cursor is past it (its server lost history) can tell.
             last = await d.store.messages(f.conv, 0, after + 1, 1)
@@ -152,9 +153,12 @@ class MessagingService:
         member = await self._require_member(f.conv, s.account)
         if f.before is not None and f.before <= f.after + 1:
             raise Invalid("empty range: before must exceed after + 1")
+        start = _from_join(f.after, member)
+        if f.before is not None and f.before <= start + 1:  # all of it before the caller's join
+            return F.Messages(re=f.id, conv=f.conv, messages=[], more=False)
         # Bodies beyond a frame are never read; the page is then cut to what fits (SPEC 7.5).
         rows, more = await self._d.store.message_page(
-            f.conv, f.after, f.before, f.limit, pages.FRAME_BUDGET
+            f.conv, start, f.before, f.limit, pages.FRAME_BUDGET
         )
         end = _membership_end(rows, s.account, member.joined_seq)
         if end is not None:  # removed after the membership check: nothing past the removal
@@ -177,6 +181,13 @@ class MessagingService:
         # Forward: the lowest seqs that fit; backward: the highest.
         fitted, cut = (pages.fit if f.before is None else pages.fit_from_end)(messages)
         return F.Messages(re=f.id, conv=f.conv, messages=fitted, more=more or cut)
+
+
+def _from_join(after: int, member: Membership) -> int:
+    """``after``, raised so that history starts at the member's own ``created``/``joined``
+    message: nothing stored before a member's join is read by it, system messages and payment
+    receipts included, users and bots alike (SPEC.md 7.8, issue 14.8)."""
+    return max(after, member.joined_seq - 1)
 
 
 def _membership_end(page: list[StoredMessage], account: int, joined_seq: int) -> int | None:

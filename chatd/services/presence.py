@@ -9,6 +9,7 @@ from __future__ import annotations
 from chatproto import frames as F
 
 from chatd.errors import NotFound
+from chatd.services.contacts import presence_audience, visible_presence
 from chatd.services.deps import Deps
 from chatd.services.fanout import publish_event, publish_to_account
 
@@ -34,21 +35,28 @@ class PresenceService:
                 return
             await d.store.set_last_seen(account, now)
         event = F.PresenceEvent(account=account, online=online, last_seen=now)
-        for contact in await d.store.contacts_of(account):
+        full, bare = await presence_audience(d, account, await d.store.contacts_of(account))
+        for contact in full:
             publish_to_account(d.hub, contact, event)
+        hidden = F.PresenceEvent(account=account, online=online, last_seen=0)
+        for contact in bare:  # may see it online, not when it was last (SPEC.md 18.2)
+            publish_to_account(d.hub, contact, hidden)
 
     async def query(self, account: int, f: F.GetPresence) -> F.PresenceList:
         d = self._d
-        visible = set(await d.store.contacts_of(account)) | {account}
-        wanted = [other for other in dict.fromkeys(f.accounts) if other in visible]
+        shared = set(await d.store.contacts_of(account)) | {account}
+        wanted = [other for other in dict.fromkeys(f.accounts) if other in shared]
+        visible = await visible_presence(d, account, wanted)  # consent, SPEC.md 18.2
+        wanted = [other for other in wanted if other in visible]
         online = {a for a in wanted if d.hub.online(a)}
         online |= await d.presence.online(a for a in wanted if a not in online)
         out = []
         for other in wanted:
             row = await d.store.account(other)
             if row is not None:
+                last_seen = row.last_seen if visible[other] else 0
                 out.append(
-                    F.PresenceInfo(account=other, online=other in online, last_seen=row.last_seen)
+                    F.PresenceInfo(account=other, online=other in online, last_seen=last_seen)
                 )
         return F.PresenceList(re=f.id, presence=out)
 

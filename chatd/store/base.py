@@ -20,6 +20,8 @@ from typing import Protocol
 
 from chatproto import kinds
 
+from chatd.core.consent import Privacy, Relation
+
 
 @dataclass(frozen=True, slots=True)
 class AccountRow:
@@ -300,7 +302,8 @@ class ConversationStore(Protocol):
         self, account: int, device: int, after: int = 0, limit: int | None = None
     ) -> list[ConvRow]:
         """The conversations ``account`` is a member of with an id above ``after``, ascending
-        by id, without members (the first ``limit`` of them, when given)."""
+        by id, without members (the first ``limit`` of them, when given), but its pending
+        message requests (``ConsentStore.requests_of``)."""
 
     async def members_page(self, conv: int, after: int, limit: int) -> list[MemberRow]:
         """Members of ``conv`` with an account id above ``after``, ascending, at most
@@ -642,6 +645,58 @@ class LedgerStore(Protocol):
         """The ledger's invariants, read in one snapshot (``LedgerAudit.ok`` when they hold)."""
 
 
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    """A message request (``kind`` direct: ``conv``'s recipient has not accepted it) or an
+    invitation (a group or channel the invitee is not a member of), as the invitee sees it."""
+
+    conv: int
+    kind: str
+    sender: int
+    handle: str
+    """The sender's handle."""
+    at: int
+    title: str
+    last_seq: int
+    state: str
+    """``pending``, or ``accepted``: an invitation to a signed conversation, accepted, waiting
+    for an admin's signed ``invite``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """How one account sees another (``ConsentStore.seen_by``)."""
+
+    relation: Relation
+    privacy: Privacy | None
+    """Its settings; None when it never chose (the server's defaults apply)."""
+    bot: bool
+
+
+class ConsentStore(Protocol):
+    """Contacts, blocks, privacy settings, requests and invitations (``store.consent``)."""
+
+    async def privacy(self, account: int) -> Privacy | None: ...
+    async def set_privacy(self, account: int, privacy: Privacy) -> None: ...
+    async def relations(self, target: int, actors: Sequence[int]) -> dict[int, Relation]: ...
+    async def seen_by(self, actor: int, targets: Sequence[int]) -> dict[int, Seen]: ...
+    async def add_contact(self, account: int, contact: int, now: int) -> None: ...
+    async def contact_list(
+        self, account: int, blocked: bool, after: int, limit: int
+    ) -> list[int]: ...
+    async def add_request(self, conv: int, account: int, sender: int, now: int) -> bool: ...
+    async def request(self, conv: int, account: int) -> RequestRow | None: ...
+    async def pending_convs(self, account: int, convs: Sequence[int]) -> set[int]: ...
+    async def requests_of(self, account: int, after: int, limit: int) -> list[RequestRow]: ...
+    async def accept_request(self, conv: int, account: int, now: int) -> RequestRow: ...
+    async def mark_accepted(self, conv: int, account: int) -> RequestRow: ...
+    async def drop_request(self, conv: int, account: int) -> RequestRow: ...
+    async def block(self, account: int, blocked: int, now: int) -> tuple[int, int] | None: ...
+    async def unblock(self, account: int, blocked: int) -> int | None: ...
+    async def signed_bundles(self, account: int, exclude_device: int = 0) -> list[BundleRow]: ...
+    async def queued_from(self, device: int, sender: int) -> tuple[int, int]: ...
+
+
 class Store(
     AccountStore,
     ConversationStore,
@@ -651,6 +706,7 @@ class Store(
     KeyDirectoryStore,
     ToDeviceStore,
     LedgerStore,
+    ConsentStore,
     Protocol,
 ):
     """Everything the server stores."""

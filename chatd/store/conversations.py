@@ -237,8 +237,11 @@ async def conversations_of(
         _conv_columns(db) + " FROM members m JOIN conversations c ON c.id = m.conv_id"
         " JOIN accounts a ON a.id = m.account_id"
         " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = ?"
-        " WHERE m.account_id = ? AND m.conv_id > ? ORDER BY m.conv_id"
-        + ("" if limit is None else f" LIMIT {int(limit)}"),
+        " WHERE m.account_id = ? AND m.conv_id > ?"
+        # A pending message request is listed apart (store.consent, SPEC.md 18.3).
+        " AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.conv_id = m.conv_id"
+        "   AND r.account_id = m.account_id AND r.state = 'pending')"
+        " ORDER BY m.conv_id" + ("" if limit is None else f" LIMIT {int(limit)}"),
         *(device, account, after),
     )
     return [_conv(r) for r in rows]

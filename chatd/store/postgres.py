@@ -54,6 +54,7 @@ from chatd.errors import ChatdError, Conflict, NotFound, Unavailable
 from chatd.store.accounts import Accounts
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
 from chatd.store.bots import Bots
+from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
@@ -234,7 +235,7 @@ def _refusal(kind: str, role: str) -> ChatdError:
 
 
 class PostgresStore(
-    Accounts, Conversations, Bots, Messages, Keys, Ledger, GroupCommitWriter[Op[Any]]
+    Accounts, Conversations, Bots, Messages, Keys, Consent, Ledger, GroupCommitWriter[Op[Any]]
 ):
     """``Store`` over a PostgreSQL database shared by any number of nodes. Run ``run()`` in the
     owner's TaskGroup after ``open()``."""

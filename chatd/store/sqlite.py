@@ -50,6 +50,7 @@ from chatd.store import messages
 from chatd.store.accounts import Accounts
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
 from chatd.store.bots import Bots
+from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
@@ -313,7 +314,7 @@ def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite3.Connecti
 
 
 class SQLiteStore(
-    Accounts, Conversations, Bots, Messages, Keys, Ledger, GroupCommitWriter[Op[Any]]
+    Accounts, Conversations, Bots, Messages, Keys, Consent, Ledger, GroupCommitWriter[Op[Any]]
 ):
     """``Store`` over one SQLite file. Run ``run()`` in the owner's TaskGroup after ``open()``."""
 

@@ -40,6 +40,7 @@ from websockets.asyncio.client import ClientConnection
 
 from chatclient.accounts import Accounts
 from chatclient.connection import RATE_LIMIT_BACKOFF, SEND_WINDOW, Connection, urls_of
+from chatclient.contacts import Contacts
 from chatclient.conversations import Conversations, ConvView
 from chatclient.e2e import E2E
 from chatclient.errors import ClientClosed
@@ -110,6 +111,8 @@ class Client:
             warn=lambda account, reason: conn.emit(SecurityWarning(account, reason)),
         )
         self.members = Members(self.e2e, conn.call, conn.next_id)
+        self.contacts = Contacts(conn.call, conn.next_id)
+        """Requests, invitations, contacts, blocks, privacy (chatclient/contacts.py)."""
         """The conversations' verified members (E2E.md 15): sending encrypts to them only."""
         self._profiles = Profiles(conn)
         self._accounts = Accounts(conn)
@@ -212,7 +215,9 @@ class Client:
                 await self._keys.on_device_list_changed(account)
             case core.Pushed(frame=F.Resync()):
                 self._receiving.on_resync()
-            case core.Pushed(frame=F.ReceiptEvent() | F.TypingEvent() | F.PresenceEvent() as f):
+            case core.Pushed(
+                frame=F.ReceiptEvent() | F.TypingEvent() | F.PresenceEvent() | F.RequestEvent() as f
+            ):
                 await self._conn.emit(f)
             case _:
                 pass  # duplicates dropped, deferred sends resent by the core, answers settled

@@ -205,6 +205,8 @@ class SendFailed:
 Receipt = F.ReceiptEvent
 Typing = F.TypingEvent
 Presence = F.PresenceEvent
+RequestReceived = F.RequestEvent
+"""A message request or invitation reached this account (SPEC.md 18.3; chatclient/contacts.py)."""
 Event = (
     Message
     | Connected
@@ -212,6 +214,7 @@ Event = (
     | Receipt
     | Typing
     | Presence
+    | RequestReceived
     | Undecryptable
     | SecurityWarning
     | MembershipChanged

@@ -159,6 +159,8 @@ class LocalServer:
             CHATD_LOG__LEVEL=log_level,
             CHATD_LOG__FORMAT="text",
             CHATD_SERVER__NAME=SERVER_NAME,
+            # Load runs put accounts that never met into groups: no invitations to accept.
+            CHATD_CONSENT__ADD_ME="everyone",
         )
         # The repo root first on the path: a stale editable install can map ``chatd`` as a
         # namespace package (no __version__), which breaks ``chatd.cli``; the checkout wins.

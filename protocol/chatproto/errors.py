@@ -27,6 +27,8 @@ class ErrorCode(enum.IntEnum):
     FORBIDDEN = 21
     CONFLICT = 22
     INVALID = 23
+    CONSENT_REQUIRED = 24
+    """A signed ``create_conv`` names accounts that must be invited instead (SPEC.md 18.3)."""
     # Limits.
     RATE_LIMITED = 30
     SLOW_CONSUMER = 31

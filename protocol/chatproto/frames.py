@@ -1016,6 +1016,116 @@ class MediaToken(Frame, tag="media_token", kw_only=True, frozen=True):
     expires: Millis
 
 
+# --------------------------------------------------------------------------- consent (SPEC.md 18)
+
+PrivacySetting = Literal["everyone", "contacts", "nobody"]
+"""Who a privacy setting lets in: anyone, the account's contacts, or nobody (SPEC.md 18.1)."""
+Answer = Literal["accept", "delete", "block"]
+ContactList = Literal["contacts", "blocked"]
+
+
+class ListRequests(Frame, tag="list_requests", kw_only=True, frozen=True):
+    """The caller's pending message requests and invitations, ascending by conversation,
+    those after conversation ``after``. -> ``Requests``."""
+
+    id: ReqId
+    after: Seq = 0
+    limit: PageLimit = 50
+
+
+class AnswerRequest(Frame, tag="answer_request", kw_only=True, frozen=True):
+    """Accept, delete or block a pending request or invitation of ``conv``. -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+    answer: Answer
+
+
+class Block(Frame, tag="block", kw_only=True, frozen=True):
+    """Block ``account``: it can no longer reach, add or watch the caller. -> ``Ok``."""
+
+    id: ReqId
+    account: Id
+
+
+class Unblock(Frame, tag="unblock", kw_only=True, frozen=True):
+    """Undo ``block``. -> ``Ok``."""
+
+    id: ReqId
+    account: Id
+
+
+class ListContacts(Frame, tag="list_contacts", kw_only=True, frozen=True):
+    """The caller's contacts (or the accounts it blocked), ascending by account, those after
+    account ``after``. -> ``Contacts``."""
+
+    id: ReqId
+    which: ContactList = "contacts"
+    after: Seq = 0
+    limit: PageLimit = 100
+
+
+class SetPrivacy(Frame, tag="set_privacy", kw_only=True, frozen=True):
+    """Change the caller's privacy settings; an absent field keeps its value. -> ``Privacy``."""
+
+    id: ReqId
+    add_me: PrivacySetting | None = None
+    presence: PrivacySetting | None = None
+    last_seen: PrivacySetting | None = None
+
+
+class GetPrivacy(Frame, tag="get_privacy", kw_only=True, frozen=True):
+    """The caller's privacy settings. -> ``Privacy``."""
+
+    id: ReqId
+
+
+class RequestInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One pending request: a direct conversation from a non-contact, or an invitation."""
+
+    conv: Id
+    kind: ConvKind
+    sender: Id
+    """Who asked: the direct conversation's other member, or the inviter."""
+    handle: Handle
+    """The sender's handle."""
+    at: Millis
+    title: Title = ""
+    last_seq: Seq = 0
+    """The conversation's last seq when listed (a direct request's messages can be fetched)."""
+
+
+class Requests(Frame, tag="requests", kw_only=True, frozen=True):
+    """Answer to ``list_requests``; ``more``: more requests follow the last one."""
+
+    re: ReqId
+    requests: list[RequestInfo]
+    more: bool
+
+
+class Contacts(Frame, tag="contacts", kw_only=True, frozen=True):
+    """Answer to ``list_contacts``; ``more``: more accounts follow the last one."""
+
+    re: ReqId
+    accounts: list[Id]
+    more: bool
+
+
+class Privacy(Frame, tag="privacy", kw_only=True, frozen=True):
+    """The caller's privacy settings (answer to ``set_privacy`` and ``get_privacy``)."""
+
+    re: ReqId
+    add_me: PrivacySetting
+    presence: PrivacySetting
+    last_seen: PrivacySetting
+
+
+class RequestEvent(Frame, tag="request_event", kw_only=True, frozen=True):
+    """Pushed to the target's connections when a request or invitation reaches it."""
+
+    request: RequestInfo
+
+
 ClientFrame = (
     Register
     | Login
@@ -1060,6 +1170,13 @@ ClientFrame = (
     | DownloadToken
     | AttachBlob
     | DetachBlob
+    | ListRequests
+    | AnswerRequest
+    | Block
+    | Unblock
+    | ListContacts
+    | SetPrivacy
+    | GetPrivacy
 )
 ServerFrame = (
     Challenge
@@ -1092,6 +1209,10 @@ ServerFrame = (
     | BotProfile
     | MemberLog
     | MediaToken
+    | Requests
+    | Contacts
+    | Privacy
+    | RequestEvent
 )
 AnyFrame = ClientFrame | ServerFrame
 

@@ -347,6 +347,20 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("attach_blob_to_message", F.AttachBlob(id=60, conv=43, blob=BLOB, seq=7)),
         ("attach_blob_before_forward", F.AttachBlob(id=61, conv=44, blob=BLOB)),
         ("detach_blob", F.DetachBlob(id=62, conv=43, seq=7, blob=BLOB)),
+        ("list_requests", F.ListRequests(id=64)),
+        ("list_requests_page", F.ListRequests(id=65, after=42, limit=20)),
+        ("answer_request_accept", F.AnswerRequest(id=66, conv=42, answer="accept")),
+        ("answer_request_block", F.AnswerRequest(id=67, conv=42, answer="block")),
+        ("block", F.Block(id=68, account=9)),
+        ("unblock", F.Unblock(id=69, account=9)),
+        ("list_contacts", F.ListContacts(id=70)),
+        ("list_blocked_page", F.ListContacts(id=71, which="blocked", after=9, limit=10)),
+        ("get_privacy", F.GetPrivacy(id=72)),
+        ("set_privacy_add_me", F.SetPrivacy(id=73, add_me="nobody")),
+        (
+            "set_privacy_presence",
+            F.SetPrivacy(id=74, presence="everyone", last_seen="contacts"),
+        ),
     ]
 
 
@@ -756,6 +770,47 @@ def server_frames() -> list[tuple[str, F.Frame]]:
                 token="q7Xz0Jr1bG5sVwT2kPaY3mNcE8dH4fLu",
                 path=f"/media/upload/{BLOB}",
                 expires=1_718_000_300_000,
+            ),
+        ),
+        (
+            "requests",
+            F.Requests(
+                re=64,
+                requests=[
+                    F.RequestInfo(
+                        conv=42,
+                        kind="direct",
+                        sender=2,
+                        handle="bob",
+                        at=1_718_000_000_000,
+                        last_seq=3,
+                    ),
+                    F.RequestInfo(
+                        conv=43,
+                        kind="group",
+                        sender=3,
+                        handle="carol",
+                        at=1_718_000_000_500,
+                        title="Book club",
+                    ),
+                ],
+                more=True,
+            ),
+        ),
+        ("requests_empty", F.Requests(re=65, requests=[], more=False)),
+        ("contacts", F.Contacts(re=70, accounts=[2, 3], more=False)),
+        ("privacy", F.Privacy(re=72, add_me="contacts", presence="contacts", last_seen="nobody")),
+        (
+            "request_event",
+            F.RequestEvent(
+                request=F.RequestInfo(
+                    conv=43,
+                    kind="group",
+                    sender=3,
+                    handle="carol",
+                    at=1_718_000_000_500,
+                    title="Book club",
+                )
             ),
         ),
     ]

@@ -47,5 +47,8 @@ async def test_one_time_prekeys_are_refilled_on_login(server: RunningServer) -> 
         for i in range(ONE_TIME_TARGET // 2 + 5):  # others claim most of bob's one-time prekeys
             async with Client(server.url) as other:
                 await other.register(f"claimer{i}", "C")
+                # Bob's contacts (he messaged them first): a stranger may take only a few of
+                # bob's one-time prekeys (SPEC.md 18.5).
+                await b.direct(other.account)
                 await other._call(F.ClaimKeys(id=other._next_id(), account=b.account), F.Bundles)
         assert await b.e2e.refill() == ONE_TIME_TARGET

@@ -128,27 +128,29 @@ async def test_resend_with_same_client_msg_id_returns_same_seq_and_is_delivered_
 
 
 async def test_late_joiner_sees_history_paged_backwards(server: RunningServer) -> None:
-    # Plaintext clients: with end-to-end encryption (the default) a late joiner sees the
-    # history's seqs but cannot open what was sent before it joined (tests/integration/test_e2e.py).
+    # Plaintext clients: with end-to-end encryption (the default) a late joiner could not open
+    # what was sent before it joined anyway; it is not sent at all (SPEC.md 7.8, issue 14.8).
     async with Client(server.url, encrypt=False) as a, Client(server.url, encrypt=False) as b:
         await a.register("alice", "Alice")
         await b.register("bob", "Bob")
         group = await a.create("group", "Book club")
         for i in range(30):
-            await a.send_text(group.conv, f"m{i}")
+            await a.send_text(group.conv, f"old{i}")
         await a.invite(group.conv, b.account)
+        for i in range(20):
+            await a.send_text(group.conv, f"m{i}")
         info = await b.conversation(group.conv)
         assert {m.handle for m in info.members} == {"alice", "bob"}
         newest = await b.fetch(group.conv, before=info.last_seq + 1, limit=10)
         assert newest.more and len(newest.messages) == 10
-        older = await b.fetch(group.conv, before=newest.messages[0].seq, limit=10)
+        older = await b.fetch(group.conv, before=newest.messages[0].seq, limit=20)
         assert older.messages[-1].seq + 1 == newest.messages[0].seq
+        assert not older.more  # the history ends at bob's join
         seen = [kinds.decode_content(m.kind, m.body) for m in older.messages + newest.messages]
-        # The newest message is bob's own "joined" system message; the 19 before it are m11..m29.
-        assert isinstance(seen[-1], kinds.SystemEvent) and seen[-1].event == "joined"
-        assert [c.text for c in seen if isinstance(c, kinds.Text)] == [
-            f"m{i}" for i in range(11, 30)
-        ]
+        # The oldest message is bob's own "joined" system message; then m0..m19, no old*.
+        assert older.messages[0].seq == info.joined
+        assert isinstance(seen[0], kinds.SystemEvent) and seen[0].event == "joined"
+        assert [c.text for c in seen if isinstance(c, kinds.Text)] == [f"m{i}" for i in range(20)]
 
 
 async def test_reconnect_resumes_in_order_without_gap_or_duplicate_while_others_keep_sending(

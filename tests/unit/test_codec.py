@@ -213,6 +213,9 @@ def test_field_limits_accept_the_bound_and_reject_one_past_it_with_bad_field(
 def _valid_examples() -> list[F.Frame]:
     """One valid frame of every type with every field present (the vectors' fuller examples)."""
     info = F.ConvInfo(conv=1, kind="group", title="t", last_seq=1, role="owner")
+    request = F.RequestInfo(
+        conv=1, kind="group", sender=2, handle="bob", at=1, title="t", last_seq=1
+    )
     msg = F.Message(seq=1, ts=1, sender=1, device=1, kind="text", body=b"")
     key, sig, nonce = bytes(32), bytes(64), bytes(32)
     command = F.BotCommand(name="c", params=[F.CommandParam(name="p", type="int")])
@@ -384,6 +387,17 @@ def _valid_examples() -> list[F.Frame]:
         F.MemberLog(
             re=1, conv=1, entries=[F.LogEntry(epoch=1, seq=1, body=b"e", sig=sig)], more=False
         ),
+        F.ListRequests(id=1, after=1, limit=1),
+        F.AnswerRequest(id=1, conv=1, answer="accept"),
+        F.Block(id=1, account=1),
+        F.Unblock(id=1, account=1),
+        F.ListContacts(id=1, which="blocked", after=1, limit=1),
+        F.SetPrivacy(id=1, add_me="nobody", presence="everyone", last_seen="contacts"),
+        F.GetPrivacy(id=1),
+        F.Requests(re=1, requests=[request], more=False),
+        F.Contacts(re=1, accounts=[1], more=False),
+        F.Privacy(re=1, add_me="contacts", presence="contacts", last_seen="contacts"),
+        F.RequestEvent(request=request),
     ]
 
 

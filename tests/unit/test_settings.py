@@ -231,7 +231,9 @@ def test_redacted_keeps_non_secret_values() -> None:
 def test_redacted_real_settings_shows_every_section_and_does_not_touch_settings() -> None:
     s = load_settings(None, environ={}, flags={"server": {"port": 4242}})
     out = redacted(s)
-    assert set(out) == {"server", "store", "broker", "limits", "payments", "media", "log"}
+    assert set(out) == {
+        *("server", "store", "broker", "limits", "payments", "media", "consent", "log")
+    }
     assert out["server"]["port"] == 4242
     out["server"]["port"] = 1
     assert s.server.port == 4242

@@ -466,8 +466,14 @@ export class Client {
   // ------------------------------------------------------------------ catch-up and receiving
 
   private async catchUp(): Promise<void> {
-    const got = await this.call({ t: "list_convs" });
-    for (const info of got["convs"] as Frame[]) this.upsertConv(info);
+    // SPEC.md 8.4: pages ascending by conversation id, while `more`.
+    for (let after = 0; ; ) {
+      const got = await this.call({ t: "list_convs", after });
+      const page = got["convs"] as Frame[];
+      for (const info of page) this.upsertConv(info);
+      if (!got["more"] || !page.length) break;
+      after = page[page.length - 1]!["conv"];
+    }
     await this.saveConvs();
     this.changed();
     await this.drainToDevice();

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from chatproto import auth, codec
+from chatproto import auth, codec, kinds
 from chatproto import frames as F
 from chatproto.client import events as E
 from chatproto.client.cursors import Cursors, Received
@@ -402,6 +402,7 @@ class ClientProtocol:
                 | F.DeviceListChanged()
                 | F.ToDeviceEvent()
                 | F.Resync()
+                | F.RequestEvent()
             ):
                 self._events.append(E.Pushed(frame))
             case _:
@@ -417,6 +418,22 @@ class ClientProtocol:
             gap = self.cursors.gap(conv)
             if gap is not None:
                 self._events.append(E.Gap(conv, *gap))
+
+    def _own_join(self, conv: int, m: F.Deliver | F.Message) -> None:
+        """History starts at this account's own join (SPEC.md 7.8): its ``joined`` message
+        moves the cursor to just below it, as nothing before it will ever come."""
+        if m.kind != "system" or m.sender != 0 or m.seq <= self.cursors.cursor(conv) + 1:
+            return
+        try:
+            event = kinds.decode_content("system", m.body)
+        except ChatProtoError:
+            return
+        if (
+            isinstance(event, kinds.SystemEvent)
+            and event.event == "joined"
+            and event.account == self.account
+        ):
+            self.cursors.advance_to(conv, m.seq - 1)
 
     def settle_from_history(self, conv: int, seq: int, m: F.Deliver | F.Message) -> E.Acked | None:
         """A message of this device still in the outbox came back (sync, fetch, another node)
@@ -438,6 +455,7 @@ class ClientProtocol:
         acked = self.settle_from_history(conv, seq, m)
         if acked is not None:
             self._events.append(acked)
+        self._own_join(conv, m)
         self._receive(conv, seq, m)
 
     def _on_ack(self, ack: F.Ack) -> None:
