@@ -251,6 +251,11 @@ class ConsentSettings:
     stranger_to_device_items: int = 32
     """The same for a sender who is a stranger to the device's account."""
     stranger_to_device_bytes: int = 1024 * 1024
+    stranger_to_device_per_hour: int = 200
+    """Items all strangers together may queue for one device per hour (on this node), and
+    ``stranger_to_device_bytes_per_hour`` their bytes: many throwaway accounts cannot fill a
+    device's queue (or its disk) either."""
+    stranger_to_device_bytes_per_hour: int = 8 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for key in ("add_me", "presence", "last_seen"):

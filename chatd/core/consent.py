@@ -139,16 +139,16 @@ class Window:
         self._max_keys = max_keys
         self._used: dict[int, tuple[float, int]] = {}
 
-    def take(self, key: int, now: float) -> bool:
-        """Spend one unit of ``key``'s budget at ``now``; False (nothing spent) when it is
-        used up for the current period."""
+    def take(self, key: int, now: float, units: int = 1) -> bool:
+        """Spend ``units`` of ``key``'s budget at ``now``; False (nothing spent) when they do
+        not fit in what is left of it for the current period."""
         start, used = self._used.get(key, (now, 0))
         if now - start >= self._period:
             start, used = now, 0
-        if used >= self._budget:
+        if used + units > self._budget:
             return False
         self._used.pop(key, None)  # re-inserted last: the dict stays in order of activity
-        self._used[key] = (start, used + 1)
+        self._used[key] = (start, used + units)
         while len(self._used) > self._max_keys:
             del self._used[next(iter(self._used))]
         return True

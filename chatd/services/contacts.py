@@ -117,6 +117,8 @@ class ContactService:
         self._stranger_keys = C.Window(s.stranger_prekeys_per_hour, 3600.0)
         self._trusted_quota = C.Quota(s.to_device_items, s.to_device_bytes)
         self._stranger_quota = C.Quota(s.stranger_to_device_items, s.stranger_to_device_bytes)
+        self._stranger_items = C.Window(s.stranger_to_device_per_hour, 3600.0)
+        self._stranger_bytes = C.Window(s.stranger_to_device_bytes_per_hour, 3600.0)
 
     def _placement(self, kind: str, seen: Seen) -> C.Placement:
         if seen.bot and not seen.relation.blocked:
@@ -359,4 +361,10 @@ class ContactService:
                     f"you have {items} items ({size} bytes) queued for this device: wait for it"
                     " to fetch them"
                 )
+            if quota is self._stranger_quota:  # and all strangers together, per hour
+                now = d.clock.monotonic()
+                if not self._stranger_bytes.take(f.device, now, len(f.body)):
+                    raise RateLimited("this device takes no more from strangers this hour")
+                if not self._stranger_items.take(f.device, now):
+                    raise RateLimited("this device takes no more from strangers this hour")
         await self._keys.to_device(account, device, f)

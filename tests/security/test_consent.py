@@ -414,6 +414,30 @@ async def test_a_stranger_cannot_fill_a_to_device_queue_so_a_friends_key_share_s
         await victim.close(), await mallory.close(), await friend.close(), await other.close()
 
 
+async def test_many_throwaway_strangers_together_cannot_fill_a_device_queue(
+    db: str, tmp_path: Path
+) -> None:
+    async with run_server(settings(tmp_path, db)) as server:
+        victim = await user(server.url, "victim")
+        accepted = 0
+        for i in range(8):  # 8 accounts x 30 items, each within its own quota of 32
+            s = await user(server.url, f"throwaway{i}")
+            for _ in range(30):
+                got = await s.request(
+                    F.ToDevice(id=s.next_id(), device=victim.device, body=os.urandom(512))
+                )
+                accepted += isinstance(got, F.Ok)
+            await s.close()
+        assert accepted == 200  # what all strangers may queue for one device per hour
+        friend = await user(server.url, "friend")
+        await direct(victim, friend)
+        share = await friend.request(
+            F.ToDevice(id=friend.next_id(), device=victim.device, body=b"sender key")
+        )
+        assert isinstance(share, F.Ok)
+        await victim.close(), await friend.close()
+
+
 # ------------------------------------------------------------------ 14.4: privacy settings
 
 

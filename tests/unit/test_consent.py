@@ -91,3 +91,11 @@ def test_a_window_tracks_a_bounded_number_of_keys() -> None:
     assert w.take(1, 0.0) and w.take(2, 0.0) and w.take(3, 0.0)
     assert w.take(1, 0.0)  # key 1 was the least recently used: forgotten, so a fresh budget
     assert not w.take(3, 0.0)
+
+
+def test_a_window_spends_units_only_when_they_fit() -> None:
+    w = C.Window(budget=100, period=60.0)
+    assert w.take(1, 0.0, 60)
+    assert not w.take(1, 1.0, 41)  # 60 + 41 > 100: nothing spent
+    assert w.take(1, 1.0, 40)
+    assert not w.take(1, 2.0)
