@@ -93,7 +93,10 @@ const ENTRY: Field = ["entry", "{SignedEntry}?", ABSENT];
 
 /** Client -> server frames. */
 export const CLIENT: Record<string, readonly Field[]> = {
-  register: [["id", "reqid"], ["handle", "handle"], ["name", "name"], ["type", "user|bot", "user"], ["device_key", "pubkey"], ["device_name", "name"], ["sig", "sig"]],
+  register: [
+    ["id", "reqid"], ["handle", "handle"], ["name", "name"], ["type", "user|bot", "user"], ["device_key", "pubkey"], ["device_name", "name"], ["sig", "sig"],
+    ["approver", "id?", ABSENT], ["approval", "sig?", ABSENT],
+  ],
   login: [["id", "reqid"], ["device", "id"], ["sig", "sig"]],
   link_device: [["id", "reqid"], ["handle", "handle"], ["device_key", "pubkey"], ["device_name", "name"], ["approver", "id"], ["approval", "sig"], ["sig", "sig"]],
   lookup: [["id", "reqid"], ["handle", "handle"]],
