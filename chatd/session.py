@@ -89,6 +89,7 @@ class Session:
         "_typing",
         "account",
         "address",
+        "bot_budget",
         "conn_id",
         "device",
         "floors",
@@ -115,6 +116,7 @@ class Session:
         self.device = 0
         self.handle = ""
         self.is_bot = False
+        self.bot_budget = False
         self.floors: dict[int, int] = {}
         self.watching: dict[int, None] = {}  # a dict: an empty set costs 216 B, a dict 64 B
         self.inflight = 0
@@ -197,7 +199,7 @@ class Session:
                 self._refuse(frame, None)
                 return None
         else:
-            shared = self._svc.limits.frame_nowait(self.account, self.is_bot)
+            shared = self._svc.limits.frame_nowait(self.account, self.bot_budget)
             if shared is None:  # the account's budget is in Redis: ask, in ``serve``
                 self._owed = True
                 return frame
@@ -227,7 +229,7 @@ class Session:
         rid = getattr(frame, "id", 0)
         if self._owed:
             self._owed = False
-            retry = await self._svc.limits.frame(self.account, self.is_bot)
+            retry = await self._svc.limits.frame(self.account, self.bot_budget)
             if retry is not None:
                 self._refuse(frame, retry)
                 return
@@ -291,8 +293,11 @@ class Session:
         self.nonce = None  # single use
         self.account, self.device, self.handle = account.id, device.id, account.handle
         self.is_bot = account.type == "bot"
-        self._account_bucket = svc.limits.account_bucket(account.id, self.is_bot)
-        if self.is_bot:
+        # The bot budget only for a bot its owner created (SPEC.md 11.1): a self-declared one
+        # counts as a user (issue 14.5: registering as a bot bought 10x the frames).
+        self.bot_budget = self.is_bot and account.owner != 0
+        self._account_bucket = svc.limits.account_bucket(account.id, self.bot_budget)
+        if self.bot_budget:
             limits = svc.deps.settings.limits
             self._bucket = TokenBucket(
                 limits.bot_frames_per_second, limits.bot_frame_burst, svc.deps.clock.monotonic()

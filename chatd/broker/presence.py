@@ -22,8 +22,6 @@ import time
 from collections.abc import Iterable
 from typing import Protocol
 
-import redis.asyncio as aioredis
-
 from chatd.settings import redact_url
 
 log = logging.getLogger(__name__)
@@ -82,6 +80,10 @@ class RedisPresence:
         self.node = node
         self.ttl = ttl
         self._io_timeout = io_timeout
+        # Imported here: the directory's protocol is imported by every service, and a node on
+        # the embedded default never needs redis loaded (the store's and broker's rule too).
+        import redis.asyncio as aioredis
+
         self._redis = aioredis.Redis.from_url(
             url, socket_connect_timeout=io_timeout, socket_timeout=io_timeout
         )

@@ -43,9 +43,25 @@ class AuthService:
         # every message), however often a register for it is replayed. The write checks again.
         if await self._d.store.account_by_handle(f.handle) is not None:
             raise HandleTaken(f"handle {f.handle!r} is taken")
+        owner = await self._bot_owner(f)
         return await self._d.store.create_account(
-            f.handle, f.name, f.type, f.device_key, f.device_name, self._d.clock.now_ms()
+            f.handle, f.name, f.type, f.device_key, f.device_name, self._d.clock.now_ms(), owner
         )
+
+    async def _bot_owner(self, f: F.Register) -> int:
+        """The account whose device signed this bot's registration (SPEC.md 6.1); 0 for a
+        user, or a bot that declares itself (it gets a user's frame budget, SPEC.md 11.1)."""
+        if f.approver is None and f.approval is None:
+            return 0
+        if f.type != "bot" or f.approver is None or f.approval is None:
+            raise Invalid("approver and approval go together, on a bot's registration only")
+        approver = await self._d.store.device(f.approver)
+        owner = None if approver is None else await self._d.store.account(approver.account)
+        if approver is None or owner is None or owner.type != "user":
+            raise AuthFailed("unknown approving device")
+        payload = auth.bot_approval_payload(self._server, f.handle, f.device_key)
+        self._check(approver.public_key, f.approval, payload)
+        return owner.id
 
     async def login(self, f: F.Login, nonce: bytes) -> tuple[AccountRow, DeviceRow]:
         device = await self._d.store.device(f.device)

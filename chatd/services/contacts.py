@@ -20,7 +20,7 @@ from chatproto import frames as F
 from chatproto.errors import ErrorCode
 
 from chatd.core import consent as C
-from chatd.core import rules
+from chatd.core import pages, rules
 from chatd.errors import ChatdError, NotFound, RateLimited
 from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
@@ -243,9 +243,9 @@ class ContactService:
 
     async def requests(self, account: int, f: F.ListRequests) -> F.Requests:
         rows = await self._d.store.requests_of(account, f.after, f.limit + 1)
-        return F.Requests(
-            re=f.id, requests=[_request_info(r) for r in rows[: f.limit]], more=len(rows) > f.limit
-        )
+        # 500 invitations with 128-character titles pass a frame: cut by bytes (SPEC.md 11.5).
+        infos, cut = pages.fit(_request_info(r) for r in rows[: f.limit])
+        return F.Requests(re=f.id, requests=infos, more=cut or len(rows) > f.limit)
 
     async def answer(self, account: int, f: F.AnswerRequest) -> None:
         d = self._d

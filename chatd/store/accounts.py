@@ -11,13 +11,15 @@ from chatd.errors import Conflict, HandleTaken
 from chatd.store.base import AccountRow, DeviceRow
 from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
 
-_ACCOUNT = "SELECT id, handle, name, type, last_seen FROM accounts WHERE "
+_ACCOUNT = "SELECT id, handle, name, type, last_seen, owner_id FROM accounts WHERE "
 _LOOKALIKE = f"SELECT 1 FROM accounts WHERE {SKELETON_SQL}=?"
 """An account whose handle looks like the one given (its skeleton): the index's expression."""
 
 
 def _account(r: Row | None) -> AccountRow | None:
-    return None if r is None else AccountRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]))
+    if r is None:
+        return None
+    return AccountRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), int(r[5]))
 
 
 async def _key_free(db: Sql, device_key: bytes) -> None:
@@ -26,7 +28,14 @@ async def _key_free(db: Sql, device_key: bytes) -> None:
 
 
 async def create_account(
-    tx: Tx, handle: str, name: str, type: str, device_key: bytes, device_name: str, now: int
+    tx: Tx,
+    handle: str,
+    name: str,
+    type: str,
+    device_key: bytes,
+    device_name: str,
+    now: int,
+    owner: int = 0,
 ) -> tuple[AccountRow, DeviceRow]:
     db = tx.sql
     if await db.fetchval("SELECT 1 FROM accounts WHERE handle=?", handle):
@@ -36,8 +45,9 @@ async def create_account(
     await _key_free(db, device_key)
     account = int(
         await db.fetchval(
-            "INSERT INTO accounts (handle, name, type, created_at) VALUES (?,?,?,?) RETURNING id",
-            *(handle, name, type, now),
+            "INSERT INTO accounts (handle, name, type, created_at, owner_id) VALUES (?,?,?,?,?)"
+            " RETURNING id",
+            *(handle, name, type, now, owner),
         )
     )
     device = await db.fetchval(
@@ -46,7 +56,7 @@ async def create_account(
         *(account, device_key, device_name, now),
     )
     return (
-        AccountRow(account, handle, name, type, 0),
+        AccountRow(account, handle, name, type, 0, owner),
         DeviceRow(int(device), account, device_key, device_name),
     )
 

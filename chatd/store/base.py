@@ -30,6 +30,8 @@ class AccountRow:
     name: str
     type: str
     last_seen: int
+    owner: int = 0
+    """A bot's owner, whose device signed its registration; 0 for users and self-declared bots."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +244,14 @@ class ToDeviceRow:
 
 class AccountStore(Protocol):
     async def create_account(
-        self, handle: str, name: str, type: str, device_key: bytes, device_name: str, now: int
+        self,
+        handle: str,
+        name: str,
+        type: str,
+        device_key: bytes,
+        device_name: str,
+        now: int,
+        owner: int = 0,
     ) -> tuple[AccountRow, DeviceRow]:
         """A new account (``type`` ``user`` or ``bot``) with its first device. ``HandleTaken``
         when the handle is, ``Conflict`` when the device key is registered."""

@@ -153,19 +153,25 @@ async def queue_to_device(
     db = tx.sql
     if not await db.fetchval("SELECT 1 FROM devices WHERE id=?", target):
         raise NotFound("no such device")
-    # The state row's lock orders the device's tids across nodes.
+    # The state row's lock orders the device's tids across nodes. It is made first if missing:
+    # two nodes' first items for a device would otherwise both read "no row" and pick tid 1
+    # (PostgreSQL's insert waits for the other's commit, then finds the row and does nothing).
+    await db.execute(
+        "INSERT INTO to_device_state (device_id, last_tid, queued) VALUES (?,0,0)"
+        " ON CONFLICT (device_id) DO NOTHING",
+        target,
+    )
     state = await db.fetchrow(
         "SELECT last_tid, queued FROM to_device_state WHERE device_id=? FOR UPDATE", target
     )
-    last, queued = (int(state[0]), int(state[1])) if state else (0, 0)
+    assert state is not None  # made above
+    last, queued = int(state[0]), int(state[1])
     if queued >= max_queued:
         raise RateLimited(f"device {target} has {queued} items queued; retry later")
     tid = last + 1
     await db.execute(
-        "INSERT INTO to_device_state (device_id, last_tid, queued) VALUES (?,?,?)"
-        " ON CONFLICT (device_id) DO UPDATE SET last_tid=excluded.last_tid,"
-        " queued=excluded.queued",
-        *(target, tid, queued + 1),
+        "UPDATE to_device_state SET last_tid=?, queued=? WHERE device_id=?",
+        *(tid, queued + 1, target),
     )
     await db.execute(
         "INSERT INTO to_device (device_id, tid, sender, sender_device, body, queued_at)"

@@ -15,9 +15,17 @@ class Accounts:
         self._conn = conn
 
     async def register(
-        self, handle: str, name: str, *, bot: bool = False, device_name: str = "python"
+        self,
+        handle: str,
+        name: str,
+        *,
+        bot: bool = False,
+        device_name: str = "python",
+        owner: tuple[int, bytes] | None = None,
     ) -> int:
-        """Create an account with this device as its first device; returns the account id."""
+        """Create an account with this device as its first device; returns the account id.
+        ``owner``: for a bot, its owner's ``(device, approval)`` (``Client.approve_bot``):
+        without it a bot declares itself and gets a user's frame budget (SPEC.md 6.1, 11.1)."""
         c = self._conn
         await c.current_challenge()
         key = c.keystore.key
@@ -31,6 +39,8 @@ class Accounts:
                 device_key=key.public_key,
                 device_name=device_name,
                 sig=sig,
+                approver=None if owner is None else owner[0],
+                approval=None if owner is None else owner[1],
             ),
             F.Welcome,
         )

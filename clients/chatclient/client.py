@@ -300,10 +300,25 @@ class Client:
     # ------------------------------------------------------------------ accounts and keys
 
     async def register(
-        self, handle: str, name: str, *, bot: bool = False, device_name: str = "python"
+        self,
+        handle: str,
+        name: str,
+        *,
+        bot: bool = False,
+        device_name: str = "python",
+        owner: tuple[int, bytes] | None = None,
     ) -> int:
-        """Create an account with this device as its first device; returns the account id."""
-        return await self._accounts.register(handle, name, bot=bot, device_name=device_name)
+        """Create an account with this device as its first device; returns the account id.
+        ``owner``: a bot's owner's approval, from the owner's ``approve_bot``."""
+        return await self._accounts.register(
+            handle, name, bot=bot, device_name=device_name, owner=owner
+        )
+
+    def approve_bot(self, handle: str, device_key: bytes) -> tuple[int, bytes]:
+        """This (logged-in) device's approval of bot ``handle`` with first device
+        ``device_key``: what the bot's ``register(..., bot=True, owner=...)`` carries, so the
+        bot is this account's (SPEC.md 6.1)."""
+        return self._keys.approve_bot(handle, device_key)
 
     async def link(
         self, handle: str, approver: int, approval: bytes, *, device_name: str = "python"

@@ -2,10 +2,15 @@
 (SPEC.md 14, E2E.md).
 
 Sender keys and other end-to-end items reach a device through its to-device queue: pushed live
-(``to_device_event``) and fetched after every login (``fetch_to_device``), processed once each by
-``tid`` in order, and acknowledged only once processed and persisted. When an item cannot be
-checked for now (the connection failed), later live items wait and the queue is fetched again
-soon, in order. A sender key that arrives lets parked messages open (``on_sender_key``).
+(``to_device_event``) and fetched after every login (``fetch_to_device``), processed once each,
+one at a time, in ``tid`` order, and acknowledged only once processed and persisted. What was
+processed is one number, the last tid (later items are new, earlier ones done), so no item is
+ever processed ahead of one with a lower tid: a live item is processed as it comes only when it
+is the very next one (its tid is the last one's + 1); any other (one queued while this device was
+away, or during the login, is not processed yet) makes the worker fetch the queue, in order.
+When an item cannot be checked for now (the connection failed), later live items wait and the
+queue is fetched again soon, in order. A sender key that arrives lets parked messages open
+(``on_sender_key``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class Keys:
         """Set when an item could not be processed: later live ones wait for the next fetch
         (which a recovery task makes soon, or the next login)."""
         self._recovering = False
+        self._lock = asyncio.Lock()
+        """Held while items are processed (by the worker or a fetch): one at a time, in order."""
         self.worker: asyncio.Task[None] | None = None
 
     def start(self, tasks: asyncio.TaskGroup) -> None:
@@ -81,11 +88,29 @@ class Keys:
             item = await self._queue.get()
             if self._paused:
                 continue  # left queued on the server: the next login's fetch takes it
-            if await self._handle(item):
-                with contextlib.suppress(ChatClientError, TimeoutError):
-                    await c.call(F.AckToDevice(id=c.next_id(), up_to=item.tid), F.Ok)
-            else:
-                self._pause()
+            async with self._lock:
+                done = self._done()
+                if item.tid <= done:
+                    continue  # fetched already
+                if item.tid != done + 1:
+                    # An item before it may be queued and not processed yet (sent while this
+                    # device was away or logging in, or pushed late): processing this one now
+                    # would mark that one done unread. The queue has both, in order.
+                    try:
+                        await self._fetch()
+                    except (ChatClientError, TimeoutError) as exc:
+                        log.info("to-device fetch failed, retrying: %s", exc)
+                        self._pause()
+                    continue
+                if await self._handle(item):
+                    with contextlib.suppress(ChatClientError, TimeoutError):
+                        await c.call(F.AckToDevice(id=c.next_id(), up_to=item.tid), F.Ok)
+                else:
+                    self._pause()
+
+    def _done(self) -> int:
+        """The tid of the last item processed (every item up to it is)."""
+        return int(self._conn.keystore.get("e2e.device", "to_device_done") or b"0")
 
     def _pause(self) -> None:
         """An item could not be processed (it stays queued on the server): later live items
@@ -116,10 +141,10 @@ class Keys:
 
     async def _handle(self, item: F.ToDeviceEvent | F.ToDeviceItem) -> bool:
         """Process one item once (by ``tid``). False when it could not be checked for now (the
-        connection failed): it stays queued on the server and is not acknowledged."""
+        connection failed): it stays queued on the server and is not acknowledged. Called with
+        ``_lock`` held, in tid order."""
         ks = self._conn.keystore
-        done = int(ks.get("e2e.device", "to_device_done") or b"0")
-        if item.tid <= done:
+        if item.tid <= self._done():
             return True  # pushed live and fetched again: already processed
         conv: int | None = None
         try:
@@ -142,6 +167,10 @@ class Keys:
 
     async def fetch_to_device(self) -> None:
         """Everything queued for this device while it was away, in order, then acknowledged."""
+        async with self._lock:
+            await self._fetch()
+
+    async def _fetch(self) -> None:
         c = self._conn
         self._paused = False
         after = 0
@@ -157,7 +186,7 @@ class Keys:
                 after = item.tid
             if after > acked:
                 await c.call(F.AckToDevice(id=c.next_id(), up_to=after), F.Ok)
-            if not batch.more or after == acked:
+            if not batch.more or after == acked or self._paused:
                 return
 
     # ------------------------------------------------------------------ devices and trust
@@ -171,6 +200,12 @@ class Keys:
         return ks.key.sign(
             auth.device_approval_payload(self._conn.server_name, ks.account, device_key)
         )
+
+    def approve_bot(self, handle: str, device_key: bytes) -> tuple[int, bytes]:
+        """(this device, its signature) creating bot ``handle`` with key ``device_key``."""
+        ks = self._conn.keystore
+        payload = auth.bot_approval_payload(self._conn.server_name, handle, device_key)
+        return ks.device, ks.key.sign(payload)
 
     async def publish_devices(self, approve: Sequence[int] = (), remove: Sequence[int] = ()) -> int:
         """Sign the account's device list with its master key (on the device that holds it),

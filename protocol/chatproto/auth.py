@@ -11,6 +11,7 @@ import struct
 
 LOGIN_CONTEXT = b"chatd-login-v1"
 DEVICE_APPROVAL_CONTEXT = b"chatd-device-approval-v1"
+BOT_APPROVAL_CONTEXT = b"chatd-bot-approval-v1"
 
 
 def _field(value: bytes) -> bytes:
@@ -25,6 +26,18 @@ def login_payload(server: str, nonce: bytes, device_key: bytes) -> bytes:
     binding ``device_key`` ties the proof to the key being claimed.
     """
     return LOGIN_CONTEXT + b"\x00" + _field(server.encode()) + _field(nonce) + _field(device_key)
+
+
+def bot_approval_payload(server: str, handle: str, device_key: bytes) -> bytes:
+    """What an owner's device signs to create the bot account ``handle`` whose first device is
+    ``device_key`` (SPEC.md 6.1: ``register`` with ``type: "bot"``, ``approver``, ``approval``)."""
+    return (
+        BOT_APPROVAL_CONTEXT
+        + b"\x00"
+        + _field(server.encode())
+        + _field(handle.encode())
+        + _field(device_key)
+    )
 
 
 def device_approval_payload(server: str, account: int, device_key: bytes) -> bytes:

@@ -116,6 +116,10 @@ class Register(Frame, tag="register", kw_only=True, frozen=True):
     device_key: PublicKey
     device_name: Name
     sig: Signature
+    approver: Id | None = None
+    """A bot's owner's device (``type: "bot"`` only): it signed ``approval``."""
+    approval: Signature | None = None
+    """``auth.bot_approval_payload(server, handle, device_key)`` signed by ``approver``'s key."""
 
 
 class Login(Frame, tag="login", kw_only=True, frozen=True):

@@ -179,6 +179,20 @@ def client_frames() -> list[tuple[str, F.Frame]]:
                 sig=SIG,
             ),
         ),
+        (
+            "register_bot_by_its_owner",
+            F.Register(
+                id=83,
+                handle="shop_bot",
+                name="Shop",
+                type="bot",
+                device_key=KEY_B,
+                device_name="server",
+                sig=SIG,
+                approver=7,
+                approval=SIG_2,
+            ),
+        ),
         ("lookup", F.Lookup(id=4, handle="bob")),
         ("create_conv_direct", F.CreateConv(id=5, kind="direct", members=[2])),
         (
@@ -1149,10 +1163,28 @@ def auth_vectors() -> dict[str, Any]:
                 "signature": approver.sign(payload).hex(),
             }
         )
+    bots = [
+        ("ascii", SERVER, "shop_bot", signer_a, signer_b.public_key),
+        ("utf8_server_name", "chat.例え.jp:8443", "weather_bot", signer_b, signer_a.public_key),
+    ]
+    bot_out = []
+    for name, server, handle, owner, bot_key in bots:
+        payload = auth.bot_approval_payload(server, handle, bot_key)
+        bot_out.append(
+            {
+                "name": name,
+                "inputs": {"server": server, "handle": handle, "device_key": bot_key.hex()},
+                "payload": payload.hex(),
+                "seed": owner.seed.hex(),
+                "public_key": owner.public_key.hex(),
+                "signature": owner.sign(payload).hex(),
+            }
+        )
     return {
         "algorithm": "Ed25519 (RFC 8032, pure, no context, no prehash)",
         "login_payload": login_out,
         "device_approval_payload": approval_out,
+        "bot_approval_payload": bot_out,
     }
 
 

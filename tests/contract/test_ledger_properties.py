@@ -159,15 +159,17 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         result = self._post(lambda: self.store.post_transfer(t, sign))
         prior = self.postings.get(tid)
-        if prior is not None:
+        if prior is not None and prior[1] == payer:  # the payer's own id: a retry, or a misuse
             if prior == content:
                 assert isinstance(result, Posting) and result.replay, result
                 assert result.message.seq == self.first[tid]
             else:
                 assert isinstance(result, Conflict), result
             return
-        if payer not in MEMBERS:
+        if payer not in MEMBERS:  # SPEC 15.4: whether someone else used the id is not told
             assert isinstance(result, NotFound), result
+        elif prior is not None:
+            assert isinstance(result, Conflict), result
         elif payee not in MEMBERS:
             assert isinstance(result, ledger.NotMember), result
         elif self.now >= expires:
@@ -197,14 +199,16 @@ class LedgerMachine(RuleBasedStateMachine):
         result = self._post(lambda: self.store.create_red_packet(p, sign))
         content = ("red_packet", sender, tuple(shares), cur, self.now)
         prior = self.postings.get(pid)
-        if prior is not None:
+        if prior is not None and prior[1] == sender:  # the sender's own id
             if prior == content:
                 assert isinstance(result, Posting) and result.replay, result
             else:
                 assert isinstance(result, Conflict), result
             return
-        if sender not in MEMBERS:
+        if sender not in MEMBERS:  # whether someone else used the id is not told
             assert isinstance(result, NotFound), result
+        elif prior is not None:
+            assert isinstance(result, Conflict), result
         elif self._bal(sender, cur) < total:
             assert isinstance(result, ledger.InsufficientFunds), result
         else:

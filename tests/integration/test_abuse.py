@@ -9,7 +9,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from chatproto import codec, kinds
+from chatproto import auth, codec, kinds
 from chatproto import frames as F
 from chatproto.errors import ErrorCode
 from conftest import RunningServer, make_settings, run_server
@@ -191,10 +191,28 @@ async def test_a_bot_has_its_own_larger_frame_budget(tmp_path: Path) -> None:
         },
     )
     async with run_server(settings) as srv:
-        bot = await Raw.open(srv.url)
-        await bot.register("helperbot", type="bot")
         user = await Raw.open(srv.url)
         await user.register("someone")
+        # A bot its owner created (SPEC.md 6.1): one that declares itself has a user's budget.
+        bot = await Raw.open(srv.url)
+        payload = auth.bot_approval_payload(
+            srv.app.settings.server.name, "helperbot", bot.key.public_key
+        )
+        welcome = await bot.request(
+            F.Register(
+                id=bot.next_id(),
+                handle="helperbot",
+                name="Helper",
+                type="bot",
+                device_key=bot.key.public_key,
+                device_name="raw",
+                sig=bot.login_sig(),
+                approver=user.device,
+                approval=user.key.sign(payload),
+            ),
+            F.Welcome,
+        )
+        bot.account, bot.device = welcome.account, welcome.device
         conv = (
             await bot.request(
                 F.CreateConv(id=bot.next_id(), kind="direct", members=[user.account]), F.Conv

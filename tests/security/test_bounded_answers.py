@@ -132,7 +132,7 @@ async def test_fetch_of_64_kib_messages_is_paged_within_a_frame(db: str, tmp_pat
         assert [m.seq for m in history] == list(range(2, 52))
 
 
-async def test_get_conv_of_4001_members_fits_and_the_members_come_in_pages(
+async def test_get_conv_of_6001_members_fits_and_the_members_come_in_pages(
     db: str, tmp_path: Path
 ) -> None:
     settings = make_settings(tmp_path, store={"db": db}, limits=UNTHROTTLED)
@@ -144,8 +144,10 @@ async def test_get_conv_of_4001_members_fits_and_the_members_come_in_pages(
             await owner.register("owner", "Owner")
             made = await asyncio.gather(
                 *(
-                    store.create_account(f"m{i:05d}", "M", "user", os.urandom(32), "d", 1)
-                    for i in range(4000)
+                    store.create_account(
+                        f"m{i:05d}" + "x" * 26, "M", "user", os.urandom(32), "d", 1
+                    )
+                    for i in range(6000)
                 )
             )
             others = [a.id for a, _ in made]
@@ -157,8 +159,10 @@ async def test_get_conv_of_4001_members_fits_and_the_members_come_in_pages(
             await store.invite(conv, owner.account, raw.account, 2)
             size, got = await answer(raw, F.GetConv(id=raw.next_id(), conv=conv))
             assert isinstance(got, F.Conv)
-            assert size <= MAX_FRAME_BYTES  # before: 251,795 bytes for 4,001 (cut past ~4,200)
-            assert got.info.member_count == 4002
+            # before: all 6,002 in one frame of 389,789 bytes (the issue: 251,795 bytes at 4,001)
+            assert size <= MAX_FRAME_BYTES
+            assert got.info.member_count == 6002
+            assert 0 < len(got.info.members) < 6002
             listed, after, pages = [], 0, 0
             while True:
                 size, page = await answer(
@@ -183,3 +187,38 @@ async def test_get_conv_of_4001_members_fits_and_the_members_come_in_pages(
             assert sorted(m.account for m in info.members) == everyone
             for r in (raw, stranger):
                 await r.close()
+
+
+async def test_500_invitations_with_long_titles_are_listed_within_a_frame(
+    db: str, tmp_path: Path
+) -> None:
+    # Invitations (issue 14.2) are a list like the others: 500 of them with 128-character
+    # titles of 4-byte characters made a list_requests(limit=500) answer of ~300 KB.
+    consent = {"add_me": "contacts", "presence": "contacts", "last_seen": "contacts"}
+    settings = make_settings(tmp_path, store={"db": db}, limits=UNTHROTTLED, consent=consent)
+    async with run_server(settings) as server:
+        keys = KeyStore.memory()
+        async with Client(server.url, keys, encrypt=False) as victim:
+            account = await victim.register("victim", "Victim")
+        mallory = await Raw.open(server.url, max_size=None)
+        await mallory.register("mallory")
+        title = "\U0001d11e" * 128  # 512 bytes of UTF-8
+        creates = [
+            F.CreateConv(id=mallory.next_id(), kind="group", title=title, members=[account])
+            for _ in range(500)
+        ]
+        for f in creates:
+            await mallory.send_frame(f)
+        made = 0
+        while made < len(creates):
+            made += isinstance(await mallory.recv(30), F.Conv)
+        await mallory.close()
+        raw = await Raw.open(server.url, max_size=None)
+        await raw.login(victim.device, keys.key)
+        size, page = await answer(raw, F.ListRequests(id=raw.next_id(), limit=500))
+        assert isinstance(page, F.Requests), page
+        assert size <= MAX_FRAME_BYTES and page.more and page.requests
+        await raw.close()
+        async with Client(server.url, keys, encrypt=False) as again:
+            seen = [r async for r in again.contacts.requests()]
+        assert len(seen) == 500 and {r.title for r in seen} == {title}

@@ -245,7 +245,15 @@ def _valid_examples() -> list[F.Frame]:
     )
     return [
         F.Register(
-            id=1, handle="abc", name="n", type="bot", device_key=key, device_name="d", sig=sig
+            id=1,
+            handle="abc",
+            name="n",
+            type="bot",
+            device_key=key,
+            device_name="d",
+            sig=sig,
+            approver=1,
+            approval=sig,
         ),
         F.Login(id=1, device=1, sig=sig),
         F.LinkDevice(

@@ -24,7 +24,7 @@ BACKENDS = (
 
 def test_importing_the_hub_and_metrics_loads_no_database_or_redis_driver() -> None:
     code = (
-        "import sys, chatd.hub, chatd.metrics\n"
+        "import sys, chatd.hub, chatd.metrics, chatd.health, chatd.services.deps\n"
         "print(sorted(m for m in ('redis', 'asyncpg') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

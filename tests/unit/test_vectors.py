@@ -194,6 +194,18 @@ def test_device_approval_payload_vector(vector: dict[str, Any]) -> None:
     _check_signature(vector, payload)
 
 
+@pytest.mark.parametrize(
+    "vector", AUTH["bot_approval_payload"], ids=_ids(AUTH["bot_approval_payload"])
+)
+def test_bot_approval_payload_vector(vector: dict[str, Any]) -> None:
+    inputs = vector["inputs"]
+    payload = auth.bot_approval_payload(
+        inputs["server"], inputs["handle"], bytes.fromhex(inputs["device_key"])
+    )
+    assert payload.hex() == vector["payload"]
+    _check_signature(vector, payload)
+
+
 def _check_signature(vector: dict[str, Any], payload: bytes) -> None:
     key = SigningKey(bytes.fromhex(vector["seed"]))
     assert key.public_key.hex() == vector["public_key"]

@@ -203,9 +203,8 @@ async def test_a_second_tab_of_the_same_browser_does_not_drive_the_device(
     second = await alice.context.new_page()
     await second.goto(chatd.http + "/")
     await expect(second.get_by_role("status")).to_contain_text("open in another tab")
-    await alice.close()  # the lock is released: a reload of the other tab takes over
-    await second.reload()
-    await second.get_by_role("navigation", name="Conversations").wait_for()
+    await alice.close()  # the lock is released: the waiting tab takes over by itself
+    await expect(second.get_by_role("navigation", name="Conversations")).to_be_visible()
 
 
 async def test_a_channel_is_read_by_members_who_cannot_post(

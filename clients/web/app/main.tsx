@@ -759,19 +759,25 @@ function App({ client, ready }: { client: Client; ready: boolean }) {
 async function start(): Promise<void> {
   const root = document.getElementById("app")!;
   // One tab per browser profile drives the device: two would advance the same ratchets and
-  // sender keys from one IndexedDB at once. Others wait until it closes.
+  // sender keys from one IndexedDB at once. Another tab waits, and takes over when it closes.
   if (navigator.locks) {
-    const held = await new Promise<boolean>((resolve) => {
+    await new Promise<void>((resolve) => {
+      let waiting = true;
       void navigator.locks.request("chatd-device", { ifAvailable: true }, (lock) => {
-        resolve(lock !== null);
-        return lock ? new Promise<void>(() => {}) : undefined;
+        if (lock) {
+          waiting = false;
+          resolve();
+          return new Promise<void>(() => {}); // held for the page's life
+        }
+        root.setAttribute("aria-busy", "false");
+        render(<p class="splash" role="status">chatd is open in another tab of this browser. It continues here when that tab is closed.</p>, root);
+        void navigator.locks.request("chatd-device", () => {
+          if (waiting) resolve();
+          return new Promise<void>(() => {});
+        });
+        return undefined;
       });
     });
-    if (!held) {
-      root.setAttribute("aria-busy", "false");
-      render(<p class="splash" role="status">chatd is open in another tab of this browser. Close it to use chatd here.</p>, root);
-      return;
-    }
   }
   const store = await Store.open();
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;

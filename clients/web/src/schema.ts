@@ -79,6 +79,10 @@ export const STRUCTS: Record<string, readonly Field[]> = {
   MiniAppAction: [["name", "str:1..64"], ["title", "name"], ["params", "[{ActionParam}]:16", []], ["price", "{Price}?", ABSENT]],
   ActionParam: [["name", "str:1..32"], ["type", "str|int|bool|amount"], ["required", "bool", true], ["choices", "[choice]:32", []]],
   Price: [["amount", "amount"], ["currency", "currency"]],
+  RequestInfo: [
+    ["conv", "id"], ["kind", "direct|group|channel"], ["sender", "id"], ["handle", "handle"], ["at", "ms"],
+    ["title", "title", ""], ["last_seq", "seq", 0],
+  ],
 };
 
 /** Structs whose canonical form writes an absent optional field as nil instead of leaving it
@@ -89,7 +93,10 @@ const ENTRY: Field = ["entry", "{SignedEntry}?", ABSENT];
 
 /** Client -> server frames. */
 export const CLIENT: Record<string, readonly Field[]> = {
-  register: [["id", "reqid"], ["handle", "handle"], ["name", "name"], ["type", "user|bot", "user"], ["device_key", "pubkey"], ["device_name", "name"], ["sig", "sig"]],
+  register: [
+    ["id", "reqid"], ["handle", "handle"], ["name", "name"], ["type", "user|bot", "user"], ["device_key", "pubkey"], ["device_name", "name"], ["sig", "sig"],
+    ["approver", "id?", ABSENT], ["approval", "sig?", ABSENT],
+  ],
   login: [["id", "reqid"], ["device", "id"], ["sig", "sig"]],
   link_device: [["id", "reqid"], ["handle", "handle"], ["device_key", "pubkey"], ["device_name", "name"], ["approver", "id"], ["approval", "sig"], ["sig", "sig"]],
   lookup: [["id", "reqid"], ["handle", "handle"]],
@@ -128,6 +135,13 @@ export const CLIENT: Record<string, readonly Field[]> = {
   set_bot_profile: [["id", "reqid"], ["commands", "[{BotCommand}]:100"], ["manifest", "{Manifest}?", ABSENT]],
   get_bot_profile: [["id", "reqid"], ["account", "id"]],
   set_bot_access: [["id", "reqid"], ["conv", "id"], ["account", "id"], ["access", "addressed|all"], ENTRY],
+  list_requests: [["id", "reqid"], ["after", "seq", 0], ["limit", "limit", 50]],
+  answer_request: [["id", "reqid"], ["conv", "id"], ["answer", "accept|delete|block"]],
+  block: [["id", "reqid"], ["account", "id"]],
+  unblock: [["id", "reqid"], ["account", "id"]],
+  list_contacts: [["id", "reqid"], ["which", "contacts|blocked", "contacts"], ["after", "seq", 0], ["limit", "limit", 100]],
+  get_privacy: [["id", "reqid"]],
+  set_privacy: [["id", "reqid"], ["add_me", "everyone|contacts|nobody?", ABSENT], ["presence", "everyone|contacts|nobody?", ABSENT], ["last_seen", "everyone|contacts|nobody?", ABSENT]],
   upload_token: [["id", "reqid"], ["conv", "id"], ["size", "id"], ["blob", "str:0..64/^([A-Za-z0-9_-]{22,64})?$", ""]],
   download_token: [["id", "reqid"], ["blob", "blob"]],
   attach_blob: [["id", "reqid"], ["conv", "id"], ["blob", "blob"], ["seq", "seq", 0]],
@@ -165,5 +179,9 @@ export const SERVER: Record<string, readonly Field[]> = {
   balances: [["re", "reqid"], ["balances", "[{Balance}]:1000000"]],
   wallet_entries: [["re", "reqid"], ["entries", "[{WalletEntry}]:1000000"], ["more", "bool"]],
   bot_profile: [["re", "reqid"], ["account", "id"], ["commands", "[{BotCommand}]:100"], ["manifest", "{Manifest}?", ABSENT], ["updated_at", "ms", 0]],
+  requests: [["re", "reqid"], ["requests", "[{RequestInfo}]:1000000"], ["more", "bool"]],
+  contacts: [["re", "reqid"], ["accounts", "[id]:1000000"], ["more", "bool"]],
+  privacy: [["re", "reqid"], ["add_me", "everyone|contacts|nobody"], ["presence", "everyone|contacts|nobody"], ["last_seen", "everyone|contacts|nobody"]],
+  request_event: [["request", "{RequestInfo}"]],
   media_token: [["re", "reqid"], ["blob", "blob"], ["token", "str:1..128"], ["path", "str:0..1000"], ["expires", "ms"]],
 };

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { hex, unhex, utf8 } from "../src/bytes.js";
 import * as C from "../src/crypto.js";
-import { deviceApprovalPayload, loginPayload } from "../src/e2e/auth.js";
+import { botApprovalPayload, deviceApprovalPayload, loginPayload } from "../src/e2e/auth.js";
 import * as DL from "../src/e2e/devicelist.js";
 import * as M from "../src/e2e/membership.js";
 import * as P from "../src/e2e/payload.js";
@@ -19,6 +19,12 @@ test("auth.json: login and device-approval payloads and their Ed25519 signatures
     const key = await C.ed25519FromSeed(unhex(c.seed));
     assert.equal(hex(key.publicKey), c.public_key);
     const p = loginPayload(c.inputs.server, unhex(c.inputs.nonce), unhex(c.inputs.device_key));
+    assert.equal(hex(p), c.payload, c.name);
+    assert.equal(hex(await C.sign(key, p)), c.signature, c.name);
+  }
+  for (const c of v.bot_approval_payload ?? []) {
+    const key = await C.ed25519FromSeed(unhex(c.seed));
+    const p = botApprovalPayload(c.inputs.server, c.inputs.handle, unhex(c.inputs.device_key));
     assert.equal(hex(p), c.payload, c.name);
     assert.equal(hex(await C.sign(key, p)), c.signature, c.name);
   }

@@ -10,3 +10,9 @@ export function deviceApprovalPayload(server: string, account: number, deviceKey
   const s = utf8(server);
   return concat(ctx("chatd-device-approval-v1", u16be(s.length), s, u64be(account)), u16be(32), deviceKey);
 }
+
+export function botApprovalPayload(server: string, handle: string, deviceKey: Bytes): Bytes {
+  const s = utf8(server);
+  const h = utf8(handle);
+  return ctx("chatd-bot-approval-v1", u16be(s.length), s, u16be(h.length), h, u16be(32), deviceKey);
+}
