@@ -120,6 +120,7 @@ class App:
                 tg.create_task(store.run(), name="store-writer")
                 await services.payments.open()  # the receipt key: a write, so after the writer
                 tg.create_task(services.payments.run(), name="payments-sweeper")
+                tg.create_task(services.suspension.run(), name="suspension-sweeper")
                 if isinstance(broker, RedisBroker):
                     tg.create_task(broker.run(), name="broker")
                 tg.create_task(presence.run(), name="presence")
@@ -165,6 +166,7 @@ class App:
                 except TimeoutError:
                     log.warning("clients did not close in time")
                 services.payments.close()  # the sweeper stops before the store does
+                services.suspension.close()
                 media.close()
                 await media.http.aclose()
                 await media.blobs.aclose()

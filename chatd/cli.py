@@ -10,7 +10,7 @@ import re
 import sys
 from typing import Any
 
-from chatd import __version__, wallet_cli
+from chatd import __version__, admin_cli, wallet_cli
 from chatd.settings import ConfigError, Settings, load_settings, redact_url, redacted
 
 
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(host=None, port=None, broker=None)
     sub.add_parser("version", help="print the version")
     wallet_cli.add_parser(sub)
+    admin_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "version":
         print(__version__)
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         _migrate(settings)
     elif args.command == "wallet":
         return wallet_cli.run(args, settings)
+    elif args.command == "admin":
+        return admin_cli.run(args, settings)
     else:
         try:
             _run(settings)

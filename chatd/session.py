@@ -32,6 +32,7 @@ from chatd.services.limits import Limits, MemoryBuckets
 from chatd.services.messaging import MessagingService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
+from chatd.services.suspension import SuspensionService
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class Services:
         self.keys = KeyService(deps)
         self.payments = PaymentService(deps)
         self.bots = BotService(deps)
+        self.suspension = SuspensionService(deps)
         self.contacts = ContactService(deps, self.conversations, self.keys)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
@@ -453,6 +455,10 @@ class Session:
             self._inflight_free = event = asyncio.Event()
             await event.wait()
         self._inflight_free = None
+
+    async def suspended(self) -> None:
+        """The operator suspended this account (``SuspensionService``): end the connection."""
+        await self._link.close(CLOSE_POLICY, "account suspended")
 
     async def closed(self) -> None:
         """The connection ended: stop routing to it and, if it was the account's last, say so."""

@@ -8,10 +8,10 @@ import os
 from chatproto import auth
 from chatproto import frames as F
 from chatproto.e2e.primitives import is_valid_public_key, verify
-from chatproto.errors import SignatureError
+from chatproto.errors import ErrorCode, SignatureError
 from chatproto.limits import NONCE_BYTES
 
-from chatd.errors import AuthFailed, HandleTaken, Invalid
+from chatd.errors import AuthFailed, ChatdError, HandleTaken, Invalid
 from chatd.services.deps import Deps
 from chatd.store.base import AccountRow, DeviceRow
 
@@ -22,6 +22,13 @@ transport reaches storage only through services."""
 
 def new_nonce() -> bytes:
     return os.urandom(NONCE_BYTES)
+
+
+def _not_suspended(account: AccountRow) -> None:
+    """A suspended account logs in nowhere (SPEC.md 6.1): ``SUSPENDED``, after the signature
+    was checked (a stranger learns nothing of it)."""
+    if account.suspended:
+        raise ChatdError("this account is suspended", ErrorCode.SUSPENDED)
 
 
 class AuthService:
@@ -73,6 +80,7 @@ class AuthService:
         account = await self._d.store.account(device.account)
         if account is None:  # pragma: no cover - a device always has its account
             raise AuthFailed("unknown device or bad signature")
+        _not_suspended(account)
         return account, device
 
     async def link(self, f: F.LinkDevice, nonce: bytes) -> tuple[AccountRow, DeviceRow]:
@@ -88,6 +96,7 @@ class AuthService:
             auth.device_approval_payload(self._server, account.id, f.device_key),
         )
         self._check(f.device_key, f.sig, auth.login_payload(self._server, nonce, f.device_key))
+        _not_suspended(account)
         device = await self._d.store.add_device(
             account.id, f.device_key, f.device_name, approver.id, self._d.clock.now_ms()
         )

@@ -11,7 +11,7 @@ from chatd.errors import Conflict, HandleTaken
 from chatd.store.base import AccountRow, DeviceRow
 from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
 
-_ACCOUNT = "SELECT id, handle, name, type, last_seen, owner_id FROM accounts WHERE "
+_ACCOUNT = "SELECT id, handle, name, type, last_seen, owner_id, suspended_at FROM accounts WHERE "
 _LOOKALIKE = f"SELECT 1 FROM accounts WHERE {SKELETON_SQL}=?"
 """An account whose handle looks like the one given (its skeleton): the index's expression."""
 
@@ -19,12 +19,25 @@ _LOOKALIKE = f"SELECT 1 FROM accounts WHERE {SKELETON_SQL}=?"
 def _account(r: Row | None) -> AccountRow | None:
     if r is None:
         return None
-    return AccountRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), int(r[5]))
+    return AccountRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]), int(r[5]), int(r[6]))
 
 
 async def _key_free(db: Sql, device_key: bytes) -> None:
     if await db.fetchval("SELECT 1 FROM devices WHERE public_key=?", device_key):
         raise Conflict("this device key is already registered")
+
+
+async def set_suspended(tx: Tx, account: int, at: int) -> bool:
+    """Suspend ``account`` as of ``at`` (0: lift it); False when there is no such account."""
+    return bool(await tx.sql.execute("UPDATE accounts SET suspended_at=? WHERE id=?", at, account))
+
+
+async def suspended_after(db: Sql, after: int) -> list[tuple[int, int]]:
+    rows = await db.fetch(
+        "SELECT id, suspended_at FROM accounts WHERE suspended_at > ? ORDER BY suspended_at",
+        after,
+    )
+    return [(int(a), int(t)) for a, t in rows]
 
 
 async def create_account(
@@ -97,3 +110,5 @@ class Accounts(Scripts):
     account = reads(account)
     account_by_handle = reads(account_by_handle)
     set_last_seen = writes(set_last_seen)
+    set_suspended = writes(set_suspended)
+    suspended_after = reads(suspended_after)

@@ -32,6 +32,8 @@ class AccountRow:
     last_seen: int
     owner: int = 0
     """A bot's owner, whose device signed its registration; 0 for users and self-declared bots."""
+    suspended: int = 0
+    """When an operator suspended the account (ms); 0: it is not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +272,13 @@ class AccountStore(Protocol):
 
     async def account_by_handle(self, handle: str) -> AccountRow | None:
         """The account with this handle, or None."""
+
+    async def set_suspended(self, account: int, at: int) -> bool:
+        """Suspend ``account`` as of ``at`` (ms), or lift its suspension (``at`` 0); False when
+        there is no such account."""
+
+    async def suspended_after(self, after: int) -> list[tuple[int, int]]:
+        """``(account, suspended_at)`` of the accounts suspended later than ``after``."""
 
     async def set_last_seen(self, account: int, now: int) -> None:
         """Record ``now`` as the account's last activity (no error for no account)."""

@@ -65,6 +65,7 @@ def _name(code: int) -> str:
 
 _BY_CODE: dict[int, type[RequestError]] = {
     ErrorCode.AUTH_FAILED: AuthError,
+    ErrorCode.SUSPENDED: AuthError,
     ErrorCode.AUTH_REQUIRED: AuthError,
     ErrorCode.NOT_FOUND: NotFound,
     ErrorCode.FORBIDDEN: Forbidden,

@@ -22,6 +22,8 @@ class ErrorCode(enum.IntEnum):
     AUTH_FAILED = 11
     HANDLE_TAKEN = 12
     ALREADY_AUTHENTICATED = 13
+    SUSPENDED = 14
+    """The account is suspended by the operator: its logins fail (SPEC.md 6.1)."""
     # Requests that are well-formed but refused.
     NOT_FOUND = 20
     FORBIDDEN = 21

@@ -1,4 +1,5 @@
-"""The store contract for a bot's owner (issue 14.5, SPEC.md 6.1), on every backend: the owner
+"""The store contract for what an account carries besides its handle (SPEC.md 6.1), on every
+backend: a bot's owner (issue 14.5) and an operator's suspension. The owner
 given at creation is kept with the account and read back wherever the account is."""
 
 from __future__ import annotations
@@ -22,3 +23,20 @@ async def test_a_bot_keeps_its_owner_and_a_user_has_none(store: Store) -> None:
     assert device.account == bot.id
     found = await store.account(selfmade.id)
     assert found is not None and found.owner == 0
+
+
+async def test_a_suspension_is_kept_found_by_time_and_lifted(store: Store) -> None:
+    a, _ = await store.create_account("alice", "A", "user", os.urandom(32), "d", 1)
+    b, _ = await store.create_account("bob", "B", "user", os.urandom(32), "d", 1)
+    assert await store.suspended_after(0) == []
+    assert await store.set_suspended(a.id, 1_000)
+    assert await store.set_suspended(b.id, 2_000)
+    assert not await store.set_suspended(10**9, 3_000)  # no such account
+    assert await store.suspended_after(0) == [(a.id, 1_000), (b.id, 2_000)]
+    assert await store.suspended_after(1_000) == [(b.id, 2_000)]
+    found = await store.account_by_handle("alice")
+    assert found is not None and found.suspended == 1_000
+    assert await store.set_suspended(a.id, 0)
+    assert await store.suspended_after(0) == [(b.id, 2_000)]
+    lifted = await store.account(a.id)
+    assert lifted is not None and lifted.suspended == 0

@@ -1,0 +1,60 @@
+"""Suspended accounts (``chatd admin suspend``, SPEC.md 6.1): their logins fail with
+``SUSPENDED`` (``AuthService``), and every node closes their connections.
+
+The operator's command writes ``accounts.suspended_at`` from its own process; each node looks
+every ``INTERVAL`` seconds for suspensions newer than the last it saw (one indexed read) and
+closes the connections of those accounts it holds, with close code 1008.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Protocol, runtime_checkable
+
+from chatd.errors import ChatdError
+from chatd.services.deps import Deps
+
+log = logging.getLogger(__name__)
+
+INTERVAL = 1.0
+"""Seconds between two looks: a suspended account's connections end within about this."""
+
+
+@runtime_checkable
+class Closable(Protocol):
+    async def suspended(self) -> None: ...
+
+
+class SuspensionService:
+    def __init__(self, deps: Deps) -> None:
+        self._d = deps
+        self._stop = asyncio.Event()
+        self._seen = 0
+        """The latest ``suspended_at`` handled: older suspensions closed what they had to."""
+
+    async def sweep(self) -> int:
+        """Close the connections of accounts suspended since the last sweep; how many."""
+        closed = 0
+        for account, at in await self._d.store.suspended_after(self._seen):
+            self._seen = max(self._seen, at)
+            for outlet in self._d.hub.outlets_of(account):
+                if isinstance(outlet, Closable):
+                    await outlet.suspended()
+                    closed += 1
+        return closed
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.sweep()
+            except ChatdError as exc:  # the store is unavailable: next time
+                log.warning("suspension sweep failed", extra={"error": exc.message})
+            except Exception:
+                log.exception("suspension sweep failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), INTERVAL)
+
+    def close(self) -> None:
+        self._stop.set()
