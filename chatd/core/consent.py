@@ -78,13 +78,14 @@ def _allows(setting: Setting, rel: Relation) -> bool:
     return setting == "everyone" or (setting == "contacts" and rel.contact)
 
 
-def placement(kind: str, add_me: Setting, rel: Relation) -> Placement:
+def placement(kind: str, add_me: Setting, rel: Relation, *, bot: bool = False) -> Placement:
     """Where the target goes when the actor opens a conversation of ``kind`` with it, or adds
-    it to one. A contact may always open a direct conversation (``nobody`` is about groups);
-    everything else follows ``add_me``."""
+    it to one. A bot is added by an owner or admin (SPEC.md 16.2) and never asked; a contact may
+    always open a direct conversation (``nobody`` is about groups); everything else follows
+    ``add_me``."""
     if rel.blocked:
         return "refused"
-    if kind == "direct" and rel.contact:
+    if bot or (kind == "direct" and rel.contact):
         return "member"
     return "member" if _allows(add_me, rel) else "request"
 

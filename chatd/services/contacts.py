@@ -99,10 +99,8 @@ class ContactService:
         self._stranger_bytes = C.Window(s.stranger_to_device_bytes_per_hour, 3600.0)
 
     def _placement(self, kind: str, seen: Seen) -> C.Placement:
-        if seen.bot and not seen.relation.blocked:
-            return "member"  # a bot is added by an owner or admin (16.2), never asked
         add_me = (seen.privacy or defaults(self._d)).add_me
-        return C.placement(kind, add_me, seen.relation)
+        return C.placement(kind, add_me, seen.relation, bot=seen.bot)
 
     async def _seen(self, actor: int, targets: Sequence[int]) -> dict[int, Seen]:
         seen = await self._d.store.seen_by(actor, targets)

@@ -36,6 +36,12 @@ def test_placement_follows_add_me_and_a_contact_may_always_message(
     assert C.placement("channel", setting, rel) == group
 
 
+@pytest.mark.parametrize("setting", C.SETTINGS)
+def test_a_bot_is_placed_as_a_member_unless_it_blocked_the_actor(setting: C.Setting) -> None:
+    assert C.placement("group", setting, C.STRANGER, bot=True) == "member"
+    assert C.placement("group", setting, BLOCKED, bot=True) == "refused"
+
+
 def test_the_default_setting_is_contacts() -> None:
     assert C.Privacy() == C.Privacy("contacts", "contacts", "contacts")
 
