@@ -7,6 +7,7 @@ acknowledged offset (a write torn by a crash) are cut off before the next write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -48,12 +49,17 @@ class FsBlobStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
 
-    @property
-    def db(self) -> aiosqlite.Connection:
+    @contextlib.asynccontextmanager
+    async def _index(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The index connection, one request at a time: it is shared, and one request's commit
+        while another's statement is open fails ('SQL statements in progress') or commits the
+        other's half-done writes."""
         if self._db is None:
             raise RuntimeError("FsBlobStore is not open")
-        return self._db
+        async with self._lock:
+            yield self._db
 
     def _final(self, blob: str) -> Path:
         return self.root / "blobs" / blob[:2] / blob
@@ -74,27 +80,33 @@ class FsBlobStore:
             self._db = None
 
     async def create(self, blob: str, owner: int, conv: int, size: int, now: int) -> None:
-        db = self.db
-        await db.execute(
-            "INSERT INTO blobs (blob, owner, size, created) VALUES (?, ?, ?, ?)",
-            (blob, owner, size, now),
-        )
-        await db.execute("INSERT OR IGNORE INTO blob_convs VALUES (?, ?)", (blob, conv))
-        await db.commit()
+        async with self._index() as db:
+            await db.execute(
+                "INSERT INTO blobs (blob, owner, size, created) VALUES (?, ?, ?, ?)",
+                (blob, owner, size, now),
+            )
+            await db.execute("INSERT OR IGNORE INTO blob_convs VALUES (?, ?)", (blob, conv))
+            await db.commit()
 
     async def info(self, blob: str) -> BlobInfo | None:
-        async with self.db.execute(
-            'SELECT owner, size, "offset", created FROM blobs WHERE blob = ?', (blob,)
-        ) as cur:
+        async with (
+            self._index() as db,
+            db.execute(
+                'SELECT owner, size, "offset", created FROM blobs WHERE blob = ?', (blob,)
+            ) as cur,
+        ):
             row = await cur.fetchone()
         return None if row is None else BlobInfo(blob, row[0], row[1], row[2], row[3])
 
     async def usage(self, owner: int, since: int) -> tuple[int, int]:
-        async with self.db.execute(
-            "SELECT COALESCE(SUM(CASE WHEN created >= ? THEN size ELSE 0 END), 0),"
-            " COALESCE(SUM(size), 0) FROM blobs WHERE owner = ?",
-            (since, owner),
-        ) as cur:
+        async with (
+            self._index() as db,
+            db.execute(
+                "SELECT COALESCE(SUM(CASE WHEN created >= ? THEN size ELSE 0 END), 0),"
+                " COALESCE(SUM(size), 0) FROM blobs WHERE owner = ?",
+                (since, owner),
+            ) as cur,
+        ):
             row = await cur.fetchone()
         assert row is not None
         return int(row[0]), int(row[1])
@@ -121,10 +133,11 @@ class FsBlobStore:
                     os.replace(path, final)
                     await asyncio.to_thread(_fsync_dir, final.parent)
                 if written != offset:
-                    await self.db.execute(
-                        'UPDATE blobs SET "offset" = ? WHERE blob = ?', (written, blob)
-                    )
-                    await self.db.commit()
+                    async with self._index() as db:
+                        await db.execute(
+                            'UPDATE blobs SET "offset" = ? WHERE blob = ?', (written, blob)
+                        )
+                        await db.commit()
         return written
 
     async def read(self, blob: str, start: int, end: int) -> AsyncIterator[bytes]:
@@ -142,59 +155,69 @@ class FsBlobStore:
     async def delete(self, blob: str) -> None:
         for path in (self._final(blob), self._partial(blob)):
             path.unlink(missing_ok=True)
-        db = self.db
-        for table in ("blobs", "blob_convs", "blob_refs", "blob_tokens"):
-            await db.execute(f"DELETE FROM {table} WHERE blob = ?", (blob,))
-        await db.commit()
+        async with self._index() as db:
+            for table in ("blobs", "blob_convs", "blob_refs", "blob_tokens"):
+                await db.execute(f"DELETE FROM {table} WHERE blob = ?", (blob,))
+            await db.commit()
 
     async def link(self, blob: str, conv: int) -> None:
-        await self.db.execute("INSERT OR IGNORE INTO blob_convs VALUES (?, ?)", (blob, conv))
-        await self.db.commit()
+        async with self._index() as db:
+            await db.execute("INSERT OR IGNORE INTO blob_convs VALUES (?, ?)", (blob, conv))
+            await db.commit()
 
     async def convs(self, blob: str) -> list[int]:
-        async with self.db.execute(
-            "SELECT conv FROM blob_convs WHERE blob = ? ORDER BY conv", (blob,)
-        ) as cur:
+        async with (
+            self._index() as db,
+            db.execute("SELECT conv FROM blob_convs WHERE blob = ? ORDER BY conv", (blob,)) as cur,
+        ):
             return [int(r[0]) for r in await cur.fetchall()]
 
     async def add_ref(self, blob: str, conv: int, seq: int) -> None:
-        await self.db.execute("INSERT OR IGNORE INTO blob_refs VALUES (?, ?, ?)", (blob, conv, seq))
-        await self.db.commit()
+        async with self._index() as db:
+            await db.execute("INSERT OR IGNORE INTO blob_refs VALUES (?, ?, ?)", (blob, conv, seq))
+            await db.commit()
 
     async def refs(self, blob: str) -> list[tuple[int, int]]:
-        async with self.db.execute(
-            "SELECT conv, seq FROM blob_refs WHERE blob = ? ORDER BY conv, seq", (blob,)
-        ) as cur:
+        async with (
+            self._index() as db,
+            db.execute(
+                "SELECT conv, seq FROM blob_refs WHERE blob = ? ORDER BY conv, seq", (blob,)
+            ) as cur,
+        ):
             return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
 
     async def drop_ref(self, blob: str, conv: int, seq: int) -> bool:
-        cur = await self.db.execute(
-            "DELETE FROM blob_refs WHERE blob = ? AND conv = ? AND seq = ?", (blob, conv, seq)
-        )
-        await self.db.commit()
-        return cur.rowcount > 0
+        async with self._index() as db:
+            cur = await db.execute(
+                "DELETE FROM blob_refs WHERE blob = ? AND conv = ? AND seq = ?", (blob, conv, seq)
+            )
+            await db.commit()
+            return cur.rowcount > 0
 
     async def sweep_candidates(self, before: int, now: int, limit: int) -> list[BlobInfo]:
-        async with self.db.execute(
-            'SELECT blob, owner, size, "offset", created FROM blobs WHERE created < ?'
-            " ORDER BY checked, blob LIMIT ?",
-            (before, limit),
-        ) as cur:
-            rows = await cur.fetchall()
-        out = [BlobInfo(r[0], r[1], r[2], r[3], r[4]) for r in rows]
-        await self.db.executemany(
-            "UPDATE blobs SET checked = ? WHERE blob = ?", [(now, b.blob) for b in out]
-        )
-        await self.db.commit()
+        async with self._index() as db:
+            async with db.execute(
+                'SELECT blob, owner, size, "offset", created FROM blobs WHERE created < ?'
+                " ORDER BY checked, blob LIMIT ?",
+                (before, limit),
+            ) as cur:
+                rows = await cur.fetchall()
+            out = [BlobInfo(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+            await db.executemany(
+                "UPDATE blobs SET checked = ? WHERE blob = ?", [(now, b.blob) for b in out]
+            )
+            await db.commit()
         return out
 
     async def put_token(
         self, digest: bytes, kind: str, blob: str, account: int, expires: int
     ) -> None:
-        await self.db.execute(
-            "INSERT INTO blob_tokens VALUES (?, ?, ?, ?, ?)", (digest, kind, blob, account, expires)
-        )
-        await self.db.commit()
+        async with self._index() as db:
+            await db.execute(
+                "INSERT INTO blob_tokens VALUES (?, ?, ?, ?, ?)",
+                (digest, kind, blob, account, expires),
+            )
+            await db.commit()
 
     async def token(
         self, digest: bytes, kind: str, now: int, consume: bool
@@ -203,18 +226,23 @@ class FsBlobStore:
             sql = "DELETE FROM blob_tokens WHERE digest = ? AND kind = ? AND expires > ? RETURNING blob, account"
         else:
             sql = "SELECT blob, account FROM blob_tokens WHERE digest = ? AND kind = ? AND expires > ?"
-        async with self.db.execute(sql, (digest, kind, now)) as cur:
-            row = await cur.fetchone()
-        if consume:
-            await self.db.commit()
+        async with self._index() as db:
+            async with db.execute(sql, (digest, kind, now)) as cur:
+                row = await cur.fetchone()
+            if consume:
+                await db.commit()
         return None if row is None else (str(row[0]), int(row[1]))
 
     async def drop_expired_tokens(self, now: int) -> int:
-        cur = await self.db.execute("DELETE FROM blob_tokens WHERE expires <= ?", (now,))
-        await self.db.commit()
-        return cur.rowcount
+        async with self._index() as db:
+            cur = await db.execute("DELETE FROM blob_tokens WHERE expires <= ?", (now,))
+            await db.commit()
+            return cur.rowcount
 
     async def stored_bytes(self) -> int:
-        async with self.db.execute('SELECT COALESCE(SUM("offset"), 0) FROM blobs') as cur:
+        async with (
+            self._index() as db,
+            db.execute('SELECT COALESCE(SUM("offset"), 0) FROM blobs') as cur,
+        ):
             row = await cur.fetchone()
         return int(row[0]) if row else 0

@@ -24,9 +24,9 @@ from chatd.core import pages, rules
 from chatd.errors import ChatdError, NotFound, RateLimited
 from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
-from chatd.services.fanout import deliver_frame, publish_message, publish_to_account
+from chatd.services.fanout import publish_to_account
 from chatd.services.keys import KeyService
-from chatd.store.base import BundleRow, MembershipChange, PrekeyRow, RequestRow, Seen
+from chatd.store.base import RequestRow, Seen
 
 
 class ConsentRequired(ChatdError):
@@ -82,28 +82,6 @@ def _request_info(r: RequestRow) -> F.RequestInfo:
         at=r.at,
         title=r.title,
         last_seq=r.last_seq,
-    )
-
-
-def _signed(p: PrekeyRow | None) -> F.SignedPrekey | None:
-    return None if p is None else F.SignedPrekey(kid=p.kid, key=p.key, sig=p.sig)
-
-
-def _bundles(rid: int, account: int, rows: list[BundleRow]) -> F.Bundles:
-    return F.Bundles(
-        re=rid,
-        account=account,
-        bundles=[
-            F.Bundle(
-                device=b.device,
-                signing_key=b.signing_key,
-                identity_key=b.identity_key,
-                identity_sig=b.identity_sig,
-                signed_prekey=_signed(b.signed_prekey),
-                pq_prekey=_signed(b.pq_prekey),
-            )
-            for b in rows
-        ],
     )
 
 
@@ -273,23 +251,13 @@ class ContactService:
             return
         change = await d.store.invite(row.conv, row.sender, account, now, None)
         await d.store.drop_request(row.conv, account)
-        await self._apply(change)
+        await self._conv._apply(change)  # watched before its joined message goes out
 
     async def _drop(self, row: RequestRow, account: int) -> None:
         await self._d.store.drop_request(row.conv, account)
         if row.kind == "direct":
             self._d.hub.unwatch(account, row.conv)
             await self._d.hub.published()
-
-    async def _apply(self, change: MembershipChange) -> None:
-        """As ``ConversationService._apply``: newcomers watch before the message goes out."""
-        hub = self._d.hub
-        m = change.message
-        joined = (m.seq, deliver_frame(m))
-        for a in change.added:
-            hub.watch(a, change.conv, joined)
-        publish_message(hub, m)
-        await hub.published()
 
     # ------------------------------------------------------------------ blocks
 
@@ -341,7 +309,7 @@ class ContactService:
             if not self._claims.take(account, now):
                 raise RateLimited("too many key claims: retry in a minute")
             if not C.trusted(rel) and not self._stranger_keys.take(f.account, now):
-                return _bundles(f.id, f.account, await d.store.signed_bundles(f.account, device))
+                return await self._keys.claim(device, f, one_time=False)
         return await self._keys.claim(device, f)
 
     async def to_device(self, account: int, device: int, f: F.ToDevice) -> None:

@@ -57,8 +57,9 @@ class KeyService:
         )
         return F.KeyCount(re=f.id, one_time=count)
 
-    async def claim(self, device: int, f: F.ClaimKeys) -> F.Bundles:
-        rows = await self._d.store.claim_keys(f.account, exclude_device=device)
+    async def claim(self, device: int, f: F.ClaimKeys, *, one_time: bool = True) -> F.Bundles:
+        """``f.account``'s bundles; without ``one_time``, none takes a one-time prekey."""
+        rows = await self._d.store.claim_keys(f.account, exclude_device=device, one_time=one_time)
         return F.Bundles(
             re=f.id,
             account=f.account,

@@ -451,10 +451,13 @@ class KeyDirectoryStore(Protocol):
     async def one_time_count(self, device: int) -> int:
         """The device's unclaimed one-time prekeys (0 for no such device)."""
 
-    async def claim_keys(self, account: int, exclude_device: int = 0) -> list[BundleRow]:
+    async def claim_keys(
+        self, account: int, exclude_device: int = 0, one_time: bool = True
+    ) -> list[BundleRow]:
         """A bundle per device of ``account`` with an identity key (but ``exclude_device``),
         ascending by device, each with the device's lowest-kid one-time prekey, deleted in the
-        same transaction: no two claims ever get the same one. ``NotFound`` for no account."""
+        same transaction: no two claims ever get the same one. ``NotFound`` for no account.
+        Without ``one_time``, the signed prekeys only (the last resort, SPEC.md 18.5)."""
 
     async def put_device_list(self, row: DeviceListRow, now: int) -> None:
         """Replace the account's device list; ``Conflict`` unless ``row.version`` is higher,
@@ -711,7 +714,6 @@ class ConsentStore(Protocol):
     async def drop_request(self, conv: int, account: int) -> RequestRow: ...
     async def block(self, account: int, blocked: int, now: int) -> tuple[int, int] | None: ...
     async def unblock(self, account: int, blocked: int) -> int | None: ...
-    async def signed_bundles(self, account: int, exclude_device: int = 0) -> list[BundleRow]: ...
     async def queued_from(self, device: int, sender: int) -> tuple[int, int]: ...
 
 

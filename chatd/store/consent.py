@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from chatd.core import rules
 from chatd.core.consent import Privacy, Relation, check_setting
 from chatd.errors import NotFound
-from chatd.store.base import BundleRow, PrekeyRow, RequestRow, Seen
+from chatd.store.base import RequestRow, Seen
 from chatd.store.sql import Row, Scripts, Sql, Tx
 
 
@@ -400,45 +400,6 @@ class Consent(Scripts):
         return await self._write(op)
 
     # ------------------------------------------------------------------ keys and queues
-
-    async def signed_bundles(self, account: int, exclude_device: int = 0) -> list[BundleRow]:
-        """``claim_keys`` without taking a one-time prekey: each device's signed prekeys only
-        (the last resort, SPEC.md 18.5). ``NotFound`` for no account."""
-
-        async def q(db: Sql) -> list[BundleRow]:
-            async with db.snapshot():
-                if not await db.fetchval("SELECT 1 FROM accounts WHERE id=?", account):
-                    raise NotFound(f"no account {account}")
-                devices = await db.fetch(
-                    "SELECT d.id, d.public_key, i.identity_key, i.identity_sig FROM devices d"
-                    " JOIN identity_keys i ON i.device_id = d.id"
-                    " WHERE d.account_id=? AND d.id != ? ORDER BY d.id",
-                    account,
-                    exclude_device,
-                )
-                out = []
-                for device, signing_key, identity_key, identity_sig in devices:
-                    signed = {
-                        str(t): PrekeyRow(int(kid), bytes(key), bytes(sig))
-                        for t, kid, key, sig in await db.fetch(
-                            "SELECT type, kid, key, sig FROM signed_prekeys WHERE device_id=?",
-                            device,
-                        )
-                    }
-                    out.append(
-                        BundleRow(
-                            int(device),
-                            bytes(signing_key),
-                            bytes(identity_key),
-                            bytes(identity_sig),
-                            signed.get("ec"),
-                            signed.get("pq"),
-                            None,
-                        )
-                    )
-            return out
-
-        return await self._read(q)
 
     async def queued_from(self, device: int, sender: int) -> tuple[int, int]:
         """``(items, bytes)`` ``sender`` has queued for ``device`` and not yet acknowledged."""

@@ -78,7 +78,9 @@ async def one_time_count(db: Sql, device: int) -> int:
     return int(await db.fetchval("SELECT count(*) FROM one_time_prekeys WHERE device_id=?", device))
 
 
-async def claim_keys(tx: Tx, account: int, exclude_device: int = 0) -> list[BundleRow]:
+async def claim_keys(
+    tx: Tx, account: int, exclude_device: int = 0, one_time: bool = True
+) -> list[BundleRow]:
     db = tx.sql
     await _account_exists(db, account)
     devices = await db.fetch(
@@ -101,12 +103,14 @@ async def claim_keys(tx: Tx, account: int, exclude_device: int = 0) -> list[Bund
         d = int(device)
         # Taken and deleted in one statement; a row another node is claiming right now is
         # locked and skipped, so no two claims ever get the same key.
-        row = await db.fetchrow(
-            "DELETE FROM one_time_prekeys WHERE device_id=? AND kid = ("
-            " SELECT kid FROM one_time_prekeys WHERE device_id=?"
-            " ORDER BY kid LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING kid, key",
-            *(d, d),
-        )
+        row = None
+        if one_time:
+            row = await db.fetchrow(
+                "DELETE FROM one_time_prekeys WHERE device_id=? AND kid = ("
+                " SELECT kid FROM one_time_prekeys WHERE device_id=?"
+                " ORDER BY kid LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING kid, key",
+                *(d, d),
+            )
         out.append(
             BundleRow(
                 *(d, bytes(signing_key), bytes(identity_key), bytes(identity_sig)),

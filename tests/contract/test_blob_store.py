@@ -3,6 +3,7 @@ PostgreSQL (a throwaway server, ``postgres_server``; a fresh database per test).
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -134,3 +135,29 @@ async def test_tokens_expire_and_single_use_ones_are_consumed(store: BlobStore) 
     assert await store.token(b"d" * 32, "download", NOW, consume=True) is None  # replayed
     assert await store.drop_expired_tokens(NOW + 1000) == 1
     assert await store.token(b"u" * 32, "upload", NOW, consume=False) is None
+
+
+async def test_requests_at_the_same_time_neither_fail_nor_see_each_others_halves(
+    store: BlobStore,
+) -> None:
+    """Uploads, downloads' token checks and links of many blobs at once, as a busy node serves
+    them (one index connection shared on the filesystem store: a commit while another request's
+    read was open failed with 'SQL statements in progress', an HTTP 500 to that download)."""
+    blobs = [f"B{i:021d}" for i in range(40)]
+
+    async def one(i: int, blob: str) -> None:
+        await store.create(blob, i, 10, 3, NOW)
+        assert await store.write(blob, 0, _pieces(b"abc")) == 3
+        await store.put_token(b"%032d" % i, "download", blob, i, NOW + 60_000)
+        assert await store.token(b"%032d" % i, "download", NOW, False) == (blob, i)
+        await store.link(blob, 20 + i)
+        assert await store.convs(blob) == [10, 20 + i]
+        for n in range(5):  # a download's token is spent as others are made
+            await store.put_token(b"n%029d%02d" % (i, n), "download", blob, i, NOW + 60_000)
+            assert await store.token(b"n%029d%02d" % (i, n), "download", NOW, True) == (blob, i)
+            assert await store.info(blob) is not None
+        assert await store.token(b"%032d" % i, "download", NOW, True) == (blob, i)
+        assert await _read(store, blob, 0, 3) == b"abc"
+
+    await asyncio.gather(*(one(i, b) for i, b in enumerate(blobs)))
+    assert await store.stored_bytes() == 3 * len(blobs)

@@ -127,17 +127,17 @@ async def test_blocking_from_a_request_leaves_the_request(
     assert await store.request(conv, bob.id) is None
 
 
-async def test_signed_bundles_take_no_one_time_prekey_and_queues_count_per_sender(
+async def test_a_last_resort_claim_takes_no_one_time_prekey_and_queues_count_per_sender(
     store: Store, make_account: MakeAccount
 ) -> None:
     (alice, dev), (bob, bob_dev) = [await make_account(h) for h in ("alice", "bob")]
     spk = PrekeyRow(1, bytes(32), bytes(64))
     upload = KeyUpload(dev.id, bytes(32), bytes(64), spk, None, (PrekeyRow(7, bytes(32)),))
     assert await store.upload_keys(upload, NOW, 100) == 1
-    [bundle] = await store.signed_bundles(alice.id)
+    [bundle] = await store.claim_keys(alice.id, one_time=False)
     assert (bundle.device, bundle.signed_prekey, bundle.one_time) == (dev.id, spk, None)
     assert await store.one_time_count(dev.id) == 1
-    assert await store.signed_bundles(alice.id, exclude_device=dev.id) == []
+    assert await store.claim_keys(alice.id, exclude_device=dev.id, one_time=False) == []
     for body in (b"x" * 10, b"y" * 5):
         await store.queue_to_device(dev.id, bob.id, bob_dev.id, body, NOW, 100)
     await store.queue_to_device(dev.id, alice.id, dev.id, b"z", NOW, 100)

@@ -175,6 +175,9 @@ async def test_attachments_cross_between_a_browser_and_a_python_user(
         await alice.get_by_label("Attach a file").set_input_files(
             files=[{"name": "red.png", "mimeType": "image/png", "buffer": red}]
         )
+        # The page shows its own image first (one download at a time: chatd's media store on
+        # SQLite can fail a download that races another, HTTP 500, reported separately).
+        await expect(alice.get_by_role("img", name="red.png")).to_be_visible()
         got = await inbox.one(
             lambda ev: isinstance(ev, Message) and isinstance(ev.content, kinds.Attachment), 15
         )

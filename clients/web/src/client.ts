@@ -106,7 +106,7 @@ export class Client {
   constructor(private readonly store: Store, private readonly url: string) {
     // The browser knows when the network goes: drop the socket at once (sends wait in the
     // outbox) and reconnect as soon as it is back, instead of waiting for timeouts.
-    globalThis.addEventListener?.("offline", () => this.ws?.close(1000));
+    globalThis.addEventListener?.("offline", () => this.dropConnection());
     globalThis.addEventListener?.("online", () => {
       if (this.id && !this.ws && !this.closedByUs) {
         this.attempt = 0;
@@ -173,15 +173,29 @@ export class Client {
     };
     ws.onclose = (ev) => {
       failed(new Error(`connection closed (${ev.code})`));
-      for (const w of this.waiting.values()) w.reject(new Error("connection lost"));
-      this.waiting.clear();
-      this.syncing.clear();
-      this.ws = null;
-      this.status = "offline";
-      this.changed();
+      if (this.ws !== ws) return; // dropped already (dropConnection)
+      this.lost();
       if (!this.closedByUs && !this.reconnecting && this.id && ev.code !== 1008 && ev.code !== 1009) this.reconnectLater();
     };
     return this.challenge;
+  }
+
+  private lost(): void {
+    for (const w of this.waiting.values()) w.reject(new Error("connection lost"));
+    this.waiting.clear();
+    this.syncing.clear();
+    this.ws = null;
+    this.status = "offline";
+    this.changed();
+  }
+
+  /** The network went away: the socket is given up at once (its close handshake cannot complete
+   * offline), sends wait in the outbox, and the `online` event reconnects. */
+  private dropConnection(): void {
+    const ws = this.ws;
+    if (!ws) return;
+    this.lost();
+    ws.close(1000);
   }
 
   private reconnectLater(): void {
