@@ -1084,8 +1084,11 @@ class Session:
         if before_join:
             self.show(f"({before_join} sent before you joined)", "dim")
         self._history_before[conv] = first
-        if first <= 1 or not page.more:
+        if first <= 1:
             self.show("(beginning of the conversation)", "dim")
+        elif not page.more:  # a late joiner reads from its join on (SPEC.md 7.8)
+            self._history_before[conv] = 1
+            self.show("(history starts when you joined)", "dim")
 
 
 # --------------------------------------------------------------------------- entry points
