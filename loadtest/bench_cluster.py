@@ -270,6 +270,8 @@ class Node:
             CHATD_LOG__LEVEL="WARNING",
             CHATD_LOG__FORMAT="text",
             CHATD_SERVER__NAME=SERVER_NAME,
+            # Groups of accounts that never met: members, not invitations (SPEC 18).
+            CHATD_CONSENT__ADD_ME="everyone",
         )
         if commit_interval is not None:
             env["CHATD_STORE__COMMIT_INTERVAL"] = str(commit_interval)

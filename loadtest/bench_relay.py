@@ -144,6 +144,10 @@ class Server:
                 CHATD_LOG__FORMAT="text",
                 CHATD_SERVER__NAME="chatd.local",
             )
+            if (root / "chatd" / "core" / "consent.py").exists():
+                # Groups of accounts that never met: members, not invitations (SPEC 18). A
+                # tree from before consent knows no such section and would refuse it.
+                env["CHATD_CONSENT__ADD_ME"] = "everyone"
             db = workdir / f"chatd-{self.port}.db"
             cmd = [*me, "--serve-chatd", self.lag_file, "--", "serve", "--host", HOST]
             cmd += ["--port", str(self.port), "--db", str(db)]

@@ -19,6 +19,7 @@ free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0
 SRV_PORT=$(free_port)
 PROXY_PORT=$(free_port)
 export CHATD_LIMITS__FRAMES_PER_SECOND=1000000 CHATD_LIMITS__FRAME_BURST=1000000
+export CHATD_CONSENT__ADD_ME=everyone  # groups of accounts that never met: members, not invitations
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT

@@ -106,10 +106,13 @@ class Node:
         env["CHATD_SERVER__PORT"] = str(self.port)
         if pythonpath:
             env["PYTHONPATH"] = pythonpath
-            # The previous version refuses settings it does not know: the test suite's own
-            # [consent] defaults (tests/conftest.py) are not for it, as an operator would not
-            # give a new setting to a node of the old version.
-            env = {k: v for k, v in env.items() if not k.startswith("CHATD_CONSENT__")}
+            # A previous version from before consent refuses settings it does not know: the
+            # test suite's own [consent] defaults (tests/conftest.py) are not for it, as an
+            # operator would not give a new setting to a node of the old version. One that
+            # knows consent gets them, as the new node does (the group below is of strangers).
+            old_root = Path(pythonpath.split(os.pathsep)[0])
+            if not (old_root / "chatd" / "core" / "consent.py").exists():
+                env = {k: v for k, v in env.items() if not k.startswith("CHATD_CONSENT__")}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "chatd", "serve"],

@@ -31,6 +31,10 @@ def python_blocks() -> list[str]:
 @pytest.fixture
 async def chatd(tmp_path: Path) -> AsyncIterator[ServerProcess]:
     server = ServerProcess(tmp_path / "chatd.db")
+    # The README's reader runs chatd with its defaults, consent included (SPEC 18: strangers'
+    # conversations are requests), not the open consent the suite's other servers get.
+    for key in [k for k in server.env if k.startswith("CHATD_CONSENT__")]:
+        del server.env[key]
     await server.start()
     try:
         yield server
