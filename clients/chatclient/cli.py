@@ -317,7 +317,7 @@ class Session:
                 shown = format_event(ev, self.names)
                 if shown is not None:
                     self.console.show(shown)
-                await self._announce_waiting()
+                self._spawn(self._announce_waiting())  # never holds the events up
                 return
             case F.RequestEvent():
                 if ev.request.conv in self._announced:

@@ -244,3 +244,20 @@ async def test_a_request_sent_while_away_is_shown_at_start(url: str, tmp_path: P
     assert bob.text.count("alice: hello while you were out") == 1
     assert await alice.close() == 0
     assert await bob.close() == 0
+
+
+async def test_many_waiting_requests_are_one_line_at_start(url: str, tmp_path: Path) -> None:
+    await _register(url, tmp_path / "bob.key", "bob", "Bob")
+    for n in range(4):
+        async with Client(url, KeyStore.open(tmp_path / f"s{n}.key")) as stranger:
+            await stranger.register(f"stranger{n}", "S")
+            await stranger.send_text(await stranger.direct(await stranger.lookup("bob")), "hi")
+    bob = Terminal(url, tmp_path / "bob.key").start()
+    await bob.wait_for(r"^4 requests and invitations wait: /requests$")
+    bob.send("/requests")
+    await bob.wait_for(r"^   4\. @stranger3 wants to message you$")
+    assert "stranger0 wants to message you: /accept" not in bob.text
+    bob.send("/accept 2")
+    await bob.wait_for(r"accepted @stranger1's message request")
+    await bob.wait_for(r"\[@stranger1\] \d\d:\d\d stranger1: hi")
+    assert await bob.close() == 0
