@@ -11,7 +11,10 @@ Shape (every task is owned by ``run()``, which the app starts in its TaskGroup):
   ``on_reconnect()`` hook (resync) as after an outage.
 * ONE flusher task sends everything pending as one pipeline of ``PUBLISH`` commands on one
   connection, then reads the replies. A batch whose send fails is counted as dropped (it may
-  have partly reached Redis; it is never resent, so nothing is delivered twice: at-most-once).
+  have partly reached Redis; it is never resent, so nothing is delivered twice: at-most-once),
+  and the first flush on the next connection publishes the ``LOSS_TOPIC`` notice: the other
+  nodes may not have seen any outage (an idle connection that went stale is only found dead
+  by the next batch, after Redis is back), yet their clients missed what the batch held.
 * ONE subscription connection. ``subscribe``/``unsubscribe`` are synchronous: they update the
   local handler table at once and queue the change; the subscriber task sends ``SUBSCRIBE`` /
   ``UNSUBSCRIBE`` and a ``PING`` every ``ping_interval`` seconds; the reader task dispatches each
@@ -365,7 +368,7 @@ class RedisBroker:
     async def _flush_forever(self, conn: AbstractConnection) -> None:
         pending = self._pending
         while True:
-            if not pending and (self._hb_due is None or self._closing):
+            if not pending and not self._lost and (self._hb_due is None or self._closing):
                 self._release_after()  # their envelopes went out with earlier batches
                 if self._closing:
                     self._flushed.set()
@@ -382,7 +385,8 @@ class RedisBroker:
                 beat = 1
             else:
                 beat = 0
-            if self._lost:  # after the survivors of an overflow: tell the others to resync
+            notice = self._lost
+            if notice:  # after the survivors of an overflow: tell the others to resync
                 batch.append((LOSS_TOPIC, self._token))
                 self._lost = False
                 beat += 1
@@ -393,6 +397,13 @@ class RedisBroker:
                         await conn.read_response()
             except BaseException:
                 self.stats.dropped += len(batch) - beat
+                # Lost to the other nodes, which may not have noticed anything (only this
+                # connection broke, e.g. it went stale while idle during an outage and this
+                # batch found it dead after Redis was back): the first flush on the next
+                # connection tells them to resync, as after an overflow (a notice in this
+                # batch goes again).
+                if notice or len(batch) > beat:
+                    self._lost = True
                 self._run_after(after)
                 raise
             self.stats.published += len(batch) - beat

@@ -125,6 +125,7 @@ class MessagingService:
         start = after = _from_join(f.after, member)
         s.floors[f.conv] = HOLD
         subscribed = unconfirmed = ended = False
+        newest: int | None = None  # the conversation's highest seq, read when nothing is newer
         try:
             while True:
                 page, full = await d.store.message_page(
@@ -143,13 +144,22 @@ class MessagingService:
                 if not full and d.hub.latest_seq(f.conv) <= after:
                     # With other nodes: once this node's subscription to the conversation is in
                     # effect, read once more; what commits later arrives live.
-                    if subscribed:
+                    if not subscribed:
+                        confirmed = await d.hub.barrier()
+                        if confirmed is not None:
+                            subscribed = True
+                            unconfirmed = not confirmed
+                            continue
+                    if after != start or after == 0:
                         break
-                    confirmed = await d.hub.barrier()
-                    if confirmed is None:
+                    # Nothing newer: answer the conversation's highest seq (SPEC 7.4), so that
+                    # a client whose cursor is past it (its server lost history) can tell. Live
+                    # delivery is still held back during this read: a message published
+                    # meanwhile was dropped by the floor, so it is read from the store.
+                    last = await d.store.messages(f.conv, 0, after + 1, 1)
+                    if d.hub.latest_seq(f.conv) <= after:
+                        newest = last[-1].seq if last else 0
                         break
-                    subscribed = True
-                    unconfirmed = not confirmed
         except BaseException:
             s.floors.pop(f.conv, None)
             raise
@@ -159,11 +169,8 @@ class MessagingService:
             # already, the floor is gone (or a re-invitation's WATCH set a new one): left so.
             s.reply(F.Synced(re=f.id, conv=f.conv, seq=after))
             return
-        if after == start and after > 0:
-            # Nothing newer: answer the conversation's highest seq (SPEC 7.4), so that a client
-            # whose cursor is past it (its server lost history) can tell.
-            last = await d.store.messages(f.conv, 0, after + 1, 1)
-            after = last[-1].seq if last else 0
+        if newest is not None:
+            after = newest
         s.floors[f.conv] = after
         s.reply(F.Synced(re=f.id, conv=f.conv, seq=after))
         if unconfirmed:  # Redis did not confirm the subscription: live delivery may miss some

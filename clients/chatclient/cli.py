@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 from chatproto import WS_PATH, kinds, money
 from chatproto import frames as F
-from chatproto.errors import ChatProtoError
+from chatproto.errors import ChatProtoError, ErrorCode
 
 from chatclient.client import Client
 from chatclient.errors import (
@@ -39,6 +39,7 @@ from chatclient.errors import (
     ClientClosed,
     ConnectionLost,
     InvocationTimeoutError,
+    NotFound,
     RequestError,
 )
 from chatclient.events import (
@@ -54,9 +55,11 @@ from chatclient.keystore import KeyStore, KeyStoreInUse, KeyStoreLocked
 from chatclient.tui import (
     HELP,
     Access,
+    Answer,
     Approve,
     AskPayment,
     Balance,
+    Block,
     BotCommand,
     Bots,
     CancelRequest,
@@ -64,6 +67,7 @@ from chatclient.tui import (
     ClaimPacket,
     Command,
     Console,
+    ContactList,
     Convs,
     Create,
     Decline,
@@ -82,6 +86,7 @@ from chatclient.tui import (
     Line,
     Me,
     Names,
+    NewBot,
     No,
     Open,
     ParseError,
@@ -89,12 +94,14 @@ from chatclient.tui import (
     PayOrder,
     PayRequest,
     Press,
+    Privacy,
     Quit,
     React,
     Reads,
     RedPacket,
     Rename,
     Reply,
+    Requests,
     Role,
     Safety,
     SaveAttachment,
@@ -112,6 +119,8 @@ from chatclient.tui import (
     format_convs,
     format_event,
     format_message,
+    format_request,
+    format_requests,
     format_safety_number,
     format_wallet,
     format_who,
@@ -130,6 +139,13 @@ INVOKE_TIMEOUT = 30.0
 _TRUE = frozenset({"true", "yes", "y", "on", "1"})
 BEFORE_JOINED = "sent before you joined"
 """How the SDK's ``Undecryptable.reason`` starts for a message from before this account joined."""
+REQUESTS_SHOWN = 20
+"""Requests and invitations ``/requests`` shows (the first ones; answering some shows more)."""
+PRIVACY_WHAT = {
+    "add_me": "who may add you to conversations",
+    "presence": "who may see you online",
+    "last_seen": "who may see when you were last online",
+}
 AUTHORS = 4096
 """(conv, seq) -> sender remembered, to say whose invocation a bot's card answers."""
 
@@ -151,6 +167,18 @@ def _save_target(path: str | None, sent_name: str, seq: int) -> Path:
     if dest.exists():
         raise UsageError(f"{dest} exists: /save {seq} PATH")
     return dest
+
+
+def _new_key_file(path: str, command: str) -> Path:
+    """Where a new key file goes: never over an existing file."""
+    dest = Path(os.path.expanduser(path))
+    if dest.exists():
+        raise UsageError(f"{dest} exists: {command} OTHER_FILE.key")
+    return dest
+
+
+def _discard(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 class UsageError(Exception):
@@ -199,6 +227,12 @@ class Session:
         self._typing_seen: dict[tuple[int, int], float] = {}
         self._packets: dict[int, str] = {}
         """The latest red packet seen in each conversation (what a bare /claim takes)."""
+        self._announced: set[int] = set()
+        """Conversations whose request or invitation was shown (live or at connect)."""
+        self._waiting: dict[int, F.RequestInfo] = {}
+        """Direct requests shown and not answered here yet, by conversation."""
+        self._request_list: list[F.RequestInfo] = []
+        """The requests and invitations ``/requests`` showed last, in its numbering."""
         self.cards = Cards()
         """Numbered buttons and orders of the bot cards shown (``/press N``, ``/payorder N``)."""
 
@@ -280,6 +314,17 @@ class Session:
                 self.offline = True
             case Connected():
                 self.offline = False
+                shown = format_event(ev, self.names)
+                if shown is not None:
+                    self.console.show(shown)
+                self._spawn(self._announce_waiting())  # never holds the events up
+                return
+            case F.RequestEvent():
+                if ev.request.conv in self._announced:
+                    return
+                self._announced.add(ev.request.conv)
+                if ev.request.kind == "direct":
+                    self._waiting[ev.request.conv] = ev.request
             case Undecryptable() if ev.reason.startswith(BEFORE_JOINED):
                 self._before_join[ev.conv] = self._before_join.get(ev.conv, 0) + 1
                 return  # said once, calmly, when the conversation goes on (_say_before_join)
@@ -302,6 +347,23 @@ class Session:
         line = format_event(ev, self.names, cards=self.cards)
         if line is not None:
             self.console.show(line)
+
+    async def _announce_waiting(self) -> None:
+        """At connect: the requests and invitations that came while this client was away (one
+        line each, or one line for many)."""
+        try:
+            async with asyncio.timeout(self.client.request_timeout):
+                got, more = await self._fetch_requests(REQUESTS_SHOWN)
+        except (ChatClientError, TimeoutError):
+            return
+        new = [r for r in got if r.conv not in self._announced]
+        self._announced.update(r.conv for r in got)
+        self._waiting.update((r.conv, r) for r in new if r.kind == "direct")
+        if len(new) > 3 or more:
+            self.show(f"{len(got)}{'+' if more else ''} requests and invitations wait: /requests")
+        else:
+            for r in new:
+                self.console.show(format_request(r))
 
     def _say_before_join(self, conv: int) -> None:
         """One line for the messages of ``conv`` sent before this account joined (they cannot
@@ -486,7 +548,14 @@ class Session:
         except UsageError as exc:
             self.show(str(exc), "error")
         except RequestError as exc:
-            self.show(f"error: {exc}", "error")
+            if exc.code == ErrorCode.CONSENT_REQUIRED:
+                self.show(
+                    "not done: someone named is not your contact and must accept an invitation"
+                    " first: create the group with the others, then /invite them",
+                    "error",
+                )
+            else:
+                self.show(f"error: {exc}", "error")
         except ConnectionLost:
             self.show("connection lost before the server answered; try again", "error")
         except TimeoutError:
@@ -563,13 +632,29 @@ class Session:
                         raise UsageError(f"no conversation {index}: /convs lists {len(infos)}")
                     await self._open(await c.conversation(infos[index - 1].conv))
             case Dm(handle):
-                await self._open(await c.conversation(await c.direct(await c.lookup(handle))))
+                info = await c.conversation(await c.direct(await c.lookup(handle)))
+                await self._open(info)
+                asked = self._waiting.get(info.conv)
+                if asked is not None:
+                    self.show(
+                        f"@{asked.handle}'s message request is waiting: /accept @{asked.handle}"
+                        f" before you reply (or /decline @{asked.handle}, /block @{asked.handle})",
+                        "system",
+                    )
+                to_bot = any(m.access for m in info.members)  # a bot is placed, never asked
+                if (
+                    info.last_seq <= 1 and not to_bot and asked is None
+                ):  # only 'created' there: nobody wrote yet
+                    self.show(
+                        f"[@{handle}] unless you are @{handle}'s contact, your messages reach"
+                        f" @{handle} as a message request, pending until @{handle} accepts; you"
+                        " see nothing of them (read, typing, online) before that",
+                        "dim",
+                    )
             case Create(kind, title, handles):
-                members = [await c.lookup(h) for h in handles]
-                info = await c.create(kind, title, members)
-                await self._open(await c.conversation(info.conv))
+                await self._create(kind, title, handles)
             case Invite(handle):
-                await c.invite(self._need_current(), await c.lookup(handle))
+                await self._invite(self._need_current(), handle)
             case Kick(handle):
                 await c.remove(self._need_current(), await c.lookup(handle))
             case Role(handle, role):
@@ -615,6 +700,39 @@ class Session:
                 self.show(
                     f"device {device} added to your device list (version {version})", "system"
                 )
+            case Requests():
+                await self._show_requests()
+            case Answer(answer, handle, index):
+                await self._answer(answer, handle, index)
+            case Block(handle, blocked):
+                account = await c.lookup(handle)
+                self.names.handles.setdefault(account, handle)
+                if blocked:
+                    await c.contacts.block(account)
+                    self.show(
+                        f"@{handle} blocked: no messages, invitations or presence from them"
+                        f" (/unblock @{handle} undoes it)",
+                        "system",
+                    )
+                else:
+                    await c.contacts.unblock(account)
+                    self.show(f"@{handle} unblocked", "system")
+            case ContactList():
+                await self._contacts()
+            case Privacy(setting, value):
+                if setting:
+                    got = await c.contacts.set_privacy(**{setting: value})  # type: ignore[arg-type]
+                else:
+                    got = await c.contacts.privacy()
+                for key, what in PRIVACY_WHAT.items():
+                    self.show(f"  {key:<9}  {getattr(got, key):<8}  {what}")
+                if not setting:
+                    self.show(
+                        "/privacy add_me|presence|last_seen everyone|contacts|nobody changes one",
+                        "dim",
+                    )
+            case NewBot(handle, name, path):
+                await self._new_bot(handle, name, path)
             case Handover(device):
                 await c.transfer_master_key(device)
                 self.show(f"your account's master key was sent to device {device}", "system")
@@ -953,6 +1071,141 @@ class Session:
         if isinstance(m, Message) and not isinstance(m.content, kinds.Text):
             raise UsageError(f"#{seq} is not a text message")
         return seq
+
+    async def _create(self, kind: str, title: str, handles: tuple[str, ...]) -> None:
+        """``/group``, ``/channel``: the members who are not your contacts may have to be
+        invited instead (CONSENT_REQUIRED): then created with nobody and each one invited."""
+        c = self.client
+        members = [await c.lookup(h) for h in handles]
+        try:
+            info = await c.create(kind, title, members)
+        except RequestError as exc:
+            if exc.code != ErrorCode.CONSENT_REQUIRED:
+                raise
+            info = await c.create(kind, title, [])
+            await self._open(await c.conversation(info.conv))
+            for handle in handles:
+                await self._invite(info.conv, handle)
+            return
+        await self._open(await c.conversation(info.conv))
+        self._say_invited(info, dict(zip(members, handles, strict=True)))
+
+    async def _invite(self, conv: int, handle: str) -> None:
+        c = self.client
+        account = await c.lookup(handle)
+        await c.invite(conv, account)
+        info = await c.conversation(conv)
+        self._learn(info)
+        self._say_invited(info, {account: handle})
+
+    def _say_invited(self, info: F.ConvInfo, wanted: dict[int, str]) -> None:
+        """One line per account that got an invitation instead of a seat."""
+        present = {m.account for m in info.members}
+        for account, handle in wanted.items():
+            if account not in present:
+                self.show(
+                    f"[{self.names.label(info.conv)}] @{handle} is invited: once @{handle}"
+                    f" accepts, /invite @{handle} here adds them",
+                    "system",
+                )
+
+    async def _fetch_requests(self, at_least: int) -> tuple[list[F.RequestInfo], bool]:
+        """The first ``at_least`` pending requests (and whether more follow)."""
+        got: list[F.RequestInfo] = []
+        async for r in self.client.contacts.requests():
+            if len(got) == at_least:
+                return got, True
+            got.append(r)
+        return got, False
+
+    async def _show_requests(self) -> None:
+        got, more = await self._fetch_requests(REQUESTS_SHOWN)
+        self._request_list = got
+        for line in format_requests(got):
+            self.console.show(line)
+        if more:
+            self.show(
+                f"(more wait: answer these, then /requests again shows the next {REQUESTS_SHOWN})",
+                "dim",
+            )
+
+    async def _answer(self, answer: str, handle: str | None, index: int | None) -> None:
+        c = self.client
+        verb = "/accept" if answer == "accept" else "/decline"
+        if index is not None:
+            if not self._request_list:
+                self._request_list, _ = await self._fetch_requests(REQUESTS_SHOWN)
+            if index > len(self._request_list):
+                raise UsageError(f"no request {index}: /requests lists {len(self._request_list)}")
+            r = self._request_list[index - 1]
+        else:
+            found = [r async for r in c.contacts.requests() if r.handle == handle]
+            if not found:
+                raise UsageError(f"no request from @{handle} is waiting (/requests lists them)")
+            if len(found) > 1:
+                raise UsageError(
+                    f"@{handle} sent {len(found)} requests: /requests numbers them, then {verb} N"
+                )
+            r = found[0]
+        what = "message request" if r.kind == "direct" else f"invitation to the {r.kind}"
+        with contextlib.suppress(ValueError):
+            self._request_list.remove(r)
+        self._waiting.pop(r.conv, None)
+        if answer == "delete":
+            await c.contacts.delete(r.conv)
+            self.show(f"declined @{r.handle}'s {what} (they are not told)", "system")
+            return
+        await c.contacts.accept(r.conv)
+        try:
+            info = await c.conversation(r.conv)
+        except NotFound:  # a group with a signed membership log: its admin adds you now
+            title = f' "{r.title}"' if r.title else ""
+            self.show(
+                f"accepted @{r.handle}'s {what}{title}: you join when @{r.handle} adds you"
+                " (they /invite you again)",
+                "system",
+            )
+            return
+        self.show(f"accepted @{r.handle}'s {what}", "system")
+        await self._open(info)
+        await c.resync()  # what came while it was a request and this client was away
+
+    async def _contacts(self) -> None:
+        c = self.client
+        contacts, blocked = await c.contacts.contacts(), await c.contacts.blocked()
+        if any(a not in self.names.handles for a in contacts):
+            await self._conversations()  # direct conversations name them
+        for label, accounts in (("contacts", contacts), ("blocked", blocked)):
+            named = ", ".join(f"@{self.names.handle(a)}" for a in accounts) or "nobody"
+            self.show(f"{label}: {named}")
+
+    async def _new_bot(self, handle: str, name: str, path: str) -> None:
+        """``/newbot``: a bot account that this device signs for (so it is yours), with its
+        own key file."""
+        dest = _new_key_file(path or f"{handle}.key", f'/newbot {handle} "{name}"')
+        ks = KeyStore.open(dest)
+        registered = False
+        try:
+            bot = Client(self.client.urls, ks)
+            await _connect(bot, self.client.request_timeout)
+            try:
+                owner = self.client.approve_bot(handle, ks.key.public_key)
+                account = await bot.register(handle, name, bot=True, device_name="bot", owner=owner)
+                registered = True
+            finally:
+                await bot.__aexit__(None, None, None)
+        except CannotConnect as exc:
+            raise UsageError(str(exc)) from None
+        finally:
+            ks.close()
+            if not registered:  # the same command can simply be run again
+                _discard(dest)
+        self.show(f"bot @{handle} created (account {account}), owned by you; key: {dest}", "system")
+        self.show(
+            f"run it: Bot(URL, {str(dest)!r}, router).run() in your script, e.g."
+            f" python clients/examples/echo_bot.py --url {self.client.url} --keystore {dest}",
+            "system",
+        )
 
     async def _read_positions(self, conv: int) -> list[Line]:
         info = await self.client.conversation(conv)

@@ -381,8 +381,57 @@ class SaveAttachment:
     path: str | None = None
 
 
+@dataclass(frozen=True)
+class Requests:
+    """The pending message requests and group invitations (``/requests``), numbered."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Answer a message request or invitation: ``accept``, ``delete`` (``/decline``) or
+    ``block``; by its sender's handle or its ``/requests`` number."""
+
+    answer: str
+    handle: str | None = None
+    index: int | None = None
+
+
+@dataclass(frozen=True)
+class Block:
+    handle: str
+    blocked: bool = True
+
+
+@dataclass(frozen=True)
+class ContactList:
+    """Your contacts and the accounts you blocked (``/contacts``)."""
+
+
+@dataclass(frozen=True)
+class Privacy:
+    """Show the privacy settings, or change one (``/privacy add_me contacts``)."""
+
+    setting: str = ""
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class NewBot:
+    """Create a bot account owned by yours, its key in ``path`` (default ``HANDLE.key``)."""
+
+    handle: str
+    name: str
+    path: str = ""
+
+
 Command = (
     Say
+    | Requests
+    | Answer
+    | Block
+    | ContactList
+    | Privacy
+    | NewBot
     | SendFile
     | SaveAttachment
     | Help
@@ -443,7 +492,8 @@ commands:
   /dm @handle                open (or create) the direct conversation with @handle
   /group "Title" @a @b ...   create a group with these members
   /channel "Title" [@a ...]  create a channel
-  /invite @handle            add someone to the current group or channel
+  /invite @handle            add someone to the current group or channel (a stranger gets
+                             an invitation to accept)
   /kick @handle              remove someone from the current group or channel
   /role @handle admin|member change someone's role (owner only)
   /leave                     leave the current group or channel
@@ -456,6 +506,16 @@ commands:
   /read                      how far each member has read here (seen since you connected)
   /who                       members of the current conversation, with roles and presence
   /me                        who you are
+  /requests                  message requests and group invitations waiting for you
+  /accept @handle | N        accept the request or invitation from @handle (or number N)
+  /decline @handle | N       delete it; its sender is not told
+  /block @handle             block @handle (no messages, invitations, presence from them);
+                             /unblock @handle undoes it
+  /contacts                  your contacts (whom you accepted or messaged first) and blocks
+  /privacy                   who may add you, see you online, see your last seen
+  /privacy SETTING VALUE     change one: add_me|presence|last_seen everyone|contacts|nobody
+  /newbot HANDLE "Name" [KEYFILE]  create a bot owned by you; its key goes to KEYFILE
+                             (default HANDLE.key), which the bot runs with
   /safety @handle            the 60-digit safety number to compare with @handle
   /verify @handle            mark @handle's keys verified (also accepts a changed key)
   /unverify @handle          forget that @handle's keys were verified
@@ -516,6 +576,13 @@ LOCAL_COMMANDS = frozenset(
         "request",
         "decline",
         "cancel",
+        "requests",
+        "accept",
+        "block",
+        "unblock",
+        "contacts",
+        "privacy",
+        "newbot",
         "yes",
         "no",
         "reply",
@@ -545,6 +612,7 @@ LOCAL_COMMANDS = frozenset(
     ]
 )
 """chat's own command names (after aliases); any other /word may be a bot's."""
+PRIVACY_SETTINGS = ("add_me", "presence", "last_seen")
 _HANDLE_RE = re.compile(HANDLE_PATTERN)
 _ALIASES = {"q": "quit", "exit": "quit", "h": "help", "?": "help", "list": "convs"}
 
@@ -711,10 +779,46 @@ def parse_command(line: str) -> Command | None:
             return Handover(int(args[0]))
         case "pay" if len(args) == 1:
             return PayRequest(_request_id(args[0], "/pay REQUEST_ID"), confirmed)
-        case "decline" | "cancel":
+        case "requests" | "contacts":
+            if args:
+                raise usage(f"/{name}")
+            return Requests() if name == "requests" else ContactList()
+        case "accept" | "decline" if len(args) == 1 and (
+            args[0].startswith("@") or args[0].isdigit()
+        ):
+            answer = "accept" if name == "accept" else "delete"
+            if args[0].isdigit():
+                return Answer(answer, index=_number(args[0], f"/{name} @handle | N"))
+            return Answer(answer, handle=parse_handle(args[0]))
+        case "accept":
+            raise usage("/accept @handle | N  (N: as /requests numbers them)")
+        case "block" | "unblock":
             if len(args) != 1:
-                raise usage(f"/{name} REQUEST_ID")
-            rid = _request_id(args[0], f"/{name} REQUEST_ID")
+                raise usage(f"/{name} @handle")
+            return Block(parse_handle(args[0]), name == "block")
+        case "privacy":
+            if not args:
+                return Privacy()
+            if (
+                len(args) != 2
+                or args[0] not in PRIVACY_SETTINGS
+                or args[1] not in ("everyone", "contacts", "nobody")
+            ):
+                raise usage("/privacy [add_me|presence|last_seen everyone|contacts|nobody]")
+            return Privacy(args[0], args[1])
+        case "newbot":
+            if len(args) not in (2, 3) or not args[1].strip():
+                raise usage('/newbot HANDLE "Name" [KEYFILE]')
+            if len(args[1].strip()) > 64:
+                raise ParseError("the name is longer than 64 characters")
+            return NewBot(parse_handle(args[0]), args[1].strip(), args[2] if len(args) == 3 else "")
+        case "decline" | "cancel":
+            text = (
+                "/decline @handle | N | REQUEST_ID" if name == "decline" else "/cancel REQUEST_ID"
+            )
+            if len(args) != 1:
+                raise usage(text)
+            rid = _request_id(args[0], text)
             return Decline(rid) if name == "decline" else CancelRequest(rid)
         case "yes" | "no":
             if args:
@@ -1172,6 +1276,8 @@ def format_event(
             return Line(f"security: {names.handle(ev.account)}: {ev.reason}", "error")
         case DevicesChanged():
             return Line(f"{names.handle(ev.account)} changed devices", "dim")
+        case F.RequestEvent():
+            return format_request(ev.request)
         case MasterKeyReceived():
             return Line(
                 f"device {ev.from_device} gave this device your account's master key:"
@@ -1179,6 +1285,26 @@ def format_event(
                 "system",
             )
     return None  # receipts
+
+
+def format_request(r: F.RequestInfo, number: int | None = None) -> Line:
+    """One line for a message request or invitation, saying what to type."""
+    who = f"@{r.handle}"
+    if r.kind == "direct":
+        what = f"{who} wants to message you"
+    else:
+        title = f' "{r.title}"' if r.title else ""
+        what = f"{who} invites you to the {r.kind}{title}"
+    if number is not None:
+        return Line(f"{number:>4}. {what}")
+    return Line(f"{what}: /accept {who}, /decline {who} or /block {who}", "system")
+
+
+def format_requests(requests: Iterable[F.RequestInfo]) -> list[Line]:
+    out = [format_request(r, n) for n, r in enumerate(requests, 1)]
+    if not out:
+        return [Line("no requests or invitations waiting", "dim")]
+    return [*out, Line("/accept N, /decline N, or /block @handle", "dim")]
 
 
 def unread(info: F.ConvInfo) -> int:

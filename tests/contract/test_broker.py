@@ -242,6 +242,37 @@ async def test_an_overflow_while_redis_is_up_makes_the_other_nodes_resync(
         assert own == []  # the overflowing node's own clients had everything (local first)
 
 
+async def test_a_batch_lost_on_a_dead_publish_connection_makes_the_other_nodes_resync(
+    redis_rig: Rig,
+) -> None:
+    """A publish connection can die alone (killed, or gone stale while idle through an outage
+    and found dead only by the next batch, after Redis is back): the other nodes saw nothing
+    go wrong, yet the batch never reached them. Their resync hook runs."""
+    assert redis_rig.redis is not None
+    own: list[float] = []
+    url = f"{redis_rig.redis.url}?client_name=lone"
+    publisher = redis_broker(url, own, heartbeat_interval=3600)  # no heartbeat finds it first
+    async with running(publisher), redis.asyncio.from_url(redis_rig.redis.url) as admin:
+        inbox = Inbox()
+        redis_rig.broker.subscribe("c.lone", inbox)
+        await inbox.settle(publisher, ["c.lone"])
+        clients = await admin.client_list(_type="normal")
+        flusher = [c["id"] for c in clients if c["name"] == "lone"]
+        assert len(flusher) == 1
+        assert await admin.client_kill_filter(_id=flusher[0]) == 1
+        publisher.publish("c.lone", b"lost")
+        async with asyncio.timeout(5):
+            while not publisher.stats.dropped:
+                await asyncio.sleep(0.01)
+        assert redis_rig.broker.healthy()  # the other node saw no outage of its own
+        async with asyncio.timeout(5):
+            while not redis_rig.reconnects:
+                await asyncio.sleep(0.01)
+        assert inbox.got["c.lone"] == []
+        publisher.publish("c.lone", b"after")
+        assert await inbox.wait_for("c.lone", 1) == [b"after"]
+
+
 async def test_redis_outage_publish_never_blocks_then_reconnects_resubscribes_and_delivers(
     redis_rig: Rig,
 ) -> None:
