@@ -32,6 +32,7 @@ from chatd.services.limits import Limits, MemoryBuckets
 from chatd.services.messaging import MessagingService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
+from chatd.services.reports import ReportService
 from chatd.services.suspension import SuspensionService
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ class Services:
         """Budgets per account and per address, shared by every session (and node)."""
         self.auth = AuthService(deps)
         self.conversations = ConversationService(deps)
-        self.messaging = MessagingService(deps)
+        self.reports = ReportService(deps)
+        self.messaging = MessagingService(deps, self.reports)
         self.presence = PresenceService(deps)
         self.keys = KeyService(deps)
         self.payments = PaymentService(deps)
@@ -433,6 +435,8 @@ class Session:
                 | F.GetPrivacy()
             ):
                 self.reply(await svc.contacts.handle(a, frame))
+            case F.Report():
+                self.reply(await svc.reports.report(a, frame))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

@@ -717,6 +717,48 @@ class ConsentStore(Protocol):
     async def queued_from(self, device: int, sender: int) -> tuple[int, int]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class FrankingTag:
+    """The server's franking tag of message ``seq`` of ``conv`` and what it binds (E2E.md 17)."""
+
+    conv: int
+    seq: int
+    sender: int
+    ts: int
+    tag: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """A verified report (SPEC.md 18.7): ``plaintext`` is what the reporter revealed."""
+
+    id: int
+    reporter: int
+    conv: int
+    seq: int
+    sender: int
+    ts: int
+    plaintext: bytes
+    reason: str
+    created_at: int
+    resolved_at: int
+    resolution: str
+
+
+class ReportStore(Protocol):
+    """Franking tags and reports (``store.reports``)."""
+
+    async def franking_secret(self, secret: bytes) -> bytes: ...
+    def put_franking_tag(self, t: FrankingTag) -> asyncio.Future[None]:
+        """Queue the tag's write (committed with the next group commit)."""
+
+    async def franking_tag(self, conv: int, seq: int) -> FrankingTag | None: ...
+    async def add_report(
+        self, reporter: int, t: FrankingTag, plaintext: bytes, reason: str, now: int
+    ) -> int: ...
+    async def reports(self, everything: bool, after: int, limit: int) -> list[ReportRow]: ...
+
+
 class Store(
     AccountStore,
     ConversationStore,
@@ -727,6 +769,7 @@ class Store(
     ToDeviceStore,
     LedgerStore,
     ConsentStore,
+    ReportStore,
     Protocol,
 ):
     """Everything the server stores."""

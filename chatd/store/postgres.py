@@ -60,6 +60,7 @@ from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
+from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
@@ -235,7 +236,15 @@ def _refusal(kind: str, role: str) -> ChatdError:
 
 
 class PostgresStore(
-    Accounts, Conversations, Bots, Messages, Keys, Consent, Ledger, GroupCommitWriter[Op[Any]]
+    Accounts,
+    Conversations,
+    Bots,
+    Messages,
+    Keys,
+    Consent,
+    Reports,
+    Ledger,
+    GroupCommitWriter[Op[Any]],
 ):
     """``Store`` over a PostgreSQL database shared by any number of nodes. Run ``run()`` in the
     owner's TaskGroup after ``open()``."""

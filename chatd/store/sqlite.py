@@ -56,6 +56,7 @@ from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_sqlite
+from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql, run_sync
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
@@ -314,7 +315,15 @@ def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite3.Connecti
 
 
 class SQLiteStore(
-    Accounts, Conversations, Bots, Messages, Keys, Consent, Ledger, GroupCommitWriter[Op[Any]]
+    Accounts,
+    Conversations,
+    Bots,
+    Messages,
+    Keys,
+    Consent,
+    Reports,
+    Ledger,
+    GroupCommitWriter[Op[Any]],
 ):
     """``Store`` over one SQLite file. Run ``run()`` in the owner's TaskGroup after ``open()``."""
 

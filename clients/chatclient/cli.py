@@ -119,6 +119,7 @@ from chatclient.tui import (
     format_convs,
     format_event,
     format_message,
+    format_request,
     format_requests,
     format_safety_number,
     format_wallet,
@@ -226,6 +227,10 @@ class Session:
         self._typing_seen: dict[tuple[int, int], float] = {}
         self._packets: dict[int, str] = {}
         """The latest red packet seen in each conversation (what a bare /claim takes)."""
+        self._announced: set[int] = set()
+        """Conversations whose request or invitation was shown (live or at connect)."""
+        self._waiting: dict[int, F.RequestInfo] = {}
+        """Direct requests shown and not answered here yet, by conversation."""
         self._request_list: list[F.RequestInfo] = []
         """The requests and invitations ``/requests`` showed last, in its numbering."""
         self.cards = Cards()
@@ -309,6 +314,17 @@ class Session:
                 self.offline = True
             case Connected():
                 self.offline = False
+                shown = format_event(ev, self.names)
+                if shown is not None:
+                    self.console.show(shown)
+                self._spawn(self._announce_waiting())  # never holds the events up
+                return
+            case F.RequestEvent():
+                if ev.request.conv in self._announced:
+                    return
+                self._announced.add(ev.request.conv)
+                if ev.request.kind == "direct":
+                    self._waiting[ev.request.conv] = ev.request
             case Undecryptable() if ev.reason.startswith(BEFORE_JOINED):
                 self._before_join[ev.conv] = self._before_join.get(ev.conv, 0) + 1
                 return  # said once, calmly, when the conversation goes on (_say_before_join)
@@ -331,6 +347,23 @@ class Session:
         line = format_event(ev, self.names, cards=self.cards)
         if line is not None:
             self.console.show(line)
+
+    async def _announce_waiting(self) -> None:
+        """At connect: the requests and invitations that came while this client was away (one
+        line each, or one line for many)."""
+        try:
+            async with asyncio.timeout(self.client.request_timeout):
+                got, more = await self._fetch_requests(REQUESTS_SHOWN)
+        except (ChatClientError, TimeoutError):
+            return
+        new = [r for r in got if r.conv not in self._announced]
+        self._announced.update(r.conv for r in got)
+        self._waiting.update((r.conv, r) for r in new if r.kind == "direct")
+        if len(new) > 3 or more:
+            self.show(f"{len(got)}{'+' if more else ''} requests and invitations wait: /requests")
+        else:
+            for r in new:
+                self.console.show(format_request(r))
 
     def _say_before_join(self, conv: int) -> None:
         """One line for the messages of ``conv`` sent before this account joined (they cannot
@@ -601,8 +634,17 @@ class Session:
             case Dm(handle):
                 info = await c.conversation(await c.direct(await c.lookup(handle)))
                 await self._open(info)
+                asked = self._waiting.get(info.conv)
+                if asked is not None:
+                    self.show(
+                        f"@{asked.handle}'s message request is waiting: /accept @{asked.handle}"
+                        f" before you reply (or /decline @{asked.handle}, /block @{asked.handle})",
+                        "system",
+                    )
                 to_bot = any(m.access for m in info.members)  # a bot is placed, never asked
-                if info.last_seq <= 1 and not to_bot:  # only 'created' there: nobody wrote yet
+                if (
+                    info.last_seq <= 1 and not to_bot and asked is None
+                ):  # only 'created' there: nobody wrote yet
                     self.show(
                         f"[@{handle}] unless you are @{handle}'s contact, your messages reach"
                         f" @{handle} as a message request, pending until @{handle} accepts; you"
@@ -1108,6 +1150,7 @@ class Session:
         what = "message request" if r.kind == "direct" else f"invitation to the {r.kind}"
         with contextlib.suppress(ValueError):
             self._request_list.remove(r)
+        self._waiting.pop(r.conv, None)
         if answer == "delete":
             await c.contacts.delete(r.conv)
             self.show(f"declined @{r.handle}'s {what} (they are not told)", "system")
@@ -1125,6 +1168,7 @@ class Session:
             return
         self.show(f"accepted @{r.handle}'s {what}", "system")
         await self._open(info)
+        await c.resync()  # what came while it was a request and this client was away
 
     async def _contacts(self) -> None:
         c = self.client

@@ -512,9 +512,10 @@ commands:
   /block @handle             block @handle (no messages, invitations, presence from them);
                              /unblock @handle undoes it
   /contacts                  your contacts (whom you accepted or messaged first) and blocks
-  /privacy                   who may add you, see you online, see your last seen;
-  /privacy add_me|presence|last_seen everyone|contacts|nobody   change one
-  /newbot HANDLE "Name"      create a bot owned by you; its key goes to HANDLE.key
+  /privacy                   who may add you, see you online, see your last seen
+  /privacy SETTING VALUE     change one: add_me|presence|last_seen everyone|contacts|nobody
+  /newbot HANDLE "Name" [KEYFILE]  create a bot owned by you; its key goes to KEYFILE
+                             (default HANDLE.key), which the bot runs with
   /safety @handle            the 60-digit safety number to compare with @handle
   /verify @handle            mark @handle's keys verified (also accepts a changed key)
   /unverify @handle          forget that @handle's keys were verified

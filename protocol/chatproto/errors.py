@@ -31,6 +31,9 @@ class ErrorCode(enum.IntEnum):
     INVALID = 23
     CONSENT_REQUIRED = 24
     """A signed ``create_conv`` names accounts that must be invited instead (SPEC.md 18.3)."""
+    REPORT_REFUSED = 25
+    """A ``report``'s opening does not verify: the plaintext, franking key, sender, conv or seq
+    is not what was sent (SPEC.md 18.7)."""
     # Limits.
     RATE_LIMITED = 30
     SLOW_CONSUMER = 31

@@ -71,6 +71,7 @@ refused with ``INVALID_AMOUNT`` rather than ``BAD_FIELD``."""
 CurrencyCode = Annotated[str, msgspec.Meta(max_length=L.MAX_CURRENCY_CHARS)]
 """An ISO 4217 code; anything the server does not accept is ``UNKNOWN_CURRENCY``."""
 Hash32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+ReportReason = Annotated[str, msgspec.Meta(max_length=256)]
 SplitKind = Literal["random", "equal"]
 AccountType = Literal["user", "bot"]
 ConvKind = Literal["direct", "group", "channel"]
@@ -267,6 +268,10 @@ class Send(Frame, tag="send", kw_only=True, frozen=True):
     """The accounts this message is addressed to (a command for a bot, a mention, a reply to
     its message, a mini-app invocation): clear metadata the server stores and uses only to
     decide what an ``addressed`` bot receives (SPEC.md 16.3). Unique; at most 16."""
+    fc: Hash32 | None = None
+    """Franking commitment (E2E.md 17): ``chatproto.franking.commit`` of the plaintext under the
+    franking key inside the ciphertext. The server binds it to the sender, conv, seq and ts in
+    a tag it keeps, so a recipient can later ``report`` the message (SPEC.md 18.7)."""
 
 
 class Sync(Frame, tag="sync", kw_only=True, frozen=True):
@@ -1045,6 +1050,29 @@ class AnswerRequest(Frame, tag="answer_request", kw_only=True, frozen=True):
     answer: Answer
 
 
+class Report(Frame, tag="report", kw_only=True, frozen=True):
+    """Report message ``seq`` of ``conv`` to the operator, revealing its franking opening
+    (SPEC.md 18.7). -> ``Reported``; ``REPORT_REFUSED`` when the opening does not verify."""
+
+    id: ReqId
+    conv: Id
+    seq: Id
+    plaintext: Body
+    """The franked plaintext (E2E.md 17): exactly the bytes the sender committed to."""
+    fk: Hash32
+    """The franking key, from inside the decrypted message."""
+    reason: ReportReason = ""
+
+
+class Reported(Frame, tag="reported", kw_only=True, frozen=True):
+    """``Report`` ``re`` verified and is stored as report ``report`` for the operator; ``sender``
+    is the account the server attests sent the message."""
+
+    re: ReqId
+    report: Id
+    sender: Id
+
+
 class Block(Frame, tag="block", kw_only=True, frozen=True):
     """Block ``account``: it can no longer reach, add or watch the caller. -> ``Ok``."""
 
@@ -1181,6 +1209,7 @@ ClientFrame = (
     | ListContacts
     | SetPrivacy
     | GetPrivacy
+    | Report
 )
 ServerFrame = (
     Challenge
@@ -1217,6 +1246,7 @@ ServerFrame = (
     | Contacts
     | Privacy
     | RequestEvent
+    | Reported
 )
 AnyFrame = ClientFrame | ServerFrame
 

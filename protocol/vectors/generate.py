@@ -1,5 +1,5 @@
 """Write the chatd.v1 test vectors (frames.json, decode_only.json, invalid.json, auth.json,
-kinds.json, payments.json) next to this script.
+kinds.json, payments.json, franking.json) next to this script.
 
 Run once after a protocol change and commit the output::
 
@@ -22,7 +22,7 @@ if str(HERE.parent) not in sys.path:  # run as a script from a checkout: find pr
     sys.path.insert(0, str(HERE.parent))
 
 import msgspec  # noqa: E402
-from chatproto import auth, codec, kinds, money, payments  # noqa: E402
+from chatproto import auth, codec, franking, kinds, money, payments  # noqa: E402
 from chatproto import frames as F  # noqa: E402
 from chatproto import limits as L  # noqa: E402
 from chatproto.e2e.primitives import SigningKey  # noqa: E402
@@ -365,6 +365,32 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("list_requests_page", F.ListRequests(id=65, after=42, limit=20)),
         ("answer_request_accept", F.AnswerRequest(id=66, conv=42, answer="accept")),
         ("answer_request_block", F.AnswerRequest(id=67, conv=42, answer="block")),
+        (
+            "send_franked",
+            F.Send(
+                id=90,
+                conv=42,
+                cmid="c-0003",
+                kind="e2e",
+                body=b"\x01ciphertext",
+                fc=franking.commit(bytes(range(0x01, 0x21)), b"hello"),
+            ),
+        ),
+        (
+            "report",
+            F.Report(
+                id=91,
+                conv=42,
+                seq=1001,
+                plaintext=b"hello",
+                fk=bytes(range(0x01, 0x21)),
+                reason="spam",
+            ),
+        ),
+        (
+            "report_no_reason",
+            F.Report(id=92, conv=42, seq=1001, plaintext=b"", fk=bytes(range(0x21, 0x41))),
+        ),
         ("block", F.Block(id=68, account=9)),
         ("unblock", F.Unblock(id=69, account=9)),
         ("list_contacts", F.ListContacts(id=70)),
@@ -814,6 +840,7 @@ def server_frames() -> list[tuple[str, F.Frame]]:
         ("requests_empty", F.Requests(re=65, requests=[], more=False)),
         ("contacts", F.Contacts(re=70, accounts=[2, 3], more=False)),
         ("privacy", F.Privacy(re=72, add_me="contacts", presence="contacts", last_seen="nobody")),
+        ("reported", F.Reported(re=91, report=3, sender=7)),
         (
             "request_event",
             F.RequestEvent(
@@ -1594,6 +1621,52 @@ def payment_vectors() -> dict[str, Any]:
 # --------------------------------------------------------------------------- output
 
 
+def franking_vectors() -> dict[str, Any]:
+    """E2E.md section 17: commitments, server tags, and reports that must be refused."""
+    secret = bytes(range(0x60, 0x80))
+    key = bytes(range(0x01, 0x21))
+    other_key = bytes(range(0x21, 0x41))
+    plaintext = franking.encode_plaintext(
+        "text", kinds.encode_content(kinds.Text(text="meet me at 5"))[1]
+    )
+    at = {"sender": 7, "conv": 42, "seq": 1001, "ts": 1_767_225_600_123}
+    commitment = franking.commit(key, plaintext)
+    tag = franking.tag(secret, commitment, **at)
+    accepted = [
+        {
+            "name": "text",
+            "plaintext": plaintext.hex(),
+            "key": key.hex(),
+            "commitment": commitment.hex(),
+            **at,
+            "tag": tag.hex(),
+        },
+        {
+            "name": "empty_plaintext",
+            "plaintext": "",
+            "key": other_key.hex(),
+            "commitment": franking.commit(other_key, b"").hex(),
+            **at,
+            "tag": franking.tag(secret, franking.commit(other_key, b""), **at).hex(),
+        },
+    ]
+    refused: list[dict[str, Any]] = []
+    for name, change in (
+        ("altered_plaintext", {"plaintext": (plaintext[:-1] + b"6").hex()}),
+        ("swapped_key", {"key": other_key.hex()}),
+        ("other_sender", {"sender": 8}),
+        ("other_conv", {"conv": 43}),
+        ("other_seq", {"seq": 1000}),
+        ("other_ts", {"ts": at["ts"] + 1}),
+        ("short_key", {"key": key[:31].hex()}),
+    ):
+        refused.append(
+            {"name": name, "plaintext": plaintext.hex(), "key": key.hex(), **at, "tag": tag.hex()}
+            | change
+        )
+    return {"secret": secret.hex(), "accepted": accepted, "refused": refused}
+
+
 _BIN = (
     'a msgpack bin value (a field of a frame or of a content map) is written {"$bytes": '
     '"<lowercase hex>"}, every other value as the plain JSON value'
@@ -1605,6 +1678,7 @@ FORMATS = {
     "auth.json": "signed payloads of SPEC.md section 6.2: every byte string (inputs, payload, keys, signature) is a lowercase hex string",
     "kinds.json": f"message bodies of SPEC.md section 9: `hex` is the body of `kind`, `content` its JSON form, where {_BIN}",
     "payments.json": f"SPEC.md section 15: in intents and receipts {_BIN}; payloads, hashes, seeds, keys and signatures are lowercase hex strings",
+    "franking.json": "E2E.md section 17: `secret` is the server's franking secret; in `accepted` the commitment and tag of each plaintext, key, sender, conv, seq and ts; in `refused` reports (plaintext, key, sender, conv, seq, ts, tag) the server must refuse; byte strings are lowercase hex",
 }
 """Each file's ``format`` header: how to read it, bytes above all (README.md has the rest)."""
 
@@ -1624,6 +1698,7 @@ def build() -> dict[str, str]:
         "auth.json": auth_vectors(),
         "kinds.json": kind_vectors(),
         "payments.json": payment_vectors(),
+        "franking.json": franking_vectors(),
     }
     return {
         name: json.dumps(_with_header(name, value), indent=2, ensure_ascii=False) + "\n"

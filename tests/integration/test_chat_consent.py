@@ -106,12 +106,15 @@ async def test_readme_two_terminals_on_the_default_config(url: str, tmp_path: Pa
     assert await alice.close() == 0
     assert await bob.close() == 0
     assert "error" not in alice.text + bob.text
+    assert bob.text.count("alice: hello bob") == 1  # shown as it came, not again on /accept
 
 
 async def test_requests_listed_and_declined_by_number(url: str, tmp_path: Path) -> None:
     alice, bob = await _two(url, tmp_path)
     alice.send("/dm @bob", "knock knock")
     await bob.wait_for("@alice wants to message you")
+    bob.send("/dm @alice")
+    await bob.wait_for(r"@alice's message request is waiting: /accept @alice before you reply")
     bob.send("/requests")
     await bob.wait_for(r"^   1\. @alice wants to message you$")
     bob.send("/decline 1")
@@ -220,3 +223,41 @@ async def test_newbot_makes_a_bot_that_runs_with_its_key_file(url: str, tmp_path
     await alice.wait_for("error: HANDLE_TAKEN")
     assert not taken.exists()  # nothing left to clean up: the same command can be run again
     assert await alice.close() == 0
+
+
+async def test_a_request_sent_while_away_is_shown_at_start(url: str, tmp_path: Path) -> None:
+    await _register(url, tmp_path / "bob.key", "bob", "Bob")
+    await _register(url, tmp_path / "alice.key", "alice", "Alice")
+    alice = Terminal(url, tmp_path / "alice.key").start()
+    alice.send("/dm @bob", "hello while you were out")
+    await alice.wait_for(r"\[@bob\] \d\d:\d\d alice: hello while you were out")
+    bob = Terminal(url, tmp_path / "bob.key").start()
+    await bob.wait_for(
+        r"^@alice wants to message you: /accept @alice, /decline @alice or /block @alice$"
+    )
+    bob.send("/accept @alice")
+    await bob.wait_for(r"now in \[@alice\]")
+    await bob.wait_for(r"\[@alice\] \d\d:\d\d alice: hello while you were out")
+    bob.send("back now")
+    await alice.wait_for(r"\[@bob\] \d\d:\d\d bob: back now")
+    assert bob.text.count("wants to message you") == 1
+    assert bob.text.count("alice: hello while you were out") == 1
+    assert await alice.close() == 0
+    assert await bob.close() == 0
+
+
+async def test_many_waiting_requests_are_one_line_at_start(url: str, tmp_path: Path) -> None:
+    await _register(url, tmp_path / "bob.key", "bob", "Bob")
+    for n in range(4):
+        async with Client(url, KeyStore.open(tmp_path / f"s{n}.key")) as stranger:
+            await stranger.register(f"stranger{n}", "S")
+            await stranger.send_text(await stranger.direct(await stranger.lookup("bob")), "hi")
+    bob = Terminal(url, tmp_path / "bob.key").start()
+    await bob.wait_for(r"^4 requests and invitations wait: /requests$")
+    bob.send("/requests")
+    await bob.wait_for(r"^   4\. @stranger3 wants to message you$")
+    assert "stranger0 wants to message you: /accept" not in bob.text
+    bob.send("/accept 2")
+    await bob.wait_for(r"accepted @stranger1's message request")
+    await bob.wait_for(r"\[@stranger1\] \d\d:\d\d stranger1: hi")
+    assert await bob.close() == 0

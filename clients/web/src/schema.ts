@@ -110,7 +110,7 @@ export const CLIENT: Record<string, readonly Field[]> = {
   leave: [["id", "reqid"], ["conv", "id"], ENTRY],
   get_member_log: [["id", "reqid"], ["conv", "id"], ["after", "u32", 0], ["limit", "limit", 100]],
   rename: [["id", "reqid"], ["conv", "id"], ["title", "title"]],
-  send: [["id", "reqid"], ["conv", "id"], ["cmid", "cmid"], ["kind", "kind"], ["body", "body"], ["to", "[id]:16", []]],
+  send: [["id", "reqid"], ["conv", "id"], ["cmid", "cmid"], ["kind", "kind"], ["body", "body"], ["to", "[id]:16", []], ["fc", "bin:32?", ABSENT]],
   sync: [["id", "reqid"], ["conv", "id"], ["after", "seq", 0]],
   fetch: [["id", "reqid"], ["conv", "id"], ["after", "seq", 0], ["before", "seq?", ABSENT], ["limit", "limit", 100]],
   receipt: [["id", "reqid"], ["conv", "id"], ["type", "delivered|read"], ["seq", "seq"]],
@@ -146,6 +146,7 @@ export const CLIENT: Record<string, readonly Field[]> = {
   download_token: [["id", "reqid"], ["blob", "blob"]],
   attach_blob: [["id", "reqid"], ["conv", "id"], ["blob", "blob"], ["seq", "seq", 0]],
   detach_blob: [["id", "reqid"], ["conv", "id"], ["seq", "id"], ["blob", "blob"]],
+  report: [["id", "reqid"], ["conv", "id"], ["seq", "id"], ["plaintext", "body"], ["fk", "bin:32"], ["reason", "str:0..256", ""]],
 };
 
 /** Server -> client frames. */
@@ -183,5 +184,6 @@ export const SERVER: Record<string, readonly Field[]> = {
   contacts: [["re", "reqid"], ["accounts", "[id]:1000000"], ["more", "bool"]],
   privacy: [["re", "reqid"], ["add_me", "everyone|contacts|nobody"], ["presence", "everyone|contacts|nobody"], ["last_seen", "everyone|contacts|nobody"]],
   request_event: [["request", "{RequestInfo}"]],
+  reported: [["re", "reqid"], ["report", "id"], ["sender", "id"]],
   media_token: [["re", "reqid"], ["blob", "blob"], ["token", "str:1..128"], ["path", "str:0..1000"], ["expires", "ms"]],
 };

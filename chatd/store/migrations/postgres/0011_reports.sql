@@ -1,0 +1,29 @@
+-- chatd schema, version 11: message franking and reports (SPEC.md 18.7, E2E.md 17).
+-- ``franking_tags``: for each message sent with a franking commitment, the server's tag binding
+-- it to sender, conv, seq and ts (HMAC under the 'franking' secret of ``server_keys``). Neither
+-- the commitment nor anything of the plaintext is stored; the tag outlives a deleted body.
+-- ``reports``: verified reports, with the plaintext the reporter revealed, for the operator.
+CREATE TABLE franking_tags (
+    conv_id  BIGINT NOT NULL,
+    seq      BIGINT NOT NULL,
+    sender   BIGINT NOT NULL,
+    ts       BIGINT NOT NULL,
+    tag      BYTEA  NOT NULL CHECK (octet_length(tag) = 32),
+    PRIMARY KEY (conv_id, seq)
+);
+
+CREATE TABLE reports (
+    id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    reporter     BIGINT NOT NULL,
+    conv_id      BIGINT NOT NULL,
+    seq          BIGINT NOT NULL,
+    sender       BIGINT NOT NULL,
+    ts           BIGINT NOT NULL,
+    plaintext    BYTEA  NOT NULL,
+    reason       TEXT   NOT NULL,
+    created_at   BIGINT NOT NULL,
+    resolved_at  BIGINT NOT NULL DEFAULT 0,
+    resolution   TEXT   NOT NULL DEFAULT '',
+    UNIQUE (reporter, conv_id, seq)
+);
+CREATE INDEX reports_open ON reports (id) WHERE resolved_at = 0;

@@ -1,0 +1,177 @@
+"""Reports of end-to-end encrypted messages, verified by message franking (issue 14.3,
+SPEC.md 18.7, E2E.md 17), against a real server on SQLite and PostgreSQL with the consent
+defaults.
+
+The clients here are raw: the ``e2e`` body stands for the sender-key ciphertext (the server
+never reads it); the franking key and plaintext stay on the clients until a report reveals
+them. A true report verifies and names its sender; every forgery (another plaintext, another
+key, another seq or conversation, a message never sent) is refused with ``REPORT_REFUSED``
+and stores nothing; a stranger gets ``NOT_FOUND``; the operator lists and resolves reports."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from chatproto import frames as F
+from chatproto import franking, kinds
+from chatproto.errors import ErrorCode
+from conftest import make_settings, run_server
+from testkit import Raw
+
+FAST = {"frames_per_second": 100_000.0, "frame_burst": 100_000.0}
+CONSENT = {"add_me": "contacts", "presence": "contacts", "last_seen": "contacts"}
+"""The server's defaults, written out (the suite's settings open them up otherwise)."""
+
+
+def settings(tmp_path: Path, db: str) -> Any:
+    return make_settings(tmp_path, store={"db": db}, limits=FAST, consent=CONSENT)
+
+
+_cmids = itertools.count(1)
+
+
+async def user(url: str, handle: str) -> Raw:
+    r = await Raw.open(url)
+    await r.register(handle)
+    return r
+
+
+async def direct(a: Raw, b: Raw) -> int:
+    """A direct conversation of ``a`` and ``b``, accepted by ``b`` (the consent defaults)."""
+    conv: F.Conv = await a.request(
+        F.CreateConv(id=a.next_id(), kind="direct", members=[b.account]), F.Conv
+    )
+    hello = kinds.encode_content(kinds.Text(text="hello"))[1]
+    await a.request(
+        F.Send(id=a.next_id(), conv=conv.info.conv, cmid="hi", kind="text", body=hello), F.Ack
+    )
+    ok = await b.request(F.AnswerRequest(id=b.next_id(), conv=conv.info.conv, answer="accept"))
+    assert not isinstance(ok, F.Error), ok
+    return conv.info.conv
+
+
+def plaintext(text: str) -> bytes:
+    return franking.encode_plaintext("text", kinds.encode_content(kinds.Text(text=text))[1])
+
+
+async def send_franked(c: Raw, conv: int, pt: bytes, key: bytes) -> F.Ack:
+    """Send an ``e2e`` message whose (stand-in) ciphertext hides ``pt`` and ``key``."""
+    ack: F.Ack = await c.request(
+        F.Send(
+            id=c.next_id(),
+            conv=conv,
+            cmid=f"f{next(_cmids)}",
+            kind="e2e",
+            body=os.urandom(96),
+            fc=franking.commit(key, pt),
+        ),
+        F.Ack,
+    )
+    return ack
+
+
+async def report(c: Raw, conv: int, seq: int, pt: bytes, key: bytes) -> F.ServerFrame:
+    reply: F.ServerFrame = await c.request(
+        F.Report(id=c.next_id(), conv=conv, seq=seq, plaintext=pt, fk=key, reason="abuse")
+    )
+    return reply
+
+
+def refused(reply: F.ServerFrame) -> bool:
+    return isinstance(reply, F.Error) and reply.code == ErrorCode.REPORT_REFUSED
+
+
+async def admin(db: str, *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chatd",
+        "admin",
+        "reports",
+        *args,
+        "--db",
+        db,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode()
+
+
+async def test_a_true_report_verifies_and_forgeries_are_refused(db: str, tmp_path: Path) -> None:
+    async with run_server(settings(tmp_path, db)) as server:
+        alice, bob, carol = [await user(server.url, h) for h in ("alice", "bob", "carol")]
+        conv = await direct(alice, bob)
+        other = await direct(carol, bob)
+        pt, key = plaintext("send me your password"), franking.new_key()
+        sent = await send_franked(alice, conv, pt, key)
+        mine = await send_franked(bob, conv, plaintext("no"), franking.new_key())
+        unfranked: F.Ack = await alice.request(
+            F.Send(id=alice.next_id(), conv=conv, cmid="plain", kind="e2e", body=b"\x01ct"),
+            F.Ack,
+        )
+
+        # Forgeries first: none of them is stored (the operator sees only the true report).
+        assert refused(await report(bob, conv, sent.seq, plaintext("send me money"), key))
+        assert refused(await report(bob, conv, sent.seq, pt, franking.new_key()))
+        assert refused(await report(bob, conv, mine.seq, pt, key))  # another seq (and sender)
+        assert refused(await report(bob, other, sent.seq, pt, key))  # another conversation
+        assert refused(await report(bob, conv, unfranked.seq, pt, key))  # sent without franking
+        assert refused(await report(bob, conv, sent.seq + 100, pt, key))  # never sent
+        # A stranger to the conversation cannot report in it: NOT_FOUND, as for no conversation.
+        stranger = await report(carol, conv, sent.seq, pt, key)
+        assert isinstance(stranger, F.Error) and stranger.code == ErrorCode.NOT_FOUND, stranger
+
+        true = await report(bob, conv, sent.seq, pt, key)
+        assert isinstance(true, F.Reported), true
+        assert true.sender == alice.account
+        # Bob resending alice's commitment as his own is attributed to bob, never to alice.
+        copied = await send_franked(bob, conv, pt, key)
+        assert (await report(alice, conv, copied.seq, pt, key)).sender == bob.account  # type: ignore[union-attr]
+
+        code, out = await admin(db)
+        assert code == 0, out
+        assert out.count("#") == 2, out
+        assert f"#{true.report} conv {conv} seq {sent.seq} sender {alice.account}" in out
+        assert "'send me your password'" in out and "send me money" not in out
+        code, out = await admin(db, "resolve", str(true.report), "--note", "warned")
+        assert code == 0 and f"resolved report {true.report}" in out, out
+        code, out = await admin(db)
+        assert f"#{true.report} " not in out
+        code, out = await admin(db, "--all")
+        assert "resolved: warned" in out
+        code, out = await admin(db, "resolve", str(true.report))
+        assert code == 1 and "no open report" in out
+        for r in (alice, bob, carol):
+            await r.close()
+
+
+def _database_bytes(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in folder.iterdir() if p.name.startswith("chatd.db"))
+
+
+async def test_the_store_holds_no_plaintext_of_unreported_messages(tmp_path: Path) -> None:
+    path = tmp_path / "chatd.db"
+    secret_text, reported_text = "the unreported plaintext 7f3a9c", "the reported plaintext 51be"
+    pt, key = plaintext(secret_text), franking.new_key()
+    async with run_server(settings(tmp_path, str(path))) as server:
+        alice, bob = await user(server.url, "alice"), await user(server.url, "bob")
+        conv = await direct(alice, bob)
+        await send_franked(alice, conv, pt, key)
+        other_pt, other_key = plaintext(reported_text), franking.new_key()
+        sent = await send_franked(alice, conv, other_pt, other_key)
+        assert isinstance(await report(bob, conv, sent.seq, other_pt, other_key), F.Reported)
+        for r in (alice, bob):
+            await r.close()
+    stored = await asyncio.to_thread(_database_bytes, tmp_path)
+    # The scan sees what is stored: the reported plaintext is (for the operator).
+    assert reported_text.encode() in stored
+    # Of the unreported message, neither the plaintext, nor the franking key, nor even the
+    # commitment is stored.
+    for needle in (secret_text.encode(), key, franking.commit(key, pt)):
+        assert needle not in stored
