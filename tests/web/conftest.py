@@ -15,6 +15,7 @@ from conftest import RunningServer, make_settings, run_server
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from chatd import web
+from chatd.settings import ConsentSettings
 
 CHROMIUM = os.environ.get("CHATD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 STEP = 15_000  # ms: the longest any one browser step (or expectation) may take
@@ -26,6 +27,22 @@ HAVE_CHROMIUM = Path(CHROMIUM).exists()
 @pytest.fixture
 async def chatd(tmp_path: Path) -> AsyncIterator[RunningServer]:
     async with run_server(make_settings(tmp_path)) as s:
+        yield s
+
+
+CHATD_DEFAULTS = {
+    key: getattr(ConsentSettings(), key) for key in ("add_me", "presence", "last_seen")
+}
+"""chatd's own privacy defaults (``contacts``), which a user running ``chatd serve`` gets:
+tests/conftest.py opens them up for the suites that test messaging, not consent."""
+
+
+@pytest.fixture
+async def chatd_defaults(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """A chatd with the real consent defaults: strangers' chats are requests, their groups
+    invitations."""
+    assert CHATD_DEFAULTS == {"add_me": "contacts", "presence": "contacts", "last_seen": "contacts"}
+    async with run_server(make_settings(tmp_path, consent=CHATD_DEFAULTS)) as s:
         yield s
 
 

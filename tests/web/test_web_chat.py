@@ -178,6 +178,8 @@ async def test_a_message_is_forwarded_with_attribution(
     await alice.keyboard.press("Enter")
     await bob.get_by_label("New chat with").fill("carol")
     await bob.get_by_role("button", name="Start chat").click()
+    # The new chat opens once it exists: wait for it, or it would open over alice's.
+    await expect(bob.get_by_role("heading", name="@carol")).to_be_visible()
     await bob.get_by_role("button", name="@alice").click()
     first = bob.get_by_label("Messages").get_by_role("listitem").filter(has_text="worth passing on")
     await first.get_by_role("button", name="Forward message").click()

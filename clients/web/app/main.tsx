@@ -2,7 +2,7 @@
 // was decrypted in this page; the server only ever relays ciphertext.
 import { render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { Client, type Conv, type Msg } from "../src/client.js";
+import { Client, ServerError, type Conv, type Msg } from "../src/client.js";
 import { decodeContent } from "../src/kinds.js";
 import { formatMoney, parseAmount } from "../src/money.js";
 import { Store } from "../src/store.js";
@@ -148,6 +148,152 @@ function Register({ client }: { client: Client }) {
       <button type="submit" disabled={busy}>{busy ? "Making keys…" : "Create account"}</button>
       {error && <p role="alert" class="error">{error}</p>}
     </form>
+  );
+}
+
+/** A server error as the user should read it. */
+function explain(err: unknown): string {
+  if (err instanceof ServerError && err.code === 24) return "They have to accept an invitation first: invite them to the group once it exists.";
+  return (err as Error).message;
+}
+
+const PAGE = 20;
+
+/** Message requests and group invitations (SPEC.md 18.3), a page at a time. */
+function Requests({ client, onOpen }: { client: Client; onOpen: (conv: number) => void }) {
+  const [shown, setShown] = useState(PAGE);
+  const [note, setNote] = useState("");
+  const all = [...client.requests.values()].sort((a, b) => b["at"] - a["at"] || b["conv"] - a["conv"]);
+  const waiting = [...client.awaitingAdd.values()];
+  if (!all.length && !waiting.length) return null;
+  const answer = (conv: number, what: "accept" | "delete" | "block", who: string) => async () => {
+    if (what === "block" && !confirm(`Block @${who}? They will not be able to message you or add you to groups.`)) return;
+    setNote("");
+    try {
+      await client.answerRequest(conv, what);
+      setNote(what === "accept" ? `Accepted @${who}.` : what === "delete" ? "Deleted." : `Blocked @${who}.`);
+      if (what === "accept" && client.convs.has(conv)) onOpen(conv);
+    } catch (err) {
+      setNote(explain(err));
+    }
+  };
+  return (
+    <section class="requests" aria-labelledby="requests-h">
+      <h2 id="requests-h">
+        Requests <span class="badge" aria-label={`${all.length} pending`}>{all.length}</span>
+      </h2>
+      <ul aria-label="Message requests and invitations">
+        {all.slice(0, shown).map((r) => {
+          const who = r["handle"] as string;
+          const direct = r["kind"] === "direct";
+          return (
+            <li key={r["conv"]} class="request">
+              {direct ? (
+                <button class="link" onClick={() => onOpen(r["conv"])}>
+                  @{who} wants to message you
+                </button>
+              ) : (
+                <span>
+                  @{who} invites you to {r["kind"] === "channel" ? "the channel" : "the group"} “{r["title"] || "Group"}”
+                </span>
+              )}
+              <span class="buttons" role="group" aria-label={`Answer @${who}`}>
+                <button class="small" aria-label={`Accept ${direct ? "request" : "invitation"} from @${who}`} onClick={answer(r["conv"], "accept", who)}>
+                  Accept
+                </button>
+                <button class="small secondary" aria-label={`Delete ${direct ? "request" : "invitation"} from @${who}`} onClick={answer(r["conv"], "delete", who)}>
+                  Delete
+                </button>
+                <button class="small danger" aria-label={`Block @${who}`} onClick={answer(r["conv"], "block", who)}>
+                  Block
+                </button>
+              </span>
+            </li>
+          );
+        })}
+        {waiting.map((r) => (
+          <li key={`w${r["conv"]}`} class="request">
+            Accepted “{r["title"] || "Group"}”: you join when @{r["handle"]} or another admin adds you.
+          </li>
+        ))}
+      </ul>
+      {all.length > shown && (
+        <button class="small secondary" onClick={() => setShown(shown + PAGE)}>
+          Show {Math.min(PAGE, all.length - shown)} more requests
+        </button>
+      )}
+      <p class="status" aria-live="polite">{note}</p>
+    </section>
+  );
+}
+
+const SETTINGS: [key: "add_me" | "presence" | "last_seen", label: string][] = [
+  ["add_me", "Who can add me to chats and groups"],
+  ["presence", "Who can see when I'm online"],
+  ["last_seen", "Who can see my last seen"],
+];
+
+/** Privacy settings (SPEC.md 18.1): everyone, my contacts, or nobody. */
+function Privacy({ client }: { client: Client }) {
+  const [values, setValues] = useState<Record<string, string> | null>(null);
+  const [note, setNote] = useState("");
+  const load = async () => {
+    try {
+      const p = await client.getPrivacy();
+      setValues({ add_me: p["add_me"], presence: p["presence"], last_seen: p["last_seen"] });
+    } catch (err) {
+      setNote(explain(err));
+    }
+  };
+  const change = async (key: string, value: string) => {
+    setNote("");
+    try {
+      const p = await client.setPrivacy({ [key]: value });
+      setValues({ add_me: p["add_me"], presence: p["presence"], last_seen: p["last_seen"] });
+      setNote("Saved.");
+    } catch (err) {
+      setNote(explain(err));
+    }
+  };
+  return (
+    <details onToggle={(e) => (e.currentTarget as HTMLDetailsElement).open && void load()}>
+      <summary>Privacy</summary>
+      {values &&
+        SETTINGS.map(([key, label]) => (
+          <label key={key}>
+            {label}
+            <select value={values[key]} onChange={(e) => void change(key, e.currentTarget.value)}>
+              <option value="everyone">Everyone</option>
+              <option value="contacts">My contacts</option>
+              <option value="nobody">Nobody</option>
+            </select>
+          </label>
+        ))}
+      <p class="hint">Anyone else's chat arrives as a request, and their groups as invitations. Contacts are people whose request you accepted or whom you messaged first.</p>
+      <p class="status" aria-live="polite">{note}</p>
+    </details>
+  );
+}
+
+function BlockButton({ client, account, handle }: { client: Client; account: number; handle: string }) {
+  const [note, setNote] = useState("");
+  const blocked = client.blocked.has(account);
+  const toggle = async () => {
+    if (!blocked && !confirm(`Block @${handle}? They will not be able to message you, add you or see when you are online.`)) return;
+    setNote("");
+    try {
+      await (blocked ? client.unblock(account) : client.block(account));
+    } catch (err) {
+      setNote(explain(err));
+    }
+  };
+  return (
+    <>
+      <button class={blocked ? "secondary" : "danger"} title={blocked ? `Unblock @${handle}` : `Block @${handle}`} onClick={() => void toggle()}>
+        {blocked ? "Unblock" : "Block"}
+      </button>
+      {note && <span role="alert" class="error">{note}</span>}
+    </>
   );
 }
 
@@ -437,6 +583,7 @@ function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv
   const [packetAmount, setPacketAmount] = useState("");
   const [packetShares, setPacketShares] = useState("2");
   const [note, setNote] = useState("");
+  const [info, setInfo] = useState("");
   const [replyTo, setReplyTo] = useState<number | null>(null);
   const list = useRef<HTMLOListElement>(null);
   const lastTyping = useRef(0);
@@ -445,6 +592,13 @@ function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv
     if (document.visibilityState === "visible") client.markRead(conv.conv);
   });
   const others = conv.members.filter((m) => m.account !== client.id?.account);
+  const other = conv.kind === "direct" ? others[0] : undefined;
+  const request = client.requests.get(conv.conv);
+  const blocked = !!other && client.blocked.has(other.account);
+  // The requester's side: nothing of the other has come back yet (18.2: no receipts, no typing,
+  // no presence from someone who has not accepted).
+  const awaiting = !!other && !request && !blocked && !conv.peerDelivered && !conv.peerRead && !conv.messages.some((m) => m.sender === other.account);
+  const invited = [...(client.invited.get(conv.conv) ?? [])];
   const send = async (e?: Event) => {
     e?.preventDefault();
     const t = draft.trim();
@@ -486,12 +640,44 @@ function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv
         </button>
         <h2>{conv.kind === "direct" ? `@${others[0]?.handle ?? "…"}` : conv.title || "Group"}</h2>
         <span class="members">{conv.members.map((m) => (client.online.has(m.account) ? `● ${m.handle}` : m.handle)).join(", ")}</span>
-        {conv.kind === "direct" && (
+        {conv.kind === "direct" && !request && (
           <button onClick={() => void showSafety()} aria-label="Show safety number">
             Safety number
           </button>
         )}
+        {conv.kind === "direct" && other && !request && <BlockButton client={client} account={other.account} handle={other.handle} />}
       </header>
+      {request && (
+        <div class="banner" role="region" aria-label="Message request">
+          <p>
+            <strong>@{request["handle"]}</strong> wants to message you. You are not contacts: they do not know you have seen this, and see nothing of you until you accept.
+          </p>
+          <span class="buttons">
+            {(["accept", "delete", "block"] as const).map((what) => (
+              <button
+                key={what}
+                class={`small ${what === "accept" ? "" : what === "delete" ? "secondary" : "danger"}`}
+                onClick={async () => {
+                  if (what === "block" && !confirm(`Block @${request["handle"]}?`)) return;
+                  try {
+                    await client.answerRequest(conv.conv, what);
+                    if (what !== "accept") onBack();
+                  } catch (err) {
+                    setNote(explain(err));
+                  }
+                }}
+              >
+                {what === "accept" ? "Accept" : what === "delete" ? "Delete" : "Block"}
+              </button>
+            ))}
+          </span>
+        </div>
+      )}
+      {awaiting && (
+        <p class="banner" role="status">
+          Waiting for @{other!.handle} to accept. If you are not their contact, this chat is a message request: until they accept it, you see nothing of them (not when they are online, no receipts, no typing).
+        </p>
+      )}
       {safety && (
         <div class="safety" role="region" aria-label="Safety number">
           <code aria-label="Safety number digits">{safety}</code>
@@ -533,7 +719,12 @@ function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv
           </button>
         </p>
       )}
-      {conv.kind === "channel" && conv.role === "member" ? (
+      {info && <p role="status" class="status">{info}</p>}
+      {request ? (
+        <p class="typing">Accept the request to reply.</p>
+      ) : blocked ? (
+        <p class="typing">You blocked @{other!.handle}. Unblock them to write here.</p>
+      ) : conv.kind === "channel" && conv.role === "member" ? (
         <p class="typing">Only the channel's owner and admins post here.</p>
       ) : (
       <form class="composer" onSubmit={send}>
@@ -583,7 +774,14 @@ function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv
           <form
             onSubmit={(e) => {
               e.preventDefault();
-              void client.invite(conv.conv, invite.trim()).then(() => setInvite(""), (err) => setNote((err as Error).message));
+              const who = invite.trim().replace(/^@/, "");
+              void client.invite(conv.conv, who).then(
+                (r) => {
+                  setInvite("");
+                  setInfo(r === "invited" ? `@${who} was invited: they join once they accept.` : `@${who} was added.`);
+                },
+                (err) => setNote(explain(err)),
+              );
             }}
           >
             <label>
@@ -592,6 +790,29 @@ function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv
             </label>
             <button type="submit">Add</button>
           </form>
+        )}
+        {invited.length > 0 && (
+          <div role="group" aria-label="Invited, not joined yet">
+            <p class="hint">Invited, not joined yet. Their acceptance is not announced: once they tell you they accepted, add them again to let them in.</p>
+            <ul>
+              {invited.map((a) => (
+                <li key={a}>
+                  @{client.handles.get(a) ?? a}{" "}
+                  <button
+                    class="small"
+                    onClick={() =>
+                      void client.invite(conv.conv, client.handles.get(a) ?? "").then(
+                        (r) => setInfo(r === "added" ? `@${client.handles.get(a)} was added.` : `@${client.handles.get(a)} has not accepted yet.`),
+                        (err) => setNote(explain(err)),
+                      )
+                    }
+                  >
+                    Add @{client.handles.get(a) ?? a} again
+                  </button>
+                </li>
+              ))}
+            </ul>
+          </div>
         )}
         {conv.kind !== "channel" && (
           <form
@@ -671,7 +892,7 @@ function Main({ client }: { client: Client }) {
   const [members, setMembers] = useState("");
   const [channel, setChannel] = useState(false);
   const [error, setError] = useState("");
-  const convs = [...client.convs.values()].sort((a, b) => b.lastSeq - a.lastSeq || b.conv - a.conv);
+  const convs = [...client.convs.values()].filter((c) => !client.isRequest(c.conv)).sort((a, b) => b.lastSeq - a.lastSeq || b.conv - a.conv);
   const current = open !== null ? client.convs.get(open) : undefined;
   const label = (c: Conv) => (c.kind === "direct" ? `@${c.members.find((m) => m.account !== client.id?.account)?.handle ?? "…"}` : `${c.kind === "channel" ? "# " : ""}${c.title || "Group"}`);
   const act = (f: () => Promise<number>) => async (e: Event) => {
@@ -680,7 +901,7 @@ function Main({ client }: { client: Client }) {
     try {
       setOpen(await f());
     } catch (err) {
-      setError((err as Error).message);
+      setError(explain(err));
     }
   };
   return (
@@ -689,7 +910,8 @@ function Main({ client }: { client: Client }) {
         <header>
           <strong>@{client.id?.handle}</strong> <span class={`dot ${client.status}`} aria-label={`connection: ${client.status}`} />
         </header>
-        <ul class="convs">
+        <Requests client={client} onOpen={setOpen} />
+        <ul class="convs" aria-label="Chats">
           {convs.map((c) => {
             const n = client.unread(c);
             return (
@@ -728,6 +950,7 @@ function Main({ client }: { client: Client }) {
           <button type="submit">Create group</button>
         </form>
         {error && <p role="alert" class="error">{error}</p>}
+        <Privacy client={client} />
         <ApproveDevice client={client} />
         <Wallet client={client} />
       </nav>

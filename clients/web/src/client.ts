@@ -82,6 +82,15 @@ export class Client {
   warnings: string[] = [];
   status: "offline" | "connecting" | "online" = "offline";
   paymentKey: Bytes | null = null;
+  /** Pending message requests and invitations of this account, by conversation (SPEC.md 18). */
+  requests = new Map<number, Frame>();
+  /** Accounts this account blocked. */
+  blocked = new Set<number>();
+  /** Invitations this account accepted to a group with a signed log: it joins when an owner or
+   * admin adds it (SPEC.md 18.3), by conversation. */
+  awaitingAdd = new Map<number, Frame>();
+  /** Accounts this device invited who had not joined when last seen, by conversation. */
+  invited = new Map<number, Set<number>>();
 
   private ws: WebSocket | null = null;
   private nextId = 1;
@@ -280,6 +289,9 @@ export class Client {
         break;
       case "resync":
         void this.catchUp();
+        break;
+      case "request_event":
+        this.gotRequest(f["request"]);
         break;
     }
   }
@@ -491,6 +503,7 @@ export class Client {
     await this.saveConvs();
     this.changed();
     await this.drainToDevice();
+    await this.loadConsent();
     for (const c of this.convs.values()) {
       void this.refreshMembers(c.conv);
       this.syncConv(c.conv);
@@ -505,6 +518,105 @@ export class Client {
     this.changed();
   }
 
+  // ------------------------------------------------------------------ consent (SPEC.md 18)
+
+  /** Pending requests and invitations, and the blocked accounts, a page at a time. */
+  private async loadConsent(): Promise<void> {
+    const requests = new Map<number, Frame>();
+    for (let after = 0; ; ) {
+      const got = await this.call({ t: "list_requests", after, limit: 50 });
+      const page = got["requests"] as Frame[];
+      for (const r of page) requests.set(r["conv"], r);
+      if (!got["more"] || !page.length) break;
+      after = page[page.length - 1]!["conv"];
+    }
+    this.requests = requests;
+    for (const r of requests.values()) this.handles.set(r["sender"], r["handle"]);
+    this.blocked = new Set(await this.accounts("blocked"));
+    this.invited = new Map(((await this.store.get<[number, number[]][]>("invited")) ?? []).map(([c, a]) => [c, new Set(a)]));
+    // A direct request's messages can be read before answering (18.3): learn it like any other.
+    for (const r of requests.values()) if (r["kind"] === "direct" && !this.convs.has(r["conv"])) await this.learnConv(r["conv"]);
+    this.changed();
+  }
+
+  private async accounts(which: "contacts" | "blocked"): Promise<number[]> {
+    const out: number[] = [];
+    for (;;) {
+      const got = await this.call({ t: "list_contacts", which, after: out[out.length - 1] ?? 0 });
+      out.push(...(got["accounts"] as number[]));
+      if (!got["more"] || !(got["accounts"] as number[]).length) return out;
+    }
+  }
+
+  private async learnConv(conv: number): Promise<void> {
+    const got = await this.call({ t: "get_conv", conv });
+    this.upsertConv(got["info"]);
+    await this.saveConvs();
+    this.syncConv(conv);
+  }
+
+  private gotRequest(r: Frame): void {
+    this.requests.set(r["conv"], r);
+    this.handles.set(r["sender"], r["handle"]);
+    this.changed();
+    if (r["kind"] === "direct" && !this.convs.has(r["conv"])) this.serial(r["conv"], () => this.learnConv(r["conv"]));
+  }
+
+  /** Whether `conv` is a pending request or invitation of this account (not yet accepted). */
+  isRequest(conv: number): boolean {
+    return this.requests.has(conv);
+  }
+
+  /** Accept, delete or block (SPEC.md 18.3). Deleting leaves silently; the sender is not told. */
+  async answerRequest(conv: number, answer: "accept" | "delete" | "block"): Promise<void> {
+    const r = this.requests.get(conv);
+    await this.call({ t: "answer_request", conv, answer });
+    this.requests.delete(conv);
+    if (answer === "block" && r) this.blocked.add(r["sender"]);
+    const c = this.convs.get(conv);
+    if (answer !== "accept") {
+      this.convs.delete(conv);
+      await this.saveConvs();
+    } else if (r?.["kind"] === "direct" && c) {
+      // From now on the requester sees this account's receipts: tell it what was read.
+      if (c.cursor > 0) await this.call({ t: "receipt", conv, type: "read", seq: c.cursor }).catch(() => {});
+      c.read = c.cursor;
+      await this.askPresence(c.members.map((m) => m.account));
+      await this.saveConvs();
+    } else if (r && !this.convs.has(conv)) {
+      // A group with a signed log: joined when an owner or admin adds this account (its
+      // `joined` message then arrives like any other).
+      this.awaitingAdd.set(conv, r);
+    }
+    this.changed();
+  }
+
+  async block(account: number): Promise<void> {
+    await this.call({ t: "block", account });
+    this.blocked.add(account);
+    for (const [conv, r] of this.requests) if (r["sender"] === account) this.requests.delete(conv);
+    this.online.delete(account);
+    this.changed();
+  }
+
+  async unblock(account: number): Promise<void> {
+    await this.call({ t: "unblock", account });
+    this.blocked.delete(account);
+    this.changed();
+  }
+
+  getPrivacy(): Promise<Frame> {
+    return this.call({ t: "get_privacy" });
+  }
+
+  setPrivacy(settings: { add_me?: string; presence?: string; last_seen?: string }): Promise<Frame> {
+    return this.call({ t: "set_privacy", ...settings });
+  }
+
+  private saveInvited(): Promise<unknown> {
+    return this.store.put("invited", [...this.invited].filter(([, a]) => a.size).map(([c, a]) => [c, [...a]]));
+  }
+
   private upsertConv(info: Frame): Conv {
     let c = this.convs.get(info["conv"]);
     if (!c) {
@@ -513,12 +625,14 @@ export class Client {
         read: info["read"] ?? 0, cursor: 0, members: [], messages: [], typing: new Set(), peerRead: 0, peerDelivered: 0,
       };
       this.convs.set(c.conv, c);
-    } else {
-      c.title = info["title"];
-      c.lastSeq = Math.max(c.lastSeq, info["last_seq"]);
-      c.role = info["role"];
-      c.read = Math.max(c.read, info["read"] ?? 0);
     }
+    this.awaitingAdd.delete(c.conv);
+    // SPEC.md 7.8: history starts at this account's own join; nothing before it will come.
+    if (info["joined"] > 0) this.advanceTo(c, info["joined"] - 1);
+    c.title = info["title"];
+    c.lastSeq = Math.max(c.lastSeq, info["last_seq"]);
+    c.role = info["role"];
+    c.read = Math.max(c.read, info["read"] ?? 0);
     const members = info["members"] as Frame[] | undefined;
     if (members?.length) {
       c.members = members.map((m) => ({ account: m["account"], handle: m["handle"], role: m["role"], access: m["access"] }));
@@ -530,6 +644,8 @@ export class Client {
   async refreshMembers(conv: number): Promise<void> {
     const got = await this.call({ t: "get_conv", conv });
     const c = this.upsertConv(got["info"]);
+    const invited = this.invited.get(conv);
+    if (invited && c.members.filter((m) => invited.delete(m.account)).length) await this.saveInvited();
     await this.askPresence(c.members.map((m) => m.account));
     this.changed();
   }
@@ -587,20 +703,46 @@ export class Client {
     });
   }
 
+  /** Nothing below `seq` + 1 will ever come (SPEC.md 7.8): the cursor moves up to it. */
+  private advanceTo(c: Conv, seq: number): void {
+    if (seq <= c.cursor) return;
+    c.cursor = seq;
+    const buf = this.buffers.get(c.conv);
+    for (const s of buf?.keys() ?? []) if (s <= seq) buf!.delete(s);
+  }
+
+  /** This account's own `joined` message: history starts there (SPEC.md 7.8), as the Python
+   * core does it (max(cursor, joined - 1)). */
+  private ownJoin(c: Conv, f: Frame): void {
+    if (f["kind"] !== "system" || f["sender"] !== 0 || f["seq"] <= c.cursor + 1) return;
+    try {
+      const ev = decodeContent("system", f["body"]);
+      if (ev["event"] === "joined" && ev["account"] === this.id?.account) this.advanceTo(c, f["seq"] - 1);
+    } catch {
+      /* not a system event this page reads: the receive rule decides */
+    }
+  }
+
   private async drain(c: Conv): Promise<void> {
     const buf = this.buffers.get(c.conv);
     if (!buf) return;
+    for (const f of [...buf.values()]) this.ownJoin(c, f);
     let dirty = false;
+    let written = false; // by a member, not the server
     for (let next = buf.get(c.cursor + 1); next; next = buf.get(c.cursor + 1)) {
       buf.delete(c.cursor + 1);
       await this.apply(c, next);
       c.cursor = next["seq"];
       dirty = true;
+      written ||= next["kind"] !== "system";
     }
     if (dirty) {
       await this.saveConvs();
       this.changed();
-      void this.call({ t: "receipt", conv: c.conv, type: "delivered", seq: c.cursor }).catch(() => {});
+      // A delivered receipt says a member's message arrived; the server's own messages need
+      // none (and a stranger's new direct conversation is not known as a request until just
+      // after its `created` message: a receipt for it would reach the requester, SPEC.md 18.2).
+      if (written) void this.call({ t: "receipt", conv: c.conv, type: "delivered", seq: c.cursor }).catch(() => {});
     }
   }
 
@@ -1135,15 +1277,29 @@ export class Client {
   }
 
   async createGroup(title: string, handles: string[], kind: "group" | "channel" = "group"): Promise<number> {
-    const id = this.id!;
     const others = [];
     for (const h of handles) others.push(await this.lookup(h));
+    try {
+      return await this.created(await this.call(await this.createFrame(title, others, kind)));
+    } catch (e) {
+      // SPEC.md 18.3: a signed create_conv may not name an account that must be invited
+      // instead. Create it with this account, then invite everyone: those who let this account
+      // add them join, the others get an invitation.
+      if (!(e instanceof ServerError && e.code === 24)) throw e;
+    }
+    const conv = await this.created(await this.call(await this.createFrame(title, [], kind)));
+    for (const h of handles) await this.invite(conv, h);
+    return conv;
+  }
+
+  private async createFrame(title: string, others: number[], kind: string): Promise<Omit<Frame, "id">> {
+    const id = this.id!;
     const g: M.Entry = {
       group: C.randomSeed(16), epoch: 1, prev: new Uint8Array(32), actor: id.account, device: id.device, op: "create", kind,
       members: [{ account: id.account, role: "owner" }, ...others.filter((a) => a !== id.account).map((a) => ({ account: a, role: "member" }))], ts: Date.now(),
     };
     const [body, sig] = await M.signEntry(g, id.signing);
-    return this.created(await this.call({ t: "create_conv", kind, title, members: others, entry: { body, sig } }));
+    return { t: "create_conv", kind, title, members: others, entry: { body, sig } } as unknown as Omit<Frame, "id">;
   }
 
   private async created(f: Frame): Promise<number> {
@@ -1155,13 +1311,24 @@ export class Client {
     return c.conv;
   }
 
-  async invite(conv: number, handle: string): Promise<void> {
+  /** Add `handle` to `conv`: "added", or "invited" when the account must accept an invitation
+   * first (SPEC.md 18.3; the server answers `ok` either way). An invitation to a conversation
+   * with a signed log, once accepted, waits for an owner or admin to add the account again. */
+  async invite(conv: number, handle: string): Promise<"added" | "invited"> {
     const account = await this.lookup(handle);
     const state = await this.verifiedLog(conv);
     // A bot joins a group with access "addressed" (SPEC.md 16.2), signed as such.
     const e = await M.nextEntry(state, this.id!.account, this.id!.device, "add", { account, access: this.bots.has(account) ? "addressed" : "", ts: Date.now() });
     const [body, sig] = await M.signEntry(e, this.id!.signing);
     await this.call({ t: "invite", conv, account, entry: { body, sig } });
+    await this.refreshMembers(conv);
+    if (this.convs.get(conv)?.members.some((m) => m.account === account)) return "added";
+    const set = this.invited.get(conv) ?? new Set<number>();
+    set.add(account);
+    this.invited.set(conv, set);
+    await this.saveInvited();
+    this.changed();
+    return "invited";
   }
 
   /** Mark everything up to the conversation's end as read (SPEC.md 10.1). */
