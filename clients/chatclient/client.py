@@ -53,6 +53,7 @@ from chatclient.miniapps import MiniApps
 from chatclient.payments import Payments, Receipt
 from chatclient.profiles import Profiles
 from chatclient.receiving import KNOWN_SENDERS, Receiving
+from chatclient.reports import Reports
 from chatclient.sending import Sending
 
 __all__ = [
@@ -135,6 +136,7 @@ class Client:
         """Payments (``pay``, ``red_packet``, ...: chatclient/payments.py); verifies receipts."""
         self.media = Media(conn, self._sending.send, self._receiving.message, encrypt=encrypt)
         """Files, images, voice notes (``send_file``, ``download``: chatclient/media.py)."""
+        self._reports = Reports(self.e2e, conn.call, conn.next_id, self._receiving.message)
         self._apps = MiniApps(
             conn, self._convs, self._profiles, self._sending, self.payments, self.media
         )
@@ -464,6 +466,10 @@ class Client:
         """Message ``seq`` of ``conv`` from stored history, decrypted (``NotFound`` when there
         is no such message, or this account may not read it)."""
         return await self._receiving.message(conv, seq)
+
+    async def report(self, conv: int, seq: int, reason: str = "") -> F.Reported:
+        """Report message ``seq`` of ``conv`` to the operator, verifiably (SPEC.md 18.7)."""
+        return await self._reports.report(conv, seq, reason)
 
     def message_from(self, conv: int, m: F.Message) -> Message | Undecryptable:
         """The event for a message of a fetched page (``fetch``), decrypted like live ones."""

@@ -107,6 +107,8 @@ class _Plain(msgspec.Struct, array_like=True):
     kind: str
     body: bytes
     reply_to: int = 0
+    fk: bytes = b""
+    """The message's franking key (E2E.md 17): what a report reveals; empty: not franked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -589,6 +591,7 @@ class E2E:
         addressed: bool = False,
         reply_to: int | None = None,
         log_head: tuple[int, bytes] = (0, b""),
+        franking_key: bytes | None = None,
     ) -> bytes:
         """The ``e2e`` body for one message of ``conv`` (whose member accounts are ``members``).
         ``log_head``: the epoch and hash of the verified membership log it is encrypted under.
@@ -627,6 +630,7 @@ class E2E:
                 ts=int(time.time() * 1000),
                 reply_to=reply_to or None,
                 transcript=transcript.outgoing(view, epoch=log_head[0], head=log_head[1]),
+                franking_key=franking_key,
             )
             ciphertext, out.key = sender_keys.encrypt(
                 out.key, plaintext, sender_account=self.ks.account, sender_device=self.ks.device
@@ -1017,7 +1021,12 @@ class E2E:
         reply_to = inner.reply_to or 0
         with self.ks.atomic():  # a used message key and the plaintext it opened, together
             _save(self.ks, NS_IN, name, state)
-            _save(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain(inner.kind, inner.body, reply_to))
+            _save(
+                self.ks,
+                NS_PLAIN,
+                f"{conv}:{seq}",
+                _Plain(inner.kind, inner.body, reply_to, inner.fk or b""),
+            )
         return Decrypted(inner.kind, inner.body, reply_to, inner.tr, gap)
 
     def give_up(self, conv: int, device: int, body: bytes) -> None:
@@ -1028,6 +1037,14 @@ class E2E:
             return (conv, device, sender_keys.message_key_id(body)) in self._given_up
         except ChatProtoError:
             return False
+
+    def opening(self, conv: int, seq: int) -> tuple[str, bytes, bytes] | None:
+        """``(kind, body, franking key)`` of message ``seq`` of ``conv`` as this device
+        decrypted it (E2E.md 17); None when it has not, or the message was not franked."""
+        cached: _Plain | None = _load(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain)
+        if cached is None or not cached.fk:
+            return None
+        return cached.kind, cached.body, cached.fk
 
     def remember_own(self, conv: int, seq: int, kind: str, body: bytes, reply_to: int = 0) -> None:
         """Keep the plaintext of this device's own message (it cannot decrypt its own sends)."""

@@ -26,6 +26,8 @@ class _Stored(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     reply_to: int = 0
     wire_kind: str = ""
     wire_body: bytes = b""
+    wire_fc: bytes = b""
+    """The franking commitment sent with the wire bytes (SPEC.md 18.7); empty: none."""
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -59,6 +61,7 @@ def stored(entry: core.Entry) -> bytes:
             reply_to=p.reply_to,
             wire_kind=entry.kind if entry.ready else "",
             wire_body=entry.body if entry.ready else b"",
+            wire_fc=(entry.fc or b"") if entry.ready else b"",
         )
     )
 
@@ -69,7 +72,9 @@ def restored(cmid: str, data: bytes) -> core.Entry:
     to = None if e.to is None else tuple(e.to)
     pending = Pending(e.kind, e.body, to, e.reply_to)
     ready = bool(e.wire_kind)
-    return core.Entry(e.conv, cmid, e.wire_kind, e.wire_body, to or (), ready, pending)
+    entry = core.Entry(e.conv, cmid, e.wire_kind, e.wire_body, to or (), ready, pending)
+    entry.fc = e.wire_fc or None
+    return entry
 
 
 def pending_of(entry: core.Entry) -> Pending:

@@ -26,7 +26,7 @@ from collections.abc import Collection
 
 from chatproto import client as core
 from chatproto import frames as F
-from chatproto import kinds
+from chatproto import franking, kinds
 from chatproto.e2e.payload import E2E_KIND
 from chatproto.errors import ChatProtoError, ErrorCode, ProtocolError
 
@@ -219,7 +219,12 @@ class Sending:
             p.to = () if content is None else await self._addressees(entry.conv, content, reply_to)
             if len(p.to) > MAX_TO:
                 raise ChatClientError(f"a message is addressed to at most {MAX_TO} accounts")
+        fc: bytes | None = None
         if self.encrypt and p.kind != E2E_KIND:
+            # Franking (E2E.md 17): a fresh key inside the ciphertext, its commitment beside
+            # it, so a recipient can report this message and the server can verify it.
+            fk = franking.new_key()
+            fc = franking.commit(fk, franking.encode_plaintext(p.kind, p.body))
             view = await self._convs.view(entry.conv)
             bots = view.addressed_bots
             sealed = await self._e2e.encrypt(
@@ -231,12 +236,13 @@ class Sending:
                 addressed=not bots.isdisjoint(p.to),
                 reply_to=p.reply_to or None,
                 log_head=self._convs.log_head(entry.conv),
+                franking_key=fk,
             )
             wire = (E2E_KIND, sealed)
         else:
             wire = (p.kind, p.body)
         if self._core.outbox.get(entry.cmid) is entry:
-            self._core.prepare(entry.cmid, wire[0], wire[1], p.to)
+            self._core.prepare(entry.cmid, wire[0], wire[1], p.to, fc)
             self._conn.keystore.outbox_put(entry.cmid, stored(entry))  # before the first write
             await self._conn.flush_quietly()
 

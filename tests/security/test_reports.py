@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from chatclient import Client, Message
 from chatproto import frames as F
 from chatproto import franking, kinds
 from chatproto.errors import ErrorCode
@@ -175,3 +176,39 @@ async def test_the_store_holds_no_plaintext_of_unreported_messages(tmp_path: Pat
     # commitment is stored.
     for needle in (secret_text.encode(), key, franking.commit(key, pt)):
         assert needle not in stored
+
+
+async def _received(c: Client, conv: int, text: str, timeout: float = 10.0) -> Message:
+    """The ``Message`` event of ``text`` in ``conv`` at ``c`` (other events are dropped)."""
+    async with asyncio.timeout(timeout):
+        async for ev in c.events():
+            if isinstance(ev, Message) and ev.conv == conv and ev.body and ev.kind == "text":
+                content = ev.content
+                if isinstance(content, kinds.Text) and content.text == text:
+                    return ev
+    raise AssertionError("the event stream ended")
+
+
+async def test_the_sdk_franks_what_it_sends_and_reports_what_it_received(
+    db: str, tmp_path: Path
+) -> None:
+    async with (
+        run_server(settings(tmp_path, db)) as server,
+        Client(server.url) as alice,
+        Client(server.url) as bob,
+    ):
+        await alice.register("alice", "Alice")
+        await bob.register("bob", "Bob")
+        conv = await alice.direct(bob.account)
+        await alice.send_text(conv, "hello bob")
+        await _received(bob, conv, "hello bob")  # a request's first message still arrives
+        await bob.contacts.accept(conv)
+        ack = await alice.send_text(conv, "a threat")
+        got = await _received(bob, conv, "a threat")
+        assert got.seq == ack.seq and got.sender == alice.account
+
+        reported = await bob.report(conv, ack.seq, "threat")
+        assert reported.sender == alice.account
+        code, out = await admin(db)
+        assert code == 0 and f"seq {ack.seq} sender {alice.account}" in out, out
+        assert "text: 'a threat'" in out

@@ -55,6 +55,8 @@ class Entry:
     """The connection this entry was last written on (0: not written on the current one)."""
     retry_at: float | None = None
     """A retryable refusal: written again at this time (it counts as in flight until then)."""
+    fc: bytes | None = None
+    """The franking commitment sent beside the wire bytes (SPEC.md 18.7), if any."""
 
 
 class Outbox:
@@ -103,11 +105,19 @@ class Outbox:
         self._unwritten.setdefault(entry.conv, {})[entry.cmid] = entry
         return entry
 
-    def prepare(self, cmid: str, kind: str, body: bytes, to: tuple[int, ...] = ()) -> Entry | None:
-        """Give an entry its wire bytes; it can be written from now on."""
+    def prepare(
+        self,
+        cmid: str,
+        kind: str,
+        body: bytes,
+        to: tuple[int, ...] = (),
+        fc: bytes | None = None,
+    ) -> Entry | None:
+        """Give an entry its wire bytes (and franking commitment); it can be written from now
+        on."""
         entry = self._entries.get(cmid)
         if entry is not None:
-            entry.kind, entry.body, entry.to, entry.ready = kind, body, to, True
+            entry.kind, entry.body, entry.to, entry.ready, entry.fc = kind, body, to, True, fc
         return entry
 
     def unprepared(self, conv: int) -> list[Entry]:

@@ -330,9 +330,12 @@ class ClientProtocol:
         self._flush(conv)
         return entry
 
-    def prepare(self, cmid: str, kind: str, body: bytes, to: Iterable[int] = ()) -> None:
-        """Give an outbox entry its wire bytes (same bytes on every resend)."""
-        entry = self.outbox.prepare(cmid, kind, body, tuple(to))
+    def prepare(
+        self, cmid: str, kind: str, body: bytes, to: Iterable[int] = (), fc: bytes | None = None
+    ) -> None:
+        """Give an outbox entry its wire bytes (same bytes on every resend) and its franking
+        commitment (SPEC.md 18.7)."""
+        entry = self.outbox.prepare(cmid, kind, body, tuple(to), fc)
         if entry is not None:
             self._flush(entry.conv)
 
@@ -369,9 +372,17 @@ class ClientProtocol:
                     kind=entry.kind,
                     body=entry.body,
                     to=list(entry.to),
+                    fc=entry.fc,
                 )
             else:
-                frame = F.Send(id=rid, conv=conv, cmid=entry.cmid, kind=entry.kind, body=entry.body)
+                frame = F.Send(
+                    id=rid,
+                    conv=conv,
+                    cmid=entry.cmid,
+                    kind=entry.kind,
+                    body=entry.body,
+                    fc=entry.fc,
+                )
             self._write(frame)
             self.outbox.written(entry)
             self.requests.wait(rid, Purpose("send", conv=conv, cmid=entry.cmid))

@@ -49,6 +49,8 @@ class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Seq of the message this one answers."""
     tr: Transcript | None = None
     """What the sender had seen when it sent this (E2E.md section 16)."""
+    fk: Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)] | None = None
+    """The franking key of a reportable message (E2E.md section 17)."""
 
 
 class MasterKeyTransfer(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="master_key"):
@@ -125,10 +127,13 @@ def encode_payload(
     ts: int | None = None,
     reply_to: int | None = None,
     transcript: Transcript | None = None,
+    franking_key: bytes | None = None,
 ) -> bytes:
     """The padded plaintext of a conversation message (``kind``/``body`` from
     ``kinds.encode_content``)."""
-    payload = Payload(kind=kind, body=body, ts=ts, reply_to=reply_to, tr=transcript)
+    payload = Payload(
+        kind=kind, body=body, ts=ts, reply_to=reply_to, tr=transcript, fk=franking_key
+    )
     _check_kind(payload.kind)
     return pad(_encoder.encode(payload))
 
