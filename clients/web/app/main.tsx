@@ -172,7 +172,10 @@ function Requests({ client, onOpen }: { client: Client; onOpen: (conv: number) =
     try {
       await client.answerRequest(conv, what);
       setNote(what === "accept" ? `Accepted @${who}.` : what === "delete" ? "Deleted." : `Blocked @${who}.`);
-      if (what === "accept" && client.convs.has(conv)) onOpen(conv);
+      if (what === "accept" && client.convs.has(conv)) {
+        onOpen(conv);
+        setTimeout(() => document.getElementById("composer")?.focus(), 50); // reply next
+      }
     } catch (err) {
       setNote(explain(err));
     }
@@ -662,6 +665,7 @@ function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv
                   try {
                     await client.answerRequest(conv.conv, what);
                     if (what !== "accept") onBack();
+                    else setTimeout(() => document.getElementById("composer")?.focus(), 50); // reply next
                   } catch (err) {
                     setNote(explain(err));
                   }
