@@ -4,6 +4,9 @@ is accepted; a blocked requester reaches nobody; a group invitation is accepted 
 
 from __future__ import annotations
 
+import contextlib
+
+from botkit import Inbox, text_is, user
 from conftest import RunningServer
 from playwright.async_api import Browser, Dialog, Page, expect
 
@@ -134,3 +137,73 @@ async def test_a_group_invitation_is_accepted_in_the_browser(
     await send(bob, "thanks alice")
     await expect(alice.get_by_label("Messages")).to_contain_text("thanks alice")
     assert alice.errors == [] and bob.errors == []  # type: ignore[attr-defined]
+
+
+async def test_privacy_settings_and_blocking_from_a_chat(
+    chatd_defaults: RunningServer, browser: Browser
+) -> None:
+    alice = await open_app(browser, chatd_defaults)
+    bob = await open_app(browser, chatd_defaults)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    await bob.get_by_text("Privacy").click()
+    add_me = bob.get_by_label("Who can add me to chats and groups")
+    await expect(add_me).to_have_value("contacts")  # chatd's default
+    await expect(bob.get_by_label("Who can see when I'm online")).to_have_value("contacts")
+    await add_me.select_option("everyone")
+    await expect(bob.get_by_text("Saved.")).to_be_visible()
+
+    await start_chat(alice, "bob")  # bob lets everyone add him: a chat, not a request
+    await send(alice, "straight in")
+    await expect(bob.get_by_label("1 unread")).to_be_visible()
+    await expect(bob.get_by_role("list", name="Message requests and invitations")).to_have_count(0)
+
+    await bob.get_by_role("button", name="@alice").click()
+    await expect(bob.get_by_label("Messages")).to_contain_text("straight in")
+    bob.on("dialog", lambda d: d.accept())
+    await bob.get_by_role("button", name="Block", exact=True).click()
+    await expect(bob.get_by_text("You blocked @alice.")).to_be_visible()
+    await expect(bob.get_by_label("Message", exact=True)).to_have_count(0)
+    await bob.get_by_role("button", name="Unblock", exact=True).click()
+    await send(alice, "after the unblock")  # bob's membership is back (SPEC.md 18.4)
+    await expect(bob.get_by_label("Messages")).to_contain_text("after the unblock")
+    await send(bob, "back again")
+    await expect(alice.get_by_label("Messages")).to_contain_text("back again")
+
+    await bob.reload()  # the setting is the server's, not the page's
+    await bob.get_by_text("Privacy").click()
+    await expect(bob.get_by_label("Who can add me to chats and groups")).to_have_value("everyone")
+    assert alice.errors == [] and bob.errors == []  # type: ignore[attr-defined]
+
+
+async def test_a_python_owners_invitation_is_accepted_in_the_browser(
+    chatd_defaults: RunningServer, browser: Browser
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        carol = await user(stack, chatd_defaults, "carol")  # the Python SDK, signed log
+        inbox = Inbox(carol)
+        bob = await open_app(browser, chatd_defaults)
+        await register(bob, "bob")
+        bob_id = await carol.lookup("bob")
+        conv = (await carol.create("group", title="Club")).conv
+        await carol.send_text(conv, "before bob")
+        await carol.invite(conv, bob_id)  # a stranger: an invitation, not a member
+        assert [m.account for m in (await carol.conversation(conv)).members] == [carol.account]
+
+        requests = bob.get_by_role("list", name="Message requests and invitations")
+        await expect(requests).to_contain_text("@carol invites you to the group “Club”")
+        await bob.get_by_role("button", name="Accept invitation from @carol").click()
+        await expect(requests).to_contain_text("you join when @carol or another admin adds you")
+        await carol.invite(conv, bob_id)  # accepted: the signed add goes through now
+        await bob.get_by_role("button", name="Club").click()
+        log = bob.get_by_label("Messages")
+        await expect(log).to_contain_text("— joined")
+        await expect(requests).to_have_count(0)
+        await carol.send_text(conv, "welcome bob")
+        await expect(log).to_contain_text("welcome bob")
+        await expect(log).not_to_contain_text("before bob")
+        await send(bob, "thanks carol")
+        got = await inbox.one(text_is(bob_id, conv, "thanks carol"), 15)
+        assert got.text == "thanks carol"
+        assert await bob.evaluate("chatd.warnings") == []
+        assert bob.errors == []  # type: ignore[attr-defined]
