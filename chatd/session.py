@@ -435,6 +435,9 @@ class Session:
                 | F.GetPrivacy()
             ):
                 self.reply(await svc.contacts.handle(a, frame))
+            case F.Unban():
+                await svc.deps.store.unban(frame.conv, a, frame.account)
+                self.reply(F.Ok(re=frame.id))
             case F.Report():
                 self.reply(await svc.reports.report(a, frame))
             case F.Register() | F.Login() | F.LinkDevice():

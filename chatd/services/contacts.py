@@ -199,6 +199,8 @@ class ContactService:
         rules.check_manage_members(*found)
         if await d.store.member_kind(f.conv, f.account) is not None:
             raise ChatdError("already a member", ErrorCode.CONFLICT)
+        if await d.store.is_banned(f.conv, f.account):
+            raise ChatdError("banned from this conversation", ErrorCode.FORBIDDEN)
         if self._placement("group", seen) == "refused":
             return  # the inviter is not told it is blocked
         if await d.store.add_request(f.conv, f.account, account, d.clock.now_ms()):

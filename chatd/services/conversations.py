@@ -174,7 +174,9 @@ class ConversationService:
             self._d.store, account, device, f.entry, "remove", account=f.account
         )
         await self._apply(
-            await self._d.store.remove(f.conv, account, f.account, self._d.clock.now_ms(), entry)
+            await self._d.store.remove(
+                f.conv, account, f.account, self._d.clock.now_ms(), entry, f.ban
+            )
         )
 
     async def leave(self, account: int, device: int, f: F.Leave) -> None:

@@ -338,10 +338,23 @@ class ConversationStore(Protocol):
         ``Forbidden`` when ``actor`` may not add members (or bots)."""
 
     async def remove(
-        self, conv: int, actor: int, account: int, now: int, entry: SignedChange | None = None
+        self,
+        conv: int,
+        actor: int,
+        account: int,
+        now: int,
+        entry: SignedChange | None = None,
+        ban: bool = False,
     ) -> MembershipChange:
         """Remove member ``account`` (``removed``). ``Invalid`` when ``account`` is the actor
-        (use ``leave``), ``NotFound`` when it is not a member, ``Forbidden`` by the rules."""
+        (use ``leave``), ``NotFound`` when it is not a member, ``Forbidden`` by the rules.
+        ``ban``: also ban it (its pending invitation goes too; ``invite`` of it is then
+        ``Forbidden``) until ``unban``."""
+
+    async def unban(self, conv: int, actor: int, account: int) -> None:
+        """Lift a ban (``Forbidden`` unless ``actor`` is an owner or admin)."""
+
+    async def is_banned(self, conv: int, account: int) -> bool: ...
 
     async def leave(
         self, conv: int, actor: int, now: int, entry: SignedChange | None = None

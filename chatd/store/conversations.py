@@ -17,7 +17,7 @@ import msgspec
 from chatproto import kinds
 
 from chatd.core import rules
-from chatd.errors import Conflict, Invalid, NotFound
+from chatd.errors import Conflict, Forbidden, Invalid, NotFound
 from chatd.store.base import (
     ConvRow,
     CreatedConv,
@@ -308,6 +308,8 @@ async def invite(
         rules.check_add_bot(kind, actor_role)
     if await member_role(tx.sql, conv, account) is not None:
         raise Conflict("already a member")
+    if await banned(tx.sql, conv, account):
+        raise Forbidden("banned from this conversation")
     await link(tx.sql, conv, entry)
     if entry is not None:
         rules.check_new_member_access(kind, bot, entry.access)
@@ -326,8 +328,21 @@ async def _drop_member(tx: Tx, conv: int, account: int) -> None:
     tx.touched(conv)
 
 
+async def banned(db: Sql, conv: int, account: int) -> bool:
+    """Whether ``account`` is banned from ``conv`` (SPEC.md 18.8)."""
+    return bool(
+        await db.fetchval("SELECT 1 FROM bans WHERE conv_id=? AND account_id=?", conv, account)
+    )
+
+
 async def remove(
-    tx: Tx, conv: int, actor: int, account: int, now: int, entry: SignedChange | None = None
+    tx: Tx,
+    conv: int,
+    actor: int,
+    account: int,
+    now: int,
+    entry: SignedChange | None = None,
+    ban: bool = False,
 ) -> MembershipChange:
     kind, actor_role = await role_in(tx.sql, conv, actor)
     if account == actor:
@@ -337,7 +352,20 @@ async def remove(
     event = kinds.SystemEvent(event="removed", actor=actor, account=account)
     m = await signed_message(tx, conv, now, event, entry)
     await _drop_member(tx, conv, account)
+    if ban:  # with its removal: no window in which it could be added back
+        await tx.sql.execute(
+            "INSERT INTO bans (conv_id, account_id, actor, at) VALUES (?,?,?,?)"
+            " ON CONFLICT (conv_id, account_id) DO NOTHING",
+            *(conv, account, actor, now),
+        )
+        await tx.sql.execute("DELETE FROM requests WHERE conv_id=? AND account_id=?", conv, account)
     return MembershipChange(conv, m, removed=(account,))
+
+
+async def unban(tx: Tx, conv: int, actor: int, account: int) -> None:
+    """Lift ``account``'s ban from ``conv`` (an owner or admin; nothing if none)."""
+    rules.check_manage_members(*await role_in(tx.sql, conv, actor))
+    await tx.sql.execute("DELETE FROM bans WHERE conv_id=? AND account_id=?", conv, account)
 
 
 async def leave(
@@ -407,6 +435,8 @@ class Conversations(Scripts):
     conversation_ids_of = reads(conversation_ids_of)
     invite = writes(invite)
     remove = writes(remove)
+    unban = writes(unban)
+    is_banned = reads(banned)
     leave = writes(leave)
     set_role = writes(set_role)
     rename = writes(rename)

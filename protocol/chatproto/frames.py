@@ -221,6 +221,17 @@ class Remove(Frame, tag="remove", kw_only=True, frozen=True):
     account: Id
     entry: SignedEntry | None = None
     """The signed membership-log entry of this change (SPEC.md 8.5)."""
+    ban: bool = False
+    """Also ban the account (SPEC.md 18.8): it cannot be added back, nor accept an earlier
+    invitation, until ``unban``."""
+
+
+class Unban(Frame, tag="unban", kw_only=True, frozen=True):
+    """Lift a ban of ``account`` in ``conv`` (owner or admin, SPEC.md 18.8). -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+    account: Id
 
 
 class SetRole(Frame, tag="set_role", kw_only=True, frozen=True):
@@ -1210,6 +1221,7 @@ ClientFrame = (
     | SetPrivacy
     | GetPrivacy
     | Report
+    | Unban
 )
 ServerFrame = (
     Challenge

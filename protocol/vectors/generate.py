@@ -207,6 +207,8 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("list_members_defaults_omitted", F.ListMembers(id=82, conv=42)),
         ("invite", F.Invite(id=10, conv=42, account=3)),
         ("remove", F.Remove(id=11, conv=42, account=3)),
+        ("remove_and_ban", F.Remove(id=93, conv=42, account=3, ban=True)),
+        ("unban", F.Unban(id=94, conv=42, account=3)),
         ("set_role_admin", F.SetRole(id=12, conv=42, account=3, role="admin")),
         ("set_role_member", F.SetRole(id=13, conv=42, account=3, role="member")),
         ("leave", F.Leave(id=14, conv=42)),

@@ -212,3 +212,43 @@ async def test_the_sdk_franks_what_it_sends_and_reports_what_it_received(
         code, out = await admin(db)
         assert code == 0 and f"seq {ack.seq} sender {alice.account}" in out, out
         assert "text: 'a threat'" in out
+
+
+async def test_a_banned_member_cannot_come_back_until_unbanned(db: str, tmp_path: Path) -> None:
+    async with run_server(settings(tmp_path, db)) as server:
+        alice, bob, dave = [await user(server.url, h) for h in ("alice", "bob", "dave")]
+        await direct(alice, bob)  # bob accepted alice: she may add him directly
+        group: F.Conv = await alice.request(
+            F.CreateConv(id=alice.next_id(), kind="group", title="club", members=[bob.account]),
+            F.Conv,
+        )
+        conv = group.info.conv
+        # dave is a stranger: he gets an invitation, and accepts it.
+        await alice.request(F.Invite(id=alice.next_id(), conv=conv, account=dave.account), F.Ok)
+        await dave.request(F.AnswerRequest(id=dave.next_id(), conv=conv, answer="accept"), F.Ok)
+        for banned in (bob, dave):
+            await alice.request(
+                F.Remove(id=alice.next_id(), conv=conv, account=banned.account, ban=True), F.Ok
+            )
+            again = await alice.request(
+                F.Invite(id=alice.next_id(), conv=conv, account=banned.account)
+            )
+            assert isinstance(again, F.Error) and again.code == ErrorCode.FORBIDDEN, again
+            body = kinds.encode_content(kinds.Text(text="let me in"))[1]
+            sent = await banned.request(
+                F.Send(id=banned.next_id(), conv=conv, cmid="back", kind="text", body=body)
+            )
+            assert isinstance(sent, F.Error) and sent.code == ErrorCode.NOT_FOUND, sent
+            # Not an admin of it (not even a member): cannot lift its own ban.
+            own = await banned.request(
+                F.Unban(id=banned.next_id(), conv=conv, account=banned.account)
+            )
+            assert isinstance(own, F.Error), own
+        await alice.request(F.Unban(id=alice.next_id(), conv=conv, account=bob.account), F.Ok)
+        await alice.request(F.Invite(id=alice.next_id(), conv=conv, account=bob.account), F.Ok)
+        members: F.Members = await alice.request(
+            F.ListMembers(id=alice.next_id(), conv=conv), F.Members
+        )
+        assert {m.account for m in members.members} == {alice.account, bob.account}
+        for r in (alice, bob, dave):
+            await r.close()
