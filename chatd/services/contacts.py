@@ -154,11 +154,23 @@ class ContactService:
             place = self._placement("direct", (await self._seen(account, others))[other])
             if place == "refused":
                 raise NotFound(f"no account {other}")
-            info = await self._conv.create(account, device, f)
             now = d.clock.now_ms()
+            requested: list[bool] = []
+
+            async def record_request(conv: int) -> None:
+                # Before the conversation's first message reaches anyone: the recipient's client
+                # answers it with a receipt at once, which must already find the request.
+                requested.append(await d.store.add_request(conv, other, account, now))
+
+            info = await self._conv.create(
+                account, device, f, record_request if place == "request" else None
+            )
             await d.store.add_contact(account, other, now)
-            if place == "request" and await d.store.add_request(info.conv, other, account, now):
-                await self._announce(info.conv, other)
+            if place == "request":
+                if not requested:  # the conversation existed: its request is made now
+                    requested.append(await d.store.add_request(info.conv, other, account, now))
+                if requested[0]:
+                    await self._announce(info.conv, other)
             return info
         seen = await self._seen(account, others)
         places = {t: self._placement(f.kind, seen[t]) for t in others}

@@ -13,6 +13,7 @@ server's logs clean, they are not what the clients' safety rests on.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chatproto import frames as F
@@ -120,12 +121,23 @@ class ConversationService:
     def __init__(self, deps: Deps) -> None:
         self._d = deps
 
-    async def create(self, account: int, device: int, f: F.CreateConv) -> F.ConvInfo:
+    async def create(
+        self,
+        account: int,
+        device: int,
+        f: F.CreateConv,
+        before_publish: Callable[[int], Awaitable[None]] | None = None,
+    ) -> F.ConvInfo:
+        """``before_publish(conv)``: run once a new conversation is stored and before anyone
+        is handed its first message (consent records a request there, so that the recipient's
+        first receipt is already muted, SPEC.md 18.3)."""
         d = self._d
         entry = await signed_change(self._d.store, account, device, f.entry, "create", kind=f.kind)
         created = await d.store.create_conversation(
             f.kind, f.title, account, f.members, d.clock.now_ms(), entry
         )
+        if not created.existed and before_publish is not None:
+            await before_publish(created.conv.id)
         if not created.existed:
             # Every node routes the conversation to the members' connections and hands them the
             # message that created it (then published to the conversation's other watchers:

@@ -229,6 +229,27 @@ async def test_a_strangers_direct_conversation_is_a_request_that_shows_nothing_o
         await alice.close(), await again.close()
 
 
+async def test_a_receipt_sent_the_moment_a_request_arrives_does_not_reach_the_requester(
+    db: str, tmp_path: Path
+) -> None:
+    """A client answers the conversation's first message with a ``delivered`` receipt at once
+    (the web client did): the request must exist before that message is handed to anyone. It
+    was recorded just after, and the requester got the receipt 20 times in 20."""
+    async with run_server(settings(tmp_path, db)) as server:
+        for i in range(10):
+            alice, bob = await user(server.url, f"alice{i}"), await user(server.url, f"bob{i}")
+            creating = asyncio.create_task(direct(alice, bob))
+            first = await bob.expect(F.Deliver, seq=1)
+            await bob.request(
+                F.Receipt(id=bob.next_id(), conv=first.conv, type="delivered", seq=1), F.Ok
+            )
+            conv = await creating
+            assert conv == first.conv
+            await convs(alice)  # anything pushed to alice before this answer is in her backlog
+            assert pushed(alice, F.ReceiptEvent) == [], i
+            await alice.close(), await bob.close()
+
+
 async def test_accepting_a_request_shows_each_to_the_other(db: str, tmp_path: Path) -> None:
     async with run_server(settings(tmp_path, db)) as server:
         alice, bob = await user(server.url, "alice"), await user(server.url, "bob")
