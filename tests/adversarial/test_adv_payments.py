@@ -37,7 +37,7 @@ def refused(ev: Event) -> bool:
 def inflate(attacker: Attacker, server_name: str, factor: int) -> None:
     """From now on the server shows every transfer receipt ``factor`` times larger, re-hashed
     and signed again with its own receipt key (read from its database)."""
-    ((seed,),) = attacker.read("SELECT seed FROM server_keys")
+    ((seed,),) = attacker.read("SELECT seed FROM server_keys WHERE name='payments'")
     key = SigningKey(bytes(seed))
 
     def rewrite(frame: F.ServerFrame) -> F.ServerFrame:

@@ -35,9 +35,11 @@ async def test_the_wal_starts_over_while_messages_are_committed_one_by_one(
         for i in range(COMMITS):  # awaited one by one: one commit each
             await store.append(NewMessage(conv, a.id, ad.id, f"m{i}", "text", b"x" * 200, 1))
         # Every commit wrote at least one page (the message's): had the WAL never started over,
-        # it would hold COMMITS of them; it holds what a few checkpoint intervals wrote.
+        # it would hold COMMITS of them (it grew to 9.6 MB so); it holds what a few checkpoint
+        # intervals wrote (a commit writes a few pages: message, indexes, the conversation's
+        # counter; 132 frames were seen for 400 commits checkpointed every 8).
         wal = Path(path + "-wal").stat().st_size  # noqa: ASYNC240 - one stat, nothing runs
-        assert wal < 16 * EVERY * page < COMMITS * page
+        assert wal < COMMITS * page // 2
     finally:
         await store.aclose()
         await writer
