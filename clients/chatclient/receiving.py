@@ -37,7 +37,7 @@ from chatclient.events import (
     TranscriptWarning,
     Undecryptable,
 )
-from chatclient.outbox import pending_of
+from chatclient.outbox import Pending, pending_of
 
 log = logging.getLogger("chatclient.client")
 
@@ -85,20 +85,7 @@ class Receiving:
                 m = self._message(conv, item)
             case core.Own(ack=ack, entry=entry):
                 p = pending_of(entry)
-                m = Message(
-                    conv,
-                    seq,
-                    ack.ts,
-                    ks.account,
-                    ks.device,
-                    p.kind,
-                    p.body,
-                    _content(p.kind, p.body),
-                    own=True,
-                    to=p.to or (),
-                    reply_to=p.reply_to,
-                    cmid=ack.cmid,
-                )
+                m = own_message(p, conv, seq, ack.ts, ks.account, ks.device, ack.cmid)
         await self._deliver(m)
         ks.cursors[conv] = seq
 
@@ -368,7 +355,7 @@ class Receiving:
             m.device,
             m.kind,
             m.body,
-            _content(m.kind, m.body),
+            decoded_content(m.kind, m.body),
             own=m.device == self._conn.keystore.device,
             to=tuple(m.to),
             cmid=m.cmid or "",
@@ -460,8 +447,30 @@ def _plain(kind: str) -> bool:
     return kind != E2E_KIND and kinds.client_may_send(kind)
 
 
-def _content(kind: str, body: bytes) -> kinds.Content | None:
+def decoded_content(kind: str, body: bytes) -> kinds.Content | None:
+    """The typed content of a plain ``kind``/``body`` (None: not one this SDK can decode)."""
     try:
         return kinds.decode_content(kind, body)
     except ProtocolError:
         return None
+
+
+def own_message(
+    p: Pending, conv: int, seq: int, ts: int, account: int, device: int, cmid: str
+) -> Message:
+    """One of this device's messages as the application sees it: ``p`` as given to ``send``
+    (seq and ts 0 while it waits in the outbox)."""
+    return Message(
+        conv,
+        seq,
+        ts,
+        account,
+        device,
+        p.kind,
+        p.body,
+        decoded_content(p.kind, p.body),
+        own=True,
+        to=p.to or (),
+        reply_to=p.reply_to,
+        cmid=cmid,
+    )

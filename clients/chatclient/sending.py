@@ -28,7 +28,7 @@ from chatproto import client as core
 from chatproto import frames as F
 from chatproto import franking, kinds
 from chatproto.e2e.payload import E2E_KIND
-from chatproto.errors import ChatProtoError, ErrorCode, ProtocolError
+from chatproto.errors import ChatProtoError, ErrorCode
 
 from chatclient.addressing import MAX_TO, addressees, bare_command
 from chatclient.connection import RATE_LIMIT_BACKOFF, Connection
@@ -45,7 +45,7 @@ from chatclient.errors import (
 from chatclient.events import Message, SendFailed
 from chatclient.outbox import Pending, pending_of, restored, stored
 from chatclient.profiles import Profiles
-from chatclient.receiving import Receiving
+from chatclient.receiving import Receiving, decoded_content, own_message
 
 log = logging.getLogger("chatclient.client")
 
@@ -135,22 +135,7 @@ class Sending:
             if conv is not None and entry.conv != conv:
                 continue
             p = pending_of(entry)
-            out.append(
-                Message(
-                    entry.conv,
-                    0,
-                    0,
-                    ks.account,
-                    ks.device,
-                    p.kind,
-                    p.body,
-                    _content(p.kind, p.body),
-                    own=True,
-                    to=p.to or (),
-                    reply_to=p.reply_to,
-                    cmid=entry.cmid,
-                )
-            )
+            out.append(own_message(p, entry.conv, 0, 0, ks.account, ks.device, entry.cmid))
         return out
 
     def discard(self, cmid: str) -> bool:
@@ -214,7 +199,7 @@ class Sending:
         """Work out the addressees and encrypt; kept in the key store before the first write."""
         p = pending_of(entry)
         if p.to is None:
-            content = _content(p.kind, p.body)
+            content = decoded_content(p.kind, p.body)
             reply_to = p.reply_to or None
             p.to = () if content is None else await self._addressees(entry.conv, content, reply_to)
             if len(p.to) > MAX_TO:
@@ -329,10 +314,3 @@ def _retrieve(future: asyncio.Future[F.Ack]) -> None:
     """Mark a future's exception as seen (an outbox entry nobody waits for any more)."""
     if not future.cancelled():
         future.exception()
-
-
-def _content(kind: str, body: bytes) -> kinds.Content | None:
-    try:
-        return kinds.decode_content(kind, body)
-    except ProtocolError:
-        return None
