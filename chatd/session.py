@@ -25,6 +25,7 @@ from chatd.media.service import MediaService
 from chatd.services.auth import AccountRow, AuthService, DeviceRow, new_nonce
 from chatd.services.bots import BotService
 from chatd.services.contacts import ContactService
+from chatd.services.channels import ChannelService
 from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
 from chatd.services.keys import KeyService
@@ -76,6 +77,7 @@ class Services:
         self.bots = BotService(deps)
         self.suspension = SuspensionService(deps)
         self.contacts = ContactService(deps, self.conversations, self.keys)
+        self.channels = ChannelService(deps, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
         self.sessions = 0
@@ -315,6 +317,7 @@ class Session:
         first = hub.attach(self)
         await hub.barrier()
         hub.watch_read(self, await svc.deps.store.conversation_ids_of(account.id))
+        hub.follow_read(self, await svc.deps.store.followed_channels(account.id))
         if first:  # before the welcome: once logged in, the account counts as online everywhere
             await svc.presence.announce(account.id, online=True)
         self.reply(
@@ -440,6 +443,18 @@ class Session:
                 self.reply(F.Ok(re=frame.id))
             case F.Report():
                 self.reply(await svc.reports.report(a, frame))
+            case (
+                F.CreateChannel()
+                | F.FindChannel()
+                | F.SearchChannels()
+                | F.Follow()
+                | F.Unfollow()
+                | F.SetChannelAdmin()
+                | F.Publish()
+                | F.GetPosts()
+                | F.GetPostHistory()
+            ):
+                self.reply(await svc.channels.handle(a, self.device, self.conn_id, frame))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

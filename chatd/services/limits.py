@@ -158,6 +158,7 @@ class Limits:
         self.registrations = Budget(
             limits.registrations_per_ip_per_hour / 3600, limits.registration_burst_per_ip
         )
+        self.searches = Budget(limits.searches_per_minute / 60, limits.search_burst)
         self._proxies = networks(server.trusted_proxies)
         self._exempt = networks(limits.exempt_addresses)
         # One node: frames are counted in memory on the spot (monotonic time). Several nodes:
@@ -212,6 +213,15 @@ class Limits:
     async def registration(self, address: str) -> float | None:
         """Take a registration token of ``address``: None when allowed, else seconds to wait."""
         return await self._address(f"r:{address}", address, self.registrations)
+
+    async def search(self, account: int) -> float | None:
+        """Take a directory-search token of ``account`` (SPEC.md 19.2): None when allowed, else
+        seconds to wait. Shared by the account's connections on every node."""
+        if self.searches.rate <= 0:
+            return None
+        now = self._clock.now_ms() / 1000
+        granted, retry = await self._shared.take(f"s:{account}", now, self.searches, 1)
+        return None if granted else max(retry, 0.001)
 
     async def _address(self, key: str, address: str, budget: Budget) -> float | None:
         if not address or budget.rate <= 0:

@@ -76,3 +76,8 @@ MAX_ICON_CHARS: Final = 8
 MAX_BOT_PROFILE_BYTES: Final = 64 * 1024
 """Largest stored bot profile (commands and manifest, msgpack): ``set_bot_profile`` beyond it is
 ``INVALID``, so every ``bot_profile`` answer fits in a frame."""
+
+MAX_SEARCH_CHARS: Final = 64
+"""A directory search's query (``search_channels``, SPEC.md 19.2)."""
+MAX_SEARCH_PAGE: Final = 50
+"""Channels in one page of the directory."""
