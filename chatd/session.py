@@ -24,8 +24,8 @@ from chatd.errors import ChatdError
 from chatd.media.service import MediaService
 from chatd.services.auth import AccountRow, AuthService, DeviceRow, new_nonce
 from chatd.services.bots import BotService
-from chatd.services.contacts import ContactService
 from chatd.services.channels import ChannelService
+from chatd.services.contacts import ContactService
 from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
 from chatd.services.keys import KeyService

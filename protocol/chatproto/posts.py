@@ -21,7 +21,7 @@ import msgspec
 
 from chatproto import frames as F
 from chatproto.e2e.primitives import SigningKey, verify
-from chatproto.errors import ChatProtoError, SignatureError
+from chatproto.errors import ChatProtoError
 
 POST_CONTEXT: Final = b"chatd-post-v1"
 TOMBSTONE: Final = "deleted"
