@@ -69,7 +69,7 @@ class Services:
         self.auth = AuthService(deps)
         self.conversations = ConversationService(deps)
         self.reports = ReportService(deps)
-        self.messaging = MessagingService(deps, self.reports)
+        self.messaging = MessagingService(deps)
         self.presence = PresenceService(deps)
         self.keys = KeyService(deps)
         self.payments = PaymentService(deps)
