@@ -25,6 +25,7 @@ CREATE TABLE pub_admins (
     account  BIGINT  NOT NULL,
     PRIMARY KEY (channel, account)
 );
+CREATE INDEX pub_admins_account ON pub_admins (account);
 
 CREATE TABLE pub_follows (
     account  BIGINT  NOT NULL,

@@ -24,6 +24,7 @@ CREATE TABLE pub_admins (
     account  INTEGER NOT NULL,
     PRIMARY KEY (channel, account)
 ) STRICT, WITHOUT ROWID;
+CREATE INDEX pub_admins_account ON pub_admins (account);
 
 CREATE TABLE pub_follows (
     account  INTEGER NOT NULL,
