@@ -235,7 +235,7 @@ async def test_banned_and_removed_members_and_links_that_must_be_refused(
         page: F.Messages = await removed.request(
             F.Fetch(id=removed.next_id(), conv=conv, after=0, limit=100), F.Messages
         )
-        assert [m.seq for m in page.messages][0] == back.info.joined
+        assert page.messages[0].seq == back.info.joined
         assert all(m.kind == "system" for m in page.messages)
         [listed] = await links_of(admin, conv)
         assert listed.uses == 1  # the banned attempt took nothing
