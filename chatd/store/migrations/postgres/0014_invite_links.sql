@@ -1,4 +1,4 @@
--- chatd schema, version 13 (PostgreSQL): invite links and join requests (SPEC.md 19).
+-- chatd schema, version 14 (PostgreSQL): invite links and join requests (SPEC.md 19).
 -- ``invite_links``: one row per link. ``selector`` is the random half of the token the server
 -- finds the row by; the other half is an HMAC under the 'invite_links' secret of
 -- ``server_keys``, never stored: no row holds a usable token. ``uses`` counts joins and join
