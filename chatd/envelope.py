@@ -86,5 +86,5 @@ def device_topic(device: int) -> str:
 
 
 def channel_topic(channel: int) -> str:
-    """Posts of one public channel (SPEC.md 19), pushed to connected followers only."""
+    """Posts of one public channel (SPEC.md 20), pushed to connected followers only."""
     return f"p.{channel}"

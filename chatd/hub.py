@@ -66,7 +66,7 @@ class Hub:
         self._devices: dict[int, list[Outlet]] = {}  # usually one connection each
         self._latest: dict[int, int] = {}
         self._channels: dict[int, set[Outlet]] = {}
-        """Public channel -> the local outlets of its followers (SPEC.md 19.3)."""
+        """Public channel -> the local outlets of its followers (SPEC.md 20.3)."""
         self._follows: dict[Outlet, set[int]] = {}
         """Outlet -> the public channels routed to it (to stop on detach)."""
         self._reading: dict[Outlet, set[int]] = {}

@@ -30,6 +30,7 @@ from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
 from chatd.services.keys import KeyService
 from chatd.services.limits import Limits, MemoryBuckets
+from chatd.services.links import LinkService
 from chatd.services.messaging import MessagingService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
@@ -77,6 +78,7 @@ class Services:
         self.bots = BotService(deps)
         self.suspension = SuspensionService(deps)
         self.contacts = ContactService(deps, self.conversations, self.keys)
+        self.links = LinkService(deps, self.conversations, self.limits)
         self.channels = ChannelService(deps, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
@@ -452,6 +454,22 @@ class Session:
                 self.reply(F.Ok(re=frame.id))
             case F.Report():
                 self.reply(await svc.reports.report(a, frame))
+            case F.CreateLink():
+                self.reply(await svc.links.create(a, frame))
+            case F.ListLinks():
+                self.reply(await svc.links.list(a, frame))
+            case F.RevokeLink():
+                await svc.links.revoke(a, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.PreviewLink():
+                self.reply(await svc.links.preview(a, self.address, frame))
+            case F.JoinLink():
+                self.reply(await svc.links.join(a, dev, self.address, frame))
+            case F.ListJoinRequests():
+                self.reply(await svc.links.requests(a, frame))
+            case F.AnswerJoin():
+                await svc.links.answer(a, dev, frame)
+                self.reply(F.Ok(re=frame.id))
             case (
                 F.CreateChannel()
                 | F.FindChannel()

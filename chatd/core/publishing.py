@@ -1,4 +1,4 @@
-"""Who may publish what in a public channel, and which seq and version come next (SPEC.md 19.4).
+"""Who may publish what in a public channel, and which seq and version come next (SPEC.md 20.4).
 
 Plain rules over what the store read inside the write's transaction; time is passed in. The
 publisher signs seq, version and time before the server stores the post, so the server cannot

@@ -1,4 +1,4 @@
-"""Public channels (SPEC.md 19): create, find, search, follow, unfollow, publish and read.
+"""Public channels (SPEC.md 20): create, find, search, follow, unfollow, publish and read.
 
 A post is checked (its signature under the publishing device's key, then the channel's next
 seq or the post's next version, inside the write) and stored ONCE; its ``post_event`` is
@@ -82,7 +82,7 @@ class ChannelService:
         return F.ChannelAnswer(re=f.id, info=_info(row))
 
     async def search(self, account: int, f: F.SearchChannels) -> F.ChannelList:
-        """The directory (SPEC.md 19.2), counted against the account's search budget first."""
+        """The directory (SPEC.md 20.2), counted against the account's search budget first."""
         retry = await self._limits.search(account)
         if retry is not None:
             raise RateLimited(f"too many searches; retry in {retry:.1f} s")

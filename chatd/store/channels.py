@@ -1,4 +1,4 @@
-"""Public channels, their followers and their signed posts (``ChannelStore``, SPEC.md 19),
+"""Public channels, their followers and their signed posts (``ChannelStore``, SPEC.md 20),
 written once for both databases.
 
 A post is ONE row whatever the number of followers (``pub_posts``; an edit moves the version it

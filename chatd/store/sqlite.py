@@ -55,6 +55,7 @@ from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
+from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_sqlite
 from chatd.store.reports import Reports
@@ -324,6 +325,7 @@ class SQLiteStore(
     Keys,
     Consent,
     Reports,
+    Links,
     Channels,
     Ledger,
     GroupCommitWriter[Op[Any]],

@@ -1,4 +1,4 @@
-"""Public channels in the SDK (SPEC.md 19): create, find, search, follow, unfollow, publish,
+"""Public channels in the SDK (SPEC.md 20): create, find, search, follow, unfollow, publish,
 edit, delete, read; every post verified before the application sees it.
 
 Posts are public (not end-to-end encrypted) but signed by the publishing device over

@@ -208,7 +208,7 @@ class SendFailed:
 
 @dataclass(frozen=True, slots=True)
 class ChannelPost:
-    """A post of a public channel (SPEC.md 19), verified: its signature is the publishing
+    """A post of a public channel (SPEC.md 20), verified: its signature is the publishing
     device's, as the publisher's signed device list names it, over every field below. ``ver``
     above 0 is an edit; ``deleted`` marks the signed tombstone of a deleted post. A post that
     does not verify is never one of these (a ``SecurityWarning`` instead)."""
@@ -231,6 +231,9 @@ Typing = F.TypingEvent
 Presence = F.PresenceEvent
 RequestReceived = F.RequestEvent
 """A message request or invitation reached this account (SPEC.md 18.3; chatclient/contacts.py)."""
+JoinRequestReceived = F.JoinRequestEvent
+"""Someone asked to join a conversation this account manages, through an invite link
+(SPEC.md 20.4; chatclient/links.py)."""
 Event = (
     Message
     | Connected
@@ -239,6 +242,7 @@ Event = (
     | Typing
     | Presence
     | RequestReceived
+    | JoinRequestReceived
     | Undecryptable
     | SecurityWarning
     | MembershipChanged

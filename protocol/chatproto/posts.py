@@ -1,4 +1,4 @@
-"""Public posts, sans-I/O: the exact bytes a publisher's device signs (SPEC.md 19.4), and the
+"""Public posts, sans-I/O: the exact bytes a publisher's device signs (SPEC.md 20.4), and the
 checks a reader, a mirror or a bot runs so that it need not trust the server.
 
 A post of a public channel is not end-to-end encrypted (anyone may read it), but it is signed:
@@ -45,7 +45,7 @@ def post_payload(
     kind: str,
     content: bytes,
 ) -> bytes:
-    """The bytes the publisher's device signs (SPEC.md 19.4)."""
+    """The bytes the publisher's device signs (SPEC.md 20.4)."""
     fields = (server, channel, seq, ver, ts, author, device, kind, content)
     return POST_CONTEXT + b"\x00" + _encoder.encode(fields)
 
@@ -85,7 +85,7 @@ def is_tombstone(p: F.Post) -> bool:
 
 
 def words(text: str) -> list[str]:
-    """The words a directory search compares (SPEC.md 19.2): NFKC, case-folded, split at every
+    """The words a directory search compares (SPEC.md 20.2): NFKC, case-folded, split at every
     character that is not a letter or digit, each cut to 32 characters; in order, repeated."""
     folded = unicodedata.normalize("NFKC", text).casefold()
     out: list[str] = []

@@ -1,4 +1,4 @@
-"""A malicious server against public posts (issue 19.1, SPEC.md 19.4).
+"""A malicious server against public posts (issue 19.1, SPEC.md 20.4).
 
 The server stores and pushes posts, so it can change any byte of what it pushes and add devices
 to any account in its database; what it cannot make is a signature of a device on the

@@ -1,4 +1,4 @@
-"""Public channels (issue 19.1, SPEC.md 19) against a real server, with several SDK clients:
+"""Public channels (issue 19.1, SPEC.md 20) against a real server, with several SDK clients:
 created with a handle, found by handle and through the paged directory, read before following,
 followed without an invite, posts pushed live to connected followers only, and every post's
 signature checked by the reader: a post changed in the database is refused, edits keep their

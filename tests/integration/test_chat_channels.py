@@ -1,4 +1,4 @@
-"""``chat`` and public channels (issue 19.1, SPEC.md 19): /public, /publish, /editpost,
+"""``chat`` and public channels (issue 19.1, SPEC.md 20): /public, /publish, /editpost,
 /delpost, /follow, /unfollow, /search, /posts, against a real server, stdin piped; a follower's
 terminal shows live posts, checked against the publisher's device key."""
 

@@ -1,4 +1,4 @@
-"""Public channels under attack (issue 19.1, SPEC.md 19), on SQLite and PostgreSQL with the
+"""Public channels under attack (issue 19.1, SPEC.md 20), on SQLite and PostgreSQL with the
 server's default limits: a follower or stranger cannot publish, edit, delete or name admins,
 even with a valid signature of its own; a stranger searching the directory a thousand times is
 rate-limited without hurting anyone else; and what the server (its operator, or whoever holds

@@ -1,6 +1,6 @@
-"""Signed public posts (SPEC.md 19.4, ``chatproto.posts``): the vectors in
+"""Signed public posts (SPEC.md 20.4, ``chatproto.posts``): the vectors in
 ``protocol/vectors/posts.json`` verify and every refused one does not; any change to a signed
-post after signing is caught; the directory's words are what SPEC.md 19.2 says."""
+post after signing is caught; the directory's words are what SPEC.md 20.2 says."""
 
 from __future__ import annotations
 
