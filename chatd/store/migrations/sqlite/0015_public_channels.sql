@@ -1,4 +1,4 @@
--- chatd schema, version 14: public channels and their signed posts (SPEC.md 20).
+-- chatd schema, version 15: public channels and their signed posts (SPEC.md 20).
 -- ``pub_channels``: one row per public channel; ``handle`` and its lookalike ``skeleton`` are
 -- unique among channels; ``last_seq`` is the seq of its newest post; ``followers`` a counter
 -- kept by follow/unfollow. ``pub_admins``: who may publish (the owner from the start).
