@@ -29,6 +29,7 @@ from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
 from chatd.services.keys import KeyService
 from chatd.services.limits import Limits, MemoryBuckets
+from chatd.services.links import LinkService
 from chatd.services.messaging import MessagingService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
@@ -69,13 +70,14 @@ class Services:
         self.auth = AuthService(deps)
         self.conversations = ConversationService(deps)
         self.reports = ReportService(deps)
-        self.messaging = MessagingService(deps, self.reports)
+        self.messaging = MessagingService(deps)
         self.presence = PresenceService(deps)
         self.keys = KeyService(deps)
         self.payments = PaymentService(deps)
         self.bots = BotService(deps)
         self.suspension = SuspensionService(deps)
         self.contacts = ContactService(deps, self.conversations, self.keys)
+        self.links = LinkService(deps, self.conversations, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
         self.sessions = 0
@@ -315,6 +317,15 @@ class Session:
         first = hub.attach(self)
         await hub.barrier()
         hub.watch_read(self, await svc.deps.store.conversation_ids_of(account.id))
+        # Attached, then read again whether the account is suspended: a suspension committed
+        # after the login's check was either seen here or, if later, by a sweep that finds this
+        # connection attached (``SuspensionService``); before, a login checked just before a
+        # suspension kept its connection.
+        again = await svc.deps.store.account(account.id)
+        if again is None or again.suspended:
+            self.fail(rid, ErrorCode.SUSPENDED, "this account is suspended")
+            await self._link.close(CLOSE_POLICY, "account suspended")
+            return
         if first:  # before the welcome: once logged in, the account counts as online everywhere
             await svc.presence.announce(account.id, online=True)
         self.reply(
@@ -440,6 +451,22 @@ class Session:
                 self.reply(F.Ok(re=frame.id))
             case F.Report():
                 self.reply(await svc.reports.report(a, frame))
+            case F.CreateLink():
+                self.reply(await svc.links.create(a, frame))
+            case F.ListLinks():
+                self.reply(await svc.links.list(a, frame))
+            case F.RevokeLink():
+                await svc.links.revoke(a, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.PreviewLink():
+                self.reply(await svc.links.preview(a, self.address, frame))
+            case F.JoinLink():
+                self.reply(await svc.links.join(a, dev, self.address, frame))
+            case F.ListJoinRequests():
+                self.reply(await svc.links.requests(a, frame))
+            case F.AnswerJoin():
+                await svc.links.answer(a, dev, frame)
+                self.reply(F.Ok(re=frame.id))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 
