@@ -106,18 +106,14 @@ async def search_channels(
             " AND u.term >= ? AND u.term < ?)"
         )
         args += [w, posts.prefix_bound(w)]
-    ids = await db.fetch(
-        f"SELECT DISTINCT t.channel FROM pub_terms t WHERE {' AND '.join(where)}"
-        " ORDER BY t.channel LIMIT ?",
+    rows = await db.fetch(
+        _CHANNEL + "c.id IN (SELECT DISTINCT t.channel FROM pub_terms t"
+        f" WHERE {' AND '.join(where)} ORDER BY t.channel LIMIT ?) ORDER BY c.id",
+        viewer,
         *args,
         limit,
     )
-    found = []
-    for (cid,) in ids:
-        row = await channel(db, int(cid), viewer)
-        if row is not None:
-            found.append(row)
-    return found
+    return [r for r in map(_channel, rows) if r is not None]
 
 
 async def follow(tx: Tx, channel: int, account: int, now: int) -> ChannelRow:
