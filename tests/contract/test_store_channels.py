@@ -63,19 +63,37 @@ async def test_the_directory_pages_by_prefix_without_gaps_or_repeats(
         )
     other = await store.create_channel(alice.id, "tomatoes", "Potatoes", "", NOW)
     seen: list[int] = []
-    after = 0
+    cursor = None
     while True:
-        page = await store.search_channels(["tomato"], after, 10, alice.id)
+        page, cursor = await store.search_channels(["tomato"], cursor, 10, alice.id)
         seen += [c.id for c in page]
-        if len(page) < 10:
+        if cursor is None:
             break
-        after = page[-1].id
     assert seen == [*made, other.id]
-    both = await store.search_channels(posts.query_words("gard tomato"), 0, 50, alice.id)
+    both, _ = await store.search_channels(posts.query_words("gard tomato"), None, 50, alice.id)
     assert [c.id for c in both] == [m for i, m in enumerate(made) if i % 3 != 0]
-    umlaut = await store.search_channels(posts.query_words("STRASSE"), 0, 50, alice.id)
+    umlaut, _ = await store.search_channels(posts.query_words("STRASSE"), None, 50, alice.id)
     assert len(umlaut) == 15
-    assert await store.search_channels(["tomatoesx"], 0, 50, alice.id) == []
+    assert await store.search_channels(["tomatoesx"], None, 50, alice.id) == ([], None)
+
+
+async def test_a_channel_matching_a_prefix_twice_is_listed_once(
+    store: Store, make_account: MakeAccount
+) -> None:
+    """Pages walk (word, channel) order: a channel with two words of the prefix shows at its
+    first one only, however small the pages."""
+    alice, _ = await make_account("alice")
+    a = await store.create_channel(alice.id, "aa", "Gardening garden", "gardens", NOW)
+    b = await store.create_channel(alice.id, "bb", "Gardenia", "", NOW)
+    c = await store.create_channel(alice.id, "cc", "Garden", "", NOW)
+    seen: list[int] = []
+    cursor = None
+    for _ in range(10):
+        page, cursor = await store.search_channels(["garden"], cursor, 1, alice.id)
+        seen += [x.id for x in page]
+        if cursor is None:
+            break
+    assert seen == [a.id, c.id, b.id]  # "garden" (a, c), then "gardenia" (b)
 
 
 async def test_follows_count_once_and_admins_see_their_channels(
