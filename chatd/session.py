@@ -32,6 +32,7 @@ from chatd.services.limits import Limits, MemoryBuckets
 from chatd.services.messaging import MessagingService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
+from chatd.services.push import PushService
 from chatd.services.reports import ReportService
 from chatd.services.suspension import SuspensionService
 
@@ -60,7 +61,9 @@ class Link(Protocol):
 class Services:
     """The services one node runs, built once and shared by all sessions."""
 
-    def __init__(self, deps: Deps, limits: Limits | None = None) -> None:
+    def __init__(
+        self, deps: Deps, limits: Limits | None = None, push: PushService | None = None
+    ) -> None:
         self.deps = deps
         self.limits = limits or Limits(
             deps.settings.limits, deps.settings.server, MemoryBuckets(), deps.clock
@@ -69,7 +72,9 @@ class Services:
         self.auth = AuthService(deps)
         self.conversations = ConversationService(deps)
         self.reports = ReportService(deps)
-        self.messaging = MessagingService(deps, self.reports)
+        self.push = push or PushService(deps)
+        """Web Push to offline devices (SPEC.md 19); off without a VAPID key."""
+        self.messaging = MessagingService(deps, self.reports, self.push)
         self.presence = PresenceService(deps)
         self.keys = KeyService(deps)
         self.payments = PaymentService(deps)
@@ -317,6 +322,7 @@ class Session:
         hub.watch_read(self, await svc.deps.store.conversation_ids_of(account.id))
         if first:  # before the welcome: once logged in, the account counts as online everywhere
             await svc.presence.announce(account.id, online=True)
+        await svc.push.connected(device.id)
         self.reply(
             F.Welcome(
                 re=rid,
@@ -440,6 +446,8 @@ class Session:
                 self.reply(F.Ok(re=frame.id))
             case F.Report():
                 self.reply(await svc.reports.report(a, frame))
+            case F.GetPush() | F.SetPush() | F.ClearPush():
+                self.reply(await svc.push.handle(a, dev, frame))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

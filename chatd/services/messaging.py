@@ -50,10 +50,19 @@ class Franking(Protocol):
     def record(self, m: StoredMessage, commitment: bytes) -> asyncio.Future[None]: ...
 
 
+class Pusher(Protocol):
+    """Where stored messages go to become Web Pushes (``services.push.PushService``)."""
+
+    def committed(self, m: StoredMessage) -> None: ...
+
+
 class MessagingService:
-    def __init__(self, deps: Deps, franking: Franking | None = None) -> None:
+    def __init__(
+        self, deps: Deps, franking: Franking | None = None, push: Pusher | None = None
+    ) -> None:
         self._d = deps
         self._franking = franking
+        self._push = push
 
     def submit(self, s: Sender, f: F.Send) -> None:
         if not kinds.client_may_send(f.kind):
@@ -90,6 +99,8 @@ class MessagingService:
         publish_committed(hub, m, s.conn_id, repeat=appended.duplicate)
         if not appended.duplicate:
             self._d.metrics.messages_stored.inc()
+            if self._push is not None:  # a dict insert: the push is made by its own task
+                self._push.committed(m)
         ack = F.Ack(re=rid, conv=m.conv, cmid=m.cmid or "", seq=m.seq, ts=m.ts)
         if fc is not None and self._franking is not None:
             # A franked send is acked once its tag is stored too (SPEC.md 18.7): a report

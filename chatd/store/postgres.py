@@ -60,6 +60,7 @@ from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
+from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql
 from chatd.store.writer import BatchObserver, GroupCommitWriter
@@ -243,6 +244,7 @@ class PostgresStore(
     Keys,
     Consent,
     Reports,
+    Push,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):

@@ -56,6 +56,7 @@ from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_sqlite
+from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql, run_sync
 from chatd.store.writer import BatchObserver, GroupCommitWriter
@@ -322,6 +323,7 @@ class SQLiteStore(
     Keys,
     Consent,
     Reports,
+    Push,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):

@@ -148,6 +148,9 @@ export const CLIENT: Record<string, readonly Field[]> = {
   attach_blob: [["id", "reqid"], ["conv", "id"], ["blob", "blob"], ["seq", "seq", 0]],
   detach_blob: [["id", "reqid"], ["conv", "id"], ["seq", "id"], ["blob", "blob"]],
   report: [["id", "reqid"], ["conv", "id"], ["seq", "id"], ["plaintext", "body"], ["fk", "bin:32"], ["reason", "str:0..256", ""]],
+  get_push: [["id", "reqid"]],
+  set_push: [["id", "reqid"], ["endpoint", "str:1..1024"], ["p256dh", "bin:65"], ["auth", "bin:16"], ["show_conv", "bool", false]],
+  clear_push: [["id", "reqid"]],
 };
 
 /** Server -> client frames. */
@@ -186,5 +189,6 @@ export const SERVER: Record<string, readonly Field[]> = {
   privacy: [["re", "reqid"], ["add_me", "everyone|contacts|nobody"], ["presence", "everyone|contacts|nobody"], ["last_seen", "everyone|contacts|nobody"]],
   request_event: [["request", "{RequestInfo}"]],
   reported: [["re", "reqid"], ["report", "id"], ["sender", "id"]],
+  push_config: [["re", "reqid"], ["vapid_key", "bin:0..65"], ["endpoint", "str:0..1024", ""], ["show_conv", "bool", false]],
   media_token: [["re", "reqid"], ["blob", "blob"], ["token", "str:1..128"], ["path", "str:0..1000"], ["expires", "ms"]],
 };
