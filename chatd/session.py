@@ -74,7 +74,7 @@ class Services:
         self.reports = ReportService(deps)
         self.push = push or PushService(deps)
         """Web Push to offline devices (SPEC.md 19); off without a VAPID key."""
-        self.messaging = MessagingService(deps, self.reports, self.push)
+        self.messaging = MessagingService(deps, self.push)
         self.presence = PresenceService(deps)
         self.keys = KeyService(deps)
         self.payments = PaymentService(deps)
@@ -320,6 +320,15 @@ class Session:
         first = hub.attach(self)
         await hub.barrier()
         hub.watch_read(self, await svc.deps.store.conversation_ids_of(account.id))
+        # Attached, then read again whether the account is suspended: a suspension committed
+        # after the login's check was either seen here or, if later, by a sweep that finds this
+        # connection attached (``SuspensionService``); before, a login checked just before a
+        # suspension kept its connection.
+        again = await svc.deps.store.account(account.id)
+        if again is None or again.suspended:
+            self.fail(rid, ErrorCode.SUSPENDED, "this account is suspended")
+            await self._link.close(CLOSE_POLICY, "account suspended")
+            return
         if first:  # before the welcome: once logged in, the account counts as online everywhere
             await svc.presence.announce(account.id, online=True)
         await svc.push.connected(device.id)

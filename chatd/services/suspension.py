@@ -4,6 +4,12 @@
 The operator's command writes ``accounts.suspended_at`` from its own process; each node looks
 every ``INTERVAL`` seconds for suspensions newer than the last it saw (one indexed read) and
 closes the connections of those accounts it holds, with close code 1008.
+
+Two races are closed: a login whose check passed just before a suspension committed re-reads
+the account after it attached to the hub (``Session._logged_in``), so either it sees the
+suspension or a later sweep sees its connection; and a suspension whose ``suspended_at`` (the
+operator's clock) is older than one a sweep already handled, e.g. two ``suspend`` commands
+committing in the other order, is still found: every sweep looks ``LOOKBACK`` back.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ log = logging.getLogger(__name__)
 
 INTERVAL = 1.0
 """Seconds between two looks: a suspended account's connections end within about this."""
+LOOKBACK = 60_000
+"""Milliseconds before the latest suspension handled that each sweep looks at again (a few
+rows: the accounts suspended in the last minute; closing their connections again is a no-op)."""
 
 
 @runtime_checkable
@@ -37,7 +46,7 @@ class SuspensionService:
     async def sweep(self) -> int:
         """Close the connections of accounts suspended since the last sweep; how many."""
         closed = 0
-        for account, at in await self._d.store.suspended_after(self._seen):
+        for account, at in await self._d.store.suspended_after(max(0, self._seen - LOOKBACK)):
             self._seen = max(self._seen, at)
             for outlet in self._d.hub.outlets_of(account):
                 if isinstance(outlet, Closable):

@@ -100,6 +100,8 @@ class StoredMessage:
     withheld: tuple[int, ...] = ()
     """The bot members it was withheld from when committed (access ``addressed``, not in
     ``to``, not the sender), ascending. Never leaves the server."""
+    fc: bytes | None = None
+    """The franking commitment it was sent with (SPEC.md 18.7); None: not franked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,8 @@ class NewMessage:
     ts: int
     to: tuple[int, ...] = ()
     """Ascending and unique (``chatproto.bots.check_to``)."""
+    fc: bytes | None = None
+    """The franking commitment (``Send.fc``), stored in the message's row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -731,14 +735,17 @@ class ConsentStore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class FrankingTag:
-    """The server's franking tag of message ``seq`` of ``conv`` and what it binds (E2E.md 17)."""
+class Franked:
+    """What a report of message ``seq`` of ``conv`` is verified against (E2E.md 17): its sender
+    and ts, and its commitment ``fc`` (stored in its row), or for a message franked before
+    the commitment was stored (schema 11, 12) the server's ``tag`` kept then."""
 
     conv: int
     seq: int
     sender: int
     ts: int
-    tag: bytes
+    fc: bytes | None = None
+    tag: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -759,15 +766,15 @@ class ReportRow:
 
 
 class ReportStore(Protocol):
-    """Franking tags and reports (``store.reports``)."""
+    """Franking and reports (``store.reports``)."""
 
     async def franking_secret(self, secret: bytes) -> bytes: ...
-    def put_franking_tag(self, t: FrankingTag) -> asyncio.Future[None]:
-        """Queue the tag's write (committed with the next group commit)."""
+    async def franked(self, conv: int, seq: int) -> Franked | None:
+        """Message ``seq`` of ``conv`` as a report checks it; None: no such message, or it was
+        sent without franking."""
 
-    async def franking_tag(self, conv: int, seq: int) -> FrankingTag | None: ...
     async def add_report(
-        self, reporter: int, t: FrankingTag, plaintext: bytes, reason: str, now: int
+        self, reporter: int, t: Franked, plaintext: bytes, reason: str, now: int
     ) -> int: ...
     async def reports(self, everything: bool, after: int, limit: int) -> list[ReportRow]: ...
 

@@ -240,7 +240,7 @@ async def _replay(
 ) -> Posting | None:
     """The first posting of ``transfer_id`` by ``owner`` when it has the same content;
     ``Conflict`` when ``owner`` used the id for something else; None when ``owner`` never used
-    it (``_unused`` then tells, after the membership check, whether someone else did)."""
+    it (``_claim_id`` then tells, after the membership check, whether someone else did)."""
     prior = await db.fetchrow(
         "SELECT type, intent_hash, conv, seq FROM transfers WHERE id=? AND debit=?",
         *(transfer_id, owner),
@@ -252,11 +252,22 @@ async def _replay(
     return Posting(await message_at(db, int(prior[2]), int(prior[3])), replay=True)
 
 
-async def _unused(db: Sql, transfer_id: str) -> None:
-    """``Conflict`` when another account used ``transfer_id``. Asked only after the caller's
-    membership was checked: a stranger gets ``NotFound`` whether the id exists or not."""
+async def _claim_id(
+    db: Sql, conv: int, transfer_id: str, type: str, fingerprint: bytes, poster: int
+) -> Posting | None:
+    """The opening steps of every new posting by ``poster`` in ``conv``: lock the conversation;
+    the first posting when this is the poster's own retry (``_replay``); then ``NotFound`` unless
+    the poster may post there, and ``Conflict`` when another account used the id. The id is
+    looked up only after the membership check: a stranger gets ``NotFound`` whether it exists
+    or not. None: go on and post."""
+    await lock_conv(db, conv)
+    replay = await _replay(db, transfer_id, type, fingerprint, poster)
+    if replay is not None:
+        return replay
+    await _lock_poster(db, conv, poster)
     if await db.fetchval("SELECT 1 FROM transfers WHERE id=?", transfer_id):
         raise Conflict(f"the id {transfer_id!r} was already used for another intent")
+    return None
 
 
 Request = tuple[ledger.RequestState, int, int | None, int | None]
@@ -306,12 +317,9 @@ def _row(r: Row) -> EntryRow:
 async def post_transfer(tx: Tx, t: NewTransfer, sign: ReceiptSigner) -> Posting:
     db = tx.sql
     async with db.savepoint():
-        await lock_conv(db, t.conv)
-        replay = await _replay(db, t.transfer_id, "transfer", t.intent_hash, t.payer)
+        replay = await _claim_id(db, t.conv, t.transfer_id, "transfer", t.intent_hash, t.payer)
         if replay is not None:
             return replay
-        await _lock_poster(db, t.conv, t.payer)
-        await _unused(db, t.transfer_id)
         if await member_role(db, t.conv, t.payee) is None:
             raise ledger.NotMember("the payee is not a member of this conversation")
         ledger.check_not_expired(t.intent_expires_at, t.now, "the intent")
@@ -337,12 +345,9 @@ async def post_transfer(tx: Tx, t: NewTransfer, sign: ReceiptSigner) -> Posting:
 async def create_red_packet(tx: Tx, p: NewRedPacket, sign: ReceiptSigner) -> Posting:
     db = tx.sql
     async with db.savepoint():
-        await lock_conv(db, p.conv)
-        replay = await _replay(db, p.packet_id, "red_packet", p.intent_hash, p.sender)
+        replay = await _claim_id(db, p.conv, p.packet_id, "red_packet", p.intent_hash, p.sender)
         if replay is not None:
             return replay
-        await _lock_poster(db, p.conv, p.sender)
-        await _unused(db, p.packet_id)
         ledger.check_not_expired(p.intent_expires_at, p.now, "the intent")
         total = sum(p.shares)
         receipt = red_packet_receipt(p)

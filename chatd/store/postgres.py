@@ -186,8 +186,9 @@ _REFUSED_SENDS = _refused_sends()
 them: the rule stays written once, in ``core``."""
 _ALWAYS_DELIVERED = sorted(rules.ALWAYS_DELIVERED)
 
-_APPEND = "SELECT * FROM chatd_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-"""Migration 0005: the whole batch of appends in one round trip (see the function's comment)."""
+_APPEND = "SELECT * FROM chatd_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+"""Migrations 0005 and 0013: the whole batch of appends in one round trip (see the function's
+comment)."""
 
 
 async def _appends(db: Conn, ops: Sequence[Op[Any]]) -> list[Any]:
@@ -208,6 +209,7 @@ async def _appends(db: Conn, ops: Sequence[Op[Any]]) -> list[Any]:
         ["{" + ",".join(map(str, m.to)) + "}" for m in msgs],
         _REFUSED_SENDS,
         _ALWAYS_DELIVERED,
+        [m.fc for m in msgs],
     )
     results: list[Any] = []
     for m, (outcome, seq, ts, withheld, conv_kind, role) in zip(msgs, rows, strict=True):
@@ -216,6 +218,7 @@ async def _appends(db: Conn, ops: Sequence[Op[Any]]) -> list[Any]:
                 *(m.conv, int(seq), int(ts), m.sender, m.device, m.cmid, m.kind, m.body),
                 m.to,
                 _ids(withheld),
+                m.fc,
             )
             results.append(Appended(stored, duplicate=outcome == "duplicate"))
         elif outcome == "absent":

@@ -741,6 +741,9 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=
     body: Body
     to: ToList = []
     """As sent (ascending). Empty in a ``withheld`` placeholder (SPEC.md 16.3)."""
+    fc: Hash32 | None = None
+    """The franking commitment the message was sent with (``Send.fc``, SPEC.md 18.7): the
+    receiver checks that it opens with the franking key and plaintext it decrypted."""
 
 
 class Deliver(Frame, tag="deliver", kw_only=True, frozen=True):
@@ -756,6 +759,9 @@ class Deliver(Frame, tag="deliver", kw_only=True, frozen=True):
     body: Body
     to: ToList = []
     """The accounts the message is addressed to, ascending (``Send.to``)."""
+    fc: Hash32 | None = None
+    """The franking commitment the message was sent with (``Send.fc``, SPEC.md 18.7): the
+    receiver checks that it opens with the franking key and plaintext it decrypted."""
 
 
 class Synced(Frame, tag="synced", kw_only=True, frozen=True):

@@ -744,6 +744,20 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             ),
         ),
         (
+            "deliver_franked",
+            F.Deliver(
+                conv=42,
+                seq=1002,
+                ts=1_718_000_000_400,
+                sender=1,
+                device=7,
+                cmid="c-0003",
+                kind="e2e",
+                body=b"\x01ciphertext",
+                fc=franking.commit(bytes(range(0x01, 0x21)), b"hello"),
+            ),
+        ),
+        (
             "deliver_withheld_placeholder",
             F.Deliver(
                 conv=43, seq=22, ts=1_718_000_000_300, sender=0, device=0, kind="withheld", body=b""

@@ -300,6 +300,90 @@ function BlockButton({ client, account, handle }: { client: Client; account: num
   );
 }
 
+/** Contacts and blocked accounts (SPEC.md 18.1), a server page at a time (11.5): start a chat
+ * with a contact, block or unblock. */
+function Contacts({ client, onOpen }: { client: Client; onOpen: (conv: number) => void }) {
+  const [which, setWhich] = useState<"contacts" | "blocked">("contacts");
+  const [rows, setRows] = useState<number[] | null>(null);
+  const [more, setMore] = useState(false);
+  const [note, setNote] = useState("");
+  const load = async (w: "contacts" | "blocked", after: number, before: number[]) => {
+    try {
+      const p = await client.contactsPage(w, after, client.contactsPageSize);
+      setRows([...before, ...p.accounts]);
+      setMore(p.more);
+    } catch (err) {
+      setNote(explain(err));
+    }
+  };
+  const show = (w: "contacts" | "blocked") => {
+    setWhich(w);
+    setNote("");
+    setRows(null);
+    void load(w, 0, []);
+  };
+  const name = (a: number) => (client.handles.get(a) ? `@${client.handles.get(a)}` : `#${a}`);
+  const act = (a: number, what: "message" | "block" | "unblock") => async () => {
+    if (what === "block" && !confirm(`Block ${name(a)}? They will not be able to message you, add you or see when you are online.`)) return;
+    setNote("");
+    try {
+      if (what === "message") return onOpen(await client.directWith(a));
+      await (what === "block" ? client.block(a) : client.unblock(a));
+      setRows((rows ?? []).filter((x) => x !== a)); // a blocked account is no longer a contact
+      setNote(what === "block" ? `Blocked ${name(a)}.` : `Unblocked ${name(a)}.`);
+    } catch (err) {
+      setNote(explain(err));
+    }
+  };
+  return (
+    <details onToggle={(e) => (e.currentTarget as HTMLDetailsElement).open && show(which)}>
+      <summary>Contacts</summary>
+      <div role="group" aria-label="Show" class="buttons">
+        <button class={`small ${which === "contacts" ? "" : "secondary"}`} aria-pressed={which === "contacts"} onClick={() => show("contacts")}>
+          My contacts
+        </button>
+        <button class={`small ${which === "blocked" ? "" : "secondary"}`} aria-pressed={which === "blocked"} onClick={() => show("blocked")}>
+          Blocked
+        </button>
+      </div>
+      {rows === null ? (
+        <p class="status">Loading…</p>
+      ) : (
+        <ul aria-label={which === "contacts" ? "Contacts" : "Blocked accounts"}>
+          {rows.map((a) => (
+            <li key={a} class="request">
+              <span>{name(a)}</span>
+              <span class="buttons">
+                {which === "contacts" ? (
+                  <>
+                    <button class="small" aria-label={`Message ${name(a)}`} onClick={act(a, "message")}>
+                      Message
+                    </button>
+                    <button class="small danger" aria-label={`Block ${name(a)}`} onClick={act(a, "block")}>
+                      Block
+                    </button>
+                  </>
+                ) : (
+                  <button class="small secondary" aria-label={`Unblock ${name(a)}`} onClick={act(a, "unblock")}>
+                    Unblock
+                  </button>
+                )}
+              </span>
+            </li>
+          ))}
+          {!rows.length && <li class="hint">{which === "contacts" ? "No contacts yet: people whose request you accepted, or whom you messaged first." : "Nobody is blocked."}</li>}
+        </ul>
+      )}
+      {more && rows && (
+        <button class="small secondary" onClick={() => void load(which, rows[rows.length - 1] ?? 0, rows)}>
+          Show more
+        </button>
+      )}
+      <p class="status" aria-live="polite">{note}</p>
+    </details>
+  );
+}
+
 let HANDLES: Map<number, string> = new Map();
 
 function text(m: Msg): string {
@@ -460,6 +544,103 @@ function Card({ client, conv, m }: { client: Client; conv: Conv; m: Msg }) {
   );
 }
 
+/** A link the page may open: http(s) only (a shared `javascript:` or `data:` link is shown as
+ * text, never followed). */
+function safeLink(link: string): string | null {
+  try {
+    const u = new URL(link);
+    return u.protocol === "https:" || u.protocol === "http:" ? u.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A shared card (SPEC.md 16.6): a link, an image reference, or a mini-app card that opens its
+ * action in the direct conversation with its bot. */
+function ShareCard({ client, m, onOpen }: { client: Client; m: Msg; onOpen: (conv: number) => void }) {
+  const c = m.content as Record<string, unknown>;
+  const [note, setNote] = useState("");
+  const link = c["link"] as string;
+  const href = link ? safeLink(link) : null;
+  const app = !!(c["bot"] && c["app"] && c["action"]);
+  const botName = client.handles.get(c["bot"] as number);
+  return (
+    <div class="card-msg share" aria-label={`Shared: ${c["title"] as string}`}>
+      <strong>{c["title"] as string}</strong>
+      {c["text"] ? <p>{c["text"] as string}</p> : null}
+      {link ? (
+        href ? (
+          <a href={href} target="_blank" rel="noopener noreferrer nofollow">
+            {link}
+          </a>
+        ) : (
+          <span class="status">{link}</span>
+        )
+      ) : null}
+      {c["image"] ? <span class="status">image: {c["image"] as string}</span> : null}
+      {app && (
+        <button
+          class="small"
+          onClick={() => {
+            setNote("");
+            client.openShare(c).then(onOpen, (e) => setNote(explain(e)));
+          }}
+        >
+          Open {botName ? `@${botName}` : "mini-app"}: {c["action"] as string}
+        </button>
+      )}
+      {note && <span role="alert" class="error">{note}</span>}
+    </div>
+  );
+}
+
+/** Conversations a card can go to: all but those where this account may not post. */
+function targets(client: Client, except = 0): Conv[] {
+  return [...client.convs.values()].filter((c) => c.conv !== except && !client.isRequest(c.conv) && !(c.kind === "channel" && c.role === "member"));
+}
+
+function convName(client: Client, c: Conv): string {
+  return c.kind === "direct" ? `@${c.members.find((x) => x.account !== client.id?.account)?.handle ?? "…"}` : c.title || "Group";
+}
+
+/** Share a link card into this conversation. */
+function ShareLink({ client, conv, onError }: { client: Client; conv: Conv; onError: (s: string) => void }) {
+  const [title, setTitle] = useState("");
+  const [link, setLink] = useState("");
+  const [body, setBody] = useState("");
+  return (
+    <form
+      aria-label="Share a link"
+      onSubmit={(e) => {
+        e.preventDefault();
+        const l = link.trim();
+        if (l && !safeLink(l)) return onError("A link starts with https:// or http://");
+        const t = title.trim() || l;
+        if (!t) return onError("A card needs a title or a link");
+        void client.share(conv.conv, { title: t.slice(0, 256), link: l, text: body.trim() }).then(() => {
+          setTitle("");
+          setLink("");
+          setBody("");
+        }, (err) => onError(explain(err)));
+      }}
+    >
+      <label>
+        Card title
+        <input maxLength={256} value={title} onInput={(e) => setTitle(e.currentTarget.value)} />
+      </label>
+      <label>
+        Link
+        <input type="url" maxLength={256} placeholder="https://" value={link} onInput={(e) => setLink(e.currentTarget.value)} />
+      </label>
+      <label>
+        Card text
+        <input maxLength={16000} value={body} onInput={(e) => setBody(e.currentTarget.value)} />
+      </label>
+      <button type="submit">Share link</button>
+    </form>
+  );
+}
+
 function BotActions({ client, conv, bot }: { client: Client; conv: Conv; bot: number }) {
   const [manifest, setManifest] = useState<Record<string, unknown> | null>(null);
   useEffect(() => {
@@ -474,14 +655,65 @@ function BotActions({ client, conv, bot }: { client: Client; conv: Conv; bot: nu
           {(manifest["icon"] as string) || "▶"} {a["title"] as string}
         </button>
       ))}
+      {actions.length > 0 && <ShareApp client={client} conv={conv} bot={bot} manifest={manifest} actions={actions} />}
     </div>
   );
 }
 
+/** Share this bot's mini-app as a card (SPEC.md 16.6) into another conversation. */
+function ShareApp({ client, conv, bot, manifest, actions }: { client: Client; conv: Conv; bot: number; manifest: Record<string, unknown>; actions: Record<string, unknown>[] }) {
+  const to = targets(client, conv.conv);
+  const [target, setTarget] = useState(to[0]?.conv ?? 0);
+  const [action, setAction] = useState(actions[0]!["name"] as string);
+  const [note, setNote] = useState("");
+  if (!to.length) return null;
+  return (
+    <form
+      class="share-app"
+      onSubmit={(e) => {
+        e.preventDefault();
+        const a = actions.find((x) => x["name"] === action)!;
+        const title = (manifest["title"] as string) || `@${client.handles.get(bot) ?? bot}`;
+        const dest = target || to[0]!.conv;
+        setNote("");
+        client.share(dest, { title, text: a["title"] as string, bot, app: manifest["name"] as string, action }).then(
+          () => setNote(`Shared to ${convName(client, client.convs.get(dest)!)}.`),
+          (err) => setNote(explain(err)),
+        );
+      }}
+    >
+      <label>
+        Share action
+        <select value={action} onChange={(e) => setAction(e.currentTarget.value)}>
+          {actions.map((a) => (
+            <option key={a["name"] as string} value={a["name"] as string}>
+              {a["title"] as string}
+            </option>
+          ))}
+        </select>
+      </label>
+      <label>
+        Share to
+        <select value={target} onChange={(e) => setTarget(Number(e.currentTarget.value))}>
+          {to.map((c) => (
+            <option key={c.conv} value={c.conv}>
+              {convName(client, c)}
+            </option>
+          ))}
+        </select>
+      </label>
+      <button type="submit" class="small">
+        Share mini-app
+      </button>
+      <span class="status" aria-live="polite">{note}</span>
+    </form>
+  );
+}
+
 function Forward({ client, conv, m, done }: { client: Client; conv: Conv; m: Msg; done: () => void }) {
-  const targets = [...client.convs.values()].filter((c) => c.conv !== conv.conv && !(c.kind === "channel" && c.role === "member"));
-  const [to, setTo] = useState(targets[0]?.conv ?? 0);
-  const name = (c: Conv) => (c.kind === "direct" ? `@${c.members.find((x) => x.account !== client.id?.account)?.handle ?? "…"}` : c.title || "Group");
+  const list = targets(client, conv.conv);
+  const [to, setTo] = useState(list[0]?.conv ?? 0);
+  const name = (c: Conv) => convName(client, c);
   return (
     <form
       class="forward"
@@ -493,7 +725,7 @@ function Forward({ client, conv, m, done }: { client: Client; conv: Conv; m: Msg
       <label>
         Forward to
         <select value={to} onChange={(e) => setTo(Number(e.currentTarget.value))}>
-          {targets.map((c) => (
+          {list.map((c) => (
             <option key={c.conv} value={c.conv}>
               {name(c)}
             </option>
@@ -507,7 +739,31 @@ function Forward({ client, conv, m, done }: { client: Client; conv: Conv; m: Msg
   );
 }
 
-function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: Msg; onReply: (seq: number) => void }) {
+/** Report a message to the operator (SPEC.md 18.7): the server checks the franking opening and
+ * names who really sent it. */
+function Report({ client, conv, m }: { client: Client; conv: Conv; m: Msg }) {
+  const [note, setNote] = useState("");
+  if (note) return <span class="status" role="status">{note}</span>;
+  return (
+    <button
+      class="tiny"
+      aria-label={`Report message ${m.seq}`}
+      title="Report to the server's operator"
+      onClick={() => {
+        const reason = prompt("Report this message? The server's operator will read it. Reason (optional):", "");
+        if (reason === null) return;
+        client.report(conv.conv, m.seq, reason.trim()).then(
+          (r) => setNote(`Reported: the server confirmed @${client.handles.get(r.sender) ?? `#${r.sender}`} sent it.`),
+          (e) => setNote(`⚠ not reported: ${explain(e)}`),
+        );
+      }}
+    >
+      ⚑
+    </button>
+  );
+}
+
+function Message({ client, conv, m, onReply, onOpen }: { client: Client; conv: Conv; m: Msg; onReply: (seq: number) => void; onOpen: (conv: number) => void }) {
   const [forwarding, setForwarding] = useState(false);
   if (HIDDEN.has(m.kind)) return null;
   const mine = m.sender === client.id?.account;
@@ -529,6 +785,8 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
           <Attachment client={client} att={m.content as Record<string, unknown>} />
         ) : m.kind === "miniapp.result" && m.content ? (
           <Card client={client} conv={conv} m={m} />
+        ) : m.kind === "share" && m.content ? (
+          <ShareCard client={client} m={m} onOpen={onOpen} />
         ) : (
           change.text ?? text(m)
         )}
@@ -539,6 +797,7 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
       {status && <span class={`status ${status}`} aria-label={`status: ${status}`}>{status === "read" ? "✓✓ read" : status === "delivered" ? "✓✓" : status === "sent" ? "✓" : status}</span>}
       {forwarding && <Forward client={client} conv={conv} m={m} done={() => setForwarding(false)} />}
       {m.kind === "payment.receipt" && !m.error && <ReceiptActions client={client} conv={conv} r={m.content as Record<string, unknown>} />}
+      {!mine && m.reportable && !change.deleted && <Report client={client} conv={conv} m={m} />}
       {canAct && (
         <span class="actions">
           <button class="tiny" aria-label={`Reply to message ${m.seq}`} onClick={() => onReply(m.seq)}>
@@ -573,7 +832,7 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
   );
 }
 
-function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv; onBack: () => void }) {
+function ConversationView({ client, conv, onBack, onOpen }: { client: Client; conv: Conv; onBack: () => void; onOpen: (conv: number) => void }) {
   const [draft, setDraft] = useState("");
   const [invite, setInvite] = useState("");
   const [safety, setSafety] = useState("");
@@ -707,7 +966,7 @@ function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv
       {conv.kind === "direct" && others[0]?.access && <BotActions client={client} conv={conv} bot={others[0].account} />}
       <ol class="messages" ref={list} aria-live="polite" aria-label="Messages">
         {conv.messages.map((m) => (
-          <Message key={`${m.seq}:${m.cmid ?? ""}`} client={client} conv={conv} m={m} onReply={(seq) => {
+          <Message key={`${m.seq}:${m.cmid ?? ""}`} client={client} conv={conv} m={m} onOpen={onOpen} onReply={(seq) => {
             setReplyTo(seq);
             document.getElementById("composer")?.focus();
           }} />
@@ -774,6 +1033,7 @@ function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv
       )}
       <details>
         <summary>More</summary>
+        {!request && !blocked && !(conv.kind === "channel" && conv.role === "member") && <ShareLink client={client} conv={conv} onError={setNote} />}
         {conv.kind !== "direct" && (
           <form
             onSubmit={(e) => {
@@ -954,12 +1214,13 @@ function Main({ client }: { client: Client }) {
           <button type="submit">Create group</button>
         </form>
         {error && <p role="alert" class="error">{error}</p>}
+        <Contacts client={client} onOpen={setOpen} />
         <Privacy client={client} />
         <ApproveDevice client={client} />
         <Wallet client={client} />
       </nav>
       {current ? (
-        <ConversationView key={current.conv} client={client} conv={current} onBack={() => setOpen(null)} />
+        <ConversationView key={current.conv} client={client} conv={current} onBack={() => setOpen(null)} onOpen={setOpen} />
       ) : (
         <section class="empty">
           <p>Pick a conversation, or start one.</p>

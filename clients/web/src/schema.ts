@@ -51,7 +51,7 @@ export const STRUCTS: Record<string, readonly Field[]> = {
   ],
   Message: [
     ["seq", "seq"], ["ts", "ms"], ["sender", "seq"], ["device", "seq"], ["cmid", "cmid?", ABSENT],
-    ["kind", "kind"], ["body", "body"], ["to", "[id]:16", []],
+    ["kind", "kind"], ["body", "body"], ["to", "[id]:16", []], ["fc", "bin:32?", ABSENT],
   ],
   LogEntry: [["epoch", "u32"], ["seq", "seq"], ["body", "bin:1..16384"], ["sig", "sig"]],
   PresenceInfo: [["account", "id"], ["online", "bool"], ["last_seen", "ms"]],
@@ -164,7 +164,7 @@ export const SERVER: Record<string, readonly Field[]> = {
   convs: [["re", "reqid"], ["convs", "[{ConvInfo}]:1000000"], ["more", "bool", false]],
   members: [["re", "reqid"], ["conv", "id"], ["members", "[{Member}]:1000000"], ["more", "bool"]],
   ack: [["re", "reqid"], ["conv", "id"], ["cmid", "cmid"], ["seq", "seq"], ["ts", "ms"]],
-  deliver: [["conv", "id"], ["seq", "seq"], ["ts", "ms"], ["sender", "seq"], ["device", "seq"], ["cmid", "cmid?", ABSENT], ["kind", "kind"], ["body", "body"], ["to", "[id]:16", []]],
+  deliver: [["conv", "id"], ["seq", "seq"], ["ts", "ms"], ["sender", "seq"], ["device", "seq"], ["cmid", "cmid?", ABSENT], ["kind", "kind"], ["body", "body"], ["to", "[id]:16", []], ["fc", "bin:32?", ABSENT]],
   member_log: [["re", "reqid"], ["conv", "id"], ["entries", "[{LogEntry}]:1000000"], ["more", "bool"]],
   synced: [["re", "reqid"], ["conv", "id"], ["seq", "seq"]],
   messages: [["re", "reqid"], ["conv", "id"], ["messages", "[{Message}]:1000000"], ["more", "bool"]],
