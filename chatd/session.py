@@ -29,6 +29,7 @@ from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
 from chatd.services.keys import KeyService
 from chatd.services.limits import Limits, MemoryBuckets
+from chatd.services.links import LinkService
 from chatd.services.messaging import MessagingService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
@@ -73,7 +74,7 @@ class Services:
         self.conversations = ConversationService(deps)
         self.reports = ReportService(deps)
         self.push = push or PushService(deps)
-        """Web Push to offline devices (SPEC.md 19); off without a VAPID key."""
+        """Web Push to offline devices (SPEC.md 20); off without a VAPID key."""
         self.messaging = MessagingService(deps, self.push)
         self.presence = PresenceService(deps)
         self.keys = KeyService(deps)
@@ -81,6 +82,7 @@ class Services:
         self.bots = BotService(deps)
         self.suspension = SuspensionService(deps)
         self.contacts = ContactService(deps, self.conversations, self.keys)
+        self.links = LinkService(deps, self.conversations, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
         self.sessions = 0
@@ -457,6 +459,22 @@ class Session:
                 self.reply(await svc.reports.report(a, frame))
             case F.GetPush() | F.SetPush() | F.ClearPush():
                 self.reply(await svc.push.handle(a, dev, frame))
+            case F.CreateLink():
+                self.reply(await svc.links.create(a, frame))
+            case F.ListLinks():
+                self.reply(await svc.links.list(a, frame))
+            case F.RevokeLink():
+                await svc.links.revoke(a, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.PreviewLink():
+                self.reply(await svc.links.preview(a, self.address, frame))
+            case F.JoinLink():
+                self.reply(await svc.links.join(a, dev, self.address, frame))
+            case F.ListJoinRequests():
+                self.reply(await svc.links.requests(a, frame))
+            case F.AnswerJoin():
+                await svc.links.answer(a, dev, frame)
+                self.reply(F.Ok(re=frame.id))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

@@ -781,7 +781,7 @@ class ReportStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PushSubscription:
-    """A device's Web Push subscription (SPEC.md 19): where to send, and the device's keys to
+    """A device's Web Push subscription (SPEC.md 20): where to send, and the device's keys to
     encrypt to (RFC 8291)."""
 
     device: int
@@ -802,6 +802,86 @@ class PushStore(Protocol):
     async def push_targets(self, conv: int) -> list[PushSubscription]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class LinkRow:
+    id: int
+    conv: int
+    selector: bytes
+    creator: int
+    name: str
+    created: int
+    expires: int
+    max_uses: int
+    uses: int
+    approval: bool
+    revoked: int
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequestRow:
+    account: int
+    handle: str
+    at: int
+    link: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPreviewRow:
+    kind: str
+    title: str
+    member_count: int
+    approval: bool
+    """A join makes a request: the link asks for approval, or the conversation has a log."""
+
+
+@dataclass(frozen=True, slots=True)
+class JoinOutcome:
+    """What ``join_link`` did: ``joined`` (``change`` is the membership change), ``member``
+    (already one: nothing), ``requested`` (a join request filed: ``request``), or ``pending``
+    (one was pending already: nothing)."""
+
+    state: str
+    conv: int
+    change: MembershipChange | None = None
+    request: JoinRequestRow | None = None
+
+
+class LinkStore(Protocol):
+    """Invite links and join requests (``store.links``, SPEC.md 19). Every script checks the
+    caller's role itself (owner or admin; ``NotFound`` for a non-member); an unusable link is
+    ``core.links.LinkInvalid``."""
+
+    async def link_secret(self, secret: bytes) -> bytes: ...
+    async def create_link(
+        self,
+        conv: int,
+        actor: int,
+        selector: bytes,
+        name: str,
+        now: int,
+        expires_in: int,
+        max_uses: int,
+        approval: bool,
+    ) -> LinkRow: ...
+    async def links_of(self, conv: int, actor: int, after: int, limit: int) -> list[LinkRow]: ...
+    async def revoke_link(self, conv: int, actor: int, link: int, now: int) -> None: ...
+    async def preview_link(self, selector: bytes, now: int) -> LinkPreviewRow: ...
+    async def join_link(self, selector: bytes, account: int, now: int) -> JoinOutcome: ...
+    async def join_requests_of(
+        self, conv: int, actor: int, after: int, limit: int
+    ) -> list[JoinRequestRow]: ...
+    async def answer_join(
+        self,
+        conv: int,
+        actor: int,
+        account: int,
+        approve: bool,
+        now: int,
+        entry: SignedChange | None = None,
+    ) -> MembershipChange | None: ...
+    async def managers_of(self, conv: int) -> list[int]: ...
+
+
 class Store(
     AccountStore,
     ConversationStore,
@@ -814,6 +894,7 @@ class Store(
     ConsentStore,
     ReportStore,
     PushStore,
+    LinkStore,
     Protocol,
 ):
     """Everything the server stores."""

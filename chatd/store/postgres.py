@@ -58,6 +58,7 @@ from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
+from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
 from chatd.store.push import Push
@@ -248,6 +249,7 @@ class PostgresStore(
     Consent,
     Reports,
     Push,
+    Links,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):

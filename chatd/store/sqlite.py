@@ -54,6 +54,7 @@ from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
+from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_sqlite
 from chatd.store.push import Push
@@ -325,6 +326,7 @@ class SQLiteStore(
     Consent,
     Reports,
     Push,
+    Links,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):

@@ -211,6 +211,9 @@ Typing = F.TypingEvent
 Presence = F.PresenceEvent
 RequestReceived = F.RequestEvent
 """A message request or invitation reached this account (SPEC.md 18.3; chatclient/contacts.py)."""
+JoinRequestReceived = F.JoinRequestEvent
+"""Someone asked to join a conversation this account manages, through an invite link
+(SPEC.md 19.4; chatclient/links.py)."""
 Event = (
     Message
     | Connected
@@ -219,6 +222,7 @@ Event = (
     | Typing
     | Presence
     | RequestReceived
+    | JoinRequestReceived
     | Undecryptable
     | SecurityWarning
     | MembershipChanged
