@@ -121,7 +121,13 @@ class Client:
         self._profiles = Profiles(conn)
         self._accounts = Accounts(conn)
         self._convs = Conversations(conn, self.e2e, self.members, self._profiles, encrypt=encrypt)
-        self.links = Links(conn.call, conn.next_id, self._convs.signed_change, self._convs.learn)
+        self.links = Links(
+            conn.call,
+            conn.next_id,
+            self._convs.signed_change,
+            self._convs.learn,
+            self._convs.is_bot_account,
+        )
         """Invite links and join requests (chatclient/links.py)."""
         self._receiving = Receiving(
             conn,

@@ -83,6 +83,12 @@ export const STRUCTS: Record<string, readonly Field[]> = {
     ["conv", "id"], ["kind", "direct|group|channel"], ["sender", "id"], ["handle", "handle"], ["at", "ms"],
     ["title", "title", ""], ["last_seq", "seq", 0],
   ],
+  LinkInfo: [
+    ["link", "id"], ["conv", "id"], ["url", "str:1..256"], ["creator", "id"], ["created", "ms"],
+    ["name", "str:0..64", ""], ["expires", "ms", 0], ["max_uses", "u32", 0], ["uses", "u32", 0],
+    ["approval", "bool", false], ["revoked", "ms", 0],
+  ],
+  JoinRequestInfo: [["account", "id"], ["handle", "handle"], ["at", "ms"], ["link", "id"]],
 };
 
 /** Structs whose canonical form writes an absent optional field as nil instead of leaving it
@@ -151,6 +157,13 @@ export const CLIENT: Record<string, readonly Field[]> = {
   get_push: [["id", "reqid"]],
   set_push: [["id", "reqid"], ["endpoint", "str:1..1024"], ["p256dh", "bin:65"], ["auth", "bin:16"], ["show_conv", "bool", false]],
   clear_push: [["id", "reqid"]],
+  create_link: [["id", "reqid"], ["conv", "id"], ["name", "str:0..64", ""], ["expires_in", "ms", 0], ["max_uses", "u32", 0], ["approval", "bool", false]],
+  list_links: [["id", "reqid"], ["conv", "id"], ["after", "seq", 0], ["limit", "limit", 50]],
+  revoke_link: [["id", "reqid"], ["conv", "id"], ["link", "id"]],
+  preview_link: [["id", "reqid"], ["token", "str:1..256"]],
+  join_link: [["id", "reqid"], ["token", "str:1..256"]],
+  list_join_requests: [["id", "reqid"], ["conv", "id"], ["after", "seq", 0], ["limit", "limit", 50]],
+  answer_join: [["id", "reqid"], ["conv", "id"], ["account", "id"], ["approve", "bool"], ENTRY],
 };
 
 /** Server -> client frames. */
@@ -190,5 +203,11 @@ export const SERVER: Record<string, readonly Field[]> = {
   request_event: [["request", "{RequestInfo}"]],
   reported: [["re", "reqid"], ["report", "id"], ["sender", "id"]],
   push_config: [["re", "reqid"], ["vapid_key", "bin:0..65"], ["endpoint", "str:0..1024", ""], ["show_conv", "bool", false]],
+  link: [["re", "reqid"], ["link", "{LinkInfo}"]],
+  links: [["re", "reqid"], ["links", "[{LinkInfo}]:1000000"], ["more", "bool"]],
+  link_preview: [["re", "reqid"], ["kind", "direct|group|channel"], ["title", "title"], ["member_count", "u32"], ["approval", "bool", false]],
+  join_requested: [["re", "reqid"]],
+  join_requests: [["re", "reqid"], ["conv", "id"], ["requests", "[{JoinRequestInfo}]:1000000"], ["more", "bool"]],
+  join_request_event: [["conv", "id"], ["request", "{JoinRequestInfo}"]],
   media_token: [["re", "reqid"], ["blob", "blob"], ["token", "str:1..128"], ["path", "str:0..1000"], ["expires", "ms"]],
 };
