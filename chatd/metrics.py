@@ -121,7 +121,7 @@ class Metrics:
         )
         self.pushes = Counter(
             "chatd_pushes_total",
-            "Web Push outcomes (SPEC.md 20): sent, failed (given up), gone (the push service said"
+            "Web Push outcomes (SPEC.md 21): sent, failed (given up), gone (the push service said"
             " 404/410: subscription deleted), retried, dropped (queue full), limited (the device's"
             " window or hourly cap), skipped (online again before it left)",
             ["outcome"],

@@ -1,4 +1,4 @@
-"""Web Push rules as plain code (SPEC.md 20): which endpoints the server will send to, which
+"""Web Push rules as plain code (SPEC.md 21): which endpoints the server will send to, which
 addresses it will connect to, and how often one device may be pushed, with time passed in.
 
 The endpoint rule exists because a push subscription is a URL a client chooses and the server
@@ -38,7 +38,7 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 
 
 class PushRefused(ChatdError):
-    """The server will not send pushes to this endpoint (SPEC.md 20.2)."""
+    """The server will not send pushes to this endpoint (SPEC.md 21.2)."""
 
     code = ErrorCode.PUSH_REFUSED
 

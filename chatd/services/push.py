@@ -1,4 +1,4 @@
-"""Web Push to devices whose account is offline (SPEC.md 20; RFC 8030, 8291, 8292).
+"""Web Push to devices whose account is offline (SPEC.md 21; RFC 8030, 8291, 8292).
 
 Who sends: the node that COMMITS a message. ``MessagingService`` hands every newly stored
 message to ``committed`` (a dict insert, never awaited: pushing never slows the message path).

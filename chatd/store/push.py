@@ -1,4 +1,4 @@
-"""Web Push subscriptions (``PushStore``, SPEC.md 20), written once for both databases: one per
+"""Web Push subscriptions (``PushStore``, SPEC.md 21), written once for both databases: one per
 device, replaced by a new ``set_push``, deleted by ``clear_push`` or when its push service says
 it is gone (404/410)."""
 

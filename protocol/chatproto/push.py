@@ -1,4 +1,4 @@
-"""The plaintext of a Web Push (SPEC.md 20.3): what a device's service worker decrypts.
+"""The plaintext of a Web Push (SPEC.md 21.3): what a device's service worker decrypts.
 
 It says only that something new is waiting, and which conversation when the device allowed
 that. Never a sender, a body, a count or a title: the push travels through a third party's push

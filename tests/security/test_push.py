@@ -1,4 +1,4 @@
-"""Web Push to offline devices (issue 18.4, SPEC.md 20), against a real server and a push service
+"""Web Push to offline devices (issue 18.4, SPEC.md 21), against a real server and a push service
 that implements RFC 8030's receiving side on loopback (``pushkit``): it checks each push's VAPID
 JWT (signature, audience, expiry) and decrypts it with the subscription's private key.
 

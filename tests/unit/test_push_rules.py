@@ -1,4 +1,4 @@
-"""Web Push rules as plain code (SPEC.md 20.2-19.4): the endpoint allow-list, the public-address
+"""Web Push rules as plain code (SPEC.md 21.2-19.4): the endpoint allow-list, the public-address
 check, the per-device windows (time passed in), and the payload's fixed size."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
--- chatd schema, version 15: Web Push subscriptions (SPEC.md 20), at most one per device: where
+-- chatd schema, version 16: Web Push subscriptions (SPEC.md 21), at most one per device: where
 -- the server sends a push when the device's account is offline, and the device's keys to
 -- encrypt it to (RFC 8291). show_conv: the user allows pushes to name the conversation.
 CREATE TABLE push_subscriptions (
