@@ -29,6 +29,7 @@ from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
 from chatd.services.keys import KeyService
 from chatd.services.limits import Limits, MemoryBuckets
+from chatd.services.links import LinkService
 from chatd.services.messaging import MessagingService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
@@ -69,13 +70,14 @@ class Services:
         self.auth = AuthService(deps)
         self.conversations = ConversationService(deps)
         self.reports = ReportService(deps)
-        self.messaging = MessagingService(deps, self.reports)
+        self.messaging = MessagingService(deps)
         self.presence = PresenceService(deps)
         self.keys = KeyService(deps)
         self.payments = PaymentService(deps)
         self.bots = BotService(deps)
         self.suspension = SuspensionService(deps)
         self.contacts = ContactService(deps, self.conversations, self.keys)
+        self.links = LinkService(deps, self.conversations, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
         self.sessions = 0
@@ -449,6 +451,22 @@ class Session:
                 self.reply(F.Ok(re=frame.id))
             case F.Report():
                 self.reply(await svc.reports.report(a, frame))
+            case F.CreateLink():
+                self.reply(await svc.links.create(a, frame))
+            case F.ListLinks():
+                self.reply(await svc.links.list(a, frame))
+            case F.RevokeLink():
+                await svc.links.revoke(a, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.PreviewLink():
+                self.reply(await svc.links.preview(a, self.address, frame))
+            case F.JoinLink():
+                self.reply(await svc.links.join(a, dev, self.address, frame))
+            case F.ListJoinRequests():
+                self.reply(await svc.links.requests(a, frame))
+            case F.AnswerJoin():
+                await svc.links.answer(a, dev, frame)
+                self.reply(F.Ok(re=frame.id))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

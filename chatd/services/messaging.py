@@ -44,16 +44,9 @@ class Sender(Protocol):
     async def send_paced(self, data: bytes) -> None: ...
 
 
-class Franking(Protocol):
-    """Where a franked send's tag is made and stored (``services.reports.ReportService``)."""
-
-    def record(self, m: StoredMessage, commitment: bytes) -> asyncio.Future[None]: ...
-
-
 class MessagingService:
-    def __init__(self, deps: Deps, franking: Franking | None = None) -> None:
+    def __init__(self, deps: Deps) -> None:
         self._d = deps
-        self._franking = franking
 
     def submit(self, s: Sender, f: F.Send) -> None:
         if not kinds.client_may_send(f.kind):
@@ -68,14 +61,14 @@ class MessagingService:
                 return
         d = self._d
         future = d.store.append(
-            NewMessage(f.conv, s.account, s.device, f.cmid, f.kind, f.body, d.clock.now_ms(), to)
+            NewMessage(
+                f.conv, s.account, s.device, f.cmid, f.kind, f.body, d.clock.now_ms(), to, f.fc
+            )
         )
         s.inflight += 1
-        future.add_done_callback(partial(self._committed, s, f.id, f.fc))
+        future.add_done_callback(partial(self._committed, s, f.id))
 
-    def _committed(
-        self, s: Sender, rid: int, fc: bytes | None, future: asyncio.Future[Appended]
-    ) -> None:
+    def _committed(self, s: Sender, rid: int, future: asyncio.Future[Appended]) -> None:
         s.send_done()
         exc = future.exception()
         if exc is not None:
@@ -91,20 +84,9 @@ class MessagingService:
         if not appended.duplicate:
             self._d.metrics.messages_stored.inc()
         ack = F.Ack(re=rid, conv=m.conv, cmid=m.cmid or "", seq=m.seq, ts=m.ts)
-        if fc is not None and self._franking is not None:
-            # A franked send is acked once its tag is stored too (SPEC.md 18.7): a report
-            # right after the ack finds it.
-            tagged = self._franking.record(m, fc)
-            tagged.add_done_callback(partial(self._tagged, s, rid, ack))
-            return
-        # Acked once its envelope has left this node (at once in-process).
+        # Acked once its envelope has left this node (at once in-process). A franked message's
+        # commitment is in its row (SPEC.md 18.7): a report right after the ack finds it.
         hub.after_published(partial(s.reply, ack))
-
-    def _tagged(self, s: Sender, rid: int, ack: F.Ack, future: asyncio.Future[None]) -> None:
-        if future.exception() is not None:  # stored, but not reportable: say so, not ack
-            s.fail(rid, ErrorCode.UNAVAILABLE, "stored, but its franking tag was not: resend")
-            return
-        self._d.hub.after_published(partial(s.reply, ack))
 
     async def _require_member(self, conv: int, account: int) -> Membership:
         found = await self._d.store.membership(conv, account)
@@ -202,6 +184,7 @@ class MessagingService:
                 kind=m.kind,
                 body=m.body,
                 to=list(m.to),
+                fc=m.fc,
             )
             for m in rows
         ]

@@ -100,6 +100,8 @@ class StoredMessage:
     withheld: tuple[int, ...] = ()
     """The bot members it was withheld from when committed (access ``addressed``, not in
     ``to``, not the sender), ascending. Never leaves the server."""
+    fc: bytes | None = None
+    """The franking commitment it was sent with (SPEC.md 18.7); None: not franked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,8 @@ class NewMessage:
     ts: int
     to: tuple[int, ...] = ()
     """Ascending and unique (``chatproto.bots.check_to``)."""
+    fc: bytes | None = None
+    """The franking commitment (``Send.fc``), stored in the message's row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -731,14 +735,17 @@ class ConsentStore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class FrankingTag:
-    """The server's franking tag of message ``seq`` of ``conv`` and what it binds (E2E.md 17)."""
+class Franked:
+    """What a report of message ``seq`` of ``conv`` is verified against (E2E.md 17): its sender
+    and ts, and its commitment ``fc`` (stored in its row), or for a message franked before
+    the commitment was stored (schema 11, 12) the server's ``tag`` kept then."""
 
     conv: int
     seq: int
     sender: int
     ts: int
-    tag: bytes
+    fc: bytes | None = None
+    tag: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -759,17 +766,97 @@ class ReportRow:
 
 
 class ReportStore(Protocol):
-    """Franking tags and reports (``store.reports``)."""
+    """Franking and reports (``store.reports``)."""
 
     async def franking_secret(self, secret: bytes) -> bytes: ...
-    def put_franking_tag(self, t: FrankingTag) -> asyncio.Future[None]:
-        """Queue the tag's write (committed with the next group commit)."""
+    async def franked(self, conv: int, seq: int) -> Franked | None:
+        """Message ``seq`` of ``conv`` as a report checks it; None: no such message, or it was
+        sent without franking."""
 
-    async def franking_tag(self, conv: int, seq: int) -> FrankingTag | None: ...
     async def add_report(
-        self, reporter: int, t: FrankingTag, plaintext: bytes, reason: str, now: int
+        self, reporter: int, t: Franked, plaintext: bytes, reason: str, now: int
     ) -> int: ...
     async def reports(self, everything: bool, after: int, limit: int) -> list[ReportRow]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRow:
+    id: int
+    conv: int
+    selector: bytes
+    creator: int
+    name: str
+    created: int
+    expires: int
+    max_uses: int
+    uses: int
+    approval: bool
+    revoked: int
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequestRow:
+    account: int
+    handle: str
+    at: int
+    link: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPreviewRow:
+    kind: str
+    title: str
+    member_count: int
+    approval: bool
+    """A join makes a request: the link asks for approval, or the conversation has a log."""
+
+
+@dataclass(frozen=True, slots=True)
+class JoinOutcome:
+    """What ``join_link`` did: ``joined`` (``change`` is the membership change), ``member``
+    (already one: nothing), ``requested`` (a join request filed: ``request``), or ``pending``
+    (one was pending already: nothing)."""
+
+    state: str
+    conv: int
+    change: MembershipChange | None = None
+    request: JoinRequestRow | None = None
+
+
+class LinkStore(Protocol):
+    """Invite links and join requests (``store.links``, SPEC.md 19). Every script checks the
+    caller's role itself (owner or admin; ``NotFound`` for a non-member); an unusable link is
+    ``core.links.LinkInvalid``."""
+
+    async def link_secret(self, secret: bytes) -> bytes: ...
+    async def create_link(
+        self,
+        conv: int,
+        actor: int,
+        selector: bytes,
+        name: str,
+        now: int,
+        expires_in: int,
+        max_uses: int,
+        approval: bool,
+    ) -> LinkRow: ...
+    async def links_of(self, conv: int, actor: int, after: int, limit: int) -> list[LinkRow]: ...
+    async def revoke_link(self, conv: int, actor: int, link: int, now: int) -> None: ...
+    async def preview_link(self, selector: bytes, now: int) -> LinkPreviewRow: ...
+    async def join_link(self, selector: bytes, account: int, now: int) -> JoinOutcome: ...
+    async def join_requests_of(
+        self, conv: int, actor: int, after: int, limit: int
+    ) -> list[JoinRequestRow]: ...
+    async def answer_join(
+        self,
+        conv: int,
+        actor: int,
+        account: int,
+        approve: bool,
+        now: int,
+        entry: SignedChange | None = None,
+    ) -> MembershipChange | None: ...
+    async def managers_of(self, conv: int) -> list[int]: ...
 
 
 class Store(
@@ -783,6 +870,7 @@ class Store(
     LedgerStore,
     ConsentStore,
     ReportStore,
+    LinkStore,
     Protocol,
 ):
     """Everything the server stores."""

@@ -58,6 +58,7 @@ from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
+from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
 from chatd.store.reports import Reports
@@ -185,8 +186,9 @@ _REFUSED_SENDS = _refused_sends()
 them: the rule stays written once, in ``core``."""
 _ALWAYS_DELIVERED = sorted(rules.ALWAYS_DELIVERED)
 
-_APPEND = "SELECT * FROM chatd_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-"""Migration 0005: the whole batch of appends in one round trip (see the function's comment)."""
+_APPEND = "SELECT * FROM chatd_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+"""Migrations 0005 and 0013: the whole batch of appends in one round trip (see the function's
+comment)."""
 
 
 async def _appends(db: Conn, ops: Sequence[Op[Any]]) -> list[Any]:
@@ -207,6 +209,7 @@ async def _appends(db: Conn, ops: Sequence[Op[Any]]) -> list[Any]:
         ["{" + ",".join(map(str, m.to)) + "}" for m in msgs],
         _REFUSED_SENDS,
         _ALWAYS_DELIVERED,
+        [m.fc for m in msgs],
     )
     results: list[Any] = []
     for m, (outcome, seq, ts, withheld, conv_kind, role) in zip(msgs, rows, strict=True):
@@ -215,6 +218,7 @@ async def _appends(db: Conn, ops: Sequence[Op[Any]]) -> list[Any]:
                 *(m.conv, int(seq), int(ts), m.sender, m.device, m.cmid, m.kind, m.body),
                 m.to,
                 _ids(withheld),
+                m.fc,
             )
             results.append(Appended(stored, duplicate=outcome == "duplicate"))
         elif outcome == "absent":
@@ -243,6 +247,7 @@ class PostgresStore(
     Keys,
     Consent,
     Reports,
+    Links,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):

@@ -54,6 +54,7 @@ from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
+from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_sqlite
 from chatd.store.reports import Reports
@@ -209,14 +210,15 @@ class _Tx:
 
     def insert_message(self, m: StoredMessage) -> bool:
         """Insert ``m``, unless its cmid is stored (False then)."""
-        if m.to or m.withheld:
+        if m.to or m.withheld or m.fc is not None:
             cur = self.db.execute(
                 "INSERT OR IGNORE INTO messages (conv_id, seq, ts, sender, device, cmid, kind,"
-                " body, to_accounts, withheld) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " body, to_accounts, withheld, fc) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     *(m.conv, m.seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body),
                     _pack_ids(m.to),
                     _pack_ids(m.withheld),
+                    m.fc,
                 ),
             )
         else:  # the common case keeps its statement (and its cached plan) as it was
@@ -322,6 +324,7 @@ class SQLiteStore(
     Keys,
     Consent,
     Reports,
+    Links,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):
@@ -496,13 +499,13 @@ class SQLiteStore(
             bots = tx.addressed_bots(m.conv)
             withheld = rules.withheld_from(m.kind, m.sender, m.to, bots) if bots else ()
             stored = StoredMessage(
-                m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body, m.to, withheld
+                m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body, m.to, withheld, m.fc
             )
             if tx.insert_message(stored):
                 return Appended(stored, duplicate=False)
             tx.undo_seq(m.conv, seq)
             prior = tx.db.execute(
-                "SELECT seq, ts, kind, body, to_accounts, withheld FROM messages"
+                "SELECT seq, ts, kind, body, to_accounts, withheld, fc FROM messages"
                 " WHERE conv_id=? AND device=? AND cmid=?",
                 (m.conv, m.device, m.cmid),
             ).fetchone()
@@ -513,6 +516,7 @@ class SQLiteStore(
                 m.body,
                 m.to,
                 _unpack_ids(prior[5]),
+                None if prior[6] is None else bytes(prior[6]),  # the first send's commitment
             )
             return Appended(stored, duplicate=True)
 

@@ -55,6 +55,7 @@ from chatclient.keystore import KeyStore, KeyStoreInUse, KeyStoreLocked
 from chatclient.tui import (
     HELP,
     Access,
+    Admit,
     Answer,
     Approve,
     AskPayment,
@@ -81,9 +82,13 @@ from chatclient.tui import (
     History,
     Invite,
     Invoke,
+    JoinByLink,
+    JoinRequestList,
     Kick,
     Leave,
     Line,
+    LinkList,
+    MakeLink,
     Me,
     Names,
     NewBot,
@@ -110,6 +115,7 @@ from chatclient.tui import (
     Seqs,
     ShareCard,
     ShareLink,
+    Unlink,
     Verify,
     Wallet,
     Who,
@@ -702,6 +708,8 @@ class Session:
                 )
             case Requests():
                 await self._show_requests()
+            case MakeLink() | LinkList() | Unlink() | JoinByLink() | JoinRequestList() | Admit():
+                await self._links(cmd)
             case Answer(answer, handle, index):
                 await self._answer(answer, handle, index)
             case Block(handle, blocked):
@@ -1117,6 +1125,71 @@ class Session:
                 return got, True
             got.append(r)
         return got, False
+
+    async def _links(
+        self, cmd: MakeLink | LinkList | Unlink | JoinByLink | JoinRequestList | Admit
+    ) -> None:
+        """Invite links and join requests (SPEC.md 19; chatclient/links.py does the work)."""
+        c = self.client
+        if isinstance(cmd, JoinByLink):
+            p = await c.links.preview(cmd.link)
+            title = f' "{p.title}"' if p.title else ""
+            ask = ", joining needs an admin's approval" if p.approval else ""
+            self.show(f"the link leads to the {p.kind}{title}, {p.member_count} members{ask}")
+            if cmd.preview_only:
+                return
+            info = await c.links.join(cmd.link)
+            if info is None:
+                self.show("asked to join: you are in once an admin approves", "system")
+            else:
+                await self._open(await c.conversation(info.conv))
+            return
+        conv = self._need_current()
+        label = self.names.label(conv)
+        match cmd:
+            case MakeLink(name, expires_in, max_uses, approval):
+                link = await c.links.create(
+                    conv, name=name, expires_in=expires_in, max_uses=max_uses, approval=approval
+                )
+                self.show(f"invite link {link.link} to [{label}]: {link.url}", "system")
+            case LinkList():
+                now = time.time() * 1000
+                shown = 0
+                async for link in c.links.links(conv):
+                    shown += 1
+                    uses = f"{link.uses}/{link.max_uses or 'any'} uses"
+                    state = (
+                        "revoked"
+                        if link.revoked
+                        else "expired"
+                        if link.expires and link.expires <= now
+                        else "used up"
+                        if link.max_uses and link.uses >= link.max_uses
+                        else "active"
+                    )
+                    extra = [x for x in (link.name, "approval" if link.approval else "") if x]
+                    more = f" ({', '.join(extra)})" if extra else ""
+                    self.console.show(Line(f"{link.link:>4}. {link.url}  {uses}, {state}{more}"))
+                if not shown:
+                    self.show(f"[{label}] has no invite links: /link makes one", "dim")
+            case Unlink(link):
+                await c.links.revoke(conv, link)
+                self.show(f"invite link {link} of [{label}] revoked", "system")
+            case JoinRequestList():
+                shown = 0
+                async for r in c.links.requests(conv):
+                    shown += 1
+                    self.console.show(Line(f"  @{r.handle} (through link {r.link})"))
+                if not shown:
+                    self.show(f"nobody is waiting to join [{label}]", "dim")
+            case Admit(handle, approve):
+                account = await c.lookup(handle)
+                if approve:
+                    await c.links.approve(conv, account)
+                    self.show(f"@{handle} joined [{label}]", "system")
+                else:
+                    await c.links.decline(conv, account)
+                    self.show(f"@{handle}'s request to join [{label}] declined", "system")
 
     async def _show_requests(self) -> None:
         got, more = await self._fetch_requests(REQUESTS_SHOWN)

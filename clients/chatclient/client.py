@@ -14,6 +14,7 @@ Where each part lives (each module's docstring says what it promises):
 * ``conversations`` conversations, members and their signed log, who is a bot
 * ``sending``       ``send``: the outbox, addressing, encryption, acks and refusals
 * ``receiving``     messages in order, decrypted, parked for keys; history; ``events()``
+* ``links``         invite links: make, list, revoke, preview, join; join requests
 * ``keys``          the to-device queue, device lists, safety numbers
 * ``profiles``      bot profiles; ``miniapps``: invocations, cards, shares, forwards
 * ``payments``, ``media``, ``members``, ``e2e``: payments, attachments, the membership log,
@@ -47,6 +48,7 @@ from chatclient.errors import ClientClosed
 from chatclient.events import Event, Message, SecurityWarning, Undecryptable
 from chatclient.keys import Keys
 from chatclient.keystore import KeyStore
+from chatclient.links import Links
 from chatclient.media import Media
 from chatclient.members import Members
 from chatclient.miniapps import MiniApps
@@ -118,6 +120,14 @@ class Client:
         self._profiles = Profiles(conn)
         self._accounts = Accounts(conn)
         self._convs = Conversations(conn, self.e2e, self.members, self._profiles, encrypt=encrypt)
+        self.links = Links(
+            conn.call,
+            conn.next_id,
+            self._convs.signed_change,
+            self._convs.learn,
+            self._convs.is_bot_account,
+        )
+        """Invite links and join requests (chatclient/links.py)."""
         self._receiving = Receiving(
             conn,
             self.e2e,
@@ -218,7 +228,11 @@ class Client:
             case core.Pushed(frame=F.Resync()):
                 self._receiving.on_resync()
             case core.Pushed(
-                frame=F.ReceiptEvent() | F.TypingEvent() | F.PresenceEvent() | F.RequestEvent() as f
+                frame=F.ReceiptEvent()
+                | F.TypingEvent()
+                | F.PresenceEvent()
+                | F.RequestEvent()
+                | F.JoinRequestEvent() as f
             ):
                 await self._conn.emit(f)
             case _:

@@ -38,6 +38,10 @@ class Message:
     e2e: bool = True
     """False for a client kind that came outside ``e2e`` (SPEC.md 9): allowed, but nothing
     authenticates its sender (the server could have written it); show it marked."""
+    fc: bytes | None = None
+    """The franking commitment delivered with it (SPEC.md 18.7). A message whose payload
+    carries a franking key is shown only when this opens with it (E2E.md 17): it can be
+    reported; one without a key (an older client) has nothing to check and cannot be."""
 
     @property
     def text(self) -> str | None:
@@ -207,6 +211,9 @@ Typing = F.TypingEvent
 Presence = F.PresenceEvent
 RequestReceived = F.RequestEvent
 """A message request or invitation reached this account (SPEC.md 18.3; chatclient/contacts.py)."""
+JoinRequestReceived = F.JoinRequestEvent
+"""Someone asked to join a conversation this account manages, through an invite link
+(SPEC.md 19.4; chatclient/links.py)."""
 Event = (
     Message
     | Connected
@@ -215,6 +222,7 @@ Event = (
     | Typing
     | Presence
     | RequestReceived
+    | JoinRequestReceived
     | Undecryptable
     | SecurityWarning
     | MembershipChanged

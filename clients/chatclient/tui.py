@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 import msgspec
 from chatproto import frames as F
-from chatproto import kinds, money
+from chatproto import kinds, links, money
 from chatproto.errors import MoneyError
 from chatproto.limits import HANDLE_PATTERN, MAX_PAGE, MAX_TITLE_CHARS
 
@@ -424,8 +424,58 @@ class NewBot:
     path: str = ""
 
 
+@dataclass(frozen=True)
+class MakeLink:
+    """``/link [approval] [uses=N] [expires=7d] [name]``: a new invite link here (SPEC.md 19)."""
+
+    name: str = ""
+    expires_in: float = 0.0
+    """Seconds; 0: never."""
+    max_uses: int = 0
+    approval: bool = False
+
+
+@dataclass(frozen=True)
+class LinkList:
+    """The invite links of the current group or channel, with their use counts (``/links``)."""
+
+
+@dataclass(frozen=True)
+class Unlink:
+    """Revoke invite link ``link`` (its number in ``/links``) of the current conversation."""
+
+    link: int
+
+
+@dataclass(frozen=True)
+class JoinByLink:
+    """``/join LINK`` (``/preview LINK``: only say where it leads)."""
+
+    link: str
+    preview_only: bool = False
+
+
+@dataclass(frozen=True)
+class JoinRequestList:
+    """The pending join requests of the current group or channel (``/joinrequests``)."""
+
+
+@dataclass(frozen=True)
+class Admit:
+    """Approve (``/approve @handle``) or decline (``/deny @handle``) a join request here."""
+
+    handle: str
+    approve: bool = True
+
+
 Command = (
     Say
+    | MakeLink
+    | LinkList
+    | Unlink
+    | JoinByLink
+    | JoinRequestList
+    | Admit
     | Requests
     | Answer
     | Block
@@ -514,6 +564,12 @@ commands:
   /contacts                  your contacts (whom you accepted or messaged first) and blocks
   /privacy                   who may add you, see you online, see your last seen
   /privacy SETTING VALUE     change one: add_me|presence|last_seen everyone|contacts|nobody
+  /link [approval] [uses=N] [expires=7d] [name]
+                             an invite link to the current group or channel (admins); share it
+  /links                     its invite links, with their uses; /revoke N stops link N at once
+  /join LINK                 join through an invite link (/preview LINK: where it leads)
+  /joinrequests              who asked to join here through a link that needs approval
+  /approve @handle           let them in (/deny @handle declines; they are not told)
   /newbot HANDLE "Name" [KEYFILE]  create a bot owned by you; its key goes to KEYFILE
                              (default HANDLE.key), which the bot runs with
   /safety @handle            the 60-digit safety number to compare with @handle
@@ -578,6 +634,13 @@ LOCAL_COMMANDS = frozenset(
         "cancel",
         "requests",
         "accept",
+        "link",
+        "links",
+        "revoke",
+        "join",
+        "preview",
+        "joinrequests",
+        "deny",
         "block",
         "unblock",
         "contacts",
@@ -766,9 +829,27 @@ def parse_command(line: str) -> Command | None:
                 raise usage(f"/{name} @handle")
             handle = parse_handle(args[0])
             return Safety(handle) if name == "safety" else Verify(handle, name == "verify")
+        case "approve" | "deny" if len(args) == 1 and args[0].startswith("@"):
+            return Admit(parse_handle(args[0]), name == "approve")
+        case "deny":
+            raise usage("/deny @handle")
+        case "link":
+            return _make_link(args)
+        case "links" | "joinrequests":
+            if args:
+                raise usage(f"/{name}")
+            return LinkList() if name == "links" else JoinRequestList()
+        case "revoke":
+            if len(args) != 1:
+                raise usage("/revoke N  (N: the link's number, as /links shows)")
+            return Unlink(_number(args[0], "/revoke N"))
+        case "join" | "preview":
+            if len(args) != 1 or links.token_of(args[0]) is None:
+                raise usage(f"/{name} {links.PREFIX}...  (an invite link)")
+            return JoinByLink(args[0], preview_only=name == "preview")
         case "approve":
             if not 1 <= len(args) <= 2 or not args[0].isdigit():
-                raise usage("/approve DEVICE [KEY]")
+                raise usage("/approve DEVICE [KEY] | /approve @handle")
             key = args[1].lower() if len(args) == 2 else ""
             if key and (len(key) < 16 or any(ch not in "0123456789abcdef" for ch in key)):
                 raise usage("/approve DEVICE KEY (KEY: at least 16 hex digits of its /me key)")
@@ -931,6 +1012,31 @@ def parse_command(line: str) -> Command | None:
             return BotCommand(line)  # perhaps a bot's: the session knows the bots here
         case _:
             raise ParseError(f"unknown command /{word}; /help lists the commands")
+
+
+_DURATION = re.compile(r"(\d{1,6})([smhd])\Z")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _make_link(args: list[str]) -> MakeLink:
+    text = "/link [approval] [uses=N] [expires=30m|12h|7d] [name]"
+    approval, uses, expires, name = False, 0, 0.0, []
+    for a in args:
+        if a == "approval":
+            approval = True
+        elif a.startswith("uses="):
+            uses = _number(a.removeprefix("uses="), text)
+        elif a.startswith("expires="):
+            m = _DURATION.match(a.removeprefix("expires="))
+            if m is None or int(m[1]) == 0:
+                raise ParseError(f"usage: {text}")
+            expires = float(int(m[1]) * _SECONDS[m[2]])
+        else:
+            name.append(a)
+    label = " ".join(name)
+    if len(label) > 64:
+        raise ParseError("the link's name is longer than 64 characters")
+    return MakeLink(label, expires, uses, approval)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -1278,6 +1384,13 @@ def format_event(
             return Line(f"{names.handle(ev.account)} changed devices", "dim")
         case F.RequestEvent():
             return format_request(ev.request)
+        case F.JoinRequestEvent():
+            who = f"@{ev.request.handle}"
+            return Line(
+                f"[{names.label(ev.conv)}] {who} asks to join through link {ev.request.link}:"
+                f" /approve {who} or /deny {who} there",
+                "system",
+            )
         case MasterKeyReceived():
             return Line(
                 f"device {ev.from_device} gave this device your account's master key:"

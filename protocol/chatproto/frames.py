@@ -741,6 +741,9 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=
     body: Body
     to: ToList = []
     """As sent (ascending). Empty in a ``withheld`` placeholder (SPEC.md 16.3)."""
+    fc: Hash32 | None = None
+    """The franking commitment the message was sent with (``Send.fc``, SPEC.md 18.7): the
+    receiver checks that it opens with the franking key and plaintext it decrypted."""
 
 
 class Deliver(Frame, tag="deliver", kw_only=True, frozen=True):
@@ -756,6 +759,9 @@ class Deliver(Frame, tag="deliver", kw_only=True, frozen=True):
     body: Body
     to: ToList = []
     """The accounts the message is addressed to, ascending (``Send.to``)."""
+    fc: Hash32 | None = None
+    """The franking commitment the message was sent with (``Send.fc``, SPEC.md 18.7): the
+    receiver checks that it opens with the franking key and plaintext it decrypted."""
 
 
 class Synced(Frame, tag="synced", kw_only=True, frozen=True):
@@ -1169,6 +1175,166 @@ class RequestEvent(Frame, tag="request_event", kw_only=True, frozen=True):
     request: RequestInfo
 
 
+# --------------------------------------------------------------------------- invite links (SPEC.md 19)
+
+LinkToken = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_LINK_CHARS)]
+"""An invite link as a user pastes it: ``chatd://join/<token>`` or the bare token (SPEC.md 19.1);
+anything malformed reaches the server and is answered ``LINK_INVALID``."""
+LinkName = Annotated[str, msgspec.Meta(max_length=L.MAX_LINK_NAME_CHARS)]
+
+
+class CreateLink(Frame, tag="create_link", kw_only=True, frozen=True):
+    """Make an invite link to group or channel ``conv`` (owner or admin). -> ``Link``."""
+
+    id: ReqId
+    conv: Id
+    name: LinkName = ""
+    """Shown to admins only (``list_links``), never to whoever holds the link."""
+    expires_in: Millis = 0
+    """The link stops working this many ms after it is made (server clock); 0: never."""
+    max_uses: U32 = 0
+    """At most this many joins (or join requests) through it; 0: no limit."""
+    approval: bool = False
+    """A join through it is a join request an owner or admin approves (``answer_join``)."""
+
+
+class ListLinks(Frame, tag="list_links", kw_only=True, frozen=True):
+    """The invite links of ``conv`` (owner or admin), ascending by link id, those after
+    ``after``. -> ``Links``."""
+
+    id: ReqId
+    conv: Id
+    after: Seq = 0
+    limit: PageLimit = 50
+
+
+class RevokeLink(Frame, tag="revoke_link", kw_only=True, frozen=True):
+    """Revoke invite link ``link`` of ``conv`` (owner or admin): it stops working at once, on
+    every node. -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+    link: Id
+
+
+class PreviewLink(Frame, tag="preview_link", kw_only=True, frozen=True):
+    """What an invite link leads to (anyone holding it). -> ``LinkPreview``."""
+
+    id: ReqId
+    token: LinkToken
+
+
+class JoinLink(Frame, tag="join_link", kw_only=True, frozen=True):
+    """Join through an invite link. -> ``Conv`` (joined, or already a member) or
+    ``JoinRequested`` (an owner or admin must approve)."""
+
+    id: ReqId
+    token: LinkToken
+
+
+class ListJoinRequests(Frame, tag="list_join_requests", kw_only=True, frozen=True):
+    """Pending join requests of ``conv`` (owner or admin), ascending by account, those after
+    ``after``. -> ``JoinRequests``."""
+
+    id: ReqId
+    conv: Id
+    after: Seq = 0
+    limit: PageLimit = 50
+
+
+class AnswerJoin(Frame, tag="answer_join", kw_only=True, frozen=True):
+    """Approve (the account joins as if invited by the caller) or decline ``account``'s join
+    request of ``conv`` (owner or admin). -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+    account: Id
+    approve: bool
+    entry: SignedEntry | None = None
+    """Approving in a conversation with a membership log: the signed ``add`` (SPEC.md 8.5)."""
+
+
+class LinkInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One invite link as its conversation's owners and admins see it."""
+
+    link: Id
+    conv: Id
+    url: LinkToken
+    """The shareable form, ``chatd://join/<token>``."""
+    creator: Id
+    created: Millis
+    name: LinkName = ""
+    expires: Millis = 0
+    """When it stops working (Unix ms, server clock); 0: never."""
+    max_uses: U32 = 0
+    uses: U32 = 0
+    """Joins and join requests made through it so far."""
+    approval: bool = False
+    revoked: Millis = 0
+    """When it was revoked; 0: it was not."""
+
+
+class Link(Frame, tag="link", kw_only=True, frozen=True):
+    """Answer to ``create_link``."""
+
+    re: ReqId
+    link: LinkInfo
+
+
+class Links(Frame, tag="links", kw_only=True, frozen=True):
+    """Answer to ``list_links``; ``more``: more links follow the last one."""
+
+    re: ReqId
+    links: list[LinkInfo]
+    more: bool
+
+
+class LinkPreview(Frame, tag="link_preview", kw_only=True, frozen=True):
+    """Answer to ``preview_link``: what a user needs to decide, nothing more (no members, no
+    conversation id)."""
+
+    re: ReqId
+    kind: ConvKind
+    title: Title
+    member_count: U32
+    approval: bool = False
+    """Joining makes a join request (the link asks for approval, or the conversation has a
+    signed membership log, SPEC.md 19.4)."""
+
+
+class JoinRequested(Frame, tag="join_requested", kw_only=True, frozen=True):
+    """Answer to ``join_link``: a join request is pending; the account joins when an owner or
+    admin approves it (its connections then get the conversation's ``joined`` message)."""
+
+    re: ReqId
+
+
+class JoinRequestInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One pending join request."""
+
+    account: Id
+    handle: Handle
+    at: Millis
+    link: Id
+    """The invite link it came through."""
+
+
+class JoinRequests(Frame, tag="join_requests", kw_only=True, frozen=True):
+    """Answer to ``list_join_requests``; ``more``: more requests follow the last one."""
+
+    re: ReqId
+    conv: Id
+    requests: list[JoinRequestInfo]
+    more: bool
+
+
+class JoinRequestEvent(Frame, tag="join_request_event", kw_only=True, frozen=True):
+    """Pushed to the owners' and admins' connections when a join request of ``conv`` arrives."""
+
+    conv: Id
+    request: JoinRequestInfo
+
+
 ClientFrame = (
     Register
     | Login
@@ -1222,6 +1388,13 @@ ClientFrame = (
     | GetPrivacy
     | Report
     | Unban
+    | CreateLink
+    | ListLinks
+    | RevokeLink
+    | PreviewLink
+    | JoinLink
+    | ListJoinRequests
+    | AnswerJoin
 )
 ServerFrame = (
     Challenge
@@ -1259,6 +1432,12 @@ ServerFrame = (
     | Privacy
     | RequestEvent
     | Reported
+    | Link
+    | Links
+    | LinkPreview
+    | JoinRequested
+    | JoinRequests
+    | JoinRequestEvent
 )
 AnyFrame = ClientFrame | ServerFrame
 

@@ -209,6 +209,31 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("remove", F.Remove(id=11, conv=42, account=3)),
         ("remove_and_ban", F.Remove(id=93, conv=42, account=3, ban=True)),
         ("unban", F.Unban(id=94, conv=42, account=3)),
+        (
+            "create_link",
+            F.CreateLink(
+                id=95, conv=42, name="flyer", expires_in=86_400_000, max_uses=100, approval=True
+            ),
+        ),
+        ("create_link_defaults_omitted", F.CreateLink(id=96, conv=42)),
+        ("list_links", F.ListLinks(id=97, conv=42, after=5, limit=20)),
+        ("revoke_link", F.RevokeLink(id=98, conv=42, link=5)),
+        ("preview_link", F.PreviewLink(id=99, token="chatd://join/" + "Ab-_" * 8)),
+        ("join_link", F.JoinLink(id=100, token="Ab-_" * 8)),
+        ("list_links_defaults_omitted", F.ListLinks(id=103, conv=42)),
+        ("list_join_requests", F.ListJoinRequests(id=101, conv=42, after=3, limit=20)),
+        ("list_join_requests_defaults_omitted", F.ListJoinRequests(id=104, conv=42)),
+        (
+            "answer_join_approve_signed",
+            F.AnswerJoin(
+                id=105,
+                conv=42,
+                account=3,
+                approve=True,
+                entry=F.SignedEntry(body=b"\x81", sig=SIG),
+            ),
+        ),
+        ("answer_join_decline", F.AnswerJoin(id=102, conv=42, account=3, approve=False)),
         ("set_role_admin", F.SetRole(id=12, conv=42, account=3, role="admin")),
         ("set_role_member", F.SetRole(id=13, conv=42, account=3, role="member")),
         ("leave", F.Leave(id=14, conv=42)),
@@ -723,6 +748,20 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             ),
         ),
         (
+            "deliver_franked",
+            F.Deliver(
+                conv=42,
+                seq=1002,
+                ts=1_718_000_000_400,
+                sender=1,
+                device=7,
+                cmid="c-0003",
+                kind="e2e",
+                body=b"\x01ciphertext",
+                fc=franking.commit(bytes(range(0x01, 0x21)), b"hello"),
+            ),
+        ),
+        (
             "deliver_withheld_placeholder",
             F.Deliver(
                 conv=43, seq=22, ts=1_718_000_000_300, sender=0, device=0, kind="withheld", body=b""
@@ -843,6 +882,49 @@ def server_frames() -> list[tuple[str, F.Frame]]:
         ("contacts", F.Contacts(re=70, accounts=[2, 3], more=False)),
         ("privacy", F.Privacy(re=72, add_me="contacts", presence="contacts", last_seen="nobody")),
         ("reported", F.Reported(re=91, report=3, sender=7)),
+        (
+            "link",
+            F.Link(
+                re=95,
+                link=F.LinkInfo(
+                    link=5,
+                    conv=42,
+                    url="chatd://join/" + "Ab-_" * 8,
+                    creator=1,
+                    created=1_718_000_000_000,
+                    name="flyer",
+                    expires=1_718_086_400_000,
+                    max_uses=100,
+                    uses=3,
+                    approval=True,
+                ),
+            ),
+        ),
+        ("links_empty", F.Links(re=97, links=[], more=False)),
+        (
+            "link_preview",
+            F.LinkPreview(re=99, kind="channel", title="News", member_count=1200, approval=True),
+        ),
+        (
+            "link_preview_defaults_omitted",
+            F.LinkPreview(re=106, kind="group", title="", member_count=2),
+        ),
+        ("join_requested", F.JoinRequested(re=100)),
+        (
+            "join_requests",
+            F.JoinRequests(
+                re=101,
+                conv=42,
+                requests=[F.JoinRequestInfo(account=3, handle="carol", at=1, link=5)],
+                more=False,
+            ),
+        ),
+        (
+            "join_request_event",
+            F.JoinRequestEvent(
+                conv=42, request=F.JoinRequestInfo(account=3, handle="carol", at=1, link=5)
+            ),
+        ),
         (
             "request_event",
             F.RequestEvent(

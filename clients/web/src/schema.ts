@@ -51,7 +51,7 @@ export const STRUCTS: Record<string, readonly Field[]> = {
   ],
   Message: [
     ["seq", "seq"], ["ts", "ms"], ["sender", "seq"], ["device", "seq"], ["cmid", "cmid?", ABSENT],
-    ["kind", "kind"], ["body", "body"], ["to", "[id]:16", []],
+    ["kind", "kind"], ["body", "body"], ["to", "[id]:16", []], ["fc", "bin:32?", ABSENT],
   ],
   LogEntry: [["epoch", "u32"], ["seq", "seq"], ["body", "bin:1..16384"], ["sig", "sig"]],
   PresenceInfo: [["account", "id"], ["online", "bool"], ["last_seen", "ms"]],
@@ -83,6 +83,12 @@ export const STRUCTS: Record<string, readonly Field[]> = {
     ["conv", "id"], ["kind", "direct|group|channel"], ["sender", "id"], ["handle", "handle"], ["at", "ms"],
     ["title", "title", ""], ["last_seq", "seq", 0],
   ],
+  LinkInfo: [
+    ["link", "id"], ["conv", "id"], ["url", "str:1..256"], ["creator", "id"], ["created", "ms"],
+    ["name", "str:0..64", ""], ["expires", "ms", 0], ["max_uses", "u32", 0], ["uses", "u32", 0],
+    ["approval", "bool", false], ["revoked", "ms", 0],
+  ],
+  JoinRequestInfo: [["account", "id"], ["handle", "handle"], ["at", "ms"], ["link", "id"]],
 };
 
 /** Structs whose canonical form writes an absent optional field as nil instead of leaving it
@@ -148,6 +154,13 @@ export const CLIENT: Record<string, readonly Field[]> = {
   attach_blob: [["id", "reqid"], ["conv", "id"], ["blob", "blob"], ["seq", "seq", 0]],
   detach_blob: [["id", "reqid"], ["conv", "id"], ["seq", "id"], ["blob", "blob"]],
   report: [["id", "reqid"], ["conv", "id"], ["seq", "id"], ["plaintext", "body"], ["fk", "bin:32"], ["reason", "str:0..256", ""]],
+  create_link: [["id", "reqid"], ["conv", "id"], ["name", "str:0..64", ""], ["expires_in", "ms", 0], ["max_uses", "u32", 0], ["approval", "bool", false]],
+  list_links: [["id", "reqid"], ["conv", "id"], ["after", "seq", 0], ["limit", "limit", 50]],
+  revoke_link: [["id", "reqid"], ["conv", "id"], ["link", "id"]],
+  preview_link: [["id", "reqid"], ["token", "str:1..256"]],
+  join_link: [["id", "reqid"], ["token", "str:1..256"]],
+  list_join_requests: [["id", "reqid"], ["conv", "id"], ["after", "seq", 0], ["limit", "limit", 50]],
+  answer_join: [["id", "reqid"], ["conv", "id"], ["account", "id"], ["approve", "bool"], ENTRY],
 };
 
 /** Server -> client frames. */
@@ -161,7 +174,7 @@ export const SERVER: Record<string, readonly Field[]> = {
   convs: [["re", "reqid"], ["convs", "[{ConvInfo}]:1000000"], ["more", "bool", false]],
   members: [["re", "reqid"], ["conv", "id"], ["members", "[{Member}]:1000000"], ["more", "bool"]],
   ack: [["re", "reqid"], ["conv", "id"], ["cmid", "cmid"], ["seq", "seq"], ["ts", "ms"]],
-  deliver: [["conv", "id"], ["seq", "seq"], ["ts", "ms"], ["sender", "seq"], ["device", "seq"], ["cmid", "cmid?", ABSENT], ["kind", "kind"], ["body", "body"], ["to", "[id]:16", []]],
+  deliver: [["conv", "id"], ["seq", "seq"], ["ts", "ms"], ["sender", "seq"], ["device", "seq"], ["cmid", "cmid?", ABSENT], ["kind", "kind"], ["body", "body"], ["to", "[id]:16", []], ["fc", "bin:32?", ABSENT]],
   member_log: [["re", "reqid"], ["conv", "id"], ["entries", "[{LogEntry}]:1000000"], ["more", "bool"]],
   synced: [["re", "reqid"], ["conv", "id"], ["seq", "seq"]],
   messages: [["re", "reqid"], ["conv", "id"], ["messages", "[{Message}]:1000000"], ["more", "bool"]],
@@ -186,5 +199,11 @@ export const SERVER: Record<string, readonly Field[]> = {
   privacy: [["re", "reqid"], ["add_me", "everyone|contacts|nobody"], ["presence", "everyone|contacts|nobody"], ["last_seen", "everyone|contacts|nobody"]],
   request_event: [["request", "{RequestInfo}"]],
   reported: [["re", "reqid"], ["report", "id"], ["sender", "id"]],
+  link: [["re", "reqid"], ["link", "{LinkInfo}"]],
+  links: [["re", "reqid"], ["links", "[{LinkInfo}]:1000000"], ["more", "bool"]],
+  link_preview: [["re", "reqid"], ["kind", "direct|group|channel"], ["title", "title"], ["member_count", "u32"], ["approval", "bool", false]],
+  join_requested: [["re", "reqid"]],
+  join_requests: [["re", "reqid"], ["conv", "id"], ["requests", "[{JoinRequestInfo}]:1000000"], ["more", "bool"]],
+  join_request_event: [["conv", "id"], ["request", "{JoinRequestInfo}"]],
   media_token: [["re", "reqid"], ["blob", "blob"], ["token", "str:1..128"], ["path", "str:0..1000"], ["expires", "ms"]],
 };

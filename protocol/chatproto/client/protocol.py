@@ -414,6 +414,7 @@ class ClientProtocol:
                 | F.ToDeviceEvent()
                 | F.Resync()
                 | F.RequestEvent()
+                | F.JoinRequestEvent()
             ):
                 self._events.append(E.Pushed(frame))
             case _:
