@@ -817,7 +817,7 @@ function Message({ client, conv, m, onReply, onOpen }: { client: Client; conv: C
   const reactions = conv.messages.filter((r) => r.kind === "reaction" && (r.content as Record<string, unknown> | null)?.["target"] === m.seq);
   const change = edited(conv, m);
   const target = m.replyTo ? conv.messages.find((x) => x.seq === m.replyTo) : undefined;
-  const canAct = (m.kind === "text" || m.kind === "attachment") && !m.pending && !change.deleted;
+  const canAct = (m.kind === "text" || m.kind === "attachment" || m.kind === "share") && !m.pending && !change.deleted;
   return (
     <li class={`msg ${mine ? "mine" : ""} ${m.kind === "system" ? "system" : ""}`} data-seq={m.seq}>
       {m.kind !== "system" && <span class="who">{who}</span>}
