@@ -138,6 +138,10 @@ class LimitSettings:
     per /64), on every node together (SPEC.md 19.3): a stranger guessing tokens is answered
     ``RATE_LIMITED`` past it. 0: no limit."""
     link_lookup_burst: float = 30.0
+    searches_per_minute: float = 30.0
+    """Directory searches (``search_channels``, SPEC.md 20.2) per account, on every node
+    together; 0 turns the limit off."""
+    search_burst: float = 20.0
     exempt_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """Client addresses (CIDR) the limits per address do not apply to: by default loopback,
     the operator's own machine (benchmarks, load tests, health checks). A proxy on the same
@@ -161,6 +165,8 @@ class LimitSettings:
             "registration_burst_per_ip",
             "link_lookups_per_hour",
             "link_lookup_burst",
+            "searches_per_minute",
+            "search_burst",
         ):
             if getattr(self, key) < 0:
                 raise ConfigError(f"limits.{key}: must not be negative")
