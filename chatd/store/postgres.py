@@ -54,6 +54,7 @@ from chatd.errors import ChatdError, Conflict, NotFound, Unavailable
 from chatd.store.accounts import Accounts
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
 from chatd.store.bots import Bots
+from chatd.store.channels import Channels
 from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
@@ -61,6 +62,7 @@ from chatd.store.ledger import Ledger
 from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
+from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql
 from chatd.store.writer import BatchObserver, GroupCommitWriter
@@ -247,7 +249,9 @@ class PostgresStore(
     Keys,
     Consent,
     Reports,
+    Push,
     Links,
+    Channels,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):

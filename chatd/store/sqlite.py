@@ -50,6 +50,7 @@ from chatd.store import messages
 from chatd.store.accounts import Accounts
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
 from chatd.store.bots import Bots
+from chatd.store.channels import Channels
 from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
@@ -57,6 +58,7 @@ from chatd.store.ledger import Ledger
 from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_sqlite
+from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql, run_sync
 from chatd.store.writer import BatchObserver, GroupCommitWriter
@@ -324,7 +326,9 @@ class SQLiteStore(
     Keys,
     Consent,
     Reports,
+    Push,
     Links,
+    Channels,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):

@@ -14,7 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from chatproto import frames as F
+from chatproto.errors import ErrorCode
 from chatproto.limits import MAX_PAGE
+
+from chatclient.errors import RequestError
 
 Request = Callable[[Any, Any], Awaitable[Any]]
 SignedChange = Callable[..., Awaitable[None]]
@@ -31,11 +34,13 @@ class Links:
         next_id: Callable[[], int],
         signed_change: SignedChange,
         learn: Callable[[F.ConvInfo], None],
+        is_bot: Callable[[int], Awaitable[bool]],
     ) -> None:
         self._call = request
         self._next_id = next_id
         self._signed_change = signed_change
         self._learn = learn
+        self._is_bot = is_bot
 
     async def create(
         self,
@@ -115,15 +120,20 @@ class Links:
 
     async def approve(self, conv: int, account: int) -> None:
         """Approve ``account``'s join request: it joins as if this account invited it (signed
-        as an ``add`` when the conversation has a membership log)."""
-        await self._signed_change(
-            conv,
-            lambda e: F.AnswerJoin(
+        as an ``add`` when the conversation has a membership log: a user's first, a bot's with
+        access ``addressed`` when the server says it is one, as ``invite`` does)."""
+
+        def frame(e: F.SignedEntry | None) -> F.AnswerJoin:
+            return F.AnswerJoin(
                 id=self._next_id(), conv=conv, account=account, approve=True, entry=e
-            ),
-            "add",
-            account=account,
-        )
+            )
+
+        try:
+            await self._signed_change(conv, frame, "add", account=account)
+        except RequestError as exc:
+            if exc.code != ErrorCode.INVALID or not await self._is_bot(account):
+                raise
+            await self._signed_change(conv, frame, "add", account=account, access="addressed")
 
     async def decline(self, conv: int, account: int) -> None:
         """Decline ``account``'s join request (it is not told)."""

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from chatclient import Client, JoinRequestReceived, Message
+from chatclient import Client, JoinRequestReceived, KeyStore, Message
 from chatclient.errors import Forbidden, NotFound, RequestError
 from chatclient.events import Event
 from chatproto import links as wire
@@ -186,6 +186,11 @@ async def test_end_to_end_group_joins_through_an_admins_signed_approval(tmp_path
                 c, lambda e: isinstance(e, Message) and e.text == "sealed hello", timeout=20
             )
             assert isinstance(got, Message) and got.sender == joiner.account
+        await admin.send_text(group, "welcome aboard")
+        got = await take(
+            joiner, lambda e: isinstance(e, Message) and e.text == "welcome aboard", timeout=20
+        )
+        assert isinstance(got, Message) and got.sender == admin.account
         state = await admin.members.verified(group)
         assert joiner.account in {m.account for m in state[0].members}
 
@@ -204,3 +209,20 @@ async def test_links_are_refused_for_direct_conversations_and_bad_options(tmp_pa
             with pytest.raises(RequestError) as exc:
                 await b.links.preview(bad or " ")
             assert invalid(exc)
+
+
+async def test_a_bot_joins_an_encrypted_group_through_a_link_with_addressed_access(
+    tmp_path: Path,
+) -> None:
+    async with clients(tmp_path, 1, encrypt=True) as (admin,):
+        keys = KeyStore.memory()
+        async with Client(admin.urls, keys) as bot:
+            owner = admin.approve_bot("link_bot", keys.key.public_key)
+            await bot.register("link_bot", "Link bot", bot=True, owner=owner)
+            group = (await admin.create("group", "With a bot")).conv
+            link = await admin.links.create(group)
+            assert await bot.links.join(link.url) is None
+            await admin.links.approve(group, bot.account)  # signed as a bot's add
+            info = await admin.conversation(group)
+            [seat] = [m for m in info.members if m.account == bot.account]
+            assert seat.access == "addressed"

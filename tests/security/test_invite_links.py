@@ -28,6 +28,7 @@ from chatproto import frames as F
 from chatproto import links as wire
 from chatproto.errors import ErrorCode
 from conftest import make_settings, run_server
+from redisd import RedisServer
 from testkit import Raw
 
 FAST = {"frames_per_second": 100_000.0, "frame_burst": 100_000.0}
@@ -137,6 +138,34 @@ async def test_a_stranger_guessing_tokens_is_rate_limited_and_learns_nothing(
         assert await members(admin, conv) == {admin.account}
         [_, listed] = await links_of(admin, conv)
         assert listed.uses == 0
+
+
+async def test_guessing_over_three_nodes_gets_no_more_than_one_budget(
+    tmp_path: Path, pg_dsn: str, redis_server: RedisServer
+) -> None:
+    s = make_settings(
+        tmp_path, store={"db": pg_dsn}, broker={"url": redis_server.url}, limits=FAST, consent={}
+    )
+    async with run_server(s) as a, run_server(s) as b, run_server(s) as c:
+        for node in (a, b, c):
+            async with asyncio.timeout(10):
+                while not node.app.broker.healthy():
+                    await asyncio.sleep(0.01)
+        mallory = await user(a.url)
+        conns = [mallory]
+        for node in (a, b, c, b, c):
+            more = await Raw.open(node.url)
+            _opened.append(more)
+            await more.login(mallory.device, mallory.key)
+            conns.append(more)
+        answers = [
+            f
+            for got in await asyncio.gather(*(guess(x, 100, F.JoinLink) for x in conns))
+            for f in got
+        ]
+        invalid = sum(f.code == ErrorCode.LINK_INVALID for f in answers)
+        assert invalid + sum(f.code == ErrorCode.RATE_LIMITED for f in answers) == 600
+        assert invalid <= 30, invalid  # one budget for the account, whatever node it asks
 
 
 async def test_exactly_max_uses_accounts_join_however_many_try_at_once(
