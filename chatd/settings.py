@@ -134,10 +134,13 @@ class LimitSettings:
     """``register`` attempts per client address (IPv6: per /64), on every node together."""
     registration_burst_per_ip: float = 20.0
     link_lookups_per_hour: float = 60.0
-    """``preview_link`` / ``join_link`` frames per account, and again per client address (IPv6:
-    per /64), on every node together (SPEC.md 19.3): a stranger guessing tokens is answered
-    ``RATE_LIMITED`` past it. 0: no limit."""
+    """``preview_link`` / ``join_link`` frames per account, on every node together (SPEC.md
+    19.3): a stranger guessing tokens is answered ``RATE_LIMITED`` past it. 0: no limit."""
     link_lookup_burst: float = 30.0
+    link_lookups_per_ip_per_hour: float = 600.0
+    """The same frames per client address (IPv6: per /64), all accounts together: larger, as
+    many people may share one address (a campus behind one NAT joining an event's group)."""
+    link_lookup_burst_per_ip: float = 200.0
     exempt_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """Client addresses (CIDR) the limits per address do not apply to: by default loopback,
     the operator's own machine (benchmarks, load tests, health checks). A proxy on the same
@@ -161,6 +164,8 @@ class LimitSettings:
             "registration_burst_per_ip",
             "link_lookups_per_hour",
             "link_lookup_burst",
+            "link_lookups_per_ip_per_hour",
+            "link_lookup_burst_per_ip",
         ):
             if getattr(self, key) < 0:
                 raise ConfigError(f"limits.{key}: must not be negative")

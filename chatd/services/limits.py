@@ -160,6 +160,9 @@ class Limits:
             limits.registrations_per_ip_per_hour / 3600, limits.registration_burst_per_ip
         )
         self.link_lookups = Budget(limits.link_lookups_per_hour / 3600, limits.link_lookup_burst)
+        self.link_lookups_per_ip = Budget(
+            limits.link_lookups_per_ip_per_hour / 3600, limits.link_lookup_burst_per_ip
+        )
         self._proxies = networks(server.trusted_proxies)
         self._exempt = networks(limits.exempt_addresses)
         # One node: frames are counted in memory on the spot (monotonic time). Several nodes:
@@ -220,13 +223,12 @@ class Limits:
         when allowed, else seconds to wait. Every look-up counts, found or not: a guess is
         refused before the token is even checked, so no answer tells a guess apart."""
         budget = self.link_lookups
-        if budget.rate <= 0:
-            return None
-        now = self._clock.now_ms() / 1000
-        granted, retry = await self._shared.take(f"la:{account}", now, budget, 1)
-        if not granted:
-            return max(retry, 0.001)
-        return await self._address(f"li:{address}", address, budget)
+        if budget.rate > 0:
+            now = self._clock.now_ms() / 1000
+            granted, retry = await self._shared.take(f"la:{account}", now, budget, 1)
+            if not granted:
+                return max(retry, 0.001)
+        return await self._address(f"li:{address}", address, self.link_lookups_per_ip)
 
     async def _address(self, key: str, address: str, budget: Budget) -> float | None:
         if not address or budget.rate <= 0:
