@@ -467,6 +467,9 @@ class Session:
             case F.AnswerJoin():
                 await svc.links.answer(a, dev, frame)
                 self.reply(F.Ok(re=frame.id))
+            case F.CancelJoin():
+                await svc.links.cancel(a, frame)
+                self.reply(F.Ok(re=frame.id))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

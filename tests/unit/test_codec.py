@@ -435,7 +435,8 @@ def _valid_examples() -> list[F.Frame]:
         F.Link(re=1, link=link),
         F.Links(re=1, links=[link], more=True),
         F.LinkPreview(re=1, kind="group", title="t", member_count=1, approval=True),
-        F.JoinRequested(re=1),
+        F.JoinRequested(re=1, conv=1),
+        F.CancelJoin(id=1, conv=1),
         F.JoinRequests(re=1, conv=1, requests=[join], more=True),
         F.JoinRequestEvent(conv=1, request=join),
     ]

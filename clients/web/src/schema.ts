@@ -161,6 +161,7 @@ export const CLIENT: Record<string, readonly Field[]> = {
   join_link: [["id", "reqid"], ["token", "str:1..256"]],
   list_join_requests: [["id", "reqid"], ["conv", "id"], ["after", "seq", 0], ["limit", "limit", 50]],
   answer_join: [["id", "reqid"], ["conv", "id"], ["account", "id"], ["approve", "bool"], ENTRY],
+  cancel_join: [["id", "reqid"], ["conv", "id"]],
 };
 
 /** Server -> client frames. */
@@ -202,7 +203,7 @@ export const SERVER: Record<string, readonly Field[]> = {
   link: [["re", "reqid"], ["link", "{LinkInfo}"]],
   links: [["re", "reqid"], ["links", "[{LinkInfo}]:1000000"], ["more", "bool"]],
   link_preview: [["re", "reqid"], ["kind", "direct|group|channel"], ["title", "title"], ["member_count", "u32"], ["approval", "bool", false]],
-  join_requested: [["re", "reqid"]],
+  join_requested: [["re", "reqid"], ["conv", "id"]],
   join_requests: [["re", "reqid"], ["conv", "id"], ["requests", "[{JoinRequestInfo}]:1000000"], ["more", "bool"]],
   join_request_event: [["conv", "id"], ["request", "{JoinRequestInfo}"]],
   media_token: [["re", "reqid"], ["blob", "blob"], ["token", "str:1..128"], ["path", "str:0..1000"], ["expires", "ms"]],
