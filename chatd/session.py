@@ -24,6 +24,7 @@ from chatd.errors import ChatdError
 from chatd.media.service import MediaService
 from chatd.services.auth import AccountRow, AuthService, DeviceRow, new_nonce
 from chatd.services.bots import BotService
+from chatd.services.channels import ChannelService
 from chatd.services.contacts import ContactService
 from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
@@ -78,6 +79,7 @@ class Services:
         self.suspension = SuspensionService(deps)
         self.contacts = ContactService(deps, self.conversations, self.keys)
         self.links = LinkService(deps, self.conversations, self.limits)
+        self.channels = ChannelService(deps, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
         self.sessions = 0
@@ -317,6 +319,7 @@ class Session:
         first = hub.attach(self)
         await hub.barrier()
         hub.watch_read(self, await svc.deps.store.conversation_ids_of(account.id))
+        hub.follow_read(self, await svc.deps.store.followed_channels(account.id))
         # Attached, then read again whether the account is suspended: a suspension committed
         # after the login's check was either seen here or, if later, by a sweep that finds this
         # connection attached (``SuspensionService``); before, a login checked just before a
@@ -470,6 +473,18 @@ class Session:
             case F.CancelJoin():
                 await svc.links.cancel(a, frame)
                 self.reply(F.Ok(re=frame.id))
+            case (
+                F.CreateChannel()
+                | F.FindChannel()
+                | F.SearchChannels()
+                | F.Follow()
+                | F.Unfollow()
+                | F.SetChannelAdmin()
+                | F.Publish()
+                | F.GetPosts()
+                | F.GetPostHistory()
+            ):
+                self.reply(await svc.channels.handle(a, self.device, self.conn_id, frame))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

@@ -141,6 +141,10 @@ class LimitSettings:
     """The same frames per client address (IPv6: per /64), all accounts together: larger, as
     many people may share one address (a campus behind one NAT joining an event's group)."""
     link_lookup_burst_per_ip: float = 200.0
+    searches_per_minute: float = 30.0
+    """Directory searches (``search_channels``, SPEC.md 20.2) per account, on every node
+    together; 0 turns the limit off."""
+    search_burst: float = 20.0
     exempt_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """Client addresses (CIDR) the limits per address do not apply to: by default loopback,
     the operator's own machine (benchmarks, load tests, health checks). A proxy on the same
@@ -166,6 +170,8 @@ class LimitSettings:
             "link_lookup_burst",
             "link_lookups_per_ip_per_hour",
             "link_lookup_burst_per_ip",
+            "searches_per_minute",
+            "search_burst",
         ):
             if getattr(self, key) < 0:
                 raise ConfigError(f"limits.{key}: must not be negative")

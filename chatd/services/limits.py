@@ -163,6 +163,7 @@ class Limits:
         self.link_lookups_per_ip = Budget(
             limits.link_lookups_per_ip_per_hour / 3600, limits.link_lookup_burst_per_ip
         )
+        self.searches = Budget(limits.searches_per_minute / 60, limits.search_burst)
         self._proxies = networks(server.trusted_proxies)
         self._exempt = networks(limits.exempt_addresses)
         # One node: frames are counted in memory on the spot (monotonic time). Several nodes:
@@ -219,7 +220,7 @@ class Limits:
         return await self._address(f"r:{address}", address, self.registrations)
 
     async def link_lookup(self, account: int, address: str) -> float | None:
-        """Take a link look-up token of ``account`` and of ``address`` (SPEC.md 19.3): None
+        """Take a link look-up token of ``account`` and of ``address`` (SPEC.md 20.3): None
         when allowed, else seconds to wait. Every look-up counts, found or not: a guess is
         refused before the token is even checked, so no answer tells a guess apart."""
         budget = self.link_lookups
@@ -229,6 +230,15 @@ class Limits:
             if not granted:
                 return max(retry, 0.001)
         return await self._address(f"li:{address}", address, self.link_lookups_per_ip)
+
+    async def search(self, account: int) -> float | None:
+        """Take a directory-search token of ``account`` (SPEC.md 20.2): None when allowed, else
+        seconds to wait. Shared by the account's connections on every node."""
+        if self.searches.rate <= 0:
+            return None
+        now = self._clock.now_ms() / 1000
+        granted, retry = await self._shared.take(f"s:{account}", now, self.searches, 1)
+        return None if granted else max(retry, 0.001)
 
     async def _address(self, key: str, address: str, budget: Budget) -> float | None:
         if not address or budget.rate <= 0:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from chatproto import frames as F
 from chatproto import kinds
 
 from chatd.core.consent import Privacy, Relation
@@ -824,7 +825,7 @@ class JoinOutcome:
 
 
 class LinkStore(Protocol):
-    """Invite links and join requests (``store.links``, SPEC.md 19). Every script checks the
+    """Invite links and join requests (``store.links``, SPEC.md 20). Every script checks the
     caller's role itself (owner or admin; ``NotFound`` for a non-member); an unusable link is
     ``core.links.LinkInvalid``."""
 
@@ -860,6 +861,43 @@ class LinkStore(Protocol):
     async def managers_of(self, conv: int) -> list[int]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelRow:
+    """A public channel (SPEC.md 20.1); ``following``: the account that asked follows it."""
+
+    id: int
+    handle: str
+    title: str
+    about: str
+    owner: int
+    followers: int
+    last_seq: int
+    following: bool
+
+
+class ChannelStore(Protocol):
+    """Public channels, followers, signed posts and the directory (``store.channels``)."""
+
+    async def create_channel(
+        self, owner: int, handle: str, title: str, about: str, now: int
+    ) -> ChannelRow: ...
+    async def channel(self, channel: int, viewer: int) -> ChannelRow | None: ...
+    async def channel_by_handle(self, handle: str, viewer: int) -> ChannelRow | None: ...
+    async def search_channels(
+        self, words: list[str], after: int, limit: int, viewer: int
+    ) -> list[ChannelRow]: ...
+    async def follow(self, channel: int, account: int, now: int) -> ChannelRow: ...
+    async def unfollow(self, channel: int, account: int) -> ChannelRow: ...
+    async def followed_channels(self, account: int) -> list[int]: ...
+    async def is_channel_admin(self, channel: int, account: int) -> bool: ...
+    async def set_channel_admin(
+        self, channel: int, owner: int, account: int, admin: bool
+    ) -> bool: ...
+    async def put_post(self, p: F.Post, now: int) -> bool: ...
+    async def posts_before(self, channel: int, before: int, limit: int) -> list[F.Post]: ...
+    async def post_history(self, channel: int, seq: int) -> list[F.Post]: ...
+
+
 class Store(
     AccountStore,
     ConversationStore,
@@ -872,6 +910,7 @@ class Store(
     ConsentStore,
     ReportStore,
     LinkStore,
+    ChannelStore,
     Protocol,
 ):
     """Everything the server stores."""

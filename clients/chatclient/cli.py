@@ -76,6 +76,8 @@ from chatclient.tui import (
     Dm,
     Drop,
     EditMessage,
+    EditPost,
+    Follow,
     Forward,
     Handover,
     Help,
@@ -92,6 +94,7 @@ from chatclient.tui import (
     Me,
     Names,
     NewBot,
+    NewPublic,
     No,
     Open,
     ParseError,
@@ -100,6 +103,7 @@ from chatclient.tui import (
     PayRequest,
     Press,
     Privacy,
+    Publish,
     Quit,
     React,
     Reads,
@@ -111,10 +115,12 @@ from chatclient.tui import (
     Safety,
     SaveAttachment,
     Say,
+    Search,
     SendFile,
     Seqs,
     ShareCard,
     ShareLink,
+    ShowPosts,
     Unlink,
     Verify,
     Wallet,
@@ -125,6 +131,7 @@ from chatclient.tui import (
     format_convs,
     format_event,
     format_message,
+    format_post,
     format_request,
     format_requests,
     format_safety_number,
@@ -241,6 +248,8 @@ class Session:
         """The requests and invitations ``/requests`` showed last, in its numbering."""
         self.cards = Cards()
         """Numbered buttons and orders of the bot cards shown (``/press N``, ``/payorder N``)."""
+        self._search: tuple[str, int] = ("", 0)
+        """The last ``/search`` and where its next page starts (0: no more)."""
 
     def show(self, text: str, style: str = "") -> None:
         self.console.show(Line(text, style))
@@ -605,6 +614,70 @@ class Session:
         await c.download(att, dest, progress=self._progress(f"saving {dest.name}"))
         self.show(f"saved #{cmd.seq} to {dest}", "system")
 
+    async def _channel(self, handle: str) -> int:
+        """The id of public channel ``@handle`` (remembered for display)."""
+        info = await self.client.channels.find(handle)
+        self.names.channels[info.channel] = info.handle
+        return info.channel
+
+    async def _channels(
+        self, cmd: NewPublic | Publish | EditPost | Follow | Search | ShowPosts
+    ) -> None:
+        """Public channels (SPEC.md 20): the directory, follows, signed posts."""
+        ch = self.client.channels
+        match cmd:
+            case NewPublic(handle, title, about):
+                info = await ch.create(handle, title, about)
+                self.names.channels[info.channel] = info.handle
+                self.show(
+                    f"public channel @{info.handle} created: /publish @{info.handle} text",
+                    "system",
+                )
+            case Publish(handle, text):
+                seq = await ch.publish_text(await self._channel(handle), text)
+                self.show(f"[@{handle}] #{seq} published", "system")
+            case EditPost(handle, seq, text):
+                channel = await self._channel(handle)
+                if text is None:
+                    await ch.delete(channel, seq)
+                    self.show(f"[@{handle}] #{seq} deleted", "system")
+                else:
+                    ver = await ch.edit_text(channel, seq, text)
+                    self.show(f"[@{handle}] #{seq} edited (version {ver})", "system")
+            case Follow(handle, follow):
+                channel = await self._channel(handle)
+                info = await (ch.follow(channel) if follow else ch.unfollow(channel))
+                what = "following" if info.following else "no longer following"
+                self.show(f"{what} @{handle} ({info.followers} followers)", "system")
+            case Search(query):
+                after = 0
+                if query == "more":
+                    query, after = self._search
+                    if not after:
+                        self.show("no more channels", "system")
+                        return
+                items, nxt = await ch.search(query, after=after)
+                self._search = (query, nxt)
+                for info in items:
+                    self.names.channels[info.channel] = info.handle
+                    mark = " (following)" if info.following else ""
+                    about = f": {info.about}" if info.about else ""
+                    self.show(
+                        f"  @{info.handle}  {info.title}{about}  {info.followers} followers{mark}"
+                    )
+                if not items:
+                    self.show(f"no public channel matches {query!r}", "system")
+                elif nxt:
+                    self.show("/search more: the next page", "dim")
+            case ShowPosts(handle, count):
+                page = await ch.posts(await self._channel(handle), limit=count)
+                for p in reversed(page.posts):
+                    self.console.show(format_post(p, self.names))
+                for r in page.rejected:
+                    self.show(f"[@{handle}] #{r.post.seq} refused: {r.reason}", "error")
+                if not page.posts and not page.rejected:
+                    self.show(f"@{handle} has no posts yet", "system")
+
     async def _execute(self, cmd: Command) -> None:
         c = self.client
         match cmd:
@@ -621,6 +694,8 @@ class Session:
                     f"@{ks.handle} (account {ks.account}, device {ks.device}) on {self.client.url}"
                 )
                 self.show(f"device key {ks.key.public_key.hex()}", "dim")
+            case NewPublic() | Publish() | EditPost() | Follow() | Search() | ShowPosts():
+                await self._channels(cmd)
             case Drop():
                 self.show("dropping the connection", "dim")
                 await c.drop_connection()
@@ -1129,7 +1204,7 @@ class Session:
     async def _links(
         self, cmd: MakeLink | LinkList | Unlink | JoinByLink | JoinRequestList | Admit
     ) -> None:
-        """Invite links and join requests (SPEC.md 19; chatclient/links.py does the work)."""
+        """Invite links and join requests (SPEC.md 20; chatclient/links.py does the work)."""
         c = self.client
         if isinstance(cmd, JoinByLink):
             p = await c.links.preview(cmd.link)

@@ -34,6 +34,7 @@ from chatproto.limits import HANDLE_PATTERN, MAX_PAGE, MAX_TITLE_CHARS
 from chatclient.events import (
     BotAdded,
     BotRemoved,
+    ChannelPost,
     Connected,
     DevicesChanged,
     Disconnected,
@@ -245,6 +246,55 @@ class React:
 
 
 @dataclass(frozen=True)
+class NewPublic:
+    """Create a public channel ``@handle`` (``/public @handle "Title" [description]``)."""
+
+    handle: str
+    title: str
+    about: str = ""
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Publish ``text`` in your public channel ``@channel``, signed by this device."""
+
+    channel: str
+    text: str
+
+
+@dataclass(frozen=True)
+class EditPost:
+    """Publish a new version of post ``seq`` (``text``) or its tombstone (``text`` None)."""
+
+    channel: str
+    seq: int
+    text: str | None
+
+
+@dataclass(frozen=True)
+class Follow:
+    """Follow (or unfollow) public channel ``@channel``: no invitation needed."""
+
+    channel: str
+    follow: bool = True
+
+
+@dataclass(frozen=True)
+class Search:
+    """Search the directory of public channels for ``query`` (``/search more``: next page)."""
+
+    query: str
+
+
+@dataclass(frozen=True)
+class ShowPosts:
+    """Show the newest ``count`` posts of public channel ``@channel``, each verified."""
+
+    channel: str
+    count: int = 10
+
+
+@dataclass(frozen=True)
 class Reads:
     """How far each member has read the current conversation (``/read``)."""
 
@@ -426,7 +476,7 @@ class NewBot:
 
 @dataclass(frozen=True)
 class MakeLink:
-    """``/link [approval] [uses=N] [expires=7d] [name]``: a new invite link here (SPEC.md 19)."""
+    """``/link [approval] [uses=N] [expires=7d] [name]``: a new invite link here (SPEC.md 20)."""
 
     name: str = ""
     expires_in: float = 0.0
@@ -529,6 +579,12 @@ Command = (
     | React
     | Reads
     | BotCommand
+    | NewPublic
+    | Publish
+    | EditPost
+    | Follow
+    | Search
+    | ShowPosts
 )
 
 MONEY_COMMANDS = (Pay, PayRequest, PayOrder, RedPacket)
@@ -600,6 +656,16 @@ commands:
   /file PATH                 send a file here, end-to-end encrypted (/image PATH: a photo,
                              with its size and a thumbnail)
   /save N [PATH]             save the file of message #N here (/seqs) to PATH or its name
+  /public @handle "Title" [description]  create a public channel anyone can find and follow
+  /publish @channel text     publish a post in your public channel (signed by this device)
+  /editpost @channel SEQ text  publish a new version of post SEQ (its history is kept)
+  /delpost @channel SEQ      delete post SEQ (a signed tombstone replaces it)
+  /follow @channel           follow a public channel (no invitation): its posts show here;
+                             /unfollow @channel stops them
+  /search WORDS              find public channels by handle, title or description
+                             (/search more: the next page)
+  /posts @channel [N]        the newest N (default 10) posts of a public channel, followed or
+                             not, each checked against its publisher's device key
   /drop                      simulate a network failure (the client reconnects)
   /quit                      exit (also Ctrl-D)
 any other line is sent to the current conversation. A /word that is none of the above goes to
@@ -672,6 +738,14 @@ LOCAL_COMMANDS = frozenset(
         "file",
         "image",
         "save",
+        "public",
+        "publish",
+        "editpost",
+        "delpost",
+        "follow",
+        "unfollow",
+        "search",
+        "posts",
     ]
 )
 """chat's own command names (after aliases); any other /word may be a bot's."""
@@ -877,6 +951,37 @@ def parse_command(line: str) -> Command | None:
             if len(args) != 1:
                 raise usage(f"/{name} @handle")
             return Block(parse_handle(args[0]), name == "block")
+        case "public":
+            if len(args) < 2 or not args[0].startswith("@"):
+                raise usage('/public @handle "Title" [description]')
+            return NewPublic(parse_handle(args[0]), _title(args[1]), " ".join(args[2:]))
+        case "publish":
+            handle, _, text = rest.strip().partition(" ")
+            if not handle.startswith("@") or not text.strip():
+                raise usage("/publish @channel text")
+            return Publish(parse_handle(handle), text.strip())
+        case "editpost":
+            words = rest.strip().split(" ", 2)
+            if len(words) < 3 or not words[0].startswith("@") or not words[1].isdigit():
+                raise usage("/editpost @channel SEQ text")
+            return EditPost(parse_handle(words[0]), int(words[1]), words[2].strip())
+        case "delpost":
+            if len(args) != 2 or not args[0].startswith("@") or not args[1].isdigit():
+                raise usage("/delpost @channel SEQ")
+            return EditPost(parse_handle(args[0]), int(args[1]), None)
+        case "follow" | "unfollow":
+            if len(args) != 1:
+                raise usage(f"/{name} @channel")
+            return Follow(parse_handle(args[0]), name == "follow")
+        case "search":
+            if not rest.strip():
+                raise usage("/search WORDS | /search more")
+            return Search(rest.strip())
+        case "posts":
+            if not 1 <= len(args) <= 2 or (len(args) == 2 and not args[1].isdigit()):
+                raise usage("/posts @channel [N]")
+            count = min(int(args[1]), MAX_PAGE) if len(args) == 2 else 10
+            return ShowPosts(parse_handle(args[0]), max(count, 1))
         case "privacy":
             if not args:
                 return Privacy()
@@ -1058,6 +1163,8 @@ class Names:
     convs: dict[int, F.ConvInfo] = field(default_factory=dict)
     seqs: bool = False
     """Show each message's seq (``/seqs``: what ``/forward`` and replies refer to)."""
+    channels: dict[int, str] = field(default_factory=dict)
+    """Public channels' handles by id (SPEC.md 20)."""
 
     def learn(self, info: F.ConvInfo) -> None:
         """Remember ``info`` (a listing entry, without members, keeps the known members)."""
@@ -1380,6 +1487,8 @@ def format_event(
             )
         case SecurityWarning():
             return Line(f"security: {names.handle(ev.account)}: {ev.reason}", "error")
+        case ChannelPost():
+            return format_post(ev, names, tz)
         case DevicesChanged():
             return Line(f"{names.handle(ev.account)} changed devices", "dim")
         case F.RequestEvent():
@@ -1398,6 +1507,18 @@ def format_event(
                 "system",
             )
     return None  # receipts
+
+
+def format_post(p: ChannelPost, names: Names, tz: tzinfo | None = None) -> Line:
+    """One line for a verified post: ``[@channel] #SEQ HH:MM text`` (edits and deletions
+    marked)."""
+    channel = names.channels.get(p.channel, f"channel#{p.channel}")
+    at = datetime.fromtimestamp(p.ts / 1000, tz).strftime("%H:%M")
+    if p.deleted:
+        return Line(f"[@{channel}] #{p.seq} {at} (deleted)", "dim")
+    text = p.text if p.text is not None else f"({p.kind})"
+    edited = " (edited)" if p.ver else ""
+    return Line(f"[@{channel}] #{p.seq} {at} {text}{edited}")
 
 
 def format_request(r: F.RequestInfo, number: int | None = None) -> Line:

@@ -1344,6 +1344,164 @@ class JoinRequestEvent(Frame, tag="join_request_event", kw_only=True, frozen=Tru
     request: JoinRequestInfo
 
 
+# --------------------------------------------------------------------------- public channels
+# SPEC.md 20: public channels found by handle or directory search, followed without an invite,
+# and posts signed by the publisher's device over ``chatproto.posts.post_payload``.
+
+SearchQuery = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_SEARCH_CHARS)]
+PostKind = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_KIND_CHARS)]
+Ver = Annotated[int, msgspec.Meta(ge=0, le=L.MAX_U32)]
+
+
+class ChannelInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """A public channel as anyone sees it; ``following``: the caller follows it."""
+
+    channel: Id
+    handle: Handle
+    title: Title
+    about: Description = ""
+    owner: Id
+    followers: Seq = 0
+    last_seq: Seq = 0
+    following: bool = False
+
+
+class Post(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """Version ``ver`` of post ``seq`` of ``channel``, as its publisher's device ``device`` of
+    account ``author`` signed it (``sig`` over ``chatproto.posts.post_payload``). A ``kind`` of
+    ``deleted`` with empty content is the post's signed tombstone."""
+
+    channel: Id
+    seq: Id
+    ver: Ver = 0
+    ts: Millis
+    author: Id
+    device: Id
+    kind: PostKind
+    content: Body = b""
+    sig: Signature
+
+
+class CreateChannel(Frame, tag="create_channel", kw_only=True, frozen=True):
+    """Create a public channel owned (and administered) by the caller. -> ``ChannelAnswer``;
+    ``HANDLE_TAKEN`` when its handle or a lookalike is another channel's."""
+
+    id: ReqId
+    handle: Handle
+    title: Name
+    about: Description = ""
+
+
+class FindChannel(Frame, tag="find_channel", kw_only=True, frozen=True):
+    """A public channel by handle. -> ``ChannelAnswer``; ``NOT_FOUND``."""
+
+    id: ReqId
+    handle: Handle
+
+
+class SearchChannels(Frame, tag="search_channels", kw_only=True, frozen=True):
+    """The directory: channels whose handle, title or description has a word starting with each
+    word of ``query``, in channel id order after ``after``. -> ``ChannelList``."""
+
+    id: ReqId
+    query: SearchQuery
+    after: Seq = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=L.MAX_SEARCH_PAGE)] = 20
+
+
+class Follow(Frame, tag="follow", kw_only=True, frozen=True):
+    """Follow a public channel (no invite): its new posts are pushed to the caller's
+    connections. -> ``ChannelAnswer``."""
+
+    id: ReqId
+    channel: Id
+
+
+class Unfollow(Frame, tag="unfollow", kw_only=True, frozen=True):
+    """Stop following. -> ``ChannelAnswer``."""
+
+    id: ReqId
+    channel: Id
+
+
+class SetChannelAdmin(Frame, tag="set_channel_admin", kw_only=True, frozen=True):
+    """The owner lets ``account`` publish in ``channel`` (``admin`` true) or not. -> ``Ok``."""
+
+    id: ReqId
+    channel: Id
+    account: Id
+    admin: bool = True
+
+
+class Publish(Frame, tag="publish", kw_only=True, frozen=True):
+    """An admin publishes post ``seq`` (``ver`` 0: the channel's next seq), or version ``ver``
+    of it (an edit; kind ``deleted``: its tombstone), signed by the connection's device.
+    -> ``Published``; ``CONFLICT`` when ``seq``/``ver`` is not the next one."""
+
+    id: ReqId
+    channel: Id
+    seq: Id
+    ver: Ver = 0
+    ts: Millis
+    kind: PostKind
+    content: Body = b""
+    sig: Signature
+
+
+class GetPosts(Frame, tag="get_posts", kw_only=True, frozen=True):
+    """The newest posts of a public channel with a seq below ``before`` (0: the newest), newest
+    first; anyone may read them. -> ``Posts``."""
+
+    id: ReqId
+    channel: Id
+    before: Seq = 0
+    limit: PageLimit = 20
+
+
+class GetPostHistory(Frame, tag="get_post_history", kw_only=True, frozen=True):
+    """Every version of post ``seq``, oldest first. -> ``Posts``."""
+
+    id: ReqId
+    channel: Id
+    seq: Id
+
+
+class ChannelAnswer(Frame, tag="channel", kw_only=True, frozen=True):
+    re: ReqId
+    info: ChannelInfo
+
+
+class ChannelList(Frame, tag="channels", kw_only=True, frozen=True):
+    """A page of the directory; ``next`` is the ``after`` of the next page (0: no more)."""
+
+    re: ReqId
+    items: list[ChannelInfo]
+    next: Seq = 0
+
+
+class Published(Frame, tag="published", kw_only=True, frozen=True):
+    re: ReqId
+    channel: Id
+    seq: Id
+    ver: Ver = 0
+
+
+class Posts(Frame, tag="posts", kw_only=True, frozen=True):
+    """Posts of ``channel``; ``next`` is the ``before`` of the next older page (0: no more)."""
+
+    re: ReqId
+    channel: Id
+    items: list[Post]
+    next: Seq = 0
+
+
+class PostEvent(Frame, tag="post_event", kw_only=True, frozen=True):
+    """A post (or a new version of one) of a channel the connection's account follows or
+    administers, pushed as it is stored."""
+
+    post: Post
+
+
 ClientFrame = (
     Register
     | Login
@@ -1405,6 +1563,15 @@ ClientFrame = (
     | ListJoinRequests
     | AnswerJoin
     | CancelJoin
+    | CreateChannel
+    | FindChannel
+    | SearchChannels
+    | Follow
+    | Unfollow
+    | SetChannelAdmin
+    | Publish
+    | GetPosts
+    | GetPostHistory
 )
 ServerFrame = (
     Challenge
@@ -1448,6 +1615,11 @@ ServerFrame = (
     | JoinRequested
     | JoinRequests
     | JoinRequestEvent
+    | ChannelAnswer
+    | ChannelList
+    | Published
+    | Posts
+    | PostEvent
 )
 AnyFrame = ClientFrame | ServerFrame
 

@@ -246,6 +246,19 @@ def _valid_examples() -> list[F.Frame]:
     )
     spk = F.SignedPrekey(kid=1, key=key, sig=sig)
     otk = F.OneTimePrekey(kid=1, key=key)
+    channel = F.ChannelInfo(
+        channel=1,
+        handle="news",
+        title="t",
+        about="a",
+        owner=1,
+        followers=1,
+        last_seq=1,
+        following=True,
+    )
+    post = F.Post(
+        channel=1, seq=1, ver=1, ts=1, author=1, device=1, kind="text", content=b"c", sig=sig
+    )
     intent = F.TransferIntent(
         transfer_id="t",
         payer=1,
@@ -439,6 +452,20 @@ def _valid_examples() -> list[F.Frame]:
         F.CancelJoin(id=1, conv=1),
         F.JoinRequests(re=1, conv=1, requests=[join], more=True),
         F.JoinRequestEvent(conv=1, request=join),
+        F.CreateChannel(id=1, handle="news", title="t", about="a"),
+        F.FindChannel(id=1, handle="news"),
+        F.SearchChannels(id=1, query="q", after=1, limit=1),
+        F.Follow(id=1, channel=1),
+        F.Unfollow(id=1, channel=1),
+        F.SetChannelAdmin(id=1, channel=1, account=2, admin=False),
+        F.Publish(id=1, channel=1, seq=1, ver=1, ts=1, kind="text", content=b"c", sig=sig),
+        F.GetPosts(id=1, channel=1, before=1, limit=1),
+        F.GetPostHistory(id=1, channel=1, seq=1),
+        F.ChannelAnswer(re=1, info=channel),
+        F.ChannelList(re=1, items=[channel], next=1),
+        F.Published(re=1, channel=1, seq=1, ver=1),
+        F.Posts(re=1, channel=1, items=[post], next=1),
+        F.PostEvent(post=post),
     ]
 
 

@@ -89,6 +89,14 @@ export const STRUCTS: Record<string, readonly Field[]> = {
     ["approval", "bool", false], ["revoked", "ms", 0],
   ],
   JoinRequestInfo: [["account", "id"], ["handle", "handle"], ["at", "ms"], ["link", "id"]],
+  ChannelInfo: [
+    ["channel", "id"], ["handle", "handle"], ["title", "title"], ["about", "str:0..256", ""], ["owner", "id"],
+    ["followers", "seq", 0], ["last_seq", "seq", 0], ["following", "bool", false],
+  ],
+  Post: [
+    ["channel", "id"], ["seq", "id"], ["ver", "u32", 0], ["ts", "ms"], ["author", "id"], ["device", "id"],
+    ["kind", "kind"], ["content", "body", ""], ["sig", "sig"],
+  ],
 };
 
 /** Structs whose canonical form writes an absent optional field as nil instead of leaving it
@@ -162,6 +170,18 @@ export const CLIENT: Record<string, readonly Field[]> = {
   list_join_requests: [["id", "reqid"], ["conv", "id"], ["after", "seq", 0], ["limit", "limit", 50]],
   answer_join: [["id", "reqid"], ["conv", "id"], ["account", "id"], ["approve", "bool"], ENTRY],
   cancel_join: [["id", "reqid"], ["conv", "id"]],
+  create_channel: [["id", "reqid"], ["handle", "handle"], ["title", "name"], ["about", "str:0..256", ""]],
+  find_channel: [["id", "reqid"], ["handle", "handle"]],
+  search_channels: [["id", "reqid"], ["query", "str:1..64"], ["after", "seq", 0], ["limit", "int:1..50", 20]],
+  follow: [["id", "reqid"], ["channel", "id"]],
+  unfollow: [["id", "reqid"], ["channel", "id"]],
+  set_channel_admin: [["id", "reqid"], ["channel", "id"], ["account", "id"], ["admin", "bool", true]],
+  publish: [
+    ["id", "reqid"], ["channel", "id"], ["seq", "id"], ["ver", "u32", 0], ["ts", "ms"], ["kind", "kind"],
+    ["content", "body", ""], ["sig", "sig"],
+  ],
+  get_posts: [["id", "reqid"], ["channel", "id"], ["before", "seq", 0], ["limit", "limit", 20]],
+  get_post_history: [["id", "reqid"], ["channel", "id"], ["seq", "id"]],
 };
 
 /** Server -> client frames. */
@@ -206,5 +226,10 @@ export const SERVER: Record<string, readonly Field[]> = {
   join_requested: [["re", "reqid"], ["conv", "id"]],
   join_requests: [["re", "reqid"], ["conv", "id"], ["requests", "[{JoinRequestInfo}]:1000000"], ["more", "bool"]],
   join_request_event: [["conv", "id"], ["request", "{JoinRequestInfo}"]],
+  channel: [["re", "reqid"], ["info", "{ChannelInfo}"]],
+  channels: [["re", "reqid"], ["items", "[{ChannelInfo}]:1000000"], ["next", "seq", 0]],
+  published: [["re", "reqid"], ["channel", "id"], ["seq", "id"], ["ver", "u32", 0]],
+  posts: [["re", "reqid"], ["channel", "id"], ["items", "[{Post}]:1000000"], ["next", "seq", 0]],
+  post_event: [["post", "{Post}"]],
   media_token: [["re", "reqid"], ["blob", "blob"], ["token", "str:1..128"], ["path", "str:0..1000"], ["expires", "ms"]],
 };

@@ -415,6 +415,7 @@ class ClientProtocol:
                 | F.Resync()
                 | F.RequestEvent()
                 | F.JoinRequestEvent()
+                | F.PostEvent()
             ):
                 self._events.append(E.Pushed(frame))
             case _:
