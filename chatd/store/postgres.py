@@ -401,7 +401,7 @@ class PostgresStore(
     def _submit(
         self, fn: Callable[[_Tx], Awaitable[T]] | None, message: NewMessage | None = None
     ) -> asyncio.Future[T]:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = self._future()
         self._enqueue(Op(fn, future, message))
         return future
 

@@ -481,7 +481,7 @@ class SQLiteStore(
     # ------------------------------------------------------------------ plumbing
 
     def _submit(self, fn: Callable[[_Tx], Awaitable[T] | T]) -> asyncio.Future[T]:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = self._future()
         self._enqueue(Op(fn, future))
         return future
 
