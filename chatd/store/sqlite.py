@@ -58,6 +58,7 @@ from chatd.store.ledger import Ledger
 from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_sqlite
+from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql, run_sync
 from chatd.store.writer import BatchObserver, GroupCommitWriter
@@ -325,6 +326,7 @@ class SQLiteStore(
     Keys,
     Consent,
     Reports,
+    Push,
     Links,
     Channels,
     Ledger,
@@ -479,7 +481,7 @@ class SQLiteStore(
     # ------------------------------------------------------------------ plumbing
 
     def _submit(self, fn: Callable[[_Tx], Awaitable[T] | T]) -> asyncio.Future[T]:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = self._future()
         self._enqueue(Op(fn, future))
         return future
 

@@ -1090,6 +1090,49 @@ class Reported(Frame, tag="reported", kw_only=True, frozen=True):
     sender: Id
 
 
+PushEndpoint = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_PUSH_ENDPOINT_CHARS)]
+P256Point = Annotated[bytes, msgspec.Meta(min_length=65, max_length=65)]
+"""An uncompressed P-256 public key (0x04, x, y): a push subscription's ``p256dh``."""
+PushAuth = Annotated[bytes, msgspec.Meta(min_length=16, max_length=16)]
+
+
+class GetPush(Frame, tag="get_push", kw_only=True, frozen=True):
+    """The server's VAPID key and this device's push subscription (SPEC.md 21). ->
+    ``PushConfig``."""
+
+    id: ReqId
+
+
+class SetPush(Frame, tag="set_push", kw_only=True, frozen=True):
+    """Register (or replace) this device's Web Push subscription (SPEC.md 21). ->
+    ``PushConfig``; ``PUSH_REFUSED`` when the server will not send to ``endpoint``."""
+
+    id: ReqId
+    endpoint: PushEndpoint
+    """The push service URL the browser's ``PushSubscription`` names."""
+    p256dh: P256Point
+    auth: PushAuth
+    show_conv: bool = False
+    """The user allows pushes to name the conversation (never the sender, never content)."""
+
+
+class ClearPush(Frame, tag="clear_push", kw_only=True, frozen=True):
+    """Delete this device's push subscription, if any. -> ``Ok``."""
+
+    id: ReqId
+
+
+class PushConfig(Frame, tag="push_config", kw_only=True, frozen=True):
+    """Answer to ``get_push`` / ``set_push``: ``vapid_key`` is the server's VAPID public key
+    (the ``applicationServerKey`` to subscribe with; empty: push is off on this server);
+    ``endpoint`` and ``show_conv`` are this device's subscription (``""``: none)."""
+
+    re: ReqId
+    vapid_key: Annotated[bytes, msgspec.Meta(max_length=65)]
+    endpoint: Annotated[str, msgspec.Meta(max_length=L.MAX_PUSH_ENDPOINT_CHARS)] = ""
+    show_conv: bool = False
+
+
 class Block(Frame, tag="block", kw_only=True, frozen=True):
     """Block ``account``: it can no longer reach, add or watch the caller. -> ``Ok``."""
 
@@ -1546,6 +1589,9 @@ ClientFrame = (
     | GetPrivacy
     | Report
     | Unban
+    | GetPush
+    | SetPush
+    | ClearPush
     | CreateLink
     | ListLinks
     | RevokeLink
@@ -1599,6 +1645,7 @@ ServerFrame = (
     | Privacy
     | RequestEvent
     | Reported
+    | PushConfig
     | Link
     | Links
     | LinkPreview

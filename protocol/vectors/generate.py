@@ -450,6 +450,27 @@ def client_frames() -> list[tuple[str, F.Frame]]:
             "report_no_reason",
             F.Report(id=92, conv=42, seq=1001, plaintext=b"", fk=bytes(range(0x21, 0x41))),
         ),
+        ("get_push", F.GetPush(id=95)),
+        (
+            "set_push",
+            F.SetPush(
+                id=96,
+                endpoint="https://fcm.googleapis.com/fcm/send/abc123",
+                p256dh=b"\x04" + bytes(range(1, 65)),
+                auth=bytes(range(0x10, 0x20)),
+                show_conv=True,
+            ),
+        ),
+        (
+            "set_push_defaults_omitted",
+            F.SetPush(
+                id=98,
+                endpoint="https://web.push.apple.com/QGuQyavXutnMH",
+                p256dh=b"\x04" + bytes(range(2, 66)),
+                auth=bytes(range(0x20, 0x30)),
+            ),
+        ),
+        ("clear_push", F.ClearPush(id=97)),
         ("block", F.Block(id=68, account=9)),
         ("unblock", F.Unblock(id=69, account=9)),
         ("list_contacts", F.ListContacts(id=70)),
@@ -961,6 +982,16 @@ def server_frames() -> list[tuple[str, F.Frame]]:
         ("posts", F.Posts(re=112, channel=7, items=[POST], next=1)),
         ("posts_history", F.Posts(re=113, channel=7, items=[POST, TOMBSTONE])),
         ("post_event", F.PostEvent(post=POST)),
+        (
+            "push_config",
+            F.PushConfig(
+                re=96,
+                vapid_key=b"\x04" + bytes(range(0x41, 0x81)),
+                endpoint="https://fcm.googleapis.com/fcm/send/abc123",
+                show_conv=True,
+            ),
+        ),
+        ("push_config_off", F.PushConfig(re=95, vapid_key=b"")),
         (
             "link",
             F.Link(
