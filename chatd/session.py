@@ -478,6 +478,9 @@ class Session:
             case F.AnswerJoin():
                 await svc.links.answer(a, dev, frame)
                 self.reply(F.Ok(re=frame.id))
+            case F.CancelJoin():
+                await svc.links.cancel(a, frame)
+                self.reply(F.Ok(re=frame.id))
             case (
                 F.CreateChannel()
                 | F.FindChannel()

@@ -135,10 +135,13 @@ class LimitSettings:
     """``register`` attempts per client address (IPv6: per /64), on every node together."""
     registration_burst_per_ip: float = 20.0
     link_lookups_per_hour: float = 60.0
-    """``preview_link`` / ``join_link`` frames per account, and again per client address (IPv6:
-    per /64), on every node together (SPEC.md 19.3): a stranger guessing tokens is answered
-    ``RATE_LIMITED`` past it. 0: no limit."""
+    """``preview_link`` / ``join_link`` frames per account, on every node together (SPEC.md
+    19.3): a stranger guessing tokens is answered ``RATE_LIMITED`` past it. 0: no limit."""
     link_lookup_burst: float = 30.0
+    link_lookups_per_ip_per_hour: float = 600.0
+    """The same frames per client address (IPv6: per /64), all accounts together: larger, as
+    many people may share one address (a campus behind one NAT joining an event's group)."""
+    link_lookup_burst_per_ip: float = 200.0
     searches_per_minute: float = 30.0
     """Directory searches (``search_channels``, SPEC.md 20.2) per account, on every node
     together; 0 turns the limit off."""
@@ -166,6 +169,8 @@ class LimitSettings:
             "registration_burst_per_ip",
             "link_lookups_per_hour",
             "link_lookup_burst",
+            "link_lookups_per_ip_per_hour",
+            "link_lookup_burst_per_ip",
             "searches_per_minute",
             "search_burst",
         ):

@@ -1297,6 +1297,13 @@ class AnswerJoin(Frame, tag="answer_join", kw_only=True, frozen=True):
     """Approving in a conversation with a membership log: the signed ``add`` (SPEC.md 8.5)."""
 
 
+class CancelJoin(Frame, tag="cancel_join", kw_only=True, frozen=True):
+    """Withdraw the caller's pending join request of ``conv``. -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+
+
 class LinkInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One invite link as its conversation's owners and admins see it."""
 
@@ -1350,6 +1357,8 @@ class JoinRequested(Frame, tag="join_requested", kw_only=True, frozen=True):
     admin approves it (its connections then get the conversation's ``joined`` message)."""
 
     re: ReqId
+    conv: Id
+    """The conversation asked for (``cancel_join`` names it)."""
 
 
 class JoinRequestInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -1599,6 +1608,7 @@ ClientFrame = (
     | JoinLink
     | ListJoinRequests
     | AnswerJoin
+    | CancelJoin
     | CreateChannel
     | FindChannel
     | SearchChannels

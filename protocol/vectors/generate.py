@@ -253,6 +253,7 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("preview_link", F.PreviewLink(id=99, token="chatd://join/" + "Ab-_" * 8)),
         ("join_link", F.JoinLink(id=100, token="Ab-_" * 8)),
         ("list_links_defaults_omitted", F.ListLinks(id=103, conv=42)),
+        ("cancel_join", F.CancelJoin(id=107, conv=42)),
         ("list_join_requests", F.ListJoinRequests(id=101, conv=42, after=3, limit=20)),
         ("list_join_requests_defaults_omitted", F.ListJoinRequests(id=104, conv=42)),
         (
@@ -1019,7 +1020,7 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             "link_preview_defaults_omitted",
             F.LinkPreview(re=106, kind="group", title="", member_count=2),
         ),
-        ("join_requested", F.JoinRequested(re=100)),
+        ("join_requested", F.JoinRequested(re=100, conv=42)),
         (
             "join_requests",
             F.JoinRequests(
