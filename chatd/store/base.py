@@ -779,6 +779,18 @@ class ReportStore(Protocol):
     async def reports(self, everything: bool, after: int, limit: int) -> list[ReportRow]: ...
 
 
+class ModerationStore(Protocol):
+    """Deleting messages for everyone (``store.moderation``)."""
+
+    async def delete_message(
+        self, conv: int, seq: int, actor: int, now: int
+    ) -> MembershipChange | None:
+        """Put a tombstone in place of message ``seq`` and append the ``deleted`` system
+        message that records it (None: a tombstone already, nothing written). ``NotFound``
+        (not a member, no such message, or one before the actor's join), ``Forbidden``
+        (``core.rules.check_delete``), ``Invalid`` (a server message)."""
+
+
 class Store(
     AccountStore,
     ConversationStore,
@@ -790,6 +802,7 @@ class Store(
     LedgerStore,
     ConsentStore,
     ReportStore,
+    ModerationStore,
     Protocol,
 ):
     """Everything the server stores."""

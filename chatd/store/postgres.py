@@ -60,6 +60,7 @@ from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
+from chatd.store.moderation import Moderation
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql
 from chatd.store.writer import BatchObserver, GroupCommitWriter
@@ -246,6 +247,7 @@ class PostgresStore(
     Keys,
     Consent,
     Reports,
+    Moderation,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):
