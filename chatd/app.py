@@ -120,6 +120,7 @@ class App:
                 tg.create_task(store.run(), name="store-writer")
                 await services.payments.open()  # the receipt key: a write, so after the writer
                 await services.reports.open()  # the franking secret: a write, like the receipt key
+                await services.links.open()  # the invite link secret, likewise
                 tg.create_task(services.payments.run(), name="payments-sweeper")
                 tg.create_task(services.suspension.run(), name="suspension-sweeper")
                 if isinstance(broker, RedisBroker):

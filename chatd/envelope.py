@@ -31,6 +31,11 @@ WITHHELD: Final = 5
 ``addressed`` and that it is not addressed to (SPEC.md 16.3), as decided when it was committed.
 The payload is ``withheld_payload(accounts, Deliver frame)``. Every other message is a MESSAGE,
 so delivery to conversations without such bots is exactly what it was."""
+FOLLOW: Final = 6
+"""Control, on an account's topic: the account follows (or now administers) the public channel
+whose id is in seq; every node routes the channel's posts to its local connections."""
+UNFOLLOW: Final = 7
+"""Control, on an account's topic: the account stopped following the channel in seq."""
 
 
 def pack(kind: int, seq: int, origin: int, node: int, frame: bytes) -> bytes:
@@ -78,3 +83,8 @@ def account_topic(account: int) -> str:
 def device_topic(device: int) -> str:
     """Events for one device's connections (to-device items)."""
     return f"d.{device}"
+
+
+def channel_topic(channel: int) -> str:
+    """Posts of one public channel (SPEC.md 20), pushed to connected followers only."""
+    return f"p.{channel}"

@@ -24,11 +24,13 @@ from chatd.errors import ChatdError
 from chatd.media.service import MediaService
 from chatd.services.auth import AccountRow, AuthService, DeviceRow, new_nonce
 from chatd.services.bots import BotService
+from chatd.services.channels import ChannelService
 from chatd.services.contacts import ContactService
 from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
 from chatd.services.keys import KeyService
 from chatd.services.limits import Limits, MemoryBuckets
+from chatd.services.links import LinkService
 from chatd.services.messaging import MessagingService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
@@ -76,6 +78,8 @@ class Services:
         self.bots = BotService(deps)
         self.suspension = SuspensionService(deps)
         self.contacts = ContactService(deps, self.conversations, self.keys)
+        self.links = LinkService(deps, self.conversations, self.limits)
+        self.channels = ChannelService(deps, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
         self.sessions = 0
@@ -315,6 +319,7 @@ class Session:
         first = hub.attach(self)
         await hub.barrier()
         hub.watch_read(self, await svc.deps.store.conversation_ids_of(account.id))
+        hub.follow_read(self, await svc.deps.store.followed_channels(account.id))
         # Attached, then read again whether the account is suspended: a suspension committed
         # after the login's check was either seen here or, if later, by a sweep that finds this
         # connection attached (``SuspensionService``); before, a login checked just before a
@@ -452,6 +457,34 @@ class Session:
                 self.reply(F.Ok(re=frame.id))
             case F.Report():
                 self.reply(await svc.reports.report(a, frame))
+            case F.CreateLink():
+                self.reply(await svc.links.create(a, frame))
+            case F.ListLinks():
+                self.reply(await svc.links.list(a, frame))
+            case F.RevokeLink():
+                await svc.links.revoke(a, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.PreviewLink():
+                self.reply(await svc.links.preview(a, self.address, frame))
+            case F.JoinLink():
+                self.reply(await svc.links.join(a, dev, self.address, frame))
+            case F.ListJoinRequests():
+                self.reply(await svc.links.requests(a, frame))
+            case F.AnswerJoin():
+                await svc.links.answer(a, dev, frame)
+                self.reply(F.Ok(re=frame.id))
+            case (
+                F.CreateChannel()
+                | F.FindChannel()
+                | F.SearchChannels()
+                | F.Follow()
+                | F.Unfollow()
+                | F.SetChannelAdmin()
+                | F.Publish()
+                | F.GetPosts()
+                | F.GetPostHistory()
+            ):
+                self.reply(await svc.channels.handle(a, self.device, self.conn_id, frame))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

@@ -133,6 +133,15 @@ class LimitSettings:
     registrations_per_ip_per_hour: float = 60.0
     """``register`` attempts per client address (IPv6: per /64), on every node together."""
     registration_burst_per_ip: float = 20.0
+    link_lookups_per_hour: float = 60.0
+    """``preview_link`` / ``join_link`` frames per account, and again per client address (IPv6:
+    per /64), on every node together (SPEC.md 19.3): a stranger guessing tokens is answered
+    ``RATE_LIMITED`` past it. 0: no limit."""
+    link_lookup_burst: float = 30.0
+    searches_per_minute: float = 30.0
+    """Directory searches (``search_channels``, SPEC.md 20.2) per account, on every node
+    together; 0 turns the limit off."""
+    search_burst: float = 20.0
     exempt_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """Client addresses (CIDR) the limits per address do not apply to: by default loopback,
     the operator's own machine (benchmarks, load tests, health checks). A proxy on the same
@@ -154,6 +163,10 @@ class LimitSettings:
             "prelogin_per_ip_burst",
             "registrations_per_ip_per_hour",
             "registration_burst_per_ip",
+            "link_lookups_per_hour",
+            "link_lookup_burst",
+            "searches_per_minute",
+            "search_burst",
         ):
             if getattr(self, key) < 0:
                 raise ConfigError(f"limits.{key}: must not be negative")

@@ -5,7 +5,8 @@ Each connection keeps its own token bucket (``session``); on top of it:
 * **frames per account**: every frame of an account's connections, on any node, takes a token
   from ONE budget (``limits.account_connections`` connections' worth);
 * **pre-login frames per address**: ``register`` / ``login`` / ``link_device``;
-* **registrations per address**.
+* **registrations per address**;
+* **invite link look-ups** (``preview_link``, ``join_link``) per account and per address.
 
 A client's address is the peer's, or, when the peer is a trusted proxy, the right-most address
 of ``X-Forwarded-For`` that is not a trusted proxy (``client_address``); an IPv6 client is
@@ -158,6 +159,8 @@ class Limits:
         self.registrations = Budget(
             limits.registrations_per_ip_per_hour / 3600, limits.registration_burst_per_ip
         )
+        self.link_lookups = Budget(limits.link_lookups_per_hour / 3600, limits.link_lookup_burst)
+        self.searches = Budget(limits.searches_per_minute / 60, limits.search_burst)
         self._proxies = networks(server.trusted_proxies)
         self._exempt = networks(limits.exempt_addresses)
         # One node: frames are counted in memory on the spot (monotonic time). Several nodes:
@@ -212,6 +215,28 @@ class Limits:
     async def registration(self, address: str) -> float | None:
         """Take a registration token of ``address``: None when allowed, else seconds to wait."""
         return await self._address(f"r:{address}", address, self.registrations)
+
+    async def link_lookup(self, account: int, address: str) -> float | None:
+        """Take a link look-up token of ``account`` and of ``address`` (SPEC.md 20.3): None
+        when allowed, else seconds to wait. Every look-up counts, found or not: a guess is
+        refused before the token is even checked, so no answer tells a guess apart."""
+        budget = self.link_lookups
+        if budget.rate <= 0:
+            return None
+        now = self._clock.now_ms() / 1000
+        granted, retry = await self._shared.take(f"la:{account}", now, budget, 1)
+        if not granted:
+            return max(retry, 0.001)
+        return await self._address(f"li:{address}", address, budget)
+
+    async def search(self, account: int) -> float | None:
+        """Take a directory-search token of ``account`` (SPEC.md 20.2): None when allowed, else
+        seconds to wait. Shared by the account's connections on every node."""
+        if self.searches.rate <= 0:
+            return None
+        now = self._clock.now_ms() / 1000
+        granted, retry = await self._shared.take(f"s:{account}", now, self.searches, 1)
+        return None if granted else max(retry, 0.001)
 
     async def _address(self, key: str, address: str, budget: Budget) -> float | None:
         if not address or budget.rate <= 0:

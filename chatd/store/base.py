@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from chatproto import frames as F
 from chatproto import kinds
 
 from chatd.core.consent import Privacy, Relation
@@ -779,6 +780,123 @@ class ReportStore(Protocol):
     async def reports(self, everything: bool, after: int, limit: int) -> list[ReportRow]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class LinkRow:
+    id: int
+    conv: int
+    selector: bytes
+    creator: int
+    name: str
+    created: int
+    expires: int
+    max_uses: int
+    uses: int
+    approval: bool
+    revoked: int
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequestRow:
+    account: int
+    handle: str
+    at: int
+    link: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPreviewRow:
+    kind: str
+    title: str
+    member_count: int
+    approval: bool
+    """A join makes a request: the link asks for approval, or the conversation has a log."""
+
+
+@dataclass(frozen=True, slots=True)
+class JoinOutcome:
+    """What ``join_link`` did: ``joined`` (``change`` is the membership change), ``member``
+    (already one: nothing), ``requested`` (a join request filed: ``request``), or ``pending``
+    (one was pending already: nothing)."""
+
+    state: str
+    conv: int
+    change: MembershipChange | None = None
+    request: JoinRequestRow | None = None
+
+
+class LinkStore(Protocol):
+    """Invite links and join requests (``store.links``, SPEC.md 20). Every script checks the
+    caller's role itself (owner or admin; ``NotFound`` for a non-member); an unusable link is
+    ``core.links.LinkInvalid``."""
+
+    async def link_secret(self, secret: bytes) -> bytes: ...
+    async def create_link(
+        self,
+        conv: int,
+        actor: int,
+        selector: bytes,
+        name: str,
+        now: int,
+        expires_in: int,
+        max_uses: int,
+        approval: bool,
+    ) -> LinkRow: ...
+    async def links_of(self, conv: int, actor: int, after: int, limit: int) -> list[LinkRow]: ...
+    async def revoke_link(self, conv: int, actor: int, link: int, now: int) -> None: ...
+    async def preview_link(self, selector: bytes, now: int) -> LinkPreviewRow: ...
+    async def join_link(self, selector: bytes, account: int, now: int) -> JoinOutcome: ...
+    async def join_requests_of(
+        self, conv: int, actor: int, after: int, limit: int
+    ) -> list[JoinRequestRow]: ...
+    async def answer_join(
+        self,
+        conv: int,
+        actor: int,
+        account: int,
+        approve: bool,
+        now: int,
+        entry: SignedChange | None = None,
+    ) -> MembershipChange | None: ...
+    async def managers_of(self, conv: int) -> list[int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRow:
+    """A public channel (SPEC.md 20.1); ``following``: the account that asked follows it."""
+
+    id: int
+    handle: str
+    title: str
+    about: str
+    owner: int
+    followers: int
+    last_seq: int
+    following: bool
+
+
+class ChannelStore(Protocol):
+    """Public channels, followers, signed posts and the directory (``store.channels``)."""
+
+    async def create_channel(
+        self, owner: int, handle: str, title: str, about: str, now: int
+    ) -> ChannelRow: ...
+    async def channel(self, channel: int, viewer: int) -> ChannelRow | None: ...
+    async def channel_by_handle(self, handle: str, viewer: int) -> ChannelRow | None: ...
+    async def search_channels(
+        self, words: list[str], after: int, limit: int, viewer: int
+    ) -> list[ChannelRow]: ...
+    async def follow(self, channel: int, account: int, now: int) -> ChannelRow: ...
+    async def unfollow(self, channel: int, account: int) -> ChannelRow: ...
+    async def followed_channels(self, account: int) -> list[int]: ...
+    async def is_channel_admin(self, channel: int, account: int) -> bool: ...
+    async def set_channel_admin(
+        self, channel: int, owner: int, account: int, admin: bool
+    ) -> bool: ...
+    async def put_post(self, p: F.Post, now: int) -> bool: ...
+    async def posts_before(self, channel: int, before: int, limit: int) -> list[F.Post]: ...
+    async def post_history(self, channel: int, seq: int) -> list[F.Post]: ...
+
+
 class ModerationStore(Protocol):
     """Deleting messages for everyone (``store.moderation``)."""
 
@@ -803,6 +921,8 @@ class Store(
     ConsentStore,
     ReportStore,
     ModerationStore,
+    LinkStore,
+    ChannelStore,
     Protocol,
 ):
     """Everything the server stores."""

@@ -54,10 +54,12 @@ from chatd.errors import ChatdError, Conflict, NotFound, Unavailable
 from chatd.store.accounts import Accounts
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
 from chatd.store.bots import Bots
+from chatd.store.channels import Channels
 from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
+from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
 from chatd.store.moderation import Moderation
@@ -248,6 +250,8 @@ class PostgresStore(
     Consent,
     Reports,
     Moderation,
+    Links,
+    Channels,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):

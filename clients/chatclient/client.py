@@ -14,8 +14,10 @@ Where each part lives (each module's docstring says what it promises):
 * ``conversations`` conversations, members and their signed log, who is a bot
 * ``sending``       ``send``: the outbox, addressing, encryption, acks and refusals
 * ``receiving``     messages in order, decrypted, parked for keys; history; ``events()``
+* ``links``         invite links: make, list, revoke, preview, join; join requests
 * ``keys``          the to-device queue, device lists, safety numbers
 * ``profiles``      bot profiles; ``miniapps``: invocations, cards, shares, forwards
+* ``channels``      public channels: the directory, follows, signed posts (verified)
 * ``payments``, ``media``, ``members``, ``e2e``: payments, attachments, the membership log,
   end-to-end encryption
 
@@ -39,6 +41,7 @@ from chatproto import kinds
 from websockets.asyncio.client import ClientConnection
 
 from chatclient.accounts import Accounts
+from chatclient.channels import Channels
 from chatclient.connection import RATE_LIMIT_BACKOFF, SEND_WINDOW, Connection, urls_of
 from chatclient.contacts import Contacts
 from chatclient.conversations import Conversations, ConvView
@@ -47,6 +50,7 @@ from chatclient.errors import ClientClosed
 from chatclient.events import Event, Message, SecurityWarning, Undecryptable
 from chatclient.keys import Keys
 from chatclient.keystore import KeyStore
+from chatclient.links import Links
 from chatclient.media import Media
 from chatclient.members import Members
 from chatclient.miniapps import MiniApps
@@ -118,6 +122,14 @@ class Client:
         self._profiles = Profiles(conn)
         self._accounts = Accounts(conn)
         self._convs = Conversations(conn, self.e2e, self.members, self._profiles, encrypt=encrypt)
+        self.links = Links(
+            conn.call,
+            conn.next_id,
+            self._convs.signed_change,
+            self._convs.learn,
+            self._convs.is_bot_account,
+        )
+        """Invite links and join requests (chatclient/links.py)."""
         self._receiving = Receiving(
             conn,
             self.e2e,
@@ -136,6 +148,9 @@ class Client:
         """Payments (``pay``, ``red_packet``, ...: chatclient/payments.py); verifies receipts."""
         self.media = Media(conn, self._sending.send, self._receiving.message, encrypt=encrypt)
         """Files, images, voice notes (``send_file``, ``download``: chatclient/media.py)."""
+        self.channels = Channels(conn, self.e2e, conn.emit)
+        """Public channels (``create``, ``search``, ``follow``, ``publish``, ``posts``, ...:
+        chatclient/channels.py); verifies every post's signature."""
         self._reports = Reports(self.e2e, conn.call, conn.next_id, self._receiving.message)
         self._apps = MiniApps(
             conn, self._convs, self._profiles, self._sending, self.payments, self.media
@@ -215,10 +230,16 @@ class Client:
                 self._keys.on_to_device(item)
             case core.Pushed(frame=F.DeviceListChanged(account=account)):
                 await self._keys.on_device_list_changed(account)
+            case core.Pushed(frame=F.PostEvent() as post):
+                self.channels.on_post_event(post)
             case core.Pushed(frame=F.Resync()):
                 self._receiving.on_resync()
             case core.Pushed(
-                frame=F.ReceiptEvent() | F.TypingEvent() | F.PresenceEvent() | F.RequestEvent() as f
+                frame=F.ReceiptEvent()
+                | F.TypingEvent()
+                | F.PresenceEvent()
+                | F.RequestEvent()
+                | F.JoinRequestEvent() as f
             ):
                 await self._conn.emit(f)
             case _:

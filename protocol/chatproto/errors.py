@@ -67,6 +67,11 @@ class ErrorCode(enum.IntEnum):
     QUOTA_EXCEEDED = 71
     """An upload over the account's bytes per day or total stored bytes."""
 
+    # Invite links (SPEC.md section 19).
+    LINK_INVALID = 80
+    """The invite link cannot be used: malformed, unknown, expired, revoked or used up (one
+    code for all, on purpose: SPEC.md 19.3)."""
+
     @property
     def retryable(self) -> bool:
         """True when the same request may succeed later unchanged."""

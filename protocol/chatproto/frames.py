@@ -1185,6 +1185,324 @@ class RequestEvent(Frame, tag="request_event", kw_only=True, frozen=True):
     request: RequestInfo
 
 
+# --------------------------------------------------------------------------- invite links (SPEC.md 19)
+
+LinkToken = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_LINK_CHARS)]
+"""An invite link as a user pastes it: ``chatd://join/<token>`` or the bare token (SPEC.md 19.1);
+anything malformed reaches the server and is answered ``LINK_INVALID``."""
+LinkName = Annotated[str, msgspec.Meta(max_length=L.MAX_LINK_NAME_CHARS)]
+
+
+class CreateLink(Frame, tag="create_link", kw_only=True, frozen=True):
+    """Make an invite link to group or channel ``conv`` (owner or admin). -> ``Link``."""
+
+    id: ReqId
+    conv: Id
+    name: LinkName = ""
+    """Shown to admins only (``list_links``), never to whoever holds the link."""
+    expires_in: Millis = 0
+    """The link stops working this many ms after it is made (server clock); 0: never."""
+    max_uses: U32 = 0
+    """At most this many joins (or join requests) through it; 0: no limit."""
+    approval: bool = False
+    """A join through it is a join request an owner or admin approves (``answer_join``)."""
+
+
+class ListLinks(Frame, tag="list_links", kw_only=True, frozen=True):
+    """The invite links of ``conv`` (owner or admin), ascending by link id, those after
+    ``after``. -> ``Links``."""
+
+    id: ReqId
+    conv: Id
+    after: Seq = 0
+    limit: PageLimit = 50
+
+
+class RevokeLink(Frame, tag="revoke_link", kw_only=True, frozen=True):
+    """Revoke invite link ``link`` of ``conv`` (owner or admin): it stops working at once, on
+    every node. -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+    link: Id
+
+
+class PreviewLink(Frame, tag="preview_link", kw_only=True, frozen=True):
+    """What an invite link leads to (anyone holding it). -> ``LinkPreview``."""
+
+    id: ReqId
+    token: LinkToken
+
+
+class JoinLink(Frame, tag="join_link", kw_only=True, frozen=True):
+    """Join through an invite link. -> ``Conv`` (joined, or already a member) or
+    ``JoinRequested`` (an owner or admin must approve)."""
+
+    id: ReqId
+    token: LinkToken
+
+
+class ListJoinRequests(Frame, tag="list_join_requests", kw_only=True, frozen=True):
+    """Pending join requests of ``conv`` (owner or admin), ascending by account, those after
+    ``after``. -> ``JoinRequests``."""
+
+    id: ReqId
+    conv: Id
+    after: Seq = 0
+    limit: PageLimit = 50
+
+
+class AnswerJoin(Frame, tag="answer_join", kw_only=True, frozen=True):
+    """Approve (the account joins as if invited by the caller) or decline ``account``'s join
+    request of ``conv`` (owner or admin). -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+    account: Id
+    approve: bool
+    entry: SignedEntry | None = None
+    """Approving in a conversation with a membership log: the signed ``add`` (SPEC.md 8.5)."""
+
+
+class LinkInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One invite link as its conversation's owners and admins see it."""
+
+    link: Id
+    conv: Id
+    url: LinkToken
+    """The shareable form, ``chatd://join/<token>``."""
+    creator: Id
+    created: Millis
+    name: LinkName = ""
+    expires: Millis = 0
+    """When it stops working (Unix ms, server clock); 0: never."""
+    max_uses: U32 = 0
+    uses: U32 = 0
+    """Joins and join requests made through it so far."""
+    approval: bool = False
+    revoked: Millis = 0
+    """When it was revoked; 0: it was not."""
+
+
+class Link(Frame, tag="link", kw_only=True, frozen=True):
+    """Answer to ``create_link``."""
+
+    re: ReqId
+    link: LinkInfo
+
+
+class Links(Frame, tag="links", kw_only=True, frozen=True):
+    """Answer to ``list_links``; ``more``: more links follow the last one."""
+
+    re: ReqId
+    links: list[LinkInfo]
+    more: bool
+
+
+class LinkPreview(Frame, tag="link_preview", kw_only=True, frozen=True):
+    """Answer to ``preview_link``: what a user needs to decide, nothing more (no members, no
+    conversation id)."""
+
+    re: ReqId
+    kind: ConvKind
+    title: Title
+    member_count: U32
+    approval: bool = False
+    """Joining makes a join request (the link asks for approval, or the conversation has a
+    signed membership log, SPEC.md 19.4)."""
+
+
+class JoinRequested(Frame, tag="join_requested", kw_only=True, frozen=True):
+    """Answer to ``join_link``: a join request is pending; the account joins when an owner or
+    admin approves it (its connections then get the conversation's ``joined`` message)."""
+
+    re: ReqId
+
+
+class JoinRequestInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One pending join request."""
+
+    account: Id
+    handle: Handle
+    at: Millis
+    link: Id
+    """The invite link it came through."""
+
+
+class JoinRequests(Frame, tag="join_requests", kw_only=True, frozen=True):
+    """Answer to ``list_join_requests``; ``more``: more requests follow the last one."""
+
+    re: ReqId
+    conv: Id
+    requests: list[JoinRequestInfo]
+    more: bool
+
+
+class JoinRequestEvent(Frame, tag="join_request_event", kw_only=True, frozen=True):
+    """Pushed to the owners' and admins' connections when a join request of ``conv`` arrives."""
+
+    conv: Id
+    request: JoinRequestInfo
+
+
+# --------------------------------------------------------------------------- public channels
+# SPEC.md 20: public channels found by handle or directory search, followed without an invite,
+# and posts signed by the publisher's device over ``chatproto.posts.post_payload``.
+
+SearchQuery = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_SEARCH_CHARS)]
+PostKind = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_KIND_CHARS)]
+Ver = Annotated[int, msgspec.Meta(ge=0, le=L.MAX_U32)]
+
+
+class ChannelInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """A public channel as anyone sees it; ``following``: the caller follows it."""
+
+    channel: Id
+    handle: Handle
+    title: Title
+    about: Description = ""
+    owner: Id
+    followers: Seq = 0
+    last_seq: Seq = 0
+    following: bool = False
+
+
+class Post(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """Version ``ver`` of post ``seq`` of ``channel``, as its publisher's device ``device`` of
+    account ``author`` signed it (``sig`` over ``chatproto.posts.post_payload``). A ``kind`` of
+    ``deleted`` with empty content is the post's signed tombstone."""
+
+    channel: Id
+    seq: Id
+    ver: Ver = 0
+    ts: Millis
+    author: Id
+    device: Id
+    kind: PostKind
+    content: Body = b""
+    sig: Signature
+
+
+class CreateChannel(Frame, tag="create_channel", kw_only=True, frozen=True):
+    """Create a public channel owned (and administered) by the caller. -> ``ChannelAnswer``;
+    ``HANDLE_TAKEN`` when its handle or a lookalike is another channel's."""
+
+    id: ReqId
+    handle: Handle
+    title: Name
+    about: Description = ""
+
+
+class FindChannel(Frame, tag="find_channel", kw_only=True, frozen=True):
+    """A public channel by handle. -> ``ChannelAnswer``; ``NOT_FOUND``."""
+
+    id: ReqId
+    handle: Handle
+
+
+class SearchChannels(Frame, tag="search_channels", kw_only=True, frozen=True):
+    """The directory: channels whose handle, title or description has a word starting with each
+    word of ``query``, in channel id order after ``after``. -> ``ChannelList``."""
+
+    id: ReqId
+    query: SearchQuery
+    after: Seq = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=L.MAX_SEARCH_PAGE)] = 20
+
+
+class Follow(Frame, tag="follow", kw_only=True, frozen=True):
+    """Follow a public channel (no invite): its new posts are pushed to the caller's
+    connections. -> ``ChannelAnswer``."""
+
+    id: ReqId
+    channel: Id
+
+
+class Unfollow(Frame, tag="unfollow", kw_only=True, frozen=True):
+    """Stop following. -> ``ChannelAnswer``."""
+
+    id: ReqId
+    channel: Id
+
+
+class SetChannelAdmin(Frame, tag="set_channel_admin", kw_only=True, frozen=True):
+    """The owner lets ``account`` publish in ``channel`` (``admin`` true) or not. -> ``Ok``."""
+
+    id: ReqId
+    channel: Id
+    account: Id
+    admin: bool = True
+
+
+class Publish(Frame, tag="publish", kw_only=True, frozen=True):
+    """An admin publishes post ``seq`` (``ver`` 0: the channel's next seq), or version ``ver``
+    of it (an edit; kind ``deleted``: its tombstone), signed by the connection's device.
+    -> ``Published``; ``CONFLICT`` when ``seq``/``ver`` is not the next one."""
+
+    id: ReqId
+    channel: Id
+    seq: Id
+    ver: Ver = 0
+    ts: Millis
+    kind: PostKind
+    content: Body = b""
+    sig: Signature
+
+
+class GetPosts(Frame, tag="get_posts", kw_only=True, frozen=True):
+    """The newest posts of a public channel with a seq below ``before`` (0: the newest), newest
+    first; anyone may read them. -> ``Posts``."""
+
+    id: ReqId
+    channel: Id
+    before: Seq = 0
+    limit: PageLimit = 20
+
+
+class GetPostHistory(Frame, tag="get_post_history", kw_only=True, frozen=True):
+    """Every version of post ``seq``, oldest first. -> ``Posts``."""
+
+    id: ReqId
+    channel: Id
+    seq: Id
+
+
+class ChannelAnswer(Frame, tag="channel", kw_only=True, frozen=True):
+    re: ReqId
+    info: ChannelInfo
+
+
+class ChannelList(Frame, tag="channels", kw_only=True, frozen=True):
+    """A page of the directory; ``next`` is the ``after`` of the next page (0: no more)."""
+
+    re: ReqId
+    items: list[ChannelInfo]
+    next: Seq = 0
+
+
+class Published(Frame, tag="published", kw_only=True, frozen=True):
+    re: ReqId
+    channel: Id
+    seq: Id
+    ver: Ver = 0
+
+
+class Posts(Frame, tag="posts", kw_only=True, frozen=True):
+    """Posts of ``channel``; ``next`` is the ``before`` of the next older page (0: no more)."""
+
+    re: ReqId
+    channel: Id
+    items: list[Post]
+    next: Seq = 0
+
+
+class PostEvent(Frame, tag="post_event", kw_only=True, frozen=True):
+    """A post (or a new version of one) of a channel the connection's account follows or
+    administers, pushed as it is stored."""
+
+    post: Post
+
+
 ClientFrame = (
     Register
     | Login
@@ -1239,6 +1557,22 @@ ClientFrame = (
     | Report
     | Unban
     | DeleteMessage
+    | CreateLink
+    | ListLinks
+    | RevokeLink
+    | PreviewLink
+    | JoinLink
+    | ListJoinRequests
+    | AnswerJoin
+    | CreateChannel
+    | FindChannel
+    | SearchChannels
+    | Follow
+    | Unfollow
+    | SetChannelAdmin
+    | Publish
+    | GetPosts
+    | GetPostHistory
 )
 ServerFrame = (
     Challenge
@@ -1276,6 +1610,17 @@ ServerFrame = (
     | Privacy
     | RequestEvent
     | Reported
+    | Link
+    | Links
+    | LinkPreview
+    | JoinRequested
+    | JoinRequests
+    | JoinRequestEvent
+    | ChannelAnswer
+    | ChannelList
+    | Published
+    | Posts
+    | PostEvent
 )
 AnyFrame = ClientFrame | ServerFrame
 

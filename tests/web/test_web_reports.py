@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from types import SimpleNamespace
 
+import pytest
 from botkit import Inbox, user
-from chatclient import Message
+from chatclient import Message, sending
 from chatproto import franking, kinds
 from conftest import RunningServer
 from playwright.async_api import Browser, Dialog, expect
@@ -112,4 +114,46 @@ async def test_reports_from_and_of_the_browser_verify_and_name_the_sender(
         )
         assert forged == "25"  # REPORT_REFUSED
         assert await alice.evaluate("chatd.warnings") == []
+        assert alice.errors == []  # type: ignore[attr-defined]
+
+
+async def test_a_message_whose_commitment_does_not_open_is_not_shown(
+    chatd: RunningServer, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """E2E.md 17: the page checks the commitment delivered with a franked message before it
+    shows it; a sender that commits to something else (or to nothing) is not shown as saying
+    anything, and its message cannot be reported."""
+    async with contextlib.AsyncExitStack() as stack:
+        carol = await user(stack, chatd, "carol")
+        alice = await open_app(browser, chatd)
+        await register(alice, "alice")
+        await alice.get_by_label("New chat with").fill("carol")
+        await alice.get_by_role("button", name="Start chat").click()
+        await alice.get_by_label("Message", exact=True).fill("hello carol")
+        await alice.keyboard.press("Enter")
+        conv = int(
+            await alice.evaluate("[...chatd.convs.values()].find(c => c.kind === 'direct').conv")
+        )
+        # carol's client commits to other bytes than it encrypts, then to nothing at all.
+        for commitment in (lambda key, pt: franking.commit(key, pt + b"x"), lambda key, pt: None):
+            monkeypatch.setattr(
+                sending,
+                "franking",
+                SimpleNamespace(
+                    new_key=franking.new_key,
+                    encode_plaintext=franking.encode_plaintext,
+                    commit=commitment,
+                ),
+            )
+            await carol.send_text(conv, "words carol disowns")
+        monkeypatch.setattr(sending, "franking", franking)
+        await carol.send_text(conv, "words carol stands by")
+        log = alice.get_by_label("Messages")
+        await expect(log).to_contain_text("words carol stands by")
+        bad = log.get_by_role("listitem").filter(has_text="franking commitment does not match")
+        await expect(bad).to_have_count(2)
+        await expect(log).not_to_contain_text("words carol disowns")
+        await expect(bad.get_by_role("button", name="Report message")).to_have_count(0)
+        good = log.get_by_role("listitem").filter(has_text="words carol stands by")
+        await expect(good.get_by_role("button", name="Report message")).to_have_count(1)
         assert alice.errors == []  # type: ignore[attr-defined]

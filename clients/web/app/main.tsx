@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { Client, ServerError, type Conv, type Msg } from "../src/client.js";
 import { decodeContent } from "../src/kinds.js";
 import { formatMoney, parseAmount } from "../src/money.js";
-import { Store } from "../src/store.js";
+import { Store, WrongPassphrase } from "../src/store.js";
 import { hex, unhex } from "../src/bytes.js";
 import qrcode from "qrcode-generator";
 
@@ -117,9 +117,12 @@ function useClient(client: Client): number {
   return n;
 }
 
+let STORE: Store | null = null;
+
 function Register({ client }: { client: Client }) {
   const [handle, setHandle] = useState("");
   const [name, setName] = useState("");
+  const [passphrase, setPassphrase] = useState("");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
   const submit = async (e: Event) => {
@@ -127,6 +130,8 @@ function Register({ client }: { client: Client }) {
     setBusy(true);
     setError("");
     try {
+      // Sealed from the first key on (E2E.md 10): nothing is written in clear before it.
+      if (passphrase && !(await STORE!.sealed())) await STORE!.setPassphrase(passphrase);
       await client.register(handle.trim().toLowerCase(), name.trim() || handle.trim());
     } catch (err) {
       setError((err as Error).message);
@@ -145,7 +150,46 @@ function Register({ client }: { client: Client }) {
         Display name
         <input name="name" maxLength={64} value={name} onInput={(e) => setName(e.currentTarget.value)} />
       </label>
+      <label>
+        Passphrase (optional)
+        <input type="password" name="passphrase" minLength={8} autocomplete="new-password" value={passphrase} onInput={(e) => setPassphrase(e.currentTarget.value)} />
+      </label>
+      <p class="hint">With a passphrase, this browser keeps your keys and messages sealed under it, and asks for it whenever chatd opens. It cannot be recovered.</p>
       <button type="submit" disabled={busy}>{busy ? "Making keys…" : "Create account"}</button>
+      {error && <p role="alert" class="error">{error}</p>}
+    </form>
+  );
+}
+
+/** This browser's keys are sealed under a passphrase: nothing is read before it is entered. */
+function Unlock({ store, done }: { store: Store; done: () => void }) {
+  const [passphrase, setPassphrase] = useState("");
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  return (
+    <form
+      class="card register"
+      aria-label="Unlock"
+      onSubmit={async (e) => {
+        e.preventDefault();
+        setBusy(true);
+        setError("");
+        try {
+          await store.unlock(passphrase);
+          done();
+        } catch (err) {
+          setError(err instanceof WrongPassphrase ? "Wrong passphrase." : (err as Error).message);
+          setBusy(false);
+        }
+      }}
+    >
+      <h1>chatd</h1>
+      <p>Your keys in this browser are sealed under your passphrase.</p>
+      <label>
+        Passphrase
+        <input type="password" name="passphrase" required autocomplete="current-password" value={passphrase} onInput={(e) => setPassphrase(e.currentTarget.value)} />
+      </label>
+      <button type="submit" disabled={busy}>{busy ? "Unlocking…" : "Unlock"}</button>
       {error && <p role="alert" class="error">{error}</p>}
     </form>
   );
@@ -779,7 +823,7 @@ function Message({ client, conv, m, onReply, onOpen }: { client: Client; conv: C
   const reactions = conv.messages.filter((r) => r.kind === "reaction" && (r.content as Record<string, unknown> | null)?.["target"] === m.seq);
   const change = edited(conv, m);
   const target = m.replyTo ? conv.messages.find((x) => x.seq === m.replyTo) : undefined;
-  const canAct = (m.kind === "text" || m.kind === "attachment") && !m.pending && !change.deleted;
+  const canAct = (m.kind === "text" || m.kind === "attachment" || m.kind === "share") && !m.pending && !change.deleted;
   return (
     <li class={`msg ${mine ? "mine" : ""} ${m.kind === "system" ? "system" : ""}`} data-seq={m.seq}>
       {m.kind !== "system" && <span class="who">{who}</span>}
@@ -1274,6 +1318,11 @@ async function start(): Promise<void> {
     });
   }
   const store = await Store.open();
+  STORE = store;
+  if (await store.sealed()) {
+    root.setAttribute("aria-busy", "false");
+    await new Promise<void>((resolve) => render(<Unlock store={store} done={resolve} />, root));
+  }
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
   const client = new Client(store, url);
   window.chatd = client;

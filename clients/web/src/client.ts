@@ -50,9 +50,8 @@ export interface Msg {
   pending?: boolean; // own message not yet acked
   raw?: Bytes; // an e2e body this device could not decrypt yet (its key may come later)
   fc?: Bytes; // the commitment relayed with `raw`, checked once it is decrypted
-  /** Franked (E2E.md 17): this device kept the opening, so it can report the message; false
-   * when the commitment the server relayed does not open to what was decrypted (a report
-   * would be refused: the sender made its message unreportable). */
+  /** Franked (E2E.md 17), and the delivered commitment opens with what was decrypted: this
+   * device kept the opening and can report the message. */
   reportable?: boolean;
 }
 
@@ -1019,8 +1018,8 @@ export class Client {
     }
   }
 
-  /** Decrypt message `seq` of `conv` (E2E.md 7) and keep its franking opening (17): checked
-   * against `fc` when the server relayed one, and kept for a report only when it opens it. */
+  /** Decrypt message `seq` of `conv` (E2E.md 7) and keep its franking opening (17), once it is
+   * checked against the commitment `fc` delivered with it. */
   private async decryptMessage(
     conv: number, seq: number, sender: number, device: number, body: Bytes, wait = true, inOrder = true, fc?: Bytes,
   ): Promise<{ kind: string; content: Content | null; replyTo?: number; reportable: boolean }> {
@@ -1057,13 +1056,12 @@ export class Client {
       for (const f of found) this.warn(`conversation ${conv}: transcript: ${f.problem} (device ${f.device})`);
     }
     const writes: [string, unknown][] = [[name, next], [`tr:${conv}`, view2]];
-    let reportable = false;
-    if (p.fk) {
-      reportable = !fc || (await FR.opens(fc, p.fk, FR.franked(p.kind, p.body)));
-      if (reportable) writes.push([`open:${conv}:${seq}`, { kind: p.kind, body: p.body, fk: p.fk } satisfies Opening]);
-      else this.warn(`conversation ${conv}: message ${seq}: its franking commitment does not match what was decrypted (it cannot be reported)`);
-    }
+    // E2E.md 17: a franked message is shown only when its key opens the commitment delivered
+    // with it (a report of it then verifies); otherwise its key is used up and nothing is kept.
+    const reportable = !!p.fk && !!fc && (await FR.opens(fc, p.fk, FR.franked(p.kind, p.body)));
+    if (reportable) writes.push([`open:${conv}:${seq}`, { kind: p.kind, body: p.body, fk: p.fk! } satisfies Opening]);
     await this.store.putMany(writes);
+    if (p.fk && !reportable) throw new FR.BadCommitment("its franking commitment does not match its content (it could not be reported): not shown");
     let content: Content | null = null;
     try {
       content = decodeContent(p.kind, p.body);

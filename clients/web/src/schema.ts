@@ -83,6 +83,20 @@ export const STRUCTS: Record<string, readonly Field[]> = {
     ["conv", "id"], ["kind", "direct|group|channel"], ["sender", "id"], ["handle", "handle"], ["at", "ms"],
     ["title", "title", ""], ["last_seq", "seq", 0],
   ],
+  LinkInfo: [
+    ["link", "id"], ["conv", "id"], ["url", "str:1..256"], ["creator", "id"], ["created", "ms"],
+    ["name", "str:0..64", ""], ["expires", "ms", 0], ["max_uses", "u32", 0], ["uses", "u32", 0],
+    ["approval", "bool", false], ["revoked", "ms", 0],
+  ],
+  JoinRequestInfo: [["account", "id"], ["handle", "handle"], ["at", "ms"], ["link", "id"]],
+  ChannelInfo: [
+    ["channel", "id"], ["handle", "handle"], ["title", "title"], ["about", "str:0..256", ""], ["owner", "id"],
+    ["followers", "seq", 0], ["last_seq", "seq", 0], ["following", "bool", false],
+  ],
+  Post: [
+    ["channel", "id"], ["seq", "id"], ["ver", "u32", 0], ["ts", "ms"], ["author", "id"], ["device", "id"],
+    ["kind", "kind"], ["content", "body", ""], ["sig", "sig"],
+  ],
 };
 
 /** Structs whose canonical form writes an absent optional field as nil instead of leaving it
@@ -149,6 +163,25 @@ export const CLIENT: Record<string, readonly Field[]> = {
   attach_blob: [["id", "reqid"], ["conv", "id"], ["blob", "blob"], ["seq", "seq", 0]],
   detach_blob: [["id", "reqid"], ["conv", "id"], ["seq", "id"], ["blob", "blob"]],
   report: [["id", "reqid"], ["conv", "id"], ["seq", "id"], ["plaintext", "body"], ["fk", "bin:32"], ["reason", "str:0..256", ""]],
+  create_link: [["id", "reqid"], ["conv", "id"], ["name", "str:0..64", ""], ["expires_in", "ms", 0], ["max_uses", "u32", 0], ["approval", "bool", false]],
+  list_links: [["id", "reqid"], ["conv", "id"], ["after", "seq", 0], ["limit", "limit", 50]],
+  revoke_link: [["id", "reqid"], ["conv", "id"], ["link", "id"]],
+  preview_link: [["id", "reqid"], ["token", "str:1..256"]],
+  join_link: [["id", "reqid"], ["token", "str:1..256"]],
+  list_join_requests: [["id", "reqid"], ["conv", "id"], ["after", "seq", 0], ["limit", "limit", 50]],
+  answer_join: [["id", "reqid"], ["conv", "id"], ["account", "id"], ["approve", "bool"], ENTRY],
+  create_channel: [["id", "reqid"], ["handle", "handle"], ["title", "name"], ["about", "str:0..256", ""]],
+  find_channel: [["id", "reqid"], ["handle", "handle"]],
+  search_channels: [["id", "reqid"], ["query", "str:1..64"], ["after", "seq", 0], ["limit", "int:1..50", 20]],
+  follow: [["id", "reqid"], ["channel", "id"]],
+  unfollow: [["id", "reqid"], ["channel", "id"]],
+  set_channel_admin: [["id", "reqid"], ["channel", "id"], ["account", "id"], ["admin", "bool", true]],
+  publish: [
+    ["id", "reqid"], ["channel", "id"], ["seq", "id"], ["ver", "u32", 0], ["ts", "ms"], ["kind", "kind"],
+    ["content", "body", ""], ["sig", "sig"],
+  ],
+  get_posts: [["id", "reqid"], ["channel", "id"], ["before", "seq", 0], ["limit", "limit", 20]],
+  get_post_history: [["id", "reqid"], ["channel", "id"], ["seq", "id"]],
 };
 
 /** Server -> client frames. */
@@ -187,5 +220,16 @@ export const SERVER: Record<string, readonly Field[]> = {
   privacy: [["re", "reqid"], ["add_me", "everyone|contacts|nobody"], ["presence", "everyone|contacts|nobody"], ["last_seen", "everyone|contacts|nobody"]],
   request_event: [["request", "{RequestInfo}"]],
   reported: [["re", "reqid"], ["report", "id"], ["sender", "id"]],
+  link: [["re", "reqid"], ["link", "{LinkInfo}"]],
+  links: [["re", "reqid"], ["links", "[{LinkInfo}]:1000000"], ["more", "bool"]],
+  link_preview: [["re", "reqid"], ["kind", "direct|group|channel"], ["title", "title"], ["member_count", "u32"], ["approval", "bool", false]],
+  join_requested: [["re", "reqid"]],
+  join_requests: [["re", "reqid"], ["conv", "id"], ["requests", "[{JoinRequestInfo}]:1000000"], ["more", "bool"]],
+  join_request_event: [["conv", "id"], ["request", "{JoinRequestInfo}"]],
+  channel: [["re", "reqid"], ["info", "{ChannelInfo}"]],
+  channels: [["re", "reqid"], ["items", "[{ChannelInfo}]:1000000"], ["next", "seq", 0]],
+  published: [["re", "reqid"], ["channel", "id"], ["seq", "id"], ["ver", "u32", 0]],
+  posts: [["re", "reqid"], ["channel", "id"], ["items", "[{Post}]:1000000"], ["next", "seq", 0]],
+  post_event: [["post", "{Post}"]],
   media_token: [["re", "reqid"], ["blob", "blob"], ["token", "str:1..128"], ["path", "str:0..1000"], ["expires", "ms"]],
 };

@@ -3,7 +3,11 @@
 // The server's tag is here too, for the vectors (protocol/vectors/franking.json) only.
 import { type Bytes, concat, ctEqual, ctx, randomBytes, u64be } from "../bytes.js";
 import { rawEncode } from "../codec.js";
-import { hmacSha256 } from "../crypto.js";
+import { CryptoError, hmacSha256 } from "../crypto.js";
+
+/** A franked message whose key does not open the commitment delivered with it: never shown as
+ * its sender's words (E2E.md 17). */
+export class BadCommitment extends CryptoError {}
 
 export const KEY_BYTES = 32;
 
