@@ -119,6 +119,14 @@ class Metrics:
         self.messages_stored = Counter(
             "chatd_messages_stored_total", "Messages committed (resends not counted)", registry=r
         )
+        self.pushes = Counter(
+            "chatd_pushes_total",
+            "Web Push outcomes (SPEC.md 21): sent, failed (given up), gone (the push service said"
+            " 404/410: subscription deleted), retried, dropped (queue full), limited (the device's"
+            " window or hourly cap), skipped (online again before it left)",
+            ["outcome"],
+            registry=r,
+        )
         self.payments = Counter(
             "chatd_payments_total",
             "Ledger postings answered, by type; replay: an id posted before, answered again"

@@ -34,6 +34,7 @@ from chatd.services.links import LinkService
 from chatd.services.messaging import MessagingService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
+from chatd.services.push import PushService
 from chatd.services.reports import ReportService
 from chatd.services.suspension import SuspensionService
 
@@ -62,7 +63,9 @@ class Link(Protocol):
 class Services:
     """The services one node runs, built once and shared by all sessions."""
 
-    def __init__(self, deps: Deps, limits: Limits | None = None) -> None:
+    def __init__(
+        self, deps: Deps, limits: Limits | None = None, push: PushService | None = None
+    ) -> None:
         self.deps = deps
         self.limits = limits or Limits(
             deps.settings.limits, deps.settings.server, MemoryBuckets(), deps.clock
@@ -71,7 +74,9 @@ class Services:
         self.auth = AuthService(deps)
         self.conversations = ConversationService(deps)
         self.reports = ReportService(deps)
-        self.messaging = MessagingService(deps)
+        self.push = push or PushService(deps)
+        """Web Push to offline devices (SPEC.md 21); off without a VAPID key."""
+        self.messaging = MessagingService(deps, self.push)
         self.presence = PresenceService(deps)
         self.keys = KeyService(deps)
         self.payments = PaymentService(deps)
@@ -331,6 +336,7 @@ class Session:
             return
         if first:  # before the welcome: once logged in, the account counts as online everywhere
             await svc.presence.announce(account.id, online=True)
+        await svc.push.connected(device.id)
         self.reply(
             F.Welcome(
                 re=rid,
@@ -457,6 +463,8 @@ class Session:
                 self.reply(F.Ok(re=frame.id))
             case F.Report():
                 self.reply(await svc.reports.report(a, frame))
+            case F.GetPush() | F.SetPush() | F.ClearPush():
+                self.reply(await svc.push.handle(a, dev, frame))
             case F.CreateLink():
                 self.reply(await svc.links.create(a, frame))
             case F.ListLinks():
@@ -472,6 +480,9 @@ class Session:
                 self.reply(await svc.links.requests(a, frame))
             case F.AnswerJoin():
                 await svc.links.answer(a, dev, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.CancelJoin():
+                await svc.links.cancel(a, frame)
                 self.reply(F.Ok(re=frame.id))
             case (
                 F.CreateChannel()

@@ -70,6 +70,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from chatd import aio
 from chatd.broker.base import BrokerStatistics, BrokerStats, Handler
 from chatd.broker.resp import ReplyError, RespConnection, pack_command
 from chatd.settings import redact_url
@@ -127,7 +128,7 @@ class RedisBroker:
         self._connect_timeout = connect_timeout
         self._pending: collections.deque[tuple[str, bytes]] = collections.deque()
         self._after: list[Callable[[], None]] = []  # after_flush callbacks of the pending batch
-        self._wake = asyncio.Event()
+        self._wake = aio.Wake()  # the flusher's (chatd.aio: no system call per wait)
         self._handlers: dict[str, Handler] = {}
         self._changed: dict[str, None] = {}  # topics whose subscription may differ from Redis'
         self._sub_gen = 0  # bumped by every subscribe()
@@ -363,6 +364,7 @@ class RedisBroker:
 
     async def _flush_forever(self, conn: RespConnection) -> None:
         pending = self._pending
+        loop = asyncio.get_running_loop()
         while True:
             if not pending and not self._lost and (self._hb_due is None or self._closing):
                 self._release_after()  # their envelopes went out with earlier batches
@@ -370,7 +372,7 @@ class RedisBroker:
                     self._flushed.set()
                     return
                 self._wake.clear()
-                await self._wake.wait()
+                await self._wake.wait(loop)
                 continue
             batch = list(pending)
             pending.clear()
@@ -387,8 +389,13 @@ class RedisBroker:
                 self._lost = False
                 beat += 1
             try:
-                async with asyncio.timeout(self._io_timeout):  # one future per pipeline
+                # One future per pipeline; no answer within io_timeout drops the connection
+                # (a timer handle, not asyncio.timeout: that asks for the loop, chatd.aio).
+                watchdog = loop.call_later(self._io_timeout, conn.close)
+                try:
                     await conn.request(_pack_publishes(batch), len(batch))
+                finally:
+                    watchdog.cancel()
             except BaseException:
                 self.stats.dropped += len(batch) - beat
                 # Lost to the other nodes, which may not have noticed anything (only this

@@ -66,14 +66,15 @@ class RespConnection:
         # each: [replies still due, future, first error reply or None, last reply]
         self.on_push: Callable[[Any], None] | None = None
         """When set, every reply goes here (the subscription connection) instead."""
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()  # kept: asking for it is a system call (chatd.aio)
+        self.closed: asyncio.Future[None] = self._loop.create_future()
         """Fails with ``ConnectionError`` once the connection is lost (never succeeds)."""
         self.closed.add_done_callback(_retrieve)
 
     async def connect(self) -> None:
         """Open the connection and log in (AUTH, CLIENT SETNAME, SELECT as the URL says)."""
         o = self._opts
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         cls = o.get("connection_class")
         async with asyncio.timeout(self._connect_timeout):
             if cls is UnixDomainSocketConnection:
@@ -106,7 +107,7 @@ class RespConnection:
     def request(self, data: bytes, replies: int) -> asyncio.Future[Any]:
         """Send ``data`` (``replies`` commands) and return a future of the last reply, done
         once all ``replies`` are in (``ReplyError`` if one of them was an error)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = self._loop.create_future()
         self.write(data)
         self._waiting.append([replies, future, None, None])
         return future

@@ -160,6 +160,9 @@ class Limits:
             limits.registrations_per_ip_per_hour / 3600, limits.registration_burst_per_ip
         )
         self.link_lookups = Budget(limits.link_lookups_per_hour / 3600, limits.link_lookup_burst)
+        self.link_lookups_per_ip = Budget(
+            limits.link_lookups_per_ip_per_hour / 3600, limits.link_lookup_burst_per_ip
+        )
         self.searches = Budget(limits.searches_per_minute / 60, limits.search_burst)
         self._proxies = networks(server.trusted_proxies)
         self._exempt = networks(limits.exempt_addresses)
@@ -221,13 +224,12 @@ class Limits:
         when allowed, else seconds to wait. Every look-up counts, found or not: a guess is
         refused before the token is even checked, so no answer tells a guess apart."""
         budget = self.link_lookups
-        if budget.rate <= 0:
-            return None
-        now = self._clock.now_ms() / 1000
-        granted, retry = await self._shared.take(f"la:{account}", now, budget, 1)
-        if not granted:
-            return max(retry, 0.001)
-        return await self._address(f"li:{address}", address, budget)
+        if budget.rate > 0:
+            now = self._clock.now_ms() / 1000
+            granted, retry = await self._shared.take(f"la:{account}", now, budget, 1)
+            if not granted:
+                return max(retry, 0.001)
+        return await self._address(f"li:{address}", address, self.link_lookups_per_ip)
 
     async def search(self, account: int) -> float | None:
         """Take a directory-search token of ``account`` (SPEC.md 20.2): None when allowed, else

@@ -110,7 +110,7 @@ class LinkService:
         if out.state in ("requested", "pending"):
             if out.request is not None:
                 await self._announce(out.conv, out.request)
-            return F.JoinRequested(re=f.id)
+            return F.JoinRequested(re=f.id, conv=out.conv)
         return F.Conv(re=f.id, info=await self._conv.get(account, device, out.conv))
 
     async def _announce(self, conv: int, request: JoinRequestRow) -> None:
@@ -124,6 +124,9 @@ class LinkService:
         rows = await self._d.store.join_requests_of(f.conv, account, f.after, f.limit + 1)
         infos, cut = pages.fit(_request(r) for r in rows[: f.limit])
         return F.JoinRequests(re=f.id, conv=f.conv, requests=infos, more=cut or len(rows) > f.limit)
+
+    async def cancel(self, account: int, f: F.CancelJoin) -> None:
+        await self._d.store.cancel_join(f.conv, account)
 
     async def answer(self, account: int, device: int, f: F.AnswerJoin) -> None:
         d = self._d

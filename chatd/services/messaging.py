@@ -44,9 +44,16 @@ class Sender(Protocol):
     async def send_paced(self, data: bytes) -> None: ...
 
 
+class Pusher(Protocol):
+    """Where stored messages go to become Web Pushes (``services.push.PushService``)."""
+
+    def committed(self, m: StoredMessage) -> None: ...
+
+
 class MessagingService:
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, push: Pusher | None = None) -> None:
         self._d = deps
+        self._push = push
 
     def submit(self, s: Sender, f: F.Send) -> None:
         if not kinds.client_may_send(f.kind):
@@ -83,6 +90,8 @@ class MessagingService:
         publish_committed(hub, m, s.conn_id, repeat=appended.duplicate)
         if not appended.duplicate:
             self._d.metrics.messages_stored.inc()
+            if self._push is not None:  # a dict insert: the push is made by its own task
+                self._push.committed(m)
         ack = F.Ack(re=rid, conv=m.conv, cmid=m.cmid or "", seq=m.seq, ts=m.ts)
         # Acked once its envelope has left this node (at once in-process). A franked message's
         # commitment is in its row (SPEC.md 18.7): a report right after the ack finds it.

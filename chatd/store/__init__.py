@@ -12,6 +12,7 @@ message franking, reports                          ``reports.py``
 appending a message (the hot path)                 ``sqlite.py`` / ``postgres.py`` (``append``)
 E2E keys, device lists, the to-device queue        ``keys.py``
 bot profiles and bot access                        ``bots.py``
+Web Push subscriptions                             ``push.py``
 invite links and join requests                     ``links.py``
 wallets, payments, red packets, requests, audit    ``ledger.py``
 ``chatd wallet`` on its own connection             ``ledger_sqlite.py`` / ``ledger_postgres.py``

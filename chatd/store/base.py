@@ -781,6 +781,29 @@ class ReportStore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class PushSubscription:
+    """A device's Web Push subscription (SPEC.md 21): where to send, and the device's keys to
+    encrypt to (RFC 8291)."""
+
+    device: int
+    account: int
+    endpoint: str
+    p256dh: bytes
+    auth: bytes
+    show_conv: bool
+    created_at: int
+
+
+class PushStore(Protocol):
+    """Web Push subscriptions (``store.push``)."""
+
+    async def set_push(self, sub: PushSubscription) -> None: ...
+    async def clear_push(self, device: int, endpoint: str | None) -> bool: ...
+    async def push_of(self, device: int) -> PushSubscription | None: ...
+    async def push_targets(self, conv: int) -> list[PushSubscription]: ...
+
+
+@dataclass(frozen=True, slots=True)
 class LinkRow:
     id: int
     conv: int
@@ -857,6 +880,7 @@ class LinkStore(Protocol):
         now: int,
         entry: SignedChange | None = None,
     ) -> MembershipChange | None: ...
+    async def cancel_join(self, conv: int, account: int) -> None: ...
     async def managers_of(self, conv: int) -> list[int]: ...
 
 
@@ -921,6 +945,7 @@ class Store(
     ConsentStore,
     ReportStore,
     ModerationStore,
+    PushStore,
     LinkStore,
     ChannelStore,
     Protocol,

@@ -227,6 +227,15 @@ async def answer_join(
     return change
 
 
+async def cancel_join(tx: Tx, conv: int, account: int) -> None:
+    """``account`` withdraws its pending join request of ``conv`` (``NotFound``: none)."""
+    n = await tx.sql.execute(
+        "DELETE FROM join_requests WHERE conv_id=? AND account_id=?", conv, account
+    )
+    if not n:
+        raise NotFound("no such join request")
+
+
 async def managers_of(db: Sql, conv: int) -> list[int]:
     """The owner and admins of ``conv`` (those a join request is announced to)."""
     rows = await db.fetch(
@@ -244,4 +253,5 @@ class Links(Scripts):
     join_link = writes(join_link)
     join_requests_of = reads(join_requests_of)
     answer_join = writes(answer_join)
+    cancel_join = writes(cancel_join)
     managers_of = reads(managers_of)

@@ -63,6 +63,7 @@ from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
 from chatd.store.moderation import Moderation
+from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql
 from chatd.store.writer import BatchObserver, GroupCommitWriter
@@ -250,6 +251,7 @@ class PostgresStore(
     Consent,
     Reports,
     Moderation,
+    Push,
     Links,
     Channels,
     Ledger,
@@ -401,7 +403,7 @@ class PostgresStore(
     def _submit(
         self, fn: Callable[[_Tx], Awaitable[T]] | None, message: NewMessage | None = None
     ) -> asyncio.Future[T]:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = self._future()
         self._enqueue(Op(fn, future, message))
         return future
 

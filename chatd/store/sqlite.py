@@ -59,6 +59,7 @@ from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_sqlite
 from chatd.store.moderation import Moderation
+from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql, run_sync
 from chatd.store.writer import BatchObserver, GroupCommitWriter
@@ -331,6 +332,7 @@ class SQLiteStore(
     Consent,
     Reports,
     Moderation,
+    Push,
     Links,
     Channels,
     Ledger,
@@ -485,7 +487,7 @@ class SQLiteStore(
     # ------------------------------------------------------------------ plumbing
 
     def _submit(self, fn: Callable[[_Tx], Awaitable[T] | T]) -> asyncio.Future[T]:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = self._future()
         self._enqueue(Op(fn, future))
         return future
 

@@ -32,6 +32,7 @@ from chatclient.events import (
     Typing,
 )
 from chatclient.keystore import KeyStore
+from chatclient.links import JoinRequested
 
 __all__ = [
     "AuthError",
@@ -49,6 +50,7 @@ __all__ = [
     "InvocationTimeout",
     "InvocationTimeoutError",
     "JoinRequestReceived",
+    "JoinRequested",
     "KeyStore",
     "MembershipChanged",
     "Message",

@@ -1221,7 +1221,7 @@ class Session:
             if cmd.preview_only:
                 return
             info = await c.links.join(cmd.link)
-            if info is None:
+            if isinstance(info, F.JoinRequested):
                 self.show("asked to join: you are in once an admin approves", "system")
             else:
                 await self._open(await c.conversation(info.conv))

@@ -30,6 +30,7 @@ private names (``tests/unit/test_layering.py`` checks both).
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from pathlib import Path
@@ -503,6 +504,37 @@ class Client:
         """Report message ``seq`` of ``conv`` to the operator, verifiably (SPEC.md 18.7)."""
         return await self._reports.report(conv, seq, reason)
 
+    # ------------------------------------------------------------------ Web Push (SPEC.md 21)
+
+    async def push_config(self) -> F.PushConfig:
+        """The server's VAPID public key (empty: push is off there) and this device's push
+        subscription (``endpoint`` "" when it has none)."""
+        got: F.PushConfig = await self._conn.call(F.GetPush(id=self._conn.next_id()), F.PushConfig)
+        return got
+
+    async def register_push(
+        self, endpoint: str, p256dh: bytes | str, auth: bytes | str, *, show_conv: bool = False
+    ) -> F.PushConfig:
+        """Register (or replace) this device's Web Push subscription: a browser's
+        ``PushSubscription`` (its keys as bytes or as the base64url text ``toJSON()`` gives).
+        While the account is offline the server then pushes "something new" to it (with the
+        conversation's id when ``show_conv``; never a sender or content). ``RequestError``
+        ``PUSH_REFUSED`` for an endpoint the server will not send to, ``UNAVAILABLE`` when push
+        is off."""
+        frame = F.SetPush(
+            id=self._conn.next_id(),
+            endpoint=endpoint,
+            p256dh=_b64url(p256dh),
+            auth=_b64url(auth),
+            show_conv=show_conv,
+        )
+        got: F.PushConfig = await self._conn.call(frame, F.PushConfig)
+        return got
+
+    async def unregister_push(self) -> None:
+        """Delete this device's push subscription (nothing when it has none)."""
+        await self._conn.call(F.ClearPush(id=self._conn.next_id()), F.Ok)
+
     def message_from(self, conv: int, m: F.Message) -> Message | Undecryptable:
         """The event for a message of a fetched page (``fetch``), decrypted like live ones."""
         return self._receiving.message_from(conv, m)
@@ -628,3 +660,10 @@ class Client:
     ) -> Path:
         """Fetch, check the digest of, and decrypt an attachment into ``path``."""
         return await self.media.download(message, path, **kw)
+
+
+def _b64url(value: bytes | str) -> bytes:
+    """Key bytes, from bytes or from base64url text (padded or not)."""
+    if isinstance(value, bytes):
+        return value
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))

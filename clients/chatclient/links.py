@@ -19,6 +19,8 @@ from chatproto.limits import MAX_PAGE
 
 from chatclient.errors import RequestError
 
+JoinRequested = F.JoinRequested
+"""``join``'s answer when an owner or admin must approve first (``.conv``: the conversation)."""
 Request = Callable[[Any, Any], Awaitable[Any]]
 SignedChange = Callable[..., Awaitable[None]]
 """``Conversations.signed_change``: approving in a conversation with a membership log signs
@@ -92,17 +94,22 @@ class Links:
         )
         return got
 
-    async def join(self, link: str) -> F.ConvInfo | None:
-        """Join through ``link``: the conversation (joined now, or already a member), or None
-        when a join request now waits for an owner or admin (the conversation then arrives as
-        its ``joined`` message once approved)."""
+    async def join(self, link: str) -> F.ConvInfo | F.JoinRequested:
+        """Join through ``link``: the conversation (joined now, or already a member), or
+        ``JoinRequested`` when a join request now waits for an owner or admin (its ``conv``
+        then arrives as its ``joined`` message once approved; ``cancel(conv)`` withdraws it)."""
         got = await self._call(
             F.JoinLink(id=self._next_id(), token=link), (F.Conv, F.JoinRequested)
         )
         if isinstance(got, F.Conv):
             self._learn(got.info)
             return got.info
-        return None
+        assert isinstance(got, F.JoinRequested)
+        return got
+
+    async def cancel(self, conv: int) -> None:
+        """Withdraw this account's pending join request of ``conv``."""
+        await self._call(F.CancelJoin(id=self._next_id(), conv=conv), F.Ok)
 
     async def requests(self, conv: int, page: int = MAX_PAGE) -> AsyncIterator[F.JoinRequestInfo]:
         """The pending join requests of ``conv`` (owner or admin), ascending by account."""

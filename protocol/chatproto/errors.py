@@ -34,6 +34,9 @@ class ErrorCode(enum.IntEnum):
     REPORT_REFUSED = 25
     """A ``report``'s opening does not verify: the plaintext, franking key, sender, conv or seq
     is not what was sent (SPEC.md 18.7)."""
+    PUSH_REFUSED = 26
+    """A ``set_push`` endpoint the server will not send to (SPEC.md 21.2: not https, an
+    address rather than a name, another port, or a push service the operator did not allow)."""
     # Limits.
     RATE_LIMITED = 30
     SLOW_CONSUMER = 31

@@ -1100,6 +1100,49 @@ class Reported(Frame, tag="reported", kw_only=True, frozen=True):
     sender: Id
 
 
+PushEndpoint = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_PUSH_ENDPOINT_CHARS)]
+P256Point = Annotated[bytes, msgspec.Meta(min_length=65, max_length=65)]
+"""An uncompressed P-256 public key (0x04, x, y): a push subscription's ``p256dh``."""
+PushAuth = Annotated[bytes, msgspec.Meta(min_length=16, max_length=16)]
+
+
+class GetPush(Frame, tag="get_push", kw_only=True, frozen=True):
+    """The server's VAPID key and this device's push subscription (SPEC.md 21). ->
+    ``PushConfig``."""
+
+    id: ReqId
+
+
+class SetPush(Frame, tag="set_push", kw_only=True, frozen=True):
+    """Register (or replace) this device's Web Push subscription (SPEC.md 21). ->
+    ``PushConfig``; ``PUSH_REFUSED`` when the server will not send to ``endpoint``."""
+
+    id: ReqId
+    endpoint: PushEndpoint
+    """The push service URL the browser's ``PushSubscription`` names."""
+    p256dh: P256Point
+    auth: PushAuth
+    show_conv: bool = False
+    """The user allows pushes to name the conversation (never the sender, never content)."""
+
+
+class ClearPush(Frame, tag="clear_push", kw_only=True, frozen=True):
+    """Delete this device's push subscription, if any. -> ``Ok``."""
+
+    id: ReqId
+
+
+class PushConfig(Frame, tag="push_config", kw_only=True, frozen=True):
+    """Answer to ``get_push`` / ``set_push``: ``vapid_key`` is the server's VAPID public key
+    (the ``applicationServerKey`` to subscribe with; empty: push is off on this server);
+    ``endpoint`` and ``show_conv`` are this device's subscription (``""``: none)."""
+
+    re: ReqId
+    vapid_key: Annotated[bytes, msgspec.Meta(max_length=65)]
+    endpoint: Annotated[str, msgspec.Meta(max_length=L.MAX_PUSH_ENDPOINT_CHARS)] = ""
+    show_conv: bool = False
+
+
 class Block(Frame, tag="block", kw_only=True, frozen=True):
     """Block ``account``: it can no longer reach, add or watch the caller. -> ``Ok``."""
 
@@ -1264,6 +1307,13 @@ class AnswerJoin(Frame, tag="answer_join", kw_only=True, frozen=True):
     """Approving in a conversation with a membership log: the signed ``add`` (SPEC.md 8.5)."""
 
 
+class CancelJoin(Frame, tag="cancel_join", kw_only=True, frozen=True):
+    """Withdraw the caller's pending join request of ``conv``. -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+
+
 class LinkInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One invite link as its conversation's owners and admins see it."""
 
@@ -1317,6 +1367,8 @@ class JoinRequested(Frame, tag="join_requested", kw_only=True, frozen=True):
     admin approves it (its connections then get the conversation's ``joined`` message)."""
 
     re: ReqId
+    conv: Id
+    """The conversation asked for (``cancel_join`` names it)."""
 
 
 class JoinRequestInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -1557,6 +1609,9 @@ ClientFrame = (
     | Report
     | Unban
     | DeleteMessage
+    | GetPush
+    | SetPush
+    | ClearPush
     | CreateLink
     | ListLinks
     | RevokeLink
@@ -1564,6 +1619,7 @@ ClientFrame = (
     | JoinLink
     | ListJoinRequests
     | AnswerJoin
+    | CancelJoin
     | CreateChannel
     | FindChannel
     | SearchChannels
@@ -1610,6 +1666,7 @@ ServerFrame = (
     | Privacy
     | RequestEvent
     | Reported
+    | PushConfig
     | Link
     | Links
     | LinkPreview

@@ -79,6 +79,10 @@ MAX_ICON_CHARS: Final = 8
 MAX_BOT_PROFILE_BYTES: Final = 64 * 1024
 """Largest stored bot profile (commands and manifest, msgpack): ``set_bot_profile`` beyond it is
 ``INVALID``, so every ``bot_profile`` answer fits in a frame."""
+MAX_PUSH_ENDPOINT_CHARS: Final = 1024
+"""Longest Web Push endpoint URL a device may register (SPEC.md 21)."""
+PUSH_PAYLOAD_BYTES: Final = 64
+"""Every push payload is padded to this many bytes before encryption (SPEC.md 21.3)."""
 
 MAX_SEARCH_CHARS: Final = 64
 """A directory search's query (``search_channels``, SPEC.md 20.2)."""

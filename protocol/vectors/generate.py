@@ -254,6 +254,7 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("preview_link", F.PreviewLink(id=99, token="chatd://join/" + "Ab-_" * 8)),
         ("join_link", F.JoinLink(id=100, token="Ab-_" * 8)),
         ("list_links_defaults_omitted", F.ListLinks(id=103, conv=42)),
+        ("cancel_join", F.CancelJoin(id=107, conv=42)),
         ("list_join_requests", F.ListJoinRequests(id=101, conv=42, after=3, limit=20)),
         ("list_join_requests_defaults_omitted", F.ListJoinRequests(id=104, conv=42)),
         (
@@ -451,6 +452,27 @@ def client_frames() -> list[tuple[str, F.Frame]]:
             "report_no_reason",
             F.Report(id=92, conv=42, seq=1001, plaintext=b"", fk=bytes(range(0x21, 0x41))),
         ),
+        ("get_push", F.GetPush(id=95)),
+        (
+            "set_push",
+            F.SetPush(
+                id=96,
+                endpoint="https://fcm.googleapis.com/fcm/send/abc123",
+                p256dh=b"\x04" + bytes(range(1, 65)),
+                auth=bytes(range(0x10, 0x20)),
+                show_conv=True,
+            ),
+        ),
+        (
+            "set_push_defaults_omitted",
+            F.SetPush(
+                id=98,
+                endpoint="https://web.push.apple.com/QGuQyavXutnMH",
+                p256dh=b"\x04" + bytes(range(2, 66)),
+                auth=bytes(range(0x20, 0x30)),
+            ),
+        ),
+        ("clear_push", F.ClearPush(id=97)),
         ("block", F.Block(id=68, account=9)),
         ("unblock", F.Unblock(id=69, account=9)),
         ("list_contacts", F.ListContacts(id=70)),
@@ -963,6 +985,16 @@ def server_frames() -> list[tuple[str, F.Frame]]:
         ("posts_history", F.Posts(re=113, channel=7, items=[POST, TOMBSTONE])),
         ("post_event", F.PostEvent(post=POST)),
         (
+            "push_config",
+            F.PushConfig(
+                re=96,
+                vapid_key=b"\x04" + bytes(range(0x41, 0x81)),
+                endpoint="https://fcm.googleapis.com/fcm/send/abc123",
+                show_conv=True,
+            ),
+        ),
+        ("push_config_off", F.PushConfig(re=95, vapid_key=b"")),
+        (
             "link",
             F.Link(
                 re=95,
@@ -989,7 +1021,7 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             "link_preview_defaults_omitted",
             F.LinkPreview(re=106, kind="group", title="", member_count=2),
         ),
-        ("join_requested", F.JoinRequested(re=100)),
+        ("join_requested", F.JoinRequested(re=100, conv=42)),
         (
             "join_requests",
             F.JoinRequests(

@@ -16,6 +16,7 @@ import pytest
 from chatclient import Client, JoinRequestReceived, KeyStore, Message
 from chatclient.errors import Forbidden, NotFound, RequestError
 from chatclient.events import Event
+from chatproto import frames as F
 from chatproto import links as wire
 from chatproto.errors import ErrorCode
 from conftest import make_settings, run_server
@@ -73,11 +74,11 @@ async def test_a_stranger_previews_and_joins_through_a_link(tmp_path: Path) -> N
         assert (preview.kind, preview.title, preview.member_count) == ("group", "Hikers", 2)
         assert not preview.approval
         info = await stranger.links.join(link.url)
-        assert info is not None and info.conv == group
+        assert isinstance(info, F.ConvInfo) and info.conv == group
         assert stranger.account in {m.account for m in info.members}
         # Already a member: the same conversation again, no use taken.
         again = await stranger.links.join(wire.token_of(link.url) or "")
-        assert again is not None and again.conv == group
+        assert isinstance(again, F.ConvInfo) and again.conv == group
         await stranger.send_text(group, "hello hikers")
         got = await take(admin, lambda e: isinstance(e, Message) and e.text == "hello hikers")
         assert isinstance(got, Message) and got.sender == stranger.account
@@ -95,7 +96,7 @@ async def test_max_uses_revoke_and_expiry(tmp_path: Path) -> None:
     async with clients(tmp_path, 4, clock=clock) as (admin, a, b, c):
         group = (await admin.create("group", "Once")).conv
         once = await admin.links.create(group, max_uses=1)
-        assert await a.links.join(once.url) is not None
+        assert isinstance(await a.links.join(once.url), F.ConvInfo)
         with pytest.raises(RequestError) as exc:
             await b.links.join(once.url)
         assert invalid(exc)
@@ -116,7 +117,7 @@ async def test_max_uses_revoke_and_expiry(tmp_path: Path) -> None:
             await c.links.join(hourly.url)
         assert invalid(exc)
         forever = await admin.links.create(group)
-        assert await c.links.join(forever.url) is not None
+        assert isinstance(await c.links.join(forever.url), F.ConvInfo)
 
         listed = {x.link: x async for x in admin.links.links(group)}
         assert listed[once.link].uses == 1 and listed[once.link].max_uses == 1
@@ -144,12 +145,19 @@ async def test_join_requests_are_approved_or_declined(tmp_path: Path) -> None:
         link = await admin.links.create(channel, approval=True, name="vetted")
         assert (await asker.links.preview(link.url)).approval
         await admin.send_text(channel, "before anyone asked")
-        assert await asker.links.join(link.url) is None
+        asked = await asker.links.join(link.url)
+        assert asked == F.JoinRequested(re=asked.re, conv=channel)
         ev = await take(admin, lambda e: isinstance(e, JoinRequestReceived))
         assert isinstance(ev, JoinRequestReceived) and ev.conv == channel
         assert (ev.request.account, ev.request.handle) == (asker.account, "user1")
-        assert await rejected.links.join(link.url) is None
-        assert await asker.links.join(link.url) is None  # asking again: still pending, no use
+        assert isinstance(await rejected.links.join(link.url), F.JoinRequested)
+        again = await asker.links.join(link.url)  # asking again: still pending, no use
+        assert isinstance(again, F.JoinRequested)
+        # One who asked and changed its mind: withdrawn, it is no longer listed (its use stays).
+        assert isinstance(await late.links.join(link.url), F.JoinRequested)
+        await late.links.cancel(channel)
+        with pytest.raises(NotFound):
+            await late.links.cancel(channel)
         pending = [r.account async for r in admin.links.requests(channel)]
         assert pending == [asker.account, rejected.account]
         with pytest.raises(NotFound):  # not a member yet
@@ -164,9 +172,9 @@ async def test_join_requests_are_approved_or_declined(tmp_path: Path) -> None:
         with pytest.raises(NotFound):
             await rejected.conversation(channel)
         [listed] = [x async for x in admin.links.links(channel)]
-        assert listed.uses == 2
+        assert listed.uses == 3
         with pytest.raises(NotFound):
-            await admin.links.approve(channel, late.account)  # never asked
+            await admin.links.approve(channel, late.account)  # withdrawn
 
 
 async def test_end_to_end_group_joins_through_an_admins_signed_approval(tmp_path: Path) -> None:
@@ -176,7 +184,7 @@ async def test_end_to_end_group_joins_through_an_admins_signed_approval(tmp_path
         group = (await admin.create("group", "Secret", [member.account])).conv
         link = await admin.links.create(group)
         assert (await joiner.links.preview(link.url)).approval
-        assert await joiner.links.join(link.url) is None
+        assert isinstance(await joiner.links.join(link.url), F.JoinRequested)
         await take(admin, lambda e: isinstance(e, JoinRequestReceived))
         await admin.links.approve(group, joiner.account)
         await take(joiner, lambda e: isinstance(e, Message) and e.conv == group)  # its joined
@@ -221,7 +229,7 @@ async def test_a_bot_joins_an_encrypted_group_through_a_link_with_addressed_acce
             await bot.register("link_bot", "Link bot", bot=True, owner=owner)
             group = (await admin.create("group", "With a bot")).conv
             link = await admin.links.create(group)
-            assert await bot.links.join(link.url) is None
+            assert isinstance(await bot.links.join(link.url), F.JoinRequested)
             await admin.links.approve(group, bot.account)  # signed as a bot's add
             info = await admin.conversation(group)
             [seat] = [m for m in info.members if m.account == bot.account]
