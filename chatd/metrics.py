@@ -134,6 +134,14 @@ class Metrics:
             ["type", "replay"],
             registry=r,
         )
+        self.invite_links = Counter(
+            "chatd_invite_links_total",
+            "Invite links (SPEC.md 19): created, revoked, joined (admitted through one), requested"
+            " (a join request filed), approved, declined; unusable links and guesses over the"
+            " budget are in chatd_errors_total (LINK_INVALID, RATE_LIMITED)",
+            ["event"],
+            registry=r,
+        )
         self.errors = Counter(
             "chatd_errors_total", "Error frames sent, by code", ["code"], registry=r
         )

@@ -46,6 +46,9 @@ class LinkService:
         assert self._secret is not None, "LinkService.open() first"
         return self._secret
 
+    def _count(self, event: str) -> None:
+        self._d.metrics.invite_links.labels(event=event).inc()
+
     def info(self, row: LinkRow) -> F.LinkInfo:
         return F.LinkInfo(
             link=row.id,
@@ -72,6 +75,7 @@ class LinkService:
             f.max_uses,
             f.approval,
         )
+        self._count("created")
         return F.Link(re=f.id, link=self.info(row))
 
     async def list(self, account: int, f: F.ListLinks) -> F.Links:
@@ -81,6 +85,7 @@ class LinkService:
 
     async def revoke(self, account: int, f: F.RevokeLink) -> None:
         await self._d.store.revoke_link(f.conv, account, f.link, self._d.clock.now_ms())
+        self._count("revoked")
 
     async def _selector(self, account: int, address: str, text: str) -> bytes:
         retry = await self._limits.link_lookup(account, address)
@@ -105,6 +110,8 @@ class LinkService:
         d = self._d
         selector = await self._selector(account, address, f.token)
         out = await d.store.join_link(selector, account, d.clock.now_ms())
+        if out.state in ("joined", "requested"):
+            self._count(out.state)
         if out.change is not None:
             await self._conv._apply(out.change)  # watched before its joined message goes out
         if out.state in ("requested", "pending"):
@@ -136,5 +143,6 @@ class LinkService:
         change = await d.store.answer_join(
             f.conv, account, f.account, f.approve, d.clock.now_ms(), entry
         )
+        self._count("approved" if f.approve else "declined")
         if change is not None:
             await self._conv._apply(change)

@@ -20,6 +20,7 @@ from chatproto import frames as F
 from chatproto import links as wire
 from chatproto.errors import ErrorCode
 from conftest import make_settings, run_server
+from testkit import http_get
 
 from chatd.clock import SystemClock
 
@@ -34,6 +35,10 @@ class ShiftedClock(SystemClock):
         return super().now_ms() + self.shift
 
 
+SERVER_PORT: list[int] = []
+"""The port of the server ``clients`` started last (its /metrics)."""
+
+
 @contextlib.asynccontextmanager
 async def clients(
     tmp_path: Path, n: int, *, encrypt: bool = False, clock: ShiftedClock | None = None
@@ -42,6 +47,8 @@ async def clients(
         run_server(make_settings(tmp_path), clock) as server,
         contextlib.AsyncExitStack() as stack,
     ):
+        assert server.app.port is not None
+        SERVER_PORT[:] = [server.app.port]
         out = []
         for i in range(n):
             c = await stack.enter_async_context(Client(server.url, encrypt=encrypt))
@@ -173,6 +180,14 @@ async def test_join_requests_are_approved_or_declined(tmp_path: Path) -> None:
             await rejected.conversation(channel)
         [listed] = [x async for x in admin.links.links(channel)]
         assert listed.uses == 3
+        # Operators see it in /metrics.
+        _, metrics = await http_get(SERVER_PORT[0], "/metrics")
+        counted = {
+            line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("chatd_invite_links_total{")
+        }
+        assert counted == {"created": 1, "requested": 3, "approved": 1, "declined": 1}
         with pytest.raises(NotFound):
             await admin.links.approve(channel, late.account)  # withdrawn
 
