@@ -8,6 +8,7 @@ import { formatMoney, parseAmount } from "../src/money.js";
 import { Store, WrongPassphrase } from "../src/store.js";
 import { hex, unhex } from "../src/bytes.js";
 import qrcode from "qrcode-generator";
+import { PushToggle } from "./push.js";
 
 /** A QR code of `data` as an image (data: URL: allowed by the page's CSP, no script). */
 function QR({ data, label }: { data: string; label: string }) {
@@ -1266,6 +1267,7 @@ function Main({ client }: { client: Client }) {
         {error && <p role="alert" class="error">{error}</p>}
         <Contacts client={client} onOpen={setOpen} />
         <Privacy client={client} />
+        <PushToggle client={client} />
         <ApproveDevice client={client} />
         <Wallet client={client} />
       </nav>
