@@ -21,6 +21,7 @@ function QR({ data, label }: { data: string; label: string }) {
 
 function LinkDevice({ client }: { client: Client }) {
   const [key, setKey] = useState("");
+  const [passphrase, setPassphrase] = useState("");
   const [code, setCode] = useState("");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
@@ -28,7 +29,26 @@ function LinkDevice({ client }: { client: Client }) {
     <section class="card" aria-label="Link this browser">
       <h2>Already have an account?</h2>
       {!key ? (
-        <button onClick={() => void client.prepareLink().then((k) => setKey(hex(k)))}>Link this browser</button>
+        <form
+          onSubmit={async (e) => {
+            e.preventDefault();
+            setError("");
+            try {
+              // Sealed from this browser's first key on (E2E.md 10), as at registration.
+              if (passphrase && !(await STORE!.sealed())) await STORE!.setPassphrase(passphrase);
+              setKey(hex(await client.prepareLink()));
+            } catch (err) {
+              setError((err as Error).message);
+            }
+          }}
+        >
+          <label>
+            Passphrase for this browser (optional)
+            <input type="password" minLength={8} autocomplete="new-password" value={passphrase} onInput={(e) => setPassphrase(e.currentTarget.value)} />
+          </label>
+          <button type="submit">Link this browser</button>
+          {error && <p role="alert" class="error">{error}</p>}
+        </form>
       ) : (
         <form
           onSubmit={async (e) => {
