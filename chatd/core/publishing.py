@@ -8,6 +8,8 @@ refuses anything else (the client reads the channel again and signs anew).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from chatproto import posts
 
 from chatd.errors import Conflict, Forbidden, Invalid, NotFound
@@ -58,3 +60,30 @@ def same_post(
     """A publish whose (ver, ts, author, device, kind, content, sig) equals what is stored is a
     resend of a post whose answer was lost: answered again, not refused."""
     return stored == offered
+
+
+class SearchCursor(NamedTuple):
+    """Where a directory search's next page starts (SPEC.md 20.2): which query word drives the
+    index scan (chosen on the first page, kept for the next ones) and the (word, channel) of the
+    last channel shown; on the wire ``"DRIVER TERM CHANNEL"``, opaque to clients."""
+
+    driver: int
+    term: str
+    channel: int
+
+    def encode(self) -> str:
+        return f"{self.driver} {self.term} {self.channel}"
+
+
+def decode_cursor(text: str, words: int) -> SearchCursor | None:
+    """The cursor of ``text`` ("" : the first page, None) for a query of ``words`` words;
+    ``INVALID`` when it is not one this server made for such a query."""
+    if not text:
+        return None
+    parts = text.split(" ")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit() or not parts[1]:
+        raise Invalid("not a search cursor")
+    cursor = SearchCursor(int(parts[0]), parts[1], int(parts[2]))
+    if cursor.driver >= words:
+        raise Invalid("not a search cursor of this query")
+    return cursor

@@ -18,6 +18,7 @@ from chatproto import frames as F
 from chatproto.errors import ChatProtoError, ErrorCode, SignatureError
 
 from chatd import envelope
+from chatd.core.publishing import decode_cursor
 from chatd.errors import ChatdError, Forbidden, Invalid, NotFound, RateLimited
 from chatd.services.deps import Deps
 from chatd.services.limits import Limits
@@ -89,10 +90,10 @@ class ChannelService:
         words = posts.query_words(f.query)
         if not words:
             raise Invalid("the query has no word")
-        rows = await self._d.store.search_channels(words, f.after, f.limit, account)
-        more = len(rows) == f.limit
+        cursor = decode_cursor(f.after, len(words))
+        rows, nxt = await self._d.store.search_channels(words, cursor, f.limit, account)
         return F.ChannelList(
-            re=f.id, items=[_info(r) for r in rows], next=rows[-1].id if more else 0
+            re=f.id, items=[_info(r) for r in rows], next="" if nxt is None else nxt.encode()
         )
 
     async def set_admin(self, account: int, f: F.SetChannelAdmin) -> F.Ok:

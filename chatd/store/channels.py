@@ -15,7 +15,7 @@ from chatproto import frames as F
 from chatproto import posts
 
 from chatd.core.handles import SKELETON_SQL, skeleton
-from chatd.core.publishing import check_publish, same_post
+from chatd.core.publishing import SearchCursor, check_publish, same_post
 from chatd.errors import HandleTaken, NotFound
 from chatd.store.base import ChannelRow
 from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
@@ -92,32 +92,71 @@ async def channel_by_handle(db: Sql, handle: str, viewer: int) -> ChannelRow | N
     return _channel(await db.fetchrow(_CHANNEL + "c.handle=?", viewer, handle))
 
 
+async def _driver(db: Sql, words: list[str]) -> int:
+    """The query word whose prefix range holds the fewest terms (counted up to a bound): the
+    scan walks it and checks the others."""
+    if len(words) == 1:
+        return 0
+    counts = []
+    for w in words:
+        n = await db.fetchval(
+            "SELECT count(*) FROM (SELECT 1 FROM pub_terms WHERE term >= ? AND term < ?"
+            " LIMIT ?) AS x",
+            w,
+            posts.prefix_bound(w),
+            _COUNT_BOUND,
+        )
+        counts.append(int(n))
+    return counts.index(min(counts))
+
+
+_COUNT_BOUND = 2000
+
+
 async def search_channels(
-    db: Sql, words: list[str], after: int, limit: int, viewer: int
-) -> list[ChannelRow]:
-    """Channels with a term starting with each of ``words`` (the first drives the scan), id
-    above ``after``, ascending, at most ``limit``."""
-    first, *rest = words
-    where = ["t.term >= ?", "t.term < ?", "t.channel > ?"]
-    args: list[object] = [first, posts.prefix_bound(first), after]
-    for w in rest:
+    db: Sql, words: list[str], cursor: SearchCursor | None, limit: int, viewer: int
+) -> tuple[list[ChannelRow], SearchCursor | None]:
+    """A page of the channels with a term starting with each of ``words``, and the cursor of
+    the next page (None: this page was the last).
+
+    The scan walks the driving word's prefix range of the (term, channel) index in its order,
+    so it stops after ``limit`` channels whatever the number of matches; a channel is listed
+    at its first matching term only (``NOT EXISTS`` an earlier one: a probe of the (channel,
+    term) index), so pages never repeat a channel; each other word is one more probe."""
+    driver = cursor.driver if cursor is not None else await _driver(db, words)
+    lead = words[driver]
+    where = ["t.term >= ?", "t.term < ?"]
+    args: list[object] = [lead, posts.prefix_bound(lead)]
+    if cursor is not None:
+        where.append("(t.term > ? OR (t.term = ? AND t.channel > ?))")
+        args += [cursor.term, cursor.term, cursor.channel]
+    where.append(
+        "NOT EXISTS (SELECT 1 FROM pub_terms d WHERE d.channel=t.channel"
+        " AND d.term >= ? AND d.term < t.term)"
+    )
+    args.append(lead)
+    for i, w in enumerate(words):
+        if i == driver:
+            continue
         where.append(
             "EXISTS (SELECT 1 FROM pub_terms u WHERE u.channel=t.channel"
             " AND u.term >= ? AND u.term < ?)"
         )
         args += [w, posts.prefix_bound(w)]
-    ids = await db.fetch(
-        f"SELECT DISTINCT t.channel FROM pub_terms t WHERE {' AND '.join(where)}"
-        " ORDER BY t.channel LIMIT ?",
+    hits = await db.fetch(
+        f"SELECT t.term, t.channel FROM pub_terms t WHERE {' AND '.join(where)}"
+        " ORDER BY t.term, t.channel LIMIT ?",
         *args,
         limit,
     )
-    found = []
-    for (cid,) in ids:
-        row = await channel(db, int(cid), viewer)
-        if row is not None:
-            found.append(row)
-    return found
+    if not hits:
+        return [], None
+    ids = [int(h[1]) for h in hits]
+    rows = await db.fetch(_CHANNEL + "c.id = ANY(?)", viewer, ids)
+    by_id = {r.id: r for r in map(_channel, rows) if r is not None}
+    found = [by_id[i] for i in ids if i in by_id]
+    last = SearchCursor(driver, str(hits[-1][0]), ids[-1])
+    return found, (last if len(hits) == limit else None)
 
 
 async def follow(tx: Tx, channel: int, account: int, now: int) -> ChannelRow:

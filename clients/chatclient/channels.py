@@ -91,9 +91,10 @@ class Channels:
         return (await self._c.call(frame, F.ChannelAnswer)).info
 
     async def search(
-        self, query: str, *, after: int = 0, limit: int = 20
-    ) -> tuple[list[F.ChannelInfo], int]:
-        """One page of the directory and the ``after`` of the next page (0: no more)."""
+        self, query: str, *, after: str = "", limit: int = 20
+    ) -> tuple[list[F.ChannelInfo], str]:
+        """One page of the directory and the ``after`` of the next page ("": no more); the
+        order is the matched word's, then the channel's id."""
         frame = F.SearchChannels(id=self._c.next_id(), query=query, after=after, limit=limit)
         got = await self._c.call(frame, F.ChannelList)
         return list(got.items), got.next

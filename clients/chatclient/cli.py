@@ -248,8 +248,8 @@ class Session:
         """The requests and invitations ``/requests`` showed last, in its numbering."""
         self.cards = Cards()
         """Numbered buttons and orders of the bot cards shown (``/press N``, ``/payorder N``)."""
-        self._search: tuple[str, int] = ("", 0)
-        """The last ``/search`` and where its next page starts (0: no more)."""
+        self._search: tuple[str, str] = ("", "")
+        """The last ``/search`` and where its next page starts ("": no more)."""
 
     def show(self, text: str, style: str = "") -> None:
         self.console.show(Line(text, style))
@@ -650,7 +650,7 @@ class Session:
                 what = "following" if info.following else "no longer following"
                 self.show(f"{what} @{handle} ({info.followers} followers)", "system")
             case Search(query):
-                after = 0
+                after = ""
                 if query == "more":
                     query, after = self._search
                     if not after:

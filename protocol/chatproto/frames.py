@@ -1392,6 +1392,8 @@ class JoinRequestEvent(Frame, tag="join_request_event", kw_only=True, frozen=Tru
 # and posts signed by the publisher's device over ``chatproto.posts.post_payload``.
 
 SearchQuery = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_SEARCH_CHARS)]
+SearchCursor = Annotated[str, msgspec.Meta(max_length=L.MAX_SEARCH_CHARS)]
+"""Where the next page of a directory search starts: opaque, passed back as it came."""
 PostKind = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_KIND_CHARS)]
 Ver = Annotated[int, msgspec.Meta(ge=0, le=L.MAX_U32)]
 
@@ -1444,11 +1446,12 @@ class FindChannel(Frame, tag="find_channel", kw_only=True, frozen=True):
 
 class SearchChannels(Frame, tag="search_channels", kw_only=True, frozen=True):
     """The directory: channels whose handle, title or description has a word starting with each
-    word of ``query``, in channel id order after ``after``. -> ``ChannelList``."""
+    word of ``query``, after the cursor ``after`` (a ``ChannelList.next``; "" for the first
+    page). -> ``ChannelList``."""
 
     id: ReqId
     query: SearchQuery
-    after: Seq = 0
+    after: SearchCursor = ""
     limit: Annotated[int, msgspec.Meta(ge=1, le=L.MAX_SEARCH_PAGE)] = 20
 
 
@@ -1515,11 +1518,11 @@ class ChannelAnswer(Frame, tag="channel", kw_only=True, frozen=True):
 
 
 class ChannelList(Frame, tag="channels", kw_only=True, frozen=True):
-    """A page of the directory; ``next`` is the ``after`` of the next page (0: no more)."""
+    """A page of the directory; ``next`` is the ``after`` of the next page ("": no more)."""
 
     re: ReqId
     items: list[ChannelInfo]
-    next: Seq = 0
+    next: SearchCursor = ""
 
 
 class Published(Frame, tag="published", kw_only=True, frozen=True):

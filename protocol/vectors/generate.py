@@ -489,7 +489,10 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("create_channel_no_about", F.CreateChannel(id=101, handle="blog", title="Blog")),
         ("find_channel", F.FindChannel(id=102, handle="daily_news")),
         ("search_channels", F.SearchChannels(id=103, query="news")),
-        ("search_channels_page", F.SearchChannels(id=104, query="news daily", after=7, limit=5)),
+        (
+            "search_channels_page",
+            F.SearchChannels(id=104, query="news daily", after="0 daily 7", limit=5),
+        ),
         ("follow", F.Follow(id=105, channel=7)),
         ("unfollow", F.Unfollow(id=106, channel=7)),
         ("set_channel_admin", F.SetChannelAdmin(id=107, channel=7, account=3)),
@@ -976,7 +979,7 @@ def server_frames() -> list[tuple[str, F.Frame]]:
                 re=101, info=F.ChannelInfo(channel=8, handle="blog", title="Blog", owner=1)
             ),
         ),
-        ("channels", F.ChannelList(re=104, items=[CHANNEL], next=7)),
+        ("channels", F.ChannelList(re=104, items=[CHANNEL], next="0 daily 7")),
         ("channels_last", F.ChannelList(re=103, items=[])),
         ("published", F.Published(re=109, channel=7, seq=1)),
         ("published_version", F.Published(re=110, channel=7, seq=1, ver=2)),

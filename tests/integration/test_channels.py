@@ -102,7 +102,7 @@ async def test_the_directory_finds_channels_by_title_and_description_in_pages(
             made.append(info.channel)
         await alice.channels.create("cooking", "Cooking", "Tomatoes in the kitchen")
         seen: list[int] = []
-        after = 0
+        after = ""
         pages = 0
         while True:
             items, after = await bob.channels.search("garden", after=after, limit=3)

@@ -8,6 +8,7 @@ import { formatMoney, parseAmount } from "../src/money.js";
 import { Store, WrongPassphrase } from "../src/store.js";
 import { hex, unhex } from "../src/bytes.js";
 import qrcode from "qrcode-generator";
+import { PushToggle } from "./push.js";
 
 /** A QR code of `data` as an image (data: URL: allowed by the page's CSP, no script). */
 function QR({ data, label }: { data: string; label: string }) {
@@ -20,6 +21,7 @@ function QR({ data, label }: { data: string; label: string }) {
 
 function LinkDevice({ client }: { client: Client }) {
   const [key, setKey] = useState("");
+  const [passphrase, setPassphrase] = useState("");
   const [code, setCode] = useState("");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
@@ -27,7 +29,26 @@ function LinkDevice({ client }: { client: Client }) {
     <section class="card" aria-label="Link this browser">
       <h2>Already have an account?</h2>
       {!key ? (
-        <button onClick={() => void client.prepareLink().then((k) => setKey(hex(k)))}>Link this browser</button>
+        <form
+          onSubmit={async (e) => {
+            e.preventDefault();
+            setError("");
+            try {
+              // Sealed from this browser's first key on (E2E.md 10), as at registration.
+              if (passphrase && !(await STORE!.sealed())) await STORE!.setPassphrase(passphrase);
+              setKey(hex(await client.prepareLink()));
+            } catch (err) {
+              setError((err as Error).message);
+            }
+          }}
+        >
+          <label>
+            Passphrase for this browser (optional)
+            <input type="password" minLength={8} autocomplete="new-password" value={passphrase} onInput={(e) => setPassphrase(e.currentTarget.value)} />
+          </label>
+          <button type="submit">Link this browser</button>
+          {error && <p role="alert" class="error">{error}</p>}
+        </form>
       ) : (
         <form
           onSubmit={async (e) => {
@@ -1260,6 +1281,7 @@ function Main({ client }: { client: Client }) {
         {error && <p role="alert" class="error">{error}</p>}
         <Contacts client={client} onOpen={setOpen} />
         <Privacy client={client} />
+        <PushToggle client={client} />
         <ApproveDevice client={client} />
         <Wallet client={client} />
       </nav>
