@@ -397,6 +397,9 @@ class Session:
             case F.Rename():
                 await svc.conversations.rename(a, frame)
                 self.reply(F.Ok(re=frame.id))
+            case F.DeleteMessage():
+                await svc.messaging.delete(a, frame)
+                self.reply(F.Ok(re=frame.id))
             case F.GetMemberLog():
                 self.reply(await svc.conversations.member_log(a, frame))
             case F.Lookup():

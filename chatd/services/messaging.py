@@ -25,7 +25,7 @@ from chatd.core import pages, rules
 from chatd.errors import ChatdError, Invalid, NotFound
 from chatd.hub import HOLD
 from chatd.services.deps import Deps
-from chatd.services.fanout import deliver_frame, publish_committed
+from chatd.services.fanout import deliver_frame, publish_committed, publish_message
 from chatd.store.base import Appended, Membership, NewMessage, StoredMessage
 
 
@@ -96,6 +96,15 @@ class MessagingService:
         # Acked once its envelope has left this node (at once in-process). A franked message's
         # commitment is in its row (SPEC.md 18.7): a report right after the ack finds it.
         hub.after_published(partial(s.reply, ack))
+
+    async def delete(self, account: int, f: F.DeleteMessage) -> None:
+        """Delete message ``seq`` for everyone (SPEC.md 18.9): the store puts its tombstone in
+        place and appends the ``deleted`` system message, published like any (the caller's
+        connection gets it before ``ok``). A tombstone already: nothing is written or sent."""
+        d = self._d
+        change = await d.store.delete_message(f.conv, f.seq, account, d.clock.now_ms())
+        if change is not None:
+            publish_message(d.hub, change.message)
 
     async def _require_member(self, conv: int, account: int) -> Membership:
         found = await self._d.store.membership(conv, account)

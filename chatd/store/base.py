@@ -940,6 +940,18 @@ class ChannelStore(Protocol):
     async def reactions(self, channel: int, seq: int, account: int) -> list[F.ReactionCount]: ...
 
 
+class ModerationStore(Protocol):
+    """Deleting messages for everyone (``store.moderation``)."""
+
+    async def delete_message(
+        self, conv: int, seq: int, actor: int, now: int
+    ) -> MembershipChange | None:
+        """Put a tombstone in place of message ``seq`` and append the ``deleted`` system
+        message that records it (None: a tombstone already, nothing written). ``NotFound``
+        (not a member, no such message, or one before the actor's join), ``Forbidden``
+        (``core.rules.check_delete``), ``Invalid`` (a server message)."""
+
+
 class Store(
     AccountStore,
     ConversationStore,
@@ -951,6 +963,7 @@ class Store(
     LedgerStore,
     ConsentStore,
     ReportStore,
+    ModerationStore,
     PushStore,
     LinkStore,
     ChannelStore,

@@ -62,6 +62,7 @@ from chatd.store.ledger import Ledger
 from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
+from chatd.store.moderation import Moderation
 from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql
@@ -249,6 +250,7 @@ class PostgresStore(
     Keys,
     Consent,
     Reports,
+    Moderation,
     Push,
     Links,
     Channels,

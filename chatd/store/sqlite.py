@@ -58,6 +58,7 @@ from chatd.store.ledger import Ledger
 from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_sqlite
+from chatd.store.moderation import Moderation
 from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql, run_sync
@@ -315,6 +316,10 @@ def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite3.Connecti
     else:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
+        # What a write removes is overwritten with zeros, overflow pages included: the body of
+        # a message deleted for everyone leaves the file (SPEC.md 18.9). Many builds (Debian's)
+        # default to it already; others do not.
+        db.execute("PRAGMA secure_delete=ON")
     return db
 
 
@@ -326,6 +331,7 @@ class SQLiteStore(
     Keys,
     Consent,
     Reports,
+    Moderation,
     Push,
     Links,
     Channels,

@@ -899,8 +899,15 @@ class Session:
                 await c.send(conv, kinds.Edit(target=seq, text=text))
             case DeleteMessage(target):
                 conv = self._need_current()
-                seq = await self._own_text(conv, target, "delete")
-                await c.send(conv, kinds.Delete(target=seq))
+                # Your own message (default: your latest); in a group or channel, as its owner
+                # or an admin, a member's too: the server erases it for everyone and says so
+                # (SPEC.md 18.9), or refuses (FORBIDDEN).
+                here = self.names.convs.get(conv)
+                if target is None or here is None or here.kind == "direct":
+                    seq = await self._own_text(conv, target, "delete")
+                else:
+                    seq = target
+                await c.delete_for_everyone(conv, seq)
             case React(target, emoji, remove):
                 conv = self._need_current()
                 seq = target or self._last_other.get(conv) or self._last_any.get(conv)

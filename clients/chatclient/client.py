@@ -489,6 +489,17 @@ class Client:
         is no such message, or this account may not read it)."""
         return await self._receiving.message(conv, seq)
 
+    async def delete_for_everyone(self, conv: int, seq: int) -> None:
+        """Delete message ``seq`` of ``conv`` for everyone (SPEC.md 18.9): this account's own
+        message, or as the owner or an admin of a group or channel a member's. The server
+        keeps only a tombstone (who, when) in its place and tells every member with a
+        ``deleted`` system message. ``RequestError``: ``FORBIDDEN`` (not yours, and you are not
+        an owner or admin who may), ``INVALID`` (a server message), ``NOT_FOUND`` (no such
+        message or conversation). A report of it still verifies (18.7): this device keeps what
+        it decrypted."""
+        c = self._conn
+        await c.call(F.DeleteMessage(id=c.next_id(), conv=conv, seq=seq), F.Ok)
+
     async def report(self, conv: int, seq: int, reason: str = "") -> F.Reported:
         """Report message ``seq`` of ``conv`` to the operator, verifiably (SPEC.md 18.7)."""
         return await self._reports.report(conv, seq, reason)

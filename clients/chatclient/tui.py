@@ -638,7 +638,8 @@ commands:
   /history [N]               show the N (default 20) messages before the ones already shown
   /reply [SEQ] text          answer message SEQ (default: the latest from someone else)
   /edit [SEQ] text           change your message SEQ (default: your latest)
-  /delete [SEQ]              delete your message SEQ for everyone (default: your latest)
+  /delete [SEQ]              delete message SEQ for everyone (default: your latest); another's
+                             message: if you are the group's owner or an admin
   /react [SEQ] EMOJI         react to message SEQ (default: the latest); /unreact to undo
   /read                      how far each member has read here (seen since you connected)
   /who                       members of the current conversation, with roles and presence
@@ -1303,6 +1304,9 @@ def format_system(ev: kinds.SystemEvent, names: Names, kind: str = "conversation
             return f"{actor} made {who} {ev.role}"
         case "renamed":
             return f'{actor} renamed the {kind} to "{ev.title}"'
+        case "deleted":
+            whose = "their own" if ev.actor == ev.account else f"{who}'s"
+            return f"{actor} deleted {whose} message #{ev.target} for everyone"
     return f"{actor}: {ev.event}"  # pragma: no cover - the Literal is exhaustive
 
 
@@ -1347,6 +1351,8 @@ def format_message(
             return Line(f"{prefix} {who} (edited #{c.target}): {first}{rest}")
         case kinds.Delete():
             return Line(f"{prefix} {who} deleted #{c.target}", "dim")
+        case kinds.Deleted():
+            return Line(f"{prefix} {who}: (message deleted by {names.handle(c.by)})", "dim")
         case kinds.Reaction():
             verb = "removed" if c.remove else "reacted"
             return Line(

@@ -285,6 +285,16 @@ class Send(Frame, tag="send", kw_only=True, frozen=True):
     a tag it keeps, so a recipient can later ``report`` the message (SPEC.md 18.7)."""
 
 
+class DeleteMessage(Frame, tag="delete_message", kw_only=True, frozen=True):
+    """Delete message ``seq`` of ``conv`` for everyone (SPEC.md 18.9): its sender, or an owner
+    or admin of a group or channel. The server stores a tombstone in its place (same seq) and
+    appends a ``deleted`` system message. -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+    seq: Id
+
+
 class Sync(Frame, tag="sync", kw_only=True, frozen=True):
     """Receive every message of ``conv`` with seq > ``after`` as ``Deliver`` frames, in order,
     then ``Synced``; from then on live ``Deliver`` frames continue with no gap and no repeat."""
@@ -1701,6 +1711,7 @@ ClientFrame = (
     | GetPrivacy
     | Report
     | Unban
+    | DeleteMessage
     | GetPush
     | SetPush
     | ClearPush

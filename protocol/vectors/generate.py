@@ -249,6 +249,7 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("remove", F.Remove(id=11, conv=42, account=3)),
         ("remove_and_ban", F.Remove(id=93, conv=42, account=3, ban=True)),
         ("unban", F.Unban(id=94, conv=42, account=3)),
+        ("delete_message", F.DeleteMessage(id=110, conv=42, seq=1001)),
         (
             "create_link",
             F.CreateLink(
@@ -1618,6 +1619,11 @@ def kind_contents() -> list[tuple[str, kinds.Content]]:
             "system_bot_access",
             kinds.SystemEvent(event="bot_access", actor=1, account=9, access="all"),
         ),
+        (
+            "system_deleted",
+            kinds.SystemEvent(event="deleted", actor=2, account=3, target=1001),
+        ),
+        ("deleted_tombstone", kinds.Deleted(by=2, at=1_718_000_000_500)),
         *((f"payment_receipt_{name}", r) for name, r in receipt_examples()),
     ]
 

@@ -310,6 +310,7 @@ def _valid_examples() -> list[F.Frame]:
         F.Invite(id=1, conv=1, account=1),
         F.Remove(id=1, conv=1, account=1, ban=True),
         F.Unban(id=1, conv=1, account=1),
+        F.DeleteMessage(id=1, conv=1, seq=1),
         F.SetRole(id=1, conv=1, account=1, role="admin"),
         F.Leave(id=1, conv=1),
         F.Rename(id=1, conv=1, title="t"),

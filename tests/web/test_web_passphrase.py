@@ -85,3 +85,46 @@ async def test_keys_sealed_under_a_passphrase_open_only_with_it(
     assert [r["key"] for r in rows if not r["sealed"] and r["key"] != "seal"] == []
     assert await alice.evaluate("chatd.warnings") == []
     assert alice.errors == [] and bob.errors == []  # type: ignore[attr-defined]
+
+
+async def test_a_linked_browser_is_sealed_under_its_own_passphrase(
+    chatd: RunningServer, browser: Browser
+) -> None:
+    alice = await open_app(browser, chatd)
+    bob = await open_app(browser, chatd)
+    await register(alice, "alice")
+    await register(bob, "bob")
+    await alice.get_by_label("New chat with").fill("bob")
+    await alice.get_by_role("button", name="Start chat").click()
+    await send(alice, "from the first device")
+
+    laptop = await open_app(browser, chatd)
+    await laptop.get_by_label("Passphrase for this browser (optional)").fill(PASSPHRASE)
+    await laptop.get_by_role("button", name="Link this browser").click()
+    key = await laptop.get_by_label("This browser's key", exact=True).inner_text()
+    await alice.get_by_text("Approve a new device").click()
+    await alice.get_by_label("New device's key").fill(key)
+    await alice.get_by_role("button", name="Approve").click()
+    code = await alice.get_by_label("Pairing code", exact=True).inner_text()
+    await laptop.get_by_label("Pairing code").fill(code)
+    await laptop.get_by_role("button", name="Link", exact=True).click()
+    await laptop.get_by_role("navigation", name="Conversations").wait_for()
+    await expect(alice.get_by_text("Listed: this account has 2 devices.")).to_be_visible()
+    rows = await laptop.evaluate(RAW_STORE)
+    assert {"seal", "identity", "prekeys"} <= {r["key"] for r in rows}
+    assert [r["key"] for r in rows if not r["sealed"] and r["key"] != "seal"] == []
+
+    await laptop.reload()
+    unlock = laptop.get_by_role("form", name="Unlock")
+    await unlock.get_by_label("Passphrase").fill(PASSPHRASE)
+    await unlock.get_by_role("button", name="Unlock").click()
+    await laptop.get_by_role("navigation", name="Conversations").wait_for()
+    await bob.get_by_role("button", name="@alice").click()
+    await send(bob, "to both of your devices")
+    await laptop.get_by_role("button", name="@bob").click()
+    await expect(laptop.get_by_label("Messages")).to_contain_text("to both of your devices")
+    await send(laptop, "from the sealed laptop")
+    await expect(bob.get_by_label("Messages")).to_contain_text("from the sealed laptop")
+    await expect(alice.get_by_label("Messages")).to_contain_text("from the sealed laptop")
+    for page in (alice, bob, laptop):
+        assert page.errors == []  # type: ignore[attr-defined]

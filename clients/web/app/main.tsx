@@ -8,6 +8,7 @@ import { formatMoney, parseAmount } from "../src/money.js";
 import { Store, WrongPassphrase } from "../src/store.js";
 import { hex, unhex } from "../src/bytes.js";
 import qrcode from "qrcode-generator";
+import { PushToggle } from "./push.js";
 
 /** A QR code of `data` as an image (data: URL: allowed by the page's CSP, no script). */
 function QR({ data, label }: { data: string; label: string }) {
@@ -20,6 +21,7 @@ function QR({ data, label }: { data: string; label: string }) {
 
 function LinkDevice({ client }: { client: Client }) {
   const [key, setKey] = useState("");
+  const [passphrase, setPassphrase] = useState("");
   const [code, setCode] = useState("");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
@@ -27,7 +29,26 @@ function LinkDevice({ client }: { client: Client }) {
     <section class="card" aria-label="Link this browser">
       <h2>Already have an account?</h2>
       {!key ? (
-        <button onClick={() => void client.prepareLink().then((k) => setKey(hex(k)))}>Link this browser</button>
+        <form
+          onSubmit={async (e) => {
+            e.preventDefault();
+            setError("");
+            try {
+              // Sealed from this browser's first key on (E2E.md 10), as at registration.
+              if (passphrase && !(await STORE!.sealed())) await STORE!.setPassphrase(passphrase);
+              setKey(hex(await client.prepareLink()));
+            } catch (err) {
+              setError((err as Error).message);
+            }
+          }}
+        >
+          <label>
+            Passphrase for this browser (optional)
+            <input type="password" minLength={8} autocomplete="new-password" value={passphrase} onInput={(e) => setPassphrase(e.currentTarget.value)} />
+          </label>
+          <button type="submit">Link this browser</button>
+          {error && <p role="alert" class="error">{error}</p>}
+        </form>
       ) : (
         <form
           onSubmit={async (e) => {
@@ -439,6 +460,7 @@ function text(m: Msg): string {
       return c["text"] as string;
     case "system": {
       const ev = c["event"];
+      if (ev === "deleted") return `— message #${c["target"]} deleted for everyone`;
       return `— ${ev}${c["title"] ? `: ${c["title"]}` : ""}`;
     }
     case "payment.receipt":
@@ -469,11 +491,16 @@ function text(m: Msg): string {
 
 const HIDDEN = new Set(["reaction", "edit", "delete", "receipt"]);
 
-function edited(conv: Conv, m: Msg): { text?: string; deleted: boolean } {
-  let out: { text?: string; deleted: boolean } = { deleted: false };
+function edited(conv: Conv, m: Msg): { text?: string; deleted: boolean; by?: number } {
+  let out: { text?: string; deleted: boolean; by?: number } = { deleted: false };
+  const tomb = m.kind === "deleted" ? (m.content as Record<string, unknown> | null) : null;
+  if (tomb) return { deleted: true, by: tomb["by"] as number }; // erased by the server (SPEC.md 18.9)
   for (const x of conv.messages) {
     const c = x.content as Record<string, unknown> | null;
-    if (!c || x.sender !== m.sender || c["target"] !== m.seq) continue;
+    if (!c || c["target"] !== m.seq) continue;
+    // The server's `deleted` system message: its sender, the owner or an admin deleted it.
+    if (x.kind === "system" && c["event"] === "deleted") out = { ...out, deleted: true, by: c["actor"] as number };
+    if (x.sender !== m.sender) continue;
     if (x.kind === "edit") out = { ...out, text: c["text"] as string };
     if (x.kind === "delete") out = { ...out, deleted: true };
   }
@@ -824,7 +851,7 @@ function Message({ client, conv, m, onReply, onOpen }: { client: Client; conv: C
       {m.replyTo ? <span class="reply">↪ {target ? text(target).slice(0, 60) : `#${m.replyTo}`}</span> : null}
       <span class="body">
         {change.deleted ? (
-          "message deleted"
+          change.by && change.by !== m.sender ? `message deleted by @${client.handles.get(change.by) ?? change.by}` : "message deleted"
         ) : m.kind === "attachment" && m.content ? (
           <Attachment client={client} att={m.content as Record<string, unknown>} />
         ) : m.kind === "miniapp.result" && m.content ? (
@@ -866,7 +893,7 @@ function Message({ client, conv, m, onReply, onOpen }: { client: Client; conv: C
             </button>
           )}
           {mine && (
-            <button class="tiny" aria-label={`Delete message ${m.seq}`} onClick={() => confirm("Delete this message for everyone?") && void client.sendContent(conv.conv, "delete", { target: m.seq })}>
+            <button class="tiny" aria-label={`Delete message ${m.seq}`} onClick={() => confirm("Delete this message for everyone?") && void client.deleteForEveryone(conv.conv, m.seq)}>
               ✕
             </button>
           )}
@@ -1260,6 +1287,7 @@ function Main({ client }: { client: Client }) {
         {error && <p role="alert" class="error">{error}</p>}
         <Contacts client={client} onOpen={setOpen} />
         <Privacy client={client} />
+        <PushToggle client={client} />
         <ApproveDevice client={client} />
         <Wallet client={client} />
       </nav>

@@ -584,6 +584,12 @@ export class Client {
     return this.requests.has(conv);
   }
 
+  /** Delete message `seq` for everyone (SPEC.md 18.9): our own, or as an owner or admin a member's.
+   * The server keeps a tombstone in its place; every member gets a `deleted` system message. */
+  async deleteForEveryone(conv: number, seq: number): Promise<void> {
+    await this.call({ t: "delete_message", conv, seq });
+  }
+
   /** Accept, delete or block (SPEC.md 18.3). Deleting leaves silently; the sender is not told. */
   async answerRequest(conv: number, answer: "accept" | "delete" | "block"): Promise<void> {
     const r = this.requests.get(conv);

@@ -126,6 +126,7 @@ export const CLIENT: Record<string, readonly Field[]> = {
   invite: [["id", "reqid"], ["conv", "id"], ["account", "id"], ENTRY],
   remove: [["id", "reqid"], ["conv", "id"], ["account", "id"], ENTRY, ["ban", "bool", false]],
   unban: [["id", "reqid"], ["conv", "id"], ["account", "id"]],
+  delete_message: [["id", "reqid"], ["conv", "id"], ["seq", "id"]],
   set_role: [["id", "reqid"], ["conv", "id"], ["account", "id"], ["role", "admin|member"], ENTRY],
   leave: [["id", "reqid"], ["conv", "id"], ENTRY],
   get_member_log: [["id", "reqid"], ["conv", "id"], ["after", "u32", 0], ["limit", "limit", 100]],

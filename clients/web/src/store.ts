@@ -91,19 +91,24 @@ export class Store {
     return this.open<T>(key, await this.run("readonly", (s) => s.get(key)));
   }
 
+  /** Write `value` under `key` (undefined: delete it). */
   async put(key: string, value: unknown): Promise<unknown> {
     const v = await this.seal(key, value);
-    return this.run("readwrite", (s) => s.put(v, key));
+    return this.run<unknown>("readwrite", (s) => (v === undefined ? s.delete(key) : s.put(v, key)) as IDBRequest<unknown>);
   }
 
-  /** Several writes in one transaction: all or none (a ratchet step and what it carried). */
+  /** Several writes in one transaction: all or none (a ratchet step and what it carried);
+   * an undefined value deletes its key. */
   async putMany(entries: [string, unknown][]): Promise<void> {
     // Sealed first: an IndexedDB transaction commits as soon as it waits for anything else.
     const sealed = await Promise.all(entries.map(async ([k, v]) => [k, await this.seal(k, v)] as const));
     return new Promise((resolve, reject) => {
       const tx = this.db.transaction("kv", "readwrite", { durability: "strict" } as IDBTransactionOptions);
       const s = tx.objectStore("kv");
-      for (const [k, v] of sealed) s.put(v, k);
+      for (const [k, v] of sealed) {
+        if (v === undefined) s.delete(k);
+        else s.put(v, k);
+      }
       tx.oncomplete = () => resolve();
       tx.onerror = () => reject(tx.error);
       tx.onabort = () => reject(tx.error);
