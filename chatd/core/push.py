@@ -145,6 +145,9 @@ class Windows:
         self.per_hour = per_hour
         self._until: dict[int, float] = {}
         self._hour: dict[int, tuple[int, int]] = {}
+        self._sweep_at = 4096
+        """Forget lapsed windows when this many devices are held (then twice what is left):
+        each claim stays O(1) on average however many devices are pushed."""
 
     def claim(self, device: int, now: float) -> bool:
         """True when ``device`` may be pushed now (and its window starts)."""
@@ -156,8 +159,9 @@ class Windows:
         if seen != hour:
             count = 0
         self._hour[device] = (hour, count + 1)
-        if len(self._until) > 4096:
+        if len(self._until) > self._sweep_at:
             self._forget(now)
+            self._sweep_at = max(4096, 2 * len(self._until))
         return count < self.per_hour
 
     def reset(self, device: int) -> None:

@@ -88,6 +88,26 @@ def code(f: F.ServerFrame) -> int:
     return f.code if isinstance(f, F.Error) else 0
 
 
+async def joins_racing_a_revoke(
+    admin: Raw, conv: int, link: F.LinkInfo, crowd: list[Raw]
+) -> dict[int, F.ServerFrame]:
+    """The crowd joins in a stream (one every 10 ms) and the admin revokes the link once the
+    first five are answered, while the rest are still on their way; every answer."""
+    got: dict[int, F.ServerFrame] = {}
+
+    async def one(i: int, c: Raw) -> None:
+        await asyncio.sleep(i * 0.01)
+        got[c.account] = await join(c, link.url)
+
+    tasks = [asyncio.create_task(one(i, c)) for i, c in enumerate(crowd)]
+    async with asyncio.timeout(30):
+        while len(got) < 5:
+            await asyncio.sleep(0.002)
+    await admin.request(F.RevokeLink(id=admin.next_id(), conv=conv, link=link.link), F.Ok)
+    await asyncio.gather(*tasks)
+    return got
+
+
 async def guess(c: Raw, n: int, frame: type[F.JoinLink] | type[F.PreviewLink]) -> list[F.Error]:
     """``n`` random tokens sent at once (no waiting between them); every answer."""
     ids = [c.next_id() for _ in range(n)]
@@ -225,18 +245,13 @@ async def test_a_revoke_racing_joins_admits_nobody_after_it(tmp_path: Path, db: 
         admin = await user(server.url)
         conv = await group(admin)
         link = await make_link(admin, conv)
-        crowd = [await user(server.url) for _ in range(20)]
-        revoke = F.RevokeLink(id=admin.next_id(), conv=conv, link=link.link)
-
-        async def revoke_midway() -> None:
-            await asyncio.sleep(0)
-            await admin.request(revoke, F.Ok)
-
-        replies, _ = await asyncio.gather(
-            asyncio.gather(*(join(c, link.url) for c in crowd)), revoke_midway()
-        )
-        joined = {c.account for c, r in zip(crowd, replies, strict=True) if isinstance(r, F.Conv)}
-        assert all(code(r) == ErrorCode.LINK_INVALID for r in replies if not isinstance(r, F.Conv))
+        crowd = [await user(server.url) for _ in range(30)]
+        got = await joins_racing_a_revoke(admin, conv, link, crowd)
+        joined = {a for a, r in got.items() if isinstance(r, F.Conv)}
+        assert len(joined) >= 5
+        assert {code(r) for r in got.values() if not isinstance(r, F.Conv)} <= {
+            ErrorCode.LINK_INVALID
+        }
         # What the link admitted is exactly who is in, and its use count says so.
         assert await members(admin, conv) == {admin.account, *joined}
         [listed] = await links_of(admin, conv)
@@ -246,6 +261,27 @@ async def test_a_revoke_racing_joins_admits_nobody_after_it(tmp_path: Path, db: 
             if c.account not in joined:
                 assert code(await join(c, link.url)) == ErrorCode.LINK_INVALID
         assert await members(admin, conv) == {admin.account, *joined}
+
+
+async def test_a_revoke_on_one_node_racing_joins_on_another(tmp_path: Path, pg_dsn: str) -> None:
+    s = settings(tmp_path, pg_dsn)
+    async with run_server(s) as node_a, run_server(s) as node_b:
+        admin = await user(node_a.url)
+        conv = await group(admin)
+        link = await make_link(admin, conv)
+        crowd = [await user(node_b.url) for _ in range(30)]
+        got = await joins_racing_a_revoke(admin, conv, link, crowd)
+        joined = {a for a, r in got.items() if isinstance(r, F.Conv)}
+        assert len(joined) >= 5
+        assert {code(r) for r in got.values() if not isinstance(r, F.Conv)} <= {
+            ErrorCode.LINK_INVALID
+        }
+        assert await members(admin, conv) == {admin.account, *joined}
+        [listed] = await links_of(admin, conv)
+        assert listed.uses == len(joined) and listed.revoked > 0
+        for c in crowd:  # the revoke is answered: node B admits nobody any more
+            if c.account not in joined:
+                assert code(await join(c, link.url)) == ErrorCode.LINK_INVALID
 
 
 async def test_banned_and_removed_members_and_links_that_must_be_refused(
