@@ -337,6 +337,9 @@ class Session:
                     self.console.show(shown)
                 self._spawn(self._announce_waiting())  # never holds the events up
                 return
+            case F.InvitationAnswered():
+                self._spawn(self._invitation_answered(ev))
+                return
             case F.RequestEvent():
                 if ev.request.conv in self._announced:
                     return
@@ -1229,14 +1232,35 @@ class Session:
         self._learn(info)
         self._say_invited(info, {account: handle})
 
+    async def _invitation_answered(self, ev: F.InvitationAnswered) -> None:
+        """Someone this account invited answered (SPEC.md 18.3). An accept that waits for a
+        signed ``invite`` (a conversation with a membership log) gets it from here at once;
+        another device of this account may have sent it already (CONFLICT: said nothing)."""
+        where = f"[{self.names.label(ev.conv)}]"
+        if ev.answer == "decline":
+            self.show(f"{where} @{ev.handle} declined your invitation", "system")
+            return
+        if ev.joined:
+            self.show(f"{where} @{ev.handle} accepted your invitation", "system")
+            return
+        self.show(f"{where} @{ev.handle} accepted your invitation: adding them", "system")
+        try:
+            await self.client.invite(ev.conv, ev.account)
+        except RequestError as exc:
+            if exc.code != ErrorCode.CONFLICT:
+                self.show(
+                    f"{where} could not add @{ev.handle} ({exc}): /invite @{ev.handle} here",
+                    "error",
+                )
+
     def _say_invited(self, info: F.ConvInfo, wanted: dict[int, str]) -> None:
         """One line per account that got an invitation instead of a seat."""
         present = {m.account for m in info.members}
         for account, handle in wanted.items():
             if account not in present:
                 self.show(
-                    f"[{self.names.label(info.conv)}] @{handle} is invited: once @{handle}"
-                    f" accepts, /invite @{handle} here adds them",
+                    f"[{self.names.label(info.conv)}] @{handle} is invited: added once @{handle}"
+                    " accepts (you are told)",
                     "system",
                 )
 
@@ -1358,7 +1382,7 @@ class Session:
             title = f' "{r.title}"' if r.title else ""
             self.show(
                 f"accepted @{r.handle}'s {what}{title}: you join when @{r.handle} adds you"
-                " (they /invite you again)",
+                " (their client does it when it learns you accepted)",
                 "system",
             )
             return

@@ -1228,6 +1228,20 @@ class RequestEvent(Frame, tag="request_event", kw_only=True, frozen=True):
     request: RequestInfo
 
 
+class InvitationAnswered(Frame, tag="invitation_answered", kw_only=True, frozen=True):
+    """Pushed to the inviter's connections when ``account`` answers its invitation to ``conv``
+    (SPEC.md 18.3): ``accept`` (joined; or, with a signed log, waiting for an owner's or
+    admin's signed ``invite``) or ``decline``. A block is never told."""
+
+    conv: Id
+    account: Id
+    handle: Handle
+    """The invitee's handle."""
+    answer: Literal["accept", "decline"]
+    joined: bool
+    """True: a member now; False (accepted, signed log): an owner or admin must ``invite`` it."""
+
+
 # --------------------------------------------------------------------------- invite links (SPEC.md 19)
 
 LinkToken = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_LINK_CHARS)]
@@ -1773,6 +1787,7 @@ ServerFrame = (
     | Contacts
     | Privacy
     | RequestEvent
+    | InvitationAnswered
     | Reported
     | PushConfig
     | Link

@@ -1111,6 +1111,10 @@ def server_frames() -> list[tuple[str, F.Frame]]:
                 )
             ),
         ),
+        (
+            "invitation_answered_accept_signed",
+            F.InvitationAnswered(conv=43, account=3, handle="carol", answer="accept", joined=False),
+        ),
     ]
 
 

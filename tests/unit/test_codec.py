@@ -451,6 +451,7 @@ def _valid_examples() -> list[F.Frame]:
         F.Contacts(re=1, accounts=[1], more=False),
         F.Privacy(re=1, add_me="contacts", presence="contacts", last_seen="contacts"),
         F.RequestEvent(request=request),
+        F.InvitationAnswered(conv=1, account=2, handle="bob", answer="accept", joined=True),
         F.CreateLink(id=1, conv=1, name="n", expires_in=1, max_uses=1, approval=True),
         F.ListLinks(id=1, conv=1, after=1, limit=1),
         F.RevokeLink(id=1, conv=1, link=1),

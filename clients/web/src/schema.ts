@@ -233,6 +233,7 @@ export const SERVER: Record<string, readonly Field[]> = {
   contacts: [["re", "reqid"], ["accounts", "[id]:1000000"], ["more", "bool"]],
   privacy: [["re", "reqid"], ["add_me", "everyone|contacts|nobody"], ["presence", "everyone|contacts|nobody"], ["last_seen", "everyone|contacts|nobody"]],
   request_event: [["request", "{RequestInfo}"]],
+  invitation_answered: [["conv", "id"], ["account", "id"], ["handle", "handle"], ["answer", "accept|decline"], ["joined", "bool"]],
   reported: [["re", "reqid"], ["report", "id"], ["sender", "id"]],
   push_config: [["re", "reqid"], ["vapid_key", "bin:0..65"], ["endpoint", "str:0..1024", ""], ["show_conv", "bool", false]],
   link: [["re", "reqid"], ["link", "{LinkInfo}"]],
