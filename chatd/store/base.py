@@ -100,6 +100,11 @@ class StoredMessage:
     withheld: tuple[int, ...] = ()
     """The bot members it was withheld from when committed (access ``addressed``, not in
     ``to``, not the sender), ascending. Never leaves the server."""
+    removals: int = 0
+    """How many members had left or been removed from the conversation when it was appended
+    (PostgreSQL; 0 on SQLite, where one node orders its removals and messages itself). Its
+    envelope carries it: a node re-reads the membership before delivering a message that follows
+    a removal it has not applied (``chatd.hub``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +331,10 @@ class ConversationStore(Protocol):
     async def members_page(self, conv: int, after: int, limit: int) -> list[MemberRow]:
         """Members of ``conv`` with an account id above ``after``, ascending, at most
         ``limit`` (the caller checked access)."""
+
+    async def members_since(self, conv: int, accounts: Sequence[int]) -> dict[int, int]:
+        """``{account: joined seq}`` of those of ``accounts`` that are members of ``conv`` now
+        (a hub's re-check after a removal it had not applied, ``chatd.hub``)."""
 
     async def conversation_ids_of(self, account: int) -> list[int]:
         """The ids of the conversations ``account`` is a member of."""
