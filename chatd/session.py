@@ -75,7 +75,7 @@ class Services:
         self.payments = PaymentService(deps)
         self.bots = BotService(deps)
         self.suspension = SuspensionService(deps)
-        self.contacts = ContactService(deps, self.conversations, self.keys)
+        self.contacts = ContactService(deps, self.conversations, self.keys, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
         self.sessions = 0

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from chatproto import kinds
 
-from chatd.core.consent import Privacy, Relation
+from chatd.core.consent import Privacy, Quota, Relation
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,10 +493,19 @@ class ToDeviceStore(Protocol):
     """A bounded queue per device of opaque items, each with a tid increasing per device."""
 
     async def queue_to_device(
-        self, target: int, sender: int, sender_device: int, body: bytes, now: int, max_queued: int
+        self,
+        target: int,
+        sender: int,
+        sender_device: int,
+        body: bytes,
+        now: int,
+        max_queued: int,
+        quota: Quota | None = None,
     ) -> ToDeviceRow:
         """Append to ``target``'s queue; resolves once committed. ``NotFound`` for no such
-        device, ``RateLimited`` when ``max_queued`` items are already queued for it."""
+        device, ``RateLimited`` when ``max_queued`` items are already queued for it, or when
+        ``sender``'s items there with this one would pass ``quota`` (counted under the queue's
+        lock, so concurrent items from any node cannot pass it together)."""
 
     async def to_device_items(self, device: int, after: int, limit: int) -> list[ToDeviceRow]:
         """Queued items of ``device`` with tid > ``after``, ascending, at most ``limit``."""
