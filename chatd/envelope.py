@@ -13,6 +13,7 @@ _HEADER = struct.Struct(">BQQQ")
 HEADER_SIZE: Final = _HEADER.size
 _SEQ = struct.Struct(">Q")
 _COUNT = struct.Struct(">I")
+_ONE = struct.Struct(">IQ")
 
 MESSAGE: Final = 1
 """A stored message (``Deliver``): seq is its sequence number."""
@@ -71,6 +72,11 @@ def split_withheld_payload(payload: bytes) -> tuple[tuple[int, ...], bytes]:
 
 def withheld_parts(payload: bytes) -> tuple[tuple[int, ...], int, bytes]:
     """``(accounts it is withheld from, removal count, Deliver frame)`` of a WITHHELD payload."""
+    n, last = _ONE.unpack_from(payload)
+    if n == 1:  # the usual: the removal count alone (or one bot)
+        if last & REMOVALS:
+            return (), last & ~REMOVALS, payload[12:]
+        return (last,), 0, payload[12:]
     accounts, frame = split_withheld_payload(payload)
     if accounts and accounts[-1] & REMOVALS:
         return accounts[:-1], accounts[-1] & ~REMOVALS, frame

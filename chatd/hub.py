@@ -351,6 +351,17 @@ class Hub:
         if seq > self._latest.get(conv, 0):
             self._latest[conv] = seq
         sent = 0
+        if not skip and members is None:  # a message that only follows removals: as MESSAGE
+            for outlet in tuple(watchers):
+                if outlet.conn_id == origin:
+                    continue
+                floor = outlet.floors.get(conv)
+                if floor is not None and seq <= floor:
+                    continue
+                outlet.push(frame)
+                sent += 1
+            self._hot.deliveries += sent
+            return
         for outlet in tuple(watchers):
             if outlet.conn_id == origin or outlet.account in skip:
                 continue
