@@ -30,6 +30,7 @@ from chatd.media.service import MediaService
 from chatd.metrics import Metrics
 from chatd.services.deps import Deps
 from chatd.services.limits import Limits, MemoryBuckets, RedisBuckets
+from chatd.services.push import PushService, RedisGate
 from chatd.session import Services
 from chatd.settings import ConfigError, Settings, redact_url
 from chatd.store.postgres import PostgresStore
@@ -108,7 +109,14 @@ class App:
         # Limits per account and per address: in Redis when there are other nodes.
         buckets = RedisBuckets(s.broker.url) if s.broker.url else MemoryBuckets()
         limits = Limits(s.limits, s.server, buckets, self.clock)
-        services = self.services = Services(deps, limits)
+        # Push windows per device: in Redis when there are other nodes (one push, not one each).
+        gate = (
+            RedisGate(s.broker.url, s.push.interval, s.push.max_per_hour)
+            if s.broker.url and s.push.vapid_private_key
+            else None
+        )
+        push = PushService(deps, gate)
+        services = self.services = Services(deps, limits, push)
         media = self.media = services.media = MediaService(deps, self._blob_store(db))
         transport = Transport(services, draining=lambda: self._draining)
         if install_signals:
@@ -120,8 +128,10 @@ class App:
                 tg.create_task(store.run(), name="store-writer")
                 await services.payments.open()  # the receipt key: a write, so after the writer
                 await services.reports.open()  # the franking secret: a write, like the receipt key
+                await services.links.open()  # the invite link secret, likewise
                 tg.create_task(services.payments.run(), name="payments-sweeper")
                 tg.create_task(services.suspension.run(), name="suspension-sweeper")
+                tg.create_task(push.run(), name="push")
                 if isinstance(broker, RedisBroker):
                     tg.create_task(broker.run(), name="broker")
                 tg.create_task(presence.run(), name="presence")
@@ -168,11 +178,13 @@ class App:
                     log.warning("clients did not close in time")
                 services.payments.close()  # the sweeper stops before the store does
                 services.suspension.close()
+                push.close()  # before the store: a push in flight may delete a subscription
                 media.close()
                 await media.http.aclose()
                 await media.blobs.aclose()
                 await store.aclose()  # commits what is queued, then stops the writer
                 await presence.aclose()
+                await push.aclose()
                 await limits.aclose()
                 await broker.aclose()
         finally:

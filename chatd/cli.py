@@ -1,4 +1,4 @@
-"""``chatd serve|migrate|check-config|version|wallet``."""
+"""``chatd serve|migrate|check-config|version|vapid-keygen|backup|wallet|admin``."""
 
 from __future__ import annotations
 
@@ -139,6 +139,27 @@ def _backup(settings: Settings, destination: str) -> int:
     return 0
 
 
+def _vapid_keygen(path: str) -> int:
+    """Write a new VAPID private key (PEM, 0600) to ``path`` and say how to use it."""
+    import base64
+    import os
+
+    from chatd.services.push import new_vapid_pem
+
+    pem, public = new_vapid_pem()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        print(f"chatd vapid-keygen: {_ERRNO.sub('', str(exc))}", file=sys.stderr)
+        return 1
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    key = base64.urlsafe_b64encode(public).rstrip(b"=").decode()
+    print(f"wrote {path}; public key (applicationServerKey): {key}")
+    print(f'[push]\nvapid_private_key_file = "{path}"\nsubject = "mailto:you@example.com"')
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chatd", description="chatd messaging server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,12 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db", help="SQLite database file (default: the configured one)")
     p.set_defaults(host=None, port=None, broker=None)
     sub.add_parser("version", help="print the version")
+    p = sub.add_parser("vapid-keygen", help="make the VAPID key Web Push needs ([push])")
+    p.add_argument("file", help="the PEM file to write (mode 0600; never overwritten)")
     wallet_cli.add_parser(sub)
     admin_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "version":
         print(__version__)
         return 0
+    if args.command == "vapid-keygen":
+        return _vapid_keygen(args.file)
     try:
         settings = _settings(args)
     except ConfigError as exc:

@@ -43,6 +43,11 @@ delivering a message whose n is above what its routing reflects (``chatd.hub``).
 
 REMOVALS: Final = 1 << 63
 """The top bit of the last entry of a WITHHELD list: the rest of it is the removal count."""
+FOLLOW: Final = 6
+"""Control, on an account's topic: the account follows (or now administers) the public channel
+whose id is in seq; every node routes the channel's posts to its local connections."""
+UNFOLLOW: Final = 7
+"""Control, on an account's topic: the account stopped following the channel in seq."""
 
 
 def pack(kind: int, seq: int, origin: int, node: int, frame: bytes) -> bytes:
@@ -105,3 +110,8 @@ def account_topic(account: int) -> str:
 def device_topic(device: int) -> str:
     """Events for one device's connections (to-device items)."""
     return f"d.{device}"
+
+
+def channel_topic(channel: int) -> str:
+    """Posts of one public channel (SPEC.md 20), pushed to connected followers only."""
+    return f"p.{channel}"

@@ -107,6 +107,10 @@ class Hub:
         self._accounts: dict[int, list[Outlet]] = {}  # lists: a few devices each
         self._devices: dict[int, list[Outlet]] = {}  # usually one connection each
         self._latest: dict[int, int] = {}
+        self._channels: dict[int, set[Outlet]] = {}
+        """Public channel -> the local outlets of its followers (SPEC.md 20.3)."""
+        self._follows: dict[Outlet, set[int]] = {}
+        """Outlet -> the public channels routed to it (to stop on detach)."""
         self._reading: dict[Outlet, set[int]] = {}
         """Outlets attached before their memberships were read: the conversations UNWATCHed
         for their account meanwhile (``attach`` without ``convs``, then ``watch_read``)."""
@@ -152,6 +156,8 @@ class Hub:
     def detach(self, outlet: Outlet) -> bool:
         """Stop routing to ``outlet``. True when it was the account's last local connection."""
         self._reading.pop(outlet, None)
+        for channel in tuple(self._follows.get(outlet, ())):
+            self._unfollow(outlet, channel)
         for conv in tuple(outlet.watching):
             self._unwatch(outlet, conv)
         same_device = self._devices.get(outlet.device)
@@ -204,6 +210,53 @@ class Hub:
             gone = self._reading.get(outlet) if self._reading else None
             if gone is not None:
                 gone.add(conv)
+
+    # ------------------------------------------------------------------ public channels
+
+    def follow_read(self, outlet: Outlet, channels: list[int]) -> None:
+        """Route the posts of ``channels`` (followed or administered, read at login) to
+        ``outlet``."""
+        if outlet.account not in self._accounts or outlet not in self._accounts[outlet.account]:
+            return  # detached meanwhile
+        for channel in channels:
+            self._follow(outlet, channel)
+
+    def follow(self, account: int, channel: int) -> None:
+        """On every node: route ``channel``'s posts to ``account``'s connections."""
+        self.publish(envelope.account_topic(account), envelope.FOLLOW, channel, 0, b"")
+
+    def unfollow(self, account: int, channel: int) -> None:
+        self.publish(envelope.account_topic(account), envelope.UNFOLLOW, channel, 0, b"")
+
+    def _follow(self, outlet: Outlet, channel: int) -> None:
+        outlets = self._channels.get(channel)
+        if outlets is None:
+            outlets = self._channels[channel] = set()
+            self._broker.subscribe(envelope.channel_topic(channel), self._from_broker)
+        outlets.add(outlet)
+        self._follows.setdefault(outlet, set()).add(channel)
+
+    def _unfollow(self, outlet: Outlet, channel: int) -> None:
+        mine = self._follows.get(outlet)
+        if mine is not None:
+            mine.discard(channel)
+            if not mine:
+                del self._follows[outlet]
+        outlets = self._channels.get(channel)
+        if outlets is None:
+            return
+        outlets.discard(outlet)
+        if not outlets:
+            del self._channels[channel]
+            self._broker.unsubscribe(envelope.channel_topic(channel))
+
+    def _on_channel(self, channel: int, origin: int, frame: bytes) -> None:
+        sent = 0
+        for outlet in tuple(self._channels.get(channel, ())):
+            if outlet.conn_id != origin:
+                outlet.push(frame)
+                sent += 1
+        self._hot.deliveries += sent
 
     def push_all(self, data: bytes) -> None:
         """Write ``data`` to every local connection (e.g. ``resync`` after a broker outage)."""
@@ -292,6 +345,8 @@ class Hub:
             self._on_conv(int(topic[2:]), kind, seq, origin, frame)
         elif prefix == "a":
             self._on_account(int(topic[2:]), kind, seq, origin, frame)
+        elif prefix == "p":
+            self._on_channel(int(topic[2:]), origin, frame)
         else:
             self._on_device(int(topic[2:]), origin, frame)
 
@@ -384,6 +439,12 @@ class Hub:
                 self._held[seq].append((envelope.UNWATCH, seq, account, frame))
                 return
             self._unwatched(account, seq, frame)
+        elif kind == envelope.FOLLOW:
+            for outlet in tuple(self._accounts.get(account, ())):
+                self._follow(outlet, seq)
+        elif kind == envelope.UNFOLLOW:
+            for outlet in tuple(self._accounts.get(account, ())):
+                self._unfollow(outlet, seq)
         else:
             for outlet in tuple(self._accounts.get(account, ())):
                 if outlet.conn_id != origin:

@@ -119,11 +119,27 @@ class Metrics:
         self.messages_stored = Counter(
             "chatd_messages_stored_total", "Messages committed (resends not counted)", registry=r
         )
+        self.pushes = Counter(
+            "chatd_pushes_total",
+            "Web Push outcomes (SPEC.md 21): sent, failed (given up), gone (the push service said"
+            " 404/410: subscription deleted), retried, dropped (queue full), limited (the device's"
+            " window or hourly cap), skipped (online again before it left)",
+            ["outcome"],
+            registry=r,
+        )
         self.payments = Counter(
             "chatd_payments_total",
             "Ledger postings answered, by type; replay: an id posted before, answered again"
             " (refusals are in chatd_errors_total by code)",
             ["type", "replay"],
+            registry=r,
+        )
+        self.invite_links = Counter(
+            "chatd_invite_links_total",
+            "Invite links (SPEC.md 19): created, revoked, joined (admitted through one), requested"
+            " (a join request filed), approved, declined; unusable links and guesses over the"
+            " budget are in chatd_errors_total (LINK_INVALID, RATE_LIMITED)",
+            ["event"],
             registry=r,
         )
         self.errors = Counter(

@@ -24,14 +24,17 @@ from chatd.errors import ChatdError
 from chatd.media.service import MediaService
 from chatd.services.auth import AccountRow, AuthService, DeviceRow, new_nonce
 from chatd.services.bots import BotService
+from chatd.services.channels import ChannelService
 from chatd.services.contacts import ContactService
 from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
 from chatd.services.keys import KeyService
 from chatd.services.limits import Limits, MemoryBuckets
+from chatd.services.links import LinkService
 from chatd.services.messaging import MessagingService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
+from chatd.services.push import PushService
 from chatd.services.reports import ReportService
 from chatd.services.suspension import SuspensionService
 
@@ -60,7 +63,9 @@ class Link(Protocol):
 class Services:
     """The services one node runs, built once and shared by all sessions."""
 
-    def __init__(self, deps: Deps, limits: Limits | None = None) -> None:
+    def __init__(
+        self, deps: Deps, limits: Limits | None = None, push: PushService | None = None
+    ) -> None:
         self.deps = deps
         self.limits = limits or Limits(
             deps.settings.limits, deps.settings.server, MemoryBuckets(), deps.clock
@@ -69,13 +74,17 @@ class Services:
         self.auth = AuthService(deps)
         self.conversations = ConversationService(deps)
         self.reports = ReportService(deps)
-        self.messaging = MessagingService(deps, self.reports)
+        self.push = push or PushService(deps)
+        """Web Push to offline devices (SPEC.md 21); off without a VAPID key."""
+        self.messaging = MessagingService(deps, self.push)
         self.presence = PresenceService(deps)
         self.keys = KeyService(deps)
         self.payments = PaymentService(deps)
         self.bots = BotService(deps)
         self.suspension = SuspensionService(deps)
         self.contacts = ContactService(deps, self.conversations, self.keys, self.limits)
+        self.links = LinkService(deps, self.conversations, self.limits)
+        self.channels = ChannelService(deps, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
         self.sessions = 0
@@ -315,6 +324,7 @@ class Session:
         first = hub.attach(self)
         await hub.barrier()
         hub.watch_read(self, await svc.deps.store.conversation_ids_of(account.id))
+        hub.follow_read(self, await svc.deps.store.followed_channels(account.id))
         # Attached, then read again whether the account is suspended: a suspension committed
         # after the login's check was either seen here or, if later, by a sweep that finds this
         # connection attached (``SuspensionService``); before, a login checked just before a
@@ -326,6 +336,7 @@ class Session:
             return
         if first:  # before the welcome: once logged in, the account counts as online everywhere
             await svc.presence.announce(account.id, online=True)
+        await svc.push.connected(device.id)
         self.reply(
             F.Welcome(
                 re=rid,
@@ -385,6 +396,9 @@ class Session:
                 self.reply(F.Ok(re=frame.id))
             case F.Rename():
                 await svc.conversations.rename(a, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.DeleteMessage():
+                await svc.messaging.delete(a, frame)
                 self.reply(F.Ok(re=frame.id))
             case F.GetMemberLog():
                 self.reply(await svc.conversations.member_log(a, frame))
@@ -449,6 +463,39 @@ class Session:
                 self.reply(F.Ok(re=frame.id))
             case F.Report():
                 self.reply(await svc.reports.report(a, frame))
+            case F.GetPush() | F.SetPush() | F.ClearPush():
+                self.reply(await svc.push.handle(a, dev, frame))
+            case F.CreateLink():
+                self.reply(await svc.links.create(a, frame))
+            case F.ListLinks():
+                self.reply(await svc.links.list(a, frame))
+            case F.RevokeLink():
+                await svc.links.revoke(a, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.PreviewLink():
+                self.reply(await svc.links.preview(a, self.address, frame))
+            case F.JoinLink():
+                self.reply(await svc.links.join(a, dev, self.address, frame))
+            case F.ListJoinRequests():
+                self.reply(await svc.links.requests(a, frame))
+            case F.AnswerJoin():
+                await svc.links.answer(a, dev, frame)
+                self.reply(F.Ok(re=frame.id))
+            case F.CancelJoin():
+                await svc.links.cancel(a, frame)
+                self.reply(F.Ok(re=frame.id))
+            case (
+                F.CreateChannel()
+                | F.FindChannel()
+                | F.SearchChannels()
+                | F.Follow()
+                | F.Unfollow()
+                | F.SetChannelAdmin()
+                | F.Publish()
+                | F.GetPosts()
+                | F.GetPostHistory()
+            ):
+                self.reply(await svc.channels.handle(a, self.device, self.conn_id, frame))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from chatd.core.ledger import parse_limits
+from chatd.core.push import DEFAULT_PUSH_SERVICES, loopback_origin
 from chatd.errors import ChatdError
 
 
@@ -133,6 +134,18 @@ class LimitSettings:
     registrations_per_ip_per_hour: float = 60.0
     """``register`` attempts per client address (IPv6: per /64), on every node together."""
     registration_burst_per_ip: float = 20.0
+    link_lookups_per_hour: float = 60.0
+    """``preview_link`` / ``join_link`` frames per account, on every node together (SPEC.md
+    19.3): a stranger guessing tokens is answered ``RATE_LIMITED`` past it. 0: no limit."""
+    link_lookup_burst: float = 30.0
+    link_lookups_per_ip_per_hour: float = 600.0
+    """The same frames per client address (IPv6: per /64), all accounts together: larger, as
+    many people may share one address (a campus behind one NAT joining an event's group)."""
+    link_lookup_burst_per_ip: float = 200.0
+    searches_per_minute: float = 30.0
+    """Directory searches (``search_channels``, SPEC.md 20.2) per account, on every node
+    together; 0 turns the limit off."""
+    search_burst: float = 20.0
     exempt_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """Client addresses (CIDR) the limits per address do not apply to: by default loopback,
     the operator's own machine (benchmarks, load tests, health checks). A proxy on the same
@@ -154,6 +167,12 @@ class LimitSettings:
             "prelogin_per_ip_burst",
             "registrations_per_ip_per_hour",
             "registration_burst_per_ip",
+            "link_lookups_per_hour",
+            "link_lookup_burst",
+            "link_lookups_per_ip_per_hour",
+            "link_lookup_burst_per_ip",
+            "searches_per_minute",
+            "search_burst",
         ):
             if getattr(self, key) < 0:
                 raise ConfigError(f"limits.{key}: must not be negative")
@@ -265,6 +284,60 @@ class ConsentSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PushSettings:
+    """Web Push to devices that are offline (SPEC.md 21). Off until a VAPID key is set."""
+
+    vapid_private_key: str = ""
+    """The server's VAPID key (RFC 8292): a P-256 private key, PEM. Usually from a file,
+    ``vapid_private_key_file`` (``chatd vapid-keygen FILE`` makes one); every node of a
+    cluster uses the same key. Empty: push is off. Shown as ``***``."""
+    subject: str = ""
+    """The VAPID ``sub`` claim: how a push service reaches the operator (``mailto:`` or
+    ``https:`` URL); required with a key."""
+    allowed_hosts: tuple[str, ...] = DEFAULT_PUSH_SERVICES
+    """Push services the server sends to: host names, ``*.suffix`` for every name under one,
+    or ``*`` for any public host (still https, port 443, a name, public addresses only)."""
+    insecure_endpoints: tuple[str, ...] = ()
+    """FOR TESTS ONLY: ``http://<loopback address>:<port>`` origins also allowed (a test push
+    service); anything else here is refused at start."""
+    coalesce: float = 2.0
+    """Seconds a push waits before it leaves, so a burst of messages gives one push."""
+    interval: float = 60.0
+    """At most one push per device per this many seconds, on all nodes together (a new
+    connection of the device ends its window)."""
+    max_per_hour: int = 30
+    """At most this many pushes per device per clock hour, whoever writes to it."""
+    ttl: int = 86_400
+    """How long a push service keeps a push for a device it cannot reach (the TTL header)."""
+    queue: int = 10_000
+    """Committed messages waiting to be turned into pushes; past it they are dropped (counted:
+    ``chatd_pushes_total{outcome="dropped"}``): pushing never slows the message path."""
+    concurrency: int = 16
+    """Pushes in flight at once."""
+    retries: int = 4
+    """Sends again after a 5xx, 429 or network error, with backoff (``Retry-After`` honoured)."""
+    max_retry_after: float = 300.0
+    """A ``Retry-After`` beyond this many seconds gives the push up."""
+    timeout: float = 10.0
+    """Seconds for one request to a push service."""
+
+    def __post_init__(self) -> None:
+        for origin in self.insecure_endpoints:
+            try:
+                loopback_origin(origin)
+            except ValueError as exc:
+                raise ConfigError(f"push.insecure_endpoints: {exc}") from None
+        if self.vapid_private_key and not self.subject.startswith(("mailto:", "https://")):
+            raise ConfigError("push.subject: a mailto: or https:// URL is required with a key")
+        for key in ("coalesce", "interval", "max_retry_after", "timeout"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"push.{key}: must not be negative")
+        for key in ("max_per_hour", "ttl", "queue", "concurrency", "retries"):
+            if getattr(self, key) < (0 if key in ("retries", "ttl") else 1):
+                raise ConfigError(f"push.{key}: too small")
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = "INFO"
     format: str = "auto"
@@ -280,13 +353,14 @@ class Settings:
     payments: PaymentSettings = field(default_factory=PaymentSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     consent: ConsentSettings = field(default_factory=ConsentSettings)
+    push: PushSettings = field(default_factory=PushSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-SECRET_KEYS = frozenset({"password", "secret", "token"})
+SECRET_KEYS = frozenset({"password", "secret", "token", "private_key"})
 
 
 def _coerce(section: str, key: str, current: Any, value: Any) -> Any:

@@ -10,15 +10,15 @@ Shape (every task is owned by ``run()``, which the app starts in its TaskGroup):
   after such a drop publishes a notice on ``LOSS_TOPIC``, and every other node calls its
   ``on_reconnect()`` hook (resync) as after an outage.
 * ONE flusher task sends everything pending as one pipeline of ``PUBLISH`` commands on one
-  connection, then reads the replies. A batch whose send fails is counted as dropped (it may
+  connection, then waits for its replies (one future per pipeline). A batch whose send fails is counted as dropped (it may
   have partly reached Redis; it is never resent, so nothing is delivered twice: at-most-once),
   and the first flush on the next connection publishes the ``LOSS_TOPIC`` notice: the other
   nodes may not have seen any outage (an idle connection that went stale is only found dead
   by the next batch, after Redis is back), yet their clients missed what the batch held.
 * ONE subscription connection. ``subscribe``/``unsubscribe`` are synchronous: they update the
   local handler table at once and queue the change; the subscriber task sends ``SUBSCRIBE`` /
-  ``UNSUBSCRIBE`` and a ``PING`` every ``ping_interval`` seconds; the reader task dispatches each
-  message to its topic's handler (a topic unsubscribed locally is ignored at once, even before
+  ``UNSUBSCRIBE`` and a ``PING`` every ``ping_interval`` seconds; each message is dispatched to
+  its topic's handler as soon as it is parsed, in the connection's read callback (a topic unsubscribed locally is ignored at once, even before
   Redis confirms). A silent connection (no reply for 3 pings) is treated as lost: the
   subscriptions task checks that replies keep coming (no timer per envelope).
 * Outages: while Redis is down ``publish`` keeps buffering (and dropping oldest at the bound),
@@ -48,8 +48,12 @@ Plain ``PUBLISH``/``SUBSCRIBE`` (not Redis 7 sharded ``SPUBLISH``/``SSUBSCRIBE``
 server sharded pub/sub brings nothing, and for Redis Cluster it needs redis-py's cluster client
 and a pub/sub connection per shard, which this single-connection design does not have yet.
 
-The URL may carry credentials and TLS (``redis://user:pass@host:port/db``, ``rediss://...``; all
-of redis-py's ``from_url`` forms); it is only ever logged redacted.
+Both connections are ``chatd.broker.resp.RespConnection`` (an ``asyncio.Protocol`` over hiredis'
+parser), not redis-py's: reading a reply through redis-py costs about twenty Python calls and a
+future, and a node reads one per envelope it publishes and one per envelope of its conversations
+(see that module). The URL may carry credentials and TLS (``redis://user:pass@host:port/db``,
+``rediss://...``; all of redis-py's ``from_url`` forms, which redis-py still parses); it is only
+ever logged redacted.
 """
 
 from __future__ import annotations
@@ -64,12 +68,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from chatd import aio
 from chatd.broker.base import BrokerStatistics, BrokerStats, Handler
+from chatd.broker.resp import ReplyError, RespConnection, pack_command
 from chatd.settings import redact_url
 
 log = logging.getLogger(__name__)
@@ -79,7 +82,7 @@ LOSS_TOPIC = "x.lost"
 _LOSS_TOPIC_B = LOSS_TOPIC.encode()
 _CHUNK = 512
 """Topics per SUBSCRIBE/UNSUBSCRIBE command."""
-_FAILURES = (RedisError, OSError, TimeoutError, EOFError)
+_FAILURES = (RedisError, ReplyError, OSError, TimeoutError, EOFError)
 
 
 def _pack_publishes(batch: list[tuple[str, bytes]]) -> bytes:
@@ -122,17 +125,10 @@ class RedisBroker:
         self._ping_interval = ping_interval
         self._backoff = (backoff_min, backoff_max)
         self._close_timeout = close_timeout
-        # No retries inside redis-py: this class owns reconnection (and never resends a batch).
-        self._pool = ConnectionPool.from_url(
-            url,
-            socket_connect_timeout=connect_timeout,
-            socket_timeout=None,
-            retry=Retry(NoBackoff(), 0),
-            protocol=2,  # RESP2: pub/sub messages are plain replies this class reads itself
-        )
+        self._connect_timeout = connect_timeout
         self._pending: collections.deque[tuple[str, bytes]] = collections.deque()
         self._after: list[Callable[[], None]] = []  # after_flush callbacks of the pending batch
-        self._wake = asyncio.Event()
+        self._wake = aio.Wake()  # the flusher's (chatd.aio: no system call per wait)
         self._handlers: dict[str, Handler] = {}
         self._changed: dict[str, None] = {}  # topics whose subscription may differ from Redis'
         self._sub_gen = 0  # bumped by every subscribe()
@@ -170,6 +166,7 @@ class RedisBroker:
         """Pipelines sent with envelopes (published / flushes = envelopes per write to Redis;
         a heartbeat alone is not counted)."""
         self._replies = 0  # replies read on the subscription connection (the silence watchdog)
+        self._resubscribed: asyncio.Future[None] | None = None  # the re-SUBSCRIBE's PING reply
 
     # ------------------------------------------------------------------ the Broker protocol
 
@@ -268,7 +265,6 @@ class RedisBroker:
         self._stop.set()
         if self._running:
             await self._done.wait()
-        await self._pool.disconnect()
 
     # ------------------------------------------------------------------ tasks
 
@@ -295,9 +291,10 @@ class RedisBroker:
             self._flushed.set()
             self._done.set()
 
-    def _connection(self) -> AbstractConnection:
-        conn: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
-        return conn
+    def _connection(self) -> RespConnection:
+        # Not redis-py's connection: see ``chatd.broker.resp`` (this class owns reconnection
+        # and never resends a batch; RESP2, pub/sub messages are plain replies).
+        return RespConnection(self.url, connect_timeout=self._connect_timeout)
 
     def _went_down(self, side: str, exc: BaseException | None) -> None:
         if not self._outage and not self._closing:
@@ -350,7 +347,7 @@ class RedisBroker:
             conn = self._connection()
             try:
                 async with asyncio.timeout(self._io_timeout):
-                    await conn.connect()  # type: ignore[no-untyped-call]
+                    await conn.connect()
                 self._pub_up = True
                 attempt = 0
                 self._came_up()
@@ -361,12 +358,13 @@ class RedisBroker:
             finally:
                 self._pub_up = False
                 self._release_after()
-                await conn.disconnect()
+                conn.close()
             await self._backoff_sleep(attempt)
             attempt += 1
 
-    async def _flush_forever(self, conn: AbstractConnection) -> None:
+    async def _flush_forever(self, conn: RespConnection) -> None:
         pending = self._pending
+        loop = asyncio.get_running_loop()
         while True:
             if not pending and not self._lost and (self._hb_due is None or self._closing):
                 self._release_after()  # their envelopes went out with earlier batches
@@ -374,7 +372,7 @@ class RedisBroker:
                     self._flushed.set()
                     return
                 self._wake.clear()
-                await self._wake.wait()
+                await self._wake.wait(loop)
                 continue
             batch = list(pending)
             pending.clear()
@@ -391,10 +389,13 @@ class RedisBroker:
                 self._lost = False
                 beat += 1
             try:
-                async with asyncio.timeout(self._io_timeout):
-                    await conn.send_packed_command(_pack_publishes(batch), check_health=False)
-                    for _ in batch:
-                        await conn.read_response()
+                # One future per pipeline; no answer within io_timeout drops the connection
+                # (a timer handle, not asyncio.timeout: that asks for the loop, chatd.aio).
+                watchdog = loop.call_later(self._io_timeout, conn.close)
+                try:
+                    await conn.request(_pack_publishes(batch), len(batch))
+                finally:
+                    watchdog.cancel()
             except BaseException:
                 self.stats.dropped += len(batch) - beat
                 # Lost to the other nodes, which may not have noticed anything (only this
@@ -454,7 +455,7 @@ class RedisBroker:
             conn = self._connection()
             try:
                 async with asyncio.timeout(self._io_timeout):
-                    await conn.connect()  # type: ignore[no-untyped-call]
+                    await conn.connect()
                     sent = await self._resubscribe(conn)
                 self._sub_up = True
                 attempt = 0
@@ -469,27 +470,34 @@ class RedisBroker:
             finally:
                 self._sub_up = False
                 self._ping_gens.clear()
+                self._resubscribed = None
                 self._notify_confirm()
-                await conn.disconnect()
+                conn.close()
             await self._backoff_sleep(attempt)
             attempt += 1
 
-    async def _resubscribe(self, conn: AbstractConnection) -> set[str]:
+    async def _resubscribe(self, conn: RespConnection) -> set[str]:
         """Subscribe a new connection to every topic and wait until Redis has confirmed.
         Returns the topics sent (later changes are left in ``_changed``)."""
         gen = self._sub_gen
         self._changed.clear()
         self._ping_gens.clear()
         topics = list(self._handlers)
-        for i in range(0, len(topics), _CHUNK):
-            await conn.send_command("SUBSCRIBE", *topics[i : i + _CHUNK], check_health=False)
-        await conn.send_command("PING", check_health=False)
-        while True:  # replies in order: the PING's reply comes after every SUBSCRIBE's
-            if self._dispatch(await conn.read_response()):
-                self._confirm(gen)
-                return set(topics)
+        done = self._resubscribed = asyncio.get_running_loop().create_future()
+        conn.on_push = self._on_reply  # every reply from now on, in order
+        out = [
+            pack_command("SUBSCRIBE", *topics[i : i + _CHUNK])
+            for i in range(0, len(topics), _CHUNK)
+        ]
+        conn.write(b"".join(out) + pack_command("PING"))
+        # Replies in order: the PING's reply comes after every SUBSCRIBE's.
+        await asyncio.wait((done, conn.closed), return_when=asyncio.FIRST_COMPLETED)
+        if not done.done():
+            conn.closed.result()  # raises: the connection was lost
+        self._confirm(gen)
+        return set(topics)
 
-    async def _sync_subscriptions(self, conn: AbstractConnection, subscribed: set[str]) -> None:
+    async def _sync_subscriptions(self, conn: RespConnection, subscribed: set[str]) -> None:
         if self._changed:
             self._sub_wake.set()
         loop = asyncio.get_running_loop()
@@ -513,24 +521,33 @@ class RedisBroker:
             remove = [t for t in changed if t not in self._handlers and t in subscribed]
             subscribed.update(add)
             subscribed.difference_update(remove)
-            async with asyncio.timeout(self._io_timeout):
-                for i in range(0, len(add), _CHUNK):
-                    await conn.send_command("SUBSCRIBE", *add[i : i + _CHUNK], check_health=False)
-                for i in range(0, len(remove), _CHUNK):
-                    await conn.send_command(
-                        "UNSUBSCRIBE", *remove[i : i + _CHUNK], check_health=False
-                    )
-                # Also the keepalive; its reply confirms generation ``gen``.
-                self._ping_gens.append(gen)
-                await conn.send_command("PING", check_health=False)
+            out = [
+                pack_command("SUBSCRIBE", *add[i : i + _CHUNK]) for i in range(0, len(add), _CHUNK)
+            ]
+            out += [
+                pack_command("UNSUBSCRIBE", *remove[i : i + _CHUNK])
+                for i in range(0, len(remove), _CHUNK)
+            ]
+            # Also the keepalive; its reply confirms generation ``gen``.
+            self._ping_gens.append(gen)
+            conn.write(b"".join(out) + pack_command("PING"))
 
-    async def _reader(self, conn: AbstractConnection) -> None:
-        # No timeout per reply (a timer per envelope): ``_sync_subscriptions`` watches
-        # ``_replies`` instead and gives the connection up when Redis stays silent.
-        while True:
-            reply = await conn.read_response()
-            self._replies += 1
-            if self._dispatch(reply) and self._ping_gens:
+    async def _reader(self, conn: RespConnection) -> None:
+        # Replies are dispatched as they are parsed (``_on_reply``, no task step and no timer
+        # per envelope); ``_sync_subscriptions`` watches ``_replies`` and gives the connection
+        # up when Redis stays silent. This task only ends the connection when it is lost.
+        await conn.closed
+
+    def _on_reply(self, reply: Any) -> None:
+        """Every reply on the subscription connection, in order."""
+        self._replies += 1
+        if self._dispatch(reply):  # a PING's reply
+            done = self._resubscribed
+            if done is not None:
+                self._resubscribed = None
+                if not done.done():
+                    done.set_result(None)
+            elif self._ping_gens:
                 self._confirm(self._ping_gens.popleft())
 
     def _confirm(self, gen: int) -> None:

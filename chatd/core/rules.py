@@ -53,6 +53,33 @@ def check_rename(kind: str, actor_role: str) -> None:
         raise Forbidden("only the owner or an admin may rename")
 
 
+UNDELETABLE: frozenset[str] = frozenset({"system", "payment.receipt"})
+"""Server messages: the record of the conversation and of payments is never deleted."""
+TOMBSTONE = "deleted"
+
+
+def check_delete(
+    kind: str, actor: int, actor_role: str, sender: int, sender_role: str | None, msg_kind: str
+) -> bool:
+    """May ``actor`` delete a message of ``sender`` for everyone (SPEC.md 18.9)? Its sender
+    always (a direct conversation included); in a group or channel the owner any member's
+    message, an admin a member's or a former member's (``sender_role`` None), not the owner's
+    or another admin's (as for ``remove``). False: it is a tombstone already (nothing to do)."""
+    if msg_kind in UNDELETABLE:
+        raise Invalid("a server message cannot be deleted")
+    if msg_kind == TOMBSTONE:
+        return False
+    if sender == actor:
+        return True
+    if kind == "direct":
+        raise Forbidden("only its sender may delete a message in a direct conversation")
+    if actor_role not in MANAGERS:
+        raise Forbidden("only its sender, the owner or an admin may delete a message")
+    if actor_role == "admin" and sender_role in MANAGERS:
+        raise Forbidden("only the owner may delete the owner's or an admin's message")
+    return True
+
+
 def check_leave(kind: str) -> None:
     if kind == "direct":
         raise Invalid("a direct conversation cannot be left")

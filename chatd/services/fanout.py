@@ -25,6 +25,7 @@ def deliver_frame(m: StoredMessage) -> bytes:
             kind=m.kind,
             body=m.body,
             to=list(m.to),
+            fc=m.fc,
         )
     )
 

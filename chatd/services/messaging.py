@@ -25,7 +25,7 @@ from chatd.core import pages, rules
 from chatd.errors import ChatdError, Invalid, NotFound
 from chatd.hub import HOLD
 from chatd.services.deps import Deps
-from chatd.services.fanout import deliver_frame, publish_committed
+from chatd.services.fanout import deliver_frame, publish_committed, publish_message
 from chatd.store.base import Appended, Membership, NewMessage, StoredMessage
 
 
@@ -44,16 +44,16 @@ class Sender(Protocol):
     async def send_paced(self, data: bytes) -> None: ...
 
 
-class Franking(Protocol):
-    """Where a franked send's tag is made and stored (``services.reports.ReportService``)."""
+class Pusher(Protocol):
+    """Where stored messages go to become Web Pushes (``services.push.PushService``)."""
 
-    def record(self, m: StoredMessage, commitment: bytes) -> asyncio.Future[None]: ...
+    def committed(self, m: StoredMessage) -> None: ...
 
 
 class MessagingService:
-    def __init__(self, deps: Deps, franking: Franking | None = None) -> None:
+    def __init__(self, deps: Deps, push: Pusher | None = None) -> None:
         self._d = deps
-        self._franking = franking
+        self._push = push
 
     def submit(self, s: Sender, f: F.Send) -> None:
         if not kinds.client_may_send(f.kind):
@@ -68,14 +68,14 @@ class MessagingService:
                 return
         d = self._d
         future = d.store.append(
-            NewMessage(f.conv, s.account, s.device, f.cmid, f.kind, f.body, d.clock.now_ms(), to)
+            NewMessage(
+                f.conv, s.account, s.device, f.cmid, f.kind, f.body, d.clock.now_ms(), to, f.fc
+            )
         )
         s.inflight += 1
-        future.add_done_callback(partial(self._committed, s, f.id, f.fc))
+        future.add_done_callback(partial(self._committed, s, f.id))
 
-    def _committed(
-        self, s: Sender, rid: int, fc: bytes | None, future: asyncio.Future[Appended]
-    ) -> None:
+    def _committed(self, s: Sender, rid: int, future: asyncio.Future[Appended]) -> None:
         s.send_done()
         exc = future.exception()
         if exc is not None:
@@ -90,21 +90,21 @@ class MessagingService:
         publish_committed(hub, m, s.conn_id, repeat=appended.duplicate)
         if not appended.duplicate:
             self._d.metrics.messages_stored.inc()
+            if self._push is not None:  # a dict insert: the push is made by its own task
+                self._push.committed(m)
         ack = F.Ack(re=rid, conv=m.conv, cmid=m.cmid or "", seq=m.seq, ts=m.ts)
-        if fc is not None and self._franking is not None:
-            # A franked send is acked once its tag is stored too (SPEC.md 18.7): a report
-            # right after the ack finds it.
-            tagged = self._franking.record(m, fc)
-            tagged.add_done_callback(partial(self._tagged, s, rid, ack))
-            return
-        # Acked once its envelope has left this node (at once in-process).
+        # Acked once its envelope has left this node (at once in-process). A franked message's
+        # commitment is in its row (SPEC.md 18.7): a report right after the ack finds it.
         hub.after_published(partial(s.reply, ack))
 
-    def _tagged(self, s: Sender, rid: int, ack: F.Ack, future: asyncio.Future[None]) -> None:
-        if future.exception() is not None:  # stored, but not reportable: say so, not ack
-            s.fail(rid, ErrorCode.UNAVAILABLE, "stored, but its franking tag was not: resend")
-            return
-        self._d.hub.after_published(partial(s.reply, ack))
+    async def delete(self, account: int, f: F.DeleteMessage) -> None:
+        """Delete message ``seq`` for everyone (SPEC.md 18.9): the store puts its tombstone in
+        place and appends the ``deleted`` system message, published like any (the caller's
+        connection gets it before ``ok``). A tombstone already: nothing is written or sent."""
+        d = self._d
+        change = await d.store.delete_message(f.conv, f.seq, account, d.clock.now_ms())
+        if change is not None:
+            publish_message(d.hub, change.message)
 
     async def _require_member(self, conv: int, account: int) -> Membership:
         found = await self._d.store.membership(conv, account)
@@ -202,6 +202,7 @@ class MessagingService:
                 kind=m.kind,
                 body=m.body,
                 to=list(m.to),
+                fc=m.fc,
             )
             for m in rows
         ]

@@ -1,16 +1,16 @@
 """Reports of end-to-end encrypted messages, verified by message franking (SPEC.md 18.7,
 E2E.md 17, ``chatproto.franking``).
 
-A ``send`` with a franking commitment ``fc``: once committed, the server computes its tag
-(HMAC under the server's franking secret over the commitment, sender, conv, seq and ts) and
-stores it beside the message before acking. A ``report`` reveals the plaintext and the
-franking key; the server recomputes the commitment and the tag and compares. Nothing stored
-reveals an unreported plaintext: the server keeps neither the commitment nor the key.
+A ``send`` with a franking commitment ``fc`` keeps it in the message's row (and ``deliver``
+carries it, so receivers check it before showing the message). A ``report`` reveals the
+plaintext and the franking key; the server computes the tag (HMAC under the server's franking
+secret over the commitment, sender, conv, seq and ts) of the stored commitment and of the one
+the opening gives, and compares. Nothing stored reveals an unreported plaintext: the commitment
+is an HMAC under a key the server never learns.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 from chatproto import frames as F
@@ -19,7 +19,7 @@ from chatproto.errors import ErrorCode
 
 from chatd.errors import ChatdError, NotFound
 from chatd.services.deps import Deps
-from chatd.store.base import FrankingTag, StoredMessage
+from chatd.store.base import Franked
 
 
 class ReportService:
@@ -35,13 +35,6 @@ class ReportService:
         assert self._secret is not None, "ReportService.open() first"
         return self._secret
 
-    def record(self, m: StoredMessage, commitment: bytes) -> asyncio.Future[None]:
-        """Queue the tag of committed message ``m`` sent with ``commitment``."""
-        tag = franking.tag(
-            self._key(), commitment, sender=m.sender, conv=m.conv, seq=m.seq, ts=m.ts
-        )
-        return self._d.store.put_franking_tag(FrankingTag(m.conv, m.seq, m.sender, m.ts, tag))
-
     async def report(self, account: int, f: F.Report) -> F.Reported:
         """Verify and store ``account``'s report. A non-member gets ``NOT_FOUND`` as for a
         missing conversation; a report whose opening does not verify (or of a message sent
@@ -49,10 +42,24 @@ class ReportService:
         d = self._d
         if await d.store.membership(f.conv, account) is None:
             raise NotFound("no such conversation")
-        t = await d.store.franking_tag(f.conv, f.seq)
+        t = await d.store.franked(f.conv, f.seq)
         if t is None or not franking.verify(
-            self._key(), t.tag, f.plaintext, f.fk, sender=t.sender, conv=t.conv, seq=t.seq, ts=t.ts
+            self._key(),
+            self._tag(t),
+            f.plaintext,
+            f.fk,
+            sender=t.sender,
+            conv=t.conv,
+            seq=t.seq,
+            ts=t.ts,
         ):
             raise ChatdError("the opening does not verify", ErrorCode.REPORT_REFUSED)
         report = await d.store.add_report(account, t, f.plaintext, f.reason, d.clock.now_ms())
         return F.Reported(re=f.id, report=report, sender=t.sender)
+
+    def _tag(self, t: Franked) -> bytes:
+        """The tag the stored commitment gives (or the one stored before commitments were)."""
+        if t.fc is None:
+            assert t.tag is not None
+            return t.tag
+        return franking.tag(self._key(), t.fc, sender=t.sender, conv=t.conv, seq=t.seq, ts=t.ts)

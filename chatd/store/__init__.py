@@ -7,9 +7,13 @@ interfaces, rows, what each method returns/raises  ``base.py``
 accounts, devices, last seen                       ``accounts.py``
 conversations, members, roles, membership logs     ``conversations.py``
 reading messages, cursors, system messages         ``messages.py``
+deleting a message for everyone (tombstones)       ``moderation.py``
+message franking, reports                          ``reports.py``
 appending a message (the hot path)                 ``sqlite.py`` / ``postgres.py`` (``append``)
 E2E keys, device lists, the to-device queue        ``keys.py``
 bot profiles and bot access                        ``bots.py``
+Web Push subscriptions                             ``push.py``
+invite links and join requests                     ``links.py``
 wallets, payments, red packets, requests, audit    ``ledger.py``
 ``chatd wallet`` on its own connection             ``ledger_sqlite.py`` / ``ledger_postgres.py``
 running SQL on either database (the dialects)      ``sql.py``

@@ -18,9 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from chatproto import frames as F
 from chatproto import kinds
 
 from chatd.core.consent import Privacy, Quota, Relation
+from chatd.core.publishing import SearchCursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,8 @@ class StoredMessage:
     withheld: tuple[int, ...] = ()
     """The bot members it was withheld from when committed (access ``addressed``, not in
     ``to``, not the sender), ascending. Never leaves the server."""
+    fc: bytes | None = None
+    """The franking commitment it was sent with (SPEC.md 18.7); None: not franked."""
     removals: int = 0
     """How many members had left or been removed from the conversation when it was appended
     (PostgreSQL; 0 on SQLite, where one node orders its removals and messages itself). Its
@@ -120,6 +124,8 @@ class NewMessage:
     ts: int
     to: tuple[int, ...] = ()
     """Ascending and unique (``chatproto.bots.check_to``)."""
+    fc: bytes | None = None
+    """The franking commitment (``Send.fc``), stored in the message's row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -749,14 +755,17 @@ class ConsentStore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class FrankingTag:
-    """The server's franking tag of message ``seq`` of ``conv`` and what it binds (E2E.md 17)."""
+class Franked:
+    """What a report of message ``seq`` of ``conv`` is verified against (E2E.md 17): its sender
+    and ts, and its commitment ``fc`` (stored in its row), or for a message franked before
+    the commitment was stored (schema 11, 12) the server's ``tag`` kept then."""
 
     conv: int
     seq: int
     sender: int
     ts: int
-    tag: bytes
+    fc: bytes | None = None
+    tag: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -777,17 +786,170 @@ class ReportRow:
 
 
 class ReportStore(Protocol):
-    """Franking tags and reports (``store.reports``)."""
+    """Franking and reports (``store.reports``)."""
 
     async def franking_secret(self, secret: bytes) -> bytes: ...
-    def put_franking_tag(self, t: FrankingTag) -> asyncio.Future[None]:
-        """Queue the tag's write (committed with the next group commit)."""
+    async def franked(self, conv: int, seq: int) -> Franked | None:
+        """Message ``seq`` of ``conv`` as a report checks it; None: no such message, or it was
+        sent without franking."""
 
-    async def franking_tag(self, conv: int, seq: int) -> FrankingTag | None: ...
     async def add_report(
-        self, reporter: int, t: FrankingTag, plaintext: bytes, reason: str, now: int
+        self, reporter: int, t: Franked, plaintext: bytes, reason: str, now: int
     ) -> int: ...
     async def reports(self, everything: bool, after: int, limit: int) -> list[ReportRow]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PushSubscription:
+    """A device's Web Push subscription (SPEC.md 21): where to send, and the device's keys to
+    encrypt to (RFC 8291)."""
+
+    device: int
+    account: int
+    endpoint: str
+    p256dh: bytes
+    auth: bytes
+    show_conv: bool
+    created_at: int
+
+
+class PushStore(Protocol):
+    """Web Push subscriptions (``store.push``)."""
+
+    async def set_push(self, sub: PushSubscription) -> None: ...
+    async def clear_push(self, device: int, endpoint: str | None) -> bool: ...
+    async def push_of(self, device: int) -> PushSubscription | None: ...
+    async def push_targets(self, conv: int) -> list[PushSubscription]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRow:
+    id: int
+    conv: int
+    selector: bytes
+    creator: int
+    name: str
+    created: int
+    expires: int
+    max_uses: int
+    uses: int
+    approval: bool
+    revoked: int
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequestRow:
+    account: int
+    handle: str
+    at: int
+    link: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPreviewRow:
+    kind: str
+    title: str
+    member_count: int
+    approval: bool
+    """A join makes a request: the link asks for approval, or the conversation has a log."""
+
+
+@dataclass(frozen=True, slots=True)
+class JoinOutcome:
+    """What ``join_link`` did: ``joined`` (``change`` is the membership change), ``member``
+    (already one: nothing), ``requested`` (a join request filed: ``request``), or ``pending``
+    (one was pending already: nothing)."""
+
+    state: str
+    conv: int
+    change: MembershipChange | None = None
+    request: JoinRequestRow | None = None
+
+
+class LinkStore(Protocol):
+    """Invite links and join requests (``store.links``, SPEC.md 20). Every script checks the
+    caller's role itself (owner or admin; ``NotFound`` for a non-member); an unusable link is
+    ``core.links.LinkInvalid``."""
+
+    async def link_secret(self, secret: bytes) -> bytes: ...
+    async def create_link(
+        self,
+        conv: int,
+        actor: int,
+        selector: bytes,
+        name: str,
+        now: int,
+        expires_in: int,
+        max_uses: int,
+        approval: bool,
+    ) -> LinkRow: ...
+    async def links_of(self, conv: int, actor: int, after: int, limit: int) -> list[LinkRow]: ...
+    async def revoke_link(self, conv: int, actor: int, link: int, now: int) -> None: ...
+    async def preview_link(self, selector: bytes, now: int) -> LinkPreviewRow: ...
+    async def join_link(self, selector: bytes, account: int, now: int) -> JoinOutcome: ...
+    async def join_requests_of(
+        self, conv: int, actor: int, after: int, limit: int
+    ) -> list[JoinRequestRow]: ...
+    async def answer_join(
+        self,
+        conv: int,
+        actor: int,
+        account: int,
+        approve: bool,
+        now: int,
+        entry: SignedChange | None = None,
+    ) -> MembershipChange | None: ...
+    async def cancel_join(self, conv: int, account: int) -> None: ...
+    async def managers_of(self, conv: int) -> list[int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRow:
+    """A public channel (SPEC.md 20.1); ``following``: the account that asked follows it."""
+
+    id: int
+    handle: str
+    title: str
+    about: str
+    owner: int
+    followers: int
+    last_seq: int
+    following: bool
+
+
+class ChannelStore(Protocol):
+    """Public channels, followers, signed posts and the directory (``store.channels``)."""
+
+    async def create_channel(
+        self, owner: int, handle: str, title: str, about: str, now: int
+    ) -> ChannelRow: ...
+    async def channel(self, channel: int, viewer: int) -> ChannelRow | None: ...
+    async def channel_by_handle(self, handle: str, viewer: int) -> ChannelRow | None: ...
+    async def search_channels(
+        self, words: list[str], cursor: SearchCursor | None, limit: int, viewer: int
+    ) -> tuple[list[ChannelRow], SearchCursor | None]: ...
+    async def follow(self, channel: int, account: int, now: int) -> ChannelRow: ...
+    async def unfollow(self, channel: int, account: int) -> ChannelRow: ...
+    async def followed_channels(self, account: int) -> list[int]: ...
+    async def is_channel_admin(self, channel: int, account: int) -> bool: ...
+    async def set_channel_admin(
+        self, channel: int, owner: int, account: int, admin: bool
+    ) -> bool: ...
+    async def put_post(self, p: F.Post, now: int) -> bool: ...
+    async def posts_before(self, channel: int, before: int, limit: int) -> list[F.Post]: ...
+    async def post_history(self, channel: int, seq: int) -> list[F.Post]: ...
+
+
+class ModerationStore(Protocol):
+    """Deleting messages for everyone (``store.moderation``)."""
+
+    async def delete_message(
+        self, conv: int, seq: int, actor: int, now: int
+    ) -> MembershipChange | None:
+        """Put a tombstone in place of message ``seq`` and append the ``deleted`` system
+        message that records it (None: a tombstone already, nothing written). ``NotFound``
+        (not a member, no such message, or one before the actor's join), ``Forbidden``
+        (``core.rules.check_delete``), ``Invalid`` (a server message)."""
 
 
 class Store(
@@ -801,6 +963,10 @@ class Store(
     LedgerStore,
     ConsentStore,
     ReportStore,
+    ModerationStore,
+    PushStore,
+    LinkStore,
+    ChannelStore,
     Protocol,
 ):
     """Everything the server stores."""

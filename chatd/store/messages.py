@@ -14,14 +14,17 @@ from chatd.errors import NotFound
 from chatd.store.base import StoredMessage
 from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
 
-COLUMNS = "seq, ts, sender, device, cmid, kind, body, to_accounts, withheld"
+COLUMNS = "seq, ts, sender, device, cmid, kind, body, to_accounts, withheld, fc"
 
 
 def stored(db: Sql, conv: int, r: Row) -> StoredMessage:
     """A row of ``COLUMNS`` as a message of ``conv`` (both drivers give ints, str and bytes)."""
+    fc = None if r[9] is None else bytes(r[9])
     if r[7] is None and r[8] is None:  # the common case: no addressees, nothing withheld
-        return StoredMessage(conv, r[0], r[1], r[2], r[3], r[4], r[5], r[6])
-    return StoredMessage(conv, r[0], r[1], r[2], r[3], r[4], r[5], r[6], db.ids(r[7]), db.ids(r[8]))
+        return StoredMessage(conv, r[0], r[1], r[2], r[3], r[4], r[5], r[6], fc=fc)
+    return StoredMessage(
+        conv, r[0], r[1], r[2], r[3], r[4], r[5], r[6], db.ids(r[7]), db.ids(r[8]), fc
+    )
 
 
 async def message_at(db: Sql, conv: int, seq: int) -> StoredMessage:

@@ -54,12 +54,16 @@ from chatd.errors import ChatdError, Conflict, NotFound, Unavailable
 from chatd.store.accounts import Accounts
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
 from chatd.store.bots import Bots
+from chatd.store.channels import Channels
 from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
+from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
+from chatd.store.moderation import Moderation
+from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql
 from chatd.store.writer import BatchObserver, GroupCommitWriter
@@ -191,9 +195,9 @@ _REFUSED_SENDS = _refused_sends()
 them: the rule stays written once, in ``core``."""
 _ALWAYS_DELIVERED = sorted(rules.ALWAYS_DELIVERED)
 
-_APPEND = "SELECT * FROM chatd_append2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-"""Migrations 0005 and 0013: the whole batch of appends in one round trip (see the function's
-comment), each with its conversation's count of removals."""
+_APPEND = "SELECT * FROM chatd_append2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+"""Migrations 0005, 0013 and 0018: the whole batch of appends in one round trip (see the
+function's comment), each with its conversation's count of removals."""
 
 
 async def _appends(db: Conn, ops: Sequence[Op[Any]]) -> list[Any]:
@@ -214,6 +218,7 @@ async def _appends(db: Conn, ops: Sequence[Op[Any]]) -> list[Any]:
         ["{" + ",".join(map(str, m.to)) + "}" for m in msgs],
         _REFUSED_SENDS,
         _ALWAYS_DELIVERED,
+        [m.fc for m in msgs],
     )
     results: list[Any] = []
     for m, (outcome, seq, ts, withheld, conv_kind, role, removals) in zip(msgs, rows, strict=True):
@@ -222,6 +227,7 @@ async def _appends(db: Conn, ops: Sequence[Op[Any]]) -> list[Any]:
                 *(m.conv, int(seq), int(ts), m.sender, m.device, m.cmid, m.kind, m.body),
                 m.to,
                 _ids(withheld),
+                m.fc,
                 int(removals),
             )
             results.append(Appended(stored, duplicate=outcome == "duplicate"))
@@ -251,6 +257,10 @@ class PostgresStore(
     Keys,
     Consent,
     Reports,
+    Moderation,
+    Push,
+    Links,
+    Channels,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):
@@ -400,7 +410,7 @@ class PostgresStore(
     def _submit(
         self, fn: Callable[[_Tx], Awaitable[T]] | None, message: NewMessage | None = None
     ) -> asyncio.Future[T]:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = self._future()
         self._enqueue(Op(fn, future, message))
         return future
 

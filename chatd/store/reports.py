@@ -1,15 +1,16 @@
 """Message franking tags and reports (``ReportStore``, SPEC.md 18.7, E2E.md 17), written once for
 both databases.
 
-A franked message leaves one ``franking_tags`` row: the server's tag and the sender and ts it
-binds (never the commitment, never any plaintext). A verified report stores what the reporter
-revealed, for the operator (``chatd admin reports``).
+A franked message's commitment ``fc`` is in its own ``messages`` row (schema 13; it reveals
+nothing without the franking key, which only the members hold); messages franked before that
+have a ``franking_tags`` row with the server's tag instead. No plaintext is stored but what a
+verified report revealed, for the operator (``chatd admin reports``).
 """
 
 from __future__ import annotations
 
-from chatd.store.base import FrankingTag, ReportRow
-from chatd.store.sql import Row, Scripts, Sql, Tx, queues, reads, writes
+from chatd.store.base import Franked, ReportRow
+from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
 
 _REPORT = (
     "id, reporter, conv_id, seq, sender, ts, plaintext, reason, created_at, resolved_at, resolution"
@@ -24,24 +25,22 @@ async def franking_secret(tx: Tx, secret: bytes) -> bytes:
     return bytes(await tx.sql.fetchval("SELECT seed FROM server_keys WHERE name='franking'"))
 
 
-async def put_franking_tag(tx: Tx, t: FrankingTag) -> None:
-    """Record ``t`` (a resend of the same message records nothing new)."""
-    await tx.sql.execute(
-        "INSERT INTO franking_tags (conv_id, seq, sender, ts, tag) VALUES (?,?,?,?,?)"
-        " ON CONFLICT (conv_id, seq) DO NOTHING",
-        *(t.conv, t.seq, t.sender, t.ts, t.tag),
+async def franked(db: Sql, conv: int, seq: int) -> Franked | None:
+    """The commitment of message ``seq`` of ``conv`` with its sender and ts, or the tag kept for
+    it before commitments were stored; None when it has neither."""
+    r = await db.fetchrow(
+        "SELECT sender, ts, fc FROM messages WHERE conv_id=? AND seq=?", conv, seq
     )
-
-
-async def franking_tag(db: Sql, conv: int, seq: int) -> FrankingTag | None:
+    if r is not None and r[2] is not None:
+        return Franked(conv, seq, int(r[0]), int(r[1]), fc=bytes(r[2]))
     r = await db.fetchrow(
         "SELECT sender, ts, tag FROM franking_tags WHERE conv_id=? AND seq=?", conv, seq
     )
-    return None if r is None else FrankingTag(conv, seq, int(r[0]), int(r[1]), bytes(r[2]))
+    return None if r is None else Franked(conv, seq, int(r[0]), int(r[1]), tag=bytes(r[2]))
 
 
 async def add_report(
-    tx: Tx, reporter: int, t: FrankingTag, plaintext: bytes, reason: str, now: int
+    tx: Tx, reporter: int, t: Franked, plaintext: bytes, reason: str, now: int
 ) -> int:
     """Store a verified report; its id (the same report again: the first one's id)."""
     found = await tx.sql.fetchval(
@@ -85,7 +84,6 @@ async def reports(db: Sql, everything: bool, after: int, limit: int) -> list[Rep
 
 class Reports(Scripts):
     franking_secret = writes(franking_secret)
-    put_franking_tag = queues(put_franking_tag)
-    franking_tag = reads(franking_tag)
+    franked = reads(franked)
     add_report = writes(add_report)
     reports = reads(reports)

@@ -50,12 +50,16 @@ from chatd.store import messages
 from chatd.store.accounts import Accounts
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
 from chatd.store.bots import Bots
+from chatd.store.channels import Channels
 from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
+from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_sqlite
+from chatd.store.moderation import Moderation
+from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql, run_sync
 from chatd.store.writer import BatchObserver, GroupCommitWriter
@@ -214,14 +218,15 @@ class _Tx:
 
     def insert_message(self, m: StoredMessage) -> bool:
         """Insert ``m``, unless its cmid is stored (False then)."""
-        if m.to or m.withheld:
+        if m.to or m.withheld or m.fc is not None:
             cur = self.db.execute(
                 "INSERT OR IGNORE INTO messages (conv_id, seq, ts, sender, device, cmid, kind,"
-                " body, to_accounts, withheld) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " body, to_accounts, withheld, fc) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     *(m.conv, m.seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body),
                     _pack_ids(m.to),
                     _pack_ids(m.withheld),
+                    m.fc,
                 ),
             )
         else:  # the common case keeps its statement (and its cached plan) as it was
@@ -316,6 +321,10 @@ def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite3.Connecti
     else:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
+        # What a write removes is overwritten with zeros, overflow pages included: the body of
+        # a message deleted for everyone leaves the file (SPEC.md 18.9). Many builds (Debian's)
+        # default to it already; others do not.
+        db.execute("PRAGMA secure_delete=ON")
     return db
 
 
@@ -327,6 +336,10 @@ class SQLiteStore(
     Keys,
     Consent,
     Reports,
+    Moderation,
+    Push,
+    Links,
+    Channels,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):
@@ -479,7 +492,7 @@ class SQLiteStore(
     # ------------------------------------------------------------------ plumbing
 
     def _submit(self, fn: Callable[[_Tx], Awaitable[T] | T]) -> asyncio.Future[T]:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = self._future()
         self._enqueue(Op(fn, future))
         return future
 
@@ -501,13 +514,13 @@ class SQLiteStore(
             bots = tx.addressed_bots(m.conv)
             withheld = rules.withheld_from(m.kind, m.sender, m.to, bots) if bots else ()
             stored = StoredMessage(
-                m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body, m.to, withheld
+                m.conv, seq, m.ts, m.sender, m.device, m.cmid, m.kind, m.body, m.to, withheld, m.fc
             )
             if tx.insert_message(stored):
                 return Appended(stored, duplicate=False)
             tx.undo_seq(m.conv, seq)
             prior = tx.db.execute(
-                "SELECT seq, ts, kind, body, to_accounts, withheld FROM messages"
+                "SELECT seq, ts, kind, body, to_accounts, withheld, fc FROM messages"
                 " WHERE conv_id=? AND device=? AND cmid=?",
                 (m.conv, m.device, m.cmid),
             ).fetchone()
@@ -518,6 +531,7 @@ class SQLiteStore(
                 m.body,
                 m.to,
                 _unpack_ids(prior[5]),
+                None if prior[6] is None else bytes(prior[6]),  # the first send's commitment
             )
             return Appended(stored, duplicate=True)
 

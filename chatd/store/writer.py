@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
+from chatd import aio
 from chatd.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,9 @@ class GroupCommitWriter(Generic[OpT]):
         self._commit_interval = commit_interval
         self._on_batch = on_batch
         self._pending: list[OpT] = []
-        self._wake = asyncio.Event()
+        self._wake = aio.Wake()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The running loop while ``run()`` runs (``chatd.aio``: asking for it costs a system call)."""
         self._closing = False
         self._running = False
         self._stopped = asyncio.Event()
@@ -108,12 +111,13 @@ class GroupCommitWriter(Generic[OpT]):
         meanwhile, and while a commit is in flight, form the next batch, so batches grow with the
         load."""
         self._running = True
+        loop = self._loop = asyncio.get_running_loop()
         try:
             while True:
-                await self._wake.wait()
+                await self._wake.wait(loop)
                 window = self._gather_window() if len(self._pending) < self._max_batch else 0.0
                 if window > 0:
-                    await asyncio.sleep(window)
+                    await aio.sleep(loop, window)
                 self._wake.clear()
                 if self._pending:
                     batch = self._pending[: self._max_batch]
@@ -126,6 +130,7 @@ class GroupCommitWriter(Generic[OpT]):
                 if self._closing:
                     return
         finally:
+            self._loop = None
             self._stopped.set()
 
     async def _commit(self, batch: list[OpT]) -> None:
@@ -149,6 +154,13 @@ class GroupCommitWriter(Generic[OpT]):
                 op.future.set_exception(result)
             else:
                 op.future.set_result(result)
+
+    def _future(self) -> asyncio.Future[Any]:
+        """A future on the running loop (the writer's, while it runs: no system call)."""
+        loop = self._loop
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        return loop.create_future()
 
     def _enqueue(self, op: OpT) -> None:
         """Queue ``op`` for the next commit, or fail its future at once (closing, overloaded)."""

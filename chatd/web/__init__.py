@@ -6,6 +6,9 @@ Every answer carries a Content-Security-Policy that allows scripts, styles and c
 this origin only (no inline script, no third-party origin), ``frame-ancestors 'none'`` and
 ``X-Frame-Options: DENY``. ``index.html`` (built with the bundle's Subresource Integrity hash)
 is never cached; the bundle's name holds its content hash, so it is cached for good.
+``sw.js``, the Web Push service worker (SPEC.md 21), keeps its name (a service worker is
+registered by URL) and is revalidated like ``index.html``; it is same-origin, plain and small,
+since a service worker cannot carry Subresource Integrity (``worker-src 'self'``).
 
 A browser's WebSocket carries an ``Origin``: the page chatd serves has this server's own origin,
 so ``allow_same_origin`` lets a handshake whose ``Origin`` names the host it was sent to through
@@ -27,7 +30,8 @@ from websockets.typing import Origin
 
 CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; "
+    "connect-src 'self'; manifest-src 'self'; worker-src 'self'; base-uri 'none'; "
+    "form-action 'none'; "
     "frame-ancestors 'none'"
 )
 _SECURITY: Final = (
@@ -37,6 +41,8 @@ _SECURITY: Final = (
     ("Referrer-Policy", "no-referrer"),
     ("Cross-Origin-Opener-Policy", "same-origin"),
 )
+_FIXED: Final = frozenset({"index.html", "sw.js"})
+"""Files whose names stay the same from build to build: never cached without asking."""
 _TYPES: Final = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
 
@@ -55,7 +61,8 @@ def _load() -> dict[str, tuple[bytes, str, str]]:
         if ctype.startswith("text/html"):
             ctype = "text/html; charset=utf-8"
         # index.html names the hashed bundle: always revalidated; hashed files never change.
-        cache = "no-cache" if name == "index.html" else "public, max-age=31536000, immutable"
+        # sw.js (the Web Push service worker) keeps its name, so it is revalidated too.
+        cache = "no-cache" if name in _FIXED else "public, max-age=31536000, immutable"
         files["/" + name] = (entry.read_bytes(), ctype, cache)
     if "/index.html" in files:
         files["/"] = files["/index.html"]

@@ -20,6 +20,7 @@ from chatclient.events import (
     Disconnected,
     Event,
     InvocationTimeout,
+    JoinRequestReceived,
     MembershipChanged,
     Message,
     Presence,
@@ -31,6 +32,7 @@ from chatclient.events import (
     Typing,
 )
 from chatclient.keystore import KeyStore
+from chatclient.links import JoinRequested
 
 __all__ = [
     "AuthError",
@@ -47,6 +49,8 @@ __all__ = [
     "Forbidden",
     "InvocationTimeout",
     "InvocationTimeoutError",
+    "JoinRequestReceived",
+    "JoinRequested",
     "KeyStore",
     "MembershipChanged",
     "Message",

@@ -55,6 +55,7 @@ from chatclient.keystore import KeyStore, KeyStoreInUse, KeyStoreLocked
 from chatclient.tui import (
     HELP,
     Access,
+    Admit,
     Answer,
     Approve,
     AskPayment,
@@ -75,18 +76,25 @@ from chatclient.tui import (
     Dm,
     Drop,
     EditMessage,
+    EditPost,
+    Follow,
     Forward,
     Handover,
     Help,
     History,
     Invite,
     Invoke,
+    JoinByLink,
+    JoinRequestList,
     Kick,
     Leave,
     Line,
+    LinkList,
+    MakeLink,
     Me,
     Names,
     NewBot,
+    NewPublic,
     No,
     Open,
     ParseError,
@@ -95,6 +103,7 @@ from chatclient.tui import (
     PayRequest,
     Press,
     Privacy,
+    Publish,
     Quit,
     React,
     Reads,
@@ -106,10 +115,13 @@ from chatclient.tui import (
     Safety,
     SaveAttachment,
     Say,
+    Search,
     SendFile,
     Seqs,
     ShareCard,
     ShareLink,
+    ShowPosts,
+    Unlink,
     Verify,
     Wallet,
     Who,
@@ -119,6 +131,7 @@ from chatclient.tui import (
     format_convs,
     format_event,
     format_message,
+    format_post,
     format_request,
     format_requests,
     format_safety_number,
@@ -235,6 +248,8 @@ class Session:
         """The requests and invitations ``/requests`` showed last, in its numbering."""
         self.cards = Cards()
         """Numbered buttons and orders of the bot cards shown (``/press N``, ``/payorder N``)."""
+        self._search: tuple[str, str] = ("", "")
+        """The last ``/search`` and where its next page starts ("": no more)."""
 
     def show(self, text: str, style: str = "") -> None:
         self.console.show(Line(text, style))
@@ -599,6 +614,70 @@ class Session:
         await c.download(att, dest, progress=self._progress(f"saving {dest.name}"))
         self.show(f"saved #{cmd.seq} to {dest}", "system")
 
+    async def _channel(self, handle: str) -> int:
+        """The id of public channel ``@handle`` (remembered for display)."""
+        info = await self.client.channels.find(handle)
+        self.names.channels[info.channel] = info.handle
+        return info.channel
+
+    async def _channels(
+        self, cmd: NewPublic | Publish | EditPost | Follow | Search | ShowPosts
+    ) -> None:
+        """Public channels (SPEC.md 20): the directory, follows, signed posts."""
+        ch = self.client.channels
+        match cmd:
+            case NewPublic(handle, title, about):
+                info = await ch.create(handle, title, about)
+                self.names.channels[info.channel] = info.handle
+                self.show(
+                    f"public channel @{info.handle} created: /publish @{info.handle} text",
+                    "system",
+                )
+            case Publish(handle, text):
+                seq = await ch.publish_text(await self._channel(handle), text)
+                self.show(f"[@{handle}] #{seq} published", "system")
+            case EditPost(handle, seq, text):
+                channel = await self._channel(handle)
+                if text is None:
+                    await ch.delete(channel, seq)
+                    self.show(f"[@{handle}] #{seq} deleted", "system")
+                else:
+                    ver = await ch.edit_text(channel, seq, text)
+                    self.show(f"[@{handle}] #{seq} edited (version {ver})", "system")
+            case Follow(handle, follow):
+                channel = await self._channel(handle)
+                info = await (ch.follow(channel) if follow else ch.unfollow(channel))
+                what = "following" if info.following else "no longer following"
+                self.show(f"{what} @{handle} ({info.followers} followers)", "system")
+            case Search(query):
+                after = ""
+                if query == "more":
+                    query, after = self._search
+                    if not after:
+                        self.show("no more channels", "system")
+                        return
+                items, nxt = await ch.search(query, after=after)
+                self._search = (query, nxt)
+                for info in items:
+                    self.names.channels[info.channel] = info.handle
+                    mark = " (following)" if info.following else ""
+                    about = f": {info.about}" if info.about else ""
+                    self.show(
+                        f"  @{info.handle}  {info.title}{about}  {info.followers} followers{mark}"
+                    )
+                if not items:
+                    self.show(f"no public channel matches {query!r}", "system")
+                elif nxt:
+                    self.show("/search more: the next page", "dim")
+            case ShowPosts(handle, count):
+                page = await ch.posts(await self._channel(handle), limit=count)
+                for p in reversed(page.posts):
+                    self.console.show(format_post(p, self.names))
+                for r in page.rejected:
+                    self.show(f"[@{handle}] #{r.post.seq} refused: {r.reason}", "error")
+                if not page.posts and not page.rejected:
+                    self.show(f"@{handle} has no posts yet", "system")
+
     async def _execute(self, cmd: Command) -> None:
         c = self.client
         match cmd:
@@ -615,6 +694,8 @@ class Session:
                     f"@{ks.handle} (account {ks.account}, device {ks.device}) on {self.client.url}"
                 )
                 self.show(f"device key {ks.key.public_key.hex()}", "dim")
+            case NewPublic() | Publish() | EditPost() | Follow() | Search() | ShowPosts():
+                await self._channels(cmd)
             case Drop():
                 self.show("dropping the connection", "dim")
                 await c.drop_connection()
@@ -702,6 +783,8 @@ class Session:
                 )
             case Requests():
                 await self._show_requests()
+            case MakeLink() | LinkList() | Unlink() | JoinByLink() | JoinRequestList() | Admit():
+                await self._links(cmd)
             case Answer(answer, handle, index):
                 await self._answer(answer, handle, index)
             case Block(handle, blocked):
@@ -775,8 +858,15 @@ class Session:
                 await c.send(conv, kinds.Edit(target=seq, text=text))
             case DeleteMessage(target):
                 conv = self._need_current()
-                seq = await self._own_text(conv, target, "delete")
-                await c.send(conv, kinds.Delete(target=seq))
+                # Your own message (default: your latest); in a group or channel, as its owner
+                # or an admin, a member's too: the server erases it for everyone and says so
+                # (SPEC.md 18.9), or refuses (FORBIDDEN).
+                here = self.names.convs.get(conv)
+                if target is None or here is None or here.kind == "direct":
+                    seq = await self._own_text(conv, target, "delete")
+                else:
+                    seq = target
+                await c.delete_for_everyone(conv, seq)
             case React(target, emoji, remove):
                 conv = self._need_current()
                 seq = target or self._last_other.get(conv) or self._last_any.get(conv)
@@ -1117,6 +1207,71 @@ class Session:
                 return got, True
             got.append(r)
         return got, False
+
+    async def _links(
+        self, cmd: MakeLink | LinkList | Unlink | JoinByLink | JoinRequestList | Admit
+    ) -> None:
+        """Invite links and join requests (SPEC.md 20; chatclient/links.py does the work)."""
+        c = self.client
+        if isinstance(cmd, JoinByLink):
+            p = await c.links.preview(cmd.link)
+            title = f' "{p.title}"' if p.title else ""
+            ask = ", joining needs an admin's approval" if p.approval else ""
+            self.show(f"the link leads to the {p.kind}{title}, {p.member_count} members{ask}")
+            if cmd.preview_only:
+                return
+            info = await c.links.join(cmd.link)
+            if isinstance(info, F.JoinRequested):
+                self.show("asked to join: you are in once an admin approves", "system")
+            else:
+                await self._open(await c.conversation(info.conv))
+            return
+        conv = self._need_current()
+        label = self.names.label(conv)
+        match cmd:
+            case MakeLink(name, expires_in, max_uses, approval):
+                link = await c.links.create(
+                    conv, name=name, expires_in=expires_in, max_uses=max_uses, approval=approval
+                )
+                self.show(f"invite link {link.link} to [{label}]: {link.url}", "system")
+            case LinkList():
+                now = time.time() * 1000
+                shown = 0
+                async for link in c.links.links(conv):
+                    shown += 1
+                    uses = f"{link.uses}/{link.max_uses or 'any'} uses"
+                    state = (
+                        "revoked"
+                        if link.revoked
+                        else "expired"
+                        if link.expires and link.expires <= now
+                        else "used up"
+                        if link.max_uses and link.uses >= link.max_uses
+                        else "active"
+                    )
+                    extra = [x for x in (link.name, "approval" if link.approval else "") if x]
+                    more = f" ({', '.join(extra)})" if extra else ""
+                    self.console.show(Line(f"{link.link:>4}. {link.url}  {uses}, {state}{more}"))
+                if not shown:
+                    self.show(f"[{label}] has no invite links: /link makes one", "dim")
+            case Unlink(link):
+                await c.links.revoke(conv, link)
+                self.show(f"invite link {link} of [{label}] revoked", "system")
+            case JoinRequestList():
+                shown = 0
+                async for r in c.links.requests(conv):
+                    shown += 1
+                    self.console.show(Line(f"  @{r.handle} (through link {r.link})"))
+                if not shown:
+                    self.show(f"nobody is waiting to join [{label}]", "dim")
+            case Admit(handle, approve):
+                account = await c.lookup(handle)
+                if approve:
+                    await c.links.approve(conv, account)
+                    self.show(f"@{handle} joined [{label}]", "system")
+                else:
+                    await c.links.decline(conv, account)
+                    self.show(f"@{handle}'s request to join [{label}] declined", "system")
 
     async def _show_requests(self) -> None:
         got, more = await self._fetch_requests(REQUESTS_SHOWN)

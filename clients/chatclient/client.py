@@ -14,8 +14,10 @@ Where each part lives (each module's docstring says what it promises):
 * ``conversations`` conversations, members and their signed log, who is a bot
 * ``sending``       ``send``: the outbox, addressing, encryption, acks and refusals
 * ``receiving``     messages in order, decrypted, parked for keys; history; ``events()``
+* ``links``         invite links: make, list, revoke, preview, join; join requests
 * ``keys``          the to-device queue, device lists, safety numbers
 * ``profiles``      bot profiles; ``miniapps``: invocations, cards, shares, forwards
+* ``channels``      public channels: the directory, follows, signed posts (verified)
 * ``payments``, ``media``, ``members``, ``e2e``: payments, attachments, the membership log,
   end-to-end encryption
 
@@ -28,6 +30,7 @@ private names (``tests/unit/test_layering.py`` checks both).
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from pathlib import Path
@@ -39,6 +42,7 @@ from chatproto import kinds
 from websockets.asyncio.client import ClientConnection
 
 from chatclient.accounts import Accounts
+from chatclient.channels import Channels
 from chatclient.connection import RATE_LIMIT_BACKOFF, SEND_WINDOW, Connection, urls_of
 from chatclient.contacts import Contacts
 from chatclient.conversations import Conversations, ConvView
@@ -47,6 +51,7 @@ from chatclient.errors import ClientClosed
 from chatclient.events import Event, Message, SecurityWarning, Undecryptable
 from chatclient.keys import Keys
 from chatclient.keystore import KeyStore
+from chatclient.links import Links
 from chatclient.media import Media
 from chatclient.members import Members
 from chatclient.miniapps import MiniApps
@@ -118,6 +123,14 @@ class Client:
         self._profiles = Profiles(conn)
         self._accounts = Accounts(conn)
         self._convs = Conversations(conn, self.e2e, self.members, self._profiles, encrypt=encrypt)
+        self.links = Links(
+            conn.call,
+            conn.next_id,
+            self._convs.signed_change,
+            self._convs.learn,
+            self._convs.is_bot_account,
+        )
+        """Invite links and join requests (chatclient/links.py)."""
         self._receiving = Receiving(
             conn,
             self.e2e,
@@ -136,6 +149,9 @@ class Client:
         """Payments (``pay``, ``red_packet``, ...: chatclient/payments.py); verifies receipts."""
         self.media = Media(conn, self._sending.send, self._receiving.message, encrypt=encrypt)
         """Files, images, voice notes (``send_file``, ``download``: chatclient/media.py)."""
+        self.channels = Channels(conn, self.e2e, conn.emit)
+        """Public channels (``create``, ``search``, ``follow``, ``publish``, ``posts``, ...:
+        chatclient/channels.py); verifies every post's signature."""
         self._reports = Reports(self.e2e, conn.call, conn.next_id, self._receiving.message)
         self._apps = MiniApps(
             conn, self._convs, self._profiles, self._sending, self.payments, self.media
@@ -215,10 +231,16 @@ class Client:
                 self._keys.on_to_device(item)
             case core.Pushed(frame=F.DeviceListChanged(account=account)):
                 await self._keys.on_device_list_changed(account)
+            case core.Pushed(frame=F.PostEvent() as post):
+                self.channels.on_post_event(post)
             case core.Pushed(frame=F.Resync()):
                 self._receiving.on_resync()
             case core.Pushed(
-                frame=F.ReceiptEvent() | F.TypingEvent() | F.PresenceEvent() | F.RequestEvent() as f
+                frame=F.ReceiptEvent()
+                | F.TypingEvent()
+                | F.PresenceEvent()
+                | F.RequestEvent()
+                | F.JoinRequestEvent() as f
             ):
                 await self._conn.emit(f)
             case _:
@@ -467,9 +489,51 @@ class Client:
         is no such message, or this account may not read it)."""
         return await self._receiving.message(conv, seq)
 
+    async def delete_for_everyone(self, conv: int, seq: int) -> None:
+        """Delete message ``seq`` of ``conv`` for everyone (SPEC.md 18.9): this account's own
+        message, or as the owner or an admin of a group or channel a member's. The server
+        keeps only a tombstone (who, when) in its place and tells every member with a
+        ``deleted`` system message. ``RequestError``: ``FORBIDDEN`` (not yours, and you are not
+        an owner or admin who may), ``INVALID`` (a server message), ``NOT_FOUND`` (no such
+        message or conversation). A report of it still verifies (18.7): this device keeps what
+        it decrypted."""
+        c = self._conn
+        await c.call(F.DeleteMessage(id=c.next_id(), conv=conv, seq=seq), F.Ok)
+
     async def report(self, conv: int, seq: int, reason: str = "") -> F.Reported:
         """Report message ``seq`` of ``conv`` to the operator, verifiably (SPEC.md 18.7)."""
         return await self._reports.report(conv, seq, reason)
+
+    # ------------------------------------------------------------------ Web Push (SPEC.md 21)
+
+    async def push_config(self) -> F.PushConfig:
+        """The server's VAPID public key (empty: push is off there) and this device's push
+        subscription (``endpoint`` "" when it has none)."""
+        got: F.PushConfig = await self._conn.call(F.GetPush(id=self._conn.next_id()), F.PushConfig)
+        return got
+
+    async def register_push(
+        self, endpoint: str, p256dh: bytes | str, auth: bytes | str, *, show_conv: bool = False
+    ) -> F.PushConfig:
+        """Register (or replace) this device's Web Push subscription: a browser's
+        ``PushSubscription`` (its keys as bytes or as the base64url text ``toJSON()`` gives).
+        While the account is offline the server then pushes "something new" to it (with the
+        conversation's id when ``show_conv``; never a sender or content). ``RequestError``
+        ``PUSH_REFUSED`` for an endpoint the server will not send to, ``UNAVAILABLE`` when push
+        is off."""
+        frame = F.SetPush(
+            id=self._conn.next_id(),
+            endpoint=endpoint,
+            p256dh=_b64url(p256dh),
+            auth=_b64url(auth),
+            show_conv=show_conv,
+        )
+        got: F.PushConfig = await self._conn.call(frame, F.PushConfig)
+        return got
+
+    async def unregister_push(self) -> None:
+        """Delete this device's push subscription (nothing when it has none)."""
+        await self._conn.call(F.ClearPush(id=self._conn.next_id()), F.Ok)
 
     def message_from(self, conv: int, m: F.Message) -> Message | Undecryptable:
         """The event for a message of a fetched page (``fetch``), decrypted like live ones."""
@@ -596,3 +660,10 @@ class Client:
     ) -> Path:
         """Fetch, check the digest of, and decrypt an attachment into ``path``."""
         return await self.media.download(message, path, **kw)
+
+
+def _b64url(value: bytes | str) -> bytes:
+    """Key bytes, from bytes or from base64url text (padded or not)."""
+    if isinstance(value, bytes):
+        return value
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 from chatproto import frames as F
-from chatproto import kinds
+from chatproto import franking, kinds
 from chatproto.e2e import devicelist, pairwise, payload, safety, sender_keys, transcript, x3dh
 from chatproto.e2e.primitives import SigningKey, constant_time_equal
 from chatproto.errors import (
@@ -130,6 +130,11 @@ class Received:
     """A sender key for this conversation."""
     master_key: bool = False
     """This account's master key (a transfer from another of its devices)."""
+
+
+class BadCommitment(DecryptError):
+    """A franked message whose franking key does not open the commitment delivered with it
+    (E2E.md 17): shown as undecryptable, never as the sender's words."""
 
 
 class MissingKey(CryptoError):
@@ -997,9 +1002,12 @@ class E2E:
                 _save(self.ks, NS_DEVICE, "base_keys", [*bases, session.base_key][-MAX_BASE_KEYS:])
         return len(same) < len(kept)
 
-    def decrypt(self, conv: int, seq: int, sender: int, device: int, body: bytes) -> Decrypted:
+    def decrypt(
+        self, conv: int, seq: int, sender: int, device: int, body: bytes, fc: bytes | None = None
+    ) -> Decrypted:
         """Decrypt one conversation message with a stored sender key (``MissingKey`` when none
-        has arrived yet; ``DecryptError`` for tampering or a replay)."""
+        has arrived yet; ``DecryptError`` for tampering or a replay; ``BadCommitment`` when
+        its franking key does not open the commitment ``fc`` delivered with it, E2E.md 17)."""
         cached: _Plain | None = _load(self.ks, NS_PLAIN, f"{conv}:{seq}", _Plain)
         if cached is not None:
             return Decrypted(cached.kind, cached.body, cached.reply_to)
@@ -1019,6 +1027,17 @@ class E2E:
         except ProtocolError as exc:
             raise DecryptError(f"bad payload: {exc.message}") from exc
         reply_to = inner.reply_to or 0
+        if inner.fk is not None and (
+            fc is None
+            or not franking.opens(fc, inner.fk, franking.encode_plaintext(inner.kind, inner.body))
+        ):
+            # Franked, but not as delivered: it could not be reported (Messenger's rule, the
+            # commitment is checked before display). The key is used up; nothing is kept.
+            _save(self.ks, NS_IN, name, state)
+            raise BadCommitment(
+                "its franking commitment does not match its content (it could not be"
+                " reported): not shown"
+            )
         with self.ks.atomic():  # a used message key and the plaintext it opened, together
             _save(self.ks, NS_IN, name, state)
             _save(

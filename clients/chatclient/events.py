@@ -38,6 +38,10 @@ class Message:
     e2e: bool = True
     """False for a client kind that came outside ``e2e`` (SPEC.md 9): allowed, but nothing
     authenticates its sender (the server could have written it); show it marked."""
+    fc: bytes | None = None
+    """The franking commitment delivered with it (SPEC.md 18.7). A message whose payload
+    carries a franking key is shown only when this opens with it (E2E.md 17): it can be
+    reported; one without a key (an older client) has nothing to check and cannot be."""
 
     @property
     def text(self) -> str | None:
@@ -202,11 +206,34 @@ class SendFailed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelPost:
+    """A post of a public channel (SPEC.md 20), verified: its signature is the publishing
+    device's, as the publisher's signed device list names it, over every field below. ``ver``
+    above 0 is an edit; ``deleted`` marks the signed tombstone of a deleted post. A post that
+    does not verify is never one of these (a ``SecurityWarning`` instead)."""
+
+    channel: int
+    seq: int
+    ver: int
+    ts: int
+    author: int
+    device: int
+    kind: str
+    content: bytes
+    text: str | None
+    """The text of a ``text`` post (None for another kind or a tombstone)."""
+    deleted: bool = False
+
+
 Receipt = F.ReceiptEvent
 Typing = F.TypingEvent
 Presence = F.PresenceEvent
 RequestReceived = F.RequestEvent
 """A message request or invitation reached this account (SPEC.md 18.3; chatclient/contacts.py)."""
+JoinRequestReceived = F.JoinRequestEvent
+"""Someone asked to join a conversation this account manages, through an invite link
+(SPEC.md 20.4; chatclient/links.py)."""
 Event = (
     Message
     | Connected
@@ -215,6 +242,7 @@ Event = (
     | Typing
     | Presence
     | RequestReceived
+    | JoinRequestReceived
     | Undecryptable
     | SecurityWarning
     | MembershipChanged
@@ -225,4 +253,5 @@ Event = (
     | BotRemoved
     | InvocationTimeout
     | SendFailed
+    | ChannelPost
 )

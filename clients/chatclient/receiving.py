@@ -225,7 +225,7 @@ class Receiving:
             )
             return Undecryptable(m.conv, m.seq, m.sender, m.device, reason)
         try:
-            d = self._e2e.decrypt(m.conv, m.seq, m.sender, m.device, m.body)
+            d = self._e2e.decrypt(m.conv, m.seq, m.sender, m.device, m.body, m.fc)
         except MissingKey as exc:
             if m.seq < self._convs.joined.get(m.conv, 0):
                 reason = "sent before you joined: its key was never shared with you"
@@ -256,6 +256,7 @@ class Receiving:
             m.to,
             d.reply_to,
             cmid=m.cmid,
+            fc=m.fc,
         )
 
     # ------------------------------------------------------------------ parked messages
@@ -360,6 +361,7 @@ class Receiving:
             to=tuple(m.to),
             cmid=m.cmid or "",
             e2e=not _plain(m.kind),
+            fc=m.fc,
         )
 
     async def sender_of(self, conv: int, seq: int) -> int:

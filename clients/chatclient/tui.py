@@ -27,13 +27,14 @@ from typing import Any, TextIO
 
 import msgspec
 from chatproto import frames as F
-from chatproto import kinds, money
+from chatproto import kinds, links, money
 from chatproto.errors import MoneyError
 from chatproto.limits import HANDLE_PATTERN, MAX_PAGE, MAX_TITLE_CHARS
 
 from chatclient.events import (
     BotAdded,
     BotRemoved,
+    ChannelPost,
     Connected,
     DevicesChanged,
     Disconnected,
@@ -245,6 +246,55 @@ class React:
 
 
 @dataclass(frozen=True)
+class NewPublic:
+    """Create a public channel ``@handle`` (``/public @handle "Title" [description]``)."""
+
+    handle: str
+    title: str
+    about: str = ""
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Publish ``text`` in your public channel ``@channel``, signed by this device."""
+
+    channel: str
+    text: str
+
+
+@dataclass(frozen=True)
+class EditPost:
+    """Publish a new version of post ``seq`` (``text``) or its tombstone (``text`` None)."""
+
+    channel: str
+    seq: int
+    text: str | None
+
+
+@dataclass(frozen=True)
+class Follow:
+    """Follow (or unfollow) public channel ``@channel``: no invitation needed."""
+
+    channel: str
+    follow: bool = True
+
+
+@dataclass(frozen=True)
+class Search:
+    """Search the directory of public channels for ``query`` (``/search more``: next page)."""
+
+    query: str
+
+
+@dataclass(frozen=True)
+class ShowPosts:
+    """Show the newest ``count`` posts of public channel ``@channel``, each verified."""
+
+    channel: str
+    count: int = 10
+
+
+@dataclass(frozen=True)
 class Reads:
     """How far each member has read the current conversation (``/read``)."""
 
@@ -424,8 +474,58 @@ class NewBot:
     path: str = ""
 
 
+@dataclass(frozen=True)
+class MakeLink:
+    """``/link [approval] [uses=N] [expires=7d] [name]``: a new invite link here (SPEC.md 20)."""
+
+    name: str = ""
+    expires_in: float = 0.0
+    """Seconds; 0: never."""
+    max_uses: int = 0
+    approval: bool = False
+
+
+@dataclass(frozen=True)
+class LinkList:
+    """The invite links of the current group or channel, with their use counts (``/links``)."""
+
+
+@dataclass(frozen=True)
+class Unlink:
+    """Revoke invite link ``link`` (its number in ``/links``) of the current conversation."""
+
+    link: int
+
+
+@dataclass(frozen=True)
+class JoinByLink:
+    """``/join LINK`` (``/preview LINK``: only say where it leads)."""
+
+    link: str
+    preview_only: bool = False
+
+
+@dataclass(frozen=True)
+class JoinRequestList:
+    """The pending join requests of the current group or channel (``/joinrequests``)."""
+
+
+@dataclass(frozen=True)
+class Admit:
+    """Approve (``/approve @handle``) or decline (``/deny @handle``) a join request here."""
+
+    handle: str
+    approve: bool = True
+
+
 Command = (
     Say
+    | MakeLink
+    | LinkList
+    | Unlink
+    | JoinByLink
+    | JoinRequestList
+    | Admit
     | Requests
     | Answer
     | Block
@@ -479,6 +579,12 @@ Command = (
     | React
     | Reads
     | BotCommand
+    | NewPublic
+    | Publish
+    | EditPost
+    | Follow
+    | Search
+    | ShowPosts
 )
 
 MONEY_COMMANDS = (Pay, PayRequest, PayOrder, RedPacket)
@@ -501,7 +607,8 @@ commands:
   /history [N]               show the N (default 20) messages before the ones already shown
   /reply [SEQ] text          answer message SEQ (default: the latest from someone else)
   /edit [SEQ] text           change your message SEQ (default: your latest)
-  /delete [SEQ]              delete your message SEQ for everyone (default: your latest)
+  /delete [SEQ]              delete message SEQ for everyone (default: your latest); another's
+                             message: if you are the group's owner or an admin
   /react [SEQ] EMOJI         react to message SEQ (default: the latest); /unreact to undo
   /read                      how far each member has read here (seen since you connected)
   /who                       members of the current conversation, with roles and presence
@@ -514,6 +621,12 @@ commands:
   /contacts                  your contacts (whom you accepted or messaged first) and blocks
   /privacy                   who may add you, see you online, see your last seen
   /privacy SETTING VALUE     change one: add_me|presence|last_seen everyone|contacts|nobody
+  /link [approval] [uses=N] [expires=7d] [name]
+                             an invite link to the current group or channel (admins); share it
+  /links                     its invite links, with their uses; /revoke N stops link N at once
+  /join LINK                 join through an invite link (/preview LINK: where it leads)
+  /joinrequests              who asked to join here through a link that needs approval
+  /approve @handle           let them in (/deny @handle declines; they are not told)
   /newbot HANDLE "Name" [KEYFILE]  create a bot owned by you; its key goes to KEYFILE
                              (default HANDLE.key), which the bot runs with
   /safety @handle            the 60-digit safety number to compare with @handle
@@ -544,6 +657,16 @@ commands:
   /file PATH                 send a file here, end-to-end encrypted (/image PATH: a photo,
                              with its size and a thumbnail)
   /save N [PATH]             save the file of message #N here (/seqs) to PATH or its name
+  /public @handle "Title" [description]  create a public channel anyone can find and follow
+  /publish @channel text     publish a post in your public channel (signed by this device)
+  /editpost @channel SEQ text  publish a new version of post SEQ (its history is kept)
+  /delpost @channel SEQ      delete post SEQ (a signed tombstone replaces it)
+  /follow @channel           follow a public channel (no invitation): its posts show here;
+                             /unfollow @channel stops them
+  /search WORDS              find public channels by handle, title or description
+                             (/search more: the next page)
+  /posts @channel [N]        the newest N (default 10) posts of a public channel, followed or
+                             not, each checked against its publisher's device key
   /drop                      simulate a network failure (the client reconnects)
   /quit                      exit (also Ctrl-D)
 any other line is sent to the current conversation. A /word that is none of the above goes to
@@ -578,6 +701,13 @@ LOCAL_COMMANDS = frozenset(
         "cancel",
         "requests",
         "accept",
+        "link",
+        "links",
+        "revoke",
+        "join",
+        "preview",
+        "joinrequests",
+        "deny",
         "block",
         "unblock",
         "contacts",
@@ -609,6 +739,14 @@ LOCAL_COMMANDS = frozenset(
         "file",
         "image",
         "save",
+        "public",
+        "publish",
+        "editpost",
+        "delpost",
+        "follow",
+        "unfollow",
+        "search",
+        "posts",
     ]
 )
 """chat's own command names (after aliases); any other /word may be a bot's."""
@@ -766,9 +904,27 @@ def parse_command(line: str) -> Command | None:
                 raise usage(f"/{name} @handle")
             handle = parse_handle(args[0])
             return Safety(handle) if name == "safety" else Verify(handle, name == "verify")
+        case "approve" | "deny" if len(args) == 1 and args[0].startswith("@"):
+            return Admit(parse_handle(args[0]), name == "approve")
+        case "deny":
+            raise usage("/deny @handle")
+        case "link":
+            return _make_link(args)
+        case "links" | "joinrequests":
+            if args:
+                raise usage(f"/{name}")
+            return LinkList() if name == "links" else JoinRequestList()
+        case "revoke":
+            if len(args) != 1:
+                raise usage("/revoke N  (N: the link's number, as /links shows)")
+            return Unlink(_number(args[0], "/revoke N"))
+        case "join" | "preview":
+            if len(args) != 1 or links.token_of(args[0]) is None:
+                raise usage(f"/{name} {links.PREFIX}...  (an invite link)")
+            return JoinByLink(args[0], preview_only=name == "preview")
         case "approve":
             if not 1 <= len(args) <= 2 or not args[0].isdigit():
-                raise usage("/approve DEVICE [KEY]")
+                raise usage("/approve DEVICE [KEY] | /approve @handle")
             key = args[1].lower() if len(args) == 2 else ""
             if key and (len(key) < 16 or any(ch not in "0123456789abcdef" for ch in key)):
                 raise usage("/approve DEVICE KEY (KEY: at least 16 hex digits of its /me key)")
@@ -796,6 +952,37 @@ def parse_command(line: str) -> Command | None:
             if len(args) != 1:
                 raise usage(f"/{name} @handle")
             return Block(parse_handle(args[0]), name == "block")
+        case "public":
+            if len(args) < 2 or not args[0].startswith("@"):
+                raise usage('/public @handle "Title" [description]')
+            return NewPublic(parse_handle(args[0]), _title(args[1]), " ".join(args[2:]))
+        case "publish":
+            handle, _, text = rest.strip().partition(" ")
+            if not handle.startswith("@") or not text.strip():
+                raise usage("/publish @channel text")
+            return Publish(parse_handle(handle), text.strip())
+        case "editpost":
+            words = rest.strip().split(" ", 2)
+            if len(words) < 3 or not words[0].startswith("@") or not words[1].isdigit():
+                raise usage("/editpost @channel SEQ text")
+            return EditPost(parse_handle(words[0]), int(words[1]), words[2].strip())
+        case "delpost":
+            if len(args) != 2 or not args[0].startswith("@") or not args[1].isdigit():
+                raise usage("/delpost @channel SEQ")
+            return EditPost(parse_handle(args[0]), int(args[1]), None)
+        case "follow" | "unfollow":
+            if len(args) != 1:
+                raise usage(f"/{name} @channel")
+            return Follow(parse_handle(args[0]), name == "follow")
+        case "search":
+            if not rest.strip():
+                raise usage("/search WORDS | /search more")
+            return Search(rest.strip())
+        case "posts":
+            if not 1 <= len(args) <= 2 or (len(args) == 2 and not args[1].isdigit()):
+                raise usage("/posts @channel [N]")
+            count = min(int(args[1]), MAX_PAGE) if len(args) == 2 else 10
+            return ShowPosts(parse_handle(args[0]), max(count, 1))
         case "privacy":
             if not args:
                 return Privacy()
@@ -933,6 +1120,31 @@ def parse_command(line: str) -> Command | None:
             raise ParseError(f"unknown command /{word}; /help lists the commands")
 
 
+_DURATION = re.compile(r"(\d{1,6})([smhd])\Z")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _make_link(args: list[str]) -> MakeLink:
+    text = "/link [approval] [uses=N] [expires=30m|12h|7d] [name]"
+    approval, uses, expires, name = False, 0, 0.0, []
+    for a in args:
+        if a == "approval":
+            approval = True
+        elif a.startswith("uses="):
+            uses = _number(a.removeprefix("uses="), text)
+        elif a.startswith("expires="):
+            m = _DURATION.match(a.removeprefix("expires="))
+            if m is None or int(m[1]) == 0:
+                raise ParseError(f"usage: {text}")
+            expires = float(int(m[1]) * _SECONDS[m[2]])
+        else:
+            name.append(a)
+    label = " ".join(name)
+    if len(label) > 64:
+        raise ParseError("the link's name is longer than 64 characters")
+    return MakeLink(label, expires, uses, approval)
+
+
 # --------------------------------------------------------------------------- formatting
 
 
@@ -952,6 +1164,8 @@ class Names:
     convs: dict[int, F.ConvInfo] = field(default_factory=dict)
     seqs: bool = False
     """Show each message's seq (``/seqs``: what ``/forward`` and replies refer to)."""
+    channels: dict[int, str] = field(default_factory=dict)
+    """Public channels' handles by id (SPEC.md 20)."""
 
     def learn(self, info: F.ConvInfo) -> None:
         """Remember ``info`` (a listing entry, without members, keeps the known members)."""
@@ -1028,6 +1242,9 @@ def format_system(ev: kinds.SystemEvent, names: Names, kind: str = "conversation
             return f"{actor} made {who} {ev.role}"
         case "renamed":
             return f'{actor} renamed the {kind} to "{ev.title}"'
+        case "deleted":
+            whose = "their own" if ev.actor == ev.account else f"{who}'s"
+            return f"{actor} deleted {whose} message #{ev.target} for everyone"
     return f"{actor}: {ev.event}"  # pragma: no cover - the Literal is exhaustive
 
 
@@ -1072,6 +1289,8 @@ def format_message(
             return Line(f"{prefix} {who} (edited #{c.target}): {first}{rest}")
         case kinds.Delete():
             return Line(f"{prefix} {who} deleted #{c.target}", "dim")
+        case kinds.Deleted():
+            return Line(f"{prefix} {who}: (message deleted by {names.handle(c.by)})", "dim")
         case kinds.Reaction():
             verb = "removed" if c.remove else "reacted"
             return Line(
@@ -1274,10 +1493,19 @@ def format_event(
             )
         case SecurityWarning():
             return Line(f"security: {names.handle(ev.account)}: {ev.reason}", "error")
+        case ChannelPost():
+            return format_post(ev, names, tz)
         case DevicesChanged():
             return Line(f"{names.handle(ev.account)} changed devices", "dim")
         case F.RequestEvent():
             return format_request(ev.request)
+        case F.JoinRequestEvent():
+            who = f"@{ev.request.handle}"
+            return Line(
+                f"[{names.label(ev.conv)}] {who} asks to join through link {ev.request.link}:"
+                f" /approve {who} or /deny {who} there",
+                "system",
+            )
         case MasterKeyReceived():
             return Line(
                 f"device {ev.from_device} gave this device your account's master key:"
@@ -1285,6 +1513,18 @@ def format_event(
                 "system",
             )
     return None  # receipts
+
+
+def format_post(p: ChannelPost, names: Names, tz: tzinfo | None = None) -> Line:
+    """One line for a verified post: ``[@channel] #SEQ HH:MM text`` (edits and deletions
+    marked)."""
+    channel = names.channels.get(p.channel, f"channel#{p.channel}")
+    at = datetime.fromtimestamp(p.ts / 1000, tz).strftime("%H:%M")
+    if p.deleted:
+        return Line(f"[@{channel}] #{p.seq} {at} (deleted)", "dim")
+    text = p.text if p.text is not None else f"({p.kind})"
+    edited = " (edited)" if p.ver else ""
+    return Line(f"[@{channel}] #{p.seq} {at} {text}{edited}")
 
 
 def format_request(r: F.RequestInfo, number: int | None = None) -> Line:

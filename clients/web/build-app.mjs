@@ -33,6 +33,7 @@ export async function buildApp() {
   writeFileSync(join(out, jsName), js);
   writeFileSync(join(out, cssName), css);
   writeFileSync(join(out, "favicon.svg"), readFileSync("app/favicon.svg"));
+  writeFileSync(join(out, "sw.js"), readFileSync("app/sw.js")); // Web Push (app/push.tsx): a stable name, served no-cache
   const html = `<!doctype html>
 <html lang="en">
 <head>

@@ -34,6 +34,9 @@ class ErrorCode(enum.IntEnum):
     REPORT_REFUSED = 25
     """A ``report``'s opening does not verify: the plaintext, franking key, sender, conv or seq
     is not what was sent (SPEC.md 18.7)."""
+    PUSH_REFUSED = 26
+    """A ``set_push`` endpoint the server will not send to (SPEC.md 21.2: not https, an
+    address rather than a name, another port, or a push service the operator did not allow)."""
     # Limits.
     RATE_LIMITED = 30
     SLOW_CONSUMER = 31
@@ -66,6 +69,11 @@ class ErrorCode(enum.IntEnum):
     """An upload over the server's per-file limit."""
     QUOTA_EXCEEDED = 71
     """An upload over the account's bytes per day or total stored bytes."""
+
+    # Invite links (SPEC.md section 19).
+    LINK_INVALID = 80
+    """The invite link cannot be used: malformed, unknown, expired, revoked or used up (one
+    code for all, on purpose: SPEC.md 19.3)."""
 
     @property
     def retryable(self) -> bool:

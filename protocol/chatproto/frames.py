@@ -285,6 +285,16 @@ class Send(Frame, tag="send", kw_only=True, frozen=True):
     a tag it keeps, so a recipient can later ``report`` the message (SPEC.md 18.7)."""
 
 
+class DeleteMessage(Frame, tag="delete_message", kw_only=True, frozen=True):
+    """Delete message ``seq`` of ``conv`` for everyone (SPEC.md 18.9): its sender, or an owner
+    or admin of a group or channel. The server stores a tombstone in its place (same seq) and
+    appends a ``deleted`` system message. -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+    seq: Id
+
+
 class Sync(Frame, tag="sync", kw_only=True, frozen=True):
     """Receive every message of ``conv`` with seq > ``after`` as ``Deliver`` frames, in order,
     then ``Synced``; from then on live ``Deliver`` frames continue with no gap and no repeat."""
@@ -741,6 +751,9 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=
     body: Body
     to: ToList = []
     """As sent (ascending). Empty in a ``withheld`` placeholder (SPEC.md 16.3)."""
+    fc: Hash32 | None = None
+    """The franking commitment the message was sent with (``Send.fc``, SPEC.md 18.7): the
+    receiver checks that it opens with the franking key and plaintext it decrypted."""
 
 
 class Deliver(Frame, tag="deliver", kw_only=True, frozen=True):
@@ -756,6 +769,9 @@ class Deliver(Frame, tag="deliver", kw_only=True, frozen=True):
     body: Body
     to: ToList = []
     """The accounts the message is addressed to, ascending (``Send.to``)."""
+    fc: Hash32 | None = None
+    """The franking commitment the message was sent with (``Send.fc``, SPEC.md 18.7): the
+    receiver checks that it opens with the franking key and plaintext it decrypted."""
 
 
 class Synced(Frame, tag="synced", kw_only=True, frozen=True):
@@ -1084,6 +1100,49 @@ class Reported(Frame, tag="reported", kw_only=True, frozen=True):
     sender: Id
 
 
+PushEndpoint = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_PUSH_ENDPOINT_CHARS)]
+P256Point = Annotated[bytes, msgspec.Meta(min_length=65, max_length=65)]
+"""An uncompressed P-256 public key (0x04, x, y): a push subscription's ``p256dh``."""
+PushAuth = Annotated[bytes, msgspec.Meta(min_length=16, max_length=16)]
+
+
+class GetPush(Frame, tag="get_push", kw_only=True, frozen=True):
+    """The server's VAPID key and this device's push subscription (SPEC.md 21). ->
+    ``PushConfig``."""
+
+    id: ReqId
+
+
+class SetPush(Frame, tag="set_push", kw_only=True, frozen=True):
+    """Register (or replace) this device's Web Push subscription (SPEC.md 21). ->
+    ``PushConfig``; ``PUSH_REFUSED`` when the server will not send to ``endpoint``."""
+
+    id: ReqId
+    endpoint: PushEndpoint
+    """The push service URL the browser's ``PushSubscription`` names."""
+    p256dh: P256Point
+    auth: PushAuth
+    show_conv: bool = False
+    """The user allows pushes to name the conversation (never the sender, never content)."""
+
+
+class ClearPush(Frame, tag="clear_push", kw_only=True, frozen=True):
+    """Delete this device's push subscription, if any. -> ``Ok``."""
+
+    id: ReqId
+
+
+class PushConfig(Frame, tag="push_config", kw_only=True, frozen=True):
+    """Answer to ``get_push`` / ``set_push``: ``vapid_key`` is the server's VAPID public key
+    (the ``applicationServerKey`` to subscribe with; empty: push is off on this server);
+    ``endpoint`` and ``show_conv`` are this device's subscription (``""``: none)."""
+
+    re: ReqId
+    vapid_key: Annotated[bytes, msgspec.Meta(max_length=65)]
+    endpoint: Annotated[str, msgspec.Meta(max_length=L.MAX_PUSH_ENDPOINT_CHARS)] = ""
+    show_conv: bool = False
+
+
 class Block(Frame, tag="block", kw_only=True, frozen=True):
     """Block ``account``: it can no longer reach, add or watch the caller. -> ``Ok``."""
 
@@ -1169,6 +1228,336 @@ class RequestEvent(Frame, tag="request_event", kw_only=True, frozen=True):
     request: RequestInfo
 
 
+# --------------------------------------------------------------------------- invite links (SPEC.md 19)
+
+LinkToken = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_LINK_CHARS)]
+"""An invite link as a user pastes it: ``chatd://join/<token>`` or the bare token (SPEC.md 19.1);
+anything malformed reaches the server and is answered ``LINK_INVALID``."""
+LinkName = Annotated[str, msgspec.Meta(max_length=L.MAX_LINK_NAME_CHARS)]
+
+
+class CreateLink(Frame, tag="create_link", kw_only=True, frozen=True):
+    """Make an invite link to group or channel ``conv`` (owner or admin). -> ``Link``."""
+
+    id: ReqId
+    conv: Id
+    name: LinkName = ""
+    """Shown to admins only (``list_links``), never to whoever holds the link."""
+    expires_in: Millis = 0
+    """The link stops working this many ms after it is made (server clock); 0: never."""
+    max_uses: U32 = 0
+    """At most this many joins (or join requests) through it; 0: no limit."""
+    approval: bool = False
+    """A join through it is a join request an owner or admin approves (``answer_join``)."""
+
+
+class ListLinks(Frame, tag="list_links", kw_only=True, frozen=True):
+    """The invite links of ``conv`` (owner or admin), ascending by link id, those after
+    ``after``. -> ``Links``."""
+
+    id: ReqId
+    conv: Id
+    after: Seq = 0
+    limit: PageLimit = 50
+
+
+class RevokeLink(Frame, tag="revoke_link", kw_only=True, frozen=True):
+    """Revoke invite link ``link`` of ``conv`` (owner or admin): it stops working at once, on
+    every node. -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+    link: Id
+
+
+class PreviewLink(Frame, tag="preview_link", kw_only=True, frozen=True):
+    """What an invite link leads to (anyone holding it). -> ``LinkPreview``."""
+
+    id: ReqId
+    token: LinkToken
+
+
+class JoinLink(Frame, tag="join_link", kw_only=True, frozen=True):
+    """Join through an invite link. -> ``Conv`` (joined, or already a member) or
+    ``JoinRequested`` (an owner or admin must approve)."""
+
+    id: ReqId
+    token: LinkToken
+
+
+class ListJoinRequests(Frame, tag="list_join_requests", kw_only=True, frozen=True):
+    """Pending join requests of ``conv`` (owner or admin), ascending by account, those after
+    ``after``. -> ``JoinRequests``."""
+
+    id: ReqId
+    conv: Id
+    after: Seq = 0
+    limit: PageLimit = 50
+
+
+class AnswerJoin(Frame, tag="answer_join", kw_only=True, frozen=True):
+    """Approve (the account joins as if invited by the caller) or decline ``account``'s join
+    request of ``conv`` (owner or admin). -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+    account: Id
+    approve: bool
+    entry: SignedEntry | None = None
+    """Approving in a conversation with a membership log: the signed ``add`` (SPEC.md 8.5)."""
+
+
+class CancelJoin(Frame, tag="cancel_join", kw_only=True, frozen=True):
+    """Withdraw the caller's pending join request of ``conv``. -> ``Ok``."""
+
+    id: ReqId
+    conv: Id
+
+
+class LinkInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One invite link as its conversation's owners and admins see it."""
+
+    link: Id
+    conv: Id
+    url: LinkToken
+    """The shareable form, ``chatd://join/<token>``."""
+    creator: Id
+    created: Millis
+    name: LinkName = ""
+    expires: Millis = 0
+    """When it stops working (Unix ms, server clock); 0: never."""
+    max_uses: U32 = 0
+    uses: U32 = 0
+    """Joins and join requests made through it so far."""
+    approval: bool = False
+    revoked: Millis = 0
+    """When it was revoked; 0: it was not."""
+
+
+class Link(Frame, tag="link", kw_only=True, frozen=True):
+    """Answer to ``create_link``."""
+
+    re: ReqId
+    link: LinkInfo
+
+
+class Links(Frame, tag="links", kw_only=True, frozen=True):
+    """Answer to ``list_links``; ``more``: more links follow the last one."""
+
+    re: ReqId
+    links: list[LinkInfo]
+    more: bool
+
+
+class LinkPreview(Frame, tag="link_preview", kw_only=True, frozen=True):
+    """Answer to ``preview_link``: what a user needs to decide, nothing more (no members, no
+    conversation id)."""
+
+    re: ReqId
+    kind: ConvKind
+    title: Title
+    member_count: U32
+    approval: bool = False
+    """Joining makes a join request (the link asks for approval, or the conversation has a
+    signed membership log, SPEC.md 19.4)."""
+
+
+class JoinRequested(Frame, tag="join_requested", kw_only=True, frozen=True):
+    """Answer to ``join_link``: a join request is pending; the account joins when an owner or
+    admin approves it (its connections then get the conversation's ``joined`` message)."""
+
+    re: ReqId
+    conv: Id
+    """The conversation asked for (``cancel_join`` names it)."""
+
+
+class JoinRequestInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One pending join request."""
+
+    account: Id
+    handle: Handle
+    at: Millis
+    link: Id
+    """The invite link it came through."""
+
+
+class JoinRequests(Frame, tag="join_requests", kw_only=True, frozen=True):
+    """Answer to ``list_join_requests``; ``more``: more requests follow the last one."""
+
+    re: ReqId
+    conv: Id
+    requests: list[JoinRequestInfo]
+    more: bool
+
+
+class JoinRequestEvent(Frame, tag="join_request_event", kw_only=True, frozen=True):
+    """Pushed to the owners' and admins' connections when a join request of ``conv`` arrives."""
+
+    conv: Id
+    request: JoinRequestInfo
+
+
+# --------------------------------------------------------------------------- public channels
+# SPEC.md 20: public channels found by handle or directory search, followed without an invite,
+# and posts signed by the publisher's device over ``chatproto.posts.post_payload``.
+
+SearchQuery = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_SEARCH_CHARS)]
+SearchCursor = Annotated[str, msgspec.Meta(max_length=L.MAX_SEARCH_CHARS)]
+"""Where the next page of a directory search starts: opaque, passed back as it came."""
+PostKind = Annotated[str, msgspec.Meta(min_length=1, max_length=L.MAX_KIND_CHARS)]
+Ver = Annotated[int, msgspec.Meta(ge=0, le=L.MAX_U32)]
+
+
+class ChannelInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """A public channel as anyone sees it; ``following``: the caller follows it."""
+
+    channel: Id
+    handle: Handle
+    title: Title
+    about: Description = ""
+    owner: Id
+    followers: Seq = 0
+    last_seq: Seq = 0
+    following: bool = False
+
+
+class Post(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """Version ``ver`` of post ``seq`` of ``channel``, as its publisher's device ``device`` of
+    account ``author`` signed it (``sig`` over ``chatproto.posts.post_payload``). A ``kind`` of
+    ``deleted`` with empty content is the post's signed tombstone."""
+
+    channel: Id
+    seq: Id
+    ver: Ver = 0
+    ts: Millis
+    author: Id
+    device: Id
+    kind: PostKind
+    content: Body = b""
+    sig: Signature
+
+
+class CreateChannel(Frame, tag="create_channel", kw_only=True, frozen=True):
+    """Create a public channel owned (and administered) by the caller. -> ``ChannelAnswer``;
+    ``HANDLE_TAKEN`` when its handle or a lookalike is another channel's."""
+
+    id: ReqId
+    handle: Handle
+    title: Name
+    about: Description = ""
+
+
+class FindChannel(Frame, tag="find_channel", kw_only=True, frozen=True):
+    """A public channel by handle. -> ``ChannelAnswer``; ``NOT_FOUND``."""
+
+    id: ReqId
+    handle: Handle
+
+
+class SearchChannels(Frame, tag="search_channels", kw_only=True, frozen=True):
+    """The directory: channels whose handle, title or description has a word starting with each
+    word of ``query``, after the cursor ``after`` (a ``ChannelList.next``; "" for the first
+    page). -> ``ChannelList``."""
+
+    id: ReqId
+    query: SearchQuery
+    after: SearchCursor = ""
+    limit: Annotated[int, msgspec.Meta(ge=1, le=L.MAX_SEARCH_PAGE)] = 20
+
+
+class Follow(Frame, tag="follow", kw_only=True, frozen=True):
+    """Follow a public channel (no invite): its new posts are pushed to the caller's
+    connections. -> ``ChannelAnswer``."""
+
+    id: ReqId
+    channel: Id
+
+
+class Unfollow(Frame, tag="unfollow", kw_only=True, frozen=True):
+    """Stop following. -> ``ChannelAnswer``."""
+
+    id: ReqId
+    channel: Id
+
+
+class SetChannelAdmin(Frame, tag="set_channel_admin", kw_only=True, frozen=True):
+    """The owner lets ``account`` publish in ``channel`` (``admin`` true) or not. -> ``Ok``."""
+
+    id: ReqId
+    channel: Id
+    account: Id
+    admin: bool = True
+
+
+class Publish(Frame, tag="publish", kw_only=True, frozen=True):
+    """An admin publishes post ``seq`` (``ver`` 0: the channel's next seq), or version ``ver``
+    of it (an edit; kind ``deleted``: its tombstone), signed by the connection's device.
+    -> ``Published``; ``CONFLICT`` when ``seq``/``ver`` is not the next one."""
+
+    id: ReqId
+    channel: Id
+    seq: Id
+    ver: Ver = 0
+    ts: Millis
+    kind: PostKind
+    content: Body = b""
+    sig: Signature
+
+
+class GetPosts(Frame, tag="get_posts", kw_only=True, frozen=True):
+    """The newest posts of a public channel with a seq below ``before`` (0: the newest), newest
+    first; anyone may read them. -> ``Posts``."""
+
+    id: ReqId
+    channel: Id
+    before: Seq = 0
+    limit: PageLimit = 20
+
+
+class GetPostHistory(Frame, tag="get_post_history", kw_only=True, frozen=True):
+    """Every version of post ``seq``, oldest first. -> ``Posts``."""
+
+    id: ReqId
+    channel: Id
+    seq: Id
+
+
+class ChannelAnswer(Frame, tag="channel", kw_only=True, frozen=True):
+    re: ReqId
+    info: ChannelInfo
+
+
+class ChannelList(Frame, tag="channels", kw_only=True, frozen=True):
+    """A page of the directory; ``next`` is the ``after`` of the next page ("": no more)."""
+
+    re: ReqId
+    items: list[ChannelInfo]
+    next: SearchCursor = ""
+
+
+class Published(Frame, tag="published", kw_only=True, frozen=True):
+    re: ReqId
+    channel: Id
+    seq: Id
+    ver: Ver = 0
+
+
+class Posts(Frame, tag="posts", kw_only=True, frozen=True):
+    """Posts of ``channel``; ``next`` is the ``before`` of the next older page (0: no more)."""
+
+    re: ReqId
+    channel: Id
+    items: list[Post]
+    next: Seq = 0
+
+
+class PostEvent(Frame, tag="post_event", kw_only=True, frozen=True):
+    """A post (or a new version of one) of a channel the connection's account follows or
+    administers, pushed as it is stored."""
+
+    post: Post
+
+
 ClientFrame = (
     Register
     | Login
@@ -1222,6 +1611,27 @@ ClientFrame = (
     | GetPrivacy
     | Report
     | Unban
+    | DeleteMessage
+    | GetPush
+    | SetPush
+    | ClearPush
+    | CreateLink
+    | ListLinks
+    | RevokeLink
+    | PreviewLink
+    | JoinLink
+    | ListJoinRequests
+    | AnswerJoin
+    | CancelJoin
+    | CreateChannel
+    | FindChannel
+    | SearchChannels
+    | Follow
+    | Unfollow
+    | SetChannelAdmin
+    | Publish
+    | GetPosts
+    | GetPostHistory
 )
 ServerFrame = (
     Challenge
@@ -1259,6 +1669,18 @@ ServerFrame = (
     | Privacy
     | RequestEvent
     | Reported
+    | PushConfig
+    | Link
+    | Links
+    | LinkPreview
+    | JoinRequested
+    | JoinRequests
+    | JoinRequestEvent
+    | ChannelAnswer
+    | ChannelList
+    | Published
+    | Posts
+    | PostEvent
 )
 AnyFrame = ClientFrame | ServerFrame
 

@@ -5,7 +5,8 @@ for experiments) and stores the body as opaque bytes. Only clients read bodies; 
 content with ``encode_content`` and read it with ``decode_content``. Once end-to-end encryption
 lands the body becomes ciphertext of exactly these bytes.
 
-``system`` (membership and title changes) and ``payment.receipt`` (signed payment events) are
+``system`` (membership and title changes), ``payment.receipt`` (signed payment events) and
+``deleted`` (the tombstone of a message deleted for everyone) are
 server-authored and never accepted from a client.
 ``e2e`` is registered with no ``Content`` class: its body is opaque ciphertext (``OPAQUE_KINDS``).
 ``withheld`` is never stored: it is the placeholder a bot reads in place of a message it is not
@@ -53,8 +54,21 @@ class Edit(Content, kw_only=True, frozen=True):
 
 
 class Delete(Content, kw_only=True, frozen=True):
+    """A client's request to its readers to hide message ``target`` (the ciphertext stays on
+    the server; ``delete_message`` erases it, SPEC.md 18.9)."""
+
     KIND: ClassVar[str] = "delete"
     target: SeqRef
+
+
+class Deleted(Content, kw_only=True, frozen=True):
+    """The tombstone the server stores in place of a message deleted for everyone (SPEC.md
+    18.9): who deleted it (``by``: its sender, or an owner or admin) and when (ms). Server
+    only; the row keeps the message's seq, ts, sender and device."""
+
+    KIND: ClassVar[str] = "deleted"
+    by: Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
+    at: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
 
 
 class ReadReceipt(Content, kw_only=True, frozen=True):
@@ -223,7 +237,9 @@ class SystemEvent(Content, kw_only=True, frozen=True):
     """Server-authored event in a conversation's sequence (sender 0)."""
 
     KIND: ClassVar[str] = "system"
-    event: Literal["created", "joined", "left", "removed", "role", "renamed", "bot_access"]
+    event: Literal[
+        "created", "joined", "left", "removed", "role", "renamed", "bot_access", "deleted"
+    ]
     actor: int
     account: int = 0
     role: str = ""
@@ -236,6 +252,8 @@ class SystemEvent(Content, kw_only=True, frozen=True):
     made it signed one: clients verify it; an empty one is a change no member signed."""
     sig: bytes = b""
     """``entry``'s signature by the acting device."""
+    target: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
+    """``deleted``: the seq of the message deleted for everyone (``account`` is its sender)."""
 
 
 CONTENT_TYPES: Final[dict[str, type[Content]]] = {
@@ -245,6 +263,7 @@ CONTENT_TYPES: Final[dict[str, type[Content]]] = {
         Reaction,
         Edit,
         Delete,
+        Deleted,
         ReadReceipt,
         PaymentTransfer,
         PaymentRequest,
@@ -269,7 +288,7 @@ OPAQUE_KINDS: Final = frozenset({"e2e", WITHHELD})
 """
 KINDS: Final = frozenset(CONTENT_TYPES) | OPAQUE_KINDS
 """Every registered kind name."""
-SERVER_ONLY_KINDS: Final = frozenset({"system", "payment.receipt", WITHHELD})
+SERVER_ONLY_KINDS: Final = frozenset({"system", "payment.receipt", "deleted", WITHHELD})
 """Kinds only the server writes. ``system`` and ``payment.receipt`` reach every member, bots of
 any access included; ``withheld`` is never stored."""
 E2E_ONLY_KINDS: Final = frozenset({"attachment"})

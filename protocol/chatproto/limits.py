@@ -19,6 +19,9 @@ MAX_KIND_CHARS: Final = 32
 MAX_MEMBERS_PER_REQUEST: Final = 256
 MAX_MEMBER_ENTRY_BYTES: Final = 16 * 1024
 """Largest signed membership-log entry body (E2E.md section 15)."""
+MAX_LINK_CHARS: Final = 256
+"""Longest invite link text a ``preview_link``/``join_link`` may carry (SPEC.md 20.1)."""
+MAX_LINK_NAME_CHARS: Final = 64
 MAX_PAGE: Final = 500
 """Most messages one ``Fetch`` returns and one ``Sync`` page carries."""
 MAX_PRESENCE_QUERY: Final = 256
@@ -76,3 +79,12 @@ MAX_ICON_CHARS: Final = 8
 MAX_BOT_PROFILE_BYTES: Final = 64 * 1024
 """Largest stored bot profile (commands and manifest, msgpack): ``set_bot_profile`` beyond it is
 ``INVALID``, so every ``bot_profile`` answer fits in a frame."""
+MAX_PUSH_ENDPOINT_CHARS: Final = 1024
+"""Longest Web Push endpoint URL a device may register (SPEC.md 21)."""
+PUSH_PAYLOAD_BYTES: Final = 64
+"""Every push payload is padded to this many bytes before encryption (SPEC.md 21.3)."""
+
+MAX_SEARCH_CHARS: Final = 64
+"""A directory search's query (``search_channels``, SPEC.md 20.2)."""
+MAX_SEARCH_PAGE: Final = 50
+"""Channels in one page of the directory."""

@@ -1,5 +1,5 @@
 """Write the chatd.v1 test vectors (frames.json, decode_only.json, invalid.json, auth.json,
-kinds.json, payments.json, franking.json) next to this script.
+kinds.json, payments.json, franking.json, posts.json) next to this script.
 
 Run once after a protocol change and commit the output::
 
@@ -22,7 +22,7 @@ if str(HERE.parent) not in sys.path:  # run as a script from a checkout: find pr
     sys.path.insert(0, str(HERE.parent))
 
 import msgspec  # noqa: E402
-from chatproto import auth, codec, franking, kinds, money, payments  # noqa: E402
+from chatproto import auth, codec, franking, kinds, money, payments, posts  # noqa: E402
 from chatproto import frames as F  # noqa: E402
 from chatproto import limits as L  # noqa: E402
 from chatproto.e2e.primitives import SigningKey  # noqa: E402
@@ -132,12 +132,44 @@ def from_json_form(value: Any) -> Any:
 # --------------------------------------------------------------------------- frames
 
 
+def _signed_post(ver: int, ts: int, kind: str, content: bytes) -> F.Post:
+    """Post 1 of channel 7 by device 5 of account 1 (key ``SEED_A``), signed for ``SERVER``."""
+    unsigned = F.Post(
+        channel=7,
+        seq=1,
+        ver=ver,
+        ts=ts,
+        author=1,
+        device=5,
+        kind=kind,
+        content=content,
+        sig=bytes(64),
+    )
+    sig = posts.sign_post(SigningKey(SEED_A), SERVER, unsigned)
+    return msgspec.structs.replace(unsigned, sig=sig)
+
+
 def _text_body(text: str) -> bytes:
     return kinds.encode_content(kinds.Text(text=text))[1]
 
 
 def _system_body(**fields: Any) -> bytes:
     return kinds.encode_content(kinds.SystemEvent(**fields))[1]
+
+
+POST = _signed_post(0, 1_767_225_600_123, "text", _text_body("good morning"))
+EDIT = _signed_post(1, 1_767_225_660_000, "text", _text_body("good morning, world"))
+TOMBSTONE = _signed_post(2, 1_767_225_720_000, posts.TOMBSTONE, b"")
+CHANNEL = F.ChannelInfo(
+    channel=7,
+    handle="daily_news",
+    title="Daily News",
+    about="Every day",
+    owner=1,
+    followers=120,
+    last_seq=40,
+    following=True,
+)
 
 
 def client_frames() -> list[tuple[str, F.Frame]]:
@@ -209,6 +241,33 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("remove", F.Remove(id=11, conv=42, account=3)),
         ("remove_and_ban", F.Remove(id=93, conv=42, account=3, ban=True)),
         ("unban", F.Unban(id=94, conv=42, account=3)),
+        ("delete_message", F.DeleteMessage(id=110, conv=42, seq=1001)),
+        (
+            "create_link",
+            F.CreateLink(
+                id=95, conv=42, name="flyer", expires_in=86_400_000, max_uses=100, approval=True
+            ),
+        ),
+        ("create_link_defaults_omitted", F.CreateLink(id=96, conv=42)),
+        ("list_links", F.ListLinks(id=97, conv=42, after=5, limit=20)),
+        ("revoke_link", F.RevokeLink(id=98, conv=42, link=5)),
+        ("preview_link", F.PreviewLink(id=99, token="chatd://join/" + "Ab-_" * 8)),
+        ("join_link", F.JoinLink(id=100, token="Ab-_" * 8)),
+        ("list_links_defaults_omitted", F.ListLinks(id=103, conv=42)),
+        ("cancel_join", F.CancelJoin(id=107, conv=42)),
+        ("list_join_requests", F.ListJoinRequests(id=101, conv=42, after=3, limit=20)),
+        ("list_join_requests_defaults_omitted", F.ListJoinRequests(id=104, conv=42)),
+        (
+            "answer_join_approve_signed",
+            F.AnswerJoin(
+                id=105,
+                conv=42,
+                account=3,
+                approve=True,
+                entry=F.SignedEntry(body=b"\x81", sig=SIG),
+            ),
+        ),
+        ("answer_join_decline", F.AnswerJoin(id=102, conv=42, account=3, approve=False)),
         ("set_role_admin", F.SetRole(id=12, conv=42, account=3, role="admin")),
         ("set_role_member", F.SetRole(id=13, conv=42, account=3, role="member")),
         ("leave", F.Leave(id=14, conv=42)),
@@ -393,6 +452,27 @@ def client_frames() -> list[tuple[str, F.Frame]]:
             "report_no_reason",
             F.Report(id=92, conv=42, seq=1001, plaintext=b"", fk=bytes(range(0x21, 0x41))),
         ),
+        ("get_push", F.GetPush(id=95)),
+        (
+            "set_push",
+            F.SetPush(
+                id=96,
+                endpoint="https://fcm.googleapis.com/fcm/send/abc123",
+                p256dh=b"\x04" + bytes(range(1, 65)),
+                auth=bytes(range(0x10, 0x20)),
+                show_conv=True,
+            ),
+        ),
+        (
+            "set_push_defaults_omitted",
+            F.SetPush(
+                id=98,
+                endpoint="https://web.push.apple.com/QGuQyavXutnMH",
+                p256dh=b"\x04" + bytes(range(2, 66)),
+                auth=bytes(range(0x20, 0x30)),
+            ),
+        ),
+        ("clear_push", F.ClearPush(id=97)),
         ("block", F.Block(id=68, account=9)),
         ("unblock", F.Unblock(id=69, account=9)),
         ("list_contacts", F.ListContacts(id=70)),
@@ -403,6 +483,42 @@ def client_frames() -> list[tuple[str, F.Frame]]:
             "set_privacy_presence",
             F.SetPrivacy(id=74, presence="everyone", last_seen="contacts"),
         ),
+        (
+            "create_channel",
+            F.CreateChannel(id=100, handle="daily_news", title="Daily News", about="Every day"),
+        ),
+        ("create_channel_no_about", F.CreateChannel(id=101, handle="blog", title="Blog")),
+        ("find_channel", F.FindChannel(id=102, handle="daily_news")),
+        ("search_channels", F.SearchChannels(id=103, query="news")),
+        (
+            "search_channels_page",
+            F.SearchChannels(id=104, query="news daily", after="0 daily 7", limit=5),
+        ),
+        ("follow", F.Follow(id=105, channel=7)),
+        ("unfollow", F.Unfollow(id=106, channel=7)),
+        ("set_channel_admin", F.SetChannelAdmin(id=107, channel=7, account=3)),
+        ("unset_channel_admin", F.SetChannelAdmin(id=108, channel=7, account=3, admin=False)),
+        (
+            "publish",
+            F.Publish(
+                id=109,
+                channel=7,
+                seq=1,
+                ts=POST.ts,
+                kind="text",
+                content=POST.content,
+                sig=POST.sig,
+            ),
+        ),
+        (
+            "publish_tombstone",
+            F.Publish(
+                id=110, channel=7, seq=1, ver=2, ts=TOMBSTONE.ts, kind="deleted", sig=TOMBSTONE.sig
+            ),
+        ),
+        ("get_posts", F.GetPosts(id=111, channel=7)),
+        ("get_posts_page", F.GetPosts(id=112, channel=7, before=40, limit=10)),
+        ("get_post_history", F.GetPostHistory(id=113, channel=7, seq=1)),
     ]
 
 
@@ -723,6 +839,20 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             ),
         ),
         (
+            "deliver_franked",
+            F.Deliver(
+                conv=42,
+                seq=1002,
+                ts=1_718_000_000_400,
+                sender=1,
+                device=7,
+                cmid="c-0003",
+                kind="e2e",
+                body=b"\x01ciphertext",
+                fc=franking.commit(bytes(range(0x01, 0x21)), b"hello"),
+            ),
+        ),
+        (
             "deliver_withheld_placeholder",
             F.Deliver(
                 conv=43, seq=22, ts=1_718_000_000_300, sender=0, device=0, kind="withheld", body=b""
@@ -843,6 +973,73 @@ def server_frames() -> list[tuple[str, F.Frame]]:
         ("contacts", F.Contacts(re=70, accounts=[2, 3], more=False)),
         ("privacy", F.Privacy(re=72, add_me="contacts", presence="contacts", last_seen="nobody")),
         ("reported", F.Reported(re=91, report=3, sender=7)),
+        ("channel", F.ChannelAnswer(re=100, info=CHANNEL)),
+        (
+            "channel_minimal",
+            F.ChannelAnswer(
+                re=101, info=F.ChannelInfo(channel=8, handle="blog", title="Blog", owner=1)
+            ),
+        ),
+        ("channels", F.ChannelList(re=104, items=[CHANNEL], next="0 daily 7")),
+        ("channels_last", F.ChannelList(re=103, items=[])),
+        ("published", F.Published(re=109, channel=7, seq=1)),
+        ("published_version", F.Published(re=110, channel=7, seq=1, ver=2)),
+        ("posts", F.Posts(re=112, channel=7, items=[POST], next=1)),
+        ("posts_history", F.Posts(re=113, channel=7, items=[POST, TOMBSTONE])),
+        ("post_event", F.PostEvent(post=POST)),
+        (
+            "push_config",
+            F.PushConfig(
+                re=96,
+                vapid_key=b"\x04" + bytes(range(0x41, 0x81)),
+                endpoint="https://fcm.googleapis.com/fcm/send/abc123",
+                show_conv=True,
+            ),
+        ),
+        ("push_config_off", F.PushConfig(re=95, vapid_key=b"")),
+        (
+            "link",
+            F.Link(
+                re=95,
+                link=F.LinkInfo(
+                    link=5,
+                    conv=42,
+                    url="chatd://join/" + "Ab-_" * 8,
+                    creator=1,
+                    created=1_718_000_000_000,
+                    name="flyer",
+                    expires=1_718_086_400_000,
+                    max_uses=100,
+                    uses=3,
+                    approval=True,
+                ),
+            ),
+        ),
+        ("links_empty", F.Links(re=97, links=[], more=False)),
+        (
+            "link_preview",
+            F.LinkPreview(re=99, kind="channel", title="News", member_count=1200, approval=True),
+        ),
+        (
+            "link_preview_defaults_omitted",
+            F.LinkPreview(re=106, kind="group", title="", member_count=2),
+        ),
+        ("join_requested", F.JoinRequested(re=100, conv=42)),
+        (
+            "join_requests",
+            F.JoinRequests(
+                re=101,
+                conv=42,
+                requests=[F.JoinRequestInfo(account=3, handle="carol", at=1, link=5)],
+                more=False,
+            ),
+        ),
+        (
+            "join_request_event",
+            F.JoinRequestEvent(
+                conv=42, request=F.JoinRequestInfo(account=3, handle="carol", at=1, link=5)
+            ),
+        ),
         (
             "request_event",
             F.RequestEvent(
@@ -1364,6 +1561,11 @@ def kind_contents() -> list[tuple[str, kinds.Content]]:
             "system_bot_access",
             kinds.SystemEvent(event="bot_access", actor=1, account=9, access="all"),
         ),
+        (
+            "system_deleted",
+            kinds.SystemEvent(event="deleted", actor=2, account=3, target=1001),
+        ),
+        ("deleted_tombstone", kinds.Deleted(by=2, at=1_718_000_000_500)),
         *((f"payment_receipt_{name}", r) for name, r in receipt_examples()),
     ]
 
@@ -1669,6 +1871,54 @@ def franking_vectors() -> dict[str, Any]:
     return {"secret": secret.hex(), "accepted": accepted, "refused": refused}
 
 
+def post_vectors() -> dict[str, Any]:
+    """SPEC.md 20.4: the signed payload of a post, an edit and a tombstone, and posts a reader
+    must refuse (each the valid post with one field changed after signing)."""
+    key = SigningKey(SEED_A)
+
+    def entry(name: str, p: F.Post) -> dict[str, Any]:
+        return {
+            "name": name,
+            "server": SERVER,
+            "post": to_json_form(msgspec.to_builtins(p, builtin_types=(bytes,))),
+            "payload": posts.payload_of(SERVER, p).hex(),
+            "sig": p.sig.hex(),
+        }
+
+    refused: list[dict[str, Any]] = []
+    for name, change in (
+        ("altered_content", {"content": _text_body("good mourning")}),
+        ("other_seq", {"seq": 2}),
+        ("other_channel", {"channel": 8}),
+        ("other_version", {"ver": 1}),
+        ("other_time", {"ts": POST.ts + 1}),
+        ("other_author", {"author": 2}),
+        ("other_device", {"device": 6}),
+        ("other_kind", {"kind": "note"}),
+        ("bad_sig", {"sig": bytes(64)}),
+    ):
+        bad = msgspec.structs.replace(POST, **change)
+        refused.append(
+            {
+                "name": name,
+                "server": SERVER,
+                "post": to_json_form(msgspec.to_builtins(bad, builtin_types=(bytes,))),
+            }
+        )
+    refused.append(
+        {
+            "name": "other_server",
+            "server": "chat.example.net",
+            "post": to_json_form(msgspec.to_builtins(POST, builtin_types=(bytes,))),
+        }
+    )
+    return {
+        "device_key": key.public_key.hex(),
+        "accepted": [entry("post", POST), entry("edit", EDIT), entry("tombstone", TOMBSTONE)],
+        "refused": refused,
+    }
+
+
 _BIN = (
     'a msgpack bin value (a field of a frame or of a content map) is written {"$bytes": '
     '"<lowercase hex>"}, every other value as the plain JSON value'
@@ -1680,6 +1930,7 @@ FORMATS = {
     "auth.json": "signed payloads of SPEC.md section 6.2: every byte string (inputs, payload, keys, signature) is a lowercase hex string",
     "kinds.json": f"message bodies of SPEC.md section 9: `hex` is the body of `kind`, `content` its JSON form, where {_BIN}",
     "payments.json": f"SPEC.md section 15: in intents and receipts {_BIN}; payloads, hashes, seeds, keys and signatures are lowercase hex strings",
+    "posts.json": f"SPEC.md section 20.4: `device_key` is the publishing device's Ed25519 key; in `accepted` the signed `payload` (lowercase hex) of each post for `server` and its `sig`; in `refused` posts a reader must refuse under that key; in posts {_BIN}",
     "franking.json": "E2E.md section 17: `secret` is the server's franking secret; in `accepted` the commitment and tag of each plaintext, key, sender, conv, seq and ts; in `refused` reports (plaintext, key, sender, conv, seq, ts, tag) the server must refuse; byte strings are lowercase hex",
 }
 """Each file's ``format`` header: how to read it, bytes above all (README.md has the rest)."""
@@ -1701,6 +1952,7 @@ def build() -> dict[str, str]:
         "kinds.json": kind_vectors(),
         "payments.json": payment_vectors(),
         "franking.json": franking_vectors(),
+        "posts.json": post_vectors(),
     }
     return {
         name: json.dumps(_with_header(name, value), indent=2, ensure_ascii=False) + "\n"

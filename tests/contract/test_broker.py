@@ -387,3 +387,43 @@ async def test_aclose_is_bounded_while_redis_is_down(tmp_path: Path) -> None:
     await asyncio.wait_for(task, 5)
     assert time.monotonic() - started < 2
     assert broker.stats.dropped == 1
+
+
+async def test_the_urls_password_acl_user_database_and_client_name_are_honoured(
+    tmp_path: Path,
+) -> None:
+    """The broker's two connections log in as the URL says (its own RESP connection, not
+    redis-py's): ``requirepass``, an ACL user, a database other than 0 and ``client_name``. A
+    wrong password leaves the node unhealthy (reconnecting), never crashed."""
+    server = RedisServer(tmp_path, password="pw-1")
+    server.start()
+    try:
+        async with redis.asyncio.from_url(server.url) as admin:
+            await admin.acl_setuser(
+                "chatd", enabled=True, passwords=["+pw-2"], commands=["+@all"], channels=["*"]
+            )
+        base = f"127.0.0.1:{server.port}"
+        got: list[float] = []
+        for url in (f"redis://:pw-1@{base}/0", f"redis://chatd:pw-2@{base}/3?client_name=n1"):
+            inbox = Inbox()
+            async with running(redis_broker(url, got)) as a, running(redis_broker(url, got)) as b:
+                a.subscribe("c.1", inbox)
+                await inbox.settle(b, ["c.1"])
+                b.publish("c.1", b"hello")
+                assert await inbox.wait_for("c.1", 1) == [b"hello"]
+                if "client_name" in url:  # both brokers' two connections, on database 3
+                    async with redis.asyncio.from_url(server.url) as admin:
+                        named = [c for c in await admin.client_list() if c["name"] == "n1"]
+                    assert len(named) == 4 and {c["db"] for c in named} == {"3"}
+                    assert {c["user"] for c in named} == {"chatd"}
+        async with redis.asyncio.from_url(server.url) as admin:
+            assert await admin.pubsub_numsub("c.1") == [(b"c.1", 0)]
+        bad = redis_broker(f"redis://:wrong@{base}/0", got)
+        task = asyncio.create_task(bad.run())
+        await asyncio.sleep(1.0)
+        assert not bad.healthy() and not task.done()
+        bad.publish("c.1", b"x")  # buffered, never raises
+        await bad.aclose()
+        await asyncio.wait_for(task, 10)
+    finally:
+        server.kill()

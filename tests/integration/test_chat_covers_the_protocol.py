@@ -112,7 +112,12 @@ async def test_reply_edit_delete_react_and_read_receipts(tmp_path: Path) -> None
             alice.send("/edit 3 not mine", "/delete 3", "/delete")
             await alice.wait_for(r"^#3 is not your message: you can edit only your own$")
             await alice.wait_for(r"^#3 is not your message: you can delete only your own$")
-            await bob.wait_for(r"^\[@alice\] \d\d:\d\d alice deleted #2$")
+            # Deleted for everyone: the server erased it and told bob (SPEC.md 18.9).
+            await bob.wait_for(
+                r"^\[@alice\] \d\d:\d\d \* alice deleted their own message #2 for everyone$"
+            )
+            bob.send("/history 5")
+            await bob.wait_for(r"^\[@alice\] \d\d:\d\d alice: \(message deleted by alice\)$")
             # Another client may send an edit of someone else's message: chat does not apply it.
             async with Client(server.url, KeyStore.open(tmp_path / "mallory.key")) as mallory:
                 await mallory.register("mallory", "Mallory")
@@ -126,6 +131,17 @@ async def test_reply_edit_delete_react_and_read_receipts(tmp_path: Path) -> None
                 await bob.wait_for(
                     rf"^\[Pub\] mallory tried to edit alice's message #{said.group(1)} \(ignored\)$"
                 )
+                # In a group the owner deletes anyone's message for everyone; a member cannot.
+                spam = await mallory.send_text(conv, "buy cheap watches")
+                await bob.wait_for(r"^\[Pub\] \d\d:\d\d mallory: buy cheap watches$")
+                bob.send("/open 2", f"/delete {said.group(1)}")
+                await bob.wait_for(r"^error: FORBIDDEN")
+                alice.send("/open 2", f"/delete {spam.seq}")
+                for t in (alice, bob):
+                    await t.wait_for(
+                        rf"^\[Pub\] \d\d:\d\d (#\d+ )?\* alice deleted mallory's message #{spam.seq}"
+                        r" for everyone$"
+                    )
             # A plain (unencrypted) text is shown, marked: nothing authenticates its sender.
             async with Client(server.url, encrypt=False) as plain:
                 await plain.register("plain", "Plain")

@@ -104,6 +104,12 @@ async def test_the_readme_blocks_run_as_printed(chatd: ServerProcess, tmp_path: 
             if "c.pay(" in block:
                 assert text.splitlines()[0].startswith("12.50 USD ")
                 assert text.splitlines()[-1] == "{'USD': 7862}"
+            if "frank.channels" in block:
+                assert text.splitlines() == [
+                    "found ['erin_news']",
+                    "preview []",
+                    "frank got #1 from the channel: hello, followers",
+                ], text
             if "pay_order" in block:
                 assert text.strip() == "4.50 USD"
     finally:

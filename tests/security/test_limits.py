@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio
 from chatproto import codec
 from chatproto import frames as F
 from chatproto.errors import ErrorCode
@@ -226,3 +227,32 @@ async def test_pre_login_frames_are_limited_per_address_across_connections(
         assert served <= 20 + 5 * elapsed + 1, (served, elapsed)
         for s in sockets:
             await s.close()
+
+
+async def test_a_raised_budget_is_reserved_in_large_shares_not_every_8_frames(
+    pg_dsn: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A budget raised far above the defaults (a load test's, a trusted integration's) is
+    reserved 1/64 of its burst at a time: an account spending 400 frames through two nodes
+    asks Redis a handful of times, where a reservation of 8 asked 50 times (each an EVALSHA
+    and a frame through the slow path). The budget still holds (the test above, defaults)."""
+    raised = {"frames_per_second": 100_000.0, "frame_burst": 100_000.0, "account_connections": 3.0}
+    settings = make_settings(
+        tmp_path, store={"db": pg_dsn}, broker={"url": redis_server.url}, limits=raised
+    )
+    async with run_server(settings) as a, run_server(settings) as b:
+        for node in (a, b):
+            async with asyncio.timeout(10):
+                while not node.app.broker.healthy():
+                    await asyncio.sleep(0.01)
+        first = await Raw.open(a.url)
+        await first.register("busy")
+        conns = [first, *await connections_of(b.url, 1, first)]
+        async with redis.asyncio.from_url(redis_server.url) as admin:
+            before = (await admin.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+            ok, limited, _ = await blast(conns, 200)
+            after = (await admin.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+        assert (ok, limited) == (400, 0)
+        assert after - before <= 4, after - before  # one reservation per node (and a spare)
+        for conn in conns:
+            await conn.close()

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from chatclient import Client, Message
+from chatclient.errors import ChatClientError
+from chatclient.events import Undecryptable
 from chatproto import frames as F
 from chatproto import franking, kinds
 from chatproto.errors import ErrorCode
@@ -172,10 +174,11 @@ async def test_the_store_holds_no_plaintext_of_unreported_messages(tmp_path: Pat
     stored = await asyncio.to_thread(_database_bytes, tmp_path)
     # The scan sees what is stored: the reported plaintext is (for the operator).
     assert reported_text.encode() in stored
-    # Of the unreported message, neither the plaintext, nor the franking key, nor even the
-    # commitment is stored.
-    for needle in (secret_text.encode(), key, franking.commit(key, pt)):
+    # Of the unreported message, neither the plaintext nor the franking key is stored; its
+    # commitment is (receivers check it, SPEC.md 18.7), and it reveals nothing without the key.
+    for needle in (secret_text.encode(), key):
         assert needle not in stored
+    assert franking.commit(key, pt) in stored
 
 
 async def _received(c: Client, conv: int, text: str, timeout: float = 10.0) -> Message:
@@ -252,3 +255,64 @@ async def test_a_banned_member_cannot_come_back_until_unbanned(db: str, tmp_path
         assert {m.account for m in members.members} == {alice.account, bob.account}
         for r in (alice, bob, dave):
             await r.close()
+
+
+async def _event_at(c: Client, conv: int, seq: int, timeout: float = 10.0) -> Any:
+    """The ``Message`` or ``Undecryptable`` event of message ``seq`` of ``conv`` at ``c``."""
+    async with asyncio.timeout(timeout):
+        async for ev in c.events():
+            if isinstance(ev, Message | Undecryptable) and ev.conv == conv and ev.seq == seq:
+                return ev
+    raise AssertionError("the event stream ended")
+
+
+async def test_a_receiver_refuses_a_message_whose_commitment_does_not_open(
+    db: str, tmp_path: Path
+) -> None:
+    """E2E.md 17: ``deliver`` carries ``fc`` and the SDK shows a franked message only when its
+    franking key opens it. A sender that sends a wrong commitment (or none) beside a franking
+    key would make its message unreportable: the receiver refuses to show it instead, live and
+    from history; an honest message after it is shown, carries ``fc`` and its report verifies."""
+    async with (
+        run_server(settings(tmp_path, db)) as server,
+        Client(server.url) as alice,
+        Client(server.url) as bob,
+    ):
+        await alice.register("alice", "Alice")
+        await bob.register("bob", "Bob")
+        conv = await alice.direct(bob.account)
+        await alice.send_text(conv, "hello bob")
+        await _received(bob, conv, "hello bob")
+        await bob.contacts.accept(conv)
+
+        # Alice's client turns malicious: the commitment it sends is not the one it franked.
+        core = alice._conn.core
+        honest = core.prepare
+        forged: list[bytes | None] = [os.urandom(32), None]
+
+        def prepare(cmid: str, kind: str, body: bytes, to: Any, fc: bytes | None) -> Any:
+            return honest(cmid, kind, body, to, forged.pop(0) if forged else fc)
+
+        core.prepare = prepare  # type: ignore[method-assign]
+        for text in ("an unreportable threat", "another one, without fc"):
+            ack = await alice.send_text(conv, text)
+            got = await _event_at(bob, conv, ack.seq)
+            assert isinstance(got, Undecryptable), got
+            assert "franking commitment" in got.reason
+            # Not shown from history either, and not reportable.
+            again = await bob.message(conv, ack.seq)
+            assert isinstance(again, Undecryptable), again
+            try:
+                await bob.report(conv, ack.seq, "threat")
+            except ChatClientError as exc:  # nothing was shown: nothing to report
+                assert "cannot be reported" in str(exc), exc
+            else:
+                raise AssertionError("a message never shown was reported")
+        assert not forged
+
+        ack = await alice.send_text(conv, "an honest threat")
+        got = await _event_at(bob, conv, ack.seq)
+        assert isinstance(got, Message) and got.text == "an honest threat", got
+        assert got.fc is not None and len(got.fc) == 32
+        reported = await bob.report(conv, ack.seq, "threat")
+        assert reported.sender == alice.account

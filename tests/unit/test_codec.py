@@ -217,6 +217,20 @@ def _valid_examples() -> list[F.Frame]:
         conv=1, kind="group", sender=2, handle="bob", at=1, title="t", last_seq=1
     )
     msg = F.Message(seq=1, ts=1, sender=1, device=1, kind="text", body=b"")
+    link = F.LinkInfo(
+        link=1,
+        conv=1,
+        url="u",
+        creator=1,
+        created=1,
+        name="n",
+        expires=1,
+        max_uses=1,
+        uses=1,
+        approval=True,
+        revoked=1,
+    )
+    join = F.JoinRequestInfo(account=1, handle="abc", at=1, link=1)
     key, sig, nonce = bytes(32), bytes(64), bytes(32)
     command = F.BotCommand(name="c", params=[F.CommandParam(name="p", type="int")])
     manifest = F.Manifest(
@@ -232,6 +246,19 @@ def _valid_examples() -> list[F.Frame]:
     )
     spk = F.SignedPrekey(kid=1, key=key, sig=sig)
     otk = F.OneTimePrekey(kid=1, key=key)
+    channel = F.ChannelInfo(
+        channel=1,
+        handle="news",
+        title="t",
+        about="a",
+        owner=1,
+        followers=1,
+        last_seq=1,
+        following=True,
+    )
+    post = F.Post(
+        channel=1, seq=1, ver=1, ts=1, author=1, device=1, kind="text", content=b"c", sig=sig
+    )
     intent = F.TransferIntent(
         transfer_id="t",
         payer=1,
@@ -273,6 +300,7 @@ def _valid_examples() -> list[F.Frame]:
         F.Invite(id=1, conv=1, account=1),
         F.Remove(id=1, conv=1, account=1, ban=True),
         F.Unban(id=1, conv=1, account=1),
+        F.DeleteMessage(id=1, conv=1, seq=1),
         F.SetRole(id=1, conv=1, account=1, role="admin"),
         F.Leave(id=1, conv=1),
         F.Rename(id=1, conv=1, title="t"),
@@ -401,6 +429,10 @@ def _valid_examples() -> list[F.Frame]:
         F.Block(id=1, account=1),
         F.Report(id=1, conv=1, seq=1, plaintext=b"p", fk=key, reason="r"),
         F.Reported(re=1, report=1, sender=1),
+        F.GetPush(id=1),
+        F.SetPush(id=1, endpoint="https://p.example/x", p256dh=b"\x04" * 65, auth=b"a" * 16),
+        F.ClearPush(id=1),
+        F.PushConfig(re=1, vapid_key=b"\x04" * 65, endpoint="https://p.example/x", show_conv=True),
         F.Unblock(id=1, account=1),
         F.ListContacts(id=1, which="blocked", after=1, limit=1),
         F.SetPrivacy(id=1, add_me="nobody", presence="everyone", last_seen="contacts"),
@@ -409,6 +441,36 @@ def _valid_examples() -> list[F.Frame]:
         F.Contacts(re=1, accounts=[1], more=False),
         F.Privacy(re=1, add_me="contacts", presence="contacts", last_seen="contacts"),
         F.RequestEvent(request=request),
+        F.CreateLink(id=1, conv=1, name="n", expires_in=1, max_uses=1, approval=True),
+        F.ListLinks(id=1, conv=1, after=1, limit=1),
+        F.RevokeLink(id=1, conv=1, link=1),
+        F.PreviewLink(id=1, token="t"),
+        F.JoinLink(id=1, token="t"),
+        F.ListJoinRequests(id=1, conv=1, after=1, limit=1),
+        F.AnswerJoin(
+            id=1, conv=1, account=1, approve=True, entry=F.SignedEntry(body=b"e", sig=sig)
+        ),
+        F.Link(re=1, link=link),
+        F.Links(re=1, links=[link], more=True),
+        F.LinkPreview(re=1, kind="group", title="t", member_count=1, approval=True),
+        F.JoinRequested(re=1, conv=1),
+        F.CancelJoin(id=1, conv=1),
+        F.JoinRequests(re=1, conv=1, requests=[join], more=True),
+        F.JoinRequestEvent(conv=1, request=join),
+        F.CreateChannel(id=1, handle="news", title="t", about="a"),
+        F.FindChannel(id=1, handle="news"),
+        F.SearchChannels(id=1, query="q", after="0 q 1", limit=1),
+        F.Follow(id=1, channel=1),
+        F.Unfollow(id=1, channel=1),
+        F.SetChannelAdmin(id=1, channel=1, account=2, admin=False),
+        F.Publish(id=1, channel=1, seq=1, ver=1, ts=1, kind="text", content=b"c", sig=sig),
+        F.GetPosts(id=1, channel=1, before=1, limit=1),
+        F.GetPostHistory(id=1, channel=1, seq=1),
+        F.ChannelAnswer(re=1, info=channel),
+        F.ChannelList(re=1, items=[channel], next="0 q 1"),
+        F.Published(re=1, channel=1, seq=1, ver=1),
+        F.Posts(re=1, channel=1, items=[post], next=1),
+        F.PostEvent(post=post),
     ]
 
 

@@ -19,6 +19,7 @@ SPEC_KINDS = {
     "reaction",
     "edit",
     "delete",
+    "deleted",
     "receipt",
     "payment.transfer",
     "payment.request",
@@ -30,7 +31,7 @@ SPEC_KINDS = {
     "system",
     "payment.receipt",
 }
-SERVER_ONLY = {"system", "payment.receipt", "withheld"}
+SERVER_ONLY = {"system", "payment.receipt", "deleted", "withheld"}
 E2E_ONLY = {"attachment"}
 
 
@@ -101,7 +102,7 @@ def test_each_kind_maps_to_the_content_type_that_names_it(kind: str) -> None:
     assert len(kind) <= MAX_KIND_CHARS
 
 
-def test_system_payment_receipts_and_withheld_are_the_only_server_only_kinds() -> None:
+def test_system_payment_receipts_tombstones_and_withheld_are_the_only_server_only_kinds() -> None:
     assert SERVER_ONLY == kinds.SERVER_ONLY_KINDS
 
 

@@ -232,7 +232,7 @@ def test_redacted_real_settings_shows_every_section_and_does_not_touch_settings(
     s = load_settings(None, environ={}, flags={"server": {"port": 4242}})
     out = redacted(s)
     assert set(out) == {
-        *("server", "store", "broker", "limits", "payments", "media", "consent", "log")
+        *("server", "store", "broker", "limits", "payments", "media", "consent", "push", "log")
     }
     assert out["server"]["port"] == 4242
     out["server"]["port"] = 1
@@ -264,3 +264,12 @@ def test_payment_limits_are_currency_amount_pairs_checked_at_load() -> None:
     for bad in ("USD", "USD:12.505", "XYZ:1", "USD:-1", "USD:1e3"):
         with pytest.raises(ConfigError, match=r"payments\.max_transfer"):
             load_settings(None, environ={"CHATD_PAYMENTS__MAX_TRANSFER": bad})
+
+
+def test_the_vapid_key_is_a_secret(tmp_path: Path) -> None:
+    key = tmp_path / "vapid.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----\n")
+    flags = {"push": {"vapid_private_key_file": str(key), "subject": "mailto:a@b.example"}}
+    s = load_settings(None, environ={}, flags=flags)
+    assert s.push.vapid_private_key.startswith("-----BEGIN")
+    assert redacted(s)["push"]["vapid_private_key"] == "***"

@@ -110,7 +110,16 @@ def test_every_registered_kind_has_a_content_vector() -> None:
 
 def test_every_system_event_has_a_content_vector() -> None:
     events = {v["content"]["event"] for v in KINDS if v["kind"] == "system"}
-    assert events == {"created", "joined", "left", "removed", "role", "renamed", "bot_access"}
+    assert events == {
+        "created",
+        "joined",
+        "left",
+        "removed",
+        "role",
+        "renamed",
+        "bot_access",
+        "deleted",
+    }
 
 
 def test_committed_vectors_are_what_the_generator_writes_today() -> None:

@@ -245,6 +245,8 @@ async def test_requests_and_red_packets_between_browsers_and_a_python_user(
         await alice.get_by_label("Group title").fill("Treats")
         await alice.get_by_label("Members").fill("bob, carol")
         await alice.get_by_role("button", name="Create group").click()
+        # The group opens once create_conv answers: wait for it, or "More" opens carol's chat's.
+        await expect(alice.get_by_role("heading", name="Treats")).to_be_visible()
         await alice.get_by_text("More").click()
         await alice.get_by_label("Red packet (USD)").fill("1.00")
         await alice.get_by_label("Shares").fill("2")

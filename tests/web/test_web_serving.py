@@ -121,5 +121,5 @@ async def test_every_vector_passes_in_chromium(
     await page.evaluate("v => { window.VECTORS = v }", vectors)
     await page.add_script_tag(content=bundle)
     results = await page.evaluate("runVectorTests()")
-    assert len(results) == 19
+    assert len(results) == 21
     assert [r for r in results if r["error"] is not None] == []

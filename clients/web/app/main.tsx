@@ -5,9 +5,10 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { Client, ServerError, type Conv, type Msg } from "../src/client.js";
 import { decodeContent } from "../src/kinds.js";
 import { formatMoney, parseAmount } from "../src/money.js";
-import { Store } from "../src/store.js";
+import { Store, WrongPassphrase } from "../src/store.js";
 import { hex, unhex } from "../src/bytes.js";
 import qrcode from "qrcode-generator";
+import { PushToggle } from "./push.js";
 
 /** A QR code of `data` as an image (data: URL: allowed by the page's CSP, no script). */
 function QR({ data, label }: { data: string; label: string }) {
@@ -20,6 +21,7 @@ function QR({ data, label }: { data: string; label: string }) {
 
 function LinkDevice({ client }: { client: Client }) {
   const [key, setKey] = useState("");
+  const [passphrase, setPassphrase] = useState("");
   const [code, setCode] = useState("");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
@@ -27,7 +29,26 @@ function LinkDevice({ client }: { client: Client }) {
     <section class="card" aria-label="Link this browser">
       <h2>Already have an account?</h2>
       {!key ? (
-        <button onClick={() => void client.prepareLink().then((k) => setKey(hex(k)))}>Link this browser</button>
+        <form
+          onSubmit={async (e) => {
+            e.preventDefault();
+            setError("");
+            try {
+              // Sealed from this browser's first key on (E2E.md 10), as at registration.
+              if (passphrase && !(await STORE!.sealed())) await STORE!.setPassphrase(passphrase);
+              setKey(hex(await client.prepareLink()));
+            } catch (err) {
+              setError((err as Error).message);
+            }
+          }}
+        >
+          <label>
+            Passphrase for this browser (optional)
+            <input type="password" minLength={8} autocomplete="new-password" value={passphrase} onInput={(e) => setPassphrase(e.currentTarget.value)} />
+          </label>
+          <button type="submit">Link this browser</button>
+          {error && <p role="alert" class="error">{error}</p>}
+        </form>
       ) : (
         <form
           onSubmit={async (e) => {
@@ -117,9 +138,12 @@ function useClient(client: Client): number {
   return n;
 }
 
+let STORE: Store | null = null;
+
 function Register({ client }: { client: Client }) {
   const [handle, setHandle] = useState("");
   const [name, setName] = useState("");
+  const [passphrase, setPassphrase] = useState("");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
   const submit = async (e: Event) => {
@@ -127,6 +151,8 @@ function Register({ client }: { client: Client }) {
     setBusy(true);
     setError("");
     try {
+      // Sealed from the first key on (E2E.md 10): nothing is written in clear before it.
+      if (passphrase && !(await STORE!.sealed())) await STORE!.setPassphrase(passphrase);
       await client.register(handle.trim().toLowerCase(), name.trim() || handle.trim());
     } catch (err) {
       setError((err as Error).message);
@@ -145,7 +171,46 @@ function Register({ client }: { client: Client }) {
         Display name
         <input name="name" maxLength={64} value={name} onInput={(e) => setName(e.currentTarget.value)} />
       </label>
+      <label>
+        Passphrase (optional)
+        <input type="password" name="passphrase" minLength={8} autocomplete="new-password" value={passphrase} onInput={(e) => setPassphrase(e.currentTarget.value)} />
+      </label>
+      <p class="hint">With a passphrase, this browser keeps your keys and messages sealed under it, and asks for it whenever chatd opens. It cannot be recovered.</p>
       <button type="submit" disabled={busy}>{busy ? "Making keys…" : "Create account"}</button>
+      {error && <p role="alert" class="error">{error}</p>}
+    </form>
+  );
+}
+
+/** This browser's keys are sealed under a passphrase: nothing is read before it is entered. */
+function Unlock({ store, done }: { store: Store; done: () => void }) {
+  const [passphrase, setPassphrase] = useState("");
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  return (
+    <form
+      class="card register"
+      aria-label="Unlock"
+      onSubmit={async (e) => {
+        e.preventDefault();
+        setBusy(true);
+        setError("");
+        try {
+          await store.unlock(passphrase);
+          done();
+        } catch (err) {
+          setError(err instanceof WrongPassphrase ? "Wrong passphrase." : (err as Error).message);
+          setBusy(false);
+        }
+      }}
+    >
+      <h1>chatd</h1>
+      <p>Your keys in this browser are sealed under your passphrase.</p>
+      <label>
+        Passphrase
+        <input type="password" name="passphrase" required autocomplete="current-password" value={passphrase} onInput={(e) => setPassphrase(e.currentTarget.value)} />
+      </label>
+      <button type="submit" disabled={busy}>{busy ? "Unlocking…" : "Unlock"}</button>
       {error && <p role="alert" class="error">{error}</p>}
     </form>
   );
@@ -300,6 +365,90 @@ function BlockButton({ client, account, handle }: { client: Client; account: num
   );
 }
 
+/** Contacts and blocked accounts (SPEC.md 18.1), a server page at a time (11.5): start a chat
+ * with a contact, block or unblock. */
+function Contacts({ client, onOpen }: { client: Client; onOpen: (conv: number) => void }) {
+  const [which, setWhich] = useState<"contacts" | "blocked">("contacts");
+  const [rows, setRows] = useState<number[] | null>(null);
+  const [more, setMore] = useState(false);
+  const [note, setNote] = useState("");
+  const load = async (w: "contacts" | "blocked", after: number, before: number[]) => {
+    try {
+      const p = await client.contactsPage(w, after, client.contactsPageSize);
+      setRows([...before, ...p.accounts]);
+      setMore(p.more);
+    } catch (err) {
+      setNote(explain(err));
+    }
+  };
+  const show = (w: "contacts" | "blocked") => {
+    setWhich(w);
+    setNote("");
+    setRows(null);
+    void load(w, 0, []);
+  };
+  const name = (a: number) => (client.handles.get(a) ? `@${client.handles.get(a)}` : `#${a}`);
+  const act = (a: number, what: "message" | "block" | "unblock") => async () => {
+    if (what === "block" && !confirm(`Block ${name(a)}? They will not be able to message you, add you or see when you are online.`)) return;
+    setNote("");
+    try {
+      if (what === "message") return onOpen(await client.directWith(a));
+      await (what === "block" ? client.block(a) : client.unblock(a));
+      setRows((rows ?? []).filter((x) => x !== a)); // a blocked account is no longer a contact
+      setNote(what === "block" ? `Blocked ${name(a)}.` : `Unblocked ${name(a)}.`);
+    } catch (err) {
+      setNote(explain(err));
+    }
+  };
+  return (
+    <details onToggle={(e) => (e.currentTarget as HTMLDetailsElement).open && show(which)}>
+      <summary>Contacts</summary>
+      <div role="group" aria-label="Show" class="buttons">
+        <button class={`small ${which === "contacts" ? "" : "secondary"}`} aria-pressed={which === "contacts"} onClick={() => show("contacts")}>
+          My contacts
+        </button>
+        <button class={`small ${which === "blocked" ? "" : "secondary"}`} aria-pressed={which === "blocked"} onClick={() => show("blocked")}>
+          Blocked
+        </button>
+      </div>
+      {rows === null ? (
+        <p class="status">Loading…</p>
+      ) : (
+        <ul aria-label={which === "contacts" ? "Contacts" : "Blocked accounts"}>
+          {rows.map((a) => (
+            <li key={a} class="request">
+              <span>{name(a)}</span>
+              <span class="buttons">
+                {which === "contacts" ? (
+                  <>
+                    <button class="small" aria-label={`Message ${name(a)}`} onClick={act(a, "message")}>
+                      Message
+                    </button>
+                    <button class="small danger" aria-label={`Block ${name(a)}`} onClick={act(a, "block")}>
+                      Block
+                    </button>
+                  </>
+                ) : (
+                  <button class="small secondary" aria-label={`Unblock ${name(a)}`} onClick={act(a, "unblock")}>
+                    Unblock
+                  </button>
+                )}
+              </span>
+            </li>
+          ))}
+          {!rows.length && <li class="hint">{which === "contacts" ? "No contacts yet: people whose request you accepted, or whom you messaged first." : "Nobody is blocked."}</li>}
+        </ul>
+      )}
+      {more && rows && (
+        <button class="small secondary" onClick={() => void load(which, rows[rows.length - 1] ?? 0, rows)}>
+          Show more
+        </button>
+      )}
+      <p class="status" aria-live="polite">{note}</p>
+    </details>
+  );
+}
+
 let HANDLES: Map<number, string> = new Map();
 
 function text(m: Msg): string {
@@ -311,6 +460,7 @@ function text(m: Msg): string {
       return c["text"] as string;
     case "system": {
       const ev = c["event"];
+      if (ev === "deleted") return `— message #${c["target"]} deleted for everyone`;
       return `— ${ev}${c["title"] ? `: ${c["title"]}` : ""}`;
     }
     case "payment.receipt":
@@ -341,11 +491,16 @@ function text(m: Msg): string {
 
 const HIDDEN = new Set(["reaction", "edit", "delete", "receipt"]);
 
-function edited(conv: Conv, m: Msg): { text?: string; deleted: boolean } {
-  let out: { text?: string; deleted: boolean } = { deleted: false };
+function edited(conv: Conv, m: Msg): { text?: string; deleted: boolean; by?: number } {
+  let out: { text?: string; deleted: boolean; by?: number } = { deleted: false };
+  const tomb = m.kind === "deleted" ? (m.content as Record<string, unknown> | null) : null;
+  if (tomb) return { deleted: true, by: tomb["by"] as number }; // erased by the server (SPEC.md 18.9)
   for (const x of conv.messages) {
     const c = x.content as Record<string, unknown> | null;
-    if (!c || x.sender !== m.sender || c["target"] !== m.seq) continue;
+    if (!c || c["target"] !== m.seq) continue;
+    // The server's `deleted` system message: its sender, the owner or an admin deleted it.
+    if (x.kind === "system" && c["event"] === "deleted") out = { ...out, deleted: true, by: c["actor"] as number };
+    if (x.sender !== m.sender) continue;
     if (x.kind === "edit") out = { ...out, text: c["text"] as string };
     if (x.kind === "delete") out = { ...out, deleted: true };
   }
@@ -460,6 +615,103 @@ function Card({ client, conv, m }: { client: Client; conv: Conv; m: Msg }) {
   );
 }
 
+/** A link the page may open: http(s) only (a shared `javascript:` or `data:` link is shown as
+ * text, never followed). */
+function safeLink(link: string): string | null {
+  try {
+    const u = new URL(link);
+    return u.protocol === "https:" || u.protocol === "http:" ? u.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A shared card (SPEC.md 16.6): a link, an image reference, or a mini-app card that opens its
+ * action in the direct conversation with its bot. */
+function ShareCard({ client, m, onOpen }: { client: Client; m: Msg; onOpen: (conv: number) => void }) {
+  const c = m.content as Record<string, unknown>;
+  const [note, setNote] = useState("");
+  const link = c["link"] as string;
+  const href = link ? safeLink(link) : null;
+  const app = !!(c["bot"] && c["app"] && c["action"]);
+  const botName = client.handles.get(c["bot"] as number);
+  return (
+    <div class="card-msg share" aria-label={`Shared: ${c["title"] as string}`}>
+      <strong>{c["title"] as string}</strong>
+      {c["text"] ? <p>{c["text"] as string}</p> : null}
+      {link ? (
+        href ? (
+          <a href={href} target="_blank" rel="noopener noreferrer nofollow">
+            {link}
+          </a>
+        ) : (
+          <span class="status">{link}</span>
+        )
+      ) : null}
+      {c["image"] ? <span class="status">image: {c["image"] as string}</span> : null}
+      {app && (
+        <button
+          class="small"
+          onClick={() => {
+            setNote("");
+            client.openShare(c).then(onOpen, (e) => setNote(explain(e)));
+          }}
+        >
+          Open {botName ? `@${botName}` : "mini-app"}: {c["action"] as string}
+        </button>
+      )}
+      {note && <span role="alert" class="error">{note}</span>}
+    </div>
+  );
+}
+
+/** Conversations a card can go to: all but those where this account may not post. */
+function targets(client: Client, except = 0): Conv[] {
+  return [...client.convs.values()].filter((c) => c.conv !== except && !client.isRequest(c.conv) && !(c.kind === "channel" && c.role === "member"));
+}
+
+function convName(client: Client, c: Conv): string {
+  return c.kind === "direct" ? `@${c.members.find((x) => x.account !== client.id?.account)?.handle ?? "…"}` : c.title || "Group";
+}
+
+/** Share a link card into this conversation. */
+function ShareLink({ client, conv, onError }: { client: Client; conv: Conv; onError: (s: string) => void }) {
+  const [title, setTitle] = useState("");
+  const [link, setLink] = useState("");
+  const [body, setBody] = useState("");
+  return (
+    <form
+      aria-label="Share a link"
+      onSubmit={(e) => {
+        e.preventDefault();
+        const l = link.trim();
+        if (l && !safeLink(l)) return onError("A link starts with https:// or http://");
+        const t = title.trim() || l;
+        if (!t) return onError("A card needs a title or a link");
+        void client.share(conv.conv, { title: t.slice(0, 256), link: l, text: body.trim() }).then(() => {
+          setTitle("");
+          setLink("");
+          setBody("");
+        }, (err) => onError(explain(err)));
+      }}
+    >
+      <label>
+        Card title
+        <input maxLength={256} value={title} onInput={(e) => setTitle(e.currentTarget.value)} />
+      </label>
+      <label>
+        Link
+        <input type="url" maxLength={256} placeholder="https://" value={link} onInput={(e) => setLink(e.currentTarget.value)} />
+      </label>
+      <label>
+        Card text
+        <input maxLength={16000} value={body} onInput={(e) => setBody(e.currentTarget.value)} />
+      </label>
+      <button type="submit">Share link</button>
+    </form>
+  );
+}
+
 function BotActions({ client, conv, bot }: { client: Client; conv: Conv; bot: number }) {
   const [manifest, setManifest] = useState<Record<string, unknown> | null>(null);
   useEffect(() => {
@@ -474,14 +726,65 @@ function BotActions({ client, conv, bot }: { client: Client; conv: Conv; bot: nu
           {(manifest["icon"] as string) || "▶"} {a["title"] as string}
         </button>
       ))}
+      {actions.length > 0 && <ShareApp client={client} conv={conv} bot={bot} manifest={manifest} actions={actions} />}
     </div>
   );
 }
 
+/** Share this bot's mini-app as a card (SPEC.md 16.6) into another conversation. */
+function ShareApp({ client, conv, bot, manifest, actions }: { client: Client; conv: Conv; bot: number; manifest: Record<string, unknown>; actions: Record<string, unknown>[] }) {
+  const to = targets(client, conv.conv);
+  const [target, setTarget] = useState(to[0]?.conv ?? 0);
+  const [action, setAction] = useState(actions[0]!["name"] as string);
+  const [note, setNote] = useState("");
+  if (!to.length) return null;
+  return (
+    <form
+      class="share-app"
+      onSubmit={(e) => {
+        e.preventDefault();
+        const a = actions.find((x) => x["name"] === action)!;
+        const title = (manifest["title"] as string) || `@${client.handles.get(bot) ?? bot}`;
+        const dest = target || to[0]!.conv;
+        setNote("");
+        client.share(dest, { title, text: a["title"] as string, bot, app: manifest["name"] as string, action }).then(
+          () => setNote(`Shared to ${convName(client, client.convs.get(dest)!)}.`),
+          (err) => setNote(explain(err)),
+        );
+      }}
+    >
+      <label>
+        Share action
+        <select value={action} onChange={(e) => setAction(e.currentTarget.value)}>
+          {actions.map((a) => (
+            <option key={a["name"] as string} value={a["name"] as string}>
+              {a["title"] as string}
+            </option>
+          ))}
+        </select>
+      </label>
+      <label>
+        Share to
+        <select value={target} onChange={(e) => setTarget(Number(e.currentTarget.value))}>
+          {to.map((c) => (
+            <option key={c.conv} value={c.conv}>
+              {convName(client, c)}
+            </option>
+          ))}
+        </select>
+      </label>
+      <button type="submit" class="small">
+        Share mini-app
+      </button>
+      <span class="status" aria-live="polite">{note}</span>
+    </form>
+  );
+}
+
 function Forward({ client, conv, m, done }: { client: Client; conv: Conv; m: Msg; done: () => void }) {
-  const targets = [...client.convs.values()].filter((c) => c.conv !== conv.conv && !(c.kind === "channel" && c.role === "member"));
-  const [to, setTo] = useState(targets[0]?.conv ?? 0);
-  const name = (c: Conv) => (c.kind === "direct" ? `@${c.members.find((x) => x.account !== client.id?.account)?.handle ?? "…"}` : c.title || "Group");
+  const list = targets(client, conv.conv);
+  const [to, setTo] = useState(list[0]?.conv ?? 0);
+  const name = (c: Conv) => convName(client, c);
   return (
     <form
       class="forward"
@@ -493,7 +796,7 @@ function Forward({ client, conv, m, done }: { client: Client; conv: Conv; m: Msg
       <label>
         Forward to
         <select value={to} onChange={(e) => setTo(Number(e.currentTarget.value))}>
-          {targets.map((c) => (
+          {list.map((c) => (
             <option key={c.conv} value={c.conv}>
               {name(c)}
             </option>
@@ -507,7 +810,31 @@ function Forward({ client, conv, m, done }: { client: Client; conv: Conv; m: Msg
   );
 }
 
-function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: Msg; onReply: (seq: number) => void }) {
+/** Report a message to the operator (SPEC.md 18.7): the server checks the franking opening and
+ * names who really sent it. */
+function Report({ client, conv, m }: { client: Client; conv: Conv; m: Msg }) {
+  const [note, setNote] = useState("");
+  if (note) return <span class="status" role="status">{note}</span>;
+  return (
+    <button
+      class="tiny"
+      aria-label={`Report message ${m.seq}`}
+      title="Report to the server's operator"
+      onClick={() => {
+        const reason = prompt("Report this message? The server's operator will read it. Reason (optional):", "");
+        if (reason === null) return;
+        client.report(conv.conv, m.seq, reason.trim()).then(
+          (r) => setNote(`Reported: the server confirmed @${client.handles.get(r.sender) ?? `#${r.sender}`} sent it.`),
+          (e) => setNote(`⚠ not reported: ${explain(e)}`),
+        );
+      }}
+    >
+      ⚑
+    </button>
+  );
+}
+
+function Message({ client, conv, m, onReply, onOpen }: { client: Client; conv: Conv; m: Msg; onReply: (seq: number) => void; onOpen: (conv: number) => void }) {
   const [forwarding, setForwarding] = useState(false);
   if (HIDDEN.has(m.kind)) return null;
   const mine = m.sender === client.id?.account;
@@ -517,18 +844,20 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
   const reactions = conv.messages.filter((r) => r.kind === "reaction" && (r.content as Record<string, unknown> | null)?.["target"] === m.seq);
   const change = edited(conv, m);
   const target = m.replyTo ? conv.messages.find((x) => x.seq === m.replyTo) : undefined;
-  const canAct = (m.kind === "text" || m.kind === "attachment") && !m.pending && !change.deleted;
+  const canAct = (m.kind === "text" || m.kind === "attachment" || m.kind === "share") && !m.pending && !change.deleted;
   return (
     <li class={`msg ${mine ? "mine" : ""} ${m.kind === "system" ? "system" : ""}`} data-seq={m.seq}>
       {m.kind !== "system" && <span class="who">{who}</span>}
       {m.replyTo ? <span class="reply">↪ {target ? text(target).slice(0, 60) : `#${m.replyTo}`}</span> : null}
       <span class="body">
         {change.deleted ? (
-          "message deleted"
+          change.by && change.by !== m.sender ? `message deleted by @${client.handles.get(change.by) ?? change.by}` : "message deleted"
         ) : m.kind === "attachment" && m.content ? (
           <Attachment client={client} att={m.content as Record<string, unknown>} />
         ) : m.kind === "miniapp.result" && m.content ? (
           <Card client={client} conv={conv} m={m} />
+        ) : m.kind === "share" && m.content ? (
+          <ShareCard client={client} m={m} onOpen={onOpen} />
         ) : (
           change.text ?? text(m)
         )}
@@ -539,6 +868,7 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
       {status && <span class={`status ${status}`} aria-label={`status: ${status}`}>{status === "read" ? "✓✓ read" : status === "delivered" ? "✓✓" : status === "sent" ? "✓" : status}</span>}
       {forwarding && <Forward client={client} conv={conv} m={m} done={() => setForwarding(false)} />}
       {m.kind === "payment.receipt" && !m.error && <ReceiptActions client={client} conv={conv} r={m.content as Record<string, unknown>} />}
+      {!mine && m.reportable && !change.deleted && <Report client={client} conv={conv} m={m} />}
       {canAct && (
         <span class="actions">
           <button class="tiny" aria-label={`Reply to message ${m.seq}`} onClick={() => onReply(m.seq)}>
@@ -563,7 +893,7 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
             </button>
           )}
           {mine && (
-            <button class="tiny" aria-label={`Delete message ${m.seq}`} onClick={() => confirm("Delete this message for everyone?") && void client.sendContent(conv.conv, "delete", { target: m.seq })}>
+            <button class="tiny" aria-label={`Delete message ${m.seq}`} onClick={() => confirm("Delete this message for everyone?") && void client.deleteForEveryone(conv.conv, m.seq)}>
               ✕
             </button>
           )}
@@ -573,7 +903,7 @@ function Message({ client, conv, m, onReply }: { client: Client; conv: Conv; m: 
   );
 }
 
-function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv; onBack: () => void }) {
+function ConversationView({ client, conv, onBack, onOpen }: { client: Client; conv: Conv; onBack: () => void; onOpen: (conv: number) => void }) {
   const [draft, setDraft] = useState("");
   const [invite, setInvite] = useState("");
   const [safety, setSafety] = useState("");
@@ -707,7 +1037,7 @@ function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv
       {conv.kind === "direct" && others[0]?.access && <BotActions client={client} conv={conv} bot={others[0].account} />}
       <ol class="messages" ref={list} aria-live="polite" aria-label="Messages">
         {conv.messages.map((m) => (
-          <Message key={`${m.seq}:${m.cmid ?? ""}`} client={client} conv={conv} m={m} onReply={(seq) => {
+          <Message key={`${m.seq}:${m.cmid ?? ""}`} client={client} conv={conv} m={m} onOpen={onOpen} onReply={(seq) => {
             setReplyTo(seq);
             document.getElementById("composer")?.focus();
           }} />
@@ -774,6 +1104,7 @@ function ConversationView({ client, conv, onBack }: { client: Client; conv: Conv
       )}
       <details>
         <summary>More</summary>
+        {!request && !blocked && !(conv.kind === "channel" && conv.role === "member") && <ShareLink client={client} conv={conv} onError={setNote} />}
         {conv.kind !== "direct" && (
           <form
             onSubmit={(e) => {
@@ -954,12 +1285,14 @@ function Main({ client }: { client: Client }) {
           <button type="submit">Create group</button>
         </form>
         {error && <p role="alert" class="error">{error}</p>}
+        <Contacts client={client} onOpen={setOpen} />
         <Privacy client={client} />
+        <PushToggle client={client} />
         <ApproveDevice client={client} />
         <Wallet client={client} />
       </nav>
       {current ? (
-        <ConversationView key={current.conv} client={client} conv={current} onBack={() => setOpen(null)} />
+        <ConversationView key={current.conv} client={client} conv={current} onBack={() => setOpen(null)} onOpen={setOpen} />
       ) : (
         <section class="empty">
           <p>Pick a conversation, or start one.</p>
@@ -1007,6 +1340,11 @@ async function start(): Promise<void> {
     });
   }
   const store = await Store.open();
+  STORE = store;
+  if (await store.sealed()) {
+    root.setAttribute("aria-busy", "false");
+    await new Promise<void>((resolve) => render(<Unlock store={store} done={resolve} />, root));
+  }
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
   const client = new Client(store, url);
   window.chatd = client;

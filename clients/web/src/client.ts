@@ -8,6 +8,7 @@ import { type Frame, ProtocolError, RETRYABLE, decodeServer, encode } from "./co
 import * as C from "./crypto.js";
 import { deviceApprovalPayload, loginPayload } from "./e2e/auth.js";
 import * as DL from "./e2e/devicelist.js";
+import * as FR from "./e2e/franking.js";
 import * as M from "./e2e/membership.js";
 import * as PW from "./e2e/pairwise.js";
 import * as P from "./e2e/payload.js";
@@ -48,6 +49,10 @@ export interface Msg {
   error?: string; // why it could not be read
   pending?: boolean; // own message not yet acked
   raw?: Bytes; // an e2e body this device could not decrypt yet (its key may come later)
+  fc?: Bytes; // the commitment relayed with `raw`, checked once it is decrypted
+  /** Franked (E2E.md 17), and the delivered commitment opens with what was decrypted: this
+   * device kept the opening and can report the message. */
+  reportable?: boolean;
 }
 
 export interface Conv {
@@ -67,7 +72,10 @@ export interface Conv {
 
 interface Trust { master: Bytes; version: number; devices: DL.DeviceEntry[]; verified: boolean }
 interface Outbound { key: SK.SenderKey; holders: string[]; sent: number; created?: number }
-interface Pending { conv: number; cmid: string; kind: string; body: Bytes | null; inner: string; content: Content; replyTo?: number; to?: number[] }
+interface Pending { conv: number; cmid: string; kind: string; body: Bytes | null; fc?: Bytes; inner: string; content: Content; replyTo?: number; to?: number[] }
+
+/** What a report of a decrypted message reveals (E2E.md 17): its inner kind and body, and `fk`. */
+interface Opening { kind: string; body: Bytes; fk: Bytes }
 
 type Waiter = { resolve: (f: Frame) => void; reject: (e: Error) => void };
 
@@ -84,6 +92,8 @@ export class Client {
   paymentKey: Bytes | null = null;
   /** Pending message requests and invitations of this account, by conversation (SPEC.md 18). */
   requests = new Map<number, Frame>();
+  /** How many contacts the app asks the server for per page (SPEC.md 11.5). */
+  contactsPageSize = 50;
   /** Accounts this account blocked. */
   blocked = new Set<number>();
   /** Invitations this account accepted to a group with a signed log: it joins when an owner or
@@ -539,6 +549,13 @@ export class Client {
     this.changed();
   }
 
+  /** One page of this account's contacts or blocked accounts (SPEC.md 18.1, 11.5): ascending
+   * account ids above `after`; `more`: the next page starts after the last one. */
+  async contactsPage(which: "contacts" | "blocked", after = 0, limit = 50): Promise<{ accounts: number[]; more: boolean }> {
+    const got = await this.call({ t: "list_contacts", which, after, limit });
+    return { accounts: got["accounts"], more: got["more"] };
+  }
+
   private async accounts(which: "contacts" | "blocked"): Promise<number[]> {
     const out: number[] = [];
     for (;;) {
@@ -565,6 +582,12 @@ export class Client {
   /** Whether `conv` is a pending request or invitation of this account (not yet accepted). */
   isRequest(conv: number): boolean {
     return this.requests.has(conv);
+  }
+
+  /** Delete message `seq` for everyone (SPEC.md 18.9): our own, or as an owner or admin a member's.
+   * The server keeps a tombstone in its place; every member gets a `deleted` system message. */
+  async deleteForEveryone(conv: number, seq: number): Promise<void> {
+    await this.call({ t: "delete_message", conv, seq });
   }
 
   /** Accept, delete or block (SPEC.md 18.3). Deleting leaves silently; the sender is not told. */
@@ -786,10 +809,11 @@ export class Client {
         msg.e2e = true;
         // History a sync replays had its keys delivered before (the to-device queue is drained
         // first): only a live message waits for a key that may still be on its way.
-        const d = await this.decryptMessage(c.conv, seq, f["sender"], f["device"], f["body"], !this.syncing.has(c.conv));
+        const d = await this.decryptMessage(c.conv, seq, f["sender"], f["device"], f["body"], !this.syncing.has(c.conv), true, f["fc"]);
         msg.kind = d.kind;
         msg.content = d.content;
         msg.replyTo = d.replyTo;
+        msg.reportable = d.reportable;
       } else if (f["kind"] === "payment.receipt") {
         msg.content = decodeContent("payment.receipt", f["body"]);
         await this.checkReceipt(c.conv, f, msg.content).catch((e) => (msg.error = `receipt refused: ${(e as Error).message}`));
@@ -799,7 +823,10 @@ export class Client {
       }
     } catch (e) {
       msg.error = (e as Error).message;
-      if (msg.e2e && e instanceof C.DecryptError && !(e instanceof C.ReplayError)) msg.raw = f["body"];
+      if (msg.e2e && e instanceof C.DecryptError && !(e instanceof C.ReplayError)) {
+        msg.raw = f["body"];
+        msg.fc = f["fc"];
+      }
     }
     this.addMessage(c, msg);
   }
@@ -813,8 +840,8 @@ export class Client {
       for (const m of c.messages) {
         if (!m.raw || m.sender !== sender || m.device !== device || SK.keyIdOf(m.raw) !== keyId) continue;
         try {
-          const d = await this.decryptMessage(conv, m.seq, sender, device, m.raw, false, false);
-          Object.assign(m, { kind: d.kind, content: d.content, replyTo: d.replyTo, error: undefined, raw: undefined });
+          const d = await this.decryptMessage(conv, m.seq, sender, device, m.raw, false, false, m.fc);
+          Object.assign(m, { kind: d.kind, content: d.content, replyTo: d.replyTo, reportable: d.reportable, error: undefined, raw: undefined, fc: undefined });
           changed = true;
         } catch {
           /* still unreadable */
@@ -991,7 +1018,11 @@ export class Client {
     }
   }
 
-  private async decryptMessage(conv: number, seq: number, sender: number, device: number, body: Bytes, wait = true, inOrder = true): Promise<{ kind: string; content: Content | null; replyTo?: number }> {
+  /** Decrypt message `seq` of `conv` (E2E.md 7) and keep its franking opening (17), once it is
+   * checked against the commitment `fc` delivered with it. */
+  private async decryptMessage(
+    conv: number, seq: number, sender: number, device: number, body: Bytes, wait = true, inOrder = true, fc?: Bytes,
+  ): Promise<{ kind: string; content: Content | null; replyTo?: number; reportable: boolean }> {
     const keyId = SK.keyIdOf(body);
     const name = `in:${conv}:${sender}:${device}:${keyId}`;
     let state = await this.store.get<SK.ReceiverState>(name);
@@ -1024,14 +1055,20 @@ export class Client {
       view2 = v;
       for (const f of found) this.warn(`conversation ${conv}: transcript: ${f.problem} (device ${f.device})`);
     }
-    await this.store.putMany([[name, next], [`tr:${conv}`, view2]]);
+    const writes: [string, unknown][] = [[name, next], [`tr:${conv}`, view2]];
+    // E2E.md 17: a franked message is shown only when its key opens the commitment delivered
+    // with it (a report of it then verifies); otherwise its key is used up and nothing is kept.
+    const reportable = !!p.fk && !!fc && (await FR.opens(fc, p.fk, FR.franked(p.kind, p.body)));
+    if (reportable) writes.push([`open:${conv}:${seq}`, { kind: p.kind, body: p.body, fk: p.fk! } satisfies Opening]);
+    await this.store.putMany(writes);
+    if (p.fk && !reportable) throw new FR.BadCommitment("its franking commitment does not match its content (it could not be reported): not shown");
     let content: Content | null = null;
     try {
       content = decodeContent(p.kind, p.body);
     } catch {
       content = null;
     }
-    return { kind: p.kind, content, replyTo: p.reply_to };
+    return { kind: p.kind, content, replyTo: p.reply_to, reportable };
   }
 
   // ------------------------------------------------------------------ sending
@@ -1089,16 +1126,16 @@ export class Client {
     try {
       if (!p.body) {
         try {
-          p.body = await this.encryptFor(p.conv, p.inner, encodeContent(p.inner, p.content), p.replyTo, p.to ?? []);
+          [p.body, p.fc] = await this.encryptFor(p.conv, p.inner, encodeContent(p.inner, p.content), p.replyTo, p.to ?? []);
         } catch (e) {
           if (this.ws && !(e instanceof ServerError && RETRYABLE.has(e.code))) await this.fail(p, (e as Error).message);
           return; // offline: encrypted after the reconnect
         }
-        await this.store.put("outbox", this.outbox); // the ciphertext, resent as it is
+        await this.store.put("outbox", this.outbox); // the ciphertext and commitment, resent as they are
       }
       for (let attempt = 0; ; attempt++) {
         try {
-          const ack = await this.call({ t: "send", conv: p.conv, cmid: p.cmid, kind: p.kind, body: p.body, to: p.to ?? [] });
+          const ack = await this.call({ t: "send", conv: p.conv, cmid: p.cmid, kind: p.kind, body: p.body, to: p.to ?? [], fc: p.fc });
           this.outbox = this.outbox.filter((x) => x.cmid !== p.cmid);
           await this.store.put("outbox", this.outbox);
           if (p.inner === "attachment") {
@@ -1121,7 +1158,8 @@ export class Client {
     }
   }
 
-  private async encryptFor(conv: number, kind: string, body: Bytes, replyTo?: number, to: number[] = []): Promise<Bytes> {
+  /** The ciphertext of a message and its franking commitment (E2E.md 7, 17). */
+  private async encryptFor(conv: number, kind: string, body: Bytes, replyTo?: number, to: number[] = []): Promise<[Bytes, Bytes]> {
     const id = this.id!;
     const log = await this.verifiedLog(conv);
     // E2E.md 7.1: a bot whose signed access is "addressed" never gets the main key; a message
@@ -1154,10 +1192,13 @@ export class Client {
       for (const [a, d] of missing) if (await this.sendPairwise(a, d, dist)) out.holders.push(`${a}:${d.device}`);
     }
     const view = (await this.store.get<T.View>(`tr:${conv}`)) ?? T.emptyView();
-    const plaintext = P.encodePayload({ kind, body, ts: Date.now(), reply_to: replyTo, tr: T.outgoing(view, log.epoch, log.head) });
+    // Franked (E2E.md 17): a fresh key inside the ciphertext, the commitment beside it.
+    const fk = FR.newKey();
+    const fc = await FR.commit(fk, FR.franked(kind, body));
+    const plaintext = P.encodePayload({ kind, body, ts: Date.now(), reply_to: replyTo, tr: T.outgoing(view, log.epoch, log.head), fk });
     const [ct, key] = await SK.encrypt(out.key, plaintext, id.account, id.device);
     await this.store.putMany([[name, { ...out, key, sent: out.sent + 1 }], [`tr:${conv}`, await T.sent(view, ct)]]);
-    return ct;
+    return [ct, fc];
   }
 
   private async sendPairwise(account: number, entry: DL.DeviceEntry, content: Bytes): Promise<boolean> {
@@ -1234,6 +1275,16 @@ export class Client {
     await this.sendContent(to, "forward", { sender: m.sender, ts: m.ts, kind: m.kind, body: encodeContent(m.kind, m.content), conv: from, seq: m.seq });
   }
 
+  /** Report message `seq` of `conv` to the operator (SPEC.md 18.7): its franked plaintext and
+   * key go to the server, which checks them against the tag it stored when the message was sent
+   * and answers the account that really sent it. */
+  async report(conv: number, seq: number, reason = ""): Promise<{ report: number; sender: number }> {
+    const o = await this.store.get<Opening>(`open:${conv}:${seq}`);
+    if (!o) throw new Error("this message cannot be reported from this device (not decrypted here, or sent without franking)");
+    const r = await this.call({ t: "report", conv, seq, plaintext: FR.franked(o.kind, o.body), fk: o.fk, reason: [...reason].slice(0, 256).join("") });
+    return { report: r["report"], sender: r["sender"] };
+  }
+
   // ------------------------------------------------------------------ bots (SPEC.md 16)
 
   private profiles = new Map<number, Promise<Frame>>();
@@ -1246,6 +1297,23 @@ export class Client {
       this.profiles.set(account, p);
     }
     return p;
+  }
+
+  /** Share a card (SPEC.md 16.6): a link, an image reference, or a mini-app card. */
+  share(conv: number, card: Content): Promise<void> {
+    return this.sendContent(conv, "share", card);
+  }
+
+  /** Open a shared mini-app card: its action, invoked in the direct conversation with its bot
+   * (made if needed, once the account is known to be a bot). Returns that conversation. */
+  async openShare(card: Content): Promise<number> {
+    const bot = card["bot"] as number;
+    if (!bot || !card["app"] || !card["action"]) throw new Error("this card opens no mini-app");
+    await this.botProfile(bot); // NOT_FOUND: not a bot
+    this.bots.add(bot);
+    const conv = await this.directWith(bot);
+    await this.invoke(conv, bot, card["app"] as string, card["action"] as string, (card["params"] as Record<string, unknown>) ?? {});
+    return conv;
   }
 
   /** Invoke a mini-app action (16.5): a `miniapp.invoke` addressed to the bot. */
@@ -1265,7 +1333,17 @@ export class Client {
   }
 
   async createDirect(handle: string): Promise<number> {
-    const other = await this.lookup(handle);
+    return this.createDirectWith(await this.lookup(handle));
+  }
+
+  /** The direct conversation with `account`: the one this device has (not a pending request),
+   * or a new one. */
+  async directWith(account: number): Promise<number> {
+    const c = [...this.convs.values()].find((x) => x.kind === "direct" && !this.requests.has(x.conv) && x.members.some((m) => m.account === account) && account !== this.id?.account);
+    return c ? c.conv : this.createDirectWith(account);
+  }
+
+  private async createDirectWith(other: number): Promise<number> {
     const id = this.id!;
     const g: M.Entry = {
       group: C.randomSeed(16), epoch: 1, prev: new Uint8Array(32), actor: id.account, device: id.device, op: "create", kind: "direct",

@@ -1,6 +1,8 @@
 // The only module that touches WebCrypto and @noble/post-quantum (E2E.md section 2).
 // Private keys are CryptoKey objects (non-extractable unless a caller imports raw test values);
-// public keys, signatures and symmetric chain keys cross the rest of the code as bytes.
+// public keys, signatures and symmetric chain keys cross the rest of the code as bytes. With a
+// passphrase (sealing, below), each private key is also kept wrapped under the passphrase's key,
+// so that the store writes only sealed bytes: the key in use stays non-extractable.
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { type Bytes, concat, ctEqual, unhex } from "./bytes.js";
 
@@ -27,8 +29,9 @@ export interface SigningKey {
 }
 
 export async function ed25519Generate(extractable = false): Promise<SigningKey> {
-  const kp = (await subtle.generateKey({ name: "Ed25519" }, extractable, ["sign", "verify"])) as CryptoKeyPair;
-  return { privateKey: kp.privateKey, publicKey: new Uint8Array(await subtle.exportKey("raw", kp.publicKey)) };
+  const kp = (await subtle.generateKey({ name: "Ed25519" }, extractable || !!sealing, ["sign", "verify"])) as CryptoKeyPair;
+  const privateKey = extractable ? kp.privateKey : await held(kp.privateKey, "Ed25519", ["sign"]);
+  return { privateKey, publicKey: new Uint8Array(await subtle.exportKey("raw", kp.publicKey)) };
 }
 
 /** A signing key from its 32-byte seed (test vectors, and seeds moved between devices). */
@@ -37,7 +40,7 @@ export async function ed25519FromSeed(seed: Bytes, extractable = false): Promise
   const probe = await subtle.importKey("pkcs8", buf(concat(ED_PKCS8, seed)), { name: "Ed25519" }, true, ["sign"]);
   const jwk = await subtle.exportKey("jwk", probe);
   const publicKey = b64url(jwk.x!);
-  const privateKey = extractable ? probe : await subtle.importKey("pkcs8", buf(concat(ED_PKCS8, seed)), { name: "Ed25519" }, false, ["sign"]);
+  const privateKey = extractable ? probe : sealing ? await held(probe, "Ed25519", ["sign"]) : await subtle.importKey("pkcs8", buf(concat(ED_PKCS8, seed)), { name: "Ed25519" }, false, ["sign"]);
   return { privateKey, publicKey };
 }
 
@@ -97,8 +100,9 @@ export interface XKeyPair {
 }
 
 export async function x25519Generate(extractable = false): Promise<XKeyPair> {
-  const kp = (await subtle.generateKey({ name: "X25519" }, extractable, ["deriveBits"])) as CryptoKeyPair;
-  return { privateKey: kp.privateKey, publicKey: new Uint8Array(await subtle.exportKey("raw", kp.publicKey)) };
+  const kp = (await subtle.generateKey({ name: "X25519" }, extractable || !!sealing, ["deriveBits"])) as CryptoKeyPair;
+  const privateKey = extractable ? kp.privateKey : await held(kp.privateKey, "X25519", ["deriveBits"]);
+  return { privateKey, publicKey: new Uint8Array(await subtle.exportKey("raw", kp.publicKey)) };
 }
 
 export async function x25519FromRaw(priv: Bytes): Promise<XKeyPair> {
@@ -186,6 +190,74 @@ export async function aesGcmDecrypt(key: Bytes, nonce: Bytes, ciphertext: Bytes,
     return new Uint8Array(await subtle.decrypt({ name: "AES-GCM", iv: buf(nonce), additionalData: buf(aad) }, k, buf(ciphertext)));
   } catch {
     throw new DecryptError("ciphertext does not authenticate");
+  }
+}
+
+// --- sealing under a passphrase (E2E.md 10) ---------------------------------------------------
+
+/** PBKDF2-HMAC-SHA256 work factor (OWASP's 2023 figure for it): the key of a passphrase. */
+export const PBKDF2_ITERATIONS = 600_000;
+
+/** The key the device's secrets are sealed under (null: no passphrase). Non-extractable. */
+let sealing: CryptoKey | null = null;
+
+/** A private key wrapped (PKCS#8, AES-256-GCM) under the sealing key: what the store writes. */
+export interface WrappedKey { $key: "Ed25519" | "X25519"; usages: KeyUsage[]; iv: Bytes; wrapped: Bytes }
+
+const wrappedOf = new WeakMap<CryptoKey, WrappedKey>();
+
+/** The sealing key of `passphrase` (PBKDF2-SHA256 with `salt`): AES-256-GCM, non-extractable. */
+export async function passphraseKey(passphrase: string, salt: Bytes, iterations = PBKDF2_ITERATIONS): Promise<CryptoKey> {
+  const base = await subtle.importKey("raw", buf(new TextEncoder().encode(passphrase.normalize("NFKC"))), "PBKDF2", false, ["deriveKey"]);
+  return subtle.deriveKey({ name: "PBKDF2", hash: "SHA-256", salt: buf(salt), iterations }, base, { name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt", "wrapKey", "unwrapKey"]);
+}
+
+/** From now on, private keys are made wrappable and the store seals what it writes. */
+export function setSealingKey(key: CryptoKey | null): void {
+  sealing = key;
+}
+
+export function isSealing(): boolean {
+  return sealing !== null;
+}
+
+/** The key the code holds: a non-extractable copy of `k` (made extractable only to be wrapped
+ * inside WebCrypto: its bytes never reach this page's code), its wrapped form kept beside it. */
+async function held(k: CryptoKey, alg: "Ed25519" | "X25519", usages: KeyUsage[]): Promise<CryptoKey> {
+  if (!sealing) return k;
+  const iv = randomSeed(12);
+  const wrapped = new Uint8Array(await subtle.wrapKey("pkcs8", k, sealing, { name: "AES-GCM", iv: buf(iv) }));
+  return unwrapKey({ $key: alg, usages, iv, wrapped });
+}
+
+/** The wrapped form of a private key made while sealing (the store writes this, not the key). */
+export function wrappedKey(k: CryptoKey): WrappedKey {
+  const w = wrappedOf.get(k);
+  if (!w) throw new CryptoError("a private key made before the passphrase was set cannot be sealed");
+  return w;
+}
+
+/** A sealed private key back as a non-extractable CryptoKey. */
+export async function unwrapKey(w: WrappedKey): Promise<CryptoKey> {
+  if (!sealing) throw new CryptoError("locked: the passphrase has not been entered");
+  const k = await subtle.unwrapKey("pkcs8", buf(w.wrapped), sealing, { name: "AES-GCM", iv: buf(w.iv) }, { name: w.$key }, false, w.usages);
+  wrappedOf.set(k, w);
+  return k;
+}
+
+/** AES-256-GCM under the sealing key (`aad`: what the bytes are, e.g. the store's key). */
+export async function seal(data: Bytes, aad: Bytes): Promise<{ iv: Bytes; ct: Bytes }> {
+  if (!sealing) throw new CryptoError("locked: the passphrase has not been entered");
+  const iv = randomSeed(12);
+  return { iv, ct: new Uint8Array(await subtle.encrypt({ name: "AES-GCM", iv: buf(iv), additionalData: buf(aad) }, sealing, buf(data))) };
+}
+
+export async function unseal(s: { iv: Bytes; ct: Bytes }, aad: Bytes, key: CryptoKey | null = sealing): Promise<Bytes> {
+  if (!key) throw new CryptoError("locked: the passphrase has not been entered");
+  try {
+    return new Uint8Array(await subtle.decrypt({ name: "AES-GCM", iv: buf(s.iv), additionalData: buf(aad) }, key, buf(s.ct)));
+  } catch {
+    throw new DecryptError("sealed data does not open with this passphrase");
   }
 }
 

@@ -16,6 +16,7 @@ export const KINDS: Record<string, readonly Field[]> = {
   reaction: [["target", ref], ["emoji", "str:1..16"], ["remove", "bool", false]],
   edit: [["target", ref], ["text", text]],
   delete: [["target", ref]],
+  deleted: [["by", `int:1..${MAXID}`], ["at", big]],
   receipt: [["up_to", ref]],
   "payment.transfer": [["transfer_id", short], ...money, ["nonce", "bin:0..32", ""]],
   "payment.request": [["request_id", short], ...money],
@@ -35,9 +36,9 @@ export const KINDS: Record<string, readonly Field[]> = {
     ["duration_ms", big, 0], ["waveform", "bin:0..256", ""], ["caption", "str:0..4000", ""],
   ],
   system: [
-    ["event", "created|joined|left|removed|role|renamed|bot_access"], ["actor", "int:-9007199254740991..9007199254740991"],
+    ["event", "created|joined|left|removed|role|renamed|bot_access|deleted"], ["actor", "int:-9007199254740991..9007199254740991"],
     ["account", "int:-9007199254740991..9007199254740991", 0], ["role", "str:0..1000000", ""], ["title", "str:0..1000000", ""],
-    ["access", "str:0..1000000", ""], ["entry", "bin:0..1000000", ""], ["sig", "bin:0..1000000", ""],
+    ["access", "str:0..1000000", ""], ["entry", "bin:0..1000000", ""], ["sig", "bin:0..1000000", ""], ["target", big, 0],
   ],
   "payment.receipt": [
     ["type", "transfer|red_packet|claim|refund|request|declined|cancelled|expired"], ["ref", short], ["from", big], ["to", big],
@@ -50,9 +51,9 @@ export const KINDS: Record<string, readonly Field[]> = {
 
 export type Content = Record<string, unknown>;
 
-/** A client may send these outside `e2e` too; `system` and `payment.receipt` are the server's. */
+/** A client may send these outside `e2e` too; `system`, `payment.receipt` and `deleted` are the server's. */
 export function clientMaySend(kind: string, insideE2E: boolean): boolean {
-  if (kind === "system" || kind === "payment.receipt" || kind === "withheld") return false;
+  if (kind === "system" || kind === "payment.receipt" || kind === "deleted" || kind === "withheld") return false;
   if (kind === "attachment") return insideE2E;
   if (kind === "e2e") return !insideE2E;
   return kind in KINDS || (kind.startsWith("x-") && kind.length > 2);

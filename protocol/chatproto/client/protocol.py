@@ -414,6 +414,8 @@ class ClientProtocol:
                 | F.ToDeviceEvent()
                 | F.Resync()
                 | F.RequestEvent()
+                | F.JoinRequestEvent()
+                | F.PostEvent()
             ):
                 self._events.append(E.Pushed(frame))
             case _:

@@ -37,11 +37,12 @@ export function unpad(p: Bytes): Bytes {
 STRUCTS["Transcript"] = [["n", "int:1..9007199254740991"], ["prev", "bin:0..16", ""], ["seen", "[any]:32", []], ["epoch", "u32", 0], ["head", "bin:0..16", ""]];
 const PAYLOAD: readonly Field[] = [
   ["kind", "str:1..32"], ["body", "bin:0..65536"], ["ts", "int:0..9007199254740991?", ABSENT],
-  ["reply_to", "int:1..9007199254740991?", ABSENT], ["tr", "{Transcript}?", ABSENT],
+  ["reply_to", "int:1..9007199254740991?", ABSENT], ["tr", "{Transcript}?", ABSENT], ["fk", "bin:32?", ABSENT],
 ];
 
 export interface Transcript { n: number; prev?: Bytes; seen?: [number, number, number][]; epoch?: number; head?: Bytes }
-export interface Payload { kind: string; body: Bytes; ts?: number; reply_to?: number; tr?: Transcript }
+/** `fk`: the message's franking key (E2E.md 17), what a report of it reveals. */
+export interface Payload { kind: string; body: Bytes; ts?: number; reply_to?: number; tr?: Transcript; fk?: Bytes }
 
 export function encodePayload(p: Payload): Bytes {
   if (!clientMaySend(p.kind, true) || p.kind === "e2e") throw new ProtocolError(`kind ${p.kind} cannot be end-to-end content`, ErrorCode.INVALID);

@@ -1,17 +1,17 @@
--- chatd schema, version 13 (PostgreSQL): how many members have left or been removed from each
+-- chatd schema, version 18 (PostgreSQL): how many members have left or been removed from each
 -- conversation. Every message is published with the count read when it was appended (under the
 -- conversation's row lock, so a removal committed before the message is counted), and a node
 -- that gets a message following a removal it has not applied yet re-reads the membership before
 -- delivering it (chatd.hub; issue 14.7: Redis orders envelopes per publisher only).
 --
--- chatd_append2 is chatd_append (migration 0005) returning the count too, r_removals, read with
--- the lock and the seq counter. A new function, not a changed one: a node of the previous version
--- keeps calling chatd_append during a rolling upgrade.
+-- chatd_append2 is chatd_append of version 13 (with a_fc) returning the count too, r_removals,
+-- read with the lock and the seq counter. A new function, not a changed one: a node of the
+-- previous version keeps calling chatd_append during a rolling upgrade.
 ALTER TABLE conversations ADD COLUMN removals BIGINT NOT NULL DEFAULT 0;
 
 CREATE FUNCTION chatd_append2(
     a_conv BIGINT[], a_sender BIGINT[], a_device BIGINT[], a_cmid TEXT[], a_kind TEXT[],
-    a_body BYTEA[], a_ts BIGINT[], a_to TEXT[], a_refused TEXT[], a_always TEXT[],
+    a_body BYTEA[], a_ts BIGINT[], a_to TEXT[], a_refused TEXT[], a_always TEXT[], a_fc BYTEA[],
     OUT r_outcome TEXT, OUT r_seq BIGINT, OUT r_ts BIGINT, OUT r_withheld BIGINT[],
     OUT r_kind TEXT, OUT r_role TEXT, OUT r_removals BIGINT
 ) RETURNS SETOF record LANGUAGE plpgsql VOLATILE AS $$
@@ -79,9 +79,9 @@ BEGIN
                AND b.account_id <> a_sender[i] AND NOT (b.account_id = ANY (to_));
         END IF;
         INSERT INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body, to_accounts,
-                              withheld)
+                              withheld, fc)
         VALUES (a_conv[i], r_seq, r_ts, a_sender[i], a_device[i], a_cmid[i], a_kind[i],
-                a_body[i], nullif(to_, '{}'), r_withheld);
+                a_body[i], nullif(to_, '{}'), r_withheld, a_fc[i]);
         r_outcome := 'new';
         RETURN NEXT;
     END LOOP;

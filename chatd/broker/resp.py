@@ -1,0 +1,166 @@
+"""One lean connection to Redis for the broker's two hot connections: an ``asyncio.Protocol``
+whose ``data_received`` feeds hiredis' C parser and hands every complete reply on at once.
+
+Why not redis-py's connection for these two: each reply read through it is about twenty Python
+calls and a future (``read_response`` -> the parser -> ``StreamReader.read`` -> its waiter), and
+a node of a cluster reads one reply per envelope it publishes and one per envelope published to
+its conversations, its own included: 2 nodes cost ~300 more Python calls per message than 1,
+~250 of them there (``loadtest/bench_cluster_instr.py --profile``). Here a read that brings many
+replies costs one callback and one ``gets()`` per reply. redis-py still parses the URL (every
+``from_url`` form: credentials, ``rediss://`` with its ``ssl_*`` options, ``unix://``,
+``client_name``) and builds the TLS context; limits and presence keep using redis-py's client.
+
+Replies are either counted off against waiting requests (``request``: a future per batch of
+commands, failed with ``ReplyError`` if any reply was an error) or, once ``on_push`` is set (the
+subscription connection), all handed to it in order. A lost connection fails every waiting
+request and ``closed`` with ``ConnectionError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+from typing import Any
+
+import hiredis
+from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
+
+
+class ReplyError(Exception):
+    """Redis answered a command with an error."""
+
+
+def pack_command(*args: str | bytes | int) -> bytes:
+    """One command in RESP."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        b = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, conn: RespConnection) -> None:
+        self.conn = conn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.conn._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.conn._received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn._lost(exc)
+
+
+class RespConnection:
+    """A connection to the Redis named by ``url`` (see the module docstring)."""
+
+    def __init__(self, url: str, *, connect_timeout: float) -> None:
+        self._opts: dict[str, Any] = dict(parse_url(url))
+        self._connect_timeout = connect_timeout
+        self._transport: asyncio.Transport | None = None
+        self._reader = hiredis.Reader()
+        self._waiting: collections.deque[list[Any]] = collections.deque()
+        # each: [replies still due, future, first error reply or None, last reply]
+        self.on_push: Callable[[Any], None] | None = None
+        """When set, every reply goes here (the subscription connection) instead."""
+        self._loop = asyncio.get_running_loop()  # kept: asking for it is a system call (chatd.aio)
+        self.closed: asyncio.Future[None] = self._loop.create_future()
+        """Fails with ``ConnectionError`` once the connection is lost (never succeeds)."""
+        self.closed.add_done_callback(_retrieve)
+
+    async def connect(self) -> None:
+        """Open the connection and log in (AUTH, CLIENT SETNAME, SELECT as the URL says)."""
+        o = self._opts
+        loop = self._loop
+        cls = o.get("connection_class")
+        async with asyncio.timeout(self._connect_timeout):
+            if cls is UnixDomainSocketConnection:
+                await loop.create_unix_connection(lambda: _Protocol(self), o["path"])
+            else:
+                host = o.get("host", "localhost")
+                ssl_ctx = None
+                if cls is SSLConnection:
+                    ssl_opts = {k: v for k, v in o.items() if k.startswith("ssl_")}
+                    ssl_ctx = SSLConnection(host=host, **ssl_opts).ssl_context.get()
+                await loop.create_connection(
+                    lambda: _Protocol(self), host, o.get("port", 6379), ssl=ssl_ctx
+                )
+            login: list[bytes] = []
+            if o.get("password") is not None or o.get("username") is not None:
+                who = [o["username"]] if o.get("username") else []
+                login.append(pack_command("AUTH", *who, o.get("password") or ""))
+            if o.get("client_name"):
+                login.append(pack_command("CLIENT", "SETNAME", o["client_name"]))
+            if o.get("db"):
+                login.append(pack_command("SELECT", o["db"]))
+            if login:
+                await self.request(b"".join(login), len(login))
+
+    def write(self, data: bytes) -> None:
+        if self._transport is None or self.closed.done():
+            raise ConnectionError("not connected to Redis")
+        self._transport.write(data)
+
+    def request(self, data: bytes, replies: int) -> asyncio.Future[Any]:
+        """Send ``data`` (``replies`` commands) and return a future of the last reply, done
+        once all ``replies`` are in (``ReplyError`` if one of them was an error)."""
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self.write(data)
+        self._waiting.append([replies, future, None, None])
+        return future
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+        self._lost(None)
+
+    # ------------------------------------------------------------------ protocol callbacks
+
+    def _received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        push = self.on_push
+        waiting = self._waiting
+        try:
+            while (reply := reader.gets()) is not False:
+                if push is not None:
+                    push(reply)
+                    continue
+                if not waiting:
+                    raise ConnectionError(f"unexpected reply from Redis: {reply!r}")
+                head = waiting[0]
+                if isinstance(reply, hiredis.ReplyError) and head[2] is None:
+                    head[2] = reply
+                head[3] = reply
+                head[0] -= 1
+                if head[0] == 0:
+                    waiting.popleft()
+                    future = head[1]
+                    if not future.done():
+                        if head[2] is not None:
+                            future.set_exception(ReplyError(str(head[2])))
+                        else:
+                            future.set_result(reply)
+        except Exception as exc:  # a protocol error or a handler that failed: give it up
+            if self._transport is not None:
+                self._transport.abort()
+            self._lost(exc)
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self.closed.done():
+            return
+        error = ConnectionError(f"connection to Redis lost: {exc!r}" if exc else "closed")
+        self.closed.set_exception(error)
+        while self._waiting:
+            future = self._waiting.popleft()[1]
+            if not future.done():
+                future.set_exception(error)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark ``closed``'s exception as seen (nobody may be awaiting it)."""
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,149 @@
+"""Public channels (SPEC.md 20): create, find, search, follow, unfollow, publish and read.
+
+A post is checked (its signature under the publishing device's key, then the channel's next
+seq or the post's next version, inside the write) and stored ONCE; its ``post_event`` is
+encoded once and published on the channel's topic, which only nodes with a connected follower
+subscribe to, so a post costs one row and one push per connected follower, never a write per
+follower. Followers who were offline read the channel's history (``get_posts``) when they come
+back; anyone may read it before following (the preview).
+
+The server cannot make or alter a post that verifies: the signature covers every field a reader
+shows (``chatproto.posts``), and readers check it against the publisher's signed device list.
+"""
+
+from __future__ import annotations
+
+from chatproto import codec, posts
+from chatproto import frames as F
+from chatproto.errors import ChatProtoError, ErrorCode, SignatureError
+
+from chatd import envelope
+from chatd.core.publishing import decode_cursor
+from chatd.errors import ChatdError, Forbidden, Invalid, NotFound, RateLimited
+from chatd.services.deps import Deps
+from chatd.services.limits import Limits
+from chatd.store.base import ChannelRow
+
+
+def _info(r: ChannelRow) -> F.ChannelInfo:
+    return F.ChannelInfo(
+        channel=r.id,
+        handle=r.handle,
+        title=r.title,
+        about=r.about,
+        owner=r.owner,
+        followers=r.followers,
+        last_seq=r.last_seq,
+        following=r.following,
+    )
+
+
+class ChannelService:
+    def __init__(self, deps: Deps, limits: Limits) -> None:
+        self._d = deps
+        self._limits = limits
+        self._server = deps.settings.server.name
+
+    async def handle(self, account: int, device: int, conn: int, f: F.ClientFrame) -> F.Frame:
+        """Serve one public-channel frame of ``account``'s connection ``conn``."""
+        match f:
+            case F.CreateChannel():
+                return await self.create(account, f)
+            case F.FindChannel():
+                found = await self._d.store.channel_by_handle(f.handle, account)
+                if found is None:
+                    raise NotFound("no such channel")
+                return F.ChannelAnswer(re=f.id, info=_info(found))
+            case F.SearchChannels():
+                return await self.search(account, f)
+            case F.Follow():
+                row = await self._d.store.follow(f.channel, account, self._d.clock.now_ms())
+                self._d.hub.follow(account, f.channel)
+                return F.ChannelAnswer(re=f.id, info=_info(row))
+            case F.Unfollow():
+                row = await self._d.store.unfollow(f.channel, account)
+                if not await self._d.store.is_channel_admin(f.channel, account):
+                    self._d.hub.unfollow(account, f.channel)  # an admin still sees its posts
+                return F.ChannelAnswer(re=f.id, info=_info(row))
+            case F.SetChannelAdmin():
+                return await self.set_admin(account, f)
+            case F.Publish():
+                return await self.publish(account, device, conn, f)
+            case F.GetPosts():
+                return await self.read(f)
+            case F.GetPostHistory():
+                return await self.history(f)
+        raise ChatdError("not a channel frame", ErrorCode.UNKNOWN_FRAME)
+
+    async def create(self, account: int, f: F.CreateChannel) -> F.ChannelAnswer:
+        row = await self._d.store.create_channel(
+            account, f.handle, f.title, f.about, self._d.clock.now_ms()
+        )
+        self._d.hub.follow(account, row.id)  # the owner's devices see what its admins publish
+        return F.ChannelAnswer(re=f.id, info=_info(row))
+
+    async def search(self, account: int, f: F.SearchChannels) -> F.ChannelList:
+        """The directory (SPEC.md 20.2), counted against the account's search budget first."""
+        retry = await self._limits.search(account)
+        if retry is not None:
+            raise RateLimited(f"too many searches; retry in {retry:.1f} s")
+        words = posts.query_words(f.query)
+        if not words:
+            raise Invalid("the query has no word")
+        cursor = decode_cursor(f.after, len(words))
+        rows, nxt = await self._d.store.search_channels(words, cursor, f.limit, account)
+        return F.ChannelList(
+            re=f.id, items=[_info(r) for r in rows], next="" if nxt is None else nxt.encode()
+        )
+
+    async def set_admin(self, account: int, f: F.SetChannelAdmin) -> F.Ok:
+        if await self._d.store.channel(f.channel, account) is None:
+            raise NotFound("no such channel")
+        if not await self._d.store.set_channel_admin(f.channel, account, f.account, f.admin):
+            raise Forbidden("only the channel's owner names its admins")
+        if f.admin:
+            self._d.hub.follow(f.account, f.channel)
+        return F.Ok(re=f.id)
+
+    async def publish(self, account: int, device: int, conn: int, f: F.Publish) -> F.Published:
+        """Check the signature, store the post (the rules run inside the write), then push it
+        to the channel's connected followers once."""
+        d = self._d
+        post = F.Post(
+            channel=f.channel,
+            seq=f.seq,
+            ver=f.ver,
+            ts=f.ts,
+            author=account,
+            device=device,
+            kind=f.kind,
+            content=f.content,
+            sig=f.sig,
+        )
+        key = await d.store.device(device)
+        try:
+            if key is None or key.account != account:
+                raise SignatureError("no such device")
+            posts.verify_post(key.public_key, self._server, post)
+        except SignatureError as exc:
+            raise ChatdError(f"the post's signature: {exc}", ErrorCode.BAD_SIGNATURE) from exc
+        except ChatProtoError as exc:
+            raise Invalid(str(exc)) from exc
+        if await d.store.put_post(post, d.clock.now_ms()):
+            frame = codec.encode(F.PostEvent(post=post))
+            d.hub.publish(envelope.channel_topic(f.channel), envelope.EVENT, 0, conn, frame)
+        return F.Published(re=f.id, channel=f.channel, seq=f.seq, ver=f.ver)
+
+    async def read(self, f: F.GetPosts) -> F.Posts:
+        """A page of posts, newest first: anyone may read a public channel (the preview)."""
+        if await self._d.store.channel(f.channel, 0) is None:
+            raise NotFound("no such channel")
+        items = await self._d.store.posts_before(f.channel, f.before, f.limit)
+        more = len(items) == f.limit and items[-1].seq > 1
+        return F.Posts(re=f.id, channel=f.channel, items=items, next=items[-1].seq if more else 0)
+
+    async def history(self, f: F.GetPostHistory) -> F.Posts:
+        items = await self._d.store.post_history(f.channel, f.seq)
+        if not items:
+            raise NotFound("no such post")
+        return F.Posts(re=f.id, channel=f.channel, items=items)

@@ -1,0 +1,251 @@
+"""Public channels in the SDK (SPEC.md 20): create, find, search, follow, unfollow, publish,
+edit, delete, read; every post verified before the application sees it.
+
+Posts are public (not end-to-end encrypted) but signed by the publishing device over
+``chatproto.posts.post_payload``. This module signs what it publishes with this device's key,
+and checks every post it reads or is pushed against the key of the device the publisher's
+signed device list names (``E2E.devices``, pinned on first use, E2E.md 3): a post the server
+forged, altered, replayed under another seq, channel or version, or attributed to a device that
+is not on the list is refused (``RejectedPost`` in a page, ``SecurityWarning`` when pushed), so
+the server is trusted with availability only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from chatproto import frames as F
+from chatproto import kinds, posts
+from chatproto.errors import ChatProtoError, CryptoError, ErrorCode
+
+from chatclient.connection import Connection
+from chatclient.e2e import E2E
+from chatclient.errors import ChatClientError, RequestError
+from chatclient.events import ChannelPost, SecurityWarning
+
+PUBLISH_ATTEMPTS = 5
+"""Times ``publish`` signs anew after another admin took the seq it signed (``CONFLICT``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedPost:
+    """A post the server returned that does not verify: never shown as the publisher's."""
+
+    post: F.Post
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostPage:
+    """Posts newest first; ``next`` is the ``before`` of the next older page (0: no more)."""
+
+    posts: list[ChannelPost]
+    rejected: list[RejectedPost]
+    next: int
+
+
+def _text(p: F.Post) -> str | None:
+    if p.kind != "text":
+        return None
+    try:
+        content = kinds.decode_content(p.kind, p.content)
+    except ChatProtoError:
+        return None
+    return content.text if isinstance(content, kinds.Text) else None
+
+
+def verified_post(p: F.Post) -> ChannelPost:
+    return ChannelPost(
+        channel=p.channel,
+        seq=p.seq,
+        ver=p.ver,
+        ts=p.ts,
+        author=p.author,
+        device=p.device,
+        kind=p.kind,
+        content=p.content,
+        text=_text(p),
+        deleted=posts.is_tombstone(p),
+    )
+
+
+class Channels:
+    def __init__(self, conn: Connection, e2e: E2E, emit: Callable[[Any], Awaitable[None]]) -> None:
+        self._c = conn
+        self._e2e = e2e
+        self._emit = emit
+
+    # ------------------------------------------------------------------ the directory
+
+    async def create(self, handle: str, title: str, about: str = "") -> F.ChannelInfo:
+        """Create a public channel this account owns and publishes in."""
+        frame = F.CreateChannel(id=self._c.next_id(), handle=handle, title=title, about=about)
+        return (await self._c.call(frame, F.ChannelAnswer)).info
+
+    async def find(self, handle: str) -> F.ChannelInfo:
+        """A channel by handle (``NotFound``)."""
+        frame = F.FindChannel(id=self._c.next_id(), handle=handle.removeprefix("@"))
+        return (await self._c.call(frame, F.ChannelAnswer)).info
+
+    async def search(
+        self, query: str, *, after: str = "", limit: int = 20
+    ) -> tuple[list[F.ChannelInfo], str]:
+        """One page of the directory and the ``after`` of the next page ("": no more); the
+        order is the matched word's, then the channel's id."""
+        frame = F.SearchChannels(id=self._c.next_id(), query=query, after=after, limit=limit)
+        got = await self._c.call(frame, F.ChannelList)
+        return list(got.items), got.next
+
+    async def follow(self, channel: int) -> F.ChannelInfo:
+        """Follow ``channel``: its new posts arrive as ``ChannelPost`` events."""
+        frame = F.Follow(id=self._c.next_id(), channel=channel)
+        return (await self._c.call(frame, F.ChannelAnswer)).info
+
+    async def unfollow(self, channel: int) -> F.ChannelInfo:
+        frame = F.Unfollow(id=self._c.next_id(), channel=channel)
+        return (await self._c.call(frame, F.ChannelAnswer)).info
+
+    async def set_admin(self, channel: int, account: int, admin: bool = True) -> None:
+        """The owner lets ``account`` publish in ``channel`` (or no longer)."""
+        frame = F.SetChannelAdmin(
+            id=self._c.next_id(), channel=channel, account=account, admin=admin
+        )
+        await self._c.call(frame, F.Ok)
+
+    # ------------------------------------------------------------------ publishing
+
+    def _signed(self, channel: int, seq: int, ver: int, kind: str, content: bytes) -> F.Publish:
+        ks = self._c.keystore
+        post = F.Post(
+            channel=channel,
+            seq=seq,
+            ver=ver,
+            ts=int(time.time() * 1000),
+            author=ks.account,
+            device=ks.device,
+            kind=kind,
+            content=content,
+            sig=bytes(64),
+        )
+        sig = posts.sign_post(ks.key, self._c.server_name, post)
+        return F.Publish(
+            id=self._c.next_id(),
+            channel=channel,
+            seq=seq,
+            ver=ver,
+            ts=post.ts,
+            kind=kind,
+            content=content,
+            sig=sig,
+        )
+
+    async def publish(self, channel: int, content: kinds.Content) -> int:
+        """Publish a new post; its seq. Another admin publishing meanwhile: signed again."""
+        kind, body = kinds.encode_content(content)
+        for _ in range(PUBLISH_ATTEMPTS):
+            newest = await self._c.call(
+                F.GetPosts(id=self._c.next_id(), channel=channel, limit=1), F.Posts
+            )
+            seq = newest.items[0].seq + 1 if newest.items else 1
+            try:
+                await self._c.call(self._signed(channel, seq, 0, kind, body), F.Published)
+            except RequestError as exc:
+                if exc.code == ErrorCode.CONFLICT:
+                    continue
+                raise
+            return seq
+        raise ChatClientError(f"channel {channel}: the next seq kept being taken")
+
+    async def publish_text(self, channel: int, text: str) -> int:
+        return await self.publish(channel, kinds.Text(text=text))
+
+    async def _new_version(self, channel: int, seq: int, kind: str, body: bytes) -> int:
+        for _ in range(PUBLISH_ATTEMPTS):
+            versions = await self._c.call(
+                F.GetPostHistory(id=self._c.next_id(), channel=channel, seq=seq), F.Posts
+            )
+            ver = max(p.ver for p in versions.items) + 1
+            try:
+                await self._c.call(self._signed(channel, seq, ver, kind, body), F.Published)
+            except RequestError as exc:
+                if exc.code == ErrorCode.CONFLICT:
+                    continue
+                raise
+            return ver
+        raise ChatClientError(f"post {seq} of channel {channel}: kept being edited meanwhile")
+
+    async def edit(self, channel: int, seq: int, content: kinds.Content) -> int:
+        """Publish a new version of post ``seq`` (the old ones stay in its history); its ver."""
+        kind, body = kinds.encode_content(content)
+        return await self._new_version(channel, seq, kind, body)
+
+    async def edit_text(self, channel: int, seq: int, text: str) -> int:
+        return await self.edit(channel, seq, kinds.Text(text=text))
+
+    async def delete(self, channel: int, seq: int) -> int:
+        """Replace post ``seq`` by its signed tombstone; the tombstone's ver."""
+        return await self._new_version(channel, seq, posts.TOMBSTONE, b"")
+
+    # ------------------------------------------------------------------ reading
+
+    async def _key(self, p: F.Post, refresh: bool) -> bytes:
+        ks = self._c.keystore
+        if p.author == ks.account and p.device == ks.device:
+            return ks.key.public_key
+        devices = await self._e2e.devices(p.author, refresh=refresh)
+        entry = next((d for d in devices if d.device == p.device), None)
+        if entry is None:
+            raise CryptoError(f"device {p.device} is not on account {p.author}'s device list")
+        return entry.signing_key
+
+    async def verify(self, p: F.Post) -> ChannelPost:
+        """``p`` as a ``ChannelPost`` if its signature is its publisher's listed device's;
+        ``ChatProtoError`` (``SignatureError``) or ``ChatClientError`` otherwise. A device not
+        on the pinned list is looked up again once (it may be newer than the pin)."""
+        try:
+            key = await self._key(p, refresh=False)
+        except CryptoError:
+            key = await self._key(p, refresh=True)
+        posts.verify_post(key, self._c.server_name, p)
+        return verified_post(p)
+
+    async def _checked(self, items: list[F.Post]) -> tuple[list[ChannelPost], list[RejectedPost]]:
+        good: list[ChannelPost] = []
+        bad: list[RejectedPost] = []
+        for p in items:
+            try:
+                good.append(await self.verify(p))
+            except (ChatProtoError, ChatClientError) as exc:
+                bad.append(RejectedPost(p, str(exc)))
+        return good, bad
+
+    async def posts(self, channel: int, *, before: int = 0, limit: int = 20) -> PostPage:
+        """A page of ``channel``'s posts, newest first, each verified (following or not)."""
+        got = await self._c.call(
+            F.GetPosts(id=self._c.next_id(), channel=channel, before=before, limit=limit), F.Posts
+        )
+        good, bad = await self._checked(list(got.items))
+        return PostPage(good, bad, got.next)
+
+    async def history(self, channel: int, seq: int) -> PostPage:
+        """Every version of post ``seq``, oldest first, each verified."""
+        got = await self._c.call(
+            F.GetPostHistory(id=self._c.next_id(), channel=channel, seq=seq), F.Posts
+        )
+        good, bad = await self._checked(list(got.items))
+        return PostPage(good, bad, 0)
+
+    def on_post_event(self, frame: F.PostEvent) -> None:
+        """A pushed post: emitted as a ``ChannelPost`` once verified, else a warning (checked
+        off the receive path: the publisher's device list may have to be fetched)."""
+        self._c.spawn(self._pushed(frame.post), name="verify-post")
+
+    async def _pushed(self, p: F.Post) -> None:
+        try:
+            event: ChannelPost | SecurityWarning = await self.verify(p)
+        except (ChatProtoError, ChatClientError) as exc:
+            event = SecurityWarning(p.author, f"post {p.seq} of channel {p.channel} refused: {exc}")
+        await self._emit(event)

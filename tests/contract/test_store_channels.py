@@ -1,0 +1,183 @@
+"""The store contract for public channels (``ChannelStore``, SPEC.md 20), on every backend:
+handles and lookalikes, the directory's prefix search paged without gaps or repeats, follows
+counted once, the seq and version rules of posts inside the write, history and tombstones, and
+a post that costs the same few rows whatever the number of followers."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import msgspec
+import pytest
+from chatproto import frames as F
+from chatproto import posts
+
+from chatd.errors import Conflict, Forbidden, HandleTaken, Invalid, NotFound
+from chatd.store.base import Store
+
+from .conftest import MakeAccount, StoreBackend
+
+NOW = 1_700_000_000_000
+SIG = bytes(64)  # the store keeps what the service verified; it checks no signature itself
+
+
+def post(channel: int, seq: int, author: int, ver: int = 0, text: str = "hi") -> F.Post:
+    content = b"" if text == "" else text.encode()
+    kind = posts.TOMBSTONE if text == "" else "text"
+    return F.Post(
+        channel=channel,
+        seq=seq,
+        ver=ver,
+        ts=NOW,
+        author=author,
+        device=1,
+        kind=kind,
+        content=content,
+        sig=SIG,
+    )
+
+
+async def test_handles_are_unique_among_channels_and_never_another_accounts_lookalike(
+    store: Store, make_account: MakeAccount
+) -> None:
+    (alice, _), (bob, _) = await make_account("alice"), await make_account("bob")
+    await store.create_channel(alice.id, "news", "News", "", NOW)
+    for taken in ("news", "news_", "n.ews"):
+        with pytest.raises(HandleTaken):
+            await store.create_channel(bob.id, taken, "Mine", "", NOW)
+    with pytest.raises(HandleTaken):  # bob's channel cannot pose as alice
+        await store.create_channel(bob.id, "a1ice", "Alice", "", NOW)
+    mine = await store.create_channel(alice.id, "alice", "Alice's own", "", NOW)
+    assert (await store.channel_by_handle("alice", bob.id)) == mine
+
+
+async def test_the_directory_pages_by_prefix_without_gaps_or_repeats(
+    store: Store, make_account: MakeAccount
+) -> None:
+    alice, _ = await make_account("alice")
+    made = []
+    for i in range(45):
+        about = "Straße" if i % 3 == 0 else "garden"
+        made.append(
+            (await store.create_channel(alice.id, f"chan{i}", f"Tomato {i}", about, NOW)).id
+        )
+    other = await store.create_channel(alice.id, "tomatoes", "Potatoes", "", NOW)
+    seen: list[int] = []
+    cursor = None
+    while True:
+        page, cursor = await store.search_channels(["tomato"], cursor, 10, alice.id)
+        seen += [c.id for c in page]
+        if cursor is None:
+            break
+    assert seen == [*made, other.id]
+    both, _ = await store.search_channels(posts.query_words("gard tomato"), None, 50, alice.id)
+    assert [c.id for c in both] == [m for i, m in enumerate(made) if i % 3 != 0]
+    umlaut, _ = await store.search_channels(posts.query_words("STRASSE"), None, 50, alice.id)
+    assert len(umlaut) == 15
+    assert await store.search_channels(["tomatoesx"], None, 50, alice.id) == ([], None)
+
+
+async def test_a_channel_matching_a_prefix_twice_is_listed_once(
+    store: Store, make_account: MakeAccount
+) -> None:
+    """Pages walk (word, channel) order: a channel with two words of the prefix shows at its
+    first one only, however small the pages."""
+    alice, _ = await make_account("alice")
+    a = await store.create_channel(alice.id, "aa", "Gardening garden", "gardens", NOW)
+    b = await store.create_channel(alice.id, "bb", "Gardenia", "", NOW)
+    c = await store.create_channel(alice.id, "cc", "Garden", "", NOW)
+    seen: list[int] = []
+    cursor = None
+    for _ in range(10):
+        page, cursor = await store.search_channels(["garden"], cursor, 1, alice.id)
+        seen += [x.id for x in page]
+        if cursor is None:
+            break
+    assert seen == [a.id, c.id, b.id]  # "garden" (a, c), then "gardenia" (b)
+
+
+async def test_follows_count_once_and_admins_see_their_channels(
+    store: Store, make_account: MakeAccount
+) -> None:
+    (alice, _), (bob, _) = await make_account("alice"), await make_account("bob")
+    ch = (await store.create_channel(alice.id, "news", "News", "", NOW)).id
+    for _ in range(2):
+        row = await store.follow(ch, bob.id, NOW)
+        assert row.following and row.followers == 1
+    assert await store.followed_channels(bob.id) == [ch]
+    assert await store.followed_channels(alice.id) == [ch]  # the owner administers it
+    for _ in range(2):
+        row = await store.unfollow(ch, bob.id)
+        assert not row.following and row.followers == 0
+    assert await store.followed_channels(bob.id) == []
+    with pytest.raises(NotFound):
+        await store.follow(999_999, bob.id, NOW)
+
+
+async def test_posts_take_the_next_seq_and_version_and_keep_their_history(
+    store: Store, make_account: MakeAccount
+) -> None:
+    (alice, _), (bob, _) = await make_account("alice"), await make_account("bob")
+    ch = (await store.create_channel(alice.id, "news", "News", "", NOW)).id
+    assert await store.put_post(post(ch, 1, alice.id), NOW)
+    assert not await store.put_post(post(ch, 1, alice.id), NOW)  # a resend: nothing new
+    with pytest.raises(Conflict):
+        await store.put_post(post(ch, 3, alice.id), NOW)
+    with pytest.raises(Conflict):
+        await store.put_post(post(ch, 1, alice.id, text="another"), NOW)
+    with pytest.raises(Forbidden):
+        await store.put_post(post(ch, 2, bob.id), NOW)
+    with pytest.raises(Invalid):
+        await store.put_post(post(ch, 2, alice.id, text=""), NOW)  # a tombstone as ver 0
+    with pytest.raises(Invalid):
+        await store.put_post(msgspec.structs.replace(post(ch, 2, alice.id), ts=NOW - 600_000), NOW)
+    assert await store.put_post(post(ch, 1, alice.id, ver=1, text="edited"), NOW)
+    with pytest.raises(Conflict):
+        await store.put_post(post(ch, 1, alice.id, ver=3, text="skipped"), NOW)
+    assert await store.put_post(post(ch, 1, alice.id, ver=2, text=""), NOW)
+    with pytest.raises(NotFound):  # deleted: no more versions
+        await store.put_post(post(ch, 1, alice.id, ver=3, text="back"), NOW)
+    assert await store.put_post(post(ch, 2, alice.id, text="two"), NOW)
+    history = await store.post_history(ch, 1)
+    assert [(p.ver, p.content) for p in history] == [(0, b"hi"), (1, b"edited"), (2, b"")]
+    page = await store.posts_before(ch, 0, 10)
+    assert [(p.seq, p.ver) for p in page] == [(2, 0), (1, 2)]
+    assert [p.seq for p in await store.posts_before(ch, 2, 10)] == [1]
+    assert (await store.channel(ch, bob.id)).last_seq == 2  # type: ignore[union-attr]
+    await store.set_channel_admin(ch, alice.id, bob.id, True)
+    assert await store.put_post(post(ch, 3, bob.id), NOW)
+    assert not await store.set_channel_admin(ch, bob.id, bob.id, True)  # not the owner
+
+
+async def test_a_post_costs_the_same_rows_with_a_thousand_followers(
+    store: Store, make_account: MakeAccount, backend: StoreBackend
+) -> None:
+    """Fan-out on read: publishing adds one row to the whole database (and updates the
+    channel's last seq), whatever the number of followers (counted in the SQLite file: the
+    same SQL runs on PostgreSQL)."""
+    if backend.name != "sqlite":
+        pytest.skip("rows are counted in the SQLite file")
+    alice, _ = await make_account("alice")
+    quiet = (await store.create_channel(alice.id, "quiet", "Quiet", "", NOW)).id
+    busy = (await store.create_channel(alice.id, "busy", "Busy", "", NOW)).id
+    for i in range(1000):
+        reader, _ = await make_account(f"reader{i}")
+        await store.follow(busy, reader.id, NOW)
+    path = backend.path  # type: ignore[attr-defined]
+
+    def rows() -> int:
+        """Every row of every table of the database."""
+        con = sqlite3.connect(path)
+        try:
+            tables = con.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+            return sum(con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for (t,) in tables)
+        finally:
+            con.close()
+
+    counts = []
+    for channel in (quiet, busy):
+        before = rows()
+        await store.put_post(post(channel, 1, alice.id), NOW)
+        counts.append(rows() - before)
+    assert counts == [1, 1]
+    assert (await store.channel(busy, alice.id)).followers == 1000  # type: ignore[union-attr]

@@ -1,0 +1,161 @@
+"""Public channels (issue 19.1, SPEC.md 20) against a real server, with several SDK clients:
+created with a handle, found by handle and through the paged directory, read before following,
+followed without an invite, posts pushed live to connected followers only, and every post's
+signature checked by the reader: a post changed in the database is refused, edits keep their
+history and a delete is a signed tombstone."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from chatclient import Client, KeyStore, NotFound
+from chatclient.events import ChannelPost, SecurityWarning
+from chatproto import kinds
+from conftest import RunningServer, make_settings, run_server
+
+FAST = {"frames_per_second": 100_000.0, "frame_burst": 100_000.0}
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    async with run_server(make_settings(tmp_path, limits=FAST)) as s:
+        yield s
+
+
+async def _user(server: RunningServer, tmp_path: Path, handle: str) -> Client:
+    c = Client(server.url, KeyStore.open(tmp_path / f"{handle}.key"))
+    await c.__aenter__()
+    await c.register(handle, handle.title())
+    return c
+
+
+async def _next_post(c: Client, timeout: float = 10.0) -> ChannelPost | SecurityWarning:
+    async with asyncio.timeout(timeout):
+        async for ev in c.events():
+            if isinstance(ev, ChannelPost | SecurityWarning):
+                return ev
+    raise AssertionError("events ended")
+
+
+async def _no_post(c: Client, quiet: float = 0.5) -> None:
+    try:
+        ev = await _next_post(c, quiet)
+    except TimeoutError:
+        return
+    raise AssertionError(f"unexpected {ev!r}")
+
+
+async def test_a_public_channel_from_creation_to_a_verified_live_post(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    alice = await _user(server, tmp_path, "alice")
+    bob = await _user(server, tmp_path, "bob")
+    carol = await _user(server, tmp_path, "carol")
+    try:
+        info = await alice.channels.create("daily_news", "Daily News", "World news every morning")
+        ch = info.channel
+        assert (await bob.channels.find("daily_news")).channel == ch
+        with pytest.raises(NotFound):
+            await bob.channels.find("no_such_channel")
+
+        first = await alice.channels.publish_text(ch, "good morning")
+        assert first == 1
+        # Preview before following: bob reads and verifies without being anything.
+        page = await bob.channels.posts(ch)
+        assert [p.text for p in page.posts] == ["good morning"] and page.rejected == []
+
+        info = await bob.channels.follow(ch)
+        assert info.following and info.followers == 1
+        await carol.channels.follow(ch)
+        await alice.channels.publish_text(ch, "breaking")
+        for reader in (bob, carol):
+            got = await _next_post(reader)
+            assert isinstance(got, ChannelPost), got
+            assert (got.seq, got.text, got.author) == (2, "breaking", alice.account)
+
+        await carol.channels.unfollow(ch)
+        await alice.channels.publish_text(ch, "third")
+        got = await _next_post(bob)
+        assert isinstance(got, ChannelPost) and got.text == "third"
+        await _no_post(carol)
+        assert (await carol.channels.find("daily_news")).followers == 1
+    finally:
+        for c in (alice, bob, carol):
+            await c.aclose()
+
+
+async def test_the_directory_finds_channels_by_title_and_description_in_pages(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    alice = await _user(server, tmp_path, "alice")
+    bob = await _user(server, tmp_path, "bob")
+    try:
+        made = []
+        for i in range(7):
+            info = await alice.channels.create(
+                f"garden{i}", f"Gardening tips {i}", "Roses, tomatoes and Früh-beete"
+            )
+            made.append(info.channel)
+        await alice.channels.create("cooking", "Cooking", "Tomatoes in the kitchen")
+        seen: list[int] = []
+        after = ""
+        pages = 0
+        while True:
+            items, after = await bob.channels.search("garden", after=after, limit=3)
+            seen += [i.channel for i in items]
+            pages += 1
+            if not after:
+                break
+        assert seen == made and pages == 3
+        assert len((await bob.channels.search("TOMATO"))[0]) == 8
+        both, _ = await bob.channels.search("tomato kitchen")
+        assert [i.handle for i in both] == ["cooking"]
+        assert [i.handle for i in (await bob.channels.search("früh"))[0]][:1] == ["garden0"]
+        assert (await bob.channels.search("nothing_like_it"))[0] == []
+    finally:
+        await alice.aclose()
+        await bob.aclose()
+
+
+async def test_edits_keep_history_a_delete_is_a_tombstone_and_tampering_is_refused(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    alice = await _user(server, tmp_path, "alice")
+    bob = await _user(server, tmp_path, "bob")
+    try:
+        ch = (await alice.channels.create("alice_blog", "Alice's blog")).channel
+        await bob.channels.follow(ch)
+        seq = await alice.channels.publish_text(ch, "frist post")
+        assert isinstance(await _next_post(bob), ChannelPost)
+        assert await alice.channels.edit_text(ch, seq, "first post") == 1
+        edited = await _next_post(bob)
+        assert isinstance(edited, ChannelPost) and (edited.ver, edited.text) == (1, "first post")
+        history = await bob.channels.history(ch, seq)
+        assert [p.text for p in history.posts] == ["frist post", "first post"]
+        assert history.rejected == []
+
+        other = await alice.channels.publish_text(ch, "to be deleted")
+        await _next_post(bob)
+        assert await alice.channels.delete(ch, other) == 1
+        gone = await _next_post(bob)
+        assert isinstance(gone, ChannelPost) and gone.deleted and gone.content == b""
+        page = await bob.channels.posts(ch)
+        assert [(p.seq, p.deleted) for p in page.posts] == [(2, True), (1, False)]
+
+        # The operator (or an intruder) rewrites post 1 in the database: readers refuse it.
+        body = kinds.encode_content(kinds.Text(text="send your coins to mallory"))[1]
+        db = sqlite3.connect(server.app.settings.store.db)
+        with db:
+            db.execute("UPDATE pub_posts SET content=? WHERE channel=? AND seq=1", (body, ch))
+        db.close()
+        page = await bob.channels.posts(ch)
+        assert [p.seq for p in page.posts] == [2]
+        assert [r.post.seq for r in page.rejected] == [1]
+        assert "signature" in page.rejected[0].reason
+    finally:
+        await alice.aclose()
+        await bob.aclose()

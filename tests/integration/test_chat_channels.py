@@ -1,0 +1,95 @@
+"""``chat`` and public channels (issue 19.1, SPEC.md 20): /public, /publish, /editpost,
+/delpost, /follow, /unfollow, /search, /posts, against a real server, stdin piped; a follower's
+terminal shows live posts, checked against the publisher's device key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from chatclient.tui import (
+    EditPost,
+    Follow,
+    NewPublic,
+    ParseError,
+    Publish,
+    Search,
+    ShowPosts,
+    parse_command,
+)
+from conftest import make_settings, run_server
+from integration.test_chat_cli import Terminal, _register
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('/public @daily "Daily News" world news', NewPublic("daily", "Daily News", "world news")),
+        ("/publish @daily good morning, all", Publish("daily", "good morning, all")),
+        ("/editpost @daily 3 fixed typo", EditPost("daily", 3, "fixed typo")),
+        ("/delpost @daily 3", EditPost("daily", 3, None)),
+        ("/follow @daily", Follow("daily")),
+        ("/unfollow daily", Follow("daily", follow=False)),
+        ("/search daily news", Search("daily news")),
+        ("/posts @daily", ShowPosts("daily")),
+        ("/posts @daily 5", ShowPosts("daily", 5)),
+    ],
+)
+def test_parse_channel_commands(line: str, expected: object) -> None:
+    assert parse_command(line) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("/publish @daily", "usage: /publish @channel text"),
+        ("/editpost @daily x text", "usage: /editpost @channel SEQ text"),
+        ("/delpost @daily", "usage: /delpost @channel SEQ"),
+        ("/follow", "usage: /follow @channel"),
+        ("/search", "usage: /search WORDS | /search more"),
+        ("/posts @daily many", "usage: /posts @channel [N]"),
+    ],
+)
+def test_channel_commands_say_their_usage(line: str, message: str) -> None:
+    with pytest.raises(ParseError, match=message.replace("|", r"\|").replace("[", r"\[")):
+        parse_command(line)
+
+
+async def test_publish_follow_search_and_read_a_public_channel(tmp_path: Path) -> None:
+    async with run_server(make_settings(tmp_path)) as server:
+        keys = {h: tmp_path / f"{h}.key" for h in ("alice", "bob")}
+        for handle, key in keys.items():
+            await _register(server.url, key, handle, handle.title())
+        alice = Terminal(server.url, keys["alice"]).start()
+        bob = Terminal(server.url, keys["bob"]).start()
+        try:
+            await alice.wait_for("connected as @alice")
+            await bob.wait_for("connected as @bob")
+            alice.send('/public @daily_news "Daily News" world news every morning')
+            await alice.wait_for(r"^public channel @daily_news created")
+            alice.send("/publish @daily_news good morning")
+            await alice.wait_for(r"^\[@daily_news\] #1 published$")
+            bob.send("/search morning news")
+            await bob.wait_for(
+                r"^  @daily_news  Daily News: world news every morning  0 followers$"
+            )
+            bob.send("/posts @daily_news")
+            await bob.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d good morning$")
+            bob.send("/follow @daily_news")
+            await bob.wait_for(r"^following @daily_news \(1 followers\)$")
+            alice.send("/publish @daily_news the news at noon")
+            await bob.wait_for(r"^\[@daily_news\] #2 \d\d:\d\d the news at noon$")
+            alice.send("/editpost @daily_news 2 the news at one")
+            await bob.wait_for(r"^\[@daily_news\] #2 \d\d:\d\d the news at one \(edited\)$")
+            alice.send("/delpost @daily_news 1")
+            await bob.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d \(deleted\)$")
+            bob.send("/unfollow @daily_news")
+            await bob.wait_for(r"^no longer following @daily_news \(0 followers\)$")
+            alice.send("/publish @daily_news after bob left")
+            await alice.wait_for(r"^\[@daily_news\] #3 published$")
+            bob.send("/posts @daily_news 1")
+            await bob.wait_for(r"^\[@daily_news\] #3 \d\d:\d\d after bob left$")
+            assert bob.text.count("after bob left") == 1  # read with /posts, never pushed
+        finally:
+            assert await alice.close() == 0
+            assert await bob.close() == 0
