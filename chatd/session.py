@@ -494,6 +494,11 @@ class Session:
                 | F.Publish()
                 | F.GetPosts()
                 | F.GetPostHistory()
+                | F.Comment()
+                | F.GetComments()
+                | F.DeleteComment()
+                | F.ReactPost()
+                | F.GetReactions()
             ):
                 self.reply(await svc.channels.handle(a, self.device, self.conn_id, frame))
             case F.Register() | F.Login() | F.LinkDevice():

@@ -66,6 +66,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -189,11 +190,13 @@ class RedisBroker:
         self._wake.set()
 
     def _run_after(self, callbacks: list[Callable[[], None]]) -> None:
+        """Run ``callbacks`` in order, once: the list is emptied."""
         for callback in callbacks:
             try:
                 callback()
             except Exception:
                 log.exception("broker: after_flush callback failed")
+        callbacks.clear()
 
     def _release_after(self) -> None:
         """Run the callbacks waiting for the publishing side (it flushed, or it is down)."""
@@ -391,9 +394,14 @@ class RedisBroker:
             try:
                 # One future per pipeline; no answer within io_timeout drops the connection
                 # (a timer handle, not asyncio.timeout: that asks for the loop, chatd.aio).
+                # The acks waiting for it run as soon as the replies are read (on_done).
                 watchdog = loop.call_later(self._io_timeout, conn.close)
                 try:
-                    await conn.request(_pack_publishes(batch), len(batch))
+                    await conn.request(
+                        _pack_publishes(batch),
+                        len(batch),
+                        partial(self._handed_on, len(batch) - beat, after),
+                    )
                 finally:
                     watchdog.cancel()
             except BaseException:
@@ -407,10 +415,14 @@ class RedisBroker:
                     self._lost = True
                 self._run_after(after)
                 raise
-            self.stats.published += len(batch) - beat
-            if len(batch) > beat:
-                self.flushes += 1
-            self._run_after(after)
+
+    def _handed_on(self, envelopes: int, after: list[Callable[[], None]]) -> None:
+        """Redis accepted a pipeline holding ``envelopes`` envelopes: count them, then release
+        the callbacks that waited for it (in the read callback, see ``_flush_forever``)."""
+        self.stats.published += envelopes
+        if envelopes:
+            self.flushes += 1
+        self._run_after(after)
 
     async def _heartbeats(self) -> None:
         """Queue a heartbeat every ``heartbeat_interval`` (or at once after a reconnect) unless

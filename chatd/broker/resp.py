@@ -63,7 +63,7 @@ class RespConnection:
         self._transport: asyncio.Transport | None = None
         self._reader = hiredis.Reader()
         self._waiting: collections.deque[list[Any]] = collections.deque()
-        # each: [replies still due, future, first error reply or None, last reply]
+        # each: [replies still due, future, first error reply or None, on_done or None]
         self.on_push: Callable[[Any], None] | None = None
         """When set, every reply goes here (the subscription connection) instead."""
         self._loop = asyncio.get_running_loop()  # kept: asking for it is a system call (chatd.aio)
@@ -104,12 +104,16 @@ class RespConnection:
             raise ConnectionError("not connected to Redis")
         self._transport.write(data)
 
-    def request(self, data: bytes, replies: int) -> asyncio.Future[Any]:
+    def request(
+        self, data: bytes, replies: int, on_done: Callable[[], None] | None = None
+    ) -> asyncio.Future[Any]:
         """Send ``data`` (``replies`` commands) and return a future of the last reply, done
-        once all ``replies`` are in (``ReplyError`` if one of them was an error)."""
+        once all ``replies`` are in (``ReplyError`` if one of them was an error). ``on_done``
+        runs first, in the read callback itself, when they all succeeded: whoever waits for it
+        (an ack) does not wait for the awaiting task's next step."""
         future: asyncio.Future[Any] = self._loop.create_future()
         self.write(data)
-        self._waiting.append([replies, future, None, None])
+        self._waiting.append([replies, future, None, on_done])
         return future
 
     def close(self) -> None:
@@ -134,16 +138,18 @@ class RespConnection:
                 head = waiting[0]
                 if isinstance(reply, hiredis.ReplyError) and head[2] is None:
                     head[2] = reply
-                head[3] = reply
                 head[0] -= 1
                 if head[0] == 0:
                     waiting.popleft()
                     future = head[1]
-                    if not future.done():
-                        if head[2] is not None:
+                    if head[2] is not None:
+                        if not future.done():
                             future.set_exception(ReplyError(str(head[2])))
-                        else:
-                            future.set_result(reply)
+                        continue
+                    if head[3] is not None:
+                        head[3]()
+                    if not future.done():
+                        future.set_result(reply)
         except Exception as exc:  # a protocol error or a handler that failed: give it up
             if self._transport is not None:
                 self._transport.abort()

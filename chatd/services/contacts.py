@@ -13,7 +13,7 @@ made while a request is in flight applies from the next request on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import assert_never
+from typing import Literal, assert_never
 
 import msgspec
 from chatproto import frames as F
@@ -249,23 +249,42 @@ class ContactService:
             case "accept" if row.kind == "direct":
                 await d.store.accept_request(f.conv, account, now)
             case "accept":
-                await self._join(row, account, now)
+                joined = await self._join(row, account, now)
+                await self._tell_inviter(row, account, "accept", joined)
             case "delete":
                 await self._drop(row, account)
-            case "block":
+                if row.kind != "direct":
+                    await self._tell_inviter(row, account, "decline", False)
+            case "block":  # the blocked inviter is told nothing (SPEC.md 18.2)
                 await self._drop(row, account)
                 await self._block(account, row.sender)
 
-    async def _join(self, row: RequestRow, account: int, now: int) -> None:
-        """An invitation accepted: joined as if its sender invited now (its role checked now);
-        a conversation with a signed log waits for an admin's signed ``invite`` instead."""
+    async def _join(self, row: RequestRow, account: int, now: int) -> bool:
+        """An invitation accepted: joined as if its sender invited now (its role checked now),
+        True; a conversation with a signed log waits for an admin's signed ``invite`` instead,
+        False."""
         d = self._d
         if await d.store.log_head(row.conv) is not None:
             await d.store.mark_accepted(row.conv, account)
-            return
+            return False
         change = await d.store.invite(row.conv, row.sender, account, now, None)
         await d.store.drop_request(row.conv, account)
         await self._conv._apply(change)  # watched before its joined message goes out
+        return True
+
+    async def _tell_inviter(
+        self, row: RequestRow, account: int, answer: Literal["accept", "decline"], joined: bool
+    ) -> None:
+        """``invitation_answered`` to the inviter's connections (SPEC.md 18.3): with a signed
+        log its client sends the signed ``invite`` that lets the invitee in."""
+        me = await self._d.store.account(account)
+        if me is None:
+            return
+        ev = F.InvitationAnswered(
+            conv=row.conv, account=account, handle=me.handle, answer=answer, joined=joined
+        )
+        publish_to_account(self._d.hub, row.sender, ev)
+        await self._d.hub.published()
 
     async def _drop(self, row: RequestRow, account: int) -> None:
         await self._d.store.drop_request(row.conv, account)

@@ -54,7 +54,7 @@ from chatd.errors import ChatdError, Conflict, NotFound, Unavailable
 from chatd.store.accounts import Accounts
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
 from chatd.store.bots import Bots
-from chatd.store.channels import Channels
+from chatd.store.channels import Channels, PostComments
 from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
@@ -261,6 +261,7 @@ class PostgresStore(
     Push,
     Links,
     Channels,
+    PostComments,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):

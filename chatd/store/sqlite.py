@@ -50,7 +50,7 @@ from chatd.store import messages
 from chatd.store.accounts import Accounts
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
 from chatd.store.bots import Bots
-from chatd.store.channels import Channels
+from chatd.store.channels import Channels, PostComments
 from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
@@ -340,6 +340,7 @@ class SQLiteStore(
     Push,
     Links,
     Channels,
+    PostComments,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):

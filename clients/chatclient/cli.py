@@ -67,6 +67,7 @@ from chatclient.tui import (
     Cards,
     ClaimPacket,
     Command,
+    CommentPost,
     Console,
     ContactList,
     Convs,
@@ -106,6 +107,7 @@ from chatclient.tui import (
     Publish,
     Quit,
     React,
+    ReactToPost,
     Reads,
     RedPacket,
     Rename,
@@ -120,6 +122,7 @@ from chatclient.tui import (
     Seqs,
     ShareCard,
     ShareLink,
+    ShowComments,
     ShowPosts,
     Unlink,
     Verify,
@@ -333,6 +336,9 @@ class Session:
                 if shown is not None:
                     self.console.show(shown)
                 self._spawn(self._announce_waiting())  # never holds the events up
+                return
+            case F.InvitationAnswered():
+                self._spawn(self._invitation_answered(ev))
                 return
             case F.RequestEvent():
                 if ev.request.conv in self._announced:
@@ -621,7 +627,16 @@ class Session:
         return info.channel
 
     async def _channels(
-        self, cmd: NewPublic | Publish | EditPost | Follow | Search | ShowPosts
+        self,
+        cmd: NewPublic
+        | Publish
+        | EditPost
+        | Follow
+        | Search
+        | ShowPosts
+        | CommentPost
+        | ShowComments
+        | ReactToPost,
     ) -> None:
         """Public channels (SPEC.md 20): the directory, follows, signed posts."""
         ch = self.client.channels
@@ -677,6 +692,25 @@ class Session:
                     self.show(f"[@{handle}] #{r.post.seq} refused: {r.reason}", "error")
                 if not page.posts and not page.rejected:
                     self.show(f"@{handle} has no posts yet", "system")
+            case CommentPost(handle, seq, text, reply_to):
+                said = await ch.comment(await self._channel(handle), seq, text, reply_to=reply_to)
+                self.show(f"[@{handle}] #{seq} comment #{said.comment} posted", "system")
+            case ShowComments(handle, seq):
+                at = 0
+                while True:
+                    thread = await ch.comments(await self._channel(handle), seq, after=at)
+                    for m in thread.items:
+                        to = f" (↩ #{m.reply_to})" if m.reply_to else ""
+                        text = "(deleted)" if m.deleted else _comment_text(m)
+                        self.show(f"  #{m.comment} {m.handle}{to}: {text}")
+                    at = thread.next
+                    if not at:
+                        break
+                self.show(f"[@{handle}] #{seq}: {thread.total} comments", "system")
+            case ReactToPost(handle, seq, emoji, remove):
+                counts = await ch.react(await self._channel(handle), seq, emoji, remove=remove)
+                shown = "  ".join(f"{c.emoji} {c.count}" for c in counts) or "no reactions"
+                self.show(f"[@{handle}] #{seq}: {shown}", "system")
 
     async def _execute(self, cmd: Command) -> None:
         c = self.client
@@ -694,7 +728,17 @@ class Session:
                     f"@{ks.handle} (account {ks.account}, device {ks.device}) on {self.client.url}"
                 )
                 self.show(f"device key {ks.key.public_key.hex()}", "dim")
-            case NewPublic() | Publish() | EditPost() | Follow() | Search() | ShowPosts():
+            case (
+                NewPublic()
+                | Publish()
+                | EditPost()
+                | Follow()
+                | Search()
+                | ShowPosts()
+                | CommentPost()
+                | ShowComments()
+                | ReactToPost()
+            ):
                 await self._channels(cmd)
             case Drop():
                 self.show("dropping the connection", "dim")
@@ -1188,14 +1232,35 @@ class Session:
         self._learn(info)
         self._say_invited(info, {account: handle})
 
+    async def _invitation_answered(self, ev: F.InvitationAnswered) -> None:
+        """Someone this account invited answered (SPEC.md 18.3). An accept that waits for a
+        signed ``invite`` (a conversation with a membership log) gets it from here at once;
+        another device of this account may have sent it already (CONFLICT: said nothing)."""
+        where = f"[{self.names.label(ev.conv)}]"
+        if ev.answer == "decline":
+            self.show(f"{where} @{ev.handle} declined your invitation", "system")
+            return
+        if ev.joined:
+            self.show(f"{where} @{ev.handle} accepted your invitation", "system")
+            return
+        self.show(f"{where} @{ev.handle} accepted your invitation: adding them", "system")
+        try:
+            await self.client.invite(ev.conv, ev.account)
+        except RequestError as exc:
+            if exc.code != ErrorCode.CONFLICT:
+                self.show(
+                    f"{where} could not add @{ev.handle} ({exc}): /invite @{ev.handle} here",
+                    "error",
+                )
+
     def _say_invited(self, info: F.ConvInfo, wanted: dict[int, str]) -> None:
         """One line per account that got an invitation instead of a seat."""
         present = {m.account for m in info.members}
         for account, handle in wanted.items():
             if account not in present:
                 self.show(
-                    f"[{self.names.label(info.conv)}] @{handle} is invited: once @{handle}"
-                    f" accepts, /invite @{handle} here adds them",
+                    f"[{self.names.label(info.conv)}] @{handle} is invited: added once @{handle}"
+                    " accepts (you are told)",
                     "system",
                 )
 
@@ -1317,7 +1382,7 @@ class Session:
             title = f' "{r.title}"' if r.title else ""
             self.show(
                 f"accepted @{r.handle}'s {what}{title}: you join when @{r.handle} adds you"
-                " (they /invite you again)",
+                " (their client does it when it learns you accepted)",
                 "system",
             )
             return
@@ -1729,3 +1794,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _comment_text(m: F.CommentInfo) -> str:
+    """A comment's text (its kind in brackets when it is not text)."""
+    if m.kind == "text":
+        with contextlib.suppress(ChatProtoError):
+            content = kinds.decode_content(m.kind, m.content)
+            if isinstance(content, kinds.Text):
+                return content.text
+    return f"({m.kind})"

@@ -240,6 +240,7 @@ class Client:
                 | F.TypingEvent()
                 | F.PresenceEvent()
                 | F.RequestEvent()
+                | F.InvitationAnswered()
                 | F.JoinRequestEvent() as f
             ):
                 await self._conn.emit(f)

@@ -231,6 +231,10 @@ Typing = F.TypingEvent
 Presence = F.PresenceEvent
 RequestReceived = F.RequestEvent
 """A message request or invitation reached this account (SPEC.md 18.3; chatclient/contacts.py)."""
+InvitationAnswered = F.InvitationAnswered
+"""Someone this account invited accepted or declined (SPEC.md 18.3). ``joined`` False on an
+accept: the conversation has a signed log, and the invitee is let in by an owner's or admin's
+signed ``client.invite(conv, account)`` (``chat`` sends it at once)."""
 JoinRequestReceived = F.JoinRequestEvent
 """Someone asked to join a conversation this account manages, through an invite link
 (SPEC.md 20.4; chatclient/links.py)."""
@@ -242,6 +246,7 @@ Event = (
     | Typing
     | Presence
     | RequestReceived
+    | InvitationAnswered
     | JoinRequestReceived
     | Undecryptable
     | SecurityWarning

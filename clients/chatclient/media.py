@@ -334,9 +334,10 @@ class Media:
             del self._sent[next(iter(self._sent))]
         return ack
 
-    async def delete(self, conv: int, seq: int, blob: str = "") -> F.Ack:
+    async def delete(self, conv: int, seq: int, blob: str = "") -> None:
         """Delete our attachment message ``seq`` for everyone: ``detach_blob`` (so that the
-        blob, once nothing else references it, is swept), then a ``delete`` message. ``blob``:
+        blob, once nothing else references it, is swept), then ``delete_message`` (the server
+        keeps a tombstone in its place, SPEC.md 18.9). ``blob``:
         the message's blob when this client did not send it in this session."""
         c = self._client
         blob = blob or self._sent.get((conv, seq), "")
@@ -346,7 +347,7 @@ class Media:
         if blob:
             await c.call(F.DetachBlob(id=c.next_id(), conv=conv, seq=seq, blob=blob), F.Ok)
             self._sent.pop((conv, seq), None)
-        return await self._send(conv, kinds.Delete(target=seq))
+        await c.call(F.DeleteMessage(id=c.next_id(), conv=conv, seq=seq), F.Ok)
 
     @staticmethod
     def blob_of(content: kinds.Content | None) -> str:

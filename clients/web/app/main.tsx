@@ -1128,7 +1128,7 @@ function ConversationView({ client, conv, onBack, onOpen }: { client: Client; co
         )}
         {invited.length > 0 && (
           <div role="group" aria-label="Invited, not joined yet">
-            <p class="hint">Invited, not joined yet. Their acceptance is not announced: once they tell you they accepted, add them again to let them in.</p>
+            <p class="hint">Invited, not joined yet: added as soon as they accept (while this page is open; else add them again).</p>
             <ul>
               {invited.map((a) => (
                 <li key={a}>

@@ -303,6 +303,12 @@ export class Client {
       case "request_event":
         this.gotRequest(f["request"]);
         break;
+      case "invitation_answered":
+        // SPEC.md 18.3: someone we invited answered. An accept in a conversation with a
+        // signed log waits for our signed add: sent now (another device may have sent it).
+        if (f["answer"] === "accept" && !f["joined"]) void this.invite(f["conv"], f["handle"]).catch(() => {});
+        else if (this.invited.get(f["conv"])?.delete(f["account"])) void this.saveInvited().then(() => this.changed());
+        break;
     }
   }
 

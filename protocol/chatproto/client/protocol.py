@@ -414,6 +414,7 @@ class ClientProtocol:
                 | F.ToDeviceEvent()
                 | F.Resync()
                 | F.RequestEvent()
+                | F.InvitationAnswered()
                 | F.JoinRequestEvent()
                 | F.PostEvent()
             ):
