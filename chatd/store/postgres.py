@@ -196,7 +196,7 @@ them: the rule stays written once, in ``core``."""
 _ALWAYS_DELIVERED = sorted(rules.ALWAYS_DELIVERED)
 
 _APPEND = "SELECT * FROM chatd_append2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-"""Migrations 0005, 0013 and 0018: the whole batch of appends in one round trip (see the
+"""Migrations 0005, 0013 and 0019: the whole batch of appends in one round trip (see the
 function's comment), each with its conversation's count of removals."""
 
 

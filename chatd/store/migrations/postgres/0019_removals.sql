@@ -1,4 +1,4 @@
--- chatd schema, version 18 (PostgreSQL): how many members have left or been removed from each
+-- chatd schema, version 19 (PostgreSQL): how many members have left or been removed from each
 -- conversation. Every message is published with the count read when it was appended (under the
 -- conversation's row lock, so a removal committed before the message is counted), and a node
 -- that gets a message following a removal it has not applied yet re-reads the membership before
