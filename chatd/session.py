@@ -82,7 +82,7 @@ class Services:
         self.payments = PaymentService(deps)
         self.bots = BotService(deps)
         self.suspension = SuspensionService(deps)
-        self.contacts = ContactService(deps, self.conversations, self.keys)
+        self.contacts = ContactService(deps, self.conversations, self.keys, self.limits)
         self.links = LinkService(deps, self.conversations, self.limits)
         self.channels = ChannelService(deps, self.limits)
         self.media: MediaService | None = None
@@ -494,6 +494,11 @@ class Session:
                 | F.Publish()
                 | F.GetPosts()
                 | F.GetPostHistory()
+                | F.Comment()
+                | F.GetComments()
+                | F.DeleteComment()
+                | F.ReactPost()
+                | F.GetReactions()
             ):
                 self.reply(await svc.channels.handle(a, self.device, self.conn_id, frame))
             case F.Register() | F.Login() | F.LinkDevice():

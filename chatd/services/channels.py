@@ -13,7 +13,7 @@ shows (``chatproto.posts``), and readers check it against the publisher's signed
 
 from __future__ import annotations
 
-from chatproto import codec, posts
+from chatproto import codec, kinds, posts
 from chatproto import frames as F
 from chatproto.errors import ChatProtoError, ErrorCode, SignatureError
 
@@ -73,6 +73,33 @@ class ChannelService:
                 return await self.read(f)
             case F.GetPostHistory():
                 return await self.history(f)
+            case F.Comment():
+                if not kinds.client_may_send(f.kind) or f.kind == posts.TOMBSTONE:
+                    raise Invalid(f"a comment cannot be of kind {f.kind!r}")
+                info = await self._d.store.add_comment(
+                    f.channel, f.seq, account, f.reply_to, f.kind, f.content, self._d.clock.now_ms()
+                )
+                return F.Commented(re=f.id, channel=f.channel, seq=f.seq, comment=info)
+            case F.GetComments():
+                items, total = await self._d.store.comments(f.channel, f.seq, f.after, f.limit)
+                more = len(items) == f.limit
+                return F.Comments(
+                    re=f.id,
+                    channel=f.channel,
+                    seq=f.seq,
+                    items=items,
+                    next=items[-1].comment if more else 0,
+                    total=total,
+                )
+            case F.DeleteComment():
+                await self._d.store.delete_comment(f.channel, f.comment, account)
+                return F.Ok(re=f.id)
+            case F.ReactPost():
+                counts = await self._d.store.react(f.channel, f.seq, account, f.emoji, f.remove)
+                return F.Reactions(re=f.id, channel=f.channel, seq=f.seq, counts=counts)
+            case F.GetReactions():
+                counts = await self._d.store.reactions(f.channel, f.seq, account)
+                return F.Reactions(re=f.id, channel=f.channel, seq=f.seq, counts=counts)
         raise ChatdError("not a channel frame", ErrorCode.UNKNOWN_FRAME)
 
     async def create(self, account: int, f: F.CreateChannel) -> F.ChannelAnswer:

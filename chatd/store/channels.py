@@ -16,7 +16,7 @@ from chatproto import posts
 
 from chatd.core.handles import SKELETON_SQL, skeleton
 from chatd.core.publishing import SearchCursor, check_publish, same_post
-from chatd.errors import HandleTaken, NotFound
+from chatd.errors import Forbidden, HandleTaken, NotFound
 from chatd.store.base import ChannelRow
 from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
 
@@ -316,3 +316,143 @@ class Channels(Scripts):
     put_post = writes(put_post)
     posts_before = reads(posts_before)
     post_history = reads(post_history)
+
+
+# --------------------------------------------------------------------------- comments, reactions
+
+_COMMENT = (
+    "SELECT m.id, m.author, a.handle, m.ts, m.reply_to, m.kind, m.content, m.deleted"
+    " FROM pub_comments m JOIN accounts a ON a.id = m.author WHERE "
+)
+
+
+def _comment(r: Row) -> F.CommentInfo:
+    return F.CommentInfo(
+        comment=int(r[0]),
+        author=int(r[1]),
+        handle=str(r[2]),
+        ts=int(r[3]),
+        reply_to=int(r[4]),
+        kind=str(r[5]),
+        content=bytes(r[6]),
+        deleted=bool(r[7]),
+    )
+
+
+async def _live_post(db: Sql, channel: int, seq: int) -> None:
+    """``NotFound`` unless post ``seq`` of ``channel`` exists and is not deleted."""
+    kind = await db.fetchval("SELECT kind FROM pub_posts WHERE channel=? AND seq=?", channel, seq)
+    if kind is None or kind == posts.TOMBSTONE:
+        raise NotFound("no such post")
+
+
+async def add_comment(
+    tx: Tx, channel: int, seq: int, author: int, reply_to: int, kind: str, content: bytes, now: int
+) -> F.CommentInfo:
+    """Store a comment under post ``seq`` (``reply_to``: a comment under the same post, 0: the
+    post). ``NotFound`` without the post (or deleted) or the comment it answers."""
+    db = tx.sql
+    await _live_post(db, channel, seq)
+    if reply_to and not await db.fetchval(
+        "SELECT 1 FROM pub_comments WHERE id=? AND channel=? AND seq=?", reply_to, channel, seq
+    ):
+        raise NotFound("no such comment under this post")
+    cid = int(
+        await db.fetchval(
+            "INSERT INTO pub_comments (channel, seq, author, reply_to, ts, kind, content)"
+            " VALUES (?,?,?,?,?,?,?) RETURNING id",
+            *(channel, seq, author, reply_to, now, kind, content),
+        )
+    )
+    row = await db.fetchrow(_COMMENT + "m.id=?", cid)
+    assert row is not None
+    return _comment(row)
+
+
+async def comments(
+    db: Sql, channel: int, seq: int, after: int, limit: int
+) -> tuple[list[F.CommentInfo], int]:
+    """Comments of post ``seq`` with an id above ``after``, oldest first, and how many of the
+    post's comments are not deleted. ``NotFound`` without the post."""
+    if not await db.fetchval("SELECT 1 FROM pub_posts WHERE channel=? AND seq=?", channel, seq):
+        raise NotFound("no such post")
+    rows = await db.fetch(
+        _COMMENT + "m.channel=? AND m.seq=? AND m.id>? ORDER BY m.id LIMIT ?",
+        *(channel, seq, after, limit),
+    )
+    total = await db.fetchval(
+        "SELECT count(*) FROM pub_comments WHERE channel=? AND seq=? AND deleted=0", channel, seq
+    )
+    return [_comment(r) for r in rows], int(total)
+
+
+async def delete_comment(tx: Tx, channel: int, comment: int, account: int) -> None:
+    """Empty comment ``comment`` (it keeps its place in the thread): by its author or an admin
+    of the channel. ``NotFound`` / ``Forbidden``."""
+    db = tx.sql
+    author = await db.fetchval(
+        "SELECT author FROM pub_comments WHERE id=? AND channel=?", comment, channel
+    )
+    if author is None:
+        raise NotFound("no such comment")
+    if int(author) != account and not await db.fetchval(
+        "SELECT 1 FROM pub_admins WHERE channel=? AND account=?", channel, account
+    ):
+        raise Forbidden("only its author or the channel's admins delete a comment")
+    await db.execute("UPDATE pub_comments SET deleted=1, content=? WHERE id=?", b"", comment)
+
+
+async def _counts(db: Sql, channel: int, seq: int, account: int) -> list[F.ReactionCount]:
+    rows = await db.fetch(
+        "SELECT c.emoji, c.count, EXISTS (SELECT 1 FROM pub_reactions r WHERE r.channel=c.channel"
+        " AND r.seq=c.seq AND r.emoji=c.emoji AND r.account=?) FROM pub_reaction_counts c"
+        " WHERE c.channel=? AND c.seq=? AND c.count>0 ORDER BY c.count DESC, c.emoji",
+        *(account, channel, seq),
+    )
+    return [F.ReactionCount(emoji=str(e), count=int(n), mine=bool(m)) for e, n, m in rows]
+
+
+async def react(
+    tx: Tx, channel: int, seq: int, account: int, emoji: str, remove: bool
+) -> list[F.ReactionCount]:
+    """Add or take back ``account``'s ``emoji`` on post ``seq`` (again: no change) and keep
+    the post's count per emoji with it; the counts after."""
+    db = tx.sql
+    await _live_post(db, channel, seq)
+    if remove:
+        changed = await db.execute(
+            "DELETE FROM pub_reactions WHERE channel=? AND seq=? AND account=? AND emoji=?",
+            *(channel, seq, account, emoji),
+        )
+        delta = -1
+    else:
+        changed = await db.execute(
+            "INSERT INTO pub_reactions (channel, seq, account, emoji) VALUES (?,?,?,?)"
+            " ON CONFLICT DO NOTHING",
+            *(channel, seq, account, emoji),
+        )
+        delta = 1
+    if changed:
+        await db.execute(
+            "INSERT INTO pub_reaction_counts (channel, seq, emoji, count) VALUES (?,?,?,?)"
+            " ON CONFLICT (channel, seq, emoji)"
+            " DO UPDATE SET count = pub_reaction_counts.count + excluded.count",
+            *(channel, seq, emoji, delta),
+        )
+    return await _counts(db, channel, seq, account)
+
+
+async def reactions(db: Sql, channel: int, seq: int, account: int) -> list[F.ReactionCount]:
+    if not await db.fetchval("SELECT 1 FROM pub_posts WHERE channel=? AND seq=?", channel, seq):
+        raise NotFound("no such post")
+    return await _counts(db, channel, seq, account)
+
+
+class PostComments(Scripts):
+    """Comments and reactions under public posts (``ChannelStore`` too)."""
+
+    add_comment = writes(add_comment)
+    comments = reads(comments)
+    delete_comment = writes(delete_comment)
+    react = writes(react)
+    reactions = reads(reactions)

@@ -50,7 +50,7 @@ from chatd.store import messages
 from chatd.store.accounts import Accounts
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
 from chatd.store.bots import Bots
-from chatd.store.channels import Channels
+from chatd.store.channels import Channels, PostComments
 from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
 from chatd.store.keys import Keys
@@ -178,6 +178,11 @@ class _Tx:
     async def next_seq(self, conv: int) -> int:
         self.taken.add(conv)
         return self.take_seq(conv)
+
+    def removals(self, conv: int) -> int:
+        """0: one node (SQLite is never shared) publishes every removal and message itself, in
+        commit order, so its hub has nothing to re-check."""
+        return 0
 
     def touched(self, conv: int) -> None:
         self.addressed.pop(conv, None)
@@ -335,6 +340,7 @@ class SQLiteStore(
     Push,
     Links,
     Channels,
+    PostComments,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):

@@ -189,6 +189,51 @@ class Channels:
         """Replace post ``seq`` by its signed tombstone; the tombstone's ver."""
         return await self._new_version(channel, seq, posts.TOMBSTONE, b"")
 
+    # ------------------------------------------------------------------ comments, reactions
+
+    async def comment(
+        self, channel: int, seq: int, text: str, *, reply_to: int = 0
+    ) -> F.CommentInfo:
+        """Comment on post ``seq`` (``reply_to``: answer that comment under it instead)."""
+        kind, body = kinds.encode_content(kinds.Text(text=text))
+        frame = F.Comment(
+            id=self._c.next_id(),
+            channel=channel,
+            seq=seq,
+            reply_to=reply_to,
+            kind=kind,
+            content=body,
+        )
+        return (await self._c.call(frame, F.Commented)).comment
+
+    async def comments(
+        self, channel: int, seq: int, *, after: int = 0, limit: int = 50
+    ) -> F.Comments:
+        """A page of post ``seq``'s thread, oldest first (``next``: the ``after`` of the next
+        page, 0: no more; ``total``: the comments not deleted)."""
+        frame = F.GetComments(
+            id=self._c.next_id(), channel=channel, seq=seq, after=after, limit=limit
+        )
+        return await self._c.call(frame, F.Comments)
+
+    async def delete_comment(self, channel: int, comment: int) -> None:
+        """Delete a comment: your own, or any under a channel you administer."""
+        frame = F.DeleteComment(id=self._c.next_id(), channel=channel, comment=comment)
+        await self._c.call(frame, F.Ok)
+
+    async def react(
+        self, channel: int, seq: int, emoji: str, *, remove: bool = False
+    ) -> list[F.ReactionCount]:
+        """React to post ``seq`` (or take it back); the post's counts per emoji after."""
+        frame = F.ReactPost(
+            id=self._c.next_id(), channel=channel, seq=seq, emoji=emoji, remove=remove
+        )
+        return list((await self._c.call(frame, F.Reactions)).counts)
+
+    async def reactions(self, channel: int, seq: int) -> list[F.ReactionCount]:
+        frame = F.GetReactions(id=self._c.next_id(), channel=channel, seq=seq)
+        return list((await self._c.call(frame, F.Reactions)).counts)
+
     # ------------------------------------------------------------------ reading
 
     async def _key(self, p: F.Post, refresh: bool) -> bytes:

@@ -67,6 +67,7 @@ from chatclient.tui import (
     Cards,
     ClaimPacket,
     Command,
+    CommentPost,
     Console,
     ContactList,
     Convs,
@@ -106,6 +107,7 @@ from chatclient.tui import (
     Publish,
     Quit,
     React,
+    ReactToPost,
     Reads,
     RedPacket,
     Rename,
@@ -120,6 +122,7 @@ from chatclient.tui import (
     Seqs,
     ShareCard,
     ShareLink,
+    ShowComments,
     ShowPosts,
     Unlink,
     Verify,
@@ -624,7 +627,16 @@ class Session:
         return info.channel
 
     async def _channels(
-        self, cmd: NewPublic | Publish | EditPost | Follow | Search | ShowPosts
+        self,
+        cmd: NewPublic
+        | Publish
+        | EditPost
+        | Follow
+        | Search
+        | ShowPosts
+        | CommentPost
+        | ShowComments
+        | ReactToPost,
     ) -> None:
         """Public channels (SPEC.md 20): the directory, follows, signed posts."""
         ch = self.client.channels
@@ -680,6 +692,25 @@ class Session:
                     self.show(f"[@{handle}] #{r.post.seq} refused: {r.reason}", "error")
                 if not page.posts and not page.rejected:
                     self.show(f"@{handle} has no posts yet", "system")
+            case CommentPost(handle, seq, text, reply_to):
+                said = await ch.comment(await self._channel(handle), seq, text, reply_to=reply_to)
+                self.show(f"[@{handle}] #{seq} comment #{said.comment} posted", "system")
+            case ShowComments(handle, seq):
+                at = 0
+                while True:
+                    thread = await ch.comments(await self._channel(handle), seq, after=at)
+                    for m in thread.items:
+                        to = f" (↩ #{m.reply_to})" if m.reply_to else ""
+                        text = "(deleted)" if m.deleted else _comment_text(m)
+                        self.show(f"  #{m.comment} {m.handle}{to}: {text}")
+                    at = thread.next
+                    if not at:
+                        break
+                self.show(f"[@{handle}] #{seq}: {thread.total} comments", "system")
+            case ReactToPost(handle, seq, emoji, remove):
+                counts = await ch.react(await self._channel(handle), seq, emoji, remove=remove)
+                shown = "  ".join(f"{c.emoji} {c.count}" for c in counts) or "no reactions"
+                self.show(f"[@{handle}] #{seq}: {shown}", "system")
 
     async def _execute(self, cmd: Command) -> None:
         c = self.client
@@ -697,7 +728,17 @@ class Session:
                     f"@{ks.handle} (account {ks.account}, device {ks.device}) on {self.client.url}"
                 )
                 self.show(f"device key {ks.key.public_key.hex()}", "dim")
-            case NewPublic() | Publish() | EditPost() | Follow() | Search() | ShowPosts():
+            case (
+                NewPublic()
+                | Publish()
+                | EditPost()
+                | Follow()
+                | Search()
+                | ShowPosts()
+                | CommentPost()
+                | ShowComments()
+                | ReactToPost()
+            ):
                 await self._channels(cmd)
             case Drop():
                 self.show("dropping the connection", "dim")
@@ -1753,3 +1794,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _comment_text(m: F.CommentInfo) -> str:
+    """A comment's text (its kind in brackets when it is not text)."""
+    if m.kind == "text":
+        with contextlib.suppress(ChatProtoError):
+            content = kinds.decode_content(m.kind, m.content)
+            if isinstance(content, kinds.Text):
+                return content.text
+    return f"({m.kind})"

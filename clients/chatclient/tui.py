@@ -295,6 +295,34 @@ class ShowPosts:
 
 
 @dataclass(frozen=True)
+class CommentPost:
+    """Comment on post ``seq`` of ``@channel`` (``reply_to``: answer that comment)."""
+
+    channel: str
+    seq: int
+    text: str
+    reply_to: int = 0
+
+
+@dataclass(frozen=True)
+class ShowComments:
+    """Show the thread of post ``seq`` of ``@channel``."""
+
+    channel: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class ReactToPost:
+    """React to post ``seq`` of ``@channel`` with ``emoji`` (``remove``: take it back)."""
+
+    channel: str
+    seq: int
+    emoji: str
+    remove: bool = False
+
+
+@dataclass(frozen=True)
 class Reads:
     """How far each member has read the current conversation (``/read``)."""
 
@@ -585,6 +613,9 @@ Command = (
     | Follow
     | Search
     | ShowPosts
+    | CommentPost
+    | ShowComments
+    | ReactToPost
 )
 
 MONEY_COMMANDS = (Pay, PayRequest, PayOrder, RedPacket)
@@ -667,6 +698,9 @@ commands:
                              (/search more: the next page)
   /posts @channel [N]        the newest N (default 10) posts of a public channel, followed or
                              not, each checked against its publisher's device key
+  /comment @channel SEQ [#N] text  comment on post SEQ (#N: answer comment N)
+  /comments @channel SEQ     the comments of post SEQ, with their numbers
+  /reactpost @channel SEQ EMOJI  react to post SEQ; /unreactpost takes it back
   /drop                      simulate a network failure (the client reconnects)
   /quit                      exit (also Ctrl-D)
 any other line is sent to the current conversation. A /word that is none of the above goes to
@@ -747,11 +781,17 @@ LOCAL_COMMANDS = frozenset(
         "unfollow",
         "search",
         "posts",
+        "comment",
+        "comments",
+        "reactpost",
+        "unreactpost",
     ]
 )
 """chat's own command names (after aliases); any other /word may be a bot's."""
 PRIVACY_SETTINGS = ("add_me", "presence", "last_seen")
 _HANDLE_RE = re.compile(HANDLE_PATTERN)
+_FREE_TEXT = frozenset({"publish", "editpost", "comment"})
+"""Commands whose last argument is text as typed (quotes and apostrophes included)."""
 _ALIASES = {"q": "quit", "exit": "quit", "h": "help", "?": "help", "list": "convs"}
 
 
@@ -839,7 +879,9 @@ def parse_command(line: str) -> Command | None:
     except ValueError as exc:
         if name not in LOCAL_COMMANDS:  # a bot's command: its text is not chat's to parse
             return BotCommand(line)
-        raise ParseError(f"/{name}: {exc}") from None
+        if name not in _FREE_TEXT:
+            raise ParseError(f"/{name}: {exc}") from None
+        args = rest.split()  # its text is taken as typed: an apostrophe is no quote
 
     def usage(text: str) -> ParseError:
         return ParseError(f"usage: {text}")
@@ -978,6 +1020,26 @@ def parse_command(line: str) -> Command | None:
             if not rest.strip():
                 raise usage("/search WORDS | /search more")
             return Search(rest.strip())
+        case "comment":
+            words = rest.strip().split(" ", 2)
+            text = "/comment @channel SEQ [#N] text"
+            if len(words) < 3 or not words[0].startswith("@") or not words[1].isdigit():
+                raise usage(text)
+            reply_to, body = 0, words[2].strip()
+            first, _, after = body.partition(" ")
+            if first.startswith("#") and first[1:].isdigit():
+                reply_to, body = int(first[1:]), after.strip()
+            if not body:
+                raise usage(text)
+            return CommentPost(parse_handle(words[0]), int(words[1]), body, reply_to)
+        case "comments":
+            if len(args) != 2 or not args[1].isdigit():
+                raise usage("/comments @channel SEQ")
+            return ShowComments(parse_handle(args[0]), int(args[1]))
+        case "reactpost" | "unreactpost":
+            if len(args) != 3 or not args[1].isdigit():
+                raise usage(f"/{name} @channel SEQ EMOJI")
+            return ReactToPost(parse_handle(args[0]), int(args[1]), args[2], name == "unreactpost")
         case "posts":
             if not 1 <= len(args) <= 2 or (len(args) == 2 and not args[1].isdigit()):
                 raise usage("/posts @channel [N]")

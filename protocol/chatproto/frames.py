@@ -1536,6 +1536,78 @@ class GetPostHistory(Frame, tag="get_post_history", kw_only=True, frozen=True):
     seq: Id
 
 
+Emoji = Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+
+
+class CommentInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """Comment ``comment`` under post ``seq``: ``reply_to`` is the comment it answers (0: the
+    post itself); a deleted comment keeps its place with no content and ``deleted`` true."""
+
+    comment: Id
+    author: Id
+    handle: Handle
+    ts: Millis
+    reply_to: Seq = 0
+    kind: PostKind
+    content: Body = b""
+    deleted: bool = False
+
+
+class ReactionCount(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    emoji: Emoji
+    count: Seq
+    mine: bool = False
+
+
+class Comment(Frame, tag="comment", kw_only=True, frozen=True):
+    """Comment on post ``seq`` of a public channel, or answer comment ``reply_to`` under it.
+    -> ``Commented``."""
+
+    id: ReqId
+    channel: Id
+    seq: Id
+    reply_to: Seq = 0
+    kind: PostKind
+    content: Body
+
+
+class GetComments(Frame, tag="get_comments", kw_only=True, frozen=True):
+    """The comments of post ``seq`` with an id above ``after``, oldest first. -> ``Comments``."""
+
+    id: ReqId
+    channel: Id
+    seq: Id
+    after: Seq = 0
+    limit: PageLimit = 50
+
+
+class DeleteComment(Frame, tag="delete_comment", kw_only=True, frozen=True):
+    """Delete a comment: its author, or an admin of the channel (moderation). -> ``Ok``."""
+
+    id: ReqId
+    channel: Id
+    comment: Id
+
+
+class ReactPost(Frame, tag="react_post", kw_only=True, frozen=True):
+    """Add (or with ``remove``, take back) the caller's reaction ``emoji`` to post ``seq``.
+    -> ``Reactions``."""
+
+    id: ReqId
+    channel: Id
+    seq: Id
+    emoji: Emoji
+    remove: bool = False
+
+
+class GetReactions(Frame, tag="get_reactions", kw_only=True, frozen=True):
+    """The reaction counts of post ``seq``. -> ``Reactions``."""
+
+    id: ReqId
+    channel: Id
+    seq: Id
+
+
 class ChannelAnswer(Frame, tag="channel", kw_only=True, frozen=True):
     re: ReqId
     info: ChannelInfo
@@ -1563,6 +1635,34 @@ class Posts(Frame, tag="posts", kw_only=True, frozen=True):
     channel: Id
     items: list[Post]
     next: Seq = 0
+
+
+class Commented(Frame, tag="commented", kw_only=True, frozen=True):
+    re: ReqId
+    channel: Id
+    seq: Id
+    comment: CommentInfo
+
+
+class Comments(Frame, tag="comments", kw_only=True, frozen=True):
+    """Comments of post ``seq``, oldest first; ``next`` is the ``after`` of the next page (0:
+    no more); ``total`` counts the post's comments that are not deleted."""
+
+    re: ReqId
+    channel: Id
+    seq: Id
+    items: list[CommentInfo]
+    next: Seq = 0
+    total: Seq = 0
+
+
+class Reactions(Frame, tag="reactions", kw_only=True, frozen=True):
+    """Post ``seq``'s reactions as counts per emoji (most first), ``mine`` marking the caller's."""
+
+    re: ReqId
+    channel: Id
+    seq: Id
+    counts: list[ReactionCount]
 
 
 class PostEvent(Frame, tag="post_event", kw_only=True, frozen=True):
@@ -1646,6 +1746,11 @@ ClientFrame = (
     | Publish
     | GetPosts
     | GetPostHistory
+    | Comment
+    | GetComments
+    | DeleteComment
+    | ReactPost
+    | GetReactions
 )
 ServerFrame = (
     Challenge
@@ -1696,6 +1801,9 @@ ServerFrame = (
     | Published
     | Posts
     | PostEvent
+    | Commented
+    | Comments
+    | Reactions
 )
 AnyFrame = ClientFrame | ServerFrame
 

@@ -160,6 +160,14 @@ def _system_body(**fields: Any) -> bytes:
 POST = _signed_post(0, 1_767_225_600_123, "text", _text_body("good morning"))
 EDIT = _signed_post(1, 1_767_225_660_000, "text", _text_body("good morning, world"))
 TOMBSTONE = _signed_post(2, 1_767_225_720_000, posts.TOMBSTONE, b"")
+COMMENT = F.CommentInfo(
+    comment=30,
+    author=2,
+    handle="bob",
+    ts=1_767_225_690_000,
+    kind="text",
+    content=_text_body("nice"),
+)
 CHANNEL = F.ChannelInfo(
     channel=7,
     handle="daily_news",
@@ -519,6 +527,20 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("get_posts", F.GetPosts(id=111, channel=7)),
         ("get_posts_page", F.GetPosts(id=112, channel=7, before=40, limit=10)),
         ("get_post_history", F.GetPostHistory(id=113, channel=7, seq=1)),
+        (
+            "comment",
+            F.Comment(id=114, channel=7, seq=1, kind="text", content=_text_body("nice")),
+        ),
+        (
+            "comment_reply",
+            F.Comment(id=115, channel=7, seq=1, reply_to=30, kind="text", content=_text_body("+1")),
+        ),
+        ("get_comments", F.GetComments(id=116, channel=7, seq=1)),
+        ("get_comments_page", F.GetComments(id=117, channel=7, seq=1, after=30, limit=10)),
+        ("delete_comment", F.DeleteComment(id=118, channel=7, comment=30)),
+        ("react_post", F.ReactPost(id=119, channel=7, seq=1, emoji="👍")),
+        ("unreact_post", F.ReactPost(id=120, channel=7, seq=1, emoji="👍", remove=True)),
+        ("get_reactions", F.GetReactions(id=121, channel=7, seq=1)),
     ]
 
 
@@ -987,6 +1009,42 @@ def server_frames() -> list[tuple[str, F.Frame]]:
         ("posts", F.Posts(re=112, channel=7, items=[POST], next=1)),
         ("posts_history", F.Posts(re=113, channel=7, items=[POST, TOMBSTONE])),
         ("post_event", F.PostEvent(post=POST)),
+        ("commented", F.Commented(re=114, channel=7, seq=1, comment=COMMENT)),
+        (
+            "comments",
+            F.Comments(
+                re=117,
+                channel=7,
+                seq=1,
+                items=[
+                    COMMENT,
+                    F.CommentInfo(
+                        comment=31,
+                        author=3,
+                        handle="carol",
+                        ts=1_767_225_700_000,
+                        reply_to=30,
+                        kind="text",
+                        deleted=True,
+                    ),
+                ],
+                next=31,
+                total=1,
+            ),
+        ),
+        ("comments_empty", F.Comments(re=116, channel=7, seq=1, items=[])),
+        (
+            "reactions",
+            F.Reactions(
+                re=119,
+                channel=7,
+                seq=1,
+                counts=[
+                    F.ReactionCount(emoji="👍", count=12, mine=True),
+                    F.ReactionCount(emoji="🎉", count=3),
+                ],
+            ),
+        ),
         (
             "push_config",
             F.PushConfig(

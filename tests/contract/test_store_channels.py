@@ -181,3 +181,35 @@ async def test_a_post_costs_the_same_rows_with_a_thousand_followers(
         counts.append(rows() - before)
     assert counts == [1, 1]
     assert (await store.channel(busy, alice.id)).followers == 1000  # type: ignore[union-attr]
+
+
+async def test_comments_and_reaction_counts(store: Store, make_account: MakeAccount) -> None:
+    """Threads page by id; replies stay under their post; counts are kept per emoji in the
+    write, so a thousand reactions read back as one row per emoji."""
+    (alice, _), (bob, _) = await make_account("alice"), await make_account("bob")
+    ch = (await store.create_channel(alice.id, "news", "News", "", NOW)).id
+    other = (await store.create_channel(alice.id, "other", "Other", "", NOW)).id
+    await store.put_post(post(ch, 1, alice.id), NOW)
+    await store.put_post(post(other, 1, alice.id), NOW)
+    first = await store.add_comment(ch, 1, bob.id, 0, "text", b"a", NOW)
+    with pytest.raises(NotFound):  # a reply must be under the same post
+        await store.add_comment(other, 1, bob.id, first.comment, "text", b"x", NOW)
+    with pytest.raises(NotFound):
+        await store.add_comment(ch, 2, bob.id, 0, "text", b"x", NOW)
+    ids = [first.comment]
+    for _ in range(4):
+        ids.append((await store.add_comment(ch, 1, alice.id, ids[-1], "text", b"r", NOW)).comment)
+    page, total = await store.comments(ch, 1, ids[1], 2)
+    assert [c.comment for c in page] == ids[2:4] and total == 5
+    with pytest.raises(Forbidden):
+        await store.delete_comment(ch, ids[1], bob.id)  # alice's, and bob is no admin
+    await store.delete_comment(ch, first.comment, bob.id)
+    page, total = await store.comments(ch, 1, 0, 10)
+    assert page[0].deleted and page[0].content == b"" and total == 4
+    readers = [(await make_account(f"r{i}"))[0].id for i in range(30)]
+    for i, r in enumerate(readers):
+        await store.react(ch, 1, r, "👍" if i % 3 else "🎉", False)
+    await store.react(ch, 1, readers[1], "👍", False)  # again: no change
+    counts = await store.react(ch, 1, readers[1], "👍", True)
+    assert [(c.emoji, c.count, c.mine) for c in counts] == [("👍", 19, False), ("🎉", 10, False)]
+    assert [c.mine for c in await store.reactions(ch, 1, readers[0])] == [False, True]

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from chatclient import Client, KeyStore, NotFound
+from chatclient import Client, KeyStore, NotFound, RequestError
 from chatclient.events import ChannelPost, SecurityWarning
 from chatproto import kinds
+from chatproto.errors import ErrorCode
 from conftest import RunningServer, make_settings, run_server
 
 FAST = {"frames_per_second": 100_000.0, "frame_burst": 100_000.0}
@@ -159,3 +160,60 @@ async def test_edits_keep_history_a_delete_is_a_tombstone_and_tampering_is_refus
     finally:
         await alice.aclose()
         await bob.aclose()
+
+
+async def test_comments_page_with_replies_and_reactions_are_counted(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """Issue 19.2: a post's thread pages oldest first with replies pointing at their comment;
+    a comment is deleted by its author or the channel's admin, never by another reader; each
+    reader's reaction counts once, per emoji, and the counts say which are the reader's."""
+    alice = await _user(server, tmp_path, "alice")
+    bob = await _user(server, tmp_path, "bob")
+    carol = await _user(server, tmp_path, "carol")
+    try:
+        ch = (await alice.channels.create("alice_news", "Alice News")).channel
+        seq = await alice.channels.publish_text(ch, "what do you think?")
+        made = []
+        for i in range(7):
+            who = bob if i % 2 == 0 else carol
+            made.append((await who.channels.comment(ch, seq, f"comment {i}")).comment)
+        reply = await carol.channels.comment(ch, seq, "I agree", reply_to=made[0])
+        assert (reply.reply_to, reply.handle) == (made[0], "carol")
+        seen, after = [], 0
+        while True:
+            page = await bob.channels.comments(ch, seq, after=after, limit=3)
+            seen += page.items
+            after = page.next
+            if not after:
+                break
+        assert [c.comment for c in seen] == [*made, reply.comment]
+        assert page.total == 8
+        with pytest.raises(RequestError) as refused:
+            await bob.channels.delete_comment(ch, reply.comment)  # carol's: not bob's to delete
+        assert refused.value.code == ErrorCode.FORBIDDEN
+        await carol.channels.delete_comment(ch, made[1])  # her own
+        await alice.channels.delete_comment(ch, made[0])  # the admin moderates
+        thread = await carol.channels.comments(ch, seq)
+        assert [(c.comment, c.deleted, c.content == b"") for c in thread.items[:2]] == [
+            (made[0], True, True),
+            (made[1], True, True),
+        ]
+        assert thread.total == 6 and thread.items[-1].reply_to == made[0]
+
+        for who in (bob, carol, bob):  # bob twice: counted once
+            await who.channels.react(ch, seq, "👍")
+        await carol.channels.react(ch, seq, "🎉")
+        counts = await bob.channels.reactions(ch, seq)
+        assert [(r.emoji, r.count, r.mine) for r in counts] == [("👍", 2, True), ("🎉", 1, False)]
+        counts = await carol.channels.react(ch, seq, "👍", remove=True)
+        assert [(r.emoji, r.count, r.mine) for r in counts] == [("🎉", 1, True), ("👍", 1, False)]
+
+        await alice.channels.delete(ch, seq)
+        with pytest.raises(NotFound):
+            await bob.channels.comment(ch, seq, "too late")
+        with pytest.raises(NotFound):
+            await bob.channels.react(ch, seq, "👍")
+    finally:
+        for c in (alice, bob, carol):
+            await c.aclose()

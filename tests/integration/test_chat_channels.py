@@ -1,5 +1,5 @@
-"""``chat`` and public channels (issue 19.1, SPEC.md 20): /public, /publish, /editpost,
-/delpost, /follow, /unfollow, /search, /posts, against a real server, stdin piped; a follower's
+"""``chat`` and public channels (issue 19.1-19.2, SPEC.md 20): /public, /publish, /editpost,
+/delpost, /follow, /unfollow, /search, /posts, /comment, /comments, /reactpost, against a real server, stdin piped; a follower's
 terminal shows live posts, checked against the publisher's device key."""
 
 from __future__ import annotations
@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 from chatclient.tui import (
+    CommentPost,
     EditPost,
     Follow,
     NewPublic,
     ParseError,
     Publish,
+    ReactToPost,
     Search,
+    ShowComments,
     ShowPosts,
     parse_command,
 )
@@ -33,6 +36,11 @@ from integration.test_chat_cli import Terminal, _register
         ("/search daily news", Search("daily news")),
         ("/posts @daily", ShowPosts("daily")),
         ("/posts @daily 5", ShowPosts("daily", 5)),
+        ("/comment @daily 3 so true", CommentPost("daily", 3, "so true")),
+        ("/comment @daily 3 #7 indeed", CommentPost("daily", 3, "indeed", 7)),
+        ("/comments @daily 3", ShowComments("daily", 3)),
+        ("/reactpost @daily 3 👍", ReactToPost("daily", 3, "👍")),
+        ("/unreactpost @daily 3 👍", ReactToPost("daily", 3, "👍", remove=True)),
     ],
 )
 def test_parse_channel_commands(line: str, expected: object) -> None:
@@ -83,6 +91,15 @@ async def test_publish_follow_search_and_read_a_public_channel(tmp_path: Path) -
             await bob.wait_for(r"^\[@daily_news\] #2 \d\d:\d\d the news at one \(edited\)$")
             alice.send("/delpost @daily_news 1")
             await bob.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d \(deleted\)$")
+            bob.send("/comment @daily_news 2 thanks")
+            got = await bob.wait_for(r"^\[@daily_news\] #2 comment #(\d+) posted$")
+            alice.send(f"/comment @daily_news 2 #{got.group(1)} you're welcome")
+            await alice.wait_for(r"^\[@daily_news\] #2 comment #\d+ posted$")
+            bob.send("/comments @daily_news 2", "/reactpost @daily_news 2 👍")
+            await bob.wait_for(rf"^  #{got.group(1)} bob: thanks$")
+            await bob.wait_for(rf"^  #\d+ alice \(↩ #{got.group(1)}\): you're welcome$")
+            await bob.wait_for(r"^\[@daily_news\] #2: 2 comments$")
+            await bob.wait_for(r"^\[@daily_news\] #2: 👍 1$")
             bob.send("/unfollow @daily_news")
             await bob.wait_for(r"^no longer following @daily_news \(0 followers\)$")
             alice.send("/publish @daily_news after bob left")

@@ -235,3 +235,56 @@ async def test_posts_the_server_forges_or_alters_are_refused_by_readers(
         finally:
             await alice.aclose()
             await bob.aclose()
+
+
+async def test_a_stranger_deletes_no_comment_and_a_thousand_reactions_count_once(
+    tmp_path: Path, db: str
+) -> None:
+    """Under a post, a stranger can comment and react, but cannot delete someone else's
+    comment (``FORBIDDEN``, the comment stays), and reacting a thousand times with one emoji
+    counts one reaction; a reply to a comment of another post is ``NOT_FOUND``."""
+    async with serving(tmp_path, db) as server:
+        alice = await sdk_user(server, tmp_path, "alice")
+        bob = await sdk_user(server, tmp_path, "bob")
+        mallory = await Raw.open(server.url)
+        await mallory.register("mallory")
+        try:
+            ch = (await alice.channels.create("alice_news", "Alice News")).channel
+            one = await alice.channels.publish_text(ch, "one")
+            two = await alice.channels.publish_text(ch, "two")
+            said = await bob.channels.comment(ch, one, "bob's comment")
+            err = await mallory.request(
+                F.DeleteComment(id=mallory.next_id(), channel=ch, comment=said.comment)
+            )
+            assert isinstance(err, F.Error) and err.code == ErrorCode.FORBIDDEN, err
+            elsewhere = F.Comment(
+                id=mallory.next_id(),
+                channel=ch,
+                seq=two,
+                reply_to=said.comment,
+                kind="text",
+                content=body("hijack"),
+            )
+            err = await mallory.request(elsewhere)
+            assert isinstance(err, F.Error) and err.code == ErrorCode.NOT_FOUND, err
+            for _ in range(1000):
+                await mallory.send_frame(
+                    F.ReactPost(id=mallory.next_id(), channel=ch, seq=one, emoji="💩")
+                )
+            answered = 0
+            while answered < 1000:  # each a write: on a loaded PostgreSQL this takes seconds
+                if isinstance(await mallory.recv(timeout=60), F.Reactions):
+                    answered += 1
+            last = await mallory.request(
+                F.ReactPost(id=mallory.next_id(), channel=ch, seq=one, emoji="💩"), F.Reactions
+            )
+            assert [(c.emoji, c.count, c.mine) for c in last.counts] == [("💩", 1, True)]
+            thread = await alice.channels.comments(ch, one)
+            assert [(c.comment, c.deleted) for c in thread.items] == [(said.comment, False)]
+            assert [(c.emoji, c.count) for c in await alice.channels.reactions(ch, one)] == [
+                ("💩", 1)
+            ]
+        finally:
+            await mallory.ws.close()
+            await alice.aclose()
+            await bob.aclose()

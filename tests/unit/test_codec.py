@@ -256,6 +256,16 @@ def _valid_examples() -> list[F.Frame]:
         last_seq=1,
         following=True,
     )
+    comment = F.CommentInfo(
+        comment=1,
+        author=1,
+        handle="bob",
+        ts=1,
+        reply_to=1,
+        kind="text",
+        content=b"c",
+        deleted=True,
+    )
     post = F.Post(
         channel=1, seq=1, ver=1, ts=1, author=1, device=1, kind="text", content=b"c", sig=sig
     )
@@ -472,6 +482,16 @@ def _valid_examples() -> list[F.Frame]:
         F.Published(re=1, channel=1, seq=1, ver=1),
         F.Posts(re=1, channel=1, items=[post], next=1),
         F.PostEvent(post=post),
+        F.Comment(id=1, channel=1, seq=1, reply_to=1, kind="text", content=b"c"),
+        F.GetComments(id=1, channel=1, seq=1, after=1, limit=1),
+        F.DeleteComment(id=1, channel=1, comment=1),
+        F.ReactPost(id=1, channel=1, seq=1, emoji="e", remove=True),
+        F.GetReactions(id=1, channel=1, seq=1),
+        F.Commented(re=1, channel=1, seq=1, comment=comment),
+        F.Comments(re=1, channel=1, seq=1, items=[comment], next=1, total=1),
+        F.Reactions(
+            re=1, channel=1, seq=1, counts=[F.ReactionCount(emoji="e", count=1, mine=True)]
+        ),
     ]
 
 

@@ -93,6 +93,11 @@ export const STRUCTS: Record<string, readonly Field[]> = {
     ["channel", "id"], ["handle", "handle"], ["title", "title"], ["about", "str:0..256", ""], ["owner", "id"],
     ["followers", "seq", 0], ["last_seq", "seq", 0], ["following", "bool", false],
   ],
+  CommentInfo: [
+    ["comment", "id"], ["author", "id"], ["handle", "handle"], ["ts", "ms"], ["reply_to", "seq", 0], ["kind", "kind"],
+    ["content", "body", ""], ["deleted", "bool", false],
+  ],
+  ReactionCount: [["emoji", "str:1..16"], ["count", "seq"], ["mine", "bool", false]],
   Post: [
     ["channel", "id"], ["seq", "id"], ["ver", "u32", 0], ["ts", "ms"], ["author", "id"], ["device", "id"],
     ["kind", "kind"], ["content", "body", ""], ["sig", "sig"],
@@ -186,6 +191,11 @@ export const CLIENT: Record<string, readonly Field[]> = {
   ],
   get_posts: [["id", "reqid"], ["channel", "id"], ["before", "seq", 0], ["limit", "limit", 20]],
   get_post_history: [["id", "reqid"], ["channel", "id"], ["seq", "id"]],
+  comment: [["id", "reqid"], ["channel", "id"], ["seq", "id"], ["reply_to", "seq", 0], ["kind", "kind"], ["content", "body"]],
+  get_comments: [["id", "reqid"], ["channel", "id"], ["seq", "id"], ["after", "seq", 0], ["limit", "limit", 50]],
+  delete_comment: [["id", "reqid"], ["channel", "id"], ["comment", "id"]],
+  react_post: [["id", "reqid"], ["channel", "id"], ["seq", "id"], ["emoji", "str:1..16"], ["remove", "bool", false]],
+  get_reactions: [["id", "reqid"], ["channel", "id"], ["seq", "id"]],
 };
 
 /** Server -> client frames. */
@@ -237,5 +247,8 @@ export const SERVER: Record<string, readonly Field[]> = {
   published: [["re", "reqid"], ["channel", "id"], ["seq", "id"], ["ver", "u32", 0]],
   posts: [["re", "reqid"], ["channel", "id"], ["items", "[{Post}]:1000000"], ["next", "seq", 0]],
   post_event: [["post", "{Post}"]],
+  commented: [["re", "reqid"], ["channel", "id"], ["seq", "id"], ["comment", "{CommentInfo}"]],
+  comments: [["re", "reqid"], ["channel", "id"], ["seq", "id"], ["items", "[{CommentInfo}]:1000000"], ["next", "seq", 0], ["total", "seq", 0]],
+  reactions: [["re", "reqid"], ["channel", "id"], ["seq", "id"], ["counts", "[{ReactionCount}]:1000000"]],
   media_token: [["re", "reqid"], ["blob", "blob"], ["token", "str:1..128"], ["path", "str:0..1000"], ["expires", "ms"]],
 };
