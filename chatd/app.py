@@ -99,7 +99,7 @@ class App:
             broker = MemoryBroker()
         self.broker = broker
         self.metrics.watch_broker(broker)
-        hub = self._hub = Hub(broker, self.metrics.hot)
+        hub = self._hub = Hub(broker, self.metrics.hot, members=store.members_since)
         presence: LocalPresence | RedisPresence
         if s.broker.url:  # who is online on the other nodes
             presence = RedisPresence(s.broker.url, f"{s.server.node_id}:{hub.node:x}")

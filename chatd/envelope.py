@@ -13,6 +13,7 @@ _HEADER = struct.Struct(">BQQQ")
 HEADER_SIZE: Final = _HEADER.size
 _SEQ = struct.Struct(">Q")
 _COUNT = struct.Struct(">I")
+_ONE = struct.Struct(">IQ")
 
 MESSAGE: Final = 1
 """A stored message (``Deliver``): seq is its sequence number."""
@@ -25,12 +26,23 @@ node routes the conversation to the account's local connections. The payload is 
 through the account's topic because the node's subscription to the conversation's topic may not
 be in effect yet."""
 UNWATCH: Final = 4
-"""Control, on an account's topic: the account left the conversation whose id is in seq."""
+"""Control, on an account's topic: the account left the conversation whose id is in seq. The
+payload is empty or ``watch_payload(message seq, Deliver frame)``: the message that removed it,
+which the conversation's topic withholds from it (a node re-reading the membership would no
+longer find it a member), handed to its connections before they stop watching."""
 WITHHELD: Final = 5
 """A stored message (like MESSAGE) that some accounts must not receive: bots whose access is
 ``addressed`` and that it is not addressed to (SPEC.md 16.3), as decided when it was committed.
 The payload is ``withheld_payload(accounts, Deliver frame)``. Every other message is a MESSAGE,
-so delivery to conversations without such bots is exactly what it was."""
+so delivery to conversations without such bots is exactly what it was.
+
+A message appended after members left the conversation is a WITHHELD envelope too: its list ends
+with ``REMOVALS | n``, n being ``StoredMessage.removals`` (no account has that id, so a node of
+the previous version skips nobody for it). The receiving hub re-reads the membership before
+delivering a message whose n is above what its routing reflects (``chatd.hub``)."""
+
+REMOVALS: Final = 1 << 63
+"""The top bit of the last entry of a WITHHELD list: the rest of it is the removal count."""
 FOLLOW: Final = 6
 """Control, on an account's topic: the account follows (or now administers) the public channel
 whose id is in seq; every node routes the channel's posts to its local connections."""
@@ -49,8 +61,10 @@ def unpack(data: bytes) -> tuple[int, int, int, int, bytes]:
     return kind, seq, origin, node, data[HEADER_SIZE:]
 
 
-def withheld_payload(accounts: tuple[int, ...], frame: bytes) -> bytes:
-    """``u32be n || n x u64be account || frame``."""
+def withheld_payload(accounts: tuple[int, ...], frame: bytes, removals: int = 0) -> bytes:
+    """``u32be n || n x u64be account || frame``; ``removals`` as a last entry (``REMOVALS``)."""
+    if removals:
+        accounts = (*accounts, REMOVALS | removals)
     n = len(accounts)
     return struct.pack(f">I{n}Q", n, *accounts) + frame
 
@@ -59,6 +73,19 @@ def split_withheld_payload(payload: bytes) -> tuple[tuple[int, ...], bytes]:
     """``(accounts the message is withheld from, Deliver frame)`` of a WITHHELD payload."""
     n = _COUNT.unpack_from(payload)[0]
     return struct.unpack_from(f">{n}Q", payload, 4), payload[4 + 8 * n :]
+
+
+def withheld_parts(payload: bytes) -> tuple[tuple[int, ...], int, bytes]:
+    """``(accounts it is withheld from, removal count, Deliver frame)`` of a WITHHELD payload."""
+    n, last = _ONE.unpack_from(payload)
+    if n == 1:  # the usual: the removal count alone (or one bot)
+        if last & REMOVALS:
+            return (), last & ~REMOVALS, payload[12:]
+        return (last,), 0, payload[12:]
+    accounts, frame = split_withheld_payload(payload)
+    if accounts and accounts[-1] & REMOVALS:
+        return accounts[:-1], accounts[-1] & ~REMOVALS, frame
+    return accounts, 0, frame
 
 
 def watch_payload(seq: int, frame: bytes) -> bytes:

@@ -23,21 +23,46 @@ WITHHELD envelope naming them; the hub skips those accounts' outlets. The set is
 node that committed the message, inside the commit, so every node skips the same connections
 and an access change can never race a message through another node. Conversations without such
 bots get plain MESSAGE envelopes and pay nothing for it.
+
+Removals across nodes (issue 14.7): Redis orders envelopes per publisher only, so a message that
+node C commits just after node A removed bob can reach bob's node B before A's UNWATCH. Every
+message appended after members left carries the conversation's count of removals
+(``StoredMessage.removals``, read under the conversation's lock in the append, so a removal
+committed before the message is counted). A hub knows up to which count its routing of each
+conversation is right (``_removals``); a message with a higher count is held, with whatever
+follows it on that conversation, while the hub re-reads from the store which of its watching
+accounts are members (``members``) and since which seq: it stops routing to the others, delivers
+what it held to members only, and then knows the higher count. One read per removal per node
+that watches the conversation; conversations nobody left pay nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from chatd import envelope
 from chatd.broker.base import Broker
 from chatd.metrics import HotCounters
 
+log = logging.getLogger(__name__)
+
 HOLD = 2**63
 """Floor of a conversation whose sync is in progress on an outlet."""
+
+MembersOf = Callable[[int, Sequence[int]], Awaitable[dict[int, int]]]
+"""``(conv, accounts) -> {account: joined seq}`` of those of ``accounts`` that are members of
+``conv`` now (the store's ``members_since``)."""
+
+REREADS = 5
+"""Reads of one re-check at most: another is made while accounts started watching during one."""
+
+_Held = tuple[int, int, int, bytes]
+"""An envelope waiting for a re-check: ``(kind, seq, origin, payload)``; for an UNWATCH,
+``(UNWATCH, conv, account, payload)``."""
 
 
 class Outlet(Protocol):
@@ -56,9 +81,26 @@ class Outlet(Protocol):
 
 
 class Hub:
-    def __init__(self, broker: Broker, hot: HotCounters, node: int | None = None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        hot: HotCounters,
+        node: int | None = None,
+        members: MembersOf | None = None,
+    ) -> None:
         self._broker = broker
         self._hot = hot
+        self._members = members
+        """Re-reads membership (None: never, e.g. a hub without a store in unit tests)."""
+        self._removals: dict[int, int] = {}
+        """Per watched conversation: the count of removals its routing here is known to reflect."""
+        self._held: dict[int, list[_Held]] = {}
+        """Conversations being re-checked: their envelopes since, in arrival order."""
+        self._rewatched: dict[int, set[int]] = {}
+        """Per conversation being re-read: accounts that started watching it during the read."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.rechecks = 0
+        """Membership re-reads made (each after a removal this node had not applied)."""
         self.node = node if node is not None else secrets.randbits(64) or 1
         """This node's id in the envelopes it publishes."""
         self._watchers: dict[int, set[Outlet]] = {}
@@ -155,9 +197,11 @@ class Hub:
         payload = b"" if joined is None else envelope.watch_payload(*joined)
         self.publish(envelope.account_topic(account), envelope.WATCH, conv, 0, payload)
 
-    def unwatch(self, account: int, conv: int) -> None:
-        """On every node: stop routing ``conv`` to ``account``'s connections."""
-        self.publish(envelope.account_topic(account), envelope.UNWATCH, conv, 0, b"")
+    def unwatch(self, account: int, conv: int, removed: tuple[int, bytes] | None = None) -> None:
+        """On every node: hand ``account``'s connections watching ``conv`` the message that
+        removed it (``(seq, Deliver frame)``), if any, then stop routing ``conv`` to them."""
+        payload = b"" if removed is None else envelope.watch_payload(*removed)
+        self.publish(envelope.account_topic(account), envelope.UNWATCH, conv, 0, payload)
 
     def watch_account(self, account: int, conv: int) -> None:
         """``account`` joined ``conv``: route it to the account's local connections."""
@@ -272,6 +316,10 @@ class Hub:
         return self._latest.get(conv, 0)
 
     def _watch(self, outlet: Outlet, conv: int) -> None:
+        if self._rewatched:
+            rewatched = self._rewatched.get(conv)
+            if rewatched is not None:
+                rewatched.add(outlet.account)
         watchers = self._watchers.get(conv)
         if watchers is None:
             watchers = self._watchers[conv] = set()
@@ -288,6 +336,7 @@ class Hub:
         if not watchers:
             del self._watchers[conv]
             self._latest.pop(conv, None)
+            self._removals.pop(conv, None)
             self._broker.unsubscribe(envelope.conv_topic(conv))
 
     # ------------------------------------------------------------------ delivery
@@ -313,6 +362,9 @@ class Hub:
         if not watchers:
             return
         if kind == envelope.MESSAGE:
+            if self._held and conv in self._held:
+                self._held[conv].append((kind, seq, origin, frame))
+                return
             if seq > self._latest.get(conv, 0):
                 self._latest[conv] = seq
             sent = 0
@@ -335,14 +387,50 @@ class Hub:
     def _withheld(
         self, conv: int, watchers: set[Outlet], seq: int, origin: int, payload: bytes
     ) -> None:
-        """A message some bots must not get: as MESSAGE, skipping those accounts' outlets."""
-        skip, frame = envelope.split_withheld_payload(payload)
+        """A message some accounts must not get (bots, the removed), or that follows removals:
+        as MESSAGE, skipping those accounts' outlets; held for a re-check of the membership
+        when it follows a removal this node has not applied."""
+        skip, removals, frame = envelope.withheld_parts(payload)
+        if (self._held and conv in self._held) or (
+            removals > self._removals.get(conv, 0) and self._members is not None
+        ):
+            self._hold(conv, (envelope.WITHHELD, seq, origin, payload))
+            return
+        self._send(conv, watchers, seq, origin, skip, frame, None)
+
+    def _send(
+        self,
+        conv: int,
+        watchers: set[Outlet],
+        seq: int,
+        origin: int,
+        skip: tuple[int, ...],
+        frame: bytes,
+        members: dict[int, int] | None,
+    ) -> None:
+        """Push message ``seq`` to ``watchers`` but ``origin`` and the accounts in ``skip``;
+        with ``members`` (re-read), only to members that had joined by ``seq``."""
         if seq > self._latest.get(conv, 0):
             self._latest[conv] = seq
         sent = 0
+        if not skip and members is None:  # a message that only follows removals: as MESSAGE
+            for outlet in tuple(watchers):
+                if outlet.conn_id == origin:
+                    continue
+                floor = outlet.floors.get(conv)
+                if floor is not None and seq <= floor:
+                    continue
+                outlet.push(frame)
+                sent += 1
+            self._hot.deliveries += sent
+            return
         for outlet in tuple(watchers):
             if outlet.conn_id == origin or outlet.account in skip:
                 continue
+            if members is not None:
+                joined = members.get(outlet.account)
+                if joined is None or joined > seq:
+                    continue
             floor = outlet.floors.get(conv)
             if floor is not None and seq <= floor:
                 continue
@@ -354,7 +442,10 @@ class Hub:
         if kind == envelope.WATCH:
             self._joined(account, seq, frame)
         elif kind == envelope.UNWATCH:
-            self.unwatch_account(account, seq)
+            if self._held and seq in self._held:  # after what is held: it may be bob's too
+                self._held[seq].append((envelope.UNWATCH, seq, account, frame))
+                return
+            self._unwatched(account, seq, frame)
         elif kind == envelope.FOLLOW:
             for outlet in tuple(self._accounts.get(account, ())):
                 self._follow(outlet, seq)
@@ -370,6 +461,94 @@ class Hub:
             for outlet in tuple(self._accounts.get(account, ())):
                 if outlet.conn_id != origin:
                     outlet.push(frame)
+
+    def _unwatched(self, account: int, conv: int, payload: bytes) -> None:
+        """UNWATCH: hand the account's outlets watching ``conv`` the message that removed it (as
+        WATCH does with the one that added it), then stop routing ``conv`` to them."""
+        removed = envelope.split_watch_payload(payload)
+        if removed is not None:
+            seq, frame = removed
+            for outlet in tuple(self._accounts.get(account, ())):
+                floor = outlet.floors.get(conv)
+                if conv in outlet.watching and (floor is None or seq > floor):
+                    outlet.push(frame)
+        self.unwatch_account(account, conv)
+
+    # ------------------------------------------------------------------ re-checks
+
+    def _hold(self, conv: int, item: _Held) -> None:
+        held = self._held.get(conv)
+        if held is None:
+            held = self._held[conv] = []
+            task = asyncio.get_running_loop().create_task(self._recheck(conv, held))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        held.append(item)
+
+    async def _recheck(self, conv: int, held: list[_Held]) -> None:
+        """Re-read the membership of ``conv`` for what ``held`` needs, then hand it out in
+        order (more may arrive meanwhile, and need another read)."""
+        try:
+            while held:
+                known = self._removals.get(conv, 0)
+                target = max(
+                    (
+                        envelope.withheld_parts(p)[1]
+                        for k, _, _, p in held
+                        if k == envelope.WITHHELD
+                    ),
+                    default=0,
+                )
+                members = None
+                if target > known:
+                    members = await self._reread(conv)
+                    if members is None:  # the store did not answer: drop what needed it
+                        del held[:]
+                        return
+                    known = self._removals[conv] = max(self._removals.get(conv, 0), target)
+                while held:  # no await in here: nothing arrives meanwhile
+                    kind, seq, origin, payload = held[0]
+                    if kind == envelope.UNWATCH:
+                        self._unwatched(origin, conv, payload)
+                    elif kind == envelope.MESSAGE:
+                        watchers = self._watchers.get(conv, set())
+                        self._send(conv, watchers, seq, origin, (), payload, members)
+                    else:
+                        skip, removals, frame = envelope.withheld_parts(payload)
+                        if removals > known:
+                            break  # committed after another removal: read again
+                        watchers = self._watchers.get(conv, set())
+                        self._send(conv, watchers, seq, origin, skip, frame, members)
+                    del held[0]
+        finally:
+            self._held.pop(conv, None)
+
+    async def _reread(self, conv: int) -> dict[int, int] | None:
+        """Which accounts watching ``conv`` here are members (and since which seq); stop routing
+        ``conv`` to the others. None when the store did not answer."""
+        assert self._members is not None
+        members: dict[int, int] | None = None
+        for attempt in range(REREADS):
+            self.rechecks += 1
+            rewatched = self._rewatched[conv] = set()
+            accounts = sorted({o.account for o in self._watchers.get(conv, ())})
+            try:
+                members = await self._members(conv, accounts)
+            except Exception as exc:  # the store is down: what needed it is dropped
+                log.warning("membership re-check failed", extra={"conv": conv, "error": repr(exc)})
+                await asyncio.sleep(0.05 * 2**attempt)
+                continue
+            finally:
+                self._rewatched.pop(conv, None)
+            if not rewatched:  # nobody started watching during the read: it covers them all
+                break
+        if members is None:
+            return None
+        for outlet in tuple(self._watchers.get(conv, ())):
+            if outlet.account not in members:
+                self._unwatch(outlet, conv)
+                outlet.floors.pop(conv, None)
+        return members
 
     def _joined(self, account: int, conv: int, payload: bytes) -> None:
         """WATCH: route ``conv`` to the account's connections and hand them the message that

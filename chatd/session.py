@@ -82,7 +82,7 @@ class Services:
         self.payments = PaymentService(deps)
         self.bots = BotService(deps)
         self.suspension = SuspensionService(deps)
-        self.contacts = ContactService(deps, self.conversations, self.keys)
+        self.contacts = ContactService(deps, self.conversations, self.keys, self.limits)
         self.links = LinkService(deps, self.conversations, self.limits)
         self.channels = ChannelService(deps, self.limits)
         self.media: MediaService | None = None

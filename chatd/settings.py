@@ -260,10 +260,11 @@ class ConsentSettings:
     presence: str = "contacts"
     last_seen: str = "contacts"
     claims_per_minute: int = 120
-    """``claim_keys`` per claiming account per minute (on this node)."""
+    """``claim_keys`` per claiming account per minute (every node together: in Redis when there
+    are several)."""
     stranger_prekeys_per_hour: int = 10
-    """One-time prekeys of one account handed to strangers per hour (on this node); past it a
-    stranger's bundle carries the signed prekeys only (the last resort)."""
+    """One-time prekeys of one account handed to strangers per hour (every node together); past
+    it a stranger's bundle carries the signed prekeys only (the last resort)."""
     to_device_items: int = 1000
     """Items one sender may have queued for one device; ``to_device_bytes`` their bytes."""
     to_device_bytes: int = 8 * 1024 * 1024
@@ -271,7 +272,7 @@ class ConsentSettings:
     """The same for a sender who is a stranger to the device's account."""
     stranger_to_device_bytes: int = 1024 * 1024
     stranger_to_device_per_hour: int = 200
-    """Items all strangers together may queue for one device per hour (on this node), and
+    """Items all strangers together may queue for one device per hour (every node together), and
     ``stranger_to_device_bytes_per_hour`` their bytes: many throwaway accounts cannot fill a
     device's queue (or its disk) either."""
     stranger_to_device_bytes_per_hour: int = 8 * 1024 * 1024

@@ -29,6 +29,7 @@ to-device items (group members need each other's keys to encrypt).
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -138,9 +139,9 @@ class Window:
         self._budget = budget
         self._period = period
         self._max_keys = max_keys
-        self._used: dict[int, tuple[float, int]] = {}
+        self._used: dict[Hashable, tuple[float, int]] = {}
 
-    def take(self, key: int, now: float, units: int = 1) -> bool:
+    def take(self, key: Hashable, now: float, units: int = 1) -> bool:
         """Spend ``units`` of ``key``'s budget at ``now``; False (nothing spent) when they do
         not fit in what is left of it for the current period."""
         start, used = self._used.get(key, (now, 0))

@@ -26,6 +26,7 @@ from chatd.services.conversations import ConversationService
 from chatd.services.deps import Deps
 from chatd.services.fanout import publish_to_account
 from chatd.services.keys import KeyService
+from chatd.services.limits import Limits
 from chatd.store.base import RequestRow, Seen
 
 
@@ -86,17 +87,18 @@ def _request_info(r: RequestRow) -> F.RequestInfo:
 
 
 class ContactService:
-    def __init__(self, deps: Deps, conversations: ConversationService, keys: KeyService) -> None:
+    def __init__(
+        self, deps: Deps, conversations: ConversationService, keys: KeyService, limits: Limits
+    ) -> None:
         self._d = deps
         self._conv = conversations
         self._keys = keys
+        self._limits = limits
+        """The windows below are counted there: in Redis with several nodes (issue 14.5)."""
         s = deps.settings.consent
-        self._claims = C.Window(s.claims_per_minute, 60.0)
-        self._stranger_keys = C.Window(s.stranger_prekeys_per_hour, 3600.0)
+        self._s = s
         self._trusted_quota = C.Quota(s.to_device_items, s.to_device_bytes)
         self._stranger_quota = C.Quota(s.stranger_to_device_items, s.stranger_to_device_bytes)
-        self._stranger_items = C.Window(s.stranger_to_device_per_hour, 3600.0)
-        self._stranger_bytes = C.Window(s.stranger_to_device_bytes_per_hour, 3600.0)
 
     def _placement(self, kind: str, seen: Seen) -> C.Placement:
         add_me = (seen.privacy or defaults(self._d)).add_me
@@ -336,10 +338,12 @@ class ContactService:
             rel = (await d.store.relations(f.account, [account])).get(account, C.STRANGER)
             if rel.blocked:
                 raise NotFound(f"no account {f.account}")
-            now = d.clock.monotonic()
-            if not self._claims.take(account, now):
+            s, limits = self._s, self._limits
+            if not await limits.window(f"kc:{account}", s.claims_per_minute, 60.0):
                 raise RateLimited("too many key claims: retry in a minute")
-            if not C.trusted(rel) and not self._stranger_keys.take(f.account, now):
+            if not C.trusted(rel) and not await limits.window(
+                f"kp:{f.account}", s.stranger_prekeys_per_hour, 3600.0
+            ):
                 return await self._keys.claim(device, f, one_time=False)
         return await self._keys.claim(device, f)
 
@@ -361,9 +365,16 @@ class ContactService:
                     " to fetch them"
                 )
             if quota is self._stranger_quota:  # and all strangers together, per hour
-                now = d.clock.monotonic()
-                if not self._stranger_bytes.take(f.device, now, len(f.body)):
+                s, limits = self._s, self._limits
+                if not await limits.window(
+                    f"tb:{f.device}", s.stranger_to_device_bytes_per_hour, 3600.0, len(f.body)
+                ):
                     raise RateLimited("this device takes no more from strangers this hour")
-                if not self._stranger_items.take(f.device, now):
+                if not await limits.window(f"ti:{f.device}", s.stranger_to_device_per_hour, 3600.0):
                     raise RateLimited("this device takes no more from strangers this hour")
+            # Counted again inside the insert's transaction, under the device's queue lock:
+            # items sent at once from the sender's connections on any node each read the count
+            # above before any was queued, and together went past the quota.
+            await self._keys.to_device(account, device, f, quota)
+            return
         await self._keys.to_device(account, device, f)

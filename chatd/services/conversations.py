@@ -241,11 +241,14 @@ class ConversationService:
         """
         hub = self._d.hub
         m = change.message
+        frame = deliver_frame(m)
         if change.added:
-            joined = (m.seq, deliver_frame(m))
+            joined = (m.seq, frame)
             for account in change.added:
                 hub.watch(account, change.conv, joined)
-        publish_message(hub, m)
+        # The removed get the message that removed them with their UNWATCH, not from the
+        # conversation's topic: a node re-reading the membership for it would not find them.
+        publish_message(hub, m, skip=change.removed, frame=frame)
         for account in change.removed:
-            hub.unwatch(account, change.conv)
+            hub.unwatch(account, change.conv, (m.seq, frame))
         await hub.published()

@@ -30,14 +30,24 @@ def deliver_frame(m: StoredMessage) -> bytes:
     )
 
 
-def publish_message(hub: Hub, m: StoredMessage, origin: int = 0) -> None:
+def publish_message(
+    hub: Hub,
+    m: StoredMessage,
+    origin: int = 0,
+    *,
+    skip: tuple[int, ...] = (),
+    frame: bytes | None = None,
+) -> None:
     """Fan a committed message out to every watcher except connection ``origin`` and the
-    connections of the bots it is withheld from (SPEC.md 16.3)."""
-    if m.withheld:
-        payload = envelope.withheld_payload(m.withheld, deliver_frame(m))
+    connections of the bots it is withheld from (SPEC.md 16.3) and of ``skip``; with the count
+    of removals it follows (``envelope.REMOVALS``), if any."""
+    if frame is None:
+        frame = deliver_frame(m)
+    if m.withheld or m.removals or skip:
+        payload = envelope.withheld_payload(m.withheld + skip, frame, m.removals)
         hub.publish(envelope.conv_topic(m.conv), envelope.WITHHELD, m.seq, origin, payload)
         return
-    hub.publish(envelope.conv_topic(m.conv), envelope.MESSAGE, m.seq, origin, deliver_frame(m))
+    hub.publish(envelope.conv_topic(m.conv), envelope.MESSAGE, m.seq, origin, frame)
 
 
 def publish_committed(hub: Hub, m: StoredMessage, origin: int = 0, *, repeat: bool) -> None:

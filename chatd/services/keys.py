@@ -15,6 +15,7 @@ from __future__ import annotations
 from chatproto import frames as F
 from chatproto import limits as L
 
+from chatd.core.consent import Quota
 from chatd.errors import Invalid, NotFound
 from chatd.services.deps import Deps
 from chatd.services.fanout import publish_to_account, publish_to_device
@@ -109,10 +110,13 @@ class KeyService:
 
     # ------------------------------------------------------------------ to-device queue
 
-    async def to_device(self, account: int, device: int, f: F.ToDevice) -> None:
+    async def to_device(
+        self, account: int, device: int, f: F.ToDevice, quota: Quota | None = None
+    ) -> None:
+        """Queue ``f`` for its device; within ``quota`` of what ``account`` has queued there."""
         d = self._d
         row = await d.store.queue_to_device(
-            f.device, account, device, f.body, d.clock.now_ms(), L.MAX_TO_DEVICE_QUEUE
+            f.device, account, device, f.body, d.clock.now_ms(), L.MAX_TO_DEVICE_QUEUE, quota
         )
         publish_to_device(
             d.hub,

@@ -6,7 +6,11 @@ Each connection keeps its own token bucket (``session``); on top of it:
   from ONE budget (``limits.account_connections`` connections' worth);
 * **pre-login frames per address**: ``register`` / ``login`` / ``link_device``;
 * **registrations per address**;
-* **invite link look-ups** (``preview_link``, ``join_link``) per account and per address.
+* **invite link look-ups** (``preview_link``, ``join_link``) per account and per address;
+* **windows**: a fixed budget per key per period (``window``), counted exactly where a token
+  bucket would refill meanwhile: key claims per claimer, one-time prekeys per target handed to
+  strangers, to-device items and bytes per target device from strangers (issue 14.5; they were
+  counted on each node alone, so a stranger on 3 nodes got 3 budgets).
 
 A client's address is the peer's, or, when the peer is a trusted proxy, the right-most address
 of ``X-Forwarded-For`` that is not a trusted proxy (``client_address``); an IPv6 client is
@@ -33,6 +37,7 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
+from chatd.core.consent import Window
 from chatd.core.ratelimit import Buckets, Budget, TokenBucket
 from chatd.settings import LimitSettings, ServerSettings, networks, redact_url
 
@@ -75,12 +80,45 @@ return {granted, string.format('%.17g', retry)}
 clock seconds, passed in by the node), the key expiring once the bucket is full again."""
 
 
+_WINDOW = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local units = tonumber(ARGV[1])
+if used + units > tonumber(ARGV[2]) then return 0 end
+if used == 0 then
+  redis.call('SET', KEYS[1], units, 'PX', ARGV[3])
+else
+  redis.call('INCRBY', KEYS[1], units)
+end
+return 1
+"""
+"""``chatd.core.consent.Window.take`` in Redis: the window starts with its first units and ends
+when the key expires (Redis' clock: one for every node)."""
+
+
+class MemoryWindows:
+    """Windows by key in this node's memory (one ``Window`` per budget and period)."""
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[int, float], Window] = {}
+
+    def take(self, key: str, now: float, budget: int, period: float, units: int) -> bool:
+        window = self._windows.get((budget, period))
+        if window is None:
+            window = self._windows[budget, period] = Window(budget, period)
+        return window.take(key, now, units)
+
+
 class SharedBuckets(Protocol):
     """Buckets by key that every node of the service sees."""
 
     async def take(self, key: str, now: float, budget: Budget, want: int) -> tuple[int, float]:
         """``(granted, retry_after)`` as ``chatd.core.ratelimit.take``; ``now`` in wall-clock
         seconds."""
+        ...
+
+    async def window(self, key: str, now: float, budget: int, period: float, units: int) -> bool:
+        """Spend ``units`` of ``key``'s ``budget`` for the current ``period`` (seconds): False
+        (nothing spent) when they do not fit. ``now``: this node's monotonic clock."""
         ...
 
     async def aclose(self) -> None: ...
@@ -93,9 +131,13 @@ class MemoryBuckets:
 
     def __init__(self) -> None:
         self.buckets = Buckets()
+        self.windows = MemoryWindows()
 
     async def take(self, key: str, now: float, budget: Budget, want: int) -> tuple[int, float]:
         return self.buckets.take(key, now, budget, want)
+
+    async def window(self, key: str, now: float, budget: int, period: float, units: int) -> bool:
+        return self.windows.take(key, now, budget, period, units)
 
     async def aclose(self) -> None:
         pass
@@ -113,7 +155,9 @@ class RedisBuckets:
             url, socket_connect_timeout=io_timeout, socket_timeout=io_timeout
         )
         self._script = self._redis.register_script(_SCRIPT)
+        self._window = self._redis.register_script(_WINDOW)
         self._fallback = Buckets()
+        self._fallback_windows = MemoryWindows()
         self._failing = False
 
     async def take(self, key: str, now: float, budget: Budget, want: int) -> tuple[int, float]:
@@ -124,17 +168,35 @@ class RedisBuckets:
                     args=[repr(now), repr(budget.rate), repr(budget.burst), want],
                 )
         except Exception as exc:  # a limit is never a reason to fail a request
-            if not self._failing:
-                log.warning(
-                    "limits: Redis unreachable; counting on this node alone",
-                    extra={"broker": redact_url(self.url), "error": repr(exc)},
-                )
-            self._failing = True
+            self._unreachable(exc)
             return self._fallback.take(key, now, budget, want)
+        self._reachable()
+        return int(granted), float(retry)
+
+    async def window(self, key: str, now: float, budget: int, period: float, units: int) -> bool:
+        try:
+            async with asyncio.timeout(self._io_timeout):
+                taken = await self._window(
+                    keys=[f"limit:{key}"], args=[units, budget, max(1, round(period * 1000))]
+                )
+        except Exception as exc:  # a limit is never a reason to fail a request
+            self._unreachable(exc)
+            return self._fallback_windows.take(key, now, budget, period, units)
+        self._reachable()
+        return bool(taken)
+
+    def _unreachable(self, exc: BaseException) -> None:
+        if not self._failing:
+            log.warning(
+                "limits: Redis unreachable; counting on this node alone",
+                extra={"broker": redact_url(self.url), "error": repr(exc)},
+            )
+        self._failing = True
+
+    def _reachable(self) -> None:
         if self._failing:
             log.info("limits: Redis reachable again", extra={"broker": redact_url(self.url)})
             self._failing = False
-        return int(granted), float(retry)
 
     async def aclose(self) -> None:
         await self._redis.aclose()
@@ -253,6 +315,15 @@ class Limits:
             return None
         granted, retry = await self._shared.take(key, self._clock.now_ms() / 1000, budget, 1)
         return None if granted else max(retry, 0.001)
+
+    # ------------------------------------------------------------------ windows
+
+    async def window(self, key: str, budget: int, period: float, units: int = 1) -> bool:
+        """Spend ``units`` of ``key``'s ``budget`` per ``period`` seconds, on every node: False
+        (nothing spent) when they do not fit."""
+        if units > budget:
+            return False
+        return await self._shared.window(key, self._clock.monotonic(), budget, period, units)
 
     # ------------------------------------------------------------------ frames per account
 

@@ -21,7 +21,7 @@ from typing import Protocol
 from chatproto import frames as F
 from chatproto import kinds
 
-from chatd.core.consent import Privacy, Relation
+from chatd.core.consent import Privacy, Quota, Relation
 from chatd.core.publishing import SearchCursor
 
 
@@ -104,6 +104,11 @@ class StoredMessage:
     ``to``, not the sender), ascending. Never leaves the server."""
     fc: bytes | None = None
     """The franking commitment it was sent with (SPEC.md 18.7); None: not franked."""
+    removals: int = 0
+    """How many members had left or been removed from the conversation when it was appended
+    (PostgreSQL; 0 on SQLite, where one node orders its removals and messages itself). Its
+    envelope carries it: a node re-reads the membership before delivering a message that follows
+    a removal it has not applied (``chatd.hub``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +338,10 @@ class ConversationStore(Protocol):
         """Members of ``conv`` with an account id above ``after``, ascending, at most
         ``limit`` (the caller checked access)."""
 
+    async def members_since(self, conv: int, accounts: Sequence[int]) -> dict[int, int]:
+        """``{account: joined seq}`` of those of ``accounts`` that are members of ``conv`` now
+        (a hub's re-check after a removal it had not applied, ``chatd.hub``)."""
+
     async def conversation_ids_of(self, account: int) -> list[int]:
         """The ids of the conversations ``account`` is a member of."""
 
@@ -490,10 +499,19 @@ class ToDeviceStore(Protocol):
     """A bounded queue per device of opaque items, each with a tid increasing per device."""
 
     async def queue_to_device(
-        self, target: int, sender: int, sender_device: int, body: bytes, now: int, max_queued: int
+        self,
+        target: int,
+        sender: int,
+        sender_device: int,
+        body: bytes,
+        now: int,
+        max_queued: int,
+        quota: Quota | None = None,
     ) -> ToDeviceRow:
         """Append to ``target``'s queue; resolves once committed. ``NotFound`` for no such
-        device, ``RateLimited`` when ``max_queued`` items are already queued for it."""
+        device, ``RateLimited`` when ``max_queued`` items are already queued for it, or when
+        ``sender``'s items there with this one would pass ``quota`` (counted under the queue's
+        lock, so concurrent items from any node cannot pass it together)."""
 
     async def to_device_items(self, device: int, after: int, limit: int) -> list[ToDeviceRow]:
         """Queued items of ``device`` with tid > ``after``, ascending, at most ``limit``."""

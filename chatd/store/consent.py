@@ -16,6 +16,7 @@ from chatd.core import rules
 from chatd.core.consent import Privacy, Relation, check_setting
 from chatd.errors import NotFound
 from chatd.store.base import RequestRow, Seen
+from chatd.store.conversations import count_removal
 from chatd.store.sql import Row, Scripts, Sql, Tx
 
 
@@ -40,7 +41,7 @@ async def _leave_silently(tx: Tx, conv: int, account: int) -> None:
     """``account`` stops being a member of ``conv`` without a system message (a deleted request:
     the requester is never told; a blocked account's seat)."""
     await tx.sql.execute("DELETE FROM members WHERE conv_id=? AND account_id=?", conv, account)
-    tx.touched(conv)
+    await count_removal(tx, conv)
 
 
 class Consent(Scripts):

@@ -261,6 +261,16 @@ async def members_page(db: Sql, conv: int, after: int, limit: int) -> list[Membe
     ]
 
 
+async def members_since(db: Sql, conv: int, accounts: Sequence[int]) -> dict[int, int]:
+    if not accounts:
+        return {}
+    rows = await db.fetch(
+        "SELECT account_id, joined_seq FROM members WHERE conv_id=? AND account_id = ANY(?)",
+        *(conv, list(accounts)),
+    )
+    return {int(a): int(s) for a, s in rows}
+
+
 async def conversation_ids_of(db: Sql, account: int) -> list[int]:
     return [
         int(r[0]) for r in await db.fetch("SELECT conv_id FROM members WHERE account_id=?", account)
@@ -325,6 +335,13 @@ async def invite(
 
 async def _drop_member(tx: Tx, conv: int, account: int) -> None:
     await tx.sql.execute("DELETE FROM members WHERE conv_id=? AND account_id=?", conv, account)
+    await count_removal(tx, conv)
+
+
+async def count_removal(tx: Tx, conv: int) -> None:
+    """One more member of ``conv`` is gone: every message appended from now on says so in its
+    envelope (``StoredMessage.removals``)."""
+    await tx.sql.execute("UPDATE conversations SET removals = removals + 1 WHERE id=?", conv)
     tx.touched(conv)
 
 
@@ -433,6 +450,7 @@ class Conversations(Scripts):
     conversations_of = reads(conversations_of)
     members_page = reads(members_page)
     conversation_ids_of = reads(conversation_ids_of)
+    members_since = reads(members_since)
     invite = writes(invite)
     remove = writes(remove)
     unban = writes(unban)

@@ -9,6 +9,7 @@ SQLite the single writer orders all of it.
 
 from __future__ import annotations
 
+from chatd.core.consent import Quota, within
 from chatd.errors import Conflict, Invalid, NotFound, RateLimited
 from chatd.store.base import BundleRow, DeviceListRow, KeyUpload, PrekeyRow, ToDeviceRow
 from chatd.store.sql import Scripts, Sql, Tx, reads, writes
@@ -152,7 +153,14 @@ async def device_list(db: Sql, account: int) -> DeviceListRow | None:
 
 
 async def queue_to_device(
-    tx: Tx, target: int, sender: int, sender_device: int, body: bytes, now: int, max_queued: int
+    tx: Tx,
+    target: int,
+    sender: int,
+    sender_device: int,
+    body: bytes,
+    now: int,
+    max_queued: int,
+    quota: Quota | None = None,
 ) -> ToDeviceRow:
     db = tx.sql
     if not await db.fetchval("SELECT 1 FROM devices WHERE id=?", target):
@@ -172,6 +180,18 @@ async def queue_to_device(
     last, queued = int(state[0]), int(state[1])
     if queued >= max_queued:
         raise RateLimited(f"device {target} has {queued} items queued; retry later")
+    if quota is not None:  # under the lock: every node's items for this device wait on it
+        mine = await db.fetchrow(
+            "SELECT count(*), coalesce(sum(length(body)), 0) FROM to_device"
+            " WHERE device_id=? AND sender=?",
+            *(target, sender),
+        )
+        items, size = (0, 0) if mine is None else (int(mine[0]), int(mine[1]))
+        if not within(quota, items, size, len(body)):
+            raise RateLimited(
+                f"you have {items} items ({size} bytes) queued for this device: wait for it"
+                " to fetch them"
+            )
     tid = last + 1
     await db.execute(
         "UPDATE to_device_state SET last_tid=?, queued=? WHERE device_id=?",

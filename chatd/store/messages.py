@@ -36,7 +36,8 @@ async def message_at(db: Sql, conv: int, seq: int) -> StoredMessage:
 
 async def server_message(tx: Tx, conv: int, now: int, kind: str, body: bytes) -> StoredMessage:
     """Append a message the server writes itself (sender 0: system events, receipts)."""
-    m = StoredMessage(conv, await tx.next_seq(conv), now, 0, 0, None, kind, body)
+    seq = await tx.next_seq(conv)
+    m = StoredMessage(conv, seq, now, 0, 0, None, kind, body, removals=tx.removals(conv))
     await tx.sql.execute(
         "INSERT INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
         " VALUES (?,?,?,?,?,?,?,?)",

@@ -155,22 +155,28 @@ def _dialect(sql: str) -> str:
 class _Tx:
     """What an op sees (``sql.Tx``): the writer connection inside the open batch transaction."""
 
-    __slots__ = ("db", "sql")
+    __slots__ = ("_removals", "db", "sql")
 
     def __init__(self, db: Conn) -> None:
         self.db = db
         self.sql = PostgresSql(db)
+        self._removals: dict[int, int] = {}
 
     def touched(self, conv: int) -> None:
         """Nothing is cached across batches: several nodes write."""
 
     async def next_seq(self, conv: int) -> int:
-        return int(
-            await self.db.fetchval(
-                "UPDATE conversations SET last_seq = last_seq + 1 WHERE id=$1 RETURNING last_seq",
-                conv,
-            )
+        row = await self.db.fetchrow(
+            "UPDATE conversations SET last_seq = last_seq + 1 WHERE id=$1"
+            " RETURNING last_seq, removals",
+            conv,
         )
+        assert row is not None
+        self._removals[conv] = int(row[1])
+        return int(row[0])
+
+    def removals(self, conv: int) -> int:
+        return self._removals.get(conv, 0)
 
 
 def _refused_sends() -> list[str]:
@@ -189,9 +195,9 @@ _REFUSED_SENDS = _refused_sends()
 them: the rule stays written once, in ``core``."""
 _ALWAYS_DELIVERED = sorted(rules.ALWAYS_DELIVERED)
 
-_APPEND = "SELECT * FROM chatd_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-"""Migrations 0005 and 0013: the whole batch of appends in one round trip (see the function's
-comment)."""
+_APPEND = "SELECT * FROM chatd_append2($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+"""Migrations 0005, 0013 and 0019: the whole batch of appends in one round trip (see the
+function's comment), each with its conversation's count of removals."""
 
 
 async def _appends(db: Conn, ops: Sequence[Op[Any]]) -> list[Any]:
@@ -215,13 +221,14 @@ async def _appends(db: Conn, ops: Sequence[Op[Any]]) -> list[Any]:
         [m.fc for m in msgs],
     )
     results: list[Any] = []
-    for m, (outcome, seq, ts, withheld, conv_kind, role) in zip(msgs, rows, strict=True):
+    for m, (outcome, seq, ts, withheld, conv_kind, role, removals) in zip(msgs, rows, strict=True):
         if outcome in ("new", "duplicate"):
             stored = StoredMessage(
                 *(m.conv, int(seq), int(ts), m.sender, m.device, m.cmid, m.kind, m.body),
                 m.to,
                 _ids(withheld),
                 m.fc,
+                int(removals),
             )
             results.append(Appended(stored, duplicate=outcome == "duplicate"))
         elif outcome == "absent":

@@ -84,6 +84,10 @@ class Tx(Protocol):
     async def next_seq(self, conv: int) -> int:
         """The next seq of ``conv`` (gapless: the batch's rollback gives it back)."""
 
+    def removals(self, conv: int) -> int:
+        """``conv``'s count of members gone, as read with its last ``next_seq`` (see
+        ``StoredMessage.removals``)."""
+
     def touched(self, conv: int) -> None:
         """``conv``'s members or bot accesses changed (a backend drops what it cached)."""
 

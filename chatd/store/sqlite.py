@@ -179,6 +179,11 @@ class _Tx:
         self.taken.add(conv)
         return self.take_seq(conv)
 
+    def removals(self, conv: int) -> int:
+        """0: one node (SQLite is never shared) publishes every removal and message itself, in
+        commit order, so its hub has nothing to re-check."""
+        return 0
+
     def touched(self, conv: int) -> None:
         self.addressed.pop(conv, None)
 

@@ -1,14 +1,16 @@
-"""The limits' Lua script does in Redis exactly what ``chatd.core.ratelimit.take`` does in
-memory (the same grants and waits for the same calls), against a real redis-server."""
+"""The limits' Lua scripts do in Redis exactly what ``chatd.core.ratelimit.take`` and
+``chatd.core.consent.Window`` do in memory (the same grants and waits for the same calls),
+against a real redis-server."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 from redisd import RedisServer
 
 from chatd.core.ratelimit import Buckets, Budget
-from chatd.services.limits import RedisBuckets
+from chatd.services.limits import MemoryWindows, RedisBuckets
 
 
 async def test_redis_buckets_grant_what_memory_buckets_grant(redis_server: RedisServer) -> None:
@@ -35,5 +37,27 @@ async def test_redis_down_counts_on_this_node_alone(redis_server: RedisServer) -
     try:
         redis_server.kill()
         assert [(await redis.take("r:x", 10.0, budget, 1))[0] for _ in range(3)] == [1, 1, 0]
+    finally:
+        await redis.aclose()
+
+
+async def test_redis_windows_spend_what_memory_windows_spend(redis_server: RedisServer) -> None:
+    """A window (key claims, prekeys and to-device items per hour) takes all its units or
+    none, in Redis as in memory; the units that do not fit are not spent."""
+    redis = RedisBuckets(redis_server.url)
+    memory = MemoryWindows()
+    rng = random.Random(145)
+    try:
+        for _ in range(300):
+            units = rng.choice((1, 1, 2, 7, 40))
+            got = await redis.window("tb:9", 0.0, 100, 3600.0, units)
+            assert got == memory.take("tb:9", 0.0, 100, 3600.0, units)
+        assert not await redis.window("tb:9", 0.0, 100, 3600.0, 1)  # spent, to the unit
+        assert await redis.window("tb:10", 0.0, 100, 3600.0, 100)  # another key: its own
+        # The window ends when its period does (Redis' clock): then a new one starts.
+        assert await redis.window("kc:1", 0.0, 1, 0.2, 1)
+        assert not await redis.window("kc:1", 0.0, 1, 0.2, 1)
+        await asyncio.sleep(0.5)
+        assert await redis.window("kc:1", 0.0, 1, 0.2, 1)
     finally:
         await redis.aclose()

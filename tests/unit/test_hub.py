@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Sequence
 
 import pytest
 
@@ -571,6 +573,100 @@ def test_a_connection_closed_during_its_read_is_not_routed_afterwards(hub: Hub) 
     hub.detach(o)
     hub.watch_read(o, [10])
     assert o.watching == {}
+
+
+# ------------------------------------------------------------------ removals across nodes
+
+
+def publish_after_removals(broker: MemoryBroker, conv: int, seq: int, removals: int) -> bytes:
+    """A message of ``conv`` appended after ``removals`` members left (``StoredMessage``)."""
+    frame = f"deliver conv={conv} seq={seq}".encode()
+    payload = envelope.withheld_payload((), frame, removals)
+    broker.publish(
+        envelope.conv_topic(conv), envelope.pack(envelope.WITHHELD, seq, 0, OTHER_NODE, payload)
+    )
+    return frame
+
+
+class Members:
+    """The store's ``members_since``, answered when the test says so."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[int, list[int]]] = []
+        self.answer: asyncio.Future[dict[int, int]] = asyncio.get_running_loop().create_future()
+
+    async def __call__(self, conv: int, accounts: Sequence[int]) -> dict[int, int]:
+        self.asked.append((conv, list(accounts)))
+        return await asyncio.shield(self.answer)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_message_after_a_removal_this_node_has_not_applied_waits_for_a_reread(
+    broker: MemoryBroker, hot: HotCounters
+) -> None:
+    """Node C's message after bob's removal arrives before node A's UNWATCH: it is held (with
+    what follows it) until the membership is read again; bob gets none of it and stops
+    watching; carol gets all of it, in order; the next message costs no read."""
+    members = Members()
+    hub = Hub(broker, hot, node=NODE, members=members)
+    bob, carol = FakeOutlet(7), FakeOutlet(8)
+    hub.attach(bob, [30])
+    hub.attach(carol, [30])
+    first = publish_after_removals(broker, 30, seq=10, removals=1)
+    second = publish_message(broker, 30, seq=11)  # from an older node: held behind it too
+    await settle()
+    assert bob.pushed == carol.pushed == []
+    assert members.asked == [(30, [7, 8])]
+    members.answer.set_result({8: 1})
+    await settle()
+    assert carol.pushed == [first, second]
+    assert bob.pushed == [] and 30 not in bob.watching
+    third = publish_after_removals(broker, 30, seq=12, removals=1)
+    assert carol.pushed == [first, second, third]
+    assert hub.rechecks == 1
+
+
+async def test_a_reread_delivers_to_members_only_from_their_join(
+    broker: MemoryBroker, hot: HotCounters
+) -> None:
+    """bob was removed, then added back (seq 12) before the read: he keeps watching but does
+    not get seq 10, which was written while he was out."""
+    members = Members()
+    hub = Hub(broker, hot, node=NODE, members=members)
+    bob, carol = FakeOutlet(7), FakeOutlet(8)
+    hub.attach(bob, [30])
+    hub.attach(carol, [30])
+    publish_after_removals(broker, 30, seq=10, removals=1)
+    members.answer.set_result({7: 12, 8: 1})
+    await settle()
+    assert bob.pushed == [] and 30 in bob.watching
+    assert len(carol.pushed) == 1
+    later = publish_after_removals(broker, 30, seq=13, removals=1)
+    assert bob.pushed == [later]
+
+
+async def test_an_unwatch_held_behind_a_reread_comes_after_what_was_held(
+    broker: MemoryBroker, hot: HotCounters
+) -> None:
+    """The UNWATCH that removes bob carries his removal message; arriving while earlier
+    messages are held, it waits for them, so bob still gets what preceded his removal."""
+    members = Members()
+    hub = Hub(broker, hot, node=NODE, members=members)
+    bob = FakeOutlet(7)
+    hub.attach(bob, [30])
+    before = publish_after_removals(broker, 30, seq=10, removals=1)  # carol left before it
+    payload = envelope.watch_payload(11, b"bob removed")
+    broker.publish(
+        envelope.account_topic(7), envelope.pack(envelope.UNWATCH, 30, 0, OTHER_NODE, payload)
+    )
+    members.answer.set_result({7: 1})  # read before bob's removal committed
+    await settle()
+    assert bob.pushed == [before, b"bob removed"]
+    assert 30 not in bob.watching
 
 
 # ------------------------------------------------------------------ public channels (SPEC.md 20.3)
