@@ -1261,7 +1261,7 @@ class Session:
             if account not in present:
                 self.show(
                     f"[{self.names.label(info.conv)}] @{handle} is invited: added once @{handle}"
-                    " accepts (you are told)",
+                    f" accepts while you are connected (else /invite @{handle} again)",
                     "system",
                 )
 
