@@ -23,8 +23,9 @@ Where the buckets live: one node alone keeps them in memory (``MemoryBuckets``);
 Frames are the hot path and must not wait for Redis each: a node reserves a few tokens of an
 account's budget at once (``CHUNK``, or ``1/SHARE`` of a larger burst) and spends them locally
 for up to ``HOLD`` seconds. The tokens are taken from the shared budget when reserved, so an
-account never gets more than its budget over all nodes; a node's unspent reservation lapses (a
-little less, never more). When
+account never gets more than its budget over all nodes, counted from its first reservation (in
+a shorter window, at most one unspent reservation per node more: taken earlier, spent then); a
+node's unspent reservation lapses (a little less, never more). When
 Redis cannot answer, a node falls back to its own memory (bounded per node, logged once).
 """
 

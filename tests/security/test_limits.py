@@ -25,6 +25,8 @@ from conftest import make_settings, run_server
 from redisd import RedisServer
 from testkit import Raw
 
+from chatd.services.limits import CHUNK
+
 CONNECTION = {"frames_per_second": 50.0, "frame_burst": 100.0, "account_connections": 3.0}
 """Each connection 50/s, burst 100 (the defaults, pinned); the account three connections'
 worth: 150/s, burst 300."""
@@ -113,8 +115,11 @@ async def test_one_account_on_three_nodes_gets_no_more_than_its_budget(
         ]
         ok, limited, elapsed = await blast(conns, 150)
         assert ok + limited == 1800
-        # Before: each node counted alone (3 x 300 and more; each connection 100).
-        assert ok <= ACCOUNT_BURST + ACCOUNT_RATE * elapsed + 1, (ok, elapsed)
+        # Before: each node counted alone (3 x 300 and more; each connection 100). Now one
+        # budget; what a node reserved during the logins (at most CHUNK each) and has not
+        # spent yet is on top of the budget the bucket refilled to meanwhile: taken from the
+        # budget before ``blast`` started, spent after.
+        assert ok <= ACCOUNT_BURST + ACCOUNT_RATE * elapsed + 3 * CHUNK, (ok, elapsed)
         assert ok >= ACCOUNT_BURST * 0.9  # reservations that lapse unspent cost a little
         for conn in conns:
             await conn.close()
