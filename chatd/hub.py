@@ -111,6 +111,9 @@ class Hub:
         """Public channel -> the local outlets of its followers (SPEC.md 20.3)."""
         self._follows: dict[Outlet, set[int]] = {}
         """Outlet -> the public channels routed to it (to stop on detach)."""
+        self._unfollowed: dict[Outlet, set[int]] = {}
+        """Outlets attached before their follows were read: the channels UNFOLLOWed for their
+        account meanwhile (``follow_read`` skips them, as ``watch_read`` does removals)."""
         self._reading: dict[Outlet, set[int]] = {}
         """Outlets attached before their memberships were read: the conversations UNWATCHed
         for their account meanwhile (``attach`` without ``convs``, then ``watch_read``)."""
@@ -128,6 +131,7 @@ class Hub:
         A WATCH meanwhile routes the conversation at once, as for any attached outlet."""
         if convs is None:
             self._reading[outlet] = set()
+            self._unfollowed[outlet] = set()
         first = outlet.account not in self._accounts
         if first:
             self._accounts[outlet.account] = []
@@ -156,6 +160,7 @@ class Hub:
     def detach(self, outlet: Outlet) -> bool:
         """Stop routing to ``outlet``. True when it was the account's last local connection."""
         self._reading.pop(outlet, None)
+        self._unfollowed.pop(outlet, None)
         for channel in tuple(self._follows.get(outlet, ())):
             self._unfollow(outlet, channel)
         for conv in tuple(outlet.watching):
@@ -215,11 +220,13 @@ class Hub:
 
     def follow_read(self, outlet: Outlet, channels: list[int]) -> None:
         """Route the posts of ``channels`` (followed or administered, read at login) to
-        ``outlet``."""
+        ``outlet``, but not those UNFOLLOWed since the attach (the read may predate it)."""
+        gone = self._unfollowed.pop(outlet, set())
         if outlet.account not in self._accounts or outlet not in self._accounts[outlet.account]:
             return  # detached meanwhile
         for channel in channels:
-            self._follow(outlet, channel)
+            if channel not in gone:
+                self._follow(outlet, channel)
 
     def follow(self, account: int, channel: int) -> None:
         """On every node: route ``channel``'s posts to ``account``'s connections."""
@@ -442,9 +449,14 @@ class Hub:
         elif kind == envelope.FOLLOW:
             for outlet in tuple(self._accounts.get(account, ())):
                 self._follow(outlet, seq)
+                if self._unfollowed:
+                    self._unfollowed.get(outlet, set()).discard(seq)
         elif kind == envelope.UNFOLLOW:
             for outlet in tuple(self._accounts.get(account, ())):
                 self._unfollow(outlet, seq)
+                gone = self._unfollowed.get(outlet) if self._unfollowed else None
+                if gone is not None:
+                    gone.add(seq)
         else:
             for outlet in tuple(self._accounts.get(account, ())):
                 if outlet.conn_id != origin:

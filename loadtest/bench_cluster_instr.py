@@ -220,6 +220,35 @@ async def one(a: argparse.Namespace, n: int, pg: bcl.Postgres, redis: bcl.Redis,
         for _, _, proc in straces:
             proc.send_signal(signal.SIGINT)
             proc.wait()
+        idle: dict[str, Any] = {}
+        if a.idle and not a.callgrind:
+            # The same wall time with no messages: timers, presence renewals, sweepers. What
+            # a busy machine stretches is time; subtracting this leaves what messages cost.
+            iperfs = [syscall_counter(nd.pid) for nd in nodes]
+            istraces = []
+            if a.strace:
+                for nd in nodes:
+                    out = str(work / f"{nd.node_id}.idle.strace")
+                    istraces.append(
+                        (
+                            nd.node_id,
+                            out,
+                            subprocess.Popen(
+                                ["strace", "-c", "-o", out, "-p", str(nd.pid)],
+                                stderr=subprocess.DEVNULL,
+                            ),
+                        )
+                    )
+            await asyncio.sleep(0.5)
+            ir0 = await redis_commandstats(redis.port)
+            await asyncio.sleep(t1 - t0)
+            ir1 = await redis_commandstats(redis.port)
+            idle["syscalls"] = [syscalls_done(p) for p in iperfs]
+            for _, _, proc in istraces:
+                proc.send_signal(signal.SIGINT)
+                proc.wait()
+            idle["strace"] = {nid: _strace_rows(out) for nid, out, _ in istraces}
+            idle["cmds"] = {k: v - ir0.get(k, 0) for k, v in ir1.items()}
         if a.callgrind:
             for node in nodes:
                 subprocess.run(["callgrind_control", "-d", str(node.pid)], capture_output=True)
@@ -241,6 +270,12 @@ async def one(a: argparse.Namespace, n: int, pg: bcl.Postgres, redis: bcl.Redis,
     )
     cmds = {k: v - r0.get(k, 0) for k, v in r1.items() if v - r0.get(k, 0) > 0}
     cmds.pop("info", None)
+    if idle:  # net of the idle window
+        cmds = {k: v - idle["cmds"].get(k, 0) for k, v in cmds.items()}
+        cmds = {k: v for k, v in cmds.items() if v > 0}
+        counted = [
+            (c[0] - i[0], c[1] - i[1]) for c, i in zip(counted, idle["syscalls"], strict=True)
+        ]
     load = Path("/proc/loadavg").read_text().split()[0]
     line = f"{time.strftime('%H:%M:%S')} load {load} nodes={n} k={a.k} msgs={msgs}"
     line += f" deliveries={dels} commits/msg={batches / msgs:.2f}"
@@ -260,12 +295,17 @@ async def one(a: argparse.Namespace, n: int, pg: bcl.Postgres, redis: bcl.Redis,
                 total += int(mm.group(1))
         line += f" | chatd instructions/delivery {total / dels:,.0f}"
     print(line, flush=True)
+    if idle:
+        print("  (net of an idle window of the same length)")
     for node_id, out, _ in straces:
         print(f"  {node_id} system calls per message:")
-        for row in Path(out).read_text().splitlines()[2:]:
-            f = row.split()
-            if len(f) >= 5 and f[3].isdigit():
-                print(f"    {int(f[3]) / msgs:7.2f} {f[-1]}")
+        rows = _strace_rows(out)
+        base = idle.get("strace", {}).get(node_id, {})
+        for name, n in sorted(rows.items(), key=lambda kv: -kv[1]):
+            net = n - base.get(name, 0)
+            if name != "total" and abs(net) / msgs >= 0.005:
+                print(f"    {net / msgs:7.2f} {name}")
+        print(f"    {(rows.get('total', 0) - base.get('total', 0)) / msgs:7.2f} total")
     if a.profile:
         import pstats
 
@@ -278,6 +318,16 @@ async def one(a: argparse.Namespace, n: int, pg: bcl.Postgres, redis: bcl.Redis,
             print(f"  {node.node_id}: Python calls per delivery {calls / dels:.1f}")
             if a.top:
                 st.sort_stats(a.sort).print_stats(a.top)
+
+
+def _strace_rows(path: str) -> dict[str, int]:
+    """``strace -c``'s calls by system call name (and ``total``)."""
+    out: dict[str, int] = {}
+    for row in Path(path).read_text().splitlines()[2:]:
+        f = row.split()
+        if len(f) >= 5 and f[3].isdigit():
+            out[f[-1]] = int(f[3])
+    return out
 
 
 async def amain(a: argparse.Namespace) -> None:
@@ -318,6 +368,12 @@ if __name__ == "__main__":
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--callgrind", action="store_true")
     p.add_argument("--strace", action="store_true", help="system calls by name (strace -c)")
+    p.add_argument(
+        "--idle",
+        action="store_true",
+        help="subtract an idle window of the same length (system calls, Redis commands): a busy"
+        " machine stretches the run, and timers, presence renewals and sweepers with it",
+    )
     p.add_argument("--profile", action="store_true")
     p.add_argument("--top", type=int, default=25, help="with --profile: functions shown")
     p.add_argument("--sort", default="tottime", help="with --profile: pstats sort key")

@@ -102,6 +102,8 @@ _BATCH_SUM = "chatd_store_batch_size_sum"
 _COMMIT_SUM = "chatd_store_commit_seconds_sum"
 _BODY = struct.Struct("<qQ")
 _PAD = b"x" * (BODY_BYTES - _BODY.size)
+FRANKED: bytes | None = None
+"""``--franked``: every send carries this 32-byte franking commitment (SPEC.md 18.7)."""
 
 
 class Stats:
@@ -193,6 +195,7 @@ class Conn:
                 cmid=f"{intended:x}.{idx:x}",
                 kind="text",
                 body=_BODY.pack(intended, idx) + _PAD,
+                fc=FRANKED,
             )
         )
         ws = self.ws
@@ -1007,7 +1010,15 @@ def main() -> int:
         "--keep", action="store_true", help="keep the temp dir (db, server logs, profiles)"
     )
     p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--franked",
+        action="store_true",
+        help="every send carries a franking commitment fc (the SDK franks every message)",
+    )
     args = p.parse_args()
+    if args.franked:
+        global FRANKED
+        FRANKED = os.urandom(32)
     args.only = [x.strip() for x in args.only.split(",") if x.strip()]
     bad = set(args.only) - set(PARTS)
     if bad:

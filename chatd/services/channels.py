@@ -13,6 +13,9 @@ shows (``chatproto.posts``), and readers check it against the publisher's signed
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from chatproto import codec, kinds, posts
 from chatproto import frames as F
 from chatproto.errors import ChatProtoError, ErrorCode, SignatureError
@@ -23,6 +26,11 @@ from chatd.errors import ChatdError, Forbidden, Invalid, NotFound, RateLimited
 from chatd.services.deps import Deps
 from chatd.services.limits import Limits
 from chatd.store.base import ChannelRow
+
+log = logging.getLogger(__name__)
+
+COUNTS_EVERY = 1.0
+"""Seconds between two pushes of one post's reaction counts (per node)."""
 
 
 def _info(r: ChannelRow) -> F.ChannelInfo:
@@ -43,6 +51,9 @@ class ChannelService:
         self._d = deps
         self._limits = limits
         self._server = deps.settings.server.name
+        self._dirty: set[tuple[int, int]] = set()
+        """Posts whose reaction counts changed and are due to be pushed."""
+        self._flushing: set[asyncio.Task[None]] = set()
 
     async def handle(self, account: int, device: int, conn: int, f: F.ClientFrame) -> F.Frame:
         """Serve one public-channel frame of ``account``'s connection ``conn``."""
@@ -79,6 +90,8 @@ class ChannelService:
                 info = await self._d.store.add_comment(
                     f.channel, f.seq, account, f.reply_to, f.kind, f.content, self._d.clock.now_ms()
                 )
+                event = F.CommentEvent(channel=f.channel, seq=f.seq, comment=info)
+                self._push(f.channel, event, conn)
                 return F.Commented(re=f.id, channel=f.channel, seq=f.seq, comment=info)
             case F.GetComments():
                 items, total = await self._d.store.comments(f.channel, f.seq, f.after, f.limit)
@@ -96,11 +109,44 @@ class ChannelService:
                 return F.Ok(re=f.id)
             case F.ReactPost():
                 counts = await self._d.store.react(f.channel, f.seq, account, f.emoji, f.remove)
+                self._counts_changed(f.channel, f.seq)
                 return F.Reactions(re=f.id, channel=f.channel, seq=f.seq, counts=counts)
             case F.GetReactions():
                 counts = await self._d.store.reactions(f.channel, f.seq, account)
                 return F.Reactions(re=f.id, channel=f.channel, seq=f.seq, counts=counts)
         raise ChatdError("not a channel frame", ErrorCode.UNKNOWN_FRAME)
+
+    def _push(self, channel: int, frame: F.Frame, origin: int = 0) -> None:
+        """Encode ``frame`` once and hand it to the channel's connected followers."""
+        topic = envelope.channel_topic(channel)
+        self._d.hub.publish(topic, envelope.EVENT, 0, origin, codec.encode(frame))
+
+    def _counts_changed(self, channel: int, seq: int) -> None:
+        """Push the post's counts once ``COUNTS_EVERY`` seconds have passed, whatever the
+        number of reactions meanwhile: one push per post and node per period, not one per
+        reaction per follower."""
+        key = (channel, seq)
+        if key in self._dirty:
+            return
+        self._dirty.add(key)
+        asyncio.get_running_loop().call_later(COUNTS_EVERY, self._flush_counts, key)
+
+    def _flush_counts(self, key: tuple[int, int]) -> None:
+        task = asyncio.ensure_future(self._send_counts(key))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _send_counts(self, key: tuple[int, int]) -> None:
+        self._dirty.discard(key)  # a reaction from now on schedules the next push
+        channel, seq = key
+        try:
+            counts = await self._d.store.reactions(channel, seq, 0)
+        except ChatdError:
+            return  # the post is gone
+        except Exception:
+            log.exception("reaction counts not pushed", extra={"channel": channel})
+            return
+        self._push(channel, F.ReactionsEvent(channel=channel, seq=seq, counts=counts))
 
     async def create(self, account: int, f: F.CreateChannel) -> F.ChannelAnswer:
         row = await self._d.store.create_channel(
@@ -157,8 +203,7 @@ class ChannelService:
         except ChatProtoError as exc:
             raise Invalid(str(exc)) from exc
         if await d.store.put_post(post, d.clock.now_ms()):
-            frame = codec.encode(F.PostEvent(post=post))
-            d.hub.publish(envelope.channel_topic(f.channel), envelope.EVENT, 0, conn, frame)
+            self._push(f.channel, F.PostEvent(post=post), conn)
         return F.Published(re=f.id, channel=f.channel, seq=f.seq, ver=f.ver)
 
     async def read(self, f: F.GetPosts) -> F.Posts:

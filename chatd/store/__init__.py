@@ -14,6 +14,8 @@ E2E keys, device lists, the to-device queue        ``keys.py``
 bot profiles and bot access                        ``bots.py``
 Web Push subscriptions                             ``push.py``
 invite links and join requests                     ``links.py``
+public channels, follows, signed posts, comments   ``channels.py``
+reactions and counts, the channel directory        ``channels.py``
 wallets, payments, red packets, requests, audit    ``ledger.py``
 ``chatd wallet`` on its own connection             ``ledger_sqlite.py`` / ``ledger_postgres.py``
 running SQL on either database (the dialects)      ``sql.py``
@@ -22,6 +24,6 @@ group commit (queue, batches, shutdown)            ``writer.py``
 schema migrations                                  ``migrate.py``, ``migrations/``
 =================================================  =========================================
 
-Who may do what is ``chatd.core`` (``rules``, ``ledger``); a transaction script checks it
+Who may do what is ``chatd.core`` (``rules``, ``ledger``, ``publishing``); a transaction script checks it
 inside the write's own transaction, before it writes anything.
 """

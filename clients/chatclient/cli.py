@@ -129,6 +129,7 @@ from chatclient.tui import (
     Wallet,
     Who,
     Yes,
+    comment_text,
     format_balances,
     format_bots,
     format_convs,
@@ -701,7 +702,7 @@ class Session:
                     thread = await ch.comments(await self._channel(handle), seq, after=at)
                     for m in thread.items:
                         to = f" (↩ #{m.reply_to})" if m.reply_to else ""
-                        text = "(deleted)" if m.deleted else _comment_text(m)
+                        text = "(deleted)" if m.deleted else comment_text(m)
                         self.show(f"  #{m.comment} {m.handle}{to}: {text}")
                     at = thread.next
                     if not at:
@@ -1260,7 +1261,7 @@ class Session:
             if account not in present:
                 self.show(
                     f"[{self.names.label(info.conv)}] @{handle} is invited: added once @{handle}"
-                    " accepts (you are told)",
+                    f" accepts while you are connected (else /invite @{handle} again)",
                     "system",
                 )
 
@@ -1794,13 +1795,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _comment_text(m: F.CommentInfo) -> str:
-    """A comment's text (its kind in brackets when it is not text)."""
-    if m.kind == "text":
-        with contextlib.suppress(ChatProtoError):
-            content = kinds.decode_content(m.kind, m.content)
-            if isinstance(content, kinds.Text):
-                return content.text
-    return f"({m.kind})"

@@ -233,6 +233,8 @@ class Client:
                 await self._keys.on_device_list_changed(account)
             case core.Pushed(frame=F.PostEvent() as post):
                 self.channels.on_post_event(post)
+            case core.Pushed(frame=F.CommentEvent() | F.ReactionsEvent() as under_post):
+                await self._conn.emit(under_post)
             case core.Pushed(frame=F.Resync()):
                 self._receiving.on_resync()
             case core.Pushed(

@@ -226,6 +226,10 @@ class ChannelPost:
     deleted: bool = False
 
 
+ChannelComment = F.CommentEvent
+"""A new comment under a post of a channel this account follows (SPEC.md 20.6)."""
+PostReactions = F.ReactionsEvent
+"""A followed channel's post's reaction counts after changes (at most one a second per post)."""
 Receipt = F.ReceiptEvent
 Typing = F.TypingEvent
 Presence = F.PresenceEvent
@@ -259,4 +263,6 @@ Event = (
     | InvocationTimeout
     | SendFailed
     | ChannelPost
+    | ChannelComment
+    | PostReactions
 )

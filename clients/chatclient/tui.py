@@ -28,7 +28,7 @@ from typing import Any, TextIO
 import msgspec
 from chatproto import frames as F
 from chatproto import kinds, links, money
-from chatproto.errors import MoneyError
+from chatproto.errors import ChatProtoError, MoneyError
 from chatproto.limits import HANDLE_PATTERN, MAX_PAGE, MAX_TITLE_CHARS
 
 from chatclient.events import (
@@ -1557,6 +1557,11 @@ def format_event(
             return Line(f"security: {names.handle(ev.account)}: {ev.reason}", "error")
         case ChannelPost():
             return format_post(ev, names, tz)
+        case F.CommentEvent(channel=channel, seq=seq, comment=m):
+            where = names.channels.get(channel, f"channel#{channel}")
+            to = f" (↩ #{m.reply_to})" if m.reply_to else ""
+            text = "(deleted)" if m.deleted else comment_text(m)
+            return Line(f"[@{where}] #{seq} comment #{m.comment} {m.handle}{to}: {text}", "dim")
         case DevicesChanged():
             return Line(f"{names.handle(ev.account)} changed devices", "dim")
         case F.RequestEvent():
@@ -1871,3 +1876,15 @@ def open_console(fd: int, out: TextIO) -> Console:
         if os.isatty(fd) and out.isatty():
             return TerminalConsole(fd, out, color="NO_COLOR" not in os.environ)
     return PipeConsole(fd, out)
+
+
+def comment_text(m: F.CommentInfo) -> str:
+    """A comment's text (its kind in brackets when it is not text)."""
+    if m.kind == "text":
+        try:
+            content = kinds.decode_content(m.kind, m.content)
+        except ChatProtoError:
+            return "(unreadable)"
+        if isinstance(content, kinds.Text):
+            return content.text
+    return f"({m.kind})"

@@ -1665,6 +1665,25 @@ class Reactions(Frame, tag="reactions", kw_only=True, frozen=True):
     counts: list[ReactionCount]
 
 
+class CommentEvent(Frame, tag="comment_event", kw_only=True, frozen=True):
+    """A new comment under post ``seq``, pushed like ``post_event`` to the channel's connected
+    followers and admins (not to its author's connection)."""
+
+    channel: Id
+    seq: Id
+    comment: CommentInfo
+
+
+class ReactionsEvent(Frame, tag="reactions_event", kw_only=True, frozen=True):
+    """Post ``seq``'s reaction counts after recent changes, pushed to the channel's connected
+    followers at most once a second per post and node, however many reactions came meanwhile
+    (``mine`` is never set: ask ``get_reactions``)."""
+
+    channel: Id
+    seq: Id
+    counts: list[ReactionCount]
+
+
 class PostEvent(Frame, tag="post_event", kw_only=True, frozen=True):
     """A post (or a new version of one) of a channel the connection's account follows or
     administers, pushed as it is stored."""
@@ -1804,6 +1823,8 @@ ServerFrame = (
     | Commented
     | Comments
     | Reactions
+    | CommentEvent
+    | ReactionsEvent
 )
 AnyFrame = ClientFrame | ServerFrame
 

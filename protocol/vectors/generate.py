@@ -1033,6 +1033,11 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             ),
         ),
         ("comments_empty", F.Comments(re=116, channel=7, seq=1, items=[])),
+        ("comment_event", F.CommentEvent(channel=7, seq=1, comment=COMMENT)),
+        (
+            "reactions_event",
+            F.ReactionsEvent(channel=7, seq=1, counts=[F.ReactionCount(emoji="👍", count=12)]),
+        ),
         (
             "reactions",
             F.Reactions(

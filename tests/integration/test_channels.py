@@ -7,13 +7,14 @@ history and a delete is a signed tombstone."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from chatclient import Client, KeyStore, NotFound, RequestError
-from chatclient.events import ChannelPost, SecurityWarning
+from chatclient.events import ChannelComment, ChannelPost, PostReactions, SecurityWarning
 from chatproto import kinds
 from chatproto.errors import ErrorCode
 from conftest import RunningServer, make_settings, run_server
@@ -216,4 +217,45 @@ async def test_comments_page_with_replies_and_reactions_are_counted(
             await bob.channels.react(ch, seq, "👍")
     finally:
         for c in (alice, bob, carol):
+            await c.aclose()
+
+
+async def test_followers_see_new_comments_and_counts_pushed_in_aggregate(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """A connected follower gets each new comment and, for a burst of reactions, one or two
+    pushes of the post's counts (at most one a second), never one per reaction; a reader who
+    does not follow gets neither."""
+    alice = await _user(server, tmp_path, "alice")
+    bob = await _user(server, tmp_path, "bob")
+    stranger = await _user(server, tmp_path, "stranger")
+    fans = [await _user(server, tmp_path, f"fan{i}") for i in range(12)]
+    try:
+        ch = (await alice.channels.create("alice_news", "Alice News")).channel
+        seq = await alice.channels.publish_text(ch, "react!")
+        await bob.channels.follow(ch)
+        said = await stranger.channels.comment(ch, seq, "first")
+        await asyncio.gather(*(f.channels.react(ch, seq, "👍") for f in fans))
+        comments: list[ChannelComment] = []
+        pushes: list[PostReactions] = []
+        async with asyncio.timeout(15):
+            async for ev in bob.events():
+                if isinstance(ev, ChannelComment):
+                    comments.append(ev)
+                elif isinstance(ev, PostReactions):
+                    pushes.append(ev)
+                    if [(c.emoji, c.count) for c in ev.counts] == [("👍", 12)]:
+                        break
+        assert [c.comment.comment for c in comments] == [said.comment]
+        assert 1 <= len(pushes) <= 3  # 12 reactions, not 12 pushes
+        assert not any(c.mine for p in pushes for c in p.counts)
+        got: list[object] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.5):
+                async for ev in stranger.events():
+                    if isinstance(ev, ChannelComment | PostReactions):
+                        got.append(ev)
+        assert got == []
+    finally:
+        for c in (alice, bob, stranger, *fans):
             await c.aclose()

@@ -95,6 +95,10 @@ async def test_publish_follow_search_and_read_a_public_channel(tmp_path: Path) -
             got = await bob.wait_for(r"^\[@daily_news\] #2 comment #(\d+) posted$")
             alice.send(f"/comment @daily_news 2 #{got.group(1)} you're welcome")
             await alice.wait_for(r"^\[@daily_news\] #2 comment #\d+ posted$")
+            # bob follows: alice's comment is pushed to his terminal as it is made
+            await bob.wait_for(
+                rf"^\[@daily_news\] #2 comment #\d+ alice \(↩ #{got.group(1)}\): you're welcome$"
+            )
             bob.send("/comments @daily_news 2", "/reactpost @daily_news 2 👍")
             await bob.wait_for(rf"^  #{got.group(1)} bob: thanks$")
             await bob.wait_for(rf"^  #\d+ alice \(↩ #{got.group(1)}\): you're welcome$")

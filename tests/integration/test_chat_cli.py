@@ -196,6 +196,14 @@ def test_format_messages() -> None:
             kinds.SystemEvent(event="renamed", actor=1, title="Crew"),
             'alice renamed the group to "Crew"',
         ),
+        (
+            kinds.SystemEvent(event="deleted", actor=1, account=2, target=7),
+            "alice deleted bob's message #7 for everyone",
+        ),
+        (
+            kinds.SystemEvent(event="deleted", actor=2, account=2, target=8),
+            "bob deleted their own message #8 for everyone",
+        ),
     ],
 )
 def test_format_system_messages(event: kinds.SystemEvent, text: str) -> None:

@@ -489,6 +489,8 @@ def _valid_examples() -> list[F.Frame]:
         F.GetReactions(id=1, channel=1, seq=1),
         F.Commented(re=1, channel=1, seq=1, comment=comment),
         F.Comments(re=1, channel=1, seq=1, items=[comment], next=1, total=1),
+        F.CommentEvent(channel=1, seq=1, comment=comment),
+        F.ReactionsEvent(channel=1, seq=1, counts=[F.ReactionCount(emoji="e", count=1)]),
         F.Reactions(
             re=1, channel=1, seq=1, counts=[F.ReactionCount(emoji="e", count=1, mine=True)]
         ),

@@ -667,3 +667,44 @@ async def test_an_unwatch_held_behind_a_reread_comes_after_what_was_held(
     await settle()
     assert bob.pushed == [before, b"bob removed"]
     assert 30 not in bob.watching
+
+
+# ------------------------------------------------------------------ public channels (SPEC.md 20.3)
+
+
+def test_a_channels_posts_reach_its_followers_connections_only(hub: Hub) -> None:
+    follower, other = FakeOutlet(account=7), FakeOutlet(account=8)
+    for o in (follower, other):
+        hub.attach(o, [])
+    hub.follow(7, 40)
+    hub.publish(envelope.channel_topic(40), envelope.EVENT, 0, 0, b"post")
+    assert (follower.pushed, other.pushed) == ([b"post"], [])
+    hub.unfollow(7, 40)
+    hub.publish(envelope.channel_topic(40), envelope.EVENT, 0, 0, b"later")
+    assert follower.pushed == [b"post"]
+
+
+def test_an_unfollow_during_a_logins_read_wins_over_the_read(hub: Hub) -> None:
+    o = FakeOutlet(account=7)
+    hub.attach(o)  # attached before the follows are read
+    hub.unfollow(7, 40)  # unfollowed (on another connection) while the read is in flight
+    hub.watch_read(o, [])
+    hub.follow_read(o, [40, 41])  # the read predates the unfollow
+    hub.publish(envelope.channel_topic(40), envelope.EVENT, 0, 0, b"p40")
+    hub.publish(envelope.channel_topic(41), envelope.EVENT, 0, 0, b"p41")
+    assert o.pushed == [b"p41"]
+
+
+def test_a_follow_again_during_the_read_routes_and_a_detached_outlet_gets_nothing(
+    hub: Hub,
+) -> None:
+    o, closed = FakeOutlet(account=7), FakeOutlet(account=9)
+    hub.attach(o)
+    hub.unfollow(7, 40)
+    hub.follow(7, 40)  # unfollowed then followed again during the read
+    hub.follow_read(o, [])
+    hub.attach(closed)
+    hub.detach(closed)
+    hub.follow_read(closed, [40])
+    hub.publish(envelope.channel_topic(40), envelope.EVENT, 0, 0, b"p")
+    assert (o.pushed, closed.pushed) == ([b"p"], [])

@@ -250,5 +250,7 @@ export const SERVER: Record<string, readonly Field[]> = {
   commented: [["re", "reqid"], ["channel", "id"], ["seq", "id"], ["comment", "{CommentInfo}"]],
   comments: [["re", "reqid"], ["channel", "id"], ["seq", "id"], ["items", "[{CommentInfo}]:1000000"], ["next", "seq", 0], ["total", "seq", 0]],
   reactions: [["re", "reqid"], ["channel", "id"], ["seq", "id"], ["counts", "[{ReactionCount}]:1000000"]],
+  comment_event: [["channel", "id"], ["seq", "id"], ["comment", "{CommentInfo}"]],
+  reactions_event: [["channel", "id"], ["seq", "id"], ["counts", "[{ReactionCount}]:1000000"]],
   media_token: [["re", "reqid"], ["blob", "blob"], ["token", "str:1..128"], ["path", "str:0..1000"], ["expires", "ms"]],
 };

@@ -417,6 +417,8 @@ class ClientProtocol:
                 | F.InvitationAnswered()
                 | F.JoinRequestEvent()
                 | F.PostEvent()
+                | F.CommentEvent()
+                | F.ReactionsEvent()
             ):
                 self._events.append(E.Pushed(frame))
             case _:

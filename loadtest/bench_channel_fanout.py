@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Public channel fan-out benchmark (issue 19): one post to a channel with many followers, some
+of them connected.
+
+Starts ``chatd serve`` (``chatload.procstat.LocalServer``, a temporary SQLite file, the frame
+limit raised), registers ``--followers`` accounts over the wire that follow one public channel,
+keeps ``--connected`` of them connected (the others close after following), then publishes
+``--posts`` signed posts one after another and measures, for each, the time from sending the
+``publish`` to the last connected follower's ``post_event``; and the server's CPU (utime +
+stime from /proc) over the publishing phase divided by the deliveries. The store cost of a post
+is one row whatever the number of followers (``tests/contract/test_store_channels.py``): the
+followers who are not connected cost nothing at publish time. Speaks only the wire.
+
+    .venv/bin/python loadtest/bench_channel_fanout.py --followers 10000 --connected 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from chatload.procstat import LocalServer, proc_cpu_seconds, raise_nofile
+from chatproto import auth, codec, kinds, posts
+from chatproto import frames as F
+from chatproto.e2e.primitives import SigningKey
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+
+def percentile(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))]
+
+
+class Peer:
+    """One account's raw connection: requests answered in order (one at a time)."""
+
+    def __init__(self, ws: ClientConnection, challenge: F.Challenge) -> None:
+        self.ws = ws
+        self.challenge = challenge
+        self.key = SigningKey.generate()
+        self.ids = 0
+        self.account = 0
+        self.device = 0
+
+    @classmethod
+    async def open(cls, url: str) -> Peer:
+        ws = await connect(
+            url, subprotocols=[Subprotocol("chatd.v1")], compression=None, max_queue=None
+        )
+        first = codec.decode_server(await ws.recv())  # type: ignore[arg-type]
+        assert isinstance(first, F.Challenge)
+        return cls(ws, first)
+
+    async def request(self, frame: Any) -> F.ServerFrame:
+        await self.ws.send(codec.encode(frame))
+        while True:
+            reply = codec.decode_server(await self.ws.recv())  # type: ignore[arg-type]
+            if getattr(reply, "re", None) == frame.id:
+                return reply
+
+    def next_id(self) -> int:
+        self.ids += 1
+        return self.ids
+
+    async def register(self, handle: str) -> None:
+        c = self.challenge
+        sig = self.key.sign(auth.login_payload(c.server, c.nonce, self.key.public_key))
+        w = await self.request(
+            F.Register(
+                id=self.next_id(),
+                handle=handle,
+                name=handle,
+                device_key=self.key.public_key,
+                device_name="bench",
+                sig=sig,
+            )
+        )
+        assert isinstance(w, F.Welcome), w
+        self.account, self.device = w.account, w.device
+
+
+async def follower(url: str, i: int, channel: int, stay: bool) -> Peer | None:
+    p = await Peer.open(url)
+    await p.register(f"fan{i}")
+    got = await p.request(F.Follow(id=p.next_id(), channel=channel))
+    assert isinstance(got, F.ChannelAnswer), got
+    if stay:
+        return p
+    await p.ws.close()
+    return None
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    raise_nofile(args.connected + 1000)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = LocalServer(Path(tmp), cpu=None, synchronous="NORMAL")
+        try:
+            await server.wait_ready()
+            pub = await Peer.open(server.url)
+            await pub.register("publisher")
+            made = await pub.request(
+                F.CreateChannel(id=pub.next_id(), handle="big_news", title="Big News")
+            )
+            assert isinstance(made, F.ChannelAnswer), made
+            ch = made.info.channel
+            started = time.monotonic()
+            connected: list[Peer] = []
+            for start in range(0, args.followers, 200):
+                batch = range(start, min(start + 200, args.followers))
+                got = await asyncio.gather(
+                    *(follower(server.url, i, ch, i < args.connected) for i in batch)
+                )
+                connected += [p for p in got if p is not None]
+            print(
+                f"{args.followers} followers ({len(connected)} connected) in"
+                f" {time.monotonic() - started:.0f} s",
+                flush=True,
+            )
+            arrivals: dict[int, list[float]] = {}
+
+            async def read(p: Peer) -> None:
+                async for data in p.ws:
+                    f = codec.decode_server(data)  # type: ignore[arg-type]
+                    if isinstance(f, F.PostEvent):
+                        arrivals.setdefault(f.post.seq, []).append(time.perf_counter())
+
+            readers = [asyncio.create_task(read(p)) for p in connected]
+            cpu0 = proc_cpu_seconds(server.pid)
+            spans: list[float] = []
+            body = kinds.encode_content(kinds.Text(text="breaking news"))[1]
+            for seq in range(1, args.posts + 1):
+                post = F.Post(
+                    channel=ch,
+                    seq=seq,
+                    ts=int(time.time() * 1000),
+                    author=pub.account,
+                    device=pub.device,
+                    kind="text",
+                    content=body,
+                    sig=bytes(64),
+                )
+                sig = posts.sign_post(pub.key, pub.challenge.server, post)
+                t0 = time.perf_counter()
+                ok = await pub.request(
+                    F.Publish(
+                        id=pub.next_id(),
+                        channel=ch,
+                        seq=seq,
+                        ts=post.ts,
+                        kind="text",
+                        content=body,
+                        sig=sig,
+                    )
+                )
+                assert isinstance(ok, F.Published), ok
+                deadline = time.monotonic() + 60
+                while len(arrivals.get(seq, ())) < len(connected):
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"post {seq}: {len(arrivals.get(seq, ()))} deliveries")
+                    await asyncio.sleep(0.002)
+                spans.append((max(arrivals[seq]) - t0) * 1000)
+            cpu = proc_cpu_seconds(server.pid) - cpu0
+            for t in readers:
+                t.cancel()
+            for p in (*connected, pub):
+                await p.ws.close()
+        finally:
+            server.stop()
+    deliveries = args.posts * len(connected)
+    result = {
+        "followers": args.followers,
+        "connected": len(connected),
+        "posts": args.posts,
+        "publish_to_last_delivery_ms": {
+            "p50": round(percentile(spans, 50), 1),
+            "max": round(max(spans), 1),
+        },
+        "server_cpu_us_per_delivery": round(cpu / deliveries * 1e6, 2),
+        "server_cpu_ms_per_post": round(cpu / args.posts * 1000, 2),
+    }
+    print(json.dumps(result))
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--followers", type=int, default=10_000)
+    p.add_argument("--connected", type=int, default=2_000)
+    p.add_argument("--posts", type=int, default=20)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    result = asyncio.run(run(args))
+    if args.out is not None:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
