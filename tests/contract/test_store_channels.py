@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import asyncpg
 import msgspec
 import pytest
 from chatproto import frames as F
@@ -153,32 +154,39 @@ async def test_a_post_costs_the_same_rows_with_a_thousand_followers(
     store: Store, make_account: MakeAccount, backend: StoreBackend
 ) -> None:
     """Fan-out on read: publishing adds one row to the whole database (and updates the
-    channel's last seq), whatever the number of followers (counted in the SQLite file: the
-    same SQL runs on PostgreSQL)."""
-    if backend.name != "sqlite":
-        pytest.skip("rows are counted in the SQLite file")
+    channel's last seq), whatever the number of followers: every row of every table is counted
+    before and after, on SQLite and on PostgreSQL."""
     alice, _ = await make_account("alice")
     quiet = (await store.create_channel(alice.id, "quiet", "Quiet", "", NOW)).id
     busy = (await store.create_channel(alice.id, "busy", "Busy", "", NOW)).id
     for i in range(1000):
         reader, _ = await make_account(f"reader{i}")
         await store.follow(busy, reader.id, NOW)
-    path = backend.path  # type: ignore[attr-defined]
 
-    def rows() -> int:
+    async def rows() -> int:
         """Every row of every table of the database."""
-        con = sqlite3.connect(path)
+        if backend.name == "sqlite":
+            con = sqlite3.connect(backend.path)  # type: ignore[attr-defined]
+            try:
+                names = con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                tables = [t for (t,) in names.fetchall()]
+                return sum(con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables)
+            finally:
+                con.close()
+        pg = await asyncpg.connect(backend.dsn)  # type: ignore[attr-defined]
         try:
-            tables = con.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
-            return sum(con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for (t,) in tables)
+            names = await pg.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            )
+            return sum([await pg.fetchval(f'SELECT count(*) FROM "{t[0]}"') for t in names])
         finally:
-            con.close()
+            await pg.close()
 
     counts = []
     for channel in (quiet, busy):
-        before = rows()
+        before = await rows()
         await store.put_post(post(channel, 1, alice.id), NOW)
-        counts.append(rows() - before)
+        counts.append(await rows() - before)
     assert counts == [1, 1]
     assert (await store.channel(busy, alice.id)).followers == 1000  # type: ignore[union-attr]
 
