@@ -367,22 +367,27 @@ class Hub:
                 return
             if seq > self._latest.get(conv, 0):
                 self._latest[conv] = seq
-            sent = 0
-            for outlet in tuple(watchers):
-                if outlet.conn_id == origin:
-                    continue
-                floor = outlet.floors.get(conv)
-                if floor is not None and seq <= floor:
-                    continue
-                outlet.push(frame)
-                sent += 1
-            self._hot.deliveries += sent
+            self._fan(conv, watchers, seq, origin, frame)
         elif kind == envelope.WITHHELD:
             self._withheld(conv, watchers, seq, origin, frame)
         else:
             for outlet in tuple(watchers):
                 if outlet.conn_id != origin:
                     outlet.push(frame)
+
+    def _fan(self, conv: int, watchers: set[Outlet], seq: int, origin: int, frame: bytes) -> None:
+        """Push message ``seq`` to every watcher but ``origin`` and those whose floor (a sync
+        still delivering up to it) already covers it: the hot path of one message."""
+        sent = 0
+        for outlet in tuple(watchers):
+            if outlet.conn_id == origin:
+                continue
+            floor = outlet.floors.get(conv)
+            if floor is not None and seq <= floor:
+                continue
+            outlet.push(frame)
+            sent += 1
+        self._hot.deliveries += sent
 
     def _withheld(
         self, conv: int, watchers: set[Outlet], seq: int, origin: int, payload: bytes
@@ -412,18 +417,10 @@ class Hub:
         with ``members`` (re-read), only to members that had joined by ``seq``."""
         if seq > self._latest.get(conv, 0):
             self._latest[conv] = seq
-        sent = 0
         if not skip and members is None:  # a message that only follows removals: as MESSAGE
-            for outlet in tuple(watchers):
-                if outlet.conn_id == origin:
-                    continue
-                floor = outlet.floors.get(conv)
-                if floor is not None and seq <= floor:
-                    continue
-                outlet.push(frame)
-                sent += 1
-            self._hot.deliveries += sent
+            self._fan(conv, watchers, seq, origin, frame)
             return
+        sent = 0
         for outlet in tuple(watchers):
             if outlet.conn_id == origin or outlet.account in skip:
                 continue
