@@ -110,19 +110,19 @@ async def main() -> None:
                 await a.get_by_label("Message", exact=True).fill("first")
                 await a.keyboard.press("Enter")
                 await b.get_by_role("button", name="@alice").click()
-                await b.get_by_text("first").wait_for()
+                await b.get_by_text("first", exact=True).wait_for()
                 first_send = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 await a.get_by_label("Message", exact=True).fill("second")
                 await a.keyboard.press("Enter")
-                await b.get_by_text("second").wait_for()
+                await b.get_by_text("second", exact=True).wait_for()
                 next_send = time.perf_counter() - t0
                 # A returning user: reload, first paint, then the conversation with its
                 # messages decrypted from the server's history.
                 t0 = time.perf_counter()
                 await b.reload()
                 await b.get_by_role("button", name="@alice").click()
-                await b.get_by_text("second").wait_for()
+                await b.get_by_text("second", exact=True).wait_for()
                 reload_msg = time.perf_counter() - t0
                 fcp = await b.evaluate(
                     "performance.getEntriesByName('first-contentful-paint')[0]?.startTime"
