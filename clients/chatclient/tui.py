@@ -790,7 +790,7 @@ LOCAL_COMMANDS = frozenset(
 """chat's own command names (after aliases); any other /word may be a bot's."""
 PRIVACY_SETTINGS = ("add_me", "presence", "last_seen")
 _HANDLE_RE = re.compile(HANDLE_PATTERN)
-_FREE_TEXT = frozenset({"publish", "editpost", "comment"})
+_FREE_TEXT = frozenset({"publish", "editpost", "comment", "reply", "edit"})
 """Commands whose last argument is text as typed (quotes and apostrophes included)."""
 _ALIASES = {"q": "quit", "exit": "quit", "h": "help", "?": "help", "list": "convs"}
 
@@ -1074,8 +1074,9 @@ def parse_command(line: str) -> Command | None:
                 raise usage(f"/{name}")
             return Yes() if name == "yes" else No()
         case "reply" | "edit":
-            target, words = _target(args) if len(args) > 1 else (None, args)
-            body = " ".join(words) if target is not None else rest.strip()
+            target, _ = _target(args) if len(args) > 1 else (None, args)
+            text = rest.strip()  # as typed: quotes and apostrophes are the message's
+            body = text.split(None, 1)[1] if target is not None else text
             if not body:
                 raise usage(f"/{name} [SEQ] text")
             if len(body) > 16_000:
