@@ -403,7 +403,7 @@ class Session:
             case F.GetMemberLog():
                 self.reply(await svc.conversations.member_log(a, frame))
             case F.Lookup():
-                self.reply(await svc.conversations.lookup(frame.id, frame.handle))
+                self.reply(await svc.conversations.lookup(a, frame.id, frame.handle))
             case F.GetPresence():
                 self.reply(await svc.presence.query(a, frame))
             case F.ToDevice():

@@ -19,6 +19,8 @@ see its presence / last seen       never       setting ``everyone`` only   setti
 claim its one-time prekeys         NOT_FOUND   a small budget per target,  yes
                                                then the signed prekey only
 queue to-device items to it        NOT_FOUND   a small quota per sender    a larger quota per sender
+find it by handle (``lookup``)     NOT_FOUND   setting ``everyone`` only   setting ``everyone``
+                                               (the default)               or ``contacts``
 =================================  ==========  ==========================  =========================
 
 "Contact" is directional: the accounts *the target* accepted (their message request) or
@@ -36,6 +38,9 @@ from typing import Final, Literal
 Setting = Literal["everyone", "contacts", "nobody"]
 SETTINGS: Final[tuple[Setting, ...]] = ("everyone", "contacts", "nobody")
 DEFAULT: Final[Setting] = "contacts"
+FIND_ME_DEFAULT: Final[Setting] = "everyone"
+"""Found by handle by anyone unless the account says otherwise: a stranger starts a
+conversation by handle (the message request is where consent is asked, not the lookup)."""
 
 Placement = Literal["member", "request", "refused"]
 """Where an account goes when someone else puts it into a conversation: straight in
@@ -65,6 +70,7 @@ class Privacy:
     add_me: Setting = DEFAULT
     presence: Setting = DEFAULT
     last_seen: Setting = DEFAULT
+    find_me: Setting = FIND_ME_DEFAULT
 
 
 def check_setting(value: str) -> Setting:
@@ -100,6 +106,13 @@ def sees_presence(p: Privacy, rel: Relation) -> bool:
 def sees_last_seen(p: Privacy, rel: Relation) -> bool:
     """Whether the actor may see when the target was last online (0 is sent otherwise)."""
     return sees_presence(p, rel) and _allows(p.last_seen, rel)
+
+
+def may_find(p: Privacy, rel: Relation) -> bool:
+    """Whether the actor may find the target by its handle (``lookup``). Who may not is told the
+    handle does not exist, exactly as for an unknown one. Like presence, sharing a group does
+    not count: only the target's contacts pass ``contacts``."""
+    return not rel.blocked and _allows(p.find_me, rel)
 
 
 def trusted(rel: Relation) -> bool:

@@ -41,6 +41,12 @@ def defaults(deps: Deps) -> C.Privacy:
     )
 
 
+def _privacy_frame(rid: int, p: C.Privacy) -> F.Privacy:
+    return F.Privacy(
+        re=rid, add_me=p.add_me, presence=p.presence, last_seen=p.last_seen, find_me=p.find_me
+    )
+
+
 async def presence_audience(
     deps: Deps, subject: int, viewers: Sequence[int]
 ) -> tuple[list[int], list[int]]:
@@ -319,13 +325,18 @@ class ContactService:
 
     async def privacy(self, account: int, rid: int) -> F.Privacy:
         p = await self._d.store.privacy(account) or defaults(self._d)
-        return F.Privacy(re=rid, add_me=p.add_me, presence=p.presence, last_seen=p.last_seen)
+        return _privacy_frame(rid, p)
 
     async def set_privacy(self, account: int, f: F.SetPrivacy) -> F.Privacy:
         p = await self._d.store.privacy(account) or defaults(self._d)
-        p = C.Privacy(f.add_me or p.add_me, f.presence or p.presence, f.last_seen or p.last_seen)
+        p = C.Privacy(
+            f.add_me or p.add_me,
+            f.presence or p.presence,
+            f.last_seen or p.last_seen,
+            f.find_me or p.find_me,
+        )
         await self._d.store.set_privacy(account, p)
-        return F.Privacy(re=f.id, add_me=p.add_me, presence=p.presence, last_seen=p.last_seen)
+        return _privacy_frame(f.id, p)
 
     # ------------------------------------------------------------------ keys and queues
 

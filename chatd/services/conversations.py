@@ -21,6 +21,7 @@ from chatproto import limits as L
 from chatproto.e2e import membership as ML
 from chatproto.errors import ChatProtoError
 
+from chatd.core import consent as C
 from chatd.core import pages
 from chatd.errors import Invalid, NotFound
 from chatd.services.deps import Deps
@@ -227,8 +228,16 @@ class ConversationService:
             await self._d.store.rename(f.conv, account, f.title, self._d.clock.now_ms())
         )
 
-    async def lookup(self, rid: int, handle: str) -> F.Account:
-        row = await self._d.store.account_by_handle(handle)
+    async def lookup(self, account: int, rid: int, handle: str) -> F.Account:
+        """The account of ``handle``, unless its ``find_me`` setting (or a block) hides it from
+        ``account``: then the same ``NOT_FOUND`` as for a handle nobody holds (SPEC.md 18)."""
+        store = self._d.store
+        row = await store.account_by_handle(handle)
+        if row is not None and row.id != account:
+            privacy = await store.privacy(row.id) or C.Privacy()
+            rel = (await store.relations(row.id, [account])).get(account, C.STRANGER)
+            if not C.may_find(privacy, rel):
+                row = None
         if row is None:
             raise NotFound(f"no account @{handle}")
         return F.Account(re=rid, account=row.id, handle=row.handle, name=row.name, type=row.type)  # type: ignore[arg-type]

@@ -52,21 +52,22 @@ class Consent(Scripts):
 
         async def q(db: Sql) -> Privacy | None:
             r = await db.fetchrow(
-                "SELECT add_me, presence, last_seen FROM privacy WHERE account_id=?", account
+                "SELECT add_me, presence, last_seen, find_me FROM privacy WHERE account_id=?",
+                account,
             )
-            if r is None:
-                return None
-            return Privacy(check_setting(r[0]), check_setting(r[1]), check_setting(r[2]))
+            return None if r is None else _privacy(r[0:4])
 
         return await self._read(q)
 
     async def set_privacy(self, account: int, privacy: Privacy) -> None:
         async def op(tx: Tx) -> None:
             await tx.sql.execute(
-                "INSERT INTO privacy (account_id, add_me, presence, last_seen) VALUES (?,?,?,?)"
+                "INSERT INTO privacy (account_id, add_me, presence, last_seen, find_me)"
+                " VALUES (?,?,?,?,?)"
                 " ON CONFLICT (account_id) DO UPDATE SET add_me=excluded.add_me,"
-                " presence=excluded.presence, last_seen=excluded.last_seen",
-                *(account, privacy.add_me, privacy.presence, privacy.last_seen),
+                " presence=excluded.presence, last_seen=excluded.last_seen,"
+                " find_me=excluded.find_me",
+                *(account, privacy.add_me, privacy.presence, privacy.last_seen, privacy.find_me),
             )
 
         await self._write(op)
@@ -125,7 +126,7 @@ class Consent(Scripts):
                 return {}
             async with db.snapshot():
                 rows = await db.fetch(
-                    "SELECT a.id, a.type, p.add_me, p.presence, p.last_seen,"
+                    "SELECT a.id, a.type, p.add_me, p.presence, p.last_seen, p.find_me,"
                     " EXISTS (SELECT 1 FROM blocks b WHERE b.account_id = a.id"
                     "   AND b.blocked_id = ?),"
                     " EXISTS (SELECT 1 FROM contacts k WHERE k.account_id = a.id"
@@ -140,10 +141,8 @@ class Consent(Scripts):
                 )
             return {
                 int(r[0]): Seen(
-                    Relation(blocked=bool(r[5]), contact=bool(r[6]), shares=bool(r[7])),
-                    None
-                    if r[2] is None
-                    else Privacy(check_setting(r[2]), check_setting(r[3]), check_setting(r[4])),
+                    Relation(blocked=bool(r[6]), contact=bool(r[7]), shares=bool(r[8])),
+                    None if r[2] is None else _privacy(r[2:6]),
                     r[1] == "bot",
                 )
                 for r in rows
@@ -415,6 +414,11 @@ class Consent(Scripts):
             return (0, 0) if r is None else (int(r[0]), int(r[1]))
 
         return await self._read(q)
+
+
+def _privacy(r: Sequence[object]) -> Privacy:
+    add_me, presence, last_seen, find_me = (check_setting(str(v)) for v in r)
+    return Privacy(add_me, presence, last_seen, find_me)
 
 
 def _request(r: Row) -> RequestRow:

@@ -162,6 +162,7 @@ PRIVACY_WHAT = {
     "add_me": "who may add you to conversations",
     "presence": "who may see you online",
     "last_seen": "who may see when you were last online",
+    "find_me": "who may find you by your handle",
 }
 AUTHORS = 4096
 """(conv, seq) -> sender remembered, to say whose invocation a bot's card answers."""
@@ -856,7 +857,8 @@ class Session:
                     self.show(f"  {key:<9}  {getattr(got, key):<8}  {what}")
                 if not setting:
                     self.show(
-                        "/privacy add_me|presence|last_seen everyone|contacts|nobody changes one",
+                        "/privacy add_me|presence|last_seen|find_me everyone|contacts|nobody"
+                        " changes one",
                         "dim",
                     )
             case NewBot(handle, name, path):

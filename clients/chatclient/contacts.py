@@ -85,10 +85,18 @@ class Contacts:
         add_me: Setting | None = None,
         presence: Setting | None = None,
         last_seen: Setting | None = None,
+        find_me: Setting | None = None,
     ) -> F.Privacy:
-        """Change the given settings (the others stay); the settings now in force."""
+        """Change the given settings (the others stay); the settings now in force. ``find_me``:
+        who may find this account by its handle."""
         got: F.Privacy = await self._call(
-            F.SetPrivacy(id=self._next_id(), add_me=add_me, presence=presence, last_seen=last_seen),
+            F.SetPrivacy(
+                id=self._next_id(),
+                add_me=add_me,
+                presence=presence,
+                last_seen=last_seen,
+                find_me=find_me,
+            ),
             F.Privacy,
         )
         return got

@@ -650,8 +650,8 @@ commands:
   /block @handle             block @handle (no messages, invitations, presence from them);
                              /unblock @handle undoes it
   /contacts                  your contacts (whom you accepted or messaged first) and blocks
-  /privacy                   who may add you, see you online, see your last seen
-  /privacy SETTING VALUE     change one: add_me|presence|last_seen everyone|contacts|nobody
+  /privacy                   who may add you, see you online, see your last seen, find you
+  /privacy SETTING VALUE     change one: add_me|presence|last_seen|find_me everyone|contacts|nobody
   /link [approval] [uses=N] [expires=7d] [name]
                              an invite link to the current group or channel (admins); share it
   /links                     its invite links, with their uses; /revoke N stops link N at once
@@ -788,7 +788,7 @@ LOCAL_COMMANDS = frozenset(
     ]
 )
 """chat's own command names (after aliases); any other /word may be a bot's."""
-PRIVACY_SETTINGS = ("add_me", "presence", "last_seen")
+PRIVACY_SETTINGS = ("add_me", "presence", "last_seen", "find_me")
 _HANDLE_RE = re.compile(HANDLE_PATTERN)
 _FREE_TEXT = frozenset({"publish", "editpost", "comment", "reply", "edit"})
 """Commands whose last argument is text as typed (quotes and apostrophes included)."""
@@ -1053,7 +1053,7 @@ def parse_command(line: str) -> Command | None:
                 or args[0] not in PRIVACY_SETTINGS
                 or args[1] not in ("everyone", "contacts", "nobody")
             ):
-                raise usage("/privacy [add_me|presence|last_seen everyone|contacts|nobody]")
+                raise usage("/privacy [add_me|presence|last_seen|find_me everyone|contacts|nobody]")
             return Privacy(args[0], args[1])
         case "newbot":
             if len(args) not in (2, 3) or not args[1].strip():

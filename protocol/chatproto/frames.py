@@ -1174,6 +1174,8 @@ class SetPrivacy(Frame, tag="set_privacy", kw_only=True, frozen=True):
     add_me: PrivacySetting | None = None
     presence: PrivacySetting | None = None
     last_seen: PrivacySetting | None = None
+    find_me: PrivacySetting | None = None
+    """Who may find the caller by its handle (``lookup``)."""
 
 
 class GetPrivacy(Frame, tag="get_privacy", kw_only=True, frozen=True):
@@ -1220,6 +1222,8 @@ class Privacy(Frame, tag="privacy", kw_only=True, frozen=True):
     add_me: PrivacySetting
     presence: PrivacySetting
     last_seen: PrivacySetting
+    find_me: PrivacySetting = "everyone"
+    """Absent on the wire when ``everyone`` (the default)."""
 
 
 class RequestEvent(Frame, tag="request_event", kw_only=True, frozen=True):

@@ -491,6 +491,7 @@ def client_frames() -> list[tuple[str, F.Frame]]:
             "set_privacy_presence",
             F.SetPrivacy(id=74, presence="everyone", last_seen="contacts"),
         ),
+        ("set_privacy_find_me", F.SetPrivacy(id=74, find_me="contacts")),
         (
             "create_channel",
             F.CreateChannel(id=100, handle="daily_news", title="Daily News", about="Every day"),
@@ -994,6 +995,12 @@ def server_frames() -> list[tuple[str, F.Frame]]:
         ("requests_empty", F.Requests(re=65, requests=[], more=False)),
         ("contacts", F.Contacts(re=70, accounts=[2, 3], more=False)),
         ("privacy", F.Privacy(re=72, add_me="contacts", presence="contacts", last_seen="nobody")),
+        (
+            "privacy_find_me",
+            F.Privacy(
+                re=74, add_me="contacts", presence="contacts", last_seen="nobody", find_me="nobody"
+            ),
+        ),
         ("reported", F.Reported(re=91, report=3, sender=7)),
         ("channel", F.ChannelAnswer(re=100, info=CHANNEL)),
         (

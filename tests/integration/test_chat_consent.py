@@ -34,6 +34,7 @@ DEFAULTS = {k: getattr(ConsentSettings(), k) for k in ("add_me", "presence", "la
         ("/contacts", ContactList()),
         ("/privacy", Privacy()),
         ("/privacy last_seen nobody", Privacy("last_seen", "nobody")),
+        ("/privacy find_me nobody", Privacy("find_me", "nobody")),
         ('/newbot echo_bot "Echo"', NewBot("echo_bot", "Echo")),
         ('/newbot @echo_bot "Echo" bots/e.key', NewBot("echo_bot", "Echo", "bots/e.key")),
     ],
@@ -192,6 +193,8 @@ async def test_privacy_changes_what_a_stranger_sees(url: str, tmp_path: Path) ->
     alice.send('/group "Open door" @bob')
     await bob.wait_for(r"\[Open door\] \d\d:\d\d \* alice created the group")
     assert "is invited" not in alice.text
+    bob.send("/privacy find_me nobody")
+    await bob.wait_for(r"find_me    nobody    who may find you by your handle")
     assert await alice.close() == 0
     assert await bob.close() == 0
 

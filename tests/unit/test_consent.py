@@ -67,6 +67,30 @@ def test_presence_and_last_seen_follow_their_settings(
     assert C.sees_last_seen(p, rel) is sees_last
 
 
+@pytest.mark.parametrize(
+    ("find_me", "rel", "finds"),
+    [
+        ("everyone", C.STRANGER, True),
+        ("everyone", SHARES, True),
+        ("everyone", BLOCKED, False),
+        ("contacts", C.STRANGER, False),
+        ("contacts", SHARES, False),
+        ("contacts", CONTACT, True),
+        ("contacts", C.Relation(blocked=True, contact=True), False),
+        ("nobody", CONTACT, False),
+    ],
+)
+def test_may_find_follows_find_me_and_never_lets_a_blocked_account_in(
+    find_me: C.Setting, rel: C.Relation, finds: bool
+) -> None:
+    assert C.may_find(C.Privacy(find_me=find_me), rel) is finds
+
+
+def test_find_me_defaults_to_everyone_so_a_stranger_can_start_a_conversation() -> None:
+    assert C.Privacy().find_me == "everyone"
+    assert C.may_find(C.Privacy(), C.STRANGER)
+
+
 def test_check_setting_refuses_anything_else() -> None:
     assert C.check_setting("nobody") == "nobody"
     with pytest.raises(ValueError, match="everyone, contacts or nobody"):

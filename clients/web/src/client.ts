@@ -638,7 +638,7 @@ export class Client {
     return this.call({ t: "get_privacy" });
   }
 
-  setPrivacy(settings: { add_me?: string; presence?: string; last_seen?: string }): Promise<Frame> {
+  setPrivacy(settings: { add_me?: string; presence?: string; last_seen?: string; find_me?: string }): Promise<Frame> {
     return this.call({ t: "set_privacy", ...settings });
   }
 
