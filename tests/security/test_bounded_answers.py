@@ -49,7 +49,10 @@ async def test_a_victim_in_1600_groups_starts_its_client_and_lists_them_all(
         keys = KeyStore.memory()
         async with Client(server.url, keys, encrypt=False) as victim:
             account = await victim.register("victim", "Victim")
-        mallory = await Raw.open(server.url, max_size=None)
+        # max_queue=None: mallory reads its 1,600 answers only after sending every create
+        # (25 s on PostgreSQL); with websockets' default queue of 16 it would stop reading its
+        # socket meanwhile, miss the server's keepalive pings, and be dropped with 1011.
+        mallory = await Raw.open(server.url, max_size=None, max_queue=None)
         await mallory.register("mallory")
         creates = [
             F.CreateConv(id=mallory.next_id(), kind="group", title="x" * 128, members=[account])
