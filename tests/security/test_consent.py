@@ -42,7 +42,7 @@ def settings(tmp_path: Path, db: str, **consent: Any) -> Any:
 
 
 async def user(url: str, handle: str) -> Raw:
-    r = await Raw.open(url)
+    r = await Raw.open(url, max_queue=None)  # reads late: must not stop reading (keepalive)
     await r.register(handle)
     return r
 
