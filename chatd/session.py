@@ -27,6 +27,7 @@ from chatd.services.bots import BotService
 from chatd.services.channels import ChannelService
 from chatd.services.contacts import ContactService
 from chatd.services.conversations import ConversationService
+from chatd.services.creators import CreatorService
 from chatd.services.deps import Deps
 from chatd.services.keys import KeyService
 from chatd.services.limits import Limits, MemoryBuckets
@@ -84,7 +85,9 @@ class Services:
         self.suspension = SuspensionService(deps)
         self.contacts = ContactService(deps, self.conversations, self.keys, self.limits)
         self.links = LinkService(deps, self.conversations, self.limits)
-        self.channels = ChannelService(deps, self.limits)
+        self.creators = CreatorService(deps, self.payments)
+        """Tips, paid subscriptions, paid posts (SPEC.md 15.12-15.14)."""
+        self.channels = ChannelService(deps, self.limits, self.creators)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
         self.sessions = 0
@@ -501,6 +504,18 @@ class Session:
                 | F.GetReactions()
             ):
                 self.reply(await svc.channels.handle(a, self.device, self.conn_id, frame))
+            case (
+                F.Tip()
+                | F.SetChannelPrice()
+                | F.GetChannelPrice()
+                | F.Subscribe()
+                | F.Unsubscribe()
+                | F.GetSubscription()
+                | F.ListSubscriptions()
+                | F.GetCreatorReceipts()
+                | F.GetPostTips()
+            ):
+                self.reply(await svc.creators.handle(a, frame))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

@@ -25,7 +25,7 @@ _CHANNEL = (
     " EXISTS (SELECT 1 FROM pub_follows f WHERE f.account=? AND f.channel=c.id)"
     " FROM pub_channels c WHERE "
 )
-_POST = "channel, seq, ver, ts, author, device, kind, content, sig"
+_POST = "channel, seq, ver, ts, author, device, kind, content, sig, paid"
 
 
 def _channel(r: Row | None) -> ChannelRow | None:
@@ -54,6 +54,7 @@ def _post(r: Row) -> F.Post:
         kind=str(r[6]),
         content=bytes(r[7]),
         sig=bytes(r[8]),
+        paid=bool(r[9]),
     )
 
 
@@ -244,7 +245,8 @@ async def put_post(tx: Tx, p: F.Post, now: int) -> bool:
     offered = (p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig)
     if cur is not None:
         c = _post(cur)
-        if same_post((c.ver, c.ts, c.author, c.device, c.kind, c.content, c.sig), offered):
+        stored = (c.ver, c.ts, c.author, c.device, c.kind, c.content, c.sig)
+        if same_post(stored, offered) and c.paid == p.paid:
             return False
     admin = await db.fetchval(
         "SELECT 1 FROM pub_admins WHERE channel=? AND account=?", p.channel, p.author
@@ -261,9 +263,9 @@ async def put_post(tx: Tx, p: F.Post, now: int) -> bool:
         ts=p.ts,
         now=now,
     )
-    row = (p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig)
+    row = (p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, int(p.paid))
     if p.ver == 0:
-        await db.execute(f"INSERT INTO pub_posts ({_POST}) VALUES (?,?,?,?,?,?,?,?,?)", *row)
+        await db.execute(f"INSERT INTO pub_posts ({_POST}) VALUES (?,?,?,?,?,?,?,?,?,?)", *row)
         await db.execute("UPDATE pub_channels SET last_seq=? WHERE id=?", p.seq, p.channel)
         return True
     await db.execute(
@@ -273,9 +275,9 @@ async def put_post(tx: Tx, p: F.Post, now: int) -> bool:
         p.seq,
     )
     await db.execute(
-        "UPDATE pub_posts SET ver=?, ts=?, author=?, device=?, kind=?, content=?, sig=?"
+        "UPDATE pub_posts SET ver=?, ts=?, author=?, device=?, kind=?, content=?, sig=?, paid=?"
         " WHERE channel=? AND seq=?",
-        *(p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, p.channel, p.seq),
+        *(p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, int(p.paid), p.channel, p.seq),
     )
     return True
 
