@@ -18,6 +18,7 @@ Where each part lives (each module's docstring says what it promises):
 * ``keys``          the to-device queue, device lists, safety numbers
 * ``profiles``      bot profiles; ``miniapps``: invocations, cards, shares, forwards
 * ``channels``      public channels: the directory, follows, signed posts (verified)
+* ``creators``      tips, paid subscriptions (receipts verified)
 * ``payments``, ``media``, ``members``, ``e2e``: payments, attachments, the membership log,
   end-to-end encryption
 
@@ -46,6 +47,7 @@ from chatclient.channels import Channels
 from chatclient.connection import RATE_LIMIT_BACKOFF, SEND_WINDOW, Connection, urls_of
 from chatclient.contacts import Contacts
 from chatclient.conversations import Conversations, ConvView
+from chatclient.creators import Creators
 from chatclient.e2e import E2E
 from chatclient.errors import ClientClosed
 from chatclient.events import Event, Message, SecurityWarning, Undecryptable
@@ -152,6 +154,9 @@ class Client:
         self.channels = Channels(conn, self.e2e, conn.emit)
         """Public channels (``create``, ``search``, ``follow``, ``publish``, ``posts``, ...:
         chatclient/channels.py); verifies every post's signature."""
+        self.creators = Creators(conn, self.e2e, self.payments)
+        """Tips, paid subscriptions (``tip``, ``subscribe``, ``unsubscribe``, ...:
+        chatclient/creators.py); verifies every receipt."""
         self._reports = Reports(self.e2e, conn.call, conn.next_id, self._receiving.message)
         self._apps = MiniApps(
             conn, self._convs, self._profiles, self._sending, self.payments, self.media
@@ -235,6 +240,8 @@ class Client:
                 self.channels.on_post_event(post)
             case core.Pushed(frame=F.CommentEvent() | F.ReactionsEvent() as under_post):
                 await self._conn.emit(under_post)
+            case core.Pushed(frame=F.TipEvent() | F.SubscriptionEvent() as paid):
+                self.creators.on_event(paid)
             case core.Pushed(frame=F.Resync()):
                 self._receiving.on_resync()
             case core.Pushed(
