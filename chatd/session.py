@@ -37,6 +37,7 @@ from chatd.services.presence import PresenceService
 from chatd.services.push import PushService
 from chatd.services.reports import ReportService
 from chatd.services.suspension import SuspensionService
+from chatd.services.timeline import TimelineService
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class Services:
         self.contacts = ContactService(deps, self.conversations, self.keys, self.limits)
         self.links = LinkService(deps, self.conversations, self.limits)
         self.channels = ChannelService(deps, self.limits)
+        self.timeline = TimelineService(deps)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
         self.sessions = 0
@@ -501,6 +503,10 @@ class Session:
                 | F.GetReactions()
             ):
                 self.reply(await svc.channels.handle(a, self.device, self.conn_id, frame))
+            case F.WatchFeed() | F.WatchChannel() | F.WatchPost():
+                self.reply(await svc.timeline.watch(self, frame))
+            case F.GetTimeline():
+                self.reply(await svc.timeline.timeline(a, frame))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

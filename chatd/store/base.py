@@ -958,6 +958,29 @@ class ChannelStore(Protocol):
     async def reactions(self, channel: int, seq: int, account: int) -> list[F.ReactionCount]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class TimelinePost:
+    """A channel post as the timeline lists it: ``at`` is the server's time when it was first
+    stored (the timeline's order, SPEC.md 20.8), ``post`` its current version."""
+
+    at: int
+    post: F.Post
+
+
+class TimelineStore(Protocol):
+    """The timeline's reads (``store.timeline``): fan-out on read, nothing per follower."""
+
+    async def timeline_posts(
+        self, account: int, before: tuple[int, int, int] | None, limit: int
+    ) -> list[TimelinePost]:
+        """The newest ``limit`` live posts of the channels ``account`` follows whose
+        ``(at, channel, seq)`` is below ``before`` (None: the newest), newest first; a bounded
+        number of rows read however many channels are followed (``store.timeline``)."""
+
+    async def live_post(self, channel: int, seq: int) -> bool:
+        """Post ``seq`` of ``channel`` exists and is not deleted."""
+
+
 class ModerationStore(Protocol):
     """Deleting messages for everyone (``store.moderation``)."""
 
@@ -985,6 +1008,7 @@ class Store(
     PushStore,
     LinkStore,
     ChannelStore,
+    TimelineStore,
     Protocol,
 ):
     """Everything the server stores."""

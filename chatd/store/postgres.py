@@ -66,6 +66,7 @@ from chatd.store.moderation import Moderation
 from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql
+from chatd.store.timeline import Timelines
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -262,6 +263,7 @@ class PostgresStore(
     Links,
     Channels,
     PostComments,
+    Timelines,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):

@@ -62,6 +62,7 @@ from chatd.store.moderation import Moderation
 from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql, run_sync
+from chatd.store.timeline import Timelines
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -341,6 +342,7 @@ class SQLiteStore(
     Links,
     Channels,
     PostComments,
+    Timelines,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):
