@@ -15,16 +15,17 @@ from __future__ import annotations
 
 from typing import Final
 
+from chatproto import limits as L
 from chatproto.errors import ErrorCode
 
 from chatd.errors import ChatdError, Invalid
 
-MAX_AUDIENCE: Final = 5000
+MAX_AUDIENCE: Final = L.MAX_MOMENT_AUDIENCE
 """Accounts one Moment may be posted to (the author not counted): bounds the audience rows one
 post writes, the pushes it makes and the key deliveries its author's client must send."""
-MAX_MOMENT_BYTES: Final = 64 * 1024
+MAX_MOMENT_BYTES: Final = L.MAX_MOMENT_BYTES
 """The largest Moment ciphertext the server stores (a message body's bound, 11.3)."""
-MAX_COMMENT_BYTES: Final = 16 * 1024
+MAX_COMMENT_BYTES: Final = L.MAX_MOMENT_COMMENT_BYTES
 """The largest comment or like ciphertext."""
 
 

@@ -969,6 +969,8 @@ class MomentRow:
     ts_ms: int
     ciphertext: bytes
     audience: int = 0
+    device: int = 0
+    """The author's device that encrypted it (receivers find the Moment's key by it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -978,6 +980,7 @@ class MomentCommentRow:
     comment: int
     moment: int
     author: int
+    device: int
     reply_to: int
     kind: str
     ts_ms: int
@@ -989,7 +992,7 @@ class MomentStore(Protocol):
     not see (``chatd.core.moments``, read at each call) is ``NotFound``, as if it did not exist."""
 
     async def post_moment(
-        self, author: int, audience: list[int], everyone: bool, body: bytes, now: int
+        self, author: int, device: int, audience: list[int], everyone: bool, body: bytes, now: int
     ) -> tuple[MomentRow, list[int]]:
         """Store a Moment for ``audience`` (``everyone``: all of the author's mutual contacts
         now); it and the audience it was stored for, ascending. ``CONSENT_REQUIRED`` when one
@@ -1011,11 +1014,18 @@ class MomentStore(Protocol):
         """As ``moments_for``, only ``author``'s."""
 
     async def delete_moment(self, moment: int, account: int) -> list[int]:
-        """Delete a Moment, comments and likes included; the accounts it had been posted to.
+        """Delete a Moment, comments and likes included; the accounts that saw it until then.
         ``NotFound``, ``Forbidden`` (not its author)."""
 
     async def comment_moment(
-        self, moment: int, author: int, reply_to: int, kind: str, body: bytes, now: int
+        self,
+        moment: int,
+        author: int,
+        device: int,
+        reply_to: int,
+        kind: str,
+        body: bytes,
+        now: int,
     ) -> tuple[MomentCommentRow, MomentRow, bool]:
         """Store a comment or like (a second like returns the first, False: nothing written)."""
 

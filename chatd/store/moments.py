@@ -29,21 +29,21 @@ _MUTUAL = (
 _SEES = "(m.author = v.account OR (" + _MUTUAL.format(a="m.author", b="v.account") + "))"
 """SQL: the audience row ``v`` of Moment ``m`` still lets its account see it."""
 
-_MOMENT = "m.id, m.author, m.ts, m.body, m.audience"
-_COMMENT = "c.id, c.moment, c.author, c.reply_to, c.kind, c.ts, c.body"
+_MOMENT = "m.id, m.author, m.device, m.ts, m.body, m.audience"
+_COMMENT = "c.id, c.moment, c.author, c.device, c.reply_to, c.kind, c.ts, c.body"
 
 
 def _moment(r: Row) -> MomentRow:
     return MomentRow(
-        moment=int(r[0]), author=int(r[1]), ts_ms=int(r[2]), ciphertext=bytes(r[3]),
-        audience=int(r[4]),
+        moment=int(r[0]), author=int(r[1]), device=int(r[2]), ts_ms=int(r[3]),
+        ciphertext=bytes(r[4]), audience=int(r[5]),
     )  # fmt: skip
 
 
 def _comment(r: Row) -> MomentCommentRow:
     return MomentCommentRow(
-        comment=int(r[0]), moment=int(r[1]), author=int(r[2]), reply_to=int(r[3]),
-        kind=str(r[4]), ts_ms=int(r[5]), ciphertext=bytes(r[6]),
+        comment=int(r[0]), moment=int(r[1]), author=int(r[2]), device=int(r[3]),
+        reply_to=int(r[4]), kind=str(r[5]), ts_ms=int(r[6]), ciphertext=bytes(r[7]),
     )  # fmt: skip
 
 
@@ -73,9 +73,9 @@ async def _mutual_contacts(db: Sql, account: int, limit: int) -> list[int]:
 
 
 async def post_moment(
-    tx: Tx, author: int, audience: list[int], everyone: bool, body: bytes, now: int
+    tx: Tx, author: int, device: int, audience: list[int], everyone: bool, body: bytes, now: int
 ) -> tuple[MomentRow, list[int]]:
-    """Store a Moment of ``author`` for ``audience`` (or, ``everyone``, for all its mutual
+    """Store a Moment of ``author`` (encrypted by its ``device``) for ``audience`` (or, ``everyone``, for all its mutual
     contacts at this instant), and return it with the audience it was stored for, ascending.
     ``CONSENT_REQUIRED`` (nothing stored) when an account of ``audience`` is not a mutual
     contact of the author; ``Invalid`` when the audience is malformed or ``everyone`` would be
@@ -102,15 +102,16 @@ async def post_moment(
                 raise rules.not_contacts(len(chosen) - int(mutual))
     moment = int(
         await db.fetchval(
-            "INSERT INTO moments (author, ts, audience, body) VALUES (?,?,?,?) RETURNING id",
-            *(author, now, len(chosen), body),
+            "INSERT INTO moments (author, device, ts, audience, body) VALUES (?,?,?,?,?)"
+            " RETURNING id",
+            *(author, device, now, len(chosen), body),
         )
     )
     await db.executemany(
         "INSERT INTO moment_audience (moment, account, ts) VALUES (?,?,?)",
         [(moment, a, now) for a in [author, *chosen]],
     )
-    return MomentRow(moment, author, now, body, len(chosen)), chosen
+    return MomentRow(moment, author, now, body, len(chosen), device), chosen
 
 
 async def moment(db: Sql, moment: int, viewer: int) -> tuple[MomentRow, list[int]]:
@@ -175,7 +176,8 @@ async def moments_of(
 
 async def delete_moment(tx: Tx, moment: int, account: int) -> list[int]:
     """The author deletes its Moment with its comments and likes (the rows go: nothing of it
-    stays in the database); the accounts it had been posted to. ``NotFound`` when ``account``
+    stays in the database); the accounts that saw it until then (the author not included).
+    ``NotFound`` when ``account``
     cannot see it, ``Forbidden`` when it sees it but is not its author."""
     db = tx.sql
     row = await _visible(db, moment, account)
@@ -184,7 +186,10 @@ async def delete_moment(tx: Tx, moment: int, account: int) -> list[int]:
     audience = [
         int(r[0])
         for r in await db.fetch(
-            "SELECT account FROM moment_audience WHERE moment=? AND account<>?", moment, account
+            "SELECT v.account FROM moment_audience v JOIN moments m ON m.id = v.moment"
+            f" WHERE v.moment=? AND v.account<>? AND {_SEES} ORDER BY v.account",
+            moment,
+            account,
         )
     ]
     await db.execute("DELETE FROM moment_comments WHERE moment=?", moment)
@@ -194,7 +199,14 @@ async def delete_moment(tx: Tx, moment: int, account: int) -> list[int]:
 
 
 async def comment_moment(
-    tx: Tx, moment: int, author: int, reply_to: int, kind: str, body: bytes, now: int
+    tx: Tx,
+    moment: int,
+    author: int,
+    device: int,
+    reply_to: int,
+    kind: str,
+    body: bytes,
+    now: int,
 ) -> tuple[MomentCommentRow, MomentRow, bool]:
     """Store a comment (``kind`` ``comment``) or a like (``like``: one per account and Moment,
     a second one returns the first) of ``author`` under ``moment``, which it must see;
@@ -223,12 +235,12 @@ async def comment_moment(
             return _comment(found), row, False
     cid = int(
         await db.fetchval(
-            "INSERT INTO moment_comments (moment, author, reply_to, kind, ts, body)"
-            " VALUES (?,?,?,?,?,?) RETURNING id",
-            *(moment, author, reply_to, kind, now, body),
+            "INSERT INTO moment_comments (moment, author, device, reply_to, kind, ts, body)"
+            " VALUES (?,?,?,?,?,?,?) RETURNING id",
+            *(moment, author, device, reply_to, kind, now, body),
         )
     )
-    return MomentCommentRow(cid, moment, author, reply_to, kind, now, body), row, True
+    return MomentCommentRow(cid, moment, author, device, reply_to, kind, now, body), row, True
 
 
 async def unlike_moment(tx: Tx, moment: int, account: int) -> MomentCommentRow | None:

@@ -31,18 +31,18 @@ async def test_an_audience_of_mutual_contacts_only_and_all_resolved_in_the_write
     await befriend(store, a, c)
     await store.add_contact(a, d, NOW)  # one way only: alice messaged dave, he never accepted
     with pytest.raises(ChatdError) as refused:
-        await store.post_moment(a, [b, d], False, b"x", NOW)
+        await store.post_moment(a, 1, [b, d], False, b"x", NOW)
     assert refused.value.code == ErrorCode.CONSENT_REQUIRED
     assert await store.moments_for(a, None, 10) == []  # nothing stored
-    row, audience = await store.post_moment(a, [], True, b"ct", NOW)
+    row, audience = await store.post_moment(a, 1, [], True, b"ct", NOW)
     assert audience == sorted([b, c]) and row.audience == 2 and row.ciphertext == b"ct"
     for bad in ([a], [b, b]):
         with pytest.raises(Invalid):
-            await store.post_moment(a, bad, False, b"x", NOW)
+            await store.post_moment(a, 1, bad, False, b"x", NOW)
     with pytest.raises(Invalid):
-        await store.post_moment(a, [b], True, b"x", NOW)
+        await store.post_moment(a, 1, [b], True, b"x", NOW)
     with pytest.raises(Invalid):
-        await store.post_moment(a, list(range(1, MAX_AUDIENCE + 2)), False, b"x", NOW)
+        await store.post_moment(a, 1, list(range(1, MAX_AUDIENCE + 2)), False, b"x", NOW)
 
 
 async def test_comments_are_seen_by_the_commenters_mutual_contacts_only(
@@ -51,14 +51,14 @@ async def test_comments_are_seen_by_the_commenters_mutual_contacts_only(
     a, b, c, d = [(await make_account(h))[0].id for h in ("alice", "bob", "carol", "dave")]
     await befriend(store, a, b)
     await befriend(store, a, c)
-    m, _ = await store.post_moment(a, [b, c], False, b"post", NOW)
-    ca, _, _ = await store.comment_moment(m.moment, a, 0, "comment", b"A", NOW + 1)
-    cb, _, _ = await store.comment_moment(m.moment, b, 0, "comment", b"B", NOW + 2)
+    m, _ = await store.post_moment(a, 1, [b, c], False, b"post", NOW)
+    ca, _, _ = await store.comment_moment(m.moment, a, 1, 0, "comment", b"A", NOW + 1)
+    cb, _, _ = await store.comment_moment(m.moment, b, 1, 0, "comment", b"B", NOW + 2)
     with pytest.raises(NotFound):  # carol cannot answer a comment she does not see
-        await store.comment_moment(m.moment, c, cb.comment, "comment", b"C", NOW + 3)
-    cc, _, _ = await store.comment_moment(m.moment, c, ca.comment, "comment", b"C", NOW + 3)
-    lb, _, wrote = await store.comment_moment(m.moment, b, 0, "like", b"", NOW + 4)
-    again, _, wrote_again = await store.comment_moment(m.moment, b, 0, "like", b"", NOW + 5)
+        await store.comment_moment(m.moment, c, 1, cb.comment, "comment", b"C", NOW + 3)
+    cc, _, _ = await store.comment_moment(m.moment, c, 1, ca.comment, "comment", b"C", NOW + 3)
+    lb, _, wrote = await store.comment_moment(m.moment, b, 1, 0, "like", b"", NOW + 4)
+    again, _, wrote_again = await store.comment_moment(m.moment, b, 1, 0, "like", b"", NOW + 5)
     assert wrote and not wrote_again and again == lb
 
     async def seen(viewer: int) -> list[bytes]:
@@ -88,11 +88,11 @@ async def test_a_moment_is_not_found_for_strangers_and_for_a_contact_ended_since
     a, b, d = [(await make_account(h))[0].id for h in ("alice", "bob", "dave")]
     await befriend(store, a, b)
     await befriend(store, a, d)
-    m, _ = await store.post_moment(a, [b], False, b"post", NOW)
+    m, _ = await store.post_moment(a, 1, [b], False, b"post", NOW)
     for call in (
         store.moment(m.moment, d),
         store.moment(m.moment + 1000, b),
-        store.comment_moment(m.moment, d, 0, "comment", b"x", NOW),
+        store.comment_moment(m.moment, d, 1, 0, "comment", b"x", NOW),
         store.delete_moment(m.moment, d),
         store.moment_comments(m.moment, d, 0, 10),
     ):
@@ -119,9 +119,9 @@ async def test_the_feed_pages_newest_first_by_time_then_id_without_gaps_or_repea
     made = []
     for i in range(23):  # several at the same ms: the id breaks the tie
         author = (a, c)[i % 2]
-        row, _ = await store.post_moment(author, [b], False, bytes([i]), NOW + i // 3)
+        row, _ = await store.post_moment(author, 1, [b], False, bytes([i]), NOW + i // 3)
         made.append(row)
-    await store.post_moment(a, [], False, b"only mine", NOW + 100)
+    await store.post_moment(a, 1, [], False, b"only mine", NOW + 100)
     expected = sorted(made, key=lambda r: (r.ts_ms, r.moment), reverse=True)
     got, before = [], None
     while True:
@@ -143,19 +143,19 @@ async def test_deletes_leave_nothing_and_only_the_authors_may_delete(
     await befriend(store, a, b)
     await befriend(store, a, c)
     await befriend(store, b, c)
-    m, _ = await store.post_moment(a, [b, c], False, b"post", NOW)
-    cb, _, _ = await store.comment_moment(m.moment, b, 0, "comment", b"B", NOW)
+    m, _ = await store.post_moment(a, 1, [b, c], False, b"post", NOW)
+    cb, _, _ = await store.comment_moment(m.moment, b, 1, 0, "comment", b"B", NOW)
     with pytest.raises(Forbidden):
         await store.delete_moment_comment(m.moment, cb.comment, c)
-    cc, _, _ = await store.comment_moment(m.moment, c, 0, "comment", b"C", NOW)
+    cc, _, _ = await store.comment_moment(m.moment, c, 1, 0, "comment", b"C", NOW)
     await store.delete_moment_comment(m.moment, cb.comment, b)  # its author
     await store.delete_moment_comment(m.moment, cc.comment, a)  # the moment's author
     assert await store.moment_comments(m.moment, a, 0, 10) == []
-    await store.comment_moment(m.moment, c, 0, "comment", b"C2", NOW)
+    await store.comment_moment(m.moment, c, 1, 0, "comment", b"C2", NOW)
     assert sorted(await store.delete_moment(m.moment, a)) == sorted([b, c])
     for viewer in (a, b):
         with pytest.raises(NotFound):
             await store.moment(m.moment, viewer)
     assert await store.moments_for(b, None, 10) == []
-    n, _ = await store.post_moment(a, [b], False, b"next", NOW)
+    n, _ = await store.post_moment(a, 1, [b], False, b"next", NOW)
     assert n.moment > m.moment  # ids are never reused

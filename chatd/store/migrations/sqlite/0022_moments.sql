@@ -1,7 +1,8 @@
 -- chatd schema, version 22: Moments (SPEC.md 22), posts to an author's chosen contacts whose
 -- bodies, comments and likes are end-to-end encrypted: the server keeps opaque bytes.
 -- ``moments``: one row per moment, stored once whatever its audience; ``audience`` counts
--- the accounts it was posted to (the author not counted).
+-- the accounts it was posted to (the author not counted); ``device`` is the author's device
+-- that encrypted it (its receivers find the key by it, E2E.md 18).
 -- ``moment_audience``: one row per (moment, account) the moment was posted to, the author's
 -- own row included (so "the moments a viewer may read" is one walk of
 -- ``moment_audience_viewer``, newest first); ``ts`` is the moment's, copied for that order.
@@ -10,6 +11,7 @@
 CREATE TABLE moments (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,
     author    INTEGER NOT NULL REFERENCES accounts (id),
+    device    INTEGER NOT NULL,
     ts        INTEGER NOT NULL,
     audience  INTEGER NOT NULL,
     body      BLOB    NOT NULL
@@ -27,6 +29,7 @@ CREATE TABLE moment_comments (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,
     moment    INTEGER NOT NULL REFERENCES moments (id),
     author    INTEGER NOT NULL REFERENCES accounts (id),
+    device    INTEGER NOT NULL,
     reply_to  INTEGER NOT NULL DEFAULT 0,
     kind      TEXT    NOT NULL CHECK (kind IN ('comment', 'like')),
     ts        INTEGER NOT NULL,
