@@ -32,6 +32,7 @@ from chatd.services.keys import KeyService
 from chatd.services.limits import Limits, MemoryBuckets
 from chatd.services.links import LinkService
 from chatd.services.messaging import MessagingService
+from chatd.services.moments import MomentService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
 from chatd.services.push import PushService
@@ -85,6 +86,7 @@ class Services:
         self.contacts = ContactService(deps, self.conversations, self.keys, self.limits)
         self.links = LinkService(deps, self.conversations, self.limits)
         self.channels = ChannelService(deps, self.limits)
+        self.moments = MomentService(deps, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
         self.sessions = 0
@@ -501,6 +503,17 @@ class Session:
                 | F.GetReactions()
             ):
                 self.reply(await svc.channels.handle(a, self.device, self.conn_id, frame))
+            case (
+                F.PostMoment()
+                | F.GetMoment()
+                | F.GetMoments()
+                | F.GetMomentComments()
+                | F.CommentMoment()
+                | F.LikeMoment()
+                | F.DeleteMoment()
+                | F.DeleteMomentComment()
+            ):
+                self.reply(await svc.moments.handle(a, self.device, self.conn_id, frame))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

@@ -63,6 +63,7 @@ from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
 from chatd.store.moderation import Moderation
+from chatd.store.moments import Moments
 from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql
@@ -262,6 +263,7 @@ class PostgresStore(
     Links,
     Channels,
     PostComments,
+    Moments,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):
