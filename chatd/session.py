@@ -33,11 +33,13 @@ from chatd.services.keys import KeyService
 from chatd.services.limits import Limits, MemoryBuckets
 from chatd.services.links import LinkService
 from chatd.services.messaging import MessagingService
+from chatd.services.moments import MomentService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
 from chatd.services.push import PushService
 from chatd.services.reports import ReportService
 from chatd.services.suspension import SuspensionService
+from chatd.services.timeline import TimelineService
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,8 @@ class Services:
         self.creators = CreatorService(deps, self.payments)
         """Tips, paid subscriptions, paid posts (SPEC.md 15.12-15.14)."""
         self.channels = ChannelService(deps, self.limits, self.creators)
+        self.timeline = TimelineService(deps, self.creators)
+        self.moments = MomentService(deps, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
         self.sessions = 0
@@ -516,6 +520,21 @@ class Session:
                 | F.GetPostTips()
             ):
                 self.reply(await svc.creators.handle(a, frame))
+            case F.WatchFeed() | F.WatchChannel() | F.WatchPost():
+                self.reply(await svc.timeline.watch(self, frame))
+            case F.GetTimeline():
+                self.reply(await svc.timeline.timeline(a, frame))
+            case (
+                F.PostMoment()
+                | F.GetMoment()
+                | F.GetMoments()
+                | F.GetMomentComments()
+                | F.CommentMoment()
+                | F.LikeMoment()
+                | F.DeleteMoment()
+                | F.DeleteMomentComment()
+            ):
+                self.reply(await svc.moments.handle(a, self.device, self.conn_id, frame))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

@@ -64,9 +64,11 @@ from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
 from chatd.store.moderation import Moderation
+from chatd.store.moments import Moments
 from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql
+from chatd.store.timeline import Timelines
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -263,6 +265,8 @@ class PostgresStore(
     Links,
     Channels,
     PostComments,
+    Timelines,
+    Moments,
     Ledger,
     Creators,
     GroupCommitWriter[Op[Any]],

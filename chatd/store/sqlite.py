@@ -60,9 +60,11 @@ from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_sqlite
 from chatd.store.moderation import Moderation
+from chatd.store.moments import Moments
 from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql, run_sync
+from chatd.store.timeline import Timelines
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -342,6 +344,8 @@ class SQLiteStore(
     Links,
     Channels,
     PostComments,
+    Timelines,
+    Moments,
     Ledger,
     Creators,
     GroupCommitWriter[Op[Any]],

@@ -495,6 +495,12 @@ def _valid_examples() -> list[F.Frame]:
             re=1, channel=1, seq=1, counts=[F.ReactionCount(emoji="e", count=1, mine=True)]
         ),
         *_creator_examples(sig),
+        F.WatchFeed(id=1, on=False),
+        F.WatchChannel(id=1, channel=1, on=False),
+        F.WatchPost(id=1, channel=1, seq=1, on=False),
+        F.GetTimeline(id=1, before="1.0.1.1", limit=1),
+        F.Timeline(re=1, items=[F.TimelineItem(at=1, post=post)], next="1.0.1.1"),
+        *_moment_examples(),
     ]
 
 
@@ -569,6 +575,27 @@ def _creator_examples(sig: bytes) -> list[F.Frame]:
         F.PostTips(re=1, channel=1, seq=1, totals=[F.TipTotal(currency="USD", count=1, amount=1)]),
         F.TipEvent(receipt=receipt),
         F.SubscriptionEvent(subscription=sub, receipt=receipt),
+    ]
+
+
+def _moment_examples() -> list[F.Frame]:
+    moment = F.MomentInfo(moment=1, author=1, ts=1, body=b"m")
+    note = F.MomentComment(comment=1, moment=1, author=1, ts=1, kind="like", reply_to=1, body=b"c")
+    return [
+        F.PostMoment(id=1, audience=[2], all=False, body=b"m"),
+        F.GetMoment(id=1, moment=1),
+        F.GetMoments(id=1, author=1, before_ts=1, before=1, limit=1),
+        F.GetMomentComments(id=1, moment=1, after=1, limit=1),
+        F.CommentMoment(id=1, moment=1, reply_to=1, body=b"c"),
+        F.LikeMoment(id=1, moment=1, body=b"l", remove=True),
+        F.DeleteMoment(id=1, moment=1),
+        F.DeleteMomentComment(id=1, moment=1, comment=1),
+        F.MomentAnswer(re=1, info=moment, audience=[2]),
+        F.Moments(re=1, items=[moment], next_ts=1, next=1),
+        F.MomentComments(re=1, moment=1, items=[note], next=1),
+        F.MomentCommented(re=1, comment=note),
+        F.MomentEvent(info=moment, deleted=True),
+        F.MomentCommentEvent(comment=note, deleted=True),
     ]
 
 

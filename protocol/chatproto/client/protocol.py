@@ -421,6 +421,8 @@ class ClientProtocol:
                 | F.ReactionsEvent()
                 | F.TipEvent()
                 | F.SubscriptionEvent()
+                | F.MomentEvent()
+                | F.MomentCommentEvent()
             ):
                 self._events.append(E.Pushed(frame))
             case _:
