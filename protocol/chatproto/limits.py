@@ -88,3 +88,11 @@ MAX_SEARCH_CHARS: Final = 64
 """A directory search's query (``search_channels``, SPEC.md 20.2)."""
 MAX_SEARCH_PAGE: Final = 50
 """Channels in one page of the directory."""
+
+# Moderation and views of public channels (SPEC.md 20.7).
+MAX_VIEW_SEQS: Final = 100
+"""Posts one ``view_posts`` names."""
+MAX_SLOW_MODE: Final = 3600
+"""Longest slow mode of a channel, in seconds."""
+MAX_BAN_PAGE: Final = 100
+"""Bans per ``list_comment_bans`` page."""
