@@ -224,6 +224,8 @@ class ChannelPost:
     text: str | None
     """The text of a ``text`` post (None for another kind or a tombstone)."""
     deleted: bool = False
+    views: int = 0
+    """How many accounts viewed it, as the server counts (not signed; SPEC.md 20.7)."""
 
 
 ChannelComment = F.CommentEvent
