@@ -323,6 +323,34 @@ class ReactToPost:
 
 
 @dataclass(frozen=True)
+class BanComments:
+    """Ban ``who`` (``@handle``, or ``#N``: the author of comment N as ``/comments`` showed
+    it) from commenting in ``@channel`` for ``seconds`` (0: until lifted), or lift the ban
+    (``lift``); ``delete`` empties their comments there too."""
+
+    channel: str
+    who: str
+    seconds: int = 0
+    delete: bool = False
+    lift: bool = False
+
+
+@dataclass(frozen=True)
+class CommentBanList:
+    """The bans in force in ``@channel`` (its admins only)."""
+
+    channel: str
+
+
+@dataclass(frozen=True)
+class SlowMode:
+    """Let non-admins comment in ``@channel`` once per ``seconds`` (0: off)."""
+
+    channel: str
+    seconds: int
+
+
+@dataclass(frozen=True)
 class Reads:
     """How far each member has read the current conversation (``/read``)."""
 
@@ -616,6 +644,9 @@ Command = (
     | CommentPost
     | ShowComments
     | ReactToPost
+    | BanComments
+    | CommentBanList
+    | SlowMode
 )
 
 MONEY_COMMANDS = (Pay, PayRequest, PayOrder, RedPacket)
@@ -701,6 +732,11 @@ commands:
   /comment @channel SEQ [#N] text  comment on post SEQ (#N: answer comment N)
   /comments @channel SEQ     the comments of post SEQ, with their numbers
   /reactpost @channel SEQ EMOJI  react to post SEQ; /unreactpost takes it back
+  /bancomments @channel @user|#N [30m|2h|7d] [delete]  ban a user (#N: the author of comment
+                             N) from commenting in your channel, for a while or until lifted;
+                             delete: their comments there go too. /unbancomments lifts it
+  /commentbans @channel      the bans in force in your channel
+  /slowmode @channel SECONDS|off  non-admins comment once per SECONDS (at most 3600)
   /drop                      simulate a network failure (the client reconnects)
   /quit                      exit (also Ctrl-D)
 any other line is sent to the current conversation. A /word that is none of the above goes to
@@ -785,6 +821,10 @@ LOCAL_COMMANDS = frozenset(
         "comments",
         "reactpost",
         "unreactpost",
+        "bancomments",
+        "unbancomments",
+        "commentbans",
+        "slowmode",
     ]
 )
 """chat's own command names (after aliases); any other /word may be a bot's."""
@@ -859,6 +899,53 @@ def _title(title: str) -> str:
     if len(title) > MAX_TITLE_CHARS:
         raise ParseError(f"the title is longer than {MAX_TITLE_CHARS} characters")
     return title
+
+
+_DURATION = re.compile(r"(\d{1,6})([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _parse_moderation(name: str, args: list[str]) -> Command:
+    """``/bancomments``, ``/unbancomments``, ``/commentbans``, ``/slowmode`` (SPEC.md 20.7)."""
+    match name:
+        case "commentbans":
+            if len(args) != 1:
+                raise ParseError("usage: /commentbans @channel")
+            return CommentBanList(parse_handle(args[0]))
+        case "slowmode":
+            text = "usage: /slowmode @channel SECONDS|off"
+            if len(args) != 2:
+                raise ParseError(text)
+            if args[1].lower() == "off":
+                return SlowMode(parse_handle(args[0]), 0)
+            if not args[1].isdigit() or int(args[1]) > 3600:
+                raise ParseError(f"{text} (at most 3600)")
+            return SlowMode(parse_handle(args[0]), int(args[1]))
+    lift = name == "unbancomments"
+    text = (
+        "usage: /unbancomments @channel @user|#N"
+        if lift
+        else "usage: /bancomments @channel @user|#N [30m|2h|7d] [delete]"
+    )
+    if len(args) < 2 or (lift and len(args) != 2) or len(args) > 4:
+        raise ParseError(text)
+    who = args[1]
+    if who.startswith("#") and who[1:].isdigit():
+        pass
+    elif who.startswith("@"):
+        who = "@" + parse_handle(who)
+    else:
+        raise ParseError(text)
+    seconds, delete = 0, False
+    for word in args[2:]:
+        m = _DURATION.fullmatch(word.lower())
+        if m and not seconds:
+            seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        elif word.lower() == "delete" and not delete:
+            delete = True
+        else:
+            raise ParseError(text)
+    return BanComments(parse_handle(args[0]), who, seconds, delete, lift)
 
 
 def parse_command(line: str) -> Command | None:
@@ -1040,6 +1127,8 @@ def parse_command(line: str) -> Command | None:
             if len(args) != 3 or not args[1].isdigit():
                 raise usage(f"/{name} @channel SEQ EMOJI")
             return ReactToPost(parse_handle(args[0]), int(args[1]), args[2], name == "unreactpost")
+        case "bancomments" | "unbancomments" | "commentbans" | "slowmode":
+            return _parse_moderation(name, args)
         case "posts":
             if not 1 <= len(args) <= 2 or (len(args) == 2 and not args[1].isdigit()):
                 raise usage("/posts @channel [N]")
@@ -1592,7 +1681,8 @@ def format_post(p: ChannelPost, names: Names, tz: tzinfo | None = None) -> Line:
         return Line(f"[@{channel}] #{p.seq} {at} (deleted)", "dim")
     text = p.text if p.text is not None else f"({p.kind})"
     edited = " (edited)" if p.ver else ""
-    return Line(f"[@{channel}] #{p.seq} {at} {text}{edited}")
+    views = f" · {p.views} view{'' if p.views == 1 else 's'}" if p.views else ""
+    return Line(f"[@{channel}] #{p.seq} {at} {text}{edited}{views}")
 
 
 def format_request(r: F.RequestInfo, number: int | None = None) -> Line:
