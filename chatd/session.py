@@ -34,6 +34,7 @@ from chatd.services.keys import KeyService
 from chatd.services.limits import Limits, MemoryBuckets
 from chatd.services.links import LinkService
 from chatd.services.messaging import MessagingService
+from chatd.services.moments import MomentService
 from chatd.services.payments import PaymentService
 from chatd.services.presence import PresenceService
 from chatd.services.push import PushService
@@ -89,6 +90,7 @@ class Services:
         self.channels = ChannelService(deps, self.limits)
         self.channel_moderation = ChannelModerationService(deps, self.limits)
         """Views, bans from comments and slow mode of public channels (SPEC.md 20.7)."""
+        self.moments = MomentService(deps, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
         self.sessions = 0
@@ -517,6 +519,17 @@ class Session:
                 | F.SetSlowMode()
             ):
                 self.reply(await svc.channel_moderation.handle(a, frame))
+            case (
+                F.PostMoment()
+                | F.GetMoment()
+                | F.GetMoments()
+                | F.GetMomentComments()
+                | F.CommentMoment()
+                | F.LikeMoment()
+                | F.DeleteMoment()
+                | F.DeleteMomentComment()
+            ):
+                self.reply(await svc.moments.handle(a, self.device, self.conn_id, frame))
             case F.Register() | F.Login() | F.LinkDevice():
                 self.fail(frame.id, ErrorCode.ALREADY_AUTHENTICATED, "already logged in")
 

@@ -146,6 +146,10 @@ class LimitSettings:
     """Directory searches (``search_channels``, SPEC.md 20.2) per account, on every node
     together; 0 turns the limit off."""
     search_burst: float = 20.0
+    moments_per_hour: float = 60.0
+    """Moments (``post_moment``, SPEC.md 22.4) per account, on every node together; 0 turns
+    the limit off."""
+    moment_burst: float = 20.0
     exempt_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """Client addresses (CIDR) the limits per address do not apply to: by default loopback,
     the operator's own machine (benchmarks, load tests, health checks). A proxy on the same
@@ -173,6 +177,8 @@ class LimitSettings:
             "link_lookup_burst_per_ip",
             "searches_per_minute",
             "search_burst",
+            "moments_per_hour",
+            "moment_burst",
         ):
             if getattr(self, key) < 0:
                 raise ConfigError(f"limits.{key}: must not be negative")

@@ -58,7 +58,12 @@ _watchdog: subprocess.Popen[bytes] | None = None
 
 
 def start_watchdog() -> None:
-    """Mark this process's environment and start the watchdog (once per test run)."""
+    """Mark this process's environment and start the watchdog (once per test process).
+
+    Under pytest-xdist every worker is a test process of its own: it marks its children with a
+    value of its own and has its own watchdog, which ends them when the worker ends in any way
+    (the controller's watchdog kills a worker that outlives a killed controller, and the
+    worker's watchdog then ends the worker's servers)."""
     global _watchdog
     if _watchdog is not None:
         return

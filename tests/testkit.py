@@ -42,8 +42,16 @@ class Raw:
     @classmethod
     async def open(cls, url: str, rcvbuf: int | None = None, **kw: Any) -> Raw:
         """Connect; ``rcvbuf`` pins a small kernel receive buffer (no autotuning), so a client
-        that stops reading backs up into the server quickly."""
-        if rcvbuf is not None:
+        that stops reading backs up into the server quickly.
+
+        Without ``rcvbuf`` the incoming queue is unbounded (``max_queue=None``): a test that
+        sends for a while before reading must not stop reading its socket at websockets'
+        default queue of 16 frames, or it misses the server's keepalive ping (20 s) and is
+        dropped with 1011 -- the cause of two flaky CI runs. A test that wants back-pressure
+        passes ``rcvbuf`` (or its own ``max_queue``)."""
+        if rcvbuf is None:
+            kw.setdefault("max_queue", None)
+        else:
             host, port = url.removeprefix("ws://").split("/", 1)[0].split(":")
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)

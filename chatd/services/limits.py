@@ -235,6 +235,7 @@ class Limits:
             limits.link_lookups_per_ip_per_hour / 3600, limits.link_lookup_burst_per_ip
         )
         self.searches = Budget(limits.searches_per_minute / 60, limits.search_burst)
+        self.moments = Budget(limits.moments_per_hour / 3600, limits.moment_burst)
         self._proxies = networks(server.trusted_proxies)
         self._exempt = networks(limits.exempt_addresses)
         # One node: frames are counted in memory on the spot (monotonic time). Several nodes:
@@ -309,6 +310,15 @@ class Limits:
             return None
         now = self._clock.now_ms() / 1000
         granted, retry = await self._shared.take(f"s:{account}", now, self.searches, 1)
+        return None if granted else max(retry, 0.001)
+
+    async def moment(self, account: int) -> float | None:
+        """Take a token of ``account``'s Moment budget (SPEC.md 22.4): None when allowed, else
+        seconds to wait. Shared by the account's connections on every node."""
+        if self.moments.rate <= 0:
+            return None
+        now = self._clock.now_ms() / 1000
+        granted, retry = await self._shared.take(f"mo:{account}", now, self.moments, 1)
         return None if granted else max(retry, 0.001)
 
     async def _address(self, key: str, address: str, budget: Budget) -> float | None:

@@ -16,6 +16,7 @@ Web Push subscriptions                             ``push.py``
 invite links and join requests                     ``links.py``
 public channels, follows, signed posts, comments   ``channels.py``
 reactions and counts, the channel directory        ``channels.py``
+Moments, audiences, encrypted comments and likes   ``moments.py``
 wallets, payments, red packets, requests, audit    ``ledger.py``
 ``chatd wallet`` on its own connection             ``ledger_sqlite.py`` / ``ledger_postgres.py``
 running SQL on either database (the dialects)      ``sql.py``

@@ -992,6 +992,91 @@ class ChannelModerationStore(Protocol):
         """Count each (seq, tag) once for a live post; the views counted (``NotFound``)."""
 
 
+@dataclass(frozen=True, slots=True)
+class MomentRow:
+    """A Moment (SPEC.md 22) as stored: ``ciphertext`` is opaque to the server (the author's
+    client encrypted it to the audience); ``audience`` counts the accounts it was posted to (the
+    author not counted); ``ts_ms`` is the server's time of posting."""
+
+    moment: int
+    author: int
+    ts_ms: int
+    ciphertext: bytes
+    audience: int = 0
+    device: int = 0
+    """The author's device that encrypted it (receivers find the Moment's key by it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MomentCommentRow:
+    """A comment or like (``kind``) under a Moment; ``reply_to`` a comment it answers (0)."""
+
+    comment: int
+    moment: int
+    author: int
+    device: int
+    reply_to: int
+    kind: str
+    ts_ms: int
+    ciphertext: bytes
+
+
+class MomentStore(Protocol):
+    """Moments, their audiences, comments and likes (``store.moments``). Whatever a caller may
+    not see (``chatd.core.moments``, read at each call) is ``NotFound``, as if it did not exist."""
+
+    async def post_moment(
+        self, author: int, device: int, audience: list[int], everyone: bool, body: bytes, now: int
+    ) -> tuple[MomentRow, list[int]]:
+        """Store a Moment for ``audience`` (``everyone``: all of the author's mutual contacts
+        now); it and the audience it was stored for, ascending. ``CONSENT_REQUIRED`` when one
+        is not a mutual contact (nothing stored), ``Invalid`` for a malformed audience."""
+
+    async def moment(self, moment: int, viewer: int) -> tuple[MomentRow, list[int]]:
+        """A Moment and the part of its audience ``viewer`` may know (SPEC.md 22.3)."""
+
+    async def moments_for(
+        self, viewer: int, before: tuple[int, int] | None, limit: int
+    ) -> list[MomentRow]:
+        """The Moments ``viewer`` may see (its own, and those posted to it by accounts that are
+        still its mutual contacts), ordered by (ts_ms DESC, moment DESC), strictly older than
+        ``before`` = (ts_ms, moment) when given; at most ``limit`` (the timeline's source)."""
+
+    async def moments_of(
+        self, author: int, viewer: int, before: tuple[int, int] | None, limit: int
+    ) -> list[MomentRow]:
+        """As ``moments_for``, only ``author``'s."""
+
+    async def delete_moment(self, moment: int, account: int) -> list[int]:
+        """Delete a Moment, comments and likes included; the accounts that saw it until then.
+        ``NotFound``, ``Forbidden`` (not its author)."""
+
+    async def comment_moment(
+        self,
+        moment: int,
+        author: int,
+        device: int,
+        reply_to: int,
+        kind: str,
+        body: bytes,
+        now: int,
+    ) -> tuple[MomentCommentRow, MomentRow, bool]:
+        """Store a comment or like (a second like returns the first, False: nothing written)."""
+
+    async def unlike_moment(self, moment: int, account: int) -> MomentCommentRow | None: ...
+    async def delete_moment_comment(
+        self, moment: int, comment: int, account: int
+    ) -> tuple[MomentCommentRow, MomentRow]: ...
+    async def moment_comments(
+        self, moment: int, viewer: int, after: int, limit: int
+    ) -> list[MomentCommentRow]: ...
+    async def comment_readers(self, moment: int, commenter: int) -> list[int]:
+        """The accounts that see ``commenter``'s comments under ``moment`` now."""
+
+    async def moment_readers(self, moment: int) -> list[int]:
+        """The accounts that see ``moment`` now, its author first."""
+
+
 class ModerationStore(Protocol):
     """Deleting messages for everyone (``store.moderation``)."""
 
@@ -1020,6 +1105,7 @@ class Store(
     LinkStore,
     ChannelStore,
     ChannelModerationStore,
+    MomentStore,
     Protocol,
 ):
     """Everything the server stores."""

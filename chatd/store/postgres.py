@@ -64,6 +64,7 @@ from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
 from chatd.store.moderation import Moderation
+from chatd.store.moments import Moments
 from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql
@@ -264,6 +265,7 @@ class PostgresStore(
     Channels,
     PostComments,
     ChannelModeration,
+    Moments,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):

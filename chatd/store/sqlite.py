@@ -60,6 +60,7 @@ from chatd.store.links import Links
 from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_sqlite
 from chatd.store.moderation import Moderation
+from chatd.store.moments import Moments
 from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql, run_sync
@@ -343,6 +344,7 @@ class SQLiteStore(
     Channels,
     PostComments,
     ChannelModeration,
+    Moments,
     Ledger,
     GroupCommitWriter[Op[Any]],
 ):

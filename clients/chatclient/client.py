@@ -18,6 +18,7 @@ Where each part lives (each module's docstring says what it promises):
 * ``keys``          the to-device queue, device lists, safety numbers
 * ``profiles``      bot profiles; ``miniapps``: invocations, cards, shares, forwards
 * ``channels``      public channels: the directory, follows, signed posts (verified)
+* ``moments``       Moments to contacts, end-to-end encrypted, WeChat's visibility rule
 * ``payments``, ``media``, ``members``, ``e2e``: payments, attachments, the membership log,
   end-to-end encryption
 
@@ -39,6 +40,7 @@ from typing import Any, Self, TypeVar
 from chatproto import client as core
 from chatproto import frames as F
 from chatproto import kinds
+from chatproto.e2e import moments as moment_scopes
 from websockets.asyncio.client import ClientConnection
 
 from chatclient.accounts import Accounts
@@ -55,6 +57,7 @@ from chatclient.links import Links
 from chatclient.media import Media
 from chatclient.members import Members
 from chatclient.miniapps import MiniApps
+from chatclient.moments import Moments
 from chatclient.payments import Payments, Receipt
 from chatclient.profiles import Profiles
 from chatclient.receiving import KNOWN_SENDERS, Receiving
@@ -152,13 +155,16 @@ class Client:
         self.channels = Channels(conn, self.e2e, conn.emit)
         """Public channels (``create``, ``search``, ``follow``, ``publish``, ``posts``, ...:
         chatclient/channels.py); verifies every post's signature."""
+        self.moments = Moments(conn, self.e2e, self._keys.fetch_to_device, conn.emit)
+        """Moments to contacts, end-to-end encrypted (``post``, ``feed``, ``comment``, ``like``,
+        ...: chatclient/moments.py)."""
         self._reports = Reports(self.e2e, conn.call, conn.next_id, self._receiving.message)
         self._apps = MiniApps(
             conn, self._convs, self._profiles, self._sending, self.payments, self.media
         )
         # The wiring: what a lower module hands up, and what every emitted event passes.
         self._receiving.fetch_to_device = self._keys.fetch_to_device
-        self._keys.on_sender_key = self._receiving.unpark
+        self._keys.on_sender_key = self._on_sender_key
         conn.filters += [self._receiving.remember_sender, self._apps.observe, self.payments.checked]
         conn.on_login = self._after_login
         conn.on_event = self._on_core_event
@@ -209,6 +215,13 @@ class Client:
         await self._receiving.resync()
         self._sending.resume()
 
+    async def _on_sender_key(self, conv: int) -> None:
+        """A sender key arrived: a conversation's parked messages open, or a Moment's wait."""
+        if moment_scopes.is_moment_scope(conv):
+            self.moments.key_arrived(conv)
+        else:
+            await self._receiving.unpark(conv)
+
     def _on_lost(self, fatal: BaseException | None) -> None:
         if fatal is not None:  # the client stops for good: nobody waits for the outbox
             self._sending.fail_waits(fatal)
@@ -233,6 +246,8 @@ class Client:
                 await self._keys.on_device_list_changed(account)
             case core.Pushed(frame=F.PostEvent() as post):
                 self.channels.on_post_event(post)
+            case core.Pushed(frame=F.MomentEvent() | F.MomentCommentEvent() as moment):
+                self.moments.on_event(moment)
             case core.Pushed(frame=F.CommentEvent() | F.ReactionsEvent() as under_post):
                 await self._conn.emit(under_post)
             case core.Pushed(frame=F.Resync()):

@@ -645,6 +645,36 @@ class E2E:
             _save(self.ks, NS_TRANSCRIPT, str(conv), transcript.sent(view, ciphertext))
             return ciphertext
 
+    async def seal_once(
+        self, conv: int, kind: str, body: bytes, *, reply_to: int | None = None
+    ) -> tuple[bytes, sender_keys.SenderKeyState]:
+        """One message under a sender key made for it alone (Moments, E2E.md 18): its
+        ciphertext and the key, which ``share_key`` hands to whom may read it. This device
+        keeps the key to read the message back; a key id is never reused in ``conv``."""
+        me, device = self.ks.account, self.ks.device
+        while True:
+            key = sender_keys.new_sender_key(conv)
+            name = f"{conv}:{me}:{device}:{key.key_id}"
+            if self.ks.get(NS_IN, name) is None:
+                break
+        plaintext = payload.encode_payload(
+            kind, body, ts=int(time.time() * 1000), reply_to=reply_to or None
+        )
+        ciphertext, _ = sender_keys.encrypt(key, plaintext, sender_account=me, sender_device=device)
+        mine = sender_keys.receiver_from_distribution(
+            sender_keys.distribution(key), sender_account=me, sender_device=device
+        )
+        _save(self.ks, NS_IN, name, mine)
+        return ciphertext, key
+
+    async def share_key(
+        self, key: sender_keys.SenderKeyState, accounts: Sequence[int]
+    ) -> set[tuple[int, int]]:
+        """Send ``key`` over the pairwise sessions to every listed device of ``accounts`` and to
+        this account's other devices; the (account, device) pairs it reached."""
+        recipients = await self._recipient_devices(sorted({*accounts, self.ks.account}))
+        return await self._distribute(key, recipients)
+
     def transcript_view(self, conv: int) -> transcript.View:
         """What this device has read and sent in ``conv`` (E2E.md 16)."""
         view: transcript.View | None = _load(self.ks, NS_TRANSCRIPT, str(conv), transcript.View)

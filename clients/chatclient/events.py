@@ -228,6 +228,39 @@ class ChannelPost:
     """How many accounts viewed it, as the server counts (not signed; SPEC.md 20.7)."""
 
 
+@dataclass(frozen=True, slots=True)
+class MomentPost:
+    """A Moment (SPEC.md 22) of ``author``, decrypted (``readable`` False: its key never came;
+    ``text`` is then None and ``content`` empty). Pushed when a contact posts one to this
+    account; ``deleted`` True (and nothing else known) when its author deleted it."""
+
+    moment: int
+    author: int
+    ts: int
+    text: str | None
+    kind: str = "text"
+    content: bytes = b""
+    readable: bool = True
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MomentNote:
+    """A comment (``like`` False) or like under a Moment, decrypted, as the visibility rule
+    lets this account see it (its own, the Moment's author's, its contacts'); ``deleted``: it
+    was deleted or the like taken back (``text`` None)."""
+
+    moment: int
+    comment: int
+    author: int
+    ts: int
+    like: bool
+    text: str | None
+    reply_to: int = 0
+    readable: bool = True
+    deleted: bool = False
+
+
 ChannelComment = F.CommentEvent
 """A new comment under a post of a channel this account follows (SPEC.md 20.6)."""
 PostReactions = F.ReactionsEvent
@@ -267,4 +300,6 @@ Event = (
     | ChannelPost
     | ChannelComment
     | PostReactions
+    | MomentPost
+    | MomentNote
 )

@@ -1774,6 +1774,163 @@ class PostEvent(Frame, tag="post_event", kw_only=True, frozen=True):
     post: Post
 
 
+# --------------------------------------------------------------------------- Moments (SPEC.md 22)
+# An account posts to its (mutual) contacts; bodies, comments and likes are ciphertexts its
+# clients made for that audience (E2E.md 9): the server stores and routes opaque bytes.
+
+MomentBody = Annotated[bytes, msgspec.Meta(min_length=1, max_length=L.MAX_MOMENT_BYTES)]
+MomentCommentBody = Annotated[bytes, msgspec.Meta(max_length=L.MAX_MOMENT_COMMENT_BYTES)]
+Audience = Annotated[list[Id], msgspec.Meta(max_length=L.MAX_MOMENT_AUDIENCE)]
+MomentCommentKind = Literal["comment", "like"]
+
+
+class MomentInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """Moment ``moment`` of ``author``, posted at ``ts`` (the server's time): ``body`` is the
+    ciphertext its author's device ``device`` made for the audience."""
+
+    moment: Id
+    author: Id
+    device: Seq = 0
+    ts: Millis
+    body: Body = b""
+
+
+class MomentComment(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """A comment or a like (``kind``) of ``author`` under ``moment``; ``reply_to`` the comment
+    it answers (0: the Moment); ``body`` the ciphertext its client made."""
+
+    comment: Id
+    moment: Id
+    author: Id
+    device: Seq = 0
+    ts: Millis
+    kind: MomentCommentKind = "comment"
+    reply_to: Seq = 0
+    body: Body = b""
+
+
+class PostMoment(Frame, tag="post_moment", kw_only=True, frozen=True):
+    """Post a Moment to ``audience`` (each a mutual contact), or with ``all`` to every mutual
+    contact. -> ``MomentAnswer`` (its ``audience``: whom it was stored for)."""
+
+    id: ReqId
+    audience: Audience = []
+    all: bool = False
+    body: MomentBody
+
+
+class GetMoment(Frame, tag="get_moment", kw_only=True, frozen=True):
+    """One Moment and the part of its audience the caller may know. -> ``MomentAnswer``."""
+
+    id: ReqId
+    moment: Id
+
+
+class GetMoments(Frame, tag="get_moments", kw_only=True, frozen=True):
+    """The Moments the caller may see (``author`` 0) or those of ``author``, newest first,
+    older than the cursor (``before_ts``, ``before``) when ``before`` is not 0. -> ``Moments``."""
+
+    id: ReqId
+    author: Seq = 0
+    before_ts: Millis = 0
+    before: Seq = 0
+    limit: PageLimit = 20
+
+
+class GetMomentComments(Frame, tag="get_moment_comments", kw_only=True, frozen=True):
+    """The comments and likes of ``moment`` the caller may see with an id above ``after``,
+    oldest first. -> ``MomentComments``."""
+
+    id: ReqId
+    moment: Id
+    after: Seq = 0
+    limit: PageLimit = 50
+
+
+class CommentMoment(Frame, tag="comment_moment", kw_only=True, frozen=True):
+    """Comment on ``moment`` (or answer comment ``reply_to`` under it). -> ``MomentCommented``."""
+
+    id: ReqId
+    moment: Id
+    reply_to: Seq = 0
+    body: MomentCommentBody
+
+
+class LikeMoment(Frame, tag="like_moment", kw_only=True, frozen=True):
+    """Like ``moment`` (once; again: the first like), or with ``remove`` take the like back.
+    -> ``MomentCommented`` (``Ok`` for ``remove``)."""
+
+    id: ReqId
+    moment: Id
+    body: MomentCommentBody = b""
+    remove: bool = False
+
+
+class DeleteMoment(Frame, tag="delete_moment", kw_only=True, frozen=True):
+    """Its author deletes a Moment, its comments and likes. -> ``Ok``."""
+
+    id: ReqId
+    moment: Id
+
+
+class DeleteMomentComment(Frame, tag="delete_moment_comment", kw_only=True, frozen=True):
+    """Delete a comment or like: its author, or the Moment's. -> ``Ok``."""
+
+    id: ReqId
+    moment: Id
+    comment: Id
+
+
+class MomentAnswer(Frame, tag="moment", kw_only=True, frozen=True):
+    """A Moment, and ``audience``: all of it for its author; for anyone else the audience
+    members that are its own mutual contacts, the author, and itself (SPEC.md 22.3)."""
+
+    re: ReqId
+    info: MomentInfo
+    audience: list[Id] = []
+
+
+class Moments(Frame, tag="moments", kw_only=True, frozen=True):
+    """A page of Moments, newest first; (``next_ts``, ``next``) is the cursor of the next older
+    page (``next`` 0: no more)."""
+
+    re: ReqId
+    items: list[MomentInfo]
+    next_ts: Millis = 0
+    next: Seq = 0
+
+
+class MomentComments(Frame, tag="moment_comments", kw_only=True, frozen=True):
+    """Comments and likes of ``moment``, oldest first; ``next`` is the ``after`` of the next
+    page (0: no more)."""
+
+    re: ReqId
+    moment: Id
+    items: list[MomentComment]
+    next: Seq = 0
+
+
+class MomentCommented(Frame, tag="moment_commented", kw_only=True, frozen=True):
+    re: ReqId
+    comment: MomentComment
+
+
+class MomentEvent(Frame, tag="moment_event", kw_only=True, frozen=True):
+    """A new Moment (``deleted``: the Moment was deleted, ``info`` without a body), pushed to
+    the connections of every account that sees it, except the posting connection."""
+
+    info: MomentInfo
+    deleted: bool = False
+
+
+class MomentCommentEvent(Frame, tag="moment_comment_event", kw_only=True, frozen=True):
+    """A new comment or like (``deleted``: deleted or taken back, without a body), pushed to
+    the connections of the accounts that see it under WeChat's rule (SPEC.md 22.2)."""
+
+    comment: MomentComment
+    deleted: bool = False
+
+
 ClientFrame = (
     Register
     | Login
@@ -1858,6 +2015,14 @@ ClientFrame = (
     | UnbanCommenter
     | ListCommentBans
     | SetSlowMode
+    | PostMoment
+    | GetMoment
+    | GetMoments
+    | GetMomentComments
+    | CommentMoment
+    | LikeMoment
+    | DeleteMoment
+    | DeleteMomentComment
 )
 ServerFrame = (
     Challenge
@@ -1914,6 +2079,12 @@ ServerFrame = (
     | CommentEvent
     | ReactionsEvent
     | CommentBans
+    | MomentAnswer
+    | Moments
+    | MomentComments
+    | MomentCommented
+    | MomentEvent
+    | MomentCommentEvent
 )
 AnyFrame = ClientFrame | ServerFrame
 

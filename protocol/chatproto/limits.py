@@ -88,6 +88,12 @@ MAX_SEARCH_CHARS: Final = 64
 """A directory search's query (``search_channels``, SPEC.md 20.2)."""
 MAX_SEARCH_PAGE: Final = 50
 """Channels in one page of the directory."""
+MAX_MOMENT_BYTES: Final = 64 * 1024
+"""A Moment's ciphertext (SPEC.md 22)."""
+MAX_MOMENT_COMMENT_BYTES: Final = 16 * 1024
+"""A Moment comment's or like's ciphertext."""
+MAX_MOMENT_AUDIENCE: Final = 5000
+"""Accounts one Moment may be posted to."""
 
 # Moderation and views of public channels (SPEC.md 20.7).
 MAX_VIEW_SEQS: Final = 100

@@ -516,6 +516,28 @@ def _valid_examples() -> list[F.Frame]:
             items=[F.CommentBan(account=2, handle="bob", until=1, by=1, ts=1)],
             next=1,
         ),
+        *_moment_examples(),
+    ]
+
+
+def _moment_examples() -> list[F.Frame]:
+    moment = F.MomentInfo(moment=1, author=1, ts=1, body=b"m")
+    note = F.MomentComment(comment=1, moment=1, author=1, ts=1, kind="like", reply_to=1, body=b"c")
+    return [
+        F.PostMoment(id=1, audience=[2], all=False, body=b"m"),
+        F.GetMoment(id=1, moment=1),
+        F.GetMoments(id=1, author=1, before_ts=1, before=1, limit=1),
+        F.GetMomentComments(id=1, moment=1, after=1, limit=1),
+        F.CommentMoment(id=1, moment=1, reply_to=1, body=b"c"),
+        F.LikeMoment(id=1, moment=1, body=b"l", remove=True),
+        F.DeleteMoment(id=1, moment=1),
+        F.DeleteMomentComment(id=1, moment=1, comment=1),
+        F.MomentAnswer(re=1, info=moment, audience=[2]),
+        F.Moments(re=1, items=[moment], next_ts=1, next=1),
+        F.MomentComments(re=1, moment=1, items=[note], next=1),
+        F.MomentCommented(re=1, comment=note),
+        F.MomentEvent(info=moment, deleted=True),
+        F.MomentCommentEvent(comment=note, deleted=True),
     ]
 
 

@@ -419,6 +419,8 @@ class ClientProtocol:
                 | F.PostEvent()
                 | F.CommentEvent()
                 | F.ReactionsEvent()
+                | F.MomentEvent()
+                | F.MomentCommentEvent()
             ):
                 self._events.append(E.Pushed(frame))
             case _:
