@@ -40,6 +40,7 @@ from chatd.services.presence import PresenceService
 from chatd.services.push import PushService
 from chatd.services.reports import ReportService
 from chatd.services.suspension import SuspensionService
+from chatd.services.timeline import TimelineService
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class Services:
         self.channels = ChannelService(deps, self.limits)
         self.channel_moderation = ChannelModerationService(deps, self.limits)
         """Views, bans from comments and slow mode of public channels (SPEC.md 20.7)."""
+        self.timeline = TimelineService(deps)
         self.moments = MomentService(deps, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
@@ -511,6 +513,10 @@ class Session:
                 | F.GetReactions()
             ):
                 self.reply(await svc.channels.handle(a, self.device, self.conn_id, frame))
+            case F.WatchFeed() | F.WatchChannel() | F.WatchPost():
+                self.reply(await svc.timeline.watch(self, frame))
+            case F.GetTimeline():
+                self.reply(await svc.timeline.timeline(a, frame))
             case (
                 F.ViewPosts()
                 | F.BanCommenter()

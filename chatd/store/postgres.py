@@ -68,6 +68,7 @@ from chatd.store.moments import Moments
 from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql
+from chatd.store.timeline import Timelines
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,7 @@ class PostgresStore(
     Channels,
     PostComments,
     ChannelModeration,
+    Timelines,
     Moments,
     Ledger,
     GroupCommitWriter[Op[Any]],

@@ -64,6 +64,7 @@ from chatd.store.moments import Moments
 from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql, run_sync
+from chatd.store.timeline import Timelines
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -344,6 +345,7 @@ class SQLiteStore(
     Channels,
     PostComments,
     ChannelModeration,
+    Timelines,
     Moments,
     Ledger,
     GroupCommitWriter[Op[Any]],

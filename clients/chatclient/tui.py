@@ -295,6 +295,13 @@ class ShowPosts:
 
 
 @dataclass(frozen=True)
+class ShowTimeline:
+    """Show the newest entries of this account's timeline (``more``: the next older page)."""
+
+    more: bool = False
+
+
+@dataclass(frozen=True)
 class CommentPost:
     """Comment on post ``seq`` of ``@channel`` (``reply_to``: answer that comment)."""
 
@@ -641,6 +648,7 @@ Command = (
     | Follow
     | Search
     | ShowPosts
+    | ShowTimeline
     | CommentPost
     | ShowComments
     | ReactToPost
@@ -729,6 +737,8 @@ commands:
                              (/search more: the next page)
   /posts @channel [N]        the newest N (default 10) posts of a public channel, followed or
                              not, each checked against its publisher's device key
+  /timeline                  the newest posts of the channels you follow, newest last
+                             (/timeline more: the page before)
   /comment @channel SEQ [#N] text  comment on post SEQ (#N: answer comment N)
   /comments @channel SEQ     the comments of post SEQ, with their numbers
   /reactpost @channel SEQ EMOJI  react to post SEQ; /unreactpost takes it back
@@ -1129,6 +1139,10 @@ def parse_command(line: str) -> Command | None:
             return ReactToPost(parse_handle(args[0]), int(args[1]), args[2], name == "unreactpost")
         case "bancomments" | "unbancomments" | "commentbans" | "slowmode":
             return _parse_moderation(name, args)
+        case "timeline":
+            if args not in ([], ["more"]):
+                raise usage("/timeline [more]")
+            return ShowTimeline(more=bool(args))
         case "posts":
             if not 1 <= len(args) <= 2 or (len(args) == 2 and not args[1].isdigit()):
                 raise usage("/posts @channel [N]")

@@ -516,6 +516,11 @@ def _valid_examples() -> list[F.Frame]:
             items=[F.CommentBan(account=2, handle="bob", until=1, by=1, ts=1)],
             next=1,
         ),
+        F.WatchFeed(id=1, on=False),
+        F.WatchChannel(id=1, channel=1, on=False),
+        F.WatchPost(id=1, channel=1, seq=1, on=False),
+        F.GetTimeline(id=1, before="1.0.1.1", limit=1),
+        F.Timeline(re=1, items=[F.TimelineItem(at=1, post=post)], next="1.0.1.1"),
         *_moment_examples(),
     ]
 
