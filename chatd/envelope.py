@@ -48,6 +48,9 @@ FOLLOW: Final = 6
 whose id is in seq; every node routes the channel's posts to its local connections."""
 UNFOLLOW: Final = 7
 """Control, on an account's topic: the account stopped following the channel in seq."""
+FEED: Final = 8
+"""An event on an account's topic for its connections that watch the feed only (SPEC.md 20.7),
+e.g. a contact's new Moment."""
 
 
 def pack(kind: int, seq: int, origin: int, node: int, frame: bytes) -> bytes:
@@ -113,5 +116,11 @@ def device_topic(device: int) -> str:
 
 
 def channel_topic(channel: int) -> str:
-    """Posts of one public channel (SPEC.md 20), pushed to connected followers only."""
+    """Posts of one public channel (SPEC.md 20), pushed to the connections that watch them."""
     return f"p.{channel}"
+
+
+def post_topic(channel: int, seq: int) -> str:
+    """Comments and reaction counts of one public post, pushed to the connections that watch
+    its thread (SPEC.md 20.7)."""
+    return f"t.{channel}.{seq}"

@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
 from chatd import envelope
@@ -59,6 +59,11 @@ MembersOf = Callable[[int, Sequence[int]], Awaitable[dict[int, int]]]
 
 REREADS = 5
 """Reads of one re-check at most: another is made while accounts started watching during one."""
+
+WATCHED_CHANNELS = 10
+"""Channels one connection watches at once (SPEC.md 20.7): one more stops the oldest."""
+WATCHED_POSTS = 100
+"""Posts one connection watches at once (SPEC.md 20.7): one more stops the oldest."""
 
 _Held = tuple[int, int, int, bytes]
 """An envelope waiting for a re-check: ``(kind, seq, origin, payload)``; for an UNWATCH,
@@ -108,9 +113,18 @@ class Hub:
         self._devices: dict[int, list[Outlet]] = {}  # usually one connection each
         self._latest: dict[int, int] = {}
         self._channels: dict[int, set[Outlet]] = {}
-        """Public channel -> the local outlets of its followers (SPEC.md 20.3)."""
+        """Public channel -> the local outlets its posts go to: those watching the feed whose
+        account follows or administers it, and those watching the channel (SPEC.md 20.7)."""
         self._follows: dict[Outlet, set[int]] = {}
-        """Outlet -> the public channels routed to it (to stop on detach)."""
+        """Outlet -> the public channels its account follows or administers (its feed)."""
+        self._feed: set[Outlet] = set()
+        """Outlets watching the feed."""
+        self._open: dict[Outlet, dict[int, None]] = {}
+        """Outlet -> the channels it watches, oldest first (at most ``WATCHED_CHANNELS``)."""
+        self._threads: dict[Outlet, dict[tuple[int, int], None]] = {}
+        """Outlet -> the posts it watches, oldest first (at most ``WATCHED_POSTS``)."""
+        self._posts: dict[tuple[int, int], set[Outlet]] = {}
+        """Public post ``(channel, seq)`` -> the local outlets watching its thread."""
         self._unfollowed: dict[Outlet, set[int]] = {}
         """Outlets attached before their follows were read: the channels UNFOLLOWed for their
         account meanwhile (``follow_read`` skips them, as ``watch_read`` does removals)."""
@@ -161,8 +175,13 @@ class Hub:
         """Stop routing to ``outlet``. True when it was the account's last local connection."""
         self._reading.pop(outlet, None)
         self._unfollowed.pop(outlet, None)
+        self._feed.discard(outlet)
         for channel in tuple(self._follows.get(outlet, ())):
             self._unfollow(outlet, channel)
+        for channel in tuple(self._open.get(outlet, ())):
+            self.watch_channel(outlet, channel, False)
+        for post in tuple(self._threads.get(outlet, ())):
+            self.watch_post(outlet, *post, False)
         for conv in tuple(outlet.watching):
             self._unwatch(outlet, conv)
         same_device = self._devices.get(outlet.device)
@@ -236,12 +255,9 @@ class Hub:
         self.publish(envelope.account_topic(account), envelope.UNFOLLOW, channel, 0, b"")
 
     def _follow(self, outlet: Outlet, channel: int) -> None:
-        outlets = self._channels.get(channel)
-        if outlets is None:
-            outlets = self._channels[channel] = set()
-            self._broker.subscribe(envelope.channel_topic(channel), self._from_broker)
-        outlets.add(outlet)
         self._follows.setdefault(outlet, set()).add(channel)
+        if outlet in self._feed:
+            self._route(outlet, channel)
 
     def _unfollow(self, outlet: Outlet, channel: int) -> None:
         mine = self._follows.get(outlet)
@@ -249,17 +265,99 @@ class Hub:
             mine.discard(channel)
             if not mine:
                 del self._follows[outlet]
+        self._route(outlet, channel)
+
+    def _route(self, outlet: Outlet, channel: int) -> None:
+        """Send ``channel``'s posts to ``outlet`` when it watches the feed and its account
+        follows the channel, or it watches the channel; else not. The node subscribes to the
+        channel's topic while one of its outlets gets them, and only then."""
+        wanted = (outlet in self._feed and channel in self._follows.get(outlet, ())) or (
+            channel in self._open.get(outlet, ())
+        )
         outlets = self._channels.get(channel)
-        if outlets is None:
-            return
-        outlets.discard(outlet)
-        if not outlets:
-            del self._channels[channel]
-            self._broker.unsubscribe(envelope.channel_topic(channel))
+        if wanted:
+            if outlets is None:
+                outlets = self._channels[channel] = set()
+                self._broker.subscribe(envelope.channel_topic(channel), self._from_broker)
+            outlets.add(outlet)
+        elif outlets is not None:
+            outlets.discard(outlet)
+            if not outlets:
+                del self._channels[channel]
+                self._broker.unsubscribe(envelope.channel_topic(channel))
+
+    # ------------------------------------------------------------------ watching (SPEC.md 20.7)
+
+    def watch_feed(self, outlet: Outlet, on: bool) -> None:
+        """``outlet`` gets (or no longer gets) the posts of every channel its account follows
+        or administers, and the account's FEED events."""
+        if on:
+            self._feed.add(outlet)
+        else:
+            self._feed.discard(outlet)
+        for channel in tuple(self._follows.get(outlet, ())):
+            self._route(outlet, channel)
+
+    def watching_feed(self, outlet: Outlet) -> bool:
+        return outlet in self._feed
+
+    def watch_channel(self, outlet: Outlet, channel: int, on: bool) -> None:
+        """``outlet`` shows ``channel``'s page (or no longer): it gets its posts, following or
+        not. Watching one more than ``WATCHED_CHANNELS`` stops watching the oldest."""
+        mine = self._open.setdefault(outlet, {})
+        mine.pop(channel, None)
+        if on:
+            mine[channel] = None  # the newest
+            if len(mine) > WATCHED_CHANNELS:
+                oldest = next(iter(mine))
+                del mine[oldest]
+                self._route(outlet, oldest)
+        if not mine:
+            del self._open[outlet]
+        self._route(outlet, channel)
+
+    def watch_post(self, outlet: Outlet, channel: int, seq: int, on: bool) -> None:
+        """``outlet`` shows post ``seq``'s thread (or no longer): it gets the post's comments
+        and reaction counts. Watching one more than ``WATCHED_POSTS`` stops watching the
+        oldest."""
+        mine = self._threads.setdefault(outlet, {})
+        post = (channel, seq)
+        was = post in mine
+        mine.pop(post, None)
+        if on:
+            mine[post] = None
+            if not was:
+                outlets = self._posts.get(post)
+                if outlets is None:
+                    outlets = self._posts[post] = set()
+                    self._broker.subscribe(envelope.post_topic(channel, seq), self._from_broker)
+                outlets.add(outlet)
+            if len(mine) > WATCHED_POSTS:
+                oldest = next(iter(mine))
+                self.watch_post(outlet, *oldest, False)
+        elif was:
+            outlets = self._posts.get(post)
+            if outlets is not None:
+                outlets.discard(outlet)
+                if not outlets:
+                    del self._posts[post]
+                    self._broker.unsubscribe(envelope.post_topic(channel, seq))
+        if not mine:
+            self._threads.pop(outlet, None)
+
+    def watched(self, outlet: Outlet) -> tuple[list[int], list[tuple[int, int]]]:
+        """The channels and the posts ``outlet`` watches, oldest first."""
+        return list(self._open.get(outlet, ())), list(self._threads.get(outlet, ()))
 
     def _on_channel(self, channel: int, origin: int, frame: bytes) -> None:
+        self._push_to(self._channels.get(channel, ()), origin, frame)
+
+    def _on_post(self, post: tuple[int, int], origin: int, frame: bytes) -> None:
+        self._push_to(self._posts.get(post, ()), origin, frame)
+
+    def _push_to(self, outlets: Iterable[Outlet], origin: int, frame: bytes) -> None:
         sent = 0
-        for outlet in tuple(self._channels.get(channel, ())):
+        for outlet in tuple(outlets):
             if outlet.conn_id != origin:
                 outlet.push(frame)
                 sent += 1
@@ -354,6 +452,9 @@ class Hub:
             self._on_account(int(topic[2:]), kind, seq, origin, frame)
         elif prefix == "p":
             self._on_channel(int(topic[2:]), origin, frame)
+        elif prefix == "t":
+            ch, _, post = topic[2:].partition(".")
+            self._on_post((int(ch), int(post)), origin, frame)
         else:
             self._on_device(int(topic[2:]), origin, frame)
 
@@ -454,6 +555,9 @@ class Hub:
                 gone = self._unfollowed.get(outlet) if self._unfollowed else None
                 if gone is not None:
                     gone.add(seq)
+        elif kind == envelope.FEED:
+            outlets = self._accounts.get(account, ())
+            self._push_to((o for o in outlets if o in self._feed), origin, frame)
         else:
             for outlet in tuple(self._accounts.get(account, ())):
                 if outlet.conn_id != origin:

@@ -38,6 +38,7 @@ from chatd.services.presence import PresenceService
 from chatd.services.push import PushService
 from chatd.services.reports import ReportService
 from chatd.services.suspension import SuspensionService
+from chatd.services.timeline import TimelineService
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class Services:
         self.contacts = ContactService(deps, self.conversations, self.keys, self.limits)
         self.links = LinkService(deps, self.conversations, self.limits)
         self.channels = ChannelService(deps, self.limits)
+        self.timeline = TimelineService(deps)
         self.moments = MomentService(deps, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
@@ -503,6 +505,10 @@ class Session:
                 | F.GetReactions()
             ):
                 self.reply(await svc.channels.handle(a, self.device, self.conn_id, frame))
+            case F.WatchFeed() | F.WatchChannel() | F.WatchPost():
+                self.reply(await svc.timeline.watch(self, frame))
+            case F.GetTimeline():
+                self.reply(await svc.timeline.timeline(a, frame))
             case (
                 F.PostMoment()
                 | F.GetMoment()

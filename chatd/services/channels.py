@@ -2,9 +2,10 @@
 
 A post is checked (its signature under the publishing device's key, then the channel's next
 seq or the post's next version, inside the write) and stored ONCE; its ``post_event`` is
-encoded once and published on the channel's topic, which only nodes with a connected follower
-subscribe to, so a post costs one row and one push per connected follower, never a write per
-follower. Followers who were offline read the channel's history (``get_posts``) when they come
+encoded once and published on the channel's topic, which only nodes with a connection watching
+it subscribe to (SPEC.md 20.7: the feed of a follower, or the channel's page), so a post costs
+one row and one push per watching connection, never a write per follower; comments and reaction
+counts go on the post's own topic, to the connections watching its thread. Followers who were offline read the channel's history (``get_posts``) when they come
 back; anyone may read it before following (the preview).
 
 The server cannot make or alter a post that verifies: the signature covers every field a reader
@@ -91,7 +92,7 @@ class ChannelService:
                     f.channel, f.seq, account, f.reply_to, f.kind, f.content, self._d.clock.now_ms()
                 )
                 event = F.CommentEvent(channel=f.channel, seq=f.seq, comment=info)
-                self._push(f.channel, event, conn)
+                self._push_thread(f.channel, f.seq, event, conn)
                 return F.Commented(re=f.id, channel=f.channel, seq=f.seq, comment=info)
             case F.GetComments():
                 items, total = await self._d.store.comments(f.channel, f.seq, f.after, f.limit)
@@ -117,8 +118,17 @@ class ChannelService:
         raise ChatdError("not a channel frame", ErrorCode.UNKNOWN_FRAME)
 
     def _push(self, channel: int, frame: F.Frame, origin: int = 0) -> None:
-        """Encode ``frame`` once and hand it to the channel's connected followers."""
+        """Encode ``frame`` once and hand it to the connections watching the channel's posts:
+        those watching the feed of an account that follows it, and those watching the channel
+        (SPEC.md 20.7)."""
         topic = envelope.channel_topic(channel)
+        self._d.hub.publish(topic, envelope.EVENT, 0, origin, codec.encode(frame))
+
+    def _push_thread(self, channel: int, seq: int, frame: F.Frame, origin: int = 0) -> None:
+        """Encode ``frame`` once and hand it to the connections watching post ``seq``'s thread
+        only: a comment under a post of a channel with 100,000 connected followers reaches the
+        few that show that thread."""
+        topic = envelope.post_topic(channel, seq)
         self._d.hub.publish(topic, envelope.EVENT, 0, origin, codec.encode(frame))
 
     def _counts_changed(self, channel: int, seq: int) -> None:
@@ -146,7 +156,7 @@ class ChannelService:
         except Exception:
             log.exception("reaction counts not pushed", extra={"channel": channel})
             return
-        self._push(channel, F.ReactionsEvent(channel=channel, seq=seq, counts=counts))
+        self._push_thread(channel, seq, F.ReactionsEvent(channel=channel, seq=seq, counts=counts))
 
     async def create(self, account: int, f: F.CreateChannel) -> F.ChannelAnswer:
         row = await self._d.store.create_channel(

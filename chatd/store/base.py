@@ -959,6 +959,29 @@ class ChannelStore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class TimelinePost:
+    """A channel post as the timeline lists it: ``at`` is the server's time when it was first
+    stored (the timeline's order, SPEC.md 20.8), ``post`` its current version."""
+
+    at: int
+    post: F.Post
+
+
+class TimelineStore(Protocol):
+    """The timeline's reads (``store.timeline``): fan-out on read, nothing per follower."""
+
+    async def timeline_posts(
+        self, account: int, before: tuple[int, int, int] | None, limit: int
+    ) -> list[TimelinePost]:
+        """The newest ``limit`` live posts of the channels ``account`` follows whose
+        ``(at, channel, seq)`` is below ``before`` (None: the newest), newest first; a bounded
+        number of rows read however many channels are followed (``store.timeline``)."""
+
+    async def live_post(self, channel: int, seq: int) -> bool:
+        """Post ``seq`` of ``channel`` exists and is not deleted."""
+
+
+@dataclass(frozen=True, slots=True)
 class MomentRow:
     """A Moment (SPEC.md 22) as stored: ``ciphertext`` is opaque to the server (the author's
     client encrypted it to the audience); ``audience`` counts the accounts it was posted to (the
@@ -1074,6 +1097,7 @@ class Store(
     PushStore,
     LinkStore,
     ChannelStore,
+    TimelineStore,
     MomentStore,
     Protocol,
 ):

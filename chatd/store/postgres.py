@@ -67,6 +67,7 @@ from chatd.store.moments import Moments
 from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql
+from chatd.store.timeline import Timelines
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -263,6 +264,7 @@ class PostgresStore(
     Links,
     Channels,
     PostComments,
+    Timelines,
     Moments,
     Ledger,
     GroupCommitWriter[Op[Any]],

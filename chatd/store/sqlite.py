@@ -63,6 +63,7 @@ from chatd.store.moments import Moments
 from chatd.store.push import Push
 from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql, run_sync
+from chatd.store.timeline import Timelines
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -342,6 +343,7 @@ class SQLiteStore(
     Links,
     Channels,
     PostComments,
+    Timelines,
     Moments,
     Ledger,
     GroupCommitWriter[Op[Any]],

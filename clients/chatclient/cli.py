@@ -130,6 +130,7 @@ from chatclient.tui import (
     ShowMomentComments,
     ShowMoments,
     ShowPosts,
+    ShowTimeline,
     Unlink,
     Verify,
     Wallet,
@@ -249,6 +250,8 @@ class Session:
         self._read_tasks: dict[int, asyncio.Task[None]] = {}
         self._sends: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self._timeline_next = ""
+        """The cursor of ``/timeline more``."""
         self._typing_sent = 0.0
         self._typing_seen: dict[tuple[int, int], float] = {}
         self._packets: dict[int, str] = {}
@@ -275,6 +278,9 @@ class Session:
         self.show("type /help for commands, /convs to list conversations", "dim")
         for m in self.client.pending():  # left by an earlier run: sent now
             self.show(f"[{self.names.label(m.conv)}] pending: {m.text}", "dim")
+        # The terminal shows the feed: the posts of followed channels arrive live (and again
+        # after each reconnect: the SDK says it again).
+        self._spawn(self.client.timeline.watch_feed())
         events = asyncio.create_task(self._pump_events())
         commands = asyncio.create_task(self._read_commands())
         status = 0
@@ -644,6 +650,7 @@ class Session:
         | Follow
         | Search
         | ShowPosts
+        | ShowTimeline
         | CommentPost
         | ShowComments
         | ReactToPost,
@@ -702,10 +709,15 @@ class Session:
                     self.show(f"[@{handle}] #{r.post.seq} refused: {r.reason}", "error")
                 if not page.posts and not page.rejected:
                     self.show(f"@{handle} has no posts yet", "system")
+            case ShowTimeline(more):
+                await self._show_timeline(more)
             case CommentPost(handle, seq, text, reply_to):
-                said = await ch.comment(await self._channel(handle), seq, text, reply_to=reply_to)
+                channel = await self._channel(handle)
+                await self.client.timeline.watch_post(channel, seq)  # the answers show here
+                said = await ch.comment(channel, seq, text, reply_to=reply_to)
                 self.show(f"[@{handle}] #{seq} comment #{said.comment} posted", "system")
             case ShowComments(handle, seq):
+                await self.client.timeline.watch_post(await self._channel(handle), seq)
                 at = 0
                 while True:
                     thread = await ch.comments(await self._channel(handle), seq, after=at)
@@ -774,6 +786,25 @@ class Session:
                     await mo.delete(moment)
                     self.show(f"[moment {moment}] deleted", "system")
 
+    async def _show_timeline(self, more: bool) -> None:
+        """``/timeline``: a page of the timeline, oldest first on screen like the rest."""
+        if more and not self._timeline_next:
+            self.show("no older posts in your timeline", "system")
+            return
+        page = await self.client.timeline.page(before=self._timeline_next if more else "", limit=10)
+        self._timeline_next = page.next
+        for entry in reversed(page.entries):
+            if entry.post is not None:
+                self.console.show(format_post(entry.post, self.names))
+        for r in page.rejected:
+            self.show(
+                f"post #{r.post.seq} of channel {r.post.channel} refused: {r.reason}", "error"
+            )
+        if not page.entries and not page.rejected:
+            self.show("your timeline is empty: /follow @channel", "system")
+        elif page.next:
+            self.show("/timeline more: older posts", "dim")
+
     async def _execute(self, cmd: Command) -> None:
         c = self.client
         match cmd:
@@ -797,6 +828,7 @@ class Session:
                 | Follow()
                 | Search()
                 | ShowPosts()
+                | ShowTimeline()
                 | CommentPost()
                 | ShowComments()
                 | ReactToPost()

@@ -18,6 +18,8 @@ Where each part lives (each module's docstring says what it promises):
 * ``keys``          the to-device queue, device lists, safety numbers
 * ``profiles``      bot profiles; ``miniapps``: invocations, cards, shares, forwards
 * ``channels``      public channels: the directory, follows, signed posts (verified)
+* ``timeline``      the merged timeline, paged; what this connection watches (said again
+  after each reconnect)
 * ``moments``       Moments to contacts, end-to-end encrypted, WeChat's visibility rule
 * ``payments``, ``media``, ``members``, ``e2e``: payments, attachments, the membership log,
   end-to-end encryption
@@ -63,6 +65,7 @@ from chatclient.profiles import Profiles
 from chatclient.receiving import KNOWN_SENDERS, Receiving
 from chatclient.reports import Reports
 from chatclient.sending import Sending
+from chatclient.timeline import Timeline
 
 __all__ = [
     "KNOWN_SENDERS",
@@ -155,6 +158,9 @@ class Client:
         self.channels = Channels(conn, self.e2e, conn.emit)
         """Public channels (``create``, ``search``, ``follow``, ``publish``, ``posts``, ...:
         chatclient/channels.py); verifies every post's signature."""
+        self.timeline = Timeline(conn, self.channels)
+        """The timeline (``page``, ``entries``) and what this connection watches
+        (``watch_feed``, ``watch_channel``, ``watch_post``: chatclient/timeline.py)."""
         self.moments = Moments(conn, self.e2e, self._keys.fetch_to_device, conn.emit)
         """Moments to contacts, end-to-end encrypted (``post``, ``feed``, ``comment``, ``like``,
         ...: chatclient/moments.py)."""
@@ -213,6 +219,7 @@ class Client:
             await self.e2e.setup(first_device=first_device)
             await self._keys.fetch_to_device()  # sender keys first, so synced messages open
         await self._receiving.resync()
+        await self.timeline.rewatch()  # the server forgot what the last connection watched
         self._sending.resume()
 
     async def _on_sender_key(self, conv: int) -> None:

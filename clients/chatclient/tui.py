@@ -297,6 +297,13 @@ class ShowPosts:
 
 
 @dataclass(frozen=True)
+class ShowTimeline:
+    """Show the newest entries of this account's timeline (``more``: the next older page)."""
+
+    more: bool = False
+
+
+@dataclass(frozen=True)
 class CommentPost:
     """Comment on post ``seq`` of ``@channel`` (``reply_to``: answer that comment)."""
 
@@ -663,6 +670,7 @@ Command = (
     | Follow
     | Search
     | ShowPosts
+    | ShowTimeline
     | CommentPost
     | ShowComments
     | ReactToPost
@@ -754,6 +762,8 @@ commands:
                              (/search more: the next page)
   /posts @channel [N]        the newest N (default 10) posts of a public channel, followed or
                              not, each checked against its publisher's device key
+  /timeline                  the newest posts of the channels you follow, newest last
+                             (/timeline more: the page before)
   /comment @channel SEQ [#N] text  comment on post SEQ (#N: answer comment N)
   /comments @channel SEQ     the comments of post SEQ, with their numbers
   /reactpost @channel SEQ EMOJI  react to post SEQ; /unreactpost takes it back
@@ -1152,6 +1162,10 @@ def parse_command(line: str) -> Command | None:
             if not ok:
                 raise usage("/delmoment ID [#N]")
             return DeleteMoment(int(args[0]), int(args[1][1:]) if len(args) == 2 else 0)
+        case "timeline":
+            if args not in ([], ["more"]):
+                raise usage("/timeline [more]")
+            return ShowTimeline(more=bool(args))
         case "posts":
             if not 1 <= len(args) <= 2 or (len(args) == 2 and not args[1].isdigit()):
                 raise usage("/posts @channel [N]")

@@ -88,6 +88,10 @@ MAX_SEARCH_CHARS: Final = 64
 """A directory search's query (``search_channels``, SPEC.md 20.2)."""
 MAX_SEARCH_PAGE: Final = 50
 """Channels in one page of the directory."""
+MAX_TIMELINE_PAGE: Final = 50
+"""Items in one page of the timeline (``get_timeline``, SPEC.md 20.8)."""
+MAX_TIMELINE_CURSOR_CHARS: Final = 80
+"""A timeline cursor's longest text."""
 MAX_MOMENT_BYTES: Final = 64 * 1024
 """A Moment's ciphertext (SPEC.md 22)."""
 MAX_MOMENT_COMMENT_BYTES: Final = 16 * 1024

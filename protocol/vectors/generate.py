@@ -542,6 +542,14 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("react_post", F.ReactPost(id=119, channel=7, seq=1, emoji="👍")),
         ("unreact_post", F.ReactPost(id=120, channel=7, seq=1, emoji="👍", remove=True)),
         ("get_reactions", F.GetReactions(id=121, channel=7, seq=1)),
+        ("watch_feed", F.WatchFeed(id=122)),
+        ("unwatch_feed", F.WatchFeed(id=123, on=False)),
+        ("watch_channel", F.WatchChannel(id=124, channel=7)),
+        ("unwatch_channel", F.WatchChannel(id=125, channel=7, on=False)),
+        ("watch_post", F.WatchPost(id=126, channel=7, seq=1)),
+        ("unwatch_post", F.WatchPost(id=127, channel=7, seq=1, on=False)),
+        ("get_timeline", F.GetTimeline(id=128)),
+        ("get_timeline_page", F.GetTimeline(id=129, before="1767225600200.0.7.1", limit=10)),
     ]
 
 
@@ -1041,6 +1049,15 @@ def server_frames() -> list[tuple[str, F.Frame]]:
         ),
         ("comments_empty", F.Comments(re=116, channel=7, seq=1, items=[])),
         ("comment_event", F.CommentEvent(channel=7, seq=1, comment=COMMENT)),
+        (
+            "timeline",
+            F.Timeline(
+                re=128,
+                items=[F.TimelineItem(at=1767225600200, post=POST)],
+                next="1767225600200.0.7.1",
+            ),
+        ),
+        ("timeline_end", F.Timeline(re=129, items=[])),
         (
             "reactions_event",
             F.ReactionsEvent(channel=7, seq=1, counts=[F.ReactionCount(emoji="👍", count=12)]),

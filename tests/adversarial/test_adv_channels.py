@@ -57,6 +57,7 @@ async def test_a_pushed_post_altered_by_the_server_is_refused(
         box = Inbox(bob)
         ch = (await alice.channels.create("alice_news", "Alice News")).channel
         await bob.channels.follow(ch)
+        await bob.timeline.watch_feed()  # posts are pushed to connections watching the feed
         await alice.channels.publish_text(ch, "honest")
         await box.take(post_text("honest"))
         alter_pushed_posts(attacker, "sell everything now")
@@ -83,6 +84,7 @@ async def test_a_post_signed_by_a_device_the_server_added_is_refused(
         box = Inbox(bob)
         ch = (await alice.channels.create("alice_news", "Alice News")).channel
         await bob.channels.follow(ch)
+        await bob.timeline.watch_feed()  # posts are pushed to connections watching the feed
         await alice.channels.publish_text(ch, "honest")
         await box.take(post_text("honest"))
         ghost, seed = attacker.ghost_device(alice.account)

@@ -73,6 +73,8 @@ async def test_a_public_channel_from_creation_to_a_verified_live_post(
         info = await bob.channels.follow(ch)
         assert info.following and info.followers == 1
         await carol.channels.follow(ch)
+        for reader in (bob, carol):  # live posts go to connections watching the feed
+            await reader.timeline.watch_feed()
         await alice.channels.publish_text(ch, "breaking")
         for reader in (bob, carol):
             got = await _next_post(reader)
@@ -131,6 +133,7 @@ async def test_edits_keep_history_a_delete_is_a_tombstone_and_tampering_is_refus
     try:
         ch = (await alice.channels.create("alice_blog", "Alice's blog")).channel
         await bob.channels.follow(ch)
+        await bob.timeline.watch_channel(ch)  # the channel's page is open
         seq = await alice.channels.publish_text(ch, "frist post")
         assert isinstance(await _next_post(bob), ChannelPost)
         assert await alice.channels.edit_text(ch, seq, "first post") == 1
@@ -223,9 +226,9 @@ async def test_comments_page_with_replies_and_reactions_are_counted(
 async def test_followers_see_new_comments_and_counts_pushed_in_aggregate(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    """A connected follower gets each new comment and, for a burst of reactions, one or two
-    pushes of the post's counts (at most one a second), never one per reaction; a reader who
-    does not follow gets neither."""
+    """A connection watching the post gets each new comment and, for a burst of reactions,
+    one or two pushes of the post's counts (at most one a second), never one per reaction; a
+    reader who does not watch the post gets neither."""
     alice = await _user(server, tmp_path, "alice")
     bob = await _user(server, tmp_path, "bob")
     stranger = await _user(server, tmp_path, "stranger")
@@ -234,6 +237,7 @@ async def test_followers_see_new_comments_and_counts_pushed_in_aggregate(
         ch = (await alice.channels.create("alice_news", "Alice News")).channel
         seq = await alice.channels.publish_text(ch, "react!")
         await bob.channels.follow(ch)
+        await bob.timeline.watch_post(ch, seq)
         said = await stranger.channels.comment(ch, seq, "first")
         await asyncio.gather(*(f.channels.react(ch, seq, "👍") for f in fans))
         comments: list[ChannelComment] = []

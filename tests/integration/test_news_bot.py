@@ -39,6 +39,7 @@ async def test_the_news_bot_publishes_for_the_channels_owner_only(
         ch = (await alice.channels.create("alice_news", "Alice News")).channel
         await alice.channels.set_admin(ch, bot.me.account)
         await bob.channels.follow(ch)
+        await bob.timeline.watch_feed()  # posts are pushed to connections watching the feed
         bob_posts = Inbox(bob)
 
         conv = await alice.direct(bot.me.account)

@@ -494,6 +494,11 @@ def _valid_examples() -> list[F.Frame]:
         F.Reactions(
             re=1, channel=1, seq=1, counts=[F.ReactionCount(emoji="e", count=1, mine=True)]
         ),
+        F.WatchFeed(id=1, on=False),
+        F.WatchChannel(id=1, channel=1, on=False),
+        F.WatchPost(id=1, channel=1, seq=1, on=False),
+        F.GetTimeline(id=1, before="1.0.1.1", limit=1),
+        F.Timeline(re=1, items=[F.TimelineItem(at=1, post=post)], next="1.0.1.1"),
         *_moment_examples(),
     ]
 

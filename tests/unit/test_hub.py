@@ -10,7 +10,7 @@ import pytest
 
 from chatd import envelope
 from chatd.broker.memory import MemoryBroker
-from chatd.hub import HOLD, Hub
+from chatd.hub import HOLD, WATCHED_CHANNELS, WATCHED_POSTS, Hub
 from chatd.metrics import HotCounters
 
 _conn_ids = itertools.count(1)
@@ -676,6 +676,7 @@ def test_a_channels_posts_reach_its_followers_connections_only(hub: Hub) -> None
     follower, other = FakeOutlet(account=7), FakeOutlet(account=8)
     for o in (follower, other):
         hub.attach(o, [])
+        hub.watch_feed(o, True)
     hub.follow(7, 40)
     hub.publish(envelope.channel_topic(40), envelope.EVENT, 0, 0, b"post")
     assert (follower.pushed, other.pushed) == ([b"post"], [])
@@ -687,6 +688,7 @@ def test_a_channels_posts_reach_its_followers_connections_only(hub: Hub) -> None
 def test_an_unfollow_during_a_logins_read_wins_over_the_read(hub: Hub) -> None:
     o = FakeOutlet(account=7)
     hub.attach(o)  # attached before the follows are read
+    hub.watch_feed(o, True)
     hub.unfollow(7, 40)  # unfollowed (on another connection) while the read is in flight
     hub.watch_read(o, [])
     hub.follow_read(o, [40, 41])  # the read predates the unfollow
@@ -700,6 +702,7 @@ def test_a_follow_again_during_the_read_routes_and_a_detached_outlet_gets_nothin
 ) -> None:
     o, closed = FakeOutlet(account=7), FakeOutlet(account=9)
     hub.attach(o)
+    hub.watch_feed(o, True)
     hub.unfollow(7, 40)
     hub.follow(7, 40)  # unfollowed then followed again during the read
     hub.follow_read(o, [])
@@ -708,3 +711,70 @@ def test_a_follow_again_during_the_read_routes_and_a_detached_outlet_gets_nothin
     hub.follow_read(closed, [40])
     hub.publish(envelope.channel_topic(40), envelope.EVENT, 0, 0, b"p")
     assert (o.pushed, closed.pushed) == ([b"p"], [])
+
+
+# ------------------------------------------------------------------ watching (SPEC.md 20.7)
+
+
+def test_a_node_subscribes_to_a_channel_only_while_a_connection_watches_it(
+    hub: Hub, broker: MemoryBroker
+) -> None:
+    """Following routes nothing by itself: the feed of a follower, or the channel's page, does;
+    the broker topic is held exactly while one of them is on."""
+    follower, reader = FakeOutlet(account=7), FakeOutlet(account=8)
+    hub.attach(follower, [])
+    hub.attach(reader, [])
+    hub.follow_read(follower, [40])
+    hub.follow_read(reader, [])
+    topic = envelope.channel_topic(40)
+    assert topic not in broker._handlers  # a connected follower that watches nothing
+    hub.watch_feed(follower, True)
+    hub.watch_channel(reader, 40, True)
+    hub.publish(topic, envelope.EVENT, 0, 0, b"post")
+    assert follower.pushed == reader.pushed == [b"post"]
+    hub.watch_feed(follower, False)
+    assert topic in broker._handlers
+    hub.detach(reader)
+    assert topic not in broker._handlers
+
+
+def test_a_posts_thread_goes_to_its_watchers_and_the_oldest_watch_gives_way(
+    hub: Hub, broker: MemoryBroker
+) -> None:
+    o, other = FakeOutlet(account=7), FakeOutlet(account=8)
+    hub.attach(o, [])
+    hub.attach(other, [])
+    for seq in range(1, WATCHED_POSTS + 2):  # one more than the bound: post 1 is dropped
+        hub.watch_post(o, 40, seq, True)
+    hub.watch_post(other, 40, 1, True)
+    assert len(hub.watched(o)[1]) == WATCHED_POSTS
+    assert hub.watched(o)[1][0] == (40, 2)
+    hub.publish(envelope.post_topic(40, 1), envelope.EVENT, 0, 0, b"c1")
+    hub.publish(envelope.post_topic(40, 2), envelope.EVENT, 0, 0, b"c2")
+    assert (o.pushed, other.pushed) == ([b"c2"], [b"c1"])
+    hub.detach(o)
+    assert envelope.post_topic(40, 2) not in broker._handlers
+    assert envelope.post_topic(40, 1) in broker._handlers
+
+
+def test_watching_more_channels_than_the_bound_stops_the_oldest(hub: Hub) -> None:
+    o = FakeOutlet(account=7)
+    hub.attach(o, [])
+    for ch in range(1, WATCHED_CHANNELS + 2):
+        hub.watch_channel(o, ch, True)
+    hub.watch_channel(o, 2, True)  # watched again: the newest now
+    hub.watch_channel(o, 100, True)
+    assert hub.watched(o)[0] == [*range(4, WATCHED_CHANNELS + 2), 2, 100]
+    hub.publish(envelope.channel_topic(1), envelope.EVENT, 0, 0, b"p1")
+    hub.publish(envelope.channel_topic(3), envelope.EVENT, 0, 0, b"p3")
+    hub.publish(envelope.channel_topic(2), envelope.EVENT, 0, 0, b"p2")
+    assert o.pushed == [b"p2"]
+
+
+def test_feed_events_reach_only_the_accounts_connections_watching_the_feed(hub: Hub) -> None:
+    feed, elsewhere = FakeOutlet(account=7), FakeOutlet(account=7)
+    hub.attach(feed, [])
+    hub.attach(elsewhere, [])
+    hub.watch_feed(feed, True)
+    hub.publish(envelope.account_topic(7), envelope.FEED, 0, 0, b"moment")
+    assert (feed.pushed, elsewhere.pushed) == ([b"moment"], [])

@@ -1,0 +1,67 @@
+"""What a connection watches, and the account's timeline (SPEC.md 20.7, 20.8).
+
+Watching is a property of the connection, never stored: a connection that shows the feed, a
+channel's page or a post's thread says so, and only then gets their live events; everything it
+missed it reads (``get_timeline``, ``get_posts``, ``get_comments``). So a post of a channel with
+100,000 followers is pushed to the connections that watch it, not to every connected follower,
+and a comment to the few that show its thread.
+
+The timeline is fan-out on read: a post is one row whatever the number of followers, and a page
+merges each source's newest items below the cursor (``core.timeline``) as read from the store
+(``store.timeline``), each source bounded by the page's size.
+"""
+
+from __future__ import annotations
+
+from chatproto import frames as F
+
+from chatd.core import timeline as tl
+from chatd.errors import NotFound
+from chatd.hub import Outlet
+from chatd.services.deps import Deps
+from chatd.store.base import TimelinePost
+
+
+class TimelineService:
+    def __init__(self, deps: Deps) -> None:
+        self._d = deps
+
+    async def watch(self, outlet: Outlet, f: F.WatchFeed | F.WatchChannel | F.WatchPost) -> F.Ok:
+        """Start or stop watching; once ``ok`` is answered, every node routes what is watched
+        to this connection (the node's subscription is in effect at the broker)."""
+        hub = self._d.hub
+        match f:
+            case F.WatchFeed():
+                hub.watch_feed(outlet, f.on)
+            case F.WatchChannel():
+                if f.on and await self._d.store.channel(f.channel, 0) is None:
+                    raise NotFound("no such channel")
+                hub.watch_channel(outlet, f.channel, f.on)
+            case F.WatchPost():
+                if f.on and not await self._d.store.live_post(f.channel, f.seq):
+                    raise NotFound("no such post")
+                hub.watch_post(outlet, f.channel, f.seq, f.on)
+        if f.on:
+            await hub.barrier()
+        return F.Ok(re=f.id)
+
+    async def timeline(self, account: int, f: F.GetTimeline) -> F.Timeline:
+        """A page of ``account``'s timeline after the cursor ``f.before`` (SPEC.md 20.8)."""
+        cursor = tl.decode_cursor(f.before)
+        rows = await self._d.store.timeline_posts(account, _posts_below(cursor), f.limit)
+        page = tl.merge(f.limit, [[_post_entry(r) for r in rows]])
+        return F.Timeline(re=f.id, items=[e.item for e in page.entries], next=page.next)
+
+
+def _post_entry(r: TimelinePost) -> tl.Entry[F.TimelineItem]:
+    key = tl.Key(r.at, tl.POSTS, (r.post.channel, r.post.seq))
+    return tl.Entry(key, F.TimelineItem(at=r.at, post=r.post))
+
+
+def _posts_below(cursor: tl.Key | None) -> tuple[int, int, int] | None:
+    """The posts' bound as the store takes it: ``(at, channel, seq)``."""
+    bound = tl.source_bound(cursor, tl.POSTS)
+    if bound is None:
+        return None
+    at, (channel, seq) = bound
+    return (at, channel, seq)

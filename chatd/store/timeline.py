@@ -1,0 +1,102 @@
+"""The timeline's reads (``TimelineStore``, SPEC.md 20.8), written once for both databases.
+
+Fan-out on read: publishing writes one row whatever the number of followers, and a timeline
+page walks the followed channels' posts by the server time they were stored at
+(``pub_posts.created``, indexed per channel as ``(channel, created, seq)``).
+
+A page costs a bounded number of rows however many channels the account follows and however
+long they are, in two steps:
+
+1. the head of each followed channel: its newest live post below the cursor, ONE index seek per
+   followed channel (a correlated ``ORDER BY ... LIMIT 1``); the ``limit`` channels with the
+   newest heads are the only ones that can have an item on the page (any other channel's head,
+   and so all its posts, is below ``limit`` heads);
+2. from the channel ranked ``r`` (0: the newest head) at most ``limit - r`` posts: the ``r``
+   channels before it each put their head above all of its posts.
+
+Rows read: one per followed channel, then at most ``limit * (limit + 1) / 2`` (210 for a page of
+20), all index range scans. The other shape, walking every post by time and keeping the followed
+ones, reads a number of rows that grows with the posts of channels the account does NOT follow
+(measured in loadtest/bench_channel_fanout.py's notes and the README).
+"""
+
+from __future__ import annotations
+
+from chatproto import frames as F
+from chatproto import posts
+
+from chatd.store.base import TimelinePost
+from chatd.store.sql import Row, Scripts, Sql, reads
+
+_MAX = 2**63 - 1
+_COLS = "p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, p.created"
+_BELOW = (
+    "p.created <= ? AND (p.created < ? OR p.channel < ? OR (p.channel = ? AND p.seq < ?))"
+    " AND p.kind <> ?"
+)
+"""A live post whose key (created, channel, seq) is below the cursor's."""
+
+
+def _below(before: tuple[int, int, int]) -> tuple[object, ...]:
+    at, channel, seq = before
+    return (at, at, channel, channel, seq, posts.TOMBSTONE)
+
+
+def _row(r: Row) -> TimelinePost:
+    post = F.Post(
+        channel=int(r[0]),
+        seq=int(r[1]),
+        ver=int(r[2]),
+        ts=int(r[3]),
+        author=int(r[4]),
+        device=int(r[5]),
+        kind=str(r[6]),
+        content=bytes(r[7]),
+        sig=bytes(r[8]),
+    )
+    return TimelinePost(at=int(r[9]), post=post)
+
+
+async def timeline_posts(
+    db: Sql, account: int, before: tuple[int, int, int] | None, limit: int
+) -> list[TimelinePost]:
+    """The newest ``limit`` live posts (current version, not deleted) of the channels
+    ``account`` follows whose key ``(created, channel, seq)`` is below ``before`` (None: all),
+    newest first."""
+    bound = _below(before if before is not None else (_MAX, _MAX, _MAX))
+    heads = await db.fetch(
+        "SELECT h.channel FROM (SELECT f.channel AS channel,"
+        f" (SELECT p.created FROM pub_posts p WHERE p.channel = f.channel AND {_BELOW}"
+        "   ORDER BY p.created DESC, p.seq DESC LIMIT 1) AS head"
+        " FROM pub_follows f WHERE f.account = ?) AS h"
+        " WHERE h.head IS NOT NULL ORDER BY h.head DESC, h.channel DESC LIMIT ?",
+        *bound,
+        account,
+        limit,
+    )
+    if not heads:
+        return []
+    parts: list[str] = []
+    args: list[object] = []
+    for rank, (channel,) in enumerate(heads):
+        parts.append(
+            f"SELECT * FROM (SELECT {_COLS} FROM pub_posts p WHERE p.channel = ? AND {_BELOW}"
+            f" ORDER BY p.created DESC, p.seq DESC LIMIT ?) AS t{rank}"
+        )
+        args += [int(channel), *bound, limit - rank]
+    rows = [_row(r) for r in await db.fetch(" UNION ALL ".join(parts), *args)]
+    rows.sort(key=lambda t: (t.at, t.post.channel, t.post.seq), reverse=True)
+    return rows[:limit]
+
+
+async def live_post(db: Sql, channel: int, seq: int) -> bool:
+    """Post ``seq`` of ``channel`` exists and is not deleted."""
+    kind = await db.fetchval("SELECT kind FROM pub_posts WHERE channel=? AND seq=?", channel, seq)
+    return kind is not None and kind != posts.TOMBSTONE
+
+
+class Timelines(Scripts):
+    """The timeline's reads (``TimelineStore``)."""
+
+    timeline_posts = reads(timeline_posts)
+    live_post = reads(live_post)
