@@ -1028,6 +1028,8 @@ class MomentRow:
     audience: int = 0
     device: int = 0
     """The author's device that encrypted it (receivers find the Moment's key by it)."""
+    handle: str = ""
+    """The author's handle (viewers are its contacts: they know it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1042,6 +1044,8 @@ class MomentCommentRow:
     kind: str
     ts_ms: int
     ciphertext: bytes
+    handle: str = ""
+    """The commenter's handle."""
 
 
 class MomentStore(Protocol):

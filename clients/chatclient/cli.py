@@ -69,6 +69,7 @@ from chatclient.tui import (
     ClaimPacket,
     Command,
     CommentBanList,
+    CommentMoment,
     CommentPost,
     Console,
     ContactList,
@@ -76,6 +77,7 @@ from chatclient.tui import (
     Create,
     Decline,
     DeleteMessage,
+    DeleteMoment,
     Dm,
     Drop,
     EditMessage,
@@ -91,6 +93,7 @@ from chatclient.tui import (
     JoinRequestList,
     Kick,
     Leave,
+    LikeMoment,
     Line,
     LinkList,
     MakeLink,
@@ -104,6 +107,7 @@ from chatclient.tui import (
     Pay,
     PayOrder,
     PayRequest,
+    PostMoment,
     Press,
     Privacy,
     Publish,
@@ -125,6 +129,8 @@ from chatclient.tui import (
     ShareCard,
     ShareLink,
     ShowComments,
+    ShowMomentComments,
+    ShowMoments,
     ShowPosts,
     ShowTimeline,
     SlowMode,
@@ -139,6 +145,8 @@ from chatclient.tui import (
     format_convs,
     format_event,
     format_message,
+    format_moment,
+    format_moment_note,
     format_post,
     format_request,
     format_requests,
@@ -781,6 +789,58 @@ class Session:
                 gone = ", their comments deleted" if delete else ""
                 self.show(f"@{name} may not comment in @{handle} {end}{gone}", "system")
 
+    async def _handle_id(self, handle: str) -> int:
+        account = await self.client.lookup(handle)
+        self.names.handles[account] = handle
+        return account
+
+    async def _moments(
+        self,
+        cmd: PostMoment
+        | ShowMoments
+        | CommentMoment
+        | ShowMomentComments
+        | LikeMoment
+        | DeleteMoment,
+    ) -> None:
+        """Moments (SPEC.md 22): posts to contacts, end-to-end encrypted to whom may read them."""
+        mo = self.client.moments
+        match cmd:
+            case PostMoment(text, audience):
+                chosen = [await self._handle_id(h) for h in audience] if audience else None
+                posted = await mo.post(text, chosen)
+                whom = " ".join(f"@{h}" for h in audience) or "all your contacts"
+                self.show(f"[moment {posted.moment}] posted to {whom}", "system")
+            case ShowMoments(author, count):
+                who = await self._handle_id(author) if author else 0
+                page = await mo.feed(author=who, limit=count)
+                for m in reversed(page.items):
+                    self.console.show(format_moment(m, self.names))
+                if not page.items:
+                    self.show("no moments", "system")
+            case CommentMoment(moment, text, reply_to):
+                note = await mo.comment(moment, text, reply_to)
+                self.show(f"[moment {moment}] comment #{note.comment} posted", "system")
+            case ShowMomentComments(moment):
+                shown = 0
+                async for n in mo.comments(moment):
+                    self.console.show(format_moment_note(n, self.names))
+                    shown += 1
+                self.show(f"[moment {moment}]: {shown} comments and likes you see", "system")
+            case LikeMoment(moment, like):
+                if like:
+                    await mo.like(moment)
+                else:
+                    await mo.unlike(moment)
+                self.show(f"[moment {moment}] {'liked' if like else 'like taken back'}", "system")
+            case DeleteMoment(moment, comment):
+                if comment:
+                    await mo.delete_comment(moment, comment)
+                    self.show(f"[moment {moment}] comment #{comment} deleted", "system")
+                else:
+                    await mo.delete(moment)
+                    self.show(f"[moment {moment}] deleted", "system")
+
     async def _show_timeline(self, more: bool) -> None:
         """``/timeline``: a page of the timeline, oldest first on screen like the rest."""
         if more and not self._timeline_next:
@@ -831,6 +891,15 @@ class Session:
                 await self._channels(cmd)
             case BanComments() | CommentBanList() | SlowMode():
                 await self._moderate(cmd)
+            case (
+                PostMoment()
+                | ShowMoments()
+                | CommentMoment()
+                | ShowMomentComments()
+                | LikeMoment()
+                | DeleteMoment()
+            ):
+                await self._moments(cmd)
             case Drop():
                 self.show("dropping the connection", "dim")
                 await c.drop_connection()

@@ -242,6 +242,8 @@ class MomentPost:
     content: bytes = b""
     readable: bool = True
     deleted: bool = False
+    handle: str = ""
+    """The author's handle, as the server names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +261,8 @@ class MomentNote:
     reply_to: int = 0
     readable: bool = True
     deleted: bool = False
+    handle: str = ""
+    """The commenter's handle, as the server names it."""
 
 
 ChannelComment = F.CommentEvent

@@ -42,6 +42,8 @@ from chatclient.events import (
     InvocationTimeout,
     MasterKeyReceived,
     Message,
+    MomentNote,
+    MomentPost,
     Presence,
     SecurityWarning,
     Typing,
@@ -358,6 +360,54 @@ class SlowMode:
 
 
 @dataclass(frozen=True)
+class PostMoment:
+    """Post a Moment (SPEC.md 22) to ``audience`` (handles; empty: all your contacts)."""
+
+    text: str
+    audience: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ShowMoments:
+    """The newest ``count`` Moments you see (of ``author`` when given), decrypted."""
+
+    author: str | None = None
+    count: int = 10
+
+
+@dataclass(frozen=True)
+class CommentMoment:
+    """Comment on Moment ``moment`` (``reply_to``: answer that comment)."""
+
+    moment: int
+    text: str
+    reply_to: int = 0
+
+
+@dataclass(frozen=True)
+class ShowMomentComments:
+    """The comments and likes of Moment ``moment`` you see (your contacts' only)."""
+
+    moment: int
+
+
+@dataclass(frozen=True)
+class LikeMoment:
+    """Like Moment ``moment`` (``like`` False: take the like back)."""
+
+    moment: int
+    like: bool = True
+
+
+@dataclass(frozen=True)
+class DeleteMoment:
+    """Delete your Moment ``moment``, or (``comment``) a comment under it."""
+
+    moment: int
+    comment: int = 0
+
+
+@dataclass(frozen=True)
 class Reads:
     """How far each member has read the current conversation (``/read``)."""
 
@@ -655,6 +705,12 @@ Command = (
     | BanComments
     | CommentBanList
     | SlowMode
+    | PostMoment
+    | ShowMoments
+    | CommentMoment
+    | ShowMomentComments
+    | LikeMoment
+    | DeleteMoment
 )
 
 MONEY_COMMANDS = (Pay, PayRequest, PayOrder, RedPacket)
@@ -747,6 +803,14 @@ commands:
                              delete: their comments there go too. /unbancomments lifts it
   /commentbans @channel      the bans in force in your channel
   /slowmode @channel SECONDS|off  non-admins comment once per SECONDS (at most 3600)
+  /moment [@a @b ...] text   post a Moment to these contacts (none: all your contacts),
+                             end-to-end encrypted to them
+  /moments [@handle] [N]     the newest N (default 10) Moments you see (of @handle)
+  /mcomment ID [#N] text     comment on Moment ID (#N: answer comment N); only the author
+                             and your own contacts see it
+  /mcomments ID              the comments and likes of Moment ID you see
+  /mlike ID | /munlike ID    like Moment ID, or take the like back
+  /delmoment ID [#N]         delete your Moment ID, or comment N under it
   /drop                      simulate a network failure (the client reconnects)
   /quit                      exit (also Ctrl-D)
 any other line is sent to the current conversation. A /word that is none of the above goes to
@@ -835,12 +899,19 @@ LOCAL_COMMANDS = frozenset(
         "unbancomments",
         "commentbans",
         "slowmode",
+        "moment",
+        "moments",
+        "mcomment",
+        "mcomments",
+        "mlike",
+        "munlike",
+        "delmoment",
     ]
 )
 """chat's own command names (after aliases); any other /word may be a bot's."""
 PRIVACY_SETTINGS = ("add_me", "presence", "last_seen", "find_me")
 _HANDLE_RE = re.compile(HANDLE_PATTERN)
-_FREE_TEXT = frozenset({"publish", "editpost", "comment", "reply", "edit"})
+_FREE_TEXT = frozenset({"publish", "editpost", "comment", "reply", "edit", "moment", "mcomment"})
 """Commands whose last argument is text as typed (quotes and apostrophes included)."""
 _ALIASES = {"q": "quit", "exit": "quit", "h": "help", "?": "help", "list": "convs"}
 
@@ -1139,6 +1210,47 @@ def parse_command(line: str) -> Command | None:
             return ReactToPost(parse_handle(args[0]), int(args[1]), args[2], name == "unreactpost")
         case "bancomments" | "unbancomments" | "commentbans" | "slowmode":
             return _parse_moderation(name, args)
+        case "moment":
+            audience, text = [], rest.strip()
+            while text.startswith("@"):
+                who, _, text = text.partition(" ")
+                audience.append(parse_handle(who))
+                text = text.strip()
+            if not text:
+                raise usage("/moment [@a @b ...] text")
+            return PostMoment(text, tuple(audience))
+        case "moments":
+            author = parse_handle(args[0]) if args and args[0].startswith("@") else None
+            more = args[1:] if author is not None else args
+            if len(more) > 1 or (more and not more[0].isdigit()):
+                raise usage("/moments [@handle] [N]")
+            count = min(int(more[0]), MAX_PAGE) if more else 10
+            return ShowMoments(author, max(count, 1))
+        case "mcomment":
+            words = rest.strip().split(" ", 1)
+            text = "/mcomment ID [#N] text"
+            if len(words) < 2 or not words[0].isdigit():
+                raise usage(text)
+            reply_to, body = 0, words[1].strip()
+            first, _, after = body.partition(" ")
+            if first.startswith("#") and first[1:].isdigit():
+                reply_to, body = int(first[1:]), after.strip()
+            if not body:
+                raise usage(text)
+            return CommentMoment(int(words[0]), body, reply_to)
+        case "mcomments" | "mlike" | "munlike":
+            if len(args) != 1 or not args[0].isdigit():
+                raise usage(f"/{name} ID")
+            if name == "mcomments":
+                return ShowMomentComments(int(args[0]))
+            return LikeMoment(int(args[0]), name == "mlike")
+        case "delmoment":
+            ok = 1 <= len(args) <= 2 and args[0].isdigit()
+            if ok and len(args) == 2:
+                ok = args[1].startswith("#") and args[1][1:].isdigit()
+            if not ok:
+                raise usage("/delmoment ID [#N]")
+            return DeleteMoment(int(args[0]), int(args[1][1:]) if len(args) == 2 else 0)
         case "timeline":
             if args not in ([], ["more"]):
                 raise usage("/timeline [more]")
@@ -1666,6 +1778,10 @@ def format_event(
             to = f" (↩ #{m.reply_to})" if m.reply_to else ""
             text = "(deleted)" if m.deleted else comment_text(m)
             return Line(f"[@{where}] #{seq} comment #{m.comment} {m.handle}{to}: {text}", "dim")
+        case MomentPost():
+            return format_moment(ev, names, tz)
+        case MomentNote():
+            return format_moment_note(ev, names)
         case DevicesChanged():
             return Line(f"{names.handle(ev.account)} changed devices", "dim")
         case F.RequestEvent():
@@ -1697,6 +1813,31 @@ def format_post(p: ChannelPost, names: Names, tz: tzinfo | None = None) -> Line:
     edited = " (edited)" if p.ver else ""
     views = f" · {p.views} view{'' if p.views == 1 else 's'}" if p.views else ""
     return Line(f"[@{channel}] #{p.seq} {at} {text}{edited}{views}")
+
+
+def format_moment(m: MomentPost, names: Names, tz: tzinfo | None = None) -> Line:
+    """One line for a Moment: ``[moment ID] @author HH:MM text``."""
+    at = datetime.fromtimestamp(m.ts / 1000, tz).strftime("%H:%M")
+    head = f"[moment {m.moment}] {m.handle or names.handle(m.author)}"
+    if m.deleted:
+        return Line(f"{head} (deleted)", "dim")
+    if not m.readable:
+        return Line(f"{head} {at} (cannot decrypt: its key did not come)", "error")
+    text = m.text if m.text is not None else f"({m.kind})"
+    return Line(f"{head} {at} {text}")
+
+
+def format_moment_note(n: MomentNote, names: Names) -> Line:
+    """One line for a comment or like under a Moment."""
+    head = f"[moment {n.moment}] #{n.comment} {n.handle or names.handle(n.author)}"
+    if n.deleted:
+        return Line(f"{head} (deleted)", "dim")
+    if not n.readable:
+        return Line(f"{head}: (cannot decrypt)", "error")
+    if n.like:
+        return Line(f"{head} likes it {n.text or ''}".rstrip(), "dim")
+    to = f" (↩ #{n.reply_to})" if n.reply_to else ""
+    return Line(f"{head}{to}: {n.text}")
 
 
 def format_request(r: F.RequestInfo, number: int | None = None) -> Line:

@@ -1843,6 +1843,7 @@ MomentBody = Annotated[bytes, msgspec.Meta(min_length=1, max_length=L.MAX_MOMENT
 MomentCommentBody = Annotated[bytes, msgspec.Meta(max_length=L.MAX_MOMENT_COMMENT_BYTES)]
 Audience = Annotated[list[Id], msgspec.Meta(max_length=L.MAX_MOMENT_AUDIENCE)]
 MomentCommentKind = Literal["comment", "like"]
+OptHandle = Annotated[str, msgspec.Meta(max_length=L.MAX_HANDLE_CHARS)]
 
 
 class MomentInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -1851,6 +1852,7 @@ class MomentInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
 
     moment: Id
     author: Id
+    handle: OptHandle = ""
     device: Seq = 0
     ts: Millis
     body: Body = b""
@@ -1863,6 +1865,7 @@ class MomentComment(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     comment: Id
     moment: Id
     author: Id
+    handle: OptHandle = ""
     device: Seq = 0
     ts: Millis
     kind: MomentCommentKind = "comment"
