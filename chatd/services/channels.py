@@ -45,6 +45,7 @@ def _info(r: ChannelRow) -> F.ChannelInfo:
         followers=r.followers,
         last_seq=r.last_seq,
         following=r.following,
+        slow_mode=r.slow_mode,
     )
 
 
@@ -112,7 +113,9 @@ class ChannelService:
                 await self._d.store.delete_comment(f.channel, f.comment, account)
                 return F.Ok(re=f.id)
             case F.ReactPost():
-                counts = await self._d.store.react(f.channel, f.seq, account, f.emoji, f.remove)
+                counts = await self._d.store.react(
+                    f.channel, f.seq, account, f.emoji, f.remove, now=self._d.clock.now_ms()
+                )
                 self._counts_changed(f.channel, f.seq)
                 return F.Reactions(re=f.id, channel=f.channel, seq=f.seq, counts=counts)
             case F.GetReactions():

@@ -18,11 +18,12 @@ from chatd.core.handles import SKELETON_SQL, skeleton
 from chatd.core.publishing import SearchCursor, check_publish, same_post
 from chatd.errors import Forbidden, HandleTaken, NotFound
 from chatd.store.base import ChannelRow
+from chatd.store.channel_moderation import comment_gate
 from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
 
 _CHANNEL = (
     "SELECT c.id, c.handle, c.title, c.about, c.owner, c.followers, c.last_seq,"
-    " EXISTS (SELECT 1 FROM pub_follows f WHERE f.account=? AND f.channel=c.id)"
+    " EXISTS (SELECT 1 FROM pub_follows f WHERE f.account=? AND f.channel=c.id), c.slow_mode"
     " FROM pub_channels c WHERE "
 )
 _POST = "channel, seq, ver, ts, author, device, kind, content, sig, paid"
@@ -40,10 +41,12 @@ def _channel(r: Row | None) -> ChannelRow | None:
         followers=int(r[5]),
         last_seq=int(r[6]),
         following=bool(r[7]),
+        slow_mode=int(r[8]),
     )
 
 
 def _post(r: Row) -> F.Post:
+    """A ``_POST`` row (and its ``views`` after, where selected)."""
     return F.Post(
         channel=int(r[0]),
         seq=int(r[1]),
@@ -55,6 +58,7 @@ def _post(r: Row) -> F.Post:
         content=bytes(r[7]),
         sig=bytes(r[8]),
         paid=bool(r[9]),
+        views=int(r[10]) if len(r) > 10 else 0,
     )
 
 
@@ -289,7 +293,7 @@ async def posts_before(db: Sql, channel: int, before: int, limit: int) -> list[F
     newest first."""
     bound = before if before > 0 else 2**62
     rows = await db.fetch(
-        f"SELECT {_POST} FROM pub_posts WHERE channel=? AND seq<? ORDER BY seq DESC LIMIT ?",
+        f"SELECT {_POST}, views FROM pub_posts WHERE channel=? AND seq<? ORDER BY seq DESC LIMIT ?",
         channel,
         bound,
         limit,
@@ -361,6 +365,7 @@ async def add_comment(
         "SELECT 1 FROM pub_comments WHERE id=? AND channel=? AND seq=?", reply_to, channel, seq
     ):
         raise NotFound("no such comment under this post")
+    await comment_gate(db, channel, author, now, commenting=True)  # bans, slow mode (20.7)
     cid = int(
         await db.fetchval(
             "INSERT INTO pub_comments (channel, seq, author, reply_to, ts, kind, content)"
@@ -417,12 +422,15 @@ async def _counts(db: Sql, channel: int, seq: int, account: int) -> list[F.React
 
 
 async def react(
-    tx: Tx, channel: int, seq: int, account: int, emoji: str, remove: bool
+    tx: Tx, channel: int, seq: int, account: int, emoji: str, remove: bool, *, now: int
 ) -> list[F.ReactionCount]:
     """Add or take back ``account``'s ``emoji`` on post ``seq`` (again: no change) and keep
-    the post's count per emoji with it; the counts after."""
+    the post's count per emoji with it; the counts after. An account banned from the
+    channel's comments at ``now`` adds none (``Forbidden``); it may take one back."""
     db = tx.sql
     await _live_post(db, channel, seq)
+    if not remove:
+        await comment_gate(db, channel, account, now, commenting=False)
     if remove:
         changed = await db.execute(
             "DELETE FROM pub_reactions WHERE channel=? AND seq=? AND account=? AND emoji=?",

@@ -226,6 +226,8 @@ class ChannelPost:
     deleted: bool = False
     paid: bool = False
     """For the channel's subscribers only (SPEC.md 15.14); the signature covers it."""
+    views: int = 0
+    """How many accounts viewed it, as the server counts (not signed; SPEC.md 20.7)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +274,8 @@ class MomentPost:
     content: bytes = b""
     readable: bool = True
     deleted: bool = False
+    handle: str = ""
+    """The author's handle, as the server names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +293,8 @@ class MomentNote:
     reply_to: int = 0
     readable: bool = True
     deleted: bool = False
+    handle: str = ""
+    """The commenter's handle, as the server names it."""
 
 
 ChannelComment = F.CommentEvent

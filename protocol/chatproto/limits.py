@@ -98,3 +98,11 @@ MAX_MOMENT_COMMENT_BYTES: Final = 16 * 1024
 """A Moment comment's or like's ciphertext."""
 MAX_MOMENT_AUDIENCE: Final = 5000
 """Accounts one Moment may be posted to."""
+
+# Moderation and views of public channels (SPEC.md 20.7).
+MAX_VIEW_SEQS: Final = 100
+"""Posts one ``view_posts`` names."""
+MAX_SLOW_MODE: Final = 3600
+"""Longest slow mode of a channel, in seconds."""
+MAX_BAN_PAGE: Final = 100
+"""Bans per ``list_comment_bans`` page."""

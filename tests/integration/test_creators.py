@@ -199,6 +199,8 @@ async def test_paid_posts_are_readable_by_subscribers_and_the_owner_only(
     await bob.creators.subscribe(news.channel, periods=1)
     await bob.channels.follow(news.channel)
     await carol.channels.follow(news.channel)
+    for reader in (bob, carol):  # live posts go to connections that watch the feed (20.7)
+        await reader.timeline.watch_feed()
     paid = await alice.channels.publish_text(news.channel, "members only", paid=True)
     live = await _next(bob, ChannelPost)  # the subscriber reads the pushed post's content
     while live.seq != paid:
@@ -213,3 +215,8 @@ async def test_paid_posts_are_readable_by_subscribers_and_the_owner_only(
         assert not page.rejected
         history = await reader.channels.history(news.channel, paid)
         assert [p.text for p in history.posts] == (["members only"] if sees else [])
+    for reader, sees in ((bob, True), (carol, False)):  # the timeline gives the same
+        page = await reader.timeline.page()
+        newest = page.entries[0]
+        assert (newest.post is not None) == sees and (newest.locked is None) == sees
+        assert not page.rejected
