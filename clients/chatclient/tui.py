@@ -986,8 +986,9 @@ LOCAL_COMMANDS = frozenset(
 """chat's own command names (after aliases); any other /word may be a bot's."""
 PRIVACY_SETTINGS = ("add_me", "presence", "last_seen", "find_me")
 _HANDLE_RE = re.compile(HANDLE_PATTERN)
-_FREE_TEXT = frozenset({"publish", "editpost", "comment", "reply", "edit", "paidpost"})
-_FREE_TEXT = frozenset({"publish", "editpost", "comment", "reply", "edit", "moment", "mcomment"})
+_FREE_TEXT = frozenset(
+    {"publish", "editpost", "comment", "reply", "edit", "moment", "mcomment", "paidpost"}
+)
 """Commands whose last argument is text as typed (quotes and apostrophes included)."""
 _ALIASES = {"q": "quit", "exit": "quit", "h": "help", "?": "help", "list": "convs"}
 
