@@ -71,6 +71,8 @@ async def test_each_account_counts_once_and_everyone_sees_the_count_not_who(
         for reader in (alice, bob, carol):
             page = await reader.channels.posts(ch)
             assert {p.seq: p.views for p in page.posts} == {1: 3, 2: 1, 3: 2}
+        feed = await bob.timeline.page()  # the timeline shows the counts too (2 is deleted)
+        assert {e.post.seq: e.post.views for e in feed.entries if e.post} == {1: 3, 3: 2}
         # The raw answer has counts and nothing that names a viewer.
         raw = await carol.channels.posts(ch)
         assert all(p.author == alice.account for p in raw.posts)
