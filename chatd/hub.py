@@ -290,16 +290,13 @@ class Hub:
 
     def watch_feed(self, outlet: Outlet, on: bool) -> None:
         """``outlet`` gets (or no longer gets) the posts of every channel its account follows
-        or administers, and the account's FEED events."""
+        or administers."""
         if on:
             self._feed.add(outlet)
         else:
             self._feed.discard(outlet)
         for channel in tuple(self._follows.get(outlet, ())):
             self._route(outlet, channel)
-
-    def watching_feed(self, outlet: Outlet) -> bool:
-        return outlet in self._feed
 
     def watch_channel(self, outlet: Outlet, channel: int, on: bool) -> None:
         """``outlet`` shows ``channel``'s page (or no longer): it gets its posts, following or
@@ -555,9 +552,6 @@ class Hub:
                 gone = self._unfollowed.get(outlet) if self._unfollowed else None
                 if gone is not None:
                     gone.add(seq)
-        elif kind == envelope.FEED:
-            outlets = self._accounts.get(account, ())
-            self._push_to((o for o in outlets if o in self._feed), origin, frame)
         else:
             for outlet in tuple(self._accounts.get(account, ())):
                 if outlet.conn_id != origin:

@@ -727,7 +727,8 @@ class Session:
                 self.show(f"[@{handle}] #{seq}: {shown}", "system")
 
     async def _show_timeline(self, more: bool) -> None:
-        """``/timeline``: a page of the timeline, oldest first on screen like the rest."""
+        """``/timeline``: a page of the timeline (followed channels' posts, contacts' Moments),
+        oldest first on screen like the rest."""
         if more and not self._timeline_next:
             self.show("no older posts in your timeline", "system")
             return
@@ -736,6 +737,10 @@ class Session:
         for entry in reversed(page.entries):
             if entry.post is not None:
                 self.console.show(format_post(entry.post, self.names))
+            elif entry.moment is not None:
+                m = entry.moment
+                text = m.text if m.readable and m.text is not None else "(not readable)"
+                self.show(f"[moment #{m.moment}] {self.names.handle(m.author)}: {text}")
         for r in page.rejected:
             self.show(
                 f"post #{r.post.seq} of channel {r.post.channel} refused: {r.reason}", "error"

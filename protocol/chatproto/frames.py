@@ -1695,67 +1695,6 @@ class PostEvent(Frame, tag="post_event", kw_only=True, frozen=True):
     post: Post
 
 
-# --------------------------------------------------------------------------- watching, timeline
-# SPEC.md 20.7 and 20.8: what a connection watches (not stored: it ends with the connection), and
-# the account's timeline merging followed channels' posts and contacts' Moments.
-
-TimelineCursor = Annotated[str, msgspec.Meta(max_length=L.MAX_TIMELINE_CURSOR_CHARS)]
-"""Where the next page of the timeline starts: opaque, passed back as it came."""
-
-
-class WatchFeed(Frame, tag="watch_feed", kw_only=True, frozen=True):
-    """This connection gets (``on``) or no longer gets the live posts of every channel its
-    account follows or administers (the feed). -> ``Ok``."""
-
-    id: ReqId
-    on: bool = True
-
-
-class WatchChannel(Frame, tag="watch_channel", kw_only=True, frozen=True):
-    """This connection shows ``channel``'s page: it gets the channel's live posts, following or
-    not (``on`` false: no longer). -> ``Ok``; ``NOT_FOUND``."""
-
-    id: ReqId
-    channel: Id
-    on: bool = True
-
-
-class WatchPost(Frame, tag="watch_post", kw_only=True, frozen=True):
-    """This connection shows post ``seq``'s thread: it gets its ``comment_event`` and
-    ``reactions_event`` (``on`` false: no longer). -> ``Ok``; ``NOT_FOUND``."""
-
-    id: ReqId
-    channel: Id
-    seq: Id
-    on: bool = True
-
-
-class GetTimeline(Frame, tag="get_timeline", kw_only=True, frozen=True):
-    """The account's timeline after the cursor ``before`` ("": from the newest), newest first.
-    -> ``Timeline``; ``INVALID`` for a cursor this server did not make."""
-
-    id: ReqId
-    before: TimelineCursor = ""
-    limit: Annotated[int, msgspec.Meta(ge=1, le=L.MAX_TIMELINE_PAGE)] = 20
-
-
-class TimelineItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
-    """One item of the timeline: ``at`` is the server's time it is ordered by; exactly one of
-    the others is set (``post``: the current version of a channel post)."""
-
-    at: Millis
-    post: Post | None = None
-
-
-class Timeline(Frame, tag="timeline", kw_only=True, frozen=True):
-    """A page of the timeline, newest first; ``next`` is the ``before`` of the next older page
-    ("": no more)."""
-
-    re: ReqId
-    items: list[TimelineItem]
-    next: TimelineCursor = ""
-
-
 # --------------------------------------------------------------------------- Moments (SPEC.md 22)
 # An account posts to its (mutual) contacts; bodies, comments and likes are ciphertexts its
 # clients made for that audience (E2E.md 9): the server stores and routes opaque bytes.
@@ -1911,6 +1850,69 @@ class MomentCommentEvent(Frame, tag="moment_comment_event", kw_only=True, frozen
 
     comment: MomentComment
     deleted: bool = False
+
+
+# --------------------------------------------------------------------------- watching, timeline
+# SPEC.md 20.7 and 20.8: what a connection watches (not stored: it ends with the connection), and
+# the account's timeline merging followed channels' posts and contacts' Moments.
+
+TimelineCursor = Annotated[str, msgspec.Meta(max_length=L.MAX_TIMELINE_CURSOR_CHARS)]
+"""Where the next page of the timeline starts: opaque, passed back as it came."""
+
+
+class WatchFeed(Frame, tag="watch_feed", kw_only=True, frozen=True):
+    """This connection gets (``on``) or no longer gets the live posts of every channel its
+    account follows or administers (the feed). -> ``Ok``."""
+
+    id: ReqId
+    on: bool = True
+
+
+class WatchChannel(Frame, tag="watch_channel", kw_only=True, frozen=True):
+    """This connection shows ``channel``'s page: it gets the channel's live posts, following or
+    not (``on`` false: no longer). -> ``Ok``; ``NOT_FOUND``."""
+
+    id: ReqId
+    channel: Id
+    on: bool = True
+
+
+class WatchPost(Frame, tag="watch_post", kw_only=True, frozen=True):
+    """This connection shows post ``seq``'s thread: it gets its ``comment_event`` and
+    ``reactions_event`` (``on`` false: no longer). -> ``Ok``; ``NOT_FOUND``."""
+
+    id: ReqId
+    channel: Id
+    seq: Id
+    on: bool = True
+
+
+class GetTimeline(Frame, tag="get_timeline", kw_only=True, frozen=True):
+    """The account's timeline after the cursor ``before`` ("": from the newest), newest first.
+    -> ``Timeline``; ``INVALID`` for a cursor this server did not make."""
+
+    id: ReqId
+    before: TimelineCursor = ""
+    limit: Annotated[int, msgspec.Meta(ge=1, le=L.MAX_TIMELINE_PAGE)] = 20
+
+
+class TimelineItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One item of the timeline: ``at`` is the server's time it is ordered by; exactly one of
+    the others is set (``post``: the current version of a channel post; ``moment``: a Moment
+    the account sees, as ``get_moments`` gives it)."""
+
+    at: Millis
+    post: Post | None = None
+    moment: MomentInfo | None = None
+
+
+class Timeline(Frame, tag="timeline", kw_only=True, frozen=True):
+    """A page of the timeline, newest first; ``next`` is the ``before`` of the next older page
+    ("": no more)."""
+
+    re: ReqId
+    items: list[TimelineItem]
+    next: TimelineCursor = ""
 
 
 ClientFrame = (
