@@ -71,11 +71,15 @@ class ChannelService:
             case F.Follow():
                 row = await self._d.store.follow(f.channel, account, self._d.clock.now_ms())
                 self._d.hub.follow(account, f.channel)
+                await self._d.hub.published()  # answered once every node has been told
                 return F.ChannelAnswer(re=f.id, info=_info(row))
             case F.Unfollow():
                 row = await self._d.store.unfollow(f.channel, account)
                 if not await self._d.store.is_channel_admin(f.channel, account):
                     self._d.hub.unfollow(account, f.channel)  # an admin still sees its posts
+                    # Answered once it has left this node: a post published anywhere after the
+                    # answer reaches each node after the UNFOLLOW (Redis keeps the order).
+                    await self._d.hub.published()
                 return F.ChannelAnswer(re=f.id, info=_info(row))
             case F.SetChannelAdmin():
                 return await self.set_admin(account, f)
