@@ -14,6 +14,15 @@ from the broker with this node's id is ignored. Membership changes travel as WAT
 control envelopes on the account's topic, so every node holding a connection of that account
 re-routes it (``watch``/``unwatch``).
 
+Public channels (SPEC.md 20.7): following routes nothing by itself. An outlet gets a channel's
+posts while it watches its feed and its account follows (or administers) the channel, or while
+it watches the channel; a post's comments and counts while it watches that post (its own topic).
+The node subscribes to a channel's or a post's topic only while one of its outlets gets it, so
+a post of a channel with 100,000 followers crosses to the nodes where someone watches it and
+is written to those connections only. FOLLOW/UNFOLLOW envelopes keep each outlet's followed set
+right on every node; what an outlet watches is bounded (``WATCHED_CHANNELS``,
+``WATCHED_POSTS``: one more stops the oldest) and forgotten when it detaches.
+
 Sync interplay: an outlet's ``floors[conv]`` holds back live messages with seq <= floor. While a
 sync of ``conv`` runs the floor is ``HOLD`` (everything held back; the sync reads it from the
 store), and after ``Synced`` it is the synced seq, so the boundary has no gap and no duplicate.
