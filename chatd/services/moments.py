@@ -42,7 +42,12 @@ MomentFrame = (
 def moment_info(r: MomentRow) -> F.MomentInfo:
     """The wire form of a stored Moment (also a timeline item's)."""
     return F.MomentInfo(
-        moment=r.moment, author=r.author, device=r.device, ts=r.ts_ms, body=r.ciphertext
+        moment=r.moment,
+        author=r.author,
+        handle=r.handle,
+        device=r.device,
+        ts=r.ts_ms,
+        body=r.ciphertext,
     )
 
 
@@ -51,6 +56,7 @@ def _comment(r: MomentCommentRow, *, body: bool = True) -> F.MomentComment:
         comment=r.comment,
         moment=r.moment,
         author=r.author,
+        handle=r.handle,
         device=r.device,
         ts=r.ts_ms,
         kind="like" if r.kind == "like" else "comment",

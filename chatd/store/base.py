@@ -915,6 +915,8 @@ class ChannelRow:
     followers: int
     last_seq: int
     following: bool
+    slow_mode: int = 0
+    """Seconds a non-admin waits between two comments (0: off, SPEC.md 20.7)."""
 
 
 class ChannelStore(Protocol):
@@ -953,15 +955,47 @@ class ChannelStore(Protocol):
     ) -> tuple[list[F.CommentInfo], int]: ...
     async def delete_comment(self, channel: int, comment: int, account: int) -> None: ...
     async def react(
-        self, channel: int, seq: int, account: int, emoji: str, remove: bool
+        self, channel: int, seq: int, account: int, emoji: str, remove: bool, *, now: int
     ) -> list[F.ReactionCount]: ...
     async def reactions(self, channel: int, seq: int, account: int) -> list[F.ReactionCount]: ...
+
+
+class ChannelModerationStore(Protocol):
+    """Bans from a public channel's comments, its slow mode, and post views
+    (``store.channel_moderation``, SPEC.md 20.7). ``add_comment`` and ``react`` check the bans
+    and slow mode inside their own writes."""
+
+    async def ban_commenter(
+        self,
+        channel: int,
+        actor: int,
+        account: int,
+        until: int,
+        delete_comments: bool,
+        now: int,
+    ) -> int:
+        """Ban ``account`` from commenting and reacting until ``until`` (0: until lifted); the
+        number of its comments deleted (``delete_comments``). ``NotFound``, ``Forbidden``
+        (``actor`` not an admin, or ``account`` one), ``Invalid`` (an end in the past)."""
+
+    async def unban_commenter(self, channel: int, actor: int, account: int) -> None: ...
+    async def comment_bans(
+        self, channel: int, actor: int, after: int, limit: int, now: int
+    ) -> list[F.CommentBan]:
+        """Bans in force at ``now``, by account above ``after`` (admins only)."""
+
+    async def set_slow_mode(self, channel: int, actor: int, seconds: int) -> None: ...
+    async def view_secret(self, secret: bytes) -> bytes:
+        """The server's view secret (``secret`` stored if there is none yet)."""
+
+    async def view_posts(self, channel: int, viewed: list[tuple[int, bytes]]) -> int:
+        """Count each (seq, tag) once for a live post; the views counted (``NotFound``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class TimelinePost:
     """A channel post as the timeline lists it: ``at`` is the server's time when it was first
-    stored (the timeline's order, SPEC.md 20.8), ``post`` its current version."""
+    stored (the timeline's order, SPEC.md 20.9), ``post`` its current version."""
 
     at: int
     post: F.Post
@@ -994,6 +1028,8 @@ class MomentRow:
     audience: int = 0
     device: int = 0
     """The author's device that encrypted it (receivers find the Moment's key by it)."""
+    handle: str = ""
+    """The author's handle (viewers are its contacts: they know it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1008,6 +1044,8 @@ class MomentCommentRow:
     kind: str
     ts_ms: int
     ciphertext: bytes
+    handle: str = ""
+    """The commenter's handle."""
 
 
 class MomentStore(Protocol):
@@ -1093,6 +1131,7 @@ class Store(
     PushStore,
     LinkStore,
     ChannelStore,
+    ChannelModerationStore,
     TimelineStore,
     MomentStore,
     Protocol,

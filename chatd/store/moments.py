@@ -29,14 +29,20 @@ _MUTUAL = (
 _SEES = "(m.author = v.account OR (" + _MUTUAL.format(a="m.author", b="v.account") + "))"
 """SQL: the audience row ``v`` of Moment ``m`` still lets its account see it."""
 
-_MOMENT = "m.id, m.author, m.device, m.ts, m.body, m.audience"
-_COMMENT = "c.id, c.moment, c.author, c.device, c.reply_to, c.kind, c.ts, c.body"
+_MOMENT = (
+    "m.id, m.author, m.device, m.ts, m.body, m.audience,"
+    " (SELECT a.handle FROM accounts a WHERE a.id = m.author)"
+)
+_COMMENT = (
+    "c.id, c.moment, c.author, c.device, c.reply_to, c.kind, c.ts, c.body,"
+    " (SELECT a.handle FROM accounts a WHERE a.id = c.author)"
+)
 
 
 def _moment(r: Row) -> MomentRow:
     return MomentRow(
         moment=int(r[0]), author=int(r[1]), device=int(r[2]), ts_ms=int(r[3]),
-        ciphertext=bytes(r[4]), audience=int(r[5]),
+        ciphertext=bytes(r[4]), audience=int(r[5]), handle=str(r[6] or ""),
     )  # fmt: skip
 
 
@@ -44,6 +50,7 @@ def _comment(r: Row) -> MomentCommentRow:
     return MomentCommentRow(
         comment=int(r[0]), moment=int(r[1]), author=int(r[2]), device=int(r[3]),
         reply_to=int(r[4]), kind=str(r[5]), ts_ms=int(r[6]), ciphertext=bytes(r[7]),
+        handle=str(r[8] or ""),
     )  # fmt: skip
 
 
@@ -111,7 +118,8 @@ async def post_moment(
         "INSERT INTO moment_audience (moment, account, ts) VALUES (?,?,?)",
         [(moment, a, now) for a in [author, *chosen]],
     )
-    return MomentRow(moment, author, now, body, len(chosen), device), chosen
+    handle = str(await db.fetchval("SELECT handle FROM accounts WHERE id=?", author) or "")
+    return MomentRow(moment, author, now, body, len(chosen), device, handle), chosen
 
 
 async def moment(db: Sql, moment: int, viewer: int) -> tuple[MomentRow, list[int]]:
@@ -240,7 +248,9 @@ async def comment_moment(
             *(moment, author, device, reply_to, kind, now, body),
         )
     )
-    return MomentCommentRow(cid, moment, author, device, reply_to, kind, now, body), row, True
+    handle = str(await db.fetchval("SELECT handle FROM accounts WHERE id=?", author) or "")
+    made = MomentCommentRow(cid, moment, author, device, reply_to, kind, now, body, handle)
+    return made, row, True
 
 
 async def unlike_moment(tx: Tx, moment: int, account: int) -> MomentCommentRow | None:

@@ -54,6 +54,7 @@ from chatd.errors import ChatdError, Conflict, NotFound, Unavailable
 from chatd.store.accounts import Accounts
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
 from chatd.store.bots import Bots
+from chatd.store.channel_moderation import ChannelModeration
 from chatd.store.channels import Channels, PostComments
 from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
@@ -264,6 +265,7 @@ class PostgresStore(
     Links,
     Channels,
     PostComments,
+    ChannelModeration,
     Timelines,
     Moments,
     Ledger,

@@ -50,6 +50,7 @@ from chatd.store import messages
 from chatd.store.accounts import Accounts
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
 from chatd.store.bots import Bots
+from chatd.store.channel_moderation import ChannelModeration
 from chatd.store.channels import Channels, PostComments
 from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
@@ -343,6 +344,7 @@ class SQLiteStore(
     Links,
     Channels,
     PostComments,
+    ChannelModeration,
     Timelines,
     Moments,
     Ledger,

@@ -1,4 +1,4 @@
-"""The timeline's reads (``TimelineStore``, SPEC.md 20.8), written once for both databases.
+"""The timeline's reads (``TimelineStore``, SPEC.md 20.9), written once for both databases.
 
 Fan-out on read: publishing writes one row whatever the number of followers, and a timeline
 page walks the followed channels' posts by the server time they were stored at
@@ -32,7 +32,10 @@ from chatd.store.base import TimelinePost
 from chatd.store.sql import Row, Scripts, Sql, reads
 
 _MAX = 2**63 - 1
-_COLS = "p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, p.created"
+_COLS = (
+    "p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, p.created,"
+    " p.views"
+)
 _BELOW = (
     "p.created <= ? AND (p.created < ? OR p.channel < ? OR (p.channel = ? AND p.seq < ?))"
     " AND p.kind <> ?"
@@ -56,6 +59,7 @@ def _row(r: Row) -> TimelinePost:
         kind=str(r[6]),
         content=bytes(r[7]),
         sig=bytes(r[8]),
+        views=int(r[10]),
     )
     return TimelinePost(at=int(r[9]), post=post)
 

@@ -13,12 +13,13 @@ the server is trusted with availability only.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from chatproto import frames as F
 from chatproto import kinds, posts
+from chatproto import limits as L
 from chatproto.errors import ChatProtoError, CryptoError, ErrorCode
 
 from chatclient.connection import Connection
@@ -69,6 +70,7 @@ def verified_post(p: F.Post) -> ChannelPost:
         content=p.content,
         text=_text(p),
         deleted=posts.is_tombstone(p),
+        views=p.views,
     )
 
 
@@ -233,6 +235,54 @@ class Channels:
     async def reactions(self, channel: int, seq: int) -> list[F.ReactionCount]:
         frame = F.GetReactions(id=self._c.next_id(), channel=channel, seq=seq)
         return list((await self._c.call(frame, F.Reactions)).counts)
+
+    # ------------------------------------------------------------------ views, moderation
+
+    async def view(self, channel: int, seqs: Iterable[int]) -> None:
+        """Tell the server this account was shown posts ``seqs`` of ``channel`` (each counts
+        once per account, ever; the server keeps no list of who viewed). Sent in frames of at
+        most ``MAX_VIEW_SEQS`` posts; ``RateLimited`` past the account's view budget."""
+        todo = sorted(set(seqs))
+        for i in range(0, len(todo), L.MAX_VIEW_SEQS):
+            chunk = todo[i : i + L.MAX_VIEW_SEQS]
+            await self._c.call(F.ViewPosts(id=self._c.next_id(), channel=channel, seqs=chunk), F.Ok)
+
+    async def ban_commenter(
+        self, channel: int, account: int, *, until: int = 0, delete_comments: bool = False
+    ) -> None:
+        """Ban ``account`` from commenting and reacting in ``channel`` (you administer it)
+        until ``until`` (ms since the epoch; 0: until lifted), emptying its comments there with
+        ``delete_comments``. Admins cannot be banned (``Forbidden``)."""
+        frame = F.BanCommenter(
+            id=self._c.next_id(),
+            channel=channel,
+            account=account,
+            until=until,
+            delete_comments=delete_comments,
+        )
+        await self._c.call(frame, F.Ok)
+
+    async def unban_commenter(self, channel: int, account: int) -> None:
+        frame = F.UnbanCommenter(id=self._c.next_id(), channel=channel, account=account)
+        await self._c.call(frame, F.Ok)
+
+    async def comment_bans(self, channel: int) -> list[F.CommentBan]:
+        """Every ban in force in ``channel`` (you administer it), by account id."""
+        found: list[F.CommentBan] = []
+        after = 0
+        while True:
+            frame = F.ListCommentBans(id=self._c.next_id(), channel=channel, after=after)
+            page = await self._c.call(frame, F.CommentBans)
+            found += page.items
+            if not page.next:
+                return found
+            after = page.next
+
+    async def set_slow_mode(self, channel: int, seconds: int) -> F.ChannelInfo:
+        """Let non-admins comment once per ``seconds`` in ``channel`` (0: off); a comment
+        sooner raises ``RateLimited`` with ``retry_after``."""
+        frame = F.SetSlowMode(id=self._c.next_id(), channel=channel, seconds=seconds)
+        return (await self._c.call(frame, F.ChannelAnswer)).info
 
     # ------------------------------------------------------------------ reading
 

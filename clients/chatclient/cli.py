@@ -60,6 +60,7 @@ from chatclient.tui import (
     Approve,
     AskPayment,
     Balance,
+    BanComments,
     Block,
     BotCommand,
     Bots,
@@ -67,6 +68,8 @@ from chatclient.tui import (
     Cards,
     ClaimPacket,
     Command,
+    CommentBanList,
+    CommentMoment,
     CommentPost,
     Console,
     ContactList,
@@ -74,6 +77,7 @@ from chatclient.tui import (
     Create,
     Decline,
     DeleteMessage,
+    DeleteMoment,
     Dm,
     Drop,
     EditMessage,
@@ -89,6 +93,7 @@ from chatclient.tui import (
     JoinRequestList,
     Kick,
     Leave,
+    LikeMoment,
     Line,
     LinkList,
     MakeLink,
@@ -102,6 +107,7 @@ from chatclient.tui import (
     Pay,
     PayOrder,
     PayRequest,
+    PostMoment,
     Press,
     Privacy,
     Publish,
@@ -123,8 +129,11 @@ from chatclient.tui import (
     ShareCard,
     ShareLink,
     ShowComments,
+    ShowMomentComments,
+    ShowMoments,
     ShowPosts,
     ShowTimeline,
+    SlowMode,
     Unlink,
     Verify,
     Wallet,
@@ -136,6 +145,8 @@ from chatclient.tui import (
     format_convs,
     format_event,
     format_message,
+    format_moment,
+    format_moment_note,
     format_post,
     format_request,
     format_requests,
@@ -200,6 +211,14 @@ def _discard(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+def _clock(ms: int) -> str:
+    """A time to come as this terminal's local ``HH:MM``, with the date when not today."""
+    at = time.localtime(ms / 1000)
+    if time.strftime("%Y-%m-%d", at) == time.strftime("%Y-%m-%d"):
+        return time.strftime("%H:%M", at)
+    return time.strftime("%Y-%m-%d %H:%M", at)
+
+
 class UsageError(Exception):
     pass
 
@@ -258,6 +277,9 @@ class Session:
         """Numbered buttons and orders of the bot cards shown (``/press N``, ``/payorder N``)."""
         self._search: tuple[str, str] = ("", "")
         """The last ``/search`` and where its next page starts ("": no more)."""
+        self._comment_authors: dict[tuple[int, int], tuple[int, str]] = {}
+        """(channel, comment) -> (account, handle) of the comments ``/comments`` showed: whom
+        ``/bancomments @channel #N`` names."""
 
     def show(self, text: str, style: str = "") -> None:
         self.console.show(Line(text, style))
@@ -694,13 +716,17 @@ class Session:
                 elif nxt:
                     self.show("/search more: the next page", "dim")
             case ShowPosts(handle, count):
-                page = await ch.posts(await self._channel(handle), limit=count)
+                channel = await self._channel(handle)
+                page = await ch.posts(channel, limit=count)
                 for p in reversed(page.posts):
                     self.console.show(format_post(p, self.names))
                 for r in page.rejected:
                     self.show(f"[@{handle}] #{r.post.seq} refused: {r.reason}", "error")
                 if not page.posts and not page.rejected:
                     self.show(f"@{handle} has no posts yet", "system")
+                with contextlib.suppress(RequestError):  # shown: each counts us once (20.7)
+                    if page.posts:
+                        await ch.view(channel, [p.seq for p in page.posts])
             case ShowTimeline(more):
                 await self._show_timeline(more)
             case CommentPost(handle, seq, text, reply_to):
@@ -714,6 +740,7 @@ class Session:
                 while True:
                     thread = await ch.comments(await self._channel(handle), seq, after=at)
                     for m in thread.items:
+                        self._comment_authors[(thread.channel, m.comment)] = (m.author, m.handle)
                         to = f" (↩ #{m.reply_to})" if m.reply_to else ""
                         text = "(deleted)" if m.deleted else comment_text(m)
                         self.show(f"  #{m.comment} {m.handle}{to}: {text}")
@@ -725,6 +752,94 @@ class Session:
                 counts = await ch.react(await self._channel(handle), seq, emoji, remove=remove)
                 shown = "  ".join(f"{c.emoji} {c.count}" for c in counts) or "no reactions"
                 self.show(f"[@{handle}] #{seq}: {shown}", "system")
+
+    async def _moderate(self, cmd: BanComments | CommentBanList | SlowMode) -> None:
+        """``/bancomments``, ``/unbancomments``, ``/commentbans``, ``/slowmode`` (SPEC.md
+        20.7): an admin's moderation of a public channel's comments."""
+        ch = self.client.channels
+        channel = await self._channel(cmd.channel)
+        match cmd:
+            case SlowMode(handle, seconds):
+                info = await ch.set_slow_mode(channel, seconds)
+                state = f"one comment every {info.slow_mode} s" if info.slow_mode else "off"
+                self.show(f"@{handle}: slow mode {state}", "system")
+            case CommentBanList(handle):
+                bans = await ch.comment_bans(channel)
+                for b in bans:
+                    end = "until lifted" if not b.until else f"until {_clock(b.until)}"
+                    self.show(f"  @{b.handle} {end}")
+                if not bans:
+                    self.show(f"nobody is banned from commenting in @{handle}", "system")
+            case BanComments(handle, who, seconds, delete, lift):
+                if who.startswith("#"):
+                    found = self._comment_authors.get((channel, int(who[1:])))
+                    if found is None:
+                        raise UsageError(f"no comment {who} shown: /comments @{handle} SEQ first")
+                    account, name = found
+                else:
+                    name = who.removeprefix("@")
+                    account = await self.client.lookup(name)
+                if lift:
+                    await ch.unban_commenter(channel, account)
+                    self.show(f"@{name} may comment in @{handle} again", "system")
+                    return
+                until = int(time.time() * 1000) + seconds * 1000 if seconds else 0
+                await ch.ban_commenter(channel, account, until=until, delete_comments=delete)
+                end = f"until {_clock(until)}" if until else "until you lift it"
+                gone = ", their comments deleted" if delete else ""
+                self.show(f"@{name} may not comment in @{handle} {end}{gone}", "system")
+
+    async def _handle_id(self, handle: str) -> int:
+        account = await self.client.lookup(handle)
+        self.names.handles[account] = handle
+        return account
+
+    async def _moments(
+        self,
+        cmd: PostMoment
+        | ShowMoments
+        | CommentMoment
+        | ShowMomentComments
+        | LikeMoment
+        | DeleteMoment,
+    ) -> None:
+        """Moments (SPEC.md 22): posts to contacts, end-to-end encrypted to whom may read them."""
+        mo = self.client.moments
+        match cmd:
+            case PostMoment(text, audience):
+                chosen = [await self._handle_id(h) for h in audience] if audience else None
+                posted = await mo.post(text, chosen)
+                whom = " ".join(f"@{h}" for h in audience) or "all your contacts"
+                self.show(f"[moment {posted.moment}] posted to {whom}", "system")
+            case ShowMoments(author, count):
+                who = await self._handle_id(author) if author else 0
+                page = await mo.feed(author=who, limit=count)
+                for m in reversed(page.items):
+                    self.console.show(format_moment(m, self.names))
+                if not page.items:
+                    self.show("no moments", "system")
+            case CommentMoment(moment, text, reply_to):
+                note = await mo.comment(moment, text, reply_to)
+                self.show(f"[moment {moment}] comment #{note.comment} posted", "system")
+            case ShowMomentComments(moment):
+                shown = 0
+                async for n in mo.comments(moment):
+                    self.console.show(format_moment_note(n, self.names))
+                    shown += 1
+                self.show(f"[moment {moment}]: {shown} comments and likes you see", "system")
+            case LikeMoment(moment, like):
+                if like:
+                    await mo.like(moment)
+                else:
+                    await mo.unlike(moment)
+                self.show(f"[moment {moment}] {'liked' if like else 'like taken back'}", "system")
+            case DeleteMoment(moment, comment):
+                if comment:
+                    await mo.delete_comment(moment, comment)
+                    self.show(f"[moment {moment}] comment #{comment} deleted", "system")
+                else:
+                    await mo.delete(moment)
+                    self.show(f"[moment {moment}] deleted", "system")
 
     async def _show_timeline(self, more: bool) -> None:
         """``/timeline``: a page of the timeline (followed channels' posts, contacts' Moments),
@@ -779,6 +894,17 @@ class Session:
                 | ReactToPost()
             ):
                 await self._channels(cmd)
+            case BanComments() | CommentBanList() | SlowMode():
+                await self._moderate(cmd)
+            case (
+                PostMoment()
+                | ShowMoments()
+                | CommentMoment()
+                | ShowMomentComments()
+                | LikeMoment()
+                | DeleteMoment()
+            ):
+                await self._moments(cmd)
             case Drop():
                 self.show("dropping the connection", "dim")
                 await c.drop_connection()

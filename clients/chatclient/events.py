@@ -224,6 +224,8 @@ class ChannelPost:
     text: str | None
     """The text of a ``text`` post (None for another kind or a tombstone)."""
     deleted: bool = False
+    views: int = 0
+    """How many accounts viewed it, as the server counts (not signed; SPEC.md 20.7)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +242,8 @@ class MomentPost:
     content: bytes = b""
     readable: bool = True
     deleted: bool = False
+    handle: str = ""
+    """The author's handle, as the server names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +261,8 @@ class MomentNote:
     reply_to: int = 0
     readable: bool = True
     deleted: bool = False
+    handle: str = ""
+    """The commenter's handle, as the server names it."""
 
 
 ChannelComment = F.CommentEvent

@@ -217,9 +217,9 @@ class Moments:
             scopes.MOMENTS, i.moment, i.author, i.device, i.body, fetch=fetch, wait=wait
         )
         if got is None:
-            return MomentPost(i.moment, i.author, i.ts, None, readable=False)
+            return MomentPost(i.moment, i.author, i.ts, None, readable=False, handle=i.handle)
         kind, body = got
-        return MomentPost(i.moment, i.author, i.ts, _text(kind, body), kind, body)
+        return MomentPost(i.moment, i.author, i.ts, _text(kind, body), kind, body, handle=i.handle)
 
     async def _open_note(
         self, c: F.MomentComment, *, fetch: bool = True, wait: float = 0.0
@@ -230,8 +230,13 @@ class Moments:
             fetch=fetch, wait=wait,
         )  # fmt: skip
         if got is None:
-            return MomentNote(c.moment, c.comment, c.author, c.ts, like, None, c.reply_to, False)
-        return MomentNote(c.moment, c.comment, c.author, c.ts, like, _text(*got), c.reply_to)
+            return MomentNote(
+                c.moment, c.comment, c.author, c.ts, like, None, c.reply_to, False,
+                handle=c.handle,
+            )  # fmt: skip
+        return MomentNote(
+            c.moment, c.comment, c.author, c.ts, like, _text(*got), c.reply_to, handle=c.handle
+        )
 
     # ------------------------------------------------------------------ pushed
 

@@ -42,6 +42,8 @@ from chatclient.events import (
     InvocationTimeout,
     MasterKeyReceived,
     Message,
+    MomentNote,
+    MomentPost,
     Presence,
     SecurityWarning,
     Typing,
@@ -327,6 +329,82 @@ class ReactToPost:
     seq: int
     emoji: str
     remove: bool = False
+
+
+@dataclass(frozen=True)
+class BanComments:
+    """Ban ``who`` (``@handle``, or ``#N``: the author of comment N as ``/comments`` showed
+    it) from commenting in ``@channel`` for ``seconds`` (0: until lifted), or lift the ban
+    (``lift``); ``delete`` empties their comments there too."""
+
+    channel: str
+    who: str
+    seconds: int = 0
+    delete: bool = False
+    lift: bool = False
+
+
+@dataclass(frozen=True)
+class CommentBanList:
+    """The bans in force in ``@channel`` (its admins only)."""
+
+    channel: str
+
+
+@dataclass(frozen=True)
+class SlowMode:
+    """Let non-admins comment in ``@channel`` once per ``seconds`` (0: off)."""
+
+    channel: str
+    seconds: int
+
+
+@dataclass(frozen=True)
+class PostMoment:
+    """Post a Moment (SPEC.md 22) to ``audience`` (handles; empty: all your contacts)."""
+
+    text: str
+    audience: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ShowMoments:
+    """The newest ``count`` Moments you see (of ``author`` when given), decrypted."""
+
+    author: str | None = None
+    count: int = 10
+
+
+@dataclass(frozen=True)
+class CommentMoment:
+    """Comment on Moment ``moment`` (``reply_to``: answer that comment)."""
+
+    moment: int
+    text: str
+    reply_to: int = 0
+
+
+@dataclass(frozen=True)
+class ShowMomentComments:
+    """The comments and likes of Moment ``moment`` you see (your contacts' only)."""
+
+    moment: int
+
+
+@dataclass(frozen=True)
+class LikeMoment:
+    """Like Moment ``moment`` (``like`` False: take the like back)."""
+
+    moment: int
+    like: bool = True
+
+
+@dataclass(frozen=True)
+class DeleteMoment:
+    """Delete your Moment ``moment``, or (``comment``) a comment under it."""
+
+    moment: int
+    comment: int = 0
 
 
 @dataclass(frozen=True)
@@ -624,6 +702,15 @@ Command = (
     | CommentPost
     | ShowComments
     | ReactToPost
+    | BanComments
+    | CommentBanList
+    | SlowMode
+    | PostMoment
+    | ShowMoments
+    | CommentMoment
+    | ShowMomentComments
+    | LikeMoment
+    | DeleteMoment
 )
 
 MONEY_COMMANDS = (Pay, PayRequest, PayOrder, RedPacket)
@@ -711,6 +798,19 @@ commands:
   /comment @channel SEQ [#N] text  comment on post SEQ (#N: answer comment N)
   /comments @channel SEQ     the comments of post SEQ, with their numbers
   /reactpost @channel SEQ EMOJI  react to post SEQ; /unreactpost takes it back
+  /bancomments @channel @user|#N [30m|2h|7d] [delete]  ban a user (#N: the author of comment
+                             N) from commenting in your channel, for a while or until lifted;
+                             delete: their comments there go too. /unbancomments lifts it
+  /commentbans @channel      the bans in force in your channel
+  /slowmode @channel SECONDS|off  non-admins comment once per SECONDS (at most 3600)
+  /moment [@a @b ...] text   post a Moment to these contacts (none: all your contacts),
+                             end-to-end encrypted to them
+  /moments [@handle] [N]     the newest N (default 10) Moments you see (of @handle)
+  /mcomment ID [#N] text     comment on Moment ID (#N: answer comment N); only the author
+                             and your own contacts see it
+  /mcomments ID              the comments and likes of Moment ID you see
+  /mlike ID | /munlike ID    like Moment ID, or take the like back
+  /delmoment ID [#N]         delete your Moment ID, or comment N under it
   /drop                      simulate a network failure (the client reconnects)
   /quit                      exit (also Ctrl-D)
 any other line is sent to the current conversation. A /word that is none of the above goes to
@@ -795,12 +895,23 @@ LOCAL_COMMANDS = frozenset(
         "comments",
         "reactpost",
         "unreactpost",
+        "bancomments",
+        "unbancomments",
+        "commentbans",
+        "slowmode",
+        "moment",
+        "moments",
+        "mcomment",
+        "mcomments",
+        "mlike",
+        "munlike",
+        "delmoment",
     ]
 )
 """chat's own command names (after aliases); any other /word may be a bot's."""
 PRIVACY_SETTINGS = ("add_me", "presence", "last_seen", "find_me")
 _HANDLE_RE = re.compile(HANDLE_PATTERN)
-_FREE_TEXT = frozenset({"publish", "editpost", "comment", "reply", "edit"})
+_FREE_TEXT = frozenset({"publish", "editpost", "comment", "reply", "edit", "moment", "mcomment"})
 """Commands whose last argument is text as typed (quotes and apostrophes included)."""
 _ALIASES = {"q": "quit", "exit": "quit", "h": "help", "?": "help", "list": "convs"}
 
@@ -869,6 +980,53 @@ def _title(title: str) -> str:
     if len(title) > MAX_TITLE_CHARS:
         raise ParseError(f"the title is longer than {MAX_TITLE_CHARS} characters")
     return title
+
+
+_DURATION = re.compile(r"(\d{1,6})([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _parse_moderation(name: str, args: list[str]) -> Command:
+    """``/bancomments``, ``/unbancomments``, ``/commentbans``, ``/slowmode`` (SPEC.md 20.7)."""
+    match name:
+        case "commentbans":
+            if len(args) != 1:
+                raise ParseError("usage: /commentbans @channel")
+            return CommentBanList(parse_handle(args[0]))
+        case "slowmode":
+            text = "usage: /slowmode @channel SECONDS|off"
+            if len(args) != 2:
+                raise ParseError(text)
+            if args[1].lower() == "off":
+                return SlowMode(parse_handle(args[0]), 0)
+            if not args[1].isdigit() or int(args[1]) > 3600:
+                raise ParseError(f"{text} (at most 3600)")
+            return SlowMode(parse_handle(args[0]), int(args[1]))
+    lift = name == "unbancomments"
+    text = (
+        "usage: /unbancomments @channel @user|#N"
+        if lift
+        else "usage: /bancomments @channel @user|#N [30m|2h|7d] [delete]"
+    )
+    if len(args) < 2 or (lift and len(args) != 2) or len(args) > 4:
+        raise ParseError(text)
+    who = args[1]
+    if who.startswith("#") and who[1:].isdigit():
+        pass
+    elif who.startswith("@"):
+        who = "@" + parse_handle(who)
+    else:
+        raise ParseError(text)
+    seconds, delete = 0, False
+    for word in args[2:]:
+        m = _DURATION.fullmatch(word.lower())
+        if m and not seconds:
+            seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        elif word.lower() == "delete" and not delete:
+            delete = True
+        else:
+            raise ParseError(text)
+    return BanComments(parse_handle(args[0]), who, seconds, delete, lift)
 
 
 def parse_command(line: str) -> Command | None:
@@ -1050,6 +1208,49 @@ def parse_command(line: str) -> Command | None:
             if len(args) != 3 or not args[1].isdigit():
                 raise usage(f"/{name} @channel SEQ EMOJI")
             return ReactToPost(parse_handle(args[0]), int(args[1]), args[2], name == "unreactpost")
+        case "bancomments" | "unbancomments" | "commentbans" | "slowmode":
+            return _parse_moderation(name, args)
+        case "moment":
+            audience, text = [], rest.strip()
+            while text.startswith("@"):
+                who, _, text = text.partition(" ")
+                audience.append(parse_handle(who))
+                text = text.strip()
+            if not text:
+                raise usage("/moment [@a @b ...] text")
+            return PostMoment(text, tuple(audience))
+        case "moments":
+            author = parse_handle(args[0]) if args and args[0].startswith("@") else None
+            more = args[1:] if author is not None else args
+            if len(more) > 1 or (more and not more[0].isdigit()):
+                raise usage("/moments [@handle] [N]")
+            count = min(int(more[0]), MAX_PAGE) if more else 10
+            return ShowMoments(author, max(count, 1))
+        case "mcomment":
+            words = rest.strip().split(" ", 1)
+            text = "/mcomment ID [#N] text"
+            if len(words) < 2 or not words[0].isdigit():
+                raise usage(text)
+            reply_to, body = 0, words[1].strip()
+            first, _, after = body.partition(" ")
+            if first.startswith("#") and first[1:].isdigit():
+                reply_to, body = int(first[1:]), after.strip()
+            if not body:
+                raise usage(text)
+            return CommentMoment(int(words[0]), body, reply_to)
+        case "mcomments" | "mlike" | "munlike":
+            if len(args) != 1 or not args[0].isdigit():
+                raise usage(f"/{name} ID")
+            if name == "mcomments":
+                return ShowMomentComments(int(args[0]))
+            return LikeMoment(int(args[0]), name == "mlike")
+        case "delmoment":
+            ok = 1 <= len(args) <= 2 and args[0].isdigit()
+            if ok and len(args) == 2:
+                ok = args[1].startswith("#") and args[1][1:].isdigit()
+            if not ok:
+                raise usage("/delmoment ID [#N]")
+            return DeleteMoment(int(args[0]), int(args[1][1:]) if len(args) == 2 else 0)
         case "timeline":
             if args not in ([], ["more"]):
                 raise usage("/timeline [more]")
@@ -1577,6 +1778,10 @@ def format_event(
             to = f" (↩ #{m.reply_to})" if m.reply_to else ""
             text = "(deleted)" if m.deleted else comment_text(m)
             return Line(f"[@{where}] #{seq} comment #{m.comment} {m.handle}{to}: {text}", "dim")
+        case MomentPost():
+            return format_moment(ev, names, tz)
+        case MomentNote():
+            return format_moment_note(ev, names)
         case DevicesChanged():
             return Line(f"{names.handle(ev.account)} changed devices", "dim")
         case F.RequestEvent():
@@ -1606,7 +1811,33 @@ def format_post(p: ChannelPost, names: Names, tz: tzinfo | None = None) -> Line:
         return Line(f"[@{channel}] #{p.seq} {at} (deleted)", "dim")
     text = p.text if p.text is not None else f"({p.kind})"
     edited = " (edited)" if p.ver else ""
-    return Line(f"[@{channel}] #{p.seq} {at} {text}{edited}")
+    views = f" · {p.views} view{'' if p.views == 1 else 's'}" if p.views else ""
+    return Line(f"[@{channel}] #{p.seq} {at} {text}{edited}{views}")
+
+
+def format_moment(m: MomentPost, names: Names, tz: tzinfo | None = None) -> Line:
+    """One line for a Moment: ``[moment ID] @author HH:MM text``."""
+    at = datetime.fromtimestamp(m.ts / 1000, tz).strftime("%H:%M")
+    head = f"[moment {m.moment}] {m.handle or names.handle(m.author)}"
+    if m.deleted:
+        return Line(f"{head} (deleted)", "dim")
+    if not m.readable:
+        return Line(f"{head} {at} (cannot decrypt: its key did not come)", "error")
+    text = m.text if m.text is not None else f"({m.kind})"
+    return Line(f"{head} {at} {text}")
+
+
+def format_moment_note(n: MomentNote, names: Names) -> Line:
+    """One line for a comment or like under a Moment."""
+    head = f"[moment {n.moment}] #{n.comment} {n.handle or names.handle(n.author)}"
+    if n.deleted:
+        return Line(f"{head} (deleted)", "dim")
+    if not n.readable:
+        return Line(f"{head}: (cannot decrypt)", "error")
+    if n.like:
+        return Line(f"{head} likes it {n.text or ''}".rstrip(), "dim")
+    to = f" (↩ #{n.reply_to})" if n.reply_to else ""
+    return Line(f"{head}{to}: {n.text}")
 
 
 def format_request(r: F.RequestInfo, number: int | None = None) -> Line:

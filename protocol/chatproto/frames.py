@@ -670,6 +670,9 @@ class Error(Frame, tag="error", kw_only=True, frozen=True):
     re: U32 = 0
     code: U32
     msg: ErrorText = ""
+    retry_after: Millis = 0
+    """``RATE_LIMITED``: milliseconds until the same request may pass, when the server knows
+    (slow mode, SPEC.md 20.7; a frame budget, 11.1); 0: not said."""
 
 
 class Account(Frame, tag="account", kw_only=True, frozen=True):
@@ -1437,6 +1440,8 @@ class ChannelInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True,
     followers: Seq = 0
     last_seq: Seq = 0
     following: bool = False
+    slow_mode: U32 = 0
+    """Seconds a non-admin waits between two comments in the channel (0: off, SPEC.md 20.7)."""
 
 
 class Post(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -1453,6 +1458,9 @@ class Post(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=Fal
     kind: PostKind
     content: Body = b""
     sig: Signature
+    views: Seq = 0
+    """How many accounts viewed the post (``get_posts``; SPEC.md 20.7). Not signed: the
+    server's count, not the publisher's word."""
 
 
 class CreateChannel(Frame, tag="create_channel", kw_only=True, frozen=True):
@@ -1612,6 +1620,77 @@ class GetReactions(Frame, tag="get_reactions", kw_only=True, frozen=True):
     seq: Id
 
 
+# SPEC.md 20.7: view counts that do not say who viewed; bans from comments and slow mode.
+
+ViewSeqs = Annotated[list[Id], msgspec.Meta(min_length=1, max_length=L.MAX_VIEW_SEQS)]
+SlowMode = Annotated[int, msgspec.Meta(ge=0, le=L.MAX_SLOW_MODE)]
+
+
+class ViewPosts(Frame, tag="view_posts", kw_only=True, frozen=True):
+    """The caller's client showed posts ``seqs`` of ``channel``: each counts the account once,
+    however often it is reported. -> ``Ok``."""
+
+    id: ReqId
+    channel: Id
+    seqs: ViewSeqs
+
+
+class BanCommenter(Frame, tag="ban_commenter", kw_only=True, frozen=True):
+    """An admin bans ``account`` from commenting (and reacting) in ``channel`` until ``until``
+    (ms; 0: until lifted), deleting its comments there with ``delete_comments``. -> ``Ok``."""
+
+    id: ReqId
+    channel: Id
+    account: Id
+    until: Millis = 0
+    delete_comments: bool = False
+
+
+class UnbanCommenter(Frame, tag="unban_commenter", kw_only=True, frozen=True):
+    """An admin lifts ``account``'s ban from ``channel``'s comments. -> ``Ok``."""
+
+    id: ReqId
+    channel: Id
+    account: Id
+
+
+class ListCommentBans(Frame, tag="list_comment_bans", kw_only=True, frozen=True):
+    """An admin lists the bans in force, by account id above ``after``. -> ``CommentBans``."""
+
+    id: ReqId
+    channel: Id
+    after: Seq = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=L.MAX_BAN_PAGE)] = 50
+
+
+class SetSlowMode(Frame, tag="set_slow_mode", kw_only=True, frozen=True):
+    """An admin sets ``channel``'s slow mode (0: off). -> ``ChannelAnswer``."""
+
+    id: ReqId
+    channel: Id
+    seconds: SlowMode
+
+
+class CommentBan(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """``account`` (``handle``) may not comment until ``until`` (0: until lifted); ``by`` is the
+    admin who banned it, at ``ts``."""
+
+    account: Id
+    handle: Handle
+    until: Millis = 0
+    by: Id
+    ts: Millis
+
+
+class CommentBans(Frame, tag="comment_bans", kw_only=True, frozen=True):
+    """Bans in force, by account id; ``next`` is the ``after`` of the next page (0: no more)."""
+
+    re: ReqId
+    channel: Id
+    items: list[CommentBan]
+    next: Seq = 0
+
+
 class ChannelAnswer(Frame, tag="channel", kw_only=True, frozen=True):
     re: ReqId
     info: ChannelInfo
@@ -1703,6 +1782,7 @@ MomentBody = Annotated[bytes, msgspec.Meta(min_length=1, max_length=L.MAX_MOMENT
 MomentCommentBody = Annotated[bytes, msgspec.Meta(max_length=L.MAX_MOMENT_COMMENT_BYTES)]
 Audience = Annotated[list[Id], msgspec.Meta(max_length=L.MAX_MOMENT_AUDIENCE)]
 MomentCommentKind = Literal["comment", "like"]
+OptHandle = Annotated[str, msgspec.Meta(max_length=L.MAX_HANDLE_CHARS)]
 
 
 class MomentInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -1711,6 +1791,7 @@ class MomentInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
 
     moment: Id
     author: Id
+    handle: OptHandle = ""
     device: Seq = 0
     ts: Millis
     body: Body = b""
@@ -1723,6 +1804,7 @@ class MomentComment(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     comment: Id
     moment: Id
     author: Id
+    handle: OptHandle = ""
     device: Seq = 0
     ts: Millis
     kind: MomentCommentKind = "comment"
@@ -1853,7 +1935,7 @@ class MomentCommentEvent(Frame, tag="moment_comment_event", kw_only=True, frozen
 
 
 # --------------------------------------------------------------------------- watching, timeline
-# SPEC.md 20.7 and 20.8: what a connection watches (not stored: it ends with the connection), and
+# SPEC.md 20.8 and 20.9: what a connection watches (not stored: it ends with the connection), and
 # the account's timeline merging followed channels' posts and contacts' Moments.
 
 TimelineCursor = Annotated[str, msgspec.Meta(max_length=L.MAX_TIMELINE_CURSOR_CHARS)]
@@ -1994,6 +2076,11 @@ ClientFrame = (
     | DeleteComment
     | ReactPost
     | GetReactions
+    | ViewPosts
+    | BanCommenter
+    | UnbanCommenter
+    | ListCommentBans
+    | SetSlowMode
     | WatchFeed
     | WatchChannel
     | WatchPost
@@ -2061,6 +2148,7 @@ ServerFrame = (
     | Reactions
     | CommentEvent
     | ReactionsEvent
+    | CommentBans
     | Timeline
     | MomentAnswer
     | Moments

@@ -542,6 +542,18 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("react_post", F.ReactPost(id=119, channel=7, seq=1, emoji="👍")),
         ("unreact_post", F.ReactPost(id=120, channel=7, seq=1, emoji="👍", remove=True)),
         ("get_reactions", F.GetReactions(id=121, channel=7, seq=1)),
+        ("view_posts", F.ViewPosts(id=122, channel=7, seqs=[40, 39, 38])),
+        ("ban_commenter", F.BanCommenter(id=123, channel=7, account=2)),
+        (
+            "ban_commenter_all_fields",
+            F.BanCommenter(
+                id=124, channel=7, account=2, until=1_767_312_000_000, delete_comments=True
+            ),
+        ),
+        ("unban_commenter", F.UnbanCommenter(id=125, channel=7, account=2)),
+        ("list_comment_bans", F.ListCommentBans(id=126, channel=7)),
+        ("list_comment_bans_page", F.ListCommentBans(id=127, channel=7, after=2, limit=10)),
+        ("set_slow_mode", F.SetSlowMode(id=128, channel=7, seconds=30)),
         ("watch_feed", F.WatchFeed(id=122)),
         ("unwatch_feed", F.WatchFeed(id=123, on=False)),
         ("watch_channel", F.WatchChannel(id=124, channel=7)),
@@ -571,6 +583,15 @@ def server_frames() -> list[tuple[str, F.Frame]]:
         (
             "error_all_fields",
             F.Error(re=17, code=ErrorCode.RATE_LIMITED, msg="slow down"),
+        ),
+        (
+            "error_retry_after",
+            F.Error(
+                re=18,
+                code=ErrorCode.RATE_LIMITED,
+                msg="slow mode: one comment every 30 s; retry in 12.5 s",
+                retry_after=12_500,
+            ),
         ),
         ("account_user", F.Account(re=4, account=2, handle="bob", name="Bob", type="user")),
         (
@@ -1082,6 +1103,33 @@ def server_frames() -> list[tuple[str, F.Frame]]:
                 ],
             ),
         ),
+        (
+            "posts_with_views",
+            F.Posts(re=111, channel=7, items=[msgspec.structs.replace(POST, views=1_532)], next=0),
+        ),
+        (
+            "channel_slow_mode",
+            F.ChannelAnswer(re=128, info=msgspec.structs.replace(CHANNEL, slow_mode=30)),
+        ),
+        (
+            "comment_bans",
+            F.CommentBans(
+                re=127,
+                channel=7,
+                items=[
+                    F.CommentBan(account=3, handle="carol", by=1, ts=1_767_225_700_000),
+                    F.CommentBan(
+                        account=4,
+                        handle="dave",
+                        until=1_767_312_000_000,
+                        by=1,
+                        ts=1_767_225_800_000,
+                    ),
+                ],
+                next=4,
+            ),
+        ),
+        ("comment_bans_empty", F.CommentBans(re=126, channel=7, items=[])),
         (
             "push_config",
             F.PushConfig(

@@ -61,7 +61,8 @@ def _strategy(t: MI.Type) -> st.SearchStrategy[Any]:
         return st.one_of(*(_strategy(u) for u in t.types))
     if isinstance(t, MI.ListType):
         hi = t.max_length if t.max_length is not None else 8
-        return st.lists(_strategy(t.item_type), max_size=min(hi, 4))
+        lo = t.min_length or 0
+        return st.lists(_strategy(t.item_type), min_size=lo, max_size=max(lo, min(hi, 4)))
     if isinstance(t, MI.StructType):
         return _struct_strategy(t.cls)
     raise AssertionError(f"no strategy for {t!r}: extend tests/unit/test_codec.py")
@@ -255,6 +256,7 @@ def _valid_examples() -> list[F.Frame]:
         followers=1,
         last_seq=1,
         following=True,
+        slow_mode=1,
     )
     comment = F.CommentInfo(
         comment=1,
@@ -267,7 +269,16 @@ def _valid_examples() -> list[F.Frame]:
         deleted=True,
     )
     post = F.Post(
-        channel=1, seq=1, ver=1, ts=1, author=1, device=1, kind="text", content=b"c", sig=sig
+        channel=1,
+        seq=1,
+        ver=1,
+        ts=1,
+        author=1,
+        device=1,
+        kind="text",
+        content=b"c",
+        sig=sig,
+        views=1,
     )
     intent = F.TransferIntent(
         transfer_id="t",
@@ -323,7 +334,7 @@ def _valid_examples() -> list[F.Frame]:
         F.Challenge(server="s", nonce=nonce, expires_in_ms=1),
         F.Welcome(re=1, account=1, device=1, handle="abc", server_time=1),
         F.Ok(re=1),
-        F.Error(re=1, code=1, msg="m"),
+        F.Error(re=1, code=1, msg="m", retry_after=1),
         F.Account(re=1, account=1, handle="abc", name="n", type="user"),
         F.Conv(re=1, info=info),
         F.Convs(re=1, convs=[info], more=True),
@@ -493,6 +504,17 @@ def _valid_examples() -> list[F.Frame]:
         F.ReactionsEvent(channel=1, seq=1, counts=[F.ReactionCount(emoji="e", count=1)]),
         F.Reactions(
             re=1, channel=1, seq=1, counts=[F.ReactionCount(emoji="e", count=1, mine=True)]
+        ),
+        F.ViewPosts(id=1, channel=1, seqs=[1]),
+        F.BanCommenter(id=1, channel=1, account=2, until=1, delete_comments=True),
+        F.UnbanCommenter(id=1, channel=1, account=2),
+        F.ListCommentBans(id=1, channel=1, after=1, limit=1),
+        F.SetSlowMode(id=1, channel=1, seconds=1),
+        F.CommentBans(
+            re=1,
+            channel=1,
+            items=[F.CommentBan(account=2, handle="bob", until=1, by=1, ts=1)],
+            next=1,
         ),
         F.WatchFeed(id=1, on=False),
         F.WatchChannel(id=1, channel=1, on=False),
