@@ -18,9 +18,10 @@ Rows read: one per followed channel, then at most ``limit * (limit + 1) / 2`` (2
 20), all index range scans. The other shape, walking every post by time and keeping the followed
 ones, reads a number of rows that grows with the posts of channels the account does NOT follow:
 ``loadtest/bench_timeline_read.py`` (SQLite, 1,000 followed channels of 5,000) measured a page
-at 2-7 ms this way whatever the mix, and the walk by time at 0.1 ms when a fifth of all posts
-are followed but 1,085 ms when the followed channels are quiet and the others busy (it passed
-240,000 posts). A bounded worst case wins over a faster usual case.
+at 5-9 ms this way (a ``get_timeline`` round trip) whatever the mix, and the walk by time at
+0.2 ms when a fifth of all posts are followed but 947 ms when the followed channels are quiet
+and the others busy (it passed 240,000 posts). A bounded worst case wins over a faster usual
+case.
 """
 
 from __future__ import annotations
