@@ -29,6 +29,7 @@ from chatd.services.channel_moderation import ChannelModerationService
 from chatd.services.channels import ChannelService
 from chatd.services.contacts import ContactService
 from chatd.services.conversations import ConversationService
+from chatd.services.creators import CreatorService
 from chatd.services.deps import Deps
 from chatd.services.keys import KeyService
 from chatd.services.limits import Limits, MemoryBuckets
@@ -88,10 +89,12 @@ class Services:
         self.suspension = SuspensionService(deps)
         self.contacts = ContactService(deps, self.conversations, self.keys, self.limits)
         self.links = LinkService(deps, self.conversations, self.limits)
-        self.channels = ChannelService(deps, self.limits)
+        self.creators = CreatorService(deps, self.payments)
+        """Tips, paid subscriptions, paid posts (SPEC.md 15.12-15.14)."""
+        self.channels = ChannelService(deps, self.limits, self.creators)
         self.channel_moderation = ChannelModerationService(deps, self.limits)
         """Views, bans from comments and slow mode of public channels (SPEC.md 20.7)."""
-        self.timeline = TimelineService(deps)
+        self.timeline = TimelineService(deps, self.creators)
         self.moments = MomentService(deps, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
@@ -513,6 +516,18 @@ class Session:
                 | F.GetReactions()
             ):
                 self.reply(await svc.channels.handle(a, self.device, self.conn_id, frame))
+            case (
+                F.Tip()
+                | F.SetChannelPrice()
+                | F.GetChannelPrice()
+                | F.Subscribe()
+                | F.Unsubscribe()
+                | F.GetSubscription()
+                | F.ListSubscriptions()
+                | F.GetCreatorReceipts()
+                | F.GetPostTips()
+            ):
+                self.reply(await svc.creators.handle(a, frame))
             case F.WatchFeed() | F.WatchChannel() | F.WatchPost():
                 self.reply(await svc.timeline.watch(self, frame))
             case F.GetTimeline():

@@ -24,6 +24,7 @@ from chatproto.errors import ChatProtoError, ErrorCode, SignatureError
 from chatd import envelope
 from chatd.core.publishing import decode_cursor
 from chatd.errors import ChatdError, Forbidden, Invalid, NotFound, RateLimited
+from chatd.services.creators import CreatorService
 from chatd.services.deps import Deps
 from chatd.services.limits import Limits
 from chatd.store.base import ChannelRow
@@ -49,9 +50,11 @@ def _info(r: ChannelRow) -> F.ChannelInfo:
 
 
 class ChannelService:
-    def __init__(self, deps: Deps, limits: Limits) -> None:
+    def __init__(self, deps: Deps, limits: Limits, creators: CreatorService) -> None:
         self._d = deps
         self._limits = limits
+        self._creators = creators
+        """Who may read a paid post's content (SPEC.md 15.14)."""
         self._server = deps.settings.server.name
         self._dirty: set[tuple[int, int]] = set()
         """Posts whose reaction counts changed and are due to be pushed."""
@@ -87,9 +90,9 @@ class ChannelService:
             case F.Publish():
                 return await self.publish(account, device, conn, f)
             case F.GetPosts():
-                return await self.read(f)
+                return await self.read(account, f)
             case F.GetPostHistory():
-                return await self.history(f)
+                return await self.history(account, f)
             case F.Comment():
                 if not kinds.client_may_send(f.kind) or f.kind == posts.TOMBSTONE:
                     raise Invalid(f"a comment cannot be of kind {f.kind!r}")
@@ -209,6 +212,7 @@ class ChannelService:
             kind=f.kind,
             content=f.content,
             sig=f.sig,
+            paid=f.paid,
         )
         key = await d.store.device(device)
         try:
@@ -219,20 +223,23 @@ class ChannelService:
             raise ChatdError(f"the post's signature: {exc}", ErrorCode.BAD_SIGNATURE) from exc
         except ChatProtoError as exc:
             raise Invalid(str(exc)) from exc
-        if await d.store.put_post(post, d.clock.now_ms()):
-            self._push(f.channel, F.PostEvent(post=post), conn)
+        if await d.store.put_post(post, d.clock.now_ms()):  # a paid post's event: no content
+            pushed = posts.locked(post) if post.paid and not posts.is_tombstone(post) else post
+            self._push(f.channel, F.PostEvent(post=pushed), conn)
         return F.Published(re=f.id, channel=f.channel, seq=f.seq, ver=f.ver)
 
-    async def read(self, f: F.GetPosts) -> F.Posts:
+    async def read(self, account: int, f: F.GetPosts) -> F.Posts:
         """A page of posts, newest first: anyone may read a public channel (the preview)."""
         if await self._d.store.channel(f.channel, 0) is None:
             raise NotFound("no such channel")
         items = await self._d.store.posts_before(f.channel, f.before, f.limit)
+        items = await self._creators.readable(account, f.channel, items)
         more = len(items) == f.limit and items[-1].seq > 1
         return F.Posts(re=f.id, channel=f.channel, items=items, next=items[-1].seq if more else 0)
 
-    async def history(self, f: F.GetPostHistory) -> F.Posts:
+    async def history(self, account: int, f: F.GetPostHistory) -> F.Posts:
         items = await self._d.store.post_history(f.channel, f.seq)
         if not items:
             raise NotFound("no such post")
+        items = await self._creators.readable(account, f.channel, items)
         return F.Posts(re=f.id, channel=f.channel, items=items)

@@ -19,13 +19,16 @@ from chatproto import frames as F
 from chatd.core import timeline as tl
 from chatd.errors import NotFound
 from chatd.hub import Outlet
+from chatd.services.creators import CreatorService
 from chatd.services.deps import Deps
 from chatd.store.base import MomentRow, TimelinePost
 
 
 class TimelineService:
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, creators: CreatorService) -> None:
         self._d = deps
+        self._creators = creators
+        """Who may read a paid post's content (SPEC.md 15.14): others get its placeholder."""
 
     async def watch(self, outlet: Outlet, f: F.WatchFeed | F.WatchChannel | F.WatchPost) -> F.Ok:
         """Start or stop watching; once ``ok`` is answered, every node routes what is watched
@@ -51,11 +54,22 @@ class TimelineService:
         cursor = tl.decode_cursor(f.before)
         store = self._d.store
         posts = await store.timeline_posts(account, _posts_below(cursor), f.limit)
+        posts = await self._readable(account, posts)
         moments = await store.moments_for(account, _moments_below(cursor), f.limit)
         page = tl.merge(
             f.limit, [[_post_entry(r) for r in posts], [_moment_entry(m) for m in moments]]
         )
         return F.Timeline(re=f.id, items=[e.item for e in page.entries], next=page.next)
+
+    async def _readable(self, account: int, rows: list[TimelinePost]) -> list[TimelinePost]:
+        """Paid posts as ``account`` may read them: one access read per channel with one."""
+        out = list(rows)
+        for channel in {r.post.channel for r in rows if r.post.paid}:
+            at = [i for i, r in enumerate(rows) if r.post.channel == channel]
+            shown = await self._creators.readable(account, channel, [rows[i].post for i in at])
+            for i, post in zip(at, shown, strict=True):
+                out[i] = TimelinePost(at=rows[i].at, post=post)
+        return out
 
 
 def _post_entry(r: TimelinePost) -> tl.Entry[F.TimelineItem]:

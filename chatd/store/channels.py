@@ -26,7 +26,7 @@ _CHANNEL = (
     " EXISTS (SELECT 1 FROM pub_follows f WHERE f.account=? AND f.channel=c.id), c.slow_mode"
     " FROM pub_channels c WHERE "
 )
-_POST = "channel, seq, ver, ts, author, device, kind, content, sig"
+_POST = "channel, seq, ver, ts, author, device, kind, content, sig, paid"
 
 
 def _channel(r: Row | None) -> ChannelRow | None:
@@ -57,7 +57,8 @@ def _post(r: Row) -> F.Post:
         kind=str(r[6]),
         content=bytes(r[7]),
         sig=bytes(r[8]),
-        views=int(r[9]) if len(r) > 9 else 0,
+        paid=bool(r[9]),
+        views=int(r[10]) if len(r) > 10 else 0,
     )
 
 
@@ -248,7 +249,8 @@ async def put_post(tx: Tx, p: F.Post, now: int) -> bool:
     offered = (p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig)
     if cur is not None:
         c = _post(cur)
-        if same_post((c.ver, c.ts, c.author, c.device, c.kind, c.content, c.sig), offered):
+        stored = (c.ver, c.ts, c.author, c.device, c.kind, c.content, c.sig)
+        if same_post(stored, offered) and c.paid == p.paid:
             return False
     admin = await db.fetchval(
         "SELECT 1 FROM pub_admins WHERE channel=? AND account=?", p.channel, p.author
@@ -265,10 +267,10 @@ async def put_post(tx: Tx, p: F.Post, now: int) -> bool:
         ts=p.ts,
         now=now,
     )
-    row = (p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig)
+    row = (p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, int(p.paid))
     if p.ver == 0:
         await db.execute(  # created: the server's clock, the timeline's order (SPEC.md 20.9)
-            f"INSERT INTO pub_posts ({_POST}, created) VALUES (?,?,?,?,?,?,?,?,?,?)", *row, now
+            f"INSERT INTO pub_posts ({_POST}, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)", *row, now
         )
         await db.execute("UPDATE pub_channels SET last_seq=? WHERE id=?", p.seq, p.channel)
         return True
@@ -279,9 +281,9 @@ async def put_post(tx: Tx, p: F.Post, now: int) -> bool:
         p.seq,
     )
     await db.execute(
-        "UPDATE pub_posts SET ver=?, ts=?, author=?, device=?, kind=?, content=?, sig=?"
+        "UPDATE pub_posts SET ver=?, ts=?, author=?, device=?, kind=?, content=?, sig=?, paid=?"
         " WHERE channel=? AND seq=?",
-        *(p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, p.channel, p.seq),
+        *(p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, int(p.paid), p.channel, p.seq),
     )
     return True
 

@@ -58,6 +58,7 @@ from chatd.store.channel_moderation import ChannelModeration
 from chatd.store.channels import Channels, PostComments
 from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
+from chatd.store.creators import Creators
 from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
 from chatd.store.links import Links
@@ -269,6 +270,7 @@ class PostgresStore(
     Timelines,
     Moments,
     Ledger,
+    Creators,
     GroupCommitWriter[Op[Any]],
 ):
     """``Store`` over a PostgreSQL database shared by any number of nodes. Run ``run()`` in the

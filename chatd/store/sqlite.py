@@ -54,6 +54,7 @@ from chatd.store.channel_moderation import ChannelModeration
 from chatd.store.channels import Channels, PostComments
 from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
+from chatd.store.creators import Creators
 from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
 from chatd.store.links import Links
@@ -348,6 +349,7 @@ class SQLiteStore(
     Timelines,
     Moments,
     Ledger,
+    Creators,
     GroupCommitWriter[Op[Any]],
 ):
     """``Store`` over one SQLite file. Run ``run()`` in the owner's TaskGroup after ``open()``."""

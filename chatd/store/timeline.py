@@ -35,7 +35,7 @@ from chatd.store.sql import Row, Scripts, Sql, reads
 _MAX = 2**63 - 1
 _COLS = (
     "p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, p.created,"
-    " p.views"
+    " p.views, p.paid"
 )
 _BELOW = (
     "p.created <= ? AND (p.created < ? OR p.channel < ? OR (p.channel = ? AND p.seq < ?))"
@@ -61,6 +61,7 @@ def _row(r: Row) -> TimelinePost:
         content=bytes(r[7]),
         sig=bytes(r[8]),
         views=int(r[10]),
+        paid=bool(r[11]),
     )
     return TimelinePost(at=int(r[9]), post=post)
 

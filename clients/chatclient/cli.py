@@ -66,6 +66,7 @@ from chatclient.tui import (
     Bots,
     CancelRequest,
     Cards,
+    ChannelPriceCmd,
     ClaimPacket,
     Command,
     CommentBanList,
@@ -103,6 +104,7 @@ from chatclient.tui import (
     NewPublic,
     No,
     Open,
+    PaidPost,
     ParseError,
     Pay,
     PayOrder,
@@ -132,9 +134,13 @@ from chatclient.tui import (
     ShowMomentComments,
     ShowMoments,
     ShowPosts,
+    ShowSubscriptions,
     ShowTimeline,
     SlowMode,
+    SubscribeCmd,
+    TipPost,
     Unlink,
+    UnsubscribeCmd,
     Verify,
     Wallet,
     Who,
@@ -151,6 +157,7 @@ from chatclient.tui import (
     format_request,
     format_requests,
     format_safety_number,
+    format_subscription,
     format_wallet,
     format_who,
     open_console,
@@ -753,6 +760,110 @@ class Session:
                 shown = "  ".join(f"{c.emoji} {c.count}" for c in counts) or "no reactions"
                 self.show(f"[@{handle}] #{seq}: {shown}", "system")
 
+    async def _confirm(
+        self, summary: str, perform: Callable[[], Awaitable[None]], confirmed: bool
+    ) -> None:
+        """Money leaves only once confirmed (``/yes``, or ``!``/``--yes`` given up front)."""
+        if confirmed or self.assume_yes:
+            await perform()
+            return
+        self._pending = (summary, perform)
+        self.show(f"{summary}? /yes to confirm, /no to drop it", "system")
+
+    async def _creators(
+        self,
+        cmd: TipPost
+        | ChannelPriceCmd
+        | SubscribeCmd
+        | UnsubscribeCmd
+        | ShowSubscriptions
+        | PaidPost,
+    ) -> None:
+        """Creators paid through the ledger (SPEC.md 15.12-15.14)."""
+        cr = self.client.creators
+        match cmd:
+            case TipPost(handle, seq, tipped, currency, confirmed):
+                channel = await self._channel(handle)
+
+                async def tip() -> None:
+                    r = await cr.tip(channel, seq, tipped, currency)
+                    self.show(
+                        f"[@{handle}] #{seq} tipped {money.format_money(r.amount, r.currency)}"
+                        f" (receipt {r.ref} verified)",
+                        "system",
+                    )
+
+                await self._confirm(f"tip {tipped} {currency} for @{handle} #{seq}", tip, confirmed)
+            case ChannelPriceCmd(handle, amount, currency, days):
+                channel = await self._channel(handle)
+                got = await (
+                    cr.price(channel)
+                    if amount is None
+                    else cr.set_price(channel, amount, currency, days=days)
+                )
+                if not got.amount:
+                    self.show(f"@{handle} has no paid subscription", "system")
+                else:
+                    each = (
+                        f"{got.period // 86_400} days"
+                        if got.period >= 86_400
+                        else f"{got.period} s"
+                    )
+                    self.show(
+                        f"@{handle}: {money.format_money(got.amount, got.currency)} every {each}",
+                        "system",
+                    )
+            case SubscribeCmd(handle, None):
+                got = await cr.price(await self._channel(handle))
+                if not got.amount:
+                    self.show(f"@{handle} has no paid subscription", "system")
+                else:
+                    price = money.format_amount(got.amount, got.currency)
+                    self.show(
+                        f"@{handle}: {price} {got.currency} per period; to agree:"
+                        f" /subscribe @{handle} PERIODS {price} {got.currency}",
+                        "system",
+                    )
+            case SubscribeCmd(handle, periods, amount, currency, confirmed):
+                assert periods is not None
+                channel = await self._channel(handle)
+
+                async def subscribe() -> None:
+                    sub, _ = await cr.subscribe(channel, periods, amount=amount, currency=currency)
+                    self.console.show(format_subscription(sub, self.names))
+
+                what = f"subscribe to @{handle}: {amount} {currency} now and each period, {periods} at most"
+                await self._confirm(what, subscribe, confirmed)
+            case UnsubscribeCmd(handle):
+                channel = await self._channel(handle)
+                mine, _ = await cr.subscriptions()
+                live = [
+                    s for s in mine if s.channel == channel and s.state in ("active", "past_due")
+                ]
+                if not live:
+                    raise UsageError(f"no running subscription to @{handle}")
+                self.console.show(
+                    format_subscription(await cr.unsubscribe(live[0].mandate_id), self.names)
+                )
+            case ShowSubscriptions(handle):
+                channel = await self._channel(handle) if handle else 0
+                after, shown = "", 0
+                while True:
+                    items, after = await cr.subscriptions(after=after)
+                    for sub in items:
+                        if not channel or sub.channel == channel:
+                            self.console.show(format_subscription(sub, self.names))
+                            shown += 1
+                    if not after:
+                        break
+                if not shown:
+                    self.show("no subscriptions", "system")
+            case PaidPost(handle, text):
+                seq = await self.client.channels.publish_text(
+                    await self._channel(handle), text, paid=True
+                )
+                self.show(f"[@{handle}] #{seq} published for subscribers", "system")
+
     async def _moderate(self, cmd: BanComments | CommentBanList | SlowMode) -> None:
         """``/bancomments``, ``/unbancomments``, ``/commentbans``, ``/slowmode`` (SPEC.md
         20.7): an admin's moderation of a public channel's comments."""
@@ -856,6 +967,10 @@ class Session:
                 m = entry.moment
                 text = m.text if m.readable and m.text is not None else "(not readable)"
                 self.show(f"[moment #{m.moment}] {self.names.handle(m.author)}: {text}")
+            elif entry.locked is not None:  # a paid post: "for subscribers"
+                line = format_event(entry.locked, self.names)
+                if line is not None:
+                    self.console.show(line)
         for r in page.rejected:
             self.show(
                 f"post #{r.post.seq} of channel {r.post.channel} refused: {r.reason}", "error"
@@ -894,6 +1009,15 @@ class Session:
                 | ReactToPost()
             ):
                 await self._channels(cmd)
+            case (
+                TipPost()
+                | ChannelPriceCmd()
+                | SubscribeCmd()
+                | UnsubscribeCmd()
+                | ShowSubscriptions()
+                | PaidPost()
+            ):
+                await self._creators(cmd)
             case BanComments() | CommentBanList() | SlowMode():
                 await self._moderate(cmd)
             case (

@@ -20,10 +20,10 @@ from typing import TypeVar
 from chatproto import frames as F
 from chatproto.errors import ChatProtoError, ErrorCode
 
-from chatclient.channels import Channels, RejectedPost
+from chatclient.channels import Channels, RejectedPost, locked_post
 from chatclient.connection import Connection
 from chatclient.errors import ChatClientError, RequestError
-from chatclient.events import ChannelPost, MomentPost
+from chatclient.events import ChannelPost, LockedPost, MomentPost
 
 K = TypeVar("K")
 
@@ -41,6 +41,8 @@ class TimelineEntry:
     at: int
     post: ChannelPost | None = None
     moment: MomentPost | None = None
+    locked: LockedPost | None = None
+    """A paid post this account may not read now (SPEC.md 15.14): its placeholder."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,9 @@ class Timeline:
                 entries.append(TimelineEntry(item.at, moment=moment))
             if item.post is None:
                 continue  # a Moment, or a kind of item this SDK does not know yet
+            if item.post.locked:  # no content to verify: shown as locked, in its place
+                entries.append(TimelineEntry(item.at, locked=locked_post(item.post)))
+                continue
             try:
                 entries.append(TimelineEntry(item.at, await self._channels.verify(item.post)))
             except (ChatProtoError, ChatClientError) as exc:

@@ -1458,6 +1458,11 @@ class Post(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=Fal
     kind: PostKind
     content: Body = b""
     sig: Signature
+    paid: bool = False
+    """For subscribers only (SPEC.md 15.14): signed over ``post_payload`` v2, which covers it."""
+    locked: bool = False
+    """A paid post shown to a reader without access: ``content`` withheld (empty), so ``sig``
+    cannot verify; never set by a publisher."""
     views: Seq = 0
     """How many accounts viewed the post (``get_posts``; SPEC.md 20.7). Not signed: the
     server's count, not the publisher's word."""
@@ -1528,6 +1533,7 @@ class Publish(Frame, tag="publish", kw_only=True, frozen=True):
     kind: PostKind
     content: Body = b""
     sig: Signature
+    paid: bool = False
 
 
 class GetPosts(Frame, tag="get_posts", kw_only=True, frozen=True):
@@ -1934,6 +1940,246 @@ class MomentCommentEvent(Frame, tag="moment_comment_event", kw_only=True, frozen
     deleted: bool = False
 
 
+# --------------------------------------------------------------------------- creators
+# SPEC.md 15.12-15.14: tips on public posts, paid subscriptions to a public channel (a signed
+# mandate charged once per period), and their receipts, which are not conversation messages
+# (a public channel has no conversation) but signed records both sides fetch.
+
+Period = Annotated[int, msgspec.Meta(ge=1, le=L.MAX_U32)]
+"""A subscription period's length in seconds."""
+Periods = Annotated[int, msgspec.Meta(ge=1, le=L.MAX_U32)]
+CreatorReceiptType = Literal["tip", "charge"]
+SubscriptionState = Literal["active", "past_due", "lapsed", "cancelled", "completed"]
+
+
+class TipIntent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What a tipper's device signs (``chatproto.creators.tip_payload``): ``amount`` to the
+    owner ``to`` of ``channel`` for its post ``post``; ``tip_id`` is the idempotency key."""
+
+    tip_id: PayId
+    payer: Id = msgspec.field(name="from")
+    payee: Id = msgspec.field(name="to")
+    channel: Id
+    post: Id
+    amount: Amount
+    currency: CurrencyCode
+    expires_at: Millis
+
+
+class MandateIntent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What a subscriber's device signs (``chatproto.creators.mandate_payload``): "charge me
+    ``amount`` every ``period`` seconds, for at most ``periods`` periods, for ``channel``, to its
+    owner ``to``". The first period is charged at once; ``expires_at`` bounds only that."""
+
+    mandate_id: PayId
+    payer: Id = msgspec.field(name="from")
+    payee: Id = msgspec.field(name="to")
+    channel: Id
+    amount: Amount
+    currency: CurrencyCode
+    period: Period
+    periods: Periods
+    expires_at: Millis
+
+
+class CreatorReceipt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """A tip or one period's charge, signed by the server's payment key over
+    ``chatproto.creators.creator_receipt_payload``, with the payer's intent repeated (its hash
+    and signature) so that payer and payee can each check it."""
+
+    type: CreatorReceiptType
+    ref: PayId
+    """The tip id, or the mandate id of a charge."""
+    payer: Seq = msgspec.field(name="from")
+    payee: Seq = msgspec.field(name="to")
+    amount: Amount
+    currency: CurrencyCode
+    channel: Id
+    post: Seq = 0
+    """The tipped post's seq (0 for a charge)."""
+    n: Seq = 0
+    """A charge's period number, 1 .. ``periods``."""
+    starts: Millis = 0
+    ends: Millis = 0
+    """A charge's period: access from ``starts`` until ``ends``."""
+    intent_hash: Hash32
+    posted_at: Millis
+    sig: Signature
+    intent_expires_at: Millis = 0
+    period: Seq = 0
+    periods: Seq = 0
+    """A charge's mandate terms (with ``amount``, ``currency``, ``channel``, ``to``)."""
+    device: Seq = 0
+    payer_sig: MaybeSignature = b""
+
+
+class SubscriptionInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """A mandate and where it stands. ``paid_through``: the end of the last charged period
+    (access until then); ``next_charge_at``: when the server next charges (0: never again)."""
+
+    mandate_id: PayId
+    subscriber: Id
+    owner: Id
+    channel: Id
+    amount: Amount
+    currency: CurrencyCode
+    period: Period
+    periods: Periods
+    state: SubscriptionState
+    charged: Seq = 0
+    paid_through: Millis = 0
+    next_charge_at: Millis = 0
+    created_at: Millis
+
+
+class Tip(Frame, tag="tip", kw_only=True, frozen=True):
+    """Tip a post: ``intent`` signed by ``device``. -> ``Tipped``; again: the same receipt."""
+
+    id: ReqId
+    intent: TipIntent
+    device: Id
+    sig: Signature
+
+
+class SetChannelPrice(Frame, tag="set_channel_price", kw_only=True, frozen=True):
+    """The owner's price of a subscription (``amount`` 0: none). Existing mandates keep theirs.
+    -> ``ChannelPrice``."""
+
+    id: ReqId
+    channel: Id
+    amount: Amount = 0
+    currency: CurrencyCode = ""
+    period: Seq = 0
+
+
+class GetChannelPrice(Frame, tag="get_channel_price", kw_only=True, frozen=True):
+    id: ReqId
+    channel: Id
+
+
+class Subscribe(Frame, tag="subscribe", kw_only=True, frozen=True):
+    """Sign a mandate for ``intent.channel`` at its current price; the first period is charged
+    at once. -> ``Subscribed``; again: the same answer (``replay``)."""
+
+    id: ReqId
+    intent: MandateIntent
+    device: Id
+    sig: Signature
+
+
+class Unsubscribe(Frame, tag="unsubscribe", kw_only=True, frozen=True):
+    """The subscriber ends its mandate: no further charge; access until ``paid_through``.
+    -> ``SubscriptionAnswer``."""
+
+    id: ReqId
+    mandate_id: PayId
+
+
+class GetSubscription(Frame, tag="get_subscription", kw_only=True, frozen=True):
+    id: ReqId
+    mandate_id: PayId
+
+
+class ListSubscriptions(Frame, tag="list_subscriptions", kw_only=True, frozen=True):
+    """The caller's own mandates (``channel`` 0), or the mandates of a channel it owns, by
+    mandate id after ``after``. -> ``Subscriptions``."""
+
+    id: ReqId
+    channel: Seq = 0
+    after: OptPayId = ""
+    limit: PageLimit = 50
+
+
+class GetCreatorReceipts(Frame, tag="get_creator_receipts", kw_only=True, frozen=True):
+    """The receipts of tip or mandate ``ref`` (a charge per period, from period ``after`` + 1),
+    for its payer or payee. -> ``CreatorReceipts``."""
+
+    id: ReqId
+    ref: PayId
+    after: Seq = 0
+    limit: PageLimit = 50
+
+
+class GetPostTips(Frame, tag="get_post_tips", kw_only=True, frozen=True):
+    """A post's tip count and total per currency. -> ``PostTips``."""
+
+    id: ReqId
+    channel: Id
+    seq: Id
+
+
+class TipTotal(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    currency: CurrencyCode
+    count: Seq
+    amount: Amount
+
+
+class Tipped(Frame, tag="tipped", kw_only=True, frozen=True):
+    re: ReqId
+    receipt: CreatorReceipt
+    replay: bool = False
+
+
+class ChannelPrice(Frame, tag="channel_price", kw_only=True, frozen=True):
+    """A channel's subscription price; ``amount`` 0: it has none."""
+
+    re: ReqId
+    channel: Id
+    owner: Id
+    amount: Amount = 0
+    currency: CurrencyCode = ""
+    period: Seq = 0
+
+
+class Subscribed(Frame, tag="subscribed", kw_only=True, frozen=True):
+    re: ReqId
+    subscription: SubscriptionInfo
+    receipt: CreatorReceipt
+    replay: bool = False
+
+
+class SubscriptionAnswer(Frame, tag="subscription", kw_only=True, frozen=True):
+    re: ReqId
+    subscription: SubscriptionInfo
+
+
+class Subscriptions(Frame, tag="subscriptions", kw_only=True, frozen=True):
+    """``next``: the ``after`` of the next page ("": no more)."""
+
+    re: ReqId
+    items: list[SubscriptionInfo]
+    next: OptPayId = ""
+
+
+class CreatorReceipts(Frame, tag="creator_receipts", kw_only=True, frozen=True):
+    """``next``: the ``after`` of the next page (0: no more)."""
+
+    re: ReqId
+    items: list[CreatorReceipt]
+    next: Seq = 0
+
+
+class PostTips(Frame, tag="post_tips", kw_only=True, frozen=True):
+    re: ReqId
+    channel: Id
+    seq: Id
+    totals: list[TipTotal]
+
+
+class TipEvent(Frame, tag="tip_event", kw_only=True, frozen=True):
+    """A tip received, pushed to the creator's connections."""
+
+    receipt: CreatorReceipt
+
+
+class SubscriptionEvent(Frame, tag="subscription_event", kw_only=True, frozen=True):
+    """A mandate changed (charged, past due, lapsed, cancelled, completed), pushed to the
+    subscriber's and the owner's connections; ``receipt``: the charge, if it was one."""
+
+    subscription: SubscriptionInfo
+    receipt: CreatorReceipt | None = None
+
+
 # --------------------------------------------------------------------------- watching, timeline
 # SPEC.md 20.8 and 20.9: what a connection watches (not stored: it ends with the connection), and
 # the account's timeline merging followed channels' posts and contacts' Moments.
@@ -2076,6 +2322,15 @@ ClientFrame = (
     | DeleteComment
     | ReactPost
     | GetReactions
+    | Tip
+    | SetChannelPrice
+    | GetChannelPrice
+    | Subscribe
+    | Unsubscribe
+    | GetSubscription
+    | ListSubscriptions
+    | GetCreatorReceipts
+    | GetPostTips
     | ViewPosts
     | BanCommenter
     | UnbanCommenter
@@ -2148,6 +2403,15 @@ ServerFrame = (
     | Reactions
     | CommentEvent
     | ReactionsEvent
+    | Tipped
+    | ChannelPrice
+    | Subscribed
+    | SubscriptionAnswer
+    | Subscriptions
+    | CreatorReceipts
+    | PostTips
+    | TipEvent
+    | SubscriptionEvent
     | CommentBans
     | Timeline
     | MomentAnswer

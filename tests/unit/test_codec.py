@@ -505,6 +505,7 @@ def _valid_examples() -> list[F.Frame]:
         F.Reactions(
             re=1, channel=1, seq=1, counts=[F.ReactionCount(emoji="e", count=1, mine=True)]
         ),
+        *_creator_examples(sig),
         F.ViewPosts(id=1, channel=1, seqs=[1]),
         F.BanCommenter(id=1, channel=1, account=2, until=1, delete_comments=True),
         F.UnbanCommenter(id=1, channel=1, account=2),
@@ -522,6 +523,80 @@ def _valid_examples() -> list[F.Frame]:
         F.GetTimeline(id=1, before="1.0.1.1", limit=1),
         F.Timeline(re=1, items=[F.TimelineItem(at=1, post=post)], next="1.0.1.1"),
         *_moment_examples(),
+    ]
+
+
+def _creator_examples(sig: bytes) -> list[F.Frame]:
+    """SPEC.md 15.12-15.14, every field present."""
+    tip = F.TipIntent(
+        tip_id="t", payer=1, payee=2, channel=1, post=1, amount=1, currency="USD", expires_at=1
+    )
+    mandate = F.MandateIntent(
+        mandate_id="m",
+        payer=1,
+        payee=2,
+        channel=1,
+        amount=1,
+        currency="USD",
+        period=60,
+        periods=2,
+        expires_at=1,
+    )
+    receipt = F.CreatorReceipt(
+        type="charge",
+        ref="m",
+        payer=1,
+        payee=2,
+        amount=1,
+        currency="USD",
+        channel=1,
+        post=1,
+        n=1,
+        starts=1,
+        ends=2,
+        intent_hash=bytes(32),
+        posted_at=1,
+        sig=sig,
+        intent_expires_at=1,
+        period=60,
+        periods=2,
+        device=1,
+        payer_sig=sig,
+    )
+    sub = F.SubscriptionInfo(
+        mandate_id="m",
+        subscriber=1,
+        owner=2,
+        channel=1,
+        amount=1,
+        currency="USD",
+        period=60,
+        periods=2,
+        state="past_due",
+        charged=1,
+        paid_through=1,
+        next_charge_at=1,
+        created_at=1,
+    )
+    return [
+        F.Tip(id=1, intent=tip, device=1, sig=sig),
+        F.SetChannelPrice(id=1, channel=1, amount=1, currency="USD", period=60),
+        F.GetChannelPrice(id=1, channel=1),
+        F.Subscribe(id=1, intent=mandate, device=1, sig=sig),
+        F.Unsubscribe(id=1, mandate_id="m"),
+        F.GetSubscription(id=1, mandate_id="m"),
+        F.ListSubscriptions(id=1, channel=1, after="m", limit=1),
+        F.GetCreatorReceipts(id=1, ref="m", after=1, limit=1),
+        F.GetPostTips(id=1, channel=1, seq=1),
+        F.Tipped(re=1, receipt=receipt, replay=True),
+        F.ChannelPrice(re=1, channel=1, owner=2, amount=1, currency="USD", period=60),
+        F.Subscribed(re=1, subscription=sub, receipt=receipt, replay=True),
+        F.SubscriptionAnswer(re=1, subscription=sub),
+        F.Subscriptions(re=1, items=[sub], next="m"),
+        F.CreatorReceipts(re=1, items=[receipt], next=1),
+        F.PostTips(re=1, channel=1, seq=1, totals=[F.TipTotal(currency="USD", count=1, amount=1)]),
+        F.TipEvent(receipt=receipt),
+        F.SubscriptionEvent(subscription=sub, receipt=receipt),
     ]
 
 
