@@ -365,7 +365,7 @@ async def add_comment(
         "SELECT 1 FROM pub_comments WHERE id=? AND channel=? AND seq=?", reply_to, channel, seq
     ):
         raise NotFound("no such comment under this post")
-    await comment_gate(db, channel, author, now, commenting=True)  # bans, slow mode (20.7)
+    await comment_gate(db, channel, author, now, commenting=True)  # bans, slow mode (20.9)
     cid = int(
         await db.fetchval(
             "INSERT INTO pub_comments (channel, seq, author, reply_to, ts, kind, content)"

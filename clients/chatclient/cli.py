@@ -731,7 +731,7 @@ class Session:
                     self.show(f"[@{handle}] #{r.post.seq} refused: {r.reason}", "error")
                 if not page.posts and not page.rejected:
                     self.show(f"@{handle} has no posts yet", "system")
-                with contextlib.suppress(RequestError):  # shown: each counts us once (20.7)
+                with contextlib.suppress(RequestError):  # shown: each counts us once (20.9)
                     if page.posts:
                         await ch.view(channel, [p.seq for p in page.posts])
             case ShowTimeline(more):
@@ -866,7 +866,7 @@ class Session:
 
     async def _moderate(self, cmd: BanComments | CommentBanList | SlowMode) -> None:
         """``/bancomments``, ``/unbancomments``, ``/commentbans``, ``/slowmode`` (SPEC.md
-        20.7): an admin's moderation of a public channel's comments."""
+        20.9): an admin's moderation of a public channel's comments."""
         ch = self.client.channels
         channel = await self._channel(cmd.channel)
         match cmd:

@@ -1108,7 +1108,7 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
 def _parse_moderation(name: str, args: list[str]) -> Command:
-    """``/bancomments``, ``/unbancomments``, ``/commentbans``, ``/slowmode`` (SPEC.md 20.7)."""
+    """``/bancomments``, ``/unbancomments``, ``/commentbans``, ``/slowmode`` (SPEC.md 20.9)."""
     match name:
         case "commentbans":
             if len(args) != 1:

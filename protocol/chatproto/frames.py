@@ -672,7 +672,7 @@ class Error(Frame, tag="error", kw_only=True, frozen=True):
     msg: ErrorText = ""
     retry_after: Millis = 0
     """``RATE_LIMITED``: milliseconds until the same request may pass, when the server knows
-    (slow mode, SPEC.md 20.7; a frame budget, 11.1); 0: not said."""
+    (slow mode, SPEC.md 20.9; a frame budget, 11.1); 0: not said."""
 
 
 class Account(Frame, tag="account", kw_only=True, frozen=True):
@@ -1441,7 +1441,7 @@ class ChannelInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True,
     last_seq: Seq = 0
     following: bool = False
     slow_mode: U32 = 0
-    """Seconds a non-admin waits between two comments in the channel (0: off, SPEC.md 20.7)."""
+    """Seconds a non-admin waits between two comments in the channel (0: off, SPEC.md 20.9)."""
 
 
 class Post(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -1464,7 +1464,7 @@ class Post(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=Fal
     """A paid post shown to a reader without access: ``content`` withheld (empty), so ``sig``
     cannot verify; never set by a publisher."""
     views: Seq = 0
-    """How many accounts viewed the post (``get_posts``; SPEC.md 20.7). Not signed: the
+    """How many accounts viewed the post (``get_posts``; SPEC.md 20.9). Not signed: the
     server's count, not the publisher's word."""
 
 
@@ -1626,7 +1626,7 @@ class GetReactions(Frame, tag="get_reactions", kw_only=True, frozen=True):
     seq: Id
 
 
-# SPEC.md 20.7: view counts that do not say who viewed; bans from comments and slow mode.
+# SPEC.md 20.9: view counts that do not say who viewed; bans from comments and slow mode.
 
 ViewSeqs = Annotated[list[Id], msgspec.Meta(min_length=1, max_length=L.MAX_VIEW_SEQS)]
 SlowMode = Annotated[int, msgspec.Meta(ge=0, le=L.MAX_SLOW_MODE)]

@@ -99,7 +99,7 @@ MAX_MOMENT_COMMENT_BYTES: Final = 16 * 1024
 MAX_MOMENT_AUDIENCE: Final = 5000
 """Accounts one Moment may be posted to."""
 
-# Moderation and views of public channels (SPEC.md 20.7).
+# Moderation and views of public channels (SPEC.md 20.9).
 MAX_VIEW_SEQS: Final = 100
 """Posts one ``view_posts`` names."""
 MAX_SLOW_MODE: Final = 3600
