@@ -93,7 +93,7 @@ class Services:
         """Tips, paid subscriptions, paid posts (SPEC.md 15.12-15.14)."""
         self.channels = ChannelService(deps, self.limits, self.creators)
         self.channel_moderation = ChannelModerationService(deps, self.limits)
-        """Views, bans from comments and slow mode of public channels (SPEC.md 20.7)."""
+        """Views, bans from comments and slow mode of public channels (SPEC.md 20.9)."""
         self.timeline = TimelineService(deps, self.creators)
         self.moments = MomentService(deps, self.limits)
         self.media: MediaService | None = None

@@ -1,4 +1,4 @@
-"""Moderation of a public channel's comments and the view counts of its posts (SPEC.md 20.7):
+"""Moderation of a public channel's comments and the view counts of its posts (SPEC.md 20.9):
 plain rules over what the store read inside the write's transaction, time passed in.
 
 * A **ban** from commenting stops an account's comments and new reactions in one channel until
@@ -7,7 +7,7 @@ plain rules over what the store read inside the write's transaction, time passed
   comment sooner is refused with the wait (``RATE_LIMITED``), so a client can show it.
 * **Views**: a post counts each account once, through a keyed hash of (account, channel, seq)
   under the server's view secret (``view_tag``): the store keeps the tag, never the account, so
-  no answer and no row names who viewed; whoever holds the secret can test a guess (SPEC.md 20.7
+  no answer and no row names who viewed; whoever holds the secret can test a guess (SPEC.md 20.9
   says so).
 """
 

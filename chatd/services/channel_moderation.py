@@ -1,4 +1,4 @@
-"""Moderation of public channels' comments and the view counts of posts (SPEC.md 20.7).
+"""Moderation of public channels' comments and the view counts of posts (SPEC.md 20.9).
 
 Views: a reader's client reports the posts it showed (``view_posts``); each (account, post)
 counts once. The service turns each into a keyed hash under the server's view secret (made on

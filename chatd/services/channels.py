@@ -3,7 +3,7 @@
 A post is checked (its signature under the publishing device's key, then the channel's next
 seq or the post's next version, inside the write) and stored ONCE; its ``post_event`` is
 encoded once and published on the channel's topic, which only nodes with a connection watching
-it subscribe to (SPEC.md 20.7: the feed of a follower, or the channel's page), so a post costs
+it subscribe to (SPEC.md 20.8: the feed of a follower, or the channel's page), so a post costs
 one row and one push per watching connection, never a write per follower; comments and reaction
 counts go on the post's own topic, to the connections watching its thread. Followers who were offline read the channel's history (``get_posts``) when they come
 back; anyone may read it before following (the preview).
@@ -75,11 +75,15 @@ class ChannelService:
             case F.Follow():
                 row = await self._d.store.follow(f.channel, account, self._d.clock.now_ms())
                 self._d.hub.follow(account, f.channel)
+                await self._d.hub.published()  # answered once every node has been told
                 return F.ChannelAnswer(re=f.id, info=_info(row))
             case F.Unfollow():
                 row = await self._d.store.unfollow(f.channel, account)
                 if not await self._d.store.is_channel_admin(f.channel, account):
                     self._d.hub.unfollow(account, f.channel)  # an admin still sees its posts
+                    # Answered once it has left this node: a post published anywhere after the
+                    # answer reaches each node after the UNFOLLOW (Redis keeps the order).
+                    await self._d.hub.published()
                 return F.ChannelAnswer(re=f.id, info=_info(row))
             case F.SetChannelAdmin():
                 return await self.set_admin(account, f)
@@ -126,7 +130,7 @@ class ChannelService:
     def _push(self, channel: int, frame: F.Frame, origin: int = 0) -> None:
         """Encode ``frame`` once and hand it to the connections watching the channel's posts:
         those watching the feed of an account that follows it, and those watching the channel
-        (SPEC.md 20.7)."""
+        (SPEC.md 20.8)."""
         topic = envelope.channel_topic(channel)
         self._d.hub.publish(topic, envelope.EVENT, 0, origin, codec.encode(frame))
 

@@ -971,7 +971,7 @@ class ChannelRow:
     last_seq: int
     following: bool
     slow_mode: int = 0
-    """Seconds a non-admin waits between two comments (0: off, SPEC.md 20.7)."""
+    """Seconds a non-admin waits between two comments (0: off, SPEC.md 20.9)."""
 
 
 class ChannelStore(Protocol):
@@ -1017,7 +1017,7 @@ class ChannelStore(Protocol):
 
 class ChannelModerationStore(Protocol):
     """Bans from a public channel's comments, its slow mode, and post views
-    (``store.channel_moderation``, SPEC.md 20.7). ``add_comment`` and ``react`` check the bans
+    (``store.channel_moderation``, SPEC.md 20.9). ``add_comment`` and ``react`` check the bans
     and slow mode inside their own writes."""
 
     async def ban_commenter(
@@ -1050,7 +1050,7 @@ class ChannelModerationStore(Protocol):
 @dataclass(frozen=True, slots=True)
 class TimelinePost:
     """A channel post as the timeline lists it: ``at`` is the server's time when it was first
-    stored (the timeline's order, SPEC.md 20.8), ``post`` its current version."""
+    stored (the timeline's order, SPEC.md 20.9), ``post`` its current version."""
 
     at: int
     post: F.Post

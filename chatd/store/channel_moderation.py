@@ -1,5 +1,5 @@
 """Moderation of public channels' comments and the view counts of posts
-(``ChannelModerationStore``, SPEC.md 20.7), written once for both databases.
+(``ChannelModerationStore``, SPEC.md 20.9), written once for both databases.
 
 Every rule runs inside the write's transaction, so it holds on every node at once, never from a
 cache: a comment, a new reaction and a ban of one account in one channel each lock that pair's

@@ -269,7 +269,7 @@ async def put_post(tx: Tx, p: F.Post, now: int) -> bool:
     )
     row = (p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, int(p.paid))
     if p.ver == 0:
-        await db.execute(  # created: the server's clock, the timeline's order (SPEC.md 20.8)
+        await db.execute(  # created: the server's clock, the timeline's order (SPEC.md 20.9)
             f"INSERT INTO pub_posts ({_POST}, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)", *row, now
         )
         await db.execute("UPDATE pub_channels SET last_seq=? WHERE id=?", p.seq, p.channel)
@@ -365,7 +365,7 @@ async def add_comment(
         "SELECT 1 FROM pub_comments WHERE id=? AND channel=? AND seq=?", reply_to, channel, seq
     ):
         raise NotFound("no such comment under this post")
-    await comment_gate(db, channel, author, now, commenting=True)  # bans, slow mode (20.7)
+    await comment_gate(db, channel, author, now, commenting=True)  # bans, slow mode (20.9)
     cid = int(
         await db.fetchval(
             "INSERT INTO pub_comments (channel, seq, author, reply_to, ts, kind, content)"

@@ -731,7 +731,7 @@ class Session:
                     self.show(f"[@{handle}] #{r.post.seq} refused: {r.reason}", "error")
                 if not page.posts and not page.rejected:
                     self.show(f"@{handle} has no posts yet", "system")
-                with contextlib.suppress(RequestError):  # shown: each counts us once (20.7)
+                with contextlib.suppress(RequestError):  # shown: each counts us once (20.9)
                     if page.posts:
                         await ch.view(channel, [p.seq for p in page.posts])
             case ShowTimeline(more):
@@ -866,7 +866,7 @@ class Session:
 
     async def _moderate(self, cmd: BanComments | CommentBanList | SlowMode) -> None:
         """``/bancomments``, ``/unbancomments``, ``/commentbans``, ``/slowmode`` (SPEC.md
-        20.7): an admin's moderation of a public channel's comments."""
+        20.9): an admin's moderation of a public channel's comments."""
         ch = self.client.channels
         channel = await self._channel(cmd.channel)
         match cmd:
@@ -953,7 +953,8 @@ class Session:
                     self.show(f"[moment {moment}] deleted", "system")
 
     async def _show_timeline(self, more: bool) -> None:
-        """``/timeline``: a page of the timeline, oldest first on screen like the rest."""
+        """``/timeline``: a page of the timeline (followed channels' posts, contacts' Moments),
+        oldest first on screen like the rest."""
         if more and not self._timeline_next:
             self.show("no older posts in your timeline", "system")
             return
@@ -962,6 +963,10 @@ class Session:
         for entry in reversed(page.entries):
             if entry.post is not None:
                 self.console.show(format_post(entry.post, self.names))
+            elif entry.moment is not None:
+                m = entry.moment
+                text = m.text if m.readable and m.text is not None else "(not readable)"
+                self.show(f"[moment #{m.moment}] {self.names.handle(m.author)}: {text}")
             elif entry.locked is not None:  # a paid post: "for subscribers"
                 line = format_event(entry.locked, self.names)
                 if line is not None:

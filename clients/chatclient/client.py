@@ -163,12 +163,12 @@ class Client:
         self.creators = Creators(conn, self.e2e, self.payments)
         """Tips, paid subscriptions (``tip``, ``subscribe``, ``unsubscribe``, ...:
         chatclient/creators.py); verifies every receipt."""
-        self.timeline = Timeline(conn, self.channels)
-        """The timeline (``page``, ``entries``) and what this connection watches
-        (``watch_feed``, ``watch_channel``, ``watch_post``: chatclient/timeline.py)."""
         self.moments = Moments(conn, self.e2e, self._keys.fetch_to_device, conn.emit)
         """Moments to contacts, end-to-end encrypted (``post``, ``feed``, ``comment``, ``like``,
         ...: chatclient/moments.py)."""
+        self.timeline = Timeline(conn, self.channels, self.moments.open)
+        """The timeline (``page``, ``entries``) and what this connection watches
+        (``watch_feed``, ``watch_channel``, ``watch_post``: chatclient/timeline.py)."""
         self._reports = Reports(self.e2e, conn.call, conn.next_id, self._receiving.message)
         self._apps = MiniApps(
             conn, self._convs, self._profiles, self._sending, self.payments, self.media

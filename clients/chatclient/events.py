@@ -227,7 +227,7 @@ class ChannelPost:
     paid: bool = False
     """For the channel's subscribers only (SPEC.md 15.14); the signature covers it."""
     views: int = 0
-    """How many accounts viewed it, as the server counts (not signed; SPEC.md 20.7)."""
+    """How many accounts viewed it, as the server counts (not signed; SPEC.md 20.9)."""
 
 
 @dataclass(frozen=True, slots=True)

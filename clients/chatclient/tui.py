@@ -856,8 +856,8 @@ commands:
                              (/search more: the next page)
   /posts @channel [N]        the newest N (default 10) posts of a public channel, followed or
                              not, each checked against its publisher's device key
-  /timeline                  the newest posts of the channels you follow, newest last
-                             (/timeline more: the page before)
+  /timeline                  the newest posts of the channels you follow and your contacts'
+                             Moments, newest last (/timeline more: the page before)
   /comment @channel SEQ [#N] text  comment on post SEQ (#N: answer comment N)
   /comments @channel SEQ     the comments of post SEQ, with their numbers
   /reactpost @channel SEQ EMOJI  react to post SEQ; /unreactpost takes it back
@@ -1108,7 +1108,7 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
 def _parse_moderation(name: str, args: list[str]) -> Command:
-    """``/bancomments``, ``/unbancomments``, ``/commentbans``, ``/slowmode`` (SPEC.md 20.7)."""
+    """``/bancomments``, ``/unbancomments``, ``/commentbans``, ``/slowmode`` (SPEC.md 20.9)."""
     match name:
         case "commentbans":
             if len(args) != 1:

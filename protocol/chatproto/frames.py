@@ -672,7 +672,7 @@ class Error(Frame, tag="error", kw_only=True, frozen=True):
     msg: ErrorText = ""
     retry_after: Millis = 0
     """``RATE_LIMITED``: milliseconds until the same request may pass, when the server knows
-    (slow mode, SPEC.md 20.7; a frame budget, 11.1); 0: not said."""
+    (slow mode, SPEC.md 20.9; a frame budget, 11.1); 0: not said."""
 
 
 class Account(Frame, tag="account", kw_only=True, frozen=True):
@@ -1441,7 +1441,7 @@ class ChannelInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True,
     last_seq: Seq = 0
     following: bool = False
     slow_mode: U32 = 0
-    """Seconds a non-admin waits between two comments in the channel (0: off, SPEC.md 20.7)."""
+    """Seconds a non-admin waits between two comments in the channel (0: off, SPEC.md 20.9)."""
 
 
 class Post(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -1464,7 +1464,7 @@ class Post(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=Fal
     """A paid post shown to a reader without access: ``content`` withheld (empty), so ``sig``
     cannot verify; never set by a publisher."""
     views: Seq = 0
-    """How many accounts viewed the post (``get_posts``; SPEC.md 20.7). Not signed: the
+    """How many accounts viewed the post (``get_posts``; SPEC.md 20.9). Not signed: the
     server's count, not the publisher's word."""
 
 
@@ -1626,7 +1626,7 @@ class GetReactions(Frame, tag="get_reactions", kw_only=True, frozen=True):
     seq: Id
 
 
-# SPEC.md 20.7: view counts that do not say who viewed; bans from comments and slow mode.
+# SPEC.md 20.9: view counts that do not say who viewed; bans from comments and slow mode.
 
 ViewSeqs = Annotated[list[Id], msgspec.Meta(min_length=1, max_length=L.MAX_VIEW_SEQS)]
 SlowMode = Annotated[int, msgspec.Meta(ge=0, le=L.MAX_SLOW_MODE)]
@@ -1778,67 +1778,6 @@ class PostEvent(Frame, tag="post_event", kw_only=True, frozen=True):
     administers, pushed as it is stored."""
 
     post: Post
-
-
-# --------------------------------------------------------------------------- watching, timeline
-# SPEC.md 20.7 and 20.8: what a connection watches (not stored: it ends with the connection), and
-# the account's timeline merging followed channels' posts and contacts' Moments.
-
-TimelineCursor = Annotated[str, msgspec.Meta(max_length=L.MAX_TIMELINE_CURSOR_CHARS)]
-"""Where the next page of the timeline starts: opaque, passed back as it came."""
-
-
-class WatchFeed(Frame, tag="watch_feed", kw_only=True, frozen=True):
-    """This connection gets (``on``) or no longer gets the live posts of every channel its
-    account follows or administers (the feed). -> ``Ok``."""
-
-    id: ReqId
-    on: bool = True
-
-
-class WatchChannel(Frame, tag="watch_channel", kw_only=True, frozen=True):
-    """This connection shows ``channel``'s page: it gets the channel's live posts, following or
-    not (``on`` false: no longer). -> ``Ok``; ``NOT_FOUND``."""
-
-    id: ReqId
-    channel: Id
-    on: bool = True
-
-
-class WatchPost(Frame, tag="watch_post", kw_only=True, frozen=True):
-    """This connection shows post ``seq``'s thread: it gets its ``comment_event`` and
-    ``reactions_event`` (``on`` false: no longer). -> ``Ok``; ``NOT_FOUND``."""
-
-    id: ReqId
-    channel: Id
-    seq: Id
-    on: bool = True
-
-
-class GetTimeline(Frame, tag="get_timeline", kw_only=True, frozen=True):
-    """The account's timeline after the cursor ``before`` ("": from the newest), newest first.
-    -> ``Timeline``; ``INVALID`` for a cursor this server did not make."""
-
-    id: ReqId
-    before: TimelineCursor = ""
-    limit: Annotated[int, msgspec.Meta(ge=1, le=L.MAX_TIMELINE_PAGE)] = 20
-
-
-class TimelineItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
-    """One item of the timeline: ``at`` is the server's time it is ordered by; exactly one of
-    the others is set (``post``: the current version of a channel post)."""
-
-    at: Millis
-    post: Post | None = None
-
-
-class Timeline(Frame, tag="timeline", kw_only=True, frozen=True):
-    """A page of the timeline, newest first; ``next`` is the ``before`` of the next older page
-    ("": no more)."""
-
-    re: ReqId
-    items: list[TimelineItem]
-    next: TimelineCursor = ""
 
 
 # --------------------------------------------------------------------------- Moments (SPEC.md 22)
@@ -2239,6 +2178,69 @@ class SubscriptionEvent(Frame, tag="subscription_event", kw_only=True, frozen=Tr
 
     subscription: SubscriptionInfo
     receipt: CreatorReceipt | None = None
+
+
+# --------------------------------------------------------------------------- watching, timeline
+# SPEC.md 20.8 and 20.9: what a connection watches (not stored: it ends with the connection), and
+# the account's timeline merging followed channels' posts and contacts' Moments.
+
+TimelineCursor = Annotated[str, msgspec.Meta(max_length=L.MAX_TIMELINE_CURSOR_CHARS)]
+"""Where the next page of the timeline starts: opaque, passed back as it came."""
+
+
+class WatchFeed(Frame, tag="watch_feed", kw_only=True, frozen=True):
+    """This connection gets (``on``) or no longer gets the live posts of every channel its
+    account follows or administers (the feed). -> ``Ok``."""
+
+    id: ReqId
+    on: bool = True
+
+
+class WatchChannel(Frame, tag="watch_channel", kw_only=True, frozen=True):
+    """This connection shows ``channel``'s page: it gets the channel's live posts, following or
+    not (``on`` false: no longer). -> ``Ok``; ``NOT_FOUND``."""
+
+    id: ReqId
+    channel: Id
+    on: bool = True
+
+
+class WatchPost(Frame, tag="watch_post", kw_only=True, frozen=True):
+    """This connection shows post ``seq``'s thread: it gets its ``comment_event`` and
+    ``reactions_event`` (``on`` false: no longer). -> ``Ok``; ``NOT_FOUND``."""
+
+    id: ReqId
+    channel: Id
+    seq: Id
+    on: bool = True
+
+
+class GetTimeline(Frame, tag="get_timeline", kw_only=True, frozen=True):
+    """The account's timeline after the cursor ``before`` ("": from the newest), newest first.
+    -> ``Timeline``; ``INVALID`` for a cursor this server did not make."""
+
+    id: ReqId
+    before: TimelineCursor = ""
+    limit: Annotated[int, msgspec.Meta(ge=1, le=L.MAX_TIMELINE_PAGE)] = 20
+
+
+class TimelineItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One item of the timeline: ``at`` is the server's time it is ordered by; exactly one of
+    the others is set (``post``: the current version of a channel post; ``moment``: a Moment
+    the account sees, as ``get_moments`` gives it)."""
+
+    at: Millis
+    post: Post | None = None
+    moment: MomentInfo | None = None
+
+
+class Timeline(Frame, tag="timeline", kw_only=True, frozen=True):
+    """A page of the timeline, newest first; ``next`` is the ``before`` of the next older page
+    ("": no more)."""
+
+    re: ReqId
+    items: list[TimelineItem]
+    next: TimelineCursor = ""
 
 
 ClientFrame = (

@@ -89,7 +89,7 @@ MAX_SEARCH_CHARS: Final = 64
 MAX_SEARCH_PAGE: Final = 50
 """Channels in one page of the directory."""
 MAX_TIMELINE_PAGE: Final = 50
-"""Items in one page of the timeline (``get_timeline``, SPEC.md 20.8)."""
+"""Items in one page of the timeline (``get_timeline``, SPEC.md 20.9)."""
 MAX_TIMELINE_CURSOR_CHARS: Final = 80
 """A timeline cursor's longest text."""
 MAX_MOMENT_BYTES: Final = 64 * 1024
@@ -99,7 +99,7 @@ MAX_MOMENT_COMMENT_BYTES: Final = 16 * 1024
 MAX_MOMENT_AUDIENCE: Final = 5000
 """Accounts one Moment may be posted to."""
 
-# Moderation and views of public channels (SPEC.md 20.7).
+# Moderation and views of public channels (SPEC.md 20.9).
 MAX_VIEW_SEQS: Final = 100
 """Posts one ``view_posts`` names."""
 MAX_SLOW_MODE: Final = 3600

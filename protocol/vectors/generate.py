@@ -703,7 +703,7 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("watch_post", F.WatchPost(id=126, channel=7, seq=1)),
         ("unwatch_post", F.WatchPost(id=127, channel=7, seq=1, on=False)),
         ("get_timeline", F.GetTimeline(id=128)),
-        ("get_timeline_page", F.GetTimeline(id=129, before="1767225600200.0.7.1", limit=10)),
+        ("get_timeline_page", F.GetTimeline(id=129, before="1767225600150.1.3", limit=10)),
     ]
 
 
@@ -1280,8 +1280,16 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             "timeline",
             F.Timeline(
                 re=128,
-                items=[F.TimelineItem(at=1767225600200, post=POST)],
-                next="1767225600200.0.7.1",
+                items=[
+                    F.TimelineItem(at=1767225600200, post=POST),
+                    F.TimelineItem(
+                        at=1767225600150,
+                        moment=F.MomentInfo(
+                            moment=3, author=2, device=4, ts=1767225600150, body=b"\x01sealed"
+                        ),
+                    ),
+                ],
+                next="1767225600150.1.3",
             ),
         ),
         ("timeline_end", F.Timeline(re=129, items=[])),

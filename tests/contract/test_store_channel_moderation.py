@@ -1,5 +1,5 @@
 """The store contract for moderating public channels' comments and counting post views
-(``ChannelModerationStore``, SPEC.md 20.7), on SQLite and PostgreSQL: bans with and without an
+(``ChannelModerationStore``, SPEC.md 20.9), on SQLite and PostgreSQL: bans with and without an
 end, by admins only and never of an admin, optionally emptying the banned account's comments;
 slow mode inside the write (a burst from one account admits exactly one, on one store or two);
 a comment racing a ban on another node is ordered against it; views counted once per tag."""

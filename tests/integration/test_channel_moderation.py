@@ -1,4 +1,4 @@
-"""Views and comment moderation of public channels (issue 19.2, SPEC.md 20.7) against a real
+"""Views and comment moderation of public channels (issue 19.2, SPEC.md 20.9) against a real
 server with several SDK clients: each account's views of a post count once and everyone sees
 the count (never who); an admin bans a commenter (for a while, or until lifted, optionally
 emptying its comments) while everyone else goes on commenting; slow mode lets a non-admin

@@ -1,5 +1,5 @@
 """``chat`` and the moderation of a public channel's comments and its view counts (issue 19.2,
-SPEC.md 20.7): /bancomments (by handle, or by a comment's number as /comments showed it, for a
+SPEC.md 20.9): /bancomments (by handle, or by a comment's number as /comments showed it, for a
 while or until lifted, with the comments deleted), /unbancomments, /commentbans, /slowmode,
 and /posts reporting what it shows (each reader counts once) and showing the counts; against a
 real server, stdin piped."""

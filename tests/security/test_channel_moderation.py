@@ -1,5 +1,5 @@
 """Comment moderation and view counts of public channels under attack (issue 19.2, SPEC.md
-20.7), on SQLite and PostgreSQL: a stranger banning, lifting, listing or setting slow mode a
+20.9), on SQLite and PostgreSQL: a stranger banning, lifting, listing or setting slow mode a
 thousand times is refused every time and changes nothing; one account reporting a view a
 thousand times adds one view, and its view budget then refuses it without touching anyone
 else's; a commenter racing its own ban has nothing standing once the ban is answered."""

@@ -1,5 +1,5 @@
 """Comment moderation and views of a public channel on three nodes sharing PostgreSQL and Redis
-(issue 19.2, SPEC.md 20.7): the rules live in the store's transaction, not in a node's memory,
+(issue 19.2, SPEC.md 20.9): the rules live in the store's transaction, not in a node's memory,
 so a commenter with a connection on every node gets no more than on one. Slow mode admits one
 comment of a burst sent through all three; a ban answered on one node stops comments on the
 others at once, and none sent before it stands; a view reported through every node counts once.

@@ -1,5 +1,5 @@
 """The rules of comment moderation and view tags (``chatd.core.channel_moderation``, SPEC.md
-20.7), with time passed in: a ban holds until its end, slow mode says exactly how long to wait
+20.9), with time passed in: a ban holds until its end, slow mode says exactly how long to wait
 (never more than its interval, even when the clock stepped back), admins pass everything, and a
 view tag is a pinned HMAC of (account, channel, seq)."""
 

@@ -1,5 +1,5 @@
 -- chatd schema, version 21 (PostgreSQL): moderation of public channels' comments and view
--- counts of posts (SPEC.md 20.7).
+-- counts of posts (SPEC.md 20.9).
 -- ``pub_channels.slow_mode``: seconds a non-admin waits between two comments in the channel
 -- (0: off). ``pub_commenters``: one row per (channel, account) that commented, reacted or was
 -- banned there: the time of its last comment (slow mode) and its ban (``banned``, ``ban_until``
