@@ -130,6 +130,7 @@ class App:
                 await services.reports.open()  # the franking secret: a write, like the receipt key
                 await services.links.open()  # the invite link secret, likewise
                 tg.create_task(services.payments.run(), name="payments-sweeper")
+                tg.create_task(services.creators.run(), name="subscriptions-sweeper")
                 tg.create_task(services.suspension.run(), name="suspension-sweeper")
                 tg.create_task(push.run(), name="push")
                 if isinstance(broker, RedisBroker):
@@ -177,6 +178,7 @@ class App:
                 except TimeoutError:
                     log.warning("clients did not close in time")
                 services.payments.close()  # the sweeper stops before the store does
+                services.creators.close()
                 services.suspension.close()
                 push.close()  # before the store: a push in flight may delete a subscription
                 media.close()

@@ -48,9 +48,6 @@ FOLLOW: Final = 6
 whose id is in seq; every node routes the channel's posts to its local connections."""
 UNFOLLOW: Final = 7
 """Control, on an account's topic: the account stopped following the channel in seq."""
-FEED: Final = 8
-"""An event on an account's topic for its connections that watch the feed only (SPEC.md 20.7),
-e.g. a contact's new Moment."""
 
 
 def pack(kind: int, seq: int, origin: int, node: int, frame: bytes) -> bytes:
@@ -122,5 +119,5 @@ def channel_topic(channel: int) -> str:
 
 def post_topic(channel: int, seq: int) -> str:
     """Comments and reaction counts of one public post, pushed to the connections that watch
-    its thread (SPEC.md 20.7)."""
+    its thread (SPEC.md 20.8)."""
     return f"t.{channel}.{seq}"

@@ -53,6 +53,11 @@ class Unavailable(ChatdError):
 
 
 class RateLimited(ChatdError):
-    """Refused for now by a quota (e.g. a full to-device queue); retry later."""
+    """Refused for now by a quota (e.g. a full to-device queue); retry later. ``retry_after``
+    (seconds), when the refusal knows it, goes to the client as ``error.retry_after`` (ms)."""
 
     code = ErrorCode.RATE_LIMITED
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -14,6 +14,15 @@ from the broker with this node's id is ignored. Membership changes travel as WAT
 control envelopes on the account's topic, so every node holding a connection of that account
 re-routes it (``watch``/``unwatch``).
 
+Public channels (SPEC.md 20.8): following routes nothing by itself. An outlet gets a channel's
+posts while it watches its feed and its account follows (or administers) the channel, or while
+it watches the channel; a post's comments and counts while it watches that post (its own topic).
+The node subscribes to a channel's or a post's topic only while one of its outlets gets it, so
+a post of a channel with 100,000 followers crosses to the nodes where someone watches it and
+is written to those connections only. FOLLOW/UNFOLLOW envelopes keep each outlet's followed set
+right on every node; what an outlet watches is bounded (``WATCHED_CHANNELS``,
+``WATCHED_POSTS``: one more stops the oldest) and forgotten when it detaches.
+
 Sync interplay: an outlet's ``floors[conv]`` holds back live messages with seq <= floor. While a
 sync of ``conv`` runs the floor is ``HOLD`` (everything held back; the sync reads it from the
 store), and after ``Synced`` it is the synced seq, so the boundary has no gap and no duplicate.
@@ -61,9 +70,9 @@ REREADS = 5
 """Reads of one re-check at most: another is made while accounts started watching during one."""
 
 WATCHED_CHANNELS = 10
-"""Channels one connection watches at once (SPEC.md 20.7): one more stops the oldest."""
+"""Channels one connection watches at once (SPEC.md 20.8): one more stops the oldest."""
 WATCHED_POSTS = 100
-"""Posts one connection watches at once (SPEC.md 20.7): one more stops the oldest."""
+"""Posts one connection watches at once (SPEC.md 20.8): one more stops the oldest."""
 
 _Held = tuple[int, int, int, bytes]
 """An envelope waiting for a re-check: ``(kind, seq, origin, payload)``; for an UNWATCH,
@@ -114,7 +123,7 @@ class Hub:
         self._latest: dict[int, int] = {}
         self._channels: dict[int, set[Outlet]] = {}
         """Public channel -> the local outlets its posts go to: those watching the feed whose
-        account follows or administers it, and those watching the channel (SPEC.md 20.7)."""
+        account follows or administers it, and those watching the channel (SPEC.md 20.8)."""
         self._follows: dict[Outlet, set[int]] = {}
         """Outlet -> the public channels its account follows or administers (its feed)."""
         self._feed: set[Outlet] = set()
@@ -286,20 +295,17 @@ class Hub:
                 del self._channels[channel]
                 self._broker.unsubscribe(envelope.channel_topic(channel))
 
-    # ------------------------------------------------------------------ watching (SPEC.md 20.7)
+    # ------------------------------------------------------------------ watching (SPEC.md 20.8)
 
     def watch_feed(self, outlet: Outlet, on: bool) -> None:
         """``outlet`` gets (or no longer gets) the posts of every channel its account follows
-        or administers, and the account's FEED events."""
+        or administers."""
         if on:
             self._feed.add(outlet)
         else:
             self._feed.discard(outlet)
         for channel in tuple(self._follows.get(outlet, ())):
             self._route(outlet, channel)
-
-    def watching_feed(self, outlet: Outlet) -> bool:
-        return outlet in self._feed
 
     def watch_channel(self, outlet: Outlet, channel: int, on: bool) -> None:
         """``outlet`` shows ``channel``'s page (or no longer): it gets its posts, following or
@@ -555,9 +561,6 @@ class Hub:
                 gone = self._unfollowed.get(outlet) if self._unfollowed else None
                 if gone is not None:
                     gone.add(seq)
-        elif kind == envelope.FEED:
-            outlets = self._accounts.get(account, ())
-            self._push_to((o for o in outlets if o in self._feed), origin, frame)
         else:
             for outlet in tuple(self._accounts.get(account, ())):
                 if outlet.conn_id != origin:

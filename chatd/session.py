@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import os
 from typing import Protocol
 
@@ -24,9 +25,11 @@ from chatd.errors import ChatdError
 from chatd.media.service import MediaService
 from chatd.services.auth import AccountRow, AuthService, DeviceRow, new_nonce
 from chatd.services.bots import BotService
+from chatd.services.channel_moderation import ChannelModerationService
 from chatd.services.channels import ChannelService
 from chatd.services.contacts import ContactService
 from chatd.services.conversations import ConversationService
+from chatd.services.creators import CreatorService
 from chatd.services.deps import Deps
 from chatd.services.keys import KeyService
 from chatd.services.limits import Limits, MemoryBuckets
@@ -86,8 +89,12 @@ class Services:
         self.suspension = SuspensionService(deps)
         self.contacts = ContactService(deps, self.conversations, self.keys, self.limits)
         self.links = LinkService(deps, self.conversations, self.limits)
-        self.channels = ChannelService(deps, self.limits)
-        self.timeline = TimelineService(deps)
+        self.creators = CreatorService(deps, self.payments)
+        """Tips, paid subscriptions, paid posts (SPEC.md 15.12-15.14)."""
+        self.channels = ChannelService(deps, self.limits, self.creators)
+        self.channel_moderation = ChannelModerationService(deps, self.limits)
+        """Views, bans from comments and slow mode of public channels (SPEC.md 20.9)."""
+        self.timeline = TimelineService(deps, self.creators)
         self.moments = MomentService(deps, self.limits)
         self.media: MediaService | None = None
         """Set by the app when media is on (chatd/media)."""
@@ -168,9 +175,13 @@ class Session:
     def reply(self, frame: F.Frame) -> None:
         self._link.push(codec.encode(frame))
 
-    def fail(self, rid: int, code: ErrorCode, message: str) -> None:
+    def fail(
+        self, rid: int, code: ErrorCode, message: str, retry_after: float | None = None
+    ) -> None:
+        """Answer request ``rid`` with ``error``; ``retry_after`` (seconds) is said in ms."""
         self._svc.deps.metrics.errors.labels(code=code.name).inc()
-        self.reply(F.Error(re=rid, code=int(code), msg=message[:256]))
+        wait = 0 if retry_after is None else max(1, math.ceil(retry_after * 1000))
+        self.reply(F.Error(re=rid, code=int(code), msg=message[:256], retry_after=wait))
 
     async def send_paced(self, data: bytes) -> None:
         await self._link.send(data)
@@ -239,7 +250,7 @@ class Session:
         if isinstance(frame, F.Typing):
             return
         wait = "" if retry is None else f"; retry in {retry:.1f} s"
-        self.fail(getattr(frame, "id", 0), ErrorCode.RATE_LIMITED, f"slow down{wait}")
+        self.fail(getattr(frame, "id", 0), ErrorCode.RATE_LIMITED, f"slow down{wait}", retry)
 
     async def serve(self, frame: F.ClientFrame) -> None:
         """Serve a frame ``receive_nowait`` returned (decoded, counted and rate limited)."""
@@ -256,7 +267,7 @@ class Session:
             else:
                 await self._dispatch(frame)
         except ChatdError as exc:
-            self.fail(rid, exc.code, exc.message)
+            self.fail(rid, exc.code, exc.message, getattr(exc, "retry_after", None))
         except ProtocolError as exc:
             self.fail(rid, exc.code, exc.message)
         except Exception:
@@ -505,10 +516,30 @@ class Session:
                 | F.GetReactions()
             ):
                 self.reply(await svc.channels.handle(a, self.device, self.conn_id, frame))
+            case (
+                F.Tip()
+                | F.SetChannelPrice()
+                | F.GetChannelPrice()
+                | F.Subscribe()
+                | F.Unsubscribe()
+                | F.GetSubscription()
+                | F.ListSubscriptions()
+                | F.GetCreatorReceipts()
+                | F.GetPostTips()
+            ):
+                self.reply(await svc.creators.handle(a, frame))
             case F.WatchFeed() | F.WatchChannel() | F.WatchPost():
                 self.reply(await svc.timeline.watch(self, frame))
             case F.GetTimeline():
                 self.reply(await svc.timeline.timeline(a, frame))
+            case (
+                F.ViewPosts()
+                | F.BanCommenter()
+                | F.UnbanCommenter()
+                | F.ListCommentBans()
+                | F.SetSlowMode()
+            ):
+                self.reply(await svc.channel_moderation.handle(a, frame))
             case (
                 F.PostMoment()
                 | F.GetMoment()

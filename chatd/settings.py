@@ -222,7 +222,12 @@ class PaymentSettings:
     """How far ahead an intent's ``expires_at`` may be."""
     max_request_ttl: float = 7 * 86_400.0
     sweep_interval: float = 5.0
-    """Seconds between refunds of expired red packets (and expiries of requests)."""
+    """Seconds between refunds of expired red packets (and expiries of requests), and between
+    sweeps for due subscription charges."""
+    subscription_grace: float = 3 * 86_400.0
+    """Seconds a subscription stays past due (retried) before it lapses (SPEC.md 15.13)."""
+    subscription_retry: float = 3_600.0
+    """Seconds between two charge attempts of a past-due subscription."""
 
     def __post_init__(self) -> None:
         for key in ("max_transfer", "max_per_day"):

@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
 """Public channel fan-out benchmark (issue 19): one post to a channel with many followers, some
-of them connected.
+of them connected and watching their feed.
 
 Starts ``chatd serve`` (``chatload.procstat.LocalServer``, a temporary SQLite file, the frame
 limit raised), registers ``--followers`` accounts over the wire that follow one public channel,
-keeps ``--connected`` of them connected (the others close after following), then publishes
-``--posts`` signed posts one after another and measures, for each, the time from sending the
-``publish`` to the last connected follower's ``post_event``; and the server's CPU (utime +
-stime from /proc) over the publishing phase divided by the deliveries. The store cost of a post
-is one row whatever the number of followers (``tests/contract/test_store_channels.py``): the
-followers who are not connected cost nothing at publish time. Speaks only the wire.
+keeps ``--connected`` of them connected, each watching its feed (``watch_feed``, SPEC.md 20.8;
+the others close after following), then publishes ``--posts`` signed posts one after another
+and measures, for each, the time from sending the ``publish`` to the last connected follower's
+``post_event``; and the server's CPU (utime + stime from /proc) over the publishing phase
+divided by the deliveries.
 
-    .venv/bin/python loadtest/bench_channel_fanout.py --followers 10000 --connected 2000
+Then the store cost of one post: ``--store-posts`` more posts, and what they added to the
+database file, read with sqlite3 beside the running server: the new rows of every table and
+the growth of the pages in use (the WAL included), per post. Fan-out on read: it is the same at
+any number of followers (``--followers 10000,100000`` runs both and prints them side by side).
+Speaks only the wire.
+
+    .venv/bin/python loadtest/bench_channel_fanout.py --followers 10000,100000 --connected 5000
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -89,13 +95,35 @@ async def follower(url: str, i: int, channel: int, stay: bool) -> Peer | None:
     await p.register(f"fan{i}")
     got = await p.request(F.Follow(id=p.next_id(), channel=channel))
     assert isinstance(got, F.ChannelAnswer), got
-    if stay:
+    if stay:  # a connected follower that shows its feed gets the channel's posts live
+        ok = await p.request(F.WatchFeed(id=p.next_id()))
+        assert isinstance(ok, F.Ok), ok
         return p
     await p.ws.close()
     return None
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+def store_size(db: Path) -> tuple[dict[str, int], int]:
+    """The row count of every table of the server's SQLite file and the bytes of its pages in
+    use, as a reader beside the server sees them (committed, WAL included)."""
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        tables = [
+            str(r[0])
+            for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        rows = {t: int(con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in tables}
+        pages = con.execute("PRAGMA page_count").fetchone()[0]
+        free = con.execute("PRAGMA freelist_count").fetchone()[0]
+        size = con.execute("PRAGMA page_size").fetchone()[0]
+        return rows, (int(pages) - int(free)) * int(size)
+    finally:
+        con.close()
+
+
+async def run(args: argparse.Namespace, followers: int) -> dict[str, Any]:
     raise_nofile(args.connected + 1000)
     import tempfile
 
@@ -112,14 +140,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ch = made.info.channel
             started = time.monotonic()
             connected: list[Peer] = []
-            for start in range(0, args.followers, 200):
-                batch = range(start, min(start + 200, args.followers))
+            for start in range(0, followers, 200):
+                batch = range(start, min(start + 200, followers))
                 got = await asyncio.gather(
                     *(follower(server.url, i, ch, i < args.connected) for i in batch)
                 )
                 connected += [p for p in got if p is not None]
             print(
-                f"{args.followers} followers ({len(connected)} connected) in"
+                f"{followers} followers ({len(connected)} connected) in"
                 f" {time.monotonic() - started:.0f} s",
                 flush=True,
             )
@@ -135,7 +163,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             cpu0 = proc_cpu_seconds(server.pid)
             spans: list[float] = []
             body = kinds.encode_content(kinds.Text(text="breaking news"))[1]
-            for seq in range(1, args.posts + 1):
+
+            async def publish(seq: int) -> float:
+                """Publish post ``seq``; when it was sent (perf_counter)."""
                 post = F.Post(
                     channel=ch,
                     seq=seq,
@@ -160,6 +190,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                 )
                 assert isinstance(ok, F.Published), ok
+                return t0
+
+            for seq in range(1, args.posts + 1):
+                t0 = await publish(seq)
                 deadline = time.monotonic() + 60
                 while len(arrivals.get(seq, ())) < len(connected):
                     if time.monotonic() > deadline:
@@ -167,6 +201,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await asyncio.sleep(0.002)
                 spans.append((max(arrivals[seq]) - t0) * 1000)
             cpu = proc_cpu_seconds(server.pid) - cpu0
+            # The store cost of one post: what --store-posts more posts add to the file.
+            rows0, bytes0 = store_size(server.db)
+            for seq in range(args.posts + 1, args.posts + args.store_posts + 1):
+                await publish(seq)
+            rows1, bytes1 = store_size(server.db)
+            added = {t: n - rows0.get(t, 0) for t, n in rows1.items() if n != rows0.get(t, 0)}
             for t in readers:
                 t.cancel()
             for p in (*connected, pub):
@@ -175,7 +215,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             server.stop()
     deliveries = args.posts * len(connected)
     result = {
-        "followers": args.followers,
+        "followers": followers,
         "connected": len(connected),
         "posts": args.posts,
         "publish_to_last_delivery_ms": {
@@ -184,21 +224,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "server_cpu_us_per_delivery": round(cpu / deliveries * 1e6, 2),
         "server_cpu_ms_per_post": round(cpu / args.posts * 1000, 2),
+        "store_per_post": {
+            "rows": {t: round(n / args.store_posts, 3) for t, n in sorted(added.items())},
+            "bytes": round((bytes1 - bytes0) / args.store_posts),
+        },
     }
-    print(json.dumps(result))
+    print(json.dumps(result), flush=True)
     return result
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--followers", type=int, default=10_000)
+    p.add_argument(
+        "--followers",
+        default="10000",
+        help="followers of the channel; several, comma-separated, run one after another",
+    )
     p.add_argument("--connected", type=int, default=2_000)
     p.add_argument("--posts", type=int, default=20)
+    p.add_argument("--store-posts", type=int, default=200)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
-    result = asyncio.run(run(args))
+    results = [asyncio.run(run(args, int(n))) for n in args.followers.split(",")]
+    if len(results) > 1:  # the store cost side by side: it must not grow with followers
+        for r in results:
+            cost = r["store_per_post"]
+            print(f"{r['followers']:>9} followers: {cost['rows']} rows, {cost['bytes']} B per post")
     if args.out is not None:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        out = results[0] if len(results) == 1 else results
+        args.out.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

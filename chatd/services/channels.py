@@ -3,7 +3,7 @@
 A post is checked (its signature under the publishing device's key, then the channel's next
 seq or the post's next version, inside the write) and stored ONCE; its ``post_event`` is
 encoded once and published on the channel's topic, which only nodes with a connection watching
-it subscribe to (SPEC.md 20.7: the feed of a follower, or the channel's page), so a post costs
+it subscribe to (SPEC.md 20.8: the feed of a follower, or the channel's page), so a post costs
 one row and one push per watching connection, never a write per follower; comments and reaction
 counts go on the post's own topic, to the connections watching its thread. Followers who were offline read the channel's history (``get_posts``) when they come
 back; anyone may read it before following (the preview).
@@ -24,6 +24,7 @@ from chatproto.errors import ChatProtoError, ErrorCode, SignatureError
 from chatd import envelope
 from chatd.core.publishing import decode_cursor
 from chatd.errors import ChatdError, Forbidden, Invalid, NotFound, RateLimited
+from chatd.services.creators import CreatorService
 from chatd.services.deps import Deps
 from chatd.services.limits import Limits
 from chatd.store.base import ChannelRow
@@ -44,13 +45,16 @@ def _info(r: ChannelRow) -> F.ChannelInfo:
         followers=r.followers,
         last_seq=r.last_seq,
         following=r.following,
+        slow_mode=r.slow_mode,
     )
 
 
 class ChannelService:
-    def __init__(self, deps: Deps, limits: Limits) -> None:
+    def __init__(self, deps: Deps, limits: Limits, creators: CreatorService) -> None:
         self._d = deps
         self._limits = limits
+        self._creators = creators
+        """Who may read a paid post's content (SPEC.md 15.14)."""
         self._server = deps.settings.server.name
         self._dirty: set[tuple[int, int]] = set()
         """Posts whose reaction counts changed and are due to be pushed."""
@@ -71,20 +75,24 @@ class ChannelService:
             case F.Follow():
                 row = await self._d.store.follow(f.channel, account, self._d.clock.now_ms())
                 self._d.hub.follow(account, f.channel)
+                await self._d.hub.published()  # answered once every node has been told
                 return F.ChannelAnswer(re=f.id, info=_info(row))
             case F.Unfollow():
                 row = await self._d.store.unfollow(f.channel, account)
                 if not await self._d.store.is_channel_admin(f.channel, account):
                     self._d.hub.unfollow(account, f.channel)  # an admin still sees its posts
+                    # Answered once it has left this node: a post published anywhere after the
+                    # answer reaches each node after the UNFOLLOW (Redis keeps the order).
+                    await self._d.hub.published()
                 return F.ChannelAnswer(re=f.id, info=_info(row))
             case F.SetChannelAdmin():
                 return await self.set_admin(account, f)
             case F.Publish():
                 return await self.publish(account, device, conn, f)
             case F.GetPosts():
-                return await self.read(f)
+                return await self.read(account, f)
             case F.GetPostHistory():
-                return await self.history(f)
+                return await self.history(account, f)
             case F.Comment():
                 if not kinds.client_may_send(f.kind) or f.kind == posts.TOMBSTONE:
                     raise Invalid(f"a comment cannot be of kind {f.kind!r}")
@@ -109,7 +117,9 @@ class ChannelService:
                 await self._d.store.delete_comment(f.channel, f.comment, account)
                 return F.Ok(re=f.id)
             case F.ReactPost():
-                counts = await self._d.store.react(f.channel, f.seq, account, f.emoji, f.remove)
+                counts = await self._d.store.react(
+                    f.channel, f.seq, account, f.emoji, f.remove, now=self._d.clock.now_ms()
+                )
                 self._counts_changed(f.channel, f.seq)
                 return F.Reactions(re=f.id, channel=f.channel, seq=f.seq, counts=counts)
             case F.GetReactions():
@@ -120,7 +130,7 @@ class ChannelService:
     def _push(self, channel: int, frame: F.Frame, origin: int = 0) -> None:
         """Encode ``frame`` once and hand it to the connections watching the channel's posts:
         those watching the feed of an account that follows it, and those watching the channel
-        (SPEC.md 20.7)."""
+        (SPEC.md 20.8)."""
         topic = envelope.channel_topic(channel)
         self._d.hub.publish(topic, envelope.EVENT, 0, origin, codec.encode(frame))
 
@@ -202,6 +212,7 @@ class ChannelService:
             kind=f.kind,
             content=f.content,
             sig=f.sig,
+            paid=f.paid,
         )
         key = await d.store.device(device)
         try:
@@ -212,20 +223,23 @@ class ChannelService:
             raise ChatdError(f"the post's signature: {exc}", ErrorCode.BAD_SIGNATURE) from exc
         except ChatProtoError as exc:
             raise Invalid(str(exc)) from exc
-        if await d.store.put_post(post, d.clock.now_ms()):
-            self._push(f.channel, F.PostEvent(post=post), conn)
+        if await d.store.put_post(post, d.clock.now_ms()):  # a paid post's event: no content
+            pushed = posts.locked(post) if post.paid and not posts.is_tombstone(post) else post
+            self._push(f.channel, F.PostEvent(post=pushed), conn)
         return F.Published(re=f.id, channel=f.channel, seq=f.seq, ver=f.ver)
 
-    async def read(self, f: F.GetPosts) -> F.Posts:
+    async def read(self, account: int, f: F.GetPosts) -> F.Posts:
         """A page of posts, newest first: anyone may read a public channel (the preview)."""
         if await self._d.store.channel(f.channel, 0) is None:
             raise NotFound("no such channel")
         items = await self._d.store.posts_before(f.channel, f.before, f.limit)
+        items = await self._creators.readable(account, f.channel, items)
         more = len(items) == f.limit and items[-1].seq > 1
         return F.Posts(re=f.id, channel=f.channel, items=items, next=items[-1].seq if more else 0)
 
-    async def history(self, f: F.GetPostHistory) -> F.Posts:
+    async def history(self, account: int, f: F.GetPostHistory) -> F.Posts:
         items = await self._d.store.post_history(f.channel, f.seq)
         if not items:
             raise NotFound("no such post")
+        items = await self._creators.readable(account, f.channel, items)
         return F.Posts(re=f.id, channel=f.channel, items=items)

@@ -81,6 +81,12 @@ class PaymentService:
         self._key = SigningKey(await self._d.store.payment_key(os.urandom(32)))
 
     @property
+    def signing_key(self) -> SigningKey:
+        """The receipt key (creators' receipts are signed with it too: ``services.creators``)."""
+        assert self._key is not None, "PaymentService.open() first"
+        return self._key
+
+    @property
     def public_key(self) -> bytes:
         assert self._key is not None, "PaymentService.open() first"
         return self._key.public_key

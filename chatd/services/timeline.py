@@ -1,4 +1,4 @@
-"""What a connection watches, and the account's timeline (SPEC.md 20.7, 20.8).
+"""What a connection watches, and the account's timeline (SPEC.md 20.8, 20.9).
 
 Watching is a property of the connection, never stored: a connection that shows the feed, a
 channel's page or a post's thread says so, and only then gets their live events; everything it
@@ -7,8 +7,9 @@ missed it reads (``get_timeline``, ``get_posts``, ``get_comments``). So a post o
 and a comment to the few that show its thread.
 
 The timeline is fan-out on read: a post is one row whatever the number of followers, and a page
-merges each source's newest items below the cursor (``core.timeline``) as read from the store
-(``store.timeline``), each source bounded by the page's size.
+merges each source's newest items below the cursor (``core.timeline``): the followed channels'
+posts (``store.timeline``) and the Moments the account sees (``store.moments``, which applies
+the visibility rule of SPEC.md 22.2 at the read), each source bounded by the page's size.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from chatproto import frames as F
 from chatd.core import timeline as tl
 from chatd.errors import NotFound
 from chatd.hub import Outlet
+from chatd.services.creators import CreatorService
 from chatd.services.deps import Deps
-from chatd.store.base import TimelinePost
+from chatd.store.base import MomentRow, TimelinePost
 
 
 class TimelineService:
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, creators: CreatorService) -> None:
         self._d = deps
+        self._creators = creators
+        """Who may read a paid post's content (SPEC.md 15.14): others get its placeholder."""
 
     async def watch(self, outlet: Outlet, f: F.WatchFeed | F.WatchChannel | F.WatchPost) -> F.Ok:
         """Start or stop watching; once ``ok`` is answered, every node routes what is watched
@@ -46,16 +50,42 @@ class TimelineService:
         return F.Ok(re=f.id)
 
     async def timeline(self, account: int, f: F.GetTimeline) -> F.Timeline:
-        """A page of ``account``'s timeline after the cursor ``f.before`` (SPEC.md 20.8)."""
+        """A page of ``account``'s timeline after the cursor ``f.before`` (SPEC.md 20.9)."""
         cursor = tl.decode_cursor(f.before)
-        rows = await self._d.store.timeline_posts(account, _posts_below(cursor), f.limit)
-        page = tl.merge(f.limit, [[_post_entry(r) for r in rows]])
+        store = self._d.store
+        posts = await store.timeline_posts(account, _posts_below(cursor), f.limit)
+        posts = await self._readable(account, posts)
+        moments = await store.moments_for(account, _moments_below(cursor), f.limit)
+        page = tl.merge(
+            f.limit, [[_post_entry(r) for r in posts], [_moment_entry(m) for m in moments]]
+        )
         return F.Timeline(re=f.id, items=[e.item for e in page.entries], next=page.next)
+
+    async def _readable(self, account: int, rows: list[TimelinePost]) -> list[TimelinePost]:
+        """Paid posts as ``account`` may read them: one access read per channel with one."""
+        out = list(rows)
+        for channel in {r.post.channel for r in rows if r.post.paid}:
+            at = [i for i, r in enumerate(rows) if r.post.channel == channel]
+            shown = await self._creators.readable(account, channel, [rows[i].post for i in at])
+            for i, post in zip(at, shown, strict=True):
+                out[i] = TimelinePost(at=rows[i].at, post=post)
+        return out
 
 
 def _post_entry(r: TimelinePost) -> tl.Entry[F.TimelineItem]:
     key = tl.Key(r.at, tl.POSTS, (r.post.channel, r.post.seq))
     return tl.Entry(key, F.TimelineItem(at=r.at, post=r.post))
+
+
+def _moment_entry(m: MomentRow) -> tl.Entry[F.TimelineItem]:
+    """A Moment the viewer sees (``store.moments_for`` checks the visibility rule, SPEC.md 22.2)
+    as ``get_moments`` gives it."""
+    info = F.MomentInfo(
+        moment=m.moment, author=m.author, device=m.device, ts=m.ts_ms, body=m.ciphertext
+    )
+    return tl.Entry(
+        tl.Key(m.ts_ms, tl.MOMENTS, (m.moment,)), F.TimelineItem(at=m.ts_ms, moment=info)
+    )
 
 
 def _posts_below(cursor: tl.Key | None) -> tuple[int, int, int] | None:
@@ -65,3 +95,12 @@ def _posts_below(cursor: tl.Key | None) -> tuple[int, int, int] | None:
         return None
     at, (channel, seq) = bound
     return (at, channel, seq)
+
+
+def _moments_below(cursor: tl.Key | None) -> tuple[int, int] | None:
+    """The Moments' bound as the store takes it: ``(ts_ms, moment)``, exclusive."""
+    bound = tl.source_bound(cursor, tl.MOMENTS)
+    if bound is None:
+        return None
+    at, (moment,) = bound
+    return (at, moment)

@@ -22,6 +22,7 @@ from chatproto import frames as F
 from chatproto import kinds
 
 from chatd.core.consent import Privacy, Quota, Relation
+from chatd.core.creators import Price, Renewal
 from chatd.core.publishing import SearchCursor
 
 
@@ -594,6 +595,52 @@ class Posting:
     replay: bool = False
 
 
+CreatorSigner = Callable[[F.CreatorReceipt], F.CreatorReceipt]
+"""Signs a tip's or a charge's final receipt with the server's payment key (deterministic, so a
+re-run transaction signs the same bytes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewTip:
+    """A verified tip intent: payer -> the channel's owner, for post ``post``."""
+
+    intent: F.TipIntent
+    intent_hash: bytes
+    device: int
+    payer_sig: bytes
+    now: int
+    day_limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMandate:
+    """A verified subscription mandate; its first period is charged with it."""
+
+    intent: F.MandateIntent
+    intent_hash: bytes
+    device: int
+    payer_sig: bytes
+    now: int
+    day_limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """A mandate as stored, with the receipt of its first charge; ``replay``: a retry."""
+
+    subscription: F.SubscriptionInfo
+    receipt: F.CreatorReceipt
+    replay: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Renewed:
+    """What a sweep did to one mandate: charged it (``receipt``) or changed its state."""
+
+    subscription: F.SubscriptionInfo
+    receipt: F.CreatorReceipt | None
+
+
 @dataclass(frozen=True, slots=True)
 class EntryRow:
     """One ledger entry of an account's wallet: ``amount`` signed, ``balance`` after it."""
@@ -626,6 +673,12 @@ class LedgerAudit:
     drift: list[tuple[int, str]]
     escrow_drift: list[str]
     transfers: int
+    unreceipted: list[str] = field(default_factory=list)
+    """Tips and charges without exactly one matching creator receipt (payer, payee, amount,
+    currency), and creator receipts without their posting."""
+    charge_drift: list[str] = field(default_factory=list)
+    """Mandates whose ``charged`` is not their number of charges, whose charges are not
+    periods 1 .. charged, or charged beyond their ``periods``."""
 
     @property
     def ok(self) -> bool:
@@ -635,6 +688,8 @@ class LedgerAudit:
             and not self.unbalanced
             and not self.drift
             and not self.escrow_drift
+            and not self.unreceipted
+            and not self.charge_drift
         )
 
 
@@ -915,6 +970,8 @@ class ChannelRow:
     followers: int
     last_seq: int
     following: bool
+    slow_mode: int = 0
+    """Seconds a non-admin waits between two comments (0: off, SPEC.md 20.9)."""
 
 
 class ChannelStore(Protocol):
@@ -953,15 +1010,47 @@ class ChannelStore(Protocol):
     ) -> tuple[list[F.CommentInfo], int]: ...
     async def delete_comment(self, channel: int, comment: int, account: int) -> None: ...
     async def react(
-        self, channel: int, seq: int, account: int, emoji: str, remove: bool
+        self, channel: int, seq: int, account: int, emoji: str, remove: bool, *, now: int
     ) -> list[F.ReactionCount]: ...
     async def reactions(self, channel: int, seq: int, account: int) -> list[F.ReactionCount]: ...
+
+
+class ChannelModerationStore(Protocol):
+    """Bans from a public channel's comments, its slow mode, and post views
+    (``store.channel_moderation``, SPEC.md 20.9). ``add_comment`` and ``react`` check the bans
+    and slow mode inside their own writes."""
+
+    async def ban_commenter(
+        self,
+        channel: int,
+        actor: int,
+        account: int,
+        until: int,
+        delete_comments: bool,
+        now: int,
+    ) -> int:
+        """Ban ``account`` from commenting and reacting until ``until`` (0: until lifted); the
+        number of its comments deleted (``delete_comments``). ``NotFound``, ``Forbidden``
+        (``actor`` not an admin, or ``account`` one), ``Invalid`` (an end in the past)."""
+
+    async def unban_commenter(self, channel: int, actor: int, account: int) -> None: ...
+    async def comment_bans(
+        self, channel: int, actor: int, after: int, limit: int, now: int
+    ) -> list[F.CommentBan]:
+        """Bans in force at ``now``, by account above ``after`` (admins only)."""
+
+    async def set_slow_mode(self, channel: int, actor: int, seconds: int) -> None: ...
+    async def view_secret(self, secret: bytes) -> bytes:
+        """The server's view secret (``secret`` stored if there is none yet)."""
+
+    async def view_posts(self, channel: int, viewed: list[tuple[int, bytes]]) -> int:
+        """Count each (seq, tag) once for a live post; the views counted (``NotFound``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class TimelinePost:
     """A channel post as the timeline lists it: ``at`` is the server's time when it was first
-    stored (the timeline's order, SPEC.md 20.8), ``post`` its current version."""
+    stored (the timeline's order, SPEC.md 20.9), ``post`` its current version."""
 
     at: int
     post: F.Post
@@ -1082,6 +1171,62 @@ class ModerationStore(Protocol):
         (``core.rules.check_delete``), ``Invalid`` (a server message)."""
 
 
+class CreatorStore(Protocol):
+    """Tips, channel prices, subscriptions and their charges (``store.creators``, SPEC.md
+    15.12-15.14). Each posting is ONE transaction with its receipt, like the ledger's."""
+
+    async def post_tip(self, t: NewTip, sign: CreatorSigner) -> tuple[F.CreatorReceipt, bool]:
+        """Tipper -> the channel's owner, the post's totals counted; ``(receipt, replay)``.
+        ``NotFound`` (no channel, or no live post), ``Invalid`` (``to`` is not the owner),
+        ``Conflict`` (the id was used for another intent), ``Expired``, ``OverLimit``,
+        ``InsufficientFunds``."""
+
+    async def set_channel_price(
+        self, channel: int, owner: int, price: Price | None, now: int
+    ) -> None:
+        """``Forbidden`` unless ``owner`` owns it; ``NotFound`` without the channel."""
+
+    async def channel_price(self, channel: int) -> tuple[int, Price | None]:
+        """``(owner, price)``; ``NotFound`` without the channel."""
+
+    async def subscribe(self, m: NewMandate, sign: CreatorSigner) -> Subscribed:
+        """Store the mandate and charge its first period, in one transaction. Refusals as a
+        tip's, plus ``PriceChanged`` and ``Conflict`` (a live mandate for the channel)."""
+
+    async def unsubscribe(
+        self, mandate_id: str, account: int, now: int
+    ) -> tuple[F.SubscriptionInfo, bool]:
+        """Cancel (True when it changed now); ``NotFound`` unless the subscriber's,
+        ``Closed`` when lapsed or completed."""
+
+    async def charge_due(
+        self, now: int, sign: CreatorSigner, renewal: Renewal, limit: int
+    ) -> list[Renewed]:
+        """Charge (or mark past due, lapsed, completed) at most ``limit`` mandates due by
+        ``now``, each re-checked under its lock: one charge per period however many nodes
+        sweep."""
+
+    async def subscription(self, mandate_id: str, viewer: int) -> F.SubscriptionInfo | None:
+        """The mandate, for its subscriber or the channel's owner (None for anyone else)."""
+
+    async def subscriptions(
+        self, viewer: int, channel: int, after: str, limit: int
+    ) -> list[F.SubscriptionInfo]:
+        """``viewer``'s own mandates (``channel`` 0) or a channel's (its owner only:
+        ``Forbidden``), by mandate id after ``after``."""
+
+    async def creator_receipts(
+        self, ref: str, viewer: int, after: int, limit: int
+    ) -> list[F.CreatorReceipt]:
+        """Receipts of tip or mandate ``ref`` whose payer or payee is ``viewer``."""
+
+    async def post_tips(self, channel: int, seq: int) -> list[F.TipTotal]:
+        """``NotFound`` without the post."""
+
+    async def has_access(self, channel: int, account: int, now: int) -> bool:
+        """An admin of ``channel``, or a period paid for it covers ``now``."""
+
+
 class Store(
     AccountStore,
     ConversationStore,
@@ -1097,6 +1242,8 @@ class Store(
     PushStore,
     LinkStore,
     ChannelStore,
+    CreatorStore,
+    ChannelModerationStore,
     TimelineStore,
     MomentStore,
     Protocol,

@@ -18,14 +18,15 @@ from chatd.core.handles import SKELETON_SQL, skeleton
 from chatd.core.publishing import SearchCursor, check_publish, same_post
 from chatd.errors import Forbidden, HandleTaken, NotFound
 from chatd.store.base import ChannelRow
+from chatd.store.channel_moderation import comment_gate
 from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
 
 _CHANNEL = (
     "SELECT c.id, c.handle, c.title, c.about, c.owner, c.followers, c.last_seq,"
-    " EXISTS (SELECT 1 FROM pub_follows f WHERE f.account=? AND f.channel=c.id)"
+    " EXISTS (SELECT 1 FROM pub_follows f WHERE f.account=? AND f.channel=c.id), c.slow_mode"
     " FROM pub_channels c WHERE "
 )
-_POST = "channel, seq, ver, ts, author, device, kind, content, sig"
+_POST = "channel, seq, ver, ts, author, device, kind, content, sig, paid"
 
 
 def _channel(r: Row | None) -> ChannelRow | None:
@@ -40,10 +41,12 @@ def _channel(r: Row | None) -> ChannelRow | None:
         followers=int(r[5]),
         last_seq=int(r[6]),
         following=bool(r[7]),
+        slow_mode=int(r[8]),
     )
 
 
 def _post(r: Row) -> F.Post:
+    """A ``_POST`` row (and its ``views`` after, where selected)."""
     return F.Post(
         channel=int(r[0]),
         seq=int(r[1]),
@@ -54,6 +57,8 @@ def _post(r: Row) -> F.Post:
         kind=str(r[6]),
         content=bytes(r[7]),
         sig=bytes(r[8]),
+        paid=bool(r[9]),
+        views=int(r[10]) if len(r) > 10 else 0,
     )
 
 
@@ -244,7 +249,8 @@ async def put_post(tx: Tx, p: F.Post, now: int) -> bool:
     offered = (p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig)
     if cur is not None:
         c = _post(cur)
-        if same_post((c.ver, c.ts, c.author, c.device, c.kind, c.content, c.sig), offered):
+        stored = (c.ver, c.ts, c.author, c.device, c.kind, c.content, c.sig)
+        if same_post(stored, offered) and c.paid == p.paid:
             return False
     admin = await db.fetchval(
         "SELECT 1 FROM pub_admins WHERE channel=? AND account=?", p.channel, p.author
@@ -261,10 +267,10 @@ async def put_post(tx: Tx, p: F.Post, now: int) -> bool:
         ts=p.ts,
         now=now,
     )
-    row = (p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig)
+    row = (p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, int(p.paid))
     if p.ver == 0:
-        await db.execute(  # created: the server's clock, the timeline's order (SPEC.md 20.8)
-            f"INSERT INTO pub_posts ({_POST}, created) VALUES (?,?,?,?,?,?,?,?,?,?)", *row, now
+        await db.execute(  # created: the server's clock, the timeline's order (SPEC.md 20.9)
+            f"INSERT INTO pub_posts ({_POST}, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)", *row, now
         )
         await db.execute("UPDATE pub_channels SET last_seq=? WHERE id=?", p.seq, p.channel)
         return True
@@ -275,9 +281,9 @@ async def put_post(tx: Tx, p: F.Post, now: int) -> bool:
         p.seq,
     )
     await db.execute(
-        "UPDATE pub_posts SET ver=?, ts=?, author=?, device=?, kind=?, content=?, sig=?"
+        "UPDATE pub_posts SET ver=?, ts=?, author=?, device=?, kind=?, content=?, sig=?, paid=?"
         " WHERE channel=? AND seq=?",
-        *(p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, p.channel, p.seq),
+        *(p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, int(p.paid), p.channel, p.seq),
     )
     return True
 
@@ -287,7 +293,7 @@ async def posts_before(db: Sql, channel: int, before: int, limit: int) -> list[F
     newest first."""
     bound = before if before > 0 else 2**62
     rows = await db.fetch(
-        f"SELECT {_POST} FROM pub_posts WHERE channel=? AND seq<? ORDER BY seq DESC LIMIT ?",
+        f"SELECT {_POST}, views FROM pub_posts WHERE channel=? AND seq<? ORDER BY seq DESC LIMIT ?",
         channel,
         bound,
         limit,
@@ -359,6 +365,7 @@ async def add_comment(
         "SELECT 1 FROM pub_comments WHERE id=? AND channel=? AND seq=?", reply_to, channel, seq
     ):
         raise NotFound("no such comment under this post")
+    await comment_gate(db, channel, author, now, commenting=True)  # bans, slow mode (20.9)
     cid = int(
         await db.fetchval(
             "INSERT INTO pub_comments (channel, seq, author, reply_to, ts, kind, content)"
@@ -415,12 +422,15 @@ async def _counts(db: Sql, channel: int, seq: int, account: int) -> list[F.React
 
 
 async def react(
-    tx: Tx, channel: int, seq: int, account: int, emoji: str, remove: bool
+    tx: Tx, channel: int, seq: int, account: int, emoji: str, remove: bool, *, now: int
 ) -> list[F.ReactionCount]:
     """Add or take back ``account``'s ``emoji`` on post ``seq`` (again: no change) and keep
-    the post's count per emoji with it; the counts after."""
+    the post's count per emoji with it; the counts after. An account banned from the
+    channel's comments at ``now`` adds none (``Forbidden``); it may take one back."""
     db = tx.sql
     await _live_post(db, channel, seq)
+    if not remove:
+        await comment_gate(db, channel, account, now, commenting=False)
     if remove:
         changed = await db.execute(
             "DELETE FROM pub_reactions WHERE channel=? AND seq=? AND account=? AND emoji=?",

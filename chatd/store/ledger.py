@@ -146,7 +146,7 @@ async def _lock_poster(db: Sql, conv: int, account: int) -> None:
     rules.check_send(kind, role)
 
 
-async def _lock_wallets(db: Sql, currency: str, *accounts: int) -> None:
+async def lock_wallets(db: Sql, currency: str, *accounts: int) -> None:
     """Make sure the wallets exist, then lock them in (account, currency) order."""
     ordered = sorted(set(accounts))
     await db.executemany(
@@ -177,16 +177,16 @@ async def _posting(
 ) -> StoredMessage:
     """Lock the two wallets, count the debit in the payer's ``daily`` sum (under ``limit``),
     append the signed receipt ``r`` and record the posting it describes under its seq."""
-    await _lock_wallets(tx.sql, r.currency, debit, credit)
+    await lock_wallets(tx.sql, r.currency, debit, credit)
     if daily:
-        await _count_daily(tx.sql, debit, r.currency, r.amount, r.posted_at, limit)
+        await count_daily(tx.sql, debit, r.currency, r.amount, r.posted_at, limit)
     m = await _receipt(tx, r, sign)
     posting = (transfer_id, r.type, debit, credit, r.amount, r.currency, r.conv, m.seq)
-    await _record(tx.sql, posting, r.posted_at, r.intent_hash, r.request_id)
+    await record_posting(tx.sql, posting, r.posted_at, r.intent_hash, r.request_id)
     return m
 
 
-async def _record(
+async def record_posting(
     db: Sql, posting: tuple[Any, ...], now: int, intent_hash: bytes, request_id: str, note: str = ""
 ) -> None:
     """Move the money (wallets locked) and write ``posting`` (``transfer_id, type, debit,
@@ -221,7 +221,7 @@ async def _record(
     )
 
 
-async def _count_daily(
+async def count_daily(
     db: Sql, account: int, currency: str, amount: int, now: int, limit: int | None
 ) -> None:
     """Add ``amount`` to what ``account`` sent today (one counter row, under the payer's wallet
@@ -506,9 +506,9 @@ async def mint(db: Sql, account: int, amount: int, currency: str, now: int, note
         raise NotFound(f"no account {account}")
     transfer_id = f"mint:{uuid.uuid4().hex}"
     async with db.savepoint():
-        await _lock_wallets(db, currency, ledger.ISSUANCE, account)
+        await lock_wallets(db, currency, ledger.ISSUANCE, account)
         posting = (transfer_id, "mint", ledger.ISSUANCE, account, amount, currency, None, None)
-        await _record(db, posting, now, b"", "", note)
+        await record_posting(db, posting, now, b"", "", note)
     return transfer_id
 
 
@@ -588,7 +588,37 @@ async def audit(db: Sql) -> LedgerAudit:
             )
         ]
         count = int(await db.fetchval("SELECT count(*) FROM transfers"))
-    return LedgerAudit(sums, negative, unbalanced, drift, escrow_drift, count)
+        unreceipted, charge_drift = await _creators_audit(db)
+    return LedgerAudit(
+        sums, negative, unbalanced, drift, escrow_drift, count, unreceipted, charge_drift
+    )
+
+
+async def _creators_audit(db: Sql) -> tuple[list[str], list[str]]:
+    """The creators' part of the ledger audit (inside its snapshot): postings without their
+    matching receipt (or the reverse), and mandates whose charges are not exactly periods
+    1 .. ``charged`` (never more than ``periods``)."""
+    unreceipted = [
+        str(r[0])
+        for r in await db.fetch(
+            "SELECT t.id FROM transfers t LEFT JOIN creator_receipts c ON c.transfer_id = t.id"
+            " WHERE t.type IN ('tip', 'charge') AND (c.transfer_id IS NULL OR c.type <> t.type"
+            " OR c.payer <> t.debit OR c.payee <> t.credit OR c.amount <> t.amount"
+            " OR c.currency <> t.currency)"
+            " UNION ALL SELECT c.transfer_id FROM creator_receipts c LEFT JOIN transfers t"
+            " ON t.id = c.transfer_id WHERE t.id IS NULL"
+        )
+    ]
+    drift = [
+        str(r[0])
+        for r in await db.fetch(
+            "SELECT s.mandate_id FROM subscriptions s LEFT JOIN subscription_charges c"
+            " ON c.mandate = s.mandate_id GROUP BY s.mandate_id, s.charged, s.periods"
+            " HAVING count(c.n) <> s.charged OR coalesce(max(c.n), 0) <> s.charged"
+            " OR s.charged > s.periods"
+        )
+    ]
+    return unreceipted, drift
 
 
 # --------------------------------------------------------------------------- the store's part

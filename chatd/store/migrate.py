@@ -41,10 +41,19 @@ def migrate_sqlite(db: sqlite3.Connection) -> list[str]:
     for version, name, sql in sqlite_migrations():
         if version in done:
             continue
+        # A migration that rebuilds a table other tables reference (SQLite cannot change a
+        # CHECK in place) says so on its first line: foreign keys are off while it runs (the
+        # pragma is ignored inside a transaction), and checked before it commits.
+        rebuild = sql.startswith(REBUILDS)
+        fks = db.execute("PRAGMA foreign_keys").fetchone()[0]
+        if rebuild:
+            db.execute("PRAGMA foreign_keys=OFF")
         db.execute("BEGIN IMMEDIATE")
         try:
             for statement in _statements(sql):
                 db.execute(statement)
+            if rebuild and db.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                raise sqlite3.IntegrityError(f"{name} broke a foreign key")
             db.execute(
                 "INSERT INTO schema_migrations VALUES (?, ?, datetime('now'))", (version, name)
             )
@@ -52,8 +61,15 @@ def migrate_sqlite(db: sqlite3.Connection) -> list[str]:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        finally:
+            db.execute(f"PRAGMA foreign_keys={'ON' if fks else 'OFF'}")
         applied.append(name)
     return applied
+
+
+REBUILDS = "-- sqlite: rebuilds tables"
+"""The first line of a SQLite migration that rebuilds a table (the 12 steps of SQLite's
+"Making Other Kinds Of Table Schema Changes")."""
 
 
 def _statements(sql: str) -> list[str]:

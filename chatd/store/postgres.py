@@ -54,9 +54,11 @@ from chatd.errors import ChatdError, Conflict, NotFound, Unavailable
 from chatd.store.accounts import Accounts
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
 from chatd.store.bots import Bots
+from chatd.store.channel_moderation import ChannelModeration
 from chatd.store.channels import Channels, PostComments
 from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
+from chatd.store.creators import Creators
 from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
 from chatd.store.links import Links
@@ -264,9 +266,11 @@ class PostgresStore(
     Links,
     Channels,
     PostComments,
+    ChannelModeration,
     Timelines,
     Moments,
     Ledger,
+    Creators,
     GroupCommitWriter[Op[Any]],
 ):
     """``Store`` over a PostgreSQL database shared by any number of nodes. Run ``run()`` in the

@@ -50,9 +50,11 @@ from chatd.store import messages
 from chatd.store.accounts import Accounts
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
 from chatd.store.bots import Bots
+from chatd.store.channel_moderation import ChannelModeration
 from chatd.store.channels import Channels, PostComments
 from chatd.store.consent import Consent
 from chatd.store.conversations import Conversations
+from chatd.store.creators import Creators
 from chatd.store.keys import Keys
 from chatd.store.ledger import Ledger
 from chatd.store.links import Links
@@ -343,9 +345,11 @@ class SQLiteStore(
     Links,
     Channels,
     PostComments,
+    ChannelModeration,
     Timelines,
     Moments,
     Ledger,
+    Creators,
     GroupCommitWriter[Op[Any]],
 ):
     """``Store`` over one SQLite file. Run ``run()`` in the owner's TaskGroup after ``open()``."""

@@ -1,4 +1,4 @@
-"""The timeline's reads (``TimelineStore``, SPEC.md 20.8), written once for both databases.
+"""The timeline's reads (``TimelineStore``, SPEC.md 20.9), written once for both databases.
 
 Fan-out on read: publishing writes one row whatever the number of followers, and a timeline
 page walks the followed channels' posts by the server time they were stored at
@@ -16,8 +16,12 @@ long they are, in two steps:
 
 Rows read: one per followed channel, then at most ``limit * (limit + 1) / 2`` (210 for a page of
 20), all index range scans. The other shape, walking every post by time and keeping the followed
-ones, reads a number of rows that grows with the posts of channels the account does NOT follow
-(measured in loadtest/bench_channel_fanout.py's notes and the README).
+ones, reads a number of rows that grows with the posts of channels the account does NOT follow:
+``loadtest/bench_timeline_read.py`` (SQLite, 1,000 followed channels of 5,000) measured a page
+at 5-9 ms this way (a ``get_timeline`` round trip) whatever the mix, and the walk by time at
+0.2 ms when a fifth of all posts are followed but 947 ms when the followed channels are quiet
+and the others busy (it passed 240,000 posts). A bounded worst case wins over a faster usual
+case.
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ from chatd.store.base import TimelinePost
 from chatd.store.sql import Row, Scripts, Sql, reads
 
 _MAX = 2**63 - 1
-_COLS = "p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, p.created"
+_COLS = (
+    "p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, p.created,"
+    " p.views, p.paid"
+)
 _BELOW = (
     "p.created <= ? AND (p.created < ? OR p.channel < ? OR (p.channel = ? AND p.seq < ?))"
     " AND p.kind <> ?"
@@ -53,6 +60,8 @@ def _row(r: Row) -> TimelinePost:
         kind=str(r[6]),
         content=bytes(r[7]),
         sig=bytes(r[8]),
+        views=int(r[10]),
+        paid=bool(r[11]),
     )
     return TimelinePost(at=int(r[9]), post=post)
 

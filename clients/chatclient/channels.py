@@ -13,18 +13,19 @@ the server is trusted with availability only.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from chatproto import frames as F
 from chatproto import kinds, posts
+from chatproto import limits as L
 from chatproto.errors import ChatProtoError, CryptoError, ErrorCode
 
 from chatclient.connection import Connection
 from chatclient.e2e import E2E
 from chatclient.errors import ChatClientError, RequestError
-from chatclient.events import ChannelPost, SecurityWarning
+from chatclient.events import ChannelPost, LockedPost, SecurityWarning
 
 PUBLISH_ATTEMPTS = 5
 """Times ``publish`` signs anew after another admin took the seq it signed (``CONFLICT``)."""
@@ -45,6 +46,8 @@ class PostPage:
     posts: list[ChannelPost]
     rejected: list[RejectedPost]
     next: int
+    locked: list[LockedPost] = field(default_factory=list)
+    """Paid posts this account may not read now (SPEC.md 15.14): no content, not verifiable."""
 
 
 def _text(p: F.Post) -> str | None:
@@ -69,6 +72,14 @@ def verified_post(p: F.Post) -> ChannelPost:
         content=p.content,
         text=_text(p),
         deleted=posts.is_tombstone(p),
+        paid=p.paid,
+        views=p.views,
+    )
+
+
+def locked_post(p: F.Post) -> LockedPost:
+    return LockedPost(
+        channel=p.channel, seq=p.seq, ver=p.ver, ts=p.ts, author=p.author, kind=p.kind
     )
 
 
@@ -117,7 +128,9 @@ class Channels:
 
     # ------------------------------------------------------------------ publishing
 
-    def _signed(self, channel: int, seq: int, ver: int, kind: str, content: bytes) -> F.Publish:
+    def _signed(
+        self, channel: int, seq: int, ver: int, kind: str, content: bytes, paid: bool = False
+    ) -> F.Publish:
         ks = self._c.keystore
         post = F.Post(
             channel=channel,
@@ -129,6 +142,7 @@ class Channels:
             kind=kind,
             content=content,
             sig=bytes(64),
+            paid=paid,
         )
         sig = posts.sign_post(ks.key, self._c.server_name, post)
         return F.Publish(
@@ -140,10 +154,12 @@ class Channels:
             kind=kind,
             content=content,
             sig=sig,
+            paid=paid,
         )
 
-    async def publish(self, channel: int, content: kinds.Content) -> int:
-        """Publish a new post; its seq. Another admin publishing meanwhile: signed again."""
+    async def publish(self, channel: int, content: kinds.Content, *, paid: bool = False) -> int:
+        """Publish a new post (``paid``: for the channel's subscribers only, SPEC.md 15.14); its
+        seq. Another admin publishing meanwhile: signed again."""
         kind, body = kinds.encode_content(content)
         for _ in range(PUBLISH_ATTEMPTS):
             newest = await self._c.call(
@@ -151,7 +167,7 @@ class Channels:
             )
             seq = newest.items[0].seq + 1 if newest.items else 1
             try:
-                await self._c.call(self._signed(channel, seq, 0, kind, body), F.Published)
+                await self._c.call(self._signed(channel, seq, 0, kind, body, paid), F.Published)
             except RequestError as exc:
                 if exc.code == ErrorCode.CONFLICT:
                     continue
@@ -159,8 +175,8 @@ class Channels:
             return seq
         raise ChatClientError(f"channel {channel}: the next seq kept being taken")
 
-    async def publish_text(self, channel: int, text: str) -> int:
-        return await self.publish(channel, kinds.Text(text=text))
+    async def publish_text(self, channel: int, text: str, *, paid: bool = False) -> int:
+        return await self.publish(channel, kinds.Text(text=text), paid=paid)
 
     async def _new_version(self, channel: int, seq: int, kind: str, body: bytes) -> int:
         for _ in range(PUBLISH_ATTEMPTS):
@@ -168,8 +184,10 @@ class Channels:
                 F.GetPostHistory(id=self._c.next_id(), channel=channel, seq=seq), F.Posts
             )
             ver = max(p.ver for p in versions.items) + 1
+            paid = versions.items[-1].paid  # an edit of a paid post stays paid
             try:
-                await self._c.call(self._signed(channel, seq, ver, kind, body), F.Published)
+                signed = self._signed(channel, seq, ver, kind, body, paid)
+                await self._c.call(signed, F.Published)
             except RequestError as exc:
                 if exc.code == ErrorCode.CONFLICT:
                     continue
@@ -234,6 +252,54 @@ class Channels:
         frame = F.GetReactions(id=self._c.next_id(), channel=channel, seq=seq)
         return list((await self._c.call(frame, F.Reactions)).counts)
 
+    # ------------------------------------------------------------------ views, moderation
+
+    async def view(self, channel: int, seqs: Iterable[int]) -> None:
+        """Tell the server this account was shown posts ``seqs`` of ``channel`` (each counts
+        once per account, ever; the server keeps no list of who viewed). Sent in frames of at
+        most ``MAX_VIEW_SEQS`` posts; ``RateLimited`` past the account's view budget."""
+        todo = sorted(set(seqs))
+        for i in range(0, len(todo), L.MAX_VIEW_SEQS):
+            chunk = todo[i : i + L.MAX_VIEW_SEQS]
+            await self._c.call(F.ViewPosts(id=self._c.next_id(), channel=channel, seqs=chunk), F.Ok)
+
+    async def ban_commenter(
+        self, channel: int, account: int, *, until: int = 0, delete_comments: bool = False
+    ) -> None:
+        """Ban ``account`` from commenting and reacting in ``channel`` (you administer it)
+        until ``until`` (ms since the epoch; 0: until lifted), emptying its comments there with
+        ``delete_comments``. Admins cannot be banned (``Forbidden``)."""
+        frame = F.BanCommenter(
+            id=self._c.next_id(),
+            channel=channel,
+            account=account,
+            until=until,
+            delete_comments=delete_comments,
+        )
+        await self._c.call(frame, F.Ok)
+
+    async def unban_commenter(self, channel: int, account: int) -> None:
+        frame = F.UnbanCommenter(id=self._c.next_id(), channel=channel, account=account)
+        await self._c.call(frame, F.Ok)
+
+    async def comment_bans(self, channel: int) -> list[F.CommentBan]:
+        """Every ban in force in ``channel`` (you administer it), by account id."""
+        found: list[F.CommentBan] = []
+        after = 0
+        while True:
+            frame = F.ListCommentBans(id=self._c.next_id(), channel=channel, after=after)
+            page = await self._c.call(frame, F.CommentBans)
+            found += page.items
+            if not page.next:
+                return found
+            after = page.next
+
+    async def set_slow_mode(self, channel: int, seconds: int) -> F.ChannelInfo:
+        """Let non-admins comment once per ``seconds`` in ``channel`` (0: off); a comment
+        sooner raises ``RateLimited`` with ``retry_after``."""
+        frame = F.SetSlowMode(id=self._c.next_id(), channel=channel, seconds=seconds)
+        return (await self._c.call(frame, F.ChannelAnswer)).info
+
     # ------------------------------------------------------------------ reading
 
     async def _key(self, p: F.Post, refresh: bool) -> bytes:
@@ -257,31 +323,34 @@ class Channels:
         posts.verify_post(key, self._c.server_name, p)
         return verified_post(p)
 
-    async def _checked(self, items: list[F.Post]) -> tuple[list[ChannelPost], list[RejectedPost]]:
+    async def _checked(self, items: list[F.Post]) -> PostPage:
         good: list[ChannelPost] = []
         bad: list[RejectedPost] = []
+        shut: list[LockedPost] = []
         for p in items:
+            if p.locked:
+                shut.append(locked_post(p))
+                continue
             try:
                 good.append(await self.verify(p))
             except (ChatProtoError, ChatClientError) as exc:
                 bad.append(RejectedPost(p, str(exc)))
-        return good, bad
+        return PostPage(good, bad, 0, shut)
 
     async def posts(self, channel: int, *, before: int = 0, limit: int = 20) -> PostPage:
         """A page of ``channel``'s posts, newest first, each verified (following or not)."""
         got = await self._c.call(
             F.GetPosts(id=self._c.next_id(), channel=channel, before=before, limit=limit), F.Posts
         )
-        good, bad = await self._checked(list(got.items))
-        return PostPage(good, bad, got.next)
+        page = await self._checked(list(got.items))
+        return PostPage(page.posts, page.rejected, got.next, page.locked)
 
     async def history(self, channel: int, seq: int) -> PostPage:
         """Every version of post ``seq``, oldest first, each verified."""
         got = await self._c.call(
             F.GetPostHistory(id=self._c.next_id(), channel=channel, seq=seq), F.Posts
         )
-        good, bad = await self._checked(list(got.items))
-        return PostPage(good, bad, 0)
+        return await self._checked(list(got.items))
 
     def on_post_event(self, frame: F.PostEvent) -> None:
         """A pushed post: emitted as a ``ChannelPost`` once verified, else a warning (checked
@@ -289,8 +358,28 @@ class Channels:
         self._c.spawn(self._pushed(frame.post), name="verify-post")
 
     async def _pushed(self, p: F.Post) -> None:
+        if p.locked:  # a paid post's event carries no content: read it, if this account may
+            await self._emit(await self._unlocked(p))
+            return
         try:
             event: ChannelPost | SecurityWarning = await self.verify(p)
         except (ChatProtoError, ChatClientError) as exc:
             event = SecurityWarning(p.author, f"post {p.seq} of channel {p.channel} refused: {exc}")
         await self._emit(event)
+
+    async def _unlocked(self, p: F.Post) -> ChannelPost | LockedPost | SecurityWarning:
+        """A pushed paid post: its content read with ``get_post_history`` when this account
+        has access (verified then as any post), else the ``LockedPost`` placeholder."""
+        try:
+            page = await self.history(p.channel, p.seq)
+        except ChatClientError:
+            return locked_post(p)
+        for good in page.posts:
+            if good.ver == p.ver:
+                return good
+        for bad in page.rejected:
+            if bad.post.ver == p.ver:
+                return SecurityWarning(
+                    p.author, f"post {p.seq} of channel {p.channel} refused: {bad.reason}"
+                )
+        return locked_post(p)

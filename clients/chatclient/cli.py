@@ -60,13 +60,16 @@ from chatclient.tui import (
     Approve,
     AskPayment,
     Balance,
+    BanComments,
     Block,
     BotCommand,
     Bots,
     CancelRequest,
     Cards,
+    ChannelPriceCmd,
     ClaimPacket,
     Command,
+    CommentBanList,
     CommentMoment,
     CommentPost,
     Console,
@@ -101,6 +104,7 @@ from chatclient.tui import (
     NewPublic,
     No,
     Open,
+    PaidPost,
     ParseError,
     Pay,
     PayOrder,
@@ -130,8 +134,13 @@ from chatclient.tui import (
     ShowMomentComments,
     ShowMoments,
     ShowPosts,
+    ShowSubscriptions,
     ShowTimeline,
+    SlowMode,
+    SubscribeCmd,
+    TipPost,
     Unlink,
+    UnsubscribeCmd,
     Verify,
     Wallet,
     Who,
@@ -148,6 +157,7 @@ from chatclient.tui import (
     format_request,
     format_requests,
     format_safety_number,
+    format_subscription,
     format_wallet,
     format_who,
     open_console,
@@ -208,6 +218,14 @@ def _discard(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+def _clock(ms: int) -> str:
+    """A time to come as this terminal's local ``HH:MM``, with the date when not today."""
+    at = time.localtime(ms / 1000)
+    if time.strftime("%Y-%m-%d", at) == time.strftime("%Y-%m-%d"):
+        return time.strftime("%H:%M", at)
+    return time.strftime("%Y-%m-%d %H:%M", at)
+
+
 class UsageError(Exception):
     pass
 
@@ -266,6 +284,9 @@ class Session:
         """Numbered buttons and orders of the bot cards shown (``/press N``, ``/payorder N``)."""
         self._search: tuple[str, str] = ("", "")
         """The last ``/search`` and where its next page starts ("": no more)."""
+        self._comment_authors: dict[tuple[int, int], tuple[int, str]] = {}
+        """(channel, comment) -> (account, handle) of the comments ``/comments`` showed: whom
+        ``/bancomments @channel #N`` names."""
 
     def show(self, text: str, style: str = "") -> None:
         self.console.show(Line(text, style))
@@ -702,13 +723,17 @@ class Session:
                 elif nxt:
                     self.show("/search more: the next page", "dim")
             case ShowPosts(handle, count):
-                page = await ch.posts(await self._channel(handle), limit=count)
+                channel = await self._channel(handle)
+                page = await ch.posts(channel, limit=count)
                 for p in reversed(page.posts):
                     self.console.show(format_post(p, self.names))
                 for r in page.rejected:
                     self.show(f"[@{handle}] #{r.post.seq} refused: {r.reason}", "error")
                 if not page.posts and not page.rejected:
                     self.show(f"@{handle} has no posts yet", "system")
+                with contextlib.suppress(RequestError):  # shown: each counts us once (20.9)
+                    if page.posts:
+                        await ch.view(channel, [p.seq for p in page.posts])
             case ShowTimeline(more):
                 await self._show_timeline(more)
             case CommentPost(handle, seq, text, reply_to):
@@ -722,6 +747,7 @@ class Session:
                 while True:
                     thread = await ch.comments(await self._channel(handle), seq, after=at)
                     for m in thread.items:
+                        self._comment_authors[(thread.channel, m.comment)] = (m.author, m.handle)
                         to = f" (↩ #{m.reply_to})" if m.reply_to else ""
                         text = "(deleted)" if m.deleted else comment_text(m)
                         self.show(f"  #{m.comment} {m.handle}{to}: {text}")
@@ -733,6 +759,146 @@ class Session:
                 counts = await ch.react(await self._channel(handle), seq, emoji, remove=remove)
                 shown = "  ".join(f"{c.emoji} {c.count}" for c in counts) or "no reactions"
                 self.show(f"[@{handle}] #{seq}: {shown}", "system")
+
+    async def _confirm(
+        self, summary: str, perform: Callable[[], Awaitable[None]], confirmed: bool
+    ) -> None:
+        """Money leaves only once confirmed (``/yes``, or ``!``/``--yes`` given up front)."""
+        if confirmed or self.assume_yes:
+            await perform()
+            return
+        self._pending = (summary, perform)
+        self.show(f"{summary}? /yes to confirm, /no to drop it", "system")
+
+    async def _creators(
+        self,
+        cmd: TipPost
+        | ChannelPriceCmd
+        | SubscribeCmd
+        | UnsubscribeCmd
+        | ShowSubscriptions
+        | PaidPost,
+    ) -> None:
+        """Creators paid through the ledger (SPEC.md 15.12-15.14)."""
+        cr = self.client.creators
+        match cmd:
+            case TipPost(handle, seq, tipped, currency, confirmed):
+                channel = await self._channel(handle)
+
+                async def tip() -> None:
+                    r = await cr.tip(channel, seq, tipped, currency)
+                    self.show(
+                        f"[@{handle}] #{seq} tipped {money.format_money(r.amount, r.currency)}"
+                        f" (receipt {r.ref} verified)",
+                        "system",
+                    )
+
+                await self._confirm(f"tip {tipped} {currency} for @{handle} #{seq}", tip, confirmed)
+            case ChannelPriceCmd(handle, amount, currency, days):
+                channel = await self._channel(handle)
+                got = await (
+                    cr.price(channel)
+                    if amount is None
+                    else cr.set_price(channel, amount, currency, days=days)
+                )
+                if not got.amount:
+                    self.show(f"@{handle} has no paid subscription", "system")
+                else:
+                    each = (
+                        f"{got.period // 86_400} days"
+                        if got.period >= 86_400
+                        else f"{got.period} s"
+                    )
+                    self.show(
+                        f"@{handle}: {money.format_money(got.amount, got.currency)} every {each}",
+                        "system",
+                    )
+            case SubscribeCmd(handle, None):
+                got = await cr.price(await self._channel(handle))
+                if not got.amount:
+                    self.show(f"@{handle} has no paid subscription", "system")
+                else:
+                    price = money.format_amount(got.amount, got.currency)
+                    self.show(
+                        f"@{handle}: {price} {got.currency} per period; to agree:"
+                        f" /subscribe @{handle} PERIODS {price} {got.currency}",
+                        "system",
+                    )
+            case SubscribeCmd(handle, periods, amount, currency, confirmed):
+                assert periods is not None
+                channel = await self._channel(handle)
+
+                async def subscribe() -> None:
+                    sub, _ = await cr.subscribe(channel, periods, amount=amount, currency=currency)
+                    self.console.show(format_subscription(sub, self.names))
+
+                what = f"subscribe to @{handle}: {amount} {currency} now and each period, {periods} at most"
+                await self._confirm(what, subscribe, confirmed)
+            case UnsubscribeCmd(handle):
+                channel = await self._channel(handle)
+                mine, _ = await cr.subscriptions()
+                live = [
+                    s for s in mine if s.channel == channel and s.state in ("active", "past_due")
+                ]
+                if not live:
+                    raise UsageError(f"no running subscription to @{handle}")
+                self.console.show(
+                    format_subscription(await cr.unsubscribe(live[0].mandate_id), self.names)
+                )
+            case ShowSubscriptions(handle):
+                channel = await self._channel(handle) if handle else 0
+                after, shown = "", 0
+                while True:
+                    items, after = await cr.subscriptions(after=after)
+                    for sub in items:
+                        if not channel or sub.channel == channel:
+                            self.console.show(format_subscription(sub, self.names))
+                            shown += 1
+                    if not after:
+                        break
+                if not shown:
+                    self.show("no subscriptions", "system")
+            case PaidPost(handle, text):
+                seq = await self.client.channels.publish_text(
+                    await self._channel(handle), text, paid=True
+                )
+                self.show(f"[@{handle}] #{seq} published for subscribers", "system")
+
+    async def _moderate(self, cmd: BanComments | CommentBanList | SlowMode) -> None:
+        """``/bancomments``, ``/unbancomments``, ``/commentbans``, ``/slowmode`` (SPEC.md
+        20.9): an admin's moderation of a public channel's comments."""
+        ch = self.client.channels
+        channel = await self._channel(cmd.channel)
+        match cmd:
+            case SlowMode(handle, seconds):
+                info = await ch.set_slow_mode(channel, seconds)
+                state = f"one comment every {info.slow_mode} s" if info.slow_mode else "off"
+                self.show(f"@{handle}: slow mode {state}", "system")
+            case CommentBanList(handle):
+                bans = await ch.comment_bans(channel)
+                for b in bans:
+                    end = "until lifted" if not b.until else f"until {_clock(b.until)}"
+                    self.show(f"  @{b.handle} {end}")
+                if not bans:
+                    self.show(f"nobody is banned from commenting in @{handle}", "system")
+            case BanComments(handle, who, seconds, delete, lift):
+                if who.startswith("#"):
+                    found = self._comment_authors.get((channel, int(who[1:])))
+                    if found is None:
+                        raise UsageError(f"no comment {who} shown: /comments @{handle} SEQ first")
+                    account, name = found
+                else:
+                    name = who.removeprefix("@")
+                    account = await self.client.lookup(name)
+                if lift:
+                    await ch.unban_commenter(channel, account)
+                    self.show(f"@{name} may comment in @{handle} again", "system")
+                    return
+                until = int(time.time() * 1000) + seconds * 1000 if seconds else 0
+                await ch.ban_commenter(channel, account, until=until, delete_comments=delete)
+                end = f"until {_clock(until)}" if until else "until you lift it"
+                gone = ", their comments deleted" if delete else ""
+                self.show(f"@{name} may not comment in @{handle} {end}{gone}", "system")
 
     async def _handle_id(self, handle: str) -> int:
         account = await self.client.lookup(handle)
@@ -787,7 +953,8 @@ class Session:
                     self.show(f"[moment {moment}] deleted", "system")
 
     async def _show_timeline(self, more: bool) -> None:
-        """``/timeline``: a page of the timeline, oldest first on screen like the rest."""
+        """``/timeline``: a page of the timeline (followed channels' posts, contacts' Moments),
+        oldest first on screen like the rest."""
         if more and not self._timeline_next:
             self.show("no older posts in your timeline", "system")
             return
@@ -796,6 +963,14 @@ class Session:
         for entry in reversed(page.entries):
             if entry.post is not None:
                 self.console.show(format_post(entry.post, self.names))
+            elif entry.moment is not None:
+                m = entry.moment
+                text = m.text if m.readable and m.text is not None else "(not readable)"
+                self.show(f"[moment #{m.moment}] {self.names.handle(m.author)}: {text}")
+            elif entry.locked is not None:  # a paid post: "for subscribers"
+                line = format_event(entry.locked, self.names)
+                if line is not None:
+                    self.console.show(line)
         for r in page.rejected:
             self.show(
                 f"post #{r.post.seq} of channel {r.post.channel} refused: {r.reason}", "error"
@@ -834,6 +1009,17 @@ class Session:
                 | ReactToPost()
             ):
                 await self._channels(cmd)
+            case (
+                TipPost()
+                | ChannelPriceCmd()
+                | SubscribeCmd()
+                | UnsubscribeCmd()
+                | ShowSubscriptions()
+                | PaidPost()
+            ):
+                await self._creators(cmd)
+            case BanComments() | CommentBanList() | SlowMode():
+                await self._moderate(cmd)
             case (
                 PostMoment()
                 | ShowMoments()

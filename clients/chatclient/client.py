@@ -18,6 +18,7 @@ Where each part lives (each module's docstring says what it promises):
 * ``keys``          the to-device queue, device lists, safety numbers
 * ``profiles``      bot profiles; ``miniapps``: invocations, cards, shares, forwards
 * ``channels``      public channels: the directory, follows, signed posts (verified)
+* ``creators``      tips, paid subscriptions (receipts verified)
 * ``timeline``      the merged timeline, paged; what this connection watches (said again
   after each reconnect)
 * ``moments``       Moments to contacts, end-to-end encrypted, WeChat's visibility rule
@@ -50,6 +51,7 @@ from chatclient.channels import Channels
 from chatclient.connection import RATE_LIMIT_BACKOFF, SEND_WINDOW, Connection, urls_of
 from chatclient.contacts import Contacts
 from chatclient.conversations import Conversations, ConvView
+from chatclient.creators import Creators
 from chatclient.e2e import E2E
 from chatclient.errors import ClientClosed
 from chatclient.events import Event, Message, SecurityWarning, Undecryptable
@@ -158,12 +160,15 @@ class Client:
         self.channels = Channels(conn, self.e2e, conn.emit)
         """Public channels (``create``, ``search``, ``follow``, ``publish``, ``posts``, ...:
         chatclient/channels.py); verifies every post's signature."""
-        self.timeline = Timeline(conn, self.channels)
-        """The timeline (``page``, ``entries``) and what this connection watches
-        (``watch_feed``, ``watch_channel``, ``watch_post``: chatclient/timeline.py)."""
+        self.creators = Creators(conn, self.e2e, self.payments)
+        """Tips, paid subscriptions (``tip``, ``subscribe``, ``unsubscribe``, ...:
+        chatclient/creators.py); verifies every receipt."""
         self.moments = Moments(conn, self.e2e, self._keys.fetch_to_device, conn.emit)
         """Moments to contacts, end-to-end encrypted (``post``, ``feed``, ``comment``, ``like``,
         ...: chatclient/moments.py)."""
+        self.timeline = Timeline(conn, self.channels, self.moments.open)
+        """The timeline (``page``, ``entries``) and what this connection watches
+        (``watch_feed``, ``watch_channel``, ``watch_post``: chatclient/timeline.py)."""
         self._reports = Reports(self.e2e, conn.call, conn.next_id, self._receiving.message)
         self._apps = MiniApps(
             conn, self._convs, self._profiles, self._sending, self.payments, self.media
@@ -257,6 +262,8 @@ class Client:
                 self.moments.on_event(moment)
             case core.Pushed(frame=F.CommentEvent() | F.ReactionsEvent() as under_post):
                 await self._conn.emit(under_post)
+            case core.Pushed(frame=F.TipEvent() | F.SubscriptionEvent() as paid):
+                self.creators.on_event(paid)
             case core.Pushed(frame=F.Resync()):
                 self._receiving.on_resync()
             case core.Pushed(

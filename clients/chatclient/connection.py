@@ -476,7 +476,7 @@ class Connection:
         finally:
             self._waiting.pop(rid, None)
         if isinstance(reply, F.Error):
-            raise error_for(reply.code, reply.msg)
+            raise error_for(reply.code, reply.msg, reply.retry_after)
         if expect is not None and not isinstance(reply, expect):
             raise RequestError(int(ErrorCode.INTERNAL), f"unexpected reply {type(reply).__name__}")
         return reply

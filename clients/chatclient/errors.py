@@ -28,12 +28,14 @@ class InvocationTimeoutError(ChatClientError):
 
 
 class RequestError(ChatClientError):
-    """The server refused a request with ``code``."""
+    """The server refused a request with ``code``; ``retry_after`` is the seconds the server
+    said to wait before the same request may pass (``RATE_LIMITED``; None: not said)."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"{_name(code)}: {message}")
         self.code = code
         self.server_message = message
+        self.retry_after = retry_after
 
 
 class AuthError(RequestError):
@@ -75,5 +77,6 @@ _BY_CODE: dict[int, type[RequestError]] = {
 }
 
 
-def error_for(code: int, message: str) -> RequestError:
-    return _BY_CODE.get(code, RequestError)(code, message)
+def error_for(code: int, message: str, retry_after_ms: int = 0) -> RequestError:
+    wait = retry_after_ms / 1000 if retry_after_ms else None
+    return _BY_CODE.get(code, RequestError)(code, message, wait)

@@ -224,6 +224,40 @@ class ChannelPost:
     text: str | None
     """The text of a ``text`` post (None for another kind or a tombstone)."""
     deleted: bool = False
+    paid: bool = False
+    """For the channel's subscribers only (SPEC.md 15.14); the signature covers it."""
+    views: int = 0
+    """How many accounts viewed it, as the server counts (not signed; SPEC.md 20.9)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LockedPost:
+    """A paid post this account may not read (no subscription paid for now): the server sent
+    its placeholder without content, so its signature cannot be checked; show it as locked
+    ("subscribe to read"), never as the publisher's words."""
+
+    channel: int
+    seq: int
+    ver: int
+    ts: int
+    author: int
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class TipReceived:
+    """A tip to this account's post, its receipt verified (SPEC.md 15.12)."""
+
+    receipt: F.CreatorReceipt
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionChanged:
+    """A mandate of this account (as subscriber or owner) changed: charged (``receipt``,
+    verified), past due, lapsed, cancelled or completed (SPEC.md 15.13)."""
+
+    subscription: F.SubscriptionInfo
+    receipt: F.CreatorReceipt | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +336,9 @@ Event = (
     | ChannelPost
     | ChannelComment
     | PostReactions
+    | LockedPost
+    | TipReceived
+    | SubscriptionChanged
     | MomentPost
     | MomentNote
 )

@@ -151,6 +151,10 @@ class Moments:
         items = [await self._open(i) for i in got.items]
         return MomentPage(items, (got.next_ts, got.next) if got.next else None)
 
+    async def open(self, info: F.MomentInfo) -> MomentPost:
+        """A Moment as another answer gave it (the timeline's), decrypted."""
+        return await self._open(info)
+
     async def comments(self, moment: int, *, page: int = 50) -> AsyncIterator[MomentNote]:
         """Every comment and like of ``moment`` this account sees, oldest first."""
         after = 0

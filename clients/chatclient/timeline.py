@@ -1,4 +1,4 @@
-"""The timeline and what this connection watches, in the SDK (SPEC.md 20.7, 20.8).
+"""The timeline and what this connection watches, in the SDK (SPEC.md 20.8, 20.9).
 
 The server pushes a channel's posts only to connections that watch them (the feed: every channel
 the account follows; or one channel's page), and a post's comments and reaction counts only to
@@ -7,22 +7,23 @@ the application asked to watch and says it again after every reconnect (``rewatc
 
 The timeline is read in pages, newest first, with the server's opaque cursor; every post in it
 is verified like any other (``Channels.verify``): one that does not verify is listed apart,
-never shown as its publisher's.
+never shown as its publisher's; every Moment in it is decrypted like any other
+(``Moments.open``: one whose key never came is ``readable`` False, never text).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from chatproto import frames as F
 from chatproto.errors import ChatProtoError, ErrorCode
 
-from chatclient.channels import Channels, RejectedPost
+from chatclient.channels import Channels, RejectedPost, locked_post
 from chatclient.connection import Connection
 from chatclient.errors import ChatClientError, RequestError
-from chatclient.events import ChannelPost
+from chatclient.events import ChannelPost, LockedPost, MomentPost
 
 K = TypeVar("K")
 
@@ -34,11 +35,14 @@ WATCHED_POSTS = 100
 
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
-    """One item of the timeline: ``at`` is the server's time it is ordered by; ``post`` a
-    verified channel post."""
+    """One item of the timeline: ``at`` is the server's time it is ordered by; one of ``post``
+    (a verified channel post) and ``moment`` (a contact's Moment, decrypted) is set."""
 
     at: int
     post: ChannelPost | None = None
+    moment: MomentPost | None = None
+    locked: LockedPost | None = None
+    """A paid post this account may not read now (SPEC.md 15.14): its placeholder."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +55,15 @@ class TimelinePage:
 
 
 class Timeline:
-    def __init__(self, conn: Connection, channels: Channels) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        channels: Channels,
+        open_moment: Callable[[F.MomentInfo], Awaitable[MomentPost]],
+    ) -> None:
         self._c = conn
         self._channels = channels
+        self._open_moment = open_moment
         self._feed = False
         self._open: dict[int, None] = {}
         self._threads: dict[tuple[int, int], None] = {}
@@ -126,8 +136,14 @@ class Timeline:
         entries: list[TimelineEntry] = []
         rejected: list[RejectedPost] = []
         for item in got.items:
+            if item.moment is not None:
+                moment = await self._open_moment(item.moment)
+                entries.append(TimelineEntry(item.at, moment=moment))
             if item.post is None:
-                continue  # a kind of item this SDK does not know yet
+                continue  # a Moment, or a kind of item this SDK does not know yet
+            if item.post.locked:  # no content to verify: shown as locked, in its place
+                entries.append(TimelineEntry(item.at, locked=locked_post(item.post)))
+                continue
             try:
                 entries.append(TimelineEntry(item.at, await self._channels.verify(item.post)))
             except (ChatProtoError, ChatClientError) as exc:

@@ -40,12 +40,15 @@ from chatclient.events import (
     Disconnected,
     Event,
     InvocationTimeout,
+    LockedPost,
     MasterKeyReceived,
     Message,
     MomentNote,
     MomentPost,
     Presence,
     SecurityWarning,
+    SubscriptionChanged,
+    TipReceived,
     Typing,
     Undecryptable,
 )
@@ -329,6 +332,88 @@ class ReactToPost:
     seq: int
     emoji: str
     remove: bool = False
+
+
+@dataclass(frozen=True)
+class TipPost:
+    """Tip post ``seq`` of ``@channel`` (paid to its owner), e.g. ``/tip @news 3 2.00 USD``."""
+
+    channel: str
+    seq: int
+    amount: str
+    currency: str
+    confirmed: bool = False
+
+
+@dataclass(frozen=True)
+class ChannelPriceCmd:
+    """Show (``amount`` None) or set your channel's subscription price per ``days``; ``off``
+    (amount "0") ends it for new subscribers."""
+
+    channel: str
+    amount: str | None = None
+    currency: str = ""
+    days: int = 30
+
+
+@dataclass(frozen=True)
+class SubscribeCmd:
+    """Subscribe to ``@channel`` for ``periods`` periods at the price the user typed (``None``:
+    show the price and how to agree to it)."""
+
+    channel: str
+    periods: int | None = None
+    amount: str = ""
+    currency: str = ""
+    confirmed: bool = False
+
+
+@dataclass(frozen=True)
+class UnsubscribeCmd:
+    channel: str
+
+
+@dataclass(frozen=True)
+class ShowSubscriptions:
+    """Your subscriptions (``channel``: the one to that channel)."""
+
+    channel: str = ""
+
+
+@dataclass(frozen=True)
+class PaidPost:
+    """Publish ``text`` in ``@channel`` for its subscribers only."""
+
+    channel: str
+    text: str
+
+
+@dataclass(frozen=True)
+class BanComments:
+    """Ban ``who`` (``@handle``, or ``#N``: the author of comment N as ``/comments`` showed
+    it) from commenting in ``@channel`` for ``seconds`` (0: until lifted), or lift the ban
+    (``lift``); ``delete`` empties their comments there too."""
+
+    channel: str
+    who: str
+    seconds: int = 0
+    delete: bool = False
+    lift: bool = False
+
+
+@dataclass(frozen=True)
+class CommentBanList:
+    """The bans in force in ``@channel`` (its admins only)."""
+
+    channel: str
+
+
+@dataclass(frozen=True)
+class SlowMode:
+    """Let non-admins comment in ``@channel`` once per ``seconds`` (0: off)."""
+
+    channel: str
+    seconds: int
 
 
 @dataclass(frozen=True)
@@ -674,6 +759,15 @@ Command = (
     | CommentPost
     | ShowComments
     | ReactToPost
+    | TipPost
+    | ChannelPriceCmd
+    | SubscribeCmd
+    | UnsubscribeCmd
+    | ShowSubscriptions
+    | PaidPost
+    | BanComments
+    | CommentBanList
+    | SlowMode
     | PostMoment
     | ShowMoments
     | CommentMoment
@@ -762,11 +856,22 @@ commands:
                              (/search more: the next page)
   /posts @channel [N]        the newest N (default 10) posts of a public channel, followed or
                              not, each checked against its publisher's device key
-  /timeline                  the newest posts of the channels you follow, newest last
-                             (/timeline more: the page before)
+  /timeline                  the newest posts of the channels you follow and your contacts'
+                             Moments, newest last (/timeline more: the page before)
   /comment @channel SEQ [#N] text  comment on post SEQ (#N: answer comment N)
   /comments @channel SEQ     the comments of post SEQ, with their numbers
   /reactpost @channel SEQ EMOJI  react to post SEQ; /unreactpost takes it back
+  /tip @channel SEQ AMOUNT CURRENCY  tip post SEQ (paid to the channel's owner; /yes confirms)
+  /price @channel [AMOUNT CURRENCY [DAYS] | off]  show or set your channel's subscription price
+  /subscribe @channel [PERIODS AMOUNT CURRENCY]  show the price, or subscribe at it (/yes)
+  /unsubscribe @channel      no further charges (you keep what you paid for)
+  /subscription [@channel]   your subscriptions: state, paid through
+  /paidpost @channel text    publish for your channel's subscribers only
+  /bancomments @channel @user|#N [30m|2h|7d] [delete]  ban a user (#N: the author of comment
+                             N) from commenting in your channel, for a while or until lifted;
+                             delete: their comments there go too. /unbancomments lifts it
+  /commentbans @channel      the bans in force in your channel
+  /slowmode @channel SECONDS|off  non-admins comment once per SECONDS (at most 3600)
   /moment [@a @b ...] text   post a Moment to these contacts (none: all your contacts),
                              end-to-end encrypted to them
   /moments [@handle] [N]     the newest N (default 10) Moments you see (of @handle)
@@ -859,6 +964,16 @@ LOCAL_COMMANDS = frozenset(
         "comments",
         "reactpost",
         "unreactpost",
+        "tip",
+        "price",
+        "subscribe",
+        "unsubscribe",
+        "subscription",
+        "paidpost",
+        "bancomments",
+        "unbancomments",
+        "commentbans",
+        "slowmode",
         "moment",
         "moments",
         "mcomment",
@@ -871,7 +986,9 @@ LOCAL_COMMANDS = frozenset(
 """chat's own command names (after aliases); any other /word may be a bot's."""
 PRIVACY_SETTINGS = ("add_me", "presence", "last_seen", "find_me")
 _HANDLE_RE = re.compile(HANDLE_PATTERN)
-_FREE_TEXT = frozenset({"publish", "editpost", "comment", "reply", "edit", "moment", "mcomment"})
+_FREE_TEXT = frozenset(
+    {"publish", "editpost", "comment", "reply", "edit", "moment", "mcomment", "paidpost"}
+)
 """Commands whose last argument is text as typed (quotes and apostrophes included)."""
 _ALIASES = {"q": "quit", "exit": "quit", "h": "help", "?": "help", "list": "convs"}
 
@@ -899,6 +1016,50 @@ def parse_money(text: str, currency: str) -> str:
     except MoneyError as exc:
         raise ParseError(exc.message) from None
     return text
+
+
+def _creator_command(name: str, args: list[str], rest: str, confirmed: bool) -> Command:
+    """The creators' commands (SPEC.md 15.12-15.14)."""
+    channel = parse_handle(args[0]) if args and args[0].startswith("@") else ""
+    match name:
+        case "tip":
+            if len(args) != 4 or not channel or not args[1].isdigit():
+                raise ParseError("usage: /tip @channel SEQ AMOUNT CURRENCY")
+            currency = parse_currency(args[3])
+            amount = parse_money(args[2], currency)
+            return TipPost(channel, int(args[1]), amount, currency, confirmed)
+        case "price":
+            if not channel or len(args) not in (1, 2, 3, 4):
+                raise ParseError("usage: /price @channel [AMOUNT CURRENCY [DAYS] | off]")
+            if len(args) == 1:
+                return ChannelPriceCmd(channel)
+            if len(args) == 2 and args[1] == "off":
+                return ChannelPriceCmd(channel, "0")
+            if len(args) == 2 or (len(args) == 4 and not args[3].isdigit()):
+                raise ParseError("usage: /price @channel [AMOUNT CURRENCY [DAYS] | off]")
+            currency = parse_currency(args[2])
+            days = int(args[3]) if len(args) == 4 else 30
+            return ChannelPriceCmd(channel, parse_money(args[1], currency), currency, days)
+        case "subscribe":
+            if channel and len(args) == 1:
+                return SubscribeCmd(channel)
+            if not channel or len(args) != 4 or not args[1].isdigit() or int(args[1]) < 1:
+                raise ParseError("usage: /subscribe @channel [PERIODS AMOUNT CURRENCY]")
+            currency = parse_currency(args[3])
+            amount = parse_money(args[2], currency)
+            return SubscribeCmd(channel, int(args[1]), amount, currency, confirmed)
+        case "unsubscribe":
+            if not channel or len(args) != 1:
+                raise ParseError("usage: /unsubscribe @channel")
+            return UnsubscribeCmd(channel)
+        case "subscription":
+            if len(args) > 1 or (args and not channel):
+                raise ParseError("usage: /subscription [@channel]")
+            return ShowSubscriptions(channel)
+    handle, _, text = rest.strip().partition(" ")
+    if not handle.startswith("@") or not text.strip():
+        raise ParseError("usage: /paidpost @channel text")
+    return PaidPost(parse_handle(handle), text.strip())
 
 
 def _params(words: list[str], usage: str) -> tuple[tuple[str, str], ...]:
@@ -942,6 +1103,53 @@ def _title(title: str) -> str:
     return title
 
 
+_DURATION = re.compile(r"(\d{1,6})([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _parse_moderation(name: str, args: list[str]) -> Command:
+    """``/bancomments``, ``/unbancomments``, ``/commentbans``, ``/slowmode`` (SPEC.md 20.9)."""
+    match name:
+        case "commentbans":
+            if len(args) != 1:
+                raise ParseError("usage: /commentbans @channel")
+            return CommentBanList(parse_handle(args[0]))
+        case "slowmode":
+            text = "usage: /slowmode @channel SECONDS|off"
+            if len(args) != 2:
+                raise ParseError(text)
+            if args[1].lower() == "off":
+                return SlowMode(parse_handle(args[0]), 0)
+            if not args[1].isdigit() or int(args[1]) > 3600:
+                raise ParseError(f"{text} (at most 3600)")
+            return SlowMode(parse_handle(args[0]), int(args[1]))
+    lift = name == "unbancomments"
+    text = (
+        "usage: /unbancomments @channel @user|#N"
+        if lift
+        else "usage: /bancomments @channel @user|#N [30m|2h|7d] [delete]"
+    )
+    if len(args) < 2 or (lift and len(args) != 2) or len(args) > 4:
+        raise ParseError(text)
+    who = args[1]
+    if who.startswith("#") and who[1:].isdigit():
+        pass
+    elif who.startswith("@"):
+        who = "@" + parse_handle(who)
+    else:
+        raise ParseError(text)
+    seconds, delete = 0, False
+    for word in args[2:]:
+        m = _DURATION.fullmatch(word.lower())
+        if m and not seconds:
+            seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        elif word.lower() == "delete" and not delete:
+            delete = True
+        else:
+            raise ParseError(text)
+    return BanComments(parse_handle(args[0]), who, seconds, delete, lift)
+
+
 def parse_command(line: str) -> Command | None:
     """The command on ``line``; None for a blank line. Raises ``ParseError`` with a usage hint."""
     line = line.rstrip("\r\n")
@@ -953,7 +1161,13 @@ def parse_command(line: str) -> Command | None:
         return Say(line)
     word, _, rest = line[1:].partition(" ")
     name = _ALIASES.get(word.lower(), word.lower())
-    confirmed = name.endswith("!") and name[:-1] in ("pay", "payorder", "redpacket")
+    confirmed = name.endswith("!") and name[:-1] in (
+        "pay",
+        "payorder",
+        "redpacket",
+        "tip",
+        "subscribe",
+    )
     name = name.removesuffix("!") if confirmed else name
     try:
         args = shlex.split(rest)
@@ -1121,6 +1335,10 @@ def parse_command(line: str) -> Command | None:
             if len(args) != 3 or not args[1].isdigit():
                 raise usage(f"/{name} @channel SEQ EMOJI")
             return ReactToPost(parse_handle(args[0]), int(args[1]), args[2], name == "unreactpost")
+        case "tip" | "price" | "subscribe" | "unsubscribe" | "subscription" | "paidpost":
+            return _creator_command(name, args, rest, confirmed)
+        case "bancomments" | "unbancomments" | "commentbans" | "slowmode":
+            return _parse_moderation(name, args)
         case "moment":
             audience, text = [], rest.strip()
             while text.startswith("@"):
@@ -1684,6 +1902,18 @@ def format_event(
             return Line(f"security: {names.handle(ev.account)}: {ev.reason}", "error")
         case ChannelPost():
             return format_post(ev, names, tz)
+        case LockedPost():
+            where = names.channels.get(ev.channel, f"channel#{ev.channel}")
+            return Line(f"[@{where}] #{ev.seq} (for subscribers: /subscribe @{where})", "dim")
+        case TipReceived(receipt=r):
+            where = names.channels.get(r.channel, f"channel#{r.channel}")
+            return Line(
+                f"[@{where}] #{r.post} {names.handle(r.payer)} tipped you"
+                f" {money.format_money(r.amount, r.currency)}",
+                "system",
+            )
+        case SubscriptionChanged():
+            return format_subscription(ev.subscription, names, ev.receipt)
         case F.CommentEvent(channel=channel, seq=seq, comment=m):
             where = names.channels.get(channel, f"channel#{channel}")
             to = f" (↩ #{m.reply_to})" if m.reply_to else ""
@@ -1722,7 +1952,8 @@ def format_post(p: ChannelPost, names: Names, tz: tzinfo | None = None) -> Line:
         return Line(f"[@{channel}] #{p.seq} {at} (deleted)", "dim")
     text = p.text if p.text is not None else f"({p.kind})"
     edited = " (edited)" if p.ver else ""
-    return Line(f"[@{channel}] #{p.seq} {at} {text}{edited}")
+    views = f" · {p.views} view{'' if p.views == 1 else 's'}" if p.views else ""
+    return Line(f"[@{channel}] #{p.seq} {at} {text}{edited}{views}")
 
 
 def format_moment(m: MomentPost, names: Names, tz: tzinfo | None = None) -> Line:
@@ -1748,6 +1979,24 @@ def format_moment_note(n: MomentNote, names: Names) -> Line:
         return Line(f"{head} likes it {n.text or ''}".rstrip(), "dim")
     to = f" (↩ #{n.reply_to})" if n.reply_to else ""
     return Line(f"{head}{to}: {n.text}")
+
+
+def format_subscription(
+    s: F.SubscriptionInfo, names: Names, charge: F.CreatorReceipt | None = None
+) -> Line:
+    """One line for a subscription: who, which channel, its state and until when it is paid."""
+    where = names.channels.get(s.channel, f"channel#{s.channel}")
+    price = f"{money.format_money(s.amount, s.currency)} / {s.period // 86_400 or s.period} " + (
+        "days" if s.period >= 86_400 else "s"
+    )
+    until = datetime.fromtimestamp(s.paid_through / 1000).strftime("%Y-%m-%d %H:%M")
+    who = "you" if s.subscriber == names.me else names.handle(s.subscriber)
+    paid = f", period {charge.n} charged" if charge is not None else ""
+    return Line(
+        f"[@{where}] subscription of {who}: {s.state}{paid}, {price},"
+        f" {s.charged}/{s.periods} periods, paid through {until}",
+        "error" if s.state in ("past_due", "lapsed") else "system",
+    )
 
 
 def format_request(r: F.RequestInfo, number: int | None = None) -> Line:

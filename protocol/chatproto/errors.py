@@ -63,6 +63,9 @@ class ErrorCode(enum.IntEnum):
     CLOSED = 68
     """The request is no longer open (paid, declined, cancelled) or the red packet has no
     share left."""
+    PRICE_CHANGED = 69
+    """A mandate's terms are not the channel's current subscription price (SPEC.md 15.13):
+    read the price again and sign anew."""
 
     # Media (SPEC.md section 17): refused before a byte is stored.
     FILE_TOO_LARGE = 70

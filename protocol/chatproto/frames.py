@@ -670,6 +670,9 @@ class Error(Frame, tag="error", kw_only=True, frozen=True):
     re: U32 = 0
     code: U32
     msg: ErrorText = ""
+    retry_after: Millis = 0
+    """``RATE_LIMITED``: milliseconds until the same request may pass, when the server knows
+    (slow mode, SPEC.md 20.9; a frame budget, 11.1); 0: not said."""
 
 
 class Account(Frame, tag="account", kw_only=True, frozen=True):
@@ -1437,6 +1440,8 @@ class ChannelInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True,
     followers: Seq = 0
     last_seq: Seq = 0
     following: bool = False
+    slow_mode: U32 = 0
+    """Seconds a non-admin waits between two comments in the channel (0: off, SPEC.md 20.9)."""
 
 
 class Post(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -1453,6 +1458,14 @@ class Post(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=Fal
     kind: PostKind
     content: Body = b""
     sig: Signature
+    paid: bool = False
+    """For subscribers only (SPEC.md 15.14): signed over ``post_payload`` v2, which covers it."""
+    locked: bool = False
+    """A paid post shown to a reader without access: ``content`` withheld (empty), so ``sig``
+    cannot verify; never set by a publisher."""
+    views: Seq = 0
+    """How many accounts viewed the post (``get_posts``; SPEC.md 20.9). Not signed: the
+    server's count, not the publisher's word."""
 
 
 class CreateChannel(Frame, tag="create_channel", kw_only=True, frozen=True):
@@ -1520,6 +1533,7 @@ class Publish(Frame, tag="publish", kw_only=True, frozen=True):
     kind: PostKind
     content: Body = b""
     sig: Signature
+    paid: bool = False
 
 
 class GetPosts(Frame, tag="get_posts", kw_only=True, frozen=True):
@@ -1612,6 +1626,77 @@ class GetReactions(Frame, tag="get_reactions", kw_only=True, frozen=True):
     seq: Id
 
 
+# SPEC.md 20.9: view counts that do not say who viewed; bans from comments and slow mode.
+
+ViewSeqs = Annotated[list[Id], msgspec.Meta(min_length=1, max_length=L.MAX_VIEW_SEQS)]
+SlowMode = Annotated[int, msgspec.Meta(ge=0, le=L.MAX_SLOW_MODE)]
+
+
+class ViewPosts(Frame, tag="view_posts", kw_only=True, frozen=True):
+    """The caller's client showed posts ``seqs`` of ``channel``: each counts the account once,
+    however often it is reported. -> ``Ok``."""
+
+    id: ReqId
+    channel: Id
+    seqs: ViewSeqs
+
+
+class BanCommenter(Frame, tag="ban_commenter", kw_only=True, frozen=True):
+    """An admin bans ``account`` from commenting (and reacting) in ``channel`` until ``until``
+    (ms; 0: until lifted), deleting its comments there with ``delete_comments``. -> ``Ok``."""
+
+    id: ReqId
+    channel: Id
+    account: Id
+    until: Millis = 0
+    delete_comments: bool = False
+
+
+class UnbanCommenter(Frame, tag="unban_commenter", kw_only=True, frozen=True):
+    """An admin lifts ``account``'s ban from ``channel``'s comments. -> ``Ok``."""
+
+    id: ReqId
+    channel: Id
+    account: Id
+
+
+class ListCommentBans(Frame, tag="list_comment_bans", kw_only=True, frozen=True):
+    """An admin lists the bans in force, by account id above ``after``. -> ``CommentBans``."""
+
+    id: ReqId
+    channel: Id
+    after: Seq = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=L.MAX_BAN_PAGE)] = 50
+
+
+class SetSlowMode(Frame, tag="set_slow_mode", kw_only=True, frozen=True):
+    """An admin sets ``channel``'s slow mode (0: off). -> ``ChannelAnswer``."""
+
+    id: ReqId
+    channel: Id
+    seconds: SlowMode
+
+
+class CommentBan(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """``account`` (``handle``) may not comment until ``until`` (0: until lifted); ``by`` is the
+    admin who banned it, at ``ts``."""
+
+    account: Id
+    handle: Handle
+    until: Millis = 0
+    by: Id
+    ts: Millis
+
+
+class CommentBans(Frame, tag="comment_bans", kw_only=True, frozen=True):
+    """Bans in force, by account id; ``next`` is the ``after`` of the next page (0: no more)."""
+
+    re: ReqId
+    channel: Id
+    items: list[CommentBan]
+    next: Seq = 0
+
+
 class ChannelAnswer(Frame, tag="channel", kw_only=True, frozen=True):
     re: ReqId
     info: ChannelInfo
@@ -1693,67 +1778,6 @@ class PostEvent(Frame, tag="post_event", kw_only=True, frozen=True):
     administers, pushed as it is stored."""
 
     post: Post
-
-
-# --------------------------------------------------------------------------- watching, timeline
-# SPEC.md 20.7 and 20.8: what a connection watches (not stored: it ends with the connection), and
-# the account's timeline merging followed channels' posts and contacts' Moments.
-
-TimelineCursor = Annotated[str, msgspec.Meta(max_length=L.MAX_TIMELINE_CURSOR_CHARS)]
-"""Where the next page of the timeline starts: opaque, passed back as it came."""
-
-
-class WatchFeed(Frame, tag="watch_feed", kw_only=True, frozen=True):
-    """This connection gets (``on``) or no longer gets the live posts of every channel its
-    account follows or administers (the feed). -> ``Ok``."""
-
-    id: ReqId
-    on: bool = True
-
-
-class WatchChannel(Frame, tag="watch_channel", kw_only=True, frozen=True):
-    """This connection shows ``channel``'s page: it gets the channel's live posts, following or
-    not (``on`` false: no longer). -> ``Ok``; ``NOT_FOUND``."""
-
-    id: ReqId
-    channel: Id
-    on: bool = True
-
-
-class WatchPost(Frame, tag="watch_post", kw_only=True, frozen=True):
-    """This connection shows post ``seq``'s thread: it gets its ``comment_event`` and
-    ``reactions_event`` (``on`` false: no longer). -> ``Ok``; ``NOT_FOUND``."""
-
-    id: ReqId
-    channel: Id
-    seq: Id
-    on: bool = True
-
-
-class GetTimeline(Frame, tag="get_timeline", kw_only=True, frozen=True):
-    """The account's timeline after the cursor ``before`` ("": from the newest), newest first.
-    -> ``Timeline``; ``INVALID`` for a cursor this server did not make."""
-
-    id: ReqId
-    before: TimelineCursor = ""
-    limit: Annotated[int, msgspec.Meta(ge=1, le=L.MAX_TIMELINE_PAGE)] = 20
-
-
-class TimelineItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
-    """One item of the timeline: ``at`` is the server's time it is ordered by; exactly one of
-    the others is set (``post``: the current version of a channel post)."""
-
-    at: Millis
-    post: Post | None = None
-
-
-class Timeline(Frame, tag="timeline", kw_only=True, frozen=True):
-    """A page of the timeline, newest first; ``next`` is the ``before`` of the next older page
-    ("": no more)."""
-
-    re: ReqId
-    items: list[TimelineItem]
-    next: TimelineCursor = ""
 
 
 # --------------------------------------------------------------------------- Moments (SPEC.md 22)
@@ -1916,6 +1940,309 @@ class MomentCommentEvent(Frame, tag="moment_comment_event", kw_only=True, frozen
     deleted: bool = False
 
 
+# --------------------------------------------------------------------------- creators
+# SPEC.md 15.12-15.14: tips on public posts, paid subscriptions to a public channel (a signed
+# mandate charged once per period), and their receipts, which are not conversation messages
+# (a public channel has no conversation) but signed records both sides fetch.
+
+Period = Annotated[int, msgspec.Meta(ge=1, le=L.MAX_U32)]
+"""A subscription period's length in seconds."""
+Periods = Annotated[int, msgspec.Meta(ge=1, le=L.MAX_U32)]
+CreatorReceiptType = Literal["tip", "charge"]
+SubscriptionState = Literal["active", "past_due", "lapsed", "cancelled", "completed"]
+
+
+class TipIntent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What a tipper's device signs (``chatproto.creators.tip_payload``): ``amount`` to the
+    owner ``to`` of ``channel`` for its post ``post``; ``tip_id`` is the idempotency key."""
+
+    tip_id: PayId
+    payer: Id = msgspec.field(name="from")
+    payee: Id = msgspec.field(name="to")
+    channel: Id
+    post: Id
+    amount: Amount
+    currency: CurrencyCode
+    expires_at: Millis
+
+
+class MandateIntent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What a subscriber's device signs (``chatproto.creators.mandate_payload``): "charge me
+    ``amount`` every ``period`` seconds, for at most ``periods`` periods, for ``channel``, to its
+    owner ``to``". The first period is charged at once; ``expires_at`` bounds only that."""
+
+    mandate_id: PayId
+    payer: Id = msgspec.field(name="from")
+    payee: Id = msgspec.field(name="to")
+    channel: Id
+    amount: Amount
+    currency: CurrencyCode
+    period: Period
+    periods: Periods
+    expires_at: Millis
+
+
+class CreatorReceipt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """A tip or one period's charge, signed by the server's payment key over
+    ``chatproto.creators.creator_receipt_payload``, with the payer's intent repeated (its hash
+    and signature) so that payer and payee can each check it."""
+
+    type: CreatorReceiptType
+    ref: PayId
+    """The tip id, or the mandate id of a charge."""
+    payer: Seq = msgspec.field(name="from")
+    payee: Seq = msgspec.field(name="to")
+    amount: Amount
+    currency: CurrencyCode
+    channel: Id
+    post: Seq = 0
+    """The tipped post's seq (0 for a charge)."""
+    n: Seq = 0
+    """A charge's period number, 1 .. ``periods``."""
+    starts: Millis = 0
+    ends: Millis = 0
+    """A charge's period: access from ``starts`` until ``ends``."""
+    intent_hash: Hash32
+    posted_at: Millis
+    sig: Signature
+    intent_expires_at: Millis = 0
+    period: Seq = 0
+    periods: Seq = 0
+    """A charge's mandate terms (with ``amount``, ``currency``, ``channel``, ``to``)."""
+    device: Seq = 0
+    payer_sig: MaybeSignature = b""
+
+
+class SubscriptionInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """A mandate and where it stands. ``paid_through``: the end of the last charged period
+    (access until then); ``next_charge_at``: when the server next charges (0: never again)."""
+
+    mandate_id: PayId
+    subscriber: Id
+    owner: Id
+    channel: Id
+    amount: Amount
+    currency: CurrencyCode
+    period: Period
+    periods: Periods
+    state: SubscriptionState
+    charged: Seq = 0
+    paid_through: Millis = 0
+    next_charge_at: Millis = 0
+    created_at: Millis
+
+
+class Tip(Frame, tag="tip", kw_only=True, frozen=True):
+    """Tip a post: ``intent`` signed by ``device``. -> ``Tipped``; again: the same receipt."""
+
+    id: ReqId
+    intent: TipIntent
+    device: Id
+    sig: Signature
+
+
+class SetChannelPrice(Frame, tag="set_channel_price", kw_only=True, frozen=True):
+    """The owner's price of a subscription (``amount`` 0: none). Existing mandates keep theirs.
+    -> ``ChannelPrice``."""
+
+    id: ReqId
+    channel: Id
+    amount: Amount = 0
+    currency: CurrencyCode = ""
+    period: Seq = 0
+
+
+class GetChannelPrice(Frame, tag="get_channel_price", kw_only=True, frozen=True):
+    id: ReqId
+    channel: Id
+
+
+class Subscribe(Frame, tag="subscribe", kw_only=True, frozen=True):
+    """Sign a mandate for ``intent.channel`` at its current price; the first period is charged
+    at once. -> ``Subscribed``; again: the same answer (``replay``)."""
+
+    id: ReqId
+    intent: MandateIntent
+    device: Id
+    sig: Signature
+
+
+class Unsubscribe(Frame, tag="unsubscribe", kw_only=True, frozen=True):
+    """The subscriber ends its mandate: no further charge; access until ``paid_through``.
+    -> ``SubscriptionAnswer``."""
+
+    id: ReqId
+    mandate_id: PayId
+
+
+class GetSubscription(Frame, tag="get_subscription", kw_only=True, frozen=True):
+    id: ReqId
+    mandate_id: PayId
+
+
+class ListSubscriptions(Frame, tag="list_subscriptions", kw_only=True, frozen=True):
+    """The caller's own mandates (``channel`` 0), or the mandates of a channel it owns, by
+    mandate id after ``after``. -> ``Subscriptions``."""
+
+    id: ReqId
+    channel: Seq = 0
+    after: OptPayId = ""
+    limit: PageLimit = 50
+
+
+class GetCreatorReceipts(Frame, tag="get_creator_receipts", kw_only=True, frozen=True):
+    """The receipts of tip or mandate ``ref`` (a charge per period, from period ``after`` + 1),
+    for its payer or payee. -> ``CreatorReceipts``."""
+
+    id: ReqId
+    ref: PayId
+    after: Seq = 0
+    limit: PageLimit = 50
+
+
+class GetPostTips(Frame, tag="get_post_tips", kw_only=True, frozen=True):
+    """A post's tip count and total per currency. -> ``PostTips``."""
+
+    id: ReqId
+    channel: Id
+    seq: Id
+
+
+class TipTotal(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    currency: CurrencyCode
+    count: Seq
+    amount: Amount
+
+
+class Tipped(Frame, tag="tipped", kw_only=True, frozen=True):
+    re: ReqId
+    receipt: CreatorReceipt
+    replay: bool = False
+
+
+class ChannelPrice(Frame, tag="channel_price", kw_only=True, frozen=True):
+    """A channel's subscription price; ``amount`` 0: it has none."""
+
+    re: ReqId
+    channel: Id
+    owner: Id
+    amount: Amount = 0
+    currency: CurrencyCode = ""
+    period: Seq = 0
+
+
+class Subscribed(Frame, tag="subscribed", kw_only=True, frozen=True):
+    re: ReqId
+    subscription: SubscriptionInfo
+    receipt: CreatorReceipt
+    replay: bool = False
+
+
+class SubscriptionAnswer(Frame, tag="subscription", kw_only=True, frozen=True):
+    re: ReqId
+    subscription: SubscriptionInfo
+
+
+class Subscriptions(Frame, tag="subscriptions", kw_only=True, frozen=True):
+    """``next``: the ``after`` of the next page ("": no more)."""
+
+    re: ReqId
+    items: list[SubscriptionInfo]
+    next: OptPayId = ""
+
+
+class CreatorReceipts(Frame, tag="creator_receipts", kw_only=True, frozen=True):
+    """``next``: the ``after`` of the next page (0: no more)."""
+
+    re: ReqId
+    items: list[CreatorReceipt]
+    next: Seq = 0
+
+
+class PostTips(Frame, tag="post_tips", kw_only=True, frozen=True):
+    re: ReqId
+    channel: Id
+    seq: Id
+    totals: list[TipTotal]
+
+
+class TipEvent(Frame, tag="tip_event", kw_only=True, frozen=True):
+    """A tip received, pushed to the creator's connections."""
+
+    receipt: CreatorReceipt
+
+
+class SubscriptionEvent(Frame, tag="subscription_event", kw_only=True, frozen=True):
+    """A mandate changed (charged, past due, lapsed, cancelled, completed), pushed to the
+    subscriber's and the owner's connections; ``receipt``: the charge, if it was one."""
+
+    subscription: SubscriptionInfo
+    receipt: CreatorReceipt | None = None
+
+
+# --------------------------------------------------------------------------- watching, timeline
+# SPEC.md 20.8 and 20.9: what a connection watches (not stored: it ends with the connection), and
+# the account's timeline merging followed channels' posts and contacts' Moments.
+
+TimelineCursor = Annotated[str, msgspec.Meta(max_length=L.MAX_TIMELINE_CURSOR_CHARS)]
+"""Where the next page of the timeline starts: opaque, passed back as it came."""
+
+
+class WatchFeed(Frame, tag="watch_feed", kw_only=True, frozen=True):
+    """This connection gets (``on``) or no longer gets the live posts of every channel its
+    account follows or administers (the feed). -> ``Ok``."""
+
+    id: ReqId
+    on: bool = True
+
+
+class WatchChannel(Frame, tag="watch_channel", kw_only=True, frozen=True):
+    """This connection shows ``channel``'s page: it gets the channel's live posts, following or
+    not (``on`` false: no longer). -> ``Ok``; ``NOT_FOUND``."""
+
+    id: ReqId
+    channel: Id
+    on: bool = True
+
+
+class WatchPost(Frame, tag="watch_post", kw_only=True, frozen=True):
+    """This connection shows post ``seq``'s thread: it gets its ``comment_event`` and
+    ``reactions_event`` (``on`` false: no longer). -> ``Ok``; ``NOT_FOUND``."""
+
+    id: ReqId
+    channel: Id
+    seq: Id
+    on: bool = True
+
+
+class GetTimeline(Frame, tag="get_timeline", kw_only=True, frozen=True):
+    """The account's timeline after the cursor ``before`` ("": from the newest), newest first.
+    -> ``Timeline``; ``INVALID`` for a cursor this server did not make."""
+
+    id: ReqId
+    before: TimelineCursor = ""
+    limit: Annotated[int, msgspec.Meta(ge=1, le=L.MAX_TIMELINE_PAGE)] = 20
+
+
+class TimelineItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One item of the timeline: ``at`` is the server's time it is ordered by; exactly one of
+    the others is set (``post``: the current version of a channel post; ``moment``: a Moment
+    the account sees, as ``get_moments`` gives it)."""
+
+    at: Millis
+    post: Post | None = None
+    moment: MomentInfo | None = None
+
+
+class Timeline(Frame, tag="timeline", kw_only=True, frozen=True):
+    """A page of the timeline, newest first; ``next`` is the ``before`` of the next older page
+    ("": no more)."""
+
+    re: ReqId
+    items: list[TimelineItem]
+    next: TimelineCursor = ""
+
+
 ClientFrame = (
     Register
     | Login
@@ -1995,6 +2322,20 @@ ClientFrame = (
     | DeleteComment
     | ReactPost
     | GetReactions
+    | Tip
+    | SetChannelPrice
+    | GetChannelPrice
+    | Subscribe
+    | Unsubscribe
+    | GetSubscription
+    | ListSubscriptions
+    | GetCreatorReceipts
+    | GetPostTips
+    | ViewPosts
+    | BanCommenter
+    | UnbanCommenter
+    | ListCommentBans
+    | SetSlowMode
     | WatchFeed
     | WatchChannel
     | WatchPost
@@ -2062,6 +2403,16 @@ ServerFrame = (
     | Reactions
     | CommentEvent
     | ReactionsEvent
+    | Tipped
+    | ChannelPrice
+    | Subscribed
+    | SubscriptionAnswer
+    | Subscriptions
+    | CreatorReceipts
+    | PostTips
+    | TipEvent
+    | SubscriptionEvent
+    | CommentBans
     | Timeline
     | MomentAnswer
     | Moments

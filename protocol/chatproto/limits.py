@@ -89,7 +89,7 @@ MAX_SEARCH_CHARS: Final = 64
 MAX_SEARCH_PAGE: Final = 50
 """Channels in one page of the directory."""
 MAX_TIMELINE_PAGE: Final = 50
-"""Items in one page of the timeline (``get_timeline``, SPEC.md 20.8)."""
+"""Items in one page of the timeline (``get_timeline``, SPEC.md 20.9)."""
 MAX_TIMELINE_CURSOR_CHARS: Final = 80
 """A timeline cursor's longest text."""
 MAX_MOMENT_BYTES: Final = 64 * 1024
@@ -98,3 +98,11 @@ MAX_MOMENT_COMMENT_BYTES: Final = 16 * 1024
 """A Moment comment's or like's ciphertext."""
 MAX_MOMENT_AUDIENCE: Final = 5000
 """Accounts one Moment may be posted to."""
+
+# Moderation and views of public channels (SPEC.md 20.9).
+MAX_VIEW_SEQS: Final = 100
+"""Posts one ``view_posts`` names."""
+MAX_SLOW_MODE: Final = 3600
+"""Longest slow mode of a channel, in seconds."""
+MAX_BAN_PAGE: Final = 100
+"""Bans per ``list_comment_bans`` page."""

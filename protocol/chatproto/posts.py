@@ -24,6 +24,10 @@ from chatproto.e2e.primitives import SigningKey, verify
 from chatproto.errors import ChatProtoError
 
 POST_CONTEXT: Final = b"chatd-post-v1"
+PAID_POST_CONTEXT: Final = b"chatd-post-v2"
+"""A paid post's payload (SPEC.md 15.14): v1's fields then ``paid`` (true). A free post keeps
+the v1 bytes, so no existing signature changes; the server can neither unlock a paid post (its
+signature is over v2) nor lock a free one."""
 TOMBSTONE: Final = "deleted"
 """The kind of a deleted post's last version (its content is empty)."""
 MAX_QUERY_WORDS: Final = 4
@@ -44,9 +48,12 @@ def post_payload(
     device: int,
     kind: str,
     content: bytes,
+    paid: bool = False,
 ) -> bytes:
-    """The bytes the publisher's device signs (SPEC.md 20.4)."""
+    """The bytes the publisher's device signs (SPEC.md 20.4; a paid post's: 15.14)."""
     fields = (server, channel, seq, ver, ts, author, device, kind, content)
+    if paid:
+        return PAID_POST_CONTEXT + b"\x00" + _encoder.encode((*fields, True))
     return POST_CONTEXT + b"\x00" + _encoder.encode(fields)
 
 
@@ -61,6 +68,7 @@ def payload_of(server: str, p: F.Post) -> bytes:
         device=p.device,
         kind=p.kind,
         content=p.content,
+        paid=p.paid,
     )
 
 
@@ -74,11 +82,19 @@ def verify_post(public_key: bytes, server: str, p: F.Post) -> None:
     ``ChatProtoError`` when ``p`` is a malformed tombstone (deleted with content)."""
     if p.kind == TOMBSTONE and p.content:
         raise ChatProtoError("a tombstone has no content")
+    if p.locked:
+        raise ChatProtoError("a locked paid post has no content to verify")
     verify(public_key, p.sig, payload_of(server, p))
 
 
 def is_tombstone(p: F.Post) -> bool:
     return p.kind == TOMBSTONE
+
+
+def locked(p: F.Post) -> F.Post:
+    """The placeholder of paid post ``p`` for a reader without access: everything but the
+    content (seq, version, author, device, kind, time, signature), ``locked`` set."""
+    return msgspec.structs.replace(p, content=b"", locked=True)
 
 
 # --------------------------------------------------------------------------- the directory

@@ -1,5 +1,5 @@
 """Write the chatd.v1 test vectors (frames.json, decode_only.json, invalid.json, auth.json,
-kinds.json, payments.json, franking.json, posts.json) next to this script.
+kinds.json, payments.json, franking.json, posts.json, creators.json) next to this script.
 
 Run once after a protocol change and commit the output::
 
@@ -22,7 +22,16 @@ if str(HERE.parent) not in sys.path:  # run as a script from a checkout: find pr
     sys.path.insert(0, str(HERE.parent))
 
 import msgspec  # noqa: E402
-from chatproto import auth, codec, franking, kinds, money, payments, posts  # noqa: E402
+from chatproto import (  # noqa: E402
+    auth,
+    codec,
+    creators,
+    franking,
+    kinds,
+    money,
+    payments,
+    posts,
+)
 from chatproto import frames as F  # noqa: E402
 from chatproto import limits as L  # noqa: E402
 from chatproto.e2e.primitives import SigningKey  # noqa: E402
@@ -160,6 +169,105 @@ def _system_body(**fields: Any) -> bytes:
 POST = _signed_post(0, 1_767_225_600_123, "text", _text_body("good morning"))
 EDIT = _signed_post(1, 1_767_225_660_000, "text", _text_body("good morning, world"))
 TOMBSTONE = _signed_post(2, 1_767_225_720_000, posts.TOMBSTONE, b"")
+
+
+def _paid_post() -> F.Post:
+    """Post 2 of channel 7, for subscribers only: signed over the v2 payload (SPEC.md 15.14)."""
+    unsigned = msgspec.structs.replace(
+        POST, seq=2, content=_text_body("members only"), paid=True, sig=bytes(64)
+    )
+    return msgspec.structs.replace(
+        unsigned, sig=posts.sign_post(SigningKey(SEED_A), SERVER, unsigned)
+    )
+
+
+PAID_POST = _paid_post()
+LOCKED_POST = posts.locked(PAID_POST)
+TIP = F.TipIntent(
+    tip_id="tip_01J0K4",
+    payer=2,
+    payee=1,
+    channel=7,
+    post=1,
+    amount=300,
+    currency="USD",
+    expires_at=EXPIRES,
+)
+MANDATE = F.MandateIntent(
+    mandate_id="m_01J0K5",
+    payer=2,
+    payee=1,
+    channel=7,
+    amount=499,
+    currency="USD",
+    period=2_592_000,
+    periods=12,
+    expires_at=EXPIRES,
+)
+
+
+def _creator_receipts() -> list[tuple[str, F.CreatorReceipt]]:
+    server = SigningKey(SEED_SERVER)
+    payer = SigningKey(SEED_B)
+    posted = EXPIRES - 60_000
+    tip = F.CreatorReceipt(
+        type="tip",
+        ref=TIP.tip_id,
+        payer=2,
+        payee=1,
+        amount=300,
+        currency="USD",
+        channel=7,
+        post=1,
+        intent_hash=creators.intent_hash(SERVER, TIP),
+        posted_at=posted,
+        sig=bytes(64),
+        intent_expires_at=EXPIRES,
+        device=6,
+        payer_sig=creators.sign_intent(payer, SERVER, TIP),
+    )
+    charge = F.CreatorReceipt(
+        type="charge",
+        ref=MANDATE.mandate_id,
+        payer=2,
+        payee=1,
+        amount=499,
+        currency="USD",
+        channel=7,
+        n=2,
+        starts=posted,
+        ends=posted + 2_592_000_000,
+        intent_hash=creators.intent_hash(SERVER, MANDATE),
+        posted_at=posted,
+        sig=bytes(64),
+        intent_expires_at=EXPIRES,
+        period=2_592_000,
+        periods=12,
+        device=6,
+        payer_sig=creators.sign_intent(payer, SERVER, MANDATE),
+    )
+    return [
+        ("tip", creators.sign_receipt(server, SERVER, tip)),
+        ("charge", creators.sign_receipt(server, SERVER, charge)),
+    ]
+
+
+TIP_RECEIPT, CHARGE_RECEIPT = (r for _, r in _creator_receipts())
+SUBSCRIPTION = F.SubscriptionInfo(
+    mandate_id=MANDATE.mandate_id,
+    subscriber=2,
+    owner=1,
+    channel=7,
+    amount=499,
+    currency="USD",
+    period=2_592_000,
+    periods=12,
+    state="active",
+    charged=2,
+    paid_through=CHARGE_RECEIPT.ends,
+    next_charge_at=CHARGE_RECEIPT.ends,
+    created_at=EXPIRES - 2_592_060_000,
+)
 COMMENT = F.CommentInfo(
     comment=30,
     author=2,
@@ -542,6 +650,52 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("react_post", F.ReactPost(id=119, channel=7, seq=1, emoji="👍")),
         ("unreact_post", F.ReactPost(id=120, channel=7, seq=1, emoji="👍", remove=True)),
         ("get_reactions", F.GetReactions(id=121, channel=7, seq=1)),
+        (
+            "publish_paid",
+            F.Publish(
+                id=122,
+                channel=7,
+                seq=2,
+                ts=PAID_POST.ts,
+                kind="text",
+                content=PAID_POST.content,
+                sig=PAID_POST.sig,
+                paid=True,
+            ),
+        ),
+        ("tip", F.Tip(id=130, intent=TIP, device=6, sig=TIP_RECEIPT.payer_sig)),
+        (
+            "set_channel_price",
+            F.SetChannelPrice(id=131, channel=7, amount=499, currency="USD", period=2_592_000),
+        ),
+        ("clear_channel_price", F.SetChannelPrice(id=132, channel=7)),
+        ("get_channel_price", F.GetChannelPrice(id=133, channel=7)),
+        ("subscribe", F.Subscribe(id=134, intent=MANDATE, device=6, sig=CHARGE_RECEIPT.payer_sig)),
+        ("unsubscribe", F.Unsubscribe(id=135, mandate_id=MANDATE.mandate_id)),
+        ("get_subscription", F.GetSubscription(id=136, mandate_id=MANDATE.mandate_id)),
+        ("list_subscriptions", F.ListSubscriptions(id=137)),
+        (
+            "list_subscriptions_page",
+            F.ListSubscriptions(id=138, channel=7, after=MANDATE.mandate_id, limit=10),
+        ),
+        ("get_creator_receipts", F.GetCreatorReceipts(id=139, ref=MANDATE.mandate_id)),
+        (
+            "get_creator_receipts_page",
+            F.GetCreatorReceipts(id=140, ref=MANDATE.mandate_id, after=2, limit=10),
+        ),
+        ("get_post_tips", F.GetPostTips(id=141, channel=7, seq=1)),
+        ("view_posts", F.ViewPosts(id=122, channel=7, seqs=[40, 39, 38])),
+        ("ban_commenter", F.BanCommenter(id=123, channel=7, account=2)),
+        (
+            "ban_commenter_all_fields",
+            F.BanCommenter(
+                id=124, channel=7, account=2, until=1_767_312_000_000, delete_comments=True
+            ),
+        ),
+        ("unban_commenter", F.UnbanCommenter(id=125, channel=7, account=2)),
+        ("list_comment_bans", F.ListCommentBans(id=126, channel=7)),
+        ("list_comment_bans_page", F.ListCommentBans(id=127, channel=7, after=2, limit=10)),
+        ("set_slow_mode", F.SetSlowMode(id=128, channel=7, seconds=30)),
         ("watch_feed", F.WatchFeed(id=122)),
         ("unwatch_feed", F.WatchFeed(id=123, on=False)),
         ("watch_channel", F.WatchChannel(id=124, channel=7)),
@@ -549,7 +703,7 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("watch_post", F.WatchPost(id=126, channel=7, seq=1)),
         ("unwatch_post", F.WatchPost(id=127, channel=7, seq=1, on=False)),
         ("get_timeline", F.GetTimeline(id=128)),
-        ("get_timeline_page", F.GetTimeline(id=129, before="1767225600200.0.7.1", limit=10)),
+        ("get_timeline_page", F.GetTimeline(id=129, before="1767225600150.1.3", limit=10)),
     ]
 
 
@@ -571,6 +725,15 @@ def server_frames() -> list[tuple[str, F.Frame]]:
         (
             "error_all_fields",
             F.Error(re=17, code=ErrorCode.RATE_LIMITED, msg="slow down"),
+        ),
+        (
+            "error_retry_after",
+            F.Error(
+                re=18,
+                code=ErrorCode.RATE_LIMITED,
+                msg="slow mode: one comment every 30 s; retry in 12.5 s",
+                retry_after=12_500,
+            ),
         ),
         ("account_user", F.Account(re=4, account=2, handle="bob", name="Bob", type="user")),
         (
@@ -1024,6 +1187,70 @@ def server_frames() -> list[tuple[str, F.Frame]]:
         ("posts", F.Posts(re=112, channel=7, items=[POST], next=1)),
         ("posts_history", F.Posts(re=113, channel=7, items=[POST, TOMBSTONE])),
         ("post_event", F.PostEvent(post=POST)),
+        ("posts_paid", F.Posts(re=111, channel=7, items=[PAID_POST, POST])),
+        ("post_event_locked", F.PostEvent(post=LOCKED_POST)),
+        ("tipped", F.Tipped(re=130, receipt=TIP_RECEIPT)),
+        ("tipped_replay", F.Tipped(re=130, receipt=TIP_RECEIPT, replay=True)),
+        (
+            "channel_price",
+            F.ChannelPrice(
+                re=133, channel=7, owner=1, amount=499, currency="USD", period=2_592_000
+            ),
+        ),
+        ("channel_price_none", F.ChannelPrice(re=132, channel=7, owner=1)),
+        (
+            "subscribed",
+            F.Subscribed(
+                re=134,
+                subscription=msgspec.structs.replace(
+                    SUBSCRIPTION,
+                    charged=1,
+                    paid_through=SUBSCRIPTION.created_at + 2_592_000_000,
+                    next_charge_at=SUBSCRIPTION.created_at + 2_592_000_000,
+                ),
+                receipt=CHARGE_RECEIPT,
+            ),
+        ),
+        (
+            "subscribed_replay",
+            F.Subscribed(re=134, subscription=SUBSCRIPTION, receipt=CHARGE_RECEIPT, replay=True),
+        ),
+        (
+            "subscription",
+            F.SubscriptionAnswer(
+                re=135,
+                subscription=msgspec.structs.replace(
+                    SUBSCRIPTION, state="cancelled", next_charge_at=0
+                ),
+            ),
+        ),
+        ("subscriptions", F.Subscriptions(re=137, items=[SUBSCRIPTION])),
+        (
+            "subscriptions_page",
+            F.Subscriptions(re=138, items=[SUBSCRIPTION], next=MANDATE.mandate_id),
+        ),
+        ("creator_receipts", F.CreatorReceipts(re=139, items=[CHARGE_RECEIPT])),
+        ("creator_receipts_page", F.CreatorReceipts(re=140, items=[CHARGE_RECEIPT], next=2)),
+        (
+            "post_tips",
+            F.PostTips(
+                re=141,
+                channel=7,
+                seq=1,
+                totals=[F.TipTotal(currency="USD", count=3, amount=900)],
+            ),
+        ),
+        ("tip_event", F.TipEvent(receipt=TIP_RECEIPT)),
+        (
+            "subscription_event",
+            F.SubscriptionEvent(subscription=SUBSCRIPTION, receipt=CHARGE_RECEIPT),
+        ),
+        (
+            "subscription_event_lapsed",
+            F.SubscriptionEvent(
+                subscription=msgspec.structs.replace(SUBSCRIPTION, state="lapsed", next_charge_at=0)
+            ),
+        ),
         ("commented", F.Commented(re=114, channel=7, seq=1, comment=COMMENT)),
         (
             "comments",
@@ -1053,8 +1280,16 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             "timeline",
             F.Timeline(
                 re=128,
-                items=[F.TimelineItem(at=1767225600200, post=POST)],
-                next="1767225600200.0.7.1",
+                items=[
+                    F.TimelineItem(at=1767225600200, post=POST),
+                    F.TimelineItem(
+                        at=1767225600150,
+                        moment=F.MomentInfo(
+                            moment=3, author=2, device=4, ts=1767225600150, body=b"\x01sealed"
+                        ),
+                    ),
+                ],
+                next="1767225600150.1.3",
             ),
         ),
         ("timeline_end", F.Timeline(re=129, items=[])),
@@ -1074,6 +1309,33 @@ def server_frames() -> list[tuple[str, F.Frame]]:
                 ],
             ),
         ),
+        (
+            "posts_with_views",
+            F.Posts(re=111, channel=7, items=[msgspec.structs.replace(POST, views=1_532)], next=0),
+        ),
+        (
+            "channel_slow_mode",
+            F.ChannelAnswer(re=128, info=msgspec.structs.replace(CHANNEL, slow_mode=30)),
+        ),
+        (
+            "comment_bans",
+            F.CommentBans(
+                re=127,
+                channel=7,
+                items=[
+                    F.CommentBan(account=3, handle="carol", by=1, ts=1_767_225_700_000),
+                    F.CommentBan(
+                        account=4,
+                        handle="dave",
+                        until=1_767_312_000_000,
+                        by=1,
+                        ts=1_767_225_800_000,
+                    ),
+                ],
+                next=4,
+            ),
+        ),
+        ("comment_bans_empty", F.CommentBans(re=126, channel=7, items=[])),
         (
             "push_config",
             F.PushConfig(
@@ -2010,6 +2272,61 @@ def post_vectors() -> dict[str, Any]:
     }
 
 
+def creator_vectors() -> dict[str, Any]:
+    """SPEC.md 15.12-15.14: the signed payloads of a tip and a mandate, the server's receipt
+    payloads, and a paid post's v2 payload (with the v1 payload it must not verify as)."""
+    payer = SigningKey(SEED_B)
+    intents = []
+    for name, intent in (("tip", TIP), ("mandate", MANDATE)):
+        payload = creators.intent_payload(SERVER, intent)
+        intents.append(
+            {
+                "name": name,
+                "intent": to_json_form(intent),
+                "payload": payload.hex(),
+                "server": SERVER,
+                "intent_hash": creators.intent_hash(SERVER, intent).hex(),
+                "seed": payer.seed.hex(),
+                "public_key": payer.public_key.hex(),
+                "signature": payer.sign(payload).hex(),
+            }
+        )
+    receipts = [
+        {
+            "name": name,
+            "server": SERVER,
+            "receipt": to_json_form(r),
+            "payload": creators.creator_receipt_payload(SERVER, r).hex(),
+        }
+        for name, r in _creator_receipts()
+    ]
+    return {
+        "algorithm": "Ed25519 (RFC 8032, pure), SHA-256; payloads per SPEC.md 15.2, 15.12-15.14",
+        "intents": intents,
+        "server_seed": SEED_SERVER.hex(),
+        "server_key": KEY_SERVER.hex(),
+        "receipts": receipts,
+        "paid_post": {
+            "server": SERVER,
+            "device_key": SigningKey(SEED_A).public_key.hex(),
+            "post": to_json_form(PAID_POST),
+            "payload": posts.payload_of(SERVER, PAID_POST).hex(),
+            "v1_payload": posts.post_payload(
+                SERVER,
+                channel=PAID_POST.channel,
+                seq=PAID_POST.seq,
+                ver=PAID_POST.ver,
+                ts=PAID_POST.ts,
+                author=PAID_POST.author,
+                device=PAID_POST.device,
+                kind=PAID_POST.kind,
+                content=PAID_POST.content,
+            ).hex(),
+            "placeholder": to_json_form(LOCKED_POST),
+        },
+    }
+
+
 _BIN = (
     'a msgpack bin value (a field of a frame or of a content map) is written {"$bytes": '
     '"<lowercase hex>"}, every other value as the plain JSON value'
@@ -2022,6 +2339,7 @@ FORMATS = {
     "kinds.json": f"message bodies of SPEC.md section 9: `hex` is the body of `kind`, `content` its JSON form, where {_BIN}",
     "payments.json": f"SPEC.md section 15: in intents and receipts {_BIN}; payloads, hashes, seeds, keys and signatures are lowercase hex strings",
     "posts.json": f"SPEC.md section 20.4: `device_key` is the publishing device's Ed25519 key; in `accepted` the signed `payload` (lowercase hex) of each post for `server` and its `sig`; in `refused` posts a reader must refuse under that key; in posts {_BIN}",
+    "creators.json": f"SPEC.md sections 15.12-15.14: tip and mandate intents (the payer's key `seed`/`public_key`), the server's receipts (key `server_seed`/`server_key`) and a paid post, where in intents, receipts and posts {_BIN}; payloads, hashes, seeds, keys and signatures are lowercase hex strings",
     "franking.json": "E2E.md section 17: `secret` is the server's franking secret; in `accepted` the commitment and tag of each plaintext, key, sender, conv, seq and ts; in `refused` reports (plaintext, key, sender, conv, seq, ts, tag) the server must refuse; byte strings are lowercase hex",
 }
 """Each file's ``format`` header: how to read it, bytes above all (README.md has the rest)."""
@@ -2044,6 +2362,7 @@ def build() -> dict[str, str]:
         "payments.json": payment_vectors(),
         "franking.json": franking_vectors(),
         "posts.json": post_vectors(),
+        "creators.json": creator_vectors(),
     }
     return {
         name: json.dumps(_with_header(name, value), indent=2, ensure_ascii=False) + "\n"

@@ -216,8 +216,8 @@ async def test_comments_and_reaction_counts(store: Store, make_account: MakeAcco
     assert page[0].deleted and page[0].content == b"" and total == 4
     readers = [(await make_account(f"r{i}"))[0].id for i in range(30)]
     for i, r in enumerate(readers):
-        await store.react(ch, 1, r, "👍" if i % 3 else "🎉", False)
-    await store.react(ch, 1, readers[1], "👍", False)  # again: no change
-    counts = await store.react(ch, 1, readers[1], "👍", True)
+        await store.react(ch, 1, r, "👍" if i % 3 else "🎉", False, now=NOW)
+    await store.react(ch, 1, readers[1], "👍", False, now=NOW)  # again: no change
+    counts = await store.react(ch, 1, readers[1], "👍", True, now=NOW)
     assert [(c.emoji, c.count, c.mine) for c in counts] == [("👍", 19, False), ("🎉", 10, False)]
     assert [c.mine for c in await store.reactions(ch, 1, readers[0])] == [False, True]

@@ -18,6 +18,7 @@ from chatclient.tui import (
     Search,
     ShowComments,
     ShowPosts,
+    ShowTimeline,
     parse_command,
 )
 from conftest import make_settings, run_server
@@ -39,6 +40,8 @@ from integration.test_chat_cli import Terminal, _register
         ("/comment @daily 3 so true", CommentPost("daily", 3, "so true")),
         ("/comment @daily 3 #7 indeed", CommentPost("daily", 3, "indeed", 7)),
         ("/comments @daily 3", ShowComments("daily", 3)),
+        ("/timeline", ShowTimeline()),
+        ("/timeline more", ShowTimeline(more=True)),
         ("/reactpost @daily 3 👍", ReactToPost("daily", 3, "👍")),
         ("/unreactpost @daily 3 👍", ReactToPost("daily", 3, "👍", remove=True)),
     ],
@@ -56,6 +59,7 @@ def test_parse_channel_commands(line: str, expected: object) -> None:
         ("/follow", "usage: /follow @channel"),
         ("/search", "usage: /search WORDS | /search more"),
         ("/posts @daily many", "usage: /posts @channel [N]"),
+        ("/timeline all", "usage: /timeline [more]"),
     ],
 )
 def test_channel_commands_say_their_usage(line: str, message: str) -> None:
@@ -104,6 +108,11 @@ async def test_publish_follow_search_and_read_a_public_channel(tmp_path: Path) -
             await bob.wait_for(rf"^  #\d+ alice \(↩ #{got.group(1)}\): you're welcome$")
             await bob.wait_for(r"^\[@daily_news\] #2: 2 comments$")
             await bob.wait_for(r"^\[@daily_news\] #2: 👍 1$")
+            mark = len(bob.text)
+            bob.send("/timeline", "/timeline more")  # the followed channels' live posts
+            await bob.wait_for(r"^\[@daily_news\] #2 \d\d:\d\d the news at one \(edited\)$", mark)
+            await bob.wait_for(r"^no older posts in your timeline$", mark)
+            assert "#1" not in bob.text[mark:]  # deleted: not in the timeline
             bob.send("/unfollow @daily_news")
             await bob.wait_for(r"^no longer following @daily_news \(0 followers\)$")
             alice.send("/publish @daily_news after bob left")

@@ -1,4 +1,4 @@
-"""Watching and the timeline (issue 19.2 and 19.4, SPEC.md 20.7 and 20.8) against a real server
+"""Watching and the timeline (issue 19.2 and 19.4, SPEC.md 20.8 and 20.9) against a real server
 with several clients: a channel's posts reach only the connections that watch the feed of a
 follower or the channel's page, a post's comments and counts only those that watch its thread;
 an unfollow stops the feed on every connection of the account; the timeline merges the followed
@@ -250,3 +250,35 @@ async def test_the_sdk_watches_the_feed_again_after_a_reconnect(
     finally:
         await alice.aclose()
         await bob.aclose()
+
+
+async def test_the_timeline_merges_a_followed_channel_with_a_contacts_moments(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """A follows B's channel and is B's contact: A's timeline has B's posts and B's Moment, in
+    the order they were stored; C, neither follower nor contact, has nothing of either."""
+    a = await _user(server, tmp_path, "anna")
+    b = await _user(server, tmp_path, "boris")
+    c = await _user(server, tmp_path, "chloe")
+    try:
+        await a.direct(b.account)  # mutual contacts (SPEC.md 18.1)
+        await b.direct(a.account)
+        ch = (await b.channels.create("boris_news", "Boris News")).channel
+        await a.channels.follow(ch)
+        await b.channels.publish_text(ch, "a post")
+        moment = await b.moments.post("a moment")
+        await b.channels.publish_text(ch, "another post")
+        page = await a.timeline.page(limit=2)
+        older = await a.timeline.page(before=page.next, limit=2)
+        got = [
+            e.post.text if e.post is not None else e.moment.text if e.moment else None
+            for e in page.entries + older.entries
+        ]
+        assert got == ["another post", "a moment", "a post"]
+        assert older.next == ""
+        assert page.entries[1].moment is not None
+        assert page.entries[1].moment.moment == moment.moment
+        assert (await c.timeline.page()).entries == []
+    finally:
+        for client in (a, b, c):
+            await client.aclose()

@@ -61,7 +61,8 @@ def _strategy(t: MI.Type) -> st.SearchStrategy[Any]:
         return st.one_of(*(_strategy(u) for u in t.types))
     if isinstance(t, MI.ListType):
         hi = t.max_length if t.max_length is not None else 8
-        return st.lists(_strategy(t.item_type), max_size=min(hi, 4))
+        lo = t.min_length or 0
+        return st.lists(_strategy(t.item_type), min_size=lo, max_size=max(lo, min(hi, 4)))
     if isinstance(t, MI.StructType):
         return _struct_strategy(t.cls)
     raise AssertionError(f"no strategy for {t!r}: extend tests/unit/test_codec.py")
@@ -255,6 +256,7 @@ def _valid_examples() -> list[F.Frame]:
         followers=1,
         last_seq=1,
         following=True,
+        slow_mode=1,
     )
     comment = F.CommentInfo(
         comment=1,
@@ -267,7 +269,16 @@ def _valid_examples() -> list[F.Frame]:
         deleted=True,
     )
     post = F.Post(
-        channel=1, seq=1, ver=1, ts=1, author=1, device=1, kind="text", content=b"c", sig=sig
+        channel=1,
+        seq=1,
+        ver=1,
+        ts=1,
+        author=1,
+        device=1,
+        kind="text",
+        content=b"c",
+        sig=sig,
+        views=1,
     )
     intent = F.TransferIntent(
         transfer_id="t",
@@ -323,7 +334,7 @@ def _valid_examples() -> list[F.Frame]:
         F.Challenge(server="s", nonce=nonce, expires_in_ms=1),
         F.Welcome(re=1, account=1, device=1, handle="abc", server_time=1),
         F.Ok(re=1),
-        F.Error(re=1, code=1, msg="m"),
+        F.Error(re=1, code=1, msg="m", retry_after=1),
         F.Account(re=1, account=1, handle="abc", name="n", type="user"),
         F.Conv(re=1, info=info),
         F.Convs(re=1, convs=[info], more=True),
@@ -494,12 +505,98 @@ def _valid_examples() -> list[F.Frame]:
         F.Reactions(
             re=1, channel=1, seq=1, counts=[F.ReactionCount(emoji="e", count=1, mine=True)]
         ),
+        *_creator_examples(sig),
+        F.ViewPosts(id=1, channel=1, seqs=[1]),
+        F.BanCommenter(id=1, channel=1, account=2, until=1, delete_comments=True),
+        F.UnbanCommenter(id=1, channel=1, account=2),
+        F.ListCommentBans(id=1, channel=1, after=1, limit=1),
+        F.SetSlowMode(id=1, channel=1, seconds=1),
+        F.CommentBans(
+            re=1,
+            channel=1,
+            items=[F.CommentBan(account=2, handle="bob", until=1, by=1, ts=1)],
+            next=1,
+        ),
         F.WatchFeed(id=1, on=False),
         F.WatchChannel(id=1, channel=1, on=False),
         F.WatchPost(id=1, channel=1, seq=1, on=False),
         F.GetTimeline(id=1, before="1.0.1.1", limit=1),
         F.Timeline(re=1, items=[F.TimelineItem(at=1, post=post)], next="1.0.1.1"),
         *_moment_examples(),
+    ]
+
+
+def _creator_examples(sig: bytes) -> list[F.Frame]:
+    """SPEC.md 15.12-15.14, every field present."""
+    tip = F.TipIntent(
+        tip_id="t", payer=1, payee=2, channel=1, post=1, amount=1, currency="USD", expires_at=1
+    )
+    mandate = F.MandateIntent(
+        mandate_id="m",
+        payer=1,
+        payee=2,
+        channel=1,
+        amount=1,
+        currency="USD",
+        period=60,
+        periods=2,
+        expires_at=1,
+    )
+    receipt = F.CreatorReceipt(
+        type="charge",
+        ref="m",
+        payer=1,
+        payee=2,
+        amount=1,
+        currency="USD",
+        channel=1,
+        post=1,
+        n=1,
+        starts=1,
+        ends=2,
+        intent_hash=bytes(32),
+        posted_at=1,
+        sig=sig,
+        intent_expires_at=1,
+        period=60,
+        periods=2,
+        device=1,
+        payer_sig=sig,
+    )
+    sub = F.SubscriptionInfo(
+        mandate_id="m",
+        subscriber=1,
+        owner=2,
+        channel=1,
+        amount=1,
+        currency="USD",
+        period=60,
+        periods=2,
+        state="past_due",
+        charged=1,
+        paid_through=1,
+        next_charge_at=1,
+        created_at=1,
+    )
+    return [
+        F.Tip(id=1, intent=tip, device=1, sig=sig),
+        F.SetChannelPrice(id=1, channel=1, amount=1, currency="USD", period=60),
+        F.GetChannelPrice(id=1, channel=1),
+        F.Subscribe(id=1, intent=mandate, device=1, sig=sig),
+        F.Unsubscribe(id=1, mandate_id="m"),
+        F.GetSubscription(id=1, mandate_id="m"),
+        F.ListSubscriptions(id=1, channel=1, after="m", limit=1),
+        F.GetCreatorReceipts(id=1, ref="m", after=1, limit=1),
+        F.GetPostTips(id=1, channel=1, seq=1),
+        F.Tipped(re=1, receipt=receipt, replay=True),
+        F.ChannelPrice(re=1, channel=1, owner=2, amount=1, currency="USD", period=60),
+        F.Subscribed(re=1, subscription=sub, receipt=receipt, replay=True),
+        F.SubscriptionAnswer(re=1, subscription=sub),
+        F.Subscriptions(re=1, items=[sub], next="m"),
+        F.CreatorReceipts(re=1, items=[receipt], next=1),
+        F.PostTips(re=1, channel=1, seq=1, totals=[F.TipTotal(currency="USD", count=1, amount=1)]),
+        F.TipEvent(receipt=receipt),
+        F.SubscriptionEvent(subscription=sub, receipt=receipt),
     ]
 
 

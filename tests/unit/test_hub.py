@@ -713,7 +713,7 @@ def test_a_follow_again_during_the_read_routes_and_a_detached_outlet_gets_nothin
     assert (o.pushed, closed.pushed) == ([b"p"], [])
 
 
-# ------------------------------------------------------------------ watching (SPEC.md 20.7)
+# ------------------------------------------------------------------ watching (SPEC.md 20.8)
 
 
 def test_a_node_subscribes_to_a_channel_only_while_a_connection_watches_it(
@@ -769,12 +769,3 @@ def test_watching_more_channels_than_the_bound_stops_the_oldest(hub: Hub) -> Non
     hub.publish(envelope.channel_topic(3), envelope.EVENT, 0, 0, b"p3")
     hub.publish(envelope.channel_topic(2), envelope.EVENT, 0, 0, b"p2")
     assert o.pushed == [b"p2"]
-
-
-def test_feed_events_reach_only_the_accounts_connections_watching_the_feed(hub: Hub) -> None:
-    feed, elsewhere = FakeOutlet(account=7), FakeOutlet(account=7)
-    hub.attach(feed, [])
-    hub.attach(elsewhere, [])
-    hub.watch_feed(feed, True)
-    hub.publish(envelope.account_topic(7), envelope.FEED, 0, 0, b"moment")
-    assert (feed.pushed, elsewhere.pushed) == ([b"moment"], [])

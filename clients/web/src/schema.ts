@@ -91,7 +91,7 @@ export const STRUCTS: Record<string, readonly Field[]> = {
   JoinRequestInfo: [["account", "id"], ["handle", "handle"], ["at", "ms"], ["link", "id"]],
   ChannelInfo: [
     ["channel", "id"], ["handle", "handle"], ["title", "title"], ["about", "str:0..256", ""], ["owner", "id"],
-    ["followers", "seq", 0], ["last_seq", "seq", 0], ["following", "bool", false],
+    ["followers", "seq", 0], ["last_seq", "seq", 0], ["following", "bool", false], ["slow_mode", "u32", 0],
   ],
   CommentInfo: [
     ["comment", "id"], ["author", "id"], ["handle", "handle"], ["ts", "ms"], ["reply_to", "seq", 0], ["kind", "kind"],
@@ -100,8 +100,9 @@ export const STRUCTS: Record<string, readonly Field[]> = {
   ReactionCount: [["emoji", "str:1..16"], ["count", "seq"], ["mine", "bool", false]],
   Post: [
     ["channel", "id"], ["seq", "id"], ["ver", "u32", 0], ["ts", "ms"], ["author", "id"], ["device", "id"],
-    ["kind", "kind"], ["content", "body", ""], ["sig", "sig"],
+    ["kind", "kind"], ["content", "body", ""], ["sig", "sig"], ["views", "seq", 0],
   ],
+  CommentBan: [["account", "id"], ["handle", "handle"], ["until", "ms", 0], ["by", "id"], ["ts", "ms"]],
 };
 
 /** Structs whose canonical form writes an absent optional field as nil instead of leaving it
@@ -196,6 +197,11 @@ export const CLIENT: Record<string, readonly Field[]> = {
   delete_comment: [["id", "reqid"], ["channel", "id"], ["comment", "id"]],
   react_post: [["id", "reqid"], ["channel", "id"], ["seq", "id"], ["emoji", "str:1..16"], ["remove", "bool", false]],
   get_reactions: [["id", "reqid"], ["channel", "id"], ["seq", "id"]],
+  view_posts: [["id", "reqid"], ["channel", "id"], ["seqs", "[id]:100"]],
+  ban_commenter: [["id", "reqid"], ["channel", "id"], ["account", "id"], ["until", "ms", 0], ["delete_comments", "bool", false]],
+  unban_commenter: [["id", "reqid"], ["channel", "id"], ["account", "id"]],
+  list_comment_bans: [["id", "reqid"], ["channel", "id"], ["after", "seq", 0], ["limit", "int:1..100", 50]],
+  set_slow_mode: [["id", "reqid"], ["channel", "id"], ["seconds", "int:0..3600"]],
 };
 
 /** Server -> client frames. */
@@ -203,7 +209,7 @@ export const SERVER: Record<string, readonly Field[]> = {
   challenge: [["server", "str:0..1000000"], ["nonce", "nonce"], ["expires_in_ms", "ms"]],
   welcome: [["re", "reqid"], ["account", "id"], ["device", "id"], ["handle", "handle"], ["server_time", "ms"]],
   ok: [["re", "reqid"]],
-  error: [["re", "u32", 0], ["code", "u32"], ["msg", "errtext", ""]],
+  error: [["re", "u32", 0], ["code", "u32"], ["msg", "errtext", ""], ["retry_after", "ms", 0]],
   account: [["re", "reqid"], ["account", "id"], ["handle", "handle"], ["name", "name"], ["type", "user|bot"]],
   conv: [["re", "reqid"], ["info", "{ConvInfo}"]],
   convs: [["re", "reqid"], ["convs", "[{ConvInfo}]:1000000"], ["more", "bool", false]],
@@ -252,5 +258,6 @@ export const SERVER: Record<string, readonly Field[]> = {
   reactions: [["re", "reqid"], ["channel", "id"], ["seq", "id"], ["counts", "[{ReactionCount}]:1000000"]],
   comment_event: [["channel", "id"], ["seq", "id"], ["comment", "{CommentInfo}"]],
   reactions_event: [["channel", "id"], ["seq", "id"], ["counts", "[{ReactionCount}]:1000000"]],
+  comment_bans: [["re", "reqid"], ["channel", "id"], ["items", "[{CommentBan}]:1000000"], ["next", "seq", 0]],
   media_token: [["re", "reqid"], ["blob", "blob"], ["token", "str:1..128"], ["path", "str:0..1000"], ["expires", "ms"]],
 };

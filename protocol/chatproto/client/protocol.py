@@ -419,6 +419,8 @@ class ClientProtocol:
                 | F.PostEvent()
                 | F.CommentEvent()
                 | F.ReactionsEvent()
+                | F.TipEvent()
+                | F.SubscriptionEvent()
                 | F.MomentEvent()
                 | F.MomentCommentEvent()
             ):
