@@ -1,4 +1,4 @@
-"""The merged timeline's order, its cursor, and the merge of its sources (SPEC.md 20.9).
+"""The merged timeline's order, its cursor, and the merge of its sources (SPEC.md 20.8).
 
 An account's timeline merges several sources (the posts of the channels it follows; its
 contacts' Moments), each read newest first from the store. Every item has a key that never

@@ -1,4 +1,4 @@
-"""What a connection watches, and the account's timeline (SPEC.md 20.8, 20.9).
+"""What a connection watches, and the account's timeline (SPEC.md 20.7, 20.8).
 
 Watching is a property of the connection, never stored: a connection that shows the feed, a
 channel's page or a post's thread says so, and only then gets their live events; everything it
@@ -51,7 +51,7 @@ class TimelineService:
         return F.Ok(re=f.id)
 
     async def timeline(self, account: int, f: F.GetTimeline) -> F.Timeline:
-        """A page of ``account``'s timeline after the cursor ``f.before`` (SPEC.md 20.9)."""
+        """A page of ``account``'s timeline after the cursor ``f.before`` (SPEC.md 20.8)."""
         cursor = tl.decode_cursor(f.before)
         store = self._d.store
         posts = await store.timeline_posts(account, _posts_below(cursor), f.limit)

@@ -269,7 +269,7 @@ async def put_post(tx: Tx, p: F.Post, now: int) -> bool:
     )
     row = (p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, int(p.paid))
     if p.ver == 0:
-        await db.execute(  # created: the server's clock, the timeline's order (SPEC.md 20.9)
+        await db.execute(  # created: the server's clock, the timeline's order (SPEC.md 20.8)
             f"INSERT INTO pub_posts ({_POST}, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)", *row, now
         )
         await db.execute("UPDATE pub_channels SET last_seq=? WHERE id=?", p.seq, p.channel)

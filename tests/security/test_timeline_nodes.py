@@ -1,4 +1,4 @@
-"""Watching across nodes (issue 19.2 and 19.4, SPEC.md 20.8): three nodes sharing PostgreSQL
+"""Watching across nodes (issue 19.2 and 19.4, SPEC.md 20.7): three nodes sharing PostgreSQL
 and Redis. A node subscribes to a channel's (or a post's) topic only while one of its own
 connections watches it, and the ``ok`` of a watch comes once that subscription is in effect, so
 a watcher on node 3 gets what is published or commented on node 1; an unfollow made on node 2
