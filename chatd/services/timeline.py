@@ -21,6 +21,7 @@ from chatd.errors import NotFound
 from chatd.hub import Outlet
 from chatd.services.creators import CreatorService
 from chatd.services.deps import Deps
+from chatd.services.moments import moment_info
 from chatd.store.base import MomentRow, TimelinePost
 
 
@@ -80,9 +81,7 @@ def _post_entry(r: TimelinePost) -> tl.Entry[F.TimelineItem]:
 def _moment_entry(m: MomentRow) -> tl.Entry[F.TimelineItem]:
     """A Moment the viewer sees (``store.moments_for`` checks the visibility rule, SPEC.md 22.2)
     as ``get_moments`` gives it."""
-    info = F.MomentInfo(
-        moment=m.moment, author=m.author, device=m.device, ts=m.ts_ms, body=m.ciphertext
-    )
+    info = moment_info(m)  # the same map as get_moments (the author's handle included)
     return tl.Entry(
         tl.Key(m.ts_ms, tl.MOMENTS, (m.moment,)), F.TimelineItem(at=m.ts_ms, moment=info)
     )
