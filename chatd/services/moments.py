@@ -17,13 +17,14 @@ of them (one envelope per online reader's account topic).
 
 from __future__ import annotations
 
+from typing import assert_never
+
 from chatproto import codec
 from chatproto import frames as F
-from chatproto.errors import ErrorCode
 
 from chatd import envelope
 from chatd.core import pages
-from chatd.errors import ChatdError, RateLimited
+from chatd.errors import RateLimited
 from chatd.services.deps import Deps
 from chatd.services.limits import Limits
 from chatd.store.base import MomentCommentRow, MomentRow
@@ -107,7 +108,8 @@ class MomentService:
                 gone, _ = await store.delete_moment_comment(f.moment, f.comment, account)
                 await self._push_comment(gone, conn, deleted=True)
                 return F.Ok(re=f.id)
-        raise ChatdError("not a Moments frame", ErrorCode.UNKNOWN_FRAME)
+            case _:
+                assert_never(f)
 
     async def post(self, account: int, device: int, conn: int, f: F.PostMoment) -> F.MomentAnswer:
         """Spend a token of the poster's budget, store the Moment (the audience is checked
