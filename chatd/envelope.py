@@ -119,5 +119,5 @@ def channel_topic(channel: int) -> str:
 
 def post_topic(channel: int, seq: int) -> str:
     """Comments and reaction counts of one public post, pushed to the connections that watch
-    its thread (SPEC.md 20.8)."""
+    its thread (SPEC.md 20.7)."""
     return f"t.{channel}.{seq}"

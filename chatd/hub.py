@@ -14,7 +14,7 @@ from the broker with this node's id is ignored. Membership changes travel as WAT
 control envelopes on the account's topic, so every node holding a connection of that account
 re-routes it (``watch``/``unwatch``).
 
-Public channels (SPEC.md 20.8): following routes nothing by itself. An outlet gets a channel's
+Public channels (SPEC.md 20.7): following routes nothing by itself. An outlet gets a channel's
 posts while it watches its feed and its account follows (or administers) the channel, or while
 it watches the channel; a post's comments and counts while it watches that post (its own topic).
 The node subscribes to a channel's or a post's topic only while one of its outlets gets it, so
@@ -70,9 +70,9 @@ REREADS = 5
 """Reads of one re-check at most: another is made while accounts started watching during one."""
 
 WATCHED_CHANNELS = 10
-"""Channels one connection watches at once (SPEC.md 20.8): one more stops the oldest."""
+"""Channels one connection watches at once (SPEC.md 20.7): one more stops the oldest."""
 WATCHED_POSTS = 100
-"""Posts one connection watches at once (SPEC.md 20.8): one more stops the oldest."""
+"""Posts one connection watches at once (SPEC.md 20.7): one more stops the oldest."""
 
 _Held = tuple[int, int, int, bytes]
 """An envelope waiting for a re-check: ``(kind, seq, origin, payload)``; for an UNWATCH,
@@ -123,7 +123,7 @@ class Hub:
         self._latest: dict[int, int] = {}
         self._channels: dict[int, set[Outlet]] = {}
         """Public channel -> the local outlets its posts go to: those watching the feed whose
-        account follows or administers it, and those watching the channel (SPEC.md 20.8)."""
+        account follows or administers it, and those watching the channel (SPEC.md 20.7)."""
         self._follows: dict[Outlet, set[int]] = {}
         """Outlet -> the public channels its account follows or administers (its feed)."""
         self._feed: set[Outlet] = set()
@@ -295,7 +295,7 @@ class Hub:
                 del self._channels[channel]
                 self._broker.unsubscribe(envelope.channel_topic(channel))
 
-    # ------------------------------------------------------------------ watching (SPEC.md 20.8)
+    # ------------------------------------------------------------------ watching (SPEC.md 20.7)
 
     def watch_feed(self, outlet: Outlet, on: bool) -> None:
         """``outlet`` gets (or no longer gets) the posts of every channel its account follows

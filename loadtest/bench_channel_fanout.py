@@ -4,7 +4,7 @@ of them connected and watching their feed.
 
 Starts ``chatd serve`` (``chatload.procstat.LocalServer``, a temporary SQLite file, the frame
 limit raised), registers ``--followers`` accounts over the wire that follow one public channel,
-keeps ``--connected`` of them connected, each watching its feed (``watch_feed``, SPEC.md 20.8;
+keeps ``--connected`` of them connected, each watching its feed (``watch_feed``, SPEC.md 20.7;
 the others close after following), then publishes ``--posts`` signed posts one after another
 and measures, for each, the time from sending the ``publish`` to the last connected follower's
 ``post_event``; and the server's CPU (utime + stime from /proc) over the publishing phase

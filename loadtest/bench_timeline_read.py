@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The cost of one timeline page (SPEC.md 20.9) for an account that follows 1,000 channels:
+"""The cost of one timeline page (SPEC.md 20.8) for an account that follows 1,000 channels:
 chatd's read (``store.timeline``: one index seek per followed channel for its newest post below
 the cursor, then at most ``limit * (limit + 1) / 2`` posts) against the other shape, a walk of
 every post by time (an index on ``(created, channel, seq)``) keeping the followed ones.

@@ -1,4 +1,4 @@
-"""The merged timeline's order, its cursor, and the merge of its sources (SPEC.md 20.9).
+"""The merged timeline's order, its cursor, and the merge of its sources (SPEC.md 20.8).
 
 An account's timeline merges several sources (the posts of the channels it follows; its
 contacts' Moments), each read newest first from the store. Every item has a key that never
@@ -44,7 +44,18 @@ ARITY: Final = {POSTS: 2, MOMENTS: 1}
 MAX_IDENT: Final = 2**63 - 1
 """Above every id: a bound ``(at, (MAX_IDENT, ...))`` lets through everything at ``at``."""
 
+MAX_FOLLOWS: Final = 2000
+"""Channels one account follows at most: a timeline page reads one index entry per followed
+channel (``store.timeline``), so this bounds what any page costs."""
+
 T = TypeVar("T")
+
+
+def check_follows(following: int) -> None:
+    """Refuse one more follow of an account that follows ``following`` channels already
+    (``INVALID``): its timeline's pages would cost more than the bound allows."""
+    if following >= MAX_FOLLOWS:
+        raise Invalid(f"an account follows at most {MAX_FOLLOWS} channels")
 
 
 @dataclass(frozen=True, slots=True)

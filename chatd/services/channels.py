@@ -3,7 +3,7 @@
 A post is checked (its signature under the publishing device's key, then the channel's next
 seq or the post's next version, inside the write) and stored ONCE; its ``post_event`` is
 encoded once and published on the channel's topic, which only nodes with a connection watching
-it subscribe to (SPEC.md 20.8: the feed of a follower, or the channel's page), so a post costs
+it subscribe to (SPEC.md 20.7: the feed of a follower, or the channel's page), so a post costs
 one row and one push per watching connection, never a write per follower; comments and reaction
 counts go on the post's own topic, to the connections watching its thread. Followers who were offline read the channel's history (``get_posts``) when they come
 back; anyone may read it before following (the preview).
@@ -130,7 +130,7 @@ class ChannelService:
     def _push(self, channel: int, frame: F.Frame, origin: int = 0) -> None:
         """Encode ``frame`` once and hand it to the connections watching the channel's posts:
         those watching the feed of an account that follows it, and those watching the channel
-        (SPEC.md 20.8)."""
+        (SPEC.md 20.7)."""
         topic = envelope.channel_topic(channel)
         self._d.hub.publish(topic, envelope.EVENT, 0, origin, codec.encode(frame))
 

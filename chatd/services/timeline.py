@@ -1,4 +1,4 @@
-"""What a connection watches, and the account's timeline (SPEC.md 20.8, 20.9).
+"""What a connection watches, and the account's timeline (SPEC.md 20.7, 20.8).
 
 Watching is a property of the connection, never stored: a connection that shows the feed, a
 channel's page or a post's thread says so, and only then gets their live events; everything it
@@ -21,6 +21,7 @@ from chatd.errors import NotFound
 from chatd.hub import Outlet
 from chatd.services.creators import CreatorService
 from chatd.services.deps import Deps
+from chatd.services.moments import moment_info
 from chatd.store.base import MomentRow, TimelinePost
 
 
@@ -50,7 +51,7 @@ class TimelineService:
         return F.Ok(re=f.id)
 
     async def timeline(self, account: int, f: F.GetTimeline) -> F.Timeline:
-        """A page of ``account``'s timeline after the cursor ``f.before`` (SPEC.md 20.9)."""
+        """A page of ``account``'s timeline after the cursor ``f.before`` (SPEC.md 20.8)."""
         cursor = tl.decode_cursor(f.before)
         store = self._d.store
         posts = await store.timeline_posts(account, _posts_below(cursor), f.limit)
@@ -80,9 +81,7 @@ def _post_entry(r: TimelinePost) -> tl.Entry[F.TimelineItem]:
 def _moment_entry(m: MomentRow) -> tl.Entry[F.TimelineItem]:
     """A Moment the viewer sees (``store.moments_for`` checks the visibility rule, SPEC.md 22.2)
     as ``get_moments`` gives it."""
-    info = F.MomentInfo(
-        moment=m.moment, author=m.author, device=m.device, ts=m.ts_ms, body=m.ciphertext
-    )
+    info = moment_info(m)  # the same map as get_moments (the author's handle included)
     return tl.Entry(
         tl.Key(m.ts_ms, tl.MOMENTS, (m.moment,)), F.TimelineItem(at=m.ts_ms, moment=info)
     )

@@ -1050,7 +1050,7 @@ class ChannelModerationStore(Protocol):
 @dataclass(frozen=True, slots=True)
 class TimelinePost:
     """A channel post as the timeline lists it: ``at`` is the server's time when it was first
-    stored (the timeline's order, SPEC.md 20.9), ``post`` its current version."""
+    stored (the timeline's order, SPEC.md 20.8), ``post`` its current version."""
 
     at: int
     post: F.Post

@@ -14,6 +14,7 @@ from __future__ import annotations
 from chatproto import frames as F
 from chatproto import posts
 
+from chatd.core import timeline as timeline_rules
 from chatd.core.handles import SKELETON_SQL, skeleton
 from chatd.core.publishing import SearchCursor, check_publish, same_post
 from chatd.errors import Forbidden, HandleTaken, NotFound
@@ -165,10 +166,20 @@ async def search_channels(
 
 
 async def follow(tx: Tx, channel: int, account: int, now: int) -> ChannelRow:
-    """``account`` follows ``channel`` (again: nothing changes). ``NotFound`` without it."""
+    """``account`` follows ``channel`` (again: nothing changes). ``NotFound`` without it;
+    ``Invalid`` when it follows ``core.timeline.MAX_FOLLOWS`` channels already."""
     db = tx.sql
     if not await db.fetchval("SELECT 1 FROM pub_channels WHERE id=?", channel):
         raise NotFound("no such channel")
+    if not await db.fetchval(
+        "SELECT 1 FROM pub_follows WHERE account=? AND channel=?", account, channel
+    ):
+        following = await db.fetchval(
+            "SELECT count(*) FROM (SELECT 1 FROM pub_follows WHERE account=? LIMIT ?) AS x",
+            account,
+            timeline_rules.MAX_FOLLOWS,
+        )
+        timeline_rules.check_follows(int(following))
     added = await db.execute(
         "INSERT INTO pub_follows (account, channel, since) VALUES (?,?,?) ON CONFLICT DO NOTHING",
         account,
@@ -269,7 +280,7 @@ async def put_post(tx: Tx, p: F.Post, now: int) -> bool:
     )
     row = (p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, int(p.paid))
     if p.ver == 0:
-        await db.execute(  # created: the server's clock, the timeline's order (SPEC.md 20.9)
+        await db.execute(  # created: the server's clock, the timeline's order (SPEC.md 20.8)
             f"INSERT INTO pub_posts ({_POST}, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)", *row, now
         )
         await db.execute("UPDATE pub_channels SET last_seq=? WHERE id=?", p.seq, p.channel)

@@ -146,47 +146,47 @@ async def moment(db: Sql, moment: int, viewer: int) -> tuple[MomentRow, list[int
     return row, [int(r[0]) for r in rows]
 
 
+async def _page(
+    db: Sql, viewer: int, author: int | None, before: tuple[int, int] | None, limit: int
+) -> list[MomentRow]:
+    """A walk of the viewer's audience rows, newest first, keeping what it still sees."""
+    where, args = "v.account=?", [viewer]
+    if author is not None:
+        where += " AND m.author=?"
+        args.append(author)
+    if before is not None:
+        where += " AND (v.ts < ? OR (v.ts = ? AND v.moment < ?))"
+        args += [before[0], before[0], before[1]]
+    rows = await db.fetch(
+        f"SELECT {_MOMENT} FROM moment_audience v JOIN moments m ON m.id = v.moment"
+        f" WHERE {where} AND {_SEES} ORDER BY v.ts DESC, v.moment DESC LIMIT ?",
+        *args,
+        limit,
+    )
+    return [_moment(r) for r in rows]
+
+
 async def moments_for(
     db: Sql, viewer: int, before: tuple[int, int] | None, limit: int
 ) -> list[MomentRow]:
     """The Moments ``viewer`` may see (its own, and those posted to it by accounts that are
     still its mutual contacts), ordered by (ts_ms, moment) descending, strictly older than
     ``before`` = (ts_ms, moment) when given; at most ``limit``."""
-    where, args = "v.account=?", [viewer]
-    if before is not None:
-        where += " AND (v.ts < ? OR (v.ts = ? AND v.moment < ?))"
-        args += [before[0], before[0], before[1]]
-    rows = await db.fetch(
-        f"SELECT {_MOMENT} FROM moment_audience v JOIN moments m ON m.id = v.moment"
-        f" WHERE {where} AND {_SEES} ORDER BY v.ts DESC, v.moment DESC LIMIT ?",
-        *args,
-        limit,
-    )
-    return [_moment(r) for r in rows]
+    return await _page(db, viewer, None, before, limit)
 
 
 async def moments_of(
     db: Sql, author: int, viewer: int, before: tuple[int, int] | None, limit: int
 ) -> list[MomentRow]:
     """The Moments of ``author`` that ``viewer`` may see, newest first as ``moments_for``."""
-    where, args = "v.account=? AND m.author=?", [viewer, author]
-    if before is not None:
-        where += " AND (v.ts < ? OR (v.ts = ? AND v.moment < ?))"
-        args += [before[0], before[0], before[1]]
-    rows = await db.fetch(
-        f"SELECT {_MOMENT} FROM moment_audience v JOIN moments m ON m.id = v.moment"
-        f" WHERE {where} AND {_SEES} ORDER BY v.ts DESC, v.moment DESC LIMIT ?",
-        *args,
-        limit,
-    )
-    return [_moment(r) for r in rows]
+    return await _page(db, viewer, author, before, limit)
 
 
 async def delete_moment(tx: Tx, moment: int, account: int) -> list[int]:
     """The author deletes its Moment with its comments and likes (the rows go: nothing of it
     stays in the database); the accounts that saw it until then (the author not included).
-    ``NotFound`` when ``account``
-    cannot see it, ``Forbidden`` when it sees it but is not its author."""
+    ``NotFound`` when ``account`` cannot see it, ``Forbidden`` when it sees it but is not its
+    author."""
     db = tx.sql
     row = await _visible(db, moment, account)
     if row.author != account:

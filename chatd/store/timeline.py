@@ -1,4 +1,4 @@
-"""The timeline's reads (``TimelineStore``, SPEC.md 20.9), written once for both databases.
+"""The timeline's reads (``TimelineStore``, SPEC.md 20.8), written once for both databases.
 
 Fan-out on read: publishing writes one row whatever the number of followers, and a timeline
 page walks the followed channels' posts by the server time they were stored at

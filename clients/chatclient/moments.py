@@ -171,9 +171,6 @@ class Moments:
 
     # ------------------------------------------------------------------ decrypting
 
-    def _decrypt(self, scope: int, seq: int, sender: int, device: int, body: bytes) -> Any:
-        return self._e2e.decrypt(scope, seq, sender, device, body)
-
     async def _opened(
         self,
         scope: int,
@@ -194,7 +191,7 @@ class Moments:
         while True:
             came = self._key_came
             try:
-                d = self._decrypt(scope, seq, sender, device, body)
+                d = self._e2e.decrypt(scope, seq, sender, device, body)
             except MissingKey:
                 if not fetched:
                     fetched = True

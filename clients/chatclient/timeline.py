@@ -1,4 +1,4 @@
-"""The timeline and what this connection watches, in the SDK (SPEC.md 20.8, 20.9).
+"""The timeline and what this connection watches, in the SDK (SPEC.md 20.7, 20.8).
 
 The server pushes a channel's posts only to connections that watch them (the feed: every channel
 the account follows; or one channel's page), and a post's comments and reaction counts only to

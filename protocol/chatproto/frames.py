@@ -2181,7 +2181,7 @@ class SubscriptionEvent(Frame, tag="subscription_event", kw_only=True, frozen=Tr
 
 
 # --------------------------------------------------------------------------- watching, timeline
-# SPEC.md 20.8 and 20.9: what a connection watches (not stored: it ends with the connection), and
+# SPEC.md 20.7 and 20.8: what a connection watches (not stored: it ends with the connection), and
 # the account's timeline merging followed channels' posts and contacts' Moments.
 
 TimelineCursor = Annotated[str, msgspec.Meta(max_length=L.MAX_TIMELINE_CURSOR_CHARS)]

@@ -89,7 +89,7 @@ MAX_SEARCH_CHARS: Final = 64
 MAX_SEARCH_PAGE: Final = 50
 """Channels in one page of the directory."""
 MAX_TIMELINE_PAGE: Final = 50
-"""Items in one page of the timeline (``get_timeline``, SPEC.md 20.9)."""
+"""Items in one page of the timeline (``get_timeline``, SPEC.md 20.8)."""
 MAX_TIMELINE_CURSOR_CHARS: Final = 80
 """A timeline cursor's longest text."""
 MAX_MOMENT_BYTES: Final = 64 * 1024

@@ -6,10 +6,12 @@ and deletes that leave nothing behind."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from chatproto.errors import ErrorCode
 
-from chatd.core.moments import MAX_AUDIENCE
+from chatd.core.moments import MAX_AUDIENCE, sees_comment, sees_moment
 from chatd.errors import ChatdError, Forbidden, Invalid, NotFound
 from chatd.store.base import Store
 
@@ -159,3 +161,43 @@ async def test_deletes_leave_nothing_and_only_the_authors_may_delete(
     assert await store.moments_for(b, None, 10) == []
     n, _ = await store.post_moment(a, 1, [b], False, b"next", NOW)
     assert n.moment > m.moment  # ids are never reused
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_the_store_sees_exactly_what_the_rules_of_core_moments_say(
+    store: Store, make_account: MakeAccount, seed: int
+) -> None:
+    """A random contact graph (one-way contacts included), the author posting to all its mutual
+    contacts, everyone in it commenting: each viewer's Moment and comments are exactly those
+    ``core.moments.sees_moment`` / ``sees_comment`` grant."""
+    rng = random.Random(seed)
+    people = [(await make_account(f"p{seed}x{i}"))[0].id for i in range(7)]
+    author = people[0]
+    for a in people:
+        for b in people:
+            if a != b and rng.random() < 0.6:
+                await store.add_contact(a, b, NOW)
+
+    async def mutual(a: int, b: int) -> bool:
+        return a in await store.contact_list(b, False, 0, 100) and b in await store.contact_list(
+            a, False, 0, 100
+        )
+
+    row, audience = await store.post_moment(author, 1, [], True, b"m", NOW)
+    for x in [author, *audience]:
+        await store.comment_moment(row.moment, x, 1, 0, "comment", bytes([x % 256]), NOW)
+    for viewer in people:
+        in_audience = viewer in audience
+        if not sees_moment(
+            viewer, author, in_audience=in_audience, mutual=await mutual(viewer, author)
+        ):
+            with pytest.raises(NotFound):
+                await store.moment_comments(row.moment, viewer, 0, 100)
+            continue
+        got = [c.author for c in await store.moment_comments(row.moment, viewer, 0, 100)]
+        want = [
+            x
+            for x in [author, *audience]
+            if sees_comment(viewer, author, x, mutual=await mutual(viewer, x))
+        ]
+        assert got == want, (viewer, got, want)

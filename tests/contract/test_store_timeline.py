@@ -1,4 +1,4 @@
-"""The store contract for the timeline's reads (``TimelineStore``, SPEC.md 20.9), on every
+"""The store contract for the timeline's reads (``TimelineStore``, SPEC.md 20.8), on every
 backend: followed channels only, ordered by the server's time of first storing (not the signed
 time, not the seq), the current version of each post and no deleted one, paged by a key bound
 that neither repeats nor skips a post, and the same answer whichever channel holds the newest
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from chatproto import frames as F
 from chatproto import posts
 
+from chatd.core import timeline as timeline_rules
+from chatd.errors import Invalid
 from chatd.store.base import Store
 
 from .conftest import MakeAccount
@@ -98,3 +101,20 @@ async def test_pages_of_any_size_walk_every_post_once_whichever_channel_is_busie
     expected.sort(reverse=True)
     for limit in (1, 2, 3, 7, 50):
         assert await _walk(store, bob.id, limit) == expected, limit
+
+
+async def test_an_account_follows_a_bounded_number_of_channels(
+    store: Store, make_account: MakeAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page reads one index entry per followed channel, so follows are bounded; following
+    again one already followed is still the idempotent answer, and an unfollow frees a place."""
+    monkeypatch.setattr(timeline_rules, "MAX_FOLLOWS", 3)
+    (alice, _), (bob, _) = await make_account("alice"), await make_account("bob")
+    chs = [(await store.create_channel(alice.id, f"ch{i}", "C", "", NOW)).id for i in range(4)]
+    for ch in chs[:3]:
+        await store.follow(ch, bob.id, NOW)
+    with pytest.raises(Invalid):
+        await store.follow(chs[3], bob.id, NOW)
+    assert (await store.follow(chs[0], bob.id, NOW)).following  # again: no change, no refusal
+    await store.unfollow(chs[0], bob.id)
+    assert (await store.follow(chs[3], bob.id, NOW)).followers == 1

@@ -1,4 +1,4 @@
-"""Watching and the timeline (issue 19.2 and 19.4, SPEC.md 20.8 and 20.9) against a real server
+"""Watching and the timeline (issue 19.2 and 19.4, SPEC.md 20.7 and 20.8) against a real server
 with several clients: a channel's posts reach only the connections that watch the feed of a
 follower or the channel's page, a post's comments and counts only those that watch its thread;
 an unfollow stops the feed on every connection of the account; the timeline merges the followed

@@ -170,3 +170,36 @@ async def test_a_block_racing_posts_leaves_the_blocker_none_of_them(
         assert later.audience == []
         await feed(bob)  # an answer after the push would have come
         assert len(pushed(bob, F.MomentEvent)) == before
+
+
+async def test_a_block_racing_comments_hides_every_one_of_them_from_the_blocker(
+    db: str, tmp_path: Path
+) -> None:
+    async with run_server(settings(tmp_path, db)) as server:
+        alice, bob, carol = [await user(server.url, h) for h in ("alice", "bob", "carol")]
+        await befriend(alice, bob)
+        await befriend(alice, carol)
+        await befriend(bob, carol)
+        posted: F.MomentAnswer = await post(alice, [bob.account, carol.account])
+        m = posted.info.moment
+        sends = [
+            bob.send_frame(F.CommentMoment(id=5000 + i, moment=m, body=b"c")) for i in range(30)
+        ]
+        block = carol.request(F.Block(id=carol.next_id(), account=bob.account), F.Ok)
+        await asyncio.gather(*sends[:15], block, *sends[15:])
+        for i in range(30):
+            assert isinstance(await bob._reply(5000 + i), F.MomentCommented)
+        got: F.MomentComments = await carol.request(
+            F.GetMomentComments(id=carol.next_id(), moment=m, limit=100), F.MomentComments
+        )
+        assert got.items == []  # no longer contacts: none of bob's comments, whenever made
+        # from the block's answer on, none of bob's comments is pushed to carol
+        before = len(pushed(carol, F.MomentCommentEvent))
+        await bob.request(F.CommentMoment(id=bob.next_id(), moment=m, body=b"after"))
+        await carol.request(F.GetMoment(id=carol.next_id(), moment=m), F.MomentAnswer)
+        assert len(pushed(carol, F.MomentCommentEvent)) == before
+        # alice (the author) sees all 31
+        everything: F.MomentComments = await alice.request(
+            F.GetMomentComments(id=alice.next_id(), moment=m, limit=100), F.MomentComments
+        )
+        assert len(everything.items) == 31

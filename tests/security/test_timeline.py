@@ -1,4 +1,4 @@
-"""Watching and the timeline under attack (issue 19.2 and 19.4, SPEC.md 20.8 and 20.9), on
+"""Watching and the timeline under attack (issue 19.2 and 19.4, SPEC.md 20.7 and 20.8), on
 SQLite and PostgreSQL: a stranger watching a thousand posts holds at most a hundred (the oldest
 give way, so its cost on the server is bounded), watching what does not exist changes nothing;
 a stranger's timeline, with any cursor it forges, lists nothing of channels it does not follow

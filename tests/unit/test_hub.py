@@ -713,7 +713,7 @@ def test_a_follow_again_during_the_read_routes_and_a_detached_outlet_gets_nothin
     assert (o.pushed, closed.pushed) == ([b"p"], [])
 
 
-# ------------------------------------------------------------------ watching (SPEC.md 20.8)
+# ------------------------------------------------------------------ watching (SPEC.md 20.7)
 
 
 def test_a_node_subscribes_to_a_channel_only_while_a_connection_watches_it(

@@ -1,4 +1,4 @@
-"""The timeline's order, cursor and merge (``chatd.core.timeline``, SPEC.md 20.9), without a
+"""The timeline's order, cursor and merge (``chatd.core.timeline``, SPEC.md 20.8), without a
 socket or a database: paging with any interleaving of new items between the reads never repeats
 an item and never skips one that existed when the first page was read."""
 

@@ -103,6 +103,8 @@ export const STRUCTS: Record<string, readonly Field[]> = {
     ["kind", "kind"], ["content", "body", ""], ["sig", "sig"], ["views", "seq", 0],
   ],
   CommentBan: [["account", "id"], ["handle", "handle"], ["until", "ms", 0], ["by", "id"], ["ts", "ms"]],
+  MomentInfo: [["moment", "id"], ["author", "id"], ["device", "seq", 0], ["ts", "ms"], ["body", "body", ""]],
+  TimelineItem: [["at", "ms"], ["post", "{Post}?", ABSENT], ["moment", "{MomentInfo}?", ABSENT]],
 };
 
 /** Structs whose canonical form writes an absent optional field as nil instead of leaving it
@@ -194,6 +196,10 @@ export const CLIENT: Record<string, readonly Field[]> = {
   get_post_history: [["id", "reqid"], ["channel", "id"], ["seq", "id"]],
   comment: [["id", "reqid"], ["channel", "id"], ["seq", "id"], ["reply_to", "seq", 0], ["kind", "kind"], ["content", "body"]],
   get_comments: [["id", "reqid"], ["channel", "id"], ["seq", "id"], ["after", "seq", 0], ["limit", "limit", 50]],
+  watch_feed: [["id", "reqid"], ["on", "bool", true]],
+  watch_channel: [["id", "reqid"], ["channel", "id"], ["on", "bool", true]],
+  watch_post: [["id", "reqid"], ["channel", "id"], ["seq", "id"], ["on", "bool", true]],
+  get_timeline: [["id", "reqid"], ["before", "str:0..80", ""], ["limit", "int:1..50", 20]],
   delete_comment: [["id", "reqid"], ["channel", "id"], ["comment", "id"]],
   react_post: [["id", "reqid"], ["channel", "id"], ["seq", "id"], ["emoji", "str:1..16"], ["remove", "bool", false]],
   get_reactions: [["id", "reqid"], ["channel", "id"], ["seq", "id"]],
@@ -255,6 +261,7 @@ export const SERVER: Record<string, readonly Field[]> = {
   post_event: [["post", "{Post}"]],
   commented: [["re", "reqid"], ["channel", "id"], ["seq", "id"], ["comment", "{CommentInfo}"]],
   comments: [["re", "reqid"], ["channel", "id"], ["seq", "id"], ["items", "[{CommentInfo}]:1000000"], ["next", "seq", 0], ["total", "seq", 0]],
+  timeline: [["re", "reqid"], ["items", "[{TimelineItem}]:1000000"], ["next", "str:0..80", ""]],
   reactions: [["re", "reqid"], ["channel", "id"], ["seq", "id"], ["counts", "[{ReactionCount}]:1000000"]],
   comment_event: [["channel", "id"], ["seq", "id"], ["comment", "{CommentInfo}"]],
   reactions_event: [["channel", "id"], ["seq", "id"], ["counts", "[{ReactionCount}]:1000000"]],

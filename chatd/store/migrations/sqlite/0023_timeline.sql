@@ -1,4 +1,4 @@
--- chatd schema, version 23: the merged timeline (SPEC.md 20.9). ``pub_posts.created`` is the
+-- chatd schema, version 23: the merged timeline (SPEC.md 20.8). ``pub_posts.created`` is the
 -- server's time when the post was first stored (an edit keeps it): the timeline orders by it,
 -- not by the publisher's signed ``ts`` (which may be up to 5 minutes off), so a new post sorts
 -- after every post stored before it on this clock. Posts stored before this version take
