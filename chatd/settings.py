@@ -228,6 +228,9 @@ class PaymentSettings:
     """Seconds a subscription stays past due (retried) before it lapses (SPEC.md 15.13)."""
     subscription_retry: float = 3_600.0
     """Seconds between two charge attempts of a past-due subscription."""
+    subscription_min_period: int = 60
+    """The shortest subscription period (seconds) a channel's price may have (tests lower it
+    to make periods fall due while a real process runs)."""
 
     def __post_init__(self) -> None:
         for key in ("max_transfer", "max_per_day"):

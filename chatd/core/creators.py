@@ -27,6 +27,7 @@ from chatd.core import ledger
 from chatd.errors import Invalid
 
 MIN_PERIOD_S: Final = 60
+"""The default shortest period (``[payments] subscription_min_period``)."""
 MAX_PERIOD_S: Final = 366 * 86_400
 MAX_PERIODS: Final = 1_200
 """A hundred years of months: a mandate is bounded like everything else."""
@@ -94,18 +95,22 @@ def check_tip(i: F.TipIntent, now: int, limits: ledger.Limits) -> None:
     _deadline(i.expires_at, now, limits)
 
 
-def check_price(amount: int, currency: str, period: int, limits: ledger.Limits) -> None:
+def check_price(
+    amount: int, currency: str, period: int, limits: ledger.Limits, min_period: int = MIN_PERIOD_S
+) -> None:
     """A subscription price the owner may set (amount 0 is "no price" and not checked here)."""
     ledger.check_currency(limits, currency)
     ledger.check_amount(amount)
     _per_transfer(limits, amount, currency)
-    if not MIN_PERIOD_S <= period <= MAX_PERIOD_S:
-        raise Invalid(f"a period is {MIN_PERIOD_S} s to {MAX_PERIOD_S // 86_400} days")
+    if not min_period <= period <= MAX_PERIOD_S:
+        raise Invalid(f"a period is {min_period} s to {MAX_PERIOD_S // 86_400} days")
 
 
-def check_mandate(i: F.MandateIntent, now: int, limits: ledger.Limits) -> None:
+def check_mandate(
+    i: F.MandateIntent, now: int, limits: ledger.Limits, min_period: int = MIN_PERIOD_S
+) -> None:
     ledger.check_id(i.mandate_id, "mandate_id")
-    check_price(i.amount, i.currency, i.period, limits)
+    check_price(i.amount, i.currency, i.period, limits, min_period)
     if i.payer == i.payee:
         raise Invalid("a creator does not subscribe to itself")
     if i.periods > MAX_PERIODS:

@@ -62,6 +62,7 @@ class CreatorService:
         self.renewal = rules.Renewal(
             grace_ms=int(s.subscription_grace * 1000), retry_ms=int(s.subscription_retry * 1000)
         )
+        self._min_period = s.subscription_min_period
         self._stop = asyncio.Event()
 
     def sign(self, unsigned: F.CreatorReceipt) -> F.CreatorReceipt:
@@ -156,7 +157,9 @@ class CreatorService:
     async def set_price(self, account: int, f: F.SetChannelPrice) -> F.ChannelPrice:
         price = None
         if f.amount:
-            rules.check_price(f.amount, f.currency, f.period, self._payments.limits)
+            rules.check_price(
+                f.amount, f.currency, f.period, self._payments.limits, self._min_period
+            )
             price = rules.Price(f.amount, f.currency, f.period)
         await self._d.store.set_channel_price(f.channel, account, price, self._now())
         if price is None:
@@ -175,7 +178,7 @@ class CreatorService:
         await self._check_signature(account, i.payer, f.device, f.sig, i)
         now = self._now()
         limits = self._payments.limits
-        rules.check_mandate(i, now, limits)
+        rules.check_mandate(i, now, limits, self._min_period)
         m = NewMandate(
             intent=i,
             intent_hash=creators.intent_hash(self._server, i),

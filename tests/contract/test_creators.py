@@ -31,7 +31,17 @@ def sign(r: F.CreatorReceipt) -> F.CreatorReceipt:
     return creators.sign_receipt(KEY, SERVER, r)
 
 
-def tip(tid: str, payer: int, owner: int, channel: int, post: int, amount: int) -> NewTip:
+def tip(
+    tid: str,
+    payer: int,
+    owner: int,
+    channel: int,
+    post: int,
+    amount: int,
+    *,
+    now: int = NOW,
+    expires_at: int = NOW + DAY,
+) -> NewTip:
     i = F.TipIntent(
         tip_id=tid,
         payer=payer,
@@ -40,13 +50,21 @@ def tip(tid: str, payer: int, owner: int, channel: int, post: int, amount: int) 
         post=post,
         amount=amount,
         currency="USD",
-        expires_at=NOW + DAY,
+        expires_at=expires_at,
     )
-    return NewTip(i, creators.intent_hash(SERVER, i), 1, bytes(64), NOW, None)
+    return NewTip(i, creators.intent_hash(SERVER, i), 1, bytes(64), now, None)
 
 
 def mandate(
-    mid: str, payer: int, owner: int, channel: int, amount: int, periods: int, now: int = NOW
+    mid: str,
+    payer: int,
+    owner: int,
+    channel: int,
+    amount: int,
+    periods: int,
+    now: int = NOW,
+    *,
+    expires_at: int | None = None,
 ) -> NewMandate:
     i = F.MandateIntent(
         mandate_id=mid,
@@ -57,7 +75,7 @@ def mandate(
         currency="USD",
         period=86_400,
         periods=periods,
-        expires_at=now + DAY,
+        expires_at=now + DAY if expires_at is None else expires_at,
     )
     return NewMandate(i, creators.intent_hash(SERVER, i), 1, bytes(64), now, None)
 
