@@ -704,10 +704,50 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("unwatch_post", F.WatchPost(id=127, channel=7, seq=1, on=False)),
         ("get_timeline", F.GetTimeline(id=128)),
         ("get_timeline_page", F.GetTimeline(id=129, before="1767225600150.1.3", limit=10)),
+        ("post_moment", F.PostMoment(id=142, all=True, body=b"\x01sealed moment")),
+        (
+            "post_moment_audience",
+            F.PostMoment(id=143, audience=[2, 3], body=b"\x01sealed moment"),
+        ),
+        ("get_moment", F.GetMoment(id=144, moment=3)),
+        ("get_moments", F.GetMoments(id=145)),
+        (
+            "get_moments_page",
+            F.GetMoments(id=146, author=2, before_ts=1_767_225_600_150, before=3, limit=10),
+        ),
+        ("get_moment_comments", F.GetMomentComments(id=147, moment=3)),
+        ("get_moment_comments_page", F.GetMomentComments(id=148, moment=3, after=5, limit=10)),
+        ("comment_moment", F.CommentMoment(id=149, moment=3, body=b"\x01sealed comment")),
+        (
+            "comment_moment_reply",
+            F.CommentMoment(id=150, moment=3, reply_to=5, body=b"\x01sealed reply"),
+        ),
+        ("like_moment", F.LikeMoment(id=151, moment=3, body=b"\x01sealed like")),
+        ("unlike_moment", F.LikeMoment(id=152, moment=3, remove=True)),
+        ("delete_moment", F.DeleteMoment(id=153, moment=3)),
+        ("delete_moment_comment", F.DeleteMomentComment(id=154, moment=3, comment=5)),
     ]
 
 
 BLOB = "b5Yc3Vn4PZ0q-Ux_Gm7kRw"
+MOMENT = F.MomentInfo(moment=3, author=1, device=7, ts=1_767_225_600_150, body=b"\x01sealed moment")
+"""A Moment as its author sees it (no handle: its own)."""
+MOMENT_OF_BOB = F.MomentInfo(
+    moment=4, author=2, handle="bob", device=4, ts=1_767_225_600_300, body=b"\x01sealed moment"
+)
+MOMENT_COMMENT = F.MomentComment(
+    comment=5,
+    moment=3,
+    author=2,
+    handle="bob",
+    device=4,
+    ts=1_767_225_600_400,
+    reply_to=4,
+    body=b"\x01sealed comment",
+)
+MOMENT_LIKE = F.MomentComment(
+    comment=6, moment=3, author=3, ts=1_767_225_600_500, kind="like", body=b"\x01sealed like"
+)
 
 
 def server_frames() -> list[tuple[str, F.Frame]]:
@@ -1293,6 +1333,28 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             ),
         ),
         ("timeline_end", F.Timeline(re=129, items=[])),
+        ("moment", F.MomentAnswer(re=142, info=MOMENT, audience=[2, 3])),
+        ("moment_no_audience", F.MomentAnswer(re=144, info=MOMENT_OF_BOB)),
+        ("moments", F.Moments(re=145, items=[MOMENT_OF_BOB, MOMENT], next_ts=MOMENT.ts, next=3)),
+        ("moments_end", F.Moments(re=146, items=[])),
+        (
+            "moment_comments",
+            F.MomentComments(re=147, moment=3, items=[MOMENT_COMMENT, MOMENT_LIKE], next=6),
+        ),
+        ("moment_comments_end", F.MomentComments(re=148, moment=3, items=[])),
+        ("moment_commented", F.MomentCommented(re=149, comment=MOMENT_COMMENT)),
+        ("moment_event", F.MomentEvent(info=MOMENT_OF_BOB)),
+        (
+            "moment_event_deleted",
+            F.MomentEvent(info=msgspec.structs.replace(MOMENT_OF_BOB, body=b""), deleted=True),
+        ),
+        ("moment_comment_event", F.MomentCommentEvent(comment=MOMENT_LIKE)),
+        (
+            "moment_comment_event_deleted",
+            F.MomentCommentEvent(
+                comment=msgspec.structs.replace(MOMENT_COMMENT, body=b""), deleted=True
+            ),
+        ),
         (
             "reactions_event",
             F.ReactionsEvent(channel=7, seq=1, counts=[F.ReactionCount(emoji="👍", count=12)]),

@@ -50,7 +50,37 @@ class StrictDecoder extends Decoder {
   }
 }
 
-const encoder = new Encoder({ ignoreUndefined: true });
+/** Marks (non-enumerable) a struct's map that the reference writes with a map16 header however
+ * few of its fields are present: msgspec sizes the header by the struct's field count, so a
+ * struct of more than 15 fields (CreatorReceipt) always starts `de 00 nn` (SPEC.md 2). */
+const WIDE = Symbol("wide");
+
+type EncoderInternals = {
+  writeU8(v: number): void;
+  writeU16(v: number): void;
+  encodeString(s: string): void;
+  doEncode(v: unknown, depth: number): void;
+};
+
+class WideEncoder extends Encoder {
+  constructor() {
+    super({ ignoreUndefined: true });
+    const self = this as unknown as Record<string, unknown>;
+    const encodeMap = self["encodeMap"] as (o: Record<string, unknown>, depth: number) => void;
+    self["encodeMap"] = function (this: EncoderInternals, object: Record<string, unknown>, depth: number) {
+      if (!(WIDE in object)) return encodeMap.call(this, object, depth);
+      const keys = Object.keys(object).filter((k) => object[k] !== undefined);
+      this.writeU8(0xde);
+      this.writeU16(keys.length);
+      for (const k of keys) {
+        this.encodeString(k);
+        this.doEncode(object[k], depth + 1);
+      }
+    };
+  }
+}
+
+const encoder = new WideEncoder();
 
 export function rawDecode(data: Uint8Array): unknown {
   try {
@@ -251,7 +281,12 @@ function isDefault(v: unknown, d: Default): boolean {
 }
 
 function canonicalValue(v: unknown, ty: Ty): unknown {
-  if (ty.k === "struct") return canonicalFields(v as Record<string, unknown>, STRUCTS[ty.name]!, KEEP_NIL.has(ty.name));
+  if (ty.k === "struct") {
+    const fields = STRUCTS[ty.name]!;
+    const out = canonicalFields(v as Record<string, unknown>, fields, KEEP_NIL.has(ty.name));
+    if (fields.length > 15) Object.defineProperty(out, WIDE, { value: true });
+    return out;
+  }
   if (ty.k === "arr") return (v as unknown[]).map((x) => canonicalValue(x, ty.of));
   return v;
 }

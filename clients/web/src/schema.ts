@@ -100,10 +100,38 @@ export const STRUCTS: Record<string, readonly Field[]> = {
   ReactionCount: [["emoji", "str:1..16"], ["count", "seq"], ["mine", "bool", false]],
   Post: [
     ["channel", "id"], ["seq", "id"], ["ver", "u32", 0], ["ts", "ms"], ["author", "id"], ["device", "id"],
-    ["kind", "kind"], ["content", "body", ""], ["sig", "sig"], ["views", "seq", 0],
+    ["kind", "kind"], ["content", "body", ""], ["sig", "sig"], ["paid", "bool", false], ["locked", "bool", false],
+    ["views", "seq", 0],
   ],
   CommentBan: [["account", "id"], ["handle", "handle"], ["until", "ms", 0], ["by", "id"], ["ts", "ms"]],
-  MomentInfo: [["moment", "id"], ["author", "id"], ["device", "seq", 0], ["ts", "ms"], ["body", "body", ""]],
+  MomentInfo: [
+    ["moment", "id"], ["author", "id"], ["handle", "str:0..32", ""], ["device", "seq", 0], ["ts", "ms"], ["body", "body", ""],
+  ],
+  MomentComment: [
+    ["comment", "id"], ["moment", "id"], ["author", "id"], ["handle", "str:0..32", ""], ["device", "seq", 0], ["ts", "ms"],
+    ["kind", "comment|like", "comment"], ["reply_to", "seq", 0], ["body", "body", ""],
+  ],
+  TipIntent: [
+    ["tip_id", "payid"], ["from", "id"], ["to", "id"], ["channel", "id"], ["post", "id"], ["amount", "amount"],
+    ["currency", "currency"], ["expires_at", "ms"],
+  ],
+  MandateIntent: [
+    ["mandate_id", "payid"], ["from", "id"], ["to", "id"], ["channel", "id"], ["amount", "amount"], ["currency", "currency"],
+    ["period", "int:1..4294967295"], ["periods", "int:1..4294967295"], ["expires_at", "ms"],
+  ],
+  CreatorReceipt: [
+    ["type", "tip|charge"], ["ref", "payid"], ["from", "seq"], ["to", "seq"], ["amount", "amount"], ["currency", "currency"],
+    ["channel", "id"], ["post", "seq", 0], ["n", "seq", 0], ["starts", "ms", 0], ["ends", "ms", 0], ["intent_hash", "bin:32"],
+    ["posted_at", "ms"], ["sig", "sig"], ["intent_expires_at", "ms", 0], ["period", "seq", 0], ["periods", "seq", 0],
+    ["device", "seq", 0], ["payer_sig", "bin:0..64", ""],
+  ],
+  SubscriptionInfo: [
+    ["mandate_id", "payid"], ["subscriber", "id"], ["owner", "id"], ["channel", "id"], ["amount", "amount"],
+    ["currency", "currency"], ["period", "int:1..4294967295"], ["periods", "int:1..4294967295"],
+    ["state", "active|past_due|lapsed|cancelled|completed"], ["charged", "seq", 0], ["paid_through", "ms", 0],
+    ["next_charge_at", "ms", 0], ["created_at", "ms"],
+  ],
+  TipTotal: [["currency", "currency"], ["count", "seq"], ["amount", "amount"]],
   TimelineItem: [["at", "ms"], ["post", "{Post}?", ABSENT], ["moment", "{MomentInfo}?", ABSENT]],
 };
 
@@ -190,7 +218,7 @@ export const CLIENT: Record<string, readonly Field[]> = {
   set_channel_admin: [["id", "reqid"], ["channel", "id"], ["account", "id"], ["admin", "bool", true]],
   publish: [
     ["id", "reqid"], ["channel", "id"], ["seq", "id"], ["ver", "u32", 0], ["ts", "ms"], ["kind", "kind"],
-    ["content", "body", ""], ["sig", "sig"],
+    ["content", "body", ""], ["sig", "sig"], ["paid", "bool", false],
   ],
   get_posts: [["id", "reqid"], ["channel", "id"], ["before", "seq", 0], ["limit", "limit", 20]],
   get_post_history: [["id", "reqid"], ["channel", "id"], ["seq", "id"]],
@@ -208,6 +236,23 @@ export const CLIENT: Record<string, readonly Field[]> = {
   unban_commenter: [["id", "reqid"], ["channel", "id"], ["account", "id"]],
   list_comment_bans: [["id", "reqid"], ["channel", "id"], ["after", "seq", 0], ["limit", "int:1..100", 50]],
   set_slow_mode: [["id", "reqid"], ["channel", "id"], ["seconds", "int:0..3600"]],
+  tip: [["id", "reqid"], ["intent", "{TipIntent}"], ["device", "id"], ["sig", "sig"]],
+  set_channel_price: [["id", "reqid"], ["channel", "id"], ["amount", "amount", 0], ["currency", "currency", ""], ["period", "seq", 0]],
+  get_channel_price: [["id", "reqid"], ["channel", "id"]],
+  subscribe: [["id", "reqid"], ["intent", "{MandateIntent}"], ["device", "id"], ["sig", "sig"]],
+  unsubscribe: [["id", "reqid"], ["mandate_id", "payid"]],
+  get_subscription: [["id", "reqid"], ["mandate_id", "payid"]],
+  list_subscriptions: [["id", "reqid"], ["channel", "seq", 0], ["after", "optpayid", ""], ["limit", "limit", 50]],
+  get_creator_receipts: [["id", "reqid"], ["ref", "payid"], ["after", "seq", 0], ["limit", "limit", 50]],
+  get_post_tips: [["id", "reqid"], ["channel", "id"], ["seq", "id"]],
+  post_moment: [["id", "reqid"], ["audience", "[id]:5000", []], ["all", "bool", false], ["body", "bin:1..65536"]],
+  get_moment: [["id", "reqid"], ["moment", "id"]],
+  get_moments: [["id", "reqid"], ["author", "seq", 0], ["before_ts", "ms", 0], ["before", "seq", 0], ["limit", "limit", 20]],
+  get_moment_comments: [["id", "reqid"], ["moment", "id"], ["after", "seq", 0], ["limit", "limit", 50]],
+  comment_moment: [["id", "reqid"], ["moment", "id"], ["reply_to", "seq", 0], ["body", "bin:0..16384"]],
+  like_moment: [["id", "reqid"], ["moment", "id"], ["body", "bin:0..16384", ""], ["remove", "bool", false]],
+  delete_moment: [["id", "reqid"], ["moment", "id"]],
+  delete_moment_comment: [["id", "reqid"], ["moment", "id"], ["comment", "id"]],
 };
 
 /** Server -> client frames. */
@@ -267,4 +312,19 @@ export const SERVER: Record<string, readonly Field[]> = {
   reactions_event: [["channel", "id"], ["seq", "id"], ["counts", "[{ReactionCount}]:1000000"]],
   comment_bans: [["re", "reqid"], ["channel", "id"], ["items", "[{CommentBan}]:1000000"], ["next", "seq", 0]],
   media_token: [["re", "reqid"], ["blob", "blob"], ["token", "str:1..128"], ["path", "str:0..1000"], ["expires", "ms"]],
+  tipped: [["re", "reqid"], ["receipt", "{CreatorReceipt}"], ["replay", "bool", false]],
+  channel_price: [["re", "reqid"], ["channel", "id"], ["owner", "id"], ["amount", "amount", 0], ["currency", "currency", ""], ["period", "seq", 0]],
+  subscribed: [["re", "reqid"], ["subscription", "{SubscriptionInfo}"], ["receipt", "{CreatorReceipt}"], ["replay", "bool", false]],
+  subscription: [["re", "reqid"], ["subscription", "{SubscriptionInfo}"]],
+  subscriptions: [["re", "reqid"], ["items", "[{SubscriptionInfo}]:1000000"], ["next", "optpayid", ""]],
+  creator_receipts: [["re", "reqid"], ["items", "[{CreatorReceipt}]:1000000"], ["next", "seq", 0]],
+  post_tips: [["re", "reqid"], ["channel", "id"], ["seq", "id"], ["totals", "[{TipTotal}]:1000000"]],
+  tip_event: [["receipt", "{CreatorReceipt}"]],
+  subscription_event: [["subscription", "{SubscriptionInfo}"], ["receipt", "{CreatorReceipt}?", ABSENT]],
+  moment: [["re", "reqid"], ["info", "{MomentInfo}"], ["audience", "[id]:1000000", []]],
+  moments: [["re", "reqid"], ["items", "[{MomentInfo}]:1000000"], ["next_ts", "ms", 0], ["next", "seq", 0]],
+  moment_comments: [["re", "reqid"], ["moment", "id"], ["items", "[{MomentComment}]:1000000"], ["next", "seq", 0]],
+  moment_commented: [["re", "reqid"], ["comment", "{MomentComment}"]],
+  moment_event: [["info", "{MomentInfo}"], ["deleted", "bool", false]],
+  moment_comment_event: [["comment", "{MomentComment}"], ["deleted", "bool", false]],
 };
