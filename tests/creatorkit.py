@@ -8,8 +8,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-from chatproto import creators, posts
+import msgspec
+from chatproto import creators, kinds, posts
 from chatproto import frames as F
+from chatproto.e2e.primitives import SigningKey
 from paykit import new_id, now_ms
 from testkit import Raw
 
@@ -69,16 +71,10 @@ async def publish(
         ),
         F.Published,
     )
-    return F.Post(**{**_fields(body), "sig": sig})
-
-
-def _fields(p: F.Post) -> dict[str, object]:
-    return {f: getattr(p, f) for f in p.__struct_fields__}
+    return msgspec.structs.replace(body, sig=sig)
 
 
 def _text(text: str) -> bytes:
-    from chatproto import kinds
-
     return kinds.encode_content(kinds.Text(text=text))[1]
 
 
@@ -106,13 +102,14 @@ def tip_intent(
     )
 
 
-def tip_frame(r: Raw, i: F.TipIntent, *, key: object = None, device: int | None = None) -> F.Tip:
-    signer = key or r.key
+def tip_frame(
+    r: Raw, i: F.TipIntent, *, key: SigningKey | None = None, device: int | None = None
+) -> F.Tip:
     return F.Tip(
         id=r.next_id(),
         intent=i,
         device=r.device if device is None else device,
-        sig=creators.sign_intent(signer, r.challenge.server, i),  # type: ignore[arg-type]
+        sig=creators.sign_intent(key or r.key, r.challenge.server, i),
     )
 
 
@@ -141,13 +138,12 @@ def mandate(
     )
 
 
-def subscribe_frame(r: Raw, i: F.MandateIntent, *, key: object = None) -> F.Subscribe:
-    signer = key or r.key
+def subscribe_frame(r: Raw, i: F.MandateIntent, *, key: SigningKey | None = None) -> F.Subscribe:
     return F.Subscribe(
         id=r.next_id(),
         intent=i,
         device=r.device,
-        sig=creators.sign_intent(signer, r.challenge.server, i),  # type: ignore[arg-type]
+        sig=creators.sign_intent(key or r.key, r.challenge.server, i),
     )
 
 
