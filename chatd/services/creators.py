@@ -21,7 +21,6 @@ placeholder; a reader with access reads the content with ``get_posts``/``get_pos
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from chatproto import creators, posts
@@ -34,6 +33,7 @@ from chatd.errors import ChatdError, Forbidden, NotFound
 from chatd.services.deps import Deps
 from chatd.services.fanout import publish_to_account
 from chatd.services.payments import PaymentService
+from chatd.services.sweeper import sweep_until
 from chatd.store.base import NewMandate, NewTip, Renewed
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,19 @@ CreatorFrame = (
     | F.GetCreatorReceipts
     | F.GetPostTips
 )
+
+
+def _price_frame(rid: int, channel: int, owner: int, price: rules.Price | None) -> F.ChannelPrice:
+    if price is None:
+        return F.ChannelPrice(re=rid, channel=channel, owner=owner)
+    return F.ChannelPrice(
+        re=rid,
+        channel=channel,
+        owner=owner,
+        amount=price.amount,
+        currency=price.currency,
+        period=price.period,
+    )
 
 
 class CreatorService:
@@ -86,16 +99,7 @@ class CreatorService:
                 return await self.set_price(account, f)
             case F.GetChannelPrice():
                 owner, price = await store.channel_price(f.channel)
-                if price is None:
-                    return F.ChannelPrice(re=f.id, channel=f.channel, owner=owner)
-                return F.ChannelPrice(
-                    re=f.id,
-                    channel=f.channel,
-                    owner=owner,
-                    amount=price.amount,
-                    currency=price.currency,
-                    period=price.period,
-                )
+                return _price_frame(f.id, f.channel, owner, price)
             case F.GetSubscription():
                 found = await store.subscription(f.mandate_id, account)
                 if found is None:
@@ -162,16 +166,7 @@ class CreatorService:
             )
             price = rules.Price(f.amount, f.currency, f.period)
         await self._d.store.set_channel_price(f.channel, account, price, self._now())
-        if price is None:
-            return F.ChannelPrice(re=f.id, channel=f.channel, owner=account)
-        return F.ChannelPrice(
-            re=f.id,
-            channel=f.channel,
-            owner=account,
-            amount=price.amount,
-            currency=price.currency,
-            period=price.period,
-        )
+        return _price_frame(f.id, f.channel, account, price)
 
     async def subscribe(self, account: int, f: F.Subscribe) -> F.Subscribed:
         i = f.intent
@@ -240,15 +235,7 @@ class CreatorService:
         """Sweep now (periods that fell due while the server was down are charged at start),
         then every ``sweep_interval`` seconds, until ``close``."""
         interval = self._d.settings.payments.sweep_interval
-        while not self._stop.is_set():
-            try:
-                await self.sweep()
-            except ChatdError as exc:  # the store is unavailable: try again next time
-                log.warning("subscription sweep failed", extra={"error": exc.message})
-            except Exception:
-                log.exception("subscription sweep failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), interval)
+        await sweep_until(self._stop, self.sweep, interval, "subscription")
 
     def close(self) -> None:
         self._stop.set()

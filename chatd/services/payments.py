@@ -16,7 +16,6 @@ start and then every ``sweep_interval`` seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -32,6 +31,7 @@ from chatd.core import ledger
 from chatd.errors import ChatdError, Forbidden
 from chatd.services.deps import Deps
 from chatd.services.fanout import publish_committed, publish_message
+from chatd.services.sweeper import sweep_until
 from chatd.store.base import DeviceRow, NewRedPacket, NewRequest, NewTransfer, Posting
 
 log = logging.getLogger(__name__)
@@ -288,15 +288,7 @@ class PaymentService:
         """Sweep now (a packet that expired while the server was down is refunded at start),
         then every ``sweep_interval`` seconds, until ``close``."""
         interval = self._d.settings.payments.sweep_interval
-        while not self._stop.is_set():
-            try:
-                await self.sweep()
-            except ChatdError as exc:  # the store is unavailable: try again next time
-                log.warning("payments sweep failed", extra={"error": exc.message})
-            except Exception:
-                log.exception("payments sweep failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), interval)
+        await sweep_until(self._stop, self.sweep, interval, "payments")
 
     def close(self) -> None:
         self._stop.set()

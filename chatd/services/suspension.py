@@ -15,12 +15,11 @@ committing in the other order, is still found: every sweep looks ``LOOKBACK`` ba
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Protocol, runtime_checkable
 
-from chatd.errors import ChatdError
 from chatd.services.deps import Deps
+from chatd.services.sweeper import sweep_until
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +54,7 @@ class SuspensionService:
         return closed
 
     async def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self.sweep()
-            except ChatdError as exc:  # the store is unavailable: next time
-                log.warning("suspension sweep failed", extra={"error": exc.message})
-            except Exception:
-                log.exception("suspension sweep failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), INTERVAL)
+        await sweep_until(self._stop, self.sweep, INTERVAL, "suspension")
 
     def close(self) -> None:
         self._stop.set()

@@ -17,22 +17,18 @@ or as a ``SecurityWarning`` when their receipt does not verify.
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 import uuid
-from typing import Any
 
-import msgspec
 from chatproto import creators
 from chatproto import frames as F
 from chatproto.errors import ChatProtoError, ErrorCode, SignatureError
 
 from chatclient.connection import Connection
 from chatclient.e2e import E2E, NoDeviceList
-from chatclient.errors import ChatClientError, ConnectionLost, RequestError
+from chatclient.errors import ChatClientError, RequestError
 from chatclient.events import SecurityWarning, SubscriptionChanged, TipReceived
-from chatclient.payments import DEFAULT_TTL, Payments, minor_units
+from chatclient.payments import DEFAULT_TTL, Payments, call_until_answered, minor_units
 
 _RETRYABLE = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL})
 DAY = 86_400
@@ -75,22 +71,6 @@ class Creators:
 
     # ------------------------------------------------------------------ postings
 
-    async def _post(self, frame: Any, expect: type[Any], deadline: float) -> Any:
-        """Send ``frame`` (a fresh request id each time) until answered or ``deadline``."""
-        c = self._c
-        attempt = 0
-        while True:
-            try:
-                return await c.call(msgspec.structs.replace(frame, id=c.next_id()), expect)
-            except (ConnectionLost, TimeoutError) as exc:
-                if time.monotonic() > deadline:
-                    raise ConnectionLost(f"no answer before the intent expired: {exc}") from exc
-            except RequestError as exc:
-                if exc.code not in _RETRYABLE or time.monotonic() > deadline:
-                    raise
-            attempt += 1
-            await asyncio.sleep(min(2.0, 0.05 * 2 ** min(attempt, 6)) * (0.5 + random.random()))
-
     async def price(self, channel: int) -> F.ChannelPrice:
         """The channel's owner and subscription price (``amount`` 0: none)."""
         frame = F.GetChannelPrice(id=self._c.next_id(), channel=channel)
@@ -128,7 +108,7 @@ class Creators:
             device=c.keystore.device,
             sig=creators.sign_intent(c.keystore.key, c.server_name, intent),
         )
-        got: F.Tipped = await self._post(frame, F.Tipped, time.monotonic() + ttl)
+        got: F.Tipped = await call_until_answered(self._c, frame, F.Tipped, time.monotonic() + ttl)
         await self._check(got.receipt, intent)
         return got.receipt
 
@@ -190,15 +170,17 @@ class Creators:
             device=c.keystore.device,
             sig=creators.sign_intent(c.keystore.key, c.server_name, intent),
         )
-        got: F.Subscribed = await self._post(frame, F.Subscribed, time.monotonic() + ttl)
+        got: F.Subscribed = await call_until_answered(
+            self._c, frame, F.Subscribed, time.monotonic() + ttl
+        )
         await self._check(got.receipt, intent)
         return got.subscription, got.receipt
 
     async def unsubscribe(self, mandate_id: str) -> F.SubscriptionInfo:
         """No further charge; access until ``paid_through`` (again: the same answer)."""
         frame = F.Unsubscribe(id=1, mandate_id=mandate_id)
-        got: F.SubscriptionAnswer = await self._post(
-            frame, F.SubscriptionAnswer, time.monotonic() + self._c.request_timeout * 3
+        got: F.SubscriptionAnswer = await call_until_answered(
+            self._c, frame, F.SubscriptionAnswer, time.monotonic() + self._c.request_timeout * 3
         )
         return got.subscription
 

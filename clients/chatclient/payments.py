@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
 from chatproto import frames as F
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     """``Client.message``: message ``seq`` of ``conv`` from history, decrypted."""
 
 log = logging.getLogger(__name__)
+T = TypeVar("T", bound=F.Frame)
 
 KEY_NS = "payments"
 ORDERS_NS = "payments.orders"
@@ -91,6 +92,25 @@ def minor_units(amount: str | int, currency: str) -> int:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
+
+
+async def call_until_answered(c: Connection, frame: Any, expect: type[T], deadline: float) -> T:
+    """Send ``frame`` (a fresh request id each time) until the server answers it or ``deadline``
+    (monotonic) passes: retried, with backoff and jitter, after a lost connection or a retryable
+    error. Safe only for frames whose client-made id makes a resend the same request (payments,
+    tips, mandates: the server answers a resend with the first result)."""
+    attempt = 0
+    while True:
+        try:
+            return await c.call(msgspec.structs.replace(frame, id=c.next_id()), expect)
+        except (ConnectionLost, TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise ConnectionLost(f"no answer before the intent expired: {exc}") from exc
+        except RequestError as exc:
+            if exc.code not in _RETRYABLE or time.monotonic() > deadline:
+                raise
+        attempt += 1
+        await asyncio.sleep(min(2.0, 0.05 * 2 ** min(attempt, 6)) * (0.5 + random.random()))
 
 
 class Payments:
@@ -211,24 +231,9 @@ class Payments:
     # ------------------------------------------------------------------ postings
 
     async def _post(self, frame: Any, deadline: float) -> Receipt:
-        """Send ``frame`` (a fresh request id each time) until the server answers it or
-        ``deadline`` (monotonic) passes; retried after a lost connection or a retryable error."""
+        """Send ``frame`` until the server answers it or ``deadline`` (monotonic) passes."""
         c = self._c
-        attempt = 0
-        while True:
-            try:
-                reply: F.Posted = await c.call(
-                    msgspec.structs.replace(frame, id=c.next_id()), F.Posted
-                )
-                break
-            except (ConnectionLost, TimeoutError) as exc:
-                if time.monotonic() > deadline:
-                    raise ConnectionLost(f"no answer before the intent expired: {exc}") from exc
-            except RequestError as exc:
-                if exc.code not in _RETRYABLE or time.monotonic() > deadline:
-                    raise
-            attempt += 1
-            await asyncio.sleep(min(2.0, 0.05 * 2 ** min(attempt, 6)) * (0.5 + random.random()))
+        reply = await call_until_answered(c, frame, F.Posted, deadline)
         content = kinds.decode_content(kinds.PaymentReceipt.KIND, reply.body)
         assert isinstance(content, kinds.PaymentReceipt)
         payer_key = c.keystore.key.public_key if content.type in payments.SIGNED_BY_PAYER else None

@@ -60,8 +60,9 @@ async def test_kill_9_in_a_storm_of_tips_and_renewals_loses_no_acked_tip_and_dou
         for i in range(6):
             r = await Raw.open(srv.url)
             await r.register(f"fan{i}")
-            # two fans can afford a few periods only: they go past due and lapse meanwhile
-            amount = 100_000 if i < 4 else 30
+            # two fans can afford the first period only: their first renewal (at 1 s) finds the
+            # wallet short, so they are past due, then lapsed, before the kill
+            amount = 100_000 if i < 4 else 10
             await mint(db, r.account, amount)
             minted += amount
             fans.append(r)
