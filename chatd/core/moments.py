@@ -18,7 +18,7 @@ from typing import Final
 from chatproto import limits as L
 from chatproto.errors import ErrorCode
 
-from chatd.errors import ChatdError, Invalid
+from chatd.errors import ChatdError, Conflict, Invalid
 
 MAX_AUDIENCE: Final = L.MAX_MOMENT_AUDIENCE
 """Accounts one Moment may be posted to (the author not counted): bounds the audience rows one
@@ -63,3 +63,18 @@ def not_contacts(count: int) -> ChatdError:
         f"{count} of these accounts are not your contacts (each must have you as a contact too)",
         ErrorCode.CONSENT_REQUIRED,
     )
+
+
+def check_resend(stored: tuple[object, ...], sent: tuple[object, ...]) -> None:
+    """A ``post_moment``, ``comment_moment`` or ``like_moment`` whose cmid its author already
+    used: a resend (the same frame again after a lost answer) when what it asks is what was
+    stored, and it is answered with the stored row; anything else is ``CONFLICT``. Answering a
+    different request with the first row would tell a client that reused an id that its second
+    Moment or comment was posted when it was not.
+
+    What is compared: a Moment's ``body``; a comment's or like's (``moment``, ``kind``,
+    ``reply_to``, ``body``). A body is a ciphertext under a sender key made for that one Moment
+    or comment (E2E.md 18), so two different requests never share one; a Moment's audience is
+    not compared (with ``all`` it is only known once stored), the stored one is answered."""
+    if stored != sent:
+        raise Conflict("this cmid was already used for another moment or comment")

@@ -90,9 +90,13 @@ class MomentService:
                 nxt = items[-1].comment if more and items else 0
                 return F.MomentComments(re=f.id, moment=f.moment, items=items, next=nxt)
             case F.CommentMoment():
-                return await self.comment(account, device, conn, f.id, f.moment, f.reply_to, f.body)
+                return await self.comment(
+                    account, device, conn, f.id, f.moment, f.reply_to, f.body, "comment", f.cmid
+                )
             case F.LikeMoment() if not f.remove:
-                return await self.comment(account, device, conn, f.id, f.moment, 0, f.body, "like")
+                return await self.comment(
+                    account, device, conn, f.id, f.moment, 0, f.body, "like", f.cmid
+                )
             case F.LikeMoment():
                 gone = await store.unlike_moment(f.moment, account)
                 if gone is not None:
@@ -113,16 +117,19 @@ class MomentService:
 
     async def post(self, account: int, device: int, conn: int, f: F.PostMoment) -> F.MomentAnswer:
         """Spend a token of the poster's budget, store the Moment (the audience is checked
-        against its mutual contacts inside the write), then push it to whom sees it now."""
+        against its mutual contacts inside the write), then push it to whom sees it now. A
+        resend (its ``cmid`` stored before) is answered with the stored Moment and pushes
+        nothing: the first one was pushed when it was stored."""
         retry = await self._limits.moment(account)
         if retry is not None:
             raise RateLimited(f"too many moments; retry in {retry:.1f} s")
-        row, audience = await self._d.store.post_moment(
-            account, device, f.audience, f.all, f.body, self._d.clock.now_ms()
+        row, audience, wrote = await self._d.store.post_moment(
+            account, device, f.audience, f.all, f.body, self._d.clock.now_ms(), f.cmid
         )
         info = moment_info(row)
-        readers = await self._d.store.moment_readers(row.moment)
-        await self._push(readers, F.MomentEvent(info=info), conn)
+        if wrote:
+            readers = await self._d.store.moment_readers(row.moment)
+            await self._push(readers, F.MomentEvent(info=info), conn)
         return F.MomentAnswer(re=f.id, info=info, audience=audience)
 
     async def page(self, account: int, f: F.GetMoments) -> F.Moments:
@@ -148,10 +155,13 @@ class MomentService:
         moment: int,
         reply_to: int,
         body: bytes,
-        kind: str = "comment",
+        kind: str,
+        cmid: str,
     ) -> F.MomentCommented:
+        """Store a comment or like and push it; a second like, or a resend (its ``cmid``
+        stored before), is answered with the stored one and pushes nothing."""
         row, _, wrote = await self._d.store.comment_moment(
-            moment, account, device, reply_to, kind, body, self._d.clock.now_ms()
+            moment, account, device, reply_to, kind, body, self._d.clock.now_ms(), cmid
         )
         if wrote:
             await self._push_comment(row, conn)

@@ -1108,11 +1108,20 @@ class MomentStore(Protocol):
     not see (``chatd.core.moments``, read at each call) is ``NotFound``, as if it did not exist."""
 
     async def post_moment(
-        self, author: int, device: int, audience: list[int], everyone: bool, body: bytes, now: int
-    ) -> tuple[MomentRow, list[int]]:
+        self,
+        author: int,
+        device: int,
+        audience: list[int],
+        everyone: bool,
+        body: bytes,
+        now: int,
+        cmid: str = "",
+    ) -> tuple[MomentRow, list[int], bool]:
         """Store a Moment for ``audience`` (``everyone``: all of the author's mutual contacts
-        now); it and the audience it was stored for, ascending. ``CONSENT_REQUIRED`` when one
-        is not a mutual contact (nothing stored), ``Invalid`` for a malformed audience."""
+        now); it, the audience it was stored for, ascending, and whether it was written now.
+        ``CONSENT_REQUIRED`` when one is not a mutual contact (nothing stored), ``Invalid`` for
+        a malformed audience. A ``cmid`` of the author's stored before: the stored Moment and
+        False when the body is the same (a resend), else ``Conflict``."""
 
     async def moment(self, moment: int, viewer: int) -> tuple[MomentRow, list[int]]:
         """A Moment and the part of its audience ``viewer`` may know (SPEC.md 22.3)."""
@@ -1142,8 +1151,11 @@ class MomentStore(Protocol):
         kind: str,
         body: bytes,
         now: int,
+        cmid: str = "",
     ) -> tuple[MomentCommentRow, MomentRow, bool]:
-        """Store a comment or like (a second like returns the first, False: nothing written)."""
+        """Store a comment or like (a second like returns the first, False: nothing written).
+        A ``cmid`` of the author's stored before: that comment and False when this is a resend
+        of it, else ``Conflict``."""
 
     async def unlike_moment(self, moment: int, account: int) -> MomentCommentRow | None: ...
     async def delete_moment_comment(

@@ -79,18 +79,47 @@ async def _mutual_contacts(db: Sql, account: int, limit: int) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+async def _audience(db: Sql, moment: int, author: int) -> list[int]:
+    rows = await db.fetch(
+        "SELECT account FROM moment_audience WHERE moment=? AND account<>? ORDER BY account",
+        moment,
+        author,
+    )
+    return [int(r[0]) for r in rows]
+
+
 async def post_moment(
-    tx: Tx, author: int, device: int, audience: list[int], everyone: bool, body: bytes, now: int
-) -> tuple[MomentRow, list[int]]:
-    """Store a Moment of ``author`` (encrypted by its ``device``) for ``audience`` (or, ``everyone``, for all its mutual
-    contacts at this instant), and return it with the audience it was stored for, ascending.
-    ``CONSENT_REQUIRED`` (nothing stored) when an account of ``audience`` is not a mutual
-    contact of the author; ``Invalid`` when the audience is malformed or ``everyone`` would be
-    more than ``MAX_AUDIENCE`` accounts."""
+    tx: Tx,
+    author: int,
+    device: int,
+    audience: list[int],
+    everyone: bool,
+    body: bytes,
+    now: int,
+    cmid: str = "",
+) -> tuple[MomentRow, list[int], bool]:
+    """Store a Moment of ``author`` (encrypted by its ``device``) for ``audience`` (or,
+    ``everyone``, for all its mutual contacts at this instant), and return it with the audience
+    it was stored for, ascending, and True. ``CONSENT_REQUIRED`` (nothing stored) when an
+    account of ``audience`` is not a mutual contact of the author; ``Invalid`` when the audience
+    is malformed or ``everyone`` would be more than ``MAX_AUDIENCE`` accounts.
+
+    A ``cmid`` the author already used: the stored Moment and its audience, and False (nothing
+    written), when it is a resend (``rules.check_resend``), else ``Conflict``. It is looked up
+    before the audience is checked: a contact ended since the first post must not refuse the
+    resend of a Moment that is stored."""
+    db = tx.sql
+    if cmid:
+        prior = await db.fetchrow(
+            f"SELECT {_MOMENT} FROM moments m WHERE m.author=? AND m.cmid=?", author, cmid
+        )
+        if prior is not None:
+            row = _moment(prior)
+            rules.check_resend((row.ciphertext,), (body,))
+            return row, await _audience(db, row.moment, author), False
     rules.check_audience(author, audience, everyone)
     if len(body) > rules.MAX_MOMENT_BYTES:
         raise Invalid(f"a moment is at most {rules.MAX_MOMENT_BYTES} bytes")
-    db = tx.sql
     if everyone:
         chosen = await _mutual_contacts(db, author, rules.MAX_AUDIENCE + 1)
         if len(chosen) > rules.MAX_AUDIENCE:
@@ -109,9 +138,9 @@ async def post_moment(
                 raise rules.not_contacts(len(chosen) - int(mutual))
     moment = int(
         await db.fetchval(
-            "INSERT INTO moments (author, device, ts, audience, body) VALUES (?,?,?,?,?)"
-            " RETURNING id",
-            *(author, device, now, len(chosen), body),
+            "INSERT INTO moments (author, device, ts, audience, body, cmid)"
+            " VALUES (?,?,?,?,?,?) RETURNING id",
+            *(author, device, now, len(chosen), body, cmid or None),
         )
     )
     await db.executemany(
@@ -119,7 +148,7 @@ async def post_moment(
         [(moment, a, now) for a in [author, *chosen]],
     )
     handle = str(await db.fetchval("SELECT handle FROM accounts WHERE id=?", author) or "")
-    return MomentRow(moment, author, now, body, len(chosen), device, handle), chosen
+    return MomentRow(moment, author, now, body, len(chosen), device, handle), chosen, True
 
 
 async def moment(db: Sql, moment: int, viewer: int) -> tuple[MomentRow, list[int]]:
@@ -129,20 +158,14 @@ async def moment(db: Sql, moment: int, viewer: int) -> tuple[MomentRow, list[int
     async with db.snapshot():
         row = await _visible(db, moment, viewer)
         if viewer == row.author:
-            rows = await db.fetch(
-                "SELECT account FROM moment_audience WHERE moment=? AND account<>?"
-                " ORDER BY account",
-                moment,
-                viewer,
-            )
-        else:
-            rows = await db.fetch(
-                "SELECT v.account FROM moment_audience v WHERE v.moment=?"
-                " AND (v.account IN (?, ?) OR ("
-                + _MUTUAL.format(a="v.account", b="?")
-                + ")) ORDER BY v.account",
-                *(moment, viewer, row.author, viewer, viewer),
-            )
+            return row, await _audience(db, moment, viewer)
+        rows = await db.fetch(
+            "SELECT v.account FROM moment_audience v WHERE v.moment=?"
+            " AND (v.account IN (?, ?) OR ("
+            + _MUTUAL.format(a="v.account", b="?")
+            + ")) ORDER BY v.account",
+            *(moment, viewer, row.author, viewer, viewer),
+        )
     return row, [int(r[0]) for r in rows]
 
 
@@ -215,17 +238,33 @@ async def comment_moment(
     kind: str,
     body: bytes,
     now: int,
+    cmid: str = "",
 ) -> tuple[MomentCommentRow, MomentRow, bool]:
     """Store a comment (``kind`` ``comment``) or a like (``like``: one per account and Moment,
     a second one returns the first) of ``author`` under ``moment``, which it must see;
     ``reply_to`` names a comment under the same Moment the author sees (0: none). The comment,
-    the Moment, and whether anything was written. ``NotFound``."""
+    the Moment, and whether anything was written. ``NotFound``.
+
+    A ``cmid`` the author already used: the stored comment (nothing written) when this is a
+    resend of it (``rules.check_resend``), else ``Conflict``."""
     if kind not in ("comment", "like"):
         raise Invalid(f"a moment comment cannot be of kind {kind!r}")
     if len(body) > rules.MAX_COMMENT_BYTES:
         raise Invalid(f"a comment is at most {rules.MAX_COMMENT_BYTES} bytes")
     db = tx.sql
     row = await _visible(db, moment, author)
+    if cmid:
+        prior = await db.fetchrow(
+            f"SELECT {_COMMENT} FROM moment_comments c WHERE c.author=? AND c.cmid=?",
+            author,
+            cmid,
+        )
+        if prior is not None:
+            old = _comment(prior)
+            rules.check_resend(
+                (old.moment, old.kind, old.reply_to, old.ciphertext), (moment, kind, reply_to, body)
+            )
+            return old, row, False
     if reply_to:
         if kind == "like":
             raise Invalid("a like answers no comment")
@@ -243,9 +282,9 @@ async def comment_moment(
             return _comment(found), row, False
     cid = int(
         await db.fetchval(
-            "INSERT INTO moment_comments (moment, author, device, reply_to, kind, ts, body)"
-            " VALUES (?,?,?,?,?,?,?) RETURNING id",
-            *(moment, author, device, reply_to, kind, now, body),
+            "INSERT INTO moment_comments (moment, author, device, reply_to, kind, ts, body, cmid)"
+            " VALUES (?,?,?,?,?,?,?,?) RETURNING id",
+            *(moment, author, device, reply_to, kind, now, body, cmid or None),
         )
     )
     handle = str(await db.fetchval("SELECT handle FROM accounts WHERE id=?", author) or "")

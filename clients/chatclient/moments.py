@@ -9,6 +9,11 @@ delete; every body end-to-end encrypted to whom may read it.
   contacts among the Moment's audience, the author, itself): the comment's key goes to their
   devices only. A contact of the Moment's author who is not this account's contact never holds
   the key of this account's comments, whatever the server does with the ciphertext.
+* Resends: ``post``, ``comment`` and ``like`` name their frame with a fresh cmid; when the
+  connection drops before the answer they send the SAME frame (the same cmid, the same sealed
+  bytes) again once reconnected, up to ``RESENDS`` times, and the server answers a resend with
+  what it stored (SPEC.md 22.1): a lost answer never posts twice. Only a ``ConnectionLost``
+  after the last resend leaves it unknown whether it was stored (``feed`` tells).
 * Reading: a Moment or comment whose key has not arrived yet is read again once the to-device
   queue is fetched (a pushed one waits for its key, up to ``KEY_WAIT`` seconds); what still
   does not open comes back with ``readable`` False, never as text.
@@ -20,10 +25,12 @@ Pushed ``moment_event`` / ``moment_comment_event`` frames come out of ``client.e
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from chatproto import frames as F
 from chatproto import kinds
 from chatproto.e2e import moments as scopes
@@ -31,12 +38,18 @@ from chatproto.errors import ChatProtoError, CryptoError
 
 from chatclient.connection import Connection
 from chatclient.e2e import E2E, MissingKey
+from chatclient.errors import ConnectionLost
 from chatclient.events import MomentNote, MomentPost
 
 KEY_WAIT = 10.0
 """Seconds a pushed Moment or comment waits for its key before it is shown unreadable."""
 LIKE = "❤"
 """What a like says inside its ciphertext unless the caller gives another emoji."""
+RESENDS = 3
+"""Times a post, comment or like is sent again after the connection dropped before its answer
+(each waits for the reconnect, up to the client's request timeout)."""
+
+T = TypeVar("T", bound=F.Frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +99,9 @@ class Moments:
             audience=sorted(set(audience or ())),
             all=audience is None,
             body=sealed,
+            cmid=uuid.uuid4().hex,
         )
-        got = await self._c.call(frame, F.MomentAnswer)
+        got = await self._resend(frame, F.MomentAnswer)
         if audience is None:
             await self._e2e.share_key(key, got.audience)
         return await self._open(got.info, fetch=False)
@@ -97,16 +111,21 @@ class Moments:
         author and this account's own contacts among its audience only."""
         kind, body = kinds.encode_content(kinds.Text(text=text))
         sealed = await self._seal_for_readers(moment, kind, body)
-        frame = F.CommentMoment(id=self._c.next_id(), moment=moment, reply_to=reply_to, body=sealed)
-        got = await self._c.call(frame, F.MomentCommented)
+        frame = F.CommentMoment(
+            id=self._c.next_id(), moment=moment, reply_to=reply_to, body=sealed,
+            cmid=uuid.uuid4().hex,
+        )  # fmt: skip
+        got = await self._resend(frame, F.MomentCommented)
         return await self._open_note(got.comment, fetch=False)
 
     async def like(self, moment: int, emoji: str = LIKE) -> MomentNote:
         """Like ``moment`` once (again: the first like); ``emoji`` travels encrypted."""
         kind, body = kinds.encode_content(kinds.Text(text=emoji))
         sealed = await self._seal_for_readers(moment, kind, body)
-        frame = F.LikeMoment(id=self._c.next_id(), moment=moment, body=sealed)
-        got = await self._c.call(frame, F.MomentCommented)
+        frame = F.LikeMoment(
+            id=self._c.next_id(), moment=moment, body=sealed, cmid=uuid.uuid4().hex
+        )
+        got = await self._resend(frame, F.MomentCommented)
         return await self._open_note(got.comment, fetch=False)
 
     async def unlike(self, moment: int) -> None:
@@ -120,6 +139,20 @@ class Moments:
         """Delete a comment or like this account wrote, or any under its own Moment."""
         frame = F.DeleteMomentComment(id=self._c.next_id(), moment=moment, comment=comment)
         await self._c.call(frame, F.Ok)
+
+    async def _resend(
+        self, frame: F.PostMoment | F.CommentMoment | F.LikeMoment, expect: type[T]
+    ) -> T:
+        """``frame``'s answer; after a dropped connection the same frame (cmid and sealed bytes
+        unchanged, a new request id) again once reconnected: the server stores it once."""
+        for attempt in range(RESENDS + 1):
+            try:
+                return await self._c.call(frame, expect)
+            except ConnectionLost:
+                if attempt == RESENDS:
+                    raise
+            frame = msgspec.structs.replace(frame, id=self._c.next_id())
+        raise AssertionError("unreachable")
 
     async def _seal_for_readers(self, moment: int, kind: str, body: bytes) -> bytes:
         got = await self._c.call(F.GetMoment(id=self._c.next_id(), moment=moment), F.MomentAnswer)

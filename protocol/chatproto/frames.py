@@ -1789,6 +1789,9 @@ MomentCommentBody = Annotated[bytes, msgspec.Meta(max_length=L.MAX_MOMENT_COMMEN
 Audience = Annotated[list[Id], msgspec.Meta(max_length=L.MAX_MOMENT_AUDIENCE)]
 MomentCommentKind = Literal["comment", "like"]
 OptHandle = Annotated[str, msgspec.Meta(max_length=L.MAX_HANDLE_CHARS)]
+OptCmid = Annotated[str, msgspec.Meta(max_length=L.MAX_CMID_CHARS)]
+"""A client's id of a Moment, comment or like, unique per author ("": none): a resend with the
+same one is answered with what was stored (SPEC.md 22.1, "Resends")."""
 
 
 class MomentInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -1820,12 +1823,14 @@ class MomentComment(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
 
 class PostMoment(Frame, tag="post_moment", kw_only=True, frozen=True):
     """Post a Moment to ``audience`` (each a mutual contact), or with ``all`` to every mutual
-    contact. -> ``MomentAnswer`` (its ``audience``: whom it was stored for)."""
+    contact. -> ``MomentAnswer`` (its ``audience``: whom it was stored for). The same ``cmid``
+    again (a resend): the stored Moment."""
 
     id: ReqId
     audience: Audience = []
     all: bool = False
     body: MomentBody
+    cmid: OptCmid = ""
 
 
 class GetMoment(Frame, tag="get_moment", kw_only=True, frozen=True):
@@ -1857,12 +1862,14 @@ class GetMomentComments(Frame, tag="get_moment_comments", kw_only=True, frozen=T
 
 
 class CommentMoment(Frame, tag="comment_moment", kw_only=True, frozen=True):
-    """Comment on ``moment`` (or answer comment ``reply_to`` under it). -> ``MomentCommented``."""
+    """Comment on ``moment`` (or answer comment ``reply_to`` under it). -> ``MomentCommented``.
+    The same ``cmid`` again (a resend): the stored comment."""
 
     id: ReqId
     moment: Id
     reply_to: Seq = 0
     body: MomentCommentBody
+    cmid: OptCmid = ""
 
 
 class LikeMoment(Frame, tag="like_moment", kw_only=True, frozen=True):
@@ -1873,6 +1880,7 @@ class LikeMoment(Frame, tag="like_moment", kw_only=True, frozen=True):
     moment: Id
     body: MomentCommentBody = b""
     remove: bool = False
+    cmid: OptCmid = ""
 
 
 class DeleteMoment(Frame, tag="delete_moment", kw_only=True, frozen=True):

@@ -707,7 +707,7 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("post_moment", F.PostMoment(id=142, all=True, body=b"\x01sealed moment")),
         (
             "post_moment_audience",
-            F.PostMoment(id=143, audience=[2, 3], body=b"\x01sealed moment"),
+            F.PostMoment(id=143, audience=[2, 3], body=b"\x01sealed moment", cmid="m-7f3a"),
         ),
         ("get_moment", F.GetMoment(id=144, moment=3)),
         ("get_moments", F.GetMoments(id=145)),
@@ -720,9 +720,9 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("comment_moment", F.CommentMoment(id=149, moment=3, body=b"\x01sealed comment")),
         (
             "comment_moment_reply",
-            F.CommentMoment(id=150, moment=3, reply_to=5, body=b"\x01sealed reply"),
+            F.CommentMoment(id=150, moment=3, reply_to=5, body=b"\x01sealed reply", cmid="c-1b2e"),
         ),
-        ("like_moment", F.LikeMoment(id=151, moment=3, body=b"\x01sealed like")),
+        ("like_moment", F.LikeMoment(id=151, moment=3, body=b"\x01sealed like", cmid="l-9d04")),
         ("unlike_moment", F.LikeMoment(id=152, moment=3, remove=True)),
         ("delete_moment", F.DeleteMoment(id=153, moment=3)),
         ("delete_moment_comment", F.DeleteMomentComment(id=154, moment=3, comment=5)),

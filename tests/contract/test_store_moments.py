@@ -36,7 +36,7 @@ async def test_an_audience_of_mutual_contacts_only_and_all_resolved_in_the_write
         await store.post_moment(a, 1, [b, d], False, b"x", NOW)
     assert refused.value.code == ErrorCode.CONSENT_REQUIRED
     assert await store.moments_for(a, None, 10) == []  # nothing stored
-    row, audience = await store.post_moment(a, 1, [], True, b"ct", NOW)
+    row, audience, _ = await store.post_moment(a, 1, [], True, b"ct", NOW)
     assert audience == sorted([b, c]) and row.audience == 2 and row.ciphertext == b"ct"
     for bad in ([a], [b, b]):
         with pytest.raises(Invalid):
@@ -53,7 +53,7 @@ async def test_comments_are_seen_by_the_commenters_mutual_contacts_only(
     a, b, c, d = [(await make_account(h))[0].id for h in ("alice", "bob", "carol", "dave")]
     await befriend(store, a, b)
     await befriend(store, a, c)
-    m, _ = await store.post_moment(a, 1, [b, c], False, b"post", NOW)
+    m, _, _ = await store.post_moment(a, 1, [b, c], False, b"post", NOW)
     ca, _, _ = await store.comment_moment(m.moment, a, 1, 0, "comment", b"A", NOW + 1)
     cb, _, _ = await store.comment_moment(m.moment, b, 1, 0, "comment", b"B", NOW + 2)
     with pytest.raises(NotFound):  # carol cannot answer a comment she does not see
@@ -90,7 +90,7 @@ async def test_a_moment_is_not_found_for_strangers_and_for_a_contact_ended_since
     a, b, d = [(await make_account(h))[0].id for h in ("alice", "bob", "dave")]
     await befriend(store, a, b)
     await befriend(store, a, d)
-    m, _ = await store.post_moment(a, 1, [b], False, b"post", NOW)
+    m, _, _ = await store.post_moment(a, 1, [b], False, b"post", NOW)
     for call in (
         store.moment(m.moment, d),
         store.moment(m.moment + 1000, b),
@@ -121,7 +121,7 @@ async def test_the_feed_pages_newest_first_by_time_then_id_without_gaps_or_repea
     made = []
     for i in range(23):  # several at the same ms: the id breaks the tie
         author = (a, c)[i % 2]
-        row, _ = await store.post_moment(author, 1, [b], False, bytes([i]), NOW + i // 3)
+        row, _, _ = await store.post_moment(author, 1, [b], False, bytes([i]), NOW + i // 3)
         made.append(row)
     await store.post_moment(a, 1, [], False, b"only mine", NOW + 100)
     expected = sorted(made, key=lambda r: (r.ts_ms, r.moment), reverse=True)
@@ -145,7 +145,7 @@ async def test_deletes_leave_nothing_and_only_the_authors_may_delete(
     await befriend(store, a, b)
     await befriend(store, a, c)
     await befriend(store, b, c)
-    m, _ = await store.post_moment(a, 1, [b, c], False, b"post", NOW)
+    m, _, _ = await store.post_moment(a, 1, [b, c], False, b"post", NOW)
     cb, _, _ = await store.comment_moment(m.moment, b, 1, 0, "comment", b"B", NOW)
     with pytest.raises(Forbidden):
         await store.delete_moment_comment(m.moment, cb.comment, c)
@@ -159,7 +159,7 @@ async def test_deletes_leave_nothing_and_only_the_authors_may_delete(
         with pytest.raises(NotFound):
             await store.moment(m.moment, viewer)
     assert await store.moments_for(b, None, 10) == []
-    n, _ = await store.post_moment(a, 1, [b], False, b"next", NOW)
+    n, _, _ = await store.post_moment(a, 1, [b], False, b"next", NOW)
     assert n.moment > m.moment  # ids are never reused
 
 
@@ -183,7 +183,7 @@ async def test_the_store_sees_exactly_what_the_rules_of_core_moments_say(
             a, False, 0, 100
         )
 
-    row, audience = await store.post_moment(author, 1, [], True, b"m", NOW)
+    row, audience, _ = await store.post_moment(author, 1, [], True, b"m", NOW)
     for x in [author, *audience]:
         await store.comment_moment(row.moment, x, 1, 0, "comment", bytes([x % 256]), NOW)
     for viewer in people:
