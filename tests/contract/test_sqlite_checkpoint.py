@@ -37,9 +37,12 @@ async def test_the_wal_starts_over_while_messages_are_committed_one_by_one(
         # Every commit wrote at least one page (the message's): had the WAL never started over,
         # it would hold COMMITS of them (it grew to 9.6 MB so); it holds what a few checkpoint
         # intervals wrote (a commit writes a few pages: message, indexes, the conversation's
-        # counter; 132 frames were seen for 400 commits checkpointed every 8).
+        # counter; 132 frames were seen for 400 commits checkpointed every 8). How long the WAL
+        # grows between restarts depends on how soon the checkpoint thread runs: on a busy
+        # machine (two test workers beside other work) it held 235 pages once, so the bound is
+        # 1.5 pages per commit, a quarter of the 6 per commit a WAL that never restarts holds.
         wal = Path(path + "-wal").stat().st_size  # noqa: ASYNC240 - one stat, nothing runs
-        assert wal < COMMITS * page // 2
+        assert wal < COMMITS * page * 3 // 2
     finally:
         await store.aclose()
         await writer

@@ -221,3 +221,38 @@ async def test_comments_and_reaction_counts(store: Store, make_account: MakeAcco
     counts = await store.react(ch, 1, readers[1], "👍", True, now=NOW)
     assert [(c.emoji, c.count, c.mine) for c in counts] == [("👍", 19, False), ("🎉", 10, False)]
     assert [c.mine for c in await store.reactions(ch, 1, readers[0])] == [False, True]
+
+
+async def test_a_post_stored_by_a_node_of_the_previous_version_takes_its_time_in_the_timeline(
+    store: Store, make_account: MakeAccount, backend: StoreBackend
+) -> None:
+    """During a rolling upgrade a node still on schema 22 inserts posts without ``created``:
+    the post takes its signed time (a trigger of migration 23), so a follower's timeline shows
+    it in its place, not below every other post."""
+    alice, _ = await make_account("alice")
+    bob, _ = await make_account("bob")
+    ch = (await store.create_channel(alice.id, "news", "News", "", NOW)).id
+    await store.follow(ch, bob.id, NOW)
+    await store.put_post(post(ch, 1, alice.id), NOW + 1000)  # a new node: its clock
+    old = post(ch, 2, alice.id)  # what a node of version 22 writes: every column but created
+    old_row = (ch, 2, 0, NOW + 2000, alice.id, 1, "text", b"old node", SIG)
+    insert = (
+        "INSERT INTO pub_posts (channel, seq, ver, ts, author, device, kind, content, sig)"
+        " VALUES ({})"
+    )
+    if backend.name == "sqlite":
+        con = sqlite3.connect(backend.path)  # type: ignore[attr-defined]
+        try:
+            with con:
+                con.execute(insert.format(",".join("?" * 9)), old_row)
+        finally:
+            con.close()
+    else:
+        pg = await asyncpg.connect(backend.dsn)  # type: ignore[attr-defined]
+        try:
+            await pg.execute(insert.format(",".join(f"${i}" for i in range(1, 10))), *old_row)
+        finally:
+            await pg.close()
+    assert old.seq == 2
+    page = await store.timeline_posts(bob.id, None, 10)
+    assert [(t.post.seq, t.at) for t in page] == [(2, NOW + 2000), (1, NOW + 1000)]

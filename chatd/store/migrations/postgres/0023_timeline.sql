@@ -8,3 +8,16 @@
 ALTER TABLE pub_posts ADD COLUMN created BIGINT NOT NULL DEFAULT 0;
 UPDATE pub_posts SET created = ts;
 CREATE INDEX pub_posts_created ON pub_posts (channel, created, seq);
+-- During a rolling upgrade a node still on version 22 stores new posts without ``created`` (0):
+-- they take their signed time, as the posts stored before this version did, instead of
+-- sorting below every other post of the timeline.
+CREATE FUNCTION pub_posts_created_by_old_nodes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.created = 0 THEN
+        NEW.created := NEW.ts;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER pub_posts_created_by_old_nodes BEFORE INSERT ON pub_posts
+    FOR EACH ROW EXECUTE FUNCTION pub_posts_created_by_old_nodes();

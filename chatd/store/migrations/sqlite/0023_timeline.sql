@@ -8,3 +8,10 @@
 ALTER TABLE pub_posts ADD COLUMN created INTEGER NOT NULL DEFAULT 0;
 UPDATE pub_posts SET created = ts;
 CREATE INDEX pub_posts_created ON pub_posts (channel, created, seq);
+-- During a rolling upgrade a node still on version 22 stores new posts without ``created`` (0):
+-- they take their signed time, as the posts stored before this version did, instead of
+-- sorting below every other post of the timeline.
+CREATE TRIGGER pub_posts_created_by_old_nodes AFTER INSERT ON pub_posts WHEN NEW.created = 0
+BEGIN
+    UPDATE pub_posts SET created = NEW.ts WHERE channel = NEW.channel AND seq = NEW.seq;
+END;
