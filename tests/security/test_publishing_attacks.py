@@ -13,7 +13,12 @@ the cells of the attack table the other files leave open, against a real server:
 * a Moment's reader cannot tell a comment hidden from it (its author is not the reader's
   contact) from a comment that does not exist, whatever frame names it (SPEC.md 22.2);
 * a stranger cannot tell someone else's tip id from a fresh one, at any cursor, and a deleted
-  post takes no tip (SPEC.md 15.12).
+  post takes no tip (SPEC.md 15.12);
+* reactions racing their author's comment ban, from two connections and a login, are never
+  accepted after one was refused (SPEC.md 20.9);
+* comments racing their Moment's deletion on another node (two nodes, one PostgreSQL) are
+  stored and deleted with it or ``NOT_FOUND``, and fail no one's write: this found a foreign key
+  violation that failed the whole batch (``UNAVAILABLE`` for every write in it).
 
 Races that touch the store run on SQLite and PostgreSQL.
 """
