@@ -194,8 +194,17 @@ class ChannelService:
             raise NotFound("no such channel")
         if not await self._d.store.set_channel_admin(f.channel, account, f.account, f.admin):
             raise Forbidden("only the channel's owner names its admins")
+        store = self._d.store
         if f.admin:
             self._d.hub.follow(f.account, f.channel)
+        elif not await store.is_channel_admin(f.channel, f.account):
+            # A feed carries what the account follows or administers (SPEC.md 20.7): one that
+            # no longer administers the channel and never followed it stops getting its posts,
+            # on every node, for every post published after the answer (as for an unfollow).
+            row = await store.channel(f.channel, f.account)
+            if row is not None and not row.following:
+                self._d.hub.unfollow(f.account, f.channel)
+                await self._d.hub.published()
         return F.Ok(re=f.id)
 
     async def publish(self, account: int, device: int, conn: int, f: F.Publish) -> F.Published:

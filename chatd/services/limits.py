@@ -292,7 +292,7 @@ class Limits:
         return await self._address(f"r:{address}", address, self.registrations)
 
     async def link_lookup(self, account: int, address: str) -> float | None:
-        """Take a link look-up token of ``account`` and of ``address`` (SPEC.md 20.3): None
+        """Take a link look-up token of ``account`` and of ``address`` (SPEC.md 19.3): None
         when allowed, else seconds to wait. Every look-up counts, found or not: a guess is
         refused before the token is even checked, so no answer tells a guess apart."""
         budget = self.link_lookups

@@ -5,7 +5,7 @@ The server enforces visibility where it can, at every read and every delivery
 (``chatd.core.moments``, evaluated in SQL by ``store.moments``): a Moment reaches its author and
 the audience members still its author's mutual contacts; a comment or like reaches those of
 them who are the commenter's own mutual contacts (the author: all). Who may READ a body is
-decided by the clients' keys (E2E.md 9): the author's client sends the Moment's key to the
+decided by the clients' keys (E2E.md 18): the author's client sends the Moment's key to the
 audience's devices only, a commenter's client sends its comment's key to the author's and its
 own contacts' devices only, so a server that broke the delivery rule would still hand out
 bytes nobody else can open.

@@ -298,9 +298,10 @@ class MomentNote:
 
 
 ChannelComment = F.CommentEvent
-"""A new comment under a post of a channel this account follows (SPEC.md 20.6)."""
+"""A new comment under a post this connection watches (``client.timeline.watch_post``, SPEC.md
+20.6, 20.7)."""
 PostReactions = F.ReactionsEvent
-"""A followed channel's post's reaction counts after changes (at most one a second per post)."""
+"""A watched post's reaction counts after changes (at most one a second per post; SPEC.md 20.7)."""
 Receipt = F.ReceiptEvent
 Typing = F.TypingEvent
 Presence = F.PresenceEvent
@@ -312,7 +313,7 @@ accept: the conversation has a signed log, and the invitee is let in by an owner
 signed ``client.invite(conv, account)`` (``chat`` sends it at once)."""
 JoinRequestReceived = F.JoinRequestEvent
 """Someone asked to join a conversation this account manages, through an invite link
-(SPEC.md 20.4; chatclient/links.py)."""
+(SPEC.md 19.4; chatclient/links.py)."""
 Event = (
     Message
     | Connected

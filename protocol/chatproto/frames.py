@@ -1782,7 +1782,7 @@ class PostEvent(Frame, tag="post_event", kw_only=True, frozen=True):
 
 # --------------------------------------------------------------------------- Moments (SPEC.md 22)
 # An account posts to its (mutual) contacts; bodies, comments and likes are ciphertexts its
-# clients made for that audience (E2E.md 9): the server stores and routes opaque bytes.
+# clients made for that audience (E2E.md 18): the server stores and routes opaque bytes.
 
 MomentBody = Annotated[bytes, msgspec.Meta(min_length=1, max_length=L.MAX_MOMENT_BYTES)]
 MomentCommentBody = Annotated[bytes, msgspec.Meta(max_length=L.MAX_MOMENT_COMMENT_BYTES)]

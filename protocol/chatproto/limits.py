@@ -20,7 +20,7 @@ MAX_MEMBERS_PER_REQUEST: Final = 256
 MAX_MEMBER_ENTRY_BYTES: Final = 16 * 1024
 """Largest signed membership-log entry body (E2E.md section 15)."""
 MAX_LINK_CHARS: Final = 256
-"""Longest invite link text a ``preview_link``/``join_link`` may carry (SPEC.md 20.1)."""
+"""Longest invite link text a ``preview_link``/``join_link`` may carry (SPEC.md 19.1)."""
 MAX_LINK_NAME_CHARS: Final = 64
 MAX_PAGE: Final = 500
 """Most messages one ``Fetch`` returns and one ``Sync`` page carries."""

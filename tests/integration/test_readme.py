@@ -110,6 +110,13 @@ async def test_the_readme_blocks_run_as_printed(chatd: ServerProcess, tmp_path: 
                     "preview []",
                     "frank got #1 from the channel: hello, followers",
                 ], text
+            if "gina.moments" in block:  # WeChat's rule: each reads its contacts' comments
+                assert text.splitlines() == [
+                    "hank sees ['at the beach']",
+                    "@gina reads ['lucky!', 'enjoy']",
+                    "@hank reads ['lucky!']",
+                    "@ivy reads ['enjoy']",
+                ], text
             if "pay_order" in block:
                 assert text.strip() == "4.50 USD"
     finally:

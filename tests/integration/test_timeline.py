@@ -126,6 +126,33 @@ async def test_a_posts_comments_and_counts_reach_only_connections_watching_its_t
         await carol.close()
 
 
+async def test_an_admin_who_does_not_follow_loses_the_feed_when_no_longer_an_admin(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """SPEC.md 20.7: the feed carries the channels the account follows or administers; an
+    admin the owner demotes, and who never followed, stops getting the channel's posts."""
+    alice = await _user(server, tmp_path, "alice")
+    bob = await _raw(server, "bob")  # an admin, watches its feed, follows nothing
+    carol = await _raw(server, "carol")  # has the channel's page open
+    try:
+        ch = (await alice.channels.create("daily", "Daily")).channel
+        await alice.channels.set_admin(ch, bob.account)
+        await _ok(bob, F.WatchFeed(id=bob.next_id()))
+        await _ok(carol, F.WatchChannel(id=carol.next_id(), channel=ch))
+        await alice.channels.publish_text(ch, "while bob is an admin")
+        await bob.expect(F.PostEvent)
+        await carol.expect(F.PostEvent)
+
+        await alice.channels.set_admin(ch, bob.account, admin=False)
+        await alice.channels.publish_text(ch, "after")
+        await carol.expect(F.PostEvent)
+        await _quiet(bob, F.PostEvent)
+    finally:
+        await alice.aclose()
+        await bob.close()
+        await carol.close()
+
+
 async def test_an_unfollow_stops_the_feed_on_every_connection_of_the_account(
     server: RunningServer, tmp_path: Path
 ) -> None:
