@@ -18,7 +18,9 @@ the cells of the attack table the other files leave open, against a real server:
   accepted after one was refused (SPEC.md 20.9);
 * comments racing their Moment's deletion on another node (two nodes, one PostgreSQL) are
   stored and deleted with it or ``NOT_FOUND``, and fail no one's write: this found a foreign key
-  violation that failed the whole batch (``UNAVAILABLE`` for every write in it).
+  violation that failed the whole batch (``UNAVAILABLE`` for every write in it);
+* a login racing an unfollow (or a follow) routes the new connection's feed as the change
+  ends, and a suspension ends a flooding watcher's connections and every watch of theirs.
 
 Races that touch the store run on SQLite and PostgreSQL.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -49,7 +52,9 @@ from creatorkit import (
 from paykit import Clients, mint, new_id
 from redisd import RedisServer
 from testkit import Raw
+from websockets.exceptions import ConnectionClosed
 
+from chatd.admin_cli import set_suspended
 from chatd.hub import WATCHED_CHANNELS, Hub
 from chatd.store import ledger_postgres
 
@@ -280,7 +285,7 @@ async def test_a_comment_hidden_from_a_reader_answers_as_one_that_does_not_exist
 
         async def probe(comment: int) -> list[tuple[str, int, str]]:
             frames: list[Any] = []
-            for _ in range(100):
+            for _ in range(40):
                 frames += [
                     F.DeleteMomentComment(id=carol.next_id(), moment=m, comment=comment),
                     F.CommentMoment(id=carol.next_id(), moment=m, reply_to=comment, body=b"r"),
@@ -470,3 +475,86 @@ async def test_comments_racing_the_deletion_of_their_moment_on_another_node(
         finally:
             await conn.close()
         assert left == 0
+
+
+async def test_a_login_racing_an_unfollow_or_a_follow_routes_the_feed_as_it_ends(
+    tmp_path: Path, db: str
+) -> None:
+    """Twenty times, bob logs in a new connection while his other connection unfollows (then
+    follows again) alice's channel; the new connection then watches its feed. After an
+    unfollow, alice's next post never reaches it; after a follow, it always does (SPEC.md 20.7:
+    the feed is what the account follows, whatever a login read before the change)."""
+    async with serving(tmp_path, db) as (_, clients):
+        alice, bob, carol = [await clients.registered(h) for h in ("alice", "bobby", "carol")]
+        ch = await channel(alice, "alicenews")
+        await carol.request(F.WatchChannel(id=carol.next_id(), channel=ch), F.Ok)
+        for trial in range(20):
+            seq = trial + 1
+            following = trial % 2 == 1
+            change: F.Frame = (F.Follow if following else F.Unfollow)(id=bob.next_id(), channel=ch)
+            if trial == 0:
+                await bob.request(F.Follow(id=bob.next_id(), channel=ch), F.ChannelAnswer)
+            fresh = await clients.connect()
+            await asyncio.gather(
+                fresh.login(bob.device, bob.key), bob.request(change, F.ChannelAnswer)
+            )
+            await fresh.request(F.WatchFeed(id=fresh.next_id()), F.Ok)
+            await publish(alice, ch, seq, f"post {seq}")
+            await carol.expect(F.PostEvent)  # pushed: fresh got it now or never
+            if following:
+                got = await fresh.expect(F.PostEvent)
+                assert got.post.seq == seq
+            else:
+                await fresh.request(F.GetTimeline(id=fresh.next_id(), limit=1), F.Timeline)
+                assert [f for f in fresh.backlog if isinstance(f, F.PostEvent)] == [], trial
+            await fresh.close()
+
+
+async def test_a_suspension_ends_a_flooding_watchers_connections_and_its_watches(
+    tmp_path: Path, db: str
+) -> None:
+    """Mallory watches a channel and its posts from three connections and floods reactions and
+    view reports while the operator suspends her: every connection is closed (1008), and the
+    node then holds no watch, route or subscription of hers."""
+    async with serving(tmp_path, db) as (server, clients):
+        hub = hub_of(server)
+        alice, mallory = [await clients.registered(h) for h in ("alice", "mallory")]
+        ch = await channel(alice, "alicenews")
+        for seq in range(1, 6):
+            await publish(alice, ch, seq)
+        conns = [mallory]
+        for _ in range(2):
+            c = await clients.connect()
+            await c.login(mallory.device, mallory.key)
+            conns.append(c)
+        for c in conns:
+            watches: list[F.Frame] = [F.WatchFeed(id=c.next_id())]
+            watches.append(F.WatchChannel(id=c.next_id(), channel=ch))
+            watches += [F.WatchPost(id=c.next_id(), channel=ch, seq=s) for s in range(1, 6)]
+            assert {type(a) for a in await pipelined(c, watches)} == {F.Ok}
+
+        async def flood(c: Raw) -> None:
+            for i in range(300):
+                f: F.Frame = (
+                    F.ReactPost(id=c.next_id(), channel=ch, seq=i % 5 + 1, emoji="🔥")
+                    if i % 2
+                    else F.ViewPosts(id=c.next_id(), channel=ch, seqs=[i % 5 + 1])
+                )
+                try:
+                    await c.send_frame(f)
+                except ConnectionClosed:
+                    return
+
+        async def suspend() -> None:
+            db_path = db if db.startswith("postgres") else str(tmp_path / "chatd.db")
+            now = int(time.time() * 1000)
+            assert await asyncio.to_thread(set_suspended, db_path, "@mallory", now)
+
+        await asyncio.gather(*(flood(c) for c in conns), suspend())
+        closes = await asyncio.gather(*(c.until_closed(10) for c in conns))
+        assert closes == [1008, 1008, 1008]
+        async with asyncio.timeout(10):
+            while hub.outlets_of(mallory.account):
+                await asyncio.sleep(0.01)
+        assert not any(o.account == mallory.account for o in (*hub._open, *hub._threads))
+        assert hub._channels == {} and hub._posts == {}
