@@ -82,8 +82,16 @@ _RETRY = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.UniqueViolationError,
+    asyncpg.exceptions.ForeignKeyViolationError,
 )
-"""Errors that mean another node won a race: the batch is rolled back and run again."""
+"""Errors that mean another node won a race: the batch is rolled back and run again.
+
+A foreign key is one: every write checks in its own transaction that the rows it references
+exist, so a violation means another node's transaction removed or referenced them in between
+(a comment under a Moment its author deletes on another node: the comment's insert, or the
+deletion of the Moment, finds the other committed). Run again, each sees the other: the
+comment is ``NOT_FOUND``, or the deletion takes it too. Without this the whole batch failed,
+every write in it answered ``UNAVAILABLE``."""
 
 _LOST = (
     OSError,
