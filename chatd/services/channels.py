@@ -22,6 +22,7 @@ from chatproto import frames as F
 from chatproto.errors import ChatProtoError, ErrorCode, SignatureError
 
 from chatd import envelope
+from chatd.core import pages
 from chatd.core.publishing import decode_cursor
 from chatd.errors import ChatdError, Forbidden, Invalid, NotFound, RateLimited
 from chatd.services.creators import CreatorService
@@ -103,8 +104,9 @@ class ChannelService:
                 self._push_thread(f.channel, f.seq, event, conn)
                 return F.Commented(re=f.id, channel=f.channel, seq=f.seq, comment=info)
             case F.GetComments():
-                items, total = await self._d.store.comments(f.channel, f.seq, f.after, f.limit)
-                more = len(items) == f.limit
+                rows, total = await self._d.store.comments(f.channel, f.seq, f.after, f.limit)
+                items, cut = pages.fit(rows)  # comments are up to 64 KiB each (SPEC.md 11.5)
+                more = (cut or len(rows) == f.limit) and bool(items)
                 return F.Comments(
                     re=f.id,
                     channel=f.channel,
@@ -241,9 +243,11 @@ class ChannelService:
         """A page of posts, newest first: anyone may read a public channel (the preview)."""
         if await self._d.store.channel(f.channel, 0) is None:
             raise NotFound("no such channel")
-        items = await self._d.store.posts_before(f.channel, f.before, f.limit)
-        items = await self._creators.readable(account, f.channel, items)
-        more = len(items) == f.limit and items[-1].seq > 1
+        rows = await self._d.store.posts_before(f.channel, f.before, f.limit)
+        rows = await self._creators.readable(account, f.channel, rows)
+        # Cut to fit one frame (SPEC.md 11.5): a post is up to 64 KiB, a page up to 500 posts.
+        items, cut = pages.fit(rows)
+        more = (cut or len(rows) == f.limit) and bool(items) and items[-1].seq > 1
         return F.Posts(re=f.id, channel=f.channel, items=items, next=items[-1].seq if more else 0)
 
     async def history(self, account: int, f: F.GetPostHistory) -> F.Posts:

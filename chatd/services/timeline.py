@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from chatproto import frames as F
 
+from chatd.core import pages
 from chatd.core import timeline as tl
 from chatd.errors import NotFound
 from chatd.hub import Outlet
@@ -60,7 +61,11 @@ class TimelineService:
         page = tl.merge(
             f.limit, [[_post_entry(r) for r in posts], [_moment_entry(m) for m in moments]]
         )
-        return F.Timeline(re=f.id, items=[e.item for e in page.entries], next=page.next)
+        # Cut to fit one frame (SPEC.md 11.5): posts and Moments are up to 64 KiB each, so a
+        # full page may not fit; the next page starts after the last item that did.
+        entries, cut = pages.fit(page.entries, size=lambda e: pages.encoded_size(e.item))
+        nxt = entries[-1].key.encode() if cut and entries else page.next
+        return F.Timeline(re=f.id, items=[e.item for e in entries], next=nxt)
 
     async def _readable(self, account: int, rows: list[TimelinePost]) -> list[TimelinePost]:
         """Paid posts as ``account`` may read them: one access read per channel with one."""

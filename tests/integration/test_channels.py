@@ -263,3 +263,51 @@ async def test_followers_see_new_comments_and_counts_pushed_in_aggregate(
     finally:
         for c in (alice, bob, stranger, *fans):
             await c.aclose()
+
+
+async def test_long_posts_and_comments_come_in_pages_that_fit_a_frame(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """SPEC.md 11.5: six posts and six comments of 60 KB (15,000 characters, each 4 bytes of
+    UTF-8; a page of them is 360 KB, over the 256 KiB frame) are read in pages cut to fit, each
+    with the cursor of its last item, every one exactly once: the posts, the timeline and the
+    thread."""
+    alice = await _user(server, tmp_path, "alice")
+    bob = await _user(server, tmp_path, "bob")
+    try:
+        ch = (await alice.channels.create("long_reads", "Long reads")).channel
+        await bob.channels.follow(ch)
+        for n in range(1, 7):
+            await alice.channels.publish_text(ch, str(n) + "\N{GRINNING FACE}" * 14_999)
+            await bob.channels.comment(ch, 1, str(n) + "\N{GRINNING FACE}" * 14_999)
+
+        seqs: list[int] = []
+        page = await bob.channels.posts(ch)
+        while True:
+            assert page.rejected == [] and 0 < len(page.posts) < 6
+            seqs += [p.seq for p in page.posts]
+            if not page.next:
+                break
+            page = await bob.channels.posts(ch, before=page.next)
+        assert seqs == [6, 5, 4, 3, 2, 1]
+
+        timeline = [e.post.seq async for e in bob.timeline.entries() if e.post is not None]
+        assert timeline == [6, 5, 4, 3, 2, 1]
+
+        texts: list[str] = []
+        after = 0
+        while True:
+            thread = await bob.channels.comments(ch, 1, after=after)
+            assert 0 < len(thread.items) < 6 and thread.total == 6
+            for c in thread.items:
+                body = kinds.decode_content(c.kind, c.content)
+                assert isinstance(body, kinds.Text)
+                texts.append(body.text[0])
+                assert len(c.content) > 59_000
+            if not thread.next:
+                break
+            after = thread.next
+        assert texts == [str(n) for n in range(1, 7)]
+    finally:
+        await alice.aclose()
+        await bob.aclose()
