@@ -8,7 +8,8 @@ the cells of the attack table the other files leave open, against a real server:
 * a paid post reaches a non-subscriber -- a follower watching the feed, a stranger watching the
   channel, an admin removed since -- only as its placeholder, whether pushed or read from the
   timeline or the channel (SPEC.md 15.14, 20.7, 20.8);
-* a creator raising its price while the sweep renews its subscribers and new subscribers sign
+* nobody but a channel's owner (an admin included) sets its price, 500 times each; a creator
+  raising its price while the sweep renews its subscribers and new subscribers sign
   at the old price never charges anyone more than the mandate they signed (SPEC.md 15.13);
 * a Moment's reader cannot tell a comment hidden from it (its author is not the reader's
   contact) from a comment that does not exist, whatever frame names it (SPEC.md 22.2);
@@ -109,6 +110,10 @@ async def pipelined(r: Raw, frames: list[Any]) -> list[F.ServerFrame]:
     return [await r._reply(f.id, timeout=30) for f in frames]
 
 
+def codes_of(answers: list[F.ServerFrame]) -> set[int]:
+    return {a.code if isinstance(a, F.Error) else -1 for a in answers}
+
+
 def answer(f: F.ServerFrame) -> tuple[str, int, str]:
     """What a client can tell of an answer: its type, and an error's code and message."""
     if isinstance(f, F.Error):
@@ -206,9 +211,26 @@ async def test_a_price_raised_while_subscribers_renew_and_sign_charges_no_one_mo
     async with serving(tmp_path, db, clock) as (server, clients):
         services = server.app.services
         assert services is not None
-        alice = await clients.registered("alice")
+        alice, admin, mallory = [await clients.registered(h) for h in ("alice", "admin", "mallory")]
         ch = await channel(alice, "alicenews")
         await set_price(alice, ch, 100, DAY)
+        await alice.request(
+            F.SetChannelAdmin(id=alice.next_id(), channel=ch, account=admin.account), F.Ok
+        )
+        # nobody but the owner prices its channel, an admin included, however often
+        for r in (admin, mallory):
+            tries = [
+                F.SetChannelPrice(
+                    id=r.next_id(), channel=ch, amount=(0, 1, 9_000)[i % 3], currency="USD",
+                    period=DAY,
+                )
+                for i in range(500)
+            ]  # fmt: skip
+            assert codes_of(await pipelined(r, tries)) == {int(ErrorCode.FORBIDDEN)}
+        price = await mallory.request(
+            F.GetChannelPrice(id=mallory.next_id(), channel=ch), F.ChannelPrice
+        )
+        assert (price.amount, price.owner) == (100, alice.account)
         fans = []
         for i in range(10):
             fan = await clients.registered(f"fan{i}")
