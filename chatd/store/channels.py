@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from chatproto import frames as F
 from chatproto import posts
+from chatproto.limits import MAX_REACTION_COUNTS
 
 from chatd.core import timeline as timeline_rules
 from chatd.core.handles import SKELETON_SQL, skeleton
@@ -426,8 +427,8 @@ async def _counts(db: Sql, channel: int, seq: int, account: int) -> list[F.React
     rows = await db.fetch(
         "SELECT c.emoji, c.count, EXISTS (SELECT 1 FROM pub_reactions r WHERE r.channel=c.channel"
         " AND r.seq=c.seq AND r.emoji=c.emoji AND r.account=?) FROM pub_reaction_counts c"
-        " WHERE c.channel=? AND c.seq=? AND c.count>0 ORDER BY c.count DESC, c.emoji",
-        *(account, channel, seq),
+        " WHERE c.channel=? AND c.seq=? AND c.count>0 ORDER BY c.count DESC, c.emoji LIMIT ?",
+        *(account, channel, seq, MAX_REACTION_COUNTS),
     )
     return [F.ReactionCount(emoji=str(e), count=int(n), mine=bool(m)) for e, n, m in rows]
 

@@ -98,6 +98,10 @@ MAX_MOMENT_COMMENT_BYTES: Final = 16 * 1024
 """A Moment comment's or like's ciphertext."""
 MAX_MOMENT_AUDIENCE: Final = 5000
 """Accounts one Moment may be posted to."""
+MAX_REACTION_COUNTS: Final = 100
+"""Emojis a post's counts list (the largest counts; SPEC.md 20.6): any string of 1-16 code
+points is an emoji, so without a bound one account reacting 4,000 times made every answer and
+push of the post's counts larger than a frame."""
 
 # Moderation and views of public channels (SPEC.md 20.9).
 MAX_VIEW_SEQS: Final = 100

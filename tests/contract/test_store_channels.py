@@ -221,6 +221,10 @@ async def test_comments_and_reaction_counts(store: Store, make_account: MakeAcco
     counts = await store.react(ch, 1, readers[1], "👍", True, now=NOW)
     assert [(c.emoji, c.count, c.mine) for c in counts] == [("👍", 19, False), ("🎉", 10, False)]
     assert [c.mine for c in await store.reactions(ch, 1, readers[0])] == [False, True]
+    # Any short string is an emoji: one account's 150 of them list the 100 largest counts.
+    for i in range(150):
+        counts = await store.react(ch, 1, bob.id, f"{i:03d}", False, now=NOW)
+    assert len(counts) == 100 and [c.emoji for c in counts[:3]] == ["👍", "🎉", "000"]
 
 
 async def test_a_post_stored_by_a_node_of_the_previous_version_takes_its_time_in_the_timeline(
