@@ -255,4 +255,8 @@ class ChannelService:
         if not items:
             raise NotFound("no such post")
         items = await self._creators.readable(account, f.channel, items)
+        # The newest versions that fit one frame (SPEC.md 11.5): a version is up to 64 KiB and
+        # their number has no bound, and the current one is what an editor (the next ``ver``)
+        # and a subscriber reading a paid post need.
+        items, _ = pages.fit_from_end(items)
         return F.Posts(re=f.id, channel=f.channel, items=items)

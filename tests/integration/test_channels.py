@@ -311,3 +311,25 @@ async def test_long_posts_and_comments_come_in_pages_that_fit_a_frame(
     finally:
         await alice.aclose()
         await bob.aclose()
+
+
+async def test_a_long_post_edited_many_times_can_still_be_edited_deleted_and_read(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """SPEC.md 20.1, 11.5: six versions of 60 KB are more than a frame; the history answers the
+    newest that fit, so the SDK (which reads it for the next version) still edits and deletes."""
+    alice = await _user(server, tmp_path, "alice")
+    try:
+        ch = (await alice.channels.create("long_reads", "Long reads")).channel
+        seq = await alice.channels.publish_text(ch, "0" + "\N{GRINNING FACE}" * 14_999)
+        for n in range(1, 6):
+            assert (
+                await alice.channels.edit_text(ch, seq, str(n) + "\N{GRINNING FACE}" * 14_999) == n
+            )
+        history = await alice.channels.history(ch, seq)
+        assert history.rejected == [] and 0 < len(history.posts) < 6
+        assert history.posts[-1].ver == 5
+        assert await alice.channels.delete(ch, seq) == 6
+        assert (await alice.channels.posts(ch)).posts[0].deleted
+    finally:
+        await alice.aclose()
