@@ -5,8 +5,9 @@ seq or the post's next version, inside the write) and stored ONCE; its ``post_ev
 encoded once and published on the channel's topic, which only nodes with a connection watching
 it subscribe to (SPEC.md 20.7: the feed of a follower, or the channel's page), so a post costs
 one row and one push per watching connection, never a write per follower; comments and reaction
-counts go on the post's own topic, to the connections watching its thread. Followers who were offline read the channel's history (``get_posts``) when they come
-back; anyone may read it before following (the preview).
+counts go on the post's own topic, to the connections watching its thread. Followers who were
+offline read the channel's history (``get_posts``) when they come back; anyone may read it
+before following (the preview).
 
 The server cannot make or alter a post that verifies: the signature covers every field a reader
 shows (``chatproto.posts``), and readers check it against the publisher's signed device list.
@@ -211,7 +212,7 @@ class ChannelService:
 
     async def publish(self, account: int, device: int, conn: int, f: F.Publish) -> F.Published:
         """Check the signature, store the post (the rules run inside the write), then push it
-        to the channel's connected followers once."""
+        once to the connections watching it (SPEC.md 20.7)."""
         d = self._d
         post = F.Post(
             channel=f.channel,

@@ -1755,8 +1755,8 @@ class Reactions(Frame, tag="reactions", kw_only=True, frozen=True):
 
 
 class CommentEvent(Frame, tag="comment_event", kw_only=True, frozen=True):
-    """A new comment under post ``seq``, pushed like ``post_event`` to the channel's connected
-    followers and admins (not to its author's connection)."""
+    """A new comment under post ``seq``, pushed to the connections watching the post's thread
+    (``watch_post``, SPEC.md 20.7), not to the commenting connection."""
 
     channel: Id
     seq: Id
@@ -1764,9 +1764,9 @@ class CommentEvent(Frame, tag="comment_event", kw_only=True, frozen=True):
 
 
 class ReactionsEvent(Frame, tag="reactions_event", kw_only=True, frozen=True):
-    """Post ``seq``'s reaction counts after recent changes, pushed to the channel's connected
-    followers at most once a second per post and node, however many reactions came meanwhile
-    (``mine`` is never set: ask ``get_reactions``)."""
+    """Post ``seq``'s reaction counts after recent changes, pushed to the connections watching
+    the post's thread (``watch_post``, SPEC.md 20.7) at most once a second per post and node,
+    however many reactions came meanwhile (``mine`` is never set: ask ``get_reactions``)."""
 
     channel: Id
     seq: Id
@@ -1774,8 +1774,9 @@ class ReactionsEvent(Frame, tag="reactions_event", kw_only=True, frozen=True):
 
 
 class PostEvent(Frame, tag="post_event", kw_only=True, frozen=True):
-    """A post (or a new version of one) of a channel the connection's account follows or
-    administers, pushed as it is stored."""
+    """A post (or a new version of one), pushed as it is stored to the connections watching the
+    feed of an account that follows or administers its channel, or the channel itself
+    (SPEC.md 20.7)."""
 
     post: Post
 
