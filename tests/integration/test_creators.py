@@ -156,6 +156,31 @@ async def test_a_subscription_is_charged_at_once_renewed_by_the_sweep_and_cancel
     assert report.ok, report
 
 
+async def test_a_subscription_the_wallet_cannot_pay_is_refused_and_leaves_nothing(
+    server: RunningServer, people: People
+) -> None:
+    """SPEC.md 15.13: the first period is charged in the subscribe's own transaction; a wallet
+    short of it is INSUFFICIENT_FUNDS and nothing is stored (no mandate, no receipt, no money
+    moved), so the same subscriber signs again once it has the money."""
+    alice, carol = await people("alice"), await people("carol")
+    db = _db(server)
+    news = await alice.channels.create("alicenews", "Alice News")
+    await alice.creators.set_price(news.channel, "4.99", "USD", days=1)
+    await mint(db, carol.keystore.account, 100)
+    with pytest.raises(RequestError) as short:
+        await carol.creators.subscribe(news.channel, periods=3, amount="4.99")
+    assert short.value.code == ErrorCode.INSUFFICIENT_FUNDS
+    assert (await carol.creators.subscriptions())[0] == []
+    assert (await alice.creators.subscriptions(news.channel))[0] == []
+    assert balances(db, carol.keystore.account) == {"USD": 100}
+    await mint(db, carol.keystore.account, 500)
+    sub, first = await carol.creators.subscribe(news.channel, periods=3, amount="4.99")
+    assert (sub.state, first.n) == ("active", 1)
+    assert balances(db, carol.keystore.account) == {"USD": 101}
+    report = audit(db)
+    assert report.ok, report
+
+
 async def test_a_short_wallet_goes_past_due_then_lapsed_and_loses_the_paid_posts(
     server: RunningServer, people: People, clock: MovableClock
 ) -> None:
