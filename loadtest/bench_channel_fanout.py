@@ -162,7 +162,7 @@ async def run(args: argparse.Namespace, followers: int) -> dict[str, Any]:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        server = LocalServer(Path(tmp), cpu=None, synchronous="NORMAL")
+        server = LocalServer(Path(tmp), cpu=args.server_cpu, synchronous="NORMAL")
         try:
             await server.wait_ready()
             pub = await Peer.open(server.url)
@@ -284,6 +284,12 @@ def main() -> None:
     p.add_argument("--connected", type=int, default=2_000)
     p.add_argument("--posts", type=int, default=20)
     p.add_argument("--store-posts", type=int, default=200)
+    p.add_argument(
+        "--server-cpu",
+        type=int,
+        default=None,
+        help="pin the server to this core (run the benchmark itself with taskset on another)",
+    )
     p.add_argument(
         "--seed-offline",
         action="store_true",
