@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatproto import frames as F
-from chatproto import kinds, posts
+from chatproto import kinds, links, posts
 from chatproto import limits as L
 from chatproto.errors import ChatProtoError, CryptoError, ErrorCode
 
@@ -96,10 +96,19 @@ class Channels:
         frame = F.CreateChannel(id=self._c.next_id(), handle=handle, title=title, about=about)
         return (await self._c.call(frame, F.ChannelAnswer)).info
 
-    async def find(self, handle: str) -> F.ChannelInfo:
-        """A channel by handle (``NotFound``)."""
-        frame = F.FindChannel(id=self._c.next_id(), handle=handle.removeprefix("@"))
+    async def find(self, ref: str) -> F.ChannelInfo:
+        """A channel by its link (``chatd://channel/<handle>``), ``@handle`` or handle, as a
+        user pastes it (``NotFound``; text that names no handle raises ``ChatProtoError``
+        INVALID before anything is sent). The lookup is ``find_channel``: a link is only the
+        handle, so it finds exactly what the handle finds (SPEC.md 20.1)."""
+        handle = links.parse_channel_ref(ref)
+        frame = F.FindChannel(id=self._c.next_id(), handle=handle)
         return (await self._c.call(frame, F.ChannelAnswer)).info
+
+    @staticmethod
+    def link(info: F.ChannelInfo) -> str:
+        """The shareable link of channel ``info``: ``chatd://channel/<handle>``."""
+        return links.channel_link(info.handle)
 
     async def search(
         self, query: str, *, after: str = "", limit: int = 20

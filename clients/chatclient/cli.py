@@ -683,7 +683,8 @@ class Session:
                 info = await ch.create(handle, title, about)
                 self.names.channels[info.channel] = info.handle
                 self.show(
-                    f"public channel @{info.handle} created: /publish @{info.handle} text",
+                    f"public channel @{info.handle} created: /publish @{info.handle} text;"
+                    f" share it as {ch.link(info)}",
                     "system",
                 )
             case Publish(handle, text):
@@ -701,7 +702,10 @@ class Session:
                 channel = await self._channel(handle)
                 info = await (ch.follow(channel) if follow else ch.unfollow(channel))
                 what = "following" if info.following else "no longer following"
-                self.show(f"{what} @{handle} ({info.followers} followers)", "system")
+                self.show(
+                    f"{what} @{handle} ({info.followers} followers; link {ch.link(info)})",
+                    "system",
+                )
             case Search(query):
                 after = ""
                 if query == "more":

@@ -846,7 +846,9 @@ commands:
   /file PATH                 send a file here, end-to-end encrypted (/image PATH: a photo,
                              with its size and a thumbnail)
   /save N [PATH]             save the file of message #N here (/seqs) to PATH or its name
-  /public @handle "Title" [description]  create a public channel anyone can find and follow
+  /public @handle "Title" [description]  create a public channel anyone can find and follow;
+                             prints its link chatd://channel/HANDLE, which every @channel
+                             below also takes
   /publish @channel text     publish a post in your public channel (signed by this device)
   /editpost @channel SEQ text  publish a new version of post SEQ (its history is kept)
   /delpost @channel SEQ      delete post SEQ (a signed tombstone replaces it)
@@ -1001,6 +1003,22 @@ def parse_handle(word: str) -> str:
     return handle
 
 
+def is_channel_ref(word: str) -> bool:
+    """Whether ``word`` is meant as a public channel: ``@handle`` or a channel link."""
+    return word.startswith(("@", links.CHANNEL_PREFIX))
+
+
+def parse_channel(word: str) -> str:
+    """A public channel's handle from ``@News``, ``news`` or ``chatd://channel/news`` (the link
+    ``/public`` prints, SPEC.md 20.1); ``ParseError`` for anything else."""
+    if not word.startswith(links.CHANNEL_PREFIX):
+        return parse_handle(word)
+    try:
+        return links.parse_channel_ref(word)
+    except ChatProtoError:
+        raise ParseError(f"not a channel link: {word}") from None
+
+
 def parse_currency(word: str) -> str:
     """``usd`` -> ``USD``; ``ParseError`` for what is not an ISO 4217 code."""
     code = word.upper()
@@ -1020,7 +1038,7 @@ def parse_money(text: str, currency: str) -> str:
 
 def _creator_command(name: str, args: list[str], rest: str, confirmed: bool) -> Command:
     """The creators' commands (SPEC.md 15.12-15.14)."""
-    channel = parse_handle(args[0]) if args and args[0].startswith("@") else ""
+    channel = parse_channel(args[0]) if args and is_channel_ref(args[0]) else ""
     match name:
         case "tip":
             if len(args) != 4 or not channel or not args[1].isdigit():
@@ -1057,9 +1075,9 @@ def _creator_command(name: str, args: list[str], rest: str, confirmed: bool) -> 
                 raise ParseError("usage: /subscription [@channel]")
             return ShowSubscriptions(channel)
     handle, _, text = rest.strip().partition(" ")
-    if not handle.startswith("@") or not text.strip():
+    if not is_channel_ref(handle) or not text.strip():
         raise ParseError("usage: /paidpost @channel text")
-    return PaidPost(parse_handle(handle), text.strip())
+    return PaidPost(parse_channel(handle), text.strip())
 
 
 def _params(words: list[str], usage: str) -> tuple[tuple[str, str], ...]:
@@ -1113,16 +1131,16 @@ def _parse_moderation(name: str, args: list[str]) -> Command:
         case "commentbans":
             if len(args) != 1:
                 raise ParseError("usage: /commentbans @channel")
-            return CommentBanList(parse_handle(args[0]))
+            return CommentBanList(parse_channel(args[0]))
         case "slowmode":
             text = "usage: /slowmode @channel SECONDS|off"
             if len(args) != 2:
                 raise ParseError(text)
             if args[1].lower() == "off":
-                return SlowMode(parse_handle(args[0]), 0)
+                return SlowMode(parse_channel(args[0]), 0)
             if not args[1].isdigit() or int(args[1]) > 3600:
                 raise ParseError(f"{text} (at most 3600)")
-            return SlowMode(parse_handle(args[0]), int(args[1]))
+            return SlowMode(parse_channel(args[0]), int(args[1]))
     lift = name == "unbancomments"
     text = (
         "usage: /unbancomments @channel @user|#N"
@@ -1147,7 +1165,7 @@ def _parse_moderation(name: str, args: list[str]) -> Command:
             delete = True
         else:
             raise ParseError(text)
-    return BanComments(parse_handle(args[0]), who, seconds, delete, lift)
+    return BanComments(parse_channel(args[0]), who, seconds, delete, lift)
 
 
 def parse_command(line: str) -> Command | None:
@@ -1295,22 +1313,22 @@ def parse_command(line: str) -> Command | None:
             return NewPublic(parse_handle(args[0]), _title(args[1]), " ".join(args[2:]))
         case "publish":
             handle, _, text = rest.strip().partition(" ")
-            if not handle.startswith("@") or not text.strip():
+            if not is_channel_ref(handle) or not text.strip():
                 raise usage("/publish @channel text")
-            return Publish(parse_handle(handle), text.strip())
+            return Publish(parse_channel(handle), text.strip())
         case "editpost":
             words = rest.strip().split(" ", 2)
-            if len(words) < 3 or not words[0].startswith("@") or not words[1].isdigit():
+            if len(words) < 3 or not is_channel_ref(words[0]) or not words[1].isdigit():
                 raise usage("/editpost @channel SEQ text")
-            return EditPost(parse_handle(words[0]), int(words[1]), words[2].strip())
+            return EditPost(parse_channel(words[0]), int(words[1]), words[2].strip())
         case "delpost":
-            if len(args) != 2 or not args[0].startswith("@") or not args[1].isdigit():
+            if len(args) != 2 or not is_channel_ref(args[0]) or not args[1].isdigit():
                 raise usage("/delpost @channel SEQ")
-            return EditPost(parse_handle(args[0]), int(args[1]), None)
+            return EditPost(parse_channel(args[0]), int(args[1]), None)
         case "follow" | "unfollow":
             if len(args) != 1:
                 raise usage(f"/{name} @channel")
-            return Follow(parse_handle(args[0]), name == "follow")
+            return Follow(parse_channel(args[0]), name == "follow")
         case "search":
             if not rest.strip():
                 raise usage("/search WORDS | /search more")
@@ -1318,7 +1336,7 @@ def parse_command(line: str) -> Command | None:
         case "comment":
             words = rest.strip().split(" ", 2)
             text = "/comment @channel SEQ [#N] text"
-            if len(words) < 3 or not words[0].startswith("@") or not words[1].isdigit():
+            if len(words) < 3 or not is_channel_ref(words[0]) or not words[1].isdigit():
                 raise usage(text)
             reply_to, body = 0, words[2].strip()
             first, _, after = body.partition(" ")
@@ -1326,15 +1344,15 @@ def parse_command(line: str) -> Command | None:
                 reply_to, body = int(first[1:]), after.strip()
             if not body:
                 raise usage(text)
-            return CommentPost(parse_handle(words[0]), int(words[1]), body, reply_to)
+            return CommentPost(parse_channel(words[0]), int(words[1]), body, reply_to)
         case "comments":
             if len(args) != 2 or not args[1].isdigit():
                 raise usage("/comments @channel SEQ")
-            return ShowComments(parse_handle(args[0]), int(args[1]))
+            return ShowComments(parse_channel(args[0]), int(args[1]))
         case "reactpost" | "unreactpost":
             if len(args) != 3 or not args[1].isdigit():
                 raise usage(f"/{name} @channel SEQ EMOJI")
-            return ReactToPost(parse_handle(args[0]), int(args[1]), args[2], name == "unreactpost")
+            return ReactToPost(parse_channel(args[0]), int(args[1]), args[2], name == "unreactpost")
         case "tip" | "price" | "subscribe" | "unsubscribe" | "subscription" | "paidpost":
             return _creator_command(name, args, rest, confirmed)
         case "bancomments" | "unbancomments" | "commentbans" | "slowmode":
@@ -1388,7 +1406,7 @@ def parse_command(line: str) -> Command | None:
             if not 1 <= len(args) <= 2 or (len(args) == 2 and not args[1].isdigit()):
                 raise usage("/posts @channel [N]")
             count = min(int(args[1]), MAX_PAGE) if len(args) == 2 else 10
-            return ShowPosts(parse_handle(args[0]), max(count, 1))
+            return ShowPosts(parse_channel(args[0]), max(count, 1))
         case "privacy":
             if not args:
                 return Privacy()

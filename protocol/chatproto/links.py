@@ -2,6 +2,10 @@
 base64url (no padding) over 24 bytes: an 8-byte selector the server finds the link by, then a
 16-byte tag only the server can make (HMAC under its secret). Pure: the server checks the tag
 (``chatd.core.links``), a client only reads and writes the text.
+
+Public channel links (SPEC.md 20.1): ``chatd://channel/<handle>``. The link is only the
+channel's public handle, so it holds no secret and the server never sees it: a client parses it
+here and looks the channel up with ``find_channel``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ import base64
 import binascii
 import re
 from typing import Final
+
+from chatproto import limits as L
+from chatproto.errors import ChatProtoError, ErrorCode
 
 PREFIX: Final = "chatd://join/"
 """The shareable form is this prefix, then the token."""
@@ -50,3 +57,33 @@ def decode_token(text: str) -> tuple[bytes, bytes] | None:
     except (binascii.Error, ValueError):
         return None
     return raw[:SELECTOR_BYTES], raw[SELECTOR_BYTES:]
+
+
+CHANNEL_PREFIX: Final = "chatd://channel/"
+"""A public channel's shareable form is this prefix, then its handle (SPEC.md 20.1)."""
+_HANDLE = re.compile(L.HANDLE_PATTERN)
+
+
+def _handle_or_raise(handle: str, text: str) -> str:
+    if not (L.MIN_HANDLE_CHARS <= len(handle) <= L.MAX_HANDLE_CHARS) or not _HANDLE.match(handle):
+        raise ChatProtoError(f"not a channel link or handle: {text[:80]!r}", ErrorCode.INVALID)
+    return handle
+
+
+def channel_link(handle: str) -> str:
+    """The shareable link of the public channel with ``handle`` (SPEC.md 2's rules, else
+    ``ChatProtoError`` INVALID: a link that no client could parse back is never made)."""
+    return CHANNEL_PREFIX + _handle_or_raise(handle, handle)
+
+
+def parse_channel_ref(text: str) -> str:
+    """The handle ``text`` names: a channel link, ``@handle`` or the bare handle, surrounding
+    whitespace ignored (what a user pastes). The handle itself is taken as is (no case folding:
+    handles are lowercase on the wire, so ``chatd://channel/News`` is refused, not guessed at);
+    anything else raises ``ChatProtoError`` with code INVALID."""
+    ref = text.strip()
+    if ref.startswith(CHANNEL_PREFIX):
+        ref = ref[len(CHANNEL_PREFIX) :]
+    elif ref.startswith("@"):
+        ref = ref[1:]
+    return _handle_or_raise(ref, text)

@@ -16,7 +16,7 @@ import pytest
 from chatclient import Client, NotFound, RequestError
 from chatclient.events import ChannelComment, ChannelPost, PostReactions, SecurityWarning
 from chatproto import kinds
-from chatproto.errors import ErrorCode
+from chatproto.errors import ChatProtoError, ErrorCode
 from conftest import RunningServer
 from serverkit import sdk_user, serving
 
@@ -81,6 +81,35 @@ async def test_a_public_channel_from_creation_to_a_verified_live_post(
         assert (await carol.channels.find("daily_news")).followers == 1
     finally:
         for c in (alice, bob, carol):
+            await c.aclose()
+
+
+async def test_a_second_client_finds_and_follows_a_channel_from_its_link(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """SPEC.md 20.1: the link is the handle only; ``find`` takes it, ``@handle`` or the handle,
+    and refuses other text before asking the server."""
+    alice = await sdk_user(server, tmp_path, "alice")
+    bob = await sdk_user(server, tmp_path, "bob")
+    try:
+        info = await alice.channels.create("link_news", "Link News")
+        link = alice.channels.link(info)
+        assert link == "chatd://channel/link_news"
+        for ref in (link, f" {link}\n", "@link_news", "link_news"):
+            assert (await bob.channels.find(ref)).channel == info.channel
+        followed = await bob.channels.follow((await bob.channels.find(link)).channel)
+        assert followed.following and followed.followers == 1
+        await bob.timeline.watch_feed()
+        await alice.channels.publish_text(info.channel, "via the link")
+        got = await _next_post(bob)
+        assert isinstance(got, ChannelPost) and got.text == "via the link"
+        with pytest.raises(NotFound):
+            await bob.channels.find("chatd://channel/no_such_news")
+        for bad in ("chatd://channel/Link_News", "chatd://join/link_news", "chatd://channel/"):
+            with pytest.raises(ChatProtoError):
+                await bob.channels.find(bad)
+    finally:
+        for c in (alice, bob):
             await c.aclose()
 
 

@@ -44,6 +44,13 @@ from integration.test_chat_cli import Terminal, _register
         ("/timeline more", ShowTimeline(more=True)),
         ("/reactpost @daily 3 👍", ReactToPost("daily", 3, "👍")),
         ("/unreactpost @daily 3 👍", ReactToPost("daily", 3, "👍", remove=True)),
+        # every @channel also takes the channel's link (SPEC.md 20.1)
+        ("/follow chatd://channel/daily", Follow("daily")),
+        ("/posts chatd://channel/daily 5", ShowPosts("daily", 5)),
+        ("/publish chatd://channel/daily hi", Publish("daily", "hi")),
+        ("/delpost chatd://channel/daily 3", EditPost("daily", 3, None)),
+        ("/comment chatd://channel/daily 3 so true", CommentPost("daily", 3, "so true")),
+        ("/reactpost chatd://channel/daily 3 👍", ReactToPost("daily", 3, "👍")),
     ],
 )
 def test_parse_channel_commands(line: str, expected: object) -> None:
@@ -60,6 +67,9 @@ def test_parse_channel_commands(line: str, expected: object) -> None:
         ("/search", "usage: /search WORDS | /search more"),
         ("/posts @daily many", "usage: /posts @channel [N]"),
         ("/timeline all", "usage: /timeline [more]"),
+        ("/follow chatd://channel/Daily", "not a channel link: chatd://channel/Daily"),
+        ("/posts chatd://channel/", "not a channel link"),
+        ("/follow chatd://join/daily", "not a handle"),
     ],
 )
 def test_channel_commands_say_their_usage(line: str, message: str) -> None:
@@ -88,7 +98,9 @@ async def test_publish_follow_search_and_read_a_public_channel(tmp_path: Path) -
             bob.send("/posts @daily_news")
             await bob.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d good morning$")
             bob.send("/follow @daily_news")
-            await bob.wait_for(r"^following @daily_news \(1 followers\)$")
+            await bob.wait_for(
+                r"^following @daily_news \(1 followers; link chatd://channel/daily_news\)$"
+            )
             alice.send("/publish @daily_news the news at noon")
             await bob.wait_for(r"^\[@daily_news\] #2 \d\d:\d\d the news at noon$")
             alice.send("/editpost @daily_news 2 the news at one")
@@ -114,12 +126,45 @@ async def test_publish_follow_search_and_read_a_public_channel(tmp_path: Path) -
             await bob.wait_for(r"^no older posts in your timeline$", mark)
             assert "#1" not in bob.text[mark:]  # deleted: not in the timeline
             bob.send("/unfollow @daily_news")
-            await bob.wait_for(r"^no longer following @daily_news \(0 followers\)$")
+            await bob.wait_for(
+                r"^no longer following @daily_news \(0 followers; link chatd://channel/daily_news\)$"
+            )
             alice.send("/publish @daily_news after bob left")
             await alice.wait_for(r"^\[@daily_news\] #3 published$")
             bob.send("/posts @daily_news 1")
             await bob.wait_for(r"^\[@daily_news\] #3 \d\d:\d\d after bob left$")
             assert bob.text.count("after bob left") == 1  # read with /posts, never pushed
+        finally:
+            assert await alice.close() == 0
+            assert await bob.close() == 0
+
+
+async def test_a_second_user_follows_a_channel_from_its_printed_link(tmp_path: Path) -> None:
+    """The link ``/public`` prints is what a follower pastes: ``/posts`` and ``/follow`` take it."""
+    async with run_server(make_settings(tmp_path)) as server:
+        keys = {h: tmp_path / f"{h}.key" for h in ("alice", "bob")}
+        for handle, key in keys.items():
+            await _register(server.url, key, handle, handle.title())
+        alice = Terminal(server.url, keys["alice"]).start()
+        bob = Terminal(server.url, keys["bob"]).start()
+        try:
+            await alice.wait_for("connected as @alice")
+            await bob.wait_for("connected as @bob")
+            alice.send('/public @daily_news "Daily News"')
+            got = await alice.wait_for(
+                r"^public channel @daily_news created: .* share it as (\S+)$"
+            )
+            link = got.group(1)
+            assert link == "chatd://channel/daily_news"
+            alice.send(f"/publish {link} hello")
+            await alice.wait_for(r"^\[@daily_news\] #1 published$")
+            bob.send(f"/posts {link}", f"/follow {link}")
+            await bob.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d hello$")
+            await bob.wait_for(
+                r"^following @daily_news \(1 followers; link chatd://channel/daily_news\)$"
+            )
+            alice.send("/publish @daily_news live")
+            await bob.wait_for(r"^\[@daily_news\] #2 \d\d:\d\d live$")
         finally:
             assert await alice.close() == 0
             assert await bob.close() == 0
