@@ -12,31 +12,15 @@ import sqlite3
 import asyncpg
 import pytest
 from chatproto import frames as F
-from chatproto import posts
 
 from chatd.core.channel_moderation import view_tag
 from chatd.errors import Forbidden, Invalid, NotFound, RateLimited
 from chatd.store.base import Store
 
 from .conftest import MakeAccount, StoreBackend, Stores
+from .postkit import NOW, post
 
-NOW = 1_700_000_000_000
 SECRET = bytes(range(32))
-
-
-def post(channel: int, seq: int, author: int, ver: int = 0, text: str = "hi") -> F.Post:
-    kind = posts.TOMBSTONE if text == "" else "text"
-    return F.Post(
-        channel=channel,
-        seq=seq,
-        ver=ver,
-        ts=NOW,
-        author=author,
-        device=1,
-        kind=kind,
-        content=text.encode(),
-        sig=bytes(64),
-    )
 
 
 async def _channel(store: Store, owner: int, handle: str = "news", n_posts: int = 2) -> int:

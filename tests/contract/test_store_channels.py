@@ -10,32 +10,13 @@ import sqlite3
 import asyncpg
 import msgspec
 import pytest
-from chatproto import frames as F
 from chatproto import posts
 
 from chatd.errors import Conflict, Forbidden, HandleTaken, Invalid, NotFound
 from chatd.store.base import Store
 
 from .conftest import MakeAccount, StoreBackend
-
-NOW = 1_700_000_000_000
-SIG = bytes(64)  # the store keeps what the service verified; it checks no signature itself
-
-
-def post(channel: int, seq: int, author: int, ver: int = 0, text: str = "hi") -> F.Post:
-    content = b"" if text == "" else text.encode()
-    kind = posts.TOMBSTONE if text == "" else "text"
-    return F.Post(
-        channel=channel,
-        seq=seq,
-        ver=ver,
-        ts=NOW,
-        author=author,
-        device=1,
-        kind=kind,
-        content=content,
-        sig=SIG,
-    )
+from .postkit import NOW, SIG, post
 
 
 async def test_handles_are_unique_among_channels_and_never_another_accounts_lookalike(

@@ -9,32 +9,13 @@ from __future__ import annotations
 import random
 
 import pytest
-from chatproto import frames as F
-from chatproto import posts
 
 from chatd.core import timeline as timeline_rules
 from chatd.errors import Invalid
 from chatd.store.base import Store
 
 from .conftest import MakeAccount
-
-NOW = 1_700_000_000_000
-SIG = bytes(64)
-
-
-def post(channel: int, seq: int, author: int, ver: int = 0, text: str = "hi") -> F.Post:
-    kind = posts.TOMBSTONE if text == "" else "text"
-    return F.Post(
-        channel=channel,
-        seq=seq,
-        ver=ver,
-        ts=NOW,
-        author=author,
-        device=1,
-        kind=kind,
-        content=text.encode(),
-        sig=SIG,
-    )
+from .postkit import NOW, post
 
 
 async def _walk(store: Store, account: int, limit: int) -> list[tuple[int, int, int]]:
