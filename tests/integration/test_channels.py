@@ -13,26 +13,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from chatclient import Client, KeyStore, NotFound, RequestError
+from chatclient import Client, NotFound, RequestError
 from chatclient.events import ChannelComment, ChannelPost, PostReactions, SecurityWarning
 from chatproto import kinds
 from chatproto.errors import ChatProtoError, ErrorCode
-from conftest import RunningServer, make_settings, run_server
-
-FAST = {"frames_per_second": 100_000.0, "frame_burst": 100_000.0}
+from conftest import RunningServer
+from serverkit import sdk_user, serving
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    async with run_server(make_settings(tmp_path, limits=FAST)) as s:
+    async with serving(tmp_path) as s:
         yield s
-
-
-async def _user(server: RunningServer, tmp_path: Path, handle: str) -> Client:
-    c = Client(server.url, KeyStore.open(tmp_path / f"{handle}.key"))
-    await c.__aenter__()
-    await c.register(handle, handle.title())
-    return c
 
 
 async def _next_post(c: Client, timeout: float = 10.0) -> ChannelPost | SecurityWarning:
@@ -54,9 +46,9 @@ async def _no_post(c: Client, quiet: float = 0.5) -> None:
 async def test_a_public_channel_from_creation_to_a_verified_live_post(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    alice = await _user(server, tmp_path, "alice")
-    bob = await _user(server, tmp_path, "bob")
-    carol = await _user(server, tmp_path, "carol")
+    alice = await sdk_user(server, tmp_path, "alice")
+    bob = await sdk_user(server, tmp_path, "bob")
+    carol = await sdk_user(server, tmp_path, "carol")
     try:
         info = await alice.channels.create("daily_news", "Daily News", "World news every morning")
         ch = info.channel
@@ -97,8 +89,8 @@ async def test_a_second_client_finds_and_follows_a_channel_from_its_link(
 ) -> None:
     """SPEC.md 20.1: the link is the handle only; ``find`` takes it, ``@handle`` or the handle,
     and refuses other text before asking the server."""
-    alice = await _user(server, tmp_path, "alice")
-    bob = await _user(server, tmp_path, "bob")
+    alice = await sdk_user(server, tmp_path, "alice")
+    bob = await sdk_user(server, tmp_path, "bob")
     try:
         info = await alice.channels.create("link_news", "Link News")
         link = alice.channels.link(info)
@@ -124,8 +116,8 @@ async def test_a_second_client_finds_and_follows_a_channel_from_its_link(
 async def test_the_directory_finds_channels_by_title_and_description_in_pages(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    alice = await _user(server, tmp_path, "alice")
-    bob = await _user(server, tmp_path, "bob")
+    alice = await sdk_user(server, tmp_path, "alice")
+    bob = await sdk_user(server, tmp_path, "bob")
     try:
         made = []
         for i in range(7):
@@ -157,8 +149,8 @@ async def test_the_directory_finds_channels_by_title_and_description_in_pages(
 async def test_edits_keep_history_a_delete_is_a_tombstone_and_tampering_is_refused(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    alice = await _user(server, tmp_path, "alice")
-    bob = await _user(server, tmp_path, "bob")
+    alice = await sdk_user(server, tmp_path, "alice")
+    bob = await sdk_user(server, tmp_path, "bob")
     try:
         ch = (await alice.channels.create("alice_blog", "Alice's blog")).channel
         await bob.channels.follow(ch)
@@ -201,9 +193,9 @@ async def test_comments_page_with_replies_and_reactions_are_counted(
     """Issue 19.2: a post's thread pages oldest first with replies pointing at their comment;
     a comment is deleted by its author or the channel's admin, never by another reader; each
     reader's reaction counts once, per emoji, and the counts say which are the reader's."""
-    alice = await _user(server, tmp_path, "alice")
-    bob = await _user(server, tmp_path, "bob")
-    carol = await _user(server, tmp_path, "carol")
+    alice = await sdk_user(server, tmp_path, "alice")
+    bob = await sdk_user(server, tmp_path, "bob")
+    carol = await sdk_user(server, tmp_path, "carol")
     try:
         ch = (await alice.channels.create("alice_news", "Alice News")).channel
         seq = await alice.channels.publish_text(ch, "what do you think?")
@@ -258,10 +250,10 @@ async def test_followers_see_new_comments_and_counts_pushed_in_aggregate(
     """A connection watching the post gets each new comment and, for a burst of reactions,
     one or two pushes of the post's counts (at most one a second), never one per reaction; a
     reader who does not watch the post gets neither."""
-    alice = await _user(server, tmp_path, "alice")
-    bob = await _user(server, tmp_path, "bob")
-    stranger = await _user(server, tmp_path, "stranger")
-    fans = [await _user(server, tmp_path, f"fan{i}") for i in range(12)]
+    alice = await sdk_user(server, tmp_path, "alice")
+    bob = await sdk_user(server, tmp_path, "bob")
+    stranger = await sdk_user(server, tmp_path, "stranger")
+    fans = [await sdk_user(server, tmp_path, f"fan{i}") for i in range(12)]
     try:
         ch = (await alice.channels.create("alice_news", "Alice News")).channel
         seq = await alice.channels.publish_text(ch, "react!")
@@ -301,8 +293,8 @@ async def test_long_posts_and_comments_come_in_pages_that_fit_a_frame(
     UTF-8; a page of them is 360 KB, over the 256 KiB frame) are read in pages cut to fit, each
     with the cursor of its last item, every one exactly once: the posts, the timeline and the
     thread."""
-    alice = await _user(server, tmp_path, "alice")
-    bob = await _user(server, tmp_path, "bob")
+    alice = await sdk_user(server, tmp_path, "alice")
+    bob = await sdk_user(server, tmp_path, "bob")
     try:
         ch = (await alice.channels.create("long_reads", "Long reads")).channel
         await bob.channels.follow(ch)
@@ -347,7 +339,7 @@ async def test_a_long_post_edited_many_times_can_still_be_edited_deleted_and_rea
 ) -> None:
     """SPEC.md 20.1, 11.5: six versions of 60 KB are more than a frame; the history answers the
     newest that fit, so the SDK (which reads it for the next version) still edits and deletes."""
-    alice = await _user(server, tmp_path, "alice")
+    alice = await sdk_user(server, tmp_path, "alice")
     try:
         ch = (await alice.channels.create("long_reads", "Long reads")).channel
         seq = await alice.channels.publish_text(ch, "0" + "\N{GRINNING FACE}" * 14_999)

@@ -12,27 +12,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from chatclient import Client, KeyStore, RequestError
+from chatclient import RequestError
 from chatclient.events import ChannelPost
 from chatproto import frames as F
 from chatproto.errors import ErrorCode
-from conftest import RunningServer, make_settings, run_server
+from conftest import RunningServer
+from serverkit import sdk_user, serving
 from testkit import Raw
-
-FAST = {"frames_per_second": 100_000.0, "frame_burst": 100_000.0}
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    async with run_server(make_settings(tmp_path, limits=FAST)) as s:
+    async with serving(tmp_path) as s:
         yield s
-
-
-async def _user(server: RunningServer, tmp_path: Path, handle: str) -> Client:
-    c = Client(server.url, KeyStore.open(tmp_path / f"{handle}.key"))
-    await c.__aenter__()
-    await c.register(handle, handle.title())
-    return c
 
 
 async def _raw(server: RunningServer, handle: str) -> Raw:
@@ -62,7 +54,7 @@ async def _quiet(raw: Raw, kind: type[F.Frame]) -> None:
 async def test_posts_reach_only_connections_watching_the_feed_or_the_channel(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    alice = await _user(server, tmp_path, "alice")
+    alice = await sdk_user(server, tmp_path, "alice")
     bob = await _raw(server, "bob")
     bob_elsewhere = await _again(server, bob)  # follows too (same account), watches nothing
     carol = await _raw(server, "carol")  # follows nothing, has the channel's page open
@@ -96,7 +88,7 @@ async def test_posts_reach_only_connections_watching_the_feed_or_the_channel(
 async def test_a_posts_comments_and_counts_reach_only_connections_watching_its_thread(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    alice = await _user(server, tmp_path, "alice")
+    alice = await sdk_user(server, tmp_path, "alice")
     bob = await _raw(server, "bob")  # watches post 1
     carol = await _raw(server, "carol")  # watches post 2 and the feed: not post 1's thread
     try:
@@ -131,7 +123,7 @@ async def test_an_admin_who_does_not_follow_loses_the_feed_when_no_longer_an_adm
 ) -> None:
     """SPEC.md 20.7: the feed carries the channels the account follows or administers; an
     admin the owner demotes, and who never followed, stops getting the channel's posts."""
-    alice = await _user(server, tmp_path, "alice")
+    alice = await sdk_user(server, tmp_path, "alice")
     bob = await _raw(server, "bob")  # an admin, watches its feed, follows nothing
     carol = await _raw(server, "carol")  # has the channel's page open
     try:
@@ -156,7 +148,7 @@ async def test_an_admin_who_does_not_follow_loses_the_feed_when_no_longer_an_adm
 async def test_an_unfollow_stops_the_feed_on_every_connection_of_the_account(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    alice = await _user(server, tmp_path, "alice")
+    alice = await sdk_user(server, tmp_path, "alice")
     bob = await _raw(server, "bob")
     bob_phone = await _again(server, bob)
     carol = await _raw(server, "carol")
@@ -184,8 +176,8 @@ async def test_an_unfollow_stops_the_feed_on_every_connection_of_the_account(
 async def test_the_timeline_merges_three_channels_and_pages_without_gaps_while_posts_arrive(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    alice = await _user(server, tmp_path, "alice")
-    bob = await _user(server, tmp_path, "bob")
+    alice = await sdk_user(server, tmp_path, "alice")
+    bob = await sdk_user(server, tmp_path, "bob")
     try:
         chs = [(await alice.channels.create(f"ch_{n}", n.title())).channel for n in "abcd"]
         for ch in chs[:3]:  # not the fourth
@@ -232,7 +224,7 @@ async def test_the_timeline_merges_three_channels_and_pages_without_gaps_while_p
 async def test_watching_what_does_not_exist_and_a_forged_cursor_are_refused(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    alice = await _user(server, tmp_path, "alice")
+    alice = await sdk_user(server, tmp_path, "alice")
     try:
         ch = (await alice.channels.create("daily", "Daily")).channel
         seq = await alice.channels.publish_text(ch, "soon gone")
@@ -258,8 +250,8 @@ async def test_watching_what_does_not_exist_and_a_forged_cursor_are_refused(
 async def test_the_sdk_watches_the_feed_again_after_a_reconnect(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    alice = await _user(server, tmp_path, "alice")
-    bob = await _user(server, tmp_path, "bob")
+    alice = await sdk_user(server, tmp_path, "alice")
+    bob = await sdk_user(server, tmp_path, "bob")
     try:
         ch = (await alice.channels.create("daily", "Daily")).channel
         notes = (await bob.create("group", "notes")).conv
@@ -284,9 +276,9 @@ async def test_the_timeline_merges_a_followed_channel_with_a_contacts_moments(
 ) -> None:
     """A follows B's channel and is B's contact: A's timeline has B's posts and B's Moment, in
     the order they were stored; C, neither follower nor contact, has nothing of either."""
-    a = await _user(server, tmp_path, "anna")
-    b = await _user(server, tmp_path, "boris")
-    c = await _user(server, tmp_path, "chloe")
+    a = await sdk_user(server, tmp_path, "anna")
+    b = await sdk_user(server, tmp_path, "boris")
+    c = await sdk_user(server, tmp_path, "chloe")
     try:
         await a.direct(b.account)  # mutual contacts (SPEC.md 18.1)
         await b.direct(a.account)

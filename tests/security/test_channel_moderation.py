@@ -7,33 +7,15 @@ else's; a commenter racing its own ban has nothing standing once the ban is answ
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-from chatclient import Client, KeyStore
 from chatproto import frames as F
 from chatproto import kinds
 from chatproto.errors import ErrorCode
-from conftest import RunningServer, make_settings, run_server
+from serverkit import sdk_user, serving
 from testkit import Raw
 
 from chatd.core.channel_moderation import VIEWS_PER_MINUTE
-
-FAST = {"frames_per_second": 100_000.0, "frame_burst": 100_000.0}
-
-
-@contextlib.asynccontextmanager
-async def serving(tmp_path: Path, db: str) -> AsyncIterator[RunningServer]:
-    async with run_server(make_settings(tmp_path, store={"db": db}, limits=FAST)) as s:
-        yield s
-
-
-async def sdk_user(server: RunningServer, tmp_path: Path, handle: str) -> Client:
-    c = Client(server.url, KeyStore.open(tmp_path / f"{handle}.key"))
-    await c.__aenter__()
-    await c.register(handle, handle.title())
-    return c
 
 
 def body(text: str) -> bytes:

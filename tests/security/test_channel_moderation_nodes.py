@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
@@ -17,29 +16,18 @@ from chatclient import Client, KeyStore
 from chatproto import codec, kinds
 from chatproto import frames as F
 from chatproto.errors import ErrorCode
-from conftest import RunningServer, make_settings, run_server
 from redisd import RedisServer
+from serverkit import three_nodes
 from testkit import Raw
 
-FAST = {"frames_per_second": 100_000.0, "frame_burst": 100_000.0}
 TEXT = kinds.encode_content(kinds.Text(text="spam"))[1]
 
 
 @pytest.fixture
 async def nodes(pg_dsn: str, redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[list[str]]:
     """Three nodes on one database and one Redis; their URLs."""
-    settings = make_settings(
-        tmp_path, store={"db": pg_dsn}, broker={"url": redis_server.url}, limits=FAST
-    )
-    async with AsyncExitStack() as stack:
-        running: list[RunningServer] = [
-            await stack.enter_async_context(run_server(settings)) for _ in range(3)
-        ]
-        for node in running:
-            async with asyncio.timeout(10):
-                while not node.app.broker.healthy():
-                    await asyncio.sleep(0.01)
-        yield [node.url for node in running]
+    async with three_nodes(pg_dsn, redis_server.url, tmp_path) as urls:
+        yield urls
 
 
 async def everywhere(urls: list[str], handle: str) -> list[Raw]:

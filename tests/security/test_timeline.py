@@ -7,35 +7,17 @@ nor of Moments it does not see, and no watch of its own brings it their live eve
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-from chatclient import Client, KeyStore
 from chatclient.events import ChannelPost, MomentPost
 from chatproto import frames as F
 from chatproto.errors import ErrorCode
-from conftest import RunningServer, make_settings, run_server
+from serverkit import sdk_user, serving
 from testkit import Raw
 
 from chatd.hub import WATCHED_POSTS
-
-FAST = {"frames_per_second": 100_000.0, "frame_burst": 100_000.0}
-
-
-@contextlib.asynccontextmanager
-async def serving(tmp_path: Path, db: str) -> AsyncIterator[RunningServer]:
-    async with run_server(make_settings(tmp_path, store={"db": db}, limits=FAST)) as s:
-        yield s
-
-
-async def sdk_user(server: RunningServer, tmp_path: Path, handle: str) -> Client:
-    c = Client(server.url, KeyStore.open(tmp_path / f"{handle}.key"))
-    await c.__aenter__()
-    await c.register(handle, handle.title())
-    return c
 
 
 async def answers(raw: Raw, n: int) -> list[F.ServerFrame]:
