@@ -424,10 +424,14 @@ async def delete_comment(tx: Tx, channel: int, comment: int, account: int) -> No
 
 
 async def _counts(db: Sql, channel: int, seq: int, account: int) -> list[F.ReactionCount]:
+    """A post's counts, largest first, ties by emoji in code point order (SPEC.md 20.6):
+    ``COLLATE "C"`` so that a PostgreSQL database created with a language's collation does
+    not sort them as words (SQLite's runner reads it as BINARY, the same order for UTF-8)."""
     rows = await db.fetch(
         "SELECT c.emoji, c.count, EXISTS (SELECT 1 FROM pub_reactions r WHERE r.channel=c.channel"
         " AND r.seq=c.seq AND r.emoji=c.emoji AND r.account=?) FROM pub_reaction_counts c"
-        " WHERE c.channel=? AND c.seq=? AND c.count>0 ORDER BY c.count DESC, c.emoji LIMIT ?",
+        " WHERE c.channel=? AND c.seq=? AND c.count>0"
+        ' ORDER BY c.count DESC, c.emoji COLLATE "C" LIMIT ?',
         *(account, channel, seq, MAX_REACTION_COUNTS),
     )
     return [F.ReactionCount(emoji=str(e), count=int(n), mine=bool(m)) for e, n, m in rows]

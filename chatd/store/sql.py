@@ -11,6 +11,9 @@ group-commit writer's open batch adds: seqs). Its SQL is one text both databases
 * row locks (``FOR UPDATE``, ``FOR NO KEY UPDATE``, ``SKIP LOCKED``) are written for
   PostgreSQL, where several nodes write at once; SQLite's runner drops them (its one writer
   holds the whole database for the batch);
+* an ORDER BY that must be code point order whatever the database's collation is written
+  ``COLLATE "C"`` (PostgreSQL's byte order); SQLite's runner reads it as ``COLLATE BINARY``,
+  the same order for UTF-8 text;
 * ``= ANY(?)`` takes a list: PostgreSQL binds an array, SQLite reads it with ``json_each``;
 * what the two schemas store differently is an attribute of the runner: ``last_seq`` (the SQL
   of conversation ``c``'s last seq: a counter column in PostgreSQL, the highest message seq in

@@ -143,9 +143,10 @@ _LOCKS = re.compile(r" FOR (NO KEY )?UPDATE( SKIP LOCKED)?")
 
 @functools.cache
 def _dialect(sql: str) -> tuple[str, bool]:
-    """SQLite's text of a statement (row locks dropped, ``= ANY(?)`` read with json_each) and
-    whether it takes a list."""
-    text = _LOCKS.sub("", sql)
+    """SQLite's text of a statement (row locks dropped, ``COLLATE "C"`` read as BINARY: both
+    are code point order for UTF-8, and SQLite knows no collation named C; ``= ANY(?)`` read
+    with json_each) and whether it takes a list."""
+    text = _LOCKS.sub("", sql).replace(' COLLATE "C"', " COLLATE BINARY")
     lists = "= ANY(?)" in text
     return text.replace("= ANY(?)", "IN (SELECT value FROM json_each(?))"), lists
 

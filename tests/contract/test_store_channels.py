@@ -14,8 +14,9 @@ from chatproto import posts
 
 from chatd.errors import Conflict, Forbidden, HandleTaken, Invalid, NotFound
 from chatd.store.base import Store
+from chatd.store.migrate import migrate_postgres
 
-from .conftest import MakeAccount, StoreBackend
+from .conftest import MakeAccount, StoreBackend, Stores, device_key
 from .postkit import NOW, SIG, post
 
 
@@ -206,6 +207,53 @@ async def test_comments_and_reaction_counts(store: Store, make_account: MakeAcco
     for i in range(150):
         counts = await store.react(ch, 1, bob.id, f"{i:03d}", False, now=NOW)
     assert len(counts) == 100 and [c.emoji for c in counts[:3]] == ["👍", "🎉", "000"]
+
+
+async def _language_collated(backend: StoreBackend) -> None:
+    """Recreate the test's PostgreSQL database with a language's default collation (ICU
+    ``en-US``, as ``createdb --locale-provider=icu`` on an operator's machine), migrated. The
+    test server is initialised without a locale (``C``), where text sorts by code point anyway,
+    so only such a database shows a query that leaves the order to the collation."""
+    server = backend.server  # type: ignore[attr-defined]
+    name = backend.dsn.rsplit("/", 1)[1]  # type: ignore[attr-defined]
+    admin = await asyncpg.connect(server.dsn())
+    try:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.execute(
+            f'CREATE DATABASE "{name}" TEMPLATE template0'
+            " LOCALE_PROVIDER icu ICU_LOCALE 'en-US' ENCODING 'UTF8'"
+        )
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(backend.dsn)  # type: ignore[attr-defined]
+    try:
+        await migrate_postgres(conn)
+        # A language orders "a" before "B" before "é"; code points put "B" (0x42) first.
+        assert await conn.fetchval(
+            "SELECT array_agg(x ORDER BY x) FROM unnest($1::text[]) x", ["é", "a", "B"]
+        ) == ["a", "B", "é"]
+    finally:
+        await conn.close()
+
+
+async def test_reaction_ties_list_in_code_point_order_whatever_the_collation(
+    backend: StoreBackend, stores: Stores
+) -> None:
+    """SPEC.md 20.6: equal counts list by emoji in code point order, on every database; a
+    PostgreSQL created with a language's collation would otherwise sort them as words."""
+    if backend.name == "postgres":
+        await _language_collated(backend)
+    store = await stores.open()
+    alice = (await store.create_account("alice", "Alice", "user", device_key(), "laptop", 1))[0]
+    ch = (await store.create_channel(alice.id, "news", "News", "", NOW)).id
+    await store.put_post(post(ch, 1, alice.id), NOW)
+    emojis = ["é", "a", "B", "😂", "❤️", "👍", "🎉", "z", "Z"]
+    for emoji in emojis:
+        await store.react(ch, 1, alice.id, emoji, False, now=NOW)
+    expected = sorted(emojis)  # Python compares str by code point
+    assert expected[:3] == ["B", "Z", "a"]
+    counts = await store.reactions(ch, 1, alice.id)
+    assert [c.emoji for c in counts] == expected
 
 
 async def test_a_post_stored_by_a_node_of_the_previous_version_takes_its_time_in_the_timeline(

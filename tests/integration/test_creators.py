@@ -123,6 +123,10 @@ async def test_a_subscription_is_charged_at_once_renewed_by_the_sweep_and_cancel
     db = _db(server)
     news = await alice.channels.create("alicenews", "Alice News")
     await alice.creators.set_price(news.channel, "4.99", "USD", days=1)
+    with pytest.raises(NotFound):  # SPEC.md 15.13: an unknown channel has no price
+        await bob.creators.price(news.channel + 1000)
+    with pytest.raises(NotFound):
+        await alice.creators.set_price(news.channel + 1000, "4.99", "USD", days=1)
     await mint(db, bob.keystore.account, 2_000)
     sub, first = await bob.creators.subscribe(news.channel, periods=12, amount="4.99")
     assert (sub.state, sub.charged, first.n, first.amount) == ("active", 1, 1, 499)
