@@ -8,7 +8,9 @@ import itertools
 import sqlite3
 import time
 from pathlib import Path
+from typing import TypeVar
 
+import msgspec
 from chatproto import frames as F
 from chatproto import kinds, payments
 from chatproto.e2e.primitives import SigningKey
@@ -166,6 +168,25 @@ async def stored_receipts(r: Raw, conv: int) -> list[tuple[int, kinds.PaymentRec
         if not page.more:
             return out
         after = page.messages[-1].seq
+
+
+SignedT = TypeVar("SignedT", F.Pay, F.Tip)
+
+
+async def resend(
+    url: str, payer: Raw, frames: list[SignedT], links: list[Raw]
+) -> list[tuple[SignedT, F.ServerFrame]]:
+    """Send ``frames`` (``payer``'s signed pays or tips) again, after a restart, on a new
+    connection logged in as ``payer``'s device: the same intents and signatures under new request
+    ids, all sent before any answer is read. Each frame with its answer; the connection is added
+    to ``links`` for the caller to close."""
+    link = await Raw.open(url)
+    links.append(link)
+    await link.login(payer.device, payer.key)
+    again = [msgspec.structs.replace(f, id=link.next_id()) for f in frames]
+    for f in again:
+        await link.send_frame(f)
+    return [(f, await link._reply(f.id, timeout=30)) for f in again]
 
 
 def receipt(posted: F.Posted) -> kinds.PaymentReceipt:

@@ -18,7 +18,7 @@ from pathlib import Path
 from chatproto import creators
 from chatproto import frames as F
 from creatorkit import channel, mandate, publish, set_price, subscribe_frame, tip_frame, tip_intent
-from paykit import audit, balances, mint
+from paykit import audit, balances, mint, resend
 from testkit import Raw, ServerProcess
 
 PERIOD = 1  # second: renewals fall due while the storm runs
@@ -144,17 +144,7 @@ async def test_kill_9_in_a_storm_of_tips_and_renewals_loses_no_acked_tip_and_dou
 
         # 4. Retrying every tip after the restart applies each at most once.
         async def retry(r: Raw) -> None:
-            link = await Raw.open(srv.url)
-            links.append(link)
-            await link.login(r.device, r.key)
-            again = [
-                F.Tip(id=link.next_id(), intent=f.intent, device=f.device, sig=f.sig)
-                for f in plans[r.account]
-            ]
-            for f in again:
-                await link.send_frame(f)
-            for f in again:
-                reply = await link._reply(f.id, timeout=30)
+            for f, reply in await resend(srv.url, r, plans[r.account], links):
                 tid = f.intent.tip_id
                 if tid in acked:
                     assert isinstance(reply, F.Tipped) and reply.replay

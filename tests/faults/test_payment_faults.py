@@ -13,25 +13,19 @@ from collections import Counter
 from pathlib import Path
 
 from chatproto import frames as F
-from chatproto import kinds
-from paykit import audit, balances, group, intent, mint, packet_frame, pay_frame, receipt
+from paykit import (
+    audit,
+    balances,
+    group,
+    intent,
+    mint,
+    packet_frame,
+    pay_frame,
+    receipt,
+    resend,
+    stored_receipts,
+)
 from testkit import Raw, ServerProcess
-
-
-async def _receipts(r: Raw, conv: int) -> list[tuple[int, kinds.PaymentReceipt]]:
-    out, after = [], 0
-    while True:
-        page = await r.request(
-            F.Fetch(id=r.next_id(), conv=conv, after=after, limit=500), F.Messages
-        )
-        for m in page.messages:
-            if m.kind == "payment.receipt":
-                c = kinds.decode_content(m.kind, m.body)
-                assert isinstance(c, kinds.PaymentReceipt)
-                out.append((m.seq, c))
-        if not page.more:
-            return out
-        after = page.messages[-1].seq
 
 
 async def test_kill_9_in_a_transfer_storm_loses_no_acked_transfer_and_half_applies_none(
@@ -112,7 +106,7 @@ async def test_kill_9_in_a_transfer_storm_loses_no_acked_transfer_and_half_appli
         await reader.login(sender.device, sender.key)
 
         # 1. Every acked transfer is stored with exactly its acked receipt.
-        stored = await _receipts(reader, conv)
+        stored = await stored_receipts(reader, conv)
         by_ref = Counter(r.ref for _, r in stored if r.type == "transfer")
         assert max(by_ref.values()) == 1
         seqs = {r.ref: s for s, r in stored if r.type == "transfer"}
@@ -134,24 +128,14 @@ async def test_kill_9_in_a_transfer_storm_loses_no_acked_transfer_and_half_appli
 
         # 3. The red packet that expired meanwhile is refunded by the start-up sweep.
         async with asyncio.timeout(10):
-            while not any(r.type == "refund" for _, r in await _receipts(reader, conv)):
+            while not any(r.type == "refund" for _, r in await stored_receipts(reader, conv)):
                 await asyncio.sleep(0.05)
-        refund = next(r for _, r in await _receipts(reader, conv) if r.type == "refund")
+        refund = next(r for _, r in await stored_receipts(reader, conv) if r.type == "refund")
         assert (refund.ref, refund.payee, refund.shares) == ("lucky", sender.account, 4)
 
         # 4. Retrying every intent after the restart applies each at most once.
         async def retry(p: Raw) -> None:
-            link = await Raw.open(srv.url)
-            links.append(link)
-            await link.login(p.device, p.key)
-            again = [
-                F.Pay(id=link.next_id(), intent=f.intent, device=f.device, sig=f.sig)
-                for f in plans[p.account]
-            ]
-            for f in again:
-                await link.send_frame(f)
-            for f in again:
-                reply = await link._reply(f.id, timeout=30)
+            for f, reply in await resend(srv.url, p, plans[p.account], links):
                 tid = f.intent.transfer_id
                 if tid in seqs:
                     assert isinstance(reply, F.Posted) and reply.replay and reply.seq == seqs[tid]
@@ -159,7 +143,7 @@ async def test_kill_9_in_a_transfer_storm_loses_no_acked_transfer_and_half_appli
                     assert isinstance(reply, F.Posted | F.Error), reply
 
         await asyncio.gather(*(retry(p) for p in people))
-        final = await _receipts(reader, conv)
+        final = await stored_receipts(reader, conv)
         refs = Counter(r.ref for _, r in final if r.type == "transfer")
         assert set(refs.values()) == {1}
         assert [s for s, _ in final] == sorted(s for s, _ in final)
