@@ -1,19 +1,28 @@
 """Helpers for tests of creators' money (SPEC.md 15.12-15.14) that speak raw frames
-(``testkit.Raw``): a public channel with a post, signed tips and mandates, and a clock tests
-move forward to make subscription periods fall due."""
+(``testkit.Raw``): a server on either database with its clients and a wallet topped up, a public
+channel with a post, signed tips and mandates, and a clock tests move forward to make
+subscription periods fall due."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import msgspec
 from chatproto import creators, kinds, posts
 from chatproto import frames as F
 from chatproto.e2e.primitives import SigningKey
-from paykit import new_id, now_ms
+from conftest import RunningServer, make_settings, run_server
+from paykit import Clients, mint, new_id, now_ms
+from serverkit import FAST
 from testkit import Raw
+
+from chatd.store import ledger_postgres
 
 
 class MovableClock:
@@ -30,6 +39,46 @@ class MovableClock:
 
     def advance(self, seconds: float) -> None:
         self.offset_ms += int(seconds * 1000)
+
+
+@contextlib.asynccontextmanager
+async def money_server(
+    tmp_path: Path, db: str, clock: MovableClock | None = None, **sections: dict[str, Any]
+) -> AsyncIterator[tuple[RunningServer, Clients]]:
+    """A server on ``db`` (SQLite path or PostgreSQL DSN) with limits no test reaches and the
+    payments sweep held off (tests run it by moving ``clock``), and the ``Clients`` that the test
+    opens on it (closed on the way out)."""
+    settings = make_settings(
+        tmp_path,
+        store={"db": db},
+        limits=FAST,
+        payments={"sweep_interval": 600.0},
+        **sections,
+    )
+    async with run_server(settings, clock) as s:
+        c = Clients(s.url)
+        try:
+            yield s, c
+        finally:
+            await c.aclose()
+
+
+async def top_up(db: str, account: int, amount: int) -> None:
+    """Mint ``amount`` USD cents to ``account``'s wallet, on either database."""
+    if db.startswith("postgres"):
+        conn = await asyncpg.connect(db)
+        try:
+            await ledger_postgres.mint(conn, account, amount, "USD", 1, "test")
+        finally:
+            await conn.close()
+    else:
+        await mint(Path(db), account, amount)
+
+
+async def usd(r: Raw) -> int:
+    """``r``'s USD balance, as the account reads it."""
+    got = await r.request(F.GetBalance(id=r.next_id(), currency="USD"), F.Balances)
+    return sum(b.amount for b in got.balances)
 
 
 async def channel(owner: Raw, handle: str) -> int:

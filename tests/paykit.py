@@ -8,7 +8,7 @@ import itertools
 import sqlite3
 import time
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from chatproto import frames as F
@@ -184,9 +184,20 @@ async def resend(
     links.append(link)
     await link.login(payer.device, payer.key)
     again = [msgspec.structs.replace(f, id=link.next_id()) for f in frames]
-    for f in again:
-        await link.send_frame(f)
-    return [(f, await link._reply(f.id, timeout=30)) for f in again]
+    return list(zip(again, await pipelined(link, again), strict=True))
+
+
+async def pipelined(r: Raw, frames: list[Any]) -> list[F.ServerFrame]:
+    """Send every frame of ``frames`` (requests with an ``id``) before reading any answer, as a
+    client racing itself would; their answers in the order of ``frames``."""
+    for f in frames:
+        await r.send_frame(f)
+    return [await r._reply(f.id, timeout=30) for f in frames]
+
+
+def codes(answers: list[F.ServerFrame]) -> set[int]:
+    """The error codes among ``answers``, with -1 standing for any answer that is not an error."""
+    return {a.code if isinstance(a, F.Error) else -1 for a in answers}
 
 
 def receipt(posted: F.Posted) -> kinds.PaymentReceipt:

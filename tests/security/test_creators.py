@@ -7,64 +7,29 @@ cancel charges at most the one period; a resend of a tip after a lost answer is 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 from chatproto import creators
 from chatproto import frames as F
 from chatproto.e2e.primitives import SigningKey
 from chatproto.errors import ErrorCode
-from conftest import RunningServer, make_settings, run_server
+from conftest import RunningServer
 from creatorkit import (
     MovableClock,
     channel,
     mandate,
+    money_server,
     publish,
     set_price,
     subscribe_frame,
     tip_frame,
     tip_intent,
+    top_up,
+    usd,
 )
-from paykit import Clients, mint
-from testkit import Raw
+from paykit import codes, pipelined
 
-from chatd.store import ledger_postgres
-
-FAST = {"frames_per_second": 100_000.0, "frame_burst": 100_000.0}
 DAY = 86_400
-
-
-@contextlib.asynccontextmanager
-async def serving(
-    tmp_path: Path, db: str, clock: MovableClock | None = None
-) -> AsyncIterator[tuple[RunningServer, Clients]]:
-    settings = make_settings(
-        tmp_path, store={"db": db}, limits=FAST, payments={"sweep_interval": 600.0}
-    )
-    async with run_server(settings, clock) as s:
-        c = Clients(s.url)
-        try:
-            yield s, c
-        finally:
-            await c.aclose()
-
-
-async def top_up(db: str, account: int, amount: int) -> None:
-    if db.startswith("postgres"):
-        conn = await asyncpg.connect(db)
-        try:
-            await ledger_postgres.mint(conn, account, amount, "USD", 1, "test")
-        finally:
-            await conn.close()
-    else:
-        await mint(Path(db), account, amount)
-
-
-async def usd(r: Raw) -> int:
-    got = await r.request(F.GetBalance(id=r.next_id(), currency="USD"), F.Balances)
-    return sum(b.amount for b in got.balances)
 
 
 async def audit_ok(server: RunningServer) -> None:
@@ -74,20 +39,10 @@ async def audit_ok(server: RunningServer) -> None:
     assert report.ok, report
 
 
-async def pipelined(r: Raw, frames: list[F.Frame]) -> list[F.ServerFrame]:
-    for f in frames:
-        await r.send_frame(f)
-    return [await r._reply(f.id, timeout=30) for f in frames]  # type: ignore[attr-defined]
-
-
-def codes(answers: list[F.ServerFrame]) -> set[int]:
-    return {a.code if isinstance(a, F.Error) else -1 for a in answers}
-
-
 async def test_a_stranger_tipping_with_someone_elses_key_or_frames_moves_nothing(
     tmp_path: Path, db: str
 ) -> None:
-    async with serving(tmp_path, db) as (server, clients):
+    async with money_server(tmp_path, db) as (server, clients):
         alice, bob, mallory = [await clients.registered(h) for h in ("alice", "bob", "mallory")]
         ch = await channel(alice, "alicenews")
         await publish(alice, ch, 1)
@@ -136,7 +91,7 @@ async def test_a_stranger_tipping_with_someone_elses_key_or_frames_moves_nothing
 async def test_nobody_but_the_subscriber_signs_cancels_or_reads_a_mandate(
     tmp_path: Path, db: str
 ) -> None:
-    async with serving(tmp_path, db) as (server, clients):
+    async with money_server(tmp_path, db) as (server, clients):
         alice, bob, mallory = [await clients.registered(h) for h in ("alice", "bob", "mallory")]
         ch = await channel(alice, "alicenews")
         await set_price(alice, ch, 500, DAY)
@@ -173,7 +128,7 @@ async def test_nobody_but_the_subscriber_signs_cancels_or_reads_a_mandate(
 async def test_a_paid_post_read_a_thousand_times_without_a_subscription_gives_no_content(
     tmp_path: Path, db: str
 ) -> None:
-    async with serving(tmp_path, db) as (_, clients):
+    async with money_server(tmp_path, db) as (_, clients):
         alice, mallory = [await clients.registered(h) for h in ("alice", "mallory")]
         ch = await channel(alice, "alicenews")
         secret = await publish(alice, ch, 1, "the secret", paid=True)
@@ -196,7 +151,7 @@ async def test_a_renewal_racing_a_cancel_charges_at_most_the_one_period(
     tmp_path: Path, db: str
 ) -> None:
     clock = MovableClock()
-    async with serving(tmp_path, db, clock) as (server, clients):
+    async with money_server(tmp_path, db, clock) as (server, clients):
         services = server.app.services
         assert services is not None
         alice = await clients.registered("alice")

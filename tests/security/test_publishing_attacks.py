@@ -29,9 +29,7 @@ Races that touch the store run on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -44,74 +42,31 @@ from creatorkit import (
     MovableClock,
     channel,
     mandate,
+    money_server,
     publish,
     set_price,
     subscribe_frame,
     tip_frame,
     tip_intent,
+    top_up,
+    usd,
 )
-from paykit import Clients, mint, new_id
+from paykit import Clients, codes, new_id, pipelined
 from redisd import RedisServer
+from serverkit import FAST
 from testkit import Raw
 from websockets.exceptions import ConnectionClosed
 
 from chatd.admin_cli import set_suspended
 from chatd.hub import WATCHED_CHANNELS, Hub
-from chatd.store import ledger_postgres
 
-FAST = {"frames_per_second": 100_000.0, "frame_burst": 100_000.0}
 DAY = 86_400
-
-
-@contextlib.asynccontextmanager
-async def serving(
-    tmp_path: Path, db: str, clock: MovableClock | None = None, **sections: dict[str, Any]
-) -> AsyncIterator[tuple[RunningServer, Clients]]:
-    settings = make_settings(
-        tmp_path,
-        store={"db": db},
-        limits=FAST,
-        payments={"sweep_interval": 600.0},
-        **sections,
-    )
-    async with run_server(settings, clock) as s:
-        c = Clients(s.url)
-        try:
-            yield s, c
-        finally:
-            await c.aclose()
 
 
 def hub_of(server: RunningServer) -> Hub:
     services = server.app.services
     assert services is not None
     return services.deps.hub
-
-
-async def top_up(db: str, account: int, amount: int) -> None:
-    if db.startswith("postgres"):
-        conn = await asyncpg.connect(db)
-        try:
-            await ledger_postgres.mint(conn, account, amount, "USD", 1, "test")
-        finally:
-            await conn.close()
-    else:
-        await mint(Path(db), account, amount)
-
-
-async def usd(r: Raw) -> int:
-    got = await r.request(F.GetBalance(id=r.next_id(), currency="USD"), F.Balances)
-    return sum(b.amount for b in got.balances)
-
-
-async def pipelined(r: Raw, frames: list[Any]) -> list[F.ServerFrame]:
-    for f in frames:
-        await r.send_frame(f)
-    return [await r._reply(f.id, timeout=30) for f in frames]
-
-
-def codes_of(answers: list[F.ServerFrame]) -> set[int]:
-    return {a.code if isinstance(a, F.Error) else -1 for a in answers}
 
 
 def answer(f: F.ServerFrame) -> tuple[str, int, str]:
@@ -124,7 +79,7 @@ def answer(f: F.ServerFrame) -> tuple[str, int, str]:
 async def test_a_strangers_watches_are_bounded_and_end_with_its_connections(
     tmp_path: Path,
 ) -> None:
-    async with serving(tmp_path, str(tmp_path / "chatd.db")) as (server, clients):
+    async with money_server(tmp_path, str(tmp_path / "chatd.db")) as (server, clients):
         hub = hub_of(server)
         alice = await clients.registered("alice")
         mallory = await clients.registered("mallory")
@@ -166,7 +121,7 @@ async def test_a_strangers_watches_are_bounded_and_end_with_its_connections(
 async def test_a_paid_post_reaches_non_subscribers_only_as_its_placeholder(
     tmp_path: Path, db: str
 ) -> None:
-    async with serving(tmp_path, db) as (_, clients):
+    async with money_server(tmp_path, db) as (_, clients):
         alice, bob, mallory = [await clients.registered(h) for h in ("alice", "bobby", "mallory")]
         ch = await channel(alice, "alicenews")
         for r in (bob, mallory):
@@ -208,7 +163,7 @@ async def test_a_price_raised_while_subscribers_renew_and_sign_charges_no_one_mo
     tmp_path: Path, db: str
 ) -> None:
     clock = MovableClock()
-    async with serving(tmp_path, db, clock) as (server, clients):
+    async with money_server(tmp_path, db, clock) as (server, clients):
         services = server.app.services
         assert services is not None
         alice, admin, mallory = [await clients.registered(h) for h in ("alice", "admin", "mallory")]
@@ -226,7 +181,7 @@ async def test_a_price_raised_while_subscribers_renew_and_sign_charges_no_one_mo
                 )
                 for i in range(500)
             ]  # fmt: skip
-            assert codes_of(await pipelined(r, tries)) == {int(ErrorCode.FORBIDDEN)}
+            assert codes(await pipelined(r, tries)) == {int(ErrorCode.FORBIDDEN)}
         price = await mallory.request(
             F.GetChannelPrice(id=mallory.next_id(), channel=ch), F.ChannelPrice
         )
@@ -284,7 +239,7 @@ async def test_a_comment_hidden_from_a_reader_answers_as_one_that_does_not_exist
     tmp_path: Path, db: str
 ) -> None:
     consent = {"add_me": "contacts", "presence": "contacts", "last_seen": "contacts"}
-    async with serving(tmp_path, db, consent=consent) as (_, clients):
+    async with money_server(tmp_path, db, consent=consent) as (_, clients):
         alice, bob, carol = [await clients.registered(h) for h in ("alice", "bobby", "carol")]
         for friend in (bob, carol):  # both alice's contacts, not each other's
             conv = await alice.request(
@@ -332,7 +287,7 @@ async def test_a_comment_hidden_from_a_reader_answers_as_one_that_does_not_exist
 
 
 async def test_a_stranger_cannot_tell_someone_elses_tip_from_none(tmp_path: Path, db: str) -> None:
-    async with serving(tmp_path, db) as (_, clients):
+    async with money_server(tmp_path, db) as (_, clients):
         alice, bob, mallory = [await clients.registered(h) for h in ("alice", "bobby", "mallory")]
         ch = await channel(alice, "alicenews")
         await publish(alice, ch, 1)
@@ -372,7 +327,7 @@ async def test_reactions_racing_a_ban_stop_at_the_ban_on_every_connection(
     are accepted up to one point and refused (``FORBIDDEN``) from then on, never accepted
     again; taking one back is always allowed; once the ban is answered no connection of hers,
     the new one included, adds a reaction."""
-    async with serving(tmp_path, db) as (_, clients):
+    async with money_server(tmp_path, db) as (_, clients):
         alice, mallory = [await clients.registered(h) for h in ("alice", "mallory")]
         ch = await channel(alice, "alicenews")
         await publish(alice, ch, 1)
@@ -506,7 +461,7 @@ async def test_a_login_racing_an_unfollow_or_a_follow_routes_the_feed_as_it_ends
     follows again) alice's channel; the new connection then watches its feed. After an
     unfollow, alice's next post never reaches it; after a follow, it always does (SPEC.md 20.7:
     the feed is what the account follows, whatever a login read before the change)."""
-    async with serving(tmp_path, db) as (_, clients):
+    async with money_server(tmp_path, db) as (_, clients):
         alice, bob, carol = [await clients.registered(h) for h in ("alice", "bobby", "carol")]
         ch = await channel(alice, "alicenews")
         await carol.request(F.WatchChannel(id=carol.next_id(), channel=ch), F.Ok)
@@ -538,7 +493,7 @@ async def test_a_suspension_ends_a_flooding_watchers_connections_and_its_watches
     """Mallory watches a channel and its posts from three connections and floods reactions and
     view reports while the operator suspends her: every connection is closed (1008), and the
     node then holds no watch, route or subscription of hers."""
-    async with serving(tmp_path, db) as (server, clients):
+    async with money_server(tmp_path, db) as (server, clients):
         hub = hub_of(server)
         alice, mallory = [await clients.registered(h) for h in ("alice", "mallory")]
         ch = await channel(alice, "alicenews")
