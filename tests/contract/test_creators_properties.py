@@ -12,29 +12,22 @@ Each example gets a fresh database, driven by its own uvloop event loop (as
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import shutil
-import tempfile
-from collections.abc import Awaitable, Callable, Coroutine
-from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
-import uvloop
 from chatproto import frames as F
 from chatproto import posts
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import invariant, rule, run_state_machine_as_test
 
 from chatd.core import creators as rules
 from chatd.core import ledger
 from chatd.errors import ChatdError, Conflict, NotFound
-from chatd.store.base import Store
-from chatd.store.postgres import PostgresStore
-from chatd.store.sqlite import SQLiteStore
 
 from .conftest import PostgresServer, device_key
+from .storemachine import StoreMachine, postgres_opener, sqlite_opener
 from .test_creators import DAY, NOW, mandate, sign, tip
 
 T = TypeVar("T")
@@ -47,13 +40,9 @@ FAR = NOW + 10_000 * DAY
 """Intents signed to last: a retry after any number of ticks is the same intent."""
 
 
-class CreatorMachine(RuleBasedStateMachine):
-    open_store: ClassVar[Callable[[], Awaitable[tuple[Store, Callable[[], Awaitable[None]]]]]]
-
+class CreatorMachine(StoreMachine):
     def __init__(self) -> None:
         super().__init__()
-        self._runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-        self.store, self._close = self._run(type(self).open_store())
         self.now = NOW
         self.ids: dict[str, int] = {}
         for person in ["O", *FANS]:
@@ -92,9 +81,6 @@ class CreatorMachine(RuleBasedStateMachine):
             sig=bytes(64),
         )
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._runner.run(coro)
-
     def _try(self, coro: Coroutine[Any, Any, T]) -> T | ChatdError:
         async def go() -> T | ChatdError:
             try:
@@ -103,12 +89,6 @@ class CreatorMachine(RuleBasedStateMachine):
                 return exc
 
         return self._run(go())
-
-    def teardown(self) -> None:
-        try:
-            self._run(self._close())
-        finally:
-            self._runner.close()
 
     def _live(self, person: str) -> bool:
         mine = self._run(self.store.subscriptions(self.ids[person], 0, "", 100))
@@ -240,38 +220,12 @@ PROPERTY_SETTINGS = settings(
 
 
 def test_the_sqlite_creators_ledger_agrees_with_the_model() -> None:
-    async def open_store() -> tuple[Store, Callable[[], Awaitable[None]]]:
-        folder = tempfile.mkdtemp(prefix="chatd-creators-")
-        store = SQLiteStore(str(Path(folder) / "c.db"), synchronous="NORMAL", max_batch=64)
-        await store.open()
-        writer = asyncio.get_running_loop().create_task(store.run())
-
-        async def close() -> None:
-            await store.aclose()
-            await writer
-            shutil.rmtree(folder, ignore_errors=True)
-
-        return store, close
-
-    CreatorMachine.open_store = open_store
+    CreatorMachine.open_store = sqlite_opener("chatd-creators-", "c.db")
     run_state_machine_as_test(CreatorMachine, settings=PROPERTY_SETTINGS)
 
 
 def test_the_postgres_creators_ledger_agrees_with_the_model(
     postgres_server: PostgresServer,
 ) -> None:
-    async def open_store() -> tuple[Store, Callable[[], Awaitable[None]]]:
-        dsn = await postgres_server.create_database()
-        store = PostgresStore(dsn, read_pool=2, max_batch=64)
-        await store.open()
-        writer = asyncio.get_running_loop().create_task(store.run())
-
-        async def close() -> None:
-            await store.aclose()
-            await writer
-            await postgres_server.drop_database(dsn)
-
-        return store, close
-
-    CreatorMachine.open_store = open_store
+    CreatorMachine.open_store = postgres_opener(postgres_server)
     run_state_machine_as_test(CreatorMachine, settings=settings(PROPERTY_SETTINGS, max_examples=12))

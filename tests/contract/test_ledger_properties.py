@@ -12,29 +12,23 @@ migrated template), driven by its own uvloop event loop.
 
 from __future__ import annotations
 
-import asyncio
 import random
-import shutil
-import tempfile
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import pytest
-import uvloop
 from chatproto import kinds
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import invariant, rule, run_state_machine_as_test
 
 from chatd.core import ledger
 from chatd.errors import ChatdError, Conflict, NotFound
-from chatd.store.base import Posting, Store
-from chatd.store.postgres import PostgresStore
-from chatd.store.sqlite import SQLiteStore
+from chatd.store.base import Posting
 
 from .conftest import PostgresServer, device_key
+from .storemachine import StoreMachine, postgres_opener, sqlite_opener
 from .test_ledger import HOUR, NOW, packet, receipt_of, sign, transfer
 
 T = TypeVar("T")
@@ -58,13 +52,9 @@ class ModelPacket:
         return sum(self.shares[len(self.claims) :])
 
 
-class LedgerMachine(RuleBasedStateMachine):
-    open_store: ClassVar[Callable[[], Awaitable[tuple[Store, Callable[[], Awaitable[None]]]]]]
-
+class LedgerMachine(StoreMachine):
     def __init__(self) -> None:
         super().__init__()
-        self._runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-        self.store, self._close = self._run(type(self).open_store())
         self.now = NOW
         self.ids: dict[str, int] = {}
         for person in PEOPLE:
@@ -89,9 +79,6 @@ class LedgerMachine(RuleBasedStateMachine):
         self.packets: dict[str, ModelPacket] = {}
         self.receipts = 0
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._runner.run(coro)
-
     def _post(self, make: Callable[[], Awaitable[Posting]]) -> Posting | ChatdError:
         async def go() -> Posting | ChatdError:
             try:
@@ -100,12 +87,6 @@ class LedgerMachine(RuleBasedStateMachine):
                 return exc
 
         return self._run(go())
-
-    def teardown(self) -> None:
-        try:
-            self._run(self._close())
-        finally:
-            self._runner.close()
 
     def _bal(self, person: str, currency: str) -> int:
         return self.balances.get((person, currency), 0)
@@ -298,38 +279,12 @@ PROPERTY_SETTINGS = settings(
 
 
 def test_the_sqlite_ledger_agrees_with_the_model() -> None:
-    async def open_store() -> tuple[Store, Callable[[], Awaitable[None]]]:
-        folder = tempfile.mkdtemp(prefix="chatd-ledger-")
-        store = SQLiteStore(str(Path(folder) / "l.db"), synchronous="NORMAL", max_batch=64)
-        await store.open()
-        writer = asyncio.get_running_loop().create_task(store.run())
-
-        async def close() -> None:
-            await store.aclose()
-            await writer
-            shutil.rmtree(folder, ignore_errors=True)
-
-        return store, close
-
-    LedgerMachine.open_store = open_store
+    LedgerMachine.open_store = sqlite_opener("chatd-ledger-", "l.db")
     run_state_machine_as_test(LedgerMachine, settings=PROPERTY_SETTINGS)
 
 
 def test_the_postgres_ledger_agrees_with_the_model(postgres_server: PostgresServer) -> None:
-    async def open_store() -> tuple[Store, Callable[[], Awaitable[None]]]:
-        dsn = await postgres_server.create_database()
-        store = PostgresStore(dsn, read_pool=2, max_batch=64)
-        await store.open()
-        writer = asyncio.get_running_loop().create_task(store.run())
-
-        async def close() -> None:
-            await store.aclose()
-            await writer
-            await postgres_server.drop_database(dsn)
-
-        return store, close
-
-    LedgerMachine.open_store = open_store
+    LedgerMachine.open_store = postgres_opener(postgres_server)
     run_state_machine_as_test(LedgerMachine, settings=settings(PROPERTY_SETTINGS, max_examples=25))
 
 
