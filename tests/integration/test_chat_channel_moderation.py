@@ -16,8 +16,7 @@ from chatclient.tui import (
     SlowMode,
     parse_command,
 )
-from conftest import make_settings, run_server
-from integration.test_chat_cli import Terminal, _register
+from integration.terminalkit import connected_terminals
 
 
 @pytest.mark.parametrize(
@@ -54,47 +53,36 @@ def test_moderation_commands_say_their_usage(line: str, message: str) -> None:
 
 
 async def test_an_owner_moderates_comments_and_readers_see_view_counts(tmp_path: Path) -> None:
-    async with run_server(make_settings(tmp_path)) as server:
-        keys = {h: tmp_path / f"{h}.key" for h in ("alice", "bob")}
-        for handle, key in keys.items():
-            await _register(server.url, key, handle, handle.title())
-        alice = Terminal(server.url, keys["alice"]).start()
-        bob = Terminal(server.url, keys["bob"]).start()
-        try:
-            await alice.wait_for("connected as @alice")
-            await bob.wait_for("connected as @bob")
-            alice.send('/public @daily_news "Daily News"', "/publish @daily_news good morning")
-            await alice.wait_for(r"^\[@daily_news\] #1 published$")
-            # bob reads it twice: his /posts counts him once, and alice sees the count.
-            bob.send("/posts @daily_news", "/posts @daily_news")
-            await bob.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d good morning · 1 view$")
-            alice.send("/posts @daily_news")
-            await alice.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d good morning · 1 view$")
-            alice.send("/slowmode @daily_news 60")
-            await alice.wait_for(r"^@daily_news: slow mode one comment every 60 s$")
-            bob.send("/comment @daily_news 1 first!", "/comment @daily_news 1 second!")
-            await bob.wait_for(r"^\[@daily_news\] #1 comment #\d+ posted$")
-            await bob.wait_for(r"^error: RATE_LIMITED: slow mode: one comment every 60 s")
-            alice.send("/slowmode @daily_news off")
-            await alice.wait_for(r"^@daily_news: slow mode off$")
-            alice.send("/comments @daily_news 1")
-            got = await alice.wait_for(r"^  #(\d+) bob: first!$")
-            alice.send(f"/bancomments @daily_news #{got.group(1)} 2h delete")
-            await alice.wait_for(
-                r"^@bob may not comment in @daily_news until [-\d: ]+, their comments deleted$"
-            )
-            bob.send("/comment @daily_news 1 let me in")
-            await bob.wait_for(r"^error: FORBIDDEN: banned from commenting in this channel")
-            alice.send("/commentbans @daily_news", "/comments @daily_news 1")
-            await alice.wait_for(r"^  @bob until [-\d: ]+$")
-            await alice.wait_for(rf"^  #{got.group(1)} bob: \(deleted\)$")
-            alice.send("/unbancomments @daily_news @bob", "/commentbans @daily_news")
-            await alice.wait_for(r"^@bob may comment in @daily_news again$")
-            await alice.wait_for(r"^nobody is banned from commenting in @daily_news$")
-            bob.send("/comment @daily_news 1 thanks")
-            await bob.wait_for(r"^\[@daily_news\] #1 comment #\d+ posted$")
-            bob.send("/bancomments @daily_news @alice")
-            await bob.wait_for(r"^error: FORBIDDEN: only the channel's admins ban")
-        finally:
-            assert await alice.close() == 0
-            assert await bob.close() == 0
+    async with connected_terminals(tmp_path, "alice", "bob") as (_server, (alice, bob)):
+        alice.send('/public @daily_news "Daily News"', "/publish @daily_news good morning")
+        await alice.wait_for(r"^\[@daily_news\] #1 published$")
+        # bob reads it twice: his /posts counts him once, and alice sees the count.
+        bob.send("/posts @daily_news", "/posts @daily_news")
+        await bob.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d good morning · 1 view$")
+        alice.send("/posts @daily_news")
+        await alice.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d good morning · 1 view$")
+        alice.send("/slowmode @daily_news 60")
+        await alice.wait_for(r"^@daily_news: slow mode one comment every 60 s$")
+        bob.send("/comment @daily_news 1 first!", "/comment @daily_news 1 second!")
+        await bob.wait_for(r"^\[@daily_news\] #1 comment #\d+ posted$")
+        await bob.wait_for(r"^error: RATE_LIMITED: slow mode: one comment every 60 s")
+        alice.send("/slowmode @daily_news off")
+        await alice.wait_for(r"^@daily_news: slow mode off$")
+        alice.send("/comments @daily_news 1")
+        got = await alice.wait_for(r"^  #(\d+) bob: first!$")
+        alice.send(f"/bancomments @daily_news #{got.group(1)} 2h delete")
+        await alice.wait_for(
+            r"^@bob may not comment in @daily_news until [-\d: ]+, their comments deleted$"
+        )
+        bob.send("/comment @daily_news 1 let me in")
+        await bob.wait_for(r"^error: FORBIDDEN: banned from commenting in this channel")
+        alice.send("/commentbans @daily_news", "/comments @daily_news 1")
+        await alice.wait_for(r"^  @bob until [-\d: ]+$")
+        await alice.wait_for(rf"^  #{got.group(1)} bob: \(deleted\)$")
+        alice.send("/unbancomments @daily_news @bob", "/commentbans @daily_news")
+        await alice.wait_for(r"^@bob may comment in @daily_news again$")
+        await alice.wait_for(r"^nobody is banned from commenting in @daily_news$")
+        bob.send("/comment @daily_news 1 thanks")
+        await bob.wait_for(r"^\[@daily_news\] #1 comment #\d+ posted$")
+        bob.send("/bancomments @daily_news @alice")
+        await bob.wait_for(r"^error: FORBIDDEN: only the channel's admins ban")

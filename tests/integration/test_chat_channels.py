@@ -21,8 +21,7 @@ from chatclient.tui import (
     ShowTimeline,
     parse_command,
 )
-from conftest import make_settings, run_server
-from integration.test_chat_cli import Terminal, _register
+from integration.terminalkit import connected_terminals
 
 
 @pytest.mark.parametrize(
@@ -78,93 +77,67 @@ def test_channel_commands_say_their_usage(line: str, message: str) -> None:
 
 
 async def test_publish_follow_search_and_read_a_public_channel(tmp_path: Path) -> None:
-    async with run_server(make_settings(tmp_path)) as server:
-        keys = {h: tmp_path / f"{h}.key" for h in ("alice", "bob")}
-        for handle, key in keys.items():
-            await _register(server.url, key, handle, handle.title())
-        alice = Terminal(server.url, keys["alice"]).start()
-        bob = Terminal(server.url, keys["bob"]).start()
-        try:
-            await alice.wait_for("connected as @alice")
-            await bob.wait_for("connected as @bob")
-            alice.send('/public @daily_news "Daily News" world news every morning')
-            await alice.wait_for(r"^public channel @daily_news created")
-            alice.send("/publish @daily_news good morning")
-            await alice.wait_for(r"^\[@daily_news\] #1 published$")
-            bob.send("/search morning news")
-            await bob.wait_for(
-                r"^  @daily_news  Daily News: world news every morning  0 followers$"
-            )
-            bob.send("/posts @daily_news")
-            await bob.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d good morning$")
-            bob.send("/follow @daily_news")
-            await bob.wait_for(
-                r"^following @daily_news \(1 followers; link chatd://channel/daily_news\)$"
-            )
-            alice.send("/publish @daily_news the news at noon")
-            await bob.wait_for(r"^\[@daily_news\] #2 \d\d:\d\d the news at noon$")
-            alice.send("/editpost @daily_news 2 the news at one")
-            await bob.wait_for(r"^\[@daily_news\] #2 \d\d:\d\d the news at one \(edited\)$")
-            alice.send("/delpost @daily_news 1")
-            await bob.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d \(deleted\)$")
-            bob.send("/comment @daily_news 2 thanks")
-            got = await bob.wait_for(r"^\[@daily_news\] #2 comment #(\d+) posted$")
-            alice.send(f"/comment @daily_news 2 #{got.group(1)} you're welcome")
-            await alice.wait_for(r"^\[@daily_news\] #2 comment #\d+ posted$")
-            # bob follows: alice's comment is pushed to his terminal as it is made
-            await bob.wait_for(
-                rf"^\[@daily_news\] #2 comment #\d+ alice \(↩ #{got.group(1)}\): you're welcome$"
-            )
-            bob.send("/comments @daily_news 2", "/reactpost @daily_news 2 👍")
-            await bob.wait_for(rf"^  #{got.group(1)} bob: thanks$")
-            await bob.wait_for(rf"^  #\d+ alice \(↩ #{got.group(1)}\): you're welcome$")
-            await bob.wait_for(r"^\[@daily_news\] #2: 2 comments$")
-            await bob.wait_for(r"^\[@daily_news\] #2: 👍 1$")
-            mark = len(bob.text)
-            bob.send("/timeline", "/timeline more")  # the followed channels' live posts
-            await bob.wait_for(r"^\[@daily_news\] #2 \d\d:\d\d the news at one \(edited\)$", mark)
-            await bob.wait_for(r"^no older posts in your timeline$", mark)
-            assert "#1" not in bob.text[mark:]  # deleted: not in the timeline
-            bob.send("/unfollow @daily_news")
-            await bob.wait_for(
-                r"^no longer following @daily_news \(0 followers; link chatd://channel/daily_news\)$"
-            )
-            alice.send("/publish @daily_news after bob left")
-            await alice.wait_for(r"^\[@daily_news\] #3 published$")
-            bob.send("/posts @daily_news 1")
-            await bob.wait_for(r"^\[@daily_news\] #3 \d\d:\d\d after bob left$")
-            assert bob.text.count("after bob left") == 1  # read with /posts, never pushed
-        finally:
-            assert await alice.close() == 0
-            assert await bob.close() == 0
+    async with connected_terminals(tmp_path, "alice", "bob") as (_server, (alice, bob)):
+        alice.send('/public @daily_news "Daily News" world news every morning')
+        await alice.wait_for(r"^public channel @daily_news created")
+        alice.send("/publish @daily_news good morning")
+        await alice.wait_for(r"^\[@daily_news\] #1 published$")
+        bob.send("/search morning news")
+        await bob.wait_for(r"^  @daily_news  Daily News: world news every morning  0 followers$")
+        bob.send("/posts @daily_news")
+        await bob.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d good morning$")
+        bob.send("/follow @daily_news")
+        await bob.wait_for(
+            r"^following @daily_news \(1 followers; link chatd://channel/daily_news\)$"
+        )
+        alice.send("/publish @daily_news the news at noon")
+        await bob.wait_for(r"^\[@daily_news\] #2 \d\d:\d\d the news at noon$")
+        alice.send("/editpost @daily_news 2 the news at one")
+        await bob.wait_for(r"^\[@daily_news\] #2 \d\d:\d\d the news at one \(edited\)$")
+        alice.send("/delpost @daily_news 1")
+        await bob.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d \(deleted\)$")
+        bob.send("/comment @daily_news 2 thanks")
+        got = await bob.wait_for(r"^\[@daily_news\] #2 comment #(\d+) posted$")
+        alice.send(f"/comment @daily_news 2 #{got.group(1)} you're welcome")
+        await alice.wait_for(r"^\[@daily_news\] #2 comment #\d+ posted$")
+        # bob follows: alice's comment is pushed to his terminal as it is made
+        await bob.wait_for(
+            rf"^\[@daily_news\] #2 comment #\d+ alice \(↩ #{got.group(1)}\): you're welcome$"
+        )
+        bob.send("/comments @daily_news 2", "/reactpost @daily_news 2 👍")
+        await bob.wait_for(rf"^  #{got.group(1)} bob: thanks$")
+        await bob.wait_for(rf"^  #\d+ alice \(↩ #{got.group(1)}\): you're welcome$")
+        await bob.wait_for(r"^\[@daily_news\] #2: 2 comments$")
+        await bob.wait_for(r"^\[@daily_news\] #2: 👍 1$")
+        mark = len(bob.text)
+        bob.send("/timeline", "/timeline more")  # the followed channels' live posts
+        await bob.wait_for(r"^\[@daily_news\] #2 \d\d:\d\d the news at one \(edited\)$", mark)
+        await bob.wait_for(r"^no older posts in your timeline$", mark)
+        assert "#1" not in bob.text[mark:]  # deleted: not in the timeline
+        bob.send("/unfollow @daily_news")
+        await bob.wait_for(
+            r"^no longer following @daily_news \(0 followers; link chatd://channel/daily_news\)$"
+        )
+        alice.send("/publish @daily_news after bob left")
+        await alice.wait_for(r"^\[@daily_news\] #3 published$")
+        bob.send("/posts @daily_news 1")
+        await bob.wait_for(r"^\[@daily_news\] #3 \d\d:\d\d after bob left$")
+        assert bob.text.count("after bob left") == 1  # read with /posts, never pushed
 
 
 async def test_a_second_user_follows_a_channel_from_its_printed_link(tmp_path: Path) -> None:
     """The link ``/public`` prints is what a follower pastes: ``/posts`` and ``/follow`` take it."""
-    async with run_server(make_settings(tmp_path)) as server:
-        keys = {h: tmp_path / f"{h}.key" for h in ("alice", "bob")}
-        for handle, key in keys.items():
-            await _register(server.url, key, handle, handle.title())
-        alice = Terminal(server.url, keys["alice"]).start()
-        bob = Terminal(server.url, keys["bob"]).start()
-        try:
-            await alice.wait_for("connected as @alice")
-            await bob.wait_for("connected as @bob")
-            alice.send('/public @daily_news "Daily News"')
-            got = await alice.wait_for(
-                r"^public channel @daily_news created: .* share it as (\S+)$"
-            )
-            link = got.group(1)
-            assert link == "chatd://channel/daily_news"
-            alice.send(f"/publish {link} hello")
-            await alice.wait_for(r"^\[@daily_news\] #1 published$")
-            bob.send(f"/posts {link}", f"/follow {link}")
-            await bob.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d hello$")
-            await bob.wait_for(
-                r"^following @daily_news \(1 followers; link chatd://channel/daily_news\)$"
-            )
-            alice.send("/publish @daily_news live")
-            await bob.wait_for(r"^\[@daily_news\] #2 \d\d:\d\d live$")
-        finally:
-            assert await alice.close() == 0
-            assert await bob.close() == 0
+    async with connected_terminals(tmp_path, "alice", "bob") as (_server, (alice, bob)):
+        alice.send('/public @daily_news "Daily News"')
+        got = await alice.wait_for(r"^public channel @daily_news created: .* share it as (\S+)$")
+        link = got.group(1)
+        assert link == "chatd://channel/daily_news"
+        alice.send(f"/publish {link} hello")
+        await alice.wait_for(r"^\[@daily_news\] #1 published$")
+        bob.send(f"/posts {link}", f"/follow {link}")
+        await bob.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d hello$")
+        await bob.wait_for(
+            r"^following @daily_news \(1 followers; link chatd://channel/daily_news\)$"
+        )
+        alice.send("/publish @daily_news live")
+        await bob.wait_for(r"^\[@daily_news\] #2 \d\d:\d\d live$")

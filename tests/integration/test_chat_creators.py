@@ -17,10 +17,8 @@ from chatclient.tui import (
     UnsubscribeCmd,
     parse_command,
 )
+from integration.terminalkit import connected_terminals
 from paykit import mint
-
-from tests.conftest import make_settings, run_server
-from tests.integration.test_chat_cli import Terminal, _register
 
 
 @pytest.mark.parametrize(
@@ -64,47 +62,32 @@ def test_creator_command_errors(line: str, message: str) -> None:
 
 
 async def test_a_creator_is_tipped_and_subscribed_to_from_the_terminal(tmp_path: Path) -> None:
-    async with run_server(make_settings(tmp_path)) as server:
+    async with connected_terminals(tmp_path, "alice", "bob") as (server, (alice, bob)):
         db = Path(server.app.settings.store.db)
-        keys = {h: tmp_path / f"{h}.key" for h in ("alice", "bob")}
-        for handle, key in keys.items():
-            await _register(server.url, key, handle, handle.title())
-        alice = Terminal(server.url, keys["alice"]).start()
-        bob = Terminal(server.url, keys["bob"]).start()
-        try:
-            await alice.wait_for("connected as @alice")
-            await bob.wait_for("connected as @bob")
-            await mint(db, 2, 10_000)  # bob is account 2
-            alice.send('/public @alice_news "Alice News"')
-            await alice.wait_for(r"^public channel @alice_news created")
-            alice.send("/price @alice_news 4.99 USD 30", "/publish @alice_news hello all")
-            await alice.wait_for(r"^@alice_news: 4\.99 USD every 30 days$")
-            await alice.wait_for(r"^\[@alice_news\] #1 published$")
-            bob.send("/tip @alice_news 1 1.50 USD")
-            await bob.wait_for(r"^tip 1\.50 USD for @alice_news #1\? /yes to confirm")
-            bob.send("/yes")
-            await bob.wait_for(
-                r"^\[@alice_news\] #1 tipped 1\.50 USD \(receipt tip_\w+ verified\)$"
-            )
-            # a stranger's handle is not known to alice's terminal: its account number shows
-            await alice.wait_for(r"^\[@alice_news\] #1 user#2 tipped you 1\.50 USD$")
-            bob.send("/subscribe @alice_news")
-            await bob.wait_for(r"to agree: /subscribe @alice_news PERIODS 4\.99 USD$")
-            bob.send("/subscribe! @alice_news 3 4.99 USD")
-            await bob.wait_for(
-                r"^\[@alice_news\] subscription of you: active, 4\.99 USD / 30 days, 1/3 periods"
-            )
-            await alice.wait_for(
-                r"^\[@alice_news\] subscription of user#2: active, period 1 charged"
-            )
-            alice.send("/paidpost @alice_news members only")
-            await alice.wait_for(r"^\[@alice_news\] #2 published for subscribers$")
-            bob.send("/posts @alice_news")
-            await bob.wait_for(r"^\[@alice_news\] #2 \d\d:\d\d members only$")
-            bob.send("/unsubscribe @alice_news")
-            await bob.wait_for(r"^\[@alice_news\] subscription of you: cancelled")
-            bob.send("/subscription")
-            await bob.wait_for(r"^\[@alice_news\] subscription of you: cancelled, .* 1/3 periods")
-        finally:
-            assert await alice.close() == 0
-            assert await bob.close() == 0
+        await mint(db, 2, 10_000)  # bob is account 2
+        alice.send('/public @alice_news "Alice News"')
+        await alice.wait_for(r"^public channel @alice_news created")
+        alice.send("/price @alice_news 4.99 USD 30", "/publish @alice_news hello all")
+        await alice.wait_for(r"^@alice_news: 4\.99 USD every 30 days$")
+        await alice.wait_for(r"^\[@alice_news\] #1 published$")
+        bob.send("/tip @alice_news 1 1.50 USD")
+        await bob.wait_for(r"^tip 1\.50 USD for @alice_news #1\? /yes to confirm")
+        bob.send("/yes")
+        await bob.wait_for(r"^\[@alice_news\] #1 tipped 1\.50 USD \(receipt tip_\w+ verified\)$")
+        # a stranger's handle is not known to alice's terminal: its account number shows
+        await alice.wait_for(r"^\[@alice_news\] #1 user#2 tipped you 1\.50 USD$")
+        bob.send("/subscribe @alice_news")
+        await bob.wait_for(r"to agree: /subscribe @alice_news PERIODS 4\.99 USD$")
+        bob.send("/subscribe! @alice_news 3 4.99 USD")
+        await bob.wait_for(
+            r"^\[@alice_news\] subscription of you: active, 4\.99 USD / 30 days, 1/3 periods"
+        )
+        await alice.wait_for(r"^\[@alice_news\] subscription of user#2: active, period 1 charged")
+        alice.send("/paidpost @alice_news members only")
+        await alice.wait_for(r"^\[@alice_news\] #2 published for subscribers$")
+        bob.send("/posts @alice_news")
+        await bob.wait_for(r"^\[@alice_news\] #2 \d\d:\d\d members only$")
+        bob.send("/unsubscribe @alice_news")
+        await bob.wait_for(r"^\[@alice_news\] subscription of you: cancelled")
+        bob.send("/subscription")
+        await bob.wait_for(r"^\[@alice_news\] subscription of you: cancelled, .* 1/3 periods")
