@@ -18,7 +18,7 @@ from chatproto import creators, kinds, posts
 from chatproto import frames as F
 from chatproto.e2e.primitives import SigningKey
 from conftest import RunningServer, make_settings, run_server
-from paykit import Clients, mint, new_id, now_ms
+from paykit import Clients, mint, new_id, now_ms, signed_frame
 from serverkit import FAST
 from testkit import Raw
 
@@ -154,12 +154,7 @@ def tip_intent(
 def tip_frame(
     r: Raw, i: F.TipIntent, *, key: SigningKey | None = None, device: int | None = None
 ) -> F.Tip:
-    return F.Tip(
-        id=r.next_id(),
-        intent=i,
-        device=r.device if device is None else device,
-        sig=creators.sign_intent(key or r.key, r.challenge.server, i),
-    )
+    return signed_frame(F.Tip, r, i, creators.sign_intent, key=key, device=device)
 
 
 def mandate(
@@ -188,12 +183,7 @@ def mandate(
 
 
 def subscribe_frame(r: Raw, i: F.MandateIntent, *, key: SigningKey | None = None) -> F.Subscribe:
-    return F.Subscribe(
-        id=r.next_id(),
-        intent=i,
-        device=r.device,
-        sig=creators.sign_intent(key or r.key, r.challenge.server, i),
-    )
+    return signed_frame(F.Subscribe, r, i, creators.sign_intent, key=key)
 
 
 async def set_price(owner: Raw, ch: int, amount: int, period: int, currency: str = "USD") -> None:

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,15 +57,32 @@ def intent(
     )
 
 
-def pay_frame(
-    r: Raw, i: F.TransferIntent, *, key: SigningKey | None = None, device: int | None = None
-) -> F.Pay:
-    return F.Pay(
+SignedFrameT = TypeVar("SignedFrameT", F.Pay, F.SendRedPacket, F.Tip, F.Subscribe)
+
+
+def signed_frame(
+    frame: type[SignedFrameT],
+    r: Raw,
+    i: Any,
+    sign: Callable[[SigningKey, str, Any], bytes],
+    *,
+    key: SigningKey | None = None,
+    device: int | None = None,
+) -> SignedFrameT:
+    """``frame`` carrying intent ``i`` as ``r`` sends it: signed with ``sign`` for ``r``'s server
+    by ``r``'s device key, unless a test forges it with another ``key`` or ``device``."""
+    return frame(
         id=r.next_id(),
         intent=i,
         device=r.device if device is None else device,
-        sig=payments.sign_intent(key or r.key, r.challenge.server, i),
+        sig=sign(key or r.key, r.challenge.server, i),
     )
+
+
+def pay_frame(
+    r: Raw, i: F.TransferIntent, *, key: SigningKey | None = None, device: int | None = None
+) -> F.Pay:
+    return signed_frame(F.Pay, r, i, payments.sign_intent, key=key, device=device)
 
 
 def packet_frame(
@@ -88,12 +106,7 @@ def packet_frame(
         memo_hash=payments.NO_MEMO,
         expires_at=now_ms() + 600_000,
     )
-    return F.SendRedPacket(
-        id=r.next_id(),
-        intent=i,
-        device=r.device,
-        sig=payments.sign_intent(r.key, r.challenge.server, i),
-    )
+    return signed_frame(F.SendRedPacket, r, i, payments.sign_intent)
 
 
 async def mint(db: Path, account: int, amount: int, currency: str = "USD") -> None:
