@@ -32,9 +32,14 @@ async def serving(
 
 
 @contextlib.asynccontextmanager
-async def three_nodes(pg_dsn: str, redis_url: str, tmp_path: Path) -> AsyncIterator[list[str]]:
-    """Three nodes on one database and one Redis, each with its broker up; their URLs."""
-    settings = make_settings(tmp_path, store={"db": pg_dsn}, broker={"url": redis_url}, limits=FAST)
+async def three_nodes(
+    pg_dsn: str, redis_url: str, tmp_path: Path, **sections: dict[str, Any]
+) -> AsyncIterator[list[str]]:
+    """Three nodes on one database and one Redis, each with its broker up, with ``sections``
+    added to their settings; their URLs."""
+    settings = make_settings(
+        tmp_path, store={"db": pg_dsn}, broker={"url": redis_url}, limits=FAST, **sections
+    )
     async with AsyncExitStack() as stack:
         running: list[RunningServer] = [
             await stack.enter_async_context(run_server(settings)) for _ in range(3)

@@ -13,21 +13,18 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 from chatproto import codec
 from chatproto import frames as F
 from chatproto.errors import ErrorCode
-from conftest import RunningServer, make_settings, run_server
 from redisd import RedisServer
+from serverkit import three_nodes
 from testkit import Raw
 
 DEFAULTS = {"add_me": "contacts", "presence": "contacts", "last_seen": "contacts"}
 """chatd's own defaults (tests/conftest.py opens them up for the other suites)."""
-FAST = {"frames_per_second": 100_000.0, "frame_burst": 100_000.0}
-"""The per-connection rate limit is not what these tests are about."""
 SIG = bytes(range(64))
 
 
@@ -54,22 +51,8 @@ async def direct(a: Raw, b: Raw) -> None:
 @pytest.fixture
 async def nodes(pg_dsn: str, redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[list[str]]:
     """Three nodes with chatd's own consent defaults; their URLs."""
-    settings = make_settings(
-        tmp_path,
-        store={"db": pg_dsn},
-        broker={"url": redis_server.url},
-        limits=FAST,
-        consent=DEFAULTS,
-    )
-    async with AsyncExitStack() as stack:
-        running: list[RunningServer] = [
-            await stack.enter_async_context(run_server(settings)) for _ in range(3)
-        ]
-        for node in running:
-            async with asyncio.timeout(10):
-                while not node.app.broker.healthy():
-                    await asyncio.sleep(0.01)
-        yield [node.url for node in running]
+    async with three_nodes(pg_dsn, redis_server.url, tmp_path, consent=DEFAULTS) as urls:
+        yield urls
 
 
 async def logged_in(urls: list[str], first: Raw) -> list[Raw]:
