@@ -57,3 +57,19 @@ async def sdk_user(server: RunningServer, tmp_path: Path, handle: str) -> Client
     await c.__aenter__()
     await c.register(handle, handle.title())
     return c
+
+
+@contextlib.asynccontextmanager
+async def sdk_users(
+    server: RunningServer, tmp_path: Path, *handles: str
+) -> AsyncIterator[list[Client]]:
+    """``sdk_user`` for each of ``handles``, in that order; all closed, in that order, at the end
+    (those already made are closed too when a later one fails to register)."""
+    clients: list[Client] = []
+    try:
+        for handle in handles:
+            clients.append(await sdk_user(server, tmp_path, handle))
+        yield clients
+    finally:
+        for c in clients:
+            await c.aclose()

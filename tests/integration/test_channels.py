@@ -18,7 +18,7 @@ from chatclient.events import ChannelComment, ChannelPost, PostReactions, Securi
 from chatproto import kinds
 from chatproto.errors import ChatProtoError, ErrorCode
 from conftest import RunningServer
-from serverkit import sdk_user, serving
+from serverkit import sdk_user, sdk_users, serving
 
 
 @pytest.fixture
@@ -149,9 +149,7 @@ async def test_the_directory_finds_channels_by_title_and_description_in_pages(
 async def test_edits_keep_history_a_delete_is_a_tombstone_and_tampering_is_refused(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    alice = await sdk_user(server, tmp_path, "alice")
-    bob = await sdk_user(server, tmp_path, "bob")
-    try:
+    async with sdk_users(server, tmp_path, "alice", "bob") as [alice, bob]:
         ch = (await alice.channels.create("alice_blog", "Alice's blog")).channel
         await bob.channels.follow(ch)
         await bob.timeline.watch_channel(ch)  # the channel's page is open
@@ -182,9 +180,6 @@ async def test_edits_keep_history_a_delete_is_a_tombstone_and_tampering_is_refus
         assert [p.seq for p in page.posts] == [2]
         assert [r.post.seq for r in page.rejected] == [1]
         assert "signature" in page.rejected[0].reason
-    finally:
-        await alice.aclose()
-        await bob.aclose()
 
 
 async def test_comments_page_with_replies_and_reactions_are_counted(

@@ -17,7 +17,7 @@ from chatclient.events import ChannelPost
 from chatproto import frames as F
 from chatproto.errors import ErrorCode
 from conftest import RunningServer
-from serverkit import sdk_user, serving
+from serverkit import sdk_user, sdk_users, serving
 from testkit import Raw
 
 
@@ -176,9 +176,7 @@ async def test_an_unfollow_stops_the_feed_on_every_connection_of_the_account(
 async def test_the_timeline_merges_three_channels_and_pages_without_gaps_while_posts_arrive(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    alice = await sdk_user(server, tmp_path, "alice")
-    bob = await sdk_user(server, tmp_path, "bob")
-    try:
+    async with sdk_users(server, tmp_path, "alice", "bob") as [alice, bob]:
         chs = [(await alice.channels.create(f"ch_{n}", n.title())).channel for n in "abcd"]
         for ch in chs[:3]:  # not the fourth
             await bob.channels.follow(ch)
@@ -216,9 +214,6 @@ async def test_the_timeline_merges_three_channels_and_pages_without_gaps_while_p
         )
         walked = [e.post.seq for e in [e async for e in bob.timeline.entries(limit=3)] if e.post]
         assert len(walked) == len(published) + arrivals
-    finally:
-        await alice.aclose()
-        await bob.aclose()
 
 
 async def test_watching_what_does_not_exist_and_a_forged_cursor_are_refused(
@@ -250,9 +245,7 @@ async def test_watching_what_does_not_exist_and_a_forged_cursor_are_refused(
 async def test_the_sdk_watches_the_feed_again_after_a_reconnect(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    alice = await sdk_user(server, tmp_path, "alice")
-    bob = await sdk_user(server, tmp_path, "bob")
-    try:
+    async with sdk_users(server, tmp_path, "alice", "bob") as [alice, bob]:
         ch = (await alice.channels.create("daily", "Daily")).channel
         notes = (await bob.create("group", "notes")).conv
         await bob.channels.follow(ch)
@@ -266,9 +259,6 @@ async def test_the_sdk_watches_the_feed_again_after_a_reconnect(
                 if isinstance(ev, ChannelPost):
                     assert ev.text == "while you were away, and after"
                     break
-    finally:
-        await alice.aclose()
-        await bob.aclose()
 
 
 async def test_the_timeline_merges_a_followed_channel_with_a_contacts_moments(
