@@ -1131,10 +1131,6 @@ def _title(title: str) -> str:
     return title
 
 
-_DURATION = re.compile(r"(\d{1,6})([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
 def _parse_moderation(name: str, args: list[str]) -> Command:
     """``/bancomments``, ``/unbancomments``, ``/commentbans``, ``/slowmode`` (SPEC.md 20.9)."""
     match name:
@@ -1170,7 +1166,7 @@ def _parse_moderation(name: str, args: list[str]) -> Command:
     for word in args[2:]:
         m = _DURATION.fullmatch(word.lower())
         if m and not seconds:
-            seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+            seconds = int(m.group(1)) * _SECONDS[m.group(2)]
         elif word.lower() == "delete" and not delete:
             delete = True
         else:
