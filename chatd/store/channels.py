@@ -359,10 +359,15 @@ def _comment(r: Row) -> F.CommentInfo:
     )
 
 
-async def _live_post(db: Sql, channel: int, seq: int) -> None:
-    """``NotFound`` unless post ``seq`` of ``channel`` exists and is not deleted."""
+async def live_post(db: Sql, channel: int, seq: int) -> bool:
+    """Post ``seq`` of ``channel`` exists and is not deleted."""
     kind = await db.fetchval("SELECT kind FROM pub_posts WHERE channel=? AND seq=?", channel, seq)
-    if kind is None or kind == posts.TOMBSTONE:
+    return kind is not None and kind != posts.TOMBSTONE
+
+
+async def check_live_post(db: Sql, channel: int, seq: int) -> None:
+    """``NotFound`` unless post ``seq`` of ``channel`` exists and is not deleted."""
+    if not await live_post(db, channel, seq):
         raise NotFound("no such post")
 
 
@@ -372,7 +377,7 @@ async def add_comment(
     """Store a comment under post ``seq`` (``reply_to``: a comment under the same post, 0: the
     post). ``NotFound`` without the post (or deleted) or the comment it answers."""
     db = tx.sql
-    await _live_post(db, channel, seq)
+    await check_live_post(db, channel, seq)
     if reply_to and not await db.fetchval(
         "SELECT 1 FROM pub_comments WHERE id=? AND channel=? AND seq=?", reply_to, channel, seq
     ):
@@ -444,7 +449,7 @@ async def react(
     the post's count per emoji with it; the counts after. An account banned from the
     channel's comments at ``now`` adds none (``Forbidden``); it may take one back."""
     db = tx.sql
-    await _live_post(db, channel, seq)
+    await check_live_post(db, channel, seq)
     if not remove:
         await comment_gate(db, channel, account, now, commenting=False)
     if remove:

@@ -30,6 +30,7 @@ from chatproto import frames as F
 from chatproto import posts
 
 from chatd.store.base import TimelinePost
+from chatd.store.channels import live_post
 from chatd.store.sql import Row, Scripts, Sql, reads
 
 _MAX = 2**63 - 1
@@ -96,12 +97,6 @@ async def timeline_posts(
     rows = [_row(r) for r in await db.fetch(" UNION ALL ".join(parts), *args)]
     rows.sort(key=lambda t: (t.at, t.post.channel, t.post.seq), reverse=True)
     return rows[:limit]
-
-
-async def live_post(db: Sql, channel: int, seq: int) -> bool:
-    """Post ``seq`` of ``channel`` exists and is not deleted."""
-    kind = await db.fetchval("SELECT kind FROM pub_posts WHERE channel=? AND seq=?", channel, seq)
-    return kind is not None and kind != posts.TOMBSTONE
 
 
 class Timelines(Scripts):
