@@ -47,7 +47,7 @@ def _channel(r: Row | None) -> ChannelRow | None:
     )
 
 
-def _post(r: Row) -> F.Post:
+def post_row(r: Row) -> F.Post:
     """A ``_POST`` row (and its ``views`` after, where selected)."""
     return F.Post(
         channel=int(r[0]),
@@ -260,7 +260,7 @@ async def put_post(tx: Tx, p: F.Post, now: int) -> bool:
     )
     offered = (p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig)
     if cur is not None:
-        c = _post(cur)
+        c = post_row(cur)
         stored = (c.ver, c.ts, c.author, c.device, c.kind, c.content, c.sig)
         if same_post(stored, offered) and c.paid == p.paid:
             return False
@@ -310,7 +310,7 @@ async def posts_before(db: Sql, channel: int, before: int, limit: int) -> list[F
         bound,
         limit,
     )
-    return [_post(r) for r in rows]
+    return [post_row(r) for r in rows]
 
 
 async def post_history(db: Sql, channel: int, seq: int) -> list[F.Post]:
@@ -320,7 +320,7 @@ async def post_history(db: Sql, channel: int, seq: int) -> list[F.Post]:
         f" UNION ALL SELECT {_POST} FROM pub_posts WHERE channel=? AND seq=? ORDER BY ver",
         *(channel, seq, channel, seq),
     )
-    return [_post(r) for r in rows]
+    return [post_row(r) for r in rows]
 
 
 class Channels(Scripts):
