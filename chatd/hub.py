@@ -51,7 +51,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from chatd import envelope
 from chatd.broker.base import Broker
@@ -73,6 +73,8 @@ WATCHED_CHANNELS = 10
 """Channels one connection watches at once (SPEC.md 20.7): one more stops the oldest."""
 WATCHED_POSTS = 100
 """Posts one connection watches at once (SPEC.md 20.7): one more stops the oldest."""
+
+_K = TypeVar("_K")
 
 _Held = tuple[int, int, int, bytes]
 """An envelope waiting for a re-check: ``(kind, seq, origin, payload)``; for an UNWATCH,
@@ -283,17 +285,29 @@ class Hub:
         wanted = (outlet in self._feed and channel in self._follows.get(outlet, ())) or (
             channel in self._open.get(outlet, ())
         )
-        outlets = self._channels.get(channel)
         if wanted:
-            if outlets is None:
-                outlets = self._channels[channel] = set()
-                self._broker.subscribe(envelope.channel_topic(channel), self._from_broker)
-            outlets.add(outlet)
-        elif outlets is not None:
+            self._add(self._channels, channel, envelope.channel_topic(channel), outlet)
+        else:
+            self._remove(self._channels, channel, envelope.channel_topic(channel), outlet)
+
+    def _add(self, routes: dict[_K, set[Outlet]], key: _K, topic: str, outlet: Outlet) -> None:
+        """Route ``key`` (a channel, a post) to ``outlet``: the node subscribes to ``topic``
+        with the first outlet it routes ``key`` to."""
+        outlets = routes.get(key)
+        if outlets is None:
+            outlets = routes[key] = set()
+            self._broker.subscribe(topic, self._from_broker)
+        outlets.add(outlet)
+
+    def _remove(self, routes: dict[_K, set[Outlet]], key: _K, topic: str, outlet: Outlet) -> None:
+        """Stop routing ``key`` to ``outlet``: the node unsubscribes from ``topic`` with the
+        last outlet it routed ``key`` to."""
+        outlets = routes.get(key)
+        if outlets is not None:
             outlets.discard(outlet)
             if not outlets:
-                del self._channels[channel]
-                self._broker.unsubscribe(envelope.channel_topic(channel))
+                del routes[key]
+                self._broker.unsubscribe(topic)
 
     # ------------------------------------------------------------------ watching (SPEC.md 20.7)
 
@@ -333,21 +347,12 @@ class Hub:
         if on:
             mine[post] = None
             if not was:
-                outlets = self._posts.get(post)
-                if outlets is None:
-                    outlets = self._posts[post] = set()
-                    self._broker.subscribe(envelope.post_topic(channel, seq), self._from_broker)
-                outlets.add(outlet)
+                self._add(self._posts, post, envelope.post_topic(channel, seq), outlet)
             if len(mine) > WATCHED_POSTS:
                 oldest = next(iter(mine))
                 self.watch_post(outlet, *oldest, False)
         elif was:
-            outlets = self._posts.get(post)
-            if outlets is not None:
-                outlets.discard(outlet)
-                if not outlets:
-                    del self._posts[post]
-                    self._broker.unsubscribe(envelope.post_topic(channel, seq))
+            self._remove(self._posts, post, envelope.post_topic(channel, seq), outlet)
         if not mine:
             self._threads.pop(outlet, None)
 

@@ -295,34 +295,28 @@ class Limits:
         """Take a link look-up token of ``account`` and of ``address`` (SPEC.md 19.3): None
         when allowed, else seconds to wait. Every look-up counts, found or not: a guess is
         refused before the token is even checked, so no answer tells a guess apart."""
-        budget = self.link_lookups
-        if budget.rate > 0:
-            now = self._clock.now_ms() / 1000
-            granted, retry = await self._shared.take(f"la:{account}", now, budget, 1)
-            if not granted:
-                return max(retry, 0.001)
+        wait = await self._take(f"la:{account}", self.link_lookups)
+        if wait is not None:
+            return wait
         return await self._address(f"li:{address}", address, self.link_lookups_per_ip)
 
     async def search(self, account: int) -> float | None:
         """Take a directory-search token of ``account`` (SPEC.md 20.2): None when allowed, else
         seconds to wait. Shared by the account's connections on every node."""
-        if self.searches.rate <= 0:
-            return None
-        now = self._clock.now_ms() / 1000
-        granted, retry = await self._shared.take(f"s:{account}", now, self.searches, 1)
-        return None if granted else max(retry, 0.001)
+        return await self._take(f"s:{account}", self.searches)
 
     async def moment(self, account: int) -> float | None:
         """Take a token of ``account``'s Moment budget (SPEC.md 22.4): None when allowed, else
         seconds to wait. Shared by the account's connections on every node."""
-        if self.moments.rate <= 0:
-            return None
-        now = self._clock.now_ms() / 1000
-        granted, retry = await self._shared.take(f"mo:{account}", now, self.moments, 1)
-        return None if granted else max(retry, 0.001)
+        return await self._take(f"mo:{account}", self.moments)
 
     async def _address(self, key: str, address: str, budget: Budget) -> float | None:
-        if not address or budget.rate <= 0:
+        return await self._take(key, budget) if address else None
+
+    async def _take(self, key: str, budget: Budget) -> float | None:
+        """Take one token of ``key``'s shared ``budget`` (nothing when its rate is 0): None when
+        allowed, else seconds to wait."""
+        if budget.rate <= 0:
             return None
         granted, retry = await self._shared.take(key, self._clock.now_ms() / 1000, budget, 1)
         return None if granted else max(retry, 0.001)

@@ -1159,11 +1159,7 @@ class Session:
                 self.show(f"your account's master key was sent to device {device}", "system")
             case Pay() | PayRequest() | PayOrder() | RedPacket():
                 summary, perform = await self._prepare_payment(cmd)
-                if cmd.confirmed or self.assume_yes:
-                    await perform()
-                else:
-                    self._pending = (summary, perform)
-                    self.show(f"{summary}? /yes to confirm, /no to drop it", "system")
+                await self._confirm(summary, perform, cmd.confirmed)
             case Yes():
                 if self._pending is None:
                     raise UsageError("no payment is waiting for confirmation")

@@ -1112,6 +1112,16 @@ def _number(word: str, usage: str) -> int:
     return int(word)
 
 
+def _reply_to(body: str) -> tuple[int, str]:
+    """A comment's ``[#N] text`` (``/comment``, ``/mcomment``): the comment it answers (0:
+    none) and its text, stripped."""
+    body = body.strip()
+    first, _, after = body.partition(" ")
+    if first.startswith("#") and first[1:].isdigit():
+        return int(first[1:]), after.strip()
+    return 0, body
+
+
 def _title(title: str) -> str:
     title = title.strip()
     if not title:
@@ -1338,10 +1348,7 @@ def parse_command(line: str) -> Command | None:
             text = "/comment @channel SEQ [#N] text"
             if len(words) < 3 or not is_channel_ref(words[0]) or not words[1].isdigit():
                 raise usage(text)
-            reply_to, body = 0, words[2].strip()
-            first, _, after = body.partition(" ")
-            if first.startswith("#") and first[1:].isdigit():
-                reply_to, body = int(first[1:]), after.strip()
+            reply_to, body = _reply_to(words[2])
             if not body:
                 raise usage(text)
             return CommentPost(parse_channel(words[0]), int(words[1]), body, reply_to)
@@ -1378,10 +1385,7 @@ def parse_command(line: str) -> Command | None:
             text = "/mcomment ID [#N] text"
             if len(words) < 2 or not words[0].isdigit():
                 raise usage(text)
-            reply_to, body = 0, words[1].strip()
-            first, _, after = body.partition(" ")
-            if first.startswith("#") and first[1:].isdigit():
-                reply_to, body = int(first[1:]), after.strip()
+            reply_to, body = _reply_to(words[1])
             if not body:
                 raise usage(text)
             return CommentMoment(int(words[0]), body, reply_to)
