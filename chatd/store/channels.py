@@ -450,8 +450,6 @@ async def react(
     channel's comments at ``now`` adds none (``Forbidden``); it may take one back."""
     db = tx.sql
     await check_live_post(db, channel, seq)
-    if not remove:
-        await comment_gate(db, channel, account, now, commenting=False)
     if remove:
         changed = await db.execute(
             "DELETE FROM pub_reactions WHERE channel=? AND seq=? AND account=? AND emoji=?",
@@ -459,6 +457,7 @@ async def react(
         )
         delta = -1
     else:
+        await comment_gate(db, channel, account, now, commenting=False)
         changed = await db.execute(
             "INSERT INTO pub_reactions (channel, seq, account, emoji) VALUES (?,?,?,?)"
             " ON CONFLICT DO NOTHING",
