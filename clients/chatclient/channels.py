@@ -332,7 +332,7 @@ class Channels:
         posts.verify_post(key, self._c.server_name, p)
         return verified_post(p)
 
-    async def _checked(self, items: list[F.Post]) -> PostPage:
+    async def _checked(self, items: list[F.Post], cursor: int = 0) -> PostPage:
         good: list[ChannelPost] = []
         bad: list[RejectedPost] = []
         shut: list[LockedPost] = []
@@ -344,15 +344,14 @@ class Channels:
                 good.append(await self.verify(p))
             except (ChatProtoError, ChatClientError) as exc:
                 bad.append(RejectedPost(p, str(exc)))
-        return PostPage(good, bad, 0, shut)
+        return PostPage(good, bad, cursor, shut)
 
     async def posts(self, channel: int, *, before: int = 0, limit: int = 20) -> PostPage:
         """A page of ``channel``'s posts, newest first, each verified (following or not)."""
         got = await self._c.call(
             F.GetPosts(id=self._c.next_id(), channel=channel, before=before, limit=limit), F.Posts
         )
-        page = await self._checked(list(got.items))
-        return PostPage(page.posts, page.rejected, got.next, page.locked)
+        return await self._checked(list(got.items), got.next)
 
     async def history(self, channel: int, seq: int) -> PostPage:
         """Every version of post ``seq``, oldest first, each verified."""

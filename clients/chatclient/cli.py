@@ -746,10 +746,11 @@ class Session:
                 said = await ch.comment(channel, seq, text, reply_to=reply_to)
                 self.show(f"[@{handle}] #{seq} comment #{said.comment} posted", "system")
             case ShowComments(handle, seq):
-                await self.client.timeline.watch_post(await self._channel(handle), seq)
+                channel = await self._channel(handle)
+                await self.client.timeline.watch_post(channel, seq)
                 at = 0
                 while True:
-                    thread = await ch.comments(await self._channel(handle), seq, after=at)
+                    thread = await ch.comments(channel, seq, after=at)
                     for m in thread.items:
                         self._comment_authors[(thread.channel, m.comment)] = (m.author, m.handle)
                         to = f" (↩ #{m.reply_to})" if m.reply_to else ""
