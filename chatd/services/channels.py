@@ -102,7 +102,7 @@ class ChannelService:
                     f.channel, f.seq, account, f.reply_to, f.kind, f.content, self._d.clock.now_ms()
                 )
                 event = F.CommentEvent(channel=f.channel, seq=f.seq, comment=info)
-                self._push_thread(f.channel, f.seq, event, conn)
+                self._push(envelope.post_topic(f.channel, f.seq), event, conn)
                 return F.Commented(re=f.id, channel=f.channel, seq=f.seq, comment=info)
             case F.GetComments():
                 rows, total = await self._d.store.comments(f.channel, f.seq, f.after, f.limit)
@@ -130,18 +130,12 @@ class ChannelService:
                 return F.Reactions(re=f.id, channel=f.channel, seq=f.seq, counts=counts)
         raise ChatdError("not a channel frame", ErrorCode.UNKNOWN_FRAME)
 
-    def _push(self, channel: int, frame: F.Frame, origin: int = 0) -> None:
-        """Encode ``frame`` once and hand it to the connections watching the channel's posts:
-        those watching the feed of an account that follows it, and those watching the channel
-        (SPEC.md 20.7)."""
-        topic = envelope.channel_topic(channel)
-        self._d.hub.publish(topic, envelope.EVENT, 0, origin, codec.encode(frame))
-
-    def _push_thread(self, channel: int, seq: int, frame: F.Frame, origin: int = 0) -> None:
-        """Encode ``frame`` once and hand it to the connections watching post ``seq``'s thread
-        only: a comment under a post of a channel with 100,000 connected followers reaches the
-        few that show that thread."""
-        topic = envelope.post_topic(channel, seq)
+    def _push(self, topic: str, frame: F.Frame, origin: int = 0) -> None:
+        """Encode ``frame`` once and hand it to the connections watching ``topic`` (SPEC.md
+        20.7): a channel's (``channel_topic``: those watching the feed of an account that
+        follows it, and those watching the channel) or one post's thread only (``post_topic``:
+        a comment under a post of a channel with 100,000 connected followers reaches the few
+        that show that thread)."""
         self._d.hub.publish(topic, envelope.EVENT, 0, origin, codec.encode(frame))
 
     def _counts_changed(self, channel: int, seq: int) -> None:
@@ -169,7 +163,8 @@ class ChannelService:
         except Exception:
             log.exception("reaction counts not pushed", extra={"channel": channel})
             return
-        self._push_thread(channel, seq, F.ReactionsEvent(channel=channel, seq=seq, counts=counts))
+        event = F.ReactionsEvent(channel=channel, seq=seq, counts=counts)
+        self._push(envelope.post_topic(channel, seq), event)
 
     async def create(self, account: int, f: F.CreateChannel) -> F.ChannelAnswer:
         row = await self._d.store.create_channel(
@@ -237,7 +232,7 @@ class ChannelService:
             raise Invalid(str(exc)) from exc
         if await d.store.put_post(post, d.clock.now_ms()):  # a paid post's event: no content
             pushed = posts.locked(post) if post.paid and not posts.is_tombstone(post) else post
-            self._push(f.channel, F.PostEvent(post=pushed), conn)
+            self._push(envelope.channel_topic(f.channel), F.PostEvent(post=pushed), conn)
         return F.Published(re=f.id, channel=f.channel, seq=f.seq, ver=f.ver)
 
     async def read(self, account: int, f: F.GetPosts) -> F.Posts:

@@ -47,7 +47,7 @@ def _channel(r: Row | None) -> ChannelRow | None:
     )
 
 
-def _post(r: Row) -> F.Post:
+def post_row(r: Row) -> F.Post:
     """A ``_POST`` row (and its ``views`` after, where selected)."""
     return F.Post(
         channel=int(r[0]),
@@ -260,7 +260,7 @@ async def put_post(tx: Tx, p: F.Post, now: int) -> bool:
     )
     offered = (p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig)
     if cur is not None:
-        c = _post(cur)
+        c = post_row(cur)
         stored = (c.ver, c.ts, c.author, c.device, c.kind, c.content, c.sig)
         if same_post(stored, offered) and c.paid == p.paid:
             return False
@@ -310,7 +310,7 @@ async def posts_before(db: Sql, channel: int, before: int, limit: int) -> list[F
         bound,
         limit,
     )
-    return [_post(r) for r in rows]
+    return [post_row(r) for r in rows]
 
 
 async def post_history(db: Sql, channel: int, seq: int) -> list[F.Post]:
@@ -320,7 +320,7 @@ async def post_history(db: Sql, channel: int, seq: int) -> list[F.Post]:
         f" UNION ALL SELECT {_POST} FROM pub_posts WHERE channel=? AND seq=? ORDER BY ver",
         *(channel, seq, channel, seq),
     )
-    return [_post(r) for r in rows]
+    return [post_row(r) for r in rows]
 
 
 class Channels(Scripts):
@@ -359,10 +359,15 @@ def _comment(r: Row) -> F.CommentInfo:
     )
 
 
-async def _live_post(db: Sql, channel: int, seq: int) -> None:
-    """``NotFound`` unless post ``seq`` of ``channel`` exists and is not deleted."""
+async def live_post(db: Sql, channel: int, seq: int) -> bool:
+    """Post ``seq`` of ``channel`` exists and is not deleted."""
     kind = await db.fetchval("SELECT kind FROM pub_posts WHERE channel=? AND seq=?", channel, seq)
-    if kind is None or kind == posts.TOMBSTONE:
+    return kind is not None and kind != posts.TOMBSTONE
+
+
+async def check_live_post(db: Sql, channel: int, seq: int) -> None:
+    """``NotFound`` unless post ``seq`` of ``channel`` exists and is not deleted."""
+    if not await live_post(db, channel, seq):
         raise NotFound("no such post")
 
 
@@ -372,7 +377,7 @@ async def add_comment(
     """Store a comment under post ``seq`` (``reply_to``: a comment under the same post, 0: the
     post). ``NotFound`` without the post (or deleted) or the comment it answers."""
     db = tx.sql
-    await _live_post(db, channel, seq)
+    await check_live_post(db, channel, seq)
     if reply_to and not await db.fetchval(
         "SELECT 1 FROM pub_comments WHERE id=? AND channel=? AND seq=?", reply_to, channel, seq
     ):
@@ -444,9 +449,7 @@ async def react(
     the post's count per emoji with it; the counts after. An account banned from the
     channel's comments at ``now`` adds none (``Forbidden``); it may take one back."""
     db = tx.sql
-    await _live_post(db, channel, seq)
-    if not remove:
-        await comment_gate(db, channel, account, now, commenting=False)
+    await check_live_post(db, channel, seq)
     if remove:
         changed = await db.execute(
             "DELETE FROM pub_reactions WHERE channel=? AND seq=? AND account=? AND emoji=?",
@@ -454,6 +457,7 @@ async def react(
         )
         delta = -1
     else:
+        await comment_gate(db, channel, account, now, commenting=False)
         changed = await db.execute(
             "INSERT INTO pub_reactions (channel, seq, account, emoji) VALUES (?,?,?,?)"
             " ON CONFLICT DO NOTHING",

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import msgspec
 from chatproto import frames as F
-from chatproto import posts
 
 from chatd.core import creators, ledger
 from chatd.core.creators import Charge, Price, Renewal, Sub
 from chatd.errors import Conflict, Forbidden, NotFound
 from chatd.store.base import CreatorSigner, NewMandate, NewTip, Renewed, Subscribed
+from chatd.store.channels import check_live_post
 from chatd.store.ledger import count_daily, lock_wallets, record_posting
 from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
 
@@ -134,11 +134,7 @@ async def post_tip(tx: Tx, t: NewTip, sign: CreatorSigner) -> tuple[F.CreatorRec
                 raise Conflict(f"the id {i.tip_id!r} was already used for another intent")
             return await _receipt(db, i.tip_id, 0), True
         owner = await _owner(db, i.channel)
-        kind = await db.fetchval(
-            "SELECT kind FROM pub_posts WHERE channel=? AND seq=?", i.channel, i.post
-        )
-        if kind is None or kind == posts.TOMBSTONE:
-            raise NotFound("no such post")
+        await check_live_post(db, i.channel, i.post)
         if owner != i.payee:
             raise ledger.NotMember("the tip's payee is not the channel's owner")
         ledger.check_not_expired(i.expires_at, t.now, "the intent")

@@ -26,6 +26,12 @@ _MUTUAL = (
 )
 """SQL: accounts ``a`` and ``b`` (SQL expressions) are mutual contacts now."""
 
+_MUTUAL_OF = (
+    "FROM contacts k JOIN contacts r ON r.account_id = k.contact_id AND r.contact_id = k.account_id"
+    " WHERE k.account_id=?"
+)
+"""SQL: the rows ``k`` of account ``?``'s mutual contacts (``k.contact_id``) now."""
+
 _SEES = "(m.author = v.account OR (" + _MUTUAL.format(a="m.author", b="v.account") + "))"
 """SQL: the audience row ``v`` of Moment ``m`` still lets its account see it."""
 
@@ -70,9 +76,7 @@ async def _visible(db: Sql, moment: int, viewer: int) -> MomentRow:
 
 async def _mutual_contacts(db: Sql, account: int, limit: int) -> list[int]:
     rows = await db.fetch(
-        "SELECT k.contact_id FROM contacts k JOIN contacts r"
-        " ON r.account_id = k.contact_id AND r.contact_id = k.account_id"
-        " WHERE k.account_id=? ORDER BY k.contact_id LIMIT ?",
+        f"SELECT k.contact_id {_MUTUAL_OF} ORDER BY k.contact_id LIMIT ?",
         account,
         limit,
     )
@@ -128,9 +132,7 @@ async def post_moment(
         chosen = sorted(audience)
         if chosen:
             mutual = await db.fetchval(
-                "SELECT count(*) FROM contacts k JOIN contacts r"
-                " ON r.account_id = k.contact_id AND r.contact_id = k.account_id"
-                " WHERE k.account_id=? AND k.contact_id = ANY(?)",
+                f"SELECT count(*) {_MUTUAL_OF} AND k.contact_id = ANY(?)",
                 author,
                 chosen,
             )

@@ -26,17 +26,19 @@ case.
 
 from __future__ import annotations
 
-from chatproto import frames as F
 from chatproto import posts
 
 from chatd.store.base import TimelinePost
+from chatd.store.channels import live_post, post_row
 from chatd.store.sql import Row, Scripts, Sql, reads
 
 _MAX = 2**63 - 1
 _COLS = (
-    "p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, p.created,"
-    " p.views, p.paid"
+    "p.channel, p.seq, p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, p.paid,"
+    " p.views, p.created"
 )
+"""``store.channels``' post columns and ``views`` (what ``channels.post_row`` reads), then
+``created``."""
 _BELOW = (
     "p.created <= ? AND (p.created < ? OR p.channel < ? OR (p.channel = ? AND p.seq < ?))"
     " AND p.kind <> ?"
@@ -50,20 +52,7 @@ def _below(before: tuple[int, int, int]) -> tuple[object, ...]:
 
 
 def _row(r: Row) -> TimelinePost:
-    post = F.Post(
-        channel=int(r[0]),
-        seq=int(r[1]),
-        ver=int(r[2]),
-        ts=int(r[3]),
-        author=int(r[4]),
-        device=int(r[5]),
-        kind=str(r[6]),
-        content=bytes(r[7]),
-        sig=bytes(r[8]),
-        views=int(r[10]),
-        paid=bool(r[11]),
-    )
-    return TimelinePost(at=int(r[9]), post=post)
+    return TimelinePost(at=int(r[11]), post=post_row(r))
 
 
 async def timeline_posts(
@@ -96,12 +85,6 @@ async def timeline_posts(
     rows = [_row(r) for r in await db.fetch(" UNION ALL ".join(parts), *args)]
     rows.sort(key=lambda t: (t.at, t.post.channel, t.post.seq), reverse=True)
     return rows[:limit]
-
-
-async def live_post(db: Sql, channel: int, seq: int) -> bool:
-    """Post ``seq`` of ``channel`` exists and is not deleted."""
-    kind = await db.fetchval("SELECT kind FROM pub_posts WHERE channel=? AND seq=?", channel, seq)
-    return kind is not None and kind != posts.TOMBSTONE
 
 
 class Timelines(Scripts):
