@@ -153,6 +153,7 @@ from chatclient.tui import (
     format_message,
     format_moment,
     format_moment_note,
+    format_period,
     format_post,
     format_request,
     format_requests,
@@ -809,13 +810,9 @@ class Session:
                 if not got.amount:
                     self.show(f"@{handle} has no paid subscription", "system")
                 else:
-                    each = (
-                        f"{got.period // 86_400} days"
-                        if got.period >= 86_400
-                        else f"{got.period} s"
-                    )
                     self.show(
-                        f"@{handle}: {money.format_money(got.amount, got.currency)} every {each}",
+                        f"@{handle}: {money.format_money(got.amount, got.currency)}"
+                        f" every {format_period(got.period)}",
                         "system",
                     )
             case SubscribeCmd(handle, None):

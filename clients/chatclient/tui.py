@@ -1131,10 +1131,6 @@ def _title(title: str) -> str:
     return title
 
 
-_DURATION = re.compile(r"(\d{1,6})([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
 def _parse_moderation(name: str, args: list[str]) -> Command:
     """``/bancomments``, ``/unbancomments``, ``/commentbans``, ``/slowmode`` (SPEC.md 20.9)."""
     match name:
@@ -1170,7 +1166,7 @@ def _parse_moderation(name: str, args: list[str]) -> Command:
     for word in args[2:]:
         m = _DURATION.fullmatch(word.lower())
         if m and not seconds:
-            seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+            seconds = int(m.group(1)) * _SECONDS[m.group(2)]
         elif word.lower() == "delete" and not delete:
             delete = True
         else:
@@ -2003,14 +1999,17 @@ def format_moment_note(n: MomentNote, names: Names) -> Line:
     return Line(f"{head}{to}: {n.text}")
 
 
+def format_period(seconds: int) -> str:
+    """A subscription's period: in whole days from a day up ("30 days"), else in seconds."""
+    return f"{seconds // 86_400} days" if seconds >= 86_400 else f"{seconds} s"
+
+
 def format_subscription(
     s: F.SubscriptionInfo, names: Names, charge: F.CreatorReceipt | None = None
 ) -> Line:
     """One line for a subscription: who, which channel, its state and until when it is paid."""
     where = names.channels.get(s.channel, f"channel#{s.channel}")
-    price = f"{money.format_money(s.amount, s.currency)} / {s.period // 86_400 or s.period} " + (
-        "days" if s.period >= 86_400 else "s"
-    )
+    price = f"{money.format_money(s.amount, s.currency)} / {format_period(s.period)}"
     until = datetime.fromtimestamp(s.paid_through / 1000).strftime("%Y-%m-%d %H:%M")
     who = "you" if s.subscriber == names.me else names.handle(s.subscriber)
     paid = f", period {charge.n} charged" if charge is not None else ""
