@@ -365,6 +365,12 @@ async def live_post(db: Sql, channel: int, seq: int) -> bool:
     return kind is not None and kind != posts.TOMBSTONE
 
 
+async def check_post(db: Sql, channel: int, seq: int) -> None:
+    """``NotFound`` unless post ``seq`` of ``channel`` exists (deleted or not)."""
+    if not await db.fetchval("SELECT 1 FROM pub_posts WHERE channel=? AND seq=?", channel, seq):
+        raise NotFound("no such post")
+
+
 async def check_live_post(db: Sql, channel: int, seq: int) -> None:
     """``NotFound`` unless post ``seq`` of ``channel`` exists and is not deleted."""
     if not await live_post(db, channel, seq):
@@ -400,8 +406,7 @@ async def comments(
 ) -> tuple[list[F.CommentInfo], int]:
     """Comments of post ``seq`` with an id above ``after``, oldest first, and how many of the
     post's comments are not deleted. ``NotFound`` without the post."""
-    if not await db.fetchval("SELECT 1 FROM pub_posts WHERE channel=? AND seq=?", channel, seq):
-        raise NotFound("no such post")
+    await check_post(db, channel, seq)
     rows = await db.fetch(
         _COMMENT + "m.channel=? AND m.seq=? AND m.id>? ORDER BY m.id LIMIT ?",
         *(channel, seq, after, limit),
@@ -475,8 +480,7 @@ async def react(
 
 
 async def reactions(db: Sql, channel: int, seq: int, account: int) -> list[F.ReactionCount]:
-    if not await db.fetchval("SELECT 1 FROM pub_posts WHERE channel=? AND seq=?", channel, seq):
-        raise NotFound("no such post")
+    await check_post(db, channel, seq)
     return await _counts(db, channel, seq, account)
 
 

@@ -22,7 +22,7 @@ from chatd.core import creators, ledger
 from chatd.core.creators import Charge, Price, Renewal, Sub
 from chatd.errors import Conflict, Forbidden, NotFound
 from chatd.store.base import CreatorSigner, NewMandate, NewTip, Renewed, Subscribed
-from chatd.store.channels import check_live_post
+from chatd.store.channels import check_live_post, check_post
 from chatd.store.ledger import count_daily, lock_wallets, record_posting
 from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
 
@@ -167,8 +167,7 @@ async def post_tip(tx: Tx, t: NewTip, sign: CreatorSigner) -> tuple[F.CreatorRec
 
 
 async def post_tips(db: Sql, channel: int, seq: int) -> list[F.TipTotal]:
-    if not await db.fetchval("SELECT 1 FROM pub_posts WHERE channel=? AND seq=?", channel, seq):
-        raise NotFound("no such post")
+    await check_post(db, channel, seq)
     rows = await db.fetch(
         "SELECT currency, count, total FROM pub_tip_totals WHERE channel=? AND seq=?"
         " ORDER BY currency",
