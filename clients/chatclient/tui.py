@@ -1074,10 +1074,17 @@ def _creator_command(name: str, args: list[str], rest: str, confirmed: bool) -> 
             if len(args) > 1 or (args and not channel):
                 raise ParseError("usage: /subscription [@channel]")
             return ShowSubscriptions(channel)
+    handle, text = _channel_text(rest, "/paidpost @channel text")
+    return PaidPost(handle, text)
+
+
+def _channel_text(rest: str, usage: str) -> tuple[str, str]:
+    """``@channel text`` (``/publish``, ``/paidpost``): the channel's handle and the text as
+    typed, stripped; ``ParseError`` with ``usage`` when either is missing."""
     handle, _, text = rest.strip().partition(" ")
     if not is_channel_ref(handle) or not text.strip():
-        raise ParseError("usage: /paidpost @channel text")
-    return PaidPost(parse_channel(handle), text.strip())
+        raise ParseError(f"usage: {usage}")
+    return parse_channel(handle), text.strip()
 
 
 def _params(words: list[str], usage: str) -> tuple[tuple[str, str], ...]:
@@ -1318,10 +1325,8 @@ def parse_command(line: str) -> Command | None:
                 raise usage('/public @handle "Title" [description]')
             return NewPublic(parse_handle(args[0]), _title(args[1]), " ".join(args[2:]))
         case "publish":
-            handle, _, text = rest.strip().partition(" ")
-            if not is_channel_ref(handle) or not text.strip():
-                raise usage("/publish @channel text")
-            return Publish(parse_channel(handle), text.strip())
+            channel, text = _channel_text(rest, "/publish @channel text")
+            return Publish(channel, text)
         case "editpost":
             words = rest.strip().split(" ", 2)
             if len(words) < 3 or not is_channel_ref(words[0]) or not words[1].isdigit():
