@@ -249,11 +249,20 @@ async def _charge(
     return receipt
 
 
-async def _save(db: Sql, s: Sub, now: int) -> None:
+async def _save(db: Sql, row: Row, s: Sub, now: int) -> F.SubscriptionInfo:
+    """Write ``s`` over the mandate ``row`` (read under its lock); the mandate as it now stands,
+    ``row`` with what was written (no second read of the row just updated)."""
     await db.execute(
         "UPDATE subscriptions SET state=?, charged=?, paid_through=?, next_charge_at=?,"
         " due_since=?, updated_at=? WHERE mandate_id=?",
         *(s.state, s.charged, s.paid_through, s.next_charge_at, s.due_since, now, s.mandate_id),
+    )
+    return msgspec.structs.replace(
+        _info(row),
+        state=s.state,
+        charged=s.charged,
+        paid_through=s.paid_through,
+        next_charge_at=s.next_charge_at,
     )
 
 
@@ -303,10 +312,7 @@ async def unsubscribe(
     s = _sub(row)
     if s.state == "cancelled":
         return _info(row), False
-    await _save(db, creators.cancel(s), now)
-    again = await _mandate(db, mandate_id)
-    assert again is not None
-    return _info(again), True
+    return await _save(db, row, creators.cancel(s), now), True
 
 
 async def charge_due(
@@ -339,10 +345,7 @@ async def charge_due(
                     after = creators.charged(s, c)
                 except ledger.PaymentRefused:  # never a partial charge: nothing moved
                     after = creators.refused(s, now, renewal)
-            await _save(db, after, now)
-            again = await _mandate(db, s.mandate_id)
-            assert again is not None
-            out.append(Renewed(_info(again), receipt))
+            out.append(Renewed(await _save(db, row, after, now), receipt))
     return out
 
 
