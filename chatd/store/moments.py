@@ -274,12 +274,7 @@ async def comment_moment(
         if not seen:
             raise NotFound("no such comment under this moment")
     if kind == "like":
-        found = await db.fetchrow(
-            f"SELECT {_COMMENT} FROM moment_comments c"
-            " WHERE c.moment=? AND c.author=? AND c.kind='like'",
-            moment,
-            author,
-        )
+        found = await _like(db, moment, author)
         if found is not None:
             return _comment(found), row, False
     cid = int(
@@ -294,17 +289,22 @@ async def comment_moment(
     return made, row, True
 
 
-async def unlike_moment(tx: Tx, moment: int, account: int) -> MomentCommentRow | None:
-    """Take back ``account``'s like of ``moment`` (the like removed, or None: there was none).
-    ``NotFound`` when it cannot see the Moment."""
-    db = tx.sql
-    await _visible(db, moment, account)
-    found = await db.fetchrow(
+async def _like(db: Sql, moment: int, account: int) -> Row | None:
+    """``account``'s like of ``moment`` (one at most), as a ``_COMMENT`` row."""
+    return await db.fetchrow(
         f"SELECT {_COMMENT} FROM moment_comments c"
         " WHERE c.moment=? AND c.author=? AND c.kind='like'",
         moment,
         account,
     )
+
+
+async def unlike_moment(tx: Tx, moment: int, account: int) -> MomentCommentRow | None:
+    """Take back ``account``'s like of ``moment`` (the like removed, or None: there was none).
+    ``NotFound`` when it cannot see the Moment."""
+    db = tx.sql
+    await _visible(db, moment, account)
+    found = await _like(db, moment, account)
     if found is None:
         return None
     await db.execute("DELETE FROM moment_comments WHERE id=?", int(found[0]))
