@@ -216,15 +216,7 @@ async def delete_moment(tx: Tx, moment: int, account: int) -> list[int]:
     row = await _visible(db, moment, account)
     if row.author != account:
         raise Forbidden("only its author deletes a moment")
-    audience = [
-        int(r[0])
-        for r in await db.fetch(
-            "SELECT v.account FROM moment_audience v JOIN moments m ON m.id = v.moment"
-            f" WHERE v.moment=? AND v.account<>? AND {_SEES} ORDER BY v.account",
-            moment,
-            account,
-        )
-    ]
+    audience = [a for a in await moment_readers(db, moment) if a != account]
     await db.execute("DELETE FROM moment_comments WHERE moment=?", moment)
     await db.execute("DELETE FROM moment_audience WHERE moment=?", moment)
     await db.execute("DELETE FROM moments WHERE id=?", moment)
