@@ -145,9 +145,9 @@ from chatclient.tui import (
     Wallet,
     Who,
     Yes,
-    comment_text,
     format_balances,
     format_bots,
+    format_comment,
     format_convs,
     format_event,
     format_message,
@@ -754,9 +754,7 @@ class Session:
                     thread = await ch.comments(channel, seq, after=at)
                     for m in thread.items:
                         self._comment_authors[(thread.channel, m.comment)] = (m.author, m.handle)
-                        to = f" (↩ #{m.reply_to})" if m.reply_to else ""
-                        text = "(deleted)" if m.deleted else comment_text(m)
-                        self.show(f"  #{m.comment} {m.handle}{to}: {text}")
+                        self.show(f"  {format_comment(m)}")
                     at = thread.next
                     if not at:
                         break

@@ -1939,9 +1939,7 @@ def format_event(
             return format_subscription(ev.subscription, names, ev.receipt)
         case F.CommentEvent(channel=channel, seq=seq, comment=m):
             where = names.channels.get(channel, f"channel#{channel}")
-            to = f" (↩ #{m.reply_to})" if m.reply_to else ""
-            text = "(deleted)" if m.deleted else comment_text(m)
-            return Line(f"[@{where}] #{seq} comment #{m.comment} {m.handle}{to}: {text}", "dim")
+            return Line(f"[@{where}] #{seq} comment {format_comment(m)}", "dim")
         case MomentPost():
             return format_moment(ev, names, tz)
         case MomentNote():
@@ -2319,3 +2317,11 @@ def comment_text(m: F.CommentInfo) -> str:
         if isinstance(content, kinds.Text):
             return content.text
     return f"({m.kind})"
+
+
+def format_comment(m: F.CommentInfo) -> str:
+    """A comment as ``/comments`` and a pushed comment show it: ``#N @handle (↩ #R): text``
+    (``(deleted)`` for a deleted one)."""
+    to = f" (↩ #{m.reply_to})" if m.reply_to else ""
+    text = "(deleted)" if m.deleted else comment_text(m)
+    return f"#{m.comment} {m.handle}{to}: {text}"
