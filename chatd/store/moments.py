@@ -216,15 +216,7 @@ async def delete_moment(tx: Tx, moment: int, account: int) -> list[int]:
     row = await _visible(db, moment, account)
     if row.author != account:
         raise Forbidden("only its author deletes a moment")
-    audience = [
-        int(r[0])
-        for r in await db.fetch(
-            "SELECT v.account FROM moment_audience v JOIN moments m ON m.id = v.moment"
-            f" WHERE v.moment=? AND v.account<>? AND {_SEES} ORDER BY v.account",
-            moment,
-            account,
-        )
-    ]
+    audience = [a for a in await moment_readers(db, moment) if a != account]
     await db.execute("DELETE FROM moment_comments WHERE moment=?", moment)
     await db.execute("DELETE FROM moment_audience WHERE moment=?", moment)
     await db.execute("DELETE FROM moments WHERE id=?", moment)
@@ -274,12 +266,7 @@ async def comment_moment(
         if not seen:
             raise NotFound("no such comment under this moment")
     if kind == "like":
-        found = await db.fetchrow(
-            f"SELECT {_COMMENT} FROM moment_comments c"
-            " WHERE c.moment=? AND c.author=? AND c.kind='like'",
-            moment,
-            author,
-        )
+        found = await _like(db, moment, author)
         if found is not None:
             return _comment(found), row, False
     cid = int(
@@ -294,17 +281,22 @@ async def comment_moment(
     return made, row, True
 
 
-async def unlike_moment(tx: Tx, moment: int, account: int) -> MomentCommentRow | None:
-    """Take back ``account``'s like of ``moment`` (the like removed, or None: there was none).
-    ``NotFound`` when it cannot see the Moment."""
-    db = tx.sql
-    await _visible(db, moment, account)
-    found = await db.fetchrow(
+async def _like(db: Sql, moment: int, account: int) -> Row | None:
+    """``account``'s like of ``moment`` (one at most), as a ``_COMMENT`` row."""
+    return await db.fetchrow(
         f"SELECT {_COMMENT} FROM moment_comments c"
         " WHERE c.moment=? AND c.author=? AND c.kind='like'",
         moment,
         account,
     )
+
+
+async def unlike_moment(tx: Tx, moment: int, account: int) -> MomentCommentRow | None:
+    """Take back ``account``'s like of ``moment`` (the like removed, or None: there was none).
+    ``NotFound`` when it cannot see the Moment."""
+    db = tx.sql
+    await _visible(db, moment, account)
+    found = await _like(db, moment, account)
     if found is None:
         return None
     await db.execute("DELETE FROM moment_comments WHERE id=?", int(found[0]))
