@@ -80,23 +80,20 @@ class Timeline:
         """Get ``channel``'s new posts (its page is shown), following it or not; the server
         keeps the newest 10 channels watched."""
         _remember(self._open, channel, on, WATCHED_CHANNELS)
-        try:
-            await self._c.call(F.WatchChannel(id=self._c.next_id(), channel=channel, on=on), F.Ok)
-        except RequestError as exc:
-            if exc.code == ErrorCode.NOT_FOUND:
-                self._open.pop(channel, None)
-            raise
+        await self._watch(F.WatchChannel(id=self._c.next_id(), channel=channel, on=on))
 
     async def watch_post(self, channel: int, seq: int, on: bool = True) -> None:
         """Get post ``seq``'s new comments (``ChannelComment``) and reaction counts
         (``PostReactions``), its thread being shown; the server keeps the newest 100 posts."""
         _remember(self._threads, (channel, seq), on, WATCHED_POSTS)
-        frame = F.WatchPost(id=self._c.next_id(), channel=channel, seq=seq, on=on)
+        await self._watch(F.WatchPost(id=self._c.next_id(), channel=channel, seq=seq, on=on))
+
+    async def _watch(self, frame: F.WatchChannel | F.WatchPost) -> None:
         try:
             await self._c.call(frame, F.Ok)
         except RequestError as exc:
             if exc.code == ErrorCode.NOT_FOUND:
-                self._threads.pop((channel, seq), None)
+                self._forget(frame)
             raise
 
     @property
@@ -120,10 +117,14 @@ class Timeline:
         except RequestError as exc:
             if exc.code != ErrorCode.NOT_FOUND:
                 raise
-            if isinstance(frame, F.WatchChannel):
-                self._open.pop(frame.channel, None)
-            else:
-                self._threads.pop((frame.channel, frame.seq), None)
+            self._forget(frame)
+
+    def _forget(self, frame: F.WatchChannel | F.WatchPost) -> None:
+        """The server said the channel or post ``frame`` watches is gone: no longer kept."""
+        if isinstance(frame, F.WatchChannel):
+            self._open.pop(frame.channel, None)
+        else:
+            self._threads.pop((frame.channel, frame.seq), None)
 
     # ------------------------------------------------------------------ reading
 
