@@ -17,22 +17,17 @@ import msgspec
 from chatproto import frames as F
 from chatproto.e2e.primitives import SigningKey, sha256, verify
 from chatproto.errors import SignatureError
+from chatproto.payments import signed_payload
 
 TIP_CONTEXT: Final = b"chatd-tip-v1"
 MANDATE_CONTEXT: Final = b"chatd-mandate-v1"
 CREATOR_RECEIPT_CONTEXT: Final = b"chatd-creator-receipt-v1"
 
-_encoder = msgspec.msgpack.Encoder()
-
-
-def _signed(context: bytes, fields: tuple[object, ...]) -> bytes:
-    return context + b"\x00" + _encoder.encode(fields)
-
 
 def tip_payload(server: str, i: F.TipIntent) -> bytes:
     """``"chatd-tip-v1" 0x00 [server, tip_id, from, to, channel, post, amount, currency,
     expires_at]``: the post (channel, seq) is the tip's reason, bound by the signature."""
-    return _signed(
+    return signed_payload(
         TIP_CONTEXT,
         (
             server,
@@ -52,7 +47,7 @@ def mandate_payload(server: str, i: F.MandateIntent) -> bytes:
     """``"chatd-mandate-v1" 0x00 [server, mandate_id, from, to, channel, amount, currency,
     period, periods, expires_at]``: the price the subscriber agreed to travels with the
     mandate, so a later price change never touches it."""
-    return _signed(
+    return signed_payload(
         MANDATE_CONTEXT,
         (
             server,
@@ -95,7 +90,7 @@ def verify_intent(public_key: bytes, sig: bytes, server: str, i: Intent) -> None
 def creator_receipt_payload(server: str, r: F.CreatorReceipt) -> bytes:
     """``"chatd-creator-receipt-v1" 0x00 [server, type, ref, from, to, amount, currency,
     channel, post, n, starts, ends, intent_hash, posted_at]``: what the server signs."""
-    return _signed(
+    return signed_payload(
         CREATOR_RECEIPT_CONTEXT,
         (
             server,

@@ -43,7 +43,9 @@ def is_client_id(value: str) -> bool:
     return _ID.fullmatch(value) is not None
 
 
-def _signed(context: bytes, fields: tuple[object, ...]) -> bytes:
+def signed_payload(context: bytes, fields: tuple[object, ...]) -> bytes:
+    """What a payment or creator payload signs (SPEC.md 15.2): ``context``, a zero byte, then
+    one msgpack array of ``fields`` in their shortest form."""
     return context + b"\x00" + _encoder.encode(fields)
 
 
@@ -55,7 +57,7 @@ def transfer_payload(server: str, i: F.TransferIntent) -> bytes:
     conv, memo_hash, expires_at, request_id])``: what the payer's device signs. ``server`` (the
     name its login challenge and receipts carry) binds the intent to one server: another server
     sharing account ids never accepts it."""
-    return _signed(
+    return signed_payload(
         TRANSFER_CONTEXT,
         (
             server,
@@ -75,7 +77,7 @@ def transfer_payload(server: str, i: F.TransferIntent) -> bytes:
 def red_packet_payload(server: str, i: F.RedPacketIntent) -> bytes:
     """``"chatd-red-packet-v2" 0x00 msgpack([server, packet_id, from, conv, total, currency,
     shares, split, memo_hash, expires_at])``: what the sender's device signs."""
-    return _signed(
+    return signed_payload(
         RED_PACKET_CONTEXT,
         (
             server,
@@ -134,7 +136,7 @@ def memo_hash(transfer_id: str, memo: str, nonce: bytes) -> bytes:
 def receipt_payload(server: str, r: kinds.PaymentReceipt) -> bytes:
     """``"chatd-receipt-v1" 0x00 msgpack([server, type, ref, from, to, amount, currency, conv,
     request_id, intent_hash, posted_at, expires_at, shares, actor])``: what the server signs."""
-    return _signed(
+    return signed_payload(
         RECEIPT_CONTEXT,
         (
             server,
