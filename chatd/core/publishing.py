@@ -54,11 +54,11 @@ def check_publish(
 
 
 def same_post(
-    stored: tuple[int, int, int, int, str, bytes, bytes],
-    offered: tuple[int, int, int, int, str, bytes, bytes],
+    stored: tuple[int, int, int, int, str, bytes, bytes, bool],
+    offered: tuple[int, int, int, int, str, bytes, bytes, bool],
 ) -> bool:
-    """A publish whose (ver, ts, author, device, kind, content, sig) equals what is stored is a
-    resend of a post whose answer was lost: answered again, not refused."""
+    """A publish whose (ver, ts, author, device, kind, content, sig, paid) equals what is
+    stored is a resend of a post whose answer was lost: answered again, not refused."""
     return stored == offered
 
 

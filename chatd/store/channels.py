@@ -258,11 +258,11 @@ async def put_post(tx: Tx, p: F.Post, now: int) -> bool:
     cur = await db.fetchrow(
         f"SELECT {_POST} FROM pub_posts WHERE channel=? AND seq=?", p.channel, p.seq
     )
-    offered = (p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig)
+    offered = (p.ver, p.ts, p.author, p.device, p.kind, p.content, p.sig, p.paid)
     if cur is not None:
         c = post_row(cur)
-        stored = (c.ver, c.ts, c.author, c.device, c.kind, c.content, c.sig)
-        if same_post(stored, offered) and c.paid == p.paid:
+        stored = (c.ver, c.ts, c.author, c.device, c.kind, c.content, c.sig, c.paid)
+        if same_post(stored, offered):
             return False
     admin = await db.fetchval(
         "SELECT 1 FROM pub_admins WHERE channel=? AND account=?", p.channel, p.author
