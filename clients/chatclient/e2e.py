@@ -162,6 +162,12 @@ def session_name(account: int, device: int) -> str:
     return f"{account}:{device}"
 
 
+def sender_key_name(conv: int, account: int, device: int, key_id: int) -> str:
+    """The key (in ``NS_IN``) of the sender key ``key_id`` that ``device`` of ``account`` uses
+    in ``conv`` (a conversation, or a Moments scope)."""
+    return f"{conv}:{account}:{device}:{key_id}"
+
+
 def _load(ks: KeyStore, ns: str, key: str, typ: type[Any]) -> Any:
     raw = ks.get(ns, key)
     return None if raw is None else msgspec.msgpack.decode(raw, type=typ)
@@ -654,7 +660,7 @@ class E2E:
         me, device = self.ks.account, self.ks.device
         while True:
             key = sender_keys.new_sender_key(conv)
-            name = f"{conv}:{me}:{device}:{key.key_id}"
+            name = sender_key_name(conv, me, device, key.key_id)
             if self.ks.get(NS_IN, name) is None:
                 break
         plaintext = payload.encode_payload(
@@ -905,7 +911,7 @@ class E2E:
             _save(self.ks, NS_DEVICE, "prekeys", result.prekeys)
             changed = self._keep_session(item.sender, item.device, result.session)
             if receiver is not None:
-                name = f"{receiver.conv}:{item.sender}:{item.device}:{receiver.key_id}"
+                name = sender_key_name(receiver.conv, item.sender, item.device, receiver.key_id)
                 if self.ks.get(NS_IN, name) is None:
                     # Never replaced: a distribution again (replayed, or re-sent) would rewind
                     # the chain and make messages already read readable again.
@@ -1042,7 +1048,7 @@ class E2E:
         if cached is not None:
             return Decrypted(cached.kind, cached.body, cached.reply_to)
         key_id = sender_keys.message_key_id(body)
-        name = f"{conv}:{sender}:{device}:{key_id}"
+        name = sender_key_name(conv, sender, device, key_id)
         state: sender_keys.SenderKeyReceiverState | None = _load(
             self.ks, NS_IN, name, sender_keys.SenderKeyReceiverState
         )
