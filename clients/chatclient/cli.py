@@ -836,9 +836,10 @@ class Session:
                 await self._confirm(what, subscribe, confirmed)
             case UnsubscribeCmd(handle):
                 channel = await self._channel(handle)
-                mine, _ = await cr.subscriptions()
-                live = [
-                    s for s in mine if s.channel == channel and s.state in ("active", "past_due")
+                live = [  # every page: the one to cancel may be past the first 50
+                    s
+                    async for s in cr.every_subscription()
+                    if s.channel == channel and s.state in ("active", "past_due")
                 ]
                 if not live:
                     raise UsageError(f"no running subscription to @{handle}")
@@ -847,15 +848,11 @@ class Session:
                 )
             case ShowSubscriptions(handle):
                 channel = await self._channel(handle) if handle else 0
-                after, shown = "", 0
-                while True:
-                    items, after = await cr.subscriptions(after=after)
-                    for sub in items:
-                        if not channel or sub.channel == channel:
-                            self.console.show(format_subscription(sub, self.names))
-                            shown += 1
-                    if not after:
-                        break
+                shown = 0
+                async for sub in cr.every_subscription():
+                    if not channel or sub.channel == channel:
+                        self.console.show(format_subscription(sub, self.names))
+                        shown += 1
                 if not shown:
                     self.show("no subscriptions", "system")
             case PaidPost(handle, text):

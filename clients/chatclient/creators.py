@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 from chatproto import creators
 from chatproto import frames as F
@@ -196,6 +197,16 @@ class Creators:
         frame = F.ListSubscriptions(id=self._c.next_id(), channel=channel, after=after, limit=limit)
         got = await self._c.call(frame, F.Subscriptions)
         return list(got.items), got.next
+
+    async def every_subscription(self, *, limit: int = 50) -> AsyncIterator[F.SubscriptionInfo]:
+        """This account's mandates, every page of them (``limit`` a page)."""
+        after = ""
+        while True:
+            items, after = await self.subscriptions(after=after, limit=limit)
+            for sub in items:
+                yield sub
+            if not after:
+                return
 
     async def receipts(
         self, ref: str, *, after: int = 0, limit: int = 50

@@ -160,6 +160,24 @@ async def test_a_subscription_is_charged_at_once_renewed_by_the_sweep_and_cancel
     assert report.ok, report
 
 
+async def test_every_subscription_walks_every_page(
+    server: RunningServer, people: People, clock: MovableClock
+) -> None:
+    """``chat``'s /unsubscribe and /subscriptions read the account's mandates through
+    ``every_subscription``: one past the first page is found, not only the first page's."""
+    alice, bob = await people("alice"), await people("bob")
+    await mint(_db(server), bob.keystore.account, 2_000)
+    made = []
+    for name in ("one", "two", "three"):
+        ch = await alice.channels.create(f"alice{name}", f"Alice {name}")
+        await alice.creators.set_price(ch.channel, "1.00", "USD", days=1)
+        made.append((await bob.creators.subscribe(ch.channel, periods=2, amount="1.00"))[0])
+    first, after = await bob.creators.subscriptions(limit=1)
+    assert len(first) == 1 and after  # pages of one: three pages
+    walked = [s.mandate_id async for s in bob.creators.every_subscription(limit=1)]
+    assert sorted(walked) == sorted(s.mandate_id for s in made)
+
+
 async def test_a_subscription_the_wallet_cannot_pay_is_refused_and_leaves_nothing(
     server: RunningServer, people: People
 ) -> None:
