@@ -582,10 +582,13 @@ class Hub:
         removed = envelope.split_watch_payload(payload)
         if removed is not None:
             seq, frame = removed
+            sent = 0
             for outlet in tuple(self._accounts.get(account, ())):
                 floor = outlet.floors.get(conv)
                 if conv in outlet.watching and (floor is None or seq > floor):
                     outlet.push(frame)
+                    sent += 1
+            self._hot.deliveries += sent
         self.unwatch_account(account, conv)
 
     # ------------------------------------------------------------------ re-checks

@@ -489,6 +489,23 @@ def test_watch_from_another_node_routes_and_delivers_the_joined_message_once(
     assert hot.deliveries == 1 + 1 + 2  # joined; seq 4 to other; seq 5 to both
 
 
+def test_unwatch_from_another_node_delivers_the_removal_once_and_counts_it(
+    hub: Hub, broker: MemoryBroker, hot: HotCounters
+) -> None:
+    """The message that removed the account reaches each of its connections watching the
+    conversation once, and is counted as a delivery like every other copy."""
+    phone, laptop = FakeOutlet(7), FakeOutlet(7)
+    hub.attach(phone, [30])
+    hub.attach(laptop, [30])
+    payload = envelope.watch_payload(9, b"removed")
+    broker.publish(
+        envelope.account_topic(7), envelope.pack(envelope.UNWATCH, 30, 0, OTHER_NODE, payload)
+    )
+    assert phone.pushed == laptop.pushed == [b"removed"]
+    assert 30 not in phone.watching and 30 not in laptop.watching
+    assert hot.deliveries == 2
+
+
 def test_watch_without_a_message_only_routes(hub: Hub, broker: MemoryBroker) -> None:
     phone = FakeOutlet(7)
     hub.attach(phone, [])
