@@ -1,5 +1,5 @@
 """Moderation of public channels' comments and the view counts of posts
-(``ChannelModerationStore``, SPEC.md 20.9), written once for both databases.
+(``ChannelModeration``, SPEC.md 20.9), written once for both databases.
 
 Every rule runs inside the write's transaction, so it holds on every node at once, never from a
 cache: a comment, a new reaction and a ban of one account in one channel each lock that pair's
@@ -215,7 +215,8 @@ async def view_posts(tx: Tx, channel: int, viewed: list[tuple[int, bytes]]) -> i
 
 
 class ChannelModeration(Scripts):
-    """Bans from comments, slow mode and post views (``ChannelModerationStore``)."""
+    """Bans from comments, slow mode and post views. ``add_comment`` and ``react`` check the
+    bans and slow mode inside their own writes."""
 
     ban_commenter = writes(ban_commenter)
     unban_commenter = writes(unban_commenter)

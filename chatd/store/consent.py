@@ -1,4 +1,4 @@
-"""Contacts, blocks, privacy settings, message requests and invitations (``ConsentStore``),
+"""Contacts, blocks, privacy settings, message requests and invitations (``Consent``),
 written once for both databases. Who may do what is ``core.consent``; the services ask it with
 what these reads return, and these writes record the answers.
 
@@ -60,6 +60,8 @@ class Consent(Scripts):
         return await self._read(q)
 
     async def set_privacy(self, account: int, privacy: Privacy) -> None:
+        """Replace ``account``'s privacy settings."""
+
         async def op(tx: Tx) -> None:
             await tx.sql.execute(
                 "INSERT INTO privacy (account_id, add_me, presence, last_seen, find_me)"

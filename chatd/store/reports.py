@@ -1,4 +1,4 @@
-"""Message franking tags and reports (``ReportStore``, SPEC.md 18.7, E2E.md 17), written once for
+"""Message franking tags and reports (``Reports``, SPEC.md 18.7, E2E.md 17), written once for
 both databases.
 
 A franked message's commitment ``fc`` is in its own ``messages`` row (schema 13; it reveals

@@ -131,6 +131,7 @@ class Scripts:
         raise NotImplementedError
 
     async def ping(self) -> bool:
+        """True when the database answers and the last commit succeeded; never raises."""
         try:
             await self._read(lambda db: db.fetchval("SELECT 1"))
         except Exception:
