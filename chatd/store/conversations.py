@@ -357,7 +357,10 @@ async def invite(
     return MembershipChange(conv, m, added=(account,))
 
 
-async def _drop_member(tx: Tx, conv: int, account: int) -> None:
+async def drop_member(tx: Tx, conv: int, account: int) -> None:
+    """``account`` stops being a member of ``conv``, with no system message of its own (the
+    caller appends one, or none: a deleted request's requester is never told, nor is a
+    blocked account of its seat)."""
     await tx.sql.execute("DELETE FROM members WHERE conv_id=? AND account_id=?", conv, account)
     await count_removal(tx, conv)
 
@@ -396,7 +399,7 @@ async def remove(
     await link(tx.sql, conv, entry)
     event = kinds.SystemEvent(event="removed", actor=actor, account=account)
     m = await signed_message(tx, conv, now, event, entry)
-    await _drop_member(tx, conv, account)
+    await drop_member(tx, conv, account)
     if ban:  # with its removal: no window in which it could be added back
         await tx.sql.execute(
             "INSERT INTO bans (conv_id, account_id, actor, at) VALUES (?,?,?,?)"
@@ -424,7 +427,7 @@ async def leave(
     rules.check_leave(kind)
     await link(tx.sql, conv, entry)
     m = await signed_message(tx, conv, now, kinds.SystemEvent(event="left", actor=actor), entry)
-    await _drop_member(tx, conv, actor)
+    await drop_member(tx, conv, actor)
     if actor_role == "owner":
         remaining = await tx.sql.fetch(
             "SELECT account_id, role, joined_seq FROM members WHERE conv_id=?", conv

@@ -38,7 +38,7 @@ from chatd.store.base import (
     ReceiptSigner,
     StoredMessage,
 )
-from chatd.store.conversations import lock_conv, member_role
+from chatd.store.conversations import lock_conv, member_role, role_in
 from chatd.store.messages import message_at, server_message
 from chatd.store.sql import CheckViolation, OutOfRange, Row, Scripts, Sql, Tx, queues, reads, writes
 
@@ -139,11 +139,7 @@ def request_receipt(
 async def _lock_poster(db: Sql, conv: int, account: int) -> None:
     """Lock ``conv``; ``account`` must be a member (else ``NotFound``, as for no conversation)
     who may post there (channels: owner and admins)."""
-    kind = await lock_conv(db, conv)
-    role = None if kind is None else await member_role(db, conv, account)
-    if kind is None or role is None:
-        raise NotFound("no such conversation")
-    rules.check_send(kind, role)
+    rules.check_send(*await role_in(db, conv, account))
 
 
 async def lock_wallets(db: Sql, currency: str, *accounts: int) -> None:
