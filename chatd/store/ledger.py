@@ -40,7 +40,18 @@ from chatd.store.base import (
 )
 from chatd.store.conversations import lock_conv, member_role, role_in
 from chatd.store.messages import message_at, server_message
-from chatd.store.sql import CheckViolation, OutOfRange, Row, Scripts, Sql, Tx, queues, reads, writes
+from chatd.store.sql import (
+    CheckViolation,
+    OutOfRange,
+    Row,
+    Scripts,
+    Sql,
+    Tx,
+    queues,
+    reads,
+    server_key,
+    writes,
+)
 
 # --------------------------------------------------------------------------- receipts
 
@@ -551,14 +562,6 @@ async def wallet_entries(
     return [_row(r) for r in rows]
 
 
-async def payment_key(db: Sql, seed: bytes) -> bytes:
-    """The stored seed, storing ``seed`` if there is none (inside the caller's transaction)."""
-    await db.execute(
-        "INSERT INTO server_keys (name, seed) VALUES ('payments', ?) ON CONFLICT DO NOTHING", seed
-    )
-    return bytes(await db.fetchval("SELECT seed FROM server_keys WHERE name='payments'"))
-
-
 async def audit(db: Sql) -> LedgerAudit:
     """The ledger's invariants, read in one snapshot (``LedgerAudit.ok`` when they hold)."""
     async with db.snapshot():
@@ -646,10 +649,10 @@ async def _mint(tx: Tx, account: int, amount: int, currency: str, now: int, note
     return await mint(tx.sql, account, amount, currency, now, note)
 
 
-async def _payment_key(tx: Tx, seed: bytes) -> bytes:
+async def payment_key(tx: Tx, seed: bytes) -> bytes:
     """The server's payment signing seed, stored once: the first caller's ``seed`` wins and
     every node (and restart) gets it back."""
-    return await payment_key(tx.sql, seed)
+    return await server_key(tx, "payments", seed)
 
 
 class Ledger(Scripts):
@@ -673,5 +676,5 @@ class Ledger(Scripts):
     mint = writes(_mint)
     balances = reads(balances)
     wallet_entries = reads(wallet_entries)
-    payment_key = writes(_payment_key)
+    payment_key = writes(payment_key)
     ledger_audit = reads(audit)

@@ -22,7 +22,7 @@ from chatd.store.base import (
     MembershipChange,
     SignedChange,
 )
-from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
+from chatd.store.sql import Row, Scripts, Sql, Tx, reads, server_key, writes
 
 _LINK = (
     "SELECT id, conv_id, selector, creator, name, created_at, expires_at, max_uses, uses,"
@@ -66,11 +66,7 @@ async def _state(db: Sql, row: LinkRow) -> links.LinkState:
 
 async def link_secret(tx: Tx, secret: bytes) -> bytes:
     """The server's link secret, storing ``secret`` if there is none (the first node wins)."""
-    await tx.sql.execute(
-        "INSERT INTO server_keys (name, seed) VALUES ('invite_links', ?) ON CONFLICT DO NOTHING",
-        secret,
-    )
-    return bytes(await tx.sql.fetchval("SELECT seed FROM server_keys WHERE name='invite_links'"))
+    return await server_key(tx, "invite_links", secret)
 
 
 async def create_link(

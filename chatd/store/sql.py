@@ -139,6 +139,15 @@ class Scripts:
         return self.healthy and not self._closing
 
 
+async def server_key(tx: Tx, name: str, seed: bytes) -> bytes:
+    """The server's secret ``name`` (a ``server_keys`` row), storing ``seed`` if there is none:
+    the first node's wins, and every node (and restart) gets it back."""
+    await tx.sql.execute(
+        "INSERT INTO server_keys (name, seed) VALUES (?, ?) ON CONFLICT DO NOTHING", name, seed
+    )
+    return bytes(await tx.sql.fetchval("SELECT seed FROM server_keys WHERE name=?", name))
+
+
 class writes(Generic[P, T]):
     """``name = writes(script)`` in a store class: ``store.name(...)`` runs ``script(tx, ...)``
     as one write of the group commit and returns its result once it is committed."""
