@@ -240,11 +240,16 @@ class Hub:
 
     def unwatch_account(self, account: int, conv: int) -> None:
         for outlet in self._accounts.get(account, ()):
-            self._unwatch(outlet, conv)
-            outlet.floors.pop(conv, None)
-            gone = self._reading.get(outlet) if self._reading else None
-            if gone is not None:
-                gone.add(conv)
+            self._removed(outlet, conv)
+
+    def _removed(self, outlet: Outlet, conv: int) -> None:
+        """``outlet``'s account is no member of ``conv``: stop routing it, and remember it for
+        a login read in flight (``watch_read``), which may predate the removal."""
+        self._unwatch(outlet, conv)
+        outlet.floors.pop(conv, None)
+        gone = self._reading.get(outlet) if self._reading else None
+        if gone is not None:
+            gone.add(conv)
 
     # ------------------------------------------------------------------ public channels
 
@@ -577,10 +582,13 @@ class Hub:
         removed = envelope.split_watch_payload(payload)
         if removed is not None:
             seq, frame = removed
+            sent = 0
             for outlet in tuple(self._accounts.get(account, ())):
                 floor = outlet.floors.get(conv)
                 if conv in outlet.watching and (floor is None or seq > floor):
                     outlet.push(frame)
+                    sent += 1
+            self._hot.deliveries += sent
         self.unwatch_account(account, conv)
 
     # ------------------------------------------------------------------ re-checks
@@ -655,8 +663,7 @@ class Hub:
             return None
         for outlet in tuple(self._watchers.get(conv, ())):
             if outlet.account not in members:
-                self._unwatch(outlet, conv)
-                outlet.floors.pop(conv, None)
+                self._removed(outlet, conv)
         return members
 
     def _joined(self, account: int, conv: int, payload: bytes) -> None:

@@ -19,7 +19,7 @@ busier one. ``--gap`` sleeps between rounds (what an idle loop costs between mes
     .venv/bin/python loadtest/bench_cluster_instr.py --nodes 2 -k 2 -m 300 --profile
     .venv/bin/python loadtest/bench_cluster_instr.py --nodes 1 2 -k 1 -m 40 --callgrind
 
-Every server process runs on core 0, this client on core 1; only 127.0.0.1 is a target.
+Every server process runs on core 0 (``--cpu``), this client on core 1; only 127.0.0.1 is a target.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def start_node(work: Path, node_id: str, db: str, broker: str | None, a: Any) ->
 
     def popen(cmd: list[str], env: dict[str, str], **kw: Any) -> subprocess.Popen[bytes]:
         i = cmd.index("serve")
-        pre = ["taskset", "-c", "0"]
+        pre = ["taskset", "-c", str(a.cpu)]
         if a.callgrind:
             pre += ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work}/cg.{node_id}.%p"]
             pre += ["--separate-threads=yes"]
@@ -189,15 +189,17 @@ async def one(a: argparse.Namespace, n: int, pg: bcl.Postgres, redis: bcl.Redis,
             await asyncio.sleep(0.2)
         perfs = [] if a.callgrind else [syscall_counter(nd.pid) for nd in nodes]
         straces = []
+        # Redis too with several nodes: what a change of the broker saves it (writes, reads).
+        traced = [(nd.node_id, nd.pid) for nd in nodes] + ([("redis", redis.pid)] if n > 1 else [])
         if a.strace:
-            for nd in nodes:
-                out = str(work / f"{nd.node_id}.strace")
+            for node_id, pid in traced:
+                out = str(work / f"{node_id}.strace")
                 straces.append(
                     (
-                        nd.node_id,
+                        node_id,
                         out,
                         subprocess.Popen(
-                            ["strace", "-c", "-o", out, "-p", str(nd.pid)],
+                            ["strace", "-c", "-o", out, "-p", str(pid)],
                             stderr=subprocess.DEVNULL,
                         ),
                     )
@@ -227,14 +229,14 @@ async def one(a: argparse.Namespace, n: int, pg: bcl.Postgres, redis: bcl.Redis,
             iperfs = [syscall_counter(nd.pid) for nd in nodes]
             istraces = []
             if a.strace:
-                for nd in nodes:
-                    out = str(work / f"{nd.node_id}.idle.strace")
+                for node_id, pid in traced:
+                    out = str(work / f"{node_id}.idle.strace")
                     istraces.append(
                         (
-                            nd.node_id,
+                            node_id,
                             out,
                             subprocess.Popen(
-                                ["strace", "-c", "-o", out, "-p", str(nd.pid)],
+                                ["strace", "-c", "-o", out, "-p", str(pid)],
                                 stderr=subprocess.DEVNULL,
                             ),
                         )
@@ -333,9 +335,9 @@ def _strace_rows(path: str) -> dict[str, int]:
 async def amain(a: argparse.Namespace) -> None:
     os.sched_setaffinity(0, {1})
     Path(a.workdir).mkdir(parents=True, exist_ok=True)
-    pg = bcl.Postgres(0, fast=False)
+    pg = bcl.Postgres(a.cpu, fast=False)
     pg.start()
-    redis = bcl.Redis(0)
+    redis = bcl.Redis(a.cpu)
     await redis.wait()
     run = 0
     try:
@@ -377,5 +379,12 @@ if __name__ == "__main__":
     p.add_argument("--profile", action="store_true")
     p.add_argument("--top", type=int, default=25, help="with --profile: functions shown")
     p.add_argument("--sort", default="tottime", help="with --profile: pstats sort key")
+    p.add_argument(
+        "--cpu",
+        type=int,
+        default=0,
+        help="the core of the servers (chatd, Redis, PostgreSQL); this client stays on core 1"
+        " (--cpu 1: everything on core 1, leaving core 0 to someone else's benchmark)",
+    )
     p.add_argument("--workdir", default="/tmp/chatd-bench-cluster-instr")
     asyncio.run(amain(p.parse_args()))

@@ -1,6 +1,11 @@
 """The Redis broker: envelopes travel between nodes through Redis pub/sub (``redis.asyncio``).
 
-Shape (every task is owned by ``run()``, which the app starts in its TaskGroup):
+Shape (every task is owned by ``run()``, which the app starts in its TaskGroup). ONE connection,
+in RESP3, both publishes and subscribes: Redis writes the node's own copy of an envelope it
+publishes to a topic it also subscribes to into the same output buffer as the ``PUBLISH``'s
+reply, so the node reads both in one system call and one wake-up, and Redis writes one buffer
+instead of two (with a publishing and a subscription connection, each message cost the
+publisher two reads and Redis a write more).
 
 * ``publish`` never blocks and never raises. It appends ``(topic, data)`` to a bounded in-memory
   buffer and wakes the flusher. At the bound (``max_pending``) the OLDEST pending envelope is
@@ -9,22 +14,22 @@ Shape (every task is owned by ``run()``, which the app starts in its TaskGroup):
   live conversation than a stale one. So that the other nodes' clients do sync, the next flush
   after such a drop publishes a notice on ``LOSS_TOPIC``, and every other node calls its
   ``on_reconnect()`` hook (resync) as after an outage.
-* ONE flusher task sends everything pending as one pipeline of ``PUBLISH`` commands on one
+* ONE flusher task sends everything pending as one pipeline of ``PUBLISH`` commands on the
   connection, then waits for its replies (one future per pipeline). A batch whose send fails is counted as dropped (it may
   have partly reached Redis; it is never resent, so nothing is delivered twice: at-most-once),
   and the first flush on the next connection publishes the ``LOSS_TOPIC`` notice: the other
   nodes may not have seen any outage (an idle connection that went stale is only found dead
   by the next batch, after Redis is back), yet their clients missed what the batch held.
-* ONE subscription connection. ``subscribe``/``unsubscribe`` are synchronous: they update the
-  local handler table at once and queue the change; the subscriber task sends ``SUBSCRIBE`` /
-  ``UNSUBSCRIBE`` and a ``PING`` every ``ping_interval`` seconds; each message is dispatched to
-  its topic's handler as soon as it is parsed, in the connection's read callback (a topic unsubscribed locally is ignored at once, even before
-  Redis confirms). A silent connection (no reply for 3 pings) is treated as lost: the
+* Subscriptions: ``subscribe``/``unsubscribe`` are synchronous: they update the local handler
+  table at once and queue the change; the subscriptions task sends ``SUBSCRIBE`` /
+  ``UNSUBSCRIBE`` and a ``PING`` every ``ping_interval`` seconds; each message (a push) is
+  dispatched to its topic's handler as soon as it is parsed, in the connection's read callback
+  (a topic unsubscribed locally is ignored at once, even before Redis confirms). A silent connection (no reply for 3 pings) is treated as lost: the
   subscriptions task checks that replies keep coming (no timer per envelope).
 * Outages: while Redis is down ``publish`` keeps buffering (and dropping oldest at the bound),
-  ``healthy()`` is False, and both connections reconnect with exponential backoff (with jitter,
-  ``backoff_min`` .. ``backoff_max``); the subscription side re-subscribes every topic and waits
-  for Redis to confirm before it counts as up. Every change of subscriptions has a generation;
+  ``healthy()`` is False, and the connection reconnects with exponential backoff (with jitter,
+  ``backoff_min`` .. ``backoff_max``), re-subscribes every topic and waits for Redis to confirm
+  before it counts as up (and flushes what was buffered). Every change of subscriptions has a generation;
   the PING sent after each batch of changes confirms its generation when Redis answers it (replies
   come in order), which is what ``barrier()`` waits for. When the broker is healthy again after an outage
   (including one at startup) it calls ``on_reconnect()``: live envelopes were lost meanwhile, so
@@ -33,8 +38,8 @@ Shape (every task is owned by ``run()``, which the app starts in its TaskGroup):
 * Lag: every ``heartbeat_interval`` seconds (and at once after each reconnect) the flusher
   appends one ``PUBLISH`` of a heartbeat to its next pipeline, on a topic only this node
   subscribes to (``hb.<random>``); the reader times it when it comes back. That is the real
-  path of an envelope (the buffer, the flusher's pipeline, Redis, the subscription connection
-  and the reader's backlog), so ``lag()`` is what a published envelope waits before another node
+  path of an envelope (the buffer, the flusher's pipeline, Redis, the connection and the
+  reader's backlog), so ``lag()`` is what a published envelope waits before another node
   can deliver it. Each round trip goes to ``on_lag`` (metrics); one heartbeat is outstanding at
   a time (a lost one is replaced after ``io_timeout``), and heartbeats are not counted in
   ``stats``.
@@ -48,10 +53,10 @@ Plain ``PUBLISH``/``SUBSCRIBE`` (not Redis 7 sharded ``SPUBLISH``/``SSUBSCRIBE``
 server sharded pub/sub brings nothing, and for Redis Cluster it needs redis-py's cluster client
 and a pub/sub connection per shard, which this single-connection design does not have yet.
 
-Both connections are ``chatd.broker.resp.RespConnection`` (an ``asyncio.Protocol`` over hiredis'
+The connection is a ``chatd.broker.resp.RespConnection`` (an ``asyncio.Protocol`` over hiredis'
 parser), not redis-py's: reading a reply through redis-py costs about twenty Python calls and a
 future, and a node reads one per envelope it publishes and one per envelope of its conversations
-(see that module). The URL may carry credentials and TLS (``redis://user:pass@host:port/db``,
+(see that module). RESP3 needs Redis 6 or later (``HELLO 3``). The URL may carry credentials and TLS (``redis://user:pass@host:port/db``,
 ``rediss://...``; all of redis-py's ``from_url`` forms, which redis-py still parses); it is only
 ever logged redacted.
 """
@@ -134,11 +139,9 @@ class RedisBroker:
         self._changed: dict[str, None] = {}  # topics whose subscription may differ from Redis'
         self._sub_gen = 0  # bumped by every subscribe()
         self._confirmed = 0  # the highest generation Redis has confirmed
-        self._ping_gens: collections.deque[int] = collections.deque()  # PINGs awaiting replies
         self._confirm_ev = asyncio.Event()  # replaced (and set) on every confirmation or outage
         self._sub_wake = asyncio.Event()
-        self._pub_up = False
-        self._sub_up = False
+        self._up = False  # the connection is open and its subscriptions confirmed
         self._outage = False  # a connection failed since the broker was last healthy
         self._closing = False
         self._stop = asyncio.Event()
@@ -166,8 +169,7 @@ class RedisBroker:
         self.flushes = 0
         """Pipelines sent with envelopes (published / flushes = envelopes per write to Redis;
         a heartbeat alone is not counted)."""
-        self._replies = 0  # replies read on the subscription connection (the silence watchdog)
-        self._resubscribed: asyncio.Future[None] | None = None  # the re-SUBSCRIBE's PING reply
+        self._replies = 0  # pushes and PING replies read (the silence watchdog)
 
     # ------------------------------------------------------------------ the Broker protocol
 
@@ -225,7 +227,7 @@ class RedisBroker:
             self._sub_wake.set()
 
     def healthy(self) -> bool:
-        return self._pub_up and self._sub_up and not self._closing
+        return self._up and not self._closing
 
     def statistics(self) -> BrokerStatistics:
         return BrokerStatistics(
@@ -280,15 +282,14 @@ class RedisBroker:
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = (
-                    tg.create_task(self._flusher(), name="broker-flusher"),
-                    tg.create_task(self._subscriber(), name="broker-subscriber"),
+                    tg.create_task(self._link(), name="broker-link"),
                     tg.create_task(self._heartbeats(), name="broker-heartbeats"),
                 )
                 await self._stop.wait()
                 for task in tasks:
                     task.cancel()
         finally:
-            self._pub_up = self._sub_up = False
+            self._up = False
             self._release_after()
             self._notify_confirm()
             self._flushed.set()
@@ -296,7 +297,7 @@ class RedisBroker:
 
     def _connection(self) -> RespConnection:
         # Not redis-py's connection: see ``chatd.broker.resp`` (this class owns reconnection
-        # and never resends a batch; RESP2, pub/sub messages are plain replies).
+        # and never resends a batch; RESP3, pub/sub messages are pushes).
         return RespConnection(self.url, connect_timeout=self._connect_timeout)
 
     def _went_down(self, side: str, exc: BaseException | None) -> None:
@@ -341,7 +342,9 @@ class RedisBroker:
         delay = min(high, low * 2**attempt)
         await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
-    async def _flusher(self) -> None:
+    async def _link(self) -> None:
+        """The one connection: connect, (re)subscribe every topic, then flush, keep the
+        subscriptions in sync and read until it is lost; reconnect with backoff."""
         attempt = 0
         while True:
             if self._closing and not self._pending:
@@ -351,16 +354,22 @@ class RedisBroker:
             try:
                 async with asyncio.timeout(self._io_timeout):
                     await conn.connect()
-                self._pub_up = True
+                    sent = await self._resubscribe(conn)
+                self._up = True
                 attempt = 0
                 self._came_up()
-                await self._flush_forever(conn)
-                return
-            except _FAILURES as exc:
-                self._went_down("publish", exc)
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._reader(conn), name="broker-reader")
+                    tg.create_task(
+                        self._sync_subscriptions(conn, sent), name="broker-subscriptions"
+                    )
+                    tg.create_task(self._flush_forever(conn), name="broker-flusher")
+            except* _FAILURES as group:
+                self._went_down("link", group.exceptions[0])
             finally:
-                self._pub_up = False
+                self._up = False
                 self._release_after()
+                self._notify_confirm()
                 conn.close()
             await self._backoff_sleep(attempt)
             attempt += 1
@@ -461,51 +470,19 @@ class RedisBroker:
     def _no_handler(topic: str, data: bytes) -> None:
         """Stands in the handler table for the heartbeat topic (``_dispatch`` takes those)."""
 
-    async def _subscriber(self) -> None:
-        attempt = 0
-        while True:
-            conn = self._connection()
-            try:
-                async with asyncio.timeout(self._io_timeout):
-                    await conn.connect()
-                    sent = await self._resubscribe(conn)
-                self._sub_up = True
-                attempt = 0
-                self._came_up()
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._reader(conn), name="broker-reader")
-                    tg.create_task(
-                        self._sync_subscriptions(conn, sent), name="broker-subscriptions"
-                    )
-            except* _FAILURES as group:
-                self._went_down("subscribe", group.exceptions[0])
-            finally:
-                self._sub_up = False
-                self._ping_gens.clear()
-                self._resubscribed = None
-                self._notify_confirm()
-                conn.close()
-            await self._backoff_sleep(attempt)
-            attempt += 1
-
     async def _resubscribe(self, conn: RespConnection) -> set[str]:
         """Subscribe a new connection to every topic and wait until Redis has confirmed.
         Returns the topics sent (later changes are left in ``_changed``)."""
         gen = self._sub_gen
         self._changed.clear()
-        self._ping_gens.clear()
         topics = list(self._handlers)
-        done = self._resubscribed = asyncio.get_running_loop().create_future()
-        conn.on_push = self._on_reply  # every reply from now on, in order
+        conn.on_push = self._on_push  # every push from now on, in order
         out = [
             pack_command("SUBSCRIBE", *topics[i : i + _CHUNK])
             for i in range(0, len(topics), _CHUNK)
         ]
-        conn.write(b"".join(out) + pack_command("PING"))
-        # Replies in order: the PING's reply comes after every SUBSCRIBE's.
-        await asyncio.wait((done, conn.closed), return_when=asyncio.FIRST_COMPLETED)
-        if not done.done():
-            conn.closed.result()  # raises: the connection was lost
+        # In order: the PING's reply comes after every SUBSCRIBE's confirmation (a push).
+        await conn.request(b"".join(out) + pack_command("PING"), 1)
         self._confirm(gen)
         return set(topics)
 
@@ -541,8 +518,7 @@ class RedisBroker:
                 for i in range(0, len(remove), _CHUNK)
             ]
             # Also the keepalive; its reply confirms generation ``gen``.
-            self._ping_gens.append(gen)
-            conn.write(b"".join(out) + pack_command("PING"))
+            conn.send(b"".join(out) + pack_command("PING"), 1, partial(self._pong, gen))
 
     async def _reader(self, conn: RespConnection) -> None:
         # Replies are dispatched as they are parsed (``_on_reply``, no task step and no timer
@@ -550,43 +526,37 @@ class RedisBroker:
         # up when Redis stays silent. This task only ends the connection when it is lost.
         await conn.closed
 
-    def _on_reply(self, reply: Any) -> None:
-        """Every reply on the subscription connection, in order."""
+    def _on_push(self, reply: list[Any]) -> None:
+        """Every push on the connection, in order: messages and (un)subscribe confirmations."""
         self._replies += 1
-        if self._dispatch(reply):  # a PING's reply
-            done = self._resubscribed
-            if done is not None:
-                self._resubscribed = None
-                if not done.done():
-                    done.set_result(None)
-            elif self._ping_gens:
-                self._confirm(self._ping_gens.popleft())
+        if reply[0] == b"message":
+            self._dispatch(reply)
+
+    def _pong(self, gen: int) -> None:
+        """The PING sent after a batch of subscription changes was answered: they are all in
+        effect (replies come in order)."""
+        self._replies += 1
+        self._confirm(gen)
 
     def _confirm(self, gen: int) -> None:
         if gen > self._confirmed:
             self._confirmed = gen
             self._notify_confirm()
 
-    def _dispatch(self, reply: Any) -> bool:
-        """Hand a message to its topic's handler. True for a PING's reply."""
-        if isinstance(reply, list) and reply:
-            kind = reply[0]
-            if kind == b"message":
-                if reply[1] == self._hb_topic_b:
-                    self._heartbeat_back(reply[2])
-                    return False
-                if reply[1] == _LOSS_TOPIC_B:
-                    if reply[2] != self._token:
-                        self._peer_lost()
-                    return False
-                topic = reply[1].decode()
-                handler = self._handlers.get(topic)
-                if handler is not None:
-                    self.stats.received += 1
-                    try:
-                        handler(topic, reply[2])
-                    except Exception:
-                        log.exception("broker: handler failed", extra={"topic": topic})
-                return False
-            return bool(kind == b"pong")
-        return reply in (b"PONG", "PONG", True)
+    def _dispatch(self, reply: list[Any]) -> None:
+        """Hand a message to its topic's handler."""
+        if reply[1] == self._hb_topic_b:
+            self._heartbeat_back(reply[2])
+            return
+        if reply[1] == _LOSS_TOPIC_B:
+            if reply[2] != self._token:
+                self._peer_lost()
+            return
+        topic = reply[1].decode()
+        handler = self._handlers.get(topic)
+        if handler is not None:
+            self.stats.received += 1
+            try:
+                handler(topic, reply[2])
+            except Exception:
+                log.exception("broker: handler failed", extra={"topic": topic})

@@ -10,10 +10,13 @@ replies costs one callback and one ``gets()`` per reply. redis-py still parses t
 ``from_url`` form: credentials, ``rediss://`` with its ``ssl_*`` options, ``unix://``,
 ``client_name``) and builds the TLS context; limits and presence keep using redis-py's client.
 
-Replies are either counted off against waiting requests (``request``: a future per batch of
-commands, failed with ``ReplyError`` if any reply was an error) or, once ``on_push`` is set (the
-subscription connection), all handed to it in order. A lost connection fails every waiting
-request and ``closed`` with ``ConnectionError``.
+The connection speaks RESP3 (``HELLO 3``), so one connection both publishes and subscribes:
+pushes (pub/sub messages and (un)subscribe confirmations) go to ``on_push`` in order; every other reply is
+counted off against waiting requests (``request``: a future per batch of commands, failed with
+``ReplyError`` if any reply was an error; ``send``: the same without a future). Redis writes a
+publisher's own copy of a message into the same output buffer as its ``PUBLISH`` reply, so both
+come back in one read. A lost connection fails every waiting request and ``closed`` with
+``ConnectionError``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from typing import Any
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
+
+_PUSH: type = getattr(hiredis, "PushNotification", list)
+"""What hiredis makes of a RESP3 push (a plain list before hiredis 3: no command this module sends
+answers with an array, so a list is a push there too)."""
 
 
 class ReplyError(Exception):
@@ -63,9 +70,9 @@ class RespConnection:
         self._transport: asyncio.Transport | None = None
         self._reader = hiredis.Reader()
         self._waiting: collections.deque[list[Any]] = collections.deque()
-        # each: [replies still due, future, first error reply or None, on_done or None]
-        self.on_push: Callable[[Any], None] | None = None
-        """When set, every reply goes here (the subscription connection) instead."""
+        # each: [replies still due, future or None, first error reply or None, on_done or None]
+        self.on_push: Callable[[list[Any]], None] | None = None
+        """When set, every push (a reply that is a list) goes here, in order."""
         self._loop = asyncio.get_running_loop()  # kept: asking for it is a system call (chatd.aio)
         self.closed: asyncio.Future[None] = self._loop.create_future()
         """Fails with ``ConnectionError`` once the connection is lost (never succeeds)."""
@@ -96,8 +103,8 @@ class RespConnection:
                 login.append(pack_command("CLIENT", "SETNAME", o["client_name"]))
             if o.get("db"):
                 login.append(pack_command("SELECT", o["db"]))
-            if login:
-                await self.request(b"".join(login), len(login))
+            login.append(pack_command("HELLO", "3"))
+            await self.request(b"".join(login), len(login))
 
     def write(self, data: bytes) -> None:
         if self._transport is None or self.closed.done():
@@ -116,6 +123,12 @@ class RespConnection:
         self._waiting.append([replies, future, None, on_done])
         return future
 
+    def send(self, data: bytes, replies: int, on_done: Callable[[], None]) -> None:
+        """``request`` without a future: ``on_done`` runs when the ``replies`` replies are in
+        and all succeeded (nothing runs when one failed or the connection is lost)."""
+        self.write(data)
+        self._waiting.append([replies, None, None, on_done])
+
     def close(self) -> None:
         if self._transport is not None:
             self._transport.abort()
@@ -130,8 +143,8 @@ class RespConnection:
         waiting = self._waiting
         try:
             while (reply := reader.gets()) is not False:
-                if push is not None:
-                    push(reply)
+                if reply.__class__ is _PUSH and push is not None:
+                    push(reply)  # type: ignore[arg-type]
                     continue
                 if not waiting:
                     raise ConnectionError(f"unexpected reply from Redis: {reply!r}")
@@ -143,12 +156,12 @@ class RespConnection:
                     waiting.popleft()
                     future = head[1]
                     if head[2] is not None:
-                        if not future.done():
+                        if future is not None and not future.done():
                             future.set_exception(ReplyError(str(head[2])))
                         continue
                     if head[3] is not None:
                         head[3]()
-                    if not future.done():
+                    if future is not None and not future.done():
                         future.set_result(reply)
         except Exception as exc:  # a protocol error or a handler that failed: give it up
             if self._transport is not None:
@@ -162,7 +175,7 @@ class RespConnection:
         self.closed.set_exception(error)
         while self._waiting:
             future = self._waiting.popleft()[1]
-            if not future.done():
+            if future is not None and not future.done():
                 future.set_exception(error)
 
 

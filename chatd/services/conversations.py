@@ -26,8 +26,8 @@ from chatd.core import pages
 from chatd.errors import Invalid, NotFound
 from chatd.services.deps import Deps
 from chatd.services.fanout import deliver_frame, publish_message
+from chatd.store.accounts import Accounts
 from chatd.store.base import (
-    AccountStore,
     ConvRow,
     LogRow,
     MemberRow,
@@ -45,7 +45,7 @@ _PAGE_BUDGET = L.MAX_FRAME_BYTES - 1024
 _ENTRY_OVERHEAD = 64
 """Bytes of framing per entry besides its body and signature (keys, ints, map headers)."""
 
-SignedStore = AccountStore
+SignedStore = Accounts
 """What checking an entry needs of the store: the signing device's login key."""
 
 

@@ -10,7 +10,7 @@ from chatd.clock import Clock
 from chatd.hub import Hub
 from chatd.metrics import Metrics
 from chatd.settings import Settings
-from chatd.store.base import Store
+from chatd.store import Store
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Accounts and their devices (``AccountStore``), written once for both databases.
+"""Accounts and their devices (``Accounts``), written once for both databases.
 
 Two nodes registering one handle or device key race on the unique index: the loser's batch
 fails with a unique violation, runs again (``postgres``), and its SELECT then sees the winner.
@@ -28,11 +28,12 @@ async def _key_free(db: Sql, device_key: bytes) -> None:
 
 
 async def set_suspended(tx: Tx, account: int, at: int) -> bool:
-    """Suspend ``account`` as of ``at`` (0: lift it); False when there is no such account."""
+    """Suspend ``account`` as of ``at`` (ms; 0: lift it); False when there is no such account."""
     return bool(await tx.sql.execute("UPDATE accounts SET suspended_at=? WHERE id=?", at, account))
 
 
 async def suspended_after(db: Sql, after: int) -> list[tuple[int, int]]:
+    """``(account, suspended_at)`` of the accounts suspended later than ``after``."""
     rows = await db.fetch(
         "SELECT id, suspended_at FROM accounts WHERE suspended_at > ? ORDER BY suspended_at",
         after,
@@ -50,6 +51,8 @@ async def create_account(
     now: int,
     owner: int = 0,
 ) -> tuple[AccountRow, DeviceRow]:
+    """A new account (``type`` ``user`` or ``bot``) with its first device. ``HandleTaken``
+    when the handle is, ``Conflict`` when the device key is registered."""
     db = tx.sql
     if await db.fetchval("SELECT 1 FROM accounts WHERE handle=?", handle):
         raise HandleTaken(f"handle {handle!r} is taken")
@@ -77,6 +80,8 @@ async def create_account(
 async def add_device(
     tx: Tx, account: int, device_key: bytes, name: str, approver: int, now: int
 ) -> DeviceRow:
+    """A new device of ``account``, approved by device ``approver`` (the caller checked it
+    may). ``Conflict`` when the key is registered."""
     await _key_free(tx.sql, device_key)
     device = await tx.sql.fetchval(
         "INSERT INTO devices (account_id, public_key, name, approved_by, created_at)"
@@ -87,19 +92,23 @@ async def add_device(
 
 
 async def device(db: Sql, device: int) -> DeviceRow | None:
+    """The device, or None."""
     r = await db.fetchrow("SELECT id, account_id, public_key, name FROM devices WHERE id=?", device)
     return None if r is None else DeviceRow(int(r[0]), int(r[1]), bytes(r[2]), str(r[3]))
 
 
 async def account(db: Sql, account: int) -> AccountRow | None:
+    """The account, or None."""
     return _account(await db.fetchrow(_ACCOUNT + "id=?", account))
 
 
 async def account_by_handle(db: Sql, handle: str) -> AccountRow | None:
+    """The account with this handle, or None."""
     return _account(await db.fetchrow(_ACCOUNT + "handle=?", handle))
 
 
 async def set_last_seen(tx: Tx, account: int, now: int) -> None:
+    """Record ``now`` as the account's last activity (no error for no account)."""
     await tx.sql.execute("UPDATE accounts SET last_seen=? WHERE id=?", now, account)
 
 

@@ -1,4 +1,4 @@
-"""Bot profiles and bot members' access (``BotStore``), written once for both databases. Adding
+"""Bot profiles and bot members' access (``Bots``), written once for both databases. Adding
 a bot to a conversation is ``conversations`` (``create_conversation``, ``invite``); which bots a
 message is withheld from is decided in ``append`` (``core.rules.withheld_from``)."""
 
@@ -22,6 +22,10 @@ async def set_bot_access(
     now: int,
     entry: SignedChange | None = None,
 ) -> MembershipChange | None:
+    """Change a bot member's access and append its ``bot_access`` system message in one
+    transaction; None (nothing written) when it already has that access. ``NotFound``
+    (actor or bot not a member), ``Invalid`` (direct, or not a bot), ``Forbidden`` (actor
+    neither owner nor admin)."""
     rules.check_set_bot_access(*await role_in(tx.sql, conv, actor))  # orders it with appends
     row = await tx.sql.fetchrow(
         "SELECT m.access, a.type FROM members m JOIN accounts a ON a.id = m.account_id"
@@ -45,6 +49,7 @@ async def set_bot_access(
 
 
 async def set_bot_profile(tx: Tx, account: int, body: bytes, now: int) -> None:
+    """Replace the bot's profile; ``Forbidden`` when ``account`` is not a bot."""
     if await account_type(tx.sql, account) != "bot":
         raise Forbidden("only a bot account has a bot profile")
     await tx.sql.execute(
@@ -56,6 +61,7 @@ async def set_bot_profile(tx: Tx, account: int, body: bytes, now: int) -> None:
 
 
 async def bot_profile(db: Sql, account: int) -> BotProfileRow | None:
+    """The bot's profile (empty if never set), or None when ``account`` is not a bot."""
     row = await db.fetchrow(
         "SELECT a.type, p.body, p.updated_at FROM accounts a"
         " LEFT JOIN bot_profiles p ON p.account_id = a.id WHERE a.id=?",
@@ -67,6 +73,11 @@ async def bot_profile(db: Sql, account: int) -> BotProfileRow | None:
 
 
 class Bots(Scripts):
+    """Bot profiles and bot members' access (SPEC.md section 16). Membership writes elsewhere
+    (``create_conversation``, ``invite``) also follow its rules: only an owner or admin adds a
+    bot (``Forbidden``), whose access starts ``addressed`` in a group or channel and ``all`` in
+    a direct conversation; ``append`` records, per message, the bots it is withheld from."""
+
     set_bot_access = writes(set_bot_access)
     set_bot_profile = writes(set_bot_profile)
     bot_profile = reads(bot_profile)

@@ -1,5 +1,5 @@
 """Moderation of public channels' comments and the view counts of posts
-(``ChannelModerationStore``, SPEC.md 20.9), written once for both databases.
+(``ChannelModeration``, SPEC.md 20.9), written once for both databases.
 
 Every rule runs inside the write's transaction, so it holds on every node at once, never from a
 cache: a comment, a new reaction and a ban of one account in one channel each lock that pair's
@@ -18,7 +18,7 @@ from chatproto import posts
 
 from chatd.core.channel_moderation import check_ban, check_comment, check_slow_mode
 from chatd.errors import Forbidden, NotFound
-from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
+from chatd.store.sql import Row, Scripts, Sql, Tx, reads, server_key, writes
 
 
 async def _admin(db: Sql, channel: int, account: int) -> bool:
@@ -179,10 +179,7 @@ async def set_slow_mode(tx: Tx, channel: int, actor: int, seconds: int) -> None:
 
 async def view_secret(tx: Tx, secret: bytes) -> bytes:
     """The server's view secret, storing ``secret`` if there is none (the first node wins)."""
-    await tx.sql.execute(
-        "INSERT INTO server_keys (name, seed) VALUES ('views', ?) ON CONFLICT DO NOTHING", secret
-    )
-    return bytes(await tx.sql.fetchval("SELECT seed FROM server_keys WHERE name='views'"))
+    return await server_key(tx, "views", secret)
 
 
 async def view_posts(tx: Tx, channel: int, viewed: list[tuple[int, bytes]]) -> int:
@@ -215,7 +212,8 @@ async def view_posts(tx: Tx, channel: int, viewed: list[tuple[int, bytes]]) -> i
 
 
 class ChannelModeration(Scripts):
-    """Bans from comments, slow mode and post views (``ChannelModerationStore``)."""
+    """Bans from comments, slow mode and post views. ``add_comment`` and ``react`` check the
+    bans and slow mode inside their own writes."""
 
     ban_commenter = writes(ban_commenter)
     unban_commenter = writes(unban_commenter)

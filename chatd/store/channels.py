@@ -1,4 +1,4 @@
-"""Public channels, their followers and their signed posts (``ChannelStore``, SPEC.md 20),
+"""Public channels, their followers and their signed posts (``Channels``, SPEC.md 20),
 written once for both databases.
 
 A post is ONE row whatever the number of followers (``pub_posts``; an edit moves the version it
@@ -92,10 +92,12 @@ async def create_channel(
 
 
 async def channel(db: Sql, channel: int, viewer: int) -> ChannelRow | None:
+    """The channel as ``viewer`` sees it (``following``), or None when there is none."""
     return _channel(await db.fetchrow(_CHANNEL + "c.id=?", viewer, channel))
 
 
 async def channel_by_handle(db: Sql, handle: str, viewer: int) -> ChannelRow | None:
+    """As ``channel``, by its handle."""
     return _channel(await db.fetchrow(_CHANNEL + "c.handle=?", viewer, handle))
 
 
@@ -195,6 +197,8 @@ async def follow(tx: Tx, channel: int, account: int, now: int) -> ChannelRow:
 
 
 async def unfollow(tx: Tx, channel: int, account: int) -> ChannelRow:
+    """``account`` stops following ``channel`` (again: nothing changes); the channel as it
+    sees it now. ``NotFound`` without the channel."""
     db = tx.sql
     if not await db.fetchval("SELECT 1 FROM pub_channels WHERE id=?", channel):
         raise NotFound("no such channel")
@@ -220,6 +224,7 @@ async def followed_channels(db: Sql, account: int) -> list[int]:
 
 
 async def is_channel_admin(db: Sql, channel: int, account: int) -> bool:
+    """``account`` may publish in ``channel`` (its owner, or an admin it named)."""
     return bool(
         await db.fetchval(
             "SELECT 1 FROM pub_admins WHERE channel=? AND account=?", channel, account
@@ -480,12 +485,14 @@ async def react(
 
 
 async def reactions(db: Sql, channel: int, seq: int, account: int) -> list[F.ReactionCount]:
+    """The reaction counts of post ``seq`` of ``channel``, largest first (with ``account``'s own marked);
+    ``NotFound`` without the post."""
     await check_post(db, channel, seq)
     return await _counts(db, channel, seq, account)
 
 
 class PostComments(Scripts):
-    """Comments and reactions under public posts (``ChannelStore`` too)."""
+    """Comments and reactions under public posts (``Channels`` too)."""
 
     add_comment = writes(add_comment)
     comments = reads(comments)

@@ -1,4 +1,4 @@
-"""Conversations, members and membership logs (``ConversationStore``), written once for both
+"""Conversations, members and membership logs (``Conversations``), written once for both
 databases. Who may do what is ``core.rules``; here it is checked inside the change's own
 transaction, before anything is written.
 
@@ -68,6 +68,7 @@ async def account_type(db: Sql, account: int) -> str | None:
 
 
 async def log_head(db: Sql, conv: int) -> rules.LogHead | None:
+    """``(epoch, hash, group)`` of the log's last entry; None when it has none."""
     row = await db.fetchrow(
         "SELECT epoch, hash, group_id FROM member_log WHERE conv_id=? ORDER BY epoch DESC LIMIT 1",
         conv,
@@ -170,6 +171,12 @@ async def create_conversation(
     now: int,
     entry: SignedChange | None = None,
 ) -> CreatedConv:
+    """A new conversation (``creator`` its owner, ``members`` members) with its ``created``
+    message; for ``direct``, the existing one of the two accounts if there is one
+    (``existed``). ``entry`` starts its log (for an existing direct conversation without a
+    log, it becomes its first entry). ``NotFound`` for an unknown account, ``Invalid`` for
+    a direct conversation without exactly one other account or a roster that does not
+    match, ``Conflict`` when the log's group id is another conversation's."""
     db, others = tx.sql, sorted(set(members) - {creator})
     type_of = {
         int(r[0]): str(r[1])
@@ -227,12 +234,18 @@ async def create_conversation(
 async def conversation(
     db: Sql, conv: int, account: int, device: int, member_limit: int | None = None
 ) -> ConvRow:
+    """``conv`` as ``account`` (and ``device``'s cursors) sees it, with its members (the
+    first ``member_limit`` of them by join, when given). ``NotFound`` unless ``account``
+    is a member."""
     return await conv_row(db, conv, account, device, with_members=True, member_limit=member_limit)
 
 
 async def conversations_of(
     db: Sql, account: int, device: int, after: int = 0, limit: int | None = None
 ) -> list[ConvRow]:
+    """The conversations ``account`` is a member of with an id above ``after``, ascending
+    by id, without members (the first ``limit`` of them, when given), but its pending
+    message requests (``Consent.requests_of``)."""
     rows = await db.fetch(
         _conv_columns(db) + " FROM members m JOIN conversations c ON c.id = m.conv_id"
         " JOIN accounts a ON a.id = m.account_id"
@@ -248,7 +261,8 @@ async def conversations_of(
 
 
 async def members_page(db: Sql, conv: int, after: int, limit: int) -> list[MemberRow]:
-    """Members of ``conv`` with an account id above ``after``, ascending, at most ``limit``."""
+    """Members of ``conv`` with an account id above ``after``, ascending, at most ``limit``
+    (the caller checked access)."""
     return [
         MemberRow(int(a), str(r), str(h), int(j), str(x))
         for a, r, h, j, x in await db.fetch(
@@ -262,6 +276,8 @@ async def members_page(db: Sql, conv: int, after: int, limit: int) -> list[Membe
 
 
 async def members_since(db: Sql, conv: int, accounts: Sequence[int]) -> dict[int, int]:
+    """``{account: joined seq}`` of those of ``accounts`` that are members of ``conv`` now
+    (a hub's re-check after a removal it had not applied, ``chatd.hub``)."""
     if not accounts:
         return {}
     rows = await db.fetch(
@@ -272,12 +288,14 @@ async def members_since(db: Sql, conv: int, accounts: Sequence[int]) -> dict[int
 
 
 async def conversation_ids_of(db: Sql, account: int) -> list[int]:
+    """The ids of the conversations ``account`` is a member of."""
     return [
         int(r[0]) for r in await db.fetch("SELECT conv_id FROM members WHERE account_id=?", account)
     ]
 
 
 async def membership(db: Sql, conv: int, account: int) -> Membership | None:
+    """``account``'s membership of ``conv`` (with its bot access), or None."""
     r = await db.fetchrow(
         "SELECT c.kind, m.role, m.joined_seq, a.type, m.access FROM members m"
         " JOIN conversations c ON c.id = m.conv_id JOIN accounts a ON a.id = m.account_id"
@@ -290,11 +308,14 @@ async def membership(db: Sql, conv: int, account: int) -> Membership | None:
 
 
 async def member_kind(db: Sql, conv: int, account: int) -> tuple[str, str] | None:
+    """``(conv kind, role)`` of ``account`` in ``conv``, or None when not a member."""
     found = await membership(db, conv, account)
     return None if found is None else (found.kind, found.role)
 
 
 async def contacts_of(db: Sql, account: int) -> list[int]:
+    """Accounts sharing a direct conversation or group with ``account`` (its presence
+    audience), each once."""
     rows = await db.fetch(
         "SELECT DISTINCT o.account_id FROM members m"
         " JOIN conversations c ON c.id = m.conv_id AND c.kind IN ('direct', 'group')"
@@ -308,6 +329,9 @@ async def contacts_of(db: Sql, account: int) -> list[int]:
 async def invite(
     tx: Tx, conv: int, actor: int, account: int, now: int, entry: SignedChange | None = None
 ) -> MembershipChange:
+    """Add ``account`` as a member (``joined``); a bot starts with its kind's initial
+    access. ``NotFound`` for no such account, ``Conflict`` when already a member,
+    ``Forbidden`` when ``actor`` may not add members (or bots)."""
     kind, actor_role = await role_in(tx.sql, conv, actor)
     rules.check_manage_members(kind, actor_role)
     found = await account_type(tx.sql, account)
@@ -333,7 +357,10 @@ async def invite(
     return MembershipChange(conv, m, added=(account,))
 
 
-async def _drop_member(tx: Tx, conv: int, account: int) -> None:
+async def drop_member(tx: Tx, conv: int, account: int) -> None:
+    """``account`` stops being a member of ``conv``, with no system message of its own (the
+    caller appends one, or none: a deleted request's requester is never told, nor is a
+    blocked account of its seat)."""
     await tx.sql.execute("DELETE FROM members WHERE conv_id=? AND account_id=?", conv, account)
     await count_removal(tx, conv)
 
@@ -361,6 +388,10 @@ async def remove(
     entry: SignedChange | None = None,
     ban: bool = False,
 ) -> MembershipChange:
+    """Remove member ``account`` (``removed``). ``Invalid`` when ``account`` is the actor
+    (use ``leave``), ``NotFound`` when it is not a member, ``Forbidden`` by the rules.
+    ``ban``: also ban it (its pending invitation goes too; ``invite`` of it is then
+    ``Forbidden``) until ``unban``."""
     kind, actor_role = await role_in(tx.sql, conv, actor)
     if account == actor:
         raise Invalid("use leave to leave a conversation")
@@ -368,7 +399,7 @@ async def remove(
     await link(tx.sql, conv, entry)
     event = kinds.SystemEvent(event="removed", actor=actor, account=account)
     m = await signed_message(tx, conv, now, event, entry)
-    await _drop_member(tx, conv, account)
+    await drop_member(tx, conv, account)
     if ban:  # with its removal: no window in which it could be added back
         await tx.sql.execute(
             "INSERT INTO bans (conv_id, account_id, actor, at) VALUES (?,?,?,?)"
@@ -380,7 +411,8 @@ async def remove(
 
 
 async def unban(tx: Tx, conv: int, actor: int, account: int) -> None:
-    """Lift ``account``'s ban from ``conv`` (an owner or admin; nothing if none)."""
+    """Lift ``account``'s ban from ``conv`` (nothing if none); ``Forbidden`` unless ``actor`` is
+    an owner or admin."""
     rules.check_manage_members(*await role_in(tx.sql, conv, actor))
     await tx.sql.execute("DELETE FROM bans WHERE conv_id=? AND account_id=?", conv, account)
 
@@ -388,11 +420,14 @@ async def unban(tx: Tx, conv: int, actor: int, account: int) -> None:
 async def leave(
     tx: Tx, conv: int, actor: int, now: int, entry: SignedChange | None = None
 ) -> MembershipChange:
+    """``actor`` leaves (``left``); an owner leaving hands ownership to the next member
+    (``core.rules.next_owner``) with a ``role`` message. ``Forbidden`` in a direct
+    conversation."""
     kind, actor_role = await role_in(tx.sql, conv, actor)
     rules.check_leave(kind)
     await link(tx.sql, conv, entry)
     m = await signed_message(tx, conv, now, kinds.SystemEvent(event="left", actor=actor), entry)
-    await _drop_member(tx, conv, actor)
+    await drop_member(tx, conv, actor)
     if actor_role == "owner":
         remaining = await tx.sql.fetch(
             "SELECT account_id, role, joined_seq FROM members WHERE conv_id=?", conv
@@ -416,6 +451,8 @@ async def set_role(
     now: int,
     entry: SignedChange | None = None,
 ) -> MembershipChange:
+    """Give member ``account`` ``role`` (``role`` message). ``NotFound`` when it is not a
+    member, ``Forbidden`` by the rules."""
     kind, actor_role = await role_in(tx.sql, conv, actor)
     rules.check_set_role(kind, actor_role, await target_role(tx.sql, conv, account))
     await link(tx.sql, conv, entry)
@@ -428,6 +465,7 @@ async def set_role(
 
 
 async def rename(tx: Tx, conv: int, actor: int, title: str, now: int) -> MembershipChange:
+    """Set the title (``renamed`` message). ``Forbidden`` by the rules (never direct)."""
     rules.check_rename(*await role_in(tx.sql, conv, actor))
     event = kinds.SystemEvent(event="renamed", actor=actor, title=title)
     m = await system_message(tx, conv, now, event)
@@ -436,6 +474,8 @@ async def rename(tx: Tx, conv: int, actor: int, title: str, now: int) -> Members
 
 
 async def member_log(db: Sql, conv: int, after: int, limit: int) -> list[LogRow]:
+    """Entries of ``conv``'s membership log with epoch > ``after``, ascending, at most
+    ``limit`` (the caller checked membership)."""
     rows = await db.fetch(
         "SELECT epoch, seq, body, sig FROM member_log WHERE conv_id=? AND epoch>?"
         " ORDER BY epoch LIMIT ?",
@@ -445,6 +485,14 @@ async def member_log(db: Sql, conv: int, after: int, limit: int) -> list[LogRow]
 
 
 class Conversations(Scripts):
+    """Conversations and members. Every membership change may carry a ``SignedChange``: it is
+    checked against the conversation's membership log and stored with the change, in the same
+    transaction (``Conflict`` when the log moved on, ``Invalid`` when it does not match or a
+    signed conversation gets an unsigned change; nothing is written then). Who may change what
+    is ``core.rules`` (``Forbidden`` when the actor's role may not; ``NotFound`` when the actor
+    is not a member, as for no conversation). A change returns its ``MembershipChange``: the
+    system message it appended and the accounts it added or removed."""
+
     create_conversation = writes(create_conversation)
     conversation = reads(conversation)
     conversations_of = reads(conversations_of)

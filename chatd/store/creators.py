@@ -1,4 +1,4 @@
-"""Creators paid through the ledger (``CreatorStore``, SPEC.md 15.12-15.14), written once for
+"""Creators paid through the ledger (``Creators``, SPEC.md 15.12-15.14), written once for
 both databases: tips on public posts, channel prices, subscription mandates and their period
 charges. The rules are ``core.creators``; here they run inside the posting's transaction.
 
@@ -123,6 +123,10 @@ async def _owner(db: Sql, channel: int) -> int:
 
 
 async def post_tip(tx: Tx, t: NewTip, sign: CreatorSigner) -> tuple[F.CreatorReceipt, bool]:
+    """Tipper -> the channel's owner, the post's totals counted; ``(receipt, replay)``.
+    ``NotFound`` (no channel, or no live post), ``Invalid`` (``to`` is not the owner),
+    ``Conflict`` (the id was used for another intent), ``Expired``, ``OverLimit``,
+    ``InsufficientFunds``."""
     db = tx.sql
     i = t.intent
     async with db.savepoint():
@@ -167,6 +171,7 @@ async def post_tip(tx: Tx, t: NewTip, sign: CreatorSigner) -> tuple[F.CreatorRec
 
 
 async def post_tips(db: Sql, channel: int, seq: int) -> list[F.TipTotal]:
+    """``NotFound`` without the post."""
     await check_post(db, channel, seq)
     rows = await db.fetch(
         "SELECT currency, count, total FROM pub_tip_totals WHERE channel=? AND seq=?"
@@ -183,6 +188,7 @@ async def post_tips(db: Sql, channel: int, seq: int) -> list[F.TipTotal]:
 async def set_channel_price(
     tx: Tx, channel: int, owner: int, price: Price | None, now: int
 ) -> None:
+    """``Forbidden`` unless ``owner`` owns it; ``NotFound`` without the channel."""
     db = tx.sql
     if await _owner(db, channel) != owner:
         raise Forbidden("only the channel's owner sets its price")
@@ -205,6 +211,7 @@ async def _price(db: Sql, channel: int) -> Price | None:
 
 
 async def channel_price(db: Sql, channel: int) -> tuple[int, Price | None]:
+    """``(owner, price)``; ``NotFound`` without the channel."""
     return await _owner(db, channel), await _price(db, channel)
 
 
@@ -267,6 +274,8 @@ async def _save(db: Sql, row: Row, s: Sub, now: int) -> F.SubscriptionInfo:
 
 
 async def subscribe(tx: Tx, m: NewMandate, sign: CreatorSigner) -> Subscribed:
+    """Store the mandate and charge its first period, in one transaction. Refusals as a
+    tip's, plus ``PriceChanged`` and ``Conflict`` (a live mandate for the channel)."""
     db = tx.sql
     i = m.intent
     async with db.savepoint():
@@ -305,6 +314,8 @@ async def subscribe(tx: Tx, m: NewMandate, sign: CreatorSigner) -> Subscribed:
 async def unsubscribe(
     tx: Tx, mandate_id: str, account: int, now: int
 ) -> tuple[F.SubscriptionInfo, bool]:
+    """Cancel (True when it changed now); ``NotFound`` unless the subscriber's,
+    ``Closed`` when lapsed or completed."""
     db = tx.sql
     row = await _mandate(db, mandate_id, " FOR UPDATE")
     if row is None or int(row[1]) != account:
@@ -318,6 +329,9 @@ async def unsubscribe(
 async def charge_due(
     tx: Tx, now: int, sign: CreatorSigner, renewal: Renewal, limit: int
 ) -> list[Renewed]:
+    """Charge (or mark past due, lapsed, completed) at most ``limit`` mandates due by
+    ``now``, each re-checked under its lock: one charge per period however many nodes
+    sweep."""
     db = tx.sql
     out = []
     due = await db.fetch(
@@ -353,6 +367,7 @@ async def charge_due(
 
 
 async def subscription(db: Sql, mandate_id: str, viewer: int) -> F.SubscriptionInfo | None:
+    """The mandate, for its subscriber or the channel's owner (None for anyone else)."""
     row = await _mandate(db, mandate_id)
     if row is None or viewer not in (int(row[1]), int(row[2])):
         return None
@@ -362,6 +377,8 @@ async def subscription(db: Sql, mandate_id: str, viewer: int) -> F.SubscriptionI
 async def subscriptions(
     db: Sql, viewer: int, channel: int, after: str, limit: int
 ) -> list[F.SubscriptionInfo]:
+    """``viewer``'s own mandates (``channel`` 0) or a channel's (its owner only:
+    ``Forbidden``), by mandate id after ``after``."""
     if channel:
         if await _owner(db, channel) != viewer:
             raise Forbidden("only the channel's owner lists its subscribers")
@@ -379,6 +396,7 @@ async def subscriptions(
 async def creator_receipts(
     db: Sql, ref: str, viewer: int, after: int, limit: int
 ) -> list[F.CreatorReceipt]:
+    """Receipts of tip or mandate ``ref`` whose payer or payee is ``viewer``."""
     rows = await db.fetch(
         "SELECT body FROM creator_receipts WHERE ref=? AND (payer=? OR payee=?) AND n>=?"
         " ORDER BY n LIMIT ?",

@@ -1,4 +1,4 @@
-"""End-to-end keys and the to-device queue (``KeyDirectoryStore``, ``ToDeviceStore``), written
+"""End-to-end keys and the to-device queue (``Keys``), written
 once for both databases.
 
 Across nodes: a device's uploads are ordered by its device row's lock, its to-device tids by
@@ -21,6 +21,10 @@ async def _account_exists(db: Sql, account: int) -> None:
 
 
 async def upload_keys(tx: Tx, upload: KeyUpload, now: int, max_one_time: int) -> int:
+    """Store ``upload`` for its device in one transaction; the device's unclaimed one-time
+    prekey count afterwards. A new identity key discards the device's stored prekeys; a kid
+    the device already has is ignored; ``Invalid`` (nothing stored) when the pool would pass
+    ``max_one_time``; ``NotFound`` for no such device."""
     u, db = upload, tx.sql
     fresh: dict[int, PrekeyRow] = {}
     for k in u.one_time:  # a kid repeated inside one upload: the first one counts
@@ -76,12 +80,17 @@ async def upload_keys(tx: Tx, upload: KeyUpload, now: int, max_one_time: int) ->
 
 
 async def one_time_count(db: Sql, device: int) -> int:
+    """The device's unclaimed one-time prekeys (0 for no such device)."""
     return int(await db.fetchval("SELECT count(*) FROM one_time_prekeys WHERE device_id=?", device))
 
 
 async def claim_keys(
     tx: Tx, account: int, exclude_device: int = 0, one_time: bool = True
 ) -> list[BundleRow]:
+    """A bundle per device of ``account`` with an identity key (but ``exclude_device``),
+    ascending by device, each with the device's lowest-kid one-time prekey, deleted in the
+    same transaction: no two claims ever get the same one. ``NotFound`` for no account.
+    Without ``one_time``, the signed prekeys only (the last resort, SPEC.md 18.5)."""
     db = tx.sql
     await _account_exists(db, account)
     devices = await db.fetch(
@@ -124,6 +133,8 @@ async def claim_keys(
 
 
 async def put_device_list(tx: Tx, row: DeviceListRow, now: int) -> None:
+    """Replace the account's device list; ``Conflict`` unless ``row.version`` is higher,
+    ``NotFound`` for no account."""
     db = tx.sql
     await _account_exists(db, row.account)
     prior = await db.fetchval(
@@ -141,6 +152,7 @@ async def put_device_list(tx: Tx, row: DeviceListRow, now: int) -> None:
 
 
 async def device_list(db: Sql, account: int) -> DeviceListRow | None:
+    """The account's device list, or None when it has none."""
     r = await db.fetchrow(
         "SELECT version, body, sig, master_key FROM device_lists WHERE account_id=?", account
     )
@@ -162,6 +174,10 @@ async def queue_to_device(
     max_queued: int,
     quota: Quota | None = None,
 ) -> ToDeviceRow:
+    """Append to ``target``'s queue; resolves once committed. ``NotFound`` for no such
+    device, ``RateLimited`` when ``max_queued`` items are already queued for it, or when
+    ``sender``'s items there with this one would pass ``quota`` (counted under the queue's
+    lock, so concurrent items from any node cannot pass it together)."""
     db = tx.sql
     if not await db.fetchval("SELECT 1 FROM devices WHERE id=?", target):
         raise NotFound("no such device")
@@ -206,6 +222,7 @@ async def queue_to_device(
 
 
 async def to_device_items(db: Sql, device: int, after: int, limit: int) -> list[ToDeviceRow]:
+    """Queued items of ``device`` with tid > ``after``, ascending, at most ``limit``."""
     rows = await db.fetch(
         "SELECT tid, sender, sender_device, body FROM to_device"
         " WHERE device_id=? AND tid>? ORDER BY tid LIMIT ?",
@@ -215,6 +232,7 @@ async def to_device_items(db: Sql, device: int, after: int, limit: int) -> list[
 
 
 async def ack_to_device(tx: Tx, device: int, up_to: int) -> int:
+    """Delete ``device``'s items with tid <= ``up_to``; how many were deleted."""
     deleted = await tx.sql.execute(
         "DELETE FROM to_device WHERE device_id=? AND tid<=?", device, up_to
     )
@@ -226,6 +244,10 @@ async def ack_to_device(tx: Tx, device: int, up_to: int) -> int:
 
 
 class Keys(Scripts):
+    """Public end-to-end keys of devices, signed device lists of accounts, and a bounded queue
+    per device of opaque to-device items, each with a tid increasing per device. The store
+    enforces atomicity only; who may write what (a device its own keys) is fixed by the caller."""
+
     upload_keys = writes(upload_keys)
     one_time_count = reads(one_time_count)
     claim_keys = writes(claim_keys)

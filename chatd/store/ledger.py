@@ -1,4 +1,4 @@
-"""The ledger (``LedgerStore``): wallets, postings, red packets and pay requests, written once
+"""The ledger (``Ledger``): wallets, postings, red packets and pay requests, written once
 for both databases. The money rules are ``core.ledger``; here they run inside the posting's
 own transaction.
 
@@ -38,9 +38,20 @@ from chatd.store.base import (
     ReceiptSigner,
     StoredMessage,
 )
-from chatd.store.conversations import lock_conv, member_role
+from chatd.store.conversations import lock_conv, member_role, role_in
 from chatd.store.messages import message_at, server_message
-from chatd.store.sql import CheckViolation, OutOfRange, Row, Scripts, Sql, Tx, queues, reads, writes
+from chatd.store.sql import (
+    CheckViolation,
+    OutOfRange,
+    Row,
+    Scripts,
+    Sql,
+    Tx,
+    queues,
+    reads,
+    server_key,
+    writes,
+)
 
 # --------------------------------------------------------------------------- receipts
 
@@ -139,11 +150,7 @@ def request_receipt(
 async def _lock_poster(db: Sql, conv: int, account: int) -> None:
     """Lock ``conv``; ``account`` must be a member (else ``NotFound``, as for no conversation)
     who may post there (channels: owner and admins)."""
-    kind = await lock_conv(db, conv)
-    role = None if kind is None else await member_role(db, conv, account)
-    if kind is None or role is None:
-        raise NotFound("no such conversation")
-    rules.check_send(kind, role)
+    rules.check_send(*await role_in(db, conv, account))
 
 
 async def lock_wallets(db: Sql, currency: str, *accounts: int) -> None:
@@ -315,6 +322,9 @@ def _row(r: Row) -> EntryRow:
 
 
 async def post_transfer(tx: Tx, t: NewTransfer, sign: ReceiptSigner) -> Posting:
+    """Payer -> payee (both members of ``conv``); pays ``t.request_id`` if set. Refusals:
+    ``NotFound`` (payer not a member), ``NotMember`` (payee), ``Expired``, ``OverLimit``
+    (daily), ``InsufficientFunds`` (the database's CHECK), ``Conflict``, request rules."""
     db = tx.sql
     async with db.savepoint():
         replay = await _claim_id(db, t.conv, t.transfer_id, "transfer", t.intent_hash, t.payer)
@@ -343,6 +353,9 @@ async def post_transfer(tx: Tx, t: NewTransfer, sign: ReceiptSigner) -> Posting:
 
 
 async def create_red_packet(tx: Tx, p: NewRedPacket, sign: ReceiptSigner) -> Posting:
+    """Sender -> escrow, and the packet opens with its precomputed shares. Refusals:
+    ``NotFound`` (sender not a member), ``Expired``, ``OverLimit``, ``InsufficientFunds``,
+    ``Conflict``."""
     db = tx.sql
     async with db.savepoint():
         replay = await _claim_id(db, p.conv, p.packet_id, "red_packet", p.intent_hash, p.sender)
@@ -368,6 +381,9 @@ async def create_red_packet(tx: Tx, p: NewRedPacket, sign: ReceiptSigner) -> Pos
 async def claim_red_packet(
     tx: Tx, packet_id: str, account: int, now: int, sign: ReceiptSigner
 ) -> Posting:
+    """Escrow -> ``account``: the next share, once per account (again: the same claim).
+    ``NotFound`` (no such packet, or ``account`` not a member), the packet rules
+    (``core.ledger.next_share``: emptied, expired)."""
     db = tx.sql
     async with db.savepoint():
         conv = await db.fetchval("SELECT conv FROM red_packets WHERE id=?", packet_id)
@@ -405,6 +421,8 @@ async def claim_red_packet(
 
 
 async def open_request(tx: Tx, r: NewRequest, sign: ReceiptSigner) -> Posting:
+    """Payee ``r.payee`` asks to be paid. Refusals: ``NotFound`` (payee not a member),
+    ``NotMember`` (a named payer), ``Forbidden`` (may not post there), ``Conflict``."""
     db = tx.sql
     async with db.savepoint():
         await lock_conv(db, r.conv)
@@ -435,6 +453,9 @@ async def open_request(tx: Tx, r: NewRequest, sign: ReceiptSigner) -> Posting:
 async def close_request(
     tx: Tx, request_id: str, actor: int, state: str, now: int, sign: ReceiptSigner
 ) -> Posting:
+    """``state``: ``declined`` (by the payer) or ``cancelled`` (by the payee); settled once
+    (again by the same actor: the same posting). ``NotFound`` (no such request, or
+    ``actor`` not a member), the request rules (``core.ledger.check_close_request``)."""
     db = tx.sql
     async with db.savepoint():
         conv = await db.fetchval("SELECT conv FROM pay_requests WHERE id=?", request_id)
@@ -465,8 +486,10 @@ async def _close(
 
 
 async def sweep(tx: Tx, now: int, sign: ReceiptSigner, limit: int) -> list[Posting]:
-    """Refund expired red packets and expire requests, at most ``limit`` of each, each
-    re-checked under its locks (another node may have swept it first)."""
+    """Refund the unclaimed rest of red packets expired by ``now`` to their senders and mark
+    expired requests, at most ``limit`` of each, each with its receipt. Each is re-checked
+    under its locks (another node may have swept it first), so a packet is refunded once
+    however many sweepers (nodes) run."""
     db = tx.sql
     out = []
     for packet_id, conv in await db.fetch(
@@ -516,6 +539,7 @@ async def mint(db: Sql, account: int, amount: int, currency: str, now: int, note
 
 
 async def balances(db: Sql, account: int) -> list[tuple[str, int]]:
+    """``(currency, balance)`` of the account's wallets, ascending by currency."""
     rows = await db.fetch(
         "SELECT currency, balance FROM wallets WHERE account=? ORDER BY currency", account
     )
@@ -525,6 +549,8 @@ async def balances(db: Sql, account: int) -> list[tuple[str, int]]:
 async def wallet_entries(
     db: Sql, account: int, currency: str, before: int | None, limit: int
 ) -> list[EntryRow]:
+    """Entries of ``account`` (one currency, or all with ""), newest first, below entry
+    ``before``, at most ``limit``."""
     rows = await db.fetch(
         "SELECT e.id, e.transfer_id, t.type, e.currency, e.amount, e.balance,"
         " CASE WHEN e.amount < 0 THEN t.credit ELSE t.debit END, coalesce(t.conv, 0), e.posted_at"
@@ -536,15 +562,8 @@ async def wallet_entries(
     return [_row(r) for r in rows]
 
 
-async def payment_key(db: Sql, seed: bytes) -> bytes:
-    """The stored seed, storing ``seed`` if there is none (inside the caller's transaction)."""
-    await db.execute(
-        "INSERT INTO server_keys (name, seed) VALUES ('payments', ?) ON CONFLICT DO NOTHING", seed
-    )
-    return bytes(await db.fetchval("SELECT seed FROM server_keys WHERE name='payments'"))
-
-
 async def audit(db: Sql) -> LedgerAudit:
+    """The ledger's invariants, read in one snapshot (``LedgerAudit.ok`` when they hold)."""
     async with db.snapshot():
         sums = {
             str(c): int(s)
@@ -625,15 +644,28 @@ async def _creators_audit(db: Sql) -> tuple[list[str], list[str]]:
 
 
 async def _mint(tx: Tx, account: int, amount: int, currency: str, now: int, note: str) -> str:
+    """Issuance -> ``account`` (an operator top-up); the new transfer's id. ``NotFound``
+    for no account, ``InvalidAmount`` when the wallet cannot hold it."""
     return await mint(tx.sql, account, amount, currency, now, note)
 
 
-async def _payment_key(tx: Tx, seed: bytes) -> bytes:
-    return await payment_key(tx.sql, seed)
+async def payment_key(tx: Tx, seed: bytes) -> bytes:
+    """The server's payment signing seed, stored once: the first caller's ``seed`` wins and
+    every node (and restart) gets it back."""
+    return await server_key(tx, "payments", seed)
 
 
 class Ledger(Scripts):
-    """Each posting is one op of the group-commit writer; reads use a read connection."""
+    """Wallets, a double-entry ledger, red packets and pay requests.
+
+    Every posting debits one account and credits another by the same amount, writes its two
+    append-only entries, and appends its signed receipt to the conversation's sequence, all in
+    ONE transaction (the group-commit batch): a posting is never half applied, and no receipt
+    exists without its money movement or the reverse. Each returns a future like ``append``;
+    refusals are the ``chatd.core.ledger`` errors (and ``NotFound``, ``Conflict``, ...), and a
+    refused posting changes nothing. Ids are idempotency keys: the same id with the same content
+    resolves to the first ``Posting`` (``replay``); with other content, ``Conflict``. Reads use
+    a read connection."""
 
     post_transfer = queues(post_transfer)
     create_red_packet = queues(create_red_packet)
@@ -644,5 +676,5 @@ class Ledger(Scripts):
     mint = writes(_mint)
     balances = reads(balances)
     wallet_entries = reads(wallet_entries)
-    payment_key = writes(_payment_key)
+    payment_key = writes(payment_key)
     ledger_audit = reads(audit)

@@ -1,4 +1,4 @@
-"""Invite links and join requests (``LinkStore``, SPEC.md 19), written once for both databases.
+"""Invite links and join requests (``Links``, SPEC.md 19), written once for both databases.
 
 Joining through a link is ONE write: it locks the conversation's row (the lock every membership
 change takes, ``conversations.lock_conv``), reads the link again under it, decides with
@@ -22,7 +22,7 @@ from chatd.store.base import (
     MembershipChange,
     SignedChange,
 )
-from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
+from chatd.store.sql import Row, Scripts, Sql, Tx, reads, server_key, writes
 
 _LINK = (
     "SELECT id, conv_id, selector, creator, name, created_at, expires_at, max_uses, uses,"
@@ -66,11 +66,7 @@ async def _state(db: Sql, row: LinkRow) -> links.LinkState:
 
 async def link_secret(tx: Tx, secret: bytes) -> bytes:
     """The server's link secret, storing ``secret`` if there is none (the first node wins)."""
-    await tx.sql.execute(
-        "INSERT INTO server_keys (name, seed) VALUES ('invite_links', ?) ON CONFLICT DO NOTHING",
-        secret,
-    )
-    return bytes(await tx.sql.fetchval("SELECT seed FROM server_keys WHERE name='invite_links'"))
+    return await server_key(tx, "invite_links", secret)
 
 
 async def create_link(
@@ -84,6 +80,10 @@ async def create_link(
     max_uses: int,
     approval: bool,
 ) -> LinkRow:
+    """A new link of ``conv`` made by ``actor`` (an owner or admin), expiring ``expires_in``
+    ms from now (0: never) after at most ``max_uses`` joins (0: any), each a join request when
+    ``approval``. ``NotFound`` for a non-member, ``Forbidden`` for a member, ``Invalid`` for a
+    direct conversation or an expiry past a year."""
     kind = await _manager(tx.sql, conv, actor)
     links.check_options(kind, expires_in)
     r = await tx.sql.fetchrow(
@@ -136,6 +136,8 @@ async def _usable(db: Sql, selector: bytes, now: int, *, lock: bool) -> LinkRow:
 
 
 async def preview_link(db: Sql, selector: bytes, now: int) -> LinkPreviewRow:
+    """What the link of ``selector`` joins, read in one snapshot; ``LinkInvalid`` when it
+    admits no one now (unknown, revoked, expired or used up)."""
     async with db.snapshot():
         row = await _usable(db, selector, now, lock=False)
         r = await db.fetchrow(
@@ -149,6 +151,9 @@ async def preview_link(db: Sql, selector: bytes, now: int) -> LinkPreviewRow:
 
 
 async def join_link(tx: Tx, selector: bytes, account: int, now: int) -> JoinOutcome:
+    """``account`` joins through the link of ``selector`` (``JoinOutcome``), all under the
+    conversation's lock. ``LinkInvalid`` when the link admits no one now, ``Forbidden`` when
+    ``account`` is banned, or the ``invite`` refusals (as if the link's creator invited it)."""
     db = tx.sql
     row = await _usable(db, selector, now, lock=True)
     conv = row.conv
@@ -181,6 +186,8 @@ async def join_link(tx: Tx, selector: bytes, account: int, now: int) -> JoinOutc
 async def join_requests_of(
     db: Sql, conv: int, actor: int, after: int, limit: int
 ) -> list[JoinRequestRow]:
+    """``conv``'s pending join requests by account above ``after``, at most ``limit``, to its
+    owners and admins (``NotFound`` for a non-member, ``Forbidden`` for a member)."""
     found = await C.membership(db, conv, actor)
     if found is None:
         raise NotFound("no such conversation")
@@ -245,6 +252,9 @@ async def managers_of(db: Sql, conv: int) -> list[int]:
 
 
 class Links(Scripts):
+    """Every script checks the caller's role itself (owner or admin; ``NotFound`` for a
+    non-member); an unusable link is ``core.links.LinkInvalid``."""
+
     link_secret = writes(link_secret)
     create_link = writes(create_link)
     links_of = reads(links_of)

@@ -1,4 +1,4 @@
-"""Messages and cursors (``MessageStore`` but ``append``, ``CursorStore``), written once for
+"""Messages and cursors (``Messages``, all but ``append``), written once for
 both databases, and the messages the server itself appends (system events, receipts).
 
 ``append``, the hot path, is each backend's own: SQLite's runs synchronously on its single
@@ -53,6 +53,8 @@ async def system_message(tx: Tx, conv: int, now: int, event: kinds.SystemEvent) 
 async def messages(
     db: Sql, conv: int, after: int, before: int | None, limit: int
 ) -> list[StoredMessage]:
+    """Messages of ``conv`` with ``after`` < seq (< ``before``), ascending: the first
+    ``limit`` of them, or with ``before`` the last ``limit`` (the caller checked access)."""
     if before is None:
         rows = await db.fetch(
             f"SELECT {COLUMNS} FROM messages WHERE conv_id=? AND seq>? ORDER BY seq LIMIT ?",
@@ -103,6 +105,8 @@ async def message_page(
 
 
 async def move_cursor(tx: Tx, device: int, conv: int, type: str, seq: int) -> bool:
+    """Raise the device's ``type`` (``delivered`` or ``read``) cursor to ``seq`` (at most
+    the conversation's last seq); True when it moved. ``NotFound`` for no conversation."""
     column = {"delivered": "delivered", "read": "read"}[type]
     last = await tx.sql.fetchval(
         f"SELECT {tx.sql.last_seq} FROM conversations c WHERE c.id=?", conv

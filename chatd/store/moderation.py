@@ -1,4 +1,4 @@
-"""Deleting a message for everyone (``ModerationStore``, SPEC.md 18.9), written once for both
+"""Deleting a message for everyone (``Moderation``, SPEC.md 18.9), written once for both
 databases.
 
 The message's row keeps its seq (no hole for cursors, sync or gap filling), ts, sender, device,
@@ -25,7 +25,8 @@ async def delete_message(
 ) -> MembershipChange | None:
     """Replace message ``seq`` of ``conv`` by its tombstone and record it; None when it is one
     already. ``NotFound`` for a non-member (as for no conversation) and for a message that
-    does not exist or that the actor may not read (before its join, SPEC.md 7.8)."""
+    does not exist or that the actor may not read (before its join, SPEC.md 7.8); ``Forbidden``
+    (``core.rules.check_delete``), ``Invalid`` (a server message)."""
     kind, actor_role = await role_in(tx.sql, conv, actor)
     joined = int(
         await tx.sql.fetchval(

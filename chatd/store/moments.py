@@ -1,4 +1,4 @@
-"""Moments, their audiences, comments and likes (``MomentStore``, SPEC.md 22), written once for
+"""Moments, their audiences, comments and likes (``Moments``, SPEC.md 22), written once for
 both databases.
 
 A Moment is ONE row whatever its audience, plus one ``moment_audience`` row per account it was

@@ -51,25 +51,10 @@ import asyncpg
 
 from chatd.core import rules
 from chatd.errors import ChatdError, Conflict, NotFound, Unavailable
-from chatd.store.accounts import Accounts
+from chatd.store import Store
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
-from chatd.store.bots import Bots
-from chatd.store.channel_moderation import ChannelModeration
-from chatd.store.channels import Channels, PostComments
-from chatd.store.consent import Consent
-from chatd.store.conversations import Conversations
-from chatd.store.creators import Creators
-from chatd.store.keys import Keys
-from chatd.store.ledger import Ledger
-from chatd.store.links import Links
-from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_postgres
-from chatd.store.moderation import Moderation
-from chatd.store.moments import Moments
-from chatd.store.push import Push
-from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql
-from chatd.store.timeline import Timelines
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -261,26 +246,7 @@ def _refusal(kind: str, role: str) -> ChatdError:
     raise AssertionError(f"chatd_append refused a send check_send allows: {kind} {role}")
 
 
-class PostgresStore(
-    Accounts,
-    Conversations,
-    Bots,
-    Messages,
-    Keys,
-    Consent,
-    Reports,
-    Moderation,
-    Push,
-    Links,
-    Channels,
-    PostComments,
-    ChannelModeration,
-    Timelines,
-    Moments,
-    Ledger,
-    Creators,
-    GroupCommitWriter[Op[Any]],
-):
+class PostgresStore(Store, GroupCommitWriter[Op[Any]]):
     """``Store`` over a PostgreSQL database shared by any number of nodes. Run ``run()`` in the
     owner's TaskGroup after ``open()``."""
 

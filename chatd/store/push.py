@@ -1,4 +1,4 @@
-"""Web Push subscriptions (``PushStore``, SPEC.md 21), written once for both databases: one per
+"""Web Push subscriptions (``Push``, SPEC.md 21), written once for both databases: one per
 device, replaced by a new ``set_push``, deleted by ``clear_push`` or when its push service says
 it is gone (404/410)."""
 
@@ -48,6 +48,7 @@ async def clear_push(tx: Tx, device: int, endpoint: str | None) -> bool:
 
 
 async def push_of(db: Sql, device: int) -> PushSubscription | None:
+    """``device``'s subscription, or None when it has none."""
     r = await db.fetchrow(f"SELECT {_COLUMNS} FROM push_subscriptions WHERE device_id=?", device)
     return None if r is None else _row(r)
 

@@ -1,4 +1,4 @@
-"""Message franking tags and reports (``ReportStore``, SPEC.md 18.7, E2E.md 17), written once for
+"""Message franking tags and reports (``Reports``, SPEC.md 18.7, E2E.md 17), written once for
 both databases.
 
 A franked message's commitment ``fc`` is in its own ``messages`` row (schema 13; it reveals
@@ -10,7 +10,7 @@ verified report revealed, for the operator (``chatd admin reports``).
 from __future__ import annotations
 
 from chatd.store.base import Franked, ReportRow
-from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
+from chatd.store.sql import Row, Scripts, Sql, Tx, reads, server_key, writes
 
 _REPORT = (
     "id, reporter, conv_id, seq, sender, ts, plaintext, reason, created_at, resolved_at, resolution"
@@ -19,10 +19,7 @@ _REPORT = (
 
 async def franking_secret(tx: Tx, secret: bytes) -> bytes:
     """The server's franking secret, storing ``secret`` if there is none (the first node wins)."""
-    await tx.sql.execute(
-        "INSERT INTO server_keys (name, seed) VALUES ('franking', ?) ON CONFLICT DO NOTHING", secret
-    )
-    return bytes(await tx.sql.fetchval("SELECT seed FROM server_keys WHERE name='franking'"))
+    return await server_key(tx, "franking", secret)
 
 
 async def franked(db: Sql, conv: int, seq: int) -> Franked | None:

@@ -131,11 +131,21 @@ class Scripts:
         raise NotImplementedError
 
     async def ping(self) -> bool:
+        """True when the database answers and the last commit succeeded; never raises."""
         try:
             await self._read(lambda db: db.fetchval("SELECT 1"))
         except Exception:
             return False
         return self.healthy and not self._closing
+
+
+async def server_key(tx: Tx, name: str, seed: bytes) -> bytes:
+    """The server's secret ``name`` (a ``server_keys`` row), storing ``seed`` if there is none:
+    the first node's wins, and every node (and restart) gets it back."""
+    await tx.sql.execute(
+        "INSERT INTO server_keys (name, seed) VALUES (?, ?) ON CONFLICT DO NOTHING", name, seed
+    )
+    return bytes(await tx.sql.fetchval("SELECT seed FROM server_keys WHERE name=?", name))
 
 
 class writes(Generic[P, T]):

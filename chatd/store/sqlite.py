@@ -46,26 +46,10 @@ from chatproto import kinds
 
 from chatd.core import rules
 from chatd.errors import ChatdError, Conflict, NotFound
-from chatd.store import messages
-from chatd.store.accounts import Accounts
+from chatd.store import Store, messages
 from chatd.store.base import Appended, NewMessage, StoredMessage, StoreStatistics
-from chatd.store.bots import Bots
-from chatd.store.channel_moderation import ChannelModeration
-from chatd.store.channels import Channels, PostComments
-from chatd.store.consent import Consent
-from chatd.store.conversations import Conversations
-from chatd.store.creators import Creators
-from chatd.store.keys import Keys
-from chatd.store.ledger import Ledger
-from chatd.store.links import Links
-from chatd.store.messages import Messages
 from chatd.store.migrate import migrate_sqlite
-from chatd.store.moderation import Moderation
-from chatd.store.moments import Moments
-from chatd.store.push import Push
-from chatd.store.reports import Reports
 from chatd.store.sql import CheckViolation, Op, OutOfRange, Sql, run_sync
-from chatd.store.timeline import Timelines
 from chatd.store.writer import BatchObserver, GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -358,26 +342,7 @@ def _connect(path: str, *, readonly: bool, synchronous: str) -> sqlite3.Connecti
     return db
 
 
-class SQLiteStore(
-    Accounts,
-    Conversations,
-    Bots,
-    Messages,
-    Keys,
-    Consent,
-    Reports,
-    Moderation,
-    Push,
-    Links,
-    Channels,
-    PostComments,
-    ChannelModeration,
-    Timelines,
-    Moments,
-    Ledger,
-    Creators,
-    GroupCommitWriter[Op[Any]],
-):
+class SQLiteStore(Store, GroupCommitWriter[Op[Any]]):
     """``Store`` over one SQLite file. Run ``run()`` in the owner's TaskGroup after ``open()``."""
 
     CHUNK = 64

@@ -1,4 +1,4 @@
-"""The timeline's reads (``TimelineStore``, SPEC.md 20.8), written once for both databases.
+"""The timeline's reads (``Timelines``, SPEC.md 20.8), written once for both databases.
 
 Fan-out on read: publishing writes one row whatever the number of followers, and a timeline
 page walks the followed channels' posts by the server time they were stored at
@@ -88,7 +88,7 @@ async def timeline_posts(
 
 
 class Timelines(Scripts):
-    """The timeline's reads (``TimelineStore``)."""
+    """The timeline's reads: fan-out on read, nothing per follower."""
 
     timeline_posts = reads(timeline_posts)
     live_post = reads(live_post)

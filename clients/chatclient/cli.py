@@ -8,7 +8,8 @@ be given (``--server`` repeated, or commas), and after a drop ``chat`` goes on w
 as the SDK does. The key file defaults to $CHAT_KEY or
 ~/.config/chatd/default.key (mode 0600: it holds the device's private key). Type /help inside.
 With a TTY, incoming events print above the input line; with a pipe, commands are read line by
-line and events are printed as they come, so the client can be scripted.
+line and events are printed as they come, so the client can be scripted: a script runs every
+line, and its exit status is 1 when any command failed (as ``sqlite3`` without ``-bail``).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ from chatclient.tui import (
     Pay,
     PayOrder,
     PayRequest,
+    PipeConsole,
     PostMoment,
     Press,
     Privacy,
@@ -248,6 +250,8 @@ class Session:
         """``chat --yes``: payments go without the confirmation step (scripts)."""
         self._pending: tuple[str, Callable[[], Awaitable[None]]] | None = None
         """The payment waiting for ``/yes``: what it does, and doing it."""
+        self.failures = 0
+        """Commands that failed (each said in one error line); a script then exits 1."""
         self._last_own: dict[int, int] = {}
         self._last_other: dict[int, int] = {}
         self._last_any: dict[int, int] = {}
@@ -292,6 +296,11 @@ class Session:
     def show(self, text: str, style: str = "") -> None:
         self.console.show(Line(text, style))
 
+    def fail(self, text: str) -> None:
+        """Say why a command did not happen, and count it for the exit status."""
+        self.failures += 1
+        self.show(text, "error")
+
     # ---------------------------------------------------------------- main loop
 
     async def run(self) -> int:
@@ -316,7 +325,7 @@ class Session:
             commands.cancel()
             await asyncio.gather(commands, return_exceptions=True)
             if self._pending is not None:  # a script that did not say /yes: say it did not go
-                self.show(f"not confirmed, so not done: {self._pending[0]}", "error")
+                self.fail(f"not confirmed, so not done: {self._pending[0]}")
             await self._drain_sends()
             # Closing ends the event stream after what is queued (e.g. our last messages' echo).
             await self.client.aclose()
@@ -327,6 +336,8 @@ class Session:
             await asyncio.gather(
                 *self._background, *self._read_tasks.values(), return_exceptions=True
             )
+        if status == 0 and self.failures and isinstance(self.console, PipeConsole):
+            status = 1  # a script learns that something it asked for did not happen
         return status
 
     async def _read_commands(self) -> None:
@@ -334,7 +345,7 @@ class Session:
             try:
                 cmd = parse_command(line)
             except ParseError as exc:
-                self.show(str(exc), "error")
+                self.fail(str(exc))
                 continue
             if cmd is None:
                 continue
@@ -348,7 +359,7 @@ class Session:
         _, waiting = await asyncio.wait(self._sends, timeout=self.client.request_timeout)
         if waiting:
             # They stay in the key store's outbox: the next start sends them.
-            self.show(f"{len(waiting)} message(s) pending: sent when chat next connects", "dim")
+            self.fail(f"{len(waiting)} message(s) pending: sent when chat next connects")
             for task in waiting:
                 task.cancel()
             await asyncio.gather(*waiting, return_exceptions=True)
@@ -599,30 +610,29 @@ class Session:
         """Run one command; every failure becomes one line."""
         local = isinstance(cmd, Say | Help | Me | Drop | Seqs | No)
         if not local and not self.client.connected:
-            self.show("not connected (reconnecting); try again in a moment", "error")
+            self.fail("not connected (reconnecting); try again in a moment")
             return
         try:
             async with asyncio.timeout(self.client.request_timeout + 2):
                 await self._execute(cmd)
         except UsageError as exc:
-            self.show(str(exc), "error")
+            self.fail(str(exc))
         except RequestError as exc:
             if exc.code == ErrorCode.CONSENT_REQUIRED:
-                self.show(
+                self.fail(
                     "not done: someone named is not your contact and must accept an invitation"
-                    " first: create the group with the others, then /invite them",
-                    "error",
+                    " first: create the group with the others, then /invite them"
                 )
             else:
-                self.show(f"error: {exc}", "error")
+                self.fail(f"error: {exc}")
         except ConnectionLost:
-            self.show("connection lost before the server answered; try again", "error")
+            self.fail("connection lost before the server answered; try again")
         except TimeoutError:
-            self.show("the server did not answer in time", "error")
+            self.fail("the server did not answer in time")
         except ChatClientError as exc:
-            self.show(f"error: {exc}", "error")
+            self.fail(f"error: {exc}")
         except ChatProtoError as exc:  # a refused key operation (/approve, /handover, /safety)
-            self.show(f"error: {exc.message}", "error")
+            self.fail(f"error: {exc.message}")
 
     def _need_current(self) -> int:
         if self.current is None:
@@ -1782,7 +1792,7 @@ class Session:
         except ClientClosed:
             pass
         except ChatClientError as exc:
-            self.show(f"not sent to [{self.names.label(conv)}]: {exc}", "error")
+            self.fail(f"not sent to [{self.names.label(conv)}]: {exc}")
 
     async def _conversations(self) -> list[F.ConvInfo]:
         infos = sorted(await self.client.conversations(), key=lambda i: i.conv)

@@ -29,7 +29,7 @@ import msgspec
 from chatproto import frames as F
 from chatproto import kinds, links, money
 from chatproto.errors import ChatProtoError, MoneyError
-from chatproto.limits import HANDLE_PATTERN, MAX_PAGE, MAX_TITLE_CHARS
+from chatproto.limits import MAX_PAGE, MAX_TITLE_CHARS, is_handle
 
 from chatclient.events import (
     BotAdded,
@@ -987,7 +987,6 @@ LOCAL_COMMANDS = frozenset(
 )
 """chat's own command names (after aliases); any other /word may be a bot's."""
 PRIVACY_SETTINGS = ("add_me", "presence", "last_seen", "find_me")
-_HANDLE_RE = re.compile(HANDLE_PATTERN)
 _FREE_TEXT = frozenset(
     {"publish", "editpost", "comment", "reply", "edit", "moment", "mcomment", "paidpost"}
 )
@@ -998,7 +997,7 @@ _ALIASES = {"q": "quit", "exit": "quit", "h": "help", "?": "help", "list": "conv
 def parse_handle(word: str) -> str:
     """``@Bob`` or ``bob`` -> ``bob``; raises ``ParseError`` for what cannot be a handle."""
     handle = word.removeprefix("@").lower()
-    if not (3 <= len(handle) <= 32) or not _HANDLE_RE.match(handle):
+    if not is_handle(handle):
         raise ParseError(f"not a handle: {word}")
     return handle
 

@@ -1957,6 +1957,8 @@ class MomentCommentEvent(Frame, tag="moment_comment_event", kw_only=True, frozen
 Period = Annotated[int, msgspec.Meta(ge=1, le=L.MAX_U32)]
 """A subscription period's length in seconds."""
 Periods = Annotated[int, msgspec.Meta(ge=1, le=L.MAX_U32)]
+"""How many periods a mandate may charge at most (a count, where ``Period`` is seconds: the
+same bounds, two meanings)."""
 CreatorReceiptType = Literal["tip", "charge"]
 SubscriptionState = Literal["active", "past_due", "lapsed", "cancelled", "completed"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 MAX_FRAME_BYTES: Final = 256 * 1024
@@ -12,6 +13,16 @@ MAX_HANDLE_CHARS: Final = 32
 MIN_HANDLE_CHARS: Final = 3
 HANDLE_PATTERN: Final = r"^[a-z0-9][a-z0-9_.]*\Z"
 """Whole-string match (``\\Z``, not ``$``: ``$`` would also accept a trailing newline)."""
+_HANDLE = re.compile(HANDLE_PATTERN)
+
+
+def is_handle(text: str) -> bool:
+    """Whether ``text`` is a handle as the wire carries it (SPEC.md 2: lowercase, 3-32 of a-z,
+    0-9, ``_`` and ``.``, not starting with ``_`` or ``.``): the one check every parser of a
+    handle typed or pasted by a user asks, the codec's field rule being the same data."""
+    return MIN_HANDLE_CHARS <= len(text) <= MAX_HANDLE_CHARS and _HANDLE.match(text) is not None
+
+
 MAX_NAME_CHARS: Final = 64
 MAX_TITLE_CHARS: Final = 128
 MAX_CMID_CHARS: Final = 64

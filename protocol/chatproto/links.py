@@ -61,11 +61,10 @@ def decode_token(text: str) -> tuple[bytes, bytes] | None:
 
 CHANNEL_PREFIX: Final = "chatd://channel/"
 """A public channel's shareable form is this prefix, then its handle (SPEC.md 20.1)."""
-_HANDLE = re.compile(L.HANDLE_PATTERN)
 
 
 def _handle_or_raise(handle: str, text: str) -> str:
-    if not (L.MIN_HANDLE_CHARS <= len(handle) <= L.MAX_HANDLE_CHARS) or not _HANDLE.match(handle):
+    if not L.is_handle(handle):
         raise ChatProtoError(f"not a channel link or handle: {text[:80]!r}", ErrorCode.INVALID)
     return handle
 

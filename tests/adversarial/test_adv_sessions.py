@@ -782,6 +782,9 @@ async def test_chat_approve_lists_a_device_only_with_the_key_the_user_compared(
                 shown = ks.key.public_key.hex()
                 term.send(f"/approve {new.device}")
                 await term.wait_for(f"device {new.device} has key {shown}")
+                term.expected_status = (
+                    1  # the wrong key is refused: a script with a failed command exits 1
+                )
                 term.send(f"/approve {new.device} {'0' * 16}")
                 await term.wait_for("has another key: not approved")
                 assert new.e2e.trust(account) is None or new.device not in {
@@ -791,6 +794,6 @@ async def test_chat_approve_lists_a_device_only_with_the_key_the_user_compared(
                 term.send(f"/approve {new.device} {shown[:16]}")
                 await term.wait_for(rf"device {new.device} added to your device list \(version 2\)")
             finally:
-                assert await term.close() == 0
+                assert await term.close() == term.expected_status
             listed = await new.e2e.devices(account, refresh=True)
             assert {d.device: d.signing_key for d in listed}[new.device] == ks.key.public_key

@@ -20,7 +20,8 @@ import pytest
 from pgserver import PostgresServer, pg_bindir
 from redisd import RedisServer
 
-from chatd.store.base import AccountRow, DeviceRow, Store
+from chatd.store import Store
+from chatd.store.base import AccountRow, DeviceRow
 from chatd.store.postgres import PostgresStore
 from chatd.store.sqlite import SQLiteStore
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 import uvloop
 from hypothesis.stateful import RuleBasedStateMachine
 
-from chatd.store.base import Store
+from chatd.store import Store
 from chatd.store.postgres import PostgresStore
 from chatd.store.sqlite import SQLiteStore
 

@@ -16,7 +16,8 @@ from chatproto.e2e.primitives import SigningKey
 from chatd.core import creators as rules
 from chatd.core import ledger
 from chatd.errors import Conflict, Forbidden, NotFound
-from chatd.store.base import NewMandate, NewTip, Store
+from chatd.store import Store
+from chatd.store.base import NewMandate, NewTip
 
 from .conftest import MakeAccount, StoreBackend, Stores
 

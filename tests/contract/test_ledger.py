@@ -17,7 +17,8 @@ from chatproto.e2e.primitives import SigningKey
 
 from chatd.core import ledger
 from chatd.errors import Conflict, Forbidden, Invalid, NotFound
-from chatd.store.base import NewRedPacket, NewRequest, NewTransfer, Posting, Store
+from chatd.store import Store
+from chatd.store.base import NewRedPacket, NewRequest, NewTransfer, Posting
 
 from .conftest import MakeAccount, StoreBackend, Stores
 

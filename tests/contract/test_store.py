@@ -11,7 +11,8 @@ import pytest
 from chatproto import kinds
 
 from chatd.errors import Conflict, Forbidden, HandleTaken, Invalid, NotFound, Unavailable
-from chatd.store.base import DeviceRow, NewMessage, Store, StoredMessage
+from chatd.store import Store
+from chatd.store.base import DeviceRow, NewMessage, StoredMessage
 from chatd.store.sqlite import SQLiteStore
 
 from .conftest import MakeAccount, StoreBackend, Stores, device_key

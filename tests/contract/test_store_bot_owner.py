@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from chatd.store.base import Store
+from chatd.store import Store
 
 
 async def test_a_bot_keeps_its_owner_and_a_user_has_none(store: Store) -> None:

@@ -12,7 +12,8 @@ import pytest
 from chatproto import kinds
 
 from chatd.errors import Conflict, Forbidden, Invalid, NotFound
-from chatd.store.base import AccountRow, DeviceRow, NewMessage, Store, StoredMessage
+from chatd.store import Store
+from chatd.store.base import AccountRow, DeviceRow, NewMessage, StoredMessage
 from chatd.store.migrate import sqlite_migrations
 from chatd.store.sqlite import SQLiteStore
 

@@ -1,5 +1,5 @@
 """The store contract for moderating public channels' comments and counting post views
-(``ChannelModerationStore``, SPEC.md 20.9), on SQLite and PostgreSQL: bans with and without an
+(``ChannelModeration``, SPEC.md 20.9), on SQLite and PostgreSQL: bans with and without an
 end, by admins only and never of an admin, optionally emptying the banned account's comments;
 slow mode inside the write (a burst from one account admits exactly one, on one store or two);
 a comment racing a ban on another node is ordered against it; views counted once per tag."""
@@ -15,7 +15,7 @@ from chatproto import frames as F
 
 from chatd.core.channel_moderation import view_tag
 from chatd.errors import Forbidden, Invalid, NotFound, RateLimited
-from chatd.store.base import Store
+from chatd.store import Store
 
 from .conftest import MakeAccount, StoreBackend, Stores
 from .postkit import NOW, post

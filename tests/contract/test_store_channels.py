@@ -1,4 +1,4 @@
-"""The store contract for public channels (``ChannelStore``, SPEC.md 20), on every backend:
+"""The store contract for public channels (``Channels``, SPEC.md 20), on every backend:
 handles and lookalikes, the directory's prefix search paged without gaps or repeats, follows
 counted once, the seq and version rules of posts inside the write, history and tombstones, and
 a post that costs the same few rows whatever the number of followers."""
@@ -13,7 +13,7 @@ import pytest
 from chatproto import posts
 
 from chatd.errors import Conflict, Forbidden, HandleTaken, Invalid, NotFound
-from chatd.store.base import Store
+from chatd.store import Store
 from chatd.store.migrate import migrate_postgres
 
 from .conftest import MakeAccount, StoreBackend, Stores, device_key

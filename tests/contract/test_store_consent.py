@@ -1,4 +1,4 @@
-"""The store contract for consent (``ConsentStore``, SPEC.md 18), on every backend: settings,
+"""The store contract for consent (``Consent``, SPEC.md 18), on every backend: settings,
 relations in both directions, requests and invitations, blocks that suspend and restore a
 direct conversation's seat, the last-resort bundles and per-sender queue counts."""
 
@@ -8,7 +8,8 @@ import pytest
 
 from chatd.core.consent import Privacy, Relation
 from chatd.errors import NotFound
-from chatd.store.base import KeyUpload, PrekeyRow, Store
+from chatd.store import Store
+from chatd.store.base import KeyUpload, PrekeyRow
 
 from .conftest import MakeAccount
 

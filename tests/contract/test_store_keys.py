@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from chatd.errors import Conflict, Invalid, NotFound, RateLimited
-from chatd.store.base import DeviceListRow, DeviceRow, KeyUpload, PrekeyRow, Store
+from chatd.store import Store
+from chatd.store.base import DeviceListRow, DeviceRow, KeyUpload, PrekeyRow
 
 from .conftest import MakeAccount, Stores, device_key
 

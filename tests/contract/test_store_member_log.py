@@ -11,7 +11,8 @@ import pytest
 from chatproto import kinds
 
 from chatd.errors import Conflict, Invalid
-from chatd.store.base import SignedChange, Store, StoredMessage
+from chatd.store import Store
+from chatd.store.base import SignedChange, StoredMessage
 
 from .conftest import MakeAccount
 

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from chatd.errors import Conflict
-from chatd.store.base import Store
+from chatd.store import Store
 
 from .conftest import MakeAccount, StoreBackend, Stores
 

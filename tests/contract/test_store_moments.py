@@ -1,4 +1,4 @@
-"""The store contract for Moments (``MomentStore``, SPEC.md 22), on every backend: the audience
+"""The store contract for Moments (``Moments``, SPEC.md 22), on every backend: the audience
 checked against mutual contacts inside the write, WeChat's comment visibility evaluated at each
 read, a Moment hidden (as if it did not exist) from anyone it was not posted to or who is no
 longer a contact, the timeline's newest-first paging by (ts, moment) without gaps or repeats,
@@ -13,7 +13,7 @@ from chatproto.errors import ErrorCode
 
 from chatd.core.moments import MAX_AUDIENCE, sees_comment, sees_moment
 from chatd.errors import ChatdError, Forbidden, Invalid, NotFound
-from chatd.store.base import Store
+from chatd.store import Store
 
 from .conftest import MakeAccount
 

@@ -4,7 +4,8 @@ whether the range holds more; conversations and members are read in pages by id.
 
 from __future__ import annotations
 
-from chatd.store.base import NewMessage, Store
+from chatd.store import Store
+from chatd.store.base import NewMessage
 
 from .conftest import MakeAccount
 

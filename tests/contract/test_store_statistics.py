@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from chatd.store.base import NewMessage, Store
+from chatd.store import Store
+from chatd.store.base import NewMessage
 
 from .conftest import MakeAccount, StoreBackend
 

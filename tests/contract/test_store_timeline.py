@@ -1,4 +1,4 @@
-"""The store contract for the timeline's reads (``TimelineStore``, SPEC.md 20.8), on every
+"""The store contract for the timeline's reads (``Timelines``, SPEC.md 20.8), on every
 backend: followed channels only, ordered by the server's time of first storing (not the signed
 time, not the seq), the current version of each post and no deleted one, paged by a key bound
 that neither repeats nor skips a post, and the same answer whichever channel holds the newest
@@ -12,7 +12,7 @@ import pytest
 
 from chatd.core import timeline as timeline_rules
 from chatd.errors import Invalid
-from chatd.store.base import Store
+from chatd.store import Store
 
 from .conftest import MakeAccount
 from .postkit import NOW, post

@@ -1,6 +1,6 @@
 """Terminal sessions for the ``chat`` tests that need two people at once: a real server, each
 handle registered with its own key, one ``chat`` per handle connected, and each session checked
-to end cleanly (exit status 0) when the test is done."""
+to end cleanly (exit status 0, or 1 after a command the test made fail) when the test is done."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ async def connected_terminals(
     tmp_path: Path, *handles: str
 ) -> AsyncIterator[tuple[RunningServer, list[Terminal]]]:
     """The server and a connected ``chat`` for each of ``handles`` (registered as its title),
-    in that order; each must exit 0 when stdin closes at the end."""
+    in that order; each must exit with its ``expected_status`` when stdin closes at the end."""
     async with run_server(make_settings(tmp_path)) as server:
         keys = {h: tmp_path / f"{h}.key" for h in handles}
         for handle, key in keys.items():
@@ -29,4 +29,4 @@ async def connected_terminals(
             yield server, terminals
         finally:
             for terminal in terminals:
-                assert await terminal.close() == 0
+                assert await terminal.close() == terminal.expected_status

@@ -63,6 +63,9 @@ async def test_an_owner_moderates_comments_and_readers_see_view_counts(tmp_path:
         await alice.wait_for(r"^\[@daily_news\] #1 \d\d:\d\d good morning · 1 view$")
         alice.send("/slowmode @daily_news 60")
         await alice.wait_for(r"^@daily_news: slow mode one comment every 60 s$")
+        bob.expected_status = (
+            1  # slow mode refuses the second comment: a script with a failed command exits 1
+        )
         bob.send("/comment @daily_news 1 first!", "/comment @daily_news 1 second!")
         await bob.wait_for(r"^\[@daily_news\] #1 comment #\d+ posted$")
         await bob.wait_for(r"^error: RATE_LIMITED: slow mode: one comment every 60 s")

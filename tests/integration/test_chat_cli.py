@@ -263,6 +263,8 @@ class Terminal:
         self.out = io.StringIO()
         self._r, self._w = os.pipe()
         self.task: asyncio.Task[int] | None = None
+        self.expected_status = 0
+        """What ``chat`` must exit with: 1 once the test made a command fail on purpose."""
 
     def start(self) -> Terminal:
         argv = ["--server", self.url, "--key", str(self.key), *self.argv_extra]
@@ -360,6 +362,7 @@ async def test_two_people_chat_then_a_third_joins_and_cannot_read_what_came_befo
         bob.send("/open @alice", "hi alice")
         await alice.wait_for(r"^\[@bob\] \d\d:\d\d bob: hi alice$")
         await bob.wait_for(r"^\[@alice\] \d\d:\d\d bob: hi alice$")
+        bob.expected_status = 1  # /nope fails: a script with a failed command exits 1
         bob.send("/nope", "/history 1")
         await bob.wait_for("unknown command /nope")
         await bob.wait_for(r"history 3\.\.3 --\n\[@alice\] \d\d:\d\d bob: hi alice\n")
@@ -374,6 +377,7 @@ async def test_two_people_chat_then_a_third_joins_and_cannot_read_what_came_befo
         # carol joins later: what was sent before she joined never reaches her, not even the
         # server's "created" message (SPEC.md 7.8, issue 14.8: she saw it, and a line for the 2
         # encrypted messages, before); her history starts at her join.
+        alice.expected_status = 1  # /invite @nobody fails: a script with a failed command exits 1
         alice.send("/invite @carol", "/invite @nobody")
         await alice.wait_for("error: NOT_FOUND")
         await carol.wait_for(r"^\[Team\] \d\d:\d\d \* alice added carol$")
@@ -396,7 +400,7 @@ async def test_two_people_chat_then_a_third_joins_and_cannot_read_what_came_befo
         await bob.wait_for(r"^\[Team\] \d\d:\d\d carol: hi all$")
     finally:
         for t in (alice, bob, carol):
-            assert await t.close() == 0
+            assert await t.close() == t.expected_status
     for t in (alice, bob, carol):
         assert "Traceback" not in t.text
         assert "hello bob" in t.text or t is carol
@@ -418,7 +422,7 @@ async def test_missed_messages_arrive_once_in_order(url: str, tmp_path: Path) ->
         await bob.wait_for(r"^reconnected$")
         await bob.wait_for(r"alice: m5$")
     finally:
-        assert await bob.close() == 0
+        assert await bob.close() == bob.expected_status
     # bob is away (his cursors are saved in his key file); alice goes on; bob comes back.
     alice.send(*(f"m{i}" for i in range(6, 9)))
     await alice.wait_for(r"alice: m8$")
@@ -426,8 +430,8 @@ async def test_missed_messages_arrive_once_in_order(url: str, tmp_path: Path) ->
     try:
         await bob_again.wait_for(r"alice: m8$")
     finally:
-        assert await bob_again.close() == 0
-        assert await alice.close() == 0
+        assert await bob_again.close() == bob_again.expected_status
+        assert await alice.close() == alice.expected_status
     seen = re.findall(r"^\[@alice\] \d\d:\d\d alice: (m\d)$", bob.text + bob_again.text, re.M)
     assert seen == [f"m{i}" for i in range(9)]
     assert bob.text.count("connection lost") == 1
@@ -457,7 +461,7 @@ async def test_console_script_over_a_pipe(url: str, tmp_path: Path) -> None:
         code, out = await chat_run("register", "dave", "Dave")
         assert code == 0, out
         code, out = await chat_run(stdin=b"/me\n/dm @erin\nhello from a pipe\n/bogus\n")
-        assert code == 0, out
+        assert code == 1, out  # every line ran, and the script learns that /bogus failed
         assert re.search(r"^@dave \(account \d+, device \d+\) on ws://", out, re.MULTILINE), out
         assert re.search(r"^\[@erin\] \d\d:\d\d dave: hello from a pipe$", out, re.MULTILINE), out
         assert "unknown command /bogus" in out
@@ -485,11 +489,12 @@ async def test_both_sides_see_the_same_safety_number_and_can_verify(
         b = await bob.wait_for(r"safety number with @alice.*\n" + digits)
         assert a.group(1) == b.group(1)
         await alice.wait_for(r"^@bob verified$")
+        bob.expected_status = 1  # /safety @nobody fails: a script with a failed command exits 1
         bob.send("/safety @nobody")
         await bob.wait_for("error: NOT_FOUND")
     finally:
         for t in (alice, bob):
-            assert await t.close() == 0
+            assert await t.close() == t.expected_status
 
 
 @pytest.mark.parametrize(
@@ -707,10 +712,11 @@ async def test_a_terminal_user_shops_with_a_bot_pays_an_order_shares_and_forward
                 )
                 assert fwd.forwarded == kinds.Text(text="the tea is good")
                 assert fwd.content.sender == bob_alice
+                alice.expected_status = 1  # both fail: a script with a failed command exits 1
                 alice.send("/press 99", "/payorder 5")
                 await alice.wait_for(r"^no button \[99\] shown yet$")
                 await alice.wait_for(r"^no order 5 shown yet$")
             finally:
-                assert await alice.close() == 0
+                assert await alice.close() == alice.expected_status
             assert "Traceback" not in alice.text
             assert bot.me.handle == "shop_bot"

@@ -104,8 +104,8 @@ async def test_readme_two_terminals_on_the_default_config(url: str, tmp_path: Pa
     bob.send("/requests", "/contacts")
     await bob.wait_for("no requests or invitations waiting")
     await bob.wait_for("^contacts: @alice$")
-    assert await alice.close() == 0
-    assert await bob.close() == 0
+    assert await alice.close() == alice.expected_status
+    assert await bob.close() == bob.expected_status
     assert "error" not in alice.text + bob.text
     assert bob.text.count("alice: hello bob") == 1  # shown as it came, not again on /accept
 
@@ -120,11 +120,12 @@ async def test_requests_listed_and_declined_by_number(url: str, tmp_path: Path) 
     await bob.wait_for(r"^   1\. @alice wants to message you$")
     bob.send("/decline 1")
     await bob.wait_for(r"declined @alice's message request \(they are not told\)")
+    bob.expected_status = 1  # nothing left to accept: a script with a failed command exits 1
     bob.send("/requests", "/accept @alice")
     await bob.wait_for("no requests or invitations waiting")
     await bob.wait_for(r"no request from @alice is waiting \(/requests lists them\)")
-    assert await alice.close() == 0
-    assert await bob.close() == 0
+    assert await alice.close() == alice.expected_status
+    assert await bob.close() == bob.expected_status
 
 
 async def test_blocked_stranger_cannot_message(url: str, tmp_path: Path) -> None:
@@ -137,6 +138,7 @@ async def test_blocked_stranger_cannot_message(url: str, tmp_path: Path) -> None
     # Stored (and delivered to nobody), or refused when alice's client needs bob's keys again:
     # either way alice's client is done with it, and bob would have it by now.
     await alice.wait_for(r"\[@bob\] \d\d:\d\d alice: second|not sent to \[@bob\]")
+    alice.expected_status = 1  # blocked: NOT_FOUND: a script with a failed command exits 1
     alice.send("/dm @bob")
     await alice.wait_for("error: NOT_FOUND")  # as for an account that does not exist
     bob.send("/requests", "/contacts")
@@ -150,8 +152,8 @@ async def test_blocked_stranger_cannot_message(url: str, tmp_path: Path) -> None
     alice.send("again")
     await bob.wait_for(r"@alice wants to message you", start=bob.text.rfind("unblocked"))
     await bob.wait_for(r"alice: again")
-    assert await alice.close() == 0
-    assert await bob.close() == 0
+    assert await alice.close() == alice.expected_status
+    assert await bob.close() == bob.expected_status
 
 
 async def test_group_invitation_accepted(url: str, tmp_path: Path) -> None:
@@ -173,8 +175,8 @@ async def test_group_invitation_accepted(url: str, tmp_path: Path) -> None:
     await bob.wait_for(r"\[Book club\] \d\d:\d\d alice: welcome")
     bob.send("/open 1", "thanks")
     await alice.wait_for(r"\[Book club\] \d\d:\d\d bob: thanks")
-    assert await alice.close() == 0
-    assert await bob.close() == 0
+    assert await alice.close() == alice.expected_status
+    assert await bob.close() == bob.expected_status
 
 
 async def test_privacy_changes_what_a_stranger_sees(url: str, tmp_path: Path) -> None:
@@ -195,8 +197,8 @@ async def test_privacy_changes_what_a_stranger_sees(url: str, tmp_path: Path) ->
     assert "is invited" not in alice.text
     bob.send("/privacy find_me nobody")
     await bob.wait_for(r"find_me    nobody    who may find you by your handle")
-    assert await alice.close() == 0
-    assert await bob.close() == 0
+    assert await alice.close() == alice.expected_status
+    assert await bob.close() == bob.expected_status
 
 
 async def test_newbot_makes_a_bot_that_runs_with_its_key_file(url: str, tmp_path: Path) -> None:
@@ -207,6 +209,7 @@ async def test_newbot_makes_a_bot_that_runs_with_its_key_file(url: str, tmp_path
     alice.send(f'/newbot helper_bot "Helper" {key}')
     await alice.wait_for(r"bot @helper_bot created \(account \d+\), owned by you; key: ")
     await alice.wait_for(rf"--keystore {re.escape(str(key))}")
+    alice.expected_status = 1  # the key file exists: a script with a failed command exits 1
     alice.send(f'/newbot helper_bot "Helper" {key}')
     await alice.wait_for(rf"{re.escape(str(key))} exists: /newbot helper_bot")
     router = Router()
@@ -227,7 +230,7 @@ async def test_newbot_makes_a_bot_that_runs_with_its_key_file(url: str, tmp_path
     alice.send(f'/newbot other "Taken" {taken}')
     await alice.wait_for("error: HANDLE_TAKEN")
     assert not taken.exists()  # nothing left to clean up: the same command can be run again
-    assert await alice.close() == 0
+    assert await alice.close() == alice.expected_status
 
 
 async def test_a_request_sent_while_away_is_shown_at_start(url: str, tmp_path: Path) -> None:
@@ -247,8 +250,8 @@ async def test_a_request_sent_while_away_is_shown_at_start(url: str, tmp_path: P
     await alice.wait_for(r"\[@bob\] \d\d:\d\d bob: back now")
     assert bob.text.count("wants to message you") == 1
     assert bob.text.count("alice: hello while you were out") == 1
-    assert await alice.close() == 0
-    assert await bob.close() == 0
+    assert await alice.close() == alice.expected_status
+    assert await bob.close() == bob.expected_status
 
 
 async def test_many_waiting_requests_are_one_line_at_start(url: str, tmp_path: Path) -> None:
@@ -265,4 +268,4 @@ async def test_many_waiting_requests_are_one_line_at_start(url: str, tmp_path: P
     bob.send("/accept 2")
     await bob.wait_for(r"accepted @stranger1's message request")
     await bob.wait_for(r"\[@stranger1\] \d\d:\d\d stranger1: hi")
-    assert await bob.close() == 0
+    assert await bob.close() == bob.expected_status

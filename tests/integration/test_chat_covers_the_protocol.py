@@ -112,6 +112,7 @@ async def test_reply_edit_delete_react_and_read_receipts(tmp_path: Path) -> None
             await bob.wait_for(r"^\[@alice\] \d\d:\d\d alice reacted 👍 to #3$")
             await alice.wait_for(r"^  bob: #\d+")
             await alice.wait_for(r"^  alice \(you\): #\d+")
+            alice.expected_status = 1  # not her message: a script with a failed command exits 1
             alice.send("/edit 3 not mine", "/delete 3", "/delete")
             await alice.wait_for(r"^#3 is not your message: you can edit only your own$")
             await alice.wait_for(r"^#3 is not your message: you can delete only your own$")
@@ -137,6 +138,7 @@ async def test_reply_edit_delete_react_and_read_receipts(tmp_path: Path) -> None
                 # In a group the owner deletes anyone's message for everyone; a member cannot.
                 spam = await mallory.send_text(conv, "buy cheap watches")
                 await bob.wait_for(r"^\[Pub\] \d\d:\d\d mallory: buy cheap watches$")
+                bob.expected_status = 1  # not his to delete: a script with a failed command exits 1
                 bob.send("/open 2", f"/delete {said.group(1)}")
                 await bob.wait_for(r"^error: FORBIDDEN")
                 alice.send("/open 2", f"/delete {spam.seq}")
@@ -154,7 +156,7 @@ async def test_reply_edit_delete_react_and_read_receipts(tmp_path: Path) -> None
                 )
         finally:
             for t in (alice, bob):
-                assert await t.close() == 0
+                assert await t.close() == t.expected_status
         for t in (alice, bob):
             assert "Traceback" not in t.text
 
@@ -189,11 +191,13 @@ async def test_requests_are_paid_declined_or_cancelled_and_money_waits_for_yes(
             alice.send("/no", "/balance")
             await alice.wait_for(rf"^dropped: pay bob 12\.00 USD for request {pizza}")
             await alice.wait_for(r"^  50\.00 USD$")
+            alice.expected_status = 1  # paid already: a script with a failed command exits 1
             alice.send(f"/pay {pizza}", "/yes", f"/pay {pizza}", f"/decline {tip}")
             await alice.wait_for(rf"^paid the request {pizza}: 12\.00 USD \(receipt #\d+\)$")
             await bob.wait_for(rf"\$ alice paid bob 12\.00 USD \(request {pizza}\)$")
             await alice.wait_for(rf"^the request {pizza} is paid already$")
             await bob.wait_for(rf"\$ alice declined bob's request {tip} for 3\.00 USD$")
+            bob.expected_status = 1  # no such request: a script with a failed command exits 1
             bob.send("/request @alice 1.00 USD later", "/cancel rq_nonexistent")
             await bob.wait_for(r"^error: NOT_FOUND")
             # /pay @dave in a group dave is not in: says where it would go before anything.
@@ -209,14 +213,14 @@ async def test_requests_are_paid_declined_or_cancelled_and_money_waits_for_yes(
             await alice.wait_for(r"^no payment is waiting for confirmation$")
         finally:
             for t in (alice, bob):
-                assert await t.close() == 0
+                assert await t.close() == t.expected_status
         for t in (alice, bob):
             assert "Traceback" not in t.text
         # A script that leaves a payment unconfirmed is told, at the end, that nothing moved.
         script = Terminal(server.url, keys["alice"]).start()
         script.send("/pay @bob 2.00 USD thanks")
         await script.wait_for(r"/yes to confirm")
-        assert await script.close() == 0
+        assert await script.close() == 1  # the payment it asked for did not happen
         assert re.search(r"^not confirmed, so not done: pay @bob 2\.00 USD", script.text, re.M)
         # A script passes the confirmation explicitly: chat --yes.
         script = Terminal(server.url, keys["alice"])
@@ -227,7 +231,7 @@ async def test_requests_are_paid_declined_or_cancelled_and_money_waits_for_yes(
             await script.wait_for(r"^paid @bob 2\.00 USD \(receipt #\d+ in \[@bob\]\)$")
             assert "/yes to confirm" not in script.text
         finally:
-            assert await script.close() == 0
+            assert await script.close() == script.expected_status
 
 
 async def test_bot_commands_need_no_double_slash_and_a_vote_is_not_told_to_the_group(
@@ -255,6 +259,9 @@ async def test_bot_commands_need_no_double_slash_and_a_vote_is_not_told_to_the_g
                 await alice.wait_for(r"poll_bot: Vote counted - 📊 Lunch\?")
                 await bob.wait_for(r"^\[Team\] poll_bot answered alice: Vote counted$")
                 assert "You voted for" not in alice.text + bob.text
+                alice.expected_status = (
+                    1  # /frobnicate fails: a script with a failed command exits 1
+                )
                 alice.send("/frobnicate", "/seqs", "/history 3")
                 await alice.wait_for(
                     r"^unknown command /frobnicate: neither chat nor the bots here have it"
@@ -267,7 +274,7 @@ async def test_bot_commands_need_no_double_slash_and_a_vote_is_not_told_to_the_g
                 )
             finally:
                 for t in (alice, bob):
-                    assert await t.close() == 0
+                    assert await t.close() == t.expected_status
             for t in (alice, bob):
                 assert "Traceback" not in t.text
                 assert "cannot show" not in t.text

@@ -94,8 +94,9 @@ async def test_two_terminals_join_through_a_link(tmp_path: Path) -> None:
             await alice.wait_for(rf"invite link {number} of \[Book club\] revoked")
             alice.send("/links")
             await alice.wait_for(r"1/5 uses, revoked \(flyer\)")
+            bob.expected_status = 1  # the link is revoked: a script with a failed command exits 1
             bob.send(f"/preview {shared}")
             await bob.wait_for("this invite link is invalid or has expired")
         finally:
-            assert await alice.close() == 0
-            assert await bob.close() == 0
+            assert await alice.close() == alice.expected_status
+            assert await bob.close() == bob.expected_status

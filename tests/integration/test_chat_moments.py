@@ -93,5 +93,5 @@ async def test_post_comment_like_and_read_moments_in_chat(tmp_path: Path) -> Non
             await alice.wait_for(rf"^\[moment {m}\] deleted$")
             await bob.wait_for(rf"^\[moment {m}\] alice \(deleted\)$")
         finally:
-            assert await alice.close() == 0
-            assert await bob.close() == 0
+            assert await alice.close() == alice.expected_status
+            assert await bob.close() == bob.expected_status

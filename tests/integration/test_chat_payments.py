@@ -189,6 +189,7 @@ async def test_pay_ask_and_share_a_red_packet_in_the_terminal(
         alice.send('/group "Team" @bob', "/redpacket! 10.00 USD 2 equal happy new year")
         await alice.wait_for(r"^red packet rp_\w+: 10\.00 USD in 2 shares$")
         await bob.wait_for(r"\$ alice dropped a red packet: 10\.00 USD in 2 shares \(equal\)")
+        bob.expected_status = 1  # not enough USD: a script with a failed command exits 1
         bob.send("/open 2", "/claim", "/claim", "/pay @alice 1000 USD")
         await bob.wait_for(r"^you got 5\.00 USD from red packet rp_\w+$")
         await bob.wait_for(r"^you got 5\.00 USD from red packet rp_\w+ \(already claimed\)$")
@@ -199,6 +200,6 @@ async def test_pay_ask_and_share_a_red_packet_in_the_terminal(
         await bob.wait_for(r"\+5\.00 USD  claim from the system  = 17\.50 USD$")
     finally:
         for t in (alice, bob):
-            assert await t.close() == 0
+            assert await t.close() == t.expected_status
     for t in (alice, bob):
         assert "Traceback" not in t.text

@@ -3,10 +3,12 @@ handle all name the channel; anything else is refused rather than guessed at."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from chatproto import links
 from chatproto.errors import ChatProtoError, ErrorCode
-from chatproto.limits import HANDLE_PATTERN
+from chatproto.frames import Handle
+from chatproto.limits import HANDLE_PATTERN, is_handle
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -61,3 +63,22 @@ def test_anything_else_is_invalid(bad: str) -> None:
 def test_no_link_is_made_for_what_is_not_a_handle(bad: str) -> None:
     with pytest.raises(ChatProtoError):
         links.channel_link(bad)
+
+
+@given(
+    st.one_of(
+        handles,
+        st.text(max_size=40),
+        st.text(alphabet="abcxyz019_.-A\n ", max_size=40),
+    )
+)
+def test_is_handle_is_the_codec_field_rule(text: str) -> None:
+    """``limits.is_handle`` (asked by links, ``chat`` and the bot framework) accepts exactly
+    what the codec accepts in a handle field, so no client refuses what the wire takes or sends
+    what it refuses."""
+    try:
+        msgspec.convert(text, Handle)
+        codec_takes = True
+    except msgspec.ValidationError:
+        codec_takes = False
+    assert is_handle(text) == codec_takes

@@ -489,6 +489,23 @@ def test_watch_from_another_node_routes_and_delivers_the_joined_message_once(
     assert hot.deliveries == 1 + 1 + 2  # joined; seq 4 to other; seq 5 to both
 
 
+def test_unwatch_from_another_node_delivers_the_removal_once_and_counts_it(
+    hub: Hub, broker: MemoryBroker, hot: HotCounters
+) -> None:
+    """The message that removed the account reaches each of its connections watching the
+    conversation once, and is counted as a delivery like every other copy."""
+    phone, laptop = FakeOutlet(7), FakeOutlet(7)
+    hub.attach(phone, [30])
+    hub.attach(laptop, [30])
+    payload = envelope.watch_payload(9, b"removed")
+    broker.publish(
+        envelope.account_topic(7), envelope.pack(envelope.UNWATCH, 30, 0, OTHER_NODE, payload)
+    )
+    assert phone.pushed == laptop.pushed == [b"removed"]
+    assert 30 not in phone.watching and 30 not in laptop.watching
+    assert hot.deliveries == 2
+
+
 def test_watch_without_a_message_only_routes(hub: Hub, broker: MemoryBroker) -> None:
     phone = FakeOutlet(7)
     hub.attach(phone, [])
@@ -667,6 +684,29 @@ async def test_an_unwatch_held_behind_a_reread_comes_after_what_was_held(
     await settle()
     assert bob.pushed == [before, b"bob removed"]
     assert 30 not in bob.watching
+
+
+async def test_a_reread_removal_during_a_logins_read_wins_over_the_read(
+    broker: MemoryBroker, hot: HotCounters
+) -> None:
+    """bob's new connection is attached and its memberships are being read when a message
+    after his removal (whose UNWATCH this node never got) makes the hub read conversation 30's
+    members again: the re-read stops routing 30 to him, and the login's older read, which
+    still lists 30, must not route it back."""
+    members = Members()
+    hub = Hub(broker, hot, node=NODE, members=members)
+    bob, carol = FakeOutlet(7), FakeOutlet(8)
+    hub.attach(carol, [30])
+    hub.attach(bob)  # login: attached, memberships being read
+    hub.watch(7, 30)  # an old WATCH for 30 arrives during the read: routed at once
+    publish_after_removals(broker, 30, seq=10, removals=1)
+    members.answer.set_result({8: 1})  # bob is no member any more
+    await settle()
+    assert 30 not in bob.watching
+    hub.watch_read(bob, [30])  # the login's read predates the removal
+    assert 30 not in bob.watching
+    publish_after_removals(broker, 30, seq=11, removals=1)
+    assert bob.pushed == [] and len(carol.pushed) == 2
 
 
 # ------------------------------------------------------------------ public channels (SPEC.md 20.3)

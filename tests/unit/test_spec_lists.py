@@ -1,6 +1,6 @@
 """SPEC.md's lists say every frame and error code the protocol package defines: section 4.1
 names each client frame, section 4.2 each server frame (or the later section with its fields),
-section 5 each error code. A stranger implementing a client from SPEC.md alone starts from these
+section 5 each error code, and the browser client (``clients/web``) knows each code. A stranger implementing a client from SPEC.md alone starts from these
 lists; a frame added in a later section but missing here is one such a client never learns of."""
 
 from __future__ import annotations
@@ -50,3 +50,14 @@ def test_section_5_lists_every_error_code_by_name() -> None:
     text = _between("## 5. Errors", "## 6. Authentication")
     missing = sorted(c.name for c in ErrorCode if f"`{c.name}`" not in text)
     assert missing == []
+
+
+def test_the_web_client_names_every_error_code_with_its_number() -> None:
+    """The browser client's ``ErrorCode`` table is the protocol's: a code it lacks is one whose
+    error it cannot name (it had no 69, ``PRICE_CHANGED``, when mandates came)."""
+    codec = (
+        Path(__file__).resolve().parents[2] / "clients" / "web" / "src" / "codec.ts"
+    ).read_text()
+    block = codec[codec.index("export const ErrorCode = {") : codec.index("} as const;")]
+    web = {name: int(number) for name, number in re.findall(r"(\w+): (\d+)", block)}
+    assert web == {c.name: c.value for c in ErrorCode}

@@ -463,10 +463,7 @@ class Bot:
             if not isinstance(source, str | Path):
                 raise SetupError("an in-memory key store needs Bot(..., handle=...)")
             handle = re.sub(r"[^a-z0-9_.]", "_", Path(source).stem.lower()).lstrip("_.")
-        if not (
-            L.MIN_HANDLE_CHARS <= len(handle) <= L.MAX_HANDLE_CHARS
-            and re.match(L.HANDLE_PATTERN, handle)
-        ):
+        if not L.is_handle(handle):
             raise SetupError(
                 f"bad bot handle {handle!r}: {L.MIN_HANDLE_CHARS}-{L.MAX_HANDLE_CHARS} of a-z, 0-9,"
                 " _ and . (pass Bot(..., handle=...))"
