@@ -20,8 +20,9 @@ The path of one message, from the sender's socket to every recipient's socket:
    delivers it to this node's own connections at once (so they keep getting it while Redis is
    down). ``broker.memory`` hands it back synchronously; ``broker.redis`` (``--broker
    redis://...``) buffers it, and its flusher PUBLISHes every pending envelope as one pipeline;
-   each node subscribed to the topic gets it on its subscription connection and calls its hub,
-   which ignores the envelopes carrying its own node id.
+   each node subscribed to the topic gets it on its one Redis connection (RESP3: it publishes and
+   subscribes on the same one) and calls its hub, which ignores the envelopes carrying its own
+   node id.
 6. The hub returns at once if no local connection watches the conversation; otherwise it writes
    the same bytes to each watcher (``transport.link.WsLink.push``; everything a connection is
    owed in one loop turn leaves in one socket write at the end of the turn), skipping the

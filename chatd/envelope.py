@@ -55,6 +55,11 @@ def pack(kind: int, seq: int, origin: int, node: int, frame: bytes) -> bytes:
     return _HEADER.pack(kind, seq, origin, node) + frame
 
 
+def own_marker(node: int) -> tuple[int, bytes]:
+    """``(offset, bytes)`` that mark the envelopes ``node`` published (``Broker.ignore_own``)."""
+    return HEADER_SIZE - 8, node.to_bytes(8, "big")
+
+
 def unpack(data: bytes) -> tuple[int, int, int, int, bytes]:
     """``(kind, seq, origin connection, publishing node, frame bytes)``."""
     kind, seq, origin, node = _HEADER.unpack_from(data)

@@ -119,6 +119,7 @@ class Hub:
         """Membership re-reads made (each after a removal this node had not applied)."""
         self.node = node if node is not None else secrets.randbits(64) or 1
         """This node's id in the envelopes it publishes."""
+        broker.ignore_own(*envelope.own_marker(self.node))
         self._watchers: dict[int, set[Outlet]] = {}
         self._accounts: dict[int, list[Outlet]] = {}  # lists: a few devices each
         self._devices: dict[int, list[Outlet]] = {}  # usually one connection each

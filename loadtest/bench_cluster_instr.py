@@ -189,15 +189,17 @@ async def one(a: argparse.Namespace, n: int, pg: bcl.Postgres, redis: bcl.Redis,
             await asyncio.sleep(0.2)
         perfs = [] if a.callgrind else [syscall_counter(nd.pid) for nd in nodes]
         straces = []
+        # Redis too with several nodes: what a change of the broker saves it (writes, reads).
+        traced = [(nd.node_id, nd.pid) for nd in nodes] + ([("redis", redis.pid)] if n > 1 else [])
         if a.strace:
-            for nd in nodes:
-                out = str(work / f"{nd.node_id}.strace")
+            for node_id, pid in traced:
+                out = str(work / f"{node_id}.strace")
                 straces.append(
                     (
-                        nd.node_id,
+                        node_id,
                         out,
                         subprocess.Popen(
-                            ["strace", "-c", "-o", out, "-p", str(nd.pid)],
+                            ["strace", "-c", "-o", out, "-p", str(pid)],
                             stderr=subprocess.DEVNULL,
                         ),
                     )
@@ -227,14 +229,14 @@ async def one(a: argparse.Namespace, n: int, pg: bcl.Postgres, redis: bcl.Redis,
             iperfs = [syscall_counter(nd.pid) for nd in nodes]
             istraces = []
             if a.strace:
-                for nd in nodes:
-                    out = str(work / f"{nd.node_id}.idle.strace")
+                for node_id, pid in traced:
+                    out = str(work / f"{node_id}.idle.strace")
                     istraces.append(
                         (
-                            nd.node_id,
+                            node_id,
                             out,
                             subprocess.Popen(
-                                ["strace", "-c", "-o", out, "-p", str(nd.pid)],
+                                ["strace", "-c", "-o", out, "-p", str(pid)],
                                 stderr=subprocess.DEVNULL,
                             ),
                         )

@@ -71,6 +71,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def ctx_switches(pid: int) -> int:
+    """Context switches of every thread of ``pid`` so far (voluntary and not)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/task/{task}/status") as f:
+            for line in f:
+                if line.endswith("ctxt_switches:", 0, line.find(":") + 1):
+                    total += int(line.split()[1])
+    return total
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -663,9 +674,26 @@ def run_point(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+    counting = None
+    if a.count:  # system calls of the server over the window (a count: load does not bend it)
+        perf_stat = ["taskset", "-c", "1", "perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter"]
+        counting = subprocess.Popen(
+            [*perf_stat, "-p", str(server.pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     c0, b0, m0 = cpu_seconds(server.pid), core_busy(0), time.monotonic()
+    x0 = ctx_switches(server.pid)
     time.sleep(max(0.0, (win_to - time.monotonic_ns()) / 1e9))
     c1, b1, m1 = cpu_seconds(server.pid), core_busy(0), time.monotonic()
+    x1 = ctx_switches(server.pid)
+    syscalls = float("nan")
+    if counting is not None:
+        counting.send_signal(signal.SIGINT)
+        for line in counting.communicate(timeout=30)[1].splitlines():
+            if "raw_syscalls" in line and line.split(",")[0].isdigit():
+                syscalls = int(line.split(",")[0])
     res = [pipe.recv() for pipe in gen.pipes]
     profile = None
     if spy is not None:
@@ -691,6 +719,8 @@ def run_point(
         "server_cpu_pct": 100 * cpu / window,
         "server_us_per_delivery": 1e6 * cpu / copies if copies else float("nan"),
         "generator_cpu_pct": 100 * gen_cpu / window,
+        "syscalls_per_delivery": syscalls / copies if copies else float("nan"),
+        "ctx_switches_per_delivery": (x1 - x0) / copies if copies else float("nan"),
         "core0_others_pct": max(0.0, 100 * core0 - 100 * cpu / window),
         "p50_ms": pct(lat, 50),
         "p99_ms": pct(lat, 99),
@@ -764,6 +794,11 @@ def main() -> int:
         default=60.0,
         help="before each point, wait up to this long for a quiet second on core 0",
     )
+    p.add_argument(
+        "--count",
+        action="store_true",
+        help="count the server's system calls per delivery (perf stat, on core 1)",
+    )
     p.add_argument("--json", help="write every run and the summary here")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, lag, profiles)")
     p.add_argument(
@@ -816,7 +851,9 @@ def main() -> int:
                             f"  (others on core 0 {r['core0_others_pct']:2.0f}%)"
                             f"  p50/p99 {r['p50_ms']:.2f}/{r['p99_ms']:.2f} ms"
                             f"  stall {r['max_loop_stall_ms']:.1f} ms  unacked {r['unacked']}"
-                            f"  errors {r['errors']}  load {r['loadavg']:.1f}",
+                            f"  errors {r['errors']}  load {r['loadavg']:.1f}"
+                            f"  syscalls/deliv {r['syscalls_per_delivery']:.2f}"
+                            f"  cs/deliv {r['ctx_switches_per_delivery']:.3f}",
                             flush=True,
                         )
                 finally:
@@ -841,6 +878,13 @@ def main() -> int:
         ("fixed", "p50_ms", f"p50 ms at {a.rate:.0f}/s", ".2f"),
         ("fixed", "p99_ms", f"p99 ms at {a.rate:.0f}/s", ".2f"),
         ("fixed", "max_loop_stall_ms", f"max loop stall ms at {a.rate:.0f}/s", ".1f"),
+        ("fixed", "syscalls_per_delivery", f"system calls/delivery at {a.rate:.0f}/s", ".2f"),
+        (
+            "fixed",
+            "ctx_switches_per_delivery",
+            f"context switches/delivery at {a.rate:.0f}/s",
+            ".3f",
+        ),
         ("max", "max_loop_stall_ms", "max loop stall ms at max", ".1f"),
         ("idle", "kib_per_connection", f"idle KiB/conn at {a.idle}", ".1f"),
         ("max", "server_cpu_pct", "server CPU % at max", ".0f"),

@@ -66,6 +66,12 @@ class Broker(Protocol):
         already handed its envelope on; what an outage loses, the resync repairs."""
         ...
 
+    def ignore_own(self, offset: int, marker: bytes) -> None:
+        """Envelopes carrying ``marker`` at ``offset`` are this node's own, which its hub
+        delivered when it published them: a remote broker counts them as received and hands
+        them to no handler (Redis sends a publisher its own copy on a topic it subscribes to)."""
+        ...
+
     def subscribe(self, topic: str, handler: Handler) -> None: ...
     async def barrier(self) -> bool:
         """Return once every ``subscribe`` made before the call is in effect (envelopes

@@ -27,6 +27,9 @@ class MemoryBroker:
     def subscribe(self, topic: str, handler: Handler) -> None:
         self._handlers[topic] = handler
 
+    def ignore_own(self, offset: int, marker: bytes) -> None:
+        """Nothing comes back in-process: the hub does not publish to this broker."""
+
     def after_flush(self, callback: Callable[[], None]) -> None:
         """``publish`` delivers synchronously: everything is flushed already."""
         callback()

@@ -170,6 +170,7 @@ class RedisBroker:
         """Pipelines sent with envelopes (published / flushes = envelopes per write to Redis;
         a heartbeat alone is not counted)."""
         self._replies = 0  # pushes and PING replies read (the silence watchdog)
+        self._own: tuple[int, int, bytes] | None = None  # ignore_own: (start, end, marker)
 
     # ------------------------------------------------------------------ the Broker protocol
 
@@ -204,6 +205,9 @@ class RedisBroker:
         """Run the callbacks waiting for the publishing side (it flushed, or it is down)."""
         callbacks, self._after = self._after, []
         self._run_after(callbacks)
+
+    def ignore_own(self, offset: int, marker: bytes) -> None:
+        self._own = (offset, offset + len(marker), marker)
 
     def subscribe(self, topic: str, handler: Handler) -> None:
         self._handlers[topic] = handler
@@ -530,6 +534,10 @@ class RedisBroker:
         """Every push on the connection, in order: messages and (un)subscribe confirmations."""
         self._replies += 1
         if reply[0] == b"message":
+            own = self._own
+            if own is not None and reply[2][own[0] : own[1]] == own[2]:
+                self.stats.received += 1  # this node's own copy: delivered when published
+                return
             self._dispatch(reply)
 
     def _pong(self, gen: int) -> None:

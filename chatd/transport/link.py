@@ -113,7 +113,12 @@ class WsLink:
         # fan-out's one bytes object is shared by every watcher until the flush joins it, and
         # so is its header (``_Header``: made once for the watchers of one fan-out).
         self._metrics.hot.frames_out += 1
-        header = _header.of(data)
+        cached = _header  # _Header.of, inline: this runs once per delivery
+        if data is cached.payload:
+            header = cached.header
+        else:
+            header = cached.header = frame_header(len(data))
+            cached.payload = data
         out = self._out
         if out is None:
             self._out = [header, data]
@@ -131,13 +136,18 @@ class WsLink:
         if not out or self._dropped or ws.protocol.state is not State.OPEN:
             return  # a closing connection sends nothing after its close frame
         transport = ws.transport
-        backlog = transport.get_write_buffer_size()  # unsent from earlier turns
-        transport.write(b"".join(out))
+        data = b"".join(out)
+        transport.write(data)
         pending = transport.get_write_buffer_size()
         bound = self._limits.max_outbound_bytes
         if pending <= bound:
             self._over_since = None
             return
+        # Unsent from earlier turns, not asked for before the write (one call per delivery
+        # saved): exact when the transport only buffered this write (uvloop's does until the
+        # end of the loop iteration, and always behind a backlog), a lower bound when it sent
+        # part of it at once.
+        backlog = pending - len(data)
         now = time.monotonic()
         if self._over_since is None:
             self._over_since = now

@@ -122,6 +122,33 @@ async def test_publish_reaches_the_topics_subscriber_in_order(rig: Rig) -> None:
     assert rig.broker.stats.received >= 200
 
 
+async def test_a_node_hands_its_own_envelopes_to_no_handler(redis_rig: Rig) -> None:
+    """Redis sends a publisher its own copy on a topic it subscribes to: with ``ignore_own``
+    the broker counts it as received and drops it before any handler (the hub delivered it when
+    it published it), while another node gets it and the node still gets everyone else's."""
+    assert redis_rig.redis is not None
+    me = redis_rig.broker
+    offset, marker = 3, b"node-one"
+    me.ignore_own(offset, marker)
+    async with running(redis_broker(redis_rig.redis.url, [])) as other:
+        mine, theirs = Inbox(), Inbox()
+        me.subscribe("c.own", mine)
+        other.subscribe("c.own", theirs)
+        await mine.settle(other, ["c.own"])
+        await theirs.settle(other, ["c.own"])
+        received = me.stats.received
+        own = [b"abc" + marker + b"-%d" % i for i in range(3)]
+        for data in own:
+            me.publish("c.own", data)
+        other.publish("c.own", b"abc" + b"node-two" + b"-x")
+        assert await theirs.wait_for("c.own", 4) == [*own, b"abcnode-two-x"]
+        assert await mine.wait_for("c.own", 1) == [b"abcnode-two-x"]
+        async with asyncio.timeout(5):
+            while me.stats.received < received + 4:
+                await asyncio.sleep(0.01)
+        assert mine.got["c.own"] == [b"abcnode-two-x"]
+
+
 async def test_after_barrier_the_first_publish_from_another_node_arrives(
     rig: Rig, tmp_path: Path
 ) -> None:
