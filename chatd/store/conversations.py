@@ -143,18 +143,21 @@ async def conv_row(
         raise NotFound("no such conversation")
     members: tuple[MemberRow, ...] = ()
     if with_members:
-        members = tuple(
-            MemberRow(int(a), str(r), str(h), int(j), str(x))
-            for a, r, h, j, x in await db.fetch(
-                "SELECT m.account_id, m.role, a.handle, m.joined_seq,"
-                " CASE WHEN a.type = 'bot' THEN m.access ELSE '' END FROM members m"
-                " JOIN accounts a ON a.id = m.account_id WHERE m.conv_id=?"
-                " ORDER BY m.joined_seq, m.account_id"
-                + ("" if member_limit is None else f" LIMIT {int(member_limit)}"),
-                conv,
-            )
-        )
+        limit = "" if member_limit is None else f" LIMIT {int(member_limit)}"
+        members = tuple(await _members(db, " ORDER BY m.joined_seq, m.account_id" + limit, conv))
     return replace(_conv(row), members=members)
+
+
+async def _members(db: Sql, rest: str, conv: int, *args: object) -> list[MemberRow]:
+    """The members of ``conv`` that ``rest`` (the SQL after ``WHERE m.conv_id=?``) selects."""
+    rows = await db.fetch(
+        "SELECT m.account_id, m.role, a.handle, m.joined_seq,"
+        " CASE WHEN a.type = 'bot' THEN m.access ELSE '' END FROM members m"
+        " JOIN accounts a ON a.id = m.account_id WHERE m.conv_id=?" + rest,
+        conv,
+        *args,
+    )
+    return [MemberRow(int(a), str(r), str(h), int(j), str(x)) for a, r, h, j, x in rows]
 
 
 _ADD_MEMBER = (
@@ -263,16 +266,9 @@ async def conversations_of(
 async def members_page(db: Sql, conv: int, after: int, limit: int) -> list[MemberRow]:
     """Members of ``conv`` with an account id above ``after``, ascending, at most ``limit``
     (the caller checked access)."""
-    return [
-        MemberRow(int(a), str(r), str(h), int(j), str(x))
-        for a, r, h, j, x in await db.fetch(
-            "SELECT m.account_id, m.role, a.handle, m.joined_seq,"
-            " CASE WHEN a.type = 'bot' THEN m.access ELSE '' END FROM members m"
-            " JOIN accounts a ON a.id = m.account_id WHERE m.conv_id=? AND m.account_id>?"
-            " ORDER BY m.account_id LIMIT ?",
-            *(conv, after, limit),
-        )
-    ]
+    return await _members(
+        db, " AND m.account_id>? ORDER BY m.account_id LIMIT ?", conv, after, limit
+    )
 
 
 async def members_since(db: Sql, conv: int, accounts: Sequence[int]) -> dict[int, int]:

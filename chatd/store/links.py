@@ -46,12 +46,15 @@ def _link(r: Row) -> LinkRow:
     )
 
 
-async def _manager(db: Sql, conv: int, actor: int) -> str:
-    """Lock ``conv``; its kind when ``actor`` is an owner or admin (``NotFound`` for a
-    non-member, ``FORBIDDEN`` for a member, ``INVALID`` for a direct conversation)."""
-    kind, role = await C.role_in(db, conv, actor)
-    rules.check_manage_members(kind, role)
-    return kind
+async def _manager(db: Sql, conv: int, actor: int, *, lock: bool = True) -> str:
+    """``conv``'s kind when ``actor`` is an owner or admin (``NotFound`` for a non-member,
+    ``FORBIDDEN`` for a member, ``INVALID`` for a direct conversation); ``lock``: ``conv`` is
+    locked first (a write's check; a read's takes no lock)."""
+    found = await C.role_in(db, conv, actor) if lock else await C.member_kind(db, conv, actor)
+    if found is None:
+        raise NotFound("no such conversation")
+    rules.check_manage_members(*found)
+    return found[0]
 
 
 async def _state(db: Sql, row: LinkRow) -> links.LinkState:
@@ -99,10 +102,7 @@ async def create_link(
 
 async def links_of(db: Sql, conv: int, actor: int, after: int, limit: int) -> list[LinkRow]:
     """``conv``'s links above id ``after``, to its owners and admins."""
-    found = await C.membership(db, conv, actor)
-    if found is None:
-        raise NotFound("no such conversation")
-    rules.check_manage_members(found.kind, found.role)
+    await _manager(db, conv, actor, lock=False)
     rows = await db.fetch(
         _LINK + " WHERE conv_id=? AND id>? ORDER BY id LIMIT ?", conv, after, limit
     )
@@ -188,10 +188,7 @@ async def join_requests_of(
 ) -> list[JoinRequestRow]:
     """``conv``'s pending join requests by account above ``after``, at most ``limit``, to its
     owners and admins (``NotFound`` for a non-member, ``Forbidden`` for a member)."""
-    found = await C.membership(db, conv, actor)
-    if found is None:
-        raise NotFound("no such conversation")
-    rules.check_manage_members(found.kind, found.role)
+    await _manager(db, conv, actor, lock=False)
     rows = await db.fetch(
         "SELECT j.account_id, a.handle, j.at, j.link_id FROM join_requests j"
         " JOIN accounts a ON a.id = j.account_id WHERE j.conv_id=? AND j.account_id>?"
