@@ -192,6 +192,9 @@ class Client:
         self._keys.start(self._tasks)
         try:
             await self._conn.wait_connected()
+            if self.keystore.registered:  # the login goes on: its first step is the payment key
+                async with asyncio.timeout(self.request_timeout):
+                    await self.payments.key_loaded.wait()
         except BaseException:
             await self.aclose()
             await self._tasks.__aexit__(None, None, None)

@@ -127,12 +127,20 @@ class Payments:
         self.server = ""
         self.key: bytes | None = None
         """The server's pinned payment key (None until the first login fetched it)."""
+        self.key_loaded = asyncio.Event()
+        """Set once a login's ``load_key`` is over (``Client`` waits for it on entering)."""
 
     # ------------------------------------------------------------------ the server's key
 
     async def load_key(self) -> None:
         """Fetch the server's receipt key; pin it on first use. A different key later is reported
         (``SecurityWarning``) and not trusted: receipts keep being checked against the pin."""
+        try:
+            await self._load_key()
+        finally:
+            self.key_loaded.set()
+
+    async def _load_key(self) -> None:
         c = self._c
         try:
             reply: F.PaymentKey = await c.request(F.GetPaymentKey(id=c.next_id()), F.PaymentKey)
