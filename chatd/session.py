@@ -467,6 +467,8 @@ class Session:
             case (
                 F.ListRequests()
                 | F.AnswerRequest()
+                | F.ListAnswers()
+                | F.DismissAnswer()
                 | F.Block()
                 | F.Unblock()
                 | F.ListContacts()

@@ -122,6 +122,8 @@ class ContactService:
         account: int,
         f: F.ListRequests
         | F.AnswerRequest
+        | F.ListAnswers
+        | F.DismissAnswer
         | F.Block
         | F.Unblock
         | F.ListContacts
@@ -134,6 +136,10 @@ class ContactService:
                 return await self.requests(account, f)
             case F.AnswerRequest():
                 await self.answer(account, f)
+            case F.ListAnswers():
+                return await self.answers(account, f)
+            case F.DismissAnswer():
+                await self._d.store.dismiss_decline(account, f.conv, f.account)
             case F.Block():
                 await self.block(account, f)
             case F.Unblock():
@@ -257,13 +263,24 @@ class ContactService:
             case "accept":
                 joined = await self._join(row, account, now)
                 await self._tell_inviter(row, account, "accept", joined)
-            case "delete":
+            case "delete" if row.kind == "direct":
                 await self._drop(row, account)
-                if row.kind != "direct":
-                    await self._tell_inviter(row, account, "decline", False)
+            case "delete":  # kept until the inviter's client says it was told
+                await d.store.decline_request(f.conv, account, now)
+                await self._tell_inviter(row, account, "decline", False)
             case "block":  # the blocked inviter is told nothing (SPEC.md 18.2)
                 await self._drop(row, account)
                 await self._block(account, row.sender)
+
+    async def answers(self, account: int, f: F.ListAnswers) -> F.Answers:
+        """The answers to ``account``'s invitations it may still act on (SPEC.md 18.3): what
+        an inviter offline when they came reads at its next login."""
+        rows = await self._d.store.answers_of(account, (f.after, f.after_account), f.limit + 1)
+        infos, cut = pages.fit(
+            F.AnswerInfo(conv=r.conv, account=r.account, handle=r.handle, answer=r.answer)  # type: ignore[arg-type]
+            for r in rows[: f.limit]
+        )
+        return F.Answers(re=f.id, answers=infos, more=cut or len(rows) > f.limit)
 
     async def _join(self, row: RequestRow, account: int, now: int) -> bool:
         """An invitation accepted: joined as if its sender invited now (its role checked now),

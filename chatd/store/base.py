@@ -437,6 +437,19 @@ class RequestRow:
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerRow:
+    """An answer to an invitation its inviter has yet to act on (``Consent.answers_of``)."""
+
+    conv: int
+    account: int
+    """The invitee."""
+    handle: str
+    """The invitee's handle."""
+    answer: str
+    """``accept`` (waiting for a signed ``invite``) or ``decline``."""
+
+
+@dataclass(frozen=True, slots=True)
 class Seen:
     """How one account sees another (``Consent.seen_by``)."""
 

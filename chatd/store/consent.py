@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from chatd.core import rules
 from chatd.core.consent import Privacy, Relation, check_setting
 from chatd.errors import NotFound
-from chatd.store.base import RequestRow, Seen
+from chatd.store.base import AnswerRow, RequestRow, Seen
 from chatd.store.conversations import drop_member, lock_conv
 from chatd.store.sql import Row, Scripts, Sql, Tx, reads, writes
 
@@ -150,6 +150,8 @@ async def add_request(tx: Tx, conv: int, account: int, sender: int, now: int) ->
         " ON CONFLICT (conv_id, account_id) DO NOTHING",
         *(conv, account, sender, now),
     )
+    if n > 0:  # an earlier decline is old news now: the new invitation is what counts
+        await tx.sql.execute("DELETE FROM declines WHERE conv_id=? AND account_id=?", conv, account)
     return n > 0
 
 
@@ -231,6 +233,57 @@ async def drop_request(tx: Tx, conv: int, account: int) -> RequestRow:
         await drop_member(tx, conv, account)
         await tx.sql.execute("UPDATE conversations SET direct_key=NULL WHERE id=?", conv)
     return row
+
+
+async def decline_request(tx: Tx, conv: int, account: int, now: int) -> RequestRow:
+    """``account`` declines its invitation to ``conv``: dropped, and the decline kept for the
+    inviter until its client dismisses it (``answers_of``). ``NotFound`` unless pending."""
+    row = await _open_request(tx.sql, conv, account)
+    await tx.sql.execute("DELETE FROM requests WHERE conv_id=? AND account_id=?", conv, account)
+    await tx.sql.execute(
+        "INSERT INTO declines (conv_id, account_id, sender, at) VALUES (?,?,?,?)"
+        " ON CONFLICT (conv_id, account_id) DO UPDATE SET sender=excluded.sender, at=excluded.at",
+        *(conv, account, row.sender, now),
+    )
+    return row
+
+
+async def answers_of(db: Sql, sender: int, after: tuple[int, int], limit: int) -> list[AnswerRow]:
+    """The answers to ``sender``'s invitations it may still act on, ascending by (conv,
+    invitee) above ``after``, at most ``limit``: the accepted invitations waiting for a signed
+    ``invite`` and the declines not dismissed, of conversations where ``sender`` is an owner or
+    admin now, whose invitee is not a member."""
+    conv, account = after
+    keep = (
+        " JOIN members s ON s.conv_id = x.conv_id AND s.account_id = x.sender"
+        f" AND s.role IN ({', '.join(repr(r) for r in sorted(rules.MANAGERS))})"
+        " JOIN accounts a ON a.id = x.account_id"
+        " WHERE x.sender=? AND (x.conv_id>? OR (x.conv_id=? AND x.account_id>?))"
+        " AND NOT EXISTS (SELECT 1 FROM members m"
+        "   WHERE m.conv_id = x.conv_id AND m.account_id = x.account_id)"
+    )
+    args = (sender, conv, conv, account)
+    rows = await db.fetch(
+        "SELECT conv_id, account_id, handle, answer FROM ("
+        " SELECT x.conv_id, x.account_id, a.handle, 'accept' AS answer"
+        " FROM requests x" + keep + " AND x.state='accepted'"
+        " UNION ALL"
+        " SELECT x.conv_id, x.account_id, a.handle, 'decline' AS answer"
+        " FROM declines x" + keep + ") u ORDER BY conv_id, account_id LIMIT ?",
+        *args,
+        *args,
+        limit,
+    )
+    return [AnswerRow(int(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+
+async def dismiss_decline(tx: Tx, sender: int, conv: int, account: int) -> None:
+    """``sender``'s client was told ``account`` declined its invitation to ``conv``: the decline
+    is no longer kept (nothing when there is none of ``sender``'s)."""
+    await tx.sql.execute(
+        "DELETE FROM declines WHERE conv_id=? AND account_id=? AND sender=?",
+        *(conv, account, sender),
+    )
 
 
 async def _open_request(
@@ -343,6 +396,9 @@ class Consent(Scripts):
     accept_request = writes(accept_request)
     mark_accepted = writes(mark_accepted)
     drop_request = writes(drop_request)
+    decline_request = writes(decline_request)
+    answers_of = reads(answers_of)
+    dismiss_decline = writes(dismiss_decline)
     block = writes(block)
     unblock = writes(unblock)
     queued_from = reads(queued_from)

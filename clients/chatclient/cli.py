@@ -1528,7 +1528,12 @@ class Session:
     async def _invitation_answered(self, ev: F.InvitationAnswered) -> None:
         """Someone this account invited answered (SPEC.md 18.3). An accept that waits for a
         signed ``invite`` (a conversation with a membership log) gets it from here at once;
-        another device of this account may have sent it already (CONFLICT: said nothing)."""
+        another device of this account may have sent it already (CONFLICT: said nothing). One
+        that came while ``chat`` was closed arrives at connect, maybe before the conversations
+        are listed: its title is read first."""
+        if ev.conv not in self.names.convs:
+            with contextlib.suppress(RequestError):
+                self._learn(await self.client.conversation(ev.conv))
         where = f"[{self.names.label(ev.conv)}]"
         if ev.answer == "decline":
             self.show(f"{where} @{ev.handle} declined your invitation", "system")
@@ -1553,7 +1558,7 @@ class Session:
             if account not in present:
                 self.show(
                     f"[{self.names.label(info.conv)}] @{handle} is invited: added once @{handle}"
-                    f" accepts while you are connected (else /invite @{handle} again)",
+                    f" accepts",
                     "system",
                 )
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from pathlib import Path
@@ -53,7 +54,7 @@ from chatclient.contacts import Contacts
 from chatclient.conversations import Conversations, ConvView
 from chatclient.creators import Creators
 from chatclient.e2e import E2E
-from chatclient.errors import ClientClosed
+from chatclient.errors import ChatClientError, ClientClosed, RequestError
 from chatclient.events import Event, Message, SecurityWarning, Undecryptable
 from chatclient.keys import Keys
 from chatclient.keystore import KeyStore
@@ -229,6 +230,32 @@ class Client:
         await self._receiving.resync()
         await self.timeline.rewatch()  # the server forgot what the last connection watched
         self._sending.resume()
+        await self._missed_answers()
+
+    async def _missed_answers(self) -> None:
+        """Answers to this account's invitations that came while no device of it was connected
+        (SPEC.md 13 step 11, 18.3), handed over as ``InvitationAnswered`` events (``joined``
+        false: an accept still waits for the signed ``invite``); a decline is then dismissed.
+        A server without ``list_answers`` (older than SPEC.md 18.3's) tells nothing here."""
+        try:
+            async for a in self.contacts.answers():
+                await self._answered(
+                    F.InvitationAnswered(
+                        conv=a.conv,
+                        account=a.account,
+                        handle=a.handle,
+                        answer=a.answer,
+                        joined=False,
+                    )
+                )
+        except RequestError:
+            pass
+
+    async def _answered(self, ev: F.InvitationAnswered) -> None:
+        await self._conn.emit(ev)
+        if ev.answer == "decline":  # not dismissed (connection lost): told again next login
+            with contextlib.suppress(ChatClientError):
+                await self.contacts.dismiss(ev.conv, ev.account)
 
     async def _on_sender_key(self, conv: int) -> None:
         """A sender key arrived: a conversation's parked messages open, or a Moment's wait."""
@@ -274,10 +301,14 @@ class Client:
                 | F.TypingEvent()
                 | F.PresenceEvent()
                 | F.RequestEvent()
-                | F.InvitationAnswered()
                 | F.JoinRequestEvent() as f
             ):
                 await self._conn.emit(f)
+            case core.Pushed(frame=F.InvitationAnswered() as answered):
+                if answered.answer == "decline":  # dismissed once handed over
+                    self._conn.spawn(self._answered(answered))
+                else:
+                    await self._conn.emit(answered)
             case _:
                 pass  # duplicates dropped, deferred sends resent by the core, answers settled
 

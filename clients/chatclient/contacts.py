@@ -36,6 +36,29 @@ class Contacts:
                 return
             after = got.requests[-1].conv
 
+    async def answers(self, page: int = MAX_PAGE) -> AsyncIterator[F.AnswerInfo]:
+        """The answers to this account's invitations it has yet to act on (SPEC.md 18.3): an
+        accept waiting for the signed ``invite``, a decline not dismissed. The client reads
+        them at every login and hands each over as an ``InvitationAnswered`` event."""
+        after = (0, 0)
+        while True:
+            got: F.Answers = await self._call(
+                F.ListAnswers(
+                    id=self._next_id(), after=after[0], after_account=after[1], limit=page
+                ),
+                F.Answers,
+            )
+            for a in got.answers:
+                yield a
+            if not got.more or not got.answers:
+                return
+            after = (got.answers[-1].conv, got.answers[-1].account)
+
+    async def dismiss(self, conv: int, account: int) -> None:
+        """The decline of ``account`` to this account's invitation to ``conv`` was shown: the
+        server stops keeping it (no device is told it again)."""
+        await self._call(F.DismissAnswer(id=self._next_id(), conv=conv, account=account), F.Ok)
+
     async def accept(self, conv: int) -> None:
         """Accept the request or invitation of ``conv`` (an invitation: join it)."""
         await self._answer(conv, "accept")

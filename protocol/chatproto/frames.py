@@ -1080,6 +1080,26 @@ class AnswerRequest(Frame, tag="answer_request", kw_only=True, frozen=True):
     answer: Answer
 
 
+class ListAnswers(Frame, tag="list_answers", kw_only=True, frozen=True):
+    """The answers to the caller's invitations it has yet to act on (SPEC.md 18.3): accepted
+    ones waiting for its signed ``invite``, declines not dismissed; ascending by (``conv``,
+    ``account``), those after (``after``, ``after_account``). -> ``Answers``."""
+
+    id: ReqId
+    after: Seq = 0
+    after_account: Seq = 0
+    limit: PageLimit = 50
+
+
+class DismissAnswer(Frame, tag="dismiss_answer", kw_only=True, frozen=True):
+    """The caller was told that ``account`` declined its invitation to ``conv``: the server
+    stops keeping it (SPEC.md 18.3). -> ``Ok`` (nothing to dismiss: ``Ok`` as well)."""
+
+    id: ReqId
+    conv: Id
+    account: Id
+
+
 class Report(Frame, tag="report", kw_only=True, frozen=True):
     """Report message ``seq`` of ``conv`` to the operator, revealing its franking opening
     (SPEC.md 18.7). -> ``Reported``; ``REPORT_REFUSED`` when the opening does not verify."""
@@ -1207,6 +1227,25 @@ class Requests(Frame, tag="requests", kw_only=True, frozen=True):
 
     re: ReqId
     requests: list[RequestInfo]
+    more: bool
+
+
+class AnswerInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One answer to an invitation of the caller's (``list_answers``)."""
+
+    conv: Id
+    account: Id
+    """The invitee."""
+    handle: Handle
+    """The invitee's handle."""
+    answer: Literal["accept", "decline"]
+
+
+class Answers(Frame, tag="answers", kw_only=True, frozen=True):
+    """Answer to ``list_answers``; ``more``: more answers follow the last one."""
+
+    re: ReqId
+    answers: list[AnswerInfo]
     more: bool
 
 
@@ -2300,6 +2339,8 @@ ClientFrame = (
     | DetachBlob
     | ListRequests
     | AnswerRequest
+    | ListAnswers
+    | DismissAnswer
     | Block
     | Unblock
     | ListContacts
@@ -2392,6 +2433,7 @@ ServerFrame = (
     | MemberLog
     | MediaToken
     | Requests
+    | Answers
     | Contacts
     | Privacy
     | RequestEvent
