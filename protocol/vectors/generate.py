@@ -542,6 +542,9 @@ def client_frames() -> list[tuple[str, F.Frame]]:
         ("list_requests_page", F.ListRequests(id=65, after=42, limit=20)),
         ("answer_request_accept", F.AnswerRequest(id=66, conv=42, answer="accept")),
         ("answer_request_block", F.AnswerRequest(id=67, conv=42, answer="block")),
+        ("list_answers", F.ListAnswers(id=68)),
+        ("list_answers_page", F.ListAnswers(id=69, after=43, after_account=3, limit=20)),
+        ("dismiss_answer", F.DismissAnswer(id=70, conv=43, account=4)),
         (
             "send_franked",
             F.Send(
@@ -1468,6 +1471,18 @@ def server_frames() -> list[tuple[str, F.Frame]]:
             "invitation_answered_accept_signed",
             F.InvitationAnswered(conv=43, account=3, handle="carol", answer="accept", joined=False),
         ),
+        (
+            "answers",
+            F.Answers(
+                re=68,
+                answers=[
+                    F.AnswerInfo(conv=43, account=3, handle="carol", answer="accept"),
+                    F.AnswerInfo(conv=43, account=4, handle="dave", answer="decline"),
+                ],
+                more=False,
+            ),
+        ),
+        ("answers_empty", F.Answers(re=69, answers=[], more=False)),
     ]
 
 

@@ -304,10 +304,7 @@ export class Client {
         this.gotRequest(f["request"]);
         break;
       case "invitation_answered":
-        // SPEC.md 18.3: someone we invited answered. An accept in a conversation with a
-        // signed log waits for our signed add: sent now (another device may have sent it).
-        if (f["answer"] === "accept" && !f["joined"]) void this.invite(f["conv"], f["handle"]).catch(() => {});
-        else if (this.invited.get(f["conv"])?.delete(f["account"])) void this.saveInvited().then(() => this.changed());
+        this.answered(f);
         break;
     }
   }
@@ -553,6 +550,31 @@ export class Client {
     // A direct request's messages can be read before answering (18.3): learn it like any other.
     for (const r of requests.values()) if (r["kind"] === "direct" && !this.convs.has(r["conv"])) await this.learnConv(r["conv"]);
     this.changed();
+    await this.loadAnswers().catch(() => {}); // a server older than list_answers: nothing to read
+  }
+
+  /** SPEC.md 18.3: someone we invited answered (pushed, or read at login: `list_answers`). An
+   * accept in a conversation with a signed log waits for our signed add: sent now (another
+   * device may have sent it). A decline is dismissed once seen: no device is told it again. */
+  private answered(f: Frame): void {
+    if (f["answer"] === "accept" && !f["joined"]) void this.invite(f["conv"], f["handle"]).catch(() => {});
+    else if (this.invited.get(f["conv"])?.delete(f["account"])) void this.saveInvited().then(() => this.changed());
+    if (f["answer"] === "decline") void this.call({ t: "dismiss_answer", conv: f["conv"], account: f["account"] }).catch(() => {});
+  }
+
+  /** The answers to our invitations that came while no device of ours was connected (SPEC.md 13
+   * step 11), handled as if pushed now. */
+  private async loadAnswers(): Promise<void> {
+    const answers: Frame[] = [];
+    for (let after = 0, afterAccount = 0; ; ) {
+      const got = await this.call({ t: "list_answers", after, after_account: afterAccount, limit: 50 });
+      const page = got["answers"] as Frame[];
+      answers.push(...page);
+      if (!got["more"] || !page.length) break;
+      after = page[page.length - 1]!["conv"];
+      afterAccount = page[page.length - 1]!["account"];
+    }
+    for (const a of answers) this.answered({ ...a, joined: false });
   }
 
   /** One page of this account's contacts or blocked accounts (SPEC.md 18.1, 11.5): ascending
