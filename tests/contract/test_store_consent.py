@@ -145,3 +145,50 @@ async def test_a_last_resort_claim_takes_no_one_time_prekey_and_queues_count_per
     assert await store.queued_from(dev.id, bob.id) == (2, 15)
     await store.ack_to_device(dev.id, 1)
     assert await store.queued_from(dev.id, bob.id) == (1, 5)
+
+
+async def test_answers_are_kept_for_the_inviter_while_it_may_act_on_them(
+    store: Store, make_account: MakeAccount
+) -> None:
+    """``answers_of`` (SPEC.md 18.3): accepted invitations and declines of the caller's own
+    invitations, while it is an owner or admin and the invitee is not a member; a decline goes
+    when dismissed or replaced by a new invitation; pages by (conv, invitee)."""
+    (alice, _), (bob, _), (carol, _), (dave, _) = [
+        await make_account(h) for h in ("alice", "bob", "carol", "dave")
+    ]
+    grp = (await store.create_conversation("group", "g", alice.id, [bob.id], NOW)).conv.id
+    for a in (carol.id, dave.id):
+        await store.add_request(grp, a, alice.id, NOW)
+    await store.mark_accepted(grp, carol.id)
+    await store.decline_request(grp, dave.id, NOW + 1)
+    assert await store.request(grp, dave.id) is None  # the invitation itself is gone
+    got = await store.answers_of(alice.id, (0, 0), 10)
+    assert [(a.conv, a.account, a.handle, a.answer) for a in got] == [
+        (grp, carol.id, "carol", "accept"),
+        (grp, dave.id, "dave", "decline"),
+    ]
+    assert [a.account for a in await store.answers_of(alice.id, (grp, carol.id), 10)] == [dave.id]
+    assert len(await store.answers_of(alice.id, (0, 0), 1)) == 1
+    assert await store.answers_of(bob.id, (0, 0), 10) == []  # not bob's invitations
+    await store.dismiss_decline(bob.id, grp, dave.id)  # not bob's to dismiss
+    assert len(await store.answers_of(alice.id, (0, 0), 10)) == 2
+    await store.dismiss_decline(alice.id, grp, dave.id)
+    await store.dismiss_decline(alice.id, grp, dave.id)  # again: nothing
+    assert [a.answer for a in await store.answers_of(alice.id, (0, 0), 10)] == ["accept"]
+    # Declined again, then invited again: the decline is old news.
+    await store.add_request(grp, dave.id, alice.id, NOW + 2)
+    await store.decline_request(grp, dave.id, NOW + 3)
+    assert len(await store.answers_of(alice.id, (0, 0), 10)) == 2
+    assert await store.add_request(grp, dave.id, bob.id, NOW + 4)
+    assert [a.answer for a in await store.answers_of(alice.id, (0, 0), 10)] == ["accept"]
+    # The invitee joins: nothing to do any more.
+    await store.invite(grp, alice.id, carol.id, NOW + 5)
+    assert await store.answers_of(alice.id, (0, 0), 10) == []
+    # An inviter that is no longer an owner or admin reads nothing.
+    other = (await store.create_conversation("group", "h", bob.id, [alice.id], NOW)).conv.id
+    await store.set_role(other, bob.id, alice.id, "admin", NOW)
+    await store.add_request(other, carol.id, alice.id, NOW)
+    await store.mark_accepted(other, carol.id)
+    assert [a.conv for a in await store.answers_of(alice.id, (0, 0), 10)] == [other]
+    await store.set_role(other, bob.id, alice.id, "member", NOW)
+    assert await store.answers_of(alice.id, (0, 0), 10) == []
