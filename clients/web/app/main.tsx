@@ -1128,7 +1128,7 @@ function ConversationView({ client, conv, onBack, onOpen }: { client: Client; co
         )}
         {invited.length > 0 && (
           <div role="group" aria-label="Invited, not joined yet">
-            <p class="hint">Invited, not joined yet: added as soon as they accept (while this page is open; else add them again).</p>
+            <p class="hint">Invited, not joined yet: added as soon as they accept (or when you next open chatd, if it is closed then).</p>
             <ul>
               {invited.map((a) => (
                 <li key={a}>
