@@ -299,7 +299,8 @@ class ContactService:
         self, row: RequestRow, account: int, answer: Literal["accept", "decline"], joined: bool
     ) -> None:
         """``invitation_answered`` to the inviter's connections (SPEC.md 18.3): with a signed
-        log its client sends the signed ``invite`` that lets the invitee in."""
+        log its client sends the signed ``invite`` that lets the invitee in. The answer is kept
+        (the accepted invitation, or the decline) for an inviter away now: ``answers``."""
         me = await self._d.store.account(account)
         if me is None:
             return
