@@ -285,3 +285,46 @@ async def test_a_refused_publish_is_counted_dropped_and_announced_never_acked_as
         await until(lambda: ("c.1", b"m3") in inbox.got)
         assert me.stats.dropped == 1
         assert inbox.got.count(("c.1", b"m0")) == 1  # never resent
+
+
+async def test_the_documented_acl_is_enough_for_every_redis_use_of_chatd(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/operations.md, "Redis permissions" (where the refusal's log line points): its
+    ``ACL SETUSER`` line, applied as written, lets the broker up on every kind of topic (with a
+    client name and a database other than 0) and the presence, limits and push commands run."""
+    doc = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    assert "## Redis permissions" in doc
+    [line] = [x for x in doc.splitlines() if x.startswith("ACL SETUSER chatd ")]
+    async with redis.asyncio.from_url(server.url) as admin:
+        await admin.execute_command(*line.replace(">PASSWORD", ">pw").split())
+    url = f"redis://chatd:pw@127.0.0.1:{server.port}/3?client_name=n1"
+    caplog.set_level(logging.INFO, logger="chatd.broker.redis")
+    async with started(make_broker(url, [])) as me, started(make_broker(url, [])) as other:
+        inbox = Inbox()
+        topics = ["c.1", "a.2", "d.3", "p.4", "t.4.5"]
+        for topic in topics:
+            me.subscribe(topic, inbox)
+        assert await me.barrier()
+        for topic in topics:
+            other.publish(topic, topic.encode())
+        await until(lambda: len(inbox.got) == len(topics))
+        await until(lambda: me.heartbeats > 0 and other.heartbeats > 0)
+        other.unsubscribe(LOSS_TOPIC)
+        assert await other.barrier()
+        assert me.healthy() and other.healthy()
+    assert not refusals(caplog)
+    async with redis.asyncio.from_url(url) as r:  # what presence, limits and the push gate do
+        async with r.pipeline(transaction=True) as pipe:
+            pipe.zadd("presence:1", {"n": 1})
+            pipe.pexpire("presence:1", 1000)
+            pipe.zcount("presence:1", 0, "+inf")
+            pipe.zrem("presence:1", "n")
+            await pipe.execute()
+        script = r.register_script(
+            "redis.call('SET', KEYS[1], '1', 'PX', 1000) redis.call('INCRBY', KEYS[1], 2)"
+            " redis.call('INCR', KEYS[2]) redis.call('EXPIRE', KEYS[2], 10)"
+            " return redis.call('GET', KEYS[1])"
+        )
+        assert await script(keys=["limit:x", "push:cap:1"]) == b"3"
+        await r.delete("push:win:1")
