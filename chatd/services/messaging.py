@@ -89,7 +89,7 @@ class MessagingService:
         hub = self._d.hub
         publish_committed(hub, m, s.conn_id, repeat=appended.duplicate)
         if not appended.duplicate:
-            self._d.metrics.messages_stored.inc()
+            self._d.metrics.hot.stored += 1
             if self._push is not None:  # a dict insert: the push is made by its own task
                 self._push.committed(m)
         ack = F.Ack(re=rid, conv=m.conv, cmid=m.cmid or "", seq=m.seq, ts=m.ts)
