@@ -206,7 +206,7 @@ class _Connection(ServerConnection):
 
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
-        if not self._fast or protocol.state is not State.OPEN:
+        if not self._fast or protocol._state is not State.OPEN:  # ``state``, without its call
             # The handshake, the first chunk after the Inbox is set, or anything after a
             # chunk websockets parsed (part of): websockets, then check for a boundary.
             super().data_received(data)

@@ -54,3 +54,15 @@ def test_the_receive_fast_path_s_assumptions_about_websockets() -> None:
     for rule in ("raise PayloadTooBig(length, max_size)", 'ProtocolError("incorrect masking")'):
         assert rule in frame_parse
     assert "self.current_size" in inspect.getsource(ws_protocol.Protocol.recv_frame)
+
+
+def test_protocol_state_is_its_private_state() -> None:
+    """``WsLink.flush`` and ``_Connection.data_received`` read ``protocol._state`` (what the
+    ``state`` property returns, without a call per delivery)."""
+    import websockets.protocol as ws_protocol
+
+    getter = inspect.getsource(ws_protocol.Protocol.state.fget)  # type: ignore[attr-defined]
+    assert getter.rstrip().endswith("return self._state")
+    setter = inspect.getsource(ws_protocol.Protocol.state.fset)  # type: ignore[attr-defined]
+    assert setter.rstrip().endswith("self._state = state")
+    assert "self.state = CLOSED" in inspect.getsource(ws_protocol.Protocol)  # via the setter
