@@ -117,7 +117,8 @@ class WsLink:
         if data is cached.payload:
             header = cached.header
         else:
-            header = cached.header = frame_header(len(data))
+            size = len(data)  # frame_header, its common case inline (acks, small frames)
+            header = cached.header = _SHORT[size] if size < 126 else frame_header(size)
             cached.payload = data
         out = self._out
         if out is None:
