@@ -35,6 +35,17 @@ publisher two reads and Redis a write more).
   (including one at startup) it calls ``on_reconnect()``: live envelopes were lost meanwhile, so
   the node should tell its clients to resync. The hook is synchronous, runs in the event loop,
   must not block, and its exceptions are logged and ignored.
+* Refusals (a Redis ACL user without a channel or a command chatd needs: ``NOPERM``; also a
+  wrong password): every error reply is matched to its command (``chatd.broker.resp``), so a
+  refusal never shifts the reply counting that releases acks. A refused ``SUBSCRIBE`` (at
+  connect or later) or ``PUBLISH``, or a refused login, takes the link down as an outage does
+  (``healthy()`` False, so /readyz says degraded and ``chatd_broker_up`` 0; ``refusal`` says
+  why), logs ONE error naming the refused command and topics with Redis' reason and pointing to
+  ``PERMISSIONS_DOC`` (again only if the refusal changes, or after ``_RELOG_REFUSAL`` s), and
+  retries every ``backoff_max`` (with jitter), so the broker comes back by itself once the ACL
+  allows it. In a pipeline, an envelope whose ``PUBLISH`` was refused is counted dropped, not
+  published, the others published; its acks are released as after any failed send, and the
+  next connection's first flush publishes the ``LOSS_TOPIC`` notice.
 * Lag: every ``heartbeat_interval`` seconds (and at once after each reconnect) the flusher
   appends one ``PUBLISH`` of a heartbeat to its next pipeline, on a topic only this node
   subscribes to (``hb.<random>``); the reader times it when it comes back. That is the real
@@ -89,6 +100,32 @@ _LOSS_TOPIC_B = LOSS_TOPIC.encode()
 _CHUNK = 512
 """Topics per SUBSCRIBE/UNSUBSCRIBE command."""
 _FAILURES = (RedisError, ReplyError, OSError, TimeoutError, EOFError)
+PERMISSIONS_DOC = 'docs/operations.md, "Redis permissions"'
+"""Where the operator reads which commands and channels a chatd Redis user needs."""
+_RELOG_REFUSAL = 60.0
+"""Seconds before the same refusal is logged again (it is retried every ``backoff_max``)."""
+_NAMED = 10
+"""Topics named in a refusal's log line (then "and N more")."""
+_REFUSALS = ("NOPERM", "WRONGPASS", "NOAUTH")
+"""Error replies to the login that mean this user may not (rather than: not yet)."""
+
+
+class Refused(Exception):
+    """Redis answered one of the broker's commands with an error (an ACL without a channel or
+    command the node needs: NOPERM): the broker cannot do its job on this connection."""
+
+    def __init__(self, what: str, error: str) -> None:
+        super().__init__(f"{what}: {error}")
+        self.what = what
+        """The refused command and its topics, e.g. ``PUBLISH a.9``."""
+        self.error = error
+        """Redis' error reply."""
+
+
+def _naming(command: str, topics: list[str]) -> str:
+    named = ", ".join(topics[:_NAMED])
+    more = f" and {len(topics) - _NAMED} more" if len(topics) > _NAMED else ""
+    return f"{command} {named}{more}"
 
 
 def _pack_publishes(batch: list[tuple[str, bytes]]) -> bytes:
@@ -171,6 +208,11 @@ class RedisBroker:
         a heartbeat alone is not counted)."""
         self._replies = 0  # pushes and PING replies read (the silence watchdog)
         self._own: tuple[int, int, bytes] | None = None  # ignore_own: (start, end, marker)
+        self._sub_refused: tuple[list[tuple[str, list[str]]], str] | None = None
+        # refused (UN)SUBSCRIBEs seen by ``_pong``: ([(command, topics)], Redis' first error)
+        self._refusal_logged: tuple[str, float] | None = None  # (what, monotonic time)
+        self.refusal: str | None = None
+        """Why Redis refuses this node's user, while it does (None once the broker is up)."""
 
     # ------------------------------------------------------------------ the Broker protocol
 
@@ -314,6 +356,30 @@ class RedisBroker:
         self._hb_out = self._hb_due = None  # it may never come back; a new one after recovery
         self._notify_confirm()
 
+    def _went_down_refused(self, exc: Refused) -> None:
+        """A command was refused: the broker is down (as in an outage) until a new connection
+        gets through; logged once per refusal (again after ``_RELOG_REFUSAL`` seconds)."""
+        self.refusal = f"{exc.what}: {exc.error}"
+        now = time.monotonic()
+        last = self._refusal_logged
+        if not self._closing and (
+            last is None or last[0] != exc.what or now - last[1] > _RELOG_REFUSAL
+        ):
+            self._refusal_logged = (exc.what, now)
+            log.error(
+                "broker: Redis refused this node's user a command it needs; the broker is down"
+                f" until the user may (see {PERMISSIONS_DOC})",
+                extra={
+                    "broker": redact_url(self.url),
+                    "refused": exc.what,
+                    "error": exc.error,
+                    "retry_s": self._backoff[1],
+                },
+            )
+        self._outage = True
+        self._hb_out = self._hb_due = None
+        self._notify_confirm()
+
     def _notify_confirm(self) -> None:
         """Wake every ``barrier()`` waiter to look again (confirmation or health changed)."""
         event, self._confirm_ev = self._confirm_ev, asyncio.Event()
@@ -333,6 +399,7 @@ class RedisBroker:
         if not self.healthy() or not self._outage:
             return
         self._outage = False
+        self.refusal = None
         self._hb_wake.set()  # measure the lag at once
         log.info("broker: reconnected", extra={"broker": redact_url(self.url)})
         if self.on_reconnect is not None:
@@ -341,9 +408,9 @@ class RedisBroker:
             except Exception:
                 log.exception("broker: on_reconnect hook failed")
 
-    async def _backoff_sleep(self, attempt: int) -> None:
+    async def _backoff_sleep(self, attempt: int, refused: bool = False) -> None:
         low, high = self._backoff
-        delay = min(high, low * 2**attempt)
+        delay = high if refused else min(high, low * 2**attempt)  # refused: no hurry
         await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     async def _link(self) -> None:
@@ -355,9 +422,17 @@ class RedisBroker:
                 self._flushed.set()
                 return
             conn = self._connection()
+            refused = False
             try:
                 async with asyncio.timeout(self._io_timeout):
-                    await conn.connect()
+                    try:
+                        await conn.connect()
+                    except ReplyError as exc:  # AUTH, CLIENT SETNAME, SELECT or HELLO
+                        if not str(exc).startswith(_REFUSALS):
+                            raise
+                        raise Refused(
+                            "the login (AUTH, CLIENT SETNAME, SELECT, HELLO 3)", str(exc)
+                        ) from None
                     sent = await self._resubscribe(conn)
                 self._up = True
                 attempt = 0
@@ -368,6 +443,9 @@ class RedisBroker:
                         self._sync_subscriptions(conn, sent), name="broker-subscriptions"
                     )
                     tg.create_task(self._flush_forever(conn), name="broker-flusher")
+            except* Refused as group:
+                refused = True
+                self._went_down_refused(group.exceptions[0])  # type: ignore[arg-type]
             except* _FAILURES as group:
                 self._went_down("link", group.exceptions[0])
             finally:
@@ -375,7 +453,7 @@ class RedisBroker:
                 self._release_after()
                 self._notify_confirm()
                 conn.close()
-            await self._backoff_sleep(attempt)
+            await self._backoff_sleep(attempt, refused)
             attempt += 1
 
     async def _flush_forever(self, conn: RespConnection) -> None:
@@ -413,10 +491,16 @@ class RedisBroker:
                     await conn.request(
                         _pack_publishes(batch),
                         len(batch),
-                        partial(self._handed_on, len(batch) - beat, after),
+                        partial(self._handed_on, batch, len(batch) - beat, after),
                     )
                 finally:
                     watchdog.cancel()
+            except ReplyError as exc:
+                # Answered, some PUBLISHes refused: ``_handed_on`` counted each envelope
+                # (published or dropped) and released the acks. The link goes down (the broker
+                # is not usable while Redis refuses what a node publishes).
+                topics = list(dict.fromkeys(batch[i][0] for i, _ in exc.errors))
+                raise Refused(_naming("PUBLISH", topics), exc.errors[0][1]) from None
             except BaseException:
                 self.stats.dropped += len(batch) - beat
                 # Lost to the other nodes, which may not have noticed anything (only this
@@ -429,9 +513,27 @@ class RedisBroker:
                 self._run_after(after)
                 raise
 
-    def _handed_on(self, envelopes: int, after: list[Callable[[], None]]) -> None:
-        """Redis accepted a pipeline holding ``envelopes`` envelopes: count them, then release
-        the callbacks that waited for it (in the read callback, see ``_flush_forever``)."""
+    def _handed_on(
+        self,
+        batch: list[tuple[str, bytes]],
+        envelopes: int,
+        after: list[Callable[[], None]],
+        errors: list[tuple[int, str]] | None,
+    ) -> None:
+        """Redis answered a pipeline holding ``envelopes`` envelopes (then maybe a heartbeat
+        and a LOSS_TOPIC notice): count them, then release the callbacks that waited for it
+        (in the read callback, see ``_flush_forever``). An envelope whose PUBLISH Redis
+        refused (``errors``) is counted dropped, and the next flush tells the other nodes."""
+        if errors is not None:
+            for i, _ in errors:
+                if i < envelopes:
+                    envelopes -= 1
+                    self.stats.dropped += 1
+                    self._lost = True
+                elif batch[i][0] == LOSS_TOPIC:
+                    self._lost = True  # the notice goes again
+                else:
+                    self._hb_out = None  # the heartbeat never comes back
         self.stats.published += envelopes
         if envelopes:
             self.flushes += 1
@@ -479,16 +581,48 @@ class RedisBroker:
         Returns the topics sent (later changes are left in ``_changed``)."""
         gen = self._sub_gen
         self._changed.clear()
+        self._sub_refused = None
         topics = list(self._handlers)
         conn.on_push = self._on_push  # every push from now on, in order
-        out = [
-            pack_command("SUBSCRIBE", *topics[i : i + _CHUNK])
-            for i in range(0, len(topics), _CHUNK)
-        ]
+        chunks = [topics[i : i + _CHUNK] for i in range(0, len(topics), _CHUNK)]
         # In order: the PING's reply comes after every SUBSCRIBE's confirmation (a push).
-        await conn.request(b"".join(out) + pack_command("PING"), 1)
+        try:
+            await conn.request(
+                b"".join(pack_command("SUBSCRIBE", *chunk) for chunk in chunks)
+                + pack_command("PING"),
+                1,
+                pubsub=[(b"subscribe", len(chunk)) for chunk in chunks],
+            )
+        except ReplyError as exc:
+            layout = [("SUBSCRIBE", chunk) for chunk in chunks] + [("PING", [])]
+            raise await self._refused(conn, [layout[i] for i, _ in exc.errors], exc) from None
         self._confirm(gen)
         return set(topics)
+
+    async def _refused(
+        self, conn: RespConnection, commands: list[tuple[str, list[str]]], exc: ReplyError
+    ) -> Refused:
+        """What Redis refused: ``commands`` (each ``(command, topics)``) came back with an
+        error. Redis refuses a SUBSCRIBE of many channels as a whole without saying which, so
+        their topics are tried one by one to name those refused."""
+        error = exc.errors[0][1]
+        name = commands[0][0]
+        topics = [t for command, ts in commands if command == name for t in ts]
+        if len(topics) > 1:
+            try:
+                async with asyncio.timeout(self._io_timeout):
+                    await conn.request(
+                        b"".join(pack_command(name, t) for t in topics) + pack_command("PING"),
+                        1,
+                        pubsub=[(name.lower().encode(), 1)] * len(topics),
+                    )
+            except TimeoutError:
+                pass  # name them all
+            except ReplyError as one_by_one:
+                refused = [topics[i] for i, _ in one_by_one.errors if i < len(topics)]
+                if refused:
+                    topics = refused
+        return Refused(_naming(name, topics) if topics else name, error)
 
     async def _sync_subscriptions(self, conn: RespConnection, subscribed: set[str]) -> None:
         if self._changed:
@@ -507,6 +641,9 @@ class RedisBroker:
                 seen, seen_at = self._replies, now
             elif now - seen_at > 3 * self._ping_interval:
                 raise TimeoutError("no reply from Redis for 3 ping intervals")
+            if self._sub_refused is not None:
+                commands, error = self._sub_refused
+                raise await self._refused(conn, commands, ReplyError([(0, error)]))
             gen = self._sub_gen
             changed = list(self._changed)
             self._changed.clear()
@@ -514,15 +651,19 @@ class RedisBroker:
             remove = [t for t in changed if t not in self._handlers and t in subscribed]
             subscribed.update(add)
             subscribed.difference_update(remove)
-            out = [
-                pack_command("SUBSCRIBE", *add[i : i + _CHUNK]) for i in range(0, len(add), _CHUNK)
+            layout = [("SUBSCRIBE", add[i : i + _CHUNK]) for i in range(0, len(add), _CHUNK)]
+            layout += [
+                ("UNSUBSCRIBE", remove[i : i + _CHUNK]) for i in range(0, len(remove), _CHUNK)
             ]
-            out += [
-                pack_command("UNSUBSCRIBE", *remove[i : i + _CHUNK])
-                for i in range(0, len(remove), _CHUNK)
-            ]
-            # Also the keepalive; its reply confirms generation ``gen``.
-            conn.send(b"".join(out) + pack_command("PING"), 1, partial(self._pong, gen))
+            out = [pack_command(command, *topics) for command, topics in layout]
+            # Also the keepalive; its reply confirms generation ``gen`` (unless one of the
+            # commands was refused: then ``_pong`` wakes this task to give the link up).
+            conn.send(
+                b"".join(out) + pack_command("PING"),
+                1,
+                partial(self._pong, gen, layout),
+                pubsub=[(command.lower().encode(), len(topics)) for command, topics in layout],
+            )
 
     async def _reader(self, conn: RespConnection) -> None:
         # Replies are dispatched as they are parsed (``_on_reply``, no task step and no timer
@@ -540,11 +681,23 @@ class RedisBroker:
                 return
             self._dispatch(reply)
 
-    def _pong(self, gen: int) -> None:
+    def _pong(
+        self,
+        gen: int,
+        layout: list[tuple[str, list[str]]],
+        errors: list[tuple[int, str]] | None,
+    ) -> None:
         """The PING sent after a batch of subscription changes was answered: they are all in
-        effect (replies come in order)."""
+        effect (replies come in order), unless Redis refused one of them (``errors``): then
+        the subscriptions task gives the link up."""
         self._replies += 1
-        self._confirm(gen)
+        if errors is None:
+            self._confirm(gen)
+            return
+        layout = [*layout, ("PING", [])]
+        if self._sub_refused is None:
+            self._sub_refused = ([layout[i] for i, _ in errors], errors[0][1])
+            self._sub_wake.set()
 
     def _confirm(self, gen: int) -> None:
         if gen > self._confirmed:

@@ -11,19 +11,28 @@ replies costs one callback and one ``gets()`` per reply. redis-py still parses t
 ``client_name``) and builds the TLS context; limits and presence keep using redis-py's client.
 
 The connection speaks RESP3 (``HELLO 3``), so one connection both publishes and subscribes:
-pushes (pub/sub messages and (un)subscribe confirmations) go to ``on_push`` in order; every other reply is
-counted off against waiting requests (``request``: a future per batch of commands, failed with
+pushes (pub/sub messages and (un)subscribe confirmations) go to ``on_push`` in order; every reply
+is counted off against waiting requests (``request``: a future per batch of commands, failed with
 ``ReplyError`` if any reply was an error; ``send``: the same without a future). Redis writes a
 publisher's own copy of a message into the same output buffer as its ``PUBLISH`` reply, so both
 come back in one read. A lost connection fails every waiting request and ``closed`` with
 ``ConnectionError``.
+
+Every reply is matched to the command that caused it, errors included (replies to commands come
+in order; ``message`` pushes come between them, out of band). A plain command (``PUBLISH``,
+``PING``, the login) answers with one reply. A ``SUBSCRIBE``/``UNSUBSCRIBE`` of k channels
+answers with k confirmation pushes, or, refused (an ACL without the channel: ``NOPERM``), with
+ONE error reply that is not a push: a batch says which of its commands are those (``pubsub``,
+first in the batch), so a refused ``SUBSCRIBE`` is never counted as the ``PING`` or ``PUBLISH``
+after it (that would release the acks waiting for a pipeline before Redis answered it). A reply
+that fits no waiting command is a protocol error: the connection is given up, never misaligned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import hiredis
@@ -34,8 +43,17 @@ _PUSH: type = getattr(hiredis, "PushNotification", list)
 answers with an array, so a list is a push there too)."""
 
 
+Errors = list[tuple[int, str]] | None
+"""The error replies of a batch: ``(index of the command in the batch, Redis' message)``, in
+order; None when every command succeeded."""
+
+
 class ReplyError(Exception):
-    """Redis answered a command with an error."""
+    """Redis answered a command of a batch with an error (``errors``: every one of the batch)."""
+
+    def __init__(self, errors: list[tuple[int, str]]) -> None:
+        super().__init__(errors[0][1])
+        self.errors = errors
 
 
 def pack_command(*args: str | bytes | int) -> bytes:
@@ -112,22 +130,52 @@ class RespConnection:
         self._transport.write(data)
 
     def request(
-        self, data: bytes, replies: int, on_done: Callable[[], None] | None = None
+        self,
+        data: bytes,
+        replies: int,
+        on_done: Callable[[Errors], None] | None = None,
+        *,
+        pubsub: Sequence[tuple[bytes, int]] = (),
     ) -> asyncio.Future[Any]:
-        """Send ``data`` (``replies`` commands) and return a future of the last reply, done
-        once all ``replies`` are in (``ReplyError`` if one of them was an error). ``on_done``
-        runs first, in the read callback itself, when they all succeeded: whoever waits for it
-        (an ack) does not wait for the awaiting task's next step."""
+        """Send ``data``: first the ``pubsub`` commands (each ``(b"subscribe" or
+        b"unsubscribe", its number of channels)``), then ``replies`` plain commands; return a
+        future of the last reply, done once every command is answered (``ReplyError`` if one of
+        them failed). ``on_done`` runs first, in the read callback itself, with the batch's
+        ``Errors`` (None: all succeeded): whoever waits for it (an ack) does not wait for the
+        awaiting task's next step."""
         future: asyncio.Future[Any] = self._loop.create_future()
-        self.write(data)
-        self._waiting.append([replies, future, None, on_done])
+        self._queue(data, replies, future, on_done, pubsub)
         return future
 
-    def send(self, data: bytes, replies: int, on_done: Callable[[], None]) -> None:
-        """``request`` without a future: ``on_done`` runs when the ``replies`` replies are in
-        and all succeeded (nothing runs when one failed or the connection is lost)."""
+    def send(
+        self,
+        data: bytes,
+        replies: int,
+        on_done: Callable[[Errors], None],
+        *,
+        pubsub: Sequence[tuple[bytes, int]] = (),
+    ) -> None:
+        """``request`` without a future: ``on_done`` runs when every command is answered
+        (nothing runs when the connection is lost first)."""
+        self._queue(data, replies, None, on_done, pubsub)
+
+    def _queue(
+        self,
+        data: bytes,
+        replies: int,
+        future: asyncio.Future[Any] | None,
+        on_done: Callable[[Errors], None] | None,
+        pubsub: Sequence[tuple[bytes, int]],
+    ) -> None:
         self.write(data)
-        self._waiting.append([replies, None, None, on_done])
+        # [plain replies still due, future, errors, on_done, plain commands, pub/sub commands
+        #  still due (each [kind, confirmations due, index, channels]) or None, their number]
+        subs = (
+            collections.deque([kind, n, i, n] for i, (kind, n) in enumerate(pubsub) if n > 0)
+            if pubsub
+            else None
+        )
+        self._waiting.append([replies, future, None, on_done, replies, subs, len(pubsub)])
 
     def close(self) -> None:
         if self._transport is not None:
@@ -143,30 +191,69 @@ class RespConnection:
         waiting = self._waiting
         try:
             while (reply := reader.gets()) is not False:
-                if reply.__class__ is _PUSH and push is not None:
-                    push(reply)  # type: ignore[arg-type]
+                if reply.__class__ is _PUSH:
+                    # A (un)subscribe confirmation answers the first pub/sub command due;
+                    # a message (or a confirmation nobody waits for) is out of band.
+                    if reply[0] != b"message" and waiting and waiting[0][5]:  # type: ignore[index]
+                        self._confirmed(waiting, reply)  # type: ignore[arg-type]
+                    if push is not None:
+                        push(reply)  # type: ignore[arg-type]
                     continue
                 if not waiting:
                     raise ConnectionError(f"unexpected reply from Redis: {reply!r}")
                 head = waiting[0]
-                if isinstance(reply, hiredis.ReplyError) and head[2] is None:
-                    head[2] = reply
+                if head[5]:  # a pub/sub command is due: this can only be its refusal
+                    self._refused(waiting, head, reply)
+                    continue
+                if isinstance(reply, hiredis.ReplyError):
+                    if head[2] is None:
+                        head[2] = []
+                    head[2].append((head[6] + head[4] - head[0], str(reply)))
                 head[0] -= 1
                 if head[0] == 0:
-                    waiting.popleft()
-                    future = head[1]
-                    if head[2] is not None:
-                        if future is not None and not future.done():
-                            future.set_exception(ReplyError(str(head[2])))
-                        continue
-                    if head[3] is not None:
-                        head[3]()
-                    if future is not None and not future.done():
-                        future.set_result(reply)
+                    self._complete(waiting, reply)
         except Exception as exc:  # a protocol error or a handler that failed: give it up
             if self._transport is not None:
                 self._transport.abort()
             self._lost(exc)
+
+    def _confirmed(self, waiting: collections.deque[list[Any]], reply: list[Any]) -> None:
+        head = waiting[0]
+        sub = head[5][0]
+        if reply[0] != sub[0]:
+            raise ConnectionError(f"unexpected push from Redis: {reply[:2]!r}")
+        sub[1] -= 1
+        if sub[1] == 0:
+            head[5].popleft()
+            if not head[5] and head[0] == 0:
+                self._complete(waiting, reply)
+
+    def _refused(self, waiting: collections.deque[list[Any]], head: list[Any], reply: Any) -> None:
+        """A reply that is not a push while a pub/sub command is due: its error (a command
+        refused as a whole, before any confirmation)."""
+        sub = head[5][0]
+        if not isinstance(reply, hiredis.ReplyError) or sub[1] != sub[3]:
+            raise ConnectionError(f"unexpected reply from Redis: {reply!r}")
+        if head[2] is None:
+            head[2] = []
+        head[2].append((sub[2], str(reply)))
+        head[5].popleft()
+        if not head[5] and head[0] == 0:
+            self._complete(waiting, reply)
+
+    @staticmethod
+    def _complete(waiting: collections.deque[list[Any]], reply: Any) -> None:
+        """The first waiting batch is answered (``reply`` is its last reply)."""
+        head = waiting.popleft()
+        errors = head[2]
+        if head[3] is not None:
+            head[3](errors)
+        future = head[1]
+        if future is not None and not future.done():
+            if errors:
+                future.set_exception(ReplyError(errors))
+            else:
+                future.set_result(reply)
 
     def _lost(self, exc: Exception | None) -> None:
         if self.closed.done():
