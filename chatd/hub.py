@@ -508,11 +508,9 @@ class Hub:
         for outlet in tuple(watchers):
             if outlet.conn_id == origin:
                 continue
-            floors = outlet.floors
-            if floors:  # mostly empty: no dict lookup per delivery then
-                floor = floors.get(conv)
-                if floor is not None and seq <= floor:
-                    continue
+            floor = outlet.floors.get(conv)
+            if floor is not None and seq <= floor:
+                continue
             outlet.push(frame)
             sent += 1
         self._hot.deliveries += sent
