@@ -88,6 +88,7 @@ class RespConnection:
         self._transport: asyncio.Transport | None = None
         self._reader = hiredis.Reader()
         self._waiting: collections.deque[list[Any]] = collections.deque()
+        self._subs_due = 0  # waiting batches with pub/sub commands still due (a cheap test)
         # each: [replies still due, future or None, first error reply or None, on_done or None]
         self.on_push: Callable[[list[Any]], None] | None = None
         """When set, every push (a reply that is a list) goes here, in order."""
@@ -175,6 +176,8 @@ class RespConnection:
             if pubsub
             else None
         )
+        if subs:
+            self._subs_due += 1
         self._waiting.append([replies, future, None, on_done, replies, subs, len(pubsub)])
 
     def close(self) -> None:
@@ -194,7 +197,7 @@ class RespConnection:
                 if reply.__class__ is _PUSH:
                     # A (un)subscribe confirmation answers the first pub/sub command due;
                     # a message (or a confirmation nobody waits for) is out of band.
-                    if reply[0] != b"message" and waiting and waiting[0][5]:  # type: ignore[index]
+                    if self._subs_due and reply[0] != b"message" and waiting[0][5]:  # type: ignore[index]
                         self._confirmed(waiting, reply)  # type: ignore[arg-type]
                     if push is not None:
                         push(reply)  # type: ignore[arg-type]
@@ -202,7 +205,7 @@ class RespConnection:
                 if not waiting:
                     raise ConnectionError(f"unexpected reply from Redis: {reply!r}")
                 head = waiting[0]
-                if head[5]:  # a pub/sub command is due: this can only be its refusal
+                if self._subs_due and head[5]:  # a pub/sub command is due: its refusal
                     self._refused(waiting, head, reply)
                     continue
                 if isinstance(reply, hiredis.ReplyError):
@@ -225,8 +228,10 @@ class RespConnection:
         sub[1] -= 1
         if sub[1] == 0:
             head[5].popleft()
-            if not head[5] and head[0] == 0:
-                self._complete(waiting, reply)
+            if not head[5]:
+                self._subs_due -= 1
+                if head[0] == 0:
+                    self._complete(waiting, reply)
 
     def _refused(self, waiting: collections.deque[list[Any]], head: list[Any], reply: Any) -> None:
         """A reply that is not a push while a pub/sub command is due: its error (a command
@@ -238,8 +243,10 @@ class RespConnection:
             head[2] = []
         head[2].append((sub[2], str(reply)))
         head[5].popleft()
-        if not head[5] and head[0] == 0:
-            self._complete(waiting, reply)
+        if not head[5]:
+            self._subs_due -= 1
+            if head[0] == 0:
+                self._complete(waiting, reply)
 
     @staticmethod
     def _complete(waiting: collections.deque[list[Any]], reply: Any) -> None:
@@ -260,6 +267,7 @@ class RespConnection:
             return
         error = ConnectionError(f"connection to Redis lost: {exc!r}" if exc else "closed")
         self.closed.set_exception(error)
+        self._subs_due = 0
         while self._waiting:
             future = self._waiting.popleft()[1]
             if future is not None and not future.done():
