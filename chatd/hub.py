@@ -222,6 +222,14 @@ class Hub:
             self._broker.publish(topic, envelope.pack(kind, seq, origin, self.node, frame))
         self._deliver(topic, kind, seq, origin, frame)
 
+    def publish_conv(self, conv: int, kind: int, seq: int, origin: int, frame: bytes) -> None:
+        """``publish`` to conversation ``conv``'s topic: in-process, its topic string is neither
+        made nor parsed back (once per message)."""
+        if self._broker.remote:
+            topic = envelope.conv_topic(conv)
+            self._broker.publish(topic, envelope.pack(kind, seq, origin, self.node, frame))
+        self._on_conv(conv, kind, seq, origin, frame)
+
     def watch(self, account: int, conv: int, joined: tuple[int, bytes] | None = None) -> None:
         """On every node: route ``conv`` to ``account``'s connections, then hand them
         ``joined`` (``(seq, Deliver frame)`` of the message that added the account), if any."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -15,11 +16,17 @@ class HotCounters:
     """Plain integer counters for the per-delivery path, read by Prometheus at scrape time
     (a prometheus-client Counter takes a lock per increment; these cost one attribute add)."""
 
-    __slots__ = ("deliveries", "frames_out")
+    __slots__ = ("created", "deliveries", "frames_in", "frames_in_created", "frames_out", "stored")
 
     def __init__(self) -> None:
         self.deliveries = 0
         self.frames_out = 0
+        self.stored = 0
+        """``chatd_messages_stored_total``: messages committed (resends not counted)."""
+        self.frames_in: dict[type, int] = {}
+        """``chatd_frames_in_total{type}``: frames received, by frame class."""
+        self.frames_in_created: dict[type, float] = {}
+        self.created = time.time()
 
 
 class _HotCollector(Collector):
@@ -37,6 +44,20 @@ class _HotCollector(Collector):
             "Stored messages written to recipients' sockets",
             value=self._hot.deliveries,
         )
+        # Same samples as the prometheus-client Counters these were (``_total`` and
+        # ``_created``, per label for frames_in).
+        stored = CounterMetricFamily(
+            "chatd_messages_stored", "Messages committed (resends not counted)"
+        )
+        stored.add_metric([], self._hot.stored, created=self._hot.created)
+        yield stored
+        frames_in = CounterMetricFamily(
+            "chatd_frames_in", "Frames received from clients", labels=["type"]
+        )
+        created = self._hot.frames_in_created
+        for kind, count in list(self._hot.frames_in.items()):
+            frames_in.add_metric([kind.__name__], count, created=created.get(kind))
+        yield frames_in
 
 
 class _BrokerCollector(Collector):
@@ -110,15 +131,9 @@ class Metrics:
         self.connections = Gauge(
             "chatd_connections", "Open WebSocket connections", ["state"], registry=r
         )
-        self.frames_in = Counter(
-            "chatd_frames_in_total", "Frames received from clients", ["type"], registry=r
-        )
-        self._frames_in_by_type: dict[type, Counter] = {}
         self.hot = HotCounters()
+        """Also ``chatd_frames_in_total`` and ``chatd_messages_stored_total`` (per message)."""
         r.register(_HotCollector(self.hot))
-        self.messages_stored = Counter(
-            "chatd_messages_stored_total", "Messages committed (resends not counted)", registry=r
-        )
         self.pushes = Counter(
             "chatd_pushes_total",
             "Web Push outcomes (SPEC.md 21): sent, failed (given up), gone (the push service said"
@@ -200,13 +215,13 @@ class Metrics:
         self.node_info.labels(node=node_id, version=version).set(1)
 
     def frame_in(self, frame_type: type) -> None:
-        """Count one received frame (children cached: ``labels()`` is a dict build per call)."""
-        child = self._frames_in_by_type.get(frame_type)
-        if child is None:
-            child = self._frames_in_by_type[frame_type] = self.frames_in.labels(
-                type=frame_type.__name__
-            )
-        child.inc()
+        """Count one received frame (a plain counter: no lock, no labels() lookup)."""
+        counts = self.hot.frames_in
+        count = counts.get(frame_type)
+        if count is None:
+            self.hot.frames_in_created[frame_type] = time.time()
+            count = 0
+        counts[frame_type] = count + 1
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

@@ -216,7 +216,7 @@ class Session:
             self.fail(codec.request_id_of(data), exc.code, exc.message)
             return None
         deps.metrics.frame_in(type(frame))
-        if not self.authenticated:
+        if self.account == 0:  # not ``authenticated`` (a property): once per message
             return frame
         now = deps.clock.monotonic()
         if not self._bucket.allow(now):

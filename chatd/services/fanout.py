@@ -45,9 +45,9 @@ def publish_message(
         frame = deliver_frame(m)
     if m.withheld or m.removals or skip:
         payload = envelope.withheld_payload(m.withheld + skip, frame, m.removals)
-        hub.publish(envelope.conv_topic(m.conv), envelope.WITHHELD, m.seq, origin, payload)
+        hub.publish_conv(m.conv, envelope.WITHHELD, m.seq, origin, payload)
         return
-    hub.publish(envelope.conv_topic(m.conv), envelope.MESSAGE, m.seq, origin, frame)
+    hub.publish_conv(m.conv, envelope.MESSAGE, m.seq, origin, frame)
 
 
 def publish_committed(hub: Hub, m: StoredMessage, origin: int = 0, *, repeat: bool) -> None:

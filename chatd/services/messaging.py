@@ -89,13 +89,16 @@ class MessagingService:
         hub = self._d.hub
         publish_committed(hub, m, s.conn_id, repeat=appended.duplicate)
         if not appended.duplicate:
-            self._d.metrics.messages_stored.inc()
+            self._d.metrics.hot.stored += 1
             if self._push is not None:  # a dict insert: the push is made by its own task
                 self._push.committed(m)
         ack = F.Ack(re=rid, conv=m.conv, cmid=m.cmid or "", seq=m.seq, ts=m.ts)
         # Acked once its envelope has left this node (at once in-process). A franked message's
         # commitment is in its row (SPEC.md 18.7): a report right after the ack finds it.
-        hub.after_published(partial(s.reply, ack))
+        if hub.remote:
+            hub.after_published(partial(s.reply, ack))
+        else:  # after_published would call it at once
+            s.reply(ack)
 
     async def delete(self, account: int, f: F.DeleteMessage) -> None:
         """Delete message ``seq`` for everyone (SPEC.md 18.9): the store puts its tombstone in

@@ -117,7 +117,8 @@ class WsLink:
         if data is cached.payload:
             header = cached.header
         else:
-            header = cached.header = frame_header(len(data))
+            size = len(data)  # frame_header, its common case inline (acks, small frames)
+            header = cached.header = _SHORT[size] if size < 126 else frame_header(size)
             cached.payload = data
         out = self._out
         if out is None:
@@ -133,7 +134,9 @@ class WsLink:
         """Write what this turn owes the peer, then apply the slow-consumer rule."""
         out, self._out = self._out, None
         ws = self._ws
-        if not out or self._dropped or ws.protocol.state is not State.OPEN:
+        # ``_state``: what websockets' ``state`` property returns, without its call (once per
+        # delivery; tests/unit/test_ws_internals.py checks the property still is that).
+        if not out or self._dropped or ws.protocol._state is not State.OPEN:
             return  # a closing connection sends nothing after its close frame
         transport = ws.transport
         data = b"".join(out)

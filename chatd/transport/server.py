@@ -28,7 +28,9 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import Event, State
+from websockets.protocol import Event, Protocol, State
+from websockets.speedups import apply_mask
+from websockets.streams import StreamReader
 from websockets.typing import Origin, Subprotocol
 
 from chatd import __version__, web
@@ -96,6 +98,11 @@ class Inbox:
             data = "text"
         else:
             data = frame.data if type(frame.data) is bytes else bytes(frame.data)
+        self.binary(data)
+
+    def binary(self, data: bytes | str) -> None:
+        """A whole message: an unfragmented binary frame's payload (``_Connection``'s fast
+        path hands them here directly), or what ``frame`` assembled."""
         if self._busy or self._queue:
             self._put(data)
             return
@@ -143,10 +150,50 @@ class Inbox:
         return item
 
 
+_NO_EVENTS: list[Event] = []
+_PARSE_CODE = Protocol.parse.__code__
+_AT_EOF_CODE = StreamReader.at_eof.__code__
+
+
+def _at_boundary(protocol: Protocol) -> bool:
+    """Whether websockets' parser waits for the first byte of a frame with nothing buffered,
+    in the open state, outside a fragmented message, with no extension, no debug logging and
+    one size limit for whole messages: then the next bytes may go to ``_Connection``'s fast
+    path. The parser is ``ServerProtocol.parse``, which ``yield from``s ``Protocol.parse``
+    once the handshake is over, which waits in ``StreamReader.at_eof`` between frames (inside
+    ``Frame.parse`` the buffer can be empty too: mid-frame)."""
+    if (
+        protocol.state is not State.OPEN
+        or protocol.reader.buffer
+        or protocol.current_size is not None
+        or protocol.extensions
+        or protocol.debug
+        or protocol.max_fragment_size is not None
+        or protocol.parser_exc is not None
+    ):
+        return False
+    frame_parser = protocol.parser.gi_yieldfrom  # type: ignore[attr-defined]
+    if frame_parser is None or frame_parser.gi_code is not _PARSE_CODE:
+        return False
+    waiting = frame_parser.gi_yieldfrom
+    return waiting is not None and waiting.gi_code is _AT_EOF_CODE
+
+
 class _Connection(ServerConnection):
-    """websockets' server connection with data frames handed to an ``Inbox`` (once set)."""
+    """websockets' server connection with data frames handed to an ``Inbox`` (once set).
+
+    The receive fast path (``data_received``): while websockets' parser is at a frame boundary
+    (``_at_boundary``), the complete, unfragmented, masked binary frames at the start of a chunk
+    of bytes (the common case: one ``send`` or a few) are parsed here, in a few lines, and
+    their payloads handed to the ``Inbox``; from the first byte that is anything else (a
+    control frame, a fragment, text, RSV bits, an unmasked frame, a payload over
+    ``max_size``, a frame not complete in the chunk) the bytes go to websockets' own parser,
+    so that every protocol rule and close code stays websockets'. Events keep websockets'
+    order: the whole chunk is parsed before any of its messages is handled."""
 
     inbox: Inbox | None = None
+    _fast = False
+    """``_at_boundary`` held after the last chunk (set once the ``Inbox`` is)."""
     ping_at: float | None = None
     """When the keepalive ping now awaiting its pong was sent (see ``Keepalive``)."""
 
@@ -156,6 +203,62 @@ class _Connection(ServerConnection):
         # FlowControlMixin pattern); an empty deque costs ~600 bytes per idle connection, an
         # empty list 56 (websockets is pinned in requirements.lock; tests/unit checks the use).
         self.drain_waiters = []  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        protocol = self.protocol
+        if not self._fast or protocol._state is not State.OPEN:  # ``state``, without its call
+            # The handshake, the first chunk after the Inbox is set, or anything after a
+            # chunk websockets parsed (part of): websockets, then check for a boundary.
+            super().data_received(data)
+            self._fast = self.inbox is not None and _at_boundary(protocol)
+            return
+        size = len(data)
+        limit = protocol.max_message_size
+        pos = 0
+        payloads: list[bytes] = []
+        while size - pos >= 6:  # 2-byte header + 4-byte mask at least
+            if data[pos] != 0x82:  # FIN, no RSV bit, binary
+                break
+            length = data[pos + 1] ^ 0x80  # the MASK bit must be set
+            if length < 126:
+                start = pos + 2
+            elif length == 126:
+                start = pos + 4
+                length = int.from_bytes(data[pos + 2 : start], "big")
+            elif length == 127:
+                start = pos + 10
+                length = int.from_bytes(data[pos + 2 : start], "big")
+            else:  # not masked: websockets' ProtocolError
+                break
+            end = start + 4 + length
+            if end > size or (limit is not None and length > limit):
+                break
+            payloads.append(apply_mask(data[start + 4 : end], data[start : start + 4]))
+            pos = end
+        if pos < size:
+            # The rest, from the first byte the fast path does not take, through websockets:
+            # its data_received, with the fast frames' events first (as websockets would).
+            protocol.receive_data(data[pos:] if pos else data)
+            events = protocol.events_received()
+            try:
+                self.send_data()
+            except Exception as exc:
+                self.set_connection_exc(exc)
+            if (
+                protocol.close_expected()
+                and self.close_deadline is None
+                and self.close_timeout is not None
+            ):
+                self.close_deadline = self.loop.time() + self.close_timeout
+            self._fast = _at_boundary(protocol)
+        else:
+            events = _NO_EVENTS
+        inbox = self.inbox
+        assert inbox is not None
+        for payload in payloads:
+            inbox.binary(payload)
+        for event in events:
+            self.process_event(event)
 
     def process_event(self, event: Event) -> None:
         inbox = self.inbox

@@ -8,6 +8,7 @@ bytes. Decoding enforces the frame size limit before parsing and every field lim
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -24,9 +25,9 @@ _CLIENT_TAGS = frozenset(str(c.__struct_config__.tag) for c in F.CLIENT_FRAMES)
 _SERVER_TAGS = frozenset(str(c.__struct_config__.tag) for c in F.SERVER_FRAMES)
 
 
-def encode(frame: F.Frame) -> bytes:
-    """Encode one frame as one msgpack map (the payload of one binary WebSocket message)."""
-    return _encoder.encode(frame)
+encode: Callable[[F.Frame], bytes] = _encoder.encode
+"""Encode one frame as one msgpack map (the payload of one binary WebSocket message). The
+encoder's own method, not a function around it: the server encodes every ack and delivery."""
 
 
 def decode_client(data: bytes, max_size: int = MAX_FRAME_BYTES) -> F.ClientFrame:
