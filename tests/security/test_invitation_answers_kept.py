@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 from chatclient import Client, KeyStore
@@ -16,21 +15,9 @@ from chatclient.errors import RequestError
 from chatproto import frames as F
 from chatproto.e2e.membership import MembershipError
 from chatproto.errors import ErrorCode
-from conftest import make_settings, run_server
+from conftest import run_server
+from security.test_invitation_answers import settings, user
 from testkit import Raw
-
-FAST = {"frames_per_second": 1_000_000.0, "frame_burst": 1_000_000.0}
-CONSENT = {"add_me": "contacts", "presence": "contacts", "last_seen": "contacts"}
-
-
-def settings(tmp_path: Path, db: str) -> Any:
-    return make_settings(tmp_path, store={"db": db}, limits=FAST, consent=CONSENT)
-
-
-async def user(url: str, handle: str) -> Raw:
-    r = await Raw.open(url)
-    await r.register(handle)
-    return r
 
 
 def client(url: str, tmp_path: Path, who: str) -> Client:

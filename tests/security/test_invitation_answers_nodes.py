@@ -5,12 +5,12 @@ once, the decline not told again on the next node either."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from chatclient import Client, InvitationAnswered, KeyStore
+from chatclient import Client, KeyStore
+from integration.test_answers_while_away import told
 from redisd import RedisServer
 from serverkit import three_nodes
 
@@ -25,23 +25,6 @@ async def nodes(pg_dsn: str, redis_server: RedisServer, tmp_path: Path) -> Async
 
 def client(url: str, tmp_path: Path, who: str) -> Client:
     return Client(url, KeyStore.open(tmp_path / f"{who}.key"))
-
-
-async def told(c: Client, quiet: float = 1.0) -> list[InvitationAnswered]:
-    """The ``InvitationAnswered`` events ``c`` hands over until none came for ``quiet`` s."""
-    got: list[InvitationAnswered] = []
-
-    async def read() -> None:
-        async for ev in c.events():
-            if isinstance(ev, InvitationAnswered):
-                got.append(ev)
-                return
-
-    while True:
-        try:
-            await asyncio.wait_for(read(), quiet)
-        except TimeoutError:
-            return got
 
 
 async def test_answers_while_away_across_nodes(nodes: list[str], tmp_path: Path) -> None:
