@@ -22,7 +22,7 @@ session, or N copies of it.
    end-to-end encryption (``upload_keys`` with as many one-time prekeys, ``claim_keys``,
    ``get_device_list``, ``put_device_list`` and ``to_device`` with bodies of the recorded sizes,
    ``fetch_to_device``/``ack_to_device`` from the device's own queue), ``get_payment_key``,
-   ``rename``. What cannot be replayed is counted by type with the reason
+   ``list_answers`` (the login's answers to invitations: the clone's own), ``rename``. What cannot be replayed is counted by type with the reason
    (``not_replayed``).
 
 Accounting (exact, whatever the speed and scale). Every client object counts what it receives;
@@ -632,6 +632,8 @@ class Player:
             return with_id(F.ListConvs)
         if t == "get_payment_key":
             return with_id(F.GetPaymentKey)
+        if t == "list_answers":  # the SDK's login step 11: the clone's answers (none, or its own)
+            return with_id(F.ListAnswers)
         if t == "get_conv":
             return with_id(F.GetConv, conv=conv)
         if t == "get_member_log":  # the clone's conversations are unsigned: an empty page
