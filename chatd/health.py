@@ -111,6 +111,7 @@ class Health:
                 pending=st.pending,
                 lag_s=None if st.lag is None else round(st.lag, 6),
                 heartbeats=st.heartbeats,
+                refused=st.refusal,
             )
         else:
             out.update(pending=st.pending)

@@ -42,6 +42,9 @@ class BrokerStatistics:
     """The latest heartbeat's round trip in seconds (None until one is measured)."""
     heartbeats: int | None = None
     """Heartbeats measured (None in-process)."""
+    refusal: str | None = None
+    """What the remote broker refuses this node's user (an ACL), while it does: the broker is
+    down until the permissions are fixed (docs/operations.md, "Redis permissions")."""
 
 
 class Broker(Protocol):

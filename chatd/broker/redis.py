@@ -277,7 +277,13 @@ class RedisBroker:
 
     def statistics(self) -> BrokerStatistics:
         return BrokerStatistics(
-            "redis", self.url, self.pending(), self.flushes, self.lag(), self.heartbeats
+            "redis",
+            self.url,
+            self.pending(),
+            self.flushes,
+            self.lag(),
+            self.heartbeats,
+            self.refusal,
         )
 
     def pending(self) -> int:

@@ -192,6 +192,9 @@ async def test_a_user_refused_the_nodes_own_topics_is_down_with_one_clear_error(
         assert str(line.__dict__["error"]).startswith("NOPERM")
         assert "docs/operations.md" in line.getMessage()
         assert "pw" not in str(line.__dict__.get("broker"))
+        # /status shows what is refused (chatd.health reads the broker's statistics).
+        shown = broker.statistics().refusal
+        assert shown is not None and broker._hb_topic in shown and "NOPERM" in shown
         # No storm: at most one attempt per BACKOFF_MAX / 2 (jitter), plus the admin's own.
         attempts = await connections_received(server) - before - 1
         assert 1 <= attempts <= elapsed / (BACKOFF_MAX / 2) + 4, attempts
@@ -206,6 +209,7 @@ async def test_a_user_refused_the_nodes_own_topics_is_down_with_one_clear_error(
         await until(lambda: reconnects)
         assert any("reconnected" in r.getMessage() for r in caplog.records)
         assert len(refusals(caplog)) == 1
+        assert broker.statistics().refusal is None
 
 
 async def test_a_refused_subscription_while_up_takes_the_broker_down_and_acks_stay_true(
