@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from chatd.broker.base import Broker
 
@@ -58,6 +61,44 @@ class _HotCollector(Collector):
         for kind, count in list(self._hot.frames_in.items()):
             frames_in.add_metric([kind.__name__], count, created=created.get(kind))
         yield frames_in
+
+
+def _le(bound: float) -> str:
+    """A bucket's ``le`` label as prometheus-client writes it."""
+    return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
+
+
+class HotHistogram(Collector):
+    """A histogram without labels observed on the hot path (once per group commit): the same
+    samples as prometheus-client's ``Histogram`` (``_bucket``, ``_count``, ``_sum``,
+    ``_created``) made at scrape time, while ``observe`` is a bisect and two adds. The
+    library's takes two locks and walks every bucket per observation: ~9,500 instructions,
+    ~4% of a direct message at the low rates where a commit holds one or two."""
+
+    __slots__ = ("_bounds", "_counts", "_created", "_doc", "_name", "_sum")
+
+    def __init__(self, name: str, doc: str, buckets: Sequence[float]) -> None:
+        self._name = name
+        self._doc = doc
+        self._bounds = [float(b) for b in buckets]
+        self._counts = [0] * (len(self._bounds) + 1)  # the last: above every bound (+Inf)
+        self._sum = 0.0
+        self._created = time.time()
+
+    def observe(self, amount: float) -> None:
+        self._counts[bisect_left(self._bounds, amount)] += 1
+        self._sum += amount
+
+    def collect(self) -> Iterator[Metric]:
+        family = Metric(self._name, self._doc, "histogram")
+        total = 0
+        for bound, count in zip([*self._bounds, float("inf")], self._counts, strict=True):
+            total += count
+            family.samples.append(Sample(f"{self._name}_bucket", {"le": _le(bound)}, float(total)))
+        family.samples.append(Sample(f"{self._name}_count", {}, float(total)))
+        family.samples.append(Sample(f"{self._name}_sum", {}, self._sum))
+        family.samples.append(Sample(f"{self._name}_created", {}, self._created))
+        yield family
 
 
 class _BrokerCollector(Collector):
@@ -165,18 +206,18 @@ class Metrics:
             "Connections dropped as slow consumers",
             registry=r,
         )
-        self.commit_seconds = Histogram(
+        self.commit_seconds = HotHistogram(
             "chatd_store_commit_seconds",
             "Duration of one group-commit transaction",
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
-            registry=r,
+            (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
         )
-        self.batch_size = Histogram(
+        r.register(self.commit_seconds)
+        self.batch_size = HotHistogram(
             "chatd_store_batch_size",
             "Writes per group commit",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
-            registry=r,
+            (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
         )
+        r.register(self.batch_size)
 
         # Media (chatd/media): SPEC.md 17.
         self.media_stored_bytes = Gauge(
