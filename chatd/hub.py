@@ -228,7 +228,15 @@ class Hub:
         if self._broker.remote:
             topic = envelope.conv_topic(conv)
             self._broker.publish(topic, envelope.pack(kind, seq, origin, self.node, frame))
-        self._on_conv(conv, kind, seq, origin, frame)
+        if kind != envelope.MESSAGE or self._held:
+            self._on_conv(conv, kind, seq, origin, frame)
+            return
+        # ``_on_conv``'s common case, without its call (once per message).
+        watchers = self._watchers.get(conv)
+        if watchers:
+            if seq > self._latest.get(conv, 0):
+                self._latest[conv] = seq
+            self._fan(conv, watchers, seq, origin, frame)
 
     def watch(self, account: int, conv: int, joined: tuple[int, bytes] | None = None) -> None:
         """On every node: route ``conv`` to ``account``'s connections, then hand them

@@ -376,6 +376,11 @@ def media_connection(base: type[ServerConnection], services: Services) -> type[S
                 return
             super().connection_made(transport)
             super().data_received(head)
+            # A WebSocket (or another request): from here on the plain connection class, and
+            # the transport told again (uvloop keeps the bound ``data_received``), so that no
+            # layer is left to run per chunk read.
+            self.__class__ = base  # type: ignore[assignment]
+            transport.set_protocol(self)
 
         def eof_received(self) -> bool | None:
             if self._sniff is not None:

@@ -21,12 +21,17 @@ from chatproto import frames as F
 from chatproto.errors import ErrorCode
 from chatproto.limits import MAX_PAGE
 
+from chatd import envelope
 from chatd.core import pages, rules
 from chatd.errors import ChatdError, Invalid, NotFound
 from chatd.hub import HOLD
 from chatd.services.deps import Deps
 from chatd.services.fanout import deliver_frame, publish_committed, publish_message
 from chatd.store.base import Appended, Membership, NewMessage, StoredMessage
+
+_SENDABLE = frozenset(k for k in kinds.KINDS if kinds.client_may_send(k))
+"""The registered kinds a client may send: the hot path's check is one set lookup
+(``kinds.client_may_send`` decides the others, experimental kinds among them)."""
 
 
 class Sender(Protocol):
@@ -56,7 +61,7 @@ class MessagingService:
         self._push = push
 
     def submit(self, s: Sender, f: F.Send) -> None:
-        if not kinds.client_may_send(f.kind):
+        if f.kind not in _SENDABLE and not kinds.client_may_send(f.kind):
             s.fail(f.id, ErrorCode.INVALID, f"kind {f.kind!r} may not be sent")
             return
         to: tuple[int, ...] = ()
@@ -87,8 +92,13 @@ class MessagingService:
         appended = future.result()
         m = appended.message
         hub = self._d.hub
-        publish_committed(hub, m, s.conn_id, repeat=appended.duplicate)
-        if not appended.duplicate:
+        if appended.duplicate:
+            publish_committed(hub, m, s.conn_id, repeat=True)
+        else:
+            if m.withheld or m.removals:
+                publish_message(hub, m, s.conn_id)
+            else:  # ``publish_message``'s common case, without its two calls
+                hub.publish_conv(m.conv, envelope.MESSAGE, m.seq, s.conn_id, deliver_frame(m))
             self._d.metrics.hot.stored += 1
             if self._push is not None:  # a dict insert: the push is made by its own task
                 self._push.committed(m)

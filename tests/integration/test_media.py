@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import io
 import os
@@ -322,3 +323,22 @@ async def test_a_file_deleted_for_everyone_is_swept_and_one_still_referenced_is_
         assert await app.media.blobs.info(swept[0]) is None
         assert isinstance(m2.content, kinds.Attachment)
         assert (await b.download(m2, tmp_path / "kept.txt")).read_bytes() == src.read_bytes()
+
+
+async def test_a_websocket_reads_through_the_plain_connection_once_sniffed(
+    server: RunningServer,
+) -> None:
+    """Media on: each connection's first bytes are sniffed for a ``/media/`` request; once it
+    is a WebSocket, its reads no longer pass through the sniffing layer (one call per read)."""
+    from websockets.asyncio.server import ServerConnection
+
+    from chatd.transport.server import _Connection
+
+    assert server.app.media is not None
+    async with pair(server.url) as (a, b, conv):
+        conns = [o for o in gc.get_objects() if issubclass(type(o), ServerConnection)]
+        assert len(conns) == 2
+        assert all(type(c) is _Connection for c in conns)
+        await a.send_text(conv, "still delivered")
+        m = await take(b, lambda ev: isinstance(ev, Message) and ev.conv == conv)
+        assert isinstance(m, Message)
