@@ -15,8 +15,9 @@ own transaction.
 * The sweeper re-checks each expired packet or request under its locks: however many nodes
   sweep, each is refunded or expired once.
 
-``mint`` and the reads also serve the operator's ``chatd wallet`` on its own connection (see
-``ledger_sqlite``, ``ledger_postgres``).
+``mint`` and the reads also serve the operator's ``chatd wallet`` (``chatd.wallet_cli``) on its
+own connection, inside its transaction: ``SQLiteSql`` (driven by ``sql.run_sync``) or
+``PostgresSql`` over it.
 """
 
 from __future__ import annotations
