@@ -122,16 +122,18 @@ def _conv(r: Row) -> ConvRow:
     return ConvRow(*head, int(r[7]), int(r[8]), access=str(r[9]))
 
 
-async def conv_row(
+async def conversation(
     db: Sql,
     conv: int,
     account: int,
     device: int,
-    *,
-    with_members: bool = False,
     member_limit: int | None = None,
+    *,
+    with_members: bool = True,
 ) -> ConvRow:
-    """The conversation as ``account`` sees it; ``NotFound`` unless it is a member."""
+    """``conv`` as ``account`` (and ``device``'s cursors) sees it, with its members (the
+    first ``member_limit`` of them by join, when given; none without ``with_members``).
+    ``NotFound`` unless ``account`` is a member."""
     row = await db.fetchrow(
         _conv_columns(db) + " FROM conversations c"
         " JOIN members m ON m.conv_id = c.id AND m.account_id = ?"
@@ -206,7 +208,8 @@ async def create_conversation(
                     rules.check_roster(kind, creator, others, bots, entry.roster)
                     await link(db, existing, entry, create=True)
                     await log(db, existing, 0, entry)
-            return CreatedConv(await conv_row(db, existing, creator, 0), (), existed=True)
+            row = await conversation(db, existing, creator, 0, with_members=False)
+            return CreatedConv(row, (), existed=True)
     if entry is not None:
         rules.check_roster(kind, creator, others, bots, entry.roster)
         await group_free(db, entry.group)
@@ -231,16 +234,7 @@ async def create_conversation(
         ],
     )
     tx.touched(conv)
-    return CreatedConv(await conv_row(db, conv, creator, 0), (created,))
-
-
-async def conversation(
-    db: Sql, conv: int, account: int, device: int, member_limit: int | None = None
-) -> ConvRow:
-    """``conv`` as ``account`` (and ``device``'s cursors) sees it, with its members (the
-    first ``member_limit`` of them by join, when given). ``NotFound`` unless ``account``
-    is a member."""
-    return await conv_row(db, conv, account, device, with_members=True, member_limit=member_limit)
+    return CreatedConv(await conversation(db, conv, creator, 0, with_members=False), (created,))
 
 
 async def conversations_of(
