@@ -457,7 +457,7 @@ class SQLiteStore(Store, GroupCommitWriter[Op[Any]]):
                 if self._checkpointer is not None:
                     self._checkpointer.committed()
             else:
-                done = asyncio.get_running_loop().run_in_executor(self._thread, _commit, db)
+                done = self._running_loop().run_in_executor(self._thread, _commit, db)
                 try:
                     self._commit_took(await asyncio.shield(done), on_loop=False)
                     if self._checkpointer is not None:
@@ -478,7 +478,7 @@ class SQLiteStore(Store, GroupCommitWriter[Op[Any]]):
         """``fn(db)`` on the writer thread (on the loop's when there is none)."""
         if self._thread is None:
             return fn(db)
-        done = asyncio.get_running_loop().run_in_executor(self._thread, fn, db)
+        done = self._running_loop().run_in_executor(self._thread, fn, db)
         try:
             return await asyncio.shield(done)
         except asyncio.CancelledError:
