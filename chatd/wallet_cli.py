@@ -34,9 +34,12 @@ from chatproto.errors import MoneyError
 from chatd.core import ledger
 from chatd.errors import ChatdError
 from chatd.settings import Settings
-from chatd.store import ledger_postgres, ledger_sqlite
+from chatd.store import ledger as stored
 from chatd.store.base import EntryRow, LedgerAudit
 from chatd.store.migrate import migrate_postgres, migrate_sqlite
+from chatd.store.postgres import PostgresSql
+from chatd.store.sql import run_sync
+from chatd.store.sqlite import SQLiteSql
 
 log = logging.getLogger("chatd.wallet")
 
@@ -177,7 +180,9 @@ def mint_to(db: str, who: str, amount: int, currency: str, note: str) -> tuple[i
             row = conn.execute(f"SELECT id FROM accounts WHERE {column}=?", (value,)).fetchone()
             if row is None:
                 raise ChatdError(f"no account {who}")
-            tid = ledger_sqlite.mint(conn, int(row[0]), amount, currency, _now(), note)
+            tid = run_sync(
+                stored.mint(SQLiteSql(conn), int(row[0]), amount, currency, _now(), note)
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -199,7 +204,7 @@ async def _mint_pg(
             account = await conn.fetchval(f"SELECT id FROM accounts WHERE {column}=$1", value)
             if account is None:
                 raise ChatdError(f"no account {value}")
-            tid = await ledger_postgres.mint(conn, int(account), amount, currency, _now(), note)
+            tid = await stored.mint(PostgresSql(conn), int(account), amount, currency, _now(), note)
         return int(account), tid
     finally:
         await conn.close()
@@ -214,7 +219,7 @@ def audit_of(db: str) -> LedgerAudit:
 
             conn = await asyncpg.connect(db, timeout=10)
             try:
-                return await ledger_postgres.audit(conn)
+                return await stored.audit(PostgresSql(conn))
             finally:
                 await conn.close()
 
@@ -223,7 +228,7 @@ def audit_of(db: str) -> LedgerAudit:
     try:
         conn.execute("BEGIN")  # one read snapshot for every query of the audit
         try:
-            return ledger_sqlite.audit(conn)
+            return run_sync(stored.audit(SQLiteSql(conn)))
         finally:
             conn.execute("COMMIT")
     finally:
@@ -243,7 +248,9 @@ def statement_of(db: str, who: str, currency: str) -> tuple[int, list[EntryRow]]
         account = int(row[0])
         rows: list[EntryRow] = []
         before: int | None = None
-        while page := ledger_sqlite.wallet_entries(conn, account, currency, before, 1000):
+        while page := run_sync(
+            stored.wallet_entries(SQLiteSql(conn), account, currency, before, 1000)
+        ):
             rows += page
             before = page[-1].entry
         return account, rows[::-1]
@@ -263,8 +270,8 @@ async def _statement_pg(
             raise ChatdError(f"no account {value}")
         rows: list[EntryRow] = []
         before: int | None = None
-        while page := await ledger_postgres.wallet_entries(
-            conn, int(account), currency, before, 1000
+        while page := await stored.wallet_entries(
+            PostgresSql(conn), int(account), currency, before, 1000
         ):
             rows += page
             before = page[-1].entry

@@ -22,7 +22,8 @@ from paykit import Clients, mint, new_id, now_ms, signed_frame
 from serverkit import FAST
 from testkit import Raw
 
-from chatd.store import ledger_postgres
+from chatd.store import ledger
+from chatd.store.postgres import PostgresSql
 
 
 class MovableClock:
@@ -68,7 +69,7 @@ async def top_up(db: str, account: int, amount: int) -> None:
     if db.startswith("postgres"):
         conn = await asyncpg.connect(db)
         try:
-            await ledger_postgres.mint(conn, account, amount, "USD", 1, "test")
+            await ledger.mint(PostgresSql(conn), account, amount, "USD", 1, "test")
         finally:
             await conn.close()
     else:

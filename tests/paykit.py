@@ -17,8 +17,10 @@ from chatproto import kinds, payments
 from chatproto.e2e.primitives import SigningKey
 from testkit import Raw
 
-from chatd.store import ledger_sqlite
+from chatd.store import ledger
 from chatd.store.base import LedgerAudit
+from chatd.store.sql import run_sync
+from chatd.store.sqlite import SQLiteSql
 from chatd.wallet_cli import mint_to
 
 _ids = itertools.count(1)
@@ -117,7 +119,7 @@ async def mint(db: Path, account: int, amount: int, currency: str = "USD") -> No
 def audit(db: Path) -> LedgerAudit:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return ledger_sqlite.audit(conn)
+        return run_sync(ledger.audit(SQLiteSql(conn)))
     finally:
         conn.close()
 
@@ -125,7 +127,7 @@ def audit(db: Path) -> LedgerAudit:
 def balances(db: Path, account: int) -> dict[str, int]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return dict(ledger_sqlite.balances(conn, account))
+        return dict(run_sync(ledger.balances(SQLiteSql(conn), account)))
     finally:
         conn.close()
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 from chatproto import frames as F
-from chatproto import money, payments
+from chatproto import kinds, money, payments
 from chatproto.errors import ErrorCode, MoneyError
 
 from chatd.errors import ChatdError, Forbidden, Invalid, NotFound
@@ -236,6 +236,13 @@ def check_pays_request(
         raise Invalid("the transfer's payer or payee is not the request's")
     if (r.amount, r.currency) != (amount, currency):
         raise Invalid("the transfer's amount is not the request's")
+
+
+def closing_type(state: str) -> kinds.ReceiptType:
+    """The receipt type that records a request leaving ``open`` for ``state``."""
+    if state not in ("declined", "cancelled", "expired"):
+        raise ValueError(f"a request does not close as {state!r}")
+    return cast(kinds.ReceiptType, state)
 
 
 def check_close_request(r: RequestState | None, actor: int, state: str, now: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from chatd.errors import Conflict, Forbidden, Invalid
+from chatd.errors import Conflict, Forbidden, Invalid, NotFound
 
 ConvKind = Literal["direct", "group", "channel"]
 Role = Literal["owner", "admin", "member"]
@@ -183,6 +183,17 @@ def check_set_bot_access(kind: str, actor_role: str) -> None:
         raise Invalid("a bot in a direct conversation always receives everything")
     if actor_role not in MANAGERS:
         raise Forbidden("only the owner or an admin may change a bot's access")
+
+
+def changes_access(member: Sequence[str] | None, access: str) -> bool:
+    """Whether giving a member bot ``access`` changes anything: ``member`` is its ``(access,
+    account type)``; ``NotFound`` when it is not a member (None), ``Invalid`` for a user
+    (only a bot has an access)."""
+    if member is None:
+        raise NotFound("not a member")
+    if member[1] != "bot":
+        raise Invalid("only a bot member has an access")
+    return member[0] != access
 
 
 def withheld_from(

@@ -23,7 +23,7 @@ the timeline's reads                               ``timeline.py``
 Moments, audiences, encrypted comments and likes   ``moments.py``
 wallets, payments, red packets, requests, audit    ``ledger.py``
 tips, channel prices, subscriptions                ``creators.py``
-``chatd wallet`` on its own connection             ``ledger_sqlite.py`` / ``ledger_postgres.py``
+``chatd wallet`` on its own connection             ``ledger.py`` (``mint``, reads, audit)
 running SQL on either database (the dialects)      ``sql.py``
 connections, the writer's transaction, seqs        ``sqlite.py`` / ``postgres.py``
 group commit (queue, batches, shutdown)            ``writer.py``

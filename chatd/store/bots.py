@@ -7,7 +7,7 @@ from __future__ import annotations
 from chatproto import kinds
 
 from chatd.core import rules
-from chatd.errors import Forbidden, Invalid, NotFound
+from chatd.errors import Forbidden
 from chatd.store.base import BotProfileRow, MembershipChange, SignedChange
 from chatd.store.conversations import account_type, link, role_in, signed_message
 from chatd.store.sql import Scripts, Sql, Tx, reads, writes
@@ -32,11 +32,7 @@ async def set_bot_access(
         " WHERE m.conv_id=? AND m.account_id=?",
         *(conv, account),
     )
-    if row is None:
-        raise NotFound("not a member")
-    if row[1] != "bot":
-        raise Invalid("only a bot member has an access")
-    if row[0] == access:
+    if not rules.changes_access(row, access):
         return None
     await link(tx.sql, conv, entry)
     event = kinds.SystemEvent(event="bot_access", actor=actor, account=account, access=access)

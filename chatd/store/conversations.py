@@ -108,12 +108,17 @@ async def signed_message(
     return m
 
 
-def _conv_columns(db: Sql) -> str:
+def _convs(db: Sql) -> str:
+    """The conversations of member ``?`` as device ``?`` sees them (``_conv`` reads a row), the
+    SQL up to ``WHERE m.account_id = ?``: the caller's ``AND`` selects which."""
     return (
         f"SELECT c.id, c.kind, c.title, {db.last_seq}, m.role,"
         " (SELECT count(*) FROM members x WHERE x.conv_id = c.id),"
         " coalesce(k.read, 0), coalesce(k.delivered, 0), m.joined_seq,"
         " CASE WHEN a.type = 'bot' THEN m.access ELSE '' END"
+        " FROM members m JOIN conversations c ON c.id = m.conv_id"
+        " JOIN accounts a ON a.id = m.account_id"
+        " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = ? WHERE m.account_id = ?"
     )
 
 
@@ -122,23 +127,19 @@ def _conv(r: Row) -> ConvRow:
     return ConvRow(*head, int(r[7]), int(r[8]), access=str(r[9]))
 
 
-async def conv_row(
+async def conversation(
     db: Sql,
     conv: int,
     account: int,
     device: int,
-    *,
-    with_members: bool = False,
     member_limit: int | None = None,
+    *,
+    with_members: bool = True,
 ) -> ConvRow:
-    """The conversation as ``account`` sees it; ``NotFound`` unless it is a member."""
-    row = await db.fetchrow(
-        _conv_columns(db) + " FROM conversations c"
-        " JOIN members m ON m.conv_id = c.id AND m.account_id = ?"
-        " JOIN accounts a ON a.id = m.account_id"
-        " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = ? WHERE c.id = ?",
-        *(account, device, conv),
-    )
+    """``conv`` as ``account`` (and ``device``'s cursors) sees it, with its members (the
+    first ``member_limit`` of them by join, when given; none without ``with_members``).
+    ``NotFound`` unless ``account`` is a member."""
+    row = await db.fetchrow(_convs(db) + " AND m.conv_id = ?", device, account, conv)
     if row is None:
         raise NotFound("no such conversation")
     members: tuple[MemberRow, ...] = ()
@@ -206,7 +207,8 @@ async def create_conversation(
                     rules.check_roster(kind, creator, others, bots, entry.roster)
                     await link(db, existing, entry, create=True)
                     await log(db, existing, 0, entry)
-            return CreatedConv(await conv_row(db, existing, creator, 0), (), existed=True)
+            row = await conversation(db, existing, creator, 0, with_members=False)
+            return CreatedConv(row, (), existed=True)
     if entry is not None:
         rules.check_roster(kind, creator, others, bots, entry.roster)
         await group_free(db, entry.group)
@@ -231,16 +233,7 @@ async def create_conversation(
         ],
     )
     tx.touched(conv)
-    return CreatedConv(await conv_row(db, conv, creator, 0), (created,))
-
-
-async def conversation(
-    db: Sql, conv: int, account: int, device: int, member_limit: int | None = None
-) -> ConvRow:
-    """``conv`` as ``account`` (and ``device``'s cursors) sees it, with its members (the
-    first ``member_limit`` of them by join, when given). ``NotFound`` unless ``account``
-    is a member."""
-    return await conv_row(db, conv, account, device, with_members=True, member_limit=member_limit)
+    return CreatedConv(await conversation(db, conv, creator, 0, with_members=False), (created,))
 
 
 async def conversations_of(
@@ -250,10 +243,7 @@ async def conversations_of(
     by id, without members (the first ``limit`` of them, when given), but its pending
     message requests (``Consent.requests_of``)."""
     rows = await db.fetch(
-        _conv_columns(db) + " FROM members m JOIN conversations c ON c.id = m.conv_id"
-        " JOIN accounts a ON a.id = m.account_id"
-        " LEFT JOIN cursors k ON k.conv_id = c.id AND k.device_id = ?"
-        " WHERE m.account_id = ? AND m.conv_id > ?"
+        _convs(db) + " AND m.conv_id > ?"
         # A pending message request is listed apart (store.consent, SPEC.md 18.3).
         " AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.conv_id = m.conv_id"
         "   AND r.account_id = m.account_id AND r.state = 'pending')"

@@ -4,13 +4,15 @@ once for both databases.
 Across nodes: a device's uploads are ordered by its device row's lock, its to-device tids by
 its ``to_device_state`` row's; a one-time prekey is taken and deleted in one statement that
 skips a row another claim holds (``SKIP LOCKED``), so no two claims ever get the same key. On
-SQLite the single writer orders all of it.
+SQLite the single writer orders all of it. The limits (a device's prekey pool and queue, a
+sender's quota in it, device list versions) are ``core.keys``, checked under those locks.
 """
 
 from __future__ import annotations
 
-from chatd.core.consent import Quota, within
-from chatd.errors import Conflict, Invalid, NotFound, RateLimited
+from chatd.core import keys
+from chatd.core.consent import Quota
+from chatd.errors import NotFound
 from chatd.store.base import BundleRow, DeviceListRow, KeyUpload, PrekeyRow, ToDeviceRow
 from chatd.store.sql import Scripts, Sql, Tx, reads, writes
 
@@ -46,11 +48,7 @@ async def upload_keys(tx: Tx, upload: KeyUpload, now: int, max_one_time: int) ->
                 )
             }
     added = [k for kid, k in fresh.items() if kid not in known]
-    if held + len(added) > max_one_time:
-        raise Invalid(
-            f"a device holds at most {max_one_time} one-time prekeys"
-            f" ({held} unclaimed, {len(added)} new)"
-        )
+    keys.check_pool(held, len(added), max_one_time)
     # Checks done; writes from here on.
     if new_identity:  # prekeys signed for the old identity go with it
         await db.execute("DELETE FROM signed_prekeys WHERE device_id=?", u.device)
@@ -140,8 +138,7 @@ async def put_device_list(tx: Tx, row: DeviceListRow, now: int) -> None:
     prior = await db.fetchval(
         "SELECT version FROM device_lists WHERE account_id=? FOR UPDATE", row.account
     )
-    if prior is not None and int(prior) >= row.version:
-        raise Conflict(f"version {row.version} is not above the stored {int(prior)}")
+    keys.check_version(None if prior is None else int(prior), row.version)
     await db.execute(
         "INSERT INTO device_lists (account_id, version, body, sig, master_key, updated_at)"
         " VALUES (?,?,?,?,?,?) ON CONFLICT (account_id) DO UPDATE SET"
@@ -194,8 +191,7 @@ async def queue_to_device(
     )
     assert state is not None  # made above
     last, queued = int(state[0]), int(state[1])
-    if queued >= max_queued:
-        raise RateLimited(f"device {target} has {queued} items queued; retry later")
+    keys.check_queue(target, queued, max_queued)
     if quota is not None:  # under the lock: every node's items for this device wait on it
         mine = await db.fetchrow(
             "SELECT count(*), coalesce(sum(length(body)), 0) FROM to_device"
@@ -203,11 +199,7 @@ async def queue_to_device(
             *(target, sender),
         )
         items, size = (0, 0) if mine is None else (int(mine[0]), int(mine[1]))
-        if not within(quota, items, size, len(body)):
-            raise RateLimited(
-                f"you have {items} items ({size} bytes) queued for this device: wait for it"
-                " to fetch them"
-            )
+        keys.check_quota(quota, items, size, len(body))
     tid = last + 1
     await db.execute(
         "UPDATE to_device_state SET last_tid=?, queued=? WHERE device_id=?",

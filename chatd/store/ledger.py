@@ -15,14 +15,15 @@ own transaction.
 * The sweeper re-checks each expired packet or request under its locks: however many nodes
   sweep, each is refunded or expired once.
 
-``mint`` and the reads also serve the operator's ``chatd wallet`` on its own connection (see
-``ledger_sqlite``, ``ledger_postgres``).
+``mint`` and the reads also serve the operator's ``chatd wallet`` (``chatd.wallet_cli``) on its
+own connection, inside its transaction: ``SQLiteSql`` (driven by ``sql.run_sync``) or
+``PostgresSql`` over it.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, cast
+from typing import Any
 
 from chatproto import kinds
 
@@ -123,13 +124,6 @@ def refund_receipt(p: ledger.PacketState, amount: int, now: int) -> kinds.Paymen
         posted_at=now,
         shares=len(p.shares) - p.claimed,
     )
-
-
-def closing_type(state: str) -> kinds.ReceiptType:
-    """The receipt type that records a request leaving ``open`` for ``state``."""
-    if state not in ("declined", "cancelled", "expired"):
-        raise ValueError(f"a request does not close as {state!r}")
-    return cast(kinds.ReceiptType, state)
 
 
 def request_receipt(
@@ -277,6 +271,16 @@ async def _claim_id(
     return None
 
 
+async def _lock_member(db: Sql, table: str, id: str, account: int, what: str) -> None:
+    """Lock the conversation of ``table``'s row ``id``, of which ``account`` must be a member:
+    ``NotFound`` alike for no such row and for a stranger (an id is no oracle)."""
+    conv = await db.fetchval(f"SELECT conv FROM {table} WHERE id=?", id)
+    if conv is None or await lock_conv(db, int(conv)) is None:
+        raise NotFound(f"no such {what}")
+    if await member_role(db, int(conv), account) is None:
+        raise NotFound(f"no such {what}")
+
+
 Request = tuple[ledger.RequestState, int, int | None, int | None]
 """A stored request, its opening seq, and who closed it with which receipt's seq."""
 
@@ -386,11 +390,7 @@ async def claim_red_packet(
     (``core.ledger.next_share``: emptied, expired)."""
     db = tx.sql
     async with db.savepoint():
-        conv = await db.fetchval("SELECT conv FROM red_packets WHERE id=?", packet_id)
-        if conv is None or await lock_conv(db, int(conv)) is None:
-            raise NotFound("no such red packet")
-        if await member_role(db, int(conv), account) is None:
-            raise NotFound("no such red packet")
+        await _lock_member(db, "red_packets", packet_id, account, "red packet")
         p = await _packet(db, packet_id)
         assert p is not None
         prior = await db.fetchrow(
@@ -458,11 +458,7 @@ async def close_request(
     ``actor`` not a member), the request rules (``core.ledger.check_close_request``)."""
     db = tx.sql
     async with db.savepoint():
-        conv = await db.fetchval("SELECT conv FROM pay_requests WHERE id=?", request_id)
-        if conv is None or await lock_conv(db, int(conv)) is None:
-            raise NotFound("no such request")
-        if await member_role(db, int(conv), actor) is None:
-            raise NotFound("no such request")
+        await _lock_member(db, "pay_requests", request_id, actor, "request")
         found = await _request(db, request_id, " FOR UPDATE")
         assert found is not None
         r, _, closed_by, closed_seq = found
@@ -475,7 +471,7 @@ async def close_request(
 async def _close(
     tx: Tx, r: ledger.RequestState, state: str, actor: int, now: int, sign: ReceiptSigner
 ) -> Posting:
-    m = await _receipt(tx, request_receipt(closing_type(state), r, actor, now), sign)
+    m = await _receipt(tx, request_receipt(ledger.closing_type(state), r, actor, now), sign)
     closed = await tx.sql.execute(
         "UPDATE pay_requests SET state=?, closed_by=?, closed_at=?, closed_seq=?"
         " WHERE id=? AND state='open'",

@@ -10,17 +10,9 @@ POSTGRES_LOCK_KEY = 0x63686174_64000001
 """The advisory lock held while migrating, so nodes starting together migrate once."""
 
 
-def sqlite_migrations() -> list[tuple[int, str, str]]:
-    """``(version, name, sql)`` of every SQLite migration, in order."""
-    return _migrations("sqlite")
-
-
-def postgres_migrations() -> list[tuple[int, str, str]]:
-    """``(version, name, sql)`` of every PostgreSQL migration, in order."""
-    return _migrations("postgres")
-
-
-def _migrations(dialect: str) -> list[tuple[int, str, str]]:
+def migrations(dialect: str) -> list[tuple[int, str, str]]:
+    """``(version, name, sql)`` of every migration of ``dialect`` (``sqlite``, ``postgres``), in
+    order."""
     folder = resources.files("chatd.store").joinpath("migrations", dialect)
     out = []
     for entry in folder.iterdir():
@@ -38,7 +30,7 @@ def migrate_sqlite(db: sqlite3.Connection) -> list[str]:
     )
     done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
     applied = []
-    for version, name, sql in sqlite_migrations():
+    for version, name, sql in migrations("sqlite"):
         if version in done:
             continue
         # A migration that rebuilds a table other tables reference (SQLite cannot change a
@@ -97,7 +89,7 @@ async def migrate_postgres(conn: Any) -> list[str]:
         )
         done = {int(r[0]) for r in await conn.fetch("SELECT version FROM schema_migrations")}
         applied = []
-        for version, name, sql in postgres_migrations():
+        for version, name, sql in migrations("postgres"):
             if version in done:
                 continue
             async with conn.transaction():

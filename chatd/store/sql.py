@@ -148,47 +148,39 @@ async def server_key(tx: Tx, name: str, seed: bytes) -> bytes:
     return bytes(await tx.sql.fetchval("SELECT seed FROM server_keys WHERE name=?", name))
 
 
-class writes(Generic[P, T]):
+def writes(
+    script: Callable[Concatenate[Tx, P], Awaitable[T]],
+) -> Callable[Concatenate[Scripts, P], Coroutine[Any, Any, T]]:
     """``name = writes(script)`` in a store class: ``store.name(...)`` runs ``script(tx, ...)``
     as one write of the group commit and returns its result once it is committed."""
 
-    def __init__(self, script: Callable[Concatenate[Tx, P], Awaitable[T]]) -> None:
-        self.script = script
+    async def method(store: Scripts, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await store._write(lambda tx: script(tx, *args, **kwargs))
 
-    def __get__(self, store: Scripts, owner: type) -> Callable[P, Coroutine[Any, Any, T]]:
-        script = self.script
-
-        async def method(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await store._write(lambda tx: script(tx, *args, **kwargs))
-
-        return method
+    return method
 
 
-class queues(Generic[P, T]):
+def queues(
+    script: Callable[Concatenate[Tx, P], Awaitable[T]],
+) -> Callable[Concatenate[Scripts, P], asyncio.Future[T]]:
     """Like ``writes``, but ``store.name(...)`` returns the write's future at once (queued)."""
 
-    def __init__(self, script: Callable[Concatenate[Tx, P], Awaitable[T]]) -> None:
-        self.script = script
+    def method(store: Scripts, /, *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
+        return store._submit(lambda tx: script(tx, *args, **kwargs))
 
-    def __get__(self, store: Scripts, owner: type) -> Callable[P, asyncio.Future[T]]:
-        script = self.script
-        return lambda *args, **kwargs: store._submit(lambda tx: script(tx, *args, **kwargs))
+    return method
 
 
-class reads(Generic[P, T]):
+def reads(
+    script: Callable[Concatenate[Sql, P], Awaitable[T]],
+) -> Callable[Concatenate[Scripts, P], Coroutine[Any, Any, T]]:
     """``name = reads(script)``: ``store.name(...)`` runs ``script(db, ...)`` on a read
     connection."""
 
-    def __init__(self, script: Callable[Concatenate[Sql, P], Awaitable[T]]) -> None:
-        self.script = script
+    async def method(store: Scripts, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await store._read(lambda db: script(db, *args, **kwargs))
 
-    def __get__(self, store: Scripts, owner: type) -> Callable[P, Coroutine[Any, Any, T]]:
-        script = self.script
-
-        async def method(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await store._read(lambda db: script(db, *args, **kwargs))
-
-        return method
+    return method
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -25,7 +25,7 @@ from pgserver import PostgresServer
 from redisd import RedisServer
 from testkit import Checker, free_port, http_get
 
-from chatd.store.migrate import postgres_migrations, sqlite_migrations
+from chatd.store.migrate import migrations
 
 from .conftest import REDIS_PASSWORD
 
@@ -68,8 +68,7 @@ def statements(sql: str) -> Iterator[str]:
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
 def test_every_migration_after_the_first_only_adds(dialect: str) -> None:
-    migrations = sqlite_migrations() if dialect == "sqlite" else postgres_migrations()
-    for _, name, sql in migrations[1:]:
+    for _, name, sql in migrations(dialect)[1:]:
         added: set[str] = set()  # columns this migration added: it may fill them (a backfill)
         for statement in statements(sql):
             if statement.startswith(("BEGIN", "RETURN", "IF ", "RAISE", "END IF")):
@@ -81,7 +80,7 @@ def test_every_migration_after_the_first_only_adds(dialect: str) -> None:
             if name in WIDENS and WIDENING.match(statement):
                 continue
             assert ADDITIVE.match(statement), f"{name}: not additive: {statement[:120]}"
-    assert [v for v, _, _ in sqlite_migrations()] == [v for v, _, _ in postgres_migrations()]
+    assert [v for v, _, _ in migrations("sqlite")] == [v for v, _, _ in migrations("postgres")]
 
 
 def previous_schema_tree(dest: Path) -> Path:
@@ -97,7 +96,7 @@ def previous_schema_tree(dest: Path) -> Path:
     # today's migrations but the newest (a merge's other parent when branches added
     # migrations side by side and one was renumbered: its own parent holds both).
     folder = "chatd/store/migrations/postgres/"
-    previous = [name for _, name, _ in postgres_migrations()][:-1]
+    previous = [name for _, name, _ in migrations("postgres")][:-1]
     try:
         found = None
         for line in run("log", "-50", "--format=%P", "--", "chatd/store/migrations").split():
@@ -184,7 +183,7 @@ async def test_old_and_new_nodes_side_by_side_then_the_old_one_upgraded(
     clients: list[Client] = []
     try:
         await old.start(old_path)
-        newest = postgres_migrations()[-1][1]
+        newest = migrations("postgres")[-1][1]
         conn = await asyncpg.connect(dsn)
         try:
             applied = {r[0] for r in await conn.fetch("SELECT name FROM schema_migrations")}

@@ -15,7 +15,8 @@ from conftest import make_settings, run_server
 from creatorkit import MovableClock, channel, mandate, set_price, subscribe_frame
 from paykit import Clients
 
-from chatd.store import ledger_postgres
+from chatd.store import ledger
+from chatd.store.postgres import PostgresSql
 
 from .conftest import PostgresServer
 
@@ -43,7 +44,7 @@ async def test_two_nodes_sweeping_at_once_charge_each_period_once(
             conn = await asyncpg.connect(dsn)
             try:
                 for fan in fans:
-                    await ledger_postgres.mint(conn, fan.account, 10_000, "USD", 1, "test")
+                    await ledger.mint(PostgresSql(conn), fan.account, 10_000, "USD", 1, "test")
             finally:
                 await conn.close()
             mandates = []
@@ -90,7 +91,7 @@ async def test_two_nodes_sweeping_at_once_charge_each_period_once(
                     assert n == [1, 2, 3, 4] and sub.subscription.state == "completed"
             conn = await asyncpg.connect(dsn)
             try:
-                report = await ledger_postgres.audit(conn)
+                report = await ledger.audit(PostgresSql(conn))
             finally:
                 await conn.close()
             assert report.ok, report

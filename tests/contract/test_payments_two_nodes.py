@@ -14,7 +14,8 @@ from conftest import make_settings, run_server
 from paykit import Clients, group, intent, packet_frame, pay_frame, receipt
 from testkit import Raw
 
-from chatd.store import ledger_postgres
+from chatd.store import ledger
+from chatd.store.postgres import PostgresSql
 
 from .conftest import PostgresServer
 
@@ -37,7 +38,7 @@ async def test_two_nodes_sign_with_one_key_and_apply_a_retried_transfer_once(
                 conn = await asyncpg.connect(dsn)
                 try:
                     for p in people:
-                        await ledger_postgres.mint(conn, p.account, 10_000, "USD", 1, "test")
+                        await ledger.mint(PostgresSql(conn), p.account, 10_000, "USD", 1, "test")
                 finally:
                     await conn.close()
                 twins = []
@@ -106,7 +107,7 @@ async def test_two_nodes_sign_with_one_key_and_apply_a_retried_transfer_once(
                 await on_b.aclose()
         conn = await asyncpg.connect(dsn)
         try:
-            audit = await ledger_postgres.audit(conn)
+            audit = await ledger.audit(PostgresSql(conn))
         finally:
             await conn.close()
         assert audit.ok, audit

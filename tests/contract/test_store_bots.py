@@ -14,7 +14,7 @@ from chatproto import kinds
 from chatd.errors import Conflict, Forbidden, Invalid, NotFound
 from chatd.store import Store
 from chatd.store.base import AccountRow, DeviceRow, NewMessage, StoredMessage
-from chatd.store.migrate import sqlite_migrations
+from chatd.store.migrate import migrations
 from chatd.store.sqlite import SQLiteStore
 
 from .conftest import MakeAccount, StoreBackend, Stores
@@ -282,7 +282,7 @@ async def test_sqlite_members_from_before_version_4_keep_access_all(tmp_path: Pa
         "CREATE TABLE schema_migrations"
         " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
-    for version, name, sql in sqlite_migrations():
+    for version, name, sql in migrations("sqlite"):
         if version < 4:
             db.executescript(sql)
             db.execute("INSERT INTO schema_migrations VALUES (?, ?, 'then')", (version, name))

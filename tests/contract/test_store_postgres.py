@@ -13,7 +13,7 @@ import pytest
 
 from chatd.errors import HandleTaken, Unavailable
 from chatd.store.base import Appended, KeyUpload, NewMessage, PrekeyRow
-from chatd.store.migrate import postgres_migrations
+from chatd.store.migrate import migrations
 from chatd.store.postgres import PostgresStore
 
 from .conftest import PostgresServer, device_key
@@ -154,7 +154,7 @@ async def test_migrations_run_once_when_nodes_start_together(
             versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")]
         finally:
             await conn.close()
-        assert sorted(versions) == [v for v, _, _ in postgres_migrations()]  # each once
+        assert sorted(versions) == [v for v, _, _ in migrations("postgres")]  # each once
     finally:
         for s in stores:
             await s.aclose()

@@ -18,7 +18,7 @@ from testkit import Raw
 
 from chatd.core.handles import SKELETON_SQL, skeleton
 from chatd.store.accounts import _LOOKALIKE
-from chatd.store.migrate import _statements, migrate_sqlite, sqlite_migrations
+from chatd.store.migrate import _statements, migrate_sqlite, migrations
 
 LOOKALIKES = ["a1ice", "alice.", "alice_", "al.ice", "a_l_i_c_e", "a1_ice"]
 
@@ -74,7 +74,7 @@ def test_the_index_computes_the_skeleton_for_every_account_and_serves_the_check(
         "CREATE TABLE schema_migrations"
         " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
-    for version, name, sql in sqlite_migrations():
+    for version, name, sql in migrations("sqlite"):
         if version >= 7:
             break
         for statement in _statements(sql):

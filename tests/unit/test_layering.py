@@ -143,7 +143,7 @@ def test_no_part_draws_an_arrow_the_whiteboard_forbids(part: str) -> None:
     ("part", "source", "package"),
     [
         ("Transport", "from chatd.store.base import AccountRow", "chatd"),
-        ("Transport", "from chatd.store import ledger_sqlite", "chatd.transport"),
+        ("Transport", "from chatd.store import ledger", "chatd.transport"),
         ("Transport", "from ..store.base import DeviceRow", "chatd.transport"),
         ("Core", "from chatd.transport import ws", "chatd.core"),
         ("Core", "from . import rules\nfrom ..store import base", "chatd.core"),
@@ -151,7 +151,7 @@ def test_no_part_draws_an_arrow_the_whiteboard_forbids(part: str) -> None:
         ("Broker", "import chatd.services.fanout", "chatd.broker"),
         ("SDK", "from chatd.services import auth", "chatclient"),
         ("SDK", "from chatd.store.sqlite import SQLiteStore", "chatclient"),
-        ("Load", "from chatd.store import ledger_sqlite", ""),
+        ("Load", "from chatd.store import ledger", ""),
         ("Load", "from chatd.wallet_cli import mint_to", ""),
         ("Load", "from chatd.services.keys import KeyService", "chatload"),
         ("Protocol", "from chatclient import Client", "chatproto"),

@@ -161,6 +161,14 @@ def test_who_may_close_a_request() -> None:
             ledger.check_close_request(r, actor, state, NOW)
 
 
+def test_a_request_closes_with_the_receipt_of_its_new_state_and_only_so() -> None:
+    for state in ("declined", "cancelled", "expired"):
+        assert ledger.closing_type(state) == state
+    for state in ("open", "paid", "request", ""):
+        with pytest.raises(ValueError, match="does not close as"):
+            ledger.closing_type(state)
+
+
 def test_claims_take_the_shares_in_order_until_expiry() -> None:
     p = ledger.PacketState("p", 9, 1, "USD", (5, 3, 2), 1, NOW + 10, "open")
     assert ledger.next_share(p, NOW) == 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatd.core import rules
-from chatd.errors import Forbidden, Invalid
+from chatd.errors import Forbidden, Invalid, NotFound
 
 MANAGERS = ["owner", "admin"]
 SHARED_KINDS = ["group", "channel"]
@@ -186,3 +186,12 @@ def test_direct_key_distinguishes_pairs() -> None:
     # numeric, not string, ordering: 10:2 and 2:10 are the same pair; 1:12 and 11:2 are not
     assert rules.direct_key(1, 12) != rules.direct_key(11, 2)
     assert rules.direct_key(2, 10) == "2:10"
+
+
+def test_only_a_bot_members_access_changes_and_only_to_another_value() -> None:
+    assert rules.changes_access(("addressed", "bot"), rules.ALL)
+    assert not rules.changes_access(("all", "bot"), rules.ALL)  # nothing to write
+    with pytest.raises(Invalid, match="only a bot member"):
+        rules.changes_access(("all", "user"), rules.ADDRESSED)
+    with pytest.raises(NotFound):
+        rules.changes_access(None, rules.ALL)
