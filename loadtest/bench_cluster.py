@@ -81,10 +81,18 @@ from chatload.run import RunOptions, _drive
 from chatload.scenario import Scenario
 from rich.console import Console
 
+from chatd.settings import StoreSettings
+
 SERVER_CPU = 0
 GEN_CPU = 1
 DISAGREE = 0.15
 PG_USER = "nobody"  # initdb refuses root; as root the server runs as this user
+
+
+def commit_interval(given: float | None) -> float:
+    """The ``[store] commit_interval`` the nodes run with: ``--commit-interval`` (0 included)
+    or chatd's default, as the results' JSON records it."""
+    return StoreSettings().commit_interval if given is None else given
 
 
 # --------------------------------------------------------------------------- processes
@@ -778,7 +786,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
             "server_cpu": SERVER_CPU,
             "generator_cpu": GEN_CPU,
             "postgres": "fsync=off, synchronous_commit=off" if args.pg_fast else "durable defaults",
-            "commit_interval_s": args.commit_interval or 0.002,
+            "commit_interval_s": commit_interval(args.commit_interval),
             "group_size": args.size,
             "groups": args.groups,
             "duration_s": args.duration,
@@ -812,7 +820,7 @@ def main() -> int:
     ap.add_argument(
         "--commit-interval",
         type=float,
-        help="[store] commit_interval of every node (default: chatd's, 0.002 s)",
+        help=f"[store] commit_interval of every node (default: chatd's, {commit_interval(None)} s)",
     )
     ap.add_argument(
         "--max-foreign",
