@@ -155,12 +155,15 @@ class GroupCommitWriter(Generic[OpT]):
             else:
                 op.future.set_result(result)
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop: the writer's while it runs, without asking asyncio, whose
+        ``get_running_loop`` makes a ``getpid`` system call each time (it checks for a fork)."""
+        loop = self._loop
+        return loop if loop is not None else asyncio.get_running_loop()
+
     def _future(self) -> asyncio.Future[Any]:
         """A future on the running loop (the writer's, while it runs: no system call)."""
-        loop = self._loop
-        if loop is None:
-            loop = asyncio.get_running_loop()
-        return loop.create_future()
+        return self._running_loop().create_future()
 
     def _enqueue(self, op: OpT) -> None:
         """Queue ``op`` for the next commit, or fail its future at once (closing, overloaded)."""

@@ -6,6 +6,7 @@ this is what keeps them as cheap on SQLite as the synchronous code they replaced
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -71,3 +72,30 @@ async def test_a_script_that_would_suspend_fails_its_batch_and_writes_nothing(
     after = await store.account(alice.id)
     assert after is not None
     assert after.name == "A"
+
+
+async def test_a_commit_on_the_writer_thread_asks_asyncio_for_no_loop(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer hands its COMMIT to the thread on the loop it already holds: asyncio's
+    ``get_running_loop`` makes a ``getpid`` system call at every call (a fork check)."""
+    alice, phone = await store.create_account("alice", "A", "user", b"a" * 32, "phone", 1)
+    conv = (await store.create_conversation("group", "g", alice.id, [], 1)).conv.id
+    asked: list[str] = []
+    real = asyncio.get_running_loop
+
+    def counting() -> asyncio.AbstractEventLoop:
+        asked.append(sys._getframe(1).f_code.co_filename)
+        return real()
+
+    monkeypatch.setattr(store, "INLINE_BATCH_MAX", 0)  # every COMMIT goes to the thread
+    commits: list[int] = []
+    assert store._w is not None
+    store._w.set_trace_callback(lambda sql: commits.append(threading.get_ident()))
+    monkeypatch.setattr(asyncio, "get_running_loop", counting)
+    appended = await store.append(NewMessage(conv, alice.id, phone.id, "m1", "text", b"hi", 2))
+    monkeypatch.setattr(asyncio, "get_running_loop", real)
+    store._w.set_trace_callback(None)
+    assert appended.message.seq == 2  # after the creation's system message
+    assert threading.get_ident() not in commits[-1:]  # the COMMIT ran on the writer thread
+    assert [f for f in asked if f.endswith(("store/sqlite.py", "store/writer.py"))] == []
