@@ -8,7 +8,7 @@ What is SQLite's own (the transaction scripts are the concern modules', see ``ch
 * The writer: every write is an op queued for the group-commit writer (``store.writer``); a
   whole batch (every write queued since the last commit) is ONE transaction. Its statements run
   on the loop's thread, in chunks with a turn of the loop between them. A small batch commits
-  on the loop too while commits take under a millisecond (``GroupCommitWriter._commit_on_loop``:
+  on the loop too while commits take under 3 ms (``GroupCommitWriter._commit_on_loop``:
   a hand-off would cost more than the fsync it moved); a large batch's COMMIT, or a slow disk's,
   runs on one dedicated writer thread while the loop goes on serving sockets, and the next batch
   begins only after it. Commit order is queue order, and there is at most one thread hand-off
