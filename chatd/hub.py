@@ -234,8 +234,6 @@ class Hub:
         # ``_on_conv``'s common case, without its call (once per message).
         watchers = self._watchers.get(conv)
         if watchers:
-            if seq > self._latest.get(conv, 0):
-                self._latest[conv] = seq
             self._fan(conv, watchers, seq, origin, frame)
 
     def watch(self, account: int, conv: int, joined: tuple[int, bytes] | None = None) -> None:
@@ -499,8 +497,6 @@ class Hub:
             if self._held and conv in self._held:
                 self._held[conv].append((kind, seq, origin, frame))
                 return
-            if seq > self._latest.get(conv, 0):
-                self._latest[conv] = seq
             self._fan(conv, watchers, seq, origin, frame)
         elif kind == envelope.WITHHELD:
             self._withheld(conv, watchers, seq, origin, frame)
@@ -510,8 +506,11 @@ class Hub:
                     outlet.push(frame)
 
     def _fan(self, conv: int, watchers: set[Outlet], seq: int, origin: int, frame: bytes) -> None:
-        """Push message ``seq`` to every watcher but ``origin`` and those whose floor (a sync
-        still delivering up to it) already covers it: the hot path of one message."""
+        """Record ``seq`` as ``conv``'s latest and push it to every watcher but ``origin`` and
+        those whose floor (a sync still delivering up to it) already covers it: the hot path of
+        one message."""
+        if seq > self._latest.get(conv, 0):
+            self._latest[conv] = seq
         sent = 0
         for outlet in tuple(watchers):
             if outlet.conn_id == origin:
@@ -549,11 +548,11 @@ class Hub:
     ) -> None:
         """Push message ``seq`` to ``watchers`` but ``origin`` and the accounts in ``skip``;
         with ``members`` (re-read), only to members that had joined by ``seq``."""
-        if seq > self._latest.get(conv, 0):
-            self._latest[conv] = seq
         if not skip and members is None:  # a message that only follows removals: as MESSAGE
             self._fan(conv, watchers, seq, origin, frame)
             return
+        if seq > self._latest.get(conv, 0):
+            self._latest[conv] = seq
         sent = 0
         for outlet in tuple(watchers):
             if outlet.conn_id == origin or outlet.account in skip:

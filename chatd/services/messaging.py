@@ -21,7 +21,6 @@ from chatproto import frames as F
 from chatproto.errors import ErrorCode
 from chatproto.limits import MAX_PAGE
 
-from chatd import envelope
 from chatd.core import pages, rules
 from chatd.errors import ChatdError, Invalid, NotFound
 from chatd.hub import HOLD
@@ -95,10 +94,7 @@ class MessagingService:
         if appended.duplicate:
             publish_committed(hub, m, s.conn_id, repeat=True)
         else:
-            if m.withheld or m.removals:
-                publish_message(hub, m, s.conn_id)
-            else:  # ``publish_message``'s common case, without its two calls
-                hub.publish_conv(m.conv, envelope.MESSAGE, m.seq, s.conn_id, deliver_frame(m))
+            publish_message(hub, m, s.conn_id)
             self._d.metrics.hot.stored += 1
             if self._push is not None:  # a dict insert: the push is made by its own task
                 self._push.committed(m)
