@@ -164,6 +164,9 @@ async def test_privacy_settings_and_blocking_from_a_chat(
     await expect(bob.get_by_text("You blocked @alice.")).to_be_visible()
     await expect(bob.get_by_label("Message", exact=True)).to_have_count(0)
     await bob.get_by_role("button", name="Unblock", exact=True).click()
+    # The composer comes back once the server has answered the unblock. Alice sending before
+    # that is alice sending while still blocked: refused, NOT_FOUND (SPEC.md 18.4).
+    await expect(bob.get_by_label("Message", exact=True)).to_have_count(1)
     await send(alice, "after the unblock")  # bob's membership is back (SPEC.md 18.4)
     await expect(bob.get_by_label("Messages")).to_contain_text("after the unblock")
     await send(bob, "back again")
