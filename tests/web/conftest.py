@@ -80,3 +80,6 @@ async def register(page: Page, handle: str) -> None:
     await page.get_by_label("Display name").fill(handle.title())
     await page.get_by_role("button", name="Create account").click()
     await page.get_by_role("navigation", name="Conversations").wait_for()
+    # Online only once the keys and the device list are published: a peer who writes before
+    # that finds no device list to encrypt for.
+    await expect(page.get_by_label("connection: online")).to_be_visible()

@@ -38,6 +38,10 @@ async def test_contacts_are_paged_and_a_chat_and_blocks_start_from_them(
         from_bob = await bob.direct(alice_id)
         await bob.send_text(from_bob, "hi alice")
         await alice.get_by_role("button", name="Accept request from @bob").click()
+        # Accepting opens bob's chat once the server has answered, then puts the cursor in its
+        # composer (reply next). Typing carol's handle before that could land in bob's composer.
+        await expect(alice.get_by_role("heading", name="@bob")).to_be_visible()
+        await expect(alice.get_by_label("Message", exact=True)).to_be_focused()
         # carol and dave become her contacts by being messaged first.
         for handle in ("carol", "dave"):
             await alice.get_by_label("New chat with").fill(handle)

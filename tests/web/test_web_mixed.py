@@ -363,6 +363,9 @@ async def test_a_bot_in_a_group_gets_only_what_is_addressed_to_it(
         await alice.get_by_label("Add member").fill("echo_bot")
         await alice.get_by_role("button", name="Add", exact=True).click()
         await expect(alice.get_by_label("Messages")).to_contain_text("joined")
+        # Said once the member list is refreshed: a message sent before it is not addressed to
+        # the bot, which then never reads it.
+        await expect(alice.get_by_text("@echo_bot was added.")).to_be_visible()
         await alice.get_by_label("Message", exact=True).fill("just between us")
         await alice.keyboard.press("Enter")
         await alice.get_by_label("Message", exact=True).fill("@echo_bot say hi")
