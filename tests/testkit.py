@@ -223,6 +223,8 @@ class ServerProcess:
     ) -> None:
         self.db = db
         self.port = port or free_port()
+        self._port_chosen = port is None
+        self._started = False
         self.env = {**os.environ, "CHATD_LOG__FORMAT": "json", **(env or {})}
         self.args = list(args)
         """More ``chatd serve`` flags (e.g. ``--broker``, ``--node-id``)."""
@@ -237,36 +239,57 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     async def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "chatd",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    "--db",
-                    str(self.db),
-                    *self.args,
-                ],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-            )
+        """Start chatd and return once IT listens: its log says ``serving``. A connection alone
+        could be answered by another process holding the port: ``free_port`` only names a port
+        that was free a moment ago, and another test's server or client may take it meanwhile
+        (a cluster fixture once waited 20 s on a node that had exited at once with "address
+        already in use"). A port this object chose itself is chosen again in that case; a
+        port given, or one a restart must keep, is not."""
+        for _ in range(5):
+            offset = self.log.stat().st_size if self.log.exists() else 0
+            with self.log.open("ab") as out:
+                self.proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "chatd",
+                        "serve",
+                        "--port",
+                        str(self.port),
+                        "--db",
+                        str(self.db),
+                        *self.args,
+                    ],
+                    env=self.env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent,
+                )
+            said = await self._until_serving(offset)
+            if said is None:
+                self._started = True
+                return
+            if "address is already in use" in said and self._port_chosen and not self._started:
+                self.port = free_port()
+                continue
+            raise RuntimeError(f"chatd exited: {said[-2000:]}")
+        raise RuntimeError("chatd found no free port in 5 tries")
+
+    async def _until_serving(self, offset: int) -> str | None:
+        """None once the log (past ``offset``) says ``serving``; what it said if chatd exited."""
+        assert self.proc is not None
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chatd exited: {self.log.read_text()[-2000:]}")
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                await writer.wait_closed()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
-        raise RuntimeError("chatd did not start")
+            exited = self.proc.poll() is not None
+            with self.log.open("rb") as f:
+                f.seek(offset)
+                said = f.read().decode(errors="replace")
+            if '"serving"' in said or " serving" in said:
+                return None
+            if exited:
+                return said
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"chatd did not start: {said[-2000:]}")
 
     async def http_get(self, path: str) -> tuple[int, str]:
         """``GET path`` on the node's port: (status, body)."""

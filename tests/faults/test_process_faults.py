@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
+import pytest
+import testkit
 from chatclient import Client, Disconnected, KeyStore
 from chatproto import frames as F
 from testkit import Checker, Raw, ServerProcess
+from testkit import free_port as real_free_port
 
 
 async def test_every_acked_message_survives_kill_9_right_after_the_acks(tmp_path: Path) -> None:
@@ -135,3 +139,30 @@ async def test_a_second_node_on_the_same_sqlite_file_refuses_to_start(tmp_path: 
         await c.close()
     finally:
         first.terminate()
+
+
+async def test_a_taken_port_is_chosen_again_and_the_client_reaches_chatd_not_the_squatter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The test kit names a port that was free a moment ago; another process may take it before
+    chatd binds it (a cluster fixture once waited 20 s on a node that had exited at once). The
+    node is ready only when ITS log says it serves, and a port the kit chose is chosen again."""
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    ports = iter([taken])
+    monkeypatch.setattr(testkit, "free_port", lambda: next(ports, None) or real_free_port())
+    srv = ServerProcess(tmp_path / "chatd.db")
+    try:
+        assert srv.port == taken
+        await srv.start()
+        assert srv.port != taken
+        await srv.wait_ready(timeout=10)
+        async with Client(srv.url, KeyStore.memory(), reconnect=False) as a:
+            await a.register("alice", "Alice")
+        assert "address is already in use" in srv.log.read_text()
+    finally:
+        squatter.close()
+        if srv.proc is not None and srv.proc.poll() is None:
+            srv.terminate()
