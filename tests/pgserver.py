@@ -88,7 +88,22 @@ class PostgresServer:
                 os.chown(pwfile, user.pw_uid, user.pw_gid)
             auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
         self._run("initdb", "-D", self.data, "-U", "postgres", *auth, "-E", "UTF8")
+        for _ in range(4):  # ``free_port`` named a port free a moment ago: another may take it
+            try:
+                self.resume()
+                return
+            except subprocess.CalledProcessError:
+                if "already in use" not in self._log():
+                    raise
+                self.port = free_port()
         self.resume()
+
+    def _log(self) -> str:
+        try:
+            with open(os.path.join(self.dir, "log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
 
     def resume(self) -> None:
         """Start the server (again) on its data and port."""

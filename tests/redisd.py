@@ -30,6 +30,7 @@ class RedisServer:
         """``requirepass``: clients must AUTH with it (the URL carries it)."""
         self.dir = directory
         self.port = port or free_port()
+        self._chosen = port is None
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -38,8 +39,24 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
+        """Start redis-server and return once IT answers on its port. A port this object chose
+        (``free_port``: free a moment ago) is chosen again when redis-server cannot bind it;
+        a restart keeps its port, as the clients' URLs do."""
         assert self.proc is None
-        self.proc = subprocess.Popen(
+        for _ in range(4):
+            if self._spawn(timeout):
+                self._chosen = False
+                return
+            if not self._chosen:
+                break
+            self.port = free_port()
+        raise RuntimeError(
+            f"redis-server exited with {self.proc.returncode if self.proc else None}"
+        )
+
+    def _spawn(self, timeout: float) -> bool:
+        """True once this process answers PING; False if it exited (a port taken)."""
+        proc = self.proc = subprocess.Popen(
             [
                 self.binary,
                 "--port", str(self.port),
@@ -55,15 +72,24 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
             preexec_fn=die_with_parent,  # redis-server hides its environment from the watchdog
         )  # fmt: skip
+        auth = f"AUTH {self.password}\r\n".encode() if self.password else b""
+        mine = f"process_id:{proc.pid}\r\n".encode()
         deadline = time.monotonic() + timeout
         while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+            if proc.poll() is not None:
+                self.proc = None
+                return False
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith((b"+PONG", b"-NOAUTH")):
-                        return
+                    s.sendall(auth + b"INFO server\r\n")
+                    answer = b""
+                    while mine not in answer and len(answer) < 65536:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        answer += chunk
+                    if mine in answer:  # this process, not another one holding the port
+                        return True
             except OSError:
                 pass
             if time.monotonic() > deadline:
