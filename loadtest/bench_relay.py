@@ -284,6 +284,7 @@ class Client(asyncio.Protocol):
         for f in self.pending.values():
             if not f.done():
                 f.set_exception(ConnectionError("closed"))
+                f.exception()  # a waiter still gets it; one nobody awaits is the server's stop
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
