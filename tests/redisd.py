@@ -55,7 +55,8 @@ class RedisServer:
         )
 
     def _spawn(self, timeout: float) -> bool:
-        """True once this process answers PING; False if it exited (a port taken)."""
+        """True once this process answers ``INFO`` with its own pid; False if it exited (its
+        port taken)."""
         proc = self.proc = subprocess.Popen(
             [
                 self.binary,

@@ -223,8 +223,9 @@ class ServerProcess:
     ) -> None:
         self.db = db
         self.port = port or free_port()
-        self._port_chosen = port is None
-        self._started = False
+        self._may_choose = port is None
+        """The port is this object's own choice and chatd never started on it: it may be
+        chosen again (a restart keeps its port, as the clients' URLs do)."""
         self.env = {**os.environ, "CHATD_LOG__FORMAT": "json", **(env or {})}
         self.args = list(args)
         """More ``chatd serve`` flags (e.g. ``--broker``, ``--node-id``)."""
@@ -267,9 +268,9 @@ class ServerProcess:
                 )
             said = await self._until_serving(offset)
             if said is None:
-                self._started = True
+                self._may_choose = False
                 return
-            if "address is already in use" in said and self._port_chosen and not self._started:
+            if "address is already in use" in said and self._may_choose:
                 self.port = free_port()
                 continue
             raise RuntimeError(f"chatd exited: {said[-2000:]}")
