@@ -488,6 +488,9 @@ class RedisBroker:
                 batch.append((LOSS_TOPIC, self._token))
                 self._lost = False
                 beat += 1
+            # Counted once, by whichever comes first: Redis' answer (``_handed_on``) or the
+            # failure below (the answer can still be read after the flusher was cancelled).
+            settled = [False]
             try:
                 # One future per pipeline; no answer within io_timeout drops the connection
                 # (a timer handle, not asyncio.timeout: that asks for the loop, chatd.aio).
@@ -497,7 +500,7 @@ class RedisBroker:
                     await conn.request(
                         _pack_publishes(batch),
                         len(batch),
-                        partial(self._handed_on, batch, len(batch) - beat, after),
+                        partial(self._handed_on, batch, len(batch) - beat, after, settled),
                     )
                 finally:
                     watchdog.cancel()
@@ -508,6 +511,11 @@ class RedisBroker:
                 topics = list(dict.fromkeys(batch[i][0] for i, _ in exc.errors))
                 raise Refused(_naming("PUBLISH", topics), exc.errors[0][1]) from None
             except BaseException:
+                if settled[0]:
+                    # Answered and counted, then cancelled before this task resumed (another
+                    # task of the link failed meanwhile, e.g. on a refused SUBSCRIBE).
+                    raise
+                settled[0] = True
                 self.stats.dropped += len(batch) - beat
                 # Lost to the other nodes, which may not have noticed anything (only this
                 # connection broke, e.g. it went stale while idle during an outage and this
@@ -524,12 +532,18 @@ class RedisBroker:
         batch: list[tuple[str, bytes]],
         envelopes: int,
         after: list[Callable[[], None]],
+        settled: list[bool],
         errors: list[tuple[int, str]] | None,
     ) -> None:
         """Redis answered a pipeline holding ``envelopes`` envelopes (then maybe a heartbeat
         and a LOSS_TOPIC notice): count them, then release the callbacks that waited for it
         (in the read callback, see ``_flush_forever``). An envelope whose PUBLISH Redis
-        refused (``errors``) is counted dropped, and the next flush tells the other nodes."""
+        refused (``errors``) is counted dropped, and the next flush tells the other nodes.
+        Nothing happens if the batch is ``settled`` already (counted dropped by a flusher
+        cancelled while it was in flight: the acks are released, and the others are told)."""
+        if settled[0]:
+            return
+        settled[0] = True
         if errors is not None:
             for i, _ in errors:
                 if i < envelopes:

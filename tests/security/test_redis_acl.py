@@ -332,3 +332,66 @@ async def test_the_documented_acl_is_enough_for_every_redis_use_of_chatd(
         )
         assert await script(keys=["limit:x", "push:cap:1"]) == b"3"
         await r.delete("push:win:1")
+
+
+async def test_a_pipeline_answered_then_its_flusher_cancelled_is_counted_once(
+    server: RedisServer,
+) -> None:
+    """Redis answers the pipeline (its envelopes counted published, its acks released in the
+    read callback), and in the same moment another task of the link fails (a refused
+    SUBSCRIBE): the flusher is cancelled before it resumes. Each envelope is counted once,
+    published, never also dropped (CI saw 50 + 50 for 50)."""
+    broker = make_broker(server.url, [])
+    conn = broker._connection()
+    await conn.connect()
+    broker._up = True  # as ``run()`` marks it once connected (acks wait for Redis)
+    flusher = asyncio.create_task(broker._flush_forever(conn))
+    try:
+        for i in range(50):
+            broker.publish("c.1", b"m%d" % i)
+        seen: list[tuple[int, int]] = []
+
+        def answered() -> None:  # runs in the read callback, before the flusher resumes
+            seen.append((broker.stats.published, broker.stats.dropped))
+            flusher.cancel()
+
+        broker.after_flush(answered)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(flusher, 10)
+        assert seen == [(50, 0)]
+        assert (broker.stats.published, broker.stats.dropped) == (50, 0)
+    finally:
+        flusher.cancel()
+        conn.close()
+
+
+async def test_a_pipeline_whose_flusher_was_cancelled_then_answered_is_counted_once(
+    server: RedisServer,
+) -> None:
+    """The other order: the link fails while the pipeline is in flight (the flusher is
+    cancelled: its envelopes counted dropped, its acks released), and Redis' replies are read
+    before the connection is closed. They are not counted again as published."""
+    broker = make_broker(server.url, [])
+    conn = broker._connection()
+    await conn.connect()
+    broker._up = True  # as ``run()`` marks it once connected (acks wait for Redis)
+    flusher = asyncio.create_task(broker._flush_forever(conn))
+    try:
+        # Redis answers nothing on this connection for 0.3 s (a blocked client's commands
+        # wait behind it): the pipeline is surely in flight when the flusher is cancelled.
+        blocked = conn.request(pack_command("BLPOP", "nothing-ever", "0.3"), 1)
+        for i in range(50):
+            broker.publish("c.1", b"m%d" % i)
+        seen: list[tuple[int, int]] = []
+        broker.after_flush(lambda: seen.append((broker.stats.published, broker.stats.dropped)))
+        await until(lambda: not broker.pending())  # the pipeline is written
+        assert not blocked.done() and not seen
+        flusher.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(flusher, 10)
+        assert seen == [(0, 50)]
+        await asyncio.wait_for(conn.request(pack_command("PING"), 1), 10)  # replies read
+        assert (broker.stats.published, broker.stats.dropped) == (0, 50)
+    finally:
+        flusher.cancel()
+        conn.close()
