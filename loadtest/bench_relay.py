@@ -19,6 +19,10 @@ Points, each run ``--reps`` times with the two servers interleaved (relay, chatd
 * ``idle`` -- server RSS per authenticated (chatd) / joined (relay) idle connection at
               ``--idle`` connections
 
+``--group 2 --clients 200 --rate 4000`` is the shape of ``bench_core.py``'s direct point (100
+pairs, 2,000 msgs/s, each message one delivery and one ack/echo), so that issue 16's goal 4 has
+a relay beside it (chatd's pairs are two-member groups there, not direct conversations).
+
 chatd runs with its defaults except the per-connection rate limit, raised to 1,000,000
 frames/s (the default, 50/s with a burst of 100, would refuse a closed-loop sender). Only
 127.0.0.1 is ever a target.
@@ -778,6 +782,12 @@ def main() -> int:
     p.add_argument("--only", default="max,fixed,idle")
     p.add_argument("--servers", default="relay,chatd")
     p.add_argument("--clients", type=int, default=1000)
+    p.add_argument(
+        "--group",
+        type=int,
+        default=GROUP,
+        help="members per group (2: one sender and one recipient, the shape of a direct chat)",
+    )
     p.add_argument("--workers", type=int, default=4, help="generator processes (all on core 1)")
     p.add_argument(
         "--window", type=int, default=32, help="closed loop: messages in flight per sender"
@@ -808,6 +818,8 @@ def main() -> int:
         help="py-spy chatd during each window (on core 1; perturbs the generator's figures)",
     )
     a = p.parse_args()
+    global GROUP
+    GROUP = a.group  # read by the forked generator workers too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so servers are stopped in finally
     os.sched_setaffinity(0, {1})
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
