@@ -139,7 +139,7 @@ class Server:
     """``relay``, ``chatd`` (this checkout), or ``LABEL=PATH``: chatd from another checkout
     (e.g. a ``git worktree`` of an older commit, to measure before and after in one run)."""
 
-    def __init__(self, spec: str, workdir: Path) -> None:
+    def __init__(self, spec: str, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
         label, _, tree = spec.partition("=")
         kind = "relay" if spec == "relay" else "chatd"
         self.kind = kind
@@ -159,6 +159,7 @@ class Server:
                 CHATD_LOG__FORMAT="text",
                 CHATD_SERVER__NAME="chatd.local",
             )
+            env.update(extra_env or {})  # --env: this label's settings (after ours: they win)
             if (root / "chatd" / "core" / "consent.py").exists():
                 # Groups of accounts that never met: members, not invitations (SPEC 18). A
                 # tree from before consent knows no such section and would refuse it.
@@ -744,8 +745,10 @@ def run_point(
     return out
 
 
-def idle_point(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    server = Server(kind, workdir)
+def idle_point(
+    kind: str, a: argparse.Namespace, workdir: Path, env: dict[str, str]
+) -> dict[str, Any]:
+    server = Server(kind, workdir, env)
     gen = Generator(server.kind, server.port, a.workers)
     try:
         time.sleep(1.0)
@@ -810,6 +813,14 @@ def main() -> int:
         action="store_true",
         help="count the server's system calls per delivery (perf stat, on core 1)",
     )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="LABEL:NAME=VALUE",
+        help="an environment variable for one chatd server of --servers (e.g."
+        " c1=:CHATD_STORE__COMMIT_INTERVAL=0.001 with --servers relay,c1=,c4=); repeatable",
+    )
     p.add_argument("--json", help="write every run and the summary here")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, lag, profiles)")
     p.add_argument(
@@ -827,6 +838,13 @@ def main() -> int:
     parts = a.only.split(",")
     kinds = a.servers.split(",")
     names = [k.partition("=")[0] for k in kinds]
+    envs: dict[str, dict[str, str]] = {n: {} for n in names}
+    for item in a.env:
+        label, _, assignment = item.partition(":")
+        name, eq, value = assignment.partition("=")
+        if label not in envs or not eq:
+            p.error(f"--env {item!r}: want LABEL:NAME=VALUE with LABEL one of --servers")
+        envs[label][name] = value
     workdir = Path(tempfile.mkdtemp(prefix="bench-relay-"))
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in names}
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
@@ -834,7 +852,7 @@ def main() -> int:
     for rep in range(a.reps):
         for spec, name in zip(kinds, names, strict=True):
             if "max" in parts or "fixed" in parts:
-                server = Server(spec, workdir)
+                server = Server(spec, workdir, envs[name])
                 gen = Generator(server.kind, server.port, a.workers)
                 try:
                     gen.connect(a.clients)
@@ -873,7 +891,7 @@ def main() -> int:
                     gen.close()
                     server.stop()
             if "idle" in parts:
-                r = idle_point(spec, a, workdir)
+                r = idle_point(spec, a, workdir, envs[name])
                 runs[name].setdefault("idle", []).append(r)
                 print(
                     f"[{rep + 1}/{a.reps}] {name:6} idle  {r['kib_per_connection']:.1f} KiB/conn",
