@@ -772,6 +772,7 @@ def fmt(s: dict[str, float], f: str = ".1f") -> str:
 
 
 def main() -> int:
+    global GROUP
     if len(sys.argv) > 2 and sys.argv[1] == "--serve-chatd":
         serve_chatd(sys.argv[2], sys.argv[4:])
         return 0
@@ -829,7 +830,6 @@ def main() -> int:
         help="py-spy chatd during each window (on core 1; perturbs the generator's figures)",
     )
     a = p.parse_args()
-    global GROUP
     GROUP = a.group  # read by the forked generator workers too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so servers are stopped in finally
     os.sched_setaffinity(0, {1})
