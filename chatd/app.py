@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import tempfile
@@ -65,6 +66,9 @@ class App:
         self._stop.set()
 
     async def run(self, *, install_signals: bool = False) -> None:
+        """Serve until ``stop()``. ``install_signals``: the process is chatd's own (``chatd
+        serve``, not a test's): SIGTERM/SIGINT drain it, and what start-up allocated is frozen
+        out of the cyclic GC's sight (``freeze_startup``)."""
         s = self.settings
         db = s.store.db
         store: SQLiteStore | PostgresStore
@@ -145,6 +149,8 @@ class App:
                         s.server.operator_host, s.server.operator_port
                     )
                     self.operator_port = operator.sockets[0].getsockname()[1]
+                if install_signals:
+                    freeze_startup()
                 log.info(
                     "serving",
                     extra={
@@ -217,3 +223,13 @@ class App:
         log.warning("broker reconnected; telling every client to resync")
         if self._hub is not None:
             self._hub.push_all(codec.encode(F.Resync()))
+
+
+def freeze_startup() -> None:
+    """Move everything alive once the server is up (modules, classes, settings, caches: ~50,000
+    objects, all as old as the process) to the GC's permanent generation, after collecting the
+    start-up garbage. A full collection then walks only what came later, mostly the
+    connections' objects: ~40% less time holding the loop at 1,000 connections (README,
+    "Reference cycles and the cyclic GC"). Reference counting still frees frozen objects."""
+    gc.collect()
+    gc.freeze()
