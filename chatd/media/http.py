@@ -393,6 +393,7 @@ def media_connection(base: type[ServerConnection], services: Services) -> type[S
                 if self._sniff_timer is not None:
                     self._sniff_timer.cancel()
                 del self._sniff, self._sniff_transport, self._sniff_timer
+                self.release()  # websockets never started: its parser still holds it
                 return
             super().connection_lost(exc)
 

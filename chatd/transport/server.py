@@ -283,18 +283,32 @@ class _Connection(ServerConnection):
         super().connection_lost(exc)
         if self.inbox is not None:
             self.inbox.close()
-        # Nothing reads from the connection any more: break the reference cycles its objects
-        # form, so that reference counting frees them now. Left to the cyclic GC, a connection
-        # that lived long enough to reach the oldest generation would wait for a full
-        # collection, which walks every object of every connection (~70 ms at 1,000 open
-        # connections here; README, "Reference cycles and the cyclic GC").
+        self.release()
+
+    def release(self) -> None:
+        """Nothing reads from the connection any more: break the reference cycles its objects
+        form, so that reference counting frees them now. Left to the cyclic GC, a connection
+        that lived long enough to reach the oldest generation would wait for a full
+        collection, which walks every object of every connection (~75 ms at 1,000 open
+        connections before this; README, "Eighth session"). Also for a connection closed
+        before its request line (``media_connection``), which websockets never started."""
         protocol = self.protocol
-        if protocol.parser_exc is not None:  # its traceback holds the parser's frames
-            protocol.parser_exc.__traceback__ = None
+        for exc in (protocol.parser_exc, protocol.handshake_exc):
+            _drop_tracebacks(exc)  # a traceback holds the parser's frames
         protocol.parser.close()  # a suspended generator whose frame holds the protocol
 
 
 _DATA = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
+
+
+def _drop_tracebacks(exc: BaseException | None) -> None:
+    """Let go of the frames ``exc`` and the exceptions chained to it hold (they lead back to
+    the protocol that stored it); the exceptions themselves stay, for ``ConnectionClosed``."""
+    for _ in range(8):  # a chain is a few links; never loop on a cyclic one
+        if exc is None:
+            return
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
 
 
 class Keepalive:
@@ -310,7 +324,8 @@ class Keepalive:
         self.timeout = timeout
         self.tick = max(0.05, min(1.0, interval / 20))
         self.conns: dict[_Connection, None] = {}
-        self._round: list[_Connection] = []
+        self._round: dict[_Connection, None] = {}
+        """This round's connections still to visit, newest first (``popitem`` takes the oldest)."""
         self._handle: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -321,6 +336,12 @@ class Keepalive:
             self._handle.cancel()
             self._handle = None
 
+    def discard(self, ws: _Connection) -> None:
+        """``ws`` ended: no more pings, and no reference left here (the round held closed
+        connections until it reached them, up to ``interval`` seconds)."""
+        self.conns.pop(ws, None)
+        self._round.pop(ws, None)
+
     def _visit(self) -> None:
         loop = asyncio.get_running_loop()
         if not self._serving():  # closed: websockets closes the connections
@@ -328,13 +349,12 @@ class Keepalive:
             return
         self._handle = loop.call_later(self.tick, self._visit)
         if not self._round:
-            self._round = list(self.conns)
-            self._round.reverse()  # pop() from the end: oldest first
+            self._round = dict.fromkeys(reversed(self.conns))
         now = loop.time()
         share = -(-len(self.conns) * self.tick // self.interval)  # ceil
         for _ in range(min(int(share), len(self._round))):
-            ws = self._round.pop()
-            if ws not in self.conns or ws.protocol.state is not State.OPEN:
+            ws, _none = self._round.popitem()
+            if ws.protocol.state is not State.OPEN:
                 continue
             if ws.ping_at is not None:
                 if now - ws.ping_at > self.timeout:
@@ -512,7 +532,7 @@ class Transport:
         finally:
             metrics.connections.labels(state="open").dec()
             health.open -= 1
-            self._keepalive.conns.pop(ws, None)
+            self._keepalive.discard(ws)
             await session.closed()
 
     @staticmethod

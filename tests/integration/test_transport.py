@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -89,8 +90,8 @@ async def test_a_closed_connection_is_freed_at_once_not_left_to_the_cyclic_gc(
     server: RunningServer,
 ) -> None:
     """Every way a connection ends (a client that closes, one whose TCP connection drops
-    mid-session, one that never logs in) frees the server's objects for it by reference
-    counting, at once. Left in reference cycles, a long-lived connection's objects (its
+    mid-session, one that never logs in, a TCP probe that sends nothing, a request that is no
+    WebSocket handshake) frees the server's objects for it by reference counting, at once. Left in reference cycles, a long-lived connection's objects (its
     buffers, session, link) would wait for a full collection of the cyclic GC, which walks
     every object of every open connection while the event loop stands still (loadtest/bench_gc.py:
     ~75 ms at 1,000 connections before this was fixed)."""
@@ -102,7 +103,7 @@ async def test_a_closed_connection_is_freed_at_once_not_left_to_the_cyclic_gc(
     from chatd.transport.server import _Connection
 
     def server_side() -> list[weakref.ref[object]]:
-        alive = [o for o in gc.get_objects() if type(o) in (_Connection, ServerProtocol)]
+        alive = [o for o in gc.get_objects() if issubclass(type(o), _Connection | ServerProtocol)]
         return [weakref.ref(o) for o in alive]
 
     gc.collect()
@@ -114,15 +115,21 @@ async def test_a_closed_connection_is_freed_at_once_not_left_to_the_cyclic_gc(
     await clean.register("clean", "Clean")
     await dropped.register("dropped", "Dropped")
     anonymous = await Raw.open(server.url)  # never logs in
+    port = server.app.port
+    _, probe = await asyncio.open_connection("127.0.0.1", port)  # a balancer's TCP check
+    reader, not_ws = await asyncio.open_connection("127.0.0.1", port)
     await asyncio.sleep(0.1)
     refs = [r for r in server_side() if id(r()) not in earlier]
-    assert len(refs) == 6  # three connections and their websockets protocols
-    gc.disable()  # from here only reference counting frees anything
     try:
+        assert len(refs) == 10  # five connections and their websockets protocols
+        gc.disable()  # from here only reference counting frees anything
         await clean.__aexit__(None, None, None)
         await dropped.drop_connection()
         await dropped.__aexit__(None, None, None)
         await anonymous.close()
+        probe.close()
+        not_ws.write(b"GET /ws HTTP/1.1\r\nHost: chatd\r\n\r\n")  # no Upgrade: refused
+        assert (await reader.read()).startswith(b"HTTP/1.1 426")
         deadline = asyncio.get_running_loop().time() + 5
         while left := sorted(type(o).__name__ for r in refs if (o := r()) is not None):
             if asyncio.get_running_loop().time() > deadline:
@@ -131,3 +138,10 @@ async def test_a_closed_connection_is_freed_at_once_not_left_to_the_cyclic_gc(
             await asyncio.sleep(0.05)
     finally:
         gc.enable()
+        for c in (clean, dropped):
+            await c.__aexit__(None, None, None)
+        await anonymous.close()
+        for writer in (probe, not_ws):
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
