@@ -142,6 +142,8 @@ class App:
                 tg.create_task(presence.run(), name="presence")
                 await media.blobs.open()
                 tg.create_task(media.run(), name="media-sweeper")
+                if install_signals:  # before the first connection: none of it is frozen
+                    freeze_startup()
                 server = await transport.start(s.server.host, s.server.port)
                 self.port = server.sockets[0].getsockname()[1]
                 if s.server.operator_host:  # /status and /metrics on their own listener
@@ -149,8 +151,6 @@ class App:
                         s.server.operator_host, s.server.operator_port
                     )
                     self.operator_port = operator.sockets[0].getsockname()[1]
-                if install_signals:
-                    freeze_startup()
                 log.info(
                     "serving",
                     extra={

@@ -377,9 +377,10 @@ async def test_a_pipeline_whose_flusher_was_cancelled_then_answered_is_counted_o
     broker._up = True  # as ``run()`` marks it once connected (acks wait for Redis)
     flusher = asyncio.create_task(broker._flush_forever(conn))
     try:
-        # Redis answers nothing on this connection for 0.3 s (a blocked client's commands
-        # wait behind it): the pipeline is surely in flight when the flusher is cancelled.
-        blocked = conn.request(pack_command("BLPOP", "nothing-ever", "0.3"), 1)
+        # Redis answers nothing on this connection until the list gets an element (a blocked
+        # client's commands wait behind it): the pipeline is in flight when the flusher is
+        # cancelled, however slow the machine.
+        blocked = conn.request(pack_command("BLPOP", "unblock-me", "0"), 1)
         for i in range(50):
             broker.publish("c.1", b"m%d" % i)
         seen: list[tuple[int, int]] = []
@@ -390,6 +391,8 @@ async def test_a_pipeline_whose_flusher_was_cancelled_then_answered_is_counted_o
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(flusher, 10)
         assert seen == [(0, 50)]
+        async with redis.asyncio.from_url(server.url) as admin:
+            await admin.lpush("unblock-me", "x")  # type: ignore[misc]
         await asyncio.wait_for(conn.request(pack_command("PING"), 1), 10)  # replies read
         assert (broker.stats.published, broker.stats.dropped) == (0, 50)
     finally:
