@@ -3,7 +3,7 @@
 to it. ``chatd serve`` (SQLite, pinned to core 0, as ``bench_relay.py`` starts it) gets
 ``--connections`` authenticated connections from ``bench_relay``'s generator; then, through
 ``lagprobe/gcprobe.py`` (SIGUSR1), a ``gc.collect()`` runs inside the server: once with every
-connection open, once after they all closed. Per point: the objects found unreachable (what
+connection open (``--repeat`` times, the median reported), once after they all closed. Per point: the objects found unreachable (what
 closed connections left for the cyclic GC rather than reference counting, by type), the time
 the collection held the event loop, and the objects the collector tracks. An automatic full
 collection (generation 2) costs the same walk, at a moment nobody chooses.
@@ -48,14 +48,16 @@ def collect(server: bench_relay.Server, report: Path) -> dict[str, Any]:
     raise SystemExit("the server never answered SIGUSR1; see its log")
 
 
-def point(spec: str, connections: int, workdir: Path, workers: int) -> dict[str, Any]:
+def point(spec: str, connections: int, workdir: Path, workers: int, repeat: int) -> dict[str, Any]:
     report = workdir / f"gc-{spec.partition('=')[0]}-{connections}.jsonl"
     server = bench_relay.Server(spec, workdir, {"BENCH_GC_FILE": str(report)})
     gen = bench_relay.Generator(server.kind, server.port, workers)
     try:
         opened = gen.connect(connections, "idle")
         time.sleep(2.0)
-        open_ = collect(server, report)
+        runs = [collect(server, report) for _ in range(repeat)]
+        times = sorted(r["collect_ms"] for r in runs)
+        open_ = {**runs[-1], "collect_ms": times[len(times) // 2], "collect_ms_all": times}
         gen.close()
         time.sleep(3.0)  # the server sees every close
         closed = collect(server, report)
@@ -69,6 +71,13 @@ def main() -> int:
     p.add_argument("--connections", type=int, nargs="+", default=[1000, 10000])
     p.add_argument("--servers", default="chatd", help="name=tree,... (default: this checkout)")
     p.add_argument("--workers", type=int, default=2, help="generator processes (on core 1)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=7,
+        help="collections with the connections open (the median is reported: a walk's time"
+        " varies 2x between runs on this machine)",
+    )
     p.add_argument("--json", help="write the results here")
     a = p.parse_args()
     os.sched_setaffinity(0, {1})
@@ -76,12 +85,13 @@ def main() -> int:
     results: dict[str, list[dict[str, Any]]] = {}
     for n in a.connections:
         for spec in a.servers.split(","):
-            r = point(spec, n, workdir, a.workers)
+            r = point(spec, n, workdir, a.workers, a.repeat)
             results.setdefault(spec.partition("=")[0], []).append(r)
             o, c = r["open"], r["after_close"]
             print(
                 f"{spec.partition('=')[0]:8} {r['connections']:6} connections: full collection"
-                f" {o['collect_ms']:.1f} ms (again {o['again_ms']:.1f}), {o['tracked']} tracked,"
+                f" {o['collect_ms']:.1f} ms (median; {min(o['collect_ms_all']):.1f}-"
+                f"{max(o['collect_ms_all']):.1f}), {o['tracked']} tracked,"
                 f" {o['frozen']} frozen; after they closed: {c['unreachable']} unreachable"
                 f" ({c['collect_ms']:.1f} ms) {c['unreachable_by_type']}",
                 flush=True,
