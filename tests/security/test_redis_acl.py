@@ -334,6 +334,25 @@ async def test_the_documented_acl_is_enough_for_every_redis_use_of_chatd(
         await r.delete("push:win:1")
 
 
+@contextlib.asynccontextmanager
+async def flushing(
+    server: RedisServer,
+) -> AsyncIterator[tuple[RedisBroker, RespConnection, asyncio.Task[None]]]:
+    """A broker's flusher on its own connection to ``server``, without the rest of its link
+    (so that a test can cancel it at the moment it chooses): the broker, the connection and
+    the flusher task."""
+    broker = make_broker(server.url, [])
+    conn = broker._connection()
+    await conn.connect()
+    broker._up = True  # as ``run()`` marks it once connected (acks wait for Redis)
+    flusher = asyncio.create_task(broker._flush_forever(conn))
+    try:
+        yield broker, conn, flusher
+    finally:
+        flusher.cancel()
+        conn.close()
+
+
 async def test_a_pipeline_answered_then_its_flusher_cancelled_is_counted_once(
     server: RedisServer,
 ) -> None:
@@ -341,12 +360,7 @@ async def test_a_pipeline_answered_then_its_flusher_cancelled_is_counted_once(
     read callback), and in the same moment another task of the link fails (a refused
     SUBSCRIBE): the flusher is cancelled before it resumes. Each envelope is counted once,
     published, never also dropped (CI saw 50 + 50 for 50)."""
-    broker = make_broker(server.url, [])
-    conn = broker._connection()
-    await conn.connect()
-    broker._up = True  # as ``run()`` marks it once connected (acks wait for Redis)
-    flusher = asyncio.create_task(broker._flush_forever(conn))
-    try:
+    async with flushing(server) as (broker, _conn, flusher):
         for i in range(50):
             broker.publish("c.1", b"m%d" % i)
         seen: list[tuple[int, int]] = []
@@ -360,9 +374,6 @@ async def test_a_pipeline_answered_then_its_flusher_cancelled_is_counted_once(
             await asyncio.wait_for(flusher, 10)
         assert seen == [(50, 0)]
         assert (broker.stats.published, broker.stats.dropped) == (50, 0)
-    finally:
-        flusher.cancel()
-        conn.close()
 
 
 async def test_a_pipeline_whose_flusher_was_cancelled_then_answered_is_counted_once(
@@ -371,12 +382,7 @@ async def test_a_pipeline_whose_flusher_was_cancelled_then_answered_is_counted_o
     """The other order: the link fails while the pipeline is in flight (the flusher is
     cancelled: its envelopes counted dropped, its acks released), and Redis' replies are read
     before the connection is closed. They are not counted again as published."""
-    broker = make_broker(server.url, [])
-    conn = broker._connection()
-    await conn.connect()
-    broker._up = True  # as ``run()`` marks it once connected (acks wait for Redis)
-    flusher = asyncio.create_task(broker._flush_forever(conn))
-    try:
+    async with flushing(server) as (broker, conn, flusher):
         # Redis answers nothing on this connection until the list gets an element (a blocked
         # client's commands wait behind it): the pipeline is in flight when the flusher is
         # cancelled, however slow the machine.
@@ -395,6 +401,3 @@ async def test_a_pipeline_whose_flusher_was_cancelled_then_answered_is_counted_o
             await admin.lpush("unblock-me", "x")  # type: ignore[misc]
         await asyncio.wait_for(conn.request(pack_command("PING"), 1), 10)  # replies read
         assert (broker.stats.published, broker.stats.dropped) == (0, 50)
-    finally:
-        flusher.cancel()
-        conn.close()
