@@ -44,11 +44,15 @@ def _collect_and_report(path: str) -> None:
     started = time.perf_counter()
     gc.collect()
     again = time.perf_counter() - started
+    tracked = gc.get_objects()
     line: dict[str, Any] = {
         "unreachable": unreachable,
         "collect_ms": round(first * 1000, 1),
         "again_ms": round(again * 1000, 1),
-        "tracked": len(gc.get_objects()),
+        "tracked": len(tracked),
+        "tracked_by_type": dict(
+            Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in tracked).most_common(20)
+        ),
         "frozen": gc.get_freeze_count(),
         "unreachable_by_type": dict(kinds.most_common(12)),
     }
