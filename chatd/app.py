@@ -226,10 +226,11 @@ class App:
 
 
 def freeze_startup() -> None:
-    """Move everything alive once the server is up (modules, classes, settings, caches: ~50,000
-    objects, all as old as the process) to the GC's permanent generation, after collecting the
-    start-up garbage. A full collection then walks only what came later, mostly the
-    connections' objects: ~40% less time holding the loop at 1,000 connections (README,
-    "Reference cycles and the cyclic GC"). Reference counting still frees frozen objects."""
+    """Move everything alive before the listener opens (modules, classes, settings, caches:
+    ~73,000 objects, all as old as the process) to the GC's permanent generation, after
+    collecting the start-up garbage. A full collection then walks only what came later, mostly
+    the connections' objects: 15 instead of 74 ms holding the loop at 1,000 connections
+    (``loadtest/bench_gc.py``; README, "Eighth session"). Reference counting still frees
+    frozen objects."""
     gc.collect()
     gc.freeze()

@@ -2,10 +2,11 @@
 """What a full collection of Python's cyclic GC costs chatd, and what a closed connection leaves
 to it. ``chatd serve`` (SQLite, pinned to core 0, as ``bench_relay.py`` starts it) gets
 ``--connections`` authenticated connections from ``bench_relay``'s generator; then, through
-``lagprobe/gcprobe.py`` (SIGUSR1), a ``gc.collect()`` runs inside the server: once with every
-connection open (``--repeat`` times, the median reported), once after they all closed. Per point: the objects found unreachable (what
-closed connections left for the cyclic GC rather than reference counting, by type), the time
-the collection held the event loop, and the objects the collector tracks. An automatic full
+``lagprobe/gcprobe.py`` (SIGUSR1), a ``gc.collect()`` runs inside the server: with every
+connection open (``--repeat`` times, the median reported), then once after they all closed.
+Per point: the objects found unreachable (what closed connections left for the cyclic GC
+rather than reference counting, by type), the time the collection held the event loop, and
+the objects the collector tracks. An automatic full
 collection (generation 2) costs the same walk, at a moment nobody chooses.
 
     .venv/bin/python loadtest/bench_gc.py --connections 1000 10000 --json loadtest/results/gc.json

@@ -820,7 +820,7 @@ def main() -> int:
         default=[],
         metavar="LABEL:NAME=VALUE",
         help="an environment variable for one chatd server of --servers (e.g."
-        " c1=:CHATD_STORE__COMMIT_INTERVAL=0.001 with --servers relay,c1=,c4=); repeatable",
+        " c1:CHATD_STORE__COMMIT_INTERVAL=0.001 with --servers relay,c1=,c4=); repeatable",
     )
     p.add_argument("--json", help="write every run and the summary here")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, lag, profiles)")

@@ -18,8 +18,9 @@ publisher two reads and Redis a write more).
   connection, then waits for its replies (one future per pipeline). A batch whose send fails is
   counted as dropped (it may have partly reached Redis; it is never resent, so nothing is
   delivered twice: at-most-once), and never also as published if Redis' replies are still read
-  before the connection is closed (each batch is counted once), and the first flush on the next connection publishes the ``LOSS_TOPIC`` notice: the other
-  nodes may not have seen any outage (an idle connection that went stale is only found dead
+  before the connection is closed (each batch is counted once), and the first flush on the
+  next connection publishes the ``LOSS_TOPIC`` notice: the other nodes may not have seen any
+  outage (an idle connection that went stale is only found dead
   by the next batch, after Redis is back), yet their clients missed what the batch held.
 * Subscriptions: ``subscribe``/``unsubscribe`` are synchronous: they update the local handler
   table at once and queue the change; the subscriptions task sends ``SUBSCRIBE`` /

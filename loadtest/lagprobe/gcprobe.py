@@ -37,7 +37,7 @@ def _collect_and_report(path: str) -> None:
         started = time.perf_counter()
         unreachable = gc.collect()
         first = time.perf_counter() - started
-        kinds = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.garbage)
+        kinds = _by_type(gc.garbage, 12)
         gc.garbage.clear()
     finally:
         gc.set_debug(0)
@@ -50,14 +50,18 @@ def _collect_and_report(path: str) -> None:
         "collect_ms": round(first * 1000, 1),
         "again_ms": round(again * 1000, 1),
         "tracked": len(tracked),
-        "tracked_by_type": dict(
-            Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in tracked).most_common(20)
-        ),
+        "tracked_by_type": _by_type(tracked, 20),
         "frozen": gc.get_freeze_count(),
-        "unreachable_by_type": dict(kinds.most_common(12)),
+        "unreachable_by_type": kinds,
     }
     with open(path, "a") as out:
         out.write(json.dumps(line) + "\n")
+
+
+def _by_type(objects: list[Any], most: int) -> dict[str, int]:
+    """How many of ``objects`` each type has, the ``most`` commonest (``module.Class``)."""
+    kinds = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
+    return dict(kinds.most_common(most))
 
 
 def log_automatic(path: str) -> None:
