@@ -62,6 +62,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 BODY = struct.Struct("<qII")  # intended send time (monotonic ns), sender client, message index
 BODY_BYTES = 200
 GROUP = 10
+PATH_PROBE = False  # --path: chatd servers run lagprobe/pathprobe.py
 WS_KEY = base64.b64encode(b"chatd-bench-key!").decode()
 
 
@@ -146,6 +147,8 @@ class Server:
         self.label = label
         self.port = free_port()
         self.lag_file = str(workdir / f"lag-{label}-{self.port}.txt")
+        self.path_file = str(workdir / f"path-{label}-{self.port}.jsonl")
+        self.path_lines = 0
         self.log = open(workdir / f"{label}-{self.port}.log", "wb")  # noqa: SIM115
         env = dict(os.environ)
         root = Path(tree).resolve() if tree else REPO
@@ -159,6 +162,8 @@ class Server:
                 CHATD_LOG__FORMAT="text",
                 CHATD_SERVER__NAME="chatd.local",
             )
+            if PATH_PROBE:  # --path: lagprobe/pathprobe.py, toggled by SIGUSR2
+                env["BENCH_PATH_FILE"] = self.path_file
             env.update(extra_env or {})  # --env: this label's settings (after ours: they win)
             if (root / "chatd" / "core" / "consent.py").exists():
                 # Groups of accounts that never met: members, not invitations (SPEC 18). A
@@ -204,6 +209,19 @@ class Server:
                 if t0 <= float(t) <= t1:
                     worst = max(worst, float(ms))
         return worst
+
+    def read_path(self) -> dict[str, Any] | None:
+        """The path probe's line for the window just ended (it writes it on the signal)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError), open(self.path_file) as f:
+                lines = f.read().splitlines()
+                if len(lines) > self.path_lines:
+                    self.path_lines = len(lines)
+                    line: dict[str, Any] = json.loads(lines[-1])
+                    return line
+            time.sleep(0.05)
+        return None
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -253,6 +271,7 @@ class Stats:
         self.lat_from = 0
         self.lat_to = 0
         self.lat: list[int] = []  # µs, intended send -> copy, for intended times in the window
+        self.late: list[int] = []  # µs, intended send -> the send itself (the generator's lag)
         self.closed_loop = False
         self.stop_at = 0
 
@@ -404,6 +423,8 @@ class Worker:
             return
         if not intended:
             intended = now
+        elif st.lat_from <= intended < st.lat_to:
+            st.late.append((now - intended) // 1000)
         c.msg += 1
         st.sent += 1
         body = BODY.pack(intended, c.idx, c.msg) + self.pad
@@ -491,7 +512,7 @@ class Worker:
 
     async def run(self, cmd: dict[str, Any]) -> dict[str, Any]:
         st = self.stats
-        st.lat = []
+        st.lat, st.late = [], []
         st.lat_from, st.lat_to = cmd["win_from"], cmd["win_to"]
         start, stop = cmd["start"], cmd["stop"]
         st.stop_at = stop
@@ -540,6 +561,7 @@ class Worker:
             "acks": st.acks,
             "errors": st.errors,
             "lat": st.lat,
+            "late": st.late,
         }
 
     async def serve(self) -> None:
@@ -689,11 +711,18 @@ def run_point(
             stderr=subprocess.PIPE,
             text=True,
         )
+    probing = PATH_PROBE and server.kind == "chatd"
+    if probing:
+        server.proc.send_signal(signal.SIGUSR2)  # the path probe records from here
     c0, b0, m0 = cpu_seconds(server.pid), core_busy(0), time.monotonic()
     x0 = ctx_switches(server.pid)
     time.sleep(max(0.0, (win_to - time.monotonic_ns()) / 1e9))
     c1, b1, m1 = cpu_seconds(server.pid), core_busy(0), time.monotonic()
     x1 = ctx_switches(server.pid)
+    path = None
+    if probing:
+        server.proc.send_signal(signal.SIGUSR2)  # ... to here, and writes its line
+        path = server.read_path()
     syscalls = float("nan")
     if counting is not None:
         counting.send_signal(signal.SIGINT)
@@ -714,6 +743,7 @@ def run_point(
     copies = sum(r["to"][0] - r["from"][0] for r in res)
     gen_cpu = sum(r["to"][3] - r["from"][3] for r in res)
     lat = sorted(x for r in res for x in r["lat"])
+    late = sorted(x for r in res for x in r["late"])
     cpu = c1 - c0
     core0 = (b1[0] - b0[0]) / max(1e-9, b1[1] - b0[1])
     sent = sum(r["sent"] for r in res)
@@ -731,6 +761,8 @@ def run_point(
         "p50_ms": pct(lat, 50),
         "p99_ms": pct(lat, 99),
         "p999_ms": pct(lat, 99.9),
+        "send_late_p50_ms": pct(late, 50) if late else float("nan"),
+        "send_late_p99_ms": pct(late, 99) if late else float("nan"),
         "max_loop_stall_ms": server.max_lag_ms(m0 - 0.1, m1 + 0.1),
         "sent": sent,
         "unacked": sent - acks,
@@ -740,6 +772,8 @@ def run_point(
     }
     if profile is not None:
         out["profile"] = profile
+    if path is not None:
+        out["path"] = path
     gp, sp = out["generator_cpu_pct"], out["server_cpu_pct"]
     out["saturated"] = "server" if sp >= 90 else "generator" if gp >= 90 else "neither"
     return out
@@ -772,7 +806,7 @@ def fmt(s: dict[str, float], f: str = ".1f") -> str:
 
 
 def main() -> int:
-    global GROUP
+    global GROUP, PATH_PROBE
     if len(sys.argv) > 2 and sys.argv[1] == "--serve-chatd":
         serve_chatd(sys.argv[2], sys.argv[4:])
         return 0
@@ -822,6 +856,12 @@ def main() -> int:
         help="an environment variable for one chatd server of --servers (e.g."
         " c1:CHATD_STORE__COMMIT_INTERVAL=0.001 with --servers relay,c1=,c4=); repeatable",
     )
+    p.add_argument(
+        "--path",
+        action="store_true",
+        help="where a message's time goes inside chatd, per window (lagprobe/pathprobe.py;"
+        " wraps five methods: its CPU figures are not the ones to quote)",
+    )
     p.add_argument("--json", help="write every run and the summary here")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, lag, profiles)")
     p.add_argument(
@@ -830,6 +870,7 @@ def main() -> int:
         help="py-spy chatd during each window (on core 1; perturbs the generator's figures)",
     )
     a = p.parse_args()
+    PATH_PROBE = a.path
     GROUP = a.group  # read by the forked generator workers too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so servers are stopped in finally
     os.sched_setaffinity(0, {1})
@@ -881,12 +922,15 @@ def main() -> int:
                             f"  server {r['server_cpu_pct']:3.0f}%  gen {r['generator_cpu_pct']:3.0f}%"
                             f"  (others on core 0 {r['core0_others_pct']:2.0f}%)"
                             f"  p50/p99 {r['p50_ms']:.2f}/{r['p99_ms']:.2f} ms"
+                            f" (sent late {r['send_late_p50_ms']:.2f}/{r['send_late_p99_ms']:.2f})"
                             f"  stall {r['max_loop_stall_ms']:.1f} ms  unacked {r['unacked']}"
                             f"  errors {r['errors']}  load {r['loadavg']:.1f}"
                             f"  syscalls/deliv {r['syscalls_per_delivery']:.2f}"
                             f"  cs/deliv {r['ctx_switches_per_delivery']:.3f}",
                             flush=True,
                         )
+                        if "path" in r:
+                            print(f"    path in chatd: {json.dumps(r['path'])}", flush=True)
                 finally:
                     gen.close()
                     server.stop()
@@ -908,6 +952,7 @@ def main() -> int:
         ("fixed", "server_us_per_delivery", f"server CPU µs/delivery at {a.rate:.0f}/s", ".1f"),
         ("fixed", "p50_ms", f"p50 ms at {a.rate:.0f}/s", ".2f"),
         ("fixed", "p99_ms", f"p99 ms at {a.rate:.0f}/s", ".2f"),
+        ("fixed", "send_late_p99_ms", f"generator: p99 ms sent late at {a.rate:.0f}/s", ".2f"),
         ("fixed", "max_loop_stall_ms", f"max loop stall ms at {a.rate:.0f}/s", ".1f"),
         ("fixed", "syscalls_per_delivery", f"system calls/delivery at {a.rate:.0f}/s", ".2f"),
         (
