@@ -123,6 +123,7 @@ class App:
         services = self.services = Services(deps, limits, push)
         media = self.media = services.media = MediaService(deps, self._blob_store(db))
         transport = Transport(services, draining=lambda: self._draining)
+        store.after_batch = transport.flush  # a commit's acks and deliveries leave in its turn
         if install_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

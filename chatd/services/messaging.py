@@ -71,13 +71,13 @@ class MessagingService:
                 s.fail(f.id, exc.code, exc.message)
                 return
         d = self._d
-        future = d.store.append(
+        s.inflight += 1
+        d.store.append(
             NewMessage(
                 f.conv, s.account, s.device, f.cmid, f.kind, f.body, d.clock.now_ms(), to, f.fc
-            )
+            ),
+            partial(self._committed, s, f.id),  # run by the writer as the commit resolves
         )
-        s.inflight += 1
-        future.add_done_callback(partial(self._committed, s, f.id))
 
     def _committed(self, s: Sender, rid: int, future: asyncio.Future[Appended]) -> None:
         s.send_done()

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+from collections.abc import Callable
 
 from chatd.store.accounts import Accounts
 from chatd.store.base import Appended, NewMessage, StoreStatistics
@@ -107,13 +108,16 @@ class Store(
         """What health and metrics report about the store; never raises."""
 
     @abc.abstractmethod
-    def append(self, message: NewMessage) -> asyncio.Future[Appended]:
+    def append(
+        self, message: NewMessage, then: Callable[[asyncio.Future[Appended]], None] | None = None
+    ) -> asyncio.Future[Appended]:
         """Queue ``message`` for the next group commit (the hot path, each backend's own). The
         future resolves once it is durable (``duplicate`` when its cmid was stored before with
         the same content), or fails with ``NotFound`` (sender not a member), ``Forbidden`` (may
         not send there), ``Conflict`` (the cmid was used for another message) or
         ``Unavailable``; futures resolve in commit order, which is seq order within a
-        conversation."""
+        conversation. ``then(future)``, unlike a done callback, runs as the future resolves,
+        inside the writer's own turn of the loop (see ``GroupCommitWriter``)."""
 
 
 __all__ = ["Store"]

@@ -391,10 +391,13 @@ class PostgresStore(Store, GroupCommitWriter[Op[Any]]):
     # ------------------------------------------------------------------ plumbing
 
     def _submit(
-        self, fn: Callable[[_Tx], Awaitable[T]] | None, message: NewMessage | None = None
+        self,
+        fn: Callable[[_Tx], Awaitable[T]] | None,
+        message: NewMessage | None = None,
+        then: Callable[[asyncio.Future[T]], None] | None = None,
     ) -> asyncio.Future[T]:
         future: asyncio.Future[T] = self._future()
-        self._enqueue(Op(fn, future, message))
+        self._enqueue(Op(fn, future, message, then))
         return future
 
     async def _read(self, fn: Callable[[Sql], Awaitable[T]]) -> T:
@@ -410,8 +413,10 @@ class PostgresStore(Store, GroupCommitWriter[Op[Any]]):
 
     # ------------------------------------------------------------------ messages
 
-    def append(self, message: NewMessage) -> asyncio.Future[Appended]:
-        return self._submit(None, message)  # run by chatd_append (_appends)
+    def append(
+        self, message: NewMessage, then: Callable[[asyncio.Future[Appended]], None] | None = None
+    ) -> asyncio.Future[Appended]:
+        return self._submit(None, message, then)  # run by chatd_append (_appends)
 
 
 def _ids(value: Any) -> tuple[int, ...]:

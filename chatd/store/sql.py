@@ -100,16 +100,22 @@ class Op(Generic[T]):
     (the hot path, each backend's own). ``fn`` raises a ``ChatdError`` only before it writes
     anything (or inside a savepoint), so a refused op leaves the transaction as it found it and
     the rest of the batch commits. It may run more than once (PostgreSQL runs a batch again
-    after losing a race), so it keeps no state outside the database."""
+    after losing a race), so it keeps no state outside the database. ``then``, if set, is
+    called with the resolved future by the writer itself (``GroupCommitWriter._commit``)."""
 
-    __slots__ = ("fn", "future", "message")
+    __slots__ = ("fn", "future", "message", "then")
 
     def __init__(
-        self, fn: Callable[[Any], Any] | None, future: asyncio.Future[T], message: Any = None
+        self,
+        fn: Callable[[Any], Any] | None,
+        future: asyncio.Future[T],
+        message: Any = None,
+        then: Callable[[asyncio.Future[T]], None] | None = None,
     ) -> None:
         self.fn = fn
         self.future = future
         self.message = message
+        self.then = then
 
 
 class Scripts:

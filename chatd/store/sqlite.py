@@ -516,11 +516,13 @@ class SQLiteStore(Store, GroupCommitWriter[Op[Any]]):
 
     # ------------------------------------------------------------------ messages
 
-    def append(self, message: NewMessage) -> asyncio.Future[Appended]:
+    def append(
+        self, message: NewMessage, then: Callable[[asyncio.Future[Appended]], None] | None = None
+    ) -> asyncio.Future[Appended]:
         """Queue ``message`` for the next commit: an op without a function (no closure per
         message), run by ``_apply_batch`` as ``_append``."""
         future: asyncio.Future[Appended] = self._future()
-        self._enqueue(Op(None, future, message))
+        self._enqueue(Op(None, future, message, then))
         return future
 
 

@@ -393,6 +393,11 @@ class Transport:
         )
         self.server: Server | None = None
         self.operator: Server | None = None
+
+    def flush(self) -> None:
+        """Write now what this turn owes every connection so far (the outbox's flush at the end
+        of the turn then finds only what came after)."""
+        self._outbox.flush()
         """The operator listener, when ``server.operator_host`` is set."""
 
     async def _http(self, ws: ServerConnection, request: Request) -> Response | None:
