@@ -15,7 +15,8 @@ The path of one message, from the sender's socket to every recipient's socket:
    commits on the loop: the hand-off to the thread would cost more than the fsync).
 4. In commit order, ``services.messaging._committed`` encodes ``Deliver`` ONCE and publishes it
    (``services.fanout``) to the broker topic of the conversation, then queues the ``Ack`` to the
-   sender. Nothing is acked or published before its commit.
+   sender. Nothing is acked or published before its commit. The writer calls it itself as the
+   batch resolves, then flushes the outbox (``store.writer``): no turn of the loop in between.
 5. ``hub.Hub.publish`` stamps the envelope with this node's id, hands it to the broker and
    delivers it to this node's own connections at once (so they keep getting it while Redis is
    down). ``broker.memory`` hands it back synchronously; ``broker.redis`` (``--broker
@@ -25,9 +26,10 @@ The path of one message, from the sender's socket to every recipient's socket:
    node id.
 6. The hub returns at once if no local connection watches the conversation; otherwise it writes
    the same bytes to each watcher (``transport.link.WsLink.push``; everything a connection is
-   owed in one loop turn leaves in one socket write at the end of the turn), skipping the
-   sender's connection and any connection whose sync of that conversation has not caught up. A
-   watcher whose unsent bytes pass the bound is dropped as a slow consumer and will resync.
+   owed in one loop turn leaves in one socket write at the end of the turn, or right after the
+   batch for what a commit set off), skipping the sender's connection and any connection whose
+   sync of that conversation has not caught up. A watcher whose unsent bytes pass the bound is
+   dropped as a slow consumer and will resync.
 
 The server never decodes a message body. The store is the truth; ``Sync`` from a cursor repairs
 anything the fast path lost.

@@ -124,6 +124,7 @@ class App:
         media = self.media = services.media = MediaService(deps, self._blob_store(db))
         transport = Transport(services, draining=lambda: self._draining)
         store.after_batch = transport.flush  # a commit's acks and deliveries leave in its turn
+        store.on_write = self.metrics.observe_write
         if install_signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -218,6 +218,21 @@ class Metrics:
             (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
         )
         r.register(self.batch_size)
+        latency = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 1.0)
+        self.write_wait_seconds = HotHistogram(
+            "chatd_store_wait_seconds",
+            "Time a write waited in the queue before its group commit started (the commit"
+            " window, and a commit still running)",
+            latency,
+        )
+        r.register(self.write_wait_seconds)
+        self.write_done_seconds = HotHistogram(
+            "chatd_store_done_seconds",
+            "Time from a write queued to its commit done, its callbacks run and the outbox"
+            " flushed (a message: its send read -> its ack and deliveries written)",
+            latency,
+        )
+        r.register(self.write_done_seconds)
 
         # Media (chatd/media): SPEC.md 17.
         self.media_stored_bytes = Gauge(
@@ -267,6 +282,10 @@ class Metrics:
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.commit_seconds.observe(seconds)
+
+    def observe_write(self, waited: float, done: float) -> None:
+        self.write_wait_seconds.observe(waited)
+        self.write_done_seconds.observe(done)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

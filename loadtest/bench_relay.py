@@ -62,7 +62,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 BODY = struct.Struct("<qII")  # intended send time (monotonic ns), sender client, message index
 BODY_BYTES = 200
 GROUP = 10
-PATH_PROBE = False  # --path: chatd servers run lagprobe/pathprobe.py
 WS_KEY = base64.b64encode(b"chatd-bench-key!").decode()
 
 
@@ -147,8 +146,6 @@ class Server:
         self.label = label
         self.port = free_port()
         self.lag_file = str(workdir / f"lag-{label}-{self.port}.txt")
-        self.path_file = str(workdir / f"path-{label}-{self.port}.jsonl")
-        self.path_lines = 0
         self.log = open(workdir / f"{label}-{self.port}.log", "wb")  # noqa: SIM115
         env = dict(os.environ)
         root = Path(tree).resolve() if tree else REPO
@@ -162,8 +159,6 @@ class Server:
                 CHATD_LOG__FORMAT="text",
                 CHATD_SERVER__NAME="chatd.local",
             )
-            if PATH_PROBE:  # --path: lagprobe/pathprobe.py, toggled by SIGUSR2
-                env["BENCH_PATH_FILE"] = self.path_file
             env.update(extra_env or {})  # --env: this label's settings (after ours: they win)
             if (root / "chatd" / "core" / "consent.py").exists():
                 # Groups of accounts that never met: members, not invitations (SPEC 18). A
@@ -210,18 +205,23 @@ class Server:
                     worst = max(worst, float(ms))
         return worst
 
-    def read_path(self) -> dict[str, Any] | None:
-        """The path probe's line for the window just ended (it writes it on the signal)."""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(FileNotFoundError), open(self.path_file) as f:
-                lines = f.read().splitlines()
-                if len(lines) > self.path_lines:
-                    self.path_lines = len(lines)
-                    line: dict[str, Any] = json.loads(lines[-1])
-                    return line
-            time.sleep(0.05)
-        return None
+    def histograms(self) -> dict[str, list[tuple[float, float]]]:
+        """chatd's store histograms from its ``/metrics`` (cumulative ``(le, count)`` per
+        bucket); nothing for the relay, or for a chatd from before they existed."""
+        if self.kind != "chatd":
+            return {}
+        with socket.create_connection((HOST, self.port), 5) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        out: dict[str, list[tuple[float, float]]] = {}
+        for line in b"".join(chunks).decode().splitlines():
+            name, brace, rest = line.partition('_bucket{le="')
+            if brace and name in HISTOGRAMS:
+                le, _, count = rest.partition('"} ')
+                out.setdefault(name, []).append((float(le), float(count)))
+        return out
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -232,6 +232,47 @@ class Server:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+HISTOGRAMS = {
+    "chatd_store_wait_seconds": "wait_ms",
+    "chatd_store_done_seconds": "done_ms",
+    "chatd_store_commit_seconds": "commit_ms",
+    "chatd_store_batch_size": "batch",
+}
+"""chatd's histograms of where a write's time goes (``chatd/metrics.py``), as reported."""
+
+
+def quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """PromQL's ``histogram_quantile`` over cumulative ``(le, count)`` buckets: linear within
+    the bucket that holds it; the highest finite bound for one beyond them."""
+    total = buckets[-1][1]
+    if total <= 0:
+        return float("nan")
+    rank, lower, below = q * total, 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return lower
+            return lower + (le - lower) * (rank - below) / max(count - below, 1e-9)
+        lower, below = le, count
+    return lower
+
+
+def in_chatd(
+    before: dict[str, list[tuple[float, float]]], after: dict[str, list[tuple[float, float]]]
+) -> dict[str, list[float]]:
+    """p50/p90/p99 of each histogram over the window (the difference of two scrapes): a
+    message's wait for its commit, its time from read to written (``done``), a commit's
+    duration, and the writes per commit."""
+    out = {}
+    for name, label in HISTOGRAMS.items():
+        if name not in before or name not in after:
+            continue
+        window = [(le, b - a) for (le, a), (_, b) in zip(before[name], after[name], strict=True)]
+        scale = 1 if label == "batch" else 1000
+        out[label] = [round(quantile(window, q) * scale, 2) for q in (0.5, 0.9, 0.99)]
+    return out
 
 
 # --------------------------------------------------------------------------- generator worker
@@ -711,18 +752,13 @@ def run_point(
             stderr=subprocess.PIPE,
             text=True,
         )
-    probing = PATH_PROBE and server.kind == "chatd"
-    if probing:
-        server.proc.send_signal(signal.SIGUSR2)  # the path probe records from here
+    h0 = server.histograms()  # before the CPU reading: a scrape costs the server a little
     c0, b0, m0 = cpu_seconds(server.pid), core_busy(0), time.monotonic()
     x0 = ctx_switches(server.pid)
     time.sleep(max(0.0, (win_to - time.monotonic_ns()) / 1e9))
     c1, b1, m1 = cpu_seconds(server.pid), core_busy(0), time.monotonic()
     x1 = ctx_switches(server.pid)
-    path = None
-    if probing:
-        server.proc.send_signal(signal.SIGUSR2)  # ... to here, and writes its line
-        path = server.read_path()
+    inside = in_chatd(h0, server.histograms())
     syscalls = float("nan")
     if counting is not None:
         counting.send_signal(signal.SIGINT)
@@ -772,8 +808,8 @@ def run_point(
     }
     if profile is not None:
         out["profile"] = profile
-    if path is not None:
-        out["path"] = path
+    if inside:
+        out["in_chatd"] = inside
     gp, sp = out["generator_cpu_pct"], out["server_cpu_pct"]
     out["saturated"] = "server" if sp >= 90 else "generator" if gp >= 90 else "neither"
     return out
@@ -806,7 +842,7 @@ def fmt(s: dict[str, float], f: str = ".1f") -> str:
 
 
 def main() -> int:
-    global GROUP, PATH_PROBE
+    global GROUP
     if len(sys.argv) > 2 and sys.argv[1] == "--serve-chatd":
         serve_chatd(sys.argv[2], sys.argv[4:])
         return 0
@@ -856,12 +892,6 @@ def main() -> int:
         help="an environment variable for one chatd server of --servers (e.g."
         " c1:CHATD_STORE__COMMIT_INTERVAL=0.001 with --servers relay,c1=,c4=); repeatable",
     )
-    p.add_argument(
-        "--path",
-        action="store_true",
-        help="where a message's time goes inside chatd, per window (lagprobe/pathprobe.py;"
-        " wraps five methods: its CPU figures are not the ones to quote)",
-    )
     p.add_argument("--json", help="write every run and the summary here")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, lag, profiles)")
     p.add_argument(
@@ -870,7 +900,6 @@ def main() -> int:
         help="py-spy chatd during each window (on core 1; perturbs the generator's figures)",
     )
     a = p.parse_args()
-    PATH_PROBE = a.path
     GROUP = a.group  # read by the forked generator workers too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so servers are stopped in finally
     os.sched_setaffinity(0, {1})
@@ -929,8 +958,8 @@ def main() -> int:
                             f"  cs/deliv {r['ctx_switches_per_delivery']:.3f}",
                             flush=True,
                         )
-                        if "path" in r:
-                            print(f"    path in chatd: {json.dumps(r['path'])}", flush=True)
+                        if "in_chatd" in r:
+                            print(f"    in chatd, p50/p90/p99: {r['in_chatd']}", flush=True)
                 finally:
                     gen.close()
                     server.stop()

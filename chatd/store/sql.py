@@ -103,7 +103,7 @@ class Op(Generic[T]):
     after losing a race), so it keeps no state outside the database. ``then``, if set, is
     called with the resolved future by the writer itself (``GroupCommitWriter._commit``)."""
 
-    __slots__ = ("fn", "future", "message", "then")
+    __slots__ = ("fn", "future", "message", "queued_at", "then")
 
     def __init__(
         self,
@@ -116,6 +116,7 @@ class Op(Generic[T]):
         self.future = future
         self.message = message
         self.then = then
+        self.queued_at = 0.0
 
 
 class Scripts:

@@ -25,12 +25,19 @@ log = logging.getLogger(__name__)
 BatchObserver = Callable[[int, float], None]
 """Called after each commit with (batch size, seconds the transaction took)."""
 
+WriteObserver = Callable[[float, float], None]
+"""Called for each write once its batch is done with (seconds it waited in the queue before its
+commit started, seconds from queued to done: committed, its ``then`` run and the outbox
+flushed; for a message, from its ``send`` being read to its ack and deliveries written)."""
+
 
 class QueuedOp(Protocol):
     @property
     def future(self) -> asyncio.Future[Any]: ...
     @property
     def then(self) -> Callable[[asyncio.Future[Any]], None] | None: ...
+
+    queued_at: float
 
 
 OpT = TypeVar("OpT", bound=QueuedOp)
@@ -65,6 +72,8 @@ class GroupCommitWriter(Generic[OpT]):
         self.after_batch: Callable[[], None] | None = None
         """Called once a batch's futures are resolved and their ``then`` ran (the server's
         outbox flush: a commit's acks and deliveries leave in this turn)."""
+        self.on_write: WriteObserver | None = None
+        """Where each write's time goes (the server's metrics)."""
 
     INLINE_BATCH_MAX = 16
     """Ops: a larger batch always commits off the loop, where the backend can (see
@@ -149,6 +158,7 @@ class GroupCommitWriter(Generic[OpT]):
             self._stopped.set()
 
     async def _commit(self, batch: list[OpT]) -> None:
+        begun = time.monotonic()
         started = time.perf_counter()
         try:
             results = await self._apply_batch(batch)
@@ -176,6 +186,11 @@ class GroupCommitWriter(Generic[OpT]):
                     log.exception("a committed write's callback failed")
         if self.after_batch is not None:
             self.after_batch()
+        on_write = self.on_write
+        if on_write is not None:
+            done = time.monotonic()
+            for op in batch:
+                on_write(begun - op.queued_at, done - op.queued_at)
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         """The running loop: the writer's while it runs, without asking asyncio, whose
@@ -200,6 +215,7 @@ class GroupCommitWriter(Generic[OpT]):
                 )
             )
         else:
+            op.queued_at = time.monotonic()
             self._pending.append(op)
             self._wake.set()
 

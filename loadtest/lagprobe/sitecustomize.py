@@ -1,12 +1,9 @@
 """Loaded at start-up by a benchmark server that has this directory on ``PYTHONPATH``: installs
 the lag probe when ``BENCH_LAG_FILE`` is set (``lagprobe.py``) and the GC probe when
-``BENCH_GC_FILE`` is (``gcprobe.py``), and the path probe when ``BENCH_PATH_FILE`` is
-(``pathprobe.py``)."""
+``BENCH_GC_FILE`` is (``gcprobe.py``)."""
 
 import gcprobe
 import lagprobe
-import pathprobe
 
 lagprobe.install()
 gcprobe.install()
-pathprobe.install()

@@ -40,6 +40,14 @@ async def test_health_ready_and_metrics_endpoints(server: RunningServer) -> None
         assert "chatd_messages_stored_total 3.0" in metrics
         assert 'chatd_frames_in_total{type="Send"} 3.0' in metrics
         assert "chatd_store_commit_seconds_count" in metrics
+        # Each write's time: queued -> commit started, queued -> acked and written (the three
+        # sends and whatever the registrations and the conversation wrote).
+        samples = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line[:1] != "#")
+        waits = float(samples["chatd_store_wait_seconds_count"])
+        assert waits >= 3
+        assert float(samples["chatd_store_done_seconds_count"]) == waits
+        done = float(samples["chatd_store_done_seconds_sum"])
+        assert done > float(samples["chatd_store_wait_seconds_sum"])
         assert "chatd_deliveries_total" in metrics
         assert f'chatd_node_info{{node="node-1",version="{__version__}"}} 1.0' in metrics
         assert "chatd_broker_up 1.0" in metrics
