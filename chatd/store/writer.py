@@ -160,7 +160,6 @@ class GroupCommitWriter(Generic[OpT]):
 
     async def _commit(self, batch: list[OpT]) -> None:
         begun = time.monotonic()
-        started = time.perf_counter()
         try:
             results = await self._apply_batch(batch)
         except Exception as exc:  # the whole transaction failed: nothing was stored
@@ -170,7 +169,7 @@ class GroupCommitWriter(Generic[OpT]):
         else:
             self.healthy = True
             if self._on_batch is not None:
-                self._on_batch(len(batch), time.perf_counter() - started)
+                self._on_batch(len(batch), time.monotonic() - begun)
         for op, result in zip(batch, results, strict=True):
             future = op.future
             if future.done():  # the caller gave up waiting; the write still happened

@@ -393,12 +393,12 @@ class Transport:
         )
         self.server: Server | None = None
         self.operator: Server | None = None
+        """The operator listener, when ``server.operator_host`` is set."""
 
     def flush(self) -> None:
         """Write now what this turn owes every connection so far (the outbox's flush at the end
         of the turn then finds only what came after)."""
         self._outbox.flush()
-        """The operator listener, when ``server.operator_host`` is set."""
 
     async def _http(self, ws: ServerConnection, request: Request) -> Response | None:
         """The client port: ``/ws``, the health checks, (unless they have their own listener)
