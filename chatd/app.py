@@ -15,6 +15,7 @@ import gc
 import logging
 import signal
 import tempfile
+import time
 from pathlib import Path
 
 from chatproto import codec
@@ -173,9 +174,12 @@ class App:
                 self._draining = True  # /readyz 503 from now on
                 grace = s.server.drain_grace
                 log.info("draining", extra={"grace_s": grace})
-                if grace > 0:
+                # By the process clock: uvloop's loop.time() is a cached millisecond clock, so a
+                # timeout on it alone can end the grace up to a millisecond early.
+                until = time.monotonic() + grace
+                while not self._hurry.is_set() and (left := until - time.monotonic()) > 0:
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(grace):
+                        async with asyncio.timeout(left):
                             await self._hurry.wait()
                 server.close(close_connections=True)  # stop accepting; close clients with 1001
                 if transport.operator is not None:

@@ -160,8 +160,8 @@ async def test_sigterm_keeps_serving_with_readyz_503_for_the_grace_then_closes(
             await bob.register("bob", "Bob")
             conv = await alice.direct(bob.account)
             assert srv.proc is not None
+            sent_at = time.monotonic()  # before the signal: the grace cannot start earlier
             srv.proc.send_signal(signal.SIGTERM)
-            sent_at = time.monotonic()
             async with asyncio.timeout(10):
                 while await srv.http_get("/readyz") != (503, "not ready: draining\n"):
                     await asyncio.sleep(0.02)
