@@ -791,7 +791,8 @@ def run_point(
         "server_cpu_pct": 100 * cpu / window,
         "server_us_per_delivery": 1e6 * cpu / copies if copies else float("nan"),
         "generator_cpu_pct": 100 * gen_cpu / window,
-        "syscalls_per_delivery": syscalls / copies if copies else float("nan"),
+        # None when not counted (--count): JSON has no NaN, and the table leaves the row out.
+        "syscalls_per_delivery": syscalls / copies if copies and syscalls == syscalls else None,
         "ctx_switches_per_delivery": (x1 - x0) / copies if copies else float("nan"),
         "core0_others_pct": max(0.0, 100 * core0 - 100 * cpu / window),
         "p50_ms": pct(lat, 50),
@@ -832,8 +833,11 @@ def idle_point(
         server.stop()
 
 
-def summary(runs: list[dict[str, Any]], key: str) -> dict[str, float]:
-    v = [r[key] for r in runs]
+def summary(runs: list[dict[str, Any]], key: str) -> dict[str, float] | None:
+    """Median and spread of ``key`` over ``runs``; None when no run measured it."""
+    v = [r[key] for r in runs if r.get(key) is not None]
+    if not v:
+        return None
     return {"median": statistics.median(v), "min": min(v), "max": max(v)}
 
 
@@ -954,8 +958,12 @@ def main() -> int:
                             f" (sent late {r['send_late_p50_ms']:.2f}/{r['send_late_p99_ms']:.2f})"
                             f"  stall {r['max_loop_stall_ms']:.1f} ms  unacked {r['unacked']}"
                             f"  errors {r['errors']}  load {r['loadavg']:.1f}"
-                            f"  syscalls/deliv {r['syscalls_per_delivery']:.2f}"
-                            f"  cs/deliv {r['ctx_switches_per_delivery']:.3f}",
+                            + (
+                                f"  syscalls/deliv {r['syscalls_per_delivery']:.2f}"
+                                if r["syscalls_per_delivery"] is not None
+                                else ""
+                            )
+                            + f"  cs/deliv {r['ctx_switches_per_delivery']:.3f}",
                             flush=True,
                         )
                         if "in_chatd" in r:
@@ -998,7 +1006,8 @@ def main() -> int:
         ("fixed", "core0_others_pct", f"others on core 0 % at {a.rate:.0f}/s", ".0f"),
     ]
     for part, key, label, f in rows:
-        cells = {n: summary(runs[n][part], key) for n in names if runs[n].get(part)}
+        found = {n: summary(runs[n][part], key) for n in names if runs[n].get(part)}
+        cells = {n: v for n, v in found.items() if v is not None}
         if not cells:
             continue
         ratios = {}
