@@ -37,6 +37,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import math
 import multiprocessing as mp
 import os
 import resource
@@ -791,8 +792,10 @@ def run_point(
         "server_cpu_pct": 100 * cpu / window,
         "server_us_per_delivery": 1e6 * cpu / copies if copies else float("nan"),
         "generator_cpu_pct": 100 * gen_cpu / window,
-        # None when not counted (--count): JSON has no NaN, and the table leaves the row out.
-        "syscalls_per_delivery": syscalls / copies if copies and syscalls == syscalls else None,
+        # None when not counted (without --count): the run line and the table leave it out.
+        "syscalls_per_delivery": (
+            syscalls / copies if copies and not math.isnan(syscalls) else None
+        ),
         "ctx_switches_per_delivery": (x1 - x0) / copies if copies else float("nan"),
         "core0_others_pct": max(0.0, 100 * core0 - 100 * cpu / window),
         "p50_ms": pct(lat, 50),
