@@ -763,9 +763,12 @@ def run_point(
     syscalls = float("nan")
     if counting is not None:
         counting.send_signal(signal.SIGINT)
-        for line in counting.communicate(timeout=30)[1].splitlines():
+        told = counting.communicate(timeout=30)[1]
+        for line in told.splitlines():
             if "raw_syscalls" in line and line.split(",")[0].isdigit():
                 syscalls = int(line.split(",")[0])
+        if math.isnan(syscalls):  # asked for, not counted: say so, not just leave the row out
+            print(f"warning: perf stat counted no system calls: {told.strip()!r}", flush=True)
     res = [pipe.recv() for pipe in gen.pipes]
     profile = None
     if spy is not None:
