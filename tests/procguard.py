@@ -30,6 +30,10 @@ MARKER = "CHATD_TEST_RUN"
 _WATCHDOG = r"""
 import os, signal, sys, time
 marker = ("%s=" % sys.argv[1]).encode() + sys.argv[2].encode()
+# A kill aimed at the run by name (``pkill -f <checkout>`` matches this interpreter's path too)
+# must not take the net away: only the pipe's EOF ends the watchdog, and SIGKILL.
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 sys.stdin.buffer.read()  # returns at EOF: the test run has ended, one way or another
 def marked():
     me = os.getpid()
