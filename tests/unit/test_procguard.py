@@ -18,6 +18,20 @@ def _alive(proc: subprocess.Popen[bytes]) -> bool:
     return proc.poll() is None
 
 
+def _ignoring(pid: int, signals: tuple[signal.Signals, ...], seconds: float) -> bool:
+    """Whether ``pid`` ignores all of ``signals`` within ``seconds`` (``SigIgn`` in
+    ``/proc/PID/status``): the watchdog sets that up as it starts, before it waits."""
+    want = sum(1 << (s - 1) for s in signals)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigIgn:") and int(line.split()[1], 16) & want == want:
+                    return True
+        time.sleep(0.02)
+    return False
+
+
 def _wait_gone(proc: subprocess.Popen[bytes], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -39,7 +53,9 @@ def test_a_server_is_ended_when_the_run_ends_even_after_the_watchdog_was_sent_si
         env={**os.environ, name: value},
     )
     try:
-        time.sleep(0.3)  # the watchdog has set its signal dispositions
+        # Once it has started, it ignores what ``pkill`` sends first.
+        ignores = _ignoring(watchdog.pid, (signal.SIGTERM, signal.SIGINT), 10)
+        assert ignores, "the watchdog can be ended by SIGTERM or SIGINT"
         watchdog.send_signal(signal.SIGTERM)  # what ``pkill -f`` sends first
         watchdog.send_signal(signal.SIGINT)
         assert not _wait_gone(watchdog, 0.5), "the watchdog died of a polite signal"
