@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from chatload.procstat import scrape_metrics
 
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve().parent
@@ -211,17 +212,11 @@ class Server:
         bucket); nothing for the relay, or for a chatd from before they existed."""
         if self.kind != "chatd":
             return {}
-        with socket.create_connection((HOST, self.port), 5) as s:
-            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            chunks = []
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
         out: dict[str, list[tuple[float, float]]] = {}
-        for line in b"".join(chunks).decode().splitlines():
-            name, brace, rest = line.partition('_bucket{le="')
+        for sample, count in asyncio.run(scrape_metrics(self.port)).items():  # in /metrics order
+            name, brace, le = sample.partition('_bucket{le="')
             if brace and name in HISTOGRAMS:
-                le, _, count = rest.partition('"} ')
-                out.setdefault(name, []).append((float(le), float(count)))
+                out.setdefault(name, []).append((float(le.rstrip('"}')), count))
         return out
 
     def stop(self) -> None:
