@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -25,7 +26,7 @@ from pgserver import PostgresServer
 from redisd import RedisServer
 from testkit import Checker, free_port, http_get
 
-from chatd.store.migrate import migrations
+from chatd.store.migrate import _statements, migrations
 
 from .conftest import REDIS_PASSWORD
 
@@ -51,6 +52,13 @@ WIDENS = {
 }
 """Migrations that replace a CHECK by a wider one (what older code writes still passes): on
 PostgreSQL the constraint is dropped and added again, on SQLite the table is rebuilt."""
+RESTORES = {
+    "0027_messages_in_commit_order.sql": "SQLite's messages is rebuilt as a rowid table: the"
+    " same columns, constraints and keys, so every statement of older code runs on it unchanged",
+}
+"""SQLite migrations that rebuild a table into the same columns, constraints and keys (only how
+its rows are stored changes): ``test_a_table_rebuilt_in_place_keeps_its_columns_and_keys``
+checks that they do."""
 WIDENING = re.compile(
     r"^(DO \$\$ \$\$|ALTER TABLE \w+ ADD CONSTRAINT \w+ CHECK\b|DROP TABLE \w+"
     r"|ALTER TABLE \w+ RENAME TO \w+)"
@@ -77,10 +85,55 @@ def test_every_migration_after_the_first_only_adds(dialect: str) -> None:
                 added.add(f"{column[1]}.{column[2]}")
             if (fill := BACKFILL.match(statement)) and f"{fill[1]}.{fill[2]}" in added:
                 continue  # old code never reads a column it does not know
-            if name in WIDENS and WIDENING.match(statement):
+            if (name in WIDENS or name in RESTORES) and WIDENING.match(statement):
                 continue
             assert ADDITIVE.match(statement), f"{name}: not additive: {statement[:120]}"
     assert [v for v, _, _ in migrations("sqlite")] == [v for v, _, _ in migrations("postgres")]
+
+
+def table_shape(db: sqlite3.Connection, table: str) -> tuple[object, ...]:
+    """What a statement of older code sees of ``table``: its definition without its name and
+    storage clause, its columns, foreign keys and every index with the columns it covers."""
+    sql = db.execute("SELECT sql FROM sqlite_schema WHERE type='table' AND name=?", (table,))
+    definition = " ".join(sql.fetchone()[0].replace("WITHOUT ROWID", "").split())
+    definition = definition[definition.index("(") :]
+    indexes = sorted(
+        (
+            unique,
+            origin,
+            partial,
+            tuple(r[2] for r in db.execute(f"PRAGMA index_info('{index}')")),
+            # None for a primary key's own index (a WITHOUT ROWID table's has no row at all)
+            (
+                db.execute("SELECT sql FROM sqlite_schema WHERE name=?", (index,)).fetchone()
+                or [None]
+            )[0],
+        )
+        for _, index, unique, origin, partial in db.execute(f"PRAGMA index_list('{table}')")
+    )
+    return (
+        definition,
+        db.execute(f"PRAGMA table_info('{table}')").fetchall(),
+        db.execute(f"PRAGMA foreign_key_list('{table}')").fetchall(),
+        indexes,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(RESTORES))
+def test_a_table_rebuilt_in_place_keeps_its_columns_and_keys(name: str) -> None:
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    rebuilt: list[str] = []
+    for _, applied, sql in migrations("sqlite"):
+        if applied == name:
+            rebuilt = re.findall(r"^DROP TABLE (\w+)", sql, re.M)
+            assert rebuilt, f"{name} rebuilds no table"
+            before = {table: table_shape(db, table) for table in rebuilt}
+        for statement in _statements(sql):
+            db.execute(statement)
+        if applied == name:
+            for table in rebuilt:
+                assert table_shape(db, table) == before[table], f"{name} changed {table}"
+    assert rebuilt, f"{name} is not a SQLite migration"
 
 
 def previous_schema_tree(dest: Path) -> Path:
