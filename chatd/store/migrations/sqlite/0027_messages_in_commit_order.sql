@@ -27,10 +27,12 @@ CREATE TABLE messages_0027 (
     fc          BLOB,
     PRIMARY KEY (conv_id, seq)
 );
+-- The rows stored so far are copied in their old order (the old key's: no sort), so each
+-- conversation's history stays side by side for reading; new rows follow in commit order.
 INSERT INTO messages_0027
     (conv_id, seq, ts, sender, device, cmid, kind, body, to_accounts, withheld, fc)
     SELECT conv_id, seq, ts, sender, device, cmid, kind, body, to_accounts, withheld, fc
-    FROM messages ORDER BY ts, conv_id, seq;
+    FROM messages ORDER BY conv_id, seq;
 DROP TABLE messages;
 ALTER TABLE messages_0027 RENAME TO messages;
 CREATE UNIQUE INDEX messages_by_cmid ON messages (conv_id, device, cmid) WHERE cmid IS NOT NULL;

@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""What one group commit of messages writes to SQLite's WAL, per schema version of ``messages``.
+
+Builds a file of ``--messages`` messages in ``--convs`` conversations with chatd's own migrations
+(``--until 26``: ``messages`` WITHOUT ROWID, keyed by (conv_id, seq); all of them: the current
+schema), then commits ``--commits`` transactions of ``--per`` messages, each to a different
+random conversation (the shape of ``bench_relay.py``'s fixed point: ~7 messages per commit, 100
+groups), with chatd's pragmas (WAL, ``secure_delete``, no automatic checkpoint). It reports WAL
+frames (pages) per commit, by the b-tree they belong to, and the CPU time per commit
+(``time.process_time``) with ``synchronous=FULL`` (an fsync per commit, chatd's default) and
+``NORMAL`` (none: the work besides the fsync). Each timed run starts from a WAL that a
+checkpoint emptied, as chatd's checkpointer keeps it.
+
+    taskset -c 0 .venv/bin/python loadtest/bench_wal_pages.py --reps 3
+
+``--upgrade N`` instead times the upgrade of a version-26 file of N messages in ``--convs``
+conversations to the current schema (``migrate_sqlite``: version 27 copies ``messages``), and
+the file's size before and after:
+
+    taskset -c 0 .venv/bin/python loadtest/bench_wal_pages.py --upgrade 1000000 --convs 1000
+
+Only a temporary directory is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import random
+import shutil
+import sqlite3
+import struct
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from chatd.store.migrate import _statements, migrate_sqlite, migrations
+
+INSERT = (
+    "INSERT OR IGNORE INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
+    " VALUES (?,?,?,?,?,?,?,?)"
+)
+
+
+def build(path: Path, until: int | None, convs: int, messages: int, body: bytes) -> None:
+    """A file at schema version ``until`` (None: the newest) holding ``messages`` messages."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(
+        "CREATE TABLE schema_migrations"
+        " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    for version, name, sql in migrations("sqlite"):
+        if until is not None and version > until:
+            break
+        for statement in _statements(sql):
+            db.execute(statement)
+        db.execute("INSERT INTO schema_migrations VALUES (?, ?, 'then')", (version, name))
+    db.execute(
+        "INSERT INTO accounts (id, handle, name, type, created_at) VALUES (1,'a','a','user',0)"
+    )
+    db.executemany(
+        "INSERT INTO devices (id, account_id, public_key, name, created_at) VALUES (?,1,?,'d',0)",
+        [(c, c.to_bytes(32, "big")) for c in range(1, convs + 1)],
+    )
+    db.executemany(
+        "INSERT INTO conversations (id, kind, title, created_at) VALUES (?, 'group', 'g', 0)",
+        [(c,) for c in range(1, convs + 1)],
+    )
+    rng = random.Random(1)
+    seq = dict.fromkeys(range(1, convs + 1), 0)
+
+    def rows() -> Iterator[tuple[object, ...]]:
+        for i in range(messages):  # one sender device per conversation, as in bench_relay
+            c = rng.randint(1, convs)
+            seq[c] += 1
+            yield (c, seq[c], i, 1, c, f"{i:x}.1", "e2e", bytearray(body))
+
+    db.execute("BEGIN")
+    db.executemany(INSERT, rows())
+    db.execute("COMMIT")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+
+
+def commits(
+    db: sqlite3.Connection, n: int, per: int, body: bytes, rng: random.Random, ctr: list[int]
+) -> None:
+    last = dict(db.execute("SELECT conv_id, max(seq) FROM messages GROUP BY conv_id"))
+    convs = sorted(last)
+    for _ in range(n):
+        db.execute("BEGIN IMMEDIATE")
+        for c in rng.sample(convs, per):
+            last[c] += 1
+            ctr[0] += 1
+            db.execute(INSERT, (c, last[c], ctr[0], 1, c, f"{ctr[0]:x}.2", "e2e", bytearray(body)))
+        db.execute("COMMIT")
+
+
+def frames_by_tree(db: sqlite3.Connection, wal: Path) -> collections.Counter[str]:
+    owner = {
+        int(p): f"{name} {kind}"
+        for name, p, kind in db.execute("SELECT name, pageno, pagetype FROM dbstat")
+    }
+    data = wal.read_bytes()
+    size = int(db.execute("PRAGMA page_size").fetchone()[0])
+    counts: collections.Counter[str] = collections.Counter()
+    for off in range(32, len(data) - 24, 24 + size):
+        (page,) = struct.unpack(">I", data[off : off + 4])
+        counts[owner.get(page, "new pages")] += 1
+    return counts
+
+
+def run(source: Path, work: Path, sync: str, a: argparse.Namespace, seed: int) -> dict[str, object]:
+    for suffix in ("", "-wal", "-shm"):
+        (work.parent / (work.name + suffix)).unlink(missing_ok=True)
+    shutil.copy(source, work)
+    db = sqlite3.connect(work, isolation_level=None)
+    for pragma in ("journal_mode=WAL", f"synchronous={sync}", "wal_autocheckpoint=0"):
+        db.execute(f"PRAGMA {pragma}")
+    db.execute("PRAGMA secure_delete=ON")
+    rng, ctr, body = random.Random(seed), [10**9], os.urandom(a.body)
+    commits(db, a.commits, a.per, body, rng, ctr)  # the WAL at its working size, then emptied
+    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    cpu = time.process_time()
+    commits(db, a.commits, a.per, body, rng, ctr)
+    cpu = time.process_time() - cpu
+    counts = frames_by_tree(db, Path(f"{work}-wal"))
+    db.close()
+    return {
+        "frames_per_commit": sum(counts.values()) / a.commits,
+        "cpu_us_per_commit": 1e6 * cpu / a.commits,
+        "by_tree": {k: round(v / a.commits, 2) for k, v in counts.most_common()},
+    }
+
+
+def upgrade(messages: int, convs: int, body: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-wal-") as tmp:
+        path = Path(tmp) / "v26.db"
+        build(path, 26, convs, messages, os.urandom(body))
+        size = path.stat().st_size
+        db = sqlite3.connect(path, isolation_level=None)
+        took = time.perf_counter()
+        applied = migrate_sqlite(db)
+        took = time.perf_counter() - took
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+        print(
+            f"{messages:,} messages in {convs:,} conversations: {', '.join(applied)} in"
+            f" {took:.1f} s; file {size / 2**20:.0f} -> {path.stat().st_size / 2**20:.0f} MiB"
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--messages", type=int, default=25_000)
+    p.add_argument("--convs", type=int, default=100)
+    p.add_argument("--per", type=int, default=7, help="messages per commit")
+    p.add_argument("--commits", type=int, default=600)
+    p.add_argument("--body", type=int, default=200)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--upgrade", type=int, metavar="N", help="time the upgrade of N messages")
+    a = p.parse_args()
+    if a.upgrade:
+        upgrade(a.upgrade, a.convs, a.body)
+        return
+    layouts = {"v26 (WITHOUT ROWID)": 26, "current": None}
+    with tempfile.TemporaryDirectory(prefix="bench-wal-") as tmp:
+        sources = {}
+        for label, until in layouts.items():
+            sources[label] = Path(tmp) / f"{until or 'current'}.db"
+            build(sources[label], until, a.convs, a.messages, os.urandom(a.body))
+        for sync in ("FULL", "NORMAL"):
+            for rep in range(a.reps):
+                for label, source in sources.items():
+                    r = run(source, Path(tmp) / "work.db", sync, a, seed=rep)
+                    print(
+                        f"{sync:6} rep {rep + 1}  {label:20} frames/commit"
+                        f" {r['frames_per_commit']:5.1f}  CPU µs/commit {r['cpu_us_per_commit']:5.0f}"
+                        + (f"  {r['by_tree']}" if rep == 0 and sync == "FULL" else ""),
+                        flush=True,
+                    )
+
+
+if __name__ == "__main__":
+    main()
