@@ -19,6 +19,12 @@ the file's size before and after:
 
     taskset -c 0 .venv/bin/python loadtest/bench_wal_pages.py --upgrade 1000000 --convs 1000
 
+``--reads`` times what a history page costs instead: the CPU of reading 100 messages of a
+conversation from a random seq on (``messages.messages``' statement) and of the sizes before it
+(``message_page``'s first statement), in a file of 200,000 messages written in commit order:
+
+    taskset -c 0 .venv/bin/python loadtest/bench_wal_pages.py --reads
+
 Only a temporary directory is written.
 """
 
@@ -36,6 +42,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from chatd.store.messages import COLUMNS
 from chatd.store.migrate import _statements, migrate_sqlite, migrations
 
 INSERT = (
@@ -153,6 +160,30 @@ def upgrade(messages: int, convs: int, body: int) -> None:
         )
 
 
+def reads(convs: int, body: int) -> None:
+    pages = {
+        "100 messages": f"SELECT {COLUMNS} FROM messages WHERE conv_id=? AND seq>?"
+        " ORDER BY seq LIMIT 100",
+        "101 sizes": "SELECT seq, length(body) FROM messages WHERE conv_id=? AND seq>?"
+        " ORDER BY seq LIMIT 101",
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-wal-") as tmp:
+        for label, until in {"v26 (WITHOUT ROWID)": 26, "current": None}.items():
+            path = Path(tmp) / f"{until or 'current'}.db"
+            build(path, until, convs, 200_000, os.urandom(body))
+            db = sqlite3.connect(path)
+            last = dict(db.execute("SELECT conv_id, max(seq) FROM messages GROUP BY conv_id"))
+            for name, sql in pages.items():
+                rng = random.Random(1)
+                cpu = time.process_time()
+                for _ in range(2000):
+                    conv = rng.randint(1, convs)
+                    db.execute(sql, (conv, rng.randint(0, last[conv] - 100))).fetchall()
+                cpu = time.process_time() - cpu
+                print(f"{label:20} {name}: {1e6 * cpu / 2000:4.0f} µs of CPU per page", flush=True)
+            db.close()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--messages", type=int, default=25_000)
@@ -162,7 +193,11 @@ def main() -> None:
     p.add_argument("--body", type=int, default=200)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--upgrade", type=int, metavar="N", help="time the upgrade of N messages")
+    p.add_argument("--reads", action="store_true", help="time reading history pages")
     a = p.parse_args()
+    if a.reads:
+        reads(a.convs, a.body)
+        return
     if a.upgrade:
         upgrade(a.upgrade, a.convs, a.body)
         return
