@@ -43,7 +43,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from chatd.store.messages import COLUMNS
-from chatd.store.migrate import _statements, migrate_sqlite, migrations
+from chatd.store.migrate import migrate_sqlite
 
 INSERT = (
     "INSERT OR IGNORE INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
@@ -55,16 +55,7 @@ def build(path: Path, until: int | None, convs: int, messages: int, body: bytes)
     """A file at schema version ``until`` (None: the newest) holding ``messages`` messages."""
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute(
-        "CREATE TABLE schema_migrations"
-        " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-    )
-    for version, name, sql in migrations("sqlite"):
-        if until is not None and version > until:
-            break
-        for statement in _statements(sql):
-            db.execute(statement)
-        db.execute("INSERT INTO schema_migrations VALUES (?, ?, 'then')", (version, name))
+    migrate_sqlite(db, until)
     db.execute(
         "INSERT INTO accounts (id, handle, name, type, created_at) VALUES (1,'a','a','user',0)"
     )

@@ -22,8 +22,9 @@ def migrations(dialect: str) -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
-def migrate_sqlite(db: sqlite3.Connection) -> list[str]:
-    """Apply every migration not yet applied, each in its own transaction. Returns their names."""
+def migrate_sqlite(db: sqlite3.Connection, until: int | None = None) -> list[str]:
+    """Apply every migration not yet applied (up to version ``until``: a file of an older
+    version, for tests and benchmarks), each in its own transaction. Returns their names."""
     db.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations"
         " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
@@ -31,6 +32,8 @@ def migrate_sqlite(db: sqlite3.Connection) -> list[str]:
     done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
     applied = []
     for version, name, sql in migrations("sqlite"):
+        if until is not None and version > until:
+            break
         if version in done:
             continue
         # A migration that rebuilds a table other tables reference (SQLite cannot change a

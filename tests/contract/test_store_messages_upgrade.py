@@ -13,7 +13,7 @@ import pytest
 
 from chatd.errors import Conflict
 from chatd.store.base import NewMessage
-from chatd.store.migrate import _statements, migrations
+from chatd.store.migrate import migrate_sqlite
 from chatd.store.sqlite import SQLiteStore
 
 NOW = 1_700_000_000_000
@@ -37,16 +37,7 @@ ROWS = [
 def old_file(path: Path) -> None:
     """A version-26 file with two conversations' messages, written as version 26 wrote them."""
     db = sqlite3.connect(path, isolation_level=None)
-    db.execute(
-        "CREATE TABLE schema_migrations"
-        " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-    )
-    for version, name, sql in migrations("sqlite"):
-        if version >= 27:
-            break
-        for statement in _statements(sql):
-            db.execute(statement)
-        db.execute("INSERT INTO schema_migrations VALUES (?, ?, 'then')", (version, name))
+    assert migrate_sqlite(db, until=26)[-1] == "0026_declines.sql"
     assert (
         "WITHOUT ROWID"
         in db.execute("SELECT sql FROM sqlite_schema WHERE name='messages'").fetchone()[0]

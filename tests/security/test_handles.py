@@ -18,7 +18,7 @@ from testkit import Raw
 
 from chatd.core.handles import SKELETON_SQL, skeleton
 from chatd.store.accounts import _LOOKALIKE
-from chatd.store.migrate import _statements, migrate_sqlite, migrations
+from chatd.store.migrate import migrate_sqlite
 
 LOOKALIKES = ["a1ice", "alice.", "alice_", "al.ice", "a_l_i_c_e", "a1_ice"]
 
@@ -70,16 +70,7 @@ def test_the_index_computes_the_skeleton_for_every_account_and_serves_the_check(
     are covered with no backfill): for any handle it equals the Python one, and the store's
     lookalike query is answered from the index."""
     db = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
-    db.execute(
-        "CREATE TABLE schema_migrations"
-        " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-    )
-    for version, name, sql in migrations("sqlite"):
-        if version >= 7:
-            break
-        for statement in _statements(sql):
-            db.execute(statement)
-        db.execute("INSERT INTO schema_migrations VALUES (?, ?, 'then')", (version, name))
+    migrate_sqlite(db, until=6)
     rng = random.Random(149)
     alphabet = string.ascii_lowercase + string.digits + "_."
     handles = ["alice", "a1ice", "mallory", "rnallory"] + [
