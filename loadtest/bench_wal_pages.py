@@ -8,8 +8,9 @@ random conversation (the shape of ``bench_relay.py``'s fixed point: ~7 messages 
 groups), with chatd's pragmas (WAL, ``secure_delete``, no automatic checkpoint). It reports WAL
 frames (pages) per commit, by the b-tree they belong to, and the CPU time per commit
 (``time.process_time``) with ``synchronous=FULL`` (an fsync per commit, chatd's default) and
-``NORMAL`` (none: the work besides the fsync). Each timed run starts from a WAL that a
-checkpoint emptied, as chatd's checkpointer keeps it.
+``NORMAL`` (none: the work besides the fsync). Each timed run follows a warm-up of as many
+commits and a checkpoint of them, so it writes over a WAL file already at its working size from
+its start, as chatd's between two of its checkpoints; only the frames of the timed run count.
 
     taskset -c 0 .venv/bin/python loadtest/bench_wal_pages.py --reps 3
 
@@ -20,8 +21,9 @@ the file's size before and after:
     taskset -c 0 .venv/bin/python loadtest/bench_wal_pages.py --upgrade 1000000 --convs 1000
 
 ``--reads`` times what a history page costs instead: the CPU of reading 100 messages of a
-conversation from a random seq on (``messages.messages``' statement) and of the sizes before it
-(``message_page``'s first statement), in a file of 200,000 messages written in commit order:
+conversation from a random seq on (``messages.messages``' statement), and of reading the sizes
+of 101 (``message_page``'s first statement, before it reads the rows), in a file of 200,000
+messages written in commit order:
 
     taskset -c 0 .venv/bin/python loadtest/bench_wal_pages.py --reads
 
@@ -104,8 +106,11 @@ def frames_by_tree(db: sqlite3.Connection, wal: Path) -> collections.Counter[str
     }
     data = wal.read_bytes()
     size = int(db.execute("PRAGMA page_size").fetchone()[0])
+    salts = data[16:24]  # the header's: a frame written since the WAL last started over has them
     counts: collections.Counter[str] = collections.Counter()
     for off in range(32, len(data) - 24, 24 + size):
+        if data[off + 8 : off + 16] != salts:
+            break  # frames of an earlier pass over the file, left behind the current end
         (page,) = struct.unpack(">I", data[off : off + 4])
         counts[owner.get(page, "new pages")] += 1
     return counts

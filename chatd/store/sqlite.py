@@ -394,6 +394,9 @@ class SQLiteStore(Store, GroupCommitWriter[Op[Any]]):
         applied = migrate_sqlite(self._w)
         if applied:
             log.info("migrated", extra={"applied": applied, "db": self.path})
+            # A migration that copies a table leaves a WAL as large as the table: into the
+            # file with it, and the WAL file back to nothing, before serving (no reader yet).
+            self._w.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._r = _connect(self.path, readonly=True, synchronous="NORMAL")
         self._sql, self._reader = SQLiteSql(self._w), SQLiteSql(self._r)
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")

@@ -23,6 +23,9 @@ def ids(*accounts: int) -> bytes:
     return struct.pack(f">{len(accounts)}Q", *accounts)
 
 
+SECRET = b"a body to delete for everyone later " * 3
+"""Found in the file's bytes as long as some page holds it."""
+
 # conv, seq, ts, sender, device, cmid, kind, body, to_accounts, withheld, fc
 ROWS = [
     (7, 1, NOW, 1, 11, None, "system", b"\x81created", None, None, None),
@@ -30,7 +33,8 @@ ROWS = [
     (8, 1, NOW + 2, 2, 21, "b1", "e2e", b"other conversation", None, None, None),
     (7, 3, NOW + 3, 2, 21, "b2", "e2e", b"to the bot", ids(3), None, b"\x01" * 32),
     (7, 4, NOW + 4, 1, 11, "a2", "e2e", b"not for the bot", None, ids(3), None),
-    (7, 5, NOW + 5, 1, 11, "a3", "e2e", b"", None, None, None),  # deleted for everyone
+    (7, 5, NOW + 5, 1, 11, "a3", "e2e", b"", None, None, None),  # an empty body
+    (7, 6, NOW + 6, 1, 11, "a4", "e2e", SECRET, None, None, None),
 ]
 
 
@@ -81,6 +85,8 @@ async def test_a_file_from_before_version_27_keeps_every_message_and_every_cmid(
     old_file(path)
     store = SQLiteStore(str(path))
     await store.open()
+    # The copy's WAL went into the file before serving, not left on disk beside it.
+    assert wal_size(path) == 0
     writer = asyncio.create_task(store.run())
     try:
         for conv in (7, 8):
@@ -101,7 +107,7 @@ async def test_a_file_from_before_version_27_keeps_every_message_and_every_cmid(
             await store.append(NewMessage(7, 1, 11, "a1", "e2e", b"another body", NOW + 9))
         # The next message of each conversation takes the next seq.
         new = await store.append(NewMessage(7, 2, 21, "b3", "e2e", b"after", NOW + 10))
-        assert (new.duplicate, new.message.seq) == (False, 6)
+        assert (new.duplicate, new.message.seq) == (False, 7)
         other = await store.append(NewMessage(8, 1, 11, "a1", "e2e", b"same cmid, other conv", NOW))
         assert (other.duplicate, other.message.seq) == (False, 2)
     finally:
@@ -114,5 +120,44 @@ async def test_a_file_from_before_version_27_keeps_every_message_and_every_cmid(
         schema = db.execute("SELECT sql FROM sqlite_schema WHERE name='messages'").fetchone()[0]
         assert "WITHOUT ROWID" not in schema
         assert db.execute("SELECT count(*) FROM messages").fetchone() == (len(ROWS) + 2,)
+        # The stored rows were copied in their old order: each conversation's side by side.
+        copied = db.execute("SELECT conv_id, seq FROM messages ORDER BY rowid").fetchall()
+        assert copied[: len(ROWS)] == sorted((r[0], r[1]) for r in ROWS)
     finally:
         db.close()
+
+
+def wal_size(path: Path) -> int:
+    return Path(f"{path}-wal").stat().st_size
+
+
+def copies(path: Path, data: bytes) -> int:
+    """How many times ``data`` is in the file and its WAL."""
+    wal = Path(f"{path}-wal")
+    return path.read_bytes().count(data) + (wal.read_bytes().count(data) if wal.exists() else 0)
+
+
+async def test_the_upgrade_leaves_no_copy_of_a_body_and_a_later_deletion_leaves_none(
+    tmp_path: Path,
+) -> None:
+    """The copy drops the old table. Its pages must not keep the bodies as free pages, even
+    where SQLite's build does not zero them by default, or a message deleted for everyone
+    later would stay readable in the file (SPEC.md 18.9)."""
+    path = tmp_path / "old.db"
+    old_file(path)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA secure_delete=OFF")  # a build that does not zero freed pages
+    assert migrate_sqlite(db) == ["0027_messages_in_commit_order.sql"]
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    assert copies(path, SECRET) == 1  # the new table's row; the old table's page is zeroed
+
+    store = SQLiteStore(str(path))
+    await store.open()
+    writer = asyncio.create_task(store.run())
+    try:
+        assert await store.delete_message(7, 6, 1, NOW + 20) is not None
+    finally:
+        await store.aclose()
+        await writer
+    assert copies(path, SECRET) == 0

@@ -1,5 +1,6 @@
 -- chatd schema, version 27 (PostgreSQL): nothing to change. On SQLite this version rebuilds
 -- ``messages`` as a rowid table, so that a commit's rows are stored side by side at its end
 -- instead of each in the middle of the table at its conversation's end. A PostgreSQL table is
--- a heap: its rows already go where there is room, in the order they are inserted, and
--- (conv_id, seq) is already an index of its own.
+-- a heap: a new row goes to a page with room (the last one, for a table that only grows), not
+-- to a place its key decides, and its (conv_id, seq) and cmid indexes are b-trees of their own,
+-- as SQLite's now are.

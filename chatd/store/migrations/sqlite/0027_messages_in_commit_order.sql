@@ -6,11 +6,11 @@
 -- conversation's end, and every full page there was split and its neighbours rebalanced. A
 -- row (~250 bytes with a 200-byte body) fills 1/16 of a page, and the interior pages of such a
 -- table hold whole rows too, so they split often as well. A commit of 7 messages to 7
--- conversations wrote ~25 pages to the WAL, 15 of them the table's.
+-- conversations wrote ~25 pages to the WAL, 16 of them the table's.
 --
 -- As a rowid table the rows of one commit go side by side at the table's end (one page, two
 -- when it fills), and (conv_id, seq) is a unique index of small entries: ~19 pages for the
--- same commit, and ~18% less CPU per commit with its fsync (README, "Eleventh session").
+-- same commit, and 15-20% less CPU per commit with its fsync (README, "Eleventh session").
 -- Reading a conversation's range now takes one look-up of its index and one of the table per
 -- message; the columns, their constraints and every query stay the same.
 CREATE TABLE messages_0027 (
