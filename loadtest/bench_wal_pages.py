@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """What one group commit of messages writes to SQLite's WAL, per schema version of ``messages``.
 
-Builds a file of ``--messages`` messages in ``--convs`` conversations with chatd's own migrations
-(``--until 26``: ``messages`` WITHOUT ROWID, keyed by (conv_id, seq); all of them: the current
-schema), then commits ``--commits`` transactions of ``--per`` messages, each to a different
+Builds a file of ``--messages`` messages in ``--convs`` conversations at two schema versions:
+26 (``messages`` WITHOUT ROWID, keyed by (conv_id, seq)), from chatd's migration files read as
+SQL, and the current one, made by ``chatd migrate`` (the load tester reaches the store only
+through the wire or the CLI: ``tests/unit/test_layering.py``). Then it commits ``--commits`` transactions of ``--per`` messages, each to a different
 random conversation (the shape of ``bench_relay.py``'s fixed point: ~7 messages per commit, 100
 groups), with chatd's pragmas (WAL, ``secure_delete``, no automatic checkpoint). It reports WAL
 frames (pages) per commit, by the b-tree they belong to, and the CPU time per commit
@@ -14,15 +15,16 @@ its start, as chatd's between two of its checkpoints; only the frames of the tim
 
     taskset -c 0 .venv/bin/python loadtest/bench_wal_pages.py --reps 3
 
-``--upgrade N`` instead times the upgrade of a version-26 file of N messages in ``--convs``
-conversations to the current schema (``migrate_sqlite``: version 27 copies ``messages``), and
-the file's size before and after:
+``--upgrade N`` instead times ``chatd migrate --db FILE`` on a version-26 file of N messages in
+``--convs`` conversations (version 27 copies ``messages``; the process's start, ~1 s, included),
+and the file's size before and after:
 
     taskset -c 0 .venv/bin/python loadtest/bench_wal_pages.py --upgrade 1000000 --convs 1000
 
 ``--reads`` times what a history page costs instead: the CPU of reading 100 messages of a
-conversation from a random seq on (``messages.messages``' statement), and of reading the sizes
-of 101 (``message_page``'s first statement, before it reads the rows), in a file of 200,000
+conversation from a random seq on (the statement of ``chatd/store/messages.py``'s ``messages``),
+and of reading the sizes of 101 (``message_page``'s first statement, before it reads the rows),
+in a file of 200,000
 messages written in commit order:
 
     taskset -c 0 .venv/bin/python loadtest/bench_wal_pages.py --reads
@@ -39,13 +41,17 @@ import random
 import shutil
 import sqlite3
 import struct
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from chatd.store.messages import COLUMNS
-from chatd.store.migrate import migrate_sqlite
+from chatload.procstat import chatd_executable
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "chatd" / "store" / "migrations" / "sqlite"
+COLUMNS = "seq, ts, sender, device, cmid, kind, body, to_accounts, withheld, fc"
+"""What chatd reads of a message (``chatd/store/messages.py``)."""
 
 INSERT = (
     "INSERT OR IGNORE INTO messages (conv_id, seq, ts, sender, device, cmid, kind, body)"
@@ -55,9 +61,22 @@ INSERT = (
 
 def build(path: Path, until: int | None, convs: int, messages: int, body: bytes) -> None:
     """A file at schema version ``until`` (None: the newest) holding ``messages`` messages."""
+    if until is None:
+        migrate(path)
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
-    migrate_sqlite(db, until)
+    if until is not None:  # the files as chatd's runner applies them, foreign keys off
+        db.execute(
+            "CREATE TABLE schema_migrations"
+            " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        for sql in sorted(MIGRATIONS.glob("*.sql")):
+            version = int(sql.name.split("_", 1)[0])
+            if version <= until:
+                db.executescript(sql.read_text())
+                db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, 'then')", (version, sql.name)
+                )
     db.execute(
         "INSERT INTO accounts (id, handle, name, type, created_at) VALUES (1,'a','a','user',0)"
     )
@@ -139,20 +158,29 @@ def run(source: Path, work: Path, sync: str, a: argparse.Namespace, seed: int) -
     }
 
 
+def migrate(path: Path) -> str:
+    """``chatd migrate --db PATH``: what it printed (the migrations it applied)."""
+    done = subprocess.run(
+        [chatd_executable(), "migrate", "--db", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=3600,
+    )
+    return done.stdout.strip()
+
+
 def upgrade(messages: int, convs: int, body: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-wal-") as tmp:
         path = Path(tmp) / "v26.db"
         build(path, 26, convs, messages, os.urandom(body))
         size = path.stat().st_size
-        db = sqlite3.connect(path, isolation_level=None)
         took = time.perf_counter()
-        applied = migrate_sqlite(db)
+        applied = migrate(path)
         took = time.perf_counter() - took
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        db.close()
         print(
-            f"{messages:,} messages in {convs:,} conversations: {', '.join(applied)} in"
-            f" {took:.1f} s; file {size / 2**20:.0f} -> {path.stat().st_size / 2**20:.0f} MiB"
+            f"{messages:,} messages in {convs:,} conversations: {applied} in {took:.1f} s;"
+            f" file {size / 2**20:.0f} -> {path.stat().st_size / 2**20:.0f} MiB"
         )
 
 
