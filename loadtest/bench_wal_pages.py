@@ -4,9 +4,9 @@
 Builds a file of ``--messages`` messages in ``--convs`` conversations at two schema versions:
 26 (``messages`` WITHOUT ROWID, keyed by (conv_id, seq)), from chatd's migration files read as
 SQL, and the current one, made by ``chatd migrate`` (the load tester reaches the store only
-through the wire or the CLI: ``tests/unit/test_layering.py``). Then it commits ``--commits`` transactions of ``--per`` messages, each to a different
-random conversation (the shape of ``bench_relay.py``'s fixed point: ~7 messages per commit, 100
-groups), with chatd's pragmas (WAL, ``secure_delete``, no automatic checkpoint). It reports WAL
+through the wire or the CLI: ``tests/unit/test_layering.py``). Then it commits ``--commits``
+transactions of ``--per`` messages, each to a different random conversation (the shape of
+``bench_relay.py``'s fixed point: ~7 messages per commit, 100 groups), with chatd's pragmas (WAL, ``secure_delete``, no automatic checkpoint). It reports WAL
 frames (pages) per commit, by the b-tree they belong to, and the CPU time per commit
 (``time.process_time``) with ``synchronous=FULL`` (an fsync per commit, chatd's default) and
 ``NORMAL`` (none: the work besides the fsync). Each timed run follows a warm-up of as many
@@ -24,8 +24,7 @@ and the file's size before and after:
 ``--reads`` times what a history page costs instead: the CPU of reading 100 messages of a
 conversation from a random seq on (the statement of ``chatd/store/messages.py``'s ``messages``),
 and of reading the sizes of 101 (``message_page``'s first statement, before it reads the rows),
-in a file of 200,000
-messages written in commit order:
+in a file of 200,000 messages written in commit order:
 
     taskset -c 0 .venv/bin/python loadtest/bench_wal_pages.py --reads
 
@@ -50,6 +49,8 @@ from pathlib import Path
 from chatload.procstat import chatd_executable
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "chatd" / "store" / "migrations" / "sqlite"
+LAYOUTS = {"v26 (WITHOUT ROWID)": 26, "current": None}
+"""The two schema versions compared: a version number, or None for the newest."""
 COLUMNS = "seq, ts, sender, device, cmid, kind, body, to_accounts, withheld, fc"
 """What chatd reads of a message (``chatd/store/messages.py``)."""
 
@@ -140,9 +141,14 @@ def run(source: Path, work: Path, sync: str, a: argparse.Namespace, seed: int) -
         (work.parent / (work.name + suffix)).unlink(missing_ok=True)
     shutil.copy(source, work)
     db = sqlite3.connect(work, isolation_level=None)
-    for pragma in ("journal_mode=WAL", f"synchronous={sync}", "wal_autocheckpoint=0"):
+    pragmas = (
+        "journal_mode=WAL",
+        f"synchronous={sync}",
+        "wal_autocheckpoint=0",
+        "secure_delete=ON",
+    )
+    for pragma in pragmas:
         db.execute(f"PRAGMA {pragma}")
-    db.execute("PRAGMA secure_delete=ON")
     rng, ctr, body = random.Random(seed), [10**9], os.urandom(a.body)
     commits(db, a.commits, a.per, body, rng, ctr)  # the WAL at its working size, then emptied
     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
@@ -192,7 +198,7 @@ def reads(convs: int, body: int) -> None:
         " ORDER BY seq LIMIT 101",
     }
     with tempfile.TemporaryDirectory(prefix="bench-wal-") as tmp:
-        for label, until in {"v26 (WITHOUT ROWID)": 26, "current": None}.items():
+        for label, until in LAYOUTS.items():
             path = Path(tmp) / f"{until or 'current'}.db"
             build(path, until, convs, 200_000, os.urandom(body))
             db = sqlite3.connect(path)
@@ -225,10 +231,9 @@ def main() -> None:
     if a.upgrade:
         upgrade(a.upgrade, a.convs, a.body)
         return
-    layouts = {"v26 (WITHOUT ROWID)": 26, "current": None}
     with tempfile.TemporaryDirectory(prefix="bench-wal-") as tmp:
         sources = {}
-        for label, until in layouts.items():
+        for label, until in LAYOUTS.items():
             sources[label] = Path(tmp) / f"{until or 'current'}.db"
             build(sources[label], until, a.convs, a.messages, os.urandom(a.body))
         for sync in ("FULL", "NORMAL"):

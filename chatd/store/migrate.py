@@ -72,12 +72,6 @@ REBUILDS = "-- sqlite: rebuilds tables"
 "Making Other Kinds Of Table Schema Changes")."""
 
 
-def _has_statements(sql: str) -> bool:
-    """False for a migration that is only comments: one that a dialect has nothing to do for
-    (versions are numbered alike on both), recorded as applied all the same."""
-    return any(line.strip() and not line.lstrip().startswith("--") for line in sql.splitlines())
-
-
 def _statements(sql: str) -> list[str]:
     """The statements of a script; a ``;`` inside a trigger body does not end its statement."""
     lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
@@ -107,7 +101,9 @@ async def migrate_postgres(conn: Any) -> list[str]:
             if version in done:
                 continue
             async with conn.transaction():
-                if _has_statements(sql):  # asyncpg fails on a script of comments only
+                # A script of comments only (a version one dialect has nothing to do for,
+                # numbered alike on both) is recorded without running: asyncpg fails on it.
+                if _statements(sql):
                     await conn.execute(sql)  # no arguments: the simple protocol runs a script
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name

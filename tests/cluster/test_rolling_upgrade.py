@@ -26,7 +26,7 @@ from pgserver import PostgresServer
 from redisd import RedisServer
 from testkit import Checker, free_port, http_get
 
-from chatd.store.migrate import _statements, migrations
+from chatd.store.migrate import migrate_sqlite, migrations
 
 from .conftest import REDIS_PASSWORD
 
@@ -121,19 +121,17 @@ def table_shape(db: sqlite3.Connection, table: str) -> tuple[object, ...]:
 
 @pytest.mark.parametrize("name", sorted(RESTORES))
 def test_a_table_rebuilt_in_place_keeps_its_columns_and_keys(name: str) -> None:
+    found = [(v, sql) for v, n, sql in migrations("sqlite") if n == name]
+    assert found, f"{name} is not a SQLite migration"
+    version, sql = found[0]
+    rebuilt = re.findall(r"^DROP TABLE (\w+)", sql, re.M)
+    assert rebuilt, f"{name} rebuilds no table"
     db = sqlite3.connect(":memory:", isolation_level=None)
-    rebuilt: list[str] = []
-    for _, applied, sql in migrations("sqlite"):
-        if applied == name:
-            rebuilt = re.findall(r"^DROP TABLE (\w+)", sql, re.M)
-            assert rebuilt, f"{name} rebuilds no table"
-            before = {table: table_shape(db, table) for table in rebuilt}
-        for statement in _statements(sql):
-            db.execute(statement)
-        if applied == name:
-            for table in rebuilt:
-                assert table_shape(db, table) == before[table], f"{name} changed {table}"
-    assert rebuilt, f"{name} is not a SQLite migration"
+    migrate_sqlite(db, until=version - 1)
+    before = {table: table_shape(db, table) for table in rebuilt}
+    assert migrate_sqlite(db, until=version) == [name]
+    for table in rebuilt:
+        assert table_shape(db, table) == before[table], f"{name} changed {table}"
 
 
 def previous_schema_tree(dest: Path) -> Path:
