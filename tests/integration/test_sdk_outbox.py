@@ -27,12 +27,14 @@ from testkit import ServerProcess
 T = TypeVar("T")
 
 # A client process: "send" queues N texts in the outbox once told "go" (stdin), then says
-# "queued"; "read" prints each text the application is handed, slowly.
+# "queued"; "read" prints each text the application is handed, slowly. Its log and every other
+# event go to stderr, which a test that waits for a line in vain shows.
 CHILD = r"""
-import asyncio, sys
+import asyncio, logging, sys
 from chatclient import Client, KeyStore, Message
 
 async def main(mode, url, keyfile, conv, n):
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO)
     async with Client(url, KeyStore.open(keyfile), backoff_initial=0.05) as c:
         print("ready", flush=True)
         if mode == "send":
@@ -47,6 +49,8 @@ async def main(mode, url, keyfile, conv, n):
             if isinstance(ev, Message) and ev.conv == conv and ev.text is not None:
                 print(ev.text, flush=True)
                 await asyncio.sleep(0.03)
+            else:  # what the test shows if it waits in vain
+                print(repr(ev)[:300], file=sys.stderr, flush=True)
 
 asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])))
 """
@@ -65,7 +69,10 @@ async def child(mode: str, url: str, keyfile: Path, conv: int, n: int = 0) -> As
         str(n),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
+    proc.log = []
+    drain = asyncio.create_task(_collect(proc.stderr, proc.log))
     try:
         assert await line(proc) == "ready"
         yield proc
@@ -73,11 +80,24 @@ async def child(mode: str, url: str, keyfile: Path, conv: int, n: int = 0) -> As
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+        await drain
+
+
+async def _collect(stream: asyncio.StreamReader, into: list[str]) -> None:
+    """A child's stderr, kept for the message of a wait that fails (and never left to fill the
+    pipe and block the child)."""
+    while raw := await stream.readline():
+        into.append(raw.decode(errors="replace").rstrip())
 
 
 async def line(proc: Any, timeout: float = 20) -> str:
-    raw = await asyncio.wait_for(proc.stdout.readline(), timeout)
-    assert raw, "the client process ended"
+    """The child's next line; a ``TimeoutError`` carrying its stderr when none comes."""
+    try:
+        raw = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    except TimeoutError:
+        log = "\n".join(proc.log[-60:])
+        raise TimeoutError(f"no line from the client in {timeout} s; its stderr:\n{log}") from None
+    assert raw, "the client process ended:\n" + "\n".join(proc.log[-60:])
     return str(raw.decode().strip())
 
 
