@@ -287,8 +287,9 @@ class _Checkpointer:
     EVERY = 500
     """Commits between checkpoints: ~5,000 WAL pages at the ~10 of a small commit (a WAL of ~20
     MiB at most). A checkpoint copies the newest frame of each page it backfills, and small
-    commits keep rewriting the same few pages (each conversation's last leaf of the table and
-    of its cmid index): five times rarer, it copies far fewer pages per message. At 2,000
+    commits keep rewriting the same few pages (the table's last leaf and the cmid index's, each
+    conversation's leaf of the (conv_id, seq) index): five times rarer, it copies far fewer
+    pages per message. At 2,000
     msgs/s in groups of 10 (``bench_relay.py --count``) every 100 commits cost 2.4 system calls
     per delivery, every 500 2.2 (the checkpoint's ``pread64``/``pwrite64``), every 1,000 no
     fewer."""
@@ -534,7 +535,7 @@ def _append(tx: _Tx, m: NewMessage) -> Appended:
     kind, role = tx.sender_role(m.conv, m.sender)
     rules.check_send(kind, role)
     # Insert first: a resend is rare, so the common path costs one statement. The unique
-    # (conv, device, cmid) index turns a resend into "no row inserted".
+    # (cmid, device, conv) index turns a resend into "no row inserted".
     seq = tx.take_seq(m.conv)
     bots = tx.addressed_bots(m.conv)
     withheld = rules.withheld_from(m.kind, m.sender, m.to, bots) if bots else ()

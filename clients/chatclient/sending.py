@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import uuid
+import time
 from collections.abc import Collection
 
 from chatproto import client as core
@@ -106,7 +106,7 @@ class Sending:
             raise ClientClosed("client closed")
         if to is not None and len(to) > MAX_TO:
             raise ChatClientError(f"a message is addressed to at most {MAX_TO} accounts")
-        cmid = cmid or uuid.uuid4().hex
+        cmid = cmid or core.new_cmid(time.time())
         entry = self._core.outbox.get(cmid)
         if entry is not None and entry.conv != conv:
             raise ChatClientError(f"cmid {cmid} is waiting in the outbox for another conversation")

@@ -1,6 +1,7 @@
 """A SQLite file from before version 27 (messages in a WITHOUT ROWID table keyed by conversation
-and seq) upgraded to messages in commit order: every message reads back as it was stored, a
-resend of a stored cmid is still recognised, and the next message takes the next seq."""
+and seq) upgraded to messages in commit order and, in version 28, the cmid index keyed cmid
+first: every message reads back as it was stored, a resend of a stored cmid is still recognised
+(through the index), and the next message takes the next seq."""
 
 from __future__ import annotations
 
@@ -123,6 +124,14 @@ async def test_a_file_from_before_version_27_keeps_every_message_and_every_cmid(
         # The stored rows were copied in their old order: each conversation's side by side.
         copied = db.execute("SELECT conv_id, seq FROM messages ORDER BY rowid").fetchall()
         assert copied[: len(ROWS)] == sorted((r[0], r[1]) for r in ROWS)
+        # A resend is found through the cmid index (version 28 keys it cmid first), not a scan.
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN SELECT seq FROM messages WHERE conv_id=? AND device=? AND cmid=?",
+            (7, 11, "a1"),
+        ).fetchall()
+        assert any("USING INDEX messages_by_cmid" in row[-1] for row in plan), plan
+        key = [r[2] for r in db.execute("PRAGMA index_info('messages_by_cmid')")]
+        assert key == ["cmid", "device", "conv_id"]
     finally:
         db.close()
 
@@ -147,7 +156,7 @@ async def test_the_upgrade_leaves_no_copy_of_a_body_and_a_later_deletion_leaves_
     old_file(path)
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA secure_delete=OFF")  # a build that does not zero freed pages
-    assert migrate_sqlite(db) == ["0027_messages_in_commit_order.sql"]
+    assert migrate_sqlite(db)[0] == "0027_messages_in_commit_order.sql"
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     assert copies(path, SECRET) == 1  # the new table's row; the old table's page is zeroed

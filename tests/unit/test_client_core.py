@@ -357,3 +357,16 @@ def test_an_own_message_read_in_history_settles_its_entry_at_once() -> None:
     assert acked is not None and acked.entry is entry and acked.ack.seq == 9
     assert core.outbox.get("m1") is None
     assert core.events_received() == []  # returned to the caller, not queued
+
+
+def test_new_cmids_are_unique_fit_the_wire_and_sort_in_the_order_they_were_made() -> None:
+    """The SDK's cmids (SPEC.md 7.3): a later one sorts after an earlier one, so the server's
+    cmid index (cmid first) gets one commit's entries side by side; the same millisecond still
+    gives distinct ones."""
+    times = [0.0, 0.001, 1.0, 1_765_000_000.0, 1_765_000_000.002, 2**48 / 1000 - 0.001]
+    made = [C.new_cmid(t) for t in times]
+    assert made == sorted(made)
+    assert all(len(c) == 32 and int(c, 16) >= 0 for c in made)  # within SPEC's 1..64 chars
+    same = {C.new_cmid(1_765_000_000.0) for _ in range(1000)}
+    assert len(same) == 1000
+    assert made[3][:12] == f"{1_765_000_000_000:012x}"

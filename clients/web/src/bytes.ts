@@ -66,6 +66,14 @@ export function equal(a: Bytes, b: Bytes): boolean {
   return ctEqual(a, b);
 }
 
+/** A fresh cmid (SPEC.md 7.3): the time in milliseconds, 12 hex digits, then 80 random bits, 20
+ * hex digits (a UUIDv7's layout, as text). Unique as a random one, and later ones sort after it:
+ * the server keys its cmid index by cmid first, so one commit's messages share its last pages. */
+export function newCmid(nowMs: number): string {
+  const ms = Math.floor(nowMs) % 2 ** 48;
+  return ms.toString(16).padStart(12, "0") + hex(randomBytes(10));
+}
+
 export function randomBytes(n: number): Bytes {
   const b = new Uint8Array(n);
   crypto.getRandomValues(b);

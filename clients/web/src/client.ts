@@ -3,7 +3,7 @@
 // reconnect with backoff, sender keys over PQXDH sessions, verified device lists and
 // membership logs. Everything secret lives in IndexedDB (store.ts) and is written only after
 // the operation that produced it succeeded.
-import { type Bytes, ctEqual, hex, randomBytes, unhex, utf8 } from "./bytes.js";
+import { type Bytes, ctEqual, hex, newCmid, randomBytes, unhex, utf8 } from "./bytes.js";
 import { type Frame, ProtocolError, RETRYABLE, decodeServer, encode } from "./codec.js";
 import * as C from "./crypto.js";
 import { deviceApprovalPayload, loginPayload } from "./e2e/auth.js";
@@ -1106,7 +1106,7 @@ export class Client {
   async sendContent(conv: number, kind: string, content: Content, replyTo?: number, to: number[] = []): Promise<void> {
     const c = this.convs.get(conv);
     if (!c) throw new Error("unknown conversation");
-    const cmid = hex(randomBytes(12));
+    const cmid = newCmid(Date.now());
     const p: Pending = { conv, cmid, kind: "e2e", body: null, inner: kind, content, replyTo, to: [...new Set(to)].sort((a, b) => a - b) };
     const mine: Msg = { seq: Number.MAX_SAFE_INTEGER, ts: Date.now(), sender: this.id!.account, device: this.id!.device, cmid, kind, content, e2e: true, replyTo, pending: true };
     this.outbox.push(p);

@@ -30,7 +30,7 @@ from chatproto.client.events import (
     SyncFailed,
     Unanswered,
 )
-from chatproto.client.outbox import Entry, Outbox
+from chatproto.client.outbox import Entry, Outbox, new_cmid
 from chatproto.client.protocol import (
     ClientProtocol,
     NotConnected,
@@ -74,5 +74,6 @@ __all__ = [
     "Synced",
     "Unanswered",
     "WrongServer",
+    "new_cmid",
     "retryable",
 ]

@@ -21,6 +21,7 @@ first, which needs requests of its own); nothing of its conversation is written 
 from __future__ import annotations
 
 import itertools
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,15 @@ RETRY_FIRST = 0.05
 RETRY_MAX = 2.0
 """A retryable refusal is resent after RETRY_FIRST * 2**attempts seconds (capped at RETRY_MAX),
 jittered to [0.5, 1.5) of that, so clients refused together do not come back together."""
+
+
+def new_cmid(now: float) -> str:
+    """A fresh cmid: the time ``now`` (Unix seconds) in milliseconds, 12 hex digits, then 80
+    random bits, 20 hex digits (the layout of a UUIDv7, as text). Unique as a random one, and
+    cmids made later sort after it: chatd on SQLite keys its cmid index by cmid first, so the
+    entries of one commit's messages, made about the same time by any clients, share the
+    index's last pages instead of one page per conversation (SPEC.md 7.3)."""
+    return f"{int(now * 1000) & 0xFFFF_FFFF_FFFF:012x}{secrets.token_hex(10)}"
 
 
 @dataclass(slots=True, eq=False)

@@ -1,0 +1,7 @@
+-- chatd schema, version 28 (PostgreSQL): nothing to change. On SQLite this version keys the
+-- cmid index by cmid first, so that the entries of one commit's messages, whose cmids sort by
+-- the time they were made (SPEC.md 7.3), share the index's last leaves instead of taking one
+-- leaf per conversation: SQLite's WAL takes each page a commit changed whole. PostgreSQL's WAL
+-- takes the change to an index entry (the whole page only at its first change after a
+-- checkpoint), so where an entry goes costs far less here, and building that index again
+-- would block writes to messages for as long as it takes.
