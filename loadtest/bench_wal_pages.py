@@ -1,23 +1,28 @@
 #!/usr/bin/env python3
 """What one group commit of messages writes to SQLite's WAL, per schema version of ``messages``.
 
-Builds a file of ``--messages`` messages in ``--convs`` conversations at two schema versions:
-26 (``messages`` WITHOUT ROWID, keyed by (conv_id, seq)), from chatd's migration files read as
-SQL, and the current one, made by ``chatd migrate`` (the load tester reaches the store only
-through the wire or the CLI: ``tests/unit/test_layering.py``). Then it commits ``--commits``
-transactions of ``--per`` messages, each to a different random conversation (the shape of
-``bench_relay.py``'s fixed point: ~7 messages per commit, 100 groups), with chatd's pragmas (WAL, ``secure_delete``, no automatic checkpoint). It reports WAL
-frames (pages) per commit, by the b-tree they belong to, and the CPU time per commit
-(``time.process_time``) with ``synchronous=FULL`` (an fsync per commit, chatd's default) and
-``NORMAL`` (none: the work besides the fsync). Each timed run follows a warm-up of as many
-commits and a checkpoint of them, so it writes over a WAL file already at its working size from
-its start, as chatd's between two of its checkpoints; only the frames of the timed run count.
+Builds a file of ``--messages`` messages in ``--convs`` conversations at three schema versions:
+26 (``messages`` WITHOUT ROWID, keyed by (conv_id, seq)) and 27 (a rowid table; the cmid index
+keyed (conv_id, device, cmid)), from chatd's migration files read as SQL, and the current one
+(the cmid index keyed cmid first), made by ``chatd migrate`` (the load tester reaches the store
+only through the wire or the CLI: ``tests/unit/test_layering.py``). Then it commits
+``--commits`` transactions of ``--per`` messages, each to a different random conversation (the
+shape of ``bench_relay.py``'s fixed point: ~7 messages per commit, 100 groups, 2,000 msgs/s),
+with chatd's pragmas (WAL, ``secure_delete``, no automatic checkpoint). Cmids are made as the
+SDK makes them (milliseconds, then random bits), each sender's clock off by up to ``--skew``
+ms, or at random (``--cmids random``). It reports WAL frames (pages) per commit, by the b-tree
+they belong to, and the CPU time per commit (``time.process_time``) with ``synchronous=FULL``
+(an fsync per commit, chatd's default) and ``NORMAL`` (none: the work besides the fsync). Each
+timed run follows a warm-up of as many commits and a checkpoint of them, so it writes over a
+WAL file already at its working size from its start, as chatd's between two of its
+checkpoints; only the frames of the timed run count.
 
     taskset -c 0 .venv/bin/python loadtest/bench_wal_pages.py --reps 3
 
-``--upgrade N`` instead times ``chatd migrate --db FILE`` on a version-26 file of N messages in
-``--convs`` conversations (version 27 copies ``messages``; the process's start, ~1 s, included),
-and the file's size before and after:
+``--upgrade N`` instead times ``chatd migrate --db FILE`` on a version-26 file (``--since``
+another) of N messages in ``--convs`` conversations (version 27 copies ``messages``, 28 builds
+the cmid index again; the process's start, ~1 s, included), and the file's size before and
+after:
 
     taskset -c 0 .venv/bin/python loadtest/bench_wal_pages.py --upgrade 1000000 --convs 1000
 
@@ -49,8 +54,24 @@ from pathlib import Path
 from chatload.procstat import chatd_executable
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "chatd" / "store" / "migrations" / "sqlite"
-LAYOUTS = {"v26 (WITHOUT ROWID)": 26, "current": None}
-"""The two schema versions compared: a version number, or None for the newest."""
+LAYOUTS = {"v26 (WITHOUT ROWID)": 26, "v27 (cmid index conv first)": 27, "current": None}
+"""The schema versions compared: a version number, or None for the newest."""
+RATE = 2000
+"""Messages per second the commits stand for (``bench_relay.py``'s fixed point): the clock of
+a cmid made by ``cmid``."""
+
+
+def cmid(n: int, device: int, a: argparse.Namespace, rng: random.Random) -> str:
+    """The cmid of the ``n``-th message, from ``device``: as the SDK makes them (milliseconds,
+    then 80 random bits; ``chatproto.client.new_cmid``), on a clock that runs ``a.skew``
+    milliseconds at most either way of true time (a fixed offset per device), or a random one
+    (``--cmids random``: a client that makes UUIDs)."""
+    if a.cmids == "random":
+        return rng.randbytes(16).hex()
+    offset = random.Random(device).uniform(-a.skew, a.skew)
+    return f"{int(n * 1000 / RATE + 10**12 + offset):012x}{rng.randbytes(10).hex()}"
+
+
 COLUMNS = "seq, ts, sender, device, cmid, kind, body, to_accounts, withheld, fc"
 """What chatd reads of a message (``chatd/store/messages.py``)."""
 
@@ -60,8 +81,9 @@ INSERT = (
 )
 
 
-def build(path: Path, until: int | None, convs: int, messages: int, body: bytes) -> None:
+def build(path: Path, until: int | None, a: argparse.Namespace, messages: int, body: bytes) -> None:
     """A file at schema version ``until`` (None: the newest) holding ``messages`` messages."""
+    convs = a.convs
     if until is None:
         migrate(path)
     db = sqlite3.connect(path, isolation_level=None)
@@ -96,7 +118,7 @@ def build(path: Path, until: int | None, convs: int, messages: int, body: bytes)
         for i in range(messages):  # one sender device per conversation, as in bench_relay
             c = rng.randint(1, convs)
             seq[c] += 1
-            yield (c, seq[c], i, 1, c, f"{i:x}.1", "e2e", bytearray(body))
+            yield (c, seq[c], i, 1, c, cmid(i, c, a, rng), "e2e", bytearray(body))
 
     db.execute("BEGIN")
     db.executemany(INSERT, rows())
@@ -106,16 +128,17 @@ def build(path: Path, until: int | None, convs: int, messages: int, body: bytes)
 
 
 def commits(
-    db: sqlite3.Connection, n: int, per: int, body: bytes, rng: random.Random, ctr: list[int]
+    db: sqlite3.Connection, a: argparse.Namespace, body: bytes, rng: random.Random, ctr: list[int]
 ) -> None:
     last = dict(db.execute("SELECT conv_id, max(seq) FROM messages GROUP BY conv_id"))
     convs = sorted(last)
-    for _ in range(n):
+    for _ in range(a.commits):
         db.execute("BEGIN IMMEDIATE")
-        for c in rng.sample(convs, per):
+        for c in rng.sample(convs, a.per):
             last[c] += 1
             ctr[0] += 1
-            db.execute(INSERT, (c, last[c], ctr[0], 1, c, f"{ctr[0]:x}.2", "e2e", bytearray(body)))
+            made = cmid(ctr[0], c, a, rng)
+            db.execute(INSERT, (c, last[c], ctr[0], 1, c, made, "e2e", bytearray(body)))
         db.execute("COMMIT")
 
 
@@ -149,11 +172,11 @@ def run(source: Path, work: Path, sync: str, a: argparse.Namespace, seed: int) -
     )
     for pragma in pragmas:
         db.execute(f"PRAGMA {pragma}")
-    rng, ctr, body = random.Random(seed), [10**9], os.urandom(a.body)
-    commits(db, a.commits, a.per, body, rng, ctr)  # the WAL at its working size, then emptied
+    rng, ctr, body = random.Random(seed), [a.messages], os.urandom(a.body)
+    commits(db, a, body, rng, ctr)  # the WAL at its working size, then emptied
     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     cpu = time.process_time()
-    commits(db, a.commits, a.per, body, rng, ctr)
+    commits(db, a, body, rng, ctr)
     cpu = time.process_time() - cpu
     counts = frames_by_tree(db, Path(f"{work}-wal"))
     db.close()
@@ -176,10 +199,11 @@ def migrate(path: Path) -> str:
     return done.stdout.strip()
 
 
-def upgrade(messages: int, convs: int, body: int) -> None:
+def upgrade(a: argparse.Namespace) -> None:
+    messages, convs = a.upgrade, a.convs
     with tempfile.TemporaryDirectory(prefix="bench-wal-") as tmp:
-        path = Path(tmp) / "v26.db"
-        build(path, 26, convs, messages, os.urandom(body))
+        path = Path(tmp) / f"v{a.since}.db"
+        build(path, a.since, a, messages, os.urandom(a.body))
         size = path.stat().st_size
         took = time.perf_counter()
         applied = migrate(path)
@@ -190,7 +214,8 @@ def upgrade(messages: int, convs: int, body: int) -> None:
         )
 
 
-def reads(convs: int, body: int) -> None:
+def reads(a: argparse.Namespace) -> None:
+    convs = a.convs
     pages = {
         "100 messages": f"SELECT {COLUMNS} FROM messages WHERE conv_id=? AND seq>?"
         " ORDER BY seq LIMIT 100",
@@ -200,7 +225,7 @@ def reads(convs: int, body: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-wal-") as tmp:
         for label, until in LAYOUTS.items():
             path = Path(tmp) / f"{until or 'current'}.db"
-            build(path, until, convs, 200_000, os.urandom(body))
+            build(path, until, a, 200_000, os.urandom(a.body))
             db = sqlite3.connect(path)
             last = dict(db.execute("SELECT conv_id, max(seq) FROM messages GROUP BY conv_id"))
             for name, sql in pages.items():
@@ -222,20 +247,30 @@ def main() -> None:
     p.add_argument("--commits", type=int, default=600)
     p.add_argument("--body", type=int, default=200)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument(
+        "--cmids",
+        choices=("time", "random"),
+        default="time",
+        help="as the SDK makes them, or UUIDs",
+    )
+    p.add_argument(
+        "--skew", type=float, default=0.0, help="ms a device's clock may be off either way"
+    )
     p.add_argument("--upgrade", type=int, metavar="N", help="time the upgrade of N messages")
+    p.add_argument("--since", type=int, default=26, help="--upgrade from this version")
     p.add_argument("--reads", action="store_true", help="time reading history pages")
     a = p.parse_args()
     if a.reads:
-        reads(a.convs, a.body)
+        reads(a)
         return
     if a.upgrade:
-        upgrade(a.upgrade, a.convs, a.body)
+        upgrade(a)
         return
     with tempfile.TemporaryDirectory(prefix="bench-wal-") as tmp:
         sources = {}
         for label, until in LAYOUTS.items():
             sources[label] = Path(tmp) / f"{until or 'current'}.db"
-            build(sources[label], until, a.convs, a.messages, os.urandom(a.body))
+            build(sources[label], until, a, a.messages, os.urandom(a.body))
         for sync in ("FULL", "NORMAL"):
             for rep in range(a.reps):
                 for label, source in sources.items():
