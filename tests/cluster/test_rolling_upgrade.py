@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from io import BytesIO
 from pathlib import Path
 
@@ -129,44 +129,45 @@ def table_shape(db: sqlite3.Connection, table: str) -> tuple[object, ...]:
     )
 
 
-@pytest.mark.parametrize("name", sorted(RESTORES))
-def test_a_table_rebuilt_in_place_keeps_its_columns_and_keys(name: str) -> None:
+def unique_set(db: sqlite3.Connection, index: str) -> tuple[object, ...]:
+    """What ``index`` keeps unique: its table, whether it is unique, a partial index's
+    condition and its columns in any order."""
+    row = db.execute("SELECT tbl_name, sql FROM sqlite_schema WHERE name=?", (index,))
+    table, definition = row.fetchone()
+    unique = [u for _, i, u, _, _ in db.execute(f"PRAGMA index_list('{table}')") if i == index]
+    where = definition.split(" WHERE ", 1)[1:]
+    columns = sorted(r[2] for r in db.execute(f"PRAGMA index_info('{index}')"))
+    return table, unique, where, columns
+
+
+def across(
+    name: str, dropped: str, shape: Callable[[sqlite3.Connection, str], tuple[object, ...]]
+) -> list[tuple[str, tuple[object, ...], tuple[object, ...]]]:
+    """Each object (a ``dropped``: TABLE or INDEX) that SQLite migration ``name`` drops and makes
+    again, with its ``shape`` before and after the migration."""
     found = [(v, sql) for v, n, sql in migrations("sqlite") if n == name]
     assert found, f"{name} is not a SQLite migration"
     version, sql = found[0]
-    rebuilt = re.findall(r"^DROP TABLE (\w+)", sql, re.M)
-    assert rebuilt, f"{name} rebuilds no table"
+    names = re.findall(rf"^DROP {dropped} (\w+)", sql, re.M)
+    assert names, f"{name} drops no {dropped.lower()}"
     db = sqlite3.connect(":memory:", isolation_level=None)
     migrate_sqlite(db, until=version - 1)
-    before = {table: table_shape(db, table) for table in rebuilt}
+    before = {n: shape(db, n) for n in names}
     assert migrate_sqlite(db, until=version) == [name]
-    for table in rebuilt:
-        assert table_shape(db, table) == before[table], f"{name} changed {table}"
+    return [(n, before[n], shape(db, n)) for n in names]
+
+
+@pytest.mark.parametrize("name", sorted(RESTORES))
+def test_a_table_rebuilt_in_place_keeps_its_columns_and_keys(name: str) -> None:
+    for table, before, after in across(name, "TABLE", table_shape):
+        assert after == before, f"{name} changed {table}"
 
 
 @pytest.mark.parametrize("name", sorted(REKEYS))
 def test_a_rekeyed_index_keeps_its_unique_set(name: str) -> None:
-    found = [(v, sql) for v, n, sql in migrations("sqlite") if n == name]
-    assert found, f"{name} is not a SQLite migration"
-    version, sql = found[0]
-    rekeyed = re.findall(r"^DROP INDEX (\w+)", sql, re.M)
-    assert rekeyed, f"{name} drops no index"
-    db = sqlite3.connect(":memory:", isolation_level=None)
-
-    def unique_set(index: str) -> tuple[object, ...]:
-        row = db.execute("SELECT tbl_name, sql FROM sqlite_schema WHERE name=?", (index,))
-        table, definition = row.fetchone()
-        unique = [u for _, i, u, _, _ in db.execute(f"PRAGMA index_list('{table}')") if i == index]
-        where = definition.split(" WHERE ", 1)[1:]  # a partial index's condition
-        columns = sorted(r[2] for r in db.execute(f"PRAGMA index_info('{index}')"))
-        return table, unique, where, columns
-
-    migrate_sqlite(db, until=version - 1)
-    before = {index: unique_set(index) for index in rekeyed}
-    assert migrate_sqlite(db, until=version) == [name]
-    for index in rekeyed:
-        assert unique_set(index) == before[index], f"{name} changed what {index} keeps unique"
-        assert before[index][1] == [1], f"{index} is not a unique index"
+    for index, before, after in across(name, "INDEX", unique_set):
+        assert after == before, f"{name} changed what {index} keeps unique"
+        assert before[1] == [1], f"{index} is not a unique index"
 
 
 def previous_schema_tree(dest: Path) -> Path:
