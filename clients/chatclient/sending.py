@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Collection
 
 from chatproto import client as core
@@ -106,7 +105,7 @@ class Sending:
             raise ClientClosed("client closed")
         if to is not None and len(to) > MAX_TO:
             raise ChatClientError(f"a message is addressed to at most {MAX_TO} accounts")
-        cmid = cmid or core.new_cmid(time.time())
+        cmid = cmid or self._core.new_cmid(asyncio.get_running_loop().time())
         entry = self._core.outbox.get(cmid)
         if entry is not None and entry.conv != conv:
             raise ChatClientError(f"cmid {cmid} is waiting in the outbox for another conversation")

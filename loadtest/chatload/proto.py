@@ -484,7 +484,7 @@ class Client:
         """One open-model send of a ``size``-byte body (already the ciphertext size for kind
         ``e2e``): into the core's outbox (resent after a reconnect, same cmid) and written now
         if connected."""
-        cmid = core.new_cmid(time.time())  # as the SDK makes them: by time, then random
+        cmid = self.core.new_cmid(asyncio.get_running_loop().time())  # as the SDK makes them
         body = make_body(self.stats.run, intended_ns, msg_id, self.idx, size, self.kind == "e2e")
         self.stats.sent += 1
         fs = self.stats.frames_sent

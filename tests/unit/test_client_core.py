@@ -370,3 +370,21 @@ def test_new_cmids_are_unique_fit_the_wire_and_sort_in_the_order_they_were_made(
     same = {C.new_cmid(1_765_000_000.0) for _ in range(1000)}
     assert len(same) == 1000
     assert made[3][:12] == f"{1_765_000_000_000:012x}"
+
+
+def test_a_cmid_carries_the_servers_time_never_the_devices_clock() -> None:
+    """Before a login the core knows no server time: its cmids are random. After it, they
+    begin with the server's time (``welcome.server_time`` plus the time passed since on the
+    caller's clock), whatever the device's own clock says."""
+    core = C.ClientProtocol()
+    device_clock = 1_765_000_000.0  # what this device's wall clock would say
+    before = [core.new_cmid(device_clock) for _ in range(200)]
+    assert len(set(before)) == 200 and all(len(c) == 32 for c in before)
+    assert not any(c.startswith(f"{int(device_clock * 1000):012x}"[:8]) for c in before)
+    server = Server()
+    connect(core, server, now=50.0)  # the caller's clock: a loop's, not the wall's
+    welcome = core.welcome
+    assert welcome is not None
+    made = core.new_cmid(52.5)  # 2.5 s later on the caller's clock
+    assert made[:12] == f"{welcome.server_time + 2500:012x}"
+    assert core.new_cmid(53.0) > made

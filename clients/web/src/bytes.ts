@@ -66,11 +66,14 @@ export function equal(a: Bytes, b: Bytes): boolean {
   return ctEqual(a, b);
 }
 
-/** A fresh cmid (SPEC.md 7.3): the time in milliseconds, 12 hex digits, then 80 random bits, 20
- * hex digits (a UUIDv7's layout, as text). Unique as a random one, and later ones sort after it:
- * the server keys its cmid index by cmid first, so one commit's messages share its last pages. */
-export function newCmid(nowMs: number): string {
-  const ms = Math.floor(nowMs) % 2 ** 48;
+/** A fresh cmid (SPEC.md 7.3): the server's time `serverNowMs` in milliseconds, 12 hex digits,
+ * then 80 random bits, 20 hex digits (a UUIDv7's layout, as text); 32 random hex digits when the
+ * server's time is not known (null). Later ones sort after it: the server keys its cmid index by
+ * cmid first, so one commit's messages share its last pages. The server's clock, never this
+ * device's: a device's own clock, to the millisecond, would tell which accounts share it. */
+export function newCmid(serverNowMs: number | null): string {
+  if (serverNowMs === null) return hex(randomBytes(16));
+  const ms = Math.round(serverNowMs) % 2 ** 48;
   return ms.toString(16).padStart(12, "0") + hex(randomBytes(10));
 }
 

@@ -117,6 +117,9 @@ export class Client {
   private logs = new Map<number, M.ChainState>();
   private stale = new Set<number>();
   private attempt = 0;
+  /** The server's time minus `Date.now()` at the last welcome (ms); null before one: cmids are
+   * random then (`newCmid`). */
+  private serverClock: number | null = null;
   private closedByUs = false;
   private listeners = new Set<() => void>();
   /** Every frame this connection sent or received, as bytes (tests read it: nothing leaks). */
@@ -316,6 +319,7 @@ export class Client {
     const signing = await C.ed25519Generate(false);
     const sig = await C.sign(signing, loginPayload(ch["server"], ch["nonce"], signing.publicKey));
     const w = await this.call({ t: "register", handle, name, device_key: signing.publicKey, device_name: "web", sig });
+    this.serverClock = w["server_time"] - Date.now();
     this.id = { server: ch["server"], account: w["account"], device: w["device"], handle: w["handle"], name, signing };
     await this.store.put("identity", this.id);
     this.handles.set(this.id.account, this.id.handle);
@@ -347,7 +351,8 @@ export class Client {
       throw new Error(`this server calls itself "${ch["server"]}", not "${id.server}": not signing in`);
     }
     const sig = await C.sign(id.signing, loginPayload(ch["server"], ch["nonce"], id.signing.publicKey));
-    await this.call({ t: "login", device: id.device, sig });
+    const w = await this.call({ t: "login", device: id.device, sig });
+    this.serverClock = w["server_time"] - Date.now();
     this.attempt = 0;
     this.status = "online";
     this.changed();
@@ -1106,7 +1111,7 @@ export class Client {
   async sendContent(conv: number, kind: string, content: Content, replyTo?: number, to: number[] = []): Promise<void> {
     const c = this.convs.get(conv);
     if (!c) throw new Error("unknown conversation");
-    const cmid = newCmid(Date.now());
+    const cmid = newCmid(this.serverClock === null ? null : Date.now() + this.serverClock);
     const p: Pending = { conv, cmid, kind: "e2e", body: null, inner: kind, content, replyTo, to: [...new Set(to)].sort((a, b) => a - b) };
     const mine: Msg = { seq: Number.MAX_SAFE_INTEGER, ts: Date.now(), sender: this.id!.account, device: this.id!.device, cmid, kind, content, e2e: true, replyTo, pending: true };
     this.outbox.push(p);

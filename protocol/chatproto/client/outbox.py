@@ -32,13 +32,17 @@ RETRY_MAX = 2.0
 jittered to [0.5, 1.5) of that, so clients refused together do not come back together."""
 
 
-def new_cmid(now: float) -> str:
-    """A fresh cmid: the time ``now`` (Unix seconds) in milliseconds, 12 hex digits, then 80
-    random bits, 20 hex digits (the layout of a UUIDv7, as text). Unique as a random one, and
-    cmids made later sort after it: chatd on SQLite keys its cmid index by cmid first, so the
-    entries of one commit's messages, made about the same time by any clients, share the
-    index's last pages instead of one page per conversation (SPEC.md 7.3)."""
-    return f"{int(now * 1000) & 0xFFFF_FFFF_FFFF:012x}{secrets.token_hex(10)}"
+def new_cmid(server_now: float | None) -> str:
+    """A fresh cmid: the server's time ``server_now`` (Unix seconds) in milliseconds, 12 hex
+    digits, then 80 random bits, 20 hex digits (a UUIDv7's layout, as text), or 32 random hex
+    digits when the server's time is not known (None). Unique as a random one, and cmids made
+    later sort after it: chatd on SQLite keys its cmid index by cmid first, so the entries of
+    one commit's messages share the index's last pages instead of one page per conversation
+    (SPEC.md 7.3). The server's clock, not the device's: a device's own clock, to the
+    millisecond, would tell the server which accounts share a device."""
+    if server_now is None:
+        return secrets.token_hex(16)
+    return f"{round(server_now * 1000) & 0xFFFF_FFFF_FFFF:012x}{secrets.token_hex(10)}"
 
 
 @dataclass(slots=True, eq=False)

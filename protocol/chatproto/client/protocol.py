@@ -37,7 +37,7 @@ from chatproto import auth, codec, kinds
 from chatproto import frames as F
 from chatproto.client import events as E
 from chatproto.client.cursors import Cursors, Received
-from chatproto.client.outbox import Entry, Outbox
+from chatproto.client.outbox import Entry, Outbox, new_cmid
 from chatproto.client.requests import Purpose, PurposeKind, Requests
 from chatproto.errors import ChatProtoError, ErrorCode, ProtocolError
 from chatproto.limits import MAX_PAGE
@@ -116,6 +116,9 @@ class ClientProtocol:
         self.challenge: F.Challenge | None = None
         self.welcome: F.Welcome | None = None
         """The last login's answer (kept across connections: the same device)."""
+        self._server_clock: float | None = None
+        """The server's time (``welcome.server_time``, seconds) minus the caller's clock then;
+        None before the first login."""
         self.connections = 0
         """Connections made so far (the current one's number while connected)."""
         self.requests = Requests()
@@ -330,6 +333,15 @@ class ClientProtocol:
         self._flush(conv)
         return entry
 
+    def new_cmid(self, now: float) -> str:
+        """A fresh cmid for a message made at ``now`` (the caller's clock, as given to
+        ``receive_data``): ``outbox.new_cmid`` of the server's time then, estimated from the last
+        ``welcome``, so that cmids sort by when they were made without telling the server
+        anything of this device's own clock (SPEC.md 7.3); random before the first login."""
+        if self._server_clock is None:
+            return new_cmid(None)
+        return new_cmid(now + self._server_clock)
+
     def prepare(
         self, cmid: str, kind: str, body: bytes, to: Iterable[int] = (), fc: bytes | None = None
     ) -> None:
@@ -509,6 +521,7 @@ class ClientProtocol:
     def _on_login_answer(self, rid: int, frame: F.ServerFrame) -> None:
         if isinstance(frame, F.Welcome):
             self.welcome = frame
+            self._server_clock = frame.server_time / 1000 - self._now
             self.state = State.OPEN
             if self.expected_server is None and self.challenge is not None:
                 self.expected_server = self.challenge.server  # pinned (SPEC.md 6.1)
