@@ -61,6 +61,10 @@ RATE = 2000
 a cmid made by ``cmid``."""
 
 
+OFFSETS: dict[tuple[int, float], float] = {}
+"""(device, skew) -> that device's clock offset in ms, drawn once (outside the timed loops)."""
+
+
 def cmid(n: int, device: int, a: argparse.Namespace, rng: random.Random) -> str:
     """The cmid of the ``n``-th message, from ``device``: as the SDK makes them (milliseconds,
     then 80 random bits; ``chatproto.client.new_cmid``), on a clock that runs ``a.skew``
@@ -68,7 +72,9 @@ def cmid(n: int, device: int, a: argparse.Namespace, rng: random.Random) -> str:
     (``--cmids random``: a client that makes UUIDs)."""
     if a.cmids == "random":
         return rng.randbytes(16).hex()
-    offset = random.Random(device).uniform(-a.skew, a.skew)
+    offset = OFFSETS.get((device, a.skew))
+    if offset is None:
+        offset = OFFSETS[device, a.skew] = random.Random(device).uniform(-a.skew, a.skew)
     return f"{int(n * 1000 / RATE + 10**12 + offset):012x}{rng.randbytes(10).hex()}"
 
 

@@ -156,7 +156,10 @@ async def test_the_upgrade_leaves_no_copy_of_a_body_and_a_later_deletion_leaves_
     old_file(path)
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA secure_delete=OFF")  # a build that does not zero freed pages
-    assert migrate_sqlite(db)[0] == "0027_messages_in_commit_order.sql"
+    assert migrate_sqlite(db) == [
+        "0027_messages_in_commit_order.sql",
+        "0028_cmid_index_cmid_first.sql",
+    ]
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     assert copies(path, SECRET) == 1  # the new table's row; the old table's page is zeroed

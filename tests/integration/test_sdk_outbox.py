@@ -80,14 +80,17 @@ async def child(mode: str, url: str, keyfile: Path, conv: int, n: int = 0) -> As
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
-        await drain
+        # It ends at the pipe's end (the child is gone); a grandchild holding the pipe: stop.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(drain, 5)
 
 
 async def _collect(stream: asyncio.StreamReader, into: list[str]) -> None:
     """A child's stderr, kept for the message of a wait that fails (and never left to fill the
-    pipe and block the child)."""
-    while raw := await stream.readline():
-        into.append(raw.decode(errors="replace").rstrip())
+    pipe and block the child), read in chunks: a line of any length is kept, cut."""
+    while chunk := await stream.read(65536):
+        into.extend(chunk.decode(errors="replace").splitlines())
+        del into[:-200]
 
 
 async def line(proc: Any, timeout: float = 20) -> str:
