@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import os
 import random
 import shutil
@@ -61,8 +62,11 @@ RATE = 2000
 a cmid made by ``cmid``."""
 
 
-OFFSETS: dict[tuple[int, float], float] = {}
-"""(device, skew) -> that device's clock offset in ms, drawn once (outside the timed loops)."""
+@functools.cache
+def clock_offset(device: int, skew: float) -> float:
+    """``device``'s clock offset in ms, at most ``skew`` either way: drawn once per device, not
+    in the timed loops."""
+    return random.Random(device).uniform(-skew, skew)
 
 
 def cmid(n: int, device: int, a: argparse.Namespace, rng: random.Random) -> str:
@@ -72,9 +76,7 @@ def cmid(n: int, device: int, a: argparse.Namespace, rng: random.Random) -> str:
     (``--cmids random``: a client that makes UUIDs)."""
     if a.cmids == "random":
         return rng.randbytes(16).hex()
-    offset = OFFSETS.get((device, a.skew))
-    if offset is None:
-        offset = OFFSETS[device, a.skew] = random.Random(device).uniform(-a.skew, a.skew)
+    offset = clock_offset(device, a.skew)
     return f"{int(n * 1000 / RATE + 10**12 + offset):012x}{rng.randbytes(10).hex()}"
 
 
