@@ -289,10 +289,9 @@ class _Checkpointer:
     MiB at most). A checkpoint copies the newest frame of each page it backfills, and small
     commits keep rewriting the same few pages (the table's last leaf and the cmid index's, each
     conversation's leaf of the (conv_id, seq) index): five times rarer, it copies far fewer
-    pages per message. At 2,000
-    msgs/s in groups of 10 (``bench_relay.py --count``) every 100 commits cost 2.4 system calls
-    per delivery, every 500 2.2 (the checkpoint's ``pread64``/``pwrite64``), every 1,000 no
-    fewer."""
+    pages per message. At 2,000 msgs/s in groups of 10 (``bench_relay.py --count``) every 100
+    commits cost 2.4 system calls per delivery, every 500 2.2 (the checkpoint's
+    ``pread64``/``pwrite64``), every 1,000 no fewer."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA wal_autocheckpoint=0")
