@@ -8,7 +8,10 @@ to core 1; the relay runs pinned to core 0; relay CPU per delivery is read from 
 
 ``serve_rooms`` is the relay ``bench_relay.py`` runs against chatd: the room is named by the URL
 path (``/room/N``) and the sender gets its own copy back (its "ack"), so a message leaves the
-relay as many times as it leaves chatd (N-1 deliveries and one ack).
+relay as many times as it leaves chatd (N-1 deliveries and one ack). ``serve_rooms_picows`` is
+the same relay on picows (a Cython WebSocket library: framing, masking and buffering in C), the
+"cheaper transport" issue 16 names: how much of the python-websockets relay's cost is
+python-websockets itself (``bench_relay.py --servers relay,picows,chatd``).
 """
 
 from __future__ import annotations
@@ -70,6 +73,53 @@ async def serve_rooms(port: int, ready: asyncio.Future[None] | None = None) -> N
         if ready is not None:
             ready.set_result(None)
         await asyncio.Future()
+
+
+async def serve_rooms_picows(port: int, ready: asyncio.Future[None] | None = None) -> None:
+    """``serve_rooms`` on picows: rooms by URL path, every data frame sent back out to every
+    member of its room, its sender included, as it came (fragments are not reassembled; the
+    benchmark's clients never fragment). picows answers pings itself."""
+    from picows import (
+        WSFrame,
+        WSListener,
+        WSMsgType,
+        WSTransport,
+        WSUpgradeRequest,
+        ws_create_server,
+    )
+
+    rooms: dict[str, set[WSTransport]] = {}
+
+    class Member(WSListener):  # type: ignore[misc]
+        def __init__(self, room: set[WSTransport]) -> None:
+            self.room = room
+
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            self.room.add(transport)
+
+        def on_ws_disconnected(self, transport: WSTransport) -> None:
+            self.room.discard(transport)
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            kind = frame.msg_type
+            if kind is WSMsgType.BINARY or kind is WSMsgType.TEXT:
+                payload = frame.get_payload_as_bytes()
+                for member in self.room:
+                    member.send(kind, payload)
+            elif kind is WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                transport.disconnect()
+
+    def member(request: WSUpgradeRequest) -> Member:
+        path = request.path
+        room = path.decode() if isinstance(path, bytes) else str(path)
+        return Member(rooms.setdefault(room, set()))
+
+    server = await ws_create_server(member, "127.0.0.1", port)
+    async with server:
+        if ready is not None:
+            ready.set_result(None)
+        await server.serve_forever()
 
 
 async def generate(

@@ -3,7 +3,8 @@
 
 1,000 clients in groups (rooms) of 10, one sender per group (100 senders), 200-byte bodies. The
 server under test (``chatd serve`` on SQLite, ``synchronous=FULL``, every message committed
-before its ack; or ``bare_relay.serve_rooms``: no login, no store, no ack) runs pinned to core 0
+before its ack; or ``bare_relay.serve_rooms``: no login, no store, no ack; or, as ``--servers
+picows``, the same relay on picows, ``bare_relay.serve_rooms_picows``) runs pinned to core 0
 with ``taskset``; the generator is ``--workers`` processes pinned to core 1, each holding whole
 groups. A message leaves either server once per member: N-1 deliveries plus the sender's copy
 (chatd's ``ack``, the relay's echo), and every copy counts as a delivery.
@@ -126,24 +127,29 @@ def serve_chatd(lag_file: str, argv: list[str]) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "chatd", *argv], env)
 
 
-def serve_relay(port: int, lag_file: str) -> None:
+def serve_relay(port: int, lag_file: str, impl: str) -> None:
     os.environ["BENCH_LAG_FILE"] = lag_file
     sys.path.insert(0, str(LAGPROBE))
     import lagprobe
     import uvloop
-    from bare_relay import serve_rooms
+    from bare_relay import serve_rooms, serve_rooms_picows
 
     lagprobe.install()
-    uvloop.run(serve_rooms(port))
+    uvloop.run((serve_rooms_picows if impl == "picows" else serve_rooms)(port))
+
+
+RELAYS = ("relay", "picows")
+"""The bare relays (``bare_relay.py``): python-websockets, and the same relay on picows."""
 
 
 class Server:
-    """``relay``, ``chatd`` (this checkout), or ``LABEL=PATH``: chatd from another checkout
-    (e.g. a ``git worktree`` of an older commit, to measure before and after in one run)."""
+    """``relay``, ``picows`` (the relay on picows), ``chatd`` (this checkout), or
+    ``LABEL=PATH``: chatd from another checkout (e.g. a ``git worktree`` of an older commit, to
+    measure before and after in one run)."""
 
     def __init__(self, spec: str, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
         label, _, tree = spec.partition("=")
-        kind = "relay" if spec == "relay" else "chatd"
+        kind = "relay" if spec in RELAYS else "chatd"
         self.kind = kind
         self.label = label
         self.port = free_port()
@@ -170,7 +176,7 @@ class Server:
             cmd = [*me, "--serve-chatd", self.lag_file, "--", "serve", "--host", HOST]
             cmd += ["--port", str(self.port), "--db", str(db)]
         else:
-            cmd = [*me, "--serve-relay", self.lag_file, "--port", str(self.port)]
+            cmd = [*me, "--serve-relay", self.lag_file, "--port", str(self.port), spec]
         self.proc = subprocess.Popen(  # cwd: ``python -m chatd`` puts it first on sys.path
             ["taskset", "-c", "0", *cmd],
             env=env,
@@ -852,7 +858,7 @@ def main() -> int:
         serve_chatd(sys.argv[2], sys.argv[4:])
         return 0
     if len(sys.argv) > 2 and sys.argv[1] == "--serve-relay":
-        serve_relay(int(sys.argv[4]), sys.argv[2])
+        serve_relay(int(sys.argv[4]), sys.argv[2], sys.argv[5])
         return 0
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -1,0 +1,64 @@
+"""The two bare relays ``bench_relay.py`` measures chatd against (``loadtest/bare_relay.py``):
+python-websockets and picows must relay the same way, or their figures compare nothing. A
+message reaches every member of its room, its sender included (the copy that stands for
+chatd's ack), in order, and no member of another room."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from testkit import free_port
+from websockets.asyncio.client import ClientConnection, connect
+
+BARE_RELAY = Path(__file__).resolve().parents[2] / "loadtest" / "bare_relay.py"
+
+
+def _bare_relay() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bare_relay", BARE_RELAY)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def _drain(ws: ClientConnection, n: int) -> list[bytes]:
+    got = [await asyncio.wait_for(ws.recv(), 5) for _ in range(n)]
+    return [m if isinstance(m, bytes) else m.encode() for m in got]
+
+
+@pytest.mark.parametrize("serve", ["serve_rooms", "serve_rooms_picows"])
+async def test_a_relay_sends_each_message_to_its_whole_room_and_nowhere_else(serve: str) -> None:
+    relay: Callable[..., Coroutine[Any, Any, None]] = getattr(_bare_relay(), serve)
+    port = free_port()
+    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    server = asyncio.create_task(relay(port, ready))
+    clients: list[ClientConnection] = []
+    try:
+        await asyncio.wait_for(ready, 10)
+        for room in ("1", "1", "1", "2", "2"):
+            clients.append(await connect(f"ws://127.0.0.1:{port}/room/{room}", compression=None))
+        room_a, room_b = clients[:3], clients[3:]
+        await asyncio.sleep(0.05)  # every member joined before the first message
+        for i in range(5):
+            await room_a[0].send(b"a%d" % i)
+        await room_b[1].send(b"b0")
+        expected_a = [b"a%d" % i for i in range(5)]
+        for ws in room_a:  # the sender's own copy included, in the order sent
+            assert await _drain(ws, 5) == expected_a
+        for ws in room_b:
+            assert await _drain(ws, 1) == [b"b0"]
+        for ws in clients:  # nothing more: no copy crossed rooms
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.2)
+    finally:
+        for ws in clients:
+            await asyncio.wait_for(ws.close(), 5)
+        server.cancel()
+        await asyncio.wait({server}, timeout=10)
+        assert server.done(), "the relay did not stop"
