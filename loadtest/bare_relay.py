@@ -75,10 +75,14 @@ async def serve_rooms(port: int, ready: asyncio.Future[None] | None = None) -> N
         await asyncio.Future()
 
 
-async def serve_rooms_picows(port: int, ready: asyncio.Future[None] | None = None) -> None:
-    """``serve_rooms`` on picows: rooms by URL path, every data frame sent back out to every
-    member of its room, its sender included, as it came (fragments are not reassembled; the
-    benchmark's clients never fragment). picows answers pings itself."""
+async def serve_rooms_picows(
+    port: int, ready: asyncio.Future[None] | None = None, *, aiofastnet: bool = True
+) -> None:
+    """``serve_rooms`` on picows: rooms by URL path, every unfragmented data message sent to
+    every member of its room, its sender included. Fragmented messages are not supported (the
+    benchmark's clients never fragment). picows answers pings itself. Its sockets are
+    aiofastnet's transports (picows' default where aiofastnet is installed, as the lock has
+    it), or the running loop's (uvloop's) with ``aiofastnet=False``."""
     from picows import (
         WSFrame,
         WSListener,
@@ -115,7 +119,7 @@ async def serve_rooms_picows(port: int, ready: asyncio.Future[None] | None = Non
         room = path.decode() if isinstance(path, bytes) else str(path)
         return Member(rooms.setdefault(room, set()))
 
-    server = await ws_create_server(member, "127.0.0.1", port)
+    server = await ws_create_server(member, "127.0.0.1", port, use_aiofastnet=aiofastnet)
     async with server:
         if ready is not None:
             ready.set_result(None)

@@ -16,7 +16,8 @@ Points, each run ``--reps`` times with the two servers interleaved (relay, chatd
 * ``fixed`` -- open model at ``--rate`` deliveries/s (2,000 msgs/s by default): server CPU per
               delivery (``/proc/PID/stat``), p50/p99 from the intended send time to each copy,
               and the event loop's longest stall (a 1 ms timer in the server process whose
-              lateness is logged every 100 ms)
+              lateness is logged every 100 ms), also less the time the loop's thread waited
+              for the CPU in the same 100 ms (``lagprobe``: other processes on the core)
 * ``idle`` -- server RSS per authenticated (chatd) / joined (relay) idle connection at
               ``--idle`` connections
 
@@ -135,15 +136,19 @@ def serve_relay(port: int, lag_file: str, impl: str) -> None:
     from bare_relay import serve_rooms, serve_rooms_picows
 
     lagprobe.install()
-    uvloop.run((serve_rooms_picows if impl == "picows" else serve_rooms)(port))
+    if impl == "relay":
+        uvloop.run(serve_rooms(port))
+    else:
+        uvloop.run(serve_rooms_picows(port, aiofastnet=impl == "picows"))
 
 
-RELAYS = ("relay", "picows")
-"""The bare relays (``bare_relay.py``): python-websockets, and the same relay on picows."""
+RELAYS = ("relay", "picows", "picows-uvloop")
+"""The bare relays (``bare_relay.py``): python-websockets, and the same relay on picows, on
+aiofastnet's socket transports (picows' default) or on uvloop's."""
 
 
 class Server:
-    """``relay``, ``picows`` (the relay on picows), ``chatd`` (this checkout), or
+    """``relay``, ``picows`` / ``picows-uvloop`` (the relay on picows), ``chatd`` (this checkout), or
     ``LABEL=PATH``: chatd from another checkout (e.g. a ``git worktree`` of an older commit, to
     measure before and after in one run)."""
 
@@ -204,14 +209,18 @@ class Server:
             time.sleep(0.05)
         raise SystemExit(f"{self.kind} did not start; see {self.log.name}")
 
-    def max_lag_ms(self, t0: float, t1: float) -> float:
-        worst = 0.0
+    def max_lag_ms(self, t0: float, t1: float) -> tuple[float, float]:
+        """The loop's longest stall between ``t0`` and ``t1``, and the longest less the time
+        its thread waited for the CPU in the same 100 ms (other processes on the core: see
+        ``lagprobe``): what the server's own work held the loop, at least."""
+        worst = own = 0.0
         with open(self.lag_file) as f:
             for line in f:
-                t, _, ms = line.partition(" ")
+                t, ms, *queued = line.split()
                 if t0 <= float(t) <= t1:
                     worst = max(worst, float(ms))
-        return worst
+                    own = max(own, float(ms) - float(queued[0] if queued else 0.0))
+        return worst, own
 
     def histograms(self) -> dict[str, list[tuple[float, float]]]:
         """chatd's store histograms from its ``/metrics`` (cumulative ``(le, count)`` per
@@ -789,6 +798,7 @@ def run_point(
     core0 = (b1[0] - b0[0]) / max(1e-9, b1[1] - b0[1])
     sent = sum(r["sent"] for r in res)
     acks = sum(r["acks"] for r in res)
+    stall, own_stall = server.max_lag_ms(m0 - 0.1, m1 + 0.1)
     out = {
         "mode": mode,
         "offered_deliveries_per_s": rate or None,
@@ -807,7 +817,8 @@ def run_point(
         "p999_ms": pct(lat, 99.9),
         "send_late_p50_ms": pct(late, 50),
         "send_late_p99_ms": pct(late, 99),
-        "max_loop_stall_ms": server.max_lag_ms(m0 - 0.1, m1 + 0.1),
+        "max_loop_stall_ms": stall,
+        "max_loop_stall_own_ms": own_stall,
         "sent": sent,
         "unacked": sent - acks,
         "errors": sum(r["errors"] for r in res),
@@ -858,7 +869,7 @@ def main() -> int:
         serve_chatd(sys.argv[2], sys.argv[4:])
         return 0
     if len(sys.argv) > 2 and sys.argv[1] == "--serve-relay":
-        serve_relay(int(sys.argv[4]), sys.argv[2], sys.argv[5])
+        serve_relay(int(sys.argv[4]), sys.argv[2], sys.argv[5] if len(sys.argv) > 5 else "relay")
         return 0
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -925,6 +936,8 @@ def main() -> int:
         name, eq, value = assignment.partition("=")
         if label not in envs or not eq:
             p.error(f"--env {item!r}: want LABEL:NAME=VALUE with LABEL one of --servers")
+        if label in RELAYS:
+            p.error(f"--env {item!r}: settings are for chatd servers, not the bare relays")
         envs[label][name] = value
     workdir = Path(tempfile.mkdtemp(prefix="bench-relay-"))
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in names}
@@ -963,7 +976,8 @@ def main() -> int:
                             f"  (others on core 0 {r['core0_others_pct']:2.0f}%)"
                             f"  p50/p99 {r['p50_ms']:.2f}/{r['p99_ms']:.2f} ms"
                             f" (sent late {r['send_late_p50_ms']:.2f}/{r['send_late_p99_ms']:.2f})"
-                            f"  stall {r['max_loop_stall_ms']:.1f} ms  unacked {r['unacked']}"
+                            f"  stall {r['max_loop_stall_ms']:.1f} ms"
+                            f" (own {r['max_loop_stall_own_ms']:.1f})  unacked {r['unacked']}"
                             f"  errors {r['errors']}  load {r['loadavg']:.1f}"
                             + (
                                 f"  syscalls/deliv {r['syscalls_per_delivery']:.2f}"
@@ -998,6 +1012,12 @@ def main() -> int:
         ("fixed", "p99_ms", f"p99 ms at {a.rate:.0f}/s", ".2f"),
         ("fixed", "send_late_p99_ms", f"generator: p99 ms sent late at {a.rate:.0f}/s", ".2f"),
         ("fixed", "max_loop_stall_ms", f"max loop stall ms at {a.rate:.0f}/s", ".1f"),
+        (
+            "fixed",
+            "max_loop_stall_own_ms",
+            f"  less its run-queue wait, at {a.rate:.0f}/s",
+            ".1f",
+        ),
         ("fixed", "syscalls_per_delivery", f"system calls/delivery at {a.rate:.0f}/s", ".2f"),
         (
             "fixed",

@@ -3,10 +3,14 @@
 goal 3: "no stall of the event loop over 5 ms").
 
 Each probe is a process pinned to one core that only reads the clock in a loop: no system call
-beyond the vDSO clock, no I/O, no allocation that could collect. Any gap between two readings
-longer than ``--gap`` ms is time the process was not running: the kernel or the hypervisor ran
-something else. Run on core 0 alone (core 1 idle), then on both cores at once (the benchmarks'
-shape: server on core 0, load generator on core 1).
+beyond the vDSO clock, no I/O, nothing the cyclic GC tracks. Any gap between two readings
+longer than ``--gap`` ms is time the process was not running. Who ran instead: at each gap the
+probe reads how long it has waited on the guest kernel's run queue (``run_delay`` in
+``/proc/thread-self/schedstat``) since the previous gap. A gap the guest's scheduler gave to
+another process of this machine shows up there; a gap the host took (the virtual CPU not
+running at all) does not, since the guest's kernel saw nothing else run. Each probe runs on
+core 0 with nothing else of ours on core 1, then on both cores at once (the benchmarks' shape:
+server on core 0, load generator on core 1).
 
     .venv/bin/python loadtest/bench_stall.py --seconds 30 --json loadtest/results/stall.json
 """
@@ -18,22 +22,38 @@ import json
 import multiprocessing as mp
 import os
 import time
+from multiprocessing.connection import Connection
 from typing import Any
 
+GUEST_MS = 1.0
+"""A gap whose run-queue wait grew by more than this (ms) counts as given to another process
+of the guest; otherwise as taken by the host."""
 
-def probe(core: int, seconds: float, gap_ms: float, out: Any) -> None:
-    """Spin on ``core`` for ``seconds``; send the gaps over ``gap_ms`` (ms) to ``out``."""
+
+def _run_delay_ms(fd: int) -> float:
+    """This thread's time waiting on a run queue so far (schedstat's second field, ns)."""
+    return int(os.pread(fd, 128, 0).split()[1]) / 1e6
+
+
+def probe(core: int, seconds: float, gap_ms: float, out: Connection) -> None:
+    """Spin on ``core`` for ``seconds``; send ``(gap ms, run-queue wait ms since the previous
+    gap)`` for every gap over ``gap_ms`` to ``out``."""
     os.sched_setaffinity(0, {core})
+    fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
     clock = time.monotonic
     limit = gap_ms / 1000
-    gaps: list[float] = []
+    gaps: list[tuple[float, float]] = []
+    waited = _run_delay_ms(fd)
     last = start = clock()
     end = start + seconds
     while last < end:
         now = clock()
         if now - last > limit:
-            gaps.append((now - last) * 1000)
+            before, waited = waited, _run_delay_ms(fd)
+            gaps.append(((now - last) * 1000, waited - before))
+            now = clock()  # the read above is not part of the next gap
         last = now
+    os.close(fd)
     out.send(gaps)
 
 
@@ -45,15 +65,24 @@ def run(cores: list[int], seconds: float, gap_ms: float) -> dict[str, Any]:
     ]
     for p in procs:
         p.start()
+    for _recv, send in pipes:
+        send.close()  # the child holds its own end: a probe that dies ends our recv
     result: dict[str, Any] = {}
     for core, (recv, _send), p in zip(cores, pipes, procs, strict=True):
-        gaps = recv.recv()
+        if not recv.poll(seconds + 30):
+            p.kill()
+            raise SystemExit(f"the probe on core {core} sent nothing (exit code {p.exitcode})")
+        gaps: list[tuple[float, float]] = recv.recv()
         p.join()
+        over5 = [(g, w) for g, w in gaps if g > 5]
         result[f"core{core}"] = {
             f"gaps_over_{gap_ms:g}ms": len(gaps),
-            "over_5ms": sum(g > 5 for g in gaps),
-            "max_ms": round(max(gaps, default=0.0), 1),
-            "lost_ms": round(sum(gaps), 1),
+            "over_5ms": len(over5),
+            "over_5ms_host": sum(w <= GUEST_MS for _g, w in over5),
+            "max_ms": round(max((g for g, _w in gaps), default=0.0), 1),
+            "lost_ms": round(sum(g for g, _w in gaps), 1),
+            "lost_ms_guest": round(sum(g for g, w in gaps if w > GUEST_MS), 1),
+            "gaps_over_5ms": [[round(g, 2), round(w, 2)] for g, w in over5],
         }
     return result
 
@@ -67,13 +96,16 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--json", help="write the results here")
     a = p.parse_args()
+    loadavg = os.getloadavg()
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     runs: list[dict[str, Any]] = []
     for rep in range(1, a.repeat + 1):
         for shape, cores in (("core 0 alone", [0]), ("both cores", [0, 1])):
             r = {"shape": shape, "rep": rep, **run(cores, a.seconds, a.gap)}
             runs.append(r)
             cells = "  ".join(
-                f"{k}: {v['over_5ms']} over 5 ms, max {v['max_ms']} ms"
+                f"{k}: {v['over_5ms']} over 5 ms ({v['over_5ms_host']} by the host),"
+                f" max {v['max_ms']} ms, lost {v['lost_ms']} ms ({v['lost_ms_guest']} to the guest)"
                 for k, v in r.items()
                 if k.startswith("core")
             )
@@ -83,7 +115,8 @@ def main() -> None:
             json.dump(
                 {
                     "tool": "loadtest/bench_stall.py",
-                    "started_loadavg": os.getloadavg(),
+                    "started": started,
+                    "loadavg_before": loadavg,
                     "args": vars(a),
                     "runs": runs,
                 },

@@ -9,6 +9,12 @@ busy core already showed up to 4 ms. What is logged is the time the sleep took b
 1 ms asked for, so the timer's own rounding (under a millisecond) is part of it, in both
 servers alike.
 
+Each line also carries how long the loop's thread waited on the kernel's run queue in those
+100 ms (``run_delay`` of ``/proc/thread-self/schedstat``, read once per line): a stall that
+other processes of the machine caused by taking the core (``bench_stall.py``) shows there, one
+the loop caused itself (a long callback, a collection, a COMMIT waiting on the disk, the GIL
+held by another of its threads) does not. Lines are ``monotonic_s max_lag_ms run_queue_ms``.
+
 ``install()`` wraps ``uvloop.run`` so the probe runs beside whatever coroutine the process
 runs (``chatd serve`` calls ``uvloop.run``): chatd is started as its own command, unchanged,
 with this directory on ``PYTHONPATH`` and ``BENCH_LAG_FILE`` set (see ``sitecustomize.py``).
@@ -25,17 +31,24 @@ from typing import Any
 ENV = "BENCH_LAG_FILE"
 
 
+def run_queue_ms(fd: int) -> float:
+    """This thread's time waiting on a run queue so far, in ms (schedstat's second field)."""
+    return int(os.pread(fd, 128, 0).split()[1]) / 1e6
+
+
 async def probe(path: str) -> None:
     clock = time.perf_counter
+    fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)  # the loop's thread: ours
     with open(path, "a", buffering=1) as out:  # noqa: ASYNC230 - opened once, lines are tiny
-        worst, mark = 0.0, clock()
+        worst, mark, waited = 0.0, clock(), run_queue_ms(fd)
         while True:
             due = clock() + 0.001
             await asyncio.sleep(0.001)
             now = clock()
             worst = max(worst, now - due)
             if now - mark >= 0.1:
-                out.write(f"{time.monotonic():.4f} {worst * 1000:.3f}\n")
+                before, waited = waited, run_queue_ms(fd)
+                out.write(f"{time.monotonic():.4f} {worst * 1000:.3f} {waited - before:.3f}\n")
                 worst, mark = 0.0, now
 
 
