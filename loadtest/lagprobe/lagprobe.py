@@ -38,17 +38,24 @@ def run_queue_ms(fd: int) -> float:
 
 async def probe(path: str) -> None:
     clock = time.perf_counter
-    fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)  # the loop's thread: ours
+    try:
+        fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)  # the loop's thread
+    except OSError:  # a kernel without schedstats: lines without the third column
+        fd = None
     with open(path, "a", buffering=1) as out:  # noqa: ASYNC230 - opened once, lines are tiny
-        worst, mark, waited = 0.0, clock(), run_queue_ms(fd)
+        worst, mark = 0.0, clock()
+        waited = run_queue_ms(fd) if fd is not None else 0.0
         while True:
             due = clock() + 0.001
             await asyncio.sleep(0.001)
             now = clock()
             worst = max(worst, now - due)
             if now - mark >= 0.1:
-                before, waited = waited, run_queue_ms(fd)
-                out.write(f"{time.monotonic():.4f} {worst * 1000:.3f} {waited - before:.3f}\n")
+                line = f"{time.monotonic():.4f} {worst * 1000:.3f}"
+                if fd is not None:
+                    before, waited = waited, run_queue_ms(fd)
+                    line += f" {waited - before:.3f}"
+                out.write(line + "\n")
                 worst, mark = 0.0, now
 
 
