@@ -76,7 +76,7 @@ async def serve_rooms(port: int, ready: asyncio.Future[None] | None = None) -> N
 
 
 async def serve_rooms_picows(
-    port: int, ready: asyncio.Future[None] | None = None, *, aiofastnet: bool = True
+    port: int, ready: asyncio.Future[None] | None = None, *, aiofastnet: bool | None = None
 ) -> None:
     """``serve_rooms`` on picows: rooms by URL path, every unfragmented data message sent to
     every member of its room, its sender included. Fragmented messages are not supported (the

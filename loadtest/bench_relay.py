@@ -139,7 +139,7 @@ def serve_relay(port: int, lag_file: str, impl: str) -> None:
     if impl == "relay":
         uvloop.run(serve_rooms(port))
     else:
-        uvloop.run(serve_rooms_picows(port, aiofastnet=impl == "picows"))
+        uvloop.run(serve_rooms_picows(port, aiofastnet=None if impl == "picows" else False))
 
 
 RELAYS = ("relay", "picows", "picows-uvloop")
@@ -213,13 +213,14 @@ class Server:
         """The loop's longest stall between ``t0`` and ``t1``, and the longest less the time
         its thread waited for the CPU in the same 100 ms (other processes on the core: see
         ``lagprobe``): what the server's own work held the loop, at least."""
-        worst = own = 0.0
+        worst = own = math.nan  # no line in the window (a probe that died): no figure
         with open(self.lag_file) as f:
             for line in f:
                 t, ms, *queued = line.split()
                 if t0 <= float(t) <= t1:
-                    worst = max(worst, float(ms))
-                    own = max(own, float(ms) - float(queued[0] if queued else 0.0))
+                    net = float(ms) - float(queued[0] if queued else 0.0)
+                    worst = float(ms) if math.isnan(worst) else max(worst, float(ms))
+                    own = net if math.isnan(own) else max(own, net)
         return worst, own
 
     def histograms(self) -> dict[str, list[tuple[float, float]]]:
@@ -1015,7 +1016,7 @@ def main() -> int:
         (
             "fixed",
             "max_loop_stall_own_ms",
-            f"  less its run-queue wait, at {a.rate:.0f}/s",
+            f"max loop stall ms less its run-queue wait at {a.rate:.0f}/s",
             ".1f",
         ),
         ("fixed", "syscalls_per_delivery", f"system calls/delivery at {a.rate:.0f}/s", ".2f"),

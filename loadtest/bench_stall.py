@@ -6,7 +6,8 @@ Each probe is a process pinned to one core that only reads the clock in a loop: 
 beyond the vDSO clock, no I/O, nothing the cyclic GC tracks. Any gap between two readings
 longer than ``--gap`` ms is time the process was not running. Who ran instead: at each gap the
 probe reads how long it has waited on the guest kernel's run queue (``run_delay`` in
-``/proc/thread-self/schedstat``) since the previous gap. A gap the guest's scheduler gave to
+``/proc/thread-self/schedstat``, also read every ``READ_EVERY`` while spinning, so the wait is
+counted across the gap and at most 0.5 ms before it). A gap the guest's scheduler gave to
 another process of this machine shows up there; a gap the host took (the virtual CPU not
 running at all) does not, since the guest's kernel saw nothing else run. Each probe runs on
 core 0 with nothing else of ours on core 1, then on both cores at once (the benchmarks' shape:
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
 import time
@@ -30,30 +32,47 @@ GUEST_MS = 1.0
 of the guest; otherwise as taken by the host."""
 
 
-def _run_delay_ms(fd: int) -> float:
-    """This thread's time waiting on a run queue so far (schedstat's second field, ns)."""
-    return int(os.pread(fd, 128, 0).split()[1]) / 1e6
+def _schedstat_ms(fd: int) -> tuple[float, float]:
+    """This thread's time on a CPU and waiting on a run queue so far, in ms (schedstat's first
+    two fields, ns). Both stay 0 on a kernel that keeps the file but no statistics."""
+    on_cpu, waiting = os.pread(fd, 128, 0).split()[:2]
+    return int(on_cpu) / 1e6, int(waiting) / 1e6
+
+
+READ_EVERY = 0.0005
+"""Seconds between two readings of the run-queue wait while spinning: a gap's wait is then
+counted from at most this long before it began (one ``pread`` of procfs, which never blocks)."""
 
 
 def probe(core: int, seconds: float, gap_ms: float, out: Connection) -> None:
-    """Spin on ``core`` for ``seconds``; send ``(gap ms, run-queue wait ms since the previous
-    gap)`` for every gap over ``gap_ms`` to ``out``."""
+    """Spin on ``core`` for ``seconds``; send ``(gap ms, run-queue wait ms across it)`` for
+    every gap over ``gap_ms`` to ``out`` (the wait is NaN where the kernel keeps none)."""
     os.sched_setaffinity(0, {core})
-    fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    try:
+        fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    except OSError:
+        fd = None
     clock = time.monotonic
     limit = gap_ms / 1000
     gaps: list[tuple[float, float]] = []
-    waited = _run_delay_ms(fd)
-    last = start = clock()
+    waited = 0.0
+    last = read_at = start = clock()
     end = start + seconds
     while last < end:
         now = clock()
         if now - last > limit:
-            before, waited = waited, _run_delay_ms(fd)
-            gaps.append(((now - last) * 1000, waited - before))
+            wait = math.nan
+            if fd is not None:
+                on_cpu, total = _schedstat_ms(fd)
+                wait = total - waited if on_cpu else math.nan
+                waited, read_at = total, clock()
+            gaps.append(((now - last) * 1000, wait))
             now = clock()  # the read above is not part of the next gap
+        elif fd is not None and now - read_at >= READ_EVERY:
+            waited, read_at = _schedstat_ms(fd)[1], now
         last = now
-    os.close(fd)
+    if fd is not None:
+        os.close(fd)
     out.send(gaps)
 
 
@@ -69,19 +88,27 @@ def run(cores: list[int], seconds: float, gap_ms: float) -> dict[str, Any]:
         send.close()  # the child holds its own end: a probe that dies ends our recv
     result: dict[str, Any] = {}
     for core, (recv, _send), p in zip(cores, pipes, procs, strict=True):
-        if not recv.poll(seconds + 30):
+        try:
+            if not recv.poll(seconds + 30):
+                raise EOFError
+            gaps: list[tuple[float, float]] = recv.recv()
+        except EOFError:
             p.kill()
-            raise SystemExit(f"the probe on core {core} sent nothing (exit code {p.exitcode})")
-        gaps: list[tuple[float, float]] = recv.recv()
+            p.join()
+            raise SystemExit(
+                f"the probe on core {core} sent nothing (exit code {p.exitcode})"
+            ) from None
         p.join()
         over5 = [(g, w) for g, w in gaps if g > 5]
+        known = not any(math.isnan(w) for _g, w in gaps)
         result[f"core{core}"] = {
             f"gaps_over_{gap_ms:g}ms": len(gaps),
             "over_5ms": len(over5),
-            "over_5ms_host": sum(w <= GUEST_MS for _g, w in over5),
+            "over_5ms_host": sum(w <= GUEST_MS for _g, w in over5) if known else None,
             "max_ms": round(max((g for g, _w in gaps), default=0.0), 1),
             "lost_ms": round(sum(g for g, _w in gaps), 1),
-            "lost_ms_guest": round(sum(g for g, w in gaps if w > GUEST_MS), 1),
+            # the part of each gap the guest's run queue accounts for: other processes
+            "lost_ms_guest": round(sum(min(g, w) for g, w in gaps), 1) if known else None,
             "gaps_over_5ms": [[round(g, 2), round(w, 2)] for g, w in over5],
         }
     return result
@@ -104,8 +131,9 @@ def main() -> None:
             r = {"shape": shape, "rep": rep, **run(cores, a.seconds, a.gap)}
             runs.append(r)
             cells = "  ".join(
-                f"{k}: {v['over_5ms']} over 5 ms ({v['over_5ms_host']} by the host),"
-                f" max {v['max_ms']} ms, lost {v['lost_ms']} ms ({v['lost_ms_guest']} to the guest)"
+                f"{k}: {v['over_5ms']} over 5 ms ({v['over_5ms_host']} with no run-queue wait),"
+                f" max {v['max_ms']} ms, lost {v['lost_ms']} ms ({v['lost_ms_guest']} waiting"
+                " on the run queue)"
                 for k, v in r.items()
                 if k.startswith("core")
             )

@@ -1,6 +1,6 @@
 """Event-loop lag probe for benchmark servers (``bench_relay.py``), the same code in chatd and
-in the relay: a 1 ms timer whose worst lateness per 100 ms is appended to a file as
-``monotonic_s max_lag_ms``. A callback that holds the loop for X ms shows as ~X ms.
+in the relay: a 1 ms timer whose worst lateness per 100 ms is appended to a file, one line
+per 100 ms (below). A callback that holds the loop for X ms shows as ~X ms.
 
 Lateness is read on ``time.perf_counter`` around the sleep, never on ``loop.time()``: uvloop's
 clock is libuv's cached millisecond clock (updated once per loop iteration, rounded down to
@@ -10,10 +10,13 @@ busy core already showed up to 4 ms. What is logged is the time the sleep took b
 servers alike.
 
 Each line also carries how long the loop's thread waited on the kernel's run queue in those
-100 ms (``run_delay`` of ``/proc/thread-self/schedstat``, read once per line): a stall that
-other processes of the machine caused by taking the core (``bench_stall.py``) shows there, one
-the loop caused itself (a long callback, a collection, a COMMIT waiting on the disk, the GIL
-held by another of its threads) does not. Lines are ``monotonic_s max_lag_ms run_queue_ms``.
+100 ms (``run_delay`` of ``/proc/thread-self/schedstat``, read once per line): a stall caused
+by other runnable threads on the core shows there (other processes of the machine,
+``bench_stall.py``; and, for a server pinned to one core with threads of its own, such as
+chatd's store writer, those threads too); one the loop caused itself (a long callback, a
+collection, a COMMIT waiting on the disk, the GIL held by a thread that is not running) does
+not. Lines are ``monotonic_s max_lag_ms run_queue_ms``, or ``monotonic_s max_lag_ms`` where
+the kernel keeps no such statistics.
 
 ``install()`` wraps ``uvloop.run`` so the probe runs beside whatever coroutine the process
 runs (``chatd serve`` calls ``uvloop.run``): chatd is started as its own command, unchanged,
@@ -36,12 +39,30 @@ def run_queue_ms(fd: int) -> float:
     return int(os.pread(fd, 128, 0).split()[1]) / 1e6
 
 
+def _schedstat() -> int | None:
+    """This (the loop's) thread's schedstat, open; None where the kernel keeps no statistics:
+    no file, or one whose time on a CPU still reads 0 in a thread that has run."""
+    try:
+        fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    except OSError:
+        return None
+    if int(os.pread(fd, 128, 0).split()[0]) == 0:
+        os.close(fd)
+        return None
+    return fd
+
+
 async def probe(path: str) -> None:
     clock = time.perf_counter
+    fd = _schedstat()
     try:
-        fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)  # the loop's thread
-    except OSError:  # a kernel without schedstats: lines without the third column
-        fd = None
+        await _probe(path, clock, fd)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+async def _probe(path: str, clock: Any, fd: int | None) -> None:
     with open(path, "a", buffering=1) as out:  # noqa: ASYNC230 - opened once, lines are tiny
         worst, mark = 0.0, clock()
         waited = run_queue_ms(fd) if fd is not None else 0.0
