@@ -213,15 +213,16 @@ class Server:
         """The loop's longest stall between ``t0`` and ``t1``, and the longest less the time
         its thread waited for the CPU in the same 100 ms (other processes on the core: see
         ``lagprobe``): what the server's own work held the loop, at least."""
-        worst = own = math.nan  # no line in the window (a probe that died): no figure
+        stalls: list[float] = []
+        nets: list[float] = []
         with open(self.lag_file) as f:
             for line in f:
                 t, ms, *queued = line.split()
                 if t0 <= float(t) <= t1:
-                    net = float(ms) - float(queued[0] if queued else 0.0)
-                    worst = float(ms) if math.isnan(worst) else max(worst, float(ms))
-                    own = net if math.isnan(own) else max(own, net)
-        return worst, own
+                    stalls.append(float(ms))
+                    nets.append(float(ms) - float(queued[0] if queued else 0.0))
+        # No line in the window (a probe that died): no figure, not 0.
+        return max(stalls, default=math.nan), max(nets, default=math.nan)
 
     def histograms(self) -> dict[str, list[tuple[float, float]]]:
         """chatd's store histograms from its ``/metrics`` (cumulative ``(le, count)`` per

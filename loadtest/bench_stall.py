@@ -23,20 +23,18 @@ import json
 import math
 import multiprocessing as mp
 import os
+import sys
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lagprobe"))
+from lagprobe import open_schedstat, schedstat_ms  # the lag probe's readers
 
 GUEST_MS = 1.0
 """A gap whose run-queue wait grew by more than this (ms) counts as given to another process
 of the guest; otherwise as taken by the host."""
-
-
-def _schedstat_ms(fd: int) -> tuple[float, float]:
-    """This thread's time on a CPU and waiting on a run queue so far, in ms (schedstat's first
-    two fields, ns). Both stay 0 on a kernel that keeps the file but no statistics."""
-    on_cpu, waiting = os.pread(fd, 128, 0).split()[:2]
-    return int(on_cpu) / 1e6, int(waiting) / 1e6
 
 
 READ_EVERY = 0.0005
@@ -48,14 +46,11 @@ def probe(core: int, seconds: float, gap_ms: float, out: Connection) -> None:
     """Spin on ``core`` for ``seconds``; send ``(gap ms, run-queue wait ms across it)`` for
     every gap over ``gap_ms`` to ``out`` (the wait is NaN where the kernel keeps none)."""
     os.sched_setaffinity(0, {core})
-    try:
-        fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
-    except OSError:
-        fd = None
+    fd = open_schedstat()
     clock = time.monotonic
     limit = gap_ms / 1000
     gaps: list[tuple[float, float]] = []
-    waited = 0.0
+    waited = schedstat_ms(fd)[1] if fd is not None else 0.0
     last = read_at = start = clock()
     end = start + seconds
     while last < end:
@@ -63,13 +58,12 @@ def probe(core: int, seconds: float, gap_ms: float, out: Connection) -> None:
         if now - last > limit:
             wait = math.nan
             if fd is not None:
-                on_cpu, total = _schedstat_ms(fd)
-                wait = total - waited if on_cpu else math.nan
-                waited, read_at = total, clock()
+                before, waited = waited, schedstat_ms(fd)[1]
+                wait, read_at = waited - before, clock()
             gaps.append(((now - last) * 1000, wait))
             now = clock()  # the read above is not part of the next gap
         elif fd is not None and now - read_at >= READ_EVERY:
-            waited, read_at = _schedstat_ms(fd)[1], now
+            waited, read_at = schedstat_ms(fd)[1], now
         last = now
     if fd is not None:
         os.close(fd)

@@ -34,50 +34,49 @@ from typing import Any
 ENV = "BENCH_LAG_FILE"
 
 
-def run_queue_ms(fd: int) -> float:
-    """This thread's time waiting on a run queue so far, in ms (schedstat's second field)."""
-    return int(os.pread(fd, 128, 0).split()[1]) / 1e6
-
-
-def _schedstat() -> int | None:
-    """This (the loop's) thread's schedstat, open; None where the kernel keeps no statistics:
-    no file, or one whose time on a CPU still reads 0 in a thread that has run."""
+def open_schedstat() -> int | None:
+    """The calling thread's ``/proc/thread-self/schedstat``, open; None where the kernel keeps
+    no statistics: no file, or one whose time on a CPU still reads 0 in a thread that has run.
+    Also ``bench_stall.py``'s."""
     try:
         fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
     except OSError:
         return None
-    if int(os.pread(fd, 128, 0).split()[0]) == 0:
+    if schedstat_ms(fd)[0] == 0:
         os.close(fd)
         return None
     return fd
 
 
+def schedstat_ms(fd: int) -> tuple[float, float]:
+    """The thread's time on a CPU and waiting on a run queue so far, in ms (the first two
+    fields, ns)."""
+    on_cpu, waiting = os.pread(fd, 128, 0).split()[:2]
+    return int(on_cpu) / 1e6, int(waiting) / 1e6
+
+
 async def probe(path: str) -> None:
     clock = time.perf_counter
-    fd = _schedstat()
+    fd = open_schedstat()  # the loop's thread: this coroutine runs on it
     try:
-        await _probe(path, clock, fd)
+        with open(path, "a", buffering=1) as out:  # noqa: ASYNC230 - opened once, lines are tiny
+            worst, mark = 0.0, clock()
+            waited = schedstat_ms(fd)[1] if fd is not None else 0.0
+            while True:
+                due = clock() + 0.001
+                await asyncio.sleep(0.001)
+                now = clock()
+                worst = max(worst, now - due)
+                if now - mark >= 0.1:
+                    line = f"{time.monotonic():.4f} {worst * 1000:.3f}"
+                    if fd is not None:
+                        before, waited = waited, schedstat_ms(fd)[1]
+                        line += f" {waited - before:.3f}"
+                    out.write(line + "\n")
+                    worst, mark = 0.0, now
     finally:
         if fd is not None:
             os.close(fd)
-
-
-async def _probe(path: str, clock: Any, fd: int | None) -> None:
-    with open(path, "a", buffering=1) as out:  # noqa: ASYNC230 - opened once, lines are tiny
-        worst, mark = 0.0, clock()
-        waited = run_queue_ms(fd) if fd is not None else 0.0
-        while True:
-            due = clock() + 0.001
-            await asyncio.sleep(0.001)
-            now = clock()
-            worst = max(worst, now - due)
-            if now - mark >= 0.1:
-                line = f"{time.monotonic():.4f} {worst * 1000:.3f}"
-                if fd is not None:
-                    before, waited = waited, run_queue_ms(fd)
-                    line += f" {waited - before:.3f}"
-                out.write(line + "\n")
-                worst, mark = 0.0, now
 
 
 def install() -> None:
