@@ -20,6 +20,8 @@ import argparse
 import asyncio
 import os
 import time
+from functools import partial
+from typing import Any
 
 import uvloop
 from websockets.asyncio.client import connect
@@ -124,6 +126,136 @@ async def serve_rooms_picows(
         if ready is not None:
             ready.set_result(None)
         await server.serve_forever()
+
+
+async def serve_rooms_redis(
+    port: int,
+    redis_url: str,
+    node: int,
+    window: float,
+    ready: asyncio.Future[None] | None = None,
+    counts: str | None = None,
+) -> None:
+    """``serve_rooms_picows`` as one node of a cluster through Redis pub/sub: the least a node
+    must do for chatd's Redis hop (issue 13), to set beside what chatd's second node costs.
+
+    A member's message goes at once to the room's other members on this node and into a
+    pipeline of ``PUBLISH``es on the room's channel, sent ``window`` seconds after the first
+    message waiting (0: at the end of the loop turn), so a pipeline carries as many messages as
+    a chatd commit at the same rate when the window is set to match. The sender's own copy
+    (its "ack") is sent when Redis has answered the pipeline, as chatd acks only once its
+    envelope has been handed on. A node subscribes to the channel of every room with a member
+    on it and delivers what the other nodes publish there; its own copies come back with the
+    ``PUBLISH`` reply and are dropped by their first byte, the node's id. One RESP3 connection,
+    chatd's own (``chatd.broker.resp``), publishes and subscribes, as chatd's broker does.
+    Nothing is stored, nothing is retried: a floor, not a server. Every 0.2 s the node writes
+    ``envelopes pipelines`` published so far to the file ``counts`` (the benchmark's batch)."""
+    from picows import (
+        WSFrame,
+        WSListener,
+        WSMsgType,
+        WSTransport,
+        WSUpgradeRequest,
+        ws_create_server,
+    )
+
+    from chatd.broker.resp import RespConnection, pack_command
+
+    loop = asyncio.get_running_loop()
+    me = bytes([node])
+    rooms: dict[bytes, set[WSTransport]] = {}
+    conn = RespConnection(redis_url, connect_timeout=5.0)
+    await conn.connect()
+    publishes: list[bytes] = []
+    acks: list[tuple[WSTransport, bytes]] = []
+    flush_due = [False]
+    published = [0, 0]  # envelopes, pipelines
+
+    def handed_on(sent: list[tuple[WSTransport, bytes]], _errors: object) -> None:
+        for sender, payload in sent:
+            sender.send(WSMsgType.BINARY, payload)
+
+    def flush() -> None:
+        flush_due[0] = False
+        sent = acks[:]
+        data = b"".join(publishes)
+        count = len(publishes)
+        publishes.clear()
+        acks.clear()
+        published[0] += count
+        published[1] += 1
+        conn.send(data, count, partial(handed_on, sent))
+
+    def on_push(reply: list[Any]) -> None:
+        if reply[0] != b"message":
+            return
+        data = reply[2]
+        if data[:1] == me:
+            return  # this node's own copy, back with the PUBLISH reply
+        payload = data[1:]
+        for member in rooms.get(reply[1], ()):
+            member.send(WSMsgType.BINARY, payload)
+
+    conn.on_push = on_push
+
+    class Member(WSListener):  # type: ignore[misc]
+        def __init__(self, channel: bytes) -> None:
+            self.channel = channel
+            self.room = rooms.setdefault(channel, set())
+
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            if not self.room:
+                conn.send(  # the PING's reply comes after the confirmation, as in chatd
+                    pack_command("SUBSCRIBE", self.channel) + pack_command("PING"),
+                    1,
+                    _ignore,
+                    pubsub=[(b"subscribe", 1)],
+                )
+            self.room.add(transport)
+
+        def on_ws_disconnected(self, transport: WSTransport) -> None:
+            self.room.discard(transport)
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            kind = frame.msg_type
+            if kind is WSMsgType.BINARY:
+                payload = frame.get_payload_as_bytes()
+                for member in self.room:
+                    if member is not transport:
+                        member.send(kind, payload)
+                publishes.append(pack_command("PUBLISH", self.channel, me + payload))
+                acks.append((transport, payload))
+                if not flush_due[0]:
+                    flush_due[0] = True
+                    if window > 0:
+                        loop.call_later(window, flush)
+                    else:
+                        loop.call_soon(flush)
+            elif kind is WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                transport.disconnect()
+
+    def member(request: WSUpgradeRequest) -> Member:
+        path = request.path
+        return Member(path if isinstance(path, bytes) else str(path).encode())
+
+    def write_counts() -> None:
+        if counts is not None:
+            with open(counts + ".new", "w") as f:
+                f.write(f"{published[0]} {published[1]}\n")
+            os.replace(counts + ".new", counts)
+            loop.call_later(0.2, write_counts)
+
+    write_counts()
+    server = await ws_create_server(member, "127.0.0.1", port)
+    async with server:
+        if ready is not None:
+            ready.set_result(None)
+        await server.serve_forever()
+
+
+def _ignore(_errors: object) -> None:
+    """A SUBSCRIBE's confirmation: nothing waits for it (the benchmark connects, then waits)."""
 
 
 async def generate(

@@ -128,23 +128,33 @@ def serve_chatd(lag_file: str, argv: list[str]) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "chatd", *argv], env)
 
 
-def serve_relay(port: int, lag_file: str, impl: str) -> None:
+def serve_relay(port: int, lag_file: str, impl: str, hop: list[str]) -> None:
+    """Become the relay ``impl`` on ``port``; ``hop`` is ``[redis URL, node id, window s]``
+    for a node of ``picows-2node``."""
     os.environ["BENCH_LAG_FILE"] = lag_file
     sys.path.insert(0, str(LAGPROBE))
     import lagprobe
     import uvloop
-    from bare_relay import serve_rooms, serve_rooms_picows
+    from bare_relay import serve_rooms, serve_rooms_picows, serve_rooms_redis
 
     lagprobe.install()
     if impl == "relay":
         uvloop.run(serve_rooms(port))
+    elif impl == CLUSTER:
+        counts = f"{lag_file}.counts"
+        uvloop.run(serve_rooms_redis(port, hop[0], int(hop[1]), float(hop[2]), counts=counts))
     else:
         uvloop.run(serve_rooms_picows(port, aiofastnet=None if impl == "picows" else False))
 
 
-RELAYS = ("relay", "picows", "picows-uvloop")
+CLUSTER = "picows-2node"
+RELAYS = ("relay", "picows", "picows-uvloop", CLUSTER)
 """The bare relays (``bare_relay.py``): python-websockets, and the same relay on picows, on
-aiofastnet's socket transports (picows' default) or on uvloop's."""
+aiofastnet's socket transports (picows' default) or on uvloop's; and ``picows-2node``, two
+picows relay nodes through a throwaway redis-server (``bare_relay.serve_rooms_redis``), each
+group's members split between them: the floor of chatd's Redis hop (issue 13)."""
+HOP_WINDOW = 0.0
+"""``--hop-window``: seconds a ``picows-2node`` node gathers PUBLISHes before it sends them."""
 
 
 class Server:
@@ -158,7 +168,10 @@ class Server:
         self.kind = kind
         self.label = label
         self.port = free_port()
+        self.ports = [self.port]
         self.lag_file = str(workdir / f"lag-{label}-{self.port}.txt")
+        self.lag_files = [self.lag_file]
+        self.redis: Any = None
         self.log = open(workdir / f"{label}-{self.port}.log", "wb")  # noqa: SIM115
         env = dict(os.environ)
         root = Path(tree).resolve() if tree else REPO
@@ -182,32 +195,56 @@ class Server:
             cmd += ["--port", str(self.port), "--db", str(db)]
         else:
             cmd = [*me, "--serve-relay", self.lag_file, "--port", str(self.port), spec]
-        self.proc = subprocess.Popen(  # cwd: ``python -m chatd`` puts it first on sys.path
-            ["taskset", "-c", "0", *cmd],
-            env=env,
-            cwd=root,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        cmds = [cmd]
+        if spec == CLUSTER:
+            from bench_cluster import Redis
+
+            self.redis = Redis(0)
+            asyncio.run(self.redis.wait())
+            self.ports.append(free_port())
+            self.lag_files = [f"{self.lag_file}.{node}" for node in (1, 2)]
+            url, window = self.redis.url, str(HOP_WINDOW)
+            cmds = [
+                [*me, "--serve-relay", lag, "--port", str(port), spec, url, str(n), window]
+                for n, (port, lag) in enumerate(zip(self.ports, self.lag_files, strict=True), 1)
+            ]
+        self.procs = [
+            subprocess.Popen(  # cwd: ``python -m chatd`` puts it first on sys.path
+                ["taskset", "-c", "0", *c],
+                env=env,
+                cwd=root,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+            for c in cmds
+        ]
+        self.proc = self.procs[0]
         self.pid = self.proc.pid
+        # Whose CPU and context switches count: every server-side process (Redis too).
+        self.pids = [p.pid for p in self.procs] + ([self.redis.pid] if self.redis else [])
         self.wait_ready()
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"{self.kind} exited; see {self.log.name}")
-            try:
-                with socket.create_connection((HOST, self.port), 1) as s:
-                    if self.kind == "relay":
-                        return
-                    s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    if b" 200 " in s.recv(200):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise SystemExit(f"{self.kind} did not start; see {self.log.name}")
+        for port in self.ports:
+            while not self.ready(port):
+                if any(p.poll() is not None for p in self.procs):
+                    self.stop()
+                    raise SystemExit(f"{self.kind} exited; see {self.log.name}")
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise SystemExit(f"{self.kind} did not start; see {self.log.name}")
+                time.sleep(0.05)
+
+    def ready(self, port: int) -> bool:
+        try:
+            with socket.create_connection((HOST, port), 1) as s:
+                if self.kind == "relay":
+                    return True
+                s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return b" 200 " in s.recv(200)
+        except OSError:
+            return False
 
     def max_lag_ms(self, t0: float, t1: float) -> tuple[float, float]:
         """The loop's longest stall between ``t0`` and ``t1``, and the longest less the time
@@ -215,14 +252,27 @@ class Server:
         ``lagprobe``): what the server's own work held the loop, at least."""
         stalls: list[float] = []
         nets: list[float] = []
-        with open(self.lag_file) as f:
-            for line in f:
-                t, ms, *queued = line.split()
-                if t0 <= float(t) <= t1:
-                    stalls.append(float(ms))
-                    nets.append(float(ms) - float(queued[0] if queued else 0.0))
+        for lag_file in self.lag_files:  # every node's: the longest of any
+            with open(lag_file) as f:
+                for line in f:
+                    t, ms, *queued = line.split()
+                    if t0 <= float(t) <= t1:
+                        stalls.append(float(ms))
+                        nets.append(float(ms) - float(queued[0] if queued else 0.0))
         # No line in the window (a probe that died): no figure, not 0.
         return max(stalls, default=math.nan), max(nets, default=math.nan)
+
+    def hop_counts(self) -> tuple[int, int]:
+        """``picows-2node``: envelopes and pipelines its nodes have published so far (0, 0
+        for any other server)."""
+        envelopes = pipelines = 0
+        if self.redis is not None:
+            for lag_file in self.lag_files:
+                with open(f"{lag_file}.counts") as f:
+                    e, p = f.read().split()
+                envelopes += int(e)
+                pipelines += int(p)
+        return envelopes, pipelines
 
     def histograms(self) -> dict[str, list[tuple[float, float]]]:
         """chatd's store histograms from its ``/metrics`` (cumulative ``(le, count)`` per
@@ -237,13 +287,18 @@ class Server:
         return out
 
     def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
         self.log.close()
 
 
@@ -418,9 +473,9 @@ class Client(asyncio.Protocol):
 class Worker:
     """One generator process: whole groups of clients, commands from the coordinator."""
 
-    def __init__(self, kind: str, port: int, pipe: Connection) -> None:
+    def __init__(self, kind: str, ports: list[int], pipe: Connection) -> None:
         self.kind = kind
-        self.port = port
+        self.ports = ports
         self.pipe = pipe
         self.stats = Stats()
         self.clients: list[Client] = []
@@ -510,7 +565,10 @@ class Worker:
                     c = Client(self, i, path)
                     challenge = c.pending[0] = loop.create_future()
                     try:
-                        await loop.create_connection(lambda c=c: c, HOST, self.port)
+                        # Several nodes: each group's members alternate between them, and
+                        # the groups' senders (their first members) too.
+                        port = self.ports[(i % GROUP + i // GROUP) % len(self.ports)]
+                        await loop.create_connection(lambda c=c: c, HOST, port)
                         await c.opened
                         if self.kind == "chatd":
                             await self.login(c, await challenge, attempt)
@@ -532,7 +590,7 @@ class Worker:
         assert isinstance(challenge, F.Challenge)
         key = SigningKey.generate()
         sig = key.sign(auth.login_payload(challenge.server, challenge.nonce, key.public_key))
-        handle = f"b{os.getpid()}x{c.idx}x{self.port}x{attempt}"
+        handle = f"b{os.getpid()}x{c.idx}x{self.ports[0]}x{attempt}"
         welcome = await c.request(
             lambda rid: F.Register(
                 id=rid,
@@ -645,11 +703,11 @@ class Worker:
             self.pipe.send(out)
 
 
-def worker_main(kind: str, port: int, pipe: Connection) -> None:
+def worker_main(kind: str, ports: list[int], pipe: Connection) -> None:
     os.sched_setaffinity(0, {1})
     import uvloop
 
-    uvloop.run(Worker(kind, port, pipe).serve())
+    uvloop.run(Worker(kind, ports, pipe).serve())
 
 
 # --------------------------------------------------------------------------- coordinator
@@ -662,14 +720,14 @@ def pct(values: list[int], p: float) -> float:
 
 
 class Generator:
-    def __init__(self, kind: str, port: int, workers: int) -> None:
+    def __init__(self, kind: str, ports: list[int], workers: int) -> None:
         ctx = mp.get_context("fork")
         self.opened = 0
         self.pipes: list[Connection] = []
         self.procs = []
         for _ in range(workers):
             a, b = ctx.Pipe()
-            p = ctx.Process(target=worker_main, args=(kind, port, b), daemon=True)
+            p = ctx.Process(target=worker_main, args=(kind, ports, b), daemon=True)
             p.start()
             self.pipes.append(a)
             self.procs.append(p)
@@ -766,11 +824,13 @@ def run_point(
             text=True,
         )
     h0 = server.histograms()  # before the CPU reading: a scrape costs the server a little
-    c0, b0, m0 = cpu_seconds(server.pid), core_busy(0), time.monotonic()
-    x0 = ctx_switches(server.pid)
+    pids = server.pids
+    cpu0, b0, m0 = [cpu_seconds(p) for p in pids], core_busy(0), time.monotonic()
+    x0, hop0 = sum(map(ctx_switches, pids)), server.hop_counts()
     time.sleep(max(0.0, (win_to - time.monotonic_ns()) / 1e9))
-    c1, b1, m1 = cpu_seconds(server.pid), core_busy(0), time.monotonic()
-    x1 = ctx_switches(server.pid)
+    cpu1, b1, m1 = [cpu_seconds(p) for p in pids], core_busy(0), time.monotonic()
+    x1, hop1 = sum(map(ctx_switches, pids)), server.hop_counts()
+    c0, c1 = sum(cpu0), sum(cpu1)
     inside = in_chatd(h0, server.histograms())
     syscalls = float("nan")
     if counting is not None:
@@ -831,6 +891,12 @@ def run_point(
         out["profile"] = profile
     if inside:
         out["in_chatd"] = inside
+    if server.redis is not None:  # the hop's figures (counts lag by up to 0.2 s at both ends)
+        envelopes, pipelines = hop1[0] - hop0[0], hop1[1] - hop0[1]
+        out["hop_envelopes_per_pipeline"] = envelopes / pipelines if pipelines else math.nan
+        out["redis_us_per_delivery"] = (
+            1e6 * (cpu1[-1] - cpu0[-1]) / copies if copies else math.nan  # Redis: pids' last
+        )
     gp, sp = out["generator_cpu_pct"], out["server_cpu_pct"]
     out["saturated"] = "server" if sp >= 90 else "generator" if gp >= 90 else "neither"
     return out
@@ -840,13 +906,13 @@ def idle_point(
     kind: str, a: argparse.Namespace, workdir: Path, env: dict[str, str]
 ) -> dict[str, Any]:
     server = Server(kind, workdir, env)
-    gen = Generator(server.kind, server.port, a.workers)
+    gen = Generator(server.kind, server.ports, a.workers)
     try:
         time.sleep(1.0)
-        base = rss_bytes(server.pid)
+        base = sum(map(rss_bytes, server.pids))
         n = gen.connect(a.idle, "idle")
         time.sleep(3.0)
-        rss = rss_bytes(server.pid)
+        rss = sum(map(rss_bytes, server.pids))
         return {"connections": n, "kib_per_connection": (rss - base) / n / 1024}
     finally:
         gen.close()
@@ -866,12 +932,17 @@ def fmt(s: dict[str, float], f: str = ".1f") -> str:
 
 
 def main() -> int:
-    global GROUP
+    global GROUP, HOP_WINDOW
     if len(sys.argv) > 2 and sys.argv[1] == "--serve-chatd":
         serve_chatd(sys.argv[2], sys.argv[4:])
         return 0
     if len(sys.argv) > 2 and sys.argv[1] == "--serve-relay":
-        serve_relay(int(sys.argv[4]), sys.argv[2], sys.argv[5] if len(sys.argv) > 5 else "relay")
+        serve_relay(
+            int(sys.argv[4]),
+            sys.argv[2],
+            sys.argv[5] if len(sys.argv) > 5 else "relay",
+            sys.argv[6:],
+        )
         return 0
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -923,8 +994,16 @@ def main() -> int:
         action="store_true",
         help="py-spy chatd during each window (on core 1; perturbs the generator's figures)",
     )
+    p.add_argument(
+        "--hop-window",
+        type=float,
+        default=0.0,
+        help=f"{CLUSTER}: ms a node gathers PUBLISHes before it sends them as one pipeline"
+        " (0: at the end of the loop turn)",
+    )
     a = p.parse_args()
     GROUP = a.group  # read by the forked generator workers too
+    HOP_WINDOW = a.hop_window / 1000
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so servers are stopped in finally
     os.sched_setaffinity(0, {1})
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -949,7 +1028,7 @@ def main() -> int:
         for spec, name in zip(kinds, names, strict=True):
             if "max" in parts or "fixed" in parts:
                 server = Server(spec, workdir, envs[name])
-                gen = Generator(server.kind, server.port, a.workers)
+                gen = Generator(server.kind, server.ports, a.workers)
                 try:
                     gen.connect(a.clients)
                     for part in ("max", "fixed"):
@@ -986,7 +1065,13 @@ def main() -> int:
                                 if r["syscalls_per_delivery"] is not None
                                 else ""
                             )
-                            + f"  cs/deliv {r['ctx_switches_per_delivery']:.3f}",
+                            + f"  cs/deliv {r['ctx_switches_per_delivery']:.3f}"
+                            + (
+                                f"  envelopes/pipeline {r['hop_envelopes_per_pipeline']:.2f}"
+                                f"  redis us/deliv {r['redis_us_per_delivery']:.1f}"
+                                if "hop_envelopes_per_pipeline" in r
+                                else ""
+                            ),
                             flush=True,
                         )
                         if "in_chatd" in r:
