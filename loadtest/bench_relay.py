@@ -119,11 +119,16 @@ def free_port() -> int:
 
 
 LAGPROBE = HERE / "lagprobe"
+NO_PROBE = "BENCH_NO_LAG_PROBE"
+"""Set (by ``--no-lag-probe``) in a server's environment: it runs without the lag probe."""
+LAG_PROBE = True
+"""``--no-lag-probe`` clears it: the probe's 1 ms timer wakes every server process 1,000 times
+a second, a cost that counts once per process (twice for ``picows-2node``)."""
 
 
 def serve_chatd(lag_file: str, argv: list[str]) -> None:
     """Become ``python -m chatd ARGV`` (same pid) with the lag probe (``lagprobe/``)."""
-    env = dict(os.environ, BENCH_LAG_FILE=lag_file)
+    env = dict(os.environ, BENCH_LAG_FILE="" if os.environ.get(NO_PROBE) else lag_file)
     env["PYTHONPATH"] = os.pathsep.join([str(LAGPROBE), env.get("PYTHONPATH", "")])
     os.execve(sys.executable, [sys.executable, "-m", "chatd", *argv], env)
 
@@ -131,7 +136,7 @@ def serve_chatd(lag_file: str, argv: list[str]) -> None:
 def serve_relay(port: int, lag_file: str, impl: str, hop: list[str]) -> None:
     """Become the relay ``impl`` on ``port``; ``hop`` is ``[redis URL, node id, window s]``
     for a node of ``picows-2node``."""
-    os.environ["BENCH_LAG_FILE"] = lag_file
+    os.environ["BENCH_LAG_FILE"] = "" if os.environ.get(NO_PROBE) else lag_file
     sys.path.insert(0, str(LAGPROBE))
     import lagprobe
     import uvloop
@@ -174,6 +179,8 @@ class Server:
         self.redis: Any = None
         self.log = open(workdir / f"{label}-{self.port}.log", "wb")  # noqa: SIM115
         env = dict(os.environ)
+        if not LAG_PROBE:
+            env[NO_PROBE] = "1"
         root = Path(tree).resolve() if tree else REPO
         env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (root, root / "protocol", HERE) if p)
         me = [sys.executable, str(Path(__file__).resolve())]
@@ -252,7 +259,7 @@ class Server:
         ``lagprobe``): what the server's own work held the loop, at least."""
         stalls: list[float] = []
         nets: list[float] = []
-        for lag_file in self.lag_files:  # every node's: the longest of any
+        for lag_file in self.lag_files if LAG_PROBE else ():  # every node's: the longest of any
             with open(lag_file) as f:
                 for line in f:
                     t, ms, *queued = line.split()
@@ -894,9 +901,11 @@ def run_point(
     if server.redis is not None:  # the hop's figures (counts lag by up to 0.2 s at both ends)
         envelopes, pipelines = hop1[0] - hop0[0], hop1[1] - hop0[1]
         out["hop_envelopes_per_pipeline"] = envelopes / pipelines if pipelines else math.nan
-        out["redis_us_per_delivery"] = (
-            1e6 * (cpu1[-1] - cpu0[-1]) / copies if copies else math.nan  # Redis: pids' last
-        )
+        # µs per delivery of each server-side process: node 1, node 2, Redis (pids' order)
+        out["us_per_delivery_by_process"] = [
+            1e6 * (b - a) / copies if copies else math.nan for a, b in zip(cpu0, cpu1, strict=True)
+        ]
+        out["redis_us_per_delivery"] = out["us_per_delivery_by_process"][-1]
     gp, sp = out["generator_cpu_pct"], out["server_cpu_pct"]
     out["saturated"] = "server" if sp >= 90 else "generator" if gp >= 90 else "neither"
     return out
@@ -932,7 +941,7 @@ def fmt(s: dict[str, float], f: str = ".1f") -> str:
 
 
 def main() -> int:
-    global GROUP, HOP_WINDOW
+    global GROUP, HOP_WINDOW, LAG_PROBE
     if len(sys.argv) > 2 and sys.argv[1] == "--serve-chatd":
         serve_chatd(sys.argv[2], sys.argv[4:])
         return 0
@@ -1001,9 +1010,16 @@ def main() -> int:
         help=f"{CLUSTER}: ms a node gathers PUBLISHes before it sends them as one pipeline"
         " (0: at the end of the loop turn)",
     )
+    p.add_argument(
+        "--no-lag-probe",
+        action="store_true",
+        help="run the servers without the lag probe (its 1 ms timer costs CPU in every server"
+        " process; no stall figures then)",
+    )
     a = p.parse_args()
     GROUP = a.group  # read by the forked generator workers too
     HOP_WINDOW = a.hop_window / 1000
+    LAG_PROBE = not a.no_lag_probe
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so servers are stopped in finally
     os.sched_setaffinity(0, {1})
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -1068,7 +1084,7 @@ def main() -> int:
                             + f"  cs/deliv {r['ctx_switches_per_delivery']:.3f}"
                             + (
                                 f"  envelopes/pipeline {r['hop_envelopes_per_pipeline']:.2f}"
-                                f"  redis us/deliv {r['redis_us_per_delivery']:.1f}"
+                                f"  us/deliv by process {r['us_per_delivery_by_process']}"
                                 if "hop_envelopes_per_pipeline" in r
                                 else ""
                             ),
