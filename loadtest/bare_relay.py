@@ -128,28 +128,31 @@ async def serve_rooms_picows(
         await server.serve_forever()
 
 
-async def serve_rooms_redis(
+async def serve_rooms_batched(
     port: int,
-    redis_url: str,
-    node: int,
     window: float,
+    redis_url: str | None = None,
+    node: int = 1,
     ready: asyncio.Future[None] | None = None,
     counts: str | None = None,
 ) -> None:
-    """``serve_rooms_picows`` as one node of a cluster through Redis pub/sub: the least a node
-    must do for chatd's Redis hop (issue 13), to set beside what chatd's second node costs.
+    """The least a chatd node does per message without its store (issue 13): ``serve_rooms``
+    on picows, with chatd's commit cycle and, given ``redis_url``, its Redis hop, so that one
+    node of it and two through Redis show what the hop itself costs beside what chatd's second
+    node costs (``bench_relay.py --servers picows-1node@4,picows-2node@8``).
 
-    A member's message goes at once to the room's other members on this node and into a
-    pipeline of ``PUBLISH``es on the room's channel, sent ``window`` seconds after the first
-    message waiting (0: at the end of the loop turn), so a pipeline carries as many messages as
-    a chatd commit at the same rate when the window is set to match. The sender's own copy
-    (its "ack") is sent when Redis has answered the pipeline, as chatd acks only once its
-    envelope has been handed on. A node subscribes to the channel of every room with a member
-    on it and delivers what the other nodes publish there; its own copies come back with the
-    ``PUBLISH`` reply and are dropped by their first byte, the node's id. One RESP3 connection,
-    chatd's own (``chatd.broker.resp``), publishes and subscribes, as chatd's broker does.
-    Nothing is stored, nothing is retried: a floor, not a server. Every 0.2 s the node writes
-    ``envelopes pipelines`` published so far to the file ``counts`` (the benchmark's batch)."""
+    Messages are gathered as a chatd node gathers appends for a commit: ``window`` seconds
+    after the first message waiting (0: at the end of the loop turn) the batch closes, and
+    only then do its copies leave, each to the room's other members on this node. Alone
+    (no ``redis_url``), the sender's own copy (its "ack") leaves with them. As one node of a
+    cluster, the batch also goes to Redis as one pipeline of ``PUBLISH``es on the rooms'
+    channels, and the sender's copy leaves when Redis has answered it, as chatd acks only once
+    its envelope is handed on. A node subscribes to the channel of every room with a member on
+    it and delivers what the other nodes publish there at once; its own copies come back with
+    the ``PUBLISH`` reply and are dropped by their first byte, the node's id. One RESP3
+    connection, chatd's own (``chatd.broker.resp``), publishes and subscribes, as chatd's broker
+    does. Nothing is stored, nothing is retried: a floor, not a server. Every 0.2 s the node
+    writes ``messages batches`` so far to the file ``counts`` (the benchmark's batch size)."""
     from picows import (
         WSFrame,
         WSListener,
@@ -164,27 +167,34 @@ async def serve_rooms_redis(
     loop = asyncio.get_running_loop()
     me = bytes([node])
     rooms: dict[bytes, set[WSTransport]] = {}
-    conn = RespConnection(redis_url, connect_timeout=5.0)
-    await conn.connect()
-    publishes: list[bytes] = []
-    acks: list[tuple[WSTransport, bytes]] = []
+    conn = None
+    if redis_url is not None:
+        conn = RespConnection(redis_url, connect_timeout=5.0)
+        await conn.connect()
+    batch: list[tuple[set[WSTransport], bytes, WSTransport, bytes]] = []
     flush_due = [False]
-    published = [0, 0]  # envelopes, pipelines
+    batched = [0, 0]  # messages, batches
 
-    def handed_on(sent: list[tuple[WSTransport, bytes]], _errors: object) -> None:
-        for sender, payload in sent:
+    def handed_on(acks: list[tuple[WSTransport, bytes]], _errors: object) -> None:
+        for sender, payload in acks:
             sender.send(WSMsgType.BINARY, payload)
 
-    def flush() -> None:
+    def close_batch() -> None:
         flush_due[0] = False
-        sent = acks[:]
-        data = b"".join(publishes)
-        count = len(publishes)
-        publishes.clear()
-        acks.clear()
-        published[0] += count
-        published[1] += 1
-        conn.send(data, count, partial(handed_on, sent))
+        acks = []
+        for room, _channel, sender, payload in batch:
+            for member in room:
+                if member is not sender:
+                    member.send(WSMsgType.BINARY, payload)
+            acks.append((sender, payload))
+        batched[0] += len(batch)
+        batched[1] += 1
+        if conn is None:
+            handed_on(acks, None)
+        else:
+            data = b"".join(pack_command("PUBLISH", c, me + p) for _, c, _, p in batch)
+            conn.send(data, len(batch), partial(handed_on, acks))
+        batch.clear()
 
     def on_push(reply: list[Any]) -> None:
         if reply[0] != b"message":
@@ -196,7 +206,8 @@ async def serve_rooms_redis(
         for member in rooms.get(reply[1], ()):
             member.send(WSMsgType.BINARY, payload)
 
-    conn.on_push = on_push
+    if conn is not None:
+        conn.on_push = on_push
 
     class Member(WSListener):  # type: ignore[misc]
         def __init__(self, channel: bytes) -> None:
@@ -204,7 +215,7 @@ async def serve_rooms_redis(
             self.room = rooms.setdefault(channel, set())
 
         def on_ws_connected(self, transport: WSTransport) -> None:
-            if not self.room:
+            if not self.room and conn is not None:
                 conn.send(  # the PING's reply comes after the confirmation, as in chatd
                     pack_command("SUBSCRIBE", self.channel) + pack_command("PING"),
                     1,
@@ -219,18 +230,13 @@ async def serve_rooms_redis(
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
             kind = frame.msg_type
             if kind is WSMsgType.BINARY:
-                payload = frame.get_payload_as_bytes()
-                for member in self.room:
-                    if member is not transport:
-                        member.send(kind, payload)
-                publishes.append(pack_command("PUBLISH", self.channel, me + payload))
-                acks.append((transport, payload))
+                batch.append((self.room, self.channel, transport, frame.get_payload_as_bytes()))
                 if not flush_due[0]:
                     flush_due[0] = True
                     if window > 0:
-                        loop.call_later(window, flush)
+                        loop.call_later(window, close_batch)
                     else:
-                        loop.call_soon(flush)
+                        loop.call_soon(close_batch)
             elif kind is WSMsgType.CLOSE:
                 transport.send_close(frame.get_close_code(), frame.get_close_message())
                 transport.disconnect()
@@ -242,7 +248,7 @@ async def serve_rooms_redis(
     def write_counts() -> None:
         if counts is not None:
             with open(counts + ".new", "w") as f:
-                f.write(f"{published[0]} {published[1]}\n")
+                f.write(f"{batched[0]} {batched[1]}\n")
             os.replace(counts + ".new", counts)
             loop.call_later(0.2, write_counts)
 

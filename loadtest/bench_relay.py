@@ -133,33 +133,41 @@ def serve_chatd(lag_file: str, argv: list[str]) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "chatd", *argv], env)
 
 
-def serve_relay(port: int, lag_file: str, impl: str, hop: list[str]) -> None:
-    """Become the relay ``impl`` on ``port``; ``hop`` is ``[redis URL, node id, window s]``
-    for a node of ``picows-2node``."""
+def serve_relay(port: int, lag_file: str, impl: str, batched: list[str]) -> None:
+    """Become the relay ``impl`` on ``port``; ``batched`` is ``[window s]`` for
+    ``picows-1node``, ``[window s, redis URL, node id]`` for a node of ``picows-2node``."""
     os.environ["BENCH_LAG_FILE"] = "" if os.environ.get(NO_PROBE) else lag_file
     sys.path.insert(0, str(LAGPROBE))
     import lagprobe
     import uvloop
-    from bare_relay import serve_rooms, serve_rooms_picows, serve_rooms_redis
+    from bare_relay import serve_rooms, serve_rooms_batched, serve_rooms_picows
 
     lagprobe.install()
     if impl == "relay":
         uvloop.run(serve_rooms(port))
-    elif impl == CLUSTER:
+    elif impl in BATCHED:
+        window, url, node = float(batched[0]), *(batched[1:] or [None, "1"])
         counts = f"{lag_file}.counts"
-        uvloop.run(serve_rooms_redis(port, hop[0], int(hop[1]), float(hop[2]), counts=counts))
+        uvloop.run(serve_rooms_batched(port, window, url, int(node), counts=counts))
     else:
         uvloop.run(serve_rooms_picows(port, aiofastnet=None if impl == "picows" else False))
 
 
-CLUSTER = "picows-2node"
-RELAYS = ("relay", "picows", "picows-uvloop", CLUSTER)
+BATCHED = ("picows-1node", "picows-2node")
+RELAYS = ("relay", "picows", "picows-uvloop", *BATCHED)
 """The bare relays (``bare_relay.py``): python-websockets, and the same relay on picows, on
-aiofastnet's socket transports (picows' default) or on uvloop's; and ``picows-2node``, two
-picows relay nodes through a throwaway redis-server (``bare_relay.serve_rooms_redis``), each
-group's members split between them: the floor of chatd's Redis hop (issue 13)."""
-HOP_WINDOW = 0.0
-"""``--hop-window``: seconds a ``picows-2node`` node gathers PUBLISHes before it sends them."""
+aiofastnet's socket transports (picows' default) or on uvloop's; and the floor of chatd's
+Redis hop (issue 13, ``bare_relay.serve_rooms_batched``): ``picows-1node@W``, the picows relay
+closing a batch W ms after its first message as a chatd node closes a commit, and
+``picows-2node@W``, two such nodes through a throwaway redis-server, each group's members
+split between them."""
+
+
+def relay_kind(spec: str) -> str | None:
+    """The relay a ``--servers`` item names (``picows-2node@8``: ``picows-2node``), or None
+    (a chatd)."""
+    base = spec.partition("@")[0]
+    return base if base in RELAYS else None
 
 
 class Server:
@@ -169,7 +177,8 @@ class Server:
 
     def __init__(self, spec: str, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
         label, _, tree = spec.partition("=")
-        kind = "relay" if spec in RELAYS else "chatd"
+        relay = relay_kind(spec)
+        kind = "relay" if relay else "chatd"
         self.kind = kind
         self.label = label
         self.port = free_port()
@@ -201,18 +210,19 @@ class Server:
             cmd = [*me, "--serve-chatd", self.lag_file, "--", "serve", "--host", HOST]
             cmd += ["--port", str(self.port), "--db", str(db)]
         else:
-            cmd = [*me, "--serve-relay", self.lag_file, "--port", str(self.port), spec]
+            cmd = [*me, "--serve-relay", self.lag_file, "--port", str(self.port), str(relay)]
+            if relay in BATCHED:
+                cmd.append(str(float(spec.partition("@")[2] or 0) / 1000))  # the window, s
         cmds = [cmd]
-        if spec == CLUSTER:
+        if relay == "picows-2node":
             from bench_cluster import Redis
 
             self.redis = Redis(0)
             asyncio.run(self.redis.wait())
             self.ports.append(free_port())
             self.lag_files = [f"{self.lag_file}.{node}" for node in (1, 2)]
-            url, window = self.redis.url, str(HOP_WINDOW)
             cmds = [
-                [*me, "--serve-relay", lag, "--port", str(port), spec, url, str(n), window]
+                [*cmd[:3], lag, "--port", str(port), *cmd[6:], self.redis.url, str(n)]
                 for n, (port, lag) in enumerate(zip(self.ports, self.lag_files, strict=True), 1)
             ]
         self.procs = [
@@ -269,17 +279,18 @@ class Server:
         # No line in the window (a probe that died): no figure, not 0.
         return max(stalls, default=math.nan), max(nets, default=math.nan)
 
-    def hop_counts(self) -> tuple[int, int]:
-        """``picows-2node``: envelopes and pipelines its nodes have published so far (0, 0
-        for any other server)."""
-        envelopes = pipelines = 0
-        if self.redis is not None:
-            for lag_file in self.lag_files:
-                with open(f"{lag_file}.counts") as f:
-                    e, p = f.read().split()
-                envelopes += int(e)
-                pipelines += int(p)
-        return envelopes, pipelines
+    def batch_counts(self) -> tuple[int, int] | None:
+        """``picows-1node`` / ``picows-2node``: messages and batches its nodes have closed so
+        far; None for any other server."""
+        if relay_kind(self.label) not in BATCHED:
+            return None
+        messages = batches = 0
+        for lag_file in self.lag_files:
+            with open(f"{lag_file}.counts") as f:
+                m, b = f.read().split()
+            messages += int(m)
+            batches += int(b)
+        return messages, batches
 
     def histograms(self) -> dict[str, list[tuple[float, float]]]:
         """chatd's store histograms from its ``/metrics`` (cumulative ``(le, count)`` per
@@ -833,10 +844,10 @@ def run_point(
     h0 = server.histograms()  # before the CPU reading: a scrape costs the server a little
     pids = server.pids
     cpu0, b0, m0 = [cpu_seconds(p) for p in pids], core_busy(0), time.monotonic()
-    x0, hop0 = sum(map(ctx_switches, pids)), server.hop_counts()
+    x0, batches0 = sum(map(ctx_switches, pids)), server.batch_counts()
     time.sleep(max(0.0, (win_to - time.monotonic_ns()) / 1e9))
     cpu1, b1, m1 = [cpu_seconds(p) for p in pids], core_busy(0), time.monotonic()
-    x1, hop1 = sum(map(ctx_switches, pids)), server.hop_counts()
+    x1, batches1 = sum(map(ctx_switches, pids)), server.batch_counts()
     c0, c1 = sum(cpu0), sum(cpu1)
     inside = in_chatd(h0, server.histograms())
     syscalls = float("nan")
@@ -898,9 +909,10 @@ def run_point(
         out["profile"] = profile
     if inside:
         out["in_chatd"] = inside
-    if server.redis is not None:  # the hop's figures (counts lag by up to 0.2 s at both ends)
-        envelopes, pipelines = hop1[0] - hop0[0], hop1[1] - hop0[1]
-        out["hop_envelopes_per_pipeline"] = envelopes / pipelines if pipelines else math.nan
+    if batches0 is not None and batches1 is not None:  # counts lag by up to 0.2 s at both ends
+        messages, batches = batches1[0] - batches0[0], batches1[1] - batches0[1]
+        out["messages_per_batch"] = messages / batches if batches else math.nan
+    if server.redis is not None:
         # µs per delivery of each server-side process: node 1, node 2, Redis (pids' order)
         out["us_per_delivery_by_process"] = [
             1e6 * (b - a) / copies if copies else math.nan for a, b in zip(cpu0, cpu1, strict=True)
@@ -941,7 +953,7 @@ def fmt(s: dict[str, float], f: str = ".1f") -> str:
 
 
 def main() -> int:
-    global GROUP, HOP_WINDOW, LAG_PROBE
+    global GROUP, LAG_PROBE
     if len(sys.argv) > 2 and sys.argv[1] == "--serve-chatd":
         serve_chatd(sys.argv[2], sys.argv[4:])
         return 0
@@ -1004,13 +1016,6 @@ def main() -> int:
         help="py-spy chatd during each window (on core 1; perturbs the generator's figures)",
     )
     p.add_argument(
-        "--hop-window",
-        type=float,
-        default=0.0,
-        help=f"{CLUSTER}: ms a node gathers PUBLISHes before it sends them as one pipeline"
-        " (0: at the end of the loop turn)",
-    )
-    p.add_argument(
         "--no-lag-probe",
         action="store_true",
         help="run the servers without the lag probe (its 1 ms timer costs CPU in every server"
@@ -1018,7 +1023,6 @@ def main() -> int:
     )
     a = p.parse_args()
     GROUP = a.group  # read by the forked generator workers too
-    HOP_WINDOW = a.hop_window / 1000
     LAG_PROBE = not a.no_lag_probe
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so servers are stopped in finally
     os.sched_setaffinity(0, {1})
@@ -1033,7 +1037,7 @@ def main() -> int:
         name, eq, value = assignment.partition("=")
         if label not in envs or not eq:
             p.error(f"--env {item!r}: want LABEL:NAME=VALUE with LABEL one of --servers")
-        if label in RELAYS:
+        if relay_kind(label):
             p.error(f"--env {item!r}: settings are for chatd servers, not the bare relays")
         envs[label][name] = value
     workdir = Path(tempfile.mkdtemp(prefix="bench-relay-"))
@@ -1083,9 +1087,14 @@ def main() -> int:
                             )
                             + f"  cs/deliv {r['ctx_switches_per_delivery']:.3f}"
                             + (
-                                f"  envelopes/pipeline {r['hop_envelopes_per_pipeline']:.2f}"
-                                f"  us/deliv by process {r['us_per_delivery_by_process']}"
-                                if "hop_envelopes_per_pipeline" in r
+                                f"  messages/batch {r['messages_per_batch']:.2f}"
+                                if "messages_per_batch" in r
+                                else ""
+                            )
+                            + (
+                                "  us/deliv by process "
+                                + ", ".join(f"{x:.1f}" for x in r["us_per_delivery_by_process"])
+                                if "us_per_delivery_by_process" in r
                                 else ""
                             ),
                             flush=True,

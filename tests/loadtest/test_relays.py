@@ -73,3 +73,68 @@ async def test_a_relay_sends_each_message_to_its_whole_room_and_nowhere_else(ser
         server.cancel()
         await asyncio.wait({server}, timeout=10)
     assert server.done(), "the relay did not stop when cancelled"
+
+
+@pytest.mark.parametrize("window", [0.0, 0.005])
+@pytest.mark.parametrize("nodes", [1, 2])
+async def test_the_batched_relay_alone_or_as_two_nodes_through_redis_relays_as_one(
+    tmp_path: Path, nodes: int, window: float
+) -> None:
+    """``serve_rooms_batched``, the floor ``bench_relay --servers picows-1node@W,picows-2node@W``
+    sets beside chatd's one and two nodes: alone, or with a room's members split over two nodes
+    through Redis, every member gets every message once, in order (the sender's copy when its
+    batch closed, or after Redis answered it), and no other room's member gets any. A node that
+    delivered its own copies back from Redis would show each message twice; one that never
+    answered the sender would leave it waiting."""
+    from redisd import RedisServer
+
+    bare_relay = _bare_relay()
+    redis = RedisServer(tmp_path) if nodes == 2 else None
+    if redis is not None:
+        redis.start()
+    ports = [free_port() for _ in range(nodes)]
+    loop = asyncio.get_running_loop()
+    readies: list[asyncio.Future[None]] = [loop.create_future() for _ in ports]
+    servers = [
+        asyncio.create_task(
+            bare_relay.serve_rooms_batched(  # type: ignore[attr-defined]
+                port, window, redis.url if redis else None, node, ready
+            )
+        )
+        for node, (port, ready) in enumerate(zip(ports, readies, strict=True), 1)
+    ]
+    clients: list[ClientConnection] = []
+    try:
+        await asyncio.wait({*readies, *servers}, timeout=10, return_when=asyncio.ALL_COMPLETED)
+        for server in servers:
+            if server.done():
+                server.result()  # a node's own error
+        assert all(r.done() for r in readies), "a node did not start listening"
+        # room 1: two members on the first node, one on the last; room 2: one on each
+        for room, at in (("1", 0), ("1", -1), ("1", 0), ("2", -1), ("2", 0)):
+            clients.append(
+                await connect(f"ws://127.0.0.1:{ports[at]}/room/{room}", compression=None)
+            )
+        room_a, room_b = clients[:3], clients[3:]
+        await asyncio.sleep(0.3)  # every SUBSCRIBE confirmed before the first message
+        for i in range(5):
+            await room_a[0].send(b"a%d" % i)
+        await room_b[1].send(b"b0")
+        expected_a = [b"a%d" % i for i in range(5)]
+        for ws in room_a:
+            assert await _drain(ws, 5) == expected_a
+        for ws in room_b:
+            assert await _drain(ws, 1) == [b"b0"]
+        for ws in clients:  # nothing more: no own copy back from Redis, none across rooms
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.2)
+    finally:
+        for ws in clients:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 5)
+        for server in servers:
+            server.cancel()
+        await asyncio.wait(set(servers), timeout=10)
+        if redis is not None:
+            redis.kill()
+    assert all(server.done() for server in servers), "a node did not stop when cancelled"
