@@ -137,13 +137,15 @@ async def serve_rooms_batched(
     counts: str | None = None,
 ) -> None:
     """The least a chatd node does per message without its store (issue 13): ``serve_rooms``
-    on picows, with chatd's commit cycle and, given ``redis_url``, its Redis hop, so that one
-    node of it and two through Redis show what the hop itself costs beside what chatd's second
-    node costs (``bench_relay.py --servers picows-1node@4,picows-2node@8``).
+    on picows, with batches as large as chatd's commits and, given ``redis_url``, chatd's Redis
+    hop, so that one node of it and two through Redis show what the hop itself costs beside
+    what chatd's second node costs (``bench_relay.py --servers picows-1node@5,picows-2node@8``).
 
-    Messages are gathered as a chatd node gathers appends for a commit: ``window`` seconds
-    after the first message waiting (0: at the end of the loop turn) the batch closes, and
-    only then do its copies leave, each to the room's other members on this node. Alone
+    Messages are gathered in batches: ``window`` seconds after the first message waiting (0: at
+    the end of the loop turn) the batch closes, and only then do its copies leave, each to the
+    room's other members on this node. (chatd's writer commits a lone write at once when idle
+    and otherwise at most once per ``commit_interval``: the benchmark matches its batch sizes by
+    choosing ``window``, not its timing.) Alone
     (no ``redis_url``), the sender's own copy (its "ack") leaves with them. As one node of a
     cluster, the batch also goes to Redis as one pipeline of ``PUBLISH``es on the rooms'
     channels, and the sender's copy leaves when Redis has answered it, as chatd acks only once
@@ -151,7 +153,9 @@ async def serve_rooms_batched(
     it and delivers what the other nodes publish there at once; its own copies come back with
     the ``PUBLISH`` reply and are dropped by their first byte, the node's id. One RESP3
     connection, chatd's own (``chatd.broker.resp``), publishes and subscribes, as chatd's broker
-    does. Nothing is stored, nothing is retried: a floor, not a server. Every 0.2 s the node
+    does, but without its flusher's one pipeline in flight at a time (at these windows one is
+    answered long before the next). Nothing is stored, nothing is retried: a floor, not a
+    server. Every 0.2 s the node
     writes ``messages batches`` so far to the file ``counts`` (the benchmark's batch size)."""
     from picows import (
         WSFrame,
@@ -181,20 +185,21 @@ async def serve_rooms_batched(
 
     def close_batch() -> None:
         flush_due[0] = False
+        closed = batch[:]
+        batch.clear()
         acks = []
-        for room, _channel, sender, payload in batch:
+        for room, _channel, sender, payload in closed:
             for member in room:
                 if member is not sender:
                     member.send(WSMsgType.BINARY, payload)
             acks.append((sender, payload))
-        batched[0] += len(batch)
+        batched[0] += len(closed)
         batched[1] += 1
         if conn is None:
             handed_on(acks, None)
         else:
-            data = b"".join(pack_command("PUBLISH", c, me + p) for _, c, _, p in batch)
-            conn.send(data, len(batch), partial(handed_on, acks))
-        batch.clear()
+            data = b"".join(pack_command("PUBLISH", c, me + p) for _, c, _, p in closed)
+            conn.send(data, len(closed), partial(handed_on, acks))
 
     def on_push(reply: list[Any]) -> None:
         if reply[0] != b"message":
@@ -253,11 +258,15 @@ async def serve_rooms_batched(
             loop.call_later(0.2, write_counts)
 
     write_counts()
-    server = await ws_create_server(member, "127.0.0.1", port)
-    async with server:
-        if ready is not None:
-            ready.set_result(None)
-        await server.serve_forever()
+    try:
+        server = await ws_create_server(member, "127.0.0.1", port)
+        async with server:
+            if ready is not None:
+                ready.set_result(None)
+            await server.serve_forever()
+    finally:
+        if conn is not None:
+            conn.close()
 
 
 def _ignore(_errors: object) -> None:

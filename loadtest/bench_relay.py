@@ -14,10 +14,12 @@ Points, each run ``--reps`` times with the two servers interleaved (relay, chatd
 * ``max``  -- closed loop: every sender keeps ``--window`` messages in flight, sending the next
               when one comes back (ack / echo); deliveries/s over the window
 * ``fixed`` -- open model at ``--rate`` deliveries/s (2,000 msgs/s by default): server CPU per
-              delivery (``/proc/PID/stat``), p50/p99 from the intended send time to each copy,
-              and the event loop's longest stall (a 1 ms timer in the server process whose
-              lateness is logged every 100 ms), also less the time the loop's thread waited
-              for the CPU in the same 100 ms (``lagprobe``: other processes on the core)
+              delivery (``/proc/PID/stat`` of every server process, a ``picows-2node``'s
+              redis-server included), p50/p99 from the intended send time to each copy,
+              and, with ``--lag-probe``, the event loop's longest stall (a 1 ms timer in the
+              server process whose lateness is logged every 100 ms), also less the time the
+              loop's thread waited for the CPU in the same 100 ms (``lagprobe``: other
+              processes on the core); the probe costs CPU, unequally (``LAG_PROBE``)
 * ``idle`` -- server RSS per authenticated (chatd) / joined (relay) idle connection at
               ``--idle`` connections
 
@@ -109,6 +111,16 @@ def core_busy(core: int) -> tuple[float, float]:
     return 0.0, 0.0
 
 
+def git_state() -> str:
+    """This checkout's commit, ``+dirty`` when its tracked files differ from it: what ran."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "-uno") else "")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -120,10 +132,12 @@ def free_port() -> int:
 
 LAGPROBE = HERE / "lagprobe"
 NO_PROBE = "BENCH_NO_LAG_PROBE"
-"""Set (by ``--no-lag-probe``) in a server's environment: it runs without the lag probe."""
-LAG_PROBE = True
-"""``--no-lag-probe`` clears it: the probe's 1 ms timer wakes every server process 1,000 times
-a second, a cost that counts once per process (twice for ``picows-2node``)."""
+"""Set in a server's environment (unless ``--lag-probe``): it runs without the lag probe."""
+LAG_PROBE = False
+"""``--lag-probe`` sets it. Off by default: the probe's 1 ms timer wakes a server process up to
+1,000 times a second, and a wake-up costs tens of µs here, so it added about 33 µs per message
+to the picows relay in the direct shape (4,000 copies/s) and little to a busier chatd: with it,
+the servers' CPU figures do not compare fairly (``README.md``, issue 16, fourteenth session)."""
 
 
 def serve_chatd(lag_file: str, argv: list[str]) -> None:
@@ -171,9 +185,10 @@ def relay_kind(spec: str) -> str | None:
 
 
 class Server:
-    """``relay``, ``picows`` / ``picows-uvloop`` (the relay on picows), ``chatd`` (this checkout), or
-    ``LABEL=PATH``: chatd from another checkout (e.g. a ``git worktree`` of an older commit, to
-    measure before and after in one run)."""
+    """``relay``, ``picows`` / ``picows-uvloop`` (the relay on picows), ``picows-1node@W`` /
+    ``picows-2node@W`` (the floor of the Redis hop, see ``RELAYS``), ``chatd`` (this
+    checkout), or ``LABEL=PATH``: chatd from another checkout (e.g. a ``git worktree`` of an
+    older commit, to measure before and after in one run)."""
 
     def __init__(self, spec: str, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
         label, _, tree = spec.partition("=")
@@ -186,14 +201,29 @@ class Server:
         self.lag_file = str(workdir / f"lag-{label}-{self.port}.txt")
         self.lag_files = [self.lag_file]
         self.redis: Any = None
+        self.procs: list[subprocess.Popen[bytes]] = []
         self.log = open(workdir / f"{label}-{self.port}.log", "wb")  # noqa: SIM115
+        try:
+            self._start(spec, relay, Path(tree).resolve() if tree else REPO, extra_env)
+        except BaseException:
+            self.stop()  # whatever started: no redis-server or node left behind
+            raise
+        self.proc = self.procs[0]
+        self.pid = self.proc.pid
+        # Whose CPU and context switches count: every server-side process (Redis too).
+        self.pids = [p.pid for p in self.procs] + ([self.redis.pid] if self.redis else [])
+        self.wait_ready()
+
+    def _start(
+        self, spec: str, relay: str | None, root: Path, extra_env: dict[str, str] | None
+    ) -> None:
+        """Start the server's processes (and a redis-server for ``picows-2node``)."""
         env = dict(os.environ)
         if not LAG_PROBE:
             env[NO_PROBE] = "1"
-        root = Path(tree).resolve() if tree else REPO
         env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (root, root / "protocol", HERE) if p)
         me = [sys.executable, str(Path(__file__).resolve())]
-        if kind == "chatd":
+        if relay is None:
             env.update(
                 CHATD_LIMITS__FRAMES_PER_SECOND="1000000",
                 CHATD_LIMITS__FRAME_BURST="1000000",
@@ -206,7 +236,7 @@ class Server:
                 # Groups of accounts that never met: members, not invitations (SPEC 18). A
                 # tree from before consent knows no such section and would refuse it.
                 env["CHATD_CONSENT__ADD_ME"] = "everyone"
-            db = workdir / f"chatd-{self.port}.db"
+            db = Path(self.lag_file).with_name(f"chatd-{self.port}.db")  # in the work dir
             cmd = [*me, "--serve-chatd", self.lag_file, "--", "serve", "--host", HOST]
             cmd += ["--port", str(self.port), "--db", str(db)]
         else:
@@ -225,21 +255,16 @@ class Server:
                 [*cmd[:3], lag, "--port", str(port), *cmd[6:], self.redis.url, str(n)]
                 for n, (port, lag) in enumerate(zip(self.ports, self.lag_files, strict=True), 1)
             ]
-        self.procs = [
-            subprocess.Popen(  # cwd: ``python -m chatd`` puts it first on sys.path
-                ["taskset", "-c", "0", *c],
-                env=env,
-                cwd=root,
-                stdout=self.log,
-                stderr=subprocess.STDOUT,
+        for c in cmds:
+            self.procs.append(
+                subprocess.Popen(  # cwd: ``python -m chatd`` puts it first on sys.path
+                    ["taskset", "-c", "0", *c],
+                    env=env,
+                    cwd=root,
+                    stdout=self.log,
+                    stderr=subprocess.STDOUT,
+                )
             )
-            for c in cmds
-        ]
-        self.proc = self.procs[0]
-        self.pid = self.proc.pid
-        # Whose CPU and context switches count: every server-side process (Redis too).
-        self.pids = [p.pid for p in self.procs] + ([self.redis.pid] if self.redis else [])
-        self.wait_ready()
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + 30
@@ -836,7 +861,7 @@ def run_point(
     if a.count:  # system calls of the server over the window (a count: load does not bend it)
         perf_stat = ["taskset", "-c", "1", "perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter"]
         counting = subprocess.Popen(
-            [*perf_stat, "-p", str(server.pid)],
+            [*perf_stat, "-p", ",".join(map(str, server.pids))],  # every server process
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -1015,15 +1040,23 @@ def main() -> int:
         action="store_true",
         help="py-spy chatd during each window (on core 1; perturbs the generator's figures)",
     )
-    p.add_argument(
-        "--no-lag-probe",
+    probe = p.add_mutually_exclusive_group()
+    probe.add_argument(
+        "--lag-probe",
         action="store_true",
-        help="run the servers without the lag probe (its 1 ms timer costs CPU in every server"
-        " process; no stall figures then)",
+        help="run the lag probe in every server: the loop-stall figures, at a cost in CPU that"
+        " differs between servers (the idler a server, the more of its ticks wake it), so its"
+        " CPU figures do not compare servers fairly",
+    )
+    probe.add_argument(
+        "--no-lag-probe",
+        action="store_false",
+        dest="lag_probe",
+        help="the default: no lag probe, no stall figures",
     )
     a = p.parse_args()
     GROUP = a.group  # read by the forked generator workers too
-    LAG_PROBE = not a.no_lag_probe
+    LAG_PROBE = a.lag_probe
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so servers are stopped in finally
     os.sched_setaffinity(0, {1})
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -1168,6 +1201,7 @@ def main() -> int:
             json.dumps(
                 {
                     "started": started,
+                    "git": git_state(),
                     "loadavg_start": load0,
                     "loadavg_end": os.getloadavg(),
                     "args": vars(a),

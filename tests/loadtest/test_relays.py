@@ -75,17 +75,33 @@ async def test_a_relay_sends_each_message_to_its_whole_room_and_nowhere_else(ser
     assert server.done(), "the relay did not stop when cancelled"
 
 
+async def _subscribed(url: str, channels: list[str], nodes: int) -> None:
+    """Wait until every channel has ``nodes`` subscribers at the Redis of ``url``."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                counts = dict(await client.pubsub_numsub(*channels))
+                if all(counts.get(c.encode(), 0) >= nodes for c in channels):
+                    return
+                await asyncio.sleep(0.02)
+    finally:
+        await client.aclose()
+
+
 @pytest.mark.parametrize("window", [0.0, 0.005])
 @pytest.mark.parametrize("nodes", [1, 2])
 async def test_the_batched_relay_alone_or_as_two_nodes_through_redis_relays_as_one(
     tmp_path: Path, nodes: int, window: float
 ) -> None:
     """``serve_rooms_batched``, the floor ``bench_relay --servers picows-1node@W,picows-2node@W``
-    sets beside chatd's one and two nodes: alone, or with a room's members split over two nodes
-    through Redis, every member gets every message once, in order (the sender's copy when its
-    batch closed, or after Redis answered it), and no other room's member gets any. A node that
-    delivered its own copies back from Redis would show each message twice; one that never
-    answered the sender would leave it waiting."""
+    sets beside chatd's one and two nodes: alone, or with a room's members and senders split
+    over two nodes through Redis, every member gets every message once, in order, its sender
+    included, none before the batch's window has passed, and no other room's member gets any.
+    A node that delivered its own copies back from Redis would show each message twice; one
+    that never answered the sender would leave it waiting."""
     from redisd import RedisServer
 
     bare_relay = _bare_relay()
@@ -105,23 +121,32 @@ async def test_the_batched_relay_alone_or_as_two_nodes_through_redis_relays_as_o
     ]
     clients: list[ClientConnection] = []
     try:
-        await asyncio.wait({*readies, *servers}, timeout=10, return_when=asyncio.ALL_COMPLETED)
+        pending: set[asyncio.Future[Any]] = {*readies, *servers}
+        async with asyncio.timeout(10):  # until every node listens, or one of them failed
+            while not all(r.done() for r in readies) and not any(t.done() for t in servers):
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         for server in servers:
             if server.done():
                 server.result()  # a node's own error
-        assert all(r.done() for r in readies), "a node did not start listening"
-        # room 1: two members on the first node, one on the last; room 2: one on each
+        # room 1: two members on the first node, one on the last; room 2: one on each, its
+        # sender on the last node (with two nodes, each node publishes)
         for room, at in (("1", 0), ("1", -1), ("1", 0), ("2", -1), ("2", 0)):
             clients.append(
                 await connect(f"ws://127.0.0.1:{ports[at]}/room/{room}", compression=None)
             )
         room_a, room_b = clients[:3], clients[3:]
-        await asyncio.sleep(0.3)  # every SUBSCRIBE confirmed before the first message
+        if redis is not None:  # every SUBSCRIBE in effect before the first message
+            await _subscribed(redis.url, ["/room/1", "/room/2"], nodes)
+        sent_at = loop.time()
         for i in range(5):
             await room_a[0].send(b"a%d" % i)
-        await room_b[1].send(b"b0")
+        await room_b[0].send(b"b0")
+        # a member on the sender's node: its copy needs no Redis, yet waits for the batch
+        first = await asyncio.wait_for(room_a[2].recv(), 5)
+        assert loop.time() - sent_at >= window * 0.9, "a copy left before its batch closed"
         expected_a = [b"a%d" % i for i in range(5)]
-        for ws in room_a:
+        assert [first, *await _drain(room_a[2], 4)] == expected_a
+        for ws in (room_a[0], room_a[1]):  # the sender's own copy included, in the order sent
             assert await _drain(ws, 5) == expected_a
         for ws in room_b:
             assert await _drain(ws, 1) == [b"b0"]
