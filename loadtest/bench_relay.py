@@ -112,13 +112,18 @@ def core_busy(core: int) -> tuple[float, float]:
 
 
 def git_state() -> str:
-    """This checkout's commit, ``+dirty`` when its tracked files differ from it: what ran."""
-
-    def git(*args: str) -> str:
-        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
-        return out.stdout.strip()
-
-    return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "-uno") else "")
+    """This checkout's commit, ``+dirty`` when its tracked files differ from it (untracked
+    files are not looked at), read when the run starts; ``unknown`` without git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "-uno"], cwd=REPO, capture_output=True
+        )
+    except OSError:
+        return "unknown"
+    if head.returncode or status.returncode:
+        return "unknown"
+    return head.stdout.decode().strip() + ("+dirty" if status.stdout.strip() else "")
 
 
 def free_port() -> int:
@@ -205,20 +210,21 @@ class Server:
         self.log = open(workdir / f"{label}-{self.port}.log", "wb")  # noqa: SIM115
         try:
             self._start(spec, relay, Path(tree).resolve() if tree else REPO, extra_env)
-        except BaseException:
+            self.proc = self.procs[0]
+            self.pid = self.proc.pid
+            # Whose CPU and context switches count: every server-side process (Redis too).
+            self.pids = [p.pid for p in self.procs] + ([self.redis.pid] if self.redis else [])
+            self.wait_ready()
+        except BaseException:  # SIGTERM (SystemExit) and Ctrl-C during the start included
             self.stop()  # whatever started: no redis-server or node left behind
             raise
-        self.proc = self.procs[0]
-        self.pid = self.proc.pid
-        # Whose CPU and context switches count: every server-side process (Redis too).
-        self.pids = [p.pid for p in self.procs] + ([self.redis.pid] if self.redis else [])
-        self.wait_ready()
 
     def _start(
         self, spec: str, relay: str | None, root: Path, extra_env: dict[str, str] | None
     ) -> None:
         """Start the server's processes (and a redis-server for ``picows-2node``)."""
         env = dict(os.environ)
+        env.pop(NO_PROBE, None)  # whatever the caller's environment says: this run's choice
         if not LAG_PROBE:
             env[NO_PROBE] = "1"
         env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (root, root / "protocol", HERE) if p)
@@ -903,7 +909,8 @@ def run_point(
     core0 = (b1[0] - b0[0]) / max(1e-9, b1[1] - b0[1])
     sent = sum(r["sent"] for r in res)
     acks = sum(r["acks"] for r in res)
-    stall, own_stall = server.max_lag_ms(m0 - 0.1, m1 + 0.1)
+    # No probe: no figure (None in the JSON, no row in the table), not NaN.
+    stall, own_stall = server.max_lag_ms(m0 - 0.1, m1 + 0.1) if LAG_PROBE else (None, None)
     out = {
         "mode": mode,
         "offered_deliveries_per_s": rate or None,
@@ -1076,6 +1083,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-relay-"))
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in names}
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    commit = git_state()
     load0 = os.getloadavg()
     for rep in range(a.reps):
         for spec, name in zip(kinds, names, strict=True):
@@ -1110,8 +1118,13 @@ def main() -> int:
                             f"  (others on core 0 {r['core0_others_pct']:2.0f}%)"
                             f"  p50/p99 {r['p50_ms']:.2f}/{r['p99_ms']:.2f} ms"
                             f" (sent late {r['send_late_p50_ms']:.2f}/{r['send_late_p99_ms']:.2f})"
-                            f"  stall {r['max_loop_stall_ms']:.1f} ms"
-                            f" (own {r['max_loop_stall_own_ms']:.1f})  unacked {r['unacked']}"
+                            + (
+                                f"  stall {r['max_loop_stall_ms']:.1f} ms"
+                                f" (own {r['max_loop_stall_own_ms']:.1f})"
+                                if r["max_loop_stall_ms"] is not None
+                                else ""
+                            )
+                            + f"  unacked {r['unacked']}"
                             f"  errors {r['errors']}  load {r['loadavg']:.1f}"
                             + (
                                 f"  syscalls/deliv {r['syscalls_per_delivery']:.2f}"
@@ -1201,7 +1214,7 @@ def main() -> int:
             json.dumps(
                 {
                     "started": started,
-                    "git": git_state(),
+                    "git": commit,
                     "loadavg_start": load0,
                     "loadavg_end": os.getloadavg(),
                     "args": vars(a),

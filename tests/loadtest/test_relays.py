@@ -128,6 +128,7 @@ async def test_the_batched_relay_alone_or_as_two_nodes_through_redis_relays_as_o
         for server in servers:
             if server.done():
                 server.result()  # a node's own error
+        assert all(r.done() for r in readies), "a node stopped without listening"
         # room 1: two members on the first node, one on the last; room 2: one on each, its
         # sender on the last node (with two nodes, each node publishes)
         for room, at in (("1", 0), ("1", -1), ("1", 0), ("2", -1), ("2", 0)):
