@@ -34,6 +34,19 @@ async def _drain(ws: ClientConnection, n: int) -> list[bytes]:
     return [m if isinstance(m, bytes) else m.encode() for m in got]
 
 
+async def _nothing_more(clients: list[ClientConnection]) -> None:
+    """No client gets anything more: no copy twice, none across rooms."""
+    for ws in clients:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.recv(), 0.2)
+
+
+async def _close(clients: list[ClientConnection]) -> None:
+    for ws in clients:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(), 5)
+
+
 @pytest.mark.parametrize("serve", ["serve_rooms", "serve_rooms_picows", "picows on uvloop"])
 async def test_a_relay_sends_each_message_to_its_whole_room_and_nowhere_else(serve: str) -> None:
     bare_relay = _bare_relay()
@@ -63,13 +76,9 @@ async def test_a_relay_sends_each_message_to_its_whole_room_and_nowhere_else(ser
             assert await _drain(ws, 5) == expected_a
         for ws in room_b:
             assert await _drain(ws, 1) == [b"b0"]
-        for ws in clients:  # nothing more: no copy crossed rooms
-            with pytest.raises(TimeoutError):
-                await asyncio.wait_for(ws.recv(), 0.2)
+        await _nothing_more(clients)
     finally:
-        for ws in clients:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 5)
+        await _close(clients)
         server.cancel()
         await asyncio.wait({server}, timeout=10)
     assert server.done(), "the relay did not stop when cancelled"
@@ -151,13 +160,9 @@ async def test_the_batched_relay_alone_or_as_two_nodes_through_redis_relays_as_o
             assert await _drain(ws, 5) == expected_a
         for ws in room_b:
             assert await _drain(ws, 1) == [b"b0"]
-        for ws in clients:  # nothing more: no own copy back from Redis, none across rooms
-            with pytest.raises(TimeoutError):
-                await asyncio.wait_for(ws.recv(), 0.2)
+        await _nothing_more(clients)  # no own copy back from Redis either
     finally:
-        for ws in clients:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), 5)
+        await _close(clients)
         for server in servers:
             server.cancel()
         await asyncio.wait(set(servers), timeout=10)
