@@ -145,18 +145,20 @@ async def serve_rooms_batched(
     the end of the loop turn) the batch closes, and only then do its copies leave, each to the
     room's other members on this node. (chatd's writer commits a lone write at once when idle
     and otherwise at most once per ``commit_interval``: the benchmark matches its batch sizes by
-    choosing ``window``, not its timing.) Alone
-    (no ``redis_url``), the sender's own copy (its "ack") leaves with them. As one node of a
-    cluster, the batch also goes to Redis as one pipeline of ``PUBLISH``es on the rooms'
+    choosing ``window``, not its timing.)
+
+    Alone (no ``redis_url``), the sender's own copy (its "ack") leaves with them. As one node
+    of a cluster, the batch also goes to Redis as one pipeline of ``PUBLISH``es on the rooms'
     channels, and the sender's copy leaves when Redis has answered it, as chatd acks only once
     its envelope is handed on. A node subscribes to the channel of every room with a member on
     it and delivers what the other nodes publish there at once; its own copies come back with
     the ``PUBLISH`` reply and are dropped by their first byte, the node's id. One RESP3
     connection, chatd's own (``chatd.broker.resp``), publishes and subscribes, as chatd's broker
     does, but without its flusher's one pipeline in flight at a time (at these windows one is
-    answered long before the next). Nothing is stored, nothing is retried: a floor, not a
-    server. Every 0.2 s the node
-    writes ``messages batches`` so far to the file ``counts`` (the benchmark's batch size)."""
+    answered long before the next).
+
+    Nothing is stored, nothing is retried: a floor, not a server. Every 0.2 s the node writes
+    ``messages batches`` so far to the file ``counts`` (the benchmark's batch size)."""
     from picows import (
         WSFrame,
         WSListener,

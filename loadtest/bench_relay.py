@@ -139,10 +139,10 @@ LAGPROBE = HERE / "lagprobe"
 NO_PROBE = "BENCH_NO_LAG_PROBE"
 """Set in a server's environment (unless ``--lag-probe``): it runs without the lag probe."""
 LAG_PROBE = False
-"""``--lag-probe`` sets it. Off by default: the probe's 1 ms timer wakes a server process up to
-1,000 times a second, and a wake-up costs tens of µs here, so it added about 33 µs per message
-to the picows relay in the direct shape (4,000 copies/s) and little to a busier chatd: with it,
-the servers' CPU figures do not compare fairly (``README.md``, issue 16, fourteenth session)."""
+"""``--lag-probe`` sets it. Off by default: the probe (a 1 ms timer in each server) costs CPU,
+and unequally: in the direct shape (4,000 copies/s) it added about 33 µs per message to the
+picows relay, 19 to the python-websockets relay and 14 to chatd (why was not measured), so with
+it the servers' CPU figures do not compare fairly (``README.md``, issue 16, the correction)."""
 
 
 def serve_chatd(lag_file: str, argv: list[str]) -> None:
@@ -177,9 +177,9 @@ RELAYS = ("relay", "picows", "picows-uvloop", *BATCHED)
 """The bare relays (``bare_relay.py``): python-websockets, and the same relay on picows, on
 aiofastnet's socket transports (picows' default) or on uvloop's; and the floor of chatd's
 Redis hop (issue 13, ``bare_relay.serve_rooms_batched``): ``picows-1node@W``, the picows relay
-closing a batch W ms after its first message as a chatd node closes a commit, and
-``picows-2node@W``, two such nodes through a throwaway redis-server, each group's members
-split between them."""
+closing a batch W ms after its first message (W chosen so that its batches are as large as
+chatd's commits), and ``picows-2node@W``, two such nodes through a throwaway redis-server, each
+group's members split between them."""
 
 
 def relay_kind(spec: str) -> str | None:
