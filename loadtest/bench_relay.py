@@ -197,7 +197,7 @@ class Server:
 
     def __init__(self, spec: str, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
         label, _, tree = spec.partition("=")
-        relay = relay_kind(spec)
+        relay = self.relay = relay_kind(spec)
         kind = "relay" if relay else "chatd"
         self.kind = kind
         self.label = label
@@ -300,7 +300,7 @@ class Server:
         ``lagprobe``): what the server's own work held the loop, at least."""
         stalls: list[float] = []
         nets: list[float] = []
-        for lag_file in self.lag_files if LAG_PROBE else ():  # every node's: the longest of any
+        for lag_file in self.lag_files:  # every node's: the longest of any
             with open(lag_file) as f:
                 for line in f:
                     t, ms, *queued = line.split()
@@ -313,7 +313,7 @@ class Server:
     def batch_counts(self) -> tuple[int, int] | None:
         """``picows-1node`` / ``picows-2node``: messages and batches its nodes have closed so
         far; None for any other server."""
-        if relay_kind(self.label) not in BATCHED:
+        if self.relay not in BATCHED:
             return None
         messages = batches = 0
         for lag_file in self.lag_files:
@@ -1052,8 +1052,7 @@ def main() -> int:
         "--lag-probe",
         action="store_true",
         help="run the lag probe in every server: the loop-stall figures, at a cost in CPU that"
-        " differs between servers (the idler a server, the more of its ticks wake it), so its"
-        " CPU figures do not compare servers fairly",
+        " differs between servers, so its CPU figures do not compare servers fairly",
     )
     probe.add_argument(
         "--no-lag-probe",
